@@ -1,0 +1,189 @@
+//! rustls configurations for the controller and its clients. One crypto provider (ring).
+//!
+//! - The controller's server config accepts connections with or without a client certificate
+//!   (enrollment needs none); a presented one must chain to our CA. Each service then decides
+//!   whether it requires one and which identity it accepts.
+//! - Agents enrolling for the first time trust the controller only through the CA hash they
+//!   were given (the CA must be in the chain the server sends).
+//! - Enrolled agents and admins trust exactly our CA and present their own certificate.
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{self, CertificateDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+use crate::{CaHash, PrivateKeyDer};
+
+/// The process's one crypto provider.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("TLS configuration failed: {0}")]
+    Rustls(#[from] rustls::Error),
+    #[error("TLS client verifier configuration failed: {0}")]
+    Verifier(#[from] rustls::server::VerifierBuilderError),
+}
+
+fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    roots.add(CertificateDer::from(ca_der.to_vec()))?;
+    Ok(Arc::new(roots))
+}
+
+fn chain(certs: &[Vec<u8>]) -> Vec<CertificateDer<'static>> {
+    certs.iter().map(|c| CertificateDer::from(c.clone())).collect()
+}
+
+fn key(key: &PrivateKeyDer) -> pki_types::PrivateKeyDer<'static> {
+    pki_types::PrivateKeyDer::Pkcs8(pki_types::PrivatePkcs8KeyDer::from(key.as_bytes().to_vec()))
+}
+
+/// The controller's server config: optional client certificates chained to `ca_der`, ALPN h2.
+/// `server_chain` is the server certificate followed by the CA certificate, so agents can pin
+/// the CA by hash.
+pub fn server_config(
+    ca_der: &[u8],
+    server_chain: &[Vec<u8>],
+    server_key: &PrivateKeyDer,
+) -> Result<ServerConfig, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_der)?, provider())
+        .allow_unauthenticated()
+        .build()?;
+    let mut config = ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain(server_chain), key(server_key))?;
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// A client config that trusts exactly `ca_der` and, when given, presents a client identity.
+pub fn client_config(
+    ca_der: &[u8],
+    identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots(ca_der)?);
+    let mut config = match identity {
+        Some((certs, private_key)) => builder.with_client_auth_cert(chain(certs), key(private_key))?,
+        None => builder.with_no_client_auth(),
+    };
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(config)
+}
+
+/// What a pinned connection saw: the hash of the CA the server presented when it did not
+/// match the pin, so the agent can say exactly what was wrong.
+#[derive(Clone, Debug, Default)]
+pub struct PinReport(Arc<Mutex<Option<String>>>);
+
+impl PinReport {
+    /// `Some(description)` when the server's chain did not contain the pinned CA.
+    pub fn mismatch(&self) -> Option<String> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn record(&self, what: String) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(what);
+    }
+}
+
+/// A client config that trusts a server only if its chain contains the CA whose certificate
+/// hashes to `pin`, and the server certificate verifies against that CA for the host name.
+pub fn pinned_client_config(pin: CaHash) -> Result<(ClientConfig, PinReport), TlsError> {
+    let report = PinReport::default();
+    let verifier = PinnedCaVerifier {
+        pin,
+        provider: provider(),
+        report: report.clone(),
+    };
+    let mut config = ClientConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    Ok((config, report))
+}
+
+#[derive(Debug)]
+struct PinnedCaVerifier {
+    pin: CaHash,
+    provider: Arc<CryptoProvider>,
+    report: PinReport,
+}
+
+impl ServerCertVerifier for PinnedCaVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let Some(ca) = intermediates.iter().find(|c| self.pin.matches(c)) else {
+            let seen: Vec<String> = intermediates
+                .iter()
+                .map(|c| CaHash::of_certificate(c).to_string())
+                .collect();
+            let what = if seen.is_empty() {
+                "the server sent no CA certificate".to_owned()
+            } else {
+                format!("the server's CA is {}", seen.join(", "))
+            };
+            self.report.record(what.clone());
+            return Err(rustls::Error::General(format!(
+                "CA pin mismatch: expected {}, {what}",
+                self.pin
+            )));
+        };
+        let roots = roots(ca).map_err(|e| rustls::Error::General(e.to_string()))?;
+        let inner = WebPkiServerVerifier::builder_with_provider(roots, self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        inner.verify_server_cert(end_entity, &[], server_name, ocsp_response, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}

@@ -1,0 +1,134 @@
+//! Validation of a presented certificate against Ward's CA, and identity extraction.
+//!
+//! rustls/webpki already checks the chain during the handshake; this is the second, explicit
+//! check every service runs before trusting an identity, and the only place a certificate
+//! becomes an [`Identity`].
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+use x509_parser::certificate::X509Certificate;
+use x509_parser::extensions::GeneralName;
+use x509_parser::prelude::FromDer;
+
+use crate::identity::{Identity, IdentityError};
+
+/// How far a certificate's validity window may be stretched for clock differences.
+pub const DEFAULT_SKEW: Duration = Duration::from_secs(5 * 60);
+
+/// A certificate that passed every check, reduced to what authorization needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerCertificate {
+    pub identity: Identity,
+    /// Lower-case hex of the serial number's bytes.
+    pub serial: String,
+    pub not_after: OffsetDateTime,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ValidationError {
+    #[error("the certificate is not valid DER X.509")]
+    Malformed,
+    #[error("the certificate was not issued by this controller's CA")]
+    NotIssuedByCa,
+    #[error("the certificate is not valid before {0}")]
+    NotYetValid(OffsetDateTime),
+    #[error("the certificate expired at {0}")]
+    Expired(OffsetDateTime),
+    #[error("the certificate is a CA certificate (CA:TRUE) and cannot identify a client")]
+    IsCa,
+    #[error("the certificate lacks the TLS client authentication extended key usage")]
+    NotForClientAuth,
+    #[error("the certificate has no ward:// URI SAN")]
+    NoIdentity,
+    #[error("the certificate has {0} URI SANs; exactly one ward:// URI is allowed")]
+    SeveralIdentities(usize),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// Checks a client certificate: issued by `ca_der`, inside its validity window (± `skew`),
+/// `CA:FALSE`, TLS client EKU, exactly one `ward://` URI SAN. Returns its identity.
+pub fn validate_client_certificate(
+    leaf_der: &[u8],
+    ca_der: &[u8],
+    now: OffsetDateTime,
+    skew: Duration,
+) -> Result<PeerCertificate, ValidationError> {
+    let (rest, leaf) = X509Certificate::from_der(leaf_der).map_err(|_| ValidationError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(ValidationError::Malformed);
+    }
+    let (_, ca) = X509Certificate::from_der(ca_der).map_err(|_| ValidationError::Malformed)?;
+
+    check_issued_by(&leaf, &ca)?;
+    check_validity(&leaf, now, skew)?;
+    if leaf.is_ca() {
+        return Err(ValidationError::IsCa);
+    }
+    let client_auth = leaf
+        .extended_key_usage()
+        .map_err(|_| ValidationError::Malformed)?
+        .is_some_and(|eku| eku.value.client_auth);
+    if !client_auth {
+        return Err(ValidationError::NotForClientAuth);
+    }
+    let identity = identity_of(&leaf)?;
+    Ok(PeerCertificate {
+        identity,
+        serial: hex::encode(leaf.raw_serial()),
+        not_after: leaf.validity().not_after.to_datetime(),
+    })
+}
+
+fn check_issued_by(leaf: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> Result<(), ValidationError> {
+    if leaf.issuer() != ca.subject() {
+        return Err(ValidationError::NotIssuedByCa);
+    }
+    leaf.verify_signature(Some(ca.public_key()))
+        .map_err(|_| ValidationError::NotIssuedByCa)
+}
+
+fn check_validity(
+    cert: &X509Certificate<'_>,
+    now: OffsetDateTime,
+    skew: Duration,
+) -> Result<(), ValidationError> {
+    let not_before = cert.validity().not_before.to_datetime();
+    let not_after = cert.validity().not_after.to_datetime();
+    if now + skew < not_before {
+        return Err(ValidationError::NotYetValid(not_before));
+    }
+    if now - skew > not_after {
+        return Err(ValidationError::Expired(not_after));
+    }
+    Ok(())
+}
+
+/// The identity in the certificate's single URI SAN. The subject CN is never consulted.
+pub fn identity_of(cert: &X509Certificate<'_>) -> Result<Identity, ValidationError> {
+    let san = cert
+        .subject_alternative_name()
+        .map_err(|_| ValidationError::Malformed)?;
+    let uris: Vec<&str> = san
+        .map(|ext| {
+            ext.value
+                .general_names
+                .iter()
+                .filter_map(|name| match name {
+                    GeneralName::URI(uri) => Some(*uri),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    match uris.as_slice() {
+        [] => Err(ValidationError::NoIdentity),
+        [uri] => Ok(Identity::from_uri(uri)?),
+        many => Err(ValidationError::SeveralIdentities(many.len())),
+    }
+}
+
+#[cfg(test)]
+#[path = "validate_tests.rs"]
+mod tests;
