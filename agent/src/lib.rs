@@ -1,1 +1,26 @@
+//! Ward's device agent: enrollment, periodic check-in, status.
+//!
+//! The binary (`ward-agent`) only parses arguments and calls [`cli::main`].
 
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod cli;
+pub mod enroll;
+pub mod error;
+pub mod facts;
+pub mod run;
+pub mod secrets;
+pub mod state;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
+    t.format(&Rfc3339)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+pub(crate) fn now_rfc3339() -> String {
+    rfc3339(OffsetDateTime::now_utc())
+}

@@ -4,8 +4,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
-    IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
 };
 use rustls::pki_types::CertificateDer;
 use time::OffsetDateTime;
@@ -89,8 +89,13 @@ impl CertificateAuthority {
 
     fn from_der(cert_der: Vec<u8>, key: PrivateKeyDer) -> Result<Self, CertError> {
         let key_pair = key.key_pair()?;
-        let issuer = Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.as_slice()), key_pair)?;
-        let ca = Self { cert_der, key, issuer };
+        let issuer =
+            Issuer::from_ca_cert_der(&CertificateDer::from(cert_der.as_slice()), key_pair)?;
+        let ca = Self {
+            cert_der,
+            key,
+            issuer,
+        };
         ca.check_key_matches()?;
         Ok(ca)
     }
@@ -100,13 +105,17 @@ impl CertificateAuthority {
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&self.cert_der)
             .map_err(|_| CertError::Invalid("the CA certificate does not parse".into()))?;
         let key_pair = self.key.key_pair()?;
-        if cert.public_key().raw != rcgen::PublicKeyData::subject_public_key_info(&key_pair).as_slice() {
+        if cert.public_key().raw
+            != rcgen::PublicKeyData::subject_public_key_info(&key_pair).as_slice()
+        {
             return Err(CertError::Invalid(
                 "the CA key does not belong to the CA certificate".into(),
             ));
         }
         if !cert.is_ca() {
-            return Err(CertError::Invalid("the CA certificate is not a CA (CA:FALSE)".into()));
+            return Err(CertError::Invalid(
+                "the CA certificate is not a CA (CA:FALSE)".into(),
+            ));
         }
         Ok(())
     }
@@ -300,9 +309,16 @@ mod tests {
         // The CSR asks for another device's URI, a DNS name, CA:TRUE and serverAuth.
         let key = KeyPair::generate().unwrap();
         let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, requested.to_string());
+        params
+            .distinguished_name
+            .push(DnType::CommonName, requested.to_string());
         params.subject_alt_names = vec![
-            SanType::URI(format!("ward://device/{requested}").as_str().try_into().unwrap()),
+            SanType::URI(
+                format!("ward://device/{requested}")
+                    .as_str()
+                    .try_into()
+                    .unwrap(),
+            ),
             SanType::DnsName("evil.example".try_into().unwrap()),
         ];
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -325,7 +341,13 @@ mod tests {
         let eku = cert.extended_key_usage().unwrap().unwrap().value;
         assert!(eku.client_auth && !eku.server_auth);
         assert_eq!(cert.public_key().raw, csr.public_key_der());
-        let cn = cert.subject().iter_common_name().next().unwrap().as_str().unwrap();
+        let cn = cert
+            .subject()
+            .iter_common_name()
+            .next()
+            .unwrap()
+            .as_str()
+            .unwrap();
         assert_eq!(cn, assigned.to_string());
     }
 
@@ -335,7 +357,12 @@ mod tests {
         let key = PrivateKeyDer::generate().unwrap();
         let csr = VerifiedCsr::from_der(&make_csr(&key, "x").unwrap()).unwrap();
         let issued = ca
-            .issue_client(&csr, &Identity::Device(uuid::Uuid::new_v4()), now(), DEVICE_LIFETIME)
+            .issue_client(
+                &csr,
+                &Identity::Device(uuid::Uuid::new_v4()),
+                now(),
+                DEVICE_LIFETIME,
+            )
             .unwrap();
         assert_eq!(issued.not_after - issued.not_before, DEVICE_LIFETIME);
         let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&issued.der).unwrap();
@@ -364,6 +391,9 @@ mod tests {
             crate::validate::identity_of(&cert).unwrap(),
             Identity::Controller("ward.example.org".into())
         );
-        assert!(ca.issue_server(&["bad name!".to_owned()], now(), SERVER_LIFETIME).is_err());
+        assert!(
+            ca.issue_server(&["bad name!".to_owned()], now(), SERVER_LIFETIME)
+                .is_err()
+        );
     }
 }

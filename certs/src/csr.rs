@@ -23,7 +23,9 @@ pub enum CsrError {
     TrailingData,
     #[error("the certificate signing request's signature does not verify (no proof of possession)")]
     BadSignature,
-    #[error("the certificate signing request's key type is not supported: use ECDSA P-256 or Ed25519")]
+    #[error(
+        "the certificate signing request's key type is not supported: use ECDSA P-256 or Ed25519"
+    )]
     UnsupportedKey,
     #[error("the certificate signing request is larger than {0} bytes")]
     TooLarge(usize),
@@ -38,7 +40,8 @@ impl VerifiedCsr {
         if der.len() > MAX_CSR_BYTES {
             return Err(CsrError::TooLarge(MAX_CSR_BYTES));
         }
-        let (rest, csr) = X509CertificationRequest::from_der(der).map_err(|_| CsrError::Malformed)?;
+        let (rest, csr) =
+            X509CertificationRequest::from_der(der).map_err(|_| CsrError::Malformed)?;
         if !rest.is_empty() {
             return Err(CsrError::TrailingData);
         }
@@ -56,7 +59,9 @@ impl VerifiedCsr {
             return Err(CsrError::UnsupportedKey);
         }
         csr.verify_signature().map_err(|_| CsrError::BadSignature)?;
-        Ok(Self { spki_der: spki.raw.to_vec() })
+        Ok(Self {
+            spki_der: spki.raw.to_vec(),
+        })
     }
 
     /// The DER SubjectPublicKeyInfo the certificate will carry.
@@ -94,7 +99,9 @@ mod tests {
     #[test]
     fn an_ed25519_csr_verifies() {
         let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
-        let csr = rcgen::CertificateParams::default().serialize_request(&key_pair).unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key_pair)
+            .unwrap();
         VerifiedCsr::from_der(csr.der()).unwrap();
     }
 
@@ -105,23 +112,37 @@ mod tests {
         // The signature is the last element of the DER; flip a bit inside it.
         let last = csr.len() - 3;
         csr[last] ^= 0x01;
-        assert_eq!(VerifiedCsr::from_der(&csr).unwrap_err(), CsrError::BadSignature);
+        assert_eq!(
+            VerifiedCsr::from_der(&csr).unwrap_err(),
+            CsrError::BadSignature
+        );
     }
 
     #[test]
     fn csr_with_unsupported_key_type_is_rejected() {
         let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
-        let csr = rcgen::CertificateParams::default().serialize_request(&key_pair).unwrap();
-        assert_eq!(VerifiedCsr::from_der(csr.der()).unwrap_err(), CsrError::UnsupportedKey);
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key_pair)
+            .unwrap();
+        assert_eq!(
+            VerifiedCsr::from_der(csr.der()).unwrap_err(),
+            CsrError::UnsupportedKey
+        );
     }
 
     #[test]
     fn garbage_and_trailing_bytes_are_rejected() {
-        assert_eq!(VerifiedCsr::from_der(b"not a csr").unwrap_err(), CsrError::Malformed);
+        assert_eq!(
+            VerifiedCsr::from_der(b"not a csr").unwrap_err(),
+            CsrError::Malformed
+        );
         let key = PrivateKeyDer::generate().unwrap();
         let mut csr = make_csr(&key, "laptop").unwrap();
         csr.push(0);
-        assert_eq!(VerifiedCsr::from_der(&csr).unwrap_err(), CsrError::TrailingData);
+        assert_eq!(
+            VerifiedCsr::from_der(&csr).unwrap_err(),
+            CsrError::TrailingData
+        );
         assert_eq!(
             VerifiedCsr::from_der(&vec![0x30; MAX_CSR_BYTES + 1]).unwrap_err(),
             CsrError::TooLarge(MAX_CSR_BYTES)

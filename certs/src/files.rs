@@ -81,6 +81,9 @@ mod tests {
         replace_file(&path, b"a", 0o600).unwrap();
         replace_file(&path, b"b", 0o600).unwrap();
         assert_eq!(fs::read(&path).unwrap(), b"b");
-        assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
     }
 }

@@ -36,8 +36,8 @@ impl Identity {
         match kind {
             "device" => {
                 // Only the canonical hyphenated lower-case form, so one device has one URI.
-                let id = Uuid::parse_str(name)
-                    .map_err(|_| IdentityError::Malformed(uri.to_owned()))?;
+                let id =
+                    Uuid::parse_str(name).map_err(|_| IdentityError::Malformed(uri.to_owned()))?;
                 if id.hyphenated().to_string() != name {
                     return Err(IdentityError::Malformed(uri.to_owned()));
                 }
@@ -84,10 +84,12 @@ impl FromStr for AdminName {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.chars().next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
-            && s
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'));
+            && s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && s.chars().all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            });
         if ok {
             Ok(Self(s.to_owned()))
         } else {
@@ -135,7 +137,10 @@ mod tests {
 
     #[test]
     fn non_canonical_or_foreign_uris_are_refused() {
-        let upper = format!("ward://device/{}", Uuid::new_v4().to_string().to_uppercase());
+        let upper = format!(
+            "ward://device/{}",
+            Uuid::new_v4().to_string().to_uppercase()
+        );
         for bad in [
             "https://device/x",
             "ward://device/not-a-uuid",

@@ -65,7 +65,13 @@ mod tests {
 
     #[test]
     fn refuses_malformed_hashes() {
-        for bad in ["", "sha256:", "sha1:00", "sha256:zz", &format!("sha256:{}", "0".repeat(62))] {
+        for bad in [
+            "",
+            "sha256:",
+            "sha1:00",
+            "sha256:zz",
+            &format!("sha256:{}", "0".repeat(62)),
+        ] {
             assert!(bad.parse::<CaHash>().is_err(), "{bad} accepted");
         }
     }

@@ -38,7 +38,10 @@ fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
 }
 
 fn chain(certs: &[Vec<u8>]) -> Vec<CertificateDer<'static>> {
-    certs.iter().map(|c| CertificateDer::from(c.clone())).collect()
+    certs
+        .iter()
+        .map(|c| CertificateDer::from(c.clone()))
+        .collect()
 }
 
 fn key(key: &PrivateKeyDer) -> pki_types::PrivateKeyDer<'static> {
@@ -73,7 +76,9 @@ pub fn client_config(
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca_der)?);
     let mut config = match identity {
-        Some((certs, private_key)) => builder.with_client_auth_cert(chain(certs), key(private_key))?,
+        Some((certs, private_key)) => {
+            builder.with_client_auth_cert(chain(certs), key(private_key))?
+        }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
@@ -88,7 +93,10 @@ pub struct PinReport(Arc<Mutex<Option<String>>>);
 impl PinReport {
     /// `Some(description)` when the server's chain did not contain the pinned CA.
     pub fn mismatch(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn record(&self, what: String) {

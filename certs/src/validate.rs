@@ -55,7 +55,8 @@ pub fn validate_client_certificate(
     now: OffsetDateTime,
     skew: Duration,
 ) -> Result<PeerCertificate, ValidationError> {
-    let (rest, leaf) = X509Certificate::from_der(leaf_der).map_err(|_| ValidationError::Malformed)?;
+    let (rest, leaf) =
+        X509Certificate::from_der(leaf_der).map_err(|_| ValidationError::Malformed)?;
     if !rest.is_empty() {
         return Err(ValidationError::Malformed);
     }
@@ -81,7 +82,10 @@ pub fn validate_client_certificate(
     })
 }
 
-fn check_issued_by(leaf: &X509Certificate<'_>, ca: &X509Certificate<'_>) -> Result<(), ValidationError> {
+fn check_issued_by(
+    leaf: &X509Certificate<'_>,
+    ca: &X509Certificate<'_>,
+) -> Result<(), ValidationError> {
     if leaf.issuer() != ca.subject() {
         return Err(ValidationError::NotIssuedByCa);
     }
@@ -132,3 +136,12 @@ pub fn identity_of(cert: &X509Certificate<'_>) -> Result<Identity, ValidationErr
 #[cfg(test)]
 #[path = "validate_tests.rs"]
 mod tests;
+
+/// The controller name in a server certificate's `ward://controller/<name>` URI SAN.
+pub fn controller_name(cert_der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(cert_der).ok()?;
+    match identity_of(&cert).ok()? {
+        Identity::Controller(name) => Some(name),
+        _ => None,
+    }
+}

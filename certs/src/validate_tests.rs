@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::*;
 use crate::CertificateAuthority;
-use crate::csr::{VerifiedCsr, make_csr};
 use crate::ca::DEVICE_LIFETIME;
+use crate::csr::{VerifiedCsr, make_csr};
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
@@ -43,7 +43,9 @@ fn check(ca: &CertificateAuthority, leaf: &[u8]) -> Result<PeerCertificate, Vali
 fn issue_device(ca: &CertificateAuthority, id: Uuid, at: OffsetDateTime) -> Vec<u8> {
     let key = crate::PrivateKeyDer::generate().unwrap();
     let csr = VerifiedCsr::from_der(&make_csr(&key, "x").unwrap()).unwrap();
-    ca.issue_client(&csr, &Identity::Device(id), at, DEVICE_LIFETIME).unwrap().der
+    ca.issue_client(&csr, &Identity::Device(id), at, DEVICE_LIFETIME)
+        .unwrap()
+        .der
 }
 
 #[test]
@@ -59,7 +61,10 @@ fn cert_from_other_ca_is_rejected() {
     let ours = CertificateAuthority::create("test", now()).unwrap();
     let theirs = CertificateAuthority::create("test", now()).unwrap();
     let leaf = issue_device(&theirs, Uuid::new_v4(), now());
-    assert_eq!(check(&ours, &leaf).unwrap_err(), ValidationError::NotIssuedByCa);
+    assert_eq!(
+        check(&ours, &leaf).unwrap_err(),
+        ValidationError::NotIssuedByCa
+    );
 }
 
 #[test]
@@ -68,21 +73,30 @@ fn cert_with_tampered_signature_is_rejected() {
     let mut leaf = issue_device(&ca, Uuid::new_v4(), now());
     let n = leaf.len();
     leaf[n - 3] ^= 0x01;
-    assert_eq!(check(&ca, &leaf).unwrap_err(), ValidationError::NotIssuedByCa);
+    assert_eq!(
+        check(&ca, &leaf).unwrap_err(),
+        ValidationError::NotIssuedByCa
+    );
 }
 
 #[test]
 fn expired_cert_is_rejected() {
     let ca = CertificateAuthority::create("test", now() - Duration::from_secs(30 * 86400)).unwrap();
     let leaf = issue_device(&ca, Uuid::new_v4(), now() - Duration::from_secs(8 * 86400));
-    assert!(matches!(check(&ca, &leaf).unwrap_err(), ValidationError::Expired(_)));
+    assert!(matches!(
+        check(&ca, &leaf).unwrap_err(),
+        ValidationError::Expired(_)
+    ));
 }
 
 #[test]
 fn not_yet_valid_cert_is_rejected() {
     let ca = CertificateAuthority::create("test", now()).unwrap();
     let leaf = issue_device(&ca, Uuid::new_v4(), now() + Duration::from_secs(3600));
-    assert!(matches!(check(&ca, &leaf).unwrap_err(), ValidationError::NotYetValid(_)));
+    assert!(matches!(
+        check(&ca, &leaf).unwrap_err(),
+        ValidationError::NotYetValid(_)
+    ));
 }
 
 #[test]
@@ -101,13 +115,19 @@ fn cert_with_two_uri_sans_is_rejected() {
         &ca,
         client_params(vec![device_uri(Uuid::new_v4()), device_uri(Uuid::new_v4())]),
     );
-    assert_eq!(check(&ca, &leaf).unwrap_err(), ValidationError::SeveralIdentities(2));
+    assert_eq!(
+        check(&ca, &leaf).unwrap_err(),
+        ValidationError::SeveralIdentities(2)
+    );
 }
 
 #[test]
 fn cert_without_uri_san_is_rejected() {
     let ca = CertificateAuthority::create("test", now()).unwrap();
-    let leaf = raw_leaf(&ca, client_params(vec![SanType::DnsName("laptop".try_into().unwrap())]));
+    let leaf = raw_leaf(
+        &ca,
+        client_params(vec![SanType::DnsName("laptop".try_into().unwrap())]),
+    );
     assert_eq!(check(&ca, &leaf).unwrap_err(), ValidationError::NoIdentity);
     let leaf = raw_leaf(&ca, client_params(vec![]));
     assert_eq!(check(&ca, &leaf).unwrap_err(), ValidationError::NoIdentity);
@@ -120,7 +140,10 @@ fn cert_with_foreign_uri_is_rejected() {
         &ca,
         client_params(vec![SanType::URI("spiffe://x/y".try_into().unwrap())]),
     );
-    assert!(matches!(check(&ca, &leaf).unwrap_err(), ValidationError::Identity(_)));
+    assert!(matches!(
+        check(&ca, &leaf).unwrap_err(),
+        ValidationError::Identity(_)
+    ));
 }
 
 #[test]
@@ -140,7 +163,10 @@ fn leaf_with_ca_true_is_rejected() {
     let ca = CertificateAuthority::create("test", now()).unwrap();
     let mut params = client_params(vec![device_uri(Uuid::new_v4())]);
     params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    assert_eq!(check(&ca, &raw_leaf(&ca, params)).unwrap_err(), ValidationError::IsCa);
+    assert_eq!(
+        check(&ca, &raw_leaf(&ca, params)).unwrap_err(),
+        ValidationError::IsCa
+    );
 }
 
 #[test]
@@ -148,14 +174,23 @@ fn leaf_without_client_auth_eku_is_rejected() {
     let ca = CertificateAuthority::create("test", now()).unwrap();
     let mut params = client_params(vec![device_uri(Uuid::new_v4())]);
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    assert_eq!(check(&ca, &raw_leaf(&ca, params)).unwrap_err(), ValidationError::NotForClientAuth);
+    assert_eq!(
+        check(&ca, &raw_leaf(&ca, params)).unwrap_err(),
+        ValidationError::NotForClientAuth
+    );
     let mut params = client_params(vec![device_uri(Uuid::new_v4())]);
     params.extended_key_usages = vec![];
-    assert_eq!(check(&ca, &raw_leaf(&ca, params)).unwrap_err(), ValidationError::NotForClientAuth);
+    assert_eq!(
+        check(&ca, &raw_leaf(&ca, params)).unwrap_err(),
+        ValidationError::NotForClientAuth
+    );
 }
 
 #[test]
 fn garbage_is_rejected() {
     let ca = CertificateAuthority::create("test", now()).unwrap();
-    assert_eq!(check(&ca, b"\x30\x03abc").unwrap_err(), ValidationError::Malformed);
+    assert_eq!(
+        check(&ca, b"\x30\x03abc").unwrap_err(),
+        ValidationError::Malformed
+    );
 }

@@ -1,1 +1,17 @@
+//! Ward's controller: the gRPC service with its own CA, its store, and the `wardctl` CLI.
+//!
+//! - [`core`]: domain types and rules (no tonic, no sqlx).
+//! - [`app`]: the operations, over the [`store::Store`] trait.
+//! - [`store`]: persistence (SQLite by default).
+//! - [`server`]: the TLS listener and the three gRPC services.
+//! - [`cli`]: `wardctl`.
 
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod bundle;
+pub mod cli;
+pub mod core;
+pub mod datadir;
+pub mod server;
+pub mod store;

@@ -21,7 +21,9 @@ pub struct ServerUrl {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("server URL {0:?} is not valid: expected https://HOST[:PORT], e.g. https://ward.hospital.org:7443")]
+#[error(
+    "server URL {0:?} is not valid: expected https://HOST[:PORT], e.g. https://ward.hospital.org:7443"
+)]
 pub struct ServerUrlError(String);
 
 impl FromStr for ServerUrl {
@@ -124,7 +126,9 @@ pub async fn connect(
             };
             tokio::time::timeout(connect_timeout, attempt)
                 .await
-                .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out"))?
+                .map_err(|_| {
+                    std::io::Error::new(std::io::ErrorKind::TimedOut, "connection timed out")
+                })?
         }
     });
     // The connector does TCP and TLS itself; the endpoint URI only names the authority.
@@ -176,7 +180,14 @@ mod tests {
         let url: ServerUrl = "https://[::1]:9000".parse().unwrap();
         assert_eq!(url.host(), "::1");
         assert_eq!(url.to_string(), "https://[::1]:9000");
-        for bad in ["http://x", "x:1", "https://", "https://a/b", "https://u@h", "ftp://h"] {
+        for bad in [
+            "http://x",
+            "x:1",
+            "https://",
+            "https://a/b",
+            "https://u@h",
+            "ftp://h",
+        ] {
             assert!(bad.parse::<ServerUrl>().is_err(), "{bad} accepted");
         }
     }

@@ -1,0 +1,252 @@
+//! `ward-agent` command line.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use ward_certs::CaHash;
+use ward_proto::transport::ServerUrl;
+
+use crate::enroll::{EnrollOptions, enroll};
+use crate::error::AgentError;
+use crate::run::{RunOptions, run};
+use crate::secrets::SecretStoreKind;
+use crate::state::StateDir;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "ward-agent",
+    version,
+    about = "Ward device agent: enrolls this device, checks in, and obeys the controller",
+    after_help = "Exit codes: 0 ok, 1 failed, 2 bad usage or rejected input."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Args)]
+struct StateArgs {
+    /// Where the agent keeps its certificate, CA pin, key (file store) and state
+    #[arg(
+        long,
+        env = "WARD_AGENT_STATE_DIR",
+        default_value = "/var/lib/ward-agent",
+        value_name = "DIR"
+    )]
+    state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Enroll this device with a one-time token from `wardctl token create`
+    Enroll {
+        /// The controller, e.g. https://ward.hospital.org:7443
+        #[arg(long, value_name = "URL")]
+        server: String,
+        /// The one-time enrollment token (or set WARD_ENROLL_TOKEN to keep it out of the process list)
+        #[arg(
+            long,
+            env = "WARD_ENROLL_TOKEN",
+            hide_env_values = true,
+            value_name = "TOKEN"
+        )]
+        token: String,
+        /// The controller CA's hash, sha256:HEX, as printed by `wardctl token create`
+        #[arg(long, value_name = "sha256:HEX")]
+        ca_hash: String,
+        /// Where to keep the device's private key
+        #[arg(long, value_enum, default_value_t = SecretStoreKind::platform_default())]
+        secret_store: SecretStoreKind,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Run the agent: check in periodically and reconnect with backoff
+    Run {
+        /// Controller URL; repeat for failover order [default: the one enrolled with]
+        #[arg(long = "server", value_name = "URL")]
+        servers: Vec<String>,
+        /// Log format on stderr
+        #[arg(long, value_enum, default_value = "text")]
+        log_format: LogFormat,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+    /// Show this device's enrollment and last check-in
+    Status {
+        /// Output format [default: table on a terminal, json otherwise]
+        #[arg(long, short = 'o', value_enum)]
+        output: Option<Output>,
+        #[command(flatten)]
+        state: StateArgs,
+    },
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum, PartialEq, Eq)]
+enum Output {
+    Table,
+    Json,
+}
+
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(dispatch(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit_code()
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), AgentError> {
+    match cli.command {
+        Command::Enroll {
+            server,
+            token,
+            ca_hash,
+            secret_store,
+            state,
+        } => {
+            init_tracing(LogFormat::Text, "warn");
+            let options =
+                EnrollOptions {
+                    server: server.parse().map_err(
+                        |e: ward_proto::transport::ServerUrlError| AgentError::Usage(e.to_string()),
+                    )?,
+                    token: zeroize::Zeroizing::new(token),
+                    ca_hash: ca_hash
+                        .parse::<CaHash>()
+                        .map_err(|e| AgentError::Usage(e.to_string()))?,
+                    secret_store,
+                };
+            let dir = StateDir::new(state.state_dir);
+            let enrolled = enroll(&dir, options).await?;
+            eprintln!(
+                "Enrolled as device {} for {}; certificate valid until {}. Start the agent with `ward-agent run --state-dir {}`.",
+                enrolled.device_id,
+                enrolled.user,
+                enrolled.certificate_expires_at,
+                dir.root().display()
+            );
+            Ok(())
+        }
+        Command::Run {
+            servers,
+            log_format,
+            state,
+        } => {
+            init_tracing(log_format, "info");
+            let servers = servers
+                .iter()
+                .map(|s| {
+                    s.parse::<ServerUrl>()
+                        .map_err(|e| AgentError::Usage(e.to_string()))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            run(
+                &StateDir::new(state.state_dir),
+                RunOptions { servers },
+                shutdown_signal(),
+            )
+            .await
+        }
+        Command::Status { output, state } => {
+            let dir = StateDir::new(state.state_dir);
+            let s = dir.load()?;
+            let output = output.unwrap_or(if std::io::stdout().is_terminal() {
+                Output::Table
+            } else {
+                Output::Json
+            });
+            let view = serde_json::json!({
+                "device_id": s.device_id,
+                "user": s.user,
+                "server": s.server_url,
+                "ca_hash": s.ca_hash,
+                "certificate_expires_at": s.certificate_expires_at,
+                "enrolled_at": s.enrolled_at,
+                "last_checkin": s.last_checkin,
+                "checkin_interval_seconds": s.checkin_interval_seconds,
+                "secret_store": s.secret_store,
+                "state_dir": dir.root().display().to_string(),
+            });
+            if output == Output::Json {
+                let text = serde_json::to_string_pretty(&view)
+                    .map_err(|e| AgentError::Failed(e.to_string()))?;
+                println!("{text}");
+            } else {
+                for (k, v) in [
+                    ("device id", s.device_id),
+                    ("user", s.user),
+                    ("server", s.server_url),
+                    ("certificate expires", s.certificate_expires_at),
+                    ("enrolled", s.enrolled_at),
+                    (
+                        "last check-in",
+                        s.last_checkin.unwrap_or_else(|| "never".into()),
+                    ),
+                    ("state dir", dir.root().display().to_string()),
+                ] {
+                    println!("{k:<20} {v}");
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = ctrl_c => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = ctrl_c.await;
+        }
+    }
+}
+
+fn init_tracing(format: LogFormat, default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

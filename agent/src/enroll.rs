@@ -1,0 +1,156 @@
+//! `ward-agent enroll`: make a key pair here, prove it to the controller with a CSR over a
+//! connection pinned to the CA hash, and keep what comes back.
+
+use tonic::Code;
+use tracing::info;
+use ward_certs::files::{create_private_dir, create_public_file};
+use ward_certs::validate::{DEFAULT_SKEW, validate_client_certificate};
+use ward_certs::{CaHash, Identity, PrivateKeyDer, certificate_to_pem, csr::make_csr};
+use ward_proto::transport::{ChannelOptions, ServerUrl, connect, error_chain};
+use ward_proto::v1::EnrollRequest;
+use ward_proto::v1::enrollment_service_client::EnrollmentServiceClient;
+
+use crate::error::AgentError;
+use crate::facts;
+use crate::secrets::{SecretStore, SecretStoreKind};
+use crate::state::{AgentState, STATE_VERSION, StateDir};
+
+#[derive(Debug)]
+pub struct EnrollOptions {
+    pub server: ServerUrl,
+    pub token: zeroize::Zeroizing<String>,
+    pub ca_hash: CaHash,
+    pub secret_store: SecretStoreKind,
+}
+
+/// Enrolls this device. Nothing is written to the state directory unless the controller
+/// accepted the token and returned a certificate that checks out against the pinned CA.
+pub async fn enroll(dir: &StateDir, options: EnrollOptions) -> Result<AgentState, AgentError> {
+    if dir.is_enrolled() {
+        let existing = dir
+            .load()
+            .ok()
+            .map(|s| s.device_id)
+            .unwrap_or_else(|| "unknown".into());
+        return Err(AgentError::Usage(format!(
+            "{} already holds an enrollment (device {existing}); use another --state-dir, or remove that directory to enroll afresh",
+            dir.root().display()
+        )));
+    }
+    let key = PrivateKeyDer::generate().map_err(|e| AgentError::Failed(e.to_string()))?;
+    let hostname = facts::collect().hostname;
+    let csr = make_csr(&key, &hostname).map_err(|e| AgentError::Failed(e.to_string()))?;
+
+    let (tls, pin_report) = ward_certs::tls::pinned_client_config(options.ca_hash)
+        .map_err(|e| AgentError::Failed(e.to_string()))?;
+    let connected = connect(&options.server, tls, ChannelOptions::default()).await;
+    let channel = match connected {
+        Ok(channel) => channel,
+        Err(e) => {
+            return Err(pin_mismatch(&pin_report, options.ca_hash)
+                .unwrap_or(AgentError::Unreachable(e.to_string())));
+        }
+    };
+    let mut client = EnrollmentServiceClient::new(channel);
+    let response = client
+        .enroll(EnrollRequest {
+            token: options.token.to_string(),
+            csr_der: csr,
+            facts: Some(facts::collect()),
+        })
+        .await;
+    let response = match response {
+        Ok(r) => r.into_inner(),
+        Err(status) => {
+            if let Some(e) = pin_mismatch(&pin_report, options.ca_hash) {
+                return Err(e);
+            }
+            return Err(match status.code() {
+                Code::InvalidArgument
+                | Code::FailedPrecondition
+                | Code::NotFound
+                | Code::PermissionDenied => AgentError::Rejected(format!(
+                    "the controller refused the enrollment: {}",
+                    status.message()
+                )),
+                _ => {
+                    AgentError::Unreachable(format!("enrollment failed: {}", error_chain(&status)))
+                }
+            });
+        }
+    };
+
+    // Trust nothing in the answer that the pin does not vouch for.
+    let ca_der = response
+        .ca_certificates_der
+        .iter()
+        .find(|c| options.ca_hash.matches(c))
+        .ok_or_else(|| {
+            AgentError::Failed("the controller's answer did not include the pinned CA".into())
+        })?
+        .clone();
+    let peer = validate_client_certificate(
+        &response.certificate_der,
+        &ca_der,
+        time::OffsetDateTime::now_utc(),
+        DEFAULT_SKEW,
+    )
+    .map_err(|e| {
+        AgentError::Failed(format!(
+            "the certificate the controller issued is not valid: {e}"
+        ))
+    })?;
+    let device_id = match &peer.identity {
+        Identity::Device(id) if id.to_string() == response.device_id => id.to_string(),
+        other => {
+            return Err(AgentError::Failed(format!(
+                "the controller issued a certificate for {other}, not for device {}",
+                response.device_id
+            )));
+        }
+    };
+
+    create_private_dir(dir.root()).map_err(|source| dir.io("cannot create", dir.root(), source))?;
+    let store = SecretStore::new(options.secret_store, dir.key_file(), &device_id);
+    store
+        .put(&key)
+        .await
+        .map_err(|e| AgentError::Failed(e.to_string()))?;
+    write_public(
+        dir,
+        &dir.certificate(),
+        &certificate_to_pem(&response.certificate_der),
+    )?;
+    write_public(dir, &dir.ca(), &certificate_to_pem(&ca_der))?;
+    let interval = response.config.map_or(60, |c| c.checkin_interval_seconds);
+    let state = AgentState {
+        version: STATE_VERSION,
+        device_id,
+        user: response.user,
+        server_url: options.server.to_string(),
+        ca_hash: options.ca_hash.to_string(),
+        secret_store: options.secret_store,
+        enrolled_at: crate::now_rfc3339(),
+        certificate_expires_at: crate::rfc3339(peer.not_after),
+        checkin_interval_seconds: interval,
+        last_checkin: None,
+    };
+    dir.save(&state)?;
+    info!(device_id = %state.device_id, user = %state.user, "enrolled");
+    Ok(state)
+}
+
+fn write_public(dir: &StateDir, path: &std::path::Path, text: &str) -> Result<(), AgentError> {
+    // A leftover from an interrupted enrollment is replaced: state.json is not there yet.
+    let _ = std::fs::remove_file(path);
+    create_public_file(path, text.as_bytes())
+        .map_err(|source| dir.io("cannot write", path, source).into())
+}
+
+fn pin_mismatch(report: &ward_certs::tls::PinReport, expected: CaHash) -> Option<AgentError> {
+    report.mismatch().map(|seen| {
+        AgentError::Rejected(format!(
+            "the controller's CA does not match --ca-hash {expected}: {seen}. Check the value printed by `wardctl token create`; nothing was sent and nothing was stored"
+        ))
+    })
+}

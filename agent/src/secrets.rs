@@ -1,0 +1,156 @@
+//! Where the device's private key lives: the OS secret store through the `keyring` crate, or a
+//! 0600 file in the state directory on headless hosts where no keyring daemon runs (and inside
+//! containers, where the kernel keyutils store cannot read back what it stored).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use ward_certs::PrivateKeyDer;
+use ward_certs::files::create_secret_file;
+use zeroize::Zeroizing;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretStoreKind {
+    /// A 0600 file in the state directory
+    File,
+    /// The OS secret store: Keychain, Credential Manager, or Secret Service on a Linux desktop
+    Keyring,
+}
+
+impl SecretStoreKind {
+    /// Linux hosts running the agent as a system service have no keyring daemon; desktops
+    /// on macOS and Windows always have one.
+    pub fn platform_default() -> Self {
+        if cfg!(any(target_os = "macos", target_os = "windows")) {
+            SecretStoreKind::Keyring
+        } else {
+            SecretStoreKind::File
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SecretError {
+    #[error("cannot store the device key in {path}: {source}")]
+    FileWrite {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cannot read the device key from {path}: {source}")]
+    FileRead {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the device key in {path} is damaged")]
+    Damaged { path: String },
+    #[error(
+        "the OS keyring is not usable here ({0}); enroll with --secret-store file on hosts without a keyring daemon"
+    )]
+    Keyring(String),
+    #[error(
+        "the OS keyring accepted the device key but returned something else when read back; enroll with --secret-store file"
+    )]
+    KeyringReadBack,
+}
+
+/// The device key's home, chosen at enrollment and recorded in state.json.
+#[derive(Clone, Debug)]
+pub enum SecretStore {
+    File { path: PathBuf },
+    Keyring { service: String, account: String },
+}
+
+const KEYRING_SERVICE: &str = "ward-agent";
+
+impl SecretStore {
+    pub fn new(kind: SecretStoreKind, key_file: PathBuf, device_id: &str) -> Self {
+        match kind {
+            SecretStoreKind::File => SecretStore::File { path: key_file },
+            SecretStoreKind::Keyring => SecretStore::Keyring {
+                service: KEYRING_SERVICE.to_owned(),
+                account: format!("device-key/{device_id}"),
+            },
+        }
+    }
+
+    /// Stores a new key; a file store refuses to replace an existing key. The keyring store
+    /// reads the key back and fails unless it gets the same bytes.
+    pub async fn put(&self, key: &PrivateKeyDer) -> Result<(), SecretError> {
+        match self {
+            SecretStore::File { path } => create_secret_file(path, key.to_pem().as_bytes())
+                .map_err(|source| SecretError::FileWrite {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            SecretStore::Keyring { service, account } => {
+                let (service, account) = (service.clone(), account.clone());
+                let bytes = Zeroizing::new(key.as_bytes().to_vec());
+                run_blocking(move || {
+                    let entry = keyring::Entry::new(&service, &account).map_err(keyring_err)?;
+                    entry.set_secret(&bytes).map_err(keyring_err)?;
+                    let back = Zeroizing::new(entry.get_secret().map_err(keyring_err)?);
+                    if back.as_slice() != bytes.as_slice() {
+                        let _ = entry.delete_credential();
+                        return Err(SecretError::KeyringReadBack);
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    pub async fn get(&self) -> Result<PrivateKeyDer, SecretError> {
+        match self {
+            SecretStore::File { path } => {
+                let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
+                    SecretError::FileRead {
+                        path: path.display().to_string(),
+                        source,
+                    }
+                })?);
+                PrivateKeyDer::from_pem(&text).map_err(|_| SecretError::Damaged {
+                    path: path.display().to_string(),
+                })
+            }
+            SecretStore::Keyring { service, account } => {
+                let (service, account) = (service.clone(), account.clone());
+                run_blocking(move || {
+                    let entry = keyring::Entry::new(&service, &account).map_err(keyring_err)?;
+                    Ok(PrivateKeyDer::new(entry.get_secret().map_err(keyring_err)?))
+                })
+                .await
+            }
+        }
+    }
+}
+
+fn keyring_err(e: keyring::Error) -> SecretError {
+    SecretError::Keyring(e.to_string())
+}
+
+async fn run_blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, SecretError> + Send + 'static,
+) -> Result<T, SecretError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| SecretError::Keyring(format!("keyring task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn file_store_round_trips_and_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SecretStore::new(SecretStoreKind::File, dir.path().join("device.key"), "x");
+        let key = PrivateKeyDer::generate().unwrap();
+        store.put(&key).await.unwrap();
+        assert_eq!(store.get().await.unwrap().as_bytes(), key.as_bytes());
+        let other = PrivateKeyDer::generate().unwrap();
+        assert!(store.put(&other).await.is_err());
+        assert_eq!(store.get().await.unwrap().as_bytes(), key.as_bytes());
+    }
+}

@@ -1,0 +1,419 @@
+//! The controller's operations, between the gRPC edge and the store. Knows nothing of tonic or
+//! sqlx: it takes domain values, checks them, and calls the [`Store`] trait.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::{info, warn};
+use ward_certs::{AdminName, CertificateAuthority, IssuedCertificate, VerifiedCsr};
+use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate};
+
+use crate::core::{
+    Admin, AdminRole, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken,
+    NewDevice, Timestamp, TokenRecord, TokenStatus, UserEmail,
+};
+use crate::store::{Redemption, Store, StoreError};
+
+/// Settings an operator chooses at `wardctl serve`.
+#[derive(Clone, Debug)]
+pub struct AppConfig {
+    pub device_cert_lifetime: Duration,
+    pub admin_cert_lifetime: Duration,
+    pub checkin_interval: Duration,
+    pub token_default_ttl: Duration,
+    /// The URL devices enroll against, printed in `token create`'s enroll line.
+    pub public_url: String,
+}
+
+impl AppConfig {
+    pub fn with_public_url(public_url: String) -> Self {
+        Self {
+            device_cert_lifetime: ward_certs::ca::DEVICE_LIFETIME,
+            admin_cert_lifetime: ward_certs::ca::ADMIN_LIFETIME,
+            checkin_interval: Duration::from_secs(60),
+            token_default_ttl: TOKEN_DEFAULT_TTL,
+            public_url,
+        }
+    }
+}
+
+pub const TOKEN_DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
+pub const TOKEN_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+pub const CERT_MIN_LIFETIME: Duration = Duration::from_secs(3600);
+pub const CERT_MAX_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
+
+/// Errors with the category the edge maps to a status code. Messages are for the caller and
+/// never contain a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::AlreadyExists(what) => {
+                AppError::AlreadyExists(format!("{what} already exists"))
+            }
+            other => AppError::Internal(other.to_string()),
+        }
+    }
+}
+
+/// The result of a successful enrollment.
+#[derive(Debug)]
+pub struct Enrolled {
+    pub device_id: DeviceId,
+    pub user: UserEmail,
+    pub certificate: IssuedCertificate,
+}
+
+/// A newly created token: the secret (shown once) and its stored record.
+#[derive(Debug)]
+pub struct CreatedToken {
+    pub token: EnrollmentToken,
+    pub record: TokenRecord,
+}
+
+pub struct App {
+    store: Arc<dyn Store>,
+    ca: Arc<CertificateAuthority>,
+    clock: Arc<dyn Clock>,
+    config: AppConfig,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub fn new(
+        store: Arc<dyn Store>,
+        ca: Arc<CertificateAuthority>,
+        clock: Arc<dyn Clock>,
+        config: AppConfig,
+    ) -> Self {
+        Self {
+            store,
+            ca,
+            clock,
+            config,
+        }
+    }
+
+    pub fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    pub fn ca(&self) -> &CertificateAuthority {
+        &self.ca
+    }
+
+    pub fn now(&self) -> Timestamp {
+        self.clock.now()
+    }
+
+    // ----- authentication -----------------------------------------------------------------
+
+    /// Checks a presented client certificate (our CA, validity, one `ward://` URI) and that
+    /// the store knows it for the same subject and has not revoked it.
+    async fn authenticate(&self, leaf: Option<&[u8]>) -> Result<Identity, AppError> {
+        let leaf = leaf.ok_or_else(|| {
+            AppError::Unauthenticated(
+                "this call needs a client certificate issued by this controller".into(),
+            )
+        })?;
+        let now = self.now();
+        let peer =
+            validate_client_certificate(leaf, self.ca.cert_der(), now.to_datetime(), DEFAULT_SKEW)
+                .map_err(|e| {
+                    AppError::Unauthenticated(format!("client certificate refused: {e}"))
+                })?;
+        let record = self.store.get_certificate(&peer.serial).await?;
+        match record {
+            Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
+                Ok(peer.identity)
+            }
+            Some(r) if r.revoked_at.is_some() => Err(AppError::Unauthenticated(
+                "client certificate refused: it has been revoked".into(),
+            )),
+            _ => Err(AppError::Unauthenticated(
+                "client certificate refused: this controller has no record of issuing it".into(),
+            )),
+        }
+    }
+
+    /// The enrolled device behind a client certificate. Admin certificates are refused.
+    pub async fn authenticate_device(&self, leaf: Option<&[u8]>) -> Result<DeviceId, AppError> {
+        match self.authenticate(leaf).await? {
+            Identity::Device(uuid) => {
+                let id = DeviceId(uuid);
+                if self.store.get_device(id).await?.is_none() {
+                    return Err(AppError::Unauthenticated(format!(
+                        "device {id} is not enrolled"
+                    )));
+                }
+                Ok(id)
+            }
+            other => Err(AppError::PermissionDenied(format!(
+                "{other} is not a device identity; the agent API is for enrolled devices only"
+            ))),
+        }
+    }
+
+    /// The registered admin behind a client certificate. Device certificates are refused.
+    pub async fn authenticate_admin(&self, leaf: Option<&[u8]>) -> Result<Admin, AppError> {
+        match self.authenticate(leaf).await? {
+            Identity::Admin(name) => self.store.get_admin(&name).await?.ok_or_else(|| {
+                AppError::PermissionDenied(format!(
+                    "admin {name} is not registered with this controller"
+                ))
+            }),
+            other => Err(AppError::PermissionDenied(format!(
+                "{other} is not an admin identity; the admin API needs an admin certificate (wardctl admin issue)"
+            ))),
+        }
+    }
+
+    // ----- enrollment ---------------------------------------------------------------------
+
+    pub async fn create_token(
+        &self,
+        actor: &Admin,
+        user: &str,
+        ttl: Option<Duration>,
+    ) -> Result<CreatedToken, AppError> {
+        let user: UserEmail = user
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        let ttl = ttl.unwrap_or(self.config.token_default_ttl);
+        if !(TOKEN_MIN_TTL..=TOKEN_MAX_TTL).contains(&ttl) {
+            return Err(AppError::InvalidArgument(format!(
+                "token lifetime {} is out of range: use between 1m and 7d",
+                humantime::format_duration(ttl)
+            )));
+        }
+        let now = self.now();
+        let token = EnrollmentToken::generate();
+        let record = TokenRecord {
+            hash: token.hash(),
+            user,
+            created_at: now,
+            expires_at: now.saturating_add(ttl),
+            created_by: actor.name.to_string(),
+            used_at: None,
+            device_id: None,
+        };
+        self.store.insert_token(&record).await?;
+        info!(user = %record.user, created_by = %actor.name, token = ?record.hash, expires_at = %record.expires_at, "enrollment token created");
+        Ok(CreatedToken { token, record })
+    }
+
+    pub async fn enroll(
+        &self,
+        token: &str,
+        csr_der: &[u8],
+        facts: DeviceFacts,
+    ) -> Result<Enrolled, AppError> {
+        let token: EnrollmentToken = token
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        let csr = VerifiedCsr::from_der(csr_der)
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        facts
+            .validate()
+            .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
+        let hash = token.hash();
+        let now = self.now();
+
+        // A first look gives a precise refusal before any signing work.
+        let record = self
+            .store
+            .find_token(&hash)
+            .await?
+            .ok_or_else(unknown_token)?;
+        check_token_status(record.status(now))?;
+
+        let device_id = DeviceId::new_random();
+        let identity = Identity::Device(device_id.0);
+        let certificate = self
+            .ca
+            .issue_client(
+                &csr,
+                &identity,
+                now.to_datetime(),
+                self.config.device_cert_lifetime,
+            )
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let new_device = NewDevice {
+            id: device_id,
+            facts,
+            certificate: certificate_record(&certificate, &identity, now),
+        };
+        match self.store.redeem_token(&hash, now, &new_device).await? {
+            Redemption::Enrolled { user } => {
+                info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
+                Ok(Enrolled {
+                    device_id,
+                    user,
+                    certificate,
+                })
+            }
+            Redemption::Unknown => Err(unknown_token()),
+            Redemption::Refused(status) => {
+                warn!(token = ?hash, ?status, "enrollment refused");
+                check_token_status(status)?;
+                Err(AppError::FailedPrecondition(
+                    "the enrollment token cannot be used".into(),
+                ))
+            }
+        }
+    }
+
+    // ----- agents -------------------------------------------------------------------------
+
+    pub async fn check_in(&self, device: DeviceId, facts: DeviceFacts) -> Result<(), AppError> {
+        facts
+            .validate()
+            .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
+        if !self
+            .store
+            .record_check_in(device, &facts, self.now())
+            .await?
+        {
+            return Err(AppError::NotFound(format!(
+                "device {device} is not enrolled"
+            )));
+        }
+        Ok(())
+    }
+
+    // ----- administration -----------------------------------------------------------------
+
+    pub async fn list_devices(&self, user: Option<&str>) -> Result<Vec<Device>, AppError> {
+        let user = user
+            .map(|u| {
+                u.parse::<UserEmail>()
+                    .map_err(|e| AppError::InvalidArgument(e.to_string()))
+            })
+            .transpose()?;
+        Ok(self.store.list_devices(user.as_ref()).await?)
+    }
+
+    pub async fn get_device(&self, id: &str) -> Result<Device, AppError> {
+        let id: DeviceId = id
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        self.store.get_device(id).await?.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "no device {id}; `wardctl device list` shows the enrolled ones"
+            ))
+        })
+    }
+
+    /// Registers a new admin and issues its certificate for a CSR made on its own machine.
+    pub async fn issue_admin(
+        &self,
+        actor: &str,
+        name: &str,
+        role: AdminRole,
+        csr_der: &[u8],
+        lifetime: Option<Duration>,
+    ) -> Result<(Admin, IssuedCertificate), AppError> {
+        let name: AdminName = name
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        let csr = VerifiedCsr::from_der(csr_der)
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        let lifetime = lifetime.unwrap_or(self.config.admin_cert_lifetime);
+        check_cert_lifetime(lifetime)?;
+        if self.store.get_admin(&name).await?.is_some() {
+            return Err(AppError::AlreadyExists(format!(
+                "admin {name} already exists; choose another name"
+            )));
+        }
+        let now = self.now();
+        let identity = Identity::Admin(name.clone());
+        let certificate = self
+            .ca
+            .issue_client(&csr, &identity, now.to_datetime(), lifetime)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let admin = Admin {
+            name,
+            role,
+            created_at: now,
+            created_by: actor.to_owned(),
+        };
+        self.store
+            .insert_admin(&admin, &certificate_record(&certificate, &identity, now))
+            .await?;
+        info!(admin = %admin.name, role = %admin.role, created_by = actor, "admin issued");
+        Ok((admin, certificate))
+    }
+
+    pub async fn list_admins(&self) -> Result<Vec<Admin>, AppError> {
+        Ok(self.store.list_admins().await?)
+    }
+}
+
+pub fn certificate_record(
+    certificate: &IssuedCertificate,
+    identity: &Identity,
+    issued_at: Timestamp,
+) -> CertificateRecord {
+    CertificateRecord {
+        serial: certificate.serial.clone(),
+        subject: identity.to_uri(),
+        not_before: Timestamp::from_datetime(certificate.not_before),
+        not_after: Timestamp::from_datetime(certificate.not_after),
+        issued_at,
+        revoked_at: None,
+    }
+}
+
+pub fn check_cert_lifetime(lifetime: Duration) -> Result<(), AppError> {
+    if (CERT_MIN_LIFETIME..=CERT_MAX_LIFETIME).contains(&lifetime) {
+        Ok(())
+    } else {
+        Err(AppError::InvalidArgument(format!(
+            "certificate lifetime {} is out of range: use between 1h and 730d",
+            humantime::format_duration(lifetime)
+        )))
+    }
+}
+
+fn unknown_token() -> AppError {
+    AppError::FailedPrecondition(
+        "the enrollment token is not known to this controller: check it was copied whole, or ask your IT admin for a new one (wardctl token create)".into(),
+    )
+}
+
+fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
+    match status {
+        TokenStatus::Usable => Ok(()),
+        TokenStatus::AlreadyUsed => Err(AppError::FailedPrecondition(
+            "the enrollment token was already used; a token enrolls one device only. Ask your IT admin for a new one (wardctl token create)".into(),
+        )),
+        TokenStatus::Expired => Err(AppError::FailedPrecondition(
+            "the enrollment token has expired; ask your IT admin for a new one (wardctl token create)".into(),
+        )),
+    }
+}

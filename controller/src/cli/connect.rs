@@ -1,0 +1,53 @@
+//! Connecting `wardctl` to a controller with an admin bundle.
+
+use tonic::transport::Channel;
+use ward_proto::transport::{ChannelOptions, ServerUrl, connect};
+use ward_proto::v1::admin_service_client::AdminServiceClient;
+
+use super::ConnectArgs;
+use super::error::CliError;
+use crate::bundle::AdminBundle;
+use crate::datadir::DataDir;
+
+pub const DEFAULT_SERVER: &str = "https://localhost:7443";
+
+pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Channel>, CliError> {
+    let data_dir = args.data_dir.as_ref().map(DataDir::new);
+    let bundle_path = match (&args.admin_cert, &data_dir) {
+        (Some(path), _) => path.clone(),
+        (None, Some(dir)) => dir.admin_bundle(),
+        (None, None) => {
+            return Err(CliError::usage(
+                "no admin credentials: pass --admin-cert FILE (or set WARD_ADMIN_CERT), or --data-dir DIR on the controller host",
+            ));
+        }
+    };
+    let server = match (&args.server, &data_dir) {
+        (Some(url), _) => url.clone(),
+        (None, Some(dir)) => dir
+            .read_server_url()
+            .unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
+        (None, None) => DEFAULT_SERVER.to_owned(),
+    };
+    let url: ServerUrl = server
+        .parse()
+        .map_err(|e| CliError::usage(format!("{e}")))?;
+    let bundle = AdminBundle::read(&bundle_path).map_err(|e| CliError::usage(e.to_string()))?;
+    let tls = ward_certs::tls::client_config(
+        &bundle.ca_der,
+        Some((std::slice::from_ref(&bundle.certificate_der), &bundle.key)),
+    )
+    .map_err(|e| {
+        CliError::failed(format!(
+            "the admin bundle {} is unusable: {e}",
+            bundle_path.display()
+        ))
+    })?;
+    let channel = connect(&url, tls, ChannelOptions::default())
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    Ok(
+        AdminServiceClient::new(channel)
+            .max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES),
+    )
+}

@@ -1,0 +1,250 @@
+//! Commands that run on the controller host: `init` and `serve`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::json;
+use tracing::info;
+use ward_certs::AdminName;
+use ward_proto::transport::ServerUrl;
+
+use super::error::CliError;
+use super::output::{OutputFormat, print_fields, print_json};
+use crate::app::{App, AppConfig, check_cert_lifetime};
+use crate::core::SystemClock;
+use crate::datadir::{DataDir, InitReport};
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Directory for the CA, server credentials, admin bundle and database (created 0700)
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// A DNS name or IP address devices use to reach the controller; repeatable. The first one
+    /// names the controller. localhost, 127.0.0.1 and ::1 are always added
+    #[arg(long = "hostname", value_name = "NAME")]
+    hostnames: Vec<String>,
+    /// Name of the first admin, written to DATA_DIR/admin.pem
+    #[arg(long, default_value = "admin", value_name = "NAME")]
+    admin_name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory; an empty or missing one is initialized first
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    data_dir: PathBuf,
+    /// Address and port to listen on
+    #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+    listen: SocketAddr,
+    /// URL devices use to reach this controller, printed in enrollment commands [default: https://<first hostname>:<port>]
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
+    /// Host names for the server certificate when this command initializes the data directory
+    #[arg(long = "hostname", value_name = "NAME")]
+    hostnames: Vec<String>,
+    /// How often agents check in when nothing else happens
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration, value_name = "DURATION")]
+    checkin_interval: Duration,
+    /// Lifetime of device certificates
+    #[arg(long, default_value = "7d", value_parser = super::parse_duration, value_name = "DURATION")]
+    device_cert_lifetime: Duration,
+    /// Log format on stderr
+    #[arg(long, value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn admin_name(text: &str) -> Result<AdminName, CliError> {
+    text.parse()
+        .map_err(|e| CliError::usage(format!("--admin-name: {e}")))
+}
+
+pub async fn init(args: InitArgs, output: OutputFormat) -> Result<(), CliError> {
+    let name = admin_name(&args.admin_name)?;
+    let dir = DataDir::new(&args.data_dir);
+    let report = dir.init(&args.hostnames, &name, &SystemClock).await?;
+    print_init_report(&dir, &report, output)
+}
+
+fn print_init_report(
+    dir: &DataDir,
+    report: &InitReport,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => print_json(&json!({
+            "data_dir": dir.root().display().to_string(),
+            "ca_hash": report.ca_hash,
+            "hostnames": report.hostnames,
+            "admin": report.admin_name,
+            "admin_bundle": report.admin_bundle.display().to_string(),
+        })),
+        OutputFormat::Table => {
+            print_fields(&[
+                ("data dir", dir.root().display().to_string()),
+                ("CA hash", report.ca_hash.clone()),
+                ("server names", report.hostnames.join(", ")),
+                ("admin", report.admin_name.clone()),
+                ("admin bundle", report.admin_bundle.display().to_string()),
+            ]);
+            Ok(())
+        }
+    }
+}
+
+pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    init_tracing(args.log_format);
+    check_cert_lifetime(args.device_cert_lifetime)
+        .map_err(|e| CliError::usage(format!("--device-cert-lifetime: {e}")))?;
+    if args.checkin_interval < Duration::from_secs(1)
+        || args.checkin_interval > Duration::from_secs(24 * 3600)
+    {
+        return Err(CliError::usage(
+            "--checkin-interval must be between 1s and 24h",
+        ));
+    }
+    let dir = DataDir::new(&args.data_dir);
+    if !dir.is_initialized()? {
+        let report = dir
+            .init(&args.hostnames, &admin_name("admin")?, &SystemClock)
+            .await?;
+        info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
+    } else if !args.hostnames.is_empty() {
+        return Err(CliError::usage(
+            "--hostname only applies when serve initializes a new data directory; this one already has its server certificate",
+        ));
+    }
+
+    let ca = dir.load_ca()?;
+    let (chain, key) = dir.load_server_credentials()?;
+    let store = dir.open_store().await?;
+    let (journal, sync) = store
+        .durability()
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    info!(journal_mode = %journal, synchronous = sync, "store opened");
+    let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key)
+        .map_err(|e| CliError::failed(e.to_string()))?;
+
+    // Bind first: the public URL's default port is the one actually bound.
+    let placeholder = AppConfig::with_public_url(String::new());
+    let controller_name = chain
+        .first()
+        .and_then(|leaf| ward_certs::validate::controller_name(leaf))
+        .unwrap_or_else(|| "localhost".to_owned());
+    let mut config = AppConfig {
+        checkin_interval: args.checkin_interval,
+        device_cert_lifetime: args.device_cert_lifetime,
+        ..placeholder
+    };
+    let listener = crate::server::bind(args.listen)
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::failed(format!("cannot read the bound address: {e}")))?;
+    config.public_url = match args.public_url {
+        Some(url) => url
+            .parse::<ServerUrl>()
+            .map_err(|e| CliError::usage(format!("--public-url: {e}")))?
+            .to_string(),
+        None => url_for(&controller_name, local.port())?,
+    };
+    let public_url = config.public_url.clone();
+    let app = Arc::new(App::new(
+        Arc::new(store),
+        ca.clone(),
+        Arc::new(SystemClock),
+        config,
+    ));
+    let server =
+        crate::server::start(app, tls, listener).map_err(|e| CliError::failed(e.to_string()))?;
+    let local_url = url_for(
+        &local_host(server.local_addr(), &controller_name),
+        server.local_addr().port(),
+    )?;
+    dir.write_server_url(&local_url)?;
+    info!(listen = %server.local_addr(), public_url = %public_url, ca_hash = %ca.hash(), "Ward controller serving");
+    eprintln!(
+        "Ward controller listening on {} (devices enroll at {public_url}; CA {})",
+        server.local_addr(),
+        ca.hash()
+    );
+
+    shutdown_signal().await;
+    info!("shutting down");
+    server
+        .shutdown()
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))
+}
+
+/// Where a `wardctl` on this host reaches the server: loopback when listening on all or
+/// loopback addresses, otherwise the controller's name.
+fn local_host(addr: SocketAddr, controller_name: &str) -> String {
+    let ip = addr.ip();
+    if ip.is_unspecified() || ip.is_loopback() {
+        if ip.is_ipv6() && !ip.is_unspecified() {
+            "::1".into()
+        } else {
+            "127.0.0.1".into()
+        }
+    } else {
+        controller_name.to_owned()
+    }
+}
+
+fn url_for(host: &str, port: u16) -> Result<String, CliError> {
+    let text = if host.contains(':') {
+        format!("https://[{host}]:{port}")
+    } else {
+        format!("https://{host}:{port}")
+    };
+    text.parse::<ServerUrl>()
+        .map(|u| u.to_string())
+        .map_err(|e| CliError::failed(e.to_string()))
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+}
+
+fn init_tracing(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WARD_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

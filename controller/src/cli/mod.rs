@@ -1,0 +1,116 @@
+//! `wardctl`: the CLI IT admins and HR scripts use. The contract (flags, JSON shapes, exit
+//! codes) is in DESIGN.md; scripts depend on it.
+
+mod admins;
+mod connect;
+mod devices;
+pub mod error;
+mod local;
+pub mod output;
+mod tokens;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use error::{CliError, Exit};
+use output::OutputFormat;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "wardctl",
+    version,
+    about = "Run and administer a Ward controller: device enrollment, policy, lock and wipe",
+    after_help = "Exit codes: 0 ok, 1 failed, 2 bad usage or input, 3 not found, 4 permission denied, 5 timed out waiting.\nAdmin commands find the controller with --server/--admin-cert (or WARD_SERVER/WARD_ADMIN_CERT), or --data-dir on the controller's own host."
+)]
+pub struct Cli {
+    /// Output format: a table for people, JSON for scripts [default: table on a terminal, json otherwise]
+    #[arg(long, short = 'o', global = true, value_enum)]
+    output: Option<OutputFormat>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a controller data directory: CA, server certificate, first admin bundle, store
+    Init(local::InitArgs),
+    /// Run the controller (initializes an empty data directory first)
+    Serve(local::ServeArgs),
+    /// Enrollment tokens
+    #[command(subcommand)]
+    Token(tokens::TokenCommand),
+    /// Enrolled devices
+    #[command(subcommand)]
+    Device(devices::DeviceCommand),
+    /// Administrators and their certificates
+    #[command(subcommand)]
+    Admin(admins::AdminCommand),
+}
+
+/// How an admin command reaches the controller.
+#[derive(Debug, Args, Clone)]
+pub struct ConnectArgs {
+    /// Controller URL, e.g. https://ward.hospital.org:7443 [default: the URL in DATA_DIR/server-url, else https://localhost:7443]
+    #[arg(long, env = "WARD_SERVER", value_name = "URL")]
+    server: Option<String>,
+    /// Admin bundle (certificate, CA and key in one PEM file) [default: DATA_DIR/admin.pem]
+    #[arg(long, env = "WARD_ADMIN_CERT", value_name = "FILE")]
+    admin_cert: Option<PathBuf>,
+    /// The controller's data directory, to use its admin bundle and URL on the controller host
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+}
+
+/// Parses "15m", "7d", "90s", "1h 30m".
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| {
+        format!("{text:?} is not a duration ({e}); use a number with a unit, such as 90s, 15m, 12h or 7d")
+    })
+}
+
+/// Entry point of the `wardctl` binary.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() {
+                Exit::Usage.into()
+            } else {
+                Exit::Ok.into()
+            };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return Exit::Failed.into();
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => Exit::Ok.into(),
+        Err(e) => {
+            eprintln!("error: {e}");
+            e.exit.into()
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let output = OutputFormat::resolve(cli.output);
+    match cli.command {
+        Command::Init(args) => local::init(args, output).await,
+        Command::Serve(args) => local::serve(args).await,
+        Command::Token(cmd) => tokens::run(cmd, output).await,
+        Command::Device(cmd) => devices::run(cmd, output).await,
+        Command::Admin(cmd) => admins::run(cmd, output).await,
+    }
+}

@@ -1,0 +1,12 @@
+//! Ward's domain: types and rules, free of tonic and sqlx.
+
+pub mod clock;
+pub mod model;
+pub mod token;
+
+pub use clock::{Clock, SystemClock, Timestamp};
+pub use model::{
+    Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
+    UserEmail,
+};
+pub use token::{EnrollmentToken, TokenHash, TokenRecord, TokenStatus};

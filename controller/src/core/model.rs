@@ -1,0 +1,288 @@
+//! Domain records: users, devices, admins, certificates.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+use ward_certs::AdminName;
+
+use super::Timestamp;
+
+/// A user's e-mail address, lower-cased. Devices belong to users; offboarding is by user.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct UserEmail(String);
+
+impl UserEmail {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not a valid user e-mail address (expected name@domain, at most 254 characters)")]
+pub struct UserEmailError(String);
+
+impl FromStr for UserEmail {
+    type Err = UserEmailError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let err = || UserEmailError(s.chars().take(300).collect());
+        let trimmed = s.trim();
+        if trimmed.is_empty() || trimmed.len() > 254 {
+            return Err(err());
+        }
+        let (local, domain) = trimmed.rsplit_once('@').ok_or_else(err)?;
+        let domain_ok =
+            !domain.is_empty() && domain.contains('.') && ward_certs::ca::is_dns_name(domain);
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && local.chars().all(|c| {
+                c.is_ascii_graphic() && !matches!(c, '@' | '"' | '\\' | ',' | ';' | '<' | '>')
+            });
+        if !(domain_ok && local_ok) {
+            return Err(err());
+        }
+        Ok(Self(trimmed.to_ascii_lowercase()))
+    }
+}
+
+impl fmt::Display for UserEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A device's identity: the UUID in its certificate's `ward://device/<uuid>` SAN.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DeviceId(pub Uuid);
+
+impl DeviceId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "{0:?} is not a device id (expected a UUID such as 6f1c2d3e-…, as `wardctl device list` shows)"
+)]
+pub struct DeviceIdError(String);
+
+impl FromStr for DeviceId {
+    type Err = DeviceIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| DeviceIdError(s.chars().take(100).collect()))
+    }
+}
+
+impl fmt::Display for DeviceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// What the agent reports about its device. Every field is bounded and printable.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceFacts {
+    pub hostname: String,
+    pub os_name: String,
+    pub os_version: String,
+    pub kernel_version: String,
+    pub arch: String,
+    pub agent_version: String,
+}
+
+/// The longest value a device fact may have.
+pub const MAX_FACT_LEN: usize = 256;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("device fact {field} is invalid: {why}")]
+pub struct DeviceFactsError {
+    pub field: &'static str,
+    pub why: &'static str,
+}
+
+impl DeviceFacts {
+    /// Checks every field: at most [`MAX_FACT_LEN`] bytes, no control characters.
+    pub fn validate(&self) -> Result<(), DeviceFactsError> {
+        for (field, value) in [
+            ("hostname", &self.hostname),
+            ("os_name", &self.os_name),
+            ("os_version", &self.os_version),
+            ("kernel_version", &self.kernel_version),
+            ("arch", &self.arch),
+            ("agent_version", &self.agent_version),
+        ] {
+            if value.len() > MAX_FACT_LEN {
+                return Err(DeviceFactsError {
+                    field,
+                    why: "longer than 256 bytes",
+                });
+            }
+            if value.chars().any(char::is_control) {
+                return Err(DeviceFactsError {
+                    field,
+                    why: "contains control characters",
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// "Debian GNU/Linux 12" style summary for tables.
+    pub fn os_summary(&self) -> String {
+        match (self.os_name.is_empty(), self.os_version.is_empty()) {
+            (true, _) => String::new(),
+            (false, true) => self.os_name.clone(),
+            (false, false) => format!("{} {}", self.os_name, self.os_version),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceState {
+    Active,
+}
+
+impl DeviceState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceState::Active => "active",
+        }
+    }
+}
+
+impl FromStr for DeviceState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "active" => Ok(DeviceState::Active),
+            other => Err(format!("unknown device state {other:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Device {
+    pub id: DeviceId,
+    pub user: UserEmail,
+    pub state: DeviceState,
+    pub facts: DeviceFacts,
+    pub enrolled_at: Timestamp,
+    pub last_seen: Option<Timestamp>,
+    pub certificate_serial: String,
+    pub certificate_expires_at: Timestamp,
+}
+
+/// What enrollment writes, atomically with the token's redemption.
+#[derive(Clone, Debug)]
+pub struct NewDevice {
+    pub id: DeviceId,
+    pub facts: DeviceFacts,
+    pub certificate: CertificateRecord,
+}
+
+/// A certificate the CA issued. Authorization requires the presented certificate's serial to
+/// be recorded here for the same identity and not revoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateRecord {
+    pub serial: String,
+    /// The identity URI, e.g. `ward://device/<uuid>`.
+    pub subject: String,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
+    pub issued_at: Timestamp,
+    pub revoked_at: Option<Timestamp>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AdminRole {
+    Admin,
+    Helpdesk,
+    Offboarding,
+}
+
+impl AdminRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminRole::Admin => "admin",
+            AdminRole::Helpdesk => "helpdesk",
+            AdminRole::Offboarding => "offboarding",
+        }
+    }
+}
+
+impl FromStr for AdminRole {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "admin" => Ok(AdminRole::Admin),
+            "helpdesk" => Ok(AdminRole::Helpdesk),
+            "offboarding" => Ok(AdminRole::Offboarding),
+            other => Err(format!(
+                "unknown role {other:?}: use admin, helpdesk or offboarding"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for AdminRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Admin {
+    pub name: AdminName,
+    pub role: AdminRole,
+    pub created_at: Timestamp,
+    /// The admin who issued it, or `init` for the first one.
+    pub created_by: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emails_are_validated_and_lower_cased() {
+        let e: UserEmail = " Alice@Hospital.ORG ".parse().unwrap();
+        assert_eq!(e.as_str(), "alice@hospital.org");
+        for bad in [
+            "",
+            "alice",
+            "@h.org",
+            "a@",
+            "a@h",
+            "a b@h.org",
+            "a@h..org",
+            "a\n@h.org",
+        ] {
+            assert!(bad.parse::<UserEmail>().is_err(), "{bad:?} accepted");
+        }
+        assert!(
+            format!("{}@h.org", "a".repeat(300))
+                .parse::<UserEmail>()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn facts_with_control_characters_or_huge_values_are_refused() {
+        let mut facts = DeviceFacts {
+            hostname: "ok".into(),
+            ..Default::default()
+        };
+        facts.validate().unwrap();
+        facts.os_name = "x\u{1b}[2J".into();
+        assert_eq!(facts.validate().unwrap_err().field, "os_name");
+        facts.os_name = "y".repeat(MAX_FACT_LEN + 1);
+        assert!(facts.validate().is_err());
+    }
+}

@@ -1,0 +1,110 @@
+//! `AdminService`: mutual TLS with a registered admin's certificate.
+//!
+//! Every call authenticates first. Role enforcement per call arrives with the offboarding
+//! work; until then every registered admin may call everything here, and an unregistered or
+//! non-admin identity is refused.
+
+use std::sync::Arc;
+
+use tonic::{Request, Response, Status};
+use ward_proto::v1::{self, *};
+
+use super::convert::{admin_to_wire, device_to_wire, optional_seconds, peer_leaf, role_from_wire};
+use crate::app::App;
+use crate::core::Admin;
+
+pub struct AdminApi {
+    app: Arc<App>,
+}
+
+impl AdminApi {
+    pub fn new(app: Arc<App>) -> Self {
+        Self { app }
+    }
+
+    async fn admin<T>(&self, request: &Request<T>) -> Result<Admin, Status> {
+        Ok(self
+            .app
+            .authenticate_admin(peer_leaf(request).as_deref())
+            .await?)
+    }
+}
+
+#[tonic::async_trait]
+impl v1::admin_service_server::AdminService for AdminApi {
+    async fn create_enrollment_token(
+        &self,
+        request: Request<CreateEnrollmentTokenRequest>,
+    ) -> Result<Response<CreateEnrollmentTokenResponse>, Status> {
+        let actor = self.admin(&request).await?;
+        let req = request.into_inner();
+        let created = self
+            .app
+            .create_token(&actor, &req.user, optional_seconds(req.ttl_seconds))
+            .await?;
+        Ok(Response::new(CreateEnrollmentTokenResponse {
+            token: created.token.expose().to_owned(),
+            user: created.record.user.to_string(),
+            expires_at_unix_ms: created.record.expires_at.unix_ms(),
+            ca_hash: self.app.ca().hash().to_string(),
+            server_url: self.app.config().public_url.clone(),
+        }))
+    }
+
+    async fn list_devices(
+        &self,
+        request: Request<ListDevicesRequest>,
+    ) -> Result<Response<ListDevicesResponse>, Status> {
+        self.admin(&request).await?;
+        let req = request.into_inner();
+        let user = (!req.user.is_empty()).then_some(req.user.as_str());
+        let devices = self.app.list_devices(user).await?;
+        Ok(Response::new(ListDevicesResponse {
+            devices: devices.iter().map(device_to_wire).collect(),
+        }))
+    }
+
+    async fn get_device(
+        &self,
+        request: Request<GetDeviceRequest>,
+    ) -> Result<Response<Device>, Status> {
+        self.admin(&request).await?;
+        let device = self.app.get_device(&request.get_ref().device_id).await?;
+        Ok(Response::new(device_to_wire(&device)))
+    }
+
+    async fn issue_admin(
+        &self,
+        request: Request<IssueAdminRequest>,
+    ) -> Result<Response<IssueAdminResponse>, Status> {
+        let actor = self.admin(&request).await?;
+        let req = request.into_inner();
+        let role = role_from_wire(req.role)?;
+        let (admin, certificate) = self
+            .app
+            .issue_admin(
+                actor.name.as_str(),
+                &req.name,
+                role,
+                &req.csr_der,
+                optional_seconds(req.lifetime_seconds),
+            )
+            .await?;
+        Ok(Response::new(IssueAdminResponse {
+            admin: Some(admin_to_wire(&admin)),
+            certificate_der: certificate.der,
+            ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
+        }))
+    }
+
+    async fn list_admins(
+        &self,
+        request: Request<ListAdminsRequest>,
+    ) -> Result<Response<ListAdminsResponse>, Status> {
+        self.admin(&request).await?;
+        let admins = self.app.list_admins().await?;
+        Ok(Response::new(ListAdminsResponse {
+            admins: admins.iter().map(admin_to_wire).collect(),
+        }))
+    }
+}

@@ -1,0 +1,79 @@
+//! Persistence behind one trait. SQLite is the embedded default; every implementation must
+//! commit before it returns, so an answer to a client is never ahead of the disk.
+
+mod sqlite;
+
+use async_trait::async_trait;
+
+pub use sqlite::SqliteStore;
+
+use crate::core::{
+    Admin, CertificateRecord, Device, DeviceFacts, DeviceId, NewDevice, Timestamp, TokenHash,
+    TokenRecord, TokenStatus, UserEmail,
+};
+use ward_certs::AdminName;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("stored data is inconsistent: {0}")]
+    Corrupt(String),
+    #[error("database error: {0}")]
+    Database(String),
+    #[error("database migration failed: {0}")]
+    Migration(String),
+}
+
+/// The outcome of redeeming a token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Redemption {
+    /// The token was claimed and the device recorded, in one transaction.
+    Enrolled {
+        user: UserEmail,
+    },
+    Unknown,
+    Refused(TokenStatus),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+
+    async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Atomically: if the token exists, is unused and unexpired at `now`, mark it used by the
+    /// new device, insert the device for the token's user and record its certificate. Of any
+    /// number of concurrent redemptions of one token, exactly one returns `Enrolled`.
+    async fn redeem_token(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        device: &NewDevice,
+    ) -> Result<Redemption, StoreError>;
+
+    async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError>;
+
+    async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError>;
+
+    /// Updates the facts and last-seen time; false if the device does not exist.
+    async fn record_check_in(
+        &self,
+        id: DeviceId,
+        facts: &DeviceFacts,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Registers an admin and its first certificate; `AlreadyExists` if the name is taken.
+    async fn insert_admin(
+        &self,
+        admin: &Admin,
+        certificate: &CertificateRecord,
+    ) -> Result<(), StoreError>;
+
+    async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
+
+    async fn list_admins(&self) -> Result<Vec<Admin>, StoreError>;
+
+    async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+}

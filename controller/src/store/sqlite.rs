@@ -1,0 +1,365 @@
+//! The embedded store: one SQLite file in WAL mode with `synchronous=FULL`, so a committed
+//! command or enrollment survives a power cut.
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::{Row, Sqlite, Transaction};
+use ward_certs::AdminName;
+
+use super::{Redemption, Store, StoreError};
+use crate::core::{
+    Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
+    Timestamp, TokenHash, TokenRecord, UserEmail,
+};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+
+#[derive(Clone, Debug)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies pending migrations.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        MIGRATOR
+            .run(&pool)
+            .await
+            .map_err(|e| StoreError::Migration(e.to_string()))?;
+        Ok(Self { pool })
+    }
+
+    /// The durability settings in force, for tests and `doctor`-style checks:
+    /// (journal_mode, synchronous) as SQLite reports them.
+    pub async fn durability(&self) -> Result<(String, i64), StoreError> {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok((mode, sync))
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
+    let hash_hex: String = row.try_get("token_hash").map_err(db)?;
+    let hash: [u8; 32] = hex::decode(&hash_hex)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("token hash"))?;
+    let device_id: Option<String> = row.try_get("device_id").map_err(db)?;
+    Ok(TokenRecord {
+        hash: TokenHash(hash),
+        user: parse(row, "user_email")?,
+        created_at: Timestamp::from_unix_ms(row.try_get("created_at").map_err(db)?),
+        expires_at: Timestamp::from_unix_ms(row.try_get("expires_at").map_err(db)?),
+        created_by: row.try_get("created_by").map_err(db)?,
+        used_at: row
+            .try_get::<Option<i64>, _>("used_at")
+            .map_err(db)?
+            .map(Timestamp::from_unix_ms),
+        device_id: device_id
+            .map(|s| s.parse::<DeviceId>().map_err(corrupt))
+            .transpose()?,
+    })
+}
+
+fn parse<T>(row: &SqliteRow, column: &str) -> Result<T, StoreError>
+where
+    T: FromStr,
+    T::Err: std::fmt::Display,
+{
+    let text: String = row.try_get(column).map_err(db)?;
+    text.parse()
+        .map_err(|e| corrupt(format!("column {column}: {e}")))
+}
+
+fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
+    Ok(Device {
+        id: parse(row, "id")?,
+        user: parse(row, "user_email")?,
+        state: parse::<DeviceState>(row, "state")?,
+        facts: DeviceFacts {
+            hostname: row.try_get("hostname").map_err(db)?,
+            os_name: row.try_get("os_name").map_err(db)?,
+            os_version: row.try_get("os_version").map_err(db)?,
+            kernel_version: row.try_get("kernel_version").map_err(db)?,
+            arch: row.try_get("arch").map_err(db)?,
+            agent_version: row.try_get("agent_version").map_err(db)?,
+        },
+        enrolled_at: Timestamp::from_unix_ms(row.try_get("enrolled_at").map_err(db)?),
+        last_seen: row
+            .try_get::<Option<i64>, _>("last_seen")
+            .map_err(db)?
+            .map(Timestamp::from_unix_ms),
+        certificate_serial: row.try_get("certificate_serial").map_err(db)?,
+        certificate_expires_at: Timestamp::from_unix_ms(
+            row.try_get("certificate_expires_at").map_err(db)?,
+        ),
+    })
+}
+
+fn admin_from_row(row: &SqliteRow) -> Result<Admin, StoreError> {
+    Ok(Admin {
+        name: parse::<AdminName>(row, "name")?,
+        role: parse::<AdminRole>(row, "role")?,
+        created_at: Timestamp::from_unix_ms(row.try_get("created_at").map_err(db)?),
+        created_by: row.try_get("created_by").map_err(db)?,
+    })
+}
+
+async fn insert_certificate(
+    tx: &mut Transaction<'_, Sqlite>,
+    cert: &CertificateRecord,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO certificates (serial, subject, not_before, not_after, issued_at, revoked_at)
+         VALUES (?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&cert.serial)
+    .bind(&cert.subject)
+    .bind(cert.not_before.unix_ms())
+    .bind(cert.not_after.unix_ms())
+    .bind(cert.issued_at.unix_ms())
+    .bind(cert.revoked_at.map(Timestamp::unix_ms))
+    .execute(&mut **tx)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO enrollment_tokens
+                 (token_hash, user_email, created_at, expires_at, created_by, used_at, device_id)
+             VALUES (?, ?, ?, ?, ?, NULL, NULL)",
+        )
+        .bind(token.hash.to_hex())
+        .bind(token.user.as_str())
+        .bind(token.created_at.unix_ms())
+        .bind(token.expires_at.unix_ms())
+        .bind(&token.created_by)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        sqlx::query("SELECT * FROM enrollment_tokens WHERE token_hash = ?")
+            .bind(hash.to_hex())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(token_from_row)
+            .transpose()
+    }
+
+    async fn redeem_token(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        device: &NewDevice,
+    ) -> Result<Redemption, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // The conditional UPDATE is the claim: SQLite serializes writers, so of concurrent
+        // redemptions exactly one sees the row still unused.
+        let claimed = sqlx::query(
+            "UPDATE enrollment_tokens SET used_at = ?, device_id = ?
+             WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
+             RETURNING user_email",
+        )
+        .bind(now.unix_ms())
+        .bind(device.id.to_string())
+        .bind(hash.to_hex())
+        .bind(now.unix_ms())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(row) = claimed else {
+            tx.rollback().await.map_err(db)?;
+            return Ok(match self.find_token(hash).await? {
+                None => Redemption::Unknown,
+                Some(token) => Redemption::Refused(token.status(now)),
+            });
+        };
+        let user: UserEmail = parse(&row, "user_email")?;
+        let facts = &device.facts;
+        sqlx::query(
+            "INSERT INTO devices (id, user_email, state, hostname, os_name, os_version,
+                 kernel_version, arch, agent_version, enrolled_at, last_seen,
+                 certificate_serial, certificate_expires_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+        )
+        .bind(device.id.to_string())
+        .bind(user.as_str())
+        .bind(DeviceState::Active.as_str())
+        .bind(&facts.hostname)
+        .bind(&facts.os_name)
+        .bind(&facts.os_version)
+        .bind(&facts.kernel_version)
+        .bind(&facts.arch)
+        .bind(&facts.agent_version)
+        .bind(now.unix_ms())
+        .bind(&device.certificate.serial)
+        .bind(device.certificate.not_after.unix_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        insert_certificate(&mut tx, &device.certificate).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(Redemption::Enrolled { user })
+    }
+
+    async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
+        sqlx::query("SELECT * FROM devices WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(device_from_row)
+            .transpose()
+    }
+
+    async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM devices WHERE (?1 IS NULL OR user_email = ?1)
+             ORDER BY user_email, enrolled_at, id",
+        )
+        .bind(user.map(UserEmail::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        rows.iter().map(device_from_row).collect()
+    }
+
+    async fn record_check_in(
+        &self,
+        id: DeviceId,
+        facts: &DeviceFacts,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE devices SET hostname = ?, os_name = ?, os_version = ?, kernel_version = ?,
+                 arch = ?, agent_version = ?, last_seen = ?
+             WHERE id = ?",
+        )
+        .bind(&facts.hostname)
+        .bind(&facts.os_name)
+        .bind(&facts.os_version)
+        .bind(&facts.kernel_version)
+        .bind(&facts.arch)
+        .bind(&facts.agent_version)
+        .bind(now.unix_ms())
+        .bind(id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn insert_admin(
+        &self,
+        admin: &Admin,
+        certificate: &CertificateRecord,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let inserted = sqlx::query(
+            "INSERT INTO admins (name, role, created_at, created_by) VALUES (?, ?, ?, ?)
+             ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(admin.name.as_str())
+        .bind(admin.role.as_str())
+        .bind(admin.created_at.unix_ms())
+        .bind(&admin.created_by)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        if inserted.rows_affected() == 0 {
+            tx.rollback().await.map_err(db)?;
+            return Err(StoreError::AlreadyExists(format!("admin {}", admin.name)));
+        }
+        insert_certificate(&mut tx, certificate).await?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
+    async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
+        sqlx::query("SELECT * FROM admins WHERE name = ?")
+            .bind(name.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?
+            .as_ref()
+            .map(admin_from_row)
+            .transpose()
+    }
+
+    async fn list_admins(&self) -> Result<Vec<Admin>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM admins ORDER BY name")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(admin_from_row).collect()
+    }
+
+    async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM certificates WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        row.map(|row| {
+            Ok(CertificateRecord {
+                serial: row.try_get("serial").map_err(db)?,
+                subject: row.try_get("subject").map_err(db)?,
+                not_before: Timestamp::from_unix_ms(row.try_get("not_before").map_err(db)?),
+                not_after: Timestamp::from_unix_ms(row.try_get("not_after").map_err(db)?),
+                issued_at: Timestamp::from_unix_ms(row.try_get("issued_at").map_err(db)?),
+                revoked_at: row
+                    .try_get::<Option<i64>, _>("revoked_at")
+                    .map_err(db)?
+                    .map(Timestamp::from_unix_ms),
+            })
+        })
+        .transpose()
+    }
+}
