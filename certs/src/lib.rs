@@ -1,12 +1,12 @@
 //! Ward's PKI: a pure library, bytes in and typed results out.
 //!
-//! - [`ca`]: create and load the certificate authority; issue server, device and admin
+//! - [`ca`] — create and load the certificate authority; issue server, device and admin
 //!   certificates. Identity always comes from the caller (the enrollment record), never from
 //!   the CSR.
-//! - [`csr`]: parse a PKCS#10 request and verify its signature (proof of possession).
-//! - [`validate`]: check a presented certificate against our CA and turn its single `ward://`
+//! - [`csr`] — parse a PKCS#10 request and verify its signature (proof of possession).
+//! - [`validate`] — check a presented certificate against our CA and turn its single `ward://`
 //!   URI SAN into an [`Identity`].
-//! - [`tls`]: rustls configurations for the controller and its clients, including CA pinning.
+//! - [`tls`] — rustls configurations for the controller and its clients, including CA pinning.
 //!
 //! Chain validation and identity extraction are separate steps so each rule can be tested alone.
 

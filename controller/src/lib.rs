@@ -1,10 +1,10 @@
 //! Ward's controller: the gRPC service with its own CA, its store, and the `wardctl` CLI.
 //!
-//! - [`core`]: domain types and rules (no tonic, no sqlx).
-//! - [`app`]: the operations, over the [`store::Store`] trait.
-//! - [`store`]: persistence (SQLite by default).
-//! - [`server`]: the TLS listener and the three gRPC services.
-//! - [`cli`]: `wardctl`.
+//! - [`core`] — domain types and rules (no tonic, no sqlx).
+//! - [`app`] — the operations, over the [`store::Store`] trait.
+//! - [`store`] — persistence (SQLite by default).
+//! - [`server`] — the TLS listener and the three gRPC services.
+//! - [`cli`] — `wardctl`.
 
 #![forbid(unsafe_code)]
 

@@ -117,14 +117,14 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             .init(&args.hostnames, &admin_name("admin")?, &SystemClock)
             .await?;
         info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
-    } else if !args.hostnames.is_empty() {
-        return Err(CliError::usage(
-            "--hostname only applies when serve initializes a new data directory; this one already has its server certificate",
-        ));
     }
 
     let ca = dir.load_ca()?;
     let (chain, key) = dir.load_server_credentials()?;
+    check_hostnames_covered(
+        &args.hostnames,
+        chain.first().map_or(&[][..], Vec::as_slice),
+    )?;
     let store = dir.open_store().await?;
     let (journal, sync) = store
         .durability()
@@ -185,6 +185,27 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .shutdown()
         .await
         .map_err(|e| CliError::failed(e.to_string()))
+}
+
+/// `--hostname` names the server certificate when a data directory is created; on later
+/// starts every name given must already be in it (re-issuing the server certificate is not
+/// supported yet, and silently ignoring the flag would hide the mismatch until devices fail).
+fn check_hostnames_covered(hostnames: &[String], server_cert: &[u8]) -> Result<(), CliError> {
+    let covered = ward_certs::validate::server_names(server_cert);
+    let missing: Vec<String> = hostnames
+        .iter()
+        .map(|h| h.trim().to_ascii_lowercase())
+        .filter(|h| !covered.contains(h))
+        .collect();
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::usage(format!(
+            "the existing server certificate does not cover {}: it covers {}. Names are fixed when the data directory is created; start over with a new --data-dir to change them",
+            missing.join(", "),
+            covered.join(", ")
+        )))
+    }
 }
 
 /// Where a `wardctl` on this host reaches the server: loopback when listening on all or

@@ -363,3 +363,49 @@ impl Store for SqliteStore {
         .transpose()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn store_is_durable_wal_with_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ward.db"))
+            .await
+            .unwrap();
+        let (journal, synchronous) = store.durability().await.unwrap();
+        assert_eq!(journal, "wal");
+        assert_eq!(synchronous, 2, "PRAGMA synchronous must be FULL (2)");
+    }
+
+    #[tokio::test]
+    async fn reopening_applies_no_migration_twice_and_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ward.db");
+        let store = SqliteStore::open(&path).await.unwrap();
+        let admin = Admin {
+            name: "root".parse().unwrap(),
+            role: AdminRole::Admin,
+            created_at: Timestamp::from_unix_ms(1),
+            created_by: "init".into(),
+        };
+        let cert = CertificateRecord {
+            serial: "01".into(),
+            subject: "ward://admin/root".into(),
+            not_before: Timestamp::from_unix_ms(0),
+            not_after: Timestamp::from_unix_ms(10),
+            issued_at: Timestamp::from_unix_ms(1),
+            revoked_at: None,
+        };
+        store.insert_admin(&admin, &cert).await.unwrap();
+        assert!(matches!(
+            store.insert_admin(&admin, &cert).await,
+            Err(StoreError::AlreadyExists(_))
+        ));
+        store.close().await;
+        let again = SqliteStore::open(&path).await.unwrap();
+        assert_eq!(again.list_admins().await.unwrap(), vec![admin]);
+        assert_eq!(again.get_certificate("01").await.unwrap(), Some(cert));
+    }
+}

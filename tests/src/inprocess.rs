@@ -1,0 +1,159 @@
+//! A controller running inside the test process: real TLS on 127.0.0.1:0, a real SQLite file,
+//! and a clock the test moves by hand.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tonic::transport::Channel;
+use ward_certs::{CertificateAuthority, PrivateKeyDer, csr::make_csr};
+use ward_controller::app::{App, AppConfig};
+use ward_controller::bundle::AdminBundle;
+use ward_controller::core::clock::ManualClock;
+use ward_controller::core::{Clock, SystemClock};
+use ward_controller::datadir::DataDir;
+use ward_controller::server::{self, RunningServer};
+use ward_controller::store::{SqliteStore, Store};
+use ward_proto::transport::{ChannelOptions, ConnectError, ServerUrl, connect};
+use ward_proto::v1::admin_service_client::AdminServiceClient;
+use ward_proto::v1::agent_service_client::AgentServiceClient;
+use ward_proto::v1::enrollment_service_client::EnrollmentServiceClient;
+use ward_proto::v1::{CreateEnrollmentTokenRequest, EnrollRequest, EnrollResponse};
+
+pub struct TestController {
+    _dir: tempfile::TempDir,
+    pub data: DataDir,
+    pub clock: ManualClock,
+    pub addr: SocketAddr,
+    pub url: ServerUrl,
+    pub ca: Arc<CertificateAuthority>,
+    pub store: SqliteStore,
+    server: Option<RunningServer>,
+}
+
+/// A device enrolled through the real protocol.
+pub struct EnrolledDevice {
+    pub device_id: String,
+    pub certificate_der: Vec<u8>,
+    pub key: PrivateKeyDer,
+}
+
+impl TestController {
+    pub async fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path().join("data"));
+        data.init(&[], &"admin".parse().unwrap(), &SystemClock)
+            .await
+            .unwrap();
+        let clock = ManualClock::new(SystemClock.now());
+        let ca = data.load_ca().unwrap();
+        let (chain, key) = data.load_server_credentials().unwrap();
+        let store = data.open_store().await.unwrap();
+        let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key).unwrap();
+        let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let url: ServerUrl = format!("https://127.0.0.1:{}", addr.port())
+            .parse()
+            .unwrap();
+        let app = App::new(
+            Arc::new(store.clone()),
+            ca.clone(),
+            Arc::new(clock.clone()),
+            AppConfig::with_public_url(url.to_string()),
+        );
+        let running = server::start(Arc::new(app), tls, listener).unwrap();
+        Self {
+            _dir: dir,
+            data,
+            clock,
+            addr,
+            url,
+            ca,
+            store,
+            server: Some(running),
+        }
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.shutdown().await.unwrap();
+        }
+    }
+
+    pub async fn channel(&self, tls: rustls::ClientConfig) -> Result<Channel, ConnectError> {
+        connect(&self.url, tls, ChannelOptions::default()).await
+    }
+
+    pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        let bundle = AdminBundle::read(&self.data.admin_bundle()).unwrap();
+        let tls = ward_certs::tls::client_config(
+            &bundle.ca_der,
+            Some((std::slice::from_ref(&bundle.certificate_der), &bundle.key)),
+        )
+        .unwrap();
+        AdminServiceClient::new(self.channel(tls).await.unwrap())
+    }
+
+    /// An enrollment client that pins the CA by hash, as the agent does.
+    pub async fn enrollment(&self) -> EnrollmentServiceClient<Channel> {
+        let (tls, _) = ward_certs::tls::pinned_client_config(self.ca.hash()).unwrap();
+        EnrollmentServiceClient::new(self.channel(tls).await.unwrap())
+    }
+
+    /// Mutual TLS with the given client certificate, trusting our CA.
+    pub async fn agent_with(
+        &self,
+        cert_der: &[u8],
+        key: &PrivateKeyDer,
+    ) -> Result<AgentServiceClient<Channel>, ConnectError> {
+        let tls =
+            ward_certs::tls::client_config(self.ca.cert_der(), Some((&[cert_der.to_vec()], key)))
+                .unwrap();
+        Ok(AgentServiceClient::new(self.channel(tls).await?))
+    }
+
+    pub async fn create_token(&self, user: &str, ttl_seconds: u64) -> String {
+        self.admin()
+            .await
+            .create_enrollment_token(CreateEnrollmentTokenRequest {
+                user: user.into(),
+                ttl_seconds,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .token
+    }
+
+    pub async fn try_enroll(
+        &self,
+        token: &str,
+    ) -> Result<(EnrollResponse, PrivateKeyDer), tonic::Status> {
+        let key = PrivateKeyDer::generate().unwrap();
+        let csr = make_csr(&key, "test-device").unwrap();
+        let response = self
+            .enrollment()
+            .await
+            .enroll(EnrollRequest {
+                token: token.into(),
+                csr_der: csr,
+                facts: None,
+            })
+            .await?
+            .into_inner();
+        Ok((response, key))
+    }
+
+    pub async fn enroll(&self, user: &str) -> EnrolledDevice {
+        let token = self.create_token(user, 0).await;
+        let (response, key) = self.try_enroll(&token).await.unwrap();
+        EnrolledDevice {
+            device_id: response.device_id,
+            certificate_der: response.certificate_der,
+            key,
+        }
+    }
+
+    pub async fn device_count(&self) -> usize {
+        self.store.list_devices(None).await.unwrap().len()
+    }
+}
