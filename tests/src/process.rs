@@ -122,7 +122,14 @@ impl ControllerProcess {
     /// Starts `wardctl serve` on an ephemeral port (agents check in every second) and waits
     /// until it has written its URL.
     pub fn start(data_dir: &Path) -> Self {
+        Self::start_on(data_dir, "127.0.0.1:0")
+    }
+
+    /// Starts `wardctl serve` on `listen`, e.g. to bring a controller back on its old port.
+    pub fn start_on(data_dir: &Path, listen: &str) -> Self {
         let dir = data_dir.to_str().unwrap();
+        let url_file = data_dir.join("server-url");
+        let _ = std::fs::remove_file(&url_file);
         let log = data_dir.with_extension("log");
         let mut daemon = Daemon::spawn(
             "wardctl",
@@ -131,13 +138,12 @@ impl ControllerProcess {
                 "--data-dir",
                 dir,
                 "--listen",
-                "127.0.0.1:0",
+                listen,
                 "--checkin-interval",
                 "1s",
             ],
             log,
         );
-        let url_file = data_dir.join("server-url");
         let url = eventually_blocking(
             "the controller to write server-url",
             Duration::from_secs(60),

@@ -261,3 +261,33 @@ fn cli_errors_use_the_documented_exit_codes() {
     assert!(stderr(&no_credentials).contains("--admin-cert"));
     assert!(controller.devices().is_empty());
 }
+
+#[test]
+fn agent_reconnects_after_the_controller_restarts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("controller");
+    let controller = ControllerProcess::start(&data);
+    let token = controller.token("dora@hospital.org", "15m");
+    let state = tmp.path().join("agent");
+    let state_str = state.to_str().unwrap();
+    assert!(agent(&enroll_args(&token, state_str)).status.success());
+    let _agent = Daemon::spawn(
+        "ward-agent",
+        &["run", "--state-dir", state_str],
+        tmp.path().join("agent.log"),
+    );
+    let last_seen = |c: &ControllerProcess| {
+        c.devices()
+            .first()
+            .and_then(|d| d["last_seen"].as_str().map(str::to_owned))
+    };
+    let before = eventually_blocking("a first check-in", DEADLINE, || last_seen(&controller));
+
+    // Kill the controller, then bring it back on the same port with the same data.
+    let port = controller.url.rsplit(':').next().unwrap().to_owned();
+    drop(controller);
+    let controller = ControllerProcess::start_on(&data, &format!("127.0.0.1:{port}"));
+    eventually_blocking("a check-in after the restart", DEADLINE, || {
+        last_seen(&controller).filter(|t| *t > before)
+    });
+}
