@@ -17,6 +17,8 @@ pub mod csr;
 pub mod files;
 pub mod identity;
 pub mod pin;
+pub mod receipt;
+pub mod sign;
 pub mod tls;
 pub mod validate;
 

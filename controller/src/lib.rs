@@ -13,5 +13,6 @@ pub mod bundle;
 pub mod cli;
 pub mod core;
 pub mod datadir;
+pub mod hub;
 pub mod server;
 pub mod store;

@@ -1,10 +1,12 @@
 //! Ward's domain: types and rules, free of tonic and sqlx.
 
 pub mod clock;
+pub mod command;
 pub mod model;
 pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
+pub use command::{Command, CommandId, CommandKind, CommandState, Event, Receipt, WipeScope};
 pub use model::{
     Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
     UserEmail,

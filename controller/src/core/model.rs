@@ -176,6 +176,7 @@ pub struct Device {
     pub last_seen: Option<Timestamp>,
     pub certificate_serial: String,
     pub certificate_expires_at: Timestamp,
+    pub public_key_der: Option<Vec<u8>>,
 }
 
 /// What enrollment writes, atomically with the token's redemption.
@@ -183,6 +184,8 @@ pub struct Device {
 pub struct NewDevice {
     pub id: DeviceId,
     pub facts: DeviceFacts,
+    /// DER SubjectPublicKeyInfo of the device key, to verify what the device signs.
+    pub public_key_der: Vec<u8>,
     pub certificate: CertificateRecord,
 }
 

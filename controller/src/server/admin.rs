@@ -9,7 +9,10 @@ use std::sync::Arc;
 use tonic::{Request, Response, Status};
 use ward_proto::v1::{self, *};
 
-use super::convert::{admin_to_wire, device_to_wire, optional_seconds, peer_leaf, role_from_wire};
+use super::convert::{
+    action_from_issue, admin_to_wire, command_state_from_wire, command_to_wire, device_to_wire,
+    optional_seconds, peer_leaf, role_from_wire,
+};
 use crate::app::App;
 use crate::core::Admin;
 
@@ -106,5 +109,60 @@ impl v1::admin_service_server::AdminService for AdminApi {
         Ok(Response::new(ListAdminsResponse {
             admins: admins.iter().map(admin_to_wire).collect(),
         }))
+    }
+
+    async fn issue_command(
+        &self,
+        request: Request<IssueCommandRequest>,
+    ) -> Result<Response<Command>, Status> {
+        let actor = self.admin(&request).await?;
+        let req = request.into_inner();
+        let kind = action_from_issue(req.action)?;
+        let (command, _) = self
+            .app
+            .issue_command(
+                &actor,
+                &req.device_id,
+                kind,
+                &req.reason,
+                &req.idempotency_key,
+            )
+            .await?;
+        Ok(Response::new(command_to_wire(&command)))
+    }
+
+    async fn list_commands(
+        &self,
+        request: Request<ListCommandsRequest>,
+    ) -> Result<Response<ListCommandsResponse>, Status> {
+        self.admin(&request).await?;
+        let req = request.into_inner();
+        let state = command_state_from_wire(req.state)?;
+        let device = (!req.device_id.is_empty()).then_some(req.device_id.as_str());
+        let commands = self.app.list_commands(device, state).await?;
+        Ok(Response::new(ListCommandsResponse {
+            commands: commands.iter().map(command_to_wire).collect(),
+        }))
+    }
+
+    async fn get_command(
+        &self,
+        request: Request<GetCommandRequest>,
+    ) -> Result<Response<Command>, Status> {
+        self.admin(&request).await?;
+        let command = self.app.get_command(&request.get_ref().command_id).await?;
+        Ok(Response::new(command_to_wire(&command)))
+    }
+
+    async fn cancel_command(
+        &self,
+        request: Request<CancelCommandRequest>,
+    ) -> Result<Response<Command>, Status> {
+        let actor = self.admin(&request).await?;
+        let command = self
+            .app
+            .cancel_command(&actor, &request.get_ref().command_id)
+            .await?;
+        Ok(Response::new(command_to_wire(&command)))
     }
 }

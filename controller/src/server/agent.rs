@@ -1,13 +1,26 @@
 //! `AgentService`: mutual TLS with an enrolled device's certificate.
 
+use std::collections::HashSet;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
+use futures::Stream;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
-use ward_proto::v1::{self, CheckInRequest, CheckInResponse};
+use tracing::debug;
+use ward_certs::receipt::SignedReceipt;
+use ward_proto::v1::{self, *};
 
-use super::convert::{facts_from_wire, peer_leaf};
+use super::convert::{command_state_to_wire, command_to_device, facts_from_wire, peer_leaf};
 use super::enrollment::agent_config;
-use crate::app::App;
+use crate::app::{App, DeviceResult};
+use crate::core::DeviceId;
+
+/// How often an open stream re-reads the store even without a wake-up: the fallback that
+/// makes a lost wake-up a delay, never a loss.
+pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
 pub struct AgentApi {
     app: Arc<App>,
@@ -17,7 +30,16 @@ impl AgentApi {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
     }
+
+    async fn device<T>(&self, request: &Request<T>) -> Result<DeviceId, Status> {
+        Ok(self
+            .app
+            .authenticate_device(peer_leaf(request).as_deref())
+            .await?)
+    }
 }
+
+type CommandStream = Pin<Box<dyn Stream<Item = Result<DeviceCommand, Status>> + Send>>;
 
 #[tonic::async_trait]
 impl v1::agent_service_server::AgentService for AgentApi {
@@ -25,17 +47,94 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<CheckInRequest>,
     ) -> Result<Response<CheckInResponse>, Status> {
-        let device = self
-            .app
-            .authenticate_device(peer_leaf(&request).as_deref())
-            .await?;
+        let device = self.device(&request).await?;
         let req = request.into_inner();
         self.app
             .check_in(device, facts_from_wire(req.facts))
             .await?;
+        let pending = self.app.deliver_unfinished(device, &HashSet::new()).await?;
         Ok(Response::new(CheckInResponse {
             config: Some(agent_config(&self.app)),
             server_time_unix_ms: self.app.now().unix_ms(),
+            pending_commands: pending.iter().map(command_to_device).collect(),
+        }))
+    }
+
+    type CommandsStream = CommandStream;
+
+    async fn commands(
+        &self,
+        request: Request<CommandsRequest>,
+    ) -> Result<Response<CommandStream>, Status> {
+        let device = self.device(&request).await?;
+        let (tx, rx) = mpsc::channel(32);
+        let app = self.app.clone();
+        // Subscribe before the first read, so a command committed in between still wakes us.
+        let mut wake = app.hub().subscribe(device);
+        tokio::spawn(async move {
+            debug!(device_id = %device, "command stream opened");
+            let mut sent = HashSet::new();
+            loop {
+                match app.deliver_unfinished(device, &sent).await {
+                    Ok(commands) => {
+                        for command in commands {
+                            sent.insert(command.id);
+                            if tx.send(Ok(command_to_device(&command))).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e.into())).await;
+                        return;
+                    }
+                }
+                tokio::select! {
+                    () = tx.closed() => break,
+                    changed = wake.changed() => if changed.is_err() { break },
+                    () = tokio::time::sleep(SWEEP_INTERVAL) => {}
+                }
+            }
+            debug!(device_id = %device, "command stream closed");
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn acknowledge(
+        &self,
+        request: Request<AcknowledgeRequest>,
+    ) -> Result<Response<AcknowledgeResponse>, Status> {
+        let device = self.device(&request).await?;
+        let ack = self
+            .app
+            .acknowledge(device, &request.get_ref().command_id)
+            .await?;
+        Ok(Response::new(AcknowledgeResponse {
+            proceed: ack.proceed,
+            state: command_state_to_wire(ack.state) as i32,
+        }))
+    }
+
+    async fn report_result(
+        &self,
+        request: Request<ReportResultRequest>,
+    ) -> Result<Response<ReportResultResponse>, Status> {
+        let device = self.device(&request).await?;
+        let req = request.into_inner();
+        let result = DeviceResult {
+            succeeded: req.succeeded,
+            failure_reason: req.failure_reason,
+            receipt: req.receipt.map(|r| SignedReceipt {
+                body: r.body,
+                signature: r.signature,
+            }),
+        };
+        let state = self
+            .app
+            .report_result(device, &req.command_id, result)
+            .await?;
+        Ok(Response::new(ReportResultResponse {
+            state: command_state_to_wire(state) as i32,
         }))
     }
 }

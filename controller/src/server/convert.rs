@@ -5,7 +5,10 @@ use tracing::error;
 use ward_proto::v1;
 
 use crate::app::AppError;
-use crate::core::{Admin, AdminRole, Device, DeviceFacts, DeviceState};
+use crate::core::{
+    Admin, AdminRole, Command, CommandKind, CommandState, Device, DeviceFacts, DeviceState,
+    WipeScope,
+};
 
 impl From<AppError> for Status {
     fn from(e: AppError) -> Self {
@@ -100,4 +103,120 @@ pub fn admin_to_wire(a: &Admin) -> v1::Admin {
 /// A wire duration in seconds, where 0 means "the default".
 pub fn optional_seconds(seconds: u64) -> Option<std::time::Duration> {
     (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
+}
+
+pub fn command_state_to_wire(state: CommandState) -> v1::CommandState {
+    match state {
+        CommandState::Queued => v1::CommandState::Queued,
+        CommandState::Delivered => v1::CommandState::Delivered,
+        CommandState::Acknowledged => v1::CommandState::Acknowledged,
+        CommandState::Succeeded => v1::CommandState::Succeeded,
+        CommandState::Failed => v1::CommandState::Failed,
+        CommandState::Cancelled => v1::CommandState::Cancelled,
+        CommandState::Expired => v1::CommandState::Expired,
+    }
+}
+
+/// `None` for "unspecified" (no filter); an error for values this controller does not know.
+pub fn command_state_from_wire(state: i32) -> Result<Option<CommandState>, Status> {
+    Ok(Some(match v1::CommandState::try_from(state) {
+        Ok(v1::CommandState::Unspecified) => return Ok(None),
+        Ok(v1::CommandState::Queued) => CommandState::Queued,
+        Ok(v1::CommandState::Delivered) => CommandState::Delivered,
+        Ok(v1::CommandState::Acknowledged) => CommandState::Acknowledged,
+        Ok(v1::CommandState::Succeeded) => CommandState::Succeeded,
+        Ok(v1::CommandState::Failed) => CommandState::Failed,
+        Ok(v1::CommandState::Cancelled) => CommandState::Cancelled,
+        Ok(v1::CommandState::Expired) => CommandState::Expired,
+        Err(_) => {
+            return Err(Status::invalid_argument(format!(
+                "unknown command state {state}"
+            )));
+        }
+    }))
+}
+
+fn wipe_scope_to_wire(scope: WipeScope) -> v1::WipeScope {
+    match scope {
+        WipeScope::Messaging => v1::WipeScope::Messaging,
+        WipeScope::Full => v1::WipeScope::Full,
+    }
+}
+
+pub fn action_from_issue(
+    action: Option<v1::issue_command_request::Action>,
+) -> Result<CommandKind, Status> {
+    use v1::issue_command_request::Action;
+    match action {
+        Some(Action::Lock(lock)) => Ok(CommandKind::Lock {
+            message: lock.message,
+        }),
+        Some(Action::Unlock(_)) => Ok(CommandKind::Unlock),
+        Some(Action::Wipe(wipe)) => match v1::WipeScope::try_from(wipe.scope) {
+            Ok(v1::WipeScope::Messaging) => Ok(CommandKind::Wipe {
+                scope: WipeScope::Messaging,
+            }),
+            Ok(v1::WipeScope::Full) => Ok(CommandKind::Wipe {
+                scope: WipeScope::Full,
+            }),
+            _ => Err(Status::invalid_argument(
+                "wipe scope is missing or unknown: use messaging or full",
+            )),
+        },
+        None => Err(Status::invalid_argument(
+            "the command has no action: use lock, unlock or wipe",
+        )),
+    }
+}
+
+/// A command as the device receives it.
+pub fn command_to_device(c: &Command) -> v1::DeviceCommand {
+    use v1::device_command::Action;
+    let action = match &c.kind {
+        CommandKind::Lock { message } => Action::Lock(v1::LockAction {
+            message: message.clone(),
+        }),
+        CommandKind::Unlock => Action::Unlock(v1::UnlockAction {}),
+        CommandKind::Wipe { scope } => Action::Wipe(v1::WipeAction {
+            scope: wipe_scope_to_wire(*scope) as i32,
+        }),
+    };
+    v1::DeviceCommand {
+        id: c.id.to_string(),
+        action: Some(action),
+        created_at_unix_ms: c.created_at.unix_ms(),
+    }
+}
+
+/// A command as admins see it.
+pub fn command_to_wire(c: &Command) -> v1::Command {
+    let ms = |t: Option<crate::core::Timestamp>| t.map_or(0, |t| t.unix_ms());
+    v1::Command {
+        id: c.id.to_string(),
+        device_id: c.device_id.to_string(),
+        kind: c.kind.name().to_owned(),
+        scope: match &c.kind {
+            CommandKind::Wipe { scope } => scope.as_str().to_owned(),
+            _ => String::new(),
+        },
+        lock_message: match &c.kind {
+            CommandKind::Lock { message } => message.clone(),
+            _ => String::new(),
+        },
+        state: command_state_to_wire(c.state) as i32,
+        reason: c.reason.clone(),
+        failure_reason: c.failure_reason.clone().unwrap_or_default(),
+        created_by: c.created_by.clone(),
+        created_at_unix_ms: c.created_at.unix_ms(),
+        delivered_at_unix_ms: ms(c.delivered_at),
+        acknowledged_at_unix_ms: ms(c.acknowledged_at),
+        finished_at_unix_ms: ms(c.finished_at),
+        deliveries: c.deliveries,
+        receipt: c.receipt.as_ref().map(|r| v1::StoredReceipt {
+            verified: r.verified,
+            body: r.body.clone(),
+            signature: r.signature.clone(),
+            verification_error: r.error.clone().unwrap_or_default(),
+        }),
+    }
 }

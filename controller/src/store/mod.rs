@@ -8,8 +8,8 @@ use async_trait::async_trait;
 pub use sqlite::SqliteStore;
 
 use crate::core::{
-    Admin, CertificateRecord, Device, DeviceFacts, DeviceId, NewDevice, Timestamp, TokenHash,
-    TokenRecord, TokenStatus, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceFacts, DeviceId,
+    NewDevice, Timestamp, TokenHash, TokenRecord, TokenStatus, UserEmail,
 };
 use ward_certs::AdminName;
 
@@ -76,4 +76,28 @@ pub trait Store: Send + Sync + 'static {
     async fn list_admins(&self) -> Result<Vec<Admin>, StoreError>;
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+
+    /// Inserts a new command, unless one with the same idempotency key exists: then that one
+    /// is returned and `false` says nothing was inserted.
+    async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError>;
+
+    async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError>;
+
+    /// Commands, newest first, optionally for one device and in one state.
+    async fn list_commands(
+        &self,
+        device: Option<DeviceId>,
+        state: Option<CommandState>,
+    ) -> Result<Vec<Command>, StoreError>;
+
+    /// The device's commands that have not reached a terminal state, oldest first.
+    async fn unfinished_commands(&self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
+
+    /// Writes `next` if the stored command is still in state `expected`; false otherwise (a
+    /// concurrent change won, and the caller re-reads and re-applies its event).
+    async fn update_command(
+        &self,
+        expected: CommandState,
+        next: &Command,
+    ) -> Result<bool, StoreError>;
 }

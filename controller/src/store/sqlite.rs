@@ -15,9 +15,11 @@ use ward_certs::AdminName;
 
 use super::{Redemption, Store, StoreError};
 use crate::core::{
-    Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
-    Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Device, DeviceFacts,
+    DeviceId, DeviceState, NewDevice, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
+
+mod commands;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -26,11 +28,11 @@ pub struct SqliteStore {
     pool: SqlitePool,
 }
 
-fn db(e: sqlx::Error) -> StoreError {
+pub(super) fn db(e: sqlx::Error) -> StoreError {
     StoreError::Database(e.to_string())
 }
 
-fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
@@ -98,7 +100,7 @@ fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
     })
 }
 
-fn parse<T>(row: &SqliteRow, column: &str) -> Result<T, StoreError>
+pub(super) fn parse<T>(row: &SqliteRow, column: &str) -> Result<T, StoreError>
 where
     T: FromStr,
     T::Err: std::fmt::Display,
@@ -130,6 +132,7 @@ fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
         certificate_expires_at: Timestamp::from_unix_ms(
             row.try_get("certificate_expires_at").map_err(db)?,
         ),
+        public_key_der: row.try_get("public_key_der").map_err(db)?,
     })
 }
 
@@ -225,8 +228,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "INSERT INTO devices (id, user_email, state, hostname, os_name, os_version,
                  kernel_version, arch, agent_version, enrolled_at, last_seen,
-                 certificate_serial, certificate_expires_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+                 certificate_serial, certificate_expires_at, public_key_der)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?)",
         )
         .bind(device.id.to_string())
         .bind(user.as_str())
@@ -240,6 +243,7 @@ impl Store for SqliteStore {
         .bind(now.unix_ms())
         .bind(&device.certificate.serial)
         .bind(device.certificate.not_after.unix_ms())
+        .bind(&device.public_key_der)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -339,6 +343,34 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?;
         rows.iter().map(admin_from_row).collect()
+    }
+
+    async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError> {
+        commands::insert(&self.pool, command).await
+    }
+
+    async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
+        commands::get(&self.pool, id).await
+    }
+
+    async fn list_commands(
+        &self,
+        device: Option<DeviceId>,
+        state: Option<CommandState>,
+    ) -> Result<Vec<Command>, StoreError> {
+        commands::list(&self.pool, device, state).await
+    }
+
+    async fn unfinished_commands(&self, device: DeviceId) -> Result<Vec<Command>, StoreError> {
+        commands::unfinished(&self.pool, device).await
+    }
+
+    async fn update_command(
+        &self,
+        expected: CommandState,
+        next: &Command,
+    ) -> Result<bool, StoreError> {
+        commands::update(&self.pool, expected, next).await
     }
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {

@@ -12,7 +12,12 @@ use crate::core::{
     Admin, AdminRole, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken,
     NewDevice, Timestamp, TokenRecord, TokenStatus, UserEmail,
 };
+use crate::hub::Hub;
 use crate::store::{Redemption, Store, StoreError};
+
+mod commands;
+
+pub use commands::{Acknowledgement, DeviceResult};
 
 /// Settings an operator chooses at `wardctl serve`.
 #[derive(Clone, Debug)]
@@ -91,6 +96,7 @@ pub struct CreatedToken {
 
 pub struct App {
     store: Arc<dyn Store>,
+    hub: Hub,
     ca: Arc<CertificateAuthority>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
@@ -113,6 +119,7 @@ impl App {
     ) -> Self {
         Self {
             store,
+            hub: Hub::default(),
             ca,
             clock,
             config,
@@ -125,6 +132,10 @@ impl App {
 
     pub fn ca(&self) -> &CertificateAuthority {
         &self.ca
+    }
+
+    pub fn hub(&self) -> &Hub {
+        &self.hub
     }
 
     pub fn now(&self) -> Timestamp {
@@ -266,6 +277,7 @@ impl App {
         let new_device = NewDevice {
             id: device_id,
             facts,
+            public_key_der: csr.public_key_der().to_vec(),
             certificate: certificate_record(&certificate, &identity, now),
         };
         match self.store.redeem_token(&hash, now, &new_device).await? {

@@ -1,0 +1,131 @@
+//! The wipe receipt: what a device states it destroyed, signed with its device key.
+//!
+//! The signed bytes are the receipt's JSON exactly as the device serialized it; the controller
+//! verifies the signature over those bytes first and only then parses them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::sign::{SignatureError, sign, verify};
+use crate::{CertError, PrivateKeyDer};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WipeReceiptBody {
+    pub command_id: String,
+    pub device_id: String,
+    /// RFC 3339, the device's clock.
+    pub completed_at: String,
+    /// "messaging" or "full".
+    pub scope: String,
+    /// The data key was deleted from the secret store and is no longer readable there.
+    pub key_destroyed: bool,
+    pub files_removed: u64,
+    pub bytes_removed: u64,
+    /// The messaging directory was verified empty after the deletion.
+    pub verified_empty: bool,
+}
+
+/// A signed receipt as it travels.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedReceipt {
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+}
+
+impl WipeReceiptBody {
+    pub fn sign(&self, key: &PrivateKeyDer) -> Result<SignedReceipt, CertError> {
+        let body = serde_json::to_vec(self).map_err(|e| CertError::Invalid(e.to_string()))?;
+        let signature = sign(key, &body)?;
+        Ok(SignedReceipt { body, signature })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ReceiptError {
+    #[error("receipt signature invalid: {0}")]
+    Signature(#[from] SignatureError),
+    #[error("receipt body is not valid: {0}")]
+    Body(String),
+    #[error("receipt is for command {found}, not {expected}")]
+    WrongCommand { expected: String, found: String },
+    #[error("receipt is for device {found}, not {expected}")]
+    WrongDevice { expected: String, found: String },
+    #[error("receipt does not state that the data key was destroyed")]
+    KeyNotDestroyed,
+}
+
+/// Verifies a receipt against the device's public key and the command it claims to answer.
+pub fn verify_receipt(
+    receipt: &SignedReceipt,
+    spki_der: &[u8],
+    command_id: &str,
+    device_id: &str,
+) -> Result<WipeReceiptBody, ReceiptError> {
+    verify(spki_der, &receipt.body, &receipt.signature)?;
+    let body: WipeReceiptBody =
+        serde_json::from_slice(&receipt.body).map_err(|e| ReceiptError::Body(e.to_string()))?;
+    if body.command_id != command_id {
+        return Err(ReceiptError::WrongCommand {
+            expected: command_id.into(),
+            found: body.command_id,
+        });
+    }
+    if body.device_id != device_id {
+        return Err(ReceiptError::WrongDevice {
+            expected: device_id.into(),
+            found: body.device_id,
+        });
+    }
+    if !body.key_destroyed {
+        return Err(ReceiptError::KeyNotDestroyed);
+    }
+    Ok(body)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::VerifiedCsr;
+    use crate::csr::make_csr;
+
+    fn body() -> WipeReceiptBody {
+        WipeReceiptBody {
+            command_id: "c1".into(),
+            device_id: "d1".into(),
+            completed_at: "2026-11-24T00:00:00Z".into(),
+            scope: "messaging".into(),
+            key_destroyed: true,
+            files_removed: 3,
+            bytes_removed: 42,
+            verified_empty: true,
+        }
+    }
+
+    #[test]
+    fn a_signed_receipt_verifies_and_any_edit_breaks_it() {
+        let key = PrivateKeyDer::generate().unwrap();
+        let spki = VerifiedCsr::from_der(&make_csr(&key, "x").unwrap()).unwrap();
+        let signed = body().sign(&key).unwrap();
+        assert_eq!(
+            verify_receipt(&signed, spki.public_key_der(), "c1", "d1").unwrap(),
+            body()
+        );
+        let mut edited = signed.clone();
+        edited.body = String::from_utf8(edited.body)
+            .unwrap()
+            .replace("42", "43")
+            .into_bytes();
+        assert!(matches!(
+            verify_receipt(&edited, spki.public_key_der(), "c1", "d1"),
+            Err(ReceiptError::Signature(_))
+        ));
+        assert!(matches!(
+            verify_receipt(&signed, spki.public_key_der(), "c2", "d1"),
+            Err(ReceiptError::WrongCommand { .. })
+        ));
+        assert!(matches!(
+            verify_receipt(&signed, spki.public_key_der(), "c1", "d2"),
+            Err(ReceiptError::WrongDevice { .. })
+        ));
+    }
+}

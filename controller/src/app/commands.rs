@@ -1,0 +1,364 @@
+//! Command operations: issue, list, cancel; hand out to devices; acknowledge; results.
+
+use tracing::{info, warn};
+use ward_certs::receipt::{SignedReceipt, verify_receipt};
+
+use super::{App, AppError};
+use crate::core::command::MAX_TEXT_LEN;
+use crate::core::{
+    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, Receipt, WipeScope,
+};
+
+/// How often a compare-and-set on a command is retried before giving up.
+const CAS_ATTEMPTS: usize = 8;
+
+/// What the device is told when it asks to execute a command.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub proceed: bool,
+    pub state: CommandState,
+}
+
+/// A result as the device reports it.
+#[derive(Debug)]
+pub struct DeviceResult {
+    pub succeeded: bool,
+    pub failure_reason: String,
+    pub receipt: Option<SignedReceipt>,
+}
+
+fn check_text(what: &str, text: &str) -> Result<(), AppError> {
+    if text.len() > MAX_TEXT_LEN {
+        return Err(AppError::InvalidArgument(format!(
+            "{what} is longer than {MAX_TEXT_LEN} bytes"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(AppError::InvalidArgument(format!(
+            "{what} contains control characters"
+        )));
+    }
+    Ok(())
+}
+
+fn check_idempotency_key(key: &str) -> Result<(), AppError> {
+    let ok = !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::InvalidArgument(
+            "idempotency key must be 1-128 printable ASCII characters without spaces".into(),
+        ))
+    }
+}
+
+impl App {
+    /// Commits a command and wakes the device's stream. The same idempotency key returns the
+    /// command it first created.
+    pub async fn issue_command(
+        &self,
+        actor: &Admin,
+        device: &str,
+        kind: CommandKind,
+        reason: &str,
+        idempotency_key: &str,
+    ) -> Result<(Command, bool), AppError> {
+        let device_id = self.get_device(device).await?.id;
+        let reason = reason.trim();
+        check_text("the reason", reason)?;
+        check_idempotency_key(idempotency_key)?;
+        if let CommandKind::Wipe { .. } = kind {
+            if reason.is_empty() {
+                return Err(AppError::InvalidArgument(
+                    "a wipe needs a reason (--reason TEXT); it is kept with the command for the audit".into(),
+                ));
+            }
+        }
+        if let CommandKind::Lock { message } = &kind {
+            check_text("the lock message", message)?;
+        }
+        let now = self.now();
+        let command = Command {
+            id: CommandId::new_random(),
+            device_id,
+            kind,
+            state: CommandState::Queued,
+            reason: reason.to_owned(),
+            failure_reason: None,
+            idempotency_key: idempotency_key.to_owned(),
+            created_by: actor.name.to_string(),
+            created_at: now,
+            deadline: None,
+            delivered_at: None,
+            acknowledged_at: None,
+            finished_at: None,
+            deliveries: 0,
+            receipt: None,
+        };
+        let (stored, created) = self.store.insert_command(&command).await?;
+        if !created {
+            if stored.device_id != command.device_id || stored.kind != command.kind {
+                return Err(AppError::InvalidArgument(format!(
+                    "idempotency key already used for command {} ({} on device {}); use a new key for a different request",
+                    stored.id,
+                    stored.kind.name(),
+                    stored.device_id
+                )));
+            }
+            return Ok((stored, false));
+        }
+        info!(command_id = %stored.id, device_id = %device_id, kind = stored.kind.name(), created_by = %actor.name, "command queued");
+        self.hub.wake(device_id);
+        Ok((stored, true))
+    }
+
+    pub async fn get_command(&self, id: &str) -> Result<Command, AppError> {
+        let id: CommandId = id
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        self.store.get_command(id).await?.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "no command {id}; `wardctl command list` shows them"
+            ))
+        })
+    }
+
+    pub async fn list_commands(
+        &self,
+        device: Option<&str>,
+        state: Option<CommandState>,
+    ) -> Result<Vec<Command>, AppError> {
+        let device = match device {
+            Some(d) => Some(self.get_device(d).await?.id),
+            None => None,
+        };
+        Ok(self.store.list_commands(device, state).await?)
+    }
+
+    pub async fn cancel_command(&self, actor: &Admin, id: &str) -> Result<Command, AppError> {
+        let command = self.get_command(id).await?;
+        let cancelled = self.transition(command.id, &Event::Cancelled).await.map_err(|e| match e {
+            AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
+                "{m}: only queued or delivered commands can be cancelled (the device has already started it or it is finished)"
+            )),
+            other => other,
+        })?;
+        info!(command_id = %cancelled.id, cancelled_by = %actor.name, "command cancelled");
+        Ok(cancelled)
+    }
+
+    /// The device's unfinished commands, each recorded as delivered (again), for a check-in
+    /// answer or a stream. `skip` holds ids this stream already sent.
+    pub async fn deliver_unfinished(
+        &self,
+        device: DeviceId,
+        skip: &std::collections::HashSet<CommandId>,
+    ) -> Result<Vec<Command>, AppError> {
+        let mut out = Vec::new();
+        for command in self.store.unfinished_commands(device).await? {
+            if skip.contains(&command.id) {
+                continue;
+            }
+            match self.transition(command.id, &Event::Delivered).await {
+                Ok(delivered) => out.push(delivered),
+                // Finished or cancelled meanwhile: nothing to deliver.
+                Err(AppError::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The device asks to execute a command. It may only if this returns `proceed`.
+    pub async fn acknowledge(
+        &self,
+        device: DeviceId,
+        id: &str,
+    ) -> Result<Acknowledgement, AppError> {
+        let command = self.device_command(device, id).await?;
+        if command.state == CommandState::Acknowledged {
+            // A retry after the agent lost our answer.
+            return Ok(Acknowledgement {
+                proceed: true,
+                state: command.state,
+            });
+        }
+        match self.transition(command.id, &Event::Acknowledged).await {
+            Ok(acked) => Ok(Acknowledgement {
+                proceed: true,
+                state: acked.state,
+            }),
+            Err(AppError::FailedPrecondition(_)) => {
+                let now = self
+                    .store
+                    .get_command(command.id)
+                    .await?
+                    .map_or(command.state, |c| c.state);
+                Ok(Acknowledgement {
+                    proceed: now == CommandState::Acknowledged,
+                    state: now,
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Records the device's result. A wipe succeeds only with a receipt that verifies against
+    /// the device's key; otherwise it is recorded as failed, with why.
+    pub async fn report_result(
+        &self,
+        device: DeviceId,
+        id: &str,
+        result: DeviceResult,
+    ) -> Result<CommandState, AppError> {
+        let command = self.device_command(device, id).await?;
+        if command.state.is_terminal() {
+            // A repeated report: answer with what is recorded, change nothing.
+            return Ok(command.state);
+        }
+        if command.state != CommandState::Acknowledged {
+            return Err(AppError::FailedPrecondition(format!(
+                "command {} is {}; a result is accepted only after the device acknowledged it",
+                command.id, command.state
+            )));
+        }
+        check_text("the failure reason", &result.failure_reason)?;
+        let mut receipt = None;
+        let event = if let (true, CommandKind::Wipe { scope }) = (result.succeeded, &command.kind) {
+            match self
+                .check_receipt(&command, *scope, result.receipt.as_ref())
+                .await?
+            {
+                Ok(verified) => {
+                    receipt = Some(verified);
+                    Event::Succeeded
+                }
+                Err((stored, why)) => {
+                    warn!(command_id = %command.id, device_id = %device, reason = %why, "wipe receipt rejected");
+                    receipt = stored;
+                    Event::Failed {
+                        reason: format!(
+                            "the device reported success but its receipt was not accepted: {why}"
+                        ),
+                    }
+                }
+            }
+        } else if result.succeeded {
+            Event::Succeeded
+        } else {
+            let reason = result.failure_reason.trim();
+            Event::Failed {
+                reason: if reason.is_empty() {
+                    "the device reported a failure without a reason".into()
+                } else {
+                    reason.to_owned()
+                },
+            }
+        };
+        let finished = self.transition_with(command.id, &event, receipt).await?;
+        info!(command_id = %finished.id, device_id = %device, state = %finished.state, "command finished");
+        Ok(finished.state)
+    }
+
+    /// `Ok(receipt)` when it verifies; `Err((receipt to keep, why))` otherwise.
+    async fn check_receipt(
+        &self,
+        command: &Command,
+        scope: WipeScope,
+        receipt: Option<&SignedReceipt>,
+    ) -> Result<Result<Receipt, (Option<Receipt>, String)>, AppError> {
+        let Some(signed) = receipt else {
+            return Ok(Err((None, "no receipt was sent".into())));
+        };
+        let device = self
+            .store
+            .get_device(command.device_id)
+            .await?
+            .ok_or_else(|| {
+                AppError::NotFound(format!("device {} is not enrolled", command.device_id))
+            })?;
+        let outcome = match device.public_key_der.as_deref() {
+            None => Err("the controller has no public key on record for this device".to_owned()),
+            Some(spki) => verify_receipt(
+                signed,
+                spki,
+                &command.id.to_string(),
+                &command.device_id.to_string(),
+            )
+            .map_err(|e| e.to_string())
+            .and_then(|body| {
+                if body.scope == scope.as_str() {
+                    Ok(body)
+                } else {
+                    Err(format!(
+                        "receipt scope {:?} does not match the command's {:?}",
+                        body.scope,
+                        scope.as_str()
+                    ))
+                }
+            }),
+        };
+        let mut stored = Receipt {
+            body: signed.body.clone(),
+            signature: signed.signature.clone(),
+            verified: false,
+            error: None,
+        };
+        Ok(match outcome {
+            Ok(_) => {
+                stored.verified = true;
+                Ok(stored)
+            }
+            Err(why) => {
+                stored.error = Some(why.clone());
+                Err((Some(stored), why))
+            }
+        })
+    }
+
+    async fn device_command(&self, device: DeviceId, id: &str) -> Result<Command, AppError> {
+        let id: CommandId = id
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        match self.store.get_command(id).await? {
+            Some(c) if c.device_id == device => Ok(c),
+            // Another device's command is reported as unknown: devices learn nothing of others.
+            _ => Err(AppError::NotFound(format!(
+                "no command {id} for this device"
+            ))),
+        }
+    }
+
+    async fn transition(&self, id: CommandId, event: &Event) -> Result<Command, AppError> {
+        self.transition_with(id, event, None).await
+    }
+
+    /// Re-reads, applies `event` through the state machine and writes with a compare-and-set,
+    /// retrying when a concurrent change won.
+    async fn transition_with(
+        &self,
+        id: CommandId,
+        event: &Event,
+        receipt: Option<Receipt>,
+    ) -> Result<Command, AppError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self
+                .store
+                .get_command(id)
+                .await?
+                .ok_or_else(|| AppError::NotFound(format!("no command {id}")))?;
+            let mut next = current
+                .apply(event, self.now())
+                .map_err(|e| AppError::FailedPrecondition(e.to_string()))?;
+            if receipt.is_some() {
+                next.receipt = receipt.clone();
+            }
+            if self.store.update_command(current.state, &next).await? {
+                return Ok(next);
+            }
+        }
+        Err(AppError::Internal(format!(
+            "command {id} kept changing under concurrent updates"
+        )))
+    }
+}

@@ -1,0 +1,283 @@
+//! Device commands and their state machine.
+//!
+//! ```text
+//! queued → delivered → acknowledged → succeeded
+//!                                   ↘ failed (with a reason the admin can read)
+//! queued|delivered → cancelled (by an admin)      queued → expired (only with a deadline)
+//! ```
+//! Acknowledgement is the commit point on the device: the agent executes a command only after
+//! the controller accepted its acknowledgement, so a cancelled command is never executed and
+//! an executed command is never shown as cancelled.
+
+use std::fmt;
+use std::str::FromStr;
+
+use uuid::Uuid;
+
+use super::{DeviceId, Timestamp};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CommandId(pub Uuid);
+
+impl CommandId {
+    pub fn new_random() -> Self {
+        Self(Uuid::new_v4())
+    }
+}
+
+impl fmt::Display for CommandId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not a command id (expected a UUID, as `wardctl command list` shows)")]
+pub struct CommandIdError(String);
+
+impl FromStr for CommandId {
+    type Err = CommandIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s.trim())
+            .map(Self)
+            .map_err(|_| CommandIdError(s.chars().take(100).collect()))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WipeScope {
+    /// The messaging app's data: key destroyed, files overwritten and deleted.
+    Messaging,
+    /// Messaging data, the agent's own data, then the platform's full-erase hook.
+    Full,
+}
+
+impl WipeScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WipeScope::Messaging => "messaging",
+            WipeScope::Full => "full",
+        }
+    }
+}
+
+impl FromStr for WipeScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "messaging" => Ok(WipeScope::Messaging),
+            "full" => Ok(WipeScope::Full),
+            other => Err(format!(
+                "unknown wipe scope {other:?}: use messaging or full"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CommandKind {
+    Lock { message: String },
+    Unlock,
+    Wipe { scope: WipeScope },
+}
+
+impl CommandKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            CommandKind::Lock { .. } => "lock",
+            CommandKind::Unlock => "unlock",
+            CommandKind::Wipe { .. } => "wipe",
+        }
+    }
+}
+
+/// The longest reason or lock message accepted.
+pub const MAX_TEXT_LEN: usize = 1000;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CommandState {
+    Queued,
+    Delivered,
+    Acknowledged,
+    Succeeded,
+    Failed,
+    Cancelled,
+    Expired,
+}
+
+impl CommandState {
+    pub const ALL: [CommandState; 7] = [
+        CommandState::Queued,
+        CommandState::Delivered,
+        CommandState::Acknowledged,
+        CommandState::Succeeded,
+        CommandState::Failed,
+        CommandState::Cancelled,
+        CommandState::Expired,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommandState::Queued => "queued",
+            CommandState::Delivered => "delivered",
+            CommandState::Acknowledged => "acknowledged",
+            CommandState::Succeeded => "succeeded",
+            CommandState::Failed => "failed",
+            CommandState::Cancelled => "cancelled",
+            CommandState::Expired => "expired",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            CommandState::Succeeded
+                | CommandState::Failed
+                | CommandState::Cancelled
+                | CommandState::Expired
+        )
+    }
+}
+
+impl FromStr for CommandState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CommandState::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown command state {s:?}: use queued, delivered, acknowledged, succeeded, failed, cancelled or expired"
+                )
+            })
+    }
+}
+
+impl fmt::Display for CommandState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What can happen to a command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// Sent to the device (on its stream or in a check-in answer).
+    Delivered,
+    /// The device asked to execute it.
+    Acknowledged,
+    Succeeded,
+    Failed {
+        reason: String,
+    },
+    Cancelled,
+    Expired,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum TransitionError {
+    #[error("command is {from}; it cannot become {to}")]
+    Illegal {
+        from: CommandState,
+        to: &'static str,
+    },
+    #[error("command has no deadline, so it never expires")]
+    NoDeadline,
+    #[error("command's deadline has not passed")]
+    NotYetDue,
+}
+
+/// A stored command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Command {
+    pub id: CommandId,
+    pub device_id: DeviceId,
+    pub kind: CommandKind,
+    pub state: CommandState,
+    /// Why the admin issued it.
+    pub reason: String,
+    /// Why it failed, as the device reported.
+    pub failure_reason: Option<String>,
+    pub idempotency_key: String,
+    pub created_by: String,
+    pub created_at: Timestamp,
+    pub deadline: Option<Timestamp>,
+    pub delivered_at: Option<Timestamp>,
+    pub acknowledged_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub deliveries: u32,
+    pub receipt: Option<Receipt>,
+}
+
+/// A wipe receipt as the device sent it, and what the controller made of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Receipt {
+    /// The canonical JSON the device signed.
+    pub body: Vec<u8>,
+    pub signature: Vec<u8>,
+    pub verified: bool,
+    pub error: Option<String>,
+}
+
+impl Command {
+    /// Applies `event` at `now`, or refuses it. The only way a command's state changes.
+    pub fn apply(&self, event: &Event, now: Timestamp) -> Result<Command, TransitionError> {
+        use CommandState::*;
+        let illegal = |to: &'static str| TransitionError::Illegal {
+            from: self.state,
+            to,
+        };
+        let mut next = self.clone();
+        match (event, self.state) {
+            // Redelivery of an unfinished command is bookkeeping, not a state change.
+            (Event::Delivered, Queued) => {
+                next.state = Delivered;
+                next.delivered_at = Some(now);
+                next.deliveries = next.deliveries.saturating_add(1);
+            }
+            (Event::Delivered, Delivered | Acknowledged) => {
+                next.deliveries = next.deliveries.saturating_add(1);
+            }
+            (Event::Delivered, _) => return Err(illegal("delivered")),
+            (Event::Acknowledged, Queued | Delivered) => {
+                next.state = Acknowledged;
+                next.acknowledged_at = Some(now);
+                next.delivered_at.get_or_insert(now);
+            }
+            (Event::Acknowledged, _) => return Err(illegal("acknowledged")),
+            (Event::Succeeded, Acknowledged) => {
+                next.state = Succeeded;
+                next.finished_at = Some(now);
+            }
+            (Event::Succeeded, _) => return Err(illegal("succeeded")),
+            (Event::Failed { reason }, Acknowledged) => {
+                next.state = Failed;
+                next.failure_reason = Some(reason.clone());
+                next.finished_at = Some(now);
+            }
+            (Event::Failed { .. }, _) => return Err(illegal("failed")),
+            (Event::Cancelled, Queued | Delivered) => {
+                next.state = Cancelled;
+                next.finished_at = Some(now);
+            }
+            (Event::Cancelled, _) => return Err(illegal("cancelled")),
+            (Event::Expired, Queued) => {
+                let deadline = self.deadline.ok_or(TransitionError::NoDeadline)?;
+                if now < deadline {
+                    return Err(TransitionError::NotYetDue);
+                }
+                next.state = Expired;
+                next.finished_at = Some(now);
+            }
+            (Event::Expired, _) => return Err(illegal("expired")),
+        }
+        Ok(next)
+    }
+}
+
+#[cfg(test)]
+#[path = "command_tests.rs"]
+mod tests;

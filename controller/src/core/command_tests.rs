@@ -1,0 +1,145 @@
+use proptest::prelude::*;
+
+use super::*;
+
+fn command(deadline: Option<Timestamp>) -> Command {
+    Command {
+        id: CommandId::new_random(),
+        device_id: DeviceId::new_random(),
+        kind: CommandKind::Wipe {
+            scope: WipeScope::Messaging,
+        },
+        state: CommandState::Queued,
+        reason: "lost".into(),
+        failure_reason: None,
+        idempotency_key: "k".into(),
+        created_by: "admin".into(),
+        created_at: Timestamp::from_unix_ms(0),
+        deadline,
+        delivered_at: None,
+        acknowledged_at: None,
+        finished_at: None,
+        deliveries: 0,
+        receipt: None,
+    }
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    prop_oneof![
+        Just(Event::Delivered),
+        Just(Event::Acknowledged),
+        Just(Event::Succeeded),
+        "[a-z]{1,8}".prop_map(|reason| Event::Failed { reason }),
+        Just(Event::Cancelled),
+        Just(Event::Expired),
+    ]
+}
+
+/// The allowed edges, written out independently of `apply`.
+fn allowed(from: CommandState, to: CommandState) -> bool {
+    use CommandState::*;
+    from == to
+        || matches!(
+            (from, to),
+            (Queued, Delivered)
+                | (Queued | Delivered, Acknowledged)
+                | (Acknowledged, Succeeded | Failed)
+                | (Queued | Delivered, Cancelled)
+                | (Queued, Expired)
+        )
+}
+
+proptest! {
+    #[test]
+    fn any_event_sequence_follows_only_legal_edges(
+        events in proptest::collection::vec(event(), 0..20),
+        with_deadline in any::<bool>(),
+    ) {
+        let mut cmd = command(with_deadline.then(|| Timestamp::from_unix_ms(5)));
+        for (i, e) in events.iter().enumerate() {
+            let now = Timestamp::from_unix_ms(i as i64);
+            match cmd.apply(e, now) {
+                Ok(next) => {
+                    prop_assert!(allowed(cmd.state, next.state), "{:?} -> {:?} on {:?}", cmd.state, next.state, e);
+                    prop_assert!(!cmd.state.is_terminal() || next.state == cmd.state);
+                    if next.state == CommandState::Expired {
+                        prop_assert!(cmd.deadline.is_some_and(|d| now >= d));
+                    }
+                    cmd = next;
+                }
+                Err(_) => {}
+            }
+        }
+    }
+
+    #[test]
+    fn terminal_states_never_change(events in proptest::collection::vec(event(), 1..10)) {
+        for terminal in [CommandState::Succeeded, CommandState::Failed, CommandState::Cancelled, CommandState::Expired] {
+            let mut cmd = command(Some(Timestamp::from_unix_ms(0)));
+            cmd.state = terminal;
+            for e in &events {
+                if let Ok(next) = cmd.apply(e, Timestamp::from_unix_ms(100)) {
+                    prop_assert_eq!(next.state, terminal);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn cancel_after_acknowledgement_is_refused() {
+    let now = Timestamp::from_unix_ms(1);
+    let acked = command(None).apply(&Event::Acknowledged, now).unwrap();
+    assert!(matches!(
+        acked.apply(&Event::Cancelled, now),
+        Err(TransitionError::Illegal { .. })
+    ));
+}
+
+#[test]
+fn only_commands_with_a_passed_deadline_expire() {
+    let now = Timestamp::from_unix_ms(10);
+    assert_eq!(
+        command(None).apply(&Event::Expired, now),
+        Err(TransitionError::NoDeadline)
+    );
+    let later = command(Some(Timestamp::from_unix_ms(20)));
+    assert_eq!(
+        later.apply(&Event::Expired, now),
+        Err(TransitionError::NotYetDue)
+    );
+    let due = command(Some(Timestamp::from_unix_ms(10)));
+    assert_eq!(
+        due.apply(&Event::Expired, now).unwrap().state,
+        CommandState::Expired
+    );
+}
+
+#[test]
+fn redelivery_counts_but_keeps_state() {
+    let now = Timestamp::from_unix_ms(1);
+    let once = command(None).apply(&Event::Delivered, now).unwrap();
+    let twice = once.apply(&Event::Delivered, now).unwrap();
+    assert_eq!(
+        (twice.state, twice.deliveries),
+        (CommandState::Delivered, 2)
+    );
+}
+
+#[test]
+fn results_need_an_acknowledgement_first() {
+    let now = Timestamp::from_unix_ms(1);
+    let delivered = command(None).apply(&Event::Delivered, now).unwrap();
+    assert!(delivered.apply(&Event::Succeeded, now).is_err());
+    let failed = delivered
+        .apply(&Event::Acknowledged, now)
+        .unwrap()
+        .apply(
+            &Event::Failed {
+                reason: "no session".into(),
+            },
+            now,
+        )
+        .unwrap();
+    assert_eq!(failed.failure_reason.as_deref(), Some("no session"));
+}
