@@ -67,12 +67,11 @@ impl App {
         let reason = reason.trim();
         check_text("the reason", reason)?;
         check_idempotency_key(idempotency_key)?;
-        if let CommandKind::Wipe { .. } = kind {
-            if reason.is_empty() {
-                return Err(AppError::InvalidArgument(
-                    "a wipe needs a reason (--reason TEXT); it is kept with the command for the audit".into(),
-                ));
-            }
+        if matches!(kind, CommandKind::Wipe { .. }) && reason.is_empty() {
+            return Err(AppError::InvalidArgument(
+                "a wipe needs a reason (--reason TEXT); it is kept with the command for the audit"
+                    .into(),
+            ));
         }
         if let CommandKind::Lock { message } = &kind {
             check_text("the lock message", message)?;
