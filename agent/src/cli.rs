@@ -67,6 +67,10 @@ enum Command {
         /// Controller URL; repeat for failover order [default: the one enrolled with]
         #[arg(long = "server", value_name = "URL")]
         servers: Vec<String>,
+        /// The messaging app's data directory: its data key is kept in the secret store and a
+        /// wipe destroys the key, then the files
+        #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR")]
+        messaging_dir: Option<PathBuf>,
         /// Log format on stderr
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -160,6 +164,7 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
         }
         Command::Run {
             servers,
+            messaging_dir,
             log_format,
             state,
         } => {
@@ -173,7 +178,10 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
                 .collect::<Result<Vec<_>, _>>()?;
             run(
                 &StateDir::new(state.state_dir),
-                RunOptions { servers },
+                RunOptions {
+                    servers,
+                    messaging_dir,
+                },
                 shutdown_signal(),
             )
             .await

@@ -8,10 +8,15 @@ pub mod backoff;
 pub mod cli;
 pub mod enroll;
 pub mod error;
+pub mod executor;
 pub mod facts;
+pub mod ledger;
+pub mod link;
+pub mod platform;
 pub mod run;
 pub mod secrets;
 pub mod state;
+pub mod vault;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

@@ -64,12 +64,19 @@ pub enum SecretStore {
 const KEYRING_SERVICE: &str = "ward-agent";
 
 impl SecretStore {
+    /// The device's private key.
     pub fn new(kind: SecretStoreKind, key_file: PathBuf, device_id: &str) -> Self {
+        Self::named(kind, key_file, "device-key", device_id)
+    }
+
+    /// A secret called `name` (the keyring account is `name/device_id`; the file store uses
+    /// `file`).
+    pub fn named(kind: SecretStoreKind, file: PathBuf, name: &str, device_id: &str) -> Self {
         match kind {
-            SecretStoreKind::File => SecretStore::File { path: key_file },
+            SecretStoreKind::File => SecretStore::File { path: file },
             SecretStoreKind::Keyring => SecretStore::Keyring {
                 service: KEYRING_SERVICE.to_owned(),
-                account: format!("device-key/{device_id}"),
+                account: format!("{name}/{device_id}"),
             },
         }
     }
@@ -101,6 +108,83 @@ impl SecretStore {
         }
     }
 
+    /// Stores raw secret bytes (a data key); refuses to replace an existing file.
+    pub async fn put_bytes(&self, secret: &[u8]) -> Result<(), SecretError> {
+        match self {
+            SecretStore::File { path } => {
+                create_secret_file(path, secret).map_err(|source| SecretError::FileWrite {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+            SecretStore::Keyring { service, account } => {
+                let (service, account) = (service.clone(), account.clone());
+                let bytes = Zeroizing::new(secret.to_vec());
+                run_blocking(move || {
+                    let entry = keyring::Entry::new(&service, &account).map_err(keyring_err)?;
+                    entry.set_secret(&bytes).map_err(keyring_err)?;
+                    let back = Zeroizing::new(entry.get_secret().map_err(keyring_err)?);
+                    if back.as_slice() != bytes.as_slice() {
+                        let _ = entry.delete_credential();
+                        return Err(SecretError::KeyringReadBack);
+                    }
+                    Ok(())
+                })
+                .await
+            }
+        }
+    }
+
+    /// The raw secret, or `None` when there is none.
+    pub async fn get_bytes(&self) -> Result<Option<Zeroizing<Vec<u8>>>, SecretError> {
+        match self {
+            SecretStore::File { path } => match std::fs::read(path) {
+                Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(source) => Err(SecretError::FileRead {
+                    path: path.display().to_string(),
+                    source,
+                }),
+            },
+            SecretStore::Keyring { service, account } => {
+                let (service, account) = (service.clone(), account.clone());
+                run_blocking(move || {
+                    let entry = keyring::Entry::new(&service, &account).map_err(keyring_err)?;
+                    match entry.get_secret() {
+                        Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+                        Err(keyring::Error::NoEntry) => Ok(None),
+                        Err(e) => Err(keyring_err(e)),
+                    }
+                })
+                .await
+            }
+        }
+    }
+
+    /// Destroys the secret: a file is overwritten with zeros, synced and unlinked; a keyring
+    /// entry is deleted. Succeeds if there was nothing to destroy.
+    pub async fn destroy(&self) -> Result<(), SecretError> {
+        match self {
+            SecretStore::File { path } => {
+                destroy_file(path).map_err(|source| SecretError::FileWrite {
+                    path: path.display().to_string(),
+                    source,
+                })
+            }
+            SecretStore::Keyring { service, account } => {
+                let (service, account) = (service.clone(), account.clone());
+                run_blocking(move || {
+                    let entry = keyring::Entry::new(&service, &account).map_err(keyring_err)?;
+                    match entry.delete_credential() {
+                        Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
+                        Err(e) => Err(keyring_err(e)),
+                    }
+                })
+                .await
+            }
+        }
+    }
+
     pub async fn get(&self) -> Result<PrivateKeyDer, SecretError> {
         match self {
             SecretStore::File { path } => {
@@ -124,6 +208,32 @@ impl SecretStore {
             }
         }
     }
+}
+
+/// Overwrites a file with zeros, syncs, unlinks it and syncs its directory.
+pub fn destroy_file(path: &std::path::Path) -> std::io::Result<()> {
+    use std::io::Write;
+    let len = match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_file() => meta.len(),
+        Ok(_) => return std::fs::remove_file(path),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+    let zeros = [0u8; 64 * 1024];
+    let mut left = len;
+    while left > 0 {
+        let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
+        file.write_all(&zeros[..n])?;
+        left -= n as u64;
+    }
+    file.sync_all()?;
+    drop(file);
+    std::fs::remove_file(path)?;
+    if let Some(dir) = path.parent() {
+        std::fs::File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 fn keyring_err(e: keyring::Error) -> SecretError {

@@ -5,6 +5,7 @@ use serde::Serialize;
 use ward_proto::v1::{self, GetDeviceRequest, ListDevicesRequest};
 
 use super::ConnectArgs;
+use super::commands::{CommandView, print_command};
 use super::connect::admin_client;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json, table};
@@ -27,6 +28,50 @@ pub enum DeviceCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Lock the device's screen
+    Lock {
+        device: String,
+        /// Text for the lock screen, where the platform can show one
+        #[arg(long, default_value = "")]
+        message: String,
+        #[command(flatten)]
+        issue: IssueArgs,
+    },
+    /// Unlock the device's screen sessions
+    Unlock {
+        device: String,
+        #[command(flatten)]
+        issue: IssueArgs,
+    },
+    /// Wipe the messaging data (crypto-erase), or the whole device
+    Wipe {
+        device: String,
+        /// What to wipe
+        #[arg(long, value_parser = ["messaging", "full"])]
+        scope: String,
+        /// Why (required; kept with the command for the audit)
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        issue: IssueArgs,
+    },
+}
+
+/// Options every device command takes.
+#[derive(Debug, clap::Args)]
+pub struct IssueArgs {
+    /// Wait until the device finishes the command (exit 0 succeeded, 1 failed, 5 timed out)
+    #[arg(long)]
+    wait: bool,
+    /// How long --wait waits
+    #[arg(long, default_value = "60s", value_parser = super::parse_duration, requires = "wait", value_name = "DURATION")]
+    timeout: std::time::Duration,
+    /// Retrying with the same key returns the first command instead of making a second one
+    /// [default: a new random key]
+    #[arg(long, value_name = "KEY")]
+    idempotency_key: Option<String>,
+    #[command(flatten)]
+    connect: ConnectArgs,
 }
 
 /// One device, as scripts see it. `compliant` is null until the device has sent a compliance
@@ -94,8 +139,95 @@ fn or_dash(value: &str) -> String {
     }
 }
 
+async fn issue(
+    device: String,
+    action: v1::issue_command_request::Action,
+    reason: String,
+    args: IssueArgs,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let mut client = admin_client(&args.connect).await?;
+    let key = args
+        .idempotency_key
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let command = client
+        .issue_command(v1::IssueCommandRequest {
+            device_id: device,
+            action: Some(action),
+            reason,
+            idempotency_key: key,
+        })
+        .await?
+        .into_inner();
+    if args.wait {
+        return super::commands::wait_for(&mut client, &command.id, args.timeout, output).await;
+    }
+    let view = CommandView::from(command);
+    if output == OutputFormat::Table {
+        eprintln!(
+            "Command {} is {}; follow it with `wardctl command show {}`.",
+            view.id, view.state, view.id
+        );
+    }
+    print_command(&view, output)
+}
+
 pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliError> {
+    use v1::issue_command_request::Action;
     match cmd {
+        DeviceCommand::Lock {
+            device,
+            message,
+            issue: args,
+        } => {
+            issue(
+                device,
+                Action::Lock(v1::LockAction { message }),
+                String::new(),
+                args,
+                output,
+            )
+            .await
+        }
+        DeviceCommand::Unlock {
+            device,
+            issue: args,
+        } => {
+            issue(
+                device,
+                Action::Unlock(v1::UnlockAction {}),
+                String::new(),
+                args,
+                output,
+            )
+            .await
+        }
+        DeviceCommand::Wipe {
+            device,
+            scope,
+            reason,
+            issue: args,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(CliError::usage(
+                    "--reason must not be empty: say why the device is wiped",
+                ));
+            }
+            let scope = match scope.as_str() {
+                "full" => v1::WipeScope::Full,
+                _ => v1::WipeScope::Messaging,
+            };
+            issue(
+                device,
+                Action::Wipe(v1::WipeAction {
+                    scope: scope as i32,
+                }),
+                reason,
+                args,
+                output,
+            )
+            .await
+        }
         DeviceCommand::List { user, connect } => {
             let mut client = admin_client(&connect).await?;
             let devices: Vec<DeviceView> = client

@@ -2,6 +2,7 @@
 //! codes) is in DESIGN.md; scripts depend on it.
 
 mod admins;
+mod commands;
 mod connect;
 mod devices;
 pub mod error;
@@ -31,11 +32,11 @@ pub struct Cli {
     output: Option<OutputFormat>,
 
     #[command(subcommand)]
-    command: Command,
+    command: Verb,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {
+enum Verb {
     /// Create a controller data directory: CA, server certificate, first admin bundle, store
     Init(local::InitArgs),
     /// Run the controller (initializes an empty data directory first)
@@ -46,6 +47,9 @@ enum Command {
     /// Enrolled devices
     #[command(subcommand)]
     Device(devices::DeviceCommand),
+    /// Commands sent to devices: list, show, cancel
+    #[command(subcommand)]
+    Command(commands::CommandCommand),
     /// Administrators and their certificates
     #[command(subcommand)]
     Admin(admins::AdminCommand),
@@ -107,10 +111,11 @@ pub fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<(), CliError> {
     let output = OutputFormat::resolve(cli.output);
     match cli.command {
-        Command::Init(args) => local::init(args, output).await,
-        Command::Serve(args) => local::serve(args).await,
-        Command::Token(cmd) => tokens::run(cmd, output).await,
-        Command::Device(cmd) => devices::run(cmd, output).await,
-        Command::Admin(cmd) => admins::run(cmd, output).await,
+        Verb::Init(args) => local::init(args, output).await,
+        Verb::Serve(args) => local::serve(args).await,
+        Verb::Token(cmd) => tokens::run(cmd, output).await,
+        Verb::Device(cmd) => devices::run(cmd, output).await,
+        Verb::Admin(cmd) => admins::run(cmd, output).await,
+        Verb::Command(cmd) => commands::run(cmd, output).await,
     }
 }

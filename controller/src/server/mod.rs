@@ -4,7 +4,7 @@
 mod admin;
 mod agent;
 mod convert;
-pub use convert::role_to_wire;
+pub use convert::{command_state_to_wire, role_to_wire};
 mod enrollment;
 mod listener;
 

@@ -1,0 +1,342 @@
+//! Executes commands exactly once: ledger first, then the controller's go-ahead, then the
+//! action, then the result recorded and reported (again until the controller accepts it).
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use tokio::sync::mpsc;
+use tonic::Code;
+use tracing::{error, info, warn};
+use ward_certs::PrivateKeyDer;
+use ward_certs::receipt::WipeReceiptBody;
+use ward_proto::v1::{self, AcknowledgeRequest, DeviceCommand, ReportResultRequest};
+
+use crate::ledger::{Action, Entry, Ledger, Status};
+use crate::link::{CALL_TIMEOUT, Link};
+use crate::platform::Platform;
+use crate::vault::{Vault, WipeStep};
+
+/// Work for the executor task.
+#[derive(Debug)]
+pub enum Work {
+    Command(DeviceCommand),
+    /// Resume interrupted commands and report unreported results.
+    Flush,
+}
+
+pub struct Executor {
+    pub ledger: Ledger,
+    pub vault: Option<Vault>,
+    pub platform: Box<dyn Platform>,
+    pub device_id: String,
+    pub device_key: PrivateKeyDer,
+    pub link: Arc<Link>,
+}
+
+fn action_of(command: &DeviceCommand) -> Option<Action> {
+    use v1::device_command::Action as Wire;
+    Some(match command.action.as_ref()? {
+        Wire::Lock(lock) => Action::Lock {
+            message: lock.message.clone(),
+        },
+        Wire::Unlock(_) => Action::Unlock,
+        Wire::Wipe(wipe) => Action::Wipe {
+            scope: match v1::WipeScope::try_from(wipe.scope) {
+                Ok(v1::WipeScope::Messaging) => "messaging".into(),
+                Ok(v1::WipeScope::Full) => "full".into(),
+                _ => "unknown".into(),
+            },
+        },
+    })
+}
+
+impl Executor {
+    /// Runs until the channel closes. Commands are executed one at a time, in arrival order.
+    pub async fn serve(self, mut work: mpsc::Receiver<Work>) {
+        self.flush().await;
+        while let Some(item) = work.recv().await {
+            match item {
+                Work::Command(command) => self.handle(command).await,
+                Work::Flush => self.flush().await,
+            }
+        }
+    }
+
+    async fn flush(&self) {
+        let entries = match self.ledger.unfinished_business() {
+            Ok(entries) => entries,
+            Err(e) => return error!(error = %e, "cannot read the command ledger"),
+        };
+        for entry in entries {
+            match entry.status {
+                Status::Started => {
+                    info!(command_id = %entry.command_id, "resuming an interrupted command");
+                    self.execute_and_report(entry).await;
+                }
+                Status::Finished { .. } => self.report(entry).await,
+                Status::Refused { .. } => {}
+            }
+        }
+    }
+
+    async fn handle(&self, command: DeviceCommand) {
+        let id = command.id.clone();
+        let existing = match self.ledger.get(&id) {
+            Ok(existing) => existing,
+            Err(e) => return error!(command_id = %id, error = %e, "cannot read the command ledger"),
+        };
+        match existing {
+            // Executed before: answer with the recorded result, never run it again.
+            Some(
+                entry @ Entry {
+                    status: Status::Finished { .. },
+                    ..
+                },
+            ) => self.report(entry).await,
+            Some(
+                entry @ Entry {
+                    status: Status::Started,
+                    ..
+                },
+            ) => self.execute_and_report(entry).await,
+            Some(Entry {
+                status: Status::Refused { .. },
+                ..
+            }) => {}
+            None => self.start(&command).await,
+        }
+    }
+
+    async fn start(&self, command: &DeviceCommand) {
+        let id = command.id.clone();
+        let Ok(connected) = self.link.client().await else {
+            return warn!(command_id = %id, "controller unreachable; the command will be delivered again");
+        };
+        let mut client = connected.client;
+        let ack = tokio::time::timeout(
+            CALL_TIMEOUT,
+            client.acknowledge(AcknowledgeRequest {
+                command_id: id.clone(),
+            }),
+        )
+        .await;
+        let ack = match ack {
+            Ok(Ok(ack)) => ack.into_inner(),
+            Ok(Err(status)) => {
+                return warn!(command_id = %id, error = %status.message(), "acknowledgement refused");
+            }
+            Err(_) => {
+                return warn!(command_id = %id, "acknowledgement timed out; the command will be delivered again");
+            }
+        };
+        let action = action_of(command);
+        let now = crate::now_rfc3339();
+        if !ack.proceed {
+            let state = crate::executor::state_name(ack.state);
+            info!(command_id = %id, state, "controller says not to run this command");
+            let entry = Entry {
+                command_id: id,
+                action: action.unwrap_or(Action::Unlock),
+                status: Status::Refused {
+                    state: state.into(),
+                },
+                reported: true,
+                updated_at: now,
+            };
+            if let Err(e) = self.ledger.put(&entry) {
+                error!(error = %e, "cannot write the command ledger");
+            }
+            return;
+        }
+        let entry = match action {
+            Some(action) => Entry {
+                command_id: id,
+                action,
+                status: Status::Started,
+                reported: false,
+                updated_at: now,
+            },
+            None => Entry {
+                command_id: id,
+                action: Action::Unlock,
+                status: Status::Finished {
+                    succeeded: false,
+                    failure_reason:
+                        "this agent does not know this kind of command; upgrade the agent".into(),
+                    receipt_body: None,
+                    receipt_signature: None,
+                },
+                reported: false,
+                updated_at: now,
+            },
+        };
+        // Durable before acting: a crash from here on resumes instead of forgetting.
+        if let Err(e) = self.ledger.put(&entry) {
+            return error!(error = %e, "cannot write the command ledger; not executing");
+        }
+        match entry.status {
+            Status::Started => self.execute_and_report(entry).await,
+            _ => self.report(entry).await,
+        }
+    }
+
+    async fn execute_and_report(&self, mut entry: Entry) {
+        info!(command_id = %entry.command_id, action = ?entry.action, "executing");
+        entry.status = self.execute(&entry.command_id, &entry.action).await;
+        entry.updated_at = crate::now_rfc3339();
+        if let Err(e) = self.ledger.put(&entry) {
+            error!(error = %e, "cannot record the command's result");
+        }
+        self.report(entry).await;
+    }
+
+    async fn execute(&self, id: &str, action: &Action) -> Status {
+        let failed = |reason: String| Status::Finished {
+            succeeded: false,
+            failure_reason: reason,
+            receipt_body: None,
+            receipt_signature: None,
+        };
+        let done = Status::Finished {
+            succeeded: true,
+            failure_reason: String::new(),
+            receipt_body: None,
+            receipt_signature: None,
+        };
+        match action {
+            Action::Lock { message } => match self.platform.lock_screens(message).await {
+                Ok(()) => done,
+                Err(e) => failed(format!("lock failed: {e}")),
+            },
+            Action::Unlock => match self.platform.unlock_screens().await {
+                Ok(()) => done,
+                Err(e) => failed(format!("unlock failed: {e}")),
+            },
+            Action::Wipe { scope } if scope == "messaging" => self.wipe_messaging(id).await,
+            Action::Wipe { scope } if scope == "full" => failed(
+                "full wipe not supported here: this agent has no full-device erase configured; use --scope messaging".into(),
+            ),
+            Action::Wipe { scope } => failed(format!("unknown wipe scope {scope:?}")),
+        }
+    }
+
+    async fn wipe_messaging(&self, id: &str) -> Status {
+        let failed = |reason: String| Status::Finished {
+            succeeded: false,
+            failure_reason: reason,
+            receipt_body: None,
+            receipt_signature: None,
+        };
+        let Some(vault) = &self.vault else {
+            return failed(
+                "no messaging data directory is managed on this device (the agent runs without --messaging-dir)".into(),
+            );
+        };
+        let journal = match vault.wipe(id).await {
+            Ok(journal) => journal,
+            Err(e) => return failed(format!("wipe failed: {e}")),
+        };
+        let key_destroyed = match vault.key_present().await {
+            Ok(present) => !present,
+            Err(e) => return failed(format!("cannot confirm the key is gone: {e}")),
+        };
+        if journal.step != WipeStep::Done || !journal.verified_empty || !key_destroyed {
+            return failed(format!(
+                "wipe incomplete: key destroyed {key_destroyed}, directory empty {}",
+                journal.verified_empty
+            ));
+        }
+        let body = WipeReceiptBody {
+            command_id: id.to_owned(),
+            device_id: self.device_id.clone(),
+            completed_at: journal
+                .completed_at
+                .clone()
+                .unwrap_or_else(crate::now_rfc3339),
+            scope: "messaging".into(),
+            key_destroyed,
+            files_removed: journal.files_removed,
+            bytes_removed: journal.bytes_removed,
+            verified_empty: journal.verified_empty,
+        };
+        match body.sign(&self.device_key) {
+            Ok(signed) => Status::Finished {
+                succeeded: true,
+                failure_reason: String::new(),
+                receipt_body: Some(STANDARD.encode(&signed.body)),
+                receipt_signature: Some(STANDARD.encode(&signed.signature)),
+            },
+            Err(e) => failed(format!(
+                "the data is wiped but the receipt could not be signed: {e}"
+            )),
+        }
+    }
+
+    async fn report(&self, mut entry: Entry) {
+        let Status::Finished {
+            succeeded,
+            failure_reason,
+            receipt_body,
+            receipt_signature,
+        } = &entry.status
+        else {
+            return;
+        };
+        let receipt = match (receipt_body, receipt_signature) {
+            (Some(b), Some(s)) => match (STANDARD.decode(b), STANDARD.decode(s)) {
+                (Ok(body), Ok(signature)) => Some(v1::WipeReceipt { body, signature }),
+                _ => None,
+            },
+            _ => None,
+        };
+        let request = ReportResultRequest {
+            command_id: entry.command_id.clone(),
+            succeeded: *succeeded,
+            failure_reason: failure_reason.clone(),
+            receipt,
+        };
+        let Ok(connected) = self.link.client().await else {
+            return warn!(command_id = %entry.command_id, "controller unreachable; the result will be reported later");
+        };
+        let mut client = connected.client;
+        match tokio::time::timeout(CALL_TIMEOUT, client.report_result(request)).await {
+            Ok(Ok(response)) => {
+                let state = state_name(response.into_inner().state);
+                info!(command_id = %entry.command_id, state, "result reported");
+                entry.reported = true;
+            }
+            Ok(Err(status))
+                if matches!(
+                    status.code(),
+                    Code::NotFound | Code::FailedPrecondition | Code::InvalidArgument
+                ) =>
+            {
+                error!(command_id = %entry.command_id, error = %status.message(), "the controller refused the result; not retrying");
+                entry.reported = true;
+            }
+            Ok(Err(status)) => {
+                return warn!(command_id = %entry.command_id, error = %status.message(), "reporting failed; will retry");
+            }
+            Err(_) => {
+                return warn!(command_id = %entry.command_id, "reporting timed out; will retry");
+            }
+        }
+        if let Err(e) = self.ledger.put(&entry) {
+            error!(error = %e, "cannot record that the result was reported");
+        }
+    }
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match v1::CommandState::try_from(state) {
+        Ok(v1::CommandState::Queued) => "queued",
+        Ok(v1::CommandState::Delivered) => "delivered",
+        Ok(v1::CommandState::Acknowledged) => "acknowledged",
+        Ok(v1::CommandState::Succeeded) => "succeeded",
+        Ok(v1::CommandState::Failed) => "failed",
+        Ok(v1::CommandState::Cancelled) => "cancelled",
+        Ok(v1::CommandState::Expired) => "expired",
+        _ => "unknown",
+    }
+}

@@ -1,0 +1,260 @@
+//! The messaging-data vault: the messaging app's data directory and its data key.
+//!
+//! The key lives in the secret store; the app encrypts its data with it. A wipe destroys the
+//! key first (crypto-erase: after that, whatever the app encrypted is unrecoverable even if
+//! the files survive), then overwrites and deletes every file, syncs, and checks the directory
+//! is empty. Each step is recorded in a journal before the next begins, so an agent killed
+//! mid-wipe resumes at its next start instead of starting over or forgetting.
+//!
+//! Overwriting files is best effort on SSDs and copy-on-write filesystems; the key's
+//! destruction is what makes the data unrecoverable.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use tracing::info;
+use ward_certs::files::{create_private_dir, replace_file};
+
+use crate::secrets::{SecretStore, SecretStoreKind, destroy_file};
+
+/// The data key's size.
+pub const KEY_BYTES: usize = 32;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeStep {
+    Started,
+    KeyDestroyed,
+    FilesRemoved,
+    Done,
+}
+
+/// The wipe journal (`STATE/wipe-journal.json`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WipeJournal {
+    /// The command being executed, or `offline-timer` for a wipe the agent started itself.
+    pub cause: String,
+    pub step: WipeStep,
+    pub files_removed: u64,
+    pub bytes_removed: u64,
+    pub verified_empty: bool,
+    pub completed_at: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    #[error("messaging directory {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("the messaging data key: {0}")]
+    Key(String),
+    #[error("wipe journal {path} is damaged: {why}")]
+    Journal { path: String, why: String },
+    #[error("a wipe for {0} is recorded as in progress; finish it first")]
+    Busy(String),
+}
+
+#[derive(Debug)]
+pub struct Vault {
+    dir: PathBuf,
+    key: SecretStore,
+    journal: PathBuf,
+}
+
+fn io(path: &Path, source: std::io::Error) -> VaultError {
+    VaultError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+impl Vault {
+    /// Opens the vault for `messaging_dir`, creating the directory (0700) and, unless a wipe
+    /// has happened, the data key.
+    pub async fn open(
+        messaging_dir: &Path,
+        state_dir: &Path,
+        kind: SecretStoreKind,
+        device_id: &str,
+    ) -> Result<Self, VaultError> {
+        create_private_dir(messaging_dir).map_err(|e| io(messaging_dir, e))?;
+        let vault = Self {
+            dir: messaging_dir.to_path_buf(),
+            key: SecretStore::named(
+                kind,
+                state_dir.join("messaging.key"),
+                "messaging-key",
+                device_id,
+            ),
+            journal: state_dir.join("wipe-journal.json"),
+        };
+        if vault.journal()?.is_none() && !vault.key_present().await? {
+            let key: zeroize::Zeroizing<[u8; KEY_BYTES]> = zeroize::Zeroizing::new(rand::random());
+            vault
+                .key
+                .put_bytes(key.as_ref())
+                .await
+                .map_err(|e| VaultError::Key(e.to_string()))?;
+            info!(dir = %messaging_dir.display(), "messaging data key created");
+        }
+        Ok(vault)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub async fn key_present(&self) -> Result<bool, VaultError> {
+        Ok(self
+            .key
+            .get_bytes()
+            .await
+            .map_err(|e| VaultError::Key(e.to_string()))?
+            .is_some())
+    }
+
+    /// The journal, if a wipe was ever started.
+    pub fn journal(&self) -> Result<Option<WipeJournal>, VaultError> {
+        match std::fs::read(&self.journal) {
+            Ok(bytes) => {
+                serde_json::from_slice(&bytes)
+                    .map(Some)
+                    .map_err(|e| VaultError::Journal {
+                        path: self.journal.display().to_string(),
+                        why: e.to_string(),
+                    })
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(io(&self.journal, e)),
+        }
+    }
+
+    fn write_journal(&self, journal: &WipeJournal) -> Result<(), VaultError> {
+        let bytes = serde_json::to_vec_pretty(journal).map_err(|e| VaultError::Journal {
+            path: self.journal.display().to_string(),
+            why: e.to_string(),
+        })?;
+        replace_file(&self.journal, &bytes, 0o600).map_err(|e| io(&self.journal, e))
+    }
+
+    /// Wipes for `cause` (a command id), resuming a wipe of the same cause where it stopped.
+    /// A finished wipe is answered from the journal.
+    pub async fn wipe(&self, cause: &str) -> Result<WipeJournal, VaultError> {
+        self.wipe_until(cause, None).await
+    }
+
+    /// [`Vault::wipe`], stopping after `stop_after` as if the process died there (tests).
+    #[doc(hidden)]
+    pub async fn wipe_until(
+        &self,
+        cause: &str,
+        stop_after: Option<WipeStep>,
+    ) -> Result<WipeJournal, VaultError> {
+        let mut journal = match self.journal()? {
+            Some(j) if j.cause == cause => j,
+            Some(j) if j.step != WipeStep::Done => return Err(VaultError::Busy(j.cause)),
+            // A new wipe (possibly after an earlier, finished one).
+            _ => {
+                let j = WipeJournal {
+                    cause: cause.to_owned(),
+                    step: WipeStep::Started,
+                    files_removed: 0,
+                    bytes_removed: 0,
+                    verified_empty: false,
+                    completed_at: None,
+                };
+                self.write_journal(&j)?;
+                j
+            }
+        };
+        let stop = |step: WipeStep| stop_after == Some(step);
+        if stop(WipeStep::Started) {
+            return Ok(journal);
+        }
+        if journal.step < WipeStep::KeyDestroyed {
+            self.key
+                .destroy()
+                .await
+                .map_err(|e| VaultError::Key(e.to_string()))?;
+            if self.key_present().await? {
+                return Err(VaultError::Key(
+                    "the key is still readable after deletion".into(),
+                ));
+            }
+            journal.step = WipeStep::KeyDestroyed;
+            self.write_journal(&journal)?;
+            info!(cause, "messaging data key destroyed");
+        }
+        if stop(WipeStep::KeyDestroyed) {
+            return Ok(journal);
+        }
+        if journal.step < WipeStep::FilesRemoved {
+            let (files, bytes) = remove_contents(&self.dir)?;
+            journal.files_removed += files;
+            journal.bytes_removed += bytes;
+            journal.step = WipeStep::FilesRemoved;
+            self.write_journal(&journal)?;
+            info!(
+                cause,
+                files, bytes, "messaging files overwritten and deleted"
+            );
+        }
+        if stop(WipeStep::FilesRemoved) {
+            return Ok(journal);
+        }
+        if journal.step < WipeStep::Done {
+            journal.verified_empty = is_empty(&self.dir)?;
+            journal.completed_at = Some(crate::now_rfc3339());
+            journal.step = WipeStep::Done;
+            self.write_journal(&journal)?;
+        }
+        Ok(journal)
+    }
+}
+
+/// Overwrites and deletes everything under `dir` (never following symbolic links), keeping
+/// `dir` itself. Returns (files, bytes) removed.
+fn remove_contents(dir: &Path) -> Result<(u64, u64), VaultError> {
+    let mut files = 0;
+    let mut bytes = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(io(dir, e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| io(dir, e))?.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+        if meta.is_dir() {
+            let (f, b) = remove_contents(&path)?;
+            files += f;
+            bytes += b;
+            std::fs::remove_dir(&path).map_err(|e| io(&path, e))?;
+        } else {
+            if meta.is_file() {
+                bytes += meta.len();
+            }
+            destroy_file(&path).map_err(|e| io(&path, e))?;
+            files += 1;
+        }
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io(dir, e))?;
+    Ok((files, bytes))
+}
+
+fn is_empty(dir: &Path) -> Result<bool, VaultError> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(io(dir, e)),
+    }
+}
+
+#[cfg(test)]
+#[path = "vault_tests.rs"]
+mod tests;

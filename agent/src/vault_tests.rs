@@ -1,0 +1,115 @@
+use super::*;
+
+const CANARY: &[u8] = b"PATIENT-CANARY-7f3a: BP 120/80, call Dr. Who";
+
+struct Fixture {
+    _tmp: tempfile::TempDir,
+    state: PathBuf,
+    messaging: PathBuf,
+}
+
+fn fixture() -> Fixture {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    let messaging = tmp.path().join("messaging");
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(messaging.join("threads/2026")).unwrap();
+    std::fs::write(messaging.join("db.sqlite"), CANARY.repeat(100)).unwrap();
+    std::fs::write(messaging.join("threads/2026/a.msg"), CANARY).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", messaging.join("link")).unwrap();
+    Fixture {
+        _tmp: tmp,
+        state,
+        messaging,
+    }
+}
+
+async fn open(f: &Fixture) -> Vault {
+    Vault::open(&f.messaging, &f.state, SecretStoreKind::File, "dev")
+        .await
+        .unwrap()
+}
+
+/// Every file under `root` (outside the test's own fixtures) that holds the canary.
+fn files_with_canary(root: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let meta = std::fs::symlink_metadata(&path).unwrap();
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file() {
+                let bytes = std::fs::read(&path).unwrap();
+                if bytes.windows(CANARY.len()).any(|w| w == CANARY) {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn wipe_destroys_key_and_every_file_but_no_link_target() {
+    let f = fixture();
+    let vault = open(&f).await;
+    assert!(vault.key_present().await.unwrap());
+    let journal = vault.wipe("cmd-1").await.unwrap();
+    assert_eq!(journal.step, WipeStep::Done);
+    assert!(journal.verified_empty);
+    assert_eq!(journal.files_removed, 3);
+    assert_eq!(journal.bytes_removed, (CANARY.len() * 101) as u64);
+    assert!(!vault.key_present().await.unwrap());
+    assert!(!f.state.join("messaging.key").exists());
+    assert!(files_with_canary(f.messaging.parent().unwrap()).is_empty());
+    assert!(
+        Path::new("/etc/hostname").exists(),
+        "a symlink's target must never be touched"
+    );
+    // Asking again answers from the journal.
+    assert_eq!(vault.wipe("cmd-1").await.unwrap(), journal);
+}
+
+#[tokio::test]
+async fn a_wipe_interrupted_after_any_step_completes_after_restart() {
+    for stop in [
+        WipeStep::Started,
+        WipeStep::KeyDestroyed,
+        WipeStep::FilesRemoved,
+    ] {
+        let f = fixture();
+        let first = open(&f).await;
+        let partial = first.wipe_until("cmd-2", Some(stop)).await.unwrap();
+        assert_eq!(partial.step, stop);
+        drop(first);
+        // A new process: the vault is opened again, which must not make a new key.
+        let again = open(&f).await;
+        if stop >= WipeStep::KeyDestroyed {
+            assert!(
+                !again.key_present().await.unwrap(),
+                "reopening after {stop:?} recreated the key"
+            );
+        }
+        let done = again.wipe("cmd-2").await.unwrap();
+        assert_eq!(done.step, WipeStep::Done, "after {stop:?}");
+        assert!(done.verified_empty);
+        assert!(!again.key_present().await.unwrap());
+        assert!(
+            files_with_canary(f.messaging.parent().unwrap()).is_empty(),
+            "after {stop:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_second_wipe_cannot_start_while_one_is_unfinished() {
+    let f = fixture();
+    let vault = open(&f).await;
+    vault
+        .wipe_until("cmd-a", Some(WipeStep::Started))
+        .await
+        .unwrap();
+    assert!(matches!(vault.wipe("cmd-b").await, Err(VaultError::Busy(c)) if c == "cmd-a"));
+}

@@ -1,0 +1,323 @@
+//! `wardctl command …`, and the command view and `--wait` loop shared with `device lock|wipe`.
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use clap::Subcommand;
+use serde::Serialize;
+use tonic::transport::Channel;
+use ward_proto::v1::admin_service_client::AdminServiceClient;
+use ward_proto::v1::{self, CancelCommandRequest, GetCommandRequest, ListCommandsRequest};
+
+use super::ConnectArgs;
+use super::connect::admin_client;
+use super::error::{CliError, Exit};
+use super::output::{OutputFormat, print_fields, print_json, table};
+use crate::core::{CommandState, Timestamp};
+use crate::server::command_state_to_wire;
+
+#[derive(Debug, Subcommand)]
+pub enum CommandCommand {
+    /// List commands, newest first
+    List {
+        /// Only this device's commands
+        #[arg(long, value_name = "DEVICE")]
+        device: Option<String>,
+        /// Only commands in this state (queued, delivered, acknowledged, succeeded, failed, cancelled, expired)
+        #[arg(long, value_name = "STATE")]
+        state: Option<String>,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Show one command, with its wipe receipt and whether it verified
+    Show {
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Cancel a command the device has not started yet
+    Cancel {
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+/// A command as scripts see it (`command show`, `--wait --output json`).
+#[derive(Serialize)]
+pub struct CommandView {
+    pub id: String,
+    pub device_id: String,
+    pub kind: String,
+    pub scope: Option<String>,
+    pub lock_message: Option<String>,
+    pub state: &'static str,
+    pub reason: String,
+    pub failure_reason: Option<String>,
+    pub created_by: String,
+    pub created_at: String,
+    pub delivered_at: Option<String>,
+    pub acknowledged_at: Option<String>,
+    pub finished_at: Option<String>,
+    pub deliveries: u32,
+    pub receipt: Option<ReceiptView>,
+}
+
+#[derive(Serialize)]
+pub struct ReceiptView {
+    pub verified: bool,
+    pub error: Option<String>,
+    /// The signed statement, parsed (null if it is not JSON).
+    pub body: Option<serde_json::Value>,
+    /// Base64 of the exact signed bytes and of the signature, for independent checking.
+    pub body_base64: String,
+    pub signature_base64: String,
+}
+
+fn time(ms: i64) -> Option<String> {
+    (ms != 0).then(|| Timestamp::from_unix_ms(ms).rfc3339())
+}
+
+fn non_empty(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+pub fn state_name(state: i32) -> &'static str {
+    match v1::CommandState::try_from(state) {
+        Ok(v1::CommandState::Queued) => "queued",
+        Ok(v1::CommandState::Delivered) => "delivered",
+        Ok(v1::CommandState::Acknowledged) => "acknowledged",
+        Ok(v1::CommandState::Succeeded) => "succeeded",
+        Ok(v1::CommandState::Failed) => "failed",
+        Ok(v1::CommandState::Cancelled) => "cancelled",
+        Ok(v1::CommandState::Expired) => "expired",
+        _ => "unknown",
+    }
+}
+
+impl From<v1::Command> for CommandView {
+    fn from(c: v1::Command) -> Self {
+        Self {
+            state: state_name(c.state),
+            id: c.id,
+            device_id: c.device_id,
+            kind: c.kind,
+            scope: non_empty(c.scope),
+            lock_message: non_empty(c.lock_message),
+            reason: c.reason,
+            failure_reason: non_empty(c.failure_reason),
+            created_by: c.created_by,
+            created_at: Timestamp::from_unix_ms(c.created_at_unix_ms).rfc3339(),
+            delivered_at: time(c.delivered_at_unix_ms),
+            acknowledged_at: time(c.acknowledged_at_unix_ms),
+            finished_at: time(c.finished_at_unix_ms),
+            deliveries: c.deliveries,
+            receipt: c.receipt.map(|r| ReceiptView {
+                verified: r.verified,
+                error: non_empty(r.verification_error),
+                body: serde_json::from_slice(&r.body).ok(),
+                body_base64: STANDARD.encode(&r.body),
+                signature_base64: STANDARD.encode(&r.signature),
+            }),
+        }
+    }
+}
+
+impl CommandView {
+    fn is_terminal(&self) -> bool {
+        matches!(self.state, "succeeded" | "failed" | "cancelled" | "expired")
+    }
+
+    fn what(&self) -> String {
+        match &self.scope {
+            Some(scope) => format!("{} ({scope})", self.kind),
+            None => self.kind.clone(),
+        }
+    }
+}
+
+pub fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => print_json(view),
+        OutputFormat::Table => {
+            let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+            let mut fields = vec![
+                ("id", view.id.clone()),
+                ("device", view.device_id.clone()),
+                ("command", view.what()),
+                ("state", view.state.to_owned()),
+                (
+                    "reason",
+                    if view.reason.is_empty() {
+                        "-".into()
+                    } else {
+                        view.reason.clone()
+                    },
+                ),
+                (
+                    "created",
+                    format!("{} by {}", view.created_at, view.created_by),
+                ),
+                ("delivered", dash(&view.delivered_at)),
+                ("acknowledged", dash(&view.acknowledged_at)),
+                ("finished", dash(&view.finished_at)),
+                ("deliveries", view.deliveries.to_string()),
+            ];
+            if let Some(message) = &view.lock_message {
+                fields.push(("lock message", message.clone()));
+            }
+            if let Some(why) = &view.failure_reason {
+                fields.push(("failure", why.clone()));
+            }
+            match &view.receipt {
+                None => fields.push(("receipt", "none".into())),
+                Some(r) => {
+                    let status = if r.verified {
+                        "verified (signed by the device key)".to_owned()
+                    } else {
+                        format!("NOT verified: {}", r.error.clone().unwrap_or_default())
+                    };
+                    fields.push(("receipt", status));
+                    if let Some(body) = &r.body {
+                        fields.push(("receipt body", body.to_string()));
+                    }
+                }
+            }
+            print_fields(&fields);
+            Ok(())
+        }
+    }
+}
+
+/// The exit code a finished command maps to.
+fn exit_for(view: &CommandView) -> Result<(), CliError> {
+    match view.state {
+        "succeeded" => Ok(()),
+        other => Err(CliError::new(
+            Exit::Failed,
+            format!(
+                "command {} {other}{}",
+                view.id,
+                view.failure_reason
+                    .as_ref()
+                    .map(|r| format!(": {r}"))
+                    .unwrap_or_default()
+            ),
+        )),
+    }
+}
+
+/// Follows a command until it finishes or `timeout` passes; prints the final (or partial)
+/// command. Exit: 0 succeeded, 1 failed/cancelled/expired, 5 timed out.
+pub async fn wait_for(
+    client: &mut AdminServiceClient<Channel>,
+    id: &str,
+    timeout: Duration,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let start = Instant::now();
+    let live = std::io::stderr().is_terminal();
+    let mut last_state = "";
+    loop {
+        let view: CommandView = client
+            .get_command(GetCommandRequest {
+                command_id: id.to_owned(),
+            })
+            .await?
+            .into_inner()
+            .into();
+        if live && view.state != last_state {
+            eprintln!("{:>7.1}s  {}", start.elapsed().as_secs_f64(), view.state);
+        }
+        last_state = view.state;
+        if view.is_terminal() {
+            print_command(&view, output)?;
+            return exit_for(&view);
+        }
+        if start.elapsed() >= timeout {
+            print_command(&view, output)?;
+            return Err(CliError::new(
+                Exit::TimedOut,
+                format!(
+                    "timed out after {} waiting for command {id}; it is still {} (the device gets it when it next connects; `wardctl command show {id}` follows it)",
+                    humantime::format_duration(timeout),
+                    view.state
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliError> {
+    match cmd {
+        CommandCommand::List {
+            device,
+            state,
+            connect,
+        } => {
+            let state = state
+                .map(|s| s.parse::<CommandState>().map_err(CliError::usage))
+                .transpose()?
+                .map_or(0, |s| command_state_to_wire(s) as i32);
+            let mut client = admin_client(&connect).await?;
+            let commands: Vec<CommandView> = client
+                .list_commands(ListCommandsRequest {
+                    device_id: device.unwrap_or_default(),
+                    state,
+                })
+                .await?
+                .into_inner()
+                .commands
+                .into_iter()
+                .map(CommandView::from)
+                .collect();
+            match output {
+                OutputFormat::Json => print_json(&commands),
+                OutputFormat::Table => {
+                    let mut t = table(&[
+                        "id", "device", "command", "state", "created", "by", "receipt",
+                    ]);
+                    for c in &commands {
+                        let receipt = match &c.receipt {
+                            None => "-",
+                            Some(r) if r.verified => "verified",
+                            Some(_) => "NOT verified",
+                        };
+                        t.add_row(vec![
+                            c.id.clone(),
+                            c.device_id.clone(),
+                            c.what(),
+                            c.state.to_owned(),
+                            c.created_at.clone(),
+                            c.created_by.clone(),
+                            receipt.to_owned(),
+                        ]);
+                    }
+                    println!("{t}");
+                    Ok(())
+                }
+            }
+        }
+        CommandCommand::Show { id, connect } => {
+            let mut client = admin_client(&connect).await?;
+            let view: CommandView = client
+                .get_command(GetCommandRequest { command_id: id })
+                .await?
+                .into_inner()
+                .into();
+            print_command(&view, output)
+        }
+        CommandCommand::Cancel { id, connect } => {
+            let mut client = admin_client(&connect).await?;
+            let view: CommandView = client
+                .cancel_command(CancelCommandRequest { command_id: id })
+                .await?
+                .into_inner()
+                .into();
+            print_command(&view, output)
+        }
+    }
+}
