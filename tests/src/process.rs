@@ -80,9 +80,23 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn spawn(name: &'static str, args: &[&str], log: PathBuf) -> Self {
-        let log_file = std::fs::File::create(&log).expect("create daemon log");
+        Self::spawn_with_env(name, args, log, &[])
+    }
+
+    pub fn spawn_with_env(
+        name: &'static str,
+        args: &[&str],
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let log_file = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("open daemon log");
         let child = Command::new(bin(name))
             .args(args)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log_file))
@@ -180,5 +194,100 @@ impl ControllerProcess {
             .as_array()
             .cloned()
             .expect("device list is an array")
+    }
+}
+
+/// An enrolled agent's state directory and messaging directory (seeded with canary files).
+pub struct AgentFixture {
+    pub state_dir: PathBuf,
+    pub messaging_dir: PathBuf,
+    pub device_id: String,
+    log: PathBuf,
+}
+
+/// Text planted in messaging files; after a wipe no file may contain it.
+pub const CANARY: &str = "CANARY-PHI-3f9c: patient Jane Roe, MRN 000123, BP 120/80";
+
+impl AgentFixture {
+    /// Enrolls a new agent for `user` under `root/name` and plants canary files.
+    pub fn enroll(controller: &ControllerProcess, root: &Path, name: &str, user: &str) -> Self {
+        let token = controller.token(user, "15m");
+        let state_dir = root.join(format!("{name}-state"));
+        let messaging_dir = root.join(format!("{name}-messaging"));
+        std::fs::create_dir_all(messaging_dir.join("attachments")).unwrap();
+        std::fs::write(messaging_dir.join("messages.db"), CANARY.repeat(50)).unwrap();
+        std::fs::write(messaging_dir.join("attachments/scan.txt"), CANARY).unwrap();
+        let out = agent(&[
+            "enroll",
+            "--server",
+            token["server_url"].as_str().unwrap(),
+            "--token",
+            token["token"].as_str().unwrap(),
+            "--ca-hash",
+            token["ca_hash"].as_str().unwrap(),
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+        ]);
+        assert!(out.status.success(), "enroll: {}", stderr(&out));
+        let status = json(&agent(&[
+            "status",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+            "--output",
+            "json",
+        ]));
+        Self {
+            device_id: status["device_id"].as_str().unwrap().to_owned(),
+            log: root.join(format!("{name}.log")),
+            state_dir,
+            messaging_dir,
+        }
+    }
+
+    /// Starts `ward-agent run` for this fixture.
+    pub fn run(&self, env: &[(&str, &str)]) -> Daemon {
+        Daemon::spawn_with_env(
+            "ward-agent",
+            &[
+                "run",
+                "--state-dir",
+                self.state_dir.to_str().unwrap(),
+                "--messaging-dir",
+                self.messaging_dir.to_str().unwrap(),
+            ],
+            self.log.clone(),
+            env,
+        )
+    }
+
+    /// Files under the messaging and state directories that still hold the canary.
+    pub fn canary_files(&self) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let mut stack = vec![self.messaging_dir.clone(), self.state_dir.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                    continue;
+                };
+                if meta.is_dir() {
+                    stack.push(path);
+                } else if meta.is_file()
+                    && std::fs::read(&path)
+                        .is_ok_and(|b| b.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()))
+                {
+                    found.push(path);
+                }
+            }
+        }
+        found
+    }
+
+    /// Commands this agent's ledger has recorded.
+    pub fn ledger_entries(&self) -> usize {
+        std::fs::read_dir(self.state_dir.join("ledger")).map_or(0, |d| d.count())
     }
 }

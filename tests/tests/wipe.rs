@@ -1,0 +1,207 @@
+//! Remote wipe and lock with real processes: `wardctl serve`, `ward-agent run --messaging-dir`
+//! and `wardctl device wipe --wait`, over real mutual TLS on 127.0.0.1.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_e2e::eventually_blocking;
+use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr};
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+fn command_state(controller: &ControllerProcess, id: &str) -> Value {
+    json(&controller.ctl(&["command", "show", id, "--output", "json"]))
+}
+
+#[test]
+fn online_agent_is_wiped_with_a_verified_receipt_and_no_canary_left() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = AgentFixture::enroll(&controller, tmp.path(), "a", "ann@hospital.org");
+    assert!(!device.canary_files().is_empty());
+    let _agent = device.run(&[]);
+    eventually_blocking("the messaging key to be created", DEADLINE, || {
+        device
+            .state_dir
+            .join("messaging.key")
+            .exists()
+            .then_some(())
+    });
+
+    let out = controller.ctl(&[
+        "device",
+        "wipe",
+        &device.device_id,
+        "--scope",
+        "messaging",
+        "--reason",
+        "test",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let command = json(&out);
+    assert_eq!(command["state"], "succeeded");
+    assert_eq!(command["kind"], "wipe");
+    assert_eq!(command["receipt"]["verified"], true);
+    assert_eq!(command["receipt"]["body"]["key_destroyed"], true);
+    assert_eq!(command["receipt"]["body"]["files_removed"], 2);
+    assert!(
+        device.canary_files().is_empty(),
+        "canary survived: {:?}",
+        device.canary_files()
+    );
+    assert!(!device.state_dir.join("messaging.key").exists());
+
+    let shown = command_state(&controller, command["id"].as_str().unwrap());
+    assert_eq!(shown["receipt"]["verified"], true);
+}
+
+#[test]
+fn an_agent_stopped_before_the_wipe_gets_it_when_restarted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = AgentFixture::enroll(&controller, tmp.path(), "b", "ben@hospital.org");
+
+    // Nobody is listening: --wait gives up with exit 5 and the partial state.
+    let out = controller.ctl(&[
+        "device",
+        "wipe",
+        &device.device_id,
+        "--scope",
+        "messaging",
+        "--reason",
+        "stolen",
+        "--wait",
+        "--timeout",
+        "1s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(5), "{}", stderr(&out));
+    let partial = json_lenient(&out.stdout);
+    assert_eq!(partial["state"], "queued");
+    let id = partial["id"].as_str().unwrap().to_owned();
+
+    let _agent = device.run(&[]);
+    eventually_blocking("the queued wipe to succeed", DEADLINE, || {
+        (command_state(&controller, &id)["state"] == "succeeded").then_some(())
+    });
+    assert!(device.canary_files().is_empty());
+}
+
+#[test]
+fn wipes_issued_just_before_the_controller_is_killed_all_complete_after_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("controller");
+    let controller = ControllerProcess::start(&data);
+    let devices: Vec<AgentFixture> = ["c", "d", "e"]
+        .iter()
+        .map(|n| AgentFixture::enroll(&controller, tmp.path(), n, &format!("{n}@hospital.org")))
+        .collect();
+    let ids: Vec<String> = devices
+        .iter()
+        .map(|d| {
+            let out = controller.ctl(&[
+                "device",
+                "wipe",
+                &d.device_id,
+                "--scope",
+                "messaging",
+                "--reason",
+                "leaver",
+                "--output",
+                "json",
+            ]);
+            json(&out)["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    // The controller dies right after accepting them; the agents start while it is down.
+    let port = controller.url.rsplit(':').next().unwrap().to_owned();
+    drop(controller);
+    let _agents: Vec<_> = devices.iter().map(|d| d.run(&[])).collect();
+    let controller = ControllerProcess::start_on(&data, &format!("127.0.0.1:{port}"));
+    for id in &ids {
+        eventually_blocking("every wipe to succeed after the restart", DEADLINE, || {
+            (command_state(&controller, id)["state"] == "succeeded").then_some(())
+        });
+    }
+    for d in &devices {
+        assert!(d.canary_files().is_empty());
+        assert_eq!(
+            d.ledger_entries(),
+            1,
+            "each command is recorded, and executed, once"
+        );
+    }
+}
+
+#[test]
+fn lock_without_a_session_manager_fails_with_a_readable_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = AgentFixture::enroll(&controller, tmp.path(), "f", "fay@hospital.org");
+    let _agent = device.run(&[("WARD_AGENT_LOGINCTL", "/nonexistent/loginctl")]);
+    let out = controller.ctl(&[
+        "device",
+        "lock",
+        &device.device_id,
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let command = json_lenient(&out.stdout);
+    assert_eq!(command["state"], "failed");
+    let reason = command["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.contains("not supported") && reason.contains("loginctl"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn full_wipe_is_refused_honestly_where_it_is_not_supported() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = AgentFixture::enroll(&controller, tmp.path(), "g", "gus@hospital.org");
+    let _agent = device.run(&[]);
+    let out = controller.ctl(&[
+        "device",
+        "wipe",
+        &device.device_id,
+        "--scope",
+        "full",
+        "--reason",
+        "retire",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let command = json_lenient(&out.stdout);
+    assert_eq!(command["state"], "failed");
+    assert!(
+        command["failure_reason"]
+            .as_str()
+            .unwrap()
+            .contains("full wipe not supported")
+    );
+    // Nothing was destroyed on the way to that refusal.
+    assert!(!device.canary_files().is_empty());
+}
+
+/// stdout JSON of a command that exited non-zero on purpose.
+fn json_lenient(stdout: &[u8]) -> Value {
+    serde_json::from_slice(stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(stdout)))
+}
