@@ -23,10 +23,16 @@ pub enum Work {
     Command(DeviceCommand),
     /// Resume interrupted commands and report unreported results.
     Flush,
+    /// The controller has been unreachable since `last_success`: wipe if the policy's
+    /// offline timer has run out. Runs here so it never overlaps a commanded wipe.
+    OfflineTick {
+        last_success: time::OffsetDateTime,
+    },
 }
 
 pub struct Executor {
     pub ledger: Ledger,
+    pub state_dir: std::path::PathBuf,
     pub vault: Option<Vault>,
     pub platform: Box<dyn Platform>,
     pub device_id: String,
@@ -59,6 +65,22 @@ impl Executor {
             match item {
                 Work::Command(command) => self.handle(command).await,
                 Work::Flush => self.flush().await,
+                Work::OfflineTick { last_success } => {
+                    if let Some(vault) = &self.vault {
+                        let policy =
+                            crate::policy::AgentPolicy::load(&self.state_dir).unwrap_or_default();
+                        crate::offline::tick(
+                            vault,
+                            &self.state_dir,
+                            &policy,
+                            &self.device_id,
+                            &self.device_key,
+                            last_success,
+                            time::OffsetDateTime::now_utc(),
+                        )
+                        .await;
+                    }
+                }
             }
         }
     }

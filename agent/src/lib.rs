@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod checks;
 pub mod cli;
 pub mod enroll;
 pub mod error;
@@ -12,7 +13,9 @@ pub mod executor;
 pub mod facts;
 pub mod ledger;
 pub mod link;
+pub mod offline;
 pub mod platform;
+pub mod policy;
 pub mod run;
 pub mod secrets;
 pub mod state;

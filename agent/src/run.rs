@@ -13,18 +13,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use time::OffsetDateTime;
+use tokio::sync::{Notify, mpsc};
 use tonic::Code;
 use tracing::{debug, error, info, warn};
 use ward_proto::transport::{ServerUrl, error_chain};
-use ward_proto::v1::{CheckInRequest, CommandsRequest};
+use ward_proto::v1::{CheckInRequest, CommandsRequest, ComplianceReport};
 
 use crate::backoff::{Backoff, jittered};
+use crate::checks;
 use crate::error::AgentError;
 use crate::executor::{Executor, Work};
 use crate::facts;
 use crate::ledger::Ledger;
 use crate::link::{CALL_TIMEOUT, Link};
+use crate::policy::AgentPolicy;
 use crate::secrets::SecretStore;
 use crate::state::{AgentState, StateDir};
 use crate::vault::Vault;
@@ -85,6 +88,7 @@ pub async fn run(
     let (work_tx, work_rx) = mpsc::channel(64);
     let executor = Executor {
         ledger: Ledger::open(dir.root())?,
+        state_dir: dir.root().to_path_buf(),
         vault,
         platform: crate::platform::native(),
         device_id: state.device_id.clone(),
@@ -92,8 +96,19 @@ pub async fn run(
         link: link.clone(),
     };
     let executor_task = tokio::spawn(executor.serve(work_rx));
-    let stream_task = tokio::spawn(command_stream(link.clone(), work_tx.clone()));
-    let check_in = check_in_loop(dir, state, link, work_tx);
+    let policy_changed = Arc::new(Notify::new());
+    let stream_task = tokio::spawn(command_stream(
+        link.clone(),
+        work_tx.clone(),
+        dir.root().to_path_buf(),
+        policy_changed.clone(),
+    ));
+    let data_paths = {
+        let mut paths = vec![PathBuf::from("/")];
+        paths.extend(options.messaging_dir.clone());
+        paths
+    };
+    let check_in = check_in_loop(dir, state, link, work_tx, data_paths, policy_changed);
 
     tokio::pin!(shutdown);
     tokio::select! {
@@ -105,7 +120,12 @@ pub async fn run(
     Ok(())
 }
 
-async fn command_stream(link: Arc<Link>, work: mpsc::Sender<Work>) {
+async fn command_stream(
+    link: Arc<Link>,
+    work: mpsc::Sender<Work>,
+    state_dir: PathBuf,
+    policy_changed: Arc<Notify>,
+) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     loop {
         match link.client().await {
@@ -120,8 +140,8 @@ async fn command_stream(link: Arc<Link>, work: mpsc::Sender<Work>) {
                     let mut stream = response.into_inner();
                     loop {
                         match stream.message().await {
-                            Ok(Some(command)) => {
-                                if work.send(Work::Command(command)).await.is_err() {
+                            Ok(Some(push)) => {
+                                if !forward(push.item, &work, &state_dir, &policy_changed).await {
                                     return;
                                 }
                             }
@@ -148,18 +168,80 @@ async fn command_stream(link: Arc<Link>, work: mpsc::Sender<Work>) {
     }
 }
 
+/// Hands a pushed command to the executor, or stores a pushed policy. False once the
+/// executor is gone.
+async fn forward(
+    item: Option<ward_proto::v1::agent_push::Item>,
+    work: &mpsc::Sender<Work>,
+    state_dir: &std::path::Path,
+    policy_changed: &Notify,
+) -> bool {
+    use ward_proto::v1::agent_push::Item;
+    match item {
+        Some(Item::Command(command)) => work.send(Work::Command(command)).await.is_ok(),
+        Some(Item::Policy(policy)) => {
+            if store_policy(state_dir, policy) {
+                policy_changed.notify_one();
+            }
+            true
+        }
+        None => true,
+    }
+}
+
+/// Saves the policy if it differs from the stored one; true when it changed.
+fn store_policy(state_dir: &std::path::Path, policy: ward_proto::v1::Policy) -> bool {
+    let policy = AgentPolicy::from(policy);
+    if AgentPolicy::load(state_dir).as_ref() == Some(&policy) {
+        return false;
+    }
+    info!(scope = %policy.scope, revision = policy.revision, "policy received");
+    if let Err(e) = policy.save(state_dir) {
+        warn!(error = %e, "cannot store the policy");
+    }
+    true
+}
+
+fn parse_time(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
+}
+
 async fn check_in_loop(
     dir: &StateDir,
     mut state: AgentState,
     link: Arc<Link>,
     work: mpsc::Sender<Work>,
+    data_paths: Vec<PathBuf>,
+    policy_changed: Arc<Notify>,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
+    let mut last_success = state
+        .last_checkin
+        .as_deref()
+        .and_then(parse_time)
+        .or_else(|| parse_time(&state.enrolled_at))
+        .unwrap_or_else(OffsetDateTime::now_utc);
     loop {
-        let wait = match check_in(&link).await {
-            Ok((interval, commands)) => {
+        let report = compliance_report(dir.root(), &data_paths).await;
+        let offline_wipe = crate::offline::pending(dir.root());
+        let reported_wipe = offline_wipe.is_some();
+        let request = CheckInRequest {
+            facts: Some(facts::collect()),
+            compliance: Some(report),
+            offline_wipe,
+        };
+        let wait = match check_in(&link, request).await {
+            Ok((interval, commands, policy)) => {
                 backoff.reset();
+                last_success = OffsetDateTime::now_utc();
                 record_success(dir, &mut state, interval);
+                if reported_wipe {
+                    crate::offline::reported(dir.root());
+                }
+                // A changed policy: report compliance against it right away.
+                if policy.is_some_and(|p| store_policy(dir.root(), p)) {
+                    policy_changed.notify_one();
+                }
                 for command in commands {
                     if work.send(Work::Command(command)).await.is_err() {
                         return;
@@ -170,21 +252,53 @@ async fn check_in_loop(
                 }
                 jittered(interval)
             }
-            Err(Failure::Refused(server, message)) => {
-                error!(
-                    server = %link.url(server),
-                    "the controller refused this device: {message}. If the device was revoked or its certificate expired, enroll it again"
-                );
-                backoff.next_delay()
-            }
-            Err(Failure::Unreachable(server, message)) => {
-                warn!(server = %link.url(server), "check-in failed: {message}");
-                link.failed(server);
+            Err(failure) => {
+                match failure {
+                    Failure::Refused(server, message) => error!(
+                        server = %link.url(server),
+                        "the controller refused this device: {message}. If the device was revoked or its certificate expired, enroll it again"
+                    ),
+                    Failure::Unreachable(server, message) => {
+                        warn!(server = %link.url(server), "check-in failed: {message}");
+                        link.failed(server);
+                    }
+                }
+                if work.send(Work::OfflineTick { last_success }).await.is_err() {
+                    return;
+                }
                 backoff.next_delay()
             }
         };
         debug!(wait_ms = wait.as_millis() as u64, "next check-in");
-        tokio::time::sleep(wait).await;
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = policy_changed.notified() => {}
+        }
+    }
+}
+
+/// Runs the compliance checks against the stored policy (file reads: off the async threads).
+async fn compliance_report(
+    state_dir: &std::path::Path,
+    data_paths: &[PathBuf],
+) -> ComplianceReport {
+    let policy = AgentPolicy::load(state_dir).unwrap_or_default();
+    let paths = data_paths.to_vec();
+    let revision = policy.revision;
+    let checks = tokio::task::spawn_blocking(move || {
+        let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
+        checks::run_all(
+            &checks::Roots::default(),
+            &policy,
+            &refs,
+            checks::running_as_root(),
+        )
+    })
+    .await
+    .unwrap_or_default();
+    ComplianceReport {
+        policy_revision: revision,
+        checks,
     }
 }
 
@@ -193,15 +307,19 @@ enum Failure {
     Unreachable(usize, String),
 }
 
-async fn check_in(link: &Link) -> Result<(Duration, Vec<ward_proto::v1::DeviceCommand>), Failure> {
+type CheckInOutcome = (
+    Duration,
+    Vec<ward_proto::v1::DeviceCommand>,
+    Option<ward_proto::v1::Policy>,
+);
+
+async fn check_in(link: &Link, request: CheckInRequest) -> Result<CheckInOutcome, Failure> {
     let mut connected = link
         .client()
         .await
         .map_err(|(server, e)| Failure::Unreachable(server, e))?;
     let server = connected.server;
-    let call = connected.client.check_in(CheckInRequest {
-        facts: Some(facts::collect()),
-    });
+    let call = connected.client.check_in(request);
     match tokio::time::timeout(CALL_TIMEOUT, call).await {
         Err(_) => Err(Failure::Unreachable(server, "check-in timed out".into())),
         Ok(Ok(response)) => {
@@ -210,6 +328,7 @@ async fn check_in(link: &Link) -> Result<(Duration, Vec<ward_proto::v1::DeviceCo
             Ok((
                 Duration::from_secs(u64::from(seconds)).max(MIN_INTERVAL),
                 response.pending_commands,
+                response.policy,
             ))
         }
         Ok(Err(status)) => match status.code() {

@@ -478,6 +478,7 @@ async fn a_command_delivered_twice_runs_once() {
     let locks = Arc::new(AtomicUsize::new(0));
     let make_executor = |key: ward_certs::PrivateKeyDer| Executor {
         ledger: Ledger::open(state_dir.path()).unwrap(),
+        state_dir: state_dir.path().to_path_buf(),
         vault: None,
         platform: Box::new(CountingPlatform {
             locks: locks.clone(),

@@ -20,15 +20,13 @@ async fn enrolled_device_checks_in_and_appears_with_its_user() {
         .agent_with(&device.certificate_der, &device.key)
         .await
         .unwrap();
-    agent
-        .check_in(CheckInRequest { facts: None })
-        .await
-        .unwrap();
+    agent.check_in(CheckInRequest::default()).await.unwrap();
     let devices = controller
         .admin()
         .await
         .list_devices(ListDevicesRequest {
             user: "alice@hospital.org".into(),
+            ..Default::default()
         })
         .await
         .unwrap()
@@ -126,10 +124,7 @@ async fn agent_service_without_client_certificate_is_unauthenticated() {
     let tls = ward_certs::tls::client_config(controller.ca.cert_der(), None).unwrap();
     let channel = controller.channel(tls).await.unwrap();
     let mut agent = ward_proto::v1::agent_service_client::AgentServiceClient::new(channel);
-    let err = agent
-        .check_in(CheckInRequest { facts: None })
-        .await
-        .unwrap_err();
+    let err = agent.check_in(CheckInRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(
         err.message().contains("client certificate"),
@@ -158,7 +153,7 @@ async fn certificate_signed_by_another_ca_fails_the_handshake() {
         .unwrap();
     let result = match controller.agent_with(&forged.der, &key).await {
         Err(_) => None,
-        Ok(mut agent) => Some(agent.check_in(CheckInRequest { facts: None }).await),
+        Ok(mut agent) => Some(agent.check_in(CheckInRequest::default()).await),
     };
     match result {
         None => {}
@@ -207,10 +202,7 @@ async fn admin_certificate_cannot_call_agent_service() {
         .agent_with(&bundle.certificate_der, &bundle.key)
         .await
         .unwrap();
-    let err = agent
-        .check_in(CheckInRequest { facts: None })
-        .await
-        .unwrap_err();
+    let err = agent.check_in(CheckInRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 }
 
@@ -270,10 +262,7 @@ async fn leaf_with_two_identities_from_our_ca_is_refused_by_the_service() {
     let cert = params.signed_by(&key, &issuer).unwrap();
     let key_der = PrivateKeyDer::new(key.serialize_der());
     let mut agent = controller.agent_with(cert.der(), &key_der).await.unwrap();
-    let err = agent
-        .check_in(CheckInRequest { facts: None })
-        .await
-        .unwrap_err();
+    let err = agent.check_in(CheckInRequest::default()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     assert!(err.message().contains("URI SANs"), "{}", err.message());
 }

@@ -16,6 +16,7 @@ use crate::hub::Hub;
 use crate::store::{Redemption, Store, StoreError};
 
 mod commands;
+mod policy;
 
 pub use commands::{Acknowledgement, DeviceResult};
 
@@ -41,6 +42,9 @@ impl AppConfig {
         }
     }
 }
+
+/// The command id in receipts of wipes the agent's offline timer made.
+pub const OFFLINE_TIMER: &str = "offline-timer";
 
 pub const TOKEN_DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
@@ -315,6 +319,57 @@ impl App {
                 "device {device} is not enrolled"
             )));
         }
+        Ok(())
+    }
+
+    /// Records a wipe the device's offline timer made, with whether its receipt verified.
+    pub async fn record_offline_wipe(
+        &self,
+        device: DeviceId,
+        receipt: &ward_certs::receipt::SignedReceipt,
+    ) -> Result<(), AppError> {
+        let record = self
+            .store
+            .get_device(device)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("device {device} is not enrolled")))?;
+        let verified = record
+            .public_key_der
+            .as_deref()
+            .ok_or_else(|| "no public key on record".to_owned())
+            .and_then(|spki| {
+                ward_certs::receipt::verify_receipt(
+                    receipt,
+                    spki,
+                    OFFLINE_TIMER,
+                    &device.to_string(),
+                )
+                .map_err(|e| e.to_string())
+            });
+        let at = match &verified {
+            Ok(body) => time::OffsetDateTime::parse(
+                &body.completed_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .map(Timestamp::from_datetime)
+            .unwrap_or_else(|_| self.now()),
+            Err(_) => self.now(),
+        };
+        match &verified {
+            Ok(_) => {
+                warn!(device_id = %device, at = %at, "device reports its offline timer wiped the messaging data")
+            }
+            Err(why) => {
+                warn!(device_id = %device, reason = %why, "offline-wipe receipt did not verify")
+            }
+        }
+        let wipe = crate::core::OfflineWipe {
+            at,
+            verified: verified.is_ok(),
+        };
+        self.store
+            .record_offline_wipe(device, &wipe, receipt)
+            .await?;
         Ok(())
     }
 

@@ -18,6 +18,12 @@ pub enum DeviceCommand {
         /// Only this user's devices
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
+        /// Only devices whose last compliance report failed their policy
+        #[arg(long)]
+        noncompliant: bool,
+        /// With --noncompliant: only devices failing this check (disk_encryption, password_rules, auto_lock)
+        #[arg(long, requires = "noncompliant", value_name = "CHECK")]
+        reason: Option<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -74,8 +80,8 @@ pub struct IssueArgs {
     connect: ConnectArgs,
 }
 
-/// One device, as scripts see it. `compliant` is null until the device has sent a compliance
-/// report (compliance reporting is not part of this release).
+/// One device, as scripts see it. `compliant` is null until the device has sent a
+/// compliance report.
 #[derive(Serialize)]
 struct DeviceView {
     id: String,
@@ -93,6 +99,41 @@ struct DeviceView {
     enrolled_at: String,
     certificate_serial: String,
     certificate_expires_at: String,
+    /// Why the device is not compliant, one line per failing required check.
+    compliance_reasons: Vec<String>,
+    compliance_checks: Vec<CheckView>,
+    compliance_reported_at: Option<String>,
+    compliance_policy_revision: u64,
+    /// When the agent's offline timer wiped the messaging data by itself (null: never).
+    offline_wipe_at: Option<String>,
+    offline_wipe_receipt_verified: bool,
+}
+
+#[derive(Serialize)]
+struct CheckView {
+    name: String,
+    status: &'static str,
+    detail: String,
+}
+
+fn check_status(status: i32) -> &'static str {
+    match v1::CheckStatus::try_from(status) {
+        Ok(v1::CheckStatus::Pass) => "pass",
+        Ok(v1::CheckStatus::Fail) => "fail",
+        Ok(v1::CheckStatus::Unsupported) => "unsupported",
+        Ok(v1::CheckStatus::Error) => "error",
+        _ => "unknown",
+    }
+}
+
+impl DeviceView {
+    fn compliance_text(&self) -> String {
+        match self.compliant {
+            None => "unknown".into(),
+            Some(true) => "yes".into(),
+            Some(false) => "NO".into(),
+        }
+    }
 }
 
 fn optional_time(ms: i64) -> Option<String> {
@@ -107,7 +148,27 @@ impl From<v1::Device> for DeviceView {
             (false, true) => facts.os_name.clone(),
             (false, false) => format!("{} {}", facts.os_name, facts.os_version),
         };
+        let compliance = d.compliance.unwrap_or_default();
         Self {
+            compliant: match v1::ComplianceState::try_from(compliance.state) {
+                Ok(v1::ComplianceState::Compliant) => Some(true),
+                Ok(v1::ComplianceState::Noncompliant) => Some(false),
+                _ => None,
+            },
+            compliance_reasons: compliance.reasons,
+            compliance_checks: compliance
+                .checks
+                .into_iter()
+                .map(|c| CheckView {
+                    name: c.name,
+                    status: check_status(c.status),
+                    detail: c.detail,
+                })
+                .collect(),
+            compliance_reported_at: optional_time(compliance.reported_at_unix_ms),
+            compliance_policy_revision: compliance.policy_revision,
+            offline_wipe_at: optional_time(d.offline_wipe_at_unix_ms),
+            offline_wipe_receipt_verified: d.offline_wipe_receipt_verified,
             state: match v1::DeviceState::try_from(d.state) {
                 Ok(v1::DeviceState::Active) => "active",
                 _ => "unknown",
@@ -117,7 +178,6 @@ impl From<v1::Device> for DeviceView {
             hostname: facts.hostname,
             os,
             last_seen: optional_time(d.last_seen_unix_ms),
-            compliant: None,
             os_name: facts.os_name,
             os_version: facts.os_version,
             kernel_version: facts.kernel_version,
@@ -228,11 +288,18 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             )
             .await
         }
-        DeviceCommand::List { user, connect } => {
+        DeviceCommand::List {
+            user,
+            noncompliant,
+            reason,
+            connect,
+        } => {
             let mut client = admin_client(&connect).await?;
             let devices: Vec<DeviceView> = client
                 .list_devices(ListDevicesRequest {
                     user: user.unwrap_or_default(),
+                    noncompliant_only: noncompliant,
+                    failing_check: reason.unwrap_or_default(),
                 })
                 .await?
                 .into_inner()
@@ -265,7 +332,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                             or_dash(&d.hostname),
                             or_dash(&d.os),
                             d.last_seen.clone().unwrap_or_else(|| "never".into()),
-                            "unknown".into(),
+                            d.compliance_text(),
                             d.state.into(),
                         ]);
                     }
@@ -284,7 +351,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             match output {
                 OutputFormat::Json => print_json(&d),
                 OutputFormat::Table => {
-                    print_fields(&[
+                    let mut fields = vec![
                         ("id", d.id.clone()),
                         ("user", d.user.clone()),
                         ("state", d.state.into()),
@@ -298,10 +365,45 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                             "last seen",
                             d.last_seen.clone().unwrap_or_else(|| "never".into()),
                         ),
-                        ("compliant", "unknown (no compliance report yet)".into()),
                         ("certificate serial", d.certificate_serial.clone()),
                         ("certificate expires", d.certificate_expires_at.clone()),
-                    ]);
+                    ];
+                    match (&d.compliant, &d.compliance_reported_at) {
+                        (None, _) | (_, None) => {
+                            fields.push(("compliant", "unknown (no compliance report yet)".into()));
+                        }
+                        (Some(ok), Some(at)) => {
+                            let verdict = if *ok { "yes" } else { "NO" };
+                            fields.push((
+                                "compliant",
+                                format!(
+                                    "{verdict} (reported {at}, policy revision {})",
+                                    d.compliance_policy_revision
+                                ),
+                            ));
+                        }
+                    }
+                    for reason in &d.compliance_reasons {
+                        fields.push(("  why not", reason.clone()));
+                    }
+                    if let Some(at) = &d.offline_wipe_at {
+                        let verified = if d.offline_wipe_receipt_verified {
+                            "receipt verified"
+                        } else {
+                            "receipt NOT verified"
+                        };
+                        fields.push((
+                            "offline wipe",
+                            format!("{at} by the agent's offline timer ({verified})"),
+                        ));
+                    }
+                    for check in &d.compliance_checks {
+                        fields.push((
+                            "  check",
+                            format!("{} {}: {}", check.name, check.status, check.detail),
+                        ));
+                    }
+                    print_fields(&fields);
                     Ok(())
                 }
             }

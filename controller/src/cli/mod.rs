@@ -8,6 +8,7 @@ mod devices;
 pub mod error;
 mod local;
 pub mod output;
+mod policy;
 mod tokens;
 
 use std::path::PathBuf;
@@ -50,6 +51,9 @@ enum Verb {
     /// Commands sent to devices: list, show, cancel
     #[command(subcommand)]
     Command(commands::CommandCommand),
+    /// Device policy: password rules, auto-lock, disk encryption, offline wipe
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
     /// Administrators and their certificates
     #[command(subcommand)]
     Admin(admins::AdminCommand),
@@ -117,5 +121,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Verb::Device(cmd) => devices::run(cmd, output).await,
         Verb::Admin(cmd) => admins::run(cmd, output).await,
         Verb::Command(cmd) => commands::run(cmd, output).await,
+        Verb::Policy(cmd) => policy::run(cmd, output).await,
     }
 }

@@ -3,12 +3,16 @@
 pub mod clock;
 pub mod command;
 pub mod model;
+pub mod policy;
 pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use command::{Command, CommandId, CommandKind, CommandState, Event, Receipt, WipeScope};
 pub use model::{
     Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
-    UserEmail,
+    OfflineWipe, UserEmail,
+};
+pub use policy::{
+    CheckStatus, Compliance, ComplianceCheck, Policy, PolicyChanges, PolicyScope, StoredPolicy,
 };
 pub use token::{EnrollmentToken, TokenHash, TokenRecord, TokenStatus};

@@ -177,6 +177,17 @@ pub struct Device {
     pub certificate_serial: String,
     pub certificate_expires_at: Timestamp,
     pub public_key_der: Option<Vec<u8>>,
+    /// The last compliance report, judged; `None` until the device sends one.
+    pub compliance: Option<super::Compliance>,
+    /// When the agent's offline timer wiped the messaging data, and whether its receipt
+    /// verified.
+    pub offline_wipe: Option<OfflineWipe>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OfflineWipe {
+    pub at: Timestamp,
+    pub verified: bool,
 }
 
 /// What enrollment writes, atomically with the token's redemption.

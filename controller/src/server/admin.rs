@@ -11,7 +11,7 @@ use ward_proto::v1::{self, *};
 
 use super::convert::{
     action_from_issue, admin_to_wire, command_state_from_wire, command_to_wire, device_to_wire,
-    optional_seconds, peer_leaf, role_from_wire,
+    optional_seconds, peer_leaf, policy_changes_from_wire, policy_to_wire, role_from_wire,
 };
 use crate::app::App;
 use crate::core::Admin;
@@ -61,7 +61,21 @@ impl v1::admin_service_server::AdminService for AdminApi {
         self.admin(&request).await?;
         let req = request.into_inner();
         let user = (!req.user.is_empty()).then_some(req.user.as_str());
-        let devices = self.app.list_devices(user).await?;
+        let mut devices = self.app.list_devices(user).await?;
+        if req.noncompliant_only {
+            devices.retain(|d| d.compliance.as_ref().is_some_and(|c| !c.compliant));
+            if !req.failing_check.is_empty() {
+                devices.retain(|d| {
+                    d.compliance
+                        .as_ref()
+                        .is_some_and(|c| c.failing().any(|f| f == req.failing_check))
+                });
+            }
+        } else if !req.failing_check.is_empty() {
+            return Err(Status::invalid_argument(
+                "filtering by failing check needs noncompliant_only (wardctl: add --noncompliant)",
+            ));
+        }
         Ok(Response::new(ListDevicesResponse {
             devices: devices.iter().map(device_to_wire).collect(),
         }))
@@ -164,5 +178,44 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .cancel_command(&actor, &request.get_ref().command_id)
             .await?;
         Ok(Response::new(command_to_wire(&command)))
+    }
+
+    async fn get_policy(
+        &self,
+        request: Request<GetPolicyRequest>,
+    ) -> Result<Response<Policy>, Status> {
+        self.admin(&request).await?;
+        let user = &request.get_ref().user;
+        let policy = self
+            .app
+            .get_policy((!user.is_empty()).then_some(user.as_str()))
+            .await?;
+        Ok(Response::new(policy_to_wire(&policy)))
+    }
+
+    async fn set_policy(
+        &self,
+        request: Request<SetPolicyRequest>,
+    ) -> Result<Response<Policy>, Status> {
+        let actor = self.admin(&request).await?;
+        let req = request.into_inner();
+        let user = (!req.user.is_empty()).then_some(req.user.as_str());
+        let policy = self
+            .app
+            .set_policy(&actor, user, &policy_changes_from_wire(&req))
+            .await?;
+        Ok(Response::new(policy_to_wire(&policy)))
+    }
+
+    async fn reset_policy(
+        &self,
+        request: Request<GetPolicyRequest>,
+    ) -> Result<Response<Policy>, Status> {
+        let actor = self.admin(&request).await?;
+        let policy = self
+            .app
+            .reset_policy(&actor, &request.get_ref().user)
+            .await?;
+        Ok(Response::new(policy_to_wire(&policy)))
     }
 }

@@ -13,10 +13,13 @@ use tracing::debug;
 use ward_certs::receipt::SignedReceipt;
 use ward_proto::v1::{self, *};
 
-use super::convert::{command_state_to_wire, command_to_device, facts_from_wire, peer_leaf};
+use super::convert::{
+    checks_from_wire, command_state_to_wire, command_to_device, facts_from_wire, peer_leaf,
+    policy_to_wire,
+};
 use super::enrollment::agent_config;
-use crate::app::{App, DeviceResult};
-use crate::core::DeviceId;
+use crate::app::{App, AppError, DeviceResult};
+use crate::core::{CommandId, DeviceId};
 
 /// How often an open stream re-reads the store even without a wake-up: the fallback that
 /// makes a lost wake-up a delay, never a loss.
@@ -39,7 +42,34 @@ impl AgentApi {
     }
 }
 
-type CommandStream = Pin<Box<dyn Stream<Item = Result<DeviceCommand, Status>> + Send>>;
+type PushStream = Pin<Box<dyn Stream<Item = Result<AgentPush, Status>> + Send>>;
+
+/// What a stream has not sent yet: the effective policy if it changed, then any unfinished
+/// command not sent on this stream.
+async fn pending_pushes(
+    app: &App,
+    device: DeviceId,
+    sent: &mut HashSet<CommandId>,
+    policy_sent: &mut Option<(String, u64)>,
+) -> Result<Vec<AgentPush>, AppError> {
+    use v1::agent_push::Item;
+    let mut pushes = Vec::new();
+    let policy = app.device_policy(device).await?;
+    let key = (policy.scope.to_string(), policy.revision);
+    if policy_sent.as_ref() != Some(&key) {
+        pushes.push(AgentPush {
+            item: Some(Item::Policy(policy_to_wire(&policy))),
+        });
+        *policy_sent = Some(key);
+    }
+    for command in app.deliver_unfinished(device, sent).await? {
+        sent.insert(command.id);
+        pushes.push(AgentPush {
+            item: Some(Item::Command(command_to_device(&command))),
+        });
+    }
+    Ok(pushes)
+}
 
 #[tonic::async_trait]
 impl v1::agent_service_server::AgentService for AgentApi {
@@ -52,20 +82,34 @@ impl v1::agent_service_server::AgentService for AgentApi {
         self.app
             .check_in(device, facts_from_wire(req.facts))
             .await?;
+        if let Some(receipt) = req.offline_wipe {
+            let signed = SignedReceipt {
+                body: receipt.body,
+                signature: receipt.signature,
+            };
+            self.app.record_offline_wipe(device, &signed).await?;
+        }
+        if let Some(report) = &req.compliance {
+            self.app
+                .record_compliance(device, checks_from_wire(report)?, report.policy_revision)
+                .await?;
+        }
+        let policy = self.app.device_policy(device).await?;
         let pending = self.app.deliver_unfinished(device, &HashSet::new()).await?;
         Ok(Response::new(CheckInResponse {
             config: Some(agent_config(&self.app)),
             server_time_unix_ms: self.app.now().unix_ms(),
             pending_commands: pending.iter().map(command_to_device).collect(),
+            policy: Some(policy_to_wire(&policy)),
         }))
     }
 
-    type CommandsStream = CommandStream;
+    type CommandsStream = PushStream;
 
     async fn commands(
         &self,
         request: Request<CommandsRequest>,
-    ) -> Result<Response<CommandStream>, Status> {
+    ) -> Result<Response<PushStream>, Status> {
         let device = self.device(&request).await?;
         let (tx, rx) = mpsc::channel(32);
         let app = self.app.clone();
@@ -74,12 +118,12 @@ impl v1::agent_service_server::AgentService for AgentApi {
         tokio::spawn(async move {
             debug!(device_id = %device, "command stream opened");
             let mut sent = HashSet::new();
+            let mut policy_sent = None;
             loop {
-                match app.deliver_unfinished(device, &sent).await {
-                    Ok(commands) => {
-                        for command in commands {
-                            sent.insert(command.id);
-                            if tx.send(Ok(command_to_device(&command))).await.is_err() {
+                match pending_pushes(&app, device, &mut sent, &mut policy_sent).await {
+                    Ok(pushes) => {
+                        for push in pushes {
+                            if tx.send(Ok(push)).await.is_err() {
                                 return;
                             }
                         }

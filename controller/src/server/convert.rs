@@ -6,8 +6,8 @@ use ward_proto::v1;
 
 use crate::app::AppError;
 use crate::core::{
-    Admin, AdminRole, Command, CommandKind, CommandState, Device, DeviceFacts, DeviceState,
-    WipeScope,
+    Admin, AdminRole, CheckStatus, Command, CommandKind, CommandState, Compliance, ComplianceCheck,
+    Device, DeviceFacts, DeviceState, PolicyChanges, StoredPolicy, WipeScope,
 };
 
 impl From<AppError> for Status {
@@ -69,6 +69,9 @@ pub fn device_to_wire(d: &Device) -> v1::Device {
         last_seen_unix_ms: d.last_seen.map_or(0, |t| t.unix_ms()),
         certificate_serial: d.certificate_serial.clone(),
         certificate_expires_at_unix_ms: d.certificate_expires_at.unix_ms(),
+        compliance: Some(compliance_to_wire(d.compliance.as_ref())),
+        offline_wipe_at_unix_ms: d.offline_wipe.as_ref().map_or(0, |w| w.at.unix_ms()),
+        offline_wipe_receipt_verified: d.offline_wipe.as_ref().is_some_and(|w| w.verified),
     }
 }
 
@@ -218,5 +221,96 @@ pub fn command_to_wire(c: &Command) -> v1::Command {
             signature: r.signature.clone(),
             verification_error: r.error.clone().unwrap_or_default(),
         }),
+    }
+}
+
+pub fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
+    let policy = &p.policy;
+    v1::Policy {
+        password_min_length: policy.password_min_length,
+        password_min_classes: policy.password_min_classes,
+        password_max_age_days: policy.password_max_age_days,
+        password_history: policy.password_history,
+        max_failed_attempts: policy.max_failed_attempts,
+        auto_lock_seconds: policy.auto_lock_seconds,
+        require_disk_encryption: policy.require_disk_encryption,
+        offline_wipe_after_seconds: policy.offline_wipe_after_seconds,
+        enforce: policy.enforce,
+        revision: p.revision,
+        scope: p.scope.to_string(),
+    }
+}
+
+pub fn policy_changes_from_wire(r: &v1::SetPolicyRequest) -> PolicyChanges {
+    PolicyChanges {
+        password_min_length: r.password_min_length,
+        password_min_classes: r.password_min_classes,
+        password_max_age_days: r.password_max_age_days,
+        password_history: r.password_history,
+        max_failed_attempts: r.max_failed_attempts,
+        auto_lock_seconds: r.auto_lock_seconds,
+        require_disk_encryption: r.require_disk_encryption,
+        offline_wipe_after_seconds: r.offline_wipe_after_seconds,
+        enforce: r.enforce,
+    }
+}
+
+fn check_status_to_wire(s: CheckStatus) -> v1::CheckStatus {
+    match s {
+        CheckStatus::Pass => v1::CheckStatus::Pass,
+        CheckStatus::Fail => v1::CheckStatus::Fail,
+        CheckStatus::Unsupported => v1::CheckStatus::Unsupported,
+        CheckStatus::Error => v1::CheckStatus::Error,
+    }
+}
+
+pub fn checks_from_wire(report: &v1::ComplianceReport) -> Result<Vec<ComplianceCheck>, Status> {
+    report
+        .checks
+        .iter()
+        .map(|c| {
+            let status = match v1::CheckStatus::try_from(c.status) {
+                Ok(v1::CheckStatus::Pass) => CheckStatus::Pass,
+                Ok(v1::CheckStatus::Fail) => CheckStatus::Fail,
+                Ok(v1::CheckStatus::Unsupported) => CheckStatus::Unsupported,
+                Ok(v1::CheckStatus::Error) => CheckStatus::Error,
+                _ => {
+                    return Err(Status::invalid_argument(format!(
+                        "check {:?} has an unknown status {}",
+                        c.name, c.status
+                    )));
+                }
+            };
+            Ok(ComplianceCheck {
+                name: c.name.clone(),
+                status,
+                detail: c.detail.clone(),
+            })
+        })
+        .collect()
+}
+
+pub fn compliance_to_wire(c: Option<&Compliance>) -> v1::Compliance {
+    match c {
+        None => v1::Compliance::default(),
+        Some(c) => v1::Compliance {
+            state: if c.compliant {
+                v1::ComplianceState::Compliant
+            } else {
+                v1::ComplianceState::Noncompliant
+            } as i32,
+            reasons: c.reasons.clone(),
+            checks: c
+                .checks
+                .iter()
+                .map(|k| v1::ComplianceCheck {
+                    name: k.name.clone(),
+                    status: check_status_to_wire(k.status) as i32,
+                    detail: k.detail.clone(),
+                })
+                .collect(),
+            reported_at_unix_ms: c.reported_at.unix_ms(),
+            policy_revision: c.policy_revision,
+        },
     }
 }

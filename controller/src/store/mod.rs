@@ -8,8 +8,9 @@ use async_trait::async_trait;
 pub use sqlite::SqliteStore;
 
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceFacts, DeviceId,
-    NewDevice, Timestamp, TokenHash, TokenRecord, TokenStatus, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
+    DeviceId, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash, TokenRecord,
+    TokenStatus, UserEmail,
 };
 use ward_certs::AdminName;
 
@@ -99,5 +100,34 @@ pub trait Store: Send + Sync + 'static {
         &self,
         expected: CommandState,
         next: &Command,
+    ) -> Result<bool, StoreError>;
+
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError>;
+
+    /// Stores the policy for `scope` with a new revision, higher than every earlier one.
+    async fn put_policy(
+        &self,
+        scope: &PolicyScope,
+        policy: &Policy,
+        updated_by: &str,
+        now: Timestamp,
+    ) -> Result<StoredPolicy, StoreError>;
+
+    /// Removes a policy; false if there was none.
+    async fn delete_policy(&self, scope: &PolicyScope) -> Result<bool, StoreError>;
+
+    /// Records a device's judged compliance report; false if the device does not exist.
+    async fn record_compliance(
+        &self,
+        device: DeviceId,
+        compliance: &Compliance,
+    ) -> Result<bool, StoreError>;
+
+    /// Records that the device's offline timer wiped its messaging data.
+    async fn record_offline_wipe(
+        &self,
+        device: DeviceId,
+        wipe: &crate::core::OfflineWipe,
+        receipt: &ward_certs::receipt::SignedReceipt,
     ) -> Result<bool, StoreError>;
 }

@@ -15,11 +15,13 @@ use ward_certs::AdminName;
 
 use super::{Redemption, Store, StoreError};
 use crate::core::{
-    Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Compliance, Device,
+    DeviceFacts, DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp,
+    TokenHash, TokenRecord, UserEmail,
 };
 
 mod commands;
+mod policies;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
@@ -133,6 +135,20 @@ fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
             row.try_get("certificate_expires_at").map_err(db)?,
         ),
         public_key_der: row.try_get("public_key_der").map_err(db)?,
+        compliance: policies::compliance_from_row(row)?,
+        offline_wipe: match row
+            .try_get::<Option<i64>, _>("offline_wipe_at")
+            .map_err(db)?
+        {
+            None => None,
+            Some(at) => Some(crate::core::OfflineWipe {
+                at: Timestamp::from_unix_ms(at),
+                verified: row
+                    .try_get::<Option<bool>, _>("offline_wipe_verified")
+                    .map_err(db)?
+                    .unwrap_or(false),
+            }),
+        },
     })
 }
 
@@ -371,6 +387,54 @@ impl Store for SqliteStore {
         next: &Command,
     ) -> Result<bool, StoreError> {
         commands::update(&self.pool, expected, next).await
+    }
+
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
+        policies::get(&self.pool, scope).await
+    }
+
+    async fn put_policy(
+        &self,
+        scope: &PolicyScope,
+        policy: &Policy,
+        updated_by: &str,
+        now: Timestamp,
+    ) -> Result<StoredPolicy, StoreError> {
+        policies::put(&self.pool, scope, policy, updated_by, now).await
+    }
+
+    async fn delete_policy(&self, scope: &PolicyScope) -> Result<bool, StoreError> {
+        policies::delete(&self.pool, scope).await
+    }
+
+    async fn record_compliance(
+        &self,
+        device: DeviceId,
+        compliance: &Compliance,
+    ) -> Result<bool, StoreError> {
+        policies::record_compliance(&self.pool, device, compliance).await
+    }
+
+    async fn record_offline_wipe(
+        &self,
+        device: DeviceId,
+        wipe: &crate::core::OfflineWipe,
+        receipt: &ward_certs::receipt::SignedReceipt,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE devices SET offline_wipe_at = ?, offline_wipe_verified = ?,
+                 offline_wipe_receipt = ?, offline_wipe_signature = ?
+             WHERE id = ?",
+        )
+        .bind(wipe.at.unix_ms())
+        .bind(wipe.verified)
+        .bind(&receipt.body)
+        .bind(&receipt.signature)
+        .bind(device.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {

@@ -1,0 +1,200 @@
+//! Disk encryption of the filesystems that hold given paths, from `/proc/self/mountinfo` and
+//! sysfs: a filesystem counts as encrypted when its block device is a dm-crypt mapping or is
+//! built only on dm-crypt mappings (LVM on LUKS).
+
+use std::path::{Component, Path, PathBuf};
+
+use super::{Outcome, Roots};
+
+#[derive(Debug, Clone)]
+struct Mount {
+    major_minor: String,
+    mount_point: PathBuf,
+    fs_type: String,
+    source: String,
+    super_options: String,
+}
+
+/// Checks every path; passes only if all of their filesystems are encrypted.
+pub fn check(roots: &Roots, paths: &[&Path]) -> Outcome {
+    let mountinfo_path = roots.proc.join("self/mountinfo");
+    let Ok(mountinfo) = std::fs::read_to_string(&mountinfo_path) else {
+        return Outcome::Unsupported(format!("{} is not readable", mountinfo_path.display()));
+    };
+    let mounts = parse_mountinfo(&mountinfo);
+    let mut passes = Vec::new();
+    let mut fails = Vec::new();
+    let mut unknown = Vec::new();
+    for path in paths {
+        match path_status(roots, &mounts, path, 0) {
+            Outcome::Pass(d) => passes.push(format!("{}: {d}", path.display())),
+            Outcome::Fail(d) => fails.push(format!("{}: {d}", path.display())),
+            Outcome::Unsupported(d) | Outcome::Error(d) => {
+                unknown.push(format!("{}: {d}", path.display()))
+            }
+        }
+    }
+    if !fails.is_empty() {
+        Outcome::Fail(fails.join("; "))
+    } else if !unknown.is_empty() {
+        Outcome::Unsupported(unknown.join("; "))
+    } else {
+        Outcome::Pass(passes.join("; "))
+    }
+}
+
+fn path_status(roots: &Roots, mounts: &[Mount], path: &Path, depth: usize) -> Outcome {
+    if depth > 4 {
+        return Outcome::Unsupported("overlay filesystems nest too deeply to follow".into());
+    }
+    let real = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let Some(mount) = mount_of(mounts, &real) else {
+        return Outcome::Unsupported("no mount found for it in mountinfo".into());
+    };
+    match mount.fs_type.as_str() {
+        "tmpfs" | "ramfs" => Outcome::Pass(format!(
+            "memory-backed {} on {}: nothing is written to disk",
+            mount.fs_type,
+            mount.mount_point.display()
+        )),
+        "overlay" => match option(&mount.super_options, "upperdir") {
+            Some(upper) => path_status(roots, mounts, Path::new(&upper), depth + 1),
+            None => Outcome::Unsupported("overlay filesystem without an upper directory".into()),
+        },
+        "nfs" | "nfs4" | "cifs" | "smb3" | "9p" | "virtiofs" => Outcome::Unsupported(format!(
+            "{} is a network filesystem ({}); its encryption is the server's",
+            mount.mount_point.display(),
+            mount.fs_type
+        )),
+        fs if fs.starts_with("fuse") => Outcome::Unsupported(format!(
+            "{} is a FUSE filesystem ({fs})",
+            mount.mount_point.display()
+        )),
+        _ => block_status(roots, mount),
+    }
+}
+
+fn block_status(roots: &Roots, mount: &Mount) -> Outcome {
+    let dev = roots.sys.join("dev/block").join(&mount.major_minor);
+    if !dev.exists() {
+        return Outcome::Unsupported(format!(
+            "{} ({}, {}) has no block device {} in sysfs",
+            mount.mount_point.display(),
+            mount.fs_type,
+            mount.source,
+            mount.major_minor
+        ));
+    }
+    match encrypted(roots, &dev, 0) {
+        Some(true) => Outcome::Pass(format!(
+            "{} on {} is dm-crypt",
+            mount.mount_point.display(),
+            mount.source
+        )),
+        Some(false) => Outcome::Fail(format!(
+            "{} ({}) is on {}, which has no dm-crypt/LUKS layer",
+            mount.mount_point.display(),
+            mount.fs_type,
+            mount.source
+        )),
+        None => Outcome::Unsupported(format!(
+            "cannot follow the device stack of {}",
+            mount.source
+        )),
+    }
+}
+
+/// Whether the block device at `dev` (a sysfs device directory) is dm-crypt or built only
+/// on dm-crypt devices. `None` when the stack cannot be read.
+fn encrypted(roots: &Roots, dev: &Path, depth: usize) -> Option<bool> {
+    if depth > 8 {
+        return None;
+    }
+    if std::fs::read_to_string(dev.join("dm/uuid"))
+        .is_ok_and(|uuid| uuid.trim().starts_with("CRYPT-"))
+    {
+        return Some(true);
+    }
+    let slaves: Vec<String> = std::fs::read_dir(dev.join("slaves"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    if slaves.is_empty() {
+        return Some(false);
+    }
+    let mut all = true;
+    for slave in slaves {
+        all &= encrypted(roots, &roots.sys.join("class/block").join(slave), depth + 1)?;
+    }
+    Some(all)
+}
+
+fn mount_of<'a>(mounts: &'a [Mount], path: &Path) -> Option<&'a Mount> {
+    // The last matching entry wins: later mounts shadow earlier ones at the same point.
+    mounts
+        .iter()
+        .filter(|m| path.starts_with(&m.mount_point))
+        .max_by_key(|m| {
+            m.mount_point
+                .components()
+                .filter(|c| matches!(c, Component::Normal(_)))
+                .count()
+        })
+}
+
+fn option(options: &str, key: &str) -> Option<String> {
+    options
+        .split(',')
+        .find_map(|o| o.strip_prefix(key)?.strip_prefix('='))
+        .map(str::to_owned)
+}
+
+fn unescape(field: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo (octal).
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let code = (bytes[i] == b'\\')
+            .then(|| bytes.get(i + 1..i + 4))
+            .flatten()
+            .and_then(|digits| std::str::from_utf8(digits).ok())
+            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
+        match code {
+            Some(c) => {
+                out.push(c);
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn parse_mountinfo(text: &str) -> Vec<Mount> {
+    text.lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split(' ').collect();
+            let right: Vec<&str> = right.split(' ').collect();
+            Some(Mount {
+                major_minor: (*left.get(2)?).to_owned(),
+                mount_point: PathBuf::from(unescape(left.get(4)?)),
+                fs_type: (*right.first()?).to_owned(),
+                source: unescape(right.get(1)?),
+                super_options: right.get(2).map(|s| (*s).to_owned()).unwrap_or_default(),
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+#[path = "disk_tests.rs"]
+mod tests;

@@ -1,0 +1,142 @@
+//! Policy operations and compliance reports.
+
+use tracing::info;
+
+use super::{App, AppError};
+use crate::core::policy::{MAX_CHECK_TEXT, MAX_CHECKS};
+use crate::core::{
+    Admin, Compliance, ComplianceCheck, DeviceId, Policy, PolicyChanges, PolicyScope, StoredPolicy,
+    Timestamp, UserEmail,
+};
+
+fn parse_user(user: Option<&str>) -> Result<Option<UserEmail>, AppError> {
+    user.map(|u| {
+        u.parse::<UserEmail>()
+            .map_err(|e| AppError::InvalidArgument(e.to_string()))
+    })
+    .transpose()
+}
+
+impl App {
+    /// The policy that applies to `user`'s devices (or the default policy for `None`).
+    pub async fn effective_policy(
+        &self,
+        user: Option<&UserEmail>,
+    ) -> Result<StoredPolicy, AppError> {
+        if let Some(user) = user
+            && let Some(own) = self
+                .store
+                .get_policy(&PolicyScope::User(user.clone()))
+                .await?
+        {
+            return Ok(own);
+        }
+        Ok(self
+            .store
+            .get_policy(&PolicyScope::Default)
+            .await?
+            .unwrap_or(StoredPolicy {
+                scope: PolicyScope::Default,
+                policy: Policy::default(),
+                revision: 0,
+                updated_at: Timestamp::from_unix_ms(0),
+                updated_by: "built-in".into(),
+            }))
+    }
+
+    pub async fn get_policy(&self, user: Option<&str>) -> Result<StoredPolicy, AppError> {
+        self.effective_policy(parse_user(user)?.as_ref()).await
+    }
+
+    /// Changes the default policy, or a user's override (created from the user's current
+    /// effective policy), and wakes the affected devices' streams to push it.
+    pub async fn set_policy(
+        &self,
+        actor: &Admin,
+        user: Option<&str>,
+        changes: &PolicyChanges,
+    ) -> Result<StoredPolicy, AppError> {
+        let user = parse_user(user)?;
+        if changes.is_empty() {
+            return Err(AppError::InvalidArgument(
+                "no policy field given; `wardctl policy set --help` lists them".into(),
+            ));
+        }
+        let current = self.effective_policy(user.as_ref()).await?;
+        let next = current
+            .policy
+            .with(changes)
+            .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
+        let scope = user.clone().map_or(PolicyScope::Default, PolicyScope::User);
+        let stored = self
+            .store
+            .put_policy(&scope, &next, actor.name.as_str(), self.now())
+            .await?;
+        info!(scope = %stored.scope, revision = stored.revision, updated_by = %actor.name, "policy changed");
+        self.wake_devices_of(user.as_ref()).await?;
+        Ok(stored)
+    }
+
+    /// Removes a user's override; their devices follow the default policy again.
+    pub async fn reset_policy(&self, actor: &Admin, user: &str) -> Result<StoredPolicy, AppError> {
+        let user: UserEmail = user
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        if !self
+            .store
+            .delete_policy(&PolicyScope::User(user.clone()))
+            .await?
+        {
+            return Err(AppError::NotFound(format!("{user} has no policy override")));
+        }
+        info!(user = %user, updated_by = %actor.name, "policy override removed");
+        self.wake_devices_of(Some(&user)).await?;
+        self.effective_policy(Some(&user)).await
+    }
+
+    async fn wake_devices_of(&self, user: Option<&UserEmail>) -> Result<(), AppError> {
+        for device in self.store.list_devices(user).await? {
+            self.hub.wake(device.id);
+        }
+        Ok(())
+    }
+
+    /// The effective policy for an enrolled device.
+    pub async fn device_policy(&self, device: DeviceId) -> Result<StoredPolicy, AppError> {
+        let device = self
+            .store
+            .get_device(device)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("device {device} is not enrolled")))?;
+        self.effective_policy(Some(&device.user)).await
+    }
+
+    /// Judges and records a device's compliance report against its effective policy.
+    pub async fn record_compliance(
+        &self,
+        device: DeviceId,
+        checks: Vec<ComplianceCheck>,
+        policy_revision: u64,
+    ) -> Result<Compliance, AppError> {
+        if checks.len() > MAX_CHECKS {
+            return Err(AppError::InvalidArgument(format!(
+                "a compliance report holds at most {MAX_CHECKS} checks"
+            )));
+        }
+        for check in &checks {
+            let bad = |s: &str| {
+                s.len() > MAX_CHECK_TEXT || s.chars().any(|c| c.is_control() && c != '\n')
+            };
+            if check.name.is_empty() || bad(&check.name) || bad(&check.detail) {
+                return Err(AppError::InvalidArgument(
+                    "a compliance check has an empty or over-long name, or control characters"
+                        .into(),
+                ));
+            }
+        }
+        let policy = self.device_policy(device).await?;
+        let compliance = Compliance::judge(&policy.policy, checks, self.now(), policy_revision);
+        self.store.record_compliance(device, &compliance).await?;
+        Ok(compliance)
+    }
+}
