@@ -286,8 +286,17 @@ impl AgentFixture {
         found
     }
 
-    /// Commands this agent's ledger has recorded.
+    /// Commands this agent's ledger has recorded (one `<id>.json` each; temporary files of an
+    /// update in progress are not entries).
     pub fn ledger_entries(&self) -> usize {
-        std::fs::read_dir(self.state_dir.join("ledger")).map_or(0, |d| d.count())
+        std::fs::read_dir(self.state_dir.join("ledger")).map_or(0, |dir| {
+            dir.flatten()
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    !name.starts_with('.') && name.ends_with(".json")
+                })
+                .count()
+        })
     }
 }
