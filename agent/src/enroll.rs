@@ -37,6 +37,20 @@ pub async fn enroll(dir: &StateDir, options: EnrollOptions) -> Result<AgentState
             dir.root().display()
         )));
     }
+    // Where the key will live must work before the one-time token is spent.
+    let created_dir = !dir.root().exists();
+    let result = match SecretStore::probe(options.secret_store, dir.root()).await {
+        Ok(()) => enroll_checked(dir, options).await,
+        Err(e) => Err(e.into()),
+    };
+    if result.is_err() && created_dir {
+        // A refused or failed enrollment leaves nothing behind.
+        let _ = std::fs::remove_dir_all(dir.root());
+    }
+    result
+}
+
+async fn enroll_checked(dir: &StateDir, options: EnrollOptions) -> Result<AgentState, AgentError> {
     let key = PrivateKeyDer::generate().map_err(|e| AgentError::Failed(e.to_string()))?;
     let hostname = facts::collect().hostname;
     let csr = make_csr(&key, &hostname).map_err(|e| AgentError::Failed(e.to_string()))?;

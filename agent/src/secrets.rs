@@ -81,6 +81,39 @@ impl SecretStore {
         }
     }
 
+    /// Checks, before anything is sent anywhere, that this store can keep a secret: a keyring
+    /// must store, return and delete a probe entry; a file store needs a writable directory.
+    pub async fn probe(kind: SecretStoreKind, dir: &std::path::Path) -> Result<(), SecretError> {
+        match kind {
+            SecretStoreKind::File => {
+                ward_certs::files::create_private_dir(dir).map_err(|source| {
+                    SecretError::FileWrite {
+                        path: dir.display().to_string(),
+                        source,
+                    }
+                })?;
+                let probe = dir.join(".probe");
+                let _ = std::fs::remove_file(&probe);
+                create_secret_file(&probe, b"probe")
+                    .and_then(|()| std::fs::remove_file(&probe))
+                    .map_err(|source| SecretError::FileWrite {
+                        path: dir.display().to_string(),
+                        source,
+                    })
+            }
+            SecretStoreKind::Keyring => {
+                let account = format!("probe/{}", uuid::Uuid::new_v4());
+                let store = SecretStore::Keyring {
+                    service: KEYRING_SERVICE.to_owned(),
+                    account,
+                };
+                let probe = [0x5a_u8; 16];
+                store.put_bytes(&probe).await?;
+                store.destroy().await
+            }
+        }
+    }
+
     /// Stores a new key; a file store refuses to replace an existing key. The keyring store
     /// reads the key back and fails unless it gets the same bytes.
     pub async fn put(&self, key: &PrivateKeyDer) -> Result<(), SecretError> {

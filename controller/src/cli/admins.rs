@@ -88,7 +88,7 @@ pub async fn run(cmd: AdminCommand, output: OutputFormat) -> Result<(), CliError
                 .open(&out)
                 .map_err(|e| {
                     CliError::usage(format!(
-                        "cannot create {}: {e} (it must not exist yet)",
+                        "cannot create {}: {e} (its directory must exist and the file must not)",
                         out.display()
                     ))
                 })?;
@@ -164,7 +164,10 @@ async fn issue(
             name: name.to_owned(),
             role: server::role_to_wire(role) as i32,
             csr_der: csr,
-            lifetime_seconds: lifetime.map_or(0, |d| d.as_secs()),
+            lifetime_seconds: lifetime
+                .map(|d| super::whole_seconds("--lifetime", d))
+                .transpose()?
+                .unwrap_or(0),
         })
         .await?
         .into_inner();

@@ -43,9 +43,17 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
             bundle_path.display()
         ))
     })?;
-    let channel = connect(&url, tls, ChannelOptions::default())
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    let channel = connect(&url, tls, ChannelOptions::default()).await.map_err(|e| {
+        let text = e.to_string();
+        if text.contains("invalid peer certificate") {
+            CliError::failed(format!(
+                "{text}. The controller at {url} does not present a certificate from the CA in {}: is this admin bundle for this controller?",
+                bundle_path.display()
+            ))
+        } else {
+            CliError::failed(text)
+        }
+    })?;
     Ok(
         AdminServiceClient::new(channel)
             .max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES),

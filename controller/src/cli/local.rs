@@ -102,6 +102,7 @@ fn print_init_report(
 
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
+    // Check every flag, then take the port, before anything is created on disk.
     check_cert_lifetime(args.device_cert_lifetime)
         .map_err(|e| CliError::usage(format!("--device-cert-lifetime: {e}")))?;
     if args.checkin_interval < Duration::from_secs(1)
@@ -111,6 +112,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             "--checkin-interval must be between 1s and 24h",
         ));
     }
+    let public_url = args
+        .public_url
+        .as_deref()
+        .map(|url| {
+            url.parse::<ServerUrl>()
+                .map_err(|e| CliError::usage(format!("--public-url: {e}")))
+        })
+        .transpose()?;
+    let listener = crate::server::bind(args.listen)
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| CliError::failed(format!("cannot read the bound address: {e}")))?;
+
     let dir = DataDir::new(&args.data_dir);
     if !dir.is_initialized()? {
         let report = dir
@@ -118,13 +134,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             .await?;
         info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
     }
-
     let ca = dir.load_ca()?;
     let (chain, key) = dir.load_server_credentials()?;
-    check_hostnames_covered(
-        &args.hostnames,
-        chain.first().map_or(&[][..], Vec::as_slice),
-    )?;
+    let leaf = chain.first().map_or(&[][..], Vec::as_slice);
+    check_hostnames_covered(&args.hostnames, leaf)?;
+    let controller_name =
+        ward_certs::validate::controller_name(leaf).unwrap_or_else(|| "localhost".to_owned());
     let store = dir.open_store().await?;
     let (journal, sync) = store
         .durability()
@@ -134,31 +149,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key)
         .map_err(|e| CliError::failed(e.to_string()))?;
 
-    // Bind first: the public URL's default port is the one actually bound.
-    let placeholder = AppConfig::with_public_url(String::new());
-    let controller_name = chain
-        .first()
-        .and_then(|leaf| ward_certs::validate::controller_name(leaf))
-        .unwrap_or_else(|| "localhost".to_owned());
-    let mut config = AppConfig {
-        checkin_interval: args.checkin_interval,
-        device_cert_lifetime: args.device_cert_lifetime,
-        ..placeholder
-    };
-    let listener = crate::server::bind(args.listen)
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| CliError::failed(format!("cannot read the bound address: {e}")))?;
-    config.public_url = match args.public_url {
-        Some(url) => url
-            .parse::<ServerUrl>()
-            .map_err(|e| CliError::usage(format!("--public-url: {e}")))?
-            .to_string(),
+    let public_url = match public_url {
+        Some(url) => url.to_string(),
+        // The port actually bound, so --listen 127.0.0.1:0 gives a usable enroll line.
         None => url_for(&controller_name, local.port())?,
     };
-    let public_url = config.public_url.clone();
+    let config = AppConfig {
+        checkin_interval: args.checkin_interval,
+        device_cert_lifetime: args.device_cert_lifetime,
+        ..AppConfig::with_public_url(public_url.clone())
+    };
     let app = Arc::new(App::new(
         Arc::new(store),
         ca.clone(),
@@ -167,15 +167,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     ));
     let server =
         crate::server::start(app, tls, listener).map_err(|e| CliError::failed(e.to_string()))?;
-    let local_url = url_for(
-        &local_host(server.local_addr(), &controller_name),
-        server.local_addr().port(),
-    )?;
+    let local_url = url_for(&local_host(local, &controller_name), local.port())?;
     dir.write_server_url(&local_url)?;
-    info!(listen = %server.local_addr(), public_url = %public_url, ca_hash = %ca.hash(), "Ward controller serving");
+    info!(listen = %local, public_url = %public_url, ca_hash = %ca.hash(), "Ward controller serving");
     eprintln!(
-        "Ward controller listening on {} (devices enroll at {public_url}; CA {})",
-        server.local_addr(),
+        "Ward controller listening on {local} (devices enroll at {public_url}; CA {})",
         ca.hash()
     );
 

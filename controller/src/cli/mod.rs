@@ -80,6 +80,18 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     })
 }
 
+/// A duration flag as whole seconds for the wire, where 0 would mean "the default": zero and
+/// fractions of a second are refused instead of silently becoming the default.
+pub fn whole_seconds(flag: &str, d: Duration) -> Result<u64, error::CliError> {
+    if d.as_secs() == 0 || d.subsec_nanos() != 0 {
+        return Err(error::CliError::usage(format!(
+            "{flag} {} is not a whole, positive number of seconds",
+            humantime::format_duration(d)
+        )));
+    }
+    Ok(d.as_secs())
+}
+
 /// Entry point of the `wardctl` binary.
 pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {

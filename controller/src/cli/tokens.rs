@@ -44,7 +44,7 @@ pub async fn run(cmd: TokenCommand, output: OutputFormat) -> Result<(), CliError
             let resp = client
                 .create_enrollment_token(CreateEnrollmentTokenRequest {
                     user,
-                    ttl_seconds: ttl.as_secs(),
+                    ttl_seconds: super::whole_seconds("--ttl", ttl)?,
                 })
                 .await?
                 .into_inner();
