@@ -33,7 +33,7 @@ pub enum Work {
 pub struct Executor {
     pub ledger: Ledger,
     pub state_dir: std::path::PathBuf,
-    pub vault: Option<Vault>,
+    pub vault: Option<std::sync::Arc<Vault>>,
     pub platform: Box<dyn Platform>,
     pub device_id: String,
     pub device_key: PrivateKeyDer,
@@ -228,11 +228,24 @@ impl Executor {
         };
         match action {
             Action::Lock { message } => match self.platform.lock_screens(message).await {
-                Ok(()) => done,
+                Ok(()) => {
+                    // The messaging app sees "locked" and gets no key until an unlock.
+                    if let Err(e) = ward_certs::files::replace_file(&crate::local_api::lock_file(&self.state_dir), b"", 0o600) {
+                        return failed(format!("the screens are locked but the lock could not be recorded: {e}"));
+                    }
+                    done
+                }
                 Err(e) => failed(format!("lock failed: {e}")),
             },
             Action::Unlock => match self.platform.unlock_screens().await {
-                Ok(()) => done,
+                Ok(()) => {
+                    match std::fs::remove_file(crate::local_api::lock_file(&self.state_dir)) {
+                        Ok(()) => {}
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                        Err(e) => return failed(format!("the screens are unlocked but the lock record remains: {e}")),
+                    }
+                    done
+                }
                 Err(e) => failed(format!("unlock failed: {e}")),
             },
             Action::Wipe { scope } if scope == "messaging" => self.wipe_messaging(id).await,

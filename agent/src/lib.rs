@@ -13,12 +13,15 @@ pub mod executor;
 pub mod facts;
 pub mod ledger;
 pub mod link;
+pub mod local_api;
 pub mod offline;
 pub mod platform;
 pub mod policy;
 pub mod run;
 pub mod secrets;
 pub mod state;
+#[cfg(test)]
+mod test_support;
 pub mod vault;
 
 use time::OffsetDateTime;

@@ -50,6 +50,33 @@ impl AgentPolicy {
             || self.max_failed_attempts > 0
     }
 
+    /// Names of the checks this policy requires to pass (the controller judges the same way).
+    pub fn required_checks(&self) -> Vec<&'static str> {
+        let mut checks = Vec::new();
+        if self.require_disk_encryption {
+            checks.push("disk_encryption");
+        }
+        if self.has_password_rules() {
+            checks.push("password_rules");
+        }
+        if self.auto_lock_seconds > 0 {
+            checks.push("auto_lock");
+        }
+        checks
+    }
+
+    /// Why `checks` do not satisfy this policy; empty when they do.
+    pub fn failures(&self, checks: &[v1::ComplianceCheck]) -> Vec<String> {
+        self.required_checks()
+            .into_iter()
+            .filter_map(|name| match checks.iter().find(|c| c.name == name) {
+                Some(c) if c.status == v1::CheckStatus::Pass as i32 => None,
+                Some(c) => Some(format!("{name}: {}", c.detail)),
+                None => Some(format!("{name}: not checked")),
+            })
+            .collect()
+    }
+
     pub fn load(state_dir: &Path) -> Option<Self> {
         let bytes = std::fs::read(state_dir.join("policy.json")).ok()?;
         serde_json::from_slice(&bytes).ok()

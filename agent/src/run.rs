@@ -21,7 +21,6 @@ use ward_proto::transport::{ServerUrl, error_chain};
 use ward_proto::v1::{CheckInRequest, CommandsRequest, ComplianceReport};
 
 use crate::backoff::{Backoff, jittered};
-use crate::checks;
 use crate::error::AgentError;
 use crate::executor::{Executor, Work};
 use crate::facts;
@@ -31,6 +30,7 @@ use crate::policy::AgentPolicy;
 use crate::secrets::SecretStore;
 use crate::state::{AgentState, StateDir};
 use crate::vault::Vault;
+use crate::{checks, local_api};
 
 #[derive(Debug, Default)]
 pub struct RunOptions {
@@ -70,11 +70,11 @@ pub async fn run(
         options.servers
     };
     let vault = match &options.messaging_dir {
-        Some(path) => Some(
+        Some(path) => Some(Arc::new(
             Vault::open(path, dir.root(), state.secret_store, &state.device_id)
                 .await
                 .map_err(|e| AgentError::Failed(e.to_string()))?,
-        ),
+        )),
         None => None,
     };
     info!(
@@ -84,6 +84,24 @@ pub async fn run(
         "agent running"
     );
 
+    let local_api_task = match (&vault, &options.messaging_dir) {
+        (Some(vault), Some(messaging_dir)) => {
+            let app_uid = local_api::owner_of(messaging_dir)
+                .map_err(|e| AgentError::Failed(format!("{}: {e}", messaging_dir.display())))?;
+            let gate = Arc::new(local_api::Gate {
+                vault: vault.clone(),
+                state_dir: dir.root().to_path_buf(),
+            });
+            let socket = dir.root().join("agent.sock");
+            info!(socket = %socket.display(), app_uid, "local API for the messaging app");
+            Some(tokio::spawn(async move {
+                if let Err(e) = local_api::serve(socket, gate, app_uid).await {
+                    error!(error = %e, "the local API stopped");
+                }
+            }))
+        }
+        _ => None,
+    };
     let link = Arc::new(Link::new(servers, tls));
     let (work_tx, work_rx) = mpsc::channel(64);
     let executor = Executor {
@@ -117,6 +135,9 @@ pub async fn run(
     }
     stream_task.abort();
     executor_task.abort();
+    if let Some(task) = local_api_task {
+        task.abort();
+    }
     Ok(())
 }
 
@@ -283,6 +304,7 @@ async fn compliance_report(
     data_paths: &[PathBuf],
 ) -> ComplianceReport {
     let policy = AgentPolicy::load(state_dir).unwrap_or_default();
+    let judge = policy.clone();
     let paths = data_paths.to_vec();
     let revision = policy.revision;
     let checks = tokio::task::spawn_blocking(move || {
@@ -296,6 +318,13 @@ async fn compliance_report(
     })
     .await
     .unwrap_or_default();
+    // The local gate withholds the data key while a required check fails.
+    let failures = judge.failures(&checks);
+    let verdict = local_api::noncompliance_file(state_dir);
+    if let Err(e) = ward_certs::files::replace_file(&verdict, failures.join("; ").as_bytes(), 0o600)
+    {
+        warn!(error = %e, "cannot record the compliance verdict for the local API");
+    }
     ComplianceReport {
         policy_revision: revision,
         checks,

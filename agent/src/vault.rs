@@ -107,6 +107,14 @@ impl Vault {
         &self.dir
     }
 
+    /// The data key, or `None` after a wipe.
+    pub async fn key(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, VaultError> {
+        self.key
+            .get_bytes()
+            .await
+            .map_err(|e| VaultError::Key(e.to_string()))
+    }
+
     pub async fn key_present(&self) -> Result<bool, VaultError> {
         Ok(self
             .key

@@ -1,0 +1,224 @@
+//! The local API the messaging app uses: a Unix socket in the state directory. Only the
+//! owner of the messaging directory (the app's user) and root may connect; the kernel's peer
+//! credentials say who is on the other end.
+//!
+//! One JSON request per line, one JSON answer per line:
+//!
+//! ```text
+//! {"op":"status"}  →  {"state":"ok"|"locked"|"wiped"|"withheld","reason":…}
+//! {"op":"key"}     →  {"key":"<base64>"}  or  {"error":"…","state":…}
+//! ```
+//! The data key is withheld while the device is locked, wiped, or fails a check its policy
+//! requires.
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+use tracing::{debug, warn};
+
+use crate::vault::{Vault, WipeStep};
+
+/// The largest request line accepted.
+const MAX_LINE: usize = 1024;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Request {
+    op: String,
+}
+
+#[derive(Debug, Serialize, PartialEq, Eq)]
+pub struct Answer {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What decides whether the key may be handed out: the vault, the lock marker the executor
+/// keeps, and the compliance verdict the check-in loop keeps.
+pub struct Gate {
+    pub vault: Arc<Vault>,
+    pub state_dir: PathBuf,
+}
+
+/// The file the check-in loop writes: empty when compliant, else the reasons.
+pub fn noncompliance_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("noncompliant")
+}
+
+/// The marker the executor keeps while a lock command is in force.
+pub fn lock_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("locked")
+}
+
+impl Gate {
+    /// The device state the app should act on, and why.
+    pub async fn state(&self) -> (&'static str, Option<String>) {
+        match self.vault.journal() {
+            Ok(Some(j)) if j.step == WipeStep::Done => {
+                return ("wiped", Some(format!("wiped ({})", j.cause)));
+            }
+            Ok(Some(j)) => {
+                return (
+                    "wiped",
+                    Some(format!("a wipe ({}) is in progress", j.cause)),
+                );
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return (
+                    "withheld",
+                    Some(format!("cannot read the wipe journal: {e}")),
+                );
+            }
+        }
+        if lock_file(&self.state_dir).exists() {
+            return ("locked", Some("an administrator locked this device".into()));
+        }
+        match std::fs::read_to_string(noncompliance_file(&self.state_dir)) {
+            Ok(reasons) if !reasons.trim().is_empty() => (
+                "withheld",
+                Some(format!("not compliant: {}", reasons.trim())),
+            ),
+            _ => ("ok", None),
+        }
+    }
+
+    pub async fn answer(&self, line: &str) -> Answer {
+        let none = Answer {
+            state: None,
+            reason: None,
+            key: None,
+            error: None,
+        };
+        let request: Request = match serde_json::from_str(line) {
+            Ok(r) => r,
+            Err(e) => {
+                return Answer {
+                    error: Some(format!(
+                        "bad request: {e}; send {{\"op\":\"status\"}} or {{\"op\":\"key\"}}"
+                    )),
+                    ..none
+                };
+            }
+        };
+        let (state, reason) = self.state().await;
+        match request.op.as_str() {
+            "status" => Answer {
+                state: Some(state),
+                reason,
+                ..none
+            },
+            "key" if state != "ok" => Answer {
+                state: Some(state),
+                error: Some(format!(
+                    "the key is withheld: {}",
+                    reason.unwrap_or_default()
+                )),
+                ..none
+            },
+            "key" => match self.vault.key().await {
+                Ok(Some(key)) => Answer {
+                    state: Some(state),
+                    key: Some(STANDARD.encode(key.as_slice())),
+                    ..none
+                },
+                Ok(None) => Answer {
+                    state: Some("wiped"),
+                    error: Some("there is no data key".into()),
+                    ..none
+                },
+                Err(e) => Answer {
+                    state: Some(state),
+                    error: Some(format!("cannot read the data key: {e}")),
+                    ..none
+                },
+            },
+            other => Answer {
+                error: Some(format!("unknown op {other:?}: use status or key")),
+                ..none
+            },
+        }
+    }
+}
+
+/// Serves the socket at `path` until the task is dropped. Only `allowed_uid` and root may use it.
+pub async fn serve(path: PathBuf, gate: Arc<Gate>, allowed_uid: u32) -> std::io::Result<()> {
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    // Reachable by anyone who can reach the state directory; the peer check below decides.
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    loop {
+        let (stream, _) = listener.accept().await?;
+        let gate = gate.clone();
+        tokio::spawn(async move {
+            if let Err(e) = handle(stream, &gate, allowed_uid).await {
+                debug!(error = %e, "local API connection ended");
+            }
+        });
+    }
+}
+
+async fn handle(stream: UnixStream, gate: &Gate, allowed_uid: u32) -> std::io::Result<()> {
+    let uid = stream.peer_cred()?.uid();
+    let (read, mut write) = stream.into_split();
+    if !permitted(uid, allowed_uid) {
+        warn!(uid, "local API: refused a process of another user");
+        let refusal = Answer {
+            state: None,
+            reason: None,
+            key: None,
+            error: Some(format!("uid {uid} may not use this socket")),
+        };
+        write
+            .write_all(
+                format!("{}\n", serde_json::to_string(&refusal).unwrap_or_default()).as_bytes(),
+            )
+            .await?;
+        return Ok(());
+    }
+    let mut lines = BufReader::new(read.take(64 * 1024)).lines();
+    while let Some(line) = lines.next_line().await? {
+        let answer = if line.len() > MAX_LINE {
+            Answer {
+                state: None,
+                reason: None,
+                key: None,
+                error: Some("request too long".into()),
+            }
+        } else {
+            gate.answer(&line).await
+        };
+        write
+            .write_all(
+                format!("{}\n", serde_json::to_string(&answer).unwrap_or_default()).as_bytes(),
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// The messaging app's user, and root (the administrator), may use the socket.
+pub fn permitted(peer_uid: u32, app_uid: u32) -> bool {
+    peer_uid == app_uid || peer_uid == 0
+}
+
+/// The uid that owns `dir`: the messaging app's user.
+pub fn owner_of(dir: &Path) -> std::io::Result<u32> {
+    Ok(std::fs::metadata(dir)?.uid())
+}
+
+#[cfg(test)]
+#[path = "local_api_tests.rs"]
+mod tests;

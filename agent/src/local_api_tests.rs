@@ -1,0 +1,106 @@
+use super::*;
+use crate::secrets::SecretStoreKind;
+
+async fn gate() -> (tempfile::TempDir, Arc<Gate>) {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let vault = Vault::open(
+        &tmp.path().join("messaging"),
+        &state,
+        SecretStoreKind::File,
+        "d",
+    )
+    .await
+    .unwrap();
+    (
+        tmp,
+        Arc::new(Gate {
+            vault: Arc::new(vault),
+            state_dir: state,
+        }),
+    )
+}
+
+#[tokio::test]
+async fn the_key_is_handed_out_only_while_ok() {
+    let (_tmp, gate) = gate().await;
+    let ok = gate.answer(r#"{"op":"key"}"#).await;
+    assert_eq!(ok.state, Some("ok"));
+    assert_eq!(
+        STANDARD.decode(ok.key.unwrap()).unwrap().len(),
+        crate::vault::KEY_BYTES
+    );
+
+    std::fs::write(
+        noncompliance_file(&gate.state_dir),
+        "disk_encryption fails: /dev/sda1",
+    )
+    .unwrap();
+    let withheld = gate.answer(r#"{"op":"key"}"#).await;
+    assert_eq!(
+        (withheld.state, withheld.key.is_none()),
+        (Some("withheld"), true)
+    );
+    assert!(withheld.error.unwrap().contains("disk_encryption"));
+    std::fs::write(noncompliance_file(&gate.state_dir), "").unwrap();
+
+    std::fs::write(lock_file(&gate.state_dir), "").unwrap();
+    assert_eq!(
+        gate.answer(r#"{"op":"status"}"#).await.state,
+        Some("locked")
+    );
+    std::fs::remove_file(lock_file(&gate.state_dir)).unwrap();
+
+    gate.vault.wipe("c").await.unwrap();
+    let wiped = gate.answer(r#"{"op":"key"}"#).await;
+    assert_eq!((wiped.state, wiped.key.is_none()), (Some("wiped"), true));
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_errors() {
+    let (_tmp, gate) = gate().await;
+    assert!(
+        gate.answer("nonsense")
+            .await
+            .error
+            .unwrap()
+            .contains("bad request")
+    );
+    assert!(
+        gate.answer(r#"{"op":"erase"}"#)
+            .await
+            .error
+            .unwrap()
+            .contains("unknown op")
+    );
+    assert!(
+        gate.answer(r#"{"op":"key","extra":1}"#)
+            .await
+            .error
+            .is_some()
+    );
+}
+
+#[tokio::test]
+async fn the_socket_answers_its_owner() {
+    let (tmp, gate) = gate().await;
+    let path = tmp.path().join("agent.sock");
+    let me = owner_of(tmp.path()).unwrap();
+    let server = tokio::spawn(serve(path.clone(), gate, me));
+    let stream = crate::test_support::connect_when_ready(&path).await;
+    let (read, mut write) = stream.into_split();
+    write.write_all(b"{\"op\":\"status\"}\n").await.unwrap();
+    let mut lines = BufReader::new(read).lines();
+    let line = lines.next_line().await.unwrap().unwrap();
+    assert_eq!(line, r#"{"state":"ok"}"#);
+    server.abort();
+}
+
+#[test]
+fn only_the_app_user_and_root_are_permitted() {
+    assert!(permitted(1000, 1000));
+    assert!(permitted(0, 1000));
+    assert!(!permitted(1001, 1000));
+    assert!(!permitted(65534, 1000));
+}
