@@ -71,6 +71,10 @@ enum Command {
         /// wipe destroys the key, then the files
         #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR")]
         messaging_dir: Option<PathBuf>,
+        /// A program that erases the whole device, run by `wipe --scope full` after the
+        /// messaging wipe (it must be safe to run twice); without one, full wipes are refused
+        #[arg(long, env = "WARD_FULL_ERASE_HOOK", value_name = "PATH")]
+        full_erase_hook: Option<PathBuf>,
         /// Log format on stderr
         #[arg(long, value_enum, default_value = "text")]
         log_format: LogFormat,
@@ -165,6 +169,7 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
         Command::Run {
             servers,
             messaging_dir,
+            full_erase_hook,
             log_format,
             state,
         } => {
@@ -181,6 +186,7 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
                 RunOptions {
                     servers,
                     messaging_dir,
+                    full_erase_hook,
                 },
                 shutdown_signal(),
             )

@@ -38,6 +38,13 @@ pub struct Executor {
     pub device_id: String,
     pub device_key: PrivateKeyDer,
     pub link: Arc<Link>,
+    /// A program that erases the whole device (`--full-erase-hook`); without one, full wipes
+    /// are refused.
+    pub full_erase_hook: Option<std::path::PathBuf>,
+    /// Where the device key lives, to destroy it when a full wipe retires the agent.
+    pub device_key_store: crate::secrets::SecretStore,
+    /// Told when a full wipe has destroyed the agent's own data: the agent must stop.
+    pub retired: Arc<tokio::sync::Notify>,
 }
 
 fn action_of(command: &DeviceCommand) -> Option<Action> {
@@ -96,7 +103,7 @@ impl Executor {
                     info!(command_id = %entry.command_id, "resuming an interrupted command");
                     self.execute_and_report(entry).await;
                 }
-                Status::Finished { .. } => self.report(entry).await,
+                Status::Finished { .. } => self.finish(entry).await,
                 Status::Refused { .. } => {}
             }
         }
@@ -115,7 +122,7 @@ impl Executor {
                     status: Status::Finished { .. },
                     ..
                 },
-            ) => self.report(entry).await,
+            ) => self.finish(entry).await,
             Some(
                 entry @ Entry {
                     status: Status::Started,
@@ -199,7 +206,7 @@ impl Executor {
         }
         match entry.status {
             Status::Started => self.execute_and_report(entry).await,
-            _ => self.report(entry).await,
+            _ => self.finish(entry).await,
         }
     }
 
@@ -210,7 +217,29 @@ impl Executor {
         if let Err(e) = self.ledger.put(&entry) {
             error!(error = %e, "cannot record the command's result");
         }
-        self.report(entry).await;
+        self.finish(entry).await;
+    }
+
+    /// Reports a finished command; a full wipe the controller accepted retires the agent.
+    async fn finish(&self, entry: Entry) {
+        let full_wipe = matches!(&entry.action, Action::Wipe { scope } if scope == "full");
+        if self.report(entry).await && full_wipe {
+            self.retire().await;
+        }
+    }
+
+    /// After a full wipe the controller accepted: destroy the device key and the whole state
+    /// directory, then stop the agent. Until the report is accepted the identity is kept, so
+    /// the result and its receipt can still be delivered.
+    async fn retire(&self) {
+        warn!("full wipe reported: destroying this agent's key and state");
+        if let Err(e) = self.device_key_store.destroy().await {
+            error!(error = %e, "cannot destroy the device key");
+        }
+        if let Err(e) = std::fs::remove_dir_all(&self.state_dir) {
+            error!(error = %e, "cannot remove the state directory");
+        }
+        self.retired.notify_one();
     }
 
     async fn execute(&self, id: &str, action: &Action) -> Status {
@@ -230,8 +259,14 @@ impl Executor {
             Action::Lock { message } => match self.platform.lock_screens(message).await {
                 Ok(()) => {
                     // The messaging app sees "locked" and gets no key until an unlock.
-                    if let Err(e) = ward_certs::files::replace_file(&crate::local_api::lock_file(&self.state_dir), b"", 0o600) {
-                        return failed(format!("the screens are locked but the lock could not be recorded: {e}"));
+                    if let Err(e) = ward_certs::files::replace_file(
+                        &crate::local_api::lock_file(&self.state_dir),
+                        b"",
+                        0o600,
+                    ) {
+                        return failed(format!(
+                            "the screens are locked but the lock could not be recorded: {e}"
+                        ));
                     }
                     done
                 }
@@ -242,27 +277,34 @@ impl Executor {
                     match std::fs::remove_file(crate::local_api::lock_file(&self.state_dir)) {
                         Ok(()) => {}
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                        Err(e) => return failed(format!("the screens are unlocked but the lock record remains: {e}")),
+                        Err(e) => {
+                            return failed(format!(
+                                "the screens are unlocked but the lock record remains: {e}"
+                            ));
+                        }
                     }
                     done
                 }
                 Err(e) => failed(format!("unlock failed: {e}")),
             },
-            Action::Wipe { scope } if scope == "messaging" => self.wipe_messaging(id).await,
-            Action::Wipe { scope } if scope == "full" => failed(
-                "full wipe not supported here: this agent has no full-device erase configured; use --scope messaging".into(),
-            ),
+            Action::Wipe { scope } if scope == "messaging" => self.wipe(id, false).await,
+            Action::Wipe { scope } if scope == "full" => self.wipe(id, true).await,
             Action::Wipe { scope } => failed(format!("unknown wipe scope {scope:?}")),
         }
     }
 
-    async fn wipe_messaging(&self, id: &str) -> Status {
+    async fn wipe(&self, id: &str, full: bool) -> Status {
         let failed = |reason: String| Status::Finished {
             succeeded: false,
             failure_reason: reason,
             receipt_body: None,
             receipt_signature: None,
         };
+        if full && self.full_erase_hook.is_none() {
+            return failed(
+                "full wipe not supported here: the agent has no full-erase hook (ward-agent run --full-erase-hook); nothing was wiped".into(),
+            );
+        }
         let Some(vault) = &self.vault else {
             return failed(
                 "no messaging data directory is managed on this device (the agent runs without --messaging-dir)".into(),
@@ -282,6 +324,17 @@ impl Executor {
                 journal.verified_empty
             ));
         }
+        let full_erase = match (&self.full_erase_hook, full) {
+            (Some(hook), true) => match run_hook(hook, id, &self.device_id).await {
+                Ok(done) => Some(done),
+                Err(why) => {
+                    return failed(format!(
+                        "the messaging data is wiped, but the full erase failed: {why}"
+                    ));
+                }
+            },
+            _ => None,
+        };
         let body = WipeReceiptBody {
             command_id: id.to_owned(),
             device_id: self.device_id.clone(),
@@ -289,7 +342,8 @@ impl Executor {
                 .completed_at
                 .clone()
                 .unwrap_or_else(crate::now_rfc3339),
-            scope: "messaging".into(),
+            scope: if full { "full" } else { "messaging" }.into(),
+            full_erase,
             key_destroyed,
             files_removed: journal.files_removed,
             bytes_removed: journal.bytes_removed,
@@ -308,7 +362,8 @@ impl Executor {
         }
     }
 
-    async fn report(&self, mut entry: Entry) {
+    /// Reports a finished command; true when the controller accepted it as succeeded.
+    async fn report(&self, mut entry: Entry) -> bool {
         let Status::Finished {
             succeeded,
             failure_reason,
@@ -316,7 +371,7 @@ impl Executor {
             receipt_signature,
         } = &entry.status
         else {
-            return;
+            return false;
         };
         let receipt = match (receipt_body, receipt_signature) {
             (Some(b), Some(s)) => match (STANDARD.decode(b), STANDARD.decode(s)) {
@@ -332,14 +387,21 @@ impl Executor {
             receipt,
         };
         let Ok(connected) = self.link.client().await else {
-            return warn!(command_id = %entry.command_id, "controller unreachable; the result will be reported later");
+            warn!(command_id = %entry.command_id, "controller unreachable; the result will be reported later");
+            return false;
         };
         let mut client = connected.client;
-        match tokio::time::timeout(CALL_TIMEOUT, client.report_result(request)).await {
+        let accepted_success = match tokio::time::timeout(
+            CALL_TIMEOUT,
+            client.report_result(request),
+        )
+        .await
+        {
             Ok(Ok(response)) => {
                 let state = state_name(response.into_inner().state);
                 info!(command_id = %entry.command_id, state, "result reported");
                 entry.reported = true;
+                state == "succeeded"
             }
             Ok(Err(status))
                 if matches!(
@@ -349,17 +411,57 @@ impl Executor {
             {
                 error!(command_id = %entry.command_id, error = %status.message(), "the controller refused the result; not retrying");
                 entry.reported = true;
+                false
             }
             Ok(Err(status)) => {
-                return warn!(command_id = %entry.command_id, error = %status.message(), "reporting failed; will retry");
+                warn!(command_id = %entry.command_id, error = %status.message(), "reporting failed; will retry");
+                return false;
             }
             Err(_) => {
-                return warn!(command_id = %entry.command_id, "reporting timed out; will retry");
+                warn!(command_id = %entry.command_id, "reporting timed out; will retry");
+                return false;
             }
-        }
+        };
         if let Err(e) = self.ledger.put(&entry) {
             error!(error = %e, "cannot record that the result was reported");
         }
+        accepted_success
+    }
+}
+
+/// Runs the full-erase hook for command `id`; a description of what ran on success.
+async fn run_hook(hook: &std::path::Path, id: &str, device_id: &str) -> Result<String, String> {
+    let child = tokio::process::Command::new(hook)
+        .env("WARD_COMMAND_ID", id)
+        .env("WARD_DEVICE_ID", device_id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", hook.display()))?;
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(600),
+        child.wait_with_output(),
+    )
+    .await
+    .map_err(|_| format!("{} did not finish within 10 minutes", hook.display()))?
+    .map_err(|e| format!("{} failed: {e}", hook.display()))?;
+    if output.status.success() {
+        Ok(format!("{} exited 0", hook.display()))
+    } else {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let detail: String = stderr
+            .trim()
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .take(500)
+            .collect();
+        Err(format!(
+            "{} failed ({}): {detail}",
+            hook.display(),
+            output.status
+        ))
     }
 }
 

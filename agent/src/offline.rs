@@ -103,6 +103,7 @@ pub async fn tick(
         files_removed: journal.files_removed,
         bytes_removed: journal.bytes_removed,
         verified_empty: journal.verified_empty,
+        full_erase: None,
     };
     match body.sign(device_key) {
         Ok(signed) => {

@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub servers: Vec<ServerUrl>,
     /// The messaging app's data directory, managed by the vault.
     pub messaging_dir: Option<PathBuf>,
+    /// A program that erases the whole device, run by full wipes.
+    pub full_erase_hook: Option<PathBuf>,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -104,6 +106,7 @@ pub async fn run(
     };
     let link = Arc::new(Link::new(servers, tls));
     let (work_tx, work_rx) = mpsc::channel(64);
+    let retired = Arc::new(Notify::new());
     let executor = Executor {
         ledger: Ledger::open(dir.root())?,
         state_dir: dir.root().to_path_buf(),
@@ -112,6 +115,9 @@ pub async fn run(
         device_id: state.device_id.clone(),
         device_key: key,
         link: link.clone(),
+        full_erase_hook: options.full_erase_hook.clone(),
+        device_key_store: SecretStore::new(state.secret_store, dir.key_file(), &state.device_id),
+        retired: retired.clone(),
     };
     let executor_task = tokio::spawn(executor.serve(work_rx));
     let policy_changed = Arc::new(Notify::new());
@@ -132,6 +138,7 @@ pub async fn run(
     tokio::select! {
         () = &mut shutdown => info!("agent stopping"),
         () = check_in => {}
+        () = retired.notified() => info!("agent retired by a full wipe; stopping"),
     }
     stream_task.abort();
     executor_task.abort();

@@ -23,6 +23,9 @@ pub struct WipeReceiptBody {
     pub bytes_removed: u64,
     /// The messaging directory was verified empty after the deletion.
     pub verified_empty: bool,
+    /// For a full wipe: what the device's full-erase hook did (command and exit status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub full_erase: Option<String>,
 }
 
 /// A signed receipt as it travels.
@@ -98,6 +101,7 @@ mod tests {
             files_removed: 3,
             bytes_removed: 42,
             verified_empty: true,
+            full_erase: None,
         }
     }
 

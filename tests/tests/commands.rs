@@ -343,6 +343,7 @@ fn receipt_body(command: &v1::Command, device: &EnrolledDevice) -> WipeReceiptBo
         files_removed: 1,
         bytes_removed: 10,
         verified_empty: true,
+        full_erase: None,
     }
 }
 
@@ -486,6 +487,13 @@ async fn a_command_delivered_twice_runs_once() {
         device_id: device.device_id.clone(),
         device_key: key,
         link: link.clone(),
+        full_erase_hook: None,
+        device_key_store: ward_agent::secrets::SecretStore::new(
+            ward_agent::secrets::SecretStoreKind::File,
+            state_dir.path().join("device.key"),
+            &device.device_id,
+        ),
+        retired: Arc::new(tokio::sync::Notify::new()),
     };
 
     // Delivered once by check-in and once more as if by the stream, then again after a restart.

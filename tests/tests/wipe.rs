@@ -200,6 +200,60 @@ fn full_wipe_is_refused_honestly_where_it_is_not_supported() {
     assert!(!device.canary_files().is_empty());
 }
 
+#[test]
+fn full_wipe_runs_the_erase_hook_then_retires_the_agent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = AgentFixture::enroll(&controller, tmp.path(), "h", "hal@hospital.org");
+    let marker = tmp.path().join("erased");
+    let hook = tmp.path().join("erase-hook.sh");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$WARD_COMMAND_ID\" > {}\n",
+            marker.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let mut agent = device.run(&[("WARD_FULL_ERASE_HOOK", hook.to_str().unwrap())]);
+
+    let out = controller.ctl(&[
+        "device",
+        "wipe",
+        &device.device_id,
+        "--scope",
+        "full",
+        "--reason",
+        "disposal",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let command = json(&out);
+    assert_eq!(command["receipt"]["verified"], true);
+    assert_eq!(command["receipt"]["body"]["scope"], "full");
+    assert!(
+        command["receipt"]["body"]["full_erase"]
+            .as_str()
+            .unwrap()
+            .contains("exited 0")
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        command["id"].as_str().unwrap()
+    );
+    assert!(device.canary_files().is_empty());
+    // The agent destroys its own key and state, then stops.
+    eventually_blocking("the agent to retire", DEADLINE, || {
+        (!agent.is_running()).then_some(())
+    });
+    assert!(!device.state_dir.exists());
+}
+
 /// stdout JSON of a command that exited non-zero on purpose.
 fn json_lenient(stdout: &[u8]) -> Value {
     serde_json::from_slice(stdout)

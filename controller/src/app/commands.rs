@@ -286,7 +286,9 @@ impl App {
             )
             .map_err(|e| e.to_string())
             .and_then(|body| {
-                if body.scope == scope.as_str() {
+                if scope == WipeScope::Full && body.full_erase.is_none() {
+                    Err("a full wipe's receipt does not state that the full erase ran".to_owned())
+                } else if body.scope == scope.as_str() {
                     Ok(body)
                 } else {
                     Err(format!(
