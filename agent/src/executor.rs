@@ -34,7 +34,7 @@ pub struct Executor {
     pub ledger: Ledger,
     pub state_dir: std::path::PathBuf,
     pub vault: Option<std::sync::Arc<Vault>>,
-    pub platform: Box<dyn Platform>,
+    pub platform: Arc<dyn Platform>,
     pub device_id: String,
     pub device_key: PrivateKeyDer,
     pub link: Arc<Link>,

@@ -106,12 +106,13 @@ pub async fn run(
     };
     let link = Arc::new(Link::new(servers, tls));
     let (work_tx, work_rx) = mpsc::channel(64);
+    let platform = crate::platform::native();
     let retired = Arc::new(Notify::new());
     let executor = Executor {
         ledger: Ledger::open(dir.root())?,
         state_dir: dir.root().to_path_buf(),
         vault,
-        platform: crate::platform::native(),
+        platform: platform.clone(),
         device_id: state.device_id.clone(),
         device_key: key,
         link: link.clone(),
@@ -132,7 +133,15 @@ pub async fn run(
         paths.extend(options.messaging_dir.clone());
         paths
     };
-    let check_in = check_in_loop(dir, state, link, work_tx, data_paths, policy_changed);
+    let check_in = check_in_loop(
+        dir,
+        state,
+        link,
+        work_tx,
+        data_paths,
+        policy_changed,
+        platform,
+    );
 
     tokio::pin!(shutdown);
     tokio::select! {
@@ -241,6 +250,7 @@ async fn check_in_loop(
     work: mpsc::Sender<Work>,
     data_paths: Vec<PathBuf>,
     policy_changed: Arc<Notify>,
+    platform: Arc<dyn crate::platform::Platform>,
 ) {
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut last_success = state
@@ -250,7 +260,7 @@ async fn check_in_loop(
         .or_else(|| parse_time(&state.enrolled_at))
         .unwrap_or_else(OffsetDateTime::now_utc);
     loop {
-        let report = compliance_report(dir.root(), &data_paths).await;
+        let report = compliance_report(dir.root(), &data_paths, platform.clone()).await;
         let offline_wipe = crate::offline::pending(dir.root());
         let reported_wipe = offline_wipe.is_some();
         let request = CheckInRequest {
@@ -309,6 +319,7 @@ async fn check_in_loop(
 async fn compliance_report(
     state_dir: &std::path::Path,
     data_paths: &[PathBuf],
+    platform: Arc<dyn crate::platform::Platform>,
 ) -> ComplianceReport {
     let policy = AgentPolicy::load(state_dir).unwrap_or_default();
     let judge = policy.clone();
@@ -316,12 +327,7 @@ async fn compliance_report(
     let revision = policy.revision;
     let checks = tokio::task::spawn_blocking(move || {
         let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
-        checks::run_all(
-            &checks::Roots::default(),
-            &policy,
-            &refs,
-            checks::running_as_root(),
-        )
+        platform.compliance(&policy, &refs, checks::running_as_root())
     })
     .await
     .unwrap_or_default();

@@ -459,6 +459,15 @@ impl Platform for CountingPlatform {
     async fn unlock_screens(&self) -> Result<(), ActionError> {
         Err(ActionError::Unsupported("test platform".into()))
     }
+
+    fn compliance(
+        &self,
+        _: &ward_agent::policy::AgentPolicy,
+        _: &[&std::path::Path],
+        _: bool,
+    ) -> Vec<ComplianceCheck> {
+        Vec::new()
+    }
 }
 
 #[tokio::test]
@@ -481,7 +490,7 @@ async fn a_command_delivered_twice_runs_once() {
         ledger: Ledger::open(state_dir.path()).unwrap(),
         state_dir: state_dir.path().to_path_buf(),
         vault: None,
-        platform: Box::new(CountingPlatform {
+        platform: Arc::new(CountingPlatform {
             locks: locks.clone(),
         }),
         device_id: device.device_id.clone(),

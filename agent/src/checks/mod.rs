@@ -6,11 +6,9 @@ pub mod disk;
 pub mod keyfile;
 pub mod password;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use ward_proto::v1;
-
-use crate::policy::AgentPolicy;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -56,31 +54,6 @@ impl Default for Roots {
             etc: var("WARD_AGENT_ETC_ROOT", "/etc"),
         }
     }
-}
-
-/// Runs every check against `policy`. `data_paths` are the paths whose filesystems must be
-/// encrypted (the root and the messaging directory).
-pub fn run_all(
-    roots: &Roots,
-    policy: &AgentPolicy,
-    data_paths: &[&Path],
-    may_write: bool,
-) -> Vec<v1::ComplianceCheck> {
-    if !cfg!(target_os = "linux") {
-        let why = format!(
-            "compliance checks are not implemented on {}",
-            std::env::consts::OS
-        );
-        return ["disk_encryption", "password_rules", "auto_lock"]
-            .iter()
-            .map(|name| Outcome::Unsupported(why.clone()).into_wire(name))
-            .collect();
-    }
-    vec![
-        disk::check(roots, data_paths).into_wire("disk_encryption"),
-        password::check(roots, policy, may_write && policy.enforce).into_wire("password_rules"),
-        autolock::check(roots, policy.auto_lock_seconds).into_wire("auto_lock"),
-    ]
 }
 
 /// True when this process runs as root (the owner of `/proc/self` is the effective user).
