@@ -93,6 +93,35 @@ impl TestController {
         AdminServiceClient::new(self.channel(tls).await.unwrap())
     }
 
+    /// Registers a new admin with `role` (through the real `IssueAdmin` call) and returns a
+    /// client that speaks as them.
+    pub async fn admin_with_role(
+        &self,
+        name: &str,
+        role: ward_proto::v1::AdminRole,
+    ) -> AdminServiceClient<Channel> {
+        let key = PrivateKeyDer::generate().unwrap();
+        let csr = make_csr(&key, name).unwrap();
+        let issued = self
+            .admin()
+            .await
+            .issue_admin(ward_proto::v1::IssueAdminRequest {
+                name: name.into(),
+                role: role as i32,
+                csr_der: csr,
+                lifetime_seconds: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let tls = ward_certs::tls::client_config(
+            self.ca.cert_der(),
+            Some((&[issued.certificate_der], &key)),
+        )
+        .unwrap();
+        AdminServiceClient::new(self.channel(tls).await.unwrap())
+    }
+
     /// An enrollment client that pins the CA by hash, as the agent does.
     pub async fn enrollment(&self) -> EnrollmentServiceClient<Channel> {
         let (tls, _) = ward_certs::tls::pinned_client_config(self.ca.hash()).unwrap();

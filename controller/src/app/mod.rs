@@ -10,7 +10,7 @@ use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_cer
 
 use crate::core::{
     Admin, AdminRole, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken,
-    NewDevice, Timestamp, TokenRecord, TokenStatus, UserEmail,
+    NewDevice, Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
 };
 use crate::hub::Hub;
 use crate::store::{Redemption, Store, StoreError};
@@ -206,6 +206,22 @@ impl App {
                 "{other} is not an admin identity; the admin API needs an admin certificate (wardctl admin issue)"
             ))),
         }
+    }
+
+    /// Refuses, with the roles that would be allowed, an admin whose role lacks `permission`.
+    pub async fn authorize(&self, admin: &Admin, permission: Permission) -> Result<(), AppError> {
+        if admin.role.allows(permission) {
+            return Ok(());
+        }
+        let needed: Vec<&str> = permission.roles().iter().map(|r| r.as_str()).collect();
+        warn!(admin = %admin.name, role = %admin.role, permission = permission.describe(), "permission denied");
+        Err(AppError::PermissionDenied(format!(
+            "admin {} has role {}, which may not {}: that needs role {}",
+            admin.name,
+            admin.role,
+            permission.describe(),
+            needed.join(" or ")
+        )))
     }
 
     // ----- enrollment ---------------------------------------------------------------------

@@ -4,6 +4,7 @@ pub mod clock;
 pub mod command;
 pub mod model;
 pub mod policy;
+pub mod roles;
 pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
@@ -15,4 +16,5 @@ pub use model::{
 pub use policy::{
     CheckStatus, Compliance, ComplianceCheck, Policy, PolicyChanges, PolicyScope, StoredPolicy,
 };
+pub use roles::Permission;
 pub use token::{EnrollmentToken, TokenHash, TokenRecord, TokenStatus};

@@ -14,7 +14,7 @@ use super::convert::{
     optional_seconds, peer_leaf, policy_changes_from_wire, policy_to_wire, role_from_wire,
 };
 use crate::app::App;
-use crate::core::Admin;
+use crate::core::{Admin, CommandKind, Permission, WipeScope};
 
 pub struct AdminApi {
     app: Arc<App>,
@@ -25,11 +25,18 @@ impl AdminApi {
         Self { app }
     }
 
-    async fn admin<T>(&self, request: &Request<T>) -> Result<Admin, Status> {
-        Ok(self
+    /// The registered admin behind the request, if their role grants `permission`.
+    async fn admin<T>(
+        &self,
+        request: &Request<T>,
+        permission: Permission,
+    ) -> Result<Admin, Status> {
+        let admin = self
             .app
             .authenticate_admin(peer_leaf(request).as_deref())
-            .await?)
+            .await?;
+        self.app.authorize(&admin, permission).await?;
+        Ok(admin)
     }
 }
 
@@ -39,7 +46,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<CreateEnrollmentTokenRequest>,
     ) -> Result<Response<CreateEnrollmentTokenResponse>, Status> {
-        let actor = self.admin(&request).await?;
+        let actor = self.admin(&request, Permission::Enroll).await?;
         let req = request.into_inner();
         let created = self
             .app
@@ -58,7 +65,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
-        self.admin(&request).await?;
+        self.admin(&request, Permission::Read).await?;
         let req = request.into_inner();
         let user = (!req.user.is_empty()).then_some(req.user.as_str());
         let mut devices = self.app.list_devices(user).await?;
@@ -85,7 +92,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetDeviceRequest>,
     ) -> Result<Response<Device>, Status> {
-        self.admin(&request).await?;
+        self.admin(&request, Permission::Read).await?;
         let device = self.app.get_device(&request.get_ref().device_id).await?;
         Ok(Response::new(device_to_wire(&device)))
     }
@@ -94,7 +101,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<IssueAdminRequest>,
     ) -> Result<Response<IssueAdminResponse>, Status> {
-        let actor = self.admin(&request).await?;
+        let actor = self.admin(&request, Permission::Admins).await?;
         let req = request.into_inner();
         let role = role_from_wire(req.role)?;
         let (admin, certificate) = self
@@ -118,7 +125,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListAdminsRequest>,
     ) -> Result<Response<ListAdminsResponse>, Status> {
-        self.admin(&request).await?;
+        self.admin(&request, Permission::Read).await?;
         let admins = self.app.list_admins().await?;
         Ok(Response::new(ListAdminsResponse {
             admins: admins.iter().map(admin_to_wire).collect(),
@@ -129,9 +136,18 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<IssueCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        let actor = self.admin(&request).await?;
+        let kind = action_from_issue(request.get_ref().action.clone())?;
+        let permission = match kind {
+            CommandKind::Lock { .. } | CommandKind::Unlock => Permission::Lock,
+            CommandKind::Wipe {
+                scope: WipeScope::Messaging,
+            } => Permission::MessagingWipe,
+            CommandKind::Wipe {
+                scope: WipeScope::Full,
+            } => Permission::FullWipe,
+        };
+        let actor = self.admin(&request, permission).await?;
         let req = request.into_inner();
-        let kind = action_from_issue(req.action)?;
         let (command, _) = self
             .app
             .issue_command(
@@ -149,7 +165,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListCommandsRequest>,
     ) -> Result<Response<ListCommandsResponse>, Status> {
-        self.admin(&request).await?;
+        self.admin(&request, Permission::Read).await?;
         let req = request.into_inner();
         let state = command_state_from_wire(req.state)?;
         let device = (!req.device_id.is_empty()).then_some(req.device_id.as_str());
@@ -163,7 +179,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        self.admin(&request).await?;
+        self.admin(&request, Permission::Read).await?;
         let command = self.app.get_command(&request.get_ref().command_id).await?;
         Ok(Response::new(command_to_wire(&command)))
     }
@@ -172,7 +188,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<CancelCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        let actor = self.admin(&request).await?;
+        let actor = self.admin(&request, Permission::Cancel).await?;
         let command = self
             .app
             .cancel_command(&actor, &request.get_ref().command_id)
@@ -184,7 +200,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
-        self.admin(&request).await?;
+        self.admin(&request, Permission::Read).await?;
         let user = &request.get_ref().user;
         let policy = self
             .app
@@ -197,7 +213,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<SetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
-        let actor = self.admin(&request).await?;
+        let actor = self.admin(&request, Permission::Policy).await?;
         let req = request.into_inner();
         let user = (!req.user.is_empty()).then_some(req.user.as_str());
         let policy = self
@@ -211,7 +227,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
-        let actor = self.admin(&request).await?;
+        let actor = self.admin(&request, Permission::Policy).await?;
         let policy = self
             .app
             .reset_policy(&actor, &request.get_ref().user)
