@@ -7,14 +7,19 @@
 //!   were given (the CA must be in the chain the server sends).
 //! - Enrolled agents and admins trust exactly our CA and present their own certificate.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{self, CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
+    ServerConfig, SignatureScheme,
+};
 
 use crate::{CaHash, PrivateKeyDer};
 
@@ -48,17 +53,127 @@ fn key(key: &PrivateKeyDer) -> pki_types::PrivateKeyDer<'static> {
     pki_types::PrivateKeyDer::Pkcs8(pki_types::PrivatePkcs8KeyDer::from(key.as_bytes().to_vec()))
 }
 
-/// The controller's server config: optional client certificates chained to `ca_der`, ALPN h2.
-/// `server_chain` is the server certificate followed by the CA certificate, so agents can pin
-/// the CA by hash.
+/// Serials (lower-case hex) of revoked client certificates, refused at the TLS handshake.
+/// Shared between the controller's revocation logic and its TLS configuration.
+#[derive(Debug, Default)]
+pub struct RevokedSerials(RwLock<HashSet<String>>);
+
+impl RevokedSerials {
+    pub fn insert(&self, serial: &str) {
+        self.0
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(serial.to_ascii_lowercase());
+    }
+
+    pub fn replace_all(&self, serials: impl IntoIterator<Item = String>) {
+        let set: HashSet<String> = serials
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        *self.0.write().unwrap_or_else(PoisonError::into_inner) = set;
+    }
+
+    pub fn contains(&self, serial: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(serial)
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The serial of a DER certificate as lower-case hex, as [`crate::validate`] reports it.
+pub fn serial_of(cert_der: &[u8]) -> Option<String> {
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der).ok()?;
+    Some(hex::encode(cert.raw_serial()))
+}
+
+/// WebPKI client verification (optional certificates, our CA) plus a revocation check.
+#[derive(Debug)]
+struct RevocationCheckingVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+    revoked: Arc<RevokedSerials>,
+}
+
+impl ClientCertVerifier for RevocationCheckingVerifier {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        // Enrollment needs no certificate; each service decides what it requires.
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        match serial_of(end_entity) {
+            Some(serial) if self.revoked.contains(&serial) => {
+                Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
+            }
+            Some(_) => Ok(verified),
+            None => Err(rustls::Error::InvalidCertificate(
+                CertificateError::BadEncoding,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// The controller's server config: optional client certificates chained to `ca_der` and not
+/// in `revoked`, ALPN h2. `server_chain` is the server certificate followed by the CA
+/// certificate, so agents can pin the CA by hash.
 pub fn server_config(
     ca_der: &[u8],
     server_chain: &[Vec<u8>],
     server_key: &PrivateKeyDer,
+    revoked: Arc<RevokedSerials>,
 ) -> Result<ServerConfig, TlsError> {
-    let verifier = WebPkiClientVerifier::builder_with_provider(roots(ca_der)?, provider())
+    let inner = WebPkiClientVerifier::builder_with_provider(roots(ca_der)?, provider())
         .allow_unauthenticated()
         .build()?;
+    let verifier = Arc::new(RevocationCheckingVerifier { inner, revoked });
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)

@@ -48,7 +48,6 @@ impl TestController {
         let ca = data.load_ca().unwrap();
         let (chain, key) = data.load_server_credentials().unwrap();
         let store = data.open_store().await.unwrap();
-        let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key).unwrap();
         let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let url: ServerUrl = format!("https://127.0.0.1:{}", addr.port())
@@ -60,6 +59,10 @@ impl TestController {
             Arc::new(clock.clone()),
             AppConfig::with_public_url(url.to_string()),
         );
+        app.load_revocations().await.unwrap();
+        let tls =
+            ward_certs::tls::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
+                .unwrap();
         let running = server::start(Arc::new(app), tls, listener).unwrap();
         Self {
             _dir: dir,

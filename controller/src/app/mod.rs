@@ -101,6 +101,9 @@ pub struct CreatedToken {
 pub struct App {
     store: Arc<dyn Store>,
     hub: Hub,
+    /// Revoked certificate serials, shared with the TLS verifier so revoked devices fail at
+    /// the handshake.
+    revoked: Arc<ward_certs::tls::RevokedSerials>,
     ca: Arc<CertificateAuthority>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
@@ -124,6 +127,7 @@ impl App {
         Self {
             store,
             hub: Hub::default(),
+            revoked: Arc::default(),
             ca,
             clock,
             config,
@@ -136,6 +140,36 @@ impl App {
 
     pub fn ca(&self) -> &CertificateAuthority {
         &self.ca
+    }
+
+    /// The revocation list the TLS configuration must consult.
+    pub fn revoked_serials(&self) -> Arc<ward_certs::tls::RevokedSerials> {
+        self.revoked.clone()
+    }
+
+    /// Loads the revocation list from the store; call before serving.
+    pub async fn load_revocations(&self) -> Result<usize, AppError> {
+        let serials = self.store.revoked_serials(self.now()).await?;
+        let count = serials.len();
+        self.revoked.replace_all(serials);
+        Ok(count)
+    }
+
+    /// Revokes a device: certificates refused from now on, open stream closed.
+    pub async fn revoke_device(&self, actor: &Admin, device: &str) -> Result<Device, AppError> {
+        let id = self.get_device(device).await?.id;
+        let serials = self
+            .store
+            .revoke_device(id, self.now())
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no device {id}")))?;
+        for serial in &serials {
+            self.revoked.insert(serial);
+        }
+        info!(device_id = %id, revoked_by = %actor.name, certificates = serials.len(), "device revoked");
+        // Its open stream re-checks the device and closes.
+        self.hub.wake(id);
+        self.get_device(device).await
     }
 
     pub fn hub(&self) -> &Hub {
@@ -181,16 +215,27 @@ impl App {
         match self.authenticate(leaf).await? {
             Identity::Device(uuid) => {
                 let id = DeviceId(uuid);
-                if self.store.get_device(id).await?.is_none() {
-                    return Err(AppError::Unauthenticated(format!(
-                        "device {id} is not enrolled"
-                    )));
-                }
+                self.check_device_active(id).await?;
                 Ok(id)
             }
             other => Err(AppError::PermissionDenied(format!(
                 "{other} is not a device identity; the agent API is for enrolled devices only"
             ))),
+        }
+    }
+
+    /// Refuses a device that is not enrolled or has been revoked.
+    pub async fn check_device_active(&self, id: DeviceId) -> Result<(), AppError> {
+        match self.store.get_device(id).await? {
+            None => Err(AppError::Unauthenticated(format!(
+                "device {id} is not enrolled"
+            ))),
+            Some(d) if d.state == crate::core::DeviceState::Revoked => {
+                Err(AppError::Unauthenticated(format!(
+                    "device {id} has been revoked; enroll it again to use it"
+                )))
+            }
+            Some(_) => Ok(()),
         }
     }
 

@@ -34,6 +34,12 @@ pub enum DeviceCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Revoke a device: its certificate is refused at once, at the TLS handshake and on every call
+    Revoke {
+        device: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Lock the device's screen
     Lock {
         device: String,
@@ -171,6 +177,7 @@ impl From<v1::Device> for DeviceView {
             offline_wipe_receipt_verified: d.offline_wipe_receipt_verified,
             state: match v1::DeviceState::try_from(d.state) {
                 Ok(v1::DeviceState::Active) => "active",
+                Ok(v1::DeviceState::Revoked) => "revoked",
                 _ => "unknown",
             },
             id: d.id,
@@ -341,6 +348,21 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 }
             }
         }
+        DeviceCommand::Revoke { device, connect } => {
+            let mut client = admin_client(&connect).await?;
+            let d: DeviceView = client
+                .revoke_device(v1::RevokeDeviceRequest { device_id: device })
+                .await?
+                .into_inner()
+                .into();
+            if output == OutputFormat::Table {
+                eprintln!(
+                    "Device {} is revoked: its certificate is refused from now on.",
+                    d.id
+                );
+            }
+            print_device(&d, output)
+        }
         DeviceCommand::Show { device, connect } => {
             let mut client = admin_client(&connect).await?;
             let d: DeviceView = client
@@ -348,65 +370,69 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 .await?
                 .into_inner()
                 .into();
-            match output {
-                OutputFormat::Json => print_json(&d),
-                OutputFormat::Table => {
-                    let mut fields = vec![
-                        ("id", d.id.clone()),
-                        ("user", d.user.clone()),
-                        ("state", d.state.into()),
-                        ("hostname", or_dash(&d.hostname)),
-                        ("os", or_dash(&d.os)),
-                        ("kernel", or_dash(&d.kernel_version)),
-                        ("arch", or_dash(&d.arch)),
-                        ("agent version", or_dash(&d.agent_version)),
-                        ("enrolled", d.enrolled_at.clone()),
-                        (
-                            "last seen",
-                            d.last_seen.clone().unwrap_or_else(|| "never".into()),
+            print_device(&d, output)
+        }
+    }
+}
+
+fn print_device(d: &DeviceView, output: OutputFormat) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => print_json(&d),
+        OutputFormat::Table => {
+            let mut fields = vec![
+                ("id", d.id.clone()),
+                ("user", d.user.clone()),
+                ("state", d.state.into()),
+                ("hostname", or_dash(&d.hostname)),
+                ("os", or_dash(&d.os)),
+                ("kernel", or_dash(&d.kernel_version)),
+                ("arch", or_dash(&d.arch)),
+                ("agent version", or_dash(&d.agent_version)),
+                ("enrolled", d.enrolled_at.clone()),
+                (
+                    "last seen",
+                    d.last_seen.clone().unwrap_or_else(|| "never".into()),
+                ),
+                ("certificate serial", d.certificate_serial.clone()),
+                ("certificate expires", d.certificate_expires_at.clone()),
+            ];
+            match (&d.compliant, &d.compliance_reported_at) {
+                (None, _) | (_, None) => {
+                    fields.push(("compliant", "unknown (no compliance report yet)".into()));
+                }
+                (Some(ok), Some(at)) => {
+                    let verdict = if *ok { "yes" } else { "NO" };
+                    fields.push((
+                        "compliant",
+                        format!(
+                            "{verdict} (reported {at}, policy revision {})",
+                            d.compliance_policy_revision
                         ),
-                        ("certificate serial", d.certificate_serial.clone()),
-                        ("certificate expires", d.certificate_expires_at.clone()),
-                    ];
-                    match (&d.compliant, &d.compliance_reported_at) {
-                        (None, _) | (_, None) => {
-                            fields.push(("compliant", "unknown (no compliance report yet)".into()));
-                        }
-                        (Some(ok), Some(at)) => {
-                            let verdict = if *ok { "yes" } else { "NO" };
-                            fields.push((
-                                "compliant",
-                                format!(
-                                    "{verdict} (reported {at}, policy revision {})",
-                                    d.compliance_policy_revision
-                                ),
-                            ));
-                        }
-                    }
-                    for reason in &d.compliance_reasons {
-                        fields.push(("  why not", reason.clone()));
-                    }
-                    if let Some(at) = &d.offline_wipe_at {
-                        let verified = if d.offline_wipe_receipt_verified {
-                            "receipt verified"
-                        } else {
-                            "receipt NOT verified"
-                        };
-                        fields.push((
-                            "offline wipe",
-                            format!("{at} by the agent's offline timer ({verified})"),
-                        ));
-                    }
-                    for check in &d.compliance_checks {
-                        fields.push((
-                            "  check",
-                            format!("{} {}: {}", check.name, check.status, check.detail),
-                        ));
-                    }
-                    print_fields(&fields);
-                    Ok(())
+                    ));
                 }
             }
+            for reason in &d.compliance_reasons {
+                fields.push(("  why not", reason.clone()));
+            }
+            if let Some(at) = &d.offline_wipe_at {
+                let verified = if d.offline_wipe_receipt_verified {
+                    "receipt verified"
+                } else {
+                    "receipt NOT verified"
+                };
+                fields.push((
+                    "offline wipe",
+                    format!("{at} by the agent's offline timer ({verified})"),
+                ));
+            }
+            for check in &d.compliance_checks {
+                fields.push((
+                    "  check",
+                    format!("{} {}: {}", check.name, check.status, check.detail),
+                ));
+            }
+            print_fields(&fields);
+            Ok(())
         }
     }
 }

@@ -146,8 +146,6 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     info!(journal_mode = %journal, synchronous = sync, "store opened");
-    let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key)
-        .map_err(|e| CliError::failed(e.to_string()))?;
 
     let public_url = match public_url {
         Some(url) => url.to_string(),
@@ -165,6 +163,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         Arc::new(SystemClock),
         config,
     ));
+    let revoked = app
+        .load_revocations()
+        .await
+        .map_err(|e| CliError::failed(e.to_string()))?;
+    info!(revoked_certificates = revoked, "revocation list loaded");
+    let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
+        .map_err(|e| CliError::failed(e.to_string()))?;
     let server =
         crate::server::start(app, tls, listener).map_err(|e| CliError::failed(e.to_string()))?;
     let local_url = url_for(&local_host(local, &controller_name), local.port())?;

@@ -145,12 +145,15 @@ impl DeviceFacts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceState {
     Active,
+    /// Certificates refused; kept in the inventory for the record.
+    Revoked,
 }
 
 impl DeviceState {
     pub fn as_str(self) -> &'static str {
         match self {
             DeviceState::Active => "active",
+            DeviceState::Revoked => "revoked",
         }
     }
 }
@@ -161,6 +164,7 @@ impl FromStr for DeviceState {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "active" => Ok(DeviceState::Active),
+            "revoked" => Ok(DeviceState::Revoked),
             other => Err(format!("unknown device state {other:?}")),
         }
     }

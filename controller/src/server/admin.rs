@@ -234,4 +234,16 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .await?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
+
+    async fn revoke_device(
+        &self,
+        request: Request<RevokeDeviceRequest>,
+    ) -> Result<Response<Device>, Status> {
+        let actor = self.admin(&request, Permission::Revoke).await?;
+        let device = self
+            .app
+            .revoke_device(&actor, &request.get_ref().device_id)
+            .await?;
+        Ok(Response::new(device_to_wire(&device)))
+    }
 }

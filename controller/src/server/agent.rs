@@ -53,6 +53,8 @@ async fn pending_pushes(
     policy_sent: &mut Option<(String, u64)>,
 ) -> Result<Vec<AgentPush>, AppError> {
     use v1::agent_push::Item;
+    // Revoked since the stream opened: the stream ends with the reason.
+    app.check_device_active(device).await?;
     let mut pushes = Vec::new();
     let policy = app.device_policy(device).await?;
     let key = (policy.scope.to_string(), policy.revision);

@@ -63,6 +63,7 @@ pub fn device_to_wire(d: &Device) -> v1::Device {
         user: d.user.to_string(),
         state: match d.state {
             DeviceState::Active => v1::DeviceState::Active,
+            DeviceState::Revoked => v1::DeviceState::Revoked,
         } as i32,
         facts: Some(facts_to_wire(&d.facts)),
         enrolled_at_unix_ms: d.enrolled_at.unix_ms(),

@@ -123,6 +123,17 @@ pub trait Store: Send + Sync + 'static {
         compliance: &Compliance,
     ) -> Result<bool, StoreError>;
 
+    /// Marks the device revoked and revokes every certificate issued to it. Returns the
+    /// serials newly revoked, or `None` if the device does not exist.
+    async fn revoke_device(
+        &self,
+        device: DeviceId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Serials of every revoked certificate that has not expired by `now`.
+    async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
+
     /// Records that the device's offline timer wiped its messaging data.
     async fn record_offline_wipe(
         &self,

@@ -415,6 +415,44 @@ impl Store for SqliteStore {
         policies::record_compliance(&self.pool, device, compliance).await
     }
 
+    async fn revoke_device(
+        &self,
+        device: DeviceId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let found = sqlx::query("UPDATE devices SET state = 'revoked' WHERE id = ?")
+            .bind(device.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        if found.rows_affected() == 0 {
+            tx.rollback().await.map_err(db)?;
+            return Ok(None);
+        }
+        let serials: Vec<String> = sqlx::query_scalar(
+            "UPDATE certificates SET revoked_at = ? WHERE subject = ? AND revoked_at IS NULL
+             RETURNING serial",
+        )
+        .bind(now.unix_ms())
+        .bind(ward_certs::Identity::Device(device.0).to_uri())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(Some(serials))
+    }
+
+    async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ?",
+        )
+        .bind(now.unix_ms())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)
+    }
+
     async fn record_offline_wipe(
         &self,
         device: DeviceId,
