@@ -137,6 +137,14 @@ impl CertificateAuthority {
         &self.key
     }
 
+    /// The CA's DER SubjectPublicKeyInfo, to verify what the controller signs with the CA key.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        use x509_parser::prelude::FromDer;
+        x509_parser::certificate::X509Certificate::from_der(&self.cert_der)
+            .map(|(_, c)| c.public_key().raw.to_vec())
+            .unwrap_or_default()
+    }
+
     pub fn hash(&self) -> CaHash {
         CaHash::of_certificate(&self.cert_der)
     }

@@ -193,6 +193,14 @@ impl DataDir {
         store
             .insert_admin(&admin, &certificate_record(&admin_cert, &identity, now))
             .await?;
+        let event = crate::core::audit::AuditEvent {
+            actor: "init".into(),
+            action: "admin.issue".into(),
+            target: admin_name.to_string(),
+            details: serde_json::json!({ "role": "admin", "certificate_serial": admin_cert.serial }),
+        };
+        let sign = |message: &[u8]| ward_certs::sign::sign(ca.key(), message).unwrap_or_default();
+        store.append_audit(&event, now, &sign).await?;
         store.close().await;
 
         let bundle = AdminBundle {

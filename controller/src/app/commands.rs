@@ -3,6 +3,7 @@
 use tracing::{info, warn};
 use ward_certs::receipt::{SignedReceipt, verify_receipt};
 
+use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError};
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
@@ -107,6 +108,18 @@ impl App {
             return Ok((stored, false));
         }
         info!(command_id = %stored.id, device_id = %device_id, kind = stored.kind.name(), created_by = %actor.name, "command queued");
+        self.audit(
+            &admin_actor(actor),
+            "command.issue",
+            &stored.id.to_string(),
+            serde_json::json!({
+                "device": device_id.to_string(),
+                "kind": stored.kind.name(),
+                "scope": match &stored.kind { CommandKind::Wipe { scope } => Some(scope.as_str()), _ => None },
+                "reason": stored.reason,
+            }),
+        )
+        .await?;
         self.hub.wake(device_id);
         Ok((stored, true))
     }
@@ -136,7 +149,7 @@ impl App {
 
     pub async fn cancel_command(&self, actor: &Admin, id: &str) -> Result<Command, AppError> {
         let command = self.get_command(id).await?;
-        let cancelled = self.transition(command.id, &Event::Cancelled).await.map_err(|e| match e {
+        let cancelled = self.transition(command.id, &Event::Cancelled, &admin_actor(actor)).await.map_err(|e| match e {
             AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
                 "{m}: only queued or delivered commands can be cancelled (the device has already started it or it is finished)"
             )),
@@ -158,7 +171,10 @@ impl App {
             if skip.contains(&command.id) {
                 continue;
             }
-            match self.transition(command.id, &Event::Delivered).await {
+            match self
+                .transition(command.id, &Event::Delivered, CONTROLLER)
+                .await
+            {
                 Ok(delivered) => out.push(delivered),
                 // Finished or cancelled meanwhile: nothing to deliver.
                 Err(AppError::FailedPrecondition(_)) => {}
@@ -182,7 +198,10 @@ impl App {
                 state: command.state,
             });
         }
-        match self.transition(command.id, &Event::Acknowledged).await {
+        match self
+            .transition(command.id, &Event::Acknowledged, &device_actor(device))
+            .await
+        {
             Ok(acked) => Ok(Acknowledgement {
                 proceed: true,
                 state: acked.state,
@@ -254,7 +273,9 @@ impl App {
                 },
             }
         };
-        let finished = self.transition_with(command.id, &event, receipt).await?;
+        let finished = self
+            .transition_with(command.id, &event, receipt, &device_actor(device))
+            .await?;
         info!(command_id = %finished.id, device_id = %device, state = %finished.state, "command finished");
         Ok(finished.state)
     }
@@ -330,8 +351,13 @@ impl App {
         }
     }
 
-    async fn transition(&self, id: CommandId, event: &Event) -> Result<Command, AppError> {
-        self.transition_with(id, event, None).await
+    async fn transition(
+        &self,
+        id: CommandId,
+        event: &Event,
+        actor: &str,
+    ) -> Result<Command, AppError> {
+        self.transition_with(id, event, None, actor).await
     }
 
     /// Re-reads, applies `event` through the state machine and writes with a compare-and-set,
@@ -341,6 +367,7 @@ impl App {
         id: CommandId,
         event: &Event,
         receipt: Option<Receipt>,
+        actor: &str,
     ) -> Result<Command, AppError> {
         for _ in 0..CAS_ATTEMPTS {
             let current = self
@@ -355,6 +382,19 @@ impl App {
                 next.receipt = receipt.clone();
             }
             if self.store.update_command(current.state, &next).await? {
+                if next.state != current.state {
+                    self.audit(
+                        actor,
+                        &format!("command.{}", next.state),
+                        &next.id.to_string(),
+                        serde_json::json!({
+                            "device": next.device_id.to_string(),
+                            "failure_reason": next.failure_reason,
+                            "receipt_verified": next.receipt.as_ref().map(|r| r.verified),
+                        }),
+                    )
+                    .await?;
+                }
                 return Ok(next);
             }
         }

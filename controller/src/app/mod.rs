@@ -15,6 +15,7 @@ use crate::core::{
 use crate::hub::Hub;
 use crate::store::{Redemption, Store, StoreError};
 
+pub mod audit;
 mod commands;
 mod policy;
 
@@ -166,6 +167,13 @@ impl App {
         for serial in &serials {
             self.revoked.insert(serial);
         }
+        self.audit(
+            &audit::admin_actor(actor),
+            "device.revoke",
+            &id.to_string(),
+            serde_json::json!({ "certificates": serials }),
+        )
+        .await?;
         info!(device_id = %id, revoked_by = %actor.name, certificates = serials.len(), "device revoked");
         // Its open stream re-checks the device and closes.
         self.hub.wake(id);
@@ -259,6 +267,13 @@ impl App {
             return Ok(());
         }
         let needed: Vec<&str> = permission.roles().iter().map(|r| r.as_str()).collect();
+        self.audit(
+            &audit::admin_actor(admin),
+            "denied",
+            permission.describe(),
+            serde_json::json!({ "role": admin.role.as_str(), "needs": needed }),
+        )
+        .await?;
         warn!(admin = %admin.name, role = %admin.role, permission = permission.describe(), "permission denied");
         Err(AppError::PermissionDenied(format!(
             "admin {} has role {}, which may not {}: that needs role {}",
@@ -299,6 +314,13 @@ impl App {
             device_id: None,
         };
         self.store.insert_token(&record).await?;
+        self.audit(
+            &audit::admin_actor(actor),
+            "token.create",
+            record.user.as_str(),
+            serde_json::json!({ "expires_at": record.expires_at.rfc3339(), "token": format!("{:?}", record.hash) }),
+        )
+        .await?;
         info!(user = %record.user, created_by = %actor.name, token = ?record.hash, expires_at = %record.expires_at, "enrollment token created");
         Ok(CreatedToken { token, record })
     }
@@ -348,6 +370,13 @@ impl App {
         match self.store.redeem_token(&hash, now, &new_device).await? {
             Redemption::Enrolled { user } => {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
+                self.audit(
+                    "enrollment-token",
+                    "device.enroll",
+                    &device_id.to_string(),
+                    serde_json::json!({ "user": user.as_str(), "token": format!("{hash:?}"), "certificate_serial": certificate.serial }),
+                )
+                .await?;
                 Ok(Enrolled {
                     device_id,
                     user,
@@ -431,6 +460,13 @@ impl App {
         self.store
             .record_offline_wipe(device, &wipe, receipt)
             .await?;
+        self.audit(
+            &audit::device_actor(device),
+            "device.offline_wipe",
+            &device.to_string(),
+            serde_json::json!({ "at": at.rfc3339(), "receipt_verified": wipe.verified }),
+        )
+        .await?;
         Ok(())
     }
 
@@ -494,6 +530,13 @@ impl App {
             .insert_admin(&admin, &certificate_record(&certificate, &identity, now))
             .await?;
         info!(admin = %admin.name, role = %admin.role, created_by = actor, "admin issued");
+        self.audit(
+            &Identity::Admin(actor.parse().map_err(|e| AppError::Internal(format!("{e}")))?).to_uri(),
+            "admin.issue",
+            admin.name.as_str(),
+            serde_json::json!({ "role": admin.role.as_str(), "certificate_serial": certificate.serial }),
+        )
+        .await?;
         Ok((admin, certificate))
     }
 

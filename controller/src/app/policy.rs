@@ -73,6 +73,13 @@ impl App {
             .put_policy(&scope, &next, actor.name.as_str(), self.now())
             .await?;
         info!(scope = %stored.scope, revision = stored.revision, updated_by = %actor.name, "policy changed");
+        self.audit(
+            &super::audit::admin_actor(actor),
+            "policy.set",
+            &stored.scope.to_string(),
+            serde_json::json!({ "revision": stored.revision, "policy": stored.policy }),
+        )
+        .await?;
         self.wake_devices_of(user.as_ref()).await?;
         Ok(stored)
     }
@@ -90,6 +97,13 @@ impl App {
             return Err(AppError::NotFound(format!("{user} has no policy override")));
         }
         info!(user = %user, updated_by = %actor.name, "policy override removed");
+        self.audit(
+            &super::audit::admin_actor(actor),
+            "policy.reset",
+            &format!("user:{user}"),
+            serde_json::json!({}),
+        )
+        .await?;
         self.wake_devices_of(Some(&user)).await?;
         self.effective_policy(Some(&user)).await
     }

@@ -2,6 +2,7 @@
 //! codes) is in DESIGN.md; scripts depend on it.
 
 mod admins;
+mod audit;
 mod commands;
 mod connect;
 mod devices;
@@ -54,6 +55,9 @@ enum Verb {
     /// Device policy: password rules, auto-lock, disk encryption, offline wipe
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// The tamper-evident audit log: list, verify
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
     /// Administrators and their certificates
     #[command(subcommand)]
     Admin(admins::AdminCommand),
@@ -134,5 +138,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Verb::Admin(cmd) => admins::run(cmd, output).await,
         Verb::Command(cmd) => commands::run(cmd, output).await,
         Verb::Policy(cmd) => policy::run(cmd, output).await,
+        Verb::Audit(cmd) => audit::run(cmd, output).await,
     }
 }

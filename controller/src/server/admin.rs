@@ -246,4 +246,48 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .await?;
         Ok(Response::new(device_to_wire(&device)))
     }
+
+    async fn list_audit(
+        &self,
+        request: Request<ListAuditRequest>,
+    ) -> Result<Response<ListAuditResponse>, Status> {
+        self.admin(&request, Permission::Read).await?;
+        let req = request.into_inner();
+        let filter = crate::store::AuditFilter {
+            since: (req.since_unix_ms != 0)
+                .then(|| crate::core::Timestamp::from_unix_ms(req.since_unix_ms)),
+            actor: (!req.actor.is_empty()).then_some(req.actor),
+            target: (!req.target.is_empty()).then_some(req.target),
+        };
+        let entries = self.app.audit_list(&filter).await?;
+        Ok(Response::new(ListAuditResponse {
+            entries: entries
+                .into_iter()
+                .map(|e| AuditEntry {
+                    seq: e.seq,
+                    at_unix_ms: e.at.unix_ms(),
+                    actor: e.actor,
+                    action: e.action,
+                    target: e.target,
+                    details_json: e.details,
+                    prev_hash: e.prev_hash,
+                    hash: e.hash,
+                })
+                .collect(),
+        }))
+    }
+
+    async fn verify_audit(
+        &self,
+        request: Request<VerifyAuditRequest>,
+    ) -> Result<Response<VerifyAuditResponse>, Status> {
+        self.admin(&request, Permission::Read).await?;
+        let v = self.app.audit_verify().await?;
+        Ok(Response::new(VerifyAuditResponse {
+            ok: v.ok,
+            entries: v.entries,
+            first_bad_seq: v.first_bad_seq.unwrap_or(0),
+            problem: v.problem.unwrap_or_default(),
+        }))
+    }
 }

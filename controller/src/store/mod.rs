@@ -14,6 +14,17 @@ use crate::core::{
 };
 use ward_certs::AdminName;
 
+/// Signs the audit head's message (the controller's key).
+pub type HeadSigner<'a> = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'a;
+
+/// Which audit entries to list.
+#[derive(Clone, Debug, Default)]
+pub struct AuditFilter {
+    pub since: Option<Timestamp>,
+    pub actor: Option<String>,
+    pub target: Option<String>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} already exists")]
@@ -141,4 +152,20 @@ pub trait Store: Send + Sync + 'static {
         wipe: &crate::core::OfflineWipe,
         receipt: &ward_certs::receipt::SignedReceipt,
     ) -> Result<bool, StoreError>;
+
+    /// Appends an audit entry chained to the last one and re-signs the head, atomically;
+    /// concurrent appends form one linear chain.
+    async fn append_audit(
+        &self,
+        event: &crate::core::audit::AuditEvent,
+        at: Timestamp,
+        sign: &HeadSigner<'_>,
+    ) -> Result<crate::core::audit::AuditEntry, StoreError>;
+
+    async fn list_audit(
+        &self,
+        filter: &AuditFilter,
+    ) -> Result<Vec<crate::core::audit::AuditEntry>, StoreError>;
+
+    async fn audit_head(&self) -> Result<crate::core::audit::AuditHead, StoreError>;
 }

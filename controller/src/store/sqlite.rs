@@ -20,6 +20,7 @@ use crate::core::{
     TokenHash, TokenRecord, UserEmail,
 };
 
+mod audit;
 mod commands;
 mod policies;
 
@@ -413,6 +414,26 @@ impl Store for SqliteStore {
         compliance: &Compliance,
     ) -> Result<bool, StoreError> {
         policies::record_compliance(&self.pool, device, compliance).await
+    }
+
+    async fn append_audit(
+        &self,
+        event: &crate::core::audit::AuditEvent,
+        at: Timestamp,
+        sign: &crate::store::HeadSigner<'_>,
+    ) -> Result<crate::core::audit::AuditEntry, StoreError> {
+        audit::append(&self.pool, event, at, sign).await
+    }
+
+    async fn list_audit(
+        &self,
+        filter: &crate::store::AuditFilter,
+    ) -> Result<Vec<crate::core::audit::AuditEntry>, StoreError> {
+        audit::list(&self.pool, filter).await
+    }
+
+    async fn audit_head(&self) -> Result<crate::core::audit::AuditHead, StoreError> {
+        audit::head(&self.pool).await
     }
 
     async fn revoke_device(
