@@ -156,6 +156,7 @@ impl App {
             other => other,
         })?;
         info!(command_id = %cancelled.id, cancelled_by = %actor.name, "command cancelled");
+        self.after_finish(&cancelled).await?;
         Ok(cancelled)
     }
 
@@ -277,6 +278,7 @@ impl App {
             .transition_with(command.id, &event, receipt, &device_actor(device))
             .await?;
         info!(command_id = %finished.id, device_id = %device, state = %finished.state, "command finished");
+        self.after_finish(&finished).await?;
         Ok(finished.state)
     }
 

@@ -17,6 +17,7 @@ use crate::store::{Redemption, Store, StoreError};
 
 pub mod audit;
 mod commands;
+pub mod offboard;
 mod policy;
 
 pub use commands::{Acknowledgement, DeviceResult};
@@ -159,6 +160,18 @@ impl App {
     /// Revokes a device: certificates refused from now on, open stream closed.
     pub async fn revoke_device(&self, actor: &Admin, device: &str) -> Result<Device, AppError> {
         let id = self.get_device(device).await?.id;
+        self.revoke(id, &audit::admin_actor(actor), "by an admin")
+            .await?;
+        self.get_device(device).await
+    }
+
+    /// Revokes `id` on behalf of `actor` (an admin, or the controller after a wipe).
+    pub(crate) async fn revoke(
+        &self,
+        id: DeviceId,
+        actor: &str,
+        why: &str,
+    ) -> Result<(), AppError> {
         let serials = self
             .store
             .revoke_device(id, self.now())
@@ -167,17 +180,17 @@ impl App {
         for serial in &serials {
             self.revoked.insert(serial);
         }
+        info!(device_id = %id, actor, why, certificates = serials.len(), "device revoked");
         self.audit(
-            &audit::admin_actor(actor),
+            actor,
             "device.revoke",
             &id.to_string(),
-            serde_json::json!({ "certificates": serials }),
+            serde_json::json!({ "certificates": serials, "why": why }),
         )
         .await?;
-        info!(device_id = %id, revoked_by = %actor.name, certificates = serials.len(), "device revoked");
         // Its open stream re-checks the device and closes.
         self.hub.wake(id);
-        self.get_device(device).await
+        Ok(())
     }
 
     pub fn hub(&self) -> &Hub {

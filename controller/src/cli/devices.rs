@@ -40,6 +40,15 @@ pub enum DeviceCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+    /// Lost mode: lock the device, wipe its messaging data, then revoke it once the wipe has finished
+    Lost {
+        device: String,
+        /// Why (required)
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Lock the device's screen
     Lock {
         device: String,
@@ -363,6 +372,34 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             }
             print_device(&d, output)
         }
+        DeviceCommand::Lost {
+            device,
+            reason,
+            connect,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(CliError::usage(
+                    "--reason must not be empty: say why the device is lost",
+                ));
+            }
+            let mut client = admin_client(&connect).await?;
+            let resp = client
+                .mark_lost(v1::MarkLostRequest {
+                    device_id: device,
+                    reason,
+                })
+                .await?
+                .into_inner();
+            let lock = CommandView::from(resp.lock.unwrap_or_default());
+            let wipe = CommandView::from(resp.wipe.unwrap_or_default());
+            if output == OutputFormat::Table {
+                eprintln!(
+                    "Lost mode: lock {} ({}), wipe {} ({}); the device is revoked once the wipe has finished.",
+                    lock.id, lock.state, wipe.id, wipe.state
+                );
+            }
+            print_json_pair(&lock, &wipe, output)
+        }
         DeviceCommand::Show { device, connect } => {
             let mut client = admin_client(&connect).await?;
             let d: DeviceView = client
@@ -433,6 +470,21 @@ fn print_device(d: &DeviceView, output: OutputFormat) -> Result<(), CliError> {
             }
             print_fields(&fields);
             Ok(())
+        }
+    }
+}
+
+fn print_json_pair(
+    lock: &CommandView,
+    wipe: &CommandView,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    match output {
+        OutputFormat::Json => print_json(&serde_json::json!({ "lock": lock, "wipe": wipe })),
+        OutputFormat::Table => {
+            print_command(lock, output)?;
+            println!();
+            print_command(wipe, output)
         }
     }
 }

@@ -11,6 +11,7 @@ mod local;
 pub mod output;
 mod policy;
 mod tokens;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +50,9 @@ enum Verb {
     /// Enrolled devices
     #[command(subcommand)]
     Device(devices::DeviceCommand),
+    /// Users: offboarding
+    #[command(subcommand)]
+    User(users::UserCommand),
     /// Commands sent to devices: list, show, cancel
     #[command(subcommand)]
     Command(commands::CommandCommand),
@@ -139,5 +143,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Verb::Command(cmd) => commands::run(cmd, output).await,
         Verb::Policy(cmd) => policy::run(cmd, output).await,
         Verb::Audit(cmd) => audit::run(cmd, output).await,
+        Verb::User(cmd) => users::run(cmd, output).await,
     }
 }

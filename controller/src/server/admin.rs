@@ -290,4 +290,46 @@ impl v1::admin_service_server::AdminService for AdminApi {
             problem: v.problem.unwrap_or_default(),
         }))
     }
+
+    async fn offboard_user(
+        &self,
+        request: Request<OffboardUserRequest>,
+    ) -> Result<Response<OffboardReport>, Status> {
+        let actor = self.admin(&request, Permission::Offboard).await?;
+        let req = request.into_inner();
+        let report = self
+            .app
+            .offboard_user(&actor, &req.user, &req.reason)
+            .await?;
+        Ok(Response::new(super::convert::offboard_report_to_wire(
+            &report,
+        )))
+    }
+
+    async fn get_offboard_report(
+        &self,
+        request: Request<GetOffboardReportRequest>,
+    ) -> Result<Response<OffboardReport>, Status> {
+        self.admin(&request, Permission::Read).await?;
+        let report = self.app.offboard_report(&request.get_ref().user).await?;
+        Ok(Response::new(super::convert::offboard_report_to_wire(
+            &report,
+        )))
+    }
+
+    async fn mark_lost(
+        &self,
+        request: Request<MarkLostRequest>,
+    ) -> Result<Response<MarkLostResponse>, Status> {
+        let actor = self.admin(&request, Permission::Revoke).await?;
+        let req = request.into_inner();
+        let (lock, wipe) = self
+            .app
+            .mark_lost(&actor, &req.device_id, &req.reason)
+            .await?;
+        Ok(Response::new(MarkLostResponse {
+            lock: Some(command_to_wire(&lock)),
+            wipe: Some(command_to_wire(&wipe)),
+        }))
+    }
 }

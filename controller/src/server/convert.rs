@@ -315,3 +315,43 @@ pub fn compliance_to_wire(c: Option<&Compliance>) -> v1::Compliance {
         },
     }
 }
+
+pub fn offboard_report_to_wire(r: &crate::app::offboard::OffboardReport) -> v1::OffboardReport {
+    v1::OffboardReport {
+        user: r.user.to_string(),
+        complete: r.complete(),
+        tokens_invalidated: u32::try_from(r.tokens_invalidated).unwrap_or(u32::MAX),
+        devices: r
+            .devices
+            .iter()
+            .map(|d| v1::OffboardDevice {
+                device_id: d.device.id.to_string(),
+                hostname: d.device.facts.hostname.clone(),
+                command_id: d
+                    .command
+                    .as_ref()
+                    .map(|c| c.id.to_string())
+                    .unwrap_or_default(),
+                state: d
+                    .command
+                    .as_ref()
+                    .map_or(v1::CommandState::Unspecified, |c| {
+                        command_state_to_wire(c.state)
+                    }) as i32,
+                receipt_verified: d.succeeded(),
+                revoked: d.device.state == DeviceState::Revoked,
+                created_at_unix_ms: d.command.as_ref().map_or(0, |c| c.created_at.unix_ms()),
+                finished_at_unix_ms: d
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.finished_at)
+                    .map_or(0, |t| t.unix_ms()),
+                failure_reason: d
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.failure_reason.clone())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+    }
+}

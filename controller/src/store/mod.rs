@@ -95,6 +95,15 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError>;
 
+    async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError>;
+
+    /// Makes the user's unused, unexpired enrollment tokens expire now; returns how many.
+    async fn expire_unused_tokens(
+        &self,
+        user: &UserEmail,
+        now: Timestamp,
+    ) -> Result<u64, StoreError>;
+
     /// Commands, newest first, optionally for one device and in one state.
     async fn list_commands(
         &self,

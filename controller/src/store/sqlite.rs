@@ -370,6 +370,28 @@ impl Store for SqliteStore {
         commands::get(&self.pool, id).await
     }
 
+    async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError> {
+        commands::by_key(&self.pool, idempotency_key).await
+    }
+
+    async fn expire_unused_tokens(
+        &self,
+        user: &UserEmail,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE enrollment_tokens SET expires_at = ?
+             WHERE user_email = ? AND used_at IS NULL AND expires_at > ?",
+        )
+        .bind(now.unix_ms())
+        .bind(user.as_str())
+        .bind(now.unix_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(result.rows_affected())
+    }
+
     async fn list_commands(
         &self,
         device: Option<DeviceId>,

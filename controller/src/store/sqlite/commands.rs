@@ -122,6 +122,17 @@ pub async fn get(pool: &SqlitePool, id: CommandId) -> Result<Option<Command>, St
         .transpose()
 }
 
+pub async fn by_key(pool: &SqlitePool, key: &str) -> Result<Option<Command>, StoreError> {
+    sqlx::query("SELECT * FROM commands WHERE idempotency_key = ?")
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(from_row)
+        .transpose()
+}
+
 pub async fn list(
     pool: &SqlitePool,
     device: Option<DeviceId>,

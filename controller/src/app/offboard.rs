@@ -1,0 +1,189 @@
+//! Offboarding a user and lost mode: wipe, then revoke once the wipe has finished.
+
+use tracing::info;
+
+use super::audit::{CONTROLLER, admin_actor};
+use super::{App, AppError};
+use crate::core::{
+    Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, UserEmail, WipeScope,
+};
+
+/// Idempotency-key prefixes of wipes after which the device is revoked.
+const OFFBOARD: &str = "offboard:";
+const LOST: &str = "lost:";
+
+fn offboard_key(user: &UserEmail, device: DeviceId) -> String {
+    format!("{OFFBOARD}{user}:{device}")
+}
+
+/// Where one device of an offboarding stands.
+#[derive(Clone, Debug)]
+pub struct OffboardDevice {
+    pub device: Device,
+    /// `None` for a device revoked before the offboarding: it can receive no wipe.
+    pub command: Option<Command>,
+}
+
+impl OffboardDevice {
+    pub fn finished(&self) -> bool {
+        self.device.state == DeviceState::Revoked
+            && self.command.as_ref().is_none_or(|c| c.state.is_terminal())
+    }
+
+    pub fn succeeded(&self) -> bool {
+        self.command.as_ref().is_some_and(|c| {
+            c.state == CommandState::Succeeded && c.receipt.as_ref().is_some_and(|r| r.verified)
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct OffboardReport {
+    pub user: UserEmail,
+    pub devices: Vec<OffboardDevice>,
+    pub tokens_invalidated: u64,
+}
+
+impl OffboardReport {
+    pub fn complete(&self) -> bool {
+        self.devices.iter().all(OffboardDevice::finished)
+    }
+}
+
+impl App {
+    /// Starts (or repeats, issuing nothing twice) the offboarding of `user`.
+    pub async fn offboard_user(
+        &self,
+        actor: &Admin,
+        user: &str,
+        reason: &str,
+    ) -> Result<OffboardReport, AppError> {
+        let user: UserEmail = user
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(AppError::InvalidArgument(
+                "offboarding needs a reason (--reason TEXT)".into(),
+            ));
+        }
+        let devices = self.store.list_devices(Some(&user)).await?;
+        let tokens = self.store.expire_unused_tokens(&user, self.now()).await?;
+        if devices.is_empty() && tokens == 0 {
+            return Err(AppError::NotFound(format!(
+                "{user} has no devices and no enrollment tokens"
+            )));
+        }
+        self.audit(
+            &admin_actor(actor),
+            "user.offboard",
+            user.as_str(),
+            serde_json::json!({ "reason": reason, "devices": devices.len(), "tokens_invalidated": tokens }),
+        )
+        .await?;
+        for device in &devices {
+            let key = offboard_key(&user, device.id);
+            let pending = self.store.command_by_key(&key).await?.is_none();
+            if device.state == DeviceState::Active && pending {
+                let kind = CommandKind::Wipe {
+                    scope: WipeScope::Messaging,
+                };
+                self.issue_command(actor, &device.id.to_string(), kind, reason, &key)
+                    .await?;
+            }
+        }
+        info!(user = %user, devices = devices.len(), tokens, "offboarding started");
+        let mut report = self.offboard_report_for(&user).await?;
+        report.tokens_invalidated = tokens;
+        Ok(report)
+    }
+
+    pub async fn offboard_report(&self, user: &str) -> Result<OffboardReport, AppError> {
+        let user: UserEmail = user
+            .parse()
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        let report = self.offboard_report_for(&user).await?;
+        if report.devices.is_empty() {
+            return Err(AppError::NotFound(format!("{user} has no devices")));
+        }
+        Ok(report)
+    }
+
+    async fn offboard_report_for(&self, user: &UserEmail) -> Result<OffboardReport, AppError> {
+        let mut devices = Vec::new();
+        for device in self.store.list_devices(Some(user)).await? {
+            let command = self
+                .store
+                .command_by_key(&offboard_key(user, device.id))
+                .await?;
+            devices.push(OffboardDevice { device, command });
+        }
+        Ok(OffboardReport {
+            user: user.clone(),
+            devices,
+            tokens_invalidated: 0,
+        })
+    }
+
+    /// Lost mode: lock and messaging wipe now; revocation follows the wipe.
+    pub async fn mark_lost(
+        &self,
+        actor: &Admin,
+        device: &str,
+        reason: &str,
+    ) -> Result<(Command, Command), AppError> {
+        let reason = reason.trim();
+        if reason.is_empty() {
+            return Err(AppError::InvalidArgument(
+                "lost mode needs a reason (--reason TEXT)".into(),
+            ));
+        }
+        let device = self.get_device(device).await?;
+        if device.state == DeviceState::Revoked {
+            return Err(AppError::FailedPrecondition(format!(
+                "device {} is already revoked: it can receive no lock or wipe",
+                device.id
+            )));
+        }
+        let id = device.id.to_string();
+        self.audit(
+            &admin_actor(actor),
+            "device.lost",
+            &id,
+            serde_json::json!({ "reason": reason }),
+        )
+        .await?;
+        let lock = CommandKind::Lock {
+            message: "This device was reported lost.".into(),
+        };
+        let (lock, _) = self
+            .issue_command(actor, &id, lock, reason, &format!("{LOST}{id}:lock"))
+            .await?;
+        let wipe = CommandKind::Wipe {
+            scope: WipeScope::Messaging,
+        };
+        let (wipe, _) = self
+            .issue_command(actor, &id, wipe, reason, &format!("{LOST}{id}:wipe"))
+            .await?;
+        Ok((lock, wipe))
+    }
+
+    /// Called whenever a command reaches a terminal state: offboarding and lost-mode wipes
+    /// revoke their device once finished, whatever the outcome.
+    pub(super) async fn after_finish(&self, command: &Command) -> Result<(), AppError> {
+        let follows = command.idempotency_key.starts_with(OFFBOARD)
+            || command.idempotency_key.starts_with(LOST);
+        if follows
+            && matches!(command.kind, CommandKind::Wipe { .. })
+            && command.state.is_terminal()
+        {
+            self.revoke(
+                command.device_id,
+                CONTROLLER,
+                &format!("after wipe {} ({})", command.id, command.state),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+}

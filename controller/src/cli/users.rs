@@ -1,0 +1,217 @@
+//! `wardctl user …`
+
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+
+use clap::Subcommand;
+use serde::Serialize;
+use ward_proto::v1::{self, GetOffboardReportRequest, OffboardUserRequest};
+
+use super::ConnectArgs;
+use super::commands::state_name;
+use super::connect::admin_client;
+use super::error::{CliError, Exit};
+use super::output::{OutputFormat, print_json, table};
+use crate::core::Timestamp;
+
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Offboard a leaver: wipe the messaging data on every device of theirs, revoke each device
+    /// once its wipe has finished, and stop their unused enrollment tokens. Safe to run again:
+    /// nothing is issued twice
+    Offboard {
+        email: String,
+        /// Why (required; kept with every command for the audit)
+        #[arg(long)]
+        reason: String,
+        /// Wait until every device is finished (exit 0 all wiped with verified receipts,
+        /// 1 some wipe failed, 5 timed out with devices still pending)
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value = "5m", value_parser = super::parse_duration, requires = "wait", value_name = "DURATION")]
+        timeout: Duration,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+}
+
+#[derive(Serialize)]
+struct DeviceView {
+    id: String,
+    hostname: String,
+    /// The wipe's state, or "not-issued" for a device revoked before the offboarding.
+    state: &'static str,
+    receipt_verified: bool,
+    revoked: bool,
+    command_id: Option<String>,
+    issued_at: Option<String>,
+    finished_at: Option<String>,
+    failure_reason: Option<String>,
+}
+
+#[derive(Serialize)]
+struct ReportView {
+    user: String,
+    complete: bool,
+    tokens_invalidated: u32,
+    devices: Vec<DeviceView>,
+}
+
+fn time(ms: i64) -> Option<String> {
+    (ms != 0).then(|| Timestamp::from_unix_ms(ms).rfc3339())
+}
+
+impl ReportView {
+    fn new(r: v1::OffboardReport, tokens_invalidated: u32) -> Self {
+        Self {
+            user: r.user,
+            complete: r.complete,
+            tokens_invalidated,
+            devices: r
+                .devices
+                .into_iter()
+                .map(|d| DeviceView {
+                    state: if d.command_id.is_empty() {
+                        "not-issued"
+                    } else {
+                        state_name(d.state)
+                    },
+                    id: d.device_id,
+                    hostname: d.hostname,
+                    receipt_verified: d.receipt_verified,
+                    revoked: d.revoked,
+                    command_id: (!d.command_id.is_empty()).then_some(d.command_id),
+                    issued_at: time(d.created_at_unix_ms),
+                    finished_at: time(d.finished_at_unix_ms),
+                    failure_reason: (!d.failure_reason.is_empty()).then_some(d.failure_reason),
+                })
+                .collect(),
+        }
+    }
+
+    fn all_succeeded(&self) -> bool {
+        self.devices
+            .iter()
+            .all(|d| d.state == "succeeded" && d.receipt_verified)
+    }
+
+    fn pending(&self) -> Vec<&DeviceView> {
+        self.devices
+            .iter()
+            .filter(|d| !(d.revoked && d.finished_at.is_some() || d.state == "not-issued"))
+            .collect()
+    }
+
+    fn print(&self, output: OutputFormat) -> Result<(), CliError> {
+        if output == OutputFormat::Json {
+            return print_json(self);
+        }
+        let mut t = table(&[
+            "device", "hostname", "wipe", "receipt", "revoked", "finished",
+        ]);
+        for d in &self.devices {
+            t.add_row(vec![
+                d.id.clone(),
+                d.hostname.clone(),
+                d.state.to_owned(),
+                if d.receipt_verified {
+                    "verified".into()
+                } else {
+                    "-".into()
+                },
+                if d.revoked { "yes".into() } else { "no".into() },
+                d.finished_at.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        println!("{t}");
+        println!(
+            "{}: {} ({} unused enrollment tokens stopped)",
+            self.user,
+            if self.complete {
+                "complete"
+            } else {
+                "in progress"
+            },
+            self.tokens_invalidated
+        );
+        Ok(())
+    }
+}
+
+pub async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError> {
+    match cmd {
+        UserCommand::Offboard {
+            email,
+            reason,
+            wait,
+            timeout,
+            connect,
+        } => {
+            if reason.trim().is_empty() {
+                return Err(CliError::usage(
+                    "--reason must not be empty: say why the user is offboarded",
+                ));
+            }
+            let mut client = admin_client(&connect).await?;
+            let first = client
+                .offboard_user(OffboardUserRequest {
+                    user: email.clone(),
+                    reason,
+                })
+                .await?
+                .into_inner();
+            let tokens = first.tokens_invalidated;
+            let mut report = ReportView::new(first, tokens);
+            if !wait {
+                return report.print(output);
+            }
+            let start = Instant::now();
+            let live = std::io::stderr().is_terminal();
+            let mut last = usize::MAX;
+            while !report.complete {
+                let pending = report.pending().len();
+                if live && pending != last {
+                    eprintln!(
+                        "{:>7.1}s  {pending} of {} devices pending",
+                        start.elapsed().as_secs_f64(),
+                        report.devices.len()
+                    );
+                    last = pending;
+                }
+                if start.elapsed() >= timeout {
+                    report.print(output)?;
+                    let ids: Vec<&str> = report.pending().iter().map(|d| d.id.as_str()).collect();
+                    return Err(CliError::new(
+                        Exit::TimedOut,
+                        format!(
+                            "timed out after {}: {} device(s) still pending ({}); they are wiped when they next connect. Run the same command again to follow up",
+                            humantime::format_duration(timeout),
+                            ids.len(),
+                            ids.join(", ")
+                        ),
+                    ));
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let next = client
+                    .get_offboard_report(GetOffboardReportRequest {
+                        user: email.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                report = ReportView::new(next, tokens);
+            }
+            report.print(output)?;
+            if report.all_succeeded() {
+                Ok(())
+            } else {
+                Err(CliError::new(
+                    Exit::Failed,
+                    format!(
+                        "offboarding of {} finished, but not every device was wiped with a verified receipt",
+                        report.user
+                    ),
+                ))
+            }
+        }
+    }
+}
