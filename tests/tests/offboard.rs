@@ -209,3 +209,55 @@ fn lost_mode_locks_wipes_and_then_revokes() {
     let again = controller.ctl(&["device", "lost", &device.device_id, "--reason", "again"]);
     assert_eq!(again.status.code(), Some(2));
 }
+
+#[test]
+fn the_example_hr_script_offboards_a_csv_and_stops_at_the_first_failure() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = AgentFixture::enroll(&controller, tmp.path(), "s", "sam@hospital.org");
+    let _agent = device.run(&[]);
+    let hr = tmp.path().join("hr.pem");
+    json(&controller.ctl(&[
+        "admin",
+        "issue",
+        "hr",
+        "--role",
+        "offboarding",
+        "--out",
+        hr.to_str().unwrap(),
+        "--output",
+        "json",
+    ]));
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/hr-offboard.sh");
+    let run = |csv: &str| {
+        let file = tmp.path().join("leavers.csv");
+        std::fs::write(&file, csv).unwrap();
+        std::process::Command::new("bash")
+            .arg(&script)
+            .arg(&file)
+            .env("WARDCTL", ward_e2e::process::bin("wardctl"))
+            .env("WARD_SERVER", &controller.url)
+            .env("WARD_ADMIN_CERT", &hr)
+            .env("RECEIPTS_DIR", tmp.path().join("receipts"))
+            .env("OFFBOARD_TIMEOUT", "60s")
+            .output()
+            .unwrap()
+    };
+    let out = run("email,reason\nsam@hospital.org,\"Left 2026-11-30, ticket 4711\"\n");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let receipt: Value = serde_json::from_slice(
+        &std::fs::read(tmp.path().join("receipts/sam@hospital.org.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(receipt["complete"], true);
+    assert!(device.canary_files().is_empty());
+
+    let out = run("email,reason\nnobody@hospital.org,gone\nsam@hospital.org,again\n");
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("stopped at nobody@hospital.org"),
+        "{}",
+        stderr(&out)
+    );
+}

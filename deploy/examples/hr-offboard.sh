@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Offboard every leaver in a CSV file with Ward, one `wardctl user offboard` per person.
+#
+#   deploy/examples/hr-offboard.sh leavers.csv
+#
+# leavers.csv: a header line, then `email,reason` (the reason may contain commas if quoted
+# with double quotes; it is recorded with every wipe for the audit):
+#
+#   email,reason
+#   alice@hospital.example,"Left 2026-11-30, HR ticket 4711"
+#
+# Credentials: an admin bundle with the `offboarding` role (wardctl admin issue hr-script
+# --role offboarding --out hr.pem), passed in the environment:
+#   WARD_SERVER=https://ward.hospital.example:7443 WARD_ADMIN_CERT=/etc/ward/hr.pem
+#
+# Each run is safe to repeat: Ward issues nothing twice. The script stops at the first leaver
+# that is not fully offboarded, prints why, and exits with wardctl's code (1 a wipe failed,
+# 3 unknown user, 4 permission denied, 5 devices still offline). Receipts (JSON) are kept in
+# $RECEIPTS_DIR (default ./offboard-receipts).
+set -euo pipefail
+
+csv=${1:?usage: hr-offboard.sh leavers.csv}
+timeout=${OFFBOARD_TIMEOUT:-5m}
+receipts=${RECEIPTS_DIR:-./offboard-receipts}
+wardctl=${WARDCTL:-wardctl}
+
+command -v "$wardctl" >/dev/null || { echo "error: $wardctl not found on PATH" >&2; exit 2; }
+command -v jq >/dev/null || { echo "error: jq is required" >&2; exit 2; }
+[ -r "$csv" ] || { echo "error: cannot read $csv" >&2; exit 2; }
+mkdir -p "$receipts"
+
+done_count=0
+line_no=0
+while IFS= read -r line || [ -n "$line" ]; do
+  line_no=$((line_no + 1))
+  [ "$line_no" -eq 1 ] && continue          # header
+  [ -z "${line//[[:space:]]/}" ] && continue  # blank
+  email=${line%%,*}
+  reason=${line#*,}
+  reason=${reason#\"}; reason=${reason%\"}
+  email=$(printf '%s' "$email" | tr -d '[:space:]')
+  if [ -z "$email" ] || [ -z "$reason" ] || [ "$email" = "$line" ]; then
+    echo "error: line $line_no of $csv: expected email,reason" >&2
+    exit 2
+  fi
+
+  receipt="$receipts/$email.json"
+  echo "offboarding $email ..." >&2
+  set +e
+  "$wardctl" user offboard "$email" --reason "$reason" --wait --timeout "$timeout" --output json >"$receipt"
+  code=$?
+  set -e
+  if [ "$code" -ne 0 ]; then
+    echo "stopped at $email (line $line_no): wardctl exited $code" >&2
+    if [ -s "$receipt" ]; then
+      jq -r '.devices[] | "  \(.id) \(.hostname): wipe \(.state), receipt verified: \(.receipt_verified), revoked: \(.revoked)"' "$receipt" >&2 || true
+    fi
+    echo "$done_count leaver(s) completed before it; rerun after fixing the cause (nothing is issued twice)." >&2
+    exit "$code"
+  fi
+  devices=$(jq '.devices | length' "$receipt")
+  echo "  done: $devices device(s) wiped with verified receipts and revoked; receipt in $receipt" >&2
+  done_count=$((done_count + 1))
+done <"$csv"
+
+echo "all $done_count leaver(s) offboarded" >&2
