@@ -91,6 +91,17 @@ pub enum PemError {
     Missing(&'static str),
 }
 
+/// True when `key`'s public key is the one in the certificate `cert_der`.
+pub fn key_matches_certificate(key: &PrivateKeyDer, cert_der: &[u8]) -> bool {
+    use x509_parser::prelude::FromDer;
+    let Ok((_, cert)) = x509_parser::certificate::X509Certificate::from_der(cert_der) else {
+        return false;
+    };
+    key.key_pair()
+        .map(|pair| rcgen::PublicKeyData::subject_public_key_info(&pair) == cert.public_key().raw)
+        .unwrap_or(false)
+}
+
 /// Every CERTIFICATE block of a PEM document, in order, as DER.
 pub fn certificates_from_pem(text: &str) -> Result<Vec<Vec<u8>>, PemError> {
     let blocks = pem::parse_many(text).map_err(|_| PemError::Malformed)?;

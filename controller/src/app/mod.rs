@@ -483,6 +483,48 @@ impl App {
         Ok(())
     }
 
+    /// Issues a new certificate for an enrolled, active device (same identity, the CSR's key).
+    pub async fn renew(
+        &self,
+        device: DeviceId,
+        csr_der: &[u8],
+    ) -> Result<IssuedCertificate, AppError> {
+        let csr = VerifiedCsr::from_der(csr_der)
+            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        if self.is_being_retired(device).await? {
+            return Err(AppError::PermissionDenied(format!(
+                "device {device} is being offboarded or is in lost mode: its certificate is not renewed"
+            )));
+        }
+        let now = self.now();
+        let identity = Identity::Device(device.0);
+        let certificate = self
+            .ca
+            .issue_client(
+                &csr,
+                &identity,
+                now.to_datetime(),
+                self.config.device_cert_lifetime,
+            )
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        self.store
+            .record_renewal(
+                device,
+                &certificate_record(&certificate, &identity, now),
+                csr.public_key_der(),
+            )
+            .await?;
+        info!(device_id = %device, serial = %certificate.serial, not_after = %Timestamp::from_datetime(certificate.not_after), "certificate renewed");
+        self.audit(
+            &audit::device_actor(device),
+            "device.renew",
+            &device.to_string(),
+            serde_json::json!({ "certificate_serial": certificate.serial, "not_after": Timestamp::from_datetime(certificate.not_after).rfc3339() }),
+        )
+        .await?;
+        Ok(certificate)
+    }
+
     // ----- administration -----------------------------------------------------------------
 
     pub async fn list_devices(&self, user: Option<&str>) -> Result<Vec<Device>, AppError> {

@@ -168,6 +168,14 @@ impl App {
         Ok((lock, wipe))
     }
 
+    /// Whether the device is being offboarded or is in lost mode (renewal is refused).
+    pub async fn is_being_retired(&self, device: DeviceId) -> Result<bool, AppError> {
+        let commands = self.store.list_commands(Some(device), None).await?;
+        Ok(commands.iter().any(|c| {
+            c.idempotency_key.starts_with(OFFBOARD) || c.idempotency_key.starts_with(LOST)
+        }))
+    }
+
     /// Called whenever a command reaches a terminal state: offboarding and lost-mode wipes
     /// revoke their device once finished, whatever the outcome.
     pub(super) async fn after_finish(&self, command: &Command) -> Result<(), AppError> {

@@ -183,4 +183,16 @@ impl v1::agent_service_server::AgentService for AgentApi {
             state: command_state_to_wire(state) as i32,
         }))
     }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let device = self.device(&request).await?;
+        let certificate = self.app.renew(device, &request.get_ref().csr_der).await?;
+        Ok(Response::new(RenewResponse {
+            certificate_der: certificate.der,
+            ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
+        }))
+    }
 }

@@ -151,6 +151,14 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, StoreError>;
 
+    /// Records a renewed certificate (and possibly new key) for a device.
+    async fn record_renewal(
+        &self,
+        device: DeviceId,
+        certificate: &CertificateRecord,
+        public_key_der: &[u8],
+    ) -> Result<(), StoreError>;
+
     /// Serials of every revoked certificate that has not expired by `now`.
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
 

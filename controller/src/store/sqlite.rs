@@ -486,6 +486,29 @@ impl Store for SqliteStore {
         Ok(Some(serials))
     }
 
+    async fn record_renewal(
+        &self,
+        device: DeviceId,
+        certificate: &CertificateRecord,
+        public_key_der: &[u8],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        insert_certificate(&mut tx, certificate).await?;
+        sqlx::query(
+            "UPDATE devices SET certificate_serial = ?, certificate_expires_at = ?, public_key_der = ?
+             WHERE id = ?",
+        )
+        .bind(&certificate.serial)
+        .bind(certificate.not_after.unix_ms())
+        .bind(public_key_der)
+        .bind(device.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(())
+    }
+
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         sqlx::query_scalar(
             "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > ?",
