@@ -158,7 +158,7 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
             let dir = StateDir::new(state.state_dir);
             let enrolled = enroll(&dir, options).await?;
             eprintln!(
-                "Enrolled as device {} for {}; certificate valid until {}. Start the agent with `ward-agent run --state-dir {}`.",
+                "Enrolled as device {} for {}; certificate valid until {}. Start the agent with `ward-agent run --state-dir {} --messaging-dir DIR` (DIR: the messaging app's data directory).",
                 enrolled.device_id,
                 enrolled.user,
                 enrolled.certificate_expires_at,

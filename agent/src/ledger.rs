@@ -109,7 +109,15 @@ impl Ledger {
             if path.extension().and_then(|e| e.to_str()) != Some("json") {
                 continue;
             }
-            if let Some(entry) = self.get(id)? {
+            let entry = match self.get(id) {
+                Ok(entry) => entry,
+                Err(e) => {
+                    // One damaged file must not stop every other command from finishing.
+                    tracing::error!(error = %e, "skipping a damaged ledger entry");
+                    continue;
+                }
+            };
+            if let Some(entry) = entry {
                 let pending = match entry.status {
                     Status::Started => true,
                     Status::Finished { .. } => !entry.reported,

@@ -5,6 +5,7 @@ async fn gate() -> (tempfile::TempDir, Arc<Gate>) {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(tmp.path().join("messaging")).unwrap();
     let vault = Vault::open(
         &tmp.path().join("messaging"),
         &state,

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tracing::info;
-use ward_certs::files::{create_private_dir, replace_file};
+use ward_certs::files::replace_file;
 
 use crate::secrets::{SecretStore, SecretStoreKind, destroy_file};
 
@@ -44,6 +44,10 @@ pub struct WipeJournal {
 
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
+    #[error(
+        "messaging directory {0} does not exist: check --messaging-dir (the agent never creates it, so a typo cannot look like a successful wipe)"
+    )]
+    Missing(String),
     #[error("messaging directory {path}: {source}")]
     Io {
         path: String,
@@ -53,8 +57,6 @@ pub enum VaultError {
     Key(String),
     #[error("wipe journal {path} is damaged: {why}")]
     Journal { path: String, why: String },
-    #[error("a wipe for {0} is recorded as in progress; finish it first")]
-    Busy(String),
 }
 
 #[derive(Debug)]
@@ -80,7 +82,9 @@ impl Vault {
         kind: SecretStoreKind,
         device_id: &str,
     ) -> Result<Self, VaultError> {
-        create_private_dir(messaging_dir).map_err(|e| io(messaging_dir, e))?;
+        if !messaging_dir.is_dir() {
+            return Err(VaultError::Missing(messaging_dir.display().to_string()));
+        }
         let vault = Self {
             dir: messaging_dir.to_path_buf(),
             key: SecretStore::named(
@@ -163,7 +167,14 @@ impl Vault {
     ) -> Result<WipeJournal, VaultError> {
         let mut journal = match self.journal()? {
             Some(j) if j.cause == cause => j,
-            Some(j) if j.step != WipeStep::Done => return Err(VaultError::Busy(j.cause)),
+            // An earlier wipe stopped part-way (it failed, or its cause was the offline
+            // timer): this one takes it over and finishes the destruction.
+            Some(mut j) if j.step != WipeStep::Done => {
+                info!(previous = %j.cause, cause, "taking over an unfinished wipe");
+                j.cause = cause.to_owned();
+                self.write_journal(&j)?;
+                j
+            }
             // A new wipe (possibly after an earlier, finished one).
             _ => {
                 let j = WipeJournal {

@@ -104,12 +104,26 @@ async fn a_wipe_interrupted_after_any_step_completes_after_restart() {
 }
 
 #[tokio::test]
-async fn a_second_wipe_cannot_start_while_one_is_unfinished() {
+async fn a_new_wipe_takes_over_an_unfinished_one_and_finishes_it() {
     let f = fixture();
     let vault = open(&f).await;
     vault
-        .wipe_until("cmd-a", Some(WipeStep::Started))
+        .wipe_until("cmd-a", Some(WipeStep::KeyDestroyed))
         .await
         .unwrap();
-    assert!(matches!(vault.wipe("cmd-b").await, Err(VaultError::Busy(c)) if c == "cmd-a"));
+    let done = vault.wipe("cmd-b").await.unwrap();
+    assert_eq!((done.cause.as_str(), done.step), ("cmd-b", WipeStep::Done));
+    assert!(done.verified_empty);
+    assert!(files_with_canary(f.messaging.parent().unwrap()).is_empty());
+}
+
+#[tokio::test]
+async fn a_missing_messaging_directory_is_an_error_not_an_empty_wipe() {
+    let f = fixture();
+    let missing = f.messaging.with_file_name("typo");
+    let err = Vault::open(&missing, &f.state, SecretStoreKind::File, "dev")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, VaultError::Missing(_)));
+    assert!(!missing.exists());
 }

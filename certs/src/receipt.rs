@@ -55,6 +55,8 @@ pub enum ReceiptError {
     WrongDevice { expected: String, found: String },
     #[error("receipt does not state that the data key was destroyed")]
     KeyNotDestroyed,
+    #[error("receipt does not state that the messaging directory was verified empty")]
+    NotVerifiedEmpty,
 }
 
 /// Verifies a receipt against the device's public key and the command it claims to answer.
@@ -81,6 +83,9 @@ pub fn verify_receipt(
     }
     if !body.key_destroyed {
         return Err(ReceiptError::KeyNotDestroyed);
+    }
+    if !body.verified_empty {
+        return Err(ReceiptError::NotVerifiedEmpty);
     }
     Ok(body)
 }

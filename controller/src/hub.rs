@@ -10,9 +10,21 @@ use tokio::sync::watch;
 
 use crate::core::DeviceId;
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Hub {
     devices: Mutex<HashMap<DeviceId, watch::Sender<u64>>>,
+    /// Set when the controller shuts down: every open stream ends, so shutdown never waits
+    /// on agents that would otherwise keep their streams forever.
+    stopping: watch::Sender<bool>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self {
+            devices: Mutex::default(),
+            stopping: watch::channel(false).0,
+        }
+    }
 }
 
 impl Hub {
@@ -35,6 +47,16 @@ impl Hub {
                 tx.send_modify(|generation| *generation = generation.wrapping_add(1));
             }
         }
+    }
+
+    /// A receiver that turns true when the controller stops.
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
+    /// Ends every open stream.
+    pub fn stop(&self) {
+        self.stopping.send_replace(true);
     }
 
     /// How many devices have at least one open stream.

@@ -108,6 +108,16 @@ impl Daemon {
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
+
+    /// Sends SIGTERM, as systemd does on stop.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -TERM failed");
+    }
 }
 
 impl Drop for Daemon {
@@ -129,7 +139,7 @@ impl Drop for Daemon {
 pub struct ControllerProcess {
     pub data_dir: PathBuf,
     pub url: String,
-    _daemon: Daemon,
+    pub daemon: Daemon,
 }
 
 impl ControllerProcess {
@@ -171,7 +181,7 @@ impl ControllerProcess {
         Self {
             data_dir: data_dir.to_path_buf(),
             url: url.trim().to_owned(),
-            _daemon: daemon,
+            daemon,
         }
     }
 

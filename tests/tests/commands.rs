@@ -545,3 +545,47 @@ async fn a_command_delivered_twice_runs_once() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn an_oversized_or_garbled_failure_reason_is_cleaned_not_refused() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("pam@hospital.org").await;
+    let command = issue(&controller, &device.device_id, lock(), "", "long")
+        .await
+        .unwrap();
+    let mut agent = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    agent
+        .acknowledge(AcknowledgeRequest {
+            command_id: command.id.clone(),
+        })
+        .await
+        .unwrap();
+    let reason = format!("line one\nline two\u{1b}[31m{}", "é".repeat(3000));
+    let state = agent
+        .report_result(ReportResultRequest {
+            command_id: command.id.clone(),
+            succeeded: false,
+            failure_reason: reason,
+            receipt: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .state;
+    assert_eq!(state, CommandState::Failed as i32);
+    let shown = controller
+        .admin()
+        .await
+        .get_command(GetCommandRequest {
+            command_id: command.id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(shown.failure_reason.starts_with("line one line two"));
+    assert!(shown.failure_reason.len() <= 1000);
+    assert!(!shown.failure_reason.chars().any(char::is_control));
+}

@@ -254,6 +254,26 @@ fn full_wipe_runs_the_erase_hook_then_retires_the_agent() {
     assert!(!device.state_dir.exists());
 }
 
+#[test]
+fn the_controller_stops_promptly_on_sigterm_with_agents_connected() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = AgentFixture::enroll(&controller, tmp.path(), "t", "tia@hospital.org");
+    let _agent = device.run(&[]);
+    eventually_blocking("the agent to check in", DEADLINE, || {
+        controller
+            .devices()
+            .first()
+            .and_then(|d| (!d["last_seen"].is_null()).then_some(()))
+    });
+    controller.daemon.terminate();
+    eventually_blocking(
+        "wardctl serve to exit after SIGTERM",
+        Duration::from_secs(15),
+        || (!controller.daemon.is_running()).then_some(()),
+    );
+}
+
 /// stdout JSON of a command that exited non-zero on purpose.
 fn json_lenient(stdout: &[u8]) -> Value {
     serde_json::from_slice(stdout)

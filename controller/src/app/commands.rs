@@ -42,6 +42,19 @@ fn check_text(what: &str, text: &str) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Control characters become spaces; the text is cut to [`MAX_TEXT_LEN`] bytes on a character
+/// boundary.
+fn sanitize(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_TEXT_LEN));
+    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
+        if out.len() + c.len_utf8() > MAX_TEXT_LEN {
+            break;
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn check_idempotency_key(key: &str) -> Result<(), AppError> {
     let ok = !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic());
     if ok {
@@ -241,7 +254,9 @@ impl App {
                 command.id, command.state
             )));
         }
-        check_text("the failure reason", &result.failure_reason)?;
+        // A device's words are bounded and cleaned, never a reason to refuse its result: a
+        // refused result would leave the command unfinished forever.
+        let failure_reason = sanitize(&result.failure_reason);
         let mut receipt = None;
         let event = if let (true, CommandKind::Wipe { scope }) = (result.succeeded, &command.kind) {
             match self
@@ -265,7 +280,7 @@ impl App {
         } else if result.succeeded {
             Event::Succeeded
         } else {
-            let reason = result.failure_reason.trim();
+            let reason = failure_reason.trim();
             Event::Failed {
                 reason: if reason.is_empty() {
                     "the device reported a failure without a reason".into()

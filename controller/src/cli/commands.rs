@@ -241,9 +241,14 @@ pub async fn wait_for(
             return Err(CliError::new(
                 Exit::TimedOut,
                 format!(
-                    "timed out after {} waiting for command {id}; it is still {} (the device gets it when it next connects; `wardctl command show {id}` follows it)",
+                    "timed out after {} waiting for command {id}; it is still {} ({}; `wardctl command show {id}` follows it)",
                     humantime::format_duration(timeout),
-                    view.state
+                    view.state,
+                    if view.state == "acknowledged" {
+                        "the device is executing it and reports when done"
+                    } else {
+                        "the device gets it when it next connects"
+                    }
                 ),
             ));
         }

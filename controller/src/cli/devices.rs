@@ -222,6 +222,9 @@ async fn issue(
     args: IssueArgs,
     output: OutputFormat,
 ) -> Result<(), CliError> {
+    if args.wait && args.timeout.is_zero() {
+        return Err(CliError::usage("--timeout must be longer than 0s"));
+    }
     let mut client = admin_client(&args.connect).await?;
     let key = args
         .idempotency_key

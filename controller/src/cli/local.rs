@@ -170,6 +170,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     info!(revoked_certificates = revoked, "revocation list loaded");
     let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
         .map_err(|e| CliError::failed(e.to_string()))?;
+    let app_for_shutdown = app.clone();
     let server =
         crate::server::start(app, tls, listener).map_err(|e| CliError::failed(e.to_string()))?;
     let local_url = url_for(&local_host(local, &controller_name), local.port())?;
@@ -181,11 +182,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     );
 
     shutdown_signal().await;
-    info!("shutting down");
-    server
-        .shutdown()
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))
+    info!("shutting down: closing agent streams, finishing calls in flight (at most 10 s)");
+    app_for_shutdown.hub().stop();
+    match tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await {
+        Ok(result) => result.map_err(|e| CliError::failed(e.to_string())),
+        Err(_) => {
+            info!("calls still in flight after 10 s; stopping anyway");
+            Ok(())
+        }
+    }
 }
 
 /// `--hostname` names the server certificate when a data directory is created; on later

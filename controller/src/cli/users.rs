@@ -152,6 +152,9 @@ pub async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError>
                     "--reason must not be empty: say why the user is offboarded",
                 ));
             }
+            if wait && timeout.is_zero() {
+                return Err(CliError::usage("--timeout must be longer than 0s"));
+            }
             let mut client = admin_client(&connect).await?;
             let first = client
                 .offboard_user(OffboardUserRequest {

@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::Duration;
 
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 /// A point in time: milliseconds since the Unix epoch, UTC. What the store and the wire carry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -36,10 +35,14 @@ impl Timestamp {
         Self(self.0.saturating_add(ms))
     }
 
-    /// RFC 3339, UTC, e.g. `2026-11-24T02:31:53.123Z`.
+    /// RFC 3339, UTC, always with milliseconds (`2026-11-24T02:31:53.120Z`), so the text
+    /// sorts like the time.
     pub fn rfc3339(self) -> String {
+        const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+            "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+        );
         self.to_datetime()
-            .format(&Rfc3339)
+            .format(FORMAT)
             .unwrap_or_else(|_| self.0.to_string())
     }
 }

@@ -117,6 +117,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         let app = self.app.clone();
         // Subscribe before the first read, so a command committed in between still wakes us.
         let mut wake = app.hub().subscribe(device);
+        let mut stopping = app.hub().stopping();
         tokio::spawn(async move {
             debug!(device_id = %device, "command stream opened");
             let mut sent = HashSet::new();
@@ -137,6 +138,10 @@ impl v1::agent_service_server::AgentService for AgentApi {
                 }
                 tokio::select! {
                     () = tx.closed() => break,
+                    () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
+                        let _ = tx.send(Err(Status::unavailable("the controller is shutting down; reconnect"))).await;
+                        break;
+                    }
                     changed = wake.changed() => if changed.is_err() { break },
                     () = tokio::time::sleep(SWEEP_INTERVAL) => {}
                 }
