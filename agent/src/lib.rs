@@ -17,6 +17,7 @@ pub mod local_api;
 pub mod offline;
 pub mod platform;
 pub mod policy;
+pub mod renew;
 pub mod run;
 pub mod secrets;
 pub mod state;

@@ -44,21 +44,57 @@ pub struct RunOptions {
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
-/// Runs until `shutdown` completes.
+/// How a session ended.
+enum Session {
+    Stopped,
+    /// The certificate was renewed: start again with the new one.
+    Renewed,
+}
+
+/// Runs until `shutdown` completes (or a full wipe retires the agent).
 pub async fn run(
     dir: &StateDir,
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
-    let state = dir.load()?;
+    tokio::pin!(shutdown);
+    loop {
+        match session(dir, &options, shutdown.as_mut()).await? {
+            Session::Stopped => return Ok(()),
+            Session::Renewed => info!("restarting with the renewed certificate"),
+        }
+    }
+}
+
+async fn session(
+    dir: &StateDir,
+    options: &RunOptions,
+    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Result<Session, AgentError> {
+    let mut state = dir.load()?;
+    let key_store = SecretStore::new(state.secret_store, dir.key_file(), &state.device_id);
+    let key = key_store.get().await?;
+    crate::renew::recover(dir, &key);
     let certificate = dir.read_pem_certificates(&dir.certificate())?;
     let ca = dir.read_pem_certificates(&dir.ca())?;
-    let key = SecretStore::new(state.secret_store, dir.key_file(), &state.device_id)
-        .get()
-        .await?;
     let ca_der = ca
         .first()
         .ok_or_else(|| AgentError::Failed("ca.pem holds no certificate".into()))?;
+    let leaf = certificate
+        .first()
+        .ok_or_else(|| AgentError::Failed("device.pem holds no certificate".into()))?;
+    let (not_before, not_after) = crate::renew::validity(leaf)
+        .ok_or_else(|| AgentError::Failed("device.pem is not a valid certificate".into()))?;
+    if OffsetDateTime::now_utc() >= not_after {
+        return Err(AgentError::Usage(format!(
+            "the device certificate expired at {}: this device must be enrolled again (ward-agent enroll with a new token from `wardctl token create`)",
+            crate::rfc3339(not_after)
+        )));
+    }
+    if state.certificate_expires_at != crate::rfc3339(not_after) {
+        state.certificate_expires_at = crate::rfc3339(not_after);
+        dir.save(&state)?;
+    }
     let tls = ward_certs::tls::client_config(ca_der, Some((&certificate[..1], &key)))
         .map_err(|e| AgentError::Failed(e.to_string()))?;
     let servers = if options.servers.is_empty() {
@@ -69,7 +105,7 @@ pub async fn run(
                 .map_err(|e| AgentError::Failed(format!("state.json: {e}")))?,
         ]
     } else {
-        options.servers
+        options.servers.clone()
     };
     let vault = match &options.messaging_dir {
         Some(path) => Some(Arc::new(
@@ -105,6 +141,15 @@ pub async fn run(
         _ => None,
     };
     let link = Arc::new(Link::new(servers, tls));
+    let mut renewed = tokio::spawn(crate::renew::renewal_loop(
+        dir.clone(),
+        state.device_id.clone(),
+        key_store.clone(),
+        link.clone(),
+        ca_der.clone(),
+        not_before,
+        not_after,
+    ));
     let (work_tx, work_rx) = mpsc::channel(64);
     let platform = crate::platform::native();
     let retired = Arc::new(Notify::new());
@@ -143,18 +188,25 @@ pub async fn run(
         platform,
     );
 
-    tokio::pin!(shutdown);
-    tokio::select! {
-        () = &mut shutdown => info!("agent stopping"),
-        () = check_in => {}
-        () = retired.notified() => info!("agent retired by a full wipe; stopping"),
-    }
+    let outcome = tokio::select! {
+        () = shutdown => {
+            info!("agent stopping");
+            Session::Stopped
+        }
+        () = check_in => Session::Stopped,
+        () = retired.notified() => {
+            info!("agent retired by a full wipe; stopping");
+            Session::Stopped
+        }
+        _ = &mut renewed => Session::Renewed,
+    };
     stream_task.abort();
     executor_task.abort();
+    renewed.abort();
     if let Some(task) = local_api_task {
         task.abort();
     }
-    Ok(())
+    Ok(outcome)
 }
 
 async fn command_stream(

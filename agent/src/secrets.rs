@@ -141,6 +141,22 @@ impl SecretStore {
         }
     }
 
+    /// Replaces the private key (certificate renewal): atomically for a file, by overwriting
+    /// for a keyring entry (read back to be sure).
+    pub async fn replace(&self, key: &PrivateKeyDer) -> Result<(), SecretError> {
+        match self {
+            SecretStore::File { path } => {
+                ward_certs::files::replace_file(path, key.to_pem().as_bytes(), 0o600).map_err(
+                    |source| SecretError::FileWrite {
+                        path: path.display().to_string(),
+                        source,
+                    },
+                )
+            }
+            SecretStore::Keyring { .. } => self.put(key).await,
+        }
+    }
+
     /// Stores raw secret bytes (a data key); refuses to replace an existing file.
     pub async fn put_bytes(&self, secret: &[u8]) -> Result<(), SecretError> {
         match self {

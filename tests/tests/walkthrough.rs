@@ -47,10 +47,11 @@ fn enrolled_agent_checks_in_and_shows_in_device_list() {
         tmp.path().join("agent.log"),
     );
     let device = eventually_blocking("the device's first check-in", DEADLINE, || {
-        controller
-            .devices()
-            .into_iter()
-            .find(|d| d["user"] == "alice@hospital.org" && !d["last_seen"].is_null())
+        controller.devices().into_iter().find(|d| {
+            d["user"] == "alice@hospital.org"
+                && !d["last_seen"].is_null()
+                && !d["compliant"].is_null()
+        })
     });
     assert_eq!(device["state"], "active");
     // The built-in default policy requires nothing, so the first report is compliant.
