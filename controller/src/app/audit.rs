@@ -40,7 +40,15 @@ impl App {
         let ca = self.ca.clone();
         let sign =
             move |message: &[u8]| ward_certs::sign::sign(ca.key(), message).unwrap_or_default();
-        match self.store.append_audit(&event, self.now(), &sign).await {
+        let spki = self.ca.public_key_der();
+        let verify_head = move |message: &[u8], signature: &[u8]| {
+            ward_certs::sign::verify(&spki, message, signature).is_ok()
+        };
+        match self
+            .store
+            .append_audit(&event, self.now(), &sign, &verify_head)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 error!(error = %e, action, target, "cannot write the audit log");

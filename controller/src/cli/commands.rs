@@ -220,6 +220,9 @@ pub async fn wait_for(
     let start = Instant::now();
     let live = std::io::stderr().is_terminal();
     let mut last_state = "";
+    // Quick at first (a wipe of an online device takes milliseconds), then gentler: every
+    // poll is an audited call.
+    let mut pause = Duration::from_millis(25);
     loop {
         let view: CommandView = client
             .get_command(GetCommandRequest {
@@ -252,7 +255,8 @@ pub async fn wait_for(
                 ),
             ));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(1));
     }
 }
 

@@ -171,6 +171,7 @@ pub async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError>
             let start = Instant::now();
             let live = std::io::stderr().is_terminal();
             let mut last = usize::MAX;
+            let mut pause = Duration::from_millis(100);
             while !report.complete {
                 let pending = report.pending().len();
                 if live && pending != last {
@@ -194,7 +195,8 @@ pub async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError>
                         ),
                     ));
                 }
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
                 let next = client
                     .get_offboard_report(GetOffboardReportRequest {
                         user: email.clone(),

@@ -38,6 +38,26 @@ impl AdminApi {
         self.app.authorize(&admin, permission).await?;
         Ok(admin)
     }
+
+    /// For read-only calls: the admin, with the call recorded in the audit log (changes
+    /// record their own entries; refusals are recorded by `authorize`).
+    async fn reader<T>(
+        &self,
+        request: &Request<T>,
+        call: &str,
+        target: &str,
+    ) -> Result<Admin, Status> {
+        let admin = self.admin(request, Permission::Read).await?;
+        self.app
+            .audit(
+                &crate::app::audit::admin_actor(&admin),
+                "read",
+                call,
+                serde_json::json!({ "target": target }),
+            )
+            .await?;
+        Ok(admin)
+    }
 }
 
 #[tonic::async_trait]
@@ -65,7 +85,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "list_devices", "").await?;
         let req = request.into_inner();
         let user = (!req.user.is_empty()).then_some(req.user.as_str());
         let mut devices = self.app.list_devices(user).await?;
@@ -92,7 +112,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetDeviceRequest>,
     ) -> Result<Response<Device>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "get_device", "").await?;
         let device = self.app.get_device(&request.get_ref().device_id).await?;
         Ok(Response::new(device_to_wire(&device)))
     }
@@ -125,7 +145,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListAdminsRequest>,
     ) -> Result<Response<ListAdminsResponse>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "list_admins", "").await?;
         let admins = self.app.list_admins().await?;
         Ok(Response::new(ListAdminsResponse {
             admins: admins.iter().map(admin_to_wire).collect(),
@@ -165,7 +185,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListCommandsRequest>,
     ) -> Result<Response<ListCommandsResponse>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "list_commands", "").await?;
         let req = request.into_inner();
         let state = command_state_from_wire(req.state)?;
         let device = (!req.device_id.is_empty()).then_some(req.device_id.as_str());
@@ -179,7 +199,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "get_command", "").await?;
         let command = self.app.get_command(&request.get_ref().command_id).await?;
         Ok(Response::new(command_to_wire(&command)))
     }
@@ -200,7 +220,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "get_policy", "").await?;
         let user = &request.get_ref().user;
         let policy = self
             .app
@@ -251,7 +271,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListAuditRequest>,
     ) -> Result<Response<ListAuditResponse>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "list_audit", "").await?;
         let req = request.into_inner();
         let filter = crate::store::AuditFilter {
             since: (req.since_unix_ms != 0)
@@ -281,7 +301,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<VerifyAuditRequest>,
     ) -> Result<Response<VerifyAuditResponse>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "verify_audit", "").await?;
         let v = self.app.audit_verify().await?;
         Ok(Response::new(VerifyAuditResponse {
             ok: v.ok,
@@ -310,7 +330,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetOffboardReportRequest>,
     ) -> Result<Response<OffboardReport>, Status> {
-        self.admin(&request, Permission::Read).await?;
+        self.reader(&request, "get_offboard_report", "").await?;
         let report = self.app.offboard_report(&request.get_ref().user).await?;
         Ok(Response::new(super::convert::offboard_report_to_wire(
             &report,

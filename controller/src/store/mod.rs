@@ -17,6 +17,9 @@ use ward_certs::AdminName;
 /// Signs the audit head's message (the controller's key).
 pub type HeadSigner<'a> = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'a;
 
+/// Checks a head signature (message, signature) against the controller's key.
+pub type HeadVerifier<'a> = dyn Fn(&[u8], &[u8]) -> bool + Send + Sync + 'a;
+
 /// Which audit entries to list.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
@@ -177,6 +180,7 @@ pub trait Store: Send + Sync + 'static {
         event: &crate::core::audit::AuditEvent,
         at: Timestamp,
         sign: &HeadSigner<'_>,
+        verify_head: &HeadVerifier<'_>,
     ) -> Result<crate::core::audit::AuditEntry, StoreError>;
 
     async fn list_audit(

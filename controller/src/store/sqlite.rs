@@ -443,8 +443,9 @@ impl Store for SqliteStore {
         event: &crate::core::audit::AuditEvent,
         at: Timestamp,
         sign: &crate::store::HeadSigner<'_>,
+        verify_head: &crate::store::HeadVerifier<'_>,
     ) -> Result<crate::core::audit::AuditEntry, StoreError> {
-        audit::append(&self.pool, event, at, sign).await
+        audit::append(&self.pool, event, at, sign, verify_head).await
     }
 
     async fn list_audit(

@@ -6,7 +6,7 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use super::{corrupt, db};
 use crate::core::Timestamp;
 use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, entry_hash, head_message};
-use crate::store::{AuditFilter, HeadSigner, StoreError};
+use crate::store::{AuditFilter, HeadSigner, HeadVerifier, StoreError};
 
 fn from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
     let seq: i64 = row.try_get("seq").map_err(db)?;
@@ -27,6 +27,7 @@ pub async fn append(
     event: &AuditEvent,
     at: Timestamp,
     sign: &HeadSigner<'_>,
+    verify_head: &HeadVerifier<'_>,
 ) -> Result<AuditEntry, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
     // Write first: this takes SQLite's write lock, so no other append reads the same tail.
@@ -34,17 +35,21 @@ pub async fn append(
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+    // The signed head, not the table's last row, says where the chain ends: an entry appended
+    // after rows were cut from the end still leaves the gap for `verify` to find.
+    let (head_seq, head_hash, head_signature): (i64, String, Vec<u8>) =
+        sqlx::query_as("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
             .await
             .map_err(db)?;
-    let (seq, prev_hash) = match last {
-        Some((seq, hash)) => (
-            u64::try_from(seq).map_err(|_| corrupt("negative audit seq"))? + 1,
-            hash,
-        ),
-        None => (1, GENESIS.to_owned()),
+    let head_seq = u64::try_from(head_seq).map_err(|_| corrupt("negative audit head"))?;
+    // A head the controller did not sign is never re-signed: the entry is still kept (nothing
+    // is lost), but `verify` keeps reporting the tampering until someone looks.
+    let head_trusted =
+        head_seq == 0 || verify_head(&head_message(head_seq, &head_hash), &head_signature);
+    let (seq, prev_hash) = match head_seq {
+        0 => (1, GENESIS.to_owned()),
+        n => (n + 1, head_hash),
     };
     let details = event.details.to_string();
     let hash = entry_hash(
@@ -72,14 +77,21 @@ pub async fn append(
     .execute(&mut *tx)
     .await
     .map_err(db)?;
-    let signature = sign(&head_message(seq, &hash));
-    sqlx::query("UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1")
-        .bind(seq_db)
-        .bind(&hash)
-        .bind(signature)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
+    if head_trusted {
+        let signature = sign(&head_message(seq, &hash));
+        sqlx::query("UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1")
+            .bind(seq_db)
+            .bind(&hash)
+            .bind(signature)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    } else {
+        tracing::error!(
+            seq,
+            "the audit head's signature does not verify: not re-signing it; run wardctl audit verify"
+        );
+    }
     tx.commit().await.map_err(db)?;
     Ok(AuditEntry {
         seq,
