@@ -163,18 +163,22 @@ impl Executor {
         let now = crate::now_rfc3339();
         if !ack.proceed {
             let state = crate::executor::state_name(ack.state);
-            info!(command_id = %id, state, "controller says not to run this command");
-            let entry = Entry {
-                command_id: id,
-                action: action.unwrap_or(Action::Unlock),
-                status: Status::Refused {
-                    state: state.into(),
-                },
-                reported: true,
-                updated_at: now,
-            };
-            if let Err(e) = self.ledger.put(&entry) {
-                error!(error = %e, "cannot write the command ledger");
+            info!(command_id = %id, state, "controller says not to run this command now");
+            // Only a final answer is remembered; anything else (e.g. awaiting approval) is
+            // asked again when the command is delivered again.
+            if matches!(state, "succeeded" | "failed" | "cancelled" | "expired") {
+                let entry = Entry {
+                    command_id: id,
+                    action: action.unwrap_or(Action::Unlock),
+                    status: Status::Refused {
+                        state: state.into(),
+                    },
+                    reported: true,
+                    updated_at: now,
+                };
+                if let Err(e) = self.ledger.put(&entry) {
+                    error!(error = %e, "cannot write the command ledger");
+                }
             }
             return;
         }
@@ -467,6 +471,7 @@ async fn run_hook(hook: &std::path::Path, id: &str, device_id: &str) -> Result<S
 
 pub fn state_name(state: i32) -> &'static str {
     match v1::CommandState::try_from(state) {
+        Ok(v1::CommandState::AwaitingApproval) => "awaiting_approval",
         Ok(v1::CommandState::Queued) => "queued",
         Ok(v1::CommandState::Delivered) => "delivered",
         Ok(v1::CommandState::Acknowledged) => "acknowledged",

@@ -39,6 +39,11 @@ pub struct EnrolledDevice {
 
 impl TestController {
     pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    /// Starts with the configuration adjusted by `adjust` (e.g. requiring approval).
+    pub async fn start_with(adjust: impl FnOnce(&mut AppConfig)) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::new(dir.path().join("data"));
         data.init(&[], &"admin".parse().unwrap(), &SystemClock)
@@ -53,11 +58,13 @@ impl TestController {
         let url: ServerUrl = format!("https://127.0.0.1:{}", addr.port())
             .parse()
             .unwrap();
+        let mut config = AppConfig::with_public_url(url.to_string());
+        adjust(&mut config);
         let app = App::new(
             Arc::new(store.clone()),
             ca.clone(),
             Arc::new(clock.clone()),
-            AppConfig::with_public_url(url.to_string()),
+            config,
         );
         app.load_revocations().await.unwrap();
         let tls =

@@ -77,6 +77,27 @@ impl App {
         reason: &str,
         idempotency_key: &str,
     ) -> Result<(Command, bool), AppError> {
+        let full = matches!(
+            kind,
+            CommandKind::Wipe {
+                scope: WipeScope::Full
+            }
+        );
+        let approval = full && self.config.approval_threshold.is_some();
+        self.issue_command_with(actor, device, kind, reason, idempotency_key, approval)
+            .await
+    }
+
+    /// [`App::issue_command`], with whether a second admin must approve it first.
+    pub(super) async fn issue_command_with(
+        &self,
+        actor: &Admin,
+        device: &str,
+        kind: CommandKind,
+        reason: &str,
+        idempotency_key: &str,
+        needs_approval: bool,
+    ) -> Result<(Command, bool), AppError> {
         let device_id = self.get_device(device).await?.id;
         let reason = reason.trim();
         check_text("the reason", reason)?;
@@ -95,7 +116,11 @@ impl App {
             id: CommandId::new_random(),
             device_id,
             kind,
-            state: CommandState::Queued,
+            state: if needs_approval {
+                CommandState::AwaitingApproval
+            } else {
+                CommandState::Queued
+            },
             reason: reason.to_owned(),
             failure_reason: None,
             idempotency_key: idempotency_key.to_owned(),
@@ -107,6 +132,7 @@ impl App {
             finished_at: None,
             deliveries: 0,
             receipt: None,
+            approved_by: None,
         };
         let (stored, created) = self.store.insert_command(&command).await?;
         if !created {
@@ -135,6 +161,35 @@ impl App {
         .await?;
         self.hub.wake(device_id);
         Ok((stored, true))
+    }
+
+    /// A second admin releases a command that awaits approval.
+    pub async fn approve_command(&self, actor: &Admin, id: &str) -> Result<Command, AppError> {
+        let command = self.get_command(id).await?;
+        if command.state != CommandState::AwaitingApproval {
+            return Err(AppError::FailedPrecondition(format!(
+                "command {} is {}; only commands awaiting approval can be approved",
+                command.id, command.state
+            )));
+        }
+        if command.created_by == actor.name.as_str() {
+            return Err(AppError::PermissionDenied(format!(
+                "admin {} issued command {}: a second admin must approve it",
+                actor.name, command.id
+            )));
+        }
+        let approved = self
+            .transition(
+                command.id,
+                &Event::Approved {
+                    by: actor.name.to_string(),
+                },
+                &admin_actor(actor),
+            )
+            .await?;
+        info!(command_id = %approved.id, approved_by = %actor.name, "command approved");
+        self.hub.wake(approved.device_id);
+        Ok(approved)
     }
 
     pub async fn get_command(&self, id: &str) -> Result<Command, AppError> {

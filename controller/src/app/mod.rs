@@ -31,6 +31,9 @@ pub struct AppConfig {
     pub token_default_ttl: Duration,
     /// The URL devices enroll against, printed in `token create`'s enroll line.
     pub public_url: String,
+    /// When set, full wipes, and offboardings of more than this many devices, wait for a
+    /// second admin's approval.
+    pub approval_threshold: Option<usize>,
 }
 
 impl AppConfig {
@@ -41,6 +44,7 @@ impl AppConfig {
             checkin_interval: Duration::from_secs(60),
             token_default_ttl: TOKEN_DEFAULT_TTL,
             public_url,
+            approval_threshold: None,
         }
     }
 }

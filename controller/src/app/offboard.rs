@@ -81,6 +81,10 @@ impl App {
             serde_json::json!({ "reason": reason, "devices": devices.len(), "tokens_invalidated": tokens }),
         )
         .await?;
+        let needs_approval = self
+            .config
+            .approval_threshold
+            .is_some_and(|limit| devices.len() > limit);
         for device in &devices {
             let key = offboard_key(&user, device.id);
             let pending = self.store.command_by_key(&key).await?.is_none();
@@ -88,8 +92,15 @@ impl App {
                 let kind = CommandKind::Wipe {
                     scope: WipeScope::Messaging,
                 };
-                self.issue_command(actor, &device.id.to_string(), kind, reason, &key)
-                    .await?;
+                self.issue_command_with(
+                    actor,
+                    &device.id.to_string(),
+                    kind,
+                    reason,
+                    &key,
+                    needs_approval,
+                )
+                .await?;
             }
         }
         info!(user = %user, devices = devices.len(), tokens, "offboarding started");

@@ -33,12 +33,21 @@ pub enum CommandCommand {
     },
     /// Show one command, with its wipe receipt and whether it verified
     Show {
+        /// Command id (a UUID, as `command list` shows)
+        id: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Approve a command another admin issued that awaits a second admin (serve --require-approval)
+    Approve {
+        /// Command id
         id: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Cancel a command the device has not started yet
     Cancel {
+        /// Command id
         id: String,
         #[command(flatten)]
         connect: ConnectArgs,
@@ -63,6 +72,8 @@ pub struct CommandView {
     pub finished_at: Option<String>,
     pub deliveries: u32,
     pub receipt: Option<ReceiptView>,
+    /// The second admin who approved it, where approval was required.
+    pub approved_by: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -86,6 +97,7 @@ fn non_empty(s: String) -> Option<String> {
 
 pub fn state_name(state: i32) -> &'static str {
     match v1::CommandState::try_from(state) {
+        Ok(v1::CommandState::AwaitingApproval) => "awaiting_approval",
         Ok(v1::CommandState::Queued) => "queued",
         Ok(v1::CommandState::Delivered) => "delivered",
         Ok(v1::CommandState::Acknowledged) => "acknowledged",
@@ -109,6 +121,7 @@ impl From<v1::Command> for CommandView {
             reason: c.reason,
             failure_reason: non_empty(c.failure_reason),
             created_by: c.created_by,
+            approved_by: non_empty(c.approved_by),
             created_at: Timestamp::from_unix_ms(c.created_at_unix_ms).rfc3339(),
             delivered_at: time(c.delivered_at_unix_ms),
             acknowledged_at: time(c.acknowledged_at_unix_ms),
@@ -249,6 +262,8 @@ pub async fn wait_for(
                     view.state,
                     if view.state == "acknowledged" {
                         "the device is executing it and reports when done"
+                    } else if view.state == "awaiting_approval" {
+                        "a second admin must approve it: wardctl command approve ID"
                     } else {
                         "the device gets it when it next connects"
                     }
@@ -314,6 +329,15 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
             let mut client = admin_client(&connect).await?;
             let view: CommandView = client
                 .get_command(GetCommandRequest { command_id: id })
+                .await?
+                .into_inner()
+                .into();
+            print_command(&view, output)
+        }
+        CommandCommand::Approve { id, connect } => {
+            let mut client = admin_client(&connect).await?;
+            let view: CommandView = client
+                .approve_command(v1::ApproveCommandRequest { command_id: id })
                 .await?
                 .into_inner()
                 .into();

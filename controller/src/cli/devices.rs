@@ -36,12 +36,14 @@ pub enum DeviceCommand {
     },
     /// Revoke a device: its certificate is refused at once, at the TLS handshake and on every call
     Revoke {
+        /// Device id
         device: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Lost mode: lock the device, wipe its messaging data, then revoke it once the wipe has finished
     Lost {
+        /// Device id
         device: String,
         /// Why (required)
         #[arg(long)]
@@ -51,6 +53,7 @@ pub enum DeviceCommand {
     },
     /// Lock the device's screen
     Lock {
+        /// Device id
         device: String,
         /// Text for the lock screen, where the platform can show one
         #[arg(long, default_value = "")]
@@ -60,12 +63,14 @@ pub enum DeviceCommand {
     },
     /// Unlock the device's screen sessions
     Unlock {
+        /// Device id
         device: String,
         #[command(flatten)]
         issue: IssueArgs,
     },
     /// Wipe the messaging data (crypto-erase), or the whole device
     Wipe {
+        /// Device id
         device: String,
         /// What to wipe
         #[arg(long, value_parser = ["messaging", "full"])]

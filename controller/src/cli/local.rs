@@ -51,6 +51,18 @@ pub struct ServeArgs {
     /// Lifetime of device certificates
     #[arg(long, default_value = "7d", value_parser = super::parse_duration, value_name = "DURATION")]
     device_cert_lifetime: Duration,
+    /// Require a second admin's `wardctl command approve` for full wipes and for offboardings
+    /// of more than --approval-threshold devices
+    #[arg(long)]
+    require_approval: bool,
+    /// With --require-approval: offboardings of more devices than this need approval
+    #[arg(
+        long,
+        default_value_t = 10,
+        requires = "require_approval",
+        value_name = "N"
+    )]
+    approval_threshold: usize,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -155,6 +167,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let config = AppConfig {
         checkin_interval: args.checkin_interval,
         device_cert_lifetime: args.device_cert_lifetime,
+        approval_threshold: args.require_approval.then_some(args.approval_threshold),
         ..AppConfig::with_public_url(public_url.clone())
     };
     let app = Arc::new(App::new(

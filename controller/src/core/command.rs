@@ -98,6 +98,8 @@ pub const MAX_TEXT_LEN: usize = 1000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CommandState {
+    /// Issued where a second admin must approve it first (full wipes, large offboardings).
+    AwaitingApproval,
     Queued,
     Delivered,
     Acknowledged,
@@ -108,7 +110,8 @@ pub enum CommandState {
 }
 
 impl CommandState {
-    pub const ALL: [CommandState; 7] = [
+    pub const ALL: [CommandState; 8] = [
+        CommandState::AwaitingApproval,
         CommandState::Queued,
         CommandState::Delivered,
         CommandState::Acknowledged,
@@ -120,6 +123,7 @@ impl CommandState {
 
     pub fn as_str(self) -> &'static str {
         match self {
+            CommandState::AwaitingApproval => "awaiting_approval",
             CommandState::Queued => "queued",
             CommandState::Delivered => "delivered",
             CommandState::Acknowledged => "acknowledged",
@@ -165,6 +169,10 @@ impl fmt::Display for CommandState {
 /// What can happen to a command.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A second admin released it.
+    Approved {
+        by: String,
+    },
     /// Sent to the device (on its stream or in a check-in answer).
     Delivered,
     /// The device asked to execute it.
@@ -210,6 +218,7 @@ pub struct Command {
     pub finished_at: Option<Timestamp>,
     pub deliveries: u32,
     pub receipt: Option<Receipt>,
+    pub approved_by: Option<String>,
 }
 
 /// A wipe receipt as the device sent it, and what the controller made of it.
@@ -232,6 +241,11 @@ impl Command {
         };
         let mut next = self.clone();
         match (event, self.state) {
+            (Event::Approved { by }, AwaitingApproval) => {
+                next.state = Queued;
+                next.approved_by = Some(by.clone());
+            }
+            (Event::Approved { .. }, _) => return Err(illegal("approved")),
             // Redelivery of an unfinished command is bookkeeping, not a state change.
             (Event::Delivered, Queued) => {
                 next.state = Delivered;
@@ -259,7 +273,7 @@ impl Command {
                 next.finished_at = Some(now);
             }
             (Event::Failed { .. }, _) => return Err(illegal("failed")),
-            (Event::Cancelled, Queued | Delivered) => {
+            (Event::Cancelled, AwaitingApproval | Queued | Delivered) => {
                 next.state = Cancelled;
                 next.finished_at = Some(now);
             }

@@ -21,11 +21,13 @@ fn command(deadline: Option<Timestamp>) -> Command {
         finished_at: None,
         deliveries: 0,
         receipt: None,
+        approved_by: None,
     }
 }
 
 fn event() -> impl Strategy<Value = Event> {
     prop_oneof![
+        "[a-z]{1,8}".prop_map(|by| Event::Approved { by }),
         Just(Event::Delivered),
         Just(Event::Acknowledged),
         Just(Event::Succeeded),
@@ -41,7 +43,8 @@ fn allowed(from: CommandState, to: CommandState) -> bool {
     from == to
         || matches!(
             (from, to),
-            (Queued, Delivered)
+            (AwaitingApproval, Queued | Cancelled)
+                | (Queued, Delivered)
                 | (Queued | Delivered, Acknowledged)
                 | (Acknowledged, Succeeded | Failed)
                 | (Queued | Delivered, Cancelled)
@@ -54,8 +57,12 @@ proptest! {
     fn any_event_sequence_follows_only_legal_edges(
         events in proptest::collection::vec(event(), 0..20),
         with_deadline in any::<bool>(),
+        awaiting in any::<bool>(),
     ) {
         let mut cmd = command(with_deadline.then(|| Timestamp::from_unix_ms(5)));
+        if awaiting {
+            cmd.state = CommandState::AwaitingApproval;
+        }
         for (i, e) in events.iter().enumerate() {
             let now = Timestamp::from_unix_ms(i as i64);
             if let Ok(next) = cmd.apply(e, now) {

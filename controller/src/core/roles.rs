@@ -24,6 +24,8 @@ pub enum Permission {
     Revoke,
     /// Offboard a user: messaging wipe and revocation of all their devices.
     Offboard,
+    /// Approve another admin's command (second-admin rule).
+    Approve,
 }
 
 impl Permission {
@@ -39,6 +41,7 @@ impl Permission {
             Permission::Admins => "manage admins",
             Permission::Revoke => "revoke devices",
             Permission::Offboard => "offboard users",
+            Permission::Approve => "approve commands",
         }
     }
 
@@ -54,7 +57,8 @@ impl Permission {
             | Permission::Cancel
             | Permission::Policy
             | Permission::Admins
-            | Permission::Revoke => &[Admin],
+            | Permission::Revoke
+            | Permission::Approve => &[Admin],
         }
     }
 }
@@ -83,6 +87,7 @@ mod tests {
             Admins,
             Revoke,
             Offboard,
+            Approve,
         ];
         assert!(all.iter().all(|p| AdminRole::Admin.allows(*p)));
         let helpdesk: Vec<_> = all

@@ -352,4 +352,16 @@ impl v1::admin_service_server::AdminService for AdminApi {
             wipe: Some(command_to_wire(&wipe)),
         }))
     }
+
+    async fn approve_command(
+        &self,
+        request: Request<ApproveCommandRequest>,
+    ) -> Result<Response<Command>, Status> {
+        let actor = self.admin(&request, Permission::Approve).await?;
+        let command = self
+            .app
+            .approve_command(&actor, &request.get_ref().command_id)
+            .await?;
+        Ok(Response::new(command_to_wire(&command)))
+    }
 }

@@ -111,6 +111,7 @@ pub fn optional_seconds(seconds: u64) -> Option<std::time::Duration> {
 
 pub fn command_state_to_wire(state: CommandState) -> v1::CommandState {
     match state {
+        CommandState::AwaitingApproval => v1::CommandState::AwaitingApproval,
         CommandState::Queued => v1::CommandState::Queued,
         CommandState::Delivered => v1::CommandState::Delivered,
         CommandState::Acknowledged => v1::CommandState::Acknowledged,
@@ -125,6 +126,7 @@ pub fn command_state_to_wire(state: CommandState) -> v1::CommandState {
 pub fn command_state_from_wire(state: i32) -> Result<Option<CommandState>, Status> {
     Ok(Some(match v1::CommandState::try_from(state) {
         Ok(v1::CommandState::Unspecified) => return Ok(None),
+        Ok(v1::CommandState::AwaitingApproval) => CommandState::AwaitingApproval,
         Ok(v1::CommandState::Queued) => CommandState::Queued,
         Ok(v1::CommandState::Delivered) => CommandState::Delivered,
         Ok(v1::CommandState::Acknowledged) => CommandState::Acknowledged,
@@ -222,6 +224,7 @@ pub fn command_to_wire(c: &Command) -> v1::Command {
             signature: r.signature.clone(),
             verification_error: r.error.clone().unwrap_or_default(),
         }),
+        approved_by: c.approved_by.clone().unwrap_or_default(),
     }
 }
 

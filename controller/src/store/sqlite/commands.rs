@@ -64,6 +64,7 @@ fn from_row(row: &SqliteRow) -> Result<Command, StoreError> {
         finished_at: time(row, "finished_at")?,
         deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
         receipt,
+        approved_by: row.try_get("approved_by").map_err(db)?,
     })
 }
 
@@ -173,7 +174,7 @@ pub async fn update(
     let result = sqlx::query(
         "UPDATE commands SET state = ?, failure_reason = ?, delivered_at = ?, acknowledged_at = ?,
              finished_at = ?, deliveries = ?, receipt_body = ?, receipt_signature = ?,
-             receipt_verified = ?, receipt_error = ?
+             receipt_verified = ?, receipt_error = ?, approved_by = ?
          WHERE id = ? AND state = ?",
     )
     .bind(c.state.as_str())
@@ -186,6 +187,7 @@ pub async fn update(
     .bind(receipt.map(|r| r.signature.clone()))
     .bind(receipt.map(|r| r.verified))
     .bind(receipt.and_then(|r| r.error.clone()))
+    .bind(&c.approved_by)
     .bind(c.id.to_string())
     .bind(expected.as_str())
     .execute(pool)

@@ -1,0 +1,153 @@
+//! The second-admin rule (`serve --require-approval`): full wipes and large offboardings wait
+//! for another admin, are not delivered meanwhile, and the issuer cannot approve their own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tonic::Code;
+use ward_e2e::inprocess::TestController;
+use ward_proto::v1::issue_command_request::Action;
+use ward_proto::v1::*;
+
+async fn controller() -> TestController {
+    TestController::start_with(|c| c.approval_threshold = Some(1)).await
+}
+
+#[tokio::test]
+async fn a_full_wipe_waits_for_a_second_admin() {
+    let controller = controller().await;
+    let device = controller.enroll("zoe@hospital.org").await;
+    let wipe = controller
+        .admin()
+        .await
+        .issue_command(IssueCommandRequest {
+            device_id: device.device_id.clone(),
+            action: Some(Action::Wipe(WipeAction {
+                scope: WipeScope::Full as i32,
+            })),
+            reason: "disposal".into(),
+            idempotency_key: "full-1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(wipe.state, CommandState::AwaitingApproval as i32);
+
+    // Not handed to the device while it waits.
+    let mut agent = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    assert!(
+        agent
+            .check_in(CheckInRequest::default())
+            .await
+            .unwrap()
+            .into_inner()
+            .pending_commands
+            .is_empty()
+    );
+    let ack = agent
+        .acknowledge(AcknowledgeRequest {
+            command_id: wipe.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!ack.proceed, "a command awaiting approval must not run");
+
+    // The issuer may not approve it; nor may a helpdesk admin.
+    let err = controller
+        .admin()
+        .await
+        .approve_command(ApproveCommandRequest {
+            command_id: wipe.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("second admin"), "{}", err.message());
+    let mut desk = controller
+        .admin_with_role("desk", AdminRole::Helpdesk)
+        .await;
+    assert_eq!(
+        desk.approve_command(ApproveCommandRequest {
+            command_id: wipe.id.clone()
+        })
+        .await
+        .unwrap_err()
+        .code(),
+        Code::PermissionDenied
+    );
+
+    // A second admin releases it: queued, then delivered.
+    let mut second = controller.admin_with_role("second", AdminRole::Admin).await;
+    let approved = second
+        .approve_command(ApproveCommandRequest {
+            command_id: wipe.id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (approved.state, approved.approved_by.as_str()),
+        (CommandState::Queued as i32, "second")
+    );
+    let pending = agent
+        .check_in(CheckInRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .pending_commands;
+    assert_eq!(pending.len(), 1);
+    // Approving twice is refused, changing nothing.
+    assert_eq!(
+        second
+            .approve_command(ApproveCommandRequest {
+                command_id: wipe.id
+            })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::FailedPrecondition
+    );
+}
+
+#[tokio::test]
+async fn an_offboarding_above_the_threshold_waits_for_approval_and_a_small_one_does_not() {
+    let controller = controller().await;
+    let small = controller.enroll("amy@hospital.org").await;
+    controller.enroll("bo@hospital.org").await;
+    controller.enroll("bo@hospital.org").await;
+
+    let report = controller
+        .admin()
+        .await
+        .offboard_user(OffboardUserRequest {
+            user: "amy@hospital.org".into(),
+            reason: "left".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.devices[0].state, CommandState::Queued as i32);
+    assert_eq!(report.devices[0].device_id, small.device_id);
+
+    let report = controller
+        .admin()
+        .await
+        .offboard_user(OffboardUserRequest {
+            user: "bo@hospital.org".into(),
+            reason: "left".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(report.devices.len(), 2);
+    assert!(
+        report
+            .devices
+            .iter()
+            .all(|d| d.state == CommandState::AwaitingApproval as i32)
+    );
+    assert!(!report.complete);
+}
