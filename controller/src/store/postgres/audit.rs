@@ -1,0 +1,135 @@
+//! The `audit_log` and `audit_head` tables.
+
+use sqlx::Row;
+use sqlx::postgres::{PgPool, PgRow};
+
+use super::{corrupt, db};
+use crate::core::Timestamp;
+use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, entry_hash, head_message};
+use crate::store::{AuditFilter, HeadSigner, HeadVerifier, StoreError};
+
+fn from_row(row: &PgRow) -> Result<AuditEntry, StoreError> {
+    let seq: i64 = row.try_get("seq").map_err(db)?;
+    Ok(AuditEntry {
+        seq: u64::try_from(seq).map_err(|_| corrupt("negative audit seq"))?,
+        at: Timestamp::from_unix_ms(row.try_get("at").map_err(db)?),
+        actor: row.try_get("actor").map_err(db)?,
+        action: row.try_get("action").map_err(db)?,
+        target: row.try_get("target").map_err(db)?,
+        details: row.try_get("details").map_err(db)?,
+        prev_hash: row.try_get("prev_hash").map_err(db)?,
+        hash: row.try_get("hash").map_err(db)?,
+    })
+}
+
+pub async fn append(
+    pool: &PgPool,
+    event: &AuditEvent,
+    at: Timestamp,
+    sign: &HeadSigner<'_>,
+    verify_head: &HeadVerifier<'_>,
+) -> Result<AuditEntry, StoreError> {
+    let mut tx = pool.begin().await.map_err(db)?;
+    // Write first: this locks the head row, so concurrent appends (on any replica) queue up
+    // and form one linear chain.
+    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
+    // The signed head, not the table's last row, says where the chain ends: an entry appended
+    // after rows were cut from the end still leaves the gap for `verify` to find.
+    let (head_seq, head_hash, head_signature): (i64, String, Vec<u8>) =
+        sqlx::query_as("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?;
+    let head_seq = u64::try_from(head_seq).map_err(|_| corrupt("negative audit head"))?;
+    // A head the controller did not sign is never re-signed: the entry is still kept (nothing
+    // is lost), but `verify` keeps reporting the tampering until someone looks.
+    let head_trusted =
+        head_seq == 0 || verify_head(&head_message(head_seq, &head_hash), &head_signature);
+    let (seq, prev_hash) = match head_seq {
+        0 => (1, GENESIS.to_owned()),
+        n => (n + 1, head_hash),
+    };
+    let details = event.details.to_string();
+    let hash = entry_hash(
+        seq,
+        at,
+        &event.actor,
+        &event.action,
+        &event.target,
+        &details,
+        &prev_hash,
+    );
+    let seq_db = i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))?;
+    sqlx::query(
+        "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(seq_db)
+    .bind(at.unix_ms())
+    .bind(&event.actor)
+    .bind(&event.action)
+    .bind(&event.target)
+    .bind(&details)
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *tx)
+    .await
+    .map_err(db)?;
+    if head_trusted {
+        let signature = sign(&head_message(seq, &hash));
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
+            .bind(seq_db)
+            .bind(&hash)
+            .bind(signature)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+    } else {
+        tracing::error!(
+            seq,
+            "the audit head's signature does not verify: not re-signing it; run wardctl audit verify"
+        );
+    }
+    tx.commit().await.map_err(db)?;
+    Ok(AuditEntry {
+        seq,
+        at,
+        actor: event.actor.clone(),
+        action: event.action.clone(),
+        target: event.target.clone(),
+        details,
+        prev_hash,
+        hash,
+    })
+}
+
+pub async fn list(pool: &PgPool, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM audit_log
+         WHERE ($1::BIGINT IS NULL OR at >= $1) AND ($2::TEXT IS NULL OR actor = $2) AND ($3::TEXT IS NULL OR target = $3)
+         ORDER BY seq",
+    )
+    .bind(filter.since.map(Timestamp::unix_ms))
+    .bind(filter.actor.as_deref())
+    .bind(filter.target.as_deref())
+    .fetch_all(pool)
+    .await
+    .map_err(db)?;
+    rows.iter().map(from_row).collect()
+}
+
+pub async fn head(pool: &PgPool) -> Result<AuditHead, StoreError> {
+    let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
+        .fetch_one(pool)
+        .await
+        .map_err(db)?;
+    let seq: i64 = row.try_get("seq").map_err(db)?;
+    Ok(AuditHead {
+        seq: u64::try_from(seq).map_err(|_| corrupt("negative audit head"))?,
+        hash: row.try_get("hash").map_err(db)?,
+        signature: row.try_get("signature").map_err(db)?,
+    })
+}

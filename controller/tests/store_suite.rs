@@ -1,0 +1,411 @@
+//! The store's behaviour, run against every backend: SQLite always, PostgreSQL when
+//! `WARD_TEST_POSTGRES_URL` names a server (each test gets a fresh database there).
+//! `.ci/run` starts the local PostgreSQL and sets the variable; under CI a missing URL fails.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+
+use sqlx::Connection;
+use ward_controller::core::audit::{AuditEvent, verify};
+use ward_controller::core::{
+    CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId, Event,
+    NewDevice, Policy, PolicyScope, Timestamp, TokenHash, TokenRecord, WipeScope,
+};
+use ward_controller::store::{AuditFilter, PgStore, Redemption, SqliteStore, Store};
+
+struct Backend {
+    name: &'static str,
+    store: Arc<dyn Store>,
+    _dir: Option<tempfile::TempDir>,
+    /// (server URL, database) to drop when the test is done.
+    pg: Option<(String, String)>,
+}
+
+impl Backend {
+    /// Drops a PostgreSQL test database (best effort: a failed test leaves it for inspection).
+    async fn finish(self) {
+        let Some((url, name)) = self.pg else { return };
+        drop(self.store);
+        if let Ok(mut admin) = sqlx::PgConnection::connect(&url).await {
+            let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = sqlx::raw_sql(&drop_db).execute(&mut admin).await;
+        }
+    }
+}
+
+async fn backends() -> Vec<Backend> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open(&dir.path().join("ward.db"))
+        .await
+        .unwrap();
+    let mut all = vec![Backend {
+        name: "sqlite",
+        store: Arc::new(sqlite),
+        _dir: Some(dir),
+        pg: None,
+    }];
+    match std::env::var("WARD_TEST_POSTGRES_URL") {
+        Ok(url) => {
+            let (store, name) = fresh_postgres(&url).await;
+            all.push(Backend {
+                name: "postgres",
+                store: Arc::new(store),
+                _dir: None,
+                pg: Some((url, name)),
+            });
+        }
+        Err(_) if std::env::var_os("CI").is_some() => {
+            panic!("CI must set WARD_TEST_POSTGRES_URL (see .ci/run)")
+        }
+        Err(_) => eprintln!("WARD_TEST_POSTGRES_URL is not set: PostgreSQL store tests skipped"),
+    }
+    all
+}
+
+/// A new, empty database on the server at `url` (which names an existing database).
+async fn fresh_postgres(url: &str) -> (PgStore, String) {
+    let name = format!("ward_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
+    // A database name cannot be a bound parameter; this one is generated above.
+    let create = format!("CREATE DATABASE {name}");
+    sqlx::raw_sql(&create).execute(&mut admin).await.unwrap();
+    admin.close().await.unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    (
+        PgStore::connect(&format!("{base}/{name}")).await.unwrap(),
+        name,
+    )
+}
+
+fn device(id: DeviceId) -> NewDevice {
+    NewDevice {
+        id,
+        facts: DeviceFacts {
+            hostname: "h".into(),
+            ..DeviceFacts::default()
+        },
+        public_key_der: vec![1, 2, 3],
+        certificate: CertificateRecord {
+            serial: format!("serial-{id}"),
+            subject: format!("ward://device/{id}"),
+            not_before: Timestamp::from_unix_ms(0),
+            not_after: Timestamp::from_unix_ms(i64::MAX / 2),
+            issued_at: Timestamp::from_unix_ms(0),
+            revoked_at: None,
+        },
+    }
+}
+
+fn token(hash: u8, expires: i64) -> TokenRecord {
+    TokenRecord {
+        hash: TokenHash([hash; 32]),
+        user: "a@h.org".parse().unwrap(),
+        created_at: Timestamp::from_unix_ms(0),
+        expires_at: Timestamp::from_unix_ms(expires),
+        created_by: "admin".into(),
+        used_at: None,
+        device_id: None,
+    }
+}
+
+async fn enrolled(store: &Arc<dyn Store>, tag: u8) -> DeviceId {
+    store.insert_token(&token(tag, 1_000)).await.unwrap();
+    let id = DeviceId::new_random();
+    assert!(matches!(
+        store
+            .redeem_token(
+                &TokenHash([tag; 32]),
+                Timestamp::from_unix_ms(1),
+                &device(id)
+            )
+            .await
+            .unwrap(),
+        Redemption::Enrolled { .. }
+    ));
+    id
+}
+
+fn command(device: DeviceId, key: &str) -> Command {
+    Command {
+        id: CommandId::new_random(),
+        device_id: device,
+        kind: CommandKind::Wipe {
+            scope: WipeScope::Messaging,
+        },
+        state: CommandState::Queued,
+        reason: "r".into(),
+        failure_reason: None,
+        idempotency_key: key.into(),
+        created_by: "admin".into(),
+        created_at: Timestamp::from_unix_ms(5),
+        deadline: None,
+        delivered_at: None,
+        acknowledged_at: None,
+        finished_at: None,
+        deliveries: 0,
+        receipt: None,
+        approved_by: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_is_redeemed_exactly_once_under_concurrency() {
+    for b in backends().await {
+        b.store.insert_token(&token(7, 1_000)).await.unwrap();
+        let tasks: Vec<_> = (0..40)
+            .map(|_| {
+                let store = b.store.clone();
+                tokio::spawn(async move {
+                    store
+                        .redeem_token(
+                            &TokenHash([7; 32]),
+                            Timestamp::from_unix_ms(10),
+                            &device(DeviceId::new_random()),
+                        )
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        let mut enrolled = 0;
+        for t in tasks {
+            if matches!(t.await.unwrap(), Redemption::Enrolled { .. }) {
+                enrolled += 1;
+            }
+        }
+        assert_eq!(enrolled, 1, "{}", b.name);
+        assert_eq!(
+            b.store.list_devices(None).await.unwrap().len(),
+            1,
+            "{}",
+            b.name
+        );
+        // Expired and unknown tokens are refused.
+        b.store.insert_token(&token(8, 5)).await.unwrap();
+        let r = b
+            .store
+            .redeem_token(
+                &TokenHash([8; 32]),
+                Timestamp::from_unix_ms(10),
+                &device(DeviceId::new_random()),
+            )
+            .await
+            .unwrap();
+        assert!(matches!(r, Redemption::Refused(_)), "{}", b.name);
+        let r = b
+            .store
+            .redeem_token(
+                &TokenHash([9; 32]),
+                Timestamp::from_unix_ms(10),
+                &device(DeviceId::new_random()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r, Redemption::Unknown, "{}", b.name);
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn commands_are_idempotent_and_change_only_by_compare_and_set() {
+    for b in backends().await {
+        let id = enrolled(&b.store, 1).await;
+        let first = command(id, "k1");
+        let (stored, created) = b.store.insert_command(&first).await.unwrap();
+        assert!(created, "{}", b.name);
+        let (again, created) = b.store.insert_command(&command(id, "k1")).await.unwrap();
+        assert!(!created, "{}", b.name);
+        assert_eq!(again.id, stored.id, "{}", b.name);
+
+        let delivered = stored
+            .apply(&Event::Delivered, Timestamp::from_unix_ms(6))
+            .unwrap();
+        assert!(
+            b.store
+                .update_command(CommandState::Queued, &delivered)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+        // A stale writer loses.
+        assert!(
+            !b.store
+                .update_command(CommandState::Queued, &delivered)
+                .await
+                .unwrap(),
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store.unfinished_commands(id).await.unwrap().len(),
+            1,
+            "{}",
+            b.name
+        );
+        let acked = delivered
+            .apply(&Event::Acknowledged, Timestamp::from_unix_ms(7))
+            .unwrap();
+        let done = acked
+            .apply(
+                &Event::Failed { reason: "x".into() },
+                Timestamp::from_unix_ms(8),
+            )
+            .unwrap();
+        assert!(
+            b.store
+                .update_command(CommandState::Delivered, &acked)
+                .await
+                .unwrap()
+        );
+        assert!(
+            b.store
+                .update_command(CommandState::Acknowledged, &done)
+                .await
+                .unwrap()
+        );
+        assert!(
+            b.store.unfinished_commands(id).await.unwrap().is_empty(),
+            "{}",
+            b.name
+        );
+        let listed = b
+            .store
+            .list_commands(Some(id), Some(CommandState::Failed))
+            .await
+            .unwrap();
+        assert_eq!(listed.len(), 1, "{}", b.name);
+        assert_eq!(
+            b.store.get_command(stored.id).await.unwrap().unwrap(),
+            done,
+            "{}",
+            b.name
+        );
+        assert_eq!(
+            b.store.command_by_key("k1").await.unwrap().unwrap().id,
+            stored.id
+        );
+        b.finish().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_audit_appends_form_one_linear_chain() {
+    for b in backends().await {
+        let tasks: Vec<_> = (0..30)
+            .map(|i| {
+                let store = b.store.clone();
+                tokio::spawn(async move {
+                    let event = AuditEvent {
+                        actor: "a".into(),
+                        action: "x".into(),
+                        target: format!("t{i}"),
+                        details: serde_json::json!({ "i": i }),
+                    };
+                    store
+                        .append_audit(
+                            &event,
+                            Timestamp::from_unix_ms(i),
+                            &|_: &[u8]| vec![1],
+                            &|_: &[u8], _: &[u8]| true,
+                        )
+                        .await
+                        .unwrap()
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        let entries = b.store.list_audit(&AuditFilter::default()).await.unwrap();
+        let head = b.store.audit_head().await.unwrap();
+        let v = verify(&entries, &head, |_| true);
+        assert!(v.ok, "{}: {v:?}", b.name);
+        assert_eq!(v.entries, 30, "{}", b.name);
+        b.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn policies_get_increasing_revisions_and_revocation_is_recorded() {
+    for b in backends().await {
+        let p1 = b
+            .store
+            .put_policy(
+                &PolicyScope::Default,
+                &Policy::default(),
+                "a",
+                Timestamp::from_unix_ms(1),
+            )
+            .await
+            .unwrap();
+        let user = PolicyScope::User("u@h.org".parse().unwrap());
+        let p2 = b
+            .store
+            .put_policy(
+                &user,
+                &Policy {
+                    require_disk_encryption: true,
+                    ..Policy::default()
+                },
+                "a",
+                Timestamp::from_unix_ms(2),
+            )
+            .await
+            .unwrap();
+        let p3 = b
+            .store
+            .put_policy(
+                &PolicyScope::Default,
+                &Policy {
+                    auto_lock_seconds: 60,
+                    ..Policy::default()
+                },
+                "a",
+                Timestamp::from_unix_ms(3),
+            )
+            .await
+            .unwrap();
+        assert!(
+            p1.revision < p2.revision && p2.revision < p3.revision,
+            "{}",
+            b.name
+        );
+        assert!(
+            b.store
+                .get_policy(&user)
+                .await
+                .unwrap()
+                .unwrap()
+                .policy
+                .require_disk_encryption
+        );
+        assert!(b.store.delete_policy(&user).await.unwrap());
+        assert!(!b.store.delete_policy(&user).await.unwrap());
+
+        let id = enrolled(&b.store, 2).await;
+        let revoked = b
+            .store
+            .revoke_device(id, Timestamp::from_unix_ms(10))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(revoked, vec![format!("serial-{id}")], "{}", b.name);
+        assert_eq!(
+            b.store
+                .revoked_serials(Timestamp::from_unix_ms(11))
+                .await
+                .unwrap(),
+            revoked
+        );
+        assert!(
+            b.store
+                .revoke_device(DeviceId::new_random(), Timestamp::from_unix_ms(10))
+                .await
+                .unwrap()
+                .is_none()
+        );
+        b.finish().await;
+    }
+}
