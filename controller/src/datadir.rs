@@ -99,15 +99,18 @@ impl DataDir {
     }
 
     /// True when fully initialized, false when empty or absent; an error when half-made.
-    pub fn is_initialized(&self) -> Result<bool, DataDirError> {
-        let required = [
+    /// `with_sqlite`: the SQLite database is part of it (not when the store is PostgreSQL).
+    pub fn is_initialized(&self, with_sqlite: bool) -> Result<bool, DataDirError> {
+        let mut required = vec![
             self.ca_cert(),
             self.ca_key(),
             self.server_cert(),
             self.server_key(),
             self.admin_bundle(),
-            self.database(),
         ];
+        if with_sqlite {
+            required.push(self.database());
+        }
         let present: Vec<&PathBuf> = required.iter().filter(|p| p.exists()).collect();
         if present.is_empty() {
             return Ok(false);
@@ -136,7 +139,7 @@ impl DataDir {
         })
     }
 
-    /// Creates the CA, the server certificate, the store and the first admin's bundle.
+    /// Creates the CA, the server certificate, the SQLite store and the first admin's bundle.
     /// Refuses to touch a directory that already has a CA.
     pub async fn init(
         &self,
@@ -144,11 +147,33 @@ impl DataDir {
         admin_name: &AdminName,
         clock: &dyn Clock,
     ) -> Result<InitReport, DataDirError> {
+        self.check_free()?;
+        create_private_dir(&self.root)
+            .map_err(|source| self.io("cannot create data directory", &self.root, source))?;
+        let store = SqliteStore::open(&self.database()).await?;
+        let report = self.init_with(hostnames, admin_name, clock, &store).await;
+        store.close().await;
+        report
+    }
+
+    fn check_free(&self) -> Result<(), DataDirError> {
         if self.ca_cert().exists() || self.ca_key().exists() {
             return Err(DataDirError::AlreadyInitialized(
                 self.root.display().to_string(),
             ));
         }
+        Ok(())
+    }
+
+    /// [`DataDir::init`] with the first admin registered in `store` (e.g. PostgreSQL).
+    pub async fn init_with(
+        &self,
+        hostnames: &[String],
+        admin_name: &AdminName,
+        clock: &dyn Clock,
+        store: &dyn Store,
+    ) -> Result<InitReport, DataDirError> {
+        self.check_free()?;
         create_private_dir(&self.root)
             .map_err(|source| self.io("cannot create data directory", &self.root, source))?;
         let hostnames = server_hostnames(hostnames);
@@ -170,7 +195,6 @@ impl DataDir {
         let chain = format!("{}{}", server.pem(), ca.cert_pem());
         self.create_public(&self.server_cert(), chain.as_bytes())?;
 
-        let store = SqliteStore::open(&self.database()).await?;
         let admin_key = PrivateKeyDer::generate().map_err(cert_err)?;
         let csr = make_csr(&admin_key, admin_name.as_str()).map_err(cert_err)?;
         let csr = ward_certs::VerifiedCsr::from_der(&csr)
@@ -204,7 +228,6 @@ impl DataDir {
         store
             .append_audit(&event, now, &sign, &|_: &[u8], _: &[u8]| true)
             .await?;
-        store.close().await;
 
         let bundle = AdminBundle {
             certificate_der: admin_cert.der,

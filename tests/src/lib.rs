@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod inprocess;
+pub mod postgres;
 pub mod process;
 
 use std::future::Future;

@@ -151,6 +151,11 @@ impl ControllerProcess {
 
     /// Starts `wardctl serve` on `listen`, e.g. to bring a controller back on its old port.
     pub fn start_on(data_dir: &Path, listen: &str) -> Self {
+        Self::start_with(data_dir, listen, &[])
+    }
+
+    /// Starts `wardctl serve` on `listen` with extra flags.
+    pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
         let dir = data_dir.to_str().unwrap();
         let url_file = data_dir.join("server-url");
         let _ = std::fs::remove_file(&url_file);
@@ -165,7 +170,10 @@ impl ControllerProcess {
                 listen,
                 "--checkin-interval",
                 "1s",
-            ],
+            ]
+            .into_iter()
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
             log,
         );
         let url = eventually_blocking(

@@ -16,6 +16,7 @@ use super::output::{OutputFormat, print_fields, print_json};
 use crate::app::{App, AppConfig, check_cert_lifetime};
 use crate::core::SystemClock;
 use crate::datadir::{DataDir, InitReport};
+use crate::store::{PgStore, Store};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -63,6 +64,15 @@ pub struct ServeArgs {
         value_name = "N"
     )]
     approval_threshold: usize,
+    /// Use this PostgreSQL database instead of the data directory's SQLite file (several
+    /// replicas can share one), e.g. postgres://ward@db.hospital.example/ward
+    #[arg(
+        long,
+        env = "WARD_DATABASE_URL",
+        hide_env_values = true,
+        value_name = "URL"
+    )]
+    database_url: Option<String>,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -124,6 +134,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             "--checkin-interval must be between 1s and 24h",
         ));
     }
+    if let Some(url) = &args.database_url
+        && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+    {
+        return Err(CliError::usage(
+            "--database-url must be a PostgreSQL URL (postgres://USER@HOST/DB); without it the data directory's SQLite file is used",
+        ));
+    }
     let public_url = args
         .public_url
         .as_deref()
@@ -140,24 +157,56 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(format!("cannot read the bound address: {e}")))?;
 
     let dir = DataDir::new(&args.data_dir);
-    if !dir.is_initialized()? {
-        let report = dir
-            .init(&args.hostnames, &admin_name("admin")?, &SystemClock)
-            .await?;
-        info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
-    }
+    let store: Arc<dyn Store> = match &args.database_url {
+        None => {
+            if !dir.is_initialized(true)? {
+                let report = dir
+                    .init(&args.hostnames, &admin_name("admin")?, &SystemClock)
+                    .await?;
+                info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
+            }
+            let store = dir.open_store().await?;
+            let (journal, sync) = store
+                .durability()
+                .await
+                .map_err(|e| CliError::failed(e.to_string()))?;
+            info!(journal_mode = %journal, synchronous = sync, "SQLite store opened");
+            Arc::new(store)
+        }
+        Some(url) => {
+            let store = PgStore::connect(url).await.map_err(|e| {
+                CliError::failed(format!("cannot use the PostgreSQL database: {e}"))
+            })?;
+            info!("PostgreSQL store opened");
+            if !dir.is_initialized(false)? {
+                // A database that already has admins belongs to a controller with its own CA:
+                // a replica must use that controller's data directory, not a new CA.
+                if !store
+                    .list_admins()
+                    .await
+                    .map_err(|e| CliError::failed(e.to_string()))?
+                    .is_empty()
+                {
+                    return Err(CliError::usage(format!(
+                        "{} holds no CA, but the database already belongs to a Ward controller: copy that controller's data directory (ca.pem, ca.key, server.pem, server.key, admin.pem) to {} to run a replica",
+                        dir.root().display(),
+                        dir.root().display()
+                    )));
+                }
+                let report = dir
+                    .init_with(&args.hostnames, &admin_name("admin")?, &SystemClock, &store)
+                    .await?;
+                info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, "initialized a new data directory (store: PostgreSQL)");
+            }
+            Arc::new(store)
+        }
+    };
     let ca = dir.load_ca()?;
     let (chain, key) = dir.load_server_credentials()?;
     let leaf = chain.first().map_or(&[][..], Vec::as_slice);
     check_hostnames_covered(&args.hostnames, leaf)?;
     let controller_name =
         ward_certs::validate::controller_name(leaf).unwrap_or_else(|| "localhost".to_owned());
-    let store = dir.open_store().await?;
-    let (journal, sync) = store
-        .durability()
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
-    info!(journal_mode = %journal, synchronous = sync, "store opened");
 
     let public_url = match public_url {
         Some(url) => url.to_string(),
@@ -170,12 +219,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         approval_threshold: args.require_approval.then_some(args.approval_threshold),
         ..AppConfig::with_public_url(public_url.clone())
     };
-    let app = Arc::new(App::new(
-        Arc::new(store),
-        ca.clone(),
-        Arc::new(SystemClock),
-        config,
-    ));
+    let app = Arc::new(App::new(store, ca.clone(), Arc::new(SystemClock), config));
     let revoked = app
         .load_revocations()
         .await

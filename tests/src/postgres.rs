@@ -1,0 +1,64 @@
+//! Fresh PostgreSQL databases for tests, on the server `WARD_TEST_POSTGRES_URL` names.
+
+use sqlx::Connection;
+
+/// A database that exists for one test and is dropped after it.
+pub struct FreshDatabase {
+    pub url: String,
+    server: String,
+    name: String,
+}
+
+/// A new empty database, or `None` (with a note) when no server is configured. Under CI a
+/// missing server is a failure, not a skip.
+pub fn fresh_database() -> Option<FreshDatabase> {
+    let Ok(server) = std::env::var("WARD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set WARD_TEST_POSTGRES_URL (see .ci/run)"
+        );
+        eprintln!("WARD_TEST_POSTGRES_URL is not set: PostgreSQL test skipped");
+        return None;
+    };
+    let name = format!("ward_test_{}", uuid::Uuid::new_v4().simple());
+    run(async {
+        let mut admin = sqlx::PgConnection::connect(&server)
+            .await
+            .expect("connect to WARD_TEST_POSTGRES_URL");
+        let create = format!("CREATE DATABASE {name}");
+        sqlx::raw_sql(&create)
+            .execute(&mut admin)
+            .await
+            .expect("create a test database");
+    });
+    let (base, _) = server.rsplit_once('/').expect("URL ends with /DATABASE");
+    Some(FreshDatabase {
+        url: format!("{base}/{name}"),
+        server,
+        name,
+    })
+}
+
+fn run(f: impl std::future::Future<Output = ()>) {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f);
+}
+
+impl Drop for FreshDatabase {
+    fn drop(&mut self) {
+        let (server, name) = (self.server.clone(), self.name.clone());
+        // On a separate thread: Drop may run inside another runtime.
+        let _ = std::thread::spawn(move || {
+            run(async move {
+                if let Ok(mut admin) = sqlx::PgConnection::connect(&server).await {
+                    let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::raw_sql(&drop_db).execute(&mut admin).await;
+                }
+            });
+        })
+        .join();
+    }
+}

@@ -1,0 +1,109 @@
+//! `wardctl serve --database-url postgres://…`: the whole enrollment-to-wipe path on
+//! PostgreSQL, and the guard against a second CA on a database that already has one.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use ward_e2e::eventually_blocking;
+use ward_e2e::postgres::fresh_database;
+use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr, wardctl};
+
+#[test]
+fn a_controller_on_postgres_enrolls_and_wipes_and_a_replica_shares_its_devices() {
+    let Some(db) = fresh_database() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let primary_dir = tmp.path().join("primary");
+    let primary =
+        ControllerProcess::start_with(&primary_dir, "127.0.0.1:0", &["--database-url", &db.url]);
+    assert!(
+        !primary_dir.join("ward.db").exists(),
+        "no SQLite file when the store is PostgreSQL"
+    );
+    let device = AgentFixture::enroll(&primary, tmp.path(), "pg", "pia@hospital.org");
+    let _agent = device.run(&[]);
+    let out = primary.ctl(&[
+        "device",
+        "wipe",
+        &device.device_id,
+        "--scope",
+        "messaging",
+        "--reason",
+        "test",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["receipt"]["verified"], true);
+    assert!(device.canary_files().is_empty());
+
+    // A replica: the same CA and server credentials (a copy of the data directory), the same
+    // database. It sees the same devices and commands, and the audit chain stays one chain.
+    let replica_dir = tmp.path().join("replica");
+    std::fs::create_dir_all(&replica_dir).unwrap();
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key", "admin.pem"] {
+        std::fs::copy(primary_dir.join(file), replica_dir.join(file)).unwrap();
+    }
+    let replica =
+        ControllerProcess::start_with(&replica_dir, "127.0.0.1:0", &["--database-url", &db.url]);
+    let seen = json(&replica.ctl(&["device", "show", &device.device_id, "--output", "json"]));
+    assert_eq!(seen["id"], device.device_id.as_str());
+    let lock = json(&replica.ctl(&["device", "lock", &device.device_id, "--output", "json"]));
+    eventually_blocking(
+        "the lock issued on the replica to reach the agent",
+        Duration::from_secs(60),
+        || {
+            let c = json(&primary.ctl(&[
+                "command",
+                "show",
+                lock["id"].as_str().unwrap(),
+                "--output",
+                "json",
+            ]));
+            (c["state"] == "failed" || c["state"] == "succeeded").then_some(())
+        },
+    );
+    assert_eq!(
+        json(&primary.ctl(&["audit", "verify", "--output", "json"]))["ok"],
+        true
+    );
+}
+
+#[test]
+fn a_fresh_data_directory_is_refused_on_a_database_that_has_a_controller() {
+    let Some(db) = fresh_database() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let _first = ControllerProcess::start_with(
+        &tmp.path().join("first"),
+        "127.0.0.1:0",
+        &["--database-url", &db.url],
+    );
+    let second = tmp.path().join("second");
+    let out = wardctl(&[
+        "serve",
+        "--data-dir",
+        second.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--database-url",
+        &db.url,
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("copy that controller's data directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!second.join("ca.key").exists(), "no second CA was made");
+    let bad = wardctl(&[
+        "serve",
+        "--data-dir",
+        second.to_str().unwrap(),
+        "--database-url",
+        "mysql://x",
+    ]);
+    assert_eq!(bad.status.code(), Some(2));
+}
