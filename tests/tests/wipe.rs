@@ -252,6 +252,9 @@ fn full_wipe_runs_the_erase_hook_then_retires_the_agent() {
         (!agent.is_running()).then_some(())
     });
     assert!(!device.state_dir.exists());
+    // Its identity is gone with it: the controller revokes the device.
+    let shown = json(&controller.ctl(&["device", "show", &device.device_id, "--output", "json"]));
+    assert_eq!(shown["state"], "revoked");
 }
 
 #[test]

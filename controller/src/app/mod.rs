@@ -643,7 +643,7 @@ fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
             "the enrollment token was already used; a token enrolls one device only. Ask your IT admin for a new one (wardctl token create)".into(),
         )),
         TokenStatus::Expired => Err(AppError::FailedPrecondition(
-            "the enrollment token has expired; ask your IT admin for a new one (wardctl token create)".into(),
+            "the enrollment token has expired or was withdrawn (its user was offboarded); ask your IT admin for a new one (wardctl token create)".into(),
         )),
     }
 }

@@ -188,14 +188,18 @@ impl App {
     }
 
     /// Called whenever a command reaches a terminal state: offboarding and lost-mode wipes
-    /// revoke their device once finished, whatever the outcome.
+    /// revoke their device once finished, whatever the outcome; a successful full wipe does
+    /// too (the device has destroyed its own identity).
     pub(super) async fn after_finish(&self, command: &Command) -> Result<(), AppError> {
         let follows = command.idempotency_key.starts_with(OFFBOARD)
             || command.idempotency_key.starts_with(LOST);
-        if follows
-            && matches!(command.kind, CommandKind::Wipe { .. })
-            && command.state.is_terminal()
-        {
+        let is_wipe = matches!(command.kind, CommandKind::Wipe { .. });
+        let erased = command.kind
+            == (CommandKind::Wipe {
+                scope: WipeScope::Full,
+            })
+            && command.state == CommandState::Succeeded;
+        if erased || (follows && is_wipe && command.state.is_terminal()) {
             self.revoke(
                 command.device_id,
                 CONTROLLER,

@@ -185,10 +185,22 @@ pub async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError>
                 if start.elapsed() >= timeout {
                     report.print(output)?;
                     let ids: Vec<&str> = report.pending().iter().map(|d| d.id.as_str()).collect();
+                    let awaiting = report
+                        .pending()
+                        .iter()
+                        .filter(|d| d.state == "awaiting_approval")
+                        .count();
+                    let hint = if awaiting > 0 {
+                        format!(
+                            "{awaiting} wait for a second admin's approval (wardctl command approve ID; `command list --state awaiting_approval`)"
+                        )
+                    } else {
+                        "they are wiped when they next connect".to_owned()
+                    };
                     return Err(CliError::new(
                         Exit::TimedOut,
                         format!(
-                            "timed out after {}: {} device(s) still pending ({}); they are wiped when they next connect. Run the same command again to follow up",
+                            "timed out after {}: {} device(s) still pending ({}); {hint}. Run the same command again to follow up",
                             humantime::format_duration(timeout),
                             ids.len(),
                             ids.join(", ")
