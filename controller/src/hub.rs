@@ -49,6 +49,14 @@ impl Hub {
         }
     }
 
+    /// Wakes every open stream (e.g. after a policy change elsewhere).
+    pub fn wake_all(&self) {
+        let devices = self.devices.lock().unwrap_or_else(PoisonError::into_inner);
+        for tx in devices.values() {
+            tx.send_modify(|generation| *generation = generation.wrapping_add(1));
+        }
+    }
+
     /// A receiver that turns true when the controller stops.
     pub fn stopping(&self) -> watch::Receiver<bool> {
         self.stopping.subscribe()

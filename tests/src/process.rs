@@ -160,22 +160,12 @@ impl ControllerProcess {
         let url_file = data_dir.join("server-url");
         let _ = std::fs::remove_file(&url_file);
         let log = data_dir.with_extension("log");
-        let mut daemon = Daemon::spawn(
-            "wardctl",
-            &[
-                "serve",
-                "--data-dir",
-                dir,
-                "--listen",
-                listen,
-                "--checkin-interval",
-                "1s",
-            ]
-            .into_iter()
-            .chain(extra.iter().copied())
-            .collect::<Vec<_>>(),
-            log,
-        );
+        let mut args = vec!["serve", "--data-dir", dir, "--listen", listen];
+        if !extra.contains(&"--checkin-interval") {
+            args.extend(["--checkin-interval", "1s"]);
+        }
+        args.extend(extra.iter().copied());
+        let mut daemon = Daemon::spawn("wardctl", &args, log);
         let url = eventually_blocking(
             "the controller to write server-url",
             Duration::from_secs(60),
@@ -264,18 +254,20 @@ impl AgentFixture {
 
     /// Starts `ward-agent run` for this fixture.
     pub fn run(&self, env: &[(&str, &str)]) -> Daemon {
-        Daemon::spawn_with_env(
-            "ward-agent",
-            &[
-                "run",
-                "--state-dir",
-                self.state_dir.to_str().unwrap(),
-                "--messaging-dir",
-                self.messaging_dir.to_str().unwrap(),
-            ],
-            self.log.clone(),
-            env,
-        )
+        self.run_with(&[], env)
+    }
+
+    /// Starts `ward-agent run` with extra flags (e.g. `--server URL` in failover order).
+    pub fn run_with(&self, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        let mut args = vec![
+            "run",
+            "--state-dir",
+            self.state_dir.to_str().unwrap(),
+            "--messaging-dir",
+            self.messaging_dir.to_str().unwrap(),
+        ];
+        args.extend(extra.iter().copied());
+        Daemon::spawn_with_env("ward-agent", &args, self.log.clone(), env)
     }
 
     /// Files under the messaging and state directories that still hold the canary.

@@ -107,3 +107,77 @@ fn a_fresh_data_directory_is_refused_on_a_database_that_has_a_controller() {
     ]);
     assert_eq!(bad.status.code(), Some(2));
 }
+
+/// Two replicas on one database, agents checking in only every minute: anything that arrives
+/// within seconds came through the stream, woken across replicas by LISTEN/NOTIFY.
+#[test]
+fn a_wipe_issued_on_one_replica_reaches_an_agent_on_the_other_and_the_agent_fails_over() {
+    let Some(db) = fresh_database() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = [
+        "--database-url",
+        db.url.as_str(),
+        "--checkin-interval",
+        "60s",
+    ];
+    let a_dir = tmp.path().join("a");
+    let a = ControllerProcess::start_with(&a_dir, "127.0.0.1:0", &slow);
+    let b_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key", "admin.pem"] {
+        std::fs::copy(a_dir.join(file), b_dir.join(file)).unwrap();
+    }
+    let mut b = ControllerProcess::start_with(&b_dir, "127.0.0.1:0", &slow);
+
+    let device = AgentFixture::enroll(&a, tmp.path(), "r", "rex@hospital.org");
+    // The agent prefers replica B, then A.
+    let _agent = device.run_with(&["--server", &b.url, "--server", &a.url], &[]);
+    eventually_blocking(
+        "the first check-in (through B)",
+        Duration::from_secs(60),
+        || {
+            let d = json(&a.ctl(&["device", "show", &device.device_id, "--output", "json"]));
+            (!d["last_seen"].is_null()).then_some(())
+        },
+    );
+
+    // Issued on A, delivered by B's stream.
+    let out = a.ctl(&[
+        "device",
+        "lock",
+        &device.device_id,
+        "--wait",
+        "--timeout",
+        "10s",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        matches!(out.status.code(), Some(0 | 1)),
+        "not finished in 10 s: {}",
+        stderr(&out)
+    );
+
+    // B dies; the agent moves to A and still gets (and completes) a wipe issued meanwhile.
+    b.daemon.terminate();
+    eventually_blocking("replica B to stop", Duration::from_secs(30), || {
+        (!b.daemon.is_running()).then_some(())
+    });
+    let out = a.ctl(&[
+        "device",
+        "wipe",
+        &device.device_id,
+        "--scope",
+        "messaging",
+        "--reason",
+        "failover",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(json(&out)["receipt"]["verified"], true);
+    assert!(device.canary_files().is_empty());
+}

@@ -9,6 +9,7 @@ use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
     Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, Receipt, WipeScope,
 };
+use crate::store::Announcement;
 
 /// How often a compare-and-set on a command is retried before giving up.
 const CAS_ATTEMPTS: usize = 8;
@@ -159,7 +160,7 @@ impl App {
             }),
         )
         .await?;
-        self.hub.wake(device_id);
+        self.signal(Announcement::DeviceWork(device_id)).await;
         Ok((stored, true))
     }
 
@@ -188,7 +189,8 @@ impl App {
             )
             .await?;
         info!(command_id = %approved.id, approved_by = %actor.name, "command approved");
-        self.hub.wake(approved.device_id);
+        self.signal(Announcement::DeviceWork(approved.device_id))
+            .await;
         Ok(approved)
     }
 

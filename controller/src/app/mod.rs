@@ -13,7 +13,7 @@ use crate::core::{
     NewDevice, Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
 };
 use crate::hub::Hub;
-use crate::store::{Redemption, Store, StoreError};
+use crate::store::{Announcement, Redemption, Store, StoreError};
 
 pub mod audit;
 mod commands;
@@ -48,6 +48,10 @@ impl AppConfig {
         }
     }
 }
+
+/// How often the revocation list is re-read from the store, in case an announcement from
+/// another replica was lost.
+pub const REVOCATION_REFRESH: Duration = Duration::from_secs(30);
 
 /// The command id in receipts of wipes the agent's offline timer made.
 pub const OFFLINE_TIMER: &str = "offline-timer";
@@ -193,7 +197,55 @@ impl App {
         )
         .await?;
         // Its open stream re-checks the device and closes.
-        self.hub.wake(id);
+        self.signal(Announcement::Revoked(id)).await;
+        Ok(())
+    }
+
+    /// Acts on `event` here and tells the other replicas. A failed announcement only delays
+    /// them (they also refresh periodically), so it is logged, not returned.
+    pub async fn signal(&self, event: Announcement) {
+        self.apply(event).await;
+        if let Err(e) = self.store.announce(event).await {
+            warn!(error = %e, ?event, "cannot notify the other controller replicas");
+        }
+    }
+
+    /// Acts on an event from this or another replica.
+    async fn apply(&self, event: Announcement) {
+        match event {
+            Announcement::DeviceWork(id) => self.hub.wake(id),
+            Announcement::Revoked(id) => {
+                if let Err(e) = self.load_revocations().await {
+                    warn!(error = %e, "cannot reload the revocation list");
+                }
+                self.hub.wake(id);
+            }
+            Announcement::PolicyChanged => self.hub.wake_all(),
+        }
+    }
+
+    /// Background work: applying other replicas' announcements, and the periodic refresh of
+    /// the revocation list that covers announcements lost on the way.
+    pub async fn start_background(self: &Arc<Self>) -> Result<(), AppError> {
+        if let Some(mut announcements) = self.store.listen().await? {
+            let app = Arc::clone(self);
+            tokio::spawn(async move {
+                while let Some(event) = announcements.recv().await {
+                    app.apply(event).await;
+                }
+            });
+        }
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(REVOCATION_REFRESH);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = app.load_revocations().await {
+                    warn!(error = %e, "cannot refresh the revocation list");
+                }
+            }
+        });
         Ok(())
     }
 

@@ -8,6 +8,7 @@ use crate::core::{
     Admin, Compliance, ComplianceCheck, DeviceId, Policy, PolicyChanges, PolicyScope, StoredPolicy,
     Timestamp, UserEmail,
 };
+use crate::store::Announcement;
 
 fn parse_user(user: Option<&str>) -> Result<Option<UserEmail>, AppError> {
     user.map(|u| {
@@ -109,8 +110,14 @@ impl App {
     }
 
     async fn wake_devices_of(&self, user: Option<&UserEmail>) -> Result<(), AppError> {
-        for device in self.store.list_devices(user).await? {
-            self.hub.wake(device.id);
+        match user {
+            // The default policy may reach every device: one broadcast.
+            None => self.signal(Announcement::PolicyChanged).await,
+            Some(user) => {
+                for device in self.store.list_devices(Some(user)).await? {
+                    self.signal(Announcement::DeviceWork(device.id)).await;
+                }
+            }
         }
         Ok(())
     }

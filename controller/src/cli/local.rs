@@ -220,6 +220,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         ..AppConfig::with_public_url(public_url.clone())
     };
     let app = Arc::new(App::new(store, ca.clone(), Arc::new(SystemClock), config));
+    app.start_background()
+        .await
+        .map_err(|e| CliError::failed(format!("cannot start listening for other replicas: {e}")))?;
     let revoked = app
         .load_revocations()
         .await

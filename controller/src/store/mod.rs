@@ -16,6 +16,41 @@ use crate::core::{
 };
 use ward_certs::AdminName;
 
+/// What one controller replica tells the others through the database (PostgreSQL
+/// `LISTEN/NOTIFY`). A lost announcement only delays: streams and the revocation list are
+/// also refreshed periodically from the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Announcement {
+    /// The device has a new or changed command, or a new policy.
+    DeviceWork(DeviceId),
+    /// The device was revoked.
+    Revoked(DeviceId),
+    /// A policy changed for possibly many devices.
+    PolicyChanged,
+}
+
+impl Announcement {
+    pub fn to_payload(self) -> String {
+        match self {
+            Announcement::DeviceWork(id) => format!("work:{id}"),
+            Announcement::Revoked(id) => format!("revoked:{id}"),
+            Announcement::PolicyChanged => "policy".into(),
+        }
+    }
+
+    pub fn from_payload(text: &str) -> Option<Self> {
+        match text.split_once(':') {
+            Some(("work", id)) => id.parse().ok().map(Announcement::DeviceWork),
+            Some(("revoked", id)) => id.parse().ok().map(Announcement::Revoked),
+            None if text == "policy" => Some(Announcement::PolicyChanged),
+            _ => None,
+        }
+    }
+}
+
+/// Announcements from other replicas, as they arrive.
+pub type Announcements = tokio::sync::mpsc::Receiver<Announcement>;
+
 /// Signs the audit head's message (the controller's key).
 pub type HeadSigner<'a> = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'a;
 
@@ -191,4 +226,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<crate::core::audit::AuditEntry>, StoreError>;
 
     async fn audit_head(&self) -> Result<crate::core::audit::AuditHead, StoreError>;
+
+    /// Tells other replicas about `event`. Single-process stores have no one to tell.
+    async fn announce(&self, _event: Announcement) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Starts listening for other replicas' announcements; `None` for single-process stores.
+    async fn listen(&self) -> Result<Option<Announcements>, StoreError> {
+        Ok(None)
+    }
 }

@@ -23,6 +23,9 @@ mod policies;
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// The `LISTEN/NOTIFY` channel replicas talk on.
+const CHANNEL: &str = "ward_events";
+
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
@@ -521,6 +524,44 @@ impl Store for PgStore {
         .await
         .map_err(db)?;
         Ok(result.rows_affected() == 1)
+    }
+
+    async fn announce(&self, event: super::Announcement) -> Result<(), StoreError> {
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(event.to_payload())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn listen(&self) -> Result<Option<super::Announcements>, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool)
+            .await
+            .map_err(db)?;
+        listener.listen(CHANNEL).await.map_err(db)?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(async move {
+            loop {
+                match listener.recv().await {
+                    Ok(note) => {
+                        if let Some(event) = super::Announcement::from_payload(note.payload())
+                            && tx.send(event).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        // PgListener reconnects on the next recv; notifications sent meanwhile
+                        // are lost, which the periodic refresh covers.
+                        tracing::warn!(error = %e, "lost the PostgreSQL notification connection; reconnecting");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+        Ok(Some(rx))
     }
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
