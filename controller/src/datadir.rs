@@ -282,6 +282,13 @@ impl DataDir {
             .map_err(|source| self.io("cannot write", &path, source))
     }
 
+    /// Writes a small public file (like `metrics-url`) into the data directory.
+    pub fn write_file(&self, name: &str, text: &str) -> Result<(), DataDirError> {
+        let path = self.root.join(name);
+        replace_file(&path, format!("{text}\n").as_bytes(), 0o644)
+            .map_err(|source| self.io("cannot write", &path, source))
+    }
+
     pub fn read_server_url(&self) -> Option<String> {
         std::fs::read_to_string(self.server_url_file())
             .ok()

@@ -14,5 +14,6 @@ pub mod cli;
 pub mod core;
 pub mod datadir;
 pub mod hub;
+pub mod metrics;
 pub mod server;
 pub mod store;

@@ -282,3 +282,71 @@ fn json_lenient(stdout: &[u8]) -> Value {
     serde_json::from_slice(stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(stdout)))
 }
+
+/// A plain HTTP GET on loopback; returns (status line, body).
+fn http_get(base: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
+    )
+}
+
+#[test]
+fn metrics_and_health_are_served_on_their_own_listener() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("controller");
+    let controller =
+        ControllerProcess::start_with(&data, "127.0.0.1:0", &["--metrics-listen", "127.0.0.1:0"]);
+    let device = AgentFixture::enroll(&controller, tmp.path(), "m", "mo@hospital.org");
+    let _agent = device.run(&[]);
+    let out = controller.ctl(&[
+        "device",
+        "wipe",
+        &device.device_id,
+        "--scope",
+        "messaging",
+        "--reason",
+        "metrics",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let base = std::fs::read_to_string(data.join("metrics-url"))
+        .unwrap()
+        .trim()
+        .to_owned();
+    let (status, body) = http_get(&base, "/healthz");
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body.trim(), "ok");
+    let metrics = eventually_blocking("a check-in to be counted", DEADLINE, || {
+        let (_, body) = http_get(&base, "/metrics");
+        body.contains("ward_checkins_total").then_some(body)
+    });
+    assert!(metrics.contains("ward_enrollments_total 1"), "{metrics}");
+    assert!(
+        metrics.contains("ward_commands{state=\"succeeded\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ward_command_delivery_seconds_bucket"),
+        "{metrics}"
+    );
+    assert!(metrics.contains("ward_connected_agents 1"), "{metrics}");
+}

@@ -7,7 +7,8 @@ use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError};
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
-    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, Receipt, WipeScope,
+    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, Receipt, Timestamp,
+    WipeScope,
 };
 use crate::store::Announcement;
 
@@ -456,6 +457,19 @@ impl App {
                 next.receipt = receipt.clone();
             }
             if self.store.update_command(current.state, &next).await? {
+                let since =
+                    |t: Timestamp| (t.unix_ms() - next.created_at.unix_ms()).max(0) as f64 / 1000.0;
+                match (current.state, next.state) {
+                    (CommandState::Queued, CommandState::Delivered) => {
+                        self.metrics.delivery_seconds.observe(since(self.now()));
+                    }
+                    (_, CommandState::Acknowledged)
+                        if current.state != CommandState::Acknowledged =>
+                    {
+                        self.metrics.ack_seconds.observe(since(self.now()));
+                    }
+                    _ => {}
+                }
                 if next.state != current.state {
                     self.audit(
                         actor,

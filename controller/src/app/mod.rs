@@ -111,6 +111,7 @@ pub struct CreatedToken {
 pub struct App {
     store: Arc<dyn Store>,
     hub: Hub,
+    metrics: crate::metrics::Metrics,
     /// Revoked certificate serials, shared with the TLS verifier so revoked devices fail at
     /// the handshake.
     revoked: Arc<ward_certs::tls::RevokedSerials>,
@@ -137,6 +138,7 @@ impl App {
         Self {
             store,
             hub: Hub::default(),
+            metrics: crate::metrics::Metrics::default(),
             revoked: Arc::default(),
             ca,
             clock,
@@ -249,6 +251,15 @@ impl App {
         Ok(())
     }
 
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.metrics
+    }
+
+    /// Commands per state, across every replica.
+    pub async fn count_commands(&self) -> Result<Vec<(crate::core::CommandState, u64)>, AppError> {
+        Ok(self.store.count_commands().await?)
+    }
+
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
@@ -335,6 +346,7 @@ impl App {
         if admin.role.allows(permission) {
             return Ok(());
         }
+        self.metrics.denied_calls.inc();
         let needed: Vec<&str> = permission.roles().iter().map(|r| r.as_str()).collect();
         self.audit(
             &audit::admin_actor(admin),
@@ -439,6 +451,7 @@ impl App {
         match self.store.redeem_token(&hash, now, &new_device).await? {
             Redemption::Enrolled { user } => {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
+                self.metrics.enrollments.inc();
                 self.audit(
                     "enrollment-token",
                     "device.enroll",

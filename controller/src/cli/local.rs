@@ -73,6 +73,10 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     database_url: Option<String>,
+    /// Serve Prometheus /metrics and /healthz (plain HTTP) on this address, e.g.
+    /// 127.0.0.1:9443; keep it on a management network
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -230,6 +234,13 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     info!(revoked_certificates = revoked, "revocation list loaded");
     let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
         .map_err(|e| CliError::failed(e.to_string()))?;
+    if let Some(addr) = args.metrics_listen {
+        let bound = crate::metrics::serve(app.clone(), addr)
+            .await
+            .map_err(|e| CliError::failed(format!("cannot listen for metrics on {addr}: {e}")))?;
+        dir.write_file("metrics-url", &format!("http://{bound}"))?;
+        info!(metrics = %bound, "metrics and health on /metrics and /healthz");
+    }
     let app_for_shutdown = app.clone();
     let server =
         crate::server::start(app, tls, listener).map_err(|e| CliError::failed(e.to_string()))?;

@@ -227,6 +227,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn audit_head(&self) -> Result<crate::core::audit::AuditHead, StoreError>;
 
+    /// How many commands are in each state.
+    async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError>;
+
     /// Tells other replicas about `event`. Single-process stores have no one to tell.
     async fn announce(&self, _event: Announcement) -> Result<(), StoreError> {
         Ok(())

@@ -350,6 +350,22 @@ impl Store for PgStore {
         commands::insert(&self.pool, command).await
     }
 
+    async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> =
+            sqlx::query_as("SELECT state, COUNT(*) FROM commands GROUP BY state")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+        rows.into_iter()
+            .map(|(state, n)| {
+                Ok((
+                    state.parse().map_err(corrupt)?,
+                    u64::try_from(n).unwrap_or(0),
+                ))
+            })
+            .collect()
+    }
+
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
         commands::get(&self.pool, id).await
     }

@@ -1,0 +1,163 @@
+//! Prometheus metrics and a health check, on their own plain-HTTP listener
+//! (`wardctl serve --metrics-listen ADDR`), apart from the mutual-TLS port.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::app::App;
+use crate::core::CommandState;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabel {
+    pub state: String,
+}
+
+/// The controller's metrics. Counters and histograms are updated where things happen;
+/// gauges are read at scrape time.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub checkins: Counter,
+    pub enrollments: Counter,
+    pub denied_calls: Counter,
+    /// Seconds from a command's commit to its first delivery.
+    pub delivery_seconds: Histogram,
+    /// Seconds from a command's commit to the device's acknowledgement.
+    pub ack_seconds: Histogram,
+    connected_agents: Gauge,
+    commands: Family<StateLabel, Gauge>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("ward");
+        let checkins = Counter::default();
+        let enrollments = Counter::default();
+        let denied_calls = Counter::default();
+        let delivery_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let ack_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        let connected_agents = Gauge::default();
+        let commands = Family::<StateLabel, Gauge>::default();
+        registry.register("checkins", "Agent check-ins", checkins.clone());
+        registry.register("enrollments", "Devices enrolled", enrollments.clone());
+        registry.register(
+            "denied_calls",
+            "Admin calls refused for the caller's role",
+            denied_calls.clone(),
+        );
+        registry.register(
+            "command_delivery_seconds",
+            "Commit to first delivery of a command",
+            delivery_seconds.clone(),
+        );
+        registry.register(
+            "command_ack_seconds",
+            "Commit to the device's acknowledgement",
+            ack_seconds.clone(),
+        );
+        registry.register(
+            "connected_agents",
+            "Devices with an open command stream on this replica",
+            connected_agents.clone(),
+        );
+        registry.register(
+            "commands",
+            "Commands by state (all replicas)",
+            commands.clone(),
+        );
+        Self {
+            registry,
+            checkins,
+            enrollments,
+            denied_calls,
+            delivery_seconds,
+            ack_seconds,
+            connected_agents,
+            commands,
+        }
+    }
+}
+
+impl Metrics {
+    /// The OpenMetrics text, with the gauges read now.
+    pub async fn render(&self, app: &App) -> Result<String, String> {
+        self.connected_agents
+            .set(i64::try_from(app.hub().connected()).unwrap_or(i64::MAX));
+        for state in CommandState::ALL {
+            self.commands
+                .get_or_create(&StateLabel {
+                    state: state.as_str().into(),
+                })
+                .set(0);
+        }
+        for (state, count) in app.count_commands().await.map_err(|e| e.to_string())? {
+            self.commands
+                .get_or_create(&StateLabel {
+                    state: state.as_str().into(),
+                })
+                .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let mut text = String::new();
+        encode(&mut text, &self.registry).map_err(|e| e.to_string())?;
+        Ok(text)
+    }
+}
+
+async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
+    match app.metrics().render(&app).await {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("metrics unavailable: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
+/// 200 when the store answers, 503 otherwise: what a load balancer or Kubernetes probes.
+async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
+    match app.count_commands().await {
+        Ok(_) => (StatusCode::OK, "ok\n".to_owned()),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("store unavailable: {e}\n"),
+        ),
+    }
+}
+
+/// Serves `/metrics` and `/healthz` on `listen`; returns the bound address.
+pub async fn serve(app: Arc<App>, listen: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = tokio::net::TcpListener::bind(listen).await?;
+    let local = listener.local_addr()?;
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(health))
+        .with_state(app);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, router).await {
+            tracing::error!(error = %e, "the metrics listener stopped");
+        }
+    });
+    Ok(local)
+}
