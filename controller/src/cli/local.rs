@@ -238,14 +238,19 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         let bound = crate::metrics::serve(app.clone(), addr)
             .await
             .map_err(|e| CliError::failed(format!("cannot listen for metrics on {addr}: {e}")))?;
-        dir.write_file("metrics-url", &format!("http://{bound}"))?;
+        if let Err(e) = dir.write_file("metrics-url", &format!("http://{bound}")) {
+            info!(error = %e, "not writing metrics-url (read-only data directory?)");
+        }
         info!(metrics = %bound, "metrics and health on /metrics and /healthz");
     }
     let app_for_shutdown = app.clone();
     let server =
         crate::server::start(app, tls, listener).map_err(|e| CliError::failed(e.to_string()))?;
     let local_url = url_for(&local_host(local, &controller_name), local.port())?;
-    dir.write_server_url(&local_url)?;
+    // A hint for `wardctl` on this host; a read-only data directory (a Kubernetes Secret) is fine.
+    if let Err(e) = dir.write_server_url(&local_url) {
+        info!(error = %e, "not writing server-url (read-only data directory?)");
+    }
     info!(listen = %local, public_url = %public_url, ca_hash = %ca.hash(), "Ward controller serving");
     eprintln!(
         "Ward controller listening on {local} (devices enroll at {public_url}; CA {})",
