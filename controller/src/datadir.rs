@@ -99,16 +99,17 @@ impl DataDir {
     }
 
     /// True when fully initialized, false when empty or absent; an error when half-made.
-    /// `with_sqlite`: the SQLite database is part of it (not when the store is PostgreSQL).
+    /// `with_sqlite`: the directory also holds the SQLite store and the first admin's bundle;
+    /// a PostgreSQL replica needs only the CA and server credentials.
     pub fn is_initialized(&self, with_sqlite: bool) -> Result<bool, DataDirError> {
         let mut required = vec![
             self.ca_cert(),
             self.ca_key(),
             self.server_cert(),
             self.server_key(),
-            self.admin_bundle(),
         ];
         if with_sqlite {
+            required.push(self.admin_bundle());
             required.push(self.database());
         }
         let present: Vec<&PathBuf> = required.iter().filter(|p| p.exists()).collect();

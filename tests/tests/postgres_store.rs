@@ -44,14 +44,38 @@ fn a_controller_on_postgres_enrolls_and_wipes_and_a_replica_shares_its_devices()
     // database. It sees the same devices and commands, and the audit chain stays one chain.
     let replica_dir = tmp.path().join("replica");
     std::fs::create_dir_all(&replica_dir).unwrap();
-    for file in ["ca.pem", "ca.key", "server.pem", "server.key", "admin.pem"] {
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key"] {
         std::fs::copy(primary_dir.join(file), replica_dir.join(file)).unwrap();
     }
     let replica =
         ControllerProcess::start_with(&replica_dir, "127.0.0.1:0", &["--database-url", &db.url]);
-    let seen = json(&replica.ctl(&["device", "show", &device.device_id, "--output", "json"]));
+    // The admin's bundle works against either replica.
+    let admin = primary_dir.join("admin.pem");
+    let on_replica = |args: &[&str]| {
+        let mut all = args.to_vec();
+        all.extend([
+            "--server",
+            replica.url.as_str(),
+            "--admin-cert",
+            admin.to_str().unwrap(),
+        ]);
+        wardctl(&all)
+    };
+    let seen = json(&on_replica(&[
+        "device",
+        "show",
+        &device.device_id,
+        "--output",
+        "json",
+    ]));
     assert_eq!(seen["id"], device.device_id.as_str());
-    let lock = json(&replica.ctl(&["device", "lock", &device.device_id, "--output", "json"]));
+    let lock = json(&on_replica(&[
+        "device",
+        "lock",
+        &device.device_id,
+        "--output",
+        "json",
+    ]));
     eventually_blocking(
         "the lock issued on the replica to reach the agent",
         Duration::from_secs(60),
@@ -124,7 +148,7 @@ fn a_wipe_issued_on_one_replica_reaches_an_agent_on_the_other_and_the_agent_fail
     let a = ControllerProcess::start_with(&a_dir, "127.0.0.1:0", &slow);
     let b_dir = tmp.path().join("b");
     std::fs::create_dir_all(&b_dir).unwrap();
-    for file in ["ca.pem", "ca.key", "server.pem", "server.key", "admin.pem"] {
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key"] {
         std::fs::copy(a_dir.join(file), b_dir.join(file)).unwrap();
     }
     let mut b = ControllerProcess::start_with(&b_dir, "127.0.0.1:0", &slow);

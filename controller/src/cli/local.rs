@@ -192,7 +192,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
                     .is_empty()
                 {
                     return Err(CliError::usage(format!(
-                        "{} holds no CA, but the database already belongs to a Ward controller: copy that controller's data directory (ca.pem, ca.key, server.pem, server.key, admin.pem) to {} to run a replica",
+                        "{} holds no CA, but the database already belongs to a Ward controller: copy that controller's data directory (ca.pem, ca.key, server.pem, server.key) to {} to run a replica",
                         dir.root().display(),
                         dir.root().display()
                     )));
