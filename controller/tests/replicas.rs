@@ -1,0 +1,137 @@
+//! Two controller replicas (two `App`s) over one PostgreSQL database: what one does, the other
+//! learns through LISTEN/NOTIFY within moments.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sqlx::Connection;
+use ward_certs::CertificateAuthority;
+use ward_controller::app::{App, AppConfig};
+use ward_controller::core::{
+    Admin, AdminRole, CertificateRecord, DeviceFacts, DeviceId, NewDevice, SystemClock, Timestamp,
+    TokenHash, TokenRecord,
+};
+use ward_controller::store::{PgStore, Store};
+
+async fn fresh_postgres() -> Option<(PgStore, String, String)> {
+    let Ok(url) = std::env::var("WARD_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set WARD_TEST_POSTGRES_URL"
+        );
+        eprintln!("WARD_TEST_POSTGRES_URL is not set: replica test skipped");
+        return None;
+    };
+    let name = format!("ward_test_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let create = format!("CREATE DATABASE {name}");
+    sqlx::raw_sql(&create).execute(&mut admin).await.unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    Some((
+        PgStore::connect(&format!("{base}/{name}")).await.unwrap(),
+        url,
+        name,
+    ))
+}
+
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut probe: impl FnMut() -> F) {
+    let start = Instant::now();
+    while !probe().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_on_one_replica_reaches_the_other() {
+    let Some((store, server, name)) = fresh_postgres().await else {
+        return;
+    };
+    let ca =
+        Arc::new(CertificateAuthority::create("Ward CA", time::OffsetDateTime::now_utc()).unwrap());
+    let replica = |store: PgStore| {
+        Arc::new(App::new(
+            Arc::new(store),
+            ca.clone(),
+            Arc::new(SystemClock),
+            AppConfig::with_public_url("https://x:1".into()),
+        ))
+    };
+    let a = replica(store.clone());
+    let b = replica(
+        PgStore::connect(&format!("{}/{name}", server.rsplit_once('/').unwrap().0))
+            .await
+            .unwrap(),
+    );
+    a.start_background().await.unwrap();
+    b.start_background().await.unwrap();
+
+    // A device, enrolled directly through the store.
+    let id = DeviceId::new_random();
+    let token = TokenRecord {
+        hash: TokenHash([3; 32]),
+        user: "r@h.org".parse().unwrap(),
+        created_at: Timestamp::from_unix_ms(0),
+        expires_at: Timestamp::from_unix_ms(i64::MAX / 2),
+        created_by: "t".into(),
+        used_at: None,
+        device_id: None,
+    };
+    store.insert_token(&token).await.unwrap();
+    let serial = format!("serial-{id}");
+    let device = NewDevice {
+        id,
+        facts: DeviceFacts::default(),
+        public_key_der: vec![],
+        certificate: CertificateRecord {
+            serial: serial.clone(),
+            subject: format!("ward://device/{id}"),
+            not_before: Timestamp::from_unix_ms(0),
+            not_after: Timestamp::from_unix_ms(i64::MAX / 2),
+            issued_at: Timestamp::from_unix_ms(0),
+            revoked_at: None,
+        },
+    };
+    store
+        .redeem_token(&TokenHash([3; 32]), Timestamp::from_unix_ms(1), &device)
+        .await
+        .unwrap();
+
+    // B holds the device's stream; A revokes it.
+    let mut wake_on_b = b.hub().subscribe(id);
+    let admin = Admin {
+        name: "root".parse().unwrap(),
+        role: AdminRole::Admin,
+        created_at: Timestamp::from_unix_ms(0),
+        created_by: "t".into(),
+    };
+    a.revoke_device(&admin, &id.to_string()).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), wake_on_b.changed())
+        .await
+        .expect("B's stream was not woken")
+        .unwrap();
+    until(
+        "B's handshake revocation list to refuse the certificate",
+        || {
+            let b = b.clone();
+            let serial = serial.clone();
+            async move { b.revoked_serials().contains(&serial) }
+        },
+    )
+    .await;
+    assert!(
+        b.check_device_active(id).await.is_err(),
+        "B's per-call check refuses it too"
+    );
+
+    drop((a, b, store));
+    if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
+        let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+        let _ = sqlx::raw_sql(&drop_db).execute(&mut conn).await;
+    }
+}
