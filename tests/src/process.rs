@@ -190,6 +190,20 @@ impl ControllerProcess {
         wardctl(&all)
     }
 
+    /// Runs `wardctl ARGS` against this controller with the admin bundle of another data
+    /// directory (a replica's own directory holds no bundle).
+    pub fn ctl_with_bundle(&self, bundle_dir: &Path, args: &[&str]) -> Output {
+        let bundle = bundle_dir.join("admin.pem");
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--server",
+            self.url.as_str(),
+            "--admin-cert",
+            bundle.to_str().unwrap(),
+        ]);
+        wardctl(&all)
+    }
+
     /// Creates a token for `user` and returns `token create`'s JSON.
     pub fn token(&self, user: &str, ttl: &str) -> Value {
         json(&self.ctl(&[

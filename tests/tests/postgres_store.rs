@@ -205,3 +205,66 @@ fn a_wipe_issued_on_one_replica_reaches_an_agent_on_the_other_and_the_agent_fail
     assert_eq!(json(&out)["receipt"]["verified"], true);
     assert!(device.canary_files().is_empty());
 }
+
+#[test]
+fn an_offboarding_through_one_replica_completes_on_devices_of_both() {
+    let Some(db) = fresh_database() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let slow = [
+        "--database-url",
+        db.url.as_str(),
+        "--checkin-interval",
+        "60s",
+    ];
+    let a_dir = tmp.path().join("a");
+    let a = ControllerProcess::start_with(&a_dir, "127.0.0.1:0", &slow);
+    let b_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key"] {
+        std::fs::copy(a_dir.join(file), b_dir.join(file)).unwrap();
+    }
+    let b = ControllerProcess::start_with(&b_dir, "127.0.0.1:0", &slow);
+    let on_a = AgentFixture::enroll(&a, tmp.path(), "x", "sol@hospital.org");
+    let on_b = AgentFixture::enroll(&a, tmp.path(), "y", "sol@hospital.org");
+    let _agents = [
+        on_a.run_with(&["--server", &a.url], &[]),
+        on_b.run_with(&["--server", &b.url], &[]),
+    ];
+    for d in [&on_a, &on_b] {
+        eventually_blocking(
+            "each agent's first check-in",
+            Duration::from_secs(60),
+            || {
+                let shown = json(&a.ctl(&["device", "show", &d.device_id, "--output", "json"]));
+                (!shown["last_seen"].is_null()).then_some(())
+            },
+        );
+    }
+    let out = a.ctl(&[
+        "user",
+        "offboard",
+        "sol@hospital.org",
+        "--reason",
+        "left",
+        "--wait",
+        "--timeout",
+        "30s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let report = json(&out);
+    assert_eq!(report["complete"], true);
+    assert!(
+        report["devices"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|d| d["receipt_verified"] == true && d["revoked"] == true)
+    );
+    assert!(on_a.canary_files().is_empty() && on_b.canary_files().is_empty());
+    assert_eq!(
+        json(&b.ctl_with_bundle(&a_dir, &["audit", "verify", "--output", "json"]))["ok"],
+        true
+    );
+}
