@@ -2,6 +2,7 @@
 //! commit before it returns, so an answer to a client is never ahead of the disk.
 
 mod postgres;
+mod rows;
 mod sqlite;
 
 use async_trait::async_trait;

@@ -2,24 +2,25 @@
 //! database (`wardctl serve --database-url postgres://…`). The same behaviour as the SQLite
 //! store; concurrency comes from row locks and conditional updates, not from a single writer.
 
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::{Postgres, Transaction};
 use ward_certs::AdminName;
 
 use super::{Redemption, Store, StoreError};
 use crate::core::{
-    Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Compliance, Device,
-    DeviceFacts, DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp,
-    TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
+    DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash,
+    TokenRecord, UserEmail,
 };
 
 mod audit;
 mod commands;
 mod policies;
+
+use super::rows::{self, Columns, corrupt, db};
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
@@ -54,96 +55,6 @@ impl PgStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-pub(super) fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
-pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
-}
-
-fn token_from_row(row: &PgRow) -> Result<TokenRecord, StoreError> {
-    let hash_hex: String = row.try_get("token_hash").map_err(db)?;
-    let hash: [u8; 32] = hex::decode(&hash_hex)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| corrupt("token hash"))?;
-    let device_id: Option<String> = row.try_get("device_id").map_err(db)?;
-    Ok(TokenRecord {
-        hash: TokenHash(hash),
-        user: parse(row, "user_email")?,
-        created_at: Timestamp::from_unix_ms(row.try_get("created_at").map_err(db)?),
-        expires_at: Timestamp::from_unix_ms(row.try_get("expires_at").map_err(db)?),
-        created_by: row.try_get("created_by").map_err(db)?,
-        used_at: row
-            .try_get::<Option<i64>, _>("used_at")
-            .map_err(db)?
-            .map(Timestamp::from_unix_ms),
-        device_id: device_id
-            .map(|s| s.parse::<DeviceId>().map_err(corrupt))
-            .transpose()?,
-    })
-}
-
-pub(super) fn parse<T>(row: &PgRow, column: &str) -> Result<T, StoreError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    let text: String = row.try_get(column).map_err(db)?;
-    text.parse()
-        .map_err(|e| corrupt(format!("column {column}: {e}")))
-}
-
-fn device_from_row(row: &PgRow) -> Result<Device, StoreError> {
-    Ok(Device {
-        id: parse(row, "id")?,
-        user: parse(row, "user_email")?,
-        state: parse::<DeviceState>(row, "state")?,
-        facts: DeviceFacts {
-            hostname: row.try_get("hostname").map_err(db)?,
-            os_name: row.try_get("os_name").map_err(db)?,
-            os_version: row.try_get("os_version").map_err(db)?,
-            kernel_version: row.try_get("kernel_version").map_err(db)?,
-            arch: row.try_get("arch").map_err(db)?,
-            agent_version: row.try_get("agent_version").map_err(db)?,
-        },
-        enrolled_at: Timestamp::from_unix_ms(row.try_get("enrolled_at").map_err(db)?),
-        last_seen: row
-            .try_get::<Option<i64>, _>("last_seen")
-            .map_err(db)?
-            .map(Timestamp::from_unix_ms),
-        certificate_serial: row.try_get("certificate_serial").map_err(db)?,
-        certificate_expires_at: Timestamp::from_unix_ms(
-            row.try_get("certificate_expires_at").map_err(db)?,
-        ),
-        public_key_der: row.try_get("public_key_der").map_err(db)?,
-        compliance: policies::compliance_from_row(row)?,
-        offline_wipe: match row
-            .try_get::<Option<i64>, _>("offline_wipe_at")
-            .map_err(db)?
-        {
-            None => None,
-            Some(at) => Some(crate::core::OfflineWipe {
-                at: Timestamp::from_unix_ms(at),
-                verified: row
-                    .try_get::<Option<bool>, _>("offline_wipe_verified")
-                    .map_err(db)?
-                    .unwrap_or(false),
-            }),
-        },
-    })
-}
-
-fn admin_from_row(row: &PgRow) -> Result<Admin, StoreError> {
-    Ok(Admin {
-        name: parse::<AdminName>(row, "name")?,
-        role: parse::<AdminRole>(row, "role")?,
-        created_at: Timestamp::from_unix_ms(row.try_get("created_at").map_err(db)?),
-        created_by: row.try_get("created_by").map_err(db)?,
-    })
 }
 
 async fn insert_certificate(
@@ -192,7 +103,7 @@ impl Store for PgStore {
             .await
             .map_err(db)?
             .as_ref()
-            .map(token_from_row)
+            .map(rows::token)
             .transpose()
     }
 
@@ -224,7 +135,7 @@ impl Store for PgStore {
                 Some(token) => Redemption::Refused(token.status(now)),
             });
         };
-        let user: UserEmail = parse(&row, "user_email")?;
+        let user: UserEmail = row.parsed("user_email")?;
         let facts = &device.facts;
         sqlx::query(
             "INSERT INTO devices (id, user_email, state, hostname, os_name, os_version,
@@ -260,7 +171,7 @@ impl Store for PgStore {
             .await
             .map_err(db)?
             .as_ref()
-            .map(device_from_row)
+            .map(rows::device)
             .transpose()
     }
 
@@ -273,7 +184,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(device_from_row).collect()
+        rows.iter().map(rows::device).collect()
     }
 
     async fn record_check_in(
@@ -334,7 +245,7 @@ impl Store for PgStore {
             .await
             .map_err(db)?
             .as_ref()
-            .map(admin_from_row)
+            .map(rows::admin)
             .transpose()
     }
 
@@ -343,7 +254,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter().map(admin_from_row).collect()
+        rows.iter().map(rows::admin).collect()
     }
 
     async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError> {
@@ -586,19 +497,6 @@ impl Store for PgStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|row| {
-            Ok(CertificateRecord {
-                serial: row.try_get("serial").map_err(db)?,
-                subject: row.try_get("subject").map_err(db)?,
-                not_before: Timestamp::from_unix_ms(row.try_get("not_before").map_err(db)?),
-                not_after: Timestamp::from_unix_ms(row.try_get("not_after").map_err(db)?),
-                issued_at: Timestamp::from_unix_ms(row.try_get("issued_at").map_err(db)?),
-                revoked_at: row
-                    .try_get::<Option<i64>, _>("revoked_at")
-                    .map_err(db)?
-                    .map(Timestamp::from_unix_ms),
-            })
-        })
-        .transpose()
+        row.as_ref().map(rows::certificate).transpose()
     }
 }

@@ -2,41 +2,33 @@
 //! command or enrollment survives a power cut.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::{Sqlite, Transaction};
 use ward_certs::AdminName;
 
 use super::{Redemption, Store, StoreError};
 use crate::core::{
-    Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Compliance, Device,
-    DeviceFacts, DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp,
-    TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
+    DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash,
+    TokenRecord, UserEmail,
 };
 
 mod audit;
 mod commands;
 mod policies;
 
+use super::rows::{self, Columns, corrupt, db};
+
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
-}
-
-pub(super) fn db(e: sqlx::Error) -> StoreError {
-    StoreError::Database(e.to_string())
-}
-
-pub(super) fn corrupt(what: impl std::fmt::Display) -> StoreError {
-    StoreError::Corrupt(what.to_string())
 }
 
 impl SqliteStore {
@@ -78,88 +70,6 @@ impl SqliteStore {
     pub async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-fn token_from_row(row: &SqliteRow) -> Result<TokenRecord, StoreError> {
-    let hash_hex: String = row.try_get("token_hash").map_err(db)?;
-    let hash: [u8; 32] = hex::decode(&hash_hex)
-        .ok()
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| corrupt("token hash"))?;
-    let device_id: Option<String> = row.try_get("device_id").map_err(db)?;
-    Ok(TokenRecord {
-        hash: TokenHash(hash),
-        user: parse(row, "user_email")?,
-        created_at: Timestamp::from_unix_ms(row.try_get("created_at").map_err(db)?),
-        expires_at: Timestamp::from_unix_ms(row.try_get("expires_at").map_err(db)?),
-        created_by: row.try_get("created_by").map_err(db)?,
-        used_at: row
-            .try_get::<Option<i64>, _>("used_at")
-            .map_err(db)?
-            .map(Timestamp::from_unix_ms),
-        device_id: device_id
-            .map(|s| s.parse::<DeviceId>().map_err(corrupt))
-            .transpose()?,
-    })
-}
-
-pub(super) fn parse<T>(row: &SqliteRow, column: &str) -> Result<T, StoreError>
-where
-    T: FromStr,
-    T::Err: std::fmt::Display,
-{
-    let text: String = row.try_get(column).map_err(db)?;
-    text.parse()
-        .map_err(|e| corrupt(format!("column {column}: {e}")))
-}
-
-fn device_from_row(row: &SqliteRow) -> Result<Device, StoreError> {
-    Ok(Device {
-        id: parse(row, "id")?,
-        user: parse(row, "user_email")?,
-        state: parse::<DeviceState>(row, "state")?,
-        facts: DeviceFacts {
-            hostname: row.try_get("hostname").map_err(db)?,
-            os_name: row.try_get("os_name").map_err(db)?,
-            os_version: row.try_get("os_version").map_err(db)?,
-            kernel_version: row.try_get("kernel_version").map_err(db)?,
-            arch: row.try_get("arch").map_err(db)?,
-            agent_version: row.try_get("agent_version").map_err(db)?,
-        },
-        enrolled_at: Timestamp::from_unix_ms(row.try_get("enrolled_at").map_err(db)?),
-        last_seen: row
-            .try_get::<Option<i64>, _>("last_seen")
-            .map_err(db)?
-            .map(Timestamp::from_unix_ms),
-        certificate_serial: row.try_get("certificate_serial").map_err(db)?,
-        certificate_expires_at: Timestamp::from_unix_ms(
-            row.try_get("certificate_expires_at").map_err(db)?,
-        ),
-        public_key_der: row.try_get("public_key_der").map_err(db)?,
-        compliance: policies::compliance_from_row(row)?,
-        offline_wipe: match row
-            .try_get::<Option<i64>, _>("offline_wipe_at")
-            .map_err(db)?
-        {
-            None => None,
-            Some(at) => Some(crate::core::OfflineWipe {
-                at: Timestamp::from_unix_ms(at),
-                verified: row
-                    .try_get::<Option<bool>, _>("offline_wipe_verified")
-                    .map_err(db)?
-                    .unwrap_or(false),
-            }),
-        },
-    })
-}
-
-fn admin_from_row(row: &SqliteRow) -> Result<Admin, StoreError> {
-    Ok(Admin {
-        name: parse::<AdminName>(row, "name")?,
-        role: parse::<AdminRole>(row, "role")?,
-        created_at: Timestamp::from_unix_ms(row.try_get("created_at").map_err(db)?),
-        created_by: row.try_get("created_by").map_err(db)?,
-    })
 }
 
 async fn insert_certificate(
@@ -208,7 +118,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?
             .as_ref()
-            .map(token_from_row)
+            .map(rows::token)
             .transpose()
     }
 
@@ -240,7 +150,7 @@ impl Store for SqliteStore {
                 Some(token) => Redemption::Refused(token.status(now)),
             });
         };
-        let user: UserEmail = parse(&row, "user_email")?;
+        let user: UserEmail = row.parsed("user_email")?;
         let facts = &device.facts;
         sqlx::query(
             "INSERT INTO devices (id, user_email, state, hostname, os_name, os_version,
@@ -276,7 +186,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?
             .as_ref()
-            .map(device_from_row)
+            .map(rows::device)
             .transpose()
     }
 
@@ -289,7 +199,7 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        rows.iter().map(device_from_row).collect()
+        rows.iter().map(rows::device).collect()
     }
 
     async fn record_check_in(
@@ -350,7 +260,7 @@ impl Store for SqliteStore {
             .await
             .map_err(db)?
             .as_ref()
-            .map(admin_from_row)
+            .map(rows::admin)
             .transpose()
     }
 
@@ -359,7 +269,7 @@ impl Store for SqliteStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        rows.iter().map(admin_from_row).collect()
+        rows.iter().map(rows::admin).collect()
     }
 
     async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError> {
@@ -564,26 +474,14 @@ impl Store for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(db)?;
-        row.map(|row| {
-            Ok(CertificateRecord {
-                serial: row.try_get("serial").map_err(db)?,
-                subject: row.try_get("subject").map_err(db)?,
-                not_before: Timestamp::from_unix_ms(row.try_get("not_before").map_err(db)?),
-                not_after: Timestamp::from_unix_ms(row.try_get("not_after").map_err(db)?),
-                issued_at: Timestamp::from_unix_ms(row.try_get("issued_at").map_err(db)?),
-                revoked_at: row
-                    .try_get::<Option<i64>, _>("revoked_at")
-                    .map_err(db)?
-                    .map(Timestamp::from_unix_ms),
-            })
-        })
-        .transpose()
+        row.as_ref().map(rows::certificate).transpose()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::AdminRole;
 
     #[tokio::test]
     async fn store_is_durable_wal_with_synchronous_full() {

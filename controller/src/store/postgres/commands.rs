@@ -1,72 +1,10 @@
 //! The `commands` table.
 
-use sqlx::Row;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgPool;
 
-use super::{corrupt, db, parse};
-use crate::core::{
-    Command, CommandId, CommandKind, CommandState, DeviceId, Receipt, Timestamp, WipeScope,
-};
+use crate::core::{Command, CommandId, CommandKind, CommandState, DeviceId, Timestamp};
 use crate::store::StoreError;
-
-fn time(row: &PgRow, column: &str) -> Result<Option<Timestamp>, StoreError> {
-    Ok(row
-        .try_get::<Option<i64>, _>(column)
-        .map_err(db)?
-        .map(Timestamp::from_unix_ms))
-}
-
-fn from_row(row: &PgRow) -> Result<Command, StoreError> {
-    let kind_name: String = row.try_get("kind").map_err(db)?;
-    let kind = match kind_name.as_str() {
-        "lock" => CommandKind::Lock {
-            message: row
-                .try_get::<Option<String>, _>("lock_message")
-                .map_err(db)?
-                .unwrap_or_default(),
-        },
-        "unlock" => CommandKind::Unlock,
-        "wipe" => CommandKind::Wipe {
-            scope: parse::<WipeScope>(row, "scope")?,
-        },
-        other => return Err(corrupt(format!("unknown command kind {other:?}"))),
-    };
-    let body: Option<Vec<u8>> = row.try_get("receipt_body").map_err(db)?;
-    let receipt = match body {
-        None => None,
-        Some(body) => Some(Receipt {
-            body,
-            signature: row
-                .try_get::<Option<Vec<u8>>, _>("receipt_signature")
-                .map_err(db)?
-                .unwrap_or_default(),
-            verified: row
-                .try_get::<Option<bool>, _>("receipt_verified")
-                .map_err(db)?
-                .unwrap_or(false),
-            error: row.try_get("receipt_error").map_err(db)?,
-        }),
-    };
-    let deliveries: i64 = row.try_get("deliveries").map_err(db)?;
-    Ok(Command {
-        id: parse(row, "id")?,
-        device_id: parse(row, "device_id")?,
-        kind,
-        state: parse(row, "state")?,
-        reason: row.try_get("reason").map_err(db)?,
-        failure_reason: row.try_get("failure_reason").map_err(db)?,
-        idempotency_key: row.try_get("idempotency_key").map_err(db)?,
-        created_by: row.try_get("created_by").map_err(db)?,
-        created_at: Timestamp::from_unix_ms(row.try_get("created_at").map_err(db)?),
-        deadline: time(row, "deadline")?,
-        delivered_at: time(row, "delivered_at")?,
-        acknowledged_at: time(row, "acknowledged_at")?,
-        finished_at: time(row, "finished_at")?,
-        deliveries: u32::try_from(deliveries).unwrap_or(u32::MAX),
-        receipt,
-        approved_by: row.try_get("approved_by").map_err(db)?,
-    })
-}
+use crate::store::rows::{self, db};
 
 fn scope_of(kind: &CommandKind) -> Option<&'static str> {
     match kind {
@@ -109,7 +47,7 @@ pub async fn insert(pool: &PgPool, c: &Command) -> Result<(Command, bool), Store
         .fetch_one(pool)
         .await
         .map_err(db)?;
-    Ok((from_row(&row)?, inserted.rows_affected() == 1))
+    Ok((rows::command(&row)?, inserted.rows_affected() == 1))
 }
 
 pub async fn get(pool: &PgPool, id: CommandId) -> Result<Option<Command>, StoreError> {
@@ -119,7 +57,7 @@ pub async fn get(pool: &PgPool, id: CommandId) -> Result<Option<Command>, StoreE
         .await
         .map_err(db)?
         .as_ref()
-        .map(from_row)
+        .map(rows::command)
         .transpose()
 }
 
@@ -130,7 +68,7 @@ pub async fn by_key(pool: &PgPool, key: &str) -> Result<Option<Command>, StoreEr
         .await
         .map_err(db)?
         .as_ref()
-        .map(from_row)
+        .map(rows::command)
         .transpose()
 }
 
@@ -149,7 +87,7 @@ pub async fn list(
     .fetch_all(pool)
     .await
     .map_err(db)?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(rows::command).collect()
 }
 
 pub async fn unfinished(pool: &PgPool, device: DeviceId) -> Result<Vec<Command>, StoreError> {
@@ -162,7 +100,7 @@ pub async fn unfinished(pool: &PgPool, device: DeviceId) -> Result<Vec<Command>,
     .fetch_all(pool)
     .await
     .map_err(db)?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(rows::command).collect()
 }
 
 pub async fn update(

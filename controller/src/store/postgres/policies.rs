@@ -1,27 +1,10 @@
 //! The `policies` table and devices' compliance columns.
 
-use sqlx::Row;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgPool;
 
-use super::{corrupt, db};
-use crate::core::{
-    Compliance, ComplianceCheck, DeviceId, Policy, PolicyScope, StoredPolicy, Timestamp,
-};
+use crate::core::{Compliance, DeviceId, Policy, PolicyScope, StoredPolicy, Timestamp};
 use crate::store::StoreError;
-
-fn from_row(row: &PgRow) -> Result<StoredPolicy, StoreError> {
-    let scope: String = row.try_get("scope").map_err(db)?;
-    let body: String = row.try_get("body").map_err(db)?;
-    let revision: i64 = row.try_get("revision").map_err(db)?;
-    Ok(StoredPolicy {
-        scope: scope.parse().map_err(corrupt)?,
-        policy: serde_json::from_str::<Policy>(&body)
-            .map_err(|e| corrupt(format!("policy {scope}: {e}")))?,
-        revision: u64::try_from(revision).map_err(|_| corrupt("negative policy revision"))?,
-        updated_at: Timestamp::from_unix_ms(row.try_get("updated_at").map_err(db)?),
-        updated_by: row.try_get("updated_by").map_err(db)?,
-    })
-}
+use crate::store::rows::{self, corrupt, db};
 
 pub async fn get(pool: &PgPool, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
     sqlx::query("SELECT * FROM policies WHERE scope = $1")
@@ -30,7 +13,7 @@ pub async fn get(pool: &PgPool, scope: &PolicyScope) -> Result<Option<StoredPoli
         .await
         .map_err(db)?
         .as_ref()
-        .map(from_row)
+        .map(rows::policy)
         .transpose()
 }
 
@@ -60,7 +43,7 @@ pub async fn put(
     .fetch_one(pool)
     .await
     .map_err(db)?;
-    from_row(&row)
+    rows::policy(&row)
 }
 
 pub async fn delete(pool: &PgPool, scope: &PolicyScope) -> Result<bool, StoreError> {
@@ -94,27 +77,4 @@ pub async fn record_compliance(
     .await
     .map_err(db)?;
     Ok(result.rows_affected() == 1)
-}
-
-/// The compliance columns of a `devices` row.
-pub fn compliance_from_row(row: &PgRow) -> Result<Option<Compliance>, StoreError> {
-    let Some(compliant) = row.try_get::<Option<bool>, _>("compliant").map_err(db)? else {
-        return Ok(None);
-    };
-    let reasons: Option<String> = row.try_get("compliance_reasons").map_err(db)?;
-    let checks: Option<String> = row.try_get("compliance_checks").map_err(db)?;
-    let revision: Option<i64> = row.try_get("compliance_policy_revision").map_err(db)?;
-    Ok(Some(Compliance {
-        compliant,
-        reasons: serde_json::from_str(reasons.as_deref().unwrap_or("[]"))
-            .map_err(|e| corrupt(e.to_string()))?,
-        checks: serde_json::from_str::<Vec<ComplianceCheck>>(checks.as_deref().unwrap_or("[]"))
-            .map_err(|e| corrupt(e.to_string()))?,
-        reported_at: Timestamp::from_unix_ms(
-            row.try_get::<Option<i64>, _>("compliance_reported_at")
-                .map_err(db)?
-                .unwrap_or(0),
-        ),
-        policy_revision: revision.and_then(|r| u64::try_from(r).ok()).unwrap_or(0),
-    }))
 }

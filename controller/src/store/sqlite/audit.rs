@@ -1,26 +1,12 @@
 //! The `audit_log` and `audit_head` tables.
 
 use sqlx::Row;
-use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::sqlite::SqlitePool;
 
-use super::{corrupt, db};
 use crate::core::Timestamp;
 use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, entry_hash, head_message};
+use crate::store::rows::{self, corrupt, db};
 use crate::store::{AuditFilter, HeadSigner, HeadVerifier, StoreError};
-
-fn from_row(row: &SqliteRow) -> Result<AuditEntry, StoreError> {
-    let seq: i64 = row.try_get("seq").map_err(db)?;
-    Ok(AuditEntry {
-        seq: u64::try_from(seq).map_err(|_| corrupt("negative audit seq"))?,
-        at: Timestamp::from_unix_ms(row.try_get("at").map_err(db)?),
-        actor: row.try_get("actor").map_err(db)?,
-        action: row.try_get("action").map_err(db)?,
-        target: row.try_get("target").map_err(db)?,
-        details: row.try_get("details").map_err(db)?,
-        prev_hash: row.try_get("prev_hash").map_err(db)?,
-        hash: row.try_get("hash").map_err(db)?,
-    })
-}
 
 pub async fn append(
     pool: &SqlitePool,
@@ -117,7 +103,7 @@ pub async fn list(pool: &SqlitePool, filter: &AuditFilter) -> Result<Vec<AuditEn
     .fetch_all(pool)
     .await
     .map_err(db)?;
-    rows.iter().map(from_row).collect()
+    rows.iter().map(rows::audit_entry).collect()
 }
 
 pub async fn head(pool: &SqlitePool) -> Result<AuditHead, StoreError> {

@@ -1,0 +1,238 @@
+//! Turning rows into domain records, shared by the SQLite and PostgreSQL stores: the two
+//! differ in SQL (placeholders, locking), not in what a row means.
+
+use std::str::FromStr;
+
+use sqlx::Row;
+use sqlx::postgres::PgRow;
+use sqlx::sqlite::SqliteRow;
+use ward_certs::AdminName;
+
+use super::StoreError;
+use crate::core::audit::AuditEntry;
+use crate::core::{
+    Admin, AdminRole, CertificateRecord, Command, CommandKind, Compliance, ComplianceCheck, Device,
+    DeviceFacts, DeviceId, DeviceState, OfflineWipe, Policy, Receipt, StoredPolicy, Timestamp,
+    TokenHash, TokenRecord, WipeScope,
+};
+
+pub fn db(e: sqlx::Error) -> StoreError {
+    StoreError::Database(e.to_string())
+}
+
+pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(what.to_string())
+}
+
+/// The column types Ward stores, read the same way from either database.
+pub trait Columns {
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError>;
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError>;
+
+    fn time(&self, column: &str) -> Result<Timestamp, StoreError> {
+        Ok(Timestamp::from_unix_ms(self.int(column)?))
+    }
+
+    fn opt_time(&self, column: &str) -> Result<Option<Timestamp>, StoreError> {
+        Ok(self.opt_int(column)?.map(Timestamp::from_unix_ms))
+    }
+
+    /// A text column parsed into a domain type.
+    fn parsed<T>(&self, column: &str) -> Result<T, StoreError>
+    where
+        T: FromStr,
+        T::Err: std::fmt::Display,
+    {
+        self.text(column)?
+            .parse()
+            .map_err(|e| corrupt(format!("column {column}: {e}")))
+    }
+}
+
+macro_rules! columns_for {
+    ($row:ty) => {
+        impl Columns for $row {
+            fn text(&self, column: &str) -> Result<String, StoreError> {
+                self.try_get(column).map_err(db)
+            }
+            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+                self.try_get(column).map_err(db)
+            }
+            fn int(&self, column: &str) -> Result<i64, StoreError> {
+                self.try_get(column).map_err(db)
+            }
+            fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+                self.try_get(column).map_err(db)
+            }
+            fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+                self.try_get(column).map_err(db)
+            }
+            fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+                self.try_get(column).map_err(db)
+            }
+        }
+    };
+}
+
+columns_for!(SqliteRow);
+columns_for!(PgRow);
+
+pub fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
+    let hash: [u8; 32] = hex::decode(row.text("token_hash")?)
+        .ok()
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| corrupt("token hash"))?;
+    Ok(TokenRecord {
+        hash: TokenHash(hash),
+        user: row.parsed("user_email")?,
+        created_at: row.time("created_at")?,
+        expires_at: row.time("expires_at")?,
+        created_by: row.text("created_by")?,
+        used_at: row.opt_time("used_at")?,
+        device_id: row
+            .opt_text("device_id")?
+            .map(|s| s.parse::<DeviceId>().map_err(corrupt))
+            .transpose()?,
+    })
+}
+
+pub fn device(row: &impl Columns) -> Result<Device, StoreError> {
+    Ok(Device {
+        id: row.parsed("id")?,
+        user: row.parsed("user_email")?,
+        state: row.parsed::<DeviceState>("state")?,
+        facts: DeviceFacts {
+            hostname: row.text("hostname")?,
+            os_name: row.text("os_name")?,
+            os_version: row.text("os_version")?,
+            kernel_version: row.text("kernel_version")?,
+            arch: row.text("arch")?,
+            agent_version: row.text("agent_version")?,
+        },
+        enrolled_at: row.time("enrolled_at")?,
+        last_seen: row.opt_time("last_seen")?,
+        certificate_serial: row.text("certificate_serial")?,
+        certificate_expires_at: row.time("certificate_expires_at")?,
+        public_key_der: row.opt_bytes("public_key_der")?,
+        compliance: compliance(row)?,
+        offline_wipe: match row.opt_time("offline_wipe_at")? {
+            None => None,
+            Some(at) => Some(OfflineWipe {
+                at,
+                verified: row.opt_bool("offline_wipe_verified")?.unwrap_or(false),
+            }),
+        },
+    })
+}
+
+/// The compliance columns of a `devices` row; `None` until a report arrived.
+fn compliance(row: &impl Columns) -> Result<Option<Compliance>, StoreError> {
+    let Some(compliant) = row.opt_bool("compliant")? else {
+        return Ok(None);
+    };
+    let reasons = row.opt_text("compliance_reasons")?;
+    let checks = row.opt_text("compliance_checks")?;
+    Ok(Some(Compliance {
+        compliant,
+        reasons: serde_json::from_str(reasons.as_deref().unwrap_or("[]")).map_err(corrupt)?,
+        checks: serde_json::from_str::<Vec<ComplianceCheck>>(checks.as_deref().unwrap_or("[]"))
+            .map_err(corrupt)?,
+        reported_at: row
+            .opt_time("compliance_reported_at")?
+            .unwrap_or(Timestamp::from_unix_ms(0)),
+        policy_revision: row
+            .opt_int("compliance_policy_revision")?
+            .and_then(|r| u64::try_from(r).ok())
+            .unwrap_or(0),
+    }))
+}
+
+pub fn admin(row: &impl Columns) -> Result<Admin, StoreError> {
+    Ok(Admin {
+        name: row.parsed::<AdminName>("name")?,
+        role: row.parsed::<AdminRole>("role")?,
+        created_at: row.time("created_at")?,
+        created_by: row.text("created_by")?,
+    })
+}
+
+pub fn certificate(row: &impl Columns) -> Result<CertificateRecord, StoreError> {
+    Ok(CertificateRecord {
+        serial: row.text("serial")?,
+        subject: row.text("subject")?,
+        not_before: row.time("not_before")?,
+        not_after: row.time("not_after")?,
+        issued_at: row.time("issued_at")?,
+        revoked_at: row.opt_time("revoked_at")?,
+    })
+}
+
+pub fn command(row: &impl Columns) -> Result<Command, StoreError> {
+    let kind = match row.text("kind")?.as_str() {
+        "lock" => CommandKind::Lock {
+            message: row.opt_text("lock_message")?.unwrap_or_default(),
+        },
+        "unlock" => CommandKind::Unlock,
+        "wipe" => CommandKind::Wipe {
+            scope: row.parsed::<WipeScope>("scope")?,
+        },
+        other => return Err(corrupt(format!("unknown command kind {other:?}"))),
+    };
+    let receipt = match row.opt_bytes("receipt_body")? {
+        None => None,
+        Some(body) => Some(Receipt {
+            body,
+            signature: row.opt_bytes("receipt_signature")?.unwrap_or_default(),
+            verified: row.opt_bool("receipt_verified")?.unwrap_or(false),
+            error: row.opt_text("receipt_error")?,
+        }),
+    };
+    Ok(Command {
+        id: row.parsed("id")?,
+        device_id: row.parsed("device_id")?,
+        kind,
+        state: row.parsed("state")?,
+        reason: row.text("reason")?,
+        failure_reason: row.opt_text("failure_reason")?,
+        idempotency_key: row.text("idempotency_key")?,
+        created_by: row.text("created_by")?,
+        created_at: row.time("created_at")?,
+        deadline: row.opt_time("deadline")?,
+        delivered_at: row.opt_time("delivered_at")?,
+        acknowledged_at: row.opt_time("acknowledged_at")?,
+        finished_at: row.opt_time("finished_at")?,
+        deliveries: u32::try_from(row.int("deliveries")?).unwrap_or(u32::MAX),
+        receipt,
+        approved_by: row.opt_text("approved_by")?,
+    })
+}
+
+pub fn policy(row: &impl Columns) -> Result<StoredPolicy, StoreError> {
+    let scope = row.text("scope")?;
+    Ok(StoredPolicy {
+        policy: serde_json::from_str::<Policy>(&row.text("body")?)
+            .map_err(|e| corrupt(format!("policy {scope}: {e}")))?,
+        scope: scope.parse().map_err(corrupt)?,
+        revision: u64::try_from(row.int("revision")?)
+            .map_err(|_| corrupt("negative policy revision"))?,
+        updated_at: row.time("updated_at")?,
+        updated_by: row.text("updated_by")?,
+    })
+}
+
+pub fn audit_entry(row: &impl Columns) -> Result<AuditEntry, StoreError> {
+    Ok(AuditEntry {
+        seq: u64::try_from(row.int("seq")?).map_err(|_| corrupt("negative audit seq"))?,
+        at: row.time("at")?,
+        actor: row.text("actor")?,
+        action: row.text("action")?,
+        target: row.text("target")?,
+        details: row.text("details")?,
+        prev_hash: row.text("prev_hash")?,
+        hash: row.text("hash")?,
+    })
+}
