@@ -4,6 +4,10 @@
 # repository root after building the binaries (the units are checked against them).
 set -euo pipefail
 bin_dir=${1:-target/debug}
+if [ ! -x "$bin_dir/wardctl" ] || [ ! -x "$bin_dir/ward-agent" ]; then
+  echo "error: no built wardctl/ward-agent in $bin_dir: run cargo build --bins first, or pass the directory" >&2
+  exit 2
+fi
 
 if ! command -v kubernetes-validate >/dev/null 2>&1; then
   python3 -m pip install --quiet kubernetes-validate
