@@ -34,6 +34,9 @@ pub struct AppConfig {
     /// When set, full wipes, and offboardings of more than this many devices, wait for a
     /// second admin's approval.
     pub approval_threshold: Option<usize>,
+    /// Enrollment attempts one client address may make: a burst, then this many per minute.
+    pub enroll_burst: u32,
+    pub enroll_per_minute: u32,
 }
 
 impl AppConfig {
@@ -45,6 +48,8 @@ impl AppConfig {
             token_default_ttl: TOKEN_DEFAULT_TTL,
             public_url,
             approval_threshold: None,
+            enroll_burst: 20,
+            enroll_per_minute: 60,
         }
     }
 }

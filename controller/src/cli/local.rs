@@ -73,6 +73,12 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     database_url: Option<String>,
+    /// Enrollment attempts one client address may make at once…
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    enroll_burst: u32,
+    /// …and then per minute
+    #[arg(long, default_value_t = 60, value_name = "N")]
+    enroll_per_minute: u32,
     /// Serve Prometheus /metrics and /healthz (plain HTTP) on this address, e.g.
     /// 127.0.0.1:9443; keep it on a management network
     #[arg(long, value_name = "ADDR")]
@@ -221,6 +227,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         checkin_interval: args.checkin_interval,
         device_cert_lifetime: args.device_cert_lifetime,
         approval_threshold: args.require_approval.then_some(args.approval_threshold),
+        enroll_burst: args.enroll_burst,
+        enroll_per_minute: args.enroll_per_minute,
         ..AppConfig::with_public_url(public_url.clone())
     };
     let app = Arc::new(App::new(store, ca.clone(), Arc::new(SystemClock), config));

@@ -8,13 +8,26 @@ use ward_proto::v1::{self, EnrollRequest, EnrollResponse};
 use super::convert::facts_from_wire;
 use crate::app::App;
 
+/// Per-client-address limit on enrollment attempts: tokens cannot be guessed (256 bits), but
+/// a flood of attempts would still cost CPU and fill logs.
+type Limiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
 pub struct EnrollmentApi {
     app: Arc<App>,
+    limiter: Limiter,
 }
 
 impl EnrollmentApi {
     pub fn new(app: Arc<App>) -> Self {
-        Self { app }
+        let config = app.config();
+        let per_minute = std::num::NonZeroU32::new(config.enroll_per_minute.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let burst = std::num::NonZeroU32::new(config.enroll_burst.max(1))
+            .unwrap_or(std::num::NonZeroU32::MIN);
+        let limiter = governor::RateLimiter::keyed(
+            governor::Quota::per_minute(per_minute).allow_burst(burst),
+        );
+        Self { app, limiter }
     }
 }
 
@@ -24,6 +37,18 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
+        if let Some(ip) = request.remote_addr().map(|a| a.ip()) {
+            if self.limiter.check_key(&ip).is_err() {
+                tracing::warn!(client = %ip, "enrollment rate limit reached");
+                return Err(Status::resource_exhausted(
+                    "too many enrollment attempts from this address; wait a minute and try again",
+                ));
+            }
+            // Forget addresses that have been quiet, so the table stays small.
+            if self.limiter.len() > 100_000 {
+                self.limiter.retain_recent();
+            }
+        }
         let req = request.into_inner();
         let enrolled = self
             .app
