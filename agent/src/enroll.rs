@@ -4,7 +4,7 @@
 use tonic::Code;
 use tracing::info;
 use ward_certs::files::{create_private_dir, create_public_file};
-use ward_certs::validate::{DEFAULT_SKEW, validate_client_certificate};
+use ward_certs::validate::validate_client_certificate;
 use ward_certs::{CaHash, Identity, PrivateKeyDer, certificate_to_pem, csr::make_csr};
 use ward_proto::transport::{ChannelOptions, ServerUrl, connect, error_chain};
 use ward_proto::v1::EnrollRequest;
@@ -107,7 +107,7 @@ async fn enroll_checked(dir: &StateDir, options: EnrollOptions) -> Result<AgentS
         &response.certificate_der,
         &ca_der,
         time::OffsetDateTime::now_utc(),
-        DEFAULT_SKEW,
+        crate::AGENT_CLOCK_TOLERANCE,
     )
     .map_err(|e| {
         AgentError::Failed(format!(

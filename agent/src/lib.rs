@@ -28,6 +28,12 @@ pub mod vault;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
+/// How far this device's clock may be off when it sanity-checks a certificate the controller
+/// just issued: the controller decides validity with its own clock; the agent checks the
+/// chain and the identity, and must not refuse a good certificate because its clock is an
+/// hour or so wrong.
+pub const AGENT_CLOCK_TOLERANCE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
 pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
     t.format(&Rfc3339)
         .unwrap_or_else(|_| t.unix_timestamp().to_string())

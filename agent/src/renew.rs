@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tracing::{info, warn};
-use ward_certs::validate::{DEFAULT_SKEW, validate_client_certificate};
+use ward_certs::validate::validate_client_certificate;
 use ward_certs::{
     Identity, PrivateKeyDer, certificate_to_pem, csr::make_csr, key_matches_certificate,
 };
@@ -89,7 +89,7 @@ pub async fn renew(
         &response.certificate_der,
         ca_der,
         OffsetDateTime::now_utc(),
-        DEFAULT_SKEW,
+        crate::AGENT_CLOCK_TOLERANCE,
     )
     .map_err(|e| format!("the renewed certificate is not valid: {e}"))?;
     if peer.identity.to_uri() != Identity::Device(parse_uuid(device_id)?).to_uri() {

@@ -20,6 +20,10 @@ use crate::{CertError, PemError, PrivateKeyDer};
 /// the lifetime: a 7-day certificate spans exactly 7 days.
 pub const BACKDATE: Duration = Duration::from_secs(5 * 60);
 
+/// The CA and the server certificate are valid from a day before their issue time: a device
+/// whose clock runs behind (by up to a day) can still reach a controller set up today.
+pub const INFRA_BACKDATE: Duration = Duration::from_secs(24 * 3600);
+
 /// Default lifetimes.
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub const SERVER_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -70,7 +74,7 @@ impl CertificateAuthority {
             KeyUsagePurpose::CrlSign,
             KeyUsagePurpose::DigitalSignature,
         ];
-        set_validity(&mut params, now, CA_LIFETIME)?;
+        set_validity(&mut params, now, CA_LIFETIME, INFRA_BACKDATE)?;
         params.serial_number = Some(random_serial());
         let cert = params.self_signed(&key_pair)?;
         let cert_der = cert.der().to_vec();
@@ -184,7 +188,7 @@ impl CertificateAuthority {
                 .map_err(|_| CertError::Invalid(format!("{first:?} is not a valid host name")))?,
         ));
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        let issued = self.sign(params, &key_pair, now, lifetime)?;
+        let issued = self.sign(params, &key_pair, now, lifetime, INFRA_BACKDATE)?;
         Ok((issued, key))
     }
 
@@ -216,7 +220,7 @@ impl CertificateAuthority {
                 .map_err(|_| CertError::Invalid("identity URI is not IA5".into()))?,
         )];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.sign(params, &csr.public_key()?, now, lifetime)
+        self.sign(params, &csr.public_key()?, now, lifetime, BACKDATE)
     }
 
     fn sign(
@@ -225,6 +229,7 @@ impl CertificateAuthority {
         public_key: &impl rcgen::PublicKeyData,
         now: OffsetDateTime,
         lifetime: Duration,
+        backdate: Duration,
     ) -> Result<IssuedCertificate, CertError> {
         params.is_ca = IsCa::ExplicitNoCa;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
@@ -232,7 +237,7 @@ impl CertificateAuthority {
         let serial = random_serial();
         let serial_hex = hex::encode(serial.as_ref());
         params.serial_number = Some(serial);
-        set_validity(&mut params, now, lifetime)?;
+        set_validity(&mut params, now, lifetime, backdate)?;
         let (not_before, not_after) = (params.not_before, params.not_after);
         let cert = params.signed_by(public_key, &self.issuer)?;
         Ok(IssuedCertificate {
@@ -275,18 +280,19 @@ fn set_validity(
     params: &mut CertificateParams,
     now: OffsetDateTime,
     lifetime: Duration,
+    backdate: Duration,
 ) -> Result<(), CertError> {
-    if lifetime <= BACKDATE {
+    if lifetime <= backdate {
         return Err(CertError::Invalid(format!(
             "a certificate lifetime must be longer than {} minutes",
-            BACKDATE.as_secs() / 60
+            backdate.as_secs() / 60
         )));
     }
     // X.509 times have second precision; drop the fraction so what we record is what is signed.
     let now = now
         .replace_nanosecond(0)
         .map_err(|e| CertError::Invalid(e.to_string()))?;
-    params.not_before = now - BACKDATE;
+    params.not_before = now - backdate;
     params.not_after = params.not_before + lifetime;
     Ok(())
 }
