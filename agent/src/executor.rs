@@ -166,7 +166,7 @@ impl Executor {
             info!(command_id = %id, state, "controller says not to run this command now");
             // Only a final answer is remembered; anything else (e.g. awaiting approval) is
             // asked again when the command is delivered again.
-            if matches!(state, "succeeded" | "failed" | "cancelled" | "expired") {
+            if ward_proto::names::command_state_is_final(ack.state) {
                 let entry = Entry {
                     command_id: id,
                     action: action.unwrap_or(Action::Unlock),
@@ -469,16 +469,4 @@ async fn run_hook(hook: &std::path::Path, id: &str, device_id: &str) -> Result<S
     }
 }
 
-pub fn state_name(state: i32) -> &'static str {
-    match v1::CommandState::try_from(state) {
-        Ok(v1::CommandState::AwaitingApproval) => "awaiting_approval",
-        Ok(v1::CommandState::Queued) => "queued",
-        Ok(v1::CommandState::Delivered) => "delivered",
-        Ok(v1::CommandState::Acknowledged) => "acknowledged",
-        Ok(v1::CommandState::Succeeded) => "succeeded",
-        Ok(v1::CommandState::Failed) => "failed",
-        Ok(v1::CommandState::Cancelled) => "cancelled",
-        Ok(v1::CommandState::Expired) => "expired",
-        _ => "unknown",
-    }
-}
+pub use ward_proto::names::command_state as state_name;

@@ -146,6 +146,7 @@ fn command(device: DeviceId, key: &str) -> Command {
         deliveries: 0,
         receipt: None,
         approved_by: None,
+        revoke_after: false,
     }
 }
 

@@ -6,6 +6,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod names;
 pub mod transport;
 
 #[allow(clippy::all, clippy::unwrap_used, clippy::expect_used, missing_docs)]

@@ -86,11 +86,21 @@ impl App {
             }
         );
         let approval = full && self.config.approval_threshold.is_some();
-        self.issue_command_with(actor, device, kind, reason, idempotency_key, approval)
-            .await
+        self.issue_command_with(
+            actor,
+            device,
+            kind,
+            reason,
+            idempotency_key,
+            approval,
+            false,
+        )
+        .await
     }
 
-    /// [`App::issue_command`], with whether a second admin must approve it first.
+    /// [`App::issue_command`], with whether a second admin must approve it first and whether
+    /// the device is revoked once it is finished.
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn issue_command_with(
         &self,
         actor: &Admin,
@@ -99,6 +109,7 @@ impl App {
         reason: &str,
         idempotency_key: &str,
         needs_approval: bool,
+        revoke_after: bool,
     ) -> Result<(Command, bool), AppError> {
         let device_id = self.get_device(device).await?.id;
         let reason = reason.trim();
@@ -135,6 +146,7 @@ impl App {
             deliveries: 0,
             receipt: None,
             approved_by: None,
+            revoke_after,
         };
         let (stored, created) = self.store.insert_command(&command).await?;
         if !created {

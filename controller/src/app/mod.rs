@@ -304,21 +304,17 @@ impl App {
     }
 
     /// The enrolled device behind a client certificate. Admin certificates are refused.
-    pub async fn authenticate_device(&self, leaf: Option<&[u8]>) -> Result<DeviceId, AppError> {
+    pub async fn authenticate_device(&self, leaf: Option<&[u8]>) -> Result<Device, AppError> {
         match self.authenticate(leaf).await? {
-            Identity::Device(uuid) => {
-                let id = DeviceId(uuid);
-                self.check_device_active(id).await?;
-                Ok(id)
-            }
+            Identity::Device(uuid) => self.check_device_active(DeviceId(uuid)).await,
             other => Err(AppError::PermissionDenied(format!(
                 "{other} is not a device identity; the agent API is for enrolled devices only"
             ))),
         }
     }
 
-    /// Refuses a device that is not enrolled or has been revoked.
-    pub async fn check_device_active(&self, id: DeviceId) -> Result<(), AppError> {
+    /// The device, unless it is not enrolled or has been revoked.
+    pub async fn check_device_active(&self, id: DeviceId) -> Result<Device, AppError> {
         match self.store.get_device(id).await? {
             None => Err(AppError::Unauthenticated(format!(
                 "device {id} is not enrolled"
@@ -328,7 +324,7 @@ impl App {
                     "device {id} has been revoked; enroll it again to use it"
                 )))
             }
-            Some(_) => Ok(()),
+            Some(d) => Ok(d),
         }
     }
 

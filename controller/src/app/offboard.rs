@@ -8,7 +8,7 @@ use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, UserEmail, WipeScope,
 };
 
-/// Idempotency-key prefixes of wipes after which the device is revoked.
+/// Idempotency-key prefixes: a rerun of the same offboarding or lost mode finds its commands.
 const OFFBOARD: &str = "offboard:";
 const LOST: &str = "lost:";
 
@@ -99,6 +99,7 @@ impl App {
                     reason,
                     &key,
                     needs_approval,
+                    true,
                 )
                 .await?;
             }
@@ -174,7 +175,15 @@ impl App {
             scope: WipeScope::Messaging,
         };
         let (wipe, _) = self
-            .issue_command(actor, &id, wipe, reason, &format!("{LOST}{id}:wipe"))
+            .issue_command_with(
+                actor,
+                &id,
+                wipe,
+                reason,
+                &format!("{LOST}{id}:wipe"),
+                false,
+                true,
+            )
             .await?;
         Ok((lock, wipe))
     }
@@ -182,24 +191,19 @@ impl App {
     /// Whether the device is being offboarded or is in lost mode (renewal is refused).
     pub async fn is_being_retired(&self, device: DeviceId) -> Result<bool, AppError> {
         let commands = self.store.list_commands(Some(device), None).await?;
-        Ok(commands.iter().any(|c| {
-            c.idempotency_key.starts_with(OFFBOARD) || c.idempotency_key.starts_with(LOST)
-        }))
+        Ok(commands.iter().any(|c| c.revoke_after))
     }
 
     /// Called whenever a command reaches a terminal state: offboarding and lost-mode wipes
     /// revoke their device once finished, whatever the outcome; a successful full wipe does
     /// too (the device has destroyed its own identity).
     pub(super) async fn after_finish(&self, command: &Command) -> Result<(), AppError> {
-        let follows = command.idempotency_key.starts_with(OFFBOARD)
-            || command.idempotency_key.starts_with(LOST);
-        let is_wipe = matches!(command.kind, CommandKind::Wipe { .. });
         let erased = command.kind
             == (CommandKind::Wipe {
                 scope: WipeScope::Full,
             })
             && command.state == CommandState::Succeeded;
-        if erased || (follows && is_wipe && command.state.is_terminal()) {
+        if erased || (command.revoke_after && command.state.is_terminal()) {
             self.revoke(
                 command.device_id,
                 CONTROLLER,

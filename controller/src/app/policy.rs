@@ -122,20 +122,12 @@ impl App {
         Ok(())
     }
 
-    /// The effective policy for an enrolled device.
-    pub async fn device_policy(&self, device: DeviceId) -> Result<StoredPolicy, AppError> {
-        let device = self
-            .store
-            .get_device(device)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("device {device} is not enrolled")))?;
-        self.effective_policy(Some(&device.user)).await
-    }
-
-    /// Judges and records a device's compliance report against its effective policy.
+    /// Judges and records a device's compliance report against `policy`, its effective
+    /// policy (which the caller has in hand already).
     pub async fn record_compliance(
         &self,
         device: DeviceId,
+        policy: &StoredPolicy,
         checks: Vec<ComplianceCheck>,
         policy_revision: u64,
     ) -> Result<Compliance, AppError> {
@@ -155,7 +147,6 @@ impl App {
                 ));
             }
         }
-        let policy = self.device_policy(device).await?;
         let compliance = Compliance::judge(&policy.policy, checks, self.now(), policy_revision);
         self.store.record_compliance(device, &compliance).await?;
         Ok(compliance)

@@ -95,19 +95,7 @@ fn non_empty(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-pub fn state_name(state: i32) -> &'static str {
-    match v1::CommandState::try_from(state) {
-        Ok(v1::CommandState::AwaitingApproval) => "awaiting_approval",
-        Ok(v1::CommandState::Queued) => "queued",
-        Ok(v1::CommandState::Delivered) => "delivered",
-        Ok(v1::CommandState::Acknowledged) => "acknowledged",
-        Ok(v1::CommandState::Succeeded) => "succeeded",
-        Ok(v1::CommandState::Failed) => "failed",
-        Ok(v1::CommandState::Cancelled) => "cancelled",
-        Ok(v1::CommandState::Expired) => "expired",
-        _ => "unknown",
-    }
-}
+pub use ward_proto::names::command_state as state_name;
 
 impl From<v1::Command> for CommandView {
     fn from(c: v1::Command) -> Self {

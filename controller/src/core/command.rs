@@ -219,6 +219,9 @@ pub struct Command {
     pub deliveries: u32,
     pub receipt: Option<Receipt>,
     pub approved_by: Option<String>,
+    /// Revoke the device once this command is finished, whatever its outcome (offboarding and
+    /// lost-mode wipes).
+    pub revoke_after: bool,
 }
 
 /// A wipe receipt as the device sent it, and what the controller made of it.

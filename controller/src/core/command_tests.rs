@@ -22,6 +22,7 @@ fn command(deadline: Option<Timestamp>) -> Command {
         deliveries: 0,
         receipt: None,
         approved_by: None,
+        revoke_after: false,
     }
 }
 

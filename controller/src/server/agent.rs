@@ -19,7 +19,7 @@ use super::convert::{
 };
 use super::enrollment::agent_config;
 use crate::app::{App, AppError, DeviceResult};
-use crate::core::{CommandId, DeviceId};
+use crate::core::{CommandId, Device, DeviceId};
 
 /// How often an open stream re-reads the store even without a wake-up: the fallback that
 /// makes a lost wake-up a delay, never a loss.
@@ -34,7 +34,7 @@ impl AgentApi {
         Self { app }
     }
 
-    async fn device<T>(&self, request: &Request<T>) -> Result<DeviceId, Status> {
+    async fn device<T>(&self, request: &Request<T>) -> Result<Device, Status> {
         Ok(self
             .app
             .authenticate_device(peer_leaf(request).as_deref())
@@ -54,9 +54,9 @@ async fn pending_pushes(
 ) -> Result<Vec<AgentPush>, AppError> {
     use v1::agent_push::Item;
     // Revoked since the stream opened: the stream ends with the reason.
-    app.check_device_active(device).await?;
+    let record = app.check_device_active(device).await?;
     let mut pushes = Vec::new();
-    let policy = app.device_policy(device).await?;
+    let policy = app.effective_policy(Some(&record.user)).await?;
     let key = (policy.scope.to_string(), policy.revision);
     if policy_sent.as_ref() != Some(&key) {
         pushes.push(AgentPush {
@@ -79,7 +79,10 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<CheckInRequest>,
     ) -> Result<Response<CheckInResponse>, Status> {
-        let device = self.device(&request).await?;
+        // One device read (authentication) and one policy read serve the whole check-in.
+        let record = self.device(&request).await?;
+        let device = record.id;
+        let policy = self.app.effective_policy(Some(&record.user)).await?;
         let req = request.into_inner();
         self.app
             .check_in(device, facts_from_wire(req.facts))
@@ -93,10 +96,14 @@ impl v1::agent_service_server::AgentService for AgentApi {
         }
         if let Some(report) = &req.compliance {
             self.app
-                .record_compliance(device, checks_from_wire(report)?, report.policy_revision)
+                .record_compliance(
+                    device,
+                    &policy,
+                    checks_from_wire(report)?,
+                    report.policy_revision,
+                )
                 .await?;
         }
-        let policy = self.app.device_policy(device).await?;
         let pending = self.app.deliver_unfinished(device, &HashSet::new()).await?;
         Ok(Response::new(CheckInResponse {
             config: Some(agent_config(&self.app)),
@@ -112,7 +119,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<CommandsRequest>,
     ) -> Result<Response<PushStream>, Status> {
-        let device = self.device(&request).await?;
+        let device = self.device(&request).await?.id;
         let (tx, rx) = mpsc::channel(32);
         let app = self.app.clone();
         // Subscribe before the first read, so a command committed in between still wakes us.
@@ -155,7 +162,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<AcknowledgeRequest>,
     ) -> Result<Response<AcknowledgeResponse>, Status> {
-        let device = self.device(&request).await?;
+        let device = self.device(&request).await?.id;
         let ack = self
             .app
             .acknowledge(device, &request.get_ref().command_id)
@@ -170,7 +177,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<ReportResultRequest>,
     ) -> Result<Response<ReportResultResponse>, Status> {
-        let device = self.device(&request).await?;
+        let device = self.device(&request).await?.id;
         let req = request.into_inner();
         let result = DeviceResult {
             succeeded: req.succeeded,
@@ -193,7 +200,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
-        let device = self.device(&request).await?;
+        let device = self.device(&request).await?.id;
         let certificate = self.app.renew(device, &request.get_ref().csr_der).await?;
         Ok(Response::new(RenewResponse {
             certificate_der: certificate.der,

@@ -208,6 +208,7 @@ pub fn command(row: &impl Columns) -> Result<Command, StoreError> {
         deliveries: u32::try_from(row.int("deliveries")?).unwrap_or(u32::MAX),
         receipt,
         approved_by: row.opt_text("approved_by")?,
+        revoke_after: row.opt_bool("revoke_after")?.unwrap_or(false),
     })
 }
 

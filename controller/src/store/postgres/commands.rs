@@ -24,8 +24,8 @@ pub async fn insert(pool: &PgPool, c: &Command) -> Result<(Command, bool), Store
     let inserted = sqlx::query(
         "INSERT INTO commands (id, device_id, kind, scope, lock_message, state, reason,
              failure_reason, idempotency_key, created_by, created_at, deadline, delivered_at,
-             acknowledged_at, finished_at, deliveries)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, NULL, NULL, NULL, 0)
+             acknowledged_at, finished_at, deliveries, revoke_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, NULL, NULL, NULL, 0, $12)
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(c.id.to_string())
@@ -39,6 +39,7 @@ pub async fn insert(pool: &PgPool, c: &Command) -> Result<(Command, bool), Store
     .bind(&c.created_by)
     .bind(c.created_at.unix_ms())
     .bind(c.deadline.map(Timestamp::unix_ms))
+    .bind(c.revoke_after)
     .execute(pool)
     .await
     .map_err(db)?;

@@ -24,8 +24,8 @@ pub async fn insert(pool: &SqlitePool, c: &Command) -> Result<(Command, bool), S
     let inserted = sqlx::query(
         "INSERT INTO commands (id, device_id, kind, scope, lock_message, state, reason,
              failure_reason, idempotency_key, created_by, created_at, deadline, delivered_at,
-             acknowledged_at, finished_at, deliveries)
-         VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL, NULL, NULL, 0)
+             acknowledged_at, finished_at, deliveries, revoke_after)
+         VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, NULL, NULL, NULL, 0, ?)
          ON CONFLICT (idempotency_key) DO NOTHING",
     )
     .bind(c.id.to_string())
@@ -39,6 +39,7 @@ pub async fn insert(pool: &SqlitePool, c: &Command) -> Result<(Command, bool), S
     .bind(&c.created_by)
     .bind(c.created_at.unix_ms())
     .bind(c.deadline.map(Timestamp::unix_ms))
+    .bind(c.revoke_after)
     .execute(pool)
     .await
     .map_err(db)?;

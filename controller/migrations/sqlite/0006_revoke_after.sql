@@ -1,0 +1,2 @@
+-- Revoke the device once this command is finished (offboarding and lost-mode wipes).
+ALTER TABLE commands ADD COLUMN revoke_after INTEGER NOT NULL DEFAULT 0;
