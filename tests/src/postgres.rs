@@ -9,34 +9,52 @@ pub struct FreshDatabase {
     name: String,
 }
 
-/// A new empty database, or `None` (with a note) when no server is configured. Under CI a
-/// missing server is a failure, not a skip.
-pub fn fresh_database() -> Option<FreshDatabase> {
-    let Ok(server) = std::env::var("WARD_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must set WARD_TEST_POSTGRES_URL (see .ci/run)"
-        );
-        eprintln!("WARD_TEST_POSTGRES_URL is not set: PostgreSQL test skipped");
-        return None;
-    };
+/// The configured server, or `None` (with a note) when there is none. Under CI a missing
+/// server is a failure, not a skip.
+fn server() -> Option<String> {
+    match std::env::var("WARD_TEST_POSTGRES_URL") {
+        Ok(server) => Some(server),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set WARD_TEST_POSTGRES_URL (see .ci/run)"
+            );
+            eprintln!("WARD_TEST_POSTGRES_URL is not set: PostgreSQL test skipped");
+            None
+        }
+    }
+}
+
+async fn create(server: String) -> FreshDatabase {
     let name = format!("ward_test_{}", uuid::Uuid::new_v4().simple());
-    run(async {
-        let mut admin = sqlx::PgConnection::connect(&server)
-            .await
-            .expect("connect to WARD_TEST_POSTGRES_URL");
-        let create = format!("CREATE DATABASE {name}");
-        sqlx::raw_sql(&create)
-            .execute(&mut admin)
-            .await
-            .expect("create a test database");
-    });
+    let mut admin = sqlx::PgConnection::connect(&server)
+        .await
+        .expect("connect to WARD_TEST_POSTGRES_URL");
+    // A database name cannot be a bound parameter; this one is generated above.
+    let create = format!("CREATE DATABASE {name}");
+    sqlx::raw_sql(&create)
+        .execute(&mut admin)
+        .await
+        .expect("create a test database");
     let (base, _) = server.rsplit_once('/').expect("URL ends with /DATABASE");
-    Some(FreshDatabase {
+    FreshDatabase {
         url: format!("{base}/{name}"),
         server,
         name,
-    })
+    }
+}
+
+/// A new empty database, for synchronous (process-level) tests.
+pub fn fresh_database() -> Option<FreshDatabase> {
+    let server = server()?;
+    let mut db = None;
+    run(async { db = Some(create(server).await) });
+    db
+}
+
+/// A new empty database, for async tests.
+pub async fn fresh_database_async() -> Option<FreshDatabase> {
+    Some(create(server()?).await)
 }
 
 fn run(f: impl std::future::Future<Output = ()>) {

@@ -6,7 +6,6 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::Connection;
 use ward_certs::CertificateAuthority;
 use ward_controller::app::{App, AppConfig};
 use ward_controller::core::{
@@ -14,27 +13,7 @@ use ward_controller::core::{
     TokenHash, TokenRecord,
 };
 use ward_controller::store::{PgStore, Store};
-
-async fn fresh_postgres() -> Option<(PgStore, String, String)> {
-    let Ok(url) = std::env::var("WARD_TEST_POSTGRES_URL") else {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must set WARD_TEST_POSTGRES_URL"
-        );
-        eprintln!("WARD_TEST_POSTGRES_URL is not set: replica test skipped");
-        return None;
-    };
-    let name = format!("ward_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
-    let create = format!("CREATE DATABASE {name}");
-    sqlx::raw_sql(&create).execute(&mut admin).await.unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    Some((
-        PgStore::connect(&format!("{base}/{name}")).await.unwrap(),
-        url,
-        name,
-    ))
-}
+use ward_e2e::postgres::fresh_database_async;
 
 async fn until<F: std::future::Future<Output = bool>>(what: &str, mut probe: impl FnMut() -> F) {
     let start = Instant::now();
@@ -49,9 +28,10 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut probe: imp
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revocation_on_one_replica_reaches_the_other() {
-    let Some((store, server, name)) = fresh_postgres().await else {
+    let Some(db) = fresh_database_async().await else {
         return;
     };
+    let store = PgStore::connect(&db.url).await.unwrap();
     let ca =
         Arc::new(CertificateAuthority::create("Ward CA", time::OffsetDateTime::now_utc()).unwrap());
     let replica = |store: PgStore| {
@@ -63,11 +43,7 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
         ))
     };
     let a = replica(store.clone());
-    let b = replica(
-        PgStore::connect(&format!("{}/{name}", server.rsplit_once('/').unwrap().0))
-            .await
-            .unwrap(),
-    );
+    let b = replica(PgStore::connect(&db.url).await.unwrap());
     a.start_background().await.unwrap();
     b.start_background().await.unwrap();
 
@@ -130,8 +106,4 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
     );
 
     drop((a, b, store));
-    if let Ok(mut conn) = sqlx::PgConnection::connect(&server).await {
-        let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-        let _ = sqlx::raw_sql(&drop_db).execute(&mut conn).await;
-    }
 }

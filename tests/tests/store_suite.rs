@@ -6,32 +6,20 @@
 
 use std::sync::Arc;
 
-use sqlx::Connection;
 use ward_controller::core::audit::{AuditEvent, verify};
 use ward_controller::core::{
     CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId, Event,
     NewDevice, Policy, PolicyScope, Timestamp, TokenHash, TokenRecord, WipeScope,
 };
 use ward_controller::store::{AuditFilter, PgStore, Redemption, SqliteStore, Store};
+use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
 
 struct Backend {
     name: &'static str,
     store: Arc<dyn Store>,
     _dir: Option<tempfile::TempDir>,
-    /// (server URL, database) to drop when the test is done.
-    pg: Option<(String, String)>,
-}
-
-impl Backend {
-    /// Drops a PostgreSQL test database (best effort: a failed test leaves it for inspection).
-    async fn finish(self) {
-        let Some((url, name)) = self.pg else { return };
-        drop(self.store);
-        if let Ok(mut admin) = sqlx::PgConnection::connect(&url).await {
-            let drop_db = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
-            let _ = sqlx::raw_sql(&drop_db).execute(&mut admin).await;
-        }
-    }
+    /// Declared after `store`, so the database is dropped after the store's connections.
+    _pg: Option<FreshDatabase>,
 }
 
 async fn backends() -> Vec<Backend> {
@@ -43,39 +31,18 @@ async fn backends() -> Vec<Backend> {
         name: "sqlite",
         store: Arc::new(sqlite),
         _dir: Some(dir),
-        pg: None,
+        _pg: None,
     }];
-    match std::env::var("WARD_TEST_POSTGRES_URL") {
-        Ok(url) => {
-            let (store, name) = fresh_postgres(&url).await;
-            all.push(Backend {
-                name: "postgres",
-                store: Arc::new(store),
-                _dir: None,
-                pg: Some((url, name)),
-            });
-        }
-        Err(_) if std::env::var_os("CI").is_some() => {
-            panic!("CI must set WARD_TEST_POSTGRES_URL (see .ci/run)")
-        }
-        Err(_) => eprintln!("WARD_TEST_POSTGRES_URL is not set: PostgreSQL store tests skipped"),
+    if let Some(db) = fresh_database_async().await {
+        let store = PgStore::connect(&db.url).await.unwrap();
+        all.push(Backend {
+            name: "postgres",
+            store: Arc::new(store),
+            _dir: None,
+            _pg: Some(db),
+        });
     }
     all
-}
-
-/// A new, empty database on the server at `url` (which names an existing database).
-async fn fresh_postgres(url: &str) -> (PgStore, String) {
-    let name = format!("ward_test_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(url).await.unwrap();
-    // A database name cannot be a bound parameter; this one is generated above.
-    let create = format!("CREATE DATABASE {name}");
-    sqlx::raw_sql(&create).execute(&mut admin).await.unwrap();
-    admin.close().await.unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    (
-        PgStore::connect(&format!("{base}/{name}")).await.unwrap(),
-        name,
-    )
 }
 
 fn device(id: DeviceId) -> NewDevice {
@@ -204,7 +171,6 @@ async fn a_token_is_redeemed_exactly_once_under_concurrency() {
             .await
             .unwrap();
         assert_eq!(r, Redemption::Unknown, "{}", b.name);
-        b.finish().await;
     }
 }
 
@@ -287,7 +253,6 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set() {
             b.store.command_by_key("k1").await.unwrap().unwrap().id,
             stored.id
         );
-        b.finish().await;
     }
 }
 
@@ -324,7 +289,6 @@ async fn concurrent_audit_appends_form_one_linear_chain() {
         let v = verify(&entries, &head, |_| true);
         assert!(v.ok, "{}: {v:?}", b.name);
         assert_eq!(v.entries, 30, "{}", b.name);
-        b.finish().await;
     }
 }
 
@@ -407,6 +371,5 @@ async fn policies_get_increasing_revisions_and_revocation_is_recorded() {
                 .unwrap()
                 .is_none()
         );
-        b.finish().await;
     }
 }
