@@ -21,7 +21,7 @@ use crate::state::StateDir;
     about = "Ward device agent: enrolls this device, checks in, and obeys the controller",
     after_help = "Exit codes: 0 ok, 1 failed, 2 bad usage or rejected input."
 )]
-struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     command: Command,
 }
@@ -104,6 +104,9 @@ enum Output {
 }
 
 pub fn main() -> ExitCode {
+    // Only in builds with the `failpoints` feature (the crash tests): reads FAILPOINTS.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

@@ -159,6 +159,7 @@ impl Executor {
                 return warn!(command_id = %id, "acknowledgement timed out; the command will be delivered again");
             }
         };
+        fail::fail_point!("agent-after-ack");
         let action = action_of(command);
         let now = crate::now_rfc3339();
         if !ack.proceed {
@@ -208,6 +209,7 @@ impl Executor {
         if let Err(e) = self.ledger.put(&entry) {
             return error!(error = %e, "cannot write the command ledger; not executing");
         }
+        fail::fail_point!("agent-after-ledger-started");
         match entry.status {
             Status::Started => self.execute_and_report(entry).await,
             _ => self.finish(entry).await,
@@ -221,6 +223,7 @@ impl Executor {
         if let Err(e) = self.ledger.put(&entry) {
             error!(error = %e, "cannot record the command's result");
         }
+        fail::fail_point!("agent-after-ledger-finished");
         self.finish(entry).await;
     }
 
@@ -404,6 +407,7 @@ impl Executor {
             Ok(Ok(response)) => {
                 let state = state_name(response.into_inner().state);
                 info!(command_id = %entry.command_id, state, "result reported");
+                fail::fail_point!("agent-after-report");
                 entry.reported = true;
                 state == "succeeded"
             }

@@ -11,6 +11,8 @@ pub mod enroll;
 pub mod error;
 pub mod executor;
 pub mod facts;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod ledger;
 pub mod link;
 pub mod local_api;

@@ -226,6 +226,12 @@ async fn command_stream(
                 Ok(response) => {
                     debug!(server = %link.url(connected.server), "command stream open");
                     backoff.reset();
+                    // Back in touch (e.g. after the controller restarted): report results
+                    // that could not be delivered and resume interrupted commands now, not
+                    // at the next check-in.
+                    if work.send(Work::Flush).await.is_err() {
+                        return;
+                    }
                     let mut stream = response.into_inner();
                     loop {
                         match stream.message().await {

@@ -38,6 +38,10 @@ pub struct WipeJournal {
     pub step: WipeStep,
     pub files_removed: u64,
     pub bytes_removed: u64,
+    /// What the directory held (files, bytes) when the removal began, recorded before the
+    /// first file goes: a removal interrupted by a crash and resumed still reports the whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<(u64, u64)>,
     pub verified_empty: bool,
     pub completed_at: Option<String>,
 }
@@ -182,6 +186,7 @@ impl Vault {
                     step: WipeStep::Started,
                     files_removed: 0,
                     bytes_removed: 0,
+                    found: None,
                     verified_empty: false,
                     completed_at: None,
                 };
@@ -189,6 +194,7 @@ impl Vault {
                 j
             }
         };
+        fail::fail_point!("vault-after-journal-started");
         let stop = |step: WipeStep| stop_after == Some(step);
         if stop(WipeStep::Started) {
             return Ok(journal);
@@ -206,20 +212,28 @@ impl Vault {
             journal.step = WipeStep::KeyDestroyed;
             self.write_journal(&journal)?;
             info!(cause, "messaging data key destroyed");
+            fail::fail_point!("vault-after-key-destroyed");
         }
         if stop(WipeStep::KeyDestroyed) {
             return Ok(journal);
         }
         if journal.step < WipeStep::FilesRemoved {
+            if journal.found.is_none() {
+                journal.found = Some(inventory(&self.dir)?);
+                self.write_journal(&journal)?;
+            }
             let (files, bytes) = remove_contents(&self.dir)?;
-            journal.files_removed += files;
-            journal.bytes_removed += bytes;
+            let (found_files, found_bytes) = journal.found.unwrap_or_default();
+            // Files the app wrote during the wipe are removed too, and counted.
+            journal.files_removed = found_files.max(journal.files_removed + files);
+            journal.bytes_removed = found_bytes.max(journal.bytes_removed + bytes);
             journal.step = WipeStep::FilesRemoved;
             self.write_journal(&journal)?;
             info!(
                 cause,
                 files, bytes, "messaging files overwritten and deleted"
             );
+            fail::fail_point!("vault-after-files-removed");
         }
         if stop(WipeStep::FilesRemoved) {
             return Ok(journal);
@@ -229,6 +243,7 @@ impl Vault {
             journal.completed_at = Some(crate::now_rfc3339());
             journal.step = WipeStep::Done;
             self.write_journal(&journal)?;
+            fail::fail_point!("vault-after-done");
         }
         Ok(journal)
     }
@@ -258,11 +273,39 @@ fn remove_contents(dir: &Path) -> Result<(u64, u64), VaultError> {
             }
             destroy_file(&path).map_err(|e| io(&path, e))?;
             files += 1;
+            fail::fail_point!("vault-after-file-removed");
         }
     }
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| io(dir, e))?;
+    Ok((files, bytes))
+}
+
+/// Counts (files, bytes) under `dir`, never following symbolic links (a link counts as a file,
+/// as [`remove_contents`] removes the link itself).
+fn inventory(dir: &Path) -> Result<(u64, u64), VaultError> {
+    let mut files = 0;
+    let mut bytes = 0;
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
+        Err(e) => return Err(io(dir, e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(|e| io(dir, e))?.path();
+        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
+        if meta.is_dir() {
+            let (f, b) = inventory(&path)?;
+            files += f;
+            bytes += b;
+        } else {
+            if meta.is_file() {
+                bytes += meta.len();
+            }
+            files += 1;
+        }
+    }
     Ok((files, bytes))
 }
 

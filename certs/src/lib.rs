@@ -15,6 +15,8 @@
 pub mod ca;
 pub mod csr;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod identity;
 pub mod pin;
 pub mod receipt;

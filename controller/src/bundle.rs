@@ -57,11 +57,16 @@ impl AdminBundle {
                     source,
                 })?,
             );
+        Self::from_pem(&text, path)
+    }
+
+    /// Parses the bundle's PEM text; `path` only names it in the error.
+    pub fn from_pem(text: &str, path: &Path) -> Result<Self, BundleError> {
         let malformed = || BundleError::Malformed {
             path: path.display().to_string(),
         };
-        let certs = certificates_from_pem(&text).map_err(|_| malformed())?;
-        let key = PrivateKeyDer::from_pem(&text).map_err(|_| malformed())?;
+        let certs = certificates_from_pem(text).map_err(|_| malformed())?;
+        let key = PrivateKeyDer::from_pem(text).map_err(|_| malformed())?;
         match certs.as_slice() {
             [leaf, ca] => Ok(Self {
                 certificate_der: leaf.clone(),

@@ -13,6 +13,8 @@ pub mod bundle;
 pub mod cli;
 pub mod core;
 pub mod datadir;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hub;
 pub mod metrics;
 pub mod server;

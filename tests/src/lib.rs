@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod fleet;
 pub mod inprocess;
 pub mod postgres;
 pub mod process;

@@ -230,15 +230,33 @@ pub struct AgentFixture {
 /// Text planted in messaging files; after a wipe no file may contain it.
 pub const CANARY: &str = "CANARY-PHI-3f9c: patient Jane Roe, MRN 000123, BP 120/80";
 
+/// The files [`plant_canaries`] writes.
+pub const CANARY_FILES: u64 = 2;
+
+/// Writes messaging files holding [`CANARY`] into `messaging_dir` (created if missing).
+pub fn plant_canaries(messaging_dir: &Path) {
+    std::fs::create_dir_all(messaging_dir.join("attachments")).unwrap();
+    std::fs::write(messaging_dir.join("messages.db"), CANARY.repeat(50)).unwrap();
+    std::fs::write(messaging_dir.join("attachments/scan.txt"), CANARY).unwrap();
+}
+
 impl AgentFixture {
+    /// A fixture for an agent enrolled some other way (e.g. in-process) under `root/name`.
+    pub fn existing(root: &Path, name: &str, device_id: String) -> Self {
+        Self {
+            state_dir: root.join(format!("{name}-state")),
+            messaging_dir: root.join(format!("{name}-messaging")),
+            device_id,
+            log: root.join(format!("{name}.log")),
+        }
+    }
+
     /// Enrolls a new agent for `user` under `root/name` and plants canary files.
     pub fn enroll(controller: &ControllerProcess, root: &Path, name: &str, user: &str) -> Self {
         let token = controller.token(user, "15m");
         let state_dir = root.join(format!("{name}-state"));
         let messaging_dir = root.join(format!("{name}-messaging"));
-        std::fs::create_dir_all(messaging_dir.join("attachments")).unwrap();
-        std::fs::write(messaging_dir.join("messages.db"), CANARY.repeat(50)).unwrap();
-        std::fs::write(messaging_dir.join("attachments/scan.txt"), CANARY).unwrap();
+        plant_canaries(&messaging_dir);
         let out = agent(&[
             "enroll",
             "--server",

@@ -179,3 +179,44 @@ async fn a_rewritten_head_is_found() {
     let v = verify(&controller).await;
     assert!(!v.ok, "{v:?}");
 }
+
+#[tokio::test]
+async fn a_device_certificate_on_the_admin_api_is_refused_and_audited() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("knock@hospital.org").await;
+    let tls = ward_certs::tls::client_config(
+        controller.ca.cert_der(),
+        Some((std::slice::from_ref(&device.certificate_der), &device.key)),
+    )
+    .unwrap();
+    let mut admin_api =
+        admin_service_client::AdminServiceClient::new(controller.channel(tls).await.unwrap());
+    let err = admin_api
+        .issue_command(IssueCommandRequest {
+            device_id: device.device_id.clone(),
+            action: Some(Action::Wipe(WipeAction {
+                scope: WipeScope::Messaging as i32,
+            })),
+            reason: "a device trying to be an admin".into(),
+            idempotency_key: "knock-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
+    let entries = controller
+        .admin()
+        .await
+        .list_audit(ListAuditRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let refusal = entries
+        .iter()
+        .find(|e| e.action == "denied" && e.target == "admin API")
+        .expect("the refusal is in the audit log");
+    assert_eq!(refusal.actor, format!("ward://device/{}", device.device_id));
+    assert!(refusal.details_json.contains("not an admin identity"));
+    let v = verify(&controller).await;
+    assert!(v.ok, "{v:?}");
+}

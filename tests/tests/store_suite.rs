@@ -289,6 +289,26 @@ async fn concurrent_audit_appends_form_one_linear_chain() {
         let v = verify(&entries, &head, |_| true);
         assert!(v.ok, "{}: {v:?}", b.name);
         assert_eq!(v.entries, 30, "{}", b.name);
+
+        // Paging: pages of 7 after the last seq seen give every entry once, in order.
+        let mut paged = Vec::new();
+        let mut after = 0;
+        loop {
+            let page = b
+                .store
+                .list_audit(&AuditFilter {
+                    after_seq: Some(after),
+                    limit: Some(7),
+                    ..AuditFilter::default()
+                })
+                .await
+                .unwrap();
+            assert!(page.len() <= 7, "{}", b.name);
+            let Some(last) = page.last() else { break };
+            after = last.seq;
+            paged.extend(page);
+        }
+        assert_eq!(paged, entries, "{}", b.name);
     }
 }
 

@@ -46,7 +46,7 @@ fn check_text(what: &str, text: &str) -> Result<(), AppError> {
 
 /// Control characters become spaces; the text is cut to [`MAX_TEXT_LEN`] bytes on a character
 /// boundary.
-fn sanitize(text: &str) -> String {
+pub fn sanitize(text: &str) -> String {
     let mut out = String::with_capacity(text.len().min(MAX_TEXT_LEN));
     for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
         if out.len() + c.len_utf8() > MAX_TEXT_LEN {

@@ -20,7 +20,8 @@ mod commands;
 pub mod offboard;
 mod policy;
 
-pub use commands::{Acknowledgement, DeviceResult};
+pub use commands::{Acknowledgement, DeviceResult, sanitize};
+pub use policy::check_report;
 
 /// Settings an operator chooses at `wardctl serve`.
 #[derive(Clone, Debug)]
@@ -37,6 +38,10 @@ pub struct AppConfig {
     /// Enrollment attempts one client address may make: a burst, then this many per minute.
     pub enroll_burst: u32,
     pub enroll_per_minute: u32,
+    /// HTTP/2 keepalive: a PING after this much silence on a connection, which is closed if
+    /// the answer takes longer than `keepalive_timeout` (a device gone without a goodbye).
+    pub keepalive_interval: Duration,
+    pub keepalive_timeout: Duration,
 }
 
 impl AppConfig {
@@ -50,6 +55,8 @@ impl AppConfig {
             approval_threshold: None,
             enroll_burst: 20,
             enroll_per_minute: 60,
+            keepalive_interval: Duration::from_secs(30),
+            keepalive_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -330,16 +337,28 @@ impl App {
 
     /// The registered admin behind a client certificate. Device certificates are refused.
     pub async fn authenticate_admin(&self, leaf: Option<&[u8]>) -> Result<Admin, AppError> {
-        match self.authenticate(leaf).await? {
-            Identity::Admin(name) => self.store.get_admin(&name).await?.ok_or_else(|| {
-                AppError::PermissionDenied(format!(
-                    "admin {name} is not registered with this controller"
-                ))
-            }),
-            other => Err(AppError::PermissionDenied(format!(
+        let identity = self.authenticate(leaf).await?;
+        let refusal = match &identity {
+            Identity::Admin(name) => match self.store.get_admin(name).await? {
+                Some(admin) => return Ok(admin),
+                None => format!("admin {name} is not registered with this controller"),
+            },
+            other => format!(
                 "{other} is not an admin identity; the admin API needs an admin certificate (wardctl admin issue)"
-            ))),
-        }
+            ),
+        };
+        // A certificate from our own CA knocking on the admin API without being an admin (a
+        // device's key, or a removed admin's) is worth an auditor's attention.
+        self.metrics.denied_calls.inc();
+        warn!(identity = %identity, "admin API refused: not a registered admin");
+        self.audit(
+            &identity.to_string(),
+            "denied",
+            "admin API",
+            serde_json::json!({ "why": refusal }),
+        )
+        .await?;
+        Err(AppError::PermissionDenied(refusal))
     }
 
     /// Refuses, with the roles that would be allowed, an admin whose role lacks `permission`.

@@ -18,6 +18,26 @@ fn parse_user(user: Option<&str>) -> Result<Option<UserEmail>, AppError> {
     .transpose()
 }
 
+/// Refuses a compliance report with too many checks, or a check whose name is empty, or
+/// whose name or detail is over-long or holds control characters other than newlines.
+pub fn check_report(checks: &[ComplianceCheck]) -> Result<(), AppError> {
+    if checks.len() > MAX_CHECKS {
+        return Err(AppError::InvalidArgument(format!(
+            "a compliance report holds at most {MAX_CHECKS} checks"
+        )));
+    }
+    for check in checks {
+        let bad =
+            |s: &str| s.len() > MAX_CHECK_TEXT || s.chars().any(|c| c.is_control() && c != '\n');
+        if check.name.is_empty() || bad(&check.name) || bad(&check.detail) {
+            return Err(AppError::InvalidArgument(
+                "a compliance check has an empty or over-long name, or control characters".into(),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl App {
     /// The policy that applies to `user`'s devices (or the default policy for `None`).
     pub async fn effective_policy(
@@ -131,22 +151,7 @@ impl App {
         checks: Vec<ComplianceCheck>,
         policy_revision: u64,
     ) -> Result<Compliance, AppError> {
-        if checks.len() > MAX_CHECKS {
-            return Err(AppError::InvalidArgument(format!(
-                "a compliance report holds at most {MAX_CHECKS} checks"
-            )));
-        }
-        for check in &checks {
-            let bad = |s: &str| {
-                s.len() > MAX_CHECK_TEXT || s.chars().any(|c| c.is_control() && c != '\n')
-            };
-            if check.name.is_empty() || bad(&check.name) || bad(&check.detail) {
-                return Err(AppError::InvalidArgument(
-                    "a compliance check has an empty or over-long name, or control characters"
-                        .into(),
-                ));
-            }
-        }
+        check_report(&checks)?;
         let compliance = Compliance::judge(&policy.policy, checks, self.now(), policy_revision);
         self.store.record_compliance(device, &compliance).await?;
         Ok(compliance)

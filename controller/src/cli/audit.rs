@@ -87,17 +87,26 @@ pub async fn run(cmd: AuditCommand, output: OutputFormat) -> Result<(), CliError
             actor,
             connect,
         } => {
-            let request = ListAuditRequest {
+            let mut request = ListAuditRequest {
                 since_unix_ms: since.as_deref().map(since_ms).transpose()?.unwrap_or(0),
                 actor: actor.as_deref().map(actor_uri).unwrap_or_default(),
                 target: device.unwrap_or_default(),
+                after_seq: 0,
+                limit: 0,
             };
             let mut client = admin_client(&connect).await?;
-            let entries: Vec<EntryView> = client
-                .list_audit(request)
-                .await?
-                .into_inner()
-                .entries
+            // Page through: the server answers at most a thousand entries at a time.
+            let mut all = Vec::new();
+            loop {
+                let page = client.list_audit(request.clone()).await?.into_inner();
+                let last = page.entries.last().map(|e| e.seq);
+                all.extend(page.entries);
+                match (page.truncated, last) {
+                    (true, Some(seq)) => request.after_seq = seq,
+                    _ => break,
+                }
+            }
+            let entries: Vec<EntryView> = all
                 .into_iter()
                 .map(|e| EntryView {
                     seq: e.seq,

@@ -28,6 +28,9 @@ pub enum CommandCommand {
         /// Only commands in this state (queued, delivered, acknowledged, succeeded, failed, cancelled, expired)
         #[arg(long, value_name = "STATE")]
         state: Option<String>,
+        /// Show at most the newest N (1 to 10000)
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -268,6 +271,7 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
         CommandCommand::List {
             device,
             state,
+            limit,
             connect,
         } => {
             let state = state
@@ -275,17 +279,21 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
                 .transpose()?
                 .map_or(0, |s| command_state_to_wire(s) as i32);
             let mut client = admin_client(&connect).await?;
-            let commands: Vec<CommandView> = client
+            let listed = client
                 .list_commands(ListCommandsRequest {
                     device_id: device.unwrap_or_default(),
                     state,
+                    limit,
                 })
                 .await?
-                .into_inner()
-                .commands
-                .into_iter()
-                .map(CommandView::from)
-                .collect();
+                .into_inner();
+            if listed.truncated {
+                eprintln!(
+                    "note: showing the newest {limit} commands only; narrow with --device or --state, or raise --limit"
+                );
+            }
+            let commands: Vec<CommandView> =
+                listed.commands.into_iter().map(CommandView::from).collect();
             match output {
                 OutputFormat::Json => print_json(&commands),
                 OutputFormat::Table => {

@@ -11,6 +11,10 @@ use crate::datadir::DataDir;
 
 pub const DEFAULT_SERVER: &str = "https://localhost:7443";
 
+/// The largest answer `wardctl` accepts from the (authenticated) controller: lists of a large
+/// fleet's devices, or of 10,000 commands with receipts, are several MiB.
+pub const ADMIN_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
+
 pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Channel>, CliError> {
     let data_dir = args.data_dir.as_ref().map(DataDir::new);
     let bundle_path = match (&args.admin_cert, &data_dir) {
@@ -54,8 +58,5 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
             CliError::failed(text)
         }
     })?;
-    Ok(
-        AdminServiceClient::new(channel)
-            .max_decoding_message_size(crate::server::MAX_MESSAGE_BYTES),
-    )
+    Ok(AdminServiceClient::new(channel).max_decoding_message_size(ADMIN_RESPONSE_BYTES))
 }

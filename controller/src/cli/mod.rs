@@ -4,7 +4,7 @@
 mod admins;
 mod audit;
 mod commands;
-mod connect;
+pub mod connect;
 mod devices;
 pub mod error;
 mod local;

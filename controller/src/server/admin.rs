@@ -189,9 +189,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let req = request.into_inner();
         let state = command_state_from_wire(req.state)?;
         let device = (!req.device_id.is_empty()).then_some(req.device_id.as_str());
-        let commands = self.app.list_commands(device, state).await?;
+        let limit = list_limit(req.limit)?;
+        let mut commands = self.app.list_commands(device, state).await?;
+        let truncated = commands.len() > limit;
+        commands.truncate(limit);
         Ok(Response::new(ListCommandsResponse {
             commands: commands.iter().map(command_to_wire).collect(),
+            truncated,
         }))
     }
 
@@ -273,14 +277,21 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<ListAuditResponse>, Status> {
         self.reader(&request, "list_audit", "").await?;
         let req = request.into_inner();
+        let limit = list_limit(req.limit)?;
         let filter = crate::store::AuditFilter {
             since: (req.since_unix_ms != 0)
                 .then(|| crate::core::Timestamp::from_unix_ms(req.since_unix_ms)),
             actor: (!req.actor.is_empty()).then_some(req.actor),
             target: (!req.target.is_empty()).then_some(req.target),
+            after_seq: Some(req.after_seq),
+            // One more than asked, to tell whether more follow.
+            limit: Some(u32::try_from(limit + 1).unwrap_or(u32::MAX)),
         };
-        let entries = self.app.audit_list(&filter).await?;
+        let mut entries = self.app.audit_list(&filter).await?;
+        let truncated = entries.len() > limit;
+        entries.truncate(limit);
         Ok(Response::new(ListAuditResponse {
+            truncated,
             entries: entries
                 .into_iter()
                 .map(|e| AuditEntry {
@@ -363,5 +374,21 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .approve_command(&actor, &request.get_ref().command_id)
             .await?;
         Ok(Response::new(command_to_wire(&command)))
+    }
+}
+
+/// Entries a list call returns when it does not say: enough for a screen or a script, small
+/// enough for one message.
+pub const LIST_DEFAULT: usize = 1000;
+/// The most one list call returns (about 5 MB of commands with receipts).
+pub const LIST_MAX: usize = 10_000;
+
+fn list_limit(asked: u32) -> Result<usize, Status> {
+    match usize::try_from(asked) {
+        Ok(0) => Ok(LIST_DEFAULT),
+        Ok(n) if n <= LIST_MAX => Ok(n),
+        _ => Err(Status::invalid_argument(format!(
+            "limit {asked} is too large: ask for at most {LIST_MAX} and page (or narrow the filter)"
+        ))),
     }
 }

@@ -84,6 +84,16 @@ impl v1::agent_service_server::AgentService for AgentApi {
         let device = record.id;
         let policy = self.app.effective_policy(Some(&record.user)).await?;
         let req = request.into_inner();
+        // Every part of the report is checked before anything is stored: a check-in refused
+        // for a malformed report leaves no trace, not even a new last-seen time.
+        let compliance = match &req.compliance {
+            Some(report) => {
+                let checks = checks_from_wire(report)?;
+                crate::app::check_report(&checks)?;
+                Some((checks, report.policy_revision))
+            }
+            None => None,
+        };
         self.app
             .check_in(device, facts_from_wire(req.facts))
             .await?;
@@ -94,14 +104,9 @@ impl v1::agent_service_server::AgentService for AgentApi {
             };
             self.app.record_offline_wipe(device, &signed).await?;
         }
-        if let Some(report) = &req.compliance {
+        if let Some((checks, revision)) = compliance {
             self.app
-                .record_compliance(
-                    device,
-                    &policy,
-                    checks_from_wire(report)?,
-                    report.policy_revision,
-                )
+                .record_compliance(device, &policy, checks, revision)
                 .await?;
         }
         let pending = self.app.deliver_unfinished(device, &HashSet::new()).await?;

@@ -3,14 +3,13 @@
 
 mod admin;
 mod agent;
-mod convert;
+pub(crate) mod convert;
 pub use convert::{command_state_to_wire, role_to_wire};
 mod enrollment;
 mod listener;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -107,13 +106,17 @@ pub fn start(
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
     let agent = AgentServiceServer::new(agent::AgentApi::new(app.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
+    let keepalive = (
+        app.config().keepalive_interval,
+        app.config().keepalive_timeout,
+    );
     let admin = AdminServiceServer::new(admin::AdminApi::new(app))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let server = Server::builder()
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
-        .http2_keepalive_interval(Some(Duration::from_secs(30)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .http2_keepalive_interval(Some(keepalive.0))
+        .http2_keepalive_timeout(Some(keepalive.1))
         .tcp_nodelay(true)
         .add_service(enrollment)
         .add_service(agent)

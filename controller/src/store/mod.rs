@@ -64,6 +64,10 @@ pub struct AuditFilter {
     pub since: Option<Timestamp>,
     pub actor: Option<String>,
     pub target: Option<String>,
+    /// Only entries with a greater sequence number (paging).
+    pub after_seq: Option<u64>,
+    /// At most this many entries; `None`: all.
+    pub limit: Option<u32>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use ward_certs::AdminName;
 
@@ -27,25 +27,61 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres
 /// The `LISTEN/NOTIFY` channel replicas talk on.
 const CHANNEL: &str = "ward_events";
 
+/// PostgreSQL's durability settings (`SHOW …`), each "on" when a commit survives a crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgDurability {
+    pub fsync: String,
+    pub synchronous_commit: String,
+    pub full_page_writes: String,
+}
+
 #[derive(Clone, Debug)]
 pub struct PgStore {
     pool: PgPool,
 }
 
 impl PgStore {
-    /// Connects to `url` and applies pending migrations.
+    /// Connects to `url` and applies pending migrations. Every session commits synchronously
+    /// (`synchronous_commit=on`, whatever the server's or role's default), and a server
+    /// running with `fsync=off` is refused: on either, a wipe the controller accepted could
+    /// vanish in a power cut.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("database URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(30))
-            .connect(url)
+            .connect_with(options.options([("synchronous_commit", "on")]))
             .await
             .map_err(db)?;
+        let store = Self { pool };
+        let durability = store.durability().await?;
+        if durability.fsync != "on" {
+            return Err(StoreError::Database(
+                "the PostgreSQL server runs with fsync=off, so committed commands can be lost in a crash; set fsync=on in postgresql.conf".into(),
+            ));
+        }
         MIGRATOR
-            .run(&pool)
+            .run(&store.pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(store)
+    }
+
+    /// The durability settings of this store's sessions, as PostgreSQL reports them.
+    pub async fn durability(&self) -> Result<PgDurability, StoreError> {
+        let show = |name: &'static str| async move {
+            sqlx::query_scalar::<_, String>(name)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)
+        };
+        Ok(PgDurability {
+            fsync: show("SHOW fsync").await?,
+            synchronous_commit: show("SHOW synchronous_commit").await?,
+            full_page_writes: show("SHOW full_page_writes").await?,
+        })
     }
 
     pub fn pool(&self) -> &PgPool {

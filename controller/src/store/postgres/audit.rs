@@ -96,11 +96,15 @@ pub async fn list(pool: &PgPool, filter: &AuditFilter) -> Result<Vec<AuditEntry>
     let rows = sqlx::query(
         "SELECT * FROM audit_log
          WHERE ($1::BIGINT IS NULL OR at >= $1) AND ($2::TEXT IS NULL OR actor = $2) AND ($3::TEXT IS NULL OR target = $3)
-         ORDER BY seq",
+           AND seq > $4
+         ORDER BY seq
+         LIMIT $5",
     )
     .bind(filter.since.map(Timestamp::unix_ms))
     .bind(filter.actor.as_deref())
     .bind(filter.target.as_deref())
+    .bind(i64::try_from(filter.after_seq.unwrap_or(0)).unwrap_or(i64::MAX))
+    .bind(filter.limit.map(i64::from))
     .fetch_all(pool)
     .await
     .map_err(db)?;
