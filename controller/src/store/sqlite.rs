@@ -29,6 +29,13 @@ static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite")
 #[derive(Clone, Debug)]
 pub struct SqliteStore {
     pool: SqlitePool,
+    /// SQLite lets one connection write at a time; a writer that finds the lock taken sleeps
+    /// in SQLite's busy handler (1 to 100 ms at a time) before it tries again, so under load
+    /// a write can wait hundreds of milliseconds for a lock that was free most of that time.
+    /// This process's writers queue here instead and each takes the lock the moment the
+    /// previous transaction ends. Durability is unchanged: every write still commits (and
+    /// syncs) before it returns.
+    writer: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -50,7 +57,10 @@ impl SqliteStore {
             .run(&pool)
             .await
             .map_err(|e| StoreError::Migration(e.to_string()))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool,
+            writer: std::sync::Arc::default(),
+        })
     }
 
     /// The durability settings in force, for tests and `doctor`-style checks:
@@ -95,6 +105,7 @@ async fn insert_certificate(
 #[async_trait]
 impl Store for SqliteStore {
     async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         sqlx::query(
             "INSERT INTO enrollment_tokens
                  (token_hash, user_email, created_at, expires_at, created_by, used_at, device_id)
@@ -128,6 +139,7 @@ impl Store for SqliteStore {
         now: Timestamp,
         device: &NewDevice,
     ) -> Result<Redemption, StoreError> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
         // The conditional UPDATE is the claim: SQLite serializes writers, so of concurrent
         // redemptions exactly one sees the row still unused.
@@ -208,6 +220,7 @@ impl Store for SqliteStore {
         facts: &DeviceFacts,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
         let result = sqlx::query(
             "UPDATE devices SET hostname = ?, os_name = ?, os_version = ?, kernel_version = ?,
                  arch = ?, agent_version = ?, last_seen = ?
@@ -232,6 +245,7 @@ impl Store for SqliteStore {
         admin: &Admin,
         certificate: &CertificateRecord,
     ) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
         let inserted = sqlx::query(
             "INSERT INTO admins (name, role, created_at, created_by) VALUES (?, ?, ?, ?)
@@ -273,6 +287,7 @@ impl Store for SqliteStore {
     }
 
     async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError> {
+        let _writing = self.writer.lock().await;
         commands::insert(&self.pool, command).await
     }
 
@@ -305,6 +320,7 @@ impl Store for SqliteStore {
         user: &UserEmail,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
+        let _writing = self.writer.lock().await;
         let result = sqlx::query(
             "UPDATE enrollment_tokens SET expires_at = ?
              WHERE user_email = ? AND used_at IS NULL AND expires_at > ?",
@@ -335,6 +351,7 @@ impl Store for SqliteStore {
         expected: CommandState,
         next: &Command,
     ) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
         commands::update(&self.pool, expected, next).await
     }
 
@@ -349,10 +366,12 @@ impl Store for SqliteStore {
         updated_by: &str,
         now: Timestamp,
     ) -> Result<StoredPolicy, StoreError> {
+        let _writing = self.writer.lock().await;
         policies::put(&self.pool, scope, policy, updated_by, now).await
     }
 
     async fn delete_policy(&self, scope: &PolicyScope) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
         policies::delete(&self.pool, scope).await
     }
 
@@ -361,6 +380,7 @@ impl Store for SqliteStore {
         device: DeviceId,
         compliance: &Compliance,
     ) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
         policies::record_compliance(&self.pool, device, compliance).await
     }
 
@@ -371,6 +391,7 @@ impl Store for SqliteStore {
         sign: &crate::store::HeadSigner<'_>,
         verify_head: &crate::store::HeadVerifier<'_>,
     ) -> Result<crate::core::audit::AuditEntry, StoreError> {
+        let _writing = self.writer.lock().await;
         audit::append(&self.pool, event, at, sign, verify_head).await
     }
 
@@ -390,6 +411,7 @@ impl Store for SqliteStore {
         device: DeviceId,
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, StoreError> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
         let found = sqlx::query("UPDATE devices SET state = 'revoked' WHERE id = ?")
             .bind(device.to_string())
@@ -419,6 +441,7 @@ impl Store for SqliteStore {
         certificate: &CertificateRecord,
         public_key_der: &[u8],
     ) -> Result<(), StoreError> {
+        let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
         insert_certificate(&mut tx, certificate).await?;
         sqlx::query(
@@ -452,6 +475,7 @@ impl Store for SqliteStore {
         wipe: &crate::core::OfflineWipe,
         receipt: &ward_certs::receipt::SignedReceipt,
     ) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
         let result = sqlx::query(
             "UPDATE devices SET offline_wipe_at = ?, offline_wipe_verified = ?,
                  offline_wipe_receipt = ?, offline_wipe_signature = ?
