@@ -210,15 +210,23 @@ impl App {
             serde_json::json!({ "certificates": serials, "why": why }),
         )
         .await?;
-        // Its open stream re-checks the device and closes.
-        self.signal(Announcement::Revoked(id)).await;
+        // Its open stream re-checks the device and closes. This replica's list already holds
+        // the serials (reloading the whole list per revocation made a mass offboarding
+        // quadratic); the other replicas reload theirs when they hear of it.
+        self.hub.wake(id);
+        self.announce(Announcement::Revoked(id)).await;
         Ok(())
     }
 
-    /// Acts on `event` here and tells the other replicas. A failed announcement only delays
-    /// them (they also refresh periodically), so it is logged, not returned.
+    /// Acts on `event` here and tells the other replicas.
     pub async fn signal(&self, event: Announcement) {
         self.apply(event).await;
+        self.announce(event).await;
+    }
+
+    /// Tells the other replicas. A failed announcement only delays them (they also refresh
+    /// periodically), so it is logged, not returned.
+    async fn announce(&self, event: Announcement) {
         if let Err(e) = self.store.announce(event).await {
             warn!(error = %e, ?event, "cannot notify the other controller replicas");
         }
