@@ -31,6 +31,14 @@ pub enum BundleError {
 }
 
 impl AdminBundle {
+    /// The mutual-TLS client configuration that speaks as this admin to its controller.
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, ward_certs::tls::TlsError> {
+        ward_certs::tls::client_config(
+            &self.ca_der,
+            Some((std::slice::from_ref(&self.certificate_der), &self.key)),
+        )
+    }
+
     pub fn to_pem(&self) -> Zeroizing<String> {
         let mut text = Zeroizing::new(String::new());
         text.push_str(&certificate_to_pem(&self.certificate_der));

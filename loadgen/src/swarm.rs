@@ -19,8 +19,8 @@ use ward_proto::v1::{AcknowledgeRequest, CommandsRequest};
 use crate::LoadError;
 use crate::fleet::{Device, Fleet};
 
-/// Deadline for an agent's unary calls, as the agent's (`CALL_TIMEOUT`).
-pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Deadline for an agent's unary calls: the agent's own.
+pub use ward_agent::link::CALL_TIMEOUT;
 
 /// When something happened to one agent.
 #[derive(Clone, Debug)]

@@ -259,7 +259,8 @@ impl Server {
         let channel = connect(&self.url, tls, options)
             .await
             .map_err(|e| LoadError::Setup(e.to_string()))?;
-        Ok(AdminServiceClient::new(channel).max_decoding_message_size(64 * 1024 * 1024))
+        Ok(AdminServiceClient::new(channel)
+            .max_decoding_message_size(ward_controller::cli::connect::ADMIN_RESPONSE_BYTES))
     }
 
     pub fn store_name(&self) -> &'static str {

@@ -23,11 +23,7 @@ use crate::process::{AgentFixture, plant_canaries};
 /// reconnects by itself, so it outlives a controller restart on the same address.
 pub async fn admin_client(data_dir: &Path, url: &str) -> AdminServiceClient<Channel> {
     let bundle = AdminBundle::read(&data_dir.join("admin.pem")).unwrap();
-    let tls = ward_certs::tls::client_config(
-        &bundle.ca_der,
-        Some((std::slice::from_ref(&bundle.certificate_der), &bundle.key)),
-    )
-    .unwrap();
+    let tls = bundle.client_config().unwrap();
     let url: ServerUrl = url.parse().unwrap();
     AdminServiceClient::new(connect(&url, tls, ChannelOptions::default()).await.unwrap())
         .max_decoding_message_size(ward_controller::cli::connect::ADMIN_RESPONSE_BYTES)

@@ -94,13 +94,13 @@ impl TestController {
     }
 
     pub async fn admin(&self) -> AdminServiceClient<Channel> {
+        AdminServiceClient::new(self.admin_channel().await)
+    }
+
+    /// A channel speaking as the first admin (the bundle `init` wrote).
+    pub async fn admin_channel(&self) -> Channel {
         let bundle = AdminBundle::read(&self.data.admin_bundle()).unwrap();
-        let tls = ward_certs::tls::client_config(
-            &bundle.ca_der,
-            Some((std::slice::from_ref(&bundle.certificate_der), &bundle.key)),
-        )
-        .unwrap();
-        AdminServiceClient::new(self.channel(tls).await.unwrap())
+        self.channel(bundle.client_config().unwrap()).await.unwrap()
     }
 
     /// Registers a new admin with `role` (through the real `IssueAdmin` call) and returns a

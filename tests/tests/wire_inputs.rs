@@ -105,17 +105,6 @@ async fn device_channel(
     controller.channel(tls).await.unwrap()
 }
 
-async fn admin_channel(controller: &TestController) -> Channel {
-    let bundle =
-        ward_controller::bundle::AdminBundle::read(&controller.data.admin_bundle()).unwrap();
-    let tls = ward_certs::tls::client_config(
-        &bundle.ca_der,
-        Some((std::slice::from_ref(&bundle.certificate_der), &bundle.key)),
-    )
-    .unwrap();
-    controller.channel(tls).await.unwrap()
-}
-
 async fn stored_device(controller: &TestController, id: &str) -> ward_controller::core::Device {
     let id: DeviceId = id.parse().unwrap();
     controller.store.get_device(id).await.unwrap().unwrap()
@@ -130,7 +119,7 @@ async fn malformed_protobuf_is_refused_on_every_service_and_changes_nothing() {
     let (pinned, _) = ward_certs::tls::pinned_client_config(controller.ca.hash()).unwrap();
     let enrollment = controller.channel(pinned).await.unwrap();
     let agent = device_channel(&controller, &device.certificate_der, &device.key).await;
-    let admin = admin_channel(&controller).await;
+    let admin = controller.admin_channel().await;
 
     let mut tried = 0;
     for body in malformed_bodies() {

@@ -37,11 +37,7 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
         .parse()
         .map_err(|e| CliError::usage(format!("{e}")))?;
     let bundle = AdminBundle::read(&bundle_path).map_err(|e| CliError::usage(e.to_string()))?;
-    let tls = ward_certs::tls::client_config(
-        &bundle.ca_der,
-        Some((std::slice::from_ref(&bundle.certificate_der), &bundle.key)),
-    )
-    .map_err(|e| {
+    let tls = bundle.client_config().map_err(|e| {
         CliError::failed(format!(
             "the admin bundle {} is unusable: {e}",
             bundle_path.display()
