@@ -18,6 +18,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod identity;
+pub mod keyfile;
 pub mod pin;
 pub mod receipt;
 pub mod sign;

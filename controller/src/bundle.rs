@@ -1,8 +1,11 @@
 //! The admin credential bundle: one 0600 PEM file holding the admin certificate, the CA
-//! certificate it chains to, and the admin's private key.
+//! certificate it chains to, and the admin's private key: "PRIVATE KEY", or "ENCRYPTED PRIVATE
+//! KEY" (PKCS#8 with scrypt and AES-256-CBC, see [`ward_certs::keyfile`]) when the bundle was
+//! issued with a passphrase. `init` writes the controller host's own bundle unencrypted.
 
 use std::path::Path;
 
+use ward_certs::keyfile::{EncryptedKey, KeyFileError, StoredKey};
 use ward_certs::{PrivateKeyDer, certificate_to_pem, certificates_from_pem};
 use zeroize::Zeroizing;
 
@@ -10,6 +13,19 @@ pub struct AdminBundle {
     pub certificate_der: Vec<u8>,
     pub ca_der: Vec<u8>,
     pub key: PrivateKeyDer,
+}
+
+/// A bundle whose private key is encrypted with a passphrase.
+pub struct LockedBundle {
+    pub certificate_der: Vec<u8>,
+    pub ca_der: Vec<u8>,
+    pub key: EncryptedKey,
+}
+
+/// A bundle as stored: its key in the clear, or still encrypted.
+pub enum BundleFile {
+    Plain(AdminBundle),
+    Encrypted(LockedBundle),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -28,6 +44,12 @@ pub enum BundleError {
         "{path} is not an admin bundle: expected the admin certificate, the CA certificate and a private key in PEM"
     )]
     Malformed { path: String },
+    #[error("the private key in {path} is encrypted: it needs its passphrase")]
+    Encrypted { path: String },
+    #[error("the passphrase does not decrypt {path}")]
+    WrongPassphrase { path: String },
+    #[error("cannot use the private key in {path}: {source}")]
+    Key { path: String, source: KeyFileError },
 }
 
 impl AdminBundle {
@@ -39,6 +61,7 @@ impl AdminBundle {
         )
     }
 
+    /// The bundle's PEM text with the key in the clear.
     pub fn to_pem(&self) -> Zeroizing<String> {
         let mut text = Zeroizing::new(String::new());
         text.push_str(&certificate_to_pem(&self.certificate_der));
@@ -57,6 +80,29 @@ impl AdminBundle {
         })
     }
 
+    /// Reads a bundle whose key is in the clear (the one `init` writes); an encrypted one is
+    /// [`BundleError::Encrypted`]: read those with [`BundleFile::read`].
+    pub fn read(path: &Path) -> Result<Self, BundleError> {
+        Self::plain(BundleFile::read(path)?, path)
+    }
+
+    /// Parses the bundle's PEM text; `path` only names it in the error. The key must be in the
+    /// clear, as for [`AdminBundle::read`].
+    pub fn from_pem(text: &str, path: &Path) -> Result<Self, BundleError> {
+        Self::plain(BundleFile::from_pem(text, path)?, path)
+    }
+
+    fn plain(file: BundleFile, path: &Path) -> Result<Self, BundleError> {
+        match file {
+            BundleFile::Plain(bundle) => Ok(bundle),
+            BundleFile::Encrypted(_) => Err(BundleError::Encrypted {
+                path: path.display().to_string(),
+            }),
+        }
+    }
+}
+
+impl BundleFile {
     pub fn read(path: &Path) -> Result<Self, BundleError> {
         let text =
             Zeroizing::new(
@@ -68,20 +114,136 @@ impl AdminBundle {
         Self::from_pem(&text, path)
     }
 
-    /// Parses the bundle's PEM text; `path` only names it in the error.
+    /// Parses the bundle's PEM text; `path` only names it in errors. An encrypted key is
+    /// checked to be an `EncryptedPrivateKeyInfo`, not decrypted.
     pub fn from_pem(text: &str, path: &Path) -> Result<Self, BundleError> {
         let malformed = || BundleError::Malformed {
             path: path.display().to_string(),
         };
         let certs = certificates_from_pem(text).map_err(|_| malformed())?;
-        let key = PrivateKeyDer::from_pem(text).map_err(|_| malformed())?;
-        match certs.as_slice() {
-            [leaf, ca] => Ok(Self {
-                certificate_der: leaf.clone(),
-                ca_der: ca.clone(),
+        let key = StoredKey::from_pem(text).map_err(|_| malformed())?;
+        let [leaf, ca] = certs.as_slice() else {
+            return Err(malformed());
+        };
+        let (certificate_der, ca_der) = (leaf.clone(), ca.clone());
+        Ok(match key {
+            StoredKey::Plain(key) => Self::Plain(AdminBundle {
+                certificate_der,
+                ca_der,
                 key,
             }),
-            _ => Err(malformed()),
-        }
+            StoredKey::Encrypted(key) => Self::Encrypted(LockedBundle {
+                certificate_der,
+                ca_der,
+                key,
+            }),
+        })
+    }
+}
+
+impl LockedBundle {
+    /// Decrypts the key; `path` only names the bundle in errors.
+    pub fn unlock(&self, passphrase: &[u8], path: &Path) -> Result<AdminBundle, BundleError> {
+        let key = self
+            .key
+            .decrypt(passphrase)
+            .map_err(|source| match source {
+                KeyFileError::WrongPassphrase | KeyFileError::EmptyPassphrase => {
+                    BundleError::WrongPassphrase {
+                        path: path.display().to_string(),
+                    }
+                }
+                source => BundleError::Key {
+                    path: path.display().to_string(),
+                    source,
+                },
+            })?;
+        Ok(AdminBundle {
+            certificate_der: self.certificate_der.clone(),
+            ca_der: self.ca_der.clone(),
+            key,
+        })
+    }
+
+    /// The bundle's PEM text: certificate, CA certificate, encrypted key. Holds no secret in
+    /// the clear.
+    pub fn to_pem(&self) -> String {
+        let mut text = certificate_to_pem(&self.certificate_der);
+        text.push_str(&certificate_to_pem(&self.ca_der));
+        text.push_str(&self.key.to_pem());
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn parts() -> (Vec<u8>, Vec<u8>, PrivateKeyDer) {
+        let ca =
+            ward_certs::CertificateAuthority::create("Test CA", time::OffsetDateTime::now_utc())
+                .unwrap();
+        let key = PrivateKeyDer::generate().unwrap();
+        let csr = ward_certs::csr::make_csr(&key, "alice").unwrap();
+        let csr = ward_certs::VerifiedCsr::from_der(&csr).unwrap();
+        let identity = ward_certs::Identity::Admin("alice".parse().unwrap());
+        let cert = ca
+            .issue_client(
+                &csr,
+                &identity,
+                time::OffsetDateTime::now_utc(),
+                ward_certs::ca::ADMIN_LIFETIME,
+            )
+            .unwrap();
+        (cert.der, ca.cert_der().to_vec(), key)
+    }
+
+    #[test]
+    fn an_encrypted_bundle_reads_back_only_with_its_passphrase() {
+        let (certificate_der, ca_der, key) = parts();
+        let path = Path::new("alice.pem");
+        let locked = LockedBundle {
+            certificate_der: certificate_der.clone(),
+            ca_der: ca_der.clone(),
+            key: ward_certs::keyfile::encrypt(&key, b"twelve chars or more").unwrap(),
+        };
+        let text = locked.to_pem();
+        assert!(text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
+        // The only key block is the encrypted one (its BEGIN and END lines).
+        assert_eq!(text.matches("PRIVATE KEY-----").count(), 2);
+
+        let Ok(BundleFile::Encrypted(read)) = BundleFile::from_pem(&text, path) else {
+            panic!("not read as an encrypted bundle");
+        };
+        let err = read.unlock(b"twelve chars or less", path).err().unwrap();
+        assert_eq!(err.to_string(), "the passphrase does not decrypt alice.pem");
+        let bundle = read.unlock(b"twelve chars or more", path).unwrap();
+        assert_eq!(bundle.certificate_der, certificate_der);
+        assert_eq!(bundle.ca_der, ca_der);
+        assert_eq!(bundle.key.as_bytes(), key.as_bytes());
+        assert!(bundle.client_config().is_ok());
+
+        // The plain-only readers say why they cannot use it.
+        let err = AdminBundle::from_pem(&text, path).err().unwrap();
+        assert!(matches!(err, BundleError::Encrypted { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_plain_bundle_is_read_as_plain() {
+        let (certificate_der, ca_der, key) = parts();
+        let bundle = AdminBundle {
+            certificate_der,
+            ca_der,
+            key,
+        };
+        let text = bundle.to_pem();
+        assert!(matches!(
+            BundleFile::from_pem(&text, Path::new("a.pem")),
+            Ok(BundleFile::Plain(_))
+        ));
+        let again = AdminBundle::from_pem(&text, Path::new("a.pem")).unwrap();
+        assert_eq!(again.key.as_bytes(), bundle.key.as_bytes());
     }
 }

@@ -10,8 +10,10 @@
 #   alice@hospital.example,"Left 2026-11-30, HR ticket 4711"
 #
 # Credentials: an admin bundle with the `offboarding` role (wardctl admin issue hr-script
-# --role offboarding --out hr.pem), passed in the environment:
+# --role offboarding --out hr.pem --passphrase-file hr.pass), passed in the environment with
+# the file holding its passphrase (first line; not readable by every user):
 #   WARD_SERVER=https://ward.hospital.example:7443 WARD_ADMIN_CERT=/etc/ward/hr.pem
+#   WARD_ADMIN_PASSPHRASE_FILE=/etc/ward/hr.pass
 #
 # Each run is safe to repeat: Ward issues nothing twice. The script stops at the first leaver
 # that is not fully offboarded, prints why, and exits with wardctl's code (1 a wipe failed,

@@ -32,6 +32,7 @@ fn offboarding_wipes_and_revokes_every_device_and_a_rerun_issues_nothing_new() {
     json(&controller.ctl(&[
         "admin",
         "issue",
+        "--no-passphrase",
         "hr-script",
         "--role",
         "offboarding",
@@ -151,6 +152,7 @@ fn offboarding_an_unknown_user_exits_3_and_helpdesk_may_not_offboard() {
     json(&controller.ctl(&[
         "admin",
         "issue",
+        "--no-passphrase",
         "desk",
         "--role",
         "helpdesk",
@@ -220,6 +222,7 @@ fn the_example_hr_script_offboards_a_csv_and_stops_at_the_first_failure() {
     json(&controller.ctl(&[
         "admin",
         "issue",
+        "--no-passphrase",
         "hr",
         "--role",
         "offboarding",

@@ -208,7 +208,16 @@ fn admin_issue_writes_a_bundle_that_works_from_elsewhere() {
     let bundle = tmp.path().join("helpdesk.pem");
     let bundle_str = bundle.to_str().unwrap();
     let issued = json(&controller.ctl(&[
-        "admin", "issue", "hd1", "--role", "helpdesk", "--out", bundle_str, "--output", "json",
+        "admin",
+        "issue",
+        "--no-passphrase",
+        "hd1",
+        "--role",
+        "helpdesk",
+        "--out",
+        bundle_str,
+        "--output",
+        "json",
     ]));
     assert_eq!(issued["role"], "helpdesk");
 
@@ -230,6 +239,7 @@ fn admin_issue_writes_a_bundle_that_works_from_elsewhere() {
     let out = controller.ctl(&[
         "admin",
         "issue",
+        "--no-passphrase",
         "hd1",
         "--role",
         "admin",
