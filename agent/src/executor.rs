@@ -54,6 +54,11 @@ fn action_of(command: &DeviceCommand) -> Option<Action> {
             message: lock.message.clone(),
         },
         Wire::Unlock(_) => Action::Unlock,
+        Wire::Disable(disable) => Action::Disable {
+            reason: disable.reason.clone(),
+        },
+        Wire::Enable(_) => Action::Enable,
+        Wire::Retire(_) => Action::Retire,
         Wire::Wipe(wipe) => Action::Wipe {
             scope: match v1::WipeScope::try_from(wipe.scope) {
                 Ok(v1::WipeScope::Messaging) => "messaging".into(),
@@ -227,19 +232,21 @@ impl Executor {
         self.finish(entry).await;
     }
 
-    /// Reports a finished command; a full wipe the controller accepted retires the agent.
+    /// Reports a finished command; a full wipe or a retirement the controller accepted
+    /// retires the agent.
     async fn finish(&self, entry: Entry) {
-        let full_wipe = matches!(&entry.action, Action::Wipe { scope } if scope == "full");
-        if self.report(entry).await && full_wipe {
+        let retires = matches!(&entry.action, Action::Wipe { scope } if scope == "full")
+            || entry.action == Action::Retire;
+        if self.report(entry).await && retires {
             self.retire().await;
         }
     }
 
-    /// After a full wipe the controller accepted: destroy the device key and the whole state
-    /// directory, then stop the agent. Until the report is accepted the identity is kept, so
-    /// the result and its receipt can still be delivered.
+    /// After a full wipe or a retirement the controller accepted: destroy the device key and
+    /// the whole state directory, then stop the agent. Until the report is accepted the
+    /// identity is kept, so the result and its receipt can still be delivered.
     async fn retire(&self) {
-        warn!("full wipe reported: destroying this agent's key and state");
+        warn!("wipe reported for retirement: destroying this agent's key and state");
         if let Err(e) = self.device_key_store.destroy().await {
             error!(error = %e, "cannot destroy the device key");
         }
@@ -294,6 +301,22 @@ impl Executor {
                 }
                 Err(e) => failed(format!("unlock failed: {e}")),
             },
+            Action::Disable { reason } => {
+                // The app sees "disabled" with the reason and gets no key until an enable.
+                let marker = crate::local_api::disabled_file(&self.state_dir);
+                match ward_certs::files::replace_file(&marker, reason.as_bytes(), 0o600) {
+                    Ok(()) => done,
+                    Err(e) => failed(format!("the disable could not be recorded: {e}")),
+                }
+            }
+            Action::Enable => {
+                match std::fs::remove_file(crate::local_api::disabled_file(&self.state_dir)) {
+                    Ok(()) => done,
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => done,
+                    Err(e) => failed(format!("the disable marker could not be removed: {e}")),
+                }
+            }
+            Action::Retire => self.wipe(id, false).await,
             Action::Wipe { scope } if scope == "messaging" => self.wipe(id, false).await,
             Action::Wipe { scope } if scope == "full" => self.wipe(id, true).await,
             Action::Wipe { scope } => failed(format!("unknown wipe scope {scope:?}")),

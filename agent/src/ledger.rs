@@ -12,9 +12,21 @@ use crate::state::StateError;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "kind")]
 pub enum Action {
-    Lock { message: String },
+    Lock {
+        message: String,
+    },
     Unlock,
-    Wipe { scope: String },
+    Wipe {
+        scope: String,
+    },
+    /// Withhold the messaging data key (the data stays) until an enable.
+    Disable {
+        reason: String,
+    },
+    Enable,
+    /// Messaging wipe with a receipt; once the controller accepted it, the agent destroys its
+    /// own key and state.
+    Retire,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -13,6 +13,7 @@ pub mod executor;
 pub mod facts;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod inventory;
 pub mod ledger;
 pub mod link;
 pub mod local_api;

@@ -5,11 +5,11 @@
 //! One JSON request per line, one JSON answer per line:
 //!
 //! ```text
-//! {"op":"status"}  →  {"state":"ok"|"locked"|"wiped"|"withheld","reason":…}
+//! {"op":"status"}  →  {"state":"ok"|"locked"|"disabled"|"wiped"|"withheld","reason":…}
 //! {"op":"key"}     →  {"key":"<base64>"}  or  {"error":"…","state":…}
 //! ```
-//! The data key is withheld while the device is locked, wiped, or fails a check its policy
-//! requires.
+//! The data key is withheld while the device is wiped, disabled or locked by an admin, or
+//! fails a required check whose policy action is block (or wipe).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -57,6 +57,11 @@ pub fn noncompliance_file(state_dir: &Path) -> PathBuf {
     state_dir.join("noncompliant")
 }
 
+/// The marker the executor keeps while an admin has disabled the device; it holds the reason.
+pub fn disabled_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("disabled")
+}
+
 /// The marker the executor keeps while a lock command is in force.
 pub fn lock_file(state_dir: &Path) -> PathBuf {
     state_dir.join("locked")
@@ -80,6 +85,24 @@ impl Gate {
                 return (
                     "withheld",
                     Some(format!("cannot read the wipe journal: {e}")),
+                );
+            }
+        }
+        match std::fs::read_to_string(disabled_file(&self.state_dir)) {
+            Ok(reason) => {
+                return (
+                    "disabled",
+                    Some(format!(
+                        "an administrator disabled this device: {}",
+                        reason.trim()
+                    )),
+                );
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return (
+                    "withheld",
+                    Some(format!("cannot read the disable marker: {e}")),
                 );
             }
         }

@@ -46,6 +46,19 @@ async fn the_key_is_handed_out_only_while_ok() {
     assert!(withheld.error.unwrap().contains("disk_encryption"));
     std::fs::write(noncompliance_file(&gate.state_dir), "").unwrap();
 
+    std::fs::write(disabled_file(&gate.state_dir), "mislaid on ward 4").unwrap();
+    let disabled = gate.answer(r#"{"op":"key"}"#).await;
+    assert_eq!(
+        (disabled.state, disabled.key.is_none()),
+        (Some("disabled"), true)
+    );
+    assert!(disabled.error.unwrap().contains("mislaid on ward 4"));
+    std::fs::remove_file(disabled_file(&gate.state_dir)).unwrap();
+    assert!(
+        gate.answer(r#"{"op":"key"}"#).await.key.is_some(),
+        "enabled again"
+    );
+
     std::fs::write(lock_file(&gate.state_dir), "").unwrap();
     assert_eq!(
         gate.answer(r#"{"op":"status"}"#).await.state,

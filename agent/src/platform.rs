@@ -36,14 +36,24 @@ pub trait Platform: Send + Sync {
         data_paths: &[&Path],
         may_write: bool,
     ) -> Vec<v1::ComplianceCheck>;
+
+    /// What the device is (hardware, packages, filesystems, firewall), or `None` where the
+    /// platform cannot tell. Blocking, like [`Platform::compliance`].
+    fn inventory(&self, data_paths: &[&Path]) -> Option<v1::Inventory>;
 }
+
+/// How long the OS-updates verdict is reused: asking the package manager for pending updates
+/// costs about a second of CPU, too much for every check-in.
+const UPDATES_TTL: Duration = Duration::from_secs(600);
 
 /// Linux: systemd-logind's `loginctl lock-sessions` / `unlock-sessions` for screens; sysfs,
 /// mountinfo, PAM and dconf files for compliance, read under configurable roots.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct LinuxPlatform {
     loginctl: PathBuf,
     roots: Roots,
+    /// The last OS-updates verdict: when, for which maximum age, and what it was.
+    updates: std::sync::Mutex<Option<(std::time::Instant, u32, Outcome)>>,
 }
 
 impl Default for LinuxPlatform {
@@ -51,16 +61,38 @@ impl Default for LinuxPlatform {
         // Overridable for hosts with logind elsewhere (and for tests).
         let loginctl = std::env::var_os("WARD_AGENT_LOGINCTL")
             .map_or_else(|| PathBuf::from("loginctl"), PathBuf::from);
-        Self {
-            loginctl,
-            roots: Roots::default(),
-        }
+        Self::new(loginctl, Roots::default())
     }
 }
 
 impl LinuxPlatform {
     pub fn new(loginctl: PathBuf, roots: Roots) -> Self {
-        Self { loginctl, roots }
+        Self {
+            loginctl,
+            roots,
+            updates: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// The OS-updates check, reused for [`UPDATES_TTL`] while the policy's rule is unchanged.
+    fn updates(&self, max_age_days: u32) -> Outcome {
+        if max_age_days == 0 {
+            return checks::updates::check(&self.roots, 0, std::time::SystemTime::now());
+        }
+        let mut cached = self
+            .updates
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, age, outcome)) = cached.as_ref()
+            && *age == max_age_days
+            && at.elapsed() < UPDATES_TTL
+        {
+            return outcome.clone();
+        }
+        let outcome =
+            checks::updates::check(&self.roots, max_age_days, std::time::SystemTime::now());
+        *cached = Some((std::time::Instant::now(), max_age_days, outcome.clone()));
+        outcome
     }
 
     async fn loginctl(&self, verb: &str) -> Result<(), ActionError> {
@@ -131,9 +163,55 @@ impl Platform for LinuxPlatform {
             checks::password::check(&self.roots, policy, may_write && policy.enforce)
                 .into_wire("password_rules"),
             checks::autolock::check(&self.roots, policy.auto_lock_seconds).into_wire("auto_lock"),
+            // Reported as found even where the policy does not require it.
+            checks::firewall::check(&self.roots).into_wire("firewall"),
+            checks::packages::check(&self.roots, &policy.forbidden_packages)
+                .into_wire("forbidden_packages"),
+            self.updates(policy.os_updates_max_age_days)
+                .into_wire("os_updates"),
+            checks::version::check(env!("CARGO_PKG_VERSION"), &policy.min_agent_version)
+                .into_wire("agent_version"),
         ]
     }
+
+    fn inventory(&self, data_paths: &[&Path]) -> Option<v1::Inventory> {
+        let found = crate::inventory::collect(&self.roots, data_paths);
+        Some(v1::Inventory {
+            hardware_vendor: found.hardware_vendor,
+            hardware_model: found.hardware_model,
+            cpu_model: found.cpu_model,
+            cpu_count: found.cpu_count,
+            memory_bytes: found.memory_bytes,
+            packages: found
+                .packages
+                .into_iter()
+                .map(|(manager, count)| v1::PackageCount { manager, count })
+                .collect(),
+            filesystems: found
+                .filesystems
+                .into_iter()
+                .map(|f| v1::Filesystem {
+                    mount_point: f.mount_point,
+                    fs_type: f.fs_type,
+                    source: f.source,
+                    encryption: f.encryption,
+                })
+                .collect(),
+            firewall: found.firewall,
+        })
+    }
 }
+
+/// Every check the agent reports, in report order.
+pub const CHECKS: [&str; 7] = [
+    "disk_encryption",
+    "password_rules",
+    "auto_lock",
+    "firewall",
+    "forbidden_packages",
+    "os_updates",
+    "agent_version",
+];
 
 /// Platforms Ward has no honest implementation for yet.
 #[derive(Clone, Debug, Default)]
@@ -160,10 +238,14 @@ impl Platform for UnsupportedPlatform {
             "compliance checks are not implemented on {}",
             std::env::consts::OS
         );
-        ["disk_encryption", "password_rules", "auto_lock"]
+        CHECKS
             .iter()
             .map(|name| Outcome::Unsupported(why.clone()).into_wire(name))
             .collect()
+    }
+
+    fn inventory(&self, _: &[&Path]) -> Option<v1::Inventory> {
+        None
     }
 }
 
@@ -212,7 +294,7 @@ mod tests {
     fn unsupported_platforms_never_pass_a_check() {
         let checks =
             UnsupportedPlatform.compliance(&AgentPolicy::default(), &[Path::new("/")], false);
-        assert_eq!(checks.len(), 3);
+        assert_eq!(checks.len(), CHECKS.len());
         assert!(
             checks
                 .iter()

@@ -1,6 +1,7 @@
 //! The device's effective policy as the controller last sent it, kept in `STATE/policy.json`
 //! so checks and the offline timer work while the controller is unreachable.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +22,29 @@ pub struct AgentPolicy {
     pub enforce: bool,
     pub revision: u64,
     pub scope: String,
+    pub require_firewall: bool,
+    pub forbidden_packages: Vec<String>,
+    pub os_updates_max_age_days: u32,
+    pub min_agent_version: String,
+    /// Check name → "report" | "block" | "wipe"; a check not listed blocks.
+    pub check_actions: BTreeMap<String, String>,
+    pub wipe_grace_seconds: u64,
+}
+
+/// A required check that fails, with what the policy makes of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub check: &'static str,
+    pub detail: String,
+    /// "report", "block" or "wipe".
+    pub action: String,
+}
+
+impl Failure {
+    /// Whether the messaging data key is withheld for it (block, and wipe during its grace).
+    pub fn blocks(&self) -> bool {
+        self.action != "report"
+    }
 }
 
 impl From<v1::Policy> for AgentPolicy {
@@ -37,6 +61,24 @@ impl From<v1::Policy> for AgentPolicy {
             enforce: p.enforce,
             revision: p.revision,
             scope: p.scope,
+            require_firewall: p.require_firewall,
+            forbidden_packages: p.forbidden_packages,
+            os_updates_max_age_days: p.os_updates_max_age_days,
+            min_agent_version: p.min_agent_version,
+            check_actions: p
+                .check_actions
+                .into_iter()
+                .map(|a| {
+                    let action = match v1::EnforcementAction::try_from(a.action) {
+                        Ok(v1::EnforcementAction::Report) => "report",
+                        Ok(v1::EnforcementAction::Wipe) => "wipe",
+                        // Unknown actions block: the stricter reading of a newer controller.
+                        _ => "block",
+                    };
+                    (a.check, action.to_owned())
+                })
+                .collect(),
+            wipe_grace_seconds: p.wipe_grace_seconds,
         }
     }
 }
@@ -62,19 +104,66 @@ impl AgentPolicy {
         if self.auto_lock_seconds > 0 {
             checks.push("auto_lock");
         }
+        if self.require_firewall {
+            checks.push("firewall");
+        }
+        if !self.forbidden_packages.is_empty() {
+            checks.push("forbidden_packages");
+        }
+        if self.os_updates_max_age_days > 0 {
+            checks.push("os_updates");
+        }
+        if !self.min_agent_version.is_empty() {
+            checks.push("agent_version");
+        }
         checks
     }
 
-    /// Why `checks` do not satisfy this policy; empty when they do.
-    pub fn failures(&self, checks: &[v1::ComplianceCheck]) -> Vec<String> {
+    /// What a failing `check` leads to: "report", "block" or "wipe".
+    pub fn action_for(&self, check: &str) -> &str {
+        self.check_actions
+            .get(check)
+            .map_or("block", String::as_str)
+    }
+
+    /// The required checks `checks` do not pass; empty when the device is compliant.
+    pub fn failures(&self, checks: &[v1::ComplianceCheck]) -> Vec<Failure> {
         self.required_checks()
             .into_iter()
-            .filter_map(|name| match checks.iter().find(|c| c.name == name) {
-                Some(c) if c.status == v1::CheckStatus::Pass as i32 => None,
-                Some(c) => Some(format!("{name}: {}", c.detail)),
-                None => Some(format!("{name}: not checked")),
+            .filter_map(|name| {
+                let detail = match checks.iter().find(|c| c.name == name) {
+                    Some(c) if c.status == v1::CheckStatus::Pass as i32 => return None,
+                    Some(c) => c.detail.clone(),
+                    None => "not checked".to_owned(),
+                };
+                Some(Failure {
+                    check: name,
+                    detail,
+                    action: self.action_for(name).to_owned(),
+                })
             })
             .collect()
+    }
+
+    /// The text the local API gives the messaging app for the failures that withhold the key;
+    /// empty when none does.
+    pub fn blocking_verdict(&self, failures: &[Failure]) -> String {
+        failures
+            .iter()
+            .filter(|f| f.blocks())
+            .map(|f| {
+                let consequence = if f.action == "wipe" {
+                    format!(
+                        "key withheld; the messaging data is wiped if this still fails {} after it started",
+                        humanize(self.wipe_grace_seconds)
+                    )
+                } else {
+                    "key withheld until it passes".to_owned()
+                };
+                format!("{}: {} ({consequence})", f.check, f.detail)
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
     }
 
     pub fn load(state_dir: &Path) -> Option<Self> {
@@ -85,5 +174,90 @@ impl AgentPolicy {
     pub fn save(&self, state_dir: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         replace_file(&state_dir.join("policy.json"), &bytes, 0o600)
+    }
+}
+
+/// "36h", "2d" style text for a number of seconds.
+fn humanize(seconds: u64) -> String {
+    match seconds {
+        s if s % 86_400 == 0 && s > 0 => format!("{}d", s / 86_400),
+        s if s % 3_600 == 0 && s > 0 => format!("{}h", s / 3_600),
+        s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check(name: &str, status: v1::CheckStatus) -> v1::ComplianceCheck {
+        v1::ComplianceCheck {
+            name: name.into(),
+            status: status as i32,
+            detail: format!("{name} detail"),
+        }
+    }
+
+    #[test]
+    fn only_block_and_wipe_failures_withhold_the_key() {
+        let wire = v1::Policy {
+            require_firewall: true,
+            forbidden_packages: vec!["telegram-desktop".into()],
+            min_agent_version: "0.1.0".into(),
+            check_actions: vec![
+                v1::CheckAction {
+                    check: "forbidden_packages".into(),
+                    action: v1::EnforcementAction::Report as i32,
+                },
+                v1::CheckAction {
+                    check: "firewall".into(),
+                    action: v1::EnforcementAction::Wipe as i32,
+                },
+            ],
+            wipe_grace_seconds: 86_400,
+            ..v1::Policy::default()
+        };
+        let policy = AgentPolicy::from(wire);
+        assert_eq!(
+            policy.required_checks(),
+            vec!["firewall", "forbidden_packages", "agent_version"]
+        );
+        let reported = [
+            check("firewall", v1::CheckStatus::Pass),
+            check("forbidden_packages", v1::CheckStatus::Fail),
+            check("agent_version", v1::CheckStatus::Pass),
+        ];
+        let failures = policy.failures(&reported);
+        assert_eq!(failures.len(), 1);
+        assert_eq!(policy.blocking_verdict(&failures), "", "report only");
+
+        let reported = [
+            check("firewall", v1::CheckStatus::Unsupported),
+            check("forbidden_packages", v1::CheckStatus::Pass),
+        ];
+        let failures = policy.failures(&reported);
+        let verdict = policy.blocking_verdict(&failures);
+        assert!(verdict.contains("firewall: firewall detail"), "{verdict}");
+        assert!(
+            verdict.contains("wiped if this still fails 1d"),
+            "{verdict}"
+        );
+        assert!(
+            verdict.contains("agent_version: not checked"),
+            "a missing check blocks by default: {verdict}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_action_from_a_newer_controller_blocks() {
+        let policy = AgentPolicy::from(v1::Policy {
+            require_firewall: true,
+            check_actions: vec![v1::CheckAction {
+                check: "firewall".into(),
+                action: 42,
+            }],
+            ..v1::Policy::default()
+        });
+        assert_eq!(policy.action_for("firewall"), "block");
     }
 }

@@ -195,7 +195,7 @@ async fn session(
         }
         () = check_in => Session::Stopped,
         () = retired.notified() => {
-            info!("agent retired by a full wipe; stopping");
+            info!("this agent was retired (its key and state are destroyed); stopping");
             Session::Stopped
         }
         _ = &mut renewed => Session::Renewed,
@@ -318,13 +318,15 @@ async fn check_in_loop(
         .or_else(|| parse_time(&state.enrolled_at))
         .unwrap_or_else(OffsetDateTime::now_utc);
     loop {
-        let report = compliance_report(dir.root(), &data_paths, platform.clone()).await;
+        let (report, inventory) =
+            compliance_report(dir.root(), &data_paths, platform.clone()).await;
         let offline_wipe = crate::offline::pending(dir.root());
         let reported_wipe = offline_wipe.is_some();
         let request = CheckInRequest {
             facts: Some(facts::collect()),
             compliance: Some(report),
             offline_wipe,
+            inventory,
         };
         let wait = match check_in(&link, request).await {
             Ok((interval, commands, policy)) => {
@@ -373,33 +375,37 @@ async fn check_in_loop(
     }
 }
 
-/// Runs the compliance checks against the stored policy (file reads: off the async threads).
+/// Runs the compliance checks against the stored policy and takes the inventory (file reads
+/// and package-manager calls: off the async threads).
 async fn compliance_report(
     state_dir: &std::path::Path,
     data_paths: &[PathBuf],
     platform: Arc<dyn crate::platform::Platform>,
-) -> ComplianceReport {
+) -> (ComplianceReport, Option<ward_proto::v1::Inventory>) {
     let policy = AgentPolicy::load(state_dir).unwrap_or_default();
     let judge = policy.clone();
     let paths = data_paths.to_vec();
     let revision = policy.revision;
-    let checks = tokio::task::spawn_blocking(move || {
+    let (checks, inventory) = tokio::task::spawn_blocking(move || {
         let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
-        platform.compliance(&policy, &refs, checks::running_as_root())
+        let checks = platform.compliance(&policy, &refs, checks::running_as_root());
+        (checks, platform.inventory(&refs))
     })
     .await
     .unwrap_or_default();
-    // The local gate withholds the data key while a required check fails.
+    // The local gate withholds the data key while a required check whose action is block
+    // (or wipe) fails; report-only failures go to the controller alone.
     let failures = judge.failures(&checks);
     let verdict = local_api::noncompliance_file(state_dir);
-    if let Err(e) = ward_certs::files::replace_file(&verdict, failures.join("; ").as_bytes(), 0o600)
-    {
+    let text = judge.blocking_verdict(&failures);
+    if let Err(e) = ward_certs::files::replace_file(&verdict, text.as_bytes(), 0o600) {
         warn!(error = %e, "cannot record the compliance verdict for the local API");
     }
-    ComplianceReport {
+    let report = ComplianceReport {
         policy_revision: revision,
         checks,
-    }
+    };
+    (report, inventory)
 }
 
 enum Failure {

@@ -321,6 +321,27 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn disable_device(
+        &self,
+        _: Request<DisableDeviceRequest>,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn enable_device(
+        &self,
+        _: Request<EnableDeviceRequest>,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn retire_device(
+        &self,
+        _: Request<RetireDeviceRequest>,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        Err(unimplemented())
+    }
+
     async fn list_audit(
         &self,
         _: Request<ListAuditRequest>,

@@ -342,3 +342,25 @@ impl AgentFixture {
         })
     }
 }
+
+/// Asks the agent's local API (`STATE/agent.sock`, as the messaging app does) one question:
+/// one JSON line out, one JSON line back.
+pub fn try_local_api(state_dir: &Path, request: &str) -> std::io::Result<Value> {
+    use std::io::{BufRead, BufReader, Write};
+    let mut stream = std::os::unix::net::UnixStream::connect(state_dir.join("agent.sock"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    stream.set_write_timeout(Some(Duration::from_secs(10)))?;
+    stream.write_all(format!("{request}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&stream).read_line(&mut line)?;
+    serde_json::from_str(&line).map_err(std::io::Error::other)
+}
+
+/// [`try_local_api`], waiting (with a deadline) for the agent to open its socket.
+pub fn local_api(state_dir: &Path, request: &str) -> Value {
+    eventually_blocking(
+        "the agent's local API to answer",
+        Duration::from_secs(60),
+        || try_local_api(state_dir, request).ok(),
+    )
+}

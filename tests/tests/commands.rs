@@ -468,6 +468,10 @@ impl Platform for CountingPlatform {
     ) -> Vec<ComplianceCheck> {
         Vec::new()
     }
+
+    fn inventory(&self, _: &[&std::path::Path]) -> Option<ward_proto::v1::Inventory> {
+        None
+    }
 }
 
 #[tokio::test]

@@ -393,3 +393,135 @@ async fn policies_get_increasing_revisions_and_revocation_is_recorded() {
         );
     }
 }
+
+#[tokio::test]
+async fn posture_columns_round_trip_and_a_retired_device_stays_retired() {
+    use ward_controller::core::posture::{Filesystem, PackageCount};
+    use ward_controller::core::{DeviceState, Disabled, Inventory};
+    use ward_controller::store::PostureField;
+    for b in backends().await {
+        let id = enrolled(&b.store, 3).await;
+        let fresh = b.store.get_device(id).await.unwrap().unwrap();
+        assert_eq!(
+            (fresh.inventory, fresh.disabled, fresh.enforcement.len()),
+            (None, None, 0),
+            "{}",
+            b.name
+        );
+        let inventory = Inventory {
+            cpu_model: "AMD EPYC".into(),
+            cpu_count: 2,
+            memory_bytes: 1 << 34,
+            packages: vec![PackageCount {
+                manager: "dpkg".into(),
+                count: 754,
+            }],
+            filesystems: vec![Filesystem {
+                mount_point: "/".into(),
+                fs_type: "ext4".into(),
+                source: "/dev/vda".into(),
+                encryption: "not encrypted".into(),
+            }],
+            ..Inventory::default()
+        };
+        let disabled = Disabled {
+            reason: "mislaid".into(),
+            at: 5,
+            by: "admin".into(),
+            command_id: "c".into(),
+        };
+        for (field, value) in [
+            (
+                PostureField::Inventory,
+                serde_json::to_string(&inventory).unwrap(),
+            ),
+            (
+                PostureField::Disabled,
+                serde_json::to_string(&disabled).unwrap(),
+            ),
+        ] {
+            assert!(
+                b.store
+                    .set_device_posture(id, field, Some(&value))
+                    .await
+                    .unwrap()
+            );
+        }
+        let stored = b.store.get_device(id).await.unwrap().unwrap();
+        assert_eq!(stored.inventory.as_ref(), Some(&inventory), "{}", b.name);
+        assert_eq!(stored.disabled.as_ref(), Some(&disabled), "{}", b.name);
+        assert!(
+            b.store
+                .set_device_posture(id, PostureField::Disabled, None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            b.store.get_device(id).await.unwrap().unwrap().disabled,
+            None
+        );
+        assert!(
+            !b.store
+                .set_device_posture(DeviceId::new_random(), PostureField::Inventory, Some("{}"))
+                .await
+                .unwrap(),
+            "an unknown device is reported, not created"
+        );
+
+        // Compare-and-set: only from the value the caller saw.
+        let d = serde_json::to_string(&disabled).unwrap();
+        let swap = |expected: Option<String>, new: Option<String>| {
+            let store = b.store.clone();
+            async move {
+                store
+                    .swap_device_posture(
+                        id,
+                        PostureField::Disabled,
+                        expected.as_deref(),
+                        new.as_deref(),
+                    )
+                    .await
+                    .unwrap()
+            }
+        };
+        assert!(swap(None, Some(d.clone())).await, "{}", b.name);
+        assert!(
+            !swap(None, Some(d.clone())).await,
+            "{}: NULL expected",
+            b.name
+        );
+        assert!(
+            !swap(Some("{}".into()), None).await,
+            "{}: other value expected",
+            b.name
+        );
+        assert!(swap(Some(d.clone()), None).await, "{}", b.name);
+        assert_eq!(
+            b.store.get_device(id).await.unwrap().unwrap().disabled,
+            None
+        );
+
+        // Retired after its revocation; a later revocation leaves it retired.
+        b.store
+            .revoke_device(id, Timestamp::from_unix_ms(10))
+            .await
+            .unwrap();
+        assert!(
+            b.store
+                .set_device_state(id, DeviceState::Retired)
+                .await
+                .unwrap()
+        );
+        b.store
+            .revoke_device(id, Timestamp::from_unix_ms(11))
+            .await
+            .unwrap();
+        let retired = b.store.get_device(id).await.unwrap().unwrap();
+        assert_eq!(retired.state, DeviceState::Retired, "{}", b.name);
+        assert_eq!(
+            retired.inventory.as_ref(),
+            Some(&inventory),
+            "the record stays"
+        );
+    }
+}

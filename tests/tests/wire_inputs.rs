@@ -221,6 +221,7 @@ async fn enum_values_the_protocol_does_not_define_are_refused_and_change_nothing
                 }],
             }),
             offline_wipe: None,
+            inventory: None,
         })
         .await
         .unwrap_err();
@@ -243,11 +244,42 @@ async fn a_refused_check_in_changes_nothing_stored() {
         detail: String::new(),
     };
     let too_many = (0..65).map(|i| check(&format!("check_{i}"))).collect();
-    for checks in [
-        too_many,
-        vec![check("disk\u{7}encryption")],
-        vec![check("")],
-    ] {
+    let filesystem = |encryption: &str| ward_proto::v1::Filesystem {
+        mount_point: "/".into(),
+        fs_type: "ext4".into(),
+        source: "/dev/vda1".into(),
+        encryption: encryption.into(),
+    };
+    let bad_inventories = [
+        ward_proto::v1::Inventory {
+            cpu_model: "evil\u{1b}[2J".into(),
+            ..Default::default()
+        },
+        ward_proto::v1::Inventory {
+            filesystems: vec![filesystem("probably")],
+            ..Default::default()
+        },
+        ward_proto::v1::Inventory {
+            filesystems: (0..65).map(|_| filesystem("encrypted")).collect(),
+            ..Default::default()
+        },
+        ward_proto::v1::Inventory {
+            hardware_model: "m".repeat(257),
+            ..Default::default()
+        },
+    ];
+    let cases = [
+        (too_many, None),
+        (vec![check("disk\u{7}encryption")], None),
+        (vec![check("")], None),
+    ]
+    .into_iter()
+    .chain(
+        bad_inventories
+            .into_iter()
+            .map(|inventory| (vec![check("firewall")], Some(inventory))),
+    );
+    for (checks, inventory) in cases {
         let err = agent
             .check_in(CheckInRequest {
                 facts: Some(DeviceFacts {
@@ -259,6 +291,7 @@ async fn a_refused_check_in_changes_nothing_stored() {
                     checks,
                 }),
                 offline_wipe: None,
+                inventory,
             })
             .await
             .unwrap_err();

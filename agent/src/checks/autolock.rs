@@ -135,6 +135,7 @@ mod tests {
                 proc: "/proc".into(),
                 sys: "/sys".into(),
                 etc,
+                ..Roots::under(std::path::Path::new("/nonexistent"))
             },
         )
     }

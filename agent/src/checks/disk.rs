@@ -104,6 +104,20 @@ fn block_status(roots: &Roots, mount: &Mount) -> Outcome {
     }
 }
 
+/// For the inventory: whether the block device `major_minor` (as in mountinfo, "253:0") is
+/// dm-crypt or built only on dm-crypt devices. `None` when sysfs has no such block device
+/// or its stack cannot be read.
+pub fn device_encryption(roots: &Roots, major_minor: &str) -> Option<bool> {
+    if major_minor.is_empty() || major_minor.contains('/') {
+        return None;
+    }
+    let dev = roots.sys.join("dev/block").join(major_minor);
+    if !dev.exists() {
+        return None;
+    }
+    encrypted(roots, &dev, 0)
+}
+
 /// Whether the block device at `dev` (a sysfs device directory) is dm-crypt or built only
 /// on dm-crypt devices. `None` when the stack cannot be read.
 fn encrypted(roots: &Roots, dev: &Path, depth: usize) -> Option<bool> {

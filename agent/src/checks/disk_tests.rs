@@ -15,6 +15,7 @@ fn fixture(mountinfo: &str) -> Fixture {
         proc: tmp.path().join("proc"),
         sys: tmp.path().join("sys"),
         etc: tmp.path().join("etc"),
+        ..Roots::under(tmp.path())
     };
     fs::create_dir_all(roots.proc.join("self")).unwrap();
     fs::write(roots.proc.join("self/mountinfo"), mountinfo).unwrap();
@@ -124,6 +125,7 @@ fn tmpfs_passes_as_memory_backed_and_missing_mountinfo_is_unsupported() {
         proc: "/nonexistent".into(),
         sys: "/nonexistent".into(),
         etc: "/nonexistent".into(),
+        ..Roots::under(Path::new("/nonexistent"))
     };
     assert!(matches!(
         check(&missing, &[Path::new("/")]),

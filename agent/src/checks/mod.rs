@@ -3,10 +3,17 @@
 
 pub mod autolock;
 pub mod disk;
+pub mod firewall;
 pub mod keyfile;
+pub mod packages;
 pub mod password;
+mod programs;
+pub mod updates;
+pub mod version;
 
-use std::path::PathBuf;
+pub(crate) use programs::RunError;
+
+use std::path::{Path, PathBuf};
 
 use ward_proto::v1;
 
@@ -34,13 +41,20 @@ impl Outcome {
     }
 }
 
-/// Where the Linux checks read the system: `/proc`, `/sys` and `/etc` by default; tests
-/// point them at fixture trees.
+/// Where the Linux checks read the system: `/proc`, `/sys`, `/etc`, `/var` and `/snap` by
+/// default; tests point them at fixture trees.
 #[derive(Clone, Debug)]
 pub struct Roots {
     pub proc: PathBuf,
     pub sys: PathBuf,
     pub etc: PathBuf,
+    /// Package databases and logs (`/var/lib/dpkg`, `/var/log/dpkg.log`, ...).
+    pub var: PathBuf,
+    /// Where snaps are mounted.
+    pub snap: PathBuf,
+    /// When set, external programs (nft, iptables-save, rpm, apt-get) are looked up only
+    /// here; when unset, on `PATH` (then `/usr/sbin`, `/sbin`, which a user's `PATH` may lack).
+    pub bin_dir: Option<PathBuf>,
 }
 
 impl Default for Roots {
@@ -52,6 +66,24 @@ impl Default for Roots {
             proc: var("WARD_AGENT_PROC_ROOT", "/proc"),
             sys: var("WARD_AGENT_SYS_ROOT", "/sys"),
             etc: var("WARD_AGENT_ETC_ROOT", "/etc"),
+            var: var("WARD_AGENT_VAR_ROOT", "/var"),
+            snap: var("WARD_AGENT_SNAP_ROOT", "/snap"),
+            bin_dir: std::env::var_os("WARD_AGENT_BIN_DIR").map(PathBuf::from),
+        }
+    }
+}
+
+impl Roots {
+    /// Every root under `dir` (`dir/proc`, `dir/sys`, ..., programs only in `dir/bin`): a
+    /// fixture tree that never reaches the real system.
+    pub fn under(dir: &Path) -> Self {
+        Self {
+            proc: dir.join("proc"),
+            sys: dir.join("sys"),
+            etc: dir.join("etc"),
+            var: dir.join("var"),
+            snap: dir.join("snap"),
+            bin_dir: Some(dir.join("bin")),
         }
     }
 }

@@ -215,6 +215,7 @@ mod tests {
             proc: tmp.path().join("proc"),
             sys: tmp.path().join("sys"),
             etc,
+            ..Roots::under(tmp.path())
         };
         (tmp, r)
     }

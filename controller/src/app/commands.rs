@@ -12,6 +12,30 @@ use crate::core::{
 };
 use crate::store::Announcement;
 
+/// Who issues a command: an admin, or the controller itself (a compliance wipe).
+pub(crate) struct Issuer {
+    /// Recorded as the command's `created_by`.
+    pub name: String,
+    /// The audit actor.
+    pub actor: String,
+}
+
+impl Issuer {
+    pub fn admin(admin: &Admin) -> Self {
+        Self {
+            name: admin.name.to_string(),
+            actor: admin_actor(admin),
+        }
+    }
+
+    pub fn controller() -> Self {
+        Self {
+            name: CONTROLLER.to_owned(),
+            actor: CONTROLLER.to_owned(),
+        }
+    }
+}
+
 /// How often a compare-and-set on a command is retried before giving up.
 const CAS_ATTEMPTS: usize = 8;
 
@@ -87,7 +111,7 @@ impl App {
         );
         let approval = full && self.config.approval_threshold.is_some();
         self.issue_command_with(
-            actor,
+            &Issuer::admin(actor),
             device,
             kind,
             reason,
@@ -103,7 +127,7 @@ impl App {
     #[allow(clippy::too_many_arguments)]
     pub(super) async fn issue_command_with(
         &self,
-        actor: &Admin,
+        issuer: &Issuer,
         device: &str,
         kind: CommandKind,
         reason: &str,
@@ -115,11 +139,15 @@ impl App {
         let reason = reason.trim();
         check_text("the reason", reason)?;
         check_idempotency_key(idempotency_key)?;
-        if matches!(kind, CommandKind::Wipe { .. }) && reason.is_empty() {
-            return Err(AppError::InvalidArgument(
-                "a wipe needs a reason (--reason TEXT); it is kept with the command for the audit"
-                    .into(),
-            ));
+        if matches!(
+            kind,
+            CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
+        ) && reason.is_empty()
+        {
+            return Err(AppError::InvalidArgument(format!(
+                "a {} needs a reason (--reason TEXT); it is kept with the command for the audit",
+                kind.name()
+            )));
         }
         if let CommandKind::Lock { message } = &kind {
             check_text("the lock message", message)?;
@@ -137,7 +165,7 @@ impl App {
             reason: reason.to_owned(),
             failure_reason: None,
             idempotency_key: idempotency_key.to_owned(),
-            created_by: actor.name.to_string(),
+            created_by: issuer.name.clone(),
             created_at: now,
             deadline: None,
             delivered_at: None,
@@ -160,9 +188,9 @@ impl App {
             }
             return Ok((stored, false));
         }
-        info!(command_id = %stored.id, device_id = %device_id, kind = stored.kind.name(), created_by = %actor.name, "command queued");
+        info!(command_id = %stored.id, device_id = %device_id, kind = stored.kind.name(), created_by = %issuer.name, "command queued");
         self.audit(
-            &admin_actor(actor),
+            &issuer.actor,
             "command.issue",
             &stored.id.to_string(),
             serde_json::json!({
@@ -328,9 +356,15 @@ impl App {
         // refused result would leave the command unfinished forever.
         let failure_reason = sanitize(&result.failure_reason);
         let mut receipt = None;
-        let event = if let (true, CommandKind::Wipe { scope }) = (result.succeeded, &command.kind) {
+        // A retirement is a messaging wipe on the device, with the same receipt.
+        let wipe_scope = match &command.kind {
+            CommandKind::Wipe { scope } => Some(*scope),
+            CommandKind::Retire => Some(WipeScope::Messaging),
+            _ => None,
+        };
+        let event = if let (true, Some(scope)) = (result.succeeded, wipe_scope) {
             match self
-                .check_receipt(&command, *scope, result.receipt.as_ref())
+                .check_receipt(&command, scope, result.receipt.as_ref())
                 .await?
             {
                 Ok(verified) => {

@@ -17,8 +17,10 @@ use crate::store::{Announcement, Redemption, Store, StoreError};
 
 pub mod audit;
 mod commands;
+mod lifecycle;
 pub mod offboard;
 mod policy;
+mod posture;
 
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;
@@ -328,15 +330,16 @@ impl App {
         }
     }
 
-    /// The device, unless it is not enrolled or has been revoked.
+    /// The device, unless it is not enrolled or has been revoked (or retired).
     pub async fn check_device_active(&self, id: DeviceId) -> Result<Device, AppError> {
         match self.store.get_device(id).await? {
             None => Err(AppError::Unauthenticated(format!(
                 "device {id} is not enrolled"
             ))),
-            Some(d) if d.state == crate::core::DeviceState::Revoked => {
+            Some(d) if d.state != crate::core::DeviceState::Active => {
                 Err(AppError::Unauthenticated(format!(
-                    "device {id} has been revoked; enroll it again to use it"
+                    "device {id} has been {}; enroll it again to use it",
+                    d.state.as_str()
                 )))
             }
             Some(d) => Ok(d),
@@ -634,10 +637,15 @@ impl App {
         Ok(self.store.list_devices(user.as_ref()).await?)
     }
 
+    /// A device by its id or, for admins at a keyboard, by its host name: the one device of
+    /// that name that is not retired (an active one wins over revoked ones), so a retired
+    /// device's name is free for the machine's next enrollment.
     pub async fn get_device(&self, id: &str) -> Result<Device, AppError> {
-        let id: DeviceId = id
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+        let id: DeviceId = match id.parse() {
+            Ok(id) => id,
+            Err(e) if looks_like_host_name(id) => return self.device_by_name(id.trim(), &e).await,
+            Err(e) => return Err(AppError::InvalidArgument(format!("{e}"))),
+        };
         self.store.get_device(id).await?.ok_or_else(|| {
             AppError::NotFound(format!(
                 "no device {id}; `wardctl device list` shows the enrolled ones"
@@ -646,6 +654,45 @@ impl App {
     }
 
     /// Registers a new admin and issues its certificate for a CSR made on its own machine.
+    async fn device_by_name(
+        &self,
+        name: &str,
+        not_an_id: &crate::core::model::DeviceIdError,
+    ) -> Result<Device, AppError> {
+        let mut named: Vec<Device> = self
+            .store
+            .list_devices(None)
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.state != crate::core::DeviceState::Retired
+                    && d.facts.hostname.eq_ignore_ascii_case(name)
+            })
+            .collect();
+        if named.len() > 1
+            && named
+                .iter()
+                .any(|d| d.state == crate::core::DeviceState::Active)
+        {
+            named.retain(|d| d.state == crate::core::DeviceState::Active);
+        }
+        match named.len() {
+            1 => Ok(named.remove(0)),
+            0 => Err(AppError::NotFound(format!(
+                "{not_an_id}; no device that is not retired has the host name {name:?}"
+            ))),
+            _ => Err(AppError::InvalidArgument(format!(
+                "{} devices have the host name {name:?} ({}): name one by its id",
+                named.len(),
+                named
+                    .iter()
+                    .map(|d| format!("{} {}", d.id, d.state.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
     pub async fn issue_admin(
         &self,
         actor: &str,
@@ -739,4 +786,15 @@ fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
             "the enrollment token has expired or was withdrawn (its user was offboarded); ask your IT admin for a new one (wardctl token create)".into(),
         )),
     }
+}
+
+/// Whether `text` could be a host name (letters, digits, dots, hyphens, underscores; 1-253
+/// bytes) rather than a mistyped id of another kind.
+fn looks_like_host_name(text: &str) -> bool {
+    let text = text.trim();
+    !text.is_empty()
+        && text.len() <= 253
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }

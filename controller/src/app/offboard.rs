@@ -3,6 +3,7 @@
 use tracing::info;
 
 use super::audit::{CONTROLLER, admin_actor};
+use super::commands::Issuer;
 use super::{App, AppError};
 use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, UserEmail, WipeScope,
@@ -26,7 +27,7 @@ pub struct OffboardDevice {
 
 impl OffboardDevice {
     pub fn finished(&self) -> bool {
-        self.device.state == DeviceState::Revoked
+        self.device.state != DeviceState::Active
             && self.command.as_ref().is_none_or(|c| c.state.is_terminal())
     }
 
@@ -93,7 +94,7 @@ impl App {
                     scope: WipeScope::Messaging,
                 };
                 self.issue_command_with(
-                    actor,
+                    &Issuer::admin(actor),
                     &device.id.to_string(),
                     kind,
                     reason,
@@ -151,10 +152,11 @@ impl App {
             ));
         }
         let device = self.get_device(device).await?;
-        if device.state == DeviceState::Revoked {
+        if device.state != DeviceState::Active {
             return Err(AppError::FailedPrecondition(format!(
-                "device {} is already revoked: it can receive no lock or wipe",
-                device.id
+                "device {} is already {}: it can receive no lock or wipe",
+                device.id,
+                device.state.as_str()
             )));
         }
         let id = device.id.to_string();
@@ -176,7 +178,7 @@ impl App {
         };
         let (wipe, _) = self
             .issue_command_with(
-                actor,
+                &Issuer::admin(actor),
                 &id,
                 wipe,
                 reason,
@@ -207,10 +209,16 @@ impl App {
             self.revoke(
                 command.device_id,
                 CONTROLLER,
-                &format!("after wipe {} ({})", command.id, command.state),
+                &format!(
+                    "after {} {} ({})",
+                    command.kind.name(),
+                    command.id,
+                    command.state
+                ),
             )
             .await?;
         }
+        self.after_retire(command).await?;
         Ok(())
     }
 }

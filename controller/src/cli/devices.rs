@@ -1,15 +1,14 @@
 //! `wardctl device …`
 
 use clap::Subcommand;
-use serde::Serialize;
 use ward_proto::v1::{self, GetDeviceRequest, ListDevicesRequest};
 
 use super::ConnectArgs;
 use super::commands::{CommandView, print_command};
 use super::connect::admin_client;
+use super::device_view::{DeviceView, or_dash, print_device};
 use super::error::CliError;
-use super::output::{OutputFormat, print_fields, print_json, table};
-use crate::core::Timestamp;
+use super::output::{OutputFormat, print_json, table};
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
@@ -21,29 +20,30 @@ pub enum DeviceCommand {
         /// Only devices whose last compliance report failed their policy
         #[arg(long)]
         noncompliant: bool,
-        /// With --noncompliant: only devices failing this check (disk_encryption, password_rules, auto_lock)
-        #[arg(long, requires = "noncompliant", value_name = "CHECK")]
+        /// With --noncompliant: only devices failing this check (disk_encryption, password_rules,
+        /// auto_lock, firewall, forbidden_packages, os_updates, agent_version)
+        #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::core::ALL_CHECKS))]
         reason: Option<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Show one device
     Show {
-        /// Device id (a UUID, as `device list` shows)
+        /// Device id (a UUID, as `device list` shows), or its host name if no other device that is not retired has it
         device: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Revoke a device: its certificate is refused at once, at the TLS handshake and on every call
     Revoke {
-        /// Device id
+        /// Device id, or its host name if no other device that is not retired has it
         device: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Lost mode: lock the device, wipe its messaging data, then revoke it once the wipe has finished
     Lost {
-        /// Device id
+        /// Device id, or its host name if no other device that is not retired has it
         device: String,
         /// Why (required)
         #[arg(long)]
@@ -53,7 +53,7 @@ pub enum DeviceCommand {
     },
     /// Lock the device's screen
     Lock {
-        /// Device id
+        /// Device id, or its host name if no other device that is not retired has it
         device: String,
         /// Text for the lock screen, where the platform can show one
         #[arg(long, default_value = "")]
@@ -63,14 +63,50 @@ pub enum DeviceCommand {
     },
     /// Unlock the device's screen sessions
     Unlock {
-        /// Device id
+        /// Device id, or its host name if no other device that is not retired has it
         device: String,
         #[command(flatten)]
         issue: IssueArgs,
     },
+    /// Disable a device that is probably just mislaid: its messaging data stays, but the agent withholds the data key until `device enable`
+    Disable {
+        /// Device id, or its host name if no other device that is not retired has it
+        device: String,
+        /// Why (required; shown on the device and kept for the audit)
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Enable a disabled device: the agent hands out the messaging data key again
+    Enable {
+        /// Device id, or its host name if no other device that is not retired has it
+        device: String,
+        /// Why (kept for the audit)
+        #[arg(long, default_value = "")]
+        reason: String,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Retire a device being discarded or reused: messaging wipe with a verified receipt, agent state destroyed, certificate revoked; the record stays as "retired"
+    Retire {
+        /// Device id, or its host name if no other device that is not retired has it
+        device: String,
+        /// Why (required; kept with the command for the audit)
+        #[arg(long)]
+        reason: String,
+        /// Wait until the device finishes (exit 0 retired with a verified receipt, 1 failed, 5 timed out)
+        #[arg(long)]
+        wait: bool,
+        /// How long --wait waits
+        #[arg(long, default_value = "60s", value_parser = super::parse_duration, requires = "wait", value_name = "DURATION")]
+        timeout: std::time::Duration,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Wipe the messaging data (crypto-erase), or the whole device
     Wipe {
-        /// Device id
+        /// Device id, or its host name if no other device that is not retired has it
         device: String,
         /// What to wipe
         #[arg(long, value_parser = ["messaging", "full"])]
@@ -98,126 +134,6 @@ pub struct IssueArgs {
     idempotency_key: Option<String>,
     #[command(flatten)]
     connect: ConnectArgs,
-}
-
-/// One device, as scripts see it. `compliant` is null until the device has sent a
-/// compliance report.
-#[derive(Serialize)]
-struct DeviceView {
-    id: String,
-    user: String,
-    hostname: String,
-    os: String,
-    last_seen: Option<String>,
-    compliant: Option<bool>,
-    state: &'static str,
-    os_name: String,
-    os_version: String,
-    kernel_version: String,
-    arch: String,
-    agent_version: String,
-    enrolled_at: String,
-    certificate_serial: String,
-    certificate_expires_at: String,
-    /// Why the device is not compliant, one line per failing required check.
-    compliance_reasons: Vec<String>,
-    compliance_checks: Vec<CheckView>,
-    compliance_reported_at: Option<String>,
-    compliance_policy_revision: u64,
-    /// When the agent's offline timer wiped the messaging data by itself (null: never).
-    offline_wipe_at: Option<String>,
-    offline_wipe_receipt_verified: bool,
-}
-
-#[derive(Serialize)]
-struct CheckView {
-    name: String,
-    status: &'static str,
-    detail: String,
-}
-
-fn check_status(status: i32) -> &'static str {
-    match v1::CheckStatus::try_from(status) {
-        Ok(v1::CheckStatus::Pass) => "pass",
-        Ok(v1::CheckStatus::Fail) => "fail",
-        Ok(v1::CheckStatus::Unsupported) => "unsupported",
-        Ok(v1::CheckStatus::Error) => "error",
-        _ => "unknown",
-    }
-}
-
-impl DeviceView {
-    fn compliance_text(&self) -> String {
-        match self.compliant {
-            None => "unknown".into(),
-            Some(true) => "yes".into(),
-            Some(false) => "NO".into(),
-        }
-    }
-}
-
-fn optional_time(ms: i64) -> Option<String> {
-    (ms != 0).then(|| Timestamp::from_unix_ms(ms).rfc3339())
-}
-
-impl From<v1::Device> for DeviceView {
-    fn from(d: v1::Device) -> Self {
-        let facts = d.facts.unwrap_or_default();
-        let os = match (facts.os_name.is_empty(), facts.os_version.is_empty()) {
-            (true, _) => String::new(),
-            (false, true) => facts.os_name.clone(),
-            (false, false) => format!("{} {}", facts.os_name, facts.os_version),
-        };
-        let compliance = d.compliance.unwrap_or_default();
-        Self {
-            compliant: match v1::ComplianceState::try_from(compliance.state) {
-                Ok(v1::ComplianceState::Compliant) => Some(true),
-                Ok(v1::ComplianceState::Noncompliant) => Some(false),
-                _ => None,
-            },
-            compliance_reasons: compliance.reasons,
-            compliance_checks: compliance
-                .checks
-                .into_iter()
-                .map(|c| CheckView {
-                    name: c.name,
-                    status: check_status(c.status),
-                    detail: c.detail,
-                })
-                .collect(),
-            compliance_reported_at: optional_time(compliance.reported_at_unix_ms),
-            compliance_policy_revision: compliance.policy_revision,
-            offline_wipe_at: optional_time(d.offline_wipe_at_unix_ms),
-            offline_wipe_receipt_verified: d.offline_wipe_receipt_verified,
-            state: match v1::DeviceState::try_from(d.state) {
-                Ok(v1::DeviceState::Active) => "active",
-                Ok(v1::DeviceState::Revoked) => "revoked",
-                _ => "unknown",
-            },
-            id: d.id,
-            user: d.user,
-            hostname: facts.hostname,
-            os,
-            last_seen: optional_time(d.last_seen_unix_ms),
-            os_name: facts.os_name,
-            os_version: facts.os_version,
-            kernel_version: facts.kernel_version,
-            arch: facts.arch,
-            agent_version: facts.agent_version,
-            enrolled_at: Timestamp::from_unix_ms(d.enrolled_at_unix_ms).rfc3339(),
-            certificate_serial: d.certificate_serial,
-            certificate_expires_at: Timestamp::from_unix_ms(d.certificate_expires_at_unix_ms)
-                .rfc3339(),
-        }
-    }
-}
-
-fn or_dash(value: &str) -> String {
-    if value.is_empty() {
-        "-".into()
-    } else {
-        value.to_owned()
-    }
 }
 
 async fn issue(
@@ -357,7 +273,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                             or_dash(&d.os),
                             d.last_seen.clone().unwrap_or_else(|| "never".into()),
                             d.compliance_text(),
-                            d.state.into(),
+                            d.state_text(),
                         ]);
                     }
                     println!("{t}");
@@ -408,6 +324,32 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             }
             print_json_pair(&lock, &wipe, output)
         }
+        DeviceCommand::Disable {
+            device,
+            reason,
+            connect,
+        } => super::device_lifecycle::disable(device, reason, connect, output).await,
+        DeviceCommand::Enable {
+            device,
+            reason,
+            connect,
+        } => super::device_lifecycle::enable(device, reason, connect, output).await,
+        DeviceCommand::Retire {
+            device,
+            reason,
+            wait,
+            timeout,
+            connect,
+        } => {
+            super::device_lifecycle::retire(
+                device,
+                reason,
+                wait.then_some(timeout),
+                connect,
+                output,
+            )
+            .await
+        }
         DeviceCommand::Show { device, connect } => {
             let mut client = admin_client(&connect).await?;
             let d: DeviceView = client
@@ -416,68 +358,6 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 .into_inner()
                 .into();
             print_device(&d, output)
-        }
-    }
-}
-
-fn print_device(d: &DeviceView, output: OutputFormat) -> Result<(), CliError> {
-    match output {
-        OutputFormat::Json => print_json(&d),
-        OutputFormat::Table => {
-            let mut fields = vec![
-                ("id", d.id.clone()),
-                ("user", d.user.clone()),
-                ("state", d.state.into()),
-                ("hostname", or_dash(&d.hostname)),
-                ("os", or_dash(&d.os)),
-                ("kernel", or_dash(&d.kernel_version)),
-                ("arch", or_dash(&d.arch)),
-                ("agent version", or_dash(&d.agent_version)),
-                ("enrolled", d.enrolled_at.clone()),
-                (
-                    "last seen",
-                    d.last_seen.clone().unwrap_or_else(|| "never".into()),
-                ),
-                ("certificate serial", d.certificate_serial.clone()),
-                ("certificate expires", d.certificate_expires_at.clone()),
-            ];
-            match (&d.compliant, &d.compliance_reported_at) {
-                (None, _) | (_, None) => {
-                    fields.push(("compliant", "unknown (no compliance report yet)".into()));
-                }
-                (Some(ok), Some(at)) => {
-                    let verdict = if *ok { "yes" } else { "NO" };
-                    fields.push((
-                        "compliant",
-                        format!(
-                            "{verdict} (reported {at}, policy revision {})",
-                            d.compliance_policy_revision
-                        ),
-                    ));
-                }
-            }
-            for reason in &d.compliance_reasons {
-                fields.push(("  why not", reason.clone()));
-            }
-            if let Some(at) = &d.offline_wipe_at {
-                let verified = if d.offline_wipe_receipt_verified {
-                    "receipt verified"
-                } else {
-                    "receipt NOT verified"
-                };
-                fields.push((
-                    "offline wipe",
-                    format!("{at} by the agent's offline timer ({verified})"),
-                ));
-            }
-            for check in &d.compliance_checks {
-                fields.push((
-                    "  check",
-                    format!("{} {}: {}", check.name, check.status, check.detail),
-                ));
-            }
-            print_fields(&fields);
-            Ok(())
         }
     }
 }

@@ -5,6 +5,8 @@ mod admins;
 mod audit;
 mod commands;
 pub mod connect;
+mod device_lifecycle;
+mod device_view;
 mod devices;
 pub mod error;
 mod local;
@@ -73,7 +75,9 @@ pub struct ConnectArgs {
     /// Controller URL, e.g. https://ward.hospital.org:7443 [default: the URL in DATA_DIR/server-url, else https://localhost:7443]
     #[arg(long, env = "WARD_SERVER", value_name = "URL")]
     server: Option<String>,
-    /// Admin bundle (certificate, CA and key in one PEM file) [default: DATA_DIR/admin.pem]
+    /// Admin bundle (certificate, CA and key in one PEM file) [default: DATA_DIR/admin.pem]. A
+    /// key with a passphrase is decrypted with the first line of the file named by
+    /// WARD_ADMIN_PASSPHRASE_FILE, else with a passphrase asked on the terminal
     #[arg(long, env = "WARD_ADMIN_CERT", value_name = "FILE")]
     admin_cert: Option<PathBuf>,
     /// The controller's data directory, to use its admin bundle and URL on the controller host

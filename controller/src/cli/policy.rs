@@ -53,6 +53,8 @@ pub enum PolicyCommand {
         #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
         enforce: Option<bool>,
         #[command(flatten)]
+        posture: PostureArgs,
+        #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Remove a user's override: their devices follow the default policy again
@@ -62,6 +64,99 @@ pub enum PolicyCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+}
+
+/// The posture rules of `policy set`.
+#[derive(Debug, clap::Args)]
+pub struct PostureArgs {
+    /// Require an active host firewall (nftables, iptables, firewalld or ufw)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
+    require_firewall: Option<bool>,
+    /// Add a package to the denylist (dpkg/rpm name, flatpak app id, snap name); repeatable
+    #[arg(long, value_name = "NAME")]
+    forbid_package: Vec<String>,
+    /// Remove a package from the denylist; repeatable
+    #[arg(long, value_name = "NAME")]
+    allow_package: Vec<String>,
+    /// No pending security update, and a package update within this long, e.g. 30d (0: no rule)
+    #[arg(long, value_parser = days, value_name = "DURATION")]
+    os_updates_max_age: Option<u32>,
+    /// Agents older than this version fail the agent_version check, e.g. 0.2.0 ("none": no rule)
+    #[arg(long, value_name = "VERSION")]
+    min_agent_version: Option<String>,
+    /// What a failing check leads to: CHECK=report|block|wipe (default block); repeatable
+    #[arg(long = "action", value_parser = check_action, value_name = "CHECK=ACTION")]
+    actions: Vec<v1::CheckAction>,
+    /// How long a check whose action is wipe may fail before the messaging data is wiped, e.g. 24h
+    #[arg(long, value_parser = seconds_u64, value_name = "DURATION")]
+    wipe_grace: Option<u64>,
+}
+
+fn check_action(text: &str) -> Result<v1::CheckAction, String> {
+    let (check, action) = text
+        .split_once('=')
+        .ok_or_else(|| format!("{text:?} is not CHECK=ACTION, e.g. firewall=block"))?;
+    if !crate::core::ALL_CHECKS.contains(&check) {
+        return Err(format!(
+            "unknown check {check:?}: use one of {}",
+            crate::core::ALL_CHECKS.join(", ")
+        ));
+    }
+    let action = match action {
+        "report" => v1::EnforcementAction::Report,
+        "block" => v1::EnforcementAction::Block,
+        "wipe" => v1::EnforcementAction::Wipe,
+        other => {
+            return Err(format!(
+                "unknown action {other:?}: use report, block or wipe"
+            ));
+        }
+    };
+    Ok(v1::CheckAction {
+        check: check.to_owned(),
+        action: action as i32,
+    })
+}
+
+impl PostureArgs {
+    fn changes_denylist(&self) -> bool {
+        !self.forbid_package.is_empty() || !self.allow_package.is_empty()
+    }
+
+    /// Fills the posture fields of `request`; `current` is the denylist in force now.
+    fn apply(self, current: &[String], request: &mut SetPolicyRequest) -> Result<(), CliError> {
+        if let Some(both) = self
+            .forbid_package
+            .iter()
+            .find(|p| self.allow_package.contains(p))
+        {
+            return Err(CliError::usage(format!(
+                "{both:?} is given to both --forbid-package and --allow-package"
+            )));
+        }
+        if self.changes_denylist() {
+            let mut list: Vec<String> = current
+                .iter()
+                .filter(|p| !self.allow_package.contains(p))
+                .cloned()
+                .collect();
+            for p in self.forbid_package {
+                if !list.contains(&p) {
+                    list.push(p);
+                }
+            }
+            request.forbidden_packages = Some(v1::PackageList { names: list });
+        }
+        request.require_firewall = self.require_firewall;
+        request.os_updates_max_age_days = self.os_updates_max_age;
+        request.min_agent_version = self.min_agent_version.map(|v| match v.trim() {
+            "none" | "off" => String::new(),
+            other => other.to_owned(),
+        });
+        request.check_actions = self.actions;
+        request.wipe_grace_seconds = self.wipe_grace;
+        Ok(())
+    }
 }
 
 fn duration_or_never(text: &str) -> Result<Duration, String> {
@@ -102,6 +197,21 @@ struct PolicyView {
     require_disk_encryption: bool,
     offline_wipe_after_seconds: u64,
     enforce: bool,
+    require_firewall: bool,
+    forbidden_packages: Vec<String>,
+    os_updates_max_age_days: u32,
+    min_agent_version: Option<String>,
+    /// Every check's action while it fails (checks not set explicitly block).
+    check_actions: std::collections::BTreeMap<String, &'static str>,
+    wipe_grace_seconds: u64,
+}
+
+fn action_name(action: i32) -> &'static str {
+    match v1::EnforcementAction::try_from(action) {
+        Ok(v1::EnforcementAction::Report) => "report",
+        Ok(v1::EnforcementAction::Wipe) => "wipe",
+        _ => "block",
+    }
 }
 
 impl From<v1::Policy> for PolicyView {
@@ -118,6 +228,22 @@ impl From<v1::Policy> for PolicyView {
             require_disk_encryption: p.require_disk_encryption,
             offline_wipe_after_seconds: p.offline_wipe_after_seconds,
             enforce: p.enforce,
+            require_firewall: p.require_firewall,
+            os_updates_max_age_days: p.os_updates_max_age_days,
+            min_agent_version: (!p.min_agent_version.is_empty()).then_some(p.min_agent_version),
+            check_actions: crate::core::ALL_CHECKS
+                .iter()
+                .map(|check| {
+                    let action = p
+                        .check_actions
+                        .iter()
+                        .find(|a| a.check == *check)
+                        .map_or("block", |a| action_name(a.action));
+                    ((*check).to_owned(), action)
+                })
+                .collect(),
+            forbidden_packages: p.forbidden_packages,
+            wipe_grace_seconds: p.wipe_grace_seconds,
         }
     }
 }
@@ -141,7 +267,7 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
             humantime::format_duration(Duration::from_secs(secs)).to_string()
         }
     };
-    print_fields(&[
+    let mut fields = vec![
         ("scope", view.scope.clone()),
         ("revision", view.revision.to_string()),
         ("password min length", rule(view.password_min_length, "")),
@@ -159,7 +285,31 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
         ),
         ("offline wipe after", span(view.offline_wipe_after_seconds)),
         ("enforce (write rules as root)", view.enforce.to_string()),
-    ]);
+        ("require firewall", view.require_firewall.to_string()),
+        (
+            "forbidden packages",
+            if view.forbidden_packages.is_empty() {
+                "none".into()
+            } else {
+                view.forbidden_packages.join(", ")
+            },
+        ),
+        (
+            "OS updates max age",
+            rule(view.os_updates_max_age_days, " days"),
+        ),
+        (
+            "min agent version",
+            view.min_agent_version
+                .clone()
+                .unwrap_or_else(|| "no rule".into()),
+        ),
+        ("wipe grace", span(view.wipe_grace_seconds)),
+    ];
+    for (check, action) in &view.check_actions {
+        fields.push(("  when failing", format!("{check}: {action}")));
+    }
+    print_fields(&fields);
     Ok(())
 }
 
@@ -186,10 +336,22 @@ pub async fn run(cmd: PolicyCommand, output: OutputFormat) -> Result<(), CliErro
             require_encryption,
             offline_wipe_after,
             enforce,
+            posture,
             connect,
         } => {
-            let request = SetPolicyRequest {
-                user: user.unwrap_or_default(),
+            let mut client = admin_client(&connect).await?;
+            let user = user.unwrap_or_default();
+            let current = if posture.changes_denylist() {
+                client
+                    .get_policy(GetPolicyRequest { user: user.clone() })
+                    .await?
+                    .into_inner()
+                    .forbidden_packages
+            } else {
+                Vec::new()
+            };
+            let mut request = SetPolicyRequest {
+                user,
                 password_min_length: min_length,
                 password_min_classes: min_classes,
                 password_max_age_days: max_age,
@@ -199,8 +361,9 @@ pub async fn run(cmd: PolicyCommand, output: OutputFormat) -> Result<(), CliErro
                 require_disk_encryption: require_encryption,
                 offline_wipe_after_seconds: offline_wipe_after,
                 enforce,
+                ..Default::default()
             };
-            let mut client = admin_client(&connect).await?;
+            posture.apply(&current, &mut request)?;
             let p = client.set_policy(request).await?.into_inner();
             print_policy(p, output)
         }

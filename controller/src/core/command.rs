@@ -78,9 +78,19 @@ impl FromStr for WipeScope {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandKind {
-    Lock { message: String },
+    Lock {
+        message: String,
+    },
     Unlock,
-    Wipe { scope: WipeScope },
+    Wipe {
+        scope: WipeScope,
+    },
+    /// Withhold the messaging data key (the data stays) until an enable; the command's reason
+    /// is shown on the device.
+    Disable,
+    Enable,
+    /// Messaging wipe with a receipt, then the agent destroys its own key and state.
+    Retire,
 }
 
 impl CommandKind {
@@ -89,6 +99,9 @@ impl CommandKind {
             CommandKind::Lock { .. } => "lock",
             CommandKind::Unlock => "unlock",
             CommandKind::Wipe { .. } => "wipe",
+            CommandKind::Disable => "disable",
+            CommandKind::Enable => "enable",
+            CommandKind::Retire => "retire",
         }
     }
 }

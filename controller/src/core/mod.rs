@@ -5,6 +5,7 @@ pub mod clock;
 pub mod command;
 pub mod model;
 pub mod policy;
+pub mod posture;
 pub mod roles;
 pub mod token;
 
@@ -15,7 +16,10 @@ pub use model::{
     OfflineWipe, UserEmail,
 };
 pub use policy::{
-    CheckStatus, Compliance, ComplianceCheck, Policy, PolicyChanges, PolicyScope, StoredPolicy,
+    ALL_CHECKS, CHECK_AGENT_VERSION, CHECK_AUTO_LOCK, CHECK_DISK_ENCRYPTION, CHECK_FIREWALL,
+    CHECK_FORBIDDEN_PACKAGES, CHECK_OS_UPDATES, CHECK_PASSWORD_RULES, CheckStatus, Compliance,
+    ComplianceCheck, EnforcementAction, Policy, PolicyChanges, PolicyScope, StoredPolicy,
 };
+pub use posture::{Disabled, Enforcement, Inventory};
 pub use roles::Permission;
 pub use token::{EnrollmentToken, TokenHash, TokenRecord, TokenStatus};

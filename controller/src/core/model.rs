@@ -147,6 +147,8 @@ pub enum DeviceState {
     Active,
     /// Certificates refused; kept in the inventory for the record.
     Revoked,
+    /// Discarded or reused: wiped with a verified receipt, agent state destroyed, revoked.
+    Retired,
 }
 
 impl DeviceState {
@@ -154,6 +156,7 @@ impl DeviceState {
         match self {
             DeviceState::Active => "active",
             DeviceState::Revoked => "revoked",
+            DeviceState::Retired => "retired",
         }
     }
 }
@@ -165,6 +168,7 @@ impl FromStr for DeviceState {
         match s {
             "active" => Ok(DeviceState::Active),
             "revoked" => Ok(DeviceState::Revoked),
+            "retired" => Ok(DeviceState::Retired),
             other => Err(format!("unknown device state {other:?}")),
         }
     }
@@ -186,6 +190,12 @@ pub struct Device {
     /// When the agent's offline timer wiped the messaging data, and whether its receipt
     /// verified.
     pub offline_wipe: Option<OfflineWipe>,
+    /// The last inventory the agent reported.
+    pub inventory: Option<super::Inventory>,
+    /// Set while an admin has disabled the device.
+    pub disabled: Option<super::Disabled>,
+    /// The required checks that fail, and what they led to.
+    pub enforcement: Vec<super::Enforcement>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

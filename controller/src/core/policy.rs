@@ -1,5 +1,6 @@
 //! Device policy and compliance: what a device must meet, and whether its last report met it.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
@@ -20,6 +21,61 @@ pub struct Policy {
     pub require_disk_encryption: bool,
     pub offline_wipe_after_seconds: u64,
     pub enforce: bool,
+    pub require_firewall: bool,
+    /// Package names that must not be installed; empty: no rule.
+    pub forbidden_packages: Vec<String>,
+    /// 0: no rule; else no pending security update and a package update within this many days.
+    pub os_updates_max_age_days: u32,
+    /// Empty: no rule; else a version such as "0.2.0" the agent may not be older than.
+    pub min_agent_version: String,
+    /// What a failing required check leads to; a check not listed blocks.
+    pub check_actions: BTreeMap<String, EnforcementAction>,
+    /// For checks whose action is `wipe`: how long they may fail first.
+    pub wipe_grace_seconds: u64,
+}
+
+/// What a failing required check leads to, from mildest to strictest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforcementAction {
+    /// Shown to the admin; the messaging app keeps its key.
+    Report,
+    /// The agent withholds the messaging data key until the check passes again.
+    Block,
+    /// Blocked, and once the check has failed for the wipe grace period the controller wipes
+    /// the messaging data.
+    Wipe,
+}
+
+impl EnforcementAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnforcementAction::Report => "report",
+            EnforcementAction::Block => "block",
+            EnforcementAction::Wipe => "wipe",
+        }
+    }
+}
+
+impl fmt::Display for EnforcementAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for EnforcementAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "report" => Ok(EnforcementAction::Report),
+            "block" => Ok(EnforcementAction::Block),
+            "wipe" => Ok(EnforcementAction::Wipe),
+            other => Err(format!(
+                "unknown action {other:?}: use report, block or wipe"
+            )),
+        }
+    }
 }
 
 /// A change to some fields of a policy.
@@ -34,14 +90,35 @@ pub struct PolicyChanges {
     pub require_disk_encryption: Option<bool>,
     pub offline_wipe_after_seconds: Option<u64>,
     pub enforce: Option<bool>,
+    pub require_firewall: Option<bool>,
+    /// Replaces the whole denylist.
+    pub forbidden_packages: Option<Vec<String>>,
+    pub os_updates_max_age_days: Option<u32>,
+    pub min_agent_version: Option<String>,
+    /// Only the checks listed change their action.
+    pub check_actions: BTreeMap<String, EnforcementAction>,
+    pub wipe_grace_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("policy field {field} = {value} is out of range: {allowed}")]
+#[error("policy field {field} = {value} is not allowed: {allowed}")]
 pub struct PolicyError {
     pub field: &'static str,
-    pub value: u64,
-    pub allowed: &'static str,
+    pub value: String,
+    pub allowed: String,
+}
+
+/// The most packages a denylist may hold, and the longest name.
+pub const MAX_FORBIDDEN_PACKAGES: usize = 200;
+pub const MAX_PACKAGE_NAME: usize = 128;
+
+/// Whether `name` can be a package name of dpkg, rpm, flatpak or snap.
+fn valid_package_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_PACKAGE_NAME
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_' | '~'))
 }
 
 impl PolicyChanges {
@@ -70,18 +147,36 @@ impl Policy {
                 .offline_wipe_after_seconds
                 .unwrap_or(self.offline_wipe_after_seconds),
             enforce: c.enforce.unwrap_or(self.enforce),
+            require_firewall: c.require_firewall.unwrap_or(self.require_firewall),
+            forbidden_packages: c
+                .forbidden_packages
+                .clone()
+                .unwrap_or_else(|| self.forbidden_packages.clone()),
+            os_updates_max_age_days: c
+                .os_updates_max_age_days
+                .unwrap_or(self.os_updates_max_age_days),
+            min_agent_version: c
+                .min_agent_version
+                .clone()
+                .unwrap_or_else(|| self.min_agent_version.clone()),
+            check_actions: {
+                let mut actions = self.check_actions.clone();
+                actions.extend(c.check_actions.iter().map(|(k, v)| (k.clone(), *v)));
+                actions
+            },
+            wipe_grace_seconds: c.wipe_grace_seconds.unwrap_or(self.wipe_grace_seconds),
         };
         next.validate()?;
         Ok(next)
     }
 
     pub fn validate(&self) -> Result<(), PolicyError> {
-        let check = |field, value: u64, max: u64, allowed| {
+        let check = |field, value: u64, max: u64, allowed: &str| {
             if value > max {
                 Err(PolicyError {
                     field,
-                    value,
-                    allowed,
+                    value: value.to_string(),
+                    allowed: allowed.to_owned(),
                 })
             } else {
                 Ok(())
@@ -132,11 +227,79 @@ impl Policy {
         if self.offline_wipe_after_seconds > 0 && self.offline_wipe_after_seconds < 3600 {
             return Err(PolicyError {
                 field: "offline_wipe_after_seconds",
-                value: self.offline_wipe_after_seconds,
-                allowed: "0 (never) or 1h to 365d",
+                value: self.offline_wipe_after_seconds.to_string(),
+                allowed: "0 (never) or 1h to 365d".into(),
+            });
+        }
+        check(
+            "os_updates_max_age_days",
+            self.os_updates_max_age_days.into(),
+            3650,
+            "0 (no rule) to 3650 days",
+        )?;
+        self.validate_packages()?;
+        if !self.min_agent_version.is_empty() && parse_version(&self.min_agent_version).is_none() {
+            return Err(PolicyError {
+                field: "min_agent_version",
+                value: self.min_agent_version.chars().take(64).collect(),
+                allowed: "a version such as 0.2.0 (major.minor.patch), or empty for no rule".into(),
+            });
+        }
+        for check_name in self.check_actions.keys() {
+            if !ALL_CHECKS.contains(&check_name.as_str()) {
+                return Err(PolicyError {
+                    field: "check_actions",
+                    value: check_name.chars().take(64).collect(),
+                    allowed: format!("a check name: {}", ALL_CHECKS.join(", ")),
+                });
+            }
+        }
+        let wipes = self
+            .check_actions
+            .values()
+            .any(|a| *a == EnforcementAction::Wipe);
+        let grace = self.wipe_grace_seconds;
+        if grace > 365 * 24 * 3600 || (grace > 0 && grace < 3600) || (wipes && grace == 0) {
+            return Err(PolicyError {
+                field: "wipe_grace_seconds",
+                value: grace.to_string(),
+                allowed: "1h to 365d, and required when a check's action is wipe".into(),
             });
         }
         Ok(())
+    }
+
+    fn validate_packages(&self) -> Result<(), PolicyError> {
+        let bad = |value: String, allowed: String| PolicyError {
+            field: "forbidden_packages",
+            value,
+            allowed,
+        };
+        if self.forbidden_packages.len() > MAX_FORBIDDEN_PACKAGES {
+            return Err(bad(
+                self.forbidden_packages.len().to_string(),
+                format!("at most {MAX_FORBIDDEN_PACKAGES} names"),
+            ));
+        }
+        for name in &self.forbidden_packages {
+            if !valid_package_name(name) {
+                return Err(bad(
+                    format!("{:?}", name.chars().take(64).collect::<String>()),
+                    format!(
+                        "package names are 1-{MAX_PACKAGE_NAME} characters of letters, digits and . + - _ ~"
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// What a failing `check` leads to under this policy.
+    pub fn action_for(&self, check: &str) -> EnforcementAction {
+        self.check_actions
+            .get(check)
+            .copied()
+            .unwrap_or(EnforcementAction::Block)
     }
 
     /// The compliance checks this policy requires to pass.
@@ -156,13 +319,55 @@ impl Policy {
         if self.auto_lock_seconds > 0 {
             checks.push(CHECK_AUTO_LOCK);
         }
+        if self.require_firewall {
+            checks.push(CHECK_FIREWALL);
+        }
+        if !self.forbidden_packages.is_empty() {
+            checks.push(CHECK_FORBIDDEN_PACKAGES);
+        }
+        if self.os_updates_max_age_days > 0 {
+            checks.push(CHECK_OS_UPDATES);
+        }
+        if !self.min_agent_version.is_empty() {
+            checks.push(CHECK_AGENT_VERSION);
+        }
         checks
+    }
+}
+
+/// "1.2.3" or "1.2" as (major, minor, patch).
+pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
+    let parts: Vec<&str> = text.trim().split('.').collect();
+    let number = |part: &str| -> Option<u64> {
+        let digits =
+            !part.is_empty() && part.len() <= 9 && part.chars().all(|c| c.is_ascii_digit());
+        digits.then(|| part.parse().ok()).flatten()
+    };
+    match parts.as_slice() {
+        [major, minor] => Some((number(major)?, number(minor)?, 0)),
+        [major, minor, patch] => Some((number(major)?, number(minor)?, number(patch)?)),
+        _ => None,
     }
 }
 
 pub const CHECK_DISK_ENCRYPTION: &str = "disk_encryption";
 pub const CHECK_PASSWORD_RULES: &str = "password_rules";
 pub const CHECK_AUTO_LOCK: &str = "auto_lock";
+pub const CHECK_FIREWALL: &str = "firewall";
+pub const CHECK_FORBIDDEN_PACKAGES: &str = "forbidden_packages";
+pub const CHECK_OS_UPDATES: &str = "os_updates";
+pub const CHECK_AGENT_VERSION: &str = "agent_version";
+
+/// Every check a policy can require.
+pub const ALL_CHECKS: [&str; 7] = [
+    CHECK_DISK_ENCRYPTION,
+    CHECK_PASSWORD_RULES,
+    CHECK_AUTO_LOCK,
+    CHECK_FIREWALL,
+    CHECK_FORBIDDEN_PACKAGES,
+    CHECK_OS_UPDATES,
+    CHECK_AGENT_VERSION,
+];
 
 /// Which devices a stored policy applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -351,6 +556,101 @@ mod tests {
                 ..Default::default()
             })
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn posture_rules_are_validated() {
+        let base = Policy::default();
+        let with = |c: PolicyChanges| base.with(&c);
+        let packages = |names: &[&str]| PolicyChanges {
+            forbidden_packages: Some(names.iter().map(|n| (*n).to_owned()).collect()),
+            ..Default::default()
+        };
+        let ok = with(packages(&[
+            "telegram-desktop",
+            "org.telegram.desktop",
+            "libc6:amd64",
+        ]));
+        assert_eq!(
+            ok.unwrap_err().field,
+            "forbidden_packages",
+            "':' is no package name"
+        );
+        let ok = with(packages(&[
+            "telegram-desktop",
+            "org.telegram.desktop",
+            "g++",
+        ]))
+        .unwrap();
+        assert_eq!(ok.required_checks(), vec![CHECK_FORBIDDEN_PACKAGES]);
+        for bad in [&[""][..], &["a b"], &["x\n"], &[&"a".repeat(129) as &str]] {
+            assert!(with(packages(bad)).is_err(), "{bad:?} accepted");
+        }
+        let too_many: Vec<String> = (0..=MAX_FORBIDDEN_PACKAGES)
+            .map(|i| format!("p{i}"))
+            .collect();
+        assert!(
+            with(PolicyChanges {
+                forbidden_packages: Some(too_many),
+                ..Default::default()
+            })
+            .is_err()
+        );
+        for (version, valid) in [
+            ("0.2.0", true),
+            ("1.2", true),
+            ("1", false),
+            ("1.2.3.4", false),
+            ("v1.2", false),
+            ("1.-2.0", false),
+        ] {
+            let made = with(PolicyChanges {
+                min_agent_version: Some(version.into()),
+                ..Default::default()
+            });
+            assert_eq!(made.is_ok(), valid, "{version}");
+        }
+        let action = |check: &str, action| PolicyChanges {
+            check_actions: [(check.to_owned(), action)].into_iter().collect(),
+            ..Default::default()
+        };
+        assert!(with(action("nonsense", EnforcementAction::Block)).is_err());
+        let wipe = with(action(CHECK_FIREWALL, EnforcementAction::Wipe));
+        assert_eq!(
+            wipe.unwrap_err().field,
+            "wipe_grace_seconds",
+            "wipe needs a grace"
+        );
+        let mut graced = action(CHECK_FIREWALL, EnforcementAction::Wipe);
+        graced.wipe_grace_seconds = Some(1800);
+        assert!(with(graced.clone()).is_err(), "under an hour");
+        graced.wipe_grace_seconds = Some(24 * 3600);
+        let p = with(graced).unwrap();
+        assert_eq!(p.action_for(CHECK_FIREWALL), EnforcementAction::Wipe);
+        assert_eq!(
+            p.action_for(CHECK_AUTO_LOCK),
+            EnforcementAction::Block,
+            "default"
+        );
+        // Actions merge: a later change of one check keeps the others.
+        let p = p
+            .with(&action(CHECK_OS_UPDATES, EnforcementAction::Report))
+            .unwrap();
+        assert_eq!(p.action_for(CHECK_FIREWALL), EnforcementAction::Wipe);
+        assert_eq!(p.action_for(CHECK_OS_UPDATES), EnforcementAction::Report);
+    }
+
+    #[test]
+    fn policies_stored_before_the_posture_rules_still_load() {
+        let old = r#"{"password_min_length":8,"password_min_classes":0,"password_max_age_days":0,
+            "password_history":0,"max_failed_attempts":0,"auto_lock_seconds":300,
+            "require_disk_encryption":true,"offline_wipe_after_seconds":0,"enforce":false}"#;
+        let p: Policy = serde_json::from_str(old).unwrap();
+        assert!(p.forbidden_packages.is_empty() && p.check_actions.is_empty());
+        assert_eq!(
+            p.action_for(CHECK_DISK_ENCRYPTION),
+            EnforcementAction::Block
         );
     }
 

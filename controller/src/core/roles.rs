@@ -26,6 +26,10 @@ pub enum Permission {
     Offboard,
     /// Approve another admin's command (second-admin rule).
     Approve,
+    /// Disable or enable a device (its messaging key withheld, its data kept).
+    Disable,
+    /// Retire a device: messaging wipe, agent state destroyed, revoked, kept for the record.
+    Retire,
 }
 
 impl Permission {
@@ -42,6 +46,8 @@ impl Permission {
             Permission::Revoke => "revoke devices",
             Permission::Offboard => "offboard users",
             Permission::Approve => "approve commands",
+            Permission::Disable => "disable or enable devices",
+            Permission::Retire => "retire devices",
         }
     }
 
@@ -50,7 +56,7 @@ impl Permission {
         use AdminRole::*;
         match self {
             Permission::Read => &[Admin, Helpdesk, Offboarding],
-            Permission::Lock => &[Admin, Helpdesk],
+            Permission::Lock | Permission::Disable => &[Admin, Helpdesk],
             Permission::MessagingWipe | Permission::Offboard => &[Admin, Offboarding],
             Permission::Enroll
             | Permission::FullWipe
@@ -58,7 +64,8 @@ impl Permission {
             | Permission::Policy
             | Permission::Admins
             | Permission::Revoke
-            | Permission::Approve => &[Admin],
+            | Permission::Approve
+            | Permission::Retire => &[Admin],
         }
     }
 }

@@ -38,6 +38,9 @@ pub fn agent_message(data: &[u8]) {
         if let Some(receipt) = request.offline_wipe {
             wipe_receipt(receipt, OFFLINE_TIMER);
         }
+        if let Some(wire) = request.inventory {
+            inventory(wire);
+        }
     }
     if let Ok(request) = v1::AcknowledgeRequest::decode(data) {
         command_id(&request.command_id);
@@ -66,6 +69,23 @@ pub fn agent_message(data: &[u8]) {
     }
     if let Ok(request) = v1::RenewRequest::decode(data) {
         ward_certs::fuzzing::csr(&request.csr_der);
+    }
+}
+
+/// An accepted inventory passes its own rules and survives the round trip to admins.
+fn inventory(wire: v1::Inventory) {
+    use crate::server::convert_posture::{inventory_from_wire, inventory_to_wire};
+    if let Ok(inventory) = inventory_from_wire(wire) {
+        assert!(
+            inventory.validate().is_ok(),
+            "an accepted inventory is valid"
+        );
+        let again = inventory_from_wire(inventory_to_wire(&inventory));
+        assert_eq!(
+            again.ok().as_ref(),
+            Some(&inventory),
+            "inventory round trip"
+        );
     }
 }
 
@@ -231,6 +251,24 @@ pub fn agent_message_seeds() -> Vec<(String, Vec<u8>)> {
             ],
         }),
         offline_wipe: Some(receipt(OFFLINE_TIMER)),
+        inventory: Some(v1::Inventory {
+            hardware_vendor: "LENOVO".into(),
+            hardware_model: "ThinkPad T14".into(),
+            cpu_model: "Intel(R) Core(TM) i7".into(),
+            cpu_count: 8,
+            memory_bytes: 16 << 30,
+            packages: vec![v1::PackageCount {
+                manager: "dpkg".into(),
+                count: 1834,
+            }],
+            filesystems: vec![v1::Filesystem {
+                mount_point: "/".into(),
+                fs_type: "ext4".into(),
+                source: "/dev/mapper/root".into(),
+                encryption: "encrypted".into(),
+            }],
+            firewall: "active: nftables".into(),
+        }),
     };
     let hostile = v1::CheckInRequest {
         facts: Some(v1::DeviceFacts {
@@ -246,6 +284,14 @@ pub fn agent_message_seeds() -> Vec<(String, Vec<u8>)> {
             }],
         }),
         offline_wipe: None,
+        inventory: Some(v1::Inventory {
+            cpu_model: "evil\u{1b}[2J".into(),
+            filesystems: vec![v1::Filesystem {
+                encryption: "probably".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
     };
     let key = PrivateKeyDer::generate();
     let csr = key

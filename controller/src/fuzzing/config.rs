@@ -112,6 +112,12 @@ fn policy(text: &str) {
         require_disk_encryption: Some(policy.require_disk_encryption),
         offline_wipe_after_seconds: Some(policy.offline_wipe_after_seconds),
         enforce: Some(policy.enforce),
+        require_firewall: Some(policy.require_firewall),
+        forbidden_packages: Some(policy.forbidden_packages.clone()),
+        os_updates_max_age_days: Some(policy.os_updates_max_age_days),
+        min_agent_version: Some(policy.min_agent_version.clone()),
+        check_actions: policy.check_actions.clone(),
+        wipe_grace_seconds: Some(policy.wipe_grace_seconds),
     };
     match (policy.validate(), Policy::default().with(&changes)) {
         (Ok(()), Ok(made)) => assert_eq!(made, policy),

@@ -165,6 +165,12 @@ impl v1::admin_service_server::AdminService for AdminApi {
             CommandKind::Wipe {
                 scope: WipeScope::Full,
             } => Permission::FullWipe,
+            // Not in IssueCommand's oneof: they have calls of their own.
+            CommandKind::Disable | CommandKind::Enable | CommandKind::Retire => {
+                return Err(Status::invalid_argument(
+                    "use DisableDevice, EnableDevice or RetireDevice for this action",
+                ));
+            }
         };
         let actor = self.admin(&request, permission).await?;
         let req = request.into_inner();
@@ -242,7 +248,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let user = (!req.user.is_empty()).then_some(req.user.as_str());
         let policy = self
             .app
-            .set_policy(&actor, user, &policy_changes_from_wire(&req))
+            .set_policy(&actor, user, &policy_changes_from_wire(&req)?)
             .await?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
@@ -364,6 +370,45 @@ impl v1::admin_service_server::AdminService for AdminApi {
         }))
     }
 
+    async fn disable_device(
+        &self,
+        request: Request<DisableDeviceRequest>,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        let actor = self.admin(&request, Permission::Disable).await?;
+        let req = request.into_inner();
+        let done = self
+            .app
+            .disable_device(&actor, &req.device_id, &req.reason)
+            .await?;
+        Ok(Response::new(device_command(done)))
+    }
+
+    async fn enable_device(
+        &self,
+        request: Request<EnableDeviceRequest>,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        let actor = self.admin(&request, Permission::Disable).await?;
+        let req = request.into_inner();
+        let done = self
+            .app
+            .enable_device(&actor, &req.device_id, &req.reason)
+            .await?;
+        Ok(Response::new(device_command(done)))
+    }
+
+    async fn retire_device(
+        &self,
+        request: Request<RetireDeviceRequest>,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        let actor = self.admin(&request, Permission::Retire).await?;
+        let req = request.into_inner();
+        let done = self
+            .app
+            .retire_device(&actor, &req.device_id, &req.reason)
+            .await?;
+        Ok(Response::new(device_command(done)))
+    }
+
     async fn approve_command(
         &self,
         request: Request<ApproveCommandRequest>,
@@ -390,5 +435,14 @@ fn list_limit(asked: u32) -> Result<usize, Status> {
         _ => Err(Status::invalid_argument(format!(
             "limit {asked} is too large: ask for at most {LIST_MAX} and page (or narrow the filter)"
         ))),
+    }
+}
+
+fn device_command(
+    (device, command): (crate::core::Device, crate::core::Command),
+) -> DeviceCommandResponse {
+    DeviceCommandResponse {
+        device: Some(device_to_wire(&device)),
+        command: Some(command_to_wire(&command)),
     }
 }

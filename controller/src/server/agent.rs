@@ -94,9 +94,20 @@ impl v1::agent_service_server::AgentService for AgentApi {
             }
             None => None,
         };
+        let inventory = req
+            .inventory
+            .map(super::convert_posture::inventory_from_wire)
+            .transpose()?;
         self.app
             .check_in(device, facts_from_wire(req.facts))
             .await?;
+        // Written only when it changed: most check-ins repeat the last inventory.
+        if let Some(inventory) = inventory
+            .as_ref()
+            .filter(|i| record.inventory.as_ref() != Some(*i))
+        {
+            self.app.record_inventory(device, inventory).await?;
+        }
         if let Some(receipt) = req.offline_wipe {
             let signed = SignedReceipt {
                 body: receipt.body,
@@ -105,9 +116,11 @@ impl v1::agent_service_server::AgentService for AgentApi {
             self.app.record_offline_wipe(device, &signed).await?;
         }
         if let Some((checks, revision)) = compliance {
-            self.app
+            let judged = self
+                .app
                 .record_compliance(device, &policy, checks, revision)
                 .await?;
+            self.app.enforce(&record, &policy, &judged).await?;
         }
         let pending = self.app.deliver_unfinished(device, &HashSet::new()).await?;
         Ok(Response::new(CheckInResponse {

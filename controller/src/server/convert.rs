@@ -58,12 +58,13 @@ pub fn facts_to_wire(f: &DeviceFacts) -> v1::DeviceFacts {
 }
 
 pub fn device_to_wire(d: &Device) -> v1::Device {
-    v1::Device {
+    let mut device = v1::Device {
         id: d.id.to_string(),
         user: d.user.to_string(),
         state: match d.state {
             DeviceState::Active => v1::DeviceState::Active,
             DeviceState::Revoked => v1::DeviceState::Revoked,
+            DeviceState::Retired => v1::DeviceState::Retired,
         } as i32,
         facts: Some(facts_to_wire(&d.facts)),
         enrolled_at_unix_ms: d.enrolled_at.unix_ms(),
@@ -73,7 +74,10 @@ pub fn device_to_wire(d: &Device) -> v1::Device {
         compliance: Some(compliance_to_wire(d.compliance.as_ref())),
         offline_wipe_at_unix_ms: d.offline_wipe.as_ref().map_or(0, |w| w.at.unix_ms()),
         offline_wipe_receipt_verified: d.offline_wipe.as_ref().is_some_and(|w| w.verified),
-    }
+        ..Default::default()
+    };
+    super::convert_posture::posture_to_wire(d, &mut device);
+    device
 }
 
 pub fn role_from_wire(role: i32) -> Result<AdminRole, Status> {
@@ -186,6 +190,11 @@ pub fn command_to_device(c: &Command) -> v1::DeviceCommand {
         CommandKind::Wipe { scope } => Action::Wipe(v1::WipeAction {
             scope: wipe_scope_to_wire(*scope) as i32,
         }),
+        CommandKind::Disable => Action::Disable(v1::DisableAction {
+            reason: c.reason.clone(),
+        }),
+        CommandKind::Enable => Action::Enable(v1::EnableAction {}),
+        CommandKind::Retire => Action::Retire(v1::RetireAction {}),
     };
     v1::DeviceCommand {
         id: c.id.to_string(),
@@ -203,6 +212,7 @@ pub fn command_to_wire(c: &Command) -> v1::Command {
         kind: c.kind.name().to_owned(),
         scope: match &c.kind {
             CommandKind::Wipe { scope } => scope.as_str().to_owned(),
+            CommandKind::Retire => WipeScope::Messaging.as_str().to_owned(),
             _ => String::new(),
         },
         lock_message: match &c.kind {
@@ -242,11 +252,17 @@ pub fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
         enforce: policy.enforce,
         revision: p.revision,
         scope: p.scope.to_string(),
+        require_firewall: policy.require_firewall,
+        forbidden_packages: policy.forbidden_packages.clone(),
+        os_updates_max_age_days: policy.os_updates_max_age_days,
+        min_agent_version: policy.min_agent_version.clone(),
+        check_actions: super::convert_posture::check_actions_to_wire(policy),
+        wipe_grace_seconds: policy.wipe_grace_seconds,
     }
 }
 
-pub fn policy_changes_from_wire(r: &v1::SetPolicyRequest) -> PolicyChanges {
-    PolicyChanges {
+pub fn policy_changes_from_wire(r: &v1::SetPolicyRequest) -> Result<PolicyChanges, Status> {
+    Ok(PolicyChanges {
         password_min_length: r.password_min_length,
         password_min_classes: r.password_min_classes,
         password_max_age_days: r.password_max_age_days,
@@ -256,7 +272,13 @@ pub fn policy_changes_from_wire(r: &v1::SetPolicyRequest) -> PolicyChanges {
         require_disk_encryption: r.require_disk_encryption,
         offline_wipe_after_seconds: r.offline_wipe_after_seconds,
         enforce: r.enforce,
-    }
+        require_firewall: r.require_firewall,
+        forbidden_packages: r.forbidden_packages.as_ref().map(|l| l.names.clone()),
+        os_updates_max_age_days: r.os_updates_max_age_days,
+        min_agent_version: r.min_agent_version.clone(),
+        check_actions: super::convert_posture::check_actions_from_wire(&r.check_actions)?,
+        wipe_grace_seconds: r.wipe_grace_seconds,
+    })
 }
 
 fn check_status_to_wire(s: CheckStatus) -> v1::CheckStatus {
@@ -342,7 +364,7 @@ pub fn offboard_report_to_wire(r: &crate::app::offboard::OffboardReport) -> v1::
                         command_state_to_wire(c.state)
                     }) as i32,
                 receipt_verified: d.succeeded(),
-                revoked: d.device.state == DeviceState::Revoked,
+                revoked: d.device.state != DeviceState::Active,
                 created_at_unix_ms: d.command.as_ref().map_or(0, |c| c.created_at.unix_ms()),
                 finished_at_unix_ms: d
                     .command

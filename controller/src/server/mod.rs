@@ -4,6 +4,7 @@
 mod admin;
 mod agent;
 pub(crate) mod convert;
+pub(crate) mod convert_posture;
 pub use convert::{command_state_to_wire, role_to_wire};
 mod enrollment;
 mod listener;

@@ -12,8 +12,8 @@ pub use sqlite::SqliteStore;
 
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash, TokenRecord,
-    TokenStatus, UserEmail,
+    DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash,
+    TokenRecord, TokenStatus, UserEmail,
 };
 use ward_certs::AdminName;
 
@@ -91,6 +91,14 @@ pub enum Redemption {
     },
     Unknown,
     Refused(TokenStatus),
+}
+
+/// The posture columns of a device, each holding JSON the controller wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PostureField {
+    Inventory,
+    Disabled,
+    Enforcement,
 }
 
 #[async_trait]
@@ -206,6 +214,32 @@ pub trait Store: Send + Sync + 'static {
 
     /// Serials of every revoked certificate that has not expired by `now`.
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
+
+    /// Writes one of the device's posture columns (JSON; `None` clears it); false if the
+    /// device does not exist.
+    async fn set_device_posture(
+        &self,
+        device: DeviceId,
+        field: PostureField,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Compare-and-set of one posture column: writes `json` only if the column still holds
+    /// `expected` (`None`: NULL). False if it did not (or the device does not exist).
+    async fn swap_device_posture(
+        &self,
+        device: DeviceId,
+        field: PostureField,
+        expected: Option<&str>,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError>;
+
+    /// Sets the device's lifecycle state; false if the device does not exist.
+    async fn set_device_state(
+        &self,
+        device: DeviceId,
+        state: DeviceState,
+    ) -> Result<bool, StoreError>;
 
     /// Records that the device's offline timer wiped its messaging data.
     async fn record_offline_wipe(

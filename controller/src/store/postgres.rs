@@ -412,11 +412,14 @@ impl Store for PgStore {
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let found = sqlx::query("UPDATE devices SET state = 'revoked' WHERE id = $1")
-            .bind(device.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        let found = sqlx::query(
+            "UPDATE devices SET state = CASE WHEN state = 'retired' THEN state ELSE 'revoked' END
+             WHERE id = $1",
+        )
+        .bind(device.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         if found.rows_affected() == 0 {
             tx.rollback().await.map_err(db)?;
             return Ok(None);
@@ -465,6 +468,70 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)
+    }
+
+    async fn set_device_posture(
+        &self,
+        device: DeviceId,
+        field: crate::store::PostureField,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        use crate::store::PostureField;
+        let sql = match field {
+            PostureField::Inventory => "UPDATE devices SET inventory = $1 WHERE id = $2",
+            PostureField::Disabled => "UPDATE devices SET disabled = $1 WHERE id = $2",
+            PostureField::Enforcement => "UPDATE devices SET enforcement = $1 WHERE id = $2",
+        };
+        let result = sqlx::query(sql)
+            .bind(json)
+            .bind(device.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn swap_device_posture(
+        &self,
+        device: DeviceId,
+        field: crate::store::PostureField,
+        expected: Option<&str>,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        use crate::store::PostureField;
+        let sql = match field {
+            PostureField::Inventory => {
+                "UPDATE devices SET inventory = $1 WHERE id = $2 AND inventory IS NOT DISTINCT FROM $3"
+            }
+            PostureField::Disabled => {
+                "UPDATE devices SET disabled = $1 WHERE id = $2 AND disabled IS NOT DISTINCT FROM $3"
+            }
+            PostureField::Enforcement => {
+                "UPDATE devices SET enforcement = $1 WHERE id = $2 AND enforcement IS NOT DISTINCT FROM $3"
+            }
+        };
+        let result = sqlx::query(sql)
+            .bind(json)
+            .bind(device.to_string())
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn set_device_state(
+        &self,
+        device: DeviceId,
+        state: crate::core::DeviceState,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query("UPDATE devices SET state = $1 WHERE id = $2")
+            .bind(state.as_str())
+            .bind(device.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn record_offline_wipe(

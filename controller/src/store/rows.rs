@@ -126,7 +126,22 @@ pub fn device(row: &impl Columns) -> Result<Device, StoreError> {
                 verified: row.opt_bool("offline_wipe_verified")?.unwrap_or(false),
             }),
         },
+        inventory: json_column(row, "inventory")?,
+        disabled: json_column(row, "disabled")?,
+        enforcement: json_column(row, "enforcement")?.unwrap_or_default(),
     })
+}
+
+/// A JSON text column; `None` when NULL.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &impl Columns,
+    column: &str,
+) -> Result<Option<T>, StoreError> {
+    row.opt_text(column)?
+        .map(|text| {
+            serde_json::from_str(&text).map_err(|e| corrupt(format!("column {column}: {e}")))
+        })
+        .transpose()
 }
 
 /// The compliance columns of a `devices` row; `None` until a report arrived.
@@ -177,6 +192,9 @@ pub fn command(row: &impl Columns) -> Result<Command, StoreError> {
             message: row.opt_text("lock_message")?.unwrap_or_default(),
         },
         "unlock" => CommandKind::Unlock,
+        "disable" => CommandKind::Disable,
+        "enable" => CommandKind::Enable,
+        "retire" => CommandKind::Retire,
         "wipe" => CommandKind::Wipe {
             scope: row.parsed::<WipeScope>("scope")?,
         },

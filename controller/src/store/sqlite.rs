@@ -413,11 +413,14 @@ impl Store for SqliteStore {
     ) -> Result<Option<Vec<String>>, StoreError> {
         let _writing = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let found = sqlx::query("UPDATE devices SET state = 'revoked' WHERE id = ?")
-            .bind(device.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
+        let found = sqlx::query(
+            "UPDATE devices SET state = CASE WHEN state = 'retired' THEN state ELSE 'revoked' END
+             WHERE id = ?",
+        )
+        .bind(device.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
         if found.rows_affected() == 0 {
             tx.rollback().await.map_err(db)?;
             return Ok(None);
@@ -467,6 +470,73 @@ impl Store for SqliteStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db)
+    }
+
+    async fn set_device_posture(
+        &self,
+        device: DeviceId,
+        field: crate::store::PostureField,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        use crate::store::PostureField;
+        let sql = match field {
+            PostureField::Inventory => "UPDATE devices SET inventory = ? WHERE id = ?",
+            PostureField::Disabled => "UPDATE devices SET disabled = ? WHERE id = ?",
+            PostureField::Enforcement => "UPDATE devices SET enforcement = ? WHERE id = ?",
+        };
+        let _writing = self.writer.lock().await;
+        let result = sqlx::query(sql)
+            .bind(json)
+            .bind(device.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn swap_device_posture(
+        &self,
+        device: DeviceId,
+        field: crate::store::PostureField,
+        expected: Option<&str>,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        use crate::store::PostureField;
+        let sql = match field {
+            PostureField::Inventory => {
+                "UPDATE devices SET inventory = ?1 WHERE id = ?2 AND inventory IS ?3"
+            }
+            PostureField::Disabled => {
+                "UPDATE devices SET disabled = ?1 WHERE id = ?2 AND disabled IS ?3"
+            }
+            PostureField::Enforcement => {
+                "UPDATE devices SET enforcement = ?1 WHERE id = ?2 AND enforcement IS ?3"
+            }
+        };
+        let _writing = self.writer.lock().await;
+        let result = sqlx::query(sql)
+            .bind(json)
+            .bind(device.to_string())
+            .bind(expected)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    async fn set_device_state(
+        &self,
+        device: DeviceId,
+        state: crate::core::DeviceState,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
+        let result = sqlx::query("UPDATE devices SET state = ? WHERE id = ?")
+            .bind(state.as_str())
+            .bind(device.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(result.rows_affected() == 1)
     }
 
     async fn record_offline_wipe(
