@@ -233,14 +233,23 @@ impl Platform for UnsupportedPlatform {
         )))
     }
 
-    fn compliance(&self, _: &AgentPolicy, _: &[&Path], _: bool) -> Vec<v1::ComplianceCheck> {
+    fn compliance(&self, policy: &AgentPolicy, _: &[&Path], _: bool) -> Vec<v1::ComplianceCheck> {
         let why = format!(
             "compliance checks are not implemented on {}",
             std::env::consts::OS
         );
         CHECKS
             .iter()
-            .map(|name| Outcome::Unsupported(why.clone()).into_wire(name))
+            .map(|name| {
+                match *name {
+                    // The agent knows its own version on every platform.
+                    "agent_version" => {
+                        checks::version::check(env!("CARGO_PKG_VERSION"), &policy.min_agent_version)
+                    }
+                    _ => Outcome::Unsupported(why.clone()),
+                }
+                .into_wire(name)
+            })
             .collect()
     }
 
@@ -298,6 +307,7 @@ mod tests {
         assert!(
             checks
                 .iter()
+                .filter(|c| c.name != "agent_version")
                 .all(|c| c.status == v1::CheckStatus::Unsupported as i32)
         );
     }

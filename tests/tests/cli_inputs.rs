@@ -33,8 +33,15 @@ fn bad_cli_input_is_refused_with_its_exit_code_and_changes_nothing() {
             NOT_FOUND,
             unknown,
         ),
+        // Neither an id nor the host name of a device: not found.
         (
             wipe(&["not-a-uuid", "--scope", "messaging", "--reason", "x"]),
+            NOT_FOUND,
+            "no device that is not retired has the host name",
+        ),
+        // Cannot even be a host name: bad input.
+        (
+            wipe(&["not a uuid!", "--scope", "messaging", "--reason", "x"]),
             USAGE,
             "not a device id",
         ),

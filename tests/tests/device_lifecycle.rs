@@ -83,7 +83,11 @@ fn check_in_as(url: &str, dir: &Path) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("connect: {e}"))?;
             AgentServiceClient::new(channel)
-                .check_in(CheckInRequest::default())
+                // As the agent would: its facts come with every check-in.
+                .check_in(CheckInRequest {
+                    facts: Some(ward_agent::facts::collect()),
+                    ..CheckInRequest::default()
+                })
                 .await
                 .map(|_| ())
                 .map_err(|status| format!("{status:?}"))

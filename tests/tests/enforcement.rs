@@ -394,3 +394,28 @@ async fn a_wipe_action_without_a_valid_grace_is_refused_and_changes_nothing() {
             .contains(&action("firewall", EnforcementAction::Wipe))
     );
 }
+
+#[tokio::test]
+async fn only_a_definite_failure_against_the_policy_in_force_wipes() {
+    let mut s = setup(wipe_policy()).await;
+    // "unsupported", then nothing at all, for two grace periods: blocked, never wiped.
+    let mut unsupported = report(s.revision, &[("firewall", false)]);
+    unsupported.compliance.as_mut().unwrap().checks[0].status = CheckStatus::Unsupported as i32;
+    s.agent.check_in(unsupported.clone()).await.unwrap();
+    s.controller.clock.advance(2 * HOUR);
+    let handed = s.agent.check_in(unsupported).await.unwrap().into_inner();
+    assert!(handed.pending_commands.is_empty());
+    s.agent.check_in(report(s.revision, &[])).await.unwrap();
+    assert!(s.commands().await.is_empty(), "no wipe on a non-answer");
+    let due = &s.device().await.enforcement[0];
+    assert!(due.wipe_due_unix_ms <= s.now_ms(), "due, but not definite");
+
+    // A definite failure, but judged against an older policy: still no wipe.
+    let stale = report(s.revision - 1, &[("firewall", false)]);
+    s.agent.check_in(stale).await.unwrap();
+    assert!(s.commands().await.is_empty(), "no wipe on a stale report");
+
+    // The same failure reported against the policy in force: the wipe.
+    let wipes = s.check_in(&[("firewall", false)]).await;
+    assert_eq!(wipes.iter().filter(|c| is_wipe(c)).count(), 1);
+}

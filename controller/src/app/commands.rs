@@ -472,7 +472,7 @@ impl App {
         }
     }
 
-    async fn transition(
+    pub(super) async fn transition(
         &self,
         id: CommandId,
         event: &Event,

@@ -7,11 +7,35 @@ use tracing::info;
 use super::audit::{CONTROLLER, admin_actor};
 use super::commands::{Issuer, sanitize};
 use super::{App, AppError};
-use crate::core::{Admin, Command, CommandKind, CommandState, Device, DeviceState, Disabled};
+use crate::core::{
+    Admin, Command, CommandKind, CommandState, Device, DeviceState, Disabled, Event,
+};
 use crate::store::PostureField;
 
 /// The idempotency-key prefix of retirement: running it again finds its command.
 const RETIRE: &str = "retire:";
+
+/// The first agent version that runs disable, enable and retire commands.
+const LIFECYCLE_AGENT: (u64, u64, u64) = (0, 2, 0);
+
+/// Refuses a command the device's agent is too old to run: it would fail there, and a
+/// record saying "disabled" or "retiring" would not be true.
+fn require_agent_for(device: &Device, what: &str) -> Result<(), AppError> {
+    let version = &device.facts.agent_version;
+    match crate::core::policy::parse_version(version) {
+        Some(v) if v >= LIFECYCLE_AGENT => Ok(()),
+        _ => Err(AppError::FailedPrecondition(format!(
+            "device {} runs ward-agent {}, which cannot be {what}: update the agent to 0.2.0 or \
+             later, or use `wardctl device lost` / `device wipe`",
+            device.id,
+            if version.is_empty() {
+                "of unknown version"
+            } else {
+                version
+            }
+        ))),
+    }
+}
 
 fn require_reason(what: &str, reason: &str) -> Result<String, AppError> {
     let reason = reason.trim();
@@ -51,9 +75,12 @@ impl App {
             let command = self.get_command(&disabled.command_id).await?;
             return Ok((record, command));
         }
+        require_agent_for(&record, "disabled remotely")?;
+        self.require_not_retiring(&record).await?;
         let id = record.id.to_string();
-        // One disable per episode: the key names the enable that ended the previous one.
-        let after = self.latest_enable(&record).await?;
+        // One disable per episode: the key names what ended the previous one (an enable, or
+        // a disable that failed or was cancelled).
+        let after = self.episode_end(&record).await?;
         let key = format!("disable:{id}:after:{}", after.as_deref().unwrap_or("none"));
         // The command first: a record saying "disabled" without a command that disables
         // would claim something the device was never told.
@@ -76,7 +103,7 @@ impl App {
             by: command.created_by.clone(),
             command_id: command.id.to_string(),
         };
-        if self.latest_enable(&record).await? == after {
+        if self.episode_end(&record).await? == after {
             self.swap_posture(record.id, PostureField::Disabled, None, Some(&disabled))
                 .await?;
         }
@@ -93,14 +120,20 @@ impl App {
         Ok((self.get_device(&id).await?, command))
     }
 
-    /// The newest enable command of the device, if any.
-    async fn latest_enable(&self, device: &Device) -> Result<Option<String>, AppError> {
+    /// The newest command that ended a disable episode: an enable, or a disable that failed,
+    /// was cancelled or expired.
+    async fn episode_end(&self, device: &Device) -> Result<Option<String>, AppError> {
         Ok(self
             .store
             .list_commands(Some(device.id), None)
             .await?
             .into_iter()
-            .find(|c| c.kind == CommandKind::Enable)
+            .find(|c| {
+                c.kind == CommandKind::Enable
+                    || (c.kind == CommandKind::Disable
+                        && c.state.is_terminal()
+                        && c.state != CommandState::Succeeded)
+            })
             .map(|c| c.id.to_string()))
     }
 
@@ -113,6 +146,7 @@ impl App {
     ) -> Result<(Device, Command), AppError> {
         let record = self.get_device(device).await?;
         require_active(&record, "enabled")?;
+        self.require_not_retiring(&record).await?;
         let Some(disabled) = &record.disabled else {
             return Err(AppError::FailedPrecondition(format!(
                 "device {} is not disabled; `wardctl device show {}` tells its state",
@@ -133,6 +167,24 @@ impl App {
                 false,
             )
             .await?;
+        // A disable the device has not started yet is cancelled, so it can never run after
+        // this enable (a redelivered disable is then refused at its acknowledgement).
+        for pending in self.store.unfinished_commands(record.id).await? {
+            if pending.kind == CommandKind::Disable
+                && matches!(
+                    pending.state,
+                    CommandState::Queued | CommandState::Delivered
+                )
+            {
+                match self
+                    .transition(pending.id, &Event::Cancelled, &admin_actor(actor))
+                    .await
+                {
+                    Ok(_) | Err(AppError::FailedPrecondition(_)) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+        }
         // Clears only the disable this enable answers, never a newer one.
         self.swap_posture::<Disabled>(record.id, PostureField::Disabled, Some(disabled), None)
             .await?;
@@ -155,8 +207,10 @@ impl App {
     }
 
     /// Retires a device: a retire command (messaging wipe with a signed receipt, then the
-    /// agent destroys its key and state); once it is finished the device is revoked, and
-    /// marked retired if the receipt verified. Running it again returns the same command.
+    /// agent destroys its key and state). Only a wipe with a verified receipt revokes the
+    /// device and marks it retired; a retirement that failed or was cancelled leaves it active,
+    /// and running `retire` again starts a new one. Otherwise running it again returns the
+    /// same command.
     pub async fn retire_device(
         &self,
         actor: &Admin,
@@ -166,11 +220,16 @@ impl App {
         let reason = require_reason("retiring a device", reason)?;
         let record = self.get_device(device).await?;
         let id = record.id.to_string();
-        let key = format!("{RETIRE}{id}");
-        if let Some(existing) = self.store.command_by_key(&key).await? {
-            return Ok((record, existing));
-        }
+        let previous = self.latest_retire(&record).await?;
+        let key = match &previous {
+            Some(p) if p.state != CommandState::Succeeded && p.state.is_terminal() => {
+                format!("{RETIRE}{id}:after:{}", p.id)
+            }
+            Some(p) => return Ok((record, p.clone())),
+            None => format!("{RETIRE}{id}"),
+        };
         require_active(&record, "retired (it can receive no wipe)")?;
+        require_agent_for(&record, "retired")?;
         let (command, created) = self
             .issue_command_with(
                 &Issuer::admin(actor),
@@ -179,7 +238,7 @@ impl App {
                 &reason,
                 &key,
                 false,
-                true,
+                false,
             )
             .await?;
         if created {
@@ -187,7 +246,11 @@ impl App {
                 &admin_actor(actor),
                 "device.retire",
                 &id,
-                serde_json::json!({ "reason": command.reason, "command": command.id.to_string() }),
+                serde_json::json!({
+                    "reason": command.reason,
+                    "command": command.id.to_string(),
+                    "previous_attempt": previous.map(|p| p.id.to_string()),
+                }),
             )
             .await?;
             info!(device_id = %id, command_id = %command.id, "device retirement started");
@@ -195,15 +258,55 @@ impl App {
         Ok((self.get_device(&id).await?, command))
     }
 
-    /// After a retire command finished (and the device was revoked): retired for the record
-    /// if the wipe succeeded with a verified receipt; otherwise the device stays revoked and
-    /// the command shows why.
-    pub(super) async fn after_retire(&self, command: &Command) -> Result<(), AppError> {
+    /// The device's newest retire command, if any.
+    async fn latest_retire(&self, device: &Device) -> Result<Option<Command>, AppError> {
+        Ok(self
+            .store
+            .list_commands(Some(device.id), None)
+            .await?
+            .into_iter()
+            .find(|c| c.kind == CommandKind::Retire))
+    }
+
+    /// Refuses to disable or enable a device whose retirement is under way.
+    async fn require_not_retiring(&self, device: &Device) -> Result<(), AppError> {
+        match self.latest_retire(device).await? {
+            Some(r) if !r.state.is_terminal() => Err(AppError::FailedPrecondition(format!(
+                "device {} is being retired (command {}, {}): it can no longer be disabled or enabled",
+                device.id, r.id, r.state
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// After a lifecycle command finished. A retirement whose wipe succeeded with a verified
+    /// receipt revokes the device and marks it retired; one that failed or was cancelled
+    /// changes nothing (the device stays active, and `retire` can be run again). A disable
+    /// that failed or was cancelled clears the record that said the device was disabled.
+    pub(super) async fn after_lifecycle(&self, command: &Command) -> Result<(), AppError> {
+        match command.kind {
+            CommandKind::Retire => self.after_retire(command).await,
+            CommandKind::Disable
+                if command.state.is_terminal() && command.state != CommandState::Succeeded =>
+            {
+                self.after_failed_disable(command).await
+            }
+            _ => Ok(()),
+        }
+    }
+
+    async fn after_retire(&self, command: &Command) -> Result<(), AppError> {
         let wiped = command.state == CommandState::Succeeded
             && command.receipt.as_ref().is_some_and(|r| r.verified);
-        if command.kind != CommandKind::Retire || !wiped {
+        if !wiped {
             return Ok(());
         }
+        self.revoke(
+            command.device_id,
+            CONTROLLER,
+            &format!("retired by command {}", command.id),
+        )
+        .await?;
         self.store
             .set_device_state(command.device_id, DeviceState::Retired)
             .await?;
@@ -216,6 +319,35 @@ impl App {
             serde_json::json!({ "command": command.id.to_string() }),
         )
         .await?;
+        Ok(())
+    }
+
+    async fn after_failed_disable(&self, command: &Command) -> Result<(), AppError> {
+        let Some(device) = self.store.get_device(command.device_id).await? else {
+            return Ok(());
+        };
+        let Some(disabled) = device
+            .disabled
+            .filter(|d| d.command_id == command.id.to_string())
+        else {
+            return Ok(());
+        };
+        if self
+            .swap_posture(device.id, PostureField::Disabled, Some(&disabled), None)
+            .await?
+        {
+            self.audit(
+                CONTROLLER,
+                "device.disable_undone",
+                &device.id.to_string(),
+                serde_json::json!({
+                    "command": command.id.to_string(),
+                    "state": command.state.to_string(),
+                    "why": command.failure_reason,
+                }),
+            )
+            .await?;
+        }
         Ok(())
     }
 

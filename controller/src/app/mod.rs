@@ -638,8 +638,9 @@ impl App {
     }
 
     /// A device by its id or, for admins at a keyboard, by its host name: the one device of
-    /// that name that is not retired (an active one wins over revoked ones), so a retired
-    /// device's name is free for the machine's next enrollment.
+    /// that name that is not retired, so a retired device's name is free for the machine's
+    /// next enrollment. Several matches are refused: host names come from the devices, and a
+    /// wipe must not land on the wrong one.
     pub async fn get_device(&self, id: &str) -> Result<Device, AppError> {
         let id: DeviceId = match id.parse() {
             Ok(id) => id,
@@ -669,13 +670,6 @@ impl App {
                     && d.facts.hostname.eq_ignore_ascii_case(name)
             })
             .collect();
-        if named.len() > 1
-            && named
-                .iter()
-                .any(|d| d.state == crate::core::DeviceState::Active)
-        {
-            named.retain(|d| d.state == crate::core::DeviceState::Active);
-        }
         match named.len() {
             1 => Ok(named.remove(0)),
             0 => Err(AppError::NotFound(format!(

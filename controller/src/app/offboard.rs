@@ -193,7 +193,9 @@ impl App {
     /// Whether the device is being offboarded or is in lost mode (renewal is refused).
     pub async fn is_being_retired(&self, device: DeviceId) -> Result<bool, AppError> {
         let commands = self.store.list_commands(Some(device), None).await?;
-        Ok(commands.iter().any(|c| c.revoke_after))
+        Ok(commands
+            .iter()
+            .any(|c| c.revoke_after || (c.kind == CommandKind::Retire && !c.state.is_terminal())))
     }
 
     /// Called whenever a command reaches a terminal state: offboarding and lost-mode wipes
@@ -218,7 +220,7 @@ impl App {
             )
             .await?;
         }
-        self.after_retire(command).await?;
+        self.after_lifecycle(command).await?;
         Ok(())
     }
 }

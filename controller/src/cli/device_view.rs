@@ -331,9 +331,9 @@ fn posture_fields(d: &DeviceView, fields: &mut Vec<(&'static str, String)>) {
             e.check,
             e.failing_since.as_deref().unwrap_or("?"),
             match e.action {
-                "report" => "reported only",
-                "block" => "messaging key withheld",
-                "wipe" => "messaging key withheld, then wiped",
+                "report" => "action report (flagged only)",
+                "block" => "action block (the agent withholds the messaging key)",
+                "wipe" => "action wipe (key withheld; messaging data wiped after the grace)",
                 other => other,
             }
         );

@@ -29,21 +29,21 @@ pub enum DeviceCommand {
     },
     /// Show one device
     Show {
-        /// Device id (a UUID, as `device list` shows), or its host name if no other device that is not retired has it
+        /// Device id (a UUID, as `device list` shows), or its host name if exactly one device that is not retired has it
         device: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Revoke a device: its certificate is refused at once, at the TLS handshake and on every call
     Revoke {
-        /// Device id, or its host name if no other device that is not retired has it
+        /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Lost mode: lock the device, wipe its messaging data, then revoke it once the wipe has finished
     Lost {
-        /// Device id, or its host name if no other device that is not retired has it
+        /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         /// Why (required)
         #[arg(long)]
@@ -53,7 +53,7 @@ pub enum DeviceCommand {
     },
     /// Lock the device's screen
     Lock {
-        /// Device id, or its host name if no other device that is not retired has it
+        /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         /// Text for the lock screen, where the platform can show one
         #[arg(long, default_value = "")]
@@ -63,14 +63,14 @@ pub enum DeviceCommand {
     },
     /// Unlock the device's screen sessions
     Unlock {
-        /// Device id, or its host name if no other device that is not retired has it
+        /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         #[command(flatten)]
         issue: IssueArgs,
     },
     /// Disable a device that is probably just mislaid: its messaging data stays, but the agent withholds the data key until `device enable`
     Disable {
-        /// Device id, or its host name if no other device that is not retired has it
+        /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         /// Why (required; shown on the device and kept for the audit)
         #[arg(long)]
@@ -80,7 +80,7 @@ pub enum DeviceCommand {
     },
     /// Enable a disabled device: the agent hands out the messaging data key again
     Enable {
-        /// Device id, or its host name if no other device that is not retired has it
+        /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         /// Why (kept for the audit)
         #[arg(long, default_value = "")]
@@ -90,7 +90,7 @@ pub enum DeviceCommand {
     },
     /// Retire a device being discarded or reused: messaging wipe with a verified receipt, agent state destroyed, certificate revoked; the record stays as "retired"
     Retire {
-        /// Device id, or its host name if no other device that is not retired has it
+        /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         /// Why (required; kept with the command for the audit)
         #[arg(long)]
@@ -106,7 +106,7 @@ pub enum DeviceCommand {
     },
     /// Wipe the messaging data (crypto-erase), or the whole device
     Wipe {
-        /// Device id, or its host name if no other device that is not retired has it
+        /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         /// What to wipe
         #[arg(long, value_parser = ["messaging", "full"])]

@@ -98,9 +98,12 @@ impl v1::agent_service_server::AgentService for AgentApi {
             .inventory
             .map(super::convert_posture::inventory_from_wire)
             .transpose()?;
-        self.app
-            .check_in(device, facts_from_wire(req.facts))
-            .await?;
+        // A check-in without facts keeps the ones on record (every agent sends them).
+        let facts = match req.facts {
+            Some(facts) => facts_from_wire(Some(facts)),
+            None => record.facts.clone(),
+        };
+        self.app.check_in(device, facts).await?;
         // Written only when it changed: most check-ins repeat the last inventory.
         if let Some(inventory) = inventory
             .as_ref()
