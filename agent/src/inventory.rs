@@ -69,6 +69,18 @@ pub struct Filesystem {
 /// Reads the inventory. The filesystems holding `data_paths` are listed first, so the bound
 /// on the list never drops them.
 pub fn collect(roots: &Roots, data_paths: &[&Path]) -> Inventory {
+    let packages = packages::counts(roots);
+    collect_with(roots, data_paths, &packages, &firewall::state(roots))
+}
+
+/// [`collect`], with the package counts and firewall state the caller already read for the
+/// compliance checks (each costs a package-database read or a firewall-rules dump).
+pub fn collect_with(
+    roots: &Roots,
+    data_paths: &[&Path],
+    package_counts: &[(String, u32)],
+    firewall_state: &str,
+) -> Inventory {
     let dmi = |name: &str| {
         clean(
             &std::fs::read_to_string(roots.sys.join("class/dmi/id").join(name)).unwrap_or_default(),
@@ -86,12 +98,12 @@ pub fn collect(roots: &Roots, data_paths: &[&Path]) -> Inventory {
         ),
         cpu_count: u32::try_from(cpuinfo_values(&cpuinfo, "processor").count()).unwrap_or(u32::MAX),
         memory_bytes: memory_bytes(&meminfo),
-        packages: packages::counts(roots)
-            .into_iter()
-            .map(|(name, count)| (clean(&name), count))
+        packages: package_counts
+            .iter()
+            .map(|(name, count)| (clean(name), *count))
             .collect(),
         filesystems: filesystems(roots, data_paths),
-        firewall: clean(&firewall::state(roots)),
+        firewall: clean(firewall_state),
     }
 }
 

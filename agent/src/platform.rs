@@ -46,6 +46,18 @@ pub trait Platform: Send + Sync {
 /// costs about a second of CPU, too much for every check-in.
 const UPDATES_TTL: Duration = Duration::from_secs(600);
 
+/// How long one reading of the firewall rules and package databases serves: long enough for
+/// the compliance checks and the inventory of one check-in to share it, short enough that the
+/// next check-in reads afresh.
+const SURVEY_TTL: Duration = Duration::from_secs(10);
+
+/// The firewall and package readings a check-in's checks and inventory both use.
+#[derive(Debug)]
+struct Survey {
+    firewall: checks::firewall::Assessment,
+    packages: checks::packages::Installed,
+}
+
 /// Linux: systemd-logind's `loginctl lock-sessions` / `unlock-sessions` for screens; sysfs,
 /// mountinfo, PAM and dconf files for compliance, read under configurable roots.
 #[derive(Debug)]
@@ -54,6 +66,8 @@ pub struct LinuxPlatform {
     roots: Roots,
     /// The last OS-updates verdict: when, for which maximum age, and what it was.
     updates: std::sync::Mutex<Option<(std::time::Instant, u32, Outcome)>>,
+    /// The last firewall and package reading, and when it was taken.
+    survey: std::sync::Mutex<Option<(std::time::Instant, Arc<Survey>)>>,
 }
 
 impl Default for LinuxPlatform {
@@ -71,7 +85,28 @@ impl LinuxPlatform {
             loginctl,
             roots,
             updates: std::sync::Mutex::new(None),
+            survey: std::sync::Mutex::new(None),
         }
+    }
+
+    /// The firewall and package reading, taken afresh unless one from the last
+    /// [`SURVEY_TTL`] exists.
+    fn survey(&self) -> Arc<Survey> {
+        let mut cached = self
+            .survey
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((at, survey)) = cached.as_ref()
+            && at.elapsed() < SURVEY_TTL
+        {
+            return survey.clone();
+        }
+        let survey = Arc::new(Survey {
+            firewall: checks::firewall::assess(&self.roots),
+            packages: checks::packages::installed(&self.roots),
+        });
+        *cached = Some((std::time::Instant::now(), survey.clone()));
+        survey
     }
 
     /// The OS-updates check, reused for [`UPDATES_TTL`] while the policy's rule is unchanged.
@@ -158,14 +193,15 @@ impl Platform for LinuxPlatform {
         data_paths: &[&Path],
         may_write: bool,
     ) -> Vec<v1::ComplianceCheck> {
+        let survey = self.survey();
         vec![
             checks::disk::check(&self.roots, data_paths).into_wire("disk_encryption"),
             checks::password::check(&self.roots, policy, may_write && policy.enforce)
                 .into_wire("password_rules"),
             checks::autolock::check(&self.roots, policy.auto_lock_seconds).into_wire("auto_lock"),
             // Reported as found even where the policy does not require it.
-            checks::firewall::check(&self.roots).into_wire("firewall"),
-            checks::packages::check(&self.roots, &policy.forbidden_packages)
+            survey.firewall.outcome.clone().into_wire("firewall"),
+            checks::packages::check_installed(&survey.packages, &policy.forbidden_packages)
                 .into_wire("forbidden_packages"),
             self.updates(policy.os_updates_max_age_days)
                 .into_wire("os_updates"),
@@ -175,7 +211,13 @@ impl Platform for LinuxPlatform {
     }
 
     fn inventory(&self, data_paths: &[&Path]) -> Option<v1::Inventory> {
-        let found = crate::inventory::collect(&self.roots, data_paths);
+        let survey = self.survey();
+        let found = crate::inventory::collect_with(
+            &self.roots,
+            data_paths,
+            &checks::packages::counts_of(&survey.packages),
+            &survey.firewall.state,
+        );
         Some(v1::Inventory {
             hardware_vendor: found.hardware_vendor,
             hardware_model: found.hardware_model,

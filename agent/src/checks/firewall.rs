@@ -1,175 +1,182 @@
-//! Whether a host firewall filters incoming traffic, from four detectors:
+//! Whether a host firewall filters incoming traffic.
 //!
-//! - firewalld: a running `firewalld` process (it loads its zones' rules when it starts);
-//! - nftables: `nft -j list ruleset` (or the text form with older nft): a chain hooked on
-//!   `input` with policy drop, or that drops or rejects in it or a chain it jumps to;
-//! - iptables: `iptables-save -t filter`, judged the same way from the `INPUT` chain;
-//! - ufw: `ENABLED=yes` in `/etc/ufw/ufw.conf`. When nft or iptables rules can be read, ufw
-//!   counts only if its `ufw-` chains are loaded. When neither can (the agent is not root),
-//!   the setting alone passes and the detail says it is the configuration, not the loaded
-//!   rules, that was read: like the other checks, it then verifies configuration.
+//! The loaded rules decide whenever some can be read (that needs root, CAP_NET_ADMIN):
+//! `nft -j list ruleset` (or the text form with older nft) and `iptables-save -t filter`.
+//! A base chain on the `input` hook filters when the path through it, following jumps and
+//! gotos, ends in an unconditional drop or reject (a rule that matches every packet that
+//! reaches it), or when nothing ends that path and the chain's policy is drop. Conditional
+//! drops (`ct state invalid drop`, a fail2ban ban, one closed port) are not a firewall, and
+//! an unconditional accept before any unconditional drop opens the path. firewalld and ufw
+//! only label the rules they created.
 //!
-//! Reading rules needs root (CAP_NET_ADMIN). IPv6-only rules from `ip6tables` are not read.
+//! When no ruleset can be read (the agent is not root, or neither tool is installed), two
+//! weaker signs count, and the detail says the rules themselves were not read:
+//!
+//! - a process whose `comm` is exactly `firewalld` with real uid 0 (an unprivileged user
+//!   cannot start a root process, so this cannot be spoofed by naming a program firewalld);
+//! - `ENABLED=yes` in `/etc/ufw/ufw.conf`: like other checks, then only the configuration.
+//!
+//! IPv6-only rules from `ip6tables` are not read.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 use std::time::Duration;
 
 use super::{Outcome, Roots, RunError};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
+/// How many conditional drops a detail names.
+const NAMED: usize = 3;
 
-/// One chain of a packet-filter ruleset, from whichever tool listed it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Chain {
-    family: String,
-    table: String,
-    name: String,
-    /// "input" for a base chain on the input hook.
-    hook: Option<String>,
-    /// Lowercase: "accept", "drop".
-    policy: Option<String>,
-    /// Some rule drops or rejects.
-    drops: bool,
-    /// Chains its rules jump or go to.
-    jumps: Vec<String>,
-}
-
-/// What one readable ruleset shows.
-#[derive(Debug, PartialEq, Eq)]
-struct Rules {
-    /// Why it filters incoming traffic; `None` when it does not.
-    filtering: Option<String>,
-    /// It holds ufw's chains.
-    ufw: bool,
-}
-
-#[derive(Debug, Default)]
-struct Assessment {
-    /// (detector, why it counts as an active firewall)
-    active: Vec<(&'static str, String)>,
-    /// Readable evidence of no filtering, and context.
-    open: Vec<String>,
-    /// Detectors that could not read anything, with the reason.
-    unread: Vec<String>,
-    /// Some ruleset could be read.
-    readable: bool,
+/// The firewall check's outcome and the inventory's one-line state, from one reading of the
+/// rules (one `nft` and one `iptables-save` run, at most one scan of `/proc`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Assessment {
+    pub outcome: Outcome,
+    /// "active: nftables", "active: firewalld (rules not read)", "inactive" or
+    /// "unknown: <why>".
+    pub state: String,
 }
 
 pub fn check(roots: &Roots) -> Outcome {
-    let a = assess(roots);
-    let unread = if a.unread.is_empty() {
-        String::new()
-    } else {
-        format!("; not read: {}", a.unread.join("; "))
-    };
-    if !a.active.is_empty() {
-        let why: Vec<&str> = a.active.iter().map(|(_, why)| why.as_str()).collect();
-        Outcome::Pass(why.join("; "))
-    } else if a.readable {
-        Outcome::Fail(format!(
-            "no packet filtering of incoming traffic: {}{unread}",
-            a.open.join("; ")
-        ))
-    } else {
-        Outcome::Unsupported(format!(
-            "the packet-filter rules could not be read ({}); {}",
-            a.unread.join("; "),
-            a.open.join("; ")
-        ))
-    }
+    assess(roots).outcome
 }
 
-/// One line for the inventory: "active: firewalld, nftables", "inactive" or
-/// "unknown: <why>".
+/// One line for the inventory; see [`Assessment::state`].
 pub fn state(roots: &Roots) -> String {
-    let a = assess(roots);
-    if !a.active.is_empty() {
-        let names: BTreeSet<&str> = a.active.iter().map(|(name, _)| *name).collect();
-        format!(
-            "active: {}",
-            names.into_iter().collect::<Vec<_>>().join(", ")
-        )
-    } else if a.readable {
-        "inactive".to_owned()
-    } else {
-        format!("unknown: {}", a.unread.join("; "))
-    }
+    assess(roots).state
 }
 
-fn assess(roots: &Roots) -> Assessment {
-    let mut a = Assessment::default();
-    if process_running(roots, "firewalld") {
-        a.active.push(("firewalld", "firewalld is running".into()));
-    } else {
-        a.open.push("firewalld is not running".into());
-    }
-    let mut ufw_loaded = false;
-    for (name, rules) in [("nftables", nft(roots)), ("iptables", iptables(roots))] {
+pub fn assess(roots: &Roots) -> Assessment {
+    let mut read = Vec::new();
+    let mut unread = Vec::new();
+    for (tool, rules) in [("nftables", nft(roots)), ("iptables", iptables(roots))] {
         match rules {
-            Ok(rules) => {
-                a.readable = true;
-                ufw_loaded |= rules.ufw;
-                match rules.filtering {
-                    Some(why) => a.active.push((name, format!("{name}: {why}"))),
-                    None => a
-                        .open
-                        .push(format!("{name} has no input chain that drops or rejects")),
-                }
-            }
-            Err(why) => a.unread.push(why),
+            Ok(chains) => read.push((tool, chains)),
+            Err(why) => unread.push(why),
         }
     }
     let ufw_conf = roots.etc.join("ufw/ufw.conf");
-    match (ufw_enabled(&ufw_conf), ufw_loaded, a.readable) {
-        (false, _, _) => a.open.push("ufw is not enabled".into()),
-        (true, true, _) => a
-            .active
-            .push(("ufw", "ufw is enabled and its rules are loaded".into())),
-        (true, false, true) => a.open.push(format!(
-            "ufw is enabled in {} but its rules are not loaded",
-            ufw_conf.display()
-        )),
-        (true, false, false) => a.active.push((
-            "ufw",
-            format!(
-                "ufw is enabled in {} (its loaded rules could not be read to confirm it)",
-                ufw_conf.display()
-            ),
-        )),
+    let ufw = ufw_enabled(&ufw_conf).then_some(ufw_conf.as_path());
+    if read.is_empty() {
+        without_rules(roots, &unread, ufw)
+    } else {
+        from_rules(&read, &unread, ufw)
     }
-    a
 }
 
-/// A process whose name (or script, for an interpreter) is `name`.
-fn process_running(roots: &Roots, name: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir(&roots.proc) else {
-        return false;
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_string_lossy()
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-        })
-        .any(|e| {
-            let dir = e.path();
-            if std::fs::read_to_string(dir.join("comm")).is_ok_and(|c| c.trim() == name) {
-                return true;
+/// Judged from the rules alone.
+fn from_rules(read: &[(&str, Vec<Chain>)], unread: &[String], ufw: Option<&Path>) -> Assessment {
+    let mut filtering = Vec::new();
+    let mut open = Vec::new();
+    let mut active = BTreeSet::new();
+    let mut ufw_loaded = false;
+    for (tool, chains) in read {
+        ufw_loaded |= chains.iter().any(|c| c.name.starts_with("ufw"));
+        let bases = judge(chains);
+        if bases.is_empty() {
+            open.push(format!("{tool} has no chain on the input hook"));
+        }
+        for base in bases {
+            if base.filtering {
+                active.insert(*tool);
+                active.extend(base.creator);
+                filtering.push(format!("{tool}: {}", base.text));
+            } else {
+                open.push(format!("{tool}: {}", base.text));
             }
-            // `python3 /usr/sbin/firewalld`: the script is the first or second argument.
-            std::fs::read(dir.join("cmdline")).is_ok_and(|cmdline| {
-                cmdline.split(|b| *b == 0).take(2).any(|arg| {
-                    let arg = String::from_utf8_lossy(arg);
-                    arg.rsplit('/').next() == Some(name)
-                })
-            })
+        }
+    }
+    if !filtering.is_empty() {
+        return Assessment {
+            outcome: Outcome::Pass(filtering.join("; ")),
+            state: format!(
+                "active: {}",
+                active.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        };
+    }
+    if let Some(conf) = ufw
+        && !ufw_loaded
+    {
+        open.push(format!(
+            "ufw is enabled in {} but its rules are not loaded",
+            conf.display()
+        ));
+    }
+    let unread = if unread.is_empty() {
+        String::new()
+    } else {
+        format!("; not read: {}", unread.join("; "))
+    };
+    Assessment {
+        outcome: Outcome::Fail(format!(
+            "no packet filtering of incoming traffic: {}{unread}",
+            open.join("; ")
+        )),
+        state: "inactive".into(),
+    }
+}
+
+/// No ruleset could be read: a root firewalld process or ufw's configuration, said as such.
+fn without_rules(roots: &Roots, unread: &[String], ufw: Option<&Path>) -> Assessment {
+    let reasons = unread.join("; ");
+    let mut signs = Vec::new();
+    let mut names = Vec::new();
+    if let Some(pid) = firewalld_as_root(roots) {
+        signs.push(format!(
+            "firewalld runs as root (pid {pid}); its rules themselves were not read"
+        ));
+        names.push("firewalld");
+    }
+    if let Some(conf) = ufw {
+        signs.push(format!(
+            "ufw is enabled in {}: only that configuration was read, not the loaded rules",
+            conf.display()
+        ));
+        names.push("ufw");
+    }
+    if signs.is_empty() {
+        return Assessment {
+            outcome: Outcome::Unsupported(format!(
+                "the packet-filter rules could not be read ({reasons}); no firewalld process running as root was found; ufw is not enabled"
+            )),
+            state: format!("unknown: {reasons}"),
+        };
+    }
+    Assessment {
+        outcome: Outcome::Pass(format!("{} ({reasons})", signs.join("; "))),
+        state: format!("active: {} (rules not read)", names.join(", ")),
+    }
+}
+
+/// The pid of a process named exactly `firewalld` whose real user is root.
+fn firewalld_as_root(roots: &Roots) -> Option<String> {
+    std::fs::read_dir(&roots.proc)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            (!name.is_empty() && name.bytes().all(|b| b.is_ascii_digit())).then_some(name)
+        })
+        .find(|pid| {
+            let dir = roots.proc.join(pid);
+            let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+            if comm.strip_suffix('\n').unwrap_or(&comm) != "firewalld" {
+                return false;
+            }
+            let status = std::fs::read_to_string(dir.join("status")).unwrap_or_default();
+            // "Uid:\treal\teffective\tsaved\tfilesystem"
+            status
+                .lines()
+                .find_map(|line| line.strip_prefix("Uid:"))
+                .and_then(|uids| uids.split_whitespace().next())
+                == Some("0")
         })
 }
 
-fn ufw_enabled(conf: &std::path::Path) -> bool {
+fn ufw_enabled(conf: &Path) -> bool {
     std::fs::read_to_string(conf).is_ok_and(|text| {
         text.lines().any(|line| {
             line.trim()
@@ -184,40 +191,279 @@ fn ufw_enabled(conf: &std::path::Path) -> bool {
     })
 }
 
+/// One chain of a packet-filter ruleset, from whichever tool listed it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Chain {
+    family: String,
+    table: String,
+    name: String,
+    /// "input" for a base chain on the input hook.
+    hook: Option<String>,
+    /// Lowercase: "accept", "drop".
+    policy: Option<String>,
+    rules: Vec<Rule>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Rule {
+    /// What the rule matches, as the tool wrote it ("ct state invalid"); empty when it
+    /// matches every packet (counters, logging and comments are not matches).
+    matches: String,
+    /// `None` for a rule that only counts, logs or marks.
+    verdict: Option<Verdict>,
+    /// The verdicts of a verdict map: each applies to some packets only.
+    mapped: Vec<Verdict>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Verdict {
+    Accept,
+    /// "drop" or "reject".
+    Drop(&'static str),
+    Return,
+    Jump(String),
+    Goto(String),
+    /// Ends the chain some other way (`queue`, `-j NFQUEUE`).
+    Other(String),
+}
+
+/// What one base input chain does with incoming traffic.
+struct Judged {
+    filtering: bool,
+    /// "chain input (inet filter) hooks input with policy drop", or why it does not filter.
+    text: String,
+    /// The tool that created the chain, when known.
+    creator: Option<&'static str>,
+}
+
+fn judge(chains: &[Chain]) -> Vec<Judged> {
+    let bases = chains.iter().filter(|c| {
+        c.hook.as_deref() == Some("input") && matches!(c.family.as_str(), "ip" | "ip6" | "inet")
+    });
+    bases
+        .map(|base| {
+            let mut walk = Walk {
+                chains,
+                base,
+                done: BTreeMap::new(),
+                active: BTreeSet::new(),
+                conditional: Vec::new(),
+            };
+            let end = walk.chain(&base.name);
+            let creator = creator(base);
+            let owner = creator.map(|c| format!("{c}'s ")).unwrap_or_default();
+            let label = format!("{owner}chain {} ({} {})", base.name, base.family, base.table);
+            let policy = base.policy.as_deref().unwrap_or("accept");
+            let within = |chain: &str| {
+                if chain == base.name {
+                    String::new()
+                } else {
+                    format!(" (in chain {chain})")
+                }
+            };
+            let (filtering, text) = match end {
+                End::Drop { chain, verb } => (
+                    true,
+                    format!(
+                        "{label} ends in an unconditional {verb}{}",
+                        within(&chain)
+                    ),
+                ),
+                End::Falls if policy == "drop" => {
+                    (true, format!("{label} hooks input with policy drop"))
+                }
+                End::Falls => (
+                    false,
+                    format!(
+                        "{label}: input policy {policy} and no unconditional drop/reject on the input path"
+                    ),
+                ),
+                End::Ends { chain, verdict } => (
+                    false,
+                    format!(
+                        "{label}: an unconditional {verdict}{} ends the input path before any unconditional drop/reject (input policy {policy})",
+                        within(&chain)
+                    ),
+                ),
+            };
+            let text = if filtering || walk.conditional.is_empty() {
+                text
+            } else {
+                let mut named = walk.conditional[..walk.conditional.len().min(NAMED)].join(", ");
+                if walk.conditional.len() > NAMED {
+                    named.push_str(", …");
+                }
+                format!("{text} (only conditional drops: {named})")
+            };
+            Judged {
+                filtering,
+                text,
+                creator,
+            }
+        })
+        .collect()
+}
+
+/// firewalld's table or input zones, or ufw's chains.
+fn creator(base: &Chain) -> Option<&'static str> {
+    let targets = || {
+        base.rules.iter().filter_map(|r| match &r.verdict {
+            Some(Verdict::Jump(t) | Verdict::Goto(t)) => Some(t.as_str()),
+            _ => None,
+        })
+    };
+    if base.table == "firewalld" || targets().any(|t| t == "INPUT_ZONES") {
+        Some("firewalld")
+    } else if targets().any(|t| t.starts_with("ufw")) {
+        Some("ufw")
+    } else {
+        None
+    }
+}
+
+/// How the path through a chain ends for the packets that enter it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum End {
+    /// Every packet that gets this far is dropped or rejected, by an unconditional rule in
+    /// `chain`.
+    Drop { chain: String, verb: &'static str },
+    /// Every packet that gets this far is accepted (or queued ...), unconditionally.
+    Ends { chain: String, verdict: String },
+    /// Some or all packets come back out: the path goes on in the calling chain.
+    Falls,
+}
+
+/// The input path from one base chain, each chain walked once.
+struct Walk<'a> {
+    chains: &'a [Chain],
+    base: &'a Chain,
+    done: BTreeMap<&'a str, End>,
+    /// The chains being walked, so a loop ends.
+    active: BTreeSet<&'a str>,
+    /// Drops that apply to some packets only: what they match (and where).
+    conditional: Vec<String>,
+}
+
+impl<'a> Walk<'a> {
+    fn chain(&mut self, name: &'a str) -> End {
+        if let Some(end) = self.done.get(name) {
+            return end.clone();
+        }
+        if !self.active.insert(name) {
+            return End::Falls;
+        }
+        let (family, table) = (&self.base.family, &self.base.table);
+        let chains = self.chains;
+        let end = match chains
+            .iter()
+            .find(|c| &c.family == family && &c.table == table && c.name == name)
+        {
+            Some(chain) => self.rules(chain),
+            None => End::Falls,
+        };
+        self.active.remove(name);
+        self.done.insert(name, end.clone());
+        end
+    }
+
+    fn rules(&mut self, chain: &'a Chain) -> End {
+        // Some packets have gone back to the calling chain already.
+        let mut returned = false;
+        for rule in &chain.rules {
+            if !rule.matches.is_empty() {
+                for verdict in rule.verdict.iter().chain(&rule.mapped) {
+                    match verdict {
+                        Verdict::Drop(_) => self.note(&rule.matches, &chain.name),
+                        Verdict::Jump(target) | Verdict::Goto(target) => match self.chain(target) {
+                            End::Drop { .. } => self.note(&rule.matches, &chain.name),
+                            End::Falls if matches!(verdict, Verdict::Goto(_)) => {
+                                returned = true;
+                            }
+                            _ => {}
+                        },
+                        Verdict::Return => returned = true,
+                        Verdict::Accept | Verdict::Other(_) => {}
+                    }
+                }
+                continue;
+            }
+            let end = match &rule.verdict {
+                None => continue,
+                Some(Verdict::Drop(verb)) => End::Drop {
+                    chain: chain.name.clone(),
+                    verb,
+                },
+                Some(Verdict::Accept) => End::Ends {
+                    chain: chain.name.clone(),
+                    verdict: "accept".into(),
+                },
+                Some(Verdict::Other(verdict)) => End::Ends {
+                    chain: chain.name.clone(),
+                    verdict: verdict.clone(),
+                },
+                Some(Verdict::Return) => return End::Falls,
+                Some(Verdict::Jump(target)) => match self.chain(target) {
+                    End::Falls => continue,
+                    end => end,
+                },
+                Some(Verdict::Goto(target)) => match self.chain(target) {
+                    End::Falls => return End::Falls,
+                    end => end,
+                },
+            };
+            return match end {
+                // Only what did not return is dropped: the path goes on for the rest.
+                End::Drop { chain: at, .. } if returned => {
+                    self.note("packets not returned before", &at);
+                    End::Falls
+                }
+                end => end,
+            };
+        }
+        End::Falls
+    }
+
+    fn note(&mut self, matches: &str, chain: &str) {
+        let text = if chain == self.base.name {
+            matches.to_owned()
+        } else {
+            format!("{matches} (in chain {chain})")
+        };
+        if !self.conditional.contains(&text) {
+            self.conditional.push(text);
+        }
+    }
+}
+
 /// The nftables ruleset, as JSON or else as text.
-fn nft(roots: &Roots) -> Result<Rules, String> {
+fn nft(roots: &Roots) -> Result<Vec<Chain>, String> {
     let json = roots.run("nft", &["-j", "list", "ruleset"], TIMEOUT, OUTPUT_LIMIT);
     if let Ok(ran) = &json
         && ran.status.success()
         && !ran.truncated
         && let Some(chains) = parse_nft_json(&ran.stdout)
     {
-        return Ok(rules(&chains));
+        return Ok(chains);
     }
     if let Err(RunError::Missing(why)) = json {
         return Err(why);
     }
     // nft without JSON support; or no permission, which the text form reports too.
     match roots.run("nft", &["list", "ruleset"], TIMEOUT, OUTPUT_LIMIT) {
-        Ok(ran) if ran.status.success() && !ran.truncated => {
-            Ok(rules(&parse_nft_text(&ran.stdout)))
-        }
+        Ok(ran) if ran.status.success() && !ran.truncated => Ok(parse_nft_text(&ran.stdout)),
         Ok(ran) if ran.truncated => Err("nft list ruleset printed more than 8 MiB".into()),
         Ok(ran) => Err(format!("nft list ruleset failed: {}", ran.failure())),
         Err(e) => Err(e.to_string()),
     }
 }
 
-fn iptables(roots: &Roots) -> Result<Rules, String> {
+fn iptables(roots: &Roots) -> Result<Vec<Chain>, String> {
     let ran = roots
         .run("iptables-save", &["-t", "filter"], TIMEOUT, OUTPUT_LIMIT)
         .map_err(|e| e.to_string())?;
     if ran.stderr.contains("Table does not exist") {
         // Read, and there is no filter table: nothing filters.
-        return Ok(Rules {
-            filtering: None,
-            ufw: false,
-        });
+        return Ok(Vec::new());
     }
     if !ran.status.success() || (ran.stdout.trim().is_empty() && !ran.stderr.is_empty()) {
         return Err(format!("iptables-save failed: {}", ran.failure()));
@@ -225,59 +471,15 @@ fn iptables(roots: &Roots) -> Result<Rules, String> {
     if ran.truncated {
         return Err("iptables-save printed more than 8 MiB".into());
     }
-    Ok(rules(&parse_iptables_save(&ran.stdout)))
-}
-
-fn rules(chains: &[Chain]) -> Rules {
-    Rules {
-        filtering: filtering(chains),
-        ufw: chains.iter().any(|c| c.name.starts_with("ufw")),
-    }
-}
-
-/// Why the chains filter incoming traffic: an input base chain with policy drop, or one
-/// that drops or rejects in itself or a chain it reaches by jumps.
-fn filtering(chains: &[Chain]) -> Option<String> {
-    let bases = chains.iter().filter(|c| {
-        c.hook.as_deref() == Some("input") && matches!(c.family.as_str(), "ip" | "ip6" | "inet")
-    });
-    for base in bases {
-        let label = format!("chain {} ({} {})", base.name, base.family, base.table);
-        if base.policy.as_deref() == Some("drop") {
-            return Some(format!("{label} hooks input with policy drop"));
-        }
-        let mut seen = BTreeSet::new();
-        let mut stack = vec![base.name.as_str()];
-        while let Some(name) = stack.pop() {
-            if !seen.insert(name) {
-                continue;
-            }
-            let Some(chain) = chains
-                .iter()
-                .find(|c| c.family == base.family && c.table == base.table && c.name == name)
-            else {
-                continue;
-            };
-            if chain.drops {
-                let via = if name == base.name {
-                    String::new()
-                } else {
-                    format!(" (in chain {name})")
-                };
-                return Some(format!("{label} drops or rejects packets{via}"));
-            }
-            stack.extend(chain.jumps.iter().map(String::as_str));
-        }
-    }
-    None
+    Ok(parse_iptables_save(&ran.stdout))
 }
 
 /// `nft -j list ruleset`; `None` when it is not nft's JSON.
 fn parse_nft_json(text: &str) -> Option<Vec<Chain>> {
-    let value: serde_json::Value = serde_json::from_str(text).ok()?;
+    use serde_json::Value;
+    let value: Value = serde_json::from_str(text).ok()?;
     let items = value.get("nftables")?.as_array()?;
-    let s =
-        |v: &serde_json::Value, key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_owned);
+    let s = |v: &Value, key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_owned);
     let mut chains: Vec<Chain> = items
         .iter()
         .filter_map(|item| item.get("chain"))
@@ -287,7 +489,7 @@ fn parse_nft_json(text: &str) -> Option<Vec<Chain>> {
             name: s(c, "name").unwrap_or_default(),
             hook: s(c, "hook"),
             policy: s(c, "policy").map(|p| p.to_ascii_lowercase()),
-            ..Chain::default()
+            rules: Vec::new(),
         })
         .collect();
     for rule in items.iter().filter_map(|item| item.get("rule")) {
@@ -299,27 +501,89 @@ fn parse_nft_json(text: &str) -> Option<Vec<Chain>> {
         }) else {
             continue;
         };
-        if let Some(expr) = rule.get("expr") {
-            verdicts(expr, chain);
-        }
+        let statements = rule.get("expr").and_then(Value::as_array);
+        chain
+            .rules
+            .push(json_rule(statements.map_or(&[][..], Vec::as_slice)));
     }
     Some(chains)
 }
 
-/// Drop/reject verdicts and jump/goto targets anywhere in a rule (also inside verdict maps).
-fn verdicts(value: &serde_json::Value, chain: &mut Chain) {
+fn json_rule(statements: &[serde_json::Value]) -> Rule {
+    let mut rule = Rule::default();
+    let mut matches = Vec::new();
+    for statement in statements {
+        let Some((key, value)) = statement.as_object().and_then(|m| m.iter().next()) else {
+            continue;
+        };
+        if let Some(verdict) = json_verdict(key, value) {
+            rule.verdict = Some(verdict);
+            continue;
+        }
+        match key.as_str() {
+            // Statements that act on every packet they see without matching.
+            "counter" | "log" | "mangle" | "continue" => {}
+            "xt" if value.get("type").and_then(|t| t.as_str()) == Some("target") => {}
+            "vmap" => {
+                matches.push(format!(
+                    "{} vmap",
+                    operand(value.get("key").unwrap_or(&serde_json::Value::Null))
+                ));
+                if let Some(data) = value.get("data") {
+                    mapped_verdicts(data, &mut rule.mapped);
+                }
+            }
+            "match" => {
+                let op = value
+                    .get("op")
+                    .and_then(|o| o.as_str())
+                    .filter(|o| !matches!(*o, "==" | "in"));
+                let parts = [
+                    value.get("left").map(operand),
+                    op.map(str::to_owned),
+                    value.get("right").map(operand),
+                ];
+                matches.push(parts.into_iter().flatten().collect::<Vec<_>>().join(" "));
+            }
+            "xt" => matches.push(format!(
+                "xt match {}",
+                value.get("name").and_then(|n| n.as_str()).unwrap_or("?")
+            )),
+            other => matches.push(other.to_owned()),
+        }
+    }
+    rule.matches = matches.join(" ");
+    rule
+}
+
+fn json_verdict(key: &str, value: &serde_json::Value) -> Option<Verdict> {
+    let target = || {
+        value
+            .get("target")
+            .and_then(|t| t.as_str())
+            .map(str::to_owned)
+    };
+    Some(match key {
+        "accept" => Verdict::Accept,
+        "drop" => Verdict::Drop("drop"),
+        "reject" => Verdict::Drop("reject"),
+        "return" => Verdict::Return,
+        "jump" => Verdict::Jump(target()?),
+        "goto" => Verdict::Goto(target()?),
+        "queue" => Verdict::Other("queue".into()),
+        _ => return None,
+    })
+}
+
+/// Verdicts anywhere in a verdict map's data.
+fn mapped_verdicts(value: &serde_json::Value, out: &mut Vec<Verdict>) {
     match value {
-        serde_json::Value::Array(items) => items.iter().for_each(|v| verdicts(v, chain)),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| mapped_verdicts(v, out)),
         serde_json::Value::Object(map) => {
             for (key, v) in map {
-                match key.as_str() {
-                    "drop" | "reject" => chain.drops = true,
-                    "jump" | "goto" => {
-                        if let Some(target) = v.get("target").and_then(|t| t.as_str()) {
-                            chain.jumps.push(target.to_owned());
-                        }
-                    }
-                    _ => verdicts(v, chain),
+                match json_verdict(key, v) {
+                    Some(verdict) => out.push(verdict),
+                    None => mapped_verdicts(v, out),
                 }
             }
         }
@@ -327,54 +591,191 @@ fn verdicts(value: &serde_json::Value, chain: &mut Chain) {
     }
 }
 
+/// An operand of a JSON match, roughly as `nft` writes it.
+fn operand(value: &serde_json::Value) -> String {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        Value::Bool(b) => b.to_string(),
+        Value::Array(items) => items.iter().map(operand).collect::<Vec<_>>().join(","),
+        Value::Object(map) => {
+            let Some((key, inner)) = map.iter().next() else {
+                return String::new();
+            };
+            let field = |name: &str| inner.get(name).and_then(|v| v.as_str()).unwrap_or("");
+            match key.as_str() {
+                "set" => match inner {
+                    Value::Array(items) => format!(
+                        "{{ {} }}",
+                        items.iter().map(operand).collect::<Vec<_>>().join(", ")
+                    ),
+                    other => operand(other),
+                },
+                "prefix" => format!("{}/{}", operand(&inner["addr"]), operand(&inner["len"])),
+                "range" => match inner {
+                    Value::Array(ends) if ends.len() == 2 => {
+                        format!("{}-{}", operand(&ends[0]), operand(&ends[1]))
+                    }
+                    other => operand(other),
+                },
+                "payload" => format!("{} {}", field("protocol"), field("field")),
+                "meta" => field("key").to_owned(),
+                other if !field("key").is_empty() => format!("{other} {}", field("key")),
+                other => other.to_owned(),
+            }
+        }
+        Value::Null => String::new(),
+    }
+}
+
 /// `nft list ruleset` text.
 fn parse_nft_text(text: &str) -> Vec<Chain> {
     let mut chains = Vec::new();
     let mut table = (String::new(), String::new());
-    // The chain being read, and how deep in braces its line is.
-    let mut current: Option<(Chain, i64)> = None;
+    let mut current: Option<Chain> = None;
+    // A rule or declaration, which a set or map in braces may spread over several lines.
+    let mut pending = String::new();
+    let mut depth = 0i64;
     for line in text.lines().map(str::trim) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let Some((chain, depth)) = &mut current else {
-            match words.as_slice() {
+        let Some(chain) = &mut current else {
+            // `table inet firewalld { # progname firewalld` for a table a process owns.
+            let words = tokens(line);
+            match words
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>()
+                .as_slice()
+            {
                 ["table", family, name, "{"] => table = ((*family).into(), (*name).into()),
                 ["chain", name, "{"] => {
-                    let chain = Chain {
+                    current = Some(Chain {
                         family: table.0.clone(),
                         table: table.1.clone(),
                         name: (*name).to_owned(),
                         ..Chain::default()
-                    };
-                    current = Some((chain, 1));
+                    });
                 }
                 _ => {}
             }
             continue;
         };
-        *depth += line.matches('{').count() as i64 - line.matches('}').count() as i64;
-        if *depth <= 0 {
-            chains.extend(current.take().map(|(chain, _)| chain));
+        if pending.is_empty() && line == "}" {
+            chains.extend(current.take());
             continue;
         }
-        let word = |w: &&str| w.trim_end_matches([';', ',', '}']).to_owned();
-        if let Some(at) = words.iter().position(|w| *w == "hook") {
-            chain.hook = words.get(at + 1).map(word);
+        pending.push_str(line);
+        pending.push(' ');
+        depth += braces(line);
+        if depth > 0 {
+            continue;
         }
-        if let Some(at) = words.iter().position(|w| *w == "policy") {
-            chain.policy = words.get(at + 1).map(|p| word(p).to_ascii_lowercase());
-        } else if words
-            .iter()
-            .any(|w| matches!(word(w).as_str(), "drop" | "reject"))
-        {
-            chain.drops = true;
-        }
-        for (verb, target) in words.iter().zip(words.iter().skip(1)) {
-            if matches!(*verb, "jump" | "goto") {
-                chain.jumps.push(word(target));
+        depth = 0;
+        let statement = std::mem::take(&mut pending);
+        let words = tokens(&statement);
+        match words.first().map(String::as_str) {
+            Some("type" | "policy") => {
+                let word = |w: &String| w.trim_end_matches([';', ',']).to_owned();
+                if let Some(at) = words.iter().position(|w| w == "hook") {
+                    chain.hook = words.get(at + 1).map(word);
+                }
+                if let Some(at) = words.iter().position(|w| w == "policy") {
+                    chain.policy = words.get(at + 1).map(|p| word(p).to_ascii_lowercase());
+                }
             }
+            Some("comment" | "devices") | None => {}
+            Some(_) => chain.rules.push(text_rule(&words)),
         }
     }
     chains
+}
+
+/// One rule of `nft list ruleset`, as words.
+fn text_rule(words: &[String]) -> Rule {
+    let mut rule = Rule::default();
+    let mut matches: Vec<&str> = Vec::new();
+    let mut depth = 0i64;
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i].as_str();
+        let bare = word.trim_matches(|c| matches!(c, '{' | '}' | ',' | ';'));
+        let next = || {
+            words
+                .get(i + 1)
+                .map(|w| w.trim_end_matches([',', '}']).to_owned())
+        };
+        let verdict = match bare {
+            "accept" => Some(Verdict::Accept),
+            "drop" => Some(Verdict::Drop("drop")),
+            "reject" => Some(Verdict::Drop("reject")),
+            "return" => Some(Verdict::Return),
+            "jump" => next().map(Verdict::Jump),
+            "goto" => next().map(Verdict::Goto),
+            "queue" => Some(Verdict::Other("queue".into())),
+            _ => None,
+        };
+        if depth > 0 {
+            // Inside a set or a verdict map.
+            rule.mapped.extend(verdict);
+            matches.push(word);
+            depth += braces(word);
+            i += 1;
+            continue;
+        }
+        if verdict.is_some() {
+            rule.verdict = verdict;
+            break;
+        }
+        match word {
+            "continue" => break,
+            // `counter packets 1 bytes 60`, `counter name "x"`.
+            "counter" => {
+                i += 1;
+                match words.get(i).map(String::as_str) {
+                    Some("packets") => i += 4,
+                    Some("name") => i += 2,
+                    _ => {}
+                }
+            }
+            // `log prefix "x" level info flags tcp sequence,options`
+            "log" => {
+                i += 1;
+                while let Some(option) = words.get(i).map(String::as_str) {
+                    match option {
+                        "prefix" | "level" | "group" | "snaplen" | "queue-threshold" => i += 2,
+                        "flags" => {
+                            i += 1;
+                            while words.get(i).is_some_and(|f| {
+                                f.split(',').all(|f| {
+                                    matches!(
+                                        f,
+                                        "tcp"
+                                            | "ip"
+                                            | "skuid"
+                                            | "ether"
+                                            | "all"
+                                            | "sequence"
+                                            | "options"
+                                    )
+                                })
+                            }) {
+                                i += 1;
+                            }
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            "comment" => i += 2,
+            _ => {
+                matches.push(word);
+                depth += braces(word);
+                i += 1;
+            }
+        }
+    }
+    rule.matches = matches.join(" ");
+    rule
 }
 
 /// `iptables-save` output: the filter table's chains.
@@ -386,7 +787,7 @@ fn parse_iptables_save(text: &str) -> Vec<Chain> {
             in_filter = table == "filter";
             continue;
         }
-        if !in_filter {
+        if !in_filter || line.starts_with('#') {
             continue;
         }
         if let Some(decl) = line.strip_prefix(':') {
@@ -401,26 +802,141 @@ fn parse_iptables_save(text: &str) -> Vec<Chain> {
                     .filter(|p| *p != "-")
                     .map(str::to_ascii_lowercase),
                 name,
-                ..Chain::default()
+                rules: Vec::new(),
             });
             continue;
         }
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let (Some(&"-A"), Some(name)) = (words.first(), words.get(1)) else {
+        let mut words = tokens(line);
+        // `iptables-save -c` puts the counters first: `[12:3456] -A INPUT ...`.
+        if words.first().is_some_and(|w| w.starts_with('[')) {
+            words.remove(0);
+        }
+        let (Some("-A"), Some(name)) = (words.first().map(String::as_str), words.get(1)) else {
             continue;
         };
-        let Some(chain) = chains.iter_mut().find(|c| c.name == *name) else {
-            continue;
-        };
-        for (flag, target) in words.iter().zip(words.iter().skip(1)) {
-            match (*flag, *target) {
-                ("-j" | "--jump", "DROP" | "REJECT") => chain.drops = true,
-                ("-j" | "--jump" | "-g" | "--goto", target) => chain.jumps.push(target.to_owned()),
-                _ => {}
-            }
+        let rule = iptables_rule(&words[2..], &chains);
+        if let Some(chain) = chains.iter_mut().find(|c| &c.name == name) {
+            chain.rules.push(rule);
         }
     }
     chains
+}
+
+/// Targets that act on a packet and let it go on to the next rule.
+const NON_TERMINATING: &[&str] = &[
+    "LOG",
+    "NFLOG",
+    "ULOG",
+    "MARK",
+    "CONNMARK",
+    "CLASSIFY",
+    "AUDIT",
+    "TRACE",
+    "SET",
+    "DSCP",
+    "TOS",
+    "TCPMSS",
+    "TTL",
+    "HL",
+    "SECMARK",
+    "CONNSECMARK",
+    "CHECKSUM",
+    "IDLETIMER",
+    "LED",
+    "RATEEST",
+    "TEE",
+];
+
+/// One `-A CHAIN` rule's words after the chain name.
+fn iptables_rule(words: &[String], chains: &[Chain]) -> Rule {
+    let mut rule = Rule::default();
+    let mut matches: Vec<&str> = Vec::new();
+    let mut i = 0;
+    while i < words.len() {
+        let word = words[i].as_str();
+        match word {
+            "-j" | "--jump" | "-g" | "--goto" => {
+                let target = words.get(i + 1).map_or("", String::as_str);
+                rule.verdict = match target {
+                    "ACCEPT" => Some(Verdict::Accept),
+                    "DROP" => Some(Verdict::Drop("drop")),
+                    "REJECT" => Some(Verdict::Drop("reject")),
+                    "RETURN" => Some(Verdict::Return),
+                    t if chains.iter().any(|c| c.name == t) => {
+                        Some(if matches!(word, "-g" | "--goto") {
+                            Verdict::Goto(t.to_owned())
+                        } else {
+                            Verdict::Jump(t.to_owned())
+                        })
+                    }
+                    t if NON_TERMINATING.contains(&t) => None,
+                    t => Some(Verdict::Other(format!("-j {t}"))),
+                };
+                break;
+            }
+            "-m" if words.get(i + 1).is_some_and(|m| m == "comment") => i += 2,
+            "--comment" => i += 2,
+            _ => {
+                matches.push(word);
+                i += 1;
+            }
+        }
+    }
+    rule.matches = matches.join(" ");
+    rule
+}
+
+/// Whitespace-separated words; a double-quoted string (with `\"` escapes) is one word, and
+/// a word starting with `#` ends the line.
+fn tokens(line: &str) -> Vec<String> {
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quoted = false;
+    let mut escaped = false;
+    for c in line.chars() {
+        if quoted {
+            word.push(c);
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                '"' => quoted = false,
+                _ => {}
+            }
+        } else if c.is_whitespace() {
+            if !word.is_empty() {
+                words.push(std::mem::take(&mut word));
+            }
+        } else if c == '#' && word.is_empty() {
+            break;
+        } else {
+            if c == '"' {
+                quoted = true;
+            }
+            word.push(c);
+        }
+    }
+    if !word.is_empty() {
+        words.push(word);
+    }
+    words
+}
+
+/// Opening minus closing braces outside double quotes.
+fn braces(text: &str) -> i64 {
+    let mut quoted = false;
+    let mut escaped = false;
+    let mut depth = 0;
+    for c in text.chars() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quoted => escaped = true,
+            '"' => quoted = !quoted,
+            '{' if !quoted => depth += 1,
+            '}' if !quoted => depth -= 1,
+            _ => {}
+        }
+    }
+    depth
 }
 
 #[cfg(test)]

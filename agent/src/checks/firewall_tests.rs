@@ -44,18 +44,55 @@ fn detail(outcome: &Outcome) -> &str {
     d
 }
 
+/// nft without JSON support: `-j` fails, the text form prints `text`.
+fn nft_text(roots: &Roots, text: &str) {
+    let out = roots.bin_dir.as_ref().unwrap().join("ruleset.txt");
+    write(&out, text);
+    script(
+        roots,
+        "nft",
+        &format!(
+            "if [ \"$1\" = -j ]; then echo \"nft: unrecognized option '-j'\" >&2; exit 1; fi\ncat '{}'",
+            out.display()
+        ),
+    );
+}
+
+/// A process directory: its `comm` and the real uid in `status`.
+fn process(roots: &Roots, pid: &str, comm: &str, uid: u32) {
+    let dir = roots.proc.join(pid);
+    write(&dir.join("comm"), &format!("{comm}\n"));
+    write(
+        &dir.join("status"),
+        &format!(
+            "Name:\t{comm}\nUmask:\t0022\nState:\tS (sleeping)\nUid:\t{uid}\t{uid}\t{uid}\t{uid}\nGid:\t0\t0\t0\t0\n"
+        ),
+    );
+}
+
+// What real tools print. firewalld.nft{,.json}: firewalld 1.x's `table inet firewalld` with
+// the public zone (ssh, dhcpv6-client, cockpit) on enp1s0, shortened to the filter chains,
+// loaded into nft 1.0.6 and listed by it. ufw.iptables-save and ufw.nft.json: ufw 0.36.2's
+// own rules files after `ufw allow 22/tcp` and `ufw enable` (IPV6=no, default deny incoming),
+// loaded by its ufw-init into iptables-nft 1.8.9 and listed by iptables-save and nft 1.0.6.
+const FIREWALLD_NFT: &str = include_str!("fixtures/firewalld.nft");
+const FIREWALLD_NFT_JSON: &str = include_str!("fixtures/firewalld.nft.json");
+const UFW_IPTABLES_SAVE: &str = include_str!("fixtures/ufw.iptables-save");
+const UFW_NFT_JSON: &str = include_str!("fixtures/ufw.nft.json");
+
 const NFT_DROP: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
  {"table": {"family": "inet", "name": "filter", "handle": 1}},
  {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}},
- {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 4, "expr": [{"accept": null}]}}]}"#;
+ {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 4, "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": ["established", "related"]}}, {"accept": null}]}},
+ {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 5, "expr": [{"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 22}}, {"accept": null}]}}]}"#;
 
-const NFT_FIREWALLD: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
- {"chain": {"family": "inet", "table": "firewalld", "name": "filter_INPUT", "hook": "input", "prio": 10, "policy": "accept"}},
- {"chain": {"family": "inet", "table": "firewalld", "name": "filter_INPUT_ZONES"}},
- {"chain": {"family": "inet", "table": "firewalld", "name": "filter_IN_public"}},
- {"rule": {"family": "inet", "table": "firewalld", "chain": "filter_INPUT", "expr": [{"jump": {"target": "filter_INPUT_ZONES"}}]}},
- {"rule": {"family": "inet", "table": "firewalld", "chain": "filter_INPUT_ZONES", "expr": [{"goto": {"target": "filter_IN_public"}}]}},
- {"rule": {"family": "inet", "table": "firewalld", "chain": "filter_IN_public", "expr": [{"match": {"op": "==", "left": {"meta": {"key": "l4proto"}}, "right": {"set": ["icmp"]}}}, {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}]}}]}"#;
+/// Policy accept, and the only drop is for invalid packets: a Debian `nftables.conf` with
+/// one line added, as `nft -j` lists it.
+const NFT_INVALID_ONLY: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
+ {"table": {"family": "inet", "name": "filter", "handle": 1}},
+ {"chain": {"family": "inet", "table": "filter", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+ {"rule": {"family": "inet", "table": "filter", "chain": "input", "handle": 4, "expr": [{"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "invalid"}}, {"drop": null}]}},
+ {"chain": {"family": "inet", "table": "filter", "name": "forward", "handle": 2, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}]}"#;
 
 const NFT_OPEN: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6"}},
  {"chain": {"family": "ip", "table": "nat", "name": "POSTROUTING", "hook": "postrouting", "policy": "accept"}},
@@ -73,7 +110,8 @@ const NFT_TEXT: &str = "table inet filter {
 		type filter hook input priority filter; policy accept;
 		ct state established,related accept
 		ip saddr vmap {
-			10.0.0.3 : accept
+			10.0.0.3 : accept,
+			10.0.0.4 : drop
 		}
 		jump custom
 	}
@@ -97,14 +135,244 @@ fn nft_input_chain_with_policy_drop_passes() {
 }
 
 #[test]
-fn nft_rejects_reached_by_jumps_pass() {
+fn firewalld_rules_pass_from_json_and_text() {
     let (_t, r) = tree();
-    printing(&r, "nft", NFT_FIREWALLD);
+    printing(&r, "nft", FIREWALLD_NFT_JSON);
+    let want =
+        "nftables: firewalld's chain filter_INPUT (inet firewalld) ends in an unconditional reject";
+    assert_eq!(check(&r), Outcome::Pass(want.into()));
+    assert_eq!(state(&r), "active: firewalld, nftables");
+    nft_text(&r, FIREWALLD_NFT);
+    assert_eq!(check(&r), Outcome::Pass(want.into()));
+    // firewalld 2 owns its table: nft notes the owner after the brace, and its flags.
+    let owned = FIREWALLD_NFT.replacen(
+        "table inet firewalld {\n",
+        "table inet firewalld { # progname firewalld\n\tflags owner,persist\n\n",
+        1,
+    );
+    assert_ne!(owned, FIREWALLD_NFT);
+    nft_text(&r, &owned);
+    assert_eq!(check(&r), Outcome::Pass(want.into()));
+}
+
+#[test]
+fn a_firewalld_zone_that_accepts_everything_fails() {
+    let (_t, r) = tree();
+    // The default zone "trusted": its chain ends in `accept`, before filter_INPUT's reject.
+    let trusted = FIREWALLD_NFT.replace(
+        "\t\tmeta l4proto { icmp, ipv6-icmp } accept\n",
+        "\t\taccept\n",
+    );
+    assert_ne!(trusted, FIREWALLD_NFT);
+    nft_text(&r, &trusted);
+    assert_eq!(
+        check(&r),
+        Outcome::Fail(format!(
+            "no packet filtering of incoming traffic: nftables: firewalld's chain filter_INPUT (inet firewalld): \
+             an unconditional accept (in chain filter_IN_public) ends the input path before any unconditional drop/reject \
+             (input policy accept) (only conditional drops: ct state invalid); not read: iptables-save is not in {}",
+            r.bin_dir.as_ref().unwrap().display()
+        ))
+    );
+    assert_eq!(state(&r), "inactive");
+}
+
+#[test]
+fn ufw_rules_pass_from_iptables_save_and_nft() {
+    let (_t, r) = tree();
+    write(&r.etc.join("ufw/ufw.conf"), "ENABLED=yes\nLOGLEVEL=low\n");
+    printing(&r, "iptables-save", UFW_IPTABLES_SAVE);
+    assert_eq!(
+        check(&r),
+        Outcome::Pass(
+            "iptables: ufw's chain INPUT (ip filter) hooks input with policy drop".into()
+        )
+    );
+    assert_eq!(state(&r), "active: iptables, ufw");
+    // iptables-nft: nft lists the same rules.
+    printing(&r, "nft", UFW_NFT_JSON);
+    assert_eq!(
+        check(&r),
+        Outcome::Pass(
+            "nftables: ufw's chain INPUT (ip filter) hooks input with policy drop; \
+             iptables: ufw's chain INPUT (ip filter) hooks input with policy drop"
+                .into()
+        )
+    );
+    assert_eq!(state(&r), "active: iptables, nftables, ufw");
+}
+
+#[test]
+fn ufw_allowing_incoming_by_default_fails() {
+    let (_t, r) = tree();
+    // `ufw default allow incoming`: policy ACCEPT, and the skip-to-policy chain accepts.
+    let allow = UFW_IPTABLES_SAVE
+        .replace(":INPUT DROP [0:0]", ":INPUT ACCEPT [0:0]")
+        .replace(
+            "-A ufw-skip-to-policy-input -j DROP",
+            "-A ufw-skip-to-policy-input -j ACCEPT",
+        );
+    printing(&r, "iptables-save", &allow);
     let outcome = check(&r);
     assert!(
-        matches!(&outcome, Outcome::Pass(d) if d.contains("drops or rejects packets (in chain filter_IN_public)")),
+        matches!(&outcome, Outcome::Fail(d) if d.starts_with(
+            "no packet filtering of incoming traffic: iptables: ufw's chain INPUT (ip filter): input policy accept \
+             and no unconditional drop/reject on the input path (only conditional drops: \
+             -m conntrack --ctstate INVALID (in chain ufw-before-input), \
+             packets not returned before (in chain ufw-not-local))")),
         "{outcome:?}"
     );
+}
+
+#[test]
+fn a_lone_conditional_drop_is_not_filtering() {
+    let (_t, r) = tree();
+    printing(&r, "nft", NFT_INVALID_ONLY);
+    let bin = r.bin_dir.as_ref().unwrap().display().to_string();
+    assert_eq!(
+        check(&r),
+        Outcome::Fail(format!(
+            "no packet filtering of incoming traffic: nftables: chain input (inet filter): input policy accept \
+             and no unconditional drop/reject on the input path (only conditional drops: ct state invalid); \
+             not read: iptables-save is not in {bin}"
+        ))
+    );
+    nft_text(
+        &r,
+        "table inet filter {\n\tchain input {\n\t\ttype filter hook input priority filter; policy accept;\n\t\tct state invalid counter packets 3 bytes 120 drop\n\t}\n}\n",
+    );
+    assert!(
+        matches!(check(&r), Outcome::Fail(d) if d.contains("(only conditional drops: ct state invalid)")),
+    );
+
+    fs::remove_file(r.bin_dir.as_ref().unwrap().join("nft")).unwrap();
+    let iptables = |rules: &str| {
+        format!(
+            "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n{rules}COMMIT\n"
+        )
+    };
+    for (rules, conditions) in [
+        (
+            "-A INPUT -m conntrack --ctstate INVALID -j DROP\n",
+            "-m conntrack --ctstate INVALID",
+        ),
+        (
+            "-A INPUT -p tcp -m tcp --dport 22 -j DROP\n",
+            "-p tcp -m tcp --dport 22",
+        ),
+        (
+            "-A INPUT -s 10.0.0.0/8 -j REJECT --reject-with icmp-port-unreachable\n",
+            "-s 10.0.0.0/8",
+        ),
+        ("-A INPUT -i eth0 -j DROP\n", "-i eth0"),
+    ] {
+        printing(&r, "iptables-save", &iptables(rules));
+        assert_eq!(
+            check(&r),
+            Outcome::Fail(format!(
+                "no packet filtering of incoming traffic: iptables: chain INPUT (ip filter): input policy accept \
+                 and no unconditional drop/reject on the input path (only conditional drops: {conditions}); \
+                 not read: nft is not in {bin}"
+            ))
+        );
+        assert_eq!(state(&r), "inactive");
+    }
+    // A fail2ban ban: a reject for one address, in a chain jumped to for one port.
+    printing(
+        &r,
+        "iptables-save",
+        &iptables(
+            ":f2b-sshd - [0:0]\n-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n\
+             -A f2b-sshd -s 192.0.2.1/32 -j REJECT --reject-with icmp-port-unreachable\n-A f2b-sshd -j RETURN\n",
+        ),
+    );
+    assert!(
+        matches!(check(&r), Outcome::Fail(d) if d.contains("(only conditional drops: -s 192.0.2.1/32 (in chain f2b-sshd))")),
+    );
+}
+
+#[test]
+fn an_unconditional_final_drop_or_reject_passes() {
+    let (_t, r) = tree();
+    let iptables = |rules: &str| format!("*filter\n:INPUT ACCEPT [0:0]\n{rules}COMMIT\n");
+    for rules in [
+        "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A INPUT -j DROP\n",
+        "-A INPUT -i lo -j ACCEPT\n-A INPUT -m comment --comment \"the rest\" -j REJECT --reject-with icmp-host-prohibited\n",
+        "-A INPUT -j LOG --log-prefix \"in: \"\n-A INPUT -j REJECT\n",
+    ] {
+        printing(&r, "iptables-save", &iptables(rules));
+        let outcome = check(&r);
+        assert!(
+            matches!(&outcome, Outcome::Pass(d) if d.starts_with("iptables: chain INPUT (ip filter) ends in an unconditional ")),
+            "{rules}: {outcome:?}"
+        );
+    }
+    // An unconditional accept first opens everything, whatever follows or the policy says.
+    printing(
+        &r,
+        "iptables-save",
+        "*filter\n:INPUT DROP [0:0]\n-A INPUT -j ACCEPT\n-A INPUT -j DROP\nCOMMIT\n",
+    );
+    assert!(
+        matches!(check(&r), Outcome::Fail(d) if d.contains("an unconditional accept ends the input path before any unconditional drop/reject (input policy drop)")),
+    );
+
+    // nft: counters, logging and comments are not conditions.
+    fs::remove_file(r.bin_dir.as_ref().unwrap().join("iptables-save")).unwrap();
+    for last in [
+        "drop",
+        "counter packets 12 bytes 720 drop",
+        "log prefix \"drop: \" flags all counter packets 0 bytes 0 reject with icmpx admin-prohibited comment \"the rest\"",
+    ] {
+        nft_text(
+            &r,
+            &format!(
+                "table inet filter {{\n\tchain input {{\n\t\ttype filter hook input priority filter; policy accept;\n\t\tiifname \"lo\" accept\n\t\t{last}\n\t}}\n}}\n"
+            ),
+        );
+        let outcome = check(&r);
+        assert!(
+            matches!(&outcome, Outcome::Pass(d) if d.starts_with("nftables: chain input (inet filter) ends in an unconditional ")),
+            "{last}: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn jumps_gotos_and_verdict_maps_are_followed() {
+    let (_t, r) = tree();
+    nft_text(&r, NFT_TEXT);
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Fail(d)
+            if d.contains("chain input (inet filter): input policy accept and no unconditional drop/reject on the input path \
+                (only conditional drops: ip saddr vmap { 10.0.0.3 : accept, 10.0.0.4 : drop }, tcp dport 23 (in chain custom))")),
+        "{outcome:?}"
+    );
+    // The chain jumped to ends in an unconditional reject: the input path does.
+    nft_text(&r, &NFT_TEXT.replace("tcp dport 23 reject", "reject"));
+    assert!(
+        matches!(check(&r), Outcome::Pass(d) if d == "nftables: chain input (inet filter) ends in an unconditional reject (in chain custom)")
+    );
+    // ... unless some packets return from it first.
+    nft_text(
+        &r,
+        &NFT_TEXT.replace(
+            "tcp dport 23 reject",
+            "ip saddr 10.0.0.0/8 return\n\t\treject",
+        ),
+    );
+    assert!(
+        matches!(check(&r), Outcome::Fail(d) if d.contains("packets not returned before (in chain custom)")),
+    );
+    // Reached only by a conditional jump: conditional.
+    nft_text(
+        &r,
+        &NFT_TEXT
+            .replace("tcp dport 23 reject", "reject")
+            .replace("jump custom", "iifname \"eth0\" jump custom"),
+    );
+    assert!(matches!(check(&r), Outcome::Fail(d) if d.contains("iifname \"eth0\"")),);
 }
 
 #[test]
@@ -114,151 +382,113 @@ fn nft_without_input_filtering_fails() {
     let outcome = check(&r);
     assert!(
         matches!(&outcome, Outcome::Fail(d)
-            if d.contains("nftables has no input chain that drops or rejects")
-                && d.contains("firewalld is not running")
+            if d.contains("nftables: chain input (inet filter): input policy accept and no unconditional drop/reject on the input path")
                 && d.contains("not read: iptables-save is not in")),
+        "{outcome:?}"
+    );
+    assert_eq!(state(&r), "inactive");
+    printing(
+        &r,
+        "nft",
+        r#"{"nftables": [{"metainfo": {"version": "1.0.6"}}]}"#,
+    );
+    assert!(
+        matches!(check(&r), Outcome::Fail(d) if d.contains("nftables has no chain on the input hook"))
+    );
+}
+
+#[test]
+fn iptables_without_a_filter_table_fails() {
+    let (_t, r) = tree();
+    script(
+        &r,
+        "iptables-save",
+        "echo \"iptables-save v1.8.9 (legacy): can't initialize iptables table \\`filter': Table does not exist (do you need to insmod?)\" >&2; exit 1",
+    );
+    assert!(
+        matches!(check(&r), Outcome::Fail(d) if d.contains("iptables has no chain on the input hook"))
+    );
+}
+
+#[test]
+fn a_process_named_firewalld_never_outweighs_readable_rules() {
+    let (_t, r) = tree();
+    process(&r, "812", "firewalld", 0);
+    process(&r, "4242", "firewalld", 1000);
+    printing(&r, "nft", NFT_INVALID_ONLY);
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Fail(d) if d.contains("input policy accept") && !d.contains("firewalld")),
         "{outcome:?}"
     );
     assert_eq!(state(&r), "inactive");
 }
 
 #[test]
-fn old_nft_without_json_is_read_as_text() {
-    let (_t, r) = tree();
-    let out = r.bin_dir.as_ref().unwrap().join("ruleset.txt");
-    write(&out, NFT_TEXT);
-    script(
-        &r,
-        "nft",
-        &format!(
-            "if [ \"$1\" = -j ]; then echo \"nft: unrecognized option '-j'\" >&2; exit 1; fi\ncat '{}'",
-            out.display()
-        ),
-    );
-    let outcome = check(&r);
-    assert!(
-        matches!(&outcome, Outcome::Pass(d) if d.contains("chain input (inet filter) drops or rejects packets (in chain custom)")),
-        "{outcome:?}"
-    );
-    // The same ruleset without the jump filters nothing.
-    write(&out, &NFT_TEXT.replace("jump custom", ""));
-    assert!(matches!(check(&r), Outcome::Fail(_)));
-}
-
-const IPTABLES_UFW: &str = "# Generated by iptables-save v1.8.9
-*filter
-:INPUT DROP [0:0]
-:FORWARD DROP [0:0]
-:OUTPUT ACCEPT [0:0]
-:ufw-before-input - [0:0]
--A INPUT -j ufw-before-input
--A ufw-before-input -i lo -j ACCEPT
-COMMIT
-";
-
-const IPTABLES_REJECT: &str = "*nat
-:PREROUTING ACCEPT [0:0]
--A PREROUTING -j DROP
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:f2b-sshd - [0:0]
--A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd
--A f2b-sshd -s 192.0.2.1/32 -j REJECT --reject-with icmp-port-unreachable
-COMMIT
-";
-
-const IPTABLES_OPEN: &str = "*nat
-:PREROUTING ACCEPT [0:0]
--A PREROUTING -j DROP
-COMMIT
-*filter
-:INPUT ACCEPT [0:0]
-:FORWARD DROP [0:0]
-:DOCKER - [0:0]
--A INPUT -i lo -j ACCEPT
--A FORWARD -j DOCKER
--A DOCKER -j DROP
-COMMIT
-";
-
-#[test]
-fn iptables_input_policy_drop_or_reject_rules_pass() {
+fn without_rules_only_a_root_firewalld_counts() {
     let (_t, r) = tree();
     denied(&r, "nft");
-    printing(&r, "iptables-save", IPTABLES_UFW);
-    assert_eq!(
-        check(&r),
-        Outcome::Pass("iptables: chain INPUT (ip filter) hooks input with policy drop".into())
-    );
-    printing(&r, "iptables-save", IPTABLES_REJECT);
-    assert!(matches!(check(&r), Outcome::Pass(d) if d.contains("(in chain f2b-sshd)")));
-}
-
-#[test]
-fn iptables_without_input_filtering_fails() {
-    let (_t, r) = tree();
-    printing(&r, "iptables-save", IPTABLES_OPEN);
-    let outcome = check(&r);
-    assert!(
-        matches!(&outcome, Outcome::Fail(d) if d.contains("iptables has no input chain")),
-        "{outcome:?}"
-    );
-    script(
-        &r,
-        "iptables-save",
-        "echo \"iptables-save v1.8.9 (legacy): can't initialize iptables table \\`filter': Table does not exist (do you need to insmod?)\" >&2; exit 1",
-    );
-    assert!(matches!(check(&r), Outcome::Fail(d) if d.contains("iptables has no input chain")));
-}
-
-#[test]
-fn firewalld_process_passes_by_name_or_script() {
-    let (_t, r) = tree();
-    write(&r.proc.join("1/comm"), "systemd\n");
-    write(&r.proc.join("812/comm"), "firewalld\n");
-    write(&r.proc.join("self/comm"), "firewalld\n");
-    assert_eq!(check(&r), Outcome::Pass("firewalld is running".into()));
-    assert_eq!(state(&r), "active: firewalld");
-
-    let (_t2, r2) = tree();
-    write(&r2.proc.join("812/comm"), "python3\n");
+    denied(&r, "iptables-save");
+    // Anyone can name a program firewalld, or run one with firewalld as its argument.
+    process(&r, "4242", "firewalld", 1000);
+    process(&r, "4243", "python3", 0);
     write(
-        &r2.proc.join("812/cmdline"),
+        &r.proc.join("4243/cmdline"),
         "/usr/bin/python3\0/usr/sbin/firewalld\0--nofork\0",
     );
-    assert!(matches!(check(&r2), Outcome::Pass(_)));
+    process(&r, "4244", "firewalld-x", 0);
+    process(&r, "self", "firewalld", 0);
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Unsupported(d)
+            if d.starts_with("the packet-filter rules could not be read (nft list ruleset failed: nft: Operation not permitted")
+                && d.ends_with("no firewalld process running as root was found; ufw is not enabled")),
+        "{outcome:?}"
+    );
+    assert!(state(&r).starts_with("unknown: nft list ruleset failed"));
 
-    // Only numbered directories are processes.
-    let (_t3, r3) = tree();
-    write(&r3.proc.join("self/comm"), "firewalld\n");
-    assert!(matches!(check(&r3), Outcome::Unsupported(_)));
+    process(&r, "812", "firewalld", 0);
+    assert_eq!(
+        check(&r),
+        Outcome::Pass(
+            "firewalld runs as root (pid 812); its rules themselves were not read \
+             (nft list ruleset failed: nft: Operation not permitted (you must be root) (exit status: 1); \
+             iptables-save failed: iptables-save: Operation not permitted (you must be root) (exit status: 1))"
+                .into()
+        )
+    );
+    assert_eq!(state(&r), "active: firewalld (rules not read)");
 }
 
 #[test]
-fn ufw_counts_when_its_rules_are_loaded_or_cannot_be_read() {
+fn ufw_configuration_counts_only_when_no_rules_are_readable() {
     let (_t, r) = tree();
     write(
         &r.etc.join("ufw/ufw.conf"),
         "# comment\nENABLED=yes\nLOGLEVEL=low\n",
     );
-    // Not root: nothing readable, the configuration alone passes and says so.
     denied(&r, "nft");
     denied(&r, "iptables-save");
     let outcome = check(&r);
     assert!(
-        matches!(&outcome, Outcome::Pass(d) if d.contains("ufw is enabled in") && d.contains("could not be read")),
+        matches!(&outcome, Outcome::Pass(d) if d.starts_with(&format!(
+            "ufw is enabled in {}: only that configuration was read, not the loaded rules (nft list ruleset failed",
+            r.etc.join("ufw/ufw.conf").display()
+        ))),
         "{outcome:?}"
     );
-    assert_eq!(state(&r), "active: ufw");
-    // Readable and loaded.
-    printing(&r, "iptables-save", IPTABLES_UFW);
+    assert_eq!(state(&r), "active: ufw (rules not read)");
+    // Readable and loaded: the rules decide.
+    printing(&r, "iptables-save", UFW_IPTABLES_SAVE);
     assert_eq!(state(&r), "active: iptables, ufw");
-    assert!(matches!(check(&r), Outcome::Pass(d) if d.contains("its rules are loaded")));
     // Readable and not loaded.
-    printing(&r, "iptables-save", IPTABLES_OPEN);
+    printing(
+        &r,
+        "iptables-save",
+        "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n",
+    );
     assert!(
-        matches!(check(&r), Outcome::Fail(d) if d.contains("ufw is enabled in") && d.contains("not loaded"))
+        matches!(check(&r), Outcome::Fail(d) if d.contains("ufw is enabled in") && d.contains("but its rules are not loaded"))
     );
 }
 
@@ -279,16 +509,113 @@ fn disabled_ufw_and_unreadable_rules_are_unsupported() {
 }
 
 #[test]
+fn assess_reads_the_rules_once_for_both_answers() {
+    let (_t, r) = tree();
+    let log = r.bin_dir.as_ref().unwrap().join("runs.log");
+    let out = r.bin_dir.as_ref().unwrap().join("nft.out");
+    write(&out, NFT_DROP);
+    script(
+        &r,
+        "nft",
+        &format!(
+            "echo \"nft $*\" >> '{}'\ncat '{}'",
+            log.display(),
+            out.display()
+        ),
+    );
+    script(
+        &r,
+        "iptables-save",
+        &format!("echo \"iptables-save $*\" >> '{}'\nexit 1", log.display()),
+    );
+    let a = assess(&r);
+    assert_eq!(
+        fs::read_to_string(&log).unwrap(),
+        "nft -j list ruleset\niptables-save -t filter\n"
+    );
+    assert_eq!(
+        a,
+        Assessment {
+            outcome: check(&r),
+            state: state(&r),
+        }
+    );
+    assert_eq!(a.state, "active: nftables");
+}
+
+#[test]
 fn parsers_read_chains() {
     let chains = parse_nft_text(NFT_TEXT);
     let names: Vec<&str> = chains.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(names, ["input", "custom"]);
     assert_eq!(chains[0].hook.as_deref(), Some("input"));
     assert_eq!(chains[0].policy.as_deref(), Some("accept"));
-    assert!(!chains[0].drops && chains[1].drops);
-    assert_eq!(chains[0].jumps, ["custom"]);
+    assert_eq!(
+        chains[0].rules,
+        [
+            Rule {
+                matches: "ct state established,related".into(),
+                verdict: Some(Verdict::Accept),
+                mapped: vec![],
+            },
+            Rule {
+                matches: "ip saddr vmap { 10.0.0.3 : accept, 10.0.0.4 : drop }".into(),
+                verdict: None,
+                mapped: vec![Verdict::Accept, Verdict::Drop("drop")],
+            },
+            Rule {
+                matches: String::new(),
+                verdict: Some(Verdict::Jump("custom".into())),
+                mapped: vec![],
+            },
+        ]
+    );
+    assert_eq!(chains[1].rules[0].verdict, Some(Verdict::Drop("reject")));
     assert!(parse_nft_json("not json").is_none());
-    assert!(rules(&parse_iptables_save(IPTABLES_UFW)).ufw);
+    // The JSON and text listings of one ruleset say the same.
+    let json = parse_nft_json(FIREWALLD_NFT_JSON).unwrap();
+    let text = parse_nft_text(FIREWALLD_NFT);
+    assert_eq!(json.len(), text.len());
+    for (j, t) in json.iter().zip(&text) {
+        assert_eq!((&j.name, &j.hook, &j.policy), (&t.name, &t.hook, &t.policy));
+        let verdicts = |c: &Chain| {
+            c.rules
+                .iter()
+                .map(|r| (r.verdict.clone(), r.matches.is_empty()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(verdicts(j), verdicts(t), "{}", j.name);
+    }
+    let ufw = parse_iptables_save(UFW_IPTABLES_SAVE);
+    let limit = ufw.iter().find(|c| c.name == "ufw-user-limit").unwrap();
+    assert_eq!(
+        limit.rules,
+        [
+            Rule {
+                matches: "-m limit --limit 3/min".into(),
+                verdict: None,
+                mapped: vec![],
+            },
+            Rule {
+                matches: String::new(),
+                verdict: Some(Verdict::Drop("reject")),
+                mapped: vec![],
+            },
+        ]
+    );
+    assert_eq!(
+        tokens(r#"-A x -m comment --comment "a \"b\" c" -j LOG # handle 3"#),
+        [
+            "-A",
+            "x",
+            "-m",
+            "comment",
+            "--comment",
+            r#""a \"b\" c""#,
+            "-j",
+            "LOG"
+        ]
+    );
 }
 
 #[test]

@@ -25,7 +25,14 @@ pub enum Outcome {
     Error(String),
 }
 
+/// The longest detail the controller accepts (`MAX_CHECK_TEXT`): a check-in with a longer
+/// one, or with control characters in it, is refused and counts as a missed check-in.
+pub const MAX_DETAIL: usize = 1000;
+
 impl Outcome {
+    /// The check as reported, its detail made acceptable to the controller: control
+    /// characters (newlines too) become spaces, and a detail over [`MAX_DETAIL`] bytes is cut
+    /// on a character boundary and ends in "…", within the limit.
     pub fn into_wire(self, name: &str) -> v1::ComplianceCheck {
         let (status, detail) = match self {
             Outcome::Pass(d) => (v1::CheckStatus::Pass, d),
@@ -36,9 +43,24 @@ impl Outcome {
         v1::ComplianceCheck {
             name: name.to_owned(),
             status: status as i32,
-            detail,
+            detail: clean_detail(&detail),
         }
     }
+}
+
+fn clean_detail(detail: &str) -> String {
+    let clean: String = detail
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    if clean.len() <= MAX_DETAIL {
+        return clean;
+    }
+    let mut end = MAX_DETAIL - '…'.len_utf8();
+    while !clean.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &clean[..end])
 }
 
 /// Where the Linux checks read the system: `/proc`, `/sys`, `/etc`, `/var` and `/snap` by
@@ -92,4 +114,38 @@ impl Roots {
 pub fn running_as_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_details_are_clean_and_bounded() {
+        // 5000 bytes: control characters inside, a 2-byte character straddling the cut.
+        let long = format!("a\nb\tc\x1bde{}{}", "é".repeat(1500), "x".repeat(1992));
+        assert_eq!(long.len(), 5000);
+        let wire = Outcome::Fail(long).into_wire("firewall");
+        assert_eq!(wire.name, "firewall");
+        assert_eq!(wire.status, v1::CheckStatus::Fail as i32);
+        let d = &wire.detail;
+        assert!(d.len() <= MAX_DETAIL, "{}", d.len());
+        assert!(d.starts_with("a b c deé"), "{d}");
+        assert!(d.ends_with('…'));
+        assert!(!d.chars().any(char::is_control));
+        // 8 ASCII bytes, then the 2-byte characters that fit whole before the 3-byte "…".
+        assert_eq!(d.len(), 8 + 2 * 494 + 3);
+
+        let short = Outcome::Pass("fine\r\n".into()).into_wire("x");
+        assert_eq!(short.detail, "fine  ");
+        let exact = "y".repeat(MAX_DETAIL);
+        assert_eq!(
+            Outcome::Unsupported(exact.clone()).into_wire("x").detail,
+            exact
+        );
+        let over = Outcome::Error("z".repeat(MAX_DETAIL + 1))
+            .into_wire("x")
+            .detail;
+        assert_eq!(over, format!("{}…", "z".repeat(MAX_DETAIL - 3)));
+    }
 }

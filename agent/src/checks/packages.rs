@@ -1,7 +1,9 @@
 //! Installed packages per package manager, and the check that none the policy forbids is
-//! installed. Read: dpkg's status file, `rpm -qa`, system-wide flatpak apps
-//! (`/var/lib/flatpak/app`) and snaps (`/snap/<name>`, `/var/lib/snapd/snaps/*.snap`).
-//! Per-user flatpak installs (`~/.local/share/flatpak`) are not read.
+//! installed. Read: dpkg's status file (every package whose files are on disk, also one an
+//! interrupted install or upgrade left unpacked or half-configured), `rpm -qa`, system-wide
+//! flatpak apps (`/var/lib/flatpak/app`) and snaps (`/snap/<name>`,
+//! `/var/lib/snapd/snaps/*.snap`). Per-user flatpak installs (`~/.local/share/flatpak`) are
+//! not read, and a pass says so.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -23,6 +25,8 @@ pub struct Installed {
     pub managers: Vec<Manager>,
     /// Databases that exist but could not be read, with the reason.
     pub problems: Vec<String>,
+    /// Where the databases were looked for, for a detail when none was found.
+    pub looked_for: String,
 }
 
 /// What one manager's reader found: `None` when the manager has no database here; else its
@@ -34,9 +38,18 @@ const RPM_TIMEOUT: Duration = Duration::from_secs(60);
 const RPM_OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
 
 /// Every package manager's installed packages. A manager with no database on this system is
-/// left out; one whose database exists but cannot be read is a problem.
+/// left out; one whose database exists but cannot be read is a problem. [`check_installed`]
+/// and [`counts_of`] both use the result, so one reading can serve both.
 pub fn installed(roots: &Roots) -> Installed {
-    let mut found = Installed::default();
+    let mut found = Installed {
+        looked_for: format!(
+            "{}, rpm, {} and snaps in {}",
+            roots.var.join("lib/dpkg/status").display(),
+            roots.var.join("lib/flatpak/app").display(),
+            roots.snap.display()
+        ),
+        ..Installed::default()
+    };
     let readers: [(&str, Reader); 4] = [
         ("dpkg", dpkg),
         ("rpm", rpm),
@@ -61,31 +74,52 @@ pub fn installed(roots: &Roots) -> Installed {
 
 /// How many packages each readable manager has installed, for the inventory.
 pub fn counts(roots: &Roots) -> Vec<(String, u32)> {
-    installed(roots)
+    counts_of(&installed(roots))
+}
+
+/// [`counts`] from packages already read.
+pub fn counts_of(installed: &Installed) -> Vec<(String, u32)> {
+    installed
         .managers
-        .into_iter()
-        .map(|m| (m.name, u32::try_from(m.packages.len()).unwrap_or(u32::MAX)))
+        .iter()
+        .map(|m| {
+            (
+                m.name.clone(),
+                u32::try_from(m.packages.len()).unwrap_or(u32::MAX),
+            )
+        })
         .collect()
 }
 
 /// Fails when a package named in `denylist` (exact name, ASCII case-insensitive) is
 /// installed by any manager.
 pub fn check(roots: &Roots, denylist: &[String]) -> Outcome {
-    let denied: BTreeSet<String> = denylist
+    if forbidden(denylist).is_empty() {
+        // Nothing to look for: the databases are not read.
+        return Outcome::Pass("the policy forbids no packages".into());
+    }
+    check_installed(&installed(roots), denylist)
+}
+
+fn forbidden(denylist: &[String]) -> BTreeSet<String> {
+    denylist
         .iter()
         .map(|d| d.trim().to_ascii_lowercase())
         .filter(|d| !d.is_empty())
-        .collect();
+        .collect()
+}
+
+/// [`check`] against packages already read.
+pub fn check_installed(installed: &Installed, denylist: &[String]) -> Outcome {
+    let denied = forbidden(denylist);
     if denied.is_empty() {
         return Outcome::Pass("the policy forbids no packages".into());
     }
-    let found = installed(roots);
+    let found = installed;
     if found.managers.is_empty() {
         let mut why = format!(
-            "no package database could be read (looked for {}, rpm, {} and snaps in {})",
-            roots.var.join("lib/dpkg/status").display(),
-            roots.var.join("lib/flatpak/app").display(),
-            roots.snap.display()
+            "no package database could be read (looked for {})",
+            found.looked_for
         );
         if !found.problems.is_empty() {
             why = format!("{why}: {}", found.problems.join("; "));
@@ -102,12 +136,13 @@ pub fn check(roots: &Roots, denylist: &[String]) -> Outcome {
                 .map(move |p| format!("{p} ({})", m.name))
         })
         .collect();
-    let checked = found
+    let mut read = found
         .managers
         .iter()
-        .map(|m| format!("{}: {}", m.name, m.packages.len()))
+        .map(|m| format!("{} {}", m.name, m.packages.len()))
         .collect::<Vec<_>>()
         .join(", ");
+    read = format!("system-wide: {read}; per-user flatpak installs are not read");
     let unread = if found.problems.is_empty() {
         String::new()
     } else {
@@ -121,19 +156,20 @@ pub fn check(roots: &Roots, denylist: &[String]) -> Outcome {
     } else if !found.problems.is_empty() {
         // A database we could not read may hold a forbidden package: no pass.
         Outcome::Unsupported(format!(
-            "none of {} forbidden packages found in what could be read (checked {checked}){unread}",
+            "none of {} forbidden packages found in what could be read ({read}){unread}",
             denied.len()
         ))
     } else {
         Outcome::Pass(format!(
-            "none of {} forbidden packages installed (checked {checked})",
+            "none of {} forbidden packages installed ({read})",
             denied.len()
         ))
     }
 }
 
-/// Packages in dpkg's status file whose state is "installed" (including ones on hold or
-/// selected for removal but still installed; not ones with only config files left).
+/// Packages in dpkg's status file whose files are on disk: installed (including ones on
+/// hold or selected for removal), and ones left part-way (unpacked, half-configured,
+/// half-installed, waiting for triggers). Not ones with only config files left, or none.
 fn dpkg(roots: &Roots) -> Read {
     let path = roots.var.join("lib/dpkg/status");
     if !path.exists() {
@@ -146,6 +182,16 @@ fn dpkg(roots: &Roots) -> Read {
     )
 }
 
+/// dpkg package states (the third word of `Status:`) whose files are on disk.
+const ON_DISK: &[&str] = &[
+    "installed",
+    "unpacked",
+    "half-configured",
+    "half-installed",
+    "triggers-awaited",
+    "triggers-pending",
+];
+
 pub(crate) fn parse_dpkg_status(text: &str) -> Vec<String> {
     let mut names = Vec::new();
     for stanza in text.split("\n\n") {
@@ -155,10 +201,10 @@ pub(crate) fn parse_dpkg_status(text: &str) -> Vec<String> {
                 .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
                 .map(str::trim)
         };
-        let installed = field("Status")
+        let on_disk = field("Status")
             .and_then(|s| s.split_whitespace().nth(2))
-            .is_some_and(|state| state == "installed");
-        if let (true, Some(name)) = (installed, field("Package")) {
+            .is_some_and(|state| ON_DISK.contains(&state));
+        if let (true, Some(name)) = (on_disk, field("Package")) {
             names.push(name.to_owned());
         }
     }

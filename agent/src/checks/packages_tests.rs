@@ -40,12 +40,31 @@ Architecture: i386
 Package: old-tool
 Status: deinstall ok config-files
 
+Package: gone
+Status: purge ok not-installed
+
 Package: half
 Status: install reinstreq half-installed
 ";
 
+/// Packages dpkg left part-way, e.g. an upgrade interrupted or a trigger not yet run: their
+/// files are on disk all the same.
+const PART_WAY: &str = "\
+Package: anydesk
+Status: install ok unpacked
+
+Package: teamviewer
+Status: install ok half-configured
+
+Package: zoom
+Status: install ok triggers-awaited
+
+Package: skypeforlinux
+Status: install ok triggers-pending
+";
+
 #[test]
-fn dpkg_counts_only_installed_packages() {
+fn dpkg_counts_packages_whose_files_are_on_disk() {
     let (_t, r) = tree();
     write(&r.var.join("lib/dpkg/status"), STATUS);
     let found = installed(&r);
@@ -53,11 +72,39 @@ fn dpkg_counts_only_installed_packages() {
         found.managers,
         vec![Manager {
             name: "dpkg".into(),
-            packages: vec!["bash".into(), "telegram-desktop".into()],
+            packages: vec!["bash".into(), "half".into(), "telegram-desktop".into()],
         }]
     );
     assert!(found.problems.is_empty());
-    assert_eq!(counts(&r), vec![("dpkg".to_owned(), 2)]);
+    assert_eq!(counts(&r), vec![("dpkg".to_owned(), 3)]);
+    assert_eq!(counts_of(&found), counts(&r));
+}
+
+#[test]
+fn packages_left_part_way_by_dpkg_count_as_installed() {
+    let (_t, r) = tree();
+    write(
+        &r.var.join("lib/dpkg/status"),
+        &format!("{STATUS}\n{PART_WAY}"),
+    );
+    let deny: Vec<String> = [
+        "AnyDesk",
+        "teamviewer",
+        "zoom",
+        "skypeforlinux",
+        "old-tool",
+        "gone",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    assert_eq!(
+        check(&r, &deny),
+        Outcome::Fail(
+            "forbidden packages installed: anydesk (dpkg), skypeforlinux (dpkg), teamviewer (dpkg), zoom (dpkg)"
+                .into()
+        )
+    );
+    assert_eq!(counts(&r), vec![("dpkg".to_owned(), 7)]);
 }
 
 #[test]
@@ -81,8 +128,33 @@ fn a_forbidden_package_fails_naming_its_manager() {
     assert_eq!(
         check(&r, &deny),
         Outcome::Pass(
-            "none of 2 forbidden packages installed (checked dpkg: 2, flatpak: 1)".into()
+            "none of 2 forbidden packages installed (system-wide: dpkg 3, flatpak 1; per-user flatpak installs are not read)"
+                .into()
         )
+    );
+}
+
+#[test]
+fn one_reading_serves_the_check_and_the_counts() {
+    let (_t, r) = tree();
+    write(&r.var.join("lib/dpkg/status"), STATUS);
+    fs::create_dir_all(r.var.join("lib/flatpak/app/org.telegram.desktop/current")).unwrap();
+    let found = installed(&r);
+    // The databases change after the reading: the answers stay those of the reading.
+    fs::remove_dir_all(r.var.join("lib")).unwrap();
+    let deny = ["org.telegram.desktop".to_owned()];
+    assert_eq!(
+        check_installed(&found, &deny),
+        Outcome::Fail("forbidden packages installed: org.telegram.desktop (flatpak)".into())
+    );
+    assert_eq!(
+        counts_of(&found),
+        vec![("dpkg".to_owned(), 3), ("flatpak".to_owned(), 1)]
+    );
+    assert!(matches!(check(&r, &deny), Outcome::Unsupported(_)));
+    assert_eq!(
+        check_installed(&found, &[]),
+        Outcome::Pass("the policy forbids no packages".into())
     );
 }
 
@@ -138,7 +210,7 @@ fn an_unreadable_database_is_never_a_pass() {
     let deny = ["zoom".to_owned()];
     assert!(matches!(
         check(&r, &deny),
-        Outcome::Unsupported(d) if d.contains("rpm:") && d.contains("checked dpkg: 2")
+        Outcome::Unsupported(d) if d.contains("rpm:") && d.contains("(system-wide: dpkg 3; per-user flatpak installs are not read)")
     ));
     script(
         &r,

@@ -4,9 +4,12 @@
 //! Debian/Ubuntu: the newest `install`/`upgrade` line of `/var/log/dpkg.log` (or
 //! `dpkg.log.1` just after log rotation; else the dpkg status file's modification time);
 //! dpkg logs local time, read here as UTC, so an age may be off by under a day. Pending
-//! security updates: `apt-get -s upgrade` against the local package lists, whose origin
-//! names a security archive. RPM systems: the newest package install time from `rpm`;
-//! pending dnf/yum security advisories are not read.
+//! security updates: `apt-get -s dist-upgrade` (a simulation, against the local package
+//! lists; unlike `upgrade` it includes updates that need new packages, such as a kernel's),
+//! whose origin names a security archive. Package lists older than the policy's limit
+//! cannot vouch that nothing is pending: the detail says how old they are, and the check
+//! then does not pass. RPM systems: the newest package install time from `rpm`; pending
+//! dnf/yum security advisories are not read.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -52,18 +55,29 @@ fn debian(roots: &Roots, status: &Path, max_age_days: u32, now: SystemTime) -> O
         ago(age)
     );
     let mut fails = Vec::new();
-    let unknown = match pending_security(roots, max_age_days, now) {
-        Ok(pending) if !pending.is_empty() => {
-            fails.push(pending_text(&pending));
-            None
+    let (unknown, lists) = match pending_security(roots, max_age_days, now) {
+        Ok(found) => {
+            if !found.names.is_empty() {
+                fails.push(pending_text(&found.names));
+            }
+            let lists = format!("package lists from {}", ago(found.lists_age));
+            match found.unknown {
+                Some(why) => (Some(why), None),
+                None => (None, Some(lists)),
+            }
         }
-        Ok(_) => None,
-        Err(why) => Some(why),
+        Err(why) => (Some(why), None),
     };
     if age > u64::from(max_age_days) || !fails.is_empty() {
+        let more = if fails.is_empty() {
+            "pending security updates not known"
+        } else {
+            "more may be pending"
+        };
+        fails.extend(lists);
         fails.push(age_text);
         if let Some(why) = unknown {
-            fails.push(format!("pending security updates not known: {why}"));
+            fails.push(format!("{more}: {why}"));
         }
         Outcome::Fail(fails.join("; "))
     } else if let Some(why) = unknown {
@@ -71,7 +85,8 @@ fn debian(roots: &Roots, status: &Path, max_age_days: u32, now: SystemTime) -> O
             "pending security updates cannot be known: {why}; {age_text}"
         ))
     } else {
-        Outcome::Pass(format!("no security updates pending; {age_text}"))
+        let lists = lists.map(|l| format!("; {l}")).unwrap_or_default();
+        Outcome::Pass(format!("no security updates pending{lists}; {age_text}"))
     }
 }
 
@@ -115,12 +130,18 @@ fn newest_dpkg_change(log: &str) -> Option<SystemTime> {
         .max()
 }
 
-/// Security updates `apt-get -s upgrade` would install, from the local package lists.
-fn pending_security(
-    roots: &Roots,
-    max_age_days: u32,
-    now: SystemTime,
-) -> Result<Vec<String>, String> {
+/// What `apt-get -s dist-upgrade` says about pending security updates.
+struct Pending {
+    /// The security updates it would install.
+    names: Vec<String>,
+    /// Whole days since the newest package list was written.
+    lists_age: u64,
+    /// Why no pending update listed does not mean none is pending (stale package lists).
+    unknown: Option<String>,
+}
+
+/// Security updates `apt-get -s dist-upgrade` would install, from the local package lists.
+fn pending_security(roots: &Roots, max_age_days: u32, now: SystemTime) -> Result<Pending, String> {
     let lists = roots.var.join("lib/apt/lists");
     let newest_list = std::fs::read_dir(&lists)
         .into_iter()
@@ -138,26 +159,31 @@ fn pending_security(
     let ran = roots
         .run(
             "apt-get",
-            &["-s", "-o", "Debug::NoLocking=1", "upgrade"],
+            &["-s", "-o", "Debug::NoLocking=1", "dist-upgrade"],
             APT_TIMEOUT,
             OUTPUT_LIMIT,
         )
         .map_err(|e| e.to_string())?;
     if !ran.status.success() {
-        return Err(format!("apt-get -s upgrade failed: {}", ran.failure()));
+        return Err(format!("apt-get -s dist-upgrade failed: {}", ran.failure()));
     }
     if ran.truncated {
-        return Err("apt-get -s upgrade printed more than 8 MiB".into());
+        return Err("apt-get -s dist-upgrade printed more than 8 MiB".into());
     }
-    let pending = parse_security_installs(&ran.stdout);
     let lists_age = days_between(newest_list, now);
-    if pending.is_empty() && lists_age > u64::from(max_age_days) {
-        return Err(format!(
-            "the package lists were last refreshed {}",
-            ago(lists_age)
-        ));
-    }
-    Ok(pending)
+    // Updates listed in old lists are pending all the same; but old lists cannot know of
+    // the updates published since.
+    let unknown = (lists_age > u64::from(max_age_days)).then(|| {
+        format!(
+            "the package lists are {lists_age} day{} old: run apt-get update",
+            if lists_age == 1 { "" } else { "s" }
+        )
+    });
+    Ok(Pending {
+        names: parse_security_installs(&ran.stdout),
+        lists_age,
+        unknown,
+    })
 }
 
 /// Package names of `Inst` lines whose origin names a security archive, e.g.

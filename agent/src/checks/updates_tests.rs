@@ -82,7 +82,8 @@ fn recent_update_and_no_pending_security_updates_pass() {
     assert_eq!(
         check(&r, 30, now()),
         Outcome::Pass(
-            "no security updates pending; last package update 4 days ago, policy allows 30".into()
+            "no security updates pending; package lists from 1 day ago; last package update 4 days ago, policy allows 30"
+                .into()
         )
     );
 }
@@ -94,7 +95,7 @@ fn pending_security_updates_fail_naming_them() {
     assert_eq!(
         check(&r, 30, now()),
         Outcome::Fail(
-            "2 security updates pending (libssl3, openssh-server); last package update 4 days ago, policy allows 30"
+            "2 security updates pending (libssl3, openssh-server); package lists from 1 day ago; last package update 4 days ago, policy allows 30"
                 .into()
         )
     );
@@ -152,18 +153,112 @@ fn unknown_pending_updates_are_unsupported() {
 fn stale_package_lists_cannot_vouch_for_no_pending_updates() {
     let (_t, r) = debian("2026-11-20 10:11:12");
     script(&r, "apt-get", &format!("cat <<'EOF'\n{APT_NO_SECURITY}EOF"));
+    let list = r
+        .var
+        .join("lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages");
+    touch(&list, now() - 60 * DAY);
+    assert_eq!(
+        check(&r, 30, now()),
+        Outcome::Unsupported(
+            "pending security updates cannot be known: the package lists are 60 days old: run apt-get update; \
+             last package update 4 days ago, policy allows 30"
+                .into()
+        )
+    );
+    // Stale lists that still show security updates: those are real, and more may be.
+    script(&r, "apt-get", &format!("cat <<'EOF'\n{APT_SECURITY}EOF"));
+    assert_eq!(
+        check(&r, 30, now()),
+        Outcome::Fail(
+            "2 security updates pending (libssl3, openssh-server); last package update 4 days ago, policy allows 30; \
+             more may be pending: the package lists are 60 days old: run apt-get update"
+                .into()
+        )
+    );
+    // A newer list of another archive refreshes them; the lists' age is in the detail.
+    script(&r, "apt-get", &format!("cat <<'EOF'\n{APT_NO_SECURITY}EOF"));
+    touch(
+        &r.var.join(
+            "lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages.lz4",
+        ),
+        now() - 12 * DAY - DAY / 2,
+    );
     touch(
         &r.var
-            .join("lib/apt/lists/deb.debian.org_debian_dists_bookworm_main_binary-amd64_Packages"),
-        now() - 60 * DAY,
+            .join("lib/apt/lists/deb.debian.org_debian_dists_bookworm_InRelease"),
+        now(),
     );
-    assert!(matches!(
+    assert_eq!(
         check(&r, 30, now()),
-        Outcome::Unsupported(d) if d.contains("last refreshed 60 days ago")
-    ));
-    // Stale lists that still show security updates: those are real.
-    script(&r, "apt-get", &format!("cat <<'EOF'\n{APT_SECURITY}EOF"));
-    assert!(matches!(check(&r, 30, now()), Outcome::Fail(_)));
+        Outcome::Pass(
+            "no security updates pending; package lists from 12 days ago; last package update 4 days ago, policy allows 30"
+                .into()
+        )
+    );
+    // Exactly as old as the policy allows still vouches; a day more does not.
+    touch(&list, now() - 30 * DAY);
+    fs::remove_file(r.var.join(
+        "lib/apt/lists/deb.debian.org_debian-security_dists_bookworm-security_main_binary-amd64_Packages.lz4",
+    ))
+    .unwrap();
+    assert!(
+        matches!(check(&r, 30, now()), Outcome::Pass(d) if d.contains("package lists from 30 days ago"))
+    );
+    touch(&list, now() - 31 * DAY);
+    assert!(
+        matches!(check(&r, 30, now()), Outcome::Unsupported(d) if d.contains("the package lists are 31 days old"))
+    );
+}
+
+/// A kernel security update needs a new package (the next ABI's image), so `upgrade` keeps
+/// it back and only `dist-upgrade` installs it.
+const APT_KEPT_BACK: &str = "Reading package lists...
+Building dependency tree...
+Reading state information...
+Calculating upgrade...
+The following packages have been kept back:
+  linux-image-amd64
+0 upgraded, 0 newly installed, 0 to remove and 1 not upgraded.
+";
+
+const APT_DIST_UPGRADE: &str = "Reading package lists...
+Building dependency tree...
+Reading state information...
+Calculating upgrade...
+The following NEW packages will be installed:
+  linux-image-6.1.0-28-amd64
+The following packages will be upgraded:
+  linux-image-amd64
+1 upgraded, 1 newly installed, 0 to remove and 0 not upgraded.
+Inst linux-image-6.1.0-28-amd64 (6.1.119-1 Debian-Security:12/stable-security [amd64])
+Inst linux-image-amd64 [6.1.115-1] (6.1.119-1 Debian-Security:12/stable-security [amd64])
+Conf linux-image-6.1.0-28-amd64 (6.1.119-1 Debian-Security:12/stable-security [amd64])
+Conf linux-image-amd64 (6.1.119-1 Debian-Security:12/stable-security [amd64])
+";
+
+#[test]
+fn kept_back_security_updates_are_pending() {
+    let (_t, r) = debian("2026-11-20 10:11:12");
+    let bin = r.bin_dir.as_ref().unwrap();
+    write(&bin.join("upgrade.out"), APT_KEPT_BACK);
+    write(&bin.join("dist-upgrade.out"), APT_DIST_UPGRADE);
+    // Like apt-get: a simulation of the verb given last, with the lock not taken.
+    script(
+        &r,
+        "apt-get",
+        &format!(
+            "[ \"$1 $2 $3\" = '-s -o Debug::NoLocking=1' ] || exit 100\ncat '{}/'\"$4\".out",
+            bin.display()
+        ),
+    );
+    assert_eq!(
+        check(&r, 30, now()),
+        Outcome::Fail(
+            "2 security updates pending (linux-image-6.1.0-28-amd64, linux-image-amd64); package lists from 1 day ago; \
+             last package update 4 days ago, policy allows 30"
+                .into()
+        )
+    );
 }
 
 #[test]
@@ -181,7 +276,7 @@ fn the_rotated_log_or_the_status_file_dates_the_last_update() {
     fs::remove_dir_all(r.var.join("log")).unwrap();
     assert!(matches!(
         check(&r, 30, now()),
-        Outcome::Fail(d) if d == "last package update 400 days ago, policy allows 30"
+        Outcome::Fail(d) if d == "package lists from 1 day ago; last package update 400 days ago, policy allows 30"
     ));
     assert_eq!(
         newest_dpkg_change(
