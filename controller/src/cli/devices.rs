@@ -88,7 +88,7 @@ pub enum DeviceCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Retire a device being discarded or reused: messaging wipe with a verified receipt, agent state destroyed, certificate revoked; the record stays as "retired"
+    /// Retire a device being discarded or reused: messaging wipe with a verified receipt, agent state destroyed, certificate revoked; the record stays as "retired". If the wipe fails, the device stays active and retire can be run again
     Retire {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,

@@ -263,7 +263,7 @@ impl Policy {
             return Err(PolicyError {
                 field: "wipe_grace_seconds",
                 value: grace.to_string(),
-                allowed: "1h to 365d, and required when a check's action is wipe".into(),
+                allowed: "1h to 365d (wardctl policy set --wipe-grace), and required when a check's action is wipe".into(),
             });
         }
         Ok(())
