@@ -128,7 +128,10 @@ async fn bad_command_requests_are_refused_and_store_nothing() {
             "k1",
             Code::InvalidArgument,
         ), // wipe without reason
-        ("not-a-uuid", wipe(), "x", "k2", Code::InvalidArgument),
+        // Not an id, and no device has that host name.
+        ("not-a-uuid", wipe(), "x", "k2", Code::NotFound),
+        // Neither an id nor a possible host name.
+        ("not a uuid!", wipe(), "x", "k2b", Code::InvalidArgument),
         (
             "6f1c2d3e-0000-4000-8000-000000000000",
             wipe(),

@@ -259,9 +259,12 @@ fn cli_errors_use_the_documented_exit_codes() {
     let controller = ControllerProcess::start(&tmp.path().join("controller"));
     let unknown = controller.ctl(&["device", "show", "6f1c2d3e-0000-4000-8000-000000000000"]);
     assert_eq!(unknown.status.code(), Some(3), "{}", stderr(&unknown));
-    let malformed = controller.ctl(&["device", "show", "not-a-uuid"]);
+    let malformed = controller.ctl(&["device", "show", "not a uuid!"]);
     assert_eq!(malformed.status.code(), Some(2));
     assert!(stderr(&malformed).contains("not a device id"));
+    let no_such_host = controller.ctl(&["device", "show", "not-a-uuid"]);
+    assert_eq!(no_such_host.status.code(), Some(3));
+    assert!(stderr(&no_such_host).contains("no device that is not retired has the host name"));
     let bad_user = controller.ctl(&["token", "create", "--user", "alice"]);
     assert_eq!(bad_user.status.code(), Some(2));
     let bad_ttl = controller.ctl(&["token", "create", "--user", "a@h.org", "--ttl", "soon"]);
