@@ -2,11 +2,12 @@
 //! block-device filesystems with their encryption, and the firewall state. Read under
 //! [`Roots`] like the checks; every string is cleaned and bounded.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 
-use crate::checks::{Roots, disk, firewall, packages};
+use crate::checks::disk::{self, Mount};
+use crate::checks::{Roots, firewall, packages};
 
 /// The longest value the controller accepts for a fact.
 const MAX_LEN: usize = 256;
@@ -122,17 +123,10 @@ fn memory_bytes(meminfo: &str) -> u64 {
         .map_or(0, |kib| kib.saturating_mul(1024))
 }
 
-struct Mount {
-    major_minor: String,
-    mount_point: PathBuf,
-    fs_type: String,
-    source: String,
-}
-
 fn filesystems(roots: &Roots, data_paths: &[&Path]) -> Vec<Filesystem> {
     let text = std::fs::read_to_string(roots.proc.join("self/mountinfo")).unwrap_or_default();
     let mut mounts: Vec<Mount> = Vec::new();
-    for mount in text.lines().filter_map(parse_mountinfo_line) {
+    for mount in disk::parse_mountinfo(&text) {
         if !on_block_device(roots, &mount) {
             continue;
         }
@@ -215,43 +209,6 @@ fn device_of(roots: &Roots, m: &Mount) -> Option<String> {
         return None;
     }
     read_dev(&class.join(name))
-}
-
-fn parse_mountinfo_line(line: &str) -> Option<Mount> {
-    let (left, right) = line.split_once(" - ")?;
-    let left: Vec<&str> = left.split(' ').collect();
-    let right: Vec<&str> = right.split(' ').collect();
-    Some(Mount {
-        major_minor: (*left.get(2)?).to_owned(),
-        mount_point: PathBuf::from(unescape(left.get(4)?)),
-        fs_type: (*right.first()?).to_owned(),
-        source: unescape(right.get(1)?),
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo` (octal).
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let code = (bytes[i] == b'\\')
-            .then(|| bytes.get(i + 1..i + 4))
-            .flatten()
-            .and_then(|digits| std::str::from_utf8(digits).ok())
-            .and_then(|digits| u8::from_str_radix(digits, 8).ok());
-        match code {
-            Some(c) => {
-                out.push(c);
-                i += 4;
-            }
-            None => {
-                out.push(bytes[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Strips control characters and bounds the length (as `facts::clean`), so odd host data

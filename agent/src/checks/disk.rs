@@ -6,13 +6,14 @@ use std::path::{Component, Path, PathBuf};
 
 use super::{Outcome, Roots};
 
+/// One line of `/proc/self/mountinfo`.
 #[derive(Debug, Clone)]
-struct Mount {
-    major_minor: String,
-    mount_point: PathBuf,
-    fs_type: String,
-    source: String,
-    super_options: String,
+pub(crate) struct Mount {
+    pub major_minor: String,
+    pub mount_point: PathBuf,
+    pub fs_type: String,
+    pub source: String,
+    pub super_options: String,
 }
 
 /// Checks every path; passes only if all of their filesystems are encrypted.
@@ -192,7 +193,7 @@ fn unescape(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn parse_mountinfo(text: &str) -> Vec<Mount> {
+pub(crate) fn parse_mountinfo(text: &str) -> Vec<Mount> {
     text.lines()
         .filter_map(|line| {
             let (left, right) = line.split_once(" - ")?;

@@ -4,6 +4,8 @@
 pub mod autolock;
 pub mod disk;
 pub mod firewall;
+#[cfg(test)]
+mod fixture;
 pub mod keyfile;
 pub mod packages;
 pub mod password;

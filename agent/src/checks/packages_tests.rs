@@ -1,26 +1,9 @@
 //! Fixture trees: dpkg status files, flatpak and snap directories, a fake `rpm`.
 
 use std::fs;
-use std::path::Path;
 
 use super::*;
-
-fn tree() -> (tempfile::TempDir, Roots) {
-    let tmp = tempfile::tempdir().unwrap();
-    let roots = Roots::under(tmp.path());
-    (tmp, roots)
-}
-
-fn write(path: &Path, text: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
-}
-
-fn script(roots: &Roots, name: &str, body: &str) {
-    let path = roots.bin_dir.as_ref().unwrap().join(name);
-    write(&path, &format!("#!/bin/sh\n{body}\n"));
-    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-}
+use crate::checks::fixture::{script, tree, write};
 
 const STATUS: &str = "\
 Package: telegram-desktop

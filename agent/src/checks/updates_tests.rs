@@ -6,23 +6,13 @@ use std::path::Path;
 use time::macros::datetime;
 
 use super::*;
+use crate::checks::fixture::{script, tree, write};
 
 const DAY: Duration = Duration::from_secs(86_400);
 
 /// 2026-11-25 00:00 UTC: "now" in every fixture.
 fn now() -> SystemTime {
     SystemTime::from(datetime!(2026-11-25 0:00 UTC))
-}
-
-fn tree() -> (tempfile::TempDir, Roots) {
-    let tmp = tempfile::tempdir().unwrap();
-    let roots = Roots::under(tmp.path());
-    (tmp, roots)
-}
-
-fn write(path: &Path, text: &str) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, text).unwrap();
 }
 
 fn touch(path: &Path, at: SystemTime) {
@@ -33,12 +23,6 @@ fn touch(path: &Path, at: SystemTime) {
         .unwrap()
         .set_modified(at)
         .unwrap();
-}
-
-fn script(roots: &Roots, name: &str, body: &str) {
-    let path = roots.bin_dir.as_ref().unwrap().join(name);
-    write(&path, &format!("#!/bin/sh\n{body}\n"));
-    fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
 }
 
 /// A Debian tree: status file, a dpkg.log whose last upgrade is `last_upgrade`, package
