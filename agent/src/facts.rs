@@ -3,7 +3,7 @@
 use ward_proto::v1::DeviceFacts;
 
 /// The longest value the controller accepts for a fact.
-const MAX_LEN: usize = 256;
+pub(crate) const MAX_LEN: usize = 256;
 
 pub fn collect() -> DeviceFacts {
     let (os_name, os_version) = os_release();
@@ -18,8 +18,8 @@ pub fn collect() -> DeviceFacts {
 }
 
 /// Strips control characters and bounds the length, so odd host data never makes the
-/// controller refuse a check-in.
-fn clean(value: &str) -> String {
+/// controller refuse a check-in. The inventory's texts are cleaned the same way.
+pub(crate) fn clean(value: &str) -> String {
     let mut out: String = value.trim().chars().filter(|c| !c.is_control()).collect();
     while out.len() > MAX_LEN {
         out.pop();

@@ -6,11 +6,10 @@ use std::path::{Component, Path};
 
 use serde::{Deserialize, Serialize};
 
+use crate::checks::Roots;
 use crate::checks::disk::{self, Mount};
-use crate::checks::{Roots, firewall, packages};
+use crate::facts::clean;
 
-/// The longest value the controller accepts for a fact.
-const MAX_LEN: usize = 256;
 /// At most this many filesystems are reported.
 const MAX_FILESYSTEMS: usize = 64;
 
@@ -67,16 +66,11 @@ pub struct Filesystem {
     pub encryption: String,
 }
 
-/// Reads the inventory. The filesystems holding `data_paths` are listed first, so the bound
-/// on the list never drops them.
-pub fn collect(roots: &Roots, data_paths: &[&Path]) -> Inventory {
-    let packages = packages::counts(roots);
-    collect_with(roots, data_paths, &packages, &firewall::state(roots))
-}
-
-/// [`collect`], with the package counts and firewall state the caller already read for the
-/// compliance checks (each costs a package-database read or a firewall-rules dump).
-pub fn collect_with(
+/// Reads the inventory, with the package counts and firewall state the caller already read
+/// for the compliance checks (each costs a package-database read or a firewall-rules dump).
+/// The filesystems holding `data_paths` are listed first, so the bound on the list never
+/// drops them.
+pub fn collect(
     roots: &Roots,
     data_paths: &[&Path],
     package_counts: &[(String, u32)],
@@ -211,21 +205,22 @@ fn device_of(roots: &Roots, m: &Mount) -> Option<String> {
     read_dev(&class.join(name))
 }
 
-/// Strips control characters and bounds the length (as `facts::clean`), so odd host data
-/// never makes the controller refuse a report.
-fn clean(value: &str) -> String {
-    let mut out: String = value.trim().chars().filter(|c| !c.is_control()).collect();
-    while out.len() > MAX_LEN {
-        out.pop();
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use std::fs;
 
     use super::*;
+
+    /// The inventory with its own package and firewall readings, as the agent takes them.
+    fn collect_all(roots: &Roots, data_paths: &[&Path]) -> Inventory {
+        let packages = crate::checks::packages::counts(roots);
+        collect(
+            roots,
+            data_paths,
+            &packages,
+            &crate::checks::firewall::state(roots),
+        )
+    }
 
     fn write(path: &Path, text: &str) {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -306,7 +301,7 @@ mod tests {
     #[test]
     fn inventory_from_fixture_trees() {
         let (_t, r) = fixture();
-        let inv = collect(&r, &[Path::new("/boot/efi/ward")]);
+        let inv = collect_all(&r, &[Path::new("/boot/efi/ward")]);
         let fs = |mount_point: &str, fs_type: &str, source: &str, encryption: &str| Filesystem {
             mount_point: mount_point.into(),
             fs_type: fs_type.into(),
@@ -347,11 +342,11 @@ mod tests {
             .collect();
         write(&r.proc.join("self/mountinfo"), &mountinfo);
         write(&r.sys.join("class/dmi/id/sys_vendor"), &"x".repeat(1000));
-        let inv = collect(&r, &[Path::new("/m99/data")]);
+        let inv = collect_all(&r, &[Path::new("/m99/data")]);
         assert_eq!(inv.filesystems.len(), MAX_FILESYSTEMS);
         assert_eq!(inv.filesystems[0].mount_point, "/m99");
         assert!(inv.filesystems.iter().all(|f| f.encryption == "unknown"));
-        assert_eq!(inv.hardware_vendor.len(), MAX_LEN);
+        assert_eq!(inv.hardware_vendor.len(), crate::facts::MAX_LEN);
         assert_eq!(
             (inv.hardware_model.as_str(), inv.cpu_count, inv.memory_bytes),
             ("", 0, 0)
@@ -361,7 +356,7 @@ mod tests {
 
     #[test]
     fn the_real_system_does_not_panic() {
-        let inv = collect(&Roots::default(), &[Path::new("/")]);
+        let inv = collect_all(&Roots::default(), &[Path::new("/")]);
         assert!(!inv.firewall.is_empty());
         println!("inventory of this system: {inv:#?}");
     }

@@ -212,7 +212,7 @@ impl Platform for LinuxPlatform {
 
     fn inventory(&self, data_paths: &[&Path]) -> Option<v1::Inventory> {
         let survey = self.survey();
-        let found = crate::inventory::collect_with(
+        let found = crate::inventory::collect(
             &self.roots,
             data_paths,
             &checks::packages::counts_of(&survey.packages),

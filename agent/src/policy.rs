@@ -69,11 +69,10 @@ impl From<v1::Policy> for AgentPolicy {
                 .check_actions
                 .into_iter()
                 .map(|a| {
-                    let action = match v1::EnforcementAction::try_from(a.action) {
-                        Ok(v1::EnforcementAction::Report) => "report",
-                        Ok(v1::EnforcementAction::Wipe) => "wipe",
+                    let action = match ward_proto::names::enforcement_action(a.action) {
                         // Unknown actions block: the stricter reading of a newer controller.
-                        _ => "block",
+                        "unknown" => "block",
+                        known => known,
                     };
                     (a.check, action.to_owned())
                 })

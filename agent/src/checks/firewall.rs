@@ -39,11 +39,14 @@ pub struct Assessment {
     pub state: String,
 }
 
+/// The check alone (the agent itself takes both answers from one [`assess`]).
+#[cfg(test)]
 pub fn check(roots: &Roots) -> Outcome {
     assess(roots).outcome
 }
 
-/// One line for the inventory; see [`Assessment::state`].
+/// The inventory line alone; see [`Assessment::state`].
+#[cfg(test)]
 pub fn state(roots: &Roots) -> String {
     assess(roots).state
 }

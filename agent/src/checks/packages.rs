@@ -72,7 +72,9 @@ pub fn installed(roots: &Roots) -> Installed {
     found
 }
 
-/// How many packages each readable manager has installed, for the inventory.
+/// How many packages each readable manager has installed (the agent itself reads the
+/// databases once for the check and the inventory: [`counts_of`]).
+#[cfg(test)]
 pub fn counts(roots: &Roots) -> Vec<(String, u32)> {
     counts_of(&installed(roots))
 }
@@ -93,6 +95,7 @@ pub fn counts_of(installed: &Installed) -> Vec<(String, u32)> {
 
 /// Fails when a package named in `denylist` (exact name, ASCII case-insensitive) is
 /// installed by any manager.
+#[cfg(test)]
 pub fn check(roots: &Roots, denylist: &[String]) -> Outcome {
     if forbidden(denylist).is_empty() {
         // Nothing to look for: the databases are not read.

@@ -9,9 +9,7 @@ use super::audit::CONTROLLER;
 use super::commands::Issuer;
 use super::{App, AppError};
 use crate::core::posture::{self, Step, next_enforcement, wipes_due};
-use crate::core::{
-    CheckStatus, CommandKind, Compliance, Device, Inventory, StoredPolicy, Timestamp, WipeScope,
-};
+use crate::core::{CommandKind, Compliance, Device, Inventory, StoredPolicy, Timestamp, WipeScope};
 use crate::store::PostureField;
 
 impl App {
@@ -60,18 +58,7 @@ impl App {
             )
             .await?;
         }
-        // A wipe needs a definite failure, reported against the policy in force: a check the
-        // device could not make, did not report, or judged against an older policy blocks
-        // the key but never destroys data.
-        let current = compliance.policy_revision == policy.revision;
-        let definite = |check: &str| {
-            compliance
-                .checks
-                .iter()
-                .any(|c| c.name == check && c.status == CheckStatus::Fail)
-        };
-        let due: Vec<_> = wipes_due(&next, now)
-            .filter(|e| current && definite(&e.check))
+        let due: Vec<_> = wipes_due(&next, compliance, policy.revision, now)
             .cloned()
             .collect();
         for failure in due {

@@ -9,8 +9,20 @@ use super::device_view::{DeviceView, print_device};
 use super::error::CliError;
 use super::output::{OutputFormat, print_json};
 
-/// What the three calls return: the device, and the command that carries the change to it.
-fn print_result(response: v1::DeviceCommandResponse, output: OutputFormat) -> Result<(), CliError> {
+/// What the three calls return: the device, and the command that carries the change to it;
+/// for people, `note` (given the command's id and state) first says what happens next.
+fn print_result(
+    response: v1::DeviceCommandResponse,
+    output: OutputFormat,
+    note: impl Fn(&str, &str) -> String,
+) -> Result<(), CliError> {
+    if output == OutputFormat::Table {
+        let command = response.command.clone().unwrap_or_default();
+        eprintln!(
+            "{}",
+            note(&command.id, ward_proto::names::command_state(command.state))
+        );
+    }
     let device = DeviceView::from(response.device.unwrap_or_default());
     let command = CommandView::from(response.command.unwrap_or_default());
     match output {
@@ -26,7 +38,9 @@ fn print_result(response: v1::DeviceCommandResponse, output: OutputFormat) -> Re
     }
 }
 
-fn require_reason(reason: &str, what: &str) -> Result<(), CliError> {
+/// Refuses an empty `--reason` before anything is sent: every state-changing device command
+/// records why.
+pub(super) fn require_reason(reason: &str, what: &str) -> Result<(), CliError> {
     if reason.trim().is_empty() {
         return Err(CliError::usage(format!(
             "--reason must not be empty: say why the device is {what}"
@@ -50,16 +64,12 @@ pub async fn disable(
         })
         .await?
         .into_inner();
-    if output == OutputFormat::Table {
-        let command = response.command.clone().unwrap_or_default();
-        eprintln!(
-            "Device disabled: the agent withholds the messaging key once it runs command {} \
-             (now {}); the data stays. `wardctl device enable` undoes it.",
-            command.id,
-            ward_proto::names::command_state(command.state)
-        );
-    }
-    print_result(response, output)
+    print_result(response, output, |id, state| {
+        format!(
+            "Device disabled: the agent withholds the messaging key once it runs command {id} \
+             (now {state}); the data stays. `wardctl device enable` undoes it."
+        )
+    })
 }
 
 pub async fn enable(
@@ -76,15 +86,12 @@ pub async fn enable(
         })
         .await?
         .into_inner();
-    if output == OutputFormat::Table {
-        let command = response.command.clone().unwrap_or_default();
-        eprintln!(
-            "Device enabled: the agent hands out the messaging key again once it runs command {} (now {}).",
-            command.id,
-            ward_proto::names::command_state(command.state)
-        );
-    }
-    print_result(response, output)
+    print_result(response, output, |id, state| {
+        format!(
+            "Device enabled: the agent hands out the messaging key again once it runs command \
+             {id} (now {state})."
+        )
+    })
 }
 
 pub async fn retire(
@@ -118,14 +125,10 @@ pub async fn retire(
         }
         return wait_for(&mut client, &command.id, timeout, output).await;
     }
-    if output == OutputFormat::Table {
-        eprintln!(
-            "Retiring: command {} is {}; the device shows as retired once its wipe receipt is \
-             verified. Follow it with `wardctl command show {}`.",
-            command.id,
-            ward_proto::names::command_state(command.state),
-            command.id
-        );
-    }
-    print_result(response, output)
+    print_result(response, output, |id, state| {
+        format!(
+            "Retiring: command {id} is {state}; the device shows as retired once its wipe \
+             receipt is verified. Follow it with `wardctl command show {id}`."
+        )
+    })
 }

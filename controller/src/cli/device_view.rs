@@ -88,15 +88,6 @@ struct FilesystemView {
     encryption: String,
 }
 
-fn action_name(action: i32) -> &'static str {
-    match v1::EnforcementAction::try_from(action) {
-        Ok(v1::EnforcementAction::Report) => "report",
-        Ok(v1::EnforcementAction::Block) => "block",
-        Ok(v1::EnforcementAction::Wipe) => "wipe",
-        _ => "unknown",
-    }
-}
-
 impl From<v1::Inventory> for InventoryView {
     fn from(i: v1::Inventory) -> Self {
         Self {
@@ -213,7 +204,7 @@ impl From<v1::Device> for DeviceView {
                 .enforcement
                 .into_iter()
                 .map(|e| EnforcementView {
-                    action: action_name(e.action),
+                    action: ward_proto::names::enforcement_action(e.action),
                     failing_since: optional_time(e.failing_since_unix_ms),
                     action_since: optional_time(e.action_since_unix_ms),
                     wipe_due: optional_time(e.wipe_due_unix_ms),

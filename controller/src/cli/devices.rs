@@ -6,6 +6,7 @@ use ward_proto::v1::{self, GetDeviceRequest, ListDevicesRequest};
 use super::ConnectArgs;
 use super::commands::{CommandView, print_command};
 use super::connect::admin_client;
+use super::device_lifecycle::require_reason;
 use super::device_view::{DeviceView, or_dash, print_device};
 use super::error::CliError;
 use super::output::{OutputFormat, print_json, table};
@@ -208,11 +209,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             reason,
             issue: args,
         } => {
-            if reason.trim().is_empty() {
-                return Err(CliError::usage(
-                    "--reason must not be empty: say why the device is wiped",
-                ));
-            }
+            require_reason(&reason, "wiped")?;
             let scope = match scope.as_str() {
                 "full" => v1::WipeScope::Full,
                 _ => v1::WipeScope::Messaging,
@@ -301,11 +298,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             reason,
             connect,
         } => {
-            if reason.trim().is_empty() {
-                return Err(CliError::usage(
-                    "--reason must not be empty: say why the device is lost",
-                ));
-            }
+            require_reason(&reason, "lost")?;
             let mut client = admin_client(&connect).await?;
             let resp = client
                 .mark_lost(v1::MarkLostRequest {

@@ -206,14 +206,6 @@ struct PolicyView {
     wipe_grace_seconds: u64,
 }
 
-fn action_name(action: i32) -> &'static str {
-    match v1::EnforcementAction::try_from(action) {
-        Ok(v1::EnforcementAction::Report) => "report",
-        Ok(v1::EnforcementAction::Wipe) => "wipe",
-        _ => "block",
-    }
-}
-
 impl From<v1::Policy> for PolicyView {
     fn from(p: v1::Policy) -> Self {
         Self {
@@ -238,7 +230,7 @@ impl From<v1::Policy> for PolicyView {
                         .check_actions
                         .iter()
                         .find(|a| a.check == *check)
-                        .map_or("block", |a| action_name(a.action));
+                        .map_or("block", |a| ward_proto::names::enforcement_action(a.action));
                     ((*check).to_owned(), action)
                 })
                 .collect(),

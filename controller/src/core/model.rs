@@ -98,11 +98,23 @@ pub struct DeviceFacts {
 /// The longest value a device fact may have.
 pub const MAX_FACT_LEN: usize = 256;
 
+/// A text a device reports (a fact, an inventory entry): at most `max` bytes, no control
+/// characters; else why not.
+pub fn printable_within(value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        Err(format!("longer than {max} bytes"))
+    } else if value.chars().any(char::is_control) {
+        Err("contains control characters".into())
+    } else {
+        Ok(())
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("device fact {field} is invalid: {why}")]
 pub struct DeviceFactsError {
     pub field: &'static str,
-    pub why: &'static str,
+    pub why: String,
 }
 
 impl DeviceFacts {
@@ -116,18 +128,7 @@ impl DeviceFacts {
             ("arch", &self.arch),
             ("agent_version", &self.agent_version),
         ] {
-            if value.len() > MAX_FACT_LEN {
-                return Err(DeviceFactsError {
-                    field,
-                    why: "longer than 256 bytes",
-                });
-            }
-            if value.chars().any(char::is_control) {
-                return Err(DeviceFactsError {
-                    field,
-                    why: "contains control characters",
-                });
-            }
+            printable_within(value, MAX_FACT_LEN).map_err(|why| DeviceFactsError { field, why })?;
         }
         Ok(())
     }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::{CommandId, Compliance, EnforcementAction, Policy, Timestamp};
+use super::model::printable_within;
+use super::{CheckStatus, CommandId, Compliance, EnforcementAction, Policy, Timestamp};
 
 /// What the device is, as far as it can tell. Empty strings and zeros are "unknown".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -52,19 +53,7 @@ impl Inventory {
     /// Every text bounded and printable, lists bounded, encryption states known.
     pub fn validate(&self) -> Result<(), InventoryError> {
         let text = |field: &'static str, value: &str| {
-            if value.len() > MAX_INVENTORY_TEXT {
-                Err(InventoryError {
-                    field,
-                    why: format!("longer than {MAX_INVENTORY_TEXT} bytes"),
-                })
-            } else if value.chars().any(char::is_control) {
-                Err(InventoryError {
-                    field,
-                    why: "contains control characters".into(),
-                })
-            } else {
-                Ok(())
-            }
+            printable_within(value, MAX_INVENTORY_TEXT).map_err(|why| InventoryError { field, why })
         };
         text("hardware_vendor", &self.hardware_vendor)?;
         text("hardware_model", &self.hardware_model)?;
@@ -97,10 +86,6 @@ impl Inventory {
             }
         }
         Ok(())
-    }
-
-    pub fn package_total(&self) -> u64 {
-        self.packages.iter().map(|p| u64::from(p.count)).sum()
     }
 }
 
@@ -207,10 +192,25 @@ pub fn next_enforcement(
     (next, steps)
 }
 
-/// The failing checks whose wipe is due at `now` and not yet issued.
-pub fn wipes_due(state: &[Enforcement], now: Timestamp) -> impl Iterator<Item = &Enforcement> {
+/// The failing checks whose wipe is due at `now` and not yet issued. A wipe needs a definite
+/// failure in `report`, judged against the policy in force (`revision`): a check the device
+/// could not make, did not report, or judged against an older policy blocks the key but never
+/// destroys data.
+pub fn wipes_due<'a>(
+    state: &'a [Enforcement],
+    report: &'a Compliance,
+    revision: u64,
+    now: Timestamp,
+) -> impl Iterator<Item = &'a Enforcement> {
+    let current = report.policy_revision == revision;
     state.iter().filter(move |e| {
-        e.action == EnforcementAction::Wipe
+        let definite = report
+            .checks
+            .iter()
+            .any(|c| c.name == e.check && c.status == CheckStatus::Fail);
+        current
+            && definite
+            && e.action == EnforcementAction::Wipe
             && e.wipe_command.is_none()
             && e.wipe_due.is_some_and(|due| due <= now.unix_ms())
     })
@@ -295,21 +295,37 @@ mod tests {
             }]
         );
         assert_eq!(s2[0].failing_since, t0);
-        assert_eq!(wipes_due(&s2, Timestamp::from_unix_ms(t1)).count(), 0);
+        let r1 = report(&p, &[CHECK_FIREWALL], t1);
+        assert_eq!(
+            wipes_due(&s2, &r1, 1, Timestamp::from_unix_ms(t1)).count(),
+            0
+        );
         let t2 = t0 + 3_600_000;
-        let mut s3 = next_enforcement(
-            &s2,
-            &report(&p, &[CHECK_FIREWALL], t2),
-            &p,
-            Timestamp::from_unix_ms(t2),
-        )
-        .0;
-        let due: Vec<_> = wipes_due(&s3, Timestamp::from_unix_ms(t2))
+        let r2 = report(&p, &[CHECK_FIREWALL], t2);
+        let mut s3 = next_enforcement(&s2, &r2, &p, Timestamp::from_unix_ms(t2)).0;
+        let due: Vec<_> = wipes_due(&s3, &r2, 1, Timestamp::from_unix_ms(t2))
             .cloned()
             .collect();
         assert_eq!(due.len(), 1);
+        // The same failure judged against an older policy, or not definite: no wipe.
+        assert_eq!(
+            wipes_due(&s3, &r2, 2, Timestamp::from_unix_ms(t2)).count(),
+            0
+        );
+        let mut unsure = r2.clone();
+        unsure
+            .checks
+            .iter_mut()
+            .for_each(|c| c.status = CheckStatus::Unsupported);
+        assert_eq!(
+            wipes_due(&s3, &unsure, 1, Timestamp::from_unix_ms(t2)).count(),
+            0
+        );
         mark_wipe_issued(&mut s3, CHECK_FIREWALL, CommandId::new_random());
-        assert_eq!(wipes_due(&s3, Timestamp::from_unix_ms(t2 + 1)).count(), 0);
+        assert_eq!(
+            wipes_due(&s3, &r2, 1, Timestamp::from_unix_ms(t2 + 1)).count(),
+            0
+        );
         // Switching a long-failing check to wipe gives the whole grace from the switch.
         let mut p2 = policy();
         p2.check_actions
