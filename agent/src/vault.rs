@@ -219,10 +219,10 @@ impl Vault {
         }
         if journal.step < WipeStep::FilesRemoved {
             if journal.found.is_none() {
-                journal.found = Some(inventory(&self.dir)?);
+                journal.found = Some(walk(&self.dir, Walk::Count)?);
                 self.write_journal(&journal)?;
             }
-            let (files, bytes) = remove_contents(&self.dir)?;
+            let (files, bytes) = walk(&self.dir, Walk::Destroy)?;
             let (found_files, found_bytes) = journal.found.unwrap_or_default();
             // Files the app wrote during the wipe are removed too, and counted.
             journal.files_removed = found_files.max(journal.files_removed + files);
@@ -249,9 +249,19 @@ impl Vault {
     }
 }
 
-/// Overwrites and deletes everything under `dir` (never following symbolic links), keeping
-/// `dir` itself. Returns (files, bytes) removed.
-fn remove_contents(dir: &Path) -> Result<(u64, u64), VaultError> {
+/// What [`walk`] does with each file it counts.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Walk {
+    /// Count only.
+    Count,
+    /// Overwrite and delete, keeping `dir` itself.
+    Destroy,
+}
+
+/// Counts (files, bytes) under `dir`, never following symbolic links (a link counts as a file:
+/// destroying removes the link itself), and with [`Walk::Destroy`] overwrites and deletes each
+/// one as it goes.
+fn walk(dir: &Path, how: Walk) -> Result<(u64, u64), VaultError> {
     let mut files = 0;
     let mut bytes = 0;
     let entries = match std::fs::read_dir(dir) {
@@ -263,48 +273,27 @@ fn remove_contents(dir: &Path) -> Result<(u64, u64), VaultError> {
         let path = entry.map_err(|e| io(dir, e))?.path();
         let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
         if meta.is_dir() {
-            let (f, b) = remove_contents(&path)?;
+            let (f, b) = walk(&path, how)?;
             files += f;
             bytes += b;
-            std::fs::remove_dir(&path).map_err(|e| io(&path, e))?;
-        } else {
-            if meta.is_file() {
-                bytes += meta.len();
+            if how == Walk::Destroy {
+                std::fs::remove_dir(&path).map_err(|e| io(&path, e))?;
             }
+            continue;
+        }
+        if meta.is_file() {
+            bytes += meta.len();
+        }
+        files += 1;
+        if how == Walk::Destroy {
             destroy_file(&path).map_err(|e| io(&path, e))?;
-            files += 1;
             fail::fail_point!("vault-after-file-removed");
         }
     }
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| io(dir, e))?;
-    Ok((files, bytes))
-}
-
-/// Counts (files, bytes) under `dir`, never following symbolic links (a link counts as a file,
-/// as [`remove_contents`] removes the link itself).
-fn inventory(dir: &Path) -> Result<(u64, u64), VaultError> {
-    let mut files = 0;
-    let mut bytes = 0;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(io(dir, e)),
-    };
-    for entry in entries {
-        let path = entry.map_err(|e| io(dir, e))?.path();
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
-        if meta.is_dir() {
-            let (f, b) = inventory(&path)?;
-            files += f;
-            bytes += b;
-        } else {
-            if meta.is_file() {
-                bytes += meta.len();
-            }
-            files += 1;
-        }
+    if how == Walk::Destroy {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io(dir, e))?;
     }
     Ok((files, bytes))
 }
