@@ -239,6 +239,9 @@ fn retire_wipes_with_a_receipt_destroys_the_agent_and_frees_the_host_name() {
         Some(show(&controller, &device.device_id)).filter(|d| d["state"] == "retired")
     });
     assert_eq!(record["id"], device.device_id.as_str());
+    // The record keeps its proof: the retire command with its verified receipt.
+    assert_eq!(record["retirement"]["id"], retire_id.as_str());
+    assert_eq!(record["retirement"]["receipt"]["verified"], true);
     assert!(
         device.canary_files().is_empty(),
         "canary survived: {:?}",

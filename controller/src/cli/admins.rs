@@ -39,8 +39,8 @@ pub enum AdminCommand {
         /// Certificate lifetime [default: 90d]
         #[arg(long, value_parser = super::parse_duration, value_name = "DURATION")]
         lifetime: Option<Duration>,
-        /// Read the new bundle's passphrase from the first line of FILE (not readable by every
-        /// user) instead of asking on the terminal
+        /// Read the new bundle's passphrase (at least 12 characters) from the first line of FILE
+        /// (not readable by every user) instead of asking on the terminal
         #[arg(long, value_name = "FILE", conflicts_with = "no_passphrase")]
         passphrase_file: Option<PathBuf>,
         /// Leave the key unencrypted, for automation whose secret store already guards the file

@@ -40,6 +40,9 @@ pub(super) struct DeviceView {
     enforcement: Vec<EnforcementView>,
     /// The last inventory the agent reported (null until it reports one).
     inventory: Option<InventoryView>,
+    /// For a retired device (`device show`): the retire command, with its verified receipt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retirement: Option<super::commands::CommandView>,
 }
 
 #[derive(Serialize)]
@@ -213,6 +216,7 @@ impl From<v1::Device> for DeviceView {
                 })
                 .collect(),
             inventory: d.inventory.map(InventoryView::from),
+            retirement: None,
             id: d.id,
             user: d.user,
             hostname: facts.hostname,
@@ -296,6 +300,23 @@ pub(super) fn print_device(d: &DeviceView, output: OutputFormat) -> Result<(), C
                 ));
             }
             posture_fields(d, &mut fields);
+            if let Some(r) = &d.retirement {
+                fields.push((
+                    "retired",
+                    format!(
+                        "{} by {} (command {}): {}; receipt {}",
+                        r.finished_at.as_deref().unwrap_or("?"),
+                        r.created_by,
+                        r.id,
+                        r.reason,
+                        match &r.receipt {
+                            Some(receipt) if receipt.verified => "verified",
+                            Some(_) => "NOT verified",
+                            None => "missing",
+                        }
+                    ),
+                ));
+            }
             print_fields(&fields);
             Ok(())
         }

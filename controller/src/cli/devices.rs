@@ -345,11 +345,26 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
         }
         DeviceCommand::Show { device, connect } => {
             let mut client = admin_client(&connect).await?;
-            let d: DeviceView = client
+            let mut d: DeviceView = client
                 .get_device(GetDeviceRequest { device_id: device })
                 .await?
                 .into_inner()
                 .into();
+            if d.state == "retired" {
+                // The record keeps its proof: the retire command and its receipt.
+                d.retirement = client
+                    .list_commands(v1::ListCommandsRequest {
+                        device_id: d.id.clone(),
+                        state: v1::CommandState::Succeeded as i32,
+                        limit: 0,
+                    })
+                    .await?
+                    .into_inner()
+                    .commands
+                    .into_iter()
+                    .find(|c| c.kind == "retire")
+                    .map(CommandView::from);
+            }
             print_device(&d, output)
         }
     }

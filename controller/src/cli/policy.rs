@@ -84,10 +84,13 @@ pub struct PostureArgs {
     /// Agents older than this version fail the agent_version check, e.g. 0.2.0 ("none": no rule)
     #[arg(long, value_name = "VERSION")]
     min_agent_version: Option<String>,
-    /// What a failing check leads to: CHECK=report|block|wipe (default block); repeatable
+    /// What a failing check leads to: CHECK=report|block|wipe (default block); repeatable. CHECK:
+    /// disk_encryption, password_rules, auto_lock, firewall, forbidden_packages, os_updates,
+    /// agent_version
     #[arg(long = "action", value_parser = check_action, value_name = "CHECK=ACTION")]
     actions: Vec<v1::CheckAction>,
-    /// How long a check whose action is wipe may fail before the messaging data is wiped, e.g. 24h
+    /// How long a check whose action is wipe may fail before the messaging data is wiped: 1h to
+    /// 365d, e.g. 72h (required once any action is wipe)
     #[arg(long, value_parser = seconds_u64, value_name = "DURATION")]
     wipe_grace: Option<u64>,
 }
