@@ -13,12 +13,17 @@ use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A machine whose root filesystem is on LUKS, with no desktop settings.
+/// A machine whose root filesystem is on LUKS, without swap, with no desktop settings.
 fn fixture_roots(root: &Path) {
     std::fs::create_dir_all(root.join("proc/self")).unwrap();
     std::fs::write(
         root.join("proc/self/mountinfo"),
         "25 1 253:0 / / rw - ext4 /dev/mapper/root rw\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("proc/swaps"),
+        "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
     )
     .unwrap();
     let dm = root.join("sys/class/block/dm-0");

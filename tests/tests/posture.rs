@@ -39,7 +39,8 @@ Version: 7.0.0
 ";
 const DPKG_INSTALLED: u64 = 3;
 
-/// A machine under `root`: the root filesystem on LUKS, /boot on a plain partition, a tmpfs
+/// A machine under `root`: the root filesystem on LUKS, /boot on a plain partition, a tmpfs,
+/// no swap
 /// (never a disk's data), dpkg and flatpak databases, hardware facts, and in its own program
 /// directory an `iptables-save` whose INPUT chain drops by default.
 fn fixture_roots(root: &Path) {
@@ -56,6 +57,11 @@ fn fixture_roots(root: &Path) {
         proc.join("cpuinfo"),
         "processor\t: 0\nmodel name\t: Ward Test CPU @ 2.0GHz\n\n\
          processor\t: 1\nmodel name\t: Ward Test CPU @ 2.0GHz\n",
+    )
+    .unwrap();
+    std::fs::write(
+        proc.join("swaps"),
+        "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
     )
     .unwrap();
     std::fs::write(
