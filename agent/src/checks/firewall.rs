@@ -1,7 +1,8 @@
 //! Whether a host firewall filters incoming traffic.
 //!
 //! The loaded rules decide whenever some can be read (that needs root, CAP_NET_ADMIN):
-//! `nft -j list ruleset` (or the text form with older nft) and `iptables-save -t filter`.
+//! `nft -j list ruleset` (or the text form with older nft), `iptables-save -t filter` and
+//! `ip6tables-save -t filter`.
 //! A base chain on the `input` hook filters when the path through it, following jumps and
 //! gotos, ends in an unconditional drop or reject (a rule that matches every packet that
 //! reaches it), or when nothing ends that path and the chain's policy is drop. Conditional
@@ -9,14 +10,20 @@
 //! an unconditional accept before any unconditional drop opens the path. firewalld and ufw
 //! only label the rules they created.
 //!
-//! When no ruleset can be read (the agent is not root, or neither tool is installed), two
-//! weaker signs count, and the detail says the rules themselves were not read:
+//! When no ruleset can be read (the agent is not root, or no tool is installed), two weaker
+//! signs count, and the detail says the rules themselves were not read (both cover IPv6:
+//! firewalld's table is `inet`, and ufw drops IPv6 even with `IPV6=no`):
 //!
 //! - a process whose `comm` is exactly `firewalld` with real uid 0 (an unprivileged user
 //!   cannot start a root process, so this cannot be spoofed by naming a program firewalld);
 //! - `ENABLED=yes` in `/etc/ufw/ufw.conf`: like other checks, then only the configuration.
 //!
-//! IPv6-only rules from `ip6tables` are not read.
+//! IPv4 and IPv6 are judged apart: an nftables chain of the `ip` family (and every
+//! `iptables` chain) filters IPv4 only, one of the `ip6` family (and every `ip6tables`
+//! chain) IPv6 only, and an `inet` chain both. The check passes only when both are filtered,
+//! or IPv4 is and the host has no IPv6 (no `/proc/net/if_inet6`, or `disable_ipv6` set on
+//! every interface and as the default for new ones). IPv6 left open fails; IPv6 rules that
+//! could not be read at all are "unsupported".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -54,71 +61,210 @@ pub fn state(roots: &Roots) -> String {
 pub fn assess(roots: &Roots) -> Assessment {
     let mut read = Vec::new();
     let mut unread = Vec::new();
-    for (tool, rules) in [("nftables", nft(roots)), ("iptables", iptables(roots))] {
+    for (tool, rules) in [
+        ("nftables", nft(roots)),
+        ("iptables", iptables(roots, "iptables-save", "ip")),
+        ("ip6tables", iptables(roots, "ip6tables-save", "ip6")),
+    ] {
         match rules {
             Ok(chains) => read.push((tool, chains)),
-            Err(why) => unread.push(why),
+            Err(why) => unread.push((tool, why)),
         }
     }
     let ufw_conf = roots.etc.join("ufw/ufw.conf");
     let ufw = ufw_enabled(&ufw_conf).then_some(ufw_conf.as_path());
     if read.is_empty() {
+        let unread: Vec<String> = unread.into_iter().map(|(_, why)| why).collect();
         without_rules(roots, &unread, ufw)
     } else {
-        from_rules(&read, &unread, ufw)
+        from_rules(&read, &unread, ufw, ipv6_off(roots).as_deref())
     }
 }
 
-/// Judged from the rules alone.
-fn from_rules(read: &[(&str, Vec<Chain>)], unread: &[String], ufw: Option<&Path>) -> Assessment {
-    let mut filtering = Vec::new();
-    let mut open = Vec::new();
+/// The address families a tool's rules or a chain's family cover: (IPv4, IPv6).
+fn families(family_or_tool: &str) -> (bool, bool) {
+    match family_or_tool {
+        "ip" | "iptables" => (true, false),
+        "ip6" | "ip6tables" => (false, true),
+        // nftables (the tool) can list chains of either.
+        "inet" | "nftables" => (true, true),
+        _ => (false, false),
+    }
+}
+
+/// Why this host receives no IPv6 traffic, or `None` when it may (or that cannot be told).
+fn ipv6_off(roots: &Roots) -> Option<String> {
+    let net = roots.proc.join("net");
+    if net.is_dir() && !net.join("if_inet6").exists() {
+        return Some(format!(
+            "the kernel has no IPv6 ({} does not exist)",
+            net.join("if_inet6").display()
+        ));
+    }
+    let conf = roots.proc.join("sys/net/ipv6/conf");
+    let values: Vec<String> = std::fs::read_dir(&conf)
+        .ok()?
+        .flatten()
+        .map(|e| {
+            std::fs::read_to_string(e.path().join("disable_ipv6"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    // "all" and "default" are entries too: new interfaces start disabled.
+    (!values.is_empty() && values.iter().all(|v| v == "1")).then(|| {
+        "IPv6 is disabled on every interface and for new ones (net.ipv6.conf.*.disable_ipv6 = 1)"
+            .to_owned()
+    })
+}
+
+/// What the rules say for one address family.
+#[derive(Default)]
+struct Family {
+    filtering: Vec<String>,
+    open: Vec<String>,
+    /// Some tool that can hold this family's rules was read.
+    seen: bool,
+}
+
+/// Judged from the rules alone, IPv4 and IPv6 apart.
+fn from_rules(
+    read: &[(&str, Vec<Chain>)],
+    unread: &[(&str, String)],
+    ufw: Option<&Path>,
+    ipv6_off: Option<&str>,
+) -> Assessment {
+    let (mut v4, mut v6) = (Family::default(), Family::default());
     let mut active = BTreeSet::new();
     let mut ufw_loaded = false;
     for (tool, chains) in read {
         ufw_loaded |= chains.iter().any(|c| c.name.starts_with("ufw"));
+        let (tool4, tool6) = families(tool);
+        v4.seen |= tool4;
+        v6.seen |= tool6;
         let bases = judge(chains);
         if bases.is_empty() {
-            open.push(format!("{tool} has no chain on the input hook"));
+            let text = format!("{tool} has no chain on the input hook");
+            for (covers, family) in [(tool4, &mut v4), (tool6, &mut v6)] {
+                if covers {
+                    family.open.push(text.clone());
+                }
+            }
         }
         for base in bases {
+            let text = format!("{tool}: {}", base.text);
+            let (base4, base6) = families(&base.family);
+            for (covers, family) in [(base4, &mut v4), (base6, &mut v6)] {
+                if !covers {
+                    continue;
+                }
+                if base.filtering {
+                    family.filtering.push(text.clone());
+                } else {
+                    family.open.push(text.clone());
+                }
+            }
             if base.filtering {
                 active.insert(*tool);
                 active.extend(base.creator);
-                filtering.push(format!("{tool}: {}", base.text));
-            } else {
-                open.push(format!("{tool}: {}", base.text));
             }
         }
     }
-    if !filtering.is_empty() {
+    let mut filtering: Vec<String> = Vec::new();
+    for text in v4.filtering.iter().chain(&v6.filtering) {
+        if !filtering.contains(text) {
+            filtering.push(text.clone());
+        }
+    }
+    let active = active.into_iter().collect::<Vec<_>>().join(", ");
+    let v6_done = !v6.filtering.is_empty() || ipv6_off.is_some();
+    if !v4.filtering.is_empty() && v6_done {
+        let mut detail = filtering.join("; ");
+        if let (Some(off), true) = (ipv6_off, v6.filtering.is_empty()) {
+            detail.push_str(&format!("; IPv6 needs no filtering: {off}"));
+        }
         return Assessment {
-            outcome: Outcome::Pass(filtering.join("; ")),
-            state: format!(
-                "active: {}",
-                active.into_iter().collect::<Vec<_>>().join(", ")
-            ),
+            outcome: Outcome::Pass(detail),
+            state: format!("active: {active}"),
         };
     }
-    if let Some(conf) = ufw
-        && !ufw_loaded
-    {
-        open.push(format!(
-            "ufw is enabled in {} but its rules are not loaded",
-            conf.display()
-        ));
-    }
-    let unread = if unread.is_empty() {
-        String::new()
-    } else {
-        format!("; not read: {}", unread.join("; "))
+    let unread_for = |ipv6: bool| {
+        let list: Vec<&str> = unread
+            .iter()
+            .filter(|(tool, _)| {
+                let (t4, t6) = families(tool);
+                if ipv6 { t6 } else { t4 }
+            })
+            .map(|(_, why)| why.as_str())
+            .collect();
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!("; not read: {}", list.join("; "))
+        }
     };
+    if v4.filtering.is_empty() {
+        let mut open = v4.open;
+        for text in v6.open {
+            if !open.contains(&text) {
+                open.push(text);
+            }
+        }
+        if let Some(conf) = ufw
+            && !ufw_loaded
+        {
+            open.push(format!(
+                "ufw is enabled in {} but its rules are not loaded",
+                conf.display()
+            ));
+        }
+        let (what, state) = if v6.filtering.is_empty() {
+            ("incoming traffic", "inactive".to_owned())
+        } else {
+            (
+                "incoming IPv4 traffic",
+                format!("active for IPv6 only: {active}"),
+            )
+        };
+        let also = if v6.filtering.is_empty() {
+            String::new()
+        } else {
+            format!(" (IPv6 is filtered: {})", v6.filtering.join("; "))
+        };
+        return Assessment {
+            outcome: Outcome::Fail(format!(
+                "no packet filtering of {what}{also}: {}{}",
+                open.join("; "),
+                unread_for(false)
+            )),
+            state,
+        };
+    }
+    // IPv4 is filtered; IPv6 is enabled and not.
+    let state = format!("active for IPv4 only: {active}");
+    if !v6.seen {
+        return Assessment {
+            outcome: Outcome::Unsupported(format!(
+                "IPv4 is filtered ({}), but no IPv6 rules could be read{}",
+                v4.filtering.join("; "),
+                unread_for(true)
+            )),
+            state,
+        };
+    }
     Assessment {
         outcome: Outcome::Fail(format!(
-            "no packet filtering of incoming traffic: {}{unread}",
-            open.join("; ")
+            "no packet filtering of incoming IPv6 traffic (IPv4 is filtered: {}): {}{}",
+            v4.filtering.join("; "),
+            if v6.open.is_empty() {
+                "no IPv6 chain on the input hook".to_owned()
+            } else {
+                v6.open.join("; ")
+            },
+            unread_for(true)
         )),
-        state: "inactive".into(),
+        state,
     }
 }
 
@@ -232,6 +378,8 @@ enum Verdict {
 
 /// What one base input chain does with incoming traffic.
 struct Judged {
+    /// The chain's family: "ip", "ip6" or "inet".
+    family: String,
     filtering: bool,
     /// "chain input (inet filter) hooks input with policy drop", or why it does not filter.
     text: String,
@@ -299,6 +447,7 @@ fn judge(chains: &[Chain]) -> Vec<Judged> {
                 format!("{text} (only conditional drops: {named})")
             };
             Judged {
+                family: base.family.clone(),
                 filtering,
                 text,
                 creator,
@@ -460,21 +609,22 @@ fn nft(roots: &Roots) -> Result<Vec<Chain>, String> {
     }
 }
 
-fn iptables(roots: &Roots) -> Result<Vec<Chain>, String> {
+/// `iptables-save` (family "ip") or `ip6tables-save` (family "ip6").
+fn iptables(roots: &Roots, program: &str, family: &str) -> Result<Vec<Chain>, String> {
     let ran = roots
-        .run("iptables-save", &["-t", "filter"], TIMEOUT, OUTPUT_LIMIT)
+        .run(program, &["-t", "filter"], TIMEOUT, OUTPUT_LIMIT)
         .map_err(|e| e.to_string())?;
     if ran.stderr.contains("Table does not exist") {
         // Read, and there is no filter table: nothing filters.
         return Ok(Vec::new());
     }
     if !ran.status.success() || (ran.stdout.trim().is_empty() && !ran.stderr.is_empty()) {
-        return Err(format!("iptables-save failed: {}", ran.failure()));
+        return Err(format!("{program} failed: {}", ran.failure()));
     }
     if ran.truncated {
-        return Err("iptables-save printed more than 8 MiB".into());
+        return Err(format!("{program} printed more than 8 MiB"));
     }
-    Ok(parse_iptables_save(&ran.stdout))
+    Ok(parse_iptables_save(&ran.stdout, family))
 }
 
 /// `nft -j list ruleset`; `None` when it is not nft's JSON.
@@ -781,8 +931,8 @@ fn text_rule(words: &[String]) -> Rule {
     rule
 }
 
-/// `iptables-save` output: the filter table's chains.
-fn parse_iptables_save(text: &str) -> Vec<Chain> {
+/// `iptables-save` or `ip6tables-save` output: the filter table's chains, of `family`.
+fn parse_iptables_save(text: &str, family: &str) -> Vec<Chain> {
     let mut chains: Vec<Chain> = Vec::new();
     let mut in_filter = false;
     for line in text.lines().map(str::trim) {
@@ -797,7 +947,7 @@ fn parse_iptables_save(text: &str) -> Vec<Chain> {
             let mut words = decl.split_whitespace();
             let name = words.next().unwrap_or_default().to_owned();
             chains.push(Chain {
-                family: "ip".into(),
+                family: family.into(),
                 table: "filter".into(),
                 hook: (name == "INPUT").then(|| "input".to_owned()),
                 policy: words
