@@ -34,7 +34,7 @@ pub enum CommandCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Show one command, with its wipe receipt and whether it verified
+    /// Show one command: its wipe receipt, whether it verified, and what it says was done
     Show {
         /// Command id (a UUID, as `command list` shows)
         id: String,
