@@ -149,23 +149,24 @@ pub(super) fn quality(
             .iter()
             .map(|files| lines.iter().map(|l| (*l, Quality::of(l, files))).collect())
             .collect();
-        let mut warn_only = Vec::new();
-        for (l, q) in per.iter().flatten().filter(|(_, q)| q.enforcing.value == 0) {
-            let text = format!(
-                "{} only warns (enforcing = 0 from {})",
-                l.describe(),
-                q.enforcing.from
-            );
-            if !warn_only.contains(&text) {
-                warn_only.push(text);
-            }
-        }
+        let warn_only = distinct(
+            per.iter()
+                .flatten()
+                .filter(|(_, q)| q.enforcing.value == 0)
+                .map(|(l, q)| {
+                    format!(
+                        "{} only warns (enforcing = 0 from {})",
+                        l.describe(),
+                        q.enforcing.from
+                    )
+                }),
+        );
         let per: Vec<Vec<&(&Line, Quality)>> = per
             .iter()
             .map(|r| r.iter().filter(|(_, q)| q.enforcing.value != 0).collect())
             .collect();
         if per.iter().any(Vec::is_empty) {
-            return vec![Found::Unmet(format!("{what}: {}", warn_only.join("; ")))];
+            return vec![Found::Unmet(format!("{what}: {warn_only}"))];
         }
         // A password must pass every enforcing line, so the strictest one decides, in every
         // reading.
@@ -179,23 +180,18 @@ pub(super) fn quality(
                 let shortest = all().map(|(_, q)| q.shortest()).max().unwrap_or(0);
                 found.push(Found::Met(format!("minimum length {shortest}")));
             } else {
-                let mut each: Vec<String> = Vec::new();
-                for (l, q) in all() {
-                    let text = format!(
+                let each = distinct(all().map(|(l, q)| {
+                    format!(
                         "{}: shortest accepted {} (minlen={} from {}{})",
                         l.describe(),
                         q.shortest(),
                         q.minlen.value,
                         q.minlen.from,
                         q.credits_text()
-                    );
-                    if !each.contains(&text) {
-                        each.push(text);
-                    }
-                }
+                    )
+                }));
                 found.push(Found::Unmet(format!(
-                    "minimum length: policy needs at least {required_len}; {}",
-                    each.join("; ")
+                    "minimum length: policy needs at least {required_len}; {each}"
                 )));
             }
         }
@@ -205,22 +201,17 @@ pub(super) fn quality(
                 let classes = all().map(|(_, q)| q.classes()).max().unwrap_or(0);
                 found.push(Found::Met(format!("character classes {classes}")));
             } else {
-                let mut each: Vec<String> = Vec::new();
-                for (l, q) in all() {
-                    let text = format!(
+                let each = distinct(all().map(|(l, q)| {
+                    format!(
                         "{}: {} (minclass={} from {})",
                         l.describe(),
                         q.classes(),
                         q.minclass.value,
                         q.minclass.from
-                    );
-                    if !each.contains(&text) {
-                        each.push(text);
-                    }
-                }
+                    )
+                }));
                 found.push(Found::Unmet(format!(
-                    "character classes: policy needs at least {required_classes}; {}",
-                    each.join("; ")
+                    "character classes: policy needs at least {required_classes}; {each}"
                 )));
             }
         }
@@ -270,4 +261,15 @@ pub(super) fn quality(
     }
     written.extend(changes);
     judge(&pwquality_readings(roots))
+}
+
+/// The texts, each once, in order, joined by "; " (two readings of the files often agree).
+fn distinct(texts: impl Iterator<Item = String>) -> String {
+    let mut kept: Vec<String> = Vec::new();
+    for text in texts {
+        if !kept.contains(&text) {
+            kept.push(text);
+        }
+    }
+    kept.join("; ")
 }
