@@ -11,7 +11,7 @@ use ward_controller::core::{
     CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId, Event,
     NewDevice, Policy, PolicyScope, Timestamp, TokenHash, TokenRecord, WipeScope,
 };
-use ward_controller::store::{AuditFilter, PgStore, Redemption, SqliteStore, Store};
+use ward_controller::store::{AuditFilter, Redemption, SqlStore, Store};
 use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
 
 struct Backend {
@@ -24,7 +24,7 @@ struct Backend {
 
 async fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("ward.db"))
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("ward.db"))
         .await
         .unwrap();
     let mut all = vec![Backend {
@@ -34,7 +34,7 @@ async fn backends() -> Vec<Backend> {
         _pg: None,
     }];
     if let Some(db) = fresh_database_async().await {
-        let store = PgStore::connect(&db.url).await.unwrap();
+        let store = SqlStore::connect_postgres(&db.url).await.unwrap();
         all.push(Backend {
             name: "postgres",
             store: Arc::new(store),

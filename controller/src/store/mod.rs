@@ -1,14 +1,12 @@
 //! Persistence behind one trait. SQLite is the embedded default; every implementation must
 //! commit before it returns, so an answer to a client is never ahead of the disk.
 
-mod postgres;
 mod rows;
-mod sqlite;
+mod sql;
 
 use async_trait::async_trait;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,

@@ -1,41 +1,40 @@
 //! The `audit_log` and `audit_head` tables.
 
+use sqlx::AnyConnection;
 use sqlx::Row;
-use sqlx::sqlite::SqlitePool;
 
 use crate::core::Timestamp;
 use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, entry_hash, head_message};
 use crate::store::rows::{self, corrupt, db};
 use crate::store::{AuditFilter, HeadSigner, HeadVerifier, StoreError};
 
+/// Appends `event` after the signed head and re-signs the head, in the caller's transaction.
 pub async fn append(
-    pool: &SqlitePool,
+    conn: &mut AnyConnection,
     event: &AuditEvent,
     at: Timestamp,
     sign: &HeadSigner<'_>,
     verify_head: &HeadVerifier<'_>,
 ) -> Result<AuditEntry, StoreError> {
-    let mut tx = pool.begin().await.map_err(db)?;
-    // Write first: this takes SQLite's write lock, so no other append reads the same tail.
+    // Write first: this takes SQLite's write lock or PostgreSQL's row lock on the head, so
+    // concurrent appends (on any replica) queue up and form one linear chain.
     sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-        .execute(&mut *tx)
+        .execute(&mut *conn)
         .await
         .map_err(db)?;
     // The signed head, not the table's last row, says where the chain ends: an entry appended
     // after rows were cut from the end still leaves the gap for `verify` to find.
-    let (head_seq, head_hash, head_signature): (i64, String, Vec<u8>) =
-        sqlx::query_as("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db)?;
-    let head_seq = u64::try_from(head_seq).map_err(|_| corrupt("negative audit head"))?;
+    let current = head(conn).await?;
     // A head the controller did not sign is never re-signed: the entry is still kept (nothing
     // is lost), but `verify` keeps reporting the tampering until someone looks.
-    let head_trusted =
-        head_seq == 0 || verify_head(&head_message(head_seq, &head_hash), &head_signature);
-    let (seq, prev_hash) = match head_seq {
+    let head_trusted = current.seq == 0
+        || verify_head(
+            &head_message(current.seq, &current.hash),
+            &current.signature,
+        );
+    let (seq, prev_hash) = match current.seq {
         0 => (1, GENESIS.to_owned()),
-        n => (n + 1, head_hash),
+        n => (n + 1, current.hash),
     };
     let details = event.details.to_string();
     let hash = entry_hash(
@@ -50,7 +49,7 @@ pub async fn append(
     let seq_db = i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))?;
     sqlx::query(
         "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(seq_db)
     .bind(at.unix_ms())
@@ -60,16 +59,16 @@ pub async fn append(
     .bind(&details)
     .bind(&prev_hash)
     .bind(&hash)
-    .execute(&mut *tx)
+    .execute(&mut *conn)
     .await
     .map_err(db)?;
     if head_trusted {
         let signature = sign(&head_message(seq, &hash));
-        sqlx::query("UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1")
+        sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
             .bind(seq_db)
             .bind(&hash)
             .bind(signature)
-            .execute(&mut *tx)
+            .execute(&mut *conn)
             .await
             .map_err(db)?;
     } else {
@@ -78,7 +77,6 @@ pub async fn append(
             "the audit head's signature does not verify: not re-signing it; run wardctl audit verify"
         );
     }
-    tx.commit().await.map_err(db)?;
     Ok(AuditEntry {
         seq,
         at,
@@ -91,28 +89,31 @@ pub async fn append(
     })
 }
 
-pub async fn list(pool: &SqlitePool, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+pub async fn list(
+    conn: &mut AnyConnection,
+    filter: &AuditFilter,
+) -> Result<Vec<AuditEntry>, StoreError> {
     let rows = sqlx::query(
         "SELECT * FROM audit_log
-         WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR target = ?3)
-           AND seq > ?4
+         WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR actor = $2)
+           AND ($3 IS NULL OR target = $3) AND seq > $4
          ORDER BY seq
-         LIMIT coalesce(?5, -1)",
+         LIMIT $5",
     )
     .bind(filter.since.map(Timestamp::unix_ms))
-    .bind(filter.actor.as_deref())
-    .bind(filter.target.as_deref())
+    .bind(filter.actor.clone())
+    .bind(filter.target.clone())
     .bind(i64::try_from(filter.after_seq.unwrap_or(0)).unwrap_or(i64::MAX))
-    .bind(filter.limit.map(i64::from))
-    .fetch_all(pool)
+    .bind(filter.limit.map_or(i64::MAX, i64::from))
+    .fetch_all(conn)
     .await
     .map_err(db)?;
     rows.iter().map(rows::audit_entry).collect()
 }
 
-pub async fn head(pool: &SqlitePool) -> Result<AuditHead, StoreError> {
+pub async fn head(conn: &mut AnyConnection) -> Result<AuditHead, StoreError> {
     let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
-        .fetch_one(pool)
+        .fetch_one(conn)
         .await
         .map_err(db)?;
     let seq: i64 = row.try_get("seq").map_err(db)?;
