@@ -6,16 +6,15 @@ use sqlx::Row;
 use crate::core::Timestamp;
 use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, entry_hash, head_message};
 use crate::store::rows::{self, corrupt, db};
-use crate::store::{AuditFilter, HeadSigner, HeadVerifier, StoreError};
+use crate::store::{AuditFilter, HeadKey, StoreError};
 
-/// Appends `event` after the signed head and re-signs the head, in the caller's transaction.
-pub async fn append(
+/// Appends `events` after the signed head, in order, and signs the new head once, in the
+/// caller's transaction.
+pub async fn append_all(
     conn: &mut AnyConnection,
-    event: &AuditEvent,
-    at: Timestamp,
-    sign: &HeadSigner<'_>,
-    verify_head: &HeadVerifier<'_>,
-) -> Result<AuditEntry, StoreError> {
+    events: &[(AuditEvent, Timestamp)],
+    key: &dyn HeadKey,
+) -> Result<Vec<AuditEntry>, StoreError> {
     // Write first: this takes SQLite's write lock or PostgreSQL's row lock on the head, so
     // concurrent appends (on any replica) queue up and form one linear chain.
     sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
@@ -25,48 +24,59 @@ pub async fn append(
     // The signed head, not the table's last row, says where the chain ends: an entry appended
     // after rows were cut from the end still leaves the gap for `verify` to find.
     let current = head(conn).await?;
-    // A head the controller did not sign is never re-signed: the entry is still kept (nothing
-    // is lost), but `verify` keeps reporting the tampering until someone looks.
+    // A head the controller did not sign is never re-signed: the entries are still kept
+    // (nothing is lost), but `verify` keeps reporting the tampering until someone looks.
     let head_trusted = current.seq == 0
-        || verify_head(
-            &head_message(current.seq, &current.hash),
-            &current.signature,
-        );
-    let (seq, prev_hash) = match current.seq {
-        0 => (1, GENESIS.to_owned()),
-        n => (n + 1, current.hash),
+        || key.verify(&head_message(current.seq, &current.hash), &current.signature);
+    let (mut seq, mut prev_hash) = match current.seq {
+        0 => (0, GENESIS.to_owned()),
+        n => (n, current.hash),
     };
-    let details = event.details.to_string();
-    let hash = entry_hash(
-        seq,
-        at,
-        &event.actor,
-        &event.action,
-        &event.target,
-        &details,
-        &prev_hash,
-    );
-    let seq_db = i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))?;
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-    )
-    .bind(seq_db)
-    .bind(at.unix_ms())
-    .bind(&event.actor)
-    .bind(&event.action)
-    .bind(&event.target)
-    .bind(&details)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
+    let mut appended = Vec::with_capacity(events.len());
+    for (event, at) in events {
+        seq += 1;
+        let details = event.details.to_string();
+        let hash = entry_hash(
+            seq,
+            *at,
+            &event.actor,
+            &event.action,
+            &event.target,
+            &details,
+            &prev_hash,
+        );
+        let seq_db = i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))?;
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(seq_db)
+        .bind(at.unix_ms())
+        .bind(&event.actor)
+        .bind(&event.action)
+        .bind(&event.target)
+        .bind(&details)
+        .bind(&prev_hash)
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await
+        .map_err(db)?;
+        appended.push(AuditEntry {
+            seq,
+            at: *at,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            target: event.target.clone(),
+            details,
+            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+            hash,
+        });
+    }
     if head_trusted {
-        let signature = sign(&head_message(seq, &hash));
+        let signature = key.sign(&head_message(seq, &prev_hash))?;
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")
-            .bind(seq_db)
-            .bind(&hash)
+            .bind(i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))?)
+            .bind(&prev_hash)
             .bind(signature)
             .execute(&mut *conn)
             .await
@@ -77,16 +87,7 @@ pub async fn append(
             "the audit head's signature does not verify: not re-signing it; run wardctl audit verify"
         );
     }
-    Ok(AuditEntry {
-        seq,
-        at,
-        actor: event.actor.clone(),
-        action: event.action.clone(),
-        target: event.target.clone(),
-        details,
-        prev_hash,
-        hash,
-    })
+    Ok(appended)
 }
 
 pub async fn list(

@@ -8,6 +8,7 @@ mod audit;
 mod certificates;
 mod commands;
 mod devices;
+mod engine;
 mod policies;
 mod postgres;
 mod sqlite;
@@ -25,13 +26,13 @@ use ward_certs::AdminName;
 pub use postgres::PgDurability;
 
 use super::{
-    Announcement, Announcements, AuditFilter, HeadSigner, HeadVerifier, PostureField, Redemption,
-    Store, StoreError,
+    Announcement, Announcements, AuditFilter, BatchSettings, HeadSigner, HeadVerifier, Store,
+    StoreError, Writer,
 };
 use crate::core::audit::{AuditEntry, AuditEvent, AuditHead};
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, OfflineWipe, Policy, PolicyScope, StoredPolicy, Timestamp,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device,
+    DeviceId, PolicyScope, StoredPolicy, Timestamp,
     TokenHash, TokenRecord, UserEmail,
 };
 use crate::store::rows::db;
@@ -60,11 +61,11 @@ pub struct SqlStore {
     backend: Backend,
     /// PostgreSQL: the connections that listen for and send replica announcements.
     notify: Option<sqlx::PgPool>,
-    /// SQLite lets one connection write at a time; a writer that finds the lock taken sleeps
-    /// in SQLite's busy handler (1 to 100 ms at a time), so under load a write could wait
-    /// hundreds of milliseconds for a lock that was free most of that time. This process's
-    /// writers queue here instead. PostgreSQL has row locks and needs no queue.
-    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Every change goes through here (group commit).
+    writer: Writer,
+    /// The audit appends that do not yet go through the writer queue here, so this process
+    /// never sleeps in SQLite's busy handler waiting for its own lock.
+    legacy: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqlStore {
@@ -72,24 +73,26 @@ impl SqlStore {
     /// migrations.
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         install_drivers();
-        Ok(Self {
-            pool: sqlite::open(path).await?,
-            backend: Backend::Sqlite,
-            notify: None,
-            writer: Arc::default(),
-        })
+        let pool = sqlite::open(path).await?;
+        Ok(Self::with_writer(pool, Backend::Sqlite, None))
     }
 
     /// Connects to the PostgreSQL database at `url` and applies pending migrations.
     pub async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
         install_drivers();
         let (pool, notify) = postgres::connect(url).await?;
-        Ok(Self {
+        Ok(Self::with_writer(pool, Backend::Postgres, Some(notify)))
+    }
+
+    fn with_writer(pool: AnyPool, backend: Backend, notify: Option<sqlx::PgPool>) -> Self {
+        let engine = engine::SqlEngine::new(pool.clone(), backend);
+        Self {
+            writer: Writer::start(engine, BatchSettings::default()),
             pool,
-            backend: Backend::Postgres,
-            notify: Some(notify),
-            writer: Arc::default(),
-        })
+            backend,
+            notify,
+            legacy: Arc::default(),
+        }
     }
 
     pub fn backend(&self) -> Backend {
@@ -110,6 +113,7 @@ impl SqlStore {
     }
 
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
         if let Some(notify) = &self.notify {
             notify.close().await;
@@ -123,7 +127,7 @@ impl SqlStore {
     /// A write transaction, holding this process's SQLite writer slot while it lives.
     async fn write(&self) -> Result<Write, StoreError> {
         let slot = match self.backend {
-            Backend::Sqlite => Some(Arc::clone(&self.writer).lock_owned().await),
+            Backend::Sqlite => Some(Arc::clone(&self.legacy).lock_owned().await),
             Backend::Postgres => None,
         };
         Ok(Write {
@@ -156,31 +160,14 @@ fn install_drivers() {
 
 #[async_trait]
 impl Store for SqlStore {
-    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
-        let mut w = self.write().await?;
-        tokens::insert(w.conn(), token).await?;
-        w.commit().await
+    fn writer(&self) -> &Writer {
+        &self.writer
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         tokens::find(&mut *self.read().await?, hash).await
     }
 
-    async fn redeem_token(
-        &self,
-        hash: &TokenHash,
-        now: Timestamp,
-        device: &NewDevice,
-    ) -> Result<Redemption, StoreError> {
-        let mut w = self.write().await?;
-        match tokens::redeem(w.conn(), hash, now, device).await? {
-            Some(user) => {
-                w.commit().await?;
-                Ok(Redemption::Enrolled { user })
-            }
-            None => tokens::refusal(w.conn(), hash, now).await,
-        }
-    }
 
     async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
         devices::get(&mut *self.read().await?, id).await
@@ -190,29 +177,7 @@ impl Store for SqlStore {
         devices::list(&mut *self.read().await?, user).await
     }
 
-    async fn record_check_in(
-        &self,
-        id: DeviceId,
-        facts: &DeviceFacts,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let mut w = self.write().await?;
-        let found = devices::record_check_in(w.conn(), id, facts, now).await?;
-        w.commit().await?;
-        Ok(found)
-    }
 
-    async fn insert_admin(
-        &self,
-        admin: &Admin,
-        certificate: &CertificateRecord,
-    ) -> Result<(), StoreError> {
-        let mut w = self.write().await?;
-        if !certificates::insert_admin(w.conn(), admin, certificate).await? {
-            return Err(StoreError::AlreadyExists(format!("admin {}", admin.name)));
-        }
-        w.commit().await
-    }
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
         certificates::get_admin(&mut *self.read().await?, name).await
@@ -226,12 +191,6 @@ impl Store for SqlStore {
         certificates::get(&mut *self.read().await?, serial).await
     }
 
-    async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError> {
-        let mut w = self.write().await?;
-        let inserted = commands::insert(w.conn(), command).await?;
-        w.commit().await?;
-        Ok(inserted)
-    }
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
         commands::get(&mut *self.read().await?, id).await
@@ -241,16 +200,6 @@ impl Store for SqlStore {
         commands::by_key(&mut *self.read().await?, idempotency_key).await
     }
 
-    async fn expire_unused_tokens(
-        &self,
-        user: &UserEmail,
-        now: Timestamp,
-    ) -> Result<u64, StoreError> {
-        let mut w = self.write().await?;
-        let expired = tokens::expire_unused(w.conn(), user, now).await?;
-        w.commit().await?;
-        Ok(expired)
-    }
 
     async fn list_commands(
         &self,
@@ -264,127 +213,23 @@ impl Store for SqlStore {
         commands::unfinished(&mut *self.read().await?, device).await
     }
 
-    async fn update_command(
-        &self,
-        expected: CommandState,
-        next: &Command,
-    ) -> Result<bool, StoreError> {
-        let mut w = self.write().await?;
-        let updated = commands::update(w.conn(), expected, next).await?;
-        w.commit().await?;
-        Ok(updated)
-    }
 
     async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
         policies::get(&mut *self.read().await?, scope).await
     }
 
-    async fn put_policy(
-        &self,
-        scope: &PolicyScope,
-        policy: &Policy,
-        updated_by: &str,
-        now: Timestamp,
-    ) -> Result<StoredPolicy, StoreError> {
-        let mut w = self.write().await?;
-        let stored = policies::put(w.conn(), self.backend, scope, policy, updated_by, now).await?;
-        w.commit().await?;
-        Ok(stored)
-    }
 
-    async fn delete_policy(&self, scope: &PolicyScope) -> Result<bool, StoreError> {
-        let mut w = self.write().await?;
-        let deleted = policies::delete(w.conn(), scope).await?;
-        w.commit().await?;
-        Ok(deleted)
-    }
 
-    async fn record_compliance(
-        &self,
-        device: DeviceId,
-        compliance: &Compliance,
-    ) -> Result<bool, StoreError> {
-        let mut w = self.write().await?;
-        let found = policies::record_compliance(w.conn(), device, compliance).await?;
-        w.commit().await?;
-        Ok(found)
-    }
 
-    async fn revoke_device(
-        &self,
-        device: DeviceId,
-        now: Timestamp,
-    ) -> Result<Option<Vec<String>>, StoreError> {
-        let mut w = self.write().await?;
-        let serials = devices::revoke(w.conn(), device, now).await?;
-        if serials.is_some() {
-            w.commit().await?;
-        }
-        Ok(serials)
-    }
 
-    async fn record_renewal(
-        &self,
-        device: DeviceId,
-        certificate: &CertificateRecord,
-        public_key_der: &[u8],
-    ) -> Result<(), StoreError> {
-        let mut w = self.write().await?;
-        devices::record_renewal(w.conn(), device, certificate, public_key_der).await?;
-        w.commit().await
-    }
 
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         certificates::revoked_serials(&mut *self.read().await?, now).await
     }
 
-    async fn set_device_posture(
-        &self,
-        device: DeviceId,
-        field: PostureField,
-        json: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let mut w = self.write().await?;
-        let found = devices::set_posture(w.conn(), device, field, json).await?;
-        w.commit().await?;
-        Ok(found)
-    }
 
-    async fn swap_device_posture(
-        &self,
-        device: DeviceId,
-        field: PostureField,
-        expected: Option<&str>,
-        json: Option<&str>,
-    ) -> Result<bool, StoreError> {
-        let mut w = self.write().await?;
-        let swapped = devices::swap_posture(w.conn(), device, field, expected, json).await?;
-        w.commit().await?;
-        Ok(swapped)
-    }
 
-    async fn set_device_state(
-        &self,
-        device: DeviceId,
-        state: DeviceState,
-    ) -> Result<bool, StoreError> {
-        let mut w = self.write().await?;
-        let found = devices::set_state(w.conn(), device, state).await?;
-        w.commit().await?;
-        Ok(found)
-    }
 
-    async fn record_offline_wipe(
-        &self,
-        device: DeviceId,
-        wipe: &OfflineWipe,
-        receipt: &ward_certs::receipt::SignedReceipt,
-    ) -> Result<bool, StoreError> {
-        let mut w = self.write().await?;
-        let found = devices::record_offline_wipe(w.conn(), device, wipe, receipt).await?;
-        w.commit().await?;
-        Ok(found)
-    }
 
     async fn append_audit(
         &self,
@@ -394,9 +239,12 @@ impl Store for SqlStore {
         verify_head: &HeadVerifier<'_>,
     ) -> Result<AuditEntry, StoreError> {
         let mut w = self.write().await?;
-        let entry = audit::append(w.conn(), event, at, sign, verify_head).await?;
+        let key = super::ClosureKey { sign, verify_head };
+        let mut entries = audit::append_all(w.conn(), &[(event.clone(), at)], &key).await?;
         w.commit().await?;
-        Ok(entry)
+        entries
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("an audit append returned no entry".into()))
     }
 
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {

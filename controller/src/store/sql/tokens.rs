@@ -5,7 +5,7 @@ use sqlx::AnyConnection;
 use super::devices;
 use crate::core::{NewDevice, Timestamp, TokenHash, TokenRecord, UserEmail};
 use crate::store::rows::{self, Columns, db};
-use crate::store::{Redemption, StoreError};
+use crate::store::StoreError;
 
 pub async fn insert(conn: &mut AnyConnection, token: &TokenRecord) -> Result<(), StoreError> {
     sqlx::query(
@@ -65,18 +65,6 @@ pub async fn redeem(
     let user: UserEmail = row.parsed("user_email")?;
     devices::insert(conn, device, &user, now).await?;
     Ok(Some(user))
-}
-
-/// Why a token could not be redeemed, read after the claim failed.
-pub async fn refusal(
-    conn: &mut AnyConnection,
-    hash: &TokenHash,
-    now: Timestamp,
-) -> Result<Redemption, StoreError> {
-    Ok(match find(conn, hash).await? {
-        None => Redemption::Unknown,
-        Some(token) => Redemption::Refused(token.status(now)),
-    })
 }
 
 pub async fn expire_unused(
