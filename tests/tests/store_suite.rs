@@ -1,4 +1,4 @@
-//! The store's behaviour, run against every backend: SQLite always, PostgreSQL when
+//! The store's behaviour, run against every backend: SQLite and memory always, PostgreSQL when
 //! `WARD_TEST_POSTGRES_URL` names a server (each test gets a fresh database there).
 //! `.ci/run` starts the local PostgreSQL and sets the variable; under CI a missing URL fails.
 
@@ -11,7 +11,7 @@ use ward_controller::core::{
     CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId, Event,
     NewDevice, Policy, PolicyScope, Timestamp, TokenHash, TokenRecord, WipeScope,
 };
-use ward_controller::store::{AuditFilter, Redemption, SqlStore, Store};
+use ward_controller::store::{AuditFilter, MemoryStore, Redemption, SqlStore, Store};
 use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
 
 struct Backend {
@@ -27,12 +27,20 @@ async fn backends() -> Vec<Backend> {
     let sqlite = SqlStore::open_sqlite(&dir.path().join("ward.db"))
         .await
         .unwrap();
-    let mut all = vec![Backend {
-        name: "sqlite",
-        store: Arc::new(sqlite),
-        _dir: Some(dir),
-        _pg: None,
-    }];
+    let mut all = vec![
+        Backend {
+            name: "sqlite",
+            store: Arc::new(sqlite),
+            _dir: Some(dir),
+            _pg: None,
+        },
+        Backend {
+            name: "memory",
+            store: Arc::new(MemoryStore::new()),
+            _dir: None,
+            _pg: None,
+        },
+    ];
     if let Some(db) = fresh_database_async().await {
         let store = SqlStore::connect_postgres(&db.url).await.unwrap();
         all.push(Backend {

@@ -1,6 +1,7 @@
 //! Persistence behind one trait. SQLite is the embedded default; every implementation must
 //! commit before it returns, so an answer to a client is never ahead of the disk.
 
+mod memory;
 mod rows;
 mod sql;
 pub mod tx;
@@ -9,6 +10,7 @@ pub mod writer;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
+pub use memory::MemoryStore;
 pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
 use crate::core::{

@@ -31,12 +31,10 @@ pub trait Tx: Send {
     async fn devices_of(&mut self, user: &UserEmail) -> Result<Vec<Device>, StoreError>;
     async fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
     async fn admin(&mut self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
-    async fn certificate(&mut self, serial: &str)
-    -> Result<Option<CertificateRecord>, StoreError>;
+    async fn certificate(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     async fn command(&mut self, id: CommandId) -> Result<Option<Command>, StoreError>;
     async fn command_by_key(&mut self, key: &str) -> Result<Option<Command>, StoreError>;
-    async fn unfinished_commands(&mut self, device: DeviceId)
-    -> Result<Vec<Command>, StoreError>;
+    async fn unfinished_commands(&mut self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
     async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError>;
 
     // ----- writes -----------------------------------------------------------------------
@@ -136,9 +134,8 @@ pub trait Tx: Send {
 
 /// A job as the writer holds it: its result and its own error are type-erased, so jobs of
 /// every kind share one queue.
-pub type Job = Box<
-    dyn for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<Erased, Erased>> + Send + Sync,
->;
+pub type Job =
+    Box<dyn for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<Erased, Erased>> + Send + Sync>;
 
 pub type Erased = Box<dyn std::any::Any + Send>;
 
@@ -173,9 +170,7 @@ where
         })
     });
     match writer.submit(erased, priority).await {
-        Ok(value) => Ok(*value
-            .downcast::<T>()
-            .map_err(|_| E::from(mismatch()))?),
+        Ok(value) => Ok(*value.downcast::<T>().map_err(|_| E::from(mismatch()))?),
         Err(Failure::Job(error)) => Err(*error.downcast::<E>().map_err(|_| E::from(mismatch()))?),
         Err(Failure::Store(error)) => Err(E::from(error)),
     }

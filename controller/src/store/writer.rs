@@ -240,7 +240,14 @@ async fn run(
         };
         let started = Instant::now();
         let mut batch = vec![first];
-        gather(&mut batch, &mut queues.high, &mut queues.sheddable, &settings, &stats).await;
+        gather(
+            &mut batch,
+            &mut queues.high,
+            &mut queues.sheddable,
+            &settings,
+            &stats,
+        )
+        .await;
         let (answers, commit) = execute(&mut engine, &batch).await;
         let committed = answers.iter().filter(|a| a.is_ok()).count();
         stats

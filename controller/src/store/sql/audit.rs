@@ -4,7 +4,7 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 
 use crate::core::Timestamp;
-use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, entry_hash, head_message};
+use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, extend, head_message};
 use crate::store::rows::{self, corrupt, db};
 use crate::store::{AuditFilter, HeadKey, StoreError};
 
@@ -27,51 +27,37 @@ pub async fn append_all(
     // A head the controller did not sign is never re-signed: the entries are still kept
     // (nothing is lost), but `verify` keeps reporting the tampering until someone looks.
     let head_trusted = current.seq == 0
-        || key.verify(&head_message(current.seq, &current.hash), &current.signature);
-    let (mut seq, mut prev_hash) = match current.seq {
-        0 => (0, GENESIS.to_owned()),
-        n => (n, current.hash),
-    };
-    let mut appended = Vec::with_capacity(events.len());
-    for (event, at) in events {
-        seq += 1;
-        let details = event.details.to_string();
-        let hash = entry_hash(
-            seq,
-            *at,
-            &event.actor,
-            &event.action,
-            &event.target,
-            &details,
-            &prev_hash,
+        || key.verify(
+            &head_message(current.seq, &current.hash),
+            &current.signature,
         );
-        let seq_db = i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))?;
+    let (seq, hash) = match current.seq {
+        0 => (0, GENESIS),
+        n => (n, current.hash.as_str()),
+    };
+    let appended = extend(seq, hash, events);
+    for entry in &appended {
         sqlx::query(
             "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
-        .bind(seq_db)
-        .bind(at.unix_ms())
-        .bind(&event.actor)
-        .bind(&event.action)
-        .bind(&event.target)
-        .bind(&details)
-        .bind(&prev_hash)
-        .bind(&hash)
+        .bind(i64::try_from(entry.seq).map_err(|_| corrupt("audit seq overflow"))?)
+        .bind(entry.at.unix_ms())
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.details)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-        appended.push(AuditEntry {
-            seq,
-            at: *at,
-            actor: event.actor.clone(),
-            action: event.action.clone(),
-            target: event.target.clone(),
-            details,
-            prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-            hash,
-        });
     }
+    let (seq, prev_hash) = appended
+        .last()
+        .map_or((current.seq, current.hash.clone()), |e| {
+            (e.seq, e.hash.clone())
+        });
     if head_trusted {
         let signature = key.sign(&head_message(seq, &prev_hash))?;
         sqlx::query("UPDATE audit_head SET seq = $1, hash = $2, signature = $3 WHERE id = 1")

@@ -80,9 +80,10 @@ impl Engine for SqlEngine {
     async fn commit(&mut self) -> Result<(), StoreError> {
         let events = std::mem::take(&mut self.audit);
         if !events.is_empty() {
-            let key = self.head_key.clone().ok_or_else(|| {
-                StoreError::Database("no key to sign the audit head with".into())
-            })?;
+            let key = self
+                .head_key
+                .clone()
+                .ok_or_else(|| StoreError::Database("no key to sign the audit head with".into()))?;
             audit::append_all(self.conn()?, &events, key.as_ref()).await?;
         }
         sqlx::query("COMMIT")
@@ -123,10 +124,7 @@ impl Tx for SqlEngine {
         certificates::get_admin(self.conn()?, name).await
     }
 
-    async fn certificate(
-        &mut self,
-        serial: &str,
-    ) -> Result<Option<CertificateRecord>, StoreError> {
+    async fn certificate(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         certificates::get(self.conn()?, serial).await
     }
 
@@ -138,10 +136,7 @@ impl Tx for SqlEngine {
         commands::by_key(self.conn()?, key).await
     }
 
-    async fn unfinished_commands(
-        &mut self,
-        device: DeviceId,
-    ) -> Result<Vec<Command>, StoreError> {
+    async fn unfinished_commands(&mut self, device: DeviceId) -> Result<Vec<Command>, StoreError> {
         commands::unfinished(self.conn()?, device).await
     }
 

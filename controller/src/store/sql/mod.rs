@@ -31,9 +31,8 @@ use super::{
 };
 use crate::core::audit::{AuditEntry, AuditEvent, AuditHead};
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Device,
-    DeviceId, PolicyScope, StoredPolicy, Timestamp,
-    TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyScope,
+    StoredPolicy, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 use crate::store::rows::db;
 
@@ -168,7 +167,6 @@ impl Store for SqlStore {
         tokens::find(&mut *self.read().await?, hash).await
     }
 
-
     async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
         devices::get(&mut *self.read().await?, id).await
     }
@@ -176,8 +174,6 @@ impl Store for SqlStore {
     async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError> {
         devices::list(&mut *self.read().await?, user).await
     }
-
-
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
         certificates::get_admin(&mut *self.read().await?, name).await
@@ -191,7 +187,6 @@ impl Store for SqlStore {
         certificates::get(&mut *self.read().await?, serial).await
     }
 
-
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
         commands::get(&mut *self.read().await?, id).await
     }
@@ -199,7 +194,6 @@ impl Store for SqlStore {
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError> {
         commands::by_key(&mut *self.read().await?, idempotency_key).await
     }
-
 
     async fn list_commands(
         &self,
@@ -213,23 +207,13 @@ impl Store for SqlStore {
         commands::unfinished(&mut *self.read().await?, device).await
     }
 
-
     async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
         policies::get(&mut *self.read().await?, scope).await
     }
 
-
-
-
-
-
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         certificates::revoked_serials(&mut *self.read().await?, now).await
     }
-
-
-
-
 
     async fn append_audit(
         &self,

@@ -4,8 +4,8 @@ use sqlx::AnyConnection;
 
 use super::devices;
 use crate::core::{NewDevice, Timestamp, TokenHash, TokenRecord, UserEmail};
-use crate::store::rows::{self, Columns, db};
 use crate::store::StoreError;
+use crate::store::rows::{self, Columns, db};
 
 pub async fn insert(conn: &mut AnyConnection, token: &TokenRecord) -> Result<(), StoreError> {
     sqlx::query(
