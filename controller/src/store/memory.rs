@@ -138,7 +138,7 @@ impl State {
             .filter(|c| c.state != CommandState::AwaitingApproval)
             .cloned()
             .collect();
-        out.sort_by(|a, b| (a.created_at, a.id.0).cmp(&(b.created_at, b.id.0)));
+        out.sort_by_key(|c| (c.created_at, c.id.0));
         out
     }
 }
