@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use ward_controller::core::audit::{AuditEvent, verify};
+use ward_controller::core::audit::{AuditEvent, GenesisOrigin, genesis_event, verify};
 use ward_controller::core::{
     CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId, Event,
     NewDevice, Policy, PolicyScope, Timestamp, TokenHash, TokenRecord, WipeScope,
@@ -259,6 +259,15 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_audit_appends_form_one_linear_chain() {
     for b in backends().await {
+        b.store
+            .append_audit(
+                &genesis_event("sha256:test", &[1; 16], GenesisOrigin::Init),
+                Timestamp::from_unix_ms(0),
+                &|_: &[u8]| vec![1],
+                &|_: &[u8], _: &[u8]| true,
+            )
+            .await
+            .unwrap();
         let tasks: Vec<_> = (0..30)
             .map(|i| {
                 let store = b.store.clone();
@@ -288,7 +297,7 @@ async fn concurrent_audit_appends_form_one_linear_chain() {
         let head = b.store.audit_head().await.unwrap();
         let v = verify(&entries, &head, |_| true);
         assert!(v.ok, "{}: {v:?}", b.name);
-        assert_eq!(v.entries, 30, "{}", b.name);
+        assert_eq!(v.entries, 31, "{}", b.name);
 
         // Paging: pages of 7 after the last seq seen give every entry once, in order.
         let mut paged = Vec::new();

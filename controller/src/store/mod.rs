@@ -64,6 +64,10 @@ pub struct AuditFilter {
     pub since: Option<Timestamp>,
     pub actor: Option<String>,
     pub target: Option<String>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+    /// Only the device's trail: entries targeted at it or at one of its commands.
+    pub device: Option<DeviceId>,
     /// Only entries with a greater sequence number (paging).
     pub after_seq: Option<u64>,
     /// At most this many entries; `None`: all.
@@ -249,15 +253,17 @@ pub trait Store: Send + Sync + 'static {
         receipt: &ward_certs::receipt::SignedReceipt,
     ) -> Result<bool, StoreError>;
 
-    /// Appends an audit entry chained to the last one and re-signs the head, atomically;
-    /// concurrent appends form one linear chain.
+    /// Appends an audit entry where `core::audit::plan_append` says (after the table's last
+    /// row, behind an `audit.break` entry when the head does not match it) and re-signs the
+    /// head, atomically; concurrent appends form one linear chain. A genesis event on a log
+    /// that already has entries is `AlreadyExists`.
     async fn append_audit(
         &self,
         event: &crate::core::audit::AuditEvent,
         at: Timestamp,
         sign: &HeadSigner<'_>,
         verify_head: &HeadVerifier<'_>,
-    ) -> Result<crate::core::audit::AuditEntry, StoreError>;
+    ) -> Result<crate::core::audit::Appended, StoreError>;
 
     async fn list_audit(
         &self,

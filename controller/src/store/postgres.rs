@@ -391,7 +391,7 @@ impl Store for PgStore {
         at: Timestamp,
         sign: &crate::store::HeadSigner<'_>,
         verify_head: &crate::store::HeadVerifier<'_>,
-    ) -> Result<crate::core::audit::AuditEntry, StoreError> {
+    ) -> Result<crate::core::audit::Appended, StoreError> {
         audit::append(&self.pool, event, at, sign, verify_head).await
     }
 

@@ -390,7 +390,7 @@ impl Store for SqliteStore {
         at: Timestamp,
         sign: &crate::store::HeadSigner<'_>,
         verify_head: &crate::store::HeadVerifier<'_>,
-    ) -> Result<crate::core::audit::AuditEntry, StoreError> {
+    ) -> Result<crate::core::audit::Appended, StoreError> {
         let _writing = self.writer.lock().await;
         audit::append(&self.pool, event, at, sign, verify_head).await
     }

@@ -1,10 +1,13 @@
-//! The `audit_log` and `audit_head` tables.
+//! The `audit_log` and `audit_head` tables. The chain's rules are in `core::audit`; this file
+//! only reads what they need and writes what they decide, in one transaction.
 
 use sqlx::Row;
-use sqlx::sqlite::SqlitePool;
+use sqlx::sqlite::{SqliteConnection, SqlitePool};
 
 use crate::core::Timestamp;
-use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, entry_hash, head_message};
+use crate::core::audit::{
+    AppendError, Appended, AuditEntry, AuditEvent, AuditHead, Tail, head_message, plan_append,
+};
 use crate::store::rows::{self, corrupt, db};
 use crate::store::{AuditFilter, HeadSigner, HeadVerifier, StoreError};
 
@@ -14,88 +17,72 @@ pub async fn append(
     at: Timestamp,
     sign: &HeadSigner<'_>,
     verify_head: &HeadVerifier<'_>,
-) -> Result<AuditEntry, StoreError> {
+) -> Result<Appended, StoreError> {
     let mut tx = pool.begin().await.map_err(db)?;
     // Write first: this takes SQLite's write lock, so no other append reads the same tail.
     sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
         .execute(&mut *tx)
         .await
         .map_err(db)?;
-    // The signed head, not the table's last row, says where the chain ends: an entry appended
-    // after rows were cut from the end still leaves the gap for `verify` to find.
-    let (head_seq, head_hash, head_signature): (i64, String, Vec<u8>) =
-        sqlx::query_as("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
-            .fetch_one(&mut *tx)
+    let head = read_head(&mut tx).await?;
+    let tail: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
             .await
             .map_err(db)?;
-    let head_seq = u64::try_from(head_seq).map_err(|_| corrupt("negative audit head"))?;
-    // A head the controller did not sign is never re-signed: the entry is still kept (nothing
-    // is lost), but `verify` keeps reporting the tampering until someone looks.
-    let head_trusted =
-        head_seq == 0 || verify_head(&head_message(head_seq, &head_hash), &head_signature);
-    let (seq, prev_hash) = match head_seq {
-        0 => (1, GENESIS.to_owned()),
-        n => (n + 1, head_hash),
-    };
-    let details = event.details.to_string();
-    let hash = entry_hash(
-        seq,
-        at,
-        &event.actor,
-        &event.action,
-        &event.target,
-        &details,
-        &prev_hash,
-    );
-    let seq_db = i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))?;
-    sqlx::query(
-        "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(seq_db)
-    .bind(at.unix_ms())
-    .bind(&event.actor)
-    .bind(&event.action)
-    .bind(&event.target)
-    .bind(&details)
-    .bind(&prev_hash)
-    .bind(&hash)
-    .execute(&mut *tx)
-    .await
-    .map_err(db)?;
-    if head_trusted {
-        let signature = sign(&head_message(seq, &hash));
-        sqlx::query("UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1")
-            .bind(seq_db)
-            .bind(&hash)
-            .bind(signature)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-    } else {
-        tracing::error!(
-            seq,
-            "the audit head's signature does not verify: not re-signing it; run wardctl audit verify"
-        );
+    let tail = tail
+        .map(|(seq, hash)| {
+            u64::try_from(seq)
+                .map(|seq| Tail { seq, hash })
+                .map_err(|_| corrupt("negative audit seq"))
+        })
+        .transpose()?;
+    let head_signed = !head.signature.is_empty()
+        && verify_head(&head_message(head.seq, &head.hash), &head.signature);
+    let plan = plan_append(event, at, &head, head_signed, tail.as_ref()).map_err(
+        |AppendError::AlreadyStarted| StoreError::AlreadyExists("the audit log's genesis".into()),
+    )?;
+    for entry in plan.entries() {
+        sqlx::query(
+            "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(seq_db(entry.seq)?)
+        .bind(entry.at.unix_ms())
+        .bind(&entry.actor)
+        .bind(&entry.action)
+        .bind(&entry.target)
+        .bind(&entry.details)
+        .bind(&entry.prev_hash)
+        .bind(&entry.hash)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     }
+    let signature = sign(&head_message(plan.entry.seq, &plan.entry.hash));
+    sqlx::query("UPDATE audit_head SET seq = ?, hash = ?, signature = ? WHERE id = 1")
+        .bind(seq_db(plan.entry.seq)?)
+        .bind(&plan.entry.hash)
+        .bind(signature)
+        .execute(&mut *tx)
+        .await
+        .map_err(db)?;
     tx.commit().await.map_err(db)?;
-    Ok(AuditEntry {
-        seq,
-        at,
-        actor: event.actor.clone(),
-        action: event.action.clone(),
-        target: event.target.clone(),
-        details,
-        prev_hash,
-        hash,
-    })
+    Ok(plan)
+}
+
+fn seq_db(seq: u64) -> Result<i64, StoreError> {
+    i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))
 }
 
 pub async fn list(pool: &SqlitePool, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+    // A device's trail: entries about the device, and about any of its commands.
     let rows = sqlx::query(
         "SELECT * FROM audit_log
          WHERE (?1 IS NULL OR at >= ?1) AND (?2 IS NULL OR actor = ?2) AND (?3 IS NULL OR target = ?3)
            AND seq > ?4
+           AND (?6 IS NULL OR at < ?6)
+           AND (?7 IS NULL OR target = ?7 OR target IN (SELECT id FROM commands WHERE device_id = ?7))
          ORDER BY seq
          LIMIT coalesce(?5, -1)",
     )
@@ -104,6 +91,8 @@ pub async fn list(pool: &SqlitePool, filter: &AuditFilter) -> Result<Vec<AuditEn
     .bind(filter.target.as_deref())
     .bind(i64::try_from(filter.after_seq.unwrap_or(0)).unwrap_or(i64::MAX))
     .bind(filter.limit.map(i64::from))
+    .bind(filter.until.map(Timestamp::unix_ms))
+    .bind(filter.device.map(|d| d.to_string()))
     .fetch_all(pool)
     .await
     .map_err(db)?;
@@ -111,8 +100,13 @@ pub async fn list(pool: &SqlitePool, filter: &AuditFilter) -> Result<Vec<AuditEn
 }
 
 pub async fn head(pool: &SqlitePool) -> Result<AuditHead, StoreError> {
+    let mut conn = pool.acquire().await.map_err(db)?;
+    read_head(&mut conn).await
+}
+
+async fn read_head(conn: &mut SqliteConnection) -> Result<AuditHead, StoreError> {
     let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
-        .fetch_one(pool)
+        .fetch_one(&mut *conn)
         .await
         .map_err(db)?;
     let seq: i64 = row.try_get("seq").map_err(db)?;
