@@ -60,9 +60,7 @@ struct StoredHead {
 
 impl Backend {
     fn postgres() -> Self {
-        Backend::Postgres(
-            fresh_database().expect("WARD_TEST_POSTGRES_URL names the PostgreSQL server"),
-        )
+        Backend::Postgres(fresh_database())
     }
 
     fn start(&self, dir: &Path, extra: &[&str]) -> ControllerProcess {
