@@ -95,14 +95,7 @@ async fn admin_calls_denials_enrollment_transitions_and_revocation_are_recorded(
         .list_audit(ListAuditRequest::default())
         .await
         .unwrap();
-    let entries = controller
-        .admin()
-        .await
-        .list_audit(ListAuditRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let entries = entries(&controller).await;
     let actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
     for expected in [
         "audit.genesis",
@@ -152,15 +145,7 @@ async fn a_deleted_entry_is_found() {
 #[tokio::test]
 async fn truncation_is_found_through_the_signed_head() {
     let controller = with_history().await;
-    let n = controller
-        .admin()
-        .await
-        .list_audit(ListAuditRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-        .len() as u64;
+    let n = entries(&controller).await.len() as u64;
     raw_with(
         &controller,
         "DELETE FROM audit_log WHERE seq > ?",
@@ -211,14 +196,7 @@ async fn a_device_certificate_on_the_admin_api_is_refused_and_audited() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::PermissionDenied, "{err:?}");
-    let entries = controller
-        .admin()
-        .await
-        .list_audit(ListAuditRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let entries = entries(&controller).await;
     let refusal = entries
         .iter()
         .find(|e| e.action == "denied" && e.target == device.device_id)

@@ -514,7 +514,7 @@ impl App {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
                 self.metrics.enrollments.inc();
                 self.audit(
-                    "enrollment-token",
+                    audit::ENROLLMENT,
                     "device.enroll",
                     &device_id.to_string(),
                     serde_json::json!({ "user": user.as_str(), "token": format!("{hash:?}"), "certificate_serial": certificate.serial }),

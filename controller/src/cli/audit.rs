@@ -104,7 +104,10 @@ fn time_ms(flag: &str, text: &str) -> Result<i64, CliError> {
 }
 
 fn actor_uri(actor: &str) -> String {
-    if actor.contains("://") || actor == "controller" || actor == "enrollment-token" {
+    if actor.contains("://")
+        || actor == crate::app::audit::CONTROLLER
+        || actor == crate::app::audit::ENROLLMENT
+    {
         actor.to_owned()
     } else {
         format!("ward://admin/{actor}")
