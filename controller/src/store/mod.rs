@@ -99,6 +99,10 @@ pub struct AuditFilter {
     pub since: Option<Timestamp>,
     pub actor: Option<String>,
     pub target: Option<String>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+    /// Only the device's trail: entries targeted at it or at one of its commands.
+    pub device: Option<DeviceId>,
     /// Only entries with a greater sequence number (paging).
     pub after_seq: Option<u64>,
     /// At most this many entries; `None`: all.
@@ -192,15 +196,17 @@ pub trait Store: Send + Sync + 'static {
     /// How many commands are in each state.
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError>;
 
-    /// Appends an audit entry chained to the last one and re-signs the head, atomically;
-    /// concurrent appends form one linear chain.
+    /// Appends an audit entry where `core::audit::plan_append` says (after the table's last
+    /// row, behind an `audit.break` entry when the head does not match it) and re-signs the
+    /// head, atomically; concurrent appends form one linear chain. A genesis event on a log
+    /// that already has entries is `AlreadyExists`.
     async fn append_audit(
         &self,
         event: &crate::core::audit::AuditEvent,
         at: Timestamp,
         sign: &HeadSigner<'_>,
         verify_head: &HeadVerifier<'_>,
-    ) -> Result<crate::core::audit::AuditEntry, StoreError>;
+    ) -> Result<crate::core::audit::Appended, StoreError>;
 
     // ----- replicas ---------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ use super::{
     Announcement, Announcements, AuditFilter, BatchSettings, HeadSigner, HeadVerifier, Store,
     StoreError, Writer,
 };
-use crate::core::audit::{AuditEntry, AuditEvent, AuditHead};
+use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyScope,
     StoredPolicy, Timestamp, TokenHash, TokenRecord, UserEmail,
@@ -221,14 +221,12 @@ impl Store for SqlStore {
         at: Timestamp,
         sign: &HeadSigner<'_>,
         verify_head: &HeadVerifier<'_>,
-    ) -> Result<AuditEntry, StoreError> {
+    ) -> Result<Appended, StoreError> {
         let mut w = self.write().await?;
         let key = super::ClosureKey { sign, verify_head };
-        let mut entries = audit::append_all(w.conn(), &[(event.clone(), at)], &key).await?;
+        let (appended, _) = audit::append_all(w.conn(), &[(event.clone(), at)], &key).await?;
         w.commit().await?;
-        entries
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("an audit append returned no entry".into()))
+        Ok(appended)
     }
 
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
