@@ -10,7 +10,8 @@ use std::sync::Arc;
 use ward_controller::core::audit::{AuditEvent, GenesisOrigin, genesis_event, verify};
 use ward_controller::core::{
     CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId, Event,
-    NewDevice, Policy, PolicyScope, Timestamp, TokenHash, TokenRecord, WipeScope,
+    NewDevice, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp, TokenHash, TokenRecord,
+    WipeScope,
 };
 use ward_controller::store::{AuditFilter, MemoryStore, Redemption, SqlStore, Store};
 use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
@@ -366,7 +367,7 @@ async fn policies_get_increasing_revisions_and_revocation_is_recorded(b: Backend
         .store
         .put_policy(
             &PolicyScope::Default,
-            &Policy::default(),
+            &PolicyBody::Full(Policy::default()),
             "a",
             Timestamp::from_unix_ms(1),
         )
@@ -377,9 +378,11 @@ async fn policies_get_increasing_revisions_and_revocation_is_recorded(b: Backend
         .store
         .put_policy(
             &user,
-            &Policy {
-                require_disk_encryption: true,
-                ..Policy::default()
+            &PolicyBody::Override {
+                fields: PolicyChanges {
+                    require_disk_encryption: Some(true),
+                    ..PolicyChanges::default()
+                },
             },
             "a",
             Timestamp::from_unix_ms(2),
@@ -390,10 +393,10 @@ async fn policies_get_increasing_revisions_and_revocation_is_recorded(b: Backend
         .store
         .put_policy(
             &PolicyScope::Default,
-            &Policy {
+            &PolicyBody::Full(Policy {
                 auto_lock_seconds: 60,
                 ..Policy::default()
-            },
+            }),
             "a",
             Timestamp::from_unix_ms(3),
         )
@@ -404,14 +407,22 @@ async fn policies_get_increasing_revisions_and_revocation_is_recorded(b: Backend
         "{}",
         b.name
     );
-    assert!(
-        b.store
-            .get_policy(&user)
-            .await
-            .unwrap()
-            .unwrap()
-            .policy
-            .require_disk_encryption
+    assert_eq!(
+        b.store.get_policy(&user).await.unwrap().unwrap().body,
+        PolicyBody::Override {
+            fields: PolicyChanges {
+                require_disk_encryption: Some(true),
+                ..PolicyChanges::default()
+            },
+        },
+        "{}: an override keeps only the fields it sets",
+        b.name
+    );
+    assert_eq!(
+        b.store.list_policies().await.unwrap().len(),
+        2,
+        "{}",
+        b.name
     );
     assert!(b.store.delete_policy(&user).await.unwrap());
     assert!(!b.store.delete_policy(&user).await.unwrap());

@@ -21,6 +21,8 @@ mod commands;
 mod lifecycle;
 pub mod offboard;
 mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod posture;
 
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
@@ -267,6 +269,13 @@ impl App {
     /// Background work: applying other replicas' announcements, and the periodic refresh of
     /// the revocation list that covers announcements lost on the way.
     pub async fn start_background(self: &Arc<Self>) -> Result<(), AppError> {
+        let upgraded = self.upgrade_policy_overrides().await?;
+        if upgraded > 0 {
+            info!(
+                upgraded,
+                "user policy overrides now keep only the fields they change"
+            );
+        }
         if let Some(mut announcements) = self.store.listen().await? {
             let app = Arc::clone(self);
             tokio::spawn(async move {

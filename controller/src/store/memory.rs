@@ -18,7 +18,7 @@ use crate::core::audit::{
 };
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, OfflineWipe, Policy, PolicyScope, StoredPolicy, Timestamp,
+    DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, Timestamp,
     TokenHash, TokenRecord, UserEmail,
 };
 
@@ -78,7 +78,7 @@ struct State {
     certificates: BTreeMap<String, CertificateRecord>,
     commands: BTreeMap<CommandId, Command>,
     command_keys: HashMap<String, CommandId>,
-    policies: BTreeMap<String, StoredPolicy>,
+    policies: BTreeMap<String, PolicyRule>,
     last_revision: u64,
     audit: Vec<AuditEntry>,
     head: AuditHead,
@@ -300,7 +300,7 @@ impl Tx for MemoryEngine {
         Ok(self.state()?.unfinished(device))
     }
 
-    async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
+    async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
         Ok(self.state()?.policies.get(&scope.to_string()).cloned())
     }
 
@@ -479,15 +479,15 @@ impl Tx for MemoryEngine {
     async fn put_policy(
         &mut self,
         scope: &PolicyScope,
-        policy: &Policy,
+        body: &PolicyBody,
         updated_by: &str,
         now: Timestamp,
-    ) -> Result<StoredPolicy, StoreError> {
+    ) -> Result<PolicyRule, StoreError> {
         let state = self.state()?;
         state.last_revision += 1;
-        let stored = StoredPolicy {
+        let stored = PolicyRule {
             scope: scope.clone(),
-            policy: policy.clone(),
+            body: body.clone(),
             revision: state.last_revision,
             updated_at: now,
             updated_by: updated_by.to_owned(),
@@ -710,8 +710,12 @@ impl Store for MemoryStore {
         Ok(self.read(|s| s.unfinished(device)))
     }
 
-    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
         Ok(self.read(|s| s.policies.get(&scope.to_string()).cloned()))
+    }
+
+    async fn list_policies(&self) -> Result<Vec<PolicyRule>, StoreError> {
+        Ok(self.read(|s| s.policies.values().cloned().collect()))
     }
 
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {

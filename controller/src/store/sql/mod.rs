@@ -31,8 +31,8 @@ use super::{
 };
 use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyScope,
-    StoredPolicy, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyRule,
+    PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 use crate::store::rows::db;
 
@@ -207,8 +207,12 @@ impl Store for SqlStore {
         commands::unfinished(&mut *self.read().await?, device).await
     }
 
-    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
         policies::get(&mut *self.read().await?, scope).await
+    }
+
+    async fn list_policies(&self) -> Result<Vec<PolicyRule>, StoreError> {
+        policies::list(&mut *self.read().await?).await
     }
 
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
