@@ -89,12 +89,24 @@ impl Daemon {
         log: PathBuf,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_program(name, &bin(name), args, log, env)
+    }
+
+    /// Runs `program ARGS` (e.g. a wrapper that sets up a sandbox and execs the binary
+    /// `name`), logging to `log`.
+    pub fn spawn_program(
+        name: &'static str,
+        program: &Path,
+        args: &[&str],
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log_file = std::fs::File::options()
             .create(true)
             .append(true)
             .open(&log)
             .expect("open daemon log");
-        let child = Command::new(bin(name))
+        let child = Command::new(program)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -103,6 +115,16 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         Self { child, name, log }
+    }
+
+    /// The process id (the program's: a wrapper that execs keeps it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -298,6 +320,17 @@ impl AgentFixture {
             "--messaging-dir",
             self.messaging_dir.to_str().unwrap(),
         ];
+        // Never the machine's own TPM (parallel test agents would share one NV index): a test
+        // that wants one gives `--tpm TCTI`.
+        if !extra.contains(&"--tpm") {
+            args.extend(["--tpm", "none"]);
+        }
+        // Where temporary directories live on their own filesystem (a tmpfs /tmp), the
+        // messaging directory is on another filesystem than `/`, which the agent refuses
+        // unless told.
+        if !same_filesystem(&self.messaging_dir, Path::new("/")) {
+            args.push("--allow-other-filesystem");
+        }
         args.extend(extra.iter().copied());
         Daemon::spawn_with_env("ward-agent", &args, self.log.clone(), env)
     }
@@ -340,6 +373,14 @@ impl AgentFixture {
                 })
                 .count()
         })
+    }
+}
+
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => true,
     }
 }
 
