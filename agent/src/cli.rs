@@ -70,8 +70,8 @@ enum Command {
         servers: Vec<String>,
         /// The messaging app's data directory (owned by the app's user): the app gets its data
         /// key over the local API, and a wipe destroys the key, then the files. Refused: /,
-        /// system directories, a whole home directory, the state directory or a directory
-        /// containing it, and one on another filesystem than / (unless
+        /// system directories, a person's whole home directory, the state directory or a
+        /// directory containing it, and one on another filesystem than / (unless
         /// --allow-other-filesystem)
         #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR")]
         messaging_dir: Option<PathBuf>,

@@ -3,7 +3,8 @@
 //! break the device is refused at start, with the reason:
 //!
 //! - `/`, a system directory (`/etc`, `/usr`, `/var/lib`, `/home`, … and everything under
-//!   `/etc`, `/usr`, `/boot`, `/proc`, `/sys`, `/dev`, …), a user's whole home directory;
+//!   `/etc`, `/usr`, `/boot`, `/proc`, `/sys`, `/dev`, …), a person's whole home directory
+//!   (a login account's; a service account's home may be its data directory);
 //! - the agent's state directory or a directory that contains it (the wipe would delete the
 //!   agent's own key, certificate and ledger);
 //! - a directory on another filesystem than `/` (the one the disk-encryption check starts
@@ -179,12 +180,16 @@ pub fn validate(
     Ok(real)
 }
 
-/// The user whose home directory `dir` is, per the user database at `passwd`.
+/// The person (a login account: uid 1000 to 65533) whose home directory `dir` is, per the
+/// user database at `passwd`. A service account's home may well be its data directory.
 fn home_owner(passwd: &Path, dir: &Path) -> Option<String> {
     let text = std::fs::read_to_string(passwd).ok()?;
     text.lines().find_map(|line| {
         let fields: Vec<&str> = line.split(':').collect();
-        let (user, home) = (fields.first()?, fields.get(5)?);
+        let (user, uid, home) = (fields.first()?, fields.get(2)?, fields.get(5)?);
+        if !(1000..65534).contains(&uid.parse::<u32>().ok()?) {
+            return None;
+        }
         let home = Path::new(home);
         // Accounts whose "home" is / or a system directory are caught above.
         (home.is_absolute() && std::fs::canonicalize(home).ok()? == dir).then(|| user.to_string())

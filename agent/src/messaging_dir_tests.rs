@@ -13,11 +13,13 @@ fn fixture() -> Fixture {
     let state = root.join("var/lib/ward-agent");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::create_dir_all(root.join("home/alice/.local/share/messenger")).unwrap();
+    std::fs::create_dir_all(root.join("srv/messenger")).unwrap();
     std::fs::write(
         root.join("passwd"),
         format!(
-            "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::{}:/bin/sh\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
-            root.join("home/alice").display()
+            "root:x:0:0:root:/root:/bin/bash\nalice:x:1000:1000::{}:/bin/sh\nmessenger:x:998:998::{}:/usr/sbin/nologin\nnobody:x:65534:65534::/nonexistent:/usr/sbin/nologin\n",
+            root.join("home/alice").display(),
+            root.join("srv/messenger").display()
         ),
     )
     .unwrap();
@@ -78,6 +80,9 @@ fn a_users_whole_home_directory_is_refused() {
         matches!(&e, MessagingDirError::Home { user, .. } if user == "alice"),
         "{e}"
     );
+    // A service account's home may be the app's data directory.
+    let service = f.root.join("srv/messenger");
+    assert_eq!(check(&f, &service), Ok(service));
 }
 
 #[test]

@@ -266,9 +266,12 @@ impl Tpm {
             .run("tpm2_nvreadpublic", &[&self.handle()], None)
             .await?;
         let text = String::from_utf8_lossy(&public);
+        // attributes:
+        //   friendly: authwrite|authread|no_da|written
         let attributes = text
             .lines()
-            .find(|l| l.trim_start().starts_with("friendly:") && l.contains("auth"))
+            .skip_while(|l| l.trim() != "attributes:")
+            .find(|l| l.trim_start().starts_with("friendly:"))
             .ok_or_else(|| TpmError::Unexpected {
                 program: "tpm2_nvreadpublic",
                 detail: "no attributes line".into(),

@@ -214,6 +214,12 @@ impl Vault {
         choice: &TpmChoice,
     ) -> Result<(), VaultError> {
         self.protection = record.protection;
+        if record.protection != KeyProtection::Tpm && matches!(choice, TpmChoice::Tcti(_)) {
+            warn!(
+                key_protection = %record.protection,
+                "--tpm is given, but the messaging key was made earlier outside the TPM and stays where it is (receipts say so); to move it into the TPM, retire the device and enroll it again"
+            );
+        }
         self.home = match record.protection {
             KeyProtection::Tpm => {
                 let index = record

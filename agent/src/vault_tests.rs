@@ -132,20 +132,45 @@ async fn a_missing_messaging_directory_is_an_error_not_an_empty_wipe() {
 #[cfg(feature = "failpoints")]
 static FAILPOINT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// What a local user swaps in while the wipe runs: `swap` is called once, at the failpoint
-/// between the wipe's look at an entry and what it does to it, on this test's thread only.
+/// Wipes a messaging directory holding `entry` (made by `make`) while a local user, at the
+/// failpoint between the wipe's look at the entry and what it does to it, swaps the entry for
+/// a symbolic link into a directory outside (`swap(entry, outside, tmp)`). Nothing outside may
+/// change, and the messaging directory must end empty. `test` is the calling test's name: the
+/// swap happens on its thread only.
 #[cfg(feature = "failpoints")]
-fn during_the_wipe(test: &'static str, swap: impl Fn() + Send + Sync + 'static) {
+async fn wipe_while_a_user_swaps(
+    test: &'static str,
+    entry: &str,
+    make: impl Fn(&Path),
+    swap: impl Fn(&Path, &Path, &Path) + Send + Sync + 'static,
+) {
+    let _one_at_a_time = FAILPOINT.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, messaging) = (tmp.path().join("state"), tmp.path().join("messaging"));
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&messaging).unwrap();
+    make(&messaging.join(entry));
+    let (outside, files) = precious(tmp.path());
+    let vault = Vault::open(&messaging, &state, SecretStoreKind::File, "dev")
+        .await
+        .unwrap();
+    let (target, root) = (messaging.join(entry), tmp.path().to_path_buf());
     let done = std::sync::atomic::AtomicBool::new(false);
     fail::cfg_callback("vault-wipe-before-act", move || {
         let mine = std::thread::current()
             .name()
             .is_some_and(|name| name.ends_with(test));
         if mine && !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
-            swap();
+            swap(&target, &outside, &root);
         }
     })
     .unwrap();
+    let journal = vault.wipe("cmd-swap").await;
+    fail::remove("vault-wipe-before-act");
+    assert_untouched(&files);
+    let journal = journal.unwrap();
+    assert!(journal.verified_empty, "{journal:?}");
+    assert_eq!(std::fs::read_dir(&messaging).unwrap().count(), 0);
 }
 
 /// A directory outside the messaging directory that nothing may touch: (path, its files).
@@ -180,32 +205,19 @@ fn assert_untouched(files: &[(PathBuf, Vec<u8>)]) {
 )]
 async fn a_directory_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside() {
     #[cfg(feature = "failpoints")]
-    {
-        let _one_at_a_time = FAILPOINT.lock().await;
-        let tmp = tempfile::tempdir().unwrap();
-        let (state, messaging) = (tmp.path().join("state"), tmp.path().join("messaging"));
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::create_dir_all(messaging.join("threads")).unwrap();
-        std::fs::write(messaging.join("threads/a.msg"), CANARY).unwrap();
-        let (outside, files) = precious(tmp.path());
-        let vault = Vault::open(&messaging, &state, SecretStoreKind::File, "dev")
-            .await
-            .unwrap();
-        let (threads, moved) = (messaging.join("threads"), tmp.path().join("moved"));
-        during_the_wipe(
-            "a_directory_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside",
-            move || {
-                std::fs::rename(&threads, &moved).unwrap();
-                std::os::unix::fs::symlink(&outside, &threads).unwrap();
-            },
-        );
-        let journal = vault.wipe("cmd-swap-dir").await;
-        fail::remove("vault-wipe-before-act");
-        assert_untouched(&files);
-        let journal = journal.unwrap();
-        assert!(journal.verified_empty, "{journal:?}");
-        assert_eq!(std::fs::read_dir(&messaging).unwrap().count(), 0);
-    }
+    wipe_while_a_user_swaps(
+        "a_directory_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside",
+        "threads",
+        |dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("a.msg"), CANARY).unwrap();
+        },
+        |dir, outside, root| {
+            std::fs::rename(dir, root.join("moved")).unwrap();
+            std::os::unix::fs::symlink(outside, dir).unwrap();
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -215,32 +227,16 @@ async fn a_directory_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside() {
 )]
 async fn a_file_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside() {
     #[cfg(feature = "failpoints")]
-    {
-        let _one_at_a_time = FAILPOINT.lock().await;
-        let tmp = tempfile::tempdir().unwrap();
-        let (state, messaging) = (tmp.path().join("state"), tmp.path().join("messaging"));
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::create_dir_all(&messaging).unwrap();
-        std::fs::write(messaging.join("db.sqlite"), CANARY).unwrap();
-        let (outside, files) = precious(tmp.path());
-        let vault = Vault::open(&messaging, &state, SecretStoreKind::File, "dev")
-            .await
-            .unwrap();
-        let db = messaging.join("db.sqlite");
-        during_the_wipe(
-            "a_file_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside",
-            move || {
-                std::fs::remove_file(&db).unwrap();
-                std::os::unix::fs::symlink(outside.join("precious.txt"), &db).unwrap();
-            },
-        );
-        let journal = vault.wipe("cmd-swap-file").await;
-        fail::remove("vault-wipe-before-act");
-        assert_untouched(&files);
-        let journal = journal.unwrap();
-        assert!(journal.verified_empty, "{journal:?}");
-        assert_eq!(std::fs::read_dir(&messaging).unwrap().count(), 0);
-    }
+    wipe_while_a_user_swaps(
+        "a_file_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside",
+        "db.sqlite",
+        |file| std::fs::write(file, CANARY).unwrap(),
+        |file, outside, _| {
+            std::fs::remove_file(file).unwrap();
+            std::os::unix::fs::symlink(outside.join("precious.txt"), file).unwrap();
+        },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -275,10 +275,27 @@ impl AgentFixture {
 
     /// Enrolls a new agent for `user` under `root/name` and plants canary files.
     pub fn enroll(controller: &ControllerProcess, root: &Path, name: &str, user: &str) -> Self {
-        let token = controller.token(user, "15m");
-        let state_dir = root.join(format!("{name}-state"));
         let messaging_dir = root.join(format!("{name}-messaging"));
         plant_canaries(&messaging_dir);
+        Self::enroll_at(
+            controller,
+            root.join(format!("{name}-state")),
+            messaging_dir,
+            root.join(format!("{name}.log")),
+            user,
+        )
+    }
+
+    /// Enrolls a new agent for `user` with its state in `state_dir`, for `messaging_dir` (left
+    /// as it is), logging to `log`.
+    pub fn enroll_at(
+        controller: &ControllerProcess,
+        state_dir: PathBuf,
+        messaging_dir: PathBuf,
+        log: PathBuf,
+        user: &str,
+    ) -> Self {
+        let token = controller.token(user, "15m");
         let out = agent(&[
             "enroll",
             "--server",
@@ -300,7 +317,7 @@ impl AgentFixture {
         ]));
         Self {
             device_id: status["device_id"].as_str().unwrap().to_owned(),
-            log: root.join(format!("{name}.log")),
+            log,
             state_dir,
             messaging_dir,
         }
@@ -337,28 +354,10 @@ impl AgentFixture {
 
     /// Files under the messaging and state directories that still hold the canary.
     pub fn canary_files(&self) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        let mut stack = vec![self.messaging_dir.clone(), self.state_dir.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                    continue;
-                };
-                if meta.is_dir() {
-                    stack.push(path);
-                } else if meta.is_file()
-                    && std::fs::read(&path)
-                        .is_ok_and(|b| b.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()))
-                {
-                    found.push(path);
-                }
-            }
-        }
-        found
+        files_containing(
+            &[self.messaging_dir.clone(), self.state_dir.clone()],
+            &[CANARY.as_bytes()],
+        )
     }
 
     /// Commands this agent's ledger has recorded (one `<id>.json` each; temporary files of an
@@ -374,6 +373,35 @@ impl AgentFixture {
                 .count()
         })
     }
+}
+
+/// Every file under `roots` (links not followed) whose bytes contain one of `needles`.
+pub fn files_containing(roots: &[PathBuf], needles: &[&[u8]]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = roots.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file()
+                && std::fs::read(&path).is_ok_and(|bytes| {
+                    needles
+                        .iter()
+                        .any(|n| !n.is_empty() && bytes.windows(n.len()).any(|w| w == *n))
+                })
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
 }
 
 fn same_filesystem(a: &Path, b: &Path) -> bool {

@@ -1,7 +1,7 @@
 //! A software TPM 2.0 (`swtpm`) per test, on a Unix socket in the test's directory, and the
 //! `tpm2-tools` programs pointed at it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -87,35 +87,6 @@ impl Swtpm {
         );
         out.status.success().then_some(out.stdout)
     }
-}
-
-/// Every file under `root` whose bytes contain `needle` (raw or base64, as a key could rest).
-pub fn files_containing(root: &Path, needles: &[&[u8]]) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let mut stack = vec![root.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                continue;
-            };
-            if meta.is_dir() {
-                stack.push(path);
-            } else if meta.is_file()
-                && std::fs::read(&path).is_ok_and(|bytes| {
-                    needles
-                        .iter()
-                        .any(|n| !n.is_empty() && bytes.windows(n.len()).any(|w| w == *n))
-                })
-            {
-                found.push(path);
-            }
-        }
-    }
-    found
 }
 
 /// Copies the directory tree `from` to `to` (a disk image of the state directory, taken by a

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use ward_e2e::eventually_blocking;
-use ward_e2e::process::{ControllerProcess, agent, json, stderr};
+use ward_e2e::process::{AgentFixture, ControllerProcess, stderr};
 use ward_e2e::sandbox::{
     SandboxPaths, TestUser, Unit, cap_line, expected_effective_caps, spawn_agent, unit_path,
 };
@@ -49,29 +49,13 @@ fn under_the_shipped_unit_the_app_user_gets_the_key_and_a_wipe_removes_its_files
 
     // Enrolled by the administrator, as root.
     let state = tmp.path().join("var-lib-ward-agent");
-    let token = controller.token("nurse@hospital.org", "15m");
-    let out = agent(&[
-        "enroll",
-        "--server",
-        token["server_url"].as_str().unwrap(),
-        "--token",
-        token["token"].as_str().unwrap(),
-        "--ca-hash",
-        token["ca_hash"].as_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-    ]);
-    assert!(out.status.success(), "enroll: {}", stderr(&out));
-    let device_id = json(&agent(&[
-        "status",
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--output",
-        "json",
-    ]))["device_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let device = AgentFixture::enroll_at(
+        &controller,
+        state.clone(),
+        messaging.clone(),
+        tmp.path().join("enroll.log"),
+        "nurse@hospital.org",
+    );
 
     // Started as systemd would: WARD_MESSAGING_DIR from /etc/ward/agent.env, the messaging
     // directory added to ReadWritePaths by a drop-in (deploy/OPERATIONS.md).
@@ -124,7 +108,7 @@ fn under_the_shipped_unit_the_app_user_gets_the_key_and_a_wipe_removes_its_files
     let out = controller.ctl(&[
         "device",
         "wipe",
-        &device_id,
+        &device.device_id,
         "--scope",
         "messaging",
         "--reason",

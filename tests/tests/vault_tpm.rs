@@ -13,8 +13,10 @@ use ward_agent::secrets::SecretStoreKind;
 use ward_agent::tpm::{DEFAULT_NV_INDEX, TpmChoice, auth_file};
 use ward_agent::vault::{KeyProtection, Vault};
 use ward_e2e::eventually_blocking;
-use ward_e2e::process::{AgentFixture, ControllerProcess, json, local_api, stderr};
-use ward_e2e::swtpm::{Swtpm, copy_tree, files_containing};
+use ward_e2e::process::{
+    AgentFixture, ControllerProcess, files_containing, json, local_api, stderr,
+};
+use ward_e2e::swtpm::{Swtpm, copy_tree};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -25,7 +27,7 @@ fn forms(key: &[u8]) -> [Vec<u8>; 2] {
 
 fn nothing_holds(root: &Path, key: &[u8]) {
     let [raw, b64] = forms(key);
-    let found = files_containing(root, &[&raw, &b64]);
+    let found = files_containing(&[root.to_path_buf()], &[&raw, &b64]);
     assert!(found.is_empty(), "the key rests in {found:?}");
 }
 
