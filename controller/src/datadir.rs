@@ -20,7 +20,7 @@ use ward_certs::{AdminName, CertificateAuthority, Identity, PrivateKeyDer, csr::
 use crate::app::certificate_record;
 use crate::bundle::AdminBundle;
 use crate::core::{Admin, AdminRole, Clock};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{SqlStore, Store, StoreError};
 
 /// Names every server certificate covers, so `wardctl` on the controller's own host works.
 pub const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -151,7 +151,7 @@ impl DataDir {
         self.check_free()?;
         create_private_dir(&self.root)
             .map_err(|source| self.io("cannot create data directory", &self.root, source))?;
-        let store = SqliteStore::open(&self.database()).await?;
+        let store = SqlStore::open_sqlite(&self.database()).await?;
         let report = self.init_with(hostnames, admin_name, clock, &store).await;
         store.close().await;
         report
@@ -273,8 +273,8 @@ impl DataDir {
         Ok((chain, key))
     }
 
-    pub async fn open_store(&self) -> Result<SqliteStore, DataDirError> {
-        Ok(SqliteStore::open(&self.database()).await?)
+    pub async fn open_store(&self) -> Result<SqlStore, DataDirError> {
+        Ok(SqlStore::open_sqlite(&self.database()).await?)
     }
 
     pub fn write_server_url(&self, url: &str) -> Result<(), DataDirError> {

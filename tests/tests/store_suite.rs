@@ -1,4 +1,4 @@
-//! The store's behaviour, run against every backend: SQLite always, PostgreSQL when
+//! The store's behaviour, run against every backend: SQLite and memory always, PostgreSQL when
 //! `WARD_TEST_POSTGRES_URL` names a server (each test gets a fresh database there).
 //! `.ci/run` starts the local PostgreSQL and sets the variable; under CI a missing URL fails.
 
@@ -11,7 +11,7 @@ use ward_controller::core::{
     CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId, Event,
     NewDevice, Policy, PolicyScope, Timestamp, TokenHash, TokenRecord, WipeScope,
 };
-use ward_controller::store::{AuditFilter, PgStore, Redemption, SqliteStore, Store};
+use ward_controller::store::{AuditFilter, MemoryStore, Redemption, SqlStore, Store};
 use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
 
 struct Backend {
@@ -24,17 +24,25 @@ struct Backend {
 
 async fn backends() -> Vec<Backend> {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("ward.db"))
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("ward.db"))
         .await
         .unwrap();
-    let mut all = vec![Backend {
-        name: "sqlite",
-        store: Arc::new(sqlite),
-        _dir: Some(dir),
-        _pg: None,
-    }];
+    let mut all = vec![
+        Backend {
+            name: "sqlite",
+            store: Arc::new(sqlite),
+            _dir: Some(dir),
+            _pg: None,
+        },
+        Backend {
+            name: "memory",
+            store: Arc::new(MemoryStore::new()),
+            _dir: None,
+            _pg: None,
+        },
+    ];
     if let Some(db) = fresh_database_async().await {
-        let store = PgStore::connect(&db.url).await.unwrap();
+        let store = SqlStore::connect_postgres(&db.url).await.unwrap();
         all.push(Backend {
             name: "postgres",
             store: Arc::new(store),
@@ -522,6 +530,88 @@ async fn posture_columns_round_trip_and_a_retired_device_stays_retired() {
             retired.inventory.as_ref(),
             Some(&inventory),
             "the record stays"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_change_fails_alone_and_the_rest_of_its_batch_commits() {
+    use ward_controller::store::{Priority, StoreError};
+    for b in backends().await {
+        let device = enrolled(&b.store, 90).await;
+        b.store.insert_token(&token(91, 1_000)).await.unwrap();
+        let batches_before = b
+            .store
+            .writer()
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for i in 0..40u32 {
+            let store = b.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = command(device, &format!("batch-{i}"));
+                store
+                    .write(Priority::High, move |tx| {
+                        let c = c.clone();
+                        Box::pin(async move {
+                            match i {
+                                // Writes, then fails: its write must not survive.
+                                7 => {
+                                    tx.insert_command(&c).await?;
+                                    Err(StoreError::Corrupt("job 7 refuses".into()))
+                                }
+                                // The database refuses it (a token that exists already).
+                                13 => tx.insert_token(&token(91, 1_000)).await.map(|()| c),
+                                _ => tx.insert_command(&c).await.map(|(c, _)| c),
+                            }
+                        })
+                    })
+                    .await
+            }));
+        }
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        for (i, answer) in answers.iter().enumerate() {
+            match i {
+                7 => assert!(
+                    matches!(answer, Err(StoreError::Corrupt(m)) if m == "job 7 refuses"),
+                    "{}: job 7 gets its own error: {answer:?}",
+                    b.name
+                ),
+                13 => assert!(answer.is_err(), "{}: the duplicate token fails", b.name),
+                _ => assert!(answer.is_ok(), "{}: job {i}: {answer:?}", b.name),
+            }
+        }
+        assert!(
+            b.store.command_by_key("batch-7").await.unwrap().is_none(),
+            "{}: the failed job's write was rolled back",
+            b.name
+        );
+        for i in (0..40).filter(|i| ![7, 13].contains(i)) {
+            assert!(
+                b.store
+                    .command_by_key(&format!("batch-{i}"))
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{}: job {i} committed",
+                b.name
+            );
+        }
+        let batches = b
+            .store
+            .writer()
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - batches_before;
+        assert!(
+            batches < 38,
+            "{}: 38 changes committed in {batches} transactions: they were grouped",
+            b.name
         );
     }
 }

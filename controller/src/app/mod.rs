@@ -92,6 +92,9 @@ pub enum AppError {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// Too busy to take this call now; the caller may retry after the hint.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -102,6 +105,10 @@ impl From<StoreError> for AppError {
             StoreError::AlreadyExists(what) => {
                 AppError::AlreadyExists(format!("{what} already exists"))
             }
+            StoreError::Overloaded => AppError::Unavailable(
+                "the controller is busy committing other devices' changes; retry in a few seconds"
+                    .into(),
+            ),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -125,7 +132,7 @@ pub struct CreatedToken {
 pub struct App {
     store: Arc<dyn Store>,
     hub: Hub,
-    metrics: crate::metrics::Metrics,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Revoked certificate serials, shared with the TLS verifier so revoked devices fail at
     /// the handshake.
     revoked: Arc<ward_certs::tls::RevokedSerials>,
@@ -149,10 +156,12 @@ impl App {
         clock: Arc<dyn Clock>,
         config: AppConfig,
     ) -> Self {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        store.writer().stats().observe_with(metrics.clone());
         Self {
             store,
             hub: Hub::default(),
-            metrics: crate::metrics::Metrics::default(),
+            metrics,
             revoked: Arc::default(),
             ca,
             clock,
@@ -275,6 +284,11 @@ impl App {
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// What the store's writer is doing, for `/metrics`.
+    pub fn writer_stats(&self) -> &crate::store::writer::WriterStats {
+        self.store.writer().stats()
     }
 
     /// Commands per state, across every replica.
@@ -513,11 +527,11 @@ impl App {
         facts
             .validate()
             .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
-        if !self
-            .store
-            .record_check_in(device, &facts, self.now())
-            .await?
-        {
+        let recorded = self.store.record_check_in(device, &facts, self.now()).await;
+        if let Err(crate::store::StoreError::Overloaded) = recorded {
+            self.metrics.shed_checkins.inc();
+        }
+        if !recorded? {
             return Err(AppError::NotFound(format!(
                 "device {device} is not enrolled"
             )));

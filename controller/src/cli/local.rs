@@ -16,7 +16,7 @@ use super::output::{OutputFormat, print_fields, print_json};
 use crate::app::{App, AppConfig, check_cert_lifetime};
 use crate::core::SystemClock;
 use crate::datadir::{DataDir, InitReport};
-use crate::store::{PgStore, Store};
+use crate::store::{SqlStore, Store};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -176,15 +176,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
                 info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
             }
             let store = dir.open_store().await?;
-            let (journal, sync) = store
+            let durability = store
                 .durability()
                 .await
                 .map_err(|e| CliError::failed(e.to_string()))?;
-            info!(journal_mode = %journal, synchronous = sync, "SQLite store opened");
+            info!(?durability, "SQLite store opened");
             Arc::new(store)
         }
         Some(url) => {
-            let store = PgStore::connect(url).await.map_err(|e| {
+            let store = SqlStore::connect_postgres(url).await.map_err(|e| {
                 CliError::failed(format!("cannot use the PostgreSQL database: {e}"))
             })?;
             info!("PostgreSQL store opened");

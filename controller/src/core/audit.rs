@@ -60,6 +60,38 @@ pub fn entry_hash(
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// The entries that record `events`, in order, after the entry `(seq, hash)` (`(0, GENESIS)`
+/// for an empty log): each numbered one higher than the last and chained to its hash.
+pub fn extend(seq: u64, hash: &str, events: &[(AuditEvent, Timestamp)]) -> Vec<AuditEntry> {
+    let mut prev_hash = hash.to_owned();
+    events
+        .iter()
+        .zip(seq + 1..)
+        .map(|((event, at), seq)| {
+            let details = event.details.to_string();
+            let hash = entry_hash(
+                seq,
+                *at,
+                &event.actor,
+                &event.action,
+                &event.target,
+                &details,
+                &prev_hash,
+            );
+            AuditEntry {
+                seq,
+                at: *at,
+                actor: event.actor.clone(),
+                action: event.action.clone(),
+                target: event.target.clone(),
+                details,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            }
+        })
+        .collect()
+}
+
 /// The bytes the controller signs for a head.
 pub fn head_message(seq: u64, hash: &str) -> Vec<u8> {
     format!("ward-audit-head:{seq}:{hash}").into_bytes()

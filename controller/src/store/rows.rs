@@ -1,11 +1,11 @@
-//! Turning rows into domain records, shared by the SQLite and PostgreSQL stores: the two
-//! differ in SQL (placeholders, locking), not in what a row means.
+//! Turning rows into domain records. Rows come through sqlx's `Any` driver from SQLite or
+//! PostgreSQL alike; the one difference that shows here is booleans (SQLite keeps them as
+//! integers), which [`Columns::opt_bool`] reads either way.
 
 use std::str::FromStr;
 
 use sqlx::Row;
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use ward_certs::AdminName;
 
 use super::StoreError;
@@ -53,33 +53,33 @@ pub trait Columns {
     }
 }
 
-macro_rules! columns_for {
-    ($row:ty) => {
-        impl Columns for $row {
-            fn text(&self, column: &str) -> Result<String, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn int(&self, column: &str) -> Result<i64, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
-                self.try_get(column).map_err(db)
-            }
+impl Columns for AnyRow {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.try_get(column).map_err(db)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.try_get(column).map_err(db)
+    }
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(db)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        self.try_get(column).map_err(db)
+    }
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+        // PostgreSQL has BOOLEAN; SQLite stores 0 or 1.
+        match self.try_get::<Option<bool>, _>(column) {
+            Ok(value) => Ok(value),
+            Err(_) => Ok(self
+                .try_get::<Option<i64>, _>(column)
+                .map_err(db)?
+                .map(|n| n != 0)),
         }
-    };
+    }
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.try_get(column).map_err(db)
+    }
 }
-
-columns_for!(SqliteRow);
-columns_for!(PgRow);
 
 pub fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
     let hash: [u8; 32] = hex::decode(row.text("token_hash")?)
