@@ -10,6 +10,7 @@
 
 pub mod app;
 pub mod bundle;
+pub mod checkpoint_dir;
 pub mod cli;
 pub mod core;
 pub mod datadir;

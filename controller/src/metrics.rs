@@ -46,6 +46,13 @@ pub struct Metrics {
     queued: Family<QueueLabel, Gauge>,
     /// Check-ins refused because the writer was too far behind.
     pub shed_checkins: Counter,
+    /// 1 while the audit chain verifies; 0 once damage was found (until a verification
+    /// passes again).
+    pub audit_chain_ok: Gauge,
+    pub audit_chain_breaks: Counter,
+    pub audit_checkpoint_seq: Gauge,
+    pub audit_checkpoint_failures: Counter,
+    pub audit_refusals_suppressed: Counter,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -121,8 +128,44 @@ impl Default for Metrics {
             "Commands by state (all replicas)",
             commands.clone(),
         );
+        let audit_chain_ok = Gauge::default();
+        audit_chain_ok.set(1);
+        let audit_chain_breaks = Counter::default();
+        let audit_checkpoint_seq = Gauge::default();
+        let audit_checkpoint_failures = Counter::default();
+        let audit_refusals_suppressed = Counter::default();
+        registry.register(
+            "audit_chain_ok",
+            "1 while the audit chain verifies, 0 once damage was found in it",
+            audit_chain_ok.clone(),
+        );
+        registry.register(
+            "audit_chain_breaks",
+            "Damage found in the audit chain and recorded as audit.break entries",
+            audit_chain_breaks.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_seq",
+            "Sequence number of the last signed audit checkpoint",
+            audit_checkpoint_seq.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_failures",
+            "Audit checkpoints that could not be made or written to their directory",
+            audit_checkpoint_failures.clone(),
+        );
+        registry.register(
+            "audit_refusals_suppressed",
+            "Refusals counted in a summary entry instead of one audit entry each",
+            audit_refusals_suppressed.clone(),
+        );
         Self {
             registry,
+            audit_chain_ok,
+            audit_chain_breaks,
+            audit_checkpoint_seq,
+            audit_checkpoint_failures,
+            audit_refusals_suppressed,
             checkins,
             enrollments,
             denied_calls,

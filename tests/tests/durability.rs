@@ -29,10 +29,12 @@ async fn the_sqlite_store_serve_opens_is_wal_with_synchronous_full() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 async fn postgres_sessions_commit_synchronously_whatever_the_database_default() {
-    let Some(db) = fresh_database_async().await else {
-        return;
-    };
+    let db = fresh_database_async().await;
     // A database whose default acknowledges commits before they reach the disk.
     let mut plain = sqlx::PgConnection::connect(&db.url).await.unwrap();
     sqlx::raw_sql(

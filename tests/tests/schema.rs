@@ -82,9 +82,7 @@ async fn sqlite_and_postgres_migrations_produce_the_same_tables_and_columns() {
         .map(|(table, column, ty)| ((table, column), family(&ty)))
         .collect();
 
-    let db = fresh_database_async()
-        .await
-        .expect("WARD_TEST_POSTGRES_URL");
+    let db = fresh_database_async().await;
     SqlStore::connect_postgres(&db.url)
         .await
         .unwrap()

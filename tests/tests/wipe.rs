@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ward_e2e::eventually_blocking;
-use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr};
+use ward_e2e::process::{AgentFixture, ControllerProcess, http_get, json, stderr};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -351,28 +351,6 @@ fn the_controller_stops_promptly_on_sigterm_with_agents_connected() {
 fn json_lenient(stdout: &[u8]) -> Value {
     serde_json::from_slice(stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(stdout)))
-}
-
-/// A plain HTTP GET on loopback; returns (status line, body).
-fn http_get(base: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
 }
 
 #[test]

@@ -269,6 +269,7 @@ pub fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
         min_agent_version: policy.min_agent_version.clone(),
         check_actions: super::convert_posture::check_actions_to_wire(policy),
         wipe_grace_seconds: policy.wipe_grace_seconds,
+        overridden: p.overridden.iter().map(|f| (*f).to_owned()).collect(),
     }
 }
 

@@ -12,10 +12,13 @@ use ward_certs::AdminName;
 use super::tx::Tx;
 use super::writer::{BatchSettings, Engine, Writer};
 use super::{AuditFilter, HeadKey, HeadSigner, HeadVerifier, PostureField, Store, StoreError};
-use crate::core::audit::{AuditEntry, AuditEvent, AuditHead, GENESIS, extend, head_message};
+use crate::core::audit::{
+    AppendError, Appended, AuditEntry, AuditEvent, AuditHead, Tail, extend, head_message,
+    plan_append,
+};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, OfflineWipe, Policy, PolicyScope, StoredPolicy, Timestamp,
+    DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, Timestamp,
     TokenHash, TokenRecord, UserEmail,
 };
 
@@ -75,7 +78,7 @@ struct State {
     certificates: BTreeMap<String, CertificateRecord>,
     commands: BTreeMap<CommandId, Command>,
     command_keys: HashMap<String, CommandId>,
-    policies: BTreeMap<String, StoredPolicy>,
+    policies: BTreeMap<String, PolicyRule>,
     last_revision: u64,
     audit: Vec<AuditEntry>,
     head: AuditHead,
@@ -103,31 +106,40 @@ impl Default for State {
 }
 
 impl State {
-    /// Appends `events` after the signed head and signs the new head, as the SQL store does.
+    /// Appends `events` where the chain's rules say and signs the new head, as the SQL store
+    /// does.
     fn append_audit(
         &mut self,
         events: &[(AuditEvent, Timestamp)],
         key: &dyn HeadKey,
-    ) -> Result<(), StoreError> {
-        let trusted = self.head.seq == 0
-            || key.verify(
+    ) -> Result<Appended, StoreError> {
+        let Some(((first, first_at), rest)) = events.split_first() else {
+            return Err(StoreError::Corrupt("an audit append with no event".into()));
+        };
+        let head_signed = !self.head.signature.is_empty()
+            && key.verify(
                 &head_message(self.head.seq, &self.head.hash),
                 &self.head.signature,
             );
-        let (seq, hash) = match self.head.seq {
-            0 => (0, GENESIS.to_owned()),
-            n => (n, self.head.hash.clone()),
+        let tail = self.audit.last().map(|e| Tail {
+            seq: e.seq,
+            hash: e.hash.clone(),
+        });
+        let plan = plan_append(first, *first_at, &self.head, head_signed, tail.as_ref()).map_err(
+            |AppendError::AlreadyStarted| {
+                StoreError::AlreadyExists("the audit log's genesis".into())
+            },
+        )?;
+        let mut entries: Vec<AuditEntry> = plan.entries().cloned().collect();
+        entries.extend(extend(plan.entry.seq, &plan.entry.hash, rest));
+        let last = entries.last().unwrap_or(&plan.entry);
+        self.head = AuditHead {
+            seq: last.seq,
+            hash: last.hash.clone(),
+            signature: key.sign(&head_message(last.seq, &last.hash))?,
         };
-        let entries = extend(seq, &hash, events);
-        if let (true, Some(last)) = (trusted, entries.last()) {
-            self.head = AuditHead {
-                seq: last.seq,
-                hash: last.hash.clone(),
-                signature: key.sign(&head_message(last.seq, &last.hash))?,
-            };
-        }
         self.audit.extend(entries);
-        Ok(())
+        Ok(plan)
     }
 
     fn unfinished(&self, device: DeviceId) -> Vec<Command> {
@@ -288,7 +300,7 @@ impl Tx for MemoryEngine {
         Ok(self.state()?.unfinished(device))
     }
 
-    async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
+    async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
         Ok(self.state()?.policies.get(&scope.to_string()).cloned())
     }
 
@@ -467,15 +479,15 @@ impl Tx for MemoryEngine {
     async fn put_policy(
         &mut self,
         scope: &PolicyScope,
-        policy: &Policy,
+        body: &PolicyBody,
         updated_by: &str,
         now: Timestamp,
-    ) -> Result<StoredPolicy, StoreError> {
+    ) -> Result<PolicyRule, StoreError> {
         let state = self.state()?;
         state.last_revision += 1;
-        let stored = StoredPolicy {
+        let stored = PolicyRule {
             scope: scope.clone(),
-            policy: policy.clone(),
+            body: body.clone(),
             revision: state.last_revision,
             updated_at: now,
             updated_by: updated_by.to_owned(),
@@ -698,8 +710,12 @@ impl Store for MemoryStore {
         Ok(self.read(|s| s.unfinished(device)))
     }
 
-    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
         Ok(self.read(|s| s.policies.get(&scope.to_string()).cloned()))
+    }
+
+    async fn list_policies(&self) -> Result<Vec<PolicyRule>, StoreError> {
+        Ok(self.read(|s| s.policies.values().cloned().collect()))
     }
 
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
@@ -720,6 +736,18 @@ impl Store for MemoryStore {
                 .filter(|e| filter.actor.as_ref().is_none_or(|a| &e.actor == a))
                 .filter(|e| filter.target.as_ref().is_none_or(|t| &e.target == t))
                 .filter(|e| e.seq > filter.after_seq.unwrap_or(0))
+                .filter(|e| filter.until.is_none_or(|t| e.at < t))
+                .filter(|e| {
+                    filter.device.is_none_or(|d| {
+                        let id = d.to_string();
+                        e.target == id
+                            || e.target
+                                .parse()
+                                .ok()
+                                .and_then(|c| s.commands.get(&c))
+                                .is_some_and(|c| c.device_id == d)
+                    })
+                })
                 .take(filter.limit.map_or(usize::MAX, |l| l as usize))
                 .cloned()
                 .collect()
@@ -746,16 +774,11 @@ impl Store for MemoryStore {
         at: Timestamp,
         sign: &HeadSigner<'_>,
         verify_head: &HeadVerifier<'_>,
-    ) -> Result<AuditEntry, StoreError> {
+    ) -> Result<Appended, StoreError> {
         // Between two batches, never inside one.
         let _between = self.batch.lock().await;
         let key = super::ClosureKey { sign, verify_head };
         let mut state = self.state.lock().unwrap_or_else(PoisonError::into_inner);
-        state.append_audit(&[(event.clone(), at)], &key)?;
-        state
-            .audit
-            .last()
-            .cloned()
-            .ok_or_else(|| StoreError::Corrupt("an audit append left no entry".into()))
+        state.append_audit(&[(event.clone(), at)], &key)
     }
 }

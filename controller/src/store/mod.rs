@@ -15,7 +15,7 @@ pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash,
+    DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
     TokenRecord, TokenStatus, UserEmail,
 };
 use ward_certs::AdminName;
@@ -99,6 +99,10 @@ pub struct AuditFilter {
     pub since: Option<Timestamp>,
     pub actor: Option<String>,
     pub target: Option<String>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+    /// Only the device's trail: entries targeted at it or at one of its commands.
+    pub device: Option<DeviceId>,
     /// Only entries with a greater sequence number (paging).
     pub after_seq: Option<u64>,
     /// At most this many entries; `None`: all.
@@ -177,7 +181,10 @@ pub trait Store: Send + Sync + 'static {
     /// The device's commands that have not reached a terminal state, oldest first.
     async fn unfinished_commands(&self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
 
-    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError>;
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError>;
+
+    /// Every stored policy rule: the default and the users' overrides.
+    async fn list_policies(&self) -> Result<Vec<PolicyRule>, StoreError>;
 
     /// Serials of every revoked certificate that has not expired by `now`.
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
@@ -192,15 +199,17 @@ pub trait Store: Send + Sync + 'static {
     /// How many commands are in each state.
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError>;
 
-    /// Appends an audit entry chained to the last one and re-signs the head, atomically;
-    /// concurrent appends form one linear chain.
+    /// Appends an audit entry where `core::audit::plan_append` says (after the table's last
+    /// row, behind an `audit.break` entry when the head does not match it) and re-signs the
+    /// head, atomically; concurrent appends form one linear chain. A genesis event on a log
+    /// that already has entries is `AlreadyExists`.
     async fn append_audit(
         &self,
         event: &crate::core::audit::AuditEvent,
         at: Timestamp,
         sign: &HeadSigner<'_>,
         verify_head: &HeadVerifier<'_>,
-    ) -> Result<crate::core::audit::AuditEntry, StoreError>;
+    ) -> Result<crate::core::audit::Appended, StoreError>;
 
     // ----- replicas ---------------------------------------------------------------------
 
@@ -329,14 +338,14 @@ pub trait Store: Send + Sync + 'static {
     async fn put_policy(
         &self,
         scope: &PolicyScope,
-        policy: &Policy,
+        body: &PolicyBody,
         updated_by: &str,
         now: Timestamp,
-    ) -> Result<StoredPolicy, StoreError> {
-        let (scope, policy, by) = (scope.clone(), policy.clone(), updated_by.to_owned());
+    ) -> Result<PolicyRule, StoreError> {
+        let (scope, body, by) = (scope.clone(), body.clone(), updated_by.to_owned());
         tx::write(self.writer(), High, move |tx| {
-            let (scope, policy, by) = (scope.clone(), policy.clone(), by.clone());
-            Box::pin(async move { tx.put_policy(&scope, &policy, &by, now).await })
+            let (scope, body, by) = (scope.clone(), body.clone(), by.clone());
+            Box::pin(async move { tx.put_policy(&scope, &body, &by, now).await })
         })
         .await
     }

@@ -12,7 +12,7 @@ use super::StoreError;
 use crate::core::audit::AuditEntry;
 use crate::core::{
     Admin, AdminRole, CertificateRecord, Command, CommandKind, Compliance, ComplianceCheck, Device,
-    DeviceFacts, DeviceId, DeviceState, OfflineWipe, Policy, Receipt, StoredPolicy, Timestamp,
+    DeviceFacts, DeviceId, DeviceState, OfflineWipe, PolicyBody, PolicyRule, Receipt, Timestamp,
     TokenHash, TokenRecord, WipeScope,
 };
 
@@ -230,10 +230,10 @@ pub fn command(row: &impl Columns) -> Result<Command, StoreError> {
     })
 }
 
-pub fn policy(row: &impl Columns) -> Result<StoredPolicy, StoreError> {
+pub fn policy(row: &impl Columns) -> Result<PolicyRule, StoreError> {
     let scope = row.text("scope")?;
-    Ok(StoredPolicy {
-        policy: serde_json::from_str::<Policy>(&row.text("body")?)
+    Ok(PolicyRule {
+        body: serde_json::from_str::<PolicyBody>(&row.text("body")?)
             .map_err(|e| corrupt(format!("policy {scope}: {e}")))?,
         scope: scope.parse().map_err(corrupt)?,
         revision: u64::try_from(row.int("revision")?)

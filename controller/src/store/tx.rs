@@ -19,7 +19,7 @@ use super::{PostureField, StoreError};
 use crate::core::audit::AuditEvent;
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, OfflineWipe, Policy, PolicyScope, StoredPolicy, Timestamp,
+    DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, Timestamp,
     TokenHash, TokenRecord, UserEmail,
 };
 
@@ -35,7 +35,7 @@ pub trait Tx: Send {
     async fn command(&mut self, id: CommandId) -> Result<Option<Command>, StoreError>;
     async fn command_by_key(&mut self, key: &str) -> Result<Option<Command>, StoreError>;
     async fn unfinished_commands(&mut self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
-    async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError>;
+    async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError>;
 
     // ----- writes -----------------------------------------------------------------------
     async fn insert_token(&mut self, token: &TokenRecord) -> Result<(), StoreError>;
@@ -78,10 +78,10 @@ pub trait Tx: Send {
     async fn put_policy(
         &mut self,
         scope: &PolicyScope,
-        policy: &Policy,
+        body: &PolicyBody,
         updated_by: &str,
         now: Timestamp,
-    ) -> Result<StoredPolicy, StoreError>;
+    ) -> Result<PolicyRule, StoreError>;
     async fn delete_policy(&mut self, scope: &PolicyScope) -> Result<bool, StoreError>;
     async fn record_compliance(
         &mut self,

@@ -10,7 +10,7 @@ use super::{Backend, audit, certificates, commands, devices, policies, tokens};
 use crate::core::audit::AuditEvent;
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, OfflineWipe, Policy, PolicyScope, StoredPolicy, Timestamp,
+    DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, Timestamp,
     TokenHash, TokenRecord, UserEmail,
 };
 use crate::store::rows::db;
@@ -140,7 +140,7 @@ impl Tx for SqlEngine {
         commands::unfinished(self.conn()?, device).await
     }
 
-    async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
+    async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
         policies::get(self.conn()?, scope).await
     }
 
@@ -197,12 +197,12 @@ impl Tx for SqlEngine {
     async fn put_policy(
         &mut self,
         scope: &PolicyScope,
-        policy: &Policy,
+        body: &PolicyBody,
         updated_by: &str,
         now: Timestamp,
-    ) -> Result<StoredPolicy, StoreError> {
+    ) -> Result<PolicyRule, StoreError> {
         let backend = self.backend;
-        policies::put(self.conn()?, backend, scope, policy, updated_by, now).await
+        policies::put(self.conn()?, backend, scope, body, updated_by, now).await
     }
 
     async fn delete_policy(&mut self, scope: &PolicyScope) -> Result<bool, StoreError> {

@@ -29,10 +29,10 @@ use super::{
     Announcement, Announcements, AuditFilter, BatchSettings, HeadSigner, HeadVerifier, Store,
     StoreError, Writer,
 };
-use crate::core::audit::{AuditEntry, AuditEvent, AuditHead};
+use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyScope,
-    StoredPolicy, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyRule,
+    PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 use crate::store::rows::db;
 
@@ -207,8 +207,12 @@ impl Store for SqlStore {
         commands::unfinished(&mut *self.read().await?, device).await
     }
 
-    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError> {
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
         policies::get(&mut *self.read().await?, scope).await
+    }
+
+    async fn list_policies(&self) -> Result<Vec<PolicyRule>, StoreError> {
+        policies::list(&mut *self.read().await?).await
     }
 
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
@@ -221,14 +225,12 @@ impl Store for SqlStore {
         at: Timestamp,
         sign: &HeadSigner<'_>,
         verify_head: &HeadVerifier<'_>,
-    ) -> Result<AuditEntry, StoreError> {
+    ) -> Result<Appended, StoreError> {
         let mut w = self.write().await?;
         let key = super::ClosureKey { sign, verify_head };
-        let mut entries = audit::append_all(w.conn(), &[(event.clone(), at)], &key).await?;
+        let (appended, _) = audit::append_all(w.conn(), &[(event.clone(), at)], &key).await?;
         w.commit().await?;
-        entries
-            .pop()
-            .ok_or_else(|| StoreError::Corrupt("an audit append returned no entry".into()))
+        Ok(appended)
     }
 
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {

@@ -3,14 +3,14 @@
 use sqlx::AnyConnection;
 
 use super::Backend;
-use crate::core::{Compliance, DeviceId, Policy, PolicyScope, StoredPolicy, Timestamp};
+use crate::core::{Compliance, DeviceId, PolicyBody, PolicyRule, PolicyScope, Timestamp};
 use crate::store::StoreError;
 use crate::store::rows::{self, corrupt, db};
 
 pub async fn get(
     conn: &mut AnyConnection,
     scope: &PolicyScope,
-) -> Result<Option<StoredPolicy>, StoreError> {
+) -> Result<Option<PolicyRule>, StoreError> {
     sqlx::query("SELECT * FROM policies WHERE scope = $1")
         .bind(scope.to_string())
         .fetch_optional(conn)
@@ -28,11 +28,11 @@ pub async fn put(
     conn: &mut AnyConnection,
     backend: Backend,
     scope: &PolicyScope,
-    policy: &Policy,
+    body: &PolicyBody,
     updated_by: &str,
     now: Timestamp,
-) -> Result<StoredPolicy, StoreError> {
-    let body = serde_json::to_string(policy).map_err(|e| corrupt(e.to_string()))?;
+) -> Result<PolicyRule, StoreError> {
+    let body = serde_json::to_string(body).map_err(|e| corrupt(e.to_string()))?;
     let sql = match backend {
         Backend::Sqlite => {
             "INSERT INTO policies (scope, body, revision, updated_at, updated_by)
@@ -64,6 +64,14 @@ pub async fn put(
         .await
         .map_err(db)?;
     rows::policy(&row)
+}
+
+pub async fn list(conn: &mut AnyConnection) -> Result<Vec<PolicyRule>, StoreError> {
+    let rows = sqlx::query("SELECT * FROM policies ORDER BY scope")
+        .fetch_all(conn)
+        .await
+        .map_err(db)?;
+    rows.iter().map(rows::policy).collect()
 }
 
 pub async fn delete(conn: &mut AnyConnection, scope: &PolicyScope) -> Result<bool, StoreError> {
