@@ -390,6 +390,7 @@ impl Executor {
             files_removed: journal.files_removed,
             bytes_removed: journal.bytes_removed,
             verified_empty: journal.verified_empty,
+            key_protection: Some(vault.protection_in(&journal)),
         };
         match body.sign(&self.device_key) {
             Ok(signed) => Status::Finished {

@@ -104,6 +104,7 @@ pub async fn tick(
         bytes_removed: journal.bytes_removed,
         verified_empty: journal.verified_empty,
         full_erase: None,
+        key_protection: Some(vault.protection_in(&journal)),
     };
     match body.sign(device_key) {
         Ok(signed) => {

@@ -40,6 +40,10 @@ pub struct RunOptions {
     pub messaging_dir: Option<PathBuf>,
     /// A program that erases the whole device, run by full wipes.
     pub full_erase_hook: Option<PathBuf>,
+    /// Where a new messaging data key goes (`ward-agent run --tpm`).
+    pub tpm: crate::tpm::TpmChoice,
+    /// The local API's socket; `None`: see [`local_api::socket_path`].
+    pub local_socket: Option<PathBuf>,
 }
 
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
@@ -109,9 +113,15 @@ async fn session(
     };
     let vault = match &options.messaging_dir {
         Some(path) => Some(Arc::new(
-            Vault::open(path, dir.root(), state.secret_store, &state.device_id)
-                .await
-                .map_err(|e| AgentError::Failed(e.to_string()))?,
+            Vault::open_with(
+                path,
+                dir.root(),
+                state.secret_store,
+                &state.device_id,
+                &options.tpm,
+            )
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?,
         )),
         None => None,
     };
@@ -124,14 +134,17 @@ async fn session(
 
     let local_api_task = match (&vault, &options.messaging_dir) {
         (Some(vault), Some(messaging_dir)) => {
-            let app_uid = local_api::owner_of(messaging_dir)
+            let (app_uid, app_gid) = local_api::owner_of(messaging_dir)
                 .map_err(|e| AgentError::Failed(format!("{}: {e}", messaging_dir.display())))?;
             let gate = Arc::new(local_api::Gate {
                 vault: vault.clone(),
                 state_dir: dir.root().to_path_buf(),
             });
-            let socket = dir.root().join("agent.sock");
-            info!(socket = %socket.display(), app_uid, "local API for the messaging app");
+            let socket = local_api::socket_path(options.local_socket.as_deref(), dir.root());
+            info!(socket = %socket.display(), app_uid, key_protection = %vault.protection(), "local API for the messaging app");
+            if let Some(why) = local_api::unreachable_for(&socket, app_uid, app_gid) {
+                error!("{why}");
+            }
             Some(tokio::spawn(async move {
                 if let Err(e) = local_api::serve(socket, gate, app_uid).await {
                     error!(error = %e, "the local API stopped");

@@ -8,6 +8,8 @@ pub mod fleet;
 pub mod inprocess;
 pub mod postgres;
 pub mod process;
+pub mod sandbox;
+pub mod swtpm;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

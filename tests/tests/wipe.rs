@@ -51,6 +51,13 @@ fn online_agent_is_wiped_with_a_verified_receipt_and_no_canary_left() {
     assert_eq!(command["receipt"]["verified"], true);
     assert_eq!(command["receipt"]["body"]["key_destroyed"], true);
     assert_eq!(command["receipt"]["body"]["files_removed"], 2);
+    // No TPM (test agents run with `--tpm none`): the receipt says the key was in a file,
+    // never more.
+    assert_eq!(
+        command["receipt"]["body"]["key_protection"],
+        "file-best-effort"
+    );
+    assert_eq!(command["receipt"]["key_protection"], "file-best-effort");
     assert!(
         device.canary_files().is_empty(),
         "canary survived: {:?}",

@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
 use serde::Serialize;
 use tonic::transport::Channel;
+use ward_certs::receipt::{KeyProtection, WipeReceiptBody};
 use ward_proto::v1::admin_service_client::AdminServiceClient;
 use ward_proto::v1::{self, CancelCommandRequest, GetCommandRequest, ListCommandsRequest};
 
@@ -89,6 +90,9 @@ pub struct ReceiptView {
     pub error: Option<String>,
     /// The signed statement, parsed (null if it is not JSON).
     pub body: Option<serde_json::Value>,
+    /// Where the device held the destroyed key ("tpm", "keyring", "file-best-effort"), from
+    /// a verified receipt only; null when unknown.
+    pub key_protection: Option<String>,
     /// Base64 of the exact signed bytes and of the signature, for independent checking.
     pub body_base64: String,
     pub signature_base64: String,
@@ -121,6 +125,9 @@ fn outcome_of(receipt: &ReceiptView) -> Option<String> {
         number("bytes_removed"),
         if yes("verified_empty") { "yes" } else { "no" },
     );
+    if let Some(k) = &receipt.key_protection {
+        text.push_str(&format!(" (key held: {k})"));
+    }
     if body.get("scope").and_then(serde_json::Value::as_str) == Some("full") {
         let hook = body
             .get("full_erase")
@@ -136,6 +143,12 @@ fn outcome_of(receipt: &ReceiptView) -> Option<String> {
 impl From<v1::Command> for CommandView {
     fn from(c: v1::Command) -> Self {
         let receipt = c.receipt.map(|r| ReceiptView {
+            key_protection: r
+                .verified
+                .then(|| serde_json::from_slice::<WipeReceiptBody>(&r.body).ok())
+                .flatten()
+                .and_then(|b| b.key_protection)
+                .map(|k| k.as_str().to_owned()),
             verified: r.verified,
             error: non_empty(r.verification_error),
             body: serde_json::from_slice(&r.body).ok(),
@@ -222,6 +235,9 @@ pub fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), Cli
                         format!("NOT verified: {}", r.error.clone().unwrap_or_default())
                     };
                     fields.push(("receipt", status));
+                    if r.verified {
+                        fields.push(("key", key_protection_text(r.key_protection.as_deref())));
+                    }
                     if let Some(body) = &r.body {
                         fields.push(("receipt body", body.to_string()));
                     }
@@ -229,6 +245,19 @@ pub fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), Cli
             }
             print_fields(&fields);
             Ok(())
+        }
+    }
+}
+
+/// What the receipt's key protection means, for the table.
+fn key_protection_text(name: Option<&str>) -> String {
+    let parsed = name.and_then(|n| {
+        serde_json::from_value::<KeyProtection>(serde_json::Value::String(n.to_owned())).ok()
+    });
+    match parsed {
+        Some(k) => format!("{k}: {}", k.guarantee()),
+        None => {
+            "not stated (a receipt from an agent that did not say where the key was held)".into()
         }
     }
 }
@@ -397,6 +426,7 @@ mod tests {
         ReceiptView {
             verified,
             error: None,
+            key_protection: None,
             body: Some(body),
             body_base64: String::new(),
             signature_base64: String::new(),
@@ -426,7 +456,14 @@ mod tests {
             "scope": "messaging", "key_destroyed": true, "files_removed": 1, "bytes_removed": 9,
             "verified_empty": true
         });
-        let text = outcome_of(&receipt(true, messaging)).unwrap();
+        let text = outcome_of(&receipt(true, messaging.clone())).unwrap();
         assert!(!text.contains("full erase"), "{text}");
+        let in_tpm = ReceiptView {
+            key_protection: Some("tpm".into()),
+            ..receipt(true, messaging)
+        };
+        assert!(outcome_of(&in_tpm).unwrap().contains("(key held: tpm)"));
+        assert!(key_protection_text(Some("tpm")).contains("held in the TPM and deleted there"));
+        assert!(key_protection_text(None).starts_with("not stated"));
     }
 }

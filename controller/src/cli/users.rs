@@ -42,6 +42,9 @@ struct DeviceView {
     /// The wipe's state, or "not-issued" for a device revoked before the offboarding.
     state: &'static str,
     receipt_verified: bool,
+    /// Where the destroyed key was held, from the verified receipt: "tpm", "keyring",
+    /// "file-best-effort"; null when unknown.
+    key_protection: Option<String>,
     revoked: bool,
     command_id: Option<String>,
     issued_at: Option<String>,
@@ -79,6 +82,7 @@ impl ReportView {
                     id: d.device_id,
                     hostname: d.hostname,
                     receipt_verified: d.receipt_verified,
+                    key_protection: (!d.key_protection.is_empty()).then_some(d.key_protection),
                     revoked: d.revoked,
                     command_id: (!d.command_id.is_empty()).then_some(d.command_id),
                     issued_at: time(d.created_at_unix_ms),
@@ -115,7 +119,10 @@ impl ReportView {
                 d.hostname.clone(),
                 d.state.to_owned(),
                 if d.receipt_verified {
-                    "verified".into()
+                    match &d.key_protection {
+                        Some(k) => format!("verified (key: {k})"),
+                        None => "verified".into(),
+                    }
                 } else {
                     "-".into()
                 },

@@ -247,6 +247,19 @@ pub struct Receipt {
     pub error: Option<String>,
 }
 
+impl Receipt {
+    /// Where the device held the destroyed key, as its verified receipt states; `None` for a
+    /// receipt that did not verify or comes from an agent that did not say.
+    pub fn key_protection(&self) -> Option<ward_certs::receipt::KeyProtection> {
+        if !self.verified {
+            return None;
+        }
+        serde_json::from_slice::<ward_certs::receipt::WipeReceiptBody>(&self.body)
+            .ok()?
+            .key_protection
+    }
+}
+
 impl Command {
     /// Applies `event` at `now`, or refuses it. The only way a command's state changes.
     pub fn apply(&self, event: &Event, now: Timestamp) -> Result<Command, TransitionError> {

@@ -376,6 +376,13 @@ pub fn offboard_report_to_wire(r: &crate::app::offboard::OffboardReport) -> v1::
                         command_state_to_wire(c.state)
                     }) as i32,
                 receipt_verified: d.succeeded(),
+                key_protection: d
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.receipt.as_ref())
+                    .and_then(crate::core::Receipt::key_protection)
+                    .map(|k| k.as_str().to_owned())
+                    .unwrap_or_default(),
                 revoked: d.device.state != DeviceState::Active,
                 created_at_unix_ms: d.command.as_ref().map_or(0, |c| c.created_at.unix_ms()),
                 finished_at_unix_ms: d
