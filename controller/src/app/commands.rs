@@ -68,18 +68,15 @@ fn check_text(what: &str, text: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Control characters become spaces; the text is cut to [`MAX_TEXT_LEN`] bytes on a character
-/// boundary.
+/// Text from a device or another party, made safe to keep and to show: control characters
+/// and bidirectional overrides become spaces, and it is cut to [`MAX_TEXT_LEN`] bytes.
 pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_TEXT_LEN));
-    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
-        if out.len() + c.len_utf8() > MAX_TEXT_LEN {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    crate::core::text::clean(text, MAX_TEXT_LEN)
 }
+
+/// The largest wipe receipt kept (a real one is a few hundred bytes): a larger one is refused,
+/// with nothing of it stored.
+pub const MAX_RECEIPT_BYTES: usize = 16 * 1024;
 
 fn check_idempotency_key(key: &str) -> Result<(), AppError> {
     let ok = !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic());
@@ -375,9 +372,9 @@ impl App {
                     warn!(command_id = %command.id, device_id = %device, reason = %why, "wipe receipt rejected");
                     receipt = stored;
                     Event::Failed {
-                        reason: format!(
+                        reason: sanitize(&format!(
                             "the device reported success but its receipt was not accepted: {why}"
-                        ),
+                        )),
                     }
                 }
             }
@@ -411,6 +408,19 @@ impl App {
         let Some(signed) = receipt else {
             return Ok(Err((None, "no receipt was sent".into())));
         };
+        let size = signed.body.len() + signed.signature.len();
+        if size > MAX_RECEIPT_BYTES {
+            let why = format!(
+                "the receipt is {size} bytes, larger than the {MAX_RECEIPT_BYTES} bytes a receipt may have; it was not kept"
+            );
+            let stored = Receipt {
+                body: Vec::new(),
+                signature: Vec::new(),
+                verified: false,
+                error: Some(why.clone()),
+            };
+            return Ok(Err((Some(stored), why)));
+        }
         let device = self
             .store
             .get_device(command.device_id)
@@ -453,6 +463,8 @@ impl App {
                 Ok(stored)
             }
             Err(why) => {
+                // The device's words (a command id it chose) are in it: cleaned and bounded.
+                let why = sanitize(&why);
                 stored.error = Some(why.clone());
                 Err((Some(stored), why))
             }

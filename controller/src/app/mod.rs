@@ -536,10 +536,21 @@ impl App {
             .get_device(device)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("device {device} is not enrolled")))?;
+        let oversized = receipt.body.len() + receipt.signature.len() > commands::MAX_RECEIPT_BYTES;
         let verified = record
             .public_key_der
             .as_deref()
-            .ok_or_else(|| "no public key on record".to_owned())
+            .filter(|_| !oversized)
+            .ok_or_else(|| {
+                if oversized {
+                    format!(
+                        "the receipt is larger than the {} bytes a receipt may have",
+                        commands::MAX_RECEIPT_BYTES
+                    )
+                } else {
+                    "no public key on record".to_owned()
+                }
+            })
             .and_then(|spki| {
                 ward_certs::receipt::verify_receipt(
                     receipt,
@@ -563,9 +574,15 @@ impl App {
                 warn!(device_id = %device, at = %at, "device reports its offline timer wiped the messaging data")
             }
             Err(why) => {
-                warn!(device_id = %device, reason = %why, "offline-wipe receipt did not verify")
+                warn!(device_id = %device, reason = %sanitize(why), "offline-wipe receipt did not verify")
             }
         }
+        // An oversized receipt is not kept.
+        let empty = ward_certs::receipt::SignedReceipt {
+            body: Vec::new(),
+            signature: Vec::new(),
+        };
+        let receipt = if oversized { &empty } else { receipt };
         let wipe = crate::core::OfflineWipe {
             at,
             verified: verified.is_ok(),

@@ -7,6 +7,7 @@ pub mod model;
 pub mod policy;
 pub mod posture;
 pub mod roles;
+pub mod text;
 pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
