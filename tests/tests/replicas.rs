@@ -57,6 +57,7 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
         created_by: "t".into(),
         used_at: None,
         device_id: None,
+        withdrawn_at: None,
     };
     store.insert_token(&token).await.unwrap();
     let serial = format!("serial-{id}");

@@ -73,6 +73,7 @@ fn token(hash: u8, expires: i64) -> TokenRecord {
         created_by: "admin".into(),
         used_at: None,
         device_id: None,
+        withdrawn_at: None,
     }
 }
 
@@ -522,6 +523,53 @@ async fn posture_columns_round_trip_and_a_retired_device_stays_retired() {
             retired.inventory.as_ref(),
             Some(&inventory),
             "the record stays"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says() {
+    for b in backends().await {
+        b.store.insert_token(&token(1, 1_000)).await.unwrap();
+        // Already expired by the offboarding's clock, not by a slow enrollment's.
+        b.store.insert_token(&token(2, 300)).await.unwrap();
+        let user = "a@h.org".parse().unwrap();
+        let withdrawn = b
+            .store
+            .expire_unused_tokens(&user, Timestamp::from_unix_ms(500))
+            .await
+            .unwrap();
+        assert_eq!(
+            withdrawn, 1,
+            "{}: only unexpired tokens are counted",
+            b.name
+        );
+        for tag in [1, 2] {
+            // An enrollment that read the clock before the offboarding.
+            let outcome = b
+                .store
+                .redeem_token(
+                    &TokenHash([tag; 32]),
+                    Timestamp::from_unix_ms(100),
+                    &device(DeviceId::new_random()),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                Redemption::Refused(ward_controller::core::TokenStatus::Withdrawn),
+                "{}: token {tag}",
+                b.name
+            );
+        }
+        assert!(b.store.list_devices(None).await.unwrap().is_empty());
+        // Withdrawing again finds nothing more.
+        assert_eq!(
+            b.store
+                .expire_unused_tokens(&user, Timestamp::from_unix_ms(600))
+                .await
+                .unwrap(),
+            0
         );
     }
 }

@@ -424,6 +424,7 @@ impl App {
             created_by: actor.name.to_string(),
             used_at: None,
             device_id: None,
+            withdrawn_at: None,
         };
         self.store.insert_token(&record).await?;
         self.audit(
@@ -479,7 +480,13 @@ impl App {
             public_key_der: csr.public_key_der().to_vec(),
             certificate: certificate_record(&certificate, &identity, now),
         };
-        match self.store.redeem_token(&hash, now, &new_device).await? {
+        // The time of the claim itself: issuing took a moment, and a token that expired or was
+        // withdrawn meanwhile must not be redeemed with the earlier time.
+        match self
+            .store
+            .redeem_token(&hash, self.now(), &new_device)
+            .await?
+        {
             Redemption::Enrolled { user } => {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
                 self.metrics.enrollments.inc();
@@ -794,7 +801,10 @@ fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
             "the enrollment token was already used; a token enrolls one device only. Ask your IT admin for a new one (wardctl token create)".into(),
         )),
         TokenStatus::Expired => Err(AppError::FailedPrecondition(
-            "the enrollment token has expired or was withdrawn (its user was offboarded); ask your IT admin for a new one (wardctl token create)".into(),
+            "the enrollment token has expired; ask your IT admin for a new one (wardctl token create)".into(),
+        )),
+        TokenStatus::Withdrawn => Err(AppError::FailedPrecondition(
+            "the enrollment token was withdrawn: its user was offboarded. Ask your IT admin for a new one if that was a mistake (wardctl token create)".into(),
         )),
     }
 }

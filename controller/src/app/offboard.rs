@@ -68,8 +68,10 @@ impl App {
                 "offboarding needs a reason (--reason TEXT)".into(),
             ));
         }
-        let devices = self.store.list_devices(Some(&user)).await?;
+        // Tokens first: once they are withdrawn no enrollment can add a device, so the list
+        // read next holds every device this offboarding must wipe.
         let tokens = self.store.expire_unused_tokens(&user, self.now()).await?;
+        let devices = self.store.list_devices(Some(&user)).await?;
         if devices.is_empty() && tokens == 0 {
             return Err(AppError::NotFound(format!(
                 "{user} has no devices and no enrollment tokens"

@@ -4,6 +4,7 @@
 mod postgres;
 mod rows;
 mod sqlite;
+mod tokens;
 
 use async_trait::async_trait;
 
@@ -150,7 +151,8 @@ pub trait Store: Send + Sync + 'static {
 
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError>;
 
-    /// Makes the user's unused, unexpired enrollment tokens expire now; returns how many.
+    /// Withdraws the user's unused enrollment tokens (offboarding): refused from now on, even
+    /// by a redemption already under way. Returns how many had not expired yet.
     async fn expire_unused_tokens(
         &self,
         user: &UserEmail,

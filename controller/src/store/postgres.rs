@@ -9,6 +9,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{Postgres, Transaction};
 use ward_certs::AdminName;
 
+use super::tokens::{WITHDRAW_OTHER_TOKENS, WITHDRAW_UNEXPIRED_TOKENS};
 use super::{Redemption, Store, StoreError};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
@@ -154,7 +155,7 @@ impl Store for PgStore {
         // redemptions exactly one sees the row still unused.
         let claimed = sqlx::query(
             "UPDATE enrollment_tokens SET used_at = $1, device_id = $2
-             WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $4
+             WHERE token_hash = $3 AND used_at IS NULL AND withdrawn_at IS NULL AND expires_at > $4
              RETURNING user_email",
         )
         .bind(now.unix_ms())
@@ -326,17 +327,22 @@ impl Store for PgStore {
         user: &UserEmail,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let result = sqlx::query(
-            "UPDATE enrollment_tokens SET expires_at = $1
-             WHERE user_email = $2 AND used_at IS NULL AND expires_at > $3",
-        )
-        .bind(now.unix_ms())
-        .bind(user.as_str())
-        .bind(now.unix_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(result.rows_affected())
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let withdrawn = sqlx::query(WITHDRAW_UNEXPIRED_TOKENS)
+            .bind(now.unix_ms())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        sqlx::query(WITHDRAW_OTHER_TOKENS)
+            .bind(now.unix_ms())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(withdrawn)
     }
 
     async fn list_commands(

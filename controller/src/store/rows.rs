@@ -97,6 +97,7 @@ pub fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
             .opt_text("device_id")?
             .map(|s| s.parse::<DeviceId>().map_err(corrupt))
             .transpose()?,
+        withdrawn_at: row.opt_time("withdrawn_at")?,
     })
 }
 

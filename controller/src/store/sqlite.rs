@@ -11,6 +11,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, Transaction};
 use ward_certs::AdminName;
 
+use super::tokens::{WITHDRAW_OTHER_TOKENS, WITHDRAW_UNEXPIRED_TOKENS};
 use super::{Redemption, Store, StoreError};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
@@ -145,7 +146,7 @@ impl Store for SqliteStore {
         // redemptions exactly one sees the row still unused.
         let claimed = sqlx::query(
             "UPDATE enrollment_tokens SET used_at = ?, device_id = ?
-             WHERE token_hash = ? AND used_at IS NULL AND expires_at > ?
+             WHERE token_hash = ? AND used_at IS NULL AND withdrawn_at IS NULL AND expires_at > ?
              RETURNING user_email",
         )
         .bind(now.unix_ms())
@@ -321,17 +322,23 @@ impl Store for SqliteStore {
         now: Timestamp,
     ) -> Result<u64, StoreError> {
         let _writing = self.writer.lock().await;
-        let result = sqlx::query(
-            "UPDATE enrollment_tokens SET expires_at = ?
-             WHERE user_email = ? AND used_at IS NULL AND expires_at > ?",
-        )
-        .bind(now.unix_ms())
-        .bind(user.as_str())
-        .bind(now.unix_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(result.rows_affected())
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        let (counted, rest) = (WITHDRAW_UNEXPIRED_TOKENS, WITHDRAW_OTHER_TOKENS);
+        let withdrawn = sqlx::query(counted)
+            .bind(now.unix_ms())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?
+            .rows_affected();
+        sqlx::query(rest)
+            .bind(now.unix_ms())
+            .bind(user.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(withdrawn)
     }
 
     async fn list_commands(
