@@ -3,3 +3,33 @@
 
 -- A token offboarding withdrew is refused whatever the redeeming clock says.
 ALTER TABLE enrollment_tokens ADD COLUMN withdrawn_at INTEGER;
+
+-- Idempotency keys get a namespace: `system:KEY` for the keys the controller makes for
+-- itself (offboarding, lost mode, retirement, disable/enable, compliance wipes), which no
+-- caller can write, and `admin:NAME:KEY` for the key an admin chose. Existing rows are mapped
+-- by what the system would have made: its key shape, the command's kind and device, and (for
+-- wipes) whether it revokes the device afterwards or was created by the controller; every
+-- other row keeps its key, scoped to the admin who created it. First every key moves aside
+-- (no stored key starts with a space), so no intermediate value collides with another row.
+UPDATE commands SET idempotency_key = ' ' || idempotency_key;
+UPDATE commands SET idempotency_key = 'system:' || substr(idempotency_key, 2)
+WHERE (kind = 'wipe' AND revoke_after = 1 AND (
+           substr(idempotency_key, 2) = 'offboard:'
+               || (SELECT d.user_email FROM devices d WHERE d.id = commands.device_id)
+               || ':' || device_id
+        OR substr(idempotency_key, 2) = 'lost:' || device_id || ':wipe'))
+   OR (kind = 'lock' AND substr(idempotency_key, 2) = 'lost:' || device_id || ':lock')
+   OR (kind = 'wipe' AND created_by = 'controller'
+       AND substr(idempotency_key, 2, length('compliance:' || device_id || ':'))
+           = 'compliance:' || device_id || ':')
+   OR (kind = 'retire' AND (substr(idempotency_key, 2) = 'retire:' || device_id
+       OR substr(idempotency_key, 2, length('retire:' || device_id || ':after:'))
+           = 'retire:' || device_id || ':after:'))
+   OR (kind = 'disable'
+       AND substr(idempotency_key, 2, length('disable:' || device_id || ':after:'))
+           = 'disable:' || device_id || ':after:')
+   OR (kind = 'enable'
+       AND substr(idempotency_key, 2, length('enable:' || device_id || ':'))
+           = 'enable:' || device_id || ':');
+UPDATE commands SET idempotency_key = 'admin:' || created_by || ':' || substr(idempotency_key, 2)
+WHERE substr(idempotency_key, 1, 1) = ' ';

@@ -7,8 +7,8 @@ use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError};
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
-    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, Receipt, Timestamp,
-    WipeScope,
+    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, IdempotencyKey, Receipt,
+    Timestamp, WipeScope,
 };
 use crate::store::Announcement;
 
@@ -107,12 +107,17 @@ impl App {
             }
         );
         let approval = full && self.config.approval_threshold.is_some();
+        check_idempotency_key(idempotency_key)?;
+        let key = IdempotencyKey::Admin {
+            admin: actor.name.to_string(),
+            key: idempotency_key.to_owned(),
+        };
         self.issue_command_with(
             &Issuer::admin(actor),
             device,
             kind,
             reason,
-            idempotency_key,
+            &key,
             approval,
             false,
         )
@@ -128,14 +133,13 @@ impl App {
         device: &str,
         kind: CommandKind,
         reason: &str,
-        idempotency_key: &str,
+        idempotency_key: &IdempotencyKey,
         needs_approval: bool,
         revoke_after: bool,
     ) -> Result<(Command, bool), AppError> {
         let device_id = self.get_device(device).await?.id;
         let reason = reason.trim();
         check_text("the reason", reason)?;
-        check_idempotency_key(idempotency_key)?;
         if matches!(
             kind,
             CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
@@ -161,7 +165,7 @@ impl App {
             },
             reason: reason.to_owned(),
             failure_reason: None,
-            idempotency_key: idempotency_key.to_owned(),
+            idempotency_key: idempotency_key.stored(),
             created_by: issuer.name.clone(),
             created_at: now,
             deadline: None,
@@ -177,7 +181,7 @@ impl App {
         if !created {
             if stored.device_id != command.device_id || stored.kind != command.kind {
                 return Err(AppError::InvalidArgument(format!(
-                    "idempotency key already used for command {} ({} on device {}); use a new key for a different request",
+                    "you already used this idempotency key for command {} ({} on device {}); use a new key for a different request",
                     stored.id,
                     stored.kind.name(),
                     stored.device_id

@@ -11,7 +11,9 @@ pub mod text;
 pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
-pub use command::{Command, CommandId, CommandKind, CommandState, Event, Receipt, WipeScope};
+pub use command::{
+    Command, CommandId, CommandKind, CommandState, Event, IdempotencyKey, Receipt, WipeScope,
+};
 pub use model::{
     Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
     OfflineWipe, UserEmail,
