@@ -79,8 +79,9 @@ async fn a_full_wipe_waits_for_a_second_admin() {
         Code::PermissionDenied
     );
 
-    // A second admin releases it: queued, then delivered.
-    let mut second = controller.admin_with_role("second", AdminRole::Admin).await;
+    // A second admin releases it: queued, then delivered. (An admin the issuer created would
+    // not do; the break-glass identity init made is a second person.)
+    let mut second = controller.break_glass().await;
     let approved = second
         .approve_command(ApproveCommandRequest {
             command_id: wipe.id.clone(),
@@ -90,7 +91,7 @@ async fn a_full_wipe_waits_for_a_second_admin() {
         .into_inner();
     assert_eq!(
         (approved.state, approved.approved_by.as_str()),
-        (CommandState::Queued as i32, "second")
+        (CommandState::Queued as i32, "break-glass")
     );
     let pending = agent
         .check_in(CheckInRequest::default())
@@ -150,4 +151,138 @@ async fn an_offboarding_above_the_threshold_waits_for_approval_and_a_small_one_d
             .all(|d| d.state == CommandState::AwaitingApproval as i32)
     );
     assert!(!report.complete);
+}
+
+/// The attack the two-person rule exists for: an admin issues a second `admin` identity with
+/// a key of their own making, then approves their own full wipe with it.
+#[tokio::test]
+async fn an_admin_cannot_approve_their_own_full_wipe_with_an_identity_they_issued() {
+    let controller = controller().await;
+    let device = controller.enroll("zoe@hospital.org").await;
+    let mut admin = controller.admin().await;
+
+    // Issuing an admin-role identity alone yields no certificate: it waits for a second
+    // admin.
+    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    let request = IssueAdminRequest {
+        name: "sock".into(),
+        role: AdminRole::Admin as i32,
+        csr_der: ward_certs::csr::make_csr(&key, "sock").unwrap(),
+        lifetime_seconds: 0,
+    };
+    let answer = admin
+        .issue_admin(request.clone())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        answer.certificate_der.is_empty(),
+        "an admin identity was issued without a second admin"
+    );
+    assert!(answer.awaiting_approval);
+
+    // The requester cannot approve it.
+    let err = admin
+        .approve_admin(ApproveAdminRequest {
+            name: "sock".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+
+    // Another admin (the break-glass identity, from the safe) approves it; the requester's
+    // second call then gets the certificate.
+    controller
+        .break_glass()
+        .await
+        .approve_admin(ApproveAdminRequest {
+            name: "sock".into(),
+        })
+        .await
+        .unwrap();
+    let issued = admin.issue_admin(request).await.unwrap().into_inner();
+    assert!(!issued.certificate_der.is_empty());
+    let approved = issued.admin.unwrap();
+    assert_eq!(
+        (approved.created_by.as_str(), approved.approved_by.as_str()),
+        ("admin", "break-glass")
+    );
+    let tls = ward_certs::tls::client_config(
+        controller.ca.cert_der(),
+        Some((&[issued.certificate_der], &key)),
+    )
+    .unwrap();
+    let mut sock = ward_proto::v1::admin_service_client::AdminServiceClient::new(
+        controller.channel(tls).await.unwrap(),
+    );
+
+    // The full wipe waits; the identity its issuer made may not release it.
+    let wipe = admin
+        .issue_command(IssueCommandRequest {
+            device_id: device.device_id.clone(),
+            action: Some(Action::Wipe(WipeAction {
+                scope: WipeScope::Full as i32,
+            })),
+            reason: "disposal".into(),
+            idempotency_key: "full-sock".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(wipe.state, CommandState::AwaitingApproval as i32);
+    let err = sock
+        .approve_command(ApproveCommandRequest {
+            command_id: wipe.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("admin created"), "{}", err.message());
+    // Nor may the issuer release a command the identity they made asks for.
+    let theirs = sock
+        .issue_command(IssueCommandRequest {
+            device_id: device.device_id.clone(),
+            action: Some(Action::Wipe(WipeAction {
+                scope: WipeScope::Full as i32,
+            })),
+            reason: "disposal".into(),
+            idempotency_key: "full-sock-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let err = admin
+        .approve_command(ApproveCommandRequest {
+            command_id: theirs.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // Nothing was released.
+    let listed = admin
+        .list_commands(ListCommandsRequest {
+            device_id: device.device_id.clone(),
+            ..ListCommandsRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .commands;
+    assert!(
+        listed
+            .iter()
+            .all(|c| c.state == CommandState::AwaitingApproval as i32),
+        "{listed:?}"
+    );
+    // An unrelated admin may.
+    let released = controller
+        .break_glass()
+        .await
+        .approve_command(ApproveCommandRequest {
+            command_id: wipe.id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(released.approved_by, "break-glass");
 }

@@ -1,6 +1,31 @@
 -- Issue 13: admin lifecycle, two-person issuance, idempotency keys that cannot be squatted,
 -- and enrollment tokens that offboarding withdraws for good.
 
+-- Admins: who approved an identity's issuance, who asked for its current certificate (its
+-- creator, or whoever renewed it), the break-glass identity `init` makes, and revocation.
+ALTER TABLE admins ADD COLUMN approved_by TEXT;
+ALTER TABLE admins ADD COLUMN certificate_by TEXT;
+ALTER TABLE admins ADD COLUMN break_glass BOOLEAN NOT NULL DEFAULT FALSE;
+ALTER TABLE admins ADD COLUMN revoked_at BIGINT;
+ALTER TABLE admins ADD COLUMN revoked_by TEXT;
+ALTER TABLE admins ADD COLUMN revoke_reason TEXT;
+
+-- Issuing (or renewing someone else's) admin-role identity under `serve --require-approval`:
+-- the request waits here until a second admin approves it; the requester's next call uses it.
+CREATE TABLE admin_requests (
+    id           TEXT    PRIMARY KEY,
+    kind         TEXT    NOT NULL,          -- issue | renew
+    name         TEXT    NOT NULL,
+    role         TEXT    NOT NULL,
+    requested_by TEXT    NOT NULL,
+    requested_at BIGINT NOT NULL,
+    expires_at   BIGINT NOT NULL,
+    approved_by  TEXT,
+    approved_at  BIGINT,
+    used_at      BIGINT
+);
+CREATE INDEX admin_requests_name ON admin_requests (name);
+
 -- A token offboarding withdrew is refused whatever the redeeming clock says.
 ALTER TABLE enrollment_tokens ADD COLUMN withdrawn_at BIGINT;
 

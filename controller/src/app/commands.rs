@@ -221,6 +221,17 @@ impl App {
                 actor.name, command.id
             )));
         }
+        // Nor an identity the issuer made (or that made the issuer's): one person with two
+        // bundles is not two people.
+        let requester = match command.created_by.parse::<ward_certs::AdminName>() {
+            Ok(name) => self.store.get_admin(&name).await?,
+            Err(_) => None,
+        };
+        if let Some(why) = requester.and_then(|r| crate::core::roles::approval_refusal(&r, actor)) {
+            return Err(self
+                .refuse_approval(actor, &command.id.to_string(), why)
+                .await?);
+        }
         let approved = self
             .transition(
                 command.id,

@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
-use ward_certs::{AdminName, CertificateAuthority, IssuedCertificate, VerifiedCsr};
+use ward_certs::{CertificateAuthority, IssuedCertificate, VerifiedCsr};
 use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate};
 
 use crate::core::{
-    Admin, AdminRole, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken,
-    NewDevice, Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
+    Admin, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken, NewDevice,
+    Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
 };
 use crate::hub::Hub;
 use crate::store::{Announcement, Redemption, Store, StoreError};
 
+mod admins;
 pub mod audit;
 mod commands;
 mod lifecycle;
@@ -22,6 +23,7 @@ pub mod offboard;
 mod policy;
 mod posture;
 
+pub use admins::AdminIssued;
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;
 
@@ -129,6 +131,8 @@ pub struct App {
     /// Revoked certificate serials, shared with the TLS verifier so revoked devices fail at
     /// the handshake.
     revoked: Arc<ward_certs::tls::RevokedSerials>,
+    /// Open connections by client certificate, cut when it is revoked.
+    connections: Arc<crate::connections::Connections>,
     ca: Arc<CertificateAuthority>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
@@ -154,6 +158,7 @@ impl App {
             hub: Hub::default(),
             metrics: crate::metrics::Metrics::default(),
             revoked: Arc::default(),
+            connections: Arc::default(),
             ca,
             clock,
             config,
@@ -173,11 +178,21 @@ impl App {
         self.revoked.clone()
     }
 
-    /// Loads the revocation list from the store; call before serving.
+    /// The open connections the listener tracks, to be cut on revocation.
+    pub fn connections(&self) -> Arc<crate::connections::Connections> {
+        self.connections.clone()
+    }
+
+    /// Loads the revocation list from the store (call before serving), and cuts the open
+    /// connections of certificates it revokes.
     pub async fn load_revocations(&self) -> Result<usize, AppError> {
         let serials = self.store.revoked_serials(self.now()).await?;
         let count = serials.len();
         self.revoked.replace_all(serials);
+        let cut = self.connections.cut_revoked(&self.revoked);
+        if cut > 0 {
+            info!(connections = cut, "connections of revoked certificates cut");
+        }
         Ok(count)
     }
 
@@ -245,6 +260,11 @@ impl App {
                 self.hub.wake(id);
             }
             Announcement::PolicyChanged => self.hub.wake_all(),
+            Announcement::RevocationsChanged => {
+                if let Err(e) = self.load_revocations().await {
+                    warn!(error = %e, "cannot reload the revocation list");
+                }
+            }
         }
     }
 
@@ -351,7 +371,13 @@ impl App {
         let identity = self.authenticate(leaf).await?;
         let refusal = match &identity {
             Identity::Admin(name) => match self.store.get_admin(name).await? {
-                Some(admin) => return Ok(admin),
+                Some(admin) if admin.is_active() => {
+                    if admin.break_glass {
+                        warn!(admin = %admin.name, "the break-glass identity is in use");
+                    }
+                    return Ok(admin);
+                }
+                Some(_) => format!("admin {name} has been revoked"),
                 None => format!("admin {name} is not registered with this controller"),
             },
             other => format!(
@@ -678,7 +704,6 @@ impl App {
         })
     }
 
-    /// Registers a new admin and issues its certificate for a CSR made on its own machine.
     async fn device_by_name(
         &self,
         name: &str,
@@ -709,56 +734,6 @@ impl App {
                     .join(", ")
             ))),
         }
-    }
-
-    pub async fn issue_admin(
-        &self,
-        actor: &str,
-        name: &str,
-        role: AdminRole,
-        csr_der: &[u8],
-        lifetime: Option<Duration>,
-    ) -> Result<(Admin, IssuedCertificate), AppError> {
-        let name: AdminName = name
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let lifetime = lifetime.unwrap_or(self.config.admin_cert_lifetime);
-        check_cert_lifetime(lifetime)?;
-        if self.store.get_admin(&name).await?.is_some() {
-            return Err(AppError::AlreadyExists(format!(
-                "admin {name} already exists; choose another name"
-            )));
-        }
-        let now = self.now();
-        let identity = Identity::Admin(name.clone());
-        let certificate = self
-            .ca
-            .issue_client(&csr, &identity, now.to_datetime(), lifetime)
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let admin = Admin {
-            name,
-            role,
-            created_at: now,
-            created_by: actor.to_owned(),
-        };
-        self.store
-            .insert_admin(&admin, &certificate_record(&certificate, &identity, now))
-            .await?;
-        info!(admin = %admin.name, role = %admin.role, created_by = actor, "admin issued");
-        self.audit(
-            &Identity::Admin(actor.parse().map_err(|e| AppError::Internal(format!("{e}")))?).to_uri(),
-            "admin.issue",
-            admin.name.as_str(),
-            serde_json::json!({ "role": admin.role.as_str(), "certificate_serial": certificate.serial }),
-        )
-        .await?;
-        Ok((admin, certificate))
-    }
-
-    pub async fn list_admins(&self) -> Result<Vec<Admin>, AppError> {
-        Ok(self.store.list_admins().await?)
     }
 }
 

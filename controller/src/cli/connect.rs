@@ -59,6 +59,7 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
         .as_ref()
         .is_some_and(|dir| same_file(&bundle_path, &dir.admin_bundle()));
     let bundle = load_bundle(&bundle_path, host_bundle)?;
+    check_expiry(&bundle, &bundle_path)?;
     let tls = bundle.client_config().map_err(|e| {
         CliError::failed(format!(
             "the admin bundle {} is unusable: {e}",
@@ -77,6 +78,59 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
         }
     })?;
     Ok(AdminServiceClient::new(channel).max_decoding_message_size(ADMIN_RESPONSE_BYTES))
+}
+
+/// How long before its certificate expires `wardctl` starts reminding an admin to renew it.
+const RENEW_REMINDER: time::Duration = time::Duration::days(7);
+
+/// Refuses a bundle whose certificate has expired (the controller would refuse it at the
+/// handshake, with a less helpful message) and reminds its holder to renew one that soon will.
+fn check_expiry(bundle: &AdminBundle, path: &Path) -> Result<(), CliError> {
+    use ward_certs::validate::{ValidationError, validate_client_certificate};
+    let now = time::OffsetDateTime::now_utc();
+    // Whose it is, read as of a moment before it expired.
+    let name_at = |at: time::OffsetDateTime| {
+        validate_client_certificate(
+            &bundle.certificate_der,
+            &bundle.ca_der,
+            at - time::Duration::minutes(1),
+            std::time::Duration::ZERO,
+        )
+        .map_or_else(|_| "NAME".to_owned(), |p| admin_name(&p.identity))
+    };
+    match validate_client_certificate(
+        &bundle.certificate_der,
+        &bundle.ca_der,
+        now,
+        ward_certs::validate::DEFAULT_SKEW,
+    ) {
+        Ok(peer) if peer.not_after - now < RENEW_REMINDER => {
+            eprintln!(
+                "warning: the admin certificate in {} expires at {}: renew it (wardctl admin renew {} --out NEW.pem)",
+                path.display(),
+                peer.not_after,
+                admin_name(&peer.identity)
+            );
+            Ok(())
+        }
+        Err(ValidationError::Expired(at)) => Err(CliError::new(
+            Exit::Denied,
+            format!(
+                "the admin certificate in {} expired at {at}: another admin can renew it (wardctl admin renew {} --out NEW.pem), or use the break-glass bundle",
+                path.display(),
+                name_at(at)
+            ),
+        )),
+        // Anything else is for the controller to judge and explain.
+        _ => Ok(()),
+    }
+}
+
+fn admin_name(identity: &ward_certs::Identity) -> String {
+    match identity {
+        ward_certs::Identity::Admin(name) => name.to_string(),
+        other => other.to_string(),
+    }
 }
 
 /// Reads the bundle at `path`, decrypting its key if it has a passphrase. An unencrypted key

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 use ward_certs::AdminName;
 use ward_proto::transport::ServerUrl;
 
@@ -118,6 +118,8 @@ fn print_init_report(
             "hostnames": report.hostnames,
             "admin": report.admin_name,
             "admin_bundle": report.admin_bundle.display().to_string(),
+            "break_glass_bundle": report.break_glass.bundle.display().to_string(),
+            "break_glass_passphrase_file": report.break_glass.passphrase.display().to_string(),
         })),
         OutputFormat::Table => {
             print_fields(&[
@@ -126,11 +128,22 @@ fn print_init_report(
                 ("server names", report.hostnames.join(", ")),
                 ("admin", report.admin_name.clone()),
                 ("admin bundle", report.admin_bundle.display().to_string()),
+                (
+                    "break-glass",
+                    format!(
+                        "{} (key encrypted), passphrase in {}",
+                        report.break_glass.bundle.display(),
+                        report.break_glass.passphrase.display()
+                    ),
+                ),
             ]);
+            eprintln!("{}", BREAK_GLASS_ADVICE);
             Ok(())
         }
     }
 }
+
+const BREAK_GLASS_ADVICE: &str = "Move break-glass.pem and break-glass.passphrase out of the data directory into your offline safe, apart from each other (the passphrase printed, in a sealed envelope), then delete them here. See deploy/OPERATIONS.md, \"Emergency access\".";
 
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
@@ -211,6 +224,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             Arc::new(store)
         }
     };
+    if crate::break_glass::BreakGlassFiles::in_dir(dir.root()).still_here() {
+        warn!(data_dir = %dir.root().display(), "the break-glass bundle or its passphrase is still in the data directory: {BREAK_GLASS_ADVICE}");
+    }
     let ca = dir.load_ca()?;
     let (chain, key) = dir.load_server_credentials()?;
     let leaf = chain.first().map_or(&[][..], Vec::as_slice);

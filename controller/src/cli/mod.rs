@@ -1,6 +1,7 @@
 //! `wardctl`: the CLI IT admins and HR scripts use. The contract (flags, JSON shapes, exit
 //! codes) is in DESIGN.md; scripts depend on it.
 
+mod admin_bundle;
 mod admins;
 mod audit;
 mod commands;

@@ -1,5 +1,6 @@
 //! Ward's domain: types and rules, free of tonic and sqlx.
 
+pub mod admins;
 pub mod audit;
 pub mod clock;
 pub mod command;

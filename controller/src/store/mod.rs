@@ -1,6 +1,7 @@
 //! Persistence behind one trait. SQLite is the embedded default; every implementation must
 //! commit before it returns, so an answer to a client is never ahead of the disk.
 
+mod admins;
 mod postgres;
 mod rows;
 mod sqlite;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 
+use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash,
@@ -27,6 +29,8 @@ pub enum Announcement {
     DeviceWork(DeviceId),
     /// The device was revoked.
     Revoked(DeviceId),
+    /// Certificates other than a device's were revoked (an admin's): reload the list.
+    RevocationsChanged,
     /// A policy changed for possibly many devices.
     PolicyChanged,
 }
@@ -36,6 +40,7 @@ impl Announcement {
         match self {
             Announcement::DeviceWork(id) => format!("work:{id}"),
             Announcement::Revoked(id) => format!("revoked:{id}"),
+            Announcement::RevocationsChanged => "revocations".into(),
             Announcement::PolicyChanged => "policy".into(),
         }
     }
@@ -45,6 +50,7 @@ impl Announcement {
             Some(("work", id)) => id.parse().ok().map(Announcement::DeviceWork),
             Some(("revoked", id)) => id.parse().ok().map(Announcement::Revoked),
             None if text == "policy" => Some(Announcement::PolicyChanged),
+            None if text == "revocations" => Some(Announcement::RevocationsChanged),
             _ => None,
         }
     }
@@ -140,6 +146,55 @@ pub trait Store: Send + Sync + 'static {
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
 
     async fn list_admins(&self) -> Result<Vec<Admin>, StoreError>;
+
+    /// Gives admin `name` the new `certificate`, asked for by `certificate_by` (`None`: by the
+    /// admin itself), and revokes its other certificates, atomically. `None` when there is no
+    /// such admin or it is revoked; else the serials revoked.
+    async fn renew_admin(
+        &self,
+        name: &AdminName,
+        certificate: &CertificateRecord,
+        certificate_by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+
+    /// Revokes admin `name` and every certificate it has, unless it is the last active
+    /// identity with role `admin` (checked and changed atomically, across replicas too).
+    async fn revoke_admin(
+        &self,
+        name: &AdminName,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<RevokeOutcome, StoreError>;
+
+    /// The open request for `request.name` if there is one, else `request`, now stored.
+    async fn open_admin_request(
+        &self,
+        request: &AdminRequest,
+        now: Timestamp,
+    ) -> Result<AdminRequest, StoreError>;
+
+    /// The open (unused, unexpired) request for the name.
+    async fn admin_request(
+        &self,
+        name: &AdminName,
+        now: Timestamp,
+    ) -> Result<Option<AdminRequest>, StoreError>;
+
+    /// Every open request, by name.
+    async fn list_admin_requests(&self, now: Timestamp) -> Result<Vec<AdminRequest>, StoreError>;
+
+    /// Approves the open request `id`; false when it is no longer open or already approved.
+    async fn approve_admin_request(
+        &self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Uses the approved request `id` (once); false when it is not approved, used or expired.
+    async fn use_admin_request(&self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
 

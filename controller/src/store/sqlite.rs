@@ -13,12 +13,14 @@ use ward_certs::AdminName;
 
 use super::tokens::{WITHDRAW_OTHER_TOKENS, WITHDRAW_UNEXPIRED_TOKENS};
 use super::{Redemption, Store, StoreError};
+use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash,
     TokenRecord, UserEmail,
 };
 
+mod admins;
 mod audit;
 mod commands;
 mod policies;
@@ -247,44 +249,73 @@ impl Store for SqliteStore {
         certificate: &CertificateRecord,
     ) -> Result<(), StoreError> {
         let _writing = self.writer.lock().await;
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let inserted = sqlx::query(
-            "INSERT INTO admins (name, role, created_at, created_by) VALUES (?, ?, ?, ?)
-             ON CONFLICT (name) DO NOTHING",
-        )
-        .bind(admin.name.as_str())
-        .bind(admin.role.as_str())
-        .bind(admin.created_at.unix_ms())
-        .bind(&admin.created_by)
-        .execute(&mut *tx)
-        .await
-        .map_err(db)?;
-        if inserted.rows_affected() == 0 {
-            tx.rollback().await.map_err(db)?;
-            return Err(StoreError::AlreadyExists(format!("admin {}", admin.name)));
-        }
-        insert_certificate(&mut tx, certificate).await?;
-        tx.commit().await.map_err(db)?;
-        Ok(())
+        admins::insert(&self.pool, admin, certificate).await
     }
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
-        sqlx::query("SELECT * FROM admins WHERE name = ?")
-            .bind(name.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?
-            .as_ref()
-            .map(rows::admin)
-            .transpose()
+        admins::get(&self.pool, name).await
     }
 
     async fn list_admins(&self) -> Result<Vec<Admin>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM admins ORDER BY name")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        rows.iter().map(rows::admin).collect()
+        admins::list(&self.pool).await
+    }
+
+    async fn renew_admin(
+        &self,
+        name: &AdminName,
+        certificate: &CertificateRecord,
+        certificate_by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let _writing = self.writer.lock().await;
+        admins::renew(&self.pool, name, certificate, certificate_by, now).await
+    }
+
+    async fn revoke_admin(
+        &self,
+        name: &AdminName,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let _writing = self.writer.lock().await;
+        admins::revoke(&self.pool, name, by, reason, now).await
+    }
+
+    async fn open_admin_request(
+        &self,
+        request: &AdminRequest,
+        now: Timestamp,
+    ) -> Result<AdminRequest, StoreError> {
+        let _writing = self.writer.lock().await;
+        admins::open_request(&self.pool, request, now).await
+    }
+
+    async fn admin_request(
+        &self,
+        name: &AdminName,
+        now: Timestamp,
+    ) -> Result<Option<AdminRequest>, StoreError> {
+        admins::request(&self.pool, name, now).await
+    }
+
+    async fn list_admin_requests(&self, now: Timestamp) -> Result<Vec<AdminRequest>, StoreError> {
+        admins::requests(&self.pool, now).await
+    }
+
+    async fn approve_admin_request(
+        &self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
+        admins::approve_request(&self.pool, id, by, now).await
+    }
+
+    async fn use_admin_request(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let _writing = self.writer.lock().await;
+        admins::use_request(&self.pool, id, now).await
     }
 
     async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError> {
@@ -600,12 +631,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ward.db");
         let store = SqliteStore::open(&path).await.unwrap();
-        let admin = Admin {
-            name: "root".parse().unwrap(),
-            role: AdminRole::Admin,
-            created_at: Timestamp::from_unix_ms(1),
-            created_by: "init".into(),
-        };
+        let admin = Admin::new(
+            "root".parse().unwrap(),
+            AdminRole::Admin,
+            Timestamp::from_unix_ms(1),
+            "init",
+        );
         let cert = CertificateRecord {
             serial: "01".into(),
             subject: "ward://admin/root".into(),
@@ -621,7 +652,12 @@ mod tests {
         ));
         store.close().await;
         let again = SqliteStore::open(&path).await.unwrap();
-        assert_eq!(again.list_admins().await.unwrap(), vec![admin]);
+        // Listed with the expiry of its certificate.
+        let listed = Admin {
+            expires_at: Some(cert.not_after),
+            ..admin
+        };
+        assert_eq!(again.list_admins().await.unwrap(), vec![listed]);
         assert_eq!(again.get_certificate("01").await.unwrap(), Some(cert));
     }
 }
