@@ -66,6 +66,7 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
             bundle_path.display()
         ))
     })?;
+    let _ = LAST_TARGET.set((url.clone(), tls.clone(), bundle_path.clone()));
     let channel = connect(&url, tls, ChannelOptions::default()).await.map_err(|e| {
         let text = e.to_string();
         if text.contains("invalid peer certificate") {
@@ -78,6 +79,58 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
         }
     })?;
     Ok(AdminServiceClient::new(channel).max_decoding_message_size(ADMIN_RESPONSE_BYTES))
+}
+
+/// The controller and credentials this run connected with, to explain a failure afterwards.
+static LAST_TARGET: std::sync::OnceLock<(ServerUrl, rustls::ClientConfig, PathBuf)> =
+    std::sync::OnceLock::new();
+
+/// When a call failed without an answer: connects once more and waits for the controller's
+/// first bytes. In TLS 1.3 the controller judges the client certificate after the client has
+/// finished its side of the handshake, so a refusal (revoked, expired) shows only as an alert
+/// on the first read, which a call in flight often loses to "connection closed". A refusal
+/// becomes exit 4 with the reason; anything else leaves `failure` as it was.
+pub async fn explain_refusal(failure: CliError) -> CliError {
+    let Some((url, tls, bundle)) = LAST_TARGET.get() else {
+        return failure;
+    };
+    let probe = async {
+        let tcp = tokio::net::TcpStream::connect((url.host(), url.port())).await?;
+        let name = rustls::pki_types::ServerName::try_from(url.host().to_owned())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls.clone()))
+            .connect(name, tcp)
+            .await?;
+        let mut first = [0u8; 1];
+        tokio::io::AsyncReadExt::read(&mut tls, &mut first).await
+    };
+    let refusal = match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if text.contains("CertificateRevoked") {
+                Some("it has been revoked (`wardctl admin list` shows by whom and why)")
+            } else if text.contains("CertificateExpired") {
+                Some(
+                    "it has expired or is not valid yet (another admin can `wardctl admin renew` it)",
+                )
+            } else if text.contains("UnknownCA") || text.contains("BadCertificate") {
+                Some("it was not issued by this controller's CA")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    match refusal {
+        Some(why) => CliError::new(
+            Exit::Denied,
+            format!(
+                "the controller at {url} refused the admin certificate in {} at the TLS handshake: {why}",
+                bundle.display()
+            ),
+        ),
+        None => failure,
+    }
 }
 
 /// How long before its certificate expires `wardctl` starts reminding an admin to renew it.

@@ -63,10 +63,8 @@ impl From<tonic::Status> for CliError {
         };
         let message = match status.code() {
             Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
-                format!(
-                    "the controller did not answer: {}",
-                    ward_proto::transport::error_chain(&status)
-                )
+                let chain = ward_proto::transport::error_chain(&status);
+                format!("the controller did not answer: {chain}")
             }
             _ => status.message().to_owned(),
         };

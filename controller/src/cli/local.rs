@@ -111,6 +111,7 @@ fn print_init_report(
     report: &InitReport,
     output: OutputFormat,
 ) -> Result<(), CliError> {
+    eprintln!("{BREAK_GLASS_ADVICE}");
     match output {
         OutputFormat::Json => print_json(&json!({
             "data_dir": dir.root().display().to_string(),
@@ -137,7 +138,6 @@ fn print_init_report(
                     ),
                 ),
             ]);
-            eprintln!("{}", BREAK_GLASS_ADVICE);
             Ok(())
         }
     }

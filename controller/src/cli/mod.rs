@@ -138,6 +138,15 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    match dispatch(cli).await {
+        // A connection that failed without an answer may be the controller refusing our
+        // certificate at the handshake: say so when it is.
+        Err(e) if e.exit == error::Exit::Failed => Err(connect::explain_refusal(e).await),
+        other => other,
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let output = OutputFormat::resolve(cli.output);
     match cli.command {
         Verb::Init(args) => local::init(args, output).await,
