@@ -496,3 +496,41 @@ async fn the_list_shows_role_state_expiry_creator_and_approver() {
         .into_inner();
     assert!(after.requests.is_empty(), "{:?}", after.requests);
 }
+
+#[tokio::test]
+async fn an_admin_who_revokes_themselves_gets_the_answer_and_then_every_call_is_refused_and_audited()
+ {
+    let controller = TestController::start().await;
+    let mut admin = controller.admin().await;
+    let mut bob = issue(&controller, &mut admin, "bob", AdminRole::Admin).await;
+    // The answer travels on bob's own connection, which is therefore not cut…
+    let revoked = bob
+        .client
+        .revoke_admin(revoke("bob", "leaving today"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(revoked.state, "revoked");
+    // …but refuses every further call.
+    let err = bob
+        .client
+        .list_devices(ListDevicesRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    assert!(err.message().contains("revoked"), "{}", err.message());
+    let denied = admin
+        .list_audit(ListAuditRequest {
+            actor: "ward://admin/bob".into(),
+            ..ListAuditRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+        .into_iter()
+        .filter(|e| e.action == "denied")
+        .count();
+    assert_eq!(denied, 1);
+    refused_at_the_handshake(&controller, &bob.certificate_der, &bob.key).await;
+}

@@ -573,3 +573,116 @@ async fn a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says() {
         );
     }
 }
+
+fn admin_certificate(name: &str, serial: &str) -> CertificateRecord {
+    CertificateRecord {
+        serial: serial.into(),
+        subject: format!("ward://admin/{name}"),
+        not_before: Timestamp::from_unix_ms(0),
+        not_after: Timestamp::from_unix_ms(i64::MAX / 2),
+        issued_at: Timestamp::from_unix_ms(0),
+        revoked_at: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_admins_revoking_each_other_at_once_one_remains() {
+    use ward_controller::core::admins::RevokeOutcome;
+    use ward_controller::core::{Admin, AdminRole};
+    for _ in 0..5 {
+        for b in backends().await {
+            for name in ["x", "y"] {
+                let admin = Admin::new(
+                    name.parse().unwrap(),
+                    AdminRole::Admin,
+                    Timestamp::from_unix_ms(0),
+                    "init",
+                );
+                b.store
+                    .insert_admin(&admin, &admin_certificate(name, &format!("s-{name}")))
+                    .await
+                    .unwrap();
+            }
+            let now = Timestamp::from_unix_ms(1);
+            let (s1, s2) = (b.store.clone(), b.store.clone());
+            let (x, y) = ("x".parse().unwrap(), "y".parse().unwrap());
+            let (r1, r2) = tokio::join!(
+                tokio::spawn(async move { s1.revoke_admin(&x, "y", "race", now).await }),
+                tokio::spawn(async move { s2.revoke_admin(&y, "x", "race", now).await }),
+            );
+            let outcomes = [r1.unwrap().unwrap(), r2.unwrap().unwrap()];
+            let revoked = outcomes
+                .iter()
+                .filter(|o| matches!(o, RevokeOutcome::Revoked(serials) if serials.len() == 1))
+                .count();
+            assert_eq!(revoked, 1, "{}: {outcomes:?}", b.name);
+            assert!(
+                outcomes.contains(&RevokeOutcome::LastAdmin),
+                "{}: {outcomes:?}",
+                b.name
+            );
+            // The revoked one's certificate is on the revocation list; the other's is not.
+            let listed = b.store.revoked_serials(now).await.unwrap();
+            assert_eq!(listed.len(), 1, "{}: {listed:?}", b.name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn admin_requests_are_open_once_per_name_approved_once_and_used_once() {
+    use ward_controller::core::AdminRole;
+    use ward_controller::core::admins::{AdminRequest, RequestKind};
+    for b in backends().await {
+        let now = Timestamp::from_unix_ms(1_000);
+        let name: ward_certs::AdminName = "carol".parse().unwrap();
+        let first = AdminRequest::new(RequestKind::Issue, name.clone(), AdminRole::Admin, "a", now);
+        let second =
+            AdminRequest::new(RequestKind::Issue, name.clone(), AdminRole::Admin, "b", now);
+        assert_eq!(
+            b.store.open_admin_request(&first, now).await.unwrap(),
+            first
+        );
+        assert_eq!(
+            b.store.open_admin_request(&second, now).await.unwrap(),
+            first,
+            "{}",
+            b.name
+        );
+        assert!(
+            !b.store.use_admin_request(&first.id, now).await.unwrap(),
+            "used unapproved"
+        );
+        assert!(
+            b.store
+                .approve_admin_request(&first.id, "z", now)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !b.store
+                .approve_admin_request(&first.id, "y", now)
+                .await
+                .unwrap()
+        );
+        assert!(b.store.use_admin_request(&first.id, now).await.unwrap());
+        assert!(
+            !b.store.use_admin_request(&first.id, now).await.unwrap(),
+            "used twice"
+        );
+        // Used: no longer open, so a new request can be made; an expired one is not open.
+        assert_eq!(b.store.admin_request(&name, now).await.unwrap(), None);
+        assert_eq!(
+            b.store.open_admin_request(&second, now).await.unwrap(),
+            second
+        );
+        let later = second.expires_at;
+        assert_eq!(b.store.admin_request(&name, later).await.unwrap(), None);
+        assert!(b.store.list_admin_requests(later).await.unwrap().is_empty());
+        assert!(
+            !b.store
+                .approve_admin_request(&second.id, "z", later)
+                .await
+                .unwrap()
+        );
+    }
+}

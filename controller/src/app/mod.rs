@@ -331,9 +331,24 @@ impl App {
             Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
                 Ok(peer.identity)
             }
-            Some(r) if r.revoked_at.is_some() => Err(AppError::Unauthenticated(
-                "client certificate refused: it has been revoked".into(),
-            )),
+            Some(r) if r.revoked_at.is_some() => {
+                // A revoked admin still calling (on a connection opened before the revocation,
+                // whose own answer it was) is worth an auditor's attention.
+                if matches!(peer.identity, Identity::Admin(_)) {
+                    self.metrics.denied_calls.inc();
+                    warn!(identity = %peer.identity, serial = %peer.serial, "admin API refused: revoked certificate");
+                    self.audit(
+                        &peer.identity.to_uri(),
+                        "denied",
+                        "admin API",
+                        serde_json::json!({ "why": "certificate revoked", "certificate_serial": peer.serial }),
+                    )
+                    .await?;
+                }
+                Err(AppError::Unauthenticated(
+                    "client certificate refused: it has been revoked".into(),
+                ))
+            }
             _ => Err(AppError::Unauthenticated(
                 "client certificate refused: this controller has no record of issuing it".into(),
             )),
