@@ -372,19 +372,20 @@ mod tests {
         ));
     }
 
+    /// A key file with these parameters, made by hand with a small ciphertext: deriving with
+    /// them would take gigabytes or hours, so nothing may try.
+    fn document(params: pbes2::Parameters<'_>) -> EncryptedKey {
+        let doc = EncryptedPrivateKeyInfo {
+            encryption_algorithm: params.into(),
+            encrypted_data: &[0u8; 48],
+        };
+        EncryptedKey::from_der(pkcs8::der::Encode::to_der(&doc).unwrap()).unwrap()
+    }
+
     #[test]
     fn absurd_scrypt_parameters_are_refused_before_deriving() {
         let salt = [7u8; 16];
         let iv = [9u8; 16];
-        let document = |params: pbes2::Parameters<'_>| {
-            // Deriving with these parameters would take gigabytes (or panic): the document is
-            // made by hand, with a small ciphertext.
-            let doc = EncryptedPrivateKeyInfo {
-                encryption_algorithm: params.into(),
-                encrypted_data: &[0u8; 48],
-            };
-            EncryptedKey::from_der(pkcs8::der::Encode::to_der(&doc).unwrap()).unwrap()
-        };
         // N = 2^24, r = 8: 16 GiB.
         let cost = pkcs5::scrypt::Params::new(24, 8, 1, 32).unwrap();
         let huge = document(pbes2::Parameters::scrypt_aes256cbc(cost, &salt, &iv).unwrap());
@@ -409,13 +410,6 @@ mod tests {
     fn key_files_asking_for_hours_of_work_are_refused_before_deriving() {
         let salt = [7u8; 16];
         let iv = [9u8; 16];
-        let document = |params: pbes2::Parameters<'_>| {
-            let doc = EncryptedPrivateKeyInfo {
-                encryption_algorithm: params.into(),
-                encrypted_data: &[0u8; 48],
-            };
-            EncryptedKey::from_der(pkcs8::der::Encode::to_der(&doc).unwrap()).unwrap()
-        };
         // scrypt N = 2^14, r = 8 (16 MiB, within the memory bound), p = 65535: 13,000 times
         // the work of a key Ward writes.
         let cost = pkcs5::scrypt::Params::new(14, 8, 1, 32).unwrap();

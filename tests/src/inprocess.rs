@@ -223,6 +223,33 @@ impl TestController {
         }
     }
 
+    /// A device enrolled for `user` that has checked in as `hostname` with agent `version`,
+    /// and the agent client speaking for it.
+    pub async fn enroll_checked_in(
+        &self,
+        user: &str,
+        hostname: &str,
+        version: &str,
+    ) -> (String, AgentServiceClient<Channel>) {
+        let enrolled = self.enroll(user).await;
+        let mut agent = self
+            .agent_with(&enrolled.certificate_der, &enrolled.key)
+            .await
+            .unwrap();
+        agent
+            .check_in(ward_proto::v1::CheckInRequest {
+                facts: Some(ward_proto::v1::DeviceFacts {
+                    hostname: hostname.into(),
+                    agent_version: version.into(),
+                    ..ward_proto::v1::DeviceFacts::default()
+                }),
+                ..ward_proto::v1::CheckInRequest::default()
+            })
+            .await
+            .unwrap();
+        (enrolled.device_id, agent)
+    }
+
     pub async fn device_count(&self) -> usize {
         self.store.list_devices(None).await.unwrap().len()
     }

@@ -22,26 +22,8 @@ struct Device {
 
 /// An enrolled device that has checked in with an agent that runs lifecycle commands.
 async fn device(controller: &TestController, user: &str, hostname: &str) -> Device {
-    let enrolled = controller.enroll(user).await;
-    let mut agent = controller
-        .agent_with(&enrolled.certificate_der, &enrolled.key)
-        .await
-        .unwrap();
-    agent
-        .check_in(CheckInRequest {
-            facts: Some(DeviceFacts {
-                hostname: hostname.into(),
-                agent_version: "0.2.0".into(),
-                ..DeviceFacts::default()
-            }),
-            ..CheckInRequest::default()
-        })
-        .await
-        .unwrap();
-    Device {
-        id: enrolled.device_id,
-        agent,
-    }
+    let (id, agent) = controller.enroll_checked_in(user, hostname, "0.2.0").await;
+    Device { id, agent }
 }
 
 fn lock(device: &str, key: &str) -> IssueCommandRequest {

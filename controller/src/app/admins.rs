@@ -76,16 +76,10 @@ impl App {
             Err(request) => return Ok(AdminIssued::AwaitingApproval(request)),
         };
         let now = self.now();
-        let identity = Identity::Admin(name.clone());
-        let certificate = self
-            .ca
-            .issue_client(&csr, &identity, now.to_datetime(), lifetime)
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let (certificate, record) = self.certify(&csr, &name, lifetime)?;
         let mut admin = Admin::new(name, role, now, actor.name.as_str());
         admin.approved_by = approved_by;
-        self.store
-            .insert_admin(&admin, &certificate_record(&certificate, &identity, now))
-            .await?;
+        self.store.insert_admin(&admin, &record).await?;
         info!(admin = %admin.name, role = %admin.role, created_by = %actor.name, approved_by = ?admin.approved_by, "admin issued");
         self.audit(
             &admin_actor(actor),
@@ -93,8 +87,8 @@ impl App {
             admin.name.as_str(),
             serde_json::json!({
                 "role": admin.role.as_str(),
-                "certificate_serial": certificate.serial,
-                "not_after": crate::core::Timestamp::from_datetime(certificate.not_after).rfc3339(),
+                "certificate_serial": record.serial,
+                "not_after": record.not_after.rfc3339(),
                 "approved_by": admin.approved_by,
             }),
         )
@@ -150,21 +144,11 @@ impl App {
                 Err(request) => return Ok(AdminIssued::AwaitingApproval(request)),
             }
         };
-        let now = self.now();
-        let identity = Identity::Admin(name.clone());
-        let certificate = self
-            .ca
-            .issue_client(&csr, &identity, now.to_datetime(), lifetime)
-            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let (certificate, record) = self.certify(&csr, &name, lifetime)?;
         let certificate_by = (!own).then(|| actor.name.as_str());
         let revoked = self
             .store
-            .renew_admin(
-                &name,
-                &certificate_record(&certificate, &identity, now),
-                certificate_by,
-                now,
-            )
+            .renew_admin(&name, &record, certificate_by, self.now())
             .await?
             .ok_or_else(|| {
                 AppError::FailedPrecondition(format!("admin {name} was revoked meanwhile"))
@@ -181,8 +165,8 @@ impl App {
             "admin.renew",
             name.as_str(),
             serde_json::json!({
-                "certificate_serial": certificate.serial,
-                "not_after": crate::core::Timestamp::from_datetime(certificate.not_after).rfc3339(),
+                "certificate_serial": record.serial,
+                "not_after": record.not_after.rfc3339(),
                 "revoked_certificates": revoked,
                 "approved_by": approved_by,
             }),
@@ -194,6 +178,23 @@ impl App {
             .await?
             .ok_or_else(|| AppError::Internal(format!("admin {name} vanished")))?;
         Ok(AdminIssued::Issued { admin, certificate })
+    }
+
+    /// A certificate for admin `name` and the record the store keeps of it.
+    fn certify(
+        &self,
+        csr: &VerifiedCsr,
+        name: &AdminName,
+        lifetime: Duration,
+    ) -> Result<(IssuedCertificate, crate::core::CertificateRecord), AppError> {
+        let now = self.now();
+        let identity = Identity::Admin(name.clone());
+        let certificate = self
+            .ca
+            .issue_client(csr, &identity, now.to_datetime(), lifetime)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        let record = certificate_record(&certificate, &identity, now);
+        Ok((certificate, record))
     }
 
     /// Under the two-person rule: `Ok(approver)` when the call may go ahead (`None`: no

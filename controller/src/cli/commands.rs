@@ -43,7 +43,7 @@ pub enum CommandCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Approve a command another admin issued that awaits a second admin (serve --require-approval)
+    /// Approve a command another admin issued that awaits a second admin (serve --require-approval); not one issued by an admin whose identity you created, renewed or approved, or who created or renewed yours
     Approve {
         /// Command id
         id: String,

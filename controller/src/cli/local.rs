@@ -27,7 +27,9 @@ pub struct InitArgs {
     /// names the controller. localhost, 127.0.0.1 and ::1 are always added
     #[arg(long = "hostname", value_name = "NAME")]
     hostnames: Vec<String>,
-    /// Name of the first admin, written to DATA_DIR/admin.pem
+    /// Name of the first admin, written to DATA_DIR/admin.pem (30 days). A `break-glass`
+    /// identity (two years, key encrypted) is written beside it with its passphrase, to be
+    /// moved to an offline safe
     #[arg(long, default_value = "admin", value_name = "NAME")]
     admin_name: String,
 }
@@ -52,8 +54,10 @@ pub struct ServeArgs {
     /// Lifetime of device certificates
     #[arg(long, default_value = "7d", value_parser = super::parse_duration, value_name = "DURATION")]
     device_cert_lifetime: Duration,
-    /// Require a second admin's `wardctl command approve` for full wipes and for offboardings
-    /// of more than --approval-threshold devices
+    /// Require a second admin's approval for full wipes and for offboardings of more than
+    /// --approval-threshold devices (`wardctl command approve`), and for issuing an admin-role
+    /// identity or renewing someone else's (`wardctl admin approve`). The approver may not be
+    /// the requester or linked to them by creating, renewing or approving either identity
     #[arg(long)]
     require_approval: bool,
     /// With --require-approval: offboardings of more devices than this need approval
