@@ -299,7 +299,7 @@ fn issuing_without_a_passphrase_must_be_explicit_and_such_keys_warn() {
     assert!(
         warned[0].contains(bob.to_str().unwrap())
             && warned[0].contains("no passphrase")
-            && warned[0].contains("wardctl admin issue"),
+            && warned[0].contains("wardctl admin renew"),
         "{}",
         warned[0]
     );

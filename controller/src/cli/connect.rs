@@ -194,7 +194,7 @@ fn load_bundle(path: &Path, host_bundle: bool) -> Result<AdminBundle, CliError> 
         BundleFile::Plain(bundle) => {
             if !host_bundle {
                 eprintln!(
-                    "warning: the admin key in {} has no passphrase; anyone who can read the file can act as this admin. Re-issue it with one (`wardctl admin issue NAME --role ROLE --out NEW.pem` asks for it), then delete {}",
+                    "warning: the admin key in {} has no passphrase; anyone who can read the file can act as this admin. Renew it with one (`wardctl admin renew NAME --out NEW.pem` asks for it; the old certificate is revoked), then delete {}",
                     path.display(),
                     path.display()
                 );
