@@ -7,6 +7,9 @@
 //!   server.pem    the controller's TLS certificate followed by the CA certificate
 //!   server.key    its private key, 0600
 //!   admin.pem     the first admin's bundle (certificate, CA, key), 0600
+//!   break-glass.pem, break-glass.passphrase
+//!                 the break-glass identity (key encrypted) and its passphrase, 0600: to be
+//!                 moved out, into an offline safe (see crate::break_glass)
 //!   ward.db       the SQLite store (WAL, synchronous=FULL)
 //!   server-url    written by `serve`: where local `wardctl` calls reach it
 //! ```
@@ -48,6 +51,10 @@ pub enum DataDirError {
     },
     #[error("{path} is not usable: {why}")]
     BadFile { path: String, why: String },
+    #[error(
+        "the first admin cannot be named {0}: init makes that identity itself; choose another --admin-name"
+    )]
+    ReservedName(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("certificate error: {0}")]
@@ -61,6 +68,7 @@ pub struct InitReport {
     pub hostnames: Vec<String>,
     pub admin_name: String,
     pub admin_bundle: PathBuf,
+    pub break_glass: crate::break_glass::BreakGlassFiles,
 }
 
 #[derive(Clone, Debug)]
@@ -176,6 +184,9 @@ impl DataDir {
         store: &dyn Store,
     ) -> Result<InitReport, DataDirError> {
         self.check_free()?;
+        if admin_name.as_str() == crate::core::admins::BREAK_GLASS_NAME {
+            return Err(DataDirError::ReservedName(admin_name.to_string()));
+        }
         create_private_dir(&self.root)
             .map_err(|source| self.io("cannot create data directory", &self.root, source))?;
         let hostnames = server_hostnames(hostnames);
@@ -210,12 +221,7 @@ impl DataDir {
                 ward_certs::ca::ADMIN_LIFETIME,
             )
             .map_err(cert_err)?;
-        let admin = Admin {
-            name: admin_name.clone(),
-            role: AdminRole::Admin,
-            created_at: now,
-            created_by: "init".into(),
-        };
+        let admin = Admin::new(admin_name.clone(), AdminRole::Admin, now, "init");
         store
             .insert_admin(&admin, &certificate_record(&admin_cert, &identity, now))
             .await?;
@@ -236,6 +242,8 @@ impl DataDir {
         };
         store.append_audit(&event, now, &sign, &verify).await?;
 
+        let break_glass = crate::break_glass::create(&self.root, &ca, store, now).await?;
+
         let bundle = AdminBundle {
             certificate_der: admin_cert.der,
             ca_der: ca.cert_der().to_vec(),
@@ -249,6 +257,7 @@ impl DataDir {
             hostnames,
             admin_name: admin_name.to_string(),
             admin_bundle: self.admin_bundle(),
+            break_glass,
         })
     }
 

@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod break_glass;
 pub mod bundle;
 pub mod checkpoint_dir;
 pub mod cli;
+pub mod connections;
 pub mod core;
 pub mod datadir;
 #[doc(hidden)]

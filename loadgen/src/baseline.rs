@@ -260,6 +260,27 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn revoke_admin(
+        &self,
+        _: Request<RevokeAdminRequest>,
+    ) -> Result<Response<ward_proto::v1::Admin>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn renew_admin(
+        &self,
+        _: Request<RenewAdminRequest>,
+    ) -> Result<Response<IssueAdminResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn approve_admin(
+        &self,
+        _: Request<ApproveAdminRequest>,
+    ) -> Result<Response<ward_proto::v1::AdminRequest>, Status> {
+        Err(unimplemented())
+    }
+
     async fn list_commands(
         &self,
         _: Request<ListCommandsRequest>,

@@ -59,6 +59,7 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
         created_by: "t".into(),
         used_at: None,
         device_id: None,
+        withdrawn_at: None,
     };
     store.insert_token(&token).await.unwrap();
     let serial = format!("serial-{id}");
@@ -82,12 +83,12 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
 
     // B holds the device's stream; A revokes it.
     let mut wake_on_b = b.hub().subscribe(id);
-    let admin = Admin {
-        name: "root".parse().unwrap(),
-        role: AdminRole::Admin,
-        created_at: Timestamp::from_unix_ms(0),
-        created_by: "t".into(),
-    };
+    let admin = Admin::new(
+        "root".parse().unwrap(),
+        AdminRole::Admin,
+        Timestamp::from_unix_ms(0),
+        "t",
+    );
     a.revoke_device(&admin, &id.to_string()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), wake_on_b.changed())
         .await

@@ -93,7 +93,37 @@ on_both_backends!(
     policies_get_increasing_revisions_and_revocation_is_recorded,
     posture_columns_round_trip_and_a_retired_device_stays_retired,
     a_failing_change_fails_alone_and_the_rest_of_its_batch_commits,
+    a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says,
+    admin_requests_are_open_once_per_name_approved_once_and_used_once,
 );
+
+/// Behaviours that need a fresh store more than once: each gets the backend's constructor.
+macro_rules! on_fresh_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(super::memory).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(ward_postgres),
+                ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+            )]
+            async fn postgres() {
+                super::$name(super::postgres).await
+            }
+        }
+    )*};
+}
+
+on_fresh_backends!(of_two_admins_revoking_each_other_at_once_one_remains);
 
 fn device(id: DeviceId) -> NewDevice {
     NewDevice {
@@ -123,6 +153,7 @@ fn token(hash: u8, expires: i64) -> TokenRecord {
         created_by: "admin".into(),
         used_at: None,
         device_id: None,
+        withdrawn_at: None,
     }
 }
 
@@ -659,4 +690,161 @@ async fn a_failing_change_fails_alone_and_the_rest_of_its_batch_commits(b: Backe
             b.name
         );
     }
+}
+
+async fn a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says(b: Backend) {
+    b.store.insert_token(&token(1, 1_000)).await.unwrap();
+    // Already expired by the offboarding's clock, not by a slow enrollment's.
+    b.store.insert_token(&token(2, 300)).await.unwrap();
+    let user = "a@h.org".parse().unwrap();
+    let withdrawn = b
+        .store
+        .expire_unused_tokens(&user, Timestamp::from_unix_ms(500))
+        .await
+        .unwrap();
+    assert_eq!(
+        withdrawn, 1,
+        "{}: only unexpired tokens are counted",
+        b.name
+    );
+    for tag in [1, 2] {
+        // An enrollment that read the clock before the offboarding.
+        let outcome = b
+            .store
+            .redeem_token(
+                &TokenHash([tag; 32]),
+                Timestamp::from_unix_ms(100),
+                &device(DeviceId::new_random()),
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            Redemption::Refused(ward_controller::core::TokenStatus::Withdrawn),
+            "{}: token {tag}",
+            b.name
+        );
+    }
+    assert!(b.store.list_devices(None).await.unwrap().is_empty());
+    // Withdrawing again finds nothing more.
+    assert_eq!(
+        b.store
+            .expire_unused_tokens(&user, Timestamp::from_unix_ms(600))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+fn admin_certificate(name: &str, serial: &str) -> CertificateRecord {
+    CertificateRecord {
+        serial: serial.into(),
+        subject: format!("ward://admin/{name}"),
+        not_before: Timestamp::from_unix_ms(0),
+        not_after: Timestamp::from_unix_ms(i64::MAX / 2),
+        issued_at: Timestamp::from_unix_ms(0),
+        revoked_at: None,
+    }
+}
+
+async fn of_two_admins_revoking_each_other_at_once_one_remains<F, Fut>(backend: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Backend>,
+{
+    use ward_controller::core::admins::RevokeOutcome;
+    use ward_controller::core::{Admin, AdminRole};
+    for _ in 0..5 {
+        {
+            let b = backend().await;
+            for name in ["x", "y"] {
+                let admin = Admin::new(
+                    name.parse().unwrap(),
+                    AdminRole::Admin,
+                    Timestamp::from_unix_ms(0),
+                    "init",
+                );
+                b.store
+                    .insert_admin(&admin, &admin_certificate(name, &format!("s-{name}")))
+                    .await
+                    .unwrap();
+            }
+            let now = Timestamp::from_unix_ms(1);
+            let (s1, s2) = (b.store.clone(), b.store.clone());
+            let (x, y) = ("x".parse().unwrap(), "y".parse().unwrap());
+            let (r1, r2) = tokio::join!(
+                tokio::spawn(async move { s1.revoke_admin(&x, "y", "race", now).await }),
+                tokio::spawn(async move { s2.revoke_admin(&y, "x", "race", now).await }),
+            );
+            let outcomes = [r1.unwrap().unwrap(), r2.unwrap().unwrap()];
+            let revoked = outcomes
+                .iter()
+                .filter(|o| matches!(o, RevokeOutcome::Revoked(serials) if serials.len() == 1))
+                .count();
+            assert_eq!(revoked, 1, "{}: {outcomes:?}", b.name);
+            assert!(
+                outcomes.contains(&RevokeOutcome::LastAdmin),
+                "{}: {outcomes:?}",
+                b.name
+            );
+            // The revoked one's certificate is on the revocation list; the other's is not.
+            let listed = b.store.revoked_serials(now).await.unwrap();
+            assert_eq!(listed.len(), 1, "{}: {listed:?}", b.name);
+        }
+    }
+}
+
+async fn admin_requests_are_open_once_per_name_approved_once_and_used_once(b: Backend) {
+    use ward_controller::core::AdminRole;
+    use ward_controller::core::admins::{AdminRequest, RequestKind};
+    let now = Timestamp::from_unix_ms(1_000);
+    let name: ward_certs::AdminName = "carol".parse().unwrap();
+    let first = AdminRequest::new(RequestKind::Issue, name.clone(), AdminRole::Admin, "a", now);
+    let second = AdminRequest::new(RequestKind::Issue, name.clone(), AdminRole::Admin, "b", now);
+    assert_eq!(
+        b.store.open_admin_request(&first, now).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        b.store.open_admin_request(&second, now).await.unwrap(),
+        first,
+        "{}",
+        b.name
+    );
+    assert!(
+        !b.store.use_admin_request(&first.id, now).await.unwrap(),
+        "used unapproved"
+    );
+    assert!(
+        b.store
+            .approve_admin_request(&first.id, "z", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.store
+            .approve_admin_request(&first.id, "y", now)
+            .await
+            .unwrap()
+    );
+    assert!(b.store.use_admin_request(&first.id, now).await.unwrap());
+    assert!(
+        !b.store.use_admin_request(&first.id, now).await.unwrap(),
+        "used twice"
+    );
+    // Used: no longer open, so a new request can be made; an expired one is not open.
+    assert_eq!(b.store.admin_request(&name, now).await.unwrap(), None);
+    assert_eq!(
+        b.store.open_admin_request(&second, now).await.unwrap(),
+        second
+    );
+    let later = second.expires_at;
+    assert_eq!(b.store.admin_request(&name, later).await.unwrap(), None);
+    assert!(b.store.list_admin_requests(later).await.unwrap().is_empty());
+    assert!(
+        !b.store
+            .approve_admin_request(&second.id, "z", later)
+            .await
+            .unwrap()
+    );
 }

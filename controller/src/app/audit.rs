@@ -172,7 +172,8 @@ impl App {
         let why = match status {
             None => "unknown",
             Some(TokenStatus::AlreadyUsed) => "already used",
-            Some(TokenStatus::Expired) => "expired or withdrawn",
+            Some(TokenStatus::Expired) => "expired",
+            Some(TokenStatus::Withdrawn) => "withdrawn (its user was offboarded)",
             Some(TokenStatus::Usable) => "refused",
         };
         let client = client.map(|ip| ip.to_string()).unwrap_or_default();

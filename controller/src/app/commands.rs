@@ -7,8 +7,8 @@ use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError};
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
-    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, Receipt, Timestamp,
-    WipeScope,
+    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, IdempotencyKey, Receipt,
+    Timestamp, WipeScope,
 };
 use crate::store::Announcement;
 
@@ -68,18 +68,15 @@ fn check_text(what: &str, text: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Control characters become spaces; the text is cut to [`MAX_TEXT_LEN`] bytes on a character
-/// boundary.
+/// Text from a device or another party, made safe to keep and to show: control characters
+/// and bidirectional overrides become spaces, and it is cut to [`MAX_TEXT_LEN`] bytes.
 pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_TEXT_LEN));
-    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
-        if out.len() + c.len_utf8() > MAX_TEXT_LEN {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    crate::core::text::clean(text, MAX_TEXT_LEN)
 }
+
+/// The largest wipe receipt kept (a real one is a few hundred bytes): a larger one is refused,
+/// with nothing of it stored.
+pub const MAX_RECEIPT_BYTES: usize = 16 * 1024;
 
 fn check_idempotency_key(key: &str) -> Result<(), AppError> {
     let ok = !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic());
@@ -110,12 +107,17 @@ impl App {
             }
         );
         let approval = full && self.config.approval_threshold.is_some();
+        check_idempotency_key(idempotency_key)?;
+        let key = IdempotencyKey::Admin {
+            admin: actor.name.to_string(),
+            key: idempotency_key.to_owned(),
+        };
         self.issue_command_with(
             &Issuer::admin(actor),
             device,
             kind,
             reason,
-            idempotency_key,
+            &key,
             approval,
             false,
         )
@@ -131,14 +133,13 @@ impl App {
         device: &str,
         kind: CommandKind,
         reason: &str,
-        idempotency_key: &str,
+        idempotency_key: &IdempotencyKey,
         needs_approval: bool,
         revoke_after: bool,
     ) -> Result<(Command, bool), AppError> {
         let device_id = self.get_device(device).await?.id;
         let reason = reason.trim();
         check_text("the reason", reason)?;
-        check_idempotency_key(idempotency_key)?;
         if matches!(
             kind,
             CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
@@ -164,7 +165,7 @@ impl App {
             },
             reason: reason.to_owned(),
             failure_reason: None,
-            idempotency_key: idempotency_key.to_owned(),
+            idempotency_key: idempotency_key.stored(),
             created_by: issuer.name.clone(),
             created_at: now,
             deadline: None,
@@ -180,7 +181,7 @@ impl App {
         if !created {
             if stored.device_id != command.device_id || stored.kind != command.kind {
                 return Err(AppError::InvalidArgument(format!(
-                    "idempotency key already used for command {} ({} on device {}); use a new key for a different request",
+                    "you already used this idempotency key for command {} ({} on device {}); use a new key for a different request",
                     stored.id,
                     stored.kind.name(),
                     stored.device_id
@@ -219,6 +220,17 @@ impl App {
                 "admin {} issued command {}: a second admin must approve it",
                 actor.name, command.id
             )));
+        }
+        // Nor an identity the issuer made (or that made the issuer's): one person with two
+        // bundles is not two people.
+        let requester = match command.created_by.parse::<ward_certs::AdminName>() {
+            Ok(name) => self.store.get_admin(&name).await?,
+            Err(_) => None,
+        };
+        if let Some(why) = requester.and_then(|r| crate::core::roles::approval_refusal(&r, actor)) {
+            return Err(self
+                .refuse_approval(actor, &command.id.to_string(), why)
+                .await?);
         }
         let approved = self
             .transition(
@@ -375,9 +387,9 @@ impl App {
                     warn!(command_id = %command.id, device_id = %device, reason = %why, "wipe receipt rejected");
                     receipt = stored;
                     Event::Failed {
-                        reason: format!(
+                        reason: sanitize(&format!(
                             "the device reported success but its receipt was not accepted: {why}"
-                        ),
+                        )),
                     }
                 }
             }
@@ -411,6 +423,19 @@ impl App {
         let Some(signed) = receipt else {
             return Ok(Err((None, "no receipt was sent".into())));
         };
+        let size = signed.body.len() + signed.signature.len();
+        if size > MAX_RECEIPT_BYTES {
+            let why = format!(
+                "the receipt is {size} bytes, larger than the {MAX_RECEIPT_BYTES} bytes a receipt may have; it was not kept"
+            );
+            let stored = Receipt {
+                body: Vec::new(),
+                signature: Vec::new(),
+                verified: false,
+                error: Some(why.clone()),
+            };
+            return Ok(Err((Some(stored), why)));
+        }
         let device = self
             .store
             .get_device(command.device_id)
@@ -453,6 +478,8 @@ impl App {
                 Ok(stored)
             }
             Err(why) => {
+                // The device's words (a command id it chose) are in it: cleaned and bounded.
+                let why = sanitize(&why);
                 stored.error = Some(why.clone());
                 Err((Some(stored), why))
             }

@@ -5,16 +5,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
-use ward_certs::{AdminName, CertificateAuthority, IssuedCertificate, VerifiedCsr};
+use ward_certs::{CertificateAuthority, IssuedCertificate, VerifiedCsr};
 use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate};
 
 use crate::core::{
-    Admin, AdminRole, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken,
-    NewDevice, Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
+    Admin, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken, NewDevice,
+    Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
 };
 use crate::hub::Hub;
 use crate::store::{Announcement, Redemption, Store, StoreError};
 
+mod admins;
 pub mod audit;
 mod audit_anchor;
 mod commands;
@@ -25,6 +26,7 @@ mod policy;
 mod policy_tests;
 mod posture;
 
+pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;
@@ -143,6 +145,8 @@ pub struct App {
     /// Revoked certificate serials, shared with the TLS verifier so revoked devices fail at
     /// the handshake.
     revoked: Arc<ward_certs::tls::RevokedSerials>,
+    /// Open connections by client certificate, cut when it is revoked.
+    connections: Arc<crate::connections::Connections>,
     ca: Arc<CertificateAuthority>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
@@ -171,6 +175,7 @@ impl App {
             hub: Hub::default(),
             metrics,
             revoked: Arc::default(),
+            connections: Arc::default(),
             ca,
             clock,
             config,
@@ -191,11 +196,21 @@ impl App {
         self.revoked.clone()
     }
 
-    /// Loads the revocation list from the store; call before serving.
+    /// The open connections the listener tracks, to be cut on revocation.
+    pub fn connections(&self) -> Arc<crate::connections::Connections> {
+        self.connections.clone()
+    }
+
+    /// Loads the revocation list from the store (call before serving), and cuts the open
+    /// connections of certificates it revokes.
     pub async fn load_revocations(&self) -> Result<usize, AppError> {
         let serials = self.store.revoked_serials(self.now()).await?;
         let count = serials.len();
         self.revoked.replace_all(serials);
+        let cut = self.connections.cut_revoked(&self.revoked);
+        if cut > 0 {
+            info!(connections = cut, "connections of revoked certificates cut");
+        }
         Ok(count)
     }
 
@@ -263,6 +278,11 @@ impl App {
                 self.hub.wake(id);
             }
             Announcement::PolicyChanged => self.hub.wake_all(),
+            Announcement::RevocationsChanged => {
+                if let Err(e) = self.load_revocations().await {
+                    warn!(error = %e, "cannot reload the revocation list");
+                }
+            }
         }
     }
 
@@ -341,9 +361,24 @@ impl App {
             Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
                 Ok(peer.identity)
             }
-            Some(r) if r.revoked_at.is_some() => Err(AppError::Unauthenticated(
-                "client certificate refused: it has been revoked".into(),
-            )),
+            Some(r) if r.revoked_at.is_some() => {
+                // A revoked admin still calling (on a connection opened before the revocation,
+                // whose own answer it was) is worth an auditor's attention.
+                if matches!(peer.identity, Identity::Admin(_)) {
+                    self.metrics.denied_calls.inc();
+                    warn!(identity = %peer.identity, serial = %peer.serial, "admin API refused: revoked certificate");
+                    self.audit(
+                        &peer.identity.to_uri(),
+                        "denied",
+                        "admin API",
+                        serde_json::json!({ "why": "certificate revoked", "certificate_serial": peer.serial }),
+                    )
+                    .await?;
+                }
+                Err(AppError::Unauthenticated(
+                    "client certificate refused: it has been revoked".into(),
+                ))
+            }
             _ => Err(AppError::Unauthenticated(
                 "client certificate refused: this controller has no record of issuing it".into(),
             )),
@@ -386,7 +421,13 @@ impl App {
         let identity = self.authenticate(leaf).await?;
         let refusal = match &identity {
             Identity::Admin(name) => match self.store.get_admin(name).await? {
-                Some(admin) => return Ok(admin),
+                Some(admin) if admin.is_active() => {
+                    if admin.break_glass {
+                        warn!(admin = %admin.name, "the break-glass identity is in use");
+                    }
+                    return Ok(admin);
+                }
+                Some(_) => format!("admin {name} has been revoked"),
                 None => format!("admin {name} is not registered with this controller"),
             },
             other => format!(
@@ -464,6 +505,7 @@ impl App {
             created_by: actor.name.to_string(),
             used_at: None,
             device_id: None,
+            withdrawn_at: None,
         };
         self.store.insert_token(&record).await?;
         self.audit(
@@ -532,7 +574,13 @@ impl App {
             public_key_der: csr.public_key_der().to_vec(),
             certificate: certificate_record(&certificate, &identity, now),
         };
-        match self.store.redeem_token(&hash, now, &new_device).await? {
+        // The time of the claim itself: issuing took a moment, and a token that expired or was
+        // withdrawn meanwhile must not be redeemed with the earlier time.
+        match self
+            .store
+            .redeem_token(&hash, self.now(), &new_device)
+            .await?
+        {
             Redemption::Enrolled { user } => {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
                 self.metrics.enrollments.inc();
@@ -595,10 +643,21 @@ impl App {
             .get_device(device)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("device {device} is not enrolled")))?;
+        let oversized = receipt.body.len() + receipt.signature.len() > commands::MAX_RECEIPT_BYTES;
         let verified = record
             .public_key_der
             .as_deref()
-            .ok_or_else(|| "no public key on record".to_owned())
+            .filter(|_| !oversized)
+            .ok_or_else(|| {
+                if oversized {
+                    format!(
+                        "the receipt is larger than the {} bytes a receipt may have",
+                        commands::MAX_RECEIPT_BYTES
+                    )
+                } else {
+                    "no public key on record".to_owned()
+                }
+            })
             .and_then(|spki| {
                 ward_certs::receipt::verify_receipt(
                     receipt,
@@ -622,9 +681,15 @@ impl App {
                 warn!(device_id = %device, at = %at, "device reports its offline timer wiped the messaging data")
             }
             Err(why) => {
-                warn!(device_id = %device, reason = %why, "offline-wipe receipt did not verify")
+                warn!(device_id = %device, reason = %sanitize(why), "offline-wipe receipt did not verify")
             }
         }
+        // An oversized receipt is not kept.
+        let empty = ward_certs::receipt::SignedReceipt {
+            body: Vec::new(),
+            signature: Vec::new(),
+        };
+        let receipt = if oversized { &empty } else { receipt };
         let wipe = crate::core::OfflineWipe {
             at,
             verified: verified.is_ok(),
@@ -713,7 +778,6 @@ impl App {
         })
     }
 
-    /// Registers a new admin and issues its certificate for a CSR made on its own machine.
     async fn device_by_name(
         &self,
         name: &str,
@@ -744,56 +808,6 @@ impl App {
                     .join(", ")
             ))),
         }
-    }
-
-    pub async fn issue_admin(
-        &self,
-        actor: &str,
-        name: &str,
-        role: AdminRole,
-        csr_der: &[u8],
-        lifetime: Option<Duration>,
-    ) -> Result<(Admin, IssuedCertificate), AppError> {
-        let name: AdminName = name
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let lifetime = lifetime.unwrap_or(self.config.admin_cert_lifetime);
-        check_cert_lifetime(lifetime)?;
-        if self.store.get_admin(&name).await?.is_some() {
-            return Err(AppError::AlreadyExists(format!(
-                "admin {name} already exists; choose another name"
-            )));
-        }
-        let now = self.now();
-        let identity = Identity::Admin(name.clone());
-        let certificate = self
-            .ca
-            .issue_client(&csr, &identity, now.to_datetime(), lifetime)
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let admin = Admin {
-            name,
-            role,
-            created_at: now,
-            created_by: actor.to_owned(),
-        };
-        self.store
-            .insert_admin(&admin, &certificate_record(&certificate, &identity, now))
-            .await?;
-        info!(admin = %admin.name, role = %admin.role, created_by = actor, "admin issued");
-        self.audit(
-            &Identity::Admin(actor.parse().map_err(|e| AppError::Internal(format!("{e}")))?).to_uri(),
-            "admin.issue",
-            admin.name.as_str(),
-            serde_json::json!({ "role": admin.role.as_str(), "certificate_serial": certificate.serial }),
-        )
-        .await?;
-        Ok((admin, certificate))
-    }
-
-    pub async fn list_admins(&self) -> Result<Vec<Admin>, AppError> {
-        Ok(self.store.list_admins().await?)
     }
 }
 
@@ -836,7 +850,10 @@ fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
             "the enrollment token was already used; a token enrolls one device only. Ask your IT admin for a new one (wardctl token create)".into(),
         )),
         TokenStatus::Expired => Err(AppError::FailedPrecondition(
-            "the enrollment token has expired or was withdrawn (its user was offboarded); ask your IT admin for a new one (wardctl token create)".into(),
+            "the enrollment token has expired; ask your IT admin for a new one (wardctl token create)".into(),
+        )),
+        TokenStatus::Withdrawn => Err(AppError::FailedPrecondition(
+            "the enrollment token was withdrawn: its user was offboarded. Ask your IT admin for a new one if that was a mistake (wardctl token create)".into(),
         )),
     }
 }

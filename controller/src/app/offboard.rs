@@ -6,15 +6,18 @@ use super::audit::{CONTROLLER, admin_actor};
 use super::commands::Issuer;
 use super::{App, AppError};
 use crate::core::{
-    Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, UserEmail, WipeScope,
+    Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, IdempotencyKey,
+    UserEmail, WipeScope,
 };
 
-/// Idempotency-key prefixes: a rerun of the same offboarding or lost mode finds its commands.
-const OFFBOARD: &str = "offboard:";
-const LOST: &str = "lost:";
+/// The key of the offboarding wipe of one device: a rerun finds it.
+fn offboard_key(user: &UserEmail, device: DeviceId) -> IdempotencyKey {
+    IdempotencyKey::System(format!("offboard:{user}:{device}"))
+}
 
-fn offboard_key(user: &UserEmail, device: DeviceId) -> String {
-    format!("{OFFBOARD}{user}:{device}")
+/// The keys of lost mode's lock and wipe.
+fn lost_key(device: &str, what: &str) -> IdempotencyKey {
+    IdempotencyKey::System(format!("lost:{device}:{what}"))
 }
 
 /// Where one device of an offboarding stands.
@@ -68,8 +71,10 @@ impl App {
                 "offboarding needs a reason (--reason TEXT)".into(),
             ));
         }
-        let devices = self.store.list_devices(Some(&user)).await?;
+        // Tokens first: once they are withdrawn no enrollment can add a device, so the list
+        // read next holds every device this offboarding must wipe.
         let tokens = self.store.expire_unused_tokens(&user, self.now()).await?;
+        let devices = self.store.list_devices(Some(&user)).await?;
         if devices.is_empty() && tokens == 0 {
             return Err(AppError::NotFound(format!(
                 "{user} has no devices and no enrollment tokens"
@@ -88,7 +93,7 @@ impl App {
             .is_some_and(|limit| devices.len() > limit);
         for device in &devices {
             let key = offboard_key(&user, device.id);
-            let pending = self.store.command_by_key(&key).await?.is_none();
+            let pending = self.store.command_by_key(&key.stored()).await?.is_none();
             if device.state == DeviceState::Active && pending {
                 let kind = CommandKind::Wipe {
                     scope: WipeScope::Messaging,
@@ -127,7 +132,7 @@ impl App {
         for device in self.store.list_devices(Some(user)).await? {
             let command = self
                 .store
-                .command_by_key(&offboard_key(user, device.id))
+                .command_by_key(&offboard_key(user, device.id).stored())
                 .await?;
             devices.push(OffboardDevice { device, command });
         }
@@ -171,7 +176,15 @@ impl App {
             message: "This device was reported lost.".into(),
         };
         let (lock, _) = self
-            .issue_command(actor, &id, lock, reason, &format!("{LOST}{id}:lock"))
+            .issue_command_with(
+                &Issuer::admin(actor),
+                &id,
+                lock,
+                reason,
+                &lost_key(&id, "lock"),
+                false,
+                false,
+            )
             .await?;
         let wipe = CommandKind::Wipe {
             scope: WipeScope::Messaging,
@@ -182,7 +195,7 @@ impl App {
                 &id,
                 wipe,
                 reason,
-                &format!("{LOST}{id}:wipe"),
+                &lost_key(&id, "wipe"),
                 false,
                 true,
             )

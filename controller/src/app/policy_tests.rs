@@ -21,12 +21,12 @@ fn app(store: Arc<MemoryStore>) -> App {
 }
 
 fn admin() -> Admin {
-    Admin {
-        name: "root".parse().unwrap(),
-        role: AdminRole::Admin,
-        created_at: Timestamp::from_unix_ms(0),
-        created_by: "init".into(),
-    }
+    Admin::new(
+        "root".parse().unwrap(),
+        AdminRole::Admin,
+        Timestamp::from_unix_ms(0),
+        "init",
+    )
 }
 
 const ALICE: &str = "alice@hospital.example";

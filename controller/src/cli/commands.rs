@@ -16,6 +16,8 @@ use super::ConnectArgs;
 use super::connect::admin_client;
 use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_fields, print_json, table};
+use crate::core::command::MAX_TEXT_LEN;
+use crate::core::text::clean;
 use crate::core::{CommandState, Timestamp};
 use crate::server::command_state_to_wire;
 
@@ -42,7 +44,7 @@ pub enum CommandCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Approve a command another admin issued that awaits a second admin (serve --require-approval)
+    /// Approve a command another admin issued that awaits a second admin (serve --require-approval); not one issued by an admin whose identity you created, renewed or approved, or who created or renewed yours
     Approve {
         /// Command id
         id: String,
@@ -103,7 +105,30 @@ fn time(ms: i64) -> Option<String> {
 }
 
 fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
+    (!s.is_empty()).then(|| shown(&s))
+}
+
+/// Text as it may reach a terminal: whatever stored it (a device chose a receipt's command id
+/// and a result's reason; an older controller kept them as they came), no control character
+/// or bidirectional override, and at most [`MAX_TEXT_LEN`] bytes.
+fn shown(text: &str) -> String {
+    clean(text, MAX_TEXT_LEN)
+}
+
+/// A parsed receipt body with each string (and key) made safe to show the same way. The exact
+/// signed bytes stay in `body_base64`.
+fn shown_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(shown(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(shown_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (shown(&k), shown_json(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 pub use ward_proto::names::command_state as state_name;
@@ -151,20 +176,20 @@ impl From<v1::Command> for CommandView {
                 .map(|k| k.as_str().to_owned()),
             verified: r.verified,
             error: non_empty(r.verification_error),
-            body: serde_json::from_slice(&r.body).ok(),
+            body: serde_json::from_slice(&r.body).ok().map(shown_json),
             body_base64: STANDARD.encode(&r.body),
             signature_base64: STANDARD.encode(&r.signature),
         });
         Self {
             state: state_name(c.state),
-            id: c.id,
-            device_id: c.device_id,
-            kind: c.kind,
+            id: shown(&c.id),
+            device_id: shown(&c.device_id),
+            kind: shown(&c.kind),
             scope: non_empty(c.scope),
             lock_message: non_empty(c.lock_message),
-            reason: c.reason,
+            reason: shown(&c.reason),
             failure_reason: non_empty(c.failure_reason),
-            created_by: c.created_by,
+            created_by: shown(&c.created_by),
             approved_by: non_empty(c.approved_by),
             created_at: Timestamp::from_unix_ms(c.created_at_unix_ms).rfc3339(),
             delivered_at: time(c.delivered_at_unix_ms),
@@ -239,7 +264,7 @@ pub fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), Cli
                         fields.push(("key", key_protection_text(r.key_protection.as_deref())));
                     }
                     if let Some(body) = &r.body {
-                        fields.push(("receipt body", body.to_string()));
+                        fields.push(("receipt body", shown(&body.to_string())));
                     }
                 }
             }

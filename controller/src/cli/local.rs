@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 use ward_certs::AdminName;
 use ward_proto::transport::ServerUrl;
 
@@ -27,7 +27,9 @@ pub struct InitArgs {
     /// names the controller. localhost, 127.0.0.1 and ::1 are always added
     #[arg(long = "hostname", value_name = "NAME")]
     hostnames: Vec<String>,
-    /// Name of the first admin, written to DATA_DIR/admin.pem
+    /// Name of the first admin, written to DATA_DIR/admin.pem (30 days). A `break-glass`
+    /// identity (two years, key encrypted) is written beside it with its passphrase, to be
+    /// moved to an offline safe
     #[arg(long, default_value = "admin", value_name = "NAME")]
     admin_name: String,
 }
@@ -52,8 +54,10 @@ pub struct ServeArgs {
     /// Lifetime of device certificates
     #[arg(long, default_value = "7d", value_parser = super::parse_duration, value_name = "DURATION")]
     device_cert_lifetime: Duration,
-    /// Require a second admin's `wardctl command approve` for full wipes and for offboardings
-    /// of more than --approval-threshold devices
+    /// Require a second admin's approval for full wipes and for offboardings of more than
+    /// --approval-threshold devices (`wardctl command approve`), and for issuing an admin-role
+    /// identity or renewing someone else's (`wardctl admin approve`). The approver may not be
+    /// the requester or linked to them by creating, renewing or approving either identity
     #[arg(long)]
     require_approval: bool,
     /// With --require-approval: offboardings of more devices than this need approval
@@ -124,6 +128,7 @@ fn print_init_report(
     report: &InitReport,
     output: OutputFormat,
 ) -> Result<(), CliError> {
+    eprintln!("{BREAK_GLASS_ADVICE}");
     match output {
         OutputFormat::Json => print_json(&json!({
             "data_dir": dir.root().display().to_string(),
@@ -131,6 +136,8 @@ fn print_init_report(
             "hostnames": report.hostnames,
             "admin": report.admin_name,
             "admin_bundle": report.admin_bundle.display().to_string(),
+            "break_glass_bundle": report.break_glass.bundle.display().to_string(),
+            "break_glass_passphrase_file": report.break_glass.passphrase.display().to_string(),
         })),
         OutputFormat::Table => {
             print_fields(&[
@@ -139,11 +146,21 @@ fn print_init_report(
                 ("server names", report.hostnames.join(", ")),
                 ("admin", report.admin_name.clone()),
                 ("admin bundle", report.admin_bundle.display().to_string()),
+                (
+                    "break-glass",
+                    format!(
+                        "{} (key encrypted), passphrase in {}",
+                        report.break_glass.bundle.display(),
+                        report.break_glass.passphrase.display()
+                    ),
+                ),
             ]);
             Ok(())
         }
     }
 }
+
+const BREAK_GLASS_ADVICE: &str = "Move break-glass.pem and break-glass.passphrase out of the data directory into your offline safe, apart from each other (the passphrase printed, in a sealed envelope), then delete them here. See deploy/OPERATIONS.md, \"Emergency access\".";
 
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
@@ -240,6 +257,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             Arc::new(store)
         }
     };
+    if crate::break_glass::BreakGlassFiles::in_dir(dir.root()).still_here() {
+        warn!(data_dir = %dir.root().display(), "the break-glass bundle or its passphrase is still in the data directory: {BREAK_GLASS_ADVICE}");
+    }
     let ca = dir.load_ca()?;
     let (chain, key) = dir.load_server_credentials()?;
     let leaf = chain.first().map_or(&[][..], Vec::as_slice);

@@ -1,6 +1,7 @@
 //! `wardctl`: the CLI IT admins and HR scripts use. The contract (flags, JSON shapes, exit
 //! codes) is in DESIGN.md; scripts depend on it.
 
+mod admin_bundle;
 mod admins;
 mod audit;
 mod commands;
@@ -137,6 +138,15 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    match dispatch(cli).await {
+        // A connection that failed without an answer may be the controller refusing our
+        // certificate at the handshake: say so when it is.
+        Err(e) if e.exit == error::Exit::Failed => Err(connect::explain_refusal(e).await),
+        other => other,
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let output = OutputFormat::resolve(cli.output);
     match cli.command {
         Verb::Init(args) => local::init(args, output).await,

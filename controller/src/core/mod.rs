@@ -1,5 +1,6 @@
 //! Ward's domain: types and rules, free of tonic and sqlx.
 
+pub mod admins;
 pub mod audit;
 pub mod clock;
 pub mod command;
@@ -7,10 +8,13 @@ pub mod model;
 pub mod policy;
 pub mod posture;
 pub mod roles;
+pub mod text;
 pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
-pub use command::{Command, CommandId, CommandKind, CommandState, Event, Receipt, WipeScope};
+pub use command::{
+    Command, CommandId, CommandKind, CommandState, Event, IdempotencyKey, Receipt, WipeScope,
+};
 pub use model::{
     Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
     OfflineWipe, UserEmail,

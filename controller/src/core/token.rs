@@ -93,6 +93,9 @@ pub struct TokenRecord {
     pub created_by: String,
     pub used_at: Option<Timestamp>,
     pub device_id: Option<DeviceId>,
+    /// When offboarding its user withdrew it: refused from then on, whatever the clock of
+    /// an enrollment already under way says.
+    pub withdrawn_at: Option<Timestamp>,
 }
 
 /// Why a token can or cannot be redeemed now.
@@ -101,12 +104,16 @@ pub enum TokenStatus {
     Usable,
     AlreadyUsed,
     Expired,
+    /// Its user was offboarded.
+    Withdrawn,
 }
 
 impl TokenRecord {
     pub fn status(&self, now: Timestamp) -> TokenStatus {
         if self.used_at.is_some() {
             TokenStatus::AlreadyUsed
+        } else if self.withdrawn_at.is_some() {
+            TokenStatus::Withdrawn
         } else if now >= self.expires_at {
             TokenStatus::Expired
         } else {

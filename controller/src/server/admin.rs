@@ -1,8 +1,9 @@
 //! `AdminService`: mutual TLS with a registered admin's certificate.
 //!
-//! Every call authenticates first. Role enforcement per call arrives with the offboarding
-//! work; until then every registered admin may call everything here, and an unregistered or
-//! non-admin identity is refused.
+//! Every call authenticates first (a certificate from our CA, recorded, not revoked, of an
+//! admin that is registered and not revoked), then checks that the admin's role holds the
+//! permission the call needs ([`Permission`]); a refusal names the role needed and is audited.
+//! Renewing one's own certificate needs no permission beyond being that admin.
 
 use std::sync::Arc;
 
@@ -10,13 +11,14 @@ use tonic::{Request, Response, Status};
 use ward_proto::v1::{self, *};
 
 use super::convert::{
-    action_from_issue, admin_to_wire, command_state_from_wire, command_to_wire, device_to_wire,
-    optional_seconds, peer_leaf, policy_changes_from_wire, policy_to_wire, role_from_wire,
+    action_from_issue, admin_request_to_wire, admin_to_wire, command_state_from_wire,
+    command_to_wire, device_to_wire, optional_seconds, peer_leaf, policy_changes_from_wire,
+    policy_to_wire, role_from_wire,
 };
 use serde_json::{Value, json};
 
 use crate::app::audit::admin_actor;
-use crate::app::{App, AppError, audit_target};
+use crate::app::{AdminIssued, App, AppError, audit_target};
 use crate::core::audit::Checkpoint;
 use crate::core::audit::checkpoint::MAX_PER_VERIFICATION;
 use crate::core::{Admin, CommandKind, Permission, WipeScope};
@@ -44,6 +46,23 @@ impl AdminApi {
             .await?;
         self.app.authorize(&admin, permission, target).await?;
         Ok(admin)
+    }
+
+    fn issued(&self, issued: AdminIssued) -> IssueAdminResponse {
+        match issued {
+            AdminIssued::Issued { admin, certificate } => IssueAdminResponse {
+                admin: Some(admin_to_wire(&admin)),
+                certificate_der: certificate.der,
+                ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
+                awaiting_approval: false,
+                request: None,
+            },
+            AdminIssued::AwaitingApproval(request) => IssueAdminResponse {
+                awaiting_approval: true,
+                request: Some(admin_request_to_wire(&request)),
+                ..IssueAdminResponse::default()
+            },
+        }
     }
 
     /// Records a read in the audit log: who read what (`target`: the device, command or user
@@ -166,21 +185,70 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self.admin(&request, Permission::Admins, &name).await?;
         let req = request.into_inner();
         let role = role_from_wire(req.role)?;
-        let (admin, certificate) = self
+        let issued = self
             .app
             .issue_admin(
-                actor.name.as_str(),
+                &actor,
                 &req.name,
                 role,
                 &req.csr_der,
                 optional_seconds(req.lifetime_seconds),
             )
             .await?;
-        Ok(Response::new(IssueAdminResponse {
-            admin: Some(admin_to_wire(&admin)),
-            certificate_der: certificate.der,
-            ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
-        }))
+        Ok(Response::new(self.issued(issued)))
+    }
+
+    async fn renew_admin(
+        &self,
+        request: Request<RenewAdminRequest>,
+    ) -> Result<Response<IssueAdminResponse>, Status> {
+        // Any admin may renew their own certificate; renew_admin checks the rest.
+        let name = request.get_ref().name.clone();
+        let actor = self
+            .app
+            .authenticate_admin(peer_leaf(&request).as_deref(), &name)
+            .await?;
+        let req = request.into_inner();
+        let issued = self
+            .app
+            .renew_admin(
+                &actor,
+                &req.name,
+                &req.csr_der,
+                optional_seconds(req.lifetime_seconds),
+            )
+            .await?;
+        Ok(Response::new(self.issued(issued)))
+    }
+
+    async fn revoke_admin(
+        &self,
+        request: Request<RevokeAdminRequest>,
+    ) -> Result<Response<v1::Admin>, Status> {
+        let name = request.get_ref().name.clone();
+        let actor = self.admin(&request, Permission::Admins, &name).await?;
+        let caller = peer_leaf(&request)
+            .as_deref()
+            .and_then(ward_certs::tls::serial_of);
+        let req = request.into_inner();
+        let admin = self
+            .app
+            .revoke_admin(&actor, &req.name, &req.reason, caller.as_deref())
+            .await?;
+        Ok(Response::new(admin_to_wire(&admin)))
+    }
+
+    async fn approve_admin(
+        &self,
+        request: Request<ApproveAdminRequest>,
+    ) -> Result<Response<v1::AdminRequest>, Status> {
+        let name = request.get_ref().name.clone();
+        let actor = self.admin(&request, Permission::Approve, &name).await?;
+        let approved = self
+            .app
+            .approve_admin(&actor, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(admin_request_to_wire(&approved)))
     }
 
     async fn list_admins(
@@ -189,13 +257,23 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<ListAdminsResponse>, Status> {
         let admin = self.admin(&request, Permission::Read, "admins").await?;
         let result = self.app.list_admins().await;
-        let admins = self
-            .read(&admin, "list_admins", "admins", result, |admins| {
-                ("admins".into(), json!({ "admins": admins.len() }))
-            })
+        let (admins, requests) = self
+            .read(
+                &admin,
+                "list_admins",
+                "admins",
+                result,
+                |(admins, requests)| {
+                    (
+                        "admins".into(),
+                        json!({ "admins": admins.len(), "requests": requests.len() }),
+                    )
+                },
+            )
             .await?;
         Ok(Response::new(ListAdminsResponse {
             admins: admins.iter().map(admin_to_wire).collect(),
+            requests: requests.iter().map(admin_request_to_wire).collect(),
         }))
     }
 

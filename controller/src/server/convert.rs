@@ -111,11 +111,39 @@ pub fn role_to_wire(role: AdminRole) -> v1::AdminRole {
 }
 
 pub fn admin_to_wire(a: &Admin) -> v1::Admin {
+    let revoked = a.revoked.as_ref();
     v1::Admin {
         name: a.name.to_string(),
         role: role_to_wire(a.role) as i32,
         created_at_unix_ms: a.created_at.unix_ms(),
         created_by: a.created_by.clone(),
+        approved_by: a.approved_by.clone().unwrap_or_default(),
+        state: if revoked.is_some() {
+            "revoked"
+        } else {
+            "active"
+        }
+        .into(),
+        expires_at_unix_ms: a.expires_at.map_or(0, |t| t.unix_ms()),
+        break_glass: a.break_glass,
+        revoked_at_unix_ms: revoked.map_or(0, |r| r.at.unix_ms()),
+        revoked_by: revoked.map(|r| r.by.clone()).unwrap_or_default(),
+        revoke_reason: revoked.map(|r| r.reason.clone()).unwrap_or_default(),
+        certificate_by: a.certificate_by.clone().unwrap_or_default(),
+    }
+}
+
+pub fn admin_request_to_wire(r: &crate::core::admins::AdminRequest) -> v1::AdminRequest {
+    v1::AdminRequest {
+        id: r.id.clone(),
+        kind: r.kind.as_str().into(),
+        name: r.name.to_string(),
+        role: role_to_wire(r.role) as i32,
+        requested_by: r.requested_by.clone(),
+        requested_at_unix_ms: r.requested_at.unix_ms(),
+        expires_at_unix_ms: r.expires_at.unix_ms(),
+        approved_by: r.approved_by.clone().unwrap_or_default(),
+        approved_at_unix_ms: r.approved_at.map_or(0, |t| t.unix_ms()),
     }
 }
 

@@ -12,14 +12,15 @@ use ward_certs::AdminName;
 use super::tx::Tx;
 use super::writer::{BatchSettings, Engine, Writer};
 use super::{AuditFilter, HeadKey, HeadSigner, HeadVerifier, PostureField, Store, StoreError};
+use crate::core::admins::{AdminRequest, AdminRevocation, RevokeOutcome};
 use crate::core::audit::{
     AppendError, Appended, AuditEntry, AuditEvent, AuditHead, Tail, extend, head_message,
     plan_append,
 };
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, Timestamp,
-    TokenHash, TokenRecord, UserEmail,
+    Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Compliance, Device,
+    DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
+    PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
 /// A device as stored: the record, and its posture columns as the JSON the controller wrote
@@ -75,6 +76,7 @@ struct State {
     tokens: BTreeMap<[u8; 32], TokenRecord>,
     devices: BTreeMap<DeviceId, DeviceRow>,
     admins: BTreeMap<String, Admin>,
+    admin_requests: BTreeMap<String, AdminRequest>,
     certificates: BTreeMap<String, CertificateRecord>,
     commands: BTreeMap<CommandId, Command>,
     command_keys: HashMap<String, CommandId>,
@@ -90,6 +92,7 @@ impl Default for State {
             tokens: BTreeMap::new(),
             devices: BTreeMap::new(),
             admins: BTreeMap::new(),
+            admin_requests: BTreeMap::new(),
             certificates: BTreeMap::new(),
             commands: BTreeMap::new(),
             command_keys: HashMap::new(),
@@ -140,6 +143,42 @@ impl State {
         };
         self.audit.extend(entries);
         Ok(plan)
+    }
+
+    /// The admin with the expiry of its newest certificate that is not revoked, as the SQL
+    /// store reads it.
+    fn admin(&self, name: &str) -> Option<Admin> {
+        let admin = self.admins.get(name)?;
+        let subject = format!("ward://admin/{name}");
+        let expires_at = self
+            .certificates
+            .values()
+            .filter(|c| c.subject == subject && c.revoked_at.is_none())
+            .map(|c| c.not_after)
+            .max();
+        Some(Admin {
+            expires_at,
+            ..admin.clone()
+        })
+    }
+
+    fn revoke_subject(&mut self, subject: &str, now: Timestamp) -> Vec<String> {
+        let mut serials = Vec::new();
+        for cert in self.certificates.values_mut() {
+            if cert.subject == subject && cert.revoked_at.is_none() {
+                cert.revoked_at = Some(now);
+                serials.push(cert.serial.clone());
+            }
+        }
+        serials
+    }
+
+    fn open_request(&self, name: &AdminName, now: Timestamp) -> Option<AdminRequest> {
+        self.admin_requests
+            .values()
+            .filter(|r| &r.name == name && r.is_open(now))
+            .max_by_key(|r| r.requested_at)
+            .cloned()
     }
 
     fn unfinished(&self, device: DeviceId) -> Vec<Command> {
@@ -276,7 +315,7 @@ impl Tx for MemoryEngine {
     }
 
     async fn admin(&mut self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
-        Ok(self.state()?.admins.get(name.as_str()).cloned())
+        Ok(self.state()?.admin(name.as_str()))
     }
 
     async fn certificate(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
@@ -323,7 +362,7 @@ impl Tx for MemoryEngine {
         let Some(token) = state.tokens.get_mut(&hash.0) else {
             return Ok(None);
         };
-        if token.used_at.is_some() || token.expires_at <= now {
+        if token.used_at.is_some() || token.withdrawn_at.is_some() || token.expires_at <= now {
             return Ok(None);
         }
         if state.devices.contains_key(&device.id)
@@ -368,14 +407,17 @@ impl Tx for MemoryEngine {
         user: &UserEmail,
         now: Timestamp,
     ) -> Result<u64, StoreError> {
-        let mut expired = 0;
+        let mut withdrawn = 0;
         for token in self.state()?.tokens.values_mut() {
-            if &token.user == user && token.used_at.is_none() && token.expires_at > now {
-                token.expires_at = now;
-                expired += 1;
+            if &token.user == user && token.used_at.is_none() && token.withdrawn_at.is_none() {
+                if token.expires_at > now {
+                    token.expires_at = now;
+                    withdrawn += 1;
+                }
+                token.withdrawn_at = Some(now);
             }
         }
-        Ok(expired)
+        Ok(withdrawn)
     }
 
     async fn record_check_in(
@@ -621,6 +663,118 @@ impl Tx for MemoryEngine {
         })
     }
 
+    async fn renew_admin(
+        &mut self,
+        name: &AdminName,
+        certificate: &CertificateRecord,
+        certificate_by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let state = self.state()?;
+        match state.admins.get_mut(name.as_str()) {
+            Some(admin) if admin.revoked.is_none() => {
+                admin.certificate_by = certificate_by.map(str::to_owned);
+            }
+            _ => return Ok(None),
+        }
+        let revoked = state.revoke_subject(&format!("ward://admin/{name}"), now);
+        if state.certificates.contains_key(&certificate.serial) {
+            return Err(StoreError::AlreadyExists(format!(
+                "certificate {}",
+                certificate.serial
+            )));
+        }
+        state
+            .certificates
+            .insert(certificate.serial.clone(), certificate.clone());
+        Ok(Some(revoked))
+    }
+
+    async fn revoke_admin(
+        &mut self,
+        name: &AdminName,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let state = self.state()?;
+        let Some(admin) = state.admin(name.as_str()) else {
+            return Ok(RevokeOutcome::NotFound);
+        };
+        if let Some(revocation) = admin.revoked {
+            return Ok(RevokeOutcome::AlreadyRevoked(revocation));
+        }
+        if admin.role == AdminRole::Admin {
+            let others = state
+                .admins
+                .values()
+                .filter(|a| {
+                    a.role == AdminRole::Admin && a.revoked.is_none() && a.name != admin.name
+                })
+                .filter(|a| {
+                    let subject = format!("ward://admin/{}", a.name);
+                    state.certificates.values().any(|c| {
+                        c.subject == subject && c.revoked_at.is_none() && c.not_after > now
+                    })
+                })
+                .count();
+            if others == 0 {
+                return Ok(RevokeOutcome::LastAdmin);
+            }
+        }
+        if let Some(stored) = state.admins.get_mut(name.as_str()) {
+            stored.revoked = Some(AdminRevocation {
+                at: now,
+                by: by.to_owned(),
+                reason: reason.to_owned(),
+            });
+        }
+        Ok(RevokeOutcome::Revoked(
+            state.revoke_subject(&format!("ward://admin/{name}"), now),
+        ))
+    }
+
+    async fn open_admin_request(
+        &mut self,
+        request: &AdminRequest,
+        now: Timestamp,
+    ) -> Result<AdminRequest, StoreError> {
+        let state = self.state()?;
+        if let Some(open) = state.open_request(&request.name, now) {
+            return Ok(open);
+        }
+        state
+            .admin_requests
+            .insert(request.id.clone(), request.clone());
+        Ok(request.clone())
+    }
+
+    async fn approve_admin_request(
+        &mut self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.state()?.admin_requests.get_mut(id) {
+            Some(r) if r.approved_by.is_none() && r.is_open(now) => {
+                r.approved_by = Some(by.to_owned());
+                r.approved_at = Some(now);
+                true
+            }
+            _ => false,
+        })
+    }
+
+    async fn use_admin_request(&mut self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        Ok(match self.state()?.admin_requests.get_mut(id) {
+            Some(r) if r.approved_by.is_some() && r.is_open(now) => {
+                r.used_at = Some(now);
+                true
+            }
+            _ => false,
+        })
+    }
+
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {
         self.audit.push((event, at));
     }
@@ -665,11 +819,31 @@ impl Store for MemoryStore {
     }
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
-        Ok(self.read(|s| s.admins.get(name.as_str()).cloned()))
+        Ok(self.read(|s| s.admin(name.as_str())))
     }
 
     async fn list_admins(&self) -> Result<Vec<Admin>, StoreError> {
-        Ok(self.read(|s| s.admins.values().cloned().collect()))
+        Ok(self.read(|s| s.admins.keys().filter_map(|n| s.admin(n)).collect()))
+    }
+
+    async fn admin_request(
+        &self,
+        name: &AdminName,
+        now: Timestamp,
+    ) -> Result<Option<AdminRequest>, StoreError> {
+        Ok(self.read(|s| s.open_request(name, now)))
+    }
+
+    async fn list_admin_requests(&self, now: Timestamp) -> Result<Vec<AdminRequest>, StoreError> {
+        let mut open: Vec<AdminRequest> = self.read(|s| {
+            s.admin_requests
+                .values()
+                .filter(|r| r.is_open(now))
+                .cloned()
+                .collect()
+        });
+        open.sort_by(|a, b| a.name.as_str().cmp(b.name.as_str()));
+        Ok(open)
     }
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {

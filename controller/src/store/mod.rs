@@ -13,6 +13,7 @@ use futures::future::BoxFuture;
 pub use memory::MemoryStore;
 pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
+use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
@@ -33,6 +34,8 @@ pub enum Announcement {
     DeviceWork(DeviceId),
     /// The device was revoked.
     Revoked(DeviceId),
+    /// Certificates other than a device's were revoked (an admin's): reload the list.
+    RevocationsChanged,
     /// A policy changed for possibly many devices.
     PolicyChanged,
 }
@@ -42,6 +45,7 @@ impl Announcement {
         match self {
             Announcement::DeviceWork(id) => format!("work:{id}"),
             Announcement::Revoked(id) => format!("revoked:{id}"),
+            Announcement::RevocationsChanged => "revocations".into(),
             Announcement::PolicyChanged => "policy".into(),
         }
     }
@@ -51,6 +55,7 @@ impl Announcement {
             Some(("work", id)) => id.parse().ok().map(Announcement::DeviceWork),
             Some(("revoked", id)) => id.parse().ok().map(Announcement::Revoked),
             None if text == "policy" => Some(Announcement::PolicyChanged),
+            None if text == "revocations" => Some(Announcement::RevocationsChanged),
             _ => None,
         }
     }
@@ -164,6 +169,16 @@ pub trait Store: Send + Sync + 'static {
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
 
     async fn list_admins(&self) -> Result<Vec<Admin>, StoreError>;
+
+    /// The open (unused, unexpired) request for the name.
+    async fn admin_request(
+        &self,
+        name: &AdminName,
+        now: Timestamp,
+    ) -> Result<Option<AdminRequest>, StoreError>;
+
+    /// Every open request, by name.
+    async fn list_admin_requests(&self, now: Timestamp) -> Result<Vec<AdminRequest>, StoreError>;
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
 
@@ -305,7 +320,8 @@ pub trait Store: Send + Sync + 'static {
         .await
     }
 
-    /// Makes the user's unused, unexpired enrollment tokens expire now; returns how many.
+    /// Withdraws the user's unused enrollment tokens (offboarding): refused from now on, even
+    /// by a redemption already under way. Returns how many had not expired yet.
     async fn expire_unused_tokens(
         &self,
         user: &UserEmail,
@@ -461,6 +477,84 @@ pub trait Store: Send + Sync + 'static {
         tx::write(self.writer(), High, move |tx| {
             let (wipe, receipt) = (wipe.clone(), receipt.clone());
             Box::pin(async move { tx.record_offline_wipe(device, &wipe, &receipt).await })
+        })
+        .await
+    }
+
+    /// Gives admin `name` the new `certificate`, asked for by `certificate_by` (`None`: by the
+    /// admin itself), and revokes its other certificates, atomically. `None` when there is no
+    /// such admin or it is revoked; else the serials revoked.
+    async fn renew_admin(
+        &self,
+        name: &AdminName,
+        certificate: &CertificateRecord,
+        certificate_by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let (name, certificate) = (name.clone(), certificate.clone());
+        let by = certificate_by.map(str::to_owned);
+        tx::write(self.writer(), High, move |tx| {
+            let (name, certificate, by) = (name.clone(), certificate.clone(), by.clone());
+            Box::pin(async move {
+                tx.renew_admin(&name, &certificate, by.as_deref(), now)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Revokes admin `name` and every certificate it has, unless it is the last active
+    /// identity with role `admin` (checked and changed atomically, across replicas too).
+    async fn revoke_admin(
+        &self,
+        name: &AdminName,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let (name, by, reason) = (name.clone(), by.to_owned(), reason.to_owned());
+        tx::write(self.writer(), High, move |tx| {
+            let (name, by, reason) = (name.clone(), by.clone(), reason.clone());
+            Box::pin(async move { tx.revoke_admin(&name, &by, &reason, now).await })
+        })
+        .await
+    }
+
+    /// The open request for `request.name` if there is one, else `request`, now stored.
+    async fn open_admin_request(
+        &self,
+        request: &AdminRequest,
+        now: Timestamp,
+    ) -> Result<AdminRequest, StoreError> {
+        let request = request.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let request = request.clone();
+            Box::pin(async move { tx.open_admin_request(&request, now).await })
+        })
+        .await
+    }
+
+    /// Approves the open request `id`; false when it is no longer open or already approved.
+    async fn approve_admin_request(
+        &self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (id, by) = (id.to_owned(), by.to_owned());
+        tx::write(self.writer(), High, move |tx| {
+            let (id, by) = (id.clone(), by.clone());
+            Box::pin(async move { tx.approve_admin_request(&id, &by, now).await })
+        })
+        .await
+    }
+
+    /// Uses the approved request `id` (once); false when it is not approved, used or expired.
+    async fn use_admin_request(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        tx::write(self.writer(), High, move |tx| {
+            let id = id.clone();
+            Box::pin(async move { tx.use_admin_request(&id, now).await })
         })
         .await
     }

@@ -9,6 +9,7 @@ use sqlx::any::AnyRow;
 use ward_certs::AdminName;
 
 use super::StoreError;
+use crate::core::admins::{AdminRequest, AdminRevocation};
 use crate::core::audit::AuditEntry;
 use crate::core::{
     Admin, AdminRole, CertificateRecord, Command, CommandKind, Compliance, ComplianceCheck, Device,
@@ -97,6 +98,7 @@ pub fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
             .opt_text("device_id")?
             .map(|s| s.parse::<DeviceId>().map_err(corrupt))
             .transpose()?,
+        withdrawn_at: row.opt_time("withdrawn_at")?,
     })
 }
 
@@ -166,12 +168,41 @@ fn compliance(row: &impl Columns) -> Result<Option<Compliance>, StoreError> {
     }))
 }
 
+/// An admin, from [`super::admins::SELECT_ADMINS`] (which adds `expires_at`).
 pub fn admin(row: &impl Columns) -> Result<Admin, StoreError> {
+    let revoked = match row.opt_time("revoked_at")? {
+        None => None,
+        Some(at) => Some(AdminRevocation {
+            at,
+            by: row.opt_text("revoked_by")?.unwrap_or_default(),
+            reason: row.opt_text("revoke_reason")?.unwrap_or_default(),
+        }),
+    };
     Ok(Admin {
         name: row.parsed::<AdminName>("name")?,
         role: row.parsed::<AdminRole>("role")?,
         created_at: row.time("created_at")?,
         created_by: row.text("created_by")?,
+        approved_by: row.opt_text("approved_by")?,
+        certificate_by: row.opt_text("certificate_by")?,
+        break_glass: row.opt_bool("break_glass")?.unwrap_or(false),
+        revoked,
+        expires_at: row.opt_time("expires_at")?,
+    })
+}
+
+pub fn admin_request(row: &impl Columns) -> Result<AdminRequest, StoreError> {
+    Ok(AdminRequest {
+        id: row.text("id")?,
+        kind: row.parsed("kind")?,
+        name: row.parsed::<AdminName>("name")?,
+        role: row.parsed::<AdminRole>("role")?,
+        requested_by: row.text("requested_by")?,
+        requested_at: row.time("requested_at")?,
+        expires_at: row.time("expires_at")?,
+        approved_by: row.opt_text("approved_by")?,
+        approved_at: row.opt_time("approved_at")?,
+        used_at: row.opt_time("used_at")?,
     })
 }
 

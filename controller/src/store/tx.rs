@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use ward_certs::AdminName;
 
 use super::{PostureField, StoreError};
+use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
@@ -125,6 +126,38 @@ pub trait Tx: Send {
         wipe: &OfflineWipe,
         receipt: &ward_certs::receipt::SignedReceipt,
     ) -> Result<bool, StoreError>;
+
+    /// Gives admin `name` the new certificate and revokes its others; `None` when there is
+    /// no such admin or it is revoked, else the serials revoked.
+    async fn renew_admin(
+        &mut self,
+        name: &AdminName,
+        certificate: &CertificateRecord,
+        certificate_by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError>;
+    /// Revokes the admin and its certificates unless it is the last active `admin`-role
+    /// identity.
+    async fn revoke_admin(
+        &mut self,
+        name: &AdminName,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<RevokeOutcome, StoreError>;
+    /// The open request for the name if there is one, else `request`, stored.
+    async fn open_admin_request(
+        &mut self,
+        request: &AdminRequest,
+        now: Timestamp,
+    ) -> Result<AdminRequest, StoreError>;
+    async fn approve_admin_request(
+        &mut self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    async fn use_admin_request(&mut self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
 
     // ----- audit ------------------------------------------------------------------------
     /// Records an audit entry for this job's change. Entries are chained in the order their

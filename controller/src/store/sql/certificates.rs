@@ -1,10 +1,8 @@
-//! The `certificates` and `admins` tables: what this controller issued, to whom, and what it
-//! revoked.
+//! The `certificates` table: what this controller issued, to whom, and what it revoked.
 
 use sqlx::AnyConnection;
-use ward_certs::AdminName;
 
-use crate::core::{Admin, CertificateRecord, Timestamp};
+use crate::core::{CertificateRecord, Timestamp};
 use crate::store::StoreError;
 use crate::store::rows::{self, db};
 
@@ -67,50 +65,4 @@ pub async fn revoked_serials(
     .fetch_all(conn)
     .await
     .map_err(db)
-}
-
-/// Registers an admin and its first certificate; false if the name is taken.
-pub async fn insert_admin(
-    conn: &mut AnyConnection,
-    admin: &Admin,
-    certificate: &CertificateRecord,
-) -> Result<bool, StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO admins (name, role, created_at, created_by) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (name) DO NOTHING",
-    )
-    .bind(admin.name.as_str())
-    .bind(admin.role.as_str())
-    .bind(admin.created_at.unix_ms())
-    .bind(&admin.created_by)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    if inserted.rows_affected() == 0 {
-        return Ok(false);
-    }
-    insert(conn, certificate).await?;
-    Ok(true)
-}
-
-pub async fn get_admin(
-    conn: &mut AnyConnection,
-    name: &AdminName,
-) -> Result<Option<Admin>, StoreError> {
-    sqlx::query("SELECT * FROM admins WHERE name = $1")
-        .bind(name.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::admin)
-        .transpose()
-}
-
-pub async fn list_admins(conn: &mut AnyConnection) -> Result<Vec<Admin>, StoreError> {
-    let rows = sqlx::query("SELECT * FROM admins ORDER BY name")
-        .fetch_all(conn)
-        .await
-        .map_err(db)?;
-    rows.iter().map(rows::admin).collect()
 }

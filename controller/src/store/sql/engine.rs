@@ -6,7 +6,8 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
 use ward_certs::AdminName;
 
-use super::{Backend, audit, certificates, commands, devices, policies, tokens};
+use super::{Backend, admins, audit, certificates, commands, devices, policies, tokens};
+use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
@@ -121,7 +122,7 @@ impl Tx for SqlEngine {
     }
 
     async fn admin(&mut self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
-        certificates::get_admin(self.conn()?, name).await
+        admins::get(self.conn()?, name).await
     }
 
     async fn certificate(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
@@ -179,7 +180,7 @@ impl Tx for SqlEngine {
         admin: &Admin,
         certificate: &CertificateRecord,
     ) -> Result<bool, StoreError> {
-        certificates::insert_admin(self.conn()?, admin, certificate).await
+        admins::insert(self.conn()?, admin, certificate).await
     }
 
     async fn insert_command(&mut self, command: &Command) -> Result<(Command, bool), StoreError> {
@@ -268,6 +269,49 @@ impl Tx for SqlEngine {
         receipt: &ward_certs::receipt::SignedReceipt,
     ) -> Result<bool, StoreError> {
         devices::record_offline_wipe(self.conn()?, device, wipe, receipt).await
+    }
+
+    async fn renew_admin(
+        &mut self,
+        name: &AdminName,
+        certificate: &CertificateRecord,
+        certificate_by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        admins::renew(self.conn()?, name, certificate, certificate_by, now).await
+    }
+
+    async fn revoke_admin(
+        &mut self,
+        name: &AdminName,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let backend = self.backend;
+        admins::revoke(self.conn()?, backend, name, by, reason, now).await
+    }
+
+    async fn open_admin_request(
+        &mut self,
+        request: &AdminRequest,
+        now: Timestamp,
+    ) -> Result<AdminRequest, StoreError> {
+        let backend = self.backend;
+        admins::open_request(self.conn()?, backend, request, now).await
+    }
+
+    async fn approve_admin_request(
+        &mut self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        admins::approve_request(self.conn()?, id, by, now).await
+    }
+
+    async fn use_admin_request(&mut self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        admins::use_request(self.conn()?, id, now).await
     }
 
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {

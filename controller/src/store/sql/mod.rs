@@ -4,6 +4,7 @@
 //! PostgreSQL's `LISTEN/NOTIFY` between replicas. Every write commits before it returns, so
 //! an answer to a client is never ahead of the disk.
 
+mod admins;
 mod audit;
 mod certificates;
 mod commands;
@@ -29,6 +30,7 @@ use super::{
     Announcement, Announcements, AuditFilter, BatchSettings, HeadSigner, HeadVerifier, Store,
     StoreError, Writer,
 };
+use crate::core::admins::AdminRequest;
 use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyRule,
@@ -176,11 +178,23 @@ impl Store for SqlStore {
     }
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
-        certificates::get_admin(&mut *self.read().await?, name).await
+        admins::get(&mut *self.read().await?, name).await
     }
 
     async fn list_admins(&self) -> Result<Vec<Admin>, StoreError> {
-        certificates::list_admins(&mut *self.read().await?).await
+        admins::list(&mut *self.read().await?).await
+    }
+
+    async fn admin_request(
+        &self,
+        name: &AdminName,
+        now: Timestamp,
+    ) -> Result<Option<AdminRequest>, StoreError> {
+        admins::request(&mut *self.read().await?, name, now).await
+    }
+
+    async fn list_admin_requests(&self, now: Timestamp) -> Result<Vec<AdminRequest>, StoreError> {
+        admins::requests(&mut *self.read().await?, now).await
     }
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
@@ -286,12 +300,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ward.db");
         let store = SqlStore::open_sqlite(&path).await.unwrap();
-        let admin = Admin {
-            name: "root".parse().unwrap(),
-            role: AdminRole::Admin,
-            created_at: Timestamp::from_unix_ms(1),
-            created_by: "init".into(),
-        };
+        let admin = Admin::new(
+            "root".parse().unwrap(),
+            AdminRole::Admin,
+            Timestamp::from_unix_ms(1),
+            "init",
+        );
         let cert = CertificateRecord {
             serial: "01".into(),
             subject: "ward://admin/root".into(),
@@ -307,7 +321,12 @@ mod tests {
         ));
         store.close().await;
         let again = SqlStore::open_sqlite(&path).await.unwrap();
-        assert_eq!(again.list_admins().await.unwrap(), vec![admin]);
+        // Listed with the expiry of its certificate.
+        let listed = Admin {
+            expires_at: Some(cert.not_after),
+            ..admin
+        };
+        assert_eq!(again.list_admins().await.unwrap(), vec![listed]);
         assert_eq!(again.get_certificate("01").await.unwrap(), Some(cert));
     }
 }

@@ -49,7 +49,7 @@ pub async fn redeem(
 ) -> Result<Option<UserEmail>, StoreError> {
     let claimed = sqlx::query(
         "UPDATE enrollment_tokens SET used_at = $1, device_id = $2
-         WHERE token_hash = $3 AND used_at IS NULL AND expires_at > $4
+         WHERE token_hash = $3 AND used_at IS NULL AND withdrawn_at IS NULL AND expires_at > $4
          RETURNING user_email",
     )
     .bind(now.unix_ms())
@@ -67,20 +67,32 @@ pub async fn redeem(
     Ok(Some(user))
 }
 
+/// Withdraws the user's unused tokens for good (offboarding): the unexpired ones end now and
+/// are counted; the others (expired by this clock, perhaps not by that of an enrollment under
+/// way) are marked too, so a redemption refuses them whatever its clock says.
 pub async fn expire_unused(
     conn: &mut AnyConnection,
     user: &UserEmail,
     now: Timestamp,
 ) -> Result<u64, StoreError> {
-    let result = sqlx::query(
-        "UPDATE enrollment_tokens SET expires_at = $1
-         WHERE user_email = $2 AND used_at IS NULL AND expires_at > $3",
+    let withdrawn = sqlx::query(
+        "UPDATE enrollment_tokens SET withdrawn_at = $1, expires_at = $1
+         WHERE user_email = $2 AND used_at IS NULL AND withdrawn_at IS NULL AND expires_at > $1",
     )
     .bind(now.unix_ms())
     .bind(user.as_str())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?
+    .rows_affected();
+    sqlx::query(
+        "UPDATE enrollment_tokens SET withdrawn_at = $1
+         WHERE user_email = $2 AND used_at IS NULL AND withdrawn_at IS NULL",
+    )
     .bind(now.unix_ms())
+    .bind(user.as_str())
     .execute(conn)
     .await
     .map_err(db)?;
-    Ok(result.rows_affected())
+    Ok(withdrawn)
 }
