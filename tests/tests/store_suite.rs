@@ -525,3 +525,61 @@ async fn posture_columns_round_trip_and_a_retired_device_stays_retired() {
         );
     }
 }
+
+#[tokio::test]
+async fn only_usable_tokens_are_listed_and_one_can_be_withdrawn() {
+    for b in backends().await {
+        let store = &b.store;
+        let now = Timestamp::from_unix_ms(500);
+        // 1: usable, 2: expired, 3: used, 4: usable and another user's.
+        store.insert_token(&token(1, 1_000)).await.unwrap();
+        store.insert_token(&token(2, 400)).await.unwrap();
+        let used = enrolled(store, 3).await;
+        let mut other = token(4, 2_000);
+        other.user = "b@h.org".parse().unwrap();
+        other.created_at = Timestamp::from_unix_ms(10);
+        store.insert_token(&other).await.unwrap();
+        let _ = used;
+
+        let all = store.list_usable_tokens(None, now).await.unwrap();
+        let hashes: Vec<u8> = all.iter().map(|t| t.hash.0[0]).collect();
+        assert_eq!(hashes, [1, 4], "{}: oldest first, usable only", b.name);
+        let mine = store
+            .list_usable_tokens(Some(&"a@h.org".parse().unwrap()), now)
+            .await
+            .unwrap();
+        assert_eq!(mine.len(), 1, "{}", b.name);
+        assert_eq!(mine[0].hash, TokenHash([1; 32]), "{}", b.name);
+
+        assert!(store.expire_token(&TokenHash([1; 32]), now).await.unwrap());
+        assert!(
+            !store.expire_token(&TokenHash([1; 32]), now).await.unwrap(),
+            "{}: withdrawing twice withdraws nothing",
+            b.name
+        );
+        assert!(
+            !store.expire_token(&TokenHash([3; 32]), now).await.unwrap(),
+            "{}: a used token stays used",
+            b.name
+        );
+        assert!(
+            !store.expire_token(&TokenHash([9; 32]), now).await.unwrap(),
+            "{}: unknown",
+            b.name
+        );
+        let left = store.list_usable_tokens(None, now).await.unwrap();
+        assert_eq!(left.len(), 1, "{}", b.name);
+        assert_eq!(left[0].hash, TokenHash([4; 32]), "{}", b.name);
+        let withdrawn = store
+            .find_token(&TokenHash([1; 32]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            withdrawn.status(now),
+            ward_controller::core::TokenStatus::Expired,
+            "{}: a withdrawn token cannot be redeemed",
+            b.name
+        );
+    }
+}

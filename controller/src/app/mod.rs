@@ -21,6 +21,7 @@ mod lifecycle;
 pub mod offboard;
 mod policy;
 mod posture;
+pub mod tokens;
 
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;

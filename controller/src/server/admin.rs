@@ -14,6 +14,7 @@ use super::convert::{
     optional_seconds, peer_leaf, policy_changes_from_wire, policy_to_wire, role_from_wire,
 };
 use crate::app::App;
+use crate::app::tokens::TokenSelection;
 use crate::core::{Admin, CommandKind, Permission, WipeScope};
 
 pub struct AdminApi {
@@ -419,6 +420,72 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .approve_command(&actor, &request.get_ref().command_id)
             .await?;
         Ok(Response::new(command_to_wire(&command)))
+    }
+
+    async fn list_enrollment_tokens(
+        &self,
+        request: Request<ListEnrollmentTokensRequest>,
+    ) -> Result<Response<ListEnrollmentTokensResponse>, Status> {
+        let user = request.get_ref().user.clone();
+        self.reader(&request, "list_enrollment_tokens", &user)
+            .await?;
+        let tokens = self
+            .app
+            .list_tokens((!user.is_empty()).then_some(user.as_str()))
+            .await?;
+        Ok(Response::new(ListEnrollmentTokensResponse {
+            tokens: tokens.iter().map(token_to_wire).collect(),
+        }))
+    }
+
+    async fn revoke_enrollment_tokens(
+        &self,
+        request: Request<RevokeEnrollmentTokensRequest>,
+    ) -> Result<Response<RevokeEnrollmentTokensResponse>, Status> {
+        let actor = self.admin(&request, Permission::Enroll).await?;
+        let req = request.into_inner();
+        let selection = match (req.token_id.is_empty(), req.user.is_empty()) {
+            (false, true) => TokenSelection::Id(&req.token_id),
+            (true, false) => TokenSelection::User(&req.user),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name either one token (its id) or a user, not both and not neither",
+                ));
+            }
+        };
+        let revoked = self
+            .app
+            .withdraw_tokens(&actor, selection, &req.reason)
+            .await?;
+        Ok(Response::new(RevokeEnrollmentTokensResponse {
+            revoked: revoked.iter().map(token_to_wire).collect(),
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let admin = self.reader(&request, "who_am_i", "").await?;
+        Ok(Response::new(WhoAmIResponse {
+            name: admin.name.to_string(),
+            role: super::convert::role_to_wire(admin.role) as i32,
+            permissions: Permission::ALL
+                .iter()
+                .filter(|p| admin.role.allows(**p))
+                .map(|p| p.name().to_owned())
+                .collect(),
+        }))
+    }
+}
+
+fn token_to_wire(t: &crate::core::TokenRecord) -> EnrollmentTokenInfo {
+    EnrollmentTokenInfo {
+        id: t.hash.id(),
+        user: t.user.to_string(),
+        created_at_unix_ms: t.created_at.unix_ms(),
+        expires_at_unix_ms: t.expires_at.unix_ms(),
+        created_by: t.created_by.clone(),
     }
 }
 

@@ -157,6 +157,18 @@ pub trait Store: Send + Sync + 'static {
         now: Timestamp,
     ) -> Result<u64, StoreError>;
 
+    /// The tokens that could still enroll a device at `now` (unused, unexpired), optionally
+    /// of one user, oldest first.
+    async fn list_usable_tokens(
+        &self,
+        user: Option<&UserEmail>,
+        now: Timestamp,
+    ) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Makes one token expire now if it is still usable; false if it was not (used, expired
+    /// or unknown).
+    async fn expire_token(&self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError>;
+
     /// Commands, newest first, optionally for one device and in one state.
     async fn list_commands(
         &self,

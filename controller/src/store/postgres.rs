@@ -321,6 +321,41 @@ impl Store for PgStore {
         commands::by_key(&self.pool, idempotency_key).await
     }
 
+    async fn list_usable_tokens(
+        &self,
+        user: Option<&UserEmail>,
+        now: Timestamp,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        sqlx::query(
+            "SELECT * FROM enrollment_tokens
+             WHERE used_at IS NULL AND expires_at > $1 AND ($2 IS NULL OR user_email = $3)
+             ORDER BY created_at, token_hash",
+        )
+        .bind(now.unix_ms())
+        .bind(user.map(UserEmail::as_str))
+        .bind(user.map(UserEmail::as_str))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::token)
+        .collect()
+    }
+
+    async fn expire_token(&self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE enrollment_tokens SET expires_at = $1
+             WHERE token_hash = $2 AND used_at IS NULL AND expires_at > $3",
+        )
+        .bind(now.unix_ms())
+        .bind(hash.to_hex())
+        .bind(now.unix_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(result.rows_affected() == 1)
+    }
+
     async fn expire_unused_tokens(
         &self,
         user: &UserEmail,
