@@ -5,12 +5,14 @@
 //! - [`store`] — persistence (SQLite by default).
 //! - [`server`] — the TLS listener and the three gRPC services.
 //! - [`cli`] — `wardctl`.
+//! - [`console`] — `wardctl console`, the web console.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod bundle;
 pub mod cli;
+pub mod console;
 pub mod core;
 pub mod datadir;
 #[doc(hidden)]
