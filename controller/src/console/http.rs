@@ -108,10 +108,23 @@ fn admit(console: &Console, request: &Request) -> Result<(), Response> {
             .and_then(|o| o.to_str().ok())
             .is_some_and(|o| o != console.base);
         if cross_site || foreign_origin {
+            let shown = |name: &str| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("-")
+                    .chars()
+                    .take(100)
+                    .collect::<String>()
+            };
             return Err(ui::refusal(
                 StatusCode::FORBIDDEN,
                 "Refused",
-                "A request from another site may not change anything here.",
+                &format!(
+                    "A request from another site may not change anything here (Origin: {}, Sec-Fetch-Site: {}).",
+                    shown("origin"),
+                    shown("sec-fetch-site")
+                ),
             ));
         }
     }
@@ -154,7 +167,9 @@ fn secure_headers(headers: &mut HeaderMap) {
     set(headers, "content-security-policy", CSP);
     set(headers, "x-frame-options", "DENY");
     set(headers, "x-content-type-options", "nosniff");
-    set(headers, "referrer-policy", "no-referrer");
+    // Not no-referrer: under it browsers send `Origin: null` on form posts, and the origin
+    // check above needs the real one. Other sites still get no referrer.
+    set(headers, "referrer-policy", "same-origin");
     set(headers, "cross-origin-opener-policy", "same-origin");
     set(headers, "cross-origin-resource-policy", "same-origin");
     set(
