@@ -121,7 +121,7 @@ fn the_console_refuses_what_has_no_session_a_forged_token_or_a_foreign_origin() 
     assert_eq!(
         post(
             &[("Cookie", &cookie)],
-            &format!("user=mallory%40hospital.org&ttl=15m")
+            "user=mallory%40hospital.org&ttl=15m"
         )
         .0,
         403

@@ -265,13 +265,13 @@ pub async fn events(
     headers: axum::http::HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
     let cookie = session_cookie(&headers).unwrap_or_default();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(4);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(4);
     tokio::spawn(async move {
         let mut last = None;
         loop {
             if !console.gate().alive(&cookie, Instant::now()) {
                 let _ = tx
-                    .send(Event::default().event("ended").data("logged off"))
+                    .send(Ok(Event::default().event("ended").data("logged off")))
                     .await;
                 return;
             }
@@ -291,7 +291,7 @@ pub async fn events(
             if last.as_ref() != Some(&html) || done {
                 let event = Event::default().data(html.clone());
                 let event = if done { event.event("done") } else { event };
-                if tx.send(event).await.is_err() || done {
+                if tx.send(Ok(event)).await.is_err() || done {
                     return;
                 }
                 last = Some(html);
@@ -299,18 +299,7 @@ pub async fn events(
             tokio::time::sleep(POLL).await;
         }
     });
-    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx).map_ok())
-        .keep_alive(KeepAlive::default())
-}
-
-trait MapOk: Sized {
-    fn map_ok(self) -> futures::stream::Map<Self, fn(Event) -> Result<Event, Infallible>>;
-}
-
-impl<S: Stream<Item = Event>> MapOk for S {
-    fn map_ok(self) -> futures::stream::Map<Self, fn(Event) -> Result<Event, Infallible>> {
-        futures::StreamExt::map(self, Ok)
-    }
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }
 
 pub async fn cancel(
