@@ -23,7 +23,8 @@ pub struct WipeReceiptBody {
     pub bytes_removed: u64,
     /// The messaging directory was verified empty after the deletion.
     pub verified_empty: bool,
-    /// For a full wipe: what the device's full-erase hook did (command and exit status).
+    /// For a full wipe: that the device's full-erase hook ran, and its exit status ("hook
+    /// ran: PATH exited 0 ..."). Ward does not verify what the hook erased.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_erase: Option<String>,
 }

@@ -19,8 +19,9 @@ use ward_certs::{AdminName, CertificateAuthority, Identity, PrivateKeyDer, csr::
 
 use crate::app::certificate_record;
 use crate::bundle::AdminBundle;
+use crate::core::audit::{AuditEvent, GenesisOrigin, genesis_event};
 use crate::core::{Admin, AdminRole, Clock};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{SqlStore, Store, StoreError};
 
 /// Names every server certificate covers, so `wardctl` on the controller's own host works.
 pub const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -151,7 +152,7 @@ impl DataDir {
         self.check_free()?;
         create_private_dir(&self.root)
             .map_err(|source| self.io("cannot create data directory", &self.root, source))?;
-        let store = SqliteStore::open(&self.database()).await?;
+        let store = SqlStore::open_sqlite(&self.database()).await?;
         let report = self.init_with(hostnames, admin_name, clock, &store).await;
         store.close().await;
         report
@@ -218,17 +219,22 @@ impl DataDir {
         store
             .insert_admin(&admin, &certificate_record(&admin_cert, &identity, now))
             .await?;
-        let event = crate::core::audit::AuditEvent {
+        // The chain starts with its signed genesis, so an emptied log never verifies.
+        let sign = |message: &[u8]| ward_certs::sign::sign(ca.key(), message).unwrap_or_default();
+        let spki = ca.public_key_der();
+        let verify = |message: &[u8], signature: &[u8]| {
+            ward_certs::sign::verify(&spki, message, signature).is_ok()
+        };
+        let nonce: [u8; 16] = rand::random();
+        let genesis = genesis_event(&ca.hash().to_string(), &nonce, GenesisOrigin::Init);
+        store.append_audit(&genesis, now, &sign, &verify).await?;
+        let event = AuditEvent {
             actor: "init".into(),
             action: "admin.issue".into(),
             target: admin_name.to_string(),
             details: serde_json::json!({ "role": "admin", "certificate_serial": admin_cert.serial }),
         };
-        let sign = |message: &[u8]| ward_certs::sign::sign(ca.key(), message).unwrap_or_default();
-        // The log is empty: there is no head to check yet.
-        store
-            .append_audit(&event, now, &sign, &|_: &[u8], _: &[u8]| true)
-            .await?;
+        store.append_audit(&event, now, &sign, &verify).await?;
 
         let bundle = AdminBundle {
             certificate_der: admin_cert.der,
@@ -273,8 +279,8 @@ impl DataDir {
         Ok((chain, key))
     }
 
-    pub async fn open_store(&self) -> Result<SqliteStore, DataDirError> {
-        Ok(SqliteStore::open(&self.database()).await?)
+    pub async fn open_store(&self) -> Result<SqlStore, DataDirError> {
+        Ok(SqlStore::open_sqlite(&self.database()).await?)
     }
 
     pub fn write_server_url(&self, url: &str) -> Result<(), DataDirError> {

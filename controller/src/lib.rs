@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod bundle;
+pub mod checkpoint_dir;
 pub mod cli;
 pub mod console;
 pub mod core;

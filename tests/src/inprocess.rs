@@ -12,7 +12,7 @@ use ward_controller::core::clock::ManualClock;
 use ward_controller::core::{Clock, SystemClock};
 use ward_controller::datadir::DataDir;
 use ward_controller::server::{self, RunningServer};
-use ward_controller::store::{SqliteStore, Store};
+use ward_controller::store::{SqlStore, Store};
 use ward_proto::transport::{ChannelOptions, ConnectError, ServerUrl, connect};
 use ward_proto::v1::admin_service_client::AdminServiceClient;
 use ward_proto::v1::agent_service_client::AgentServiceClient;
@@ -26,7 +26,7 @@ pub struct TestController {
     pub addr: SocketAddr,
     pub url: ServerUrl,
     pub ca: Arc<CertificateAuthority>,
-    pub store: SqliteStore,
+    pub store: SqlStore,
     server: Option<RunningServer>,
 }
 

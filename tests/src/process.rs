@@ -187,6 +187,30 @@ impl ControllerProcess {
         }
     }
 
+    /// Stops it as systemd does (SIGTERM) and waits until it has exited.
+    pub fn stop(mut self) {
+        self.daemon.terminate();
+        eventually_blocking(
+            "the controller to exit after SIGTERM",
+            Duration::from_secs(60),
+            || (!self.daemon.is_running()).then_some(()),
+        );
+    }
+
+    /// The address of its `/metrics` listener (`--metrics-listen`).
+    pub fn metrics_url(&self) -> String {
+        eventually_blocking(
+            "the controller to write metrics-url",
+            Duration::from_secs(60),
+            || {
+                std::fs::read_to_string(self.data_dir.join("metrics-url"))
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+            },
+        )
+    }
+
     /// Runs `wardctl ARGS --data-dir DIR` against this controller.
     pub fn ctl(&self, args: &[&str]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
@@ -366,5 +390,27 @@ pub fn local_api(state_dir: &Path, request: &str) -> Value {
         "the agent's local API to answer",
         Duration::from_secs(60),
         || try_local_api(state_dir, request).ok(),
+    )
+}
+
+/// A plain HTTP GET on loopback; returns (status line, body).
+pub fn http_get(base: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
     )
 }

@@ -16,13 +16,17 @@ use crate::hub::Hub;
 use crate::store::{Announcement, Redemption, Store, StoreError};
 
 pub mod audit;
+mod audit_anchor;
 mod commands;
 mod lifecycle;
 pub mod offboard;
 mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod posture;
 pub mod tokens;
 
+pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;
 
@@ -45,6 +49,8 @@ pub struct AppConfig {
     /// the answer takes longer than `keepalive_timeout` (a device gone without a goodbye).
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// Signed checkpoints of the audit chain: where and how often.
+    pub audit_checkpoints: CheckpointConfig,
 }
 
 impl AppConfig {
@@ -60,6 +66,7 @@ impl AppConfig {
             enroll_per_minute: 60,
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
+            audit_checkpoints: CheckpointConfig::default(),
         }
     }
 }
@@ -93,6 +100,9 @@ pub enum AppError {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// Too busy to take this call now; the caller may retry after the hint.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -103,6 +113,10 @@ impl From<StoreError> for AppError {
             StoreError::AlreadyExists(what) => {
                 AppError::AlreadyExists(format!("{what} already exists"))
             }
+            StoreError::Overloaded => AppError::Unavailable(
+                "the controller is busy committing other devices' changes; retry in a few seconds"
+                    .into(),
+            ),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -126,13 +140,14 @@ pub struct CreatedToken {
 pub struct App {
     store: Arc<dyn Store>,
     hub: Hub,
-    metrics: crate::metrics::Metrics,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Revoked certificate serials, shared with the TLS verifier so revoked devices fail at
     /// the handshake.
     revoked: Arc<ward_certs::tls::RevokedSerials>,
     ca: Arc<CertificateAuthority>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
+    audit_state: audit::AuditState,
 }
 
 impl std::fmt::Debug for App {
@@ -150,14 +165,17 @@ impl App {
         clock: Arc<dyn Clock>,
         config: AppConfig,
     ) -> Self {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        store.writer().stats().observe_with(metrics.clone());
         Self {
             store,
             hub: Hub::default(),
-            metrics: crate::metrics::Metrics::default(),
+            metrics,
             revoked: Arc::default(),
             ca,
             clock,
             config,
+            audit_state: audit::AuditState::default(),
         }
     }
 
@@ -252,6 +270,13 @@ impl App {
     /// Background work: applying other replicas' announcements, and the periodic refresh of
     /// the revocation list that covers announcements lost on the way.
     pub async fn start_background(self: &Arc<Self>) -> Result<(), AppError> {
+        let upgraded = self.upgrade_policy_overrides().await?;
+        if upgraded > 0 {
+            info!(
+                upgraded,
+                "user policy overrides now keep only the fields they change"
+            );
+        }
         if let Some(mut announcements) = self.store.listen().await? {
             let app = Arc::clone(self);
             tokio::spawn(async move {
@@ -276,6 +301,11 @@ impl App {
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// What the store's writer is doing, for `/metrics`.
+    pub fn writer_stats(&self) -> &crate::store::writer::WriterStats {
+        self.store.writer().stats()
     }
 
     /// Commands per state, across every replica.
@@ -347,8 +377,13 @@ impl App {
         }
     }
 
-    /// The registered admin behind a client certificate. Device certificates are refused.
-    pub async fn authenticate_admin(&self, leaf: Option<&[u8]>) -> Result<Admin, AppError> {
+    /// The registered admin behind a client certificate. Device certificates are refused;
+    /// the refusal is audited with the call's `target` (bounded per identity and minute).
+    pub async fn authenticate_admin(
+        &self,
+        leaf: Option<&[u8]>,
+        target: &str,
+    ) -> Result<Admin, AppError> {
         let identity = self.authenticate(leaf).await?;
         let refusal = match &identity {
             Identity::Admin(name) => match self.store.get_admin(name).await? {
@@ -362,32 +397,37 @@ impl App {
         // A certificate from our own CA knocking on the admin API without being an admin (a
         // device's key, or a removed admin's) is worth an auditor's attention.
         self.metrics.denied_calls.inc();
-        warn!(identity = %identity, "admin API refused: not a registered admin");
-        self.audit(
-            &identity.to_string(),
-            "denied",
-            "admin API",
-            serde_json::json!({ "why": refusal }),
+        warn!(identity = %identity, target, "admin API refused: not a registered admin");
+        self.audit_refusal(
+            audit::refusal_source(&identity.to_string(), "denied", ""),
+            &audit_target(target, "admin API"),
+            serde_json::json!({ "why": refusal, "api": "admin" }),
         )
         .await?;
         Err(AppError::PermissionDenied(refusal))
     }
 
-    /// Refuses, with the roles that would be allowed, an admin whose role lacks `permission`.
-    pub async fn authorize(&self, admin: &Admin, permission: Permission) -> Result<(), AppError> {
+    /// Refuses, with the roles that would be allowed, an admin whose role lacks `permission`
+    /// for `target` (what the call is about: a device, command, user…). The refusal is
+    /// audited with its target (bounded per admin and minute).
+    pub async fn authorize(
+        &self,
+        admin: &Admin,
+        permission: Permission,
+        target: &str,
+    ) -> Result<(), AppError> {
         if admin.role.allows(permission) {
             return Ok(());
         }
         self.metrics.denied_calls.inc();
         let needed: Vec<&str> = permission.roles().iter().map(|r| r.as_str()).collect();
-        self.audit(
-            &audit::admin_actor(admin),
-            "denied",
-            permission.describe(),
-            serde_json::json!({ "role": admin.role.as_str(), "needs": needed }),
+        self.audit_refusal(
+            audit::refusal_source(&audit::admin_actor(admin), "denied", ""),
+            &audit_target(target, permission.describe()),
+            serde_json::json!({ "permission": permission.describe(), "role": admin.role.as_str(), "needs": needed }),
         )
         .await?;
-        warn!(admin = %admin.name, role = %admin.role, permission = permission.describe(), "permission denied");
+        warn!(admin = %admin.name, role = %admin.role, permission = permission.describe(), target, "permission denied");
         Err(AppError::PermissionDenied(format!(
             "admin {} has role {}, which may not {}: that needs role {}",
             admin.name,
@@ -438,11 +478,15 @@ impl App {
         Ok(CreatedToken { token, record })
     }
 
+    /// Enrolls a device with a one-time token. A refused token (unknown, used, expired or
+    /// withdrawn) is audited with a prefix of its hash, never the token, and the client's
+    /// address (bounded per address and minute): a reused token is a sign of a leak.
     pub async fn enroll(
         &self,
         token: &str,
         csr_der: &[u8],
         facts: DeviceFacts,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Enrolled, AppError> {
         let token: EnrollmentToken = token
             .parse()
@@ -456,12 +500,21 @@ impl App {
         let now = self.now();
 
         // A first look gives a precise refusal before any signing work.
-        let record = self
-            .store
-            .find_token(&hash)
-            .await?
-            .ok_or_else(unknown_token)?;
-        check_token_status(record.status(now))?;
+        let Some(record) = self.store.find_token(&hash).await? else {
+            self.audit_enrollment_refusal(&hash, None, None, client)
+                .await?;
+            return Err(unknown_token());
+        };
+        if let Err(refused) = check_token_status(record.status(now)) {
+            self.audit_enrollment_refusal(
+                &hash,
+                Some(&record.user),
+                Some(record.status(now)),
+                client,
+            )
+            .await?;
+            return Err(refused);
+        }
 
         let device_id = DeviceId::new_random();
         let identity = Identity::Device(device_id.0);
@@ -485,7 +538,7 @@ impl App {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
                 self.metrics.enrollments.inc();
                 self.audit(
-                    "enrollment-token",
+                    audit::ENROLLMENT,
                     "device.enroll",
                     &device_id.to_string(),
                     serde_json::json!({ "user": user.as_str(), "token": format!("{hash:?}"), "certificate_serial": certificate.serial }),
@@ -497,9 +550,15 @@ impl App {
                     certificate,
                 })
             }
-            Redemption::Unknown => Err(unknown_token()),
+            Redemption::Unknown => {
+                self.audit_enrollment_refusal(&hash, None, None, client)
+                    .await?;
+                Err(unknown_token())
+            }
             Redemption::Refused(status) => {
                 warn!(token = ?hash, ?status, "enrollment refused");
+                self.audit_enrollment_refusal(&hash, Some(&record.user), Some(status), client)
+                    .await?;
                 check_token_status(status)?;
                 Err(AppError::FailedPrecondition(
                     "the enrollment token cannot be used".into(),
@@ -514,11 +573,11 @@ impl App {
         facts
             .validate()
             .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
-        if !self
-            .store
-            .record_check_in(device, &facts, self.now())
-            .await?
-        {
+        let recorded = self.store.record_check_in(device, &facts, self.now()).await;
+        if let Err(crate::store::StoreError::Overloaded) = recorded {
+            self.metrics.shed_checkins.inc();
+        }
+        if !recorded? {
             return Err(AppError::NotFound(format!(
                 "device {device} is not enrolled"
             )));
@@ -780,6 +839,17 @@ fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
         TokenStatus::Expired => Err(AppError::FailedPrecondition(
             "the enrollment token has expired or was withdrawn (its user was offboarded); ask your IT admin for a new one (wardctl token create)".into(),
         )),
+    }
+}
+
+/// A caller-supplied target as recorded in the audit log: cleaned and bounded, or `otherwise`
+/// when the call named none.
+pub(crate) fn audit_target(target: &str, otherwise: &str) -> String {
+    let target = sanitize(target.trim());
+    if target.is_empty() {
+        otherwise.to_owned()
+    } else {
+        target
     }
 }
 

@@ -34,7 +34,7 @@ pub enum CommandCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Show one command, with its wipe receipt and whether it verified
+    /// Show one command: its wipe receipt, whether it verified, and what it says was done
     Show {
         /// Command id (a UUID, as `command list` shows)
         id: String,
@@ -75,6 +75,10 @@ pub struct CommandView {
     pub finished_at: Option<String>,
     pub deliveries: u32,
     pub receipt: Option<ReceiptView>,
+    /// What the device's verified receipt says was done, in words (null without one). A
+    /// full wipe's erase hook is "hook ran", never "device wiped": Ward cannot see what a
+    /// hook erased.
+    pub outcome: Option<String>,
     /// The second admin who approved it, where approval was required.
     pub approved_by: Option<String>,
 }
@@ -100,8 +104,44 @@ fn non_empty(s: String) -> Option<String> {
 
 pub use ward_proto::names::command_state as state_name;
 
+/// A verified wipe receipt in words: what was crypto-erased, and for a full wipe, that the
+/// hook ran (and only that).
+fn outcome_of(receipt: &ReceiptView) -> Option<String> {
+    let body = receipt.body.as_ref().filter(|_| receipt.verified)?;
+    let number = |key: &str| {
+        body.get(key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let yes = |key: &str| body.get(key).and_then(serde_json::Value::as_bool) == Some(true);
+    let mut text = format!(
+        "messaging data crypto-erased: data key destroyed {}, {} files ({} bytes) removed, directory verified empty {}",
+        if yes("key_destroyed") { "yes" } else { "no" },
+        number("files_removed"),
+        number("bytes_removed"),
+        if yes("verified_empty") { "yes" } else { "no" },
+    );
+    if body.get("scope").and_then(serde_json::Value::as_str) == Some("full") {
+        let hook = body
+            .get("full_erase")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("no report");
+        text.push_str(&format!(
+            "; full erase: the device's erase hook ran ({hook}); Ward does not verify that the device was erased"
+        ));
+    }
+    Some(text)
+}
+
 impl From<v1::Command> for CommandView {
     fn from(c: v1::Command) -> Self {
+        let receipt = c.receipt.map(|r| ReceiptView {
+            verified: r.verified,
+            error: non_empty(r.verification_error),
+            body: serde_json::from_slice(&r.body).ok(),
+            body_base64: STANDARD.encode(&r.body),
+            signature_base64: STANDARD.encode(&r.signature),
+        });
         Self {
             state: state_name(c.state),
             id: c.id,
@@ -118,13 +158,8 @@ impl From<v1::Command> for CommandView {
             acknowledged_at: time(c.acknowledged_at_unix_ms),
             finished_at: time(c.finished_at_unix_ms),
             deliveries: c.deliveries,
-            receipt: c.receipt.map(|r| ReceiptView {
-                verified: r.verified,
-                error: non_empty(r.verification_error),
-                body: serde_json::from_slice(&r.body).ok(),
-                body_base64: STANDARD.encode(&r.body),
-                signature_base64: STANDARD.encode(&r.signature),
-            }),
+            outcome: receipt.as_ref().and_then(outcome_of),
+            receipt,
         }
     }
 }
@@ -174,6 +209,9 @@ pub fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), Cli
             }
             if let Some(why) = &view.failure_reason {
                 fields.push(("failure", why.clone()));
+            }
+            if let Some(outcome) = &view.outcome {
+                fields.push(("outcome", outcome.clone()));
             }
             match &view.receipt {
                 None => fields.push(("receipt", "none".into())),
@@ -348,5 +386,47 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
                 .into();
             print_command(&view, output)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(verified: bool, body: serde_json::Value) -> ReceiptView {
+        ReceiptView {
+            verified,
+            error: None,
+            body: Some(body),
+            body_base64: String::new(),
+            signature_base64: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_wipe_is_shown_as_hook_ran_never_as_device_wiped() {
+        let full = serde_json::json!({
+            "scope": "full", "key_destroyed": true, "files_removed": 3, "bytes_removed": 42,
+            "verified_empty": true,
+            "full_erase": "hook ran: /usr/local/sbin/erase exited 0 (what it erased is not verified by Ward)"
+        });
+        let text = outcome_of(&receipt(true, full.clone())).unwrap();
+        assert!(
+            text.starts_with(
+                "messaging data crypto-erased: data key destroyed yes, 3 files (42 bytes) removed"
+            ) && text.contains(
+                "full erase: the device's erase hook ran (hook ran: /usr/local/sbin/erase exited 0"
+            ) && text.contains("Ward does not verify that the device was erased"),
+            "{text}"
+        );
+        assert!(!text.contains("device wiped"), "{text}");
+        // A receipt that did not verify says nothing was done.
+        assert_eq!(outcome_of(&receipt(false, full)), None);
+        let messaging = serde_json::json!({
+            "scope": "messaging", "key_destroyed": true, "files_removed": 1, "bytes_removed": 9,
+            "verified_empty": true
+        });
+        let text = outcome_of(&receipt(true, messaging)).unwrap();
+        assert!(!text.contains("full erase"), "{text}");
     }
 }

@@ -16,7 +16,7 @@ use super::output::{OutputFormat, print_fields, print_json};
 use crate::app::{App, AppConfig, check_cert_lifetime};
 use crate::core::SystemClock;
 use crate::datadir::{DataDir, InitReport};
-use crate::store::{PgStore, Store};
+use crate::store::{SqlStore, Store};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -86,6 +86,19 @@ pub struct ServeArgs {
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Also write each signed audit checkpoint to this directory (one file each, created
+    /// 0700 if missing), ideally storage the database's administrators cannot rewrite.
+    /// Checkpoints always go to the log too. `wardctl audit verify --checkpoints DIR` then
+    /// finds a log cut back or rolled back to an older backup
+    #[arg(long, value_name = "DIR")]
+    audit_checkpoints: Option<std::path::PathBuf>,
+    /// A checkpoint after this many audit entries (1-1000000)…
+    #[arg(long, default_value_t = crate::app::CHECKPOINT_EVERY_DEFAULT, value_name = "N")]
+    audit_checkpoint_every: u64,
+    /// …and at least this often while entries are written (10s-24h); also at start and at
+    /// shutdown
+    #[arg(long, default_value = "10m", value_parser = super::parse_duration, value_name = "DURATION")]
+    audit_checkpoint_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -144,6 +157,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             "--checkin-interval must be between 1s and 24h",
         ));
     }
+    if !(1..=1_000_000).contains(&args.audit_checkpoint_every) {
+        return Err(CliError::usage(
+            "--audit-checkpoint-every must be between 1 and 1000000 entries",
+        ));
+    }
+    if args.audit_checkpoint_interval < Duration::from_secs(10)
+        || args.audit_checkpoint_interval > Duration::from_secs(24 * 3600)
+    {
+        return Err(CliError::usage(
+            "--audit-checkpoint-interval must be between 10s and 24h",
+        ));
+    }
+    if let Some(dir) = &args.audit_checkpoints {
+        crate::checkpoint_dir::prepare(dir)
+            .map_err(|e| CliError::usage(format!("--audit-checkpoints: {e}")))?;
+    }
     if let Some(url) = &args.database_url
         && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
     {
@@ -176,15 +205,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
                 info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
             }
             let store = dir.open_store().await?;
-            let (journal, sync) = store
+            let durability = store
                 .durability()
                 .await
                 .map_err(|e| CliError::failed(e.to_string()))?;
-            info!(journal_mode = %journal, synchronous = sync, "SQLite store opened");
+            info!(?durability, "SQLite store opened");
             Arc::new(store)
         }
         Some(url) => {
-            let store = PgStore::connect(url).await.map_err(|e| {
+            let store = SqlStore::connect_postgres(url).await.map_err(|e| {
                 CliError::failed(format!("cannot use the PostgreSQL database: {e}"))
             })?;
             info!("PostgreSQL store opened");
@@ -229,12 +258,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         approval_threshold: args.require_approval.then_some(args.approval_threshold),
         enroll_burst: args.enroll_burst,
         enroll_per_minute: args.enroll_per_minute,
+        audit_checkpoints: crate::app::CheckpointConfig {
+            dir: args.audit_checkpoints.clone(),
+            every_entries: args.audit_checkpoint_every,
+            interval: args.audit_checkpoint_interval,
+        },
         ..AppConfig::with_public_url(public_url.clone())
     };
     let app = Arc::new(App::new(store, ca.clone(), Arc::new(SystemClock), config));
     app.start_background()
         .await
         .map_err(|e| CliError::failed(format!("cannot start listening for other replicas: {e}")))?;
+    app.open_audit()
+        .await
+        .map_err(|e| CliError::failed(format!("cannot open the audit log: {e}")))?;
+    app.start_audit_tasks();
     let revoked = app
         .load_revocations()
         .await
@@ -268,13 +306,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     shutdown_signal().await;
     info!("shutting down: closing agent streams, finishing calls in flight (at most 10 s)");
     app_for_shutdown.hub().stop();
-    match tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await {
+    let stopped = match tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await {
         Ok(result) => result.map_err(|e| CliError::failed(e.to_string())),
         Err(_) => {
             info!("calls still in flight after 10 s; stopping anyway");
             Ok(())
         }
+    };
+    // The last word of the audit log: refusal summaries and a checkpoint of the final head.
+    if let Err(e) = app_for_shutdown.close_audit().await {
+        tracing::error!(error = %e, "cannot write the final audit checkpoint");
     }
+    stopped
 }
 
 /// `--hostname` names the server certificate when a data directory is created; on later

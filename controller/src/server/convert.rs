@@ -10,6 +10,9 @@ use crate::core::{
     Device, DeviceFacts, DeviceState, PolicyChanges, StoredPolicy, WipeScope,
 };
 
+/// How long a shed caller is told to wait before it tries again.
+const RETRY_PUSHBACK_MS: u32 = 2000;
+
 impl From<AppError> for Status {
     fn from(e: AppError) -> Self {
         match e {
@@ -19,6 +22,14 @@ impl From<AppError> for Status {
             AppError::PermissionDenied(m) => Status::permission_denied(m),
             AppError::FailedPrecondition(m) => Status::failed_precondition(m),
             AppError::AlreadyExists(m) => Status::already_exists(m),
+            AppError::Unavailable(m) => {
+                let mut status = Status::unavailable(m);
+                // gRPC's retry pushback: clients that honour it wait this long.
+                status
+                    .metadata_mut()
+                    .insert("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS.into());
+                status
+            }
             AppError::Internal(m) => {
                 error!(error = %m, "internal error");
                 Status::internal("internal error in the controller; its log has the details")
@@ -258,6 +269,7 @@ pub fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
         min_agent_version: policy.min_agent_version.clone(),
         check_actions: super::convert_posture::check_actions_to_wire(policy),
         wipe_grace_seconds: policy.wipe_grace_seconds,
+        overridden: p.overridden.iter().map(|f| (*f).to_owned()).collect(),
     }
 }
 

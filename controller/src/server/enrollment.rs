@@ -37,7 +37,8 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
         &self,
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
-        if let Some(ip) = request.remote_addr().map(|a| a.ip()) {
+        let client = request.remote_addr().map(|a| a.ip());
+        if let Some(ip) = client {
             if self.limiter.check_key(&ip).is_err() {
                 tracing::warn!(client = %ip, "enrollment rate limit reached");
                 return Err(Status::resource_exhausted(
@@ -52,7 +53,7 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
         let req = request.into_inner();
         let enrolled = self
             .app
-            .enroll(&req.token, &req.csr_der, facts_from_wire(req.facts))
+            .enroll(&req.token, &req.csr_der, facts_from_wire(req.facts), client)
             .await?;
         Ok(Response::new(EnrollResponse {
             device_id: enrolled.device_id.to_string(),

@@ -1,21 +1,28 @@
 //! Persistence behind one trait. SQLite is the embedded default; every implementation must
 //! commit before it returns, so an answer to a client is never ahead of the disk.
 
-mod postgres;
+mod memory;
 mod rows;
-mod sqlite;
+mod sql;
+pub mod tx;
+pub mod writer;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use memory::MemoryStore;
+pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash,
+    DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
     TokenRecord, TokenStatus, UserEmail,
 };
 use ward_certs::AdminName;
+
+use self::tx::Tx;
+use self::writer::Priority::{High, Sheddable};
+pub use self::writer::{BatchSettings, Priority, Writer};
 
 /// What one controller replica tells the others through the database (PostgreSQL
 /// `LISTEN/NOTIFY`). A lost announcement only delays: streams and the revocation list are
@@ -58,20 +65,55 @@ pub type HeadSigner<'a> = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'a;
 /// Checks a head signature (message, signature) against the controller's key.
 pub type HeadVerifier<'a> = dyn Fn(&[u8], &[u8]) -> bool + Send + Sync + 'a;
 
+/// The key that signs the audit head (the controller's).
+pub trait HeadKey: Send + Sync {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError>;
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool;
+}
+
+/// A [`HeadKey`] made of the two closures [`Store::append_audit`] takes.
+pub(crate) struct ClosureKey<'a, 'b> {
+    pub sign: &'a HeadSigner<'b>,
+    pub verify_head: &'a HeadVerifier<'b>,
+}
+
+impl HeadKey for ClosureKey<'_, '_> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let signature = (self.sign)(message);
+        if signature.is_empty() {
+            return Err(StoreError::Database(
+                "the audit head could not be signed".into(),
+            ));
+        }
+        Ok(signature)
+    }
+
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        (self.verify_head)(message, signature)
+    }
+}
+
 /// Which audit entries to list.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub since: Option<Timestamp>,
     pub actor: Option<String>,
     pub target: Option<String>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+    /// Only the device's trail: entries targeted at it or at one of its commands.
+    pub device: Option<DeviceId>,
     /// Only entries with a greater sequence number (paging).
     pub after_seq: Option<u64>,
     /// At most this many entries; `None`: all.
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The writer is further behind than a sheddable call may wait: try again later.
+    #[error("the controller is busy; try again shortly")]
+    Overloaded,
     #[error("{0} already exists")]
     AlreadyExists(String),
     #[error("stored data is inconsistent: {0}")]
@@ -101,40 +143,23 @@ pub enum PostureField {
     Enforcement,
 }
 
+/// The store: reads of committed state, and writes through its [`Writer`] (group commit).
+///
+/// The write methods below are single-operation jobs; an operation that changes several
+/// things, or a change with its audit entry, runs as one job through [`Store::write`] so it
+/// commits all together or not at all.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// The writer every change goes through.
+    fn writer(&self) -> &Writer;
+
+    // ----- reads ------------------------------------------------------------------------
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
-
-    /// Atomically: if the token exists, is unused and unexpired at `now`, mark it used by the
-    /// new device, insert the device for the token's user and record its certificate. Of any
-    /// number of concurrent redemptions of one token, exactly one returns `Enrolled`.
-    async fn redeem_token(
-        &self,
-        hash: &TokenHash,
-        now: Timestamp,
-        device: &NewDevice,
-    ) -> Result<Redemption, StoreError>;
 
     async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError>;
 
     async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError>;
-
-    /// Updates the facts and last-seen time; false if the device does not exist.
-    async fn record_check_in(
-        &self,
-        id: DeviceId,
-        facts: &DeviceFacts,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
-
-    /// Registers an admin and its first certificate; `AlreadyExists` if the name is taken.
-    async fn insert_admin(
-        &self,
-        admin: &Admin,
-        certificate: &CertificateRecord,
-    ) -> Result<(), StoreError>;
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
 
@@ -142,20 +167,9 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
 
-    /// Inserts a new command, unless one with the same idempotency key exists: then that one
-    /// is returned and `false` says nothing was inserted.
-    async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError>;
-
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError>;
 
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError>;
-
-    /// Makes the user's unused, unexpired enrollment tokens expire now; returns how many.
-    async fn expire_unused_tokens(
-        &self,
-        user: &UserEmail,
-        now: Timestamp,
-    ) -> Result<u64, StoreError>;
 
     /// The tokens that could still enroll a device at `now` (unused, unexpired), optionally
     /// of one user, oldest first.
@@ -164,10 +178,6 @@ pub trait Store: Send + Sync + 'static {
         user: Option<&UserEmail>,
         now: Timestamp,
     ) -> Result<Vec<TokenRecord>, StoreError>;
-
-    /// Makes one token expire now if it is still usable; false if it was not (used, expired
-    /// or unknown).
-    async fn expire_token(&self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError>;
 
     /// Commands, newest first, optionally for one device and in one state.
     async fn list_commands(
@@ -179,97 +189,13 @@ pub trait Store: Send + Sync + 'static {
     /// The device's commands that have not reached a terminal state, oldest first.
     async fn unfinished_commands(&self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
 
-    /// Writes `next` if the stored command is still in state `expected`; false otherwise (a
-    /// concurrent change won, and the caller re-reads and re-applies its event).
-    async fn update_command(
-        &self,
-        expected: CommandState,
-        next: &Command,
-    ) -> Result<bool, StoreError>;
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError>;
 
-    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError>;
-
-    /// Stores the policy for `scope` with a new revision, higher than every earlier one.
-    async fn put_policy(
-        &self,
-        scope: &PolicyScope,
-        policy: &Policy,
-        updated_by: &str,
-        now: Timestamp,
-    ) -> Result<StoredPolicy, StoreError>;
-
-    /// Removes a policy; false if there was none.
-    async fn delete_policy(&self, scope: &PolicyScope) -> Result<bool, StoreError>;
-
-    /// Records a device's judged compliance report; false if the device does not exist.
-    async fn record_compliance(
-        &self,
-        device: DeviceId,
-        compliance: &Compliance,
-    ) -> Result<bool, StoreError>;
-
-    /// Marks the device revoked and revokes every certificate issued to it. Returns the
-    /// serials newly revoked, or `None` if the device does not exist.
-    async fn revoke_device(
-        &self,
-        device: DeviceId,
-        now: Timestamp,
-    ) -> Result<Option<Vec<String>>, StoreError>;
-
-    /// Records a renewed certificate (and possibly new key) for a device.
-    async fn record_renewal(
-        &self,
-        device: DeviceId,
-        certificate: &CertificateRecord,
-        public_key_der: &[u8],
-    ) -> Result<(), StoreError>;
+    /// Every stored policy rule: the default and the users' overrides.
+    async fn list_policies(&self) -> Result<Vec<PolicyRule>, StoreError>;
 
     /// Serials of every revoked certificate that has not expired by `now`.
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
-
-    /// Writes one of the device's posture columns (JSON; `None` clears it); false if the
-    /// device does not exist.
-    async fn set_device_posture(
-        &self,
-        device: DeviceId,
-        field: PostureField,
-        json: Option<&str>,
-    ) -> Result<bool, StoreError>;
-
-    /// Compare-and-set of one posture column: writes `json` only if the column still holds
-    /// `expected` (`None`: NULL). False if it did not (or the device does not exist).
-    async fn swap_device_posture(
-        &self,
-        device: DeviceId,
-        field: PostureField,
-        expected: Option<&str>,
-        json: Option<&str>,
-    ) -> Result<bool, StoreError>;
-
-    /// Sets the device's lifecycle state; false if the device does not exist.
-    async fn set_device_state(
-        &self,
-        device: DeviceId,
-        state: DeviceState,
-    ) -> Result<bool, StoreError>;
-
-    /// Records that the device's offline timer wiped its messaging data.
-    async fn record_offline_wipe(
-        &self,
-        device: DeviceId,
-        wipe: &crate::core::OfflineWipe,
-        receipt: &ward_certs::receipt::SignedReceipt,
-    ) -> Result<bool, StoreError>;
-
-    /// Appends an audit entry chained to the last one and re-signs the head, atomically;
-    /// concurrent appends form one linear chain.
-    async fn append_audit(
-        &self,
-        event: &crate::core::audit::AuditEvent,
-        at: Timestamp,
-        sign: &HeadSigner<'_>,
-        verify_head: &HeadVerifier<'_>,
-    ) -> Result<crate::core::audit::AuditEntry, StoreError>;
 
     async fn list_audit(
         &self,
@@ -281,6 +207,20 @@ pub trait Store: Send + Sync + 'static {
     /// How many commands are in each state.
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError>;
 
+    /// Appends an audit entry where `core::audit::plan_append` says (after the table's last
+    /// row, behind an `audit.break` entry when the head does not match it) and re-signs the
+    /// head, atomically; concurrent appends form one linear chain. A genesis event on a log
+    /// that already has entries is `AlreadyExists`.
+    async fn append_audit(
+        &self,
+        event: &crate::core::audit::AuditEvent,
+        at: Timestamp,
+        sign: &HeadSigner<'_>,
+        verify_head: &HeadVerifier<'_>,
+    ) -> Result<crate::core::audit::Appended, StoreError>;
+
+    // ----- replicas ---------------------------------------------------------------------
+
     /// Tells other replicas about `event`. Single-process stores have no one to tell.
     async fn announce(&self, _event: Announcement) -> Result<(), StoreError> {
         Ok(())
@@ -289,5 +229,269 @@ pub trait Store: Send + Sync + 'static {
     /// Starts listening for other replicas' announcements; `None` for single-process stores.
     async fn listen(&self) -> Result<Option<Announcements>, StoreError> {
         Ok(None)
+    }
+
+    // ----- writes -----------------------------------------------------------------------
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let token = token.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let token = token.clone();
+            Box::pin(async move { tx.insert_token(&token).await })
+        })
+        .await
+    }
+
+    /// Atomically: if the token exists, is unused and unexpired at `now`, mark it used by the
+    /// new device, insert the device for the token's user and record its certificate. Of any
+    /// number of concurrent redemptions of one token, exactly one returns `Enrolled`.
+    async fn redeem_token(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        device: &NewDevice,
+    ) -> Result<Redemption, StoreError> {
+        let (hash, device) = (*hash, device.clone());
+        tx::write(self.writer(), High, move |tx| {
+            let device = device.clone();
+            Box::pin(async move {
+                Ok(match tx.redeem_token(&hash, now, &device).await? {
+                    Some(user) => Redemption::Enrolled { user },
+                    None => match tx.token(&hash).await? {
+                        None => Redemption::Unknown,
+                        Some(token) => Redemption::Refused(token.status(now)),
+                    },
+                })
+            })
+        })
+        .await
+    }
+
+    /// Updates the facts and last-seen time; false if the device does not exist.
+    async fn record_check_in(
+        &self,
+        id: DeviceId,
+        facts: &DeviceFacts,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let facts = facts.clone();
+        tx::write(self.writer(), Sheddable, move |tx| {
+            let facts = facts.clone();
+            Box::pin(async move { tx.record_check_in(id, &facts, now).await })
+        })
+        .await
+    }
+
+    /// Registers an admin and its first certificate; `AlreadyExists` if the name is taken.
+    async fn insert_admin(
+        &self,
+        admin: &Admin,
+        certificate: &CertificateRecord,
+    ) -> Result<(), StoreError> {
+        let (admin, certificate) = (admin.clone(), certificate.clone());
+        tx::write(self.writer(), High, move |tx| {
+            let (admin, certificate) = (admin.clone(), certificate.clone());
+            Box::pin(async move {
+                if tx.insert_admin(&admin, &certificate).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::AlreadyExists(format!("admin {}", admin.name)))
+                }
+            })
+        })
+        .await
+    }
+
+    /// Inserts a new command, unless one with the same idempotency key exists: then that one
+    /// is returned and `false` says nothing was inserted.
+    async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError> {
+        let command = command.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let command = command.clone();
+            Box::pin(async move { tx.insert_command(&command).await })
+        })
+        .await
+    }
+
+    /// Makes one token expire now if it is still usable; false if it was not (used, expired
+    /// or unknown).
+    async fn expire_token(&self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError> {
+        let hash = *hash;
+        tx::write(self.writer(), High, move |tx| {
+            Box::pin(async move { tx.expire_token(&hash, now).await })
+        })
+        .await
+    }
+
+    /// Makes the user's unused, unexpired enrollment tokens expire now; returns how many.
+    async fn expire_unused_tokens(
+        &self,
+        user: &UserEmail,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let user = user.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let user = user.clone();
+            Box::pin(async move { tx.expire_unused_tokens(&user, now).await })
+        })
+        .await
+    }
+
+    /// Writes `next` if the stored command is still in state `expected`; false otherwise (a
+    /// concurrent change won, and the caller re-reads and re-applies its event).
+    async fn update_command(
+        &self,
+        expected: CommandState,
+        next: &Command,
+    ) -> Result<bool, StoreError> {
+        let next = next.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let next = next.clone();
+            Box::pin(async move { tx.update_command(expected, &next).await })
+        })
+        .await
+    }
+
+    /// Stores the policy for `scope` with a new revision, higher than every earlier one.
+    async fn put_policy(
+        &self,
+        scope: &PolicyScope,
+        body: &PolicyBody,
+        updated_by: &str,
+        now: Timestamp,
+    ) -> Result<PolicyRule, StoreError> {
+        let (scope, body, by) = (scope.clone(), body.clone(), updated_by.to_owned());
+        tx::write(self.writer(), High, move |tx| {
+            let (scope, body, by) = (scope.clone(), body.clone(), by.clone());
+            Box::pin(async move { tx.put_policy(&scope, &body, &by, now).await })
+        })
+        .await
+    }
+
+    /// Removes a policy; false if there was none.
+    async fn delete_policy(&self, scope: &PolicyScope) -> Result<bool, StoreError> {
+        let scope = scope.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let scope = scope.clone();
+            Box::pin(async move { tx.delete_policy(&scope).await })
+        })
+        .await
+    }
+
+    /// Records a device's judged compliance report; false if the device does not exist.
+    async fn record_compliance(
+        &self,
+        device: DeviceId,
+        compliance: &Compliance,
+    ) -> Result<bool, StoreError> {
+        let compliance = compliance.clone();
+        tx::write(self.writer(), Sheddable, move |tx| {
+            let compliance = compliance.clone();
+            Box::pin(async move { tx.record_compliance(device, &compliance).await })
+        })
+        .await
+    }
+
+    /// Marks the device revoked and revokes every certificate issued to it. Returns the
+    /// serials newly revoked, or `None` if the device does not exist.
+    async fn revoke_device(
+        &self,
+        device: DeviceId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        tx::write(self.writer(), High, move |tx| {
+            Box::pin(async move { tx.revoke_device(device, now).await })
+        })
+        .await
+    }
+
+    /// Records a renewed certificate (and possibly new key) for a device.
+    async fn record_renewal(
+        &self,
+        device: DeviceId,
+        certificate: &CertificateRecord,
+        public_key_der: &[u8],
+    ) -> Result<(), StoreError> {
+        let (certificate, key) = (certificate.clone(), public_key_der.to_vec());
+        tx::write(self.writer(), High, move |tx| {
+            let (certificate, key) = (certificate.clone(), key.clone());
+            Box::pin(async move { tx.record_renewal(device, &certificate, &key).await })
+        })
+        .await
+    }
+
+    /// Writes one of the device's posture columns (JSON; `None` clears it); false if the
+    /// device does not exist.
+    async fn set_device_posture(
+        &self,
+        device: DeviceId,
+        field: PostureField,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let json = json.map(str::to_owned);
+        tx::write(self.writer(), High, move |tx| {
+            let json = json.clone();
+            Box::pin(async move { tx.set_device_posture(device, field, json.as_deref()).await })
+        })
+        .await
+    }
+
+    /// Compare-and-set of one posture column: writes `json` only if the column still holds
+    /// `expected` (`None`: NULL). False if it did not (or the device does not exist).
+    async fn swap_device_posture(
+        &self,
+        device: DeviceId,
+        field: PostureField,
+        expected: Option<&str>,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (expected, json) = (expected.map(str::to_owned), json.map(str::to_owned));
+        tx::write(self.writer(), High, move |tx| {
+            let (expected, json) = (expected.clone(), json.clone());
+            Box::pin(async move {
+                tx.swap_device_posture(device, field, expected.as_deref(), json.as_deref())
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Sets the device's lifecycle state; false if the device does not exist.
+    async fn set_device_state(
+        &self,
+        device: DeviceId,
+        state: DeviceState,
+    ) -> Result<bool, StoreError> {
+        tx::write(self.writer(), High, move |tx| {
+            Box::pin(async move { tx.set_device_state(device, state).await })
+        })
+        .await
+    }
+
+    /// Records that the device's offline timer wiped its messaging data.
+    async fn record_offline_wipe(
+        &self,
+        device: DeviceId,
+        wipe: &crate::core::OfflineWipe,
+        receipt: &ward_certs::receipt::SignedReceipt,
+    ) -> Result<bool, StoreError> {
+        let (wipe, receipt) = (wipe.clone(), receipt.clone());
+        tx::write(self.writer(), High, move |tx| {
+            let (wipe, receipt) = (wipe.clone(), receipt.clone());
+            Box::pin(async move { tx.record_offline_wipe(device, &wipe, &receipt).await })
+        })
+        .await
+    }
+}
+
+impl dyn Store {
+    /// Runs `job` in the writer's transaction and answers after the commit that holds it.
+    pub async fn write<T, E, F>(&self, priority: Priority, job: F) -> Result<T, E>
+    where
+        F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, E>> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        tx::write(self.writer(), priority, job).await
     }
 }

@@ -36,6 +36,8 @@ pub fn table(entries: &[AuditEntry]) -> Markup {
 pub struct Filter {
     actor: String,
     target: String,
+    /// A device's whole trail (its commands too).
+    device: String,
     /// RFC 3339, or empty.
     since: String,
     after: u64,
@@ -58,8 +60,10 @@ pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -
                         since_unix_ms,
                         actor: filter.actor.clone(),
                         target: filter.target.clone(),
+                        device: filter.device.clone(),
                         after_seq: filter.after,
                         limit: PAGE_SIZE,
+                        ..Default::default()
                     })
                     .await,
             )?;
@@ -72,6 +76,7 @@ pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -
         form.filters method="get" action="/audit" role="search" aria-label="Filter the audit log" {
             div { label for="actor" { "Who (e.g. ward://admin/alice)" } input #actor type="text" name="actor" value=(filter.actor); }
             div { label for="target" { "Target (device id, command id, user…)" } input #target type="text" name="target" value=(filter.target); }
+            div { label for="audit-device" { "A device's trail (id or host name)" } input #audit-device type="text" name="device" value=(filter.device); }
             div {
                 label for="since" { "Since (RFC 3339)" }
                 input #since type="text" name="since" value=(filter.since) aria-describedby=[error.as_ref().map(|_| "since-error")];
@@ -86,7 +91,7 @@ pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -
         } @else {
             (table(&entries))
             @if let (true, Some(seq)) = (truncated, next) {
-                p { a href={"/audit?actor=" (q(&filter.actor)) "&target=" (q(&filter.target)) "&since=" (q(&filter.since)) "&after=" (seq)} { "Next " (PAGE_SIZE) " entries" } }
+                p { a href={"/audit?actor=" (q(&filter.actor)) "&target=" (q(&filter.target)) "&device=" (q(&filter.device)) "&since=" (q(&filter.since)) "&after=" (seq)} { "Next " (PAGE_SIZE) " entries" } }
             }
         }
     };
@@ -96,7 +101,10 @@ pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -
 pub async fn verify(State(console): State<Shared>) -> Page {
     let v = answer(
         &console,
-        console.client().verify_audit(VerifyAuditRequest {}).await,
+        console
+            .client()
+            .verify_audit(VerifyAuditRequest::default())
+            .await,
     )?;
     let body = html! {
         @if v.ok {

@@ -49,7 +49,7 @@ pub async fn render(console: &Console, id: &str, error: Option<ActionError>) -> 
         console
             .client()
             .list_audit(ListAuditRequest {
-                target: device.id.clone(),
+                device: device.id.clone(),
                 limit: 10_000,
                 ..Default::default()
             })
@@ -117,7 +117,7 @@ pub async fn render(console: &Console, id: &str, error: Option<ActionError>) -> 
             } @else {
                 (super::audit::table(&audit))
             }
-            p { a href={"/audit?target=" (device.id)} { "The device's whole trail" } }
+            p { a href={"/audit?device=" (device.id)} { "The device's whole trail" } }
         }
     };
     let mut response = ui::page(console, "/devices", &name, body);

@@ -166,14 +166,10 @@ async fn render(
         async move { client.get_policy(GetPolicyRequest { user }).await }
     };
     let policy = answer(console, get(user).await)?;
-    let default = if user.is_empty() {
-        policy.clone()
-    } else {
-        answer(console, get("").await)?
-    };
+    // The controller names the fields a user's override sets; the rest follow the default.
     let overridden = policy.scope.starts_with("user:");
-    let source = |differs: bool| {
-        if overridden && differs {
+    let source = |wire: &str| {
+        if policy.overridden.iter().any(|f| f == wire) {
             "this user's override"
         } else {
             "default"
@@ -205,7 +201,7 @@ async fn render(
             table #policy {
                 thead { tr { th scope="col" { "Setting" } th scope="col" { "Value" } th scope="col" { "From" } } }
                 tbody {
-                    @for (name, label, _) in FIELDS {
+                    @for (name, label, wire) in FIELDS {
                         @let value = values.map_or_else(|| text_value(&policy, name), |v| v.text(name));
                         tr {
                             th scope="row" { label for={"f-" (name)} { (label) } }
@@ -214,15 +210,15 @@ async fn render(
                                     aria-describedby=[error_of(name).map(|_| format!("e-{name}"))];
                                 @if let Some(m) = error_of(name) { span.field-error id={"e-" (name)} { (m) } }
                             }
-                            td { (source(text_value(&policy, name) != text_value(&default, name))) }
+                            td { (source(wire)) }
                         }
                     }
-                    @for (name, label, _) in FLAGS {
+                    @for (name, label, wire) in FLAGS {
                         @let on = values.map_or_else(|| flag_value(&policy, name), |v| v.flag(name));
                         tr {
                             th scope="row" { label for={"f-" (name)} { (label) } }
                             td { input id={"f-" (name)} type="checkbox" name=(name) value="true" checked[on] disabled[!editable]; }
-                            td { (source(flag_value(&policy, name) != flag_value(&default, name))) }
+                            td { (source(wire)) }
                         }
                     }
                     tr {
@@ -233,7 +229,7 @@ async fn render(
                             }
                             @if let Some(m) = error_of("packages") { span.field-error #e-packages { (m) } }
                         }
-                        td { (source(policy.forbidden_packages != default.forbidden_packages)) }
+                        td { (source("forbidden_packages")) }
                     }
                     @for check in ALL_CHECKS {
                         @let current = values.map_or_else(|| action_of(&policy, check).to_owned(), |v| v.action(check));
@@ -245,7 +241,7 @@ async fn render(
                                 }
                                 @if let Some(m) = error_of(&format!("action_{check}")) { span.field-error { (m) } }
                             }
-                            td { (source(action_of(&policy, check) != action_of(&default, check))) }
+                            td { (source("check_actions")) }
                         }
                     }
                 }
