@@ -93,6 +93,7 @@ on_both_backends!(
     policies_get_increasing_revisions_and_revocation_is_recorded,
     posture_columns_round_trip_and_a_retired_device_stays_retired,
     a_failing_change_fails_alone_and_the_rest_of_its_batch_commits,
+    only_usable_tokens_are_listed_and_one_can_be_withdrawn,
 );
 
 fn device(id: DeviceId) -> NewDevice {
@@ -661,9 +662,8 @@ async fn a_failing_change_fails_alone_and_the_rest_of_its_batch_commits(b: Backe
     }
 }
 
-#[tokio::test]
-async fn only_usable_tokens_are_listed_and_one_can_be_withdrawn() {
-    for b in backends().await {
+async fn only_usable_tokens_are_listed_and_one_can_be_withdrawn(b: Backend) {
+    {
         let store = &b.store;
         let now = Timestamp::from_unix_ms(500);
         // 1: usable, 2: expired, 3: used, 4: usable and another user's.
