@@ -5,6 +5,7 @@
 //! - [`store`] — persistence (SQLite by default).
 //! - [`server`] — the TLS listener and the three gRPC services.
 //! - [`cli`] — `wardctl`.
+//! - [`console`] — `wardctl console`, the web console.
 
 #![forbid(unsafe_code)]
 
@@ -14,6 +15,7 @@ pub mod bundle;
 pub mod checkpoint_dir;
 pub mod cli;
 pub mod connections;
+pub mod console;
 pub mod core;
 pub mod datadir;
 #[doc(hidden)]

@@ -321,6 +321,27 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn list_enrollment_tokens(
+        &self,
+        _: Request<ListEnrollmentTokensRequest>,
+    ) -> Result<Response<ListEnrollmentTokensResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn revoke_enrollment_tokens(
+        &self,
+        _: Request<RevokeEnrollmentTokensRequest>,
+    ) -> Result<Response<RevokeEnrollmentTokensResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn who_am_i(
+        &self,
+        _: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        Err(unimplemented())
+    }
+
     async fn revoke_device(
         &self,
         _: Request<RevokeDeviceRequest>,

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod console;
 pub mod fleet;
 pub mod inprocess;
 pub mod postgres;

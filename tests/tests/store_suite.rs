@@ -95,6 +95,7 @@ on_both_backends!(
     a_failing_change_fails_alone_and_the_rest_of_its_batch_commits,
     a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says,
     admin_requests_are_open_once_per_name_approved_once_and_used_once,
+    only_usable_tokens_are_listed_and_one_can_be_withdrawn,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -847,4 +848,61 @@ async fn admin_requests_are_open_once_per_name_approved_once_and_used_once(b: Ba
             .await
             .unwrap()
     );
+}
+
+async fn only_usable_tokens_are_listed_and_one_can_be_withdrawn(b: Backend) {
+    {
+        let store = &b.store;
+        let now = Timestamp::from_unix_ms(500);
+        // 1: usable, 2: expired, 3: used, 4: usable and another user's.
+        store.insert_token(&token(1, 1_000)).await.unwrap();
+        store.insert_token(&token(2, 400)).await.unwrap();
+        let used = enrolled(store, 3).await;
+        let mut other = token(4, 2_000);
+        other.user = "b@h.org".parse().unwrap();
+        other.created_at = Timestamp::from_unix_ms(10);
+        store.insert_token(&other).await.unwrap();
+        let _ = used;
+
+        let all = store.list_usable_tokens(None, now).await.unwrap();
+        let hashes: Vec<u8> = all.iter().map(|t| t.hash.0[0]).collect();
+        assert_eq!(hashes, [1, 4], "{}: oldest first, usable only", b.name);
+        let mine = store
+            .list_usable_tokens(Some(&"a@h.org".parse().unwrap()), now)
+            .await
+            .unwrap();
+        assert_eq!(mine.len(), 1, "{}", b.name);
+        assert_eq!(mine[0].hash, TokenHash([1; 32]), "{}", b.name);
+
+        assert!(store.expire_token(&TokenHash([1; 32]), now).await.unwrap());
+        assert!(
+            !store.expire_token(&TokenHash([1; 32]), now).await.unwrap(),
+            "{}: withdrawing twice withdraws nothing",
+            b.name
+        );
+        assert!(
+            !store.expire_token(&TokenHash([3; 32]), now).await.unwrap(),
+            "{}: a used token stays used",
+            b.name
+        );
+        assert!(
+            !store.expire_token(&TokenHash([9; 32]), now).await.unwrap(),
+            "{}: unknown",
+            b.name
+        );
+        let left = store.list_usable_tokens(None, now).await.unwrap();
+        assert_eq!(left.len(), 1, "{}", b.name);
+        assert_eq!(left[0].hash, TokenHash([4; 32]), "{}", b.name);
+        let withdrawn = store
+            .find_token(&TokenHash([1; 32]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            withdrawn.status(now),
+            ward_controller::core::TokenStatus::Expired,
+            "{}: a withdrawn token cannot be redeemed",
+            b.name
+        );
+    }
 }

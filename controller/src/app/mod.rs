@@ -25,6 +25,7 @@ mod policy;
 #[cfg(test)]
 mod policy_tests;
 mod posture;
+pub mod tokens;
 
 pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};

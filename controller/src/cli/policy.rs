@@ -95,7 +95,7 @@ pub struct PostureArgs {
     wipe_grace: Option<u64>,
 }
 
-fn check_action(text: &str) -> Result<v1::CheckAction, String> {
+pub(crate) fn check_action(text: &str) -> Result<v1::CheckAction, String> {
     let (check, action) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not CHECK=ACTION, e.g. firewall=block"))?;
@@ -169,15 +169,15 @@ fn duration_or_never(text: &str) -> Result<Duration, String> {
     super::parse_duration(text)
 }
 
-fn seconds_u64(text: &str) -> Result<u64, String> {
+pub(crate) fn seconds_u64(text: &str) -> Result<u64, String> {
     Ok(duration_or_never(text)?.as_secs())
 }
 
-fn seconds_u32(text: &str) -> Result<u32, String> {
+pub(crate) fn seconds_u32(text: &str) -> Result<u32, String> {
     u32::try_from(duration_or_never(text)?.as_secs()).map_err(|_| format!("{text:?} is too long"))
 }
 
-fn days(text: &str) -> Result<u32, String> {
+pub(crate) fn days(text: &str) -> Result<u32, String> {
     let d = duration_or_never(text)?;
     if d.as_secs() % 86400 != 0 {
         return Err(format!(

@@ -35,29 +35,31 @@ pub enum UserCommand {
     },
 }
 
+/// One device of an offboarding report (also the console's downloadable report).
 #[derive(Serialize)]
-struct DeviceView {
-    id: String,
-    hostname: String,
+pub(crate) struct DeviceView {
+    pub(crate) id: String,
+    pub(crate) hostname: String,
     /// The wipe's state, or "not-issued" for a device revoked before the offboarding.
-    state: &'static str,
-    receipt_verified: bool,
+    pub(crate) state: &'static str,
+    pub(crate) receipt_verified: bool,
     /// Where the destroyed key was held, from the verified receipt: "tpm", "keyring",
     /// "file-best-effort"; null when unknown.
-    key_protection: Option<String>,
-    revoked: bool,
-    command_id: Option<String>,
-    issued_at: Option<String>,
-    finished_at: Option<String>,
-    failure_reason: Option<String>,
+    pub(crate) key_protection: Option<String>,
+    pub(crate) revoked: bool,
+    pub(crate) command_id: Option<String>,
+    pub(crate) issued_at: Option<String>,
+    pub(crate) finished_at: Option<String>,
+    pub(crate) failure_reason: Option<String>,
 }
 
+/// `user offboard --output json`'s report (also the console's downloadable report).
 #[derive(Serialize)]
-struct ReportView {
-    user: String,
-    complete: bool,
-    tokens_invalidated: u32,
-    devices: Vec<DeviceView>,
+pub(crate) struct ReportView {
+    pub(crate) user: String,
+    pub(crate) complete: bool,
+    pub(crate) tokens_invalidated: u32,
+    pub(crate) devices: Vec<DeviceView>,
 }
 
 fn time(ms: i64) -> Option<String> {
@@ -65,7 +67,7 @@ fn time(ms: i64) -> Option<String> {
 }
 
 impl ReportView {
-    fn new(r: v1::OffboardReport, tokens_invalidated: u32) -> Self {
+    pub(crate) fn new(r: v1::OffboardReport, tokens_invalidated: u32) -> Self {
         Self {
             user: r.user,
             complete: r.complete,

@@ -34,6 +34,42 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// Every permission, in the order `WhoAmI` lists them.
+    pub const ALL: [Permission; 13] = [
+        Permission::Read,
+        Permission::Enroll,
+        Permission::Lock,
+        Permission::MessagingWipe,
+        Permission::FullWipe,
+        Permission::Cancel,
+        Permission::Policy,
+        Permission::Admins,
+        Permission::Revoke,
+        Permission::Offboard,
+        Permission::Approve,
+        Permission::Disable,
+        Permission::Retire,
+    ];
+
+    /// The stable name clients see (`WhoAmI`): lower case, `_` between words.
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Enroll => "enroll",
+            Permission::Lock => "lock",
+            Permission::MessagingWipe => "messaging_wipe",
+            Permission::FullWipe => "full_wipe",
+            Permission::Cancel => "cancel",
+            Permission::Policy => "policy",
+            Permission::Admins => "admins",
+            Permission::Revoke => "revoke",
+            Permission::Offboard => "offboard",
+            Permission::Approve => "approve",
+            Permission::Disable => "disable",
+            Permission::Retire => "retire",
+        }
+    }
+
     pub fn describe(self) -> &'static str {
         match self {
             Permission::Read => "read",
@@ -186,5 +222,18 @@ mod tests {
         // Links are direct only: sock's own creations are not Alice's.
         let sock2 = admin("sock2", "sock");
         assert!(!refused(&alice, &sock2));
+    }
+
+    #[test]
+    fn every_permission_has_a_distinct_name() {
+        let mut names: Vec<&str> = Permission::ALL.iter().map(|p| p.name()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), Permission::ALL.len());
+        assert!(
+            names
+                .iter()
+                .all(|n| n.chars().all(|c| c.is_ascii_lowercase() || c == '_'))
+        );
     }
 }

@@ -74,7 +74,16 @@ impl TokenHash {
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
+
+    /// The token's id for admins (`token list`, `token revoke`): the first 16 hex digits of
+    /// the hash. Not a secret, and no help in guessing the token.
+    pub fn id(self) -> String {
+        hex::encode(&self.0[..TOKEN_ID_LEN / 2])
+    }
 }
+
+/// Hex digits in a token id.
+pub const TOKEN_ID_LEN: usize = 16;
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -18,6 +18,7 @@ use super::convert::{
 use serde_json::{Value, json};
 
 use crate::app::audit::admin_actor;
+use crate::app::tokens::TokenSelection;
 use crate::app::{AdminIssued, App, AppError, audit_target};
 use crate::core::audit::Checkpoint;
 use crate::core::audit::checkpoint::MAX_PER_VERIFICATION;
@@ -676,6 +677,95 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .approve_command(&actor, &request.get_ref().command_id)
             .await?;
         Ok(Response::new(command_to_wire(&command)))
+    }
+
+    async fn list_enrollment_tokens(
+        &self,
+        request: Request<ListEnrollmentTokensRequest>,
+    ) -> Result<Response<ListEnrollmentTokensResponse>, Status> {
+        let user = request.get_ref().user.clone();
+        let scope = if user.is_empty() {
+            "tokens".to_owned()
+        } else {
+            user.clone()
+        };
+        let admin = self.admin(&request, Permission::Read, &scope).await?;
+        let result = self
+            .app
+            .list_tokens((!user.is_empty()).then_some(user.as_str()))
+            .await;
+        let tokens = self
+            .read(&admin, "list_enrollment_tokens", &scope, result, |tokens| {
+                (scope.clone(), json!({ "tokens": tokens.len() }))
+            })
+            .await?;
+        Ok(Response::new(ListEnrollmentTokensResponse {
+            tokens: tokens.iter().map(token_to_wire).collect(),
+        }))
+    }
+
+    async fn revoke_enrollment_tokens(
+        &self,
+        request: Request<RevokeEnrollmentTokensRequest>,
+    ) -> Result<Response<RevokeEnrollmentTokensResponse>, Status> {
+        let target = {
+            let req = request.get_ref();
+            if req.token_id.is_empty() {
+                req.user.clone()
+            } else {
+                "enrollment token".to_owned()
+            }
+        };
+        let actor = self.admin(&request, Permission::Enroll, &target).await?;
+        let req = request.into_inner();
+        let selection = match (req.token_id.is_empty(), req.user.is_empty()) {
+            (false, true) => TokenSelection::Id(&req.token_id),
+            (true, false) => TokenSelection::User(&req.user),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name either one token (its id) or a user, not both and not neither",
+                ));
+            }
+        };
+        let revoked = self
+            .app
+            .withdraw_tokens(&actor, selection, &req.reason)
+            .await?;
+        Ok(Response::new(RevokeEnrollmentTokensResponse {
+            revoked: revoked.iter().map(token_to_wire).collect(),
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let admin = self.admin(&request, Permission::Read, "self").await?;
+        let me = admin.clone();
+        let admin = self
+            .read(&me, "who_am_i", "self", Ok::<_, AppError>(admin), |a| {
+                (format!("admin {}", a.name), json!({}))
+            })
+            .await?;
+        Ok(Response::new(WhoAmIResponse {
+            name: admin.name.to_string(),
+            role: super::convert::role_to_wire(admin.role) as i32,
+            permissions: Permission::ALL
+                .iter()
+                .filter(|p| admin.role.allows(**p))
+                .map(|p| p.name().to_owned())
+                .collect(),
+        }))
+    }
+}
+
+fn token_to_wire(t: &crate::core::TokenRecord) -> EnrollmentTokenInfo {
+    EnrollmentTokenInfo {
+        id: t.hash.id(),
+        user: t.user.to_string(),
+        created_at_unix_ms: t.created_at.unix_ms(),
+        expires_at_unix_ms: t.expires_at.unix_ms(),
+        created_by: t.created_by.clone(),
     }
 }
 

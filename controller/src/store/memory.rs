@@ -402,6 +402,21 @@ impl Tx for MemoryEngine {
         Ok(Some(user))
     }
 
+    async fn expire_token(&mut self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError> {
+        match self.state()?.tokens.get_mut(&hash.0) {
+            Some(token)
+                if token.used_at.is_none()
+                    && token.withdrawn_at.is_none()
+                    && token.expires_at > now =>
+            {
+                token.expires_at = now;
+                token.withdrawn_at = Some(now);
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn expire_unused_tokens(
         &mut self,
         user: &UserEmail,
@@ -808,6 +823,23 @@ impl Store for MemoryStore {
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
         Ok(self.read(|s| s.tokens.get(&hash.0).cloned()))
+    }
+
+    async fn list_usable_tokens(
+        &self,
+        user: Option<&UserEmail>,
+        now: Timestamp,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        let mut usable: Vec<TokenRecord> = self.read(|s| {
+            s.tokens
+                .values()
+                .filter(|t| t.used_at.is_none() && t.withdrawn_at.is_none() && t.expires_at > now)
+                .filter(|t| user.is_none_or(|u| &t.user == u))
+                .cloned()
+                .collect()
+        });
+        usable.sort_by_key(|t| (t.created_at, t.hash.to_hex()));
+        Ok(usable)
     }
 
     async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {

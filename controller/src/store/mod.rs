@@ -186,6 +186,14 @@ pub trait Store: Send + Sync + 'static {
 
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError>;
 
+    /// The tokens that could still enroll a device at `now` (unused, unexpired), optionally
+    /// of one user, oldest first.
+    async fn list_usable_tokens(
+        &self,
+        user: Option<&UserEmail>,
+        now: Timestamp,
+    ) -> Result<Vec<TokenRecord>, StoreError>;
+
     /// Commands, newest first, optionally for one device and in one state.
     async fn list_commands(
         &self,
@@ -316,6 +324,16 @@ pub trait Store: Send + Sync + 'static {
         tx::write(self.writer(), High, move |tx| {
             let command = command.clone();
             Box::pin(async move { tx.insert_command(&command).await })
+        })
+        .await
+    }
+
+    /// Makes one token expire now if it is still usable; false if it was not (used, expired
+    /// or unknown).
+    async fn expire_token(&self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError> {
+        let hash = *hash;
+        tx::write(self.writer(), High, move |tx| {
+            Box::pin(async move { tx.expire_token(&hash, now).await })
         })
         .await
     }

@@ -48,6 +48,8 @@ pub trait Tx: Send {
         now: Timestamp,
         device: &NewDevice,
     ) -> Result<Option<UserEmail>, StoreError>;
+    /// Makes one token expire now if it is still usable; false if not.
+    async fn expire_token(&mut self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError>;
     /// Makes the user's unused, unexpired tokens expire now; how many.
     async fn expire_unused_tokens(
         &mut self,

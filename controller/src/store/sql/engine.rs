@@ -166,6 +166,10 @@ impl Tx for SqlEngine {
         tokens::expire_unused(self.conn()?, user, now).await
     }
 
+    async fn expire_token(&mut self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError> {
+        tokens::expire_one(self.conn()?, hash, now).await
+    }
+
     async fn record_check_in(
         &mut self,
         id: DeviceId,

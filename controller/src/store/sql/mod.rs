@@ -169,6 +169,14 @@ impl Store for SqlStore {
         tokens::find(&mut *self.read().await?, hash).await
     }
 
+    async fn list_usable_tokens(
+        &self,
+        user: Option<&UserEmail>,
+        now: Timestamp,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        tokens::list_usable(&mut *self.read().await?, user, now).await
+    }
+
     async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
         devices::get(&mut *self.read().await?, id).await
     }

@@ -96,3 +96,56 @@ pub async fn expire_unused(
     .map_err(db)?;
     Ok(withdrawn)
 }
+
+/// The tokens that could still enroll a device at `now`, optionally of one user, oldest first.
+pub async fn list_usable(
+    conn: &mut AnyConnection,
+    user: Option<&UserEmail>,
+    now: Timestamp,
+) -> Result<Vec<TokenRecord>, StoreError> {
+    let rows = match user {
+        Some(user) => {
+            sqlx::query(
+                "SELECT * FROM enrollment_tokens
+                 WHERE used_at IS NULL AND withdrawn_at IS NULL AND expires_at > $1
+                   AND user_email = $2
+                 ORDER BY created_at, token_hash",
+            )
+            .bind(now.unix_ms())
+            .bind(user.as_str())
+            .fetch_all(conn)
+            .await
+        }
+        None => {
+            sqlx::query(
+                "SELECT * FROM enrollment_tokens
+                 WHERE used_at IS NULL AND withdrawn_at IS NULL AND expires_at > $1
+                 ORDER BY created_at, token_hash",
+            )
+            .bind(now.unix_ms())
+            .fetch_all(conn)
+            .await
+        }
+    }
+    .map_err(db)?;
+    rows.iter().map(rows::token).collect()
+}
+
+/// Makes one token expire now if it is still usable.
+pub async fn expire_one(
+    conn: &mut AnyConnection,
+    hash: &TokenHash,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE enrollment_tokens SET expires_at = $1, withdrawn_at = $1
+         WHERE token_hash = $2 AND used_at IS NULL AND withdrawn_at IS NULL AND expires_at > $3",
+    )
+    .bind(now.unix_ms())
+    .bind(hash.to_hex())
+    .bind(now.unix_ms())
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    Ok(result.rows_affected() == 1)
+}
