@@ -900,7 +900,7 @@ async fn only_usable_tokens_are_listed_and_one_can_be_withdrawn(b: Backend) {
             .unwrap();
         assert_eq!(
             withdrawn.status(now),
-            ward_controller::core::TokenStatus::Expired,
+            ward_controller::core::TokenStatus::Withdrawn,
             "{}: a withdrawn token cannot be redeemed",
             b.name
         );
