@@ -17,7 +17,7 @@ use crate::core::audit::{
     head_message, verify_with_checkpoints,
 };
 use crate::core::{Admin, DeviceId, TokenHash, TokenStatus, UserEmail};
-use crate::store::AuditFilter;
+use crate::store::{AuditFilter, AuditKeeper, HeadKey, StoreError};
 
 /// The actor string of an admin.
 pub fn admin_actor(admin: &Admin) -> String {
@@ -61,6 +61,59 @@ pub struct AuditState {
     pub(super) remembered: Mutex<Vec<Checkpoint>>,
 }
 
+/// The writer's side of the audit log: it signs the head of each batch with the CA key and
+/// reports what the batch appended (damage found; entries towards the next checkpoint).
+#[derive(Debug)]
+pub(super) struct Keeper {
+    pub ca: std::sync::Arc<ward_certs::CertificateAuthority>,
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
+    pub state: std::sync::Arc<AuditState>,
+    pub checkpoint_every: u64,
+}
+
+impl HeadKey for Keeper {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError> {
+        ward_certs::sign::sign(self.ca.key(), message)
+            .map_err(|e| StoreError::Database(format!("cannot sign the audit head: {e}")))
+    }
+
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        ward_certs::sign::verify(&self.ca.public_key_der(), message, signature).is_ok()
+    }
+}
+
+impl AuditKeeper for Keeper {
+    fn appended(&self, entries: u64, chain_break: Option<(&ChainBreak, u64)>) {
+        if let Some((found, recorded_at)) = chain_break {
+            report_break(&self.metrics, found, recorded_at);
+        }
+        count_for_checkpoint(&self.state, self.checkpoint_every, entries);
+    }
+}
+
+/// Logs damage that was just recorded as entry `recorded_at`, and exports it.
+fn report_break(metrics: &crate::metrics::Metrics, found: &ChainBreak, recorded_at: u64) {
+    error!(
+        first_bad_seq = found.first_bad_seq,
+        recorded_at,
+        problem = %found.problem,
+        "audit chain broken: the damage is recorded as an audit.break entry and entries continue after it; run wardctl audit verify --checkpoints DIR"
+    );
+    metrics.audit_chain_ok.set(0);
+    metrics.audit_chain_breaks.inc();
+}
+
+/// Counts appended entries towards the next checkpoint and wakes its task when one is due.
+pub(super) fn count_for_checkpoint(state: &AuditState, every: u64, appended: u64) {
+    let since = state
+        .since_checkpoint
+        .fetch_add(appended, std::sync::atomic::Ordering::Relaxed)
+        + appended;
+    if since >= every {
+        state.checkpoint_due.notify_one();
+    }
+}
+
 impl App {
     /// Appends an entry. A failure is an error for the caller: an action that cannot be
     /// audited must not look like it went through unrecorded. Damage found in the chain does
@@ -72,14 +125,19 @@ impl App {
         target: &str,
         details: Value,
     ) -> Result<(), AppError> {
-        self.append_audit(&AuditEvent {
+        let event = AuditEvent {
             actor: actor.to_owned(),
             action: action.to_owned(),
             target: target.to_owned(),
             details,
+        };
+        // Through the store's writer: batched with other entries, the head signed once.
+        self.store.audit(&event, self.now()).await.map_err(|e| {
+            error!(error = %e, action = %event.action, target = %event.target, "cannot write the audit log");
+            AppError::Internal(format!(
+                "the action could not be recorded in the audit log: {e}"
+            ))
         })
-        .await
-        .map(|_| ())
     }
 
     pub(super) async fn append_audit(&self, event: &AuditEvent) -> Result<Appended, AppError> {
@@ -109,14 +167,7 @@ impl App {
 
     /// Reports damage that was just recorded as entry `recorded_at`.
     pub(super) fn chain_broken(&self, found: &ChainBreak, recorded_at: u64) {
-        error!(
-            first_bad_seq = found.first_bad_seq,
-            recorded_at,
-            problem = %found.problem,
-            "audit chain broken: the damage is recorded as an audit.break entry and entries continue after it; run wardctl audit verify --checkpoints DIR"
-        );
-        self.metrics.audit_chain_ok.set(0);
-        self.metrics.audit_chain_breaks.inc();
+        report_break(&self.metrics, found, recorded_at);
     }
 
     /// Records a refusal, at most a few per source and minute; the rest are counted and

@@ -46,14 +46,11 @@ impl Default for CheckpointConfig {
 
 impl App {
     pub(super) fn count_for_checkpoint(&self, appended: u64) {
-        let since = self
-            .audit_state
-            .since_checkpoint
-            .fetch_add(appended, Ordering::Relaxed)
-            + appended;
-        if since >= self.config.audit_checkpoints.every_entries {
-            self.audit_state.checkpoint_due.notify_one();
-        }
+        super::audit::count_for_checkpoint(
+            &self.audit_state,
+            self.config.audit_checkpoints.every_entries,
+            appended,
+        );
     }
 
     /// Before serving: a new store's empty log gets its signed genesis; an emptied one is

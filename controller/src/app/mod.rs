@@ -151,7 +151,7 @@ pub struct App {
     ca: Arc<CertificateAuthority>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
-    audit_state: audit::AuditState,
+    audit_state: Arc<audit::AuditState>,
 }
 
 impl std::fmt::Debug for App {
@@ -171,6 +171,13 @@ impl App {
     ) -> Self {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         store.writer().stats().observe_with(metrics.clone());
+        let audit_state = Arc::new(audit::AuditState::default());
+        store.keep_audit_with(Arc::new(audit::Keeper {
+            ca: Arc::clone(&ca),
+            metrics: Arc::clone(&metrics),
+            state: Arc::clone(&audit_state),
+            checkpoint_every: config.audit_checkpoints.every_entries,
+        }));
         Self {
             store,
             hub: Hub::default(),
@@ -180,7 +187,7 @@ impl App {
             ca,
             clock,
             config,
-            audit_state: audit::AuditState::default(),
+            audit_state,
         }
     }
 

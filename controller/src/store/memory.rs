@@ -201,24 +201,27 @@ pub struct MemoryStore {
     /// Held by the writer from the start of a batch to its end, so an append outside the
     /// writer never lands between a batch's copy of the state and its commit.
     batch: Arc<tokio::sync::Mutex<()>>,
+    keeper: super::AuditKeeperSlot,
 }
 
 impl MemoryStore {
     pub fn new() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let batch = Arc::new(tokio::sync::Mutex::new(()));
+        let keeper = super::AuditKeeperSlot::default();
         let engine = MemoryEngine {
             committed: Arc::clone(&state),
             batch: Arc::clone(&batch),
             in_batch: None,
             working: None,
             audit: Vec::new(),
-            head_key: None,
+            keeper: keeper.clone(),
         };
         Self {
             state,
             writer: Writer::start(engine, BatchSettings::default()),
             batch,
+            keeper,
         }
     }
 
@@ -241,7 +244,7 @@ struct MemoryEngine {
     /// commit and is thrown away at rollback.
     working: Option<State>,
     audit: Vec<(AuditEvent, Timestamp)>,
-    head_key: Option<Arc<dyn HeadKey>>,
+    keeper: super::AuditKeeperSlot,
 }
 
 impl MemoryEngine {
@@ -272,19 +275,27 @@ impl Engine for MemoryEngine {
 
     async fn commit(&mut self) -> Result<(), StoreError> {
         let events = std::mem::take(&mut self.audit);
-        let key = self.head_key.clone();
+        let keeper = self.keeper.get().cloned();
         let state = self.state()?;
-        if !events.is_empty() {
-            let key =
-                key.ok_or_else(|| StoreError::Database("no key to sign the audit head".into()))?;
-            state.append_audit(&events, key.as_ref())?;
-        }
+        let appended = if events.is_empty() {
+            None
+        } else {
+            let keeper = keeper
+                .ok_or_else(|| StoreError::Database("no key to sign the audit head".into()))?;
+            let plan = state.append_audit(&events, keeper.as_ref())?;
+            let count = events.len() as u64 + u64::from(plan.chain_break.is_some());
+            Some((keeper, plan, count))
+        };
         let next = self.working.take().unwrap_or_default();
         *self
             .committed
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = next;
         self.in_batch = None;
+        if let Some((keeper, plan, count)) = appended {
+            let chain_break = plan.chain_break.as_ref().map(|(found, e)| (found, e.seq));
+            keeper.appended(count, chain_break);
+        }
         Ok(())
     }
 
@@ -819,6 +830,10 @@ fn devices(state: &State, user: Option<&UserEmail>) -> Result<Vec<Device>, Store
 impl Store for MemoryStore {
     fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    fn audit_keeper(&self) -> &super::AuditKeeperSlot {
+        &self.keeper
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {

@@ -7,6 +7,8 @@ mod sql;
 pub mod tx;
 pub mod writer;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
@@ -75,6 +77,18 @@ pub trait HeadKey: Send + Sync {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError>;
     fn verify(&self, message: &[u8], signature: &[u8]) -> bool;
 }
+
+/// What the writer needs to append the audit entries its batches record: the controller's
+/// key, and someone to tell what was appended (damage found, entries counted for the next
+/// checkpoint). Set once the controller's key is loaded ([`Store::keep_audit_with`]).
+pub trait AuditKeeper: HeadKey + std::fmt::Debug {
+    /// `entries` were appended in one batch; `chain_break` is the damage the append found and
+    /// recorded, with the sequence number of its `audit.break` entry.
+    fn appended(&self, entries: u64, chain_break: Option<(&crate::core::audit::ChainBreak, u64)>);
+}
+
+/// Where a store's writer finds its [`AuditKeeper`].
+pub type AuditKeeperSlot = Arc<std::sync::OnceLock<Arc<dyn AuditKeeper>>>;
 
 /// A [`HeadKey`] made of the two closures [`Store::append_audit`] takes.
 pub(crate) struct ClosureKey<'a, 'b> {
@@ -233,6 +247,30 @@ pub trait Store: Send + Sync + 'static {
         sign: &HeadSigner<'_>,
         verify_head: &HeadVerifier<'_>,
     ) -> Result<crate::core::audit::Appended, StoreError>;
+
+    /// Where the writer finds the audit keeper; see [`Store::keep_audit_with`].
+    fn audit_keeper(&self) -> &AuditKeeperSlot;
+
+    /// Gives the writer the controller's key for the audit head (once; later calls are
+    /// ignored). Until then a job that records an audit entry fails its batch.
+    fn keep_audit_with(&self, keeper: Arc<dyn AuditKeeper>) {
+        let _ = self.audit_keeper().set(keeper);
+    }
+
+    /// Appends an audit entry through the writer: chained with the other entries of its
+    /// batch, the head signed once for the batch.
+    async fn audit(
+        &self,
+        event: &crate::core::audit::AuditEvent,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let event = event.clone();
+        tx::write(self.writer(), High, move |tx| {
+            tx.audit(event.clone(), at);
+            Box::pin(async { Ok(()) })
+        })
+        .await
+    }
 
     // ----- replicas ---------------------------------------------------------------------
 

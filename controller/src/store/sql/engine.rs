@@ -17,7 +17,7 @@ use crate::core::{
 use crate::store::rows::db;
 use crate::store::tx::Tx;
 use crate::store::writer::Engine;
-use crate::store::{HeadKey, PostureField, StoreError};
+use crate::store::{AuditKeeperSlot, PostureField, StoreError};
 
 pub struct SqlEngine {
     pool: AnyPool,
@@ -26,17 +26,17 @@ pub struct SqlEngine {
     audit: Vec<(AuditEvent, Timestamp)>,
     /// Signs the audit head when a batch recorded audit entries (set once the controller's
     /// key is known).
-    head_key: Option<std::sync::Arc<dyn HeadKey>>,
+    keeper: AuditKeeperSlot,
 }
 
 impl SqlEngine {
-    pub fn new(pool: AnyPool, backend: Backend) -> Self {
+    pub fn new(pool: AnyPool, backend: Backend, keeper: AuditKeeperSlot) -> Self {
         Self {
             pool,
             backend,
             conn: None,
             audit: Vec::new(),
-            head_key: None,
+            keeper,
         }
     }
 
@@ -80,17 +80,23 @@ impl Engine for SqlEngine {
 
     async fn commit(&mut self) -> Result<(), StoreError> {
         let events = std::mem::take(&mut self.audit);
-        if !events.is_empty() {
-            let key = self
-                .head_key
-                .clone()
-                .ok_or_else(|| StoreError::Database("no key to sign the audit head with".into()))?;
-            audit::append_all(self.conn()?, &events, key.as_ref()).await?;
-        }
+        let appended = if events.is_empty() {
+            None
+        } else {
+            let keeper = self.keeper.get().cloned().ok_or_else(|| {
+                StoreError::Database("no key to sign the audit head with yet".into())
+            })?;
+            let (plan, entries) = audit::append_all(self.conn()?, &events, keeper.as_ref()).await?;
+            Some((keeper, plan, entries.len() as u64))
+        };
         sqlx::query("COMMIT")
             .execute(self.conn()?)
             .await
             .map_err(db)?;
+        if let Some((keeper, plan, count)) = appended {
+            let chain_break = plan.chain_break.as_ref().map(|(found, e)| (found, e.seq));
+            keeper.appended(count, chain_break);
+        }
         Ok(())
     }
 

@@ -64,6 +64,7 @@ pub struct SqlStore {
     notify: Option<sqlx::PgPool>,
     /// Every change goes through here (group commit).
     writer: Writer,
+    keeper: super::AuditKeeperSlot,
     /// The audit appends that do not yet go through the writer queue here, so this process
     /// never sleeps in SQLite's busy handler waiting for its own lock.
     legacy: Arc<tokio::sync::Mutex<()>>,
@@ -86,9 +87,11 @@ impl SqlStore {
     }
 
     fn with_writer(pool: AnyPool, backend: Backend, notify: Option<sqlx::PgPool>) -> Self {
-        let engine = engine::SqlEngine::new(pool.clone(), backend);
+        let keeper = super::AuditKeeperSlot::default();
+        let engine = engine::SqlEngine::new(pool.clone(), backend, keeper.clone());
         Self {
             writer: Writer::start(engine, BatchSettings::default()),
+            keeper,
             pool,
             backend,
             notify,
@@ -163,6 +166,10 @@ fn install_drivers() {
 impl Store for SqlStore {
     fn writer(&self) -> &Writer {
         &self.writer
+    }
+
+    fn audit_keeper(&self) -> &super::AuditKeeperSlot {
+        &self.keeper
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
