@@ -5,12 +5,13 @@ use ward_certs::receipt::{SignedReceipt, verify_receipt};
 
 use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError};
+use crate::core::audit::AuditEvent;
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
     Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, IdempotencyKey, Receipt,
     Timestamp, WipeScope,
 };
-use crate::store::Announcement;
+use crate::store::{Announcement, Priority, StoreError};
 
 /// Who issues a command: an admin, or the controller itself (a compliance wipe).
 pub(crate) struct Issuer {
@@ -138,48 +139,34 @@ impl App {
         revoke_after: bool,
     ) -> Result<(Command, bool), AppError> {
         let device_id = self.get_device(device).await?.id;
-        let reason = reason.trim();
-        check_text("the reason", reason)?;
-        if matches!(
-            kind,
-            CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
-        ) && reason.is_empty()
-        {
-            return Err(AppError::InvalidArgument(format!(
-                "a {} needs a reason (--reason TEXT); it is kept with the command for the audit",
-                kind.name()
-            )));
-        }
-        if let CommandKind::Lock { message } = &kind {
-            check_text("the lock message", message)?;
-        }
         let now = self.now();
-        let command = Command {
-            id: CommandId::new_random(),
+        let command = new_command(
+            issuer,
             device_id,
-            kind,
-            state: if needs_approval {
-                CommandState::AwaitingApproval
-            } else {
-                CommandState::Queued
-            },
-            reason: reason.to_owned(),
-            failure_reason: None,
-            idempotency_key: idempotency_key.stored(),
-            created_by: issuer.name.clone(),
-            created_at: now,
-            deadline: None,
-            delivered_at: None,
-            acknowledged_at: None,
-            finished_at: None,
-            deliveries: 0,
-            receipt: None,
-            approved_by: None,
+            kind.clone(),
+            reason,
+            idempotency_key,
+            needs_approval,
             revoke_after,
-        };
-        let (stored, created) = self.store.insert_command(&command).await?;
+            now,
+        )?;
+        // The command and its audit entry commit together, or neither does.
+        let actor = issuer.actor.clone();
+        let (stored, created) = self
+            .store
+            .write(Priority::High, move |tx| {
+                let (command, actor) = (command.clone(), actor.clone());
+                Box::pin(async move {
+                    let (stored, created) = tx.insert_command(&command).await?;
+                    if created {
+                        tx.audit(issue_event(&actor, &stored), now);
+                    }
+                    Ok::<_, StoreError>((stored, created))
+                })
+            })
+            .await?;
         if !created {
-            if stored.device_id != command.device_id || stored.kind != command.kind {
+            if stored.device_id != device_id || stored.kind != kind {
                 return Err(AppError::InvalidArgument(format!(
                     "you already used this idempotency key for command {} ({} on device {}); use a new key for a different request",
                     stored.id,
@@ -190,18 +177,6 @@ impl App {
             return Ok((stored, false));
         }
         info!(command_id = %stored.id, device_id = %device_id, kind = stored.kind.name(), created_by = %issuer.name, "command queued");
-        self.audit(
-            &issuer.actor,
-            "command.issue",
-            &stored.id.to_string(),
-            serde_json::json!({
-                "device": device_id.to_string(),
-                "kind": stored.kind.name(),
-                "scope": match &stored.kind { CommandKind::Wipe { scope } => Some(scope.as_str()), _ => None },
-                "reason": stored.reason,
-            }),
-        )
-        .await?;
         self.signal(Announcement::DeviceWork(device_id)).await;
         Ok((stored, true))
     }
@@ -508,8 +483,9 @@ impl App {
         self.transition_with(id, event, None, actor).await
     }
 
-    /// Re-reads, applies `event` through the state machine and writes with a compare-and-set,
-    /// retrying when a concurrent change won.
+    /// Applies `event` through the state machine and writes it with a compare-and-set, with
+    /// its audit entry, in one job of the store's writer (one transaction). A concurrent
+    /// change from another replica makes the compare-and-set miss: then it reads again.
     async fn transition_with(
         &self,
         id: CommandId,
@@ -518,49 +494,133 @@ impl App {
         actor: &str,
     ) -> Result<Command, AppError> {
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
+            let now = self.now();
+            let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.to_owned());
+            let outcome = self
                 .store
-                .get_command(id)
-                .await?
-                .ok_or_else(|| AppError::NotFound(format!("no command {id}")))?;
-            let mut next = current
-                .apply(event, self.now())
-                .map_err(|e| AppError::FailedPrecondition(e.to_string()))?;
-            if receipt.is_some() {
-                next.receipt = receipt.clone();
-            }
-            if self.store.update_command(current.state, &next).await? {
-                let since =
-                    |t: Timestamp| (t.unix_ms() - next.created_at.unix_ms()).max(0) as f64 / 1000.0;
-                match (current.state, next.state) {
-                    (CommandState::Queued, CommandState::Delivered) => {
-                        self.metrics.delivery_seconds.observe(since(self.now()));
-                    }
-                    (_, CommandState::Acknowledged)
-                        if current.state != CommandState::Acknowledged =>
-                    {
-                        self.metrics.ack_seconds.observe(since(self.now()));
-                    }
-                    _ => {}
+                .write(Priority::High, move |tx| {
+                    let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.clone());
+                    Box::pin(async move {
+                        let Some(current) = tx.command(id).await? else {
+                            return Ok(Err(AppError::NotFound(format!("no command {id}"))));
+                        };
+                        let mut next = match current.apply(&event, now) {
+                            Ok(next) => next,
+                            Err(e) => return Ok(Err(AppError::FailedPrecondition(e.to_string()))),
+                        };
+                        if receipt.is_some() {
+                            next.receipt = receipt;
+                        }
+                        if !tx.update_command(current.state, &next).await? {
+                            return Ok(Ok(None));
+                        }
+                        if next.state != current.state {
+                            tx.audit(transition_event(&actor, &next), now);
+                        }
+                        Ok::<_, StoreError>(Ok(Some((current.state, next))))
+                    })
+                })
+                .await??;
+            let Some((was, next)) = outcome else {
+                continue;
+            };
+            let since =
+                |t: Timestamp| (t.unix_ms() - next.created_at.unix_ms()).max(0) as f64 / 1000.0;
+            match (was, next.state) {
+                (CommandState::Queued, CommandState::Delivered) => {
+                    self.metrics.delivery_seconds.observe(since(self.now()));
                 }
-                if next.state != current.state {
-                    self.audit(
-                        actor,
-                        &format!("command.{}", next.state),
-                        &next.id.to_string(),
-                        serde_json::json!({
-                            "device": next.device_id.to_string(),
-                            "failure_reason": next.failure_reason,
-                            "receipt_verified": next.receipt.as_ref().map(|r| r.verified),
-                        }),
-                    )
-                    .await?;
+                (_, CommandState::Acknowledged) if was != CommandState::Acknowledged => {
+                    self.metrics.ack_seconds.observe(since(self.now()));
                 }
-                return Ok(next);
+                _ => {}
             }
+            return Ok(next);
         }
         Err(AppError::Internal(format!(
             "command {id} kept changing under concurrent updates"
         )))
+    }
+}
+
+/// A new command, checked: reason and lock message are bounded text without control
+/// characters, and what destroys data or takes a device out of service names its reason.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn new_command(
+    issuer: &Issuer,
+    device_id: DeviceId,
+    kind: CommandKind,
+    reason: &str,
+    idempotency_key: &IdempotencyKey,
+    needs_approval: bool,
+    revoke_after: bool,
+    now: Timestamp,
+) -> Result<Command, AppError> {
+    let reason = reason.trim();
+    check_text("the reason", reason)?;
+    if matches!(
+        kind,
+        CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
+    ) && reason.is_empty()
+    {
+        return Err(AppError::InvalidArgument(format!(
+            "a {} needs a reason (--reason TEXT); it is kept with the command for the audit",
+            kind.name()
+        )));
+    }
+    if let CommandKind::Lock { message } = &kind {
+        check_text("the lock message", message)?;
+    }
+    Ok(Command {
+        id: CommandId::new_random(),
+        device_id,
+        kind,
+        state: if needs_approval {
+            CommandState::AwaitingApproval
+        } else {
+            CommandState::Queued
+        },
+        reason: reason.to_owned(),
+        failure_reason: None,
+        idempotency_key: idempotency_key.stored(),
+        created_by: issuer.name.clone(),
+        created_at: now,
+        deadline: None,
+        delivered_at: None,
+        acknowledged_at: None,
+        finished_at: None,
+        deliveries: 0,
+        receipt: None,
+        approved_by: None,
+        revoke_after,
+    })
+}
+
+/// The audit entry of a new command.
+pub(super) fn issue_event(actor: &str, command: &Command) -> AuditEvent {
+    AuditEvent {
+        actor: actor.to_owned(),
+        action: "command.issue".into(),
+        target: command.id.to_string(),
+        details: serde_json::json!({
+            "device": command.device_id.to_string(),
+            "kind": command.kind.name(),
+            "scope": match &command.kind { CommandKind::Wipe { scope } => Some(scope.as_str()), _ => None },
+            "reason": command.reason,
+        }),
+    }
+}
+
+/// The audit entry of a command's change of state.
+fn transition_event(actor: &str, next: &Command) -> AuditEvent {
+    AuditEvent {
+        actor: actor.to_owned(),
+        action: format!("command.{}", next.state),
+        target: next.id.to_string(),
+        details: serde_json::json!({
+            "device": next.device_id.to_string(),
+            "failure_reason": next.failure_reason,
+            "receipt_verified": next.receipt.as_ref().map(|r| r.verified),
+        }),
     }
 }

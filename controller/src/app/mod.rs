@@ -237,22 +237,35 @@ impl App {
         actor: &str,
         why: &str,
     ) -> Result<(), AppError> {
+        // The revocation and its audit entry commit together.
+        let now = self.now();
+        let (actor_owned, why_owned) = (actor.to_owned(), why.to_owned());
         let serials = self
             .store
-            .revoke_device(id, self.now())
+            .write(crate::store::Priority::High, move |tx| {
+                let (actor, why) = (actor_owned.clone(), why_owned.clone());
+                Box::pin(async move {
+                    let Some(serials) = tx.revoke_device(id, now).await? else {
+                        return Ok(None);
+                    };
+                    tx.audit(
+                        crate::core::audit::AuditEvent {
+                            actor,
+                            action: "device.revoke".into(),
+                            target: id.to_string(),
+                            details: serde_json::json!({ "certificates": serials, "why": why }),
+                        },
+                        now,
+                    );
+                    Ok::<_, StoreError>(Some(serials))
+                })
+            })
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no device {id}")))?;
         for serial in &serials {
             self.revoked.insert(serial);
         }
         info!(device_id = %id, actor, why, certificates = serials.len(), "device revoked");
-        self.audit(
-            actor,
-            "device.revoke",
-            &id.to_string(),
-            serde_json::json!({ "certificates": serials, "why": why }),
-        )
-        .await?;
         // Its open stream re-checks the device and closes. This replica's list already holds
         // the serials (reloading the whole list per revocation made a mass offboarding
         // quadratic); the other replicas reload theirs when they hear of it.
@@ -275,21 +288,37 @@ impl App {
         }
     }
 
+    /// Acts on `events` here and tells the other replicas in as few messages as possible
+    /// (a bulk action's thousands of devices).
+    pub async fn signal_all(&self, events: &[Announcement]) {
+        self.apply_all(events).await;
+        if let Err(e) = self.store.announce_all(events).await {
+            warn!(error = %e, events = events.len(), "cannot notify the other controller replicas");
+        }
+    }
+
     /// Acts on an event from this or another replica.
     async fn apply(&self, event: Announcement) {
-        match event {
-            Announcement::DeviceWork(id) => self.hub.wake(id),
-            Announcement::Revoked(id) => {
-                if let Err(e) = self.load_revocations().await {
-                    warn!(error = %e, "cannot reload the revocation list");
-                }
-                self.hub.wake(id);
+        self.apply_all(&[event]).await;
+    }
+
+    /// Acts on events from this or another replica; the revocation list is read again at
+    /// most once however many revocations arrived together.
+    async fn apply_all(&self, events: &[Announcement]) {
+        let mut reload = false;
+        for event in events {
+            match *event {
+                Announcement::DeviceWork(id) => self.hub.wake(id),
+                Announcement::Revoked(_) | Announcement::RevocationsChanged => reload = true,
+                Announcement::PolicyChanged => self.hub.wake_all(),
             }
-            Announcement::PolicyChanged => self.hub.wake_all(),
-            Announcement::RevocationsChanged => {
-                if let Err(e) = self.load_revocations().await {
-                    warn!(error = %e, "cannot reload the revocation list");
-                }
+        }
+        if reload && let Err(e) = self.load_revocations().await {
+            warn!(error = %e, "cannot reload the revocation list");
+        }
+        for event in events {
+            if let Announcement::Revoked(id) = *event {
+                self.hub.wake(id);
             }
         }
     }
@@ -307,8 +336,13 @@ impl App {
         if let Some(mut announcements) = self.store.listen().await? {
             let app = Arc::clone(self);
             tokio::spawn(async move {
-                while let Some(event) = announcements.recv().await {
-                    app.apply(event).await;
+                while let Some(first) = announcements.recv().await {
+                    // Everything that arrived meanwhile, applied together.
+                    let mut events = vec![first];
+                    while let Ok(more) = announcements.try_recv() {
+                        events.push(more);
+                    }
+                    app.apply_all(&events).await;
                 }
             });
         }

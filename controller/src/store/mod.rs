@@ -279,6 +279,15 @@ pub trait Store: Send + Sync + 'static {
         Ok(())
     }
 
+    /// Tells other replicas about many events at once (a bulk action): as few messages as
+    /// the channel allows, not one per event.
+    async fn announce_all(&self, events: &[Announcement]) -> Result<(), StoreError> {
+        for event in events {
+            self.announce(*event).await?;
+        }
+        Ok(())
+    }
+
     /// Starts listening for other replicas' announcements; `None` for single-process stores.
     async fn listen(&self) -> Result<Option<Announcements>, StoreError> {
         Ok(None)

@@ -281,6 +281,13 @@ impl Store for SqlStore {
         }
     }
 
+    async fn announce_all(&self, events: &[Announcement]) -> Result<(), StoreError> {
+        match &self.notify {
+            Some(pool) => postgres::announce_all(pool, events).await,
+            None => Ok(()),
+        }
+    }
+
     async fn listen(&self) -> Result<Option<Announcements>, StoreError> {
         match &self.notify {
             Some(pool) => postgres::listen(pool).await.map(Some),

@@ -89,6 +89,26 @@ pub async fn announce(pool: &PgPool, event: Announcement) -> Result<(), StoreErr
     Ok(())
 }
 
+/// NOTIFY payloads are limited to 8000 bytes: events go in batches joined by `;`.
+const EVENTS_PER_NOTIFY: usize = 150;
+
+pub async fn announce_all(pool: &PgPool, events: &[Announcement]) -> Result<(), StoreError> {
+    for chunk in events.chunks(EVENTS_PER_NOTIFY) {
+        let payload = chunk
+            .iter()
+            .map(|e| e.to_payload())
+            .collect::<Vec<_>>()
+            .join(";");
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(pool)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
 pub async fn listen(pool: &PgPool) -> Result<Announcements, StoreError> {
     let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
     listener.listen(CHANNEL).await.map_err(db)?;
@@ -97,10 +117,15 @@ pub async fn listen(pool: &PgPool) -> Result<Announcements, StoreError> {
         loop {
             match listener.recv().await {
                 Ok(note) => {
-                    if let Some(event) = Announcement::from_payload(note.payload())
-                        && tx.send(event).await.is_err()
+                    // One event, or several joined by `;` (see `announce_all`).
+                    for event in note
+                        .payload()
+                        .split(';')
+                        .filter_map(Announcement::from_payload)
                     {
-                        return;
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
                     }
                 }
                 Err(e) => {
