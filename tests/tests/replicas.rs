@@ -82,7 +82,7 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
         .unwrap();
 
     // B holds the device's stream; A revokes it.
-    let mut wake_on_b = b.hub().subscribe(id);
+    let wake_on_b = b.hub().subscribe(id);
     let admin = Admin::new(
         "root".parse().unwrap(),
         AdminRole::Admin,
@@ -90,10 +90,10 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
         "t",
     );
     a.revoke_device(&admin, &id.to_string()).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(5), wake_on_b.changed())
+    let mail = tokio::time::timeout(Duration::from_secs(5), wake_on_b.next())
         .await
-        .expect("B's stream was not woken")
-        .unwrap();
+        .expect("B's stream was not woken");
+    assert!(mail.read_again, "a revocation makes the stream read the store again");
     until(
         "B's handshake revocation list to refuse the certificate",
         || {

@@ -177,7 +177,7 @@ impl App {
             return Ok((stored, false));
         }
         info!(command_id = %stored.id, device_id = %device_id, kind = stored.kind.name(), created_by = %issuer.name, "command queued");
-        self.signal(Announcement::DeviceWork(device_id)).await;
+        self.publish(std::slice::from_ref(&stored)).await;
         Ok((stored, true))
     }
 
@@ -217,8 +217,7 @@ impl App {
             )
             .await?;
         info!(command_id = %approved.id, approved_by = %actor.name, "command approved");
-        self.signal(Announcement::DeviceWork(approved.device_id))
-            .await;
+        self.publish(std::slice::from_ref(&approved)).await;
         Ok(approved)
     }
 
@@ -256,6 +255,39 @@ impl App {
         info!(command_id = %cancelled.id, cancelled_by = %actor.name, "command cancelled");
         self.after_finish(&cancelled).await?;
         Ok(cancelled)
+    }
+
+    /// Hands newly committed commands to their devices' open streams on this replica (the
+    /// command itself, so the stream needs no read), and tells the other replicas, whose
+    /// streams read the store, in as few messages as possible.
+    pub(super) async fn publish(&self, commands: &[Command]) {
+        let mut work = Vec::with_capacity(commands.len());
+        for command in commands.iter().filter(|c| c.state == CommandState::Queued) {
+            self.hub.push(command);
+            work.push(Announcement::DeviceWork(command.device_id));
+        }
+        if let Err(e) = self.store.announce_all(&work).await {
+            warn!(error = %e, commands = work.len(), "cannot notify the other controller replicas");
+        }
+    }
+
+    /// A command pushed to a stream, recorded as delivered. `None` when it was finished,
+    /// cancelled or handed out meanwhile (the stream then sends nothing).
+    pub async fn deliver_pushed(&self, pushed: &Command) -> Result<Option<Command>, AppError> {
+        match self
+            .transition_from(
+                pushed.id,
+                Some(pushed.clone()),
+                &Event::Delivered,
+                None,
+                CONTROLLER,
+            )
+            .await
+        {
+            Ok(delivered) => Ok(Some(delivered)),
+            Err(AppError::FailedPrecondition(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The device's unfinished commands, each recorded as delivered (again), for a check-in
@@ -493,16 +525,37 @@ impl App {
         receipt: Option<Receipt>,
         actor: &str,
     ) -> Result<Command, AppError> {
+        self.transition_from(id, None, event, receipt, actor).await
+    }
+
+    /// [`App::transition_with`], trying first from `known` (the command as the caller holds
+    /// it, which spares a read when it is still current).
+    async fn transition_from(
+        &self,
+        id: CommandId,
+        mut known: Option<Command>,
+        event: &Event,
+        receipt: Option<Receipt>,
+        actor: &str,
+    ) -> Result<Command, AppError> {
         for _ in 0..CAS_ATTEMPTS {
             let now = self.now();
             let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.to_owned());
+            let guess = known.take();
             let outcome = self
                 .store
                 .write(Priority::High, move |tx| {
                     let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.clone());
+                    let guess = guess.clone();
                     Box::pin(async move {
-                        let Some(current) = tx.command(id).await? else {
-                            return Ok(Err(AppError::NotFound(format!("no command {id}"))));
+                        let current = match guess {
+                            Some(current) => current,
+                            None => match tx.command(id).await? {
+                                Some(current) => current,
+                                None => {
+                                    return Ok(Err(AppError::NotFound(format!("no command {id}"))));
+                                }
+                            },
                         };
                         let mut next = match current.apply(&event, now) {
                             Ok(next) => next,

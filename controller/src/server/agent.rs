@@ -20,6 +20,7 @@ use super::convert::{
 use super::enrollment::agent_config;
 use crate::app::{App, AppError, DeviceResult};
 use crate::core::{CommandId, Device, DeviceId};
+use crate::hub::Mail;
 
 /// How often an open stream re-reads the store even without a wake-up: the fallback that
 /// makes a lost wake-up a delay, never a loss.
@@ -69,6 +70,29 @@ async fn pending_pushes(
         pushes.push(AgentPush {
             item: Some(Item::Command(command_to_device(&command))),
         });
+    }
+    Ok(pushes)
+}
+
+/// Commands pushed to this stream, recorded as delivered; those finished, cancelled or
+/// already sent are left out.
+async fn pushed(
+    app: &App,
+    commands: &[crate::core::Command],
+    sent: &mut HashSet<CommandId>,
+) -> Result<Vec<AgentPush>, AppError> {
+    use v1::agent_push::Item;
+    let mut pushes = Vec::new();
+    for command in commands {
+        if sent.contains(&command.id) {
+            continue;
+        }
+        if let Some(delivered) = app.deliver_pushed(command).await? {
+            sent.insert(delivered.id);
+            pushes.push(AgentPush {
+                item: Some(Item::Command(command_to_device(&delivered))),
+            });
+        }
     }
     Ok(pushes)
 }
@@ -143,15 +167,26 @@ impl v1::agent_service_server::AgentService for AgentApi {
         let device = self.device(&request).await?.id;
         let (tx, rx) = mpsc::channel(32);
         let app = self.app.clone();
-        // Subscribe before the first read, so a command committed in between still wakes us.
-        let mut wake = app.hub().subscribe(device);
+        // Subscribe before the first read, so a command committed in between still reaches us.
+        let inbox = app.hub().subscribe(device);
         let mut stopping = app.hub().stopping();
         tokio::spawn(async move {
             debug!(device_id = %device, "command stream opened");
             let mut sent = HashSet::new();
             let mut policy_sent = None;
+            // The first look reads the store; then a wake-up or the periodic sweep does, and
+            // a pushed command is handed on as it came.
+            let mut mail = Mail {
+                commands: Vec::new(),
+                read_again: true,
+            };
             loop {
-                match pending_pushes(&app, device, &mut sent, &mut policy_sent).await {
+                let pushes = if mail.read_again {
+                    pending_pushes(&app, device, &mut sent, &mut policy_sent).await
+                } else {
+                    pushed(&app, &mail.commands, &mut sent).await
+                };
+                match pushes {
                     Ok(pushes) => {
                         for push in pushes {
                             if tx.send(Ok(push)).await.is_err() {
@@ -164,15 +199,15 @@ impl v1::agent_service_server::AgentService for AgentApi {
                         return;
                     }
                 }
-                tokio::select! {
+                mail = tokio::select! {
                     () = tx.closed() => break,
                     () = async { let _ = stopping.wait_for(|stop| *stop).await; } => {
                         let _ = tx.send(Err(Status::unavailable("the controller is shutting down; reconnect"))).await;
                         break;
                     }
-                    changed = wake.changed() => if changed.is_err() { break },
-                    () = tokio::time::sleep(SWEEP_INTERVAL) => {}
-                }
+                    mail = inbox.next() => mail,
+                    () = tokio::time::sleep(SWEEP_INTERVAL) => Mail { commands: Vec::new(), read_again: true },
+                };
             }
             debug!(device_id = %device, "command stream closed");
         });
