@@ -93,7 +93,10 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
     let mail = tokio::time::timeout(Duration::from_secs(5), wake_on_b.next())
         .await
         .expect("B's stream was not woken");
-    assert!(mail.read_again, "a revocation makes the stream read the store again");
+    assert!(
+        mail.read_again,
+        "a revocation makes the stream read the store again"
+    );
     until(
         "B's handshake revocation list to refuse the certificate",
         || {

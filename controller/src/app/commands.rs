@@ -4,7 +4,7 @@ use tracing::{info, warn};
 use ward_certs::receipt::{SignedReceipt, verify_receipt};
 
 use super::audit::{CONTROLLER, admin_actor, device_actor};
-use super::{App, AppError};
+use super::{App, AppError, transitions};
 use crate::core::audit::AuditEvent;
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
@@ -330,7 +330,13 @@ impl App {
             });
         }
         match self
-            .transition(command.id, &Event::Acknowledged, &device_actor(device))
+            .transition_from(
+                command.id,
+                Some(command.clone()),
+                &Event::Acknowledged,
+                None,
+                &device_actor(device),
+            )
             .await
         {
             Ok(acked) => Ok(Acknowledgement {
@@ -539,43 +545,17 @@ impl App {
         actor: &str,
     ) -> Result<Command, AppError> {
         for _ in 0..CAS_ATTEMPTS {
-            let now = self.now();
-            let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.to_owned());
-            let guess = known.take();
-            let outcome = self
-                .store
-                .write(Priority::High, move |tx| {
-                    let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.clone());
-                    let guess = guess.clone();
-                    Box::pin(async move {
-                        let current = match guess {
-                            Some(current) => current,
-                            None => match tx.command(id).await? {
-                                Some(current) => current,
-                                None => {
-                                    return Ok(Err(AppError::NotFound(format!("no command {id}"))));
-                                }
-                            },
-                        };
-                        let mut next = match current.apply(&event, now) {
-                            Ok(next) => next,
-                            Err(e) => return Ok(Err(AppError::FailedPrecondition(e.to_string()))),
-                        };
-                        if receipt.is_some() {
-                            next.receipt = receipt;
-                        }
-                        if !tx.update_command(current.state, &next).await? {
-                            return Ok(Ok(None));
-                        }
-                        if next.state != current.state {
-                            tx.audit(transition_event(&actor, &next), now);
-                        }
-                        Ok::<_, StoreError>(Ok(Some((current.state, next))))
-                    })
-                })
-                .await??;
-            let Some((was, next)) = outcome else {
-                continue;
+            let request = transitions::Request {
+                id,
+                known: known.take(),
+                event: event.clone(),
+                receipt: receipt.clone(),
+                actor: actor.to_owned(),
+            };
+            let (was, next) = match self.transitions.run(request).await? {
+                transitions::Outcome::Done { was, next } => (was, next),
+                transitions::Outcome::Changed => continue,
+                transitions::Outcome::Refused(e) => return Err(e),
             };
             let since =
                 |t: Timestamp| (t.unix_ms() - next.created_at.unix_ms()).max(0) as f64 / 1000.0;
@@ -665,7 +645,7 @@ pub(super) fn issue_event(actor: &str, command: &Command) -> AuditEvent {
 }
 
 /// The audit entry of a command's change of state.
-fn transition_event(actor: &str, next: &Command) -> AuditEvent {
+pub(super) fn transition_event(actor: &str, next: &Command) -> AuditEvent {
     AuditEvent {
         actor: actor.to_owned(),
         action: format!("command.{}", next.state),

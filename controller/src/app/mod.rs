@@ -26,6 +26,7 @@ mod policy;
 mod policy_tests;
 mod posture;
 pub mod tokens;
+mod transitions;
 
 pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
@@ -152,6 +153,8 @@ pub struct App {
     clock: Arc<dyn Clock>,
     config: AppConfig,
     audit_state: Arc<audit::AuditState>,
+    /// Command transitions, gathered into one job of the store's writer.
+    transitions: transitions::Transitions,
 }
 
 impl std::fmt::Debug for App {
@@ -172,6 +175,7 @@ impl App {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         store.writer().stats().observe_with(metrics.clone());
         let audit_state = Arc::new(audit::AuditState::default());
+        let transitions = transitions::Transitions::start(Arc::clone(&store), Arc::clone(&clock));
         store.keep_audit_with(Arc::new(audit::Keeper {
             ca: Arc::clone(&ca),
             metrics: Arc::clone(&metrics),
@@ -188,6 +192,7 @@ impl App {
             clock,
             config,
             audit_state,
+            transitions,
         }
     }
 

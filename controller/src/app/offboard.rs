@@ -112,10 +112,8 @@ impl App {
                     let needs_approval = threshold.is_some_and(|limit| devices.len() > limit);
                     let mut issued = Vec::new();
                     for device in devices.iter().filter(|d| d.state == DeviceState::Active) {
+                        // A rerun's insert finds the command its key already names.
                         let key = offboard_key(&user, device.id);
-                        if tx.command_by_key(&key.stored()).await?.is_some() {
-                            continue;
-                        }
                         let kind = CommandKind::Wipe {
                             scope: WipeScope::Messaging,
                         };
@@ -169,14 +167,25 @@ impl App {
     }
 
     async fn offboard_report_for(&self, user: &UserEmail) -> Result<OffboardReport, AppError> {
-        let mut devices = Vec::new();
-        for device in self.store.list_devices(Some(user)).await? {
-            let command = self
-                .store
-                .command_by_key(&offboard_key(user, device.id).stored())
-                .await?;
-            devices.push(OffboardDevice { device, command });
-        }
+        // Two reads, however many devices: the user's devices, and the offboarding's commands.
+        let prefix = IdempotencyKey::System(format!("offboard:{user}:")).stored();
+        let mut commands: std::collections::HashMap<DeviceId, Command> = self
+            .store
+            .commands_by_key_prefix(&prefix)
+            .await?
+            .into_iter()
+            .map(|c| (c.device_id, c))
+            .collect();
+        let devices = self
+            .store
+            .list_devices(Some(user))
+            .await?
+            .into_iter()
+            .map(|device| OffboardDevice {
+                command: commands.remove(&device.id),
+                device,
+            })
+            .collect();
         Ok(OffboardReport {
             user: user.clone(),
             devices,

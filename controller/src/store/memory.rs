@@ -522,6 +522,28 @@ impl Tx for MemoryEngine {
         Ok((stored, true))
     }
 
+    async fn commands(&mut self, ids: &[CommandId]) -> Result<Vec<Command>, StoreError> {
+        let state = self.state()?;
+        Ok(ids
+            .iter()
+            .filter_map(|id| state.commands.get(id))
+            .cloned()
+            .collect())
+    }
+
+    async fn update_commands(
+        &mut self,
+        changes: &[(CommandState, Command)],
+    ) -> Result<Vec<CommandId>, StoreError> {
+        let mut written = Vec::new();
+        for (expected, next) in changes {
+            if self.update_command(*expected, next).await? {
+                written.push(next.id);
+            }
+        }
+        Ok(written)
+    }
+
     async fn update_command(
         &mut self,
         expected: CommandState,
@@ -908,6 +930,18 @@ impl Store for MemoryStore {
                 .and_then(|id| s.commands.get(id))
                 .cloned()
         }))
+    }
+
+    async fn commands_by_key_prefix(&self, prefix: &str) -> Result<Vec<Command>, StoreError> {
+        let mut found: Vec<Command> = self.read(|s| {
+            s.commands
+                .values()
+                .filter(|c| c.idempotency_key.starts_with(prefix))
+                .cloned()
+                .collect()
+        });
+        found.sort_by_key(|c| (c.created_at, c.id.0));
+        Ok(found)
     }
 
     async fn list_commands(

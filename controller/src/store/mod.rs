@@ -200,6 +200,10 @@ pub trait Store: Send + Sync + 'static {
 
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError>;
 
+    /// Commands whose stored idempotency key starts with `prefix`: every command of one bulk
+    /// action (an offboarding), in one read.
+    async fn commands_by_key_prefix(&self, prefix: &str) -> Result<Vec<Command>, StoreError>;
+
     /// The tokens that could still enroll a device at `now` (unused, unexpired), optionally
     /// of one user, oldest first.
     async fn list_usable_tokens(

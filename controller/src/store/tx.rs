@@ -35,6 +35,8 @@ pub trait Tx: Send {
     async fn certificate(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     async fn command(&mut self, id: CommandId) -> Result<Option<Command>, StoreError>;
     async fn command_by_key(&mut self, key: &str) -> Result<Option<Command>, StoreError>;
+    /// The commands among `ids` that exist, in no particular order (one read for many).
+    async fn commands(&mut self, ids: &[CommandId]) -> Result<Vec<Command>, StoreError>;
     async fn unfinished_commands(&mut self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
     async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError>;
 
@@ -78,6 +80,12 @@ pub trait Tx: Send {
         expected: CommandState,
         next: &Command,
     ) -> Result<bool, StoreError>;
+    /// Writes each `next` whose stored command is still in its `expected` state; the ids
+    /// written (a compare-and-set per command, many in one statement).
+    async fn update_commands(
+        &mut self,
+        changes: &[(CommandState, Command)],
+    ) -> Result<Vec<CommandId>, StoreError>;
     async fn put_policy(
         &mut self,
         scope: &PolicyScope,

@@ -3,6 +3,7 @@
 use sqlx::AnyConnection;
 use sqlx::Row;
 
+use super::placeholders::{self, ROWS_PER_STATEMENT};
 use crate::core::Timestamp;
 use crate::core::audit::{
     AppendError, Appended, AuditEntry, AuditEvent, AuditHead, Tail, extend, head_message,
@@ -41,22 +42,28 @@ pub async fn append_all(
     )?;
     let mut entries: Vec<AuditEntry> = plan.entries().cloned().collect();
     entries.extend(extend(plan.entry.seq, &plan.entry.hash, rest));
-    for entry in &entries {
-        sqlx::query(
-            "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(seq_db(entry.seq)?)
-        .bind(entry.at.unix_ms())
-        .bind(&entry.actor)
-        .bind(&entry.action)
-        .bind(&entry.target)
-        .bind(&entry.details)
-        .bind(&entry.prev_hash)
-        .bind(&entry.hash)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
+    // Many rows a statement (bound parameters, as every query): a batch of thousands of
+    // entries costs tens of statements, not thousands.
+    for chunk in entries.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash) \
+             VALUES ",
+            &placeholders::tuples(chunk.len(), 8, 1),
+        ]
+        .concat();
+        let mut insert = sqlx::query(&statement);
+        for entry in chunk {
+            insert = insert
+                .bind(seq_db(entry.seq)?)
+                .bind(entry.at.unix_ms())
+                .bind(&entry.actor)
+                .bind(&entry.action)
+                .bind(&entry.target)
+                .bind(&entry.details)
+                .bind(&entry.prev_hash)
+                .bind(&entry.hash);
+        }
+        insert.execute(&mut *conn).await.map_err(db)?;
     }
     let last = entries.last().unwrap_or(&plan.entry);
     let signature = key.sign(&head_message(last.seq, &last.hash))?;

@@ -2,6 +2,7 @@
 
 use sqlx::AnyConnection;
 
+use super::placeholders::{self, ROWS_PER_STATEMENT};
 use crate::core::{Command, CommandId, CommandKind, CommandState, DeviceId, Timestamp};
 use crate::store::StoreError;
 use crate::store::rows::{self, corrupt, db};
@@ -28,7 +29,8 @@ pub async fn insert(conn: &mut AnyConnection, c: &Command) -> Result<(Command, b
              failure_reason, idempotency_key, created_by, created_at, deadline, delivered_at,
              acknowledged_at, finished_at, deliveries, revoke_after)
          VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, NULL, NULL, NULL, 0, $12)
-         ON CONFLICT (idempotency_key) DO NOTHING",
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING *",
     )
     .bind(c.id.to_string())
     .bind(c.device_id.to_string())
@@ -42,13 +44,16 @@ pub async fn insert(conn: &mut AnyConnection, c: &Command) -> Result<(Command, b
     .bind(c.created_at.unix_ms())
     .bind(c.deadline.map(Timestamp::unix_ms))
     .bind(c.revoke_after)
-    .execute(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(db)?;
+    if let Some(row) = inserted {
+        return Ok((rows::command(&row)?, true));
+    }
     let stored = by_key(conn, &c.idempotency_key)
         .await?
-        .ok_or_else(|| corrupt("a command vanished right after its insert"))?;
-    Ok((stored, inserted.rows_affected() == 1))
+        .ok_or_else(|| corrupt("a command's idempotency key conflicts, but no command has it"))?;
+    Ok((stored, false))
 }
 
 pub async fn get(conn: &mut AnyConnection, id: CommandId) -> Result<Option<Command>, StoreError> {
@@ -85,6 +90,22 @@ pub async fn list(
     )
     .bind(device.map(|d| d.to_string()))
     .bind(state.map(CommandState::as_str))
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::command).collect()
+}
+
+/// Commands whose idempotency key starts with `prefix` (every command of one bulk action).
+pub async fn by_key_prefix(
+    conn: &mut AnyConnection,
+    prefix: &str,
+) -> Result<Vec<Command>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM commands WHERE substr(idempotency_key, 1, length($1)) = $1
+         ORDER BY created_at, id",
+    )
+    .bind(prefix)
     .fetch_all(conn)
     .await
     .map_err(db)?;
@@ -137,6 +158,79 @@ pub async fn update(
     .await
     .map_err(db)?;
     Ok(result.rows_affected() == 1)
+}
+
+/// The commands among `ids` that exist, in no particular order.
+pub async fn get_many(
+    conn: &mut AnyConnection,
+    ids: &[CommandId],
+) -> Result<Vec<Command>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "SELECT * FROM commands WHERE id IN (",
+            &placeholders::list(chunk.len(), 1),
+            ")",
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            found.push(rows::command(&row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Writes each `next` whose stored command is still in its `expected` state (a
+/// compare-and-set per row), a few hundred rows a statement; the ids written.
+pub async fn update_many(
+    conn: &mut AnyConnection,
+    changes: &[(CommandState, Command)],
+) -> Result<Vec<CommandId>, StoreError> {
+    // One statement for many rows: the new values travel as a VALUES list, whose columns both
+    // databases name column1, column2, …
+    const COLUMNS: usize = 13;
+    let mut written = Vec::with_capacity(changes.len());
+    for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "UPDATE commands SET state = v.column3, failure_reason = v.column4,
+                 delivered_at = v.column5, acknowledged_at = v.column6,
+                 finished_at = v.column7, deliveries = v.column8, receipt_body = v.column9,
+                 receipt_signature = v.column10, receipt_verified = v.column11,
+                 receipt_error = v.column12, approved_by = v.column13
+             FROM (VALUES ",
+            &placeholders::tuples(chunk.len(), COLUMNS, 1),
+            ") AS v
+             WHERE commands.id = v.column1 AND commands.state = v.column2
+             RETURNING id",
+        ]
+        .concat();
+        let mut query = sqlx::query_scalar::<_, String>(&statement);
+        for (expected, c) in chunk {
+            let receipt = c.receipt.as_ref();
+            query = query
+                .bind(c.id.to_string())
+                .bind(expected.as_str())
+                .bind(c.state.as_str())
+                .bind(c.failure_reason.clone())
+                .bind(c.delivered_at.map(Timestamp::unix_ms))
+                .bind(c.acknowledged_at.map(Timestamp::unix_ms))
+                .bind(c.finished_at.map(Timestamp::unix_ms))
+                .bind(i64::from(c.deliveries))
+                .bind(receipt.map(|r| r.body.clone()))
+                .bind(receipt.map(|r| r.signature.clone()))
+                .bind(receipt.map(|r| r.verified))
+                .bind(receipt.and_then(|r| r.error.clone()))
+                .bind(c.approved_by.clone());
+        }
+        for id in query.fetch_all(&mut *conn).await.map_err(db)? {
+            written.push(id.parse().map_err(corrupt)?);
+        }
+    }
+    Ok(written)
 }
 
 pub async fn count_by_state(

@@ -143,6 +143,17 @@ impl Tx for SqlEngine {
         commands::by_key(self.conn()?, key).await
     }
 
+    async fn commands(&mut self, ids: &[CommandId]) -> Result<Vec<Command>, StoreError> {
+        commands::get_many(self.conn()?, ids).await
+    }
+
+    async fn update_commands(
+        &mut self,
+        changes: &[(CommandState, Command)],
+    ) -> Result<Vec<CommandId>, StoreError> {
+        commands::update_many(self.conn()?, changes).await
+    }
+
     async fn unfinished_commands(&mut self, device: DeviceId) -> Result<Vec<Command>, StoreError> {
         commands::unfinished(self.conn()?, device).await
     }

@@ -10,6 +10,7 @@ mod certificates;
 mod commands;
 mod devices;
 mod engine;
+mod placeholders;
 mod policies;
 mod postgres;
 mod sqlite;
@@ -222,6 +223,10 @@ impl Store for SqlStore {
 
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError> {
         commands::by_key(&mut *self.read().await?, idempotency_key).await
+    }
+
+    async fn commands_by_key_prefix(&self, prefix: &str) -> Result<Vec<Command>, StoreError> {
+        commands::by_key_prefix(&mut *self.read().await?, prefix).await
     }
 
     async fn list_commands(
