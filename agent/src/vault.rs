@@ -68,6 +68,7 @@ pub struct Vault {
     dir: PathBuf,
     key: SecretStore,
     journal: PathBuf,
+    clock: crate::clock::SharedClock,
 }
 
 fn io(path: &Path, source: std::io::Error) -> VaultError {
@@ -98,6 +99,7 @@ impl Vault {
                 device_id,
             ),
             journal: state_dir.join("wipe-journal.json"),
+            clock: crate::clock::system(),
         };
         if vault.journal()?.is_none() && !vault.key_present().await? {
             let key: zeroize::Zeroizing<[u8; KEY_BYTES]> = zeroize::Zeroizing::new(rand::random());
@@ -109,6 +111,12 @@ impl Vault {
             info!(dir = %messaging_dir.display(), "messaging data key created");
         }
         Ok(vault)
+    }
+
+    /// Stamps the journal with `clock` (the agent's) instead of the system clock.
+    pub fn with_clock(mut self, clock: crate::clock::SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -240,7 +248,7 @@ impl Vault {
         }
         if journal.step < WipeStep::Done {
             journal.verified_empty = is_empty(&self.dir)?;
-            journal.completed_at = Some(crate::now_rfc3339());
+            journal.completed_at = Some(crate::rfc3339(self.clock.now()));
             journal.step = WipeStep::Done;
             self.write_journal(&journal)?;
             fail::fail_point!("vault-after-done");

@@ -19,6 +19,7 @@ pub mod audit;
 mod commands;
 mod lifecycle;
 pub mod offboard;
+mod offline_wipe;
 mod policy;
 mod posture;
 
@@ -522,64 +523,6 @@ impl App {
                 "device {device} is not enrolled"
             )));
         }
-        Ok(())
-    }
-
-    /// Records a wipe the device's offline timer made, with whether its receipt verified.
-    pub async fn record_offline_wipe(
-        &self,
-        device: DeviceId,
-        receipt: &ward_certs::receipt::SignedReceipt,
-    ) -> Result<(), AppError> {
-        let record = self
-            .store
-            .get_device(device)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("device {device} is not enrolled")))?;
-        let verified = record
-            .public_key_der
-            .as_deref()
-            .ok_or_else(|| "no public key on record".to_owned())
-            .and_then(|spki| {
-                ward_certs::receipt::verify_receipt(
-                    receipt,
-                    spki,
-                    OFFLINE_TIMER,
-                    &device.to_string(),
-                )
-                .map_err(|e| e.to_string())
-            });
-        let at = match &verified {
-            Ok(body) => time::OffsetDateTime::parse(
-                &body.completed_at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map(Timestamp::from_datetime)
-            .unwrap_or_else(|_| self.now()),
-            Err(_) => self.now(),
-        };
-        match &verified {
-            Ok(_) => {
-                warn!(device_id = %device, at = %at, "device reports its offline timer wiped the messaging data")
-            }
-            Err(why) => {
-                warn!(device_id = %device, reason = %why, "offline-wipe receipt did not verify")
-            }
-        }
-        let wipe = crate::core::OfflineWipe {
-            at,
-            verified: verified.is_ok(),
-        };
-        self.store
-            .record_offline_wipe(device, &wipe, receipt)
-            .await?;
-        self.audit(
-            &audit::device_actor(device),
-            "device.offline_wipe",
-            &device.to_string(),
-            serde_json::json!({ "at": at.rfc3339(), "receipt_verified": wipe.verified }),
-        )
-        .await?;
         Ok(())
     }
 
