@@ -4,10 +4,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod clock;
 pub mod fleet;
 pub mod inprocess;
 pub mod postgres;
 pub mod process;
+pub mod timer;
 
 use std::future::Future;
 use std::time::{Duration, Instant};
