@@ -83,7 +83,13 @@ impl Finding {
     /// An answer from the controller (or about its identity) outlives later attempts that get
     /// no answer at all: a revoked device whose controller is down is still revoked.
     fn outlives_silence(self) -> bool {
-        !matches!(self, Finding::CheckedIn | Finding::Unreachable)
+        matches!(
+            self,
+            Finding::Revoked
+                | Finding::CertificateExpired
+                | Finding::Refused
+                | Finding::UntrustedServer
+        )
     }
 }
 

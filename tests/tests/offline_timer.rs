@@ -224,3 +224,36 @@ fn a_server_certificate_from_an_unknown_ca_counts_as_silence() {
     );
     assert!(impostor.devices().is_empty());
 }
+
+#[test]
+fn a_session_that_cannot_start_does_not_stop_the_timer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    offline_wipe_after_an_hour(&controller);
+    let agent = AgentFixture::enroll(&controller, tmp.path(), "laptop", "lex@hospital.org");
+    let clock = AgentClock::new(tmp.path());
+    let env = clock.env();
+    let running = agent.run(&env_refs(&env));
+    wait_for_policy_and_check_in(&agent);
+    running.stop();
+    drop(controller);
+
+    // The device certificate is damaged (a disk error, a meddler): no session can start.
+    std::fs::write(agent.state_dir.join("device.pem"), "not a certificate").unwrap();
+    clock.set(2 * HOUR);
+    let mut running = agent.run(&env_refs(&env));
+    wait_for_offline_wipe(&agent);
+    assert!(
+        running.is_running(),
+        "the agent exited:\n{}",
+        agent.log_text()
+    );
+    let status = eventually_blocking("status to say why", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["connection"]["state"] == "cannot_start").then_some(status)
+    });
+    assert!(
+        problem_codes(&status).contains(&"cannot_start".into()),
+        "{status}"
+    );
+}

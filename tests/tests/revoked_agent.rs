@@ -23,6 +23,11 @@ fn a_revoked_agent_says_so_after_the_controller_restarts_and_its_timer_still_wip
     let env = clock.env();
     let _running = agent.run(&env_refs(&env));
     wait_for_policy_and_check_in(&agent);
+    // A healthy device: no problem to report.
+    let status = agent.status(&env_refs(&env));
+    assert_eq!(status["connection"]["state"], "checked_in", "{status}");
+    assert_eq!(status["problems"], serde_json::json!([]), "{status}");
+    assert!(status["offline_timer"]["deadline"].is_string(), "{status}");
 
     let out = controller.ctl(&["device", "revoke", &agent.device_id]);
     assert!(out.status.success(), "{}", stderr(&out));
