@@ -82,7 +82,13 @@ fn an_expired_certificate_and_a_restart_do_not_stop_the_offline_wipe() {
         "the agent exited:\n{}",
         agent.log_text()
     );
-    let status = agent.status(&env_refs(&env));
+    // The receipt file is written just before the timer records the wipe.
+    let status = eventually_blocking("status to show the wipe", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        status["offline_timer"]["wiped_at"]
+            .is_string()
+            .then_some(status)
+    });
     assert_eq!(status["certificate_expired"], true, "{status}");
     let codes = problem_codes(&status);
     assert!(codes.contains(&"certificate_expired".into()), "{status}");
@@ -101,8 +107,10 @@ fn an_expired_certificate_and_a_restart_do_not_stop_the_offline_wipe() {
     eventually_blocking("the agent to clear the receipt", DEADLINE, || {
         (!agent.state_dir.join("offline-wipe.json").exists()).then_some(())
     });
-    let status = agent.status(&env_refs(&env));
-    assert_eq!(status["offline_timer"]["receipt"], "reported", "{status}");
+    eventually_blocking("status to say the receipt was reported", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["offline_timer"]["receipt"] == "reported").then_some(())
+    });
 }
 
 #[test]
@@ -140,7 +148,10 @@ fn a_certificate_that_expired_while_offline_still_gets_its_receipt_to_the_contro
         problem_codes(&status).contains(&"certificate_expired".into()),
         "{status}"
     );
-    assert_eq!(status["offline_timer"]["receipt"], "reported", "{status}");
+    eventually_blocking("status to say the receipt was reported", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["offline_timer"]["receipt"] == "reported").then_some(())
+    });
     let log = agent.log_text();
     assert!(log.contains("its certificate has expired"), "{log}");
     let audit = json(&controller.ctl(&["audit", "list", "--output", "json"]));
@@ -217,11 +228,10 @@ fn a_server_certificate_from_an_unknown_ca_counts_as_silence() {
     let impostor = ControllerProcess::start_on(&tmp.path().join("impostor"), &listen);
     clock.set(2 * HOUR);
     wait_for_offline_wipe(&agent);
-    let status = agent.status(&env_refs(&env));
-    assert_eq!(
-        status["connection"]["state"], "untrusted_server",
-        "{status}"
-    );
+    eventually_blocking("status to name the untrusted server", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["connection"]["state"] == "untrusted_server").then_some(())
+    });
     assert!(impostor.devices().is_empty());
 }
 
