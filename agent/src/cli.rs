@@ -13,6 +13,7 @@ use crate::error::AgentError;
 use crate::run::{RunOptions, run};
 use crate::secrets::SecretStoreKind;
 use crate::state::StateDir;
+use crate::tpm::TpmChoice;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -67,10 +68,33 @@ enum Command {
         /// Controller URL; repeat for failover order [default: the one enrolled with]
         #[arg(long = "server", value_name = "URL")]
         servers: Vec<String>,
-        /// The messaging app's data directory: its data key is kept in the secret store and a
-        /// wipe destroys the key, then the files
+        /// The messaging app's data directory (owned by the app's user): the app gets its data
+        /// key over the local API, and a wipe destroys the key, then the files. Refused: /,
+        /// system directories, a person's whole home directory, the state directory or a
+        /// directory containing it, and one on another filesystem than / (unless
+        /// --allow-other-filesystem)
         #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR")]
         messaging_dir: Option<PathBuf>,
+        /// Accept a messaging directory on another filesystem than / (e.g. /home on its own
+        /// encrypted volume)
+        #[arg(long, requires = "messaging_dir")]
+        allow_other_filesystem: bool,
+        /// Where to keep a new messaging data key: auto (the TPM at /dev/tpmrm0 when it exists
+        /// and tpm2-tools is installed, else the secret store), none, or a TCTI such as
+        /// device:/dev/tpmrm0 or swtpm:path=/run/swtpm.sock (which must answer). A key made
+        /// earlier stays where it was made
+        #[arg(
+            long,
+            env = "WARD_AGENT_TPM",
+            default_value = "auto",
+            value_name = "auto|none|TCTI"
+        )]
+        tpm: TpmChoice,
+        /// The local API's socket [default: $RUNTIME_DIRECTORY/agent.sock under systemd
+        /// (/run/ward-agent/agent.sock), else STATE/agent.sock]. The messaging app's user must
+        /// be able to reach it
+        #[arg(long, env = "WARD_AGENT_SOCKET", value_name = "PATH")]
+        local_socket: Option<PathBuf>,
         /// A program that erases the whole device, run by `wipe --scope full` after the
         /// messaging wipe (it must be safe to run twice); without one, full wipes are refused
         #[arg(long, env = "WARD_FULL_ERASE_HOOK", value_name = "PATH")]
@@ -176,11 +200,25 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
         Command::Run {
             servers,
             messaging_dir,
+            allow_other_filesystem,
+            tpm,
+            local_socket,
             full_erase_hook,
             log_format,
             state,
         } => {
             init_tracing(log_format, "info");
+            let messaging_dir = messaging_dir
+                .map(|dir| {
+                    crate::messaging_dir::validate(
+                        &dir,
+                        &state.state_dir,
+                        allow_other_filesystem,
+                        &crate::messaging_dir::Reference::default(),
+                    )
+                    .map_err(|e| AgentError::Usage(e.to_string()))
+                })
+                .transpose()?;
             let servers = servers
                 .iter()
                 .map(|s| {
@@ -194,6 +232,8 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
                     servers,
                     messaging_dir,
                     full_erase_hook,
+                    tpm,
+                    local_socket,
                     clock,
                 },
                 shutdown_signal(),

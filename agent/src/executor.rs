@@ -14,7 +14,7 @@ use ward_proto::v1::{self, AcknowledgeRequest, DeviceCommand, ReportResultReques
 
 use crate::ledger::{Action, Entry, Ledger, Status};
 use crate::link::{CALL_TIMEOUT, Link};
-use crate::platform::Platform;
+use crate::platform::{ActionError, Platform};
 use crate::vault::{Vault, WipeStep};
 
 /// Work for the executor task.
@@ -257,22 +257,34 @@ impl Executor {
             receipt_signature: None,
         };
         match action {
-            Action::Lock { message } => match self.platform.lock_screens(message).await {
-                Ok(()) => {
-                    // The messaging app sees "locked" and gets no key until an unlock.
-                    if let Err(e) = ward_certs::files::replace_file(
-                        &crate::local_api::lock_file(&self.state_dir),
-                        b"",
-                        0o600,
-                    ) {
-                        return failed(format!(
-                            "the screens are locked but the lock could not be recorded: {e}"
-                        ));
-                    }
-                    done
+            Action::Lock { message } => {
+                let locked = self.platform.lock_screens(message).await;
+                if let Err(e) = &locked
+                    && !matches!(e, ActionError::NotVerified(_))
+                {
+                    return failed(format!("lock failed: {e}"));
                 }
-                Err(e) => failed(format!("lock failed: {e}")),
-            },
+                // The messaging app sees "locked" and gets no key until an unlock, also
+                // when no screen was seen locking.
+                let recorded = ward_certs::files::replace_file(
+                    &crate::local_api::lock_file(&self.state_dir),
+                    b"",
+                    0o600,
+                );
+                match (locked, recorded) {
+                    (Ok(()), Ok(())) => done,
+                    (Ok(()), Err(e)) => failed(format!(
+                        "the screens are locked but the lock could not be recorded: {e}"
+                    )),
+                    // Never "succeeded" without a session seen locked.
+                    (Err(e), Ok(())) => failed(format!(
+                        "{e}; the messaging key is withheld until `device unlock`"
+                    )),
+                    (Err(e), Err(record)) => failed(format!(
+                        "{e}; and the lock could not be recorded, so the messaging key is not withheld: {record}"
+                    )),
+                }
+            }
             Action::Unlock => match self.platform.unlock_screens().await {
                 Ok(()) => {
                     match std::fs::remove_file(crate::local_api::lock_file(&self.state_dir)) {
@@ -363,6 +375,7 @@ impl Executor {
             files_removed: journal.files_removed,
             bytes_removed: journal.bytes_removed,
             verified_empty: journal.verified_empty,
+            key_protection: Some(vault.protection_in(&journal)),
         };
         match body.sign(&self.device_key) {
             Ok(signed) => Status::Finished {
@@ -445,7 +458,8 @@ impl Executor {
     }
 }
 
-/// Runs the full-erase hook for command `id`; a description of what ran on success.
+/// Runs the full-erase hook for command `id`; on success, what is known: that the hook ran
+/// and exited 0. What it erased is the hook's business, never claimed as "device wiped".
 async fn run_hook(hook: &std::path::Path, id: &str, device_id: &str) -> Result<String, String> {
     let child = tokio::process::Command::new(hook)
         .env("WARD_COMMAND_ID", id)
@@ -464,7 +478,10 @@ async fn run_hook(hook: &std::path::Path, id: &str, device_id: &str) -> Result<S
     .map_err(|_| format!("{} did not finish within 10 minutes", hook.display()))?
     .map_err(|e| format!("{} failed: {e}", hook.display()))?;
     if output.status.success() {
-        Ok(format!("{} exited 0", hook.display()))
+        Ok(format!(
+            "hook ran: {} exited 0 (what it erased is not verified by Ward)",
+            hook.display()
+        ))
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let detail: String = stderr

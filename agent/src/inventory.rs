@@ -324,7 +324,7 @@ mod tests {
                     fs("/weird", "xfs", "/dev/sdz9", "unknown"),
                 ],
                 firewall: format!(
-                    "unknown: nft is not in {0}; iptables-save is not in {0}",
+                    "unknown: nft is not in {0}; iptables-save is not in {0}; ip6tables-save is not in {0}",
                     r.bin_dir.as_ref().unwrap().display()
                 ),
             }

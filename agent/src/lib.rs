@@ -20,6 +20,7 @@ pub mod inventory;
 pub mod ledger;
 pub mod link;
 pub mod local_api;
+pub mod messaging_dir;
 pub mod offline;
 pub mod platform;
 pub mod policy;
@@ -30,7 +31,9 @@ pub mod state;
 pub mod status;
 #[cfg(test)]
 mod test_support;
+pub mod tpm;
 pub mod vault;
+pub mod vault_fs;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

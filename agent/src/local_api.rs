@@ -1,6 +1,8 @@
-//! The local API the messaging app uses: a Unix socket in the state directory. Only the
-//! owner of the messaging directory (the app's user) and root may connect; the kernel's peer
-//! credentials say who is on the other end.
+//! The local API the messaging app uses: a Unix socket, by default in the runtime directory
+//! systemd makes for the agent (`RuntimeDirectory=ward-agent`: `/run/ward-agent/agent.sock`,
+//! the directory 0755 so the app's user can reach it), else in the state directory. The socket
+//! is 0666: anyone may connect, and the kernel's peer credentials decide who gets an answer:
+//! only the owner of the messaging directory (the app's user) and root.
 //!
 //! One JSON request per line, one JSON answer per line:
 //!
@@ -21,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
+use zeroize::Zeroizing;
 
 use crate::vault::{Vault, WipeStep};
 
@@ -33,16 +36,57 @@ struct Request {
     op: String,
 }
 
-#[derive(Debug, Serialize, PartialEq, Eq)]
+#[derive(Debug, Serialize)]
 pub struct Answer {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub state: Option<&'static str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub key: Option<String>,
+    pub key: Option<KeyText>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The data key in base64, as an answer carries it: a secret like the key itself, zeroized
+/// when dropped and never shown by `Debug`.
+pub struct KeyText(Zeroizing<String>);
+
+impl KeyText {
+    fn encode(key: &[u8]) -> Self {
+        // Sized up front: growing the string would leave copies of the key behind.
+        let mut text = Zeroizing::new(String::with_capacity(key.len().div_ceil(3) * 4));
+        STANDARD.encode_string(key, &mut text);
+        Self(text)
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for KeyText {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("KeyText(<redacted>)")
+    }
+}
+
+impl Serialize for KeyText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// One answer as the line sent to the app, in a buffer zeroized when dropped (it may carry
+/// the key).
+fn answer_line(answer: &Answer) -> Zeroizing<Vec<u8>> {
+    let mut line = Zeroizing::new(Vec::with_capacity(4 * 1024));
+    if serde_json::to_writer(&mut *line, answer).is_err() {
+        line.clear();
+        line.extend_from_slice(br#"{"error":"internal error"}"#);
+    }
+    line.push(b'\n');
+    line
 }
 
 /// What decides whether the key may be handed out: the vault, the lock marker the executor
@@ -154,7 +198,7 @@ impl Gate {
             "key" => match self.vault.key().await {
                 Ok(Some(key)) => Answer {
                     state: Some(state),
-                    key: Some(STANDARD.encode(key.as_slice())),
+                    key: Some(KeyText::encode(key.as_slice())),
                     ..none
                 },
                 Ok(None) => Answer {
@@ -204,11 +248,7 @@ async fn handle(stream: UnixStream, gate: &Gate, allowed_uid: u32) -> std::io::R
             key: None,
             error: Some(format!("uid {uid} may not use this socket")),
         };
-        write
-            .write_all(
-                format!("{}\n", serde_json::to_string(&refusal).unwrap_or_default()).as_bytes(),
-            )
-            .await?;
+        write.write_all(&answer_line(&refusal)).await?;
         return Ok(());
     }
     let mut lines = BufReader::new(read.take(64 * 1024)).lines();
@@ -223,11 +263,7 @@ async fn handle(stream: UnixStream, gate: &Gate, allowed_uid: u32) -> std::io::R
         } else {
             gate.answer(&line).await
         };
-        write
-            .write_all(
-                format!("{}\n", serde_json::to_string(&answer).unwrap_or_default()).as_bytes(),
-            )
-            .await?;
+        write.write_all(&answer_line(&answer)).await?;
     }
     Ok(())
 }
@@ -237,9 +273,56 @@ pub fn permitted(peer_uid: u32, app_uid: u32) -> bool {
     peer_uid == app_uid || peer_uid == 0
 }
 
-/// The uid that owns `dir`: the messaging app's user.
-pub fn owner_of(dir: &Path) -> std::io::Result<u32> {
-    Ok(std::fs::metadata(dir)?.uid())
+/// The uid and gid that own `dir`: the messaging app's user.
+pub fn owner_of(dir: &Path) -> std::io::Result<(u32, u32)> {
+    let meta = std::fs::metadata(dir)?;
+    Ok((meta.uid(), meta.gid()))
+}
+
+/// Where the socket goes: `explicit` (`--local-socket`), else the runtime directory systemd
+/// made (`$RUNTIME_DIRECTORY`, its first entry), else the state directory.
+pub fn socket_path(explicit: Option<&Path>, state_dir: &Path) -> PathBuf {
+    if let Some(path) = explicit {
+        return path.to_path_buf();
+    }
+    let runtime = std::env::var_os("RUNTIME_DIRECTORY")
+        .and_then(|dirs| std::env::split_paths(&dirs).next())
+        .filter(|dir| !dir.as_os_str().is_empty());
+    runtime
+        .unwrap_or_else(|| state_dir.to_path_buf())
+        .join("agent.sock")
+}
+
+/// Why the user `uid` (primary group `gid`) cannot reach `socket`, if a directory on the way
+/// does not let it through (supplementary groups are not considered).
+pub fn unreachable_for(socket: &Path, uid: u32, gid: u32) -> Option<String> {
+    if uid == 0 {
+        return None;
+    }
+    let absolute = std::path::absolute(socket).ok()?;
+    for dir in absolute.ancestors().skip(1) {
+        let Ok(meta) = std::fs::metadata(dir) else {
+            continue;
+        };
+        let mode = meta.permissions().mode();
+        let search = if meta.uid() == uid {
+            mode & 0o100
+        } else if meta.gid() == gid {
+            mode & 0o010
+        } else {
+            mode & 0o001
+        };
+        if search == 0 {
+            return Some(format!(
+                "{} (mode {:o}, owner uid {}) does not let uid {uid} through to {}: the messaging app cannot reach the key. Put the socket in a directory it can reach (systemd: RuntimeDirectory=ward-agent, the default; or --local-socket PATH)",
+                dir.display(),
+                mode & 0o7777,
+                meta.uid(),
+                socket.display()
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ async fn the_key_is_handed_out_only_while_ok() {
     let ok = gate.answer(r#"{"op":"key"}"#).await;
     assert_eq!(ok.state, Some("ok"));
     assert_eq!(
-        STANDARD.decode(ok.key.unwrap()).unwrap().len(),
+        STANDARD.decode(ok.key.unwrap().expose()).unwrap().len(),
         crate::vault::KEY_BYTES
     );
 
@@ -100,7 +100,7 @@ async fn bad_requests_get_clear_errors() {
 async fn the_socket_answers_its_owner() {
     let (tmp, gate) = gate().await;
     let path = tmp.path().join("agent.sock");
-    let me = owner_of(tmp.path()).unwrap();
+    let (me, _) = owner_of(tmp.path()).unwrap();
     let server = tokio::spawn(serve(path.clone(), gate, me));
     let stream = crate::test_support::connect_when_ready(&path).await;
     let (read, mut write) = stream.into_split();
@@ -117,4 +117,58 @@ fn only_the_app_user_and_root_are_permitted() {
     assert!(permitted(0, 1000));
     assert!(!permitted(1001, 1000));
     assert!(!permitted(65534, 1000));
+}
+
+#[tokio::test]
+async fn the_key_never_shows_in_debug_output() {
+    let (_tmp, gate) = gate().await;
+    let answer = gate.answer(r#"{"op":"key"}"#).await;
+    let key = answer.key.as_ref().unwrap().expose().to_owned();
+    let shown = format!("{answer:?}");
+    assert!(!shown.contains(&key), "{shown}");
+    assert!(shown.contains("redacted"));
+    let line = answer_line(&answer);
+    assert!(String::from_utf8_lossy(&line).contains(&key));
+}
+
+#[test]
+fn the_socket_goes_to_the_runtime_directory_systemd_made() {
+    let state = Path::new("/var/lib/ward-agent");
+    assert_eq!(
+        socket_path(Some(Path::new("/run/x.sock")), state),
+        Path::new("/run/x.sock")
+    );
+    // RUNTIME_DIRECTORY is read from the environment; this test process has none set by
+    // systemd, so the state directory is the fallback.
+    if std::env::var_os("RUNTIME_DIRECTORY").is_none() {
+        assert_eq!(socket_path(None, state), state.join("agent.sock"));
+    }
+}
+
+#[test]
+fn a_directory_the_app_user_cannot_cross_is_named() {
+    let tmp = tempfile::tempdir().unwrap();
+    let closed = tmp.path().join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let (owner, group) = owner_of(&closed).unwrap();
+    let stranger = owner.wrapping_add(4242);
+    let why = unreachable_for(
+        &closed.join("agent.sock"),
+        stranger,
+        group.wrapping_add(4242),
+    )
+    .unwrap();
+    assert!(why.contains(&closed.display().to_string()), "{why}");
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    assert_eq!(
+        unreachable_for(
+            &closed.join("agent.sock"),
+            stranger,
+            group.wrapping_add(4242)
+        ),
+        None
+    );
+    assert_eq!(unreachable_for(&closed.join("agent.sock"), 0, 0), None);
 }

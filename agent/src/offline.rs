@@ -361,7 +361,7 @@ async fn wipe(
         .as_deref()
         .and_then(crate::parse_rfc3339)
         .unwrap_or(now);
-    let receipt = sign(wiper, &journal, key_destroyed, at).await;
+    let receipt = sign(wiper, vault, &journal, key_destroyed, at).await;
     timer.wiped(at, receipt);
     match receipt {
         ReceiptState::Unsigned => error!(
@@ -376,6 +376,7 @@ async fn wipe(
 
 async fn sign(
     wiper: &Wiper,
+    vault: &Vault,
     journal: &WipeJournal,
     key_destroyed: bool,
     at: OffsetDateTime,
@@ -397,6 +398,7 @@ async fn sign(
         bytes_removed: journal.bytes_removed,
         verified_empty: journal.verified_empty,
         full_erase: None,
+        key_protection: Some(vault.protection_in(journal)),
     };
     let signed = match body.sign(&key) {
         Ok(signed) => signed,

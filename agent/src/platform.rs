@@ -18,11 +18,15 @@ pub enum ActionError {
     Unsupported(String),
     #[error("{0}")]
     Failed(String),
+    /// The action ran, but its effect was not seen: never reported as done.
+    #[error("not verified: {0}")]
+    NotVerified(String),
 }
 
 #[async_trait::async_trait]
 pub trait Platform: Send + Sync {
-    /// Locks every graphical session. `message` is shown where the platform can.
+    /// Locks every graphical session and sees them locked; `NotVerified` when the lock was
+    /// asked for but no session was seen locked. `message` is shown where the platform can.
     async fn lock_screens(&self, message: &str) -> Result<(), ActionError>;
 
     async fn unlock_screens(&self) -> Result<(), ActionError>;
@@ -58,11 +62,18 @@ struct Survey {
     packages: checks::packages::Installed,
 }
 
-/// Linux: systemd-logind's `loginctl lock-sessions` / `unlock-sessions` for screens; sysfs,
-/// mountinfo, PAM and dconf files for compliance, read under configurable roots.
+/// How long a lock may take to show in logind's `LockedHint` (the desktop's screen locker
+/// sets it once its lock screen is up).
+const LOCK_WAIT: Duration = Duration::from_secs(5);
+
+/// Linux: systemd-logind's `loginctl lock-sessions` / `unlock-sessions` for screens, a lock
+/// confirmed by each graphical session's `LockedHint`; sysfs, mountinfo, PAM and dconf files
+/// for compliance, read under configurable roots.
 #[derive(Debug)]
 pub struct LinuxPlatform {
     loginctl: PathBuf,
+    /// How long to wait for sessions to report themselves locked.
+    lock_wait: Duration,
     roots: Roots,
     /// The last OS-updates verdict: when, for which maximum age, and what it was.
     updates: std::sync::Mutex<Option<(std::time::Instant, u32, Outcome)>>,
@@ -83,6 +94,7 @@ impl LinuxPlatform {
     pub fn new(loginctl: PathBuf, roots: Roots) -> Self {
         Self {
             loginctl,
+            lock_wait: LOCK_WAIT,
             roots,
             updates: std::sync::Mutex::new(None),
             survey: std::sync::Mutex::new(None),
@@ -130,12 +142,15 @@ impl LinuxPlatform {
         outcome
     }
 
-    async fn loginctl(&self, verb: &str) -> Result<(), ActionError> {
+    /// Runs `loginctl ARGS`; its standard output.
+    async fn loginctl(&self, args: &[&str]) -> Result<String, ActionError> {
         let program = self.loginctl.display();
+        let verb = args.join(" ");
         let child = tokio::process::Command::new(&self.loginctl)
-            .arg(verb)
+            .args(args)
+            .env("LC_ALL", "C")
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
+            .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
             .spawn();
@@ -155,7 +170,7 @@ impl LinuxPlatform {
             })?
             .map_err(|e| ActionError::Failed(format!("{program} {verb} failed: {e}")))?;
         if output.status.success() {
-            return Ok(());
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
         let detail: String = stderr
@@ -174,17 +189,97 @@ impl LinuxPlatform {
             }
         )))
     }
+
+    /// The graphical user sessions logind knows, with whether each reports itself locked.
+    async fn graphical_sessions(&self) -> Result<Vec<Session>, ActionError> {
+        let listed = self.loginctl(&["list-sessions", "--no-legend"]).await?;
+        let mut sessions = Vec::new();
+        for id in listed.lines().filter_map(|l| l.split_whitespace().next()) {
+            let shown = self
+                .loginctl(&[
+                    "show-session",
+                    id,
+                    "-p",
+                    "Type",
+                    "-p",
+                    "Class",
+                    "-p",
+                    "Name",
+                    "-p",
+                    "LockedHint",
+                ])
+                .await?;
+            let property = |key: &str| {
+                shown
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+                    .unwrap_or("")
+                    .trim()
+                    .to_owned()
+            };
+            let kind = property("Type");
+            // Greeters and lock-screen sessions are not a user's desktop; tty and ssh
+            // sessions have no screen to lock.
+            if property("Class") == "user" && matches!(kind.as_str(), "x11" | "wayland" | "mir") {
+                sessions.push(Session {
+                    id: id.to_owned(),
+                    user: property("Name"),
+                    kind,
+                    locked: property("LockedHint") == "yes",
+                });
+            }
+        }
+        Ok(sessions)
+    }
+}
+
+/// A graphical session as logind describes it.
+struct Session {
+    id: String,
+    user: String,
+    kind: String,
+    locked: bool,
 }
 
 #[async_trait::async_trait]
 impl Platform for LinuxPlatform {
     async fn lock_screens(&self, _message: &str) -> Result<(), ActionError> {
         // logind has no lock-screen text; the message stays in the command record.
-        self.loginctl("lock-sessions").await
+        self.loginctl(&["lock-sessions"]).await?;
+        // lock-sessions only asks each session's screen locker; LockedHint says it did.
+        let deadline = tokio::time::Instant::now() + self.lock_wait;
+        loop {
+            let sessions = self.graphical_sessions().await.map_err(|e| {
+                ActionError::NotVerified(format!(
+                    "loginctl lock-sessions ran, but the sessions could not be read: {e}"
+                ))
+            })?;
+            if sessions.is_empty() {
+                return Err(ActionError::NotVerified(
+                    "loginctl lock-sessions ran, but no graphical session is open, so none was seen locked".into(),
+                ));
+            }
+            let unlocked: Vec<String> = sessions
+                .iter()
+                .filter(|s| !s.locked)
+                .map(|s| format!("{} ({}, {})", s.id, s.user, s.kind))
+                .collect();
+            if unlocked.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ActionError::NotVerified(format!(
+                    "loginctl lock-sessions ran, but session {} did not report LockedHint=yes within {} s (its desktop may have no screen locker)",
+                    unlocked.join(", "),
+                    self.lock_wait.as_secs_f32()
+                )));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     async fn unlock_screens(&self) -> Result<(), ActionError> {
-        self.loginctl("unlock-sessions").await
+        self.loginctl(&["unlock-sessions"]).await.map(|_| ())
     }
 
     fn compliance(
@@ -337,6 +432,87 @@ mod tests {
         let err = p.lock_screens("").await.unwrap_err();
         assert!(
             matches!(&err, ActionError::Failed(m) if m.contains("no session")),
+            "{err}"
+        );
+    }
+
+    /// A fake `loginctl` with two sessions: 2, alice's X11 desktop, and 3, bob's ssh login.
+    /// `lock-sessions` records that it ran; alice's session reports LockedHint=`after_lock`
+    /// once it has, "no" before.
+    fn fake_loginctl(dir: &Path, after_lock: &str, sessions: &str) -> LinuxPlatform {
+        let script = dir.join("loginctl");
+        let ran = dir.join("locked");
+        std::fs::write(
+            &script,
+            format!(
+                r#"#!/bin/sh
+case "$1" in
+lock-sessions) touch '{ran}' ;;
+list-sessions) printf '{sessions}' ;;
+show-session)
+  hint=no; [ -e '{ran}' ] && hint={after_lock}
+  case "$2" in
+  2) printf 'Type=x11\nClass=user\nName=alice\nLockedHint=%s\n' "$hint" ;;
+  3) printf 'Type=tty\nClass=user\nName=bob\nLockedHint=no\n' ;;
+  *) echo "Failed to get session: No session '$2' known" >&2; exit 1 ;;
+  esac ;;
+*) exit 1 ;;
+esac
+"#,
+                ran = ran.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        let mut p = LinuxPlatform::new(script, Roots::default());
+        p.lock_wait = Duration::from_millis(500);
+        p
+    }
+
+    const BOTH: &str = "      2 1000 alice seat0 tty2\n      3 1001 bob   -     pts/0\n";
+
+    #[tokio::test]
+    async fn a_lock_succeeds_only_when_the_session_reports_itself_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(
+            fake_loginctl(dir.path(), "yes", BOTH)
+                .lock_screens("")
+                .await,
+            Ok(())
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lock_no_session_confirms_is_not_verified() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = fake_loginctl(dir.path(), "no", BOTH)
+            .lock_screens("")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ActionError::NotVerified(m)
+                if m.contains("session 2 (alice, x11) did not report LockedHint=yes")),
+            "{err}"
+        );
+        // bob's ssh session has no screen: it is not waited for, and not counted as locked.
+        let dir = tempfile::tempdir().unwrap();
+        let err = fake_loginctl(dir.path(), "yes", "      3 1001 bob - pts/0\n")
+            .lock_screens("")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ActionError::NotVerified(m) if m.contains("no graphical session is open")),
+            "{err}"
+        );
+        // A session list logind cannot describe: not verified either.
+        let dir = tempfile::tempdir().unwrap();
+        let err = fake_loginctl(dir.path(), "yes", "      9 1000 eve seat0 tty3\n")
+            .lock_screens("")
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, ActionError::NotVerified(m) if m.contains("No session '9' known")),
             "{err}"
         );
     }

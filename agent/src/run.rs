@@ -48,6 +48,10 @@ pub struct RunOptions {
     pub messaging_dir: Option<PathBuf>,
     /// A program that erases the whole device, run by full wipes.
     pub full_erase_hook: Option<PathBuf>,
+    /// Where a new messaging data key goes (`ward-agent run --tpm`).
+    pub tpm: crate::tpm::TpmChoice,
+    /// The local API's socket; `None`: see [`local_api::socket_path`].
+    pub local_socket: Option<PathBuf>,
     /// The agent's clock: the machine's, unless a test sets one.
     pub clock: SharedClock,
 }
@@ -58,6 +62,8 @@ impl Default for RunOptions {
             servers: Vec::new(),
             messaging_dir: None,
             full_erase_hook: None,
+            tpm: crate::tpm::TpmChoice::default(),
+            local_socket: None,
             clock: crate::clock::system(),
         }
     }
@@ -113,10 +119,16 @@ pub async fn run(
     ));
     let vault = match &options.messaging_dir {
         Some(path) => Some(Arc::new(
-            Vault::open(path, dir.root(), state.secret_store, &state.device_id)
-                .await
-                .map_err(|e| AgentError::Failed(e.to_string()))?
-                .with_clock(clock.clone()),
+            Vault::open_with(
+                path,
+                dir.root(),
+                state.secret_store,
+                &state.device_id,
+                &options.tpm,
+            )
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?
+            .with_clock(clock.clone()),
         )),
         None => None,
     };
@@ -131,7 +143,7 @@ pub async fn run(
             state_dir: dir.root().to_path_buf(),
         },
     )));
-    let _local_api = start_local_api(dir, vault.as_ref(), options.messaging_dir.as_ref())?;
+    let _local_api = start_local_api(dir, &options, vault.as_ref())?;
     let agent = Agent {
         dir,
         options: &options,
@@ -184,20 +196,23 @@ pub async fn run(
 
 fn start_local_api(
     dir: &StateDir,
+    options: &RunOptions,
     vault: Option<&Arc<Vault>>,
-    messaging_dir: Option<&PathBuf>,
 ) -> Result<Option<Task>, AgentError> {
-    let (Some(vault), Some(messaging_dir)) = (vault, messaging_dir) else {
+    let (Some(vault), Some(messaging_dir)) = (vault, options.messaging_dir.as_ref()) else {
         return Ok(None);
     };
-    let app_uid = local_api::owner_of(messaging_dir)
+    let (app_uid, app_gid) = local_api::owner_of(messaging_dir)
         .map_err(|e| AgentError::Failed(format!("{}: {e}", messaging_dir.display())))?;
     let gate = Arc::new(local_api::Gate {
         vault: vault.clone(),
         state_dir: dir.root().to_path_buf(),
     });
-    let socket = dir.root().join("agent.sock");
-    info!(socket = %socket.display(), app_uid, "local API for the messaging app");
+    let socket = local_api::socket_path(options.local_socket.as_deref(), dir.root());
+    info!(socket = %socket.display(), app_uid, key_protection = %vault.protection(), "local API for the messaging app");
+    if let Some(why) = local_api::unreachable_for(&socket, app_uid, app_gid) {
+        error!("{why}");
+    }
     Ok(Some(Task(tokio::spawn(async move {
         if let Err(e) = local_api::serve(socket, gate, app_uid).await {
             error!(error = %e, "the local API stopped");

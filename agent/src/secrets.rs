@@ -187,8 +187,8 @@ impl SecretStore {
     /// The raw secret, or `None` when there is none.
     pub async fn get_bytes(&self) -> Result<Option<Zeroizing<Vec<u8>>>, SecretError> {
         match self {
-            SecretStore::File { path } => match std::fs::read(path) {
-                Ok(bytes) => Ok(Some(Zeroizing::new(bytes))),
+            SecretStore::File { path } => match read_no_follow(path) {
+                Ok(bytes) => Ok(Some(bytes)),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
                 Err(source) => Err(SecretError::FileRead {
                     path: path.display().to_string(),
@@ -237,13 +237,14 @@ impl SecretStore {
     pub async fn get(&self) -> Result<PrivateKeyDer, SecretError> {
         match self {
             SecretStore::File { path } => {
-                let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-                    SecretError::FileRead {
-                        path: path.display().to_string(),
-                        source,
-                    }
-                })?);
-                PrivateKeyDer::from_pem(&text).map_err(|_| SecretError::Damaged {
+                let bytes = read_no_follow(path).map_err(|source| SecretError::FileRead {
+                    path: path.display().to_string(),
+                    source,
+                })?;
+                let text = std::str::from_utf8(&bytes).map_err(|_| SecretError::Damaged {
+                    path: path.display().to_string(),
+                })?;
+                PrivateKeyDer::from_pem(text).map_err(|_| SecretError::Damaged {
                     path: path.display().to_string(),
                 })
             }
@@ -259,27 +260,44 @@ impl SecretStore {
     }
 }
 
-/// Overwrites a file with zeros, syncs, unlinks it and syncs its directory.
+/// Reads a secret file, refusing a symbolic link in its place (opened `O_NOFOLLOW`), into a
+/// buffer sized up front (growing it would leave copies behind) that is zeroized on drop.
+fn read_no_follow(path: &std::path::Path) -> std::io::Result<Zeroizing<Vec<u8>>> {
+    use std::io::Read;
+    let mut file = crate::vault_fs::open_no_follow(path)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(0);
+    let mut bytes = Zeroizing::new(Vec::with_capacity(len + 1));
+    file.by_ref()
+        .take(u64::try_from(len).unwrap_or(0))
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Overwrites a file with zeros, syncs, unlinks it and syncs its directory. A symbolic link
+/// (or anything but a regular file with one link) in its place is only unlinked: nothing is
+/// written through it.
 pub fn destroy_file(path: &std::path::Path) -> std::io::Result<()> {
-    use std::io::Write;
-    let len = match std::fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_file() => meta.len(),
-        Ok(_) => return std::fs::remove_file(path),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
+    use rustix::fs::{Mode, OFlags};
+    let fd = match rustix::fs::openat(
+        rustix::fs::CWD,
+        path,
+        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => Some(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(()),
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NXIO) => None,
+        Err(e) => return Err(e.into()),
     };
-    let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
-    let zeros = [0u8; 64 * 1024];
-    let mut left = len;
-    while left > 0 {
-        let n = usize::try_from(left.min(zeros.len() as u64)).unwrap_or(zeros.len());
-        file.write_all(&zeros[..n])?;
-        left -= n as u64;
+    if let Some(fd) = fd {
+        let mut file = std::fs::File::from(fd);
+        let meta = file.metadata()?;
+        if meta.is_file() && std::os::unix::fs::MetadataExt::nlink(&meta) == 1 {
+            crate::vault_fs::zero_fill(&mut file, meta.len())?;
+        }
     }
-    file.sync_all()?;
-    drop(file);
     std::fs::remove_file(path)?;
-    if let Some(dir) = path.parent() {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::File::open(dir)?.sync_all()?;
     }
     Ok(())

@@ -1,21 +1,31 @@
 //! The messaging-data vault: the messaging app's data directory and its data key.
 //!
-//! The key lives in the secret store; the app encrypts its data with it. A wipe destroys the
-//! key first (crypto-erase: after that, whatever the app encrypted is unrecoverable even if
-//! the files survive), then overwrites and deletes every file, syncs, and checks the directory
-//! is empty. Each step is recorded in a journal before the next begins, so an agent killed
-//! mid-wipe resumes at its next start instead of starting over or forgetting.
+//! The key lives in a TPM 2.0 where there is one (an NV index: it never rests on disk), else in
+//! the OS secret store where the agent was enrolled with one, else in a 0600 file; the vault
+//! records which ([`KeyProtection`]) and every wipe journal and receipt carries it. The app
+//! encrypts its data with the key. A wipe destroys the key first (crypto-erase: after that,
+//! whatever the app encrypted is unrecoverable even if the files survive), then overwrites
+//! and deletes every file through file descriptors ([`crate::vault_fs`]: no local user can
+//! redirect it with a symbolic link), syncs, and checks the directory is empty. Each step is
+//! recorded in a journal before the next begins, so an agent killed mid-wipe resumes at its
+//! next start instead of starting over or forgetting.
 //!
 //! Overwriting files is best effort on SSDs and copy-on-write filesystems; the key's
-//! destruction is what makes the data unrecoverable.
+//! destruction is what makes the data unrecoverable, and only a key held in the TPM is gone
+//! from every copy of the disk.
 
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use tracing::info;
+use tracing::{info, warn};
 use ward_certs::files::replace_file;
+pub use ward_certs::receipt::KeyProtection;
+use zeroize::Zeroizing;
 
 use crate::secrets::{SecretStore, SecretStoreKind, destroy_file};
+use crate::tpm::{NvState, Tpm, TpmChoice, TpmError};
+use crate::vault_fs::{self, Walk, WalkError};
 
 /// The data key's size.
 pub const KEY_BYTES: usize = 32;
@@ -44,6 +54,9 @@ pub struct WipeJournal {
     pub found: Option<(u64, u64)>,
     pub verified_empty: bool,
     pub completed_at: Option<String>,
+    /// Where the destroyed key was held (absent in journals written before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_protection: Option<KeyProtection>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,14 +72,37 @@ pub enum VaultError {
     },
     #[error("the messaging data key: {0}")]
     Key(String),
+    #[error("the messaging data key in the TPM: {0}")]
+    Tpm(#[from] TpmError),
     #[error("wipe journal {path} is damaged: {why}")]
     Journal { path: String, why: String },
+    #[error("{path} is damaged: {why}")]
+    Record { path: String, why: String },
+}
+
+/// Where the key lives (`STATE/messaging-key.json`), written before the key is made, so a
+/// restart never looks for it elsewhere or silently makes a weaker one.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyRecord {
+    protection: KeyProtection,
+    /// The TPM NV index, e.g. "0x01300057".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nv_index: Option<String>,
+}
+
+#[derive(Debug)]
+enum KeyHome {
+    Tpm { tpm: Tpm, auth: PathBuf },
+    Store(SecretStore),
 }
 
 #[derive(Debug)]
 pub struct Vault {
+    /// Canonical: the wipe refuses a symbolic link found in it later.
     dir: PathBuf,
-    key: SecretStore,
+    home: KeyHome,
+    protection: KeyProtection,
     journal: PathBuf,
     clock: crate::clock::SharedClock,
 }
@@ -78,39 +114,196 @@ fn io(path: &Path, source: std::io::Error) -> VaultError {
     }
 }
 
+fn walk_error(e: WalkError) -> VaultError {
+    VaultError::Io {
+        path: e.path,
+        source: e.source,
+    }
+}
+
+fn key_err(e: impl std::fmt::Display) -> VaultError {
+    VaultError::Key(e.to_string())
+}
+
+fn store_protection(kind: SecretStoreKind) -> KeyProtection {
+    match kind {
+        SecretStoreKind::File => KeyProtection::FileBestEffort,
+        SecretStoreKind::Keyring => KeyProtection::Keyring,
+    }
+}
+
+fn record_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("messaging-key.json")
+}
+
 impl Vault {
-    /// Opens the vault for `messaging_dir`, creating the directory (0700) and, unless a wipe
-    /// has happened, the data key.
+    /// Opens the vault for `messaging_dir` without a TPM (the key in `kind`'s store).
     pub async fn open(
         messaging_dir: &Path,
         state_dir: &Path,
         kind: SecretStoreKind,
         device_id: &str,
     ) -> Result<Self, VaultError> {
-        if !messaging_dir.is_dir() {
-            return Err(VaultError::Missing(messaging_dir.display().to_string()));
-        }
-        let vault = Self {
-            dir: messaging_dir.to_path_buf(),
-            key: SecretStore::named(
-                kind,
-                state_dir.join("messaging.key"),
-                "messaging-key",
-                device_id,
-            ),
-            journal: state_dir.join("wipe-journal.json"),
+        Self::open_with(messaging_dir, state_dir, kind, device_id, &TpmChoice::None).await
+    }
+
+    /// Opens the vault for `messaging_dir` (which must exist) and, unless a wipe has happened,
+    /// makes the data key: in the TPM `tpm` finds, else in `kind`'s store. A key made earlier
+    /// stays where it was made.
+    pub async fn open_with(
+        messaging_dir: &Path,
+        state_dir: &Path,
+        kind: SecretStoreKind,
+        device_id: &str,
+        tpm: &TpmChoice,
+    ) -> Result<Self, VaultError> {
+        let dir = match std::fs::canonicalize(messaging_dir) {
+            Ok(dir) if dir.is_dir() => dir,
+            Ok(_) => {
+                return Err(io(
+                    messaging_dir,
+                    std::io::Error::other("is a file, not a directory"),
+                ));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(VaultError::Missing(messaging_dir.display().to_string()));
+            }
+            Err(e) => return Err(io(messaging_dir, e)),
+        };
+        let journal = state_dir.join("wipe-journal.json");
+        let store = SecretStore::named(
+            kind,
+            state_dir.join("messaging.key"),
+            "messaging-key",
+            device_id,
+        );
+        let record_file = record_path(state_dir);
+        let mut vault = Self {
+            dir,
+            home: KeyHome::Store(store.clone()),
+            protection: store_protection(kind),
+            journal,
             clock: crate::clock::system(),
         };
+        match read_record(&record_file)? {
+            Some(record) => vault.home_from(record, store, state_dir, tpm)?,
+            None => {
+                // A key made before the vault kept a record (or already wiped) stays where
+                // it is; a new one goes to the TPM where there is one.
+                let existing = vault.journal()?.is_some() || vault.key_present().await?;
+                if !existing && let Some(t) = usable_tpm(tpm).await? {
+                    vault.home = KeyHome::Tpm {
+                        tpm: t,
+                        auth: crate::tpm::auth_file(state_dir),
+                    };
+                    vault.protection = KeyProtection::Tpm;
+                }
+                vault.write_record(&record_file)?;
+            }
+        }
         if vault.journal()?.is_none() && !vault.key_present().await? {
-            let key: zeroize::Zeroizing<[u8; KEY_BYTES]> = zeroize::Zeroizing::new(rand::random());
-            vault
-                .key
-                .put_bytes(key.as_ref())
-                .await
-                .map_err(|e| VaultError::Key(e.to_string()))?;
-            info!(dir = %messaging_dir.display(), "messaging data key created");
+            vault.create_key().await?;
+            info!(dir = %vault.dir.display(), key_protection = %vault.protection, "messaging data key created");
         }
         Ok(vault)
+    }
+
+    fn home_from(
+        &mut self,
+        record: KeyRecord,
+        store: SecretStore,
+        state_dir: &Path,
+        choice: &TpmChoice,
+    ) -> Result<(), VaultError> {
+        self.protection = record.protection;
+        if record.protection != KeyProtection::Tpm && matches!(choice, TpmChoice::Tcti(_)) {
+            warn!(
+                key_protection = %record.protection,
+                "--tpm is given, but the messaging key was made earlier outside the TPM and stays where it is (receipts say so); to move it into the TPM, retire the device and enroll it again"
+            );
+        }
+        self.home = match record.protection {
+            KeyProtection::Tpm => {
+                let index = record
+                    .nv_index
+                    .as_deref()
+                    .and_then(|i| i.strip_prefix("0x"))
+                    .and_then(|hex| u32::from_str_radix(hex, 16).ok())
+                    .ok_or_else(|| VaultError::Record {
+                        path: record_path(state_dir).display().to_string(),
+                        why: "a TPM key without its NV index".into(),
+                    })?;
+                let Some(tpm) = choice.resolve() else {
+                    return Err(VaultError::Key(format!(
+                        "it is held in a TPM (NV index {index:#010x}) but no TPM is available (--tpm {choice}): give the TPM with --tpm TCTI, e.g. --tpm device:/dev/tpmrm0"
+                    )));
+                };
+                KeyHome::Tpm {
+                    tpm: tpm.with_index(index),
+                    auth: crate::tpm::auth_file(state_dir),
+                }
+            }
+            // The store the record names, whatever the enrollment's choice is now.
+            KeyProtection::Keyring => KeyHome::Store(match store {
+                SecretStore::Keyring { .. } => store,
+                SecretStore::File { .. } => {
+                    return Err(VaultError::Key(
+                        "it is held in the OS keyring, but this device's secret store is a file"
+                            .into(),
+                    ));
+                }
+            }),
+            KeyProtection::FileBestEffort => KeyHome::Store(match store {
+                SecretStore::File { .. } => store,
+                SecretStore::Keyring { .. } => SecretStore::File {
+                    path: state_dir.join("messaging.key"),
+                },
+            }),
+        };
+        Ok(())
+    }
+
+    fn write_record(&self, path: &Path) -> Result<(), VaultError> {
+        let record = KeyRecord {
+            protection: self.protection,
+            nv_index: match &self.home {
+                KeyHome::Tpm { tpm, .. } => Some(format!("{:#010x}", tpm.index())),
+                KeyHome::Store(_) => None,
+            },
+        };
+        let bytes = serde_json::to_vec_pretty(&record).map_err(|e| VaultError::Record {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        replace_file(path, &bytes, 0o600).map_err(|e| io(path, e))
+    }
+
+    async fn create_key(&self) -> Result<(), VaultError> {
+        let key: Zeroizing<[u8; KEY_BYTES]> = Zeroizing::new(rand::random());
+        match &self.home {
+            KeyHome::Store(store) => store.put_bytes(key.as_ref()).await.map_err(key_err),
+            KeyHome::Tpm { tpm, auth } => {
+                match tpm.state().await? {
+                    NvState::Absent => {
+                        if std::fs::symlink_metadata(auth).is_err() {
+                            let secret: Zeroizing<[u8; 32]> = Zeroizing::new(rand::random());
+                            ward_certs::files::create_secret_file(auth, secret.as_ref())
+                                .map_err(|e| io(auth, e))?;
+                        }
+                        tpm.define(auth).await?;
+                    }
+                    // Ours from an interrupted start (our authorization opens it), or
+                    // someone else's (it does not).
+                    NvState::Unwritten | NvState::Written => {
+                        if std::fs::symlink_metadata(auth).is_err() {
+                            return Err(TpmError::IndexInUse { index: tpm.index() }.into());
+                        }
+                    }
+                }
+                tpm.write(auth, key.as_ref()).await?;
+                Ok(())
+            }
+        }
     }
 
     /// Stamps the journal with `clock` (the agent's) instead of the system clock.
@@ -123,21 +316,56 @@ impl Vault {
         &self.dir
     }
 
+    /// Where the key is held.
+    pub fn protection(&self) -> KeyProtection {
+        self.protection
+    }
+
+    /// Where the key a wipe destroyed was held (journals from before the field: this vault's).
+    pub fn protection_in(&self, journal: &WipeJournal) -> KeyProtection {
+        journal.key_protection.unwrap_or(self.protection)
+    }
+
     /// The data key, or `None` after a wipe.
-    pub async fn key(&self) -> Result<Option<zeroize::Zeroizing<Vec<u8>>>, VaultError> {
-        self.key
-            .get_bytes()
-            .await
-            .map_err(|e| VaultError::Key(e.to_string()))
+    pub async fn key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
+        match &self.home {
+            KeyHome::Store(store) => store.get_bytes().await.map_err(key_err),
+            KeyHome::Tpm { tpm, auth } => match tpm.state().await? {
+                NvState::Written => Ok(Some(tpm.read(auth).await?)),
+                NvState::Absent | NvState::Unwritten => Ok(None),
+            },
+        }
     }
 
     pub async fn key_present(&self) -> Result<bool, VaultError> {
-        Ok(self
-            .key
-            .get_bytes()
-            .await
-            .map_err(|e| VaultError::Key(e.to_string()))?
-            .is_some())
+        match &self.home {
+            KeyHome::Store(store) => Ok(store.get_bytes().await.map_err(key_err)?.is_some()),
+            KeyHome::Tpm { tpm, .. } => Ok(tpm.state().await? == NvState::Written),
+        }
+    }
+
+    /// Destroys the key: in the TPM, overwritten then deleted (the index undefined), then its
+    /// authorization file; in a store, deleted (a file overwritten first).
+    async fn destroy_key(&self) -> Result<(), VaultError> {
+        match &self.home {
+            KeyHome::Store(store) => store.destroy().await.map_err(key_err),
+            KeyHome::Tpm { tpm, auth } => {
+                if tpm.state().await? != NvState::Absent {
+                    if std::fs::symlink_metadata(auth).is_err() {
+                        return Err(VaultError::Key(format!(
+                            "the TPM's NV index {:#010x} is still defined but its authorization file {} is gone: delete it with tpm2_nvundefine {:#010x} -C o",
+                            tpm.index(),
+                            auth.display(),
+                            tpm.index()
+                        )));
+                    }
+                    let noise: Zeroizing<[u8; KEY_BYTES]> = Zeroizing::new(rand::random());
+                    tpm.write(auth, noise.as_ref()).await?;
+                    tpm.undefine().await?;
+                }
+                destroy_file(auth).map_err(|e| io(auth, e))
+            }
+        }
     }
 
     /// The journal, if a wipe was ever started.
@@ -184,6 +412,7 @@ impl Vault {
             Some(mut j) if j.step != WipeStep::Done => {
                 info!(previous = %j.cause, cause, "taking over an unfinished wipe");
                 j.cause = cause.to_owned();
+                j.key_protection.get_or_insert(self.protection);
                 self.write_journal(&j)?;
                 j
             }
@@ -197,6 +426,7 @@ impl Vault {
                     found: None,
                     verified_empty: false,
                     completed_at: None,
+                    key_protection: Some(self.protection),
                 };
                 self.write_journal(&j)?;
                 j
@@ -208,10 +438,7 @@ impl Vault {
             return Ok(journal);
         }
         if journal.step < WipeStep::KeyDestroyed {
-            self.key
-                .destroy()
-                .await
-                .map_err(|e| VaultError::Key(e.to_string()))?;
+            self.destroy_key().await?;
             if self.key_present().await? {
                 return Err(VaultError::Key(
                     "the key is still readable after deletion".into(),
@@ -219,7 +446,7 @@ impl Vault {
             }
             journal.step = WipeStep::KeyDestroyed;
             self.write_journal(&journal)?;
-            info!(cause, "messaging data key destroyed");
+            info!(cause, key_protection = %self.protection, "messaging data key destroyed");
             fail::fail_point!("vault-after-key-destroyed");
         }
         if stop(WipeStep::KeyDestroyed) {
@@ -227,19 +454,22 @@ impl Vault {
         }
         if journal.step < WipeStep::FilesRemoved {
             if journal.found.is_none() {
-                journal.found = Some(walk(&self.dir, Walk::Count)?);
+                let found = self.walk(Walk::Count)?;
+                journal.found = Some((found.files, found.bytes));
                 self.write_journal(&journal)?;
             }
-            let (files, bytes) = walk(&self.dir, Walk::Destroy)?;
+            let removed = self.walk(Walk::Destroy)?;
             let (found_files, found_bytes) = journal.found.unwrap_or_default();
             // Files the app wrote during the wipe are removed too, and counted.
-            journal.files_removed = found_files.max(journal.files_removed + files);
-            journal.bytes_removed = found_bytes.max(journal.bytes_removed + bytes);
+            journal.files_removed = found_files.max(journal.files_removed + removed.files);
+            journal.bytes_removed = found_bytes.max(journal.bytes_removed + removed.bytes);
             journal.step = WipeStep::FilesRemoved;
             self.write_journal(&journal)?;
             info!(
                 cause,
-                files, bytes, "messaging files overwritten and deleted"
+                files = removed.files,
+                bytes = removed.bytes,
+                "messaging files overwritten and deleted"
             );
             fail::fail_point!("vault-after-files-removed");
         }
@@ -247,7 +477,7 @@ impl Vault {
             return Ok(journal);
         }
         if journal.step < WipeStep::Done {
-            journal.verified_empty = is_empty(&self.dir)?;
+            journal.verified_empty = self.is_empty()?;
             journal.completed_at = Some(crate::rfc3339(self.clock.now()));
             journal.step = WipeStep::Done;
             self.write_journal(&journal)?;
@@ -255,62 +485,53 @@ impl Vault {
         }
         Ok(journal)
     }
-}
 
-/// What [`walk`] does with each file it counts.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Walk {
-    /// Count only.
-    Count,
-    /// Overwrite and delete, keeping `dir` itself.
-    Destroy,
-}
-
-/// Counts (files, bytes) under `dir`, never following symbolic links (a link counts as a file:
-/// destroying removes the link itself), and with [`Walk::Destroy`] overwrites and deletes each
-/// one as it goes.
-fn walk(dir: &Path, how: Walk) -> Result<(u64, u64), VaultError> {
-    let mut files = 0;
-    let mut bytes = 0;
-    let entries = match std::fs::read_dir(dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((0, 0)),
-        Err(e) => return Err(io(dir, e)),
-    };
-    for entry in entries {
-        let path = entry.map_err(|e| io(dir, e))?.path();
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| io(&path, e))?;
-        if meta.is_dir() {
-            let (f, b) = walk(&path, how)?;
-            files += f;
-            bytes += b;
-            if how == Walk::Destroy {
-                std::fs::remove_dir(&path).map_err(|e| io(&path, e))?;
+    /// Counts or destroys the directory's contents; a directory that is gone holds nothing.
+    fn walk(&self, how: Walk) -> Result<vault_fs::Tally, VaultError> {
+        match vault_fs::open_dir(&self.dir) {
+            Ok(fd) => vault_fs::walk(fd.as_fd(), &self.dir, how).map_err(walk_error),
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
+                Ok(vault_fs::Tally::default())
             }
-            continue;
-        }
-        if meta.is_file() {
-            bytes += meta.len();
-        }
-        files += 1;
-        if how == Walk::Destroy {
-            destroy_file(&path).map_err(|e| io(&path, e))?;
-            fail::fail_point!("vault-after-file-removed");
+            Err(e) => Err(walk_error(e)),
         }
     }
-    if how == Walk::Destroy {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io(dir, e))?;
+
+    fn is_empty(&self) -> Result<bool, VaultError> {
+        match vault_fs::open_dir(&self.dir) {
+            Ok(fd) => vault_fs::is_empty(fd.as_fd(), &self.dir).map_err(walk_error),
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Err(e) => Err(walk_error(e)),
+        }
     }
-    Ok((files, bytes))
 }
 
-fn is_empty(dir: &Path) -> Result<bool, VaultError> {
-    match std::fs::read_dir(dir) {
-        Ok(mut entries) => Ok(entries.next().is_none()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
-        Err(e) => Err(io(dir, e)),
+fn read_record(path: &Path) -> Result<Option<KeyRecord>, VaultError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| VaultError::Record {
+                path: path.display().to_string(),
+                why: e.to_string(),
+            }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(path, e)),
+    }
+}
+
+/// The TPM a new key goes to: an explicit TCTI must answer; one found by `auto` that does not
+/// is passed over with a warning (the key then goes to the store, and receipts say so).
+async fn usable_tpm(choice: &TpmChoice) -> Result<Option<Tpm>, VaultError> {
+    let Some(tpm) = choice.resolve() else {
+        return Ok(None);
+    };
+    match tpm.probe().await {
+        Ok(()) => Ok(Some(tpm)),
+        Err(e) if *choice == TpmChoice::Auto => {
+            warn!(tcti = tpm.tcti(), error = %e, "the TPM does not answer; the messaging key is kept without it");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

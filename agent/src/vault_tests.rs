@@ -127,3 +127,135 @@ async fn a_missing_messaging_directory_is_an_error_not_an_empty_wipe() {
     assert!(matches!(err, VaultError::Missing(_)));
     assert!(!missing.exists());
 }
+
+/// One failpoint configuration at a time: the tests that set it take this first.
+#[cfg(feature = "failpoints")]
+static FAILPOINT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Wipes a messaging directory holding `entry` (made by `make`) while a local user, at the
+/// failpoint between the wipe's look at the entry and what it does to it, swaps the entry for
+/// a symbolic link into a directory outside (`swap(entry, outside, tmp)`). Nothing outside may
+/// change, and the messaging directory must end empty. `test` is the calling test's name: the
+/// swap happens on its thread only.
+#[cfg(feature = "failpoints")]
+async fn wipe_while_a_user_swaps(
+    test: &'static str,
+    entry: &str,
+    make: impl Fn(&Path),
+    swap: impl Fn(&Path, &Path, &Path) + Send + Sync + 'static,
+) {
+    let _one_at_a_time = FAILPOINT.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (state, messaging) = (tmp.path().join("state"), tmp.path().join("messaging"));
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::create_dir_all(&messaging).unwrap();
+    make(&messaging.join(entry));
+    let (outside, files) = precious(tmp.path());
+    let vault = Vault::open(&messaging, &state, SecretStoreKind::File, "dev")
+        .await
+        .unwrap();
+    let (target, root) = (messaging.join(entry), tmp.path().to_path_buf());
+    let done = std::sync::atomic::AtomicBool::new(false);
+    fail::cfg_callback("vault-wipe-before-act", move || {
+        let mine = std::thread::current()
+            .name()
+            .is_some_and(|name| name.ends_with(test));
+        if mine && !done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            swap(&target, &outside, &root);
+        }
+    })
+    .unwrap();
+    let journal = vault.wipe("cmd-swap").await;
+    fail::remove("vault-wipe-before-act");
+    assert_untouched(&files);
+    let journal = journal.unwrap();
+    assert!(journal.verified_empty, "{journal:?}");
+    assert_eq!(std::fs::read_dir(&messaging).unwrap().count(), 0);
+}
+
+/// A directory outside the messaging directory that nothing may touch: (path, its files).
+fn precious(root: &Path) -> (PathBuf, Vec<(PathBuf, Vec<u8>)>) {
+    let dir = root.join("outside");
+    std::fs::create_dir_all(dir.join("sub")).unwrap();
+    let files = vec![
+        (dir.join("precious.txt"), b"hospital payroll".to_vec()),
+        (dir.join("sub/also.txt"), b"do not delete".to_vec()),
+    ];
+    for (path, bytes) in &files {
+        std::fs::write(path, bytes).unwrap();
+    }
+    (dir, files)
+}
+
+fn assert_untouched(files: &[(PathBuf, Vec<u8>)]) {
+    for (path, bytes) in files {
+        assert_eq!(
+            std::fs::read(path).ok().as_deref(),
+            Some(bytes.as_slice()),
+            "{} was touched by the wipe",
+            path.display()
+        );
+    }
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: cargo test -p ward-agent --features failpoints"
+)]
+async fn a_directory_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside() {
+    #[cfg(feature = "failpoints")]
+    wipe_while_a_user_swaps(
+        "a_directory_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside",
+        "threads",
+        |dir| {
+            std::fs::create_dir_all(dir).unwrap();
+            std::fs::write(dir.join("a.msg"), CANARY).unwrap();
+        },
+        |dir, outside, root| {
+            std::fs::rename(dir, root.join("moved")).unwrap();
+            std::os::unix::fs::symlink(outside, dir).unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: cargo test -p ward-agent --features failpoints"
+)]
+async fn a_file_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside() {
+    #[cfg(feature = "failpoints")]
+    wipe_while_a_user_swaps(
+        "a_file_swapped_for_a_symlink_mid_wipe_leads_nowhere_outside",
+        "db.sqlite",
+        |file| std::fs::write(file, CANARY).unwrap(),
+        |file, outside, _| {
+            std::fs::remove_file(file).unwrap();
+            std::os::unix::fs::symlink(outside.join("precious.txt"), file).unwrap();
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_key_file_replaced_by_a_symlink_is_neither_read_nor_written_through() {
+    let f = fixture();
+    let (outside, files) = precious(f.messaging.parent().unwrap());
+    let vault = open(&f).await;
+    let key_file = f.state.join("messaging.key");
+    std::fs::remove_file(&key_file).unwrap();
+    std::os::unix::fs::symlink(outside.join("precious.txt"), &key_file).unwrap();
+    let read = vault.key().await;
+    assert!(
+        !matches!(&read, Ok(Some(k)) if k.as_slice() == b"hospital payroll"),
+        "the key was read through a symlink"
+    );
+    let _ = vault.wipe("cmd-key-link").await;
+    assert_untouched(&files);
+    assert!(
+        std::fs::symlink_metadata(&key_file).is_err(),
+        "the link itself is removed"
+    );
+}

@@ -95,3 +95,67 @@ fn unreachable_controller_is_exit_1_and_writes_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(!state.exists());
 }
+
+/// `ward-agent run --messaging-dir DIR` for a directory a wipe must never empty: refused with
+/// exit 2 and the reason, before anything else happens.
+fn refused_messaging_dir(dir: &std::path::Path, state: &std::path::Path, reason: &str) {
+    let out = agent(&[
+        "run",
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--messaging-dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}: {}",
+        dir.display(),
+        stderr(&out)
+    );
+    assert!(
+        stderr(&out).contains(reason),
+        "{}: expected {reason:?} in: {}",
+        dir.display(),
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_messaging_directory_whose_wipe_would_brick_the_device_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("agent").join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let s = state.as_path();
+    refused_messaging_dir(std::path::Path::new("/"), s, "the root directory");
+    for system in [
+        "/etc",
+        "/usr",
+        "/var",
+        "/var/lib",
+        "/home",
+        "/boot",
+        "/usr/share/doc",
+    ] {
+        let dir = std::path::Path::new(system);
+        if dir.is_dir() {
+            refused_messaging_dir(dir, s, "system directory");
+        }
+    }
+    refused_messaging_dir(s, s, "is the agent's state directory");
+    refused_messaging_dir(
+        &tmp.path().join("agent"),
+        s,
+        "contains the agent's state directory",
+    );
+    refused_messaging_dir(tmp.path(), s, "contains the agent's state directory");
+    // The same through a symbolic link or a path with `..` in it.
+    let link = tmp.path().join("link");
+    std::os::unix::fs::symlink(tmp.path().join("agent"), &link).unwrap();
+    refused_messaging_dir(&link, s, "contains the agent's state directory");
+    refused_messaging_dir(&state.join(".."), s, "contains the agent's state directory");
+    let file = tmp.path().join("file");
+    std::fs::write(&file, b"x").unwrap();
+    refused_messaging_dir(&file, s, "is a file, not a directory");
+    refused_messaging_dir(&tmp.path().join("typo"), s, "does not exist");
+}

@@ -28,7 +28,9 @@ pub const INFRA_BACKDATE: Duration = Duration::from_secs(24 * 3600);
 pub const CA_LIFETIME: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
 pub const SERVER_LIFETIME: Duration = Duration::from_secs(365 * 24 * 3600);
 pub const DEVICE_LIFETIME: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const ADMIN_LIFETIME: Duration = Duration::from_secs(90 * 24 * 3600);
+/// Admin certificates: 30 days, renewed by `wardctl admin renew` (a leaked or forgotten bundle
+/// stops working within a month even if nobody revokes it).
+pub const ADMIN_LIFETIME: Duration = Duration::from_secs(30 * 24 * 3600);
 
 /// A certificate the CA just signed.
 #[derive(Clone, Debug)]

@@ -35,6 +35,14 @@ pub const SCRYPT_P: u32 = 5;
 /// bytes): more is refused rather than attempted, since a failed allocation aborts.
 const MAX_SCRYPT_MEMORY: u64 = 1 << 30;
 
+/// The most scrypt work (N·r·p) a key file may ask for: 2^23, eight times the commonly
+/// recommended N = 2^17, r = 8, p = 1 and about thirteen times what Ward writes (2^14 · 8 · 5).
+const MAX_SCRYPT_WORK: u64 = 1 << 23;
+
+/// The most PBKDF2 iterations a key file may ask for: ten million, sixteen times OWASP's
+/// 600,000 for PBKDF2-HMAC-SHA256 (OpenSSL writes 2,048).
+const MAX_PBKDF2_ITERATIONS: u32 = 10_000_000;
+
 #[derive(Debug, thiserror::Error)]
 pub enum KeyFileError {
     #[error("the passphrase is empty")]
@@ -182,23 +190,42 @@ impl EncryptedKey {
     }
 }
 
-/// Refuses scrypt parameters that are invalid (a cost that is not a power of two above 1, which
-/// the parameter conversion does not expect) or that ask for more memory than is sensible.
+/// Refuses key-derivation parameters that are invalid or that ask for more work than a key
+/// Ward or OpenSSL writes ever needs: a key file is input, and one crafted to ask for hours of
+/// scrypt or PBKDF2 would otherwise hang `wardctl` before the passphrase is even checked.
+/// scrypt: N a power of two above 1, r and p not zero, 128·r·N bytes of memory at most 1 GiB
+/// and N·r·p at most [`MAX_SCRYPT_WORK`]. PBKDF2: 1 to [`MAX_PBKDF2_ITERATIONS`] iterations.
 fn check_kdf(kdf: &pbes2::Kdf<'_>) -> Result<(), KeyFileError> {
+    if let Some(pbkdf2) = kdf.pbkdf2() {
+        let iterations = pbkdf2.iteration_count;
+        if iterations == 0 {
+            return Err(KeyFileError::Malformed);
+        }
+        if iterations > MAX_PBKDF2_ITERATIONS {
+            return Err(KeyFileError::Unsupported(format!(
+                "PBKDF2 with {iterations} iterations, more than the {MAX_PBKDF2_ITERATIONS} Ward accepts"
+            )));
+        }
+        return Ok(());
+    }
     let Some(scrypt) = kdf.scrypt() else {
         return Ok(());
     };
     let n = scrypt.cost_parameter;
-    if n < 2 || !n.is_power_of_two() || scrypt.block_size == 0 || scrypt.parallelization == 0 {
+    let (r, p) = (scrypt.block_size, scrypt.parallelization);
+    if n < 2 || !n.is_power_of_two() || r == 0 || p == 0 {
         return Err(KeyFileError::Malformed);
     }
-    let memory = 128u64
-        .saturating_mul(u64::from(scrypt.block_size))
-        .saturating_mul(n);
+    let memory = 128u64.saturating_mul(u64::from(r)).saturating_mul(n);
     if memory > MAX_SCRYPT_MEMORY {
         return Err(KeyFileError::Unsupported(format!(
-            "scrypt with N={n}, r={} needs more than 1 GiB",
-            scrypt.block_size
+            "scrypt with N={n}, r={r} needs more than 1 GiB"
+        )));
+    }
+    let work = n.saturating_mul(u64::from(r)).saturating_mul(u64::from(p));
+    if work > MAX_SCRYPT_WORK {
+        return Err(KeyFileError::Unsupported(format!(
+            "scrypt with N={n}, r={r}, p={p} asks for more work than Ward accepts (N·r·p at most {MAX_SCRYPT_WORK})"
         )));
     }
     Ok(())
@@ -345,19 +372,20 @@ mod tests {
         ));
     }
 
+    /// A key file with these parameters, made by hand with a small ciphertext: deriving with
+    /// them would take gigabytes or hours, so nothing may try.
+    fn document(params: pbes2::Parameters<'_>) -> EncryptedKey {
+        let doc = EncryptedPrivateKeyInfo {
+            encryption_algorithm: params.into(),
+            encrypted_data: &[0u8; 48],
+        };
+        EncryptedKey::from_der(pkcs8::der::Encode::to_der(&doc).unwrap()).unwrap()
+    }
+
     #[test]
     fn absurd_scrypt_parameters_are_refused_before_deriving() {
         let salt = [7u8; 16];
         let iv = [9u8; 16];
-        let document = |params: pbes2::Parameters<'_>| {
-            // Deriving with these parameters would take gigabytes (or panic): the document is
-            // made by hand, with a small ciphertext.
-            let doc = EncryptedPrivateKeyInfo {
-                encryption_algorithm: params.into(),
-                encrypted_data: &[0u8; 48],
-            };
-            EncryptedKey::from_der(pkcs8::der::Encode::to_der(&doc).unwrap()).unwrap()
-        };
         // N = 2^24, r = 8: 16 GiB.
         let cost = pkcs5::scrypt::Params::new(24, 8, 1, 32).unwrap();
         let huge = document(pbes2::Parameters::scrypt_aes256cbc(cost, &salt, &iv).unwrap());
@@ -374,6 +402,41 @@ mod tests {
             let err = document(params).decrypt(PASS).unwrap_err();
             assert!(matches!(err, KeyFileError::Malformed), "N={n}: {err:?}");
         }
+    }
+
+    /// A key file is input an attacker can craft: its scrypt parallelization and its PBKDF2
+    /// iteration count are bounded like scrypt's memory, so decrypting never runs for hours.
+    #[test]
+    fn key_files_asking_for_hours_of_work_are_refused_before_deriving() {
+        let salt = [7u8; 16];
+        let iv = [9u8; 16];
+        // scrypt N = 2^14, r = 8 (16 MiB, within the memory bound), p = 65535: 13,000 times
+        // the work of a key Ward writes.
+        let cost = pkcs5::scrypt::Params::new(14, 8, 1, 32).unwrap();
+        let mut params = pbes2::Parameters::scrypt_aes256cbc(cost, &salt, &iv).unwrap();
+        let pbes2::Kdf::Scrypt(scrypt) = &mut params.kdf else {
+            unreachable!()
+        };
+        scrypt.parallelization = u16::MAX;
+        let err = document(params).decrypt(PASS).unwrap_err();
+        assert!(matches!(err, KeyFileError::Unsupported(_)), "{err:?}");
+        assert!(err.to_string().contains("p=65535"), "{err}");
+
+        // PBKDF2 with 2^32 - 1 iterations.
+        let pbkdf2 = |iterations: u32| {
+            let mut params = pbes2::Parameters::pbkdf2_sha256_aes256cbc(1, &salt, &iv).unwrap();
+            let pbes2::Kdf::Pbkdf2(pbkdf2) = &mut params.kdf else {
+                unreachable!()
+            };
+            pbkdf2.iteration_count = iterations;
+            document(params)
+        };
+        let err = pbkdf2(u32::MAX).decrypt(PASS).unwrap_err();
+        assert!(matches!(err, KeyFileError::Unsupported(_)), "{err:?}");
+        assert!(err.to_string().contains("iterations"), "{err}");
+        // PBKDF2 with no iterations at all is malformed.
+        let err = pbkdf2(0).decrypt(PASS).unwrap_err();
+        assert!(matches!(err, KeyFileError::Malformed), "{err:?}");
     }
 
     /// OpenSSL reads what Ward writes, and Ward reads what OpenSSL writes (scrypt, and its

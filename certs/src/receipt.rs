@@ -8,6 +8,56 @@ use serde::{Deserialize, Serialize};
 use crate::sign::{SignatureError, sign, verify};
 use crate::{CertError, PrivateKeyDer};
 
+/// Where the messaging data key was held until the wipe destroyed it: what a receipt's
+/// "the key is gone" is worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum KeyProtection {
+    /// In a TPM 2.0 (an NV index), never on disk: the wipe deleted it inside the TPM, so a
+    /// copy of the disk taken before the wipe does not hold it.
+    Tpm,
+    /// In the OS secret store (Keychain, Credential Manager, Secret Service): deleted there;
+    /// what a copy of the disk still holds depends on that store.
+    Keyring,
+    /// In a 0600 file: overwritten and deleted, which SSDs and copy-on-write filesystems do
+    /// not guarantee; a copy of the disk taken before the wipe holds the key.
+    FileBestEffort,
+}
+
+impl KeyProtection {
+    /// The name receipts and JSON use: `tpm`, `keyring`, `file-best-effort`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyProtection::Tpm => "tpm",
+            KeyProtection::Keyring => "keyring",
+            KeyProtection::FileBestEffort => "file-best-effort",
+        }
+    }
+}
+
+impl KeyProtection {
+    /// What the key's destruction is worth, in a sentence for a compliance officer.
+    pub fn guarantee(self) -> &'static str {
+        match self {
+            KeyProtection::Tpm => {
+                "held in the TPM and deleted there: no copy of the disk holds the key"
+            }
+            KeyProtection::Keyring => {
+                "held in the OS secret store and deleted there: what a copy of the disk holds depends on that store"
+            }
+            KeyProtection::FileBestEffort => {
+                "held in a file, overwritten and deleted (best effort): a copy of the disk taken before the wipe may still hold the key"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for KeyProtection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WipeReceiptBody {
@@ -23,9 +73,13 @@ pub struct WipeReceiptBody {
     pub bytes_removed: u64,
     /// The messaging directory was verified empty after the deletion.
     pub verified_empty: bool,
-    /// For a full wipe: what the device's full-erase hook did (command and exit status).
+    /// For a full wipe: that the device's full-erase hook ran, and its exit status ("hook
+    /// ran: PATH exited 0 ..."). Ward does not verify what the hook erased.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub full_erase: Option<String>,
+    /// Where the data key was held (absent in receipts from agents before this field: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_protection: Option<KeyProtection>,
 }
 
 /// A signed receipt as it travels.
@@ -107,7 +161,48 @@ mod tests {
             bytes_removed: 42,
             verified_empty: true,
             full_erase: None,
+            key_protection: Some(KeyProtection::Tpm),
         }
+    }
+
+    #[test]
+    fn key_protection_is_carried_and_named_as_scripts_read_it() {
+        let key = PrivateKeyDer::generate().unwrap();
+        let spki = VerifiedCsr::from_der(&make_csr(&key, "x").unwrap()).unwrap();
+        for (protection, name) in [
+            (KeyProtection::Tpm, "tpm"),
+            (KeyProtection::Keyring, "keyring"),
+            (KeyProtection::FileBestEffort, "file-best-effort"),
+        ] {
+            let signed = WipeReceiptBody {
+                key_protection: Some(protection),
+                ..body()
+            }
+            .sign(&key)
+            .unwrap();
+            let text = String::from_utf8(signed.body.clone()).unwrap();
+            assert!(
+                text.contains(&format!("\"key_protection\":\"{name}\"")),
+                "{text}"
+            );
+            let verified = verify_receipt(&signed, spki.public_key_der(), "c1", "d1").unwrap();
+            assert_eq!(verified.key_protection, Some(protection));
+            assert_eq!(protection.to_string(), name);
+        }
+    }
+
+    #[test]
+    fn a_receipt_from_an_agent_before_key_protection_still_verifies() {
+        // The exact bytes an older agent signed: no key_protection field.
+        let key = PrivateKeyDer::generate().unwrap();
+        let spki = VerifiedCsr::from_der(&make_csr(&key, "x").unwrap()).unwrap();
+        let body = br#"{"command_id":"c1","device_id":"d1","completed_at":"2026-11-24T00:00:00Z","scope":"messaging","key_destroyed":true,"files_removed":3,"bytes_removed":42,"verified_empty":true}"#.to_vec();
+        let signed = SignedReceipt {
+            signature: sign(&key, &body).unwrap(),
+            body,
+        };
+        let verified = verify_receipt(&signed, spki.public_key_der(), "c1", "d1").unwrap();
+        assert_eq!(verified.key_protection, None);
     }
 
     #[test]

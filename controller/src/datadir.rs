@@ -7,6 +7,9 @@
 //!   server.pem    the controller's TLS certificate followed by the CA certificate
 //!   server.key    its private key, 0600
 //!   admin.pem     the first admin's bundle (certificate, CA, key), 0600
+//!   break-glass.pem, break-glass.passphrase
+//!                 the break-glass identity (key encrypted) and its passphrase, 0600: to be
+//!                 moved out, into an offline safe (see crate::break_glass)
 //!   ward.db       the SQLite store (WAL, synchronous=FULL)
 //!   server-url    written by `serve`: where local `wardctl` calls reach it
 //! ```
@@ -19,8 +22,9 @@ use ward_certs::{AdminName, CertificateAuthority, Identity, PrivateKeyDer, csr::
 
 use crate::app::certificate_record;
 use crate::bundle::AdminBundle;
+use crate::core::audit::{AuditEvent, GenesisOrigin, genesis_event};
 use crate::core::{Admin, AdminRole, Clock};
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{SqlStore, Store, StoreError};
 
 /// Names every server certificate covers, so `wardctl` on the controller's own host works.
 pub const LOOPBACK_NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
@@ -47,6 +51,10 @@ pub enum DataDirError {
     },
     #[error("{path} is not usable: {why}")]
     BadFile { path: String, why: String },
+    #[error(
+        "the first admin cannot be named {0}: init makes that identity itself; choose another --admin-name"
+    )]
+    ReservedName(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("certificate error: {0}")]
@@ -60,6 +68,7 @@ pub struct InitReport {
     pub hostnames: Vec<String>,
     pub admin_name: String,
     pub admin_bundle: PathBuf,
+    pub break_glass: crate::break_glass::BreakGlassFiles,
 }
 
 #[derive(Clone, Debug)]
@@ -151,7 +160,7 @@ impl DataDir {
         self.check_free()?;
         create_private_dir(&self.root)
             .map_err(|source| self.io("cannot create data directory", &self.root, source))?;
-        let store = SqliteStore::open(&self.database()).await?;
+        let store = SqlStore::open_sqlite(&self.database()).await?;
         let report = self.init_with(hostnames, admin_name, clock, &store).await;
         store.close().await;
         report
@@ -175,6 +184,9 @@ impl DataDir {
         store: &dyn Store,
     ) -> Result<InitReport, DataDirError> {
         self.check_free()?;
+        if admin_name.as_str() == crate::core::admins::BREAK_GLASS_NAME {
+            return Err(DataDirError::ReservedName(admin_name.to_string()));
+        }
         create_private_dir(&self.root)
             .map_err(|source| self.io("cannot create data directory", &self.root, source))?;
         let hostnames = server_hostnames(hostnames);
@@ -209,26 +221,28 @@ impl DataDir {
                 ward_certs::ca::ADMIN_LIFETIME,
             )
             .map_err(cert_err)?;
-        let admin = Admin {
-            name: admin_name.clone(),
-            role: AdminRole::Admin,
-            created_at: now,
-            created_by: "init".into(),
-        };
+        let admin = Admin::new(admin_name.clone(), AdminRole::Admin, now, "init");
         store
             .insert_admin(&admin, &certificate_record(&admin_cert, &identity, now))
             .await?;
-        let event = crate::core::audit::AuditEvent {
+        // The chain starts with its signed genesis, so an emptied log never verifies.
+        let sign = |message: &[u8]| ward_certs::sign::sign(ca.key(), message).unwrap_or_default();
+        let spki = ca.public_key_der();
+        let verify = |message: &[u8], signature: &[u8]| {
+            ward_certs::sign::verify(&spki, message, signature).is_ok()
+        };
+        let nonce: [u8; 16] = rand::random();
+        let genesis = genesis_event(&ca.hash().to_string(), &nonce, GenesisOrigin::Init);
+        store.append_audit(&genesis, now, &sign, &verify).await?;
+        let event = AuditEvent {
             actor: "init".into(),
             action: "admin.issue".into(),
             target: admin_name.to_string(),
             details: serde_json::json!({ "role": "admin", "certificate_serial": admin_cert.serial }),
         };
-        let sign = |message: &[u8]| ward_certs::sign::sign(ca.key(), message).unwrap_or_default();
-        // The log is empty: there is no head to check yet.
-        store
-            .append_audit(&event, now, &sign, &|_: &[u8], _: &[u8]| true)
-            .await?;
+        store.append_audit(&event, now, &sign, &verify).await?;
+
+        let break_glass = crate::break_glass::create(&self.root, &ca, store, now).await?;
 
         let bundle = AdminBundle {
             certificate_der: admin_cert.der,
@@ -243,6 +257,7 @@ impl DataDir {
             hostnames,
             admin_name: admin_name.to_string(),
             admin_bundle: self.admin_bundle(),
+            break_glass,
         })
     }
 
@@ -273,8 +288,8 @@ impl DataDir {
         Ok((chain, key))
     }
 
-    pub async fn open_store(&self) -> Result<SqliteStore, DataDirError> {
-        Ok(SqliteStore::open(&self.database()).await?)
+    pub async fn open_store(&self) -> Result<SqlStore, DataDirError> {
+        Ok(SqlStore::open_sqlite(&self.database()).await?)
     }
 
     pub fn write_server_url(&self, url: &str) -> Result<(), DataDirError> {

@@ -5,12 +5,17 @@
 //! - [`store`] — persistence (SQLite by default).
 //! - [`server`] — the TLS listener and the three gRPC services.
 //! - [`cli`] — `wardctl`.
+//! - [`console`] — `wardctl console`, the web console.
 
 #![forbid(unsafe_code)]
 
 pub mod app;
+pub mod break_glass;
 pub mod bundle;
+pub mod checkpoint_dir;
 pub mod cli;
+pub mod connections;
+pub mod console;
 pub mod core;
 pub mod datadir;
 #[doc(hidden)]

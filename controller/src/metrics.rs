@@ -39,6 +39,32 @@ pub struct Metrics {
     pub ack_seconds: Histogram,
     connected_agents: Gauge,
     commands: Family<StateLabel, Gauge>,
+    /// The store writer's batches: jobs per transaction and the commit's duration.
+    pub batch_jobs: Histogram,
+    pub commit_seconds: Histogram,
+    /// Jobs waiting for the writer, by queue.
+    queued: Family<QueueLabel, Gauge>,
+    /// Check-ins refused because the writer was too far behind.
+    pub shed_checkins: Counter,
+    /// 1 while the audit chain verifies; 0 once damage was found (until a verification
+    /// passes again).
+    pub audit_chain_ok: Gauge,
+    pub audit_chain_breaks: Counter,
+    pub audit_checkpoint_seq: Gauge,
+    pub audit_checkpoint_failures: Counter,
+    pub audit_refusals_suppressed: Counter,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct QueueLabel {
+    pub queue: &'static str,
+}
+
+impl crate::store::writer::BatchObserver for Metrics {
+    fn batch(&self, jobs: usize, commit: std::time::Duration) {
+        self.batch_jobs.observe(jobs as f64);
+        self.commit_seconds.observe(commit.as_secs_f64());
+    }
 }
 
 impl Default for Metrics {
@@ -51,6 +77,30 @@ impl Default for Metrics {
         let ack_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
         let connected_agents = Gauge::default();
         let commands = Family::<StateLabel, Gauge>::default();
+        let batch_jobs = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let queued = Family::<QueueLabel, Gauge>::default();
+        let shed_checkins = Counter::default();
+        registry.register(
+            "store_batch_jobs",
+            "Changes committed together in one transaction by the store's writer",
+            batch_jobs.clone(),
+        );
+        registry.register(
+            "store_commit_seconds",
+            "Time the store's writer took to commit one batch",
+            commit_seconds.clone(),
+        );
+        registry.register(
+            "store_queued_jobs",
+            "Changes waiting for the store's writer, by queue",
+            queued.clone(),
+        );
+        registry.register(
+            "shed_checkins",
+            "Check-ins refused with UNAVAILABLE because the store's writer was behind",
+            shed_checkins.clone(),
+        );
         registry.register("checkins", "Agent check-ins", checkins.clone());
         registry.register("enrollments", "Devices enrolled", enrollments.clone());
         registry.register(
@@ -78,8 +128,44 @@ impl Default for Metrics {
             "Commands by state (all replicas)",
             commands.clone(),
         );
+        let audit_chain_ok = Gauge::default();
+        audit_chain_ok.set(1);
+        let audit_chain_breaks = Counter::default();
+        let audit_checkpoint_seq = Gauge::default();
+        let audit_checkpoint_failures = Counter::default();
+        let audit_refusals_suppressed = Counter::default();
+        registry.register(
+            "audit_chain_ok",
+            "1 while the audit chain verifies, 0 once damage was found in it",
+            audit_chain_ok.clone(),
+        );
+        registry.register(
+            "audit_chain_breaks",
+            "Damage found in the audit chain and recorded as audit.break entries",
+            audit_chain_breaks.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_seq",
+            "Sequence number of the last signed audit checkpoint",
+            audit_checkpoint_seq.clone(),
+        );
+        registry.register(
+            "audit_checkpoint_failures",
+            "Audit checkpoints that could not be made or written to their directory",
+            audit_checkpoint_failures.clone(),
+        );
+        registry.register(
+            "audit_refusals_suppressed",
+            "Refusals counted in a summary entry instead of one audit entry each",
+            audit_refusals_suppressed.clone(),
+        );
         Self {
             registry,
+            audit_chain_ok,
+            audit_chain_breaks,
+            audit_checkpoint_seq,
+            audit_checkpoint_failures,
+            audit_refusals_suppressed,
             checkins,
             enrollments,
             denied_calls,
@@ -87,6 +173,10 @@ impl Default for Metrics {
             ack_seconds,
             connected_agents,
             commands,
+            batch_jobs,
+            commit_seconds,
+            queued,
+            shed_checkins,
         }
     }
 }
@@ -109,6 +199,16 @@ impl Metrics {
                     state: state.as_str().into(),
                 })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
+        }
+        let stats = app.writer_stats();
+        for (queue, count) in [
+            ("high", &stats.queued_high),
+            ("sheddable", &stats.queued_sheddable),
+        ] {
+            let n = count.load(std::sync::atomic::Ordering::Relaxed);
+            self.queued
+                .get_or_create(&QueueLabel { queue })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         let mut text = String::new();
         encode(&mut text, &self.registry).map_err(|e| e.to_string())?;

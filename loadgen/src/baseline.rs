@@ -269,6 +269,27 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn revoke_admin(
+        &self,
+        _: Request<RevokeAdminRequest>,
+    ) -> Result<Response<ward_proto::v1::Admin>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn renew_admin(
+        &self,
+        _: Request<RenewAdminRequest>,
+    ) -> Result<Response<IssueAdminResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn approve_admin(
+        &self,
+        _: Request<ApproveAdminRequest>,
+    ) -> Result<Response<ward_proto::v1::AdminRequest>, Status> {
+        Err(unimplemented())
+    }
+
     async fn list_commands(
         &self,
         _: Request<ListCommandsRequest>,
@@ -306,6 +327,27 @@ impl AdminService for Baseline {
     }
 
     async fn reset_policy(&self, _: Request<GetPolicyRequest>) -> Result<Response<Policy>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn list_enrollment_tokens(
+        &self,
+        _: Request<ListEnrollmentTokensRequest>,
+    ) -> Result<Response<ListEnrollmentTokensResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn revoke_enrollment_tokens(
+        &self,
+        _: Request<RevokeEnrollmentTokensRequest>,
+    ) -> Result<Response<RevokeEnrollmentTokensResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn who_am_i(
+        &self,
+        _: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
         Err(unimplemented())
     }
 

@@ -146,7 +146,15 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
             kind.name(),
             server.log_path().display()
         );
-        let result = measure(scenario, &mut server, options.quick).await;
+        let mut result = measure(scenario, &mut server, options.quick).await;
+        if let (Ok(outcome), Some((batches, jobs, commit_ms))) =
+            (result.as_mut(), server.writer_batches().await)
+        {
+            let m = &mut outcome.measured;
+            m.detail("store_batches", batches);
+            m.detail("store_jobs_per_batch", (jobs * 10.0).round() / 10.0);
+            m.detail("store_commit_ms_mean", (commit_ms * 100.0).round() / 100.0);
+        }
         server.stop().await;
         outcomes.push((*kind, result?, store));
     }

@@ -153,6 +153,8 @@ impl Server {
             Kind::Ward => {
                 let mut c = Command::new(&self.programs.wardctl);
                 c.args(["serve", "--data-dir", &data_arg, "--listen", listen])
+                    // The store writer's batch figures are read from /metrics.
+                    .args(["--metrics-listen", "127.0.0.1:0"])
                     // The enroll scenario is an enrollment storm from one address.
                     .args([
                         "--enroll-burst",
@@ -220,6 +222,26 @@ impl Server {
             .map_err(|e| LoadError::Setup(format!("server-url: {e}")))?;
         self.child = Some(child);
         Ok(())
+    }
+
+    /// The store writer's figures from the controller's `/metrics`: (batches, mean jobs per
+    /// batch, mean commit milliseconds). `None` for the baseline, or when they can't be read.
+    pub async fn writer_batches(&self) -> Option<(f64, f64, f64)> {
+        let url = std::fs::read_to_string(self.data_dir().join("metrics-url")).ok()?;
+        let addr = url.trim().strip_prefix("http://")?.to_owned();
+        let text = http_get(&addr, "/metrics").await?;
+        let value = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse::<f64>().ok())
+        };
+        let batches = value("ward_store_batch_jobs_count")?;
+        let jobs = value("ward_store_batch_jobs_sum")?;
+        let commit = value("ward_store_commit_seconds_sum")?;
+        Some((
+            batches,
+            jobs / batches.max(1.0),
+            1000.0 * commit / batches.max(1.0),
+        ))
     }
 
     /// SIGKILL, as a crash or an OOM kill would.
@@ -333,4 +355,25 @@ fn make_baseline_pki(dir: &Path) -> Result<Arc<CertificateAuthority>, LoadError>
     ward_certs::files::create_secret_file(&dir.join("server.key"), key.to_pem().as_bytes())
         .map_err(io)?;
     Ok(Arc::new(ca))
+}
+
+/// A plain HTTP/1.0 GET on loopback; the body, or `None`.
+async fn http_get(addr: &str, path: &str) -> Option<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.ok()?;
+    stream
+        .write_all(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .ok()?;
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    response
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
 }

@@ -7,12 +7,12 @@ use std::sync::Arc;
 use tonic::transport::Channel;
 use ward_certs::{CertificateAuthority, PrivateKeyDer, csr::make_csr};
 use ward_controller::app::{App, AppConfig};
-use ward_controller::bundle::AdminBundle;
+use ward_controller::bundle::{AdminBundle, BundleFile};
 use ward_controller::core::clock::ManualClock;
 use ward_controller::core::{Clock, SystemClock};
 use ward_controller::datadir::DataDir;
 use ward_controller::server::{self, RunningServer};
-use ward_controller::store::{SqliteStore, Store};
+use ward_controller::store::{SqlStore, Store};
 use ward_proto::transport::{ChannelOptions, ConnectError, ServerUrl, connect};
 use ward_proto::v1::admin_service_client::AdminServiceClient;
 use ward_proto::v1::agent_service_client::AgentServiceClient;
@@ -26,7 +26,7 @@ pub struct TestController {
     pub addr: SocketAddr,
     pub url: ServerUrl,
     pub ca: Arc<CertificateAuthority>,
-    pub store: SqliteStore,
+    pub store: SqlStore,
     server: Option<RunningServer>,
 }
 
@@ -124,12 +124,43 @@ impl TestController {
             .await
             .unwrap()
             .into_inner();
+        assert!(
+            !issued.awaiting_approval,
+            "issuing {name} awaits a second admin's approval"
+        );
+        self.admin_as(&issued.certificate_der, &key).await
+    }
+
+    /// A client speaking as the admin whose certificate and key these are.
+    pub async fn admin_as(
+        &self,
+        certificate_der: &[u8],
+        key: &PrivateKeyDer,
+    ) -> AdminServiceClient<Channel> {
         let tls = ward_certs::tls::client_config(
             self.ca.cert_der(),
-            Some((&[issued.certificate_der], &key)),
+            Some((&[certificate_der.to_vec()], key)),
         )
         .unwrap();
         AdminServiceClient::new(self.channel(tls).await.unwrap())
+    }
+
+    /// The break-glass bundle `init` wrote, unlocked with the passphrase it wrote beside it.
+    pub fn break_glass_bundle(&self) -> AdminBundle {
+        let files = ward_controller::break_glass::BreakGlassFiles::in_dir(self.data.root());
+        let passphrase = std::fs::read_to_string(&files.passphrase).unwrap();
+        let BundleFile::Encrypted(locked) = BundleFile::read(&files.bundle).unwrap() else {
+            panic!("the break-glass key is not encrypted");
+        };
+        locked
+            .unlock(passphrase.trim_end().as_bytes(), &files.bundle)
+            .unwrap()
+    }
+
+    /// A client speaking as the break-glass identity.
+    pub async fn break_glass(&self) -> AdminServiceClient<Channel> {
+        let bundle = self.break_glass_bundle();
+        AdminServiceClient::new(self.channel(bundle.client_config().unwrap()).await.unwrap())
     }
 
     /// An enrollment client that pins the CA by hash, as the agent does.
@@ -190,6 +221,33 @@ impl TestController {
             certificate_der: response.certificate_der,
             key,
         }
+    }
+
+    /// A device enrolled for `user` that has checked in as `hostname` with agent `version`,
+    /// and the agent client speaking for it.
+    pub async fn enroll_checked_in(
+        &self,
+        user: &str,
+        hostname: &str,
+        version: &str,
+    ) -> (String, AgentServiceClient<Channel>) {
+        let enrolled = self.enroll(user).await;
+        let mut agent = self
+            .agent_with(&enrolled.certificate_der, &enrolled.key)
+            .await
+            .unwrap();
+        agent
+            .check_in(ward_proto::v1::CheckInRequest {
+                facts: Some(ward_proto::v1::DeviceFacts {
+                    hostname: hostname.into(),
+                    agent_version: version.into(),
+                    ..ward_proto::v1::DeviceFacts::default()
+                }),
+                ..ward_proto::v1::CheckInRequest::default()
+            })
+            .await
+            .unwrap();
+        (enrolled.device_id, agent)
     }
 
     pub async fn device_count(&self) -> usize {

@@ -5,10 +5,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod clock;
+pub mod console;
 pub mod fleet;
 pub mod inprocess;
 pub mod postgres;
 pub mod process;
+pub mod sandbox;
+pub mod swtpm;
 pub mod timer;
 
 use std::future::Future;

@@ -89,12 +89,24 @@ impl Daemon {
         log: PathBuf,
         env: &[(&str, &str)],
     ) -> Self {
+        Self::spawn_program(name, &bin(name), args, log, env)
+    }
+
+    /// Runs `program ARGS` (e.g. a wrapper that sets up a sandbox and execs the binary
+    /// `name`), logging to `log`.
+    pub fn spawn_program(
+        name: &'static str,
+        program: &Path,
+        args: &[&str],
+        log: PathBuf,
+        env: &[(&str, &str)],
+    ) -> Self {
         let log_file = std::fs::File::options()
             .create(true)
             .append(true)
             .open(&log)
             .expect("open daemon log");
-        let child = Command::new(bin(name))
+        let child = Command::new(program)
             .args(args)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -103,6 +115,16 @@ impl Daemon {
             .spawn()
             .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
         Self { child, name, log }
+    }
+
+    /// The process id (the program's: a wrapper that execs keeps it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     pub fn is_running(&mut self) -> bool {
@@ -193,6 +215,30 @@ impl ControllerProcess {
         }
     }
 
+    /// Stops it as systemd does (SIGTERM) and waits until it has exited.
+    pub fn stop(mut self) {
+        self.daemon.terminate();
+        eventually_blocking(
+            "the controller to exit after SIGTERM",
+            Duration::from_secs(60),
+            || (!self.daemon.is_running()).then_some(()),
+        );
+    }
+
+    /// The address of its `/metrics` listener (`--metrics-listen`).
+    pub fn metrics_url(&self) -> String {
+        eventually_blocking(
+            "the controller to write metrics-url",
+            Duration::from_secs(60),
+            || {
+                std::fs::read_to_string(self.data_dir.join("metrics-url"))
+                    .ok()
+                    .map(|s| s.trim().to_owned())
+                    .filter(|s| !s.is_empty())
+            },
+        )
+    }
+
     /// Runs `wardctl ARGS --data-dir DIR` against this controller.
     pub fn ctl(&self, args: &[&str]) -> Output {
         let mut all: Vec<&str> = args.to_vec();
@@ -268,10 +314,27 @@ impl AgentFixture {
 
     /// Enrolls a new agent for `user` under `root/name` and plants canary files.
     pub fn enroll(controller: &ControllerProcess, root: &Path, name: &str, user: &str) -> Self {
-        let token = controller.token(user, "15m");
-        let state_dir = root.join(format!("{name}-state"));
         let messaging_dir = root.join(format!("{name}-messaging"));
         plant_canaries(&messaging_dir);
+        Self::enroll_at(
+            controller,
+            root.join(format!("{name}-state")),
+            messaging_dir,
+            root.join(format!("{name}.log")),
+            user,
+        )
+    }
+
+    /// Enrolls a new agent for `user` with its state in `state_dir`, for `messaging_dir` (left
+    /// as it is), logging to `log`.
+    pub fn enroll_at(
+        controller: &ControllerProcess,
+        state_dir: PathBuf,
+        messaging_dir: PathBuf,
+        log: PathBuf,
+        user: &str,
+    ) -> Self {
+        let token = controller.token(user, "15m");
         let out = agent(&[
             "enroll",
             "--server",
@@ -293,7 +356,7 @@ impl AgentFixture {
         ]));
         Self {
             device_id: status["device_id"].as_str().unwrap().to_owned(),
-            log: root.join(format!("{name}.log")),
+            log,
             state_dir,
             messaging_dir,
         }
@@ -334,34 +397,27 @@ impl AgentFixture {
             "--messaging-dir",
             self.messaging_dir.to_str().unwrap(),
         ];
+        // Never the machine's own TPM (parallel test agents would share one NV index): a test
+        // that wants one gives `--tpm TCTI`.
+        if !extra.contains(&"--tpm") {
+            args.extend(["--tpm", "none"]);
+        }
+        // Where temporary directories live on their own filesystem (a tmpfs /tmp), the
+        // messaging directory is on another filesystem than `/`, which the agent refuses
+        // unless told.
+        if !same_filesystem(&self.messaging_dir, Path::new("/")) {
+            args.push("--allow-other-filesystem");
+        }
         args.extend(extra.iter().copied());
         Daemon::spawn_with_env("ward-agent", &args, self.log.clone(), env)
     }
 
     /// Files under the messaging and state directories that still hold the canary.
     pub fn canary_files(&self) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        let mut stack = vec![self.messaging_dir.clone(), self.state_dir.clone()];
-        while let Some(dir) = stack.pop() {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
-                continue;
-            };
-            for entry in entries.flatten() {
-                let path = entry.path();
-                let Ok(meta) = std::fs::symlink_metadata(&path) else {
-                    continue;
-                };
-                if meta.is_dir() {
-                    stack.push(path);
-                } else if meta.is_file()
-                    && std::fs::read(&path)
-                        .is_ok_and(|b| b.windows(CANARY.len()).any(|w| w == CANARY.as_bytes()))
-                {
-                    found.push(path);
-                }
-            }
-        }
-        found
+        files_containing(
+            &[self.messaging_dir.clone(), self.state_dir.clone()],
+            &[CANARY.as_bytes()],
+        )
     }
 
     /// Commands this agent's ledger has recorded (one `<id>.json` each; temporary files of an
@@ -376,6 +432,43 @@ impl AgentFixture {
                 })
                 .count()
         })
+    }
+}
+
+/// Every file under `roots` (links not followed) whose bytes contain one of `needles`.
+pub fn files_containing(roots: &[PathBuf], needles: &[&[u8]]) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = roots.to_vec();
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = std::fs::symlink_metadata(&path) else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(path);
+            } else if meta.is_file()
+                && std::fs::read(&path).is_ok_and(|bytes| {
+                    needles
+                        .iter()
+                        .any(|n| !n.is_empty() && bytes.windows(n.len()).any(|w| w == *n))
+                })
+            {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+fn same_filesystem(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev(),
+        _ => true,
     }
 }
 
@@ -398,5 +491,27 @@ pub fn local_api(state_dir: &Path, request: &str) -> Value {
         "the agent's local API to answer",
         Duration::from_secs(60),
         || try_local_api(state_dir, request).ok(),
+    )
+}
+
+/// A plain HTTP GET on loopback; returns (status line, body).
+pub fn http_get(base: &str, path: &str) -> (String, String) {
+    use std::io::{Read, Write};
+    let addr = base.trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    (
+        head.lines().next().unwrap_or("").to_owned(),
+        body.to_owned(),
     )
 }

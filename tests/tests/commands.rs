@@ -347,6 +347,7 @@ fn receipt_body(command: &v1::Command, device: &EnrolledDevice) -> WipeReceiptBo
         bytes_removed: 10,
         verified_empty: true,
         full_erase: None,
+        key_protection: None,
     }
 }
 

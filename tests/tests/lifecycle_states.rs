@@ -20,26 +20,8 @@ struct Device {
 
 /// An enrolled device that has checked in as `hostname` with agent `version`.
 async fn device(controller: &TestController, user: &str, hostname: &str, version: &str) -> Device {
-    let enrolled = controller.enroll(user).await;
-    let mut agent = controller
-        .agent_with(&enrolled.certificate_der, &enrolled.key)
-        .await
-        .unwrap();
-    agent
-        .check_in(CheckInRequest {
-            facts: Some(DeviceFacts {
-                hostname: hostname.into(),
-                agent_version: version.into(),
-                ..DeviceFacts::default()
-            }),
-            ..CheckInRequest::default()
-        })
-        .await
-        .unwrap();
-    Device {
-        id: enrolled.device_id,
-        agent,
-    }
+    let (id, agent) = controller.enroll_checked_in(user, hostname, version).await;
+    Device { id, agent }
 }
 
 /// The device takes `command`, runs it and reports `succeeded` (without a receipt).

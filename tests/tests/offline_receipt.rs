@@ -24,6 +24,7 @@ fn receipt(device_id: &str, command_id: &str, key: &PrivateKeyDer) -> WipeReceip
         bytes_removed: 2048,
         verified_empty: true,
         full_erase: None,
+        key_protection: None,
     }
     .sign(key)
     .unwrap();

@@ -13,12 +13,17 @@ use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
-/// A machine whose root filesystem is on LUKS, with no desktop settings.
+/// A machine whose root filesystem is on LUKS, without swap, with no desktop settings.
 fn fixture_roots(root: &Path) {
     std::fs::create_dir_all(root.join("proc/self")).unwrap();
     std::fs::write(
         root.join("proc/self/mountinfo"),
         "25 1 253:0 / / rw - ext4 /dev/mapper/root rw\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("proc/swaps"),
+        "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
     )
     .unwrap();
     let dm = root.join("sys/class/block/dm-0");
@@ -30,17 +35,30 @@ fn fixture_roots(root: &Path) {
     std::fs::create_dir_all(root.join("etc")).unwrap();
 }
 
-fn gnome_auto_lock(root: &Path, seconds: u32) {
-    let d = root.join("etc/dconf/db/local.d");
-    std::fs::create_dir_all(d.join("locks")).unwrap();
+/// GNOME locked down to lock the screen after 300 s: the keyfiles, the user profile, and the
+/// database `dconf update` compiled from them (dconf reads only that).
+fn gnome_auto_lock_300s(root: &Path) {
+    let db = root.join("etc/dconf/db");
+    std::fs::create_dir_all(db.join("local.d/locks")).unwrap();
     std::fs::write(
-        d.join("00-ward"),
-        format!("[org/gnome/desktop/session]\nidle-delay=uint32 {seconds}\n[org/gnome/desktop/screensaver]\nlock-enabled=true\n"),
+        db.join("local.d/00-ward"),
+        "[org/gnome/desktop/session]\nidle-delay=uint32 300\n[org/gnome/desktop/screensaver]\nlock-enabled=true\n",
     )
     .unwrap();
     std::fs::write(
-        d.join("locks/ward"),
+        db.join("local.d/locks/ward"),
         "/org/gnome/desktop/session/idle-delay\n/org/gnome/desktop/screensaver/lock-enabled\n",
+    )
+    .unwrap();
+    std::fs::write(
+        db.join("local"),
+        include_bytes!("../../agent/src/checks/fixtures/dconf/locked"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(root.join("etc/dconf/profile")).unwrap();
+    std::fs::write(
+        root.join("etc/dconf/profile/user"),
+        "user-db:user\nsystem-db:local\n",
     )
     .unwrap();
 }
@@ -106,7 +124,7 @@ fn policy_is_pushed_and_compliance_is_reported_with_reasons() {
     );
 
     // The desktop gets locked-down settings: compliant at the next check-in.
-    gnome_auto_lock(&roots, 300);
+    gnome_auto_lock_300s(&roots);
     eventually_blocking("the device to become compliant", DEADLINE, || {
         list(&controller, &[])
             .into_iter()

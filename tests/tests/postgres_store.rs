@@ -10,8 +10,12 @@ use ward_e2e::postgres::fresh_database;
 use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr, wardctl};
 
 #[test]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 fn a_controller_on_postgres_enrolls_and_wipes_and_a_replica_shares_its_devices() {
-    let Some(db) = fresh_database() else { return };
+    let db = fresh_database();
     let tmp = tempfile::tempdir().unwrap();
     let primary_dir = tmp.path().join("primary");
     let primary =
@@ -97,8 +101,12 @@ fn a_controller_on_postgres_enrolls_and_wipes_and_a_replica_shares_its_devices()
 }
 
 #[test]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 fn a_fresh_data_directory_is_refused_on_a_database_that_has_a_controller() {
-    let Some(db) = fresh_database() else { return };
+    let db = fresh_database();
     let tmp = tempfile::tempdir().unwrap();
     let _first = ControllerProcess::start_with(
         &tmp.path().join("first"),
@@ -135,8 +143,12 @@ fn a_fresh_data_directory_is_refused_on_a_database_that_has_a_controller() {
 /// Two replicas on one database, agents checking in only every minute: anything that arrives
 /// within seconds came through the stream, woken across replicas by LISTEN/NOTIFY.
 #[test]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 fn a_wipe_issued_on_one_replica_reaches_an_agent_on_the_other_and_the_agent_fails_over() {
-    let Some(db) = fresh_database() else { return };
+    let db = fresh_database();
     let tmp = tempfile::tempdir().unwrap();
     let slow = [
         "--database-url",
@@ -207,8 +219,12 @@ fn a_wipe_issued_on_one_replica_reaches_an_agent_on_the_other_and_the_agent_fail
 }
 
 #[test]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 fn an_offboarding_through_one_replica_completes_on_devices_of_both() {
-    let Some(db) = fresh_database() else { return };
+    let db = fresh_database();
     let tmp = tempfile::tempdir().unwrap();
     let slow = [
         "--database-url",

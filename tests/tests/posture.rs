@@ -40,8 +40,9 @@ Version: 7.0.0
 const DPKG_INSTALLED: u64 = 3;
 
 /// A machine under `root`: the root filesystem on LUKS, /boot on a plain partition, a tmpfs
-/// (never a disk's data), dpkg and flatpak databases, hardware facts, and in its own program
-/// directory an `iptables-save` whose INPUT chain drops by default.
+/// (never a disk's data), no swap, dpkg and flatpak databases, hardware facts, and in its own
+/// program directory an `iptables-save` and an `ip6tables-save` whose INPUT chains drop by
+/// default.
 fn fixture_roots(root: &Path) {
     let proc = root.join("proc");
     std::fs::create_dir_all(proc.join("self")).unwrap();
@@ -56,6 +57,11 @@ fn fixture_roots(root: &Path) {
         proc.join("cpuinfo"),
         "processor\t: 0\nmodel name\t: Ward Test CPU @ 2.0GHz\n\n\
          processor\t: 1\nmodel name\t: Ward Test CPU @ 2.0GHz\n",
+    )
+    .unwrap();
+    std::fs::write(
+        proc.join("swaps"),
+        "Filename\t\t\t\tType\t\tSize\t\tUsed\t\tPriority\n",
     )
     .unwrap();
     std::fs::write(
@@ -89,17 +95,16 @@ fn fixture_roots(root: &Path) {
 
     let bin = root.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
-    let iptables = bin.join("iptables-save");
-    std::fs::write(
-        &iptables,
-        "#!/bin/sh\nprintf '*filter\\n:INPUT DROP [0:0]\\n:FORWARD DROP [0:0]\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n'\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(
-        &iptables,
-        std::os::unix::fs::PermissionsExt::from_mode(0o755),
-    )
-    .unwrap();
+    for program in ["iptables-save", "ip6tables-save"] {
+        let path = bin.join(program);
+        std::fs::write(
+            &path,
+            "#!/bin/sh\nprintf '*filter\\n:INPUT DROP [0:0]\\n:FORWARD DROP [0:0]\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+    }
 }
 
 /// Starts the agent with every root pointed into the fixture (programs only from its `bin`;
@@ -353,7 +358,7 @@ fn device_show_has_the_inventory_the_agent_reads() {
     assert_eq!(inventory["cpu_model"], "Ward Test CPU @ 2.0GHz");
     assert_eq!(inventory["cpu_count"], 2);
     assert_eq!(inventory["memory_bytes"], 16384 * 1024);
-    assert_eq!(inventory["firewall"], "active: iptables");
+    assert_eq!(inventory["firewall"], "active: ip6tables, iptables");
 
     assert!(shown["last_seen"].is_string(), "{shown}");
     let expires = shown["certificate_expires_at"].as_str().unwrap();

@@ -12,7 +12,7 @@ use ward_controller::core::{
     Admin, AdminRole, CertificateRecord, DeviceFacts, DeviceId, NewDevice, SystemClock, Timestamp,
     TokenHash, TokenRecord,
 };
-use ward_controller::store::{PgStore, Store};
+use ward_controller::store::{SqlStore, Store};
 use ward_e2e::postgres::fresh_database_async;
 
 async fn until<F: std::future::Future<Output = bool>>(what: &str, mut probe: impl FnMut() -> F) {
@@ -27,14 +27,16 @@ async fn until<F: std::future::Future<Output = bool>>(what: &str, mut probe: imp
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
 async fn a_revocation_on_one_replica_reaches_the_other() {
-    let Some(db) = fresh_database_async().await else {
-        return;
-    };
-    let store = PgStore::connect(&db.url).await.unwrap();
+    let db = fresh_database_async().await;
+    let store = SqlStore::connect_postgres(&db.url).await.unwrap();
     let ca =
         Arc::new(CertificateAuthority::create("Ward CA", time::OffsetDateTime::now_utc()).unwrap());
-    let replica = |store: PgStore| {
+    let replica = |store: SqlStore| {
         Arc::new(App::new(
             Arc::new(store),
             ca.clone(),
@@ -43,7 +45,7 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
         ))
     };
     let a = replica(store.clone());
-    let b = replica(PgStore::connect(&db.url).await.unwrap());
+    let b = replica(SqlStore::connect_postgres(&db.url).await.unwrap());
     a.start_background().await.unwrap();
     b.start_background().await.unwrap();
 
@@ -57,6 +59,7 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
         created_by: "t".into(),
         used_at: None,
         device_id: None,
+        withdrawn_at: None,
     };
     store.insert_token(&token).await.unwrap();
     let serial = format!("serial-{id}");
@@ -80,12 +83,12 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
 
     // B holds the device's stream; A revokes it.
     let mut wake_on_b = b.hub().subscribe(id);
-    let admin = Admin {
-        name: "root".parse().unwrap(),
-        role: AdminRole::Admin,
-        created_at: Timestamp::from_unix_ms(0),
-        created_by: "t".into(),
-    };
+    let admin = Admin::new(
+        "root".parse().unwrap(),
+        AdminRole::Admin,
+        Timestamp::from_unix_ms(0),
+        "t",
+    );
     a.revoke_device(&admin, &id.to_string()).await.unwrap();
     tokio::time::timeout(Duration::from_secs(5), wake_on_b.changed())
         .await

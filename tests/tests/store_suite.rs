@@ -1,17 +1,19 @@
-//! The store's behaviour, run against every backend: SQLite always, PostgreSQL when
-//! `WARD_TEST_POSTGRES_URL` names a server (each test gets a fresh database there).
-//! `.ci/run` starts the local PostgreSQL and sets the variable; under CI a missing URL fails.
+//! The store's behaviour, run against every backend: SQLite and memory always, PostgreSQL when
+//! `WARD_TEST_POSTGRES_URL` names a server (each test gets a fresh database there); without
+//! it the PostgreSQL tests show as ignored. `.ci/run` starts the local PostgreSQL and sets
+//! the variable.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
-use ward_controller::core::audit::{AuditEvent, verify};
+use ward_controller::core::audit::{AuditEvent, GenesisOrigin, genesis_event, verify};
 use ward_controller::core::{
     CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId, Event,
-    NewDevice, Policy, PolicyScope, Timestamp, TokenHash, TokenRecord, WipeScope,
+    NewDevice, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp, TokenHash, TokenRecord,
+    WipeScope,
 };
-use ward_controller::store::{AuditFilter, PgStore, Redemption, SqliteStore, Store};
+use ward_controller::store::{AuditFilter, MemoryStore, Redemption, SqlStore, Store};
 use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
 
 struct Backend {
@@ -22,28 +24,107 @@ struct Backend {
     _pg: Option<FreshDatabase>,
 }
 
-async fn backends() -> Vec<Backend> {
+async fn sqlite() -> Backend {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite = SqliteStore::open(&dir.path().join("ward.db"))
+    let sqlite = SqlStore::open_sqlite(&dir.path().join("ward.db"))
         .await
         .unwrap();
-    let mut all = vec![Backend {
+    Backend {
         name: "sqlite",
         store: Arc::new(sqlite),
         _dir: Some(dir),
         _pg: None,
-    }];
-    if let Some(db) = fresh_database_async().await {
-        let store = PgStore::connect(&db.url).await.unwrap();
-        all.push(Backend {
-            name: "postgres",
-            store: Arc::new(store),
-            _dir: None,
-            _pg: Some(db),
-        });
     }
-    all
 }
+
+async fn memory() -> Backend {
+    Backend {
+        name: "memory",
+        store: Arc::new(MemoryStore::new()),
+        _dir: None,
+        _pg: None,
+    }
+}
+
+async fn postgres() -> Backend {
+    let db = fresh_database_async().await;
+    let store = SqlStore::connect_postgres(&db.url).await.unwrap();
+    Backend {
+        name: "postgres",
+        store: Arc::new(store),
+        _dir: None,
+        _pg: Some(db),
+    }
+}
+
+/// Each behaviour below runs as three tests, `<behaviour>::sqlite`, `<behaviour>::memory` and
+/// `<behaviour>::postgres`.
+/// The PostgreSQL one is ignored, with the reason shown in the test summary, when the build
+/// did not see `WARD_TEST_POSTGRES_URL` (tests/build.rs sets `ward_postgres`).
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::sqlite().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(super::memory().await).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(ward_postgres),
+                ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+            )]
+            async fn postgres() {
+                super::$name(super::postgres().await).await
+            }
+        }
+    )*};
+}
+
+on_both_backends!(
+    a_token_is_redeemed_exactly_once_under_concurrency,
+    commands_are_idempotent_and_change_only_by_compare_and_set,
+    concurrent_audit_appends_form_one_linear_chain,
+    policies_get_increasing_revisions_and_revocation_is_recorded,
+    posture_columns_round_trip_and_a_retired_device_stays_retired,
+    a_failing_change_fails_alone_and_the_rest_of_its_batch_commits,
+    a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says,
+    admin_requests_are_open_once_per_name_approved_once_and_used_once,
+    only_usable_tokens_are_listed_and_one_can_be_withdrawn,
+);
+
+/// Behaviours that need a fresh store more than once: each gets the backend's constructor.
+macro_rules! on_fresh_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$name(super::sqlite).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                super::$name(super::memory).await
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(
+                not(ward_postgres),
+                ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+            )]
+            async fn postgres() {
+                super::$name(super::postgres).await
+            }
+        }
+    )*};
+}
+
+on_fresh_backends!(of_two_admins_revoking_each_other_at_once_one_remains);
 
 fn device(id: DeviceId) -> NewDevice {
     NewDevice {
@@ -73,6 +154,7 @@ fn token(hash: u8, expires: i64) -> TokenRecord {
         created_by: "admin".into(),
         used_at: None,
         device_id: None,
+        withdrawn_at: None,
     }
 }
 
@@ -117,411 +199,710 @@ fn command(device: DeviceId, key: &str) -> Command {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_token_is_redeemed_exactly_once_under_concurrency() {
-    for b in backends().await {
-        b.store.insert_token(&token(7, 1_000)).await.unwrap();
-        let tasks: Vec<_> = (0..40)
-            .map(|_| {
-                let store = b.store.clone();
-                tokio::spawn(async move {
-                    store
-                        .redeem_token(
-                            &TokenHash([7; 32]),
-                            Timestamp::from_unix_ms(10),
-                            &device(DeviceId::new_random()),
-                        )
-                        .await
-                        .unwrap()
-                })
-            })
-            .collect();
-        let mut enrolled = 0;
-        for t in tasks {
-            if matches!(t.await.unwrap(), Redemption::Enrolled { .. }) {
-                enrolled += 1;
-            }
-        }
-        assert_eq!(enrolled, 1, "{}", b.name);
-        assert_eq!(
-            b.store.list_devices(None).await.unwrap().len(),
-            1,
-            "{}",
-            b.name
-        );
-        // Expired and unknown tokens are refused.
-        b.store.insert_token(&token(8, 5)).await.unwrap();
-        let r = b
-            .store
-            .redeem_token(
-                &TokenHash([8; 32]),
-                Timestamp::from_unix_ms(10),
-                &device(DeviceId::new_random()),
-            )
-            .await
-            .unwrap();
-        assert!(matches!(r, Redemption::Refused(_)), "{}", b.name);
-        let r = b
-            .store
-            .redeem_token(
-                &TokenHash([9; 32]),
-                Timestamp::from_unix_ms(10),
-                &device(DeviceId::new_random()),
-            )
-            .await
-            .unwrap();
-        assert_eq!(r, Redemption::Unknown, "{}", b.name);
-    }
-}
-
-#[tokio::test]
-async fn commands_are_idempotent_and_change_only_by_compare_and_set() {
-    for b in backends().await {
-        let id = enrolled(&b.store, 1).await;
-        let first = command(id, "k1");
-        let (stored, created) = b.store.insert_command(&first).await.unwrap();
-        assert!(created, "{}", b.name);
-        let (again, created) = b.store.insert_command(&command(id, "k1")).await.unwrap();
-        assert!(!created, "{}", b.name);
-        assert_eq!(again.id, stored.id, "{}", b.name);
-
-        let delivered = stored
-            .apply(&Event::Delivered, Timestamp::from_unix_ms(6))
-            .unwrap();
-        assert!(
-            b.store
-                .update_command(CommandState::Queued, &delivered)
-                .await
-                .unwrap(),
-            "{}",
-            b.name
-        );
-        // A stale writer loses.
-        assert!(
-            !b.store
-                .update_command(CommandState::Queued, &delivered)
-                .await
-                .unwrap(),
-            "{}",
-            b.name
-        );
-        assert_eq!(
-            b.store.unfinished_commands(id).await.unwrap().len(),
-            1,
-            "{}",
-            b.name
-        );
-        let acked = delivered
-            .apply(&Event::Acknowledged, Timestamp::from_unix_ms(7))
-            .unwrap();
-        let done = acked
-            .apply(
-                &Event::Failed { reason: "x".into() },
-                Timestamp::from_unix_ms(8),
-            )
-            .unwrap();
-        assert!(
-            b.store
-                .update_command(CommandState::Delivered, &acked)
-                .await
-                .unwrap()
-        );
-        assert!(
-            b.store
-                .update_command(CommandState::Acknowledged, &done)
-                .await
-                .unwrap()
-        );
-        assert!(
-            b.store.unfinished_commands(id).await.unwrap().is_empty(),
-            "{}",
-            b.name
-        );
-        let listed = b
-            .store
-            .list_commands(Some(id), Some(CommandState::Failed))
-            .await
-            .unwrap();
-        assert_eq!(listed.len(), 1, "{}", b.name);
-        assert_eq!(
-            b.store.get_command(stored.id).await.unwrap().unwrap(),
-            done,
-            "{}",
-            b.name
-        );
-        assert_eq!(
-            b.store.command_by_key("k1").await.unwrap().unwrap().id,
-            stored.id
-        );
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_audit_appends_form_one_linear_chain() {
-    for b in backends().await {
-        let tasks: Vec<_> = (0..30)
-            .map(|i| {
-                let store = b.store.clone();
-                tokio::spawn(async move {
-                    let event = AuditEvent {
-                        actor: "a".into(),
-                        action: "x".into(),
-                        target: format!("t{i}"),
-                        details: serde_json::json!({ "i": i }),
-                    };
-                    store
-                        .append_audit(
-                            &event,
-                            Timestamp::from_unix_ms(i),
-                            &|_: &[u8]| vec![1],
-                            &|_: &[u8], _: &[u8]| true,
-                        )
-                        .await
-                        .unwrap()
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-        let entries = b.store.list_audit(&AuditFilter::default()).await.unwrap();
-        let head = b.store.audit_head().await.unwrap();
-        let v = verify(&entries, &head, |_| true);
-        assert!(v.ok, "{}: {v:?}", b.name);
-        assert_eq!(v.entries, 30, "{}", b.name);
-
-        // Paging: pages of 7 after the last seq seen give every entry once, in order.
-        let mut paged = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = b
-                .store
-                .list_audit(&AuditFilter {
-                    after_seq: Some(after),
-                    limit: Some(7),
-                    ..AuditFilter::default()
-                })
-                .await
-                .unwrap();
-            assert!(page.len() <= 7, "{}", b.name);
-            let Some(last) = page.last() else { break };
-            after = last.seq;
-            paged.extend(page);
-        }
-        assert_eq!(paged, entries, "{}", b.name);
-    }
-}
-
-#[tokio::test]
-async fn policies_get_increasing_revisions_and_revocation_is_recorded() {
-    for b in backends().await {
-        let p1 = b
-            .store
-            .put_policy(
-                &PolicyScope::Default,
-                &Policy::default(),
-                "a",
-                Timestamp::from_unix_ms(1),
-            )
-            .await
-            .unwrap();
-        let user = PolicyScope::User("u@h.org".parse().unwrap());
-        let p2 = b
-            .store
-            .put_policy(
-                &user,
-                &Policy {
-                    require_disk_encryption: true,
-                    ..Policy::default()
-                },
-                "a",
-                Timestamp::from_unix_ms(2),
-            )
-            .await
-            .unwrap();
-        let p3 = b
-            .store
-            .put_policy(
-                &PolicyScope::Default,
-                &Policy {
-                    auto_lock_seconds: 60,
-                    ..Policy::default()
-                },
-                "a",
-                Timestamp::from_unix_ms(3),
-            )
-            .await
-            .unwrap();
-        assert!(
-            p1.revision < p2.revision && p2.revision < p3.revision,
-            "{}",
-            b.name
-        );
-        assert!(
-            b.store
-                .get_policy(&user)
-                .await
-                .unwrap()
-                .unwrap()
-                .policy
-                .require_disk_encryption
-        );
-        assert!(b.store.delete_policy(&user).await.unwrap());
-        assert!(!b.store.delete_policy(&user).await.unwrap());
-
-        let id = enrolled(&b.store, 2).await;
-        let revoked = b
-            .store
-            .revoke_device(id, Timestamp::from_unix_ms(10))
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(revoked, vec![format!("serial-{id}")], "{}", b.name);
-        assert_eq!(
-            b.store
-                .revoked_serials(Timestamp::from_unix_ms(11))
-                .await
-                .unwrap(),
-            revoked
-        );
-        assert!(
-            b.store
-                .revoke_device(DeviceId::new_random(), Timestamp::from_unix_ms(10))
-                .await
-                .unwrap()
-                .is_none()
-        );
-    }
-}
-
-#[tokio::test]
-async fn posture_columns_round_trip_and_a_retired_device_stays_retired() {
-    use ward_controller::core::posture::{Filesystem, PackageCount};
-    use ward_controller::core::{DeviceState, Disabled, Inventory};
-    use ward_controller::store::PostureField;
-    for b in backends().await {
-        let id = enrolled(&b.store, 3).await;
-        let fresh = b.store.get_device(id).await.unwrap().unwrap();
-        assert_eq!(
-            (fresh.inventory, fresh.disabled, fresh.enforcement.len()),
-            (None, None, 0),
-            "{}",
-            b.name
-        );
-        let inventory = Inventory {
-            cpu_model: "AMD EPYC".into(),
-            cpu_count: 2,
-            memory_bytes: 1 << 34,
-            packages: vec![PackageCount {
-                manager: "dpkg".into(),
-                count: 754,
-            }],
-            filesystems: vec![Filesystem {
-                mount_point: "/".into(),
-                fs_type: "ext4".into(),
-                source: "/dev/vda".into(),
-                encryption: "not encrypted".into(),
-            }],
-            ..Inventory::default()
-        };
-        let disabled = Disabled {
-            reason: "mislaid".into(),
-            at: 5,
-            by: "admin".into(),
-            command_id: "c".into(),
-        };
-        for (field, value) in [
-            (
-                PostureField::Inventory,
-                serde_json::to_string(&inventory).unwrap(),
-            ),
-            (
-                PostureField::Disabled,
-                serde_json::to_string(&disabled).unwrap(),
-            ),
-        ] {
-            assert!(
-                b.store
-                    .set_device_posture(id, field, Some(&value))
-                    .await
-                    .unwrap()
-            );
-        }
-        let stored = b.store.get_device(id).await.unwrap().unwrap();
-        assert_eq!(stored.inventory.as_ref(), Some(&inventory), "{}", b.name);
-        assert_eq!(stored.disabled.as_ref(), Some(&disabled), "{}", b.name);
-        assert!(
-            b.store
-                .set_device_posture(id, PostureField::Disabled, None)
-                .await
-                .unwrap()
-        );
-        assert_eq!(
-            b.store.get_device(id).await.unwrap().unwrap().disabled,
-            None
-        );
-        assert!(
-            !b.store
-                .set_device_posture(DeviceId::new_random(), PostureField::Inventory, Some("{}"))
-                .await
-                .unwrap(),
-            "an unknown device is reported, not created"
-        );
-
-        // Compare-and-set: only from the value the caller saw.
-        let d = serde_json::to_string(&disabled).unwrap();
-        let swap = |expected: Option<String>, new: Option<String>| {
+async fn a_token_is_redeemed_exactly_once_under_concurrency(b: Backend) {
+    b.store.insert_token(&token(7, 1_000)).await.unwrap();
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
             let store = b.store.clone();
-            async move {
+            tokio::spawn(async move {
                 store
-                    .swap_device_posture(
-                        id,
-                        PostureField::Disabled,
-                        expected.as_deref(),
-                        new.as_deref(),
+                    .redeem_token(
+                        &TokenHash([7; 32]),
+                        Timestamp::from_unix_ms(10),
+                        &device(DeviceId::new_random()),
                     )
                     .await
                     .unwrap()
-            }
-        };
-        assert!(swap(None, Some(d.clone())).await, "{}", b.name);
-        assert!(
-            !swap(None, Some(d.clone())).await,
-            "{}: NULL expected",
-            b.name
-        );
-        assert!(
-            !swap(Some("{}".into()), None).await,
-            "{}: other value expected",
-            b.name
-        );
-        assert!(swap(Some(d.clone()), None).await, "{}", b.name);
-        assert_eq!(
-            b.store.get_device(id).await.unwrap().unwrap().disabled,
-            None
-        );
+            })
+        })
+        .collect();
+    let mut enrolled = 0;
+    for t in tasks {
+        if matches!(t.await.unwrap(), Redemption::Enrolled { .. }) {
+            enrolled += 1;
+        }
+    }
+    assert_eq!(enrolled, 1, "{}", b.name);
+    assert_eq!(
+        b.store.list_devices(None).await.unwrap().len(),
+        1,
+        "{}",
+        b.name
+    );
+    // Expired and unknown tokens are refused.
+    b.store.insert_token(&token(8, 5)).await.unwrap();
+    let r = b
+        .store
+        .redeem_token(
+            &TokenHash([8; 32]),
+            Timestamp::from_unix_ms(10),
+            &device(DeviceId::new_random()),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(r, Redemption::Refused(_)), "{}", b.name);
+    let r = b
+        .store
+        .redeem_token(
+            &TokenHash([9; 32]),
+            Timestamp::from_unix_ms(10),
+            &device(DeviceId::new_random()),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r, Redemption::Unknown, "{}", b.name);
+}
 
-        // Retired after its revocation; a later revocation leaves it retired.
+async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) {
+    let id = enrolled(&b.store, 1).await;
+    let first = command(id, "k1");
+    let (stored, created) = b.store.insert_command(&first).await.unwrap();
+    assert!(created, "{}", b.name);
+    let (again, created) = b.store.insert_command(&command(id, "k1")).await.unwrap();
+    assert!(!created, "{}", b.name);
+    assert_eq!(again.id, stored.id, "{}", b.name);
+
+    let delivered = stored
+        .apply(&Event::Delivered, Timestamp::from_unix_ms(6))
+        .unwrap();
+    assert!(
         b.store
-            .revoke_device(id, Timestamp::from_unix_ms(10))
+            .update_command(CommandState::Queued, &delivered)
+            .await
+            .unwrap(),
+        "{}",
+        b.name
+    );
+    // A stale writer loses.
+    assert!(
+        !b.store
+            .update_command(CommandState::Queued, &delivered)
+            .await
+            .unwrap(),
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.unfinished_commands(id).await.unwrap().len(),
+        1,
+        "{}",
+        b.name
+    );
+    let acked = delivered
+        .apply(&Event::Acknowledged, Timestamp::from_unix_ms(7))
+        .unwrap();
+    let done = acked
+        .apply(
+            &Event::Failed { reason: "x".into() },
+            Timestamp::from_unix_ms(8),
+        )
+        .unwrap();
+    assert!(
+        b.store
+            .update_command(CommandState::Delivered, &acked)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.store
+            .update_command(CommandState::Acknowledged, &done)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.store.unfinished_commands(id).await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+    let listed = b
+        .store
+        .list_commands(Some(id), Some(CommandState::Failed))
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1, "{}", b.name);
+    assert_eq!(
+        b.store.get_command(stored.id).await.unwrap().unwrap(),
+        done,
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.command_by_key("k1").await.unwrap().unwrap().id,
+        stored.id
+    );
+}
+
+async fn concurrent_audit_appends_form_one_linear_chain(b: Backend) {
+    b.store
+        .append_audit(
+            &genesis_event("sha256:test", &[1; 16], GenesisOrigin::Init),
+            Timestamp::from_unix_ms(0),
+            &|_: &[u8]| vec![1],
+            &|_: &[u8], _: &[u8]| true,
+        )
+        .await
+        .unwrap();
+    let tasks: Vec<_> = (0..30)
+        .map(|i| {
+            let store = b.store.clone();
+            tokio::spawn(async move {
+                let event = AuditEvent {
+                    actor: "a".into(),
+                    action: "x".into(),
+                    target: format!("t{i}"),
+                    details: serde_json::json!({ "i": i }),
+                };
+                store
+                    .append_audit(
+                        &event,
+                        Timestamp::from_unix_ms(i),
+                        &|_: &[u8]| vec![1],
+                        &|_: &[u8], _: &[u8]| true,
+                    )
+                    .await
+                    .unwrap()
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let entries = b.store.list_audit(&AuditFilter::default()).await.unwrap();
+    let head = b.store.audit_head().await.unwrap();
+    let v = verify(&entries, &head, |_| true);
+    assert!(v.ok, "{}: {v:?}", b.name);
+    assert_eq!(v.entries, 31, "{}", b.name);
+
+    // Paging: pages of 7 after the last seq seen give every entry once, in order.
+    let mut paged = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = b
+            .store
+            .list_audit(&AuditFilter {
+                after_seq: Some(after),
+                limit: Some(7),
+                ..AuditFilter::default()
+            })
             .await
             .unwrap();
+        assert!(page.len() <= 7, "{}", b.name);
+        let Some(last) = page.last() else { break };
+        after = last.seq;
+        paged.extend(page);
+    }
+    assert_eq!(paged, entries, "{}", b.name);
+}
+
+async fn policies_get_increasing_revisions_and_revocation_is_recorded(b: Backend) {
+    let p1 = b
+        .store
+        .put_policy(
+            &PolicyScope::Default,
+            &PolicyBody::Full(Policy::default()),
+            "a",
+            Timestamp::from_unix_ms(1),
+        )
+        .await
+        .unwrap();
+    let user = PolicyScope::User("u@h.org".parse().unwrap());
+    let p2 = b
+        .store
+        .put_policy(
+            &user,
+            &PolicyBody::Override {
+                fields: PolicyChanges {
+                    require_disk_encryption: Some(true),
+                    ..PolicyChanges::default()
+                },
+            },
+            "a",
+            Timestamp::from_unix_ms(2),
+        )
+        .await
+        .unwrap();
+    let p3 = b
+        .store
+        .put_policy(
+            &PolicyScope::Default,
+            &PolicyBody::Full(Policy {
+                auto_lock_seconds: 60,
+                ..Policy::default()
+            }),
+            "a",
+            Timestamp::from_unix_ms(3),
+        )
+        .await
+        .unwrap();
+    assert!(
+        p1.revision < p2.revision && p2.revision < p3.revision,
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.get_policy(&user).await.unwrap().unwrap().body,
+        PolicyBody::Override {
+            fields: PolicyChanges {
+                require_disk_encryption: Some(true),
+                ..PolicyChanges::default()
+            },
+        },
+        "{}: an override keeps only the fields it sets",
+        b.name
+    );
+    assert_eq!(
+        b.store.list_policies().await.unwrap().len(),
+        2,
+        "{}",
+        b.name
+    );
+    assert!(b.store.delete_policy(&user).await.unwrap());
+    assert!(!b.store.delete_policy(&user).await.unwrap());
+
+    let id = enrolled(&b.store, 2).await;
+    let revoked = b
+        .store
+        .revoke_device(id, Timestamp::from_unix_ms(10))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(revoked, vec![format!("serial-{id}")], "{}", b.name);
+    assert_eq!(
+        b.store
+            .revoked_serials(Timestamp::from_unix_ms(11))
+            .await
+            .unwrap(),
+        revoked
+    );
+    assert!(
+        b.store
+            .revoke_device(DeviceId::new_random(), Timestamp::from_unix_ms(10))
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+async fn posture_columns_round_trip_and_a_retired_device_stays_retired(b: Backend) {
+    use ward_controller::core::posture::{Filesystem, PackageCount};
+    use ward_controller::core::{DeviceState, Disabled, Inventory};
+    use ward_controller::store::PostureField;
+    let id = enrolled(&b.store, 3).await;
+    let fresh = b.store.get_device(id).await.unwrap().unwrap();
+    assert_eq!(
+        (fresh.inventory, fresh.disabled, fresh.enforcement.len()),
+        (None, None, 0),
+        "{}",
+        b.name
+    );
+    let inventory = Inventory {
+        cpu_model: "AMD EPYC".into(),
+        cpu_count: 2,
+        memory_bytes: 1 << 34,
+        packages: vec![PackageCount {
+            manager: "dpkg".into(),
+            count: 754,
+        }],
+        filesystems: vec![Filesystem {
+            mount_point: "/".into(),
+            fs_type: "ext4".into(),
+            source: "/dev/vda".into(),
+            encryption: "not encrypted".into(),
+        }],
+        ..Inventory::default()
+    };
+    let disabled = Disabled {
+        reason: "mislaid".into(),
+        at: 5,
+        by: "admin".into(),
+        command_id: "c".into(),
+    };
+    for (field, value) in [
+        (
+            PostureField::Inventory,
+            serde_json::to_string(&inventory).unwrap(),
+        ),
+        (
+            PostureField::Disabled,
+            serde_json::to_string(&disabled).unwrap(),
+        ),
+    ] {
         assert!(
             b.store
-                .set_device_state(id, DeviceState::Retired)
+                .set_device_posture(id, field, Some(&value))
                 .await
                 .unwrap()
         );
+    }
+    let stored = b.store.get_device(id).await.unwrap().unwrap();
+    assert_eq!(stored.inventory.as_ref(), Some(&inventory), "{}", b.name);
+    assert_eq!(stored.disabled.as_ref(), Some(&disabled), "{}", b.name);
+    assert!(
         b.store
-            .revoke_device(id, Timestamp::from_unix_ms(11))
+            .set_device_posture(id, PostureField::Disabled, None)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        b.store.get_device(id).await.unwrap().unwrap().disabled,
+        None
+    );
+    assert!(
+        !b.store
+            .set_device_posture(DeviceId::new_random(), PostureField::Inventory, Some("{}"))
+            .await
+            .unwrap(),
+        "an unknown device is reported, not created"
+    );
+
+    // Compare-and-set: only from the value the caller saw.
+    let d = serde_json::to_string(&disabled).unwrap();
+    let swap = |expected: Option<String>, new: Option<String>| {
+        let store = b.store.clone();
+        async move {
+            store
+                .swap_device_posture(
+                    id,
+                    PostureField::Disabled,
+                    expected.as_deref(),
+                    new.as_deref(),
+                )
+                .await
+                .unwrap()
+        }
+    };
+    assert!(swap(None, Some(d.clone())).await, "{}", b.name);
+    assert!(
+        !swap(None, Some(d.clone())).await,
+        "{}: NULL expected",
+        b.name
+    );
+    assert!(
+        !swap(Some("{}".into()), None).await,
+        "{}: other value expected",
+        b.name
+    );
+    assert!(swap(Some(d.clone()), None).await, "{}", b.name);
+    assert_eq!(
+        b.store.get_device(id).await.unwrap().unwrap().disabled,
+        None
+    );
+
+    // Retired after its revocation; a later revocation leaves it retired.
+    b.store
+        .revoke_device(id, Timestamp::from_unix_ms(10))
+        .await
+        .unwrap();
+    assert!(
+        b.store
+            .set_device_state(id, DeviceState::Retired)
+            .await
+            .unwrap()
+    );
+    b.store
+        .revoke_device(id, Timestamp::from_unix_ms(11))
+        .await
+        .unwrap();
+    let retired = b.store.get_device(id).await.unwrap().unwrap();
+    assert_eq!(retired.state, DeviceState::Retired, "{}", b.name);
+    assert_eq!(
+        retired.inventory.as_ref(),
+        Some(&inventory),
+        "the record stays"
+    );
+}
+
+async fn a_failing_change_fails_alone_and_the_rest_of_its_batch_commits(b: Backend) {
+    use ward_controller::store::{Priority, StoreError};
+    {
+        let device = enrolled(&b.store, 90).await;
+        b.store.insert_token(&token(91, 1_000)).await.unwrap();
+        let batches_before = b
+            .store
+            .writer()
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut tasks = Vec::new();
+        for i in 0..40u32 {
+            let store = b.store.clone();
+            tasks.push(tokio::spawn(async move {
+                let c = command(device, &format!("batch-{i}"));
+                store
+                    .write(Priority::High, move |tx| {
+                        let c = c.clone();
+                        Box::pin(async move {
+                            match i {
+                                // Writes, then fails: its write must not survive.
+                                7 => {
+                                    tx.insert_command(&c).await?;
+                                    Err(StoreError::Corrupt("job 7 refuses".into()))
+                                }
+                                // The database refuses it (a token that exists already).
+                                13 => tx.insert_token(&token(91, 1_000)).await.map(|()| c),
+                                _ => tx.insert_command(&c).await.map(|(c, _)| c),
+                            }
+                        })
+                    })
+                    .await
+            }));
+        }
+        let mut answers = Vec::new();
+        for t in tasks {
+            answers.push(t.await.unwrap());
+        }
+        for (i, answer) in answers.iter().enumerate() {
+            match i {
+                7 => assert!(
+                    matches!(answer, Err(StoreError::Corrupt(m)) if m == "job 7 refuses"),
+                    "{}: job 7 gets its own error: {answer:?}",
+                    b.name
+                ),
+                13 => assert!(answer.is_err(), "{}: the duplicate token fails", b.name),
+                _ => assert!(answer.is_ok(), "{}: job {i}: {answer:?}", b.name),
+            }
+        }
+        assert!(
+            b.store.command_by_key("batch-7").await.unwrap().is_none(),
+            "{}: the failed job's write was rolled back",
+            b.name
+        );
+        for i in (0..40).filter(|i| ![7, 13].contains(i)) {
+            assert!(
+                b.store
+                    .command_by_key(&format!("batch-{i}"))
+                    .await
+                    .unwrap()
+                    .is_some(),
+                "{}: job {i} committed",
+                b.name
+            );
+        }
+        let batches = b
+            .store
+            .writer()
+            .stats()
+            .batches
+            .load(std::sync::atomic::Ordering::Relaxed)
+            - batches_before;
+        assert!(
+            batches < 38,
+            "{}: 38 changes committed in {batches} transactions: they were grouped",
+            b.name
+        );
+    }
+}
+
+async fn a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says(b: Backend) {
+    b.store.insert_token(&token(1, 1_000)).await.unwrap();
+    // Already expired by the offboarding's clock, not by a slow enrollment's.
+    b.store.insert_token(&token(2, 300)).await.unwrap();
+    let user = "a@h.org".parse().unwrap();
+    let withdrawn = b
+        .store
+        .expire_unused_tokens(&user, Timestamp::from_unix_ms(500))
+        .await
+        .unwrap();
+    assert_eq!(
+        withdrawn, 1,
+        "{}: only unexpired tokens are counted",
+        b.name
+    );
+    for tag in [1, 2] {
+        // An enrollment that read the clock before the offboarding.
+        let outcome = b
+            .store
+            .redeem_token(
+                &TokenHash([tag; 32]),
+                Timestamp::from_unix_ms(100),
+                &device(DeviceId::new_random()),
+            )
             .await
             .unwrap();
-        let retired = b.store.get_device(id).await.unwrap().unwrap();
-        assert_eq!(retired.state, DeviceState::Retired, "{}", b.name);
         assert_eq!(
-            retired.inventory.as_ref(),
-            Some(&inventory),
-            "the record stays"
+            outcome,
+            Redemption::Refused(ward_controller::core::TokenStatus::Withdrawn),
+            "{}: token {tag}",
+            b.name
+        );
+    }
+    assert!(b.store.list_devices(None).await.unwrap().is_empty());
+    // Withdrawing again finds nothing more.
+    assert_eq!(
+        b.store
+            .expire_unused_tokens(&user, Timestamp::from_unix_ms(600))
+            .await
+            .unwrap(),
+        0
+    );
+}
+
+fn admin_certificate(name: &str, serial: &str) -> CertificateRecord {
+    CertificateRecord {
+        serial: serial.into(),
+        subject: format!("ward://admin/{name}"),
+        not_before: Timestamp::from_unix_ms(0),
+        not_after: Timestamp::from_unix_ms(i64::MAX / 2),
+        issued_at: Timestamp::from_unix_ms(0),
+        revoked_at: None,
+    }
+}
+
+async fn of_two_admins_revoking_each_other_at_once_one_remains<F, Fut>(backend: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Backend>,
+{
+    use ward_controller::core::admins::RevokeOutcome;
+    use ward_controller::core::{Admin, AdminRole};
+    for _ in 0..5 {
+        {
+            let b = backend().await;
+            for name in ["x", "y"] {
+                let admin = Admin::new(
+                    name.parse().unwrap(),
+                    AdminRole::Admin,
+                    Timestamp::from_unix_ms(0),
+                    "init",
+                );
+                b.store
+                    .insert_admin(&admin, &admin_certificate(name, &format!("s-{name}")))
+                    .await
+                    .unwrap();
+            }
+            let now = Timestamp::from_unix_ms(1);
+            let (s1, s2) = (b.store.clone(), b.store.clone());
+            let (x, y) = ("x".parse().unwrap(), "y".parse().unwrap());
+            let (r1, r2) = tokio::join!(
+                tokio::spawn(async move { s1.revoke_admin(&x, "y", "race", now).await }),
+                tokio::spawn(async move { s2.revoke_admin(&y, "x", "race", now).await }),
+            );
+            let outcomes = [r1.unwrap().unwrap(), r2.unwrap().unwrap()];
+            let revoked = outcomes
+                .iter()
+                .filter(|o| matches!(o, RevokeOutcome::Revoked(serials) if serials.len() == 1))
+                .count();
+            assert_eq!(revoked, 1, "{}: {outcomes:?}", b.name);
+            assert!(
+                outcomes.contains(&RevokeOutcome::LastAdmin),
+                "{}: {outcomes:?}",
+                b.name
+            );
+            // The revoked one's certificate is on the revocation list; the other's is not.
+            let listed = b.store.revoked_serials(now).await.unwrap();
+            assert_eq!(listed.len(), 1, "{}: {listed:?}", b.name);
+        }
+    }
+}
+
+async fn admin_requests_are_open_once_per_name_approved_once_and_used_once(b: Backend) {
+    use ward_controller::core::AdminRole;
+    use ward_controller::core::admins::{AdminRequest, RequestKind};
+    let now = Timestamp::from_unix_ms(1_000);
+    let name: ward_certs::AdminName = "carol".parse().unwrap();
+    let first = AdminRequest::new(RequestKind::Issue, name.clone(), AdminRole::Admin, "a", now);
+    let second = AdminRequest::new(RequestKind::Issue, name.clone(), AdminRole::Admin, "b", now);
+    assert_eq!(
+        b.store.open_admin_request(&first, now).await.unwrap(),
+        first
+    );
+    assert_eq!(
+        b.store.open_admin_request(&second, now).await.unwrap(),
+        first,
+        "{}",
+        b.name
+    );
+    assert!(
+        !b.store.use_admin_request(&first.id, now).await.unwrap(),
+        "used unapproved"
+    );
+    assert!(
+        b.store
+            .approve_admin_request(&first.id, "z", now)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.store
+            .approve_admin_request(&first.id, "y", now)
+            .await
+            .unwrap()
+    );
+    assert!(b.store.use_admin_request(&first.id, now).await.unwrap());
+    assert!(
+        !b.store.use_admin_request(&first.id, now).await.unwrap(),
+        "used twice"
+    );
+    // Used: no longer open, so a new request can be made; an expired one is not open.
+    assert_eq!(b.store.admin_request(&name, now).await.unwrap(), None);
+    assert_eq!(
+        b.store.open_admin_request(&second, now).await.unwrap(),
+        second
+    );
+    let later = second.expires_at;
+    assert_eq!(b.store.admin_request(&name, later).await.unwrap(), None);
+    assert!(b.store.list_admin_requests(later).await.unwrap().is_empty());
+    assert!(
+        !b.store
+            .approve_admin_request(&second.id, "z", later)
+            .await
+            .unwrap()
+    );
+}
+
+async fn only_usable_tokens_are_listed_and_one_can_be_withdrawn(b: Backend) {
+    {
+        let store = &b.store;
+        let now = Timestamp::from_unix_ms(500);
+        // 1: usable, 2: expired, 3: used, 4: usable and another user's.
+        store.insert_token(&token(1, 1_000)).await.unwrap();
+        store.insert_token(&token(2, 400)).await.unwrap();
+        let used = enrolled(store, 3).await;
+        let mut other = token(4, 2_000);
+        other.user = "b@h.org".parse().unwrap();
+        other.created_at = Timestamp::from_unix_ms(10);
+        store.insert_token(&other).await.unwrap();
+        let _ = used;
+
+        let all = store.list_usable_tokens(None, now).await.unwrap();
+        let hashes: Vec<u8> = all.iter().map(|t| t.hash.0[0]).collect();
+        assert_eq!(hashes, [1, 4], "{}: oldest first, usable only", b.name);
+        let mine = store
+            .list_usable_tokens(Some(&"a@h.org".parse().unwrap()), now)
+            .await
+            .unwrap();
+        assert_eq!(mine.len(), 1, "{}", b.name);
+        assert_eq!(mine[0].hash, TokenHash([1; 32]), "{}", b.name);
+
+        assert!(store.expire_token(&TokenHash([1; 32]), now).await.unwrap());
+        assert!(
+            !store.expire_token(&TokenHash([1; 32]), now).await.unwrap(),
+            "{}: withdrawing twice withdraws nothing",
+            b.name
+        );
+        assert!(
+            !store.expire_token(&TokenHash([3; 32]), now).await.unwrap(),
+            "{}: a used token stays used",
+            b.name
+        );
+        assert!(
+            !store.expire_token(&TokenHash([9; 32]), now).await.unwrap(),
+            "{}: unknown",
+            b.name
+        );
+        let left = store.list_usable_tokens(None, now).await.unwrap();
+        assert_eq!(left.len(), 1, "{}", b.name);
+        assert_eq!(left[0].hash, TokenHash([4; 32]), "{}", b.name);
+        let withdrawn = store
+            .find_token(&TokenHash([1; 32]))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            withdrawn.status(now),
+            ward_controller::core::TokenStatus::Withdrawn,
+            "{}: a withdrawn token cannot be redeemed",
+            b.name
         );
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use ward_e2e::eventually_blocking;
-use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr};
+use ward_e2e::process::{AgentFixture, ControllerProcess, http_get, json, stderr};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -51,6 +51,13 @@ fn online_agent_is_wiped_with_a_verified_receipt_and_no_canary_left() {
     assert_eq!(command["receipt"]["verified"], true);
     assert_eq!(command["receipt"]["body"]["key_destroyed"], true);
     assert_eq!(command["receipt"]["body"]["files_removed"], 2);
+    // No TPM (test agents run with `--tpm none`): the receipt says the key was in a file,
+    // never more.
+    assert_eq!(
+        command["receipt"]["body"]["key_protection"],
+        "file-best-effort"
+    );
+    assert_eq!(command["receipt"]["key_protection"], "file-best-effort");
     assert!(
         device.canary_files().is_empty(),
         "canary survived: {:?}",
@@ -167,6 +174,56 @@ fn lock_without_a_session_manager_fails_with_a_readable_reason() {
     );
 }
 
+/// A `loginctl` whose `lock-sessions` succeeds while the one graphical session never
+/// reports itself locked (a desktop without a screen locker).
+fn loginctl_that_never_locks(dir: &std::path::Path) -> std::path::PathBuf {
+    let script = dir.join("loginctl");
+    std::fs::write(
+        &script,
+        "#!/bin/sh
+case \"$1\" in
+lock-sessions) exit 0 ;;
+         list-sessions) echo '      2 1000 fay seat0 tty2' ;;
+         show-session) printf 'Type=x11\\nClass=user\\nName=fay\\nLockedHint=no\\n' ;;
+         *) exit 1 ;;
+esac
+",
+    )
+    .unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn a_lock_no_session_confirms_is_reported_as_not_verified() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = AgentFixture::enroll(&controller, tmp.path(), "v", "val@hospital.org");
+    let loginctl = loginctl_that_never_locks(tmp.path());
+    let _agent = device.run(&[("WARD_AGENT_LOGINCTL", loginctl.to_str().unwrap())]);
+    let out = controller.ctl(&[
+        "device",
+        "lock",
+        &device.device_id,
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    // loginctl exited 0, but nothing was seen locked: not a success.
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let command = json_lenient(&out.stdout);
+    assert_eq!(command["state"], "failed");
+    let reason = command["failure_reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("not verified: ")
+            && reason.contains("session 2 (fay, x11) did not report LockedHint=yes")
+            && reason.contains("the messaging key is withheld"),
+        "{reason}"
+    );
+}
+
 #[test]
 fn full_wipe_is_refused_honestly_where_it_is_not_supported() {
     let tmp = tempfile::tempdir().unwrap();
@@ -236,11 +293,24 @@ fn full_wipe_runs_the_erase_hook_then_retires_the_agent() {
     let command = json(&out);
     assert_eq!(command["receipt"]["verified"], true);
     assert_eq!(command["receipt"]["body"]["scope"], "full");
+    // What is known is that the hook ran and exited 0; never "device wiped".
+    let hook_report = command["receipt"]["body"]["full_erase"].as_str().unwrap();
     assert!(
-        command["receipt"]["body"]["full_erase"]
-            .as_str()
-            .unwrap()
-            .contains("exited 0")
+        hook_report.starts_with("hook ran: ") && hook_report.contains("exited 0"),
+        "{hook_report}"
+    );
+    let outcome = command["outcome"].as_str().unwrap();
+    assert!(
+        outcome.contains("the device's erase hook ran")
+            && outcome.contains("Ward does not verify that the device was erased")
+            && !outcome.contains("device wiped"),
+        "{outcome}"
+    );
+    let shown = controller.ctl(&["command", "show", command["id"].as_str().unwrap()]);
+    let table = String::from_utf8_lossy(&shown.stdout);
+    assert!(
+        table.contains("outcome") && table.contains("erase hook ran"),
+        "{table}"
     );
     assert_eq!(
         std::fs::read_to_string(&marker).unwrap().trim(),
@@ -281,28 +351,6 @@ fn the_controller_stops_promptly_on_sigterm_with_agents_connected() {
 fn json_lenient(stdout: &[u8]) -> Value {
     serde_json::from_slice(stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(stdout)))
-}
-
-/// A plain HTTP GET on loopback; returns (status line, body).
-fn http_get(base: &str, path: &str) -> (String, String) {
-    use std::io::{Read, Write};
-    let addr = base.trim_start_matches("http://");
-    let mut stream = std::net::TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut response = String::new();
-    stream.read_to_string(&mut response).unwrap();
-    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-    (
-        head.lines().next().unwrap_or("").to_owned(),
-        body.to_owned(),
-    )
 }
 
 #[test]

@@ -1,6 +1,14 @@
-//! Disk encryption of the filesystems that hold given paths, from `/proc/self/mountinfo` and
-//! sysfs: a filesystem counts as encrypted when its block device is a dm-crypt mapping or is
-//! built only on dm-crypt mappings (LVM on LUKS).
+//! Disk encryption of the filesystems that hold given paths, and of swap, from
+//! `/proc/self/mountinfo`, `/proc/swaps` and sysfs: a block device counts as encrypted when
+//! it is a dm-crypt mapping cryptsetup made (LUKS, plain, BitLocker, ...) or is built only
+//! on such mappings (LVM on LUKS, verity over LUKS). dm-verity and dm-integrity carry
+//! cryptsetup's "CRYPT-" uuid prefix too, but they hide nothing: they count only by what
+//! they are built on.
+//!
+//! Swap holds memory pages, keys and decrypted messages among them, so it must be
+//! encrypted too: a swap partition must be dm-crypt, a swap file must be on an encrypted
+//! filesystem, and zram (compressed memory) counts as off disk unless it has a writeback
+//! device, which must then be encrypted.
 
 use std::path::{Component, Path, PathBuf};
 
@@ -16,7 +24,14 @@ pub(crate) struct Mount {
     pub super_options: String,
 }
 
-/// Checks every path; passes only if all of their filesystems are encrypted.
+/// dm-crypt types cryptsetup writes in a mapping's uuid (`CRYPT-<TYPE>-...`) that encrypt.
+/// Not here: VERITY, INTEGRITY and SUBDEV (LUKS2's integrity part under its dm-crypt).
+const ENCRYPTING: [&str; 7] = [
+    "LUKS1", "LUKS2", "PLAIN", "LOOPAES", "TCRYPT", "BITLK", "FVAULT2",
+];
+
+/// Checks every path and every active swap area; passes only if all of them are encrypted
+/// (or in memory).
 pub fn check(roots: &Roots, paths: &[&Path]) -> Outcome {
     let mountinfo_path = roots.proc.join("self/mountinfo");
     let Ok(mountinfo) = std::fs::read_to_string(&mountinfo_path) else {
@@ -26,12 +41,24 @@ pub fn check(roots: &Roots, paths: &[&Path]) -> Outcome {
     let mut passes = Vec::new();
     let mut fails = Vec::new();
     let mut unknown = Vec::new();
+    let mut sort = |what: String, outcome: Outcome| match outcome {
+        Outcome::Pass(d) => passes.push(format!("{what}: {d}")),
+        Outcome::Fail(d) => fails.push(format!("{what}: {d}")),
+        Outcome::Unsupported(d) | Outcome::Error(d) => unknown.push(format!("{what}: {d}")),
+    };
     for path in paths {
-        match path_status(roots, &mounts, path, 0) {
-            Outcome::Pass(d) => passes.push(format!("{}: {d}", path.display())),
-            Outcome::Fail(d) => fails.push(format!("{}: {d}", path.display())),
-            Outcome::Unsupported(d) | Outcome::Error(d) => {
-                unknown.push(format!("{}: {d}", path.display()))
+        sort(
+            path.display().to_string(),
+            path_status(roots, &mounts, path, 0),
+        );
+    }
+    match swap_areas(roots) {
+        Err(why) => sort("swap".into(), Outcome::Unsupported(why)),
+        Ok(areas) if areas.is_empty() => sort("swap".into(), Outcome::Pass("no swap".into())),
+        Ok(areas) => {
+            for (name, kind) in areas {
+                let outcome = swap_status(roots, &mounts, &name, &kind);
+                sort(format!("swap {name}"), outcome);
             }
         }
     }
@@ -105,6 +132,81 @@ fn block_status(roots: &Roots, mount: &Mount) -> Outcome {
     }
 }
 
+/// The active swap areas in `/proc/swaps`: (file name, "partition" or "file").
+fn swap_areas(roots: &Roots) -> Result<Vec<(String, String)>, String> {
+    let path = roots.proc.join("swaps");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| format!("{} is not readable ({e})", path.display()))?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            Some((unescape(fields.next()?), fields.next()?.to_owned()))
+        })
+        .collect())
+}
+
+fn swap_status(roots: &Roots, mounts: &[Mount], name: &str, kind: &str) -> Outcome {
+    if kind != "partition" {
+        // A swap file: what holds it decides.
+        return path_status(roots, mounts, Path::new(name), 0);
+    }
+    let Some(dev) = block_device_named(roots, name) else {
+        return Outcome::Unsupported(format!("no block device {name} in sysfs"));
+    };
+    let base = dev.file_name().map(|n| n.to_string_lossy().into_owned());
+    if base.as_deref().is_some_and(|b| b.starts_with("zram")) {
+        let backing = std::fs::read_to_string(dev.join("backing_dev")).unwrap_or_default();
+        let backing = backing.trim();
+        if backing.is_empty() || backing == "none" {
+            return Outcome::Pass(
+                "zram, compressed memory without a writeback device: nothing is written to disk"
+                    .into(),
+            );
+        }
+        return match block_device_named(roots, backing).map(|d| encrypted(roots, &d, 0)) {
+            Some(Some(true)) => {
+                Outcome::Pass(format!("zram writing back to {backing}, which is dm-crypt"))
+            }
+            Some(Some(false)) => Outcome::Fail(format!(
+                "zram writes pages back to {backing}, which has no dm-crypt/LUKS layer"
+            )),
+            _ => Outcome::Unsupported(format!(
+                "cannot follow the device stack of zram's writeback device {backing}"
+            )),
+        };
+    }
+    match encrypted(roots, &dev, 0) {
+        Some(true) => Outcome::Pass("dm-crypt".into()),
+        Some(false) => Outcome::Fail(format!(
+            "swap partition {name} has no dm-crypt/LUKS layer: memory pages reach the disk in clear"
+        )),
+        None => Outcome::Unsupported(format!("cannot follow the device stack of {name}")),
+    }
+}
+
+/// The sysfs directory of a block device given by its `/dev` path: `/dev/NAME` is
+/// `class/block/NAME`; `/dev/mapper/NAME` is the dm device whose `dm/name` is NAME.
+fn block_device_named(roots: &Roots, dev_path: &str) -> Option<PathBuf> {
+    let class = roots.sys.join("class/block");
+    if let Some(dm_name) = dev_path.strip_prefix("/dev/mapper/") {
+        return std::fs::read_dir(&class)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|dir| {
+                std::fs::read_to_string(dir.join("dm/name")).is_ok_and(|n| n.trim() == dm_name)
+            });
+    }
+    let name = dev_path.strip_prefix("/dev/")?;
+    if name.is_empty() || name.contains('/') || name.starts_with('.') {
+        return None;
+    }
+    let dir = class.join(name);
+    dir.exists().then_some(dir)
+}
+
 /// For the inventory: whether the block device `major_minor` (as in mountinfo, "253:0") is
 /// dm-crypt or built only on dm-crypt devices. `None` when sysfs has no such block device
 /// or its stack cannot be read.
@@ -125,9 +227,12 @@ fn encrypted(roots: &Roots, dev: &Path, depth: usize) -> Option<bool> {
     if depth > 8 {
         return None;
     }
-    if std::fs::read_to_string(dev.join("dm/uuid"))
-        .is_ok_and(|uuid| uuid.trim().starts_with("CRYPT-"))
-    {
+    if std::fs::read_to_string(dev.join("dm/uuid")).is_ok_and(|uuid| {
+        uuid.trim()
+            .strip_prefix("CRYPT-")
+            .and_then(|rest| rest.split('-').next())
+            .is_some_and(|kind| ENCRYPTING.contains(&kind))
+    }) {
         return Some(true);
     }
     let slaves: Vec<String> = std::fs::read_dir(dev.join("slaves"))

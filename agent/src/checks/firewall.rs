@@ -1,7 +1,8 @@
 //! Whether a host firewall filters incoming traffic.
 //!
 //! The loaded rules decide whenever some can be read (that needs root, CAP_NET_ADMIN):
-//! `nft -j list ruleset` (or the text form with older nft) and `iptables-save -t filter`.
+//! `nft -j list ruleset` (or the text form with older nft), `iptables-save -t filter` and
+//! `ip6tables-save -t filter`.
 //! A base chain on the `input` hook filters when the path through it, following jumps and
 //! gotos, ends in an unconditional drop or reject (a rule that matches every packet that
 //! reaches it), or when nothing ends that path and the chain's policy is drop. Conditional
@@ -9,20 +10,32 @@
 //! an unconditional accept before any unconditional drop opens the path. firewalld and ufw
 //! only label the rules they created.
 //!
-//! When no ruleset can be read (the agent is not root, or neither tool is installed), two
-//! weaker signs count, and the detail says the rules themselves were not read:
+//! When no ruleset can be read (the agent is not root, or no tool is installed), two weaker
+//! signs count, and the detail says the rules themselves were not read (both cover IPv6:
+//! firewalld's table is `inet`, and ufw drops IPv6 even with `IPV6=no`):
 //!
 //! - a process whose `comm` is exactly `firewalld` with real uid 0 (an unprivileged user
 //!   cannot start a root process, so this cannot be spoofed by naming a program firewalld);
 //! - `ENABLED=yes` in `/etc/ufw/ufw.conf`: like other checks, then only the configuration.
 //!
-//! IPv6-only rules from `ip6tables` are not read.
+//! IPv4 and IPv6 are judged apart: an nftables chain of the `ip` family (and every
+//! `iptables` chain) filters IPv4 only, one of the `ip6` family (and every `ip6tables`
+//! chain) IPv6 only, and an `inet` chain both. The check passes only when both are filtered,
+//! or IPv4 is and the host has no IPv6 (no `/proc/net/if_inet6`, or `disable_ipv6` set on
+//! every interface and as the default for new ones). IPv6 left open fails; IPv6 rules that
+//! could not be read at all are "unsupported".
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
 use super::{Outcome, Roots, RunError};
+
+#[path = "firewall_parse.rs"]
+mod parse;
+#[cfg(test)]
+use parse::tokens;
+use parse::{parse_iptables_save, parse_nft_json, parse_nft_text};
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const OUTPUT_LIMIT: usize = 8 * 1024 * 1024;
@@ -54,71 +67,210 @@ pub fn state(roots: &Roots) -> String {
 pub fn assess(roots: &Roots) -> Assessment {
     let mut read = Vec::new();
     let mut unread = Vec::new();
-    for (tool, rules) in [("nftables", nft(roots)), ("iptables", iptables(roots))] {
+    for (tool, rules) in [
+        ("nftables", nft(roots)),
+        ("iptables", iptables(roots, "iptables-save", "ip")),
+        ("ip6tables", iptables(roots, "ip6tables-save", "ip6")),
+    ] {
         match rules {
             Ok(chains) => read.push((tool, chains)),
-            Err(why) => unread.push(why),
+            Err(why) => unread.push((tool, why)),
         }
     }
     let ufw_conf = roots.etc.join("ufw/ufw.conf");
     let ufw = ufw_enabled(&ufw_conf).then_some(ufw_conf.as_path());
     if read.is_empty() {
+        let unread: Vec<String> = unread.into_iter().map(|(_, why)| why).collect();
         without_rules(roots, &unread, ufw)
     } else {
-        from_rules(&read, &unread, ufw)
+        from_rules(&read, &unread, ufw, ipv6_off(roots).as_deref())
     }
 }
 
-/// Judged from the rules alone.
-fn from_rules(read: &[(&str, Vec<Chain>)], unread: &[String], ufw: Option<&Path>) -> Assessment {
-    let mut filtering = Vec::new();
-    let mut open = Vec::new();
+/// The address families a tool's rules or a chain's family cover: (IPv4, IPv6).
+fn families(family_or_tool: &str) -> (bool, bool) {
+    match family_or_tool {
+        "ip" | "iptables" => (true, false),
+        "ip6" | "ip6tables" => (false, true),
+        // nftables (the tool) can list chains of either.
+        "inet" | "nftables" => (true, true),
+        _ => (false, false),
+    }
+}
+
+/// Why this host receives no IPv6 traffic, or `None` when it may (or that cannot be told).
+fn ipv6_off(roots: &Roots) -> Option<String> {
+    let net = roots.proc.join("net");
+    if net.is_dir() && !net.join("if_inet6").exists() {
+        return Some(format!(
+            "the kernel has no IPv6 ({} does not exist)",
+            net.join("if_inet6").display()
+        ));
+    }
+    let conf = roots.proc.join("sys/net/ipv6/conf");
+    let values: Vec<String> = std::fs::read_dir(&conf)
+        .ok()?
+        .flatten()
+        .map(|e| {
+            std::fs::read_to_string(e.path().join("disable_ipv6"))
+                .unwrap_or_default()
+                .trim()
+                .to_owned()
+        })
+        .collect();
+    // "all" and "default" are entries too: new interfaces start disabled.
+    (!values.is_empty() && values.iter().all(|v| v == "1")).then(|| {
+        "IPv6 is disabled on every interface and for new ones (net.ipv6.conf.*.disable_ipv6 = 1)"
+            .to_owned()
+    })
+}
+
+/// What the rules say for one address family.
+#[derive(Default)]
+struct Family {
+    filtering: Vec<String>,
+    open: Vec<String>,
+    /// Some tool that can hold this family's rules was read.
+    seen: bool,
+}
+
+/// Judged from the rules alone, IPv4 and IPv6 apart.
+fn from_rules(
+    read: &[(&str, Vec<Chain>)],
+    unread: &[(&str, String)],
+    ufw: Option<&Path>,
+    ipv6_off: Option<&str>,
+) -> Assessment {
+    let (mut v4, mut v6) = (Family::default(), Family::default());
     let mut active = BTreeSet::new();
     let mut ufw_loaded = false;
     for (tool, chains) in read {
         ufw_loaded |= chains.iter().any(|c| c.name.starts_with("ufw"));
+        let (tool4, tool6) = families(tool);
+        v4.seen |= tool4;
+        v6.seen |= tool6;
         let bases = judge(chains);
         if bases.is_empty() {
-            open.push(format!("{tool} has no chain on the input hook"));
+            let text = format!("{tool} has no chain on the input hook");
+            for (covers, family) in [(tool4, &mut v4), (tool6, &mut v6)] {
+                if covers {
+                    family.open.push(text.clone());
+                }
+            }
         }
         for base in bases {
+            let text = format!("{tool}: {}", base.text);
+            let (base4, base6) = families(&base.family);
+            for (covers, family) in [(base4, &mut v4), (base6, &mut v6)] {
+                if !covers {
+                    continue;
+                }
+                if base.filtering {
+                    family.filtering.push(text.clone());
+                } else {
+                    family.open.push(text.clone());
+                }
+            }
             if base.filtering {
                 active.insert(*tool);
                 active.extend(base.creator);
-                filtering.push(format!("{tool}: {}", base.text));
-            } else {
-                open.push(format!("{tool}: {}", base.text));
             }
         }
     }
-    if !filtering.is_empty() {
+    let mut filtering: Vec<String> = Vec::new();
+    for text in v4.filtering.iter().chain(&v6.filtering) {
+        if !filtering.contains(text) {
+            filtering.push(text.clone());
+        }
+    }
+    let active = active.into_iter().collect::<Vec<_>>().join(", ");
+    let v6_done = !v6.filtering.is_empty() || ipv6_off.is_some();
+    if !v4.filtering.is_empty() && v6_done {
+        let mut detail = filtering.join("; ");
+        if let (Some(off), true) = (ipv6_off, v6.filtering.is_empty()) {
+            detail.push_str(&format!("; IPv6 needs no filtering: {off}"));
+        }
         return Assessment {
-            outcome: Outcome::Pass(filtering.join("; ")),
-            state: format!(
-                "active: {}",
-                active.into_iter().collect::<Vec<_>>().join(", ")
-            ),
+            outcome: Outcome::Pass(detail),
+            state: format!("active: {active}"),
         };
     }
-    if let Some(conf) = ufw
-        && !ufw_loaded
-    {
-        open.push(format!(
-            "ufw is enabled in {} but its rules are not loaded",
-            conf.display()
-        ));
-    }
-    let unread = if unread.is_empty() {
-        String::new()
-    } else {
-        format!("; not read: {}", unread.join("; "))
+    let unread_for = |ipv6: bool| {
+        let list: Vec<&str> = unread
+            .iter()
+            .filter(|(tool, _)| {
+                let (t4, t6) = families(tool);
+                if ipv6 { t6 } else { t4 }
+            })
+            .map(|(_, why)| why.as_str())
+            .collect();
+        if list.is_empty() {
+            String::new()
+        } else {
+            format!("; not read: {}", list.join("; "))
+        }
     };
+    if v4.filtering.is_empty() {
+        let mut open = v4.open;
+        for text in v6.open {
+            if !open.contains(&text) {
+                open.push(text);
+            }
+        }
+        if let Some(conf) = ufw
+            && !ufw_loaded
+        {
+            open.push(format!(
+                "ufw is enabled in {} but its rules are not loaded",
+                conf.display()
+            ));
+        }
+        let (what, state) = if v6.filtering.is_empty() {
+            ("incoming traffic", "inactive".to_owned())
+        } else {
+            (
+                "incoming IPv4 traffic",
+                format!("active for IPv6 only: {active}"),
+            )
+        };
+        let also = if v6.filtering.is_empty() {
+            String::new()
+        } else {
+            format!(" (IPv6 is filtered: {})", v6.filtering.join("; "))
+        };
+        return Assessment {
+            outcome: Outcome::Fail(format!(
+                "no packet filtering of {what}{also}: {}{}",
+                open.join("; "),
+                unread_for(false)
+            )),
+            state,
+        };
+    }
+    // IPv4 is filtered; IPv6 is enabled and not.
+    let state = format!("active for IPv4 only: {active}");
+    if !v6.seen {
+        return Assessment {
+            outcome: Outcome::Unsupported(format!(
+                "IPv4 is filtered ({}), but no IPv6 rules could be read{}",
+                v4.filtering.join("; "),
+                unread_for(true)
+            )),
+            state,
+        };
+    }
     Assessment {
         outcome: Outcome::Fail(format!(
-            "no packet filtering of incoming traffic: {}{unread}",
-            open.join("; ")
+            "no packet filtering of incoming IPv6 traffic (IPv4 is filtered: {}): {}{}",
+            v4.filtering.join("; "),
+            if v6.open.is_empty() {
+                "no IPv6 chain on the input hook".to_owned()
+            } else {
+                v6.open.join("; ")
+            },
+            unread_for(true)
         )),
-        state: "inactive".into(),
+        state,
     }
 }
 
@@ -232,6 +384,8 @@ enum Verdict {
 
 /// What one base input chain does with incoming traffic.
 struct Judged {
+    /// The chain's family: "ip", "ip6" or "inet".
+    family: String,
     filtering: bool,
     /// "chain input (inet filter) hooks input with policy drop", or why it does not filter.
     text: String,
@@ -299,6 +453,7 @@ fn judge(chains: &[Chain]) -> Vec<Judged> {
                 format!("{text} (only conditional drops: {named})")
             };
             Judged {
+                family: base.family.clone(),
                 filtering,
                 text,
                 creator,
@@ -460,486 +615,22 @@ fn nft(roots: &Roots) -> Result<Vec<Chain>, String> {
     }
 }
 
-fn iptables(roots: &Roots) -> Result<Vec<Chain>, String> {
+/// `iptables-save` (family "ip") or `ip6tables-save` (family "ip6").
+fn iptables(roots: &Roots, program: &str, family: &str) -> Result<Vec<Chain>, String> {
     let ran = roots
-        .run("iptables-save", &["-t", "filter"], TIMEOUT, OUTPUT_LIMIT)
+        .run(program, &["-t", "filter"], TIMEOUT, OUTPUT_LIMIT)
         .map_err(|e| e.to_string())?;
     if ran.stderr.contains("Table does not exist") {
         // Read, and there is no filter table: nothing filters.
         return Ok(Vec::new());
     }
     if !ran.status.success() || (ran.stdout.trim().is_empty() && !ran.stderr.is_empty()) {
-        return Err(format!("iptables-save failed: {}", ran.failure()));
+        return Err(format!("{program} failed: {}", ran.failure()));
     }
     if ran.truncated {
-        return Err("iptables-save printed more than 8 MiB".into());
+        return Err(format!("{program} printed more than 8 MiB"));
     }
-    Ok(parse_iptables_save(&ran.stdout))
-}
-
-/// `nft -j list ruleset`; `None` when it is not nft's JSON.
-fn parse_nft_json(text: &str) -> Option<Vec<Chain>> {
-    use serde_json::Value;
-    let value: Value = serde_json::from_str(text).ok()?;
-    let items = value.get("nftables")?.as_array()?;
-    let s = |v: &Value, key: &str| v.get(key).and_then(|x| x.as_str()).map(str::to_owned);
-    let mut chains: Vec<Chain> = items
-        .iter()
-        .filter_map(|item| item.get("chain"))
-        .map(|c| Chain {
-            family: s(c, "family").unwrap_or_default(),
-            table: s(c, "table").unwrap_or_default(),
-            name: s(c, "name").unwrap_or_default(),
-            hook: s(c, "hook"),
-            policy: s(c, "policy").map(|p| p.to_ascii_lowercase()),
-            rules: Vec::new(),
-        })
-        .collect();
-    for rule in items.iter().filter_map(|item| item.get("rule")) {
-        let (family, table, name) = (s(rule, "family"), s(rule, "table"), s(rule, "chain"));
-        let Some(chain) = chains.iter_mut().find(|c| {
-            Some(&c.family) == family.as_ref()
-                && Some(&c.table) == table.as_ref()
-                && Some(&c.name) == name.as_ref()
-        }) else {
-            continue;
-        };
-        let statements = rule.get("expr").and_then(Value::as_array);
-        chain
-            .rules
-            .push(json_rule(statements.map_or(&[][..], Vec::as_slice)));
-    }
-    Some(chains)
-}
-
-fn json_rule(statements: &[serde_json::Value]) -> Rule {
-    let mut rule = Rule::default();
-    let mut matches = Vec::new();
-    for statement in statements {
-        let Some((key, value)) = statement.as_object().and_then(|m| m.iter().next()) else {
-            continue;
-        };
-        if let Some(verdict) = json_verdict(key, value) {
-            rule.verdict = Some(verdict);
-            continue;
-        }
-        match key.as_str() {
-            // Statements that act on every packet they see without matching.
-            "counter" | "log" | "mangle" | "continue" => {}
-            "xt" if value.get("type").and_then(|t| t.as_str()) == Some("target") => {}
-            "vmap" => {
-                matches.push(format!(
-                    "{} vmap",
-                    operand(value.get("key").unwrap_or(&serde_json::Value::Null))
-                ));
-                if let Some(data) = value.get("data") {
-                    mapped_verdicts(data, &mut rule.mapped);
-                }
-            }
-            "match" => {
-                let op = value
-                    .get("op")
-                    .and_then(|o| o.as_str())
-                    .filter(|o| !matches!(*o, "==" | "in"));
-                let parts = [
-                    value.get("left").map(operand),
-                    op.map(str::to_owned),
-                    value.get("right").map(operand),
-                ];
-                matches.push(parts.into_iter().flatten().collect::<Vec<_>>().join(" "));
-            }
-            "xt" => matches.push(format!(
-                "xt match {}",
-                value.get("name").and_then(|n| n.as_str()).unwrap_or("?")
-            )),
-            other => matches.push(other.to_owned()),
-        }
-    }
-    rule.matches = matches.join(" ");
-    rule
-}
-
-fn json_verdict(key: &str, value: &serde_json::Value) -> Option<Verdict> {
-    let target = || {
-        value
-            .get("target")
-            .and_then(|t| t.as_str())
-            .map(str::to_owned)
-    };
-    Some(match key {
-        "accept" => Verdict::Accept,
-        "drop" => Verdict::Drop("drop"),
-        "reject" => Verdict::Drop("reject"),
-        "return" => Verdict::Return,
-        "jump" => Verdict::Jump(target()?),
-        "goto" => Verdict::Goto(target()?),
-        "queue" => Verdict::Other("queue".into()),
-        _ => return None,
-    })
-}
-
-/// Verdicts anywhere in a verdict map's data.
-fn mapped_verdicts(value: &serde_json::Value, out: &mut Vec<Verdict>) {
-    match value {
-        serde_json::Value::Array(items) => items.iter().for_each(|v| mapped_verdicts(v, out)),
-        serde_json::Value::Object(map) => {
-            for (key, v) in map {
-                match json_verdict(key, v) {
-                    Some(verdict) => out.push(verdict),
-                    None => mapped_verdicts(v, out),
-                }
-            }
-        }
-        _ => {}
-    }
-}
-
-/// An operand of a JSON match, roughly as `nft` writes it.
-fn operand(value: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match value {
-        Value::String(s) => s.clone(),
-        Value::Number(n) => n.to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Array(items) => items.iter().map(operand).collect::<Vec<_>>().join(","),
-        Value::Object(map) => {
-            let Some((key, inner)) = map.iter().next() else {
-                return String::new();
-            };
-            let field = |name: &str| inner.get(name).and_then(|v| v.as_str()).unwrap_or("");
-            match key.as_str() {
-                "set" => match inner {
-                    Value::Array(items) => format!(
-                        "{{ {} }}",
-                        items.iter().map(operand).collect::<Vec<_>>().join(", ")
-                    ),
-                    other => operand(other),
-                },
-                "prefix" => format!("{}/{}", operand(&inner["addr"]), operand(&inner["len"])),
-                "range" => match inner {
-                    Value::Array(ends) if ends.len() == 2 => {
-                        format!("{}-{}", operand(&ends[0]), operand(&ends[1]))
-                    }
-                    other => operand(other),
-                },
-                "payload" => format!("{} {}", field("protocol"), field("field")),
-                "meta" => field("key").to_owned(),
-                other if !field("key").is_empty() => format!("{other} {}", field("key")),
-                other => other.to_owned(),
-            }
-        }
-        Value::Null => String::new(),
-    }
-}
-
-/// `nft list ruleset` text.
-fn parse_nft_text(text: &str) -> Vec<Chain> {
-    let mut chains = Vec::new();
-    let mut table = (String::new(), String::new());
-    let mut current: Option<Chain> = None;
-    // A rule or declaration, which a set or map in braces may spread over several lines.
-    let mut pending = String::new();
-    let mut depth = 0i64;
-    for line in text.lines().map(str::trim) {
-        let Some(chain) = &mut current else {
-            // `table inet firewalld { # progname firewalld` for a table a process owns.
-            let words = tokens(line);
-            match words
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>()
-                .as_slice()
-            {
-                ["table", family, name, "{"] => table = ((*family).into(), (*name).into()),
-                ["chain", name, "{"] => {
-                    current = Some(Chain {
-                        family: table.0.clone(),
-                        table: table.1.clone(),
-                        name: (*name).to_owned(),
-                        ..Chain::default()
-                    });
-                }
-                _ => {}
-            }
-            continue;
-        };
-        if pending.is_empty() && line == "}" {
-            chains.extend(current.take());
-            continue;
-        }
-        pending.push_str(line);
-        pending.push(' ');
-        depth += braces(line);
-        if depth > 0 {
-            continue;
-        }
-        depth = 0;
-        let statement = std::mem::take(&mut pending);
-        let words = tokens(&statement);
-        match words.first().map(String::as_str) {
-            Some("type" | "policy") => {
-                let word = |w: &String| w.trim_end_matches([';', ',']).to_owned();
-                if let Some(at) = words.iter().position(|w| w == "hook") {
-                    chain.hook = words.get(at + 1).map(word);
-                }
-                if let Some(at) = words.iter().position(|w| w == "policy") {
-                    chain.policy = words.get(at + 1).map(|p| word(p).to_ascii_lowercase());
-                }
-            }
-            Some("comment" | "devices") | None => {}
-            Some(_) => chain.rules.push(text_rule(&words)),
-        }
-    }
-    chains
-}
-
-/// One rule of `nft list ruleset`, as words.
-fn text_rule(words: &[String]) -> Rule {
-    let mut rule = Rule::default();
-    let mut matches: Vec<&str> = Vec::new();
-    let mut depth = 0i64;
-    let mut i = 0;
-    while i < words.len() {
-        let word = words[i].as_str();
-        let bare = word.trim_matches(|c| matches!(c, '{' | '}' | ',' | ';'));
-        let next = || {
-            words
-                .get(i + 1)
-                .map(|w| w.trim_end_matches([',', '}']).to_owned())
-        };
-        let verdict = match bare {
-            "accept" => Some(Verdict::Accept),
-            "drop" => Some(Verdict::Drop("drop")),
-            "reject" => Some(Verdict::Drop("reject")),
-            "return" => Some(Verdict::Return),
-            "jump" => next().map(Verdict::Jump),
-            "goto" => next().map(Verdict::Goto),
-            "queue" => Some(Verdict::Other("queue".into())),
-            _ => None,
-        };
-        if depth > 0 {
-            // Inside a set or a verdict map.
-            rule.mapped.extend(verdict);
-            matches.push(word);
-            depth += braces(word);
-            i += 1;
-            continue;
-        }
-        if verdict.is_some() {
-            rule.verdict = verdict;
-            break;
-        }
-        match word {
-            "continue" => break,
-            // `counter packets 1 bytes 60`, `counter name "x"`.
-            "counter" => {
-                i += 1;
-                match words.get(i).map(String::as_str) {
-                    Some("packets") => i += 4,
-                    Some("name") => i += 2,
-                    _ => {}
-                }
-            }
-            // `log prefix "x" level info flags tcp sequence,options`
-            "log" => {
-                i += 1;
-                while let Some(option) = words.get(i).map(String::as_str) {
-                    match option {
-                        "prefix" | "level" | "group" | "snaplen" | "queue-threshold" => i += 2,
-                        "flags" => {
-                            i += 1;
-                            while words.get(i).is_some_and(|f| {
-                                f.split(',').all(|f| {
-                                    matches!(
-                                        f,
-                                        "tcp"
-                                            | "ip"
-                                            | "skuid"
-                                            | "ether"
-                                            | "all"
-                                            | "sequence"
-                                            | "options"
-                                    )
-                                })
-                            }) {
-                                i += 1;
-                            }
-                        }
-                        _ => break,
-                    }
-                }
-            }
-            "comment" => i += 2,
-            _ => {
-                matches.push(word);
-                depth += braces(word);
-                i += 1;
-            }
-        }
-    }
-    rule.matches = matches.join(" ");
-    rule
-}
-
-/// `iptables-save` output: the filter table's chains.
-fn parse_iptables_save(text: &str) -> Vec<Chain> {
-    let mut chains: Vec<Chain> = Vec::new();
-    let mut in_filter = false;
-    for line in text.lines().map(str::trim) {
-        if let Some(table) = line.strip_prefix('*') {
-            in_filter = table == "filter";
-            continue;
-        }
-        if !in_filter || line.starts_with('#') {
-            continue;
-        }
-        if let Some(decl) = line.strip_prefix(':') {
-            let mut words = decl.split_whitespace();
-            let name = words.next().unwrap_or_default().to_owned();
-            chains.push(Chain {
-                family: "ip".into(),
-                table: "filter".into(),
-                hook: (name == "INPUT").then(|| "input".to_owned()),
-                policy: words
-                    .next()
-                    .filter(|p| *p != "-")
-                    .map(str::to_ascii_lowercase),
-                name,
-                rules: Vec::new(),
-            });
-            continue;
-        }
-        let mut words = tokens(line);
-        // `iptables-save -c` puts the counters first: `[12:3456] -A INPUT ...`.
-        if words.first().is_some_and(|w| w.starts_with('[')) {
-            words.remove(0);
-        }
-        let (Some("-A"), Some(name)) = (words.first().map(String::as_str), words.get(1)) else {
-            continue;
-        };
-        let rule = iptables_rule(&words[2..], &chains);
-        if let Some(chain) = chains.iter_mut().find(|c| &c.name == name) {
-            chain.rules.push(rule);
-        }
-    }
-    chains
-}
-
-/// Targets that act on a packet and let it go on to the next rule.
-const NON_TERMINATING: &[&str] = &[
-    "LOG",
-    "NFLOG",
-    "ULOG",
-    "MARK",
-    "CONNMARK",
-    "CLASSIFY",
-    "AUDIT",
-    "TRACE",
-    "SET",
-    "DSCP",
-    "TOS",
-    "TCPMSS",
-    "TTL",
-    "HL",
-    "SECMARK",
-    "CONNSECMARK",
-    "CHECKSUM",
-    "IDLETIMER",
-    "LED",
-    "RATEEST",
-    "TEE",
-];
-
-/// One `-A CHAIN` rule's words after the chain name.
-fn iptables_rule(words: &[String], chains: &[Chain]) -> Rule {
-    let mut rule = Rule::default();
-    let mut matches: Vec<&str> = Vec::new();
-    let mut i = 0;
-    while i < words.len() {
-        let word = words[i].as_str();
-        match word {
-            "-j" | "--jump" | "-g" | "--goto" => {
-                let target = words.get(i + 1).map_or("", String::as_str);
-                rule.verdict = match target {
-                    "ACCEPT" => Some(Verdict::Accept),
-                    "DROP" => Some(Verdict::Drop("drop")),
-                    "REJECT" => Some(Verdict::Drop("reject")),
-                    "RETURN" => Some(Verdict::Return),
-                    t if chains.iter().any(|c| c.name == t) => {
-                        Some(if matches!(word, "-g" | "--goto") {
-                            Verdict::Goto(t.to_owned())
-                        } else {
-                            Verdict::Jump(t.to_owned())
-                        })
-                    }
-                    t if NON_TERMINATING.contains(&t) => None,
-                    t => Some(Verdict::Other(format!("-j {t}"))),
-                };
-                break;
-            }
-            "-m" if words.get(i + 1).is_some_and(|m| m == "comment") => i += 2,
-            "--comment" => i += 2,
-            _ => {
-                matches.push(word);
-                i += 1;
-            }
-        }
-    }
-    rule.matches = matches.join(" ");
-    rule
-}
-
-/// Whitespace-separated words; a double-quoted string (with `\"` escapes) is one word, and
-/// a word starting with `#` ends the line.
-fn tokens(line: &str) -> Vec<String> {
-    let mut words = Vec::new();
-    let mut word = String::new();
-    let mut quoted = false;
-    let mut escaped = false;
-    for c in line.chars() {
-        if quoted {
-            word.push(c);
-            match c {
-                _ if escaped => escaped = false,
-                '\\' => escaped = true,
-                '"' => quoted = false,
-                _ => {}
-            }
-        } else if c.is_whitespace() {
-            if !word.is_empty() {
-                words.push(std::mem::take(&mut word));
-            }
-        } else if c == '#' && word.is_empty() {
-            break;
-        } else {
-            if c == '"' {
-                quoted = true;
-            }
-            word.push(c);
-        }
-    }
-    if !word.is_empty() {
-        words.push(word);
-    }
-    words
-}
-
-/// Opening minus closing braces outside double quotes.
-fn braces(text: &str) -> i64 {
-    let mut quoted = false;
-    let mut escaped = false;
-    let mut depth = 0;
-    for c in text.chars() {
-        match c {
-            _ if escaped => escaped = false,
-            '\\' if quoted => escaped = true,
-            '"' => quoted = !quoted,
-            '{' if !quoted => depth += 1,
-            '}' if !quoted => depth -= 1,
-            _ => {}
-        }
-    }
-    depth
+    Ok(parse_iptables_save(&ran.stdout, family))
 }
 
 #[cfg(test)]

@@ -56,11 +56,40 @@ fn process(roots: &Roots, pid: &str, comm: &str, uid: u32) {
 // the public zone (ssh, dhcpv6-client, cockpit) on enp1s0, shortened to the filter chains,
 // loaded into nft 1.0.6 and listed by it. ufw.iptables-save and ufw.nft.json: ufw 0.36.2's
 // own rules files after `ufw allow 22/tcp` and `ufw enable` (IPV6=no, default deny incoming),
-// loaded by its ufw-init into iptables-nft 1.8.9 and listed by iptables-save and nft 1.0.6.
+// loaded by its ufw-init into iptables-nft 1.8.9 and listed by iptables-save and nft 1.0.6
+// (ufw.nft.json shortened to the ip family). ufw.ip6tables-save: what IPV6=no leaves for
+// IPv6, listed by ip6tables-save 1.8.9: everything but loopback dropped.
 const FIREWALLD_NFT: &str = include_str!("fixtures/firewalld.nft");
 const FIREWALLD_NFT_JSON: &str = include_str!("fixtures/firewalld.nft.json");
 const UFW_IPTABLES_SAVE: &str = include_str!("fixtures/ufw.iptables-save");
 const UFW_NFT_JSON: &str = include_str!("fixtures/ufw.nft.json");
+const UFW_IPV4_ONLY_IP6TABLES_SAVE: &str = include_str!("fixtures/ufw.ip6tables-save");
+// ufw-ipv6.*: the same `ufw allow 22/tcp` and `ufw enable` with Debian's default IPV6=yes, in
+// a network namespace of its own, listed unedited by ip6tables-save 1.8.9 (nf_tables) and by
+// nft 1.0.6 (both families; its IPv4 chains are those of ufw.iptables-save).
+const UFW_IP6TABLES_SAVE: &str = include_str!("fixtures/ufw-ipv6.ip6tables-save");
+const UFW_IPV6_NFT_JSON: &str = include_str!("fixtures/ufw-ipv6.nft.json");
+
+/// A host with IPv6: an address in `/proc/net/if_inet6`, enabled on its interfaces.
+fn ipv6_on(roots: &Roots) {
+    write(
+        &roots.proc.join("net/if_inet6"),
+        "00000000000000000000000000000001 01 80 10 80       lo\n",
+    );
+    for dev in ["all", "default", "lo", "enp1s0"] {
+        write(
+            &roots
+                .proc
+                .join(format!("sys/net/ipv6/conf/{dev}/disable_ipv6")),
+            "0\n",
+        );
+    }
+}
+
+/// A kernel without IPv6 (booted with `ipv6.disable=1`): no `/proc/net/if_inet6`.
+fn no_ipv6(roots: &Roots) {
+    write(&roots.proc.join("net/dev"), "");
+}
 
 const NFT_DROP: &str = r#"{"nftables": [{"metainfo": {"version": "1.0.6", "json_schema_version": 1}},
  {"table": {"family": "inet", "name": "filter", "handle": 1}},
@@ -162,26 +191,31 @@ fn a_firewalld_zone_that_accepts_everything_fails() {
 #[test]
 fn ufw_rules_pass_from_iptables_save_and_nft() {
     let (_t, r) = tree();
+    ipv6_on(&r);
     write(&r.etc.join("ufw/ufw.conf"), "ENABLED=yes\nLOGLEVEL=low\n");
     printing(&r, "iptables-save", UFW_IPTABLES_SAVE);
+    printing(&r, "ip6tables-save", UFW_IPV4_ONLY_IP6TABLES_SAVE);
     assert_eq!(
         check(&r),
         Outcome::Pass(
-            "iptables: ufw's chain INPUT (ip filter) hooks input with policy drop".into()
+            "iptables: ufw's chain INPUT (ip filter) hooks input with policy drop; \
+             ip6tables: chain INPUT (ip6 filter) hooks input with policy drop"
+                .into()
         )
     );
-    assert_eq!(state(&r), "active: iptables, ufw");
+    assert_eq!(state(&r), "active: ip6tables, iptables, ufw");
     // iptables-nft: nft lists the same rules.
     printing(&r, "nft", UFW_NFT_JSON);
     assert_eq!(
         check(&r),
         Outcome::Pass(
             "nftables: ufw's chain INPUT (ip filter) hooks input with policy drop; \
-             iptables: ufw's chain INPUT (ip filter) hooks input with policy drop"
+             iptables: ufw's chain INPUT (ip filter) hooks input with policy drop; \
+             ip6tables: chain INPUT (ip6 filter) hooks input with policy drop"
                 .into()
         )
     );
-    assert_eq!(state(&r), "active: iptables, nftables, ufw");
+    assert_eq!(state(&r), "active: ip6tables, iptables, nftables, ufw");
 }
 
 #[test]
@@ -276,6 +310,7 @@ fn a_lone_conditional_drop_is_not_filtering() {
 #[test]
 fn an_unconditional_final_drop_or_reject_passes() {
     let (_t, r) = tree();
+    no_ipv6(&r);
     let iptables = |rules: &str| format!("*filter\n:INPUT ACCEPT [0:0]\n{rules}COMMIT\n");
     for rules in [
         "-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A INPUT -j DROP\n",
@@ -411,6 +446,7 @@ fn without_rules_only_a_root_firewalld_counts() {
     let (_t, r) = tree();
     denied(&r, "nft");
     denied(&r, "iptables-save");
+    denied(&r, "ip6tables-save");
     // Anyone can name a program firewalld, or run one with firewalld as its argument.
     process(&r, "4242", "firewalld", 1000);
     process(&r, "4243", "python3", 0);
@@ -435,7 +471,8 @@ fn without_rules_only_a_root_firewalld_counts() {
         Outcome::Pass(
             "firewalld runs as root (pid 812); its rules themselves were not read \
              (nft list ruleset failed: nft: Operation not permitted (you must be root) (exit status: 1); \
-             iptables-save failed: iptables-save: Operation not permitted (you must be root) (exit status: 1))"
+             iptables-save failed: iptables-save: Operation not permitted (you must be root) (exit status: 1); \
+             ip6tables-save failed: ip6tables-save: Operation not permitted (you must be root) (exit status: 1))"
                 .into()
         )
     );
@@ -445,6 +482,7 @@ fn without_rules_only_a_root_firewalld_counts() {
 #[test]
 fn ufw_configuration_counts_only_when_no_rules_are_readable() {
     let (_t, r) = tree();
+    no_ipv6(&r);
     write(
         &r.etc.join("ufw/ufw.conf"),
         "# comment\nENABLED=yes\nLOGLEVEL=low\n",
@@ -568,7 +606,7 @@ fn parsers_read_chains() {
         };
         assert_eq!(verdicts(j), verdicts(t), "{}", j.name);
     }
-    let ufw = parse_iptables_save(UFW_IPTABLES_SAVE);
+    let ufw = parse_iptables_save(UFW_IPTABLES_SAVE, "ip");
     let limit = ufw.iter().find(|c| c.name == "ufw-user-limit").unwrap();
     assert_eq!(
         limit.rules,
@@ -635,4 +673,170 @@ fn external_programs_are_bounded_in_time_and_output() {
         r.run("absent", &[], Duration::from_secs(1), 10),
         Err(RunError::Missing(m)) if m.starts_with("absent is not in")
     ));
+}
+
+/// An iptables ruleset that drops everything it does not allow, and an ip6tables one that
+/// was never set up: the usual result of a hand-written `iptables` script.
+const IPTABLES_DROP: &str = "*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n\
+    -A INPUT -i lo -j ACCEPT\n-A INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT\nCOMMIT\n";
+const IP6TABLES_OPEN: &str =
+    "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n";
+
+#[test]
+fn ipv4_only_iptables_rules_leave_ipv6_open_and_fail() {
+    let (_t, r) = tree();
+    ipv6_on(&r);
+    printing(&r, "iptables-save", IPTABLES_DROP);
+    printing(&r, "ip6tables-save", IP6TABLES_OPEN);
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Fail(d) if d.starts_with(
+            "no packet filtering of incoming IPv6 traffic (IPv4 is filtered: iptables: chain INPUT (ip filter) hooks input with policy drop): \
+             ip6tables: chain INPUT (ip6 filter): input policy accept and no unconditional drop/reject on the input path")),
+        "{outcome:?}"
+    );
+    assert_eq!(state(&r), "active for IPv4 only: iptables");
+    // ip6tables not installed and no nft: the IPv6 rules are unknown, never a pass.
+    fs::remove_file(r.bin_dir.as_ref().unwrap().join("ip6tables-save")).unwrap();
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Unsupported(d)
+            if d.contains("no IPv6 rules could be read") && d.contains("ip6tables-save is not in")),
+        "{outcome:?}"
+    );
+    // Both filtered: a pass that names both.
+    printing(&r, "ip6tables-save", IPTABLES_DROP);
+    let outcome = check(&r);
+    assert_eq!(
+        outcome,
+        Outcome::Pass(
+            "iptables: chain INPUT (ip filter) hooks input with policy drop; \
+             ip6tables: chain INPUT (ip6 filter) hooks input with policy drop"
+                .into()
+        )
+    );
+    assert_eq!(state(&r), "active: ip6tables, iptables");
+}
+
+/// nft JSON with one input chain per listed family, each with policy drop.
+fn nft_families(families: &[&str]) -> String {
+    let mut items =
+        vec![r#"{"metainfo": {"version": "1.0.6", "json_schema_version": 1}}"#.to_owned()];
+    for family in families {
+        items.push(format!(
+            r#"{{"table": {{"family": "{family}", "name": "filter", "handle": 1}}}}"#
+        ));
+        items.push(format!(
+            r#"{{"chain": {{"family": "{family}", "table": "filter", "name": "input", "handle": 1, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}}}}"#
+        ));
+    }
+    format!(r#"{{"nftables": [{}]}}"#, items.join(", "))
+}
+
+#[test]
+fn an_ip_family_nft_ruleset_leaves_ipv6_open_and_fails() {
+    let (_t, r) = tree();
+    ipv6_on(&r);
+    printing(&r, "nft", &nft_families(&["ip"]));
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Fail(d) if d.starts_with(
+            "no packet filtering of incoming IPv6 traffic (IPv4 is filtered: nftables: chain input (ip filter) hooks input with policy drop): \
+             no IPv6 chain on the input hook")),
+        "{outcome:?}"
+    );
+    // ip6 alone: IPv4 open.
+    printing(&r, "nft", &nft_families(&["ip6"]));
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Fail(d) if d.starts_with("no packet filtering of incoming IPv4 traffic (IPv6 is filtered: ")),
+        "{outcome:?}"
+    );
+    assert_eq!(state(&r), "active for IPv6 only: nftables");
+    // ip and ip6 together, or inet: both covered.
+    for families in [&["ip", "ip6"][..], &["inet"]] {
+        printing(&r, "nft", &nft_families(families));
+        assert!(matches!(check(&r), Outcome::Pass(_)), "{families:?}");
+        assert_eq!(state(&r), "active: nftables");
+    }
+}
+
+#[test]
+fn without_ipv6_on_the_host_ipv4_filtering_is_enough() {
+    let (_t, r) = tree();
+    printing(&r, "iptables-save", IPTABLES_DROP);
+    printing(&r, "ip6tables-save", IP6TABLES_OPEN);
+    // A kernel without IPv6.
+    no_ipv6(&r);
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Pass(d) if d.contains("IPv6 needs no filtering: the kernel has no IPv6")),
+        "{outcome:?}"
+    );
+    // IPv6 disabled on every interface and by default.
+    fs::remove_dir_all(r.proc.join("net")).unwrap();
+    ipv6_on(&r);
+    for dev in ["all", "default", "lo", "enp1s0"] {
+        write(
+            &r.proc.join(format!("sys/net/ipv6/conf/{dev}/disable_ipv6")),
+            "1\n",
+        );
+    }
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Pass(d) if d.contains("disable_ipv6 = 1")),
+        "{outcome:?}"
+    );
+    // ... but one interface still has it: open.
+    write(&r.proc.join("sys/net/ipv6/conf/enp1s0/disable_ipv6"), "0\n");
+    assert!(matches!(check(&r), Outcome::Fail(d) if d.contains("incoming IPv6 traffic")));
+}
+
+#[test]
+fn ufw_with_ipv6_passes_from_ip6tables_save_and_nft() {
+    let (_t, r) = tree();
+    ipv6_on(&r);
+    write(&r.etc.join("ufw/ufw.conf"), "ENABLED=yes\nLOGLEVEL=low\n");
+    printing(&r, "iptables-save", UFW_IPTABLES_SAVE);
+    printing(&r, "ip6tables-save", UFW_IP6TABLES_SAVE);
+    assert_eq!(
+        check(&r),
+        Outcome::Pass(
+            "iptables: ufw's chain INPUT (ip filter) hooks input with policy drop; \
+             ip6tables: ufw's chain INPUT (ip6 filter) hooks input with policy drop"
+                .into()
+        )
+    );
+    assert_eq!(state(&r), "active: ip6tables, iptables, ufw");
+    // The same rules as nft lists them (iptables-nft), without the iptables tools.
+    fs::remove_file(r.bin_dir.as_ref().unwrap().join("iptables-save")).unwrap();
+    fs::remove_file(r.bin_dir.as_ref().unwrap().join("ip6tables-save")).unwrap();
+    printing(&r, "nft", UFW_IPV6_NFT_JSON);
+    assert_eq!(
+        check(&r),
+        Outcome::Pass(
+            "nftables: ufw's chain INPUT (ip filter) hooks input with policy drop; \
+             nftables: ufw's chain INPUT (ip6 filter) hooks input with policy drop"
+                .into()
+        )
+    );
+    // `ufw default allow incoming` for IPv6 only (its ip6 chains accept): fails on IPv6.
+    fs::remove_file(r.bin_dir.as_ref().unwrap().join("nft")).unwrap();
+    printing(&r, "iptables-save", UFW_IPTABLES_SAVE);
+    printing(
+        &r,
+        "ip6tables-save",
+        &UFW_IP6TABLES_SAVE
+            .replace(":INPUT DROP [0:0]", ":INPUT ACCEPT [0:0]")
+            .replace(
+                "-A ufw6-skip-to-policy-input -j DROP",
+                "-A ufw6-skip-to-policy-input -j ACCEPT",
+            ),
+    );
+    let outcome = check(&r);
+    assert!(
+        matches!(&outcome, Outcome::Fail(d) if d.starts_with("no packet filtering of incoming IPv6 traffic")
+            && d.contains("ip6tables: ufw's chain INPUT (ip6 filter): input policy accept")),
+        "{outcome:?}"
+    );
 }

@@ -8,6 +8,7 @@ pub mod firewall;
 mod fixture;
 pub mod keyfile;
 pub mod packages;
+mod pam;
 pub mod password;
 mod programs;
 pub mod updates;
@@ -65,13 +66,16 @@ fn clean_detail(detail: &str) -> String {
     format!("{}…", &clean[..end])
 }
 
-/// Where the Linux checks read the system: `/proc`, `/sys`, `/etc`, `/var` and `/snap` by
-/// default; tests point them at fixture trees.
+/// Where the Linux checks read the system: `/proc`, `/sys`, `/etc`, `/usr`, `/var` and
+/// `/snap` by default; tests point them at fixture trees.
 #[derive(Clone, Debug)]
 pub struct Roots {
     pub proc: PathBuf,
     pub sys: PathBuf,
     pub etc: PathBuf,
+    /// Distribution defaults that `/etc` overrides (`/usr/lib/pam.d`,
+    /// `/usr/lib/security/pwquality.conf`, `/usr/share/dconf/profile`).
+    pub usr: PathBuf,
     /// Package databases and logs (`/var/lib/dpkg`, `/var/log/dpkg.log`, ...).
     pub var: PathBuf,
     /// Where snaps are mounted.
@@ -90,6 +94,7 @@ impl Default for Roots {
             proc: var("WARD_AGENT_PROC_ROOT", "/proc"),
             sys: var("WARD_AGENT_SYS_ROOT", "/sys"),
             etc: var("WARD_AGENT_ETC_ROOT", "/etc"),
+            usr: var("WARD_AGENT_USR_ROOT", "/usr"),
             var: var("WARD_AGENT_VAR_ROOT", "/var"),
             snap: var("WARD_AGENT_SNAP_ROOT", "/snap"),
             bin_dir: std::env::var_os("WARD_AGENT_BIN_DIR").map(PathBuf::from),
@@ -105,6 +110,7 @@ impl Roots {
             proc: dir.join("proc"),
             sys: dir.join("sys"),
             etc: dir.join("etc"),
+            usr: dir.join("usr"),
             var: dir.join("var"),
             snap: dir.join("snap"),
             bin_dir: Some(dir.join("bin")),

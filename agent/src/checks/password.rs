@@ -1,139 +1,95 @@
-//! Password rules from PAM and shadow configuration: `pam_pwquality` (length, classes),
-//! `pam_pwhistory` (reuse), `pam_faillock` (failed attempts) and `login.defs`
-//! (`PASS_MAX_DAYS`, which applies to accounts created from now on). A rule counts only if
-//! its PAM module is enabled in `/etc/pam.d`. With enforcement on and root rights, the agent
-//! writes the values into the module's configuration; enabling a PAM module is left to the
-//! distribution's own tool (pam-auth-update, authselect) and is reported when missing.
+//! Password rules as PAM enforces them.
+//!
+//! - Length and character classes: `pam_pwquality` (or `pam_cracklib`) in the `password`
+//!   stack of the `passwd` service. pwquality reads `/etc/security/pwquality.conf.d/*.conf`
+//!   in name order, then `pwquality.conf` (which so wins), then its PAM-line options, which
+//!   override every file; cracklib has only its PAM-line options. Positive credits
+//!   (`dcredit=1`) let a password that long by `minlen` be shorter, and negative ones
+//!   require classes, so both count; `enforcing=0` only warns.
+//! - History: `pam_pwhistory` (`remember`, `pwhistory.conf` then the PAM line).
+//! - Lock-out: `pam_faillock` (`deny`, `faillock.conf` then the PAM line) in the `auth` stack
+//!   of every local login service present (login, gdm-password, lightdm, sddm): its
+//!   `preauth` line must enforce and an `authfail` line must count failures.
+//! - `PASS_MAX_DAYS` in `login.defs` (applies to accounts created from now on).
+//!
+//! A module counts only on a line whose failure fails the stack (required, requisite, or
+//! `[default=die]`-style brackets), reached through includes and substacks, with no line
+//! before it that may skip it (sufficient, jumps, `done`); an `optional` line never
+//! enforces. What cannot be told that way is "unsupported", never a pass.
+//!
+//! With enforcement on and root rights, the agent writes a missing value into the module's
+//! configuration file, where it takes effect; a value set on a PAM line, and enabling a
+//! module, are left to the distribution's own tool (pam-auth-update, authselect) and reported.
 
-use std::path::Path;
+use std::path::PathBuf;
 
+use super::pam::{self, Line};
+
+#[path = "pwquality.rs"]
+mod pwquality;
 use super::{Outcome, Roots, keyfile};
 use crate::policy::AgentPolicy;
 
-/// PAM stacks the modules may be enabled in (Debian and Red Hat families).
-const PAM_FILES: [&str; 4] = [
-    "common-password",
-    "common-auth",
-    "system-auth",
-    "password-auth",
-];
+/// Services whose `auth` stack logs a user in at the device.
+const LOGIN_SERVICES: [&str; 4] = ["login", "gdm-password", "lightdm", "sddm"];
 
-fn pam_enabled(roots: &Roots, module: &str) -> bool {
-    PAM_FILES.iter().any(|file| {
-        std::fs::read_to_string(roots.etc.join("pam.d").join(file)).is_ok_and(|text| {
-            text.lines()
-                .map(str::trim)
-                .any(|l| !l.starts_with('#') && l.contains(module))
-        })
-    })
+/// What was found for one rule.
+enum Found {
+    Met(String),
+    Unmet(String),
+    Unknown(String),
 }
 
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_default()
+/// A setting's value and where it came from.
+#[derive(Clone, Debug)]
+struct Setting {
+    value: i64,
+    from: String,
 }
 
-/// One rule: the file and key that hold it, and how the setting must compare.
-struct Rule {
-    what: &'static str,
-    module: Option<&'static str>,
-    file: &'static str,
-    key: &'static str,
-    separator: &'static str,
-    required: u32,
-    /// pwquality's own default when the key is absent.
-    default: Option<u32>,
-    /// true: the setting must be at least `required`; false: at most (and non-zero).
-    at_least: bool,
-}
-
-impl Rule {
-    fn satisfied_by(&self, value: Option<u32>) -> bool {
-        match value.or(self.default) {
-            None => false,
-            Some(v) if self.at_least => v >= self.required,
-            Some(v) => v != 0 && v <= self.required,
+impl Setting {
+    fn default(value: i64, module: &str) -> Self {
+        Self {
+            value,
+            from: format!("{module}'s default"),
         }
     }
+
+    fn on_line(&self) -> bool {
+        self.from.starts_with("the PAM line")
+    }
 }
 
-fn rules(policy: &AgentPolicy) -> Vec<Rule> {
-    let mut rules = Vec::new();
-    let rule = |what, module, file, key, separator, required, default, at_least| Rule {
-        what,
-        module,
-        file,
-        key,
-        separator,
-        required,
-        default,
-        at_least,
-    };
-    if policy.password_min_length > 0 {
-        rules.push(rule(
-            "minimum length",
-            Some("pam_pwquality"),
-            "security/pwquality.conf",
-            "minlen",
-            " = ",
-            policy.password_min_length,
-            Some(8),
-            true,
-        ));
+/// Reads `key` from each file in turn, then from the line's options: the last one wins.
+fn resolve(start: Setting, files: &[PathBuf], line: Option<&Line>, key: &str) -> Setting {
+    let mut setting = start;
+    for file in files {
+        let text = std::fs::read_to_string(file).unwrap_or_default();
+        if let Some(value) = keyfile::get(&text, key).and_then(|v| v.parse().ok()) {
+            setting = Setting {
+                value,
+                from: file.display().to_string(),
+            };
+        }
     }
-    if policy.password_min_classes > 0 {
-        rules.push(rule(
-            "character classes",
-            Some("pam_pwquality"),
-            "security/pwquality.conf",
-            "minclass",
-            " = ",
-            policy.password_min_classes,
-            Some(0),
-            true,
-        ));
+    if let Some(line) = line
+        && let Some(value) = line.arg(key).and_then(|v| v.parse().ok())
+    {
+        setting = Setting {
+            value,
+            from: format!("the PAM line {}", line.describe()),
+        };
     }
-    if policy.password_history > 0 {
-        rules.push(rule(
-            "password history",
-            Some("pam_pwhistory"),
-            "security/pwhistory.conf",
-            "remember",
-            " = ",
-            policy.password_history,
-            Some(10),
-            true,
-        ));
-    }
-    if policy.max_failed_attempts > 0 {
-        rules.push(rule(
-            "failed attempts before lock-out",
-            Some("pam_faillock"),
-            "security/faillock.conf",
-            "deny",
-            " = ",
-            policy.max_failed_attempts,
-            Some(3),
-            false,
-        ));
-    }
-    if policy.password_max_age_days > 0 {
-        rules.push(rule(
-            "maximum age (days)",
-            None,
-            "login.defs",
-            "PASS_MAX_DAYS",
-            " ",
-            policy.password_max_age_days,
-            None,
-            false,
-        ));
-    }
-    rules
+    setting
 }
 
 pub fn check(roots: &Roots, policy: &AgentPolicy, enforce: bool) -> Outcome {
-    let rules = rules(policy);
-    if rules.is_empty() {
+    let wanted = policy.password_min_length > 0
+        || policy.password_min_classes > 0
+        || policy.password_history > 0
+        || policy.max_failed_attempts > 0
+        || policy.password_max_age_days > 0;
+    if !wanted {
         return Outcome::Pass("the policy sets no password rules".into());
     }
     if !roots.etc.join("pam.d").is_dir() {
@@ -142,184 +98,319 @@ pub fn check(roots: &Roots, policy: &AgentPolicy, enforce: bool) -> Outcome {
             roots.etc.join("pam.d").display()
         ));
     }
-    let mut problems = Vec::new();
+    let mut found = Vec::new();
     let mut written = Vec::new();
-    for rule in &rules {
-        let path = roots.etc.join(rule.file);
-        let text = read(&path);
-        let mut value = keyfile::get_u32(&text, rule.key);
-        if !rule.satisfied_by(value) && enforce {
-            let next = keyfile::set(&text, rule.key, &rule.required.to_string(), rule.separator);
-            match ward_certs::files::replace_file(&path, next.as_bytes(), 0o644) {
-                Ok(()) => {
-                    written.push(format!("{} {} = {}", rule.file, rule.key, rule.required));
-                    value = Some(rule.required);
-                }
-                Err(e) => problems.push(format!("cannot write {}: {e}", path.display())),
+    if policy.password_min_length > 0 || policy.password_min_classes > 0 {
+        found.extend(pwquality::quality(roots, policy, enforce, &mut written));
+    }
+    if policy.password_history > 0 {
+        found.push(history(
+            roots,
+            policy.password_history,
+            enforce,
+            &mut written,
+        ));
+    }
+    if policy.max_failed_attempts > 0 {
+        found.push(lockout(
+            roots,
+            policy.max_failed_attempts,
+            enforce,
+            &mut written,
+        ));
+    }
+    if policy.password_max_age_days > 0 {
+        found.push(max_age(
+            roots,
+            policy.password_max_age_days,
+            enforce,
+            &mut written,
+        ));
+    }
+    let pick = |want: fn(&Found) -> Option<&String>| -> Vec<String> {
+        found.iter().filter_map(want).cloned().collect()
+    };
+    let unmet = pick(|f| match f {
+        Found::Unmet(d) => Some(d),
+        _ => None,
+    });
+    let unknown = pick(|f| match f {
+        Found::Unknown(d) => Some(d),
+        _ => None,
+    });
+    let met = pick(|f| match f {
+        Found::Met(d) => Some(d),
+        _ => None,
+    });
+    let written = if written.is_empty() {
+        String::new()
+    } else {
+        format!(" (written: {})", written.join(", "))
+    };
+    if !unmet.is_empty() {
+        let mut all = unmet;
+        all.extend(unknown);
+        Outcome::Fail(format!("{}{written}", all.join("; ")))
+    } else if !unknown.is_empty() {
+        Outcome::Unsupported(format!("{}{written}", unknown.join("; ")))
+    } else {
+        Outcome::Pass(format!("{}{written}", met.join("; ")))
+    }
+}
+
+/// The enforcing lines of `modules` in a stack, or why none can be said to enforce.
+fn enforcing<'a>(
+    stack: &'a [Line],
+    modules: &[&str],
+    kind_what: &str,
+) -> Result<Vec<&'a Line>, Found> {
+    let mut lines = Vec::new();
+    let mut not_enforcing = Vec::new();
+    for (i, line) in stack.iter().enumerate() {
+        if !modules.contains(&line.module.as_str()) {
+            continue;
+        }
+        if let Some(skip) = stack[..i].iter().find(|l| l.control.may_skip()) {
+            return Err(Found::Unknown(format!(
+                "{kind_what}: {} comes after {}, which may skip it; whether it always runs is not checked",
+                line.describe(),
+                skip.describe()
+            )));
+        }
+        match line.control.enforces() {
+            Ok(true) => lines.push(line),
+            Ok(false) => not_enforcing.push(format!(
+                "{} does not enforce ({} only reports a failure)",
+                line.describe(),
+                line.control
+            )),
+            Err(control) => {
+                return Err(Found::Unknown(format!(
+                    "{kind_what}: {} has control {control}, whose effect depends on the rest of the stack",
+                    line.describe()
+                )));
             }
         }
-        if !rule.satisfied_by(value) {
-            let shown = match (value, rule.default) {
-                (Some(v), _) => v.to_string(),
-                (None, Some(d)) => format!("unset (default {d})"),
-                (None, None) => "unset".to_owned(),
-            };
-            let cmp = if rule.at_least { "at least" } else { "at most" };
-            problems.push(format!(
-                "{}: {} {} is {shown}, policy needs {cmp} {}",
-                rule.what, rule.file, rule.key, rule.required
-            ));
-        }
-        if let Some(module) = rule.module
-            && !pam_enabled(roots, module)
-        {
-            problems.push(format!(
-                "{}: {module} is not enabled in {}/pam.d, so the setting has no effect",
-                rule.what,
-                roots.etc.display()
-            ));
+    }
+    if lines.is_empty() {
+        let why = if not_enforcing.is_empty() {
+            format!(
+                "{} is not enabled, so nothing enforces it",
+                modules.join(" or ")
+            )
+        } else {
+            not_enforcing.join("; ")
+        };
+        return Err(Found::Unmet(format!("{kind_what}: {why}")));
+    }
+    Ok(lines)
+}
+
+/// A `conf=` option names another configuration file; under the roots when it is in /etc.
+fn conf_file(roots: &Roots, line: &Line, default: &str) -> Result<PathBuf, String> {
+    match line.arg("conf") {
+        None => Ok(roots.etc.join(default)),
+        Some(path) => path
+            .strip_prefix("/etc/")
+            .map(|rest| roots.etc.join(rest))
+            .ok_or_else(|| {
+                format!(
+                    "{} reads its settings from {path}, outside /etc, which is not read",
+                    line.describe()
+                )
+            }),
+    }
+}
+
+/// One number that a module reads from its configuration file and its PAM line.
+struct Numeric {
+    what: &'static str,
+    module: &'static str,
+    key: &'static str,
+    conf: &'static str,
+    default: i64,
+    required: u32,
+    /// true: at least `required`; false: at most `required` and not 0.
+    at_least: bool,
+}
+
+impl Numeric {
+    fn met(&self, value: i64) -> bool {
+        if self.at_least {
+            value >= i64::from(self.required)
+        } else {
+            value != 0 && value <= i64::from(self.required)
         }
     }
-    problems.dedup();
-    let mut detail = if problems.is_empty() {
-        "all password rules are configured".to_owned()
-    } else {
-        problems.join("; ")
+
+    /// Judges the value `line` gets, writing the configuration file when enforcing and the
+    /// line does not override it.
+    fn judge(&self, roots: &Roots, line: &Line, enforce: bool, written: &mut Vec<String>) -> Found {
+        let conf = match conf_file(roots, line, self.conf) {
+            Ok(conf) => conf,
+            Err(why) => return Found::Unknown(format!("{}: {why}", self.what)),
+        };
+        let get = || {
+            resolve(
+                Setting::default(self.default, self.module),
+                std::slice::from_ref(&conf),
+                Some(line),
+                self.key,
+            )
+        };
+        let mut setting = get();
+        let mut note = String::new();
+        if !self.met(setting.value) && enforce {
+            if setting.on_line() {
+                note = format!(
+                    " ({} on the PAM line overrides {}; change it with the distribution's PAM tool)",
+                    self.key,
+                    conf.display()
+                );
+            } else {
+                let text = std::fs::read_to_string(&conf).unwrap_or_default();
+                let next = keyfile::set(&text, self.key, &self.required.to_string(), " = ");
+                match ward_certs::files::replace_file(&conf, next.as_bytes(), 0o644) {
+                    Ok(()) => {
+                        written.push(format!(
+                            "{} {} = {}",
+                            conf.display(),
+                            self.key,
+                            self.required
+                        ));
+                        setting = get();
+                    }
+                    Err(e) => note = format!(" (cannot write {}: {e})", conf.display()),
+                }
+            }
+        }
+        if self.met(setting.value) {
+            Found::Met(format!(
+                "{} {} ({})",
+                self.what, setting.value, setting.from
+            ))
+        } else {
+            let cmp = if self.at_least { "at least" } else { "at most" };
+            Found::Unmet(format!(
+                "{}: {} {}={} ({}), policy needs {cmp} {}{note}",
+                self.what,
+                line.describe(),
+                self.key,
+                setting.value,
+                setting.from,
+                self.required
+            ))
+        }
+    }
+}
+
+fn history(roots: &Roots, required: u32, enforce: bool, written: &mut Vec<String>) -> Found {
+    let rule = Numeric {
+        what: "password history",
+        module: "pam_pwhistory",
+        key: "remember",
+        conf: "security/pwhistory.conf",
+        default: 10,
+        required,
+        at_least: true,
     };
-    if !written.is_empty() {
-        detail.push_str(&format!(" (written: {})", written.join(", ")));
+    let stack = match pam::stack(roots, "passwd", "password") {
+        Ok(stack) => stack,
+        Err(why) => return Found::Unknown(format!("{}: {why}", rule.what)),
+    };
+    match enforcing(&stack, &[rule.module], rule.what) {
+        Ok(lines) => rule.judge(roots, lines[0], enforce, written),
+        Err(found) => found,
     }
-    if problems.is_empty() {
-        Outcome::Pass(detail)
-    } else {
-        Outcome::Fail(detail)
+}
+
+fn lockout(roots: &Roots, required: u32, enforce: bool, written: &mut Vec<String>) -> Found {
+    let rule = Numeric {
+        what: "failed attempts before lock-out",
+        module: "pam_faillock",
+        key: "deny",
+        conf: "security/faillock.conf",
+        default: 3,
+        required,
+        at_least: false,
+    };
+    let services: Vec<&str> = LOGIN_SERVICES
+        .into_iter()
+        .filter(|s| pam::has_service(roots, s))
+        .collect();
+    if services.is_empty() {
+        return Found::Unknown(format!(
+            "{}: none of the login services {} has a PAM configuration",
+            rule.what,
+            LOGIN_SERVICES.join(", ")
+        ));
+    }
+    let mut met = Vec::new();
+    for service in services {
+        let what = format!("{} ({service})", rule.what);
+        let stack = match pam::stack(roots, service, "auth") {
+            Ok(stack) => stack,
+            Err(why) => return Found::Unknown(format!("{what}: {why}")),
+        };
+        // `preauth` refuses a locked-out user; `authfail` counts the failures.
+        let preauth: Vec<Line> = stack
+            .iter()
+            .filter(|l| l.module != rule.module || l.has_flag("preauth"))
+            .cloned()
+            .collect();
+        let line = match enforcing(&preauth, &[rule.module], &what) {
+            Ok(lines) => lines[0],
+            Err(found) => return found,
+        };
+        if !stack
+            .iter()
+            .any(|l| l.module == rule.module && l.has_flag("authfail"))
+        {
+            return Found::Unmet(format!(
+                "{what}: no `pam_faillock.so authfail` line counts failed attempts"
+            ));
+        }
+        match rule.judge(roots, line, enforce, written) {
+            Found::Met(d) => met.push(format!("{d} for {service}")),
+            other => return other,
+        }
+    }
+    Found::Met(met.join(", "))
+}
+
+fn max_age(roots: &Roots, required: u32, enforce: bool, written: &mut Vec<String>) -> Found {
+    let path = roots.etc.join("login.defs");
+    let what = "maximum age (days)";
+    let read = || {
+        keyfile::get_u32(
+            &std::fs::read_to_string(&path).unwrap_or_default(),
+            "PASS_MAX_DAYS",
+        )
+    };
+    let met = |v: Option<u32>| v.is_some_and(|v| v != 0 && v <= required);
+    let mut value = read();
+    if !met(value) && enforce {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let next = keyfile::set(&text, "PASS_MAX_DAYS", &required.to_string(), " ");
+        match ward_certs::files::replace_file(&path, next.as_bytes(), 0o644) {
+            Ok(()) => {
+                written.push(format!("login.defs PASS_MAX_DAYS = {required}"));
+                value = read();
+            }
+            Err(e) => return Found::Unmet(format!("{what}: cannot write {}: {e}", path.display())),
+        }
+    }
+    match value {
+        v if met(v) => Found::Met(format!("{what} {}", v.unwrap_or(0))),
+        Some(v) => Found::Unmet(format!(
+            "{what}: login.defs PASS_MAX_DAYS is {v}, policy needs at most {required}"
+        )),
+        None => Found::Unmet(format!(
+            "{what}: login.defs PASS_MAX_DAYS is unset, policy needs at most {required}"
+        )),
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn roots(pam: &[(&str, &str)], files: &[(&str, &str)]) -> (tempfile::TempDir, Roots) {
-        let tmp = tempfile::tempdir().unwrap();
-        let etc = tmp.path().join("etc");
-        std::fs::create_dir_all(etc.join("pam.d")).unwrap();
-        std::fs::create_dir_all(etc.join("security")).unwrap();
-        for (name, text) in pam {
-            std::fs::write(etc.join("pam.d").join(name), text).unwrap();
-        }
-        for (name, text) in files {
-            std::fs::write(etc.join(name), text).unwrap();
-        }
-        let r = Roots {
-            proc: tmp.path().join("proc"),
-            sys: tmp.path().join("sys"),
-            etc,
-            ..Roots::under(tmp.path())
-        };
-        (tmp, r)
-    }
-
-    const PAM: (&str, &str) = (
-        "common-password",
-        "password requisite pam_pwquality.so retry=3\npassword required pam_pwhistory.so\n",
-    );
-
-    fn policy() -> AgentPolicy {
-        AgentPolicy {
-            password_min_length: 12,
-            password_min_classes: 3,
-            password_history: 5,
-            password_max_age_days: 90,
-            ..AgentPolicy::default()
-        }
-    }
-
-    #[test]
-    fn configured_rules_pass() {
-        let (_t, r) = roots(
-            &[PAM],
-            &[
-                ("security/pwquality.conf", "minlen = 14\nminclass = 3\n"),
-                ("security/pwhistory.conf", "remember = 5\n"),
-                ("login.defs", "PASS_MAX_DAYS\t60\n"),
-            ],
-        );
-        assert!(matches!(check(&r, &policy(), false), Outcome::Pass(_)));
-    }
-
-    #[test]
-    fn weak_or_missing_settings_fail_with_each_reason() {
-        let (_t, r) = roots(
-            &[PAM],
-            &[
-                ("security/pwquality.conf", "minlen = 8\n"),
-                ("login.defs", "PASS_MAX_DAYS 99999\n"),
-            ],
-        );
-        match check(&r, &policy(), false) {
-            Outcome::Fail(d) => {
-                assert!(d.contains("minlen is 8, policy needs at least 12"), "{d}");
-                assert!(d.contains("minclass is unset (default 0)"), "{d}");
-                assert!(d.contains("PASS_MAX_DAYS is 99999"), "{d}");
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn a_rule_whose_pam_module_is_off_does_not_count() {
-        let (_t, r) = roots(
-            &[("common-password", "password required pam_unix.so\n")],
-            &[("security/pwquality.conf", "minlen = 20\n")],
-        );
-        let p = AgentPolicy {
-            password_min_length: 12,
-            ..AgentPolicy::default()
-        };
-        assert!(
-            matches!(check(&r, &p, false), Outcome::Fail(d) if d.contains("pam_pwquality is not enabled"))
-        );
-    }
-
-    #[test]
-    fn enforcement_writes_the_values_and_keeps_the_rest() {
-        let (_t, r) = roots(
-            &[PAM],
-            &[
-                (
-                    "security/pwquality.conf",
-                    "# local\ndictcheck = 1\nminlen = 8\n",
-                ),
-                ("login.defs", "UMASK 022\n"),
-            ],
-        );
-        let outcome = check(&r, &policy(), true);
-        assert!(
-            matches!(&outcome, Outcome::Pass(d) if d.contains("written")),
-            "{outcome:?}"
-        );
-        let pwq = std::fs::read_to_string(r.etc.join("security/pwquality.conf")).unwrap();
-        assert!(
-            pwq.contains("dictcheck = 1")
-                && pwq.contains("minlen = 12")
-                && pwq.contains("minclass = 3"),
-            "{pwq}"
-        );
-        assert!(
-            std::fs::read_to_string(r.etc.join("login.defs"))
-                .unwrap()
-                .contains("UMASK 022")
-        );
-        assert!(matches!(check(&r, &policy(), false), Outcome::Pass(_)));
-    }
-
-    #[test]
-    fn no_rules_no_requirement() {
-        let (_t, r) = roots(&[], &[]);
-        assert!(matches!(
-            check(&r, &AgentPolicy::default(), false),
-            Outcome::Pass(_)
-        ));
-    }
-}
+#[path = "password_tests.rs"]
+mod tests;

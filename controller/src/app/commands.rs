@@ -5,12 +5,13 @@ use ward_certs::receipt::{SignedReceipt, verify_receipt};
 
 use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError};
+use crate::core::audit::AuditEvent;
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
-    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, Receipt, Timestamp,
-    WipeScope,
+    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, IdempotencyKey, Receipt,
+    Timestamp, WipeScope,
 };
-use crate::store::Announcement;
+use crate::store::{Announcement, Priority, StoreError};
 
 /// Who issues a command: an admin, or the controller itself (a compliance wipe).
 pub(crate) struct Issuer {
@@ -68,18 +69,15 @@ fn check_text(what: &str, text: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Control characters become spaces; the text is cut to [`MAX_TEXT_LEN`] bytes on a character
-/// boundary.
+/// Text from a device or another party, made safe to keep and to show: control characters
+/// and bidirectional overrides become spaces, and it is cut to [`MAX_TEXT_LEN`] bytes.
 pub fn sanitize(text: &str) -> String {
-    let mut out = String::with_capacity(text.len().min(MAX_TEXT_LEN));
-    for c in text.chars().map(|c| if c.is_control() { ' ' } else { c }) {
-        if out.len() + c.len_utf8() > MAX_TEXT_LEN {
-            break;
-        }
-        out.push(c);
-    }
-    out
+    crate::core::text::clean(text, MAX_TEXT_LEN)
 }
+
+/// The largest wipe receipt kept (a real one is a few hundred bytes): a larger one is refused,
+/// with nothing of it stored.
+pub const MAX_RECEIPT_BYTES: usize = 16 * 1024;
 
 fn check_idempotency_key(key: &str) -> Result<(), AppError> {
     let ok = !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic());
@@ -110,12 +108,17 @@ impl App {
             }
         );
         let approval = full && self.config.approval_threshold.is_some();
+        check_idempotency_key(idempotency_key)?;
+        let key = IdempotencyKey::Admin {
+            admin: actor.name.to_string(),
+            key: idempotency_key.to_owned(),
+        };
         self.issue_command_with(
             &Issuer::admin(actor),
             device,
             kind,
             reason,
-            idempotency_key,
+            &key,
             approval,
             false,
         )
@@ -131,56 +134,41 @@ impl App {
         device: &str,
         kind: CommandKind,
         reason: &str,
-        idempotency_key: &str,
+        idempotency_key: &IdempotencyKey,
         needs_approval: bool,
         revoke_after: bool,
     ) -> Result<(Command, bool), AppError> {
         let device_id = self.get_device(device).await?.id;
-        let reason = reason.trim();
-        check_text("the reason", reason)?;
-        check_idempotency_key(idempotency_key)?;
-        if matches!(
-            kind,
-            CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
-        ) && reason.is_empty()
-        {
-            return Err(AppError::InvalidArgument(format!(
-                "a {} needs a reason (--reason TEXT); it is kept with the command for the audit",
-                kind.name()
-            )));
-        }
-        if let CommandKind::Lock { message } = &kind {
-            check_text("the lock message", message)?;
-        }
         let now = self.now();
-        let command = Command {
-            id: CommandId::new_random(),
+        let command = new_command(
+            issuer,
             device_id,
-            kind,
-            state: if needs_approval {
-                CommandState::AwaitingApproval
-            } else {
-                CommandState::Queued
-            },
-            reason: reason.to_owned(),
-            failure_reason: None,
-            idempotency_key: idempotency_key.to_owned(),
-            created_by: issuer.name.clone(),
-            created_at: now,
-            deadline: None,
-            delivered_at: None,
-            acknowledged_at: None,
-            finished_at: None,
-            deliveries: 0,
-            receipt: None,
-            approved_by: None,
+            kind.clone(),
+            reason,
+            idempotency_key,
+            needs_approval,
             revoke_after,
-        };
-        let (stored, created) = self.store.insert_command(&command).await?;
+            now,
+        )?;
+        // The command and its audit entry commit together, or neither does.
+        let actor = issuer.actor.clone();
+        let (stored, created) = self
+            .store
+            .write(Priority::High, move |tx| {
+                let (command, actor) = (command.clone(), actor.clone());
+                Box::pin(async move {
+                    let (stored, created) = tx.insert_command(&command).await?;
+                    if created {
+                        tx.audit(issue_event(&actor, &stored), now);
+                    }
+                    Ok::<_, StoreError>((stored, created))
+                })
+            })
+            .await?;
         if !created {
-            if stored.device_id != command.device_id || stored.kind != command.kind {
+            if stored.device_id != device_id || stored.kind != kind {
                 return Err(AppError::InvalidArgument(format!(
-                    "idempotency key already used for command {} ({} on device {}); use a new key for a different request",
+                    "you already used this idempotency key for command {} ({} on device {}); use a new key for a different request",
                     stored.id,
                     stored.kind.name(),
                     stored.device_id
@@ -189,18 +177,6 @@ impl App {
             return Ok((stored, false));
         }
         info!(command_id = %stored.id, device_id = %device_id, kind = stored.kind.name(), created_by = %issuer.name, "command queued");
-        self.audit(
-            &issuer.actor,
-            "command.issue",
-            &stored.id.to_string(),
-            serde_json::json!({
-                "device": device_id.to_string(),
-                "kind": stored.kind.name(),
-                "scope": match &stored.kind { CommandKind::Wipe { scope } => Some(scope.as_str()), _ => None },
-                "reason": stored.reason,
-            }),
-        )
-        .await?;
         self.signal(Announcement::DeviceWork(device_id)).await;
         Ok((stored, true))
     }
@@ -219,6 +195,17 @@ impl App {
                 "admin {} issued command {}: a second admin must approve it",
                 actor.name, command.id
             )));
+        }
+        // Nor an identity the issuer made (or that made the issuer's): one person with two
+        // bundles is not two people.
+        let requester = match command.created_by.parse::<ward_certs::AdminName>() {
+            Ok(name) => self.store.get_admin(&name).await?,
+            Err(_) => None,
+        };
+        if let Some(why) = requester.and_then(|r| crate::core::roles::approval_refusal(&r, actor)) {
+            return Err(self
+                .refuse_approval(actor, &command.id.to_string(), why)
+                .await?);
         }
         let approved = self
             .transition(
@@ -375,9 +362,9 @@ impl App {
                     warn!(command_id = %command.id, device_id = %device, reason = %why, "wipe receipt rejected");
                     receipt = stored;
                     Event::Failed {
-                        reason: format!(
+                        reason: sanitize(&format!(
                             "the device reported success but its receipt was not accepted: {why}"
-                        ),
+                        )),
                     }
                 }
             }
@@ -411,6 +398,19 @@ impl App {
         let Some(signed) = receipt else {
             return Ok(Err((None, "no receipt was sent".into())));
         };
+        let size = signed.body.len() + signed.signature.len();
+        if size > MAX_RECEIPT_BYTES {
+            let why = format!(
+                "the receipt is {size} bytes, larger than the {MAX_RECEIPT_BYTES} bytes a receipt may have; it was not kept"
+            );
+            let stored = Receipt {
+                body: Vec::new(),
+                signature: Vec::new(),
+                verified: false,
+                error: Some(why.clone()),
+            };
+            return Ok(Err((Some(stored), why)));
+        }
         let device = self
             .store
             .get_device(command.device_id)
@@ -453,6 +453,8 @@ impl App {
                 Ok(stored)
             }
             Err(why) => {
+                // The device's words (a command id it chose) are in it: cleaned and bounded.
+                let why = sanitize(&why);
                 stored.error = Some(why.clone());
                 Err((Some(stored), why))
             }
@@ -481,8 +483,9 @@ impl App {
         self.transition_with(id, event, None, actor).await
     }
 
-    /// Re-reads, applies `event` through the state machine and writes with a compare-and-set,
-    /// retrying when a concurrent change won.
+    /// Applies `event` through the state machine and writes it with a compare-and-set, with
+    /// its audit entry, in one job of the store's writer (one transaction). A concurrent
+    /// change from another replica makes the compare-and-set miss: then it reads again.
     async fn transition_with(
         &self,
         id: CommandId,
@@ -491,49 +494,133 @@ impl App {
         actor: &str,
     ) -> Result<Command, AppError> {
         for _ in 0..CAS_ATTEMPTS {
-            let current = self
+            let now = self.now();
+            let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.to_owned());
+            let outcome = self
                 .store
-                .get_command(id)
-                .await?
-                .ok_or_else(|| AppError::NotFound(format!("no command {id}")))?;
-            let mut next = current
-                .apply(event, self.now())
-                .map_err(|e| AppError::FailedPrecondition(e.to_string()))?;
-            if receipt.is_some() {
-                next.receipt = receipt.clone();
-            }
-            if self.store.update_command(current.state, &next).await? {
-                let since =
-                    |t: Timestamp| (t.unix_ms() - next.created_at.unix_ms()).max(0) as f64 / 1000.0;
-                match (current.state, next.state) {
-                    (CommandState::Queued, CommandState::Delivered) => {
-                        self.metrics.delivery_seconds.observe(since(self.now()));
-                    }
-                    (_, CommandState::Acknowledged)
-                        if current.state != CommandState::Acknowledged =>
-                    {
-                        self.metrics.ack_seconds.observe(since(self.now()));
-                    }
-                    _ => {}
+                .write(Priority::High, move |tx| {
+                    let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.clone());
+                    Box::pin(async move {
+                        let Some(current) = tx.command(id).await? else {
+                            return Ok(Err(AppError::NotFound(format!("no command {id}"))));
+                        };
+                        let mut next = match current.apply(&event, now) {
+                            Ok(next) => next,
+                            Err(e) => return Ok(Err(AppError::FailedPrecondition(e.to_string()))),
+                        };
+                        if receipt.is_some() {
+                            next.receipt = receipt;
+                        }
+                        if !tx.update_command(current.state, &next).await? {
+                            return Ok(Ok(None));
+                        }
+                        if next.state != current.state {
+                            tx.audit(transition_event(&actor, &next), now);
+                        }
+                        Ok::<_, StoreError>(Ok(Some((current.state, next))))
+                    })
+                })
+                .await??;
+            let Some((was, next)) = outcome else {
+                continue;
+            };
+            let since =
+                |t: Timestamp| (t.unix_ms() - next.created_at.unix_ms()).max(0) as f64 / 1000.0;
+            match (was, next.state) {
+                (CommandState::Queued, CommandState::Delivered) => {
+                    self.metrics.delivery_seconds.observe(since(self.now()));
                 }
-                if next.state != current.state {
-                    self.audit(
-                        actor,
-                        &format!("command.{}", next.state),
-                        &next.id.to_string(),
-                        serde_json::json!({
-                            "device": next.device_id.to_string(),
-                            "failure_reason": next.failure_reason,
-                            "receipt_verified": next.receipt.as_ref().map(|r| r.verified),
-                        }),
-                    )
-                    .await?;
+                (_, CommandState::Acknowledged) if was != CommandState::Acknowledged => {
+                    self.metrics.ack_seconds.observe(since(self.now()));
                 }
-                return Ok(next);
+                _ => {}
             }
+            return Ok(next);
         }
         Err(AppError::Internal(format!(
             "command {id} kept changing under concurrent updates"
         )))
+    }
+}
+
+/// A new command, checked: reason and lock message are bounded text without control
+/// characters, and what destroys data or takes a device out of service names its reason.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn new_command(
+    issuer: &Issuer,
+    device_id: DeviceId,
+    kind: CommandKind,
+    reason: &str,
+    idempotency_key: &IdempotencyKey,
+    needs_approval: bool,
+    revoke_after: bool,
+    now: Timestamp,
+) -> Result<Command, AppError> {
+    let reason = reason.trim();
+    check_text("the reason", reason)?;
+    if matches!(
+        kind,
+        CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
+    ) && reason.is_empty()
+    {
+        return Err(AppError::InvalidArgument(format!(
+            "a {} needs a reason (--reason TEXT); it is kept with the command for the audit",
+            kind.name()
+        )));
+    }
+    if let CommandKind::Lock { message } = &kind {
+        check_text("the lock message", message)?;
+    }
+    Ok(Command {
+        id: CommandId::new_random(),
+        device_id,
+        kind,
+        state: if needs_approval {
+            CommandState::AwaitingApproval
+        } else {
+            CommandState::Queued
+        },
+        reason: reason.to_owned(),
+        failure_reason: None,
+        idempotency_key: idempotency_key.stored(),
+        created_by: issuer.name.clone(),
+        created_at: now,
+        deadline: None,
+        delivered_at: None,
+        acknowledged_at: None,
+        finished_at: None,
+        deliveries: 0,
+        receipt: None,
+        approved_by: None,
+        revoke_after,
+    })
+}
+
+/// The audit entry of a new command.
+pub(super) fn issue_event(actor: &str, command: &Command) -> AuditEvent {
+    AuditEvent {
+        actor: actor.to_owned(),
+        action: "command.issue".into(),
+        target: command.id.to_string(),
+        details: serde_json::json!({
+            "device": command.device_id.to_string(),
+            "kind": command.kind.name(),
+            "scope": match &command.kind { CommandKind::Wipe { scope } => Some(scope.as_str()), _ => None },
+            "reason": command.reason,
+        }),
+    }
+}
+
+/// The audit entry of a command's change of state.
+fn transition_event(actor: &str, next: &Command) -> AuditEvent {
+    AuditEvent {
+        actor: actor.to_owned(),
+        action: format!("command.{}", next.state),
+        target: next.id.to_string(),
+        details: serde_json::json!({
+            "device": next.device_id.to_string(),
+            "failure_reason": next.failure_reason,
+            "receipt_verified": next.receipt.as_ref().map(|r| r.verified),
+        }),
     }
 }

@@ -8,12 +8,9 @@ use super::audit::{CONTROLLER, admin_actor};
 use super::commands::{Issuer, sanitize};
 use super::{App, AppError};
 use crate::core::{
-    Admin, Command, CommandKind, CommandState, Device, DeviceState, Disabled, Event,
+    Admin, Command, CommandKind, CommandState, Device, DeviceState, Disabled, Event, IdempotencyKey,
 };
 use crate::store::PostureField;
-
-/// The idempotency-key prefix of retirement: running it again finds its command.
-const RETIRE: &str = "retire:";
 
 /// The first agent version that runs disable, enable and retire commands.
 const LIFECYCLE_AGENT: (u64, u64, u64) = (0, 2, 0);
@@ -81,7 +78,10 @@ impl App {
         // One disable per episode: the key names what ended the previous one (an enable, or
         // a disable that failed or was cancelled).
         let after = self.episode_end(&record).await?;
-        let key = format!("disable:{id}:after:{}", after.as_deref().unwrap_or("none"));
+        let key = IdempotencyKey::System(format!(
+            "disable:{id}:after:{}",
+            after.as_deref().unwrap_or("none")
+        ));
         // The command first: a record saying "disabled" without a command that disables
         // would claim something the device was never told.
         let (command, created) = self
@@ -155,7 +155,7 @@ impl App {
         };
         let id = record.id.to_string();
         // One enable per disable: a retried call finds the same command.
-        let key = format!("enable:{id}:{}", disabled.command_id);
+        let key = IdempotencyKey::System(format!("enable:{id}:{}", disabled.command_id));
         let (command, created) = self
             .issue_command_with(
                 &Issuer::admin(actor),
@@ -223,10 +223,10 @@ impl App {
         let previous = self.latest_retire(&record).await?;
         let key = match &previous {
             Some(p) if p.state != CommandState::Succeeded && p.state.is_terminal() => {
-                format!("{RETIRE}{id}:after:{}", p.id)
+                IdempotencyKey::System(format!("retire:{id}:after:{}", p.id))
             }
             Some(p) => return Ok((record, p.clone())),
-            None => format!("{RETIRE}{id}"),
+            None => IdempotencyKey::System(format!("retire:{id}")),
         };
         require_active(&record, "retired (it can receive no wipe)")?;
         require_agent_for(&record, "retired")?;

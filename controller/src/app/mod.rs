@@ -5,24 +5,31 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::{info, warn};
-use ward_certs::{AdminName, CertificateAuthority, IssuedCertificate, VerifiedCsr};
+use ward_certs::{CertificateAuthority, IssuedCertificate, VerifiedCsr};
 use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate};
 
 use crate::core::{
-    Admin, AdminRole, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken,
-    NewDevice, Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
+    Admin, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken, NewDevice,
+    Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
 };
 use crate::hub::Hub;
 use crate::store::{Announcement, Redemption, Store, StoreError};
 
+mod admins;
 pub mod audit;
+mod audit_anchor;
 mod commands;
 mod lifecycle;
 pub mod offboard;
 mod offline_wipe;
 mod policy;
+#[cfg(test)]
+mod policy_tests;
 mod posture;
+pub mod tokens;
 
+pub use admins::AdminIssued;
+pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;
 
@@ -45,6 +52,8 @@ pub struct AppConfig {
     /// the answer takes longer than `keepalive_timeout` (a device gone without a goodbye).
     pub keepalive_interval: Duration,
     pub keepalive_timeout: Duration,
+    /// Signed checkpoints of the audit chain: where and how often.
+    pub audit_checkpoints: CheckpointConfig,
 }
 
 impl AppConfig {
@@ -60,6 +69,7 @@ impl AppConfig {
             enroll_per_minute: 60,
             keepalive_interval: Duration::from_secs(30),
             keepalive_timeout: Duration::from_secs(10),
+            audit_checkpoints: CheckpointConfig::default(),
         }
     }
 }
@@ -93,6 +103,9 @@ pub enum AppError {
     FailedPrecondition(String),
     #[error("{0}")]
     AlreadyExists(String),
+    /// Too busy to take this call now; the caller may retry after the hint.
+    #[error("{0}")]
+    Unavailable(String),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -103,6 +116,10 @@ impl From<StoreError> for AppError {
             StoreError::AlreadyExists(what) => {
                 AppError::AlreadyExists(format!("{what} already exists"))
             }
+            StoreError::Overloaded => AppError::Unavailable(
+                "the controller is busy committing other devices' changes; retry in a few seconds"
+                    .into(),
+            ),
             other => AppError::Internal(other.to_string()),
         }
     }
@@ -126,13 +143,16 @@ pub struct CreatedToken {
 pub struct App {
     store: Arc<dyn Store>,
     hub: Hub,
-    metrics: crate::metrics::Metrics,
+    metrics: Arc<crate::metrics::Metrics>,
     /// Revoked certificate serials, shared with the TLS verifier so revoked devices fail at
     /// the handshake.
     revoked: Arc<ward_certs::tls::RevokedSerials>,
+    /// Open connections by client certificate, cut when it is revoked.
+    connections: Arc<crate::connections::Connections>,
     ca: Arc<CertificateAuthority>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
+    audit_state: Arc<audit::AuditState>,
 }
 
 impl std::fmt::Debug for App {
@@ -150,14 +170,25 @@ impl App {
         clock: Arc<dyn Clock>,
         config: AppConfig,
     ) -> Self {
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        store.writer().stats().observe_with(metrics.clone());
+        let audit_state = Arc::new(audit::AuditState::default());
+        store.keep_audit_with(Arc::new(audit::Keeper {
+            ca: Arc::clone(&ca),
+            metrics: Arc::clone(&metrics),
+            state: Arc::clone(&audit_state),
+            checkpoint_every: config.audit_checkpoints.every_entries,
+        }));
         Self {
             store,
             hub: Hub::default(),
-            metrics: crate::metrics::Metrics::default(),
+            metrics,
             revoked: Arc::default(),
+            connections: Arc::default(),
             ca,
             clock,
             config,
+            audit_state,
         }
     }
 
@@ -174,11 +205,21 @@ impl App {
         self.revoked.clone()
     }
 
-    /// Loads the revocation list from the store; call before serving.
+    /// The open connections the listener tracks, to be cut on revocation.
+    pub fn connections(&self) -> Arc<crate::connections::Connections> {
+        self.connections.clone()
+    }
+
+    /// Loads the revocation list from the store (call before serving), and cuts the open
+    /// connections of certificates it revokes.
     pub async fn load_revocations(&self) -> Result<usize, AppError> {
         let serials = self.store.revoked_serials(self.now()).await?;
         let count = serials.len();
         self.revoked.replace_all(serials);
+        let cut = self.connections.cut_revoked(&self.revoked);
+        if cut > 0 {
+            info!(connections = cut, "connections of revoked certificates cut");
+        }
         Ok(count)
     }
 
@@ -197,22 +238,35 @@ impl App {
         actor: &str,
         why: &str,
     ) -> Result<(), AppError> {
+        // The revocation and its audit entry commit together.
+        let now = self.now();
+        let (actor_owned, why_owned) = (actor.to_owned(), why.to_owned());
         let serials = self
             .store
-            .revoke_device(id, self.now())
+            .write(crate::store::Priority::High, move |tx| {
+                let (actor, why) = (actor_owned.clone(), why_owned.clone());
+                Box::pin(async move {
+                    let Some(serials) = tx.revoke_device(id, now).await? else {
+                        return Ok(None);
+                    };
+                    tx.audit(
+                        crate::core::audit::AuditEvent {
+                            actor,
+                            action: "device.revoke".into(),
+                            target: id.to_string(),
+                            details: serde_json::json!({ "certificates": serials, "why": why }),
+                        },
+                        now,
+                    );
+                    Ok::<_, StoreError>(Some(serials))
+                })
+            })
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no device {id}")))?;
         for serial in &serials {
             self.revoked.insert(serial);
         }
         info!(device_id = %id, actor, why, certificates = serials.len(), "device revoked");
-        self.audit(
-            actor,
-            "device.revoke",
-            &id.to_string(),
-            serde_json::json!({ "certificates": serials, "why": why }),
-        )
-        .await?;
         // Its open stream re-checks the device and closes. This replica's list already holds
         // the serials (reloading the whole list per revocation made a mass offboarding
         // quadratic); the other replicas reload theirs when they hear of it.
@@ -235,28 +289,61 @@ impl App {
         }
     }
 
+    /// Acts on `events` here and tells the other replicas in as few messages as possible
+    /// (a bulk action's thousands of devices).
+    pub async fn signal_all(&self, events: &[Announcement]) {
+        self.apply_all(events).await;
+        if let Err(e) = self.store.announce_all(events).await {
+            warn!(error = %e, events = events.len(), "cannot notify the other controller replicas");
+        }
+    }
+
     /// Acts on an event from this or another replica.
     async fn apply(&self, event: Announcement) {
-        match event {
-            Announcement::DeviceWork(id) => self.hub.wake(id),
-            Announcement::Revoked(id) => {
-                if let Err(e) = self.load_revocations().await {
-                    warn!(error = %e, "cannot reload the revocation list");
-                }
+        self.apply_all(&[event]).await;
+    }
+
+    /// Acts on events from this or another replica; the revocation list is read again at
+    /// most once however many revocations arrived together.
+    async fn apply_all(&self, events: &[Announcement]) {
+        let mut reload = false;
+        for event in events {
+            match *event {
+                Announcement::DeviceWork(id) => self.hub.wake(id),
+                Announcement::Revoked(_) | Announcement::RevocationsChanged => reload = true,
+                Announcement::PolicyChanged => self.hub.wake_all(),
+            }
+        }
+        if reload && let Err(e) = self.load_revocations().await {
+            warn!(error = %e, "cannot reload the revocation list");
+        }
+        for event in events {
+            if let Announcement::Revoked(id) = *event {
                 self.hub.wake(id);
             }
-            Announcement::PolicyChanged => self.hub.wake_all(),
         }
     }
 
     /// Background work: applying other replicas' announcements, and the periodic refresh of
     /// the revocation list that covers announcements lost on the way.
     pub async fn start_background(self: &Arc<Self>) -> Result<(), AppError> {
+        let upgraded = self.upgrade_policy_overrides().await?;
+        if upgraded > 0 {
+            info!(
+                upgraded,
+                "user policy overrides now keep only the fields they change"
+            );
+        }
         if let Some(mut announcements) = self.store.listen().await? {
             let app = Arc::clone(self);
             tokio::spawn(async move {
-                while let Some(event) = announcements.recv().await {
-                    app.apply(event).await;
+                while let Some(first) = announcements.recv().await {
+                    // Everything that arrived meanwhile, applied together.
+                    let mut events = vec![first];
+                    while let Ok(more) = announcements.try_recv() {
+                        events.push(more);
+                    }
+                    app.apply_all(&events).await;
                 }
             });
         }
@@ -276,6 +363,11 @@ impl App {
 
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
+    }
+
+    /// What the store's writer is doing, for `/metrics`.
+    pub fn writer_stats(&self) -> &crate::store::writer::WriterStats {
+        self.store.writer().stats()
     }
 
     /// Commands per state, across every replica.
@@ -312,9 +404,24 @@ impl App {
             Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
                 Ok(peer.identity)
             }
-            Some(r) if r.revoked_at.is_some() => Err(AppError::Unauthenticated(
-                "client certificate refused: it has been revoked".into(),
-            )),
+            Some(r) if r.revoked_at.is_some() => {
+                // A revoked admin still calling (on a connection opened before the revocation,
+                // whose own answer it was) is worth an auditor's attention.
+                if matches!(peer.identity, Identity::Admin(_)) {
+                    self.metrics.denied_calls.inc();
+                    warn!(identity = %peer.identity, serial = %peer.serial, "admin API refused: revoked certificate");
+                    self.audit(
+                        &peer.identity.to_uri(),
+                        "denied",
+                        "admin API",
+                        serde_json::json!({ "why": "certificate revoked", "certificate_serial": peer.serial }),
+                    )
+                    .await?;
+                }
+                Err(AppError::Unauthenticated(
+                    "client certificate refused: it has been revoked".into(),
+                ))
+            }
             _ => Err(AppError::Unauthenticated(
                 "client certificate refused: this controller has no record of issuing it".into(),
             )),
@@ -347,12 +454,23 @@ impl App {
         }
     }
 
-    /// The registered admin behind a client certificate. Device certificates are refused.
-    pub async fn authenticate_admin(&self, leaf: Option<&[u8]>) -> Result<Admin, AppError> {
+    /// The registered admin behind a client certificate. Device certificates are refused;
+    /// the refusal is audited with the call's `target` (bounded per identity and minute).
+    pub async fn authenticate_admin(
+        &self,
+        leaf: Option<&[u8]>,
+        target: &str,
+    ) -> Result<Admin, AppError> {
         let identity = self.authenticate(leaf).await?;
         let refusal = match &identity {
             Identity::Admin(name) => match self.store.get_admin(name).await? {
-                Some(admin) => return Ok(admin),
+                Some(admin) if admin.is_active() => {
+                    if admin.break_glass {
+                        warn!(admin = %admin.name, "the break-glass identity is in use");
+                    }
+                    return Ok(admin);
+                }
+                Some(_) => format!("admin {name} has been revoked"),
                 None => format!("admin {name} is not registered with this controller"),
             },
             other => format!(
@@ -362,32 +480,37 @@ impl App {
         // A certificate from our own CA knocking on the admin API without being an admin (a
         // device's key, or a removed admin's) is worth an auditor's attention.
         self.metrics.denied_calls.inc();
-        warn!(identity = %identity, "admin API refused: not a registered admin");
-        self.audit(
-            &identity.to_string(),
-            "denied",
-            "admin API",
-            serde_json::json!({ "why": refusal }),
+        warn!(identity = %identity, target, "admin API refused: not a registered admin");
+        self.audit_refusal(
+            audit::refusal_source(&identity.to_string(), "denied", ""),
+            &audit_target(target, "admin API"),
+            serde_json::json!({ "why": refusal, "api": "admin" }),
         )
         .await?;
         Err(AppError::PermissionDenied(refusal))
     }
 
-    /// Refuses, with the roles that would be allowed, an admin whose role lacks `permission`.
-    pub async fn authorize(&self, admin: &Admin, permission: Permission) -> Result<(), AppError> {
+    /// Refuses, with the roles that would be allowed, an admin whose role lacks `permission`
+    /// for `target` (what the call is about: a device, command, user…). The refusal is
+    /// audited with its target (bounded per admin and minute).
+    pub async fn authorize(
+        &self,
+        admin: &Admin,
+        permission: Permission,
+        target: &str,
+    ) -> Result<(), AppError> {
         if admin.role.allows(permission) {
             return Ok(());
         }
         self.metrics.denied_calls.inc();
         let needed: Vec<&str> = permission.roles().iter().map(|r| r.as_str()).collect();
-        self.audit(
-            &audit::admin_actor(admin),
-            "denied",
-            permission.describe(),
-            serde_json::json!({ "role": admin.role.as_str(), "needs": needed }),
+        self.audit_refusal(
+            audit::refusal_source(&audit::admin_actor(admin), "denied", ""),
+            &audit_target(target, permission.describe()),
+            serde_json::json!({ "permission": permission.describe(), "role": admin.role.as_str(), "needs": needed }),
         )
         .await?;
-        warn!(admin = %admin.name, role = %admin.role, permission = permission.describe(), "permission denied");
+        warn!(admin = %admin.name, role = %admin.role, permission = permission.describe(), target, "permission denied");
         Err(AppError::PermissionDenied(format!(
             "admin {} has role {}, which may not {}: that needs role {}",
             admin.name,
@@ -425,6 +548,7 @@ impl App {
             created_by: actor.name.to_string(),
             used_at: None,
             device_id: None,
+            withdrawn_at: None,
         };
         self.store.insert_token(&record).await?;
         self.audit(
@@ -438,11 +562,15 @@ impl App {
         Ok(CreatedToken { token, record })
     }
 
+    /// Enrolls a device with a one-time token. A refused token (unknown, used, expired or
+    /// withdrawn) is audited with a prefix of its hash, never the token, and the client's
+    /// address (bounded per address and minute): a reused token is a sign of a leak.
     pub async fn enroll(
         &self,
         token: &str,
         csr_der: &[u8],
         facts: DeviceFacts,
+        client: Option<std::net::IpAddr>,
     ) -> Result<Enrolled, AppError> {
         let token: EnrollmentToken = token
             .parse()
@@ -456,12 +584,21 @@ impl App {
         let now = self.now();
 
         // A first look gives a precise refusal before any signing work.
-        let record = self
-            .store
-            .find_token(&hash)
-            .await?
-            .ok_or_else(unknown_token)?;
-        check_token_status(record.status(now))?;
+        let Some(record) = self.store.find_token(&hash).await? else {
+            self.audit_enrollment_refusal(&hash, None, None, client)
+                .await?;
+            return Err(unknown_token());
+        };
+        if let Err(refused) = check_token_status(record.status(now)) {
+            self.audit_enrollment_refusal(
+                &hash,
+                Some(&record.user),
+                Some(record.status(now)),
+                client,
+            )
+            .await?;
+            return Err(refused);
+        }
 
         let device_id = DeviceId::new_random();
         let identity = Identity::Device(device_id.0);
@@ -480,12 +617,18 @@ impl App {
             public_key_der: csr.public_key_der().to_vec(),
             certificate: certificate_record(&certificate, &identity, now),
         };
-        match self.store.redeem_token(&hash, now, &new_device).await? {
+        // The time of the claim itself: issuing took a moment, and a token that expired or was
+        // withdrawn meanwhile must not be redeemed with the earlier time.
+        match self
+            .store
+            .redeem_token(&hash, self.now(), &new_device)
+            .await?
+        {
             Redemption::Enrolled { user } => {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
                 self.metrics.enrollments.inc();
                 self.audit(
-                    "enrollment-token",
+                    audit::ENROLLMENT,
                     "device.enroll",
                     &device_id.to_string(),
                     serde_json::json!({ "user": user.as_str(), "token": format!("{hash:?}"), "certificate_serial": certificate.serial }),
@@ -497,9 +640,15 @@ impl App {
                     certificate,
                 })
             }
-            Redemption::Unknown => Err(unknown_token()),
+            Redemption::Unknown => {
+                self.audit_enrollment_refusal(&hash, None, None, client)
+                    .await?;
+                Err(unknown_token())
+            }
             Redemption::Refused(status) => {
                 warn!(token = ?hash, ?status, "enrollment refused");
+                self.audit_enrollment_refusal(&hash, Some(&record.user), Some(status), client)
+                    .await?;
                 check_token_status(status)?;
                 Err(AppError::FailedPrecondition(
                     "the enrollment token cannot be used".into(),
@@ -514,11 +663,11 @@ impl App {
         facts
             .validate()
             .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
-        if !self
-            .store
-            .record_check_in(device, &facts, self.now())
-            .await?
-        {
+        let recorded = self.store.record_check_in(device, &facts, self.now()).await;
+        if let Err(crate::store::StoreError::Overloaded) = recorded {
+            self.metrics.shed_checkins.inc();
+        }
+        if !recorded? {
             return Err(AppError::NotFound(format!(
                 "device {device} is not enrolled"
             )));
@@ -597,7 +746,6 @@ impl App {
         })
     }
 
-    /// Registers a new admin and issues its certificate for a CSR made on its own machine.
     async fn device_by_name(
         &self,
         name: &str,
@@ -628,56 +776,6 @@ impl App {
                     .join(", ")
             ))),
         }
-    }
-
-    pub async fn issue_admin(
-        &self,
-        actor: &str,
-        name: &str,
-        role: AdminRole,
-        csr_der: &[u8],
-        lifetime: Option<Duration>,
-    ) -> Result<(Admin, IssuedCertificate), AppError> {
-        let name: AdminName = name
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let lifetime = lifetime.unwrap_or(self.config.admin_cert_lifetime);
-        check_cert_lifetime(lifetime)?;
-        if self.store.get_admin(&name).await?.is_some() {
-            return Err(AppError::AlreadyExists(format!(
-                "admin {name} already exists; choose another name"
-            )));
-        }
-        let now = self.now();
-        let identity = Identity::Admin(name.clone());
-        let certificate = self
-            .ca
-            .issue_client(&csr, &identity, now.to_datetime(), lifetime)
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let admin = Admin {
-            name,
-            role,
-            created_at: now,
-            created_by: actor.to_owned(),
-        };
-        self.store
-            .insert_admin(&admin, &certificate_record(&certificate, &identity, now))
-            .await?;
-        info!(admin = %admin.name, role = %admin.role, created_by = actor, "admin issued");
-        self.audit(
-            &Identity::Admin(actor.parse().map_err(|e| AppError::Internal(format!("{e}")))?).to_uri(),
-            "admin.issue",
-            admin.name.as_str(),
-            serde_json::json!({ "role": admin.role.as_str(), "certificate_serial": certificate.serial }),
-        )
-        .await?;
-        Ok((admin, certificate))
-    }
-
-    pub async fn list_admins(&self) -> Result<Vec<Admin>, AppError> {
-        Ok(self.store.list_admins().await?)
     }
 }
 
@@ -720,8 +818,22 @@ fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
             "the enrollment token was already used; a token enrolls one device only. Ask your IT admin for a new one (wardctl token create)".into(),
         )),
         TokenStatus::Expired => Err(AppError::FailedPrecondition(
-            "the enrollment token has expired or was withdrawn (its user was offboarded); ask your IT admin for a new one (wardctl token create)".into(),
+            "the enrollment token has expired; ask your IT admin for a new one (wardctl token create)".into(),
         )),
+        TokenStatus::Withdrawn => Err(AppError::FailedPrecondition(
+            "the enrollment token was withdrawn: its user was offboarded. Ask your IT admin for a new one if that was a mistake (wardctl token create)".into(),
+        )),
+    }
+}
+
+/// A caller-supplied target as recorded in the audit log: cleaned and bounded, or `otherwise`
+/// when the call named none.
+pub(crate) fn audit_target(target: &str, otherwise: &str) -> String {
+    let target = sanitize(target.trim());
+    if target.is_empty() {
+        otherwise.to_owned()
+    } else {
+        target
     }
 }
 

@@ -3,18 +3,23 @@
 use tracing::info;
 
 use super::audit::{CONTROLLER, admin_actor};
-use super::commands::Issuer;
+use super::commands::{Issuer, issue_event, new_command};
 use super::{App, AppError};
+use crate::core::audit::AuditEvent;
 use crate::core::{
-    Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, UserEmail, WipeScope,
+    Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, IdempotencyKey,
+    UserEmail, WipeScope,
 };
+use crate::store::{Announcement, Priority, StoreError};
 
-/// Idempotency-key prefixes: a rerun of the same offboarding or lost mode finds its commands.
-const OFFBOARD: &str = "offboard:";
-const LOST: &str = "lost:";
+/// The key of the offboarding wipe of one device: a rerun finds it.
+fn offboard_key(user: &UserEmail, device: DeviceId) -> IdempotencyKey {
+    IdempotencyKey::System(format!("offboard:{user}:{device}"))
+}
 
-fn offboard_key(user: &UserEmail, device: DeviceId) -> String {
-    format!("{OFFBOARD}{user}:{device}")
+/// The keys of lost mode's lock and wipe.
+fn lost_key(device: &str, what: &str) -> IdempotencyKey {
+    IdempotencyKey::System(format!("lost:{device}:{what}"))
 }
 
 /// Where one device of an offboarding stands.
@@ -68,44 +73,85 @@ impl App {
                 "offboarding needs a reason (--reason TEXT)".into(),
             ));
         }
-        let devices = self.store.list_devices(Some(&user)).await?;
-        let tokens = self.store.expire_unused_tokens(&user, self.now()).await?;
-        if devices.is_empty() && tokens == 0 {
-            return Err(AppError::NotFound(format!(
-                "{user} has no devices and no enrollment tokens"
-            )));
-        }
-        self.audit(
-            &admin_actor(actor),
-            "user.offboard",
-            user.as_str(),
-            serde_json::json!({ "reason": reason, "devices": devices.len(), "tokens_invalidated": tokens }),
-        )
-        .await?;
-        let needs_approval = self
-            .config
-            .approval_threshold
-            .is_some_and(|limit| devices.len() > limit);
-        for device in &devices {
-            let key = offboard_key(&user, device.id);
-            let pending = self.store.command_by_key(&key).await?.is_none();
-            if device.state == DeviceState::Active && pending {
-                let kind = CommandKind::Wipe {
-                    scope: WipeScope::Messaging,
+        // One job: the tokens withdrawn (so no enrollment can add a device the list misses),
+        // the offboarding's audit entry, and every device's wipe with its own entry commit
+        // together, and the whole batch commits once however many devices the user has.
+        let now = self.now();
+        let issuer = Issuer::admin(actor);
+        let threshold = self.config.approval_threshold;
+        let (reason, job_user) = (reason.to_owned(), user.clone());
+        let outcome = self
+            .store
+            .write(Priority::High, move |tx| {
+                let (user, reason) = (job_user.clone(), reason.clone());
+                let issuer = Issuer {
+                    name: issuer.name.clone(),
+                    actor: issuer.actor.clone(),
                 };
-                self.issue_command_with(
-                    &Issuer::admin(actor),
-                    &device.id.to_string(),
-                    kind,
-                    reason,
-                    &key,
-                    needs_approval,
-                    true,
-                )
-                .await?;
-            }
+                Box::pin(async move {
+                    let tokens = tx.expire_unused_tokens(&user, now).await?;
+                    let devices = tx.devices_of(&user).await?;
+                    if devices.is_empty() && tokens == 0 {
+                        return Ok(Err(AppError::NotFound(format!(
+                            "{user} has no devices and no enrollment tokens"
+                        ))));
+                    }
+                    tx.audit(
+                        AuditEvent {
+                            actor: issuer.actor.clone(),
+                            action: "user.offboard".into(),
+                            target: user.to_string(),
+                            details: serde_json::json!({
+                                "reason": reason,
+                                "devices": devices.len(),
+                                "tokens_invalidated": tokens,
+                            }),
+                        },
+                        now,
+                    );
+                    let needs_approval = threshold.is_some_and(|limit| devices.len() > limit);
+                    let mut issued = Vec::new();
+                    for device in devices.iter().filter(|d| d.state == DeviceState::Active) {
+                        let key = offboard_key(&user, device.id);
+                        if tx.command_by_key(&key.stored()).await?.is_some() {
+                            continue;
+                        }
+                        let kind = CommandKind::Wipe {
+                            scope: WipeScope::Messaging,
+                        };
+                        let command = match new_command(
+                            &issuer,
+                            device.id,
+                            kind,
+                            &reason,
+                            &key,
+                            needs_approval,
+                            true,
+                            now,
+                        ) {
+                            Ok(command) => command,
+                            Err(e) => return Ok(Err(e)),
+                        };
+                        let (stored, created) = tx.insert_command(&command).await?;
+                        if created {
+                            tx.audit(issue_event(&issuer.actor, &stored), now);
+                            issued.push(stored);
+                        }
+                    }
+                    Ok::<_, StoreError>(Ok((tokens, devices.len(), issued)))
+                })
+            })
+            .await?;
+        let (tokens, devices, issued) = outcome?;
+        for command in &issued {
+            info!(command_id = %command.id, device_id = %command.device_id, kind = command.kind.name(), created_by = %actor.name, "command queued");
         }
-        info!(user = %user, devices = devices.len(), tokens, "offboarding started");
+        let work: Vec<Announcement> = issued
+            .iter()
+            .map(|c| Announcement::DeviceWork(c.device_id))
+            .collect();
+        self.signal_all(&work).await;
+        info!(user = %user, devices, issued = issued.len(), tokens, "offboarding started");
         let mut report = self.offboard_report_for(&user).await?;
         report.tokens_invalidated = tokens;
         Ok(report)
@@ -127,7 +173,7 @@ impl App {
         for device in self.store.list_devices(Some(user)).await? {
             let command = self
                 .store
-                .command_by_key(&offboard_key(user, device.id))
+                .command_by_key(&offboard_key(user, device.id).stored())
                 .await?;
             devices.push(OffboardDevice { device, command });
         }
@@ -171,7 +217,15 @@ impl App {
             message: "This device was reported lost.".into(),
         };
         let (lock, _) = self
-            .issue_command(actor, &id, lock, reason, &format!("{LOST}{id}:lock"))
+            .issue_command_with(
+                &Issuer::admin(actor),
+                &id,
+                lock,
+                reason,
+                &lost_key(&id, "lock"),
+                false,
+                false,
+            )
             .await?;
         let wipe = CommandKind::Wipe {
             scope: WipeScope::Messaging,
@@ -182,7 +236,7 @@ impl App {
                 &id,
                 wipe,
                 reason,
-                &format!("{LOST}{id}:wipe"),
+                &lost_key(&id, "wipe"),
                 false,
                 true,
             )

@@ -5,7 +5,8 @@
 use tracing::warn;
 use ward_certs::receipt::{SignedReceipt, WipeReceiptBody};
 
-use super::{App, AppError, OFFLINE_TIMER, audit};
+use super::commands::MAX_RECEIPT_BYTES;
+use super::{App, AppError, OFFLINE_TIMER, audit, sanitize};
 use crate::core::{Device, DeviceId, OfflineWipe, Timestamp};
 
 /// How the receipt arrived.
@@ -43,6 +44,7 @@ impl App {
         let body = match verify(&record, receipt) {
             Ok(body) => body,
             Err(why) => {
+                let why = sanitize(&why);
                 warn!(device_id = %device, reason = %why, "offline-wipe receipt without a certificate refused");
                 return Err(AppError::PermissionDenied(format!(
                     "the receipt does not verify against the key on record for device {device} ({why}); nothing was recorded"
@@ -85,9 +87,15 @@ impl App {
                 warn!(device_id = %device, at = %at, ?channel, "device reports its offline timer wiped the messaging data")
             }
             Err(why) => {
-                warn!(device_id = %device, reason = %why, "offline-wipe receipt did not verify")
+                warn!(device_id = %device, reason = %sanitize(why), "offline-wipe receipt did not verify")
             }
         }
+        // An oversized receipt is not kept.
+        let empty = SignedReceipt {
+            body: Vec::new(),
+            signature: Vec::new(),
+        };
+        let receipt = if oversized(receipt) { &empty } else { receipt };
         let wipe = OfflineWipe {
             at,
             verified: verified.is_ok(),
@@ -112,7 +120,17 @@ impl App {
     }
 }
 
+/// Whether the receipt is too large to keep.
+fn oversized(receipt: &SignedReceipt) -> bool {
+    receipt.body.len() + receipt.signature.len() > MAX_RECEIPT_BYTES
+}
+
 fn verify(record: &Device, receipt: &SignedReceipt) -> Result<WipeReceiptBody, String> {
+    if oversized(receipt) {
+        return Err(format!(
+            "the receipt is larger than the {MAX_RECEIPT_BYTES} bytes a receipt may have"
+        ));
+    }
     let spki = record
         .public_key_der
         .as_deref()

@@ -1,12 +1,12 @@
 //! Policy operations and compliance reports.
 
-use tracing::info;
+use tracing::{info, warn};
 
 use super::{App, AppError};
 use crate::core::policy::{MAX_CHECK_TEXT, MAX_CHECKS};
 use crate::core::{
-    Admin, Compliance, ComplianceCheck, DeviceId, Policy, PolicyChanges, PolicyScope, StoredPolicy,
-    Timestamp, UserEmail,
+    Admin, Compliance, ComplianceCheck, DeviceId, Policy, PolicyBody, PolicyChanges, PolicyRule,
+    PolicyScope, StoredPolicy, UserEmail,
 };
 use crate::store::Announcement;
 
@@ -39,38 +39,35 @@ pub fn check_report(checks: &[ComplianceCheck]) -> Result<(), AppError> {
 }
 
 impl App {
-    /// The policy that applies to `user`'s devices (or the default policy for `None`).
+    /// The policy that applies to `user`'s devices (or the default policy for `None`): the
+    /// default with the user's override on top.
     pub async fn effective_policy(
         &self,
         user: Option<&UserEmail>,
     ) -> Result<StoredPolicy, AppError> {
-        if let Some(user) = user
-            && let Some(own) = self
-                .store
-                .get_policy(&PolicyScope::User(user.clone()))
-                .await?
-        {
-            return Ok(own);
+        let default = self.store.get_policy(&PolicyScope::Default).await?;
+        let own = match user {
+            Some(user) => {
+                self.store
+                    .get_policy(&PolicyScope::User(user.clone()))
+                    .await?
+            }
+            None => None,
+        };
+        let (policy, broken) = crate::core::policy::effective(default.as_ref(), own.as_ref());
+        if let Some(e) = broken {
+            warn!(user = ?user.map(UserEmail::as_str), error = %e, "a user's policy override does not combine with the default; the default applies");
         }
-        Ok(self
-            .store
-            .get_policy(&PolicyScope::Default)
-            .await?
-            .unwrap_or(StoredPolicy {
-                scope: PolicyScope::Default,
-                policy: Policy::default(),
-                revision: 0,
-                updated_at: Timestamp::from_unix_ms(0),
-                updated_by: "built-in".into(),
-            }))
+        Ok(policy)
     }
 
     pub async fn get_policy(&self, user: Option<&str>) -> Result<StoredPolicy, AppError> {
         self.effective_policy(parse_user(user)?.as_ref()).await
     }
 
-    /// Changes the default policy, or a user's override (created from the user's current
-    /// effective policy), and wakes the affected devices' streams to push it.
+    /// Changes the default policy, or a user's override (only the fields it sets: the user's
+    /// devices follow every other change of the default), and wakes the affected devices'
+    /// streams to push it.
     pub async fn set_policy(
         &self,
         actor: &Admin,
@@ -83,26 +80,100 @@ impl App {
                 "no policy field given; `wardctl policy set --help` lists them".into(),
             ));
         }
-        let current = self.effective_policy(user.as_ref()).await?;
-        let next = current
-            .policy
-            .with(changes)
-            .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
-        let scope = user.clone().map_or(PolicyScope::Default, PolicyScope::User);
+        let invalid =
+            |e: crate::core::policy::PolicyError| AppError::InvalidArgument(e.to_string());
+        let default = self.effective_policy(None).await?;
+        let (scope, body) = match &user {
+            None => {
+                let next = default.policy.with(changes).map_err(invalid)?;
+                self.check_overrides_combine_with(&next).await?;
+                (PolicyScope::Default, PolicyBody::Full(next))
+            }
+            Some(user) => {
+                let scope = PolicyScope::User(user.clone());
+                let own = match self.store.get_policy(&scope).await? {
+                    Some(PolicyRule {
+                        body: PolicyBody::Override { fields },
+                        ..
+                    }) => fields,
+                    Some(PolicyRule {
+                        body: PolicyBody::Full(policy),
+                        ..
+                    }) => PolicyChanges::difference(&default.policy, &policy),
+                    None => PolicyChanges::default(),
+                };
+                let fields = own.then(changes);
+                default.policy.with(&fields).map_err(invalid)?;
+                (scope, PolicyBody::Override { fields })
+            }
+        };
         let stored = self
             .store
-            .put_policy(&scope, &next, actor.name.as_str(), self.now())
+            .put_policy(&scope, &body, actor.name.as_str(), self.now())
             .await?;
         info!(scope = %stored.scope, revision = stored.revision, updated_by = %actor.name, "policy changed");
         self.audit(
             &super::audit::admin_actor(actor),
             "policy.set",
             &stored.scope.to_string(),
-            serde_json::json!({ "revision": stored.revision, "policy": stored.policy }),
+            serde_json::json!({ "revision": stored.revision, "rule": stored.body }),
         )
         .await?;
         self.wake_devices_of(user.as_ref()).await?;
-        Ok(stored)
+        self.effective_policy(user.as_ref()).await
+    }
+
+    /// Refuses a new default that some user's override would no longer combine with.
+    async fn check_overrides_combine_with(&self, next: &Policy) -> Result<(), AppError> {
+        let mut broken = Vec::new();
+        for rule in self.store.list_policies().await? {
+            if let (PolicyScope::User(user), PolicyBody::Override { fields }) =
+                (&rule.scope, &rule.body)
+                && let Err(e) = next.with(fields)
+            {
+                broken.push(format!("{user} ({e})"));
+            }
+        }
+        if broken.is_empty() {
+            Ok(())
+        } else {
+            Err(AppError::FailedPrecondition(format!(
+                "the new default would not combine with these users' overrides: {}; change or reset them first (wardctl policy set/reset --user)",
+                broken.join("; ")
+            )))
+        }
+    }
+
+    /// Turns overrides older versions stored as full copies of the policy into overrides of
+    /// only the fields that differed from the default, so those users follow the default's
+    /// later changes. Run once at start; each conversion is audited.
+    pub async fn upgrade_policy_overrides(&self) -> Result<usize, AppError> {
+        let default = self.effective_policy(None).await?;
+        let mut upgraded = 0;
+        for rule in self.store.list_policies().await? {
+            let (PolicyScope::User(user), PolicyBody::Full(policy)) = (&rule.scope, &rule.body)
+            else {
+                continue;
+            };
+            let fields = PolicyChanges::difference(&default.policy, policy);
+            let body = PolicyBody::Override {
+                fields: fields.clone(),
+            };
+            let stored = self
+                .store
+                .put_policy(&rule.scope, &body, &rule.updated_by, self.now())
+                .await?;
+            info!(user = %user, fields = ?fields.fields(), "policy override kept as the fields it changes");
+            self.audit(
+                super::audit::CONTROLLER,
+                "policy.upgrade",
+                &rule.scope.to_string(),
+                serde_json::json!({ "revision": stored.revision, "rule": stored.body, "fields": fields.fields() }),
+            )
+            .await?;
+            upgraded += 1;
+        }
+        Ok(upgraded)
     }
 
     /// Removes a user's override; their devices follow the default policy again.

@@ -1,5 +1,7 @@
 //! `wardctl audit …`
 
+use std::path::PathBuf;
+
 use clap::Subcommand;
 use serde::Serialize;
 use ward_proto::v1::{ListAuditRequest, VerifyAuditRequest};
@@ -8,16 +10,25 @@ use super::ConnectArgs;
 use super::connect::admin_client;
 use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_json, table};
+use crate::checkpoint_dir;
 use crate::core::Timestamp;
+use crate::core::audit::checkpoint::{MAX_PER_VERIFICATION, select_for_verification};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
     /// List audit entries, oldest first
+    #[command(
+        after_help = "Examples:\n  wardctl audit list --since 24h\n  wardctl audit list --device ward-laptop-17 --since 2026-11-24T00:00:00Z --until 2026-11-25T00:00:00Z\n  wardctl audit list --actor alice --output json"
+    )]
     List {
         /// Only entries at or after this time: RFC 3339 (2026-11-24T08:00:00Z) or a span ago (24h)
         #[arg(long, value_name = "TIME")]
         since: Option<String>,
-        /// Only entries about this device (its id)
+        /// Only entries before this time: RFC 3339 (2026-11-25T08:00:00Z) or a span ago (1h)
+        #[arg(long, value_name = "TIME")]
+        until: Option<String>,
+        /// Only the trail of this device (its id or host name): entries about the device and
+        /// about its commands
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
         /// Only entries by this actor: an admin name, or ward://device/<id>, or controller
@@ -27,8 +38,18 @@ pub enum AuditCommand {
         connect: ConnectArgs,
     },
     /// Check the whole hash chain and the controller's signature over its head; exit 1 and
-    /// the first bad entry after any edit, deletion, reordering or truncation
+    /// the first bad entry after any edit, deletion, reordering or truncation, and for an
+    /// emptied log. With --checkpoints, also that the log still holds every signed checkpoint
+    /// there: that finds a log cut back or rolled back to an older backup, even one whose head
+    /// the controller once signed
+    #[command(
+        after_help = "Examples:\n  wardctl audit verify\n  wardctl audit verify --checkpoints /var/lib/ward-checkpoints --output json"
+    )]
     Verify {
+        /// A directory of signed checkpoints (serve --audit-checkpoints, or lines collected
+        /// from the controller's log): every *.json and *.jsonl file, one checkpoint a line
+        #[arg(long, value_name = "DIR")]
+        checkpoints: Option<PathBuf>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -52,16 +73,27 @@ struct VerifyView {
     entries: u64,
     first_bad_seq: Option<u64>,
     problem: Option<String>,
+    problems: Vec<ProblemView>,
+    /// Checkpoints compared with the log (signed by this controller).
+    checkpoints: u64,
+    chain: Option<String>,
 }
 
-fn since_ms(text: &str) -> Result<i64, CliError> {
+#[derive(Serialize)]
+struct ProblemView {
+    seq: Option<u64>,
+    text: String,
+}
+
+/// A time flag: RFC 3339, or a span before now.
+fn time_ms(flag: &str, text: &str) -> Result<i64, CliError> {
     if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
     {
         return Ok(Timestamp::from_datetime(t).unix_ms());
     }
     let ago = super::parse_duration(text).map_err(|_| {
         CliError::usage(format!(
-            "--since {text:?}: use an RFC 3339 time (2026-11-24T08:00:00Z) or a span ago (24h)"
+            "{flag} {text:?}: use an RFC 3339 time (2026-11-24T08:00:00Z) or a span ago (24h)"
         ))
     })?;
     let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
@@ -72,7 +104,10 @@ fn since_ms(text: &str) -> Result<i64, CliError> {
 }
 
 fn actor_uri(actor: &str) -> String {
-    if actor.contains("://") || actor == "controller" || actor == "enrollment-token" {
+    if actor.contains("://")
+        || actor == crate::app::audit::CONTROLLER
+        || actor == crate::app::audit::ENROLLMENT
+    {
         actor.to_owned()
     } else {
         format!("ward://admin/{actor}")
@@ -83,14 +118,27 @@ pub async fn run(cmd: AuditCommand, output: OutputFormat) -> Result<(), CliError
     match cmd {
         AuditCommand::List {
             since,
+            until,
             device,
             actor,
             connect,
         } => {
+            let since_unix_ms = since
+                .as_deref()
+                .map(|t| time_ms("--since", t))
+                .transpose()?
+                .unwrap_or(0);
+            let until_unix_ms = until
+                .as_deref()
+                .map(|t| time_ms("--until", t))
+                .transpose()?
+                .unwrap_or(0);
             let mut request = ListAuditRequest {
-                since_unix_ms: since.as_deref().map(since_ms).transpose()?.unwrap_or(0),
+                since_unix_ms,
+                until_unix_ms,
                 actor: actor.as_deref().map(actor_uri).unwrap_or_default(),
-                target: device.unwrap_or_default(),
+                device: device.map(|d| d.trim().to_owned()).unwrap_or_default(),
+                target: String::new(),
                 after_seq: 0,
                 limit: 0,
             };
@@ -139,10 +187,17 @@ pub async fn run(cmd: AuditCommand, output: OutputFormat) -> Result<(), CliError
                 }
             }
         }
-        AuditCommand::Verify { connect } => {
+        AuditCommand::Verify {
+            checkpoints,
+            connect,
+        } => {
+            let checkpoints = match checkpoints {
+                Some(dir) => read_checkpoints(&dir)?,
+                None => Vec::new(),
+            };
             let mut client = admin_client(&connect).await?;
             let v = client
-                .verify_audit(VerifyAuditRequest {})
+                .verify_audit(VerifyAuditRequest { checkpoints })
                 .await?
                 .into_inner();
             let view = VerifyView {
@@ -150,30 +205,87 @@ pub async fn run(cmd: AuditCommand, output: OutputFormat) -> Result<(), CliError
                 entries: v.entries,
                 first_bad_seq: (v.first_bad_seq != 0).then_some(v.first_bad_seq),
                 problem: (!v.problem.is_empty()).then_some(v.problem),
+                problems: v
+                    .problems
+                    .into_iter()
+                    .map(|p| ProblemView {
+                        seq: (p.seq != 0).then_some(p.seq),
+                        text: p.text,
+                    })
+                    .collect(),
+                checkpoints: v.checkpoints,
+                chain: (!v.chain.is_empty()).then_some(v.chain),
             };
             match output {
                 OutputFormat::Json => print_json(&view)?,
                 OutputFormat::Table if view.ok => println!(
-                    "audit log intact: {} entries, head signed by the controller",
-                    view.entries
+                    "audit log intact: {} entries, head signed by the controller{}",
+                    view.entries,
+                    match view.checkpoints {
+                        0 => String::new(),
+                        n => format!(", {n} signed checkpoints held"),
+                    }
                 ),
-                OutputFormat::Table => println!(
-                    "audit log NOT intact: first bad entry {}: {}",
-                    view.first_bad_seq.unwrap_or(0),
-                    view.problem.clone().unwrap_or_default()
-                ),
+                OutputFormat::Table => {
+                    println!("audit log NOT intact:");
+                    for p in &view.problems {
+                        match p.seq {
+                            Some(seq) => println!("  from entry {seq}: {}", p.text),
+                            None => println!("  {}", p.text),
+                        }
+                    }
+                }
             }
             if view.ok {
                 Ok(())
             } else {
                 Err(CliError::new(
                     Exit::Failed,
-                    format!(
-                        "audit verification failed at entry {}",
-                        view.first_bad_seq.unwrap_or(0)
-                    ),
+                    match view.first_bad_seq {
+                        Some(seq) => format!("audit verification failed at entry {seq}"),
+                        None => format!(
+                            "audit verification failed: {}",
+                            view.problem.unwrap_or_default()
+                        ),
+                    },
                 ))
             }
         }
     }
+}
+
+/// The checkpoints in `dir`, in their text form, at most as many as one verification takes.
+/// Anything in the directory's checkpoint files that is not a checkpoint is bad input.
+fn read_checkpoints(dir: &std::path::Path) -> Result<Vec<String>, CliError> {
+    if !dir.is_dir() {
+        return Err(CliError::usage(format!(
+            "--checkpoints {}: not a directory",
+            dir.display()
+        )));
+    }
+    let read = checkpoint_dir::read(dir).map_err(|e| {
+        CliError::usage(format!("--checkpoints: cannot read {}: {e}", dir.display()))
+    })?;
+    if let Some(bad) = read.bad.first() {
+        return Err(CliError::usage(format!(
+            "--checkpoints: {bad}{}; move files that are not Ward audit checkpoints out of {}",
+            match read.bad.len() {
+                1 => String::new(),
+                n => format!(" (and {} more)", n - 1),
+            },
+            dir.display()
+        )));
+    }
+    if read.checkpoints.is_empty() {
+        return Err(CliError::usage(format!(
+            "--checkpoints: no checkpoint in {} (*.json or *.jsonl files, as serve --audit-checkpoints writes them)",
+            dir.display()
+        )));
+    }
+    Ok(
+        select_for_verification(read.checkpoints, MAX_PER_VERIFICATION)
+            .iter()
+            .map(ToString::to_string)
+            .collect(),
+    )
 }

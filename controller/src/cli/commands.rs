@@ -8,6 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use clap::Subcommand;
 use serde::Serialize;
 use tonic::transport::Channel;
+use ward_certs::receipt::{KeyProtection, WipeReceiptBody};
 use ward_proto::v1::admin_service_client::AdminServiceClient;
 use ward_proto::v1::{self, CancelCommandRequest, GetCommandRequest, ListCommandsRequest};
 
@@ -15,6 +16,8 @@ use super::ConnectArgs;
 use super::connect::admin_client;
 use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_fields, print_json, table};
+use crate::core::command::MAX_TEXT_LEN;
+use crate::core::text::clean;
 use crate::core::{CommandState, Timestamp};
 use crate::server::command_state_to_wire;
 
@@ -34,14 +37,14 @@ pub enum CommandCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Show one command, with its wipe receipt and whether it verified
+    /// Show one command: its wipe receipt, whether it verified, and what it says was done
     Show {
         /// Command id (a UUID, as `command list` shows)
         id: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Approve a command another admin issued that awaits a second admin (serve --require-approval)
+    /// Approve a command another admin issued that awaits a second admin (serve --require-approval); not one issued by an admin whose identity you created, renewed or approved, or who created or renewed yours
     Approve {
         /// Command id
         id: String,
@@ -75,6 +78,10 @@ pub struct CommandView {
     pub finished_at: Option<String>,
     pub deliveries: u32,
     pub receipt: Option<ReceiptView>,
+    /// What the device's verified receipt says was done, in words (null without one). A
+    /// full wipe's erase hook is "hook ran", never "device wiped": Ward cannot see what a
+    /// hook erased.
+    pub outcome: Option<String>,
     /// The second admin who approved it, where approval was required.
     pub approved_by: Option<String>,
 }
@@ -85,6 +92,9 @@ pub struct ReceiptView {
     pub error: Option<String>,
     /// The signed statement, parsed (null if it is not JSON).
     pub body: Option<serde_json::Value>,
+    /// Where the device held the destroyed key ("tpm", "keyring", "file-best-effort"), from
+    /// a verified receipt only; null when unknown.
+    pub key_protection: Option<String>,
     /// Base64 of the exact signed bytes and of the signature, for independent checking.
     pub body_base64: String,
     pub signature_base64: String,
@@ -95,36 +105,99 @@ fn time(ms: i64) -> Option<String> {
 }
 
 fn non_empty(s: String) -> Option<String> {
-    (!s.is_empty()).then_some(s)
+    (!s.is_empty()).then(|| shown(&s))
+}
+
+/// Text as it may reach a terminal: whatever stored it (a device chose a receipt's command id
+/// and a result's reason; an older controller kept them as they came), no control character
+/// or bidirectional override, and at most [`MAX_TEXT_LEN`] bytes.
+fn shown(text: &str) -> String {
+    clean(text, MAX_TEXT_LEN)
+}
+
+/// A parsed receipt body with each string (and key) made safe to show the same way. The exact
+/// signed bytes stay in `body_base64`.
+fn shown_json(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => Value::String(shown(&s)),
+        Value::Array(items) => Value::Array(items.into_iter().map(shown_json).collect()),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (shown(&k), shown_json(v)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 pub use ward_proto::names::command_state as state_name;
 
+/// A verified wipe receipt in words: what was crypto-erased, and for a full wipe, that the
+/// hook ran (and only that).
+fn outcome_of(receipt: &ReceiptView) -> Option<String> {
+    let body = receipt.body.as_ref().filter(|_| receipt.verified)?;
+    let number = |key: &str| {
+        body.get(key)
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(0)
+    };
+    let yes = |key: &str| body.get(key).and_then(serde_json::Value::as_bool) == Some(true);
+    let mut text = format!(
+        "messaging data crypto-erased: data key destroyed {}, {} files ({} bytes) removed, directory verified empty {}",
+        if yes("key_destroyed") { "yes" } else { "no" },
+        number("files_removed"),
+        number("bytes_removed"),
+        if yes("verified_empty") { "yes" } else { "no" },
+    );
+    if let Some(k) = &receipt.key_protection {
+        text.push_str(&format!(" (key held: {k})"));
+    }
+    if body.get("scope").and_then(serde_json::Value::as_str) == Some("full") {
+        let hook = body
+            .get("full_erase")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("no report");
+        text.push_str(&format!(
+            "; full erase: the device's erase hook ran ({hook}); Ward does not verify that the device was erased"
+        ));
+    }
+    Some(text)
+}
+
 impl From<v1::Command> for CommandView {
     fn from(c: v1::Command) -> Self {
+        let receipt = c.receipt.map(|r| ReceiptView {
+            key_protection: r
+                .verified
+                .then(|| serde_json::from_slice::<WipeReceiptBody>(&r.body).ok())
+                .flatten()
+                .and_then(|b| b.key_protection)
+                .map(|k| k.as_str().to_owned()),
+            verified: r.verified,
+            error: non_empty(r.verification_error),
+            body: serde_json::from_slice(&r.body).ok().map(shown_json),
+            body_base64: STANDARD.encode(&r.body),
+            signature_base64: STANDARD.encode(&r.signature),
+        });
         Self {
             state: state_name(c.state),
-            id: c.id,
-            device_id: c.device_id,
-            kind: c.kind,
+            id: shown(&c.id),
+            device_id: shown(&c.device_id),
+            kind: shown(&c.kind),
             scope: non_empty(c.scope),
             lock_message: non_empty(c.lock_message),
-            reason: c.reason,
+            reason: shown(&c.reason),
             failure_reason: non_empty(c.failure_reason),
-            created_by: c.created_by,
+            created_by: shown(&c.created_by),
             approved_by: non_empty(c.approved_by),
             created_at: Timestamp::from_unix_ms(c.created_at_unix_ms).rfc3339(),
             delivered_at: time(c.delivered_at_unix_ms),
             acknowledged_at: time(c.acknowledged_at_unix_ms),
             finished_at: time(c.finished_at_unix_ms),
             deliveries: c.deliveries,
-            receipt: c.receipt.map(|r| ReceiptView {
-                verified: r.verified,
-                error: non_empty(r.verification_error),
-                body: serde_json::from_slice(&r.body).ok(),
-                body_base64: STANDARD.encode(&r.body),
-                signature_base64: STANDARD.encode(&r.signature),
-            }),
+            outcome: receipt.as_ref().and_then(outcome_of),
+            receipt,
         }
     }
 }
@@ -175,6 +248,9 @@ pub fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), Cli
             if let Some(why) = &view.failure_reason {
                 fields.push(("failure", why.clone()));
             }
+            if let Some(outcome) = &view.outcome {
+                fields.push(("outcome", outcome.clone()));
+            }
             match &view.receipt {
                 None => fields.push(("receipt", "none".into())),
                 Some(r) => {
@@ -184,13 +260,29 @@ pub fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), Cli
                         format!("NOT verified: {}", r.error.clone().unwrap_or_default())
                     };
                     fields.push(("receipt", status));
+                    if r.verified {
+                        fields.push(("key", key_protection_text(r.key_protection.as_deref())));
+                    }
                     if let Some(body) = &r.body {
-                        fields.push(("receipt body", body.to_string()));
+                        fields.push(("receipt body", shown(&body.to_string())));
                     }
                 }
             }
             print_fields(&fields);
             Ok(())
+        }
+    }
+}
+
+/// What the receipt's key protection means, for the table.
+fn key_protection_text(name: Option<&str>) -> String {
+    let parsed = name.and_then(|n| {
+        serde_json::from_value::<KeyProtection>(serde_json::Value::String(n.to_owned())).ok()
+    });
+    match parsed {
+        Some(k) => format!("{k}: {}", k.guarantee()),
+        None => {
+            "not stated (a receipt from an agent that did not say where the key was held)".into()
         }
     }
 }
@@ -348,5 +440,55 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
                 .into();
             print_command(&view, output)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn receipt(verified: bool, body: serde_json::Value) -> ReceiptView {
+        ReceiptView {
+            verified,
+            error: None,
+            key_protection: None,
+            body: Some(body),
+            body_base64: String::new(),
+            signature_base64: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_full_wipe_is_shown_as_hook_ran_never_as_device_wiped() {
+        let full = serde_json::json!({
+            "scope": "full", "key_destroyed": true, "files_removed": 3, "bytes_removed": 42,
+            "verified_empty": true,
+            "full_erase": "hook ran: /usr/local/sbin/erase exited 0 (what it erased is not verified by Ward)"
+        });
+        let text = outcome_of(&receipt(true, full.clone())).unwrap();
+        assert!(
+            text.starts_with(
+                "messaging data crypto-erased: data key destroyed yes, 3 files (42 bytes) removed"
+            ) && text.contains(
+                "full erase: the device's erase hook ran (hook ran: /usr/local/sbin/erase exited 0"
+            ) && text.contains("Ward does not verify that the device was erased"),
+            "{text}"
+        );
+        assert!(!text.contains("device wiped"), "{text}");
+        // A receipt that did not verify says nothing was done.
+        assert_eq!(outcome_of(&receipt(false, full)), None);
+        let messaging = serde_json::json!({
+            "scope": "messaging", "key_destroyed": true, "files_removed": 1, "bytes_removed": 9,
+            "verified_empty": true
+        });
+        let text = outcome_of(&receipt(true, messaging.clone())).unwrap();
+        assert!(!text.contains("full erase"), "{text}");
+        let in_tpm = ReceiptView {
+            key_protection: Some("tpm".into()),
+            ..receipt(true, messaging)
+        };
+        assert!(outcome_of(&in_tpm).unwrap().contains("(key held: tpm)"));
+        assert!(key_protection_text(Some("tpm")).contains("held in the TPM and deleted there"));
+        assert!(key_protection_text(None).starts_with("not stated"));
     }
 }

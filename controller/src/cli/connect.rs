@@ -59,12 +59,14 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
         .as_ref()
         .is_some_and(|dir| same_file(&bundle_path, &dir.admin_bundle()));
     let bundle = load_bundle(&bundle_path, host_bundle)?;
+    check_expiry(&bundle, &bundle_path)?;
     let tls = bundle.client_config().map_err(|e| {
         CliError::failed(format!(
             "the admin bundle {} is unusable: {e}",
             bundle_path.display()
         ))
     })?;
+    let _ = LAST_TARGET.set((url.clone(), tls.clone(), bundle_path.clone()));
     let channel = connect(&url, tls, ChannelOptions::default()).await.map_err(|e| {
         let text = e.to_string();
         if text.contains("invalid peer certificate") {
@@ -79,6 +81,111 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
     Ok(AdminServiceClient::new(channel).max_decoding_message_size(ADMIN_RESPONSE_BYTES))
 }
 
+/// The controller and credentials this run connected with, to explain a failure afterwards.
+static LAST_TARGET: std::sync::OnceLock<(ServerUrl, rustls::ClientConfig, PathBuf)> =
+    std::sync::OnceLock::new();
+
+/// When a call failed without an answer: connects once more and waits for the controller's
+/// first bytes. In TLS 1.3 the controller judges the client certificate after the client has
+/// finished its side of the handshake, so a refusal (revoked, expired) shows only as an alert
+/// on the first read, which a call in flight often loses to "connection closed". A refusal
+/// becomes exit 4 with the reason; anything else leaves `failure` as it was.
+pub async fn explain_refusal(failure: CliError) -> CliError {
+    let Some((url, tls, bundle)) = LAST_TARGET.get() else {
+        return failure;
+    };
+    let probe = async {
+        let tcp = tokio::net::TcpStream::connect((url.host(), url.port())).await?;
+        let name = rustls::pki_types::ServerName::try_from(url.host().to_owned())
+            .map_err(|e| std::io::Error::other(e.to_string()))?;
+        let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls.clone()))
+            .connect(name, tcp)
+            .await?;
+        let mut first = [0u8; 1];
+        tokio::io::AsyncReadExt::read(&mut tls, &mut first).await
+    };
+    let refusal = match tokio::time::timeout(std::time::Duration::from_secs(5), probe).await {
+        Ok(Err(e)) => {
+            let text = e.to_string();
+            if text.contains("CertificateRevoked") {
+                Some("it has been revoked (`wardctl admin list` shows by whom and why)")
+            } else if text.contains("CertificateExpired") {
+                Some(
+                    "it has expired or is not valid yet (another admin can `wardctl admin renew` it)",
+                )
+            } else if text.contains("UnknownCA") || text.contains("BadCertificate") {
+                Some("it was not issued by this controller's CA")
+            } else {
+                None
+            }
+        }
+        _ => None,
+    };
+    match refusal {
+        Some(why) => CliError::new(
+            Exit::Denied,
+            format!(
+                "the controller at {url} refused the admin certificate in {} at the TLS handshake: {why}",
+                bundle.display()
+            ),
+        ),
+        None => failure,
+    }
+}
+
+/// How long before its certificate expires `wardctl` starts reminding an admin to renew it.
+const RENEW_REMINDER: time::Duration = time::Duration::days(7);
+
+/// Refuses a bundle whose certificate has expired (the controller would refuse it at the
+/// handshake, with a less helpful message) and reminds its holder to renew one that soon will.
+fn check_expiry(bundle: &AdminBundle, path: &Path) -> Result<(), CliError> {
+    use ward_certs::validate::{ValidationError, validate_client_certificate};
+    let now = time::OffsetDateTime::now_utc();
+    // Whose it is, read as of a moment before it expired.
+    let name_at = |at: time::OffsetDateTime| {
+        validate_client_certificate(
+            &bundle.certificate_der,
+            &bundle.ca_der,
+            at - time::Duration::minutes(1),
+            std::time::Duration::ZERO,
+        )
+        .map_or_else(|_| "NAME".to_owned(), |p| admin_name(&p.identity))
+    };
+    match validate_client_certificate(
+        &bundle.certificate_der,
+        &bundle.ca_der,
+        now,
+        ward_certs::validate::DEFAULT_SKEW,
+    ) {
+        Ok(peer) if peer.not_after - now < RENEW_REMINDER => {
+            eprintln!(
+                "warning: the admin certificate in {} expires at {}: renew it (wardctl admin renew {} --out NEW.pem)",
+                path.display(),
+                peer.not_after,
+                admin_name(&peer.identity)
+            );
+            Ok(())
+        }
+        Err(ValidationError::Expired(at)) => Err(CliError::new(
+            Exit::Denied,
+            format!(
+                "the admin certificate in {} expired at {at}: another admin can renew it (wardctl admin renew {} --out NEW.pem), or use the break-glass bundle",
+                path.display(),
+                name_at(at)
+            ),
+        )),
+        // Anything else is for the controller to judge and explain.
+        _ => Ok(()),
+    }
+}
+
+fn admin_name(identity: &ward_certs::Identity) -> String {
+    match identity {
+        ward_certs::Identity::Admin(name) => name.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Reads the bundle at `path`, decrypting its key if it has a passphrase. An unencrypted key
 /// earns a warning unless it is the controller host's own bundle (`host_bundle`: the one
 /// `init` wrote into the data directory, used through --data-dir).
@@ -87,7 +194,7 @@ fn load_bundle(path: &Path, host_bundle: bool) -> Result<AdminBundle, CliError> 
         BundleFile::Plain(bundle) => {
             if !host_bundle {
                 eprintln!(
-                    "warning: the admin key in {} has no passphrase; anyone who can read the file can act as this admin. Re-issue it with one (`wardctl admin issue NAME --role ROLE --out NEW.pem` asks for it), then delete {}",
+                    "warning: the admin key in {} has no passphrase; anyone who can read the file can act as this admin. Renew it with one (`wardctl admin renew NAME --out NEW.pem` asks for it; the old certificate is revoked), then delete {}",
                     path.display(),
                     path.display()
                 );

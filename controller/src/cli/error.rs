@@ -63,10 +63,8 @@ impl From<tonic::Status> for CliError {
         };
         let message = match status.code() {
             Code::Unavailable | Code::Unknown | Code::Cancelled | Code::DeadlineExceeded => {
-                format!(
-                    "the controller did not answer: {}",
-                    ward_proto::transport::error_chain(&status)
-                )
+                let chain = ward_proto::transport::error_chain(&status);
+                format!("the controller did not answer: {chain}")
             }
             _ => status.message().to_owned(),
         };
@@ -78,7 +76,7 @@ impl From<crate::datadir::DataDirError> for CliError {
     fn from(e: crate::datadir::DataDirError) -> Self {
         use crate::datadir::DataDirError as E;
         let exit = match e {
-            E::AlreadyInitialized(_) | E::Incomplete { .. } => Exit::Usage,
+            E::AlreadyInitialized(_) | E::Incomplete { .. } | E::ReservedName(_) => Exit::Usage,
             _ => Exit::Failed,
         };
         Self::new(exit, e.to_string())

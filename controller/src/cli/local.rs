@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
-use tracing::info;
+use tracing::{info, warn};
 use ward_certs::AdminName;
 use ward_proto::transport::ServerUrl;
 
@@ -16,7 +16,7 @@ use super::output::{OutputFormat, print_fields, print_json};
 use crate::app::{App, AppConfig, check_cert_lifetime};
 use crate::core::SystemClock;
 use crate::datadir::{DataDir, InitReport};
-use crate::store::{PgStore, Store};
+use crate::store::{SqlStore, Store};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -27,7 +27,9 @@ pub struct InitArgs {
     /// names the controller. localhost, 127.0.0.1 and ::1 are always added
     #[arg(long = "hostname", value_name = "NAME")]
     hostnames: Vec<String>,
-    /// Name of the first admin, written to DATA_DIR/admin.pem
+    /// Name of the first admin, written to DATA_DIR/admin.pem (30 days). A `break-glass`
+    /// identity (two years, key encrypted) is written beside it with its passphrase, to be
+    /// moved to an offline safe
     #[arg(long, default_value = "admin", value_name = "NAME")]
     admin_name: String,
 }
@@ -52,8 +54,10 @@ pub struct ServeArgs {
     /// Lifetime of device certificates
     #[arg(long, default_value = "7d", value_parser = super::parse_duration, value_name = "DURATION")]
     device_cert_lifetime: Duration,
-    /// Require a second admin's `wardctl command approve` for full wipes and for offboardings
-    /// of more than --approval-threshold devices
+    /// Require a second admin's approval for full wipes and for offboardings of more than
+    /// --approval-threshold devices (`wardctl command approve`), and for issuing an admin-role
+    /// identity or renewing someone else's (`wardctl admin approve`). The approver may not be
+    /// the requester or linked to them by creating, renewing or approving either identity
     #[arg(long)]
     require_approval: bool,
     /// With --require-approval: offboardings of more devices than this need approval
@@ -86,6 +90,19 @@ pub struct ServeArgs {
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
+    /// Also write each signed audit checkpoint to this directory (one file each, created
+    /// 0700 if missing), ideally storage the database's administrators cannot rewrite.
+    /// Checkpoints always go to the log too. `wardctl audit verify --checkpoints DIR` then
+    /// finds a log cut back or rolled back to an older backup
+    #[arg(long, value_name = "DIR")]
+    audit_checkpoints: Option<std::path::PathBuf>,
+    /// A checkpoint after this many audit entries (1-1000000)…
+    #[arg(long, default_value_t = crate::app::CHECKPOINT_EVERY_DEFAULT, value_name = "N")]
+    audit_checkpoint_every: u64,
+    /// …and at least this often while entries are written (10s-24h); also at start and at
+    /// shutdown
+    #[arg(long, default_value = "10m", value_parser = super::parse_duration, value_name = "DURATION")]
+    audit_checkpoint_interval: Duration,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -111,6 +128,7 @@ fn print_init_report(
     report: &InitReport,
     output: OutputFormat,
 ) -> Result<(), CliError> {
+    eprintln!("{BREAK_GLASS_ADVICE}");
     match output {
         OutputFormat::Json => print_json(&json!({
             "data_dir": dir.root().display().to_string(),
@@ -118,6 +136,8 @@ fn print_init_report(
             "hostnames": report.hostnames,
             "admin": report.admin_name,
             "admin_bundle": report.admin_bundle.display().to_string(),
+            "break_glass_bundle": report.break_glass.bundle.display().to_string(),
+            "break_glass_passphrase_file": report.break_glass.passphrase.display().to_string(),
         })),
         OutputFormat::Table => {
             print_fields(&[
@@ -126,11 +146,21 @@ fn print_init_report(
                 ("server names", report.hostnames.join(", ")),
                 ("admin", report.admin_name.clone()),
                 ("admin bundle", report.admin_bundle.display().to_string()),
+                (
+                    "break-glass",
+                    format!(
+                        "{} (key encrypted), passphrase in {}",
+                        report.break_glass.bundle.display(),
+                        report.break_glass.passphrase.display()
+                    ),
+                ),
             ]);
             Ok(())
         }
     }
 }
+
+const BREAK_GLASS_ADVICE: &str = "Move break-glass.pem and break-glass.passphrase out of the data directory into your offline safe, apart from each other (the passphrase printed, in a sealed envelope), then delete them here. See deploy/OPERATIONS.md, \"Emergency access\".";
 
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
@@ -143,6 +173,22 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         return Err(CliError::usage(
             "--checkin-interval must be between 1s and 24h",
         ));
+    }
+    if !(1..=1_000_000).contains(&args.audit_checkpoint_every) {
+        return Err(CliError::usage(
+            "--audit-checkpoint-every must be between 1 and 1000000 entries",
+        ));
+    }
+    if args.audit_checkpoint_interval < Duration::from_secs(10)
+        || args.audit_checkpoint_interval > Duration::from_secs(24 * 3600)
+    {
+        return Err(CliError::usage(
+            "--audit-checkpoint-interval must be between 10s and 24h",
+        ));
+    }
+    if let Some(dir) = &args.audit_checkpoints {
+        crate::checkpoint_dir::prepare(dir)
+            .map_err(|e| CliError::usage(format!("--audit-checkpoints: {e}")))?;
     }
     if let Some(url) = &args.database_url
         && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -176,15 +222,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
                 info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
             }
             let store = dir.open_store().await?;
-            let (journal, sync) = store
+            let durability = store
                 .durability()
                 .await
                 .map_err(|e| CliError::failed(e.to_string()))?;
-            info!(journal_mode = %journal, synchronous = sync, "SQLite store opened");
+            info!(?durability, "SQLite store opened");
             Arc::new(store)
         }
         Some(url) => {
-            let store = PgStore::connect(url).await.map_err(|e| {
+            let store = SqlStore::connect_postgres(url).await.map_err(|e| {
                 CliError::failed(format!("cannot use the PostgreSQL database: {e}"))
             })?;
             info!("PostgreSQL store opened");
@@ -211,6 +257,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             Arc::new(store)
         }
     };
+    if crate::break_glass::BreakGlassFiles::in_dir(dir.root()).still_here() {
+        warn!(data_dir = %dir.root().display(), "the break-glass bundle or its passphrase is still in the data directory: {BREAK_GLASS_ADVICE}");
+    }
     let ca = dir.load_ca()?;
     let (chain, key) = dir.load_server_credentials()?;
     let leaf = chain.first().map_or(&[][..], Vec::as_slice);
@@ -229,12 +278,21 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         approval_threshold: args.require_approval.then_some(args.approval_threshold),
         enroll_burst: args.enroll_burst,
         enroll_per_minute: args.enroll_per_minute,
+        audit_checkpoints: crate::app::CheckpointConfig {
+            dir: args.audit_checkpoints.clone(),
+            every_entries: args.audit_checkpoint_every,
+            interval: args.audit_checkpoint_interval,
+        },
         ..AppConfig::with_public_url(public_url.clone())
     };
     let app = Arc::new(App::new(store, ca.clone(), Arc::new(SystemClock), config));
     app.start_background()
         .await
         .map_err(|e| CliError::failed(format!("cannot start listening for other replicas: {e}")))?;
+    app.open_audit()
+        .await
+        .map_err(|e| CliError::failed(format!("cannot open the audit log: {e}")))?;
+    app.start_audit_tasks();
     let revoked = app
         .load_revocations()
         .await
@@ -268,13 +326,18 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     shutdown_signal().await;
     info!("shutting down: closing agent streams, finishing calls in flight (at most 10 s)");
     app_for_shutdown.hub().stop();
-    match tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await {
+    let stopped = match tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await {
         Ok(result) => result.map_err(|e| CliError::failed(e.to_string())),
         Err(_) => {
             info!("calls still in flight after 10 s; stopping anyway");
             Ok(())
         }
+    };
+    // The last word of the audit log: refusal summaries and a checkpoint of the final head.
+    if let Err(e) = app_for_shutdown.close_audit().await {
+        tracing::error!(error = %e, "cannot write the final audit checkpoint");
     }
+    stopped
 }
 
 /// `--hostname` names the server certificate when a data directory is created; on later

@@ -1,6 +1,7 @@
 //! `wardctl`: the CLI IT admins and HR scripts use. The contract (flags, JSON shapes, exit
 //! codes) is in DESIGN.md; scripts depend on it.
 
+mod admin_bundle;
 mod admins;
 mod audit;
 mod commands;
@@ -11,9 +12,9 @@ mod devices;
 pub mod error;
 mod local;
 pub mod output;
-mod policy;
+pub(crate) mod policy;
 mod tokens;
-mod users;
+pub(crate) mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,6 +68,12 @@ enum Verb {
     /// Administrators and their certificates
     #[command(subcommand)]
     Admin(admins::AdminCommand),
+    /// A web console on this machine (loopback only), acting with this admin's certificate
+    #[command(
+        long_about = "Serves a web console on a loopback address and prints a one-time login link. The console holds the admin's unlocked key while it runs and makes every change through the controller's admin API with it, as every wardctl command does: roles, approval and audit stay the controller's, and the controller gains no port or password. Logged off after --idle-timeout without a request; a new link is then printed here.",
+        after_help = "Example:\n  wardctl console --admin-cert ~/alice.pem --server https://ward.hospital.org:7443\n  (from another machine: ssh -L 8080:127.0.0.1:8080 admin-host, then wardctl console --listen 127.0.0.1:8080 there)"
+    )]
+    Console(crate::console::ConsoleArgs),
 }
 
 /// How an admin command reaches the controller.
@@ -137,6 +144,15 @@ pub fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
+    match dispatch(cli).await {
+        // A connection that failed without an answer may be the controller refusing our
+        // certificate at the handshake: say so when it is.
+        Err(e) if e.exit == error::Exit::Failed => Err(connect::explain_refusal(e).await),
+        other => other,
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let output = OutputFormat::resolve(cli.output);
     match cli.command {
         Verb::Init(args) => local::init(args, output).await,
@@ -148,5 +164,6 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Verb::Policy(cmd) => policy::run(cmd, output).await,
         Verb::Audit(cmd) => audit::run(cmd, output).await,
         Verb::User(cmd) => users::run(cmd, output).await,
+        Verb::Console(args) => crate::console::run(args).await,
     }
 }

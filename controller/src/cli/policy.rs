@@ -95,7 +95,7 @@ pub struct PostureArgs {
     wipe_grace: Option<u64>,
 }
 
-fn check_action(text: &str) -> Result<v1::CheckAction, String> {
+pub(crate) fn check_action(text: &str) -> Result<v1::CheckAction, String> {
     let (check, action) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not CHECK=ACTION, e.g. firewall=block"))?;
@@ -169,15 +169,15 @@ fn duration_or_never(text: &str) -> Result<Duration, String> {
     super::parse_duration(text)
 }
 
-fn seconds_u64(text: &str) -> Result<u64, String> {
+pub(crate) fn seconds_u64(text: &str) -> Result<u64, String> {
     Ok(duration_or_never(text)?.as_secs())
 }
 
-fn seconds_u32(text: &str) -> Result<u32, String> {
+pub(crate) fn seconds_u32(text: &str) -> Result<u32, String> {
     u32::try_from(duration_or_never(text)?.as_secs()).map_err(|_| format!("{text:?} is too long"))
 }
 
-fn days(text: &str) -> Result<u32, String> {
+pub(crate) fn days(text: &str) -> Result<u32, String> {
     let d = duration_or_never(text)?;
     if d.as_secs() % 86400 != 0 {
         return Err(format!(
@@ -186,6 +186,25 @@ fn days(text: &str) -> Result<u32, String> {
     }
     u32::try_from(d.as_secs() / 86400).map_err(|_| format!("{text:?} is too long"))
 }
+
+/// Which table row shows which policy field.
+const FIELD_LABELS: &[(&str, &str)] = &[
+    ("password_min_length", "password min length"),
+    ("password_min_classes", "password min classes"),
+    ("password_max_age_days", "password max age"),
+    ("password_history", "password history"),
+    ("max_failed_attempts", "max failed attempts"),
+    ("auto_lock_seconds", "auto-lock after"),
+    ("require_disk_encryption", "require disk encryption"),
+    ("offline_wipe_after_seconds", "offline wipe after"),
+    ("enforce", "enforce (write rules as root)"),
+    ("require_firewall", "require firewall"),
+    ("forbidden_packages", "forbidden packages"),
+    ("os_updates_max_age_days", "OS updates max age"),
+    ("min_agent_version", "min agent version"),
+    ("check_actions", "  when failing"),
+    ("wipe_grace_seconds", "wipe grace"),
+];
 
 #[derive(Serialize)]
 struct PolicyView {
@@ -207,6 +226,9 @@ struct PolicyView {
     /// Every check's action while it fails (checks not set explicitly block).
     check_actions: std::collections::BTreeMap<String, &'static str>,
     wipe_grace_seconds: u64,
+    /// For a user's policy: the fields the user's override sets; the rest come from the
+    /// default policy.
+    overridden: Vec<String>,
 }
 
 impl From<v1::Policy> for PolicyView {
@@ -239,6 +261,7 @@ impl From<v1::Policy> for PolicyView {
                 .collect(),
             forbidden_packages: p.forbidden_packages,
             wipe_grace_seconds: p.wipe_grace_seconds,
+            overridden: p.overridden,
         }
     }
 }
@@ -303,6 +326,17 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
     ];
     for (check, action) in &view.check_actions {
         fields.push(("  when failing", format!("{check}: {action}")));
+    }
+    if view.scope != "default" {
+        // Where each field comes from: the user's override, or the default policy.
+        for (label, value) in &mut fields {
+            let from_user = FIELD_LABELS
+                .iter()
+                .any(|(field, l)| l == label && view.overridden.iter().any(|o| o == field));
+            if FIELD_LABELS.iter().any(|(_, l)| l == label) {
+                value.push_str(if from_user { "  (user)" } else { "  (default)" });
+            }
+        }
     }
     print_fields(&fields);
     Ok(())

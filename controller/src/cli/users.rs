@@ -35,26 +35,31 @@ pub enum UserCommand {
     },
 }
 
+/// One device of an offboarding report (also the console's downloadable report).
 #[derive(Serialize)]
-struct DeviceView {
-    id: String,
-    hostname: String,
+pub(crate) struct DeviceView {
+    pub(crate) id: String,
+    pub(crate) hostname: String,
     /// The wipe's state, or "not-issued" for a device revoked before the offboarding.
-    state: &'static str,
-    receipt_verified: bool,
-    revoked: bool,
-    command_id: Option<String>,
-    issued_at: Option<String>,
-    finished_at: Option<String>,
-    failure_reason: Option<String>,
+    pub(crate) state: &'static str,
+    pub(crate) receipt_verified: bool,
+    /// Where the destroyed key was held, from the verified receipt: "tpm", "keyring",
+    /// "file-best-effort"; null when unknown.
+    pub(crate) key_protection: Option<String>,
+    pub(crate) revoked: bool,
+    pub(crate) command_id: Option<String>,
+    pub(crate) issued_at: Option<String>,
+    pub(crate) finished_at: Option<String>,
+    pub(crate) failure_reason: Option<String>,
 }
 
+/// `user offboard --output json`'s report (also the console's downloadable report).
 #[derive(Serialize)]
-struct ReportView {
-    user: String,
-    complete: bool,
-    tokens_invalidated: u32,
-    devices: Vec<DeviceView>,
+pub(crate) struct ReportView {
+    pub(crate) user: String,
+    pub(crate) complete: bool,
+    pub(crate) tokens_invalidated: u32,
+    pub(crate) devices: Vec<DeviceView>,
 }
 
 fn time(ms: i64) -> Option<String> {
@@ -62,7 +67,7 @@ fn time(ms: i64) -> Option<String> {
 }
 
 impl ReportView {
-    fn new(r: v1::OffboardReport, tokens_invalidated: u32) -> Self {
+    pub(crate) fn new(r: v1::OffboardReport, tokens_invalidated: u32) -> Self {
         Self {
             user: r.user,
             complete: r.complete,
@@ -79,6 +84,7 @@ impl ReportView {
                     id: d.device_id,
                     hostname: d.hostname,
                     receipt_verified: d.receipt_verified,
+                    key_protection: (!d.key_protection.is_empty()).then_some(d.key_protection),
                     revoked: d.revoked,
                     command_id: (!d.command_id.is_empty()).then_some(d.command_id),
                     issued_at: time(d.created_at_unix_ms),
@@ -115,7 +121,10 @@ impl ReportView {
                 d.hostname.clone(),
                 d.state.to_owned(),
                 if d.receipt_verified {
-                    "verified".into()
+                    match &d.key_protection {
+                        Some(k) => format!("verified (key: {k})"),
+                        None => "verified".into(),
+                    }
                 } else {
                     "-".into()
                 },

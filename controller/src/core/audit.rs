@@ -1,14 +1,37 @@
 //! The audit log's chain: each entry's hash covers its fields and the previous entry's hash;
-//! the head (last seq and hash) is signed by the controller. Verification finds the first
-//! entry that was edited, deleted, reordered, or cut off.
+//! the head (last seq and hash) is signed by the controller. A chain starts with a signed
+//! genesis entry, so an emptied log never verifies. Verification ([`verify`]) finds the first
+//! entry that was edited, deleted, reordered or cut off; signed [`Checkpoint`]s kept outside the
+//! database also find a rollback to an older signed head.
+//!
+//! Appending never stops on a damaged chain: [`plan_append`] continues after the table's real
+//! last row and, when the head does not match it, first writes an `audit.break` entry that
+//! records what was found. Verification reports that break (the first bad seq), and everything
+//! after it verifies as its own signed segment.
 
-use serde_json::Value;
+pub mod checkpoint;
+pub mod refusals;
+mod verify;
+
+use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
 use super::Timestamp;
 
+pub use checkpoint::Checkpoint;
+pub use verify::{Problem, Verification, verify, verify_with_checkpoints};
+
 /// The `prev_hash` of the first entry.
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// The action of a chain's first entry, written and signed at `init`.
+pub const GENESIS_ACTION: &str = "audit.genesis";
+
+/// The action of an entry that records damage the controller found in its own chain.
+pub const BREAK_ACTION: &str = "audit.break";
+
+/// The actor of the entries the audit machinery writes itself.
+pub const AUDIT_ACTOR: &str = "controller";
 
 /// What the application asks to record.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,12 +59,45 @@ pub struct AuditEntry {
     pub hash: String,
 }
 
+impl AuditEntry {
+    /// The entry for `event` at position `seq` after an entry hashing to `prev_hash`.
+    pub fn new(seq: u64, at: Timestamp, event: &AuditEvent, prev_hash: &str) -> Self {
+        let details = event.details.to_string();
+        let hash = entry_hash(
+            seq,
+            at,
+            &event.actor,
+            &event.action,
+            &event.target,
+            &details,
+            prev_hash,
+        );
+        Self {
+            seq,
+            at,
+            actor: event.actor.clone(),
+            action: event.action.clone(),
+            target: event.target.clone(),
+            details,
+            prev_hash: prev_hash.to_owned(),
+            hash,
+        }
+    }
+}
+
 /// The signed head.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditHead {
     pub seq: u64,
     pub hash: String,
     pub signature: Vec<u8>,
+}
+
+impl AuditHead {
+    /// The head of a store no entry was ever appended to (or one reset to look like it).
+    pub fn is_blank(&self) -> bool {
+        self.seq == 0 && self.hash.is_empty()
+    }
 }
 
 /// The hash of an entry with these fields.
@@ -55,9 +111,40 @@ pub fn entry_hash(
     prev_hash: &str,
 ) -> String {
     // A JSON array: unambiguous field boundaries, stable across implementations.
-    let canonical =
-        serde_json::json!([seq, at.unix_ms(), actor, action, target, details, prev_hash]);
+    let canonical = json!([seq, at.unix_ms(), actor, action, target, details, prev_hash]);
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+}
+
+/// The entries that record `events`, in order, after the entry `(seq, hash)` (`(0, GENESIS)`
+/// for an empty log): each numbered one higher than the last and chained to its hash.
+pub fn extend(seq: u64, hash: &str, events: &[(AuditEvent, Timestamp)]) -> Vec<AuditEntry> {
+    let mut prev_hash = hash.to_owned();
+    events
+        .iter()
+        .zip(seq + 1..)
+        .map(|((event, at), seq)| {
+            let details = event.details.to_string();
+            let hash = entry_hash(
+                seq,
+                *at,
+                &event.actor,
+                &event.action,
+                &event.target,
+                &details,
+                &prev_hash,
+            );
+            AuditEntry {
+                seq,
+                at: *at,
+                actor: event.actor.clone(),
+                action: event.action.clone(),
+                target: event.target.clone(),
+                details,
+                prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
+                hash,
+            }
+        })
+        .collect()
 }
 
 /// The bytes the controller signs for a head.
@@ -65,176 +152,190 @@ pub fn head_message(seq: u64, hash: &str) -> Vec<u8> {
     format!("ward-audit-head:{seq}:{hash}").into_bytes()
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verification {
-    pub ok: bool,
-    pub entries: u64,
-    /// The first entry that does not check out (for truncation: the first missing seq).
-    pub first_bad_seq: Option<u64>,
-    pub problem: Option<String>,
+/// Why a chain was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GenesisOrigin {
+    /// `wardctl init` (or `serve` initializing a data directory).
+    Init,
+    /// The first start of a controller whose store had no audit entries and no admins yet.
+    FirstStart,
 }
 
-/// Verifies `entries` (in stored order) against the chain rules and the signed `head`.
-/// `head_valid` checks the head's signature.
-pub fn verify(
-    entries: &[AuditEntry],
+/// The first entry of a chain. `nonce` (random) makes every chain's genesis, and so the
+/// chain's id (the genesis hash), unique; `ca` names the key that signs its heads.
+pub fn genesis_event(ca: &str, nonce: &[u8; 16], origin: GenesisOrigin) -> AuditEvent {
+    AuditEvent {
+        actor: AUDIT_ACTOR.into(),
+        action: GENESIS_ACTION.into(),
+        target: "audit log".into(),
+        details: json!({
+            "ca": ca,
+            "nonce": hex::encode(nonce),
+            "origin": match origin {
+                GenesisOrigin::Init => "init",
+                GenesisOrigin::FirstStart => "first start with an empty log",
+            },
+        }),
+    }
+}
+
+/// Where the stored entries end: the table's last row.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tail {
+    pub seq: u64,
+    pub hash: String,
+}
+
+/// Damage the controller found in its own chain: from `first_bad_seq` on, entries may have
+/// been removed, rewritten or added by someone without its key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChainBreak {
+    pub first_bad_seq: u64,
+    pub problem: String,
+}
+
+impl ChainBreak {
+    /// The `audit.break` entry that records it; `found` says what the controller saw.
+    pub fn event(&self, found: Value) -> AuditEvent {
+        AuditEvent {
+            actor: AUDIT_ACTOR.into(),
+            action: BREAK_ACTION.into(),
+            target: "audit log".into(),
+            details: json!({
+                "first_bad_seq": self.first_bad_seq,
+                "problem": self.problem,
+                "found": found,
+            }),
+        }
+    }
+
+    /// The break an `audit.break` entry records (`None` for other entries, or details that
+    /// are not a break's).
+    pub fn recorded_in(entry: &AuditEntry) -> Option<Self> {
+        if entry.action != BREAK_ACTION {
+            return None;
+        }
+        let details: Value = serde_json::from_str(&entry.details).ok()?;
+        Some(Self {
+            first_bad_seq: details.get("first_bad_seq")?.as_u64()?,
+            problem: details.get("problem")?.as_str()?.to_owned(),
+        })
+    }
+}
+
+/// What one append writes, in order: an `audit.break` entry first when the chain was found
+/// damaged, then the event's entry. The head is then signed over the last one.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Appended {
+    pub chain_break: Option<(ChainBreak, AuditEntry)>,
+    pub entry: AuditEntry,
+}
+
+impl Appended {
+    /// Every entry to insert, in order.
+    pub fn entries(&self) -> impl Iterator<Item = &AuditEntry> {
+        self.chain_break
+            .as_ref()
+            .map(|(_, e)| e)
+            .into_iter()
+            .chain(std::iter::once(&self.entry))
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AppendError {
+    #[error("the audit log already has entries; a genesis only starts an empty chain")]
+    AlreadyStarted,
+}
+
+/// Where and how to append `event`, given the stored head (and whether its signature is the
+/// controller's) and the table's last row. Never collides with a stored entry: after damage
+/// the chain continues after the real last row, behind an `audit.break` entry.
+pub fn plan_append(
+    event: &AuditEvent,
+    at: Timestamp,
     head: &AuditHead,
-    head_valid: impl Fn(&AuditHead) -> bool,
-) -> Verification {
-    let bad = |seq: u64, problem: String| Verification {
-        ok: false,
-        entries: entries.len() as u64,
-        first_bad_seq: Some(seq),
-        problem: Some(problem),
+    head_signed: bool,
+    tail: Option<&Tail>,
+) -> Result<Appended, AppendError> {
+    if event.action == GENESIS_ACTION {
+        if tail.is_some() || !head.is_blank() {
+            return Err(AppendError::AlreadyStarted);
+        }
+        return Ok(Appended {
+            chain_break: None,
+            entry: AuditEntry::new(1, at, event, GENESIS),
+        });
+    }
+    let intact = head_signed && tail.is_some_and(|t| t.seq == head.seq && t.hash == head.hash);
+    let (next_seq, prev_hash) = tail.map_or((1, GENESIS), |t| (t.seq + 1, t.hash.as_str()));
+    if intact {
+        return Ok(Appended {
+            chain_break: None,
+            entry: AuditEntry::new(next_seq, at, event, prev_hash),
+        });
+    }
+    let found_break = find_break(head, head_signed, tail);
+    // A signed head further on than the table: the gap stays visible (entries are numbered
+    // after the head), so verification also names the missing entries.
+    let break_seq = if head_signed {
+        next_seq.max(head.seq + 1)
+    } else {
+        next_seq
     };
-    let mut prev = GENESIS.to_owned();
-    for (i, e) in entries.iter().enumerate() {
-        let expected_seq = i as u64 + 1;
-        if e.seq != expected_seq {
-            return bad(
-                expected_seq,
-                format!(
-                    "entry {expected_seq} is missing or out of order (found {})",
-                    e.seq
-                ),
-            );
-        }
-        if e.prev_hash != prev {
-            return bad(
-                e.seq,
-                format!("entry {} does not follow entry {}", e.seq, e.seq - 1),
-            );
-        }
-        let hash = entry_hash(
-            e.seq,
-            e.at,
-            &e.actor,
-            &e.action,
-            &e.target,
-            &e.details,
-            &e.prev_hash,
-        );
-        if hash != e.hash {
-            return bad(
-                e.seq,
-                format!("entry {} was changed after it was written", e.seq),
-            );
-        }
-        prev = hash;
-    }
-    let last = entries.last().map_or(0, |e| e.seq);
-    if head.seq == 0 && entries.is_empty() {
-        return Verification {
-            ok: true,
-            entries: 0,
-            first_bad_seq: None,
-            problem: None,
-        };
-    }
-    if !head_valid(head) {
-        return bad(
-            head.seq.max(1),
-            "the signed head's signature does not verify".into(),
-        );
-    }
-    if head.seq > last {
-        return bad(
+    let found = json!({
+        "head": { "seq": head.seq, "hash": head.hash, "signature_valid": head_signed },
+        "last_entry": tail.map(|t| json!({ "seq": t.seq, "hash": t.hash })),
+    });
+    let break_entry = AuditEntry::new(break_seq, at, &found_break.event(found), prev_hash);
+    let entry = AuditEntry::new(break_seq + 1, at, event, &break_entry.hash);
+    Ok(Appended {
+        chain_break: Some((found_break, break_entry)),
+        entry,
+    })
+}
+
+/// What is wrong when the head and the table's end disagree.
+fn find_break(head: &AuditHead, head_signed: bool, tail: Option<&Tail>) -> ChainBreak {
+    let last = tail.map_or(0, |t| t.seq);
+    let (first_bad_seq, problem) = match tail {
+        None if head.is_blank() => (
+            1,
+            "the audit log is empty and has no signed genesis: it was emptied or reset".to_owned(),
+        ),
+        _ if !head_signed => (
             last + 1,
             format!(
-                "entries {}–{} were removed from the end",
-                last + 1,
+                "the stored head (seq {}) is not signed by the controller: it was rewritten; entries after {last} may have been removed",
                 head.seq
             ),
-        );
-    }
-    if head.seq < last || entries.last().is_some_and(|e| e.hash != head.hash) {
-        return bad(
+        ),
+        _ if head.seq > last => (
+            last + 1,
+            format!(
+                "entries {}–{} were removed from the end (the signed head is at {})",
+                last + 1,
+                head.seq,
+                head.seq
+            ),
+        ),
+        _ if head.seq < last => (
             head.seq + 1,
             format!(
-                "entries after {} were not signed by the controller",
-                head.seq
+                "entries {}–{last} were not signed by the controller: added behind its back, or the head was rolled back to an older one",
+                head.seq + 1
             ),
-        );
-    }
-    Verification {
-        ok: true,
-        entries: entries.len() as u64,
-        first_bad_seq: None,
-        problem: None,
+        ),
+        _ => (
+            head.seq,
+            format!("entry {} differs from the signed head", head.seq),
+        ),
+    };
+    ChainBreak {
+        first_bad_seq,
+        problem,
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn chain(n: u64) -> (Vec<AuditEntry>, AuditHead) {
-        let mut prev = GENESIS.to_owned();
-        let mut out = Vec::new();
-        for seq in 1..=n {
-            let at = Timestamp::from_unix_ms(seq as i64);
-            let details = format!("{{\"n\":{seq}}}");
-            let hash = entry_hash(seq, at, "a", "x", "t", &details, &prev);
-            out.push(AuditEntry {
-                seq,
-                at,
-                actor: "a".into(),
-                action: "x".into(),
-                target: "t".into(),
-                details,
-                prev_hash: prev.clone(),
-                hash: hash.clone(),
-            });
-            prev = hash;
-        }
-        let head = AuditHead {
-            seq: n,
-            hash: prev,
-            signature: vec![1],
-        };
-        (out, head)
-    }
-
-    fn ok(_: &AuditHead) -> bool {
-        true
-    }
-
-    #[test]
-    fn an_intact_chain_verifies() {
-        let (entries, head) = chain(5);
-        assert!(verify(&entries, &head, ok).ok);
-        assert!(
-            verify(
-                &[],
-                &AuditHead {
-                    seq: 0,
-                    hash: String::new(),
-                    signature: vec![]
-                },
-                ok
-            )
-            .ok
-        );
-    }
-
-    #[test]
-    fn edits_deletions_reordering_and_truncation_are_found() {
-        let (entries, head) = chain(5);
-        let mut edited = entries.clone();
-        edited[2].details = "{\"n\":99}".into();
-        assert_eq!(verify(&edited, &head, ok).first_bad_seq, Some(3));
-
-        let mut deleted = entries.clone();
-        deleted.remove(1);
-        assert_eq!(verify(&deleted, &head, ok).first_bad_seq, Some(2));
-
-        let mut reordered = entries.clone();
-        reordered.swap(1, 2);
-        assert_eq!(verify(&reordered, &head, ok).first_bad_seq, Some(2));
-
-        let truncated = entries[..3].to_vec();
-        assert_eq!(verify(&truncated, &head, ok).first_bad_seq, Some(4));
-
-        assert!(!verify(&entries, &head, |_| false).ok);
-    }
-}
+mod tests;

@@ -106,6 +106,29 @@ impl CommandKind {
     }
 }
 
+/// A command's idempotency key and whose it is. An admin's key is scoped to that admin, so two
+/// admins who pick the same text get a command each; the keys the controller makes for itself
+/// (offboarding, lost mode, retirement, disable and enable, compliance wipes) live in a
+/// namespace no caller can write, so no admin can take one first and make the controller
+/// skip or fail its own work.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum IdempotencyKey {
+    /// Chosen by an admin: stored as `admin:<name>:<key>` (admin names hold no `:`).
+    Admin { admin: String, key: String },
+    /// Made by the controller: stored as `system:<key>`.
+    System(String),
+}
+
+impl IdempotencyKey {
+    /// The stored form, unique across all commands.
+    pub fn stored(&self) -> String {
+        match self {
+            IdempotencyKey::Admin { admin, key } => format!("admin:{admin}:{key}"),
+            IdempotencyKey::System(key) => format!("system:{key}"),
+        }
+    }
+}
+
 /// The longest reason or lock message accepted.
 pub const MAX_TEXT_LEN: usize = 1000;
 
@@ -222,6 +245,7 @@ pub struct Command {
     pub reason: String,
     /// Why it failed, as the device reported.
     pub failure_reason: Option<String>,
+    /// The stored form of its [`IdempotencyKey`].
     pub idempotency_key: String,
     pub created_by: String,
     pub created_at: Timestamp,
@@ -245,6 +269,19 @@ pub struct Receipt {
     pub signature: Vec<u8>,
     pub verified: bool,
     pub error: Option<String>,
+}
+
+impl Receipt {
+    /// Where the device held the destroyed key, as its verified receipt states; `None` for a
+    /// receipt that did not verify or comes from an agent that did not say.
+    pub fn key_protection(&self) -> Option<ward_certs::receipt::KeyProtection> {
+        if !self.verified {
+            return None;
+        }
+        serde_json::from_slice::<ward_certs::receipt::WipeReceiptBody>(&self.body)
+            .ok()?
+            .key_protection
+    }
 }
 
 impl Command {

@@ -1,5 +1,6 @@
 //! Ward's domain: types and rules, free of tonic and sqlx.
 
+pub mod admins;
 pub mod audit;
 pub mod clock;
 pub mod command;
@@ -7,10 +8,13 @@ pub mod model;
 pub mod policy;
 pub mod posture;
 pub mod roles;
+pub mod text;
 pub mod token;
 
 pub use clock::{Clock, SystemClock, Timestamp};
-pub use command::{Command, CommandId, CommandKind, CommandState, Event, Receipt, WipeScope};
+pub use command::{
+    Command, CommandId, CommandKind, CommandState, Event, IdempotencyKey, Receipt, WipeScope,
+};
 pub use model::{
     Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
     OfflineWipe, UserEmail,
@@ -18,7 +22,8 @@ pub use model::{
 pub use policy::{
     ALL_CHECKS, CHECK_AGENT_VERSION, CHECK_AUTO_LOCK, CHECK_DISK_ENCRYPTION, CHECK_FIREWALL,
     CHECK_FORBIDDEN_PACKAGES, CHECK_OS_UPDATES, CHECK_PASSWORD_RULES, CheckStatus, Compliance,
-    ComplianceCheck, EnforcementAction, Policy, PolicyChanges, PolicyScope, StoredPolicy,
+    ComplianceCheck, EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyRule, PolicyScope,
+    StoredPolicy,
 };
 pub use posture::{Disabled, Enforcement, Inventory};
 pub use roles::Permission;

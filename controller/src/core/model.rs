@@ -273,6 +273,37 @@ pub struct Admin {
     pub created_at: Timestamp,
     /// The admin who issued it, or `init` for the first one.
     pub created_by: String,
+    /// The second admin who approved its issuance (`serve --require-approval`).
+    pub approved_by: Option<String>,
+    /// Who asked for its current certificate when that was another admin (who renewed it,
+    /// with a key made on their machine); `None` when it was its creator or the admin itself.
+    pub certificate_by: Option<String>,
+    /// The long-lived identity `init` makes for the offline safe.
+    pub break_glass: bool,
+    pub revoked: Option<super::admins::AdminRevocation>,
+    /// When its newest certificate that is not revoked expires (`None`: it has none).
+    pub expires_at: Option<Timestamp>,
+}
+
+impl Admin {
+    /// A new, active admin as its creator registers it.
+    pub fn new(name: AdminName, role: AdminRole, created_at: Timestamp, created_by: &str) -> Self {
+        Self {
+            name,
+            role,
+            created_at,
+            created_by: created_by.to_owned(),
+            approved_by: None,
+            certificate_by: None,
+            break_glass: false,
+            revoked: None,
+            expires_at: None,
+        }
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.revoked.is_none()
+    }
 }
 
 #[cfg(test)]

@@ -78,25 +78,42 @@ impl FromStr for EnforcementAction {
     }
 }
 
-/// A change to some fields of a policy.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Some fields of a policy: a change an admin asks for, and a user's override, which is kept
+/// as only the fields it sets, so the user's devices follow every other change of the default.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct PolicyChanges {
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_min_length: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_min_classes: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_max_age_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub password_history: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub max_failed_attempts: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_lock_seconds: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub require_disk_encryption: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub offline_wipe_after_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub enforce: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub require_firewall: Option<bool>,
     /// Replaces the whole denylist.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub forbidden_packages: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub os_updates_max_age_days: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub min_agent_version: Option<String>,
     /// Only the checks listed change their action.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub check_actions: BTreeMap<String, EnforcementAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub wipe_grace_seconds: Option<u64>,
 }
 
@@ -124,6 +141,123 @@ fn valid_package_name(name: &str) -> bool {
 impl PolicyChanges {
     pub fn is_empty(&self) -> bool {
         *self == PolicyChanges::default()
+    }
+
+    /// The names of the policy fields this sets (as in [`Policy`]'s serialized form).
+    pub fn fields(&self) -> Vec<&'static str> {
+        let set = [
+            ("password_min_length", self.password_min_length.is_some()),
+            ("password_min_classes", self.password_min_classes.is_some()),
+            (
+                "password_max_age_days",
+                self.password_max_age_days.is_some(),
+            ),
+            ("password_history", self.password_history.is_some()),
+            ("max_failed_attempts", self.max_failed_attempts.is_some()),
+            ("auto_lock_seconds", self.auto_lock_seconds.is_some()),
+            (
+                "require_disk_encryption",
+                self.require_disk_encryption.is_some(),
+            ),
+            (
+                "offline_wipe_after_seconds",
+                self.offline_wipe_after_seconds.is_some(),
+            ),
+            ("enforce", self.enforce.is_some()),
+            ("require_firewall", self.require_firewall.is_some()),
+            ("forbidden_packages", self.forbidden_packages.is_some()),
+            (
+                "os_updates_max_age_days",
+                self.os_updates_max_age_days.is_some(),
+            ),
+            ("min_agent_version", self.min_agent_version.is_some()),
+            ("check_actions", !self.check_actions.is_empty()),
+            ("wipe_grace_seconds", self.wipe_grace_seconds.is_some()),
+        ];
+        set.into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+            .collect()
+    }
+
+    /// These changes, then `later` on top (a field `later` sets wins; check actions merge).
+    pub fn then(&self, later: &PolicyChanges) -> PolicyChanges {
+        let pick = |a: Option<u32>, b: Option<u32>| b.or(a);
+        PolicyChanges {
+            password_min_length: pick(self.password_min_length, later.password_min_length),
+            password_min_classes: pick(self.password_min_classes, later.password_min_classes),
+            password_max_age_days: pick(self.password_max_age_days, later.password_max_age_days),
+            password_history: pick(self.password_history, later.password_history),
+            max_failed_attempts: pick(self.max_failed_attempts, later.max_failed_attempts),
+            auto_lock_seconds: pick(self.auto_lock_seconds, later.auto_lock_seconds),
+            require_disk_encryption: later
+                .require_disk_encryption
+                .or(self.require_disk_encryption),
+            offline_wipe_after_seconds: later
+                .offline_wipe_after_seconds
+                .or(self.offline_wipe_after_seconds),
+            enforce: later.enforce.or(self.enforce),
+            require_firewall: later.require_firewall.or(self.require_firewall),
+            forbidden_packages: later
+                .forbidden_packages
+                .clone()
+                .or_else(|| self.forbidden_packages.clone()),
+            os_updates_max_age_days: pick(
+                self.os_updates_max_age_days,
+                later.os_updates_max_age_days,
+            ),
+            min_agent_version: later
+                .min_agent_version
+                .clone()
+                .or_else(|| self.min_agent_version.clone()),
+            check_actions: {
+                let mut actions = self.check_actions.clone();
+                actions.extend(later.check_actions.iter().map(|(k, v)| (k.clone(), *v)));
+                actions
+            },
+            wipe_grace_seconds: later.wipe_grace_seconds.or(self.wipe_grace_seconds),
+        }
+    }
+
+    /// The fields of `policy` that differ from `base`: what a full copy of a policy adds to
+    /// it (used to turn the full copies older versions stored as overrides into overrides).
+    pub fn difference(base: &Policy, policy: &Policy) -> PolicyChanges {
+        fn differs<T: PartialEq + Clone>(a: &T, b: &T) -> Option<T> {
+            (a != b).then(|| b.clone())
+        }
+        PolicyChanges {
+            password_min_length: differs(&base.password_min_length, &policy.password_min_length),
+            password_min_classes: differs(&base.password_min_classes, &policy.password_min_classes),
+            password_max_age_days: differs(
+                &base.password_max_age_days,
+                &policy.password_max_age_days,
+            ),
+            password_history: differs(&base.password_history, &policy.password_history),
+            max_failed_attempts: differs(&base.max_failed_attempts, &policy.max_failed_attempts),
+            auto_lock_seconds: differs(&base.auto_lock_seconds, &policy.auto_lock_seconds),
+            require_disk_encryption: differs(
+                &base.require_disk_encryption,
+                &policy.require_disk_encryption,
+            ),
+            offline_wipe_after_seconds: differs(
+                &base.offline_wipe_after_seconds,
+                &policy.offline_wipe_after_seconds,
+            ),
+            enforce: differs(&base.enforce, &policy.enforce),
+            require_firewall: differs(&base.require_firewall, &policy.require_firewall),
+            forbidden_packages: differs(&base.forbidden_packages, &policy.forbidden_packages),
+            os_updates_max_age_days: differs(
+                &base.os_updates_max_age_days,
+                &policy.os_updates_max_age_days,
+            ),
+            min_agent_version: differs(&base.min_agent_version, &policy.min_agent_version),
+            check_actions: policy
+                .check_actions
+                .iter()
+                .filter(|(k, v)| base.check_actions.get(*k) != Some(v))
+                .map(|(k, v)| (k.clone(), *v))
+                .collect(),
+            wipe_grace_seconds: differs(&base.wipe_grace_seconds, &policy.wipe_grace_seconds),
+        }
     }
 }
 
@@ -400,14 +534,103 @@ impl FromStr for PolicyScope {
     }
 }
 
-/// A policy as stored: its scope, revision (increasing across all changes) and authorship.
+/// What a stored policy rule holds: the default policy in full, or a user's override as the
+/// fields it sets. (Versions before 0.3 stored a user's override as a full copy of the
+/// policy; such a rule reads as [`PolicyBody::Full`] until the controller converts it at start.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum PolicyBody {
+    Override {
+        #[serde(rename = "override")]
+        fields: PolicyChanges,
+    },
+    Full(Policy),
+}
+
+/// A stored rule: its scope, revision (increasing across all changes) and authorship.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct StoredPolicy {
+pub struct PolicyRule {
     pub scope: PolicyScope,
-    pub policy: Policy,
+    pub body: PolicyBody,
     pub revision: u64,
     pub updated_at: Timestamp,
     pub updated_by: String,
+}
+
+/// The policy that applies to a device: the default with the user's override on top.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredPolicy {
+    /// `user:<email>` when the user has an override, else `default`.
+    pub scope: PolicyScope,
+    pub policy: Policy,
+    /// The higher of the default's and the override's revisions: it changes whenever either
+    /// does, so devices are sent the policy again.
+    pub revision: u64,
+    pub updated_at: Timestamp,
+    pub updated_by: String,
+    /// The fields the user's override sets; every other field comes from the default.
+    pub overridden: Vec<&'static str>,
+}
+
+/// The policy for a user's devices: the default rule (built-in when none is stored) with the
+/// user's override on top. An override that no longer combines with the default into a valid
+/// policy (only possible for data written by an older version) is left out, with the error.
+pub fn effective(
+    default: Option<&PolicyRule>,
+    own: Option<&PolicyRule>,
+) -> (StoredPolicy, Option<PolicyError>) {
+    let (base, base_revision, base_at, base_by) = match default {
+        Some(rule) => (
+            match &rule.body {
+                PolicyBody::Full(policy) => policy.clone(),
+                PolicyBody::Override { fields } => {
+                    Policy::default().with(fields).unwrap_or_default()
+                }
+            },
+            rule.revision,
+            rule.updated_at,
+            rule.updated_by.clone(),
+        ),
+        None => (
+            Policy::default(),
+            0,
+            Timestamp::from_unix_ms(0),
+            "built-in".to_owned(),
+        ),
+    };
+    let base_view = StoredPolicy {
+        scope: PolicyScope::Default,
+        policy: base.clone(),
+        revision: base_revision,
+        updated_at: base_at,
+        updated_by: base_by,
+        overridden: Vec::new(),
+    };
+    let Some(own) = own else {
+        return (base_view, None);
+    };
+    let fields = match &own.body {
+        PolicyBody::Override { fields } => fields.clone(),
+        PolicyBody::Full(policy) => PolicyChanges::difference(&base, policy),
+    };
+    match base.with(&fields) {
+        Ok(policy) => (
+            StoredPolicy {
+                scope: own.scope.clone(),
+                policy,
+                revision: own.revision.max(base_revision),
+                updated_at: own.updated_at.max(base_view.updated_at),
+                updated_by: if own.revision > base_revision {
+                    own.updated_by.clone()
+                } else {
+                    base_view.updated_by.clone()
+                },
+                overridden: fields.fields(),
+            },
+            None,
+        ),
+        Err(e) => (base_view, Some(e)),
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

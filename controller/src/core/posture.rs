@@ -217,8 +217,11 @@ pub fn wipes_due<'a>(
 }
 
 /// The idempotency key of the wipe for one failure episode: a retried check-in issues it once.
-pub fn wipe_key(device: super::DeviceId, e: &Enforcement) -> String {
-    format!("compliance:{device}:{}:{}", e.check, e.failing_since)
+pub fn wipe_key(device: super::DeviceId, e: &Enforcement) -> super::IdempotencyKey {
+    super::IdempotencyKey::System(format!(
+        "compliance:{device}:{}:{}",
+        e.check, e.failing_since
+    ))
 }
 
 /// Records that the wipe for `check` was issued as `command`.

@@ -74,7 +74,16 @@ impl TokenHash {
     pub fn to_hex(self) -> String {
         hex::encode(self.0)
     }
+
+    /// The token's id for admins (`token list`, `token revoke`): the first 16 hex digits of
+    /// the hash. Not a secret, and no help in guessing the token.
+    pub fn id(self) -> String {
+        hex::encode(&self.0[..TOKEN_ID_LEN / 2])
+    }
 }
+
+/// Hex digits in a token id.
+pub const TOKEN_ID_LEN: usize = 16;
 
 impl fmt::Debug for TokenHash {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -93,6 +102,9 @@ pub struct TokenRecord {
     pub created_by: String,
     pub used_at: Option<Timestamp>,
     pub device_id: Option<DeviceId>,
+    /// When offboarding its user withdrew it: refused from then on, whatever the clock of
+    /// an enrollment already under way says.
+    pub withdrawn_at: Option<Timestamp>,
 }
 
 /// Why a token can or cannot be redeemed now.
@@ -101,12 +113,16 @@ pub enum TokenStatus {
     Usable,
     AlreadyUsed,
     Expired,
+    /// Its user was offboarded.
+    Withdrawn,
 }
 
 impl TokenRecord {
     pub fn status(&self, now: Timestamp) -> TokenStatus {
         if self.used_at.is_some() {
             TokenStatus::AlreadyUsed
+        } else if self.withdrawn_at.is_some() {
+            TokenStatus::Withdrawn
         } else if now >= self.expires_at {
             TokenStatus::Expired
         } else {

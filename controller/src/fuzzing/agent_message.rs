@@ -234,6 +234,7 @@ pub fn agent_message_seeds() -> Vec<(String, Vec<u8>)> {
             bytes_removed: 4096,
             verified_empty: true,
             full_erase: None,
+            key_protection: None,
         };
         v1::WipeReceipt {
             body: serde_json::to_vec(&body).unwrap_or_default(),

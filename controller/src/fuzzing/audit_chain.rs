@@ -1,7 +1,10 @@
 //! Fuzz check: audit-log entries → chain verification (`core/audit.rs`).
 
 use crate::core::Timestamp;
-use crate::core::audit::{AuditEntry, AuditHead, GENESIS, entry_hash, head_message, verify};
+use crate::core::audit::{
+    AuditEntry, AuditEvent, AuditHead, BREAK_ACTION, GENESIS, GENESIS_ACTION, Tail, entry_hash,
+    head_message, plan_append, verify,
+};
 
 /// Reads the input front to back; past its end every read is zero or empty.
 struct Reader<'a>(&'a [u8]);
@@ -55,12 +58,13 @@ fn entry(seq: u64, at: Timestamp, fields: [String; 4], prev_hash: String) -> Aud
 }
 
 fn fields(input: &mut Reader<'_>) -> [String; 4] {
-    [
-        input.text(40),
-        input.text(24),
-        input.text(40),
-        input.text(64),
-    ]
+    let mut action = input.text(24);
+    // The chain's own entries (a genesis after the first, a recorded break) are findings of
+    // their own, not something an honest caller writes.
+    if action == BREAK_ACTION || action == GENESIS_ACTION {
+        action.push('x');
+    }
+    [input.text(40), action, input.text(40), input.text(64)]
 }
 
 /// The first input byte chooses: even — an honestly built chain (up to 8 entries, fields
@@ -93,6 +97,11 @@ fn honest_then_mutated(input: &mut Reader<'_>) {
         hash: last_hash,
     };
     let honest = verify(&entries, &head, head_valid);
+    if n == 0 {
+        // An empty log never verifies: a chain starts with its signed genesis.
+        assert_eq!(honest.first_bad_seq, Some(1), "an empty log verified");
+        return;
+    }
     assert!(honest.ok, "an honest chain fails: {:?}", honest.problem);
     assert_eq!(honest.entries, n);
 
@@ -115,6 +124,48 @@ fn honest_then_mutated(input: &mut Reader<'_>) {
             "mutation {kind}: wrong entry blamed"
         );
     }
+    append_after_damage(&mut entries, &head, kind);
+}
+
+/// Appending to a damaged chain never collides with a stored entry, and never hides the
+/// damage: verification still fails afterwards.
+fn append_after_damage(entries: &mut Vec<AuditEntry>, head: &AuditHead, kind: u8) {
+    let last = entries.iter().map(|e| e.seq).max().unwrap_or(0);
+    let tail = entries.last().map(|e| Tail {
+        seq: e.seq,
+        hash: e.hash.clone(),
+    });
+    let event = AuditEvent {
+        actor: "a".into(),
+        action: "x".into(),
+        target: "t".into(),
+        details: serde_json::json!({}),
+    };
+    let Ok(plan) = plan_append(
+        &event,
+        Timestamp::from_unix_ms(0),
+        head,
+        head_valid(head),
+        tail.as_ref(),
+    ) else {
+        panic!("mutation {kind}: an ordinary event could not be appended");
+    };
+    let written: Vec<AuditEntry> = plan.entries().cloned().collect();
+    let tail_seq = tail.as_ref().map_or(0, |t| t.seq);
+    assert!(
+        written.iter().all(|e| e.seq > tail_seq),
+        "mutation {kind}: an append collides with the stored entries (last {last})"
+    );
+    entries.extend(written);
+    let new_head = AuditHead {
+        seq: plan.entry.seq,
+        hash: plan.entry.hash.clone(),
+        signature: head_message(plan.entry.seq, &plan.entry.hash),
+    };
+    assert!(
+        !verify(entries, &new_head, head_valid).ok,
+        "mutation {kind}: appending made the damage disappear"
+    );
 }
 
 /// Applies one mutation. `None`: not applicable to this chain; `Some(None)`: must be
@@ -197,7 +248,8 @@ fn mutate(
         }
     }
     if kind == 12 {
-        return Some(Some(head.seq.max(1)));
+        // Nothing vouches for the end of the log any more.
+        return Some(Some(entries.last().map_or(0, |e| e.seq) + 1));
     }
     Some(Some(seq))
 }
@@ -267,11 +319,10 @@ fn assert_consistent(entries: &[AuditEntry], head: &AuditHead) {
         assert_eq!(e.hash, hash, "a verified entry hashes to its hash");
         prev = &e.hash;
     }
-    if !(entries.is_empty() && head.seq == 0) {
-        assert!(head_valid(head), "a verified chain has a valid head");
-        assert_eq!(head.seq, entries.len() as u64);
-        assert_eq!(Some(&head.hash), entries.last().map(|e| &e.hash));
-    }
+    assert!(!entries.is_empty(), "a verified chain is not empty");
+    assert!(head_valid(head), "a verified chain has a valid head");
+    assert_eq!(head.seq, entries.len() as u64);
+    assert_eq!(Some(&head.hash), entries.last().map(|e| &e.hash));
 }
 
 /// Seeds: an honest chain of four entries under each mutation, and a consistent and an

@@ -1,8 +1,9 @@
 //! `AdminService`: mutual TLS with a registered admin's certificate.
 //!
-//! Every call authenticates first. Role enforcement per call arrives with the offboarding
-//! work; until then every registered admin may call everything here, and an unregistered or
-//! non-admin identity is refused.
+//! Every call authenticates first (a certificate from our CA, recorded, not revoked, of an
+//! admin that is registered and not revoked), then checks that the admin's role holds the
+//! permission the call needs ([`Permission`]); a refusal names the role needed and is audited.
+//! Renewing one's own certificate needs no permission beyond being that admin.
 
 use std::sync::Arc;
 
@@ -10,10 +11,17 @@ use tonic::{Request, Response, Status};
 use ward_proto::v1::{self, *};
 
 use super::convert::{
-    action_from_issue, admin_to_wire, command_state_from_wire, command_to_wire, device_to_wire,
-    optional_seconds, peer_leaf, policy_changes_from_wire, policy_to_wire, role_from_wire,
+    action_from_issue, admin_request_to_wire, admin_to_wire, command_state_from_wire,
+    command_to_wire, device_to_wire, optional_seconds, peer_leaf, policy_changes_from_wire,
+    policy_to_wire, role_from_wire,
 };
-use crate::app::App;
+use serde_json::{Value, json};
+
+use crate::app::audit::admin_actor;
+use crate::app::tokens::TokenSelection;
+use crate::app::{AdminIssued, App, AppError, audit_target};
+use crate::core::audit::Checkpoint;
+use crate::core::audit::checkpoint::MAX_PER_VERIFICATION;
 use crate::core::{Admin, CommandKind, Permission, WipeScope};
 
 pub struct AdminApi {
@@ -25,38 +33,64 @@ impl AdminApi {
         Self { app }
     }
 
-    /// The registered admin behind the request, if their role grants `permission`.
+    /// The registered admin behind the request, if their role grants `permission` on
+    /// `target` (what the call is about; a refusal is audited with it).
     async fn admin<T>(
         &self,
         request: &Request<T>,
         permission: Permission,
+        target: &str,
     ) -> Result<Admin, Status> {
         let admin = self
             .app
-            .authenticate_admin(peer_leaf(request).as_deref())
+            .authenticate_admin(peer_leaf(request).as_deref(), target)
             .await?;
-        self.app.authorize(&admin, permission).await?;
+        self.app.authorize(&admin, permission, target).await?;
         Ok(admin)
     }
 
-    /// For read-only calls: the admin, with the call recorded in the audit log (changes
-    /// record their own entries; refusals are recorded by `authorize`).
-    async fn reader<T>(
+    fn issued(&self, issued: AdminIssued) -> IssueAdminResponse {
+        match issued {
+            AdminIssued::Issued { admin, certificate } => IssueAdminResponse {
+                admin: Some(admin_to_wire(&admin)),
+                certificate_der: certificate.der,
+                ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
+                awaiting_approval: false,
+                request: None,
+            },
+            AdminIssued::AwaitingApproval(request) => IssueAdminResponse {
+                awaiting_approval: true,
+                request: Some(admin_request_to_wire(&request)),
+                ..IssueAdminResponse::default()
+            },
+        }
+    }
+
+    /// Records a read in the audit log: who read what (`target`: the device, command or user
+    /// read, or the scope of a list) through which call, also when it failed (then with the
+    /// target as asked). Changes record their own entries; refusals are recorded by `admin`.
+    async fn read<R>(
         &self,
-        request: &Request<T>,
+        admin: &Admin,
         call: &str,
-        target: &str,
-    ) -> Result<Admin, Status> {
-        let admin = self.admin(request, Permission::Read).await?;
+        asked: &str,
+        result: Result<R, AppError>,
+        about: impl FnOnce(&R) -> (String, Value),
+    ) -> Result<R, Status> {
+        let (target, mut details) = match &result {
+            Ok(read) => about(read),
+            Err(e) => (
+                audit_target(asked, call),
+                json!({ "refused": e.to_string() }),
+            ),
+        };
+        if let Some(fields) = details.as_object_mut() {
+            fields.insert("call".into(), call.into());
+        }
         self.app
-            .audit(
-                &crate::app::audit::admin_actor(&admin),
-                "read",
-                call,
-                serde_json::json!({ "target": target }),
-            )
+            .audit(&admin_actor(admin), "read", &target, details)
             .await?;
-        Ok(admin)
+        Ok(result?)
     }
 }
 
@@ -66,7 +100,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<CreateEnrollmentTokenRequest>,
     ) -> Result<Response<CreateEnrollmentTokenResponse>, Status> {
-        let actor = self.admin(&request, Permission::Enroll).await?;
+        let user = request.get_ref().user.clone();
+        let actor = self.admin(&request, Permission::Enroll, &user).await?;
         let req = request.into_inner();
         let created = self
             .app
@@ -85,24 +120,44 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
-        self.reader(&request, "list_devices", "").await?;
-        let req = request.into_inner();
+        let req = request.get_ref().clone();
+        let scope = if req.user.is_empty() {
+            "devices".to_owned()
+        } else {
+            req.user.clone()
+        };
+        let admin = self.admin(&request, Permission::Read, &scope).await?;
         let user = (!req.user.is_empty()).then_some(req.user.as_str());
-        let mut devices = self.app.list_devices(user).await?;
-        if req.noncompliant_only {
-            devices.retain(|d| d.compliance.as_ref().is_some_and(|c| !c.compliant));
-            if !req.failing_check.is_empty() {
-                devices.retain(|d| {
-                    d.compliance
-                        .as_ref()
-                        .is_some_and(|c| c.failing().any(|f| f == req.failing_check))
-                });
+        let result = match self.app.list_devices(user).await {
+            Ok(mut devices) if req.noncompliant_only => {
+                devices.retain(|d| d.compliance.as_ref().is_some_and(|c| !c.compliant));
+                if !req.failing_check.is_empty() {
+                    devices.retain(|d| {
+                        d.compliance
+                            .as_ref()
+                            .is_some_and(|c| c.failing().any(|f| f == req.failing_check))
+                    });
+                }
+                Ok(devices)
             }
-        } else if !req.failing_check.is_empty() {
-            return Err(Status::invalid_argument(
-                "filtering by failing check needs noncompliant_only (wardctl: add --noncompliant)",
-            ));
-        }
+            Ok(_) if !req.failing_check.is_empty() => Err(AppError::InvalidArgument(
+                "filtering by failing check needs noncompliant_only (wardctl: add --noncompliant)"
+                    .into(),
+            )),
+            other => other,
+        };
+        let devices = self
+            .read(&admin, "list_devices", &scope, result, |devices| {
+                (
+                    scope.clone(),
+                    json!({
+                        "noncompliant_only": req.noncompliant_only,
+                        "failing_check": (!req.failing_check.is_empty()).then_some(&req.failing_check),
+                        "devices": devices.len(),
+                    }),
+                )
+            })
+            .await?;
         Ok(Response::new(ListDevicesResponse {
             devices: devices.iter().map(device_to_wire).collect(),
         }))
@@ -112,8 +167,14 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetDeviceRequest>,
     ) -> Result<Response<Device>, Status> {
-        self.reader(&request, "get_device", "").await?;
-        let device = self.app.get_device(&request.get_ref().device_id).await?;
+        let asked = request.get_ref().device_id.clone();
+        let admin = self.admin(&request, Permission::Read, &asked).await?;
+        let result = self.app.get_device(&asked).await;
+        let device = self
+            .read(&admin, "get_device", &asked, result, |d| {
+                (d.id.to_string(), json!({ "user": d.user.as_str() }))
+            })
+            .await?;
         Ok(Response::new(device_to_wire(&device)))
     }
 
@@ -121,34 +182,99 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<IssueAdminRequest>,
     ) -> Result<Response<IssueAdminResponse>, Status> {
-        let actor = self.admin(&request, Permission::Admins).await?;
+        let name = request.get_ref().name.clone();
+        let actor = self.admin(&request, Permission::Admins, &name).await?;
         let req = request.into_inner();
         let role = role_from_wire(req.role)?;
-        let (admin, certificate) = self
+        let issued = self
             .app
             .issue_admin(
-                actor.name.as_str(),
+                &actor,
                 &req.name,
                 role,
                 &req.csr_der,
                 optional_seconds(req.lifetime_seconds),
             )
             .await?;
-        Ok(Response::new(IssueAdminResponse {
-            admin: Some(admin_to_wire(&admin)),
-            certificate_der: certificate.der,
-            ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
-        }))
+        Ok(Response::new(self.issued(issued)))
+    }
+
+    async fn renew_admin(
+        &self,
+        request: Request<RenewAdminRequest>,
+    ) -> Result<Response<IssueAdminResponse>, Status> {
+        // Any admin may renew their own certificate; renew_admin checks the rest.
+        let name = request.get_ref().name.clone();
+        let actor = self
+            .app
+            .authenticate_admin(peer_leaf(&request).as_deref(), &name)
+            .await?;
+        let req = request.into_inner();
+        let issued = self
+            .app
+            .renew_admin(
+                &actor,
+                &req.name,
+                &req.csr_der,
+                optional_seconds(req.lifetime_seconds),
+            )
+            .await?;
+        Ok(Response::new(self.issued(issued)))
+    }
+
+    async fn revoke_admin(
+        &self,
+        request: Request<RevokeAdminRequest>,
+    ) -> Result<Response<v1::Admin>, Status> {
+        let name = request.get_ref().name.clone();
+        let actor = self.admin(&request, Permission::Admins, &name).await?;
+        let caller = peer_leaf(&request)
+            .as_deref()
+            .and_then(ward_certs::tls::serial_of);
+        let req = request.into_inner();
+        let admin = self
+            .app
+            .revoke_admin(&actor, &req.name, &req.reason, caller.as_deref())
+            .await?;
+        Ok(Response::new(admin_to_wire(&admin)))
+    }
+
+    async fn approve_admin(
+        &self,
+        request: Request<ApproveAdminRequest>,
+    ) -> Result<Response<v1::AdminRequest>, Status> {
+        let name = request.get_ref().name.clone();
+        let actor = self.admin(&request, Permission::Approve, &name).await?;
+        let approved = self
+            .app
+            .approve_admin(&actor, &request.get_ref().name)
+            .await?;
+        Ok(Response::new(admin_request_to_wire(&approved)))
     }
 
     async fn list_admins(
         &self,
         request: Request<ListAdminsRequest>,
     ) -> Result<Response<ListAdminsResponse>, Status> {
-        self.reader(&request, "list_admins", "").await?;
-        let admins = self.app.list_admins().await?;
+        let admin = self.admin(&request, Permission::Read, "admins").await?;
+        let result = self.app.list_admins().await;
+        let (admins, requests) = self
+            .read(
+                &admin,
+                "list_admins",
+                "admins",
+                result,
+                |(admins, requests)| {
+                    (
+                        "admins".into(),
+                        json!({ "admins": admins.len(), "requests": requests.len() }),
+                    )
+                },
+            )
+            .await?;
         Ok(Response::new(ListAdminsResponse {
             admins: admins.iter().map(admin_to_wire).collect(),
+            requests: requests.iter().map(admin_request_to_wire).collect(),
         }))
     }
 
@@ -172,7 +298,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 ));
             }
         };
-        let actor = self.admin(&request, permission).await?;
+        let device = request.get_ref().device_id.clone();
+        let actor = self.admin(&request, permission, &device).await?;
         let req = request.into_inner();
         let (command, _) = self
             .app
@@ -191,12 +318,37 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListCommandsRequest>,
     ) -> Result<Response<ListCommandsResponse>, Status> {
-        self.reader(&request, "list_commands", "").await?;
-        let req = request.into_inner();
+        let req = request.get_ref().clone();
+        let scope = if req.device_id.is_empty() {
+            "commands".to_owned()
+        } else {
+            req.device_id.clone()
+        };
+        let admin = self.admin(&request, Permission::Read, &scope).await?;
         let state = command_state_from_wire(req.state)?;
-        let device = (!req.device_id.is_empty()).then_some(req.device_id.as_str());
         let limit = list_limit(req.limit)?;
-        let mut commands = self.app.list_commands(device, state).await?;
+        let result = async {
+            let device = if req.device_id.is_empty() {
+                None
+            } else {
+                Some(self.app.get_device(&req.device_id).await?.id)
+            };
+            let device_text = device.map(|d| d.to_string());
+            let commands = self
+                .app
+                .list_commands(device_text.as_deref(), state)
+                .await?;
+            Ok((device, commands))
+        }
+        .await;
+        let (_, mut commands) = self
+            .read(&admin, "list_commands", &scope, result, |(device, commands)| {
+                (
+                    device.map_or_else(|| "commands".to_owned(), |d| d.to_string()),
+                    json!({ "state": state.map(|s| s.to_string()), "commands": commands.len().min(limit) }),
+                )
+            })
+            .await?;
         let truncated = commands.len() > limit;
         commands.truncate(limit);
         Ok(Response::new(ListCommandsResponse {
@@ -209,8 +361,17 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        self.reader(&request, "get_command", "").await?;
-        let command = self.app.get_command(&request.get_ref().command_id).await?;
+        let asked = request.get_ref().command_id.clone();
+        let admin = self.admin(&request, Permission::Read, &asked).await?;
+        let result = self.app.get_command(&asked).await;
+        let command = self
+            .read(&admin, "get_command", &asked, result, |c| {
+                (
+                    c.id.to_string(),
+                    json!({ "device": c.device_id.to_string() }),
+                )
+            })
+            .await?;
         Ok(Response::new(command_to_wire(&command)))
     }
 
@@ -218,7 +379,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<CancelCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        let actor = self.admin(&request, Permission::Cancel).await?;
+        let id = request.get_ref().command_id.clone();
+        let actor = self.admin(&request, Permission::Cancel, &id).await?;
         let command = self
             .app
             .cancel_command(&actor, &request.get_ref().command_id)
@@ -230,11 +392,24 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
-        self.reader(&request, "get_policy", "").await?;
-        let user = &request.get_ref().user;
-        let policy = self
+        let user = request.get_ref().user.clone();
+        let scope = if user.is_empty() {
+            "default policy".to_owned()
+        } else {
+            user.clone()
+        };
+        let admin = self.admin(&request, Permission::Read, &scope).await?;
+        let result = self
             .app
             .get_policy((!user.is_empty()).then_some(user.as_str()))
+            .await;
+        let policy = self
+            .read(&admin, "get_policy", &scope, result, |p| {
+                (
+                    scope.clone(),
+                    json!({ "scope": p.scope.to_string(), "revision": p.revision }),
+                )
+            })
             .await?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
@@ -243,7 +418,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<SetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
-        let actor = self.admin(&request, Permission::Policy).await?;
+        let scope = match request.get_ref().user.as_str() {
+            "" => "default policy".to_owned(),
+            user => user.to_owned(),
+        };
+        let actor = self.admin(&request, Permission::Policy, &scope).await?;
         let req = request.into_inner();
         let user = (!req.user.is_empty()).then_some(req.user.as_str());
         let policy = self
@@ -257,7 +436,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
-        let actor = self.admin(&request, Permission::Policy).await?;
+        let user = request.get_ref().user.clone();
+        let actor = self.admin(&request, Permission::Policy, &user).await?;
         let policy = self
             .app
             .reset_policy(&actor, &request.get_ref().user)
@@ -269,7 +449,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<RevokeDeviceRequest>,
     ) -> Result<Response<Device>, Status> {
-        let actor = self.admin(&request, Permission::Revoke).await?;
+        let device = request.get_ref().device_id.clone();
+        let actor = self.admin(&request, Permission::Revoke, &device).await?;
         let device = self
             .app
             .revoke_device(&actor, &request.get_ref().device_id)
@@ -281,19 +462,48 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ListAuditRequest>,
     ) -> Result<Response<ListAuditResponse>, Status> {
-        self.reader(&request, "list_audit", "").await?;
-        let req = request.into_inner();
-        let limit = list_limit(req.limit)?;
-        let filter = crate::store::AuditFilter {
-            since: (req.since_unix_ms != 0)
-                .then(|| crate::core::Timestamp::from_unix_ms(req.since_unix_ms)),
-            actor: (!req.actor.is_empty()).then_some(req.actor),
-            target: (!req.target.is_empty()).then_some(req.target),
-            after_seq: Some(req.after_seq),
-            // One more than asked, to tell whether more follow.
-            limit: Some(u32::try_from(limit + 1).unwrap_or(u32::MAX)),
+        let req = request.get_ref().clone();
+        let scope = if req.device.is_empty() {
+            "audit log".to_owned()
+        } else {
+            req.device.clone()
         };
-        let mut entries = self.app.audit_list(&filter).await?;
+        let admin = self.admin(&request, Permission::Read, &scope).await?;
+        let limit = list_limit(req.limit)?;
+        let timestamp = |ms: i64| (ms != 0).then(|| crate::core::Timestamp::from_unix_ms(ms));
+        let result = async {
+            let device = if req.device.is_empty() {
+                None
+            } else {
+                Some(self.app.get_device(&req.device).await?.id)
+            };
+            let filter = crate::store::AuditFilter {
+                since: timestamp(req.since_unix_ms),
+                until: timestamp(req.until_unix_ms),
+                actor: (!req.actor.is_empty()).then(|| req.actor.clone()),
+                target: (!req.target.is_empty()).then(|| req.target.clone()),
+                device,
+                after_seq: Some(req.after_seq),
+                // One more than asked, to tell whether more follow.
+                limit: Some(u32::try_from(limit + 1).unwrap_or(u32::MAX)),
+            };
+            Ok((device, self.app.audit_list(&filter).await?))
+        }
+        .await;
+        let (_, mut entries) = self
+            .read(&admin, "list_audit", &scope, result, |(device, entries)| {
+                (
+                    device.map_or_else(|| "audit log".to_owned(), |d| d.to_string()),
+                    json!({
+                        "since": timestamp(req.since_unix_ms).map(|t| t.rfc3339()),
+                        "until": timestamp(req.until_unix_ms).map(|t| t.rfc3339()),
+                        "actor": (!req.actor.is_empty()).then_some(&req.actor),
+                        "after_seq": req.after_seq,
+                        "entries": entries.len().min(limit),
+                    }),
+                )
+            })
+            .await?;
         let truncated = entries.len() > limit;
         entries.truncate(limit);
         Ok(Response::new(ListAuditResponse {
@@ -318,13 +528,46 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<VerifyAuditRequest>,
     ) -> Result<Response<VerifyAuditResponse>, Status> {
-        self.reader(&request, "verify_audit", "").await?;
-        let v = self.app.audit_verify().await?;
+        let admin = self.admin(&request, Permission::Read, "audit log").await?;
+        let texts = &request.get_ref().checkpoints;
+        if texts.len() > MAX_PER_VERIFICATION {
+            return Err(Status::invalid_argument(format!(
+                "{} checkpoints in one verification: send at most {MAX_PER_VERIFICATION} (wardctl picks the newest and a spread of the older ones)",
+                texts.len()
+            )));
+        }
+        let checkpoints = texts
+            .iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.parse::<Checkpoint>()
+                    .map_err(|e| Status::invalid_argument(format!("checkpoint {}: {e}", i + 1)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let result = self.app.audit_verify(&checkpoints).await;
+        let v = self
+            .read(&admin, "verify_audit", "audit log", result, |v| {
+                (
+                    "audit log".into(),
+                    json!({ "checkpoints": checkpoints.len(), "ok": v.ok }),
+                )
+            })
+            .await?;
         Ok(Response::new(VerifyAuditResponse {
             ok: v.ok,
             entries: v.entries,
             first_bad_seq: v.first_bad_seq.unwrap_or(0),
             problem: v.problem.unwrap_or_default(),
+            problems: v
+                .problems
+                .into_iter()
+                .map(|p| AuditProblem {
+                    seq: p.seq.unwrap_or(0),
+                    text: p.text,
+                })
+                .collect(),
+            checkpoints: v.checkpoints,
+            chain: v.chain.unwrap_or_default(),
         }))
     }
 
@@ -332,7 +575,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<OffboardUserRequest>,
     ) -> Result<Response<OffboardReport>, Status> {
-        let actor = self.admin(&request, Permission::Offboard).await?;
+        let user = request.get_ref().user.clone();
+        let actor = self.admin(&request, Permission::Offboard, &user).await?;
         let req = request.into_inner();
         let report = self
             .app
@@ -347,8 +591,17 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<GetOffboardReportRequest>,
     ) -> Result<Response<OffboardReport>, Status> {
-        self.reader(&request, "get_offboard_report", "").await?;
-        let report = self.app.offboard_report(&request.get_ref().user).await?;
+        let user = request.get_ref().user.clone();
+        let admin = self.admin(&request, Permission::Read, &user).await?;
+        let result = self.app.offboard_report(&user).await;
+        let report = self
+            .read(&admin, "get_offboard_report", &user, result, |r| {
+                (
+                    r.user.to_string(),
+                    json!({ "devices": r.devices.len(), "complete": r.complete() }),
+                )
+            })
+            .await?;
         Ok(Response::new(super::convert::offboard_report_to_wire(
             &report,
         )))
@@ -358,7 +611,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<MarkLostRequest>,
     ) -> Result<Response<MarkLostResponse>, Status> {
-        let actor = self.admin(&request, Permission::Revoke).await?;
+        let device = request.get_ref().device_id.clone();
+        let actor = self.admin(&request, Permission::Revoke, &device).await?;
         let req = request.into_inner();
         let (lock, wipe) = self
             .app
@@ -374,7 +628,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<DisableDeviceRequest>,
     ) -> Result<Response<DeviceCommandResponse>, Status> {
-        let actor = self.admin(&request, Permission::Disable).await?;
+        let device = request.get_ref().device_id.clone();
+        let actor = self.admin(&request, Permission::Disable, &device).await?;
         let req = request.into_inner();
         let done = self
             .app
@@ -387,7 +642,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<EnableDeviceRequest>,
     ) -> Result<Response<DeviceCommandResponse>, Status> {
-        let actor = self.admin(&request, Permission::Disable).await?;
+        let device = request.get_ref().device_id.clone();
+        let actor = self.admin(&request, Permission::Disable, &device).await?;
         let req = request.into_inner();
         let done = self
             .app
@@ -400,7 +656,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<RetireDeviceRequest>,
     ) -> Result<Response<DeviceCommandResponse>, Status> {
-        let actor = self.admin(&request, Permission::Retire).await?;
+        let device = request.get_ref().device_id.clone();
+        let actor = self.admin(&request, Permission::Retire, &device).await?;
         let req = request.into_inner();
         let done = self
             .app
@@ -413,12 +670,102 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ApproveCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        let actor = self.admin(&request, Permission::Approve).await?;
+        let id = request.get_ref().command_id.clone();
+        let actor = self.admin(&request, Permission::Approve, &id).await?;
         let command = self
             .app
             .approve_command(&actor, &request.get_ref().command_id)
             .await?;
         Ok(Response::new(command_to_wire(&command)))
+    }
+
+    async fn list_enrollment_tokens(
+        &self,
+        request: Request<ListEnrollmentTokensRequest>,
+    ) -> Result<Response<ListEnrollmentTokensResponse>, Status> {
+        let user = request.get_ref().user.clone();
+        let scope = if user.is_empty() {
+            "tokens".to_owned()
+        } else {
+            user.clone()
+        };
+        let admin = self.admin(&request, Permission::Read, &scope).await?;
+        let result = self
+            .app
+            .list_tokens((!user.is_empty()).then_some(user.as_str()))
+            .await;
+        let tokens = self
+            .read(&admin, "list_enrollment_tokens", &scope, result, |tokens| {
+                (scope.clone(), json!({ "tokens": tokens.len() }))
+            })
+            .await?;
+        Ok(Response::new(ListEnrollmentTokensResponse {
+            tokens: tokens.iter().map(token_to_wire).collect(),
+        }))
+    }
+
+    async fn revoke_enrollment_tokens(
+        &self,
+        request: Request<RevokeEnrollmentTokensRequest>,
+    ) -> Result<Response<RevokeEnrollmentTokensResponse>, Status> {
+        let target = {
+            let req = request.get_ref();
+            if req.token_id.is_empty() {
+                req.user.clone()
+            } else {
+                "enrollment token".to_owned()
+            }
+        };
+        let actor = self.admin(&request, Permission::Enroll, &target).await?;
+        let req = request.into_inner();
+        let selection = match (req.token_id.is_empty(), req.user.is_empty()) {
+            (false, true) => TokenSelection::Id(&req.token_id),
+            (true, false) => TokenSelection::User(&req.user),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "name either one token (its id) or a user, not both and not neither",
+                ));
+            }
+        };
+        let revoked = self
+            .app
+            .withdraw_tokens(&actor, selection, &req.reason)
+            .await?;
+        Ok(Response::new(RevokeEnrollmentTokensResponse {
+            revoked: revoked.iter().map(token_to_wire).collect(),
+        }))
+    }
+
+    async fn who_am_i(
+        &self,
+        request: Request<WhoAmIRequest>,
+    ) -> Result<Response<WhoAmIResponse>, Status> {
+        let admin = self.admin(&request, Permission::Read, "self").await?;
+        let me = admin.clone();
+        let admin = self
+            .read(&me, "who_am_i", "self", Ok::<_, AppError>(admin), |a| {
+                (format!("admin {}", a.name), json!({}))
+            })
+            .await?;
+        Ok(Response::new(WhoAmIResponse {
+            name: admin.name.to_string(),
+            role: super::convert::role_to_wire(admin.role) as i32,
+            permissions: Permission::ALL
+                .iter()
+                .filter(|p| admin.role.allows(**p))
+                .map(|p| p.name().to_owned())
+                .collect(),
+        }))
+    }
+}
+
+fn token_to_wire(t: &crate::core::TokenRecord) -> EnrollmentTokenInfo {
+    EnrollmentTokenInfo {
+        id: t.hash.id(),
+        user: t.user.to_string(),
+        created_at_unix_ms: t.created_at.unix_ms(),
+        expires_at_unix_ms: t.expires_at.unix_ms(),
+        created_by: t.created_by.clone(),
     }
 }
 

@@ -10,6 +10,9 @@ use crate::core::{
     Device, DeviceFacts, DeviceState, PolicyChanges, StoredPolicy, WipeScope,
 };
 
+/// How long a shed caller is told to wait before it tries again.
+const RETRY_PUSHBACK_MS: u32 = 2000;
+
 impl From<AppError> for Status {
     fn from(e: AppError) -> Self {
         match e {
@@ -19,6 +22,14 @@ impl From<AppError> for Status {
             AppError::PermissionDenied(m) => Status::permission_denied(m),
             AppError::FailedPrecondition(m) => Status::failed_precondition(m),
             AppError::AlreadyExists(m) => Status::already_exists(m),
+            AppError::Unavailable(m) => {
+                let mut status = Status::unavailable(m);
+                // gRPC's retry pushback: clients that honour it wait this long.
+                status
+                    .metadata_mut()
+                    .insert("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS.into());
+                status
+            }
             AppError::Internal(m) => {
                 error!(error = %m, "internal error");
                 Status::internal("internal error in the controller; its log has the details")
@@ -100,11 +111,39 @@ pub fn role_to_wire(role: AdminRole) -> v1::AdminRole {
 }
 
 pub fn admin_to_wire(a: &Admin) -> v1::Admin {
+    let revoked = a.revoked.as_ref();
     v1::Admin {
         name: a.name.to_string(),
         role: role_to_wire(a.role) as i32,
         created_at_unix_ms: a.created_at.unix_ms(),
         created_by: a.created_by.clone(),
+        approved_by: a.approved_by.clone().unwrap_or_default(),
+        state: if revoked.is_some() {
+            "revoked"
+        } else {
+            "active"
+        }
+        .into(),
+        expires_at_unix_ms: a.expires_at.map_or(0, |t| t.unix_ms()),
+        break_glass: a.break_glass,
+        revoked_at_unix_ms: revoked.map_or(0, |r| r.at.unix_ms()),
+        revoked_by: revoked.map(|r| r.by.clone()).unwrap_or_default(),
+        revoke_reason: revoked.map(|r| r.reason.clone()).unwrap_or_default(),
+        certificate_by: a.certificate_by.clone().unwrap_or_default(),
+    }
+}
+
+pub fn admin_request_to_wire(r: &crate::core::admins::AdminRequest) -> v1::AdminRequest {
+    v1::AdminRequest {
+        id: r.id.clone(),
+        kind: r.kind.as_str().into(),
+        name: r.name.to_string(),
+        role: role_to_wire(r.role) as i32,
+        requested_by: r.requested_by.clone(),
+        requested_at_unix_ms: r.requested_at.unix_ms(),
+        expires_at_unix_ms: r.expires_at.unix_ms(),
+        approved_by: r.approved_by.clone().unwrap_or_default(),
+        approved_at_unix_ms: r.approved_at.map_or(0, |t| t.unix_ms()),
     }
 }
 
@@ -258,6 +297,7 @@ pub fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
         min_agent_version: policy.min_agent_version.clone(),
         check_actions: super::convert_posture::check_actions_to_wire(policy),
         wipe_grace_seconds: policy.wipe_grace_seconds,
+        overridden: p.overridden.iter().map(|f| (*f).to_owned()).collect(),
     }
 }
 
@@ -364,6 +404,13 @@ pub fn offboard_report_to_wire(r: &crate::app::offboard::OffboardReport) -> v1::
                         command_state_to_wire(c.state)
                     }) as i32,
                 receipt_verified: d.succeeded(),
+                key_protection: d
+                    .command
+                    .as_ref()
+                    .and_then(|c| c.receipt.as_ref())
+                    .and_then(crate::core::Receipt::key_protection)
+                    .map(|k| k.as_str().to_owned())
+                    .unwrap_or_default(),
                 revoked: d.device.state != DeviceState::Active,
                 created_at_unix_ms: d.command.as_ref().map_or(0, |c| c.created_at.unix_ms()),
                 finished_at_unix_ms: d

@@ -86,10 +86,11 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
         request: Request<EnrollRequest>,
     ) -> Result<Response<EnrollResponse>, Status> {
         self.limit(&request)?;
+        let client = request.remote_addr().map(|a| a.ip());
         let req = request.into_inner();
         let enrolled = self
             .app
-            .enroll(&req.token, &req.csr_der, facts_from_wire(req.facts))
+            .enroll(&req.token, &req.csr_der, facts_from_wire(req.facts), client)
             .await?;
         Ok(Response::new(EnrollResponse {
             device_id: enrolled.device_id.to_string(),

@@ -12,15 +12,22 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 use tracing::{debug, warn};
 
+use crate::connections::{Connections, CuttableStream};
+
 /// How long a client has to complete the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A stream of established TLS connections for tonic's `serve_with_incoming`.
+/// An established connection, cut when its client certificate is revoked.
+pub type Connection = CuttableStream<TlsStream<TcpStream>>;
+
+/// A stream of established TLS connections for tonic's `serve_with_incoming`, each tracked in
+/// `connections` by the serial of its client certificate.
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     mut stop: watch::Receiver<bool>,
-) -> ReceiverStream<io::Result<TlsStream<TcpStream>>> {
+    connections: Arc<Connections>,
+) -> ReceiverStream<io::Result<Connection>> {
     let (tx, rx) = mpsc::channel(256);
     let acceptor = TlsAcceptor::from(tls);
     tokio::spawn(async move {
@@ -32,10 +39,21 @@ pub fn incoming(
             match accepted {
                 Ok((tcp, peer)) => {
                     let (acceptor, tx) = (acceptor.clone(), tx.clone());
+                    let connections = connections.clone();
                     tokio::spawn(async move {
                         let _ = tcp.set_nodelay(true);
                         match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                             Ok(Ok(stream)) => {
+                                let serial = stream
+                                    .get_ref()
+                                    .1
+                                    .peer_certificates()
+                                    .and_then(|chain| chain.first())
+                                    .and_then(|leaf| ward_certs::tls::serial_of(leaf));
+                                let stream = match serial {
+                                    Some(serial) => connections.track(&serial, stream),
+                                    None => Connections::untracked(stream),
+                                };
                                 let _ = tx.send(Ok(stream)).await;
                             }
                             Ok(Err(e)) => debug!(%peer, error = %e, "TLS handshake failed"),

@@ -101,7 +101,7 @@ pub fn start(
     })?;
     let (shutdown_tx, shutdown_rx) = oneshot::channel::<()>();
     let (stop_accepting_tx, stop_accepting_rx) = tokio::sync::watch::channel(false);
-    let incoming = listener::incoming(tcp, Arc::new(tls), stop_accepting_rx);
+    let incoming = listener::incoming(tcp, Arc::new(tls), stop_accepting_rx, app.connections());
 
     let enrollment = EnrollmentServiceServer::new(enrollment::EnrollmentApi::new(app.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES);

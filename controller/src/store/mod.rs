@@ -1,21 +1,31 @@
 //! Persistence behind one trait. SQLite is the embedded default; every implementation must
 //! commit before it returns, so an answer to a client is never ahead of the disk.
 
-mod postgres;
+mod memory;
 mod rows;
-mod sqlite;
+mod sql;
+pub mod tx;
+pub mod writer;
+
+use std::sync::Arc;
 
 use async_trait::async_trait;
+use futures::future::BoxFuture;
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use memory::MemoryStore;
+pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
+use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, Policy, PolicyScope, StoredPolicy, Timestamp, TokenHash,
+    DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
     TokenRecord, TokenStatus, UserEmail,
 };
 use ward_certs::AdminName;
+
+use self::tx::Tx;
+use self::writer::Priority::{High, Sheddable};
+pub use self::writer::{BatchSettings, Priority, Writer};
 
 /// What one controller replica tells the others through the database (PostgreSQL
 /// `LISTEN/NOTIFY`). A lost announcement only delays: streams and the revocation list are
@@ -26,6 +36,8 @@ pub enum Announcement {
     DeviceWork(DeviceId),
     /// The device was revoked.
     Revoked(DeviceId),
+    /// Certificates other than a device's were revoked (an admin's): reload the list.
+    RevocationsChanged,
     /// A policy changed for possibly many devices.
     PolicyChanged,
 }
@@ -35,6 +47,7 @@ impl Announcement {
         match self {
             Announcement::DeviceWork(id) => format!("work:{id}"),
             Announcement::Revoked(id) => format!("revoked:{id}"),
+            Announcement::RevocationsChanged => "revocations".into(),
             Announcement::PolicyChanged => "policy".into(),
         }
     }
@@ -44,6 +57,7 @@ impl Announcement {
             Some(("work", id)) => id.parse().ok().map(Announcement::DeviceWork),
             Some(("revoked", id)) => id.parse().ok().map(Announcement::Revoked),
             None if text == "policy" => Some(Announcement::PolicyChanged),
+            None if text == "revocations" => Some(Announcement::RevocationsChanged),
             _ => None,
         }
     }
@@ -58,20 +72,67 @@ pub type HeadSigner<'a> = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'a;
 /// Checks a head signature (message, signature) against the controller's key.
 pub type HeadVerifier<'a> = dyn Fn(&[u8], &[u8]) -> bool + Send + Sync + 'a;
 
+/// The key that signs the audit head (the controller's).
+pub trait HeadKey: Send + Sync {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError>;
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool;
+}
+
+/// What the writer needs to append the audit entries its batches record: the controller's
+/// key, and someone to tell what was appended (damage found, entries counted for the next
+/// checkpoint). Set once the controller's key is loaded ([`Store::keep_audit_with`]).
+pub trait AuditKeeper: HeadKey + std::fmt::Debug {
+    /// `entries` were appended in one batch; `chain_break` is the damage the append found and
+    /// recorded, with the sequence number of its `audit.break` entry.
+    fn appended(&self, entries: u64, chain_break: Option<(&crate::core::audit::ChainBreak, u64)>);
+}
+
+/// Where a store's writer finds its [`AuditKeeper`].
+pub type AuditKeeperSlot = Arc<std::sync::OnceLock<Arc<dyn AuditKeeper>>>;
+
+/// A [`HeadKey`] made of the two closures [`Store::append_audit`] takes.
+pub(crate) struct ClosureKey<'a, 'b> {
+    pub sign: &'a HeadSigner<'b>,
+    pub verify_head: &'a HeadVerifier<'b>,
+}
+
+impl HeadKey for ClosureKey<'_, '_> {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let signature = (self.sign)(message);
+        if signature.is_empty() {
+            return Err(StoreError::Database(
+                "the audit head could not be signed".into(),
+            ));
+        }
+        Ok(signature)
+    }
+
+    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
+        (self.verify_head)(message, signature)
+    }
+}
+
 /// Which audit entries to list.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
     pub since: Option<Timestamp>,
     pub actor: Option<String>,
     pub target: Option<String>,
+    /// Only entries before this time.
+    pub until: Option<Timestamp>,
+    /// Only the device's trail: entries targeted at it or at one of its commands.
+    pub device: Option<DeviceId>,
     /// Only entries with a greater sequence number (paging).
     pub after_seq: Option<u64>,
     /// At most this many entries; `None`: all.
     pub limit: Option<u32>,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The writer is further behind than a sheddable call may wait: try again later.
+    #[error("the controller is busy; try again shortly")]
+    Overloaded,
     #[error("{0} already exists")]
     AlreadyExists(String),
     #[error("stored data is inconsistent: {0}")]
@@ -101,61 +162,51 @@ pub enum PostureField {
     Enforcement,
 }
 
+/// The store: reads of committed state, and writes through its [`Writer`] (group commit).
+///
+/// The write methods below are single-operation jobs; an operation that changes several
+/// things, or a change with its audit entry, runs as one job through [`Store::write`] so it
+/// commits all together or not at all.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError>;
+    /// The writer every change goes through.
+    fn writer(&self) -> &Writer;
+
+    // ----- reads ------------------------------------------------------------------------
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
-
-    /// Atomically: if the token exists, is unused and unexpired at `now`, mark it used by the
-    /// new device, insert the device for the token's user and record its certificate. Of any
-    /// number of concurrent redemptions of one token, exactly one returns `Enrolled`.
-    async fn redeem_token(
-        &self,
-        hash: &TokenHash,
-        now: Timestamp,
-        device: &NewDevice,
-    ) -> Result<Redemption, StoreError>;
 
     async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError>;
 
     async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError>;
 
-    /// Updates the facts and last-seen time; false if the device does not exist.
-    async fn record_check_in(
-        &self,
-        id: DeviceId,
-        facts: &DeviceFacts,
-        now: Timestamp,
-    ) -> Result<bool, StoreError>;
-
-    /// Registers an admin and its first certificate; `AlreadyExists` if the name is taken.
-    async fn insert_admin(
-        &self,
-        admin: &Admin,
-        certificate: &CertificateRecord,
-    ) -> Result<(), StoreError>;
-
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
 
     async fn list_admins(&self) -> Result<Vec<Admin>, StoreError>;
 
-    async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    /// The open (unused, unexpired) request for the name.
+    async fn admin_request(
+        &self,
+        name: &AdminName,
+        now: Timestamp,
+    ) -> Result<Option<AdminRequest>, StoreError>;
 
-    /// Inserts a new command, unless one with the same idempotency key exists: then that one
-    /// is returned and `false` says nothing was inserted.
-    async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError>;
+    /// Every open request, by name.
+    async fn list_admin_requests(&self, now: Timestamp) -> Result<Vec<AdminRequest>, StoreError>;
+
+    async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError>;
 
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError>;
 
-    /// Makes the user's unused, unexpired enrollment tokens expire now; returns how many.
-    async fn expire_unused_tokens(
+    /// The tokens that could still enroll a device at `now` (unused, unexpired), optionally
+    /// of one user, oldest first.
+    async fn list_usable_tokens(
         &self,
-        user: &UserEmail,
+        user: Option<&UserEmail>,
         now: Timestamp,
-    ) -> Result<u64, StoreError>;
+    ) -> Result<Vec<TokenRecord>, StoreError>;
 
     /// Commands, newest first, optionally for one device and in one state.
     async fn list_commands(
@@ -167,97 +218,13 @@ pub trait Store: Send + Sync + 'static {
     /// The device's commands that have not reached a terminal state, oldest first.
     async fn unfinished_commands(&self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
 
-    /// Writes `next` if the stored command is still in state `expected`; false otherwise (a
-    /// concurrent change won, and the caller re-reads and re-applies its event).
-    async fn update_command(
-        &self,
-        expected: CommandState,
-        next: &Command,
-    ) -> Result<bool, StoreError>;
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError>;
 
-    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<StoredPolicy>, StoreError>;
-
-    /// Stores the policy for `scope` with a new revision, higher than every earlier one.
-    async fn put_policy(
-        &self,
-        scope: &PolicyScope,
-        policy: &Policy,
-        updated_by: &str,
-        now: Timestamp,
-    ) -> Result<StoredPolicy, StoreError>;
-
-    /// Removes a policy; false if there was none.
-    async fn delete_policy(&self, scope: &PolicyScope) -> Result<bool, StoreError>;
-
-    /// Records a device's judged compliance report; false if the device does not exist.
-    async fn record_compliance(
-        &self,
-        device: DeviceId,
-        compliance: &Compliance,
-    ) -> Result<bool, StoreError>;
-
-    /// Marks the device revoked and revokes every certificate issued to it. Returns the
-    /// serials newly revoked, or `None` if the device does not exist.
-    async fn revoke_device(
-        &self,
-        device: DeviceId,
-        now: Timestamp,
-    ) -> Result<Option<Vec<String>>, StoreError>;
-
-    /// Records a renewed certificate (and possibly new key) for a device.
-    async fn record_renewal(
-        &self,
-        device: DeviceId,
-        certificate: &CertificateRecord,
-        public_key_der: &[u8],
-    ) -> Result<(), StoreError>;
+    /// Every stored policy rule: the default and the users' overrides.
+    async fn list_policies(&self) -> Result<Vec<PolicyRule>, StoreError>;
 
     /// Serials of every revoked certificate that has not expired by `now`.
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
-
-    /// Writes one of the device's posture columns (JSON; `None` clears it); false if the
-    /// device does not exist.
-    async fn set_device_posture(
-        &self,
-        device: DeviceId,
-        field: PostureField,
-        json: Option<&str>,
-    ) -> Result<bool, StoreError>;
-
-    /// Compare-and-set of one posture column: writes `json` only if the column still holds
-    /// `expected` (`None`: NULL). False if it did not (or the device does not exist).
-    async fn swap_device_posture(
-        &self,
-        device: DeviceId,
-        field: PostureField,
-        expected: Option<&str>,
-        json: Option<&str>,
-    ) -> Result<bool, StoreError>;
-
-    /// Sets the device's lifecycle state; false if the device does not exist.
-    async fn set_device_state(
-        &self,
-        device: DeviceId,
-        state: DeviceState,
-    ) -> Result<bool, StoreError>;
-
-    /// Records that the device's offline timer wiped its messaging data.
-    async fn record_offline_wipe(
-        &self,
-        device: DeviceId,
-        wipe: &crate::core::OfflineWipe,
-        receipt: &ward_certs::receipt::SignedReceipt,
-    ) -> Result<bool, StoreError>;
-
-    /// Appends an audit entry chained to the last one and re-signs the head, atomically;
-    /// concurrent appends form one linear chain.
-    async fn append_audit(
-        &self,
-        event: &crate::core::audit::AuditEvent,
-        at: Timestamp,
-        sign: &HeadSigner<'_>,
-        verify_head: &HeadVerifier<'_>,
-    ) -> Result<crate::core::audit::AuditEntry, StoreError>;
 
     async fn list_audit(
         &self,
@@ -269,13 +236,403 @@ pub trait Store: Send + Sync + 'static {
     /// How many commands are in each state.
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError>;
 
+    /// Appends an audit entry where `core::audit::plan_append` says (after the table's last
+    /// row, behind an `audit.break` entry when the head does not match it) and re-signs the
+    /// head, atomically; concurrent appends form one linear chain. A genesis event on a log
+    /// that already has entries is `AlreadyExists`.
+    async fn append_audit(
+        &self,
+        event: &crate::core::audit::AuditEvent,
+        at: Timestamp,
+        sign: &HeadSigner<'_>,
+        verify_head: &HeadVerifier<'_>,
+    ) -> Result<crate::core::audit::Appended, StoreError>;
+
+    /// Where the writer finds the audit keeper; see [`Store::keep_audit_with`].
+    fn audit_keeper(&self) -> &AuditKeeperSlot;
+
+    /// Gives the writer the controller's key for the audit head (once; later calls are
+    /// ignored). Until then a job that records an audit entry fails its batch.
+    fn keep_audit_with(&self, keeper: Arc<dyn AuditKeeper>) {
+        let _ = self.audit_keeper().set(keeper);
+    }
+
+    /// Appends an audit entry through the writer: chained with the other entries of its
+    /// batch, the head signed once for the batch.
+    async fn audit(
+        &self,
+        event: &crate::core::audit::AuditEvent,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let event = event.clone();
+        tx::write(self.writer(), High, move |tx| {
+            tx.audit(event.clone(), at);
+            Box::pin(async { Ok(()) })
+        })
+        .await
+    }
+
+    // ----- replicas ---------------------------------------------------------------------
+
     /// Tells other replicas about `event`. Single-process stores have no one to tell.
     async fn announce(&self, _event: Announcement) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    /// Tells other replicas about many events at once (a bulk action): as few messages as
+    /// the channel allows, not one per event.
+    async fn announce_all(&self, events: &[Announcement]) -> Result<(), StoreError> {
+        for event in events {
+            self.announce(*event).await?;
+        }
         Ok(())
     }
 
     /// Starts listening for other replicas' announcements; `None` for single-process stores.
     async fn listen(&self) -> Result<Option<Announcements>, StoreError> {
         Ok(None)
+    }
+
+    // ----- writes -----------------------------------------------------------------------
+
+    async fn insert_token(&self, token: &TokenRecord) -> Result<(), StoreError> {
+        let token = token.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let token = token.clone();
+            Box::pin(async move { tx.insert_token(&token).await })
+        })
+        .await
+    }
+
+    /// Atomically: if the token exists, is unused and unexpired at `now`, mark it used by the
+    /// new device, insert the device for the token's user and record its certificate. Of any
+    /// number of concurrent redemptions of one token, exactly one returns `Enrolled`.
+    async fn redeem_token(
+        &self,
+        hash: &TokenHash,
+        now: Timestamp,
+        device: &NewDevice,
+    ) -> Result<Redemption, StoreError> {
+        let (hash, device) = (*hash, device.clone());
+        tx::write(self.writer(), High, move |tx| {
+            let device = device.clone();
+            Box::pin(async move {
+                Ok(match tx.redeem_token(&hash, now, &device).await? {
+                    Some(user) => Redemption::Enrolled { user },
+                    None => match tx.token(&hash).await? {
+                        None => Redemption::Unknown,
+                        Some(token) => Redemption::Refused(token.status(now)),
+                    },
+                })
+            })
+        })
+        .await
+    }
+
+    /// Updates the facts and last-seen time; false if the device does not exist.
+    async fn record_check_in(
+        &self,
+        id: DeviceId,
+        facts: &DeviceFacts,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let facts = facts.clone();
+        tx::write(self.writer(), Sheddable, move |tx| {
+            let facts = facts.clone();
+            Box::pin(async move { tx.record_check_in(id, &facts, now).await })
+        })
+        .await
+    }
+
+    /// Registers an admin and its first certificate; `AlreadyExists` if the name is taken.
+    async fn insert_admin(
+        &self,
+        admin: &Admin,
+        certificate: &CertificateRecord,
+    ) -> Result<(), StoreError> {
+        let (admin, certificate) = (admin.clone(), certificate.clone());
+        tx::write(self.writer(), High, move |tx| {
+            let (admin, certificate) = (admin.clone(), certificate.clone());
+            Box::pin(async move {
+                if tx.insert_admin(&admin, &certificate).await? {
+                    Ok(())
+                } else {
+                    Err(StoreError::AlreadyExists(format!("admin {}", admin.name)))
+                }
+            })
+        })
+        .await
+    }
+
+    /// Inserts a new command, unless one with the same idempotency key exists: then that one
+    /// is returned and `false` says nothing was inserted.
+    async fn insert_command(&self, command: &Command) -> Result<(Command, bool), StoreError> {
+        let command = command.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let command = command.clone();
+            Box::pin(async move { tx.insert_command(&command).await })
+        })
+        .await
+    }
+
+    /// Makes one token expire now if it is still usable; false if it was not (used, expired
+    /// or unknown).
+    async fn expire_token(&self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError> {
+        let hash = *hash;
+        tx::write(self.writer(), High, move |tx| {
+            Box::pin(async move { tx.expire_token(&hash, now).await })
+        })
+        .await
+    }
+
+    /// Withdraws the user's unused enrollment tokens (offboarding): refused from now on, even
+    /// by a redemption already under way. Returns how many had not expired yet.
+    async fn expire_unused_tokens(
+        &self,
+        user: &UserEmail,
+        now: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let user = user.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let user = user.clone();
+            Box::pin(async move { tx.expire_unused_tokens(&user, now).await })
+        })
+        .await
+    }
+
+    /// Writes `next` if the stored command is still in state `expected`; false otherwise (a
+    /// concurrent change won, and the caller re-reads and re-applies its event).
+    async fn update_command(
+        &self,
+        expected: CommandState,
+        next: &Command,
+    ) -> Result<bool, StoreError> {
+        let next = next.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let next = next.clone();
+            Box::pin(async move { tx.update_command(expected, &next).await })
+        })
+        .await
+    }
+
+    /// Stores the policy for `scope` with a new revision, higher than every earlier one.
+    async fn put_policy(
+        &self,
+        scope: &PolicyScope,
+        body: &PolicyBody,
+        updated_by: &str,
+        now: Timestamp,
+    ) -> Result<PolicyRule, StoreError> {
+        let (scope, body, by) = (scope.clone(), body.clone(), updated_by.to_owned());
+        tx::write(self.writer(), High, move |tx| {
+            let (scope, body, by) = (scope.clone(), body.clone(), by.clone());
+            Box::pin(async move { tx.put_policy(&scope, &body, &by, now).await })
+        })
+        .await
+    }
+
+    /// Removes a policy; false if there was none.
+    async fn delete_policy(&self, scope: &PolicyScope) -> Result<bool, StoreError> {
+        let scope = scope.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let scope = scope.clone();
+            Box::pin(async move { tx.delete_policy(&scope).await })
+        })
+        .await
+    }
+
+    /// Records a device's judged compliance report; false if the device does not exist.
+    async fn record_compliance(
+        &self,
+        device: DeviceId,
+        compliance: &Compliance,
+    ) -> Result<bool, StoreError> {
+        let compliance = compliance.clone();
+        tx::write(self.writer(), Sheddable, move |tx| {
+            let compliance = compliance.clone();
+            Box::pin(async move { tx.record_compliance(device, &compliance).await })
+        })
+        .await
+    }
+
+    /// Marks the device revoked and revokes every certificate issued to it. Returns the
+    /// serials newly revoked, or `None` if the device does not exist.
+    async fn revoke_device(
+        &self,
+        device: DeviceId,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        tx::write(self.writer(), High, move |tx| {
+            Box::pin(async move { tx.revoke_device(device, now).await })
+        })
+        .await
+    }
+
+    /// Records a renewed certificate (and possibly new key) for a device.
+    async fn record_renewal(
+        &self,
+        device: DeviceId,
+        certificate: &CertificateRecord,
+        public_key_der: &[u8],
+    ) -> Result<(), StoreError> {
+        let (certificate, key) = (certificate.clone(), public_key_der.to_vec());
+        tx::write(self.writer(), High, move |tx| {
+            let (certificate, key) = (certificate.clone(), key.clone());
+            Box::pin(async move { tx.record_renewal(device, &certificate, &key).await })
+        })
+        .await
+    }
+
+    /// Writes one of the device's posture columns (JSON; `None` clears it); false if the
+    /// device does not exist.
+    async fn set_device_posture(
+        &self,
+        device: DeviceId,
+        field: PostureField,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let json = json.map(str::to_owned);
+        tx::write(self.writer(), High, move |tx| {
+            let json = json.clone();
+            Box::pin(async move { tx.set_device_posture(device, field, json.as_deref()).await })
+        })
+        .await
+    }
+
+    /// Compare-and-set of one posture column: writes `json` only if the column still holds
+    /// `expected` (`None`: NULL). False if it did not (or the device does not exist).
+    async fn swap_device_posture(
+        &self,
+        device: DeviceId,
+        field: PostureField,
+        expected: Option<&str>,
+        json: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let (expected, json) = (expected.map(str::to_owned), json.map(str::to_owned));
+        tx::write(self.writer(), High, move |tx| {
+            let (expected, json) = (expected.clone(), json.clone());
+            Box::pin(async move {
+                tx.swap_device_posture(device, field, expected.as_deref(), json.as_deref())
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Sets the device's lifecycle state; false if the device does not exist.
+    async fn set_device_state(
+        &self,
+        device: DeviceId,
+        state: DeviceState,
+    ) -> Result<bool, StoreError> {
+        tx::write(self.writer(), High, move |tx| {
+            Box::pin(async move { tx.set_device_state(device, state).await })
+        })
+        .await
+    }
+
+    /// Records that the device's offline timer wiped its messaging data.
+    async fn record_offline_wipe(
+        &self,
+        device: DeviceId,
+        wipe: &crate::core::OfflineWipe,
+        receipt: &ward_certs::receipt::SignedReceipt,
+    ) -> Result<bool, StoreError> {
+        let (wipe, receipt) = (wipe.clone(), receipt.clone());
+        tx::write(self.writer(), High, move |tx| {
+            let (wipe, receipt) = (wipe.clone(), receipt.clone());
+            Box::pin(async move { tx.record_offline_wipe(device, &wipe, &receipt).await })
+        })
+        .await
+    }
+
+    /// Gives admin `name` the new `certificate`, asked for by `certificate_by` (`None`: by the
+    /// admin itself), and revokes its other certificates, atomically. `None` when there is no
+    /// such admin or it is revoked; else the serials revoked.
+    async fn renew_admin(
+        &self,
+        name: &AdminName,
+        certificate: &CertificateRecord,
+        certificate_by: Option<&str>,
+        now: Timestamp,
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        let (name, certificate) = (name.clone(), certificate.clone());
+        let by = certificate_by.map(str::to_owned);
+        tx::write(self.writer(), High, move |tx| {
+            let (name, certificate, by) = (name.clone(), certificate.clone(), by.clone());
+            Box::pin(async move {
+                tx.renew_admin(&name, &certificate, by.as_deref(), now)
+                    .await
+            })
+        })
+        .await
+    }
+
+    /// Revokes admin `name` and every certificate it has, unless it is the last active
+    /// identity with role `admin` (checked and changed atomically, across replicas too).
+    async fn revoke_admin(
+        &self,
+        name: &AdminName,
+        by: &str,
+        reason: &str,
+        now: Timestamp,
+    ) -> Result<RevokeOutcome, StoreError> {
+        let (name, by, reason) = (name.clone(), by.to_owned(), reason.to_owned());
+        tx::write(self.writer(), High, move |tx| {
+            let (name, by, reason) = (name.clone(), by.clone(), reason.clone());
+            Box::pin(async move { tx.revoke_admin(&name, &by, &reason, now).await })
+        })
+        .await
+    }
+
+    /// The open request for `request.name` if there is one, else `request`, now stored.
+    async fn open_admin_request(
+        &self,
+        request: &AdminRequest,
+        now: Timestamp,
+    ) -> Result<AdminRequest, StoreError> {
+        let request = request.clone();
+        tx::write(self.writer(), High, move |tx| {
+            let request = request.clone();
+            Box::pin(async move { tx.open_admin_request(&request, now).await })
+        })
+        .await
+    }
+
+    /// Approves the open request `id`; false when it is no longer open or already approved.
+    async fn approve_admin_request(
+        &self,
+        id: &str,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (id, by) = (id.to_owned(), by.to_owned());
+        tx::write(self.writer(), High, move |tx| {
+            let (id, by) = (id.clone(), by.clone());
+            Box::pin(async move { tx.approve_admin_request(&id, &by, now).await })
+        })
+        .await
+    }
+
+    /// Uses the approved request `id` (once); false when it is not approved, used or expired.
+    async fn use_admin_request(&self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let id = id.to_owned();
+        tx::write(self.writer(), High, move |tx| {
+            let id = id.clone();
+            Box::pin(async move { tx.use_admin_request(&id, now).await })
+        })
+        .await
+    }
+}
+
+impl dyn Store {
+    /// Runs `job` in the writer's transaction and answers after the commit that holds it.
+    pub async fn write<T, E, F>(&self, priority: Priority, job: F) -> Result<T, E>
+    where
+        F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, E>> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        tx::write(self.writer(), priority, job).await
     }
 }

@@ -1,18 +1,19 @@
-//! Turning rows into domain records, shared by the SQLite and PostgreSQL stores: the two
-//! differ in SQL (placeholders, locking), not in what a row means.
+//! Turning rows into domain records. Rows come through sqlx's `Any` driver from SQLite or
+//! PostgreSQL alike; the one difference that shows here is booleans (SQLite keeps them as
+//! integers), which [`Columns::opt_bool`] reads either way.
 
 use std::str::FromStr;
 
 use sqlx::Row;
-use sqlx::postgres::PgRow;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 use ward_certs::AdminName;
 
 use super::StoreError;
+use crate::core::admins::{AdminRequest, AdminRevocation};
 use crate::core::audit::AuditEntry;
 use crate::core::{
     Admin, AdminRole, CertificateRecord, Command, CommandKind, Compliance, ComplianceCheck, Device,
-    DeviceFacts, DeviceId, DeviceState, OfflineWipe, Policy, Receipt, StoredPolicy, Timestamp,
+    DeviceFacts, DeviceId, DeviceState, OfflineWipe, PolicyBody, PolicyRule, Receipt, Timestamp,
     TokenHash, TokenRecord, WipeScope,
 };
 
@@ -53,33 +54,33 @@ pub trait Columns {
     }
 }
 
-macro_rules! columns_for {
-    ($row:ty) => {
-        impl Columns for $row {
-            fn text(&self, column: &str) -> Result<String, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn int(&self, column: &str) -> Result<i64, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
-                self.try_get(column).map_err(db)
-            }
-            fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
-                self.try_get(column).map_err(db)
-            }
+impl Columns for AnyRow {
+    fn text(&self, column: &str) -> Result<String, StoreError> {
+        self.try_get(column).map_err(db)
+    }
+    fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError> {
+        self.try_get(column).map_err(db)
+    }
+    fn int(&self, column: &str) -> Result<i64, StoreError> {
+        self.try_get(column).map_err(db)
+    }
+    fn opt_int(&self, column: &str) -> Result<Option<i64>, StoreError> {
+        self.try_get(column).map_err(db)
+    }
+    fn opt_bool(&self, column: &str) -> Result<Option<bool>, StoreError> {
+        // PostgreSQL has BOOLEAN; SQLite stores 0 or 1.
+        match self.try_get::<Option<bool>, _>(column) {
+            Ok(value) => Ok(value),
+            Err(_) => Ok(self
+                .try_get::<Option<i64>, _>(column)
+                .map_err(db)?
+                .map(|n| n != 0)),
         }
-    };
+    }
+    fn opt_bytes(&self, column: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.try_get(column).map_err(db)
+    }
 }
-
-columns_for!(SqliteRow);
-columns_for!(PgRow);
 
 pub fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
     let hash: [u8; 32] = hex::decode(row.text("token_hash")?)
@@ -97,6 +98,7 @@ pub fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
             .opt_text("device_id")?
             .map(|s| s.parse::<DeviceId>().map_err(corrupt))
             .transpose()?,
+        withdrawn_at: row.opt_time("withdrawn_at")?,
     })
 }
 
@@ -166,12 +168,41 @@ fn compliance(row: &impl Columns) -> Result<Option<Compliance>, StoreError> {
     }))
 }
 
+/// An admin, from [`super::admins::SELECT_ADMINS`] (which adds `expires_at`).
 pub fn admin(row: &impl Columns) -> Result<Admin, StoreError> {
+    let revoked = match row.opt_time("revoked_at")? {
+        None => None,
+        Some(at) => Some(AdminRevocation {
+            at,
+            by: row.opt_text("revoked_by")?.unwrap_or_default(),
+            reason: row.opt_text("revoke_reason")?.unwrap_or_default(),
+        }),
+    };
     Ok(Admin {
         name: row.parsed::<AdminName>("name")?,
         role: row.parsed::<AdminRole>("role")?,
         created_at: row.time("created_at")?,
         created_by: row.text("created_by")?,
+        approved_by: row.opt_text("approved_by")?,
+        certificate_by: row.opt_text("certificate_by")?,
+        break_glass: row.opt_bool("break_glass")?.unwrap_or(false),
+        revoked,
+        expires_at: row.opt_time("expires_at")?,
+    })
+}
+
+pub fn admin_request(row: &impl Columns) -> Result<AdminRequest, StoreError> {
+    Ok(AdminRequest {
+        id: row.text("id")?,
+        kind: row.parsed("kind")?,
+        name: row.parsed::<AdminName>("name")?,
+        role: row.parsed::<AdminRole>("role")?,
+        requested_by: row.text("requested_by")?,
+        requested_at: row.time("requested_at")?,
+        expires_at: row.time("expires_at")?,
+        approved_by: row.opt_text("approved_by")?,
+        approved_at: row.opt_time("approved_at")?,
+        used_at: row.opt_time("used_at")?,
     })
 }
 
@@ -230,10 +261,10 @@ pub fn command(row: &impl Columns) -> Result<Command, StoreError> {
     })
 }
 
-pub fn policy(row: &impl Columns) -> Result<StoredPolicy, StoreError> {
+pub fn policy(row: &impl Columns) -> Result<PolicyRule, StoreError> {
     let scope = row.text("scope")?;
-    Ok(StoredPolicy {
-        policy: serde_json::from_str::<Policy>(&row.text("body")?)
+    Ok(PolicyRule {
+        body: serde_json::from_str::<PolicyBody>(&row.text("body")?)
             .map_err(|e| corrupt(format!("policy {scope}: {e}")))?,
         scope: scope.parse().map_err(corrupt)?,
         revision: u64::try_from(row.int("revision")?)

@@ -37,6 +37,8 @@ const MAX_IN_FLIGHT: usize = 50_000;
 #[derive(Default)]
 struct Tally {
     latencies: Latencies,
+    /// Refused at once with UNAVAILABLE (the controller shedding load), not errors.
+    shed: u64,
     errors: u64,
     timeouts: u64,
     first_error: Option<String>,
@@ -110,6 +112,7 @@ async fn check_in(
     tally.last_done = Some(tally.last_done.map_or(done, |t| t.max(done)));
     match result {
         Ok(Ok(_)) => tally.latencies.record(done.saturating_duration_since(from)),
+        Ok(Err(status)) if status.code() == tonic::Code::Unavailable => tally.shed += 1,
         Ok(Err(status)) => {
             tally.errors += 1;
             tally
@@ -265,6 +268,12 @@ pub async fn measure(
     );
     m.push("max_ms", "latency max", "ms", tally.latencies.max_ms());
     m.push(
+        "shed_percent",
+        "check-ins shed (UNAVAILABLE)",
+        "%",
+        100.0 * tally.shed as f64 / (ok + tally.shed).max(1) as f64,
+    );
+    m.push(
         "server_cpu_percent",
         "server CPU",
         "% of a core",
@@ -283,6 +292,7 @@ pub async fn measure(
     m.detail("duration_s", args.duration.as_secs_f64());
     m.detail("completed", ok);
     m.detail("errors", tally.errors);
+    m.detail("shed_unavailable", tally.shed);
     m.detail("timed_out", tally.timeouts);
     m.detail("not_sent_backlog_full", not_sent);
     if let Some(e) = tally.first_error {
@@ -292,6 +302,7 @@ pub async fn measure(
         Some(rate) => (rate * args.duration.as_secs_f64()).round() as usize,
         None => ok as usize,
     };
-    out.counts = vec![("check-ins answered", ok as usize, expected)];
+    // A shed check-in was answered (UNAVAILABLE, at once): the agent retries it later.
+    out.counts = vec![("check-ins answered", (ok + tally.shed) as usize, expected)];
     Ok(out)
 }

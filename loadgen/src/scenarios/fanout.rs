@@ -218,6 +218,7 @@ async fn report_results(swarm: &Swarm, acks: &[Event]) -> (usize, Duration) {
                 bytes_removed: 0,
                 verified_empty: true,
                 full_erase: None,
+                key_protection: None,
             };
             let Ok(signed) = body.sign(&device.key) else {
                 return false;

@@ -1,10 +1,10 @@
 //! The `commands` table.
 
-use sqlx::postgres::PgPool;
+use sqlx::AnyConnection;
 
 use crate::core::{Command, CommandId, CommandKind, CommandState, DeviceId, Timestamp};
 use crate::store::StoreError;
-use crate::store::rows::{self, db};
+use crate::store::rows::{self, corrupt, db};
 
 fn scope_of(kind: &CommandKind) -> Option<&'static str> {
     match kind {
@@ -13,14 +13,16 @@ fn scope_of(kind: &CommandKind) -> Option<&'static str> {
     }
 }
 
-fn message_of(kind: &CommandKind) -> Option<&str> {
+fn message_of(kind: &CommandKind) -> Option<String> {
     match kind {
-        CommandKind::Lock { message } => Some(message.as_str()),
+        CommandKind::Lock { message } => Some(message.clone()),
         _ => None,
     }
 }
 
-pub async fn insert(pool: &PgPool, c: &Command) -> Result<(Command, bool), StoreError> {
+/// Inserts `c` unless a command with its idempotency key exists; returns the stored command
+/// and whether it is the new one.
+pub async fn insert(conn: &mut AnyConnection, c: &Command) -> Result<(Command, bool), StoreError> {
     let inserted = sqlx::query(
         "INSERT INTO commands (id, device_id, kind, scope, lock_message, state, reason,
              failure_reason, idempotency_key, created_by, created_at, deadline, delivered_at,
@@ -40,21 +42,19 @@ pub async fn insert(pool: &PgPool, c: &Command) -> Result<(Command, bool), Store
     .bind(c.created_at.unix_ms())
     .bind(c.deadline.map(Timestamp::unix_ms))
     .bind(c.revoke_after)
-    .execute(pool)
+    .execute(&mut *conn)
     .await
     .map_err(db)?;
-    let row = sqlx::query("SELECT * FROM commands WHERE idempotency_key = $1")
-        .bind(&c.idempotency_key)
-        .fetch_one(pool)
-        .await
-        .map_err(db)?;
-    Ok((rows::command(&row)?, inserted.rows_affected() == 1))
+    let stored = by_key(conn, &c.idempotency_key)
+        .await?
+        .ok_or_else(|| corrupt("a command vanished right after its insert"))?;
+    Ok((stored, inserted.rows_affected() == 1))
 }
 
-pub async fn get(pool: &PgPool, id: CommandId) -> Result<Option<Command>, StoreError> {
+pub async fn get(conn: &mut AnyConnection, id: CommandId) -> Result<Option<Command>, StoreError> {
     sqlx::query("SELECT * FROM commands WHERE id = $1")
         .bind(id.to_string())
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await
         .map_err(db)?
         .as_ref()
@@ -62,10 +62,10 @@ pub async fn get(pool: &PgPool, id: CommandId) -> Result<Option<Command>, StoreE
         .transpose()
 }
 
-pub async fn by_key(pool: &PgPool, key: &str) -> Result<Option<Command>, StoreError> {
+pub async fn by_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Command>, StoreError> {
     sqlx::query("SELECT * FROM commands WHERE idempotency_key = $1")
         .bind(key)
-        .fetch_optional(pool)
+        .fetch_optional(conn)
         .await
         .map_err(db)?
         .as_ref()
@@ -74,46 +74,50 @@ pub async fn by_key(pool: &PgPool, key: &str) -> Result<Option<Command>, StoreEr
 }
 
 pub async fn list(
-    pool: &PgPool,
+    conn: &mut AnyConnection,
     device: Option<DeviceId>,
     state: Option<CommandState>,
 ) -> Result<Vec<Command>, StoreError> {
     let rows = sqlx::query(
         "SELECT * FROM commands
-         WHERE ($1::TEXT IS NULL OR device_id = $1) AND ($2::TEXT IS NULL OR state = $2)
+         WHERE ($1 IS NULL OR device_id = $1) AND ($2 IS NULL OR state = $2)
          ORDER BY created_at DESC, id",
     )
     .bind(device.map(|d| d.to_string()))
     .bind(state.map(CommandState::as_str))
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
     .map_err(db)?;
     rows.iter().map(rows::command).collect()
 }
 
-pub async fn unfinished(pool: &PgPool, device: DeviceId) -> Result<Vec<Command>, StoreError> {
+pub async fn unfinished(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+) -> Result<Vec<Command>, StoreError> {
     let rows = sqlx::query(
         "SELECT * FROM commands
          WHERE device_id = $1 AND state IN ('queued', 'delivered', 'acknowledged')
          ORDER BY created_at, id",
     )
     .bind(device.to_string())
-    .fetch_all(pool)
+    .fetch_all(conn)
     .await
     .map_err(db)?;
     rows.iter().map(rows::command).collect()
 }
 
+/// Writes `c` if the stored command is still in state `expected` (compare-and-set).
 pub async fn update(
-    pool: &PgPool,
+    conn: &mut AnyConnection,
     expected: CommandState,
     c: &Command,
 ) -> Result<bool, StoreError> {
     let receipt = c.receipt.as_ref();
     let result = sqlx::query(
-        "UPDATE commands SET state = $1, failure_reason = $2, delivered_at = $3, acknowledged_at = $4,
-             finished_at = $5, deliveries = $6, receipt_body = $7, receipt_signature = $8,
-             receipt_verified = $9, receipt_error = $10, approved_by = $11
+        "UPDATE commands SET state = $1, failure_reason = $2, delivered_at = $3,
+             acknowledged_at = $4, finished_at = $5, deliveries = $6, receipt_body = $7,
+             receipt_signature = $8, receipt_verified = $9, receipt_error = $10, approved_by = $11
          WHERE id = $12 AND state = $13",
     )
     .bind(c.state.as_str())
@@ -129,8 +133,26 @@ pub async fn update(
     .bind(&c.approved_by)
     .bind(c.id.to_string())
     .bind(expected.as_str())
-    .execute(pool)
+    .execute(conn)
     .await
     .map_err(db)?;
     Ok(result.rows_affected() == 1)
+}
+
+pub async fn count_by_state(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(CommandState, u64)>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM commands GROUP BY state")
+            .fetch_all(conn)
+            .await
+            .map_err(db)?;
+    rows.into_iter()
+        .map(|(state, n)| {
+            Ok((
+                state.parse().map_err(corrupt)?,
+                u64::try_from(n).unwrap_or(0),
+            ))
+        })
+        .collect()
 }

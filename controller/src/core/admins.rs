@@ -1,0 +1,129 @@
+//! Admin identities over their life: lifetimes, the break-glass identity, requests that wait
+//! for a second admin, and revocation.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use ward_certs::AdminName;
+
+use super::{AdminRole, Timestamp};
+
+/// The break-glass identity `init` makes: an `admin` kept offline, encrypted, for the day no
+/// other admin can act. Two years, the longest lifetime the controller issues, so it outlives
+/// every everyday credential; renew it (`wardctl admin renew break-glass`) at each yearly
+/// check of the safe.
+pub const BREAK_GLASS_NAME: &str = "break-glass";
+pub const BREAK_GLASS_LIFETIME: Duration = Duration::from_secs(730 * 24 * 3600);
+
+/// How long a request for an admin identity may wait for its approval, and then be used.
+pub const REQUEST_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// Names that are actors in the audit log already (the controller itself, `init`, enrollment)
+/// and so cannot be given to an admin.
+pub const RESERVED_NAMES: [&str; 4] = ["controller", "init", "enrollment-token", "system"];
+
+/// Why and by whom an admin identity was revoked.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminRevocation {
+    pub at: Timestamp,
+    pub by: String,
+    pub reason: String,
+}
+
+/// What revoking an admin came to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RevokeOutcome {
+    /// Revoked now, with the serials of the certificates revoked with it.
+    Revoked(Vec<String>),
+    NotFound,
+    AlreadyRevoked(AdminRevocation),
+    /// It is the last active identity with role `admin` (not revoked, with a valid
+    /// certificate): nothing was changed.
+    LastAdmin,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestKind {
+    /// A new admin identity.
+    Issue,
+    /// A new certificate for another admin's identity, with a key the requester made.
+    Renew,
+}
+
+impl RequestKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestKind::Issue => "issue",
+            RequestKind::Renew => "renew",
+        }
+    }
+}
+
+impl FromStr for RequestKind {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "issue" => Ok(RequestKind::Issue),
+            "renew" => Ok(RequestKind::Renew),
+            other => Err(format!("unknown admin request kind {other:?}")),
+        }
+    }
+}
+
+impl fmt::Display for RequestKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A request for an `admin`-role certificate that waits for a second admin's approval
+/// (`serve --require-approval`). Once approved, the requester's next `issue`/`renew` of the
+/// same name uses it, once, before it expires.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminRequest {
+    pub id: String,
+    pub kind: RequestKind,
+    pub name: AdminName,
+    pub role: AdminRole,
+    pub requested_by: String,
+    pub requested_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub approved_by: Option<String>,
+    pub approved_at: Option<Timestamp>,
+    pub used_at: Option<Timestamp>,
+}
+
+impl AdminRequest {
+    pub fn new(
+        kind: RequestKind,
+        name: AdminName,
+        role: AdminRole,
+        requested_by: &str,
+        now: Timestamp,
+    ) -> Self {
+        Self {
+            id: uuid::Uuid::new_v4().to_string(),
+            kind,
+            name,
+            role,
+            requested_by: requested_by.to_owned(),
+            requested_at: now,
+            expires_at: now.saturating_add(REQUEST_LIFETIME),
+            approved_by: None,
+            approved_at: None,
+            used_at: None,
+        }
+    }
+
+    /// Not used and not expired at `now`.
+    pub fn is_open(&self, now: Timestamp) -> bool {
+        self.used_at.is_none() && now < self.expires_at
+    }
+
+    /// Whether it stands for the same thing as a new request would.
+    pub fn asks_for(&self, kind: RequestKind, role: AdminRole, requested_by: &str) -> bool {
+        self.kind == kind && self.role == role && self.requested_by == requested_by
+    }
+}

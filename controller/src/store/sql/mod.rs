@@ -1,0 +1,354 @@
+//! The store in SQL, written once for SQLite and PostgreSQL (sqlx's `Any` driver; both bind
+//! `$N` by number). Per backend there is only what truly differs: connection settings and
+//! durability checks ([`sqlite`], [`postgres`]), how a policy revision is numbered, and
+//! PostgreSQL's `LISTEN/NOTIFY` between replicas. Every write commits before it returns, so
+//! an answer to a client is never ahead of the disk.
+
+mod admins;
+mod audit;
+mod certificates;
+mod commands;
+mod devices;
+mod engine;
+mod policies;
+mod postgres;
+mod sqlite;
+mod tokens;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, Transaction};
+use sqlx::{AnyConnection, AnyPool};
+use ward_certs::AdminName;
+
+pub use postgres::PgDurability;
+
+use super::{
+    Announcement, Announcements, AuditFilter, BatchSettings, HeadSigner, HeadVerifier, Store,
+    StoreError, Writer,
+};
+use crate::core::admins::AdminRequest;
+use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
+use crate::core::{
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyRule,
+    PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
+};
+use crate::store::rows::db;
+
+/// Which database a [`SqlStore`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// The durability settings in force, as the database reports them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// (journal_mode, synchronous); Ward runs "wal" and 2 (FULL).
+    Sqlite {
+        journal_mode: String,
+        synchronous: i64,
+    },
+    Postgres(PgDurability),
+}
+
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+    /// PostgreSQL: the connections that listen for and send replica announcements.
+    notify: Option<sqlx::PgPool>,
+    /// Every change goes through here (group commit).
+    writer: Writer,
+    keeper: super::AuditKeeperSlot,
+    /// The audit appends that do not yet go through the writer queue here, so this process
+    /// never sleeps in SQLite's busy handler waiting for its own lock.
+    legacy: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl SqlStore {
+    /// Opens (creating if needed) the SQLite database at `path` and applies pending
+    /// migrations.
+    pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
+        install_drivers();
+        let pool = sqlite::open(path).await?;
+        Ok(Self::with_writer(pool, Backend::Sqlite, None))
+    }
+
+    /// Connects to the PostgreSQL database at `url` and applies pending migrations.
+    pub async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
+        install_drivers();
+        let (pool, notify) = postgres::connect(url).await?;
+        Ok(Self::with_writer(pool, Backend::Postgres, Some(notify)))
+    }
+
+    fn with_writer(pool: AnyPool, backend: Backend, notify: Option<sqlx::PgPool>) -> Self {
+        let keeper = super::AuditKeeperSlot::default();
+        let engine = engine::SqlEngine::new(pool.clone(), backend, keeper.clone());
+        Self {
+            writer: Writer::start(engine, BatchSettings::default()),
+            keeper,
+            pool,
+            backend,
+            notify,
+            legacy: Arc::default(),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub async fn durability(&self) -> Result<Durability, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => {
+                let (journal_mode, synchronous) = sqlite::durability(&self.pool).await?;
+                Durability::Sqlite {
+                    journal_mode,
+                    synchronous,
+                }
+            }
+            Backend::Postgres => Durability::Postgres(postgres::durability(&self.pool).await?),
+        })
+    }
+
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.pool.close().await;
+        if let Some(notify) = &self.notify {
+            notify.close().await;
+        }
+    }
+
+    async fn read(&self) -> Result<PoolConnection<Any>, StoreError> {
+        self.pool.acquire().await.map_err(db)
+    }
+
+    /// A write transaction, holding this process's SQLite writer slot while it lives.
+    async fn write(&self) -> Result<Write, StoreError> {
+        let slot = match self.backend {
+            Backend::Sqlite => Some(Arc::clone(&self.legacy).lock_owned().await),
+            Backend::Postgres => None,
+        };
+        Ok(Write {
+            tx: self.pool.begin().await.map_err(db)?,
+            _slot: slot,
+        })
+    }
+}
+
+/// A write in progress; dropped without [`Write::commit`], it rolls back.
+struct Write {
+    tx: Transaction<'static, Any>,
+    _slot: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Write {
+    fn conn(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+
+    async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await.map_err(db)
+    }
+}
+
+fn install_drivers() {
+    // Idempotent: only the first call installs.
+    sqlx::any::install_default_drivers();
+}
+
+#[async_trait]
+impl Store for SqlStore {
+    fn writer(&self) -> &Writer {
+        &self.writer
+    }
+
+    fn audit_keeper(&self) -> &super::AuditKeeperSlot {
+        &self.keeper
+    }
+
+    async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        tokens::find(&mut *self.read().await?, hash).await
+    }
+
+    async fn list_usable_tokens(
+        &self,
+        user: Option<&UserEmail>,
+        now: Timestamp,
+    ) -> Result<Vec<TokenRecord>, StoreError> {
+        tokens::list_usable(&mut *self.read().await?, user, now).await
+    }
+
+    async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError> {
+        devices::get(&mut *self.read().await?, id).await
+    }
+
+    async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError> {
+        devices::list(&mut *self.read().await?, user).await
+    }
+
+    async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
+        admins::get(&mut *self.read().await?, name).await
+    }
+
+    async fn list_admins(&self) -> Result<Vec<Admin>, StoreError> {
+        admins::list(&mut *self.read().await?).await
+    }
+
+    async fn admin_request(
+        &self,
+        name: &AdminName,
+        now: Timestamp,
+    ) -> Result<Option<AdminRequest>, StoreError> {
+        admins::request(&mut *self.read().await?, name, now).await
+    }
+
+    async fn list_admin_requests(&self, now: Timestamp) -> Result<Vec<AdminRequest>, StoreError> {
+        admins::requests(&mut *self.read().await?, now).await
+    }
+
+    async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+        certificates::get(&mut *self.read().await?, serial).await
+    }
+
+    async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
+        commands::get(&mut *self.read().await?, id).await
+    }
+
+    async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError> {
+        commands::by_key(&mut *self.read().await?, idempotency_key).await
+    }
+
+    async fn list_commands(
+        &self,
+        device: Option<DeviceId>,
+        state: Option<CommandState>,
+    ) -> Result<Vec<Command>, StoreError> {
+        commands::list(&mut *self.read().await?, device, state).await
+    }
+
+    async fn unfinished_commands(&self, device: DeviceId) -> Result<Vec<Command>, StoreError> {
+        commands::unfinished(&mut *self.read().await?, device).await
+    }
+
+    async fn get_policy(&self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
+        policies::get(&mut *self.read().await?, scope).await
+    }
+
+    async fn list_policies(&self) -> Result<Vec<PolicyRule>, StoreError> {
+        policies::list(&mut *self.read().await?).await
+    }
+
+    async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        certificates::revoked_serials(&mut *self.read().await?, now).await
+    }
+
+    async fn append_audit(
+        &self,
+        event: &AuditEvent,
+        at: Timestamp,
+        sign: &HeadSigner<'_>,
+        verify_head: &HeadVerifier<'_>,
+    ) -> Result<Appended, StoreError> {
+        let mut w = self.write().await?;
+        let key = super::ClosureKey { sign, verify_head };
+        let (appended, _) = audit::append_all(w.conn(), &[(event.clone(), at)], &key).await?;
+        w.commit().await?;
+        Ok(appended)
+    }
+
+    async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
+        audit::list(&mut *self.read().await?, filter).await
+    }
+
+    async fn audit_head(&self) -> Result<AuditHead, StoreError> {
+        audit::head(&mut *self.read().await?).await
+    }
+
+    async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError> {
+        commands::count_by_state(&mut *self.read().await?).await
+    }
+
+    async fn announce(&self, event: Announcement) -> Result<(), StoreError> {
+        match &self.notify {
+            Some(pool) => postgres::announce(pool, event).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn announce_all(&self, events: &[Announcement]) -> Result<(), StoreError> {
+        match &self.notify {
+            Some(pool) => postgres::announce_all(pool, events).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn listen(&self) -> Result<Option<Announcements>, StoreError> {
+        match &self.notify {
+            Some(pool) => postgres::listen(pool).await.map(Some),
+            None => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::AdminRole;
+
+    #[tokio::test]
+    async fn sqlite_is_durable_wal_with_synchronous_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqlStore::open_sqlite(&dir.path().join("ward.db"))
+            .await
+            .unwrap();
+        assert_eq!(
+            store.durability().await.unwrap(),
+            Durability::Sqlite {
+                journal_mode: "wal".into(),
+                synchronous: 2
+            },
+            "PRAGMA synchronous must be FULL (2)"
+        );
+    }
+
+    #[tokio::test]
+    async fn reopening_applies_no_migration_twice_and_keeps_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ward.db");
+        let store = SqlStore::open_sqlite(&path).await.unwrap();
+        let admin = Admin::new(
+            "root".parse().unwrap(),
+            AdminRole::Admin,
+            Timestamp::from_unix_ms(1),
+            "init",
+        );
+        let cert = CertificateRecord {
+            serial: "01".into(),
+            subject: "ward://admin/root".into(),
+            not_before: Timestamp::from_unix_ms(0),
+            not_after: Timestamp::from_unix_ms(10),
+            issued_at: Timestamp::from_unix_ms(1),
+            revoked_at: None,
+        };
+        store.insert_admin(&admin, &cert).await.unwrap();
+        assert!(matches!(
+            store.insert_admin(&admin, &cert).await,
+            Err(StoreError::AlreadyExists(_))
+        ));
+        store.close().await;
+        let again = SqlStore::open_sqlite(&path).await.unwrap();
+        // Listed with the expiry of its certificate.
+        let listed = Admin {
+            expires_at: Some(cert.not_after),
+            ..admin
+        };
+        assert_eq!(again.list_admins().await.unwrap(), vec![listed]);
+        assert_eq!(again.get_certificate("01").await.unwrap(), Some(cert));
+    }
+}

@@ -1,0 +1,385 @@
+//! Group commit: one writer per store runs every queued [`Job`] of many callers in one
+//! transaction, commits once, then answers each caller.
+//!
+//! - A caller is answered only after the commit that holds its change.
+//! - A job that fails fails alone: the batch is rolled back and run again without it, so its
+//!   neighbours commit and it gets its own error.
+//! - Jobs run in the order they were queued; calls that must not wait behind a flood of
+//!   check-ins (admin calls, command acknowledgements and results) queue apart and go first,
+//!   and check-ins are refused at once (`Overloaded`) when the queue holds more than the
+//!   writer can commit within the agents' patience.
+//!
+//! The [`Engine`] is the database side: SQLite or PostgreSQL through one SQL body, or the
+//! in-memory store of the unit tests.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use futures::FutureExt;
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+use super::tx::{Erased, Failure, Job, Tx};
+
+/// The database side of the writer.
+#[async_trait]
+pub trait Engine: Send + 'static {
+    /// Starts a transaction (reconnecting first if the connection broke).
+    async fn begin(&mut self) -> Result<(), StoreError>;
+    /// The open transaction, for the next job.
+    fn tx(&mut self) -> &mut dyn Tx;
+    /// Appends the audit entries the batch's jobs recorded, signs the audit head once, and
+    /// commits. On error nothing of the batch is kept.
+    async fn commit(&mut self) -> Result<(), StoreError>;
+    /// Discards the open transaction and the audit entries recorded in it.
+    async fn rollback(&mut self);
+}
+
+/// How the writer batches; `wardctl serve --write-batch-window/--write-batch-max`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchSettings {
+    /// After the first job of a batch, how long to wait for more before running it. Jobs that
+    /// arrive while a commit is in flight join the next batch anyway.
+    pub window: Duration,
+    /// The most jobs in one transaction.
+    pub max_jobs: usize,
+    /// A check-in is refused when the writer would need longer than this to reach it.
+    pub shed_after: Duration,
+}
+
+impl Default for BatchSettings {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_millis(2),
+            max_jobs: 1000,
+            shed_after: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Which queue a job waits in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Priority {
+    /// Admin calls, command acknowledgements and results, enrollment: never shed, run first.
+    High,
+    /// Check-ins and other periodic reports: shed when the writer is behind.
+    Sheddable,
+}
+
+/// What the writer has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct WriterStats {
+    pub queued_high: AtomicUsize,
+    pub queued_sheddable: AtomicUsize,
+    pub batches: AtomicU64,
+    pub jobs_committed: AtomicU64,
+    pub jobs_failed: AtomicU64,
+    pub jobs_shed: AtomicU64,
+    /// Recent commit throughput (jobs a second), smoothed; 0 until the first batch.
+    jobs_per_second: AtomicU64,
+    /// Observers of each batch (size, commit latency), e.g. Prometheus histograms.
+    observers: std::sync::OnceLock<Arc<dyn BatchObserver>>,
+}
+
+/// Told about every committed batch.
+pub trait BatchObserver: Send + Sync + std::fmt::Debug {
+    fn batch(&self, jobs: usize, commit: Duration);
+}
+
+impl WriterStats {
+    pub fn observe_with(&self, observer: Arc<dyn BatchObserver>) {
+        let _ = self.observers.set(observer);
+    }
+
+    pub fn jobs_per_second(&self) -> u64 {
+        self.jobs_per_second.load(Ordering::Relaxed)
+    }
+
+    fn record(&self, jobs: usize, took: Duration, commit: Duration) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        self.jobs_committed
+            .fetch_add(jobs as u64, Ordering::Relaxed);
+        let rate = (jobs as f64 / took.as_secs_f64().max(1e-6)) as u64;
+        let old = self.jobs_per_second.load(Ordering::Relaxed);
+        let smoothed = if old == 0 { rate } else { (old * 7 + rate) / 8 };
+        self.jobs_per_second.store(smoothed, Ordering::Relaxed);
+        if let Some(observer) = self.observers.get() {
+            observer.batch(jobs, commit);
+        }
+    }
+}
+
+struct Pending {
+    job: Job,
+    reply: oneshot::Sender<Result<Erased, Failure>>,
+}
+
+/// The handle callers queue jobs through; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Writer {
+    close: mpsc::UnboundedSender<oneshot::Sender<()>>,
+    high: mpsc::UnboundedSender<Pending>,
+    sheddable: mpsc::UnboundedSender<Pending>,
+    settings: BatchSettings,
+    stats: Arc<WriterStats>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Pending")
+    }
+}
+
+impl Writer {
+    /// Starts the writer task over `engine`.
+    pub fn start(engine: impl Engine, settings: BatchSettings) -> Self {
+        let (high, high_rx) = mpsc::unbounded_channel();
+        let (sheddable, sheddable_rx) = mpsc::unbounded_channel();
+        let (close, close_rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(WriterStats::default());
+        let queues = Queues {
+            high: high_rx,
+            sheddable: sheddable_rx,
+            close: close_rx,
+        };
+        tokio::spawn(run(engine, queues, settings, Arc::clone(&stats)));
+        Self {
+            close,
+            high,
+            sheddable,
+            settings,
+            stats,
+        }
+    }
+
+    /// Stops the writer once the batch in flight has committed and lets go of its
+    /// connection; jobs still queued are answered with an error.
+    pub async fn close(&self) {
+        let (done, closed) = oneshot::channel();
+        if self.close.send(done).is_ok() {
+            let _ = closed.await;
+        }
+    }
+
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+
+    /// Queues `job` and waits for the commit that holds it.
+    pub async fn submit(&self, job: Job, priority: Priority) -> Result<Erased, Failure> {
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending { job, reply };
+        let queue = match priority {
+            Priority::High => {
+                self.stats.queued_high.fetch_add(1, Ordering::Relaxed);
+                &self.high
+            }
+            Priority::Sheddable => {
+                if self.behind() {
+                    self.stats.jobs_shed.fetch_add(1, Ordering::Relaxed);
+                    return Err(Failure::Store(StoreError::Overloaded));
+                }
+                self.stats.queued_sheddable.fetch_add(1, Ordering::Relaxed);
+                &self.sheddable
+            }
+        };
+        if queue.send(pending).is_err() {
+            return Err(Failure::Store(StoreError::Database(
+                "the store's writer has stopped".into(),
+            )));
+        }
+        answer.await.unwrap_or_else(|_| {
+            Err(Failure::Store(StoreError::Database(
+                "the store's writer stopped before answering".into(),
+            )))
+        })
+    }
+
+    /// True when the queued jobs would take longer than `shed_after` to commit at the
+    /// recent rate.
+    fn behind(&self) -> bool {
+        let rate = self.stats.jobs_per_second();
+        if rate == 0 {
+            return false;
+        }
+        let queued = self.stats.queued_high.load(Ordering::Relaxed)
+            + self.stats.queued_sheddable.load(Ordering::Relaxed);
+        Duration::from_secs_f64(queued as f64 / rate as f64) > self.settings.shed_after
+    }
+}
+
+struct Queues {
+    high: mpsc::UnboundedReceiver<Pending>,
+    sheddable: mpsc::UnboundedReceiver<Pending>,
+    close: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
+}
+
+async fn run(
+    mut engine: impl Engine,
+    mut queues: Queues,
+    settings: BatchSettings,
+    stats: Arc<WriterStats>,
+) {
+    loop {
+        // The first job: a high-priority one if any waits.
+        let first = tokio::select! {
+            biased;
+            closing = queues.close.recv() => {
+                // Dropping the engine gives its connection back to the pool.
+                drop(engine);
+                if let Some(done) = closing {
+                    let _ = done.send(());
+                }
+                return;
+            }
+            Some(p) = queues.high.recv() => { stats.queued_high.fetch_sub(1, Ordering::Relaxed); p }
+            Some(p) = queues.sheddable.recv() => { stats.queued_sheddable.fetch_sub(1, Ordering::Relaxed); p }
+            else => return,
+        };
+        let started = Instant::now();
+        let mut batch = vec![first];
+        gather(
+            &mut batch,
+            &mut queues.high,
+            &mut queues.sheddable,
+            &settings,
+            &stats,
+        )
+        .await;
+        let (answers, commit) = execute(&mut engine, &batch).await;
+        let committed = answers.iter().filter(|a| a.is_ok()).count();
+        stats
+            .jobs_failed
+            .fetch_add((answers.len() - committed) as u64, Ordering::Relaxed);
+        if committed > 0 {
+            stats.record(committed, started.elapsed(), commit);
+        }
+        for (pending, answer) in batch.into_iter().zip(answers) {
+            // A caller that gave up is no reason to stop.
+            let _ = pending.reply.send(answer);
+        }
+    }
+}
+
+/// Adds queued jobs to `batch`: high-priority ones first, until the batch is full, or the
+/// queues are empty and the window has passed.
+async fn gather(
+    batch: &mut Vec<Pending>,
+    high: &mut mpsc::UnboundedReceiver<Pending>,
+    sheddable: &mut mpsc::UnboundedReceiver<Pending>,
+    settings: &BatchSettings,
+    stats: &WriterStats,
+) {
+    let deadline = tokio::time::Instant::now() + settings.window;
+    while batch.len() < settings.max_jobs {
+        if let Ok(p) = high.try_recv() {
+            stats.queued_high.fetch_sub(1, Ordering::Relaxed);
+            batch.push(p);
+            continue;
+        }
+        if let Ok(p) = sheddable.try_recv() {
+            stats.queued_sheddable.fetch_sub(1, Ordering::Relaxed);
+            batch.push(p);
+            continue;
+        }
+        let next = tokio::select! {
+            biased;
+            p = high.recv() => p.map(|p| (p, true)),
+            p = sheddable.recv() => p.map(|p| (p, false)),
+            () = tokio::time::sleep_until(deadline) => None,
+        };
+        match next {
+            Some((p, is_high)) => {
+                let queued = if is_high {
+                    &stats.queued_high
+                } else {
+                    &stats.queued_sheddable
+                };
+                queued.fetch_sub(1, Ordering::Relaxed);
+                batch.push(p);
+            }
+            None => return,
+        }
+    }
+}
+
+/// Runs the batch to a commit; each job's answer, and how long the commit took.
+async fn execute(
+    engine: &mut impl Engine,
+    batch: &[Pending],
+) -> (Vec<Result<Erased, Failure>>, Duration) {
+    let mut failed: Vec<Option<Erased>> = batch.iter().map(|_| None).collect();
+    loop {
+        if let Err(e) = engine.begin().await {
+            return (everyone(batch.len(), &mut failed, &e), Duration::ZERO);
+        }
+        let mut outputs: Vec<Option<Erased>> = Vec::with_capacity(batch.len());
+        let mut rerun = false;
+        for (i, pending) in batch.iter().enumerate() {
+            if failed[i].is_some() {
+                outputs.push(None);
+                continue;
+            }
+            let run = std::panic::AssertUnwindSafe((pending.job)(engine.tx())).catch_unwind();
+            match run.await {
+                Ok(Ok(output)) => outputs.push(Some(output)),
+                Ok(Err(own)) => {
+                    failed[i] = Some(own);
+                    rerun = true;
+                    break;
+                }
+                Err(_) => {
+                    tracing::error!("a store job panicked; its caller gets an error");
+                    failed[i] = Some(Box::new(StoreError::Database(
+                        "internal error while writing (see the controller's log)".into(),
+                    )));
+                    rerun = true;
+                    break;
+                }
+            }
+        }
+        if rerun {
+            // Undo the jobs that ran before the failed one; they run again without it.
+            engine.rollback().await;
+            continue;
+        }
+        let started = Instant::now();
+        return match engine.commit().await {
+            Ok(()) => {
+                let answers = outputs
+                    .into_iter()
+                    .zip(failed)
+                    .map(|(output, own)| match (output, own) {
+                        (Some(output), _) => Ok(output),
+                        (None, Some(own)) => Err(Failure::Job(own)),
+                        (None, None) => Err(Failure::Store(StoreError::Database(
+                            "a store job was skipped".into(),
+                        ))),
+                    })
+                    .collect();
+                (answers, started.elapsed())
+            }
+            Err(e) => {
+                engine.rollback().await;
+                (everyone(batch.len(), &mut failed, &e), started.elapsed())
+            }
+        };
+    }
+}
+
+/// The answers when the batch as a whole could not commit: each failed job keeps its own
+/// error, every other caller gets the store's.
+fn everyone(
+    n: usize,
+    failed: &mut [Option<Erased>],
+    error: &StoreError,
+) -> Vec<Result<Erased, Failure>> {
+    (0..n)
+        .map(|i| match failed[i].take() {
+            Some(own) => Err(Failure::Job(own)),
+            None => Err(Failure::Store(error.clone())),
+        })
+        .collect()
+}
