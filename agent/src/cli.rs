@@ -63,7 +63,9 @@ enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Run the agent: check in periodically and reconnect with backoff
+    /// Run the agent: check in periodically and reconnect with backoff. The offline timer
+    /// (the policy's offline wipe) runs from the start, whatever happens to the certificate or
+    /// the controller; an expired or refused certificate is logged and shown by `status`
     Run {
         /// Controller URL; repeat for failover order [default: the one enrolled with]
         #[arg(long = "server", value_name = "URL")]
