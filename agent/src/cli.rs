@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use ward_certs::CaHash;
 use ward_proto::transport::ServerUrl;
 
-use crate::enroll::{EnrollOptions, enroll};
+use crate::enroll::{EnrollOptions, enroll_with_clock};
 use crate::error::AgentError;
 use crate::run::{RunOptions, run};
 use crate::secrets::SecretStoreKind;
@@ -63,7 +63,9 @@ enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Run the agent: check in periodically and reconnect with backoff
+    /// Run the agent: check in periodically and reconnect with backoff. The offline timer
+    /// (the policy's offline wipe) runs from the start, whatever happens to the certificate or
+    /// the controller; an expired or refused certificate is logged and shown by `status`
     Run {
         /// Controller URL; repeat for failover order [default: the one enrolled with]
         #[arg(long = "server", value_name = "URL")]
@@ -105,7 +107,9 @@ enum Command {
         #[command(flatten)]
         state: StateArgs,
     },
-    /// Show this device's enrollment and last check-in
+    /// Show this device's enrollment, its standing with the controller (checked in, refused
+    /// as revoked or expired, unreachable…), the offline timer, and any problem with what to
+    /// do about it
     Status {
         /// Output format [default: table on a terminal, json otherwise]
         #[arg(long, short = 'o', value_enum)]
@@ -162,6 +166,8 @@ pub fn main() -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), AgentError> {
+    // The one clock of this process (the machine's; a test's in `test-clock` builds).
+    let clock = crate::clock::from_environment();
     match cli.command {
         Command::Enroll {
             server,
@@ -183,7 +189,7 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
                     secret_store,
                 };
             let dir = StateDir::new(state.state_dir);
-            let enrolled = enroll(&dir, options).await?;
+            let enrolled = enroll_with_clock(&dir, options, &clock).await?;
             eprintln!(
                 "Enrolled as device {} for {}; certificate valid until {}. Start the agent with `ward-agent run --state-dir {} --messaging-dir DIR` (DIR: the messaging app's data directory).",
                 enrolled.device_id,
@@ -230,6 +236,7 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
                     full_erase_hook,
                     tpm,
                     local_socket,
+                    clock,
                 },
                 shutdown_signal(),
             )
@@ -237,43 +244,18 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
         }
         Command::Status { output, state } => {
             let dir = StateDir::new(state.state_dir);
-            let s = dir.load()?;
+            let view = crate::status::view(&dir, &clock)?;
             let output = output.unwrap_or(if std::io::stdout().is_terminal() {
                 Output::Table
             } else {
                 Output::Json
-            });
-            let view = serde_json::json!({
-                "device_id": s.device_id,
-                "user": s.user,
-                "server": s.server_url,
-                "ca_hash": s.ca_hash,
-                "certificate_expires_at": s.certificate_expires_at,
-                "enrolled_at": s.enrolled_at,
-                "last_checkin": s.last_checkin,
-                "checkin_interval_seconds": s.checkin_interval_seconds,
-                "secret_store": s.secret_store,
-                "state_dir": dir.root().display().to_string(),
             });
             if output == Output::Json {
                 let text = serde_json::to_string_pretty(&view)
                     .map_err(|e| AgentError::Failed(e.to_string()))?;
                 println!("{text}");
             } else {
-                for (k, v) in [
-                    ("device id", s.device_id),
-                    ("user", s.user),
-                    ("server", s.server_url),
-                    ("certificate expires", s.certificate_expires_at),
-                    ("enrolled", s.enrolled_at),
-                    (
-                        "last check-in",
-                        s.last_checkin.unwrap_or_else(|| "never".into()),
-                    ),
-                    ("state dir", dir.root().display().to_string()),
-                ] {
-                    println!("{k:<20} {v}");
-                }
+                print!("{}", crate::status::table(&view));
             }
             Ok(())
         }

@@ -10,6 +10,7 @@ use ward_proto::transport::{ChannelOptions, ServerUrl, connect, error_chain};
 use ward_proto::v1::EnrollRequest;
 use ward_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 
+use crate::clock::{SharedClock, tls_time};
 use crate::error::AgentError;
 use crate::facts;
 use crate::secrets::{SecretStore, SecretStoreKind};
@@ -26,6 +27,16 @@ pub struct EnrollOptions {
 /// Enrolls this device. Nothing is written to the state directory unless the controller
 /// accepted the token and returned a certificate that checks out against the pinned CA.
 pub async fn enroll(dir: &StateDir, options: EnrollOptions) -> Result<AgentState, AgentError> {
+    enroll_with_clock(dir, options, &crate::clock::system()).await
+}
+
+/// [`enroll`] on the agent's clock (the enrollment time, and the TLS stack's and the issued
+/// certificate's validity checks).
+pub async fn enroll_with_clock(
+    dir: &StateDir,
+    options: EnrollOptions,
+    clock: &SharedClock,
+) -> Result<AgentState, AgentError> {
     if dir.is_enrolled() {
         let existing = dir
             .load()
@@ -40,7 +51,7 @@ pub async fn enroll(dir: &StateDir, options: EnrollOptions) -> Result<AgentState
     // Where the key will live must work before the one-time token is spent.
     let created_dir = !dir.root().exists();
     let result = match SecretStore::probe(options.secret_store, dir.root()).await {
-        Ok(()) => enroll_checked(dir, options).await,
+        Ok(()) => enroll_checked(dir, options, clock).await,
         Err(e) => Err(e.into()),
     };
     if result.is_err() && created_dir {
@@ -50,13 +61,18 @@ pub async fn enroll(dir: &StateDir, options: EnrollOptions) -> Result<AgentState
     result
 }
 
-async fn enroll_checked(dir: &StateDir, options: EnrollOptions) -> Result<AgentState, AgentError> {
+async fn enroll_checked(
+    dir: &StateDir,
+    options: EnrollOptions,
+    clock: &SharedClock,
+) -> Result<AgentState, AgentError> {
     let key = PrivateKeyDer::generate().map_err(|e| AgentError::Failed(e.to_string()))?;
     let hostname = facts::collect().hostname;
     let csr = make_csr(&key, &hostname).map_err(|e| AgentError::Failed(e.to_string()))?;
 
-    let (tls, pin_report) = ward_certs::tls::pinned_client_config(options.ca_hash)
-        .map_err(|e| AgentError::Failed(e.to_string()))?;
+    let (tls, pin_report) =
+        ward_certs::tls::pinned_client_config_with_time(options.ca_hash, tls_time(clock))
+            .map_err(|e| AgentError::Failed(e.to_string()))?;
     let connected = connect(&options.server, tls, ChannelOptions::default()).await;
     let channel = match connected {
         Ok(channel) => channel,
@@ -106,7 +122,7 @@ async fn enroll_checked(dir: &StateDir, options: EnrollOptions) -> Result<AgentS
     let peer = validate_client_certificate(
         &response.certificate_der,
         &ca_der,
-        time::OffsetDateTime::now_utc(),
+        clock.now(),
         crate::AGENT_CLOCK_TOLERANCE,
     )
     .map_err(|e| {
@@ -144,7 +160,7 @@ async fn enroll_checked(dir: &StateDir, options: EnrollOptions) -> Result<AgentS
         server_url: options.server.to_string(),
         ca_hash: options.ca_hash.to_string(),
         secret_store: options.secret_store,
-        enrolled_at: crate::now_rfc3339(),
+        enrolled_at: crate::rfc3339(clock.now()),
         certificate_expires_at: crate::rfc3339(peer.not_after),
         checkin_interval_seconds: interval,
         last_checkin: None,

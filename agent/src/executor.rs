@@ -23,11 +23,6 @@ pub enum Work {
     Command(DeviceCommand),
     /// Resume interrupted commands and report unreported results.
     Flush,
-    /// The controller has been unreachable since `last_success`: wipe if the policy's
-    /// offline timer has run out. Runs here so it never overlaps a commanded wipe.
-    OfflineTick {
-        last_success: time::OffsetDateTime,
-    },
 }
 
 pub struct Executor {
@@ -45,6 +40,10 @@ pub struct Executor {
     pub device_key_store: crate::secrets::SecretStore,
     /// Told when a full wipe has destroyed the agent's own data: the agent must stop.
     pub retired: Arc<tokio::sync::Notify>,
+    /// The agent's clock: ledger entries are stamped with it.
+    pub clock: crate::clock::SharedClock,
+    /// Held by every wipe, commanded or by the offline timer, so they never overlap.
+    pub wipe_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 fn action_of(command: &DeviceCommand) -> Option<Action> {
@@ -77,24 +76,12 @@ impl Executor {
             match item {
                 Work::Command(command) => self.handle(command).await,
                 Work::Flush => self.flush().await,
-                Work::OfflineTick { last_success } => {
-                    if let Some(vault) = &self.vault {
-                        let policy =
-                            crate::policy::AgentPolicy::load(&self.state_dir).unwrap_or_default();
-                        crate::offline::tick(
-                            vault,
-                            &self.state_dir,
-                            &policy,
-                            &self.device_id,
-                            &self.device_key,
-                            last_success,
-                            time::OffsetDateTime::now_utc(),
-                        )
-                        .await;
-                    }
-                }
             }
         }
+    }
+
+    fn now(&self) -> String {
+        crate::rfc3339(self.clock.now())
     }
 
     async fn flush(&self) {
@@ -166,7 +153,7 @@ impl Executor {
         };
         fail::fail_point!("agent-after-ack");
         let action = action_of(command);
-        let now = crate::now_rfc3339();
+        let now = self.now();
         if !ack.proceed {
             let state = crate::executor::state_name(ack.state);
             info!(command_id = %id, state, "controller says not to run this command now");
@@ -224,7 +211,7 @@ impl Executor {
     async fn execute_and_report(&self, mut entry: Entry) {
         info!(command_id = %entry.command_id, action = ?entry.action, "executing");
         entry.status = self.execute(&entry.command_id, &entry.action).await;
-        entry.updated_at = crate::now_rfc3339();
+        entry.updated_at = self.now();
         if let Err(e) = self.ledger.put(&entry) {
             error!(error = %e, "cannot record the command's result");
         }
@@ -352,6 +339,7 @@ impl Executor {
                 "no messaging data directory is managed on this device (the agent runs without --messaging-dir)".into(),
             );
         };
+        let _one_wipe_at_a_time = self.wipe_lock.lock().await;
         let journal = match vault.wipe(id).await {
             Ok(journal) => journal,
             Err(e) => return failed(format!("wipe failed: {e}")),
@@ -380,10 +368,7 @@ impl Executor {
         let body = WipeReceiptBody {
             command_id: id.to_owned(),
             device_id: self.device_id.clone(),
-            completed_at: journal
-                .completed_at
-                .clone()
-                .unwrap_or_else(crate::now_rfc3339),
+            completed_at: journal.completed_at.clone().unwrap_or_else(|| self.now()),
             scope: if full { "full" } else { "messaging" }.into(),
             full_erase,
             key_destroyed,

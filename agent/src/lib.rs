@@ -5,8 +5,11 @@
 #![forbid(unsafe_code)]
 
 pub mod backoff;
+pub mod checkin;
 pub mod checks;
 pub mod cli;
+pub mod clock;
+pub mod connection;
 pub mod enroll;
 pub mod error;
 pub mod executor;
@@ -25,6 +28,7 @@ pub mod renew;
 pub mod run;
 pub mod secrets;
 pub mod state;
+pub mod status;
 #[cfg(test)]
 mod test_support;
 pub mod tpm;
@@ -45,6 +49,6 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
-pub(crate) fn now_rfc3339() -> String {
-    rfc3339(OffsetDateTime::now_utc())
+pub(crate) fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
+    OffsetDateTime::parse(text, &Rfc3339).ok()
 }

@@ -1,30 +1,423 @@
-//! The offline timer (dead-man switch): when the agent has not completed a check-in for
-//! longer than the policy's `offline_wipe_after`, it wipes the messaging data by itself, signs
-//! a receipt, and sends it with its next successful check-in.
+//! The offline timer (dead-man switch): when the agent has not completed an authenticated
+//! check-in for longer than the policy's `offline_wipe_after`, it wipes the messaging data by
+//! itself, signs a receipt, and sends it when it next reaches the controller.
+//!
+//! The timer is the first thing `ward-agent run` starts and it runs until the agent stops,
+//! whatever happens to the connection: an expired or revoked device certificate, a server
+//! certificate the agent cannot verify, an unreachable controller, a session that fails and
+//! is retried. Only a completed, authenticated check-in moves the deadline.
+//!
+//! # How time is counted
+//!
+//! Offline time is measured on the timer's own clock, kept in `STATE/offline-timer.json`
+//! together with the last check-in:
+//!
+//! - at every start it resumes from the furthest it had reached before, or from the wall
+//!   clock if that is later;
+//! - while the agent runs it advances at least as fast as the monotonic clock, and jumps
+//!   forward with the wall clock whenever the wall clock is ahead of it;
+//! - it never goes back.
+//!
+//! So setting the clock back undoes nothing already counted and does not slow the count;
+//! setting it forward brings the wipe forward (the safe direction). Time while the machine is
+//! off or suspended is counted as far as the wall clock shows it at the next reading; if the
+//! wall clock was also set back, that time is lost to the timer (running time never is). The
+//! furthest point is written at least every minute, at every check-in and at a clean stop: a
+//! power cut loses at most a minute of counting.
+//!
+//! The deadline is the last check-in plus `offline_wipe_after` from the last policy received
+//! (`STATE/policy.json`).
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use tracing::{error, warn};
-use ward_certs::PrivateKeyDer;
+use tracing::{error, info, warn};
 use ward_certs::files::replace_file;
 use ward_certs::receipt::WipeReceiptBody;
 use ward_proto::v1::WipeReceipt;
 
+use crate::clock::SharedClock;
 use crate::policy::AgentPolicy;
-use crate::vault::{Vault, WipeStep};
+use crate::secrets::SecretStore;
+use crate::vault::{Vault, WipeJournal, WipeStep};
 
 /// The cause recorded in the wipe journal and the receipt's command id.
 pub const CAUSE: &str = "offline-timer";
 
-/// True when the policy has a timer and `now - last_success` has reached it.
-pub fn due(policy: &AgentPolicy, last_success: OffsetDateTime, now: OffsetDateTime) -> bool {
-    policy.offline_wipe_after_seconds > 0
-        && now - last_success >= Duration::from_secs(policy.offline_wipe_after_seconds)
+/// How often the timer looks at the time.
+const TICK: Duration = Duration::from_secs(5);
+/// How far the timer's clock may run ahead of what is written down.
+const PERSIST_EVERY: time::Duration = time::Duration::minutes(1);
+/// After a failed wipe, the next attempt.
+const RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// True when the policy has a timer and `now - last_checkin` has reached it.
+pub fn due(policy: &AgentPolicy, last_checkin: OffsetDateTime, now: OffsetDateTime) -> bool {
+    deadline(policy, last_checkin).is_some_and(|deadline| now >= deadline)
+}
+
+/// When the timer wipes, if the policy has one.
+pub fn deadline(policy: &AgentPolicy, last_checkin: OffsetDateTime) -> Option<OffsetDateTime> {
+    (policy.offline_wipe_after_seconds > 0).then(|| {
+        let limit = i64::try_from(policy.offline_wipe_after_seconds).unwrap_or(i64::MAX);
+        last_checkin.saturating_add(time::Duration::seconds(limit))
+    })
+}
+
+/// What became of the receipt of a wipe the timer made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReceiptState {
+    /// Signed, waiting in `STATE/offline-wipe.json` to reach the controller.
+    Pending,
+    /// The controller has it.
+    Reported,
+    /// The device key was unavailable: the data is wiped, but there is no signed receipt.
+    Unsigned,
+}
+
+/// `STATE/offline-timer.json`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimerRecord {
+    /// The device this timer belongs to (a record left by an earlier enrollment is ignored).
+    pub device_id: String,
+    /// The last completed, authenticated check-in, on the timer's clock (RFC 3339).
+    pub last_checkin: String,
+    /// The furthest the timer's clock had reached when this was written.
+    pub reached: String,
+    /// When the timer wiped the messaging data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wiped_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<ReceiptState>,
+}
+
+impl TimerRecord {
+    pub fn path(state_dir: &Path) -> PathBuf {
+        state_dir.join("offline-timer.json")
+    }
+
+    /// The record, `Ok(None)` if there is none yet, `Err` if it is unreadable or damaged.
+    pub fn load(state_dir: &Path) -> Result<Option<Self>, String> {
+        let path = Self::path(state_dir);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("{} is damaged: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        replace_file(&Self::path(state_dir), &bytes, 0o600)
+    }
+
+    pub fn last_checkin_time(&self) -> Option<OffsetDateTime> {
+        crate::parse_rfc3339(&self.last_checkin)
+    }
+
+    pub fn reached_time(&self) -> Option<OffsetDateTime> {
+        crate::parse_rfc3339(&self.reached)
+    }
+}
+
+/// The timer's clock (see the module documentation): never back, at least monotonic speed,
+/// forward with the wall clock.
+#[derive(Debug)]
+pub struct TimerClock {
+    clock: SharedClock,
+    reached: OffsetDateTime,
+    at: Duration,
+}
+
+impl TimerClock {
+    /// Resumes from `reached_before` (what was written down), or the wall clock if later.
+    pub fn resume(clock: SharedClock, reached_before: Option<OffsetDateTime>) -> Self {
+        let wall = clock.now();
+        let reached = reached_before.map_or(wall, |before| before.max(wall));
+        let at = clock.monotonic();
+        Self { clock, reached, at }
+    }
+
+    pub fn now(&mut self) -> OffsetDateTime {
+        let at = self.clock.monotonic();
+        let ran = at.saturating_sub(self.at);
+        self.reached = (self.reached + ran).max(self.clock.now());
+        self.at = at;
+        self.reached
+    }
+}
+
+struct Core {
+    clock: TimerClock,
+    record: TimerRecord,
+    last_checkin: OffsetDateTime,
+    written: OffsetDateTime,
+}
+
+/// The timer's state, shared by the timer task and the check-in loop (which reports
+/// check-ins and delivered receipts).
+pub struct OfflineTimer {
+    state_dir: PathBuf,
+    core: Mutex<Core>,
+}
+
+impl OfflineTimer {
+    /// Resumes the timer from `STATE/offline-timer.json`. Without one (a new enrollment, or a
+    /// state directory from an agent before the timer kept one) or with a damaged one, it
+    /// starts from `fallback_checkin`: `state.json`'s last check-in, or the enrollment.
+    pub fn load(
+        state_dir: &Path,
+        device_id: &str,
+        clock: SharedClock,
+        fallback_checkin: OffsetDateTime,
+    ) -> Self {
+        let stored = match TimerRecord::load(state_dir) {
+            Ok(record) => record.filter(|r| r.device_id == device_id),
+            Err(e) => {
+                warn!(error = %e, "offline timer: starting again from the last check-in in state.json");
+                None
+            }
+        };
+        let last_checkin = stored
+            .as_ref()
+            .and_then(TimerRecord::last_checkin_time)
+            .unwrap_or(fallback_checkin);
+        let reached_before = stored
+            .as_ref()
+            .and_then(TimerRecord::reached_time)
+            .map_or(last_checkin, |r| r.max(last_checkin));
+        let mut clock = TimerClock::resume(clock, Some(reached_before));
+        let now = clock.now();
+        let record = TimerRecord {
+            device_id: device_id.to_owned(),
+            last_checkin: crate::rfc3339(last_checkin),
+            reached: crate::rfc3339(now),
+            wiped_at: stored.as_ref().and_then(|r| r.wiped_at.clone()),
+            receipt: stored.as_ref().and_then(|r| r.receipt),
+        };
+        let timer = Self {
+            state_dir: state_dir.to_path_buf(),
+            core: Mutex::new(Core {
+                clock,
+                record,
+                last_checkin,
+                written: now,
+            }),
+        };
+        timer.update(|_| {});
+        timer
+    }
+
+    fn update(&self, change: impl FnOnce(&mut Core)) {
+        let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        change(&mut core);
+        let now = core.clock.now();
+        core.record.reached = crate::rfc3339(now);
+        core.written = now;
+        if let Err(e) = core.record.save(&self.state_dir) {
+            warn!(error = %e, "offline timer: cannot write its state");
+        }
+    }
+
+    /// A check-in completed: the deadline starts again from now.
+    pub fn checked_in(&self) {
+        self.update(|core| {
+            let now = core.clock.now();
+            core.last_checkin = now;
+            core.record.last_checkin = crate::rfc3339(now);
+        });
+    }
+
+    /// The timer's time and the last check-in; writes the timer down if a minute has passed.
+    fn tick(&self) -> (OffsetDateTime, OffsetDateTime) {
+        let (now, last_checkin, stale) = {
+            let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+            let now = core.clock.now();
+            (now, core.last_checkin, now - core.written >= PERSIST_EVERY)
+        };
+        if stale {
+            self.update(|_| {});
+        }
+        (now, last_checkin)
+    }
+
+    /// Writes the timer down (at a clean stop).
+    pub fn stop(&self) {
+        self.update(|_| {});
+    }
+
+    pub fn record(&self) -> TimerRecord {
+        self.core
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .record
+            .clone()
+    }
+
+    fn wiped(&self, at: OffsetDateTime, receipt: ReceiptState) {
+        self.update(|core| {
+            core.record.wiped_at = Some(crate::rfc3339(at));
+            core.record.receipt = Some(receipt);
+        });
+    }
+
+    /// The controller has the receipt: it is no longer kept.
+    pub fn receipt_reported(&self) {
+        if let Err(e) = std::fs::remove_file(report_path(&self.state_dir))
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            warn!(error = %e, "cannot clear the offline-wipe report");
+        }
+        self.update(|core| core.record.receipt = Some(ReceiptState::Reported));
+    }
+}
+
+/// What the timer needs to wipe and sign.
+pub struct Wiper {
+    pub vault: Option<Arc<Vault>>,
+    /// Held by every wipe, commanded or not, so they never overlap.
+    pub wipe_lock: Arc<tokio::sync::Mutex<()>>,
+    pub key_store: SecretStore,
+    pub device_id: String,
+    pub state_dir: PathBuf,
+}
+
+/// The timer task: runs until the agent stops.
+pub async fn run(timer: Arc<OfflineTimer>, wiper: Wiper) {
+    let mut retry_at: Option<tokio::time::Instant> = None;
+    let mut said_nothing_to_wipe = false;
+    loop {
+        let (now, last_checkin) = timer.tick();
+        let policy = AgentPolicy::load(&wiper.state_dir).unwrap_or_default();
+        let waiting = retry_at.is_some_and(|at| tokio::time::Instant::now() < at);
+        if due(&policy, last_checkin, now) && !waiting {
+            match &wiper.vault {
+                Some(vault) => {
+                    retry_at = match wipe(&timer, &wiper, vault, &policy, now, last_checkin).await {
+                        Ok(()) => None,
+                        Err(()) => Some(tokio::time::Instant::now() + RETRY_AFTER),
+                    }
+                }
+                None if !said_nothing_to_wipe => {
+                    warn!(
+                        "no check-in for longer than the policy allows, but no messaging directory is managed (--messaging-dir): nothing to wipe"
+                    );
+                    said_nothing_to_wipe = true;
+                }
+                None => {}
+            }
+        }
+        tokio::time::sleep(TICK).await;
+    }
+}
+
+/// Wipes unless the data is already wiped, and leaves a signed receipt to report.
+async fn wipe(
+    timer: &OfflineTimer,
+    wiper: &Wiper,
+    vault: &Vault,
+    policy: &AgentPolicy,
+    now: OffsetDateTime,
+    last_checkin: OffsetDateTime,
+) -> Result<(), ()> {
+    let _one_wipe_at_a_time = wiper.wipe_lock.lock().await;
+    match vault.journal() {
+        Ok(Some(j)) if j.step == WipeStep::Done => {
+            // Wiped by a command (nothing left to protect), or by the timer already; a timer
+            // wipe that a crash kept from its receipt still gets one.
+            if j.cause != CAUSE || timer.record().receipt.is_some() {
+                return Ok(());
+            }
+        }
+        Ok(_) => warn!(
+            offline_for_s = (now - last_checkin).whole_seconds(),
+            limit_s = policy.offline_wipe_after_seconds,
+            last_checkin = %crate::rfc3339(last_checkin),
+            "no check-in for longer than the policy allows: wiping the messaging data"
+        ),
+        Err(e) => {
+            error!(error = %e, "offline timer: cannot read the wipe journal");
+            return Err(());
+        }
+    }
+    let journal = match vault.wipe(CAUSE).await {
+        Ok(j) => j,
+        Err(e) => {
+            error!(error = %e, "offline wipe failed; trying again in a minute");
+            return Err(());
+        }
+    };
+    let key_destroyed = vault.key_present().await.is_ok_and(|present| !present);
+    let at = journal
+        .completed_at
+        .as_deref()
+        .and_then(crate::parse_rfc3339)
+        .unwrap_or(now);
+    let receipt = sign(wiper, vault, &journal, key_destroyed, at).await;
+    timer.wiped(at, receipt);
+    match receipt {
+        ReceiptState::Unsigned => error!(
+            "the offline timer wiped the messaging data, but no receipt could be signed (see above)"
+        ),
+        _ => warn!(
+            "the offline timer wiped the messaging data; the signed receipt goes to the controller at the next contact"
+        ),
+    }
+    Ok(())
+}
+
+async fn sign(
+    wiper: &Wiper,
+    vault: &Vault,
+    journal: &WipeJournal,
+    key_destroyed: bool,
+    at: OffsetDateTime,
+) -> ReceiptState {
+    let key = match wiper.key_store.get().await {
+        Ok(key) => key,
+        Err(e) => {
+            error!(error = %e, "the data is wiped but the device key, which signs the receipt, is unavailable");
+            return ReceiptState::Unsigned;
+        }
+    };
+    let body = WipeReceiptBody {
+        command_id: CAUSE.into(),
+        device_id: wiper.device_id.clone(),
+        completed_at: crate::rfc3339(at),
+        scope: "messaging".into(),
+        key_destroyed,
+        files_removed: journal.files_removed,
+        bytes_removed: journal.bytes_removed,
+        verified_empty: journal.verified_empty,
+        full_erase: None,
+        key_protection: Some(vault.protection_in(journal)),
+    };
+    let signed = match body.sign(&key) {
+        Ok(signed) => signed,
+        Err(e) => {
+            error!(error = %e, "the data is wiped but the receipt could not be signed");
+            return ReceiptState::Unsigned;
+        }
+    };
+    let report = PendingReport {
+        body: STANDARD.encode(&signed.body),
+        signature: STANDARD.encode(&signed.signature),
+    };
+    let bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
+    if let Err(e) = replace_file(&report_path(&wiper.state_dir), &bytes, 0o600) {
+        error!(error = %e, "cannot record the offline-wipe receipt");
+        return ReceiptState::Unsigned;
+    }
+    info!("offline-wipe receipt signed");
+    ReceiptState::Pending
 }
 
 /// The signed receipt waiting to be reported (`STATE/offline-wipe.json`).
@@ -47,174 +440,6 @@ pub fn pending(state_dir: &Path) -> Option<WipeReceipt> {
     })
 }
 
-pub fn reported(state_dir: &Path) {
-    if let Err(e) = std::fs::remove_file(report_path(state_dir))
-        && e.kind() != std::io::ErrorKind::NotFound
-    {
-        warn!(error = %e, "cannot clear the offline-wipe report");
-    }
-}
-
-/// Wipes if the timer is due and the data is not wiped yet; records the receipt to report.
-/// Returns true when a wipe ran (or resumed) now.
-pub async fn tick(
-    vault: &Vault,
-    state_dir: &Path,
-    policy: &AgentPolicy,
-    device_id: &str,
-    device_key: &PrivateKeyDer,
-    last_success: OffsetDateTime,
-    now: OffsetDateTime,
-) -> bool {
-    if !due(policy, last_success, now) {
-        return false;
-    }
-    match vault.journal() {
-        // Already wiped (by a command or by the timer): nothing left to protect.
-        Ok(Some(j)) if j.step == WipeStep::Done => return false,
-        Ok(_) => {}
-        Err(e) => {
-            error!(error = %e, "offline timer: cannot read the wipe journal");
-            return false;
-        }
-    }
-    warn!(
-        offline_for_s = (now - last_success).whole_seconds(),
-        limit_s = policy.offline_wipe_after_seconds,
-        "no check-in for longer than the policy allows: wiping the messaging data"
-    );
-    let journal = match vault.wipe(CAUSE).await {
-        Ok(j) => j,
-        Err(e) => {
-            error!(error = %e, "offline wipe failed; retrying at the next tick");
-            return false;
-        }
-    };
-    let key_destroyed = vault.key_present().await.is_ok_and(|present| !present);
-    let body = WipeReceiptBody {
-        command_id: CAUSE.into(),
-        device_id: device_id.into(),
-        completed_at: journal
-            .completed_at
-            .clone()
-            .unwrap_or_else(crate::now_rfc3339),
-        scope: "messaging".into(),
-        key_destroyed,
-        files_removed: journal.files_removed,
-        bytes_removed: journal.bytes_removed,
-        verified_empty: journal.verified_empty,
-        full_erase: None,
-        key_protection: Some(vault.protection_in(&journal)),
-    };
-    match body.sign(device_key) {
-        Ok(signed) => {
-            let report = PendingReport {
-                body: STANDARD.encode(&signed.body),
-                signature: STANDARD.encode(&signed.signature),
-            };
-            let bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
-            if let Err(e) = replace_file(&report_path(state_dir), &bytes, 0o600) {
-                error!(error = %e, "cannot record the offline-wipe receipt");
-            }
-        }
-        Err(e) => error!(error = %e, "the data is wiped but the receipt could not be signed"),
-    }
-    true
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::secrets::SecretStoreKind;
-
-    fn policy(hours: u64) -> AgentPolicy {
-        AgentPolicy {
-            offline_wipe_after_seconds: hours * 3600,
-            ..AgentPolicy::default()
-        }
-    }
-
-    #[test]
-    fn due_only_after_the_limit_and_never_without_one() {
-        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-        assert!(!due(
-            &policy(72),
-            t0,
-            t0 + Duration::from_secs(72 * 3600 - 1)
-        ));
-        assert!(due(&policy(72), t0, t0 + Duration::from_secs(72 * 3600)));
-        assert!(!due(&policy(0), t0, t0 + Duration::from_secs(1000 * 3600)));
-    }
-
-    #[tokio::test]
-    async fn the_timer_wipes_once_and_leaves_a_signed_receipt_to_report() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (state, messaging) = (tmp.path().join("state"), tmp.path().join("messaging"));
-        std::fs::create_dir_all(&state).unwrap();
-        std::fs::create_dir_all(&messaging).unwrap();
-        std::fs::write(messaging.join("chat.db"), b"CANARY").unwrap();
-        let vault = Vault::open(&messaging, &state, SecretStoreKind::File, "dev-1")
-            .await
-            .unwrap();
-        let key = PrivateKeyDer::generate().unwrap();
-        let t0 = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
-
-        // An injected clock: an hour short of the limit, nothing happens.
-        assert!(
-            !tick(
-                &vault,
-                &state,
-                &policy(72),
-                "dev-1",
-                &key,
-                t0,
-                t0 + Duration::from_secs(71 * 3600)
-            )
-            .await
-        );
-        assert!(messaging.join("chat.db").exists());
-        assert!(pending(&state).is_none());
-
-        // Past the limit: wiped, with a receipt waiting.
-        assert!(
-            tick(
-                &vault,
-                &state,
-                &policy(72),
-                "dev-1",
-                &key,
-                t0,
-                t0 + Duration::from_secs(73 * 3600)
-            )
-            .await
-        );
-        assert!(!messaging.join("chat.db").exists());
-        assert!(!vault.key_present().await.unwrap());
-        let receipt = pending(&state).unwrap();
-        let spki =
-            ward_certs::VerifiedCsr::from_der(&ward_certs::csr::make_csr(&key, "x").unwrap())
-                .unwrap();
-        let signed = ward_certs::receipt::SignedReceipt {
-            body: receipt.body,
-            signature: receipt.signature,
-        };
-        ward_certs::receipt::verify_receipt(&signed, spki.public_key_der(), CAUSE, "dev-1")
-            .unwrap();
-
-        // Later ticks do not wipe again; once reported, the receipt is cleared.
-        assert!(
-            !tick(
-                &vault,
-                &state,
-                &policy(72),
-                "dev-1",
-                &key,
-                t0,
-                t0 + Duration::from_secs(200 * 3600)
-            )
-            .await
-        );
-        reported(&state);
-        assert!(pending(&state).is_none());
-    }
-}
+#[path = "offline_tests.rs"]
+mod tests;

@@ -12,6 +12,7 @@ use ward_certs::{
 };
 use ward_proto::v1::RenewRequest;
 
+use crate::clock::SharedClock;
 use crate::link::{CALL_TIMEOUT, Link};
 use crate::secrets::SecretStore;
 use crate::state::StateDir;
@@ -73,6 +74,7 @@ pub async fn renew(
     store: &SecretStore,
     link: &Link,
     ca_der: &[u8],
+    clock: &SharedClock,
 ) -> Result<OffsetDateTime, String> {
     let key = PrivateKeyDer::generate().map_err(|e| e.to_string())?;
     let csr = make_csr(&key, &crate::facts::collect().hostname).map_err(|e| e.to_string())?;
@@ -88,7 +90,7 @@ pub async fn renew(
     let peer = validate_client_certificate(
         &response.certificate_der,
         ca_der,
-        OffsetDateTime::now_utc(),
+        clock.now(),
         crate::AGENT_CLOCK_TOLERANCE,
     )
     .map_err(|e| format!("the renewed certificate is not valid: {e}"))?;
@@ -129,21 +131,21 @@ pub async fn renewal_loop(
     store: SecretStore,
     link: std::sync::Arc<Link>,
     ca_der: Vec<u8>,
-    not_before: OffsetDateTime,
-    not_after: OffsetDateTime,
+    (not_before, not_after): (OffsetDateTime, OffsetDateTime),
+    clock: SharedClock,
 ) {
     let jitter = rand::random_range(-1.0..=1.0);
     let due = renew_at(not_before, not_after, jitter);
     info!(renew_at = %crate::rfc3339(due), "certificate renewal scheduled");
     loop {
-        let now = OffsetDateTime::now_utc();
+        let now = clock.now();
         if now < due {
             let wait = (due - now).try_into().unwrap_or(Duration::from_secs(3600));
             // Sleep in bounded steps so a suspended laptop notices when it wakes.
             tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
             continue;
         }
-        match renew(&dir, &device_id, &store, &link, &ca_der).await {
+        match renew(&dir, &device_id, &store, &link, &ca_der, &clock).await {
             Ok(_) => return,
             Err(e) => {
                 let wait = retry_after(now, not_after);

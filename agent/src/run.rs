@@ -1,38 +1,46 @@
-//! `ward-agent run`: three cooperating tasks over one link to the controller.
+//! `ward-agent run`.
+//!
+//! First the offline timer, which needs nothing but the state directory and the messaging
+//! directory and runs until the agent stops; then the local API for the messaging app; then
+//! sessions with the controller, one after another. A session uses the device certificate
+//! and runs three cooperating tasks over one link:
 //!
 //! - the command stream, kept open, receives commands the moment they are issued;
 //! - the check-in loop (interval from the controller, with jitter) reports facts and picks
-//!   up any command the stream missed;
+//!   up any command the stream missed (`checkin.rs`);
 //! - the executor runs commands one at a time, exactly once, and reports their results.
 //!
-//! While the controller is unreachable both loops back off with jitter and move along the
-//! list of servers.
+//! A session that cannot start (the key or certificate cannot be used) is retried with
+//! backoff, never the end of the agent: an expired or revoked certificate, an unknown server
+//! or an unreachable controller never stops the offline timer.
 
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
 use tonic::Code;
-use tracing::{debug, error, info, warn};
+use tracing::{debug, error, info};
 use ward_proto::transport::{ServerUrl, error_chain};
-use ward_proto::v1::{CheckInRequest, CommandsRequest, ComplianceReport};
+use ward_proto::v1::CommandsRequest;
 
-use crate::backoff::{Backoff, jittered};
+use crate::backoff::Backoff;
+use crate::checkin::{CheckIn, check_in_loop, store_policy};
+use crate::clock::{SharedClock, tls_time};
+use crate::connection::Recorder;
 use crate::error::AgentError;
 use crate::executor::{Executor, Work};
-use crate::facts;
 use crate::ledger::Ledger;
-use crate::link::{CALL_TIMEOUT, Link};
-use crate::policy::AgentPolicy;
+use crate::link::Link;
+use crate::local_api;
+use crate::offline::{OfflineTimer, Wiper};
 use crate::secrets::SecretStore;
-use crate::state::{AgentState, StateDir};
+use crate::state::StateDir;
 use crate::vault::Vault;
-use crate::{checks, local_api};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct RunOptions {
     /// Servers in failover order; empty means the one the agent enrolled with.
     pub servers: Vec<ServerUrl>,
@@ -44,15 +52,48 @@ pub struct RunOptions {
     pub tpm: crate::tpm::TpmChoice,
     /// The local API's socket; `None`: see [`local_api::socket_path`].
     pub local_socket: Option<PathBuf>,
+    /// The agent's clock: the machine's, unless a test sets one.
+    pub clock: SharedClock,
 }
 
-const MIN_INTERVAL: Duration = Duration::from_secs(1);
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            servers: Vec::new(),
+            messaging_dir: None,
+            full_erase_hook: None,
+            tpm: crate::tpm::TpmChoice::default(),
+            local_socket: None,
+            clock: crate::clock::system(),
+        }
+    }
+}
 
 /// How a session ended.
 enum Session {
-    Stopped,
     /// The certificate was renewed: start again with the new one.
     Renewed,
+    /// A full wipe or a retirement destroyed the agent's key and state.
+    Retired,
+}
+
+/// Aborts a task when dropped: a session's tasks end with it, however it ends.
+struct Task(JoinHandle<()>);
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// What outlives sessions.
+struct Agent<'a> {
+    dir: &'a StateDir,
+    options: &'a RunOptions,
+    timer: Arc<OfflineTimer>,
+    vault: Option<Arc<Vault>>,
+    wipe_lock: Arc<tokio::sync::Mutex<()>>,
+    standing: Arc<Recorder>,
 }
 
 /// Runs until `shutdown` completes (or a full wipe retires the agent).
@@ -61,20 +102,127 @@ pub async fn run(
     options: RunOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), AgentError> {
+    let state = dir.load()?;
+    let clock = options.clock.clone();
+    // The offline timer first: before the certificate is read or the controller is tried.
+    let fallback = state
+        .last_checkin
+        .as_deref()
+        .and_then(crate::parse_rfc3339)
+        .or_else(|| crate::parse_rfc3339(&state.enrolled_at))
+        .unwrap_or_else(|| clock.now());
+    let timer = Arc::new(OfflineTimer::load(
+        dir.root(),
+        &state.device_id,
+        clock.clone(),
+        fallback,
+    ));
+    let vault = match &options.messaging_dir {
+        Some(path) => Some(Arc::new(
+            Vault::open_with(
+                path,
+                dir.root(),
+                state.secret_store,
+                &state.device_id,
+                &options.tpm,
+            )
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?
+            .with_clock(clock.clone()),
+        )),
+        None => None,
+    };
+    let wipe_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let timer_task = Task(tokio::spawn(crate::offline::run(
+        timer.clone(),
+        Wiper {
+            vault: vault.clone(),
+            wipe_lock: wipe_lock.clone(),
+            key_store: SecretStore::new(state.secret_store, dir.key_file(), &state.device_id),
+            device_id: state.device_id.clone(),
+            state_dir: dir.root().to_path_buf(),
+        },
+    )));
+    let _local_api = start_local_api(dir, &options, vault.as_ref())?;
+    let agent = Agent {
+        dir,
+        options: &options,
+        timer: timer.clone(),
+        vault,
+        wipe_lock,
+        standing: Arc::new(Recorder::new(dir.root(), &state.device_id, clock)),
+    };
+
     tokio::pin!(shutdown);
+    let mut backoff = Backoff::new(Duration::from_secs(5), Duration::from_secs(300));
     loop {
-        match session(dir, &options, shutdown.as_mut()).await? {
-            Session::Stopped => return Ok(()),
-            Session::Renewed => info!("restarting with the renewed certificate"),
+        let ended = tokio::select! {
+            () = &mut shutdown => None,
+            ended = session(&agent) => Some(ended),
+        };
+        match ended {
+            None => break,
+            Some(Ok(Session::Renewed)) => {
+                info!("restarting with the renewed certificate");
+                backoff.reset();
+            }
+            Some(Ok(Session::Retired)) => {
+                info!("this agent was retired (its key and state are destroyed); stopping");
+                drop(timer_task);
+                return Ok(());
+            }
+            Some(Err(e)) => {
+                agent
+                    .standing
+                    .record(crate::connection::Finding::CannotStart, &e.to_string());
+                let wait = backoff.next_delay();
+                error!(
+                    error = %e,
+                    retry_in_s = wait.as_secs(),
+                    "cannot start a session with the controller; the offline timer keeps running"
+                );
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(wait) => {}
+                }
+            }
         }
     }
+    info!("agent stopping");
+    drop(timer_task);
+    timer.stop();
+    Ok(())
 }
 
-async fn session(
+fn start_local_api(
     dir: &StateDir,
     options: &RunOptions,
-    shutdown: std::pin::Pin<&mut impl Future<Output = ()>>,
-) -> Result<Session, AgentError> {
+    vault: Option<&Arc<Vault>>,
+) -> Result<Option<Task>, AgentError> {
+    let (Some(vault), Some(messaging_dir)) = (vault, options.messaging_dir.as_ref()) else {
+        return Ok(None);
+    };
+    let (app_uid, app_gid) = local_api::owner_of(messaging_dir)
+        .map_err(|e| AgentError::Failed(format!("{}: {e}", messaging_dir.display())))?;
+    let gate = Arc::new(local_api::Gate {
+        vault: vault.clone(),
+        state_dir: dir.root().to_path_buf(),
+    });
+    let socket = local_api::socket_path(options.local_socket.as_deref(), dir.root());
+    info!(socket = %socket.display(), app_uid, key_protection = %vault.protection(), "local API for the messaging app");
+    if let Some(why) = local_api::unreachable_for(&socket, app_uid, app_gid) {
+        error!("{why}");
+    }
+    Ok(Some(Task(tokio::spawn(async move {
+        if let Err(e) = local_api::serve(socket, gate, app_uid).await {
+            error!(error = %e, "the local API stopped");
+        }
+    }))))
+}
+
+async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {
+    let (dir, options) = (agent.dir, agent.options);
+    let clock = &options.clock;
     let mut state = dir.load()?;
     let key_store = SecretStore::new(state.secret_store, dir.key_file(), &state.device_id);
     let key = key_store.get().await?;
@@ -89,18 +237,23 @@ async fn session(
         .ok_or_else(|| AgentError::Failed("device.pem holds no certificate".into()))?;
     let (not_before, not_after) = crate::renew::validity(leaf)
         .ok_or_else(|| AgentError::Failed("device.pem is not a valid certificate".into()))?;
-    if OffsetDateTime::now_utc() >= not_after {
-        return Err(AgentError::Usage(format!(
-            "the device certificate expired at {}: this device must be enrolled again (ward-agent enroll with a new token from `wardctl token create`)",
-            crate::rfc3339(not_after)
-        )));
+    if clock.now() >= not_after {
+        // The controller judges by its own clock: try anyway, and say what will likely happen.
+        error!(
+            expired_at = %crate::rfc3339(not_after),
+            "the device certificate has expired by this device's clock: the controller will refuse it unless this clock is wrong. Enroll this device again (`ward-agent enroll` with a new token from `wardctl token create`). The offline timer keeps running"
+        );
     }
     if state.certificate_expires_at != crate::rfc3339(not_after) {
         state.certificate_expires_at = crate::rfc3339(not_after);
         dir.save(&state)?;
     }
-    let tls = ward_certs::tls::client_config(ca_der, Some((&certificate[..1], &key)))
-        .map_err(|e| AgentError::Failed(e.to_string()))?;
+    let tls = ward_certs::tls::client_config_with_time(
+        ca_der,
+        Some((&certificate[..1], &key)),
+        tls_time(clock),
+    )
+    .map_err(|e| AgentError::Failed(e.to_string()))?;
     let servers = if options.servers.is_empty() {
         vec![
             state
@@ -111,20 +264,6 @@ async fn session(
     } else {
         options.servers.clone()
     };
-    let vault = match &options.messaging_dir {
-        Some(path) => Some(Arc::new(
-            Vault::open_with(
-                path,
-                dir.root(),
-                state.secret_store,
-                &state.device_id,
-                &options.tpm,
-            )
-            .await
-            .map_err(|e| AgentError::Failed(e.to_string()))?,
-        )),
-        None => None,
-    };
     info!(
         device_id = %state.device_id,
         servers = ?servers.iter().map(ToString::to_string).collect::<Vec<_>>(),
@@ -132,94 +271,65 @@ async fn session(
         "agent running"
     );
 
-    let local_api_task = match (&vault, &options.messaging_dir) {
-        (Some(vault), Some(messaging_dir)) => {
-            let (app_uid, app_gid) = local_api::owner_of(messaging_dir)
-                .map_err(|e| AgentError::Failed(format!("{}: {e}", messaging_dir.display())))?;
-            let gate = Arc::new(local_api::Gate {
-                vault: vault.clone(),
-                state_dir: dir.root().to_path_buf(),
-            });
-            let socket = local_api::socket_path(options.local_socket.as_deref(), dir.root());
-            info!(socket = %socket.display(), app_uid, key_protection = %vault.protection(), "local API for the messaging app");
-            if let Some(why) = local_api::unreachable_for(&socket, app_uid, app_gid) {
-                error!("{why}");
-            }
-            Some(tokio::spawn(async move {
-                if let Err(e) = local_api::serve(socket, gate, app_uid).await {
-                    error!(error = %e, "the local API stopped");
-                }
-            }))
-        }
-        _ => None,
-    };
     let link = Arc::new(Link::new(servers, tls));
-    let mut renewed = tokio::spawn(crate::renew::renewal_loop(
+    let mut renewed = Task(tokio::spawn(crate::renew::renewal_loop(
         dir.clone(),
         state.device_id.clone(),
         key_store.clone(),
         link.clone(),
         ca_der.clone(),
-        not_before,
-        not_after,
-    ));
+        (not_before, not_after),
+        clock.clone(),
+    )));
     let (work_tx, work_rx) = mpsc::channel(64);
     let platform = crate::platform::native();
     let retired = Arc::new(Notify::new());
     let executor = Executor {
         ledger: Ledger::open(dir.root())?,
         state_dir: dir.root().to_path_buf(),
-        vault,
+        vault: agent.vault.clone(),
         platform: platform.clone(),
         device_id: state.device_id.clone(),
         device_key: key,
         link: link.clone(),
         full_erase_hook: options.full_erase_hook.clone(),
-        device_key_store: SecretStore::new(state.secret_store, dir.key_file(), &state.device_id),
+        device_key_store: key_store,
         retired: retired.clone(),
+        clock: clock.clone(),
+        wipe_lock: agent.wipe_lock.clone(),
     };
-    let executor_task = tokio::spawn(executor.serve(work_rx));
+    let _executor = Task(tokio::spawn(executor.serve(work_rx)));
     let policy_changed = Arc::new(Notify::new());
-    let stream_task = tokio::spawn(command_stream(
+    let _stream = Task(tokio::spawn(command_stream(
         link.clone(),
         work_tx.clone(),
         dir.root().to_path_buf(),
         policy_changed.clone(),
-    ));
+    )));
     let data_paths = {
         let mut paths = vec![PathBuf::from("/")];
         paths.extend(options.messaging_dir.clone());
         paths
     };
-    let check_in = check_in_loop(
+    let check_in = check_in_loop(CheckIn {
         dir,
         state,
         link,
-        work_tx,
+        work: work_tx,
         data_paths,
         policy_changed,
         platform,
-    );
+        timer: agent.timer.clone(),
+        standing: agent.standing.clone(),
+        clock: clock.clone(),
+        ca_der: ca_der.clone(),
+    });
 
-    let outcome = tokio::select! {
-        () = shutdown => {
-            info!("agent stopping");
-            Session::Stopped
-        }
-        () = check_in => Session::Stopped,
-        () = retired.notified() => {
-            info!("this agent was retired (its key and state are destroyed); stopping");
-            Session::Stopped
-        }
-        _ = &mut renewed => Session::Renewed,
-    };
-    stream_task.abort();
-    executor_task.abort();
-    renewed.abort();
-    if let Some(task) = local_api_task {
-        task.abort();
+    tokio::select! {
+        () = check_in => Err(AgentError::Failed("the command executor stopped".into())),
+        () = retired.notified() => Ok(Session::Retired),
+        _ = &mut renewed.0 => Ok(Session::Renewed),
     }
-    Ok(outcome)
 }
 
 async fn command_stream(
@@ -295,176 +405,4 @@ async fn forward(
         }
         None => true,
     }
-}
-
-/// Saves the policy if it differs from the stored one; true when it changed.
-fn store_policy(state_dir: &std::path::Path, policy: ward_proto::v1::Policy) -> bool {
-    let policy = AgentPolicy::from(policy);
-    if AgentPolicy::load(state_dir).as_ref() == Some(&policy) {
-        return false;
-    }
-    info!(scope = %policy.scope, revision = policy.revision, "policy received");
-    if let Err(e) = policy.save(state_dir) {
-        warn!(error = %e, "cannot store the policy");
-    }
-    true
-}
-
-fn parse_time(text: &str) -> Option<OffsetDateTime> {
-    OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).ok()
-}
-
-async fn check_in_loop(
-    dir: &StateDir,
-    mut state: AgentState,
-    link: Arc<Link>,
-    work: mpsc::Sender<Work>,
-    data_paths: Vec<PathBuf>,
-    policy_changed: Arc<Notify>,
-    platform: Arc<dyn crate::platform::Platform>,
-) {
-    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
-    let mut last_success = state
-        .last_checkin
-        .as_deref()
-        .and_then(parse_time)
-        .or_else(|| parse_time(&state.enrolled_at))
-        .unwrap_or_else(OffsetDateTime::now_utc);
-    loop {
-        let (report, inventory) =
-            compliance_report(dir.root(), &data_paths, platform.clone()).await;
-        let offline_wipe = crate::offline::pending(dir.root());
-        let reported_wipe = offline_wipe.is_some();
-        let request = CheckInRequest {
-            facts: Some(facts::collect()),
-            compliance: Some(report),
-            offline_wipe,
-            inventory,
-        };
-        let wait = match check_in(&link, request).await {
-            Ok((interval, commands, policy)) => {
-                backoff.reset();
-                last_success = OffsetDateTime::now_utc();
-                record_success(dir, &mut state, interval);
-                if reported_wipe {
-                    crate::offline::reported(dir.root());
-                }
-                // A changed policy: report compliance against it right away.
-                if policy.is_some_and(|p| store_policy(dir.root(), p)) {
-                    policy_changed.notify_one();
-                }
-                for command in commands {
-                    if work.send(Work::Command(command)).await.is_err() {
-                        return;
-                    }
-                }
-                if work.send(Work::Flush).await.is_err() {
-                    return;
-                }
-                jittered(interval)
-            }
-            Err(failure) => {
-                match failure {
-                    Failure::Refused(server, message) => error!(
-                        server = %link.url(server),
-                        "the controller refused this device: {message}. If the device was revoked or its certificate expired, enroll it again"
-                    ),
-                    Failure::Unreachable(server, message) => {
-                        warn!(server = %link.url(server), "check-in failed: {message}");
-                        link.failed(server);
-                    }
-                }
-                if work.send(Work::OfflineTick { last_success }).await.is_err() {
-                    return;
-                }
-                backoff.next_delay()
-            }
-        };
-        debug!(wait_ms = wait.as_millis() as u64, "next check-in");
-        tokio::select! {
-            () = tokio::time::sleep(wait) => {}
-            () = policy_changed.notified() => {}
-        }
-    }
-}
-
-/// Runs the compliance checks against the stored policy and takes the inventory (file reads
-/// and package-manager calls: off the async threads).
-async fn compliance_report(
-    state_dir: &std::path::Path,
-    data_paths: &[PathBuf],
-    platform: Arc<dyn crate::platform::Platform>,
-) -> (ComplianceReport, Option<ward_proto::v1::Inventory>) {
-    let policy = AgentPolicy::load(state_dir).unwrap_or_default();
-    let judge = policy.clone();
-    let paths = data_paths.to_vec();
-    let revision = policy.revision;
-    let (checks, inventory) = tokio::task::spawn_blocking(move || {
-        let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
-        let checks = platform.compliance(&policy, &refs, checks::running_as_root());
-        (checks, platform.inventory(&refs))
-    })
-    .await
-    .unwrap_or_default();
-    // The local gate withholds the data key while a required check whose action is block
-    // (or wipe) fails; report-only failures go to the controller alone.
-    let failures = judge.failures(&checks);
-    let verdict = local_api::noncompliance_file(state_dir);
-    let text = judge.blocking_verdict(&failures);
-    if let Err(e) = ward_certs::files::replace_file(&verdict, text.as_bytes(), 0o600) {
-        warn!(error = %e, "cannot record the compliance verdict for the local API");
-    }
-    let report = ComplianceReport {
-        policy_revision: revision,
-        checks,
-    };
-    (report, inventory)
-}
-
-enum Failure {
-    Refused(usize, String),
-    Unreachable(usize, String),
-}
-
-type CheckInOutcome = (
-    Duration,
-    Vec<ward_proto::v1::DeviceCommand>,
-    Option<ward_proto::v1::Policy>,
-);
-
-async fn check_in(link: &Link, request: CheckInRequest) -> Result<CheckInOutcome, Failure> {
-    let mut connected = link
-        .client()
-        .await
-        .map_err(|(server, e)| Failure::Unreachable(server, e))?;
-    let server = connected.server;
-    let call = connected.client.check_in(request);
-    match tokio::time::timeout(CALL_TIMEOUT, call).await {
-        Err(_) => Err(Failure::Unreachable(server, "check-in timed out".into())),
-        Ok(Ok(response)) => {
-            let response = response.into_inner();
-            let seconds = response.config.map_or(60, |c| c.checkin_interval_seconds);
-            Ok((
-                Duration::from_secs(u64::from(seconds)).max(MIN_INTERVAL),
-                response.pending_commands,
-                response.policy,
-            ))
-        }
-        Ok(Err(status)) => match status.code() {
-            Code::Unauthenticated | Code::PermissionDenied | Code::NotFound => {
-                Err(Failure::Refused(server, status.message().to_owned()))
-            }
-            _ => Err(Failure::Unreachable(server, error_chain(&status))),
-        },
-    }
-}
-
-fn record_success(dir: &StateDir, state: &mut AgentState, interval: Duration) {
-    state.last_checkin = Some(crate::now_rfc3339());
-    state.checkin_interval_seconds = u32::try_from(interval.as_secs()).unwrap_or(u32::MAX);
-    if let Err(e) = dir.save(state) {
-        // Not fatal: the controller has the check-in; only `status` shows an older time.
-        warn!(error = %e, "cannot record the check-in time");
-    }
-    debug!("checked in");
 }

@@ -104,6 +104,7 @@ pub struct Vault {
     home: KeyHome,
     protection: KeyProtection,
     journal: PathBuf,
+    clock: crate::clock::SharedClock,
 }
 
 fn io(path: &Path, source: std::io::Error) -> VaultError {
@@ -182,6 +183,7 @@ impl Vault {
             home: KeyHome::Store(store.clone()),
             protection: store_protection(kind),
             journal,
+            clock: crate::clock::system(),
         };
         match read_record(&record_file)? {
             Some(record) => vault.home_from(record, store, state_dir, tpm)?,
@@ -302,6 +304,12 @@ impl Vault {
                 Ok(())
             }
         }
+    }
+
+    /// Stamps the journal with `clock` (the agent's) instead of the system clock.
+    pub fn with_clock(mut self, clock: crate::clock::SharedClock) -> Self {
+        self.clock = clock;
+        self
     }
 
     pub fn dir(&self) -> &Path {
@@ -470,7 +478,7 @@ impl Vault {
         }
         if journal.step < WipeStep::Done {
             journal.verified_empty = self.is_empty()?;
-            journal.completed_at = Some(crate::now_rfc3339());
+            journal.completed_at = Some(crate::rfc3339(self.clock.now()));
             journal.step = WipeStep::Done;
             self.write_journal(&journal)?;
             fail::fail_point!("vault-after-done");

@@ -16,6 +16,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{self, CertificateDer, ServerName, UnixTime};
 use rustls::server::WebPkiClientVerifier;
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::time_provider::TimeProvider;
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, RootCertStore,
     ServerConfig, SignatureScheme,
@@ -187,7 +188,21 @@ pub fn client_config(
     ca_der: &[u8],
     identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
 ) -> Result<ClientConfig, TlsError> {
-    let builder = ClientConfig::builder_with_provider(provider())
+    client_config_with_time(ca_der, identity, system_time())
+}
+
+fn system_time() -> Arc<dyn TimeProvider> {
+    Arc::new(rustls::time_provider::DefaultTimeProvider)
+}
+
+/// [`client_config`], judging the server certificate's validity by `time` instead of the
+/// system clock (the agent passes its own clock, so tests can set it).
+pub fn client_config_with_time(
+    ca_der: &[u8],
+    identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
+    time: Arc<dyn TimeProvider>,
+) -> Result<ClientConfig, TlsError> {
+    let builder = ClientConfig::builder_with_details(provider(), time)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots(ca_der)?);
     let mut config = match identity {
@@ -222,13 +237,21 @@ impl PinReport {
 /// A client config that trusts a server only if its chain contains the CA whose certificate
 /// hashes to `pin`, and the server certificate verifies against that CA for the host name.
 pub fn pinned_client_config(pin: CaHash) -> Result<(ClientConfig, PinReport), TlsError> {
+    pinned_client_config_with_time(pin, system_time())
+}
+
+/// [`pinned_client_config`], judging validity by `time`.
+pub fn pinned_client_config_with_time(
+    pin: CaHash,
+    time: Arc<dyn TimeProvider>,
+) -> Result<(ClientConfig, PinReport), TlsError> {
     let report = PinReport::default();
     let verifier = PinnedCaVerifier {
         pin,
         provider: provider(),
         report: report.clone(),
     };
-    let mut config = ClientConfig::builder_with_provider(provider())
+    let mut config = ClientConfig::builder_with_details(provider(), time)
         .with_safe_default_protocol_versions()?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))

@@ -96,6 +96,15 @@ impl EnrollmentService for Baseline {
             config: Some(config()),
         }))
     }
+
+    async fn report_offline_wipe(
+        &self,
+        _: Request<ward_proto::v1::ReportOfflineWipeRequest>,
+    ) -> Result<Response<ward_proto::v1::ReportOfflineWipeResponse>, Status> {
+        Err(Status::unimplemented(
+            "the baseline server measures the stack only; it records no receipts",
+        ))
+    }
 }
 
 type PushStream = Pin<Box<dyn Stream<Item = Result<AgentPush, Status>> + Send>>;

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod clock;
 pub mod console;
 pub mod fleet;
 pub mod inprocess;
@@ -11,6 +12,7 @@ pub mod postgres;
 pub mod process;
 pub mod sandbox;
 pub mod swtpm;
+pub mod timer;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

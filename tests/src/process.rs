@@ -131,6 +131,16 @@ impl Daemon {
         matches!(self.child.try_wait(), Ok(None))
     }
 
+    /// Stops the process as systemd does (SIGTERM) and waits until it has exited.
+    pub fn stop(mut self) {
+        self.terminate();
+        eventually_blocking(
+            &format!("{} to exit after SIGTERM", self.name),
+            Duration::from_secs(30),
+            || (!self.is_running()).then_some(()),
+        );
+    }
+
     /// Sends SIGTERM, as systemd does on stop.
     pub fn terminate(&self) {
         let status = Command::new("kill")
@@ -257,6 +267,11 @@ impl ControllerProcess {
         ]))
     }
 
+    /// The address it listens on, to bring a controller back on the same port.
+    pub fn listen_addr(&self) -> String {
+        self.url.trim_start_matches("https://").to_owned()
+    }
+
     pub fn devices(&self) -> Vec<Value> {
         json(&self.ctl(&["device", "list", "--output", "json"]))
             .as_array()
@@ -345,6 +360,27 @@ impl AgentFixture {
             state_dir,
             messaging_dir,
         }
+    }
+
+    /// What the agent processes of this fixture have logged so far.
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// `ward-agent status --output FORMAT` with `env` (e.g. the agent's clock).
+    pub fn status_output(&self, format: &str, env: &[(&str, &str)]) -> Output {
+        Command::new(bin("ward-agent"))
+            .args(["status", "--state-dir", self.state_dir.to_str().unwrap()])
+            .args(["--output", format])
+            .env_remove("WARD_AGENT_STATE_DIR")
+            .envs(env.iter().copied())
+            .output()
+            .expect("run ward-agent status")
+    }
+
+    /// `ward-agent status --output json` with `env`.
+    pub fn status(&self, env: &[(&str, &str)]) -> Value {
+        json(&self.status_output("json", env))
     }
 
     /// Starts `ward-agent run` for this fixture.

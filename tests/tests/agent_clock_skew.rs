@@ -1,27 +1,18 @@
 //! A device whose clock is an hour behind or ahead of the controller's loses no wipe: a wipe
 //! sent while it runs and one queued while it was off both complete with verified receipts.
-//! The agent process runs under libfaketime (`FAKETIME=±1h`), so its TLS stack, ledger,
-//! journal and receipt all see the skewed clock; the controller keeps the real one.
+//! The agent processes run on a clock an hour off (the agent's test clock: its TLS stack,
+//! ledger, journal and receipts all see it); the controller keeps the real one. No system
+//! library is needed (`WARD_TEST_AGENT_CLOCK=faketime` runs the same test under libfaketime).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
 
+use ward_e2e::clock::{AgentClock, env_refs};
 use ward_e2e::eventually_blocking;
 use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr};
 
 const DEADLINE: Duration = Duration::from_secs(60);
-
-/// libfaketime, preloaded into the agent process itself (not through the `faketime` wrapper,
-/// which would stand between the test and the process it must stop).
-fn libfaketime() -> &'static str {
-    let path = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
-    assert!(
-        std::path::Path::new(path).exists(),
-        "this test needs libfaketime: apt-get install faketime (.ci/run installs it)"
-    );
-    path
-}
 
 fn wipe(controller: &ControllerProcess, device: &AgentFixture) -> String {
     json(&controller.ctl(&[
@@ -40,25 +31,15 @@ fn wipe(controller: &ControllerProcess, device: &AgentFixture) -> String {
         .to_owned()
 }
 
-fn skewed_agent_loses_no_wipe(skew: &str) {
+fn skewed_agent_loses_no_wipe(skew: i64) {
     let tmp = tempfile::tempdir().unwrap();
     let controller = ControllerProcess::start(&tmp.path().join("controller"));
-    let skewed_env = [("LD_PRELOAD", libfaketime()), ("FAKETIME", skew)];
+    let clock = AgentClock::new(tmp.path());
+    clock.set(skew);
+    let skewed = clock.env();
+    let skewed_env = env_refs(&skewed);
     let online = AgentFixture::enroll(&controller, tmp.path(), "on", "oli@hospital.org");
     let offline = AgentFixture::enroll(&controller, tmp.path(), "off", "oli@hospital.org");
-
-    // The skewed clock is real inside the agent process.
-    let out = std::process::Command::new("date")
-        .arg("+%s")
-        .envs(skewed_env)
-        .output()
-        .unwrap();
-    let skewed: i64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
-    let real = time::OffsetDateTime::now_utc().unix_timestamp();
-    assert!(
-        (skewed - real).abs() > 3000,
-        "faketime did not move the clock"
-    );
 
     let queued = wipe(&controller, &offline);
     let _online = online.run(&skewed_env);
@@ -104,10 +85,10 @@ fn skewed_agent_loses_no_wipe(skew: &str) {
 
 #[test]
 fn an_agent_an_hour_behind_loses_no_wipe() {
-    skewed_agent_loses_no_wipe("-1h");
+    skewed_agent_loses_no_wipe(-3600);
 }
 
 #[test]
 fn an_agent_an_hour_ahead_loses_no_wipe() {
-    skewed_agent_loses_no_wipe("+1h");
+    skewed_agent_loses_no_wipe(3600);
 }

@@ -511,6 +511,8 @@ async fn a_command_delivered_twice_runs_once() {
             &device.device_id,
         ),
         retired: Arc::new(tokio::sync::Notify::new()),
+        clock: ward_agent::clock::system(),
+        wipe_lock: Arc::default(),
     };
 
     // Delivered once by check-in and once more as if by the stream, then again after a restart.

@@ -48,6 +48,7 @@ async fn renewal_gives_a_new_key_and_certificate_for_the_same_device() {
         &store,
         &link,
         controller.ca.cert_der(),
+        &ward_agent::clock::system(),
     )
     .await
     .unwrap();
@@ -171,7 +172,7 @@ async fn revoked_and_offboarding_devices_cannot_renew() {
 }
 
 #[test]
-fn an_agent_whose_certificate_expired_on_the_shelf_says_to_re_enroll() {
+fn an_agent_whose_certificate_expired_on_the_shelf_keeps_running_and_says_to_re_enroll() {
     let tmp = tempfile::tempdir().unwrap();
     let long_ago = time::OffsetDateTime::now_utc() - std::time::Duration::from_secs(30 * 86_400);
     let ca = ward_certs::CertificateAuthority::create("Ward CA", long_ago).unwrap();
@@ -205,11 +206,35 @@ fn an_agent_whose_certificate_expired_on_the_shelf_says_to_re_enroll() {
         last_checkin: None,
     })
     .unwrap();
-    let out = ward_e2e::process::agent(&["run", "--state-dir", dir.root().to_str().unwrap()]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = ward_e2e::process::stderr(&out);
-    assert!(
-        err.contains("expired") && err.contains("enrolled again"),
-        "{err}"
+    // It keeps running (its offline timer must), says what is wrong and what to do, and so
+    // does `status`.
+    let log = tmp.path().join("agent.log");
+    let mut agent = ward_e2e::process::Daemon::spawn(
+        "ward-agent",
+        &["run", "--state-dir", dir.root().to_str().unwrap()],
+        log.clone(),
+    );
+    let text = ward_e2e::eventually_blocking(
+        "the agent to say its certificate expired",
+        std::time::Duration::from_secs(60),
+        || {
+            let text = std::fs::read_to_string(&log).ok()?;
+            text.contains("the device certificate has expired")
+                .then_some(text)
+        },
+    );
+    assert!(text.contains("Enroll this device again"), "{text}");
+    assert!(agent.is_running(), "{text}");
+    let status = ward_e2e::process::json(&ward_e2e::process::agent(&[
+        "status",
+        "--state-dir",
+        dir.root().to_str().unwrap(),
+        "--output",
+        "json",
+    ]));
+    assert_eq!(status["certificate_expired"], true, "{status}");
+    assert_eq!(
+        status["problems"][0]["code"], "certificate_expired",
+        "{status}"
     );
 }

@@ -125,6 +125,7 @@ async fn malformed_protobuf_is_refused_on_every_service_and_changes_nothing() {
     for body in malformed_bodies() {
         for (channel, path) in [
             (&enrollment, "/ward.v1.EnrollmentService/Enroll"),
+            (&enrollment, "/ward.v1.EnrollmentService/ReportOfflineWipe"),
             (&agent, "/ward.v1.AgentService/CheckIn"),
             (&agent, "/ward.v1.AgentService/Acknowledge"),
             (&agent, "/ward.v1.AgentService/ReportResult"),
@@ -139,7 +140,7 @@ async fn malformed_protobuf_is_refused_on_every_service_and_changes_nothing() {
             tried += 1;
         }
     }
-    assert_eq!(tried, 54);
+    assert_eq!(tried, 60);
 
     // Nothing stored changed: the device as it was, no command, the token still unspent.
     assert_eq!(stored_device(&controller, &device.device_id).await, before);

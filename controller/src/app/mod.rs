@@ -21,6 +21,7 @@ mod audit_anchor;
 mod commands;
 mod lifecycle;
 pub mod offboard;
+mod offline_wipe;
 mod policy;
 #[cfg(test)]
 mod policy_tests;
@@ -676,81 +677,6 @@ impl App {
                 "device {device} is not enrolled"
             )));
         }
-        Ok(())
-    }
-
-    /// Records a wipe the device's offline timer made, with whether its receipt verified.
-    pub async fn record_offline_wipe(
-        &self,
-        device: DeviceId,
-        receipt: &ward_certs::receipt::SignedReceipt,
-    ) -> Result<(), AppError> {
-        let record = self
-            .store
-            .get_device(device)
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("device {device} is not enrolled")))?;
-        let oversized = receipt.body.len() + receipt.signature.len() > commands::MAX_RECEIPT_BYTES;
-        let verified = record
-            .public_key_der
-            .as_deref()
-            .filter(|_| !oversized)
-            .ok_or_else(|| {
-                if oversized {
-                    format!(
-                        "the receipt is larger than the {} bytes a receipt may have",
-                        commands::MAX_RECEIPT_BYTES
-                    )
-                } else {
-                    "no public key on record".to_owned()
-                }
-            })
-            .and_then(|spki| {
-                ward_certs::receipt::verify_receipt(
-                    receipt,
-                    spki,
-                    OFFLINE_TIMER,
-                    &device.to_string(),
-                )
-                .map_err(|e| e.to_string())
-            });
-        let at = match &verified {
-            Ok(body) => time::OffsetDateTime::parse(
-                &body.completed_at,
-                &time::format_description::well_known::Rfc3339,
-            )
-            .map(Timestamp::from_datetime)
-            .unwrap_or_else(|_| self.now()),
-            Err(_) => self.now(),
-        };
-        match &verified {
-            Ok(_) => {
-                warn!(device_id = %device, at = %at, "device reports its offline timer wiped the messaging data")
-            }
-            Err(why) => {
-                warn!(device_id = %device, reason = %sanitize(why), "offline-wipe receipt did not verify")
-            }
-        }
-        // An oversized receipt is not kept.
-        let empty = ward_certs::receipt::SignedReceipt {
-            body: Vec::new(),
-            signature: Vec::new(),
-        };
-        let receipt = if oversized { &empty } else { receipt };
-        let wipe = crate::core::OfflineWipe {
-            at,
-            verified: verified.is_ok(),
-        };
-        self.store
-            .record_offline_wipe(device, &wipe, receipt)
-            .await?;
-        self.audit(
-            &audit::device_actor(device),
-            "device.offline_wipe",
-            &device.to_string(),
-            serde_json::json!({ "at": at.rfc3339(), "receipt_verified": wipe.verified }),
-        )
-        .await?;
         Ok(())
     }
 

@@ -3,10 +3,14 @@
 use std::sync::Arc;
 
 use tonic::{Request, Response, Status};
-use ward_proto::v1::{self, EnrollRequest, EnrollResponse};
+use ward_certs::receipt::SignedReceipt;
+use ward_proto::v1::{
+    self, EnrollRequest, EnrollResponse, ReportOfflineWipeRequest, ReportOfflineWipeResponse,
+};
 
 use super::convert::facts_from_wire;
 use crate::app::App;
+use crate::core::DeviceId;
 
 /// Per-client-address limit on enrollment attempts: tokens cannot be guessed (256 bits), but
 /// a flood of attempts would still cost CPU and fill logs.
@@ -31,14 +35,10 @@ impl EnrollmentApi {
     }
 }
 
-#[tonic::async_trait]
-impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
-    async fn enroll(
-        &self,
-        request: Request<EnrollRequest>,
-    ) -> Result<Response<EnrollResponse>, Status> {
-        let client = request.remote_addr().map(|a| a.ip());
-        if let Some(ip) = client {
+impl EnrollmentApi {
+    /// Calls without a client certificate share one per-address budget.
+    fn limit<T>(&self, request: &Request<T>) -> Result<(), Status> {
+        if let Some(ip) = request.remote_addr().map(|a| a.ip()) {
             if self.limiter.check_key(&ip).is_err() {
                 tracing::warn!(client = %ip, "enrollment rate limit reached");
                 return Err(Status::resource_exhausted(
@@ -50,6 +50,43 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
                 self.limiter.retain_recent();
             }
         }
+        Ok(())
+    }
+}
+
+#[tonic::async_trait]
+impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
+    async fn report_offline_wipe(
+        &self,
+        request: Request<ReportOfflineWipeRequest>,
+    ) -> Result<Response<ReportOfflineWipeResponse>, Status> {
+        self.limit(&request)?;
+        let req = request.into_inner();
+        let device = req.device_id.parse::<DeviceId>().map_err(|_| {
+            Status::invalid_argument(format!(
+                "device id {:?} is not a device id (a UUID)",
+                req.device_id.chars().take(64).collect::<String>()
+            ))
+        })?;
+        let receipt = req
+            .receipt
+            .ok_or_else(|| Status::invalid_argument("the request carries no receipt"))?;
+        let signed = SignedReceipt {
+            body: receipt.body,
+            signature: receipt.signature,
+        };
+        self.app
+            .record_offline_wipe_receipt_only(device, &signed)
+            .await?;
+        Ok(Response::new(ReportOfflineWipeResponse {}))
+    }
+
+    async fn enroll(
+        &self,
+        request: Request<EnrollRequest>,
+    ) -> Result<Response<EnrollResponse>, Status> {
+        self.limit(&request)?;
+        let client = request.remote_addr().map(|a| a.ip());
         let req = request.into_inner();
         let enrolled = self
             .app

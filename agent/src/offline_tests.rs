@@ -1,0 +1,214 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use super::*;
+use crate::clock::{Clock, ManualClock};
+use crate::secrets::SecretStoreKind;
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+fn t0() -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+}
+
+fn policy(hours: u64) -> AgentPolicy {
+    AgentPolicy {
+        offline_wipe_after_seconds: hours * 3600,
+        ..AgentPolicy::default()
+    }
+}
+
+#[test]
+fn due_only_after_the_limit_and_never_without_one() {
+    assert!(!due(
+        &policy(72),
+        t0(),
+        t0() + 72 * HOUR - Duration::from_secs(1)
+    ));
+    assert!(due(&policy(72), t0(), t0() + 72 * HOUR));
+    assert!(!due(&policy(0), t0(), t0() + 1000 * HOUR));
+    assert_eq!(deadline(&policy(0), t0()), None);
+}
+
+#[test]
+fn the_timer_clock_never_goes_back_and_follows_the_wall_clock_forward() {
+    let clock = ManualClock::new(t0());
+    let mut timer = TimerClock::resume(clock.shared(), None);
+    clock.advance(HOUR);
+    assert_eq!(timer.now(), t0() + HOUR);
+    // Set back a day: the count goes on from where it was, at the monotonic pace.
+    clock.set_wall(t0() - 24 * HOUR);
+    assert_eq!(timer.now(), t0() + HOUR);
+    clock.advance(HOUR);
+    assert_eq!(timer.now(), t0() + 2 * HOUR);
+    // Set forward: the count jumps with it (the safe direction).
+    clock.set_wall(t0() + 10 * HOUR);
+    assert_eq!(timer.now(), t0() + 10 * HOUR);
+}
+
+fn state_dir() -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("state");
+    std::fs::create_dir_all(&dir).unwrap();
+    (tmp, dir)
+}
+
+#[test]
+fn a_restart_with_the_clock_set_back_resumes_the_count() {
+    let (_tmp, dir) = state_dir();
+    let clock = ManualClock::new(t0());
+    let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+    clock.advance(50 * HOUR);
+    timer.stop();
+
+    // The agent starts again with the wall clock a week back, on a new monotonic clock.
+    let after = ManualClock::new(t0() - 7 * 24 * HOUR);
+    let timer = OfflineTimer::load(&dir, "dev-1", after.shared(), t0() - 7 * 24 * HOUR);
+    let (now, last_checkin) = timer.tick();
+    assert_eq!(last_checkin, t0());
+    assert_eq!(now, t0() + 50 * HOUR);
+    after.advance(22 * HOUR);
+    let (now, _) = timer.tick();
+    assert!(due(&policy(72), last_checkin, now), "{now}");
+
+    // A record of another enrollment is not this device's.
+    let other = OfflineTimer::load(&dir, "dev-2", after.shared(), after.now());
+    assert_eq!(other.tick().1, after.now());
+}
+
+#[test]
+fn the_count_is_written_down_every_minute_and_a_check_in_resets_it() {
+    let (_tmp, dir) = state_dir();
+    let clock = ManualClock::new(t0());
+    let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+    clock.advance(Duration::from_secs(30));
+    timer.tick();
+    let stored = || TimerRecord::load(&dir).unwrap().unwrap();
+    assert_eq!(stored().reached_time(), Some(t0()), "not yet a minute");
+    clock.advance(Duration::from_secs(31));
+    timer.tick();
+    assert_eq!(
+        stored().reached_time(),
+        Some(t0() + Duration::from_secs(61))
+    );
+
+    clock.advance(HOUR);
+    timer.checked_in();
+    assert_eq!(stored().last_checkin_time(), Some(clock.now()));
+    assert_eq!(timer.tick().1, clock.now());
+}
+
+#[test]
+fn without_a_record_the_count_starts_at_the_last_check_in_in_state_json() {
+    let (_tmp, dir) = state_dir();
+    std::fs::write(TimerRecord::path(&dir), b"{damaged").unwrap();
+    // The wall clock is behind the last check-in state.json recorded.
+    let clock = ManualClock::new(t0() - 24 * HOUR);
+    let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+    assert_eq!(timer.tick(), (t0(), t0()));
+}
+
+async fn vault_with_canary(
+    tmp: &std::path::Path,
+    state: &std::path::Path,
+) -> (Arc<Vault>, PathBuf) {
+    let messaging = tmp.join("messaging");
+    std::fs::create_dir_all(&messaging).unwrap();
+    std::fs::write(messaging.join("chat.db"), b"CANARY").unwrap();
+    let vault = Vault::open(&messaging, state, SecretStoreKind::File, "dev-1")
+        .await
+        .unwrap();
+    (Arc::new(vault), messaging)
+}
+
+fn wiper(dir: &Path, vault: &Arc<Vault>) -> Wiper {
+    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    std::fs::write(dir.join("device.key"), key.to_pem().as_bytes()).unwrap();
+    Wiper {
+        vault: Some(vault.clone()),
+        wipe_lock: Arc::default(),
+        key_store: SecretStore::new(SecretStoreKind::File, dir.join("device.key"), "dev-1"),
+        device_id: "dev-1".into(),
+        state_dir: dir.to_path_buf(),
+    }
+}
+
+async fn eventually_pending(dir: &Path) -> WipeReceipt {
+    for _ in 0..1000 {
+        if let Some(receipt) = pending(dir) {
+            return receipt;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    panic!("no offline-wipe receipt");
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_timer_wipes_once_and_leaves_a_signed_receipt_to_report() {
+    let (tmp, dir) = state_dir();
+    policy(72).save(&dir).unwrap();
+    let (vault, messaging) = vault_with_canary(tmp.path(), &dir).await;
+    let wiper = wiper(&dir, &vault);
+    let key = wiper.key_store.get().await.unwrap();
+    let clock = ManualClock::new(t0());
+    let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
+    let task = tokio::spawn(run(timer.clone(), wiper));
+
+    clock.advance(71 * HOUR);
+    tokio::time::sleep(2 * TICK).await;
+    assert!(messaging.join("chat.db").exists(), "an hour short");
+    assert!(pending(&dir).is_none());
+
+    clock.advance(2 * HOUR);
+    let receipt = eventually_pending(&dir).await;
+    assert!(!messaging.join("chat.db").exists());
+    assert!(!vault.key_present().await.unwrap());
+    let spki =
+        ward_certs::VerifiedCsr::from_der(&ward_certs::csr::make_csr(&key, "x").unwrap()).unwrap();
+    let signed = ward_certs::receipt::SignedReceipt {
+        body: receipt.body,
+        signature: receipt.signature,
+    };
+    ward_certs::receipt::verify_receipt(&signed, spki.public_key_der(), CAUSE, "dev-1").unwrap();
+    let record = timer.record();
+    assert_eq!(record.receipt, Some(ReceiptState::Pending));
+    assert!(record.wiped_at.is_some());
+
+    // Reported: cleared, and later ticks do not wipe or sign again.
+    timer.receipt_reported();
+    clock.advance(200 * HOUR);
+    tokio::time::sleep(3 * TICK).await;
+    assert!(pending(&dir).is_none());
+    assert_eq!(timer.record().receipt, Some(ReceiptState::Reported));
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_timer_wipe_a_crash_kept_from_its_receipt_still_gets_one() {
+    let (tmp, dir) = state_dir();
+    policy(1).save(&dir).unwrap();
+    let (vault, _) = vault_with_canary(tmp.path(), &dir).await;
+    vault.wipe(CAUSE).await.unwrap();
+    let clock = ManualClock::new(t0() + 2 * HOUR);
+    let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
+    let task = tokio::spawn(run(timer.clone(), wiper(&dir, &vault)));
+    eventually_pending(&dir).await;
+    task.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn data_a_command_already_wiped_is_left_alone() {
+    let (tmp, dir) = state_dir();
+    policy(1).save(&dir).unwrap();
+    let (vault, _) = vault_with_canary(tmp.path(), &dir).await;
+    vault.wipe("command-7").await.unwrap();
+    let clock = ManualClock::new(t0() + 2 * HOUR);
+    let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
+    let task = tokio::spawn(run(timer.clone(), wiper(&dir, &vault)));
+    tokio::time::sleep(3 * TICK).await;
+    assert!(pending(&dir).is_none());
+    assert_eq!(timer.record().wiped_at, None);
+    task.abort();
+}

@@ -1,0 +1,56 @@
+//! Helpers for the offline-timer tests: a one-hour policy, and waits on what the agent and
+//! the controller record.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::eventually_blocking;
+use crate::process::{AgentFixture, ControllerProcess, json};
+
+pub const DEADLINE: Duration = Duration::from_secs(90);
+
+/// Sets the default policy's offline wipe to one hour (the shortest the controller allows).
+pub fn offline_wipe_after_an_hour(controller: &ControllerProcess) {
+    let out = controller.ctl(&["policy", "set", "--offline-wipe-after", "1h"]);
+    assert!(out.status.success(), "{}", crate::process::stderr(&out));
+}
+
+/// Waits until the agent holds the one-hour policy and has checked in since.
+pub fn wait_for_policy_and_check_in(agent: &AgentFixture) {
+    eventually_blocking("the agent to store the policy", DEADLINE, || {
+        let text = std::fs::read_to_string(agent.state_dir.join("policy.json")).ok()?;
+        let policy: Value = serde_json::from_str(&text).ok()?;
+        (policy["offline_wipe_after_seconds"] == 3600).then_some(())
+    });
+    let stored_at = time::OffsetDateTime::now_utc();
+    eventually_blocking("a check-in after the policy", DEADLINE, || {
+        let text = std::fs::read_to_string(agent.state_dir.join("state.json")).ok()?;
+        let state: Value = serde_json::from_str(&text).ok()?;
+        let last = time::OffsetDateTime::parse(
+            state["last_checkin"].as_str()?,
+            &time::format_description::well_known::Rfc3339,
+        )
+        .ok()?;
+        (last > stored_at).then_some(())
+    });
+}
+
+pub fn wait_for_offline_wipe(agent: &AgentFixture) {
+    eventually_blocking("the offline timer to wipe", DEADLINE, || {
+        (agent.canary_files().is_empty() && agent.state_dir.join("offline-wipe.json").exists())
+            .then_some(())
+    });
+}
+
+/// Waits until the controller shows the device's offline wipe with a verified receipt.
+pub fn wait_for_receipt_on_controller(
+    controller: &ControllerProcess,
+    agent: &AgentFixture,
+) -> Value {
+    eventually_blocking("the receipt to reach the controller", DEADLINE, || {
+        let device =
+            json(&controller.ctl(&["device", "show", &agent.device_id, "--output", "json"]));
+        (device["offline_wipe_receipt_verified"] == true).then_some(device)
+    })
+}

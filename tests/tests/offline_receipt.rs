@@ -1,0 +1,151 @@
+//! `EnrollmentService.ReportOfflineWipe`: a device that can no longer authenticate (its
+//! certificate expired or was revoked while it was offline) reports its offline-wipe receipt
+//! without a certificate. Only a receipt signed by the key on record is taken; anything else
+//! is refused with the reason and changes nothing.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tonic::Code;
+use ward_certs::PrivateKeyDer;
+use ward_certs::receipt::WipeReceiptBody;
+use ward_controller::core::DeviceId;
+use ward_controller::store::{AuditFilter, Store};
+use ward_e2e::inprocess::TestController;
+use ward_proto::v1::{ReportOfflineWipeRequest, RevokeDeviceRequest, WipeReceipt};
+
+fn receipt(device_id: &str, command_id: &str, key: &PrivateKeyDer) -> WipeReceipt {
+    let signed = WipeReceiptBody {
+        command_id: command_id.into(),
+        device_id: device_id.into(),
+        completed_at: "2026-12-01T10:00:00Z".into(),
+        scope: "messaging".into(),
+        key_destroyed: true,
+        files_removed: 2,
+        bytes_removed: 2048,
+        verified_empty: true,
+        full_erase: None,
+        key_protection: None,
+    }
+    .sign(key)
+    .unwrap();
+    WipeReceipt {
+        body: signed.body,
+        signature: signed.signature,
+    }
+}
+
+async fn report(
+    controller: &TestController,
+    device_id: &str,
+    receipt: Option<WipeReceipt>,
+) -> Result<(), tonic::Status> {
+    controller
+        .enrollment()
+        .await
+        .report_offline_wipe(ReportOfflineWipeRequest {
+            device_id: device_id.into(),
+            receipt,
+        })
+        .await
+        .map(|_| ())
+}
+
+async fn offline_wipe_audits(controller: &TestController) -> usize {
+    controller
+        .store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .iter()
+        .filter(|e| e.action == "device.offline_wipe")
+        .count()
+}
+
+#[tokio::test]
+async fn only_a_receipt_signed_by_the_devices_key_is_taken_without_a_certificate() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("ora@hospital.org").await;
+    let id: DeviceId = device.device_id.parse().unwrap();
+    let stranger = PrivateKeyDer::generate().unwrap();
+
+    let refusals = [
+        (
+            report(
+                &controller,
+                &device.device_id,
+                Some(receipt(&device.device_id, "offline-timer", &stranger)),
+            )
+            .await,
+            Code::PermissionDenied,
+        ),
+        (
+            // A command's receipt is not an offline wipe.
+            report(
+                &controller,
+                &device.device_id,
+                Some(receipt(&device.device_id, "cmd-1", &device.key)),
+            )
+            .await,
+            Code::PermissionDenied,
+        ),
+        (
+            report(
+                &controller,
+                &uuid::Uuid::new_v4().to_string(),
+                Some(receipt(&device.device_id, "offline-timer", &device.key)),
+            )
+            .await,
+            Code::NotFound,
+        ),
+        (
+            report(
+                &controller,
+                "not-a-device",
+                Some(receipt(&device.device_id, "offline-timer", &device.key)),
+            )
+            .await,
+            Code::InvalidArgument,
+        ),
+        (
+            report(&controller, &device.device_id, None).await,
+            Code::InvalidArgument,
+        ),
+    ];
+    for (outcome, code) in refusals {
+        let status = outcome.unwrap_err();
+        assert_eq!(status.code(), code, "{status:?}");
+        assert!(!status.message().is_empty());
+    }
+    let stored = controller.store.get_device(id).await.unwrap().unwrap();
+    assert!(
+        stored.offline_wipe.is_none(),
+        "a refused receipt changed the device"
+    );
+    assert_eq!(offline_wipe_audits(&controller).await, 0);
+
+    // Revoked while offline: its genuine receipt is still taken, once.
+    controller
+        .admin()
+        .await
+        .revoke_device(RevokeDeviceRequest {
+            device_id: device.device_id.clone(),
+        })
+        .await
+        .unwrap();
+    let genuine = receipt(&device.device_id, "offline-timer", &device.key);
+    report(&controller, &device.device_id, Some(genuine.clone()))
+        .await
+        .unwrap();
+    report(&controller, &device.device_id, Some(genuine))
+        .await
+        .unwrap();
+    let stored = controller.store.get_device(id).await.unwrap().unwrap();
+    let wipe = stored.offline_wipe.unwrap();
+    assert!(wipe.verified);
+    assert_eq!(wipe.at.rfc3339(), "2026-12-01T10:00:00.000Z");
+    assert_eq!(
+        offline_wipe_audits(&controller).await,
+        1,
+        "the repeat is not a second wipe"
+    );
+}

@@ -1,0 +1,269 @@
+//! The offline timer end to end, with real `wardctl serve` and `ward-agent run` processes and
+//! the agent's clock moved by the test (its test clock, or libfaketime): a device kept away
+//! from the controller loses its messaging data on time whatever else goes wrong — its
+//! certificate expires, the agent restarts, its clock is set back, a server it cannot verify
+//! answers — and the receipt reaches the controller when the device is back.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::time::Duration;
+
+use serde_json::Value;
+use ward_e2e::clock::{AgentClock, env_refs};
+use ward_e2e::eventually_blocking;
+use ward_e2e::process::{AgentFixture, ControllerProcess, json};
+use ward_e2e::timer::{
+    offline_wipe_after_an_hour, wait_for_offline_wipe, wait_for_policy_and_check_in,
+    wait_for_receipt_on_controller,
+};
+
+const DEADLINE: Duration = ward_e2e::timer::DEADLINE;
+const HOUR: i64 = 3600;
+
+fn problem_codes(status: &Value) -> Vec<String> {
+    status["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// A genuine certificate from the controller's CA for the device's key and identity, which
+/// expired an hour ago: what the device holds once its certificate ran out while offline.
+fn expire_certificate(controller: &ControllerProcess, agent: &AgentFixture) {
+    let ca = ward_controller::datadir::DataDir::new(&controller.data_dir)
+        .load_ca()
+        .unwrap();
+    let key_pem = std::fs::read_to_string(agent.state_dir.join("device.key")).unwrap();
+    let key = ward_certs::PrivateKeyDer::from_pem(&key_pem).unwrap();
+    let csr =
+        ward_certs::VerifiedCsr::from_der(&ward_certs::csr::make_csr(&key, "laptop").unwrap())
+            .unwrap();
+    let id = uuid::Uuid::parse_str(&agent.device_id).unwrap();
+    let issued = ca
+        .issue_client(
+            &csr,
+            &ward_certs::Identity::Device(id),
+            time::OffsetDateTime::now_utc() - Duration::from_secs(3 * 3600),
+            Duration::from_secs(2 * 3600),
+        )
+        .unwrap();
+    std::fs::write(
+        agent.state_dir.join("device.pem"),
+        ward_certs::certificate_to_pem(&issued.der),
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_expired_certificate_and_a_restart_do_not_stop_the_offline_wipe() {
+    let tmp = tempfile::tempdir().unwrap();
+    let lifetime = ["--device-cert-lifetime", "1h"];
+    let controller =
+        ControllerProcess::start_with(&tmp.path().join("controller"), "127.0.0.1:0", &lifetime);
+    offline_wipe_after_an_hour(&controller);
+    let agent = AgentFixture::enroll(&controller, tmp.path(), "laptop", "lou@hospital.org");
+    let clock = AgentClock::new(tmp.path());
+    let env = clock.env();
+    let running = agent.run(&env_refs(&env));
+    wait_for_policy_and_check_in(&agent);
+    running.stop();
+    let listen = controller.listen_addr();
+    drop(controller);
+
+    // A week later by the laptop's clock: its one-hour certificate has expired and the
+    // deadline has passed. It boots; the agent starts.
+    clock.set(7 * 24 * HOUR);
+    let mut running = agent.run(&env_refs(&env));
+    wait_for_offline_wipe(&agent);
+    assert!(
+        running.is_running(),
+        "the agent exited:\n{}",
+        agent.log_text()
+    );
+    // The receipt file is written just before the timer records the wipe.
+    let status = eventually_blocking("status to show the wipe", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        status["offline_timer"]["wiped_at"]
+            .is_string()
+            .then_some(status)
+    });
+    assert_eq!(status["certificate_expired"], true, "{status}");
+    let codes = problem_codes(&status);
+    assert!(codes.contains(&"certificate_expired".into()), "{status}");
+    assert!(
+        codes.contains(&"offline_wipe_receipt_pending".into()),
+        "{status}"
+    );
+    assert_eq!(status["offline_timer"]["receipt"], "pending", "{status}");
+
+    // Back in the hospital (by the controller's clock the certificate is still good): the
+    // receipt goes with the next check-in.
+    let controller =
+        ControllerProcess::start_with(&tmp.path().join("controller"), &listen, &lifetime);
+    let device = wait_for_receipt_on_controller(&controller, &agent);
+    assert!(device["offline_wipe_at"].is_string(), "{device}");
+    eventually_blocking("the agent to clear the receipt", DEADLINE, || {
+        (!agent.state_dir.join("offline-wipe.json").exists()).then_some(())
+    });
+    eventually_blocking("status to say the receipt was reported", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["offline_timer"]["receipt"] == "reported").then_some(())
+    });
+}
+
+#[test]
+fn a_certificate_that_expired_while_offline_still_gets_its_receipt_to_the_controller() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    offline_wipe_after_an_hour(&controller);
+    let agent = AgentFixture::enroll(&controller, tmp.path(), "laptop", "lia@hospital.org");
+    let clock = AgentClock::new(tmp.path());
+    let env = clock.env();
+    let running = agent.run(&env_refs(&env));
+    wait_for_policy_and_check_in(&agent);
+    running.stop();
+
+    // Two hours offline; the certificate ran out meanwhile, by every clock. The controller
+    // refuses it at the handshake.
+    expire_certificate(&controller, &agent);
+    clock.set(2 * HOUR);
+    let mut running = agent.run(&env_refs(&env));
+    wait_for_offline_wipe(&agent);
+    // The receipt's own signature speaks for the device: it reaches the controller without
+    // the certificate.
+    let device = wait_for_receipt_on_controller(&controller, &agent);
+    assert_eq!(device["state"], "active", "{device}");
+    assert!(
+        running.is_running(),
+        "the agent exited:\n{}",
+        agent.log_text()
+    );
+    let status = eventually_blocking("status to name the refusal", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["connection"]["state"] == "certificate_expired").then_some(status)
+    });
+    assert!(
+        problem_codes(&status).contains(&"certificate_expired".into()),
+        "{status}"
+    );
+    eventually_blocking("status to say the receipt was reported", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["offline_timer"]["receipt"] == "reported").then_some(())
+    });
+    let log = agent.log_text();
+    assert!(log.contains("its certificate has expired"), "{log}");
+    let audit = json(&controller.ctl(&["audit", "list", "--output", "json"]));
+    assert!(
+        audit.to_string().contains("without_certificate"),
+        "the audit trail says how the receipt came: {audit}"
+    );
+}
+
+/// The timer across a restart with the clock set back, on whichever clock `clock` drives.
+fn setting_the_clock_back_after_a_restart_does_not_extend_the_deadline(clock: AgentClock) {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    offline_wipe_after_an_hour(&controller);
+    let agent = AgentFixture::enroll(&controller, tmp.path(), "laptop", "leo@hospital.org");
+    let env = clock.env();
+    let running = agent.run(&env_refs(&env));
+    wait_for_policy_and_check_in(&agent);
+    drop(controller);
+
+    // 59 minutes 20 seconds without a check-in by the device's clock; then it is shut down.
+    clock.set(HOUR - 40);
+    running.stop();
+    assert_eq!(
+        agent.canary_files().len(),
+        ward_e2e::process::CANARY_FILES as usize,
+        "wiped before the deadline"
+    );
+
+    // Someone sets the clock back a day and starts it again: the timer goes on counting
+    // from where it stopped, and the wipe comes some forty seconds later, not a day later.
+    clock.set(-24 * HOUR);
+    let _running = agent.run(&env_refs(&env));
+    wait_for_offline_wipe(&agent);
+}
+
+#[test]
+fn the_clock_set_back_after_a_restart_does_not_extend_the_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    setting_the_clock_back_after_a_restart_does_not_extend_the_deadline(AgentClock::new(
+        tmp.path(),
+    ));
+}
+
+/// The same with the agent's system clock moved by libfaketime: the real clock path, TLS
+/// stack and all.
+#[test]
+#[cfg_attr(
+    not(ward_faketime),
+    ignore = "needs faketime: apt-get install faketime"
+)]
+fn under_libfaketime_the_clock_set_back_after_a_restart_does_not_extend_the_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    setting_the_clock_back_after_a_restart_does_not_extend_the_deadline(AgentClock::faketime(
+        tmp.path(),
+    ));
+}
+
+#[test]
+fn a_server_certificate_from_an_unknown_ca_counts_as_silence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    offline_wipe_after_an_hour(&controller);
+    let agent = AgentFixture::enroll(&controller, tmp.path(), "laptop", "lena@hospital.org");
+    let clock = AgentClock::new(tmp.path());
+    let env = clock.env();
+    let _running = agent.run(&env_refs(&env));
+    wait_for_policy_and_check_in(&agent);
+    let listen = controller.listen_addr();
+    drop(controller);
+
+    // Something else answers at the controller's address, with a certificate from another
+    // CA (another Ward controller, as good an impostor as any).
+    let impostor = ControllerProcess::start_on(&tmp.path().join("impostor"), &listen);
+    clock.set(2 * HOUR);
+    wait_for_offline_wipe(&agent);
+    eventually_blocking("status to name the untrusted server", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["connection"]["state"] == "untrusted_server").then_some(())
+    });
+    assert!(impostor.devices().is_empty());
+}
+
+#[test]
+fn a_session_that_cannot_start_does_not_stop_the_timer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    offline_wipe_after_an_hour(&controller);
+    let agent = AgentFixture::enroll(&controller, tmp.path(), "laptop", "lex@hospital.org");
+    let clock = AgentClock::new(tmp.path());
+    let env = clock.env();
+    let running = agent.run(&env_refs(&env));
+    wait_for_policy_and_check_in(&agent);
+    running.stop();
+    drop(controller);
+
+    // The device certificate is damaged (a disk error, a meddler): no session can start.
+    std::fs::write(agent.state_dir.join("device.pem"), "not a certificate").unwrap();
+    clock.set(2 * HOUR);
+    let mut running = agent.run(&env_refs(&env));
+    wait_for_offline_wipe(&agent);
+    assert!(
+        running.is_running(),
+        "the agent exited:\n{}",
+        agent.log_text()
+    );
+    let status = eventually_blocking("status to say why", DEADLINE, || {
+        let status = agent.status(&env_refs(&env));
+        (status["connection"]["state"] == "cannot_start").then_some(status)
+    });
+    assert!(
+        problem_codes(&status).contains(&"cannot_start".into()),
+        "{status}"
+    );
+}
