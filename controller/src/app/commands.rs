@@ -553,7 +553,7 @@ impl App {
                 actor: actor.to_owned(),
             };
             let (was, next) = match self.transitions.run(request).await? {
-                transitions::Outcome::Done { was, next } => (was, next),
+                transitions::Outcome::Done { was, next } => (was, *next),
                 transitions::Outcome::Changed => continue,
                 transitions::Outcome::Refused(e) => return Err(e),
             };

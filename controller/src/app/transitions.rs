@@ -32,7 +32,10 @@ pub(super) struct Request {
 #[derive(Debug)]
 pub(super) enum Outcome {
     /// Written, with the state it left.
-    Done { was: CommandState, next: Command },
+    Done {
+        was: CommandState,
+        next: Box<Command>,
+    },
     /// Someone else changed the command first: read it again and retry.
     Changed,
     /// The command does not exist, or the event does not apply to its state.
@@ -166,7 +169,10 @@ async fn run(
                         if next.state != was {
                             tx.audit(transition_event(&request.actor, &next), now);
                         }
-                        *outcome = Outcome::Done { was, next };
+                        *outcome = Outcome::Done {
+                            was,
+                            next: Box::new(next),
+                        };
                     }
                 }
                 Ok(outcomes)
