@@ -165,6 +165,11 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
 /// The controller's server config: optional client certificates chained to `ca_der` and not
 /// in `revoked`, ALPN h2. `server_chain` is the server certificate followed by the CA
 /// certificate, so agents can pin the CA by hash.
+///
+/// Session resumption is off (no TLS 1.2 session ids, no TLS 1.3 tickets): a resumed session
+/// restores the client's chain without asking the verifier, so a certificate revoked since the
+/// first handshake would still be accepted. Every connection is a full handshake that the
+/// revocation list sees; agents hold long-lived streams, so the cost is one handshake each.
 pub fn server_config(
     ca_der: &[u8],
     server_chain: &[Vec<u8>],
@@ -180,6 +185,8 @@ pub fn server_config(
         .with_client_cert_verifier(verifier)
         .with_single_cert(chain(server_chain), key(server_key))?;
     config.alpn_protocols = vec![b"h2".to_vec()];
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    config.send_tls13_tickets = 0;
     Ok(config)
 }
 
@@ -333,3 +340,7 @@ impl ServerCertVerifier for PinnedCaVerifier {
             .supported_schemes()
     }
 }
+
+#[cfg(test)]
+#[path = "tls_tests.rs"]
+mod tests;
