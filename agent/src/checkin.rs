@@ -193,13 +193,22 @@ async fn compliance_report(
     let judge = policy.clone();
     let paths = data_paths.to_vec();
     let revision = policy.revision;
-    let (checks, inventory) = tokio::task::spawn_blocking(move || {
+    let required = policy.required_checks();
+    let (checks, inventory) = match tokio::task::spawn_blocking(move || {
         let refs: Vec<&std::path::Path> = paths.iter().map(PathBuf::as_path).collect();
         let checks = platform.compliance(&policy, &refs, checks::running_as_root());
         (checks, platform.inventory(&refs))
     })
     .await
-    .unwrap_or_default();
+    {
+        Ok(taken) => taken,
+        // A check that panicked is reported as an error on every required check (never as an
+        // empty report nobody can read), and the agent keeps running.
+        Err(e) => {
+            error!(error = %e, "the compliance checks did not finish");
+            (checks_that_did_not_run(&required, &e.to_string()), None)
+        }
+    };
     // The local gate withholds the data key while a required check whose action is block
     // (or wipe) fails; report-only failures go to the controller alone.
     let failures = judge.failures(&checks);
@@ -213,6 +222,18 @@ async fn compliance_report(
         checks,
     };
     (report, inventory)
+}
+
+/// The report when the checks themselves failed: each required check with status error.
+fn checks_that_did_not_run(required: &[&str], why: &str) -> Vec<ward_proto::v1::ComplianceCheck> {
+    required
+        .iter()
+        .map(|name| ward_proto::v1::ComplianceCheck {
+            name: (*name).to_owned(),
+            status: ward_proto::v1::CheckStatus::Error as i32,
+            detail: format!("the agent's checks did not finish: {why}"),
+        })
+        .collect()
 }
 
 type CheckInOutcome = (
@@ -266,4 +287,55 @@ fn record_success(dir: &StateDir, state: &mut AgentState, interval: Duration, cl
         warn!(error = %e, "cannot record the check-in time");
     }
     debug!("checked in");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+    use std::sync::Arc;
+
+    use ward_proto::v1;
+
+    use super::compliance_report;
+    use crate::platform::{ActionError, Platform};
+    use crate::policy::AgentPolicy;
+
+    /// A platform whose checks panic, as a bug in a check would.
+    struct PanickingChecks;
+
+    #[async_trait::async_trait]
+    impl Platform for PanickingChecks {
+        async fn lock_screens(&self, _message: &str) -> Result<(), ActionError> {
+            Err(ActionError::Unsupported("test platform".into()))
+        }
+        async fn unlock_screens(&self) -> Result<(), ActionError> {
+            Err(ActionError::Unsupported("test platform".into()))
+        }
+        fn compliance(&self, _: &AgentPolicy, _: &[&Path], _: bool) -> Vec<v1::ComplianceCheck> {
+            panic!("a check with a bug");
+        }
+        fn inventory(&self, _: &[&Path]) -> Option<v1::Inventory> {
+            None
+        }
+    }
+
+    #[tokio::test]
+    async fn a_check_that_panics_is_reported_as_an_error_on_every_required_check() {
+        let state = tempfile::tempdir().unwrap();
+        let policy = AgentPolicy {
+            require_disk_encryption: true,
+            require_firewall: true,
+            ..AgentPolicy::default()
+        };
+        policy.save(state.path()).unwrap();
+        let (report, inventory) =
+            compliance_report(state.path(), &[], Arc::new(PanickingChecks)).await;
+        assert!(inventory.is_none());
+        let names: Vec<&str> = report.checks.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["disk_encryption", "firewall"]);
+        for check in &report.checks {
+            assert_eq!(check.status, v1::CheckStatus::Error as i32, "{check:?}");
+            assert!(check.detail.contains("did not finish"), "{check:?}");
+        }
+    }
 }
