@@ -101,7 +101,8 @@ pub async fn create(
             "not_after": Timestamp::from_datetime(certificate.not_after).rfc3339(),
         }),
     };
-    let sign = |message: &[u8]| ward_certs::sign::sign(ca.key(), message).unwrap_or_default();
+    let sign =
+        |message: &[u8]| ward_certs::sign::sign(ca.key(), message).map_err(|e| e.to_string());
     // `init` wrote the only entry before this one a moment ago.
     store
         .append_audit(&event, now, &sign, &|_: &[u8], _: &[u8]| true)

@@ -337,7 +337,7 @@ async fn concurrent_audit_appends_form_one_linear_chain(b: Backend) {
         .append_audit(
             &genesis_event("sha256:test", &[1; 16], GenesisOrigin::Init),
             Timestamp::from_unix_ms(0),
-            &|_: &[u8]| vec![1],
+            &|_: &[u8]| Ok(vec![1]),
             &|_: &[u8], _: &[u8]| true,
         )
         .await
@@ -356,7 +356,7 @@ async fn concurrent_audit_appends_form_one_linear_chain(b: Backend) {
                     .append_audit(
                         &event,
                         Timestamp::from_unix_ms(i),
-                        &|_: &[u8]| vec![1],
+                        &|_: &[u8]| Ok(vec![1]),
                         &|_: &[u8], _: &[u8]| true,
                     )
                     .await

@@ -142,8 +142,9 @@ impl App {
 
     pub(super) async fn append_audit(&self, event: &AuditEvent) -> Result<Appended, AppError> {
         let ca = self.ca.clone();
-        let sign =
-            move |message: &[u8]| ward_certs::sign::sign(ca.key(), message).unwrap_or_default();
+        let sign = move |message: &[u8]| {
+            ward_certs::sign::sign(ca.key(), message).map_err(|e| e.to_string())
+        };
         let spki = self.ca.public_key_der();
         let verify_head = move |message: &[u8], signature: &[u8]| {
             ward_certs::sign::verify(&spki, message, signature).is_ok()

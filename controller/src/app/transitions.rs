@@ -61,6 +61,7 @@ impl Transitions {
                         Err(_) => break,
                     }
                 }
+                tracing::debug!(requests = batch.len(), "command transitions");
                 let (asked, answers): (Vec<Request>, Vec<_>) = batch.into_iter().unzip();
                 let outcomes = run(store.as_ref(), asked, clock.as_ref()).await;
                 match outcomes {

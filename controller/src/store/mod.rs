@@ -66,8 +66,8 @@ impl Announcement {
 /// Announcements from other replicas, as they arrive.
 pub type Announcements = tokio::sync::mpsc::Receiver<Announcement>;
 
-/// Signs the audit head's message (the controller's key).
-pub type HeadSigner<'a> = dyn Fn(&[u8]) -> Vec<u8> + Send + Sync + 'a;
+/// Signs the audit head's message (the controller's key); the error says why it could not.
+pub type HeadSigner<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, String> + Send + Sync + 'a;
 
 /// Checks a head signature (message, signature) against the controller's key.
 pub type HeadVerifier<'a> = dyn Fn(&[u8], &[u8]) -> bool + Send + Sync + 'a;
@@ -98,13 +98,8 @@ pub(crate) struct ClosureKey<'a, 'b> {
 
 impl HeadKey for ClosureKey<'_, '_> {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let signature = (self.sign)(message);
-        if signature.is_empty() {
-            return Err(StoreError::Database(
-                "the audit head could not be signed".into(),
-            ));
-        }
-        Ok(signature)
+        (self.sign)(message)
+            .map_err(|e| StoreError::Database(format!("the audit head could not be signed: {e}")))
     }
 
     fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
