@@ -15,7 +15,18 @@ pub mod error;
 pub mod executor;
 pub mod facts;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+// The fuzz bodies (and the test hooks) are for fuzzing and test builds: a release build that
+// turns them on is refused rather than shipped (cargo-fuzz builds set `cfg(fuzzing)`).
+#[cfg(all(
+    not(debug_assertions),
+    not(fuzzing),
+    any(feature = "fuzzing", feature = "failpoints", feature = "test-clock")
+))]
+compile_error!(
+    "the `fuzzing` and test-only features are for fuzz and test builds, not release builds"
+);
 pub mod inventory;
 pub mod ledger;
 pub mod link;

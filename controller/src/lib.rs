@@ -19,7 +19,14 @@ pub mod console;
 pub mod core;
 pub mod datadir;
 #[doc(hidden)]
+#[cfg(feature = "fuzzing")]
 pub mod fuzzing;
+// The fuzz bodies (and the test hooks) are for fuzzing and test builds: a release build that
+// turns them on is refused rather than shipped (cargo-fuzz builds set `cfg(fuzzing)`).
+#[cfg(all(not(debug_assertions), not(fuzzing), feature = "fuzzing"))]
+compile_error!(
+    "the `fuzzing` and test-only features are for fuzz and test builds, not release builds"
+);
 pub mod hub;
 pub mod metrics;
 pub mod server;
