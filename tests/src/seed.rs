@@ -58,7 +58,7 @@ pub async fn seed_devices(
                         bytes[..16].copy_from_slice(device.id.0.as_bytes());
                         let hash = TokenHash(bytes);
                         tx.insert_token(&TokenRecord {
-                            hash: hash.clone(),
+                            hash,
                             user: user.clone(),
                             created_at: now,
                             expires_at: Timestamp::from_unix_ms(now.unix_ms() + 60_000),
