@@ -25,8 +25,7 @@ pub struct BulkArgs {
     /// Wipe every active device whose last compliance report failed its policy
     #[arg(long, conflicts_with_all = ["device", "stdin", "approve"])]
     pub noncompliant: bool,
-    /// With --noncompliant: only devices failing this check (disk_encryption, password_rules,
-    /// auto_lock, firewall, forbidden_packages, os_updates, agent_version)
+    /// With --noncompliant: only devices failing this check
     #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::core::ALL_CHECKS))]
     pub check: Option<String>,
     /// Read device ids or host names from stdin, one a line (at most 10,000; blank lines are
