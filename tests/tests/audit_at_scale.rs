@@ -99,3 +99,68 @@ async fn offboard_then_tamper(devices: usize) {
 async fn audit_verify_passes_after_a_10000_device_offboarding_and_finds_an_edit_in_its_middle() {
     offboard_then_tamper(10_000).await;
 }
+
+/// The largest bulk wipe one call takes, named device by device (as `--stdin` sends them):
+/// one commit, one entry per command, a chain that verifies; one device more is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bulk_wipe_of_10000_named_devices_commits_at_once_and_the_chain_verifies() {
+    let controller = TestController::start().await;
+    let ids = seed_devices(
+        Arc::new(controller.store.clone()),
+        "ida@hospital.org",
+        "ida",
+        10_000,
+    )
+    .await;
+    let mut admin = controller
+        .admin()
+        .await
+        .max_decoding_message_size(64 * 1024 * 1024);
+    let request = |devices: Vec<String>| BulkWipeRequest {
+        devices,
+        scope: WipeScope::Messaging as i32,
+        reason: "ransomware".into(),
+        idempotency_key: "all".into(),
+        ..BulkWipeRequest::default()
+    };
+    let mut named: Vec<String> = ids.iter().map(ToString::to_string).collect();
+    named.push(ward_controller::core::DeviceId::new_random().to_string());
+    let err = admin.bulk_wipe(request(named.clone())).await.unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    named.pop();
+    let started = Instant::now();
+    let report = admin.bulk_wipe(request(named)).await.unwrap().into_inner();
+    assert_eq!(report.issued, 10_000);
+    eprintln!("10,000 wipes committed in {:?}", started.elapsed());
+    let summary = admin
+        .list_audit(ListAuditRequest {
+            target: "admin:all".into(),
+            ..ListAuditRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(summary.len(), 1, "{summary:?}");
+    let batch = admin
+        .list_audit(ListAuditRequest {
+            after_seq: summary[0].seq,
+            limit: 10_000,
+            ..ListAuditRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(batch.len(), 10_000);
+    assert!(
+        batch.iter().all(|e| e.action == "command.issue"),
+        "the batch's entries follow its summary, in a row"
+    );
+    let v = admin
+        .verify_audit(VerifyAuditRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(v.ok, "{v:?}");
+}
