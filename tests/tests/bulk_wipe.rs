@@ -430,3 +430,54 @@ async fn a_role_without_the_wipe_permission_is_refused_and_nothing_is_issued() {
     assert_eq!(report.batch, "hr:g");
     assert_eq!(report.issued, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_bulk_wipe_sent_four_times_at_once_issues_each_wipe_once() {
+    let controller = TestController::start().await;
+    seed_devices(store(&controller), "hu@hospital.org", "hu", 50).await;
+    let admin = controller.admin().await;
+    let calls: Vec<_> = (0..4)
+        .map(|_| {
+            let mut admin = admin.clone();
+            tokio::spawn(async move {
+                admin
+                    .bulk_wipe(by_user("hu@hospital.org", "retry"))
+                    .await
+                    .unwrap()
+                    .into_inner()
+            })
+        })
+        .collect();
+    let mut issued = 0;
+    for call in calls {
+        let report = call.await.unwrap();
+        assert_eq!(report.devices.len(), 50);
+        assert!(report.devices.iter().all(|d| !d.command_id.is_empty()));
+        issued += report.issued;
+    }
+    assert_eq!(
+        issued, 50,
+        "each wipe is reported as issued by one call only"
+    );
+    let mut admin = admin;
+    let cmds = commands(&mut admin).await;
+    assert_eq!(cmds.len(), 50);
+    let entries = audit(&mut admin).await;
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.action == "device.bulk_wipe" && e.target == "admin:retry")
+            .count(),
+        1,
+        "one batch entry, by the call that issued the wipes"
+    );
+    for c in &cmds {
+        assert_eq!(
+            entries
+                .iter()
+                .filter(|e| e.action == "command.issue" && e.target == c.id)
+                .count(),
+            1
+        );
+    }
+}

@@ -240,50 +240,67 @@ impl App {
         let stored = self
             .commit_bulk_wipe(issuer.actor, summary, planned)
             .await?;
-        let mut by_device: HashMap<DeviceId, Command> =
-            stored.iter().map(|c| (c.device_id, c.clone())).collect();
+        let mut by_device: HashMap<DeviceId, (Command, bool)> = stored
+            .iter()
+            .map(|(c, created)| (c.device_id, (c.clone(), *created)))
+            .collect();
         for d in report.devices.iter_mut() {
-            if d.outcome == Outcome::Issued {
-                d.command = by_device.remove(&d.device.id);
+            if d.outcome == Outcome::Issued
+                && let Some((command, created)) = by_device.remove(&d.device.id)
+            {
+                d.command = Some(command);
+                if !created {
+                    d.outcome = Outcome::AlreadyIssued;
+                }
             }
         }
+        let stored: Vec<Command> = stored
+            .into_iter()
+            .filter_map(|(c, created)| created.then_some(c))
+            .collect();
         report.issued = stored.len();
         info!(batch = %report.batch, issued = stored.len(), needs_approval, "bulk wipe issued");
         self.publish(&stored).await;
         Ok(report)
     }
 
-    /// One job: the batch's audit entry, then each command with its own entry. A command
-    /// whose key was taken meanwhile by something else (an idempotency-key conflict) refuses
-    /// the whole job: nothing of it commits.
+    /// One job: the commands, then the batch's audit entry and one entry per command this
+    /// job created; each command with whether this job created it. A key taken meanwhile by
+    /// another request (an idempotency-key conflict) refuses the whole job: nothing commits.
     async fn commit_bulk_wipe(
         &self,
         actor: String,
         summary: AuditEvent,
         planned: Vec<Command>,
-    ) -> Result<Vec<Command>, AppError> {
+    ) -> Result<Vec<(Command, bool)>, AppError> {
         let now = self.now();
         self.store
             .write(Priority::High, move |tx| {
                 let (actor, summary, planned) = (actor.clone(), summary.clone(), planned.clone());
                 Box::pin(async move {
-                    tx.audit(summary, now);
                     let mut stored = Vec::with_capacity(planned.len());
                     for command in &planned {
                         let (found, created) = tx.insert_command(command).await?;
-                        if !created {
-                            if found.device_id != command.device_id || found.kind != command.kind {
-                                return Err(AppError::InvalidArgument(format!(
-                                    "idempotency key {} already names command {}: nothing was wiped; use a new key",
-                                    command.idempotency_key, found.id
-                                )));
-                            }
-                            // A concurrent identical call issued it first: report it.
-                            stored.push(found);
-                            continue;
+                        if !created
+                            && (found.device_id != command.device_id || found.kind != command.kind)
+                        {
+                            return Err(AppError::InvalidArgument(format!(
+                                "idempotency key {} already names command {}: nothing was wiped; use a new key",
+                                command.idempotency_key, found.id
+                            )));
                         }
-                        tx.audit(issue_event(&actor, &found), now);
-                        stored.push(found);
+                        // Not created: a concurrent identical call issued it first.
+                        stored.push((found, created));
+                    }
+                    // The batch's entry says what this job issued, then one entry a command.
+                    let mut summary = summary.clone();
+                    let issued = stored.iter().filter(|(_, created)| *created).count();
+                    if issued > 0 {
+                        summary.details["issued"] = issued.into();
+                        tx.audit(summary, now);
+                    }
+                    for (command, _) in stored.iter().filter(|(_, created)| *created) {
+                        tx.audit(issue_event(&actor, command), now);
                     }
                     Ok::<_, AppError>(stored)
                 })
