@@ -358,6 +358,27 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn bulk_wipe(
+        &self,
+        _: Request<BulkWipeRequest>,
+    ) -> Result<Response<BulkWipeReport>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn get_bulk_wipe(
+        &self,
+        _: Request<GetBulkWipeRequest>,
+    ) -> Result<Response<BulkWipeReport>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn approve_bulk_wipe(
+        &self,
+        _: Request<GetBulkWipeRequest>,
+    ) -> Result<Response<BulkWipeReport>, Status> {
+        Err(unimplemented())
+    }
+
     async fn get_offboard_report(
         &self,
         _: Request<GetOffboardReportRequest>,

@@ -18,6 +18,8 @@ use crate::store::{Announcement, Redemption, Store, StoreError};
 mod admins;
 pub mod audit;
 mod audit_anchor;
+pub mod bulk_select;
+pub mod bulk_wipe;
 mod commands;
 mod lifecycle;
 pub mod offboard;

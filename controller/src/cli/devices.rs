@@ -105,16 +105,21 @@ pub enum DeviceCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Wipe the messaging data (crypto-erase), or the whole device
+    /// Wipe the messaging data (crypto-erase), or the whole device; or many devices at once
+    /// (--user, --noncompliant, --stdin: every wipe committed together, under one idempotency
+    /// key, with one approval for the whole selection where one is required)
     Wipe {
-        /// Device id, or its host name if exactly one device that is not retired has it
-        device: String,
+        /// Device id, or its host name if exactly one device that is not retired has it (omit it with --user, --noncompliant, --stdin or --approve)
+        #[arg(required_unless_present_any = ["user", "noncompliant", "stdin", "approve"])]
+        device: Option<String>,
         /// What to wipe
-        #[arg(long, value_parser = ["messaging", "full"])]
-        scope: String,
+        #[arg(long, value_parser = ["messaging", "full"], required_unless_present = "approve")]
+        scope: Option<String>,
         /// Why (required; kept with the command for the audit)
-        #[arg(long)]
-        reason: String,
+        #[arg(long, required_unless_present = "approve")]
+        reason: Option<String>,
+        #[command(flatten)]
+        bulk: super::bulk_wipe::BulkArgs,
         #[command(flatten)]
         issue: IssueArgs,
     },
@@ -135,6 +140,17 @@ pub struct IssueArgs {
     idempotency_key: Option<String>,
     #[command(flatten)]
     connect: ConnectArgs,
+}
+
+impl IssueArgs {
+    /// What a bulk wipe follows its batch with.
+    fn follow(self) -> super::bulk_wipe::Follow {
+        super::bulk_wipe::Follow {
+            wait: self.wait.then_some(self.timeout),
+            idempotency_key: self.idempotency_key,
+            connect: self.connect,
+        }
+    }
 }
 
 async fn issue(
@@ -207,8 +223,23 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             device,
             scope,
             reason,
+            bulk,
             issue: args,
         } => {
+            let Some(device) = device else {
+                return super::bulk_wipe::run(bulk, scope, reason, args.follow(), output).await;
+            };
+            let (scope, reason) = (scope.unwrap_or_default(), reason.unwrap_or_default());
+            if bulk.selected() {
+                return Err(CliError::usage(
+                    "name one device, or select many with --user, --noncompliant or --stdin, not both",
+                ));
+            }
+            if bulk.dry_run {
+                return Err(CliError::usage(
+                    "--dry-run lists the devices a bulk wipe (--user, --noncompliant, --stdin) would wipe",
+                ));
+            }
             require_reason(&reason, "wiped")?;
             let scope = match scope.as_str() {
                 "full" => v1::WipeScope::Full,

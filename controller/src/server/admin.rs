@@ -607,6 +607,54 @@ impl v1::admin_service_server::AdminService for AdminApi {
         )))
     }
 
+    async fn bulk_wipe(
+        &self,
+        request: Request<BulkWipeRequest>,
+    ) -> Result<Response<BulkWipeReport>, Status> {
+        let (wanted, permission) = super::bulk_wipe::request_from_wire(request.get_ref().clone())?;
+        let target = format!("bulk-wipe:{}", request.get_ref().idempotency_key);
+        let actor = self.admin(&request, permission, &target).await?;
+        let result = self.app.bulk_wipe(&actor, wanted.clone()).await;
+        let report = if wanted.dry_run {
+            // A dry run changes nothing: it is recorded as a read.
+            self.read(&actor, "bulk_wipe_dry_run", &target, result, |r| {
+                (r.batch.clone(), json!({ "devices": r.devices.len() }))
+            })
+            .await?
+        } else {
+            result?
+        };
+        Ok(Response::new(super::bulk_wipe::report_to_wire(&report)))
+    }
+
+    async fn get_bulk_wipe(
+        &self,
+        request: Request<GetBulkWipeRequest>,
+    ) -> Result<Response<BulkWipeReport>, Status> {
+        let batch = request.get_ref().batch.clone();
+        let admin = self.admin(&request, Permission::Read, &batch).await?;
+        let result = self.app.bulk_wipe_report(&batch).await;
+        let report = self
+            .read(&admin, "get_bulk_wipe", &batch, result, |r| {
+                (
+                    r.batch.clone(),
+                    json!({ "devices": r.devices.len(), "complete": r.complete() }),
+                )
+            })
+            .await?;
+        Ok(Response::new(super::bulk_wipe::report_to_wire(&report)))
+    }
+
+    async fn approve_bulk_wipe(
+        &self,
+        request: Request<GetBulkWipeRequest>,
+    ) -> Result<Response<BulkWipeReport>, Status> {
+        let batch = request.get_ref().batch.clone();
+        let actor = self.admin(&request, Permission::Approve, &batch).await?;
+        let report = self.app.approve_bulk_wipe(&actor, &batch).await?;
+        Ok(Response::new(super::bulk_wipe::report_to_wire(&report)))
+    }
+
     async fn mark_lost(
         &self,
         request: Request<MarkLostRequest>,

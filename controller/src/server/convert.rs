@@ -185,7 +185,7 @@ pub fn command_state_from_wire(state: i32) -> Result<Option<CommandState>, Statu
     }))
 }
 
-fn wipe_scope_to_wire(scope: WipeScope) -> v1::WipeScope {
+pub(crate) fn wipe_scope_to_wire(scope: WipeScope) -> v1::WipeScope {
     match scope {
         WipeScope::Messaging => v1::WipeScope::Messaging,
         WipeScope::Full => v1::WipeScope::Full,

@@ -3,6 +3,7 @@
 
 mod admin;
 mod agent;
+mod bulk_wipe;
 pub(crate) mod convert;
 pub(crate) mod convert_posture;
 pub use convert::{command_state_to_wire, role_to_wire};
