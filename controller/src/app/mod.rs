@@ -23,6 +23,8 @@ pub mod bulk_wipe;
 mod commands;
 mod lifecycle;
 pub mod offboard;
+#[cfg(test)]
+mod offboard_tests;
 mod offline_wipe;
 mod policy;
 #[cfg(test)]

@@ -78,6 +78,20 @@ impl App {
         // together, and the whole batch commits once however many devices the user has.
         let now = self.now();
         let issuer = Issuer::admin(actor);
+        // The wipe's own rules (reason length, no control characters), checked before the job
+        // so that a refusal changes nothing: inside it, tokens and the entry are written first.
+        new_command(
+            &issuer,
+            DeviceId(uuid::Uuid::nil()),
+            CommandKind::Wipe {
+                scope: WipeScope::Messaging,
+            },
+            reason,
+            &offboard_key(&user, DeviceId(uuid::Uuid::nil())),
+            false,
+            true,
+            now,
+        )?;
         let threshold = self.config.approval_threshold;
         let (reason, job_user) = (reason.to_owned(), user.clone());
         let outcome = self
@@ -128,7 +142,12 @@ impl App {
                             now,
                         ) {
                             Ok(command) => command,
-                            Err(e) => return Ok(Err(e)),
+                            // Checked above; should it still fail, the whole job rolls back.
+                            Err(e) => {
+                                return Err(StoreError::Corrupt(format!(
+                                    "offboarding refused part way: {e}"
+                                )));
+                            }
                         };
                         let (stored, created) = tx.insert_command(&command).await?;
                         if created {
