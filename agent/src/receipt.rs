@@ -4,8 +4,11 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use ward_certs::receipt::KeyProtection;
 use ward_certs::receipt::{Sanitization, SignedReceipt, WipeReceiptBody};
-use ward_certs::sanitization::{CATEGORY, FILES_METHOD, METHOD, VERIFICATION_METHOD};
+use ward_certs::sanitization::{
+    CATEGORY_CLEAR, CATEGORY_PURGE, FILES_METHOD, METHOD, VERIFICATION_METHOD,
+};
 use ward_certs::{CertError, PrivateKeyDer};
 
 use crate::vault::{Vault, WipeJournal};
@@ -58,13 +61,20 @@ pub fn body(
             "NOT empty"
         },
     );
+    let protection = vault.protection_in(journal);
+    // Purge only where the key's own destruction is assured (inside the TPM).
+    let category = if protection == KeyProtection::Tpm {
+        CATEGORY_PURGE
+    } else {
+        CATEGORY_CLEAR
+    };
     let sanitization = Sanitization {
         standard: ward_certs::sanitization::STANDARD.into(),
         hostname: crate::facts::collect().hostname,
         messaging_dir: vault.dir().display().to_string(),
         files_found,
         bytes_found,
-        category: CATEGORY.into(),
+        category: category.into(),
         method: METHOD.into(),
         key_location: vault.key_location(),
         key_destruction: vault.key_destruction().into(),
@@ -86,7 +96,7 @@ pub fn body(
         bytes_removed: journal.bytes_removed,
         verified_empty: journal.verified_empty,
         full_erase: wiped.full_erase,
-        key_protection: Some(vault.protection_in(journal)),
+        key_protection: Some(protection),
         sanitization: Some(sanitization),
     })
 }

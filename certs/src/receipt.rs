@@ -190,7 +190,7 @@ mod tests {
             messaging_dir: "/home/ann/.local/share/chat".into(),
             files_found: 3,
             bytes_found: 42,
-            category: crate::sanitization::CATEGORY.into(),
+            category: crate::sanitization::CATEGORY_PURGE.into(),
             method: crate::sanitization::METHOD.into(),
             key_location: "TPM 2.0 NV index 0x01300057".into(),
             key_destruction: "overwritten, then the index undefined".into(),

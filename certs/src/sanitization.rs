@@ -9,11 +9,16 @@ use serde::{Deserialize, Serialize};
 /// The guidance the receipt's terms come from.
 pub const STANDARD: &str = "NIST SP 800-88 Rev. 2";
 
-/// The category of the sanitization as a whole: the data key's destruction makes the data
-/// infeasible to recover with any technique, which SP 800-88 calls purge.
-pub const CATEGORY: &str = "purge";
+/// The category where the key was held in a TPM and destroyed there: the data is infeasible to
+/// recover with any technique, which SP 800-88 calls purge.
+pub const CATEGORY_PURGE: &str = "purge";
 
-/// The purge technique.
+/// The category where the key was held in a file or the OS secret store: its destruction is
+/// itself only an overwrite, which flash and copy-on-write storage do not guarantee, so the
+/// cryptographic erase is claimed no stronger than a clear.
+pub const CATEGORY_CLEAR: &str = "clear";
+
+/// The technique.
 pub const METHOD: &str = "cryptographic erase";
 
 /// What the files themselves went through, after the key was gone: a clear (one overwrite),
@@ -37,7 +42,7 @@ pub struct Sanitization {
     /// What the directory held when the deletion began: files and bytes.
     pub files_found: u64,
     pub bytes_found: u64,
-    /// [`CATEGORY`] and [`METHOD`].
+    /// [`CATEGORY_PURGE`] (key in a TPM) or [`CATEGORY_CLEAR`], and [`METHOD`].
     pub category: String,
     pub method: String,
     /// Where the data key was held, e.g. "TPM 2.0 NV index 0x01300057".
