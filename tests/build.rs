@@ -22,6 +22,7 @@ const TOOLS: &[(&str, &[&str])] = &[
     ("ward_swtpm", &["swtpm", "swtpm_setup", "tpm2_nvdefine"]),
     ("ward_setpriv", &["setpriv", "useradd"]),
     ("ward_sqlcipher", &["sqlcipher"]),
+    ("ward_openssl", &["openssl", "jq"]),
     ("ward_chromium", &["chromium", "chromedriver"]),
     ("ward_rsyslog", &["rsyslogd"]),
 ];

@@ -84,7 +84,9 @@ enum Command {
         /// Where to keep a new messaging data key: auto (the TPM at /dev/tpmrm0 when it exists
         /// and tpm2-tools is installed, else the secret store), none, or a TCTI such as
         /// device:/dev/tpmrm0 or swtpm:path=/run/swtpm.sock (which must answer). A key made
-        /// earlier stays where it was made
+        /// earlier stays where it was made. It protects the messaging data key only: the
+        /// device's own key (its mTLS identity, which signs receipts) stays in the secret
+        /// store; holding it in the TPM is not supported yet
         #[arg(
             long,
             env = "WARD_AGENT_TPM",

@@ -9,7 +9,6 @@ use tokio::sync::mpsc;
 use tonic::Code;
 use tracing::{error, info, warn};
 use ward_certs::PrivateKeyDer;
-use ward_certs::receipt::WipeReceiptBody;
 use ward_proto::v1::{self, AcknowledgeRequest, DeviceCommand, ReportResultRequest};
 
 use crate::ledger::{Action, Entry, Ledger, Status};
@@ -365,19 +364,15 @@ impl Executor {
             },
             _ => None,
         };
-        let body = WipeReceiptBody {
+        let wiped = crate::receipt::Wiped {
             command_id: id.to_owned(),
             device_id: self.device_id.clone(),
             completed_at: journal.completed_at.clone().unwrap_or_else(|| self.now()),
             scope: if full { "full" } else { "messaging" }.into(),
             full_erase,
             key_destroyed,
-            files_removed: journal.files_removed,
-            bytes_removed: journal.bytes_removed,
-            verified_empty: journal.verified_empty,
-            key_protection: Some(vault.protection_in(&journal)),
         };
-        match body.sign(&self.device_key) {
+        match crate::receipt::sign(vault, &journal, wiped, &self.device_key) {
             Ok(signed) => Status::Finished {
                 succeeded: true,
                 failure_reason: String::new(),

@@ -35,6 +35,7 @@ pub mod messaging_dir;
 pub mod offline;
 pub mod platform;
 pub mod policy;
+pub mod receipt;
 pub mod renew;
 pub mod run;
 pub mod secrets;

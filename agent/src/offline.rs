@@ -38,7 +38,6 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
 use ward_certs::files::replace_file;
-use ward_certs::receipt::WipeReceiptBody;
 use ward_proto::v1::WipeReceipt;
 
 use crate::clock::SharedClock;
@@ -388,19 +387,15 @@ async fn sign(
             return ReceiptState::Unsigned;
         }
     };
-    let body = WipeReceiptBody {
+    let wiped = crate::receipt::Wiped {
         command_id: CAUSE.into(),
         device_id: wiper.device_id.clone(),
         completed_at: crate::rfc3339(at),
         scope: "messaging".into(),
-        key_destroyed,
-        files_removed: journal.files_removed,
-        bytes_removed: journal.bytes_removed,
-        verified_empty: journal.verified_empty,
         full_erase: None,
-        key_protection: Some(vault.protection_in(journal)),
+        key_destroyed,
     };
-    let signed = match body.sign(&key) {
+    let signed = match crate::receipt::sign(vault, journal, wiped, &key) {
         Ok(signed) => signed,
         Err(e) => {
             error!(error = %e, "the data is wiped but the receipt could not be signed");

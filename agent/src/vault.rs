@@ -57,6 +57,9 @@ pub struct WipeJournal {
     /// Where the destroyed key was held (absent in journals written before this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_protection: Option<KeyProtection>,
+    /// When the wipe began (absent in journals written before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -321,6 +324,39 @@ impl Vault {
         self.protection
     }
 
+    /// Where the key is held, in words for a certificate of sanitization.
+    pub fn key_location(&self) -> String {
+        match &self.home {
+            KeyHome::Tpm { tpm, .. } => format!(
+                "TPM 2.0 NV index {:#010x} (TCTI {}), read with its own authorization value",
+                tpm.index(),
+                tpm.tcti()
+            ),
+            KeyHome::Store(SecretStore::Keyring { service, account }) => {
+                format!("OS secret store, service {service:?}, entry {account:?}")
+            }
+            KeyHome::Store(SecretStore::File { path }) => {
+                format!("file {} (mode 0600)", path.display())
+            }
+        }
+    }
+
+    /// How [`Vault::wipe`] destroys the key where it is held, for a certificate of
+    /// sanitization.
+    pub fn key_destruction(&self) -> &'static str {
+        match &self.home {
+            KeyHome::Tpm { .. } => {
+                "overwritten inside the TPM with random bytes (tpm2_nvwrite), then the NV index undefined (tpm2_nvundefine, owner hierarchy); its authorization file overwritten with zeros and deleted"
+            }
+            KeyHome::Store(SecretStore::Keyring { .. }) => {
+                "the entry deleted from the OS secret store"
+            }
+            KeyHome::Store(SecretStore::File { .. }) => {
+                "the file overwritten once with zeros, synced, and deleted (best effort: SSDs and copy-on-write filesystems may keep the old blocks)"
+            }
+        }
+    }
+
     /// Where the key a wipe destroyed was held (journals from before the field: this vault's).
     pub fn protection_in(&self, journal: &WipeJournal) -> KeyProtection {
         journal.key_protection.unwrap_or(self.protection)
@@ -427,6 +463,7 @@ impl Vault {
                     verified_empty: false,
                     completed_at: None,
                     key_protection: Some(self.protection),
+                    started_at: Some(crate::rfc3339(self.clock.now())),
                 };
                 self.write_journal(&j)?;
                 j

@@ -28,6 +28,7 @@ pub mod identity;
 pub mod keyfile;
 pub mod pin;
 pub mod receipt;
+pub mod sanitization;
 pub mod sign;
 pub mod tls;
 pub mod validate;
@@ -69,6 +70,14 @@ impl PrivateKeyDer {
     pub fn generate() -> Result<Self, CertError> {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         Ok(Self::new(key.serialize_der()))
+    }
+
+    /// The public half, as a DER SubjectPublicKeyInfo (what `openssl pkey -pubin -inform DER`
+    /// reads).
+    pub fn public_key_der(&self) -> Result<Vec<u8>, CertError> {
+        Ok(rcgen::PublicKeyData::subject_public_key_info(
+            &self.key_pair()?,
+        ))
     }
 
     pub(crate) fn key_pair(&self) -> Result<rcgen::KeyPair, CertError> {

@@ -5,6 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::sanitization::Sanitization;
 use crate::sign::{SignatureError, sign, verify};
 use crate::{CertError, PrivateKeyDer};
 
@@ -80,6 +81,9 @@ pub struct WipeReceiptBody {
     /// Where the data key was held (absent in receipts from agents before this field: unknown).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_protection: Option<KeyProtection>,
+    /// The certificate-of-sanitization fields (absent in receipts from older agents).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sanitization: Option<Sanitization>,
 }
 
 /// A signed receipt as it travels.
@@ -111,6 +115,10 @@ pub enum ReceiptError {
     KeyNotDestroyed,
     #[error("receipt does not state that the messaging directory was verified empty")]
     NotVerifiedEmpty,
+    #[error(
+        "the receipt names a signing key that is not the device's enrolled key (it verified against the enrolled key, so its certificate fields cannot be checked with the key it names)"
+    )]
+    SignerMismatch,
 }
 
 /// Verifies a receipt against the device's public key and the command it claims to answer.
@@ -141,6 +149,14 @@ pub fn verify_receipt(
     if !body.verified_empty {
         return Err(ReceiptError::NotVerifiedEmpty);
     }
+    // The key it names is the one an auditor checks it with: it must be the enrolled one.
+    if let Some(s) = &body.sanitization {
+        use base64::Engine;
+        let named = base64::engine::general_purpose::STANDARD.decode(&s.signer_public_key);
+        if named.as_deref() != Ok(spki_der) {
+            return Err(ReceiptError::SignerMismatch);
+        }
+    }
     Ok(body)
 }
 
@@ -162,7 +178,62 @@ mod tests {
             verified_empty: true,
             full_erase: None,
             key_protection: Some(KeyProtection::Tpm),
+            sanitization: None,
         }
+    }
+
+    fn sanitization(signer: &PrivateKeyDer) -> Sanitization {
+        use base64::Engine;
+        Sanitization {
+            standard: crate::sanitization::STANDARD.into(),
+            hostname: "ward-test-01".into(),
+            messaging_dir: "/home/ann/.local/share/chat".into(),
+            files_found: 3,
+            bytes_found: 42,
+            category: crate::sanitization::CATEGORY_PURGE.into(),
+            method: crate::sanitization::METHOD.into(),
+            key_location: "TPM 2.0 NV index 0x01300057".into(),
+            key_destruction: "overwritten, then the index undefined".into(),
+            files_method: crate::sanitization::FILES_METHOD.into(),
+            tool: "ward-agent".into(),
+            tool_version: "0.2.0".into(),
+            verification_method: crate::sanitization::VERIFICATION_METHOD.into(),
+            verification: "key absent; directory empty".into(),
+            started_at: Some("2026-11-24T00:00:00Z".into()),
+            signer_public_key: base64::engine::general_purpose::STANDARD
+                .encode(signer.public_key_der().unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_certificate_fields_are_signed_and_must_name_the_enrolled_key() {
+        let key = PrivateKeyDer::generate().unwrap();
+        let spki = VerifiedCsr::from_der(&make_csr(&key, "x").unwrap()).unwrap();
+        assert_eq!(key.public_key_der().unwrap(), spki.public_key_der());
+        let with = WipeReceiptBody {
+            sanitization: Some(sanitization(&key)),
+            ..body()
+        };
+        let signed = with.sign(&key).unwrap();
+        let verified = verify_receipt(&signed, spki.public_key_der(), "c1", "d1").unwrap();
+        assert_eq!(verified, with);
+        let text = String::from_utf8(signed.body.clone()).unwrap();
+        assert!(
+            text.contains(r#""category":"purge","method":"cryptographic erase""#),
+            "{text}"
+        );
+        // Naming another key than the one that signed: refused, though the signature holds.
+        let other = PrivateKeyDer::generate().unwrap();
+        let lying = WipeReceiptBody {
+            sanitization: Some(sanitization(&other)),
+            ..body()
+        }
+        .sign(&key)
+        .unwrap();
+        assert_eq!(
+            verify_receipt(&lying, spki.public_key_der(), "c1", "d1"),
+            Err(ReceiptError::SignerMismatch)
+        );
     }
 
     #[test]

@@ -46,6 +46,31 @@ pub fn verify(spki_der: &[u8], message: &[u8], signature: &[u8]) -> Result<(), S
         .map_err(|_| SignatureError::Mismatch)
 }
 
+/// The signature scheme a DER SubjectPublicKeyInfo signs with, in words (and how OpenSSL checks
+/// it), or `None` for a key type receipts do not use.
+pub fn scheme(spki_der: &[u8]) -> Option<&'static str> {
+    let (_, spki) = SubjectPublicKeyInfo::from_der(spki_der).ok()?;
+    let alg = &spki.algorithm;
+    if alg.algorithm == OID_KEY_TYPE_EC_PUBLIC_KEY
+        && alg
+            .parameters
+            .as_ref()
+            .and_then(|p| p.as_oid().ok())
+            .is_some_and(|curve| curve == OID_EC_P256)
+    {
+        Some("ECDSA P-256 with SHA-256, DER signature (openssl dgst -sha256 -verify)")
+    } else if alg.algorithm == OID_SIG_ED25519 {
+        Some("Ed25519 (openssl pkeyutl -verify -rawin)")
+    } else {
+        None
+    }
+}
+
+/// A DER SubjectPublicKeyInfo as PEM ("PUBLIC KEY"), as `openssl pkey -pubin` reads it.
+pub fn public_key_pem(spki_der: &[u8]) -> String {
+    pem::encode(&pem::Pem::new("PUBLIC KEY", spki_der.to_vec()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

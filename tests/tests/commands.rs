@@ -348,6 +348,7 @@ fn receipt_body(command: &v1::Command, device: &EnrolledDevice) -> WipeReceiptBo
         verified_empty: true,
         full_erase: None,
         key_protection: None,
+        sanitization: None,
     }
 }
 

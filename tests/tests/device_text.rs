@@ -59,6 +59,7 @@ fn body(command_id: String, device: &EnrolledDevice) -> WipeReceiptBody {
         verified_empty: true,
         full_erase: Some(format!("hook{NASTY}")),
         key_protection: None,
+        sanitization: None,
     }
 }
 

@@ -25,6 +25,7 @@ fn receipt(device_id: &str, command_id: &str, key: &PrivateKeyDer) -> WipeReceip
         verified_empty: true,
         full_erase: None,
         key_protection: None,
+        sanitization: None,
     }
     .sign(key)
     .unwrap();

@@ -41,6 +41,12 @@ pub enum CommandCommand {
     Show {
         /// Command id (a UUID, as `command list` shows)
         id: String,
+        /// Print the wipe's certificate of sanitization (NIST SP 800-88 Rev. 2 terms) instead:
+        /// what was sanitized, how, where the key was held and how it was destroyed, how it
+        /// was verified, when, and which command and admin asked for it. Exit 1 when the
+        /// command has no verified receipt.
+        #[arg(long)]
+        certificate: bool,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -413,14 +419,23 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
                 }
             }
         }
-        CommandCommand::Show { id, connect } => {
+        CommandCommand::Show {
+            id,
+            certificate,
+            connect,
+        } => {
             let mut client = admin_client(&connect).await?;
-            let view: CommandView = client
+            let command = client
                 .get_command(GetCommandRequest { command_id: id })
                 .await?
-                .into_inner()
-                .into();
-            print_command(&view, output)
+                .into_inner();
+            if certificate {
+                return super::certificate::print(
+                    &super::certificate::certificate(&command)?,
+                    output,
+                );
+            }
+            print_command(&command.into(), output)
         }
         CommandCommand::Approve { id, connect } => {
             let mut client = admin_client(&connect).await?;

@@ -5,6 +5,7 @@ mod admin_bundle;
 mod admins;
 mod audit;
 mod bulk_wipe;
+mod certificate;
 mod commands;
 pub mod connect;
 mod device_lifecycle;

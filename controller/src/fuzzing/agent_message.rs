@@ -235,6 +235,7 @@ pub fn agent_message_seeds() -> Vec<(String, Vec<u8>)> {
             verified_empty: true,
             full_erase: None,
             key_protection: None,
+            sanitization: None,
         };
         v1::WipeReceipt {
             body: serde_json::to_vec(&body).unwrap_or_default(),

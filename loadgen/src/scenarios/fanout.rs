@@ -219,6 +219,7 @@ async fn report_results(swarm: &Swarm, acks: &[Event]) -> (usize, Duration) {
                 verified_empty: true,
                 full_erase: None,
                 key_protection: None,
+                sanitization: None,
             };
             let Ok(signed) = body.sign(&device.key) else {
                 return false;
