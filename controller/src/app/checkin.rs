@@ -130,6 +130,7 @@ impl App {
             }
             other => other?,
         };
+        self.metrics.checkins.inc();
         for (was, command) in &written.delivered {
             if *was == CommandState::Queued {
                 let age = (now.unix_ms() - command.created_at.unix_ms()).max(0) as f64 / 1000.0;
