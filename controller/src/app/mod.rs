@@ -377,8 +377,10 @@ impl App {
             tick.tick().await;
             loop {
                 tick.tick().await;
-                // What a lost announcement left in the caches is read again.
-                app.reads.clear();
+                // Policies a lost announcement left stale are read again. (A lost revocation
+                // is covered by the list reloaded below, which every cached certificate is
+                // checked against at every call, and which cuts the revoked connections.)
+                app.reads.policy_changed();
                 if let Err(e) = app.load_revocations().await {
                     warn!(error = %e, "cannot refresh the revocation list");
                 }

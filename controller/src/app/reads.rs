@@ -3,8 +3,8 @@
 //! once, not per call), the active devices behind them, and the effective policies by user.
 //!
 //! Entries are dropped by the events that change them — a revocation, a policy change, work
-//! for a device — whether they happen here or are announced by another replica, and all of
-//! them at the periodic refresh that covers a lost announcement. A certificate found here is
+//! for a device — whether they happen here or are announced by another replica; policies
+//! also at the periodic refresh that covers a lost announcement. A certificate found here is
 //! still checked at every call against the in-memory revocation list and its expiry, so a
 //! revocation takes effect at the next call. A read that raced with an invalidation is not
 //! kept (each cache has a generation number that every invalidation bumps).
@@ -151,13 +151,6 @@ impl Reads {
 
     /// A policy changed for possibly every device.
     pub fn policy_changed(&self) {
-        lock(&self.policies).clear();
-    }
-
-    /// Everything is read again (the periodic refresh that covers lost announcements).
-    pub fn clear(&self) {
-        lock(&self.peers).clear();
-        lock(&self.devices).clear();
         lock(&self.policies).clear();
     }
 }
