@@ -310,6 +310,7 @@ impl App {
         self.store
             .set_device_state(command.device_id, DeviceState::Retired)
             .await?;
+        self.reads.device_changed(command.device_id);
         self.set_posture::<Disabled>(command.device_id, PostureField::Disabled, None)
             .await?;
         self.audit(

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 use ward_certs::{CertificateAuthority, IssuedCertificate, VerifiedCsr};
 use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate};
@@ -20,6 +21,9 @@ pub mod audit;
 mod audit_anchor;
 pub mod bulk_select;
 pub mod bulk_wipe;
+mod checkin;
+#[cfg(test)]
+mod checkin_tests;
 mod commands;
 mod lifecycle;
 pub mod offboard;
@@ -29,12 +33,13 @@ mod offline_wipe;
 mod policy;
 #[cfg(test)]
 mod policy_tests;
-mod posture;
+mod reads;
 pub mod tokens;
 mod transitions;
 
 pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
+pub use checkin::{ActiveDevice, CheckInReport, CheckedIn, ComplianceReport};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;
 
@@ -160,6 +165,8 @@ pub struct App {
     audit_state: Arc<audit::AuditState>,
     /// Command transitions, gathered into one job of the store's writer.
     transitions: transitions::Transitions,
+    /// Certificates, devices and policies the agent API reads on every call.
+    reads: reads::Reads,
 }
 
 impl std::fmt::Debug for App {
@@ -198,6 +205,7 @@ impl App {
             config,
             audit_state,
             transitions,
+            reads: reads::Reads::default(),
         }
     }
 
@@ -275,6 +283,7 @@ impl App {
         for serial in &serials {
             self.revoked.insert(serial);
         }
+        self.reads.device_changed(id);
         info!(device_id = %id, actor, why, certificates = serials.len(), "device revoked");
         // Its open stream re-checks the device and closes. This replica's list already holds
         // the serials (reloading the whole list per revocation made a mass offboarding
@@ -318,9 +327,19 @@ impl App {
         let mut reload = false;
         for event in events {
             match *event {
-                Announcement::DeviceWork(id) => self.hub.wake(id),
-                Announcement::Revoked(_) | Announcement::RevocationsChanged => reload = true,
-                Announcement::PolicyChanged => self.hub.wake_all(),
+                Announcement::DeviceWork(id) => {
+                    self.reads.device_work(id);
+                    self.hub.wake(id);
+                }
+                Announcement::Revoked(id) => {
+                    self.reads.device_changed(id);
+                    reload = true;
+                }
+                Announcement::RevocationsChanged => reload = true,
+                Announcement::PolicyChanged => {
+                    self.reads.policy_changed();
+                    self.hub.wake_all();
+                }
             }
         }
         if reload && let Err(e) = self.load_revocations().await {
@@ -362,6 +381,10 @@ impl App {
             tick.tick().await;
             loop {
                 tick.tick().await;
+                // Policies a lost announcement left stale are read again. (A lost revocation
+                // is covered by the list reloaded below, which every cached certificate is
+                // checked against at every call, and which cuts the revoked connections.)
+                app.reads.policy_changed();
                 if let Err(e) = app.load_revocations().await {
                     warn!(error = %e, "cannot refresh the revocation list");
                 }
@@ -403,6 +426,18 @@ impl App {
             )
         })?;
         let now = self.now();
+        // A certificate seen before (the connection's earlier calls) is not parsed and looked
+        // up again; its revocation and expiry are checked at every call all the same.
+        let hash: reads::CertHash = Sha256::digest(leaf).into();
+        if let Some(peer) = self.reads.peer(&hash) {
+            if !self.revoked.contains(&peer.serial)
+                && now.to_datetime() - DEFAULT_SKEW <= peer.not_after
+            {
+                return Ok(peer.identity);
+            }
+            self.reads.forget_peer(&hash);
+        }
+        let since = self.reads.peer_generation();
         let peer =
             validate_client_certificate(leaf, self.ca.cert_der(), now.to_datetime(), DEFAULT_SKEW)
                 .map_err(|e| {
@@ -411,6 +446,15 @@ impl App {
         let record = self.store.get_certificate(&peer.serial).await?;
         match record {
             Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
+                self.reads.remember_peer(
+                    since,
+                    hash,
+                    reads::Peer {
+                        identity: peer.identity.clone(),
+                        serial: peer.serial,
+                        not_after: peer.not_after,
+                    },
+                );
                 Ok(peer.identity)
             }
             Some(r) if r.revoked_at.is_some() => {
@@ -438,13 +482,29 @@ impl App {
     }
 
     /// The enrolled device behind a client certificate. Admin certificates are refused.
-    pub async fn authenticate_device(&self, leaf: Option<&[u8]>) -> Result<Device, AppError> {
+    pub async fn authenticate_device(&self, leaf: Option<&[u8]>) -> Result<ActiveDevice, AppError> {
         match self.authenticate(leaf).await? {
-            Identity::Device(uuid) => self.check_device_active(DeviceId(uuid)).await,
+            Identity::Device(uuid) => self.active_device(DeviceId(uuid)).await,
             other => Err(AppError::PermissionDenied(format!(
                 "{other} is not a device identity; the agent API is for enrolled devices only"
             ))),
         }
+    }
+
+    /// The device's id and user, unless it is not enrolled or has been revoked (or retired).
+    /// From the cache, which a revocation or retirement (here or announced) empties.
+    pub async fn active_device(&self, id: DeviceId) -> Result<ActiveDevice, AppError> {
+        if let Some(device) = self.reads.device(id) {
+            return Ok(device);
+        }
+        let since = self.reads.device_generation();
+        let record = self.check_device_active(id).await?;
+        let device = ActiveDevice {
+            id: record.id,
+            user: record.user,
+        };
+        self.reads.remember_device(since, device.clone());
+        Ok(device)
     }
 
     /// The device, unless it is not enrolled or has been revoked (or retired).
@@ -667,22 +727,6 @@ impl App {
     }
 
     // ----- agents -------------------------------------------------------------------------
-
-    pub async fn check_in(&self, device: DeviceId, facts: DeviceFacts) -> Result<(), AppError> {
-        facts
-            .validate()
-            .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
-        let recorded = self.store.record_check_in(device, &facts, self.now()).await;
-        if let Err(crate::store::StoreError::Overloaded) = recorded {
-            self.metrics.shed_checkins.inc();
-        }
-        if !recorded? {
-            return Err(AppError::NotFound(format!(
-                "device {device} is not enrolled"
-            )));
-        }
-        Ok(())
-    }
 
     /// Issues a new certificate for an enrolled, active device (same identity, the CSR's key).
     pub async fn renew(

@@ -7,7 +7,9 @@ use ward_certs::receipt::{SignedReceipt, WipeReceiptBody};
 
 use super::commands::MAX_RECEIPT_BYTES;
 use super::{App, AppError, OFFLINE_TIMER, audit, sanitize};
+use crate::core::audit::AuditEvent;
 use crate::core::{Device, DeviceId, OfflineWipe, Timestamp};
+use crate::store::{Priority, StoreError};
 
 /// How the receipt arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -19,22 +21,11 @@ pub enum Channel {
 }
 
 impl App {
-    /// Records a wipe the device's offline timer made, with whether its receipt verified.
-    pub async fn record_offline_wipe(
-        &self,
-        device: DeviceId,
-        receipt: &SignedReceipt,
-    ) -> Result<(), AppError> {
-        let record = self.offline_wipe_device(device).await?;
-        let verified = verify(&record, receipt);
-        self.store_offline_wipe(&record, receipt, verified, Channel::CheckIn)
-            .await
-    }
-
-    /// The same for a device that cannot authenticate any more: accepted only if the receipt
-    /// verifies against the key on record, so nobody else can make a device look wiped.
-    /// Refused receipts change nothing and are not audited (anyone may send one); the refusal
-    /// is logged.
+    /// Records a wipe the device's offline timer made, reported by a device that cannot
+    /// authenticate any more: accepted only if the receipt verifies against the key on
+    /// record, so nobody else can make a device look wiped. Refused receipts change nothing
+    /// and are not audited (anyone may send one); the refusal is logged. (A receipt sent with
+    /// a check-in is recorded by the check-in's own job.)
     pub async fn record_offline_wipe_receipt_only(
         &self,
         device: DeviceId,
@@ -63,7 +54,7 @@ impl App {
             .await
     }
 
-    async fn offline_wipe_device(&self, device: DeviceId) -> Result<Device, AppError> {
+    pub(super) async fn offline_wipe_device(&self, device: DeviceId) -> Result<Device, AppError> {
         self.store
             .get_device(device)
             .await?
@@ -78,45 +69,99 @@ impl App {
         channel: Channel,
     ) -> Result<(), AppError> {
         let device = record.id;
-        let at = match &verified {
-            Ok(body) => completed_at(body, self.now()),
-            Err(_) => self.now(),
-        };
-        match &verified {
-            Ok(_) => {
-                warn!(device_id = %device, at = %at, ?channel, "device reports its offline timer wiped the messaging data")
-            }
-            Err(why) => {
-                warn!(device_id = %device, reason = %sanitize(why), "offline-wipe receipt did not verify")
-            }
+        let entry = offline_wipe_entry(record, receipt, verified, channel, self.now());
+        // The record and its audit entry commit together.
+        let now = self.now();
+        let found = self
+            .store
+            .write(Priority::High, move |tx| {
+                let entry = entry.clone();
+                Box::pin(async move {
+                    let found = tx
+                        .record_offline_wipe(device, &entry.wipe, &entry.receipt)
+                        .await?;
+                    if found {
+                        tx.audit(entry.event, now);
+                    }
+                    Ok::<_, StoreError>(found)
+                })
+            })
+            .await?;
+        if !found {
+            return Err(AppError::NotFound(format!(
+                "device {device} is not enrolled"
+            )));
         }
-        // An oversized receipt is not kept.
-        let empty = SignedReceipt {
+        Ok(())
+    }
+}
+
+/// What a reported offline wipe leaves on record: the wipe, the receipt kept, the audit entry.
+#[derive(Clone, Debug)]
+pub(super) struct OfflineWipeEntry {
+    pub wipe: OfflineWipe,
+    pub receipt: SignedReceipt,
+    pub event: AuditEvent,
+}
+
+/// Checks an offline-wipe receipt against the device's key (logging what it found) and
+/// makes its record.
+pub(super) fn check_offline_wipe(
+    record: &Device,
+    receipt: &SignedReceipt,
+    now: Timestamp,
+) -> OfflineWipeEntry {
+    let verified = verify(record, receipt);
+    offline_wipe_entry(record, receipt, verified, Channel::CheckIn, now)
+}
+
+fn offline_wipe_entry(
+    record: &Device,
+    receipt: &SignedReceipt,
+    verified: Result<WipeReceiptBody, String>,
+    channel: Channel,
+    now: Timestamp,
+) -> OfflineWipeEntry {
+    let device = record.id;
+    let at = match &verified {
+        Ok(body) => completed_at(body, now),
+        Err(_) => now,
+    };
+    match &verified {
+        Ok(_) => {
+            warn!(device_id = %device, at = %at, ?channel, "device reports its offline timer wiped the messaging data")
+        }
+        Err(why) => {
+            warn!(device_id = %device, reason = %sanitize(why), "offline-wipe receipt did not verify")
+        }
+    }
+    // An oversized receipt is not kept.
+    let receipt = if oversized(receipt) {
+        SignedReceipt {
             body: Vec::new(),
             signature: Vec::new(),
-        };
-        let receipt = if oversized(receipt) { &empty } else { receipt };
-        let wipe = OfflineWipe {
-            at,
-            verified: verified.is_ok(),
-        };
-        self.store
-            .record_offline_wipe(device, &wipe, receipt)
-            .await?;
-        let mut details =
-            serde_json::json!({ "at": at.rfc3339(), "receipt_verified": wipe.verified });
-        if channel == Channel::ReceiptOnly {
-            details["without_certificate"] = true.into();
-            details["device_state"] = record.state.as_str().into();
         }
-        self.audit(
-            &audit::device_actor(device),
-            "device.offline_wipe",
-            &device.to_string(),
+    } else {
+        receipt.clone()
+    };
+    let wipe = OfflineWipe {
+        at,
+        verified: verified.is_ok(),
+    };
+    let mut details = serde_json::json!({ "at": at.rfc3339(), "receipt_verified": wipe.verified });
+    if channel == Channel::ReceiptOnly {
+        details["without_certificate"] = true.into();
+        details["device_state"] = record.state.as_str().into();
+    }
+    OfflineWipeEntry {
+        wipe,
+        receipt,
+        event: AuditEvent {
+            actor: audit::device_actor(device),
+            action: "device.offline_wipe".into(),
+            target: device.to_string(),
             details,
-        )
-        .await?;
-        Ok(())
+        },
     }
 }
 

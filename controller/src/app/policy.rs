@@ -5,8 +5,8 @@ use tracing::{info, warn};
 use super::{App, AppError};
 use crate::core::policy::{MAX_CHECK_TEXT, MAX_CHECKS};
 use crate::core::{
-    Admin, Compliance, ComplianceCheck, DeviceId, Policy, PolicyBody, PolicyChanges, PolicyRule,
-    PolicyScope, StoredPolicy, UserEmail,
+    Admin, ComplianceCheck, Policy, PolicyBody, PolicyChanges, PolicyRule, PolicyScope,
+    StoredPolicy, UserEmail,
 };
 use crate::store::Announcement;
 
@@ -58,6 +58,19 @@ impl App {
         if let Some(e) = broken {
             warn!(user = ?user.map(UserEmail::as_str), error = %e, "a user's policy override does not combine with the default; the default applies");
         }
+        Ok(policy)
+    }
+
+    /// The effective policy of `user`'s devices for the agent API, from the cache (dropped
+    /// on every policy change, here or announced by another replica).
+    pub async fn agent_policy(&self, user: &UserEmail) -> Result<StoredPolicy, AppError> {
+        if let Some(policy) = self.reads.policy(user) {
+            return Ok(policy);
+        }
+        let since = self.reads.policy_generation();
+        let policy = self.effective_policy(Some(user)).await?;
+        self.reads
+            .remember_policy(since, user.clone(), policy.clone());
         Ok(policy)
     }
 
@@ -173,6 +186,9 @@ impl App {
             .await?;
             upgraded += 1;
         }
+        if upgraded > 0 {
+            self.reads.policy_changed();
+        }
         Ok(upgraded)
     }
 
@@ -201,6 +217,9 @@ impl App {
     }
 
     async fn wake_devices_of(&self, user: Option<&UserEmail>) -> Result<(), AppError> {
+        // Here at once, whoever the user's devices are; the announcements below tell the
+        // other replicas.
+        self.reads.policy_changed();
         match user {
             // The default policy may reach every device: one broadcast.
             None => self.signal(Announcement::PolicyChanged).await,
@@ -211,20 +230,5 @@ impl App {
             }
         }
         Ok(())
-    }
-
-    /// Judges and records a device's compliance report against `policy`, its effective
-    /// policy (which the caller has in hand already).
-    pub async fn record_compliance(
-        &self,
-        device: DeviceId,
-        policy: &StoredPolicy,
-        checks: Vec<ComplianceCheck>,
-        policy_revision: u64,
-    ) -> Result<Compliance, AppError> {
-        check_report(&checks)?;
-        let compliance = Compliance::judge(&policy.policy, checks, self.now(), policy_revision);
-        self.store.record_compliance(device, &compliance).await?;
-        Ok(compliance)
     }
 }

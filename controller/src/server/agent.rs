@@ -18,8 +18,8 @@ use super::convert::{
     policy_to_wire,
 };
 use super::enrollment::agent_config;
-use crate::app::{App, AppError, DeviceResult};
-use crate::core::{CommandId, Device, DeviceId};
+use crate::app::{ActiveDevice, App, AppError, CheckInReport, ComplianceReport, DeviceResult};
+use crate::core::{CommandId, DeviceId};
 use crate::hub::Mail;
 
 /// How often an open stream re-reads the store even without a wake-up: the fallback that
@@ -35,7 +35,7 @@ impl AgentApi {
         Self { app }
     }
 
-    async fn device<T>(&self, request: &Request<T>) -> Result<Device, Status> {
+    async fn device<T>(&self, request: &Request<T>) -> Result<ActiveDevice, Status> {
         Ok(self
             .app
             .authenticate_device(peer_leaf(request).as_deref())
@@ -55,9 +55,9 @@ async fn pending_pushes(
 ) -> Result<Vec<AgentPush>, AppError> {
     use v1::agent_push::Item;
     // Revoked since the stream opened: the stream ends with the reason.
-    let record = app.check_device_active(device).await?;
+    let record = app.active_device(device).await?;
     let mut pushes = Vec::new();
-    let policy = app.effective_policy(Some(&record.user)).await?;
+    let policy = app.agent_policy(&record.user).await?;
     let key = (policy.scope.to_string(), policy.revision);
     if policy_sent.as_ref() != Some(&key) {
         pushes.push(AgentPush {
@@ -103,58 +103,36 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<CheckInRequest>,
     ) -> Result<Response<CheckInResponse>, Status> {
-        // One device read (authentication) and one policy read serve the whole check-in.
-        let record = self.device(&request).await?;
-        let device = record.id;
-        let policy = self.app.effective_policy(Some(&record.user)).await?;
+        let device = self.device(&request).await?;
         let req = request.into_inner();
-        // Every part of the report is checked before anything is stored: a check-in refused
-        // for a malformed report leaves no trace, not even a new last-seen time.
-        let compliance = match &req.compliance {
-            Some(report) => {
-                let checks = checks_from_wire(report)?;
-                crate::app::check_report(&checks)?;
-                Some((checks, report.policy_revision))
-            }
-            None => None,
-        };
-        let inventory = req
-            .inventory
-            .map(super::convert_posture::inventory_from_wire)
-            .transpose()?;
-        // A check-in without facts keeps the ones on record (every agent sends them).
-        let facts = match req.facts {
-            Some(facts) => facts_from_wire(Some(facts)),
-            None => record.facts.clone(),
-        };
-        self.app.check_in(device, facts).await?;
-        // Written only when it changed: most check-ins repeat the last inventory.
-        if let Some(inventory) = inventory
+        let compliance = req
+            .compliance
             .as_ref()
-            .filter(|i| record.inventory.as_ref() != Some(*i))
-        {
-            self.app.record_inventory(device, inventory).await?;
-        }
-        if let Some(receipt) = req.offline_wipe {
-            let signed = SignedReceipt {
+            .map(|report| {
+                Ok::<_, Status>(ComplianceReport {
+                    checks: checks_from_wire(report)?,
+                    policy_revision: report.policy_revision,
+                })
+            })
+            .transpose()?;
+        let report = CheckInReport {
+            facts: req.facts.map(|facts| facts_from_wire(Some(facts))),
+            inventory: req
+                .inventory
+                .map(super::convert_posture::inventory_from_wire)
+                .transpose()?,
+            compliance,
+            offline_wipe: req.offline_wipe.map(|receipt| SignedReceipt {
                 body: receipt.body,
                 signature: receipt.signature,
-            };
-            self.app.record_offline_wipe(device, &signed).await?;
-        }
-        if let Some((checks, revision)) = compliance {
-            let judged = self
-                .app
-                .record_compliance(device, &policy, checks, revision)
-                .await?;
-            self.app.enforce(&record, &policy, &judged).await?;
-        }
-        let pending = self.app.deliver_unfinished(device, &HashSet::new()).await?;
+            }),
+        };
+        let answer = self.app.agent_check_in(&device, report).await?;
         Ok(Response::new(CheckInResponse {
             config: Some(agent_config(&self.app)),
             server_time_unix_ms: self.app.now().unix_ms(),
-            pending_commands: pending.iter().map(command_to_device).collect(),
-            policy: Some(policy_to_wire(&policy)),
+            pending_commands: answer.pending.iter().map(command_to_device).collect(),
+            policy: Some(policy_to_wire(&answer.policy)),
         }))
     }
 

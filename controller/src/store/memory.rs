@@ -202,13 +202,22 @@ pub struct MemoryStore {
     /// writer never lands between a batch's copy of the state and its commit.
     batch: Arc<tokio::sync::Mutex<()>>,
     keeper: super::AuditKeeperSlot,
+    /// A write the next job fails (tests of all-or-nothing jobs).
+    #[cfg(test)]
+    fault: Fault,
 }
+
+/// The name of the [`Tx`] write that fails once, for tests.
+#[cfg(test)]
+type Fault = Arc<Mutex<Option<&'static str>>>;
 
 impl MemoryStore {
     pub fn new() -> Self {
         let state = Arc::new(Mutex::new(State::default()));
         let batch = Arc::new(tokio::sync::Mutex::new(()));
         let keeper = super::AuditKeeperSlot::default();
+        #[cfg(test)]
+        let fault = Fault::default();
         let engine = MemoryEngine {
             committed: Arc::clone(&state),
             batch: Arc::clone(&batch),
@@ -216,13 +225,24 @@ impl MemoryStore {
             working: None,
             audit: Vec::new(),
             keeper: keeper.clone(),
+            #[cfg(test)]
+            fault: Arc::clone(&fault),
         };
         Self {
             state,
             writer: Writer::start(engine, BatchSettings::default()),
             batch,
             keeper,
+            #[cfg(test)]
+            fault,
         }
+    }
+
+    /// Makes the next call of the [`Tx`] write `what` (e.g. `"insert_command"`) fail, so a
+    /// test can see that the job holding it changes nothing.
+    #[cfg(test)]
+    pub fn fail_next(&self, what: &'static str) {
+        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = Some(what);
     }
 
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
@@ -245,9 +265,28 @@ struct MemoryEngine {
     working: Option<State>,
     audit: Vec<(AuditEvent, Timestamp)>,
     keeper: super::AuditKeeperSlot,
+    #[cfg(test)]
+    fault: Fault,
 }
 
 impl MemoryEngine {
+    /// Fails if a test asked for `what` to fail (once).
+    #[cfg(test)]
+    fn fault(&self, what: &'static str) -> Result<(), StoreError> {
+        let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
+        if *fault == Some(what) {
+            *fault = None;
+            return Err(StoreError::Database(format!("injected fault in {what}")));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(test))]
+    #[allow(clippy::unused_self)]
+    fn fault(&self, _what: &'static str) -> Result<(), StoreError> {
+        Ok(())
+    }
+
     fn state(&mut self) -> Result<&mut State, StoreError> {
         self.working
             .as_mut()
@@ -452,6 +491,7 @@ impl Tx for MemoryEngine {
         facts: &DeviceFacts,
         now: Timestamp,
     ) -> Result<bool, StoreError> {
+        self.fault("record_check_in")?;
         Ok(match self.state()?.devices.get_mut(&id) {
             Some(row) => {
                 row.device.facts = facts.clone();
@@ -487,6 +527,7 @@ impl Tx for MemoryEngine {
     }
 
     async fn insert_command(&mut self, command: &Command) -> Result<(Command, bool), StoreError> {
+        self.fault("insert_command")?;
         let state = self.state()?;
         if let Some(existing) = state
             .command_keys
@@ -595,6 +636,7 @@ impl Tx for MemoryEngine {
         device: DeviceId,
         compliance: &Compliance,
     ) -> Result<bool, StoreError> {
+        self.fault("record_compliance")?;
         Ok(match self.state()?.devices.get_mut(&device) {
             Some(row) => {
                 row.device.compliance = Some(compliance.clone());
@@ -657,6 +699,7 @@ impl Tx for MemoryEngine {
         field: PostureField,
         json: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.fault("set_device_posture")?;
         Ok(match self.state()?.devices.get_mut(&device) {
             Some(row) => {
                 set_posture(row, field, json);

@@ -1,0 +1,344 @@
+//! An agent's check-in: validate the report, record it, enforce the policy, hand out the
+//! device's unfinished commands. The gRPC edge turns the wire message into a
+//! [`CheckInReport`] and calls [`App::agent_check_in`]; the domain rules (judging, graded
+//! enforcement, the command state machine) stay in `core`.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use tracing::warn;
+use ward_certs::receipt::SignedReceipt;
+
+use super::audit::CONTROLLER;
+use super::commands::{Issuer, issue_event, new_command, transition_event};
+use super::offline_wipe::{OfflineWipeEntry, check_offline_wipe};
+use super::{App, AppError};
+use crate::core::audit::AuditEvent;
+use crate::core::posture::{self, Step, next_enforcement, wipes_due};
+use crate::core::{
+    Command, CommandId, CommandKind, CommandState, Compliance, ComplianceCheck, Device,
+    DeviceFacts, DeviceId, DeviceState, Event, Inventory, StoredPolicy, Timestamp, UserEmail,
+    WipeScope,
+};
+use crate::store::tx::Tx;
+use crate::store::{PostureField, Priority};
+
+/// A check-in as the agent sent it, converted to domain values at the edge.
+#[derive(Clone, Debug, Default)]
+pub struct CheckInReport {
+    /// `None` keeps the facts on record.
+    pub facts: Option<DeviceFacts>,
+    pub inventory: Option<Inventory>,
+    pub compliance: Option<ComplianceReport>,
+    /// A wipe the agent's offline timer made while it could not reach us.
+    pub offline_wipe: Option<SignedReceipt>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ComplianceReport {
+    pub checks: Vec<ComplianceCheck>,
+    /// The policy revision the agent judged itself against.
+    pub policy_revision: u64,
+}
+
+/// The authenticated, active device behind a call: what the agent API needs of its record.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActiveDevice {
+    pub id: crate::core::DeviceId,
+    pub user: UserEmail,
+}
+
+/// What a check-in answers.
+#[derive(Debug)]
+pub struct CheckedIn {
+    pub policy: StoredPolicy,
+    /// The device's unfinished commands, recorded as delivered.
+    pub pending: Vec<Command>,
+}
+
+impl CheckInReport {
+    /// Every part is checked before anything is stored: a check-in refused for a malformed
+    /// report leaves no trace, not even a new last-seen time.
+    pub fn validate(&self) -> Result<(), AppError> {
+        if let Some(facts) = &self.facts {
+            facts
+                .validate()
+                .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
+        }
+        if let Some(inventory) = &self.inventory {
+            inventory
+                .validate()
+                .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
+        }
+        if let Some(report) = &self.compliance {
+            super::check_report(&report.checks)?;
+        }
+        Ok(())
+    }
+}
+
+impl App {
+    /// Records a check-in and answers it with the policy and the pending commands.
+    ///
+    /// Everything the check-in changes — facts and last-seen time, inventory, an offline
+    /// wipe, the judged report, the enforcement state with its audit entries, a compliance
+    /// wipe that fell due with its own, and the delivery of the pending commands — is one job
+    /// of the store's writer: one slot in a group commit, all of it or none of it. The
+    /// device and its policy come from the in-memory cache ([`super::reads`]); the job reads
+    /// the device row again inside the transaction, so the enforcement it writes follows the
+    /// row as committed (another replica's check-in, an admin's disable).
+    pub async fn agent_check_in(
+        &self,
+        device: &ActiveDevice,
+        report: CheckInReport,
+    ) -> Result<CheckedIn, AppError> {
+        report.validate()?;
+        let now = self.now();
+        let policy = self.agent_policy(&device.user).await?;
+        // Rare: a receipt is checked against the key on record outside the writer.
+        let offline_wipe = match &report.offline_wipe {
+            Some(receipt) => {
+                let record = self.offline_wipe_device(device.id).await?;
+                Some(check_offline_wipe(&record, receipt, now))
+            }
+            None => None,
+        };
+        let compliance = report
+            .compliance
+            .map(|c| Compliance::judge(&policy.policy, c.checks, now, c.policy_revision));
+        let plan = Arc::new(Plan {
+            device: device.id,
+            now,
+            facts: report.facts,
+            inventory: report.inventory,
+            compliance,
+            policy: policy.clone(),
+            offline_wipe,
+            pending: self.store.unfinished_commands(device.id).await?,
+        });
+        let written = self
+            .store
+            .write(Priority::Sheddable, move |tx| {
+                let plan = Arc::clone(&plan);
+                Box::pin(async move { plan.run(tx).await })
+            })
+            .await;
+        let written = match written {
+            Err(AppError::Unavailable(why)) => {
+                self.metrics.shed_checkins.inc();
+                return Err(AppError::Unavailable(why));
+            }
+            other => other?,
+        };
+        self.metrics.checkins.inc();
+        for (was, command) in &written.delivered {
+            if *was == CommandState::Queued {
+                let age = (now.unix_ms() - command.created_at.unix_ms()).max(0) as f64 / 1000.0;
+                self.metrics.delivery_seconds.observe(age);
+            }
+        }
+        for wipe in &written.wipes {
+            warn!(device_id = %device.id, command_id = %wipe.id, "compliance wipe issued");
+        }
+        // Streams of the device (here or on another replica) hear of a new wipe too.
+        self.publish(&written.wipes).await;
+        Ok(CheckedIn {
+            policy,
+            pending: written.delivered.into_iter().map(|(_, c)| c).collect(),
+        })
+    }
+}
+
+/// Everything a check-in writes, decided before its job runs (the job may run more than once).
+#[derive(Debug)]
+struct Plan {
+    device: DeviceId,
+    now: Timestamp,
+    facts: Option<DeviceFacts>,
+    inventory: Option<Inventory>,
+    compliance: Option<Compliance>,
+    policy: StoredPolicy,
+    offline_wipe: Option<OfflineWipeEntry>,
+    /// The device's unfinished commands as read before the job.
+    pending: Vec<Command>,
+}
+
+/// What the job wrote.
+#[derive(Debug)]
+struct Written {
+    /// Commands handed out, with the state each left.
+    delivered: Vec<(CommandState, Command)>,
+    /// Compliance wipes issued.
+    wipes: Vec<Command>,
+}
+
+impl Plan {
+    async fn run(&self, tx: &mut dyn Tx) -> Result<Written, AppError> {
+        let id = self.device;
+        let Some(record) = tx.device(id).await? else {
+            return Err(AppError::Unauthenticated(format!(
+                "device {id} is not enrolled"
+            )));
+        };
+        if record.state != DeviceState::Active {
+            return Err(AppError::Unauthenticated(format!(
+                "device {id} has been {}; enroll it again to use it",
+                record.state.as_str()
+            )));
+        }
+        // A check-in without facts keeps the ones on record.
+        let facts = self.facts.as_ref().unwrap_or(&record.facts);
+        tx.record_check_in(id, facts, self.now).await?;
+        // Written only when it changed: most check-ins repeat the last inventory.
+        if let Some(inventory) = self
+            .inventory
+            .as_ref()
+            .filter(|i| record.inventory.as_ref() != Some(*i))
+        {
+            tx.set_device_posture(id, PostureField::Inventory, Some(&json(inventory)?))
+                .await?;
+        }
+        if let Some(entry) = &self.offline_wipe {
+            tx.record_offline_wipe(id, &entry.wipe, &entry.receipt)
+                .await?;
+            tx.audit(entry.event.clone(), self.now);
+        }
+        let mut wipes = Vec::new();
+        if let Some(compliance) = &self.compliance {
+            tx.record_compliance(id, compliance).await?;
+            wipes = self.enforce(tx, &record, compliance).await?;
+        }
+        let mut handed: Vec<Command> = self.pending.clone();
+        handed.extend(wipes.iter().cloned());
+        let delivered = deliver(tx, handed, self.now).await?;
+        Ok(Written { delivered, wipes })
+    }
+
+    /// Updates the device's enforcement after a judged report: each failing check keeps the
+    /// time it first failed, each change is audited, and a wipe whose grace period is over is
+    /// issued (once per failure: its idempotency key names the failure's start). Report and
+    /// block are the agent's to act on (it holds the policy); a wipe is the controller's,
+    /// issued as an ordinary messaging-wipe command so it carries a receipt and is audited.
+    async fn enforce(
+        &self,
+        tx: &mut dyn Tx,
+        record: &Device,
+        compliance: &Compliance,
+    ) -> Result<Vec<Command>, AppError> {
+        let (id, now, policy) = (record.id, self.now, &self.policy);
+        let (mut next, steps) =
+            next_enforcement(&record.enforcement, compliance, &policy.policy, now);
+        for step in &steps {
+            tx.audit(enforcement_event(id, step, policy.revision), now);
+        }
+        let due: Vec<_> = wipes_due(&next, compliance, policy.revision, now)
+            .cloned()
+            .collect();
+        let mut issued = Vec::new();
+        for failure in due {
+            let reason = format!(
+                "compliance: {} has failed since {} and the policy wipes after {}",
+                failure.check,
+                Timestamp::from_unix_ms(failure.failing_since).rfc3339(),
+                humantime::format_duration(std::time::Duration::from_secs(
+                    policy.policy.wipe_grace_seconds
+                )),
+            );
+            let kind = CommandKind::Wipe {
+                scope: WipeScope::Messaging,
+            };
+            let command = new_command(
+                &Issuer::controller(),
+                id,
+                kind.clone(),
+                &reason,
+                &posture::wipe_key(id, &failure),
+                false,
+                false,
+                now,
+            )?;
+            let (stored, created) = tx.insert_command(&command).await?;
+            if stored.device_id != id || stored.kind != kind {
+                // The key names another command: the wipe stays due, for an admin to see.
+                warn!(device_id = %id, check = %failure.check, command_id = %stored.id, "the compliance wipe's key is taken by another command");
+                continue;
+            }
+            if created {
+                tx.audit(issue_event(CONTROLLER, &stored), now);
+                issued.push(stored.clone());
+            }
+            posture::mark_wipe_issued(&mut next, &failure.check, stored.id);
+        }
+        if next != record.enforcement {
+            let value = if next.is_empty() {
+                None
+            } else {
+                Some(json(&next)?)
+            };
+            tx.set_device_posture(id, PostureField::Enforcement, value.as_deref())
+                .await?;
+        }
+        Ok(issued)
+    }
+}
+
+/// Records `commands` as delivered (again), each with a compare-and-set and its audit entry;
+/// a command changed since it was read is read again once. Those the state machine does not
+/// let be delivered (finished, awaiting approval) are left out.
+async fn deliver(
+    tx: &mut dyn Tx,
+    mut commands: Vec<Command>,
+    now: Timestamp,
+) -> Result<Vec<(CommandState, Command)>, AppError> {
+    let mut delivered = Vec::new();
+    for attempt in 0..2 {
+        let changes: Vec<(CommandState, Command)> = commands
+            .iter()
+            .filter_map(|c| c.apply(&Event::Delivered, now).ok().map(|n| (c.state, n)))
+            .collect();
+        if changes.is_empty() {
+            break;
+        }
+        let written: HashSet<CommandId> = tx.update_commands(&changes).await?.into_iter().collect();
+        let mut missed = Vec::new();
+        for (was, next) in changes {
+            if written.contains(&next.id) {
+                if next.state != was {
+                    tx.audit(transition_event(CONTROLLER, &next), now);
+                }
+                delivered.push((was, next));
+            } else {
+                missed.push(next.id);
+            }
+        }
+        if missed.is_empty() || attempt == 1 {
+            break;
+        }
+        commands = tx.commands(&missed).await?;
+    }
+    Ok(delivered)
+}
+
+fn enforcement_event(device: DeviceId, step: &Step, revision: u64) -> AuditEvent {
+    let (what, check, action) = match step {
+        Step::Failing { check, action } => ("failing", check, Some(*action)),
+        Step::ActionChanged { check, action } => ("action_changed", check, Some(*action)),
+        Step::Cleared { check } => ("cleared", check, None),
+    };
+    AuditEvent {
+        actor: CONTROLLER.to_owned(),
+        action: "device.enforcement".into(),
+        target: device.to_string(),
+        details: serde_json::json!({
+            "step": what,
+            "check": check,
+            "action": action.map(|a| a.as_str()),
+            "policy_revision": revision,
+        }),
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String, AppError> {
+    serde_json::to_string(value)
+        .map_err(|e| AppError::Internal(format!("cannot encode the device's posture: {e}")))
+}

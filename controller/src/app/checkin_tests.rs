@@ -1,0 +1,347 @@
+//! A check-in on the in-memory store: one writer job, all or nothing, and the cached reads it
+//! makes see policy changes and revocations at once.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use super::{ActiveDevice, App, AppConfig, AppError, CheckInReport, ComplianceReport};
+use crate::core::clock::ManualClock;
+use crate::core::{
+    Admin, AdminRole, CHECK_FIREWALL, CheckStatus, CommandKind, CommandState, ComplianceCheck,
+    DeviceFacts, EnforcementAction, PolicyChanges, Timestamp,
+};
+use crate::store::{Announcement, AuditFilter, MemoryStore, Store};
+
+struct Fixture {
+    store: Arc<MemoryStore>,
+    ca: Arc<ward_certs::CertificateAuthority>,
+    clock: ManualClock,
+    app: App,
+}
+
+fn fixture() -> Fixture {
+    let store = Arc::new(MemoryStore::new());
+    let clock = ManualClock::new(Timestamp::from_datetime(time::OffsetDateTime::now_utc()));
+    let ca = Arc::new(
+        ward_certs::CertificateAuthority::create("test", time::OffsetDateTime::now_utc()).unwrap(),
+    );
+    let app = replica(&store, &ca, &clock);
+    Fixture {
+        store,
+        ca,
+        clock,
+        app,
+    }
+}
+
+/// Another controller over the same store (a replica without `LISTEN/NOTIFY`).
+fn replica(
+    store: &Arc<MemoryStore>,
+    ca: &Arc<ward_certs::CertificateAuthority>,
+    clock: &ManualClock,
+) -> App {
+    App::new(
+        Arc::clone(store) as Arc<dyn Store>,
+        Arc::clone(ca),
+        Arc::new(clock.clone()),
+        AppConfig::with_public_url("https://127.0.0.1:7443".into()),
+    )
+}
+
+fn admin() -> Admin {
+    Admin::new(
+        "root".parse().unwrap(),
+        AdminRole::Admin,
+        Timestamp::from_unix_ms(0),
+        "init",
+    )
+}
+
+fn facts(hostname: &str) -> DeviceFacts {
+    DeviceFacts {
+        hostname: hostname.into(),
+        os_name: "Debian".into(),
+        os_version: "12".into(),
+        kernel_version: "6.1".into(),
+        arch: "x86_64".into(),
+        agent_version: "0.1.0".into(),
+    }
+}
+
+/// Enrolls a device; its certificate's DER.
+async fn enroll(app: &App, user: &str) -> (ActiveDevice, Vec<u8>) {
+    let token = app.create_token(&admin(), user, None).await.unwrap();
+    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
+    let enrolled = app
+        .enroll(token.token.expose(), &csr, facts("laptop"), None)
+        .await
+        .unwrap();
+    let device = app
+        .authenticate_device(Some(&enrolled.certificate.der))
+        .await
+        .unwrap();
+    assert_eq!(device.id, enrolled.device_id);
+    (device, enrolled.certificate.der)
+}
+
+/// A firewall that fails, with a wipe after an hour's grace.
+async fn wipe_failing_firewalls(app: &App) -> u64 {
+    let policy = app
+        .set_policy(
+            &admin(),
+            None,
+            &PolicyChanges {
+                require_firewall: Some(true),
+                check_actions: BTreeMap::from([(CHECK_FIREWALL.into(), EnforcementAction::Wipe)]),
+                wipe_grace_seconds: Some(3600),
+                ..PolicyChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+    policy.revision
+}
+
+fn failing_firewall(revision: u64) -> CheckInReport {
+    CheckInReport {
+        facts: Some(facts("laptop-2")),
+        inventory: Some(crate::core::Inventory {
+            firewall: "inactive".into(),
+            ..crate::core::Inventory::default()
+        }),
+        compliance: Some(ComplianceReport {
+            checks: vec![ComplianceCheck {
+                name: CHECK_FIREWALL.into(),
+                status: CheckStatus::Fail,
+                detail: "nftables has no rules".into(),
+            }],
+            policy_revision: revision,
+        }),
+        offline_wipe: None,
+    }
+}
+
+/// Jobs the writer ran to the end, committed or failed.
+fn jobs(store: &MemoryStore) -> u64 {
+    let stats = store.writer().stats();
+    stats.jobs_committed.load(Ordering::Relaxed) + stats.jobs_failed.load(Ordering::Relaxed)
+}
+
+#[tokio::test]
+async fn a_check_in_that_records_enforces_issues_a_wipe_and_delivers_it_is_one_writer_job() {
+    let f = fixture();
+    let revision = wipe_failing_firewalls(&f.app).await;
+    let (device, _) = enroll(&f.app, "ann@hospital.example").await;
+    f.app
+        .agent_check_in(&device, failing_firewall(revision))
+        .await
+        .unwrap();
+    // The grace is over: this check-in records the report, marks the wipe issued, issues it
+    // with its audit entry and hands it out.
+    f.clock.advance(Duration::from_secs(3601));
+    let before = jobs(&f.store);
+    let audit_before = f.store.list_audit(&AuditFilter::default()).await.unwrap();
+    let answer = f
+        .app
+        .agent_check_in(&device, failing_firewall(revision))
+        .await
+        .unwrap();
+    assert_eq!(jobs(&f.store) - before, 1, "one writer job per check-in");
+    let [wipe] = answer.pending.as_slice() else {
+        panic!("the due wipe is handed out: {:?}", answer.pending);
+    };
+    assert_eq!(
+        (wipe.kind.clone(), wipe.state),
+        (
+            CommandKind::Wipe {
+                scope: crate::core::WipeScope::Messaging
+            },
+            CommandState::Delivered
+        )
+    );
+    let record = f.store.get_device(device.id).await.unwrap().unwrap();
+    assert_eq!(record.facts.hostname, "laptop-2");
+    assert_eq!(record.last_seen, Some(f.clock_now()));
+    assert_eq!(
+        record.enforcement[0].wipe_command,
+        Some(wipe.id.to_string())
+    );
+    let audit = f.store.list_audit(&AuditFilter::default()).await.unwrap();
+    let actions: Vec<&str> = audit[audit_before.len()..]
+        .iter()
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(actions, ["command.issue", "command.delivered"]);
+
+    // A check-in with nothing new is one job too.
+    let before = jobs(&f.store);
+    f.app
+        .agent_check_in(&device, CheckInReport::default())
+        .await
+        .unwrap();
+    assert_eq!(jobs(&f.store) - before, 1);
+}
+
+impl Fixture {
+    fn clock_now(&self) -> Timestamp {
+        crate::core::Clock::now(&self.clock)
+    }
+}
+
+#[tokio::test]
+async fn a_check_in_whose_wipe_cannot_be_written_changes_nothing() {
+    let f = fixture();
+    let revision = wipe_failing_firewalls(&f.app).await;
+    let (device, _) = enroll(&f.app, "bob@hospital.example").await;
+    f.app
+        .agent_check_in(&device, failing_firewall(revision))
+        .await
+        .unwrap();
+    let first = f.store.get_device(device.id).await.unwrap().unwrap();
+    let audit_before = f.store.list_audit(&AuditFilter::default()).await.unwrap();
+    f.clock.advance(Duration::from_secs(3601));
+
+    f.store.fail_next("insert_command");
+    let refused = f
+        .app
+        .agent_check_in(&device, failing_firewall(revision))
+        .await;
+    assert!(
+        matches!(refused, Err(AppError::Internal(_))),
+        "the check-in fails as a whole: {refused:?}"
+    );
+    let after = f.store.get_device(device.id).await.unwrap().unwrap();
+    assert_eq!(after.last_seen, first.last_seen, "no new last-seen time");
+    assert_eq!(after.facts, first.facts);
+    assert_eq!(after.compliance, first.compliance, "no new report");
+    assert_eq!(after.enforcement, first.enforcement);
+    assert!(
+        f.store
+            .list_commands(Some(device.id), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        f.store
+            .list_audit(&AuditFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        audit_before.len()
+    );
+
+    // The retry goes through whole.
+    let answer = f
+        .app
+        .agent_check_in(&device, failing_firewall(revision))
+        .await
+        .unwrap();
+    assert_eq!(answer.pending.len(), 1);
+}
+
+#[tokio::test]
+async fn a_policy_change_reaches_the_next_check_in_here_and_on_a_replica_once_announced() {
+    let f = fixture();
+    let other = replica(&f.store, &f.ca, &f.clock);
+    let (device, _) = enroll(&f.app, "cat@hospital.example").await;
+    let first = f
+        .app
+        .agent_check_in(&device, CheckInReport::default())
+        .await
+        .unwrap();
+    let seen_there = other
+        .agent_check_in(&device, CheckInReport::default())
+        .await
+        .unwrap();
+    assert_eq!(seen_there.policy.revision, first.policy.revision);
+
+    let changed = wipe_failing_firewalls(&f.app).await;
+    assert!(changed > first.policy.revision);
+    let here = f
+        .app
+        .agent_check_in(&device, CheckInReport::default())
+        .await
+        .unwrap();
+    assert_eq!(here.policy.revision, changed);
+
+    // The replica answers from its cache until the change is announced to it.
+    let stale = other
+        .agent_check_in(&device, CheckInReport::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        stale.policy.revision, first.policy.revision,
+        "read from the cache"
+    );
+    other.apply_all(&[Announcement::PolicyChanged]).await;
+    let there = other
+        .agent_check_in(&device, CheckInReport::default())
+        .await
+        .unwrap();
+    assert_eq!(there.policy.revision, changed);
+
+    // A user's override is announced as work for each of the user's devices.
+    let own = f
+        .app
+        .set_policy(
+            &admin(),
+            Some("cat@hospital.example"),
+            &PolicyChanges {
+                auto_lock_seconds: Some(120),
+                ..PolicyChanges::default()
+            },
+        )
+        .await
+        .unwrap();
+    other
+        .apply_all(&[Announcement::DeviceWork(device.id)])
+        .await;
+    let there = other
+        .agent_check_in(&device, CheckInReport::default())
+        .await
+        .unwrap();
+    assert_eq!(there.policy.revision, own.revision);
+    assert_eq!(there.policy.policy.auto_lock_seconds, 120);
+}
+
+#[tokio::test]
+async fn a_revoked_certificate_is_refused_on_the_next_call_here_and_on_a_replica_once_announced() {
+    let f = fixture();
+    let other = replica(&f.store, &f.ca, &f.clock);
+    other.load_revocations().await.unwrap();
+    let (device, cert) = enroll(&f.app, "dan@hospital.example").await;
+    let (_, bystander) = enroll(&f.app, "eve@hospital.example").await;
+    // Both replicas have authenticated the certificate once (and may remember it).
+    other.authenticate_device(Some(&cert)).await.unwrap();
+    f.app.authenticate_device(Some(&cert)).await.unwrap();
+
+    f.app
+        .revoke_device(&admin(), &device.id.to_string())
+        .await
+        .unwrap();
+    let here = f.app.authenticate_device(Some(&cert)).await;
+    assert!(
+        matches!(&here, Err(AppError::Unauthenticated(m)) if m.contains("revoked")),
+        "{here:?}"
+    );
+    assert!(
+        f.app
+            .agent_check_in(&device, CheckInReport::default())
+            .await
+            .is_err(),
+        "a check-in of a revoked device changes nothing"
+    );
+    other.apply_all(&[Announcement::Revoked(device.id)]).await;
+    let there = other.authenticate_device(Some(&cert)).await;
+    assert!(
+        matches!(&there, Err(AppError::Unauthenticated(_))),
+        "{there:?}"
+    );
+    // Others are unaffected.
+    f.app.authenticate_device(Some(&bystander)).await.unwrap();
+    other.authenticate_device(Some(&bystander)).await.unwrap();
+}
