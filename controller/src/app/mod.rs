@@ -26,6 +26,7 @@ mod policy;
 #[cfg(test)]
 mod policy_tests;
 mod posture;
+mod renewal;
 pub mod tokens;
 mod transitions;
 
@@ -392,7 +393,7 @@ impl App {
 
     /// Checks a presented client certificate (our CA, validity, one `ward://` URI) and that
     /// the store knows it for the same subject and has not revoked it.
-    async fn authenticate(&self, leaf: Option<&[u8]>) -> Result<Identity, AppError> {
+    async fn authenticate(&self, leaf: Option<&[u8]>) -> Result<(Identity, String), AppError> {
         let leaf = leaf.ok_or_else(|| {
             AppError::Unauthenticated(
                 "this call needs a client certificate issued by this controller".into(),
@@ -407,9 +408,15 @@ impl App {
         let record = self.store.get_certificate(&peer.serial).await?;
         match record {
             Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
-                Ok(peer.identity)
+                Ok((peer.identity, peer.serial))
             }
             Some(r) if r.revoked_at.is_some() => {
+                // A device certificate a renewal replaced, still calling on a connection made
+                // before: someone other than the device may hold it.
+                if let Identity::Device(uuid) = peer.identity {
+                    self.superseded_certificate_used(DeviceId(uuid), &peer.serial)
+                        .await?;
+                }
                 // A revoked admin still calling (on a connection opened before the revocation,
                 // whose own answer it was) is worth an auditor's attention.
                 if matches!(peer.identity, Identity::Admin(_)) {
@@ -435,9 +442,25 @@ impl App {
 
     /// The enrolled device behind a client certificate. Admin certificates are refused.
     pub async fn authenticate_device(&self, leaf: Option<&[u8]>) -> Result<Device, AppError> {
+        Ok(self.authenticate_device_certificate(leaf).await?.0)
+    }
+
+    /// [`App::authenticate_device`], with the serial of the certificate presented. The first
+    /// call with a renewed certificate makes it the device's one and revokes the previous.
+    pub async fn authenticate_device_certificate(
+        &self,
+        leaf: Option<&[u8]>,
+    ) -> Result<(Device, String), AppError> {
         match self.authenticate(leaf).await? {
-            Identity::Device(uuid) => self.check_device_active(DeviceId(uuid)).await,
-            other => Err(AppError::PermissionDenied(format!(
+            (Identity::Device(uuid), serial) => {
+                let device = self.check_device_active(DeviceId(uuid)).await?;
+                if device.certificate_serial == serial {
+                    return Ok((device, serial));
+                }
+                let device = self.certificate_in_use(device, &serial).await?;
+                Ok((device, serial))
+            }
+            (other, _) => Err(AppError::PermissionDenied(format!(
                 "{other} is not a device identity; the agent API is for enrolled devices only"
             ))),
         }
@@ -466,7 +489,7 @@ impl App {
         leaf: Option<&[u8]>,
         target: &str,
     ) -> Result<Admin, AppError> {
-        let identity = self.authenticate(leaf).await?;
+        let (identity, _) = self.authenticate(leaf).await?;
         let refusal = match &identity {
             Identity::Admin(name) => match self.store.get_admin(name).await? {
                 Some(admin) if admin.is_active() => {
@@ -678,48 +701,6 @@ impl App {
             )));
         }
         Ok(())
-    }
-
-    /// Issues a new certificate for an enrolled, active device (same identity, the CSR's key).
-    pub async fn renew(
-        &self,
-        device: DeviceId,
-        csr_der: &[u8],
-    ) -> Result<IssuedCertificate, AppError> {
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        if self.is_being_retired(device).await? {
-            return Err(AppError::PermissionDenied(format!(
-                "device {device} is being offboarded or is in lost mode: its certificate is not renewed"
-            )));
-        }
-        let now = self.now();
-        let identity = Identity::Device(device.0);
-        let certificate = self
-            .ca
-            .issue_client(
-                &csr,
-                &identity,
-                now.to_datetime(),
-                self.config.device_cert_lifetime,
-            )
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        self.store
-            .record_renewal(
-                device,
-                &certificate_record(&certificate, &identity, now),
-                csr.public_key_der(),
-            )
-            .await?;
-        info!(device_id = %device, serial = %certificate.serial, not_after = %Timestamp::from_datetime(certificate.not_after), "certificate renewed");
-        self.audit(
-            &audit::device_actor(device),
-            "device.renew",
-            &device.to_string(),
-            serde_json::json!({ "certificate_serial": certificate.serial, "not_after": Timestamp::from_datetime(certificate.not_after).rfc3339() }),
-        )
-        .await?;
-        Ok(certificate)
     }
 
     // ----- administration -----------------------------------------------------------------

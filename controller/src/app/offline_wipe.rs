@@ -6,8 +6,9 @@ use tracing::warn;
 use ward_certs::receipt::{SignedReceipt, WipeReceiptBody};
 
 use super::commands::MAX_RECEIPT_BYTES;
+use super::renewal::{RECEIPT_CLOCK_TOLERANCE_MS, signed_at, verify_with_history};
 use super::{App, AppError, OFFLINE_TIMER, audit, sanitize};
-use crate::core::{Device, DeviceId, OfflineWipe, Timestamp};
+use crate::core::{Device, DeviceId, DeviceKey, OfflineWipe, Timestamp};
 
 /// How the receipt arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,7 +27,8 @@ impl App {
         receipt: &SignedReceipt,
     ) -> Result<(), AppError> {
         let record = self.offline_wipe_device(device).await?;
-        let verified = verify(&record, receipt);
+        let keys = self.keys_of(&record).await?;
+        let verified = verify(&record, &keys, receipt);
         self.store_offline_wipe(&record, receipt, verified, Channel::CheckIn)
             .await
     }
@@ -41,7 +43,8 @@ impl App {
         receipt: &SignedReceipt,
     ) -> Result<(), AppError> {
         let record = self.offline_wipe_device(device).await?;
-        let body = match verify(&record, receipt) {
+        let keys = self.keys_of(&record).await?;
+        let body = match verify(&record, &keys, receipt) {
             Ok(body) => body,
             Err(why) => {
                 let why = sanitize(&why);
@@ -125,18 +128,28 @@ fn oversized(receipt: &SignedReceipt) -> bool {
     receipt.body.len() + receipt.signature.len() > MAX_RECEIPT_BYTES
 }
 
-fn verify(record: &Device, receipt: &SignedReceipt) -> Result<WipeReceiptBody, String> {
+/// Against the key of its time: one the device held when the receipt says it was signed
+/// (the device's clock, within [`RECEIPT_CLOCK_TOLERANCE_MS`]).
+fn verify(
+    record: &Device,
+    keys: &[DeviceKey],
+    receipt: &SignedReceipt,
+) -> Result<WipeReceiptBody, String> {
     if oversized(receipt) {
         return Err(format!(
             "the receipt is larger than the {MAX_RECEIPT_BYTES} bytes a receipt may have"
         ));
     }
-    let spki = record
-        .public_key_der
-        .as_deref()
-        .ok_or_else(|| "no public key on record".to_owned())?;
-    ward_certs::receipt::verify_receipt(receipt, spki, OFFLINE_TIMER, &record.id.to_string())
-        .map_err(|e| e.to_string())
+    verify_with_history(
+        keys,
+        receipt,
+        OFFLINE_TIMER,
+        &record.id.to_string(),
+        |key, body| {
+            key.replaced_at.is_none()
+                || signed_at(body).is_some_and(|at| key.covers_time(at, RECEIPT_CLOCK_TOLERANCE_MS))
+        },
+    )
 }
 
 fn completed_at(body: &WipeReceiptBody, fallback: Timestamp) -> Timestamp {

@@ -196,6 +196,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
 
+    /// The device's keys and certificates, oldest first.
+    async fn device_keys(
+        &self,
+        device: DeviceId,
+    ) -> Result<Vec<crate::core::DeviceKey>, StoreError>;
+
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError>;
 
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError>;
@@ -472,7 +478,8 @@ pub trait Store: Send + Sync + 'static {
         .await
     }
 
-    /// Records a renewed certificate (and possibly new key) for a device.
+    /// Records a renewed certificate and its key for a device, pending until the device
+    /// calls with it.
     async fn record_renewal(
         &self,
         device: DeviceId,

@@ -8,6 +8,7 @@ mod admins;
 mod audit;
 mod certificates;
 mod commands;
+mod device_keys;
 mod devices;
 mod engine;
 mod placeholders;
@@ -34,8 +35,8 @@ use super::{
 use crate::core::admins::AdminRequest;
 use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyRule,
-    PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, DeviceKey,
+    PolicyRule, PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 use crate::store::rows::db;
 
@@ -215,6 +216,10 @@ impl Store for SqlStore {
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
         certificates::get(&mut *self.read().await?, serial).await
+    }
+
+    async fn device_keys(&self, device: DeviceId) -> Result<Vec<DeviceKey>, StoreError> {
+        device_keys::list(&mut *self.read().await?, device).await
     }
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
