@@ -88,6 +88,7 @@ async fn the_previous_certificate_is_revoked_once_the_renewed_one_is_in_use() {
         .await
         .unwrap();
     old.check_in(CheckInRequest::default()).await.unwrap();
+    controller.clock.advance(std::time::Duration::from_secs(60));
     let (new_cert, new_key) = renew(&mut old).await;
 
     // Until the renewed certificate is used, the old one still works: an answer lost on the
@@ -434,4 +435,55 @@ async fn the_agent_renews_with_one_key_across_retries_and_its_old_certificate_is
     let mut agent = controller.agent_with(&new_cert, &new_key).await.unwrap();
     agent.check_in(CheckInRequest::default()).await.unwrap();
     assert!(refused(&controller, &device.certificate_der, &device.key).await);
+}
+
+fn offline_receipt(device: &EnrolledDevice, at: time::OffsetDateTime) -> WipeReceipt {
+    let mut body = receipt("offline-timer", device);
+    body.completed_at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let signed = body.sign(&device.key).unwrap();
+    WipeReceipt {
+        body: signed.body,
+        signature: signed.signature,
+    }
+}
+
+#[tokio::test]
+async fn an_offline_wipe_signed_with_the_key_of_its_time_verifies_after_a_renewal() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("gus@hospital.org").await;
+    let mut old = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let (new_cert, new_key) = renew(&mut old).await;
+    let mut new = controller.agent_with(&new_cert, &new_key).await.unwrap();
+    new.check_in(CheckInRequest::default()).await.unwrap();
+
+    // The replaced key, claiming a wipe days after it was replaced: not believed.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(3);
+    new.check_in(CheckInRequest {
+        offline_wipe: Some(offline_receipt(&device, later)),
+        ..CheckInRequest::default()
+    })
+    .await
+    .unwrap();
+    let shown_after = shown(&controller, &device.device_id).await;
+    assert!(shown_after.offline_wipe_at_unix_ms > 0);
+    assert!(!shown_after.offline_wipe_receipt_verified);
+
+    // The timer's wipe made before the renewal, signed with the key of that time: verified.
+    let before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    new.check_in(CheckInRequest {
+        offline_wipe: Some(offline_receipt(&device, before)),
+        ..CheckInRequest::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        shown(&controller, &device.device_id)
+            .await
+            .offline_wipe_receipt_verified
+    );
 }
