@@ -996,6 +996,16 @@ async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend)
             .is_some()
     );
 
+    // Their connections are kept (a call there is how a clone shows), while the device is
+    // active.
+    let mut replaced = b
+        .store
+        .replaced_device_serials(Timestamp::from_unix_ms(21))
+        .await
+        .unwrap();
+    replaced.sort();
+    assert_eq!(replaced, vec!["r2".to_owned(), first.clone()], "{}", b.name);
+
     // Once in use, no second switch; an unknown or replaced serial is not switched to.
     for serial in ["r1", "r2", "nope"] {
         let serial = serial.to_owned();
@@ -1034,6 +1044,20 @@ async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend)
             .unwrap()
             .renewal_conflict,
         Some(conflict),
+        "{}",
+        b.name
+    );
+    // A revoked device's connections are all cut.
+    b.store
+        .revoke_device(id, Timestamp::from_unix_ms(40))
+        .await
+        .unwrap();
+    assert!(
+        b.store
+            .replaced_device_serials(Timestamp::from_unix_ms(41))
+            .await
+            .unwrap()
+            .is_empty(),
         "{}",
         b.name
     );

@@ -222,7 +222,17 @@ impl App {
         let serials = self.store.revoked_serials(self.now()).await?;
         let count = serials.len();
         self.revoked.replace_all(serials);
-        let cut = self.connections.cut_revoked(&self.revoked);
+        // Connections with a device certificate a renewal replaced stay open: every call on
+        // them is refused, and a call there is how a copy of the certificate shows itself
+        // (a suspected clone). Their command streams end (`server/agent.rs`).
+        let kept: std::collections::HashSet<String> = self
+            .store
+            .replaced_device_serials(self.now())
+            .await?
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        let cut = self.connections.cut_revoked_except(&self.revoked, &kept);
         if cut > 0 {
             info!(connections = cut, "connections of revoked certificates cut");
         }

@@ -1097,6 +1097,24 @@ impl Store for MemoryStore {
         }))
     }
 
+    async fn replaced_device_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        Ok(self.read(|s| {
+            s.device_keys
+                .values()
+                .filter(|(device, key)| {
+                    key.replaced_at.is_some()
+                        && s.certificates
+                            .get(&key.serial)
+                            .is_some_and(|c| c.not_after > now)
+                        && s.devices
+                            .get(device)
+                            .is_some_and(|d| d.device.state == DeviceState::Active)
+                })
+                .map(|(_, key)| key.serial.clone())
+                .collect()
+        }))
+    }
+
     async fn list_audit(&self, filter: &AuditFilter) -> Result<Vec<AuditEntry>, StoreError> {
         Ok(self.read(|s| {
             s.audit

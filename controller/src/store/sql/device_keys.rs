@@ -117,6 +117,20 @@ pub async fn switch(
     }))
 }
 
+/// The unexpired certificates of active devices that a renewal replaced.
+pub async fn replaced(conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT k.serial FROM device_keys k
+         JOIN certificates c ON c.serial = k.serial
+         JOIN devices d ON d.id = k.device_id
+         WHERE k.replaced_at IS NOT NULL AND c.not_after > $1 AND d.state = 'active'",
+    )
+    .bind(now.unix_ms())
+    .fetch_all(conn)
+    .await
+    .map_err(db)
+}
+
 /// Marks the device as a suspected clone; false if there is no such device.
 pub async fn flag_conflict(
     conn: &mut AnyConnection,

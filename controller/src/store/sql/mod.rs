@@ -258,6 +258,10 @@ impl Store for SqlStore {
         certificates::revoked_serials(&mut *self.read().await?, now).await
     }
 
+    async fn replaced_device_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        device_keys::replaced(&mut *self.read().await?, now).await
+    }
+
     async fn append_audit(
         &self,
         event: &AuditEvent,
