@@ -109,6 +109,7 @@ impl App {
                         .filter(|k| k.is_pending() && k.public_key_der != key)
                         .map(|k| k.public_key_der.as_slice())
                         .collect();
+                    pending.sort_unstable();
                     pending.dedup();
                     if pending.len() >= MAX_PENDING_KEYS {
                         return Ok(Renewal::TooManyPending);
@@ -234,6 +235,14 @@ impl App {
             .into_iter()
             .any(|k| k.serial == serial && k.replaced_at.is_some());
         if !replaced {
+            return Ok(());
+        }
+        // Reported once per certificate: a copy calling in a loop costs reads, not writes.
+        let reported = self.store.get_device(device).await?.is_none_or(|d| {
+            d.state != crate::core::DeviceState::Active
+                || d.renewal_conflict.is_some_and(|c| c.serial == serial)
+        });
+        if reported {
             return Ok(());
         }
         let now = self.now();
