@@ -77,7 +77,21 @@ pub async fn renew(
     clock: &SharedClock,
 ) -> Result<OffsetDateTime, String> {
     let key = PrivateKeyDer::generate().map_err(|e| e.to_string())?;
-    let csr = make_csr(&key, &crate::facts::collect().hostname).map_err(|e| e.to_string())?;
+    renew_with(&key, dir, device_id, store, link, ca_der, clock).await
+}
+
+/// Renews with `key`. A retry after a lost answer must send the same key: the controller
+/// tells a retry from a second party renewing the same device by the key.
+pub async fn renew_with(
+    key: &PrivateKeyDer,
+    dir: &StateDir,
+    device_id: &str,
+    store: &SecretStore,
+    link: &Link,
+    ca_der: &[u8],
+    clock: &SharedClock,
+) -> Result<OffsetDateTime, String> {
+    let csr = make_csr(key, &crate::facts::collect().hostname).map_err(|e| e.to_string())?;
     let mut connected = link.client().await.map_err(|(_, e)| e)?;
     let response = tokio::time::timeout(
         CALL_TIMEOUT,
@@ -100,7 +114,7 @@ pub async fn renew(
             peer.identity
         ));
     }
-    if !key_matches_certificate(&key, &response.certificate_der) {
+    if !key_matches_certificate(key, &response.certificate_der) {
         return Err("the renewed certificate is not for the key this agent sent".into());
     }
     // New certificate beside the old one, then the key, then the certificate into place:
@@ -112,7 +126,7 @@ pub async fn renew(
         0o644,
     )
     .map_err(|e| format!("cannot write {}: {e}", pending.display()))?;
-    store.replace(&key).await.map_err(|e| e.to_string())?;
+    store.replace(key).await.map_err(|e| e.to_string())?;
     std::fs::rename(&pending, dir.certificate())
         .map_err(|e| format!("cannot install the renewed certificate: {e}"))?;
     info!(not_after = %crate::rfc3339(peer.not_after), "certificate renewed");
@@ -137,6 +151,9 @@ pub async fn renewal_loop(
     let jitter = rand::random_range(-1.0..=1.0);
     let due = renew_at(not_before, not_after, jitter);
     info!(renew_at = %crate::rfc3339(due), "certificate renewal scheduled");
+    // One key for every attempt: a retry after an answer that never arrived is then the
+    // same party to the controller, not a second one renewing this device.
+    let mut key = None;
     loop {
         let now = clock.now();
         if now < due {
@@ -145,7 +162,17 @@ pub async fn renewal_loop(
             tokio::time::sleep(wait.min(Duration::from_secs(3600))).await;
             continue;
         }
-        match renew(&dir, &device_id, &store, &link, &ca_der, &clock).await {
+        if key.is_none() {
+            match PrivateKeyDer::generate() {
+                Ok(made) => key = Some(made),
+                Err(e) => warn!(error = %e, "cannot make a key for the renewal"),
+            }
+        }
+        let attempt = match &key {
+            Some(key) => renew_with(key, &dir, &device_id, &store, &link, &ca_der, &clock).await,
+            None => Err("no key for the renewal".to_owned()),
+        };
+        match attempt {
             Ok(_) => return,
             Err(e) => {
                 let wait = retry_after(now, not_after);

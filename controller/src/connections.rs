@@ -67,10 +67,20 @@ impl Connections {
 
     /// Ends every open connection whose certificate `revoked` holds.
     pub fn cut_revoked(&self, revoked: &ward_certs::tls::RevokedSerials) -> usize {
+        self.cut_revoked_except(revoked, &std::collections::HashSet::new())
+    }
+
+    /// Ends every open connection whose certificate `revoked` holds, except those of `kept`
+    /// (lower-case serials).
+    pub fn cut_revoked_except(
+        &self,
+        revoked: &ward_certs::tls::RevokedSerials,
+        kept: &std::collections::HashSet<String>,
+    ) -> usize {
         let serials: Vec<String> = self
             .lock()
             .keys()
-            .filter(|s| revoked.contains(s))
+            .filter(|s| revoked.contains(s) && !kept.contains(*s))
             .cloned()
             .collect();
         serials.iter().map(|s| self.cut(s)).sum()

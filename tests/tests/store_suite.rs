@@ -96,6 +96,7 @@ on_both_backends!(
     a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says,
     admin_requests_are_open_once_per_name_approved_once_and_used_once,
     only_usable_tokens_are_listed_and_one_can_be_withdrawn,
+    a_renewal_is_pending_until_used_and_the_key_history_is_kept,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -905,4 +906,159 @@ async fn only_usable_tokens_are_listed_and_one_can_be_withdrawn(b: Backend) {
             b.name
         );
     }
+}
+
+fn renewed_certificate(device: DeviceId, serial: &str, at: i64) -> CertificateRecord {
+    CertificateRecord {
+        serial: serial.into(),
+        subject: format!("ward://device/{device}"),
+        not_before: Timestamp::from_unix_ms(at),
+        not_after: Timestamp::from_unix_ms(at + 1_000_000),
+        issued_at: Timestamp::from_unix_ms(at),
+        revoked_at: None,
+    }
+}
+
+async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend) {
+    let id = enrolled(&b.store, 7).await;
+    let first = format!("serial-{id}");
+    let keys = b.store.device_keys(id).await.unwrap();
+    assert_eq!(keys.len(), 1, "{}: enrollment records its key", b.name);
+    assert_eq!(keys[0].serial, first);
+    assert_eq!(keys[0].public_key_der, vec![1, 2, 3]);
+    assert!(keys[0].in_use_at.is_some() && keys[0].replaced_at.is_none());
+
+    // Two renewals (the second with another key): both pending, the device unchanged.
+    b.store
+        .record_renewal(id, &renewed_certificate(id, "r1", 10), &[4, 5])
+        .await
+        .unwrap();
+    b.store
+        .record_renewal(id, &renewed_certificate(id, "r2", 11), &[6, 7])
+        .await
+        .unwrap();
+    let device = b.store.get_device(id).await.unwrap().unwrap();
+    assert_eq!(device.certificate_serial, first, "{}", b.name);
+    assert_eq!(device.public_key_der, Some(vec![1, 2, 3]));
+    let keys = b.store.device_keys(id).await.unwrap();
+    assert_eq!(
+        keys.iter().map(|k| k.serial.as_str()).collect::<Vec<_>>(),
+        [first.as_str(), "r1", "r2"],
+        "{}",
+        b.name
+    );
+    assert!(keys[1].is_pending() && keys[2].is_pending());
+
+    // The first call with r1: it is the device's, the rest revoked; r2 was another key.
+    let now = Timestamp::from_unix_ms(20);
+    let switch = b
+        .store
+        .write(ward_controller::store::Priority::High, move |tx| {
+            Box::pin(async move { tx.switch_key(id, "r1", now).await })
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        switch.revoked,
+        vec!["r2".to_owned(), first.clone()],
+        "{}",
+        b.name
+    );
+    assert_eq!(switch.other_parties, vec!["r2".to_owned()]);
+    let device = b.store.get_device(id).await.unwrap().unwrap();
+    assert_eq!(device.certificate_serial, "r1", "{}", b.name);
+    assert_eq!(device.public_key_der, Some(vec![4, 5]));
+    assert_eq!(
+        device.certificate_expires_at,
+        Timestamp::from_unix_ms(10 + 1_000_000)
+    );
+    let keys = b.store.device_keys(id).await.unwrap();
+    assert_eq!(keys[0].replaced_at, Some(now), "{}", b.name);
+    assert_eq!(keys[1].in_use_at, Some(now));
+    assert_eq!(keys[1].replaced_at, None);
+    assert_eq!(keys[2].replaced_at, Some(now));
+    assert_eq!(keys[2].in_use_at, None);
+    let mut revoked = b
+        .store
+        .revoked_serials(Timestamp::from_unix_ms(21))
+        .await
+        .unwrap();
+    revoked.sort();
+    assert_eq!(revoked, vec!["r2".to_owned(), first.clone()], "{}", b.name);
+    assert!(
+        b.store
+            .get_certificate(&first)
+            .await
+            .unwrap()
+            .unwrap()
+            .revoked_at
+            .is_some()
+    );
+
+    // Their connections are kept (a call there is how a clone shows), while the device is
+    // active.
+    let mut replaced = b
+        .store
+        .replaced_device_serials(Timestamp::from_unix_ms(21))
+        .await
+        .unwrap();
+    replaced.sort();
+    assert_eq!(replaced, vec!["r2".to_owned(), first.clone()], "{}", b.name);
+
+    // Once in use, no second switch; an unknown or replaced serial is not switched to.
+    for serial in ["r1", "r2", "nope"] {
+        let serial = serial.to_owned();
+        let again = b
+            .store
+            .write(ward_controller::store::Priority::High, move |tx| {
+                let serial = serial.clone();
+                Box::pin(async move { tx.switch_key(id, &serial, now).await })
+            })
+            .await
+            .unwrap();
+        assert!(again.is_none(), "{}", b.name);
+    }
+
+    // The clone flag is kept and read back.
+    let conflict = ward_controller::core::RenewalConflict {
+        at: 30,
+        serial: first.clone(),
+        detail: "suspected clone".into(),
+    };
+    let flagged = conflict.clone();
+    assert!(
+        b.store
+            .write(ward_controller::store::Priority::High, move |tx| {
+                let flagged = flagged.clone();
+                Box::pin(async move { tx.flag_renewal_conflict(id, &flagged).await })
+            })
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        b.store
+            .get_device(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .renewal_conflict,
+        Some(conflict),
+        "{}",
+        b.name
+    );
+    // A revoked device's connections are all cut.
+    b.store
+        .revoke_device(id, Timestamp::from_unix_ms(40))
+        .await
+        .unwrap();
+    assert!(
+        b.store
+            .replaced_device_serials(Timestamp::from_unix_ms(41))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}",
+        b.name
+    );
 }

@@ -46,6 +46,9 @@ pub struct ComplianceReport {
 pub struct ActiveDevice {
     pub id: crate::core::DeviceId,
     pub user: UserEmail,
+    /// The serial of the device's current certificate (a renewed one becomes current at its
+    /// first call).
+    pub certificate_serial: String,
 }
 
 /// What a check-in answers.
@@ -99,7 +102,8 @@ impl App {
         let offline_wipe = match &report.offline_wipe {
             Some(receipt) => {
                 let record = self.offline_wipe_device(device.id).await?;
-                Some(check_offline_wipe(&record, receipt, now))
+                let keys = self.keys_of(&record).await?;
+                Some(check_offline_wipe(&record, &keys, receipt, now))
             }
             None => None,
         };

@@ -1,7 +1,7 @@
 //! Command operations: issue, list, cancel; hand out to devices; acknowledge; results.
 
 use tracing::{info, warn};
-use ward_certs::receipt::{SignedReceipt, verify_receipt};
+use ward_certs::receipt::SignedReceipt;
 
 use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError, transitions};
@@ -456,29 +456,29 @@ impl App {
             .ok_or_else(|| {
                 AppError::NotFound(format!("device {} is not enrolled", command.device_id))
             })?;
-        let outcome = match device.public_key_der.as_deref() {
-            None => Err("the controller has no public key on record for this device".to_owned()),
-            Some(spki) => verify_receipt(
-                signed,
-                spki,
-                &command.id.to_string(),
-                &command.device_id.to_string(),
-            )
-            .map_err(|e| e.to_string())
-            .and_then(|body| {
-                if scope == WipeScope::Full && body.full_erase.is_none() {
-                    Err("a full wipe's receipt does not state that the full erase ran".to_owned())
-                } else if body.scope == scope.as_str() {
-                    Ok(body)
-                } else {
-                    Err(format!(
-                        "receipt scope {:?} does not match the command's {:?}",
-                        body.scope,
-                        scope.as_str()
-                    ))
-                }
-            }),
-        };
+        // Against the key of its time: one the device held when the command was issued
+        // (a receipt signed before a renewal may arrive after it).
+        let keys = self.keys_of(&device).await?;
+        let outcome = super::renewal::verify_with_history(
+            &keys,
+            signed,
+            &command.id.to_string(),
+            &command.device_id.to_string(),
+            |key, _| key.covers_command(command.created_at),
+        )
+        .and_then(|body| {
+            if scope == WipeScope::Full && body.full_erase.is_none() {
+                Err("a full wipe's receipt does not state that the full erase ran".to_owned())
+            } else if body.scope == scope.as_str() {
+                Ok(body)
+            } else {
+                Err(format!(
+                    "receipt scope {:?} does not match the command's {:?}",
+                    body.scope,
+                    scope.as_str()
+                ))
+            }
+        });
         let mut stored = Receipt {
             body: signed.body.clone(),
             signature: signed.signature.clone(),

@@ -34,6 +34,7 @@ mod policy;
 #[cfg(test)]
 mod policy_tests;
 mod reads;
+mod renewal;
 pub mod tokens;
 mod transitions;
 
@@ -233,7 +234,17 @@ impl App {
         let serials = self.store.revoked_serials(self.now()).await?;
         let count = serials.len();
         self.revoked.replace_all(serials);
-        let cut = self.connections.cut_revoked(&self.revoked);
+        // Connections with a device certificate a renewal replaced stay open: every call on
+        // them is refused, and a call there is how a copy of the certificate shows itself
+        // (a suspected clone). Their command streams end (`server/agent.rs`).
+        let kept: std::collections::HashSet<String> = self
+            .store
+            .replaced_device_serials(self.now())
+            .await?
+            .into_iter()
+            .map(|s| s.to_ascii_lowercase())
+            .collect();
+        let cut = self.connections.cut_revoked_except(&self.revoked, &kept);
         if cut > 0 {
             info!(connections = cut, "connections of revoked certificates cut");
         }
@@ -419,7 +430,7 @@ impl App {
 
     /// Checks a presented client certificate (our CA, validity, one `ward://` URI) and that
     /// the store knows it for the same subject and has not revoked it.
-    async fn authenticate(&self, leaf: Option<&[u8]>) -> Result<Identity, AppError> {
+    async fn authenticate(&self, leaf: Option<&[u8]>) -> Result<(Identity, String), AppError> {
         let leaf = leaf.ok_or_else(|| {
             AppError::Unauthenticated(
                 "this call needs a client certificate issued by this controller".into(),
@@ -433,7 +444,7 @@ impl App {
             if !self.revoked.contains(&peer.serial)
                 && now.to_datetime() - DEFAULT_SKEW <= peer.not_after
             {
-                return Ok(peer.identity);
+                return Ok((peer.identity, peer.serial));
             }
             self.reads.forget_peer(&hash);
         }
@@ -446,18 +457,25 @@ impl App {
         let record = self.store.get_certificate(&peer.serial).await?;
         match record {
             Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
+                let serial = peer.serial.clone();
                 self.reads.remember_peer(
                     since,
                     hash,
                     reads::Peer {
                         identity: peer.identity.clone(),
-                        serial: peer.serial,
+                        serial: serial.clone(),
                         not_after: peer.not_after,
                     },
                 );
-                Ok(peer.identity)
+                Ok((peer.identity, serial))
             }
             Some(r) if r.revoked_at.is_some() => {
+                // A device certificate a renewal replaced, still calling on a connection made
+                // before: someone other than the device may hold it.
+                if let Identity::Device(uuid) = peer.identity {
+                    self.superseded_certificate_used(DeviceId(uuid), &peer.serial)
+                        .await?;
+                }
                 // A revoked admin still calling (on a connection opened before the revocation,
                 // whose own answer it was) is worth an auditor's attention.
                 if matches!(peer.identity, Identity::Admin(_)) {
@@ -483,9 +501,35 @@ impl App {
 
     /// The enrolled device behind a client certificate. Admin certificates are refused.
     pub async fn authenticate_device(&self, leaf: Option<&[u8]>) -> Result<ActiveDevice, AppError> {
+        Ok(self.authenticate_device_certificate(leaf).await?.0)
+    }
+
+    /// [`App::authenticate_device`], with the serial of the certificate presented. The first
+    /// call with a renewed certificate makes it the device's one and revokes the previous.
+    pub async fn authenticate_device_certificate(
+        &self,
+        leaf: Option<&[u8]>,
+    ) -> Result<(ActiveDevice, String), AppError> {
         match self.authenticate(leaf).await? {
-            Identity::Device(uuid) => self.active_device(DeviceId(uuid)).await,
-            other => Err(AppError::PermissionDenied(format!(
+            (Identity::Device(uuid), serial) => {
+                let device = self.active_device(DeviceId(uuid)).await?;
+                if device.certificate_serial == serial {
+                    return Ok((device, serial));
+                }
+                // The first call with a renewed certificate: read the record afresh, switch.
+                let record = self.check_device_active(DeviceId(uuid)).await?;
+                let record = self.certificate_in_use(record, &serial).await?;
+                self.reads.device_changed(record.id);
+                Ok((
+                    ActiveDevice {
+                        id: record.id,
+                        user: record.user,
+                        certificate_serial: record.certificate_serial,
+                    },
+                    serial,
+                ))
+            }
+            (other, _) => Err(AppError::PermissionDenied(format!(
                 "{other} is not a device identity; the agent API is for enrolled devices only"
             ))),
         }
@@ -502,6 +546,7 @@ impl App {
         let device = ActiveDevice {
             id: record.id,
             user: record.user,
+            certificate_serial: record.certificate_serial,
         };
         self.reads.remember_device(since, device.clone());
         Ok(device)
@@ -530,7 +575,7 @@ impl App {
         leaf: Option<&[u8]>,
         target: &str,
     ) -> Result<Admin, AppError> {
-        let identity = self.authenticate(leaf).await?;
+        let (identity, _) = self.authenticate(leaf).await?;
         let refusal = match &identity {
             Identity::Admin(name) => match self.store.get_admin(name).await? {
                 Some(admin) if admin.is_active() => {
@@ -724,50 +769,6 @@ impl App {
                 ))
             }
         }
-    }
-
-    // ----- agents -------------------------------------------------------------------------
-
-    /// Issues a new certificate for an enrolled, active device (same identity, the CSR's key).
-    pub async fn renew(
-        &self,
-        device: DeviceId,
-        csr_der: &[u8],
-    ) -> Result<IssuedCertificate, AppError> {
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        if self.is_being_retired(device).await? {
-            return Err(AppError::PermissionDenied(format!(
-                "device {device} is being offboarded or is in lost mode: its certificate is not renewed"
-            )));
-        }
-        let now = self.now();
-        let identity = Identity::Device(device.0);
-        let certificate = self
-            .ca
-            .issue_client(
-                &csr,
-                &identity,
-                now.to_datetime(),
-                self.config.device_cert_lifetime,
-            )
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        self.store
-            .record_renewal(
-                device,
-                &certificate_record(&certificate, &identity, now),
-                csr.public_key_der(),
-            )
-            .await?;
-        info!(device_id = %device, serial = %certificate.serial, not_after = %Timestamp::from_datetime(certificate.not_after), "certificate renewed");
-        self.audit(
-            &audit::device_actor(device),
-            "device.renew",
-            &device.to_string(),
-            serde_json::json!({ "certificate_serial": certificate.serial, "not_after": Timestamp::from_datetime(certificate.not_after).rfc3339() }),
-        )
-        .await?;
-        Ok(certificate)
     }
 
     // ----- administration -----------------------------------------------------------------

@@ -6,9 +6,10 @@ use tracing::warn;
 use ward_certs::receipt::{SignedReceipt, WipeReceiptBody};
 
 use super::commands::MAX_RECEIPT_BYTES;
+use super::renewal::{RECEIPT_CLOCK_TOLERANCE_MS, signed_at, verify_with_history};
 use super::{App, AppError, OFFLINE_TIMER, audit, sanitize};
 use crate::core::audit::AuditEvent;
-use crate::core::{Device, DeviceId, OfflineWipe, Timestamp};
+use crate::core::{Device, DeviceId, DeviceKey, OfflineWipe, Timestamp};
 use crate::store::{Priority, StoreError};
 
 /// How the receipt arrived.
@@ -32,7 +33,8 @@ impl App {
         receipt: &SignedReceipt,
     ) -> Result<(), AppError> {
         let record = self.offline_wipe_device(device).await?;
-        let body = match verify(&record, receipt) {
+        let keys = self.keys_of(&record).await?;
+        let body = match verify(&record, &keys, receipt, Channel::ReceiptOnly) {
             Ok(body) => body,
             Err(why) => {
                 let why = sanitize(&why);
@@ -104,14 +106,15 @@ pub(super) struct OfflineWipeEntry {
     pub event: AuditEvent,
 }
 
-/// Checks an offline-wipe receipt against the device's key (logging what it found) and
-/// makes its record.
+/// Checks an offline-wipe receipt sent with a check-in against the device's keys (logging
+/// what it found) and makes its record.
 pub(super) fn check_offline_wipe(
     record: &Device,
+    keys: &[DeviceKey],
     receipt: &SignedReceipt,
     now: Timestamp,
 ) -> OfflineWipeEntry {
-    let verified = verify(record, receipt);
+    let verified = verify(record, keys, receipt, Channel::CheckIn);
     offline_wipe_entry(record, receipt, verified, Channel::CheckIn, now)
 }
 
@@ -170,18 +173,43 @@ fn oversized(receipt: &SignedReceipt) -> bool {
     receipt.body.len() + receipt.signature.len() > MAX_RECEIPT_BYTES
 }
 
-fn verify(record: &Device, receipt: &SignedReceipt) -> Result<WipeReceiptBody, String> {
+/// Against a key the device really used, and only one it may still speak for:
+/// - without a certificate (anyone may send one), only the device's current key, in use: a
+///   key replaced by a renewal may be in a thief's hands, and the receipt's time is the
+///   device's own claim;
+/// - with a check-in (the device authenticated with its current certificate), also a key it
+///   used before, for a receipt dated before that key was replaced (the device's clock,
+///   within [`RECEIPT_CLOCK_TOLERANCE_MS`]).
+///
+/// A key that was never in use (a renewal nobody completed) never verifies a receipt.
+fn verify(
+    record: &Device,
+    keys: &[DeviceKey],
+    receipt: &SignedReceipt,
+    channel: Channel,
+) -> Result<WipeReceiptBody, String> {
     if oversized(receipt) {
         return Err(format!(
             "the receipt is larger than the {MAX_RECEIPT_BYTES} bytes a receipt may have"
         ));
     }
-    let spki = record
-        .public_key_der
-        .as_deref()
-        .ok_or_else(|| "no public key on record".to_owned())?;
-    ward_certs::receipt::verify_receipt(receipt, spki, OFFLINE_TIMER, &record.id.to_string())
-        .map_err(|e| e.to_string())
+    verify_with_history(
+        keys,
+        receipt,
+        OFFLINE_TIMER,
+        &record.id.to_string(),
+        |key, body| {
+            key.in_use_at.is_some()
+                && match channel {
+                    Channel::ReceiptOnly => key.replaced_at.is_none(),
+                    Channel::CheckIn => {
+                        key.replaced_at.is_none()
+                            || signed_at(body)
+                                .is_some_and(|at| key.covers_time(at, RECEIPT_CLOCK_TOLERANCE_MS))
+                    }
+                }
+        },
+    )
 }
 
 fn completed_at(body: &WipeReceiptBody, fallback: Timestamp) -> Timestamp {

@@ -40,9 +40,32 @@ pub(super) struct DeviceView {
     enforcement: Vec<EnforcementView>,
     /// The last inventory the agent reported (null until it reports one).
     inventory: Option<InventoryView>,
+    /// A suspected clone: a second party renewed this device or called with a certificate a
+    /// renewal replaced (null: none seen).
+    renewal_conflict: Option<RenewalConflictView>,
+    /// `device show`: every certificate the device had, oldest first.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    certificates: Vec<KeyView>,
     /// For a retired device (`device show`): the retire command, with its verified receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retirement: Option<super::commands::CommandView>,
+}
+
+#[derive(Serialize)]
+struct RenewalConflictView {
+    at: Option<String>,
+    certificate_serial: String,
+    detail: String,
+}
+
+#[derive(Serialize)]
+struct KeyView {
+    serial: String,
+    issued_at: Option<String>,
+    /// The device's first call with it (null: never used).
+    in_use_at: Option<String>,
+    /// When a newer certificate came into use and this one was revoked (null: not replaced).
+    replaced_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -216,6 +239,21 @@ impl From<v1::Device> for DeviceView {
                 })
                 .collect(),
             inventory: d.inventory.map(InventoryView::from),
+            renewal_conflict: d.renewal_conflict.map(|c| RenewalConflictView {
+                at: optional_time(c.at_unix_ms),
+                certificate_serial: c.serial,
+                detail: c.detail,
+            }),
+            certificates: d
+                .keys
+                .into_iter()
+                .map(|k| KeyView {
+                    serial: k.certificate_serial,
+                    issued_at: optional_time(k.issued_at_unix_ms),
+                    in_use_at: optional_time(k.in_use_at_unix_ms),
+                    replaced_at: optional_time(k.replaced_at_unix_ms),
+                })
+                .collect(),
             retirement: None,
             id: d.id,
             user: d.user,
@@ -300,6 +338,7 @@ pub(super) fn print_device(d: &DeviceView, output: OutputFormat) -> Result<(), C
                 ));
             }
             posture_fields(d, &mut fields);
+            renewal_fields(d, &mut fields);
             if let Some(r) = &d.retirement {
                 fields.push((
                     "retired",
@@ -320,6 +359,36 @@ pub(super) fn print_device(d: &DeviceView, output: OutputFormat) -> Result<(), C
             print_fields(&fields);
             Ok(())
         }
+    }
+}
+
+/// The suspected-clone warning and the certificate history of `device show`.
+fn renewal_fields(d: &DeviceView, fields: &mut Vec<(&'static str, String)>) {
+    if let Some(c) = &d.renewal_conflict {
+        fields.push((
+            "RENEWAL CONFLICT",
+            format!(
+                "{}: {} (see `wardctl audit list --target {}`)",
+                c.at.as_deref().unwrap_or("?"),
+                c.detail,
+                d.id
+            ),
+        ));
+    }
+    for k in &d.certificates {
+        let state = match (&k.in_use_at, &k.replaced_at) {
+            (_, Some(at)) => format!("replaced and revoked {at}"),
+            (Some(at), None) => format!("in use since {at}"),
+            (None, None) => "renewed, not used yet".into(),
+        };
+        fields.push((
+            "  certificate",
+            format!(
+                "{} issued {}: {state}",
+                k.serial,
+                k.issued_at.as_deref().unwrap_or("?")
+            ),
+        ));
     }
 }
 

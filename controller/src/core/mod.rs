@@ -4,6 +4,7 @@ pub mod admins;
 pub mod audit;
 pub mod clock;
 pub mod command;
+pub mod keys;
 pub mod model;
 pub mod policy;
 pub mod posture;
@@ -15,6 +16,7 @@ pub use clock::{Clock, SystemClock, Timestamp};
 pub use command::{
     Command, CommandId, CommandKind, CommandState, Event, IdempotencyKey, Receipt, WipeScope,
 };
+pub use keys::{DeviceKey, KeySwitch, RenewalConflict};
 pub use model::{
     Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
     OfflineWipe, UserEmail,

@@ -197,6 +197,8 @@ pub struct Device {
     pub disabled: Option<super::Disabled>,
     /// The required checks that fail, and what they led to.
     pub enforcement: Vec<super::Enforcement>,
+    /// A suspected clone: a second party renewed, or called with a replaced certificate.
+    pub renewal_conflict: Option<super::keys::RenewalConflict>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

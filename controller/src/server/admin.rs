@@ -175,7 +175,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 (d.id.to_string(), json!({ "user": d.user.as_str() }))
             })
             .await?;
-        Ok(Response::new(device_to_wire(&device)))
+        let mut shown = device_to_wire(&device);
+        shown.keys = super::convert::keys_to_wire(&self.app.device_keys(device.id).await?);
+        Ok(Response::new(shown))
     }
 
     async fn issue_admin(

@@ -36,9 +36,17 @@ impl AgentApi {
     }
 
     async fn device<T>(&self, request: &Request<T>) -> Result<ActiveDevice, Status> {
+        Ok(self.device_certificate(request).await?.0)
+    }
+
+    /// The device and the serial of the certificate it called with.
+    async fn device_certificate<T>(
+        &self,
+        request: &Request<T>,
+    ) -> Result<(ActiveDevice, String), Status> {
         Ok(self
             .app
-            .authenticate_device(peer_leaf(request).as_deref())
+            .authenticate_device_certificate(peer_leaf(request).as_deref())
             .await?)
     }
 }
@@ -49,13 +57,14 @@ type PushStream = Pin<Box<dyn Stream<Item = Result<AgentPush, Status>> + Send>>;
 /// command not sent on this stream.
 async fn pending_pushes(
     app: &App,
-    device: DeviceId,
+    (device, serial): (DeviceId, &str),
     sent: &mut HashSet<CommandId>,
     policy_sent: &mut Option<(String, u64)>,
 ) -> Result<Vec<AgentPush>, AppError> {
     use v1::agent_push::Item;
     // Revoked since the stream opened: the stream ends with the reason.
     let record = app.active_device(device).await?;
+    still_valid(app, serial)?;
     let mut pushes = Vec::new();
     let policy = app.agent_policy(&record.user).await?;
     let key = (policy.scope.to_string(), policy.revision);
@@ -74,14 +83,27 @@ async fn pending_pushes(
     Ok(pushes)
 }
 
+/// A stream opened with a certificate revoked since (a renewal replaced it) ends: whoever
+/// holds it is not told the device's commands.
+fn still_valid(app: &App, serial: &str) -> Result<(), AppError> {
+    if app.certificate_revoked(serial) {
+        return Err(AppError::Unauthenticated(
+            "this stream's certificate has been revoked or replaced by a renewal; reconnect with the current one".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Commands pushed to this stream, recorded as delivered; those finished, cancelled or
 /// already sent are left out.
 async fn pushed(
     app: &App,
+    serial: &str,
     commands: &[crate::core::Command],
     sent: &mut HashSet<CommandId>,
 ) -> Result<Vec<AgentPush>, AppError> {
     use v1::agent_push::Item;
+    still_valid(app, serial)?;
     let mut pushes = Vec::new();
     for command in commands {
         if sent.contains(&command.id) {
@@ -142,7 +164,8 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<CommandsRequest>,
     ) -> Result<Response<PushStream>, Status> {
-        let device = self.device(&request).await?.id;
+        let (record, serial) = self.device_certificate(&request).await?;
+        let device = record.id;
         let (tx, rx) = mpsc::channel(32);
         let app = self.app.clone();
         // Subscribe before the first read, so a command committed in between still reaches us.
@@ -160,9 +183,9 @@ impl v1::agent_service_server::AgentService for AgentApi {
             };
             loop {
                 let pushes = if mail.read_again {
-                    pending_pushes(&app, device, &mut sent, &mut policy_sent).await
+                    pending_pushes(&app, (device, &serial), &mut sent, &mut policy_sent).await
                 } else {
-                    pushed(&app, &mail.commands, &mut sent).await
+                    pushed(&app, &serial, &mail.commands, &mut sent).await
                 };
                 match pushes {
                     Ok(pushes) => {
@@ -234,8 +257,11 @@ impl v1::agent_service_server::AgentService for AgentApi {
         &self,
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
-        let device = self.device(&request).await?.id;
-        let certificate = self.app.renew(device, &request.get_ref().csr_der).await?;
+        let (device, serial) = self.device_certificate(&request).await?;
+        let certificate = self
+            .app
+            .renew(device.id, &serial, &request.get_ref().csr_der)
+            .await?;
         Ok(Response::new(RenewResponse {
             certificate_der: certificate.der,
             ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],

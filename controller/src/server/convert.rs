@@ -85,10 +85,27 @@ pub fn device_to_wire(d: &Device) -> v1::Device {
         compliance: Some(compliance_to_wire(d.compliance.as_ref())),
         offline_wipe_at_unix_ms: d.offline_wipe.as_ref().map_or(0, |w| w.at.unix_ms()),
         offline_wipe_receipt_verified: d.offline_wipe.as_ref().is_some_and(|w| w.verified),
+        renewal_conflict: d.renewal_conflict.as_ref().map(|c| v1::RenewalConflict {
+            at_unix_ms: c.at,
+            serial: c.serial.clone(),
+            detail: c.detail.clone(),
+        }),
         ..Default::default()
     };
     super::convert_posture::posture_to_wire(d, &mut device);
     device
+}
+
+/// A device's key history as `device show` lists it.
+pub fn keys_to_wire(keys: &[crate::core::DeviceKey]) -> Vec<v1::DeviceKey> {
+    keys.iter()
+        .map(|k| v1::DeviceKey {
+            certificate_serial: k.serial.clone(),
+            issued_at_unix_ms: k.issued_at.unix_ms(),
+            in_use_at_unix_ms: k.in_use_at.map_or(0, |t| t.unix_ms()),
+            replaced_at_unix_ms: k.replaced_at.map_or(0, |t| t.unix_ms()),
+        })
+        .collect()
 }
 
 pub fn role_from_wire(role: i32) -> Result<AdminRole, Status> {

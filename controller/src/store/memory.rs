@@ -17,10 +17,11 @@ use crate::core::audit::{
     AppendError, Appended, AuditEntry, AuditEvent, AuditHead, Tail, extend, head_message,
     plan_append,
 };
+use crate::core::keys::{other_parties, plan_switch};
 use crate::core::{
     Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Compliance, Device,
-    DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
-    PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
+    DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody,
+    PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
 /// A device as stored: the record, and its posture columns as the JSON the controller wrote
@@ -78,6 +79,8 @@ struct State {
     admins: BTreeMap<String, Admin>,
     admin_requests: BTreeMap<String, AdminRequest>,
     certificates: BTreeMap<String, CertificateRecord>,
+    /// By serial: the device and the key.
+    device_keys: BTreeMap<String, (DeviceId, DeviceKey)>,
     commands: BTreeMap<CommandId, Command>,
     command_keys: HashMap<String, CommandId>,
     policies: BTreeMap<String, PolicyRule>,
@@ -94,6 +97,7 @@ impl Default for State {
             admins: BTreeMap::new(),
             admin_requests: BTreeMap::new(),
             certificates: BTreeMap::new(),
+            device_keys: BTreeMap::new(),
             commands: BTreeMap::new(),
             command_keys: HashMap::new(),
             policies: BTreeMap::new(),
@@ -179,6 +183,47 @@ impl State {
             .filter(|r| &r.name == name && r.is_open(now))
             .max_by_key(|r| r.requested_at)
             .cloned()
+    }
+
+    /// The device's keys, oldest first (as the SQL store orders them).
+    fn keys_of(&self, device: DeviceId) -> Vec<DeviceKey> {
+        let mut keys: Vec<DeviceKey> = self
+            .device_keys
+            .values()
+            .filter(|(d, _)| *d == device)
+            .map(|(_, k)| k.clone())
+            .collect();
+        keys.sort_by(|a, b| (a.issued_at, &a.serial).cmp(&(b.issued_at, &b.serial)));
+        keys
+    }
+
+    fn insert_key(
+        &mut self,
+        device: DeviceId,
+        certificate: &CertificateRecord,
+        public_key_der: &[u8],
+        in_use_at: Option<Timestamp>,
+    ) -> Result<(), StoreError> {
+        if self.device_keys.contains_key(&certificate.serial) {
+            return Err(StoreError::AlreadyExists(format!(
+                "device key {}",
+                certificate.serial
+            )));
+        }
+        self.device_keys.insert(
+            certificate.serial.clone(),
+            (
+                device,
+                DeviceKey {
+                    serial: certificate.serial.clone(),
+                    public_key_der: public_key_der.to_vec(),
+                    issued_at: certificate.issued_at,
+                    in_use_at,
+                    replaced_at: None,
+                },
+            ),
+        );
+        Ok(())
     }
 
     fn unfinished(&self, device: DeviceId) -> Vec<Command> {
@@ -376,6 +421,10 @@ impl Tx for MemoryEngine {
         Ok(self.state()?.commands.get(&id).cloned())
     }
 
+    async fn device_keys(&mut self, device: DeviceId) -> Result<Vec<DeviceKey>, StoreError> {
+        Ok(self.state()?.keys_of(device))
+    }
+
     async fn command_by_key(&mut self, key: &str) -> Result<Option<Command>, StoreError> {
         let state = self.state()?;
         Ok(state
@@ -441,6 +490,7 @@ impl Tx for MemoryEngine {
                     inventory: None,
                     disabled: None,
                     enforcement: Vec::new(),
+                    renewal_conflict: None,
                 },
                 posture: HashMap::new(),
             },
@@ -449,6 +499,12 @@ impl Tx for MemoryEngine {
             device.certificate.serial.clone(),
             device.certificate.clone(),
         );
+        state.insert_key(
+            device.id,
+            &device.certificate,
+            &device.public_key_der,
+            Some(now),
+        )?;
         Ok(Some(user))
     }
 
@@ -685,12 +741,66 @@ impl Tx for MemoryEngine {
         state
             .certificates
             .insert(certificate.serial.clone(), certificate.clone());
-        if let Some(row) = state.devices.get_mut(&device) {
-            row.device.certificate_serial = certificate.serial.clone();
-            row.device.certificate_expires_at = certificate.not_after;
-            row.device.public_key_der = Some(public_key_der.to_vec());
+        state.insert_key(device, certificate, public_key_der, None)
+    }
+
+    async fn switch_key(
+        &mut self,
+        device: DeviceId,
+        serial: &str,
+        now: Timestamp,
+    ) -> Result<Option<KeySwitch>, StoreError> {
+        let state = self.state()?;
+        let keys = state.keys_of(device);
+        let Some((chosen, others)) = plan_switch(&keys, serial) else {
+            return Ok(None);
+        };
+        let Some(not_after) = state.certificates.get(serial).map(|c| c.not_after) else {
+            return Err(StoreError::Corrupt(format!(
+                "device key {serial} has no certificate record"
+            )));
+        };
+        let mut revoked = Vec::new();
+        for (owner, key) in state.device_keys.values_mut() {
+            if *owner != device {
+                continue;
+            }
+            if key.serial == serial {
+                key.in_use_at = Some(now);
+            } else if key.replaced_at.is_none() {
+                key.replaced_at = Some(now);
+                if let Some(cert) = state.certificates.get_mut(&key.serial)
+                    && cert.revoked_at.is_none()
+                {
+                    cert.revoked_at = Some(now);
+                    revoked.push(key.serial.clone());
+                }
+            }
         }
-        Ok(())
+        if let Some(row) = state.devices.get_mut(&device) {
+            row.device.certificate_serial = serial.to_owned();
+            row.device.certificate_expires_at = not_after;
+            row.device.public_key_der = Some(chosen.public_key_der.clone());
+        }
+        revoked.sort();
+        Ok(Some(KeySwitch {
+            revoked,
+            other_parties: other_parties(&chosen, &others),
+        }))
+    }
+
+    async fn flag_renewal_conflict(
+        &mut self,
+        device: DeviceId,
+        conflict: &RenewalConflict,
+    ) -> Result<bool, StoreError> {
+        Ok(match self.state()?.devices.get_mut(&device) {
+            Some(row) => {
+                row.device.renewal_conflict = Some(conflict.clone());
+                true
+            }
+            None => false,
+        })
     }
 
     async fn set_device_posture(
@@ -962,6 +1072,10 @@ impl Store for MemoryStore {
         Ok(self.read(|s| s.certificates.get(serial).cloned()))
     }
 
+    async fn device_keys(&self, device: DeviceId) -> Result<Vec<DeviceKey>, StoreError> {
+        Ok(self.read(|s| s.keys_of(device)))
+    }
+
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
         Ok(self.read(|s| s.commands.get(&id).cloned()))
     }
@@ -1022,6 +1136,24 @@ impl Store for MemoryStore {
                 .values()
                 .filter(|c| c.revoked_at.is_some() && c.not_after > now)
                 .map(|c| c.serial.clone())
+                .collect()
+        }))
+    }
+
+    async fn replaced_device_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        Ok(self.read(|s| {
+            s.device_keys
+                .values()
+                .filter(|(device, key)| {
+                    key.replaced_at.is_some()
+                        && s.certificates
+                            .get(&key.serial)
+                            .is_some_and(|c| c.not_after > now)
+                        && s.devices
+                            .get(device)
+                            .is_some_and(|d| d.device.state == DeviceState::Active)
+                })
+                .map(|(_, key)| key.serial.clone())
                 .collect()
         }))
     }

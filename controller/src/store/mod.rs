@@ -191,6 +191,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
 
+    /// The device's keys and certificates, oldest first.
+    async fn device_keys(
+        &self,
+        device: DeviceId,
+    ) -> Result<Vec<crate::core::DeviceKey>, StoreError>;
+
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError>;
 
     async fn command_by_key(&self, idempotency_key: &str) -> Result<Option<Command>, StoreError>;
@@ -224,6 +230,11 @@ pub trait Store: Send + Sync + 'static {
 
     /// Serials of every revoked certificate that has not expired by `now`.
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
+
+    /// Of those, the certificates of active devices that a renewal replaced: their open
+    /// connections are kept (every call on them is refused) so that a copy still calling is
+    /// seen as a suspected clone.
+    async fn replaced_device_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
 
     async fn list_audit(
         &self,
@@ -467,7 +478,8 @@ pub trait Store: Send + Sync + 'static {
         .await
     }
 
-    /// Records a renewed certificate (and possibly new key) for a device.
+    /// Records a renewed certificate and its key for a device, pending until the device
+    /// calls with it.
     async fn record_renewal(
         &self,
         device: DeviceId,

@@ -131,6 +131,19 @@ pub fn device(row: &impl Columns) -> Result<Device, StoreError> {
         inventory: json_column(row, "inventory")?,
         disabled: json_column(row, "disabled")?,
         enforcement: json_column(row, "enforcement")?.unwrap_or_default(),
+        renewal_conflict: json_column(row, "renewal_conflict")?,
+    })
+}
+
+pub fn device_key(row: &impl Columns) -> Result<crate::core::DeviceKey, StoreError> {
+    Ok(crate::core::DeviceKey {
+        serial: row.text("serial")?,
+        public_key_der: row
+            .opt_bytes("public_key_der")?
+            .ok_or_else(|| corrupt("device key without a public key"))?,
+        issued_at: row.time("issued_at")?,
+        in_use_at: row.opt_time("in_use_at")?,
+        replaced_at: row.opt_time("replaced_at")?,
     })
 }
 

@@ -20,8 +20,8 @@ use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, Timestamp,
-    TokenHash, TokenRecord, UserEmail,
+    DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
+    PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
 /// What a job may read and change. Reads see the writes of the jobs before it in the batch.
@@ -34,6 +34,8 @@ pub trait Tx: Send {
     async fn admin(&mut self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
     async fn certificate(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
     async fn command(&mut self, id: CommandId) -> Result<Option<Command>, StoreError>;
+    /// The device's keys and certificates, oldest first.
+    async fn device_keys(&mut self, device: DeviceId) -> Result<Vec<DeviceKey>, StoreError>;
     async fn command_by_key(&mut self, key: &str) -> Result<Option<Command>, StoreError>;
     /// The commands among `ids` that exist, in no particular order (one read for many).
     async fn commands(&mut self, ids: &[CommandId]) -> Result<Vec<Command>, StoreError>;
@@ -106,12 +108,27 @@ pub trait Tx: Send {
         device: DeviceId,
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, StoreError>;
+    /// Records a renewed certificate and its key, pending until the device uses it.
     async fn record_renewal(
         &mut self,
         device: DeviceId,
         certificate: &CertificateRecord,
         public_key_der: &[u8],
     ) -> Result<(), StoreError>;
+    /// Makes the pending certificate `serial` the device's one and revokes the previous one
+    /// and the other pending renewals; `None` when `serial` is not pending for the device.
+    async fn switch_key(
+        &mut self,
+        device: DeviceId,
+        serial: &str,
+        now: Timestamp,
+    ) -> Result<Option<KeySwitch>, StoreError>;
+    /// Marks the device as a suspected clone; false if there is no such device.
+    async fn flag_renewal_conflict(
+        &mut self,
+        device: DeviceId,
+        conflict: &RenewalConflict,
+    ) -> Result<bool, StoreError>;
     async fn set_device_posture(
         &mut self,
         device: DeviceId,

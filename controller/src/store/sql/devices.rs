@@ -2,7 +2,7 @@
 
 use sqlx::AnyConnection;
 
-use super::certificates;
+use super::{certificates, device_keys};
 use crate::core::{
     Device, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp, UserEmail,
 };
@@ -38,7 +38,15 @@ pub async fn insert(
     .execute(&mut *conn)
     .await
     .map_err(db)?;
-    certificates::insert(conn, &device.certificate).await
+    certificates::insert(conn, &device.certificate).await?;
+    device_keys::insert(
+        conn,
+        device.id,
+        &device.certificate,
+        &device.public_key_der,
+        Some(now),
+    )
+    .await
 }
 
 pub async fn get(conn: &mut AnyConnection, id: DeviceId) -> Result<Option<Device>, StoreError> {
@@ -116,7 +124,9 @@ pub async fn revoke(
         .map(Some)
 }
 
-/// Records a renewed certificate and the key it certifies.
+/// Records a renewed certificate and the key it certifies, pending: the device's record
+/// keeps its current certificate and key until the device calls with the new one
+/// ([`device_keys::switch`]).
 pub async fn record_renewal(
     conn: &mut AnyConnection,
     device: DeviceId,
@@ -124,19 +134,7 @@ pub async fn record_renewal(
     public_key_der: &[u8],
 ) -> Result<(), StoreError> {
     certificates::insert(conn, certificate).await?;
-    sqlx::query(
-        "UPDATE devices SET certificate_serial = $1, certificate_expires_at = $2,
-             public_key_der = $3
-         WHERE id = $4",
-    )
-    .bind(&certificate.serial)
-    .bind(certificate.not_after.unix_ms())
-    .bind(public_key_der.to_vec())
-    .bind(device.to_string())
-    .execute(conn)
-    .await
-    .map_err(db)?;
-    Ok(())
+    device_keys::insert(conn, device, certificate, public_key_der, None).await
 }
 
 fn posture_update(field: PostureField) -> &'static str {

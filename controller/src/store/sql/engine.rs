@@ -6,13 +6,15 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
 use ward_certs::AdminName;
 
-use super::{Backend, admins, audit, certificates, commands, devices, policies, tokens};
+use super::{
+    Backend, admins, audit, certificates, commands, device_keys, devices, policies, tokens,
+};
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, Timestamp,
-    TokenHash, TokenRecord, UserEmail,
+    DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
+    PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 use crate::store::rows::db;
 use crate::store::tx::Tx;
@@ -139,6 +141,10 @@ impl Tx for SqlEngine {
         commands::get(self.conn()?, id).await
     }
 
+    async fn device_keys(&mut self, device: DeviceId) -> Result<Vec<DeviceKey>, StoreError> {
+        device_keys::list(self.conn()?, device).await
+    }
+
     async fn command_by_key(&mut self, key: &str) -> Result<Option<Command>, StoreError> {
         commands::by_key(self.conn()?, key).await
     }
@@ -254,6 +260,23 @@ impl Tx for SqlEngine {
         public_key_der: &[u8],
     ) -> Result<(), StoreError> {
         devices::record_renewal(self.conn()?, device, certificate, public_key_der).await
+    }
+
+    async fn switch_key(
+        &mut self,
+        device: DeviceId,
+        serial: &str,
+        now: Timestamp,
+    ) -> Result<Option<KeySwitch>, StoreError> {
+        device_keys::switch(self.conn()?, device, serial, now).await
+    }
+
+    async fn flag_renewal_conflict(
+        &mut self,
+        device: DeviceId,
+        conflict: &RenewalConflict,
+    ) -> Result<bool, StoreError> {
+        device_keys::flag_conflict(self.conn()?, device, conflict).await
     }
 
     async fn set_device_posture(

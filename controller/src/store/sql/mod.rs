@@ -8,6 +8,7 @@ mod admins;
 mod audit;
 mod certificates;
 mod commands;
+mod device_keys;
 mod devices;
 mod engine;
 mod placeholders;
@@ -34,8 +35,8 @@ use super::{
 use crate::core::admins::AdminRequest;
 use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, PolicyRule,
-    PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, DeviceKey,
+    PolicyRule, PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 use crate::store::rows::db;
 
@@ -217,6 +218,10 @@ impl Store for SqlStore {
         certificates::get(&mut *self.read().await?, serial).await
     }
 
+    async fn device_keys(&self, device: DeviceId) -> Result<Vec<DeviceKey>, StoreError> {
+        device_keys::list(&mut *self.read().await?, device).await
+    }
+
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
         commands::get(&mut *self.read().await?, id).await
     }
@@ -251,6 +256,10 @@ impl Store for SqlStore {
 
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         certificates::revoked_serials(&mut *self.read().await?, now).await
+    }
+
+    async fn replaced_device_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        device_keys::replaced(&mut *self.read().await?, now).await
     }
 
     async fn append_audit(

@@ -1,0 +1,490 @@
+//! Renewal that does not fork a device's identity: the previous certificate is revoked once
+//! the renewed one is in use, a receipt signed with the key of the time still verifies, and a
+//! second party renewing the same device is refused, audited and shown to the admin.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use tonic::transport::Channel;
+use ward_agent::secrets::SecretStore;
+use ward_certs::PrivateKeyDer;
+use ward_certs::receipt::WipeReceiptBody;
+use ward_controller::store::Store;
+use ward_e2e::inprocess::{EnrolledDevice, TestController};
+use ward_proto::v1::agent_service_client::AgentServiceClient;
+use ward_proto::v1::issue_command_request::Action;
+use ward_proto::v1::*;
+
+/// Renews over `agent` with a new key: the renewed certificate and its key.
+async fn renew(agent: &mut AgentServiceClient<Channel>) -> (Vec<u8>, PrivateKeyDer) {
+    let key = PrivateKeyDer::generate().unwrap();
+    let certificate = renew_with(agent, &key).await.unwrap();
+    (certificate, key)
+}
+
+async fn renew_with(
+    agent: &mut AgentServiceClient<Channel>,
+    key: &PrivateKeyDer,
+) -> Result<Vec<u8>, tonic::Status> {
+    let csr = ward_certs::csr::make_csr(key, "renewing").unwrap();
+    Ok(agent
+        .renew(RenewRequest { csr_der: csr })
+        .await?
+        .into_inner()
+        .certificate_der)
+}
+
+/// Whether a fresh connection with `cert` is refused (at the handshake, or at its first call).
+async fn refused(controller: &TestController, cert: &[u8], key: &PrivateKeyDer) -> bool {
+    match controller.agent_with(cert, key).await {
+        Err(_) => true,
+        Ok(mut agent) => agent.check_in(CheckInRequest::default()).await.is_err(),
+    }
+}
+
+async fn audit_actions(controller: &TestController, device: &str) -> Vec<AuditEntry> {
+    controller
+        .admin()
+        .await
+        .list_audit(ListAuditRequest {
+            target: device.into(),
+            ..ListAuditRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries
+}
+
+async fn shown(controller: &TestController, device: &str) -> Device {
+    controller
+        .admin()
+        .await
+        .get_device(GetDeviceRequest {
+            device_id: device.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// The serial as the controller records it (lower-case hex).
+fn serial(controller: &TestController, cert: &[u8]) -> String {
+    ward_certs::validate::validate_client_certificate(
+        cert,
+        controller.ca.cert_der(),
+        time::OffsetDateTime::now_utc(),
+        std::time::Duration::ZERO,
+    )
+    .unwrap()
+    .serial
+}
+
+#[tokio::test]
+async fn the_previous_certificate_is_revoked_once_the_renewed_one_is_in_use() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("ann@hospital.org").await;
+    let mut old = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    old.check_in(CheckInRequest::default()).await.unwrap();
+    controller.clock.advance(std::time::Duration::from_secs(60));
+    let (new_cert, new_key) = renew(&mut old).await;
+
+    // Until the renewed certificate is used, the old one still works: an answer lost on the
+    // way must not lock the device out.
+    assert!(!refused(&controller, &device.certificate_der, &device.key).await);
+
+    let mut new = controller.agent_with(&new_cert, &new_key).await.unwrap();
+    new.check_in(CheckInRequest::default()).await.unwrap();
+    assert_eq!(
+        shown(&controller, &device.device_id)
+            .await
+            .certificate_serial,
+        serial(&controller, &new_cert)
+    );
+
+    // From the first call with the new certificate on, the old one is refused at the
+    // handshake (or, on a connection made before, at the call).
+    assert!(refused(&controller, &device.certificate_der, &device.key).await);
+    let listed = controller
+        .store
+        .revoked_serials(ward_controller::core::Timestamp::from_unix_ms(0))
+        .await
+        .unwrap();
+    assert!(
+        listed.contains(&serial(&controller, &device.certificate_der)),
+        "{listed:?}"
+    );
+    // The key history keeps both: the first replaced, the renewed one in use.
+    let keys = shown(&controller, &device.device_id).await.keys;
+    assert_eq!(keys.len(), 2, "{keys:?}");
+    assert_eq!(
+        keys[0].certificate_serial,
+        serial(&controller, &device.certificate_der)
+    );
+    assert!(keys[0].replaced_at_unix_ms > 0 && keys[1].in_use_at_unix_ms > 0);
+    assert_eq!(keys[1].replaced_at_unix_ms, 0);
+    // The renewed device keeps working, and nothing was reported as a conflict.
+    new.check_in(CheckInRequest::default()).await.unwrap();
+    let actions: Vec<String> = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"device.certificate_in_use".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        !actions.contains(&"device.renewal_conflict".to_owned()),
+        "{actions:?}"
+    );
+}
+
+fn receipt(command_id: &str, device: &EnrolledDevice) -> WipeReceiptBody {
+    WipeReceiptBody {
+        command_id: command_id.into(),
+        device_id: device.device_id.clone(),
+        completed_at: time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap(),
+        scope: "messaging".into(),
+        key_destroyed: true,
+        files_removed: 1,
+        bytes_removed: 10,
+        verified_empty: true,
+        full_erase: None,
+        key_protection: None,
+        sanitization: None,
+    }
+}
+
+async fn issue_wipe(controller: &TestController, device: &str, key: &str) -> Command {
+    controller
+        .admin()
+        .await
+        .issue_command(IssueCommandRequest {
+            device_id: device.into(),
+            action: Some(Action::Wipe(WipeAction {
+                scope: WipeScope::Messaging as i32,
+            })),
+            reason: "lost".into(),
+            idempotency_key: key.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+async fn command(controller: &TestController, id: &str) -> Command {
+    controller
+        .admin()
+        .await
+        .get_command(GetCommandRequest {
+            command_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn a_receipt_signed_before_a_renewal_and_reported_after_it_is_a_verified_wipe() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("bea@hospital.org").await;
+    let wipe = issue_wipe(&controller, &device.device_id, "w-before").await;
+    let mut old = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    assert!(
+        old.acknowledge(AcknowledgeRequest {
+            command_id: wipe.id.clone()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .proceed
+    );
+    // The wipe ran and its receipt was signed with the key of the time; then the device
+    // renewed before it could report.
+    let signed = receipt(&wipe.id, &device).sign(&device.key).unwrap();
+    controller.clock.advance(std::time::Duration::from_secs(60));
+    let (new_cert, new_key) = renew(&mut old).await;
+    controller.clock.advance(std::time::Duration::from_secs(60));
+    let mut new = controller.agent_with(&new_cert, &new_key).await.unwrap();
+    new.check_in(CheckInRequest::default()).await.unwrap();
+    controller.clock.advance(std::time::Duration::from_secs(60));
+    let state = new
+        .report_result(ReportResultRequest {
+            command_id: wipe.id.clone(),
+            succeeded: true,
+            receipt: Some(WipeReceipt {
+                body: signed.body,
+                signature: signed.signature,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .state;
+    let shown = command(&controller, &wipe.id).await;
+    assert_eq!(
+        state,
+        CommandState::Succeeded as i32,
+        "{:?}",
+        shown.failure_reason
+    );
+    assert!(shown.receipt.unwrap().verified);
+
+    // The replaced key cannot vouch for a wipe issued after it was replaced: whoever kept a
+    // copy of it cannot make the device look wiped.
+    let later = issue_wipe(&controller, &device.device_id, "w-after").await;
+    new.acknowledge(AcknowledgeRequest {
+        command_id: later.id.clone(),
+    })
+    .await
+    .unwrap();
+    let forged = receipt(&later.id, &device).sign(&device.key).unwrap();
+    let state = new
+        .report_result(ReportResultRequest {
+            command_id: later.id.clone(),
+            succeeded: true,
+            receipt: Some(WipeReceipt {
+                body: forged.body,
+                signature: forged.signature,
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .state;
+    assert_eq!(state, CommandState::Failed as i32);
+    let shown = command(&controller, &later.id).await;
+    assert!(!shown.receipt.unwrap().verified);
+}
+
+#[tokio::test]
+async fn a_renewal_with_a_superseded_certificate_is_refused_audited_and_flagged() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("cal@hospital.org").await;
+    // A thief copied the key and certificate and holds a connection with them.
+    let mut thief = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    thief.check_in(CheckInRequest::default()).await.unwrap();
+
+    // The real device renews and uses its new certificate.
+    let mut real = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let (new_cert, new_key) = renew(&mut real).await;
+    let mut real = controller.agent_with(&new_cert, &new_key).await.unwrap();
+    real.check_in(CheckInRequest::default()).await.unwrap();
+
+    // The thief's renewal with the superseded certificate is refused...
+    let err = renew_with(&mut thief, &PrivateKeyDer::generate().unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err.code(),
+            tonic::Code::Unauthenticated | tonic::Code::PermissionDenied
+        ),
+        "{err:?}"
+    );
+    // ...audited as a suspected clone, and shown on the device.
+    let conflicts: Vec<AuditEntry> = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "device.renewal_conflict")
+        .collect();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert!(
+        conflicts[0]
+            .details_json
+            .contains(&serial(&controller, &device.certificate_der)),
+        "{}",
+        conflicts[0].details_json
+    );
+    let flagged = shown(&controller, &device.device_id).await;
+    let conflict = flagged.renewal_conflict.expect("the device is flagged");
+    assert!(conflict.at_unix_ms > 0);
+    assert!(conflict.detail.contains("clone"), "{}", conflict.detail);
+    // The real device is not punished for it: it stays active and keeps working.
+    assert_eq!(flagged.state, DeviceState::Active as i32);
+    real.check_in(CheckInRequest::default()).await.unwrap();
+    // And the copied pair no longer gets in at all.
+    assert!(refused(&controller, &device.certificate_der, &device.key).await);
+}
+
+#[tokio::test]
+async fn two_parties_renewing_from_one_certificate_are_detected_and_only_one_keeps_the_identity() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("dee@hospital.org").await;
+    let mut thief = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let (thief_cert, thief_key) = renew(&mut thief).await;
+    let mut real = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let (real_cert, real_key) = renew(&mut real).await;
+
+    // The real device uses its certificate first: the other renewal is revoked unused and
+    // the fork is reported.
+    let mut real = controller.agent_with(&real_cert, &real_key).await.unwrap();
+    real.check_in(CheckInRequest::default()).await.unwrap();
+    assert!(refused(&controller, &thief_cert, &thief_key).await);
+    assert!(refused(&controller, &device.certificate_der, &device.key).await);
+    let actions: Vec<String> = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"device.renewal_conflict".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        shown(&controller, &device.device_id)
+            .await
+            .renewal_conflict
+            .is_some()
+    );
+    real.check_in(CheckInRequest::default()).await.unwrap();
+}
+
+#[tokio::test]
+async fn retrying_a_renewal_whose_answer_was_lost_is_not_a_conflict() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("eli@hospital.org").await;
+    let mut agent = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    // The agent keeps its new key across retries: the first answer never arrived.
+    let key = PrivateKeyDer::generate().unwrap();
+    let lost = renew_with(&mut agent, &key).await.unwrap();
+    let kept = renew_with(&mut agent, &key).await.unwrap();
+    let mut agent = controller.agent_with(&kept, &key).await.unwrap();
+    agent.check_in(CheckInRequest::default()).await.unwrap();
+    assert!(refused(&controller, &lost, &key).await);
+    let actions: Vec<String> = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        !actions.contains(&"device.renewal_conflict".to_owned()),
+        "{actions:?}"
+    );
+    assert!(
+        shown(&controller, &device.device_id)
+            .await
+            .renewal_conflict
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn the_agent_renews_with_one_key_across_retries_and_its_old_certificate_is_then_revoked() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("fox@hospital.org").await;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ward_agent::state::StateDir::new(tmp.path().join("state"));
+    std::fs::create_dir_all(dir.root()).unwrap();
+    std::fs::write(
+        dir.certificate(),
+        ward_certs::certificate_to_pem(&device.certificate_der),
+    )
+    .unwrap();
+    std::fs::write(dir.key_file(), device.key.to_pem().as_bytes()).unwrap();
+    let store = SecretStore::new(
+        ward_agent::secrets::SecretStoreKind::File,
+        dir.key_file(),
+        &device.device_id,
+    );
+    let tls = ward_certs::tls::client_config(
+        controller.ca.cert_der(),
+        Some((std::slice::from_ref(&device.certificate_der), &device.key)),
+    )
+    .unwrap();
+    let link = ward_agent::link::Link::new(vec![controller.url.clone()], tls);
+    ward_agent::renew::renew(
+        &dir,
+        &device.device_id,
+        &store,
+        &link,
+        controller.ca.cert_der(),
+        &ward_agent::clock::system(),
+    )
+    .await
+    .unwrap();
+    let new_cert =
+        ward_certs::certificates_from_pem(&std::fs::read_to_string(dir.certificate()).unwrap())
+            .unwrap()
+            .remove(0);
+    let new_key = store.get().await.unwrap();
+    let mut agent = controller.agent_with(&new_cert, &new_key).await.unwrap();
+    agent.check_in(CheckInRequest::default()).await.unwrap();
+    assert!(refused(&controller, &device.certificate_der, &device.key).await);
+}
+
+fn offline_receipt(device: &EnrolledDevice, at: time::OffsetDateTime) -> WipeReceipt {
+    let mut body = receipt("offline-timer", device);
+    body.completed_at = at
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let signed = body.sign(&device.key).unwrap();
+    WipeReceipt {
+        body: signed.body,
+        signature: signed.signature,
+    }
+}
+
+#[tokio::test]
+async fn an_offline_wipe_signed_with_the_key_of_its_time_verifies_after_a_renewal() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("gus@hospital.org").await;
+    let mut old = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let (new_cert, new_key) = renew(&mut old).await;
+    let mut new = controller.agent_with(&new_cert, &new_key).await.unwrap();
+    new.check_in(CheckInRequest::default()).await.unwrap();
+
+    // The replaced key, claiming a wipe days after it was replaced: not believed.
+    let later = time::OffsetDateTime::now_utc() + time::Duration::days(3);
+    new.check_in(CheckInRequest {
+        offline_wipe: Some(offline_receipt(&device, later)),
+        ..CheckInRequest::default()
+    })
+    .await
+    .unwrap();
+    let shown_after = shown(&controller, &device.device_id).await;
+    assert!(shown_after.offline_wipe_at_unix_ms > 0);
+    assert!(!shown_after.offline_wipe_receipt_verified);
+
+    // The timer's wipe made before the renewal, signed with the key of that time: verified.
+    let before = time::OffsetDateTime::now_utc() - time::Duration::minutes(5);
+    new.check_in(CheckInRequest {
+        offline_wipe: Some(offline_receipt(&device, before)),
+        ..CheckInRequest::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        shown(&controller, &device.device_id)
+            .await
+            .offline_wipe_receipt_verified
+    );
+}
