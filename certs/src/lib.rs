@@ -19,6 +19,7 @@ pub mod files;
 pub mod fuzzing;
 pub mod identity;
 pub mod keyfile;
+pub mod live;
 pub mod pin;
 pub mod receipt;
 pub mod sign;

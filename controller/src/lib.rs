@@ -23,4 +23,5 @@ pub mod fuzzing;
 pub mod hub;
 pub mod metrics;
 pub mod server;
+pub mod server_cert;
 pub mod store;

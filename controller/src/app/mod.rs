@@ -26,6 +26,8 @@ mod policy;
 #[cfg(test)]
 mod policy_tests;
 mod posture;
+mod server_cert;
+pub use server_cert::SERVER_CERT_CHECK_DEFAULT;
 pub mod tokens;
 mod transitions;
 
@@ -156,6 +158,8 @@ pub struct App {
     audit_state: Arc<audit::AuditState>,
     /// Command transitions, gathered into one job of the store's writer.
     transitions: transitions::Transitions,
+    /// The listener's certificate, renewed while serving.
+    server_cert: std::sync::OnceLock<Arc<crate::server_cert::ServerCertificate>>,
 }
 
 impl std::fmt::Debug for App {
@@ -194,6 +198,7 @@ impl App {
             config,
             audit_state,
             transitions,
+            server_cert: std::sync::OnceLock::new(),
         }
     }
 
