@@ -221,3 +221,104 @@ fn four_hundred_days_later_every_device_is_connected_and_nothing_was_lost() {
     }
     controller.stop();
 }
+
+/// Two replicas on one PostgreSQL database, 250 days on: each renews its own server
+/// certificate under the shared CA while running, both present a valid one, and the audit
+/// trail both wrote to verifies.
+#[test]
+#[cfg_attr(
+    not(ward_faketime),
+    ignore = "needs faketime: apt-get install faketime"
+)]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+fn every_replica_renews_its_own_server_certificate_under_the_shared_ca() {
+    let db = ward_e2e::postgres::fresh_database();
+    let root = tempfile::tempdir().unwrap();
+    let clock = AgentClock::faketime(root.path());
+    let env_owned = clock.env();
+    let env = env_refs(&env_owned);
+    let flags = [
+        "--database-url",
+        db.url.as_str(),
+        "--server-cert-check-interval",
+        "1s",
+    ];
+    let first_dir = root.path().join("a");
+    let first = ControllerProcess::start_with_env(&first_dir, "127.0.0.1:0", &flags, &env);
+    let second_dir = root.path().join("b");
+    std::fs::create_dir(&second_dir).unwrap();
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key"] {
+        std::fs::copy(first_dir.join(file), second_dir.join(file)).unwrap();
+    }
+    let second = ControllerProcess::start_with_env(&second_dir, "127.0.0.1:0", &flags, &env);
+    let original = server_leaf(&first_dir);
+    // An admin certificate that lasts the trip (issued, not renewed: see the report on
+    // `admin renew` over PostgreSQL in RELIABILITY.md 3.3b).
+    let bundle = root.path().join("admin-long.pem");
+    let out = ctl(
+        &env,
+        &first.url,
+        &first_dir.join("admin.pem"),
+        &[
+            "admin",
+            "issue",
+            "auditor",
+            "--role",
+            "admin",
+            "--out",
+            bundle.to_str().unwrap(),
+            "--no-passphrase",
+            "--lifetime",
+            "400d",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    clock.set(250 * DAY);
+    for (replica, dir) in [(&first, &first_dir), (&second, &second_dir)] {
+        eventually_blocking(
+            "the replica to renew its server certificate",
+            Duration::from_secs(30),
+            || (server_leaf(dir) != original).then_some(()),
+        );
+        let status = json(&ctl(
+            &env,
+            &replica.url,
+            &bundle,
+            &["ca", "status", "--output", "json"],
+        ));
+        assert!(
+            status["server"]["seconds_left"].as_i64().unwrap() > 300 * DAY,
+            "{status}"
+        );
+    }
+    assert_ne!(
+        server_leaf(&first_dir),
+        server_leaf(&second_dir),
+        "one each"
+    );
+    assert_eq!(
+        std::fs::read(first_dir.join("ca.pem")).unwrap(),
+        std::fs::read(second_dir.join("ca.pem")).unwrap()
+    );
+    let audit = json(&ctl(
+        &env,
+        &first.url,
+        &bundle,
+        &["audit", "list", "--output", "json", "--actor", "controller"],
+    ));
+    let renewals = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "server_certificate.issue")
+        .count();
+    assert_eq!(renewals, 2, "{audit}");
+    let verify = ctl(&env, &second.url, &bundle, &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    first.stop();
+    second.stop();
+}

@@ -191,7 +191,10 @@ fn init_refuses_to_overwrite_an_existing_ca() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("not a DNS name"), "{}", stderr(&out));
-    assert_eq!(std::fs::read(dir.join("server.pem")).unwrap(), server_before);
+    assert_eq!(
+        std::fs::read(dir.join("server.pem")).unwrap(),
+        server_before
+    );
     for secret in ["ca.key", "server.key", "admin.pem"] {
         let mode = std::os::unix::fs::PermissionsExt::mode(
             &std::fs::metadata(dir.join(secret)).unwrap().permissions(),
