@@ -238,3 +238,94 @@ pub fn load(
         Some(Why::Repair),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use crate::core::{Clock, SystemClock};
+
+    async fn data_dir() -> (tempfile::TempDir, DataDir) {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path().join("data"));
+        dir.init(
+            &["ward.example".into()],
+            &"admin".parse().unwrap(),
+            &SystemClock,
+        )
+        .await
+        .unwrap();
+        (tmp, dir)
+    }
+
+    #[tokio::test]
+    async fn a_server_key_that_does_not_match_its_certificate_is_repaired_at_start() {
+        let (_tmp, dir) = data_dir().await;
+        let ca = dir.load_ca().unwrap();
+        let (before, _) = dir.load_server_credentials().unwrap();
+        // A renewal interrupted after the key was written, before the certificate.
+        let stray = PrivateKeyDer::generate().unwrap();
+        std::fs::write(dir.server_key(), stray.to_pem().as_bytes()).unwrap();
+
+        let (chain, key, why) = load(
+            &dir,
+            &ca,
+            ward_certs::ca::SERVER_LIFETIME,
+            SystemClock.now(),
+        )
+        .unwrap();
+        assert_eq!(why, Some(Why::Repair));
+        assert!(ward_certs::key_matches_certificate(&key, &chain[0]));
+        assert_eq!(
+            ward_certs::validate::server_names(&chain[0]),
+            ward_certs::validate::server_names(&before[0])
+        );
+        let (on_disk, disk_key) = dir.load_server_credentials().unwrap();
+        assert_eq!(on_disk[0], chain[0]);
+        assert!(ward_certs::key_matches_certificate(&disk_key, &on_disk[0]));
+        // A matching pair is left alone.
+        let (_, _, why) = load(
+            &dir,
+            &ca,
+            ward_certs::ca::SERVER_LIFETIME,
+            SystemClock.now(),
+        )
+        .unwrap();
+        assert_eq!(why, None);
+    }
+
+    #[tokio::test]
+    async fn only_other_names_or_age_lead_to_a_new_certificate_at_start() {
+        let (_tmp, dir) = data_dir().await;
+        let ca = dir.load_ca().unwrap();
+        let (chain, key) = dir.load_server_credentials().unwrap();
+        let live = Arc::new(LiveServerCert::new(&chain, &key).unwrap());
+        let cert = ServerCertificate::new(ca, live, ward_certs::ca::SERVER_LIFETIME, None);
+        let now = SystemClock.now();
+        let names = crate::datadir::server_hostnames(&["ward.example".into()]);
+        assert_eq!(cert.hostnames(), names);
+        assert_eq!(start_decision(&cert, None, now), None);
+        assert_eq!(start_decision(&cert, Some(&names), now), None);
+        let other = crate::datadir::server_hostnames(&["ward.new.example".into()]);
+        assert_eq!(
+            start_decision(&cert, Some(&other), now),
+            Some((Why::Hostnames, other.clone()))
+        );
+        // Another first name renames the controller: a new certificate too.
+        let reordered =
+            crate::datadir::server_hostnames(&["localhost".into(), "ward.example".into()]);
+        assert_eq!(
+            start_decision(&cert, Some(&reordered), now).map(|d| d.0),
+            Some(Why::Hostnames)
+        );
+        let later = now.saturating_add(std::time::Duration::from_secs(250 * 24 * 3600));
+        assert_eq!(
+            start_decision(&cert, None, later),
+            Some((Why::Renewal, names.clone()))
+        );
+        let reissued = cert.reissue(&other, now).unwrap();
+        assert!(!reissued.persisted);
+        assert_eq!(cert.hostnames(), other);
+    }
+}
