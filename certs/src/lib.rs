@@ -26,6 +26,7 @@ compile_error!(
 );
 pub mod identity;
 pub mod keyfile;
+pub mod live;
 pub mod pin;
 pub mod receipt;
 pub mod sanitization;

@@ -30,4 +30,5 @@ compile_error!(
 pub mod hub;
 pub mod metrics;
 pub mod server;
+pub mod server_cert;
 pub mod store;

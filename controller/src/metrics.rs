@@ -53,6 +53,16 @@ pub struct Metrics {
     pub audit_checkpoint_seq: Gauge,
     pub audit_checkpoint_failures: Counter,
     pub audit_refusals_suppressed: Counter,
+    /// Seconds to the expiry of the CA, of the server certificate this replica presents, and
+    /// of each admin's newest unrevoked certificate (negative once expired).
+    ca_expiry_seconds: Gauge,
+    server_cert_expiry_seconds: Gauge,
+    admin_cert_expiry_seconds: Family<AdminLabel, Gauge>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AdminLabel {
+    pub admin: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -159,8 +169,29 @@ impl Default for Metrics {
             "Refusals counted in a summary entry instead of one audit entry each",
             audit_refusals_suppressed.clone(),
         );
+        let ca_expiry_seconds = Gauge::default();
+        let server_cert_expiry_seconds = Gauge::default();
+        let admin_cert_expiry_seconds = Family::<AdminLabel, Gauge>::default();
+        registry.register(
+            "ca_expiry_seconds",
+            "Seconds until the CA certificate expires",
+            ca_expiry_seconds.clone(),
+        );
+        registry.register(
+            "server_certificate_expiry_seconds",
+            "Seconds until the server certificate this replica presents expires (renewed two thirds into its lifetime)",
+            server_cert_expiry_seconds.clone(),
+        );
+        registry.register(
+            "admin_certificate_expiry_seconds",
+            "Seconds until each active admin's newest certificate expires (negative: expired)",
+            admin_cert_expiry_seconds.clone(),
+        );
         Self {
             registry,
+            ca_expiry_seconds,
+            server_cert_expiry_seconds,
+            admin_cert_expiry_seconds,
             audit_chain_ok,
             audit_chain_breaks,
             audit_checkpoint_seq,
@@ -210,9 +241,37 @@ impl Metrics {
                 .get_or_create(&QueueLabel { queue })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        self.set_expiry(app).await?;
         let mut text = String::new();
         encode(&mut text, &self.registry).map_err(|e| e.to_string())?;
         Ok(text)
+    }
+}
+
+impl Metrics {
+    async fn set_expiry(&self, app: &App) -> Result<(), String> {
+        let now = app.now();
+        let left = |der: &[u8]| {
+            ward_certs::live::Validity::of(der).map(|v| v.seconds_left(now.to_datetime()))
+        };
+        if let Some(s) = left(app.ca().cert_der()) {
+            self.ca_expiry_seconds.set(s);
+        }
+        if let Some(s) = app.server_certificate().and_then(|c| left(&c.leaf())) {
+            self.server_cert_expiry_seconds.set(s);
+        }
+        let (admins, _) = app.list_admins().await.map_err(|e| e.to_string())?;
+        self.admin_cert_expiry_seconds.clear();
+        for admin in admins.iter().filter(|a| a.revoked.is_none()) {
+            if let Some(expires) = admin.expires_at {
+                self.admin_cert_expiry_seconds
+                    .get_or_create(&AdminLabel {
+                        admin: admin.name.to_string(),
+                    })
+                    .set((expires.unix_ms() - now.unix_ms()) / 1000);
+            }
+        }
+        Ok(())
     }
 }
 

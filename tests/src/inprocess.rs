@@ -27,6 +27,7 @@ pub struct TestController {
     pub url: ServerUrl,
     pub ca: Arc<CertificateAuthority>,
     pub store: SqlStore,
+    pub app: Arc<App>,
     server: Option<RunningServer>,
 }
 
@@ -44,6 +45,22 @@ impl TestController {
 
     /// Starts with the configuration adjusted by `adjust` (e.g. requiring approval).
     pub async fn start_with(adjust: impl FnOnce(&mut AppConfig)) -> Self {
+        Self::start_full(adjust, None).await
+    }
+
+    /// Starts as `wardctl serve` does: the listener's certificate is managed by the app,
+    /// renewed ones last `lifetime`, and its age is checked every `check_every`.
+    pub async fn start_renewing(
+        lifetime: std::time::Duration,
+        check_every: std::time::Duration,
+    ) -> Self {
+        Self::start_full(|_| {}, Some((lifetime, check_every))).await
+    }
+
+    async fn start_full(
+        adjust: impl FnOnce(&mut AppConfig),
+        renewing: Option<(std::time::Duration, std::time::Duration)>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let data = DataDir::new(dir.path().join("data"));
         data.init(&[], &"admin".parse().unwrap(), &SystemClock)
@@ -60,17 +77,40 @@ impl TestController {
             .unwrap();
         let mut config = AppConfig::with_public_url(url.to_string());
         adjust(&mut config);
-        let app = App::new(
+        let app = Arc::new(App::new(
             Arc::new(store.clone()),
             ca.clone(),
             Arc::new(clock.clone()),
             config,
-        );
+        ));
         app.load_revocations().await.unwrap();
-        let tls =
-            ward_certs::tls::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
+        let tls = match renewing {
+            None => {
+                ward_certs::tls::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
+                    .unwrap()
+            }
+            Some((lifetime, check_every)) => {
+                app.open_audit().await.unwrap();
+                let (tls, live) = ward_certs::live::server_config(
+                    ca.cert_der(),
+                    &chain,
+                    &key,
+                    app.revoked_serials(),
+                )
                 .unwrap();
-        let running = server::start(Arc::new(app), tls, listener).unwrap();
+                let cert = Arc::new(ward_controller::server_cert::ServerCertificate::new(
+                    ca.clone(),
+                    live,
+                    lifetime,
+                    Some(data.clone()),
+                ));
+                app.manage_server_certificate(cert, None, false, check_every)
+                    .await
+                    .unwrap();
+                tls
+            }
+        };
+        let running = server::start(app.clone(), tls, listener).unwrap();
         Self {
             _dir: dir,
             data,
@@ -79,6 +119,7 @@ impl TestController {
             url,
             ca,
             store,
+            app,
             server: Some(running),
         }
     }

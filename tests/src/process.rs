@@ -188,6 +188,16 @@ impl ControllerProcess {
 
     /// Starts `wardctl serve` on `listen` with extra flags.
     pub fn start_with(data_dir: &Path, listen: &str, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, listen, extra, &[])
+    }
+
+    /// The same with `env` (e.g. libfaketime's, to move its clock).
+    pub fn start_with_env(
+        data_dir: &Path,
+        listen: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let dir = data_dir.to_str().unwrap();
         let url_file = data_dir.join("server-url");
         let _ = std::fs::remove_file(&url_file);
@@ -197,7 +207,7 @@ impl ControllerProcess {
             args.extend(["--checkin-interval", "1s"]);
         }
         args.extend(extra.iter().copied());
-        let mut daemon = Daemon::spawn("wardctl", &args, log);
+        let mut daemon = Daemon::spawn_with_env("wardctl", &args, log, env);
         let url = eventually_blocking(
             "the controller to write server-url",
             Duration::from_secs(60),

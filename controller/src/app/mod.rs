@@ -35,6 +35,8 @@ mod policy;
 mod policy_tests;
 mod reads;
 mod renewal;
+mod server_cert;
+pub use server_cert::SERVER_CERT_CHECK_DEFAULT;
 pub mod tokens;
 mod transitions;
 
@@ -168,6 +170,8 @@ pub struct App {
     transitions: transitions::Transitions,
     /// Certificates, devices and policies the agent API reads on every call.
     reads: reads::Reads,
+    /// The listener's certificate, renewed while serving.
+    server_cert: std::sync::OnceLock<Arc<crate::server_cert::ServerCertificate>>,
 }
 
 impl std::fmt::Debug for App {
@@ -207,6 +211,7 @@ impl App {
             audit_state,
             transitions,
             reads: reads::Reads::default(),
+            server_cert: std::sync::OnceLock::new(),
         }
     }
 

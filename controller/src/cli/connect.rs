@@ -81,6 +81,11 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
     Ok(AdminServiceClient::new(channel).max_decoding_message_size(ADMIN_RESPONSE_BYTES))
 }
 
+/// The controller, TLS configuration and bundle of the last [`admin_client`] call.
+pub(crate) fn last_target() -> Option<&'static (ServerUrl, rustls::ClientConfig, PathBuf)> {
+    LAST_TARGET.get()
+}
+
 /// The controller and credentials this run connected with, to explain a failure afterwards.
 static LAST_TARGET: std::sync::OnceLock<(ServerUrl, rustls::ClientConfig, PathBuf)> =
     std::sync::OnceLock::new();

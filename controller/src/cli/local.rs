@@ -14,7 +14,7 @@ use ward_proto::transport::ServerUrl;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
 use crate::app::{App, AppConfig, check_cert_lifetime};
-use crate::core::SystemClock;
+use crate::core::{Clock, SystemClock};
 use crate::datadir::{DataDir, InitReport};
 use crate::store::{SqlStore, Store};
 
@@ -45,9 +45,16 @@ pub struct ServeArgs {
     /// URL devices use to reach this controller, printed in enrollment commands [default: https://<first hostname>:<port>]
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
-    /// Host names for the server certificate when this command initializes the data directory
+    /// A DNS name or IP address devices use to reach the controller; repeatable, the first
+    /// names the controller (localhost, 127.0.0.1 and ::1 are always added). Given on a data
+    /// directory whose server certificate covers other names, a new server certificate under
+    /// the same CA is issued for exactly these (audited); without it the names stay
     #[arg(long = "hostname", value_name = "NAME")]
     hostnames: Vec<String>,
+    /// How often the server certificate's age is checked (it is renewed two thirds into its
+    /// lifetime); for tests that move the clock
+    #[arg(long, default_value = "10m", value_parser = super::parse_duration, value_name = "DURATION", hide = true)]
+    server_cert_check_interval: Duration,
     /// How often agents check in when nothing else happens
     #[arg(long, default_value = "60s", value_parser = super::parse_duration, value_name = "DURATION")]
     checkin_interval: Duration,
@@ -190,6 +197,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         crate::checkpoint_dir::prepare(dir)
             .map_err(|e| CliError::usage(format!("--audit-checkpoints: {e}")))?;
     }
+    check_hostnames(&crate::datadir::server_hostnames(&args.hostnames))?;
     if let Some(url) = &args.database_url
         && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
     {
@@ -261,11 +269,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         warn!(data_dir = %dir.root().display(), "the break-glass bundle or its passphrase is still in the data directory: {BREAK_GLASS_ADVICE}");
     }
     let ca = dir.load_ca()?;
-    let (chain, key) = dir.load_server_credentials()?;
+    let (chain, key, repaired) = crate::server_cert::load(
+        &dir,
+        &ca,
+        ward_certs::ca::SERVER_LIFETIME,
+        SystemClock.now(),
+    )?;
+    let wanted_names =
+        (!args.hostnames.is_empty()).then(|| crate::datadir::server_hostnames(&args.hostnames));
     let leaf = chain.first().map_or(&[][..], Vec::as_slice);
-    check_hostnames_covered(&args.hostnames, leaf)?;
-    let controller_name =
-        ward_certs::validate::controller_name(leaf).unwrap_or_else(|| "localhost".to_owned());
+    let controller_name = wanted_names
+        .as_ref()
+        .and_then(|names| names.first().cloned())
+        .or_else(|| ward_certs::validate::controller_name(leaf))
+        .unwrap_or_else(|| "localhost".to_owned());
 
     let public_url = match public_url {
         Some(url) => url.to_string(),
@@ -298,8 +315,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     info!(revoked_certificates = revoked, "revocation list loaded");
-    let tls = ward_certs::tls::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    let (tls, live) =
+        ward_certs::live::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
+            .map_err(|e| CliError::failed(e.to_string()))?;
+    let server_cert = Arc::new(crate::server_cert::ServerCertificate::new(
+        ca.clone(),
+        live,
+        ward_certs::ca::SERVER_LIFETIME,
+        Some(dir.clone()),
+    ));
+    app.manage_server_certificate(
+        server_cert.clone(),
+        wanted_names,
+        repaired.is_some(),
+        args.server_cert_check_interval,
+    )
+    .await
+    .map_err(|e| CliError::failed(format!("cannot renew the server certificate: {e}")))?;
+
     if let Some(addr) = args.metrics_listen {
         let bound = crate::metrics::serve(app.clone(), addr)
             .await
@@ -340,25 +373,16 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     stopped
 }
 
-/// `--hostname` names the server certificate when a data directory is created; on later
-/// starts every name given must already be in it (re-issuing the server certificate is not
-/// supported yet, and silently ignoring the flag would hide the mismatch until devices fail).
-fn check_hostnames_covered(hostnames: &[String], server_cert: &[u8]) -> Result<(), CliError> {
-    let covered = ward_certs::validate::server_names(server_cert);
-    let missing: Vec<String> = hostnames
-        .iter()
-        .map(|h| h.trim().to_ascii_lowercase())
-        .filter(|h| !covered.contains(h))
-        .collect();
-    if missing.is_empty() {
-        Ok(())
-    } else {
-        Err(CliError::usage(format!(
-            "the existing server certificate does not cover {}: it covers {}. Names are fixed when the data directory is created; start over with a new --data-dir to change them",
-            missing.join(", "),
-            covered.join(", ")
-        )))
+/// Every `--hostname` must be a DNS name or an IP address, checked before anything changes.
+fn check_hostnames(names: &[String]) -> Result<(), CliError> {
+    for name in names {
+        if name.parse::<std::net::IpAddr>().is_err() && !ward_certs::ca::is_dns_name(name) {
+            return Err(CliError::usage(format!(
+                "--hostname {name:?} is not a DNS name (letters, digits, hyphens and dots) or an IP address"
+            )));
+        }
     }
+    Ok(())
 }
 
 /// Where a `wardctl` on this host reaches the server: loopback when listening on all or

@@ -5,6 +5,7 @@ mod admin_bundle;
 mod admins;
 mod audit;
 mod bulk_wipe;
+mod ca;
 mod certificate;
 mod commands;
 pub mod connect;
@@ -70,6 +71,9 @@ enum Verb {
     /// Administrators and their certificates
     #[command(subcommand)]
     Admin(admins::AdminCommand),
+    /// The CA and the controller's certificates: expiry (status); rotation is not supported yet
+    #[command(subcommand)]
+    Ca(ca::CaCommand),
     /// A web console on this machine (loopback only), acting with this admin's certificate
     #[command(
         long_about = "Serves a web console on a loopback address and prints a one-time login link. The console holds the admin's unlocked key while it runs and makes every change through the controller's admin API with it, as every wardctl command does: roles, approval and audit stay the controller's, and the controller gains no port or password. Logged off after --idle-timeout without a request; a new link is then printed here.",
@@ -162,6 +166,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Verb::Token(cmd) => tokens::run(cmd, output).await,
         Verb::Device(cmd) => devices::run(cmd, output).await,
         Verb::Admin(cmd) => admins::run(cmd, output).await,
+        Verb::Ca(cmd) => ca::run(cmd, output).await,
         Verb::Command(cmd) => commands::run(cmd, output).await,
         Verb::Policy(cmd) => policy::run(cmd, output).await,
         Verb::Audit(cmd) => audit::run(cmd, output).await,
