@@ -280,6 +280,14 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
         }
         DeviceCommand::Revoke { device, connect } => {
             let mut client = admin_client(&connect).await?;
+            let before = client
+                .get_device(GetDeviceRequest {
+                    device_id: device.clone(),
+                })
+                .await?
+                .into_inner();
+            let unwiped = before.state == v1::DeviceState::Active as i32
+                && !super::device_wipes::messaging_wiped(&mut client, &before).await?;
             let d: DeviceView = client
                 .revoke_device(v1::RevokeDeviceRequest { device_id: device })
                 .await?
@@ -290,6 +298,9 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                     "Device {} is revoked: its certificate is refused from now on.",
                     d.id
                 );
+            }
+            if unwiped {
+                eprintln!("{}", super::device_wipes::unwiped_warning(&d.id));
             }
             print_device(&d, output)
         }

@@ -8,6 +8,7 @@ mod commands;
 pub mod connect;
 mod device_lifecycle;
 mod device_view;
+mod device_wipes;
 mod devices;
 pub mod error;
 mod local;
