@@ -22,5 +22,6 @@ pub mod datadir;
 pub mod fuzzing;
 pub mod hub;
 pub mod metrics;
+pub mod serve_lock;
 pub mod server;
 pub mod store;
