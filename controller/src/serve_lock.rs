@@ -3,9 +3,11 @@
 //! `server-url` under the first. The lock is the kernel's (flock on `DIR/serve.lock`), so it
 //! is released when the process ends, however it ends; the file names the holder.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
+
+use rustix::fs::{FlockOperation, flock};
 
 use crate::core::Timestamp;
 
@@ -49,9 +51,9 @@ impl ServeLock {
             .truncate(false)
             .open(&path)
             .map_err(io)?;
-        match file.try_lock() {
+        match flock(&file, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {}
-            Err(TryLockError::WouldBlock) => {
+            Err(e) if e == rustix::io::Errno::WOULDBLOCK => {
                 let mut text = String::new();
                 // Best effort: a holder that has just taken the lock may not have written yet.
                 let _ = file.read_to_string(&mut text);
@@ -60,7 +62,7 @@ impl ServeLock {
                     holder: describe(&text),
                 });
             }
-            Err(TryLockError::Error(e)) => return Err(io(e)),
+            Err(e) => return Err(io(e.into())),
         }
         let text = format!("pid {}\nstarted {}\n", std::process::id(), now.rfc3339());
         file.set_len(0).map_err(io)?;
