@@ -196,6 +196,7 @@ impl App {
                     let (stored, created) = tx.insert_command(&command).await?;
                     if created {
                         tx.audit(issue_event(&actor, &stored), now);
+                        supersede_older(tx, &stored, &actor, now).await?;
                     }
                     Ok::<_, StoreError>(Ok((stored, created)))
                 })
@@ -678,6 +679,34 @@ pub(super) fn issue_event(actor: &str, command: &Command) -> AuditEvent {
             "reason": command.reason,
         }),
     }
+}
+
+/// A new lock or unlock ends the queued ones of the same kind for its device that the device
+/// has not started (`superseded`, each with its audit entry naming the newer command), in the
+/// job that inserts it. Wipes are never superseded.
+async fn supersede_older(
+    tx: &mut dyn crate::store::tx::Tx,
+    newer: &Command,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if !newer.kind.supersedes_its_kind() || newer.state != CommandState::Queued {
+        return Ok(());
+    }
+    for older in tx.unfinished_commands(newer.device_id).await? {
+        if older.id == newer.id || older.kind.name() != newer.kind.name() {
+            continue;
+        }
+        let Ok(next) = older.apply(&Event::Superseded, now) else {
+            continue;
+        };
+        if tx.update_command(older.state, &next).await? {
+            let mut entry = transition_event(actor, &next);
+            entry.details["superseded_by"] = serde_json::json!(newer.id.to_string());
+            tx.audit(entry, now);
+        }
+    }
+    Ok(())
 }
 
 /// The audit entry of a command's change of state.

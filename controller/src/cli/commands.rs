@@ -28,7 +28,7 @@ pub enum CommandCommand {
         /// Only this device's commands
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
-        /// Only commands in this state (queued, delivered, acknowledged, succeeded, failed, cancelled, expired)
+        /// Only commands in this state (awaiting_approval, queued, delivered, acknowledged, succeeded, failed, cancelled, expired, superseded)
         #[arg(long, value_name = "STATE")]
         state: Option<String>,
         /// Show at most the newest N (1 to 10000)
@@ -204,7 +204,10 @@ impl From<v1::Command> for CommandView {
 
 impl CommandView {
     fn is_terminal(&self) -> bool {
-        matches!(self.state, "succeeded" | "failed" | "cancelled" | "expired")
+        matches!(
+            self.state,
+            "succeeded" | "failed" | "cancelled" | "expired" | "superseded"
+        )
     }
 
     fn what(&self) -> String {
