@@ -4,6 +4,7 @@
 mod admin_bundle;
 mod admins;
 mod audit;
+mod command_bulk;
 mod commands;
 pub mod connect;
 mod device_lifecycle;
