@@ -113,8 +113,28 @@ pub fn whole_seconds(flag: &str, d: Duration) -> Result<u64, error::CliError> {
     Ok(d.as_secs())
 }
 
+/// A reader that went away (`wardctl … | head -1`) is not wardctl's failure: the standard
+/// library's `println!` panics on a broken pipe (Rust ignores SIGPIPE), so that one panic ends
+/// the process quietly with 0; every other panic is reported as before.
+fn quiet_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 /// Entry point of the `wardctl` binary.
 pub fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
