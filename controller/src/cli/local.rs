@@ -21,7 +21,7 @@ use crate::store::{SqlStore, Store};
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Directory for the CA, server credentials, admin bundle and database (created 0700)
-    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = super::directory_arg)]
     data_dir: PathBuf,
     /// A DNS name or IP address devices use to reach the controller; repeatable. The first one
     /// names the controller. localhost, 127.0.0.1 and ::1 are always added
@@ -37,7 +37,7 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Data directory; an empty or missing one is initialized first
-    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = super::directory_arg)]
     data_dir: PathBuf,
     /// Address and port to listen on
     #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]

@@ -90,8 +90,18 @@ pub struct ConnectArgs {
     #[arg(long, env = "WARD_ADMIN_CERT", value_name = "FILE")]
     admin_cert: Option<PathBuf>,
     /// The controller's data directory, to use its admin bundle and URL on the controller host
-    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = directory_arg)]
     data_dir: Option<PathBuf>,
+}
+
+/// A directory argument: refused when the path exists and is not a directory ("is a file,
+/// not a directory", exit 2), before anything is read or created there.
+pub fn directory_arg(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(text);
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_dir() => Err(format!("{text} is a file, not a directory")),
+        _ => Ok(path),
+    }
 }
 
 /// Parses "15m", "7d", "90s", "1h 30m".
