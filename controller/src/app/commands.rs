@@ -283,6 +283,19 @@ impl App {
 
     pub async fn cancel_command(&self, actor: &Admin, id: &str) -> Result<Command, AppError> {
         let command = self.get_command(id).await?;
+        if command.state.is_terminal() {
+            return Err(AppError::FailedPrecondition(format!(
+                "command {} is already {}: there is nothing left to cancel",
+                command.id, command.state
+            )));
+        }
+        if command.state == CommandState::Acknowledged {
+            return Err(AppError::FailedPrecondition(format!(
+                "command {} was acknowledged: the device is running it, so it can no longer be \
+                 cancelled; `wardctl command show {}` follows it",
+                command.id, command.id
+            )));
+        }
         let cancelled = self.transition(command.id, &Event::Cancelled, &admin_actor(actor)).await.map_err(|e| match e {
             AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
                 "{m}: only queued or delivered commands can be cancelled (the device has already started it or it is finished)"

@@ -231,6 +231,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             reason,
             connect,
         } => {
+            let filtered = user.is_some() || noncompliant;
             let mut client = admin_client(&connect).await?;
             let devices: Vec<DeviceView> = client
                 .list_devices(ListDevicesRequest {
@@ -248,9 +249,15 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 OutputFormat::Json => print_json(&devices),
                 OutputFormat::Table => {
                     if devices.is_empty() {
-                        eprintln!(
-                            "No devices enrolled. Create an enrollment token with `wardctl token create --user EMAIL`."
-                        );
+                        if filtered {
+                            eprintln!(
+                                "No device matches this filter; `wardctl device list` shows them all."
+                            );
+                        } else {
+                            eprintln!(
+                                "No devices enrolled. Create an enrollment token with `wardctl token create --user EMAIL`."
+                            );
+                        }
                         return Ok(());
                     }
                     let mut t = table(&[
