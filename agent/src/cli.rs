@@ -34,7 +34,8 @@ struct StateArgs {
         long,
         env = "WARD_AGENT_STATE_DIR",
         default_value = "/var/lib/ward-agent",
-        value_name = "DIR"
+        value_name = "DIR",
+        value_parser = directory_arg
     )]
     state_dir: PathBuf,
 }
@@ -75,7 +76,7 @@ enum Command {
         /// system directories, a person's whole home directory, the state directory or a
         /// directory containing it, and one on another filesystem than / (unless
         /// --allow-other-filesystem)
-        #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR")]
+        #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR", value_parser = directory_arg)]
         messaging_dir: Option<PathBuf>,
         /// Accept a messaging directory on another filesystem than / (e.g. /home on its own
         /// encrypted volume)
@@ -131,6 +132,16 @@ enum LogFormat {
 enum Output {
     Table,
     Json,
+}
+
+/// A directory argument: refused when the path exists and is not a directory ("is a file,
+/// not a directory", exit 2), before anything is read or created there.
+fn directory_arg(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(text);
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_dir() => Err(format!("{text} is a file, not a directory")),
+        _ => Ok(path),
+    }
 }
 
 pub fn main() -> ExitCode {

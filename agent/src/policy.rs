@@ -38,6 +38,9 @@ pub struct Failure {
     pub detail: String,
     /// "report", "block" or "wipe".
     pub action: String,
+    /// The device reported `fail` (not unsupported, an error, or nothing): only a definite
+    /// failure can lead to a wipe, as the controller judges.
+    pub definite: bool,
 }
 
 impl Failure {
@@ -130,15 +133,16 @@ impl AgentPolicy {
         self.required_checks()
             .into_iter()
             .filter_map(|name| {
-                let detail = match checks.iter().find(|c| c.name == name) {
+                let (detail, definite) = match checks.iter().find(|c| c.name == name) {
                     Some(c) if c.status == v1::CheckStatus::Pass as i32 => return None,
-                    Some(c) => c.detail.clone(),
-                    None => "not checked".to_owned(),
+                    Some(c) => (c.detail.clone(), c.status == v1::CheckStatus::Fail as i32),
+                    None => ("not checked".to_owned(), false),
                 };
                 Some(Failure {
                     check: name,
                     detail,
                     action: self.action_for(name).to_owned(),
+                    definite,
                 })
             })
             .collect()
@@ -151,7 +155,11 @@ impl AgentPolicy {
             .iter()
             .filter(|f| f.blocks())
             .map(|f| {
-                let consequence = if f.action == "wipe" {
+                let consequence = if f.action == "wipe" && !f.definite {
+                    "key withheld until it passes; it cannot be verified here, so it never \
+                     leads to a wipe"
+                        .to_owned()
+                } else if f.action == "wipe" {
                     format!(
                         "key withheld; the messaging data is wiped if this still fails {} after it started",
                         humanize(self.wipe_grace_seconds)
@@ -238,8 +246,16 @@ mod tests {
         let verdict = policy.blocking_verdict(&failures);
         assert!(verdict.contains("firewall: firewall detail"), "{verdict}");
         assert!(
+            !verdict.contains("wiped"),
+            "a check that cannot be verified never leads to a wipe: {verdict}"
+        );
+        assert!(verdict.contains("never leads to a wipe"), "{verdict}");
+
+        let reported = [check("firewall", v1::CheckStatus::Fail)];
+        let verdict = policy.blocking_verdict(&policy.failures(&reported));
+        assert!(
             verdict.contains("wiped if this still fails 1d"),
-            "{verdict}"
+            "a definite failure: {verdict}"
         );
         assert!(
             verdict.contains("agent_version: not checked"),

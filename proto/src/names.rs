@@ -14,6 +14,7 @@ pub fn command_state(state: i32) -> &'static str {
         Ok(v1::CommandState::Failed) => "failed",
         Ok(v1::CommandState::Cancelled) => "cancelled",
         Ok(v1::CommandState::Expired) => "expired",
+        Ok(v1::CommandState::Superseded) => "superseded",
         Ok(v1::CommandState::Unspecified) | Err(_) => "unknown",
     }
 }
@@ -32,6 +33,6 @@ pub fn enforcement_action(action: i32) -> &'static str {
 pub fn command_state_is_final(state: i32) -> bool {
     matches!(
         command_state(state),
-        "succeeded" | "failed" | "cancelled" | "expired"
+        "succeeded" | "failed" | "cancelled" | "expired" | "superseded"
     )
 }

@@ -407,15 +407,23 @@ async fn only_a_definite_failure_against_the_policy_in_force_wipes() {
     assert!(handed.pending_commands.is_empty());
     s.agent.check_in(report(s.revision, &[])).await.unwrap();
     assert!(s.commands().await.is_empty(), "no wipe on a non-answer");
-    let due = &s.device().await.enforcement[0];
-    assert!(due.wipe_due_unix_ms <= s.now_ms(), "due, but not definite");
+    // Shown as what it does (blocks), with no wipe date: `device show` never promises a wipe
+    // that cannot come.
+    let unsure = &s.device().await.enforcement[0];
+    assert_eq!(unsure.action, EnforcementAction::Block as i32, "{unsure:?}");
+    assert_eq!(unsure.wipe_due_unix_ms, 0, "{unsure:?}");
 
     // A definite failure, but judged against an older policy: still no wipe.
     let stale = report(s.revision - 1, &[("firewall", false)]);
     s.agent.check_in(stale).await.unwrap();
     assert!(s.commands().await.is_empty(), "no wipe on a stale report");
+    // The grace counts from the first definite failure.
+    let definite = &s.device().await.enforcement[0];
+    assert_eq!(definite.action, EnforcementAction::Wipe as i32);
+    assert_eq!(definite.wipe_due_unix_ms, s.now_ms() + 3_600_000);
+    s.controller.clock.advance(HOUR);
 
-    // The same failure reported against the policy in force: the wipe.
+    // The same failure reported against the policy in force, past the grace: the wipe.
     let wipes = s.check_in(&[("firewall", false)]).await;
     assert_eq!(wipes.iter().filter(|c| is_wipe(c)).count(), 1);
 }

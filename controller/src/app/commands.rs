@@ -8,8 +8,8 @@ use super::{App, AppError, transitions};
 use crate::core::audit::AuditEvent;
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::{
-    Admin, Command, CommandId, CommandKind, CommandState, DeviceId, Event, IdempotencyKey, Receipt,
-    Timestamp, WipeScope,
+    Admin, Command, CommandId, CommandKind, CommandState, Device, DeviceId, DeviceState, Event,
+    IdempotencyKey, Receipt, Timestamp, WipeScope,
 };
 use crate::store::{Announcement, Priority, StoreError};
 
@@ -78,6 +78,30 @@ pub fn sanitize(text: &str) -> String {
 /// The largest wipe receipt kept (a real one is a few hundred bytes): a larger one is refused,
 /// with nothing of it stored.
 pub const MAX_RECEIPT_BYTES: usize = 16 * 1024;
+
+/// Why a command for a revoked or retired device is refused, and what to do instead: such a
+/// device is refused at every handshake, so a queued command could never reach it (and an
+/// admin told "queued" would wait for a wipe that never comes).
+pub(super) fn unreachable_device(device: &Device, kind: &CommandKind) -> AppError {
+    let id = device.id;
+    let what = kind.name();
+    AppError::FailedPrecondition(match device.state {
+        DeviceState::Retired => format!(
+            "device {id} is retired: its messaging data was wiped with a verified receipt and \
+             its agent destroyed its own identity, so a {what} can never reach it; nothing was \
+             queued. To use the machine again, enroll it anew (`wardctl token create --user {}`)",
+            device.user
+        ),
+        _ => format!(
+            "device {id} is revoked: its certificate is refused at every handshake, so a {what} \
+             can never reach it; nothing was queued. If the device is back in your hands, enroll \
+             it again (`wardctl token create --user {}`, then `ward-agent enroll` on it) and \
+             wipe it then; to lock, wipe and revoke a device in the right order, use \
+             `wardctl device lost {id} --reason TEXT`",
+            device.user
+        ),
+    })
+}
 
 fn check_idempotency_key(key: &str) -> Result<(), AppError> {
     let ok = !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic());
@@ -157,14 +181,27 @@ impl App {
             .write(Priority::High, move |tx| {
                 let (command, actor) = (command.clone(), actor.clone());
                 Box::pin(async move {
+                    // A retry finds the command its key already names, whatever became of the
+                    // device since; a new command needs a device that can still receive it,
+                    // checked in the job that inserts it.
+                    if let Some(stored) = tx.command_by_key(&command.idempotency_key).await? {
+                        return Ok(Ok((stored, false)));
+                    }
+                    match tx.device(command.device_id).await? {
+                        Some(device) if device.state != DeviceState::Active => {
+                            return Ok(Err(unreachable_device(&device, &command.kind)));
+                        }
+                        _ => {}
+                    }
                     let (stored, created) = tx.insert_command(&command).await?;
                     if created {
                         tx.audit(issue_event(&actor, &stored), now);
+                        supersede_older(tx, &stored, &actor, now).await?;
                     }
-                    Ok::<_, StoreError>((stored, created))
+                    Ok::<_, StoreError>(Ok((stored, created)))
                 })
             })
-            .await?;
+            .await??;
         if !created {
             if stored.device_id != device_id || stored.kind != kind {
                 return Err(AppError::InvalidArgument(format!(
@@ -246,6 +283,19 @@ impl App {
 
     pub async fn cancel_command(&self, actor: &Admin, id: &str) -> Result<Command, AppError> {
         let command = self.get_command(id).await?;
+        if command.state.is_terminal() {
+            return Err(AppError::FailedPrecondition(format!(
+                "command {} is already {}: there is nothing left to cancel",
+                command.id, command.state
+            )));
+        }
+        if command.state == CommandState::Acknowledged {
+            return Err(AppError::FailedPrecondition(format!(
+                "command {} was acknowledged: the device is running it, so it can no longer be \
+                 cancelled; `wardctl command show {}` follows it",
+                command.id, command.id
+            )));
+        }
         let cancelled = self.transition(command.id, &Event::Cancelled, &admin_actor(actor)).await.map_err(|e| match e {
             AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
                 "{m}: only queued or delivered commands can be cancelled (the device has already started it or it is finished)"
@@ -642,6 +692,34 @@ pub(super) fn issue_event(actor: &str, command: &Command) -> AuditEvent {
             "reason": command.reason,
         }),
     }
+}
+
+/// A new lock or unlock ends the queued ones of the same kind for its device that the device
+/// has not started (`superseded`, each with its audit entry naming the newer command), in the
+/// job that inserts it. Wipes are never superseded.
+async fn supersede_older(
+    tx: &mut dyn crate::store::tx::Tx,
+    newer: &Command,
+    actor: &str,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    if !newer.kind.supersedes_its_kind() || newer.state != CommandState::Queued {
+        return Ok(());
+    }
+    for older in tx.unfinished_commands(newer.device_id).await? {
+        if older.id == newer.id || older.kind.name() != newer.kind.name() {
+            continue;
+        }
+        let Ok(next) = older.apply(&Event::Superseded, now) else {
+            continue;
+        };
+        if tx.update_command(older.state, &next).await? {
+            let mut entry = transition_event(actor, &next);
+            entry.details["superseded_by"] = serde_json::json!(newer.id.to_string());
+            tx.audit(entry, now);
+        }
+    }
+    Ok(())
 }
 
 /// The audit entry of a command's change of state.

@@ -674,7 +674,7 @@ impl App {
             &audit::admin_actor(actor),
             "token.create",
             record.user.as_str(),
-            serde_json::json!({ "expires_at": record.expires_at.rfc3339(), "token": format!("{:?}", record.hash) }),
+            serde_json::json!({ "expires_at": record.expires_at.rfc3339(), "token": record.hash.id() }),
         )
         .await?;
         info!(user = %record.user, created_by = %actor.name, token = ?record.hash, expires_at = %record.expires_at, "enrollment token created");
@@ -750,7 +750,7 @@ impl App {
                     audit::ENROLLMENT,
                     "device.enroll",
                     &device_id.to_string(),
-                    serde_json::json!({ "user": user.as_str(), "token": format!("{hash:?}"), "certificate_serial": certificate.serial }),
+                    serde_json::json!({ "user": user.as_str(), "token": hash.id(), "certificate_serial": certificate.serial }),
                 )
                 .await?;
                 Ok(Enrolled {

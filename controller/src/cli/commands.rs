@@ -28,12 +28,15 @@ pub enum CommandCommand {
         /// Only this device's commands
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
-        /// Only commands in this state (queued, delivered, acknowledged, succeeded, failed, cancelled, expired)
+        /// Only commands in this state (awaiting_approval, queued, delivered, acknowledged, succeeded, failed, cancelled, expired, superseded)
         #[arg(long, value_name = "STATE")]
         state: Option<String>,
         /// Show at most the newest N (1 to 10000)
         #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
+        /// Only unfinished commands created longer ago than AGE (e.g. 7d): what waits for a device
+        #[arg(long, value_name = "AGE", value_parser = super::command_bulk::parse_stale, allow_hyphen_values = true)]
+        stale: Option<Duration>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -57,10 +60,17 @@ pub enum CommandCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Cancel a command the device has not started yet
+    /// Cancel a command the device has not started yet, or (--device D --kind K) every such command of that kind for the device
     Cancel {
         /// Command id
-        id: String,
+        #[arg(required_unless_present = "device", conflicts_with = "device")]
+        id: Option<String>,
+        /// Every command of --kind for this device that it has not started
+        #[arg(long, value_name = "DEVICE", requires = "kind")]
+        device: Option<String>,
+        /// With --device: the kind to cancel
+        #[arg(long, value_name = "KIND", requires = "device", value_parser = clap::builder::PossibleValuesParser::new(super::command_bulk::KINDS))]
+        kind: Option<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -210,7 +220,10 @@ impl From<v1::Command> for CommandView {
 
 impl CommandView {
     fn is_terminal(&self) -> bool {
-        matches!(self.state, "succeeded" | "failed" | "cancelled" | "expired")
+        matches!(
+            self.state,
+            "succeeded" | "failed" | "cancelled" | "expired" | "superseded"
+        )
     }
 
     fn what(&self) -> String {
@@ -370,6 +383,7 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
             device,
             state,
             limit,
+            stale,
             connect,
         } => {
             let state = state
@@ -390,8 +404,11 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
                     "note: showing the newest {limit} commands only; narrow with --device or --state, or raise --limit"
                 );
             }
-            let commands: Vec<CommandView> =
-                listed.commands.into_iter().map(CommandView::from).collect();
+            let listed = match stale {
+                Some(age) => super::command_bulk::stale(listed.commands, age),
+                None => listed.commands,
+            };
+            let commands: Vec<CommandView> = listed.into_iter().map(CommandView::from).collect();
             match output {
                 OutputFormat::Json => print_json(&commands),
                 OutputFormat::Table => {
@@ -446,7 +463,29 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
                 .into();
             print_command(&view, output)
         }
-        CommandCommand::Cancel { id, connect } => {
+        CommandCommand::Cancel {
+            device: Some(device),
+            kind: Some(kind),
+            connect,
+            ..
+        } => {
+            let mut client = admin_client(&connect).await?;
+            let cancelled =
+                super::command_bulk::cancel_by_kind(&mut client, &device, &kind).await?;
+            eprintln!("{} {kind} command(s) cancelled.", cancelled.len());
+            match output {
+                OutputFormat::Json => print_json(&cancelled),
+                OutputFormat::Table => {
+                    for c in &cancelled {
+                        println!("{}  {}  {}", c.id, c.what(), c.state);
+                    }
+                    Ok(())
+                }
+            }
+        }
+        CommandCommand::Cancel { id, connect, .. } => {
+            let id =
+                id.ok_or_else(|| CliError::usage("give a command id, or --device and --kind"))?;
             let mut client = admin_client(&connect).await?;
             let view: CommandView = client
                 .cancel_command(CancelCommandRequest { command_id: id })

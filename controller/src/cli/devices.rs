@@ -262,6 +262,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             reason,
             connect,
         } => {
+            let filtered = user.is_some() || noncompliant;
             let mut client = admin_client(&connect).await?;
             let devices: Vec<DeviceView> = client
                 .list_devices(ListDevicesRequest {
@@ -279,9 +280,15 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 OutputFormat::Json => print_json(&devices),
                 OutputFormat::Table => {
                     if devices.is_empty() {
-                        eprintln!(
-                            "No devices enrolled. Create an enrollment token with `wardctl token create --user EMAIL`."
-                        );
+                        if filtered {
+                            eprintln!(
+                                "No device matches this filter; `wardctl device list` shows them all."
+                            );
+                        } else {
+                            eprintln!(
+                                "No devices enrolled. Create an enrollment token with `wardctl token create --user EMAIL`."
+                            );
+                        }
                         return Ok(());
                     }
                     let mut t = table(&[
@@ -311,6 +318,14 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
         }
         DeviceCommand::Revoke { device, connect } => {
             let mut client = admin_client(&connect).await?;
+            let before = client
+                .get_device(GetDeviceRequest {
+                    device_id: device.clone(),
+                })
+                .await?
+                .into_inner();
+            let unwiped = before.state == v1::DeviceState::Active as i32
+                && !super::device_wipes::messaging_wiped(&mut client, &before).await?;
             let d: DeviceView = client
                 .revoke_device(v1::RevokeDeviceRequest { device_id: device })
                 .await?
@@ -321,6 +336,9 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                     "Device {} is revoked: its certificate is refused from now on.",
                     d.id
                 );
+            }
+            if unwiped {
+                eprintln!("{}", super::device_wipes::unwiped_warning(&d.id));
             }
             print_device(&d, output)
         }

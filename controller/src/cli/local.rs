@@ -21,7 +21,7 @@ use crate::store::{SqlStore, Store};
 #[derive(Debug, Args)]
 pub struct InitArgs {
     /// Directory for the CA, server credentials, admin bundle and database (created 0700)
-    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = super::directory_arg)]
     data_dir: PathBuf,
     /// A DNS name or IP address devices use to reach the controller; repeatable. The first one
     /// names the controller. localhost, 127.0.0.1 and ::1 are always added
@@ -37,7 +37,7 @@ pub struct InitArgs {
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// Data directory; an empty or missing one is initialized first
-    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = super::directory_arg)]
     data_dir: PathBuf,
     /// Address and port to listen on
     #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
@@ -169,6 +169,22 @@ fn print_init_report(
 
 const BREAK_GLASS_ADVICE: &str = "Move break-glass.pem and break-glass.passphrase out of the data directory into your offline safe, apart from each other (the passphrase printed, in a sealed envelope), then delete them here. See deploy/OPERATIONS.md, \"Emergency access\".";
 
+/// Creates the data directory if it is missing (0700, as `init` would) and takes the serve
+/// lock on it: a second `serve` exits 2 naming the first.
+fn lock_data_dir(dir: &std::path::Path) -> Result<crate::serve_lock::ServeLock, CliError> {
+    use crate::serve_lock::{ServeLock, ServeLockError};
+    ward_certs::files::create_private_dir(dir).map_err(|e| {
+        CliError::failed(format!(
+            "cannot create the data directory {}: {e}",
+            dir.display()
+        ))
+    })?;
+    ServeLock::acquire(dir, crate::core::Clock::now(&SystemClock)).map_err(|e| match e {
+        ServeLockError::Held { .. } => CliError::usage(e.to_string()),
+        ServeLockError::Io { .. } => CliError::failed(e.to_string()),
+    })
+}
+
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
     // Check every flag, then take the port, before anything is created on disk.
@@ -213,6 +229,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
                 .map_err(|e| CliError::usage(format!("--public-url: {e}")))
         })
         .transpose()?;
+    // One controller per SQLite data directory, held until this process ends. (PostgreSQL
+    // replicas share a database by design, and their directory may be read-only.)
+    let _serve_lock = match &args.database_url {
+        None => Some(lock_data_dir(&args.data_dir)?),
+        Some(_) => None,
+    };
     let listener = crate::server::bind(args.listen)
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;

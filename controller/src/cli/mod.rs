@@ -7,10 +7,12 @@ mod audit;
 mod bulk_wipe;
 mod ca;
 mod certificate;
+mod command_bulk;
 mod commands;
 pub mod connect;
 mod device_lifecycle;
 mod device_view;
+mod device_wipes;
 mod devices;
 pub mod error;
 mod local;
@@ -94,8 +96,18 @@ pub struct ConnectArgs {
     #[arg(long, env = "WARD_ADMIN_CERT", value_name = "FILE")]
     admin_cert: Option<PathBuf>,
     /// The controller's data directory, to use its admin bundle and URL on the controller host
-    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR")]
+    #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = directory_arg)]
     data_dir: Option<PathBuf>,
+}
+
+/// A directory argument: refused when the path exists and is not a directory ("is a file,
+/// not a directory", exit 2), before anything is read or created there.
+pub fn directory_arg(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(text);
+    match std::fs::metadata(&path) {
+        Ok(meta) if !meta.is_dir() => Err(format!("{text} is a file, not a directory")),
+        _ => Ok(path),
+    }
 }
 
 /// Parses "15m", "7d", "90s", "1h 30m".
@@ -117,8 +129,28 @@ pub fn whole_seconds(flag: &str, d: Duration) -> Result<u64, error::CliError> {
     Ok(d.as_secs())
 }
 
+/// A reader that went away (`wardctl … | head -1`) is not wardctl's failure: the standard
+/// library's `println!` panics on a broken pipe (Rust ignores SIGPIPE), so that one panic ends
+/// the process quietly with 0; every other panic is reported as before.
+fn quiet_on_broken_pipe() {
+    let report = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let payload = info.payload();
+        let text = payload
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| payload.downcast_ref::<&str>().copied())
+            .unwrap_or_default();
+        if text.starts_with("failed printing to stdout") && text.contains("Broken pipe") {
+            std::process::exit(0);
+        }
+        report(info);
+    }));
+}
+
 /// Entry point of the `wardctl` binary.
 pub fn main() -> ExitCode {
+    quiet_on_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {

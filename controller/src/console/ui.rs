@@ -231,6 +231,7 @@ pub fn command_state_name(state: i32) -> &'static str {
         Ok(CommandState::Failed) => "failed",
         Ok(CommandState::Cancelled) => "cancelled",
         Ok(CommandState::Expired) => "expired",
+        Ok(CommandState::Superseded) => "superseded",
         Ok(CommandState::AwaitingApproval) => "awaiting_approval",
         _ => "unknown",
     }
@@ -241,7 +242,7 @@ pub fn command_state(state: i32) -> Markup {
     let class = match name {
         "succeeded" => "ok",
         "failed" | "expired" => "bad",
-        "cancelled" | "unknown" => "plain",
+        "cancelled" | "superseded" | "unknown" => "plain",
         _ => "warn",
     };
     html! { span class={"badge " (class)} data-state=(name) { (name.replace('_', " ")) } }
@@ -253,7 +254,8 @@ pub fn is_terminal(state: i32) -> bool {
         Ok(CommandState::Succeeded
             | CommandState::Failed
             | CommandState::Cancelled
-            | CommandState::Expired)
+            | CommandState::Expired
+            | CommandState::Superseded)
     )
 }
 

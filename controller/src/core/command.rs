@@ -3,7 +3,8 @@
 //! ```text
 //! queued → delivered → acknowledged → succeeded
 //!                                   ↘ failed (with a reason the admin can read)
-//! queued|delivered → cancelled (by an admin)      queued → expired (only with a deadline)
+//! queued|delivered → cancelled (by an admin)      queued → expired (only with a deadline;
+//! queued|delivered → superseded (a newer lock/unlock)                 never a wipe)
 //! ```
 //! Acknowledgement is the commit point on the device: the agent executes a command only after
 //! the controller accepted its acknowledgement, so a cancelled command is never executed and
@@ -104,6 +105,17 @@ impl CommandKind {
             CommandKind::Retire => "retire",
         }
     }
+
+    /// Destroys data: never expires, never superseded.
+    pub fn is_destructive(&self) -> bool {
+        matches!(self, CommandKind::Wipe { .. } | CommandKind::Retire)
+    }
+
+    /// A newer command of this kind replaces a queued older one of the same kind for the
+    /// same device: the device needs only the latest lock (with its message) or unlock.
+    pub fn supersedes_its_kind(&self) -> bool {
+        matches!(self, CommandKind::Lock { .. } | CommandKind::Unlock)
+    }
 }
 
 /// A command's idempotency key and whose it is. An admin's key is scoped to that admin, so two
@@ -143,10 +155,13 @@ pub enum CommandState {
     Failed,
     Cancelled,
     Expired,
+    /// Replaced, before the device started it, by a newer command of the same kind for the
+    /// same device (a lock, an unlock): repeated locks of an offline device do not pile up.
+    Superseded,
 }
 
 impl CommandState {
-    pub const ALL: [CommandState; 8] = [
+    pub const ALL: [CommandState; 9] = [
         CommandState::AwaitingApproval,
         CommandState::Queued,
         CommandState::Delivered,
@@ -155,6 +170,7 @@ impl CommandState {
         CommandState::Failed,
         CommandState::Cancelled,
         CommandState::Expired,
+        CommandState::Superseded,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -167,6 +183,7 @@ impl CommandState {
             CommandState::Failed => "failed",
             CommandState::Cancelled => "cancelled",
             CommandState::Expired => "expired",
+            CommandState::Superseded => "superseded",
         }
     }
 
@@ -177,6 +194,7 @@ impl CommandState {
                 | CommandState::Failed
                 | CommandState::Cancelled
                 | CommandState::Expired
+                | CommandState::Superseded
         )
     }
 }
@@ -190,7 +208,7 @@ impl FromStr for CommandState {
             .find(|state| state.as_str() == s)
             .ok_or_else(|| {
                 format!(
-                    "unknown command state {s:?}: use queued, delivered, acknowledged, succeeded, failed, cancelled or expired"
+                    "unknown command state {s:?}: use awaiting_approval, queued, delivered, acknowledged, succeeded, failed, cancelled, expired or superseded"
                 )
             })
     }
@@ -219,6 +237,8 @@ pub enum Event {
     },
     Cancelled,
     Expired,
+    /// A newer command of the same kind replaced it before the device started it.
+    Superseded,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -232,6 +252,10 @@ pub enum TransitionError {
     NoDeadline,
     #[error("command's deadline has not passed")]
     NotYetDue,
+    #[error(
+        "a wipe never expires: it stays pending until the device runs it or an admin cancels it"
+    )]
+    WipesNeverExpire,
 }
 
 /// A stored command.
@@ -331,6 +355,9 @@ impl Command {
                 next.finished_at = Some(now);
             }
             (Event::Cancelled, _) => return Err(illegal("cancelled")),
+            (Event::Expired, Queued) if self.kind.is_destructive() => {
+                return Err(TransitionError::WipesNeverExpire);
+            }
             (Event::Expired, Queued) => {
                 let deadline = self.deadline.ok_or(TransitionError::NoDeadline)?;
                 if now < deadline {
@@ -340,6 +367,11 @@ impl Command {
                 next.finished_at = Some(now);
             }
             (Event::Expired, _) => return Err(illegal("expired")),
+            (Event::Superseded, Queued | Delivered) => {
+                next.state = Superseded;
+                next.finished_at = Some(now);
+            }
+            (Event::Superseded, _) => return Err(illegal("superseded")),
         }
         Ok(next)
     }

@@ -35,6 +35,7 @@ fn event() -> impl Strategy<Value = Event> {
         "[a-z]{1,8}".prop_map(|reason| Event::Failed { reason }),
         Just(Event::Cancelled),
         Just(Event::Expired),
+        Just(Event::Superseded),
     ]
 }
 
@@ -50,6 +51,7 @@ fn allowed(from: CommandState, to: CommandState) -> bool {
                 | (Acknowledged, Succeeded | Failed)
                 | (Queued | Delivered, Cancelled)
                 | (Queued, Expired)
+                | (Queued | Delivered, Superseded)
         )
 }
 
@@ -79,7 +81,7 @@ proptest! {
 
     #[test]
     fn terminal_states_never_change(events in proptest::collection::vec(event(), 1..10)) {
-        for terminal in [CommandState::Succeeded, CommandState::Failed, CommandState::Cancelled, CommandState::Expired] {
+        for terminal in [CommandState::Succeeded, CommandState::Failed, CommandState::Cancelled, CommandState::Expired, CommandState::Superseded] {
             let mut cmd = command(Some(Timestamp::from_unix_ms(0)));
             cmd.state = terminal;
             for e in &events {
@@ -101,23 +103,70 @@ fn cancel_after_acknowledgement_is_refused() {
     ));
 }
 
+/// A lock: a command that may carry a deadline.
+fn lock(deadline: Option<Timestamp>) -> Command {
+    Command {
+        kind: CommandKind::Lock {
+            message: String::new(),
+        },
+        ..command(deadline)
+    }
+}
+
 #[test]
 fn only_commands_with_a_passed_deadline_expire() {
     let now = Timestamp::from_unix_ms(10);
     assert_eq!(
-        command(None).apply(&Event::Expired, now),
+        lock(None).apply(&Event::Expired, now),
         Err(TransitionError::NoDeadline)
     );
-    let later = command(Some(Timestamp::from_unix_ms(20)));
+    let later = lock(Some(Timestamp::from_unix_ms(20)));
     assert_eq!(
         later.apply(&Event::Expired, now),
         Err(TransitionError::NotYetDue)
     );
-    let due = command(Some(Timestamp::from_unix_ms(10)));
+    let due = lock(Some(Timestamp::from_unix_ms(10)));
     assert_eq!(
         due.apply(&Event::Expired, now).unwrap().state,
         CommandState::Expired
     );
+}
+
+#[test]
+fn a_wipe_never_expires_even_with_a_deadline() {
+    let now = Timestamp::from_unix_ms(10);
+    let wipe = command(Some(Timestamp::from_unix_ms(1)));
+    assert_eq!(
+        wipe.apply(&Event::Expired, now),
+        Err(TransitionError::WipesNeverExpire)
+    );
+    let mut lock = command(Some(Timestamp::from_unix_ms(1)));
+    lock.kind = CommandKind::Lock {
+        message: String::new(),
+    };
+    assert_eq!(
+        lock.apply(&Event::Expired, now).unwrap().state,
+        CommandState::Expired
+    );
+}
+
+#[test]
+fn only_a_command_the_device_has_not_started_is_superseded() {
+    let now = Timestamp::from_unix_ms(1);
+    let queued = command(None);
+    let done = queued.apply(&Event::Superseded, now).unwrap();
+    assert_eq!(
+        (done.state, done.finished_at, done.state.is_terminal()),
+        (CommandState::Superseded, Some(now), true)
+    );
+    let delivered = queued.apply(&Event::Delivered, now).unwrap();
+    assert_eq!(
+        delivered.apply(&Event::Superseded, now).unwrap().state,
+        CommandState::Superseded
+    );
+    let acked = delivered.apply(&Event::Acknowledged, now).unwrap();
+    assert!(acked.apply(&Event::Superseded, now).is_err());
+    assert_eq!("superseded".parse(), Ok(CommandState::Superseded));
 }
 
 #[test]

@@ -146,7 +146,17 @@ pub fn next_enforcement(
     let mut next = Vec::new();
     let mut steps = Vec::new();
     for check in compliance.failing() {
-        let action = policy.action_for(check);
+        // A wipe needs a definite failure: a check the device could not make (unsupported,
+        // an error) or did not report blocks instead, and is given no wipe date. When it
+        // later definitely fails, the action changes and the grace counts from then.
+        let definite = compliance
+            .checks
+            .iter()
+            .any(|c| c.name == check && c.status == CheckStatus::Fail);
+        let action = match policy.action_for(check) {
+            EnforcementAction::Wipe if !definite => EnforcementAction::Block,
+            action => action,
+        };
         let earlier = previous.iter().find(|e| e.check == check);
         let failing_since = earlier.map_or(now.unix_ms(), |e| e.failing_since);
         let action_since = match earlier {
@@ -359,6 +369,35 @@ mod tests {
             Timestamp::from_unix_ms(t2 + 5),
         );
         assert!(s4.is_empty());
+    }
+
+    #[test]
+    fn a_check_that_cannot_be_verified_blocks_but_is_never_given_a_wipe_date() {
+        let p = policy();
+        let t0 = 1_000_000;
+        let mut unsure = report(&p, &[], t0);
+        for c in &mut unsure.checks {
+            if c.name == CHECK_FIREWALL {
+                c.status = CheckStatus::Unsupported;
+            }
+        }
+        let unsure = Compliance::judge(&p, unsure.checks, Timestamp::from_unix_ms(t0), 1);
+        let (s1, _) = next_enforcement(&[], &unsure, &p, Timestamp::from_unix_ms(t0));
+        let fw = s1.iter().find(|e| e.check == CHECK_FIREWALL).unwrap();
+        assert_eq!((fw.action, fw.wipe_due), (EnforcementAction::Block, None));
+        // Once it definitely fails, the wipe's grace counts from that report.
+        let t1 = t0 + 10 * 3_600_000;
+        let failing = report(&p, &[CHECK_FIREWALL], t1);
+        let (s2, steps) = next_enforcement(&s1, &failing, &p, Timestamp::from_unix_ms(t1));
+        let fw = s2.iter().find(|e| e.check == CHECK_FIREWALL).unwrap();
+        assert_eq!(
+            (fw.action, fw.wipe_due, fw.failing_since),
+            (EnforcementAction::Wipe, Some(t1 + 3_600_000), t0)
+        );
+        assert!(steps.contains(&Step::ActionChanged {
+            check: CHECK_FIREWALL.into(),
+            action: EnforcementAction::Wipe
+        }));
     }
 
     #[test]

@@ -179,6 +179,7 @@ pub fn command_state_to_wire(state: CommandState) -> v1::CommandState {
         CommandState::Failed => v1::CommandState::Failed,
         CommandState::Cancelled => v1::CommandState::Cancelled,
         CommandState::Expired => v1::CommandState::Expired,
+        CommandState::Superseded => v1::CommandState::Superseded,
     }
 }
 
@@ -194,6 +195,7 @@ pub fn command_state_from_wire(state: i32) -> Result<Option<CommandState>, Statu
         Ok(v1::CommandState::Failed) => CommandState::Failed,
         Ok(v1::CommandState::Cancelled) => CommandState::Cancelled,
         Ok(v1::CommandState::Expired) => CommandState::Expired,
+        Ok(v1::CommandState::Superseded) => CommandState::Superseded,
         Err(_) => {
             return Err(Status::invalid_argument(format!(
                 "unknown command state {state}"

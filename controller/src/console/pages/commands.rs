@@ -41,6 +41,7 @@ fn state_from_name(name: &str) -> CommandState {
         "failed" => CommandState::Failed,
         "cancelled" => CommandState::Cancelled,
         "expired" => CommandState::Expired,
+        "superseded" => CommandState::Superseded,
         "awaiting_approval" => CommandState::AwaitingApproval,
         _ => CommandState::Unspecified,
     }
