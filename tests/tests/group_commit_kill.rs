@@ -333,11 +333,21 @@ async fn controller_killed_mid_group_commit_keeps_every_answered_call_and_no_hal
         controller = ControllerProcess::start_with(&data, &listen, &flags);
     }
     let mut admin = admin;
-    let audit = admin
-        .verify_audit(VerifyAuditRequest::default())
-        .await
-        .unwrap()
-        .into_inner();
+    // The admin channel reconnects to the restarted controller by itself.
+    let started = Instant::now();
+    let audit = loop {
+        match admin.verify_audit(VerifyAuditRequest::default()).await {
+            Ok(answer) => break answer.into_inner(),
+            Err(status) if status.code() == tonic::Code::Unavailable => {
+                assert!(
+                    started.elapsed() < DEADLINE,
+                    "the controller never came back: {status}"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("audit verify: {status}"),
+        }
+    };
     assert!(audit.ok, "audit chain after the kills: {audit:?}");
     controller.stop();
 }
