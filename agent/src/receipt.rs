@@ -4,11 +4,8 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ward_certs::receipt::KeyProtection;
 use ward_certs::receipt::{Sanitization, SignedReceipt, WipeReceiptBody};
-use ward_certs::sanitization::{
-    CATEGORY_CLEAR, CATEGORY_PURGE, FILES_METHOD, METHOD, VERIFICATION_METHOD,
-};
+use ward_certs::sanitization::{FILES_METHOD, METHOD, VERIFICATION_METHOD};
 use ward_certs::{CertError, PrivateKeyDer};
 
 use crate::vault::{Vault, WipeJournal};
@@ -63,11 +60,7 @@ pub fn body(
     );
     let protection = vault.protection_in(journal);
     // Purge only where the key's own destruction is assured (inside the TPM).
-    let category = if protection == KeyProtection::Tpm {
-        CATEGORY_PURGE
-    } else {
-        CATEGORY_CLEAR
-    };
+    let category = ward_certs::sanitization::category_for(Some(&protection));
     let sanitization = Sanitization {
         standard: ward_certs::sanitization::STANDARD.into(),
         hostname: crate::facts::collect().hostname,

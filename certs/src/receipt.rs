@@ -119,6 +119,10 @@ pub enum ReceiptError {
         "the receipt names a signing key that is not the device's enrolled key (it verified against the enrolled key, so its certificate fields cannot be checked with the key it names)"
     )]
     SignerMismatch,
+    #[error(
+        "the receipt states the sanitization category {stated:?} but its key protection allows only {allowed:?} (purge needs a key destroyed inside a TPM)"
+    )]
+    CategoryOverstated { stated: String, allowed: String },
 }
 
 /// Verifies a receipt against the device's public key and the command it claims to answer.
@@ -155,6 +159,14 @@ pub fn verify_receipt(
         let named = base64::engine::general_purpose::STANDARD.decode(&s.signer_public_key);
         if named.as_deref() != Ok(spki_der) {
             return Err(ReceiptError::SignerMismatch);
+        }
+        // The category follows from where the key was held; a receipt may not claim more.
+        let allowed = crate::sanitization::category_for(body.key_protection.as_ref());
+        if s.category != allowed {
+            return Err(ReceiptError::CategoryOverstated {
+                stated: s.category.clone(),
+                allowed: allowed.to_owned(),
+            });
         }
     }
     Ok(body)
@@ -233,6 +245,22 @@ mod tests {
         assert_eq!(
             verify_receipt(&lying, spki.public_key_der(), "c1", "d1"),
             Err(ReceiptError::SignerMismatch)
+        );
+        // A key held in a file whose receipt claims a purge: refused (a modified or old agent
+        // may sign what it likes; the category follows from where the key was held).
+        let overstated = WipeReceiptBody {
+            key_protection: Some(KeyProtection::FileBestEffort),
+            sanitization: Some(sanitization(&key)),
+            ..body()
+        }
+        .sign(&key)
+        .unwrap();
+        assert_eq!(
+            verify_receipt(&overstated, spki.public_key_der(), "c1", "d1"),
+            Err(ReceiptError::CategoryOverstated {
+                stated: "purge".into(),
+                allowed: "clear".into()
+            })
         );
     }
 

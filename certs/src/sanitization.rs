@@ -18,6 +18,16 @@ pub const CATEGORY_PURGE: &str = "purge";
 /// cryptographic erase is claimed no stronger than a clear.
 pub const CATEGORY_CLEAR: &str = "clear";
 
+/// The category a receipt may state for where its key was held: purge only for a key
+/// destroyed inside a TPM, clear otherwise (and for receipts that do not say).
+pub fn category_for(protection: Option<&crate::receipt::KeyProtection>) -> &'static str {
+    if protection == Some(&crate::receipt::KeyProtection::Tpm) {
+        CATEGORY_PURGE
+    } else {
+        CATEGORY_CLEAR
+    }
+}
+
 /// The technique.
 pub const METHOD: &str = "cryptographic erase";
 

@@ -54,15 +54,13 @@ pub struct Metrics {
     pub audit_checkpoint_failures: Counter,
     pub audit_refusals_suppressed: Counter,
     /// Seconds to the expiry of the CA, of the server certificate this replica presents, and
-    /// of each admin's newest unrevoked certificate (negative once expired).
+    /// of the active admin certificate that expires first (negative once expired), with how
+    /// many expire within a week. Aggregates only: `/metrics` is plain HTTP and unauthenticated,
+    /// so it names no admin (who the admins are is for `wardctl ca status`, an audited read).
     ca_expiry_seconds: Gauge,
     server_cert_expiry_seconds: Gauge,
-    admin_cert_expiry_seconds: Family<AdminLabel, Gauge>,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct AdminLabel {
-    pub admin: String,
+    admin_cert_soonest_expiry_seconds: Gauge,
+    admin_certs_expiring_within_week: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -171,7 +169,8 @@ impl Default for Metrics {
         );
         let ca_expiry_seconds = Gauge::default();
         let server_cert_expiry_seconds = Gauge::default();
-        let admin_cert_expiry_seconds = Family::<AdminLabel, Gauge>::default();
+        let admin_cert_soonest_expiry_seconds = Gauge::default();
+        let admin_certs_expiring_within_week = Gauge::default();
         registry.register(
             "ca_expiry_seconds",
             "Seconds until the CA certificate expires",
@@ -183,15 +182,21 @@ impl Default for Metrics {
             server_cert_expiry_seconds.clone(),
         );
         registry.register(
-            "admin_certificate_expiry_seconds",
-            "Seconds until each active admin's newest certificate expires (negative: expired)",
-            admin_cert_expiry_seconds.clone(),
+            "admin_certificate_soonest_expiry_seconds",
+            "Seconds until the first active admin certificate expires (negative: expired)",
+            admin_cert_soonest_expiry_seconds.clone(),
+        );
+        registry.register(
+            "admin_certificates_expiring_within_week",
+            "Active admin certificates that expire within 7 days (or have expired)",
+            admin_certs_expiring_within_week.clone(),
         );
         Self {
             registry,
             ca_expiry_seconds,
             server_cert_expiry_seconds,
-            admin_cert_expiry_seconds,
+            admin_cert_soonest_expiry_seconds,
+            admin_certs_expiring_within_week,
             audit_chain_ok,
             audit_chain_breaks,
             audit_checkpoint_seq,
@@ -260,15 +265,25 @@ impl Metrics {
         if let Some(s) = app.server_certificate().and_then(|c| left(&c.leaf())) {
             self.server_cert_expiry_seconds.set(s);
         }
-        let (admins, _) = app.list_admins().await.map_err(|e| e.to_string())?;
-        self.admin_cert_expiry_seconds.clear();
-        for admin in admins.iter().filter(|a| a.revoked.is_none()) {
-            if let Some(expires) = admin.expires_at {
-                self.admin_cert_expiry_seconds
-                    .get_or_create(&AdminLabel {
-                        admin: admin.name.to_string(),
-                    })
-                    .set((expires.unix_ms() - now.unix_ms()) / 1000);
+        // A failed read leaves the admin gauges as they were: the rest of the page (the audit
+        // chain's health among it) is still served.
+        match app.list_admins().await {
+            Ok((admins, _)) => {
+                let left: Vec<i64> = admins
+                    .iter()
+                    .filter(|a| a.revoked.is_none())
+                    .filter_map(|a| a.expires_at)
+                    .map(|expires| (expires.unix_ms() - now.unix_ms()) / 1000)
+                    .collect();
+                if let Some(soonest) = left.iter().min() {
+                    self.admin_cert_soonest_expiry_seconds.set(*soonest);
+                }
+                let within_week = left.iter().filter(|s| **s < 7 * 24 * 3600).count();
+                self.admin_certs_expiring_within_week
+                    .set(i64::try_from(within_week).unwrap_or(i64::MAX));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the admins' certificate expiry for /metrics")
             }
         }
         Ok(())

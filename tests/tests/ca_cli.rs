@@ -70,7 +70,12 @@ fn ca_status_and_metrics_show_every_expiry() {
     };
     assert!(gauge("ward_ca_expiry_seconds") > 9 * 365 * DAY);
     assert!(gauge("ward_server_certificate_expiry_seconds") > 360 * DAY);
-    assert!(gauge("ward_admin_certificate_expiry_seconds{admin=\"admin\"}") > 29 * DAY);
+    assert!(gauge("ward_admin_certificate_soonest_expiry_seconds") > 29 * DAY);
+    assert_eq!(gauge("ward_admin_certificates_expiring_within_week"), 0);
+    assert!(
+        !metrics.contains("admin=\""),
+        "the unauthenticated /metrics names an admin: {metrics}"
+    );
     controller.stop();
 }
 
@@ -160,6 +165,38 @@ fn new_host_names_get_a_new_server_certificate_under_the_same_ca() {
         .filter(|e| e["action"] == "server_certificate.issue")
         .count();
     assert_eq!(issued, 1);
+    controller.stop();
+
+    // A list that leaves out a name devices may use is refused, naming it; nothing changes.
+    let out = ward_e2e::process::wardctl(&[
+        "serve",
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--hostname",
+        "ward.hospital.example",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("10.1.2.3"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("--drop-hostname"), "{}", stderr(&out));
+    assert_eq!(
+        server_names(&data),
+        names,
+        "a refused change kept the names"
+    );
+    // Dropped on purpose, it goes.
+    let controller = ControllerProcess::start_with(
+        &data,
+        &listen,
+        &[
+            "--hostname",
+            "ward.hospital.example",
+            "--drop-hostname",
+            "10.1.2.3",
+        ],
+    );
+    assert!(!server_names(&data).contains(&"10.1.2.3".to_owned()));
     controller.stop();
 }
 

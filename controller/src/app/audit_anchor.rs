@@ -288,4 +288,10 @@ impl App {
         self.flush_refusal_summaries(true).await?;
         self.checkpoint_now().await.map(|_| ())
     }
+
+    /// Closes the store (its writer's queue finished, its connections closed) at shutdown,
+    /// after the audit log's last word. Background tasks still holding the app get errors.
+    pub async fn close_store(&self) {
+        self.store.close().await;
+    }
 }

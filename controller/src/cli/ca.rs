@@ -81,14 +81,31 @@ pub async fn run(command: CaCommand, output: OutputFormat) -> Result<(), CliErro
 async fn status(connect: &ConnectArgs, output: OutputFormat) -> Result<(), CliError> {
     let mut client = admin_client(connect).await?;
     let listed = client.list_admins(ListAdminsRequest {}).await?.into_inner();
-    let (url, tls, _) = super::connect::last_target()
+    let (url, tls, bundle_path) = super::connect::last_target()
         .ok_or_else(|| CliError::failed("no controller was reached"))?;
     let chain = presented_chain(url, tls).await?;
     let now = time::OffsetDateTime::now_utc();
     let bad = |what: &str| CliError::failed(format!("the controller presented no readable {what}"));
     let leaf = chain.first().ok_or_else(|| bad("server certificate"))?;
-    // The CA this admin bundle trusts, which the controller's chain must end with.
-    let ca_der = chain.get(1).ok_or_else(|| bad("CA certificate"))?;
+    // The CA this admin bundle trusts (the server certificate was verified against it), not
+    // whatever second certificate the server sends.
+    let trusted = match crate::bundle::BundleFile::read(bundle_path) {
+        Ok(crate::bundle::BundleFile::Plain(bundle)) => bundle.ca_der,
+        Ok(crate::bundle::BundleFile::Encrypted(locked)) => locked.ca_der,
+        Err(e) => {
+            return Err(CliError::failed(format!(
+                "cannot read the CA from {}: {e}",
+                bundle_path.display()
+            )));
+        }
+    };
+    if chain.get(1) != Some(&trusted) {
+        eprintln!(
+            "warning: the controller's chain does not end with the CA this admin bundle trusts; \
+             the CA shown is the bundle's"
+        );
+    }
+    let ca_der = &trusted;
     let mut server = expiry("server".into(), leaf, now).ok_or_else(|| bad("server certificate"))?;
     server.renews_at = Validity::of(leaf).map(|v| Timestamp::from_datetime(v.renew_at()).rfc3339());
     let now_ms = Timestamp::from_datetime(now).unix_ms();

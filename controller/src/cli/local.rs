@@ -51,6 +51,11 @@ pub struct ServeArgs {
     /// the same CA is issued for exactly these (audited); without it the names stay
     #[arg(long = "hostname", value_name = "NAME")]
     hostnames: Vec<String>,
+    /// A name the server certificate covers today that the new `--hostname` list leaves out,
+    /// dropped on purpose; repeatable. Without it such a change is refused: agents enrolled
+    /// with that name could no longer verify the controller, and their offline timers would run
+    #[arg(long = "drop-hostname", value_name = "NAME")]
+    drop_hostnames: Vec<String>,
     /// How often the server certificate's age is checked (it is renewed two thirds into its
     /// lifetime); for tests that move the clock
     #[arg(long, default_value = "10m", value_parser = super::parse_duration, value_name = "DURATION", hide = true)]
@@ -300,6 +305,9 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let wanted_names =
         (!args.hostnames.is_empty()).then(|| crate::datadir::server_hostnames(&args.hostnames));
     let leaf = chain.first().map_or(&[][..], Vec::as_slice);
+    if let Some(wanted) = &wanted_names {
+        check_no_name_dropped(leaf, wanted, &args.drop_hostnames)?;
+    }
     let controller_name = wanted_names
         .as_ref()
         .and_then(|names| names.first().cloned())
@@ -392,7 +400,42 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if let Err(e) = app_for_shutdown.close_audit().await {
         tracing::error!(error = %e, "cannot write the final audit checkpoint");
     }
+    if tokio::time::timeout(Duration::from_secs(5), app_for_shutdown.close_store())
+        .await
+        .is_err()
+    {
+        info!("the database connections did not close within 5 s; stopping anyway");
+    }
     stopped
+}
+
+/// A new `--hostname` list may not silently leave out a name the server certificate covers:
+/// devices may reach the controller by it (their URL names it), and a certificate without it
+/// fails their verification, which their offline timer counts as silence. Checked before
+/// anything changes; `--drop-hostname NAME` drops one deliberately.
+fn check_no_name_dropped(
+    leaf: &[u8],
+    wanted: &[String],
+    allowed: &[String],
+) -> Result<(), CliError> {
+    let allowed: Vec<String> = allowed
+        .iter()
+        .map(|n| n.trim().to_ascii_lowercase())
+        .collect();
+    let dropped: Vec<String> = ward_certs::validate::server_names(leaf)
+        .into_iter()
+        .filter(|name| !wanted.contains(name) && !allowed.contains(name))
+        .collect();
+    if dropped.is_empty() {
+        return Ok(());
+    }
+    Err(CliError::usage(format!(
+        "the server certificate covers {} which the --hostname list leaves out; devices that reach \
+         the controller by that name could no longer verify it (and their offline timers would \
+         run). Add it back with --hostname, or drop it deliberately with --drop-hostname NAME \
+         once no device uses it (wardctl device list shows their server URL)",
+        dropped.join(", ")
+    )))
 }
 
 /// Every `--hostname` must be a DNS name or an IP address, checked before anything changes.

@@ -167,6 +167,11 @@ pub trait Store: Send + Sync + 'static {
     /// The writer every change goes through.
     fn writer(&self) -> &Writer;
 
+    /// Finishes the writer's queue and closes the connections, so SQLite folds its
+    /// write-ahead log into the database file (a copy of `ward.db` taken after a stop is then
+    /// whole). Called once at shutdown; later calls fail.
+    async fn close(&self) {}
+
     // ----- reads ------------------------------------------------------------------------
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;

@@ -170,6 +170,10 @@ impl Store for SqlStore {
         &self.writer
     }
 
+    async fn close(&self) {
+        SqlStore::close(self).await;
+    }
+
     fn audit_keeper(&self) -> &super::AuditKeeperSlot {
         &self.keeper
     }
