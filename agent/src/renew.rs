@@ -42,9 +42,45 @@ fn pending_path(dir: &StateDir) -> std::path::PathBuf {
     dir.root().join("device.pem.new")
 }
 
+/// The key of a renewal under way, kept until the renewal completes so that a retry after a
+/// restart sends the same key (a new key would look like a second party to the controller).
+pub fn renewal_key_path(dir: &StateDir) -> std::path::PathBuf {
+    dir.root().join("renewal-key.pem")
+}
+
+/// The key of the renewal under way: the one saved in the state directory, or a new one,
+/// saved (atomically, 0600) before any request is sent with it.
+pub fn renewal_key(dir: &StateDir) -> Result<PrivateKeyDer, String> {
+    let path = renewal_key_path(dir);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match PrivateKeyDer::from_pem(&text) {
+            Ok(key) => return Ok(key),
+            // Unreadable (a torn disk, an edit): a new key, and the controller's lapse of
+            // unused renewals takes care of the old one.
+            Err(_) => {
+                warn!(path = %path.display(), "the saved renewal key is unreadable; making a new one")
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    }
+    let key = PrivateKeyDer::generate().map_err(|e| e.to_string())?;
+    ward_certs::files::replace_file(&path, key.to_pem().as_bytes(), 0o600)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(key)
+}
+
 /// Finishes a renewal a crash interrupted: the new certificate is kept only if it belongs to
 /// the key in the secret store.
 pub fn recover(dir: &StateDir, key: &PrivateKeyDer) {
+    // A crash after the renewed key went into the secret store: that renewal is done.
+    let saved = renewal_key_path(dir);
+    if let Ok(text) = std::fs::read_to_string(&saved)
+        && let Ok(renewal) = PrivateKeyDer::from_pem(&text)
+        && renewal.as_bytes() == key.as_bytes()
+    {
+        let _ = std::fs::remove_file(&saved);
+    }
     let pending = pending_path(dir);
     let Ok(text) = std::fs::read_to_string(&pending) else {
         return;
@@ -76,7 +112,7 @@ pub async fn renew(
     ca_der: &[u8],
     clock: &SharedClock,
 ) -> Result<OffsetDateTime, String> {
-    let key = PrivateKeyDer::generate().map_err(|e| e.to_string())?;
+    let key = renewal_key(dir)?;
     renew_with(&key, dir, device_id, store, link, ca_der, clock).await
 }
 
@@ -129,6 +165,12 @@ pub async fn renew_with(
     store.replace(key).await.map_err(|e| e.to_string())?;
     std::fs::rename(&pending, dir.certificate())
         .map_err(|e| format!("cannot install the renewed certificate: {e}"))?;
+    // Done: the next renewal makes a new key.
+    match std::fs::remove_file(renewal_key_path(dir)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => warn!(error = %e, "cannot remove the key of the finished renewal"),
+    }
     info!(not_after = %crate::rfc3339(peer.not_after), "certificate renewed");
     Ok(peer.not_after)
 }
@@ -151,8 +193,9 @@ pub async fn renewal_loop(
     let jitter = rand::random_range(-1.0..=1.0);
     let due = renew_at(not_before, not_after, jitter);
     info!(renew_at = %crate::rfc3339(due), "certificate renewal scheduled");
-    // One key for every attempt: a retry after an answer that never arrived is then the
-    // same party to the controller, not a second one renewing this device.
+    // One key for every attempt, kept in the state directory across restarts: a retry after
+    // an answer that never arrived is then the same party to the controller, not a second
+    // one renewing this device.
     let mut key = None;
     loop {
         let now = clock.now();
@@ -163,7 +206,7 @@ pub async fn renewal_loop(
             continue;
         }
         if key.is_none() {
-            match PrivateKeyDer::generate() {
+            match renewal_key(&dir) {
                 Ok(made) => key = Some(made),
                 Err(e) => warn!(error = %e, "cannot make a key for the renewal"),
             }

@@ -418,6 +418,20 @@ async fn the_agent_renews_with_one_key_across_retries_and_its_old_certificate_is
     )
     .unwrap();
     let link = ward_agent::link::Link::new(vec![controller.url.clone()], tls);
+    // An attempt whose answer was lost, then a restart: the key was saved before the request
+    // (0600) and the retry sends it again, which is no conflict.
+    let saved = ward_agent::renew::renewal_key(&dir).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(ward_agent::renew::renewal_key_path(&dir))
+            .unwrap()
+            .permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    let mut lost = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    renew_with(&mut lost, &saved).await.unwrap();
     ward_agent::renew::renew(
         &dir,
         &device.device_id,
@@ -433,9 +447,21 @@ async fn the_agent_renews_with_one_key_across_retries_and_its_old_certificate_is
             .unwrap()
             .remove(0);
     let new_key = store.get().await.unwrap();
+    assert_eq!(
+        new_key.as_bytes(),
+        saved.as_bytes(),
+        "the saved key was reused"
+    );
+    assert!(!ward_agent::renew::renewal_key_path(&dir).exists());
     let mut agent = controller.agent_with(&new_cert, &new_key).await.unwrap();
     agent.check_in(CheckInRequest::default()).await.unwrap();
     assert!(refused(&controller, &device.certificate_der, &device.key).await);
+    assert!(
+        shown(&controller, &device.device_id)
+            .await
+            .renewal_conflict
+            .is_none()
+    );
 }
 
 fn offline_receipt(device: &EnrolledDevice, at: time::OffsetDateTime) -> WipeReceipt {
@@ -453,7 +479,18 @@ fn offline_receipt(device: &EnrolledDevice, at: time::OffsetDateTime) -> WipeRec
 #[tokio::test]
 async fn an_offline_wipe_signed_with_the_key_of_its_time_verifies_after_a_renewal() {
     let controller = TestController::start().await;
-    let device = controller.enroll("gus@hospital.org").await;
+    // The device enrolls and the copy renews an hour before the device does (the clock is
+    // set back, not forward: certificates issued in the future fail the handshake's clock).
+    let token = controller.create_token("gus@hospital.org", 3 * 3600).await;
+    controller
+        .clock
+        .rewind(std::time::Duration::from_secs(3601));
+    let (enrolled, key) = controller.try_enroll(&token).await.unwrap();
+    let device = ward_e2e::inprocess::EnrolledDevice {
+        device_id: enrolled.device_id,
+        certificate_der: enrolled.certificate_der,
+        key,
+    };
     let mut old = controller
         .agent_with(&device.certificate_der, &device.key)
         .await
@@ -486,5 +523,112 @@ async fn an_offline_wipe_signed_with_the_key_of_its_time_verifies_after_a_renewa
         shown(&controller, &device.device_id)
             .await
             .offline_wipe_receipt_verified
+    );
+}
+
+#[tokio::test]
+async fn a_copy_of_the_key_renewing_three_times_is_flagged_and_blocks_the_device_only_until_its_renewals_lapse()
+ {
+    let controller = TestController::start().await;
+    // The device enrolls and the copy renews an hour before the device does (the clock is
+    // set back, not forward: certificates issued in the future fail the handshake's clock).
+    let token = controller.create_token("gus@hospital.org", 3 * 3600).await;
+    controller
+        .clock
+        .rewind(std::time::Duration::from_secs(3601));
+    let (enrolled, key) = controller.try_enroll(&token).await.unwrap();
+    let device = ward_e2e::inprocess::EnrolledDevice {
+        device_id: enrolled.device_id,
+        certificate_der: enrolled.certificate_der,
+        key,
+    };
+    let mut thief = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let mut stolen = Vec::new();
+    for _ in 0..3 {
+        stolen.push(renew(&mut thief).await);
+    }
+    let actions: Vec<String> = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .map(|e| e.action)
+        .collect();
+    assert!(
+        actions.contains(&"device.renewal_conflict".to_owned()),
+        "renewals with other keys from one certificate are reported at once: {actions:?}"
+    );
+    assert!(
+        shown(&controller, &device.device_id)
+            .await
+            .renewal_conflict
+            .is_some()
+    );
+    let mut real = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let real_key = PrivateKeyDer::generate().unwrap();
+    let status = renew_with(&mut real, &real_key).await.unwrap_err();
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    // The unused renewals lapse: the device renews again, and its first use revokes them.
+    controller
+        .clock
+        .advance(std::time::Duration::from_secs(3601));
+    let real_cert = renew_with(&mut real, &real_key).await.unwrap();
+    let mut real = controller.agent_with(&real_cert, &real_key).await.unwrap();
+    real.check_in(CheckInRequest::default()).await.unwrap();
+    for (cert, key) in &stolen {
+        assert!(refused(&controller, cert, key).await);
+    }
+}
+
+#[tokio::test]
+async fn renewing_in_a_loop_with_one_key_is_capped() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("hal@hospital.org").await;
+    let mut agent = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let key = PrivateKeyDer::generate().unwrap();
+    let mut refused_with = None;
+    for _ in 0..20 {
+        if let Err(status) = renew_with(&mut agent, &key).await {
+            refused_with = Some(status);
+            break;
+        }
+    }
+    let status = refused_with.expect("renewals per device are capped");
+    assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+    assert!(
+        status
+            .message()
+            .contains("renewed certificates in the last"),
+        "{status:?}"
+    );
+    let refusals = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "device.renewal_limited")
+        .count();
+    assert_eq!(refusals, 1);
+    // A refusal does not cost a certificate or a write: the next one is refused, not audited.
+    assert!(renew_with(&mut agent, &key).await.is_err());
+    let refusals = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "device.renewal_limited")
+        .count();
+    assert_eq!(refusals, 1);
+    let renewals = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "device.renew")
+        .count();
+    assert_eq!(
+        renewals,
+        ward_controller::core::keys::MAX_RENEWALS_PER_WINDOW
     );
 }

@@ -97,6 +97,7 @@ on_both_backends!(
     admin_requests_are_open_once_per_name_approved_once_and_used_once,
     only_usable_tokens_are_listed_and_one_can_be_withdrawn,
     a_renewal_is_pending_until_used_and_the_key_history_is_kept,
+    every_other_renewal_is_revoked_by_one_switch,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -1058,6 +1059,58 @@ async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend)
             .await
             .unwrap()
             .is_empty(),
+        "{}",
+        b.name
+    );
+}
+
+async fn every_other_renewal_is_revoked_by_one_switch(b: Backend) {
+    use ward_controller::core::keys::PENDING_LAPSES_AFTER_MS;
+    let id = enrolled(&b.store, 8).await;
+    let first = format!("serial-{id}");
+    for (n, at) in [10, 11, 12, 13, 14, 15].into_iter().enumerate() {
+        b.store
+            .record_renewal(
+                id,
+                &renewed_certificate(id, &format!("r{n}"), at),
+                &[9, n as u8],
+            )
+            .await
+            .unwrap();
+    }
+    let switch = |serial: &'static str, now: Timestamp| {
+        let store = b.store.clone();
+        async move {
+            store
+                .write(ward_controller::store::Priority::High, move |tx| {
+                    Box::pin(async move { tx.switch_key(id, serial, now).await })
+                })
+                .await
+                .unwrap()
+        }
+    };
+    // r5's first use, after the others lapsed: a lapsed renewal still comes into use (an
+    // agent offline for a night after its renewal is not locked out), and the previous
+    // certificate and every other renewal are revoked.
+    let now = Timestamp::from_unix_ms(10 + PENDING_LAPSES_AFTER_MS);
+    let done = switch("r5", now).await.unwrap();
+    let mut expected: Vec<String> = (0..5).map(|n| format!("r{n}")).collect();
+    expected.push(first.clone());
+    expected.sort();
+    assert_eq!(done.revoked, expected, "{}", b.name);
+    assert_eq!(done.other_parties.len(), 5, "{}", b.name);
+    for serial in &expected {
+        let record = b.store.get_certificate(serial).await.unwrap().unwrap();
+        assert_eq!(record.revoked_at, Some(now), "{}: {serial}", b.name);
+    }
+    assert_eq!(
+        b.store
+            .get_device(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .certificate_serial,
+        "r5",
         "{}",
         b.name
     );

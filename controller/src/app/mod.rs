@@ -172,6 +172,9 @@ pub struct App {
     reads: reads::Reads,
     /// The listener's certificate, renewed while serving.
     server_cert: std::sync::OnceLock<Arc<crate::server_cert::ServerCertificate>>,
+    /// Devices refused for renewing too often, by the window their refusal was audited for
+    /// (this replica's; a refusal is audited once per window).
+    renewal_limits: renewal::RenewalLimits,
 }
 
 impl std::fmt::Debug for App {
@@ -212,6 +215,7 @@ impl App {
             transitions,
             reads: reads::Reads::default(),
             server_cert: std::sync::OnceLock::new(),
+            renewal_limits: renewal::RenewalLimits::default(),
         }
     }
 

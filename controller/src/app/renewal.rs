@@ -20,16 +20,48 @@ use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
 use super::{App, AppError, audit, certificate_record};
 use crate::core::audit::AuditEvent;
-use crate::core::keys::MAX_PENDING_KEYS;
+use crate::core::keys::{
+    MAX_PENDING_KEYS, MAX_RENEWALS_PER_WINDOW, RENEWAL_WINDOW_MS, live_pending_other_keys,
+    renewals_in_window,
+};
 use crate::core::{Device, DeviceId, DeviceKey, RenewalConflict, Timestamp};
 use crate::store::{Announcement, Priority, StoreError};
 
 /// The audit action of a suspected clone.
 pub const RENEWAL_CONFLICT: &str = "device.renewal_conflict";
 
+/// The audit action of a renewal refused for coming too often.
+pub const RENEWAL_LIMITED: &str = "device.renewal_limited";
+
+/// Devices refused for renewing too often, with the start of the window whose refusal was
+/// audited.
+#[derive(Debug, Default)]
+pub struct RenewalLimits(std::sync::Mutex<std::collections::HashMap<DeviceId, i64>>);
+
+impl RenewalLimits {
+    /// Whether this is the first refusal of `device` in the window starting at `window`.
+    fn first(&self, device: DeviceId, window: i64) -> bool {
+        let mut seen = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        seen.retain(|_, w| *w >= window.saturating_sub(RENEWAL_WINDOW_MS));
+        seen.insert(device, window) != Some(window)
+    }
+}
+
+fn limited_error(device: DeviceId) -> AppError {
+    AppError::FailedPrecondition(format!(
+        "device {device} was issued {MAX_RENEWALS_PER_WINDOW} renewed certificates in the last {} minutes: renewal refused until the oldest of them is older than that",
+        RENEWAL_WINDOW_MS / 60_000
+    ))
+}
+
 /// What a renewal job came to.
 enum Renewal {
     Recorded,
+    /// Too many renewals in the window.
+    Limited,
     /// The presented certificate is not the device's current one.
     Conflict(String),
     /// Too many renewals wait unused.
@@ -63,6 +95,8 @@ impl App {
             )));
         }
         let now = self.now();
+        // Refused before a signature or a write: a device renewing in a loop costs reads.
+        self.check_renewal_rate(device, now).await?;
         let identity = Identity::Device(device.0);
         let certificate = self
             .ca
@@ -104,13 +138,32 @@ impl App {
                         return Ok(Renewal::Conflict(detail));
                     }
                     let keys = tx.device_keys(device).await?;
-                    let mut pending: Vec<&[u8]> = keys
-                        .iter()
-                        .filter(|k| k.is_pending() && k.public_key_der != key)
-                        .map(|k| k.public_key_der.as_slice())
-                        .collect();
-                    pending.sort_unstable();
-                    pending.dedup();
+                    if renewals_in_window(&keys, now) >= MAX_RENEWALS_PER_WINDOW {
+                        return Ok(Renewal::Limited);
+                    }
+                    // Renewals older than the lapse time no longer count.
+                    let pending = live_pending_other_keys(&keys, &key, now);
+                    if !pending.is_empty() {
+                        // The agent retries with the key it made first (kept across
+                        // restarts): another key from the same certificate is someone else.
+                        let mut serials: Vec<&str> =
+                            pending.iter().map(|k| k.serial.as_str()).collect();
+                        serials.sort_unstable();
+                        let detail = format!(
+                            "a renewal was asked for with a new key while renewal(s) {} from the same certificate with other keys wait unused: two parties are renewing this device (suspected clone)",
+                            serials.join(", ")
+                        );
+                        tx.flag_renewal_conflict(
+                            device,
+                            &RenewalConflict {
+                                at: now.unix_ms(),
+                                serial: serials.join(","),
+                                detail: detail.clone(),
+                            },
+                        )
+                        .await?;
+                        tx.audit(conflict_event(device, &serials.join(","), &detail), now);
+                    }
                     if pending.len() >= MAX_PENDING_KEYS {
                         return Ok(Renewal::TooManyPending);
                     }
@@ -145,10 +198,54 @@ impl App {
                     "renewal refused: {detail}; an admin has been alerted"
                 )))
             }
-            Renewal::TooManyPending => Err(AppError::FailedPrecondition(format!(
-                "device {device} has {MAX_PENDING_KEYS} renewed certificates it never used; use one of them (or retry with the key of the last renewal)"
-            ))),
+            Renewal::Limited => Err(limited_error(device)),
+            Renewal::TooManyPending => {
+                warn!(device_id = %device, "renewal refused: too many unused renewals with other keys (suspected clone)");
+                Err(AppError::FailedPrecondition(format!(
+                    "device {device} has {MAX_PENDING_KEYS} renewed certificates with other keys it never used (reported to an admin as a suspected clone); they lapse {} minutes after their issue, or retry with the key of the last renewal",
+                    crate::core::keys::PENDING_LAPSES_AFTER_MS / 60_000
+                )))
+            }
         }
+    }
+
+    /// Refuses a renewal when the device was issued [`MAX_RENEWALS_PER_WINDOW`] renewals in
+    /// the window, whatever their keys; the first refusal of a window is audited.
+    async fn check_renewal_rate(&self, device: DeviceId, now: Timestamp) -> Result<(), AppError> {
+        let keys = self.store.device_keys(device).await?;
+        if renewals_in_window(&keys, now) < MAX_RENEWALS_PER_WINDOW {
+            return Ok(());
+        }
+        // The window is named by the newest renewal it holds: a refusal after another
+        // renewal is a new window.
+        let window = keys
+            .iter()
+            .map(|k| k.issued_at.unix_ms())
+            .max()
+            .unwrap_or_default();
+        if self.renewal_limits.first(device, window) {
+            warn!(device_id = %device, "renewal refused: too many renewals in the window");
+            self.store
+                .write(Priority::High, move |tx| {
+                    Box::pin(async move {
+                        tx.audit(
+                            AuditEvent {
+                                actor: audit::device_actor(device),
+                                action: RENEWAL_LIMITED.into(),
+                                target: device.to_string(),
+                                details: serde_json::json!({
+                                    "renewals": MAX_RENEWALS_PER_WINDOW,
+                                    "window_minutes": RENEWAL_WINDOW_MS / 60_000,
+                                }),
+                            },
+                            now,
+                        );
+                        Ok::<_, StoreError>(())
+                    })
+                })
+                .await?;
+        }
+        Err(limited_error(device))
     }
 
     /// The first call with the renewed certificate `serial`: it becomes the device's one, and

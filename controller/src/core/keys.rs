@@ -66,6 +66,51 @@ pub struct KeySwitch {
 /// key it made first, so more than this is someone else.
 pub const MAX_PENDING_KEYS: usize = 3;
 
+/// How long a renewal counts against [`MAX_PENDING_KEYS`] while unused: later it lapses, so
+/// a limit reached by lost answers or by a copy of the key cannot stick. A lapsed renewal
+/// may still come into use: an agent offline for a night after renewing is not locked out.
+pub const PENDING_LAPSES_AFTER_MS: i64 = 3600 * 1000;
+
+/// The window of [`MAX_RENEWALS_PER_WINDOW`].
+pub const RENEWAL_WINDOW_MS: i64 = 3600 * 1000;
+
+/// How many renewals a device may be issued per [`RENEWAL_WINDOW_MS`], whatever the key:
+/// each costs a signature, a write and an audit entry.
+pub const MAX_RENEWALS_PER_WINDOW: usize = 5;
+
+impl DeviceKey {
+    /// Pending, and issued less than [`PENDING_LAPSES_AFTER_MS`] before `now`.
+    pub fn is_live_pending(&self, now: Timestamp) -> bool {
+        self.is_pending()
+            && now.unix_ms().saturating_sub(self.issued_at.unix_ms()) < PENDING_LAPSES_AFTER_MS
+    }
+}
+
+/// The distinct keys of live pending renewals other than `key`.
+pub fn live_pending_other_keys<'a>(
+    keys: &'a [DeviceKey],
+    key: &[u8],
+    now: Timestamp,
+) -> Vec<&'a DeviceKey> {
+    let mut pending: Vec<&DeviceKey> = keys
+        .iter()
+        .filter(|k| k.is_live_pending(now) && k.public_key_der != key)
+        .collect();
+    pending.sort_unstable_by(|a, b| a.public_key_der.cmp(&b.public_key_der));
+    pending.dedup_by(|a, b| a.public_key_der == b.public_key_der);
+    pending
+}
+
+/// How many renewals were issued in the window ending at `now`: the device's keys issued in
+/// it, less the first (the enrollment's).
+pub fn renewals_in_window(keys: &[DeviceKey], now: Timestamp) -> usize {
+    let in_window =
+        |k: &DeviceKey| now.unix_ms().saturating_sub(k.issued_at.unix_ms()) < RENEWAL_WINDOW_MS;
+    let issued = keys.iter().filter(|k| in_window(k)).count();
+    let enrollment = keys.iter().min_by_key(|k| k.issued_at.unix_ms());
+    issued.saturating_sub(usize::from(enrollment.is_some_and(in_window)))
+}
+
 /// The pending renewals `switch` revokes when `serial` comes into use, and which of them
 /// were made with another key.
 pub fn plan_switch(keys: &[DeviceKey], serial: &str) -> Option<(DeviceKey, Vec<DeviceKey>)> {
@@ -131,5 +176,36 @@ mod tests {
         assert!(plan_switch(&keys, "a").is_none(), "in use already");
         assert!(plan_switch(&keys, "d").is_none(), "revoked unused");
         assert!(plan_switch(&keys, "x").is_none());
+        let late = Timestamp::from_unix_ms(PENDING_LAPSES_AFTER_MS);
+        assert!(
+            plan_switch(&keys, "b").is_some() && !keys[1].is_live_pending(late),
+            "a lapsed renewal no longer counts but may still come into use"
+        );
+    }
+
+    #[test]
+    fn lapsed_renewals_do_not_count_and_the_window_slides() {
+        let keys = [
+            key("a", 1, Some(0), None),
+            key("b", 2, None, None),
+            key("c", 3, None, None),
+            key("d", 3, None, None),
+        ];
+        let now = Timestamp::from_unix_ms(10);
+        assert_eq!(
+            live_pending_other_keys(&keys, &[2], now).len(),
+            1,
+            "c and d: one key"
+        );
+        assert_eq!(live_pending_other_keys(&keys, &[9], now).len(), 2);
+        let late = Timestamp::from_unix_ms(PENDING_LAPSES_AFTER_MS);
+        assert!(live_pending_other_keys(&keys, &[9], late).is_empty());
+        assert_eq!(
+            renewals_in_window(&keys, now),
+            3,
+            "all but the enrollment's"
+        );
+        let later = Timestamp::from_unix_ms(RENEWAL_WINDOW_MS);
+        assert_eq!(renewals_in_window(&keys, later), 0);
     }
 }

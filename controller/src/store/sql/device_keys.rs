@@ -56,6 +56,16 @@ pub async fn switch(
     serial: &str,
     now: Timestamp,
 ) -> Result<Option<KeySwitch>, StoreError> {
+    // The certificate the device is on now: the switch below only happens from it.
+    let previous: Option<String> =
+        sqlx::query_scalar("SELECT certificate_serial FROM devices WHERE id = $1")
+            .bind(device.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db)?;
+    let Some(previous) = previous else {
+        return Ok(None);
+    };
     let keys = list(conn, device).await?;
     let Some((chosen, others)) = plan_switch(&keys, serial) else {
         return Ok(None);
@@ -65,6 +75,25 @@ pub async fn switch(
             "device key {serial} has no certificate record"
         )));
     };
+    // First, and compare-and-set: of two first uses of different renewals committing at
+    // once (two replicas on PostgreSQL at READ COMMITTED), the second waits for the first's
+    // row lock, then finds the device on another certificate and changes nothing.
+    let moved = sqlx::query(
+        "UPDATE devices SET certificate_serial = $1, certificate_expires_at = $2,
+             public_key_der = $3
+         WHERE id = $4 AND certificate_serial = $5",
+    )
+    .bind(serial)
+    .bind(certificate.not_after.unix_ms())
+    .bind(chosen.public_key_der.clone())
+    .bind(device.to_string())
+    .bind(&previous)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if moved.rows_affected() != 1 {
+        return Ok(None);
+    }
     sqlx::query("UPDATE device_keys SET in_use_at = $1 WHERE serial = $2")
         .bind(now.unix_ms())
         .bind(serial)
@@ -73,41 +102,28 @@ pub async fn switch(
         .map_err(db)?;
     // Everything else of this device that is not replaced yet: the previous certificate and
     // the other pending renewals.
-    let replaced: Vec<String> = sqlx::query_scalar(
+    sqlx::query(
         "UPDATE device_keys SET replaced_at = $1
-         WHERE device_id = $2 AND serial <> $3 AND replaced_at IS NULL
+         WHERE device_id = $2 AND serial <> $3 AND replaced_at IS NULL",
+    )
+    .bind(now.unix_ms())
+    .bind(device.to_string())
+    .bind(serial)
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    // Revoked in one statement, however many renewals were waiting.
+    let mut revoked: Vec<String> = sqlx::query_scalar(
+        "UPDATE certificates SET revoked_at = $1
+         WHERE revoked_at IS NULL AND serial IN (
+             SELECT serial FROM device_keys
+             WHERE device_id = $2 AND serial <> $3 AND replaced_at = $1)
          RETURNING serial",
     )
     .bind(now.unix_ms())
     .bind(device.to_string())
     .bind(serial)
     .fetch_all(&mut *conn)
-    .await
-    .map_err(db)?;
-    let mut revoked = Vec::new();
-    for old in &replaced {
-        let done = sqlx::query(
-            "UPDATE certificates SET revoked_at = $1 WHERE serial = $2 AND revoked_at IS NULL",
-        )
-        .bind(now.unix_ms())
-        .bind(old)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-        if done.rows_affected() == 1 {
-            revoked.push(old.clone());
-        }
-    }
-    sqlx::query(
-        "UPDATE devices SET certificate_serial = $1, certificate_expires_at = $2,
-             public_key_der = $3
-         WHERE id = $4",
-    )
-    .bind(serial)
-    .bind(certificate.not_after.unix_ms())
-    .bind(chosen.public_key_der.clone())
-    .bind(device.to_string())
-    .execute(conn)
     .await
     .map_err(db)?;
     revoked.sort();
