@@ -2,90 +2,16 @@
 //! makes see policy changes and revocations at once.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::{ActiveDevice, App, AppConfig, AppError, CheckInReport, ComplianceReport};
-use crate::core::clock::ManualClock;
+use super::test_fixture::{Fixture, admin, enroll, facts, fixture, replica};
+use super::{App, AppError, CheckInReport, ComplianceReport};
 use crate::core::{
-    Admin, AdminRole, CHECK_FIREWALL, CheckStatus, CommandKind, CommandState, ComplianceCheck,
-    DeviceFacts, EnforcementAction, PolicyChanges, Timestamp,
+    CHECK_FIREWALL, CheckStatus, CommandKind, CommandState, ComplianceCheck, EnforcementAction,
+    PolicyChanges, Timestamp,
 };
 use crate::store::{Announcement, AuditFilter, MemoryStore, Store};
-
-struct Fixture {
-    store: Arc<MemoryStore>,
-    ca: Arc<ward_certs::CertificateAuthority>,
-    clock: ManualClock,
-    app: App,
-}
-
-fn fixture() -> Fixture {
-    let store = Arc::new(MemoryStore::new());
-    let clock = ManualClock::new(Timestamp::from_datetime(time::OffsetDateTime::now_utc()));
-    let ca = Arc::new(
-        ward_certs::CertificateAuthority::create("test", time::OffsetDateTime::now_utc()).unwrap(),
-    );
-    let app = replica(&store, &ca, &clock);
-    Fixture {
-        store,
-        ca,
-        clock,
-        app,
-    }
-}
-
-/// Another controller over the same store (a replica without `LISTEN/NOTIFY`).
-fn replica(
-    store: &Arc<MemoryStore>,
-    ca: &Arc<ward_certs::CertificateAuthority>,
-    clock: &ManualClock,
-) -> App {
-    App::new(
-        Arc::clone(store) as Arc<dyn Store>,
-        Arc::clone(ca),
-        Arc::new(clock.clone()),
-        AppConfig::with_public_url("https://127.0.0.1:7443".into()),
-    )
-}
-
-fn admin() -> Admin {
-    Admin::new(
-        "root".parse().unwrap(),
-        AdminRole::Admin,
-        Timestamp::from_unix_ms(0),
-        "init",
-    )
-}
-
-fn facts(hostname: &str) -> DeviceFacts {
-    DeviceFacts {
-        hostname: hostname.into(),
-        os_name: "Debian".into(),
-        os_version: "12".into(),
-        kernel_version: "6.1".into(),
-        arch: "x86_64".into(),
-        agent_version: "0.1.0".into(),
-    }
-}
-
-/// Enrolls a device; its certificate's DER.
-async fn enroll(app: &App, user: &str) -> (ActiveDevice, Vec<u8>) {
-    let token = app.create_token(&admin(), user, None).await.unwrap();
-    let key = ward_certs::PrivateKeyDer::generate().unwrap();
-    let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
-    let enrolled = app
-        .enroll(token.token.expose(), &csr, facts("laptop"), None)
-        .await
-        .unwrap();
-    let device = app
-        .authenticate_device(Some(&enrolled.certificate.der))
-        .await
-        .unwrap();
-    assert_eq!(device.id, enrolled.device_id);
-    (device, enrolled.certificate.der)
-}
 
 /// A firewall that fails, with a wipe after an hour's grace.
 async fn wipe_failing_firewalls(app: &App) -> u64 {

@@ -36,6 +36,8 @@ mod policy_tests;
 mod reads;
 mod renewal;
 mod server_cert;
+#[cfg(test)]
+mod test_fixture;
 pub use server_cert::SERVER_CERT_CHECK_DEFAULT;
 pub mod tokens;
 mod transitions;

@@ -1,48 +1,17 @@
 //! Offboarding on the in-memory store: all or nothing.
 
-use std::sync::Arc;
-
-use super::{App, AppConfig, AppError};
-use crate::core::{Admin, AdminRole, DeviceFacts, SystemClock, Timestamp};
-use crate::store::{AuditFilter, MemoryStore, Store};
-
-fn app(store: Arc<MemoryStore>) -> App {
-    let ca =
-        ward_certs::CertificateAuthority::create("test", time::OffsetDateTime::now_utc()).unwrap();
-    App::new(
-        store,
-        Arc::new(ca),
-        Arc::new(SystemClock),
-        AppConfig::with_public_url("https://127.0.0.1:7443".into()),
-    )
-}
-
-fn admin() -> Admin {
-    Admin::new(
-        "root".parse().unwrap(),
-        AdminRole::Admin,
-        Timestamp::from_unix_ms(0),
-        "init",
-    )
-}
+use super::AppError;
+use super::test_fixture::{admin, enroll, fixture};
+use crate::store::{AuditFilter, Store};
 
 const ALICE: &str = "alice@hospital.example";
 
 #[tokio::test]
 async fn an_offboarding_refused_part_way_changes_nothing() {
-    let store = Arc::new(MemoryStore::new());
-    let app = app(store.clone());
+    let fixture = fixture();
+    let (store, app) = (&fixture.store, &fixture.app);
     // Alice has an enrolled device and an unused token.
-    let enrolled = app.create_token(&admin(), ALICE, None).await.unwrap();
-    let key = ward_certs::PrivateKeyDer::generate().unwrap();
-    let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
-    let facts = DeviceFacts {
-        hostname: "laptop".into(),
-        ..DeviceFacts::default()
-    };
-    app.enroll(enrolled.token.expose(), &csr, facts, None)
-        .await
-        .unwrap();
+    enroll(app, ALICE).await;
     app.create_token(&admin(), ALICE, None).await.unwrap();
     let entries = store
         .list_audit(&AuditFilter::default())

@@ -2,31 +2,15 @@
 
 use std::sync::Arc;
 
-use super::{App, AppConfig, AppError};
-use crate::core::{
-    Admin, AdminRole, EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyScope,
-    SystemClock, Timestamp,
-};
+use super::test_fixture::admin;
+use super::{App, AppError};
+use crate::core::{EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp};
 use crate::store::{MemoryStore, Store};
 
+/// An app on `store` (the shared fixture's CA and manual clock).
 fn app(store: Arc<MemoryStore>) -> App {
-    let ca =
-        ward_certs::CertificateAuthority::create("test", time::OffsetDateTime::now_utc()).unwrap();
-    App::new(
-        store,
-        Arc::new(ca),
-        Arc::new(SystemClock),
-        AppConfig::with_public_url("https://127.0.0.1:7443".into()),
-    )
-}
-
-fn admin() -> Admin {
-    Admin::new(
-        "root".parse().unwrap(),
-        AdminRole::Admin,
-        Timestamp::from_unix_ms(0),
-        "init",
-    )
+    let fixture = super::test_fixture::fixture();
+    super::test_fixture::replica(&store, &fixture.ca, &fixture.clock)
 }
 
 const ALICE: &str = "alice@hospital.example";
