@@ -626,6 +626,31 @@ impl App {
     }
 }
 
+/// A command's text, checked (the trimmed reason back): reason and lock message are bounded
+/// text without control characters, and what destroys data or takes a device out of service
+/// names its reason. Bulk operations check it once before their job.
+pub(super) fn check_command_text<'a>(
+    kind: &CommandKind,
+    reason: &'a str,
+) -> Result<&'a str, AppError> {
+    let reason = reason.trim();
+    check_text("the reason", reason)?;
+    if matches!(
+        kind,
+        CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
+    ) && reason.is_empty()
+    {
+        return Err(AppError::InvalidArgument(format!(
+            "a {} needs a reason (--reason TEXT); it is kept with the command for the audit",
+            kind.name()
+        )));
+    }
+    if let CommandKind::Lock { message } = kind {
+        check_text("the lock message", message)?;
+    }
+    Ok(reason)
+}
+
 /// A new command, checked: reason and lock message are bounded text without control
 /// characters, and what destroys data or takes a device out of service names its reason.
 #[allow(clippy::too_many_arguments)]
@@ -639,21 +664,7 @@ pub(super) fn new_command(
     revoke_after: bool,
     now: Timestamp,
 ) -> Result<Command, AppError> {
-    let reason = reason.trim();
-    check_text("the reason", reason)?;
-    if matches!(
-        kind,
-        CommandKind::Wipe { .. } | CommandKind::Retire | CommandKind::Disable
-    ) && reason.is_empty()
-    {
-        return Err(AppError::InvalidArgument(format!(
-            "a {} needs a reason (--reason TEXT); it is kept with the command for the audit",
-            kind.name()
-        )));
-    }
-    if let CommandKind::Lock { message } = &kind {
-        check_text("the lock message", message)?;
-    }
+    let reason = check_command_text(&kind, reason)?;
     Ok(Command {
         id: CommandId::new_random(),
         device_id,

@@ -3,7 +3,7 @@
 use tracing::info;
 
 use super::audit::{CONTROLLER, admin_actor};
-use super::commands::{Issuer, issue_event, new_command};
+use super::commands::{Issuer, check_command_text, issue_event, new_command};
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::{
@@ -80,17 +80,11 @@ impl App {
         let issuer = Issuer::admin(actor);
         // The wipe's own rules (reason length, no control characters), checked before the job
         // so that a refusal changes nothing: inside it, tokens and the entry are written first.
-        new_command(
-            &issuer,
-            DeviceId(uuid::Uuid::nil()),
-            CommandKind::Wipe {
+        check_command_text(
+            &CommandKind::Wipe {
                 scope: WipeScope::Messaging,
             },
             reason,
-            &offboard_key(&user, DeviceId(uuid::Uuid::nil())),
-            false,
-            true,
-            now,
         )?;
         let threshold = self.config.approval_threshold;
         let (reason, job_user) = (reason.to_owned(), user.clone());
