@@ -17,9 +17,9 @@ pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
-    TokenRecord, TokenStatus, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceId,
+    DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash, TokenRecord,
+    TokenStatus, UserEmail,
 };
 use ward_certs::AdminName;
 
@@ -340,21 +340,6 @@ pub trait Store: Send + Sync + 'static {
                     },
                 })
             })
-        })
-        .await
-    }
-
-    /// Updates the facts and last-seen time; false if the device does not exist.
-    async fn record_check_in(
-        &self,
-        id: DeviceId,
-        facts: &DeviceFacts,
-        now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        let facts = facts.clone();
-        tx::write(self.writer(), Sheddable, move |tx| {
-            let facts = facts.clone();
-            Box::pin(async move { tx.record_check_in(id, &facts, now).await })
         })
         .await
     }
