@@ -56,6 +56,26 @@ fn expire_certificate(controller: &ControllerProcess, agent: &AgentFixture) {
     .unwrap();
 }
 
+/// The agent is still running, and its status names `state` as the connection's state and
+/// among its problems.
+fn still_running_and_saying(
+    running: &mut ward_e2e::process::Daemon,
+    agent: &AgentFixture,
+    env: &[(&'static str, String)],
+    state: &str,
+) {
+    assert!(
+        running.is_running(),
+        "the agent exited:\n{}",
+        agent.log_text()
+    );
+    let status = eventually_blocking(&format!("status to say {state}"), DEADLINE, || {
+        let status = agent.status(&env_refs(env));
+        (status["connection"]["state"] == state).then_some(status)
+    });
+    assert!(problem_codes(&status).contains(&state.into()), "{status}");
+}
+
 #[test]
 fn an_expired_certificate_and_a_restart_do_not_stop_the_offline_wipe() {
     let tmp = tempfile::tempdir().unwrap();
@@ -136,19 +156,7 @@ fn a_certificate_that_expired_while_offline_still_gets_its_receipt_to_the_contro
     // the certificate.
     let device = wait_for_receipt_on_controller(&controller, &agent);
     assert_eq!(device["state"], "active", "{device}");
-    assert!(
-        running.is_running(),
-        "the agent exited:\n{}",
-        agent.log_text()
-    );
-    let status = eventually_blocking("status to name the refusal", DEADLINE, || {
-        let status = agent.status(&env_refs(&env));
-        (status["connection"]["state"] == "certificate_expired").then_some(status)
-    });
-    assert!(
-        problem_codes(&status).contains(&"certificate_expired".into()),
-        "{status}"
-    );
+    still_running_and_saying(&mut running, &agent, &env, "certificate_expired");
     eventually_blocking("status to say the receipt was reported", DEADLINE, || {
         let status = agent.status(&env_refs(&env));
         (status["offline_timer"]["receipt"] == "reported").then_some(())
@@ -254,17 +262,5 @@ fn a_session_that_cannot_start_does_not_stop_the_timer() {
     clock.set(2 * HOUR);
     let mut running = agent.run(&env_refs(&env));
     wait_for_offline_wipe(&agent);
-    assert!(
-        running.is_running(),
-        "the agent exited:\n{}",
-        agent.log_text()
-    );
-    let status = eventually_blocking("status to say why", DEADLINE, || {
-        let status = agent.status(&env_refs(&env));
-        (status["connection"]["state"] == "cannot_start").then_some(status)
-    });
-    assert!(
-        problem_codes(&status).contains(&"cannot_start".into()),
-        "{status}"
-    );
+    still_running_and_saying(&mut running, &agent, &env, "cannot_start");
 }

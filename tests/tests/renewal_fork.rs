@@ -476,21 +476,27 @@ fn offline_receipt(device: &EnrolledDevice, at: time::OffsetDateTime) -> WipeRec
     }
 }
 
-#[tokio::test]
-async fn an_offline_wipe_signed_with_the_key_of_its_time_verifies_after_a_renewal() {
-    let controller = TestController::start().await;
-    // The device enrolls and the copy renews an hour before the device does (the clock is
-    // set back, not forward: certificates issued in the future fail the handshake's clock).
+/// A device enrolled with the controller's clock set back an hour, so that what follows
+/// (renewals) happens an hour before the device's next move. The clock is set back, not
+/// forward: certificates issued in the future fail the handshake's clock.
+async fn enrolled_an_hour_ago(controller: &TestController) -> ward_e2e::inprocess::EnrolledDevice {
     let token = controller.create_token("gus@hospital.org", 3 * 3600).await;
     controller
         .clock
         .rewind(std::time::Duration::from_secs(3601));
     let (enrolled, key) = controller.try_enroll(&token).await.unwrap();
-    let device = ward_e2e::inprocess::EnrolledDevice {
+    ward_e2e::inprocess::EnrolledDevice {
         device_id: enrolled.device_id,
         certificate_der: enrolled.certificate_der,
         key,
-    };
+    }
+}
+
+#[tokio::test]
+async fn an_offline_wipe_signed_with_the_key_of_its_time_verifies_after_a_renewal() {
+    let controller = TestController::start().await;
+    // The device enrolls and the copy renews an hour before the device does.
+    let device = enrolled_an_hour_ago(&controller).await;
     let mut old = controller
         .agent_with(&device.certificate_der, &device.key)
         .await
@@ -530,18 +536,8 @@ async fn an_offline_wipe_signed_with_the_key_of_its_time_verifies_after_a_renewa
 async fn a_copy_of_the_key_renewing_three_times_is_flagged_and_blocks_the_device_only_until_its_renewals_lapse()
  {
     let controller = TestController::start().await;
-    // The device enrolls and the copy renews an hour before the device does (the clock is
-    // set back, not forward: certificates issued in the future fail the handshake's clock).
-    let token = controller.create_token("gus@hospital.org", 3 * 3600).await;
-    controller
-        .clock
-        .rewind(std::time::Duration::from_secs(3601));
-    let (enrolled, key) = controller.try_enroll(&token).await.unwrap();
-    let device = ward_e2e::inprocess::EnrolledDevice {
-        device_id: enrolled.device_id,
-        certificate_der: enrolled.certificate_der,
-        key,
-    };
+    // The device enrolls and the copy renews an hour before the device does.
+    let device = enrolled_an_hour_ago(&controller).await;
     let mut thief = controller
         .agent_with(&device.certificate_der, &device.key)
         .await
