@@ -261,21 +261,39 @@ impl OfflineTimer {
             .clone()
     }
 
-    fn wiped(&self, at: OffsetDateTime, receipt: ReceiptState) {
+    /// Records the wipe, and puts its signed receipt (if any) where the check-in loop sends it
+    /// from. Both happen under the timer's lock, which [`Self::receipt_reported`] takes too:
+    /// the controller's acknowledgement can never come before the wipe is recorded, and so is
+    /// never overwritten by "pending".
+    fn wiped(&self, at: OffsetDateTime, report: Option<&PendingReport>) -> ReceiptState {
+        let mut receipt = ReceiptState::Unsigned;
         self.update(|core| {
+            if let Some(report) = report {
+                receipt = match report.save(&self.state_dir) {
+                    Ok(()) => ReceiptState::Pending,
+                    Err(e) => {
+                        error!(error = %e, "cannot record the offline-wipe receipt");
+                        ReceiptState::Unsigned
+                    }
+                };
+                fail::fail_point!("offline-receipt-written");
+            }
             core.record.wiped_at = Some(crate::rfc3339(at));
             core.record.receipt = Some(receipt);
         });
+        receipt
     }
 
     /// The controller has the receipt: it is no longer kept.
     pub fn receipt_reported(&self) {
-        if let Err(e) = std::fs::remove_file(report_path(&self.state_dir))
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(error = %e, "cannot clear the offline-wipe report");
-        }
-        self.update(|core| core.record.receipt = Some(ReceiptState::Reported));
+        self.update(|core| {
+            if let Err(e) = std::fs::remove_file(report_path(&self.state_dir))
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                warn!(error = %e, "cannot clear the offline-wipe report");
+            }
+            core.record.receipt = Some(ReceiptState::Reported);
+        });
     }
 }
 
@@ -360,8 +378,8 @@ async fn wipe(
         .as_deref()
         .and_then(crate::parse_rfc3339)
         .unwrap_or(now);
-    let receipt = sign(wiper, vault, &journal, key_destroyed, at).await;
-    timer.wiped(at, receipt);
+    let report = sign(wiper, vault, &journal, key_destroyed, at).await;
+    let receipt = timer.wiped(at, report.as_ref());
     match receipt {
         ReceiptState::Unsigned => error!(
             "the offline timer wiped the messaging data, but no receipt could be signed (see above)"
@@ -373,18 +391,20 @@ async fn wipe(
     Ok(())
 }
 
+/// The receipt of the wipe, signed by the device key; `None` (said in the log) when it cannot
+/// be signed.
 async fn sign(
     wiper: &Wiper,
     vault: &Vault,
     journal: &WipeJournal,
     key_destroyed: bool,
     at: OffsetDateTime,
-) -> ReceiptState {
+) -> Option<PendingReport> {
     let key = match wiper.key_store.get().await {
         Ok(key) => key,
         Err(e) => {
             error!(error = %e, "the data is wiped but the device key, which signs the receipt, is unavailable");
-            return ReceiptState::Unsigned;
+            return None;
         }
     };
     let wiped = crate::receipt::Wiped {
@@ -395,24 +415,19 @@ async fn sign(
         full_erase: None,
         key_destroyed,
     };
-    let signed = match crate::receipt::sign(vault, journal, wiped, &key) {
-        Ok(signed) => signed,
+    match crate::receipt::sign(vault, journal, wiped, &key) {
+        Ok(signed) => {
+            info!("offline-wipe receipt signed");
+            Some(PendingReport {
+                body: STANDARD.encode(&signed.body),
+                signature: STANDARD.encode(&signed.signature),
+            })
+        }
         Err(e) => {
             error!(error = %e, "the data is wiped but the receipt could not be signed");
-            return ReceiptState::Unsigned;
+            None
         }
-    };
-    let report = PendingReport {
-        body: STANDARD.encode(&signed.body),
-        signature: STANDARD.encode(&signed.signature),
-    };
-    let bytes = serde_json::to_vec_pretty(&report).unwrap_or_default();
-    if let Err(e) = replace_file(&report_path(&wiper.state_dir), &bytes, 0o600) {
-        error!(error = %e, "cannot record the offline-wipe receipt");
-        return ReceiptState::Unsigned;
     }
-    info!("offline-wipe receipt signed");
-    ReceiptState::Pending
 }
 
 /// The signed receipt waiting to be reported (`STATE/offline-wipe.json`).
@@ -420,6 +435,13 @@ async fn sign(
 pub struct PendingReport {
     pub body: String,
     pub signature: String,
+}
+
+impl PendingReport {
+    fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        replace_file(&report_path(state_dir), &bytes, 0o600)
+    }
 }
 
 fn report_path(state_dir: &Path) -> PathBuf {

@@ -212,3 +212,67 @@ async fn data_a_command_already_wiped_is_left_alone() {
     assert_eq!(timer.record().wiped_at, None);
     task.abort();
 }
+
+/// The check-in loop sends the receipt as soon as its file is there, and may hear the
+/// controller take it before the timer has recorded the wipe: that acknowledgement must stand
+/// (it was overwritten by "pending", and `ward-agent status` then said pending for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: cargo test -p ward-agent --features failpoints"
+)]
+async fn a_receipt_the_controller_took_at_once_stays_reported() {
+    #[cfg(feature = "failpoints")]
+    {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::mpsc;
+
+        let (tmp, dir) = state_dir();
+        policy(1).save(&dir).unwrap();
+        let (vault, _) = vault_with_canary(tmp.path(), &dir).await;
+        let clock = ManualClock::new(t0() + 2 * HOUR);
+        let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
+        // At the moment the receipt's file is written, the check-in loop reports it (on its
+        // own thread) and is given a second to get there first.
+        let (reporter, watched, acted) = (timer.clone(), dir.clone(), AtomicBool::new(false));
+        let (reported_tx, reported_rx) = mpsc::channel::<()>();
+        let reported_rx = std::sync::Mutex::new(reported_rx);
+        let (done_tx, done_rx) = mpsc::channel::<()>();
+        fail::cfg_callback("offline-receipt-written", move || {
+            // Other tests' timers pass here too: only this test's receipt counts.
+            if pending(&watched).is_none() || acted.swap(true, Ordering::SeqCst) {
+                return;
+            }
+            let (reporter, reported_tx, done_tx) =
+                (reporter.clone(), reported_tx.clone(), done_tx.clone());
+            std::thread::spawn(move || {
+                reporter.receipt_reported();
+                let _ = reported_tx.send(());
+                let _ = done_tx.send(());
+            });
+            let _ = reported_rx
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(1));
+        })
+        .unwrap();
+        let task = tokio::spawn(run(timer.clone(), wiper(&dir, &vault)));
+        let reported =
+            tokio::task::spawn_blocking(move || done_rx.recv_timeout(Duration::from_secs(90)))
+                .await
+                .unwrap();
+        fail::remove("offline-receipt-written");
+        reported.expect("the receipt was never written");
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while timer.record().wiped_at.is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the wipe was never recorded"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(timer.record().receipt, Some(ReceiptState::Reported));
+        assert!(pending(&dir).is_none());
+        task.abort();
+    }
+}

@@ -36,10 +36,16 @@ pub fn wait_for_policy_and_check_in(agent: &AgentFixture) {
     });
 }
 
+/// Waits until the messaging data is gone and the offline timer has recorded its wipe with a
+/// signed receipt (`offline-timer.json`). The receipt's own file (`offline-wipe.json`) is no
+/// proof either way: where the controller answers, the agent may report the receipt and remove
+/// the file before a poll sees it.
 pub fn wait_for_offline_wipe(agent: &AgentFixture) {
     eventually_blocking("the offline timer to wipe", DEADLINE, || {
-        (agent.canary_files().is_empty() && agent.state_dir.join("offline-wipe.json").exists())
-            .then_some(())
+        let text = std::fs::read_to_string(agent.state_dir.join("offline-timer.json")).ok()?;
+        let record: Value = serde_json::from_str(&text).ok()?;
+        let signed = matches!(record["receipt"].as_str(), Some("pending" | "reported"));
+        (agent.canary_files().is_empty() && record["wiped_at"].is_string() && signed).then_some(())
     });
 }
 

@@ -134,7 +134,6 @@ fn an_expired_certificate_and_a_restart_do_not_stop_the_offline_wipe() {
 }
 
 #[test]
-#[ignore = "flaky: on 2026-12-05 it timed out waiting for the offline timer's wipe in 3 of 5 runs, then passed 10 of 10 (alone, with its binary, 4 in parallel); cause not found (run with --ignored)"]
 fn a_certificate_that_expired_while_offline_still_gets_its_receipt_to_the_controller() {
     let tmp = tempfile::tempdir().unwrap();
     let controller = ControllerProcess::start(&tmp.path().join("controller"));
