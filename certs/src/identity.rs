@@ -25,6 +25,11 @@ impl Identity {
         }
     }
 
+    /// What every admin's URI starts with (`ward://admin/`).
+    pub fn admin_uri_prefix() -> String {
+        format!("{SCHEME}admin/")
+    }
+
     /// Parses a `ward://kind/name` URI. Anything else is refused.
     pub fn from_uri(uri: &str) -> Result<Self, IdentityError> {
         let rest = uri

@@ -98,6 +98,7 @@ on_both_backends!(
     only_usable_tokens_are_listed_and_one_can_be_withdrawn,
     a_renewal_is_pending_until_used_and_the_key_history_is_kept,
     every_other_renewal_is_revoked_by_one_switch,
+    an_admin_certificate_a_renewal_replaced_keeps_its_connections_until_the_admin_is_revoked,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -797,6 +798,65 @@ where
     }
 }
 
+/// The old certificate of an admin who renewed is revoked (refused at every handshake and
+/// call) but its open connections are kept, so the renewing call is answered; once the admin
+/// is revoked, they are not.
+async fn an_admin_certificate_a_renewal_replaced_keeps_its_connections_until_the_admin_is_revoked(
+    b: Backend,
+) {
+    use ward_controller::core::{Admin, AdminRole};
+    for name in ["root", "nina"] {
+        let admin = Admin::new(
+            name.parse().unwrap(),
+            AdminRole::Admin,
+            Timestamp::from_unix_ms(0),
+            "init",
+        );
+        b.store
+            .insert_admin(&admin, &admin_certificate(name, &format!("{name}-1")))
+            .await
+            .unwrap();
+    }
+    let nina = "nina".parse().unwrap();
+    let now = Timestamp::from_unix_ms(10);
+    let revoked = b
+        .store
+        .renew_admin(&nina, &admin_certificate("nina", "nina-2"), None, now)
+        .await
+        .unwrap();
+    assert_eq!(revoked, Some(vec!["nina-1".to_owned()]), "{}", b.name);
+    assert_eq!(
+        b.store.revoked_serials(now).await.unwrap(),
+        vec!["nina-1".to_owned()],
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        b.store.replaced_serials(now).await.unwrap(),
+        vec!["nina-1".to_owned()],
+        "{}",
+        b.name
+    );
+    b.store
+        .revoke_admin(&nina, "root", "left", Timestamp::from_unix_ms(20))
+        .await
+        .unwrap();
+    let later = Timestamp::from_unix_ms(21);
+    let mut listed = b.store.revoked_serials(later).await.unwrap();
+    listed.sort();
+    assert_eq!(
+        listed,
+        vec!["nina-1".to_owned(), "nina-2".to_owned()],
+        "{}",
+        b.name
+    );
+    assert!(
+        b.store.replaced_serials(later).await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
+}
+
 async fn admin_requests_are_open_once_per_name_approved_once_and_used_once(b: Backend) {
     use ward_controller::core::AdminRole;
     use ward_controller::core::admins::{AdminRequest, RequestKind};
@@ -1001,7 +1061,7 @@ async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend)
     // active.
     let mut replaced = b
         .store
-        .replaced_device_serials(Timestamp::from_unix_ms(21))
+        .replaced_serials(Timestamp::from_unix_ms(21))
         .await
         .unwrap();
     replaced.sort();
@@ -1055,7 +1115,7 @@ async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend)
         .unwrap();
     assert!(
         b.store
-            .replaced_device_serials(Timestamp::from_unix_ms(41))
+            .replaced_serials(Timestamp::from_unix_ms(41))
             .await
             .unwrap()
             .is_empty(),

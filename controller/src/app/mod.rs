@@ -245,12 +245,14 @@ impl App {
         let serials = self.store.revoked_serials(self.now()).await?;
         let count = serials.len();
         self.revoked.replace_all(serials);
-        // Connections with a device certificate a renewal replaced stay open: every call on
-        // them is refused, and a call there is how a copy of the certificate shows itself
-        // (a suspected clone). Their command streams end (`server/agent.rs`).
+        // Connections with a certificate a renewal replaced stay open: every call on them is
+        // refused. A call there is how a copy of a device certificate shows itself (a
+        // suspected clone; its command stream ends, `server/agent.rs`), and an admin renewing
+        // their own certificate is answered on one (this replica hears its own announcement
+        // before the answer is sent).
         let kept: std::collections::HashSet<String> = self
             .store
-            .replaced_device_serials(self.now())
+            .replaced_serials(self.now())
             .await?
             .into_iter()
             .map(|s| s.to_ascii_lowercase())

@@ -878,7 +878,8 @@ impl Tx for MemoryEngine {
             }
             _ => return Ok(None),
         }
-        let revoked = state.revoke_subject(&format!("ward://admin/{name}"), now);
+        let revoked =
+            state.revoke_subject(&ward_certs::Identity::Admin(name.clone()).to_uri(), now);
         if state.certificates.contains_key(&certificate.serial) {
             return Err(StoreError::AlreadyExists(format!(
                 "certificate {}",
@@ -930,9 +931,10 @@ impl Tx for MemoryEngine {
                 reason: reason.to_owned(),
             });
         }
-        Ok(RevokeOutcome::Revoked(
-            state.revoke_subject(&format!("ward://admin/{name}"), now),
-        ))
+        Ok(RevokeOutcome::Revoked(state.revoke_subject(
+            &ward_certs::Identity::Admin(name.clone()).to_uri(),
+            now,
+        )))
     }
 
     async fn open_admin_request(
@@ -1140,8 +1142,17 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn replaced_device_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+    async fn replaced_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        let prefix = ward_certs::Identity::admin_uri_prefix();
         Ok(self.read(|s| {
+            let admins = s.certificates.values().filter(|c| {
+                c.revoked_at.is_some()
+                    && c.not_after > now
+                    && c.subject
+                        .strip_prefix(prefix.as_str())
+                        .is_some_and(|name| s.admins.get(name).is_some_and(|a| a.revoked.is_none()))
+            });
+            let admins: Vec<String> = admins.map(|c| c.serial.clone()).collect();
             s.device_keys
                 .values()
                 .filter(|(device, key)| {
@@ -1154,6 +1165,7 @@ impl Store for MemoryStore {
                             .is_some_and(|d| d.device.state == DeviceState::Active)
                 })
                 .map(|(_, key)| key.serial.clone())
+                .chain(admins)
                 .collect()
         }))
     }

@@ -236,10 +236,11 @@ pub trait Store: Send + Sync + 'static {
     /// Serials of every revoked certificate that has not expired by `now`.
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
 
-    /// Of those, the certificates of active devices that a renewal replaced: their open
-    /// connections are kept (every call on them is refused) so that a copy still calling is
-    /// seen as a suspected clone.
-    async fn replaced_device_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
+    /// Of those, the certificates a renewal replaced whose holder is still active (a device
+    /// or an admin): their open connections are kept, and every call on them is refused.
+    /// A device's copy still calling is seen as a suspected clone; an admin who renewed their
+    /// own certificate gets the answer on the connection the old one opened.
+    async fn replaced_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError>;
 
     async fn list_audit(
         &self,

@@ -128,6 +128,21 @@ pub async fn renew(
     Ok(Some(revoked))
 }
 
+/// The unexpired certificates of active admins that a renewal replaced (an admin revoked
+/// with `admin revoke` is not active).
+pub async fn replaced(conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<String>, StoreError> {
+    let prefix = Identity::admin_uri_prefix();
+    sqlx::query_scalar(
+        "SELECT c.serial FROM certificates c JOIN admins a ON c.subject = $2 || a.name
+         WHERE c.revoked_at IS NOT NULL AND c.not_after > $1 AND a.revoked_at IS NULL",
+    )
+    .bind(now.unix_ms())
+    .bind(prefix)
+    .fetch_all(conn)
+    .await
+    .map_err(db)
+}
+
 /// Revokes the admin and its certificates, unless it is the last active `admin`-role identity.
 pub async fn revoke(
     conn: &mut AnyConnection,

@@ -262,8 +262,11 @@ impl Store for SqlStore {
         certificates::revoked_serials(&mut *self.read().await?, now).await
     }
 
-    async fn replaced_device_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
-        device_keys::replaced(&mut *self.read().await?, now).await
+    async fn replaced_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.read().await?;
+        let mut serials = device_keys::replaced(&mut conn, now).await?;
+        serials.extend(admins::replaced(&mut conn, now).await?);
+        Ok(serials)
     }
 
     async fn append_audit(
