@@ -28,15 +28,23 @@ pub enum ServerCertError {
     Install(String),
 }
 
-/// A server certificate just issued and presented.
-#[derive(Clone, Debug)]
-pub struct Reissued {
+/// A server certificate just issued under the CA, not yet presented.
+pub struct Issued {
     pub serial: String,
     pub not_after: Timestamp,
     pub hostnames: Vec<String>,
-    /// False when the data directory could not be written (the certificate is only in use
-    /// by this process).
-    pub persisted: bool,
+    cert: ward_certs::IssuedCertificate,
+    key: PrivateKeyDer,
+}
+
+impl std::fmt::Debug for Issued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Issued")
+            .field("serial", &self.serial)
+            .field("not_after", &self.not_after)
+            .field("hostnames", &self.hostnames)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The listener's certificate and what is needed to replace it.
@@ -111,18 +119,27 @@ impl ServerCertificate {
             .is_none_or(|v| v.renewal_due(now.to_datetime()))
     }
 
-    /// Issues a certificate for `hostnames` under the CA, presents it from the next
-    /// handshake on and writes it to the data directory. Connections already open keep
-    /// theirs.
-    pub fn reissue(
-        &self,
-        hostnames: &[String],
-        now: Timestamp,
-    ) -> Result<Reissued, ServerCertError> {
+    /// Issues a certificate for `hostnames` under the CA. It is not presented until
+    /// [`ServerCertificate::install`]: the caller audits it first, so a certificate in use is
+    /// always one the audit trail names.
+    pub fn issue(&self, hostnames: &[String], now: Timestamp) -> Result<Issued, ServerCertError> {
         let (cert, key) = self
             .ca
             .issue_server(hostnames, now.to_datetime(), self.lifetime)
             .map_err(|e| ServerCertError::Issue(e.to_string()))?;
+        Ok(Issued {
+            serial: cert.serial.clone(),
+            not_after: Timestamp::from_datetime(cert.not_after),
+            hostnames: hostnames.to_vec(),
+            cert,
+            key,
+        })
+    }
+
+    /// Presents `issued` from the next handshake on and writes it to the data directory.
+    /// Connections already open keep theirs. Returns whether it was written.
+    pub fn install(&self, issued: Issued) -> Result<bool, ServerCertError> {
+        let Issued { cert, key, .. } = issued;
         let chain = vec![cert.der.clone(), self.ca.cert_der().to_vec()];
         self.live
             .replace(&chain, &key)
@@ -138,14 +155,8 @@ impl ServerCertificate {
             },
             None => false,
         };
-        let reissued = Reissued {
-            serial: cert.serial,
-            not_after: Timestamp::from_datetime(cert.not_after),
-            hostnames: hostnames.to_vec(),
-            persisted,
-        };
-        info!(serial = %reissued.serial, not_after = %reissued.not_after, hostnames = ?reissued.hostnames, "server certificate issued and presented");
-        Ok(reissued)
+        info!(serial = %cert.serial, persisted, "server certificate presented");
+        Ok(persisted)
     }
 }
 
@@ -324,8 +335,10 @@ mod tests {
             start_decision(&cert, None, later),
             Some((Why::Renewal, names.clone()))
         );
-        let reissued = cert.reissue(&other, now).unwrap();
-        assert!(!reissued.persisted);
+        let issued = cert.issue(&other, now).unwrap();
+        // Not presented until installed.
+        assert_eq!(cert.hostnames(), names);
+        assert!(!cert.install(issued).unwrap());
         assert_eq!(cert.hostnames(), other);
     }
 }

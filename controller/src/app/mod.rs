@@ -37,6 +37,8 @@ mod reads;
 mod renewal;
 mod server_cert;
 #[cfg(test)]
+mod server_cert_tests;
+#[cfg(test)]
 mod test_fixture;
 pub use server_cert::SERVER_CERT_CHECK_DEFAULT;
 pub mod tokens;

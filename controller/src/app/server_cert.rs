@@ -8,7 +8,7 @@ use serde_json::json;
 use tracing::{error, info};
 
 use super::{App, AppError};
-use crate::server_cert::{Reissued, ServerCertificate, Why, start_decision};
+use crate::server_cert::{ServerCertificate, Why, start_decision};
 
 /// How often a running controller checks its server certificate by default. The renewal
 /// point is months before expiry, so the check only needs to be frequent enough to notice
@@ -54,10 +54,7 @@ impl App {
             .await?;
         }
         if let Some((why, names)) = start_decision(&cert, hostnames.as_deref(), self.now()) {
-            let reissued = cert
-                .reissue(&names, self.now())
-                .map_err(|e| AppError::Internal(e.to_string()))?;
-            self.audit_reissue(why, &reissued).await?;
+            self.reissue(&cert, why, &names).await?;
         }
         let app = Arc::clone(self);
         tokio::spawn(async move {
@@ -84,27 +81,38 @@ impl App {
         if !cert.renewal_due(now) {
             return Ok(false);
         }
-        let reissued = cert
-            .reissue(&cert.hostnames(), now)
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        self.audit_reissue(Why::Renewal, &reissued).await?;
-        info!(serial = %reissued.serial, not_after = %reissued.not_after, "server certificate renewed");
+        self.reissue(cert, Why::Renewal, &cert.hostnames()).await?;
         Ok(true)
     }
 
-    async fn audit_reissue(&self, why: Why, reissued: &Reissued) -> Result<(), AppError> {
+    /// Issues a certificate for `names`, audits it, and only then presents it: if the audit
+    /// entry cannot be written, the current certificate stays in use (renewal comes months
+    /// before expiry, and the next check tries again).
+    async fn reissue(
+        &self,
+        cert: &ServerCertificate,
+        why: Why,
+        names: &[String],
+    ) -> Result<(), AppError> {
+        let issued = cert
+            .issue(names, self.now())
+            .map_err(|e| AppError::Internal(e.to_string()))?;
         self.audit(
             super::audit::CONTROLLER,
             "server_certificate.issue",
-            reissued.hostnames.first().map_or("", String::as_str),
+            issued.hostnames.first().map_or("", String::as_str),
             json!({
                 "why": why.as_str(),
-                "serial": reissued.serial,
-                "not_after": reissued.not_after.rfc3339(),
-                "hostnames": reissued.hostnames,
-                "written_to_data_dir": reissued.persisted,
+                "serial": issued.serial,
+                "not_after": issued.not_after.rfc3339(),
+                "hostnames": issued.hostnames,
             }),
         )
-        .await
+        .await?;
+        let (serial, not_after) = (issued.serial.clone(), issued.not_after);
+        cert.install(issued)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        info!(serial = %serial, not_after = %not_after, why = why.as_str(), "server certificate issued and presented");
+        Ok(())
     }
 }

@@ -358,6 +358,9 @@ impl Engine for MemoryEngine {
     }
 
     async fn commit(&mut self) -> Result<(), StoreError> {
+        if !self.audit.is_empty() {
+            self.fault("audit")?;
+        }
         let events = std::mem::take(&mut self.audit);
         let keeper = self.keeper.get().cloned();
         let state = self.state()?;
