@@ -304,6 +304,13 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn attest_wipe(
+        &self,
+        _: Request<GetCommandRequest>,
+    ) -> Result<Response<WipeAttestation>, Status> {
+        Err(unimplemented())
+    }
+
     async fn cancel_command(
         &self,
         _: Request<CancelCommandRequest>,

@@ -388,18 +388,89 @@ fn a_certificate_verifies_with_openssl_alone_as_the_readme_shows_and_an_edit_doe
     assert!(cert["started_at"].is_string(), "{cert}");
     assert!(cert["tool_version"].is_string(), "{cert}");
 
+    // The controller's attestation names the device certificate that certifies the key.
+    let attested = &cert["attestation"]["statement"];
+    assert_eq!(attested["type"], "ward.wipe-attestation/1", "{cert}");
+    assert_eq!(attested["command"]["id"], command["id"]);
+    assert_eq!(attested["command"]["reason"], "laptop reported stolen");
+    assert_eq!(attested["device_id"], device.device_id.as_str());
+    let device_pem = std::fs::read_to_string(device.state_dir.join("device.pem")).unwrap();
+    let device_der = ward_certs::certificates_from_pem(&device_pem).unwrap();
+    let serial = ward_certs::tls::serial_of(&device_der[0]).unwrap();
+    assert_eq!(
+        attested["receipt"]["signer_certificates"],
+        serde_json::json!([serial]),
+        "{attested}"
+    );
+
     let block = readme_openssl_block();
     let dir = tmp.path().join("auditor");
-    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::create_dir_all(dir.join("ward-data")).unwrap();
+    std::fs::copy(
+        controller.data_dir.join("ca.pem"),
+        dir.join("ward-data/ca.pem"),
+    )
+    .unwrap();
     std::fs::write(dir.join("certificate.json"), &out.stdout).unwrap();
     let checked = run_block(&dir, &block);
+    let said = String::from_utf8_lossy(&checked.stdout).into_owned();
     assert!(
         checked.status.success()
-            && String::from_utf8_lossy(&checked.stdout).contains("Verified OK"),
-        "README's OpenSSL check failed:\n{block}\n{}\n{}",
-        String::from_utf8_lossy(&checked.stdout),
+            && said.matches("Verified OK").count() == 2
+            && said.contains("The attestation names this receipt and this key"),
+        "README's OpenSSL check failed:\n{block}\n{said}\n{}",
         stderr(&checked)
     );
+
+    // Someone rewrites who asked for the wipe in the attestation: OpenSSL refuses it.
+    let mut edited = cert.clone();
+    let body = String::from_utf8(
+        STANDARD
+            .decode(cert["attestation"]["body_base64"].as_str().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let requester = attested["command"]["requested_by"].as_str().unwrap();
+    let forged = body.replace(
+        &format!("\"requested_by\":\"{requester}\""),
+        "\"requested_by\":\"someone-else\"",
+    );
+    assert_ne!(forged, body);
+    edited["attestation"]["body_base64"] = Value::String(STANDARD.encode(forged));
+    std::fs::write(
+        dir.join("certificate.json"),
+        serde_json::to_vec(&edited).unwrap(),
+    )
+    .unwrap();
+    let refused = run_block(&dir, &block);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout).into_owned();
+    assert!(
+        said.matches("Verified OK").count() == 1 && said.contains("Verification failure"),
+        "{said}"
+    );
+
+    // Another statement the device key signed, shown with this attestation: both signatures
+    // verify, but the attestation does not name that receipt.
+    let key_pem = std::fs::read_to_string(device.state_dir.join("device.key")).unwrap();
+    let key = ward_certs::PrivateKeyDer::from_pem(&key_pem).unwrap();
+    let other = br#"{"command_id":"another","verified_empty":true}"#;
+    let mut swapped = cert.clone();
+    swapped["signature"]["body_base64"] = Value::String(STANDARD.encode(other));
+    swapped["signature"]["signature_base64"] =
+        Value::String(STANDARD.encode(ward_certs::sign::sign(&key, other).unwrap()));
+    std::fs::write(
+        dir.join("certificate.json"),
+        serde_json::to_vec(&swapped).unwrap(),
+    )
+    .unwrap();
+    let refused = run_block(&dir, &block);
+    let said = String::from_utf8_lossy(&refused.stdout).into_owned();
+    assert!(
+        !refused.status.success() && said.matches("Verified OK").count() == 2,
+        "{said}"
+    );
+    assert!(!said.contains("The attestation names"), "{said}");
 
     // One number changed in the signed bytes: OpenSSL refuses it.
     let mut edited = cert.clone();

@@ -269,6 +269,23 @@ impl App {
         })
     }
 
+    /// The controller's attestation of a wipe whose receipt it verified
+    /// (`core::attestation`): the exact signed bytes and their signature by the CA's key.
+    pub async fn attest_wipe(&self, id: &str) -> Result<(Vec<u8>, Vec<u8>), AppError> {
+        let command = self.get_command(id).await?;
+        let keys = self.store.device_keys(command.device_id).await?;
+        let attestation =
+            crate::core::attestation::attest(&command, &keys, self.now()).map_err(|e| {
+                AppError::FailedPrecondition(format!("{e}: there is no wipe to attest"))
+            })?;
+        let body = attestation
+            .to_bytes()
+            .map_err(|e| AppError::Internal(format!("cannot encode the attestation: {e}")))?;
+        let signature = ward_certs::sign::sign(self.ca.key(), &body)
+            .map_err(|e| AppError::Internal(format!("cannot sign the attestation: {e}")))?;
+        Ok((body, signature))
+    }
+
     pub async fn list_commands(
         &self,
         device: Option<&str>,

@@ -40,6 +40,9 @@ pub struct Certificate {
     /// The controller's record of who asked for the wipe.
     pub command: CommandRecord,
     pub signature: Signature,
+    /// The controller's statement, signed by the Ward CA, that ties the signing key to the
+    /// device's certificates and states the command's record.
+    pub attestation: Option<Attestation>,
 }
 
 #[derive(Debug, Serialize)]
@@ -99,6 +102,29 @@ pub struct Signature {
     /// The exact signed bytes, and the signature, in base64.
     pub body_base64: String,
     pub signature_base64: String,
+}
+
+/// The controller's signed attestation (README, "Checking a certificate with OpenSSL").
+#[derive(Debug, Serialize)]
+pub struct Attestation {
+    pub signed_by: &'static str,
+    pub scheme: &'static str,
+    /// What it states, read from the signed bytes (for reading; the bytes are what counts).
+    pub statement: Option<serde_json::Value>,
+    pub body_base64: String,
+    pub signature_base64: String,
+}
+
+impl Attestation {
+    pub fn new(signed: &v1::WipeAttestation) -> Self {
+        Self {
+            signed_by: "the Ward CA's key (the public key of ca.pem)",
+            scheme: "ECDSA P-256 with SHA-256 (openssl dgst -sha256 -verify)",
+            statement: serde_json::from_slice(&signed.body).ok(),
+            body_base64: STANDARD.encode(&signed.body),
+            signature_base64: STANDARD.encode(&signed.signature),
+        }
+    }
 }
 
 fn shown(text: &str) -> String {
@@ -186,6 +212,7 @@ pub fn certificate(command: &v1::Command) -> Result<Certificate, CliError> {
             body_base64: STANDARD.encode(&receipt.body),
             signature_base64: STANDARD.encode(&receipt.signature),
         },
+        attestation: None,
     })
 }
 
@@ -306,6 +333,16 @@ pub fn print(cert: &Certificate, output: OutputFormat) -> Result<(), CliError> {
                     cert.signature.signature_base64.clone(),
                 ),
             ]);
+            if let Some(a) = &cert.attestation {
+                fields.extend([
+                    (
+                        "attested by",
+                        format!("the controller, signed with {} ({})", a.signed_by, a.scheme),
+                    ),
+                    ("attestation (base64)", a.body_base64.clone()),
+                    ("attestation signature (base64)", a.signature_base64.clone()),
+                ]);
+            }
             print_fields(&fields);
             if let Some(pem) = &cert.signature.signer_public_key_pem {
                 print!("{pem}");

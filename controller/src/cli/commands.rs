@@ -447,10 +447,15 @@ pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliErr
                 .await?
                 .into_inner();
             if certificate {
-                return super::certificate::print(
-                    &super::certificate::certificate(&command)?,
-                    output,
-                );
+                let mut cert = super::certificate::certificate(&command)?;
+                let attestation = client
+                    .attest_wipe(GetCommandRequest {
+                        command_id: command.id.clone(),
+                    })
+                    .await?
+                    .into_inner();
+                cert.attestation = Some(super::certificate::Attestation::new(&attestation));
+                return super::certificate::print(&cert, output);
             }
             print_command(&command.into(), output)
         }

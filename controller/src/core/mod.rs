@@ -1,6 +1,7 @@
 //! Ward's domain: types and rules, free of tonic and sqlx.
 
 pub mod admins;
+pub mod attestation;
 pub mod audit;
 pub mod clock;
 pub mod command;

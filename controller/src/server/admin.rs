@@ -377,6 +377,21 @@ impl v1::admin_service_server::AdminService for AdminApi {
         Ok(Response::new(command_to_wire(&command)))
     }
 
+    async fn attest_wipe(
+        &self,
+        request: Request<GetCommandRequest>,
+    ) -> Result<Response<WipeAttestation>, Status> {
+        let asked = request.get_ref().command_id.clone();
+        let admin = self.admin(&request, Permission::Read, &asked).await?;
+        let result = self.app.attest_wipe(&asked).await;
+        let (body, signature) = self
+            .read(&admin, "attest_wipe", &asked, result, |_| {
+                (asked.clone(), json!({}))
+            })
+            .await?;
+        Ok(Response::new(WipeAttestation { body, signature }))
+    }
+
     async fn cancel_command(
         &self,
         request: Request<CancelCommandRequest>,
