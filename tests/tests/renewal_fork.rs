@@ -628,3 +628,44 @@ async fn renewing_in_a_loop_with_one_key_is_capped() {
         ward_controller::core::keys::MAX_RENEWALS_PER_WINDOW
     );
 }
+
+/// A copy of the device holding connections opened with two certificates that renewals
+/// replaced, calling on each in turn, is reported once per certificate: it cannot fill the
+/// audit log (review finding L1: each switch between the two wrote an entry).
+#[tokio::test]
+async fn a_copy_alternating_two_replaced_certificates_is_reported_once_for_each() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("amy@hospital.org").await;
+    let mut first = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    first.check_in(CheckInRequest::default()).await.unwrap();
+    controller.clock.advance(std::time::Duration::from_secs(60));
+    let (second_cert, second_key) = renew(&mut first).await;
+    let mut second = controller
+        .agent_with(&second_cert, &second_key)
+        .await
+        .unwrap();
+    second.check_in(CheckInRequest::default()).await.unwrap();
+    controller.clock.advance(std::time::Duration::from_secs(60));
+    let (third_cert, third_key) = renew(&mut second).await;
+    let mut third = controller
+        .agent_with(&third_cert, &third_key)
+        .await
+        .unwrap();
+    third.check_in(CheckInRequest::default()).await.unwrap();
+
+    for _ in 0..4 {
+        assert!(first.check_in(CheckInRequest::default()).await.is_err());
+        assert!(second.check_in(CheckInRequest::default()).await.is_err());
+    }
+    let reported: Vec<AuditEntry> = audit_actions(&controller, &device.device_id)
+        .await
+        .into_iter()
+        .filter(|e| e.action == "device.renewal_conflict")
+        .collect();
+    assert_eq!(reported.len(), 2, "{reported:#?}");
+    // The real device is untouched.
+    third.check_in(CheckInRequest::default()).await.unwrap();
+}

@@ -1086,6 +1086,7 @@ async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend)
         at: 30,
         serial: first.clone(),
         detail: "suspected clone".into(),
+        reported: vec!["r0".into()],
     };
     let flagged = conflict.clone();
     assert!(

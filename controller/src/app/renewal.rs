@@ -131,6 +131,7 @@ impl App {
                                 at: now.unix_ms(),
                                 serial: presented.clone(),
                                 detail: detail.clone(),
+                                reported: Vec::new(),
                             },
                         )
                         .await?;
@@ -159,6 +160,7 @@ impl App {
                                 at: now.unix_ms(),
                                 serial: serials.join(","),
                                 detail: detail.clone(),
+                                reported: Vec::new(),
                             },
                         )
                         .await?;
@@ -289,6 +291,7 @@ impl App {
                                 at: now.unix_ms(),
                                 serial: switch.other_parties.join(","),
                                 detail: detail.clone(),
+                                reported: Vec::new(),
                             },
                         )
                         .await?;
@@ -337,7 +340,7 @@ impl App {
         // Reported once per certificate: a copy calling in a loop costs reads, not writes.
         let reported = self.store.get_device(device).await?.is_none_or(|d| {
             d.state != crate::core::DeviceState::Active
-                || d.renewal_conflict.is_some_and(|c| c.serial == serial)
+                || d.renewal_conflict.is_some_and(|c| c.covers(serial))
         });
         if reported {
             return Ok(());
@@ -355,7 +358,7 @@ impl App {
                     let already = record
                         .renewal_conflict
                         .as_ref()
-                        .is_some_and(|c| c.serial == serial);
+                        .is_some_and(|c| c.covers(&serial));
                     if record.state != crate::core::DeviceState::Active || already {
                         return Ok(false);
                     }
@@ -363,15 +366,16 @@ impl App {
                         "a call was made with certificate {serial}, which a renewal replaced (now {}): another party may hold a copy of the device's key (suspected clone)",
                         record.certificate_serial
                     );
-                    tx.flag_renewal_conflict(
-                        device,
-                        &RenewalConflict {
+                    let conflict = match &record.renewal_conflict {
+                        Some(before) => before.then(now.unix_ms(), serial.clone(), detail.clone()),
+                        None => RenewalConflict {
                             at: now.unix_ms(),
                             serial: serial.clone(),
                             detail: detail.clone(),
+                            reported: Vec::new(),
                         },
-                    )
-                    .await?;
+                    };
+                    tx.flag_renewal_conflict(device, &conflict).await?;
                     tx.audit(conflict_event(device, &serial, &detail), now);
                     Ok::<_, StoreError>(true)
                 })

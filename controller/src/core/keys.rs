@@ -50,6 +50,33 @@ pub struct RenewalConflict {
     /// The certificate presented: a replaced one, or a renewal that lost to another.
     pub serial: String,
     pub detail: String,
+    /// Replaced certificates already reported as used before this one: each is reported
+    /// (audited) once, however a copy alternates between them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reported: Vec<String>,
+}
+
+impl RenewalConflict {
+    /// Whether a call with replaced certificate `serial` was already reported.
+    pub fn covers(&self, serial: &str) -> bool {
+        self.serial == serial || self.reported.iter().any(|s| s == serial)
+    }
+
+    /// The conflict that replaces `self` on the device: `serial` now, and what was reported
+    /// before.
+    pub fn then(&self, at: i64, serial: String, detail: String) -> Self {
+        let mut reported = self.reported.clone();
+        if !reported.contains(&self.serial) {
+            reported.push(self.serial.clone());
+        }
+        reported.retain(|s| *s != serial);
+        Self {
+            at,
+            serial,
+            detail,
+            reported,
+        }
+    }
 }
 
 /// What the first call with a pending certificate changed.
