@@ -45,6 +45,8 @@ pub enum ValidationError {
     SeveralIdentities(usize),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error("the certificate certifies another key")]
+    OtherKey,
 }
 
 /// Checks a client certificate: issued by `ca_der`, inside its validity window (± `skew`),
@@ -80,6 +82,23 @@ pub fn validate_client_certificate(
         serial: hex::encode(leaf.raw_serial()),
         not_after: leaf.validity().not_after.to_datetime(),
     })
+}
+
+/// Checks that `leaf_der` is a client certificate issued by `ca_der` that certifies the key
+/// `spki_der` (DER SubjectPublicKeyInfo), as it was when issued: its validity window is not
+/// checked against today (a wipe is attested long after its certificate may have expired).
+pub fn certifies_key(
+    leaf_der: &[u8],
+    ca_der: &[u8],
+    spki_der: &[u8],
+) -> Result<PeerCertificate, ValidationError> {
+    let (_, leaf) = X509Certificate::from_der(leaf_der).map_err(|_| ValidationError::Malformed)?;
+    let issued = leaf.validity().not_before.to_datetime();
+    let peer = validate_client_certificate(leaf_der, ca_der, issued, Duration::ZERO)?;
+    if leaf.public_key().raw != spki_der {
+        return Err(ValidationError::OtherKey);
+    }
+    Ok(peer)
 }
 
 fn check_issued_by(

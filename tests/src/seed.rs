@@ -42,6 +42,7 @@ pub async fn seed_devices(
                     not_after: Timestamp::from_unix_ms(now.unix_ms() + 86_400_000),
                     issued_at: now,
                     revoked_at: None,
+                    der: None,
                 },
             }
         })

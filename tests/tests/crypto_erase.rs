@@ -398,9 +398,16 @@ fn a_certificate_verifies_with_openssl_alone_as_the_readme_shows_and_an_edit_doe
     let device_der = ward_certs::certificates_from_pem(&device_pem).unwrap();
     let serial = ward_certs::tls::serial_of(&device_der[0]).unwrap();
     assert_eq!(
-        attested["receipt"]["signer_certificates"],
-        serde_json::json!([serial]),
+        attested["receipt"]["signer_certificates"][0]["serial"],
+        serial.as_str(),
         "{attested}"
+    );
+    assert_eq!(
+        attested["receipt"]["signer_certificates"][0]["pem"]
+            .as_str()
+            .map(|pem| ward_certs::certificates_from_pem(pem).unwrap()),
+        Some(device_der),
+        "the certificate shown is the device's"
     );
 
     let block = readme_openssl_block();
@@ -417,7 +424,8 @@ fn a_certificate_verifies_with_openssl_alone_as_the_readme_shows_and_an_edit_doe
     assert!(
         checked.status.success()
             && said.matches("Verified OK").count() == 2
-            && said.contains("The attestation names this receipt and this key"),
+            && said.contains("device.pem: OK")
+            && said.contains("certified by the Ward CA for this device"),
         "README's OpenSSL check failed:\n{block}\n{said}\n{}",
         stderr(&checked)
     );
@@ -470,7 +478,7 @@ fn a_certificate_verifies_with_openssl_alone_as_the_readme_shows_and_an_edit_doe
         !refused.status.success() && said.matches("Verified OK").count() == 2,
         "{said}"
     );
-    assert!(!said.contains("The attestation names"), "{said}");
+    assert!(!said.contains("certified by the Ward CA"), "{said}");
 
     // One number changed in the signed bytes: OpenSSL refuses it.
     let mut edited = cert.clone();

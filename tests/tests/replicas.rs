@@ -74,6 +74,7 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
             not_after: Timestamp::from_unix_ms(i64::MAX / 2),
             issued_at: Timestamp::from_unix_ms(0),
             revoked_at: None,
+            der: None,
         },
     };
     store

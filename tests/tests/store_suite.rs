@@ -144,6 +144,7 @@ fn device(id: DeviceId) -> NewDevice {
             not_after: Timestamp::from_unix_ms(i64::MAX / 2),
             issued_at: Timestamp::from_unix_ms(0),
             revoked_at: None,
+            der: None,
         },
     }
 }
@@ -748,6 +749,7 @@ fn admin_certificate(name: &str, serial: &str) -> CertificateRecord {
         not_after: Timestamp::from_unix_ms(i64::MAX / 2),
         issued_at: Timestamp::from_unix_ms(0),
         revoked_at: None,
+        der: None,
     }
 }
 
@@ -977,6 +979,7 @@ fn renewed_certificate(device: DeviceId, serial: &str, at: i64) -> CertificateRe
         not_after: Timestamp::from_unix_ms(at + 1_000_000),
         issued_at: Timestamp::from_unix_ms(at),
         revoked_at: None,
+        der: None,
     }
 }
 

@@ -274,10 +274,25 @@ impl App {
     pub async fn attest_wipe(&self, id: &str) -> Result<(Vec<u8>, Vec<u8>), AppError> {
         let command = self.get_command(id).await?;
         let keys = self.store.device_keys(command.device_id).await?;
-        let attestation =
-            crate::core::attestation::attest(&command, &keys, self.now()).map_err(|e| {
-                AppError::FailedPrecondition(format!("{e}: there is no wipe to attest"))
-            })?;
+        let mut kept = std::collections::BTreeMap::new();
+        for key in &keys {
+            if let Some(der) = self
+                .store
+                .get_certificate(&key.serial)
+                .await?
+                .and_then(|c| c.der)
+            {
+                kept.insert(key.serial.clone(), der);
+            }
+        }
+        let attestation = crate::core::attestation::attest(
+            &command,
+            &keys,
+            &kept,
+            self.ca.cert_der(),
+            self.now(),
+        )
+        .map_err(|e| AppError::FailedPrecondition(format!("{e}; nothing is attested")))?;
         let body = attestation
             .to_bytes()
             .map_err(|e| AppError::Internal(format!("cannot encode the attestation: {e}")))?;

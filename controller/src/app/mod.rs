@@ -860,6 +860,7 @@ pub fn certificate_record(
         not_after: Timestamp::from_datetime(certificate.not_after),
         issued_at,
         revoked_at: None,
+        der: Some(certificate.der.clone()),
     }
 }
 

@@ -8,8 +8,11 @@
 //! records are protected by the audit chain (`wardctl audit verify`, with checkpoints), not by
 //! this signature.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use ward_certs::Identity;
 
 use super::{Command, CommandKind, DeviceKey, Timestamp};
 
@@ -17,7 +20,7 @@ use super::{Command, CommandKind, DeviceKey, Timestamp};
 /// CA key signs (certificates, and audit heads, which are `ward-audit-head:` text).
 pub const TYPE: &str = "ward.wipe-attestation/1";
 
-const STATEMENT: &str = "The Ward controller verified the device-signed wipe receipt whose SHA-256 is receipt.sha256 against the device key whose SubjectPublicKeyInfo SHA-256 is receipt.signer_public_key_sha256, certified by the Ward CA in the certificates listed; the command is as recorded by the controller at attested_at.";
+const STATEMENT: &str = "The Ward controller verified the device-signed wipe receipt whose SHA-256 is receipt.sha256 against the device key whose SubjectPublicKeyInfo SHA-256 is receipt.signer_public_key_sha256; each certificate in receipt.signer_certificates was issued by the Ward CA for this device and that key; the command is as recorded by the controller at attested_at.";
 
 #[derive(Debug, Serialize)]
 pub struct WipeAttestation {
@@ -48,8 +51,20 @@ pub struct AttestedReceipt {
     pub sha256: String,
     /// Hex SHA-256 of the DER SubjectPublicKeyInfo of the key that signed it.
     pub signer_public_key_sha256: String,
-    /// Serials (hex) of the device certificates the Ward CA issued for that key.
-    pub signer_certificates: Vec<String>,
+    /// The device certificates the Ward CA issued for that key, each checked under the CA
+    /// (issued for this device, certifying this key) when attested.
+    pub signer_certificates: Vec<AttestedCertificate>,
+    /// Serials of certificates recorded for that key whose certificate Ward did not keep
+    /// (issued before it kept them): not checked, only the controller's record.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unkept_certificates: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AttestedCertificate {
+    /// Lower-case hex, as `openssl x509 -serial` shows it (upper-case there).
+    pub serial: String,
+    pub pem: String,
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -60,14 +75,21 @@ pub enum AttestError {
     NotVerified(String),
     #[error("command {0}'s receipt is signed by none of the device's keys")]
     UnknownSigner(String),
+    #[error(
+        "the kept certificate {serial} does not certify the device's key under the Ward CA ({why}); the database may have been edited"
+    )]
+    BadCertificate { serial: String, why: String },
 }
 
-/// The attestation of `command`'s verified receipt, given the device's key history: the
-/// signer is the device key the receipt's signature verifies with (there may be several
-/// certificates for one key).
+/// The attestation of `command`'s verified receipt, given the device's key history and the
+/// certificates kept (DER by serial): the signer is the device key the receipt's signature
+/// verifies with, and each kept certificate for that key must check under `ca_der` as issued
+/// for this device and this key (a row someone added to the database does not).
 pub fn attest(
     command: &Command,
     keys: &[DeviceKey],
+    kept: &BTreeMap<String, Vec<u8>>,
+    ca_der: &[u8],
     now: Timestamp,
 ) -> Result<WipeAttestation, AttestError> {
     let id = command.id.to_string();
@@ -84,11 +106,35 @@ pub fn attest(
             ward_certs::sign::verify(&k.public_key_der, &receipt.body, &receipt.signature).is_ok()
         })
         .ok_or_else(|| AttestError::UnknownSigner(id.clone()))?;
-    let signer_certificates = keys
+    let device = Identity::Device(command.device_id.0);
+    let mut signer_certificates = Vec::new();
+    let mut unkept_certificates = Vec::new();
+    for key in keys
         .iter()
         .filter(|k| k.public_key_der == signer.public_key_der)
-        .map(|k| k.serial.clone())
-        .collect();
+    {
+        let Some(der) = kept.get(&key.serial) else {
+            unkept_certificates.push(key.serial.clone());
+            continue;
+        };
+        let bad = |why: String| AttestError::BadCertificate {
+            serial: key.serial.clone(),
+            why,
+        };
+        let peer = ward_certs::validate::certifies_key(der, ca_der, &signer.public_key_der)
+            .map_err(|e| bad(e.to_string()))?;
+        if peer.identity != device || peer.serial != key.serial {
+            return Err(bad(format!(
+                "it was issued for {} with serial {}",
+                peer.identity.to_uri(),
+                peer.serial
+            )));
+        }
+        signer_certificates.push(AttestedCertificate {
+            serial: key.serial.clone(),
+            pem: ward_certs::certificate_to_pem(der),
+        });
+    }
     let scope = match &command.kind {
         CommandKind::Wipe { scope } => Some(scope.as_str()),
         CommandKind::Retire => Some("messaging"),
@@ -113,6 +159,7 @@ pub fn attest(
             sha256: hex::encode(Sha256::digest(&receipt.body)),
             signer_public_key_sha256: hex::encode(Sha256::digest(&signer.public_key_der)),
             signer_certificates,
+            unkept_certificates,
         },
     })
 }
@@ -131,68 +178,123 @@ mod tests {
     use super::*;
     use crate::core::{CommandId, CommandState, DeviceId, Receipt, WipeScope};
 
-    fn key() -> (ward_certs::PrivateKeyDer, Vec<u8>) {
-        let key = ward_certs::PrivateKeyDer::generate().unwrap();
-        let spki = key.public_key_der().unwrap();
-        (key, spki)
+    struct Setup {
+        ca: ward_certs::CertificateAuthority,
+        device: DeviceId,
     }
 
-    fn device_key(serial: &str, spki: &[u8]) -> DeviceKey {
-        DeviceKey {
-            serial: serial.into(),
-            public_key_der: spki.to_vec(),
-            issued_at: Timestamp::from_unix_ms(0),
-            in_use_at: Some(Timestamp::from_unix_ms(0)),
-            replaced_at: None,
+    impl Setup {
+        fn new() -> Self {
+            let now = time::OffsetDateTime::now_utc();
+            Self {
+                ca: ward_certs::CertificateAuthority::create("test", now).unwrap(),
+                device: DeviceId::new_random(),
+            }
         }
-    }
 
-    fn wiped(signer: &ward_certs::PrivateKeyDer, verified: bool) -> Command {
-        let body = br#"{"command_id":"c"}"#.to_vec();
-        let signature = ward_certs::sign::sign(signer, &body).unwrap();
-        Command {
-            id: CommandId::new_random(),
-            device_id: DeviceId::new_random(),
-            kind: CommandKind::Wipe {
-                scope: WipeScope::Messaging,
-            },
-            state: CommandState::Succeeded,
-            reason: "stolen".into(),
-            failure_reason: None,
-            idempotency_key: "k".into(),
-            created_by: "alice".into(),
-            created_at: Timestamp::from_unix_ms(0),
-            deadline: None,
-            delivered_at: None,
-            acknowledged_at: None,
-            finished_at: Some(Timestamp::from_unix_ms(5)),
-            deliveries: 1,
-            receipt: Some(Receipt {
-                body,
-                signature,
-                verified,
-                error: None,
-            }),
-            approved_by: Some("bob".into()),
-            revoke_after: false,
+        /// A key, and a certificate for it issued to `device`: (key, its row, the DER).
+        fn certified(&self, device: DeviceId) -> (ward_certs::PrivateKeyDer, DeviceKey, Vec<u8>) {
+            let key = ward_certs::PrivateKeyDer::generate().unwrap();
+            let csr = ward_certs::VerifiedCsr::from_der(
+                &ward_certs::csr::make_csr(&key, "laptop").unwrap(),
+            )
+            .unwrap();
+            let issued = self
+                .ca
+                .issue_client(
+                    &csr,
+                    &Identity::Device(device.0),
+                    time::OffsetDateTime::now_utc(),
+                    std::time::Duration::from_secs(3600),
+                )
+                .unwrap();
+            let row = DeviceKey {
+                serial: issued.serial.clone(),
+                public_key_der: csr.public_key_der().to_vec(),
+                issued_at: Timestamp::from_unix_ms(0),
+                in_use_at: Some(Timestamp::from_unix_ms(0)),
+                replaced_at: None,
+            };
+            (key, row, issued.der)
+        }
+
+        fn wiped(&self, signer: &ward_certs::PrivateKeyDer, verified: bool) -> Command {
+            let body = br#"{"command_id":"c"}"#.to_vec();
+            let signature = ward_certs::sign::sign(signer, &body).unwrap();
+            Command {
+                id: CommandId::new_random(),
+                device_id: self.device,
+                kind: CommandKind::Wipe {
+                    scope: WipeScope::Messaging,
+                },
+                state: CommandState::Succeeded,
+                reason: "stolen".into(),
+                failure_reason: None,
+                idempotency_key: "k".into(),
+                created_by: "alice".into(),
+                created_at: Timestamp::from_unix_ms(0),
+                deadline: None,
+                delivered_at: None,
+                acknowledged_at: None,
+                finished_at: Some(Timestamp::from_unix_ms(5)),
+                deliveries: 1,
+                receipt: Some(Receipt {
+                    body,
+                    signature,
+                    verified,
+                    error: None,
+                }),
+                approved_by: Some("bob".into()),
+                revoke_after: false,
+            }
+        }
+
+        fn attest(
+            &self,
+            command: &Command,
+            keys: &[DeviceKey],
+            kept: &BTreeMap<String, Vec<u8>>,
+        ) -> Result<WipeAttestation, AttestError> {
+            attest(
+                command,
+                keys,
+                kept,
+                self.ca.cert_der(),
+                Timestamp::from_unix_ms(9),
+            )
         }
     }
 
     #[test]
-    fn names_the_key_that_signed_and_every_certificate_of_it() {
-        let (old, old_spki) = key();
-        let (new, new_spki) = key();
-        let keys = [
-            device_key("01", &old_spki),
-            device_key("02", &new_spki),
-            device_key("03", &new_spki),
-        ];
-        let command = wiped(&new, true);
-        let a = attest(&command, &keys, Timestamp::from_unix_ms(9)).unwrap();
-        assert_eq!(a.receipt.signer_certificates, ["02", "03"]);
+    fn names_the_key_that_signed_and_its_certificates_checked_under_the_ca() {
+        let s = Setup::new();
+        let (old, old_row, old_der) = s.certified(s.device);
+        let (new, new_row, new_der) = s.certified(s.device);
+        // A certificate issued before Ward kept them, for the same key.
+        let mut unkept = new_row.clone();
+        unkept.serial = "00ff".into();
+        let keys = [old_row.clone(), new_row.clone(), unkept];
+        let kept = BTreeMap::from([
+            (old_row.serial.clone(), old_der),
+            (new_row.serial.clone(), new_der),
+        ]);
+        let a = s.attest(&s.wiped(&new, true), &keys, &kept).unwrap();
+        let serials: Vec<&str> = a
+            .receipt
+            .signer_certificates
+            .iter()
+            .map(|c| c.serial.as_str())
+            .collect();
+        assert_eq!(serials, [new_row.serial.as_str()]);
+        assert!(
+            a.receipt.signer_certificates[0]
+                .pem
+                .contains("BEGIN CERTIFICATE")
+        );
+        assert_eq!(a.receipt.unkept_certificates, ["00ff"]);
         assert_eq!(
             a.receipt.signer_public_key_sha256,
-            hex::encode(Sha256::digest(&new_spki))
+            hex::encode(Sha256::digest(&new_row.public_key_der))
         );
         assert_eq!(a.command.requested_by, "alice");
         assert_eq!(a.command.approved_by.as_deref(), Some("bob"));
@@ -201,28 +303,56 @@ mod tests {
                 .unwrap()
                 .starts_with(br#"{"type":"ward.wipe-attestation/1""#)
         );
-        let by_old = attest(&wiped(&old, true), &keys, Timestamp::from_unix_ms(9)).unwrap();
-        assert_eq!(by_old.receipt.signer_certificates, ["01"]);
+        let by_old = s.attest(&s.wiped(&old, true), &keys, &kept).unwrap();
+        assert_eq!(by_old.receipt.signer_certificates[0].serial, old_row.serial);
+    }
+
+    /// Someone holding the database adds a key row for a key of their own, with a
+    /// certificate from another CA or another device's certificate: nothing is attested.
+    #[test]
+    fn a_key_row_added_to_the_database_is_not_attested() {
+        let s = Setup::new();
+        let (_, real_row, real_der) = s.certified(s.device);
+        let other_ca = Setup::new();
+        let (forger, forged_row, forged_der) = other_ca.certified(s.device);
+        let keys = [real_row.clone(), forged_row.clone()];
+        let kept = BTreeMap::from([
+            (real_row.serial.clone(), real_der.clone()),
+            (forged_row.serial.clone(), forged_der),
+        ]);
+        let err = s.attest(&s.wiped(&forger, true), &keys, &kept).unwrap_err();
+        assert!(matches!(err, AttestError::BadCertificate { .. }), "{err}");
+
+        // A genuine certificate, but of another device.
+        let (thief, stolen_row, stolen_der) = s.certified(DeviceId::new_random());
+        let keys = [real_row.clone(), stolen_row.clone()];
+        let kept = BTreeMap::from([
+            (real_row.serial.clone(), real_der),
+            (stolen_row.serial.clone(), stolen_der),
+        ]);
+        let err = s.attest(&s.wiped(&thief, true), &keys, &kept).unwrap_err();
+        assert!(matches!(err, AttestError::BadCertificate { .. }), "{err}");
     }
 
     #[test]
     fn nothing_is_attested_without_a_verified_receipt_by_a_device_key() {
-        let (device, spki) = key();
-        let (stranger, _) = key();
-        let keys = [device_key("01", &spki)];
-        let now = Timestamp::from_unix_ms(9);
+        let s = Setup::new();
+        let (device, row, der) = s.certified(s.device);
+        let stranger = ward_certs::PrivateKeyDer::generate().unwrap();
+        let keys = [row.clone()];
+        let kept = BTreeMap::from([(row.serial.clone(), der)]);
         assert!(matches!(
-            attest(&wiped(&device, false), &keys, now),
+            s.attest(&s.wiped(&device, false), &keys, &kept),
             Err(AttestError::NotVerified(_))
         ));
         assert!(matches!(
-            attest(&wiped(&stranger, true), &keys, now),
+            s.attest(&s.wiped(&stranger, true), &keys, &kept),
             Err(AttestError::UnknownSigner(_))
         ));
-        let mut none = wiped(&device, true);
+        let mut none = s.wiped(&device, true);
         none.receipt = None;
         assert!(matches!(
-            attest(&none, &keys, now),
+            s.attest(&none, &keys, &kept),
             Err(AttestError::NoReceipt(_))
         ));
     }

@@ -228,6 +228,8 @@ pub struct CertificateRecord {
     pub not_after: Timestamp,
     pub issued_at: Timestamp,
     pub revoked_at: Option<Timestamp>,
+    /// The certificate (DER); `None` for one issued before Ward kept them.
+    pub der: Option<Vec<u8>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

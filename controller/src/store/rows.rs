@@ -227,6 +227,7 @@ pub fn certificate(row: &impl Columns) -> Result<CertificateRecord, StoreError> 
         not_after: row.time("not_after")?,
         issued_at: row.time("issued_at")?,
         revoked_at: row.opt_time("revoked_at")?,
+        der: row.opt_bytes("der")?,
     })
 }
 

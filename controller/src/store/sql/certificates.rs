@@ -8,8 +8,8 @@ use crate::store::rows::{self, db};
 
 pub async fn insert(conn: &mut AnyConnection, cert: &CertificateRecord) -> Result<(), StoreError> {
     sqlx::query(
-        "INSERT INTO certificates (serial, subject, not_before, not_after, issued_at, revoked_at)
-         VALUES ($1, $2, $3, $4, $5, $6)",
+        "INSERT INTO certificates (serial, subject, not_before, not_after, issued_at, revoked_at, der)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
     )
     .bind(&cert.serial)
     .bind(&cert.subject)
@@ -17,6 +17,7 @@ pub async fn insert(conn: &mut AnyConnection, cert: &CertificateRecord) -> Resul
     .bind(cert.not_after.unix_ms())
     .bind(cert.issued_at.unix_ms())
     .bind(cert.revoked_at.map(Timestamp::unix_ms))
+    .bind(cert.der.clone())
     .execute(conn)
     .await
     .map_err(db)?;

@@ -356,6 +356,7 @@ mod tests {
             not_after: Timestamp::from_unix_ms(10),
             issued_at: Timestamp::from_unix_ms(1),
             revoked_at: None,
+            der: None,
         };
         store.insert_admin(&admin, &cert).await.unwrap();
         assert!(matches!(
