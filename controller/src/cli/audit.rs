@@ -21,19 +21,24 @@ pub enum AuditCommand {
         after_help = "Examples:\n  wardctl audit list --since 24h\n  wardctl audit list --device ward-laptop-17 --since 2026-11-24T00:00:00Z --until 2026-11-25T00:00:00Z\n  wardctl audit list --actor alice --output json"
     )]
     List {
-        /// Only entries at or after this time: RFC 3339 (2026-11-24T08:00:00Z) or a span ago (24h)
-        #[arg(long, value_name = "TIME")]
-        since: Option<String>,
-        /// Only entries before this time: RFC 3339 (2026-11-25T08:00:00Z) or a span ago (1h)
-        #[arg(long, value_name = "TIME")]
-        until: Option<String>,
-        /// Only the trail of this device (its id or host name): entries about the device and
-        /// about its commands
-        #[arg(long, value_name = "DEVICE")]
-        device: Option<String>,
-        /// Only entries by this actor: an admin name, or ward://device/<id>, or controller
-        #[arg(long, value_name = "ACTOR")]
-        actor: Option<String>,
+        #[command(flatten)]
+        filter: AuditSelection,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Export the audit log as JSON lines, one entry a line, oldest first (for an archive or a
+    /// SIEM). Each line keeps the details exactly as stored and hashed (`details_json`), so the
+    /// hash chain can be recomputed from the export alone
+    #[command(
+        after_help = "Examples:\n  wardctl audit export --out ward-audit-2026-11.jsonl --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z\n  wardctl audit export --since 24h | jq -c 'select(.action == \"command.issue\")'"
+    )]
+    Export {
+        #[command(flatten)]
+        filter: AuditSelection,
+        /// Write to this new file (mode 0600; never over an existing file) instead of
+        /// standard output
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -53,6 +58,50 @@ pub enum AuditCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
+}
+
+/// Which entries `audit list` and `audit export` take.
+#[derive(Debug, clap::Args)]
+pub struct AuditSelection {
+    /// Only entries at or after this time: RFC 3339 (2026-11-24T08:00:00Z) or a span ago (24h)
+    #[arg(long, value_name = "TIME")]
+    since: Option<String>,
+    /// Only entries before this time: RFC 3339 (2026-11-25T08:00:00Z) or a span ago (1h)
+    #[arg(long, value_name = "TIME")]
+    until: Option<String>,
+    /// Only the trail of this device (its id or host name): entries about the device and
+    /// about its commands
+    #[arg(long, value_name = "DEVICE")]
+    device: Option<String>,
+    /// Only entries by this actor: an admin name, or ward://device/<id>, or controller
+    #[arg(long, value_name = "ACTOR")]
+    actor: Option<String>,
+}
+
+impl AuditSelection {
+    fn request(self) -> Result<ListAuditRequest, CliError> {
+        let since_unix_ms = self
+            .since
+            .as_deref()
+            .map(|t| time_ms("--since", t))
+            .transpose()?
+            .unwrap_or(0);
+        let until_unix_ms = self
+            .until
+            .as_deref()
+            .map(|t| time_ms("--until", t))
+            .transpose()?
+            .unwrap_or(0);
+        Ok(ListAuditRequest {
+            since_unix_ms,
+            until_unix_ms,
+            actor: self.actor.as_deref().map(actor_uri).unwrap_or_default(),
+            device: self.device.map(|d| d.trim().to_owned()).unwrap_or_default(),
+            target: String::new(),
+            after_seq: 0,
+            limit: 0,
+        })
+    }
 }
 
 #[derive(Serialize)]
@@ -116,32 +165,16 @@ fn actor_uri(actor: &str) -> String {
 
 pub async fn run(cmd: AuditCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
-        AuditCommand::List {
-            since,
-            until,
-            device,
-            actor,
+        AuditCommand::Export {
+            filter,
+            out,
             connect,
         } => {
-            let since_unix_ms = since
-                .as_deref()
-                .map(|t| time_ms("--since", t))
-                .transpose()?
-                .unwrap_or(0);
-            let until_unix_ms = until
-                .as_deref()
-                .map(|t| time_ms("--until", t))
-                .transpose()?
-                .unwrap_or(0);
-            let mut request = ListAuditRequest {
-                since_unix_ms,
-                until_unix_ms,
-                actor: actor.as_deref().map(actor_uri).unwrap_or_default(),
-                device: device.map(|d| d.trim().to_owned()).unwrap_or_default(),
-                target: String::new(),
-                after_seq: 0,
-                limit: 0,
-            };
+            super::audit_export::export(filter.request()?, out.as_deref(), &connect).await?;
+            Ok(())
+        }
+        AuditCommand::List { filter, connect } => {
+            let mut request = filter.request()?;
             let mut client = admin_client(&connect).await?;
             // Page through: the server answers at most a thousand entries at a time.
             let mut all = Vec::new();

@@ -4,6 +4,7 @@
 mod admin_bundle;
 mod admins;
 mod audit;
+mod audit_export;
 mod bulk_wipe;
 mod ca;
 mod certificate;
