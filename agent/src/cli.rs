@@ -225,11 +225,11 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
             init_tracing(log_format, "info");
             let messaging_dir = messaging_dir
                 .map(|dir| {
-                    crate::messaging_dir::validate(
+                    crate::messaging_dir::for_run(
                         &dir,
                         &state.state_dir,
                         allow_other_filesystem,
-                        &crate::messaging_dir::Reference::default(),
+                        crate::vault::is_set_up(&state.state_dir),
                     )
                     .map_err(|e| AgentError::Usage(e.to_string()))
                 })

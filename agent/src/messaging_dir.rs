@@ -180,6 +180,40 @@ pub fn validate(
     Ok(real)
 }
 
+/// `--messaging-dir` for `ward-agent run`: [`validate`]d, and passed on as given (made absolute,
+/// not resolved: the vault refuses to wipe through a symbolic link). Once the vault was set up
+/// (`set_up`), a directory the app's user has since moved away, replaced with a link or a
+/// file, or mounted over does not keep the agent from starting: that would switch its offline
+/// timer off. The agent starts, and its wipes still destroy the key.
+pub fn for_run(
+    dir: &Path,
+    state_dir: &Path,
+    allow_other_filesystem: bool,
+    set_up: bool,
+) -> Result<PathBuf, MessagingDirError> {
+    let absolute = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let Err(e) = validate(
+        dir,
+        state_dir,
+        allow_other_filesystem,
+        &Reference::default(),
+    ) else {
+        return Ok(absolute);
+    };
+    let moved = std::fs::canonicalize(&absolute).map_or(true, |real| real != absolute);
+    let changed = matches!(
+        e,
+        MessagingDirError::NotADirectory(_)
+            | MessagingDirError::Unreadable(..)
+            | MessagingDirError::OtherFilesystem { .. }
+    );
+    if !(set_up && (moved || changed)) {
+        return Err(e);
+    }
+    tracing::error!(error = %e, "the messaging directory changed since its key was made; the agent starts anyway, so that its offline timer and wipes still destroy the key");
+    Ok(absolute)
+}
+
 /// The person (a login account: uid 1000 to 65533) whose home directory `dir` is, per the
 /// user database at `passwd`. A service account's home may well be its data directory.
 fn home_owner(passwd: &Path, dir: &Path) -> Option<String> {

@@ -202,8 +202,14 @@ fn start_local_api(
     let (Some(vault), Some(messaging_dir)) = (vault, options.messaging_dir.as_ref()) else {
         return Ok(None);
     };
-    let (app_uid, app_gid) = local_api::owner_of(messaging_dir)
-        .map_err(|e| AgentError::Failed(format!("{}: {e}", messaging_dir.display())))?;
+    // A directory moved away since the vault was set up: the agent runs on for its timer.
+    let (app_uid, app_gid) = match local_api::owner_of(messaging_dir) {
+        Ok(owner) => owner,
+        Err(e) => {
+            error!(dir = %messaging_dir.display(), error = %e, "the local API is not started: the messaging app gets no key until the directory is back and the agent restarted");
+            return Ok(None);
+        }
+    };
     let gate = Arc::new(local_api::Gate {
         vault: vault.clone(),
         state_dir: dir.root().to_path_buf(),

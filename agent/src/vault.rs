@@ -139,6 +139,11 @@ fn record_path(state_dir: &Path) -> PathBuf {
     state_dir.join("messaging-key.json")
 }
 
+/// Whether a vault was set up in `state_dir` (its key's record written).
+pub fn is_set_up(state_dir: &Path) -> bool {
+    std::fs::symlink_metadata(record_path(state_dir)).is_ok()
+}
+
 impl Vault {
     /// Opens the vault for `messaging_dir` without a TPM (the key in `kind`'s store).
     pub async fn open(
@@ -160,19 +165,9 @@ impl Vault {
         device_id: &str,
         tpm: &TpmChoice,
     ) -> Result<Self, VaultError> {
-        let dir = match std::fs::canonicalize(messaging_dir) {
-            Ok(dir) if dir.is_dir() => dir,
-            Ok(_) => {
-                return Err(io(
-                    messaging_dir,
-                    std::io::Error::other("is a file, not a directory"),
-                ));
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(VaultError::Missing(messaging_dir.display().to_string()));
-            }
-            Err(e) => return Err(io(messaging_dir, e)),
-        };
+        let record_file = record_path(state_dir);
+        let record = read_record(&record_file)?;
+        let dir = messaging_path(messaging_dir, record.is_some())?;
         let journal = state_dir.join("wipe-journal.json");
         let store = SecretStore::named(
             kind,
@@ -180,7 +175,6 @@ impl Vault {
             "messaging-key",
             device_id,
         );
-        let record_file = record_path(state_dir);
         let mut vault = Self {
             dir,
             home: KeyHome::Store(store.clone()),
@@ -188,7 +182,7 @@ impl Vault {
             journal,
             clock: crate::clock::system(),
         };
-        match read_record(&record_file)? {
+        match record {
             Some(record) => vault.home_from(record, store, state_dir, tpm)?,
             None => {
                 // A key made before the vault kept a record (or already wiped) stays where
@@ -541,6 +535,39 @@ impl Vault {
             Err(e) => Err(walk_error(e)),
         }
     }
+}
+
+/// The messaging directory's path for the vault: its real path, given as such (no symbolic
+/// link or `..` in it). The app's user owns the directory and may replace it with a link, or
+/// move it away, while the agent is stopped: for a vault set up earlier (`set_up`) the agent
+/// then keeps the path it was given, warns, and goes on (so its offline timer and wipes still
+/// destroy the key, and the wipe refuses to follow the link); a new vault is refused.
+fn messaging_path(given: &Path, set_up: bool) -> Result<PathBuf, VaultError> {
+    let absolute = std::path::absolute(given).map_err(|e| io(given, e))?;
+    let why = match std::fs::canonicalize(&absolute) {
+        Ok(real) if real.is_dir() && real == absolute => return Ok(real),
+        Ok(real) if real.is_dir() => format!(
+            "resolves to {} through a symbolic link or '..': give that real path instead (a link the app's user can change would redirect the wipe)",
+            real.display()
+        ),
+        Ok(_) => "is a file, not a directory".to_owned(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !set_up {
+                return Err(VaultError::Missing(given.display().to_string()));
+            }
+            "does not exist".to_owned()
+        }
+        // E.g. a link to itself: a loop.
+        Err(e) => format!("cannot be resolved ({e})"),
+    };
+    if !set_up {
+        return Err(io(given, std::io::Error::other(why)));
+    }
+    warn!(
+        dir = %absolute.display(),
+        "the messaging directory {why}; it was a directory when its key was made, so it has been moved or replaced since: the agent runs on (its offline timer and wipes still destroy the key), but a wipe neither follows a link nor removes files elsewhere. Put the directory back, or enroll again with the right one"
+    );
+    Ok(absolute)
 }
 
 fn read_record(path: &Path) -> Result<Option<KeyRecord>, VaultError> {

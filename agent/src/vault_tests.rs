@@ -259,3 +259,62 @@ async fn a_key_file_replaced_by_a_symlink_is_neither_read_nor_written_through() 
         "the link itself is removed"
     );
 }
+
+/// Attack by the app's user, who owns the messaging directory's parent: while the agent is
+/// stopped (a reboot), they replace the directory with a symbolic link to one they may not
+/// touch. The agent runs as root: at its next start it must not wipe through the link.
+#[tokio::test]
+async fn a_messaging_dir_swapped_for_a_symlink_before_a_restart_leads_nowhere_outside() {
+    let f = fixture();
+    drop(open(&f).await);
+    let (outside, files) = precious(f.messaging.parent().unwrap());
+    std::fs::rename(&f.messaging, f.messaging.with_file_name("moved")).unwrap();
+    std::os::unix::fs::symlink(&outside, &f.messaging).unwrap();
+
+    let vault = Vault::open(&f.messaging, &f.state, SecretStoreKind::File, "dev")
+        .await
+        .expect("a vault set up earlier still opens, so its key can be destroyed");
+    let wiped = vault.wipe("cmd-after-restart").await;
+    assert_untouched(&files);
+    assert!(
+        !vault.key_present().await.unwrap(),
+        "the key is destroyed all the same"
+    );
+    let err = wiped.expect_err("a wipe that could not remove the files is not a success");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+}
+
+/// Attack by the app's user: they move the messaging directory away while the agent is
+/// stopped, and back once it runs. The agent must still start (its offline timer with it)
+/// and a wipe must still destroy the key, which is what makes the moved data unreadable.
+#[tokio::test]
+async fn a_messaging_dir_moved_away_before_a_restart_still_loses_its_key() {
+    let f = fixture();
+    drop(open(&f).await);
+    let hidden = f.messaging.with_file_name("hidden");
+    std::fs::rename(&f.messaging, &hidden).unwrap();
+
+    let vault = Vault::open(&f.messaging, &f.state, SecretStoreKind::File, "dev")
+        .await
+        .expect("a vault set up earlier opens without its directory");
+    let journal = vault.wipe("cmd-moved").await.unwrap();
+    assert_eq!(journal.step, WipeStep::Done);
+    assert!(!vault.key_present().await.unwrap());
+    assert!(!f.state.join("messaging.key").exists());
+}
+
+/// The same with a symbolic link to itself (resolving it fails with a loop, not "not found"):
+/// the agent must still open the vault and destroy the key.
+#[tokio::test]
+async fn a_messaging_dir_replaced_by_a_symlink_loop_before_a_restart_still_loses_its_key() {
+    let f = fixture();
+    drop(open(&f).await);
+    std::fs::rename(&f.messaging, f.messaging.with_file_name("hidden")).unwrap();
+    std::os::unix::fs::symlink(&f.messaging, &f.messaging).unwrap();
+
+    let vault = Vault::open(&f.messaging, &f.state, SecretStoreKind::File, "dev")
+        .await
+        .expect("a vault set up earlier opens whatever its directory became");
+    let _ = vault.wipe("cmd-loop").await;
+    assert!(!vault.key_present().await.unwrap());
+}

@@ -263,3 +263,72 @@ fn a_session_that_cannot_start_does_not_stop_the_timer() {
     wait_for_offline_wipe(&agent);
     still_running_and_saying(&mut running, &agent, &env, "cannot_start");
 }
+
+/// Starts the agent offline two hours after its last check-in, once `meddle` has changed its
+/// messaging directory while it was stopped (the app's user owns the directory's parent, so
+/// no privilege is needed), and waits for the timer to destroy the messaging key.
+fn offline_wipe_after_the_user_meddled(tmp: &std::path::Path, meddle: impl FnOnce(&AgentFixture)) {
+    let controller = ControllerProcess::start(&tmp.join("controller"));
+    offline_wipe_after_an_hour(&controller);
+    let agent = AgentFixture::enroll(&controller, tmp, "laptop", "lars@hospital.org");
+    let clock = AgentClock::new(tmp);
+    let env = clock.env();
+    let running = agent.run(&env_refs(&env));
+    wait_for_policy_and_check_in(&agent);
+    running.stop();
+    drop(controller);
+    meddle(&agent);
+
+    clock.set(2 * HOUR);
+    let mut running = agent.run(&env_refs(&env));
+    eventually_blocking(
+        "the offline timer to destroy the messaging key",
+        DEADLINE,
+        || (!agent.state_dir.join("messaging.key").exists()).then_some(()),
+    );
+    assert!(
+        running.is_running(),
+        "the agent exited:\n{}",
+        agent.log_text()
+    );
+}
+
+/// Attack by the app's user: move the messaging directory away while the agent is stopped
+/// (a reboot), wait out the deadline, move it back. The agent must still start, and its
+/// timer must still destroy the key that makes the moved data readable.
+#[test]
+fn a_messaging_dir_moved_away_before_a_restart_does_not_switch_the_timer_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    offline_wipe_after_the_user_meddled(tmp.path(), |agent| {
+        std::fs::rename(&agent.messaging_dir, tmp.path().join("hidden")).unwrap();
+    });
+}
+
+/// Attack by the app's user: replace the messaging directory with a symbolic link to a
+/// directory they may not touch while the agent is stopped. The agent runs as root: its wipe
+/// must not follow the link at its next start (the key is destroyed all the same).
+#[test]
+fn a_messaging_dir_swapped_for_a_symlink_before_a_restart_is_not_wiped_through() {
+    let tmp = tempfile::tempdir().unwrap();
+    let outside = tmp.path().join("someone-elses");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("payroll.db"), "hospital payroll").unwrap();
+    offline_wipe_after_the_user_meddled(tmp.path(), |agent| {
+        std::fs::rename(&agent.messaging_dir, tmp.path().join("moved")).unwrap();
+        std::os::unix::fs::symlink(&outside, &agent.messaging_dir).unwrap();
+    });
+    // The wipe has ended: finished (through the link), or failed (refusing it).
+    let agent = AgentFixture::existing(tmp.path(), "laptop", String::new());
+    eventually_blocking("the offline wipe to end", DEADLINE, || {
+        let journal = std::fs::read_to_string(agent.state_dir.join("wipe-journal.json")).ok()?;
+        (journal.contains("\"done\"") || agent.log_text().contains("offline wipe failed"))
+            .then_some(())
+    });
+    assert_eq!(
+        std::fs::read_to_string(outside.join("payroll.db"))
+            .ok()
+            .as_deref(),
+        Some("hospital payroll"),
+        "the wipe followed the link and destroyed someone else's file"
+    );
+}

@@ -203,8 +203,12 @@ impl Plan {
                 .await?;
         }
         if let Some(entry) = &self.offline_wipe {
-            tx.record_offline_wipe(id, &entry.wipe, &entry.receipt)
-                .await?;
+            // A receipt that does not verify is audited but never replaces one that did.
+            let verified_on_record = record.offline_wipe.as_ref().is_some_and(|w| w.verified);
+            if entry.wipe.verified || !verified_on_record {
+                tx.record_offline_wipe(id, &entry.wipe, &entry.receipt)
+                    .await?;
+            }
             tx.audit(entry.event.clone(), self.now);
         }
         let mut wipes = Vec::new();

@@ -271,3 +271,122 @@ async fn a_revoked_certificate_is_refused_on_the_next_call_here_and_on_a_replica
     f.app.authenticate_device(Some(&bystander)).await.unwrap();
     other.authenticate_device(Some(&bystander)).await.unwrap();
 }
+
+/// Enrolls a device; its key (which signs its receipts).
+async fn enroll_with_key(
+    app: &App,
+    user: &str,
+) -> (super::ActiveDevice, ward_certs::PrivateKeyDer) {
+    let token = app.create_token(&admin(), user, None).await.unwrap();
+    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
+    let enrolled = app
+        .enroll(token.token.expose(), &csr, facts("laptop"), None)
+        .await
+        .unwrap();
+    let device = app
+        .authenticate_device(Some(&enrolled.certificate.der))
+        .await
+        .unwrap();
+    (device, key)
+}
+
+/// An offline-wipe receipt signed with `key`, as the agent's timer makes one.
+fn offline_receipt(
+    device: &super::ActiveDevice,
+    key: &ward_certs::PrivateKeyDer,
+    at: &str,
+) -> ward_certs::receipt::SignedReceipt {
+    ward_certs::receipt::WipeReceiptBody {
+        command_id: super::OFFLINE_TIMER.into(),
+        device_id: device.id.to_string(),
+        completed_at: at.into(),
+        scope: "messaging".into(),
+        key_destroyed: true,
+        files_removed: 2,
+        bytes_removed: 100,
+        verified_empty: true,
+        full_erase: None,
+        key_protection: None,
+        sanitization: None,
+    }
+    .sign(key)
+    .unwrap()
+}
+
+/// Attack by whoever can check in as the device (a modified agent, a copy of its identity):
+/// a receipt that does not verify is sent after one that did. What the controller verified
+/// must stay on record: an unverified claim does not replace the proof of a wipe.
+#[tokio::test]
+async fn a_receipt_that_does_not_verify_does_not_replace_a_verified_offline_wipe() {
+    let f = fixture();
+    let (device, key) = enroll_with_key(&f.app, "dan@hospital.example").await;
+    let genuine = offline_receipt(&device, &key, "2026-12-01T10:00:00Z");
+    f.app
+        .agent_check_in(
+            &device,
+            CheckInReport {
+                offline_wipe: Some(genuine.clone()),
+                ..CheckInReport::default()
+            },
+        )
+        .await
+        .unwrap();
+    let verified = f.store.get_device(device.id).await.unwrap().unwrap();
+    assert!(verified.offline_wipe.as_ref().is_some_and(|w| w.verified));
+
+    let stranger = ward_certs::PrivateKeyDer::generate().unwrap();
+    f.clock.advance(Duration::from_secs(60));
+    f.app
+        .agent_check_in(
+            &device,
+            CheckInReport {
+                offline_wipe: Some(offline_receipt(&device, &stranger, "2026-12-02T10:00:00Z")),
+                ..CheckInReport::default()
+            },
+        )
+        .await
+        .unwrap();
+    let after = f.store.get_device(device.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.offline_wipe, verified.offline_wipe,
+        "a receipt that does not verify replaced the verified one"
+    );
+}
+
+/// Attack by anyone on the network holding an older genuine receipt of the device (a copy of
+/// an old backup is enough): the receipt-only endpoint takes receipts without a certificate.
+/// A replayed older receipt must not replace the later wipe on record, nor be audited again.
+#[tokio::test]
+async fn an_older_receipt_replayed_without_a_certificate_does_not_replace_a_later_wipe() {
+    let f = fixture();
+    let (device, key) = enroll_with_key(&f.app, "eve@hospital.example").await;
+    let older = offline_receipt(&device, &key, "2026-11-01T10:00:00Z");
+    let later = offline_receipt(&device, &key, "2026-12-01T10:00:00Z");
+    f.app
+        .record_offline_wipe_receipt_only(device.id, &later)
+        .await
+        .unwrap();
+    let recorded = f.store.get_device(device.id).await.unwrap().unwrap();
+    let audited = f.store.list_audit(&AuditFilter::default()).await.unwrap();
+
+    let replay = f
+        .app
+        .record_offline_wipe_receipt_only(device.id, &older)
+        .await;
+    assert!(replay.is_ok(), "{replay:?}");
+    let after = f.store.get_device(device.id).await.unwrap().unwrap();
+    assert_eq!(
+        after.offline_wipe, recorded.offline_wipe,
+        "a replayed older receipt replaced the later wipe"
+    );
+    assert_eq!(
+        f.store
+            .list_audit(&AuditFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        audited.len(),
+        "a replay is not a new wipe"
+    );
+}

@@ -44,11 +44,12 @@ impl App {
                 )));
             }
         };
-        // The same receipt again (its answer was lost): already on record.
+        // The same receipt again (its answer was lost), or an older one (a replay: anyone may
+        // send one): the later wipe on record stands.
         if record
             .offline_wipe
             .as_ref()
-            .is_some_and(|w| w.verified && w.at == completed_at(&body, self.now()))
+            .is_some_and(|w| w.verified && w.at >= completed_at(&body, self.now()))
         {
             return Ok(());
         }
