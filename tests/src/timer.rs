@@ -49,6 +49,22 @@ pub fn wait_for_offline_wipe(agent: &AgentFixture) {
     });
 }
 
+/// Waits until the controller shows the device's offline-wipe receipt, kept as a claim but
+/// not verified (the device was revoked before it came).
+pub fn wait_for_claim_on_controller(controller: &ControllerProcess, agent: &AgentFixture) -> Value {
+    eventually_blocking(
+        "the receipt to reach the controller as a claim",
+        DEADLINE,
+        || {
+            let device =
+                json(&controller.ctl(&["device", "show", &agent.device_id, "--output", "json"]));
+            (device["offline_wipe_at"].is_string()
+                && device["offline_wipe_receipt_verified"] == false)
+                .then_some(device)
+        },
+    )
+}
+
 /// Waits until the controller shows the device's offline wipe with a verified receipt.
 pub fn wait_for_receipt_on_controller(
     controller: &ControllerProcess,

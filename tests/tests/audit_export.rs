@@ -89,7 +89,11 @@ fn an_export_to_a_file_is_private_and_never_overwrites() {
     // Again to the same file: refused, the first export untouched.
     let again = controller.ctl(&["audit", "export", "--out", path]);
     assert_eq!(again.status.code(), Some(2), "{}", stderr(&again));
-    assert!(stderr(&again).contains("never overwrites"), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("never overwrites"),
+        "{}",
+        stderr(&again)
+    );
     assert_eq!(std::fs::read(&file).unwrap(), first);
 
     // A bad time: refused before anything is created.

@@ -8,8 +8,8 @@ use ward_e2e::clock::{AgentClock, env_refs};
 use ward_e2e::eventually_blocking;
 use ward_e2e::process::{AgentFixture, ControllerProcess, stderr};
 use ward_e2e::timer::{
-    DEADLINE, offline_wipe_after_an_hour, wait_for_offline_wipe, wait_for_policy_and_check_in,
-    wait_for_receipt_on_controller,
+    DEADLINE, offline_wipe_after_an_hour, wait_for_claim_on_controller, wait_for_offline_wipe,
+    wait_for_policy_and_check_in,
 };
 
 #[test]
@@ -59,9 +59,16 @@ fn a_revoked_agent_says_so_after_the_controller_restarts_and_its_timer_still_wip
     assert!(table.contains("revoked"), "{table}");
     assert!(table.contains("problem"), "{table}");
 
-    // The timer is still running: two hours on, the data is wiped.
+    // The timer is still running: two hours on, the data is wiped. The receipt reaches the
+    // controller, which keeps it as the device's claim only: revoked, its key is presumed in
+    // other hands, and a thief holding it could sign the same receipt.
     clock.set(2 * 3600);
     wait_for_offline_wipe(&agent);
-    let device = wait_for_receipt_on_controller(&restarted, &agent);
+    let device = wait_for_claim_on_controller(&restarted, &agent);
     assert_eq!(device["state"], "revoked", "{device}");
+    let audit = ward_e2e::process::json(&restarted.ctl(&["audit", "list", "--output", "json"]));
+    assert!(
+        audit.to_string().contains("presumed in other hands"),
+        "the audit trail says why it is not a wipe: {audit}"
+    );
 }

@@ -1,6 +1,7 @@
 //! Wipes a device's offline timer made by itself, reported with their signed receipts: with a
 //! check-in (mutual TLS), or without a certificate by a device that can no longer authenticate
-//! (its certificate expired or was revoked while it was offline).
+//! (its certificate expired while it was offline). A device revoked before its receipt came
+//! has its receipt recorded as a claim, not as a wipe: a revoked key is presumed stolen.
 
 use tracing::warn;
 use ward_certs::receipt::{SignedReceipt, WipeReceiptBody};
@@ -9,7 +10,7 @@ use super::commands::MAX_RECEIPT_BYTES;
 use super::renewal::{RECEIPT_CLOCK_TOLERANCE_MS, signed_at, verify_with_history};
 use super::{App, AppError, OFFLINE_TIMER, audit, sanitize};
 use crate::core::audit::AuditEvent;
-use crate::core::{Device, DeviceId, DeviceKey, OfflineWipe, Timestamp};
+use crate::core::{Device, DeviceId, DeviceKey, DeviceState, OfflineWipe, Timestamp};
 use crate::store::{Priority, StoreError};
 
 /// How the receipt arrived.
@@ -44,6 +45,23 @@ impl App {
                 )));
             }
         };
+        // Revoked (or retired) before the receipt came: the key is presumed in other hands (a
+        // thief with a copy of the state directory can sign anything), so what it signs now
+        // is recorded as the device's claim, never as proof of a wipe.
+        if record.state != DeviceState::Active {
+            if record.offline_wipe.is_some() {
+                // A claim (or a wipe) is already on record: once is enough.
+                return Ok(());
+            }
+            let why = format!(
+                "device {device} was {} before this receipt arrived: its key is presumed in other hands, so the receipt is the device's claim, not proof of a wipe",
+                record.state.as_str()
+            );
+            warn!(device_id = %device, "offline-wipe receipt from a revoked device recorded as a claim, not as a wipe");
+            return self
+                .store_offline_wipe(&record, receipt, Err(why), Channel::ReceiptOnly)
+                .await;
+        }
         // The same receipt again (its answer was lost), or an older one (a replay: anyone may
         // send one): the later wipe on record stands.
         if record
@@ -153,6 +171,9 @@ fn offline_wipe_entry(
         verified: verified.is_ok(),
     };
     let mut details = serde_json::json!({ "at": at.rfc3339(), "receipt_verified": wipe.verified });
+    if let Err(why) = &verified {
+        details["why"] = sanitize(why).into();
+    }
     if channel == Channel::ReceiptOnly {
         details["without_certificate"] = true.into();
         details["device_state"] = record.state.as_str().into();
