@@ -79,6 +79,7 @@ fn an_export_to_a_file_is_private_and_never_overwrites() {
     assert!(out.status.success(), "{}", stderr(&out));
     let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o600);
+    assert!(!tmp.path().join("audit.jsonl.partial").exists());
     let first = std::fs::read(&file).unwrap();
     assert!(
         lines(&first).iter().any(|e| e["action"] == "token.create"),
@@ -95,6 +96,15 @@ fn an_export_to_a_file_is_private_and_never_overwrites() {
         stderr(&again)
     );
     assert_eq!(std::fs::read(&file).unwrap(), first);
+
+    // A symbolic link at --out (to a file someone wants overwritten): refused, untouched.
+    let target = tmp.path().join("precious");
+    std::fs::write(&target, b"keep").unwrap();
+    let link = tmp.path().join("link.jsonl");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let out = controller.ctl(&["audit", "export", "--out", link.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
 
     // A bad time: refused before anything is created.
     let other = tmp.path().join("other.jsonl");

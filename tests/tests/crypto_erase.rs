@@ -457,6 +457,18 @@ fn a_certificate_verifies_with_openssl_alone_as_the_readme_shows_and_an_edit_doe
         said.matches("Verified OK").count() == 1 && said.contains("Verification failure"),
         "{said}"
     );
+    // Pasted into a plain shell (no -e): the block still stops at the failed check.
+    let pasted = std::process::Command::new("bash")
+        .args(["-c", &block])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(!pasted.status.success());
+    assert!(
+        !String::from_utf8_lossy(&pasted.stdout).contains("certified by the Ward CA"),
+        "{}",
+        String::from_utf8_lossy(&pasted.stdout)
+    );
 
     // Another statement the device key signed, shown with this attestation: both signatures
     // verify, but the attestation does not name that receipt.

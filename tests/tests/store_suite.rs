@@ -839,6 +839,16 @@ async fn an_admin_certificate_a_renewal_replaced_keeps_its_connections_until_the
         "{}",
         b.name
     );
+    // A minute on, they are cut like any revoked certificate's.
+    assert!(
+        b.store
+            .replaced_serials(Timestamp::from_unix_ms(10 + 60_001))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}",
+        b.name
+    );
     b.store
         .revoke_admin(&nina, "root", "left", Timestamp::from_unix_ms(20))
         .await

@@ -274,6 +274,36 @@ impl App {
     pub async fn attest_wipe(&self, id: &str) -> Result<(Vec<u8>, Vec<u8>), AppError> {
         let command = self.get_command(id).await?;
         let keys = self.store.device_keys(command.device_id).await?;
+        // Checked again, as when it arrived, rather than trusting the stored flag: a receipt
+        // copied onto another command in the database is not that command's.
+        let scope = match &command.kind {
+            CommandKind::Wipe { scope } => *scope,
+            CommandKind::Retire => WipeScope::Messaging,
+            other => {
+                return Err(AppError::FailedPrecondition(format!(
+                    "command {id} is a {}, not a wipe: there is nothing to attest",
+                    other.name()
+                )));
+            }
+        };
+        if command.state == CommandState::Succeeded
+            && let Some(stored) = &command.receipt
+        {
+            let signed = SignedReceipt {
+                body: stored.body.clone(),
+                signature: stored.signature.clone(),
+            };
+            verify_command_receipt(&keys, &command, scope, &signed).map_err(|why| {
+                AppError::FailedPrecondition(format!(
+                    "command {id}'s receipt does not verify as this command's ({}); nothing is attested",
+                    sanitize(&why)
+                ))
+            })?;
+        } else {
+            return Err(AppError::FailedPrecondition(format!(
+                "command {id} did not succeed with a verified receipt; nothing is attested"
+            )));
+        }
         let mut kept = std::collections::BTreeMap::new();
         for key in &keys {
             if let Some(der) = self
@@ -538,29 +568,8 @@ impl App {
             .ok_or_else(|| {
                 AppError::NotFound(format!("device {} is not enrolled", command.device_id))
             })?;
-        // Against the key of its time: one the device held when the command was issued
-        // (a receipt signed before a renewal may arrive after it).
         let keys = self.keys_of(&device).await?;
-        let outcome = super::renewal::verify_with_history(
-            &keys,
-            signed,
-            &command.id.to_string(),
-            &command.device_id.to_string(),
-            |key, _| key.covers_command(command.created_at),
-        )
-        .and_then(|body| {
-            if scope == WipeScope::Full && body.full_erase.is_none() {
-                Err("a full wipe's receipt does not state that the full erase ran".to_owned())
-            } else if body.scope == scope.as_str() {
-                Ok(body)
-            } else {
-                Err(format!(
-                    "receipt scope {:?} does not match the command's {:?}",
-                    body.scope,
-                    scope.as_str()
-                ))
-            }
-        });
+        let outcome = verify_command_receipt(&keys, command, scope, signed);
         let mut stored = Receipt {
             body: signed.body.clone(),
             signature: signed.signature.clone(),
@@ -685,6 +694,37 @@ pub(super) fn check_command_text<'a>(
 
 /// A new command, checked: reason and lock message are bounded text without control
 /// characters, and what destroys data or takes a device out of service names its reason.
+/// Whether `signed` is the receipt of `command` (its id, its device, its scope; a full wipe's
+/// states that the full erase ran), signed with the key of its time: one the device held when
+/// the command was issued (a receipt signed before a renewal may arrive after it).
+fn verify_command_receipt(
+    keys: &[crate::core::DeviceKey],
+    command: &Command,
+    scope: WipeScope,
+    signed: &SignedReceipt,
+) -> Result<ward_certs::receipt::WipeReceiptBody, String> {
+    super::renewal::verify_with_history(
+        keys,
+        signed,
+        &command.id.to_string(),
+        &command.device_id.to_string(),
+        |key, _| key.covers_command(command.created_at),
+    )
+    .and_then(|body| {
+        if scope == WipeScope::Full && body.full_erase.is_none() {
+            Err("a full wipe's receipt does not state that the full erase ran".to_owned())
+        } else if body.scope == scope.as_str() {
+            Ok(body)
+        } else {
+            Err(format!(
+                "receipt scope {:?} does not match the command's {:?}",
+                body.scope,
+                scope.as_str()
+            ))
+        }
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 pub(super) fn new_command(
     issuer: &Issuer,

@@ -46,11 +46,23 @@ fn line(e: &AuditEntry) -> Line<'_> {
     }
 }
 
-/// Where the lines go: standard output, or a new file (mode 0600, never over an existing one;
-/// removed again if the export fails part way).
+/// Where the lines go: standard output, or a new file (mode 0600, never over an existing
+/// one). The file is written as `FILE.partial` and takes its name only once complete, so an
+/// export that fails or is interrupted never leaves a file that looks whole.
 enum Sink {
     Stdout(BufWriter<std::io::Stdout>),
-    File(BufWriter<std::fs::File>, PathBuf),
+    File {
+        writer: BufWriter<std::fs::File>,
+        partial: PathBuf,
+        out: PathBuf,
+    },
+}
+
+fn never_overwrites(path: &Path, e: &std::io::Error) -> CliError {
+    CliError::usage(format!(
+        "cannot create {}: {e} (its directory must exist and the file must not: the export never overwrites)",
+        path.display()
+    ))
 }
 
 impl Sink {
@@ -58,41 +70,62 @@ impl Sink {
         let Some(path) = out else {
             return Ok(Sink::Stdout(BufWriter::new(std::io::stdout())));
         };
+        if std::fs::symlink_metadata(path).is_ok() {
+            let exists = std::io::Error::from(std::io::ErrorKind::AlreadyExists);
+            return Err(never_overwrites(path, &exists));
+        }
+        let mut partial = path.as_os_str().to_owned();
+        partial.push(".partial");
+        let partial = PathBuf::from(partial);
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
             .mode(0o600)
-            .open(path)
-            .map_err(|e| {
-                CliError::usage(format!(
-                    "cannot create {}: {e} (its directory must exist and the file must not: the export never overwrites)",
-                    path.display()
-                ))
-            })?;
-        Ok(Sink::File(BufWriter::new(file), path.to_path_buf()))
+            .open(&partial)
+            .map_err(|e| never_overwrites(&partial, &e))?;
+        Ok(Sink::File {
+            writer: BufWriter::new(file),
+            partial,
+            out: path.to_path_buf(),
+        })
     }
 
     fn writer(&mut self) -> &mut dyn Write {
         match self {
             Sink::Stdout(w) => w,
-            Sink::File(w, _) => w,
+            Sink::File { writer, .. } => writer,
         }
     }
 
+    /// Flushes, and gives a file export its name (a hard link: never over an existing file).
     fn finish(self) -> Result<(), CliError> {
         match self {
             Sink::Stdout(mut w) => w.flush().map_err(write_error),
-            Sink::File(w, _) => {
-                let file = w.into_inner().map_err(|e| write_error(e.into_error()))?;
-                file.sync_all().map_err(write_error)
+            Sink::File {
+                writer,
+                partial,
+                out,
+            } => {
+                let done = writer
+                    .into_inner()
+                    .map_err(|e| write_error(e.into_error()))
+                    .and_then(|file| file.sync_all().map_err(write_error))
+                    .and_then(|()| {
+                        std::fs::hard_link(&partial, &out).map_err(|e| never_overwrites(&out, &e))
+                    });
+                let _ = std::fs::remove_file(&partial);
+                done
             }
         }
     }
 
     fn abandon(self) {
-        if let Sink::File(w, path) = self {
-            drop(w);
-            let _ = std::fs::remove_file(path);
+        if let Sink::File {
+            writer, partial, ..
+        } = self
+        {
+            drop(writer);
+            let _ = std::fs::remove_file(partial);
         }
     }
 }

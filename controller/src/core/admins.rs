@@ -9,6 +9,11 @@ use ward_certs::AdminName;
 
 use super::{AdminRole, Timestamp};
 
+/// How long the open connections of an admin certificate a renewal replaced are kept (every
+/// call on them is refused meanwhile): the renewing call's answer travels on one. After that
+/// they are cut at the next refresh of the revocation list, as a revoked admin's are at once.
+pub const RENEWED_CONNECTION_GRACE_MS: i64 = 60_000;
+
 /// The break-glass identity `init` makes: an `admin` kept offline, encrypted, for the day no
 /// other admin can act. Two years, the longest lifetime the controller issues, so it outlives
 /// every everyday credential; renew it (`wardctl admin renew break-glass`) at each yearly

@@ -79,6 +79,10 @@ pub enum AttestError {
         "the kept certificate {serial} does not certify the device's key under the Ward CA ({why}); the database may have been edited"
     )]
     BadCertificate { serial: String, why: String },
+    #[error(
+        "no kept certificate certifies the key that signed command {0}'s receipt (the device's certificate was issued before the controller kept certificates; it has one after its next renewal)"
+    )]
+    Uncertified(String),
 }
 
 /// The attestation of `command`'s verified receipt, given the device's key history and the
@@ -134,6 +138,11 @@ pub fn attest(
             serial: key.serial.clone(),
             pem: ward_certs::certificate_to_pem(der),
         });
+    }
+    // Only the CA's own certificate ties a key to the device: a key row alone (which someone
+    // holding the database could add) is never attested.
+    if signer_certificates.is_empty() {
+        return Err(AttestError::Uncertified(id));
     }
     let scope = match &command.kind {
         CommandKind::Wipe { scope } => Some(scope.as_str()),
@@ -332,6 +341,19 @@ mod tests {
         ]);
         let err = s.attest(&s.wiped(&thief, true), &keys, &kept).unwrap_err();
         assert!(matches!(err, AttestError::BadCertificate { .. }), "{err}");
+    }
+
+    /// A key row with no kept certificate (added to the database, or from before certificates
+    /// were kept): the CA does not vouch for it.
+    #[test]
+    fn a_key_row_without_a_kept_certificate_is_not_attested() {
+        let s = Setup::new();
+        let (_, real_row, real_der) = s.certified(s.device);
+        let (forger, forged_row, _) = s.certified(s.device);
+        let keys = [real_row.clone(), forged_row];
+        let kept = BTreeMap::from([(real_row.serial.clone(), real_der)]);
+        let err = s.attest(&s.wiped(&forger, true), &keys, &kept).unwrap_err();
+        assert!(matches!(err, AttestError::Uncertified(_)), "{err}");
     }
 
     #[test]

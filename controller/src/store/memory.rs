@@ -1148,8 +1148,9 @@ impl Store for MemoryStore {
     async fn replaced_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         let prefix = ward_certs::Identity::admin_uri_prefix();
         Ok(self.read(|s| {
+            let since = now.unix_ms() - crate::core::admins::RENEWED_CONNECTION_GRACE_MS;
             let admins = s.certificates.values().filter(|c| {
-                c.revoked_at.is_some()
+                c.revoked_at.is_some_and(|at| at.unix_ms() > since)
                     && c.not_after > now
                     && c.subject
                         .strip_prefix(prefix.as_str())

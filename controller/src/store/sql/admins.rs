@@ -128,16 +128,20 @@ pub async fn renew(
     Ok(Some(revoked))
 }
 
-/// The unexpired certificates of active admins that a renewal replaced (an admin revoked
-/// with `admin revoke` is not active).
+/// The certificates of active admins that a renewal replaced in the last
+/// [`crate::core::admins::RENEWED_CONNECTION_GRACE_MS`] (an admin revoked with `admin revoke` is
+/// not active): long enough to answer the renewing call, not to keep a leaked bundle's
+/// session for the rest of its lifetime.
 pub async fn replaced(conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<String>, StoreError> {
     let prefix = Identity::admin_uri_prefix();
+    let since = now.unix_ms() - crate::core::admins::RENEWED_CONNECTION_GRACE_MS;
     sqlx::query_scalar(
         "SELECT c.serial FROM certificates c JOIN admins a ON c.subject = $2 || a.name
-         WHERE c.revoked_at IS NOT NULL AND c.not_after > $1 AND a.revoked_at IS NULL",
+         WHERE c.revoked_at > $3 AND c.not_after > $1 AND a.revoked_at IS NULL",
     )
     .bind(now.unix_ms())
     .bind(prefix)
+    .bind(since)
     .fetch_all(conn)
     .await
     .map_err(db)
