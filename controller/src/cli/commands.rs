@@ -46,8 +46,9 @@ pub enum CommandCommand {
         id: String,
         /// Print the wipe's certificate of sanitization (NIST SP 800-88 Rev. 2 terms) instead:
         /// what was sanitized, how, where the key was held and how it was destroyed, how it
-        /// was verified, when, and which command and admin asked for it. Exit 1 when the
-        /// command has no verified receipt.
+        /// was verified, when, and which command and admin asked for it, with the
+        /// controller's attestation signed by the Ward CA (README: checking it with OpenSSL
+        /// alone). Exit 1 when the command has no verified receipt.
         #[arg(long)]
         certificate: bool,
         #[command(flatten)]
