@@ -134,14 +134,34 @@ enum Output {
     Json,
 }
 
-/// A directory argument: refused when the path exists and is not a directory ("is a file,
-/// not a directory", exit 2), before anything is read or created there.
+/// A directory argument: refused when the path, or the nearest part of it that exists, is not
+/// a directory ("is a file, not a directory", exit 2), before anything is read or created.
 fn directory_arg(text: &str) -> Result<std::path::PathBuf, String> {
     let path = std::path::PathBuf::from(text);
-    match std::fs::metadata(&path) {
-        Ok(meta) if !meta.is_dir() => Err(format!("{text} is a file, not a directory")),
-        _ => Ok(path),
+    // The path, or else the nearest part of it that exists, must be a directory: one to be
+    // created under a file would fail later with "Not a directory" (exit 1).
+    for at in path.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        let Ok(meta) = std::fs::metadata(at) else {
+            continue;
+        };
+        if meta.is_dir() {
+            break;
+        }
+        let what = if meta.is_file() {
+            "is a file, not a directory"
+        } else {
+            "is not a directory"
+        };
+        let named = if at == path {
+            format!("{text} {what}")
+        } else {
+            format!("{text}: {} {what}", at.display())
+        };
+        return Err(format!(
+            "{named}: give a directory (or a path where one can be made), or move the file away"
+        ));
     }
+    Ok(path)
 }
 
 pub fn main() -> ExitCode {

@@ -165,7 +165,7 @@ fn bad_cli_input_is_refused_with_its_exit_code_and_changes_nothing() {
                 "30d".into(),
             ],
             USAGE,
-            "between 1m and 7d",
+            "--ttl: 30d is out of range: use 1m to 7d",
         ),
         (
             vec![

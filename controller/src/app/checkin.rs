@@ -248,7 +248,7 @@ impl Plan {
                 "compliance: {} has failed since {} and the policy wipes after {}",
                 failure.check,
                 Timestamp::from_unix_ms(failure.failing_since).rfc3339(),
-                humantime::format_duration(std::time::Duration::from_secs(
+                crate::core::duration::format(std::time::Duration::from_secs(
                     policy.policy.wipe_grace_seconds
                 )),
             );

@@ -663,8 +663,10 @@ impl App {
         let ttl = ttl.unwrap_or(self.config.token_default_ttl);
         if !(TOKEN_MIN_TTL..=TOKEN_MAX_TTL).contains(&ttl) {
             return Err(AppError::InvalidArgument(format!(
-                "token lifetime {} is out of range: use between 1m and 7d",
-                humantime::format_duration(ttl)
+                "token lifetime {} is out of range: use {} to {}",
+                crate::core::duration::format(ttl),
+                crate::core::duration::format(TOKEN_MIN_TTL),
+                crate::core::duration::format(TOKEN_MAX_TTL)
             )));
         }
         let now = self.now();
@@ -869,8 +871,10 @@ pub fn check_cert_lifetime(lifetime: Duration) -> Result<(), AppError> {
         Ok(())
     } else {
         Err(AppError::InvalidArgument(format!(
-            "certificate lifetime {} is out of range: use between 1h and 730d",
-            humantime::format_duration(lifetime)
+            "certificate lifetime {} is out of range: use {} to {}",
+            crate::core::duration::format(lifetime),
+            crate::core::duration::format(CERT_MIN_LIFETIME),
+            crate::core::duration::format(CERT_MAX_LIFETIME)
         )))
     }
 }

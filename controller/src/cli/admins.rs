@@ -14,8 +14,16 @@ use super::admin_bundle::{NewBundleArgs, Obtained, obtain};
 use super::connect::admin_client;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json, table};
+use crate::core::duration::DurationRange;
 use crate::core::{AdminRole, Timestamp};
 use crate::server;
+
+/// `admin issue|renew --lifetime`: the controller's limits for a certificate.
+const LIFETIME: DurationRange = DurationRange::new(
+    crate::app::CERT_MIN_LIFETIME,
+    crate::app::CERT_MAX_LIFETIME,
+    "90d",
+);
 
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
@@ -26,8 +34,7 @@ pub enum AdminCommand {
         /// What the admin may do
         #[arg(long, value_parser = ["admin", "helpdesk", "offboarding"])]
         role: String,
-        /// Certificate lifetime, 1h to 730d [default: 30d]
-        #[arg(long, value_parser = super::parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = super::DurationArg(LIFETIME), allow_hyphen_values = true, value_name = "DURATION", help = LIFETIME.help("Certificate lifetime [default: 30d]"))]
         lifetime: Option<Duration>,
         #[command(flatten)]
         bundle: NewBundleArgs,
@@ -38,8 +45,7 @@ pub enum AdminCommand {
     Renew {
         /// The admin whose certificate to renew
         name: String,
-        /// Certificate lifetime, 1h to 730d [default: 30d; 730d for break-glass]
-        #[arg(long, value_parser = super::parse_duration, value_name = "DURATION")]
+        #[arg(long, value_parser = super::DurationArg(LIFETIME), allow_hyphen_values = true, value_name = "DURATION", help = LIFETIME.help("Certificate lifetime [default: 30d; 730d for break-glass]"))]
         lifetime: Option<Duration>,
         #[command(flatten)]
         bundle: NewBundleArgs,
@@ -259,10 +265,7 @@ pub async fn run(cmd: AdminCommand, output: OutputFormat) -> Result<(), CliError
             connect,
         } => {
             let role: AdminRole = role.parse().map_err(CliError::usage)?;
-            let lifetime_seconds = lifetime
-                .map(|d| super::whole_seconds("--lifetime", d))
-                .transpose()?
-                .unwrap_or(0);
+            let lifetime_seconds = lifetime.map(super::whole_seconds).unwrap_or(0);
             let request_name = name.clone();
             let obtained = obtain(&name, bundle, &connect, |mut client, csr_der| async move {
                 client
@@ -283,10 +286,7 @@ pub async fn run(cmd: AdminCommand, output: OutputFormat) -> Result<(), CliError
             bundle,
             connect,
         } => {
-            let lifetime_seconds = lifetime
-                .map(|d| super::whole_seconds("--lifetime", d))
-                .transpose()?
-                .unwrap_or(0);
+            let lifetime_seconds = lifetime.map(super::whole_seconds).unwrap_or(0);
             let request_name = name.clone();
             let obtained = obtain(&name, bundle, &connect, |mut client, csr_der| async move {
                 client

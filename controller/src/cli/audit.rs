@@ -13,6 +13,7 @@ use super::output::{OutputFormat, print_json, table};
 use crate::checkpoint_dir;
 use crate::core::Timestamp;
 use crate::core::audit::checkpoint::{MAX_PER_VERIFICATION, select_for_verification};
+use crate::core::duration::{DurationRange, days, seconds};
 
 #[derive(Debug, Subcommand)]
 pub enum AuditCommand {
@@ -64,11 +65,9 @@ pub enum AuditCommand {
 /// Which entries `audit list` and `audit export` take.
 #[derive(Debug, clap::Args)]
 pub struct AuditSelection {
-    /// Only entries at or after this time: RFC 3339 (2026-11-24T08:00:00Z) or a span ago (24h)
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, help = AGO.help("Only entries at or after this time: RFC 3339 (2026-11-24T08:00:00Z) or a span ago"))]
     since: Option<String>,
-    /// Only entries before this time: RFC 3339 (2026-11-25T08:00:00Z) or a span ago (1h)
-    #[arg(long, value_name = "TIME")]
+    #[arg(long, value_name = "TIME", allow_hyphen_values = true, help = AGO.help("Only entries before this time: RFC 3339 (2026-11-25T08:00:00Z) or a span ago"))]
     until: Option<String>,
     /// Only the trail of this device (its id or host name): entries about the device and
     /// about its commands
@@ -135,15 +134,18 @@ struct ProblemView {
     text: String,
 }
 
+/// `audit list --since|--until` given as a span before now.
+const AGO: DurationRange = DurationRange::new(seconds(1), days(3650), "24h");
+
 /// A time flag: RFC 3339, or a span before now.
 fn time_ms(flag: &str, text: &str) -> Result<i64, CliError> {
     if let Ok(t) = time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
     {
         return Ok(Timestamp::from_datetime(t).unix_ms());
     }
-    let ago = super::parse_duration(text).map_err(|_| {
+    let ago = AGO.parse(flag, text).map_err(|e| {
         CliError::usage(format!(
-            "{flag} {text:?}: use an RFC 3339 time (2026-11-24T08:00:00Z) or a span ago (24h)"
+            "{e}; or an RFC 3339 time such as 2026-11-24T08:00:00Z"
         ))
     })?;
     let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());

@@ -315,7 +315,7 @@ async fn wait(
                 Exit::TimedOut,
                 format!(
                     "timed out after {}: {pending} wipe(s) still pending; {hint}. Run the same command with --idempotency-key {} to follow up",
-                    humantime::format_duration(timeout),
+                    crate::core::duration::format(timeout),
                     report.batch.split_once(':').map_or("", |(_, k)| k)
                 ),
             ));

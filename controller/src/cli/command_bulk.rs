@@ -9,20 +9,13 @@ use ward_proto::v1::{self, CancelCommandRequest, ListCommandsRequest};
 
 use super::commands::CommandView;
 use super::error::CliError;
+use crate::core::duration::{DurationRange, days, seconds};
 
 /// The kinds `command cancel --kind` takes.
 pub const KINDS: [&str; 6] = ["lock", "unlock", "wipe", "disable", "enable", "retire"];
 
-/// `--stale AGE`: a duration of at least one second.
-pub fn parse_stale(text: &str) -> Result<Duration, String> {
-    let age = super::parse_duration(text)?;
-    if age < Duration::from_secs(1) {
-        return Err(format!(
-            "{text:?} is too short: give an age between 1s and 100y, such as 7d"
-        ));
-    }
-    Ok(age)
-}
+/// `command list --stale AGE`.
+pub const STALE: DurationRange = DurationRange::new(seconds(1), days(3650), "7d");
 
 /// Keeps the unfinished commands created more than `age` before now.
 pub fn stale(commands: Vec<v1::Command>, age: Duration) -> Vec<v1::Command> {

@@ -34,8 +34,7 @@ pub enum CommandCommand {
         /// Show at most the newest N (1 to 10000)
         #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
         limit: u32,
-        /// Only unfinished commands created longer ago than AGE (e.g. 7d): what waits for a device
-        #[arg(long, value_name = "AGE", value_parser = super::command_bulk::parse_stale, allow_hyphen_values = true)]
+        #[arg(long, value_name = "AGE", value_parser = super::DurationArg(super::command_bulk::STALE), allow_hyphen_values = true, help = super::command_bulk::STALE.help("Only unfinished commands created longer ago than AGE: what waits for a device"))]
         stale: Option<Duration>,
         #[command(flatten)]
         connect: ConnectArgs,
@@ -361,7 +360,7 @@ pub async fn wait_for(
                 Exit::TimedOut,
                 format!(
                     "timed out after {} waiting for command {id}; it is still {} ({}; `wardctl command show {id}` follows it)",
-                    humantime::format_duration(timeout),
+                    crate::core::duration::format(timeout),
                     view.state,
                     if view.state == "acknowledged" {
                         "the device is executing it and reports when done"

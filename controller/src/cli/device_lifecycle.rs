@@ -120,7 +120,7 @@ pub async fn retire(
                 "Retiring: command {} wipes the messaging data, then the agent destroys its own \
                  state and the certificate is revoked. Waiting up to {}…",
                 command.id,
-                humantime::format_duration(timeout)
+                crate::core::duration::format(timeout)
             );
         }
         return wait_for(&mut client, &command.id, timeout, output).await;

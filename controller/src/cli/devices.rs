@@ -10,6 +10,10 @@ use super::device_lifecycle::require_reason;
 use super::device_view::{DeviceView, or_dash, print_device};
 use super::error::CliError;
 use super::output::{OutputFormat, print_json, table};
+use crate::core::duration::{DurationRange, days, seconds};
+
+/// `--timeout` of `device lock|unlock|wipe|retire|… --wait`.
+const TIMEOUT: DurationRange = DurationRange::new(seconds(1), days(7), "10m");
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
@@ -99,8 +103,7 @@ pub enum DeviceCommand {
         /// Wait until the device finishes (exit 0 retired with a verified receipt, 1 failed, 5 timed out)
         #[arg(long)]
         wait: bool,
-        /// How long --wait waits
-        #[arg(long, default_value = "60s", value_parser = super::parse_duration, requires = "wait", value_name = "DURATION")]
+        #[arg(long, default_value = "60s", value_parser = super::DurationArg(TIMEOUT), allow_hyphen_values = true, requires = "wait", value_name = "DURATION", help = TIMEOUT.help("How long --wait waits"))]
         timeout: std::time::Duration,
         #[command(flatten)]
         connect: ConnectArgs,
@@ -131,8 +134,7 @@ pub struct IssueArgs {
     /// Wait until the device finishes the command (exit 0 succeeded, 1 failed, 5 timed out)
     #[arg(long)]
     wait: bool,
-    /// How long --wait waits
-    #[arg(long, default_value = "60s", value_parser = super::parse_duration, requires = "wait", value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = super::DurationArg(TIMEOUT), allow_hyphen_values = true, requires = "wait", value_name = "DURATION", help = TIMEOUT.help("How long --wait waits"))]
     timeout: std::time::Duration,
     /// Retrying with the same key returns the first command instead of making a second one
     /// [default: a new random key]

@@ -11,9 +11,11 @@ use tracing::{info, warn};
 use ward_certs::AdminName;
 use ward_proto::transport::ServerUrl;
 
+use super::DurationArg;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
-use crate::app::{App, AppConfig, check_cert_lifetime};
+use crate::app::{App, AppConfig, CERT_MAX_LIFETIME, CERT_MIN_LIFETIME};
+use crate::core::duration::{DurationRange, hours, seconds};
 use crate::core::{Clock, SystemClock};
 use crate::datadir::{DataDir, InitReport};
 use crate::store::{SqlStore, Store};
@@ -33,6 +35,16 @@ pub struct InitArgs {
     #[arg(long, default_value = "admin", value_name = "NAME")]
     admin_name: String,
 }
+
+/// `serve --server-cert-check-interval` (hidden; for tests that move the clock).
+const SERVER_CERT_CHECK: DurationRange = DurationRange::new(seconds(1), hours(24), "10m");
+/// `serve --checkin-interval`.
+const CHECKIN_INTERVAL: DurationRange = DurationRange::new(seconds(1), hours(24), "5m");
+/// `serve --device-cert-lifetime`: the limits of every certificate the controller issues.
+const DEVICE_CERT_LIFETIME: DurationRange =
+    DurationRange::new(CERT_MIN_LIFETIME, CERT_MAX_LIFETIME, "30d");
+/// `serve --audit-checkpoint-interval`.
+const CHECKPOINT_INTERVAL: DurationRange = DurationRange::new(seconds(10), hours(24), "1h");
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -56,15 +68,11 @@ pub struct ServeArgs {
     /// with that name could no longer verify the controller, and their offline timers would run
     #[arg(long = "drop-hostname", value_name = "NAME")]
     drop_hostnames: Vec<String>,
-    /// How often the server certificate's age is checked (it is renewed two thirds into its
-    /// lifetime); for tests that move the clock
-    #[arg(long, default_value = "10m", value_parser = super::parse_duration, value_name = "DURATION", hide = true)]
+    #[arg(long, default_value = "10m", value_parser = DurationArg(SERVER_CERT_CHECK), allow_hyphen_values = true, value_name = "DURATION", hide = true, help = SERVER_CERT_CHECK.help("How often the server certificate's age is checked (it is renewed two thirds into its lifetime); for tests that move the clock"))]
     server_cert_check_interval: Duration,
-    /// How often agents check in when nothing else happens
-    #[arg(long, default_value = "60s", value_parser = super::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "60s", value_parser = DurationArg(CHECKIN_INTERVAL), allow_hyphen_values = true, value_name = "DURATION", help = CHECKIN_INTERVAL.help("How often agents check in when nothing else happens"))]
     checkin_interval: Duration,
-    /// Lifetime of device certificates
-    #[arg(long, default_value = "7d", value_parser = super::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "7d", value_parser = DurationArg(DEVICE_CERT_LIFETIME), allow_hyphen_values = true, value_name = "DURATION", help = DEVICE_CERT_LIFETIME.help("Lifetime of device certificates"))]
     device_cert_lifetime: Duration,
     /// Require a second admin's approval for full wipes and for offboardings of more than
     /// --approval-threshold devices (`wardctl command approve`), and for issuing an admin-role
@@ -111,9 +119,7 @@ pub struct ServeArgs {
     /// A checkpoint after this many audit entries (1-1000000)…
     #[arg(long, default_value_t = crate::app::CHECKPOINT_EVERY_DEFAULT, value_name = "N")]
     audit_checkpoint_every: u64,
-    /// …and at least this often while entries are written (10s-24h); also at start and at
-    /// shutdown
-    #[arg(long, default_value = "10m", value_parser = super::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "10m", value_parser = DurationArg(CHECKPOINT_INTERVAL), allow_hyphen_values = true, value_name = "DURATION", help = CHECKPOINT_INTERVAL.help("…and at least this often while entries are written, also at start and at shutdown"))]
     audit_checkpoint_interval: Duration,
 }
 
@@ -193,25 +199,9 @@ fn lock_data_dir(dir: &std::path::Path) -> Result<crate::serve_lock::ServeLock, 
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
     // Check every flag, then take the port, before anything is created on disk.
-    check_cert_lifetime(args.device_cert_lifetime)
-        .map_err(|e| CliError::usage(format!("--device-cert-lifetime: {e}")))?;
-    if args.checkin_interval < Duration::from_secs(1)
-        || args.checkin_interval > Duration::from_secs(24 * 3600)
-    {
-        return Err(CliError::usage(
-            "--checkin-interval must be between 1s and 24h",
-        ));
-    }
     if !(1..=1_000_000).contains(&args.audit_checkpoint_every) {
         return Err(CliError::usage(
             "--audit-checkpoint-every must be between 1 and 1000000 entries",
-        ));
-    }
-    if args.audit_checkpoint_interval < Duration::from_secs(10)
-        || args.audit_checkpoint_interval > Duration::from_secs(24 * 3600)
-    {
-        return Err(CliError::usage(
-            "--audit-checkpoint-interval must be between 10s and 24h",
         ));
     }
     if let Some(dir) = &args.audit_checkpoints {

@@ -19,7 +19,7 @@ pub mod error;
 mod local;
 pub mod output;
 pub(crate) mod policy;
-mod tokens;
+pub(crate) mod tokens;
 pub(crate) mod users;
 
 use std::path::PathBuf;
@@ -101,33 +101,69 @@ pub struct ConnectArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// A directory argument: refused when the path exists and is not a directory ("is a file,
-/// not a directory", exit 2), before anything is read or created there.
+/// A directory argument: refused when the path, or the nearest part of it that exists, is not
+/// a directory ("is a file, not a directory", exit 2), before anything is read or created.
 pub fn directory_arg(text: &str) -> Result<std::path::PathBuf, String> {
     let path = std::path::PathBuf::from(text);
-    match std::fs::metadata(&path) {
-        Ok(meta) if !meta.is_dir() => Err(format!("{text} is a file, not a directory")),
-        _ => Ok(path),
+    // The path, or else the nearest part of it that exists, must be a directory: one to be
+    // created under a file would fail later with "Not a directory" (exit 1).
+    for at in path.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        let Ok(meta) = std::fs::metadata(at) else {
+            continue;
+        };
+        if meta.is_dir() {
+            break;
+        }
+        let what = if meta.is_file() {
+            "is a file, not a directory"
+        } else {
+            "is not a directory"
+        };
+        let named = if at == path {
+            format!("{text} {what}")
+        } else {
+            format!("{text}: {} {what}", at.display())
+        };
+        return Err(format!(
+            "{named}: give a directory (or a path where one can be made), or move the file away"
+        ));
+    }
+    Ok(path)
+}
+
+/// A duration flag's value parser: the flag's range (declared next to the flag) checked as it is
+/// parsed, so every error names the flag and the range and exits 2. Takes values starting with
+/// '-' (with `allow_hyphen_values`) so `--ttl -5m` is refused as negative, not as a flag.
+#[derive(Clone, Copy, Debug)]
+pub struct DurationArg(pub crate::core::duration::DurationRange);
+
+impl clap::builder::TypedValueParser for DurationArg {
+    type Value = Duration;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Duration, clap::Error> {
+        let flag = arg.map_or_else(String::new, |a| match a.get_long() {
+            Some(long) => format!("--{long}"),
+            None => a.get_id().to_string(),
+        });
+        let text = value.to_string_lossy();
+        self.0.parse(&flag, &text).map_err(|message| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("{message}\n"),
+            )
+            .with_cmd(cmd)
+        })
     }
 }
 
-/// Parses "15m", "7d", "90s", "1h 30m".
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    humantime::parse_duration(text).map_err(|e| {
-        format!("{text:?} is not a duration ({e}); use a number with a unit, such as 90s, 15m, 12h or 7d")
-    })
-}
-
-/// A duration flag as whole seconds for the wire, where 0 would mean "the default": zero and
-/// fractions of a second are refused instead of silently becoming the default.
-pub fn whole_seconds(flag: &str, d: Duration) -> Result<u64, error::CliError> {
-    if d.as_secs() == 0 || d.subsec_nanos() != 0 {
-        return Err(error::CliError::usage(format!(
-            "{flag} {} is not a whole, positive number of seconds",
-            humantime::format_duration(d)
-        )));
-    }
-    Ok(d.as_secs())
+/// A duration already checked against its flag's range, as whole seconds for the wire.
+pub fn whole_seconds(d: Duration) -> u64 {
+    d.as_secs()
 }
 
 /// A reader that went away (`wardctl … | head -1`) is not wardctl's failure: the standard
@@ -205,5 +241,73 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Verb::Audit(cmd) => audit::run(cmd, output).await,
         Verb::User(cmd) => users::run(cmd, output).await,
         Verb::Console(args) => crate::console::run(args).await,
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::Cli;
+
+    /// Every duration flag of every command, with its command path.
+    fn duration_args(cmd: &clap::Command, path: &str, found: &mut Vec<(String, clap::Arg)>) {
+        for arg in cmd.get_arguments() {
+            let names = arg.get_value_names().unwrap_or_default();
+            if names
+                .iter()
+                .any(|n| ["DURATION", "AGE", "TIME"].contains(&n.as_str()))
+            {
+                found.push((format!("{path} --{}", arg.get_id()), arg.clone()));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            duration_args(sub, &format!("{path} {}", sub.get_name()), found);
+        }
+    }
+
+    #[test]
+    fn every_duration_flag_shows_its_range_and_takes_negative_values_to_refuse_them() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut found = Vec::new();
+        duration_args(&cmd, "wardctl", &mut found);
+        assert!(found.len() >= 15, "{}", found.len());
+        for (name, arg) in found {
+            let help = arg.get_help().map(ToString::to_string).unwrap_or_default();
+            assert!(
+                help.contains(" to ") && help.contains("e.g. "),
+                "{name}: no range in its help: {help:?}"
+            );
+            assert!(
+                arg.is_allow_hyphen_values_set(),
+                "{name}: -5m would be taken for a flag"
+            );
+        }
+    }
+
+    #[test]
+    fn a_duration_flag_error_is_wards_text_with_the_range() {
+        let err = Cli::try_parse_from([
+            "wardctl", "token", "create", "--user", "a@h.org", "--ttl", "-5m",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let text = err.render().to_string();
+        assert!(
+            text.starts_with("error: --ttl: -5m is negative: use 1m to 7d (e.g. --ttl 1h)"),
+            "{text}"
+        );
+        let ok = Cli::try_parse_from([
+            "wardctl",
+            "policy",
+            "set",
+            "--max-age",
+            "never",
+            "--wipe-grace",
+            "3d",
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
     }
 }

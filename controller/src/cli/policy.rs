@@ -3,13 +3,32 @@
 use std::time::Duration;
 
 use clap::Subcommand;
+use clap::builder::TypedValueParser;
 use serde::Serialize;
 use ward_proto::v1::{self, GetPolicyRequest, SetPolicyRequest};
 
-use super::ConnectArgs;
 use super::connect::admin_client;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
+use super::{ConnectArgs, DurationArg};
+use crate::core::duration::{self, DurationRange, days, hours, seconds};
+
+/// `policy set --max-age`.
+const MAX_AGE: DurationRange = DurationRange::new(days(1), days(3650), "90d")
+    .or_off("no rule")
+    .in_days();
+/// `policy set --max-inactivity`.
+const MAX_INACTIVITY: DurationRange =
+    DurationRange::new(seconds(1), hours(24), "5m").or_off("no rule");
+/// `policy set --offline-wipe-after`.
+const OFFLINE_WIPE_AFTER: DurationRange =
+    DurationRange::new(hours(1), days(365), "72h").or_off("never");
+/// `policy set --os-updates-max-age`.
+const OS_UPDATES_MAX_AGE: DurationRange = DurationRange::new(days(1), days(3650), "30d")
+    .or_off("no rule")
+    .in_days();
+/// `policy set --wipe-grace` (required once any check's action is wipe).
+const WIPE_GRACE: DurationRange = DurationRange::new(hours(1), days(365), "72h").or_off("off");
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
@@ -31,8 +50,7 @@ pub enum PolicyCommand {
         /// Character classes a password must mix: lower, upper, digit, other (0-4)
         #[arg(long, value_name = "N")]
         min_classes: Option<u32>,
-        /// Maximum password age, e.g. 90d (0: no rule)
-        #[arg(long, value_parser = days, value_name = "DURATION")]
+        #[arg(long, value_parser = DurationArg(MAX_AGE).map(whole_days), allow_hyphen_values = true, value_name = "DURATION", help = MAX_AGE.help("Maximum password age"))]
         max_age: Option<u32>,
         /// Previous passwords that may not be reused
         #[arg(long, value_name = "N")]
@@ -40,14 +58,12 @@ pub enum PolicyCommand {
         /// Failed log-ins before the account locks (0: no rule)
         #[arg(long, value_name = "N")]
         max_failed_attempts: Option<u32>,
-        /// Lock the screen after this much inactivity, e.g. 5m (0: no rule)
-        #[arg(long, value_parser = seconds_u32, value_name = "DURATION")]
+        #[arg(long, value_parser = DurationArg(MAX_INACTIVITY).map(seconds_u32), allow_hyphen_values = true, value_name = "DURATION", help = MAX_INACTIVITY.help("Lock the screen after this much inactivity"))]
         max_inactivity: Option<u32>,
         /// Require disk encryption of the root and messaging filesystems
         #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
         require_encryption: Option<bool>,
-        /// Wipe the messaging data on a device that has not checked in for this long, e.g. 72h ("never" or 0: off)
-        #[arg(long, value_parser = seconds_u64, value_name = "DURATION")]
+        #[arg(long, value_parser = DurationArg(OFFLINE_WIPE_AFTER).map(seconds_u64), allow_hyphen_values = true, value_name = "DURATION", help = OFFLINE_WIPE_AFTER.help("Wipe the messaging data on a device that has not checked in for this long"))]
         offline_wipe_after: Option<u64>,
         /// Let agents running as root write the password rules, not only check them
         #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
@@ -78,8 +94,7 @@ pub struct PostureArgs {
     /// Remove a package from the denylist; repeatable
     #[arg(long, value_name = "NAME")]
     allow_package: Vec<String>,
-    /// No pending security update, and a package update within this long, e.g. 30d (0: no rule)
-    #[arg(long, value_parser = days, value_name = "DURATION")]
+    #[arg(long, value_parser = DurationArg(OS_UPDATES_MAX_AGE).map(whole_days), allow_hyphen_values = true, value_name = "DURATION", help = OS_UPDATES_MAX_AGE.help("No pending security update, and a package update within this long"))]
     os_updates_max_age: Option<u32>,
     /// Agents older than this version fail the agent_version check, e.g. 0.2.0 ("none": no rule)
     #[arg(long, value_name = "VERSION")]
@@ -89,9 +104,7 @@ pub struct PostureArgs {
     /// agent_version
     #[arg(long = "action", value_parser = check_action, value_name = "CHECK=ACTION")]
     actions: Vec<v1::CheckAction>,
-    /// How long a check whose action is wipe may fail before the messaging data is wiped: 1h to
-    /// 365d, e.g. 72h (required once any action is wipe)
-    #[arg(long, value_parser = seconds_u64, value_name = "DURATION")]
+    #[arg(long, value_parser = DurationArg(WIPE_GRACE).map(seconds_u64), allow_hyphen_values = true, value_name = "DURATION", help = WIPE_GRACE.help("How long a check whose action is wipe may fail before the messaging data is wiped (required once any action is wipe)"))]
     wipe_grace: Option<u64>,
 }
 
@@ -162,29 +175,40 @@ impl PostureArgs {
     }
 }
 
-fn duration_or_never(text: &str) -> Result<Duration, String> {
-    if matches!(text.trim(), "never" | "off" | "0") {
-        return Ok(Duration::ZERO);
-    }
-    super::parse_duration(text)
+/// A duration within its flag's range, as the policy stores it (the ranges keep it in bounds).
+fn seconds_u64(d: Duration) -> u64 {
+    d.as_secs()
 }
 
-pub(crate) fn seconds_u64(text: &str) -> Result<u64, String> {
-    Ok(duration_or_never(text)?.as_secs())
+fn seconds_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
-pub(crate) fn seconds_u32(text: &str) -> Result<u32, String> {
-    u32::try_from(duration_or_never(text)?.as_secs()).map_err(|_| format!("{text:?} is too long"))
+fn whole_days(d: Duration) -> u32 {
+    u32::try_from(d.as_secs() / 86_400).unwrap_or(u32::MAX)
 }
 
-pub(crate) fn days(text: &str) -> Result<u32, String> {
-    let d = duration_or_never(text)?;
-    if d.as_secs() % 86400 != 0 {
-        return Err(format!(
-            "{text:?} is not a whole number of days; use e.g. 90d"
-        ));
-    }
-    u32::try_from(d.as_secs() / 86400).map_err(|_| format!("{text:?} is too long"))
+/// The same fields typed into the console's policy form, with `policy set`'s ranges and messages.
+pub(crate) fn max_age(text: &str) -> Result<u32, String> {
+    MAX_AGE.parse("--max-age", text).map(whole_days)
+}
+pub(crate) fn max_inactivity(text: &str) -> Result<u32, String> {
+    MAX_INACTIVITY
+        .parse("--max-inactivity", text)
+        .map(seconds_u32)
+}
+pub(crate) fn os_updates_max_age(text: &str) -> Result<u32, String> {
+    OS_UPDATES_MAX_AGE
+        .parse("--os-updates-max-age", text)
+        .map(whole_days)
+}
+pub(crate) fn offline_wipe_after(text: &str) -> Result<u64, String> {
+    OFFLINE_WIPE_AFTER
+        .parse("--offline-wipe-after", text)
+        .map(seconds_u64)
+}
+pub(crate) fn wipe_grace(text: &str) -> Result<u64, String> {
+    WIPE_GRACE.parse("--wipe-grace", text).map(seconds_u64)
 }
 
 /// Which table row shows which policy field.
@@ -278,11 +302,18 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
             format!("{n}{unit}")
         }
     };
+    let in_days = |n: u32| {
+        if n == 0 {
+            "no rule".to_owned()
+        } else {
+            duration::format(days(n.into()))
+        }
+    };
     let span = |secs: u64| {
         if secs == 0 {
             "off".to_owned()
         } else {
-            humantime::format_duration(Duration::from_secs(secs)).to_string()
+            duration::format(Duration::from_secs(secs))
         }
     };
     let mut fields = vec![
@@ -290,10 +321,7 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
         ("revision", view.revision.to_string()),
         ("password min length", rule(view.password_min_length, "")),
         ("password min classes", rule(view.password_min_classes, "")),
-        (
-            "password max age",
-            rule(view.password_max_age_days, " days"),
-        ),
+        ("password max age", in_days(view.password_max_age_days)),
         ("password history", rule(view.password_history, "")),
         ("max failed attempts", rule(view.max_failed_attempts, "")),
         ("auto-lock after", span(view.auto_lock_seconds.into())),
@@ -312,10 +340,7 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
                 view.forbidden_packages.join(", ")
             },
         ),
-        (
-            "OS updates max age",
-            rule(view.os_updates_max_age_days, " days"),
-        ),
+        ("OS updates max age", in_days(view.os_updates_max_age_days)),
         (
             "min agent version",
             view.min_agent_version

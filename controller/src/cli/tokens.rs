@@ -10,10 +10,16 @@ use ward_proto::v1::{
 };
 
 use super::ConnectArgs;
+use super::DurationArg;
 use super::connect::admin_client;
 use super::error::CliError;
 use super::output::{OutputFormat, print_json, table};
 use crate::core::Timestamp;
+use crate::core::duration::DurationRange;
+
+/// `token create --ttl`: the controller's limits for an enrollment token.
+pub(crate) const TOKEN_TTL: DurationRange =
+    DurationRange::new(crate::app::TOKEN_MIN_TTL, crate::app::TOKEN_MAX_TTL, "1h");
 
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
@@ -22,8 +28,7 @@ pub enum TokenCommand {
         /// The user the enrolled device will belong to
         #[arg(long, value_name = "EMAIL")]
         user: String,
-        /// How long the token stays valid (1m to 7d)
-        #[arg(long, default_value = "15m", value_parser = super::parse_duration, value_name = "DURATION")]
+        #[arg(long, default_value = "15m", value_parser = DurationArg(TOKEN_TTL), allow_hyphen_values = true, value_name = "DURATION", help = TOKEN_TTL.help("How long the token stays valid"))]
         ttl: Duration,
         #[command(flatten)]
         connect: ConnectArgs,
@@ -158,7 +163,7 @@ pub async fn run(cmd: TokenCommand, output: OutputFormat) -> Result<(), CliError
             let resp = client
                 .create_enrollment_token(CreateEnrollmentTokenRequest {
                     user,
-                    ttl_seconds: super::whole_seconds("--ttl", ttl)?,
+                    ttl_seconds: super::whole_seconds(ttl),
                 })
                 .await?
                 .into_inner();

@@ -13,6 +13,10 @@ use super::connect::admin_client;
 use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_json, table};
 use crate::core::Timestamp;
+use crate::core::duration::{self, DurationRange, days, seconds};
+
+/// `user offboard --wait --timeout`.
+const TIMEOUT: DurationRange = DurationRange::new(seconds(1), days(7), "30m");
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
@@ -28,7 +32,7 @@ pub enum UserCommand {
         /// 1 some wipe failed, 5 timed out with devices still pending)
         #[arg(long)]
         wait: bool,
-        #[arg(long, default_value = "5m", value_parser = super::parse_duration, requires = "wait", value_name = "DURATION")]
+        #[arg(long, default_value = "5m", value_parser = super::DurationArg(TIMEOUT), allow_hyphen_values = true, requires = "wait", value_name = "DURATION", help = TIMEOUT.help("How long --wait waits"))]
         timeout: Duration,
         #[command(flatten)]
         connect: ConnectArgs,
@@ -210,7 +214,7 @@ pub async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError>
                         Exit::TimedOut,
                         format!(
                             "timed out after {}: {} device(s) still pending ({}); {hint}. Run the same command again to follow up",
-                            humantime::format_duration(timeout),
+                            duration::format(timeout),
                             ids.len(),
                             ids.join(", ")
                         ),

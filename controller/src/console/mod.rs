@@ -36,11 +36,11 @@ use ward_proto::v1::admin_service_client::AdminServiceClient;
 use crate::cli::ConnectArgs;
 use crate::cli::connect::admin_client;
 use crate::cli::error::CliError;
+use crate::core::duration::{self, DurationRange, hours, seconds};
 use auth::Gate;
 
-/// The longest and shortest inactivity limits `--idle-timeout` accepts.
-const IDLE_MIN: Duration = Duration::from_secs(1);
-const IDLE_MAX: Duration = Duration::from_secs(12 * 3600);
+/// `console --idle-timeout`.
+const IDLE_TIMEOUT: DurationRange = DurationRange::new(seconds(1), hours(12), "30m");
 
 #[derive(Debug, Args)]
 pub struct ConsoleArgs {
@@ -48,8 +48,7 @@ pub struct ConsoleArgs {
     /// refused: reach a console on another machine through `ssh -L`
     #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
     listen: SocketAddr,
-    /// Log off after this long without a request (1s to 12h)
-    #[arg(long, default_value = "15m", value_parser = crate::cli::parse_duration, value_name = "DURATION")]
+    #[arg(long, default_value = "15m", value_parser = crate::cli::DurationArg(IDLE_TIMEOUT), allow_hyphen_values = true, value_name = "DURATION", help = IDLE_TIMEOUT.help("Log off after this long without a request"))]
     idle_timeout: Duration,
     /// Open the login link in the desktop's browser (xdg-open)
     #[arg(long)]
@@ -111,12 +110,6 @@ pub async fn run(args: ConsoleArgs) -> Result<(), CliError> {
             args.listen
         )));
     }
-    if !(IDLE_MIN..=IDLE_MAX).contains(&args.idle_timeout) {
-        return Err(CliError::usage(format!(
-            "--idle-timeout {} is out of range: use between 1s and 12h",
-            humantime::format_duration(args.idle_timeout)
-        )));
-    }
     let mut client = admin_client(&args.connect).await?;
     let who = client.who_am_i(WhoAmIRequest {}).await?.into_inner();
     let me = Me {
@@ -153,7 +146,7 @@ pub async fn run(args: ConsoleArgs) -> Result<(), CliError> {
         console.me.name,
         console.me.role,
         console.base,
-        humantime::format_duration(args.idle_timeout)
+        duration::format(args.idle_timeout)
     );
     console.announce_login();
     if args.open {

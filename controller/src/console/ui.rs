@@ -101,7 +101,7 @@ fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
 
 /// The answer to a request without a live session.
 pub fn logged_out(console: &Console, idle: bool) -> Response {
-    let limit = humantime::format_duration(console.gate().idle_limit());
+    let limit = crate::core::duration::format(console.gate().idle_limit());
     let why = if idle {
         format!("You were logged off after {limit} without activity.")
     } else {

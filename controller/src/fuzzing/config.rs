@@ -8,7 +8,8 @@ use std::path::Path;
 use clap::Parser;
 
 use crate::bundle::AdminBundle;
-use crate::cli::{Cli, parse_duration, whole_seconds};
+use crate::cli::Cli;
+use crate::core::duration::{self, DurationRange, days, seconds};
 use crate::core::{Policy, PolicyChanges, PolicyScope, UserEmail};
 
 /// The input is tried as a `wardctl` argument list (one argument a line) and, when it is
@@ -64,18 +65,35 @@ fn command_line(data: &[u8]) {
 }
 
 fn duration(text: &str) {
-    let Ok(d) = parse_duration(text) else {
-        return;
+    // humantime's own round trip.
+    if let Ok(d) = humantime::parse_duration(text) {
+        let shown = humantime::format_duration(d).to_string();
+        assert_eq!(
+            humantime::parse_duration(&shown),
+            Ok(d),
+            "{shown:?} does not read back"
+        );
+    }
+    // Ward's parser and printers: every error names the range; the exact form reads back; the
+    // short form never shows more than the value.
+    let range = DurationRange::new(seconds(1), days(3650), "1h");
+    let d = match range.parse("--flag", text) {
+        Ok(d) => d,
+        Err(e) => {
+            assert!(e.contains("use 1s to 3650d (e.g. --flag 1h)"), "{e}");
+            return;
+        }
     };
-    let shown = humantime::format_duration(d).to_string();
+    let exact = duration::format_exact(d);
     assert_eq!(
-        parse_duration(&shown),
+        range.parse("--flag", &exact),
         Ok(d),
-        "{shown:?} does not read back"
+        "{exact:?} does not read back"
     );
-    if let Ok(seconds) = whole_seconds("--flag", d) {
-        assert!(seconds > 0);
-        assert_eq!(std::time::Duration::from_secs(seconds), d);
+    let short = duration::format(d);
+    match range.parse("--flag", &short) {
+        Ok(shown) => assert!(shown <= d, "{short:?} shows more than {exact:?}"),
+        Err(e) => panic!("{short:?} does not read back: {e}"),
     }
 }
 

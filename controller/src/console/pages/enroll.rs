@@ -82,11 +82,8 @@ pub struct CreateForm {
 }
 
 pub async fn create(State(console): State<Shared>, CsrfForm(form): CsrfForm<CreateForm>) -> Page {
-    let ttl = match crate::cli::parse_duration(form.ttl.trim())
-        .map_err(|e| e.to_string())
-        .and_then(|d| crate::cli::whole_seconds("valid for", d).map_err(|e| e.message))
-    {
-        Ok(s) => s,
+    let ttl = match crate::cli::tokens::TOKEN_TTL.parse("valid for", &form.ttl) {
+        Ok(d) => d.as_secs(),
         Err(e) => return render(&console, None, Some(e)).await,
     };
     let created = match console

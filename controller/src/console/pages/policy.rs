@@ -11,7 +11,9 @@ use ward_proto::v1::{
 };
 
 use super::{Page, answer, q};
-use crate::cli::policy::{check_action, days, seconds_u32, seconds_u64};
+use crate::cli::policy::{
+    check_action, max_age, max_inactivity, offline_wipe_after, os_updates_max_age, wipe_grace,
+};
 use crate::console::http::{CsrfForm, Empty, Shared};
 use crate::console::{Console, ui};
 use crate::core::ALL_CHECKS;
@@ -94,13 +96,15 @@ const FLAGS: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// How a policy form field given in seconds is read.
+type SecondsField = fn(&str) -> Result<u64, String>;
+
 fn duration_text(seconds: u64) -> String {
     if seconds == 0 {
         "0".into()
     } else {
-        humantime::format_duration(std::time::Duration::from_secs(seconds))
-            .to_string()
-            .replace(' ', "")
+        // A form field is read back when the form is sent: every unit, so nothing changes.
+        crate::core::duration::format_exact(std::time::Duration::from_secs(seconds))
     }
 }
 
@@ -348,26 +352,33 @@ impl PolicyForm {
         };
         req.password_min_length = number("min_length", current.password_min_length, &count);
         req.password_min_classes = number("min_classes", current.password_min_classes, &count);
-        req.password_max_age_days = number("max_age", current.password_max_age_days, &days);
+        req.password_max_age_days = number("max_age", current.password_max_age_days, &max_age);
         req.password_history = number("history", current.password_history, &count);
         req.max_failed_attempts =
             number("max_failed_attempts", current.max_failed_attempts, &count);
-        req.auto_lock_seconds = number("max_inactivity", current.auto_lock_seconds, &seconds_u32);
-        req.os_updates_max_age_days =
-            number("os_updates_max_age", current.os_updates_max_age_days, &days);
-        for (field, now, slot) in [
+        req.auto_lock_seconds =
+            number("max_inactivity", current.auto_lock_seconds, &max_inactivity);
+        req.os_updates_max_age_days = number(
+            "os_updates_max_age",
+            current.os_updates_max_age_days,
+            &os_updates_max_age,
+        );
+        let seconds: [(&str, u64, &mut Option<u64>, SecondsField); 2] = [
             (
                 "offline_wipe_after",
                 current.offline_wipe_after_seconds,
                 &mut req.offline_wipe_after_seconds,
+                offline_wipe_after,
             ),
             (
                 "wipe_grace",
                 current.wipe_grace_seconds,
                 &mut req.wipe_grace_seconds,
+                wipe_grace,
             ),
-        ] {
-            match seconds_u64(&self.text(field)) {
+        ];
+        for (field, now, slot, parse) in seconds {
+            match parse(&self.text(field)) {
                 Ok(v) if v != now => *slot = Some(v),
                 Ok(_) => {}
                 Err(e) => errors.push((field.to_owned(), e)),
