@@ -26,6 +26,7 @@ async fn a_full_wipe_waits_for_a_second_admin() {
             })),
             reason: "disposal".into(),
             idempotency_key: "full-1".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()
@@ -225,6 +226,7 @@ async fn an_admin_cannot_approve_their_own_full_wipe_with_an_identity_they_issue
             })),
             reason: "disposal".into(),
             idempotency_key: "full-sock".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()
@@ -247,6 +249,7 @@ async fn an_admin_cannot_approve_their_own_full_wipe_with_an_identity_they_issue
             })),
             reason: "disposal".into(),
             idempotency_key: "full-sock-2".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()
@@ -426,6 +429,7 @@ async fn renewing_another_admins_identity_needs_a_second_admin_and_links_the_two
             })),
             reason: "disposal".into(),
             idempotency_key: "full-dave".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()

@@ -48,6 +48,7 @@ async fn issue_wipe(
             })),
             reason: "lost".into(),
             idempotency_key: key.into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()

@@ -22,6 +22,7 @@ async fn with_history() -> TestController {
             })),
             reason: "x".into(),
             idempotency_key: "k".into(),
+            ttl_seconds: 0,
         })
         .await;
     assert!(denied.is_err());
@@ -37,6 +38,7 @@ async fn with_history() -> TestController {
             action: Some(Action::Lock(LockAction::default())),
             reason: String::new(),
             idempotency_key: "lock-1".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()
@@ -192,6 +194,7 @@ async fn a_device_certificate_on_the_admin_api_is_refused_and_audited() {
             })),
             reason: "a device trying to be an admin".into(),
             idempotency_key: "knock-1".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap_err();
@@ -250,6 +253,7 @@ async fn reads_record_what_was_read() {
             action: Some(Action::Lock(LockAction::default())),
             reason: String::new(),
             idempotency_key: "read-lock".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()
@@ -306,6 +310,7 @@ async fn denials_record_their_target() {
             })),
             reason: "x".into(),
             idempotency_key: "deny-1".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap_err();
@@ -404,6 +409,7 @@ async fn a_flood_of_refusals_writes_a_bounded_number_of_entries_and_a_summary() 
         })),
         reason: "flood".into(),
         idempotency_key: format!("flood-{i}"),
+        ttl_seconds: 0,
     };
     for i in 0..200 {
         let err = helpdesk.issue_command(full_wipe(i)).await.unwrap_err();

@@ -12,6 +12,7 @@ fn request(device: &str, action: issue_command_request::Action, key: &str) -> Is
         action: Some(action),
         reason: "pile-up".into(),
         idempotency_key: key.into(),
+        ttl_seconds: 0,
     }
 }
 

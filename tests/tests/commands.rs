@@ -35,6 +35,7 @@ async fn issue(
             action: Some(action),
             reason: reason.into(),
             idempotency_key: key.into(),
+            ttl_seconds: 0,
         })
         .await
         .map(tonic::Response::into_inner)

@@ -31,6 +31,7 @@ async fn acknowledged_wipe(
             })),
             reason: "lost".into(),
             idempotency_key: key.into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()

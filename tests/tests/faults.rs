@@ -96,6 +96,7 @@ async fn fan_out(
                         })),
                         reason: format!("fault round {round}"),
                         idempotency_key: format!("fault-{round}-{device_id}"),
+                        ttl_seconds: 0,
                     };
                     match admin.issue_command(request).await {
                         Ok(command) => {

@@ -153,6 +153,7 @@ fn start_load(
                     action: Some(Action::Lock(LockAction::default())),
                     reason: format!("group commit kill round {round}"),
                     idempotency_key: key.clone(),
+                    ttl_seconds: 0,
                 };
                 if let Ok(command) = admin.issue_command(request).await {
                     seen.lock()

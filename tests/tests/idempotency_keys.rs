@@ -34,6 +34,7 @@ fn lock(device: &str, key: &str) -> IssueCommandRequest {
         })),
         reason: String::new(),
         idempotency_key: key.into(),
+        ttl_seconds: 0,
     }
 }
 

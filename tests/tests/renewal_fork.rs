@@ -171,6 +171,7 @@ async fn issue_wipe(controller: &TestController, device: &str, key: &str) -> Com
             })),
             reason: "lost".into(),
             idempotency_key: key.into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()

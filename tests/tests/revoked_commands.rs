@@ -18,6 +18,7 @@ fn wipe(device: &str, key: &str) -> IssueCommandRequest {
         })),
         reason: "lost in the car park".into(),
         idempotency_key: key.into(),
+        ttl_seconds: 0,
     }
 }
 
@@ -29,6 +30,7 @@ fn lock(device: &str, key: &str) -> IssueCommandRequest {
         })),
         reason: String::new(),
         idempotency_key: key.into(),
+        ttl_seconds: 0,
     }
 }
 

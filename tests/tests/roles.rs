@@ -14,6 +14,7 @@ fn issue(device: &str, action: Action, key: &str) -> IssueCommandRequest {
         action: Some(action),
         reason: "test".into(),
         idempotency_key: key.into(),
+        ttl_seconds: 0,
     }
 }
 

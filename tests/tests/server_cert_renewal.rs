@@ -128,6 +128,7 @@ async fn the_server_certificate_renews_two_thirds_into_its_life_while_an_agent_s
             action: Some(issue_command_request::Action::Lock(LockAction::default())),
             reason: "renewal test".into(),
             idempotency_key: "renewal-test-lock".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap();

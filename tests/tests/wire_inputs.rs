@@ -169,6 +169,7 @@ async fn enum_values_the_protocol_does_not_define_are_refused_and_change_nothing
             action: Some(Action::Wipe(WipeAction { scope: 99 })),
             reason: "unknown scope".into(),
             idempotency_key: "enum-1".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap_err();
@@ -315,6 +316,7 @@ async fn duplicate_and_late_results_change_nothing_recorded() {
             })),
             reason: "duplicate results".into(),
             idempotency_key: "dup-1".into(),
+            ttl_seconds: 0,
         })
         .await
         .unwrap()

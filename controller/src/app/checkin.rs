@@ -295,9 +295,23 @@ impl Plan {
 /// let be delivered (finished, awaiting approval) are left out.
 async fn deliver(
     tx: &mut dyn Tx,
-    mut commands: Vec<Command>,
+    commands: Vec<Command>,
     now: Timestamp,
 ) -> Result<Vec<(CommandState, Command)>, AppError> {
+    // Those whose time-to-live ran out while the device was away end `expired`, not sent.
+    let (late, mut commands): (Vec<Command>, Vec<Command>) = commands.into_iter().partition(|c| {
+        c.apply(&Event::Delivered, now) == Err(crate::core::command::TransitionError::PastDeadline)
+    });
+    let expired: Vec<(CommandState, Command)> = late
+        .iter()
+        .filter_map(|c| c.apply(&Event::Expired, now).ok().map(|n| (c.state, n)))
+        .collect();
+    if !expired.is_empty() {
+        let written: HashSet<CommandId> = tx.update_commands(&expired).await?.into_iter().collect();
+        for (_, next) in expired.iter().filter(|(_, n)| written.contains(&n.id)) {
+            tx.audit(transition_event(CONTROLLER, next), now);
+        }
+    }
     let mut delivered = Vec::new();
     for attempt in 0..2 {
         let changes: Vec<(CommandState, Command)> = commands

@@ -124,7 +124,19 @@ impl App {
         kind: CommandKind,
         reason: &str,
         idempotency_key: &str,
+        ttl: Option<std::time::Duration>,
     ) -> Result<(Command, bool), AppError> {
+        match ttl {
+            None => {}
+            Some(_) if kind.is_destructive() => {
+                return Err(AppError::InvalidArgument(
+                    "a wipe never expires: it stays pending until the device runs it or an admin cancels it; issue it without a time-to-live".into(),
+                ));
+            }
+            Some(ttl) => crate::core::command::TTL
+                .check("the time-to-live", ttl)
+                .map_err(AppError::InvalidArgument)?,
+        }
         let full = matches!(
             kind,
             CommandKind::Wipe {
@@ -145,6 +157,7 @@ impl App {
             &key,
             approval,
             false,
+            ttl,
         )
         .await
     }
@@ -161,10 +174,11 @@ impl App {
         idempotency_key: &IdempotencyKey,
         needs_approval: bool,
         revoke_after: bool,
+        ttl: Option<std::time::Duration>,
     ) -> Result<(Command, bool), AppError> {
         let device_id = self.get_device(device).await?.id;
         let now = self.now();
-        let command = new_command(
+        let mut command = new_command(
             issuer,
             device_id,
             kind.clone(),
@@ -174,6 +188,9 @@ impl App {
             revoke_after,
             now,
         )?;
+        // Non-destructive commands only (checked by the caller): past it, a command the
+        // device has not taken ends `expired`.
+        command.deadline = ttl.map(|ttl| now.saturating_add(ttl));
         // The command and its audit entry commit together, or neither does.
         let actor = issuer.actor.clone();
         let (stored, created) = self
@@ -267,6 +284,37 @@ impl App {
                 "no command {id}; `wardctl command list` shows them"
             ))
         })
+    }
+
+    /// Ends `expired` every queued command whose time-to-live ran out before its device took
+    /// it (wipes have none); how many. The check-in of a device that comes back does the same
+    /// for its own commands at once.
+    pub async fn expire_due_commands(&self) -> Result<usize, AppError> {
+        let now = self.now();
+        let due: Vec<CommandId> = self
+            .store
+            .list_commands(None, Some(CommandState::Queued))
+            .await?
+            .into_iter()
+            .filter(|c| c.deadline.is_some_and(|d| now >= d))
+            .map(|c| c.id)
+            .collect();
+        let mut expired = 0;
+        for id in due {
+            match self.transition(id, &Event::Expired, CONTROLLER).await {
+                Ok(_) => expired += 1,
+                // Delivered, cancelled or superseded meanwhile.
+                Err(AppError::FailedPrecondition(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if expired > 0 {
+            info!(
+                expired,
+                "commands expired: their time-to-live ran out before the device took them"
+            );
+        }
+        Ok(expired)
     }
 
     /// The controller's attestation of a wipe whose receipt it verified

@@ -93,6 +93,7 @@ impl App {
                 &key,
                 false,
                 false,
+                None,
             )
             .await?;
         // Every caller writes the same record, taken from the command; none writes it once
@@ -165,6 +166,7 @@ impl App {
                 &key,
                 false,
                 false,
+                None,
             )
             .await?;
         // A disable the device has not started yet is cancelled, so it can never run after
@@ -239,6 +241,7 @@ impl App {
                 &key,
                 false,
                 false,
+                None,
             )
             .await?;
         if created {

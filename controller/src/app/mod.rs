@@ -24,6 +24,8 @@ pub mod bulk_wipe;
 mod checkin;
 #[cfg(test)]
 mod checkin_tests;
+#[cfg(test)]
+mod command_ttl_tests;
 mod commands;
 mod lifecycle;
 pub mod offboard;
@@ -413,6 +415,10 @@ impl App {
                 app.reads.policy_changed();
                 if let Err(e) = app.load_revocations().await {
                     warn!(error = %e, "cannot refresh the revocation list");
+                }
+                // Commands whose time-to-live ran out while their device stayed away.
+                if let Err(e) = app.expire_due_commands().await {
+                    warn!(error = %e, "cannot expire the commands past their time-to-live");
                 }
             }
         });

@@ -247,6 +247,7 @@ impl App {
                 &lost_key(&id, "lock"),
                 false,
                 false,
+                None,
             )
             .await?;
         let wipe = CommandKind::Wipe {
@@ -261,6 +262,7 @@ impl App {
                 &lost_key(&id, "wipe"),
                 false,
                 true,
+                None,
             )
             .await?;
         Ok((lock, wipe))

@@ -100,6 +100,8 @@ pub struct CommandView {
     pub outcome: Option<String>,
     /// The second admin who approved it, where approval was required.
     pub approved_by: Option<String>,
+    /// When it expires if the device has not taken it (`--ttl`); null: it waits for ever.
+    pub expires_at: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -207,6 +209,7 @@ impl From<v1::Command> for CommandView {
             failure_reason: non_empty(c.failure_reason),
             created_by: shown(&c.created_by),
             approved_by: non_empty(c.approved_by),
+            expires_at: time(c.expires_at_unix_ms),
             created_at: Timestamp::from_unix_ms(c.created_at_unix_ms).rfc3339(),
             delivered_at: time(c.delivered_at_unix_ms),
             acknowledged_at: time(c.acknowledged_at_unix_ms),

@@ -63,6 +63,8 @@ pub enum DeviceCommand {
         /// Text for the lock screen, where the platform can show one
         #[arg(long, default_value = "")]
         message: String,
+        #[arg(long, value_parser = super::DurationArg(TTL), allow_hyphen_values = true, value_name = "DURATION", help = TTL.help("Expire the lock (state expired) if the device has not taken it within this long [default: it waits for ever]"))]
+        ttl: Option<std::time::Duration>,
         #[command(flatten)]
         issue: IssueArgs,
     },
@@ -70,6 +72,8 @@ pub enum DeviceCommand {
     Unlock {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
+        #[arg(long, value_parser = super::DurationArg(TTL), allow_hyphen_values = true, value_name = "DURATION", help = TTL.help("Expire the unlock (state expired) if the device has not taken it within this long [default: it waits for ever]"))]
+        ttl: Option<std::time::Duration>,
         #[command(flatten)]
         issue: IssueArgs,
     },
@@ -155,10 +159,14 @@ impl IssueArgs {
     }
 }
 
+/// A lock's or unlock's time-to-live (wipes never expire).
+const TTL: crate::core::duration::DurationRange = crate::core::command::TTL;
+
 async fn issue(
     device: String,
     action: v1::issue_command_request::Action,
     reason: String,
+    ttl: Option<std::time::Duration>,
     args: IssueArgs,
     output: OutputFormat,
 ) -> Result<(), CliError> {
@@ -175,6 +183,7 @@ async fn issue(
             action: Some(action),
             reason,
             idempotency_key: key,
+            ttl_seconds: ttl.map_or(0, |t| t.as_secs()),
         })
         .await?
         .into_inner();
@@ -197,12 +206,14 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
         DeviceCommand::Lock {
             device,
             message,
+            ttl,
             issue: args,
         } => {
             issue(
                 device,
                 Action::Lock(v1::LockAction { message }),
                 String::new(),
+                ttl,
                 args,
                 output,
             )
@@ -210,12 +221,14 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
         }
         DeviceCommand::Unlock {
             device,
+            ttl,
             issue: args,
         } => {
             issue(
                 device,
                 Action::Unlock(v1::UnlockAction {}),
                 String::new(),
+                ttl,
                 args,
                 output,
             )
@@ -253,6 +266,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                     scope: scope as i32,
                 }),
                 reason,
+                None,
                 args,
                 output,
             )

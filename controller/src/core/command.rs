@@ -241,6 +241,14 @@ pub enum Event {
     Superseded,
 }
 
+/// How long a non-destructive command may wait for its device (`device lock --ttl`) before
+/// it ends `expired`. Wipes never expire.
+pub const TTL: crate::core::duration::DurationRange = crate::core::duration::DurationRange::new(
+    crate::core::duration::minutes(1),
+    crate::core::duration::days(30),
+    "8h",
+);
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum TransitionError {
     #[error("command is {from}; it cannot become {to}")]
@@ -252,6 +260,8 @@ pub enum TransitionError {
     NoDeadline,
     #[error("command's deadline has not passed")]
     NotYetDue,
+    #[error("command's time-to-live ran out before the device took it: it expires instead")]
+    PastDeadline,
     #[error(
         "a wipe never expires: it stays pending until the device runs it or an admin cancels it"
     )]
@@ -323,6 +333,9 @@ impl Command {
                 next.approved_by = Some(by.clone());
             }
             (Event::Approved { .. }, _) => return Err(illegal("approved")),
+            (Event::Delivered, Queued) if self.deadline.is_some_and(|d| now >= d) => {
+                return Err(TransitionError::PastDeadline);
+            }
             // Redelivery of an unfinished command is bookkeeping, not a state change.
             (Event::Delivered, Queued) => {
                 next.state = Delivered;

@@ -197,3 +197,28 @@ fn results_need_an_acknowledgement_first() {
         .unwrap();
     assert_eq!(failed.failure_reason.as_deref(), Some("no session"));
 }
+
+#[test]
+fn a_queued_command_past_its_deadline_is_not_delivered_but_expires() {
+    let mut lock = command(Some(Timestamp::from_unix_ms(1_000)));
+    lock.kind = CommandKind::Lock {
+        message: String::new(),
+    };
+    let before = Timestamp::from_unix_ms(999);
+    let after = Timestamp::from_unix_ms(1_000);
+    assert_eq!(
+        lock.apply(&Event::Delivered, before).unwrap().state,
+        CommandState::Delivered
+    );
+    assert_eq!(
+        lock.apply(&Event::Delivered, after),
+        Err(TransitionError::PastDeadline)
+    );
+    assert_eq!(
+        lock.apply(&Event::Expired, after).unwrap().state,
+        CommandState::Expired
+    );
+    // Taken in time, it is the device's: a delivered command does not expire.
+    let delivered = lock.apply(&Event::Delivered, before).unwrap();
+    assert!(delivered.apply(&Event::Expired, after).is_err());
+}

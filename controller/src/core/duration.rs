@@ -122,6 +122,21 @@ impl DurationRange {
         format!("{text}: {}, e.g. {}", self.describe(), self.example)
     }
 
+    /// Checks a duration already parsed (one that came over the wire): inside the range, or
+    /// why not.
+    pub fn check(&self, what: &str, d: Duration) -> Result<(), String> {
+        let off = self.off.is_some() && d.is_zero();
+        if off || (self.min <= d && d <= self.max) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what} {} is out of range: use {}",
+                format(d),
+                self.describe()
+            ))
+        }
+    }
+
     /// Parses `text` given to `flag` ("--ttl"): a number with a unit ("90s", "15m", "12h",
     /// "7d", "1h 30m"), inside the range; every error says what was wrong and the range.
     pub fn parse(&self, flag: &str, text: &str) -> Result<Duration, String> {

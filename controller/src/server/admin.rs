@@ -311,6 +311,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 kind,
                 &req.reason,
                 &req.idempotency_key,
+                (req.ttl_seconds > 0).then(|| std::time::Duration::from_secs(req.ttl_seconds)),
             )
             .await?;
         Ok(Response::new(command_to_wire(&command)))

@@ -293,6 +293,7 @@ pub fn command_to_wire(c: &Command) -> v1::Command {
             verification_error: r.error.clone().unwrap_or_default(),
         }),
         approved_by: c.approved_by.clone().unwrap_or_default(),
+        expires_at_unix_ms: c.deadline.map_or(0, |t| t.unix_ms()),
     }
 }
 

@@ -85,6 +85,7 @@ pub async fn measure(
                                     })),
                                     reason: "ward-loadgen fan-out".into(),
                                     idempotency_key: format!("loadgen:{}", device.id),
+                                    ttl_seconds: 0,
                                 })
                                 .await
                                 .map(|_| ())

@@ -180,6 +180,7 @@ pub async fn act(
         action: Some(action),
         reason: reason.clone(),
         idempotency_key: format!("console:{}", form.key),
+        ttl_seconds: 0,
     };
     let mut client = console.client();
     let command_id = match action.key {
