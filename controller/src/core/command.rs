@@ -333,7 +333,11 @@ impl Command {
                 next.approved_by = Some(by.clone());
             }
             (Event::Approved { .. }, _) => return Err(illegal("approved")),
-            (Event::Delivered, Queued) if self.deadline.is_some_and(|d| now >= d) => {
+            // Only a non-destructive command expires: a wipe is delivered whatever deadline
+            // it carries (none is ever set on one; a row edited to have one changes nothing).
+            (Event::Delivered, Queued)
+                if !self.kind.is_destructive() && self.deadline.is_some_and(|d| now >= d) =>
+            {
                 return Err(TransitionError::PastDeadline);
             }
             // Redelivery of an unfinished command is bookkeeping, not a state change.

@@ -222,3 +222,19 @@ fn a_queued_command_past_its_deadline_is_not_delivered_but_expires() {
     let delivered = lock.apply(&Event::Delivered, before).unwrap();
     assert!(delivered.apply(&Event::Expired, after).is_err());
 }
+
+/// A deadline on a wipe (none is ever set; a database edit could) never keeps it from its
+/// device: it is delivered, and it never expires.
+#[test]
+fn a_wipe_with_a_deadline_is_still_delivered_and_never_expires() {
+    let wipe = command(Some(Timestamp::from_unix_ms(1_000)));
+    let after = Timestamp::from_unix_ms(5_000);
+    assert_eq!(
+        wipe.apply(&Event::Delivered, after).unwrap().state,
+        CommandState::Delivered
+    );
+    assert_eq!(
+        wipe.apply(&Event::Expired, after),
+        Err(TransitionError::WipesNeverExpire)
+    );
+}
