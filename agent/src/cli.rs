@@ -35,7 +35,7 @@ struct StateArgs {
         env = "WARD_AGENT_STATE_DIR",
         default_value = "/var/lib/ward-agent",
         value_name = "DIR",
-        value_parser = directory_arg
+        value_parser = ward_certs::files::directory_arg
     )]
     state_dir: PathBuf,
 }
@@ -76,7 +76,7 @@ enum Command {
         /// system directories, a person's whole home directory, the state directory or a
         /// directory containing it, and one on another filesystem than / (unless
         /// --allow-other-filesystem)
-        #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR", value_parser = directory_arg)]
+        #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR", value_parser = ward_certs::files::directory_arg)]
         messaging_dir: Option<PathBuf>,
         /// Accept a messaging directory on another filesystem than / (e.g. /home on its own
         /// encrypted volume)
@@ -132,36 +132,6 @@ enum LogFormat {
 enum Output {
     Table,
     Json,
-}
-
-/// A directory argument: refused when the path, or the nearest part of it that exists, is not
-/// a directory ("is a file, not a directory", exit 2), before anything is read or created.
-fn directory_arg(text: &str) -> Result<std::path::PathBuf, String> {
-    let path = std::path::PathBuf::from(text);
-    // The path, or else the nearest part of it that exists, must be a directory: one to be
-    // created under a file would fail later with "Not a directory" (exit 1).
-    for at in path.ancestors().filter(|a| !a.as_os_str().is_empty()) {
-        let Ok(meta) = std::fs::metadata(at) else {
-            continue;
-        };
-        if meta.is_dir() {
-            break;
-        }
-        let what = if meta.is_file() {
-            "is a file, not a directory"
-        } else {
-            "is not a directory"
-        };
-        let named = if at == path {
-            format!("{text} {what}")
-        } else {
-            format!("{text}: {} {what}", at.display())
-        };
-        return Err(format!(
-            "{named}: give a directory (or a path where one can be made), or move the file away"
-        ));
-    }
-    Ok(path)
 }
 
 pub fn main() -> ExitCode {

@@ -1,4 +1,5 @@
-//! Writing key material and state to disk: secrets 0600, never overwriting by accident.
+//! Writing key material and state to disk: secrets 0600, never overwriting by accident; and
+//! the check every directory argument of `wardctl` and `ward-agent` gets.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -57,6 +58,36 @@ fn sync_parent(path: &Path) -> io::Result<()> {
         Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
         _ => Ok(()),
     }
+}
+
+/// A directory argument: refused when the path, or the nearest part of it that exists, is not
+/// a directory ("is a file, not a directory", exit 2), before anything is read or created.
+pub fn directory_arg(text: &str) -> Result<std::path::PathBuf, String> {
+    let path = std::path::PathBuf::from(text);
+    // The path, or else the nearest part of it that exists, must be a directory: one to be
+    // created under a file would fail later with "Not a directory" (exit 1).
+    for at in path.ancestors().filter(|a| !a.as_os_str().is_empty()) {
+        let Ok(meta) = std::fs::metadata(at) else {
+            continue;
+        };
+        if meta.is_dir() {
+            break;
+        }
+        let what = if meta.is_file() {
+            "is a file, not a directory"
+        } else {
+            "is not a directory"
+        };
+        let named = if at == path {
+            format!("{text} {what}")
+        } else {
+            format!("{text}: {} {what}", at.display())
+        };
+        return Err(format!(
+            "{named}: give a directory (or a path where one can be made), or move the file away"
+        ));
+    }
+    Ok(path)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ pub mod sandbox;
 pub mod seed;
 pub mod swtpm;
 pub mod timer;
+pub mod wipes;
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -7,53 +7,11 @@
 use std::sync::Arc;
 
 use tonic::Code;
-use ward_certs::receipt::WipeReceiptBody;
 use ward_controller::core::{CommandId, CommandState as Stored};
 use ward_controller::store::{Priority, Store, StoreError};
-use ward_e2e::inprocess::{EnrolledDevice, TestController};
-use ward_proto::v1::issue_command_request::Action;
+use ward_e2e::inprocess::TestController;
+use ward_e2e::wipes::{issue_wipe, messaging_receipt, report_wiped};
 use ward_proto::v1::*;
-
-fn receipt(command_id: &str, device: &EnrolledDevice) -> WipeReceiptBody {
-    WipeReceiptBody {
-        command_id: command_id.into(),
-        device_id: device.device_id.clone(),
-        completed_at: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap(),
-        scope: "messaging".into(),
-        key_destroyed: true,
-        files_removed: 1,
-        bytes_removed: 10,
-        verified_empty: true,
-        full_erase: None,
-        key_protection: None,
-        sanitization: None,
-    }
-}
-
-async fn issue_wipe(
-    controller: &TestController,
-    device: &str,
-    key: &str,
-    scope: WipeScope,
-) -> Command {
-    controller
-        .admin()
-        .await
-        .issue_command(IssueCommandRequest {
-            device_id: device.into(),
-            action: Some(Action::Wipe(WipeAction {
-                scope: scope as i32,
-            })),
-            reason: "lost".into(),
-            idempotency_key: key.into(),
-            ttl_seconds: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
 
 async fn attest(controller: &TestController, id: &str) -> Result<WipeAttestation, tonic::Status> {
     controller
@@ -83,21 +41,8 @@ async fn a_receipt_copied_onto_another_command_in_the_database_is_not_attested()
         })
         .await
         .unwrap();
-    let signed = receipt(&done.id, &device).sign(&device.key).unwrap();
-    let state = agent
-        .report_result(ReportResultRequest {
-            command_id: done.id.clone(),
-            succeeded: true,
-            receipt: Some(WipeReceipt {
-                body: signed.body,
-                signature: signed.signature,
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .state;
+    let body = messaging_receipt(&done.id, &device);
+    let state = report_wiped(&mut agent, &done.id, &body, &device.key).await;
     assert_eq!(state, CommandState::Succeeded as i32);
     attest(&controller, &done.id).await.unwrap();
 

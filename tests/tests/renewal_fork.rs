@@ -10,8 +10,8 @@ use ward_certs::PrivateKeyDer;
 use ward_certs::receipt::WipeReceiptBody;
 use ward_controller::store::Store;
 use ward_e2e::inprocess::{EnrolledDevice, TestController};
+use ward_e2e::wipes::{self, messaging_receipt};
 use ward_proto::v1::agent_service_client::AgentServiceClient;
-use ward_proto::v1::issue_command_request::Action;
 use ward_proto::v1::*;
 
 /// Renews over `agent` with a new key: the renewed certificate and its key.
@@ -143,39 +143,11 @@ async fn the_previous_certificate_is_revoked_once_the_renewed_one_is_in_use() {
 }
 
 fn receipt(command_id: &str, device: &EnrolledDevice) -> WipeReceiptBody {
-    WipeReceiptBody {
-        command_id: command_id.into(),
-        device_id: device.device_id.clone(),
-        completed_at: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap(),
-        scope: "messaging".into(),
-        key_destroyed: true,
-        files_removed: 1,
-        bytes_removed: 10,
-        verified_empty: true,
-        full_erase: None,
-        key_protection: None,
-        sanitization: None,
-    }
+    messaging_receipt(command_id, device)
 }
 
 async fn issue_wipe(controller: &TestController, device: &str, key: &str) -> Command {
-    controller
-        .admin()
-        .await
-        .issue_command(IssueCommandRequest {
-            device_id: device.into(),
-            action: Some(Action::Wipe(WipeAction {
-                scope: WipeScope::Messaging as i32,
-            })),
-            reason: "lost".into(),
-            idempotency_key: key.into(),
-            ttl_seconds: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    wipes::issue_wipe(controller, device, key, WipeScope::Messaging).await
 }
 
 async fn command(controller: &TestController, id: &str) -> Command {

@@ -101,35 +101,8 @@ pub struct ConnectArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// A directory argument: refused when the path, or the nearest part of it that exists, is not
-/// a directory ("is a file, not a directory", exit 2), before anything is read or created.
-pub fn directory_arg(text: &str) -> Result<std::path::PathBuf, String> {
-    let path = std::path::PathBuf::from(text);
-    // The path, or else the nearest part of it that exists, must be a directory: one to be
-    // created under a file would fail later with "Not a directory" (exit 1).
-    for at in path.ancestors().filter(|a| !a.as_os_str().is_empty()) {
-        let Ok(meta) = std::fs::metadata(at) else {
-            continue;
-        };
-        if meta.is_dir() {
-            break;
-        }
-        let what = if meta.is_file() {
-            "is a file, not a directory"
-        } else {
-            "is not a directory"
-        };
-        let named = if at == path {
-            format!("{text} {what}")
-        } else {
-            format!("{text}: {} {what}", at.display())
-        };
-        return Err(format!(
-            "{named}: give a directory (or a path where one can be made), or move the file away"
-        ));
-    }
-    Ok(path)
-}
+/// A directory argument (`ward_certs::files::directory_arg`, shared with `ward-agent`).
+pub use ward_certs::files::directory_arg;
 
 /// A duration flag's value parser: the flag's range (declared next to the flag) checked as it is
 /// parsed, so every error names the flag and the range and exits 2. Takes values starting with
