@@ -99,6 +99,7 @@ on_both_backends!(
     a_renewal_is_pending_until_used_and_the_key_history_is_kept,
     every_other_renewal_is_revoked_by_one_switch,
     an_admin_certificate_a_renewal_replaced_keeps_its_connections_until_the_admin_is_revoked,
+    only_queued_commands_past_their_deadline_are_found_for_the_sweep,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -255,6 +256,47 @@ async fn a_token_is_redeemed_exactly_once_under_concurrency(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r, Redemption::Unknown, "{}", b.name);
+}
+
+/// The time-to-live sweep's read: queued commands whose deadline has passed, nothing else.
+async fn only_queued_commands_past_their_deadline_are_found_for_the_sweep(b: Backend) {
+    let id = enrolled(&b.store, 1).await;
+    let lock = |key: &str, deadline: Option<i64>| Command {
+        kind: CommandKind::Lock {
+            message: String::new(),
+        },
+        deadline: deadline.map(Timestamp::from_unix_ms),
+        ..command(id, key)
+    };
+    let (due, _) = b
+        .store
+        .insert_command(&lock("due", Some(100)))
+        .await
+        .unwrap();
+    b.store
+        .insert_command(&lock("later", Some(500)))
+        .await
+        .unwrap();
+    b.store.insert_command(&lock("never", None)).await.unwrap();
+    let at = |ms| Timestamp::from_unix_ms(ms);
+    assert!(
+        b.store
+            .commands_past_deadline(at(99))
+            .await
+            .unwrap()
+            .is_empty(),
+        "{}",
+        b.name
+    );
+    let found: Vec<CommandId> = b
+        .store
+        .commands_past_deadline(at(100))
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.id)
+        .collect();
+    assert_eq!(found, vec![due.id], "{}", b.name);
 }
 
 async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) {

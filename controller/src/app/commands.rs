@@ -293,10 +293,9 @@ impl App {
         let now = self.now();
         let due: Vec<CommandId> = self
             .store
-            .list_commands(None, Some(CommandState::Queued))
+            .commands_past_deadline(now)
             .await?
             .into_iter()
-            .filter(|c| c.deadline.is_some_and(|d| now >= d))
             .map(|c| c.id)
             .collect();
         let mut expired = 0;

@@ -1106,6 +1106,16 @@ impl Store for MemoryStore {
         Ok(found)
     }
 
+    async fn commands_past_deadline(&self, now: Timestamp) -> Result<Vec<Command>, StoreError> {
+        Ok(self.read(|s| {
+            s.commands
+                .values()
+                .filter(|c| c.state == CommandState::Queued && c.deadline.is_some_and(|d| d <= now))
+                .cloned()
+                .collect()
+        }))
+    }
+
     async fn list_commands(
         &self,
         device: Option<DeviceId>,

@@ -225,6 +225,9 @@ pub trait Store: Send + Sync + 'static {
         state: Option<CommandState>,
     ) -> Result<Vec<Command>, StoreError>;
 
+    /// Queued commands whose deadline (a lock's or unlock's time-to-live) has passed.
+    async fn commands_past_deadline(&self, now: Timestamp) -> Result<Vec<Command>, StoreError>;
+
     /// The device's commands that have not reached a terminal state, oldest first.
     async fn unfinished_commands(&self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
 

@@ -96,6 +96,22 @@ pub async fn list(
     rows.iter().map(rows::command).collect()
 }
 
+/// Queued commands whose deadline (time-to-live) has passed by `now`: only those carry one.
+pub async fn past_deadline(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+) -> Result<Vec<Command>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM commands WHERE state = 'queued' AND deadline IS NOT NULL AND deadline <= $1
+         ORDER BY deadline, id",
+    )
+    .bind(now.unix_ms())
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::command).collect()
+}
+
 /// Commands whose idempotency key starts with `prefix` (every command of one bulk action).
 pub async fn by_key_prefix(
     conn: &mut AnyConnection,

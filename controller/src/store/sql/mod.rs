@@ -246,6 +246,10 @@ impl Store for SqlStore {
         commands::list(&mut *self.read().await?, device, state).await
     }
 
+    async fn commands_past_deadline(&self, now: Timestamp) -> Result<Vec<Command>, StoreError> {
+        commands::past_deadline(&mut *self.read().await?, now).await
+    }
+
     async fn unfinished_commands(&self, device: DeviceId) -> Result<Vec<Command>, StoreError> {
         commands::unfinished(&mut *self.read().await?, device).await
     }
