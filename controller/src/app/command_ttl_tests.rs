@@ -100,3 +100,45 @@ async fn a_wipe_never_expires_and_a_time_to_live_out_of_range_is_refused() {
         "a refused command was stored: {listed:?}"
     );
 }
+
+/// A short-lived lock issued over the lost-mode lock does not replace it: once it expires,
+/// the device still gets the lock (review finding: it superseded the lost-mode lock, then
+/// expired, and the device was never locked).
+#[tokio::test]
+async fn a_lock_with_a_time_to_live_does_not_replace_one_that_waits_longer() {
+    let f = fixture();
+    let (device, _) = enroll(&f.app, "cy@hospital.org").await;
+    let id = device.id.to_string();
+    let (lost, _) = f
+        .app
+        .issue_command(&admin(), &id, lock(), "", "k-lost", None)
+        .await
+        .unwrap();
+    f.app
+        .issue_command(
+            &admin(),
+            &id,
+            lock(),
+            "",
+            "k-short",
+            Some(Duration::from_secs(60)),
+        )
+        .await
+        .unwrap();
+    let shown = f.app.get_command(&lost.id.to_string()).await.unwrap();
+    assert_eq!(
+        shown.state,
+        CommandState::Queued,
+        "replaced by a shorter-lived lock"
+    );
+
+    f.clock.advance(2 * Duration::from_secs(60));
+    assert_eq!(f.app.expire_due_commands().await.unwrap(), 1);
+    let answer = f
+        .app
+        .agent_check_in(&device, CheckInReport::default())
+        .await
+        .unwrap();
+    let ids: Vec<_> = answer.pending.iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![lost.id], "the device still gets the lock");
+}

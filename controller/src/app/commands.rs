@@ -837,7 +837,7 @@ async fn supersede_older(
         return Ok(());
     }
     for older in tx.unfinished_commands(newer.device_id).await? {
-        if older.id == newer.id || older.kind.name() != newer.kind.name() {
+        if older.id == newer.id || !newer.supersedes(&older) {
             continue;
         }
         let Ok(next) = older.apply(&Event::Superseded, now) else {

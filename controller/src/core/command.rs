@@ -319,6 +319,20 @@ impl Receipt {
 }
 
 impl Command {
+    /// Whether this newer command replaces `older` (queued for the same device): the same
+    /// kind, and it waits at least as long. A lock with a time-to-live never replaces one
+    /// that would wait longer: otherwise a short-lived lock (a helpdesk admin's, say) would
+    /// end the lost-mode lock and then expire, and the device would never be locked.
+    pub fn supersedes(&self, older: &Command) -> bool {
+        self.kind.supersedes_its_kind()
+            && older.kind.name() == self.kind.name()
+            && match (self.deadline, older.deadline) {
+                (None, _) => true,
+                (Some(_), None) => false,
+                (Some(newer), Some(older)) => newer >= older,
+            }
+    }
+
     /// Applies `event` at `now`, or refuses it. The only way a command's state changes.
     pub fn apply(&self, event: &Event, now: Timestamp) -> Result<Command, TransitionError> {
         use CommandState::*;
