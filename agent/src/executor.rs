@@ -14,7 +14,8 @@ use ward_proto::v1::{self, AcknowledgeRequest, DeviceCommand, ReportResultReques
 use crate::ledger::{Action, Entry, Ledger, Status};
 use crate::link::{CALL_TIMEOUT, Link};
 use crate::platform::{ActionError, Platform};
-use crate::vault::{Vault, WipeStep};
+use crate::vault::WipeStep;
+use crate::vault_slot::VaultSlot;
 
 /// Work for the executor task.
 #[derive(Debug)]
@@ -27,7 +28,7 @@ pub enum Work {
 pub struct Executor {
     pub ledger: Ledger,
     pub state_dir: std::path::PathBuf,
-    pub vault: Option<std::sync::Arc<Vault>>,
+    pub vault: std::sync::Arc<VaultSlot>,
     pub platform: Arc<dyn Platform>,
     pub device_id: String,
     pub device_key: PrivateKeyDer,
@@ -333,10 +334,18 @@ impl Executor {
                 "full wipe not supported here: the agent has no full-erase hook (ward-agent run --full-erase-hook); nothing was wiped".into(),
             );
         }
-        let Some(vault) = &self.vault else {
-            return failed(
-                "no messaging data directory is managed on this device (the agent runs without --messaging-dir)".into(),
-            );
+        let vault = match self.vault.get().await {
+            Ok(Some(vault)) => vault,
+            Ok(None) => {
+                return failed(
+                    "no messaging data directory is managed on this device (the agent runs without --messaging-dir)".into(),
+                );
+            }
+            Err(e) => {
+                return failed(format!(
+                    "the messaging data key is out of reach, nothing was wiped: {e}"
+                ));
+            }
         };
         let _one_wipe_at_a_time = self.wipe_lock.lock().await;
         let journal = match vault.wipe(id).await {
@@ -347,6 +356,12 @@ impl Executor {
             Ok(present) => !present,
             Err(e) => return failed(format!("cannot confirm the key is gone: {e}")),
         };
+        if journal.directory_missing {
+            return failed(format!(
+                "wipe incomplete: the data key is destroyed (key destroyed {key_destroyed}), but the messaging directory {} is not there: its files were moved away or it was replaced, and were not removed",
+                vault.dir().display()
+            ));
+        }
         if journal.step != WipeStep::Done || !journal.verified_empty || !key_destroyed {
             return failed(format!(
                 "wipe incomplete: key destroyed {key_destroyed}, directory empty {}",
@@ -372,7 +387,7 @@ impl Executor {
             full_erase,
             key_destroyed,
         };
-        match crate::receipt::sign(vault, &journal, wiped, &self.device_key) {
+        match crate::receipt::sign(&vault, &journal, wiped, &self.device_key) {
             Ok(signed) => Status::Finished {
                 succeeded: true,
                 failure_reason: String::new(),

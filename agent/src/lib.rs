@@ -46,6 +46,7 @@ mod test_support;
 pub mod tpm;
 pub mod vault;
 pub mod vault_fs;
+pub mod vault_slot;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;

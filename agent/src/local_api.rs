@@ -11,7 +11,10 @@
 //! {"op":"key"}     →  {"key":"<base64>"}  or  {"error":"…","state":…}
 //! ```
 //! The data key is withheld while the device is wiped, disabled or locked by an admin, or
-//! fails a required check whose policy action is block (or wipe).
+//! fails a required check whose policy action is block (or wipe); from the moment the device
+//! has been offline longer than its policy allows (the offline timer's deadline, whether or not
+//! the timer's wipe could run yet); and while the key is out of reach (a TPM that does not
+//! answer yet).
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -25,7 +28,9 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
-use crate::vault::{Vault, WipeStep};
+use crate::offline::OfflineTimer;
+use crate::vault::WipeStep;
+use crate::vault_slot::VaultSlot;
 
 /// The largest request line accepted.
 const MAX_LINE: usize = 1024;
@@ -92,7 +97,8 @@ fn answer_line(answer: &Answer) -> Zeroizing<Vec<u8>> {
 /// What decides whether the key may be handed out: the vault, the lock marker the executor
 /// keeps, and the compliance verdict the check-in loop keeps.
 pub struct Gate {
-    pub vault: Arc<Vault>,
+    pub vault: Arc<VaultSlot>,
+    pub timer: Arc<OfflineTimer>,
     pub state_dir: PathBuf,
 }
 
@@ -114,7 +120,22 @@ pub fn lock_file(state_dir: &Path) -> PathBuf {
 impl Gate {
     /// The device state the app should act on, and why.
     pub async fn state(&self) -> (&'static str, Option<String>) {
-        match self.vault.journal() {
+        let vault = match self.vault.get().await {
+            Ok(Some(vault)) => vault,
+            Ok(None) => {
+                return (
+                    "withheld",
+                    Some("no messaging directory is managed on this device".into()),
+                );
+            }
+            Err(e) => {
+                return (
+                    "withheld",
+                    Some(format!("the data key is out of reach: {e}")),
+                );
+            }
+        };
+        match vault.journal() {
             Ok(Some(j)) if j.step == WipeStep::Done => {
                 return ("wiped", Some(format!("wiped ({})", j.cause)));
             }
@@ -131,6 +152,15 @@ impl Gate {
                     Some(format!("cannot read the wipe journal: {e}")),
                 );
             }
+        }
+        if let Some(deadline) = self.timer.overdue() {
+            return (
+                "wiped",
+                Some(format!(
+                    "no check-in with the controller for longer than the policy allows (deadline {}): the messaging data is being wiped",
+                    crate::rfc3339(deadline)
+                )),
+            );
         }
         match std::fs::read_to_string(disabled_file(&self.state_dir)) {
             Ok(reason) => {
@@ -159,6 +189,13 @@ impl Gate {
                 Some(format!("not compliant: {}", reasons.trim())),
             ),
             _ => ("ok", None),
+        }
+    }
+
+    async fn key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, crate::vault::VaultError> {
+        match self.vault.get().await? {
+            Some(vault) => vault.key().await,
+            None => Ok(None),
         }
     }
 
@@ -195,7 +232,7 @@ impl Gate {
                 )),
                 ..none
             },
-            "key" => match self.vault.key().await {
+            "key" => match self.key().await {
                 Ok(Some(key)) => Answer {
                     state: Some(state),
                     key: Some(KeyText::encode(key.as_slice())),

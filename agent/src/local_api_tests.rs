@@ -1,7 +1,20 @@
 use super::*;
+use crate::clock::ManualClock;
+use crate::offline::OfflineTimer;
+use crate::policy::AgentPolicy;
 use crate::secrets::SecretStoreKind;
+use crate::vault::Vault;
+
+fn t0() -> time::OffsetDateTime {
+    time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
+}
 
 async fn gate() -> (tempfile::TempDir, Arc<Gate>) {
+    let (tmp, gate, _) = gate_with_clock().await;
+    (tmp, gate)
+}
+
+async fn gate_with_clock() -> (tempfile::TempDir, Arc<Gate>, ManualClock) {
     let tmp = tempfile::tempdir().unwrap();
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
@@ -14,13 +27,49 @@ async fn gate() -> (tempfile::TempDir, Arc<Gate>) {
     )
     .await
     .unwrap();
+    let clock = ManualClock::new(t0());
+    let timer = Arc::new(OfflineTimer::load(&state, "d", clock.shared(), t0()));
     (
         tmp,
         Arc::new(Gate {
-            vault: Arc::new(vault),
+            vault: Arc::new(VaultSlot::opened(Arc::new(vault))),
+            timer,
             state_dir: state,
         }),
+        clock,
     )
+}
+
+/// Past the offline deadline the key is withheld at once, before the timer's wipe has run or
+/// when it cannot run (attack review F2: with the disk full the wipe stalled and the app kept
+/// getting the key).
+#[tokio::test]
+async fn past_the_offline_deadline_the_key_is_withheld() {
+    let (_tmp, gate, clock) = gate_with_clock().await;
+    AgentPolicy {
+        offline_wipe_after_seconds: 3600,
+        ..AgentPolicy::default()
+    }
+    .save(&gate.state_dir)
+    .unwrap();
+    clock.advance(std::time::Duration::from_secs(3599));
+    assert!(gate.answer(r#"{"op":"key"}"#).await.key.is_some());
+    clock.advance(std::time::Duration::from_secs(2));
+    let overdue = gate.answer(r#"{"op":"key"}"#).await;
+    assert_eq!(
+        (overdue.state, overdue.key.is_none()),
+        (Some("wiped"), true)
+    );
+    assert!(
+        overdue
+            .error
+            .unwrap()
+            .contains("longer than the policy allows"),
+        "says why"
+    );
+    // A check-in starts the count again.
+    gate.timer.checked_in();
+    assert!(gate.answer(r#"{"op":"key"}"#).await.key.is_some());
 }
 
 #[tokio::test]
@@ -66,7 +115,14 @@ async fn the_key_is_handed_out_only_while_ok() {
     );
     std::fs::remove_file(lock_file(&gate.state_dir)).unwrap();
 
-    gate.vault.wipe("c").await.unwrap();
+    gate.vault
+        .get()
+        .await
+        .unwrap()
+        .unwrap()
+        .wipe("c")
+        .await
+        .unwrap();
     let wiped = gate.answer(r#"{"op":"key"}"#).await;
     assert_eq!((wiped.state, wiped.key.is_none()), (Some("wiped"), true));
 }

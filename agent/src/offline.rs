@@ -44,6 +44,7 @@ use crate::clock::SharedClock;
 use crate::policy::AgentPolicy;
 use crate::secrets::SecretStore;
 use crate::vault::{Vault, WipeJournal, WipeStep};
+use crate::vault_slot::VaultSlot;
 
 /// The cause recorded in the wipe journal and the receipt's command id.
 pub const CAUSE: &str = "offline-timer";
@@ -284,6 +285,15 @@ impl OfflineTimer {
         receipt
     }
 
+    /// The deadline, if it has passed: no check-in for longer than the policy in
+    /// `STATE/policy.json` allows. The messaging app gets no key from then on, whether or not
+    /// the wipe could run yet.
+    pub fn overdue(&self) -> Option<OffsetDateTime> {
+        let (now, last_checkin) = self.tick();
+        let policy = AgentPolicy::load(&self.state_dir).unwrap_or_default();
+        deadline(&policy, last_checkin).filter(|deadline| now >= *deadline)
+    }
+
     /// The controller has the receipt: it is no longer kept.
     pub fn receipt_reported(&self) {
         self.update(|core| {
@@ -299,7 +309,7 @@ impl OfflineTimer {
 
 /// What the timer needs to wipe and sign.
 pub struct Wiper {
-    pub vault: Option<Arc<Vault>>,
+    pub vault: Arc<VaultSlot>,
     /// Held by every wipe, commanded or not, so they never overlap.
     pub wipe_lock: Arc<tokio::sync::Mutex<()>>,
     pub key_store: SecretStore,
@@ -311,25 +321,39 @@ pub struct Wiper {
 pub async fn run(timer: Arc<OfflineTimer>, wiper: Wiper) {
     let mut retry_at: Option<tokio::time::Instant> = None;
     let mut said_nothing_to_wipe = false;
+    let mut said_out_of_reach: Option<String> = None;
     loop {
         let (now, last_checkin) = timer.tick();
         let policy = AgentPolicy::load(&wiper.state_dir).unwrap_or_default();
         let waiting = retry_at.is_some_and(|at| tokio::time::Instant::now() < at);
         if due(&policy, last_checkin, now) && !waiting {
-            match &wiper.vault {
-                Some(vault) => {
-                    retry_at = match wipe(&timer, &wiper, vault, &policy, now, last_checkin).await {
+            match wiper.vault.get().await {
+                Ok(Some(vault)) => {
+                    said_out_of_reach = None;
+                    retry_at = match wipe(&timer, &wiper, &vault, &policy, now, last_checkin).await
+                    {
                         Ok(()) => None,
                         Err(()) => Some(tokio::time::Instant::now() + RETRY_AFTER),
                     }
                 }
-                None if !said_nothing_to_wipe => {
+                Ok(None) if !said_nothing_to_wipe => {
                     warn!(
                         "no check-in for longer than the policy allows, but no messaging directory is managed (--messaging-dir): nothing to wipe"
                     );
                     said_nothing_to_wipe = true;
                 }
-                None => {}
+                Ok(None) => {}
+                // Tried again at every tick: the wipe follows the moment the key is reachable.
+                Err(e) => {
+                    let why = e.to_string();
+                    if said_out_of_reach.as_deref() != Some(why.as_str()) {
+                        error!(
+                            error = %why,
+                            "no check-in for longer than the policy allows, but the offline timer cannot reach the messaging key to destroy it; trying again every few seconds (the messaging app gets no key meanwhile)"
+                        );
+                        said_out_of_reach = Some(why);
+                    }
+                }
             }
         }
         tokio::time::sleep(TICK).await;
@@ -349,8 +373,10 @@ async fn wipe(
     match vault.journal() {
         Ok(Some(j)) if j.step == WipeStep::Done => {
             // Wiped by a command (nothing left to protect), or by the timer already; a timer
-            // wipe that a crash kept from its receipt still gets one.
-            if j.cause != CAUSE || timer.record().receipt.is_some() {
+            // wipe that a crash kept from its receipt, or whose receipt could not be signed
+            // (the device key out of reach), still gets one.
+            let receipt = timer.record().receipt;
+            if j.cause != CAUSE || !matches!(receipt, None | Some(ReceiptState::Unsigned)) {
                 return Ok(());
             }
         }
@@ -381,14 +407,19 @@ async fn wipe(
     let report = sign(wiper, vault, &journal, key_destroyed, at).await;
     let receipt = timer.wiped(at, report.as_ref());
     match receipt {
-        ReceiptState::Unsigned => error!(
-            "the offline timer wiped the messaging data, but no receipt could be signed (see above)"
-        ),
-        _ => warn!(
-            "the offline timer wiped the messaging data; the signed receipt goes to the controller at the next contact"
-        ),
+        ReceiptState::Unsigned => {
+            error!(
+                "the offline timer wiped the messaging data, but no receipt could be signed (see above); trying again in a minute"
+            );
+            Err(())
+        }
+        _ => {
+            warn!(
+                "the offline timer wiped the messaging data; the signed receipt goes to the controller at the next contact"
+            );
+            Ok(())
+        }
     }
-    Ok(())
 }
 
 /// The receipt of the wipe, signed by the device key; `None` (said in the log) when it cannot

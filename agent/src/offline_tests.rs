@@ -127,7 +127,7 @@ fn wiper(dir: &Path, vault: &Arc<Vault>) -> Wiper {
     let key = ward_certs::PrivateKeyDer::generate().unwrap();
     std::fs::write(dir.join("device.key"), key.to_pem().as_bytes()).unwrap();
     Wiper {
-        vault: Some(vault.clone()),
+        vault: Arc::new(VaultSlot::opened(vault.clone())),
         wipe_lock: Arc::default(),
         key_store: SecretStore::new(SecretStoreKind::File, dir.join("device.key"), "dev-1"),
         device_id: "dev-1".into(),
@@ -195,6 +195,73 @@ async fn a_timer_wipe_a_crash_kept_from_its_receipt_still_gets_one() {
     let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
     let task = tokio::spawn(run(timer.clone(), wiper(&dir, &vault)));
     eventually_pending(&dir).await;
+    task.abort();
+}
+
+/// The device key was out of reach when the timer wiped (a keyring not unlocked yet): the
+/// receipt is signed once the key is back, not left unsigned for ever (attack review).
+#[tokio::test(start_paused = true)]
+async fn a_receipt_the_key_could_not_sign_is_signed_when_the_key_is_back() {
+    let (tmp, dir) = state_dir();
+    policy(1).save(&dir).unwrap();
+    let (vault, _) = vault_with_canary(tmp.path(), &dir).await;
+    let wiper = wiper(&dir, &vault);
+    let key = std::fs::read(dir.join("device.key")).unwrap();
+    std::fs::remove_file(dir.join("device.key")).unwrap();
+    let clock = ManualClock::new(t0() + 2 * HOUR);
+    let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
+    let task = tokio::spawn(run(timer.clone(), wiper));
+    for _ in 0..100 {
+        if timer.record().receipt.is_some() {
+            break;
+        }
+        tokio::time::sleep(TICK).await;
+    }
+    assert_eq!(timer.record().receipt, Some(ReceiptState::Unsigned));
+    assert!(!vault.key_present().await.unwrap());
+
+    std::fs::write(dir.join("device.key"), key).unwrap();
+    eventually_pending(&dir).await;
+    assert_eq!(timer.record().receipt, Some(ReceiptState::Pending));
+    task.abort();
+}
+
+/// A vault that cannot be opened when the agent starts (here: a TPM that does not answer)
+/// is tried again at every tick; the timer wipes once it opens.
+#[tokio::test(start_paused = true)]
+async fn a_vault_that_cannot_open_yet_is_tried_again() {
+    let (tmp, dir) = state_dir();
+    policy(1).save(&dir).unwrap();
+    let messaging = tmp.path().join("messaging");
+    let slot = Arc::new(VaultSlot::open_later(crate::vault_slot::VaultOpener {
+        messaging_dir: messaging.clone(),
+        state_dir: dir.clone(),
+        kind: SecretStoreKind::File,
+        device_id: "dev-1".into(),
+        tpm: crate::tpm::TpmChoice::None,
+        clock: crate::clock::system(),
+    }));
+    // The directory is not there yet: the vault cannot open.
+    assert!(slot.get().await.is_err());
+    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    std::fs::write(dir.join("device.key"), key.to_pem().as_bytes()).unwrap();
+    let wiper = Wiper {
+        vault: slot.clone(),
+        wipe_lock: Arc::default(),
+        key_store: SecretStore::new(SecretStoreKind::File, dir.join("device.key"), "dev-1"),
+        device_id: "dev-1".into(),
+        state_dir: dir.clone(),
+    };
+    let clock = ManualClock::new(t0() + 2 * HOUR);
+    let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
+    let task = tokio::spawn(run(timer.clone(), wiper));
+    tokio::time::sleep(3 * TICK).await;
+    assert_eq!(timer.record().wiped_at, None);
+
+    std::fs::create_dir_all(&messaging).unwrap();
+    std::fs::write(messaging.join("chat.db"), b"CANARY").unwrap();
+    eventually_pending(&dir).await;
+    assert!(!messaging.join("chat.db").exists());
     task.abort();
 }
 

@@ -54,6 +54,8 @@ pub fn body(
         },
         if journal.verified_empty {
             "empty"
+        } else if journal.directory_missing {
+            "NOT FOUND (moved away or replaced: its files were not removed)"
         } else {
             "NOT empty"
         },

@@ -38,7 +38,7 @@ use crate::local_api;
 use crate::offline::{OfflineTimer, Wiper};
 use crate::secrets::SecretStore;
 use crate::state::StateDir;
-use crate::vault::Vault;
+use crate::vault_slot::{VaultOpener, VaultSlot};
 
 #[derive(Debug)]
 pub struct RunOptions {
@@ -91,7 +91,7 @@ struct Agent<'a> {
     dir: &'a StateDir,
     options: &'a RunOptions,
     timer: Arc<OfflineTimer>,
-    vault: Option<Arc<Vault>>,
+    vault: Arc<VaultSlot>,
     wipe_lock: Arc<tokio::sync::Mutex<()>>,
     standing: Arc<Recorder>,
 }
@@ -117,21 +117,19 @@ pub async fn run(
         clock.clone(),
         fallback,
     ));
-    let vault = match &options.messaging_dir {
-        Some(path) => Some(Arc::new(
-            Vault::open_with(
-                path,
-                dir.root(),
-                state.secret_store,
-                &state.device_id,
-                &options.tpm,
-            )
-            .await
-            .map_err(|e| AgentError::Failed(e.to_string()))?
-            .with_clock(clock.clone()),
-        )),
-        None => None,
-    };
+    // The vault is opened now if it can be; if not (a TPM or keyring not ready yet after a
+    // boot), its users try again and say why: nothing about the vault stops the agent.
+    let vault = Arc::new(match &options.messaging_dir {
+        Some(path) => VaultSlot::open_later(VaultOpener {
+            messaging_dir: path.clone(),
+            state_dir: dir.root().to_path_buf(),
+            kind: state.secret_store,
+            device_id: state.device_id.clone(),
+            tpm: options.tpm.clone(),
+            clock: clock.clone(),
+        }),
+        None => VaultSlot::none(),
+    });
     let wipe_lock = Arc::new(tokio::sync::Mutex::new(()));
     let timer_task = Task(tokio::spawn(crate::offline::run(
         timer.clone(),
@@ -143,7 +141,17 @@ pub async fn run(
             state_dir: dir.root().to_path_buf(),
         },
     )));
-    let _local_api = start_local_api(dir, &options, vault.as_ref())?;
+    match vault.get().await {
+        Ok(Some(v)) => {
+            info!(dir = %v.dir().display(), key_protection = %v.protection(), "messaging data vault open");
+        }
+        Ok(None) => {}
+        Err(e) => error!(
+            error = %e,
+            "the messaging data vault cannot be opened yet: the app gets no key and wipes fail until it can; the offline timer keeps trying"
+        ),
+    }
+    let _local_api = start_local_api(dir, &options, &vault, &timer);
     let agent = Agent {
         dir,
         options: &options,
@@ -197,33 +205,33 @@ pub async fn run(
 fn start_local_api(
     dir: &StateDir,
     options: &RunOptions,
-    vault: Option<&Arc<Vault>>,
-) -> Result<Option<Task>, AgentError> {
-    let (Some(vault), Some(messaging_dir)) = (vault, options.messaging_dir.as_ref()) else {
-        return Ok(None);
-    };
+    vault: &Arc<VaultSlot>,
+    timer: &Arc<OfflineTimer>,
+) -> Option<Task> {
+    let messaging_dir = options.messaging_dir.as_ref()?;
     // A directory moved away since the vault was set up: the agent runs on for its timer.
     let (app_uid, app_gid) = match local_api::owner_of(messaging_dir) {
         Ok(owner) => owner,
         Err(e) => {
             error!(dir = %messaging_dir.display(), error = %e, "the local API is not started: the messaging app gets no key until the directory is back and the agent restarted");
-            return Ok(None);
+            return None;
         }
     };
     let gate = Arc::new(local_api::Gate {
         vault: vault.clone(),
+        timer: timer.clone(),
         state_dir: dir.root().to_path_buf(),
     });
     let socket = local_api::socket_path(options.local_socket.as_deref(), dir.root());
-    info!(socket = %socket.display(), app_uid, key_protection = %vault.protection(), "local API for the messaging app");
+    info!(socket = %socket.display(), app_uid, "local API for the messaging app");
     if let Some(why) = local_api::unreachable_for(&socket, app_uid, app_gid) {
         error!("{why}");
     }
-    Ok(Some(Task(tokio::spawn(async move {
+    Some(Task(tokio::spawn(async move {
         if let Err(e) = local_api::serve(socket, gate, app_uid).await {
             error!(error = %e, "the local API stopped");
         }
-    }))))
+    })))
 }
 
 async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {

@@ -53,6 +53,11 @@ pub struct WipeJournal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found: Option<(u64, u64)>,
     pub verified_empty: bool,
+    /// The messaging directory was not there when the wipe read it again: moved away or
+    /// replaced since its key was made, so its files were neither removed nor seen gone
+    /// (the key's destruction still makes what the app encrypted unreadable).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub directory_missing: bool,
     pub completed_at: Option<String>,
     /// Where the destroyed key was held (absent in journals written before this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -77,6 +82,10 @@ pub enum VaultError {
     Key(String),
     #[error("the messaging data key in the TPM: {0}")]
     Tpm(#[from] TpmError),
+    #[error(
+        "the data key is destroyed, but the wipe cannot go on without its journal ({0}); it is tried again"
+    )]
+    KeyDestroyedUnrecorded(String),
     #[error("wipe journal {path} is damaged: {why}")]
     Journal { path: String, why: String },
     #[error("{path} is damaged: {why}")]
@@ -443,7 +452,7 @@ impl Vault {
                 info!(previous = %j.cause, cause, "taking over an unfinished wipe");
                 j.cause = cause.to_owned();
                 j.key_protection.get_or_insert(self.protection);
-                self.write_journal(&j)?;
+                self.journal_or_key_first(&j).await?;
                 j
             }
             // A new wipe (possibly after an earlier, finished one).
@@ -455,11 +464,12 @@ impl Vault {
                     bytes_removed: 0,
                     found: None,
                     verified_empty: false,
+                    directory_missing: false,
                     completed_at: None,
                     key_protection: Some(self.protection),
                     started_at: Some(crate::rfc3339(self.clock.now())),
                 };
-                self.write_journal(&j)?;
+                self.journal_or_key_first(&j).await?;
                 j
             }
         };
@@ -469,12 +479,7 @@ impl Vault {
             return Ok(journal);
         }
         if journal.step < WipeStep::KeyDestroyed {
-            self.destroy_key().await?;
-            if self.key_present().await? {
-                return Err(VaultError::Key(
-                    "the key is still readable after deletion".into(),
-                ));
-            }
+            self.destroy_key_and_check().await?;
             journal.step = WipeStep::KeyDestroyed;
             self.write_journal(&journal)?;
             info!(cause, key_protection = %self.protection, "messaging data key destroyed");
@@ -508,7 +513,14 @@ impl Vault {
             return Ok(journal);
         }
         if journal.step < WipeStep::Done {
-            journal.verified_empty = self.is_empty()?;
+            match self.is_empty()? {
+                Some(empty) => journal.verified_empty = empty,
+                None => {
+                    warn!(dir = %self.dir.display(), "the messaging directory is not there: its files were moved away or it was replaced, and nothing shows they are gone (the key is destroyed)");
+                    journal.verified_empty = false;
+                    journal.directory_missing = true;
+                }
+            }
             journal.completed_at = Some(crate::rfc3339(self.clock.now()));
             journal.step = WipeStep::Done;
             self.write_journal(&journal)?;
@@ -528,12 +540,39 @@ impl Vault {
         }
     }
 
-    fn is_empty(&self) -> Result<bool, VaultError> {
+    /// Whether the directory is empty; `None` when it is not there at all (which is not
+    /// "empty": the files may have been moved away).
+    fn is_empty(&self) -> Result<Option<bool>, VaultError> {
         match vault_fs::open_dir(&self.dir) {
-            Ok(fd) => vault_fs::is_empty(fd.as_fd(), &self.dir).map_err(walk_error),
-            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(true),
+            Ok(fd) => vault_fs::is_empty(fd.as_fd(), &self.dir)
+                .map(Some)
+                .map_err(walk_error),
+            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(walk_error(e)),
         }
+    }
+
+    async fn destroy_key_and_check(&self) -> Result<(), VaultError> {
+        self.destroy_key().await?;
+        if self.key_present().await? {
+            return Err(VaultError::Key(
+                "the key is still readable after deletion".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the journal a wipe starts with; if it cannot be written (a full disk), destroys
+    /// the key all the same before failing: the journal serves recovery, the key's
+    /// destruction is the wipe, and it must never wait for disk space.
+    async fn journal_or_key_first(&self, journal: &WipeJournal) -> Result<(), VaultError> {
+        let Err(written) = self.write_journal(journal) else {
+            return Ok(());
+        };
+        warn!(error = %written, "the wipe journal cannot be written; destroying the data key first all the same");
+        self.destroy_key_and_check().await?;
+        info!(cause = %journal.cause, key_protection = %self.protection, "messaging data key destroyed");
+        Err(VaultError::KeyDestroyedUnrecorded(written.to_string()))
     }
 }
 

@@ -301,6 +301,31 @@ async fn a_messaging_dir_moved_away_before_a_restart_still_loses_its_key() {
     assert_eq!(journal.step, WipeStep::Done);
     assert!(!vault.key_present().await.unwrap());
     assert!(!f.state.join("messaging.key").exists());
+    // The files moved away were not removed: nothing may say the directory was found empty
+    // (attack review F3: the receipt said "verified empty, 0 files").
+    assert!(!journal.verified_empty, "{journal:?}");
+    assert!(journal.directory_missing, "{journal:?}");
+    assert_eq!(journal.files_removed, 0);
+}
+
+/// A full disk (here: the journal's temporary file blocked by a directory) must not keep the
+/// key alive: the key goes first, and the wipe then fails saying why (attack review F2: the
+/// journal was written before the key's destruction, so a full disk left the key readable).
+#[tokio::test]
+async fn a_journal_that_cannot_be_written_does_not_save_the_key() {
+    let f = fixture();
+    let vault = open(&f).await;
+    std::fs::create_dir(f.state.join(".wipe-journal.json.tmp")).unwrap();
+    let e = vault.wipe("cmd-full-disk").await.unwrap_err();
+    assert!(!vault.key_present().await.unwrap(), "the key survived: {e}");
+    assert!(e.to_string().contains("the data key is destroyed"), "{e}");
+
+    // Space again: the same wipe goes on to the end.
+    std::fs::remove_dir(f.state.join(".wipe-journal.json.tmp")).unwrap();
+    let journal = vault.wipe("cmd-full-disk").await.unwrap();
+    assert_eq!(journal.step, WipeStep::Done);
+    assert!(journal.verified_empty);
+    assert!(files_with_canary(&f.messaging).is_empty());
 }
 
 /// The same with a symbolic link to itself (resolving it fails with a loop, not "not found"):

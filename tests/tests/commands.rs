@@ -499,7 +499,7 @@ async fn a_command_delivered_twice_runs_once() {
     let make_executor = |key: ward_certs::PrivateKeyDer| Executor {
         ledger: Ledger::open(state_dir.path()).unwrap(),
         state_dir: state_dir.path().to_path_buf(),
-        vault: None,
+        vault: Arc::new(ward_agent::vault_slot::VaultSlot::none()),
         platform: Arc::new(CountingPlatform {
             locks: locks.clone(),
         }),

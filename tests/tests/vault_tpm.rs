@@ -198,3 +198,62 @@ fn offboarding_a_device_whose_key_is_in_the_tpm_reports_tpm_and_leaves_no_key_an
     nothing_holds(&device.state_dir, &key);
     assert!(device.canary_files().is_empty());
 }
+
+/// A TPM that does not answer when the agent starts (the resource manager not up yet after a
+/// boot, a firmware hiccup) must not switch the offline timer off: the agent keeps running,
+/// says why it cannot reach the key, and destroys it as soon as the TPM answers.
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn a_tpm_silent_at_start_does_not_stop_the_offline_wipe() {
+    use ward_e2e::clock::{AgentClock, env_refs};
+    use ward_e2e::timer::{offline_wipe_after_an_hour, wait_for_policy_and_check_in};
+
+    let tmp = tempfile::tempdir().unwrap();
+    let tpm_dir = tmp.path().join("tpm");
+    let tpm = Swtpm::start(&tpm_dir);
+    let tcti = tpm.tcti.clone();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    offline_wipe_after_an_hour(&controller);
+    let device = AgentFixture::enroll(&controller, tmp.path(), "t", "tia@hospital.org");
+    let clock = AgentClock::new(tmp.path());
+    let env = clock.env();
+    let running = device.run_with(&["--tpm", &tcti], &env_refs(&env));
+    wait_for_policy_and_check_in(&device);
+    assert!(tpm.nv_indices().contains(&DEFAULT_NV_INDEX));
+    running.stop();
+    drop(controller);
+    drop(tpm);
+
+    // Two hours later, offline; the TPM does not answer yet.
+    clock.set(2 * 3600);
+    let mut running = device.run_with(&["--tpm", &tcti], &env_refs(&env));
+    eventually_blocking("the agent to say the key is out of reach", DEADLINE, || {
+        device
+            .log_text()
+            .contains("the offline timer cannot reach the messaging key")
+            .then_some(())
+    });
+    assert!(
+        running.is_running(),
+        "the agent exited:\n{}",
+        device.log_text()
+    );
+
+    // The TPM answers again (same state): the timer destroys the key there.
+    let tpm = Swtpm::start(&tpm_dir);
+    assert!(tpm.nv_indices().contains(&DEFAULT_NV_INDEX));
+    eventually_blocking("the NV index to be gone", DEADLINE, || {
+        (!tpm.nv_indices().contains(&DEFAULT_NV_INDEX)).then_some(())
+    });
+    eventually_blocking("the messaging files to be gone", DEADLINE, || {
+        device.canary_files().is_empty().then_some(())
+    });
+    assert!(
+        running.is_running(),
+        "the agent exited:\n{}",
+        device.log_text()
+    );
+}
