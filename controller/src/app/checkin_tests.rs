@@ -390,3 +390,90 @@ async fn an_older_receipt_replayed_without_a_certificate_does_not_replace_a_late
         "a replay is not a new wipe"
     );
 }
+
+fn offline_wipe_entries(audit: &[crate::core::audit::AuditEntry]) -> usize {
+    audit
+        .iter()
+        .filter(|e| e.action == "device.offline_wipe")
+        .count()
+}
+
+/// Attack by a holder of the device key (or a device whose clock is years ahead): a receipt
+/// dated in the future must not keep later genuine receipts off the record. The controller
+/// never records a wipe at a time past its own clock (attack review F4).
+#[tokio::test]
+async fn a_receipt_dated_in_the_future_does_not_shut_out_later_ones() {
+    use crate::core::Clock as _;
+    let f = fixture();
+    let (device, key) = enroll_with_key(&f.app, "fay@hospital.example").await;
+    let future = offline_receipt(&device, &key, "2099-01-01T00:00:00Z");
+    f.app
+        .record_offline_wipe_receipt_only(device.id, &future)
+        .await
+        .unwrap();
+    let first = f.store.get_device(device.id).await.unwrap().unwrap();
+    let first = first.offline_wipe.unwrap();
+    assert!(
+        first.at <= f.clock.now(),
+        "recorded in the future: {first:?}"
+    );
+
+    f.clock.advance(Duration::from_secs(3600));
+    let genuine = offline_receipt(&device, &key, &f.clock.now().rfc3339());
+    f.app
+        .record_offline_wipe_receipt_only(device.id, &genuine)
+        .await
+        .unwrap();
+    let after = f.store.get_device(device.id).await.unwrap().unwrap();
+    let after = after.offline_wipe.unwrap();
+    assert!(
+        after.at > first.at,
+        "the later wipe was shut out: {after:?}"
+    );
+}
+
+/// A device revoked as lost sends one claim, then another, later one (the thief, then the
+/// device's own timer, or the other way round). Neither is proof, but the admin must see the
+/// latest and the audit trail both: the second was dropped without a trace (attack review F5).
+#[tokio::test]
+async fn every_later_claim_of_a_revoked_device_is_audited_and_the_latest_kept() {
+    use crate::core::Clock as _;
+    let f = fixture();
+    let (device, key) = enroll_with_key(&f.app, "gus@hospital.example").await;
+    f.app
+        .revoke_device(&admin(), &device.id.to_string())
+        .await
+        .unwrap();
+    let first = offline_receipt(&device, &key, &f.clock.now().rfc3339());
+    f.app
+        .record_offline_wipe_receipt_only(device.id, &first)
+        .await
+        .unwrap();
+    let audited = offline_wipe_entries(&f.store.list_audit(&AuditFilter::default()).await.unwrap());
+    assert_eq!(audited, 1);
+
+    f.clock.advance(Duration::from_secs(600));
+    let later = offline_receipt(&device, &key, &f.clock.now().rfc3339());
+    f.app
+        .record_offline_wipe_receipt_only(device.id, &later)
+        .await
+        .unwrap();
+    let record = f.store.get_device(device.id).await.unwrap().unwrap();
+    let claim = record.offline_wipe.unwrap();
+    assert!(!claim.verified, "a revoked device's receipt is a claim");
+    assert_eq!(claim.at, f.clock.now());
+    let audit = f.store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(
+        offline_wipe_entries(&audit),
+        2,
+        "the later claim left no trace"
+    );
+
+    // The same claim again (its answer was lost): nothing new.
+    f.app
+        .record_offline_wipe_receipt_only(device.id, &later)
+        .await
+        .unwrap();
+    let audit = f.store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(offline_wipe_entries(&audit), 2);
+}

@@ -48,9 +48,15 @@ impl App {
         // Revoked (or retired) before the receipt came: the key is presumed in other hands (a
         // thief with a copy of the state directory can sign anything), so what it signs now
         // is recorded as the device's claim, never as proof of a wipe.
+        let at = completed_at(&body, self.now());
         if record.state != DeviceState::Active {
-            if record.offline_wipe.is_some() {
-                // A claim (or a wipe) is already on record: once is enough.
+            // A wipe verified before the revocation stands; a claim is replaced only by a
+            // later one (each audited): the same claim again, or an older one, adds nothing.
+            if record
+                .offline_wipe
+                .as_ref()
+                .is_some_and(|w| w.verified || w.at >= at)
+            {
                 return Ok(());
             }
             let why = format!(
@@ -67,7 +73,7 @@ impl App {
         if record
             .offline_wipe
             .as_ref()
-            .is_some_and(|w| w.verified && w.at >= completed_at(&body, self.now()))
+            .is_some_and(|w| w.verified && w.at >= at)
         {
             return Ok(());
         }
@@ -234,11 +240,13 @@ fn verify(
     )
 }
 
-fn completed_at(body: &WipeReceiptBody, fallback: Timestamp) -> Timestamp {
+/// When the receipt says the wipe was completed, never later than `now` (the controller's
+/// clock): a receipt dated in the future (a device clock years ahead, or a key holder's
+/// forgery) must not outrank every later one.
+fn completed_at(body: &WipeReceiptBody, now: Timestamp) -> Timestamp {
     time::OffsetDateTime::parse(
         &body.completed_at,
         &time::format_description::well_known::Rfc3339,
     )
-    .map(Timestamp::from_datetime)
-    .unwrap_or(fallback)
+    .map_or(now, |at| Timestamp::from_datetime(at).min(now))
 }
