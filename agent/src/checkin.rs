@@ -26,6 +26,7 @@ use crate::{checks, facts, local_api};
 const MIN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// What the loop works with.
+#[derive(Debug)]
 pub struct CheckIn<'a> {
     pub dir: &'a StateDir,
     pub state: AgentState,
@@ -301,6 +302,7 @@ mod tests {
     use crate::policy::AgentPolicy;
 
     /// A platform whose checks panic, as a bug in a check would.
+    #[derive(Debug)]
     struct PanickingChecks;
 
     #[async_trait::async_trait]

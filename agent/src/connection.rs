@@ -164,6 +164,7 @@ pub fn load(state_dir: &Path, device_id: &str) -> Option<Standing> {
 
 /// Keeps the standing up to date, writing only when it changes (or every ten minutes, so
 /// `seen_at` stays meaningful).
+#[derive(Debug)]
 pub struct Recorder {
     state_dir: PathBuf,
     device_id: String,

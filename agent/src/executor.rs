@@ -25,6 +25,7 @@ pub enum Work {
     Flush,
 }
 
+#[derive(Debug)]
 pub struct Executor {
     pub ledger: Ledger,
     pub state_dir: std::path::PathBuf,

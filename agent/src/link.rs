@@ -26,6 +26,7 @@ impl std::fmt::Debug for Link {
 }
 
 /// A client and which server it talks to, to report a failure against.
+#[derive(Debug)]
 pub struct Connected {
     pub client: AgentServiceClient<Channel>,
     pub server: usize,

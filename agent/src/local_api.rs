@@ -96,6 +96,7 @@ fn answer_line(answer: &Answer) -> Zeroizing<Vec<u8>> {
 
 /// What decides whether the key may be handed out: the vault, the lock marker the executor
 /// keeps, and the compliance verdict the check-in loop keeps.
+#[derive(Debug)]
 pub struct Gate {
     pub vault: Arc<VaultSlot>,
     pub timer: Arc<OfflineTimer>,

@@ -155,6 +155,7 @@ impl TimerClock {
     }
 }
 
+#[derive(Debug)]
 struct Core {
     clock: TimerClock,
     record: TimerRecord,
@@ -164,6 +165,7 @@ struct Core {
 
 /// The timer's state, shared by the timer task and the check-in loop (which reports
 /// check-ins and delivered receipts).
+#[derive(Debug)]
 pub struct OfflineTimer {
     state_dir: PathBuf,
     core: Mutex<Core>,
@@ -308,6 +310,7 @@ impl OfflineTimer {
 }
 
 /// What the timer needs to wipe and sign.
+#[derive(Debug)]
 pub struct Wiper {
     pub vault: Arc<VaultSlot>,
     /// Held by every wipe, commanded or not, so they never overlap.

@@ -24,7 +24,7 @@ pub enum ActionError {
 }
 
 #[async_trait::async_trait]
-pub trait Platform: Send + Sync {
+pub trait Platform: Send + Sync + std::fmt::Debug {
     /// Locks every graphical session and sees them locked; `NotVerified` when the lock was
     /// asked for but no session was seen locked. `message` is shown where the platform can.
     async fn lock_screens(&self, message: &str) -> Result<(), ActionError>;

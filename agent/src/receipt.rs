@@ -11,6 +11,7 @@ use ward_certs::{CertError, PrivateKeyDer};
 use crate::vault::{Vault, WipeJournal};
 
 /// What the caller knows beyond the journal.
+#[derive(Debug)]
 pub struct Wiped {
     /// The command id, or the offline timer's cause.
     pub command_id: String,

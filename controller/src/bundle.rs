@@ -9,6 +9,7 @@ use ward_certs::keyfile::{EncryptedKey, KeyFileError, StoredKey};
 use ward_certs::{PrivateKeyDer, certificate_to_pem, certificates_from_pem};
 use zeroize::Zeroizing;
 
+#[derive(Debug)]
 pub struct AdminBundle {
     pub certificate_der: Vec<u8>,
     pub ca_der: Vec<u8>,
@@ -16,6 +17,7 @@ pub struct AdminBundle {
 }
 
 /// A bundle whose private key is encrypted with a passphrase.
+#[derive(Debug)]
 pub struct LockedBundle {
     pub certificate_der: Vec<u8>,
     pub ca_der: Vec<u8>,
@@ -23,6 +25,7 @@ pub struct LockedBundle {
 }
 
 /// A bundle as stored: its key in the clear, or still encrypted.
+#[derive(Debug)]
 pub enum BundleFile {
     Plain(AdminBundle),
     Encrypted(LockedBundle),

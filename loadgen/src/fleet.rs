@@ -23,6 +23,7 @@ pub const USER: &str = "loadgen@hospital.example";
 const TOKEN_TTL_SECONDS: u64 = 24 * 3600;
 
 /// An enrolled simulated device.
+#[derive(Debug)]
 pub struct Device {
     pub id: String,
     pub chain: Vec<Vec<u8>>,
@@ -30,6 +31,7 @@ pub struct Device {
 }
 
 /// The devices and where they connect.
+#[derive(Debug)]
 pub struct Fleet {
     pub url: ServerUrl,
     pub ca_der: Vec<u8>,
@@ -38,6 +40,7 @@ pub struct Fleet {
 
 /// A device's key pair and CSR, made before the enrollment is timed (a device makes them
 /// locally before it connects).
+#[derive(Debug)]
 pub struct Pending {
     key: PrivateKeyDer,
     csr: Vec<u8>,
@@ -159,6 +162,7 @@ pub enum Connections {
     Shared(usize),
 }
 
+#[derive(Debug)]
 pub struct EnrollOutcome {
     pub devices: Vec<Device>,
     /// Per enrollment, from the start of its connection to the answer.

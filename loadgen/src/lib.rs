@@ -123,6 +123,7 @@ pub struct RunOptions {
 }
 
 /// A run's report, and the sanity counts a test checks: (target, what, counted, expected).
+#[derive(Debug)]
 pub struct RunResult {
     pub report: Report,
     pub counts: Vec<(&'static str, &'static str, usize, usize)>,

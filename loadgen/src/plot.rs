@@ -9,6 +9,7 @@ use crate::LoadError;
 use crate::scenarios::Series;
 
 /// One line: a legend label and sorted samples.
+#[derive(Debug)]
 pub struct Line<'a> {
     pub label: String,
     pub series: &'a Series,

@@ -66,6 +66,15 @@ pub struct Swarm {
     tasks: JoinSet<()>,
 }
 
+impl std::fmt::Debug for Swarm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Swarm")
+            .field("url", &self.shared.url)
+            .field("devices", &self.shared.slots.len())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Swarm {
     /// Starts one task per device; at most `ramp` connect for the first time at once.
     pub fn start(fleet: &Fleet, acknowledge: bool, ramp: usize) -> Self {

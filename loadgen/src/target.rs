@@ -47,11 +47,13 @@ pub struct Programs {
 }
 
 /// A client identity (certificate chain and key) for admin calls.
+#[derive(Debug)]
 pub struct ClientIdentity {
     pub chain: Vec<Vec<u8>>,
     pub key: PrivateKeyDer,
 }
 
+#[derive(Debug)]
 pub struct Server {
     pub kind: Kind,
     programs: Programs,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 /// libfaketime's multi-threaded library (Debian's `faketime` package).
 pub const LIBFAKETIME: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1";
 
+#[derive(Debug)]
 pub struct AgentClock {
     file: PathBuf,
     faketime: bool,

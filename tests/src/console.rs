@@ -15,6 +15,7 @@ use crate::eventually_blocking;
 use crate::process::bin;
 
 /// A running `wardctl console`, its stdout (the login links) collected as it comes.
+#[derive(Debug)]
 pub struct ConsoleProcess {
     child: Child,
     lines: Arc<Mutex<Vec<String>>>,
@@ -95,6 +96,7 @@ impl Drop for ConsoleProcess {
 }
 
 /// `chromedriver` and a WebDriver session of a fresh headless Chromium at 1280×800.
+#[derive(Debug)]
 pub struct Browser {
     pub client: Client,
     driver: Child,

@@ -77,6 +77,7 @@ pub async fn enroll_fleet(
 
 /// Agents running in this process; dropping it stops them (as a power cut would: no
 /// goodbye to the controller).
+#[derive(Debug)]
 pub struct RunningFleet {
     tasks: Vec<JoinHandle<()>>,
 }

@@ -19,6 +19,7 @@ use ward_proto::v1::agent_service_client::AgentServiceClient;
 use ward_proto::v1::enrollment_service_client::EnrollmentServiceClient;
 use ward_proto::v1::{CreateEnrollmentTokenRequest, EnrollRequest, EnrollResponse};
 
+#[derive(Debug)]
 pub struct TestController {
     _dir: tempfile::TempDir,
     pub data: DataDir,
@@ -32,6 +33,7 @@ pub struct TestController {
 }
 
 /// A device enrolled through the real protocol.
+#[derive(Debug)]
 pub struct EnrolledDevice {
     pub device_id: String,
     pub certificate_der: Vec<u8>,

@@ -3,6 +3,7 @@
 use sqlx::Connection;
 
 /// A database that exists for one test and is dropped after it.
+#[derive(Debug)]
 pub struct FreshDatabase {
     pub url: String,
     server: String,

@@ -72,6 +72,7 @@ pub fn json(output: &Output) -> Value {
 
 /// A child process killed when dropped. Its stderr goes to a log file, printed if the test
 /// that owns it fails.
+#[derive(Debug)]
 pub struct Daemon {
     child: Child,
     name: &'static str,
@@ -168,6 +169,7 @@ impl Drop for Daemon {
 }
 
 /// A `wardctl serve` process on 127.0.0.1 with a fresh data directory.
+#[derive(Debug)]
 pub struct ControllerProcess {
     pub data_dir: PathBuf,
     pub url: String,
@@ -291,6 +293,7 @@ impl ControllerProcess {
 }
 
 /// An enrolled agent's state directory and messaging directory (seeded with canary files).
+#[derive(Debug)]
 pub struct AgentFixture {
     pub state_dir: PathBuf,
     pub messaging_dir: PathBuf,

@@ -23,6 +23,7 @@ pub fn unit_path() -> PathBuf {
 }
 
 /// `Key=value` lines of a unit's `[Service]` section, in order.
+#[derive(Debug)]
 pub struct Unit {
     directives: Vec<(String, String)>,
 }
@@ -95,6 +96,7 @@ impl Unit {
 }
 
 /// Where the test's agent lives, standing in for `/var/lib/ward-agent` and `/run/ward-agent`.
+#[derive(Debug)]
 pub struct SandboxPaths {
     pub state_dir: PathBuf,
     pub runtime_dir: PathBuf,
@@ -254,6 +256,7 @@ fn quote(p: &Path) -> String {
 }
 
 /// A throw-away unprivileged user (`useradd`), removed with its home when dropped.
+#[derive(Debug)]
 pub struct TestUser {
     pub name: String,
     pub uid: u32,

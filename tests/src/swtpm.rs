@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::eventually_blocking;
 use crate::process::Daemon;
 
+#[derive(Debug)]
 pub struct Swtpm {
     /// The TCTI string for tpm2-tools and `ward-agent run --tpm`.
     pub tcti: String,

@@ -451,6 +451,7 @@ async fn a_wipe_without_a_valid_receipt_is_not_a_success() {
 }
 
 /// A platform that counts what it was asked to do.
+#[derive(Debug)]
 struct CountingPlatform {
     locks: Arc<AtomicUsize>,
 }

@@ -66,6 +66,17 @@ pub struct Gate {
     idle: Duration,
 }
 
+/// Says whether a login token or a session exists, never what they are.
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("login_token_unused", &self.login.is_some())
+            .field("session_open", &self.session.is_some())
+            .field("idle", &self.idle)
+            .finish()
+    }
+}
+
 impl Gate {
     /// A gate with a fresh one-time login token.
     pub fn new(idle: Duration) -> Self {

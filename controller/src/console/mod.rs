@@ -74,6 +74,7 @@ impl Me {
 }
 
 /// The console's shared state.
+#[derive(Debug)]
 pub struct Console {
     client: AdminServiceClient<Channel>,
     me: Me,
