@@ -295,50 +295,62 @@ impl Plan {
 /// let be delivered (finished, awaiting approval) are left out.
 async fn deliver(
     tx: &mut dyn Tx,
-    commands: Vec<Command>,
+    mut commands: Vec<Command>,
     now: Timestamp,
 ) -> Result<Vec<(CommandState, Command)>, AppError> {
-    // Those whose time-to-live ran out while the device was away end `expired`, not sent.
-    let (late, mut commands): (Vec<Command>, Vec<Command>) = commands.into_iter().partition(|c| {
-        c.apply(&Event::Delivered, now) == Err(crate::core::command::TransitionError::PastDeadline)
-    });
-    let expired: Vec<(CommandState, Command)> = late
-        .iter()
-        .filter_map(|c| c.apply(&Event::Expired, now).ok().map(|n| (c.state, n)))
-        .collect();
-    if !expired.is_empty() {
-        let written: HashSet<CommandId> = tx.update_commands(&expired).await?.into_iter().collect();
-        for (_, next) in expired.iter().filter(|(_, n)| written.contains(&n.id)) {
-            tx.audit(transition_event(CONTROLLER, next), now);
-        }
-    }
     let mut delivered = Vec::new();
     for attempt in 0..2 {
-        let changes: Vec<(CommandState, Command)> = commands
-            .iter()
-            .filter_map(|c| c.apply(&Event::Delivered, now).ok().map(|n| (c.state, n)))
-            .collect();
-        if changes.is_empty() {
-            break;
-        }
-        let written: HashSet<CommandId> = tx.update_commands(&changes).await?.into_iter().collect();
+        let (deliveries, expiries) = delivery_plan(&commands, now);
         let mut missed = Vec::new();
-        for (was, next) in changes {
-            if written.contains(&next.id) {
+        for (changes, keep) in [(expiries, false), (deliveries, true)] {
+            if changes.is_empty() {
+                continue;
+            }
+            let written: HashSet<CommandId> =
+                tx.update_commands(&changes).await?.into_iter().collect();
+            for (was, next) in changes {
+                if !written.contains(&next.id) {
+                    missed.push(next.id);
+                    continue;
+                }
                 if next.state != was {
                     tx.audit(transition_event(CONTROLLER, &next), now);
                 }
-                delivered.push((was, next));
-            } else {
-                missed.push(next.id);
+                if keep {
+                    delivered.push((was, next));
+                }
             }
         }
+        // Changed by another writer meanwhile (cancelled, superseded): read again, once.
         if missed.is_empty() || attempt == 1 {
             break;
         }
         commands = tx.commands(&missed).await?;
     }
     Ok(delivered)
+}
+
+/// A command's state before, and the command after.
+type Transition = (CommandState, Command);
+
+/// Each queued command's transition, computed once: delivered, or expired when its
+/// time-to-live ran out while the device was away (never sent). Commands in no state to be
+/// delivered are left out.
+fn delivery_plan(commands: &[Command], now: Timestamp) -> (Vec<Transition>, Vec<Transition>) {
+    use crate::core::command::TransitionError;
+    let (mut deliveries, mut expiries) = (Vec::new(), Vec::new());
+    for command in commands {
+        match command.apply(&Event::Delivered, now) {
+            Ok(next) => deliveries.push((command.state, next)),
+            Err(TransitionError::PastDeadline) => {
+                if let Ok(next) = command.apply(&Event::Expired, now) {
+                    expiries.push((command.state, next));
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    (deliveries, expiries)
 }
 
 fn enforcement_event(device: DeviceId, step: &Step, revision: u64) -> AuditEvent {
