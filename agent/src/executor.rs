@@ -16,6 +16,7 @@ use crate::link::{CALL_TIMEOUT, Link};
 use crate::platform::{ActionError, Platform};
 use crate::vault::WipeStep;
 use crate::vault_slot::VaultSlot;
+use ward_certs::receipt::WipeScope;
 
 /// Work for the executor task.
 #[derive(Debug)]
@@ -61,9 +62,10 @@ fn action_of(command: &DeviceCommand) -> Option<Action> {
         Wire::Retire(_) => Action::Retire,
         Wire::Wipe(wipe) => Action::Wipe {
             scope: match v1::WipeScope::try_from(wipe.scope) {
-                Ok(v1::WipeScope::Messaging) => "messaging".into(),
-                Ok(v1::WipeScope::Full) => "full".into(),
-                _ => "unknown".into(),
+                Ok(v1::WipeScope::Messaging) => WipeScope::Messaging,
+                Ok(v1::WipeScope::Full) => WipeScope::Full,
+                // A scope this agent does not know: refused as an unknown command.
+                _ => return None,
             },
         },
     })
@@ -163,7 +165,7 @@ impl Executor {
             if ward_proto::names::command_state_is_final(ack.state) {
                 let entry = Entry {
                     command_id: id,
-                    action: action.unwrap_or(Action::Unlock),
+                    action: action.unwrap_or(Action::Unknown),
                     status: Status::Refused {
                         state: state.into(),
                     },
@@ -186,7 +188,7 @@ impl Executor {
             },
             None => Entry {
                 command_id: id,
-                action: Action::Unlock,
+                action: Action::Unknown,
                 status: Status::Finished {
                     succeeded: false,
                     failure_reason:
@@ -223,8 +225,12 @@ impl Executor {
     /// Reports a finished command; a full wipe or a retirement the controller accepted
     /// retires the agent.
     async fn finish(&self, entry: Entry) {
-        let retires = matches!(&entry.action, Action::Wipe { scope } if scope == "full")
-            || entry.action == Action::Retire;
+        let retires = matches!(
+            &entry.action,
+            Action::Wipe {
+                scope: WipeScope::Full
+            }
+        ) || entry.action == Action::Retire;
         if self.report(entry).await && retires {
             self.retire().await;
         }
@@ -317,9 +323,15 @@ impl Executor {
                 }
             }
             Action::Retire => self.wipe(id, false).await,
-            Action::Wipe { scope } if scope == "messaging" => self.wipe(id, false).await,
-            Action::Wipe { scope } if scope == "full" => self.wipe(id, true).await,
-            Action::Wipe { scope } => failed(format!("unknown wipe scope {scope:?}")),
+            Action::Wipe {
+                scope: WipeScope::Messaging,
+            } => self.wipe(id, false).await,
+            Action::Wipe {
+                scope: WipeScope::Full,
+            } => self.wipe(id, true).await,
+            Action::Unknown => {
+                failed("this agent does not know this kind of command; upgrade the agent".into())
+            }
         }
     }
 
@@ -384,7 +396,11 @@ impl Executor {
             command_id: id.to_owned(),
             device_id: self.device_id.clone(),
             completed_at: journal.completed_at.clone().unwrap_or_else(|| self.now()),
-            scope: if full { "full" } else { "messaging" }.into(),
+            scope: if full {
+                WipeScope::Full
+            } else {
+                WipeScope::Messaging
+            },
             full_erase,
             key_destroyed,
         };
@@ -510,3 +526,36 @@ async fn run_hook(hook: &std::path::Path, id: &str, device_id: &str) -> Result<S
 }
 
 pub use ward_proto::names::command_state as state_name;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn wipe(scope: i32) -> DeviceCommand {
+        DeviceCommand {
+            id: "6f1c0000-4000-8000-0000-0000000000c1".into(),
+            created_at_unix_ms: 0,
+            action: Some(v1::device_command::Action::Wipe(v1::WipeAction { scope })),
+        }
+    }
+
+    /// A wipe scope this agent does not know (a newer controller's) is an unknown command,
+    /// refused as such; it never became a wipe with a made-up scope.
+    #[test]
+    fn wipe_scopes_are_typed_and_an_unknown_one_is_an_unknown_command() {
+        assert_eq!(
+            action_of(&wipe(v1::WipeScope::Messaging as i32)),
+            Some(Action::Wipe {
+                scope: WipeScope::Messaging
+            })
+        );
+        assert_eq!(
+            action_of(&wipe(v1::WipeScope::Full as i32)),
+            Some(Action::Wipe {
+                scope: WipeScope::Full
+            })
+        );
+        assert_eq!(action_of(&wipe(99)), None);
+        assert_eq!(action_of(&wipe(v1::WipeScope::Unspecified as i32)), None);
+    }
+}

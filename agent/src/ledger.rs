@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use ward_certs::files::{create_private_dir, replace_file};
+use ward_certs::receipt::WipeScope;
 
 use crate::state::StateError;
 
@@ -17,7 +18,7 @@ pub enum Action {
     },
     Unlock,
     Wipe {
-        scope: String,
+        scope: WipeScope,
     },
     /// Withhold the messaging data key (the data stays) until an enable.
     Disable {
@@ -27,6 +28,9 @@ pub enum Action {
     /// Messaging wipe with a receipt; once the controller accepted it, the agent destroys its
     /// own key and state.
     Retire,
+    /// A command this agent does not know (a newer controller's): recorded, so its refusal
+    /// is reported once and a redelivery is answered from here.
+    Unknown,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,7 +162,7 @@ mod tests {
         let entry = Entry {
             command_id: id.clone(),
             action: Action::Wipe {
-                scope: "messaging".into(),
+                scope: WipeScope::Messaging,
             },
             status: Status::Started,
             reported: false,

@@ -445,7 +445,7 @@ async fn sign(
         command_id: CAUSE.into(),
         device_id: wiper.device_id.clone(),
         completed_at: crate::rfc3339(at),
-        scope: "messaging".into(),
+        scope: ward_certs::receipt::WipeScope::Messaging,
         full_erase: None,
         key_destroyed,
     };

@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ward_certs::receipt::{Sanitization, SignedReceipt, WipeReceiptBody};
+use ward_certs::receipt::{Sanitization, SignedReceipt, WipeReceiptBody, WipeScope};
 use ward_certs::sanitization::{FILES_METHOD, METHOD, VERIFICATION_METHOD};
 use ward_certs::{CertError, PrivateKeyDer};
 
@@ -16,8 +16,7 @@ pub struct Wiped {
     /// The command id, or the offline timer's cause.
     pub command_id: String,
     pub device_id: String,
-    /// "messaging" or "full".
-    pub scope: String,
+    pub scope: WipeScope,
     /// For a full wipe: that the hook ran, and how it ended.
     pub full_erase: Option<String>,
     /// The key read back after its destruction and found absent.

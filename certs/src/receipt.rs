@@ -59,6 +59,46 @@ impl std::fmt::Display for KeyProtection {
     }
 }
 
+/// What a wipe erases: one vocabulary for the controller's commands, the agent's ledger and
+/// the receipt (`"messaging"` or `"full"` in JSON).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WipeScope {
+    /// The messaging app's data: key destroyed, files overwritten and deleted.
+    Messaging,
+    /// Messaging data, the agent's own data, then the platform's full-erase hook.
+    Full,
+}
+
+impl WipeScope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WipeScope::Messaging => "messaging",
+            WipeScope::Full => "full",
+        }
+    }
+}
+
+impl std::fmt::Display for WipeScope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for WipeScope {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "messaging" => Ok(WipeScope::Messaging),
+            "full" => Ok(WipeScope::Full),
+            other => Err(format!(
+                "unknown wipe scope {other:?}: use messaging or full"
+            )),
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WipeReceiptBody {
@@ -66,8 +106,7 @@ pub struct WipeReceiptBody {
     pub device_id: String,
     /// RFC 3339, the device's clock.
     pub completed_at: String,
-    /// "messaging" or "full".
-    pub scope: String,
+    pub scope: WipeScope,
     /// The data key was deleted from the secret store and is no longer readable there.
     pub key_destroyed: bool,
     pub files_removed: u64,
@@ -183,7 +222,7 @@ mod tests {
             command_id: "c1".into(),
             device_id: "d1".into(),
             completed_at: "2026-11-24T00:00:00Z".into(),
-            scope: "messaging".into(),
+            scope: WipeScope::Messaging,
             key_destroyed: true,
             files_removed: 3,
             bytes_removed: 42,
@@ -215,6 +254,28 @@ mod tests {
             signer_public_key: base64::engine::general_purpose::STANDARD
                 .encode(signer.public_key_der().unwrap()),
         }
+    }
+
+    /// The scope is one of the two the controller issues; a receipt naming another (or
+    /// spelling one differently) is not a receipt.
+    #[test]
+    fn a_receipt_scope_is_messaging_or_full_and_nothing_else() {
+        let text = serde_json::to_string(&body()).unwrap();
+        assert!(text.contains(r#""scope":"messaging""#), "{text}");
+        for other in ["everything", "Messaging", ""] {
+            let bad = text.replace(r#""scope":"messaging""#, &format!(r#""scope":"{other}""#));
+            assert!(
+                serde_json::from_str::<WipeReceiptBody>(&bad).is_err(),
+                "{other}"
+            );
+        }
+        assert_eq!("full".parse::<WipeScope>(), Ok(WipeScope::Full));
+        assert!(
+            "all"
+                .parse::<WipeScope>()
+                .unwrap_err()
+                .contains("messaging or full")
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ pub fn messaging_receipt(command_id: &str, device: &EnrolledDevice) -> WipeRecei
         completed_at: time::OffsetDateTime::now_utc()
             .format(&time::format_description::well_known::Rfc3339)
             .expect("now formats as RFC 3339"),
-        scope: "messaging".into(),
+        scope: ward_certs::receipt::WipeScope::Messaging,
         key_destroyed: true,
         files_removed: 1,
         bytes_removed: 10,

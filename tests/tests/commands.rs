@@ -342,7 +342,7 @@ fn receipt_body(command: &v1::Command, device: &EnrolledDevice) -> WipeReceiptBo
         command_id: command.id.clone(),
         device_id: device.device_id.clone(),
         completed_at: "2026-11-24T00:00:00Z".into(),
-        scope: "messaging".into(),
+        scope: ward_certs::receipt::WipeScope::Messaging,
         key_destroyed: true,
         files_removed: 1,
         bytes_removed: 10,

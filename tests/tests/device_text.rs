@@ -53,7 +53,7 @@ fn body(command_id: String, device: &EnrolledDevice) -> WipeReceiptBody {
         command_id,
         device_id: device.device_id.clone(),
         completed_at: format!("2026-11-24T00:00:00Z{NASTY}"),
-        scope: "messaging".into(),
+        scope: ward_certs::receipt::WipeScope::Messaging,
         key_destroyed: true,
         files_removed: 1,
         bytes_removed: 10,

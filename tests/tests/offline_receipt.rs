@@ -18,7 +18,7 @@ fn receipt(device_id: &str, command_id: &str, key: &PrivateKeyDer) -> WipeReceip
         command_id: command_id.into(),
         device_id: device_id.into(),
         completed_at: "2026-12-01T10:00:00Z".into(),
-        scope: "messaging".into(),
+        scope: ward_certs::receipt::WipeScope::Messaging,
         key_destroyed: true,
         files_removed: 2,
         bytes_removed: 2048,

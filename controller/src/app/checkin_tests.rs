@@ -301,7 +301,7 @@ fn offline_receipt(
         command_id: super::OFFLINE_TIMER.into(),
         device_id: device.id.to_string(),
         completed_at: at.into(),
-        scope: "messaging".into(),
+        scope: ward_certs::receipt::WipeScope::Messaging,
         key_destroyed: true,
         files_removed: 2,
         bytes_removed: 100,

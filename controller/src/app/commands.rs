@@ -760,13 +760,12 @@ fn verify_command_receipt(
     .and_then(|body| {
         if scope == WipeScope::Full && body.full_erase.is_none() {
             Err("a full wipe's receipt does not state that the full erase ran".to_owned())
-        } else if body.scope == scope.as_str() {
+        } else if body.scope == scope {
             Ok(body)
         } else {
             Err(format!(
-                "receipt scope {:?} does not match the command's {:?}",
-                body.scope,
-                scope.as_str()
+                "receipt scope {} does not match the command's {scope}",
+                body.scope
             ))
         }
     })

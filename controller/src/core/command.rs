@@ -46,36 +46,8 @@ impl FromStr for CommandId {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WipeScope {
-    /// The messaging app's data: key destroyed, files overwritten and deleted.
-    Messaging,
-    /// Messaging data, the agent's own data, then the platform's full-erase hook.
-    Full,
-}
-
-impl WipeScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WipeScope::Messaging => "messaging",
-            WipeScope::Full => "full",
-        }
-    }
-}
-
-impl FromStr for WipeScope {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "messaging" => Ok(WipeScope::Messaging),
-            "full" => Ok(WipeScope::Full),
-            other => Err(format!(
-                "unknown wipe scope {other:?}: use messaging or full"
-            )),
-        }
-    }
-}
+/// Shared with the agent and the receipt it signs.
+pub use ward_certs::receipt::WipeScope;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandKind {

@@ -228,7 +228,7 @@ pub fn agent_message_seeds() -> Vec<(String, Vec<u8>)> {
             command_id: command_id.into(),
             device_id: DEVICE_ID.into(),
             completed_at: "2026-01-01T00:00:00Z".into(),
-            scope: "messaging".into(),
+            scope: ward_certs::receipt::WipeScope::Messaging,
             key_destroyed: true,
             files_removed: 3,
             bytes_removed: 4096,

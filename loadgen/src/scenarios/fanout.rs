@@ -213,7 +213,7 @@ async fn report_results(swarm: &Swarm, acks: &[Event]) -> (usize, Duration) {
                 completed_at: time::OffsetDateTime::now_utc()
                     .format(&time::format_description::well_known::Rfc3339)
                     .unwrap_or_default(),
-                scope: "messaging".into(),
+                scope: ward_certs::receipt::WipeScope::Messaging,
                 key_destroyed: true,
                 files_removed: 0,
                 bytes_removed: 0,
