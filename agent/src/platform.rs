@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ward_proto::v1;
+use ward_vocab::Check;
 
 use crate::checks::{self, Outcome, Roots};
 use crate::policy::AgentPolicy;
@@ -290,18 +291,23 @@ impl Platform for LinuxPlatform {
     ) -> Vec<v1::ComplianceCheck> {
         let survey = self.survey();
         vec![
-            checks::disk::check(&self.roots, data_paths).into_wire("disk_encryption"),
+            checks::disk::check(&self.roots, data_paths).into_wire(Check::DiskEncryption.as_str()),
             checks::password::check(&self.roots, policy, may_write && policy.enforce)
-                .into_wire("password_rules"),
-            checks::autolock::check(&self.roots, policy.auto_lock_seconds).into_wire("auto_lock"),
+                .into_wire(Check::PasswordRules.as_str()),
+            checks::autolock::check(&self.roots, policy.auto_lock_seconds)
+                .into_wire(Check::AutoLock.as_str()),
             // Reported as found even where the policy does not require it.
-            survey.firewall.outcome.clone().into_wire("firewall"),
+            survey
+                .firewall
+                .outcome
+                .clone()
+                .into_wire(Check::Firewall.as_str()),
             checks::packages::check_installed(&survey.packages, &policy.forbidden_packages)
-                .into_wire("forbidden_packages"),
+                .into_wire(Check::ForbiddenPackages.as_str()),
             self.updates(policy.os_updates_max_age_days)
-                .into_wire("os_updates"),
+                .into_wire(Check::OsUpdates.as_str()),
             checks::version::check(env!("CARGO_PKG_VERSION"), &policy.min_agent_version)
-                .into_wire("agent_version"),
+                .into_wire(Check::AgentVersion.as_str()),
         ]
     }
 
@@ -340,15 +346,7 @@ impl Platform for LinuxPlatform {
 }
 
 /// Every check the agent reports, in report order.
-pub const CHECKS: [&str; 7] = [
-    "disk_encryption",
-    "password_rules",
-    "auto_lock",
-    "firewall",
-    "forbidden_packages",
-    "os_updates",
-    "agent_version",
-];
+pub const CHECKS: [&str; 7] = Check::NAMES;
 
 /// Platforms Ward has no honest implementation for yet.
 #[derive(Clone, Debug, Default)]

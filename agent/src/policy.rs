@@ -7,6 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use ward_certs::files::replace_file;
 use ward_proto::v1;
+use ward_vocab::Check;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -96,29 +97,20 @@ impl AgentPolicy {
 
     /// Names of the checks this policy requires to pass (the controller judges the same way).
     pub fn required_checks(&self) -> Vec<&'static str> {
-        let mut checks = Vec::new();
-        if self.require_disk_encryption {
-            checks.push("disk_encryption");
-        }
-        if self.has_password_rules() {
-            checks.push("password_rules");
-        }
-        if self.auto_lock_seconds > 0 {
-            checks.push("auto_lock");
-        }
-        if self.require_firewall {
-            checks.push("firewall");
-        }
-        if !self.forbidden_packages.is_empty() {
-            checks.push("forbidden_packages");
-        }
-        if self.os_updates_max_age_days > 0 {
-            checks.push("os_updates");
-        }
-        if !self.min_agent_version.is_empty() {
-            checks.push("agent_version");
-        }
-        checks
+        let required = |check: Check| match check {
+            Check::DiskEncryption => self.require_disk_encryption,
+            Check::PasswordRules => self.has_password_rules(),
+            Check::AutoLock => self.auto_lock_seconds > 0,
+            Check::Firewall => self.require_firewall,
+            Check::ForbiddenPackages => !self.forbidden_packages.is_empty(),
+            Check::OsUpdates => self.os_updates_max_age_days > 0,
+            Check::AgentVersion => !self.min_agent_version.is_empty(),
+        };
+        Check::ALL
+            .into_iter()
+            .filter(|check| required(*check))
+            .map(Check::as_str)
+            .collect()
     }
 
     /// What a failing `check` leads to: "report", "block" or "wipe".

@@ -59,45 +59,8 @@ impl std::fmt::Display for KeyProtection {
     }
 }
 
-/// What a wipe erases: one vocabulary for the controller's commands, the agent's ledger and
-/// the receipt (`"messaging"` or `"full"` in JSON).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WipeScope {
-    /// The messaging app's data: key destroyed, files overwritten and deleted.
-    Messaging,
-    /// Messaging data, the agent's own data, then the platform's full-erase hook.
-    Full,
-}
-
-impl WipeScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WipeScope::Messaging => "messaging",
-            WipeScope::Full => "full",
-        }
-    }
-}
-
-impl std::fmt::Display for WipeScope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for WipeScope {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "messaging" => Ok(WipeScope::Messaging),
-            "full" => Ok(WipeScope::Full),
-            other => Err(format!(
-                "unknown wipe scope {other:?}: use messaging or full"
-            )),
-        }
-    }
-}
+/// Shared with the controller's commands and the agent's ledger.
+pub use ward_vocab::WipeScope;
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

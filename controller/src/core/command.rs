@@ -47,7 +47,7 @@ impl FromStr for CommandId {
 }
 
 /// Shared with the agent and the receipt it signs.
-pub use ward_certs::receipt::WipeScope;
+pub use ward_vocab::WipeScope;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandKind {

@@ -6,6 +6,8 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use ward_vocab::Check;
+
 use super::{Timestamp, UserEmail};
 
 /// The rules. Zero / false means "no requirement".
@@ -484,24 +486,17 @@ pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
     }
 }
 
-pub const CHECK_DISK_ENCRYPTION: &str = "disk_encryption";
-pub const CHECK_PASSWORD_RULES: &str = "password_rules";
-pub const CHECK_AUTO_LOCK: &str = "auto_lock";
-pub const CHECK_FIREWALL: &str = "firewall";
-pub const CHECK_FORBIDDEN_PACKAGES: &str = "forbidden_packages";
-pub const CHECK_OS_UPDATES: &str = "os_updates";
-pub const CHECK_AGENT_VERSION: &str = "agent_version";
+// The check names: one vocabulary with the agent (`ward_vocab::Check`).
+pub const CHECK_DISK_ENCRYPTION: &str = Check::DiskEncryption.as_str();
+pub const CHECK_PASSWORD_RULES: &str = Check::PasswordRules.as_str();
+pub const CHECK_AUTO_LOCK: &str = Check::AutoLock.as_str();
+pub const CHECK_FIREWALL: &str = Check::Firewall.as_str();
+pub const CHECK_FORBIDDEN_PACKAGES: &str = Check::ForbiddenPackages.as_str();
+pub const CHECK_OS_UPDATES: &str = Check::OsUpdates.as_str();
+pub const CHECK_AGENT_VERSION: &str = Check::AgentVersion.as_str();
 
 /// Every check a policy can require.
-pub const ALL_CHECKS: [&str; 7] = [
-    CHECK_DISK_ENCRYPTION,
-    CHECK_PASSWORD_RULES,
-    CHECK_AUTO_LOCK,
-    CHECK_FIREWALL,
-    CHECK_FORBIDDEN_PACKAGES,
-    CHECK_OS_UPDATES,
-    CHECK_AGENT_VERSION,
-];
+pub const ALL_CHECKS: [&str; 7] = Check::NAMES;
 
 /// Which devices a stored policy applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
