@@ -7,7 +7,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use ward_certs::files::replace_file;
 use ward_proto::v1;
-use ward_vocab::Check;
+use ward_vocab::{Check, EnforcementAction};
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -27,8 +27,8 @@ pub struct AgentPolicy {
     pub forbidden_packages: Vec<String>,
     pub os_updates_max_age_days: u32,
     pub min_agent_version: String,
-    /// Check name → "report" | "block" | "wipe"; a check not listed blocks.
-    pub check_actions: BTreeMap<String, String>,
+    /// Check name → what its failure leads to; a check not listed blocks.
+    pub check_actions: BTreeMap<String, EnforcementAction>,
     pub wipe_grace_seconds: u64,
 }
 
@@ -37,8 +37,7 @@ pub struct AgentPolicy {
 pub struct Failure {
     pub check: &'static str,
     pub detail: String,
-    /// "report", "block" or "wipe".
-    pub action: String,
+    pub action: EnforcementAction,
     /// The device reported `fail` (not unsupported, an error, or nothing): only a definite
     /// failure can lead to a wipe, as the controller judges.
     pub definite: bool,
@@ -47,7 +46,7 @@ pub struct Failure {
 impl Failure {
     /// Whether the messaging data key is withheld for it (block, and wipe during its grace).
     pub fn blocks(&self) -> bool {
-        self.action != "report"
+        self.action != EnforcementAction::Report
     }
 }
 
@@ -73,12 +72,11 @@ impl From<v1::Policy> for AgentPolicy {
                 .check_actions
                 .into_iter()
                 .map(|a| {
-                    let action = match ward_proto::names::enforcement_action(a.action) {
+                    let action = ward_proto::names::enforcement_action(a.action)
+                        .parse()
                         // Unknown actions block: the stricter reading of a newer controller.
-                        "unknown" => "block",
-                        known => known,
-                    };
-                    (a.check, action.to_owned())
+                        .unwrap_or(EnforcementAction::Block);
+                    (a.check, action)
                 })
                 .collect(),
             wipe_grace_seconds: p.wipe_grace_seconds,
@@ -113,11 +111,12 @@ impl AgentPolicy {
             .collect()
     }
 
-    /// What a failing `check` leads to: "report", "block" or "wipe".
-    pub fn action_for(&self, check: &str) -> &str {
+    /// What a failing `check` leads to.
+    pub fn action_for(&self, check: &str) -> EnforcementAction {
         self.check_actions
             .get(check)
-            .map_or("block", String::as_str)
+            .copied()
+            .unwrap_or(EnforcementAction::Block)
     }
 
     /// The required checks `checks` do not pass; empty when the device is compliant.
@@ -133,7 +132,7 @@ impl AgentPolicy {
                 Some(Failure {
                     check: name,
                     detail,
-                    action: self.action_for(name).to_owned(),
+                    action: self.action_for(name),
                     definite,
                 })
             })
@@ -147,11 +146,11 @@ impl AgentPolicy {
             .iter()
             .filter(|f| f.blocks())
             .map(|f| {
-                let consequence = if f.action == "wipe" && !f.definite {
+                let consequence = if f.action == EnforcementAction::Wipe && !f.definite {
                     "key withheld until it passes; it cannot be verified here, so it never \
                      leads to a wipe"
                         .to_owned()
-                } else if f.action == "wipe" {
+                } else if f.action == EnforcementAction::Wipe {
                     format!(
                         "key withheld; the messaging data is wiped if this still fails {} after it started",
                         humanize(self.wipe_grace_seconds)
@@ -265,6 +264,6 @@ mod tests {
             }],
             ..v1::Policy::default()
         });
-        assert_eq!(policy.action_for("firewall"), "block");
+        assert_eq!(policy.action_for("firewall"), EnforcementAction::Block);
     }
 }

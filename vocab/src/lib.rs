@@ -45,6 +45,50 @@ impl std::str::FromStr for WipeScope {
     }
 }
 
+/// What a failing required check leads to, from mildest to strictest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EnforcementAction {
+    /// Shown to the admin; the messaging app keeps its key.
+    Report,
+    /// The agent withholds the messaging data key until the check passes again.
+    Block,
+    /// Blocked, and once the check has failed for the wipe grace period the controller wipes
+    /// the messaging data.
+    Wipe,
+}
+
+impl EnforcementAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EnforcementAction::Report => "report",
+            EnforcementAction::Block => "block",
+            EnforcementAction::Wipe => "wipe",
+        }
+    }
+}
+
+impl std::fmt::Display for EnforcementAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for EnforcementAction {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "report" => Ok(EnforcementAction::Report),
+            "block" => Ok(EnforcementAction::Block),
+            "wipe" => Ok(EnforcementAction::Wipe),
+            other => Err(format!(
+                "unknown action {other:?}: use report, block or wipe"
+            )),
+        }
+    }
+}
+
 /// A compliance check, by the name agent, controller, policy and scripts all use for it. The
 /// agent reports every one of them; a policy requires some.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -36,49 +36,8 @@ pub struct Policy {
     pub wipe_grace_seconds: u64,
 }
 
-/// What a failing required check leads to, from mildest to strictest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum EnforcementAction {
-    /// Shown to the admin; the messaging app keeps its key.
-    Report,
-    /// The agent withholds the messaging data key until the check passes again.
-    Block,
-    /// Blocked, and once the check has failed for the wipe grace period the controller wipes
-    /// the messaging data.
-    Wipe,
-}
-
-impl EnforcementAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnforcementAction::Report => "report",
-            EnforcementAction::Block => "block",
-            EnforcementAction::Wipe => "wipe",
-        }
-    }
-}
-
-impl fmt::Display for EnforcementAction {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for EnforcementAction {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "report" => Ok(EnforcementAction::Report),
-            "block" => Ok(EnforcementAction::Block),
-            "wipe" => Ok(EnforcementAction::Wipe),
-            other => Err(format!(
-                "unknown action {other:?}: use report, block or wipe"
-            )),
-        }
-    }
-}
+/// Shared with the agent.
+pub use ward_vocab::EnforcementAction;
 
 /// Some fields of a policy: a change an admin asks for, and a user's override, which is kept
 /// as only the fields it sets, so the user's devices follow every other change of the default.
