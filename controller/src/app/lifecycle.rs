@@ -34,7 +34,9 @@ fn require_agent_for(device: &Device, what: &str) -> Result<(), AppError> {
     }
 }
 
-fn require_reason(what: &str, reason: &str) -> Result<String, AppError> {
+/// Refuses an empty reason: every lifecycle action (disable, retire, revoke, lost mode,
+/// return) records why in its audit entry.
+pub(super) fn require_reason(what: &str, reason: &str) -> Result<String, AppError> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(AppError::InvalidArgument(format!(
@@ -308,6 +310,7 @@ impl App {
             command.device_id,
             CONTROLLER,
             &format!("retired by command {}", command.id),
+            None,
         )
         .await?;
         self.store

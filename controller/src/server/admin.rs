@@ -469,9 +469,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Device>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Revoke, &device).await?;
+        let req = request.get_ref();
         let device = self
             .app
-            .revoke_device(&actor, &request.get_ref().device_id)
+            .revoke_device(&actor, &req.device_id, &req.reason)
             .await?;
         Ok(Response::new(device_to_wire(&device)))
     }
