@@ -7,6 +7,7 @@ use tracing::info;
 use super::audit::{CONTROLLER, admin_actor};
 use super::commands::{Issuer, sanitize};
 use super::{App, AppError};
+use crate::core::service::{MessagingWipe, ReturnPlan};
 use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceState, Disabled, Event, IdempotencyKey,
 };
@@ -261,6 +262,55 @@ impl App {
             info!(device_id = %id, command_id = %command.id, "device retirement started");
         }
         Ok((self.get_device(&id).await?, command))
+    }
+
+    /// The newest proven wipe of each device's messaging data (`core::service`): one query
+    /// for one device, one for many.
+    pub async fn messaging_wipes(
+        &self,
+        devices: &[Device],
+    ) -> Result<std::collections::HashMap<crate::core::DeviceId, MessagingWipe>, AppError> {
+        let one = match devices {
+            [d] => Some(d.id),
+            _ => None,
+        };
+        let wipes = self.store.succeeded_wipes(one).await?;
+        Ok(devices
+            .iter()
+            .filter_map(|d| crate::core::service::messaging_wipe(d, &wipes).map(|w| (d.id, w)))
+            .collect())
+    }
+
+    /// Puts a found device back into service where the controller can (a disabled device
+    /// whose data was kept is enabled, audited as `device.enable` with the reason); anything
+    /// else is refused with the way out (`core::service::return_to_service`) and changes
+    /// nothing.
+    pub async fn return_device(
+        &self,
+        actor: &Admin,
+        device: &str,
+        reason: &str,
+    ) -> Result<(Device, Command), AppError> {
+        let reason = require_reason("returning a device to service", reason)?;
+        let record = self.get_device(device).await?;
+        let wipe = self
+            .messaging_wipes(std::slice::from_ref(&record))
+            .await?
+            .remove(&record.id);
+        let lost = self
+            .store
+            .unfinished_commands(record.id)
+            .await?
+            .iter()
+            .any(|c| c.revoke_after);
+        match crate::core::service::return_to_service(&record, wipe.as_ref(), lost)
+            .map_err(AppError::FailedPrecondition)?
+        {
+            ReturnPlan::Enable => {
+                self.enable_device(actor, &record.id.to_string(), &reason)
+                    .await
+            }
+        }
     }
 
     /// The device's newest retire command, if any.

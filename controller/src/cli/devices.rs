@@ -17,9 +17,9 @@ const TIMEOUT: DurationRange = DurationRange::new(seconds(1), days(7), "10m");
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
-    /// List enrolled devices
+    /// List enrolled devices; the state says "messaging wiped" once a wipe removed the messaging data
     #[command(
-        after_help = "Examples:\n  wardctl device list\n  wardctl device list --user alice@hospital.org\n  wardctl device list --noncompliant --reason disk_encryption\n  wardctl device list --output json | jq '.[] | select(.compliant == false) | .id'"
+        after_help = "Examples:\n  wardctl device list\n  wardctl device list --user alice@hospital.org\n  wardctl device list --noncompliant --reason disk_encryption\n  wardctl device list --output json | jq '.[] | select(.messaging_wipe != null) | .id'"
     )]
     List {
         /// Only this user's devices
@@ -73,6 +73,19 @@ pub enum DeviceCommand {
         wait: bool,
         #[arg(long, default_value = "60s", value_parser = super::DurationArg(TIMEOUT), allow_hyphen_values = true, requires = "wait", value_name = "DURATION", help = TIMEOUT.help("How long --wait waits"))]
         timeout: std::time::Duration,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Put a found device back into service where the controller can: a disabled device (its data kept) is enabled. A revoked, retired or wiped device, or one in lost mode, is refused with the way out (enroll it again with a new token); nothing changes then
+    #[command(
+        after_help = "Examples:\n  wardctl device return ward-laptop-17 --reason \"found in the nurses' station\"\n  wardctl device return 7d1e7c8e-1b1a-4c55-9a55-0d1d6a1e2f3a --reason \"returned by patient services\" --output json"
+    )]
+    Return {
+        /// Device id, or its host name if exactly one device that is not retired has it
+        device: String,
+        /// Why (required; kept in the audit entry)
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -382,7 +395,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 .await?
                 .into_inner();
             let unwiped = before.state == v1::DeviceState::Active as i32
-                && !super::device_wipes::messaging_wiped(&mut client, &before).await?;
+                && !super::device_wipes::messaging_wiped(&before);
             let d: DeviceView = client
                 .revoke_device(v1::RevokeDeviceRequest {
                     device_id: device,
@@ -435,6 +448,11 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             }
             print_json_pair(&lock, &wipe, output)
         }
+        DeviceCommand::Return {
+            device,
+            reason,
+            connect,
+        } => super::device_lifecycle::return_to_service(device, reason, connect, output).await,
         DeviceCommand::Disable {
             device,
             reason,
