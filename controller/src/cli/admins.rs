@@ -29,7 +29,7 @@ const LIFETIME: DurationRange = DurationRange::new(
 pub enum AdminCommand {
     /// Register an admin and write its bundle (certificate, CA, key; mode 0600). The key is made here, never sent, and encrypted with a passphrase (asked on the terminal, or --passphrase-file). Under `serve --require-approval` an admin-role identity first waits for a second admin (`admin approve NAME`); run the same command again once approved
     #[command(
-        after_help = "Examples:\n  wardctl admin issue carol --role helpdesk --out carol.pem\n  wardctl admin issue dave --role offboarding --lifetime 7d --out dave.pem --passphrase-file dave.pass"
+        after_help = "Examples:\n  wardctl admin issue carol --role helpdesk --out carol.pem\n  wardctl admin issue hr-bot --role offboarding --lifetime 7d --out hr.pem --passphrase-file hr.pw"
     )]
     Issue {
         /// The admin's name (a-z, 0-9, '.', '_', '-')

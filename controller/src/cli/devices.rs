@@ -47,7 +47,7 @@ pub enum DeviceCommand {
     },
     /// Revoke a device: its certificate is refused at once, at the TLS handshake and on every call. A revoked device can receive no wipe: `device lost` wipes first, then revokes
     #[command(
-        after_help = "Examples:\n  wardctl device revoke ward-laptop-17 --reason \"certificate copied to another machine\"\n  wardctl device revoke 7d1e7c8e-1b1a-4c55-9a55-0d1d6a1e2f3a --reason \"stolen, data already wiped\" --output json"
+        after_help = "Examples:\n  wardctl device revoke ward-laptop-17 --reason \"certificate copied to another machine\"\n  wardctl device revoke ward-phone-42 --reason \"stolen, data already wiped\" --output json"
     )]
     Revoke {
         /// Device id, or its host name if exactly one device that is not retired has it
@@ -78,7 +78,7 @@ pub enum DeviceCommand {
     },
     /// Put a found device back into service where the controller can: a disabled device (its data kept) is enabled. A revoked, retired or wiped device, or one in lost mode, is refused with the way out (enroll it again with a new token); nothing changes then
     #[command(
-        after_help = "Examples:\n  wardctl device return ward-laptop-17 --reason \"found in the nurses' station\"\n  wardctl device return 7d1e7c8e-1b1a-4c55-9a55-0d1d6a1e2f3a --reason \"returned by patient services\" --output json"
+        after_help = "Examples:\n  wardctl device return ward-laptop-17 --reason \"found in the nurses' station\"\n  wardctl device return ward-phone-42 --reason \"returned by patient services\" --output json"
     )]
     Return {
         /// Device id, or its host name if exactly one device that is not retired has it
@@ -162,7 +162,7 @@ pub enum DeviceCommand {
     /// (--user, --noncompliant, --stdin: every wipe committed together, under one idempotency
     /// key, with one approval for the whole selection where one is required)
     #[command(
-        after_help = "Examples:\n  wardctl device wipe ward-phone-42 --scope messaging --reason \"lost phone\" --wait\n  wardctl device wipe --user bob@hospital.org --scope messaging --reason \"left the hospital\" --dry-run\n  wardctl device wipe --noncompliant --check disk_encryption --scope messaging --reason \"unencrypted disk\"\n  wardctl device wipe --approve alice:3f9c2a7b"
+        after_help = "Examples:\n  wardctl device wipe ward-phone-42 --scope messaging --reason \"lost phone\" --wait\n  wardctl device wipe --user bob@hospital.org --scope messaging --reason \"leaver\" --dry-run\n  wardctl device wipe --noncompliant --check disk_encryption --scope messaging --reason \"no LUKS\"\n  wardctl device wipe --approve alice:3f9c2a7b"
     )]
     Wipe {
         /// Device id, or its host name if exactly one device that is not retired has it (omit it with --user, --noncompliant, --stdin or --approve)

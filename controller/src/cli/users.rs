@@ -24,7 +24,7 @@ pub enum UserCommand {
     /// once its wipe has finished, and stop their unused enrollment tokens. Safe to run again:
     /// nothing is issued twice
     #[command(
-        after_help = "Examples:\n  wardctl user offboard bob@hospital.org --reason \"left the hospital 2026-11-30\"\n  wardctl user offboard bob@hospital.org --reason \"contract ended\" --wait --timeout 1h --output json\n  (a batch from HR: deploy/examples/hr-offboard.sh)"
+        after_help = "Examples:\n  wardctl user offboard bob@hospital.org --reason \"left the hospital 2026-11-30\"\n  wardctl user offboard bob@hospital.org --reason \"contract ended\" --wait --output json\n  (a batch from HR's CSV: deploy/examples/hr-offboard.sh)"
     )]
     Offboard {
         /// The leaver's e-mail address, as their devices were enrolled with (`wardctl device list --user EMAIL` shows them)
