@@ -414,6 +414,13 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn return_device(
+        &self,
+        _: Request<ReturnDeviceRequest>,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        Err(unimplemented())
+    }
+
     async fn retire_device(
         &self,
         _: Request<RetireDeviceRequest>,

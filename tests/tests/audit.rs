@@ -54,6 +54,7 @@ async fn with_history() -> TestController {
         .await
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id,
+            reason: "test".into(),
         })
         .await
         .unwrap();
@@ -317,6 +318,7 @@ async fn denials_record_their_target() {
     helpdesk
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap_err();

@@ -68,6 +68,7 @@ async fn a_users_devices_are_wiped_in_one_commit_once_and_a_dry_run_changes_noth
     admin
         .revoke_device(RevokeDeviceRequest {
             device_id: ids[2].to_string(),
+            reason: "test".into(),
         })
         .await
         .unwrap();

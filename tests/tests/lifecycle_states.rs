@@ -220,6 +220,7 @@ async fn a_host_name_several_devices_share_is_refused() {
     admin
         .revoke_device(RevokeDeviceRequest {
             device_id: a.id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap();

@@ -131,6 +131,7 @@ async fn only_a_receipt_signed_by_the_devices_key_is_taken_without_a_certificate
         .await
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap();
@@ -168,6 +169,7 @@ async fn a_receipt_signed_with_the_key_of_a_device_revoked_as_lost_is_not_proof_
         .await
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap();

@@ -161,6 +161,7 @@ async fn revoked_and_offboarding_devices_cannot_renew() {
         .await
         .revoke_device(RevokeDeviceRequest {
             device_id: revoked.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap();

@@ -31,6 +31,7 @@ async fn a_revoked_device_fails_at_the_handshake_and_its_stream_closes() {
         .await
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap()
@@ -75,6 +76,7 @@ async fn a_revoked_device_fails_at_the_handshake_and_its_stream_closes() {
         .await
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap();
@@ -94,6 +96,7 @@ async fn an_open_connection_is_refused_on_its_next_call_after_revocation() {
         .await
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap();
@@ -129,6 +132,7 @@ async fn revocation_survives_a_controller_restart() {
         .await
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap();

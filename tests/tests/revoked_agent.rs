@@ -29,7 +29,7 @@ fn a_revoked_agent_says_so_after_the_controller_restarts_and_its_timer_still_wip
     assert_eq!(status["problems"], serde_json::json!([]), "{status}");
     assert!(status["offline_timer"]["deadline"].is_string(), "{status}");
 
-    let out = controller.ctl(&["device", "revoke", &agent.device_id]);
+    let out = controller.ctl(&["device", "revoke", &agent.device_id, "--reason", "test"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let listen = controller.listen_addr();
     drop(controller);

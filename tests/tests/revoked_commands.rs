@@ -49,6 +49,7 @@ async fn a_command_for_a_revoked_device_is_refused_with_the_way_out_and_nothing_
     admin
         .revoke_device(RevokeDeviceRequest {
             device_id: device.device_id.clone(),
+            reason: "test".into(),
         })
         .await
         .unwrap();
@@ -103,7 +104,7 @@ fn device_revoke_warns_when_the_messaging_data_was_never_wiped() {
     let controller = ControllerProcess::start(&root.path().join("data"));
     let agent = AgentFixture::enroll(&controller, root.path(), "ws1", "bo@hospital.org");
 
-    let out = controller.ctl(&["device", "revoke", &agent.device_id]);
+    let out = controller.ctl(&["device", "revoke", &agent.device_id, "--reason", "test"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains("warning"), "{err}");

@@ -100,6 +100,7 @@ on_both_backends!(
     every_other_renewal_is_revoked_by_one_switch,
     an_admin_certificate_a_renewal_replaced_keeps_its_connections_until_the_admin_is_revoked,
     only_queued_commands_past_their_deadline_are_found_for_the_sweep,
+    only_succeeded_wipes_and_retirements_show_a_messaging_wipe,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -256,6 +257,59 @@ async fn a_token_is_redeemed_exactly_once_under_concurrency(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r, Redemption::Unknown, "{}", b.name);
+}
+
+/// What `device list` reads to show that a device's messaging data was wiped: the wipes and
+/// retirements that succeeded, of one device or of all, nothing else.
+async fn only_succeeded_wipes_and_retirements_show_a_messaging_wipe(b: Backend) {
+    let (one, two) = (enrolled(&b.store, 1).await, enrolled(&b.store, 2).await);
+    let insert = |device, key: &'static str, kind: CommandKind, state| {
+        let store = b.store.clone();
+        async move {
+            let c = Command {
+                kind,
+                state,
+                ..command(device, key)
+            };
+            store.insert_command(&c).await.unwrap().0.id
+        }
+    };
+    let messaging = CommandKind::Wipe {
+        scope: WipeScope::Messaging,
+    };
+    let full = CommandKind::Wipe {
+        scope: WipeScope::Full,
+    };
+    let lock = CommandKind::Lock {
+        message: String::new(),
+    };
+    let wiped = insert(one, "w1", messaging.clone(), CommandState::Succeeded).await;
+    insert(one, "w-failed", messaging.clone(), CommandState::Failed).await;
+    insert(one, "w-queued", messaging, CommandState::Queued).await;
+    insert(one, "lock", lock, CommandState::Succeeded).await;
+    let retired = insert(two, "r2", CommandKind::Retire, CommandState::Succeeded).await;
+    let erased = insert(two, "f2", full, CommandState::Succeeded).await;
+    let ids = |found: Vec<Command>| {
+        let mut ids: Vec<String> = found.iter().map(|c| c.id.to_string()).collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut v: Vec<CommandId>| {
+        v.sort_by_key(ToString::to_string);
+        v.iter().map(ToString::to_string).collect::<Vec<_>>()
+    };
+    assert_eq!(
+        ids(b.store.succeeded_wipes(Some(one)).await.unwrap()),
+        sorted(vec![wiped]),
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        ids(b.store.succeeded_wipes(None).await.unwrap()),
+        sorted(vec![wiped, retired, erased]),
+        "{}",
+        b.name
+    );
 }
 
 /// The time-to-live sweep's read: queued commands whose deadline has passed, nothing else.

@@ -246,7 +246,7 @@ async fn a_revoked_certificate_is_refused_on_the_next_call_here_and_on_a_replica
     f.app.authenticate_device(Some(&cert)).await.unwrap();
 
     f.app
-        .revoke_device(&admin(), &device.id.to_string())
+        .revoke_device(&admin(), &device.id.to_string(), "test")
         .await
         .unwrap();
     let here = f.app.authenticate_device(Some(&cert)).await;

@@ -7,6 +7,7 @@ use tracing::info;
 use super::audit::{CONTROLLER, admin_actor};
 use super::commands::{Issuer, sanitize};
 use super::{App, AppError};
+use crate::core::service::{MessagingWipe, ReturnPlan};
 use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceState, Disabled, Event, IdempotencyKey,
 };
@@ -34,7 +35,9 @@ fn require_agent_for(device: &Device, what: &str) -> Result<(), AppError> {
     }
 }
 
-fn require_reason(what: &str, reason: &str) -> Result<String, AppError> {
+/// Refuses an empty reason: every lifecycle action (disable, retire, revoke, lost mode,
+/// return) records why in its audit entry.
+pub(super) fn require_reason(what: &str, reason: &str) -> Result<String, AppError> {
     let reason = reason.trim();
     if reason.is_empty() {
         return Err(AppError::InvalidArgument(format!(
@@ -261,6 +264,55 @@ impl App {
         Ok((self.get_device(&id).await?, command))
     }
 
+    /// The newest proven wipe of each device's messaging data (`core::service`): one query
+    /// for one device, one for many.
+    pub async fn messaging_wipes(
+        &self,
+        devices: &[Device],
+    ) -> Result<std::collections::HashMap<crate::core::DeviceId, MessagingWipe>, AppError> {
+        let one = match devices {
+            [d] => Some(d.id),
+            _ => None,
+        };
+        let wipes = self.store.succeeded_wipes(one).await?;
+        Ok(devices
+            .iter()
+            .filter_map(|d| crate::core::service::messaging_wipe(d, &wipes).map(|w| (d.id, w)))
+            .collect())
+    }
+
+    /// Puts a found device back into service where the controller can (a disabled device
+    /// whose data was kept is enabled, audited as `device.enable` with the reason); anything
+    /// else is refused with the way out (`core::service::return_to_service`) and changes
+    /// nothing.
+    pub async fn return_device(
+        &self,
+        actor: &Admin,
+        device: &str,
+        reason: &str,
+    ) -> Result<(Device, Command), AppError> {
+        let reason = require_reason("returning a device to service", reason)?;
+        let record = self.get_device(device).await?;
+        let wipe = self
+            .messaging_wipes(std::slice::from_ref(&record))
+            .await?
+            .remove(&record.id);
+        let lost = self
+            .store
+            .unfinished_commands(record.id)
+            .await?
+            .iter()
+            .any(|c| c.revoke_after);
+        match crate::core::service::return_to_service(&record, wipe.as_ref(), lost)
+            .map_err(AppError::FailedPrecondition)?
+        {
+            ReturnPlan::Enable => {
+                self.enable_device(actor, &record.id.to_string(), &reason)
+                    .await
+            }
+        }
+    }
+
     /// The device's newest retire command, if any.
     async fn latest_retire(&self, device: &Device) -> Result<Option<Command>, AppError> {
         Ok(self
@@ -308,6 +360,7 @@ impl App {
             command.device_id,
             CONTROLLER,
             &format!("retired by command {}", command.id),
+            None,
         )
         .await?;
         self.store

@@ -269,27 +269,39 @@ impl App {
     }
 
     /// Revokes a device: certificates refused from now on, open stream closed.
-    pub async fn revoke_device(&self, actor: &Admin, device: &str) -> Result<Device, AppError> {
+    /// `reason` is required, as for every lifecycle action; the audit entry keeps it.
+    pub async fn revoke_device(
+        &self,
+        actor: &Admin,
+        device: &str,
+        reason: &str,
+    ) -> Result<Device, AppError> {
+        let reason = lifecycle::require_reason("revoking a device", reason)?;
         let id = self.get_device(device).await?.id;
-        self.revoke(id, &audit::admin_actor(actor), "by an admin")
+        self.revoke(id, &audit::admin_actor(actor), "by an admin", Some(&reason))
             .await?;
         self.get_device(device).await
     }
 
-    /// Revokes `id` on behalf of `actor` (an admin, or the controller after a wipe).
+    /// Revokes `id` on behalf of `actor` (an admin, or the controller after a wipe); `why`
+    /// says what led to it, `reason` is the admin's own words (kept as the audit entry's
+    /// `reason`, as every lifecycle action keeps its reason).
     pub(crate) async fn revoke(
         &self,
         id: DeviceId,
         actor: &str,
         why: &str,
+        reason: Option<&str>,
     ) -> Result<(), AppError> {
         // The revocation and its audit entry commit together.
         let now = self.now();
         let (actor_owned, why_owned) = (actor.to_owned(), why.to_owned());
+        let reason = reason.map(commands::sanitize);
         let serials = self
             .store
             .write(crate::store::Priority::High, move |tx| {
                 let (actor, why) = (actor_owned.clone(), why_owned.clone());
+                let reason = reason.clone();
                 Box::pin(async move {
                     let Some(serials) = tx.revoke_device(id, now).await? else {
                         return Ok(None);
@@ -299,7 +311,12 @@ impl App {
                             actor,
                             action: "device.revoke".into(),
                             target: id.to_string(),
-                            details: serde_json::json!({ "certificates": serials, "why": why }),
+                            details: match reason {
+                                Some(reason) => serde_json::json!({
+                                    "certificates": serials, "why": why, "reason": reason,
+                                }),
+                                None => serde_json::json!({ "certificates": serials, "why": why }),
+                            },
                         },
                         now,
                     );

@@ -213,12 +213,8 @@ impl App {
         device: &str,
         reason: &str,
     ) -> Result<(Command, Command), AppError> {
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(AppError::InvalidArgument(
-                "lost mode needs a reason (--reason TEXT)".into(),
-            ));
-        }
+        let reason = super::lifecycle::require_reason("lost mode", reason)?;
+        let reason = reason.as_str();
         let device = self.get_device(device).await?;
         if device.state != DeviceState::Active {
             return Err(AppError::FailedPrecondition(format!(
@@ -295,6 +291,7 @@ impl App {
                     command.id,
                     command.state
                 ),
+                None,
             )
             .await?;
         }

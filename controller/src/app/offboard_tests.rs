@@ -38,3 +38,69 @@ async fn an_offboarding_refused_part_way_changes_nothing() {
         &after[entries..]
     );
 }
+
+/// The controller itself refuses a revocation or a return to service without a reason (a
+/// client other than wardctl may send none), and a return while lost mode's wipe is pending
+/// (it revokes the device whatever happens): nothing changes, no audit entry.
+#[tokio::test]
+async fn revoke_and_return_need_a_reason_and_return_waits_for_lost_mode_to_end() {
+    let fixture = fixture();
+    let (store, app) = (&fixture.store, &fixture.app);
+    let (device, _) = enroll(app, ALICE).await;
+    let id = device.id.to_string();
+    let entries = || async {
+        store
+            .list_audit(&AuditFilter::default())
+            .await
+            .unwrap()
+            .len()
+    };
+    let before = entries().await;
+    for reason in ["", "  \t"] {
+        let refused = app.revoke_device(&admin(), &id, reason).await;
+        assert!(
+            matches!(&refused, Err(AppError::InvalidArgument(m)) if m.contains("reason")),
+            "{refused:?}"
+        );
+        let refused = app.return_device(&admin(), &id, reason).await;
+        assert!(
+            matches!(&refused, Err(AppError::InvalidArgument(m)) if m.contains("reason")),
+            "{refused:?}"
+        );
+    }
+    assert_eq!(entries().await, before);
+    assert_eq!(
+        app.get_device(&id).await.unwrap().state,
+        crate::core::DeviceState::Active
+    );
+
+    app.mark_lost(&admin(), &id, "left in a taxi")
+        .await
+        .unwrap();
+    let before = entries().await;
+    let commands = store.list_commands(Some(device.id), None).await.unwrap();
+    let refused = app.return_device(&admin(), &id, "found it").await;
+    assert!(
+        matches!(&refused, Err(AppError::FailedPrecondition(m)) if m.contains("lost mode")),
+        "{refused:?}"
+    );
+    assert_eq!(entries().await, before);
+    assert_eq!(
+        store.list_commands(Some(device.id), None).await.unwrap(),
+        commands
+    );
+
+    app.revoke_device(&admin(), &id, "stolen, certificate copied")
+        .await
+        .unwrap();
+    let revoke = store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .rfind(|e| e.action == "device.revoke")
+        .unwrap();
+    let details: serde_json::Value = serde_json::from_str(&revoke.details).unwrap();
+    assert_eq!(details["reason"], "stolen, certificate copied");
+    assert_eq!(details["why"], "by an admin");
+}

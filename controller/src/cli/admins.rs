@@ -28,6 +28,9 @@ const LIFETIME: DurationRange = DurationRange::new(
 #[derive(Debug, Subcommand)]
 pub enum AdminCommand {
     /// Register an admin and write its bundle (certificate, CA, key; mode 0600). The key is made here, never sent, and encrypted with a passphrase (asked on the terminal, or --passphrase-file). Under `serve --require-approval` an admin-role identity first waits for a second admin (`admin approve NAME`); run the same command again once approved
+    #[command(
+        after_help = "Examples:\n  wardctl admin issue carol --role helpdesk --out carol.pem\n  wardctl admin issue hr-bot --role offboarding --lifetime 7d --out hr.pem --passphrase-file hr.pw"
+    )]
     Issue {
         /// The admin's name (a-z, 0-9, '.', '_', '-')
         name: String,
@@ -42,6 +45,9 @@ pub enum AdminCommand {
         connect: ConnectArgs,
     },
     /// Give an admin identity a new certificate and bundle (a new key, made here); its other certificates are revoked at once. Your own needs no role; another admin's needs role admin (and, for an admin-role identity under --require-approval, a second admin's approval)
+    #[command(
+        after_help = "Examples:\n  wardctl admin renew alice --out ~/alice.pem\n  wardctl admin renew carol --lifetime 14d --out carol.pem"
+    )]
     Renew {
         /// The admin whose certificate to renew
         name: String,
@@ -53,6 +59,7 @@ pub enum AdminCommand {
         connect: ConnectArgs,
     },
     /// Revoke an admin: refused at every TLS handshake and call from now on, open connections cut, audited. The last active admin-role identity cannot be revoked
+    #[command(after_help = "Examples:\n  wardctl admin revoke carol --reason \"left the IT team\"")]
     Revoke {
         /// The admin to revoke
         name: String,
@@ -63,6 +70,9 @@ pub enum AdminCommand {
         connect: ConnectArgs,
     },
     /// Approve the request waiting for admin NAME (serve --require-approval); the approver may not be the requester, nor an admin the requester created, renewed or approved, nor the one who created or renewed the requester
+    #[command(
+        after_help = "Examples:\n  wardctl admin list --requests\n  wardctl admin approve carol"
+    )]
     Approve {
         /// The admin whose request to approve
         name: String,
@@ -70,6 +80,9 @@ pub enum AdminCommand {
         connect: ConnectArgs,
     },
     /// List admins with role, state (active, expired, revoked), certificate expiry, who created and approved them
+    #[command(
+        after_help = "Examples:\n  wardctl admin list\n  wardctl admin list --requests --output json"
+    )]
     List {
         /// List the requests awaiting a second admin instead
         #[arg(long)]

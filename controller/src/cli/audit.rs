@@ -19,7 +19,7 @@ use crate::core::duration::{DurationRange, days, seconds};
 pub enum AuditCommand {
     /// List audit entries, oldest first
     #[command(
-        after_help = "Examples:\n  wardctl audit list --since 24h\n  wardctl audit list --device ward-laptop-17 --since 2026-11-24T00:00:00Z --until 2026-11-25T00:00:00Z\n  wardctl audit list --actor alice --output json"
+        after_help = "Examples:\n  wardctl audit list --since 24h\n  wardctl audit list --device ward-laptop-17 --since 2026-11-24T08:00:00Z --until 12h\n  wardctl audit list --actor alice --output json"
     )]
     List {
         #[command(flatten)]
@@ -32,7 +32,7 @@ pub enum AuditCommand {
     /// stored and hashed (`details_json`), so the hash chain can be recomputed from the export
     /// alone
     #[command(
-        after_help = "Examples:\n  wardctl audit export --out ward-audit-2026-11.jsonl --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z\n  wardctl audit export --since 24h | jq -c 'select(.action == \"command.issue\")'"
+        after_help = "Examples:\n  wardctl audit export --out nov.jsonl --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z\n  wardctl audit export --since 24h | jq -c 'select(.action == \"command.issue\")'"
     )]
     Export {
         #[command(flatten)]

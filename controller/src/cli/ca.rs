@@ -20,7 +20,7 @@ pub enum CaCommand {
     /// certificate expire. The server certificate renews itself two thirds into its lifetime;
     /// admins renew theirs with `wardctl admin renew`
     #[command(
-        after_help = "Example:\n  wardctl ca status --admin-cert ~/alice.pem --server https://ward.hospital.org:7443\n  wardctl ca status --output json | jq '.server.expires_at'"
+        after_help = "Examples:\n  wardctl ca status --admin-cert ~/alice.pem --server https://ward.hospital.org:7443\n  wardctl ca status --output json | jq '.server.expires_at'"
     )]
     Status {
         #[command(flatten)]
@@ -28,6 +28,9 @@ pub enum CaCommand {
     },
     /// Replace the CA with overlapping trust: NOT SUPPORTED YET (it fails and changes
     /// nothing). See deploy/OPERATIONS.md, "Certificates over time"
+    #[command(
+        after_help = "Examples:\n  wardctl ca rotate   (fails and changes nothing: not supported yet)"
+    )]
     Rotate {
         #[command(flatten)]
         connect: ConnectArgs,

@@ -24,11 +24,14 @@ use crate::server::command_state_to_wire;
 #[derive(Debug, Subcommand)]
 pub enum CommandCommand {
     /// List commands, newest first
+    #[command(
+        after_help = "Examples:\n  wardctl command list --device ward-laptop-17\n  wardctl command list --state awaiting_approval\n  wardctl command list --stale 7d --output json"
+    )]
     List {
         /// Only this device's commands
         #[arg(long, value_name = "DEVICE")]
         device: Option<String>,
-        /// Only commands in this state (awaiting_approval, queued, delivered, acknowledged, succeeded, failed, cancelled, expired, superseded)
+        /// Only commands in this state: awaiting_approval (a full wipe or large offboarding under `serve --require-approval`, waiting for a second admin's `wardctl command approve ID`), queued (waiting for the device), delivered, acknowledged (running), succeeded, failed, cancelled, expired (its --ttl passed), superseded (a newer one of the same kind replaced it)
         #[arg(long, value_name = "STATE")]
         state: Option<String>,
         /// Show at most the newest N (1 to 10000)
@@ -40,6 +43,9 @@ pub enum CommandCommand {
         connect: ConnectArgs,
     },
     /// Show one command: its wipe receipt, whether it verified, and what it says was done
+    #[command(
+        after_help = "Examples:\n  wardctl command show 5b0c1f9e-8d4a-4f0e-9a51-2c7d3e4f5a6b\n  wardctl command show 5b0c1f9e-8d4a-4f0e-9a51-2c7d3e4f5a6b --certificate > sanitization.txt"
+    )]
     Show {
         /// Command id (a UUID, as `command list` shows)
         id: String,
@@ -54,13 +60,19 @@ pub enum CommandCommand {
         connect: ConnectArgs,
     },
     /// Approve a command another admin issued that awaits a second admin (serve --require-approval); not one issued by an admin whose identity you created, renewed or approved, or who created or renewed yours
+    #[command(
+        after_help = "Examples:\n  wardctl command list --state awaiting_approval\n  wardctl command approve 5b0c1f9e-8d4a-4f0e-9a51-2c7d3e4f5a6b"
+    )]
     Approve {
-        /// Command id
+        /// Command id, as `command list --state awaiting_approval` shows it
         id: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Cancel a command the device has not started yet, or (--device D --kind K) every such command of that kind for the device
+    #[command(
+        after_help = "Examples:\n  wardctl command cancel 5b0c1f9e-8d4a-4f0e-9a51-2c7d3e4f5a6b\n  wardctl command cancel --device ward-laptop-17 --kind lock"
+    )]
     Cancel {
         /// Command id
         #[arg(required_unless_present = "device", conflicts_with = "device")]

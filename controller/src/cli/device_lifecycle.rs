@@ -1,4 +1,4 @@
-//! `wardctl device disable | enable | retire`.
+//! `wardctl device disable | enable | return | retire`.
 
 use ward_proto::v1;
 
@@ -90,6 +90,31 @@ pub async fn enable(
         format!(
             "Device enabled: the agent hands out the messaging key again once it runs command \
              {id} (now {state})."
+        )
+    })
+}
+
+/// `device return`: the controller decides what can be done (enable a disabled device) and
+/// refuses the rest with the way out; the reason is required, as for every lifecycle action.
+pub async fn return_to_service(
+    device: String,
+    reason: String,
+    connect: ConnectArgs,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    require_reason(&reason, "returned to service")?;
+    let mut client = admin_client(&connect).await?;
+    let response = client
+        .return_device(v1::ReturnDeviceRequest {
+            device_id: device,
+            reason,
+        })
+        .await?
+        .into_inner();
+    print_result(response, output, |id, state| {
+        format!(
+            "Device back in service: it was disabled with its data kept; the agent hands out \
+             the messaging key again once it runs command {id} (now {state})."
         )
     })
 }

@@ -46,6 +46,10 @@ pub(super) struct DeviceView {
     /// `device show`: every certificate the device had, oldest first.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     certificates: Vec<KeyView>,
+    /// The newest wipe of the messaging data the controller holds proof of (null: never
+    /// wiped). After it the agent hands out no data key again, so the device is out of
+    /// service even while its state is "active" (`device return` says what can be done).
+    pub messaging_wipe: Option<super::device_wipes::MessagingWipeView>,
     /// For a retired device (`device show`): the retire command, with its verified receipt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retirement: Option<super::commands::CommandView>,
@@ -165,10 +169,16 @@ fn check_status(status: i32) -> &'static str {
 
 impl DeviceView {
     /// The state column of `device list`: "disabled" stands out for an active device.
+    /// The state for people: "disabled" for an active device an admin disabled, and
+    /// ", messaging wiped" once its messaging data was wiped.
     pub fn state_text(&self) -> String {
-        match (&self.disabled, self.state) {
-            (Some(_), "active") => "disabled".into(),
-            (_, state) => state.into(),
+        let state = match (&self.disabled, self.state) {
+            (Some(_), "active") => "disabled",
+            (_, state) => state,
+        };
+        match &self.messaging_wipe {
+            Some(_) => format!("{state}, messaging wiped"),
+            None => state.to_owned(),
         }
     }
 
@@ -255,6 +265,7 @@ impl From<v1::Device> for DeviceView {
                 })
                 .collect(),
             retirement: None,
+            messaging_wipe: super::device_wipes::MessagingWipeView::from_wire(d.messaging_wipe),
             id: d.id,
             user: d.user,
             hostname: facts.hostname,
@@ -329,6 +340,20 @@ pub(super) fn print_device(d: &DeviceView, output: OutputFormat) -> Result<(), C
                 fields.push((
                     "offline wipe",
                     format!("{at} by the agent's offline timer ({verified})"),
+                ));
+            }
+            if let Some(w) = &d.messaging_wipe {
+                let by = match (&w.command_id, w.by.as_str()) {
+                    (Some(id), by) => format!("{by} command {id}"),
+                    (None, _) => "the agent's offline timer".to_owned(),
+                };
+                fields.push((
+                    "messaging data",
+                    format!(
+                        "wiped {} by {by}; the agent hands out no data key again \
+                         (`wardctl device return` says how to put it back into service)",
+                        w.at
+                    ),
                 ));
             }
             for check in &d.compliance_checks {

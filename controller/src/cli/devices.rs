@@ -17,7 +17,10 @@ const TIMEOUT: DurationRange = DurationRange::new(seconds(1), days(7), "10m");
 
 #[derive(Debug, Subcommand)]
 pub enum DeviceCommand {
-    /// List enrolled devices
+    /// List enrolled devices; the state says "messaging wiped" once a wipe removed the messaging data
+    #[command(
+        after_help = "Examples:\n  wardctl device list\n  wardctl device list --user alice@hospital.org\n  wardctl device list --noncompliant --reason disk_encryption\n  wardctl device list --output json | jq '.[] | select(.messaging_wipe != null) | .id'"
+    )]
     List {
         /// Only this user's devices
         #[arg(long, value_name = "EMAIL")]
@@ -33,30 +36,63 @@ pub enum DeviceCommand {
         connect: ConnectArgs,
     },
     /// Show one device
+    #[command(
+        after_help = "Examples:\n  wardctl device show 7d1e7c8e-1b1a-4c55-9a55-0d1d6a1e2f3a\n  wardctl device show ward-laptop-17 --output json"
+    )]
     Show {
         /// Device id (a UUID, as `device list` shows), or its host name if exactly one device that is not retired has it
         device: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Revoke a device: its certificate is refused at once, at the TLS handshake and on every call
+    /// Revoke a device: its certificate is refused at once, at the TLS handshake and on every call. A revoked device can receive no wipe: `device lost` wipes first, then revokes
+    #[command(
+        after_help = "Examples:\n  wardctl device revoke ward-laptop-17 --reason \"certificate copied to another machine\"\n  wardctl device revoke ward-phone-42 --reason \"stolen, data already wiped\" --output json"
+    )]
     Revoke {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
+        /// Why (required; kept in the audit entry)
+        #[arg(long)]
+        reason: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Lost mode: lock the device, wipe its messaging data, then revoke it once the wipe has finished
+    #[command(
+        after_help = "Examples:\n  wardctl device lost ward-phone-42 --reason \"reported lost by Dr. Chen\"\n  wardctl device lost ward-phone-42 --reason \"stolen from ward 3B\" --wait --timeout 1h"
+    )]
     Lost {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
-        /// Why (required)
+        /// Why (required; kept with both commands for the audit)
+        #[arg(long)]
+        reason: String,
+        /// Wait until the device finishes the messaging wipe (exit 0 wiped with a verified receipt, 1 failed, 5 timed out); the wipe is printed as `command show` prints it
+        #[arg(long)]
+        wait: bool,
+        #[arg(long, default_value = "60s", value_parser = super::DurationArg(TIMEOUT), allow_hyphen_values = true, requires = "wait", value_name = "DURATION", help = TIMEOUT.help("How long --wait waits"))]
+        timeout: std::time::Duration,
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
+    /// Put a found device back into service where the controller can: a disabled device (its data kept) is enabled. A revoked, retired or wiped device, or one in lost mode, is refused with the way out (enroll it again with a new token); nothing changes then
+    #[command(
+        after_help = "Examples:\n  wardctl device return ward-laptop-17 --reason \"found in the nurses' station\"\n  wardctl device return ward-phone-42 --reason \"returned by patient services\" --output json"
+    )]
+    Return {
+        /// Device id, or its host name if exactly one device that is not retired has it
+        device: String,
+        /// Why (required; kept in the audit entry)
         #[arg(long)]
         reason: String,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Lock the device's screen
+    #[command(
+        after_help = "Examples:\n  wardctl device lock ward-laptop-17 --message \"Call IT on 4400\" --wait\n  wardctl device lock ward-laptop-17 --ttl 1h"
+    )]
     Lock {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
@@ -69,6 +105,7 @@ pub enum DeviceCommand {
         issue: IssueArgs,
     },
     /// Unlock the device's screen sessions
+    #[command(after_help = "Examples:\n  wardctl device unlock ward-laptop-17 --wait")]
     Unlock {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
@@ -78,6 +115,9 @@ pub enum DeviceCommand {
         issue: IssueArgs,
     },
     /// Disable a device that is probably just mislaid: its messaging data stays, but the agent withholds the data key until `device enable`
+    #[command(
+        after_help = "Examples:\n  wardctl device disable ward-laptop-17 --reason \"left in the cafeteria, looking for it\""
+    )]
     Disable {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
@@ -88,6 +128,9 @@ pub enum DeviceCommand {
         connect: ConnectArgs,
     },
     /// Enable a disabled device: the agent hands out the messaging data key again
+    #[command(
+        after_help = "Examples:\n  wardctl device enable ward-laptop-17 --reason \"found in the cafeteria\""
+    )]
     Enable {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
@@ -98,6 +141,9 @@ pub enum DeviceCommand {
         connect: ConnectArgs,
     },
     /// Retire a device being discarded or reused: messaging wipe with a verified receipt, agent state destroyed, certificate revoked; the record stays as "retired". If the wipe fails, the device stays active and retire can be run again
+    #[command(
+        after_help = "Examples:\n  wardctl device retire ward-laptop-17 --reason \"end of lease\" --wait --timeout 10m"
+    )]
     Retire {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
@@ -115,6 +161,9 @@ pub enum DeviceCommand {
     /// Wipe the messaging data (crypto-erase), or the whole device; or many devices at once
     /// (--user, --noncompliant, --stdin: every wipe committed together, under one idempotency
     /// key, with one approval for the whole selection where one is required)
+    #[command(
+        after_help = "Examples:\n  wardctl device wipe ward-phone-42 --scope messaging --reason \"lost phone\" --wait\n  wardctl device wipe --user bob@hospital.org --scope messaging --reason \"leaver\" --dry-run\n  wardctl device wipe --noncompliant --check disk_encryption --scope messaging --reason \"no LUKS\"\n  wardctl device wipe --approve alice:3f9c2a7b"
+    )]
     Wipe {
         /// Device id, or its host name if exactly one device that is not retired has it (omit it with --user, --noncompliant, --stdin or --approve)
         #[arg(required_unless_present_any = ["user", "noncompliant", "stdin", "approve"])]
@@ -332,7 +381,12 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 }
             }
         }
-        DeviceCommand::Revoke { device, connect } => {
+        DeviceCommand::Revoke {
+            device,
+            reason,
+            connect,
+        } => {
+            require_reason(&reason, "revoked")?;
             let mut client = admin_client(&connect).await?;
             let before = client
                 .get_device(GetDeviceRequest {
@@ -341,9 +395,12 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 .await?
                 .into_inner();
             let unwiped = before.state == v1::DeviceState::Active as i32
-                && !super::device_wipes::messaging_wiped(&mut client, &before).await?;
+                && !super::device_wipes::messaging_wiped(&before);
             let d: DeviceView = client
-                .revoke_device(v1::RevokeDeviceRequest { device_id: device })
+                .revoke_device(v1::RevokeDeviceRequest {
+                    device_id: device,
+                    reason,
+                })
                 .await?
                 .into_inner()
                 .into();
@@ -361,9 +418,14 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
         DeviceCommand::Lost {
             device,
             reason,
+            wait,
+            timeout,
             connect,
         } => {
             require_reason(&reason, "lost")?;
+            if wait && timeout.is_zero() {
+                return Err(CliError::usage("--timeout must be longer than 0s"));
+            }
             let mut client = admin_client(&connect).await?;
             let resp = client
                 .mark_lost(v1::MarkLostRequest {
@@ -380,8 +442,17 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                     lock.id, lock.state, wipe.id, wipe.state
                 );
             }
+            if wait {
+                // The same wait as `device wipe --wait`, on the wipe lost mode queued.
+                return super::commands::wait_for(&mut client, &wipe.id, timeout, output).await;
+            }
             print_json_pair(&lock, &wipe, output)
         }
+        DeviceCommand::Return {
+            device,
+            reason,
+            connect,
+        } => super::device_lifecycle::return_to_service(device, reason, connect, output).await,
         DeviceCommand::Disable {
             device,
             reason,

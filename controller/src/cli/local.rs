@@ -80,12 +80,13 @@ pub struct ServeArgs {
     /// the requester or linked to them by creating, renewing or approving either identity
     #[arg(long)]
     require_approval: bool,
-    /// With --require-approval: offboardings of more devices than this need approval
+    /// With --require-approval: offboardings of more devices than this need approval (0 to 10000)
     #[arg(
         long,
         default_value_t = 10,
         requires = "require_approval",
-        value_name = "N"
+        value_name = "N",
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000)
     )]
     approval_threshold: usize,
     /// Use this PostgreSQL database instead of the data directory's SQLite file (several
@@ -97,11 +98,11 @@ pub struct ServeArgs {
         value_name = "URL"
     )]
     database_url: Option<String>,
-    /// Enrollment attempts one client address may make at once…
-    #[arg(long, default_value_t = 20, value_name = "N")]
+    /// Enrollment attempts one client address may make at once (1 to 1000000)…
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     enroll_burst: u32,
-    /// …and then per minute
-    #[arg(long, default_value_t = 60, value_name = "N")]
+    /// …and then per minute (1 to 1000000)
+    #[arg(long, default_value_t = 60, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     enroll_per_minute: u32,
     /// Serve Prometheus /metrics and /healthz (plain HTTP) on this address, e.g.
     /// 127.0.0.1:9443; keep it on a management network

@@ -50,8 +50,15 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Verb {
     /// Create a controller data directory: CA, server certificate, first admin bundle, store
+    #[command(
+        after_help = "Examples:\n  wardctl init --data-dir /var/lib/ward --hostname ward.hospital.org\n  wardctl init --data-dir ward-data --admin-name alice --output json"
+    )]
     Init(local::InitArgs),
-    /// Run the controller (initializes an empty data directory first)
+    /// Run the controller (initializes an empty data directory first). It prints logs
+    /// (--log-format), not results: the global --output is refused here
+    #[command(
+        after_help = "Examples:\n  wardctl serve --data-dir ward-data\n  wardctl serve --data-dir /var/lib/ward --listen 0.0.0.0:7443 --hostname ward.hospital.org\n  wardctl serve --data-dir /var/lib/ward --metrics-listen 127.0.0.1:9443 --require-approval\n  wardctl serve --data-dir /var/lib/ward --database-url postgres://ward@db.hospital.org/ward"
+    )]
     Serve(local::ServeArgs),
     /// Enrollment tokens
     #[command(subcommand)]
@@ -59,10 +66,10 @@ enum Verb {
     /// Enrolled devices
     #[command(subcommand)]
     Device(devices::DeviceCommand),
-    /// Users: offboarding
+    /// Users: offboarding (wipe and revoke every device of a leaver)
     #[command(subcommand)]
     User(users::UserCommand),
-    /// Commands sent to devices: list, show, cancel
+    /// Commands sent to devices: list, show, approve, cancel
     #[command(subcommand)]
     Command(commands::CommandCommand),
     /// Device policy: password rules, auto-lock, disk encryption, offline wipe
@@ -80,7 +87,7 @@ enum Verb {
     /// A web console on this machine (loopback only), acting with this admin's certificate
     #[command(
         long_about = "Serves a web console on a loopback address and prints a one-time login link. The console holds the admin's unlocked key while it runs and makes every change through the controller's admin API with it, as every wardctl command does: roles, approval and audit stay the controller's, and the controller gains no port or password. Logged off after --idle-timeout without a request; a new link is then printed here.",
-        after_help = "Example:\n  wardctl console --admin-cert ~/alice.pem --server https://ward.hospital.org:7443\n  (from another machine: ssh -L 8080:127.0.0.1:8080 admin-host, then wardctl console --listen 127.0.0.1:8080 there)"
+        after_help = "Examples:\n  wardctl console --admin-cert ~/alice.pem --server https://ward.hospital.org:7443\n  wardctl console --listen 127.0.0.1:8080   (from elsewhere: ssh -L 8080:127.0.0.1:8080 HOST)"
     )]
     Console(crate::console::ConsoleArgs),
 }
@@ -201,6 +208,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
 }
 
 async fn dispatch(cli: Cli) -> Result<(), CliError> {
+    if cli.output.is_some() && matches!(cli.command, Verb::Serve(_)) {
+        return Err(CliError::usage(
+            "serve prints logs, not results: --output does not apply to it (choose the log format with --log-format text|json)",
+        ));
+    }
     let output = OutputFormat::resolve(cli.output);
     match cli.command {
         Verb::Init(args) => local::init(args, output).await,
@@ -258,6 +270,162 @@ mod tests {
                 "{name}: -5m would be taken for a flag"
             );
         }
+    }
+
+    /// Every leaf subcommand (what an admin types), with its command path.
+    fn leaves<'a>(
+        cmd: &'a clap::Command,
+        path: &str,
+        found: &mut Vec<(String, &'a clap::Command)>,
+    ) {
+        let subs: Vec<_> = cmd
+            .get_subcommands()
+            .filter(|s| s.get_name() != "help" && !s.is_hide_set())
+            .collect();
+        if subs.is_empty() {
+            found.push((path.to_owned(), cmd));
+        }
+        for sub in subs {
+            leaves(sub, &format!("{path} {}", sub.get_name()), found);
+        }
+    }
+
+    /// Whether `help` states a range: "N to M" or "N-M", each a number with an optional unit
+    /// ("0 to 128", "1m to 7d").
+    fn states_a_range(help: &str) -> bool {
+        help.char_indices().any(|(i, _)| {
+            let before = help[..i].trim_end_matches(|c: char| c.is_ascii_lowercase());
+            let digit_before = help[..i].len() - before.len() <= 4
+                && before.ends_with(|c: char| c.is_ascii_digit());
+            let rest = &help[i..];
+            let after = rest
+                .strip_prefix(" to ")
+                .or_else(|| rest.strip_prefix('-'))
+                .or_else(|| rest.strip_prefix('\u{2013}'));
+            digit_before && after.is_some_and(|a| a.starts_with(|c: char| c.is_ascii_digit()))
+        })
+    }
+
+    /// Whether an argument takes a number or a duration (by the type its parser produces).
+    fn takes_a_number_or_duration(arg: &clap::Arg) -> bool {
+        use std::any::TypeId;
+        let parsed = arg.get_value_parser().type_id();
+        [
+            TypeId::of::<u8>(),
+            TypeId::of::<u16>(),
+            TypeId::of::<u32>(),
+            TypeId::of::<u64>(),
+            TypeId::of::<usize>(),
+            TypeId::of::<i32>(),
+            TypeId::of::<i64>(),
+            TypeId::of::<f64>(),
+            TypeId::of::<std::time::Duration>(),
+        ]
+        .iter()
+        .any(|t| parsed == *t)
+    }
+
+    /// Issue 16 item 12: every command an admin types says what it does, shows at least one
+    /// example (an "Examples:" block of `wardctl …` lines), every argument has help, and every
+    /// number or duration it takes names its range.
+    #[test]
+    fn every_command_has_an_about_an_example_and_the_ranges_of_its_numbers() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut found = Vec::new();
+        leaves(&cmd, "wardctl", &mut found);
+        assert!(found.len() >= 30, "{}", found.len());
+        let mut missing = Vec::new();
+        for (path, leaf) in found {
+            let about = leaf
+                .get_about()
+                .or(leaf.get_long_about())
+                .map(ToString::to_string)
+                .unwrap_or_default();
+            if about.trim().is_empty() {
+                missing.push(format!("{path}: no about"));
+            }
+            let after = [leaf.get_after_help(), leaf.get_after_long_help()]
+                .into_iter()
+                .flatten()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n");
+            let examples = after
+                .split_once("Examples:")
+                .map(|(_, rest)| rest)
+                .unwrap_or_default();
+            if !examples.lines().any(|l| l.trim_start().starts_with(&path)) {
+                missing.push(format!(
+                    "{path}: no \"Examples:\" block with a `{path} …` line"
+                ));
+            }
+            // clap wraps help at 100 columns: a wrapped example cannot be copied as it is.
+            for long in examples.lines().filter(|l| l.chars().count() > 98) {
+                missing.push(format!("{path}: example wraps: {long:?}"));
+            }
+            for arg in leaf.get_arguments().filter(|a| !a.is_hide_set()) {
+                let help = [arg.get_help(), arg.get_long_help()]
+                    .into_iter()
+                    .flatten()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                if help.trim().is_empty() && !arg.is_global_set() {
+                    missing.push(format!("{path} {}: no help", arg.get_id()));
+                }
+                if takes_a_number_or_duration(arg) && !states_a_range(&help) {
+                    missing.push(format!("{path} --{}: no range in {help:?}", arg.get_id()));
+                }
+            }
+        }
+        assert!(
+            missing.is_empty(),
+            "{} gaps:\n{}",
+            missing.len(),
+            missing.join("\n")
+        );
+    }
+
+    #[test]
+    fn command_help_lists_approve() {
+        let mut cmd = Cli::command();
+        let help = cmd
+            .find_subcommand_mut("command")
+            .unwrap()
+            .render_help()
+            .to_string();
+        assert!(help.contains("approve"), "{help}");
+    }
+
+    /// `serve` prints logs, not results: a global `--output` there is refused (exit 2) before
+    /// anything starts, instead of being silently ignored.
+    #[tokio::test]
+    async fn serve_refuses_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let cli = Cli::try_parse_from([
+            "wardctl",
+            "serve",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--output",
+            "json",
+        ])
+        .unwrap();
+        let err = super::dispatch(cli).await.unwrap_err();
+        assert_eq!(err.exit, super::Exit::Usage, "{err}");
+        assert!(err.to_string().contains("--output"), "{err}");
+        assert!(!data.exists(), "serve started before refusing");
+    }
+
+    #[test]
+    fn the_range_finder_needs_digits_on_both_sides() {
+        assert!(states_a_range("Show at most N (1 to 10000)"));
+        assert!(states_a_range("classes (0-4)"));
+        assert!(states_a_range("Lifetime: 1d to 30d, e.g. 7d"));
+        assert!(!states_a_range("Previous passwords that may not be reused"));
+        assert!(!states_a_range("up to date, e-mail 1"));
     }
 
     #[test]

@@ -33,30 +33,37 @@ const WIPE_GRACE: DurationRange = DurationRange::new(hours(1), days(365), "72h")
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
     /// Show the default policy, or the policy in force for a user's devices
+    #[command(
+        after_help = "Examples:\n  wardctl policy show\n  wardctl policy show --user alice@hospital.org --output json"
+    )]
     Show {
+        /// Show the policy in force for this user's devices (the default with their override applied) instead of the default
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
     /// Change the default policy, or a user's override (made from their current policy); pushed to devices at once
+    #[command(
+        after_help = "Examples:\n  wardctl policy set --min-length 12 --min-classes 3 --max-inactivity 5m --require-encryption\n  wardctl policy set --action disk_encryption=wipe --wipe-grace 72h --offline-wipe-after 14d\n  wardctl policy set --user alice@hospital.org --max-inactivity 2m"
+    )]
     Set {
         /// Change this user's override instead of the default policy
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
-        /// Minimum password length (0: no rule)
-        #[arg(long, value_name = "N")]
+        /// Minimum password length, 0 to 128 (0: no rule)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=128))]
         min_length: Option<u32>,
         /// Character classes a password must mix: lower, upper, digit, other (0-4)
-        #[arg(long, value_name = "N")]
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4))]
         min_classes: Option<u32>,
         #[arg(long, value_parser = DurationArg(MAX_AGE).map(whole_days), allow_hyphen_values = true, value_name = "DURATION", help = MAX_AGE.help("Maximum password age"))]
         max_age: Option<u32>,
-        /// Previous passwords that may not be reused
-        #[arg(long, value_name = "N")]
+        /// Previous passwords that may not be reused, 0 to 50 (0: no rule)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=50))]
         history: Option<u32>,
-        /// Failed log-ins before the account locks (0: no rule)
-        #[arg(long, value_name = "N")]
+        /// Failed log-ins before the account locks, 0 to 100 (0: no rule)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
         max_failed_attempts: Option<u32>,
         #[arg(long, value_parser = DurationArg(MAX_INACTIVITY).map(seconds_u32), allow_hyphen_values = true, value_name = "DURATION", help = MAX_INACTIVITY.help("Lock the screen after this much inactivity"))]
         max_inactivity: Option<u32>,
@@ -74,7 +81,9 @@ pub enum PolicyCommand {
         connect: ConnectArgs,
     },
     /// Remove a user's override: their devices follow the default policy again
+    #[command(after_help = "Examples:\n  wardctl policy reset --user alice@hospital.org")]
     Reset {
+        /// The user whose override to remove (required: the default policy itself is changed with `policy set`)
         #[arg(long, value_name = "EMAIL")]
         user: String,
         #[command(flatten)]

@@ -24,6 +24,9 @@ pub(crate) const TOKEN_TTL: DurationRange =
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create a single-use enrollment token for a user's device and print the command to run on it
+    #[command(
+        after_help = "Examples:\n  wardctl token create --user alice@hospital.org\n  wardctl token create --user alice@hospital.org --ttl 2h --output json"
+    )]
     Create {
         /// The user the enrolled device will belong to
         #[arg(long, value_name = "EMAIL")]
@@ -35,7 +38,9 @@ pub enum TokenCommand {
     },
     /// List the enrollment tokens that could still enroll a device (unused, unexpired); never
     /// the tokens themselves
-    #[command(after_help = "Example:\n  wardctl token list --user alice@hospital.org")]
+    #[command(
+        after_help = "Examples:\n  wardctl token list\n  wardctl token list --user alice@hospital.org --output json"
+    )]
     List {
         /// Only this user's tokens
         #[arg(long, value_name = "EMAIL")]

@@ -23,7 +23,12 @@ pub enum UserCommand {
     /// Offboard a leaver: wipe the messaging data on every device of theirs, revoke each device
     /// once its wipe has finished, and stop their unused enrollment tokens. Safe to run again:
     /// nothing is issued twice
+    #[command(
+        after_help = "Examples:\n  wardctl user offboard bob@hospital.org --reason \"left the hospital 2026-11-30\"\n  wardctl user offboard bob@hospital.org --reason \"contract ended\" --wait --output json\n  (a batch from HR's CSV: deploy/examples/hr-offboard.sh)"
+    )]
     Offboard {
+        /// The leaver's e-mail address, as their devices were enrolled with (`wardctl device list --user EMAIL` shows them)
+        #[arg(value_name = "EMAIL")]
         email: String,
         /// Why (required; kept with every command for the audit)
         #[arg(long)]

@@ -11,6 +11,7 @@ pub mod model;
 pub mod policy;
 pub mod posture;
 pub mod roles;
+pub mod service;
 pub mod text;
 pub mod token;
 

@@ -12,8 +12,8 @@ use ward_proto::v1::{self, *};
 
 use super::convert::{
     action_from_issue, admin_request_to_wire, admin_to_wire, command_state_from_wire,
-    command_to_wire, device_to_wire, optional_seconds, peer_leaf, policy_changes_from_wire,
-    policy_to_wire, role_from_wire,
+    command_to_wire, device_to_wire, messaging_wipe_to_wire, optional_seconds, peer_leaf,
+    policy_changes_from_wire, policy_to_wire, role_from_wire,
 };
 use serde_json::{Value, json};
 
@@ -31,6 +31,19 @@ pub struct AdminApi {
 impl AdminApi {
     pub fn new(app: Arc<App>) -> Self {
         Self { app }
+    }
+
+    /// One device as an admin sees it, with its newest proven messaging wipe.
+    async fn shown(&self, device: &crate::core::Device) -> Result<Device, Status> {
+        let mut shown = device_to_wire(device);
+        shown.messaging_wipe = self
+            .app
+            .messaging_wipes(std::slice::from_ref(device))
+            .await?
+            .remove(&device.id)
+            .as_ref()
+            .map(messaging_wipe_to_wire);
+        Ok(shown)
     }
 
     /// The registered admin behind the request, if their role grants `permission` on
@@ -158,8 +171,16 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 )
             })
             .await?;
+        let mut wipes = self.app.messaging_wipes(&devices).await?;
         Ok(Response::new(ListDevicesResponse {
-            devices: devices.iter().map(device_to_wire).collect(),
+            devices: devices
+                .iter()
+                .map(|d| {
+                    let mut shown = device_to_wire(d);
+                    shown.messaging_wipe = wipes.remove(&d.id).as_ref().map(messaging_wipe_to_wire);
+                    shown
+                })
+                .collect(),
         }))
     }
 
@@ -175,7 +196,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 (d.id.to_string(), json!({ "user": d.user.as_str() }))
             })
             .await?;
-        let mut shown = device_to_wire(&device);
+        let mut shown = self.shown(&device).await?;
         shown.keys = super::convert::keys_to_wire(&self.app.device_keys(device.id).await?);
         Ok(Response::new(shown))
     }
@@ -469,11 +490,26 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Device>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Revoke, &device).await?;
+        let req = request.get_ref();
         let device = self
             .app
-            .revoke_device(&actor, &request.get_ref().device_id)
+            .revoke_device(&actor, &req.device_id, &req.reason)
             .await?;
-        Ok(Response::new(device_to_wire(&device)))
+        Ok(Response::new(self.shown(&device).await?))
+    }
+
+    async fn return_device(
+        &self,
+        request: Request<ReturnDeviceRequest>,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        let device = request.get_ref().device_id.clone();
+        let actor = self.admin(&request, Permission::Disable, &device).await?;
+        let req = request.into_inner();
+        let done = self
+            .app
+            .return_device(&actor, &req.device_id, &req.reason)
+            .await?;
+        Ok(Response::new(device_command(done)))
     }
 
     async fn list_audit(

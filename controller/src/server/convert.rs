@@ -96,6 +96,15 @@ pub fn device_to_wire(d: &Device) -> v1::Device {
     device
 }
 
+/// A device's newest proven messaging wipe (`core::service::messaging_wipe`).
+pub fn messaging_wipe_to_wire(w: &crate::core::service::MessagingWipe) -> v1::MessagingWipe {
+    v1::MessagingWipe {
+        at_unix_ms: w.at.unix_ms(),
+        by: w.by.to_owned(),
+        command_id: w.command_id.clone().unwrap_or_default(),
+    }
+}
+
 /// A device's key history as `device show` lists it.
 pub fn keys_to_wire(keys: &[crate::core::DeviceKey]) -> Vec<v1::DeviceKey> {
     keys.iter()

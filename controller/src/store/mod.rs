@@ -17,9 +17,9 @@ pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceId,
-    DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash, TokenRecord,
-    TokenStatus, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandKind, CommandState, Compliance, Device,
+    DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
+    TokenRecord, TokenStatus, UserEmail,
 };
 use ward_certs::AdminName;
 
@@ -224,6 +224,17 @@ pub trait Store: Send + Sync + 'static {
         device: Option<DeviceId>,
         state: Option<CommandState>,
     ) -> Result<Vec<Command>, StoreError>;
+
+    /// The wipes and retirements that succeeded, for one device or all: what shows that a
+    /// device's messaging data was wiped (`core::service::messaging_wipe`).
+    async fn succeeded_wipes(&self, device: Option<DeviceId>) -> Result<Vec<Command>, StoreError> {
+        Ok(self
+            .list_commands(device, Some(CommandState::Succeeded))
+            .await?
+            .into_iter()
+            .filter(|c| matches!(c.kind, CommandKind::Wipe { .. } | CommandKind::Retire))
+            .collect())
+    }
 
     /// Queued commands whose deadline (a lock's or unlock's time-to-live) has passed.
     async fn commands_past_deadline(&self, now: Timestamp) -> Result<Vec<Command>, StoreError>;

@@ -97,7 +97,7 @@ pub const ACTIONS: &[DeviceAction] = &[
         label: "Revoke",
         permission: "revoke",
         explain: "Refuses the device's certificate from now on. Wipe first: a revoked device receives no wipe.",
-        reason: false,
+        reason: true,
         confirm: true,
     },
 ];
@@ -280,6 +280,7 @@ pub async fn act(
                 client
                     .revoke_device(RevokeDeviceRequest {
                         device_id: device.id.clone(),
+                        reason,
                     })
                     .await,
             )?;

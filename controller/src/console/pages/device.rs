@@ -90,6 +90,9 @@ pub async fn render(console: &Console, id: &str, error: Option<ActionError>) -> 
                     @if let Some(d) = &device.disabled {
                         dt { "Disabled" } dd { span.badge.warn { "disabled" } " by " (d.by) " " (ui::ago(d.at_unix_ms)) ": " (d.reason) }
                     }
+                    @if let Some(w) = &device.messaging_wipe {
+                        dt { "Messaging data" } dd { span.badge.bad { "wiped" } " " (ui::ago(w.at_unix_ms)) " by " (w.by.replace('_', " ")) " " code { (w.command_id) } "; the agent hands out no data key again (wardctl device return says how to put the device back into service)" }
+                    }
                     @if device.offline_wipe_at_unix_ms != 0 {
                         dt { "Offline wipe" } dd { (ui::ago(device.offline_wipe_at_unix_ms)) ", receipt " (if device.offline_wipe_receipt_verified { "verified" } else { "NOT verified" }) }
                     }

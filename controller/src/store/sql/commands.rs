@@ -96,6 +96,25 @@ pub async fn list(
     rows.iter().map(rows::command).collect()
 }
 
+/// The wipes and retirements that succeeded, for one device or all (the index on
+/// `(device_id, state)` finds one device's).
+pub async fn succeeded_wipes(
+    conn: &mut AnyConnection,
+    device: Option<DeviceId>,
+) -> Result<Vec<Command>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM commands
+         WHERE ($1 IS NULL OR device_id = $1) AND state = 'succeeded'
+           AND kind IN ('wipe', 'retire')
+         ORDER BY created_at DESC, id",
+    )
+    .bind(device.map(|d| d.to_string()))
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::command).collect()
+}
+
 /// Queued commands whose deadline (time-to-live) has passed by `now`: only those carry one.
 pub async fn past_deadline(
     conn: &mut AnyConnection,

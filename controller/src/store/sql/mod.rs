@@ -246,6 +246,10 @@ impl Store for SqlStore {
         commands::list(&mut *self.read().await?, device, state).await
     }
 
+    async fn succeeded_wipes(&self, device: Option<DeviceId>) -> Result<Vec<Command>, StoreError> {
+        commands::succeeded_wipes(&mut *self.read().await?, device).await
+    }
+
     async fn commands_past_deadline(&self, now: Timestamp) -> Result<Vec<Command>, StoreError> {
         commands::past_deadline(&mut *self.read().await?, now).await
     }
