@@ -441,7 +441,7 @@ async fn every_later_claim_of_a_revoked_device_is_audited_and_the_latest_kept() 
     let f = fixture();
     let (device, key) = enroll_with_key(&f.app, "gus@hospital.example").await;
     f.app
-        .revoke_device(&admin(), &device.id.to_string())
+        .revoke_device(&admin(), &device.id.to_string(), "reported stolen")
         .await
         .unwrap();
     let first = offline_receipt(&device, &key, &f.clock.now().rfc3339());
