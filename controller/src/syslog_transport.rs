@@ -196,6 +196,18 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Link for Stream<S> {
     }
 }
 
+/// The largest datagram sent: a longer message is cut (at a character boundary), since a
+/// datagram the network cannot carry would fail the stream at that entry for ever.
+pub const MAX_DATAGRAM: usize = 65_000;
+
+fn datagram(message: &str) -> &[u8] {
+    let mut end = message.len().min(MAX_DATAGRAM);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    &message.as_bytes()[..end]
+}
+
 /// UDP: one message per datagram. Nothing confirms a datagram arrived.
 struct Datagrams {
     socket: UdpSocket,
@@ -218,12 +230,32 @@ impl Datagrams {
 impl Link for Datagrams {
     async fn send(&mut self, messages: &[String]) -> io::Result<()> {
         for message in messages {
-            self.socket.send(message.as_bytes()).await?;
+            self.socket.send(datagram(message)).await?;
         }
         Ok(())
     }
 
     fn closed(&self) -> watch::Receiver<Option<String>> {
         self.closed.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_datagram_is_cut_at_a_character_boundary() {
+        assert_eq!(datagram("short"), b"short");
+        let long = format!("{}é", "a".repeat(MAX_DATAGRAM - 1));
+        let cut = datagram(&long);
+        assert_eq!(cut.len(), MAX_DATAGRAM - 1);
+        assert!(std::str::from_utf8(cut).is_ok());
+    }
+
+    #[test]
+    fn a_ca_file_without_a_certificate_is_refused() {
+        let e = tls_config(b"not a certificate").unwrap_err();
+        assert!(e.contains("no PEM certificate"), "{e}");
     }
 }
