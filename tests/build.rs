@@ -24,7 +24,13 @@ const TOOLS: &[(&str, &[&str])] = &[
     ("ward_sqlcipher", &["sqlcipher"]),
     ("ward_openssl", &["openssl", "jq"]),
     ("ward_chromium", &["chromium", "chromedriver"]),
-    ("ward_rsyslog", &["rsyslogd"]),
+    (
+        "ward_rsyslog",
+        &[
+            "rsyslogd",
+            "/usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so",
+        ],
+    ),
 ];
 
 fn main() {

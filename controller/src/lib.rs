@@ -33,3 +33,4 @@ pub mod serve_lock;
 pub mod server;
 pub mod server_cert;
 pub mod store;
+pub mod syslog_transport;

@@ -53,6 +53,13 @@ pub struct Metrics {
     pub audit_checkpoint_seq: Gauge,
     pub audit_checkpoint_failures: Counter,
     pub audit_refusals_suppressed: Counter,
+    /// `serve --audit-syslog`: 1 while this replica is connected to the collector; the last
+    /// sequence number the collector took (the stored cursor); the entries recorded after it;
+    /// entries written to the collector (a resent one counts again).
+    pub audit_syslog_connected: Gauge,
+    pub audit_syslog_cursor: Gauge,
+    pub audit_syslog_lag: Gauge,
+    pub audit_syslog_sent: Counter,
     /// Seconds to the expiry of the CA, of the server certificate this replica presents, and
     /// of the active admin certificate that expires first (negative once expired), with how
     /// many expire within a week. Aggregates only: `/metrics` is plain HTTP and unauthenticated,
@@ -167,6 +174,30 @@ impl Default for Metrics {
             "Refusals counted in a summary entry instead of one audit entry each",
             audit_refusals_suppressed.clone(),
         );
+        let audit_syslog_connected = Gauge::default();
+        let audit_syslog_cursor = Gauge::default();
+        let audit_syslog_lag = Gauge::default();
+        let audit_syslog_sent = Counter::default();
+        registry.register(
+            "audit_syslog_connected",
+            "1 while this replica streams the audit log to the syslog collector (serve --audit-syslog)",
+            audit_syslog_connected.clone(),
+        );
+        registry.register(
+            "audit_syslog_cursor",
+            "Sequence number of the last audit entry the syslog collector took (stored cursor)",
+            audit_syslog_cursor.clone(),
+        );
+        registry.register(
+            "audit_syslog_lag_entries",
+            "Audit entries recorded after the syslog collector's cursor (head seq - cursor)",
+            audit_syslog_lag.clone(),
+        );
+        registry.register(
+            "audit_syslog_sent_entries",
+            "Audit entries written to the syslog collector by this replica, resent ones included",
+            audit_syslog_sent.clone(),
+        );
         let ca_expiry_seconds = Gauge::default();
         let server_cert_expiry_seconds = Gauge::default();
         let admin_cert_soonest_expiry_seconds = Gauge::default();
@@ -202,6 +233,10 @@ impl Default for Metrics {
             audit_checkpoint_seq,
             audit_checkpoint_failures,
             audit_refusals_suppressed,
+            audit_syslog_connected,
+            audit_syslog_cursor,
+            audit_syslog_lag,
+            audit_syslog_sent,
             checkins,
             enrollments,
             denied_calls,

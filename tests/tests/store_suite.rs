@@ -101,6 +101,7 @@ on_both_backends!(
     an_admin_certificate_a_renewal_replaced_keeps_its_connections_until_the_admin_is_revoked,
     only_queued_commands_past_their_deadline_are_found_for_the_sweep,
     only_succeeded_wipes_and_retirements_show_a_messaging_wipe,
+    an_export_cursor_starts_at_zero_and_never_moves_back,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -1284,4 +1285,79 @@ async fn every_other_renewal_is_revoked_by_one_switch(b: Backend) {
         "{}",
         b.name
     );
+}
+
+async fn an_export_cursor_starts_at_zero_and_never_moves_back(b: Backend) {
+    use ward_controller::store::SYSLOG_EXPORT;
+    let s = &b.store;
+    let at = Timestamp::from_unix_ms(1_000);
+    assert_eq!(
+        s.export_cursor(SYSLOG_EXPORT).await.unwrap(),
+        0,
+        "{}",
+        b.name
+    );
+    s.set_export_cursor(SYSLOG_EXPORT, 7, at).await.unwrap();
+    assert_eq!(
+        s.export_cursor(SYSLOG_EXPORT).await.unwrap(),
+        7,
+        "{}",
+        b.name
+    );
+    // A replica that lost its lease and writes an older position changes nothing.
+    s.set_export_cursor(SYSLOG_EXPORT, 3, at).await.unwrap();
+    assert_eq!(
+        s.export_cursor(SYSLOG_EXPORT).await.unwrap(),
+        7,
+        "{}",
+        b.name
+    );
+    s.set_export_cursor(SYSLOG_EXPORT, 12, at).await.unwrap();
+    assert_eq!(
+        s.export_cursor(SYSLOG_EXPORT).await.unwrap(),
+        12,
+        "{}",
+        b.name
+    );
+    assert_eq!(s.export_cursor("other").await.unwrap(), 0, "{}", b.name);
+    let mut lease = s
+        .try_export_lease(SYSLOG_EXPORT)
+        .await
+        .unwrap()
+        .expect("the first taker gets the lease");
+    assert!(lease.held().await, "{}", b.name);
+}
+
+/// Two replicas on one PostgreSQL database: one holds the export's lease at a time, and the
+/// other gets it once the holder's session ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn one_postgres_replica_at_a_time_holds_the_export_lease() {
+    use ward_controller::store::SYSLOG_EXPORT;
+    let db = fresh_database_async().await;
+    let a = SqlStore::connect_postgres(&db.url).await.unwrap();
+    let b = SqlStore::connect_postgres(&db.url).await.unwrap();
+    let mut held = a.try_export_lease(SYSLOG_EXPORT).await.unwrap().unwrap();
+    assert!(held.held().await);
+    assert!(b.try_export_lease(SYSLOG_EXPORT).await.unwrap().is_none());
+    assert!(a.try_export_lease(SYSLOG_EXPORT).await.unwrap().is_none());
+    assert!(
+        b.try_export_lease("another export")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    drop(held);
+    let taken = ward_e2e::eventually(
+        "the lease free again",
+        std::time::Duration::from_secs(10),
+        || async { b.try_export_lease(SYSLOG_EXPORT).await.unwrap() },
+    )
+    .await;
+    drop(taken);
+    a.close().await;
+    b.close().await;
 }

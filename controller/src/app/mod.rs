@@ -19,6 +19,7 @@ use crate::store::{Announcement, Redemption, Store, StoreError};
 mod admins;
 pub mod audit;
 mod audit_anchor;
+mod audit_syslog;
 pub mod bulk_select;
 pub mod bulk_wipe;
 mod checkin;
@@ -48,6 +49,7 @@ mod transitions;
 
 pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
+pub use audit_syslog::SyslogConfig;
 pub use checkin::{ActiveDevice, CheckInReport, CheckedIn, ComplianceReport};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;

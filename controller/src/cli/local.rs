@@ -14,11 +14,13 @@ use ward_proto::transport::ServerUrl;
 use super::DurationArg;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
-use crate::app::{App, AppConfig, CERT_MAX_LIFETIME, CERT_MIN_LIFETIME};
+use crate::app::{App, AppConfig, CERT_MAX_LIFETIME, CERT_MIN_LIFETIME, SyslogConfig};
+use crate::core::audit::syslog_target::{SyslogTarget, Transport};
 use crate::core::duration::{DurationRange, hours, seconds};
 use crate::core::{Clock, SystemClock};
 use crate::datadir::{DataDir, InitReport};
 use crate::store::{SqlStore, Store};
+use crate::syslog_transport::{Collector, Connector};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -122,6 +124,16 @@ pub struct ServeArgs {
     audit_checkpoint_every: u64,
     #[arg(long, default_value = "10m", value_parser = DurationArg(CHECKPOINT_INTERVAL), allow_hyphen_values = true, value_name = "DURATION", help = CHECKPOINT_INTERVAL.help("…and at least this often while entries are written, also at start and at shutdown"))]
     audit_checkpoint_interval: Duration,
+    /// Stream every audit entry to a syslog collector (a SIEM) as RFC 5424 messages:
+    /// tls://HOST[:PORT] (RFC 5425, port 6514 by default); plain tcp:// and udp:// only to a
+    /// loopback address (a relay on this host). In order, at least once, resuming after the
+    /// last entry the collector took (kept in the database)
+    #[arg(long, value_name = "URL")]
+    audit_syslog: Option<String>,
+    /// The CA certificate(s), PEM, that the collector's TLS certificate must chain to.
+    /// Required with tls:// (this build has no system trust store)
+    #[arg(long, value_name = "FILE", requires = "audit_syslog")]
+    audit_syslog_ca: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -210,6 +222,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             .map_err(|e| CliError::usage(format!("--audit-checkpoints: {e}")))?;
     }
     check_hostnames(&crate::datadir::server_hostnames(&args.hostnames))?;
+    let collector = audit_collector(&args)?;
     if let Some(url) = &args.database_url
         && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
     {
@@ -324,6 +337,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         ..AppConfig::with_public_url(public_url.clone())
     };
     let app = Arc::new(App::new(store, ca.clone(), Arc::new(SystemClock), config));
+    if let Some(collector) = collector {
+        info!(collector = %collector.describe(), "audit log to syslog");
+        let origin = crate::core::audit::syslog::Origin {
+            hostname: controller_name.clone(),
+            app_name: "ward".into(),
+            procid: Some(std::process::id()),
+        };
+        app.start_audit_syslog(SyslogConfig::new(Arc::new(collector), origin));
+    }
     app.start_background()
         .await
         .map_err(|e| CliError::failed(format!("cannot start listening for other replicas: {e}")))?;
@@ -398,6 +420,37 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         info!("the database connections did not close within 5 s; stopping anyway");
     }
     stopped
+}
+
+/// The collector of `--audit-syslog`, its URL and CA checked (usage errors, before anything
+/// is created or stored).
+fn audit_collector(args: &ServeArgs) -> Result<Option<Collector>, CliError> {
+    let Some(url) = &args.audit_syslog else {
+        return Ok(None);
+    };
+    let target: SyslogTarget = url
+        .parse()
+        .map_err(|e| CliError::usage(format!("--audit-syslog: {e}")))?;
+    let tls = match (target.transport, &args.audit_syslog_ca) {
+        (Transport::Tls, Some(path)) => Some(
+            crate::syslog_transport::tls_config_from_file(path)
+                .map_err(|e| CliError::usage(format!("--audit-syslog-ca: {e}")))?,
+        ),
+        (Transport::Tls, None) => {
+            return Err(CliError::usage(
+                "--audit-syslog tls://… needs --audit-syslog-ca FILE, the CA certificate (PEM) that signed the collector's certificate: this build of Ward has no system trust store",
+            ));
+        }
+        (_, Some(_)) => {
+            return Err(CliError::usage(format!(
+                "--audit-syslog-ca is for a tls:// collector; {target} is not encrypted"
+            )));
+        }
+        (_, None) => None,
+    };
+    Collector::new(target, tls)
+        .map(Some)
+        .map_err(|e| CliError::usage(format!("--audit-syslog: {e}")))
 }
 
 /// A new `--hostname` list may not silently leave out a name the server certificate covers:

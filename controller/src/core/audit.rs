@@ -11,6 +11,8 @@
 
 pub mod checkpoint;
 pub mod refusals;
+pub mod syslog;
+pub mod syslog_target;
 mod verify;
 
 use serde_json::{Value, json};

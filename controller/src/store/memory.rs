@@ -87,6 +87,7 @@ struct State {
     last_revision: u64,
     audit: Vec<AuditEntry>,
     head: AuditHead,
+    export_cursors: BTreeMap<String, u64>,
 }
 
 impl Default for State {
@@ -108,6 +109,7 @@ impl Default for State {
                 hash: String::new(),
                 signature: Vec::new(),
             },
+            export_cursors: BTreeMap::new(),
         }
     }
 }
@@ -981,6 +983,21 @@ impl Tx for MemoryEngine {
         })
     }
 
+    async fn set_export_cursor(
+        &mut self,
+        name: &str,
+        seq: u64,
+        _now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let cursor = self
+            .state()?
+            .export_cursors
+            .entry(name.to_owned())
+            .or_insert(0);
+        *cursor = (*cursor).max(seq);
+        Ok(())
+    }
+
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {
         self.audit.push((event, at));
     }
@@ -1212,6 +1229,10 @@ impl Store for MemoryStore {
 
     async fn audit_head(&self) -> Result<AuditHead, StoreError> {
         Ok(self.read(|s| s.head.clone()))
+    }
+
+    async fn export_cursor(&self, name: &str) -> Result<u64, StoreError> {
+        Ok(self.read(|s| s.export_cursors.get(name).copied().unwrap_or(0)))
     }
 
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError> {

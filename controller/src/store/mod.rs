@@ -107,6 +107,28 @@ impl HeadKey for ClosureKey<'_, '_> {
     }
 }
 
+/// The right to stream an audit export, held by one replica at a time.
+#[async_trait]
+pub trait Lease: Send {
+    /// Whether it is still held (PostgreSQL: its session still answers).
+    async fn held(&mut self) -> bool;
+}
+
+/// The lease of a store only one process uses (SQLite, whose data directory `serve` locks,
+/// and the in-memory store): always held.
+#[derive(Debug)]
+pub struct SoleProcess;
+
+#[async_trait]
+impl Lease for SoleProcess {
+    async fn held(&mut self) -> bool {
+        true
+    }
+}
+
+/// The name of the `serve --audit-syslog` export's cursor and lease.
+pub const SYSLOG_EXPORT: &str = "syslog";
+
 /// Which audit entries to list.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
@@ -262,6 +284,15 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<crate::core::audit::AuditEntry>, StoreError>;
 
     async fn audit_head(&self) -> Result<crate::core::audit::AuditHead, StoreError>;
+
+    /// The last audit sequence number the export `name`'s collector took; 0 before the first.
+    async fn export_cursor(&self, name: &str) -> Result<u64, StoreError>;
+
+    /// The export's lease, if no other replica holds it. Stores used by one process always
+    /// grant it.
+    async fn try_export_lease(&self, _name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
+        Ok(Some(Box::new(SoleProcess)))
+    }
 
     /// How many commands are in each state.
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError>;
@@ -611,6 +642,22 @@ pub trait Store: Send + Sync + 'static {
         tx::write(self.writer(), High, move |tx| {
             let request = request.clone();
             Box::pin(async move { tx.open_admin_request(&request, now).await })
+        })
+        .await
+    }
+
+    /// Records that the export `name`'s collector took every audit entry up to `seq` (the
+    /// cursor never moves back).
+    async fn set_export_cursor(
+        &self,
+        name: &str,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let name = name.to_owned();
+        tx::write(self.writer(), High, move |tx| {
+            let name = name.clone();
+            Box::pin(async move { tx.set_export_cursor(&name, seq, now).await })
         })
         .await
     }

@@ -185,6 +185,13 @@ pub trait Tx: Send {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
     async fn use_admin_request(&mut self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Records that the export `name`'s collector took every audit entry up to `seq`.
+    async fn set_export_cursor(
+        &mut self,
+        name: &str,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     // ----- audit ------------------------------------------------------------------------
     /// Records an audit entry for this job's change. Entries are chained in the order their

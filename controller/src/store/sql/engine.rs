@@ -7,7 +7,8 @@ use sqlx::{Any, AnyPool};
 use ward_certs::AdminName;
 
 use super::{
-    Backend, admins, audit, certificates, commands, device_keys, devices, policies, tokens,
+    Backend, admins, audit, certificates, commands, device_keys, devices, export_cursor, policies,
+    tokens,
 };
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
@@ -356,6 +357,15 @@ impl Tx for SqlEngine {
 
     async fn use_admin_request(&mut self, id: &str, now: Timestamp) -> Result<bool, StoreError> {
         admins::use_request(self.conn()?, id, now).await
+    }
+
+    async fn set_export_cursor(
+        &mut self,
+        name: &str,
+        seq: u64,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        export_cursor::set(self.conn()?, name, seq, now).await
     }
 
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {

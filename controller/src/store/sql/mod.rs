@@ -11,6 +11,7 @@ mod commands;
 mod device_keys;
 mod devices;
 mod engine;
+mod export_cursor;
 mod placeholders;
 mod policies;
 mod postgres;
@@ -297,6 +298,26 @@ impl Store for SqlStore {
 
     async fn audit_head(&self) -> Result<AuditHead, StoreError> {
         audit::head(&mut *self.read().await?).await
+    }
+
+    async fn export_cursor(&self, name: &str) -> Result<u64, StoreError> {
+        export_cursor::get(&mut *self.read().await?, name).await
+    }
+
+    async fn try_export_lease(
+        &self,
+        name: &str,
+    ) -> Result<Option<Box<dyn super::Lease>>, StoreError> {
+        match self.backend {
+            // One process per SQLite data directory (`serve` locks it).
+            Backend::Sqlite => Ok(Some(Box::new(super::SoleProcess))),
+            Backend::Postgres => {
+                // A session of its own, outside the pool: the lock lives as long as it does.
+                let conn = self.read().await?.detach();
+                let lease = export_cursor::PgLease::try_take(conn, name).await?;
+                Ok(lease.map(|l| Box::new(l) as Box<dyn super::Lease>))
+            }
+        }
     }
 
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError> {
