@@ -343,3 +343,37 @@ async fn a_receipt_the_controller_took_at_once_stays_reported() {
         task.abort();
     }
 }
+
+/// Attack by the app's user: they swap the messaging directory for a symbolic link (to a
+/// copy, or to itself) while the device is offline. At the deadline the timer destroys the
+/// key, but the removal refuses the link and fails, so the wipe never reaches Done: no
+/// receipt is signed, `wiped_at` is never set, and it is tried only while the deadline is
+/// past. Once the device is back and checks in, the count starts again and the timer never
+/// tries again: the controller never hears that the timer destroyed the key (F3 handled a
+/// directory that is gone, not one replaced by a link). Expected: a wipe the timer began is
+/// finished (the directory "replaced, not removed") and reported, check-in or not.
+#[tokio::test(start_paused = true)]
+async fn a_timer_wipe_kept_from_finishing_by_a_link_is_still_reported() {
+    let (tmp, dir) = state_dir();
+    policy(1).save(&dir).unwrap();
+    let (vault, messaging) = vault_with_canary(tmp.path(), &dir).await;
+    let kept = tmp.path().join("kept");
+    std::fs::rename(&messaging, &kept).unwrap();
+    std::os::unix::fs::symlink(&kept, &messaging).unwrap();
+    let clock = ManualClock::new(t0() + 2 * HOUR);
+    let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
+    let task = tokio::spawn(run(timer.clone(), wiper(&dir, &vault)));
+    tokio::time::sleep(3 * TICK).await;
+    assert!(!vault.key_present().await.unwrap(), "the key goes first");
+
+    // Back online.
+    timer.checked_in();
+    tokio::time::sleep(10 * RETRY_AFTER).await;
+    let record = timer.record();
+    task.abort();
+    assert!(
+        record.wiped_at.is_some() && pending(&dir).is_some(),
+        "the timer destroyed the key, but no receipt will ever reach the controller: {record:?}, journal {:?}",
+        vault.journal()
+    );
+}

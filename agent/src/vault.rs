@@ -27,6 +27,9 @@ use crate::secrets::{SecretStore, SecretStoreKind, destroy_file};
 use crate::tpm::{NvState, Tpm, TpmChoice, TpmError};
 use crate::vault_fs::{self, Walk, WalkError};
 
+/// The cause in the journal of a key found gone at start with no journal saying why.
+pub const KEY_FOUND_GONE: &str = "key-found-gone";
+
 /// The data key's size.
 pub const KEY_BYTES: usize = 32;
 
@@ -101,6 +104,47 @@ struct KeyRecord {
     /// The TPM NV index, e.g. "0x01300057".
     #[serde(default, skip_serializing_if = "Option::is_none")]
     nv_index: Option<String>,
+    /// The messaging directory the key was made for (absent in records before this field:
+    /// taken at the next start). A wipe that finds another directory at its path (moved away
+    /// and a new one made) neither empties nor vouches for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    directory: Option<DirIdentity>,
+    /// The key was made (false only between this record and the key's creation). Records from
+    /// before this field say nothing: the key is taken as made, the safe reading, so a key
+    /// found gone without a wipe journal is never silently replaced by a new one.
+    #[serde(default = "made")]
+    key_made: bool,
+}
+
+fn made() -> bool {
+    true
+}
+
+/// A directory's identity: its filesystem and inode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct DirIdentity {
+    device: u64,
+    inode: u64,
+}
+
+impl DirIdentity {
+    /// The identity of the directory at `path`, if a directory (not a link) is there.
+    fn of(path: &Path) -> Option<Self> {
+        use std::os::unix::fs::MetadataExt;
+        let meta = std::fs::symlink_metadata(path).ok()?;
+        meta.is_dir().then(|| Self {
+            device: meta.dev(),
+            inode: meta.ino(),
+        })
+    }
+}
+
+/// What a wipe finds at the messaging directory's path.
+enum Found {
+    /// The directory the key was made for, opened without following links.
+    Own(std::os::fd::OwnedFd),
+    /// Nothing, a link or file put in its place, or another directory.
+    NotOwn,
 }
 
 #[derive(Debug)]
@@ -117,6 +161,9 @@ pub struct Vault {
     protection: KeyProtection,
     journal: PathBuf,
     clock: crate::clock::SharedClock,
+    /// The directory the key was made for, when known.
+    identity: Option<DirIdentity>,
+    key_made: bool,
 }
 
 fn io(path: &Path, source: std::io::Error) -> VaultError {
@@ -190,10 +237,25 @@ impl Vault {
             protection: store_protection(kind),
             journal,
             clock: crate::clock::system(),
+            identity: None,
+            key_made: false,
         };
         match record {
-            Some(record) => vault.home_from(record, store, state_dir, tpm)?,
+            Some(record) => {
+                let (identity, key_made) = (record.directory, record.key_made);
+                vault.home_from(record, store, state_dir, tpm)?;
+                vault.key_made = key_made;
+                vault.identity = identity;
+                if identity.is_none() {
+                    // A record from before identities were kept: this directory, from now on.
+                    vault.identity = DirIdentity::of(&vault.dir);
+                    if vault.identity.is_some() {
+                        vault.write_record(&record_file)?;
+                    }
+                }
+            }
             None => {
+                vault.identity = DirIdentity::of(&vault.dir);
                 // A key made before the vault kept a record (or already wiped) stays where
                 // it is; a new one goes to the TPM where there is one.
                 let existing = vault.journal()?.is_some() || vault.key_present().await?;
@@ -208,8 +270,29 @@ impl Vault {
             }
         }
         if vault.journal()?.is_none() && !vault.key_present().await? {
-            vault.create_key().await?;
-            info!(dir = %vault.dir.display(), key_protection = %vault.protection, "messaging data key created");
+            if vault.key_made {
+                // Destroyed by a wipe whose journal could not be written (a full disk), or by
+                // someone else: never replaced by a new key the app would be handed. Recorded
+                // as a wipe under way, which the next wipe (the timer's or a command's) ends.
+                warn!(dir = %vault.dir.display(), "the messaging data key is gone but no wipe journal says why: the data stays locked, and the next wipe finishes the job");
+                vault.write_journal(&WipeJournal {
+                    cause: KEY_FOUND_GONE.into(),
+                    step: WipeStep::KeyDestroyed,
+                    files_removed: 0,
+                    bytes_removed: 0,
+                    found: None,
+                    verified_empty: false,
+                    directory_missing: false,
+                    completed_at: None,
+                    key_protection: Some(vault.protection),
+                    started_at: None,
+                })?;
+            } else {
+                vault.create_key().await?;
+                vault.key_made = true;
+                vault.write_record(&record_file)?;
+                info!(dir = %vault.dir.display(), key_protection = %vault.protection, "messaging data key created");
+            }
         }
         Ok(vault)
     }
@@ -276,6 +359,8 @@ impl Vault {
                 KeyHome::Tpm { tpm, .. } => Some(format!("{:#010x}", tpm.index())),
                 KeyHome::Store(_) => None,
             },
+            directory: self.identity,
+            key_made: self.key_made,
         };
         let bytes = serde_json::to_vec_pretty(&record).map_err(|e| VaultError::Record {
             path: path.display().to_string(),
@@ -529,26 +614,53 @@ impl Vault {
         Ok(journal)
     }
 
-    /// Counts or destroys the directory's contents; a directory that is gone holds nothing.
-    fn walk(&self, how: Walk) -> Result<vault_fs::Tally, VaultError> {
-        match vault_fs::open_dir(&self.dir) {
-            Ok(fd) => vault_fs::walk(fd.as_fd(), &self.dir, how).map_err(walk_error),
-            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => {
-                Ok(vault_fs::Tally::default())
+    /// The messaging directory, if what is at its path is still the one the key was made
+    /// for.
+    fn open_own(&self) -> Result<Found, VaultError> {
+        let fd = match vault_fs::open_dir(&self.dir) {
+            Ok(fd) => fd,
+            Err(e)
+                if matches!(
+                    e.source.kind(),
+                    std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
+                ) =>
+            {
+                warn!(dir = %self.dir.display(), error = %e, "the messaging directory is not there: moved away, or replaced by a link or a file");
+                return Ok(Found::NotOwn);
             }
-            Err(e) => Err(walk_error(e)),
+            Err(e) => return Err(walk_error(e)),
+        };
+        if let Some(expected) = self.identity {
+            let stat = rustix::fs::fstat(&fd).map_err(|e| io(&self.dir, e.into()))?;
+            let found = DirIdentity {
+                device: stat.st_dev,
+                inode: stat.st_ino,
+            };
+            if found != expected {
+                warn!(dir = %self.dir.display(), "another directory stands at the messaging directory's path (the one the key was made for was moved away): it is neither emptied nor vouched for");
+                return Ok(Found::NotOwn);
+            }
+        }
+        Ok(Found::Own(fd))
+    }
+
+    /// Counts or destroys the directory's contents; one that is not the key's holds nothing
+    /// the wipe may touch.
+    fn walk(&self, how: Walk) -> Result<vault_fs::Tally, VaultError> {
+        match self.open_own()? {
+            Found::Own(fd) => vault_fs::walk(fd.as_fd(), &self.dir, how).map_err(walk_error),
+            Found::NotOwn => Ok(vault_fs::Tally::default()),
         }
     }
 
-    /// Whether the directory is empty; `None` when it is not there at all (which is not
-    /// "empty": the files may have been moved away).
+    /// Whether the directory is empty; `None` when it is not the key's (gone, replaced, or
+    /// another directory), which is not "empty": the files may live on elsewhere.
     fn is_empty(&self) -> Result<Option<bool>, VaultError> {
-        match vault_fs::open_dir(&self.dir) {
-            Ok(fd) => vault_fs::is_empty(fd.as_fd(), &self.dir)
+        match self.open_own()? {
+            Found::Own(fd) => vault_fs::is_empty(fd.as_fd(), &self.dir)
                 .map(Some)
                 .map_err(walk_error),
-            Err(e) if e.source.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(walk_error(e)),
+            Found::NotOwn => Ok(None),
         }
     }
 

@@ -86,7 +86,7 @@ pub fn open_dir(path: &Path) -> Result<OwnedFd, WalkError> {
             if e == Errno::LOOP || e == Errno::NOTDIR {
                 err(
                     path,
-                    std::io::Error::other(format!(
+                    std::io::Error::new(std::io::ErrorKind::NotADirectory, format!(
                         "{} is no longer a directory (a symbolic link or file was put in its place): refusing to follow it",
                         components[..=i]
                             .iter()

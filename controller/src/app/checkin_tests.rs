@@ -399,24 +399,25 @@ fn offline_wipe_entries(audit: &[crate::core::audit::AuditEntry]) -> usize {
 }
 
 /// Attack by a holder of the device key (or a device whose clock is years ahead): a receipt
-/// dated in the future must not keep later genuine receipts off the record. The controller
-/// never records a wipe at a time past its own clock (attack review F4).
+/// dated in the future would outrank every later genuine receipt (attack review F4), and, if
+/// its time were clamped to the controller's, look new at every replay (second review). It is
+/// refused: nothing recorded, nothing audited; a later genuine receipt is taken.
 #[tokio::test]
-async fn a_receipt_dated_in_the_future_does_not_shut_out_later_ones() {
+async fn a_receipt_dated_in_the_future_is_refused_and_does_not_shut_out_later_ones() {
     use crate::core::Clock as _;
     let f = fixture();
     let (device, key) = enroll_with_key(&f.app, "fay@hospital.example").await;
     let future = offline_receipt(&device, &key, "2099-01-01T00:00:00Z");
-    f.app
+    let refused = f
+        .app
         .record_offline_wipe_receipt_only(device.id, &future)
-        .await
-        .unwrap();
-    let first = f.store.get_device(device.id).await.unwrap().unwrap();
-    let first = first.offline_wipe.unwrap();
+        .await;
     assert!(
-        first.at <= f.clock.now(),
-        "recorded in the future: {first:?}"
+        matches!(&refused, Err(AppError::PermissionDenied(m)) if m.contains("later than the controller's clock")),
+        "{refused:?}"
     );
+    let record = f.store.get_device(device.id).await.unwrap().unwrap();
+    assert_eq!(record.offline_wipe, None);
 
     f.clock.advance(Duration::from_secs(3600));
     let genuine = offline_receipt(&device, &key, &f.clock.now().rfc3339());
@@ -425,11 +426,7 @@ async fn a_receipt_dated_in_the_future_does_not_shut_out_later_ones() {
         .await
         .unwrap();
     let after = f.store.get_device(device.id).await.unwrap().unwrap();
-    let after = after.offline_wipe.unwrap();
-    assert!(
-        after.at > first.at,
-        "the later wipe was shut out: {after:?}"
-    );
+    assert_eq!(after.offline_wipe.unwrap().at, f.clock.now());
 }
 
 /// A device revoked as lost sends one claim, then another, later one (the thief, then the
@@ -476,4 +473,37 @@ async fn every_later_claim_of_a_revoked_device_is_audited_and_the_latest_kept() 
         .unwrap();
     let audit = f.store.list_audit(&AuditFilter::default()).await.unwrap();
     assert_eq!(offline_wipe_entries(&audit), 2);
+}
+
+/// Attack by anyone holding a copy of a genuine receipt dated a little in the future (within
+/// the clock skew allowed): replayed, it must not be a new wipe each time (second attack
+/// review: with the time clamped to the controller's clock, every replay looked newer).
+#[tokio::test]
+async fn a_receipt_dated_a_little_ahead_replayed_is_not_a_new_wipe() {
+    use crate::core::Clock as _;
+    let f = fixture();
+    let (device, key) = enroll_with_key(&f.app, "hal@hospital.example").await;
+    let ahead = f.clock.now().saturating_add(Duration::from_secs(120));
+    let receipt = offline_receipt(&device, &key, &ahead.rfc3339());
+    f.app
+        .record_offline_wipe_receipt_only(device.id, &receipt)
+        .await
+        .unwrap();
+    let first = f.store.get_device(device.id).await.unwrap().unwrap();
+    let first = first.offline_wipe.unwrap();
+
+    for _ in 0..3 {
+        f.clock.advance(Duration::from_secs(30));
+        f.app
+            .record_offline_wipe_receipt_only(device.id, &receipt)
+            .await
+            .unwrap();
+    }
+    let after = f.store.get_device(device.id).await.unwrap().unwrap();
+    let audit = f.store.list_audit(&AuditFilter::default()).await.unwrap();
+    assert_eq!(
+        (after.offline_wipe.unwrap().at, offline_wipe_entries(&audit)),
+        (first.at, 1),
+        "a replay of the same receipt was recorded as a new wipe"
+    );
 }

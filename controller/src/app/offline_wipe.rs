@@ -35,7 +35,7 @@ impl App {
     ) -> Result<(), AppError> {
         let record = self.offline_wipe_device(device).await?;
         let keys = self.keys_of(&record).await?;
-        let body = match verify(&record, &keys, receipt, Channel::ReceiptOnly) {
+        let body = match verify(&record, &keys, receipt, Channel::ReceiptOnly, self.now()) {
             Ok(body) => body,
             Err(why) => {
                 let why = sanitize(&why);
@@ -139,7 +139,7 @@ pub(super) fn check_offline_wipe(
     receipt: &SignedReceipt,
     now: Timestamp,
 ) -> OfflineWipeEntry {
-    let verified = verify(record, keys, receipt, Channel::CheckIn);
+    let verified = verify(record, keys, receipt, Channel::CheckIn, now);
     offline_wipe_entry(record, receipt, verified, Channel::CheckIn, now)
 }
 
@@ -215,13 +215,14 @@ fn verify(
     keys: &[DeviceKey],
     receipt: &SignedReceipt,
     channel: Channel,
+    now: Timestamp,
 ) -> Result<WipeReceiptBody, String> {
     if oversized(receipt) {
         return Err(format!(
             "the receipt is larger than the {MAX_RECEIPT_BYTES} bytes a receipt may have"
         ));
     }
-    verify_with_history(
+    let body = verify_with_history(
         keys,
         receipt,
         OFFLINE_TIMER,
@@ -237,16 +238,25 @@ fn verify(
                     }
                 }
         },
-    )
+    )?;
+    // A receipt dated later than the controller's clock allows would outrank every later
+    // one (and, clamped, look new at every replay): its time cannot be believed.
+    let latest = now.saturating_add(std::time::Duration::from_millis(RECEIPT_FUTURE_SKEW_MS));
+    match signed_at(&body) {
+        Some(at) if at > latest => Err(format!(
+            "the receipt is dated {}, later than the controller's clock ({}) allows: the device's clock is wrong or the receipt is not genuine",
+            at.rfc3339(),
+            now.rfc3339()
+        )),
+        _ => Ok(body),
+    }
 }
 
-/// When the receipt says the wipe was completed, never later than `now` (the controller's
-/// clock): a receipt dated in the future (a device clock years ahead, or a key holder's
-/// forgery) must not outrank every later one.
-fn completed_at(body: &WipeReceiptBody, now: Timestamp) -> Timestamp {
-    time::OffsetDateTime::parse(
-        &body.completed_at,
-        &time::format_description::well_known::Rfc3339,
-    )
-    .map_or(now, |at| Timestamp::from_datetime(at).min(now))
+/// How far in the controller's future a receipt may be dated (clocks disagree a little).
+const RECEIPT_FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
+
+/// When the receipt says the wipe was completed (at most [`RECEIPT_FUTURE_SKEW_MS`] past the
+/// controller's clock: [`verify`] refuses a later one); `fallback` if it names no time.
+fn completed_at(body: &WipeReceiptBody, fallback: Timestamp) -> Timestamp {
+    signed_at(body).unwrap_or(fallback)
 }
