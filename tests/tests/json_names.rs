@@ -37,8 +37,7 @@ fn is_rfc3339_ms_utc(text: &str) -> bool {
         && b[19] == b'.'
         && digits(20..23)
         && b[23] == b'Z'
-        && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .is_ok()
+        && time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339).is_ok()
 }
 
 struct Known {
@@ -61,7 +60,9 @@ fn check(what: &str, path: &str, value: &Value, known: &Known, problems: &mut Ve
                     && !v.is_null()
                     && !v.as_str().is_some_and(is_rfc3339_ms_utc)
                 {
-                    problem(format!("`{key}` is {v}, not RFC 3339 UTC with milliseconds"));
+                    problem(format!(
+                        "`{key}` is {v}, not RFC 3339 UTC with milliseconds"
+                    ));
                 }
                 if key == "device" && v.is_string() {
                     problem(format!("`device` holds a bare id ({v}): use `device_id`"));
@@ -72,7 +73,9 @@ fn check(what: &str, path: &str, value: &Value, known: &Known, problems: &mut Ve
                 if let Some(uri) = v.as_str().and_then(|s| s.strip_prefix("ward://admin/"))
                     && map.get("admin").and_then(Value::as_str) != Some(uri)
                 {
-                    problem(format!("`{key}` is an admin's URI without `admin: \"{uri}\"`"));
+                    problem(format!(
+                        "`{key}` is an admin's URI without `admin: \"{uri}\"`"
+                    ));
                 }
             }
             if let Some(id) = map.get("id").and_then(Value::as_str) {
@@ -90,7 +93,9 @@ fn check(what: &str, path: &str, value: &Value, known: &Known, problems: &mut Ve
                     .iter()
                     .any(|k| map.get(*k) == map.get("state"));
                 if !named {
-                    problem("`state` without `device_state`, `wipe_state` or `command_state`".into());
+                    problem(
+                        "`state` without `device_state`, `wipe_state` or `command_state`".into(),
+                    );
                 }
             }
             for (key, v) in map {
@@ -128,11 +133,17 @@ fn every_main_command_follows_the_json_rules() {
     let mut record = |what: &str, v: Value| outputs.push((what.to_owned(), v));
     record(
         "token create",
-        ctl_json(&controller, &["token", "create", "--user", "spare@hospital.org"]),
+        ctl_json(
+            &controller,
+            &["token", "create", "--user", "spare@hospital.org"],
+        ),
     );
     record("token list", ctl_json(&controller, &["token", "list"]));
     record("device list", ctl_json(&controller, &["device", "list"]));
-    record("device show", ctl_json(&controller, &["device", "show", id]));
+    record(
+        "device show",
+        ctl_json(&controller, &["device", "show", id]),
+    );
     record(
         "device lock",
         ctl_json(&controller, &["device", "lock", id, "--ttl", "1h"]),
@@ -140,7 +151,14 @@ fn every_main_command_follows_the_json_rules() {
     let wipe = ctl_json(
         &controller,
         &[
-            "device", "wipe", id, "--scope", "messaging", "--reason", "json rules", "--wait",
+            "device",
+            "wipe",
+            id,
+            "--scope",
+            "messaging",
+            "--reason",
+            "json rules",
+            "--wait",
         ],
     );
     let wipe_id = wipe["id"].as_str().unwrap().to_owned();
@@ -150,7 +168,14 @@ fn every_main_command_follows_the_json_rules() {
         ctl_json(
             &controller,
             &[
-                "device", "wipe", "--user", user, "--scope", "messaging", "--reason", "x",
+                "device",
+                "wipe",
+                "--user",
+                user,
+                "--scope",
+                "messaging",
+                "--reason",
+                "x",
                 "--dry-run",
             ],
         ),
@@ -185,7 +210,10 @@ fn every_main_command_follows_the_json_rules() {
         "user offboard",
         serde_json::from_slice(&offboard.stdout).unwrap(),
     );
-    record("device show (after)", ctl_json(&controller, &["device", "show", id]));
+    record(
+        "device show (after)",
+        ctl_json(&controller, &["device", "show", id]),
+    );
     record("admin list", ctl_json(&controller, &["admin", "list"]));
     record(
         "admin list --requests",
@@ -224,7 +252,11 @@ fn every_main_command_follows_the_json_rules() {
     assert_eq!(d["device_id"], id);
     assert_eq!(d["device_state"], "active");
     assert!(d["last_seen_at"].is_string());
-    let report = &outputs.iter().find(|(w, _)| w == "user offboard").unwrap().1;
+    let report = &outputs
+        .iter()
+        .find(|(w, _)| w == "user offboard")
+        .unwrap()
+        .1;
     let row = &report["devices"][0];
     assert_eq!(row["device_id"], id);
     assert_eq!(row["wipe_state"], row["state"]);

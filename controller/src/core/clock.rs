@@ -37,6 +37,16 @@ impl Timestamp {
 
     /// RFC 3339, UTC, always with milliseconds (`2026-11-24T02:31:53.120Z`), so the text
     /// sorts like the time.
+    /// RFC 3339 text with any offset and precision (a device's clock, in a receipt), to the
+    /// millisecond; `None` if it is not RFC 3339.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(Self::from_datetime)
+    }
+
+    /// The one way a time is written for people and scripts: RFC 3339, UTC, milliseconds
+    /// (`2026-12-05T10:00:00.123Z`; README, "JSON output").
     pub fn rfc3339(self) -> String {
         const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
