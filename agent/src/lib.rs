@@ -81,3 +81,19 @@ pub(crate) fn shown_time_text(text: &str) -> String {
 pub(crate) fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()
 }
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn status_times_are_utc_to_the_millisecond() {
+        assert_eq!(
+            super::shown_time_text("2026-12-05T10:00:00.123456789Z"),
+            "2026-12-05T10:00:00.123Z"
+        );
+        assert_eq!(
+            super::shown_time_text("2026-12-05T11:00:00+01:00"),
+            "2026-12-05T10:00:00.000Z"
+        );
+        assert_eq!(super::shown_time_text("not a time"), "not a time");
+    }
+}

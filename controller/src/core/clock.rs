@@ -101,3 +101,32 @@ impl Clock for ManualClock {
         Timestamp(self.0.load(Ordering::SeqCst))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Timestamp;
+
+    #[test]
+    fn times_are_written_in_utc_to_the_millisecond() {
+        let t = Timestamp::from_unix_ms(1_796_464_800_123);
+        assert_eq!(t.rfc3339(), "2026-12-05T10:00:00.123Z");
+        assert_eq!(
+            Timestamp::from_unix_ms(0).rfc3339(),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn a_device_stated_time_is_read_at_any_precision_and_offset() {
+        let at = |text: &str| Timestamp::parse_rfc3339(text).map(Timestamp::rfc3339);
+        assert_eq!(
+            at("2026-12-05T10:00:00.123456789Z").as_deref(),
+            Some("2026-12-05T10:00:00.123Z")
+        );
+        assert_eq!(
+            at("2026-12-05T11:00:00+01:00").as_deref(),
+            Some("2026-12-05T10:00:00.000Z")
+        );
+        assert_eq!(at("yesterday"), None);
+    }
+}
