@@ -62,6 +62,38 @@ pub(crate) fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
+/// A time as `ward-agent status` shows it, the way `wardctl` writes every time: RFC 3339,
+/// UTC, milliseconds (`2026-12-05T10:00:00.123Z`). The state files keep their own text.
+pub(crate) fn shown_time(t: OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_else(|_| rfc3339(t))
+}
+
+/// Stored RFC 3339 text written as [`shown_time`] does (text that does not parse is kept).
+pub(crate) fn shown_time_text(text: &str) -> String {
+    parse_rfc3339(text).map_or_else(|| text.to_owned(), shown_time)
+}
+
 pub(crate) fn parse_rfc3339(text: &str) -> Option<OffsetDateTime> {
     OffsetDateTime::parse(text, &Rfc3339).ok()
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn status_times_are_utc_to_the_millisecond() {
+        assert_eq!(
+            super::shown_time_text("2026-12-05T10:00:00.123456789Z"),
+            "2026-12-05T10:00:00.123Z"
+        );
+        assert_eq!(
+            super::shown_time_text("2026-12-05T11:00:00+01:00"),
+            "2026-12-05T10:00:00.000Z"
+        );
+        assert_eq!(super::shown_time_text("not a time"), "not a time");
+    }
 }

@@ -60,20 +60,24 @@ pub fn view(dir: &StateDir, clock: &SharedClock) -> Result<Value, AgentError> {
         json!({
             "state": st.finding.as_str(),
             "detail": st.detail,
-            "since": st.since,
-            "seen_at": st.seen_at,
+            "since": crate::shown_time_text(&st.since),
+            "seen_at": crate::shown_time_text(&st.seen_at),
             "advice": st.finding.advice(),
         })
     });
     Ok(json!({
         "device_id": s.device_id,
         "user": s.user,
+        "server_url": s.server_url,
+        // Deprecated alias of `server_url` (README, "JSON output").
         "server": s.server_url,
         "ca_hash": s.ca_hash,
-        "certificate_expires_at": s.certificate_expires_at,
+        "certificate_expires_at": crate::shown_time_text(&s.certificate_expires_at),
         "certificate_expired": certificate_expired,
-        "enrolled_at": s.enrolled_at,
-        "last_checkin": s.last_checkin,
+        "enrolled_at": crate::shown_time_text(&s.enrolled_at),
+        "last_checkin_at": s.last_checkin.as_deref().map(crate::shown_time_text),
+        // Deprecated alias of `last_checkin_at`.
+        "last_checkin": s.last_checkin.as_deref().map(crate::shown_time_text),
         "checkin_interval_seconds": s.checkin_interval_seconds,
         "secret_store": s.secret_store,
         "state_dir": dir.root().display().to_string(),
@@ -120,10 +124,10 @@ fn timer_view(
     }
     json!({
         "wipe_after_seconds": policy.offline_wipe_after_seconds,
-        "last_checkin": record.map(|r| r.last_checkin.clone()),
-        "counted_until": record.map(|r| r.reached.clone()),
-        "deadline": deadline.map(crate::rfc3339),
-        "wiped_at": record.and_then(|r| r.wiped_at.clone()),
+        "last_checkin": record.map(|r| crate::shown_time_text(&r.last_checkin)),
+        "counted_until": record.map(|r| crate::shown_time_text(&r.reached)),
+        "deadline": deadline.map(crate::shown_time),
+        "wiped_at": record.and_then(|r| r.wiped_at.as_deref().map(crate::shown_time_text)),
         "receipt": record.and_then(|r| r.receipt),
     })
 }

@@ -74,7 +74,7 @@ while IFS= read -r line || [ -n "$line" ]; do
     *)
       echo "$email: FAILED (line $line_no): wardctl exited $code" >&2
       if [ -s "$receipt" ]; then
-        jq -r '.devices[] | "  \(.id) \(.hostname): wipe \(.state), receipt verified: \(.receipt_verified), revoked: \(.revoked)"' "$receipt" >&2 || true
+        jq -r '.devices[] | "  \(.device_id) \(.hostname): wipe \(.wipe_state), receipt verified: \(.receipt_verified), revoked: \(.revoked)"' "$receipt" >&2 || true
       fi
       failed_count=$((failed_count + 1))
       [ "$first_failure" -eq 0 ] && first_failure=$code

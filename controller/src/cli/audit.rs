@@ -108,7 +108,11 @@ impl AuditSelection {
 struct EntryView {
     seq: u64,
     at: String,
+    /// Who, as recorded: `ward://admin/NAME`, `ward://device/ID`, `controller`, …
     actor: String,
+    /// The admin's plain name when an admin acted (null otherwise): the name `admin list`,
+    /// `created_by` and `--actor` use.
+    admin: Option<String>,
     action: String,
     target: String,
     details: serde_json::Value,
@@ -155,6 +159,14 @@ fn time_ms(flag: &str, text: &str) -> Result<i64, CliError> {
             .min(now.unix_ms()))
 }
 
+/// The plain name of the admin an audit actor (`ward://admin/NAME`) names.
+pub(super) fn admin_name(actor: &str) -> Option<String> {
+    match ward_certs::identity::Identity::from_uri(actor) {
+        Ok(ward_certs::identity::Identity::Admin(name)) => Some(name.to_string()),
+        _ => None,
+    }
+}
+
 fn actor_uri(actor: &str) -> String {
     if actor.contains("://")
         || actor == crate::app::audit::CONTROLLER
@@ -197,6 +209,7 @@ pub async fn run(cmd: AuditCommand, output: OutputFormat) -> Result<(), CliError
                     at: Timestamp::from_unix_ms(e.at_unix_ms).rfc3339(),
                     details: serde_json::from_str(&e.details_json)
                         .unwrap_or(serde_json::Value::String(e.details_json)),
+                    admin: admin_name(&e.actor),
                     actor: e.actor,
                     action: e.action,
                     target: e.target,

@@ -22,6 +22,8 @@ struct Line<'a> {
     seq: u64,
     at: String,
     actor: &'a str,
+    /// The admin's plain name when an admin acted (null otherwise; not part of the hash).
+    admin: Option<String>,
     action: &'a str,
     target: &'a str,
     /// The details, parsed (null if the stored text is not JSON).
@@ -37,6 +39,7 @@ fn line(e: &AuditEntry) -> Line<'_> {
         seq: e.seq,
         at: Timestamp::from_unix_ms(e.at_unix_ms).rfc3339(),
         actor: &e.actor,
+        admin: super::audit::admin_name(&e.actor),
         action: &e.action,
         target: &e.target,
         details: serde_json::from_str(&e.details_json).unwrap_or(serde_json::Value::Null),

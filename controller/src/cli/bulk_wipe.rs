@@ -55,13 +55,19 @@ pub struct Follow {
 
 #[derive(Serialize)]
 struct DeviceView {
+    /// The device's id (README, "JSON output": the canonical name).
+    device_id: String,
+    /// Deprecated alias of `device_id`, kept for existing scripts.
     id: String,
     hostname: String,
     user: String,
     /// "issued", "already-issued", "would-issue", "skipped" (revoked or retired), or null.
     outcome: Option<String>,
     command_id: Option<String>,
-    /// The wipe's state; null when none was issued.
+    /// The wipe's state; null when none was issued (canonical name).
+    wipe_state: Option<&'static str>,
+    /// Deprecated alias of `wipe_state`, kept for existing scripts (not the device's state:
+    /// that is `device_state`).
     state: Option<&'static str>,
     receipt_verified: bool,
     failure_reason: Option<String>,
@@ -96,12 +102,14 @@ impl From<v1::BulkWipeReport> for ReportView {
                 .devices
                 .into_iter()
                 .map(|d| DeviceView {
+                    wipe_state: (!d.command_id.is_empty()).then(|| state_name(d.state)),
                     state: (!d.command_id.is_empty()).then(|| state_name(d.state)),
                     device_state: match v1::DeviceState::try_from(d.device_state) {
                         Ok(v1::DeviceState::Revoked) => "revoked",
                         Ok(v1::DeviceState::Retired) => "retired",
                         _ => "active",
                     },
+                    device_id: d.device_id.clone(),
                     id: d.device_id,
                     hostname: d.hostname,
                     user: d.user,

@@ -34,7 +34,8 @@ pub struct Certificate {
     pub tool: Option<String>,
     pub tool_version: Option<String>,
     pub verification: Verification,
-    /// RFC 3339, the device's clock.
+    /// The device's clock, as its receipt states it, written like every other time
+    /// (RFC 3339, UTC, milliseconds; the exact text is in the signed bytes).
     pub started_at: Option<String>,
     pub completed_at: String,
     /// The controller's record of who asked for the wipe.
@@ -47,6 +48,9 @@ pub struct Certificate {
 
 #[derive(Debug, Serialize)]
 pub struct Device {
+    /// The device's id (README, "JSON output": the canonical name).
+    pub device_id: String,
+    /// Deprecated alias of `device_id`, kept for existing scripts.
     pub id: String,
     pub hostname: Option<String>,
 }
@@ -82,6 +86,9 @@ pub struct Verification {
 
 #[derive(Debug, Serialize)]
 pub struct CommandRecord {
+    /// The command's id (README, "JSON output": the canonical name).
+    pub command_id: String,
+    /// Deprecated alias of `command_id`, kept for existing scripts.
     pub id: String,
     pub kind: String,
     pub scope: Option<String>,
@@ -135,6 +142,12 @@ fn opt(text: &Option<String>) -> Option<String> {
     text.as_deref().map(shown)
 }
 
+/// A time the device stated, written like every other time (text that is not RFC 3339 is
+/// shown as it is, made safe).
+fn device_time(text: &str) -> String {
+    Timestamp::parse_rfc3339(text).map_or_else(|| shown(text), Timestamp::rfc3339)
+}
+
 fn time(ms: i64) -> Option<String> {
     (ms != 0).then(|| Timestamp::from_unix_ms(ms).rfc3339())
 }
@@ -166,6 +179,7 @@ pub fn certificate(command: &v1::Command) -> Result<Certificate, CliError> {
         standard: ward_certs::sanitization::STANDARD,
         receipt_verified: true,
         device: Device {
+            device_id: shown(&body.device_id),
             id: shown(&body.device_id),
             hostname: s.map(|s| shown(&s.hostname)),
         },
@@ -194,9 +208,10 @@ pub fn certificate(command: &v1::Command) -> Result<Certificate, CliError> {
             key_destroyed: body.key_destroyed,
             directory_verified_empty: body.verified_empty,
         },
-        started_at: s.and_then(|s| opt(&s.started_at)),
-        completed_at: shown(&body.completed_at),
+        started_at: s.and_then(|s| s.started_at.as_deref().map(device_time)),
+        completed_at: device_time(&body.completed_at),
         command: CommandRecord {
+            command_id: id.clone(),
             id,
             kind: shown(&command.kind),
             scope: (!command.scope.is_empty()).then(|| shown(&command.scope)),

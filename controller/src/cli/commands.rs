@@ -91,11 +91,17 @@ pub enum CommandCommand {
 /// A command as scripts see it (`command show`, `--wait --output json`).
 #[derive(Serialize)]
 pub struct CommandView {
+    /// The command's id (README, "JSON output": the canonical name).
+    pub command_id: String,
+    /// Deprecated alias of `command_id`, kept for existing scripts.
     pub id: String,
     pub device_id: String,
     pub kind: String,
     pub scope: Option<String>,
     pub lock_message: Option<String>,
+    /// The command's state (canonical name).
+    pub command_state: &'static str,
+    /// Deprecated alias of `command_state`, kept for existing scripts.
     pub state: &'static str,
     pub reason: String,
     pub failure_reason: Option<String>,
@@ -211,7 +217,9 @@ impl From<v1::Command> for CommandView {
             signature_base64: STANDARD.encode(&r.signature),
         });
         Self {
+            command_state: state_name(c.state),
             state: state_name(c.state),
+            command_id: shown(&c.id),
             id: shown(&c.id),
             device_id: shown(&c.device_id),
             kind: shown(&c.kind),

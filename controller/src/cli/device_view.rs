@@ -11,12 +11,21 @@ use crate::core::Timestamp;
 /// compliance report.
 #[derive(Serialize)]
 pub(super) struct DeviceView {
+    /// The device's id (README, "JSON output": the canonical name).
+    pub device_id: String,
+    /// Deprecated alias of `device_id`, kept for existing scripts.
     pub id: String,
     pub user: String,
     pub hostname: String,
     pub os: String,
+    /// Deprecated alias of `last_seen_at`, kept for existing scripts.
     pub last_seen: Option<String>,
+    /// The device's last check-in (null: never).
+    pub last_seen_at: Option<String>,
     pub compliant: Option<bool>,
+    /// The device's state: active, revoked or retired (canonical name).
+    pub device_state: &'static str,
+    /// Deprecated alias of `device_state`, kept for existing scripts.
     pub state: &'static str,
     os_name: String,
     os_version: String,
@@ -204,6 +213,13 @@ impl From<v1::Device> for DeviceView {
             (false, false) => format!("{} {}", facts.os_name, facts.os_version),
         };
         let compliance = d.compliance.unwrap_or_default();
+        let state = match v1::DeviceState::try_from(d.state) {
+            Ok(v1::DeviceState::Active) => "active",
+            Ok(v1::DeviceState::Revoked) => "revoked",
+            Ok(v1::DeviceState::Retired) => "retired",
+            _ => "unknown",
+        };
+        let last_seen = optional_time(d.last_seen_unix_ms);
         Self {
             compliant: match v1::ComplianceState::try_from(compliance.state) {
                 Ok(v1::ComplianceState::Compliant) => Some(true),
@@ -224,12 +240,8 @@ impl From<v1::Device> for DeviceView {
             compliance_policy_revision: compliance.policy_revision,
             offline_wipe_at: optional_time(d.offline_wipe_at_unix_ms),
             offline_wipe_receipt_verified: d.offline_wipe_receipt_verified,
-            state: match v1::DeviceState::try_from(d.state) {
-                Ok(v1::DeviceState::Active) => "active",
-                Ok(v1::DeviceState::Revoked) => "revoked",
-                Ok(v1::DeviceState::Retired) => "retired",
-                _ => "unknown",
-            },
+            device_state: state,
+            state,
             disabled: d.disabled.map(|x| DisabledView {
                 reason: x.reason,
                 at: optional_time(x.at_unix_ms),
@@ -266,11 +278,13 @@ impl From<v1::Device> for DeviceView {
                 .collect(),
             retirement: None,
             messaging_wipe: super::device_wipes::MessagingWipeView::from_wire(d.messaging_wipe),
+            device_id: d.id.clone(),
             id: d.id,
             user: d.user,
             hostname: facts.hostname,
             os,
-            last_seen: optional_time(d.last_seen_unix_ms),
+            last_seen_at: last_seen.clone(),
+            last_seen,
             os_name: facts.os_name,
             os_version: facts.os_version,
             kernel_version: facts.kernel_version,

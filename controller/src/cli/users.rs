@@ -47,9 +47,16 @@ pub enum UserCommand {
 /// One device of an offboarding report (also the console's downloadable report).
 #[derive(Serialize)]
 pub(crate) struct DeviceView {
+    /// The device's id (README, "JSON output": the canonical name).
+    pub(crate) device_id: String,
+    /// Deprecated alias of `device_id`, kept for existing scripts.
     pub(crate) id: String,
     pub(crate) hostname: String,
-    /// The wipe's state, or "not-issued" for a device revoked before the offboarding.
+    /// The wipe's state, or "not-issued" for a device revoked before the offboarding
+    /// (canonical name: the device's own state is not this).
+    pub(crate) wipe_state: &'static str,
+    /// Deprecated alias of `wipe_state`, kept for existing scripts (it is not the device's
+    /// state).
     pub(crate) state: &'static str,
     pub(crate) receipt_verified: bool,
     /// Where the destroyed key was held, from the verified receipt: "tpm", "keyring",
@@ -84,21 +91,26 @@ impl ReportView {
             devices: r
                 .devices
                 .into_iter()
-                .map(|d| DeviceView {
-                    state: if d.command_id.is_empty() {
+                .map(|d| {
+                    let wipe_state = if d.command_id.is_empty() {
                         "not-issued"
                     } else {
                         state_name(d.state)
-                    },
-                    id: d.device_id,
-                    hostname: d.hostname,
-                    receipt_verified: d.receipt_verified,
-                    key_protection: (!d.key_protection.is_empty()).then_some(d.key_protection),
-                    revoked: d.revoked,
-                    command_id: (!d.command_id.is_empty()).then_some(d.command_id),
-                    issued_at: time(d.created_at_unix_ms),
-                    finished_at: time(d.finished_at_unix_ms),
-                    failure_reason: (!d.failure_reason.is_empty()).then_some(d.failure_reason),
+                    };
+                    DeviceView {
+                        wipe_state,
+                        state: wipe_state,
+                        device_id: d.device_id.clone(),
+                        id: d.device_id,
+                        hostname: d.hostname,
+                        receipt_verified: d.receipt_verified,
+                        key_protection: (!d.key_protection.is_empty()).then_some(d.key_protection),
+                        revoked: d.revoked,
+                        command_id: (!d.command_id.is_empty()).then_some(d.command_id),
+                        issued_at: time(d.created_at_unix_ms),
+                        finished_at: time(d.finished_at_unix_ms),
+                        failure_reason: (!d.failure_reason.is_empty()).then_some(d.failure_reason),
+                    }
                 })
                 .collect(),
         }

@@ -37,6 +37,16 @@ impl Timestamp {
 
     /// RFC 3339, UTC, always with milliseconds (`2026-11-24T02:31:53.120Z`), so the text
     /// sorts like the time.
+    /// RFC 3339 text with any offset and precision (a device's clock, in a receipt), to the
+    /// millisecond; `None` if it is not RFC 3339.
+    pub fn parse_rfc3339(text: &str) -> Option<Self> {
+        OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .ok()
+            .map(Self::from_datetime)
+    }
+
+    /// The one way a time is written for people and scripts: RFC 3339, UTC, milliseconds
+    /// (`2026-12-05T10:00:00.123Z`; README, "JSON output").
     pub fn rfc3339(self) -> String {
         const FORMAT: &[time::format_description::FormatItem<'static>] = time::macros::format_description!(
             "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
@@ -89,5 +99,34 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now(&self) -> Timestamp {
         Timestamp(self.0.load(Ordering::SeqCst))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Timestamp;
+
+    #[test]
+    fn times_are_written_in_utc_to_the_millisecond() {
+        let t = Timestamp::from_unix_ms(1_796_464_800_123);
+        assert_eq!(t.rfc3339(), "2026-12-05T10:00:00.123Z");
+        assert_eq!(
+            Timestamp::from_unix_ms(0).rfc3339(),
+            "1970-01-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn a_device_stated_time_is_read_at_any_precision_and_offset() {
+        let at = |text: &str| Timestamp::parse_rfc3339(text).map(Timestamp::rfc3339);
+        assert_eq!(
+            at("2026-12-05T10:00:00.123456789Z").as_deref(),
+            Some("2026-12-05T10:00:00.123Z")
+        );
+        assert_eq!(
+            at("2026-12-05T11:00:00+01:00").as_deref(),
+            Some("2026-12-05T10:00:00.000Z")
+        );
+        assert_eq!(at("yesterday"), None);
     }
 }
