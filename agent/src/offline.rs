@@ -329,7 +329,12 @@ pub async fn run(timer: Arc<OfflineTimer>, wiper: Wiper) {
         let (now, last_checkin) = timer.tick();
         let policy = AgentPolicy::load(&wiper.state_dir).unwrap_or_default();
         let waiting = retry_at.is_some_and(|at| tokio::time::Instant::now() < at);
-        if due(&policy, last_checkin, now) && !waiting {
+        // A wipe the timer began is finished (and reported) even if a check-in has moved the
+        // deadline since.
+        let unfinished = wiper.vault.if_open().is_some_and(|vault| {
+            matches!(vault.journal(), Ok(Some(j)) if j.cause == CAUSE && j.step != WipeStep::Done)
+        });
+        if (unfinished || due(&policy, last_checkin, now)) && !waiting {
             match wiper.vault.get().await {
                 Ok(Some(vault)) => {
                     said_out_of_reach = None;

@@ -377,3 +377,25 @@ async fn a_timer_wipe_kept_from_finishing_by_a_link_is_still_reported() {
         vault.journal()
     );
 }
+
+/// A timer wipe interrupted part-way (a crash, a failing step) is finished and reported even
+/// after a check-in moved the deadline: the key it destroyed must not go unreported (attack
+/// review, finding 1's second half).
+#[tokio::test(start_paused = true)]
+async fn an_unfinished_timer_wipe_is_finished_after_a_check_in() {
+    let (tmp, dir) = state_dir();
+    policy(1).save(&dir).unwrap();
+    let (vault, messaging) = vault_with_canary(tmp.path(), &dir).await;
+    vault
+        .wipe_until(CAUSE, Some(WipeStep::KeyDestroyed))
+        .await
+        .unwrap();
+    // Checked in just now: the deadline is an hour away.
+    let clock = ManualClock::new(t0());
+    let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
+    let task = tokio::spawn(run(timer.clone(), wiper(&dir, &vault)));
+    eventually_pending(&dir).await;
+    assert!(!messaging.join("chat.db").exists());
+    assert!(timer.record().wiped_at.is_some());
+    task.abort();
+}

@@ -86,7 +86,7 @@ pub enum VaultError {
     #[error("the messaging data key in the TPM: {0}")]
     Tpm(#[from] TpmError),
     #[error(
-        "the data key is destroyed, but the wipe cannot go on without its journal ({0}); it is tried again"
+        "the data key is destroyed, but the wipe cannot go on without its journal ({0}): the offline timer tries again; a commanded wipe must be issued again once there is space (the data stays locked meanwhile)"
     )]
     KeyDestroyedUnrecorded(String),
     #[error("wipe journal {path} is damaged: {why}")]

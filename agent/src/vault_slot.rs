@@ -59,6 +59,11 @@ impl VaultSlot {
         }
     }
 
+    /// The vault if it is open already (no attempt to open it).
+    pub fn if_open(&self) -> Option<Arc<Vault>> {
+        self.vault.get().cloned()
+    }
+
     /// The vault; `Ok(None)` when no messaging directory is managed, `Err` (why) while it
     /// cannot be opened.
     pub async fn get(&self) -> Result<Option<Arc<Vault>>, VaultError> {

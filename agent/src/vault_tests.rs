@@ -284,7 +284,10 @@ async fn a_messaging_dir_swapped_for_a_symlink_before_a_restart_leads_nowhere_ou
     // not its own: never "verified empty" (the command reports it as incomplete).
     let journal = wiped.expect("the wipe ends");
     assert_eq!(journal.step, WipeStep::Done);
-    assert!(journal.directory_missing && !journal.verified_empty, "{journal:?}");
+    assert!(
+        journal.directory_missing && !journal.verified_empty,
+        "{journal:?}"
+    );
 }
 
 /// Attack by the app's user: they move the messaging directory away while the agent is

@@ -35,7 +35,7 @@ impl App {
     ) -> Result<(), AppError> {
         let record = self.offline_wipe_device(device).await?;
         let keys = self.keys_of(&record).await?;
-        let body = match verify(&record, &keys, receipt, Channel::ReceiptOnly, self.now()) {
+        let body = match verify(&record, &keys, receipt, Channel::ReceiptOnly) {
             Ok(body) => body,
             Err(why) => {
                 let why = sanitize(&why);
@@ -48,14 +48,17 @@ impl App {
         // Revoked (or retired) before the receipt came: the key is presumed in other hands (a
         // thief with a copy of the state directory can sign anything), so what it signs now
         // is recorded as the device's claim, never as proof of a wipe.
-        let at = completed_at(&body, self.now());
+        let (at, ahead) = (
+            completed_at(&body, self.now()),
+            dated_ahead(&body, self.now()),
+        );
         if record.state != DeviceState::Active {
             // A wipe verified before the revocation stands; a claim is replaced only by a
             // later one (each audited): the same claim again, or an older one, adds nothing.
             if record
                 .offline_wipe
                 .as_ref()
-                .is_some_and(|w| w.verified || w.at >= at)
+                .is_some_and(|w| w.verified || w.at >= at || ahead)
             {
                 return Ok(());
             }
@@ -73,8 +76,9 @@ impl App {
         if record
             .offline_wipe
             .as_ref()
-            .is_some_and(|w| w.verified && w.at >= at)
+            .is_some_and(|w| w.verified && (w.at >= at || ahead))
         {
+            warn!(device_id = %device, receipt_at = %at, "an offline-wipe receipt no newer than the verified wipe on record was ignored (a repeat, or a replay)");
             return Ok(());
         }
         self.store_offline_wipe(&record, receipt, Ok(body), Channel::ReceiptOnly)
@@ -139,7 +143,7 @@ pub(super) fn check_offline_wipe(
     receipt: &SignedReceipt,
     now: Timestamp,
 ) -> OfflineWipeEntry {
-    let verified = verify(record, keys, receipt, Channel::CheckIn, now);
+    let verified = verify(record, keys, receipt, Channel::CheckIn);
     offline_wipe_entry(record, receipt, verified, Channel::CheckIn, now)
 }
 
@@ -215,14 +219,13 @@ fn verify(
     keys: &[DeviceKey],
     receipt: &SignedReceipt,
     channel: Channel,
-    now: Timestamp,
 ) -> Result<WipeReceiptBody, String> {
     if oversized(receipt) {
         return Err(format!(
             "the receipt is larger than the {MAX_RECEIPT_BYTES} bytes a receipt may have"
         ));
     }
-    let body = verify_with_history(
+    verify_with_history(
         keys,
         receipt,
         OFFLINE_TIMER,
@@ -238,25 +241,19 @@ fn verify(
                     }
                 }
         },
-    )?;
-    // A receipt dated later than the controller's clock allows would outrank every later
-    // one (and, clamped, look new at every replay): its time cannot be believed.
-    let latest = now.saturating_add(std::time::Duration::from_millis(RECEIPT_FUTURE_SKEW_MS));
-    match signed_at(&body) {
-        Some(at) if at > latest => Err(format!(
-            "the receipt is dated {}, later than the controller's clock ({}) allows: the device's clock is wrong or the receipt is not genuine",
-            at.rfc3339(),
-            now.rfc3339()
-        )),
-        _ => Ok(body),
-    }
+    )
 }
 
-/// How far in the controller's future a receipt may be dated (clocks disagree a little).
-const RECEIPT_FUTURE_SKEW_MS: u64 = 5 * 60 * 1000;
+/// When the receipt says the wipe was completed, never later than `now` (the controller's
+/// clock): a receipt dated in the future (a device clock ahead, or a key holder's forgery)
+/// must not outrank every later one.
+fn completed_at(body: &WipeReceiptBody, now: Timestamp) -> Timestamp {
+    signed_at(body).map_or(now, |at| at.min(now))
+}
 
-/// When the receipt says the wipe was completed (at most [`RECEIPT_FUTURE_SKEW_MS`] past the
-/// controller's clock: [`verify`] refuses a later one); `fallback` if it names no time.
-fn completed_at(body: &WipeReceiptBody, fallback: Timestamp) -> Timestamp {
-    signed_at(body).unwrap_or(fallback)
+/// Whether the receipt is dated after the controller's clock. Such a receipt is taken only
+/// when nothing is on record yet: its time, clamped to the controller's, would look newer at
+/// every replay.
+fn dated_ahead(body: &WipeReceiptBody, now: Timestamp) -> bool {
+    signed_at(body).is_some_and(|at| at > now)
 }
