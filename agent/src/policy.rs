@@ -72,10 +72,12 @@ impl From<v1::Policy> for AgentPolicy {
                 .check_actions
                 .into_iter()
                 .map(|a| {
-                    let action = ward_proto::names::enforcement_action(a.action)
-                        .parse()
-                        // Unknown actions block: the stricter reading of a newer controller.
-                        .unwrap_or(EnforcementAction::Block);
+                    let action = match v1::EnforcementAction::try_from(a.action) {
+                        Ok(v1::EnforcementAction::Report) => EnforcementAction::Report,
+                        Ok(v1::EnforcementAction::Wipe) => EnforcementAction::Wipe,
+                        // Block, and unknown actions: the stricter reading of a newer controller.
+                        _ => EnforcementAction::Block,
+                    };
                     (a.check, action)
                 })
                 .collect(),

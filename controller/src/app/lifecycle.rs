@@ -274,10 +274,17 @@ impl App {
             [d] => Some(d.id),
             _ => None,
         };
-        let wipes = self.store.succeeded_wipes(one).await?;
+        // Grouped by device first: each device looks only at its own wipes, not the fleet's.
+        let mut wipes: std::collections::HashMap<_, Vec<_>> = std::collections::HashMap::new();
+        for wipe in self.store.succeeded_wipes(one).await? {
+            wipes.entry(wipe.device_id).or_default().push(wipe);
+        }
         Ok(devices
             .iter()
-            .filter_map(|d| crate::core::service::messaging_wipe(d, &wipes).map(|w| (d.id, w)))
+            .filter_map(|d| {
+                let own = wipes.get(&d.id).map_or(&[][..], Vec::as_slice);
+                crate::core::service::messaging_wipe(d, own).map(|w| (d.id, w))
+            })
             .collect())
     }
 
