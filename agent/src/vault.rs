@@ -259,6 +259,9 @@ impl Vault {
                 // A key made before the vault kept a record (or already wiped) stays where
                 // it is; a new one goes to the TPM where there is one.
                 let existing = vault.journal()?.is_some() || vault.key_present().await?;
+                // A key made before the vault kept a record was made: found gone later, it
+                // is never replaced (attack review).
+                vault.key_made = existing;
                 if !existing && let Some(t) = usable_tpm(tpm).await? {
                     vault.home = KeyHome::Tpm {
                         tpm: t,

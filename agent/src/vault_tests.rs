@@ -398,3 +398,34 @@ async fn a_key_destroyed_without_its_journal_is_not_replaced_at_the_next_start()
         "a new data key was made after a wipe destroyed the old one, with no journal saying so"
     );
 }
+
+/// Attack review: a key made before the vault kept a record (an agent upgraded from before
+/// `messaging-key.json`) is recorded with `key_made: false` (the `None` branch of `open_with`
+/// leaves it at its initial false). Destroyed later with no journal (the full-disk wipe path,
+/// `journal_or_key_first`, or the key deleted by anyone), the next start silently makes a NEW
+/// key and the messaging app is handed one again, instead of recording KEY_FOUND_GONE.
+#[tokio::test]
+async fn a_key_from_before_the_record_found_gone_is_not_replaced() {
+    let f = fixture();
+    let vault = open(&f).await;
+    assert!(vault.key_present().await.unwrap());
+    drop(vault);
+    // An agent from before the record: the key, no messaging-key.json.
+    std::fs::remove_file(record_path(&f.state)).unwrap();
+    let vault = open(&f).await;
+    assert!(vault.key_present().await.unwrap(), "the old key is kept");
+    // Destroyed with no journal (as journal_or_key_first does on a full disk).
+    vault.destroy_key().await.unwrap();
+    assert!(!vault.key_present().await.unwrap());
+    assert!(vault.journal().unwrap().is_none());
+    drop(vault);
+    let vault = open(&f).await;
+    assert!(
+        !vault.key_present().await.unwrap(),
+        "a new key was made after a journal-less destruction"
+    );
+    assert_eq!(
+        vault.journal().unwrap().map(|j| j.cause),
+        Some(KEY_FOUND_GONE.to_owned())
+    );
+}

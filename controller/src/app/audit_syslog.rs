@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::App;
 use crate::core::Clock;
@@ -153,12 +153,25 @@ impl Streamer {
         tokio::time::sleep(self.config.lease_retry).await;
     }
 
-    /// The stored cursor, with the lag behind the head set in the metrics.
+    /// The stored cursor, with the lag behind the head set in the metrics. A cursor past the
+    /// head is never legitimate (the database was edited, or restored from an older copy):
+    /// left alone it would silence the stream for good with a lag of 0. It is logged as an
+    /// error, the lag gauge shows how far past it is (so the lag alert fires), and streaming
+    /// goes on from the head.
     async fn report_lag(&self) -> Result<u64, StoreError> {
         let cursor = self.store.export_cursor(SYSLOG_EXPORT).await?;
         let head = self.store.audit_head().await?.seq;
         let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
         self.metrics.audit_syslog_cursor.set(gauge(cursor));
+        if cursor > head {
+            error!(
+                cursor,
+                head,
+                "the stored audit-export cursor is past the audit log's head: the database was edited or restored; streaming from the head on (what the collector missed before cannot be told from here: compare its last seq with `wardctl audit list`)"
+            );
+            self.metrics.audit_syslog_lag.set(gauge(cursor - head));
+            return Ok(head);
+        }
         self.metrics
             .audit_syslog_lag
             .set(gauge(head.saturating_sub(cursor)));

@@ -233,3 +233,42 @@ async fn the_cursor_waits_for_the_connection_to_settle() {
     assert!(app.metrics().audit_syslog_lag.get() >= 3);
     assert_eq!(app.metrics().audit_syslog_connected.get(), 1);
 }
+
+/// Attack review (c), a database holder: the cursor set far past the log's head (the SQL
+/// upsert only ever moves it forward, so the streamer can never pull it back) makes every
+/// entry written from then on unstreamed, while the metrics read lag 0 and connected 1 and
+/// nothing is logged. The collector sees no gap in `prev_hash` either: it is sent nothing.
+/// A cursor past the head is never legitimate; the streamer should flag it (a warning, a
+/// metric, an audit entry) and stream from the head it can see.
+#[tokio::test]
+async fn a_cursor_moved_past_the_head_does_not_silence_the_stream() {
+    let f = fixture();
+    let app = Arc::new(f.app);
+    for n in 0..3 {
+        record(&app, n).await;
+    }
+    // The tamper: one row in audit_export_cursor.
+    f.store
+        .set_export_cursor(SYSLOG_EXPORT, 1_000_000, app.now())
+        .await
+        .unwrap();
+    let collector = FakeCollector::default();
+    collector.with(|s| {
+        s.up = true;
+        s.reading = true;
+    });
+    app.start_audit_syslog(config(&collector));
+    // Entries written after the tamper, e.g. a wipe approval the holder wants unseen.
+    for n in 3..8 {
+        record(&app, n).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let received = collector.with(|s| s.received.clone());
+    let lag = app.metrics().audit_syslog_lag.get();
+    assert!(
+        !received.is_empty() || lag > 0,
+        "nothing streamed and nothing shows it: received {received:?}, lag gauge {lag}, \
+         connected {}",
+        app.metrics().audit_syslog_connected.get()
+    );
+}
