@@ -44,6 +44,7 @@ pub mod status;
 #[cfg(test)]
 mod test_support;
 pub mod tpm;
+pub mod trust;
 pub mod vault;
 pub mod vault_fs;
 pub mod vault_slot;

@@ -37,6 +37,7 @@ enum PostureKey {
     Inventory,
     Disabled,
     Enforcement,
+    TrustedCas,
 }
 
 impl From<PostureField> for PostureKey {
@@ -45,6 +46,7 @@ impl From<PostureField> for PostureKey {
             PostureField::Inventory => PostureKey::Inventory,
             PostureField::Disabled => PostureKey::Disabled,
             PostureField::Enforcement => PostureKey::Enforcement,
+            PostureField::TrustedCas => PostureKey::TrustedCas,
         }
     }
 }
@@ -68,6 +70,7 @@ impl DeviceRow {
         device.inventory = parse(self, PostureKey::Inventory)?;
         device.disabled = parse(self, PostureKey::Disabled)?;
         device.enforcement = parse(self, PostureKey::Enforcement)?.unwrap_or_default();
+        device.trusted_cas = parse(self, PostureKey::TrustedCas)?.unwrap_or_default();
         Ok(device)
     }
 }
@@ -88,6 +91,7 @@ struct State {
     audit: Vec<AuditEntry>,
     head: AuditHead,
     export_cursors: BTreeMap<String, u64>,
+    ca_records: Vec<crate::core::ca_rotation::CaRecord>,
 }
 
 impl Default for State {
@@ -110,6 +114,7 @@ impl Default for State {
                 signature: Vec::new(),
             },
             export_cursors: BTreeMap::new(),
+            ca_records: Vec::new(),
         }
     }
 }
@@ -496,6 +501,7 @@ impl Tx for MemoryEngine {
                     disabled: None,
                     enforcement: Vec::new(),
                     renewal_conflict: None,
+                    trusted_cas: Vec::new(),
                 },
                 posture: HashMap::new(),
             },
@@ -998,6 +1004,22 @@ impl Tx for MemoryEngine {
         Ok(())
     }
 
+    async fn set_ca_state(
+        &mut self,
+        hash: &str,
+        state: crate::core::ca_rotation::CaState,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let records = &mut self.state()?.ca_records;
+        records.retain(|r| r.hash != hash);
+        records.push(crate::core::ca_rotation::CaRecord {
+            hash: hash.to_owned(),
+            state,
+            changed_at: now,
+        });
+        Ok(())
+    }
+
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {
         self.audit.push((event, at));
     }
@@ -1170,6 +1192,23 @@ impl Store for MemoryStore {
                 .map(|c| c.serial.clone())
                 .collect()
         }))
+    }
+
+    async fn live_certificates(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        Ok(self.read(|s| {
+            s.certificates
+                .values()
+                .filter(|c| c.revoked_at.is_none() && c.not_after > now)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn ca_records(&self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError> {
+        Ok(self.read(|s| s.ca_records.clone()))
     }
 
     async fn replaced_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {

@@ -7,11 +7,12 @@ use sqlx::{Any, AnyPool};
 use ward_certs::AdminName;
 
 use super::{
-    Backend, admins, audit, certificates, commands, device_keys, devices, export_cursor, policies,
-    tokens,
+    Backend, admins, audit, ca_rotation, certificates, commands, device_keys, devices,
+    export_cursor, policies, tokens,
 };
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
+use crate::core::ca_rotation::CaState;
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
@@ -366,6 +367,15 @@ impl Tx for SqlEngine {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         export_cursor::set(self.conn()?, name, seq, now).await
+    }
+
+    async fn set_ca_state(
+        &mut self,
+        hash: &str,
+        state: CaState,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        ca_rotation::set(self.conn()?, hash, state, now).await
     }
 
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {
