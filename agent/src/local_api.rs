@@ -13,8 +13,11 @@
 //! The data key is withheld while the device is wiped, disabled or locked by an admin, or
 //! fails a required check whose policy action is block (or wipe); from the moment the device
 //! has been offline longer than its policy allows (the offline timer's deadline, whether or not
-//! the timer's wipe could run yet); and while the key is out of reach (a TPM that does not
-//! answer yet).
+//! the timer's wipe could run yet); while the offline timer cannot write its count down
+//! (`offline.rs`: the key is handed out only in time the timer has written down); and while
+//! the key is out of reach (a TPM that does not answer yet). An answer carrying the key is
+//! looked at again after the key is read, right before it is sent: a request under way when
+//! the deadline passes (or a wipe starts) gets no key.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};

@@ -9,11 +9,12 @@
 //!
 //! # How time is counted
 //!
-//! Offline time is measured on the timer's own clock, kept in `STATE/offline-timer.json`
-//! together with the last check-in:
+//! Offline time is measured on the timer's own clock, kept in `STATE/offline-timer.slots`
+//! together with the last check-in (and, for people and tools, a readable copy in
+//! `STATE/offline-timer.json`):
 //!
-//! - at every start it resumes from the furthest it had reached before, or from the wall
-//!   clock if that is later;
+//! - at every start it resumes from the furthest point written down, or from the wall clock
+//!   if that is later;
 //! - while the agent runs it advances at least as fast as the monotonic clock, and jumps
 //!   forward with the wall clock whenever the wall clock is ahead of it;
 //! - it never goes back.
@@ -21,9 +22,29 @@
 //! So setting the clock back undoes nothing already counted and does not slow the count;
 //! setting it forward brings the wipe forward (the safe direction). Time while the machine is
 //! off or suspended is counted as far as the wall clock shows it at the next reading; if the
-//! wall clock was also set back, that time is lost to the timer (running time never is). The
-//! furthest point is written at least every minute, at every check-in and at a clean stop: a
-//! power cut loses at most a minute of counting.
+//! wall clock was also set back, that time is lost to the timer (running time never is).
+//!
+//! # How the count is written down, and when it cannot be
+//!
+//! The count is written at least every minute, at every check-in and at a clean stop, in
+//! place into a file made whole once ([`crate::timer_file`]: two slots, `pwrite` and
+//! `fdatasync` into bytes that already exist), so a full disk does not stop it where the
+//! filesystem overwrites in place (ext4 and tmpfs, tested); a file replaced at every write did stop, and a thief who filled the disk,
+//! set the clock back and cut the power could hold the deadline off for ever (attack review
+//! M2). Each write records the point a restart resumes from (`counted_to`) 70 seconds ahead
+//! of the count, past the next write: a power cut costs the device up to that much early,
+//! never a second late.
+//!
+//! Writing can still fail: an I/O error, a filesystem gone read-only, a full copy-on-write
+//! filesystem (btrfs, ZFS allocate even to overwrite), a slots file that cannot be made in
+//! the first place. The timer then keeps counting in memory, tries again at every tick, and
+//! from the moment its count runs past what is written down the local API withholds the
+//! messaging key ([`Withhold::Unsaved`], state `withheld`, with the reason) until a write
+//! succeeds. The rule a security officer can rely on: **the key is handed out only in time
+//! the timer has written down**, so restarts can lose the device counted time only while the
+//! key was not handed out, and between two check-ins the key is handed out over no more
+//! counted time, in all, than the policy's offline limit. The timer's wipe does not depend on the record: it runs on the count in
+//! memory, and a wipe that cannot write its journal destroys the key first (`vault.rs`).
 //!
 //! The deadline is the last check-in plus `offline_wipe_after` from the last policy received
 //! (`STATE/policy.json`).

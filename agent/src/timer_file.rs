@@ -5,8 +5,8 @@
 //! file, so a full disk stops it, and anyone who can fill the disk could then stall the
 //! timer (attack review M2). This file is made whole once (real bytes, not a sparse file),
 //! and every later write overwrites bytes that already exist (`pwrite` into its blocks, then
-//! `fdatasync`), which needs no new space on filesystems that overwrite in place (ext4, XFS,
-//! tmpfs). Copy-on-write filesystems (btrfs, ZFS) allocate on every write and can still
+//! `fdatasync`), which needs no new space on filesystems that overwrite in place (ext4 and
+//! tmpfs: `offline_tests.rs` fills both and writes on). Copy-on-write filesystems (btrfs, ZFS) allocate on every write and can still
 //! refuse it when full: the timer then withholds the key (see `offline.rs`).
 //!
 //! Two slots, written in turn, each with a sequence number and a CRC-32C: a write torn by a
