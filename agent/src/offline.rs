@@ -29,11 +29,11 @@
 //! The count is written at least every minute, at every check-in and at a clean stop, in
 //! place into a file made whole once ([`crate::timer_file`]: two slots, `pwrite` and
 //! `fdatasync` into bytes that already exist), so a full disk does not stop it where the
-//! filesystem overwrites in place (ext4 and tmpfs, tested); a file replaced at every write did stop, and a thief who filled the disk,
-//! set the clock back and cut the power could hold the deadline off for ever (attack review
-//! M2). Each write records the point a restart resumes from (`counted_to`) 70 seconds ahead
-//! of the count, past the next write: a power cut costs the device up to that much early,
-//! never a second late.
+//! filesystem overwrites in place (ext4 and tmpfs, tested). A file replaced at every write
+//! did stop, and a thief who filled the disk, set the clock back and cut the power could hold
+//! the deadline off for ever (attack review M2). Each write records the point a restart
+//! resumes from (`counted_to`) 70 seconds ahead of the count, past the next write: a power
+//! cut costs the device up to that much early, never a second late.
 //!
 //! Writing can still fail: an I/O error, a filesystem gone read-only, a full copy-on-write
 //! filesystem (btrfs, ZFS allocate even to overwrite), a slots file that cannot be made in
@@ -43,8 +43,9 @@
 //! succeeds. The rule a security officer can rely on: **the key is handed out only in time
 //! the timer has written down**, so restarts can lose the device counted time only while the
 //! key was not handed out, and between two check-ins the key is handed out over no more
-//! counted time, in all, than the policy's offline limit. The timer's wipe does not depend on the record: it runs on the count in
-//! memory, and a wipe that cannot write its journal destroys the key first (`vault.rs`).
+//! counted time, in all, than the policy's offline limit. The timer's wipe does not depend
+//! on the record: it runs on the count in memory, and a wipe that cannot write its journal
+//! destroys the key first (`vault.rs`).
 //!
 //! The deadline is the last check-in plus `offline_wipe_after` from the last policy received
 //! (`STATE/policy.json`).

@@ -100,9 +100,6 @@ fn encode(seq: u64, record: &[u8]) -> io::Result<Vec<u8>> {
 /// missing or not of the right size is made anew (that once needs free space).
 pub fn write(path: &Path, seq: u64, record: &[u8]) -> io::Result<()> {
     let slot = encode(seq, record)?;
-    fail::fail_point!("offline-timer-write", |_| Err(io::Error::other(
-        "failpoint offline-timer-write"
-    )));
     match open_whole(path)? {
         Some(file) => {
             let offset = (seq % 2) * SLOT_BYTES as u64;
