@@ -108,6 +108,22 @@ pub async fn check_in_loop(mut c: CheckIn<'_>) {
                     Finding::Unreachable => {
                         warn!(server = %url, "check-in failed: {detail}");
                         c.link.failed(server);
+                        // A refusal can arrive as a broken pipe: under TLS 1.3 the controller
+                        // refuses the certificate after the handshake, and a request big
+                        // enough (one carrying the receipt) meets the closed socket before
+                        // the alert is read. While the standing on record is a refusal, the
+                        // receipt goes without the certificate as after one.
+                        let refused = matches!(
+                            c.standing.finding(),
+                            Some(Finding::Revoked | Finding::CertificateExpired | Finding::Refused)
+                        );
+                        if refused
+                            && !receipt_refused
+                            && let Some(receipt) = crate::offline::pending(c.dir.root())
+                        {
+                            receipt_refused =
+                                !report_without_certificate(&c, server, receipt).await;
+                        }
                     }
                     Finding::UntrustedServer => {
                         error!(server = %url, detail = %detail, "{}", finding.advice());

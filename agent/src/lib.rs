@@ -43,6 +43,7 @@ pub mod state;
 pub mod status;
 #[cfg(test)]
 mod test_support;
+pub mod timer_file;
 pub mod tpm;
 pub mod trust;
 pub mod vault;
