@@ -27,6 +27,8 @@ pub mod bulk_wipe;
 pub mod ca_rotation;
 mod checkin;
 #[cfg(test)]
+mod ca_rotation_review_tests;
+#[cfg(test)]
 mod checkin_tests;
 #[cfg(test)]
 mod command_ttl_tests;
