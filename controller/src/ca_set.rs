@@ -577,4 +577,35 @@ mod tests {
             stale.signing().hash()
         );
     }
+
+    #[test]
+    #[ignore = "review finding: a database edit during a rotation (the new CA marked retired, the old one active) is written to retired-cas at the next check and outlives the database being put right: the new CA can never sign or be trusted again on that replica"]
+    fn a_database_edit_cannot_retire_the_new_ca_for_good() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+        let old = CertificateAuthority::create("old", now.to_datetime()).unwrap();
+        std::fs::write(dir.ca_cert(), old.cert_pem()).unwrap();
+        create_secret_file(&dir.ca_key(), old.key().to_pem().as_bytes()).unwrap();
+        let set = CaSet::load(&dir, &[]).unwrap();
+        let new = set.create_next(now).unwrap();
+        set.apply(&[record(&new, CaState::Introduced)]).unwrap();
+        let activated = [
+            record(&new, CaState::Active),
+            record(&old, CaState::Trusted),
+        ];
+        set.apply(&activated).unwrap();
+        // Someone with the database flips it back and retires the new CA; two checks pass.
+        let edited = [record(&old, CaState::Active), record(&new, CaState::Retired)];
+        set.apply(&edited).unwrap();
+        set.apply(&edited).unwrap();
+        // The database is put right (the rows restored): the replica follows them again.
+        set.apply(&activated).unwrap();
+        assert_eq!(
+            set.signing().hash(),
+            new.hash(),
+            "the new CA no longer signs once the records are restored"
+        );
+        assert_eq!(set.trusted_hashes(), hashes(&[&new, &old]));
+    }
 }
