@@ -608,4 +608,29 @@ mod tests {
         );
         assert_eq!(set.trusted_hashes(), hashes(&[&new, &old]));
     }
+
+    #[test]
+    #[ignore = "review finding: any ca-*.pem dropped into the data directory, named by no rotation step, makes signatures of its key verify (audit heads, checkpoints, wipe attestations' certificates): a record can never make a CA trusted, but a file alone makes it a signer"]
+    fn a_certificate_file_no_step_named_verifies_nothing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::new(tmp.path());
+        let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
+        let ours = CertificateAuthority::create("ours", now.to_datetime()).unwrap();
+        std::fs::write(dir.ca_cert(), ours.cert_pem()).unwrap();
+        create_secret_file(&dir.ca_key(), ours.key().to_pem().as_bytes()).unwrap();
+        // Someone who can write a file there (not read ca.key) plants a CA certificate alone.
+        let planted = CertificateAuthority::create("Ward CA", now.to_datetime()).unwrap();
+        std::fs::write(tmp.path().join("ca-0000000000000000.pem"), planted.cert_pem()).unwrap();
+        let set = CaSet::load(&dir, &[]).unwrap();
+        assert_eq!(set.trusted_hashes(), hashes(&[&ours]));
+        let forged = ward_certs::sign::sign(planted.key(), b"head").unwrap();
+        assert!(
+            !set.verify(b"head", &forged),
+            "a signature by a CA no step named verifies as the controller's"
+        );
+        assert!(
+            !set.known_ders().contains(&planted.cert_der().to_vec()),
+            "a CA no step named is known (wipe attestations check certificates under it)"
+        );
+    }
 }
