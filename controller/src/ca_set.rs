@@ -503,10 +503,16 @@ mod tests {
         let set = CaSet::load(dir, &[]).unwrap();
         let new = set.create_next(now).unwrap();
         set.apply(&[record(&new, CaState::Introduced)]).unwrap();
-        set.apply(&[record(&new, CaState::Active), record(&old, CaState::Trusted)])
-            .unwrap();
-        set.apply(&[record(&new, CaState::Active), record(&old, CaState::Retired)])
-            .unwrap();
+        set.apply(&[
+            record(&new, CaState::Active),
+            record(&old, CaState::Trusted),
+        ])
+        .unwrap();
+        set.apply(&[
+            record(&new, CaState::Active),
+            record(&old, CaState::Retired),
+        ])
+        .unwrap();
         assert_eq!(set.trusted_hashes(), hashes(&[&new]));
         (old, new)
     }
@@ -558,10 +564,16 @@ mod tests {
         // It follows the recorded steps as they come (every 30 s).
         stale.apply(&[record(&new, CaState::Introduced)]).unwrap();
         stale
-            .apply(&[record(&new, CaState::Active), record(&old, CaState::Trusted)])
+            .apply(&[
+                record(&new, CaState::Active),
+                record(&old, CaState::Trusted),
+            ])
             .unwrap();
         stale
-            .apply(&[record(&new, CaState::Active), record(&old, CaState::Retired)])
+            .apply(&[
+                record(&new, CaState::Active),
+                record(&old, CaState::Retired),
+            ])
             .unwrap();
         assert_eq!(stale.standing().missing, vec![new.hash().to_string()]);
         // The listener's client verification (what a certificate made with the retired
@@ -596,7 +608,10 @@ mod tests {
         ];
         set.apply(&activated).unwrap();
         // Someone with the database flips it back and retires the new CA; two checks pass.
-        let edited = [record(&old, CaState::Active), record(&new, CaState::Retired)];
+        let edited = [
+            record(&old, CaState::Active),
+            record(&new, CaState::Retired),
+        ];
         set.apply(&edited).unwrap();
         set.apply(&edited).unwrap();
         // The database is put right (the rows restored): the replica follows them again.
@@ -620,7 +635,11 @@ mod tests {
         create_secret_file(&dir.ca_key(), ours.key().to_pem().as_bytes()).unwrap();
         // Someone who can write a file there (not read ca.key) plants a CA certificate alone.
         let planted = CertificateAuthority::create("Ward CA", now.to_datetime()).unwrap();
-        std::fs::write(tmp.path().join("ca-0000000000000000.pem"), planted.cert_pem()).unwrap();
+        std::fs::write(
+            tmp.path().join("ca-0000000000000000.pem"),
+            planted.cert_pem(),
+        )
+        .unwrap();
         let set = CaSet::load(&dir, &[]).unwrap();
         assert_eq!(set.trusted_hashes(), hashes(&[&ours]));
         let forged = ward_certs::sign::sign(planted.key(), b"head").unwrap();

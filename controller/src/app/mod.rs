@@ -25,9 +25,9 @@ mod audit_syslog;
 pub mod bulk_select;
 pub mod bulk_wipe;
 pub mod ca_rotation;
-mod checkin;
 #[cfg(test)]
 mod ca_rotation_review_tests;
+mod checkin;
 #[cfg(test)]
 mod checkin_tests;
 #[cfg(test)]
