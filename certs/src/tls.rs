@@ -110,8 +110,9 @@ pub struct TrustedCas {
     current: RwLock<Trusted>,
 }
 
-/// The CA certificates (DER) and the verifier built from them.
-type Trusted = (Vec<Vec<u8>>, Arc<dyn ClientCertVerifier>);
+/// The CA certificates (DER) and the verifier built from them; no verifier when there is no
+/// CA to trust (every client certificate is then refused).
+type Trusted = (Vec<Vec<u8>>, Option<Arc<dyn ClientCertVerifier>>);
 
 impl std::fmt::Debug for TrustedCas {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -131,7 +132,8 @@ impl TrustedCas {
         })
     }
 
-    /// Trusts exactly `cas` from the next handshake on; on error the current set stays.
+    /// Trusts exactly `cas` from the next handshake on (none: every client certificate is
+    /// refused); on error the current set stays.
     pub fn replace(&self, cas: &[Vec<u8>]) -> Result<(), TlsError> {
         let verifier = client_verifier(cas)?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = (cas.to_vec(), verifier);
@@ -147,21 +149,27 @@ impl TrustedCas {
             .clone()
     }
 
-    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+    fn verifier(&self) -> Result<Arc<dyn ClientCertVerifier>, rustls::Error> {
         self.current
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .1
             .clone()
+            .ok_or(rustls::Error::InvalidCertificate(
+                CertificateError::UnknownIssuer,
+            ))
     }
 }
 
-fn client_verifier(cas: &[Vec<u8>]) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
-    Ok(
+fn client_verifier(cas: &[Vec<u8>]) -> Result<Option<Arc<dyn ClientCertVerifier>>, TlsError> {
+    if cas.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(
         WebPkiClientVerifier::builder_with_provider(roots_of(cas)?, provider())
             .allow_unauthenticated()
             .build()?,
-    )
+    ))
 }
 
 /// The serial of a DER certificate as lower-case hex, as [`crate::validate`] reports it.
@@ -201,7 +209,7 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
     ) -> Result<ClientCertVerified, rustls::Error> {
         let verified =
             self.trusted
-                .verifier()
+                .verifier()?
                 .verify_client_cert(end_entity, intermediates, now)?;
         match serial_of(end_entity) {
             Some(serial) if self.revoked.contains(&serial) => {
@@ -221,7 +229,7 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.trusted
-            .verifier()
+            .verifier()?
             .verify_tls12_signature(message, cert, dss)
     }
 
@@ -232,12 +240,14 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
         self.trusted
-            .verifier()
+            .verifier()?
             .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.trusted.verifier().supported_verify_schemes()
+        provider()
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -45,9 +45,13 @@ struct Inner {
     /// only to verify what they signed.
     certificates_only: Vec<Vec<u8>>,
     standing: Standing,
+    /// The recorded steps as this replica takes them (its own memory of retirements and of
+    /// the active CA applied).
+    records: Vec<CaRecord>,
     /// The hashes of the CAs trusted, the one that signs first.
     trusted: Vec<String>,
     signing: Arc<CertificateAuthority>,
+    out_of_step: Option<String>,
 }
 
 impl std::fmt::Debug for CaSet {
@@ -82,8 +86,10 @@ impl CaSet {
                 held: vec![ca.clone()],
                 certificates_only: Vec::new(),
                 standing: Standing::of(&hash, std::slice::from_ref(&hash), &[]),
+                records: Vec::new(),
                 trusted: vec![hash.clone()],
                 signing: ca,
+                out_of_step: None,
             }),
             trusted: Arc::new(trusted),
         }
@@ -136,8 +142,9 @@ impl CaSet {
         self.read().trusted.clone()
     }
 
-    /// Every CA certificate known (DER): held, trusted or not, and retired ones whose key is
-    /// gone.
+    /// Every CA certificate a rotation step named (or `ca.pem`'s), trusted or not, retired
+    /// ones whose key is gone included (DER): what a device certificate may have been issued
+    /// by. A `ca-*.pem` no step named counts for nothing.
     pub fn known_ders(&self) -> Vec<Vec<u8>> {
         let inner = self.read();
         inner
@@ -145,6 +152,11 @@ impl CaSet {
             .iter()
             .map(|ca| ca.cert_der().to_vec())
             .chain(inner.certificates_only.iter().cloned())
+            .filter(|der| {
+                let hash = CaHash::of_certificate(der).to_string();
+                inner.standing.cas.iter().any(|(h, _)| *h == hash)
+                    || inner.records.iter().any(|r| r.hash == hash)
+            })
             .collect()
     }
 
@@ -153,49 +165,116 @@ impl CaSet {
         held(&self.read().held, hash)
     }
 
-    /// Whether `signature` over `message` verifies under any known CA.
+    /// Whether `signature` over `message` verifies under a CA trusted now: the audit head is
+    /// signed again at every append, by the CA that signs, so a head signed by a retired CA
+    /// (whose key the rotation may have been for) is not taken.
     pub fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        self.known_ders()
+        self.trusted_ders()
             .iter()
             .any(|der| verify_under(der, message, signature))
     }
 
-    /// Whether `signature` over `message` verifies under the known CA whose hash is `hash`.
-    pub fn verify_by(&self, hash: &str, message: &[u8], signature: &[u8]) -> bool {
+    /// Whether `signature` over `message`, made at `at`, verifies under the CA whose hash is
+    /// `hash`: one a rotation step named, and if it was retired, only for what it signed
+    /// before its retirement (an audit checkpoint names its signer and its time).
+    pub fn verify_by(&self, hash: &str, message: &[u8], signature: &[u8], at: Timestamp) -> bool {
+        let retired_at = self
+            .read()
+            .records
+            .iter()
+            .find(|r| r.hash == hash && r.state == CaState::Retired)
+            .map(|r| r.changed_at);
+        if retired_at.is_some_and(|retired| at >= retired) {
+            return false;
+        }
         self.known_ders()
             .iter()
             .find(|der| CaHash::of_certificate(der).to_string() == hash)
             .is_some_and(|der| verify_under(der, message, signature))
     }
 
+    /// Why this replica cannot serve, if it cannot: the recorded steps retired the CA it
+    /// would sign with and made active one whose files it does not hold. It then trusts no
+    /// client certificate and refuses every call until the files are copied.
+    pub fn out_of_step(&self) -> Option<String> {
+        self.read().out_of_step.clone()
+    }
+
     /// Reads the data directory's CAs again and follows the recorded steps: which signs,
     /// which are trusted. A CA a step named that this replica does not hold is logged; it
-    /// keeps signing with what it has (still trusted everywhere until a retire step).
+    /// keeps signing with what it has while that CA is still trusted, and stops serving
+    /// (see [`CaSet::out_of_step`]) once the records retire it.
     pub fn apply(&self, records: &[CaRecord]) -> Result<Applied, CaSetError> {
         let (held_now, certificates_only) = match &self.dir {
             Some(dir) => read_dir_cas(dir, &self.read().held)?,
             None => (self.read().held.clone(), Vec::new()),
         };
-        let signing_now = self.read().signing.hash().to_string();
-        let records = match &self.dir {
-            Some(dir) => with_local_retirements(dir, records, &signing_now),
-            None => records.to_vec(),
-        };
         let hashes: Vec<String> = held_now.iter().map(|c| c.hash().to_string()).collect();
-        let standing = Standing::of(&self.original, &hashes, &records);
+        let local = match &self.dir {
+            Some(dir) => LocalState::read(dir),
+            None => LocalState::default(),
+        };
+        let mut effective = local.over(records, &hashes);
+        let mut standing = Standing::of(&self.original, &hashes, &effective);
+        // The CAs this replica saw active, in order, and the retirements shaped like a real
+        // step (the CA active now is the newest this replica saw active, and the one retired
+        // is not it) are kept in the data directory. A database edit that makes an older CA
+        // active again changes neither.
+        if let (Some(dir), Some(active)) = (&self.dir, standing.active().map(str::to_owned)) {
+            let mut local = local.clone();
+            if !local.active.contains(&active) {
+                local.active.push(active.clone());
+            }
+            if local.active.last() == Some(&active) {
+                let newly: Vec<String> = records
+                    .iter()
+                    .filter(|r| {
+                        r.state == CaState::Retired
+                            && r.hash != active
+                            && !local.retired.contains(&r.hash)
+                    })
+                    .map(|r| r.hash.clone())
+                    .collect();
+                local.retired.extend(newly);
+            }
+            local.write(dir);
+            effective = local.over(records, &hashes);
+            standing = Standing::of(&self.original, &hashes, &effective);
+        }
         for missing in &standing.missing {
             error!(ca_hash = %missing, "a CA rotation step named a CA this replica does not hold: copy its ca-*.pem and ca-*.key into this replica's data directory");
         }
         let mut inner = self.inner.write().unwrap_or_else(PoisonError::into_inner);
+        let retired = |hash: &str| {
+            effective
+                .iter()
+                .any(|r| r.hash == hash && r.state == CaState::Retired)
+        };
         let signing = standing
             .active()
             .and_then(|hash| held(&held_now, hash))
             .unwrap_or_else(|| inner.signing.clone());
-        // The CA that signs is always trusted, whatever the records say (a record retiring
-        // it, written by hand, must not leave the controller unable to verify its own
-        // certificates); it comes first.
         let signing_hash = signing.hash().to_string();
+        let active_missing = effective
+            .iter()
+            .any(|r| r.state == CaState::Active && !hashes.contains(&r.hash));
+        let out_of_step = (standing.active().is_none()
+            && active_missing
+            && retired(&signing_hash))
+        .then(|| {
+            format!(
+                "this replica lacks the active CA {} (its signing CA was retired): copy its ca-*.pem and ca-*.key into this replica's data directory",
+                standing.missing.join(", ")
+            )
+        });
+        if let Some(why) = &out_of_step {
+            error!("{why}; refusing every call until then");
+        }
+        // The CA that signs is trusted (a record retiring it without a step having made
+        // another active must not leave the controller unable to verify what it issues),
+        // unless this replica is out of step.
         let trusted: Vec<String> = std::iter::once(signing_hash.clone())
+            .filter(|_| out_of_step.is_none())
             .chain(
                 standing
                     .trusted()
@@ -225,8 +304,10 @@ impl CaSet {
             held: held_now,
             certificates_only,
             standing,
+            records: effective,
             trusted,
             signing,
+            out_of_step,
         };
         Ok(applied)
     }
@@ -263,61 +344,118 @@ impl CaSet {
         Ok(ca)
     }
 
+    /// The files of a CA [`CaSet::create_next`] made in the data directory.
+    pub fn files_of(&self, hash: &CaHash) -> Option<Vec<PathBuf>> {
+        let dir = self.dir.as_ref()?;
+        let (cert, key) = next_paths(dir.root(), hash);
+        Some(vec![cert, key])
+    }
+
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
         self.inner.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
-/// The data directory's list of CAs this replica has seen retired (`retired-cas`, one hash a
-/// line). A retirement is written there as soon as it is seen, and from then on holds
-/// whatever the database says: someone who can write to the database cannot bring a retired
-/// CA back (whose key may have been the reason for the rotation). A read-only directory (a
-/// Kubernetes Secret) cannot keep it; that is logged once per retirement seen. A record
-/// retiring the CA that signs now (no rotation step writes one) is not kept.
-fn with_local_retirements(dir: &DataDir, records: &[CaRecord], signing: &str) -> Vec<CaRecord> {
-    let path = dir.root().join(RETIRED_FILE);
-    let mut retired: Vec<String> = std::fs::read_to_string(&path)
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| l.parse::<CaHash>().is_ok())
-        .map(str::to_owned)
-        .collect();
-    let newly: Vec<&CaRecord> = records
-        .iter()
-        .filter(|r| r.state == CaState::Retired && r.hash != signing && !retired.contains(&r.hash))
-        .collect();
-    if !newly.is_empty() {
-        retired.extend(newly.iter().map(|r| r.hash.clone()));
-        let text: String = retired.iter().map(|h| format!("{h}\n")).collect();
-        if let Err(e) = ward_certs::files::replace_file(&path, text.as_bytes(), 0o644) {
-            warn!(path = %path.display(), error = %e, "cannot keep the CA retirement in the data directory; it rests on the database alone");
+/// What this replica keeps of the rotation in its data directory, beside the database:
+/// the CAs it has seen retired (`retired-cas`, one hash a line) and the CAs it saw active,
+/// oldest first (`active-cas`). Someone who can write to the database (or restore an old backup) cannot
+/// bring back a retired CA, whose key may have been the reason for the rotation, nor make
+/// the replica forget which CA signs. A read-only directory (a Kubernetes Secret) cannot
+/// keep them; that is logged.
+#[derive(Clone, Debug, Default)]
+struct LocalState {
+    retired: Vec<String>,
+    active: Vec<String>,
+}
+
+const RETIRED_FILE: &str = "retired-cas";
+const ACTIVE_FILE: &str = "active-cas";
+
+impl LocalState {
+    fn read(dir: &DataDir) -> Self {
+        let hashes = |name: &str| -> Vec<String> {
+            std::fs::read_to_string(dir.root().join(name))
+                .unwrap_or_default()
+                .lines()
+                .map(str::trim)
+                .filter(|l| l.parse::<CaHash>().is_ok())
+                .map(str::to_owned)
+                .collect()
+        };
+        Self {
+            retired: hashes(RETIRED_FILE),
+            active: hashes(ACTIVE_FILE),
         }
     }
-    let mut effective: Vec<CaRecord> = records
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            if retired.contains(&r.hash) {
-                r.state = CaState::Retired;
+
+    /// Writes what changed.
+    fn write(&self, dir: &DataDir) {
+        let before = Self::read(dir);
+        let write = |name: &str, text: String| {
+            let path = dir.root().join(name);
+            if let Err(e) = ward_certs::files::replace_file(&path, text.as_bytes(), 0o644) {
+                warn!(path = %path.display(), error = %e, "cannot keep the CA rotation's state in the data directory; it rests on the database alone");
             }
-            r
-        })
-        .collect();
-    for hash in &retired {
-        if !effective.iter().any(|r| r.hash == *hash) {
+        };
+        if before.retired != self.retired {
+            write(
+                RETIRED_FILE,
+                self.retired.iter().map(|h| format!("{h}\n")).collect(),
+            );
+        }
+        if before.active != self.active {
+            write(
+                ACTIVE_FILE,
+                self.active.iter().map(|h| format!("{h}\n")).collect(),
+            );
+        }
+    }
+
+    /// The records as this replica takes them: a CA it saw retired stays retired, and when
+    /// no record makes a CA it holds active, the newest it saw active still is.
+    fn over(&self, records: &[CaRecord], held: &[String]) -> Vec<CaRecord> {
+        let mut effective: Vec<CaRecord> = records
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                if self.retired.contains(&r.hash) {
+                    r.state = CaState::Retired;
+                }
+                r
+            })
+            .collect();
+        for hash in &self.retired {
+            if !effective.iter().any(|r| r.hash == *hash) {
+                effective.push(CaRecord {
+                    hash: hash.clone(),
+                    state: CaState::Retired,
+                    changed_at: Timestamp::from_unix_ms(0),
+                });
+            }
+        }
+        let held_active = effective
+            .iter()
+            .any(|r| r.state == CaState::Active && held.contains(&r.hash));
+        let retired_by_records = |hash: &str| {
+            effective
+                .iter()
+                .any(|r| r.hash == hash && r.state == CaState::Retired)
+        };
+        if let Some(active) = self.active.last()
+            && !held_active
+            && held.contains(active)
+            && !retired_by_records(active)
+        {
+            effective.retain(|r| r.hash != *active);
             effective.push(CaRecord {
-                hash: hash.clone(),
-                state: CaState::Retired,
+                hash: active.clone(),
+                state: CaState::Active,
                 changed_at: Timestamp::from_unix_ms(0),
             });
         }
+        effective
     }
-    effective
 }
-
-/// See [`with_local_retirements`].
-const RETIRED_FILE: &str = "retired-cas";
 
 fn held(cas: &[Arc<CertificateAuthority>], hash: &str) -> Option<Arc<CertificateAuthority>> {
     cas.iter().find(|ca| ca.hash().to_string() == hash).cloned()
@@ -487,11 +625,14 @@ mod tests {
         // A restart reads the same.
         let again = CaSet::load(&dir, &activated).unwrap();
         assert_eq!(again.trusted_hashes(), hashes(&[&new]));
-        // What the former CA signed still verifies.
+        // What the former CA signed before its retirement still verifies under its name (a
+        // checkpoint), nothing it signs after; an audit head only under a trusted CA.
         let signature = ward_certs::sign::sign(old.key(), b"head").unwrap();
-        assert!(again.verify(b"head", &signature));
-        assert!(again.verify_by(&old.hash().to_string(), b"head", &signature));
-        assert!(!again.verify_by(&new.hash().to_string(), b"head", &signature));
+        let before = Timestamp::from_unix_ms(0);
+        assert!(again.verify_by(&old.hash().to_string(), b"head", &signature, before));
+        assert!(!again.verify_by(&old.hash().to_string(), b"head", &signature, now));
+        assert!(!again.verify_by(&new.hash().to_string(), b"head", &signature, before));
+        assert!(!again.verify(b"head", &signature));
     }
 
     /// Sets up a rotation that has run to the end (old retired, new active) in `dir`.
@@ -518,7 +659,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "review finding: after a restart, a database edit (rows deleted, an old backup restored, the original CA written back as active) makes the retired original CA sign and be trusted again, and the new CA untrusted"]
+
     fn a_database_edit_cannot_undo_a_retirement_across_a_restart() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
@@ -550,7 +691,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "review finding: a replica that lacks the active CA's files keeps trusting (and signing with) a CA the rotation retired, so certificates made with the retired key still pass its handshake"]
+
     fn a_replica_without_the_new_ca_does_not_trust_a_retired_one() {
         // The replica that ran the rotation.
         let first = tempfile::tempdir().unwrap();
@@ -591,7 +732,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "review finding: a database edit during a rotation (the new CA marked retired, the old one active) is written to retired-cas at the next check and outlives the database being put right: the new CA can never sign or be trusted again on that replica"]
+
     fn a_database_edit_cannot_retire_the_new_ca_for_good() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());
@@ -625,7 +766,7 @@ mod tests {
     }
 
     #[test]
-    #[ignore = "review finding: any ca-*.pem dropped into the data directory, named by no rotation step, makes signatures of its key verify (audit heads, checkpoints, wipe attestations' certificates): a record can never make a CA trusted, but a file alone makes it a signer"]
+
     fn a_certificate_file_no_step_named_verifies_nothing() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::new(tmp.path());

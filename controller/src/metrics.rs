@@ -346,6 +346,9 @@ async fn metrics(State(app): State<Arc<App>>) -> impl IntoResponse {
 
 /// 200 when the store answers, 503 otherwise: what a load balancer or Kubernetes probes.
 async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
+    if let Some(why) = app.cas().out_of_step() {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("{why}\n"));
+    }
     match app.count_commands().await {
         Ok(_) => (StatusCode::OK, "ok\n".to_owned()),
         Err(e) => (

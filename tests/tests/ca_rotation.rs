@@ -368,3 +368,41 @@ async fn a_ca_rotation_keeps_every_device_and_retires_the_former_ca() {
     south_run.stop();
     controller.stop();
 }
+
+#[test]
+fn an_introduced_ca_can_be_cancelled_and_a_new_rotation_started() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let controller = ControllerProcess::start(&data);
+    let bundle = data.join("admin.pem");
+    let early = ctl(&controller, &bundle, &["ca", "rotate", "cancel"]);
+    refused(&early, "no introduced CA to cancel");
+    let first = ctl(&controller, &bundle, &["ca", "rotate", "introduce"]);
+    assert!(first.status.success(), "{}", stderr(&first));
+    let cancelled = json(&ctl(
+        &controller,
+        &bundle,
+        &["ca", "rotate", "cancel", "--output", "json"],
+    ));
+    assert!(
+        cancelled["done"].as_str().unwrap().contains("cancelled"),
+        "{cancelled}"
+    );
+    let states: Vec<&str> = cancelled["cas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["ca_state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["active", "retired"], "{cancelled}");
+    // A new rotation starts; with no device enrolled, it can be activated at once.
+    let second = ctl(&controller, &bundle, &["ca", "rotate", "introduce"]);
+    assert!(second.status.success(), "{}", stderr(&second));
+    let renewed = root.path().join("admin-2.pem");
+    renew_admin(&controller, &bundle, "admin", &renewed);
+    let activated = ctl(&controller, &renewed, &["ca", "rotate", "activate"]);
+    assert!(activated.status.success(), "{}", stderr(&activated));
+    let verify = ctl(&controller, &renewed, &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    controller.stop();
+}

@@ -9,6 +9,9 @@ CREATE TABLE ca_rotation (
     state TEXT NOT NULL CHECK (state IN ('introduced', 'active', 'trusted', 'retired')),
     changed_at BIGINT NOT NULL
 );
+-- At most one CA in each state but retired: two admins taking the same step at once on two
+-- replicas cannot both succeed.
+CREATE UNIQUE INDEX ca_rotation_one_per_state ON ca_rotation (state) WHERE state <> 'retired';
 -- The CAs each device's agent last reported trusting (JSON array of "sha256:<hex>"), written
 -- when it changes: a new CA signs only once every active device trusts it.
 ALTER TABLE devices ADD COLUMN trusted_cas TEXT;

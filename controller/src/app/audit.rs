@@ -283,10 +283,11 @@ impl App {
     }
 
     /// Whether `checkpoint` was signed by the CA it names, one of this controller's (the
-    /// former CA's, after a rotation, included).
+    /// former CA's, after a rotation, for checkpoints made before its retirement).
     pub fn checkpoint_signed(&self, checkpoint: &Checkpoint) -> bool {
         checkpoint.verifies(|message, signature| {
-            self.cas.verify_by(&checkpoint.signer, message, signature)
+            self.cas
+                .verify_by(&checkpoint.signer, message, signature, checkpoint.at)
         })
     }
 }

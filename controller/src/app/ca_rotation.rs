@@ -55,10 +55,39 @@ impl App {
             .cas
             .apply(&records)
             .map_err(|e| AppError::Internal(e.to_string()))?;
+        if applied.trust_changed {
+            // Every certificate is checked in full again at its next call, and connections
+            // made with one the CAs trusted now did not issue are cut (a retired CA's, on a
+            // connection opened before the retirement).
+            self.reads.forget_peers();
+            self.cut_untrusted_connections().await?;
+        }
         if applied.signing_changed {
             self.renew_server_certificate_if_due().await?;
         }
         Ok(applied)
+    }
+
+    async fn cut_untrusted_connections(&self) -> Result<(), AppError> {
+        let trusted = self.cas.trusted_ders();
+        let mut cut = 0;
+        for cert in self.store.live_certificates(self.now()).await? {
+            let Some(der) = &cert.der else { continue };
+            if self.connections.open_with(&cert.serial) > 0
+                && !trusted
+                    .iter()
+                    .any(|ca| ward_certs::validate::issued_by(der, ca))
+            {
+                cut += self.connections.cut(&cert.serial);
+            }
+        }
+        if cut > 0 {
+            tracing::warn!(
+                connections = cut,
+                "connections made with a certificate of a CA no longer trusted were cut"
+            );
+        }
+        Ok(())
     }
 
     /// Follows the recorded steps every `every` (another replica may take one).
@@ -89,10 +118,14 @@ impl App {
         if step == RotationStep::Status {
             return self.rotation_report(String::new()).await;
         }
+        // What the step is planned on; the write checks nothing changed meanwhile (another
+        // admin's step on another replica).
+        let planned_on = record_states(&self.store.ca_records().await?);
         let standing = self.cas.standing();
         let mut changes = standing.plan(step).map_err(AppError::FailedPrecondition)?;
         let now = self.now();
         let mut details = json!({ "forced": force });
+        let mut introduced_files: Option<Vec<std::path::PathBuf>> = None;
         let done = match step {
             RotationStep::Status => String::new(),
             RotationStep::Introduce => {
@@ -101,6 +134,7 @@ impl App {
                     .create_next(now)
                     .map_err(|e| AppError::FailedPrecondition(e.to_string()))?;
                 let hash = ca.hash().to_string();
+                introduced_files = self.cas.files_of(&ca.hash());
                 let (cert, key) = crate::ca_set::next_paths(std::path::Path::new(""), &ca.hash());
                 details["files"] = json!([cert.display().to_string(), key.display().to_string()]);
                 changes.push((hash.clone(), CaState::Introduced));
@@ -147,6 +181,12 @@ impl App {
                     "the former CA {former} is trusted no more; agents drop it at their next check-in"
                 )
             }
+            RotationStep::Cancel => {
+                let new = changes.first().map(|(h, _)| h.clone()).unwrap_or_default();
+                format!(
+                    "the rotation is cancelled: the introduced CA {new} is trusted no more (nothing was signed with it) and agents drop it at their next check-in; a new rotation may start"
+                )
+            }
         };
         let actor = admin_actor(admin);
         let action = format!("ca.{}", step.as_str());
@@ -171,11 +211,21 @@ impl App {
             target,
             details: event_details,
         };
+        // States that leave a CA first: at most one CA holds each state but retired.
+        changes.sort_by_key(|(_, state)| matches!(state, CaState::Active | CaState::Introduced));
         let changes = Arc::new(changes);
-        self.store
+        let planned_on = Arc::new(planned_on);
+        let written = self
+            .store
             .write(Priority::High, move |tx| {
                 let (changes, event) = (Arc::clone(&changes), event.clone());
+                let planned_on = Arc::clone(&planned_on);
                 Box::pin(async move {
+                    if record_states(&tx.ca_records().await?) != *planned_on {
+                        return Err(AppError::FailedPrecondition(
+                            "another CA rotation step was taken meanwhile (by another admin or replica); nothing was changed: run `wardctl ca rotate status` and decide again".into(),
+                        ));
+                    }
                     for (hash, state) in changes.iter() {
                         tx.set_ca_state(hash, *state, now).await?;
                     }
@@ -183,7 +233,22 @@ impl App {
                     Ok::<_, AppError>(())
                 })
             })
-            .await?;
+            .await;
+        if let Err(e) = written {
+            if let Some(files) = &introduced_files {
+                for file in files {
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            return Err(match e {
+                AppError::AlreadyExists(_) => {
+                    AppError::FailedPrecondition(
+                        "another CA rotation step was taken meanwhile (by another admin or replica); nothing was changed: run `wardctl ca rotate status` and decide again".into(),
+                    )
+                }
+                other => other,
+            });
+        }
         self.follow_ca_rotation().await?;
         self.rotation_report(done).await
     }
@@ -325,4 +390,12 @@ impl App {
             next_step,
         })
     }
+}
+
+/// Records as (hash, state) pairs in a stable order, to tell whether they changed.
+fn record_states(records: &[crate::core::ca_rotation::CaRecord]) -> Vec<(String, CaState)> {
+    let mut states: Vec<(String, CaState)> =
+        records.iter().map(|r| (r.hash.clone(), r.state)).collect();
+    states.sort_by(|a, b| a.0.cmp(&b.0));
+    states
 }

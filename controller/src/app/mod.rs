@@ -494,6 +494,9 @@ impl App {
     /// Checks a presented client certificate (our CA, validity, one `ward://` URI) and that
     /// the store knows it for the same subject and has not revoked it.
     async fn authenticate(&self, leaf: Option<&[u8]>) -> Result<(Identity, String), AppError> {
+        if let Some(why) = self.cas.out_of_step() {
+            return Err(AppError::Unavailable(why));
+        }
         let leaf = leaf.ok_or_else(|| {
             AppError::Unauthenticated(
                 "this call needs a client certificate issued by this controller".into(),
@@ -753,6 +756,9 @@ impl App {
         facts: DeviceFacts,
         client: Option<std::net::IpAddr>,
     ) -> Result<Enrolled, AppError> {
+        if let Some(why) = self.cas.out_of_step() {
+            return Err(AppError::Unavailable(why));
+        }
         let token: EnrollmentToken = token
             .parse()
             .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;

@@ -106,6 +106,12 @@ impl Reads {
         lock(&self.peers).forget(hash);
     }
 
+    /// Forgets every certificate seen: each is checked in full at its next call (the CAs
+    /// trusted changed).
+    pub fn forget_peers(&self) {
+        lock(&self.peers).clear();
+    }
+
     pub fn device(&self, id: DeviceId) -> Option<ActiveDevice> {
         lock(&self.devices).get(&id)
     }

@@ -29,14 +29,15 @@ pub enum CaCommand {
     /// Replace the CA with overlapping trust, one step at a time: `introduce` a new CA (agents
     /// are given it to trust at their next check-in), `activate` it once every active device
     /// trusts it (it signs from then on; the former CA stays trusted), `retire` the former CA
-    /// once nothing valid was issued by it. `status` shows where the fleet stands. A step
-    /// refused changes nothing; each step taken is audited. See deploy/OPERATIONS.md, "CA
-    /// rotation"
+    /// once nothing valid was issued by it; `cancel` drops an introduced CA before it is
+    /// activated. `status` shows where the fleet stands. A step
+    /// refused changes nothing; each step taken is audited. See deploy/OPERATIONS.md,
+    /// "Rotation"
     #[command(
         after_help = "Examples:\n  wardctl ca rotate status\n  wardctl ca rotate introduce\n  wardctl ca rotate status --output json | jq '.devices_trusting_all'\n  wardctl ca rotate activate\n  wardctl ca rotate retire"
     )]
     Rotate {
-        /// status, introduce, activate or retire
+        /// status, introduce, activate, retire or cancel
         #[arg(value_enum)]
         step: RotateStep,
         /// activate: go ahead although some active devices do not trust the new CA yet (they
@@ -55,6 +56,7 @@ pub enum RotateStep {
     Introduce,
     Activate,
     Retire,
+    Cancel,
 }
 
 impl RotateStep {
@@ -64,6 +66,7 @@ impl RotateStep {
             Self::Introduce => "introduce",
             Self::Activate => "activate",
             Self::Retire => "retire",
+            Self::Cancel => "cancel",
         }
     }
 }

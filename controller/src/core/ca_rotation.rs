@@ -12,6 +12,9 @@
 //! 3. **retire**: once nothing valid was issued by the former CA, it is trusted no more (agents
 //!    drop it at their next check-in). Its certificate stays, to verify what it signed.
 //!
+//! Before activation, **cancel** retires the introduced CA instead (agents drop it; nothing
+//! was signed with it), and a new rotation may start.
+//!
 //! Only hashes are recorded: the CAs themselves stay in each replica's data directory, so a
 //! record names a CA but cannot make one trusted.
 
@@ -79,6 +82,7 @@ pub enum RotationStep {
     Introduce,
     Activate,
     Retire,
+    Cancel,
 }
 
 impl RotationStep {
@@ -88,6 +92,7 @@ impl RotationStep {
             Self::Introduce => "introduce",
             Self::Activate => "activate",
             Self::Retire => "retire",
+            Self::Cancel => "cancel",
         }
     }
 }
@@ -101,8 +106,9 @@ impl FromStr for RotationStep {
             "introduce" => Ok(Self::Introduce),
             "activate" => Ok(Self::Activate),
             "retire" => Ok(Self::Retire),
+            "cancel" => Ok(Self::Cancel),
             other => Err(format!(
-                "unknown CA rotation step {other:?}: status, introduce, activate or retire"
+                "unknown CA rotation step {other:?}: status, introduce, activate, retire or cancel"
             )),
         }
     }
@@ -229,6 +235,12 @@ impl Standing {
                 )?;
                 Ok(vec![(former.to_owned(), CaState::Retired)])
             }
+            RotationStep::Cancel => {
+                let new = self.introduced().ok_or(
+                    "no introduced CA to cancel: after `activate` the rotation is finished with `retire`",
+                )?;
+                Ok(vec![(new.to_owned(), CaState::Retired)])
+            }
         }
     }
 }
@@ -287,6 +299,8 @@ mod tests {
             Ok(vec![(old.to_owned(), CaState::Retired)])
         );
 
+        assert!(active.plan(RotationStep::Cancel).is_err());
+
         let retired = Standing::of(
             old,
             &held(&[old, new]),
@@ -294,6 +308,25 @@ mod tests {
         );
         assert_eq!(retired.trusted(), [new]);
         assert_eq!(retired.plan(RotationStep::Introduce), Ok(vec![]));
+    }
+
+    #[test]
+    fn an_introduced_ca_can_be_cancelled_before_activation_and_another_introduced() {
+        let (old, new) = ("sha256:old", "sha256:new");
+        assert!(
+            Standing::of(old, &held(&[old]), &[])
+                .plan(RotationStep::Cancel)
+                .is_err()
+        );
+        let introduced = Standing::of(old, &held(&[old, new]), &[record(new, CaState::Introduced)]);
+        assert_eq!(
+            introduced.plan(RotationStep::Cancel),
+            Ok(vec![(new.to_owned(), CaState::Retired)])
+        );
+        let cancelled = Standing::of(old, &held(&[old, new]), &[record(new, CaState::Retired)]);
+        assert_eq!(cancelled.active(), Some(old));
+        assert_eq!(cancelled.trusted(), [old]);
+        assert_eq!(cancelled.plan(RotationStep::Introduce), Ok(vec![]));
     }
 
     #[test]

@@ -1004,6 +1004,10 @@ impl Tx for MemoryEngine {
         Ok(())
     }
 
+    async fn ca_records(&mut self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError> {
+        Ok(self.state()?.ca_records.clone())
+    }
+
     async fn set_ca_state(
         &mut self,
         hash: &str,

@@ -192,6 +192,8 @@ pub trait Tx: Send {
         seq: u64,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// The states CA rotation steps recorded, as this transaction sees them.
+    async fn ca_records(&mut self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError>;
     /// Records the state a CA rotation step gave the CA `hash`.
     async fn set_ca_state(
         &mut self,

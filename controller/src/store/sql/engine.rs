@@ -369,6 +369,10 @@ impl Tx for SqlEngine {
         export_cursor::set(self.conn()?, name, seq, now).await
     }
 
+    async fn ca_records(&mut self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError> {
+        ca_rotation::list(self.conn()?).await
+    }
+
     async fn set_ca_state(
         &mut self,
         hash: &str,
