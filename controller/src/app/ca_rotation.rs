@@ -249,7 +249,11 @@ impl App {
                 other => other,
             });
         }
-        self.follow_ca_rotation().await?;
+        // The step is taken (recorded and audited): a failure to follow it here is logged and
+        // retried every 30 s, never reported as the step failing.
+        if let Err(e) = self.follow_ca_rotation().await {
+            error!(error = %e, "the CA rotation step is recorded, but this replica could not follow it yet; it tries again within 30 s");
+        }
         self.rotation_report(done).await
     }
 
