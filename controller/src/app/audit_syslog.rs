@@ -95,18 +95,8 @@ impl Streamer {
     async fn run(self) {
         let collector = self.config.connector.describe();
         loop {
-            let mut lease = match self.store.try_export_lease(SYSLOG_EXPORT).await {
-                Ok(Some(lease)) => lease,
-                Ok(None) => {
-                    self.idle().await;
-                    continue;
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot take the audit export's lease");
-                    self.idle().await;
-                    continue;
-                }
-            };
+            let mut lease =
+                super::lease::acquire(&*self.store, SYSLOG_EXPORT, || self.idle()).await;
             info!(%collector, "streaming the audit log to the collector");
             let mut delay = self.config.backoff.0;
             while lease.held().await {
