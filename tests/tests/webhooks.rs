@@ -246,10 +246,25 @@ fn deliveries(controller: &ControllerProcess) -> Vec<Value> {
 
 #[test]
 fn every_event_arrives_signed_while_the_receiver_or_the_controller_was_down_none_lost() {
+    every_event_arrives(&[]);
+}
+
+#[test]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+fn every_event_arrives_on_postgres_too() {
+    let db = ward_e2e::postgres::fresh_database();
+    every_event_arrives(&["--database-url", db.url.as_str()]);
+}
+
+fn every_event_arrives(store: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::start();
     let data = tmp.path().join("controller");
-    let flags = ["--webhook-retry-max", "2s"];
+    let mut flags = vec!["--webhook-retry-max", "2s"];
+    flags.extend(store.iter().copied());
     let controller = ControllerProcess::start_with(&data, "127.0.0.1:0", &flags);
     let added = ctl_json(
         &controller,
