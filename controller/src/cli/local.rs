@@ -138,10 +138,31 @@ pub struct ServeArgs {
     /// Required with tls:// (this build has no system trust store)
     #[arg(long, value_name = "FILE", requires = "audit_syslog")]
     audit_syslog_ca: Option<PathBuf>,
+    /// The body of each --audit-syslog message: rfc5424 (the entry's details, JSON as hashed)
+    /// or ocsf (an OCSF 1.3.0 event, JSON: Entity Management, Account Change or API Activity,
+    /// the entry's seq and hash in `unmapped`); the header and structured data stay the same
+    #[arg(long, value_enum, default_value = "rfc5424", requires = "audit_syslog")]
+    audit_format: AuditFormatArg,
     #[arg(long, default_value = "1h", value_parser = DurationArg(WEBHOOK_RETRY_MAX), allow_hyphen_values = true, value_name = "DURATION", help = WEBHOOK_RETRY_MAX.help("The longest wait between two attempts of a webhook delivery (the waits double from 1s, with jitter)"))]
     webhook_retry_max: Duration,
     #[arg(long, default_value = "3d", value_parser = DurationArg(WEBHOOK_GIVE_UP), allow_hyphen_values = true, value_name = "DURATION", help = WEBHOOK_GIVE_UP.help("A webhook delivery the receiver has not taken this long after its event is given up (shown as abandoned)"))]
     webhook_give_up_after: Duration,
+}
+
+/// `serve --audit-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum AuditFormatArg {
+    Rfc5424,
+    Ocsf,
+}
+
+impl From<AuditFormatArg> for crate::core::audit::syslog::AuditFormat {
+    fn from(arg: AuditFormatArg) -> Self {
+        match arg {
+            AuditFormatArg::Rfc5424 => Self::Rfc5424,
+            AuditFormatArg::Ocsf => Self::Ocsf,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -352,7 +373,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             app_name: "ward".into(),
             procid: Some(std::process::id()),
         };
-        app.start_audit_syslog(SyslogConfig::new(Arc::new(collector), origin));
+        app.start_audit_syslog(SyslogConfig {
+            format: args.audit_format.into(),
+            ..SyslogConfig::new(Arc::new(collector), origin)
+        });
     }
     app.start_background()
         .await
