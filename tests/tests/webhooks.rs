@@ -108,14 +108,7 @@ impl Receiver {
     }
 
     fn serve(&mut self, listener: tokio::net::TcpListener) {
-        let seen = Arc::clone(&self.seen);
-        let app = axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: Bytes| {
-                let seen = Arc::clone(&seen);
-                async move { take(&seen, &headers, &body) }
-            }),
-        );
+        let app = router(Arc::clone(&self.seen));
         self.server = Some(self.rt.spawn(async move {
             axum::serve(listener, app).await.unwrap();
         }));
@@ -173,6 +166,17 @@ impl Receiver {
             .and_then(|code| code.parse().ok())
             .unwrap()
     }
+}
+
+/// The receiver's one route.
+fn router(seen: Arc<Mutex<Seen>>) -> axum::Router {
+    axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |headers: HeaderMap, body: Bytes| {
+            let seen = Arc::clone(&seen);
+            async move { take(&seen, &headers, &body) }
+        }),
+    )
 }
 
 /// The receiver's handler: check, then keep.
@@ -551,4 +555,83 @@ fn bad_webhook_input_exits_2_and_stores_nothing() {
             .unwrap()
             .is_empty()
     );
+}
+
+/// A required check that starts failing at a check-in raises `device.noncompliant`, signed,
+/// naming the device and the check (an in-process controller on SQLite with real TLS).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_starting_to_fail_raises_a_signed_noncompliant_event() {
+    use ward_controller::app::DeliveryConfig;
+    use ward_controller::webhook_sender::Sender;
+    use ward_proto::v1::*;
+
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let app = router(Arc::clone(&seen));
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let controller = ward_e2e::inprocess::TestController::start().await;
+    controller
+        .app
+        .start_webhook_delivery(DeliveryConfig::new(Sender::default()));
+    let mut admin = controller.admin().await;
+    let added = admin
+        .add_webhook(AddWebhookRequest {
+            url,
+            events: vec!["device.noncompliant".into()],
+            ca_pem: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    seen.lock().unwrap().secret = Some(added.secret);
+    let policy = admin
+        .set_policy(SetPolicyRequest {
+            require_firewall: Some(true),
+            ..SetPolicyRequest::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let device = controller.enroll("eve@hospital.org").await;
+    let mut agent = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let check_in = |passes: bool| CheckInRequest {
+        compliance: Some(ComplianceReport {
+            policy_revision: policy.revision,
+            checks: vec![ComplianceCheck {
+                name: "firewall".into(),
+                status: if passes {
+                    CheckStatus::Pass
+                } else {
+                    CheckStatus::Fail
+                } as i32,
+                detail: "firewall".into(),
+            }],
+        }),
+        ..CheckInRequest::default()
+    };
+    agent.check_in(check_in(true)).await.unwrap();
+    agent.check_in(check_in(false)).await.unwrap();
+    let got = ward_e2e::eventually("the noncompliant event", DEADLINE, || {
+        let got = seen.lock().unwrap().verified.clone();
+        async move { (!got.is_empty()).then_some(got) }
+    })
+    .await;
+    assert_eq!(got[0].body["event_type"], "device.noncompliant");
+    assert_eq!(got[0].body["data"]["device_id"], device.device_id.as_str());
+    assert_eq!(got[0].body["data"]["check"], "firewall");
+    // Still failing: no new event; the receiver refused nothing.
+    agent.check_in(check_in(false)).await.unwrap();
+    let deliveries = admin
+        .list_webhook_deliveries(ListWebhookDeliveriesRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .deliveries;
+    assert_eq!(deliveries.len(), 1, "{deliveries:?}");
+    assert!(seen.lock().unwrap().refused.is_empty());
 }
