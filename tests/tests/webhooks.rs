@@ -635,3 +635,101 @@ async fn a_check_starting_to_fail_raises_a_signed_noncompliant_event() {
     assert_eq!(deliveries.len(), 1, "{deliveries:?}");
     assert!(seen.lock().unwrap().refused.is_empty());
 }
+
+/// Two replicas on one PostgreSQL database: the outbox is written by both, delivered by the
+/// one holding the `webhooks` lease, each event once; when that replica is killed (-9) the
+/// other takes the lease and delivers what follows.
+#[test]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+fn with_two_replicas_one_delivers_each_event_and_the_other_takes_over() {
+    let db = ward_e2e::postgres::fresh_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let receiver = Receiver::start();
+    let flags = [
+        "--database-url",
+        db.url.as_str(),
+        "--webhook-retry-max",
+        "2s",
+    ];
+    let a_dir = tmp.path().join("a");
+    let a = ControllerProcess::start_with(&a_dir, "127.0.0.1:0", &flags);
+    let b_dir = tmp.path().join("b");
+    std::fs::create_dir_all(&b_dir).unwrap();
+    for file in ["ca.pem", "ca.key", "server.pem", "server.key"] {
+        std::fs::copy(a_dir.join(file), b_dir.join(file)).unwrap();
+    }
+    let b = ControllerProcess::start_with(&b_dir, "127.0.0.1:0", &flags);
+    let added = ctl_json(
+        &a,
+        &[
+            "webhook",
+            "add",
+            &receiver.url(),
+            "--events",
+            "user.offboarded",
+        ],
+    );
+    receiver.seen.lock().unwrap().secret = Some(added["secret"].as_str().unwrap().to_owned());
+    let admin = a_dir.join("admin.pem");
+    // An offboarding of a user who only has an enrollment token, on either replica.
+    let offboard_on = |replica: &ControllerProcess, user: &str| {
+        let run = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend([
+                "--server",
+                replica.url.as_str(),
+                "--admin-cert",
+                admin.to_str().unwrap(),
+            ]);
+            let out = ward_e2e::process::wardctl(&all);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+        };
+        run(&["token", "create", "--user", user, "--output", "json"]);
+        run(&[
+            "user", "offboard", user, "--reason", "left", "--output", "json",
+        ]);
+    };
+    let users: Vec<String> = (0..10).map(|n| format!("leaver{n}@hospital.org")).collect();
+    for (n, user) in users.iter().enumerate() {
+        offboard_on(if n % 2 == 0 { &a } else { &b }, user);
+    }
+    let count = |got: &[Got], user: &str| {
+        got.iter()
+            .filter(|g| g.body["data"]["user"] == user)
+            .count()
+    };
+    eventually_blocking("every offboarding at the receiver", DEADLINE, || {
+        let got = receiver.verified();
+        users.iter().all(|u| count(&got, u) >= 1).then_some(())
+    });
+    let got = receiver.verified();
+    for user in &users {
+        assert_eq!(count(&got, user), 1, "{user}: delivered more than once");
+    }
+    let delivering: Vec<bool> = [&a, &b]
+        .iter()
+        .map(|r| r.daemon.log().contains("delivering webhooks"))
+        .collect();
+    assert_eq!(
+        delivering.iter().filter(|d| **d).count(),
+        1,
+        "{delivering:?}"
+    );
+
+    // The deliverer is killed; the other replica takes over.
+    let (survivor, killed) = if delivering[0] { (b, a) } else { (a, b) };
+    drop(killed);
+    let later: Vec<String> = (0..3).map(|n| format!("later{n}@hospital.org")).collect();
+    for user in &later {
+        offboard_on(&survivor, user);
+    }
+    eventually_blocking("the later offboardings at the receiver", DEADLINE, || {
+        let got = receiver.verified();
+        later.iter().all(|u| count(&got, u) >= 1).then_some(())
+    });
+    assert!(survivor.daemon.log().contains("delivering webhooks"));
+    assert!(receiver.refused().is_empty(), "{:?}", receiver.refused());
+}
