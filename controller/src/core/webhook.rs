@@ -143,6 +143,11 @@ impl ReceiverUrl {
         if text.chars().any(|c| c.is_control() || c.is_whitespace()) {
             return Err(bad("it contains spaces or control characters"));
         }
+        if !text.is_ascii() {
+            return Err(bad(
+                "it contains characters other than ASCII: percent-encode them (and use the punycode of the host name)",
+            ));
+        }
         let (scheme, rest) = if let Some(rest) = text.strip_prefix("https://") {
             (Scheme::Https, rest)
         } else if let Some(rest) = text.strip_prefix("http://") {
@@ -338,6 +343,18 @@ pub fn verify(
 
 /// The event a committed audit entry raises, with its `data`, if it raises one.
 pub fn event_for(entry: &AuditEntry) -> Option<(EventType, Value)> {
+    // Every audited change passes here, in the writer's commit: parse only what raises one.
+    let raises = matches!(
+        entry.action.as_str(),
+        "user.offboard" | "device.enforcement"
+    ) || entry
+        .action
+        .strip_prefix("command.")
+        .and_then(|s| s.parse::<CommandState>().ok())
+        .is_some_and(CommandState::is_terminal);
+    if !raises {
+        return None;
+    }
     let details: Value = serde_json::from_str(&entry.details).unwrap_or(Value::Null);
     let admin = entry.actor.strip_prefix("ward://admin/");
     if let Some(state) = entry.action.strip_prefix("command.") {

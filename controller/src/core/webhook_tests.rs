@@ -41,6 +41,8 @@ fn receiver_urls_follow_the_rules() {
         "https:///nohost",
         "https://bad host/",
         "https://hooks.hospital.org/\n",
+        "https://hooks.hospital.org/é",
+        "https://hôpital.org/",
     ] {
         assert!(
             matches!(ReceiverUrl::parse(bad), Err(WebhookError::BadUrl { .. })),
