@@ -241,6 +241,14 @@ fn by_event(got: &[Got]) -> BTreeMap<String, Got> {
         .collect()
 }
 
+/// A counter's value in the controller's `/metrics`.
+fn metric(metrics_url: &str, name: &str) -> u64 {
+    let (_, body) = ward_e2e::process::http_get(metrics_url, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+}
+
 fn deliveries(controller: &ControllerProcess) -> Vec<Value> {
     ctl_json(controller, &["webhook", "deliveries"])
         .as_array()
@@ -267,7 +275,12 @@ fn every_event_arrives(store: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
     let mut receiver = Receiver::start();
     let data = tmp.path().join("controller");
-    let mut flags = vec!["--webhook-retry-max", "2s"];
+    let mut flags = vec![
+        "--webhook-retry-max",
+        "2s",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
     flags.extend(store.iter().copied());
     let controller = ControllerProcess::start_with(&data, "127.0.0.1:0", &flags);
     let added = ctl_json(
@@ -360,6 +373,11 @@ fn every_event_arrives(store: &[&str]) {
         first_try["error"].as_str().unwrap().contains("connect"),
         "{first_try}"
     );
+    let failed = metric(
+        &controller.metrics_url(),
+        "ward_webhook_failed_attempts_total",
+    );
+    assert!(failed >= 4, "{failed} failed attempts counted");
     let waiting_ids: BTreeSet<String> = waiting
         .iter()
         .map(|d| d["event_id"].as_str().unwrap().to_owned())
@@ -404,6 +422,11 @@ fn every_event_arrives(store: &[&str]) {
         assert!(d["delivered_at"].is_string(), "{d}");
     }
     assert_eq!(receiver.refused().len(), 1, "{:?}", receiver.refused());
+    let delivered = metric(&controller.metrics_url(), "ward_webhook_delivered_total");
+    assert!(
+        delivered >= waiting_ids.len() as u64,
+        "{delivered} deliveries counted"
+    );
 
     // Removing the receiver stops its deliveries and empties its log.
     ctl_json(&controller, &["webhook", "remove", &hook_id]);

@@ -54,6 +54,7 @@ impl App {
     pub fn start_webhook_delivery(self: &Arc<Self>, config: DeliveryConfig) {
         let worker = Worker {
             store: Arc::clone(&self.store),
+            metrics: Arc::clone(&self.metrics),
             clock: Arc::clone(&self.clock),
             config,
         };
@@ -63,6 +64,7 @@ impl App {
 
 struct Worker {
     store: Arc<dyn Store>,
+    metrics: Arc<crate::metrics::Metrics>,
     clock: Arc<dyn Clock>,
     config: DeliveryConfig,
 }
@@ -140,6 +142,14 @@ impl Worker {
                 self.config.give_up_after,
                 rand::random::<f64>(),
             ),
+        };
+        match (&error, next) {
+            (None, _) => self.metrics.webhook_delivered.inc(),
+            (Some(_), Next::GiveUp) => {
+                self.metrics.webhook_failed_attempts.inc();
+                self.metrics.webhook_abandoned.inc()
+            }
+            (Some(_), _) => self.metrics.webhook_failed_attempts.inc(),
         };
         match (&error, next) {
             (None, _) => {
