@@ -153,3 +153,39 @@ async fn plain_http_reaches_localhost_and_nothing_answers_is_an_error() {
         "{outside:?}"
     );
 }
+
+/// A receiver that accepts the connection and never answers: the attempt ends at the response
+/// time limit with an error, it does not hang the delivery worker.
+#[tokio::test]
+async fn a_receiver_that_never_answers_times_out() {
+    use std::time::{Duration, Instant};
+    use ward_controller::webhook_sender::Timeouts;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((tcp, _)) = listener.accept().await {
+            held.push(tcp);
+        }
+    });
+    let sender = Sender::new(Timeouts {
+        connect: Duration::from_secs(2),
+        response: Duration::from_millis(500),
+    });
+    let started = Instant::now();
+    let silent = sender
+        .post(&format!("http://127.0.0.1:{port}/hook"), None, &[], "{}")
+        .await;
+    assert!(
+        silent
+            .as_ref()
+            .is_err_and(|e| e.contains("no answer within")),
+        "{silent:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
