@@ -149,10 +149,12 @@ pub async fn record_attempt(
     attempt: &Attempt,
     next: Next,
 ) -> Result<(), StoreError> {
+    // Only for a delivery still on record: its webhook may have been removed meanwhile.
     sqlx::query(
         "INSERT INTO webhook_attempt
              (event_id, webhook_id, attempt, at, status_code, error, duration_ms)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         SELECT $1, $2, $3, $4, $5, $6, $7
+         WHERE EXISTS (SELECT 1 FROM webhook_delivery WHERE event_id = $1 AND webhook_id = $2)
          ON CONFLICT (event_id, webhook_id, attempt) DO NOTHING",
     )
     .bind(&delivery.event_id)
