@@ -756,3 +756,64 @@ fn with_two_replicas_one_delivers_each_event_and_the_other_takes_over() {
     assert!(survivor.daemon.log().contains("delivering webhooks"));
     assert!(receiver.refused().is_empty(), "{:?}", receiver.refused());
 }
+
+/// An event commits with its change or not at all: a store job that records a finished
+/// command's audit entry and then fails leaves no event in the outbox; the same job that
+/// succeeds leaves one per subscribed receiver (an in-process controller on SQLite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_exists_only_when_its_change_committed() {
+    use ward_controller::core::Clock;
+    use ward_controller::core::audit::AuditEvent;
+    use ward_controller::store::{Priority, Store, StoreError};
+    use ward_proto::v1::AddWebhookRequest;
+
+    let controller = ward_e2e::inprocess::TestController::start().await;
+    let mut admin = controller.admin().await;
+    for events in [
+        "command.finished",
+        "command.finished,user.offboarded",
+        "user.offboarded",
+    ] {
+        admin
+            .add_webhook(AddWebhookRequest {
+                url: "http://127.0.0.1:9/hook".into(),
+                events: vec![events.into()],
+                ca_pem: String::new(),
+            })
+            .await
+            .unwrap();
+    }
+    let store: &dyn Store = &controller.store;
+    let now = controller.clock.now();
+    let finished = |command: &str| AuditEvent {
+        actor: "controller".into(),
+        action: "command.succeeded".into(),
+        target: command.into(),
+        details: serde_json::json!({ "device": "d-1" }),
+    };
+    let (refused, kept) = (finished("c-refused"), finished("c-kept"));
+    let failed: Result<(), StoreError> = store
+        .write(Priority::High, move |tx| {
+            tx.audit(refused.clone(), now);
+            Box::pin(async { Err(StoreError::Database("the job's change failed".into())) })
+        })
+        .await;
+    assert!(failed.is_err());
+    store
+        .write(Priority::High, move |tx| {
+            tx.audit(kept.clone(), now);
+            Box::pin(async { Ok::<_, StoreError>(()) })
+        })
+        .await
+        .unwrap();
+    let outbox = store.webhook_deliveries(None, 100).await.unwrap();
+    assert_eq!(outbox.len(), 2, "{outbox:?}");
+    for (delivery, _) in &outbox {
+        let body: Value = serde_json::from_str(&delivery.body).unwrap();
+        assert_eq!(body["data"]["command_id"], "c-kept");
+    }
+    assert_eq!(
+        outbox[0].0.event_id, outbox[1].0.event_id,
+        "one event, two receivers"
+    );
+}
