@@ -35,3 +35,4 @@ pub mod server;
 pub mod server_cert;
 pub mod store;
 pub mod syslog_transport;
+pub mod webhook_sender;

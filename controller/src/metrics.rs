@@ -60,6 +60,11 @@ pub struct Metrics {
     pub audit_syslog_cursor: Gauge,
     pub audit_syslog_lag: Gauge,
     pub audit_syslog_sent: Counter,
+    /// Webhook deliveries the receiver took (2xx), failed attempts (each retried or given
+    /// up), and deliveries given up after the retry period, by this replica.
+    pub webhook_delivered: Counter,
+    pub webhook_failed_attempts: Counter,
+    pub webhook_abandoned: Counter,
     /// Seconds to the expiry of the CA, of the server certificate this replica presents, and
     /// of the active admin certificate that expires first (negative once expired), with how
     /// many expire within a week. Aggregates only: `/metrics` is plain HTTP and unauthenticated,
@@ -198,6 +203,24 @@ impl Default for Metrics {
             "Audit entries written to the syslog collector by this replica, resent ones included",
             audit_syslog_sent.clone(),
         );
+        let webhook_delivered = Counter::default();
+        let webhook_failed_attempts = Counter::default();
+        let webhook_abandoned = Counter::default();
+        registry.register(
+            "webhook_delivered",
+            "Webhook deliveries the receiver took (HTTP 2xx), by this replica",
+            webhook_delivered.clone(),
+        );
+        registry.register(
+            "webhook_failed_attempts",
+            "Webhook delivery attempts that failed (no connection, no answer in time, or not 2xx)",
+            webhook_failed_attempts.clone(),
+        );
+        registry.register(
+            "webhook_abandoned",
+            "Webhook deliveries given up after the retry period (serve --webhook-give-up-after)",
+            webhook_abandoned.clone(),
+        );
         let ca_expiry_seconds = Gauge::default();
         let server_cert_expiry_seconds = Gauge::default();
         let admin_cert_soonest_expiry_seconds = Gauge::default();
@@ -237,6 +260,9 @@ impl Default for Metrics {
             audit_syslog_cursor,
             audit_syslog_lag,
             audit_syslog_sent,
+            webhook_delivered,
+            webhook_failed_attempts,
+            webhook_abandoned,
             checkins,
             enrollments,
             denied_calls,

@@ -366,6 +366,34 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn add_webhook(
+        &self,
+        _: Request<AddWebhookRequest>,
+    ) -> Result<Response<AddWebhookResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn list_webhooks(
+        &self,
+        _: Request<ListWebhooksRequest>,
+    ) -> Result<Response<ListWebhooksResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn remove_webhook(
+        &self,
+        _: Request<RemoveWebhookRequest>,
+    ) -> Result<Response<Webhook>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        _: Request<ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<ListWebhookDeliveriesResponse>, Status> {
+        Err(unimplemented())
+    }
+
     async fn revoke_device(
         &self,
         _: Request<RevokeDeviceRequest>,

@@ -253,6 +253,144 @@ fn rsyslog_gets_every_audit_entry_in_order_across_its_restart() {
     controller.stop();
 }
 
+/// The message after the structured data (backslash-escaped `]` inside it skipped).
+fn message_part(line: &str) -> Option<&str> {
+    let start = line.find("[ward@32473 ")?;
+    let mut escaped = false;
+    for (i, c) in line[start..].char_indices() {
+        match c {
+            '\\' if !escaped => escaped = true,
+            ']' if !escaped => {
+                return Some(line[start + i + 1..].trim_start_matches([' ', '\u{feff}']));
+            }
+            _ => escaped = false,
+        }
+    }
+    None
+}
+
+/// `--audit-format ocsf`: every entry reaches rsyslog as an OCSF event that parses as JSON,
+/// with the class its action belongs to and the entry's seq and hash.
+#[test]
+#[cfg_attr(
+    not(ward_rsyslog),
+    ignore = "needs rsyslog with TLS: apt-get install rsyslog rsyslog-gnutls"
+)]
+fn rsyslog_gets_every_audit_entry_as_an_ocsf_event() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = tmp.path().join("received.log");
+    let config = rsyslog_config(tmp.path(), port, &file);
+    let _rsyslog = start_rsyslog(tmp.path(), &config, port);
+    let ca = tmp.path().join("ca.pem");
+    let controller = ControllerProcess::start_with(
+        &tmp.path().join("ward"),
+        "127.0.0.1:0",
+        &[
+            "--audit-syslog",
+            &format!("tls://127.0.0.1:{port}"),
+            "--audit-syslog-ca",
+            ca.to_str().unwrap(),
+            "--audit-format",
+            "ocsf",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = controller.metrics_url();
+    // A real enrollment, a token, a revocation, an admin identity and a read.
+    let device = ward_e2e::process::AgentFixture::enroll(
+        &controller,
+        tmp.path(),
+        "a",
+        "nurse@hospital.example",
+    );
+    audited_action(&controller, 1);
+    let ok = |args: &[&str]| {
+        let out = controller.ctl(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    };
+    ok(&["device", "revoke", &device.device_id, "--reason", "stolen"]);
+    let bundle = tmp.path().join("desk.pem");
+    ok(&[
+        "admin",
+        "issue",
+        "--no-passphrase",
+        "desk",
+        "--role",
+        "helpdesk",
+        "--out",
+        bundle.to_str().unwrap(),
+    ]);
+    ok(&["device", "list"]);
+    let last = wait_complete(&metrics, &file);
+
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mut events = std::collections::BTreeMap::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let body = message_part(line).unwrap_or_else(|| panic!("no structured data: {line}"));
+        let event: serde_json::Value =
+            serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+        for field in [
+            "class_uid",
+            "activity_id",
+            "time",
+            "severity_id",
+            "actor",
+            "metadata",
+        ] {
+            assert!(!event[field].is_null(), "{field} in {event}");
+        }
+        assert_eq!(
+            event["type_uid"].as_u64().unwrap(),
+            event["class_uid"].as_u64().unwrap() * 100 + event["activity_id"].as_u64().unwrap()
+        );
+        let seq = event["unmapped"]["seq"].as_u64().unwrap();
+        assert_eq!(event["metadata"]["sequence"], seq);
+        assert!(line.contains(&format!("seq=\"{seq}\"")), "{line}");
+        assert!(
+            event["unmapped"]["hash"]
+                .as_str()
+                .is_some_and(|h| h.len() == 64)
+        );
+        events.insert(seq, event);
+    }
+    assert_eq!(
+        events.keys().copied().collect::<Vec<_>>(),
+        (1..=last).collect::<Vec<_>>()
+    );
+    let find = |action: &str| {
+        events
+            .values()
+            .find(|e| e["unmapped"]["action"] == action)
+            .unwrap_or_else(|| panic!("no {action} event"))
+            .clone()
+    };
+    let enrolled = find("device.enroll");
+    assert_eq!(
+        (
+            enrolled["class_uid"].clone(),
+            enrolled["activity_id"].clone()
+        ),
+        (3004.into(), 6.into())
+    );
+    assert_eq!(
+        enrolled["entity"]["device"]["uid"],
+        device.device_id.as_str()
+    );
+    let revoked = find("device.revoke");
+    assert_eq!(
+        (revoked["class_uid"].clone(), revoked["activity_id"].clone()),
+        (3004.into(), 7.into())
+    );
+    assert_eq!(revoked["comment"], "stolen");
+    assert_eq!(revoked["actor"]["user"]["name"], "admin");
+    assert_eq!(find("token.create")["class_uid"], 3004);
+    assert_eq!(find("admin.issue")["class_uid"], 3001);
+    assert_eq!(find("read")["class_uid"], 6003);
+    controller.stop();
+}
+
 #[test]
 fn bad_audit_syslog_values_exit_2_and_create_nothing() {
     let tmp = tempfile::tempdir().unwrap();
@@ -298,6 +436,16 @@ fn bad_audit_syslog_values_exit_2_and_create_nothing() {
                 ca_arg,
             ],
             "is for a tls:// collector",
+        ),
+        (vec!["--audit-format", "ocsf"], "--audit-syslog"),
+        (
+            vec![
+                "--audit-syslog",
+                "tcp://127.0.0.1:514",
+                "--audit-format",
+                "cef",
+            ],
+            "invalid value",
         ),
     ] {
         let mut all = vec![

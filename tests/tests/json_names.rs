@@ -139,6 +139,20 @@ fn every_main_command_follows_the_json_rules() {
         ),
     );
     record("token list", ctl_json(&controller, &["token", "list"]));
+    // A receiver nothing listens on: its deliveries fail and are logged with their attempts.
+    record(
+        "webhook add",
+        ctl_json(
+            &controller,
+            &[
+                "webhook",
+                "add",
+                "http://127.0.0.1:9/ward",
+                "--events",
+                "command.finished,user.offboarded",
+            ],
+        ),
+    );
     record("device list", ctl_json(&controller, &["device", "list"]));
     record(
         "device show",
@@ -221,6 +235,12 @@ fn every_main_command_follows_the_json_rules() {
     );
     record("audit list", ctl_json(&controller, &["audit", "list"]));
     record("policy show", ctl_json(&controller, &["policy", "show"]));
+    record("webhook list", ctl_json(&controller, &["webhook", "list"]));
+    let deliveries = eventually_blocking("a webhook attempt", DEADLINE, || {
+        let d = ctl_json(&controller, &["webhook", "deliveries"]);
+        (d[0]["attempts"].as_u64() >= Some(1)).then_some(d)
+    });
+    record("webhook deliveries", deliveries);
     record("ca status", ctl_json(&controller, &["ca", "status"]));
     record(
         "ca rotate status",

@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use super::App;
 use crate::core::Clock;
-use crate::core::audit::syslog::{Origin, message};
+use crate::core::audit::syslog::{AuditFormat, Origin, render};
 use crate::metrics::Metrics;
 use crate::store::{AuditFilter, Lease, SYSLOG_EXPORT, Store, StoreError};
 use crate::syslog_transport::{Connector, Link};
@@ -27,6 +27,8 @@ use crate::syslog_transport::{Connector, Link};
 pub struct SyslogConfig {
     pub connector: Arc<dyn Connector>,
     pub origin: Origin,
+    /// The message body: the entry's details, or an OCSF event.
+    pub format: AuditFormat,
     /// At most this many entries per write.
     pub batch: u32,
     /// How often the log is read for new entries.
@@ -45,6 +47,7 @@ impl std::fmt::Debug for SyslogConfig {
         f.debug_struct("SyslogConfig")
             .field("collector", &self.connector.describe())
             .field("origin", &self.origin)
+            .field("format", &self.format)
             .finish_non_exhaustive()
     }
 }
@@ -54,6 +57,7 @@ impl SyslogConfig {
         Self {
             connector,
             origin,
+            format: AuditFormat::Rfc5424,
             batch: 500,
             poll: Duration::from_millis(500),
             settle: Duration::from_secs(2),
@@ -95,18 +99,8 @@ impl Streamer {
     async fn run(self) {
         let collector = self.config.connector.describe();
         loop {
-            let mut lease = match self.store.try_export_lease(SYSLOG_EXPORT).await {
-                Ok(Some(lease)) => lease,
-                Ok(None) => {
-                    self.idle().await;
-                    continue;
-                }
-                Err(e) => {
-                    warn!(error = %e, "cannot take the audit export's lease");
-                    self.idle().await;
-                    continue;
-                }
-            };
+            let mut lease =
+                super::lease::acquire(&*self.store, SYSLOG_EXPORT, || self.idle()).await;
             info!(%collector, "streaming the audit log to the collector");
             let mut delay = self.config.backoff.0;
             while lease.held().await {
@@ -222,7 +216,7 @@ impl Streamer {
             if let Some(last) = entries.last().map(|e| e.seq) {
                 let messages: Vec<String> = entries
                     .iter()
-                    .map(|e| message(e, &self.config.origin))
+                    .map(|e| render(e, &self.config.origin, self.config.format))
                     .collect();
                 if let Err(e) = link.send(&messages).await {
                     return (End::Broken(format!("cannot write: {e}")), progressed);

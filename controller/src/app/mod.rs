@@ -33,6 +33,7 @@ mod checkin_tests;
 #[cfg(test)]
 mod command_ttl_tests;
 mod commands;
+mod lease;
 mod lifecycle;
 pub mod offboard;
 #[cfg(test)]
@@ -51,6 +52,8 @@ mod test_fixture;
 pub use server_cert::SERVER_CERT_CHECK_DEFAULT;
 pub mod tokens;
 mod transitions;
+mod webhook_delivery;
+pub mod webhooks;
 
 pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
@@ -58,6 +61,7 @@ pub use audit_syslog::SyslogConfig;
 pub use checkin::{ActiveDevice, CheckInReport, CheckedIn, ComplianceReport};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use policy::check_report;
+pub use webhook_delivery::DeliveryConfig;
 
 /// Settings an operator chooses at `wardctl serve`.
 #[derive(Clone, Debug)]

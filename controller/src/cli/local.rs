@@ -16,7 +16,7 @@ use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
 use crate::app::{App, AppConfig, CERT_MAX_LIFETIME, CERT_MIN_LIFETIME, SyslogConfig};
 use crate::core::audit::syslog_target::{SyslogTarget, Transport};
-use crate::core::duration::{DurationRange, hours, seconds};
+use crate::core::duration::{DurationRange, days, hours, minutes, seconds};
 use crate::core::{Clock, SystemClock};
 use crate::datadir::{DataDir, InitReport};
 use crate::store::{SqlStore, Store};
@@ -40,6 +40,10 @@ pub struct InitArgs {
 
 /// `serve --server-cert-check-interval` (hidden; for tests that move the clock).
 const SERVER_CERT_CHECK: DurationRange = DurationRange::new(seconds(1), hours(24), "10m");
+/// `serve --webhook-retry-max`.
+const WEBHOOK_RETRY_MAX: DurationRange = DurationRange::new(seconds(1), hours(24), "10m");
+/// `serve --webhook-give-up-after`.
+const WEBHOOK_GIVE_UP: DurationRange = DurationRange::new(minutes(1), days(30), "3d");
 /// `serve --checkin-interval`.
 const CHECKIN_INTERVAL: DurationRange = DurationRange::new(seconds(1), hours(24), "5m");
 /// `serve --device-cert-lifetime`: the limits of every certificate the controller issues.
@@ -134,6 +138,31 @@ pub struct ServeArgs {
     /// Required with tls:// (this build has no system trust store)
     #[arg(long, value_name = "FILE", requires = "audit_syslog")]
     audit_syslog_ca: Option<PathBuf>,
+    /// The body of each --audit-syslog message: rfc5424 (the entry's details, JSON as hashed)
+    /// or ocsf (an OCSF 1.3.0 event, JSON: Entity Management, Account Change or API Activity,
+    /// the entry's seq and hash in `unmapped`); the header and structured data stay the same
+    #[arg(long, value_enum, default_value = "rfc5424", requires = "audit_syslog")]
+    audit_format: AuditFormatArg,
+    #[arg(long, default_value = "1h", value_parser = DurationArg(WEBHOOK_RETRY_MAX), allow_hyphen_values = true, value_name = "DURATION", help = WEBHOOK_RETRY_MAX.help("The longest wait between two attempts of a webhook delivery (the waits double from 1s, with jitter)"))]
+    webhook_retry_max: Duration,
+    #[arg(long, default_value = "3d", value_parser = DurationArg(WEBHOOK_GIVE_UP), allow_hyphen_values = true, value_name = "DURATION", help = WEBHOOK_GIVE_UP.help("A webhook delivery the receiver has not taken this long after its event is given up (shown as abandoned)"))]
+    webhook_give_up_after: Duration,
+}
+
+/// `serve --audit-format`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum AuditFormatArg {
+    Rfc5424,
+    Ocsf,
+}
+
+impl From<AuditFormatArg> for crate::core::audit::syslog::AuditFormat {
+    fn from(arg: AuditFormatArg) -> Self {
+        match arg {
+            AuditFormatArg::Rfc5424 => Self::Rfc5424,
+            AuditFormatArg::Ocsf => Self::Ocsf,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
@@ -357,7 +386,10 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             app_name: "ward".into(),
             procid: Some(std::process::id()),
         };
-        app.start_audit_syslog(SyslogConfig::new(Arc::new(collector), origin));
+        app.start_audit_syslog(SyslogConfig {
+            format: args.audit_format.into(),
+            ..SyslogConfig::new(Arc::new(collector), origin)
+        });
     }
     app.start_background()
         .await
@@ -366,6 +398,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .await
         .map_err(|e| CliError::failed(format!("cannot open the audit log: {e}")))?;
     app.start_audit_tasks();
+    app.start_webhook_delivery(crate::app::DeliveryConfig {
+        backoff: (Duration::from_secs(1), args.webhook_retry_max),
+        give_up_after: args.webhook_give_up_after,
+        ..crate::app::DeliveryConfig::new(crate::webhook_sender::Sender::default())
+    });
     let revoked = app
         .load_revocations()
         .await

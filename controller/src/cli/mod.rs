@@ -21,6 +21,7 @@ pub mod output;
 pub(crate) mod policy;
 pub(crate) mod tokens;
 pub(crate) mod users;
+mod webhooks;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -84,6 +85,9 @@ enum Verb {
     /// The CA and the controller's certificates: expiry (status); rotation is not supported yet
     #[command(subcommand)]
     Ca(ca::CaCommand),
+    /// Signed webhooks: events POSTed to a receiver of yours, signed with HMAC-SHA256
+    #[command(subcommand)]
+    Webhook(webhooks::WebhookCommand),
     /// A web console on this machine (loopback only), acting with this admin's certificate
     #[command(
         long_about = "Serves a web console on a loopback address and prints a one-time login link. The console holds the admin's unlocked key while it runs and makes every change through the controller's admin API with it, as every wardctl command does: roles, approval and audit stay the controller's, and the controller gains no port or password. Logged off after --idle-timeout without a request; a new link is then printed here.",
@@ -226,6 +230,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Verb::Audit(cmd) => audit::run(cmd, output).await,
         Verb::User(cmd) => users::run(cmd, output).await,
         Verb::Console(args) => crate::console::run(args).await,
+        Verb::Webhook(cmd) => webhooks::run(cmd, output).await,
     }
 }
 

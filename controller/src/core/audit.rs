@@ -10,6 +10,7 @@
 //! after it verifies as its own signed segment.
 
 pub mod checkpoint;
+pub mod ocsf;
 pub mod refusals;
 pub mod syslog;
 pub mod syslog_target;

@@ -15,6 +15,7 @@ pub mod roles;
 pub mod service;
 pub mod text;
 pub mod token;
+pub mod webhook;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use command::{

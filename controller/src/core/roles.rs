@@ -31,11 +31,13 @@ pub enum Permission {
     Disable,
     /// Retire a device: messaging wipe, agent state destroyed, revoked, kept for the record.
     Retire,
+    /// Add, list and remove integrations (signed webhooks) and read their delivery log.
+    Integrations,
 }
 
 impl Permission {
     /// Every permission, in the order `WhoAmI` lists them.
-    pub const ALL: [Permission; 13] = [
+    pub const ALL: [Permission; 14] = [
         Permission::Read,
         Permission::Enroll,
         Permission::Lock,
@@ -49,6 +51,7 @@ impl Permission {
         Permission::Approve,
         Permission::Disable,
         Permission::Retire,
+        Permission::Integrations,
     ];
 
     /// The stable name clients see (`WhoAmI`): lower case, `_` between words.
@@ -67,6 +70,7 @@ impl Permission {
             Permission::Approve => "approve",
             Permission::Disable => "disable",
             Permission::Retire => "retire",
+            Permission::Integrations => "integrations",
         }
     }
 
@@ -85,6 +89,7 @@ impl Permission {
             Permission::Approve => "approve commands",
             Permission::Disable => "disable or enable devices",
             Permission::Retire => "retire devices",
+            Permission::Integrations => "manage webhooks",
         }
     }
 
@@ -102,7 +107,8 @@ impl Permission {
             | Permission::Admins
             | Permission::Revoke
             | Permission::Approve
-            | Permission::Retire => &[Admin],
+            | Permission::Retire
+            | Permission::Integrations => &[Admin],
         }
     }
 }
@@ -168,6 +174,7 @@ mod tests {
             Approve,
             Disable,
             Retire,
+            Integrations,
         ];
         assert!(all.iter().all(|p| AdminRole::Admin.allows(*p)));
         let helpdesk: Vec<_> = all

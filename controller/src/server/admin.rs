@@ -910,6 +910,93 @@ impl v1::admin_service_server::AdminService for AdminApi {
             next_step: report.next_step,
         }))
     }
+
+    async fn add_webhook(
+        &self,
+        request: Request<AddWebhookRequest>,
+    ) -> Result<Response<AddWebhookResponse>, Status> {
+        let actor = self
+            .admin(&request, Permission::Integrations, "webhooks")
+            .await?;
+        let req = request.into_inner();
+        let ca = (!req.ca_pem.is_empty()).then_some(req.ca_pem);
+        let hook = self
+            .app
+            .add_webhook(&actor, &req.url, &req.events, ca)
+            .await?;
+        Ok(Response::new(AddWebhookResponse {
+            webhook: Some(super::webhooks::webhook_to_wire(&hook)),
+            secret: hook.secret.expose().to_owned(),
+        }))
+    }
+
+    async fn list_webhooks(
+        &self,
+        request: Request<ListWebhooksRequest>,
+    ) -> Result<Response<ListWebhooksResponse>, Status> {
+        let admin = self
+            .admin(&request, Permission::Integrations, "webhooks")
+            .await?;
+        let result = self.app.list_webhooks().await;
+        let hooks = self
+            .read(&admin, "list_webhooks", "webhooks", result, |h| {
+                ("webhooks".into(), json!({ "count": h.len() }))
+            })
+            .await?;
+        Ok(Response::new(ListWebhooksResponse {
+            webhooks: hooks.iter().map(super::webhooks::webhook_to_wire).collect(),
+        }))
+    }
+
+    async fn remove_webhook(
+        &self,
+        request: Request<RemoveWebhookRequest>,
+    ) -> Result<Response<Webhook>, Status> {
+        let target = format!("webhook/{}", request.get_ref().id);
+        let actor = self
+            .admin(&request, Permission::Integrations, &target)
+            .await?;
+        let hook = self
+            .app
+            .remove_webhook(&actor, &request.get_ref().id)
+            .await?;
+        Ok(Response::new(super::webhooks::webhook_to_wire(&hook)))
+    }
+
+    async fn list_webhook_deliveries(
+        &self,
+        request: Request<ListWebhookDeliveriesRequest>,
+    ) -> Result<Response<ListWebhookDeliveriesResponse>, Status> {
+        let req = request.get_ref().clone();
+        let target = if req.webhook_id.is_empty() {
+            "webhooks".to_owned()
+        } else {
+            format!("webhook/{}", req.webhook_id)
+        };
+        let admin = self
+            .admin(&request, Permission::Integrations, &target)
+            .await?;
+        let limit = if req.limit == 0 { 100 } else { req.limit };
+        if limit > crate::app::webhooks::MAX_DELIVERIES_LISTED {
+            return Err(Status::invalid_argument(format!(
+                "limit {limit} is too large: ask for at most {}",
+                crate::app::webhooks::MAX_DELIVERIES_LISTED
+            )));
+        }
+        let id = (!req.webhook_id.is_empty()).then_some(req.webhook_id.as_str());
+        let result = self.app.webhook_deliveries(id, limit).await;
+        let deliveries = self
+            .read(&admin, "list_webhook_deliveries", &target, result, |d| {
+                (target.clone(), json!({ "count": d.len() }))
+            })
+            .await?;
+        Ok(Response::new(ListWebhookDeliveriesResponse {
+            deliveries: deliveries
+                .iter()
+                .map(super::webhooks::delivery_to_wire)
+                .collect(),
+        }))
+    }
 }
 
 fn token_to_wire(t: &crate::core::TokenRecord) -> EnrollmentTokenInfo {

@@ -9,6 +9,7 @@ pub(crate) mod convert_posture;
 pub use convert::{command_state_to_wire, role_to_wire};
 mod enrollment;
 mod listener;
+mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

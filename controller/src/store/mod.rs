@@ -129,6 +129,17 @@ impl Lease for SoleProcess {
 /// The name of the `serve --audit-syslog` export's cursor and lease.
 pub const SYSLOG_EXPORT: &str = "syslog";
 
+/// The name of the lease of webhook delivery (one replica delivers).
+pub const WEBHOOK_LEASE: &str = "webhooks";
+
+/// Where a delivery goes: the receiver's URL, the secret it is signed with, the trust for it.
+#[derive(Clone, Debug)]
+pub struct WebhookTarget {
+    pub url: String,
+    pub secret: crate::core::webhook::WebhookSecret,
+    pub ca_pem: Option<String>,
+}
+
 /// Which audit entries to list.
 #[derive(Clone, Debug, Default)]
 pub struct AuditFilter {
@@ -302,6 +313,35 @@ pub trait Store: Send + Sync + 'static {
     /// grant it.
     async fn try_export_lease(&self, _name: &str) -> Result<Option<Box<dyn Lease>>, StoreError> {
         Ok(Some(Box::new(SoleProcess)))
+    }
+
+    /// Every webhook receiver, oldest first.
+    async fn list_webhooks(&self) -> Result<Vec<crate::core::webhook::Webhook>, StoreError> {
+        Err(tx::no_webhooks())
+    }
+
+    /// Pending deliveries due at `now` (at most `limit`), with where each goes.
+    async fn due_webhook_deliveries(
+        &self,
+        _now: Timestamp,
+        _limit: u32,
+    ) -> Result<Vec<(crate::core::webhook::Delivery, WebhookTarget)>, StoreError> {
+        Err(tx::no_webhooks())
+    }
+
+    /// The newest deliveries (of one receiver, or all), newest first, with their attempts.
+    async fn webhook_deliveries(
+        &self,
+        _webhook_id: Option<&str>,
+        _limit: u32,
+    ) -> Result<
+        Vec<(
+            crate::core::webhook::Delivery,
+            Vec<crate::core::webhook::Attempt>,
+        )>,
+        StoreError,
+    > {
+        Err(tx::no_webhooks())
     }
 
     /// How many commands are in each state.
@@ -668,6 +708,21 @@ pub trait Store: Send + Sync + 'static {
         tx::write(self.writer(), High, move |tx| {
             let name = name.clone();
             Box::pin(async move { tx.set_export_cursor(&name, seq, now).await })
+        })
+        .await
+    }
+
+    /// Records a delivery attempt and what it leads to (through the writer).
+    async fn record_webhook_attempt(
+        &self,
+        delivery: &crate::core::webhook::Delivery,
+        attempt: &crate::core::webhook::Attempt,
+        next: crate::core::webhook::Next,
+    ) -> Result<(), StoreError> {
+        let (delivery, attempt) = (delivery.clone(), attempt.clone());
+        tx::write(self.writer(), High, move |tx| {
+            let (delivery, attempt) = (delivery.clone(), attempt.clone());
+            Box::pin(async move { tx.record_webhook_attempt(&delivery, &attempt, next).await })
         })
         .await
     }

@@ -18,6 +18,7 @@ use ward_certs::AdminName;
 use super::{PostureField, StoreError};
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
+use crate::core::webhook::{Attempt, Delivery, Next, Webhook};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
@@ -202,6 +203,24 @@ pub trait Tx: Send {
         now: Timestamp,
     ) -> Result<(), StoreError>;
 
+    /// Adds a webhook receiver.
+    async fn insert_webhook(&mut self, _hook: &Webhook) -> Result<(), StoreError> {
+        Err(no_webhooks())
+    }
+    /// Removes a receiver with its outbox rows and attempts; false if there was none.
+    async fn delete_webhook(&mut self, _id: &str) -> Result<bool, StoreError> {
+        Err(no_webhooks())
+    }
+    /// Records a delivery attempt and what it leads to, if the delivery is still pending.
+    async fn record_webhook_attempt(
+        &mut self,
+        _delivery: &Delivery,
+        _attempt: &Attempt,
+        _next: Next,
+    ) -> Result<(), StoreError> {
+        Err(no_webhooks())
+    }
+
     // ----- audit ------------------------------------------------------------------------
     /// Records an audit entry for this job's change. Entries are chained in the order their
     /// jobs ran and the head is signed once, when the batch commits.
@@ -250,6 +269,11 @@ where
         Err(Failure::Job(error)) => Err(*error.downcast::<E>().map_err(|_| E::from(mismatch()))?),
         Err(Failure::Store(error)) => Err(E::from(error)),
     }
+}
+
+/// What a store without webhook tables (the in-memory one) answers.
+pub fn no_webhooks() -> StoreError {
+    StoreError::Database("webhooks need the SQL store (SQLite or PostgreSQL)".into())
 }
 
 fn mismatch() -> StoreError {

@@ -68,8 +68,34 @@ pub struct Origin {
     pub procid: Option<u32>,
 }
 
+/// What the message body (MSG) of each entry is (`serve --audit-format`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AuditFormat {
+    /// The entry's details, JSON exactly as hashed.
+    #[default]
+    Rfc5424,
+    /// An OCSF event (JSON; [`super::ocsf`]). The header and structured data stay the same.
+    Ocsf,
+}
+
+/// The message for `entry`: RFC 5424, with the body `format` says.
+pub fn render(entry: &AuditEntry, origin: &Origin, format: AuditFormat) -> String {
+    match format {
+        AuditFormat::Rfc5424 => message(entry, origin),
+        AuditFormat::Ocsf => {
+            let body = super::ocsf::event(entry, env!("CARGO_PKG_VERSION")).to_string();
+            with_body(head(entry, origin), &body)
+        }
+    }
+}
+
 /// The RFC 5424 message for `entry`.
 pub fn message(entry: &AuditEntry, origin: &Origin) -> String {
+    with_body(head(entry, origin), &entry.details)
+}
+
+/// The header and the structured data.
+fn head(entry: &AuditEntry, origin: &Origin) -> String {
     let outcome = Outcome::of(&entry.action);
     let pri = u16::from(FACILITY_LOG_AUDIT) * 8 + u16::from(outcome.severity());
     let procid = origin.procid.map(|p| p.to_string());
@@ -98,13 +124,18 @@ pub fn message(entry: &AuditEntry, origin: &Origin) -> String {
         text.push('"');
     }
     text.push(']');
-    if !entry.details.is_empty() {
+    text
+}
+
+/// `head`, then MSG when there is one.
+fn with_body(mut text: String, body: &str) -> String {
+    if !body.is_empty() {
         text.push(' ');
         // MSG in UTF-8 starts with a BOM (RFC 5424 §6.4); pure ASCII needs none.
-        if !entry.details.is_ascii() {
+        if !body.is_ascii() {
             text.push_str(BOM);
         }
-        text.push_str(&entry.details);
+        text.push_str(body);
     }
     text
 }

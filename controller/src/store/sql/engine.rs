@@ -8,11 +8,12 @@ use ward_certs::AdminName;
 
 use super::{
     Backend, admins, audit, ca_rotation, certificates, commands, device_keys, devices,
-    export_cursor, policies, tokens,
+    export_cursor, policies, tokens, webhooks,
 };
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
 use crate::core::ca_rotation::CaState;
+use crate::core::webhook::{Attempt, Delivery, Next, Webhook};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
@@ -91,6 +92,8 @@ impl Engine for SqlEngine {
                 StoreError::Database("no key to sign the audit head with yet".into())
             })?;
             let (plan, entries) = audit::append_all(self.conn()?, &events, keeper.as_ref()).await?;
+            // The events these changes raise, in their transaction: none without the other.
+            webhooks::enqueue(self.conn()?, &entries).await?;
             Some((keeper, plan, entries.len() as u64))
         };
         sqlx::query("COMMIT")
@@ -380,6 +383,23 @@ impl Tx for SqlEngine {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         ca_rotation::set(self.conn()?, hash, state, now).await
+    }
+
+    async fn insert_webhook(&mut self, hook: &Webhook) -> Result<(), StoreError> {
+        webhooks::insert(self.conn()?, hook).await
+    }
+
+    async fn delete_webhook(&mut self, id: &str) -> Result<bool, StoreError> {
+        webhooks::delete(self.conn()?, id).await
+    }
+
+    async fn record_webhook_attempt(
+        &mut self,
+        delivery: &Delivery,
+        attempt: &Attempt,
+        next: Next,
+    ) -> Result<(), StoreError> {
+        webhooks::record_attempt(self.conn()?, delivery, attempt, next).await
     }
 
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {

@@ -18,6 +18,7 @@ mod policies;
 mod postgres;
 mod sqlite;
 mod tokens;
+mod webhooks;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -331,6 +332,32 @@ impl Store for SqlStore {
                 Ok(lease.map(|l| Box::new(l) as Box<dyn super::Lease>))
             }
         }
+    }
+
+    async fn list_webhooks(&self) -> Result<Vec<crate::core::webhook::Webhook>, StoreError> {
+        webhooks::list(&mut *self.read().await?).await
+    }
+
+    async fn due_webhook_deliveries(
+        &self,
+        now: Timestamp,
+        limit: u32,
+    ) -> Result<Vec<(crate::core::webhook::Delivery, super::WebhookTarget)>, StoreError> {
+        webhooks::due(&mut *self.read().await?, now, limit).await
+    }
+
+    async fn webhook_deliveries(
+        &self,
+        webhook_id: Option<&str>,
+        limit: u32,
+    ) -> Result<
+        Vec<(
+            crate::core::webhook::Delivery,
+            Vec<crate::core::webhook::Attempt>,
+        )>,
+        StoreError,
+    > {
+        webhooks::deliveries(&mut *self.read().await?, webhook_id, limit).await
     }
 
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError> {
