@@ -558,6 +558,12 @@ mod tests {
         }
     }
 
+    /// Makes `dir` hold `ca` as its `ca.pem` and `ca.key`, as `init` leaves them.
+    fn holding(dir: &DataDir, ca: &CertificateAuthority) {
+        std::fs::write(dir.ca_cert(), ca.cert_pem()).unwrap();
+        create_secret_file(&dir.ca_key(), ca.key().to_pem().as_bytes()).unwrap();
+    }
+
     fn hashes(cas: &[&CertificateAuthority]) -> Vec<String> {
         cas.iter().map(|ca| ca.hash().to_string()).collect()
     }
@@ -568,8 +574,7 @@ mod tests {
         let dir = DataDir::new(tmp.path());
         let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
         let old = CertificateAuthority::create("old", now.to_datetime()).unwrap();
-        std::fs::write(dir.ca_cert(), old.cert_pem()).unwrap();
-        create_secret_file(&dir.ca_key(), old.key().to_pem().as_bytes()).unwrap();
+        holding(&dir, &old);
 
         let set = CaSet::load(&dir, &[]).unwrap();
         assert_eq!(set.trusted_hashes(), hashes(&[&old]));
@@ -639,8 +644,7 @@ mod tests {
     fn rotated_to_the_end(dir: &DataDir) -> (CertificateAuthority, Arc<CertificateAuthority>) {
         let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
         let old = CertificateAuthority::create("old", now.to_datetime()).unwrap();
-        std::fs::write(dir.ca_cert(), old.cert_pem()).unwrap();
-        create_secret_file(&dir.ca_key(), old.key().to_pem().as_bytes()).unwrap();
+        holding(&dir, &old);
         let set = CaSet::load(dir, &[]).unwrap();
         let new = set.create_next(now).unwrap();
         set.apply(&[record(&new, CaState::Introduced)]).unwrap();
@@ -699,8 +703,7 @@ mod tests {
         // A stale replica: ca.pem/ca.key copied at setup, the new CA's files never copied.
         let stale_tmp = tempfile::tempdir().unwrap();
         let stale_dir = DataDir::new(stale_tmp.path());
-        std::fs::write(stale_dir.ca_cert(), old.cert_pem()).unwrap();
-        create_secret_file(&stale_dir.ca_key(), old.key().to_pem().as_bytes()).unwrap();
+        holding(&stale_dir, &old);
         let stale = CaSet::load(&stale_dir, &[]).unwrap();
         // It follows the recorded steps as they come (every 30 s).
         stale.apply(&[record(&new, CaState::Introduced)]).unwrap();
@@ -738,8 +741,7 @@ mod tests {
         let dir = DataDir::new(tmp.path());
         let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
         let old = CertificateAuthority::create("old", now.to_datetime()).unwrap();
-        std::fs::write(dir.ca_cert(), old.cert_pem()).unwrap();
-        create_secret_file(&dir.ca_key(), old.key().to_pem().as_bytes()).unwrap();
+        holding(&dir, &old);
         let set = CaSet::load(&dir, &[]).unwrap();
         let new = set.create_next(now).unwrap();
         set.apply(&[record(&new, CaState::Introduced)]).unwrap();
@@ -772,8 +774,7 @@ mod tests {
         let dir = DataDir::new(tmp.path());
         let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
         let ours = CertificateAuthority::create("ours", now.to_datetime()).unwrap();
-        std::fs::write(dir.ca_cert(), ours.cert_pem()).unwrap();
-        create_secret_file(&dir.ca_key(), ours.key().to_pem().as_bytes()).unwrap();
+        holding(&dir, &ours);
         // Someone who can write a file there (not read ca.key) plants a CA certificate alone.
         let planted = CertificateAuthority::create("Ward CA", now.to_datetime()).unwrap();
         std::fs::write(
