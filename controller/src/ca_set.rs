@@ -644,7 +644,7 @@ mod tests {
     fn rotated_to_the_end(dir: &DataDir) -> (CertificateAuthority, Arc<CertificateAuthority>) {
         let now = Timestamp::from_datetime(time::OffsetDateTime::now_utc());
         let old = CertificateAuthority::create("old", now.to_datetime()).unwrap();
-        holding(&dir, &old);
+        holding(dir, &old);
         let set = CaSet::load(dir, &[]).unwrap();
         let new = set.create_next(now).unwrap();
         set.apply(&[record(&new, CaState::Introduced)]).unwrap();
