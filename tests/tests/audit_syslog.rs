@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ward_e2e::eventually_blocking;
-use ward_e2e::process::{ControllerProcess, Daemon, http_get, stderr, wardctl};
+use ward_e2e::process::{ControllerProcess, Daemon, http_get, json, stderr, wardctl};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
@@ -327,7 +327,11 @@ fn rsyslog_gets_every_audit_entry_as_an_ocsf_event() {
 
     let text = std::fs::read_to_string(&file).unwrap();
     let mut events = std::collections::BTreeMap::new();
-    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+    // Checkpoints keep their own text in either format (see the checkpoint test).
+    for line in text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with("audit.checkpoint "))
+    {
         let body = message_part(line).unwrap_or_else(|| panic!("no structured data: {line}"));
         let event: serde_json::Value =
             serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
@@ -461,4 +465,89 @@ fn bad_audit_syslog_values_exit_2_and_create_nothing() {
         assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
         assert!(!data.exists(), "{args:?} created the data directory");
     }
+}
+
+/// The signed audit checkpoints go the same way as the entries: each reaches rsyslog after the
+/// entries it covers, under its own SD-ID (never counted as an entry), with its text as the
+/// message, and the lines the SIEM kept verify with `wardctl audit verify --checkpoints` (what
+/// an auditor does when the database and its backups are in doubt).
+#[test]
+#[cfg_attr(
+    not(ward_rsyslog),
+    ignore = "needs rsyslog with TLS: apt-get install rsyslog rsyslog-gnutls"
+)]
+fn rsyslog_gets_the_signed_checkpoints_and_they_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let file = tmp.path().join("received.log");
+    let config = rsyslog_config(tmp.path(), port, &file);
+    let _rsyslog = start_rsyslog(tmp.path(), &config, port);
+    let ca = tmp.path().join("ca.pem");
+    let controller = ControllerProcess::start_with(
+        &tmp.path().join("ward"),
+        "127.0.0.1:0",
+        &[
+            "--audit-syslog",
+            &format!("tls://127.0.0.1:{port}"),
+            "--audit-syslog-ca",
+            ca.to_str().unwrap(),
+            "--audit-checkpoint-every",
+            "5",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
+    );
+    let metrics = controller.metrics_url();
+    for n in 0..12 {
+        audited_action(&controller, n);
+    }
+    let last = wait_complete(&metrics, &file);
+    let kept = eventually_blocking(
+        "a checkpoint of 10 entries or more in rsyslog's file",
+        DEADLINE,
+        || {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            let lines: Vec<String> = text
+                .lines()
+                .filter(|l| l.starts_with("audit.checkpoint "))
+                .map(str::to_owned)
+                .collect();
+            lines
+                .iter()
+                .any(|l| {
+                    l.find("seq=\"")
+                        .and_then(|i| l[i + 5..].split('"').next()?.parse::<u64>().ok())
+                        .is_some_and(|seq| seq >= 10)
+                })
+                .then_some(lines)
+        },
+    );
+    // Entries are still exactly 1..=last: no checkpoint was read as an entry.
+    assert_eq!(
+        first_occurrences(&received(&file)),
+        (1..=last).collect::<Vec<_>>()
+    );
+    let dir = tmp.path().join("from-the-siem");
+    std::fs::create_dir_all(&dir).unwrap();
+    let checkpoints: String = kept
+        .iter()
+        .map(|line| {
+            assert!(line.contains("[ward-checkpoint@32473 "), "{line}");
+            let json = &line[line.find("] {").unwrap() + 2..];
+            format!("{json}\n")
+        })
+        .collect();
+    std::fs::write(dir.join("siem.jsonl"), checkpoints).unwrap();
+    let verify = controller.ctl(&[
+        "audit",
+        "verify",
+        "--checkpoints",
+        dir.to_str().unwrap(),
+        "--output",
+        "json",
+    ]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    let verdict = json(&verify);
+    assert!(verdict["checkpoints"].as_u64().unwrap() >= 1, "{verdict}");
+    controller.stop();
 }

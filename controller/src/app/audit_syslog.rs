@@ -17,7 +17,7 @@ use tracing::{error, info, warn};
 
 use super::App;
 use crate::core::Clock;
-use crate::core::audit::syslog::{AuditFormat, Origin, render};
+use crate::core::audit::syslog::{AuditFormat, Origin, checkpoint_message, render};
 use crate::metrics::Metrics;
 use crate::store::{AuditFilter, Lease, SYSLOG_EXPORT, Store, StoreError};
 use crate::syslog_transport::{Connector, Link};
@@ -74,6 +74,8 @@ impl App {
             store: Arc::clone(&self.store),
             metrics: Arc::clone(&self.metrics),
             clock: Arc::clone(&self.clock),
+            audit_state: Arc::clone(&self.audit_state),
+            checkpoint_sent: std::sync::atomic::AtomicU64::new(0),
             config,
         };
         tokio::spawn(streamer.run());
@@ -92,6 +94,10 @@ struct Streamer {
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     clock: Arc<dyn Clock>,
+    /// Where this controller's newest signed checkpoints are.
+    audit_state: Arc<super::audit::AuditState>,
+    /// The seq of the newest checkpoint sent (on this connection or an earlier one).
+    checkpoint_sent: std::sync::atomic::AtomicU64,
     config: SyslogConfig,
 }
 
@@ -172,6 +178,34 @@ impl Streamer {
         Ok(cursor)
     }
 
+    /// Sends this controller's newest signed checkpoint if the entries it covers were sent
+    /// (it comes after them in the stream) and it was not sent before. A SIEM then holds the
+    /// checkpoints too, where whoever holds the database cannot reach them. Best effort per
+    /// checkpoint: one lost with a connection is superseded by the next, which covers it.
+    async fn send_checkpoint(&self, link: &mut dyn Link, sent: u64) -> std::io::Result<()> {
+        use std::sync::atomic::Ordering;
+        let newest = self
+            .audit_state
+            .remembered
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .rev()
+            .find(|c| c.seq <= sent)
+            .cloned();
+        let Some(checkpoint) = newest else {
+            return Ok(());
+        };
+        if checkpoint.seq <= self.checkpoint_sent.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        link.send(&[checkpoint_message(&checkpoint, &self.config.origin)])
+            .await?;
+        self.checkpoint_sent
+            .store(checkpoint.seq, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Streams over one connection until it breaks or the lease is lost; whether the cursor
     /// moved.
     async fn stream(&self, mut link: Box<dyn Link>, lease: &mut dyn Lease) -> (End, bool) {
@@ -227,6 +261,9 @@ impl Streamer {
                 if entries.len() == self.config.batch as usize {
                     continue;
                 }
+            }
+            if let Err(e) = self.send_checkpoint(link.as_mut(), sent).await {
+                return (End::Broken(format!("cannot write: {e}")), progressed);
             }
             let wake = pending
                 .front()

@@ -89,6 +89,43 @@ pub fn render(entry: &AuditEntry, origin: &Origin, format: AuditFormat) -> Strin
     }
 }
 
+/// The SD-ID of a checkpoint's fields.
+pub const CHECKPOINT_SD_ID: &str = "ward-checkpoint@32473";
+
+/// The MSGID of a checkpoint.
+pub const CHECKPOINT_MSGID: &str = "audit.checkpoint";
+
+/// A signed audit checkpoint as an RFC 5424 message (severity notice): its fields as
+/// structured data (under their own SD-ID, so no entry is mistaken for one), and as the
+/// message the checkpoint's text exactly as `serve --audit-checkpoints` writes it, so a line
+/// the SIEM kept can be given to `wardctl audit verify --checkpoints`.
+pub fn checkpoint_message(checkpoint: &super::Checkpoint, origin: &Origin) -> String {
+    let pri = u16::from(FACILITY_LOG_AUDIT) * 8 + 5;
+    let procid = origin.procid.map(|p| p.to_string());
+    let mut text = format!(
+        "<{pri}>1 {} {} {} {} {CHECKPOINT_MSGID} [{CHECKPOINT_SD_ID}",
+        checkpoint.at.rfc3339(),
+        header_field(&origin.hostname, 255),
+        header_field(&origin.app_name, 48),
+        header_field(procid.as_deref().unwrap_or(""), 128),
+    );
+    let seq = checkpoint.seq.to_string();
+    for (name, value) in [
+        ("seq", seq.as_str()),
+        ("hash", checkpoint.hash.as_str()),
+        ("chain", checkpoint.chain.as_str()),
+        ("signer", checkpoint.signer.as_str()),
+    ] {
+        text.push(' ');
+        text.push_str(name);
+        text.push_str("=\"");
+        text.push_str(&escape_param_value(value));
+        text.push('"');
+    }
+    text.push(']');
+    with_body(text, &checkpoint.to_string())
+}
+
 /// The RFC 5424 message for `entry`.
 pub fn message(entry: &AuditEntry, origin: &Origin) -> String {
     with_body(head(entry, origin), &entry.details)
