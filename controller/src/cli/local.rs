@@ -110,6 +110,12 @@ pub struct ServeArgs {
     /// 127.0.0.1:9443; keep it on a management network
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve SCIM 2.0 (identity-provider provisioning: Entra ID, Okta) over TLS with the
+    /// controller's server certificate on this address, e.g. 0.0.0.0:9444; the tenant URL is
+    /// https://HOST:PORT/scim/v2. Clients authenticate with tokens from `wardctl scim token
+    /// create`; deprovisioning a user offboards them
+    #[arg(long, value_name = "ADDR")]
+    scim_listen: Option<SocketAddr>,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -361,6 +367,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let (tls, live) =
         ward_certs::live::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
             .map_err(|e| CliError::failed(e.to_string()))?;
+    let scim_certificate = live.clone();
     let server_cert = Arc::new(crate::server_cert::ServerCertificate::new(
         ca.clone(),
         live,
@@ -384,6 +391,20 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             info!(error = %e, "not writing metrics-url (read-only data directory?)");
         }
         info!(metrics = %bound, "metrics and health on /metrics and /healthz");
+    }
+    if let Some(addr) = args.scim_listen {
+        let bound = crate::scim::serve(app.clone(), addr, scim_certificate)
+            .await
+            .map_err(|e| CliError::failed(format!("cannot listen for SCIM on {addr}: {e}")))?;
+        let url = format!(
+            "{}{}",
+            url_for(&local_host(bound, &controller_name), bound.port())?,
+            crate::scim::http::PREFIX
+        );
+        if let Err(e) = dir.write_file("scim-url", &url) {
+            info!(error = %e, "not writing scim-url (read-only data directory?)");
+        }
+        info!(scim = %url, "SCIM 2.0 service provider (identity-provider provisioning)");
     }
     let app_for_shutdown = app.clone();
     let server =

@@ -5,6 +5,7 @@ pub mod attestation;
 pub mod audit;
 pub mod clock;
 pub mod command;
+pub mod directory;
 pub mod duration;
 pub mod keys;
 pub mod model;

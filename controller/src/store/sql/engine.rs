@@ -8,10 +8,11 @@ use ward_certs::AdminName;
 
 use super::{
     Backend, admins, audit, certificates, commands, device_keys, devices, export_cursor, policies,
-    tokens,
+    scim, tokens,
 };
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
+use crate::core::directory::{DirectoryUser, ScimClient};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
@@ -366,6 +367,41 @@ impl Tx for SqlEngine {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         export_cursor::set(self.conn()?, name, seq, now).await
+    }
+
+    async fn scim_client(&mut self, name: &AdminName) -> Result<Option<ScimClient>, StoreError> {
+        scim::client_named(self.conn()?, name).await
+    }
+
+    async fn insert_scim_client(&mut self, client: &ScimClient) -> Result<bool, StoreError> {
+        scim::insert_client(self.conn()?, client).await
+    }
+
+    async fn revoke_scim_client(
+        &mut self,
+        name: &AdminName,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        scim::revoke_client(self.conn()?, name, by, now).await
+    }
+
+    async fn directory_user(
+        &mut self,
+        id: uuid::Uuid,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        scim::user_by_id(self.conn()?, id).await
+    }
+
+    async fn directory_user_named(
+        &mut self,
+        user: &UserEmail,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        scim::user_named(self.conn()?, user).await
+    }
+
+    async fn put_directory_user(&mut self, user: &DirectoryUser) -> Result<(), StoreError> {
+        scim::put_user(self.conn()?, user).await
     }
 
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {
