@@ -116,7 +116,11 @@ fn entra_and_okta_deprovisioning_and_a_delete_wipe_the_users_devices_with_verifi
     );
     assert_eq!(created.status, 201, "{}", created.raw);
     let alice_id = created.body["id"].as_str().unwrap().to_owned();
-    assert_eq!(created.body["userName"], "alice@hospital.org");
+    assert_eq!(created.body["userName"], "Alice@Hospital.org");
+    assert_eq!(
+        user_entry(&controller, "alice@hospital.org")["scim_user_name"],
+        "Alice@Hospital.org"
+    );
     assert_eq!(
         user_entry(&controller, "alice@hospital.org")["directory_state"],
         "active"

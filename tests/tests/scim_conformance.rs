@@ -29,8 +29,26 @@ for r in check_server(SyncSCIMClient(client)):
     }))
 "#;
 
-/// Checks that do not pass, by title, each with the reason README gives.
-const KNOWN: &[(&str, &str)] = &[];
+/// Checks that do not pass: (title, what the failure says), each listed in README with its
+/// reason.
+const KNOWN: &[(&str, &str)] = &[
+    // scim2-tester makes users whose userName is a random UUID and who have no e-mail; Ward
+    // knows people by an e-mail address and refuses them (400 invalidValue).
+    ("object_creation", "is not an e-mail address"),
+    ("object_query", "is not an e-mail address"),
+    ("object_query_without_id", "is not an e-mail address"),
+    ("object_replacement", "is not an e-mail address"),
+    ("object_deletion", "is not an e-mail address"),
+    ("check_add_attribute", "is not an e-mail address"),
+    ("check_replace_attribute", "is not an e-mail address"),
+    ("check_remove_attribute", "is not an e-mail address"),
+    // Removing `active` leaves the user's state as it is: an unassigned `active` must not
+    // reactivate a deprovisioned user.
+    (
+        "check_remove_attribute",
+        "did not remove attribute 'active'",
+    ),
+];
 
 #[test]
 #[cfg_attr(
@@ -75,8 +93,16 @@ fn scim2_tester_checks_pass_or_are_listed_in_readme() {
         let status = r["status"].as_str().unwrap();
         *by_status.entry(status.to_owned()).or_default() += 1;
         let passed = matches!(status, "SUCCESS" | "COMPLIANT" | "ACCEPTABLE" | "SKIPPED");
+        if status == "SKIPPED" {
+            println!("skipped: {r}");
+        }
         let title = r["title"].as_str().unwrap_or("");
-        if !passed && !KNOWN.iter().any(|(t, _)| *t == title) {
+        let reason = r["reason"].as_str().unwrap_or("");
+        if !passed
+            && !KNOWN
+                .iter()
+                .any(|(t, why)| *t == title && reason.contains(why))
+        {
             unexplained.push(r.to_string());
         }
     }

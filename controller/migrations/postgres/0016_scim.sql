@@ -18,6 +18,10 @@ CREATE TABLE scim_tokens (
 -- emails…), as JSON, so a GET answers what the provider sent.
 CREATE TABLE scim_users (
     id TEXT PRIMARY KEY NOT NULL,
+    -- SCIM userName as the provider sent it (unique without regard to case)…
+    user_name TEXT NOT NULL,
+    -- …and the Ward user it names: userName when it is an e-mail address, else the user's
+    -- primary e-mail. Offboarding is by this address.
     user_email TEXT NOT NULL UNIQUE,
     external_id TEXT,
     active BOOLEAN NOT NULL,
@@ -29,3 +33,5 @@ CREATE TABLE scim_users (
     deactivated_at BIGINT,
     deleted_at BIGINT
 );
+
+CREATE UNIQUE INDEX scim_users_user_name ON scim_users (lower(user_name));

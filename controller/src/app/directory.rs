@@ -33,6 +33,9 @@ pub const SCIM_UNKNOWN: &str = "ward://scim/unknown";
 /// A user as a provisioning client describes them, checked by the SCIM edge.
 #[derive(Clone, Debug)]
 pub struct DirectoryInput {
+    /// SCIM userName, as sent.
+    pub user_name: String,
+    /// The Ward user it names.
     pub user: UserEmail,
     pub external_id: Option<String>,
     pub active: bool,
@@ -307,12 +310,20 @@ impl App {
                     let before = tx.directory_user_named(&input.user).await?;
                     if before.as_ref().is_some_and(|b| b.deleted_at.is_none()) {
                         return Ok(Err(AppError::AlreadyExists(format!(
-                            "a user with userName {} already exists",
+                            "a user for {} already exists",
                             input.user
+                        ))));
+                    }
+                    let named = tx.directory_user_by_user_name(&input.user_name).await?;
+                    if named.is_some_and(|n| before.as_ref().is_none_or(|b| b.id != n.id)) {
+                        return Ok(Err(AppError::AlreadyExists(format!(
+                            "a user with userName {} already exists",
+                            input.user_name
                         ))));
                     }
                     let next = DirectoryUser {
                         id: before.as_ref().map_or_else(Uuid::new_v4, |b| b.id),
+                        user_name: input.user_name,
                         user: input.user,
                         external_id: input.external_id,
                         active: input.active,
@@ -326,8 +337,9 @@ impl App {
                         deactivated_at: (!input.active).then_some(now),
                         deleted_at: None,
                     };
-                    // A revived record counts as inactive before: reactivating it offboards
-                    // nothing, deactivating it offboards again (idempotent).
+                    // A revived (deleted) record counts as active before: created inactive, its
+                    // user is offboarded again (nothing is issued twice); created active, it
+                    // is a creation.
                     let prior = before.map(|b| DirectoryUser { active: true, ..b });
                     let off =
                         apply(tx, &client, "create", prior.as_ref(), &next, now, threshold).await?;
@@ -370,11 +382,19 @@ impl App {
                     };
                     if input.user != before.user {
                         return Ok(Err(AppError::FailedPrecondition(format!(
-                            "userName cannot change from {} to {}: Ward knows a person's devices by it. Deprovision this user and provision the new name",
+                            "the user's e-mail cannot change from {} to {}: Ward knows a person's devices by it. Deprovision this user and provision the new address",
                             before.user, input.user
                         ))));
                     }
+                    let named = tx.directory_user_by_user_name(&input.user_name).await?;
+                    if named.is_some_and(|n| n.id != before.id) {
+                        return Ok(Err(AppError::AlreadyExists(format!(
+                            "a user with userName {} already exists",
+                            input.user_name
+                        ))));
+                    }
                     let next = DirectoryUser {
+                        user_name: input.user_name,
                         external_id: input.external_id,
                         active: input.active,
                         attributes: input.attributes,

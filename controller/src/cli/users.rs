@@ -189,8 +189,9 @@ struct UserView {
     /// "active", "deactivated" or "deleted" as the identity provider last said; null when it
     /// never provisioned the user.
     directory_state: Option<String>,
-    /// The SCIM resource's id.
+    /// The SCIM resource's id and userName.
     scim_id: Option<String>,
+    scim_user_name: Option<String>,
     external_id: Option<String>,
     /// The SCIM client that last changed the user.
     directory_updated_by: Option<String>,
@@ -209,6 +210,7 @@ impl From<v1::UserInfo> for UserView {
             provisioned: d.is_some(),
             directory_state: d.as_ref().map(|d| d.state.clone()),
             scim_id: d.as_ref().map(|d| d.id.clone()),
+            scim_user_name: d.as_ref().map(|d| d.user_name.clone()),
             external_id: d
                 .as_ref()
                 .map(|d| d.external_id.clone())

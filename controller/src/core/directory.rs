@@ -78,7 +78,10 @@ pub fn scim_actor(name: &AdminName) -> String {
 pub struct DirectoryUser {
     /// The SCIM `id` Ward assigned.
     pub id: Uuid,
-    /// SCIM `userName`: the e-mail address devices are enrolled with.
+    /// SCIM `userName`, as the provider sent it (unique without regard to case).
+    pub user_name: String,
+    /// The Ward user it names (devices are enrolled for this address): `userName` when it
+    /// is an e-mail address, else the user's primary e-mail.
     pub user: UserEmail,
     pub external_id: Option<String>,
     /// False once the provider deactivated (or deleted) the user: offboarded, and no new

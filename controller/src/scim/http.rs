@@ -19,7 +19,8 @@ use uuid::Uuid;
 use super::error::{ScimError, scim_json};
 use super::{filter, patch, resource};
 use crate::app::App;
-use crate::core::directory::ScimClient;
+use crate::app::directory::DirectoryInput;
+use crate::core::directory::{DirectoryUser, ScimClient};
 
 /// The largest request body taken (a user resource is a few KiB; Entra sends one at a time).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -275,6 +276,9 @@ async fn schema(headers: HeaderMap, Path(id): Path<String>) -> Response {
 #[derive(Debug, serde::Deserialize)]
 struct ListQuery {
     filter: Option<String>,
+    attributes: Option<String>,
+    #[serde(rename = "excludedAttributes")]
+    excluded_attributes: Option<String>,
     #[serde(rename = "startIndex")]
     start_index: Option<String>,
     count: Option<String>,
@@ -316,7 +320,7 @@ async fn list_users(
         .iter()
         .filter(|u| {
             filter.as_ref().is_none_or(|f| {
-                f.matches(u.user.as_str(), u.external_id.as_deref(), &u.id.to_string())
+                f.matches(&u.user_name, u.external_id.as_deref(), &u.id.to_string())
             })
         })
         .collect();
@@ -326,7 +330,13 @@ async fn list_users(
         .iter()
         .skip(skip)
         .take(count)
-        .map(|u| resource::user_resource(u, &base))
+        .map(|u| {
+            resource::project(
+                resource::user_resource(u, &base),
+                query.attributes.as_deref(),
+                query.excluded_attributes.as_deref(),
+            )
+        })
         .collect();
     Ok(ok(&resource::list(
         matching.len(),
@@ -335,15 +345,29 @@ async fn list_users(
     )))
 }
 
+#[derive(Debug, serde::Deserialize)]
+struct GetQuery {
+    attributes: Option<String>,
+    #[serde(rename = "excludedAttributes")]
+    excluded_attributes: Option<String>,
+}
+
 async fn get_user(
     State(state): State<Arc<ScimState>>,
     headers: HeaderMap,
     Path(id): Path<String>,
+    query: Result<Query<GetQuery>, axum::extract::rejection::QueryRejection>,
     scim_client: Option<axum::Extension<ScimClient>>,
 ) -> Result<Response, ScimError> {
     client(scim_client)?;
+    let Query(query) =
+        query.map_err(|e| ScimError::bad("invalidSyntax", format!("bad query: {e}")))?;
     let user = state.app.directory_user(user_id(&id)?).await?;
-    Ok(ok(&resource::user_resource(&user, &base(&headers))))
+    Ok(ok(&resource::project(
+        resource::user_resource(&user, &base(&headers)),
+        query.attributes.as_deref(),
+        query.excluded_attributes.as_deref(),
+    )))
 }
 
 async fn create_user(
@@ -353,7 +377,7 @@ async fn create_user(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ScimError> {
     let client = client(scim_client)?;
-    let input = resource::input_from(&json_body(body)?)?;
+    let input = resource::input_from(&json_body(body)?)?.resolve(None)?;
     let done = state.app.provision_user(&client, input).await?;
     let base = base(&headers);
     let mut response = scim_json(
@@ -366,6 +390,36 @@ async fn create_user(
     Ok(response)
 }
 
+/// Changes the stored user with `change` inside the store's job (so a concurrent change is
+/// not lost); a refusal there comes back as the SCIM error it was.
+async fn update(
+    state: &ScimState,
+    client: &ScimClient,
+    id: Uuid,
+    change: impl Fn(&DirectoryUser) -> Result<DirectoryInput, ScimError> + Send + Sync + 'static,
+) -> Result<DirectoryUser, ScimError> {
+    let failed: Arc<std::sync::Mutex<Option<ScimError>>> = Arc::default();
+    let job_failed = failed.clone();
+    let result = state
+        .app
+        .update_directory_user(client, id, move |before| {
+            change(before).map_err(|e| {
+                let detail = e.detail.clone();
+                *job_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                crate::app::AppError::InvalidArgument(detail)
+            })
+        })
+        .await;
+    match result {
+        Ok(done) => Ok(done.user),
+        Err(e) => Err(failed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+            .unwrap_or_else(|| ScimError::from(e))),
+    }
+}
+
 async fn replace_user(
     State(state): State<Arc<ScimState>>,
     headers: HeaderMap,
@@ -376,11 +430,11 @@ async fn replace_user(
     let client = client(scim_client)?;
     let id = user_id(&id)?;
     let input = resource::input_from(&json_body(body)?)?;
-    let done = state
-        .app
-        .update_directory_user(&client, id, move |_| Ok(input.clone()))
-        .await?;
-    Ok(ok(&resource::user_resource(&done.user, &base(&headers))))
+    let user = update(&state, &client, id, move |before| {
+        input.clone().resolve(Some(before))
+    })
+    .await?;
+    Ok(ok(&resource::user_resource(&user, &base(&headers))))
 }
 
 async fn patch_user(
@@ -394,31 +448,14 @@ async fn patch_user(
     let id = user_id(&id)?;
     let operations = patch::parse(&json_body(body)?)?;
     let base = base(&headers);
-    // The operations apply to the stored record inside the store's job, so a concurrent
-    // change is not lost; a refusal there surfaces as the SCIM error it was.
-    let failed: Arc<std::sync::Mutex<Option<ScimError>>> = Arc::default();
-    let (job_failed, job_base) = (failed.clone(), base.clone());
-    let result = state
-        .app
-        .update_directory_user(&client, id, move |before| {
-            let current = resource::user_resource(before, &job_base);
-            let patched = patch::apply(&current, &operations)
-                .and_then(|patched| resource::input_from(&patched));
-            patched.map_err(|e| {
-                let detail = e.detail.clone();
-                *job_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                crate::app::AppError::InvalidArgument(detail)
-            })
-        })
-        .await;
-    match result {
-        Ok(done) => Ok(ok(&resource::user_resource(&done.user, &base))),
-        Err(e) => Err(failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-            .unwrap_or_else(|| ScimError::from(e))),
-    }
+    let job_base = base.clone();
+    let user = update(&state, &client, id, move |before| {
+        let current = resource::user_resource(before, &job_base);
+        let patched = patch::apply(&current, &operations)?;
+        resource::input_from(&patched)?.resolve(Some(before))
+    })
+    .await?;
+    Ok(ok(&resource::user_resource(&user, &base)))
 }
 
 async fn delete_user(

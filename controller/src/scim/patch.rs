@@ -267,6 +267,11 @@ fn apply_one(
     let Value::Object(root) = resource else {
         return Err(syntax("the resource is not an object"));
     };
+    if path.extension && path.attribute.is_none() && op == Op::Remove {
+        let k = key(root, ENTERPRISE_USER);
+        root.remove(&k);
+        return Ok(());
+    }
     let target = if path.extension {
         let k = key(root, ENTERPRISE_USER);
         let entry = root.entry(k).or_insert_with(|| Value::Object(Map::new()));
@@ -450,7 +455,7 @@ mod tests {
         .unwrap();
         assert_eq!(out["active"], "False");
         let input = super::super::resource::input_from(&out).unwrap();
-        assert!(!input.active);
+        assert_eq!(input.active, Some(false));
     }
 
     #[test]

@@ -48,8 +48,50 @@ pub fn boolean(value: &Value, what: &str) -> Result<bool, ScimError> {
     }
 }
 
+/// A user resource as a request (POST, PUT) or a PATCH made it, before it is checked against
+/// the stored record.
+#[derive(Clone, Debug)]
+pub struct UserInput {
+    pub user_name: String,
+    /// The Ward user it names, when userName or emails holds an address.
+    pub user: Option<UserEmail>,
+    pub external_id: Option<String>,
+    /// `None` when absent.
+    pub active: Option<bool>,
+    pub attributes: String,
+}
+
+impl UserInput {
+    /// The change to `before` (`None`: a new user). An absent `active` leaves the stored
+    /// state as it is (a new user is active): a PUT or PATCH that drops the attribute never
+    /// reactivates a deprovisioned user. The Ward user is fixed when the user is created; a
+    /// request that names no address keeps it.
+    pub fn resolve(self, before: Option<&DirectoryUser>) -> Result<DirectoryInput, ScimError> {
+        let user = match (self.user, before) {
+            (Some(user), _) => user,
+            (None, Some(before)) => before.user.clone(),
+            (None, None) => {
+                return Err(ScimError::bad(
+                    "invalidValue",
+                    format!(
+                        "userName {:?} is not an e-mail address, and emails holds none either. Ward knows people by the e-mail address their devices are enrolled with: map userName (or emails) to it",
+                        self.user_name
+                    ),
+                ));
+            }
+        };
+        Ok(DirectoryInput {
+            user_name: self.user_name,
+            user,
+            external_id: self.external_id,
+            active: self.active.unwrap_or(before.is_none_or(|b| b.active)),
+            attributes: self.attributes,
+        })
+    }
+}
+
 /// A `User` resource from a request body (POST, PUT) or a patched resource.
-pub fn input_from(resource: &Value) -> Result<DirectoryInput, ScimError> {
+pub fn input_from(resource: &Value) -> Result<UserInput, ScimError> {
     let Value::Object(object) = resource else {
         return Err(ScimError::bad(
             "invalidSyntax",
@@ -67,19 +109,18 @@ pub fn input_from(resource: &Value) -> Result<DirectoryInput, ScimError> {
             ));
         }
     }
-    let user = match field(object, "userName") {
-        Some(Value::String(name)) => name.parse::<UserEmail>().map_err(|e| {
-            ScimError::bad(
-                "invalidValue",
-                format!(
-                    "userName: {e}. Ward knows people by the e-mail address their devices are enrolled with: map userName to the user's e-mail or user principal name"
-                ),
-            )
-        })?,
+    let user_name = match field(object, "userName") {
+        Some(Value::String(name))
+            if !name.trim().is_empty()
+                && name.trim().chars().count() <= 256
+                && !name.chars().any(char::is_control) =>
+        {
+            name.trim().to_owned()
+        }
         Some(other) => {
             return Err(ScimError::bad(
                 "invalidValue",
-                format!("userName must be a string, not {other}"),
+                format!("userName must be a string of 1 to 256 printable characters, not {other}"),
             ));
         }
         None => {
@@ -89,6 +130,10 @@ pub fn input_from(resource: &Value) -> Result<DirectoryInput, ScimError> {
             ));
         }
     };
+    let user = user_name
+        .parse::<UserEmail>()
+        .ok()
+        .or_else(|| primary_email(object));
     let external_id = match field(object, "externalId") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) if s.chars().count() <= 256 && !s.chars().any(char::is_control) => {
@@ -104,20 +149,48 @@ pub fn input_from(resource: &Value) -> Result<DirectoryInput, ScimError> {
         }
     };
     let active = match field(object, "active") {
-        None | Some(Value::Null) => true,
-        Some(value) => boolean(value, "active")?,
+        None | Some(Value::Null) => None,
+        Some(value) => Some(boolean(value, "active")?),
     };
     let attributes: Map<String, Value> = object
         .iter()
         .filter(|(k, _)| !OWN.contains(&k.to_ascii_lowercase().as_str()))
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
-    Ok(DirectoryInput {
+    Ok(UserInput {
+        user_name,
         user,
         external_id,
         active,
         attributes: Value::Object(attributes).to_string(),
     })
+}
+
+/// The e-mail of `emails` that names the Ward user when userName is no address: the primary
+/// one, else the work one, else the first; `None` when none is an address.
+fn primary_email(object: &Map<String, Value>) -> Option<UserEmail> {
+    let emails = field(object, "emails")?.as_array()?;
+    let value = |e: &Value| {
+        e.as_object()
+            .and_then(|o| field(o, "value"))
+            .and_then(Value::as_str)
+            .and_then(|v| v.parse::<UserEmail>().ok())
+    };
+    let is = |e: &Value, name: &str, wanted: &str| {
+        e.as_object()
+            .and_then(|o| field(o, name))
+            .is_some_and(|v| match v {
+                Value::Bool(b) => b.to_string() == wanted,
+                Value::String(s) => s.eq_ignore_ascii_case(wanted),
+                _ => false,
+            })
+    };
+    emails
+        .iter()
+        .filter(|e| is(e, "primary", "true"))
+        .chain(emails.iter().filter(|e| is(e, "type", "work")))
+        .chain(emails.iter())
+        .find_map(value)
 }
 
 /// The user as a SCIM resource; `base` is the service's URL (`https://host:port/scim/v2`).
@@ -135,7 +208,7 @@ pub fn user_resource(user: &DirectoryUser, base: &str) -> Value {
     if let Some(external) = &user.external_id {
         object.insert("externalId".into(), json!(external));
     }
-    object.insert("userName".into(), json!(user.user.as_str()));
+    object.insert("userName".into(), json!(user.user_name));
     object.insert("active".into(), json!(user.active));
     object.insert(
         "meta".into(),
@@ -147,6 +220,110 @@ pub fn user_resource(user: &DirectoryUser, base: &str) -> Value {
             "version": format!("W/\"{}\"", user.updated_at.unix_ms()),
         }),
     );
+    Value::Object(object)
+}
+
+/// Always returned, whatever `attributes` or `excludedAttributes` say.
+const ALWAYS: [&str; 3] = ["id", "schemas", "meta"];
+
+/// `attributes=` / `excludedAttributes=` (RFC 7644 §3.4.2.5): comma-separated names, each
+/// `attr`, `attr.sub` or URN-qualified; the first given wins.
+pub fn project(resource: Value, attributes: Option<&str>, excluded: Option<&str>) -> Value {
+    let Value::Object(mut object) = resource else {
+        return resource;
+    };
+    // (container: None top level / Some(extension URN), attribute, sub-attribute)
+    let parse = |list: &str| -> Vec<(bool, String, Option<String>)> {
+        list.split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|name| {
+                let (extension, rest) = match name.strip_prefix(ENTERPRISE_USER) {
+                    Some(rest) => (true, rest.strip_prefix(':').unwrap_or("")),
+                    None => (
+                        false,
+                        name.strip_prefix(CORE_USER)
+                            .and_then(|r| r.strip_prefix(':'))
+                            .unwrap_or(name),
+                    ),
+                };
+                match rest.split_once('.') {
+                    Some((a, b)) => (extension, a.to_owned(), Some(b.to_owned())),
+                    None => (extension, rest.to_owned(), None),
+                }
+            })
+            .collect()
+    };
+    let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+    if let Some(list) = attributes.filter(|l| !l.trim().is_empty()) {
+        let wanted = parse(list);
+        let keep_top = |k: &str| {
+            ALWAYS.iter().any(|a| same(a, k))
+                || wanted
+                    .iter()
+                    .any(|(ext, a, _)| (!ext && same(a, k)) || (*ext && same(k, ENTERPRISE_USER)))
+        };
+        object.retain(|k, _| keep_top(k));
+        for (ext, a, sub) in &wanted {
+            let container = if *ext {
+                object
+                    .iter_mut()
+                    .find(|(k, _)| same(k, ENTERPRISE_USER))
+                    .and_then(|(_, v)| v.as_object_mut())
+            } else {
+                Some(&mut object)
+            };
+            let Some(container) = container else { continue };
+            if *ext && !a.is_empty() {
+                let keep: Vec<&(bool, String, Option<String>)> =
+                    wanted.iter().filter(|(e, _, _)| *e).collect();
+                container.retain(|k, _| keep.iter().any(|(_, a, _)| a.is_empty() || same(a, k)));
+            }
+            if let Some(sub) = sub
+                && let Some((_, Value::Object(inner))) =
+                    container.iter_mut().find(|(k, _)| same(k, a))
+            {
+                let subs: Vec<&String> = wanted
+                    .iter()
+                    .filter(|(e, b, s)| e == ext && same(b, a) && s.is_some())
+                    .filter_map(|(_, _, s)| s.as_ref())
+                    .collect();
+                if !subs.is_empty() {
+                    inner.retain(|k, _| subs.iter().any(|s| same(s, k)));
+                }
+                let _ = sub;
+            }
+        }
+    } else if let Some(list) = excluded.filter(|l| !l.trim().is_empty()) {
+        for (ext, a, sub) in parse(list) {
+            if !ext && ALWAYS.iter().any(|x| same(x, &a)) {
+                continue;
+            }
+            let container = if ext {
+                if a.is_empty() {
+                    object.retain(|k, _| !same(k, ENTERPRISE_USER));
+                    continue;
+                }
+                object
+                    .iter_mut()
+                    .find(|(k, _)| same(k, ENTERPRISE_USER))
+                    .and_then(|(_, v)| v.as_object_mut())
+            } else {
+                Some(&mut object)
+            };
+            let Some(container) = container else { continue };
+            match sub {
+                None => container.retain(|k, _| !same(k, &a)),
+                Some(sub) => {
+                    if let Some((_, Value::Object(inner))) =
+                        container.iter_mut().find(|(k, _)| same(k, &a))
+                    {
+                        inner.retain(|k, _| !same(k, &sub));
+                    }
+                }
+            }
+        }
+    }
     Value::Object(object)
 }
 
@@ -308,16 +485,28 @@ mod tests {
             "name": { "givenName": "Alice" },
         }))
         .unwrap();
-        assert_eq!(input.user.as_str(), "alice@hospital.org");
-        assert!(input.active);
+        assert_eq!(input.user.unwrap().as_str(), "alice@hospital.org");
+        assert_eq!(input.active, Some(true));
         assert!(!input.attributes.contains("hunter2"));
         assert!(input.attributes.contains("givenName"));
     }
 
     #[test]
-    fn a_user_name_that_is_no_address_is_an_invalid_value() {
-        let e = input_from(&json!({ "userName": "alice" })).unwrap_err();
+    fn a_user_name_that_is_no_address_names_the_primary_email_or_is_refused() {
+        let e = input_from(&json!({ "userName": "alice" }))
+            .and_then(|i| i.resolve(None))
+            .unwrap_err();
         assert_eq!(e.scim_type, Some("invalidValue"));
+        let input = input_from(&json!({
+            "userName": "jdoe",
+            "emails": [
+                { "value": "other@hospital.org" },
+                { "value": "J.Doe@Hospital.org", "primary": true },
+            ],
+        }))
+        .unwrap();
+        assert_eq!(input.user_name, "jdoe");
+        assert_eq!(input.user.unwrap().as_str(), "j.doe@hospital.org");
         let e = input_from(&json!({ "userName": "a@b.org", "active": "maybe" })).unwrap_err();
         assert_eq!(e.scim_type, Some("invalidValue"));
         let e = input_from(&json!(["not", "an", "object"])).unwrap_err();

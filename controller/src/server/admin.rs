@@ -982,6 +982,7 @@ fn user_to_wire(u: &crate::app::directory::UserSummary) -> UserInfo {
             updated_by: d.updated_by.clone(),
             updated_at_unix_ms: d.updated_at.unix_ms(),
             deactivated_at_unix_ms: d.deactivated_at.map_or(0, |t| t.unix_ms()),
+            user_name: d.user_name.clone(),
         }),
     }
 }

@@ -1054,12 +1054,25 @@ impl Tx for MemoryEngine {
             .cloned())
     }
 
+    async fn directory_user_by_user_name(
+        &mut self,
+        user_name: &str,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        Ok(self
+            .state()?
+            .directory
+            .values()
+            .find(|u| u.user_name.to_lowercase() == user_name.to_lowercase())
+            .cloned())
+    }
+
     async fn put_directory_user(&mut self, user: &DirectoryUser) -> Result<(), StoreError> {
         let directory = &mut self.state()?.directory;
-        if directory
-            .values()
-            .any(|u| u.user == user.user && u.id != user.id)
-        {
+        if directory.values().any(|u| {
+            u.id != user.id
+                && (u.user == user.user
+                    || u.user_name.to_lowercase() == user.user_name.to_lowercase())
+        }) {
             return Err(StoreError::AlreadyExists(format!(
                 "directory user {}",
                 user.user

@@ -212,6 +212,11 @@ pub trait Tx: Send {
         &mut self,
         user: &UserEmail,
     ) -> Result<Option<DirectoryUser>, StoreError>;
+    /// The user whose SCIM userName is `user_name`, compared without regard to case.
+    async fn directory_user_by_user_name(
+        &mut self,
+        user_name: &str,
+    ) -> Result<Option<DirectoryUser>, StoreError>;
     /// Inserts the user, or replaces the stored one with the same id.
     async fn put_directory_user(&mut self, user: &DirectoryUser) -> Result<(), StoreError>;
 

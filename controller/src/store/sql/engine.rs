@@ -400,6 +400,13 @@ impl Tx for SqlEngine {
         scim::user_named(self.conn()?, user).await
     }
 
+    async fn directory_user_by_user_name(
+        &mut self,
+        user_name: &str,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        scim::user_by_user_name(self.conn()?, user_name).await
+    }
+
     async fn put_directory_user(&mut self, user: &DirectoryUser) -> Result<(), StoreError> {
         scim::put_user(self.conn()?, user).await
     }

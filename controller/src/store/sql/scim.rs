@@ -22,6 +22,7 @@ fn client(row: &impl Columns) -> Result<ScimClient, StoreError> {
 fn user(row: &impl Columns) -> Result<DirectoryUser, StoreError> {
     Ok(DirectoryUser {
         id: row.parsed("id")?,
+        user_name: row.text("user_name")?,
         user: row.parsed("user_email")?,
         external_id: row.opt_text("external_id")?,
         active: row
@@ -141,6 +142,20 @@ pub async fn user_named(
         .transpose()
 }
 
+pub async fn user_by_user_name(
+    conn: &mut AnyConnection,
+    user_name: &str,
+) -> Result<Option<DirectoryUser>, StoreError> {
+    sqlx::query("SELECT * FROM scim_users WHERE lower(user_name) = lower($1)")
+        .bind(user_name)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(user)
+        .transpose()
+}
+
 pub async fn users(conn: &mut AnyConnection) -> Result<Vec<DirectoryUser>, StoreError> {
     sqlx::query("SELECT * FROM scim_users ORDER BY user_email")
         .fetch_all(conn)
@@ -154,9 +169,10 @@ pub async fn users(conn: &mut AnyConnection) -> Result<Vec<DirectoryUser>, Store
 pub async fn put_user(conn: &mut AnyConnection, u: &DirectoryUser) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO scim_users (id, user_email, external_id, active, attributes, created_at,
-             created_by, updated_at, updated_by, deactivated_at, deleted_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+             created_by, updated_at, updated_by, deactivated_at, deleted_at, user_name)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
          ON CONFLICT (id) DO UPDATE SET user_email = excluded.user_email,
+             user_name = excluded.user_name,
              external_id = excluded.external_id, active = excluded.active,
              attributes = excluded.attributes, updated_at = excluded.updated_at,
              updated_by = excluded.updated_by, deactivated_at = excluded.deactivated_at,
@@ -173,6 +189,7 @@ pub async fn put_user(conn: &mut AnyConnection, u: &DirectoryUser) -> Result<(),
     .bind(&u.updated_by)
     .bind(u.deactivated_at.map(Timestamp::unix_ms))
     .bind(u.deleted_at.map(Timestamp::unix_ms))
+    .bind(&u.user_name)
     .execute(conn)
     .await
     .map_err(db)?;
