@@ -305,6 +305,24 @@ fn entra_and_okta_deprovisioning_and_a_delete_wipe_the_users_devices_with_verifi
         user_entry(&controller, "dave@hospital.org")["directory_state"],
         "deactivated"
     );
+    // Leaving `active` out (a PATCH that removes it, a PUT without it) never reactivates.
+    let remove = json!({
+        "schemas": [PATCH_OP],
+        "Operations": [{ "op": "remove", "path": "active" }],
+    });
+    let patched = scim.call("PATCH", &format!("/Users/{dave_id}"), &entra, Some(&remove));
+    assert_eq!(patched.status, 200, "{}", patched.raw);
+    assert_eq!(patched.body["active"], false);
+    let mut without = new_user("dave@hospital.org", "e-4");
+    without.as_object_mut().unwrap().remove("active");
+    let put = scim.call("PUT", &format!("/Users/{dave_id}"), &entra, Some(&without));
+    assert_eq!(put.body["active"], false, "{}", put.raw);
+    assert_eq!(
+        user_entry(&controller, "dave@hospital.org")["directory_state"],
+        "deactivated"
+    );
+    let refused = controller.ctl(&["token", "create", "--user", "dave@hospital.org"]);
+    assert!(!refused.status.success());
 
     // Paging.
     let page = scim.call("GET", "/Users?startIndex=2&count=1", &entra, None);
@@ -508,7 +526,7 @@ fn bad_scim_requests_get_scim_errors_and_change_nothing() {
     // Only the okta token's own creation and revocation were recorded as changes.
     assert_eq!(changes_after, before.2 + 2);
     assert!(
-        alice.canary_files().len() > 0,
+        !alice.canary_files().is_empty(),
         "alice's messaging data was touched"
     );
     let denied = audit(&controller)

@@ -219,7 +219,7 @@ impl App {
                         },
                         now,
                     );
-                    Ok::<_, StoreError>(tx.scim_client(&name).await?)
+                    tx.scim_client(&name).await
                 })
             })
             .await?;

@@ -232,7 +232,8 @@ pub fn project(resource: Value, attributes: Option<&str>, excluded: Option<&str>
     let Value::Object(mut object) = resource else {
         return resource;
     };
-    // (container: None top level / Some(extension URN), attribute, sub-attribute)
+    // (in the enterprise extension?, attribute, sub-attribute); an empty attribute of the
+    // extension names the whole extension.
     let parse = |list: &str| -> Vec<(bool, String, Option<String>)> {
         list.split(',')
             .map(str::trim)
@@ -256,44 +257,34 @@ pub fn project(resource: Value, attributes: Option<&str>, excluded: Option<&str>
     };
     let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
     if let Some(list) = attributes.filter(|l| !l.trim().is_empty()) {
-        let wanted = parse(list);
-        let keep_top = |k: &str| {
-            ALWAYS.iter().any(|a| same(a, k))
-                || wanted
-                    .iter()
-                    .any(|(ext, a, _)| (!ext && same(a, k)) || (*ext && same(k, ENTERPRISE_USER)))
-        };
-        object.retain(|k, _| keep_top(k));
-        for (ext, a, sub) in &wanted {
-            let container = if *ext {
-                object
-                    .iter_mut()
-                    .find(|(k, _)| same(k, ENTERPRISE_USER))
-                    .and_then(|(_, v)| v.as_object_mut())
-            } else {
-                Some(&mut object)
-            };
-            let Some(container) = container else { continue };
-            if *ext && !a.is_empty() {
-                let keep: Vec<&(bool, String, Option<String>)> =
-                    wanted.iter().filter(|(e, _, _)| *e).collect();
-                container.retain(|k, _| keep.iter().any(|(_, a, _)| a.is_empty() || same(a, k)));
-            }
-            if let Some(sub) = sub
-                && let Some((_, Value::Object(inner))) =
-                    container.iter_mut().find(|(k, _)| same(k, a))
-            {
-                let subs: Vec<&String> = wanted
-                    .iter()
-                    .filter(|(e, b, s)| e == ext && same(b, a) && s.is_some())
-                    .filter_map(|(_, _, s)| s.as_ref())
-                    .collect();
-                if !subs.is_empty() {
-                    inner.retain(|k, _| subs.iter().any(|s| same(s, k)));
-                }
-                let _ = sub;
+        let mut kept = Map::new();
+        for (k, v) in &object {
+            if ALWAYS.iter().any(|a| same(a, k)) {
+                kept.insert(k.clone(), v.clone());
             }
         }
+        for (ext, a, sub) in parse(list) {
+            if !ext {
+                copy(&object, &mut kept, &a, sub.as_deref());
+                continue;
+            }
+            let Some((key, Value::Object(from))) =
+                object.iter().find(|(k, _)| same(k, ENTERPRISE_USER))
+            else {
+                continue;
+            };
+            let to = kept
+                .entry(key.clone())
+                .or_insert_with(|| Value::Object(Map::new()));
+            if let Value::Object(to) = to {
+                if a.is_empty() {
+                    to.extend(from.clone());
+                } else {
+                    copy(from, to, &a, sub.as_deref());
+                }
+            }
+        }
+        return Value::Object(kept);
     } else if let Some(list) = excluded.filter(|l| !l.trim().is_empty()) {
         for (ext, a, sub) in parse(list) {
             if !ext && ALWAYS.iter().any(|x| same(x, &a)) {
@@ -325,6 +316,38 @@ pub fn project(resource: Value, attributes: Option<&str>, excluded: Option<&str>
         }
     }
     Value::Object(object)
+}
+
+/// Copies attribute `name` (or only its sub-attribute `sub`, also from each value of a
+/// multi-valued one) from `from` to `to`.
+fn copy(from: &Map<String, Value>, to: &mut Map<String, Value>, name: &str, sub: Option<&str>) {
+    let Some((key, value)) = from.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)) else {
+        return;
+    };
+    let only = |v: &Value, sub: &str| -> Option<Value> {
+        let (k, inner) = v
+            .as_object()?
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(sub))?;
+        let mut one = Map::new();
+        one.insert(k.clone(), inner.clone());
+        Some(Value::Object(one))
+    };
+    let copied = match (sub, value) {
+        (None, v) => Some(v.clone()),
+        (Some(sub), Value::Array(values)) => Some(Value::Array(
+            values.iter().filter_map(|v| only(v, sub)).collect(),
+        )),
+        (Some(sub), v) => only(v, sub),
+    };
+    if let Some(copied) = copied {
+        match (to.get_mut(key), copied) {
+            (Some(Value::Object(existing)), Value::Object(more)) => existing.extend(more),
+            (_, copied) => {
+                to.insert(key.clone(), copied);
+            }
+        }
+    }
 }
 
 /// A list response (RFC 7644 §3.4.2).
@@ -511,5 +534,40 @@ mod tests {
         assert_eq!(e.scim_type, Some("invalidValue"));
         let e = input_from(&json!(["not", "an", "object"])).unwrap_err();
         assert_eq!(e.scim_type, Some("invalidSyntax"));
+    }
+
+    #[test]
+    fn attributes_and_excluded_attributes_select_what_is_returned() {
+        let mut user = json!({
+            "schemas": [CORE_USER], "id": "1", "meta": {}, "userName": "a@b.org",
+            "name": { "givenName": "A", "familyName": "B" },
+            "emails": [{ "value": "a@b.org", "type": "work" }],
+        });
+        user[ENTERPRISE_USER] = json!({ "department": "ICU", "employeeNumber": "7" });
+        let only = project(
+            user.clone(),
+            Some(&format!(
+                "userName,name.givenName,emails.value,{ENTERPRISE_USER}:department"
+            )),
+            None,
+        );
+        let mut expected = json!({
+            "schemas": [CORE_USER], "id": "1", "meta": {}, "userName": "a@b.org",
+            "name": { "givenName": "A" }, "emails": [{ "value": "a@b.org" }],
+        });
+        expected[ENTERPRISE_USER] = json!({ "department": "ICU" });
+        assert_eq!(only, expected);
+        let without = project(
+            user,
+            None,
+            Some(&format!("name.familyName,EMAILS,id,{ENTERPRISE_USER}")),
+        );
+        assert_eq!(
+            without,
+            json!({
+                "schemas": [CORE_USER], "id": "1", "meta": {}, "userName": "a@b.org",
+                "name": { "givenName": "A" },
+            })
+        );
     }
 }
