@@ -109,6 +109,7 @@ impl TestController {
                         app.clone(),
                         "127.0.0.1:0".parse().unwrap(),
                         live.clone(),
+                        ward_controller::scim::http::Limits::default(),
                     )
                     .await
                     .unwrap(),

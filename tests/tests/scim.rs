@@ -370,6 +370,39 @@ fn assert_scim_error(answer: &ward_e2e::scim::Answer, status: u16, scim_type: Op
 }
 
 #[test]
+fn a_client_over_its_request_rate_gets_429_before_its_token_is_read() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start_with(
+        &tmp.path().join("controller"),
+        "127.0.0.1:0",
+        &[
+            "--scim-listen",
+            "127.0.0.1:0",
+            "--scim-burst",
+            "5",
+            "--scim-per-minute",
+            "1",
+        ],
+    );
+    let scim = Scim::of(&controller.data_dir);
+    let entra = scim_token(&controller, "entra");
+    for _ in 0..5 {
+        assert_eq!(scim.call("GET", "/Users", &entra, None).status, 200);
+    }
+    let refused = scim.call("GET", "/Users", &entra, None);
+    assert_scim_error(&refused, 429, None);
+    // A flood past the limit is not even authenticated: no refusal entries for bad tokens.
+    for _ in 0..20 {
+        assert_eq!(scim.call("GET", "/Users", "wardscim_bad", None).status, 429);
+    }
+    assert!(
+        !audit(&controller)
+            .iter()
+            .any(|e| e["action"] == "scim.denied")
+    );
+}
+
+#[test]
 fn bad_scim_requests_get_scim_errors_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let (controller, scim) = start(tmp.path());

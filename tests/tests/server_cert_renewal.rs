@@ -49,9 +49,7 @@ async fn presented_leaf_at(
                 roots
             })
             .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let session = tokio_rustls::TlsConnector::from(Arc::new(tls))
         .connect(name, tcp)

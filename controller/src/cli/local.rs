@@ -116,6 +116,12 @@ pub struct ServeArgs {
     /// create`; deprovisioning a user offboards them
     #[arg(long, value_name = "ADDR")]
     scim_listen: Option<SocketAddr>,
+    /// SCIM requests one client address may make at once (1 to 1000000)…
+    #[arg(long, default_value_t = crate::scim::http::BURST, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    scim_burst: u32,
+    /// …and then per minute (1 to 1000000); more get 429
+    #[arg(long, default_value_t = crate::scim::http::PER_MINUTE, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    scim_per_minute: u32,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -393,7 +399,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         info!(metrics = %bound, "metrics and health on /metrics and /healthz");
     }
     if let Some(addr) = args.scim_listen {
-        let bound = crate::scim::serve(app.clone(), addr, scim_certificate)
+        let limits = crate::scim::http::Limits {
+            burst: args.scim_burst,
+            per_minute: args.scim_per_minute,
+        };
+        let bound = crate::scim::serve(app.clone(), addr, scim_certificate, limits)
             .await
             .map_err(|e| CliError::failed(format!("cannot listen for SCIM on {addr}: {e}")))?;
         let url = format!(

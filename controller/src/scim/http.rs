@@ -25,9 +25,25 @@ use crate::core::directory::{DirectoryUser, ScimClient};
 /// The largest request body taken (a user resource is a few KiB; Entra sends one at a time).
 pub const MAX_BODY: usize = 64 * 1024;
 
-/// Requests one client address may make: a burst, then this many per minute.
+/// Requests one client address may make by default: a burst, then this many per minute.
 pub const BURST: u32 = 200;
 pub const PER_MINUTE: u32 = 1200;
+
+/// Requests one client address may make (`serve --scim-burst`, `--scim-per-minute`).
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub burst: u32,
+    pub per_minute: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            burst: BURST,
+            per_minute: PER_MINUTE,
+        }
+    }
+}
 
 /// The path prefix: the "tenant URL" an identity provider is given is
 /// `https://HOST:PORT/scim/v2`.
@@ -39,20 +55,22 @@ type Limiter = governor::DefaultKeyedRateLimiter<IpAddr>;
 pub struct ScimState {
     app: Arc<App>,
     limiter: Limiter,
+    per_minute: u32,
 }
 
 /// The client's address, as the listener accepted it.
 #[derive(Clone, Copy, Debug)]
 pub struct ClientAddr(pub std::net::SocketAddr);
 
-pub fn router(app: Arc<App>) -> Router {
+pub fn router(app: Arc<App>, limits: Limits) -> Router {
     let quota = governor::Quota::per_minute(
-        std::num::NonZeroU32::new(PER_MINUTE).unwrap_or(std::num::NonZeroU32::MIN),
+        std::num::NonZeroU32::new(limits.per_minute).unwrap_or(std::num::NonZeroU32::MIN),
     )
-    .allow_burst(std::num::NonZeroU32::new(BURST).unwrap_or(std::num::NonZeroU32::MIN));
+    .allow_burst(std::num::NonZeroU32::new(limits.burst).unwrap_or(std::num::NonZeroU32::MIN));
     let state = Arc::new(ScimState {
         app,
         limiter: governor::RateLimiter::keyed(quota),
+        per_minute: limits.per_minute,
     });
     let scim = Router::new()
         .route(
@@ -106,7 +124,8 @@ async fn limit(State(state): State<Arc<ScimState>>, request: Request, next: Next
             let mut response = ScimError::status(
                 StatusCode::TOO_MANY_REQUESTS,
                 format!(
-                    "more than {PER_MINUTE} requests a minute from this address: wait and try again"
+                    "more than {} requests a minute from this address: wait and try again",
+                    state.per_minute
                 ),
             )
             .into_response();

@@ -21,13 +21,14 @@ pub async fn serve(
     app: Arc<App>,
     listen: SocketAddr,
     certificate: Arc<dyn rustls::server::ResolvesServerCert>,
+    limits: http::Limits,
 ) -> std::io::Result<SocketAddr> {
     let tls = listener::server_config(certificate)
         .map_err(|e| std::io::Error::other(format!("SCIM TLS configuration: {e}")))?;
     let tcp = tokio::net::TcpListener::bind(listen).await?;
     let listener = listener::TlsListener::new(tcp, Arc::new(tls))?;
     let local = axum::serve::Listener::local_addr(&listener)?;
-    let router = http::router(app);
+    let router = http::router(app, limits);
     tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<http::ClientAddr>();
         if let Err(e) = axum::serve(listener, service).await {
