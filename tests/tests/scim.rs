@@ -91,6 +91,32 @@ fn entra_and_okta_deprovisioning_and_a_delete_wipe_the_users_devices_with_verifi
     let tmp = tempfile::tempdir().unwrap();
     let (controller, scim) = start(tmp.path());
     let entra = scim_token(&controller, "entra");
+    // Token management needs the admin role: an offboarding-role admin is refused (exit 4).
+    let hr = tmp.path().join("hr.pem");
+    json(&controller.ctl(&[
+        "admin",
+        "issue",
+        "--no-passphrase",
+        "hr",
+        "--role",
+        "offboarding",
+        "--out",
+        hr.to_str().unwrap(),
+        "--output",
+        "json",
+    ]));
+    let refused = ward_e2e::process::wardctl(&[
+        "scim",
+        "token",
+        "create",
+        "--name",
+        "rogue",
+        "--server",
+        &controller.url,
+        "--admin-cert",
+        hr.to_str().unwrap(),
+    ]);
+    assert_eq!(refused.status.code(), Some(4), "{}", stderr(&refused));
     let okta = scim_token(&controller, "okta");
 
     let alice = AgentFixture::enroll(&controller, tmp.path(), "alice", "alice@hospital.org");
