@@ -39,6 +39,7 @@ mod policy;
 mod policy_tests;
 mod reads;
 mod renewal;
+mod scim_clients;
 mod server_cert;
 #[cfg(test)]
 mod server_cert_tests;

@@ -8,7 +8,11 @@ pub mod filter;
 pub mod http;
 pub mod listener;
 pub mod patch;
+#[cfg(test)]
+mod patch_tests;
 pub mod resource;
+#[cfg(test)]
+mod resource_tests;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
