@@ -38,8 +38,11 @@ pub struct CheckIn<'a> {
     pub timer: Arc<OfflineTimer>,
     pub standing: Arc<Recorder>,
     pub clock: SharedClock,
-    /// The CA pinned at enrollment, to report a receipt without a device certificate.
-    pub ca_der: Vec<u8>,
+    /// The CAs trusted for the controller's certificate (`ca.pem`), reported at each check-in.
+    pub cas: Vec<Vec<u8>>,
+    /// Told when a CA rotation's trust bundle replaced `ca.pem`: the session starts again
+    /// under it.
+    pub trust_changed: Arc<Notify>,
 }
 
 /// Runs until the executor is gone.
@@ -58,9 +61,10 @@ pub async fn check_in_loop(mut c: CheckIn<'_>) {
             compliance: Some(report),
             offline_wipe,
             inventory,
+            trusted_ca_hashes: crate::trust::hashes(&c.cas),
         };
         let wait = match check_in(&c.link, request).await {
-            Ok((interval, commands, policy)) => {
+            Ok((interval, commands, policy, bundle)) => {
                 backoff.reset();
                 c.timer.checked_in();
                 if c.standing.record(Finding::CheckedIn, "") {
@@ -82,6 +86,19 @@ pub async fn check_in_loop(mut c: CheckIn<'_>) {
                 if c.work.send(Work::Flush).await.is_err() {
                     return;
                 }
+                match crate::trust::accept_bundle(c.dir, &c.cas, &bundle, c.clock.now()) {
+                    Ok(true) => {
+                        info!(
+                            trusted = ?crate::trust::hashes(&bundle),
+                            "the controller's CA rotation: trusting a new set of CAs"
+                        );
+                        c.trust_changed.notify_one();
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        error!(error = %e, "the controller sent a trust bundle this agent does not take; it keeps the CAs it trusts")
+                    }
+                }
                 jittered(interval)
             }
             Err((server, finding, detail)) => {
@@ -91,6 +108,22 @@ pub async fn check_in_loop(mut c: CheckIn<'_>) {
                     Finding::Unreachable => {
                         warn!(server = %url, "check-in failed: {detail}");
                         c.link.failed(server);
+                        // A refusal can arrive as a broken pipe: under TLS 1.3 the controller
+                        // refuses the certificate after the handshake, and a request big
+                        // enough (one carrying the receipt) meets the closed socket before
+                        // the alert is read. While the standing on record is a refusal, the
+                        // receipt goes without the certificate as after one.
+                        let refused = matches!(
+                            c.standing.finding(),
+                            Some(Finding::Revoked | Finding::CertificateExpired | Finding::Refused)
+                        );
+                        if refused
+                            && !receipt_refused
+                            && let Some(receipt) = crate::offline::pending(c.dir.root())
+                        {
+                            receipt_refused =
+                                !report_without_certificate(&c, server, receipt).await;
+                        }
                     }
                     Finding::UntrustedServer => {
                         error!(server = %url, detail = %detail, "{}", finding.advice());
@@ -122,7 +155,7 @@ pub async fn check_in_loop(mut c: CheckIn<'_>) {
 /// False when the controller refused the receipt itself (not worth sending again).
 async fn report_without_certificate(c: &CheckIn<'_>, server: usize, receipt: WipeReceipt) -> bool {
     let url = c.link.url(server);
-    let tls = match ward_certs::tls::client_config_with_time(&c.ca_der, None, tls_time(&c.clock)) {
+    let tls = match ward_certs::tls::client_config_with_time(&c.cas, None, tls_time(&c.clock)) {
         Ok(tls) => tls,
         Err(e) => {
             error!(error = %e, "cannot report the offline-wipe receipt");
@@ -241,6 +274,7 @@ type CheckInOutcome = (
     Duration,
     Vec<ward_proto::v1::DeviceCommand>,
     Option<ward_proto::v1::Policy>,
+    Vec<Vec<u8>>,
 );
 
 /// One check-in; a failure comes with the server tried and what it means.
@@ -263,6 +297,7 @@ async fn check_in(
                 Duration::from_secs(u64::from(seconds)).max(MIN_INTERVAL),
                 response.pending_commands,
                 response.policy,
+                response.trust_bundle_der,
             ))
         }
         Ok(Err(status)) => {

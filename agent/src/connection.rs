@@ -182,6 +182,15 @@ impl Recorder {
         }
     }
 
+    /// The finding on record, if any.
+    pub fn finding(&self) -> Option<Finding> {
+        self.current
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .map(|s| s.finding)
+    }
+
     /// Records a finding; true when it changed what is on record (worth a log line).
     pub fn record(&self, finding: Finding, detail: &str) -> bool {
         let now = self.clock.now();

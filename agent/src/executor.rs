@@ -370,8 +370,13 @@ impl Executor {
             Err(e) => return failed(format!("cannot confirm the key is gone: {e}")),
         };
         if journal.directory_missing {
+            let what = if journal.directory_replaced {
+                "something else stands at its path (the directory the key was made for was moved away, or a filesystem mounted over it)"
+            } else {
+                "nothing is at its path (a home directory not mounted, or the directory moved away)"
+            };
             return failed(format!(
-                "wipe incomplete: the data key is destroyed (key destroyed {key_destroyed}), but the messaging directory {} is not there: its files were moved away or it was replaced, and were not removed",
+                "wipe incomplete: the data key is destroyed (key destroyed {key_destroyed}), but the messaging directory {} was not found: {what}; its files were not removed (they are unreadable without the key)",
                 vault.dir().display()
             ));
         }

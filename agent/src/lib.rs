@@ -43,7 +43,9 @@ pub mod state;
 pub mod status;
 #[cfg(test)]
 mod test_support;
+pub mod timer_file;
 pub mod tpm;
+pub mod trust;
 pub mod vault;
 pub mod vault_fs;
 pub mod vault_slot;

@@ -13,8 +13,11 @@
 //! The data key is withheld while the device is wiped, disabled or locked by an admin, or
 //! fails a required check whose policy action is block (or wipe); from the moment the device
 //! has been offline longer than its policy allows (the offline timer's deadline, whether or not
-//! the timer's wipe could run yet); and while the key is out of reach (a TPM that does not
-//! answer yet).
+//! the timer's wipe could run yet); while the offline timer cannot write its count down
+//! (`offline.rs`: the key is handed out only in time the timer has written down); and while
+//! the key is out of reach (a TPM that does not answer yet). An answer carrying the key is
+//! looked at again after the key is read, right before it is sent: a request under way when
+//! the deadline passes (or a wipe starts) gets no key.
 
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -28,7 +31,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tracing::{debug, warn};
 use zeroize::Zeroizing;
 
-use crate::offline::OfflineTimer;
+use crate::offline::{OfflineTimer, Withhold};
 use crate::vault::WipeStep;
 use crate::vault_slot::VaultSlot;
 
@@ -154,14 +157,10 @@ impl Gate {
                 );
             }
         }
-        if let Some(deadline) = self.timer.overdue() {
-            return (
-                "wiped",
-                Some(format!(
-                    "no check-in with the controller for longer than the policy allows (deadline {}): the messaging data is being wiped",
-                    crate::rfc3339(deadline)
-                )),
-            );
+        match self.timer.withhold() {
+            Some(why @ Withhold::Overdue { .. }) => return ("wiped", Some(why.to_string())),
+            Some(why @ Withhold::Unsaved { .. }) => return ("withheld", Some(why.to_string())),
+            None => {}
         }
         match std::fs::read_to_string(disabled_file(&self.state_dir)) {
             Ok(reason) => {
@@ -194,9 +193,34 @@ impl Gate {
     }
 
     async fn key(&self) -> Result<Option<Zeroizing<Vec<u8>>>, crate::vault::VaultError> {
-        match self.vault.get().await? {
+        let key = match self.vault.get().await? {
             Some(vault) => vault.key().await,
             None => Ok(None),
+        };
+        fail::fail_point!("local-api-key-read");
+        key
+    }
+
+    /// The answer as it may be sent now (nothing is awaited between this and the write to the
+    /// socket): one carrying the key is looked at again, since the
+    /// state may have changed while the key was read (a TPM read takes a while, the
+    /// offline deadline may pass meanwhile, a wipe may start): it is sent only if the state
+    /// is still `ok`, else it becomes the refusal the state calls for.
+    async fn confirm(&self, answer: Answer) -> Answer {
+        if answer.key.is_none() {
+            return answer;
+        }
+        match self.state().await {
+            ("ok", _) => answer,
+            (state, reason) => Answer {
+                state: Some(state),
+                reason: None,
+                key: None,
+                error: Some(format!(
+                    "the key is withheld: {}",
+                    reason.unwrap_or_default()
+                )),
+            },
         }
     }
 
@@ -234,11 +258,14 @@ impl Gate {
                 ..none
             },
             "key" => match self.key().await {
-                Ok(Some(key)) => Answer {
-                    state: Some(state),
-                    key: Some(KeyText::encode(key.as_slice())),
-                    ..none
-                },
+                Ok(Some(key)) => {
+                    self.confirm(Answer {
+                        state: Some(state),
+                        key: Some(KeyText::encode(key.as_slice())),
+                        ..none
+                    })
+                    .await
+                }
                 Ok(None) => Answer {
                     state: Some("wiped"),
                     error: Some("there is no data key".into()),

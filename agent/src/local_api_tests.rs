@@ -228,3 +228,72 @@ fn a_directory_the_app_user_cannot_cross_is_named() {
     );
     assert_eq!(unreachable_for(&closed.join("agent.sock"), 0, 0), None);
 }
+
+/// A key read under way when the offline deadline passes (a TPM read takes a while) was
+/// still sent: the gate was looked at only before the read (attack review). Here the
+/// deadline passes during the read (a failpoint moves the clock).
+#[tokio::test]
+#[cfg_attr(
+    not(feature = "failpoints"),
+    ignore = "needs the failpoints feature: cargo test -p ward-agent --features failpoints"
+)]
+async fn a_key_read_under_way_when_the_deadline_passes_is_not_sent() {
+    #[cfg(feature = "failpoints")]
+    {
+        let (_tmp, gate, clock) = gate_with_clock().await;
+        AgentPolicy {
+            offline_wipe_after_seconds: 3600,
+            ..AgentPolicy::default()
+        }
+        .save(&gate.state_dir)
+        .unwrap();
+        clock.advance(std::time::Duration::from_secs(3599));
+        // Only this test's reads (its runtime runs on this thread) move its clock.
+        let me = std::thread::current().id();
+        let during = clock.clone();
+        fail::cfg_callback("local-api-key-read", move || {
+            if std::thread::current().id() == me {
+                during.advance(std::time::Duration::from_secs(2));
+            }
+        })
+        .unwrap();
+        let answer = gate.answer(r#"{"op":"key"}"#).await;
+        fail::remove("local-api-key-read");
+        assert!(answer.key.is_none(), "the key went out after the deadline");
+        assert_eq!(answer.state, Some("wiped"));
+        assert!(
+            answer
+                .error
+                .unwrap()
+                .contains("longer than the policy allows")
+        );
+    }
+}
+
+/// While the offline timer cannot write its count down (and has run past what is written),
+/// the app is told why and gets no key (attack review M2).
+#[tokio::test]
+async fn while_the_timer_cannot_write_its_count_the_key_is_withheld() {
+    let (_tmp, gate, clock) = gate_with_clock().await;
+    AgentPolicy {
+        offline_wipe_after_seconds: 3600,
+        ..AgentPolicy::default()
+    }
+    .save(&gate.state_dir)
+    .unwrap();
+    let slots = crate::timer_file::path(&gate.state_dir);
+    std::fs::remove_file(&slots).unwrap();
+    std::fs::create_dir(&slots).unwrap();
+    clock.advance(std::time::Duration::from_secs(120));
+    let answer = gate.answer(r#"{"op":"key"}"#).await;
+    assert_eq!(
+        (answer.state, answer.key.is_none()),
+        (Some("withheld"), true)
+    );
+    assert!(
+        answer.error.unwrap().contains("cannot write down"),
+        "says why"
+    );
+    std::fs::remove_dir(&slots).unwrap();
+    assert!(gate.answer(r#"{"op":"key"}"#).await.key.is_some());
+}

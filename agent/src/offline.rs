@@ -9,11 +9,12 @@
 //!
 //! # How time is counted
 //!
-//! Offline time is measured on the timer's own clock, kept in `STATE/offline-timer.json`
-//! together with the last check-in:
+//! Offline time is measured on the timer's own clock, kept in `STATE/offline-timer.slots`
+//! together with the last check-in (and, for people and tools, a readable copy in
+//! `STATE/offline-timer.json`):
 //!
-//! - at every start it resumes from the furthest it had reached before, or from the wall
-//!   clock if that is later;
+//! - at every start it resumes from the furthest point written down, or from the wall clock
+//!   if that is later;
 //! - while the agent runs it advances at least as fast as the monotonic clock, and jumps
 //!   forward with the wall clock whenever the wall clock is ahead of it;
 //! - it never goes back.
@@ -21,9 +22,30 @@
 //! So setting the clock back undoes nothing already counted and does not slow the count;
 //! setting it forward brings the wipe forward (the safe direction). Time while the machine is
 //! off or suspended is counted as far as the wall clock shows it at the next reading; if the
-//! wall clock was also set back, that time is lost to the timer (running time never is). The
-//! furthest point is written at least every minute, at every check-in and at a clean stop: a
-//! power cut loses at most a minute of counting.
+//! wall clock was also set back, that time is lost to the timer (running time never is).
+//!
+//! # How the count is written down, and when it cannot be
+//!
+//! The count is written at least every minute, at every check-in and at a clean stop, in
+//! place into a file made whole once ([`crate::timer_file`]: two slots, `pwrite` and
+//! `fdatasync` into bytes that already exist), so a full disk does not stop it where the
+//! filesystem overwrites in place (ext4 and tmpfs, tested). A file replaced at every write
+//! did stop, and a thief who filled the disk, set the clock back and cut the power could hold
+//! the deadline off for ever (attack review M2). Each write records the point a restart
+//! resumes from (`counted_to`) 70 seconds ahead of the count, past the next write: a power
+//! cut costs the device up to that much early, never a second late.
+//!
+//! Writing can still fail: an I/O error, a filesystem gone read-only, a full copy-on-write
+//! filesystem (btrfs, ZFS allocate even to overwrite), a slots file that cannot be made in
+//! the first place. The timer then keeps counting in memory, tries again at every tick, and
+//! from the moment its count runs past what is written down the local API withholds the
+//! messaging key ([`Withhold::Unsaved`], state `withheld`, with the reason) until a write
+//! succeeds. The rule a security officer can rely on: **the key is handed out only in time
+//! the timer has written down**, so restarts can lose the device counted time only while the
+//! key was not handed out, and between two check-ins the key is handed out over no more
+//! counted time, in all, than the policy's offline limit. The timer's wipe does not depend
+//! on the record: it runs on the count in memory, and a wipe that cannot write its journal
+//! destroys the key first (`vault.rs`).
 //!
 //! The deadline is the last check-in plus `offline_wipe_after` from the last policy received
 //! (`STATE/policy.json`).
@@ -43,6 +65,7 @@ use ward_proto::v1::WipeReceipt;
 use crate::clock::SharedClock;
 use crate::policy::AgentPolicy;
 use crate::secrets::SecretStore;
+use crate::timer_file;
 use crate::vault::{Vault, WipeJournal, WipeStep};
 use crate::vault_slot::VaultSlot;
 
@@ -53,6 +76,10 @@ pub const CAUSE: &str = "offline-timer";
 const TICK: Duration = Duration::from_secs(5);
 /// How far the timer's clock may run ahead of what is written down.
 const PERSIST_EVERY: time::Duration = time::Duration::minutes(1);
+/// How far ahead of the count each write puts the point a restart resumes from: past the
+/// next write (a minute, and two ticks of slack). A power cut counts up to this much too
+/// much, never too little; while writes fail, the key is withheld once the count passes it.
+const LEASE: time::Duration = time::Duration::seconds(70);
 /// After a failed wipe, the next attempt.
 const RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -90,6 +117,11 @@ pub struct TimerRecord {
     pub last_checkin: String,
     /// The furthest the timer's clock had reached when this was written.
     pub reached: String,
+    /// Where a restart resumes the count at the earliest: `reached` plus the time until the
+    /// next write is due ([`LEASE`]), so that neither a power cut nor writes that fail lose
+    /// time the agent ran (absent in records written before this field).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_to: Option<String>,
     /// When the timer wiped the messaging data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wiped_at: Option<String>,
@@ -98,12 +130,49 @@ pub struct TimerRecord {
 }
 
 impl TimerRecord {
+    /// The readable copy (`STATE/offline-timer.json`); the timer resumes from
+    /// `STATE/offline-timer.slots` ([`crate::timer_file`]) where that is intact.
     pub fn path(state_dir: &Path) -> PathBuf {
         state_dir.join("offline-timer.json")
     }
 
-    /// The record, `Ok(None)` if there is none yet, `Err` if it is unreadable or damaged.
+    /// The record, `Ok(None)` if there is none yet, `Err` if it is unreadable or damaged: the
+    /// newest intact slot of `offline-timer.slots`, counted as far as the readable copy if
+    /// that went further; the copy alone where there are no slots (an agent from before
+    /// them, or slots damaged).
     pub fn load(state_dir: &Path) -> Result<Option<Self>, String> {
+        let slots_path = timer_file::path(state_dir);
+        let slots = match timer_file::read(&slots_path) {
+            Ok(Some((_, bytes))) => serde_json::from_slice::<Self>(&bytes)
+                .map(Some)
+                .map_err(|e| format!("{} is damaged: {e}", slots_path.display())),
+            Ok(None) => Ok(None),
+            Err(e) => Err(format!("{} is damaged: {e}", slots_path.display())),
+        };
+        let copy = Self::load_copy(state_dir);
+        match (slots, copy) {
+            (Ok(Some(mut record)), copy) => {
+                if let Ok(Some(copy)) = copy
+                    && copy.device_id == record.device_id
+                {
+                    record.reached = latest(&record.reached, &copy.reached);
+                    record.counted_to = match (&record.counted_to, &copy.counted_to) {
+                        (Some(a), Some(b)) => Some(latest(a, b)),
+                        (a, b) => a.clone().or_else(|| b.clone()),
+                    };
+                }
+                Ok(Some(record))
+            }
+            (Ok(None), copy) => copy,
+            (Err(e), Ok(Some(copy))) => {
+                warn!(error = %e, "offline timer: resuming from its readable copy");
+                Ok(Some(copy))
+            }
+            (Err(e), _) => Err(e),
+        }
+    }
+
+    fn load_copy(state_dir: &Path) -> Result<Option<Self>, String> {
         let path = Self::path(state_dir);
         match std::fs::read(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes)
@@ -114,7 +183,14 @@ impl TimerRecord {
         }
     }
 
-    fn save(&self, state_dir: &Path) -> std::io::Result<()> {
+    /// Writes the record as number `seq` into the slots file, in place.
+    fn save(&self, state_dir: &Path, seq: u64) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(self).map_err(std::io::Error::other)?;
+        timer_file::write(&timer_file::path(state_dir), seq, &bytes)
+    }
+
+    /// Writes the readable copy (a new file, then a rename: needs free space).
+    fn save_copy(&self, state_dir: &Path) -> std::io::Result<()> {
         let bytes = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
         replace_file(&Self::path(state_dir), &bytes, 0o600)
     }
@@ -125,6 +201,21 @@ impl TimerRecord {
 
     pub fn reached_time(&self) -> Option<OffsetDateTime> {
         crate::parse_rfc3339(&self.reached)
+    }
+
+    /// Where a restart resumes the count at the earliest: `counted_to`, or `reached` in
+    /// records written before that field.
+    pub fn resume_time(&self) -> Option<OffsetDateTime> {
+        let counted_to = self.counted_to.as_deref().and_then(crate::parse_rfc3339);
+        self.reached_time().max(counted_to)
+    }
+}
+
+/// The later of two RFC 3339 times (the first if either is unreadable).
+fn latest(a: &str, b: &str) -> String {
+    match (crate::parse_rfc3339(a), crate::parse_rfc3339(b)) {
+        (Some(ta), Some(tb)) if tb > ta => b.to_owned(),
+        _ => a.to_owned(),
     }
 }
 
@@ -160,7 +251,47 @@ struct Core {
     clock: TimerClock,
     record: TimerRecord,
     last_checkin: OffsetDateTime,
+    /// When the count was last written down.
     written: OffsetDateTime,
+    /// The number of the newest slot in the slots file.
+    seq: u64,
+    /// Where a restart would resume the count from, by what is written down; `None` while
+    /// nothing is.
+    durable: Option<OffsetDateTime>,
+    /// Why the count cannot be written down, while it cannot.
+    unsaved: Option<String>,
+    /// The readable copy could not be written at the last try.
+    copy_failing: bool,
+}
+
+/// Why the timer withholds the messaging key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Withhold {
+    /// The deadline has passed: no check-in for longer than the policy allows.
+    Overdue { deadline: OffsetDateTime },
+    /// The count cannot be written down and has run past what is: a restart would lose the
+    /// time since, so the key is not handed out in that time.
+    Unsaved {
+        written_to: Option<OffsetDateTime>,
+        why: String,
+    },
+}
+
+impl std::fmt::Display for Withhold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Overdue { deadline } => write!(
+                f,
+                "no check-in with the controller for longer than the policy allows (deadline {}): the messaging data is being wiped",
+                crate::rfc3339(*deadline)
+            ),
+            Self::Unsaved { written_to, why } => write!(
+                f,
+                "the offline timer cannot write down how long this device has been offline ({why}; written down up to {}): the key is withheld until it can, so that a restart cannot undo the count. Free space in the agent's state directory or repair its filesystem",
+                written_to.map_or_else(|| "nothing".to_owned(), crate::rfc3339)
+            ),
+        }
+    }
 }
 
 /// The timer's state, shared by the timer task and the check-in loop (which reports
@@ -172,9 +303,10 @@ pub struct OfflineTimer {
 }
 
 impl OfflineTimer {
-    /// Resumes the timer from `STATE/offline-timer.json`. Without one (a new enrollment, or a
-    /// state directory from an agent before the timer kept one) or with a damaged one, it
-    /// starts from `fallback_checkin`: `state.json`'s last check-in, or the enrollment.
+    /// Resumes the timer from `STATE/offline-timer.slots` (or its readable copy). Without a
+    /// record (a new enrollment, or a state directory from an agent before the timer kept one)
+    /// or with a damaged one, it starts from `fallback_checkin`: `state.json`'s last check-in,
+    /// or the enrollment.
     pub fn load(
         state_dir: &Path,
         device_id: &str,
@@ -188,20 +320,24 @@ impl OfflineTimer {
                 None
             }
         };
+        // Whoever's record it holds, slots are written after its newest.
+        let seq = timer_file::read(&timer_file::path(state_dir))
+            .ok()
+            .flatten()
+            .map_or(0, |(seq, _)| seq);
         let last_checkin = stored
             .as_ref()
             .and_then(TimerRecord::last_checkin_time)
             .unwrap_or(fallback_checkin);
-        let reached_before = stored
-            .as_ref()
-            .and_then(TimerRecord::reached_time)
-            .map_or(last_checkin, |r| r.max(last_checkin));
+        let durable = stored.as_ref().and_then(TimerRecord::resume_time);
+        let reached_before = durable.map_or(last_checkin, |r| r.max(last_checkin));
         let mut clock = TimerClock::resume(clock, Some(reached_before));
         let now = clock.now();
         let record = TimerRecord {
             device_id: device_id.to_owned(),
             last_checkin: crate::rfc3339(last_checkin),
             reached: crate::rfc3339(now),
+            counted_to: None,
             wiped_at: stored.as_ref().and_then(|r| r.wiped_at.clone()),
             receipt: stored.as_ref().and_then(|r| r.receipt),
         };
@@ -212,20 +348,59 @@ impl OfflineTimer {
                 record,
                 last_checkin,
                 written: now,
+                seq,
+                durable,
+                unsaved: None,
+                copy_failing: false,
             }),
         };
         timer.update(|_| {});
         timer
     }
 
+    /// Applies `change` and writes the count down, with a restart resuming [`LEASE`] ahead.
     fn update(&self, change: impl FnOnce(&mut Core)) {
+        self.write(change, LEASE);
+    }
+
+    fn write(&self, change: impl FnOnce(&mut Core), ahead: time::Duration) {
         let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
         change(&mut core);
         let now = core.clock.now();
+        let counted_to = now + ahead;
         core.record.reached = crate::rfc3339(now);
-        core.written = now;
-        if let Err(e) = core.record.save(&self.state_dir) {
-            warn!(error = %e, "offline timer: cannot write its state");
+        core.record.counted_to = Some(crate::rfc3339(counted_to));
+        let seq = core.seq + 1;
+        match core.record.save(&self.state_dir, seq) {
+            Ok(()) => {
+                core.seq = seq;
+                core.written = now;
+                core.durable = Some(counted_to);
+                if core.unsaved.take().is_some() {
+                    info!("offline timer: its count is written down again");
+                }
+            }
+            Err(e) => {
+                let why = e.to_string();
+                if core.unsaved.as_deref() != Some(why.as_str()) {
+                    error!(
+                        error = %why,
+                        written_to = %core.durable.map_or_else(|| "nothing".to_owned(), crate::rfc3339),
+                        "offline timer: cannot write its count down; trying again every few seconds, and the messaging app gets no key once the count runs past what is written down"
+                    );
+                }
+                core.unsaved = Some(why);
+            }
+        }
+        // The readable copy, for people and tools; the timer never depends on it.
+        match core.record.save_copy(&self.state_dir) {
+            Ok(()) => core.copy_failing = false,
+            Err(e) => {
+                if !core.copy_failing {
+                    warn!(error = %e, "offline timer: cannot write its readable copy (the count itself is kept in offline-timer.slots)");
+                }
+                core.copy_failing = true;
+            }
         }
     }
 
@@ -238,12 +413,17 @@ impl OfflineTimer {
         });
     }
 
-    /// The timer's time and the last check-in; writes the timer down if a minute has passed.
+    /// The timer's time and the last check-in; writes the timer down if a minute has passed
+    /// since it last was (at every tick while writing fails).
     fn tick(&self) -> (OffsetDateTime, OffsetDateTime) {
         let (now, last_checkin, stale) = {
             let mut core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
             let now = core.clock.now();
-            (now, core.last_checkin, now - core.written >= PERSIST_EVERY)
+            (
+                now,
+                core.last_checkin,
+                now - core.written >= PERSIST_EVERY || core.unsaved.is_some(),
+            )
         };
         if stale {
             self.update(|_| {});
@@ -251,9 +431,9 @@ impl OfflineTimer {
         (now, last_checkin)
     }
 
-    /// Writes the timer down (at a clean stop).
+    /// Writes the timer down at a clean stop: a restart resumes exactly where it stopped.
     pub fn stop(&self) {
-        self.update(|_| {});
+        self.write(|_| {}, time::Duration::ZERO);
     }
 
     pub fn record(&self) -> TimerRecord {
@@ -291,9 +471,34 @@ impl OfflineTimer {
     /// `STATE/policy.json` allows. The messaging app gets no key from then on, whether or not
     /// the wipe could run yet.
     pub fn overdue(&self) -> Option<OffsetDateTime> {
+        match self.withhold() {
+            Some(Withhold::Overdue { deadline }) => Some(deadline),
+            _ => None,
+        }
+    }
+
+    /// Whether the messaging app must go without its key, by the timer: past the deadline
+    /// ([`Self::overdue`]), or while the count runs past what is written down (writing it
+    /// fails: a full disk on a copy-on-write filesystem, an I/O error), so that no time in
+    /// which the key was handed out can be lost to a restart. Never without a policy timer.
+    pub fn withhold(&self) -> Option<Withhold> {
         let (now, last_checkin) = self.tick();
         let policy = AgentPolicy::load(&self.state_dir).unwrap_or_default();
-        deadline(&policy, last_checkin).filter(|deadline| now >= *deadline)
+        let deadline = deadline(&policy, last_checkin)?;
+        if now >= deadline {
+            return Some(Withhold::Overdue { deadline });
+        }
+        let core = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        if core.durable.is_some_and(|written_to| now <= written_to) {
+            return None;
+        }
+        Some(Withhold::Unsaved {
+            written_to: core.durable,
+            why: core
+                .unsaved
+                .clone()
+                .unwrap_or_else(|| "not written yet".into()),
+        })
     }
 
     /// The controller has the receipt: it is no longer kept.

@@ -8,6 +8,7 @@ use crate::clock::{Clock, ManualClock};
 use crate::secrets::SecretStoreKind;
 
 const HOUR: Duration = Duration::from_secs(3600);
+const MINUTE: Duration = Duration::from_secs(60);
 
 fn t0() -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
@@ -398,4 +399,212 @@ async fn an_unfinished_timer_wipe_is_finished_after_a_check_in() {
     assert!(!messaging.join("chat.db").exists());
     assert!(timer.record().wiped_at.is_some());
     task.abort();
+}
+
+/// A small filesystem mounted for one test (a tmpfs, or an ext4 image on a loop device),
+/// unmounted when dropped. `None` where the test may not mount (not root).
+struct SmallDisk {
+    _tmp: tempfile::TempDir,
+    root: PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(kind: &str) -> Option<Self> {
+        let tmp = tempfile::tempdir().unwrap();
+        let root = tmp.path().join("mnt");
+        std::fs::create_dir(&root).unwrap();
+        let ok = |cmd: &mut std::process::Command| {
+            cmd.stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        let mounted = match kind {
+            "tmpfs" => ok(std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", "size=1m,mode=0700", "tmpfs"])
+                .arg(&root)),
+            _ => {
+                let image = tmp.path().join("disk.img");
+                std::fs::File::create(&image)
+                    .unwrap()
+                    .set_len(4 << 20)
+                    .unwrap();
+                ok(std::process::Command::new("mkfs.ext4")
+                    .args(["-q", "-F", "-m", "0"])
+                    .arg(&image))
+                    && ok(std::process::Command::new("mount")
+                        .args(["-o", "loop"])
+                        .arg(&image)
+                        .arg(&root))
+            }
+        };
+        if !mounted {
+            eprintln!(
+                "SKIPPED: cannot mount a {kind} (needs root, and for ext4 mkfs.ext4 and a loop device)"
+            );
+            return None;
+        }
+        Some(Self { _tmp: tmp, root })
+    }
+
+    /// Fills the filesystem until it refuses one more byte.
+    fn fill(&self) {
+        use std::io::Write;
+        let mut filler = std::fs::File::create(self.root.join("filler")).unwrap();
+        let chunk = vec![0xa5_u8; 4096];
+        while filler.write_all(&chunk).is_ok() {}
+        while filler.write_all(&[0xa5]).is_ok() {}
+        let _ = filler.sync_all();
+        let e = std::fs::write(self.root.join("one-more"), [0_u8; 4096]).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(28), "ENOSPC: {e}");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.root)
+            .status();
+    }
+}
+
+/// Attack review M2: a thief fills the disk (so a new file cannot be written), sets the wall
+/// clock back and cuts the power every few minutes. Each start resumed from the last record
+/// that did get written, so the running time in between was lost every time and the
+/// deadline never came (the record was replaced through a new file, which a full disk
+/// refuses). Now the count is written in place into a file made whole beforehand.
+fn a_full_disk_and_the_clock_set_back_at_every_restart_do_not_stall_the_count(kind: &str) {
+    let Some(disk) = SmallDisk::mount(kind) else {
+        return;
+    };
+    let dir = disk.root.join("state");
+    std::fs::create_dir(&dir).unwrap();
+    policy(1).save(&dir).unwrap();
+    drop(OfflineTimer::load(
+        &dir,
+        "dev-1",
+        ManualClock::new(t0()).shared(),
+        t0(),
+    ));
+    disk.fill();
+
+    // Seven boots, each with the wall clock set back to the last check-in, each running ten
+    // minutes, then the power cut (no clean stop).
+    for boot in 0..7_u32 {
+        let clock = ManualClock::new(t0());
+        let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+        let resumed = timer.tick().0;
+        assert!(
+            resumed >= t0() + 10 * MINUTE * boot,
+            "boot {boot}: the count went back to {resumed}"
+        );
+        for _ in 0..10 {
+            clock.advance(MINUTE);
+            timer.tick();
+        }
+        assert!(
+            !matches!(timer.withhold(), Some(Withhold::Unsaved { .. })),
+            "boot {boot}: the count could not be written down on the full disk"
+        );
+    }
+    let clock = ManualClock::new(t0());
+    let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+    assert!(
+        timer.overdue().is_some(),
+        "seventy minutes ran on a full disk with the clock set back at each start, and the one-hour deadline has not come: {:?}",
+        timer.record()
+    );
+}
+
+#[test]
+fn a_full_tmpfs_and_the_clock_set_back_at_every_restart_do_not_stall_the_count() {
+    a_full_disk_and_the_clock_set_back_at_every_restart_do_not_stall_the_count("tmpfs");
+}
+
+#[test]
+fn a_full_ext4_and_the_clock_set_back_at_every_restart_do_not_stall_the_count() {
+    a_full_disk_and_the_clock_set_back_at_every_restart_do_not_stall_the_count("ext4");
+}
+
+/// M2, the rest: the count cannot be written at all (here: directories where its files go;
+/// on a device, an I/O error, a filesystem gone read-only, a full copy-on-write filesystem).
+/// The key is handed out only as far as the count is written down, so no time in which the
+/// app had the key can be lost to a restart; a restart with the clock set back resumes from
+/// the furthest point written down, and the key stays withheld until the count can be
+/// written again.
+#[test]
+fn while_the_count_cannot_be_written_the_key_is_withheld() {
+    let (_tmp, dir) = state_dir();
+    policy(1).save(&dir).unwrap();
+    let clock = ManualClock::new(t0());
+    let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+    assert_eq!(timer.withhold(), None);
+    clock.advance(10 * MINUTE);
+    timer.tick();
+    let written_to = t0() + 10 * MINUTE + Duration::from_secs(70);
+
+    let block = || {
+        std::fs::remove_file(timer_file::path(&dir)).unwrap();
+        std::fs::create_dir(timer_file::path(&dir)).unwrap();
+        std::fs::create_dir(dir.join(".offline-timer.json.tmp")).unwrap();
+        std::fs::create_dir(dir.join(".offline-timer.slots.tmp")).unwrap();
+    };
+    block();
+    clock.advance(MINUTE);
+    assert_eq!(timer.withhold(), None, "within what is written down");
+    clock.advance(Duration::from_secs(15));
+    let withheld = timer.withhold().expect("past what is written down");
+    assert!(
+        matches!(&withheld, Withhold::Unsaved { written_to: Some(t), .. } if *t == written_to),
+        "{withheld:?}"
+    );
+    assert!(
+        withheld.to_string().contains("cannot write down"),
+        "{withheld}"
+    );
+
+    // A restart with the clock set back a day: the count resumes where it is written down.
+    drop(timer);
+    let after = ManualClock::new(t0() - 24 * HOUR);
+    let timer = OfflineTimer::load(&dir, "dev-1", after.shared(), t0() - 24 * HOUR);
+    assert_eq!(timer.tick().0, written_to);
+    after.advance(Duration::from_secs(1));
+    assert!(matches!(timer.withhold(), Some(Withhold::Unsaved { .. })));
+
+    // Writable again: the key is handed out again, and the count goes on from there.
+    for name in [
+        "offline-timer.slots",
+        ".offline-timer.json.tmp",
+        ".offline-timer.slots.tmp",
+    ] {
+        std::fs::remove_dir(dir.join(name)).unwrap();
+    }
+    after.advance(Duration::from_secs(5));
+    assert_eq!(timer.withhold(), None);
+    after.advance(49 * MINUTE);
+    assert!(timer.overdue().is_some());
+}
+
+/// A power cut loses no counting: each write puts the point a restart resumes from past the
+/// next write (it lost up to a minute per start before, which a thief cutting the power
+/// every 59 s with the clock set back could repeat for ever).
+#[test]
+fn a_power_cut_loses_no_counting() {
+    let (_tmp, dir) = state_dir();
+    let clock = ManualClock::new(t0());
+    let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+    clock.advance(Duration::from_secs(59));
+    assert_eq!(timer.tick().0, t0() + Duration::from_secs(59));
+    drop(timer);
+    let after = ManualClock::new(t0());
+    let timer = OfflineTimer::load(&dir, "dev-1", after.shared(), t0());
+    assert!(timer.tick().0 >= t0() + Duration::from_secs(59));
+    // A clean stop resumes exactly where it stopped.
+    after.advance(Duration::from_secs(30));
+    timer.stop();
+    let stopped_at = timer.tick().0;
+    drop(timer);
+    let timer = OfflineTimer::load(&dir, "dev-1", ManualClock::new(t0()).shared(), t0());
+    assert_eq!(timer.tick().0, stopped_at);
 }

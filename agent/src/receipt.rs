@@ -54,8 +54,10 @@ pub fn body(
         },
         if journal.verified_empty {
             "empty"
+        } else if journal.directory_replaced {
+            "NOT FOUND (something else stood at its path: another directory, a link or a file; the directory the key was made for was moved away or a filesystem mounted over it, and its files were not removed)"
         } else if journal.directory_missing {
-            "NOT FOUND (moved away or replaced: its files were not removed)"
+            "NOT FOUND (nothing at its path: not mounted, or moved away; its files, wherever they are, were not removed)"
         } else {
             "NOT empty"
         },

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 use tracing::{info, warn};
-use ward_certs::validate::validate_client_certificate;
+use ward_certs::validate::validate_client_certificate_by_any;
 use ward_certs::{
     Identity, PrivateKeyDer, certificate_to_pem, csr::make_csr, key_matches_certificate,
 };
@@ -109,11 +109,11 @@ pub async fn renew(
     device_id: &str,
     store: &SecretStore,
     link: &Link,
-    ca_der: &[u8],
+    cas: &[Vec<u8>],
     clock: &SharedClock,
 ) -> Result<OffsetDateTime, String> {
     let key = renewal_key(dir)?;
-    renew_with(&key, dir, device_id, store, link, ca_der, clock).await
+    renew_with(&key, dir, device_id, store, link, cas, clock).await
 }
 
 /// Renews with `key`. A retry after a lost answer must send the same key: the controller
@@ -124,7 +124,7 @@ pub async fn renew_with(
     device_id: &str,
     store: &SecretStore,
     link: &Link,
-    ca_der: &[u8],
+    cas: &[Vec<u8>],
     clock: &SharedClock,
 ) -> Result<OffsetDateTime, String> {
     let csr = make_csr(key, &crate::facts::collect().hostname).map_err(|e| e.to_string())?;
@@ -137,9 +137,9 @@ pub async fn renew_with(
     .map_err(|_| "renewal timed out".to_owned())?
     .map_err(|status| status.message().to_owned())?
     .into_inner();
-    let peer = validate_client_certificate(
+    let peer = validate_client_certificate_by_any(
         &response.certificate_der,
-        ca_der,
+        cas,
         clock.now(),
         crate::AGENT_CLOCK_TOLERANCE,
     )
@@ -186,7 +186,7 @@ pub async fn renewal_loop(
     device_id: String,
     store: SecretStore,
     link: std::sync::Arc<Link>,
-    ca_der: Vec<u8>,
+    cas: Vec<Vec<u8>>,
     (not_before, not_after): (OffsetDateTime, OffsetDateTime),
     clock: SharedClock,
 ) {
@@ -212,7 +212,7 @@ pub async fn renewal_loop(
             }
         }
         let attempt = match &key {
-            Some(key) => renew_with(key, &dir, &device_id, &store, &link, &ca_der, &clock).await,
+            Some(key) => renew_with(key, &dir, &device_id, &store, &link, &cas, &clock).await,
             None => Err("no key for the renewal".to_owned()),
         };
         match attempt {

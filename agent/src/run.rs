@@ -73,6 +73,8 @@ impl Default for RunOptions {
 enum Session {
     /// The certificate was renewed: start again with the new one.
     Renewed,
+    /// A CA rotation changed the CAs trusted: start again under them.
+    TrustChanged,
     /// A full wipe or a retirement destroyed the agent's key and state.
     Retired,
 }
@@ -174,6 +176,10 @@ pub async fn run(
                 info!("restarting with the renewed certificate");
                 backoff.reset();
             }
+            Some(Ok(Session::TrustChanged)) => {
+                info!("reconnecting under the CAs now trusted");
+                backoff.reset();
+            }
             Some(Ok(Session::Retired)) => {
                 info!("this agent was retired (its key and state are destroyed); stopping");
                 drop(timer_task);
@@ -242,10 +248,12 @@ async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {
     let key = key_store.get().await?;
     crate::renew::recover(dir, &key);
     let certificate = dir.read_pem_certificates(&dir.certificate())?;
-    let ca = dir.read_pem_certificates(&dir.ca())?;
-    let ca_der = ca
-        .first()
-        .ok_or_else(|| AgentError::Failed("ca.pem holds no certificate".into()))?;
+    // The CAs trusted for the controller: the one pinned at enrollment, or the trust bundle
+    // of a CA rotation.
+    let cas = dir.read_pem_certificates(&dir.ca())?;
+    if cas.is_empty() {
+        return Err(AgentError::Failed("ca.pem holds no certificate".into()));
+    }
     let leaf = certificate
         .first()
         .ok_or_else(|| AgentError::Failed("device.pem holds no certificate".into()))?;
@@ -263,7 +271,7 @@ async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {
         dir.save(&state)?;
     }
     let tls = ward_certs::tls::client_config_with_time(
-        ca_der,
+        &cas,
         Some((&certificate[..1], &key)),
         tls_time(clock),
     )
@@ -291,7 +299,7 @@ async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {
         state.device_id.clone(),
         key_store.clone(),
         link.clone(),
-        ca_der.clone(),
+        cas.clone(),
         (not_before, not_after),
         clock.clone(),
     )));
@@ -314,6 +322,7 @@ async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {
     };
     let _executor = Task(tokio::spawn(executor.serve(work_rx)));
     let policy_changed = Arc::new(Notify::new());
+    let trust_changed = Arc::new(Notify::new());
     let _stream = Task(tokio::spawn(command_stream(
         link.clone(),
         work_tx.clone(),
@@ -336,13 +345,15 @@ async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {
         timer: agent.timer.clone(),
         standing: agent.standing.clone(),
         clock: clock.clone(),
-        ca_der: ca_der.clone(),
+        cas,
+        trust_changed: trust_changed.clone(),
     });
 
     tokio::select! {
         () = check_in => Err(AgentError::Failed("the command executor stopped".into())),
         () = retired.notified() => Ok(Session::Retired),
         _ = &mut renewed.0 => Ok(Session::Renewed),
+        () = trust_changed.notified() => Ok(Session::TrustChanged),
     }
 }
 

@@ -56,11 +56,16 @@ pub struct WipeJournal {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub found: Option<(u64, u64)>,
     pub verified_empty: bool,
-    /// The messaging directory was not there when the wipe read it again: moved away or
-    /// replaced since its key was made, so its files were neither removed nor seen gone
-    /// (the key's destruction still makes what the app encrypted unreadable).
+    /// The messaging directory the key was made for was not there when the wipe read it
+    /// again, so its files were neither removed nor seen gone (the key's destruction still
+    /// makes what the app encrypted unreadable): nothing at its path (a home not mounted, the
+    /// directory moved away), or something else there (see `directory_replaced`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub directory_missing: bool,
+    /// With `directory_missing`: something else stood at the path (another directory, a
+    /// link, a file), not nothing.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub directory_replaced: bool,
     pub completed_at: Option<String>,
     /// Where the destroyed key was held (absent in journals written before this field).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -143,8 +148,11 @@ impl DirIdentity {
 enum Found {
     /// The directory the key was made for, opened without following links.
     Own(std::os::fd::OwnedFd),
-    /// Nothing, a link or file put in its place, or another directory.
-    NotOwn,
+    /// Nothing: not there now (a home mounted at login and not mounted, the directory moved
+    /// away). Not "replaced": it may come back, and it is then the key's directory again.
+    Absent,
+    /// A link or a file put in its place, or another directory.
+    Other,
 }
 
 #[derive(Debug)]
@@ -286,6 +294,7 @@ impl Vault {
                     found: None,
                     verified_empty: false,
                     directory_missing: false,
+                    directory_replaced: false,
                     completed_at: None,
                     key_protection: Some(vault.protection),
                     started_at: None,
@@ -553,6 +562,7 @@ impl Vault {
                     found: None,
                     verified_empty: false,
                     directory_missing: false,
+                    directory_replaced: false,
                     completed_at: None,
                     key_protection: Some(self.protection),
                     started_at: Some(crate::rfc3339(self.clock.now())),
@@ -602,11 +612,12 @@ impl Vault {
         }
         if journal.step < WipeStep::Done {
             match self.is_empty()? {
-                Some(empty) => journal.verified_empty = empty,
-                None => {
-                    warn!(dir = %self.dir.display(), "the messaging directory is not there: its files were moved away or it was replaced, and nothing shows they are gone (the key is destroyed)");
+                Ok(empty) => journal.verified_empty = empty,
+                Err(replaced) => {
+                    warn!(dir = %self.dir.display(), replaced, "the messaging directory the key was made for is not there (not mounted, moved away, or replaced): its files were not removed and nothing shows they are gone (the key is destroyed). The receipt says NOT FOUND");
                     journal.verified_empty = false;
                     journal.directory_missing = true;
+                    journal.directory_replaced = replaced;
                 }
             }
             journal.completed_at = Some(crate::rfc3339(self.clock.now()));
@@ -628,8 +639,11 @@ impl Vault {
                     std::io::ErrorKind::NotFound | std::io::ErrorKind::NotADirectory
                 ) =>
             {
-                warn!(dir = %self.dir.display(), error = %e, "the messaging directory is not there: moved away, or replaced by a link or a file");
-                return Ok(Found::NotOwn);
+                // ENOENT: nothing at the path, or a parent missing (a home not mounted);
+                // ENOTDIR: a file (or a link, not followed) at the path or in a parent.
+                let absent = e.source.kind() == std::io::ErrorKind::NotFound;
+                warn!(dir = %self.dir.display(), error = %e, "the messaging directory is not there now (not mounted, moved away, or replaced by a link or a file)");
+                return Ok(if absent { Found::Absent } else { Found::Other });
             }
             Err(e) => return Err(walk_error(e)),
         };
@@ -640,8 +654,8 @@ impl Vault {
                 inode: stat.st_ino,
             };
             if found != expected {
-                warn!(dir = %self.dir.display(), "another directory stands at the messaging directory's path (the one the key was made for was moved away): it is neither emptied nor vouched for");
-                return Ok(Found::NotOwn);
+                warn!(dir = %self.dir.display(), "another directory stands at the messaging directory's path (the one the key was made for was moved away, or a filesystem mounted over it): it is neither emptied nor vouched for");
+                return Ok(Found::Other);
             }
         }
         Ok(Found::Own(fd))
@@ -652,18 +666,20 @@ impl Vault {
     fn walk(&self, how: Walk) -> Result<vault_fs::Tally, VaultError> {
         match self.open_own()? {
             Found::Own(fd) => vault_fs::walk(fd.as_fd(), &self.dir, how).map_err(walk_error),
-            Found::NotOwn => Ok(vault_fs::Tally::default()),
+            Found::Absent | Found::Other => Ok(vault_fs::Tally::default()),
         }
     }
 
-    /// Whether the directory is empty; `None` when it is not the key's (gone, replaced, or
-    /// another directory), which is not "empty": the files may live on elsewhere.
-    fn is_empty(&self) -> Result<Option<bool>, VaultError> {
+    /// `Ok(whether the directory is empty)`; `Err(replaced)` when the key's directory is not
+    /// there (`false`: nothing at its path; `true`: something else), which is never "empty":
+    /// the files may live on elsewhere, or come back when a home is mounted.
+    fn is_empty(&self) -> Result<Result<bool, bool>, VaultError> {
         match self.open_own()? {
             Found::Own(fd) => vault_fs::is_empty(fd.as_fd(), &self.dir)
-                .map(Some)
+                .map(Ok)
                 .map_err(walk_error),
-            Found::NotOwn => Ok(None),
+            Found::Absent => Ok(Err(false)),
+            Found::Other => Ok(Err(true)),
         }
     }
 

@@ -429,3 +429,80 @@ async fn a_key_from_before_the_record_found_gone_is_not_replaced() {
         Some(KEY_FOUND_GONE.to_owned())
     );
 }
+
+/// A home directory mounted at login (systemd-homed, pam_mount): while the user is logged out
+/// the messaging directory's parent is not there at all. A wipe then (the offline timer's, a
+/// command's) destroys the key and says NOT FOUND — not "replaced", and never verified empty —
+/// and when the home is mounted again later, with the same directory in it, the finished wipe
+/// does not turn into "verified empty" for a directory it never read (issue 14, third
+/// finding). Pins the behaviour, which was already so.
+#[tokio::test]
+async fn a_messaging_dir_whose_home_is_not_mounted_at_the_wipe_is_reported_not_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let home = tmp.path().join("home").join("alice");
+    let messaging = home.join(".local/share/chat");
+    std::fs::create_dir_all(&messaging).unwrap();
+    std::fs::write(messaging.join("db.sqlite"), CANARY).unwrap();
+    drop(
+        Vault::open(&messaging, &state, SecretStoreKind::File, "dev")
+            .await
+            .unwrap(),
+    );
+
+    // Logged out: the home is not mounted (its mount point empty, here: away).
+    let unmounted = tmp.path().join("volume");
+    std::fs::rename(&home, &unmounted).unwrap();
+    std::fs::create_dir(&home).unwrap();
+    let vault = Vault::open(&messaging, &state, SecretStoreKind::File, "dev")
+        .await
+        .expect("a vault set up earlier opens while its directory is not mounted");
+    let journal = vault.wipe("cmd-logged-out").await.unwrap();
+    assert!(!vault.key_present().await.unwrap(), "the key goes at once");
+    assert_eq!(journal.step, WipeStep::Done, "the receipt is not held back");
+    assert!(
+        journal.directory_missing && !journal.directory_replaced && !journal.verified_empty,
+        "absent, not replaced, not verified: {journal:?}"
+    );
+    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    let wiped = crate::receipt::Wiped {
+        command_id: "cmd-logged-out".into(),
+        device_id: "dev".into(),
+        completed_at: journal.completed_at.clone().unwrap(),
+        scope: ward_certs::receipt::WipeScope::Messaging,
+        full_erase: None,
+        key_destroyed: true,
+    };
+    let body = crate::receipt::body(&vault, &journal, wiped, &key).unwrap();
+    assert!(!body.verified_empty);
+    let verification = body.sanitization.unwrap().verification;
+    assert!(
+        verification.contains("NOT FOUND (nothing at its path: not mounted"),
+        "{verification}"
+    );
+
+    // Logged in again: the same directory is back. The wipe is finished and stays as it was
+    // (a retried command is answered from the journal); its files are not vouched for.
+    std::fs::remove_dir(&home).unwrap();
+    std::fs::rename(&unmounted, &home).unwrap();
+    let again = vault.wipe("cmd-logged-out").await.unwrap();
+    assert_eq!(again, journal);
+    assert!(messaging.join("db.sqlite").exists());
+    assert!(!vault.key_present().await.unwrap());
+}
+
+/// The other half of the distinction: another directory where the key's directory was (a
+/// filesystem mounted over the path, or `mv` and `mkdir`) is "replaced", also never verified.
+#[tokio::test]
+async fn another_directory_at_the_path_is_reported_replaced() {
+    let f = fixture();
+    let vault = open(&f).await;
+    std::fs::rename(&f.messaging, f.messaging.with_file_name("hidden")).unwrap();
+    std::fs::create_dir(&f.messaging).unwrap();
+    let journal = vault.wipe("cmd-replaced").await.unwrap();
+    assert!(
+        journal.directory_missing && journal.directory_replaced && !journal.verified_empty,
+        "{journal:?}"
+    );
+}

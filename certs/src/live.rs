@@ -16,7 +16,7 @@ use rustls::sign::CertifiedKey;
 use time::OffsetDateTime;
 
 use crate::PrivateKeyDer;
-use crate::tls::{RevokedSerials, TlsError};
+use crate::tls::{RevokedSerials, TlsError, TrustedCas};
 
 /// The certificate the controller's listener presents, replaceable at run time.
 pub struct LiveServerCert {
@@ -95,8 +95,21 @@ pub fn server_config(
     server_key: &PrivateKeyDer,
     revoked: Arc<RevokedSerials>,
 ) -> Result<(ServerConfig, Arc<LiveServerCert>), TlsError> {
+    let trusted = Arc::new(TrustedCas::new(&[ca_der.to_vec()])?);
+    server_config_trusting(trusted, server_chain, server_key, revoked)
+}
+
+/// [`server_config`], accepting client certificates of the CAs `trusted` holds at each
+/// handshake (the controller's, which a CA rotation changes while it serves).
+pub fn server_config_trusting(
+    trusted: Arc<TrustedCas>,
+    server_chain: &[Vec<u8>],
+    server_key: &PrivateKeyDer,
+    revoked: Arc<RevokedSerials>,
+) -> Result<(ServerConfig, Arc<LiveServerCert>), TlsError> {
     let live = Arc::new(LiveServerCert::new(server_chain, server_key)?);
-    let mut config = crate::tls::server_config(ca_der, server_chain, server_key, revoked)?;
+    let mut config =
+        crate::tls::server_config_trusting(trusted, server_chain, server_key, revoked)?;
     config.cert_resolver = live.clone();
     Ok((config, live))
 }

@@ -38,8 +38,20 @@ pub enum TlsError {
 }
 
 fn roots(ca_der: &[u8]) -> Result<Arc<RootCertStore>, TlsError> {
+    roots_of(std::slice::from_ref(&ca_der.to_vec()))
+}
+
+/// Trust anchors from every CA certificate in `cas` (at least one).
+fn roots_of(cas: &[Vec<u8>]) -> Result<Arc<RootCertStore>, TlsError> {
+    if cas.is_empty() {
+        return Err(TlsError::Rustls(rustls::Error::General(
+            "no CA certificate to trust".into(),
+        )));
+    }
     let mut roots = RootCertStore::empty();
-    roots.add(CertificateDer::from(ca_der.to_vec()))?;
+    for ca in cas {
+        roots.add(CertificateDer::from(ca.clone()))?;
+    }
     Ok(Arc::new(roots))
 }
 
@@ -91,6 +103,67 @@ impl RevokedSerials {
     }
 }
 
+/// The CAs whose client certificates the controller accepts, replaceable while it serves: a CA
+/// rotation adds the new CA before anything is issued under it, and retiring the old one
+/// removes it. Each handshake verifies against the set current when it starts.
+pub struct TrustedCas {
+    current: RwLock<Trusted>,
+}
+
+/// The CA certificates (DER) and the verifier built from them.
+type Trusted = (Vec<Vec<u8>>, Arc<dyn ClientCertVerifier>);
+
+impl std::fmt::Debug for TrustedCas {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let hashes: Vec<String> = self
+            .ders()
+            .iter()
+            .map(|c| CaHash::of_certificate(c).to_string())
+            .collect();
+        f.debug_struct("TrustedCas").field("cas", &hashes).finish()
+    }
+}
+
+impl TrustedCas {
+    pub fn new(cas: &[Vec<u8>]) -> Result<Self, TlsError> {
+        Ok(Self {
+            current: RwLock::new((cas.to_vec(), client_verifier(cas)?)),
+        })
+    }
+
+    /// Trusts exactly `cas` from the next handshake on; on error the current set stays.
+    pub fn replace(&self, cas: &[Vec<u8>]) -> Result<(), TlsError> {
+        let verifier = client_verifier(cas)?;
+        *self.current.write().unwrap_or_else(PoisonError::into_inner) = (cas.to_vec(), verifier);
+        Ok(())
+    }
+
+    /// The CA certificates trusted now (DER).
+    pub fn ders(&self) -> Vec<Vec<u8>> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        self.current
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .1
+            .clone()
+    }
+}
+
+fn client_verifier(cas: &[Vec<u8>]) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+    Ok(
+        WebPkiClientVerifier::builder_with_provider(roots_of(cas)?, provider())
+            .allow_unauthenticated()
+            .build()?,
+    )
+}
+
 /// The serial of a DER certificate as lower-case hex, as [`crate::validate`] reports it.
 pub fn serial_of(cert_der: &[u8]) -> Option<String> {
     use x509_parser::prelude::FromDer;
@@ -98,10 +171,10 @@ pub fn serial_of(cert_der: &[u8]) -> Option<String> {
     Some(hex::encode(cert.raw_serial()))
 }
 
-/// WebPKI client verification (optional certificates, our CA) plus a revocation check.
+/// WebPKI client verification (optional certificates, our CAs) plus a revocation check.
 #[derive(Debug)]
 struct RevocationCheckingVerifier {
-    inner: Arc<dyn ClientCertVerifier>,
+    trusted: Arc<TrustedCas>,
     revoked: Arc<RevokedSerials>,
 }
 
@@ -116,7 +189,8 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
     }
 
     fn root_hint_subjects(&self) -> &[DistinguishedName] {
-        self.inner.root_hint_subjects()
+        // Every Ward CA has the same subject; a client has one identity to offer anyway.
+        &[]
     }
 
     fn verify_client_cert(
@@ -125,9 +199,10 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
         intermediates: &[CertificateDer<'_>],
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
-        let verified = self
-            .inner
-            .verify_client_cert(end_entity, intermediates, now)?;
+        let verified =
+            self.trusted
+                .verifier()
+                .verify_client_cert(end_entity, intermediates, now)?;
         match serial_of(end_entity) {
             Some(serial) if self.revoked.contains(&serial) => {
                 Err(rustls::Error::InvalidCertificate(CertificateError::Revoked))
@@ -145,7 +220,9 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(message, cert, dss)
+        self.trusted
+            .verifier()
+            .verify_tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -154,11 +231,13 @@ impl ClientCertVerifier for RevocationCheckingVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(message, cert, dss)
+        self.trusted
+            .verifier()
+            .verify_tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        self.trusted.verifier().supported_verify_schemes()
     }
 }
 
@@ -176,10 +255,19 @@ pub fn server_config(
     server_key: &PrivateKeyDer,
     revoked: Arc<RevokedSerials>,
 ) -> Result<ServerConfig, TlsError> {
-    let inner = WebPkiClientVerifier::builder_with_provider(roots(ca_der)?, provider())
-        .allow_unauthenticated()
-        .build()?;
-    let verifier = Arc::new(RevocationCheckingVerifier { inner, revoked });
+    let trusted = Arc::new(TrustedCas::new(&[ca_der.to_vec()])?);
+    server_config_trusting(trusted, server_chain, server_key, revoked)
+}
+
+/// [`server_config`], accepting client certificates of every CA `trusted` holds at each
+/// handshake.
+pub fn server_config_trusting(
+    trusted: Arc<TrustedCas>,
+    server_chain: &[Vec<u8>],
+    server_key: &PrivateKeyDer,
+    revoked: Arc<RevokedSerials>,
+) -> Result<ServerConfig, TlsError> {
+    let verifier = Arc::new(RevocationCheckingVerifier { trusted, revoked });
     let mut config = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
@@ -195,23 +283,32 @@ pub fn client_config(
     ca_der: &[u8],
     identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
 ) -> Result<ClientConfig, TlsError> {
-    client_config_with_time(ca_der, identity, system_time())
+    client_config_with_time(&[ca_der.to_vec()], identity, system_time())
+}
+
+/// A client config that trusts a server certificate issued by any CA in `cas` (the trust
+/// bundle of a CA rotation: the old CA and the new one).
+pub fn client_config_trusting(
+    cas: &[Vec<u8>],
+    identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
+) -> Result<ClientConfig, TlsError> {
+    client_config_with_time(cas, identity, system_time())
 }
 
 fn system_time() -> Arc<dyn TimeProvider> {
     Arc::new(rustls::time_provider::DefaultTimeProvider)
 }
 
-/// [`client_config`], judging the server certificate's validity by `time` instead of the
-/// system clock (the agent passes its own clock, so tests can set it).
+/// [`client_config_trusting`], judging the server certificate's validity by `time` instead of
+/// the system clock (the agent passes its own clock, so tests can set it).
 pub fn client_config_with_time(
-    ca_der: &[u8],
+    cas: &[Vec<u8>],
     identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
     time: Arc<dyn TimeProvider>,
 ) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_details(provider(), time)
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots(ca_der)?);
+        .with_root_certificates(roots_of(cas)?);
     let mut config = match identity {
         Some((certs, private_key)) => {
             builder.with_client_auth_cert(chain(certs), key(private_key))?

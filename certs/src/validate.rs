@@ -84,6 +84,48 @@ pub fn validate_client_certificate(
     })
 }
 
+/// [`validate_client_certificate`] against each CA of a trust bundle (during a CA rotation
+/// the old CA and the new one): the certificate must pass every check under the CA that
+/// issued it. `NotIssuedByCa` when none of them did.
+pub fn validate_client_certificate_by_any(
+    leaf_der: &[u8],
+    cas: &[Vec<u8>],
+    now: OffsetDateTime,
+    skew: Duration,
+) -> Result<PeerCertificate, ValidationError> {
+    for ca in cas {
+        match validate_client_certificate(leaf_der, ca, now, skew) {
+            Err(ValidationError::NotIssuedByCa) => continue,
+            other => return other,
+        }
+    }
+    Err(ValidationError::NotIssuedByCa)
+}
+
+/// Whether `cert_der` is a CA certificate (basic constraints CA:TRUE).
+pub fn is_ca_certificate(cert_der: &[u8]) -> bool {
+    X509Certificate::from_der(cert_der).is_ok_and(|(_, cert)| cert.is_ca())
+}
+
+/// The DER SubjectPublicKeyInfo a certificate certifies; `None` when it does not parse.
+pub fn public_key_of(cert_der: &[u8]) -> Option<Vec<u8>> {
+    X509Certificate::from_der(cert_der)
+        .ok()
+        .map(|(_, cert)| cert.public_key().raw.to_vec())
+}
+
+/// Whether `cert_der` carries a valid signature of the CA `ca_der` (any certificate, any
+/// validity: the question is only who issued it).
+pub fn issued_by(cert_der: &[u8], ca_der: &[u8]) -> bool {
+    let (Ok((_, cert)), Ok((_, ca))) = (
+        X509Certificate::from_der(cert_der),
+        X509Certificate::from_der(ca_der),
+    ) else {
+        return false;
+    };
+    check_issued_by(&cert, &ca).is_ok()
+}
+
 /// Checks that `leaf_der` is a client certificate issued by `ca_der` that certifies the key
 /// `spki_der` (DER SubjectPublicKeyInfo), as it was when issued: its validity window is not
 /// checked against today (a wipe is attested long after its certificate may have expired).

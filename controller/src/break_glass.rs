@@ -110,6 +110,7 @@ pub async fn create(
     let bundle = LockedBundle {
         certificate_der: certificate.der,
         ca_der: ca.cert_der().to_vec(),
+        other_cas: Vec::new(),
         key: sealed,
     };
     let io = |path: &Path| {

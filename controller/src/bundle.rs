@@ -9,10 +9,16 @@ use ward_certs::keyfile::{EncryptedKey, KeyFileError, StoredKey};
 use ward_certs::{PrivateKeyDer, certificate_to_pem, certificates_from_pem};
 use zeroize::Zeroizing;
 
+/// At most this many CAs beside the first in a bundle.
+const MAX_OTHER_CAS: usize = 7;
+
 #[derive(Debug)]
 pub struct AdminBundle {
     pub certificate_der: Vec<u8>,
     pub ca_der: Vec<u8>,
+    /// Further CAs to trust for the controller's certificate: during a CA rotation, the new
+    /// CA (or the former one) beside `ca_der`.
+    pub other_cas: Vec<Vec<u8>>,
     pub key: PrivateKeyDer,
 }
 
@@ -21,6 +27,7 @@ pub struct AdminBundle {
 pub struct LockedBundle {
     pub certificate_der: Vec<u8>,
     pub ca_der: Vec<u8>,
+    pub other_cas: Vec<Vec<u8>>,
     pub key: EncryptedKey,
 }
 
@@ -58,10 +65,17 @@ pub enum BundleError {
 impl AdminBundle {
     /// The mutual-TLS client configuration that speaks as this admin to its controller.
     pub fn client_config(&self) -> Result<rustls::ClientConfig, ward_certs::tls::TlsError> {
-        ward_certs::tls::client_config(
-            &self.ca_der,
+        ward_certs::tls::client_config_trusting(
+            &self.cas(),
             Some((std::slice::from_ref(&self.certificate_der), &self.key)),
         )
+    }
+
+    /// Every CA this bundle trusts for the controller's certificate.
+    pub fn cas(&self) -> Vec<Vec<u8>> {
+        std::iter::once(self.ca_der.clone())
+            .chain(self.other_cas.iter().cloned())
+            .collect()
     }
 
     /// The bundle's PEM text with the key in the clear.
@@ -69,6 +83,9 @@ impl AdminBundle {
         let mut text = Zeroizing::new(String::new());
         text.push_str(&certificate_to_pem(&self.certificate_der));
         text.push_str(&certificate_to_pem(&self.ca_der));
+        for ca in &self.other_cas {
+            text.push_str(&certificate_to_pem(ca));
+        }
         text.push_str(&self.key.to_pem());
         text
     }
@@ -125,19 +142,25 @@ impl BundleFile {
         };
         let certs = certificates_from_pem(text).map_err(|_| malformed())?;
         let key = StoredKey::from_pem(text).map_err(|_| malformed())?;
-        let [leaf, ca] = certs.as_slice() else {
+        // The admin certificate, its CA, and at most a few more CAs (a CA rotation's).
+        let [leaf, ca, others @ ..] = certs.as_slice() else {
             return Err(malformed());
         };
-        let (certificate_der, ca_der) = (leaf.clone(), ca.clone());
+        if others.len() > MAX_OTHER_CAS {
+            return Err(malformed());
+        }
+        let (certificate_der, ca_der, other_cas) = (leaf.clone(), ca.clone(), others.to_vec());
         Ok(match key {
             StoredKey::Plain(key) => Self::Plain(AdminBundle {
                 certificate_der,
                 ca_der,
+                other_cas,
                 key,
             }),
             StoredKey::Encrypted(key) => Self::Encrypted(LockedBundle {
                 certificate_der,
                 ca_der,
+                other_cas,
                 key,
             }),
         })
@@ -164,6 +187,7 @@ impl LockedBundle {
         Ok(AdminBundle {
             certificate_der: self.certificate_der.clone(),
             ca_der: self.ca_der.clone(),
+            other_cas: self.other_cas.clone(),
             key,
         })
     }
@@ -173,6 +197,9 @@ impl LockedBundle {
     pub fn to_pem(&self) -> String {
         let mut text = certificate_to_pem(&self.certificate_der);
         text.push_str(&certificate_to_pem(&self.ca_der));
+        for ca in &self.other_cas {
+            text.push_str(&certificate_to_pem(ca));
+        }
         text.push_str(&self.key.to_pem());
         text
     }
@@ -210,6 +237,7 @@ mod tests {
         let locked = LockedBundle {
             certificate_der: certificate_der.clone(),
             ca_der: ca_der.clone(),
+            other_cas: Vec::new(),
             key: ward_certs::keyfile::encrypt(&key, b"twelve chars or more").unwrap(),
         };
         let text = locked.to_pem();
@@ -239,6 +267,7 @@ mod tests {
         let bundle = AdminBundle {
             certificate_der,
             ca_der,
+            other_cas: Vec::new(),
             key,
         };
         let text = bundle.to_pem();

@@ -248,6 +248,7 @@ impl DataDir {
         let bundle = AdminBundle {
             certificate_der: admin_cert.der,
             ca_der: ca.cert_der().to_vec(),
+            other_cas: Vec::new(),
             key: admin_key,
         };
         bundle

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod break_glass;
 pub mod bundle;
+pub mod ca_set;
 pub mod checkpoint_dir;
 pub mod cli;
 pub mod connections;

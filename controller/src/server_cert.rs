@@ -17,6 +17,7 @@ use tracing::{info, warn};
 use ward_certs::live::{LiveServerCert, Validity};
 use ward_certs::{CertificateAuthority, PrivateKeyDer};
 
+use crate::ca_set::CaSet;
 use crate::core::Timestamp;
 use crate::datadir::DataDir;
 
@@ -30,6 +31,8 @@ pub enum ServerCertError {
 
 /// A server certificate just issued under the CA, not yet presented.
 pub struct Issued {
+    /// The CA that issued it.
+    ca: Arc<CertificateAuthority>,
     pub serial: String,
     pub not_after: Timestamp,
     pub hostnames: Vec<String>,
@@ -49,7 +52,7 @@ impl std::fmt::Debug for Issued {
 
 /// The listener's certificate and what is needed to replace it.
 pub struct ServerCertificate {
-    ca: Arc<CertificateAuthority>,
+    cas: Arc<CaSet>,
     live: Arc<LiveServerCert>,
     lifetime: Duration,
     dir: Option<DataDir>,
@@ -69,14 +72,14 @@ impl ServerCertificate {
     /// `live` presents the current certificate; renewed ones get `lifetime` and are written
     /// to `dir` (when given and writable).
     pub fn new(
-        ca: Arc<CertificateAuthority>,
+        cas: Arc<CaSet>,
         live: Arc<LiveServerCert>,
         lifetime: Duration,
         dir: Option<DataDir>,
     ) -> Self {
         let current = RwLock::new(live.leaf());
         Self {
-            ca,
+            cas,
             live,
             lifetime,
             dir,
@@ -84,8 +87,15 @@ impl ServerCertificate {
         }
     }
 
-    pub fn ca(&self) -> &CertificateAuthority {
-        &self.ca
+    /// The CA that issues it now.
+    pub fn ca(&self) -> Arc<CertificateAuthority> {
+        self.cas.signing()
+    }
+
+    /// Whether the certificate presented was issued by the CA that signs now (not after a
+    /// CA rotation's activate step, until it is issued again).
+    pub fn issued_by_signing_ca(&self) -> bool {
+        ward_certs::validate::issued_by(&self.leaf(), self.cas.signing().cert_der())
     }
 
     /// The leaf certificate new connections get (DER).
@@ -123,11 +133,12 @@ impl ServerCertificate {
     /// [`ServerCertificate::install`]: the caller audits it first, so a certificate in use is
     /// always one the audit trail names.
     pub fn issue(&self, hostnames: &[String], now: Timestamp) -> Result<Issued, ServerCertError> {
-        let (cert, key) = self
-            .ca
+        let ca = self.cas.signing();
+        let (cert, key) = ca
             .issue_server(hostnames, now.to_datetime(), self.lifetime)
             .map_err(|e| ServerCertError::Issue(e.to_string()))?;
         Ok(Issued {
+            ca,
             serial: cert.serial.clone(),
             not_after: Timestamp::from_datetime(cert.not_after),
             hostnames: hostnames.to_vec(),
@@ -139,14 +150,14 @@ impl ServerCertificate {
     /// Presents `issued` from the next handshake on and writes it to the data directory.
     /// Connections already open keep theirs. Returns whether it was written.
     pub fn install(&self, issued: Issued) -> Result<bool, ServerCertError> {
-        let Issued { cert, key, .. } = issued;
-        let chain = vec![cert.der.clone(), self.ca.cert_der().to_vec()];
+        let Issued { cert, key, ca, .. } = issued;
+        let chain = vec![cert.der.clone(), ca.cert_der().to_vec()];
         self.live
             .replace(&chain, &key)
             .map_err(|e| ServerCertError::Install(e.to_string()))?;
         *self.current.write().unwrap_or_else(PoisonError::into_inner) = cert.der.clone();
         let persisted = match &self.dir {
-            Some(dir) => match persist(dir, &cert, &key, &self.ca) {
+            Some(dir) => match persist(dir, &cert, &key, &ca) {
                 Ok(()) => true,
                 Err(e) => {
                     warn!(error = %e, "the new server certificate is in use but not written to the data directory (read-only?); this replica issues another at its next start");
@@ -184,6 +195,8 @@ pub enum Why {
     Hostnames,
     /// The stored key did not belong to the stored certificate (an interrupted write).
     Repair,
+    /// Another CA signs since a CA rotation's activate step.
+    CaRotation,
 }
 
 impl Why {
@@ -192,6 +205,7 @@ impl Why {
             Self::Renewal => "renewal",
             Self::Hostnames => "hostnames",
             Self::Repair => "repair",
+            Self::CaRotation => "ca-rotation",
         }
     }
 }
@@ -211,6 +225,9 @@ pub fn start_decision(
         if !same {
             return Some((Why::Hostnames, wanted.to_vec()));
         }
+    }
+    if !current.issued_by_signing_ca() {
+        return Some((Why::CaRotation, have));
     }
     current.renewal_due(now).then_some((Why::Renewal, have))
 }
@@ -312,7 +329,12 @@ mod tests {
         let ca = dir.load_ca().unwrap();
         let (chain, key) = dir.load_server_credentials().unwrap();
         let live = Arc::new(LiveServerCert::new(&chain, &key).unwrap());
-        let cert = ServerCertificate::new(ca, live, ward_certs::ca::SERVER_LIFETIME, None);
+        let cert = ServerCertificate::new(
+            Arc::new(crate::ca_set::CaSet::single(ca)),
+            live,
+            ward_certs::ca::SERVER_LIFETIME,
+            None,
+        );
         let now = SystemClock.now();
         let names = crate::datadir::server_hostnames(&["ward.example".into()]);
         assert_eq!(cert.hostnames(), names);

@@ -120,6 +120,7 @@ impl AgentService for Baseline {
             server_time_unix_ms: now_ms(),
             pending_commands: Vec::new(),
             policy: Some(fixed_policy()),
+            trust_bundle_der: Vec::new(),
         }))
     }
 
@@ -355,6 +356,13 @@ impl AdminService for Baseline {
         &self,
         _: Request<WhoAmIRequest>,
     ) -> Result<Response<WhoAmIResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn rotate_ca(
+        &self,
+        _: Request<RotateCaRequest>,
+    ) -> Result<Response<RotateCaResponse>, Status> {
         Err(unimplemented())
     }
 

@@ -115,7 +115,7 @@ impl TestController {
                     .unwrap(),
                 );
                 let cert = Arc::new(ward_controller::server_cert::ServerCertificate::new(
-                    ca.clone(),
+                    app.cas().clone(),
                     live,
                     lifetime,
                     Some(data.clone()),

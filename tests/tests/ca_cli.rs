@@ -1,5 +1,5 @@
 //! `wardctl ca status`, the expiry gauges on /metrics, new host names for an existing data
-//! directory (`serve --hostname`), and `ca rotate` refusing honestly.
+//! directory (`serve --hostname`). CA rotation: tests/tests/ca_rotation.rs.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -197,23 +197,5 @@ fn new_host_names_get_a_new_server_certificate_under_the_same_ca() {
         ],
     );
     assert!(!server_names(&data).contains(&"10.1.2.3".to_owned()));
-    controller.stop();
-}
-
-#[test]
-fn ca_rotate_is_refused_as_unsupported_and_changes_nothing() {
-    let root = tempfile::tempdir().unwrap();
-    let data = root.path().join("data");
-    let controller = ControllerProcess::start(&data);
-    let ca_before = std::fs::read(data.join("ca.pem")).unwrap();
-    let out = controller.ctl(&["ca", "rotate"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("not supported yet"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(out.stdout.is_empty());
-    assert_eq!(std::fs::read(data.join("ca.pem")).unwrap(), ca_before);
     controller.stop();
 }

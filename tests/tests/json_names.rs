@@ -235,6 +235,10 @@ fn every_main_command_follows_the_json_rules() {
     record("audit list", ctl_json(&controller, &["audit", "list"]));
     record("policy show", ctl_json(&controller, &["policy", "show"]));
     record("ca status", ctl_json(&controller, &["ca", "status"]));
+    record(
+        "ca rotate status",
+        ctl_json(&controller, &["ca", "rotate", "status"]),
+    );
     record("ward-agent status", device.status(&[]));
 
     let commands = ctl_json(&controller, &["command", "list"]);

@@ -266,8 +266,13 @@ fn a_session_that_cannot_start_does_not_stop_the_timer() {
 
 /// Starts the agent offline two hours after its last check-in, once `meddle` has changed its
 /// messaging directory while it was stopped (the app's user owns the directory's parent, so
-/// no privilege is needed), and waits for the timer to destroy the messaging key.
-fn offline_wipe_after_the_user_meddled(tmp: &std::path::Path, meddle: impl FnOnce(&AgentFixture)) {
+/// no privilege is needed), and waits for the timer to destroy the messaging key. Returns the
+/// agent, still running (dropping it kills it, which cut the wipe short after the key's
+/// destruction: the caller waiting for the wipe to end then waited on a dead agent).
+fn offline_wipe_after_the_user_meddled(
+    tmp: &std::path::Path,
+    meddle: impl FnOnce(&AgentFixture),
+) -> ward_e2e::process::Daemon {
     let controller = ControllerProcess::start(&tmp.join("controller"));
     offline_wipe_after_an_hour(&controller);
     let agent = AgentFixture::enroll(&controller, tmp, "laptop", "lars@hospital.org");
@@ -291,6 +296,7 @@ fn offline_wipe_after_the_user_meddled(tmp: &std::path::Path, meddle: impl FnOnc
         "the agent exited:\n{}",
         agent.log_text()
     );
+    running
 }
 
 /// Attack by the app's user: move the messaging directory away while the agent is stopped
@@ -299,7 +305,7 @@ fn offline_wipe_after_the_user_meddled(tmp: &std::path::Path, meddle: impl FnOnc
 #[test]
 fn a_messaging_dir_moved_away_before_a_restart_does_not_switch_the_timer_off() {
     let tmp = tempfile::tempdir().unwrap();
-    offline_wipe_after_the_user_meddled(tmp.path(), |agent| {
+    let _running = offline_wipe_after_the_user_meddled(tmp.path(), |agent| {
         std::fs::rename(&agent.messaging_dir, tmp.path().join("hidden")).unwrap();
     });
 }
@@ -313,7 +319,7 @@ fn a_messaging_dir_swapped_for_a_symlink_before_a_restart_is_not_wiped_through()
     let outside = tmp.path().join("someone-elses");
     std::fs::create_dir_all(&outside).unwrap();
     std::fs::write(outside.join("payroll.db"), "hospital payroll").unwrap();
-    offline_wipe_after_the_user_meddled(tmp.path(), |agent| {
+    let _running = offline_wipe_after_the_user_meddled(tmp.path(), |agent| {
         std::fs::rename(&agent.messaging_dir, tmp.path().join("moved")).unwrap();
         std::os::unix::fs::symlink(&outside, &agent.messaging_dir).unwrap();
     });
@@ -331,4 +337,111 @@ fn a_messaging_dir_swapped_for_a_symlink_before_a_restart_is_not_wiped_through()
         Some("hospital payroll"),
         "the wipe followed the link and destroyed someone else's file"
     );
+}
+
+/// A small tmpfs mounted over the agent's state directory with its files copied in, then
+/// filled until not one more byte fits; unmounted when dropped.
+struct FullStateDisk {
+    state_dir: std::path::PathBuf,
+}
+
+impl FullStateDisk {
+    fn over(state_dir: &std::path::Path) -> Self {
+        let saved = state_dir.with_extension("saved");
+        std::fs::rename(state_dir, &saved).unwrap();
+        std::fs::create_dir(state_dir).unwrap();
+        let run = |cmd: &mut std::process::Command| {
+            let out = cmd.output().unwrap();
+            assert!(out.status.success(), "{cmd:?}: {out:?}");
+        };
+        run(std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=2m,mode=0700", "tmpfs"])
+            .arg(state_dir));
+        run(std::process::Command::new("cp")
+            .arg("-a")
+            .arg(saved.join("."))
+            .arg(state_dir));
+        use std::io::Write;
+        let mut filler = std::fs::File::create(state_dir.join("filler")).unwrap();
+        while filler.write_all(&[0xa5; 4096]).is_ok() {}
+        while filler.write_all(&[0xa5]).is_ok() {}
+        let full = std::fs::write(state_dir.join("one-more"), [0; 4096]).unwrap_err();
+        assert_eq!(full.raw_os_error(), Some(28), "ENOSPC: {full}");
+        Self {
+            state_dir: state_dir.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for FullStateDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.state_dir)
+            .status();
+    }
+}
+
+/// Attack review M2, as a thief would go about it: the disk full (so no new file can be
+/// written), the power cut 40 s before the deadline, the clock set back a day, the device
+/// started again. The timer's record was replaced through a new file, which a full disk
+/// refuses: the start resumed from the last record written (the check-in), and the deadline
+/// moved an hour away at every such start. It is now written in place: the wipe (here: the
+/// key's destruction; the wipe journal itself needs free space) comes some forty seconds
+/// after the start.
+#[test]
+#[cfg_attr(
+    not(ward_root),
+    ignore = "needs root, to mount a small tmpfs for the agent's state directory"
+)]
+fn a_full_disk_a_power_cut_and_the_clock_set_back_do_not_extend_the_deadline() {
+    let tmp = tempfile::tempdir().unwrap();
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    offline_wipe_after_an_hour(&controller);
+    let agent = AgentFixture::enroll(&controller, tmp.path(), "laptop", "lily@hospital.org");
+    let clock = AgentClock::new(tmp.path());
+    let env = clock.env();
+    let running = agent.run(&env_refs(&env));
+    wait_for_policy_and_check_in(&agent);
+    running.stop();
+    drop(controller);
+    let _disk = FullStateDisk::over(&agent.state_dir);
+
+    // Offline, on a full disk: 59 minutes 20 seconds without a check-in by the device's clock,
+    // written down by the agent within a few ticks (its status reads the timer's record; the
+    // old agent could not write it until the wipe freed space), then the power is cut.
+    let running = agent.run(&env_refs(&env));
+    clock.set(HOUR - 40);
+    let within = Duration::from_secs(25);
+    eventually_blocking(
+        "the count on the full disk to be written down",
+        within,
+        || {
+            let status = agent.status(&env_refs(&env));
+            let timer = &status["offline_timer"];
+            let at = |name: &str| {
+                time::OffsetDateTime::parse(
+                    timer[name].as_str()?,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .ok()
+            };
+            (at("counted_until")? - at("last_checkin")? >= Duration::from_secs(3600 - 40))
+                .then_some(())
+        },
+    );
+    drop(running);
+    assert!(
+        agent.state_dir.join("messaging.key").exists(),
+        "wiped before the deadline"
+    );
+
+    clock.set(-24 * HOUR);
+    let running = agent.run(&env_refs(&env));
+    eventually_blocking(
+        "the offline timer to destroy the messaging key",
+        DEADLINE,
+        || (!agent.state_dir.join("messaging.key").exists()).then_some(()),
+    );
+    drop(running);
 }

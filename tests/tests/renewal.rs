@@ -47,7 +47,7 @@ async fn renewal_gives_a_new_key_and_certificate_for_the_same_device() {
         &device.device_id,
         &store,
         &link,
-        controller.ca.cert_der(),
+        &[controller.ca.cert_der().to_vec()],
         &ward_agent::clock::system(),
     )
     .await

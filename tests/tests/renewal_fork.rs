@@ -410,7 +410,7 @@ async fn the_agent_renews_with_one_key_across_retries_and_its_old_certificate_is
         &device.device_id,
         &store,
         &link,
-        controller.ca.cert_der(),
+        &[controller.ca.cert_der().to_vec()],
         &ward_agent::clock::system(),
     )
     .await

@@ -1,9 +1,11 @@
 //! Four hundred days of a controller, two agents and an admin, under libfaketime: every
 //! process reads the same clock file, moved forward 25 days at a time. Nobody intervenes but
-//! the admin renewing their own certificate as the guide says. No device loses its data, the
-//! agents come back by themselves (renewing their certificates when due), the controller's
-//! server certificate renews itself (the one `init` made expires on day 364), and `wardctl
-//! audit verify` passes at every step.
+//! the admin renewing their own certificate as the guide says, and rotating the CA in its
+//! three steps (introduce on day 100, activate on day 125, retire on day 250). No device
+//! loses its data, the agents come back by themselves (renewing their certificates when due,
+//! under the new CA after the activation), the controller's server certificate renews itself
+//! (the one `init` made expires on day 364), and `wardctl audit verify` passes at every step,
+//! across the audit heads signed by the former CA and by the new one.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -33,6 +35,62 @@ fn ctl(env: &[(&str, &str)], url: &str, bundle: &Path, args: &[&str]) -> Output 
         .envs(env.iter().copied())
         .output()
         .unwrap()
+}
+
+/// The CA rotation's step for `day`, if it has one, run through `ctl` (wardctl as the admin)
+/// and waited for: on day 100 a new CA is introduced and every agent comes to trust it, on
+/// day 125 it is activated (the server certificate is issued under it), on day 250 the
+/// former CA is retired and every agent drops it.
+fn rotate_ca(day: i64, ctl: &dyn Fn(&[&str]) -> Output, agents: &[AgentFixture]) {
+    let status = || json(&ctl(&["ca", "rotate", "status", "--output", "json"]));
+    let trusted = |agent: &AgentFixture| -> usize {
+        let pem = std::fs::read_to_string(agent.state_dir.join("ca.pem")).unwrap();
+        ward_certs::certificates_from_pem(&pem).unwrap().len()
+    };
+    let step = match day {
+        100 => "introduce",
+        125 => "activate",
+        250 => "retire",
+        _ => return,
+    };
+    let out = ctl(&["ca", "rotate", step]);
+    assert!(
+        out.status.success(),
+        "day {day}: ca rotate {step}: {}",
+        stderr(&out)
+    );
+    match step {
+        "introduce" => {
+            eventually_blocking(
+                "day 100: every agent to trust the new CA",
+                Duration::from_secs(90),
+                || (status()["devices_trusting_all"] == 2).then_some(()),
+            );
+            assert!(agents.iter().all(|a| trusted(a) == 2));
+        }
+        "activate" => {
+            let now = status();
+            assert_eq!(now["cas"][0]["ca_state"], "active", "{now}");
+            assert_eq!(now["cas"][1]["ca_state"], "trusted", "{now}");
+        }
+        _ => {
+            eventually_blocking(
+                "day 250: every agent to drop the former CA",
+                Duration::from_secs(90),
+                || agents.iter().all(|a| trusted(a) == 1).then_some(()),
+            );
+            let now = status();
+            assert_eq!(now["devices_trusting_all"], 2, "{now}");
+            assert!(
+                now["cas"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|c| c["ca_state"] == "retired"),
+                "{now}"
+            );
+        }
+    }
 }
 
 fn time_of(value: &serde_json::Value) -> Option<OffsetDateTime> {
@@ -160,6 +218,32 @@ fn four_hundred_days_later_every_device_is_connected_and_nothing_was_lost() {
                 &bundle,
                 restarted,
                 &format!("day {day}: both agents back after the controller restart"),
+            );
+        }
+
+        rotate_ca(day, &|args| ctl(&env, &url, &bundle, args), &agents);
+        if day == 125 {
+            // The break-glass identity is issued again under the new CA (the guide's step;
+            // its old certificate, valid two years, would keep the former CA from retiring).
+            let out = ctl(
+                &env,
+                &url,
+                &bundle,
+                &[
+                    "admin",
+                    "renew",
+                    "break-glass",
+                    "--out",
+                    root.path().join("break-glass.pem").to_str().unwrap(),
+                    "--no-passphrase",
+                ],
+            );
+            assert!(out.status.success(), "break-glass renew: {}", stderr(&out));
+            let activated = OffsetDateTime::now_utc() + time::Duration::seconds(day * DAY);
+            wait_for_fleet(
+                &bundle,
+                activated,
+                "day 125: both agents back under the new CA's server certificate",
             );
         }
 

@@ -224,6 +224,7 @@ async fn enum_values_the_protocol_does_not_define_are_refused_and_change_nothing
             }),
             offline_wipe: None,
             inventory: None,
+            trusted_ca_hashes: Vec::new(),
         })
         .await
         .unwrap_err();
@@ -294,6 +295,7 @@ async fn a_refused_check_in_changes_nothing_stored() {
                 }),
                 offline_wipe: None,
                 inventory,
+                trusted_ca_hashes: Vec::new(),
             })
             .await
             .unwrap_err();

@@ -191,7 +191,7 @@ impl App {
         let now = self.now();
         let identity = Identity::Admin(name.clone());
         let certificate = self
-            .ca
+            .ca()
             .issue_client(csr, &identity, now.to_datetime(), lifetime)
             .map_err(|e| AppError::Internal(e.to_string()))?;
         let record = certificate_record(&certificate, &identity, now);

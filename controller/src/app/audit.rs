@@ -65,7 +65,7 @@ pub struct AuditState {
 /// reports what the batch appended (damage found; entries towards the next checkpoint).
 #[derive(Debug)]
 pub(super) struct Keeper {
-    pub ca: std::sync::Arc<ward_certs::CertificateAuthority>,
+    pub cas: std::sync::Arc<crate::ca_set::CaSet>,
     pub metrics: std::sync::Arc<crate::metrics::Metrics>,
     pub state: std::sync::Arc<AuditState>,
     pub checkpoint_every: u64,
@@ -73,12 +73,12 @@ pub(super) struct Keeper {
 
 impl HeadKey for Keeper {
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, StoreError> {
-        ward_certs::sign::sign(self.ca.key(), message)
+        ward_certs::sign::sign(self.cas.signing().key(), message)
             .map_err(|e| StoreError::Database(format!("cannot sign the audit head: {e}")))
     }
 
     fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        ward_certs::sign::verify(&self.ca.public_key_der(), message, signature).is_ok()
+        self.cas.verify(message, signature)
     }
 }
 
@@ -141,14 +141,12 @@ impl App {
     }
 
     pub(super) async fn append_audit(&self, event: &AuditEvent) -> Result<Appended, AppError> {
-        let ca = self.ca.clone();
+        let ca = self.cas.signing();
         let sign = move |message: &[u8]| {
             ward_certs::sign::sign(ca.key(), message).map_err(|e| e.to_string())
         };
-        let spki = self.ca.public_key_der();
-        let verify_head = move |message: &[u8], signature: &[u8]| {
-            ward_certs::sign::verify(&spki, message, signature).is_ok()
-        };
+        let cas = self.cas.clone();
+        let verify_head = move |message: &[u8], signature: &[u8]| cas.verify(message, signature);
         let appended = self
             .store
             .append_audit(event, self.now(), &sign, &verify_head)
@@ -280,20 +278,15 @@ impl App {
     }
 
     pub(super) fn head_signed(&self, head: &AuditHead) -> bool {
-        ward_certs::sign::verify(
-            &self.ca.public_key_der(),
-            &head_message(head.seq, &head.hash),
-            &head.signature,
-        )
-        .is_ok()
+        self.cas
+            .verify(&head_message(head.seq, &head.hash), &head.signature)
     }
 
-    /// Whether `checkpoint` was signed with this controller's key.
+    /// Whether `checkpoint` was signed by the CA it names, one of this controller's (the
+    /// former CA's, after a rotation, included).
     pub fn checkpoint_signed(&self, checkpoint: &Checkpoint) -> bool {
-        let spki = self.ca.public_key_der();
-        checkpoint.signer == self.ca.hash().to_string()
-            && checkpoint.verifies(|message, signature| {
-                ward_certs::sign::verify(&spki, message, signature).is_ok()
-            })
+        checkpoint.verifies(|message, signature| {
+            self.cas.verify_by(&checkpoint.signer, message, signature)
+        })
     }
 }

@@ -98,7 +98,7 @@ impl App {
     /// Starts a new chain with its signed genesis. Another replica starting first is fine.
     pub async fn start_chain(&self, origin: GenesisOrigin) -> Result<(), AppError> {
         let nonce: [u8; 16] = rand::random();
-        let event = genesis_event(&self.ca.hash().to_string(), &nonce, origin);
+        let event = genesis_event(&self.ca().hash().to_string(), &nonce, origin);
         match self.append_audit(&event).await {
             Ok(_) => {
                 info!(origin = ?origin, "audit chain started with a signed genesis");
@@ -209,13 +209,14 @@ impl App {
         let Some(first) = self.first_entry().await? else {
             return Ok(None);
         };
+        let signing = self.ca();
         let checkpoint = Checkpoint::sign(
             &first.hash,
             head.seq,
             &head.hash,
             self.now(),
-            &self.ca.hash().to_string(),
-            |message| ward_certs::sign::sign(self.ca.key(), message),
+            &signing.hash().to_string(),
+            |message| ward_certs::sign::sign(signing.key(), message),
         )
         .map_err(|e| AppError::Internal(format!("cannot sign an audit checkpoint: {e}")))?;
         info!(checkpoint = %checkpoint, seq = checkpoint.seq, "audit checkpoint");

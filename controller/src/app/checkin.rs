@@ -32,6 +32,8 @@ pub struct CheckInReport {
     pub compliance: Option<ComplianceReport>,
     /// A wipe the agent's offline timer made while it could not reach us.
     pub offline_wipe: Option<SignedReceipt>,
+    /// The CAs the agent trusts (sorted `sha256:<hex>`); `None` when it does not say.
+    pub trusted_cas: Option<Vec<String>>,
 }
 
 #[derive(Clone, Debug)]
@@ -118,6 +120,7 @@ impl App {
             compliance,
             policy: policy.clone(),
             offline_wipe,
+            trusted_cas: report.trusted_cas,
             pending: self.store.unfinished_commands(device.id).await?,
         });
         let written = self
@@ -163,6 +166,7 @@ struct Plan {
     compliance: Option<Compliance>,
     policy: StoredPolicy,
     offline_wipe: Option<OfflineWipeEntry>,
+    trusted_cas: Option<Vec<String>>,
     /// The device's unfinished commands as read before the job.
     pending: Vec<Command>,
 }
@@ -200,6 +204,15 @@ impl Plan {
             .filter(|i| record.inventory.as_ref() != Some(*i))
         {
             tx.set_device_posture(id, PostureField::Inventory, Some(&json(inventory)?))
+                .await?;
+        }
+        // Written only when it changed: a CA rotation is when it does.
+        if let Some(trusted) = self
+            .trusted_cas
+            .as_ref()
+            .filter(|t| **t != record.trusted_cas)
+        {
+            tx.set_device_posture(id, PostureField::TrustedCas, Some(&json(trusted)?))
                 .await?;
         }
         if let Some(entry) = &self.offline_wipe {

@@ -47,6 +47,7 @@ fn failing_firewall(revision: u64) -> CheckInReport {
             policy_revision: revision,
         }),
         offline_wipe: None,
+        trusted_cas: None,
     }
 }
 

@@ -366,14 +366,14 @@ impl App {
             &command,
             &keys,
             &kept,
-            self.ca.cert_der(),
+            &self.cas.known_ders(),
             self.now(),
         )
         .map_err(|e| AppError::FailedPrecondition(format!("{e}; nothing is attested")))?;
         let body = attestation
             .to_bytes()
             .map_err(|e| AppError::Internal(format!("cannot encode the attestation: {e}")))?;
-        let signature = ward_certs::sign::sign(self.ca.key(), &body)
+        let signature = ward_certs::sign::sign(self.ca().key(), &body)
             .map_err(|e| AppError::Internal(format!("cannot sign the attestation: {e}")))?;
         Ok((body, signature))
     }

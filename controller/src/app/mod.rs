@@ -7,7 +7,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 use ward_certs::{CertificateAuthority, IssuedCertificate, VerifiedCsr};
-use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate};
+use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate_by_any};
+
+use crate::ca_set::CaSet;
 
 use crate::core::{
     Admin, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken, NewDevice,
@@ -22,6 +24,9 @@ mod audit_anchor;
 mod audit_syslog;
 pub mod bulk_select;
 pub mod bulk_wipe;
+pub mod ca_rotation;
+#[cfg(test)]
+mod ca_rotation_review_tests;
 mod checkin;
 #[cfg(test)]
 mod checkin_tests;
@@ -172,7 +177,8 @@ pub struct App {
     revoked: Arc<ward_certs::tls::RevokedSerials>,
     /// Open connections by client certificate, cut when it is revoked.
     connections: Arc<crate::connections::Connections>,
-    ca: Arc<CertificateAuthority>,
+    /// The CAs: the one that signs, the ones trusted (a CA rotation changes them).
+    cas: Arc<crate::ca_set::CaSet>,
     clock: Arc<dyn Clock>,
     config: AppConfig,
     audit_state: Arc<audit::AuditState>,
@@ -196,9 +202,20 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
+    /// An app whose one CA signs and is trusted (no rotation).
     pub fn new(
         store: Arc<dyn Store>,
         ca: Arc<CertificateAuthority>,
+        clock: Arc<dyn Clock>,
+        config: AppConfig,
+    ) -> Self {
+        Self::with_cas(store, Arc::new(CaSet::single(ca)), clock, config)
+    }
+
+    /// An app over the data directory's CAs (`serve`), which CA rotation steps change.
+    pub fn with_cas(
+        store: Arc<dyn Store>,
+        cas: Arc<CaSet>,
         clock: Arc<dyn Clock>,
         config: AppConfig,
     ) -> Self {
@@ -207,7 +224,7 @@ impl App {
         let audit_state = Arc::new(audit::AuditState::default());
         let transitions = transitions::Transitions::start(Arc::clone(&store), Arc::clone(&clock));
         store.keep_audit_with(Arc::new(audit::Keeper {
-            ca: Arc::clone(&ca),
+            cas: Arc::clone(&cas),
             metrics: Arc::clone(&metrics),
             state: Arc::clone(&audit_state),
             checkpoint_every: config.audit_checkpoints.every_entries,
@@ -218,7 +235,7 @@ impl App {
             metrics,
             revoked: Arc::default(),
             connections: Arc::default(),
-            ca,
+            cas,
             clock,
             config,
             audit_state,
@@ -233,8 +250,14 @@ impl App {
         &self.config
     }
 
-    pub fn ca(&self) -> &CertificateAuthority {
-        &self.ca
+    /// The CA that signs now.
+    pub fn ca(&self) -> Arc<CertificateAuthority> {
+        self.cas.signing()
+    }
+
+    /// Every CA held, and which sign and are trusted.
+    pub fn cas(&self) -> &Arc<CaSet> {
+        &self.cas
     }
 
     /// The revocation list the TLS configuration must consult.
@@ -491,11 +514,13 @@ impl App {
             self.reads.forget_peer(&hash);
         }
         let since = self.reads.peer_generation();
-        let peer =
-            validate_client_certificate(leaf, self.ca.cert_der(), now.to_datetime(), DEFAULT_SKEW)
-                .map_err(|e| {
-                    AppError::Unauthenticated(format!("client certificate refused: {e}"))
-                })?;
+        let peer = validate_client_certificate_by_any(
+            leaf,
+            &self.cas.trusted_ders(),
+            now.to_datetime(),
+            DEFAULT_SKEW,
+        )
+        .map_err(|e| AppError::Unauthenticated(format!("client certificate refused: {e}")))?;
         let record = self.store.get_certificate(&peer.serial).await?;
         match record {
             Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
@@ -772,7 +797,7 @@ impl App {
         let device_id = DeviceId::new_random();
         let identity = Identity::Device(device_id.0);
         let certificate = self
-            .ca
+            .ca()
             .issue_client(
                 &csr,
                 &identity,

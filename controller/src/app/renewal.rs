@@ -99,7 +99,7 @@ impl App {
         self.check_renewal_rate(device, now).await?;
         let identity = Identity::Device(device.0);
         let certificate = self
-            .ca
+            .ca()
             .issue_client(
                 &csr,
                 &identity,

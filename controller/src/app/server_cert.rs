@@ -71,17 +71,20 @@ impl App {
         Ok(())
     }
 
-    /// Renews the listener's certificate when it is two thirds into its lifetime; true when
-    /// it did.
+    /// Renews the listener's certificate when it is two thirds into its lifetime, or issues
+    /// it again when another CA signs since a rotation; true when it did.
     pub async fn renew_server_certificate_if_due(&self) -> Result<bool, AppError> {
         let Some(cert) = self.server_cert.get() else {
             return Ok(false);
         };
-        let now = self.now();
-        if !cert.renewal_due(now) {
+        let why = if !cert.issued_by_signing_ca() {
+            Why::CaRotation
+        } else if cert.renewal_due(self.now()) {
+            Why::Renewal
+        } else {
             return Ok(false);
-        }
-        self.reissue(cert, Why::Renewal, &cert.hostnames()).await?;
+        };
+        self.reissue(cert, why, &cert.hostnames()).await?;
         Ok(true)
     }
 

@@ -27,7 +27,7 @@ async fn a_renewed_server_certificate_is_presented_only_once_audited() {
     let chain = vec![first.der.clone(), f.ca.cert_der().to_vec()];
     let live = Arc::new(LiveServerCert::new(&chain, &key).unwrap());
     let server = Arc::new(ServerCertificate::new(
-        f.ca.clone(),
+        f.app.cas().clone(),
         live.clone(),
         lifetime,
         None,

@@ -133,16 +133,18 @@ fn bundle(
     let admin = answer
         .admin
         .ok_or_else(|| CliError::failed("the controller's answer lacked the admin record"))?;
-    let ca_der = answer
-        .ca_certificates_der
-        .into_iter()
+    // The CA that signs first, then (during a CA rotation) the other one trusted.
+    let mut cas = answer.ca_certificates_der.into_iter();
+    let ca_der = cas
         .next()
         .ok_or_else(|| CliError::failed("the controller's answer lacked the CA certificate"))?;
+    let other_cas: Vec<Vec<u8>> = cas.collect();
     let pem = match sealed {
         Some(key) => Zeroizing::new(
             LockedBundle {
                 certificate_der: answer.certificate_der,
                 ca_der,
+                other_cas,
                 key,
             }
             .to_pem(),
@@ -150,6 +152,7 @@ fn bundle(
         None => AdminBundle {
             certificate_der: answer.certificate_der,
             ca_der,
+            other_cas,
             key,
         }
         .to_pem(),

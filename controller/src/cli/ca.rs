@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::Subcommand;
 use serde::Serialize;
 use ward_certs::live::Validity;
-use ward_proto::v1::ListAdminsRequest;
+use ward_proto::v1::{ListAdminsRequest, RotateCaRequest};
 
 use super::ConnectArgs;
 use super::connect::admin_client;
@@ -26,15 +26,46 @@ pub enum CaCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Replace the CA with overlapping trust: NOT SUPPORTED YET (it fails and changes
-    /// nothing). See deploy/OPERATIONS.md, "Certificates over time"
+    /// Replace the CA with overlapping trust, one step at a time: `introduce` a new CA (agents
+    /// are given it to trust at their next check-in), `activate` it once every active device
+    /// trusts it (it signs from then on; the former CA stays trusted), `retire` the former CA
+    /// once nothing valid was issued by it. `status` shows where the fleet stands. A step
+    /// refused changes nothing; each step taken is audited. See deploy/OPERATIONS.md, "CA
+    /// rotation"
     #[command(
-        after_help = "Examples:\n  wardctl ca rotate   (fails and changes nothing: not supported yet)"
+        after_help = "Examples:\n  wardctl ca rotate status\n  wardctl ca rotate introduce\n  wardctl ca rotate status --output json | jq '.devices_trusting_all'\n  wardctl ca rotate activate\n  wardctl ca rotate retire"
     )]
     Rotate {
+        /// status, introduce, activate or retire
+        #[arg(value_enum)]
+        step: RotateStep,
+        /// activate: go ahead although some active devices do not trust the new CA yet (they
+        /// lose the controller until enrolled again); retire: although valid certificates were
+        /// issued by the former CA (they stop working)
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         connect: ConnectArgs,
     },
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum RotateStep {
+    Status,
+    Introduce,
+    Activate,
+    Retire,
+}
+
+impl RotateStep {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Status => "status",
+            Self::Introduce => "introduce",
+            Self::Activate => "activate",
+            Self::Retire => "retire",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -75,9 +106,11 @@ struct Status {
 pub async fn run(command: CaCommand, output: OutputFormat) -> Result<(), CliError> {
     match command {
         CaCommand::Status { connect } => status(&connect, output).await,
-        CaCommand::Rotate { .. } => Err(CliError::failed(
-            "CA rotation is not supported yet: agents pin a single CA and cannot yet receive a new trust bundle at check-in, so a new CA would cut every device off. Nothing was changed. The CA is valid for 10 years from `wardctl init` (`wardctl ca status` shows when it expires); see deploy/OPERATIONS.md, \"Certificates over time\"",
-        )),
+        CaCommand::Rotate {
+            step,
+            force,
+            connect,
+        } => rotate(step, force, &connect, output).await,
     }
 }
 
@@ -149,6 +182,93 @@ async fn status(connect: &ConnectArgs, output: OutputFormat) -> Result<(), CliEr
                 ]);
             }
             println!("{t}");
+            Ok(())
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct RotationCa {
+    ca_hash: String,
+    /// active | introduced | trusted | retired
+    ca_state: String,
+    expires_at: String,
+    live_device_certificates: u64,
+    live_admin_certificates: u64,
+}
+
+#[derive(Debug, Serialize)]
+struct Rotation {
+    /// What the step did ("" for status).
+    done: String,
+    cas: Vec<RotationCa>,
+    active_devices: u64,
+    /// Active devices whose agent trusts every CA trusted now.
+    devices_trusting_all: u64,
+    /// Some of the active devices that do not yet (at most 20).
+    devices_behind: Vec<String>,
+    next_step: String,
+}
+
+async fn rotate(
+    step: RotateStep,
+    force: bool,
+    connect: &ConnectArgs,
+    output: OutputFormat,
+) -> Result<(), CliError> {
+    let mut client = admin_client(connect).await?;
+    let answer = client
+        .rotate_ca(RotateCaRequest {
+            step: step.as_str().to_owned(),
+            force,
+        })
+        .await?
+        .into_inner();
+    let rotation = Rotation {
+        done: answer.done,
+        cas: answer
+            .cas
+            .into_iter()
+            .map(|ca| RotationCa {
+                ca_hash: ca.ca_hash,
+                ca_state: ca.state,
+                expires_at: Timestamp::from_unix_ms(ca.not_after_unix_ms).rfc3339(),
+                live_device_certificates: ca.live_device_certificates,
+                live_admin_certificates: ca.live_admin_certificates,
+            })
+            .collect(),
+        active_devices: answer.active_devices,
+        devices_trusting_all: answer.devices_trusting_all,
+        devices_behind: answer.devices_behind,
+        next_step: answer.next_step,
+    };
+    match output {
+        OutputFormat::Json => print_json(&rotation),
+        OutputFormat::Table => {
+            if !rotation.done.is_empty() {
+                println!("{}", rotation.done);
+            }
+            let mut t = table(&["CA", "state", "expires", "valid device / admin certs"]);
+            for ca in &rotation.cas {
+                t.add_row(vec![
+                    ca.ca_hash.clone(),
+                    ca.ca_state.clone(),
+                    ca.expires_at.clone(),
+                    format!(
+                        "{} / {}",
+                        ca.live_device_certificates, ca.live_admin_certificates
+                    ),
+                ]);
+            }
+            println!("{t}");
+            println!(
+                "{} of {} active devices trust every CA trusted now",
+                rotation.devices_trusting_all, rotation.active_devices
+            );
+            if !rotation.devices_behind.is_empty() {
+                println!("not yet: {}", rotation.devices_behind.join(", "));
+            }
+            println!("next: {}", rotation.next_step);
             Ok(())
         }
     }

@@ -144,13 +144,15 @@ const RENEW_REMINDER: time::Duration = time::Duration::days(7);
 /// Refuses a bundle whose certificate has expired (the controller would refuse it at the
 /// handshake, with a less helpful message) and reminds its holder to renew one that soon will.
 fn check_expiry(bundle: &AdminBundle, path: &Path) -> Result<(), CliError> {
-    use ward_certs::validate::{ValidationError, validate_client_certificate};
+    use ward_certs::validate::{
+        ValidationError, validate_client_certificate_by_any as validate_client_certificate,
+    };
     let now = time::OffsetDateTime::now_utc();
     // Whose it is, read as of a moment before it expired.
     let name_at = |at: time::OffsetDateTime| {
         validate_client_certificate(
             &bundle.certificate_der,
-            &bundle.ca_der,
+            &bundle.cas(),
             at - time::Duration::minutes(1),
             std::time::Duration::ZERO,
         )
@@ -158,7 +160,7 @@ fn check_expiry(bundle: &AdminBundle, path: &Path) -> Result<(), CliError> {
     };
     match validate_client_certificate(
         &bundle.certificate_der,
-        &bundle.ca_der,
+        &bundle.cas(),
         now,
         ward_certs::validate::DEFAULT_SKEW,
     ) {

@@ -311,7 +311,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     if crate::break_glass::BreakGlassFiles::in_dir(dir.root()).still_here() {
         warn!(data_dir = %dir.root().display(), "the break-glass bundle or its passphrase is still in the data directory: {BREAK_GLASS_ADVICE}");
     }
-    let ca = dir.load_ca()?;
+    let records = store
+        .ca_records()
+        .await
+        .map_err(|e| CliError::failed(format!("cannot read the CA rotation's state: {e}")))?;
+    let cas = Arc::new(
+        crate::ca_set::CaSet::load(&dir, &records)
+            .map_err(|e| CliError::failed(format!("cannot load the CAs: {e}")))?,
+    );
+    let ca = cas.signing();
     let (chain, key, repaired) = crate::server_cert::load(
         &dir,
         &ca,
@@ -348,7 +356,12 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         },
         ..AppConfig::with_public_url(public_url.clone())
     };
-    let app = Arc::new(App::new(store, ca.clone(), Arc::new(SystemClock), config));
+    let app = Arc::new(App::with_cas(
+        store,
+        cas.clone(),
+        Arc::new(SystemClock),
+        config,
+    ));
     if let Some(collector) = collector {
         info!(collector = %collector.describe(), "audit log to syslog");
         let origin = crate::core::audit::syslog::Origin {
@@ -371,11 +384,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         .map_err(|e| CliError::failed(e.to_string()))?;
     info!(revoked_certificates = revoked, "revocation list loaded");
     let (tls, live) =
-        ward_certs::live::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
+        ward_certs::live::server_config_trusting(cas.trust(), &chain, &key, app.revoked_serials())
             .map_err(|e| CliError::failed(e.to_string()))?;
     let scim_certificate = live.clone();
     let server_cert = Arc::new(crate::server_cert::ServerCertificate::new(
-        ca.clone(),
+        cas.clone(),
         live,
         ward_certs::ca::SERVER_LIFETIME,
         Some(dir.clone()),
@@ -388,6 +401,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     )
     .await
     .map_err(|e| CliError::failed(format!("cannot renew the server certificate: {e}")))?;
+    app.start_following_ca_rotation(crate::app::ca_rotation::FOLLOW_DEFAULT);
 
     if let Some(addr) = args.metrics_listen {
         let bound = crate::metrics::serve(app.clone(), addr)

@@ -87,13 +87,14 @@ pub enum AttestError {
 
 /// The attestation of `command`'s verified receipt, given the device's key history and the
 /// certificates kept (DER by serial): the signer is the device key the receipt's signature
-/// verifies with, and each kept certificate for that key must check under `ca_der` as issued
-/// for this device and this key (a row someone added to the database does not).
+/// verifies with, and each kept certificate for that key must check under the CA of `cas`
+/// that issued it (the former CA's too, after a rotation) as issued for this device and this
+/// key (a row someone added to the database does not).
 pub fn attest(
     command: &Command,
     keys: &[DeviceKey],
     kept: &BTreeMap<String, Vec<u8>>,
-    ca_der: &[u8],
+    cas: &[Vec<u8>],
     now: Timestamp,
 ) -> Result<WipeAttestation, AttestError> {
     let id = command.id.to_string();
@@ -125,7 +126,12 @@ pub fn attest(
             serial: key.serial.clone(),
             why,
         };
-        let peer = ward_certs::validate::certifies_key(der, ca_der, &signer.public_key_der)
+        let issuer = cas
+            .iter()
+            .find(|ca| ward_certs::validate::issued_by(der, ca))
+            .or(cas.first())
+            .ok_or_else(|| bad("no CA to check it under".into()))?;
+        let peer = ward_certs::validate::certifies_key(der, issuer, &signer.public_key_der)
             .map_err(|e| bad(e.to_string()))?;
         if peer.identity != device || peer.serial != key.serial {
             return Err(bad(format!(
@@ -268,7 +274,7 @@ mod tests {
                 command,
                 keys,
                 kept,
-                self.ca.cert_der(),
+                &[self.ca.cert_der().to_vec()],
                 Timestamp::from_unix_ms(9),
             )
         }

@@ -3,6 +3,7 @@
 pub mod admins;
 pub mod attestation;
 pub mod audit;
+pub mod ca_rotation;
 pub mod clock;
 pub mod command;
 pub mod directory;

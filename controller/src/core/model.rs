@@ -199,6 +199,9 @@ pub struct Device {
     pub enforcement: Vec<super::Enforcement>,
     /// A suspected clone: a second party renewed, or called with a replaced certificate.
     pub renewal_conflict: Option<super::keys::RenewalConflict>,
+    /// The CAs (`sha256:<hex>`) the agent last reported trusting, sorted; empty until it
+    /// reports them (an agent older than CA rotation never does).
+    pub trusted_cas: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -140,6 +140,7 @@ mod tests {
             disabled: None,
             enforcement: Vec::new(),
             renewal_conflict: None,
+            trusted_cas: Vec::new(),
         }
     }
 

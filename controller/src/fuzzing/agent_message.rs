@@ -271,6 +271,7 @@ pub fn agent_message_seeds() -> Vec<(String, Vec<u8>)> {
             }],
             firewall: "active: nftables".into(),
         }),
+        trusted_ca_hashes: vec![format!("sha256:{}", "ab".repeat(32))],
     };
     let hostile = v1::CheckInRequest {
         facts: Some(v1::DeviceFacts {
@@ -294,6 +295,7 @@ pub fn agent_message_seeds() -> Vec<(String, Vec<u8>)> {
             }],
             ..Default::default()
         }),
+        trusted_ca_hashes: vec!["sha256:not-hex".into(), "md5:00".into()],
     };
     let key = PrivateKeyDer::generate();
     let csr = key

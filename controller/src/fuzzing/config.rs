@@ -183,6 +183,7 @@ fn bundle_seed() -> Option<Vec<u8>> {
     let bundle = AdminBundle {
         certificate_der: cert.der,
         ca_der: ca.cert_der().to_vec(),
+        other_cas: Vec::new(),
         key: PrivateKeyDer::new(b"placeholder, not a key".to_vec()),
     };
     Some(bundle.to_pem().as_bytes().to_vec())

@@ -22,6 +22,7 @@ use crate::app::tokens::TokenSelection;
 use crate::app::{AdminIssued, App, AppError, audit_target};
 use crate::core::audit::Checkpoint;
 use crate::core::audit::checkpoint::MAX_PER_VERIFICATION;
+use crate::core::ca_rotation::RotationStep;
 use crate::core::{Admin, CommandKind, Permission, WipeScope};
 
 pub struct AdminApi {
@@ -67,7 +68,7 @@ impl AdminApi {
             AdminIssued::Issued { admin, certificate } => IssueAdminResponse {
                 admin: Some(admin_to_wire(&admin)),
                 certificate_der: certificate.der,
-                ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
+                ca_certificates_der: self.app.cas().trusted_ders(),
                 awaiting_approval: false,
                 request: None,
             },
@@ -857,6 +858,56 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 .filter(|p| admin.role.allows(**p))
                 .map(|p| p.name().to_owned())
                 .collect(),
+        }))
+    }
+
+    async fn rotate_ca(
+        &self,
+        request: Request<RotateCaRequest>,
+    ) -> Result<Response<RotateCaResponse>, Status> {
+        let step: RotationStep = request
+            .get_ref()
+            .step
+            .parse()
+            .map_err(Status::invalid_argument)?;
+        let permission = match step {
+            RotationStep::Status => Permission::Read,
+            _ => Permission::Admins,
+        };
+        let admin = self.admin(&request, permission, "ca").await?;
+        let force = request.get_ref().force;
+        let report = if step == RotationStep::Status {
+            let me = admin.clone();
+            let result = self.app.rotate_ca(&me, step, false).await;
+            self.read(&admin, "rotate_ca", "ca", result, |_| {
+                ("ca".into(), json!({}))
+            })
+            .await?
+        } else {
+            self.app.rotate_ca(&admin, step, force).await?
+        };
+        Ok(Response::new(RotateCaResponse {
+            cas: report
+                .cas
+                .iter()
+                .map(|ca| CaInfo {
+                    ca_hash: ca.hash.clone(),
+                    state: ca.state.as_str().to_owned(),
+                    not_after_unix_ms: ca.not_after.map_or(0, |t| t.unix_ms()),
+                    certificate_der: ca.der.clone(),
+                    live_device_certificates: ca.live_device_certificates,
+                    live_admin_certificates: ca.live_admin_certificates,
+                })
+                .collect(),
+            active_devices: report.active_devices,
+            devices_trusting_all: report.devices_trusting_all,
+            devices_behind: report
+                .devices_behind
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
+            done: report.done,
+            next_step: report.next_step,
         }))
     }
 

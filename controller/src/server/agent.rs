@@ -137,6 +137,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
                 })
             })
             .transpose()?;
+        let trusted_cas = trusted_cas_from_wire(&req.trusted_ca_hashes)?;
         let report = CheckInReport {
             facts: req.facts.map(|facts| facts_from_wire(Some(facts))),
             inventory: req
@@ -148,6 +149,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
                 body: receipt.body,
                 signature: receipt.signature,
             }),
+            trusted_cas: trusted_cas.clone(),
         };
         let answer = self.app.agent_check_in(&device, report).await?;
         Ok(Response::new(CheckInResponse {
@@ -155,6 +157,9 @@ impl v1::agent_service_server::AgentService for AgentApi {
             server_time_unix_ms: self.app.now().unix_ms(),
             pending_commands: answer.pending.iter().map(command_to_device).collect(),
             policy: Some(policy_to_wire(&answer.policy)),
+            trust_bundle_der: trusted_cas
+                .map(|reported| self.app.trust_bundle_for(&reported))
+                .unwrap_or_default(),
         }))
     }
 
@@ -264,7 +269,35 @@ impl v1::agent_service_server::AgentService for AgentApi {
             .await?;
         Ok(Response::new(RenewResponse {
             certificate_der: certificate.der,
-            ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
+            ca_certificates_der: self.app.cas().trusted_ders(),
         }))
     }
+}
+
+/// At most this many CAs in an agent's report (a rotation has two).
+const MAX_TRUSTED_CAS: usize = 8;
+
+/// The CAs an agent reports trusting, sorted; `None` when it reports none (an agent older
+/// than CA rotation).
+fn trusted_cas_from_wire(hashes: &[String]) -> Result<Option<Vec<String>>, Status> {
+    if hashes.is_empty() {
+        return Ok(None);
+    }
+    if hashes.len() > MAX_TRUSTED_CAS {
+        return Err(Status::invalid_argument(format!(
+            "{} trusted CAs reported; at most {MAX_TRUSTED_CAS}",
+            hashes.len()
+        )));
+    }
+    let mut parsed = hashes
+        .iter()
+        .map(|h| {
+            h.parse::<ward_certs::CaHash>()
+                .map(|hash| hash.to_string())
+                .map_err(|e| Status::invalid_argument(format!("trusted_ca_hashes: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    parsed.sort();
+    parsed.dedup();
+    Ok(Some(parsed))
 }

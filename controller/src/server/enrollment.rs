@@ -96,7 +96,7 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
             device_id: enrolled.device_id.to_string(),
             user: enrolled.user.to_string(),
             certificate_der: enrolled.certificate.der,
-            ca_certificates_der: vec![self.app.ca().cert_der().to_vec()],
+            ca_certificates_der: self.app.cas().trusted_ders(),
             config: Some(agent_config(&self.app)),
         }))
     }

@@ -38,6 +38,7 @@ enum PostureKey {
     Inventory,
     Disabled,
     Enforcement,
+    TrustedCas,
 }
 
 impl From<PostureField> for PostureKey {
@@ -46,6 +47,7 @@ impl From<PostureField> for PostureKey {
             PostureField::Inventory => PostureKey::Inventory,
             PostureField::Disabled => PostureKey::Disabled,
             PostureField::Enforcement => PostureKey::Enforcement,
+            PostureField::TrustedCas => PostureKey::TrustedCas,
         }
     }
 }
@@ -69,6 +71,7 @@ impl DeviceRow {
         device.inventory = parse(self, PostureKey::Inventory)?;
         device.disabled = parse(self, PostureKey::Disabled)?;
         device.enforcement = parse(self, PostureKey::Enforcement)?.unwrap_or_default();
+        device.trusted_cas = parse(self, PostureKey::TrustedCas)?.unwrap_or_default();
         Ok(device)
     }
 }
@@ -89,6 +92,7 @@ struct State {
     audit: Vec<AuditEntry>,
     head: AuditHead,
     export_cursors: BTreeMap<String, u64>,
+    ca_records: Vec<crate::core::ca_rotation::CaRecord>,
     scim_clients: BTreeMap<String, ScimClient>,
     directory: BTreeMap<uuid::Uuid, DirectoryUser>,
 }
@@ -113,6 +117,7 @@ impl Default for State {
                 signature: Vec::new(),
             },
             export_cursors: BTreeMap::new(),
+            ca_records: Vec::new(),
             scim_clients: BTreeMap::new(),
             directory: BTreeMap::new(),
         }
@@ -501,6 +506,7 @@ impl Tx for MemoryEngine {
                     disabled: None,
                     enforcement: Vec::new(),
                     renewal_conflict: None,
+                    trusted_cas: Vec::new(),
                 },
                 posture: HashMap::new(),
             },
@@ -1003,6 +1009,22 @@ impl Tx for MemoryEngine {
         Ok(())
     }
 
+    async fn set_ca_state(
+        &mut self,
+        hash: &str,
+        state: crate::core::ca_rotation::CaState,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let records = &mut self.state()?.ca_records;
+        records.retain(|r| r.hash != hash);
+        records.push(crate::core::ca_rotation::CaRecord {
+            hash: hash.to_owned(),
+            state,
+            changed_at: now,
+        });
+        Ok(())
+    }
+
     async fn scim_client(&mut self, name: &AdminName) -> Result<Option<ScimClient>, StoreError> {
         Ok(self.state()?.scim_clients.get(name.as_str()).cloned())
     }
@@ -1254,6 +1276,23 @@ impl Store for MemoryStore {
                 .map(|c| c.serial.clone())
                 .collect()
         }))
+    }
+
+    async fn live_certificates(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        Ok(self.read(|s| {
+            s.certificates
+                .values()
+                .filter(|c| c.revoked_at.is_none() && c.not_after > now)
+                .cloned()
+                .collect()
+        }))
+    }
+
+    async fn ca_records(&self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError> {
+        Ok(self.read(|s| s.ca_records.clone()))
     }
 
     async fn replaced_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {

@@ -178,6 +178,8 @@ pub enum PostureField {
     Inventory,
     Disabled,
     Enforcement,
+    /// The CAs the device's agent reported trusting.
+    TrustedCas,
 }
 
 /// The store: reads of committed state, and writes through its [`Writer`] (group commit).
@@ -285,6 +287,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<crate::core::audit::AuditEntry>, StoreError>;
 
     async fn audit_head(&self) -> Result<crate::core::audit::AuditHead, StoreError>;
+
+    /// Certificates neither expired nor revoked (a CA is retired only once none of them was
+    /// issued by it).
+    async fn live_certificates(&self, now: Timestamp)
+    -> Result<Vec<CertificateRecord>, StoreError>;
+
+    /// The states CA rotation steps recorded.
+    async fn ca_records(&self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError>;
 
     /// The last audit sequence number the export `name`'s collector took; 0 before the first.
     async fn export_cursor(&self, name: &str) -> Result<u64, StoreError>;

@@ -132,6 +132,7 @@ pub fn device(row: &impl Columns) -> Result<Device, StoreError> {
         disabled: json_column(row, "disabled")?,
         enforcement: json_column(row, "enforcement")?.unwrap_or_default(),
         renewal_conflict: json_column(row, "renewal_conflict")?,
+        trusted_cas: json_column(row, "trusted_cas")?.unwrap_or_default(),
     })
 }
 

@@ -193,6 +193,13 @@ pub trait Tx: Send {
         seq: u64,
         now: Timestamp,
     ) -> Result<(), StoreError>;
+    /// Records the state a CA rotation step gave the CA `hash`.
+    async fn set_ca_state(
+        &mut self,
+        hash: &str,
+        state: crate::core::ca_rotation::CaState,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
 
     // ----- SCIM provisioning ---------------------------------------------------------------
     async fn scim_client(&mut self, name: &AdminName) -> Result<Option<ScimClient>, StoreError>;

@@ -55,6 +55,21 @@ pub async fn revoke_subject(
     .map_err(db)
 }
 
+/// Certificates neither expired nor revoked.
+pub async fn live(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+) -> Result<Vec<CertificateRecord>, StoreError> {
+    sqlx::query("SELECT * FROM certificates WHERE revoked_at IS NULL AND not_after > $1")
+        .bind(now.unix_ms())
+        .fetch_all(conn)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::certificate)
+        .collect()
+}
+
 pub async fn revoked_serials(
     conn: &mut AnyConnection,
     now: Timestamp,

@@ -142,6 +142,7 @@ fn posture_update(field: PostureField) -> &'static str {
         PostureField::Inventory => "UPDATE devices SET inventory = $1 WHERE id = $2",
         PostureField::Disabled => "UPDATE devices SET disabled = $1 WHERE id = $2",
         PostureField::Enforcement => "UPDATE devices SET enforcement = $1 WHERE id = $2",
+        PostureField::TrustedCas => "UPDATE devices SET trusted_cas = $1 WHERE id = $2",
     }
 }
 
@@ -156,6 +157,10 @@ fn posture_swap(field: PostureField) -> &'static str {
         PostureField::Enforcement => {
             "UPDATE devices SET enforcement = $1 WHERE id = $2
              AND enforcement IS NOT DISTINCT FROM $3"
+        }
+        PostureField::TrustedCas => {
+            "UPDATE devices SET trusted_cas = $1 WHERE id = $2
+             AND trusted_cas IS NOT DISTINCT FROM $3"
         }
     }
 }

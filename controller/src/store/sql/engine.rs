@@ -7,11 +7,12 @@ use sqlx::{Any, AnyPool};
 use ward_certs::AdminName;
 
 use super::{
-    Backend, admins, audit, certificates, commands, device_keys, devices, export_cursor, policies,
-    scim, tokens,
+    Backend, admins, audit, ca_rotation, certificates, commands, device_keys, devices,
+    export_cursor, policies, scim, tokens,
 };
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
+use crate::core::ca_rotation::CaState;
 use crate::core::directory::{DirectoryUser, ScimClient};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
@@ -367,6 +368,15 @@ impl Tx for SqlEngine {
         now: Timestamp,
     ) -> Result<(), StoreError> {
         export_cursor::set(self.conn()?, name, seq, now).await
+    }
+
+    async fn set_ca_state(
+        &mut self,
+        hash: &str,
+        state: CaState,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        ca_rotation::set(self.conn()?, hash, state, now).await
     }
 
     async fn scim_client(&mut self, name: &AdminName) -> Result<Option<ScimClient>, StoreError> {

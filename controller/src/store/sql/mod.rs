@@ -6,6 +6,7 @@
 
 mod admins;
 mod audit;
+mod ca_rotation;
 mod certificates;
 mod commands;
 mod device_keys;
@@ -36,6 +37,7 @@ use super::{
 };
 use crate::core::admins::AdminRequest;
 use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
+use crate::core::ca_rotation::CaRecord;
 use crate::core::directory::{DirectoryUser, ScimClient};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, DeviceKey,
@@ -271,6 +273,17 @@ impl Store for SqlStore {
 
     async fn revoked_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         certificates::revoked_serials(&mut *self.read().await?, now).await
+    }
+
+    async fn live_certificates(
+        &self,
+        now: Timestamp,
+    ) -> Result<Vec<CertificateRecord>, StoreError> {
+        certificates::live(&mut *self.read().await?, now).await
+    }
+
+    async fn ca_records(&self) -> Result<Vec<CaRecord>, StoreError> {
+        ca_rotation::list(&mut *self.read().await?).await
     }
 
     async fn replaced_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {

@@ -1,0 +1,328 @@
+//! CA rotation (`wardctl ca rotate`): the steps an admin takes, and every replica following
+//! the recorded steps. The rules of which step may come next are in
+//! [`crate::core::ca_rotation`]; the CAs themselves in [`crate::ca_set`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tracing::error;
+use ward_certs::CaHash;
+
+use super::audit::admin_actor;
+use super::{App, AppError};
+use crate::ca_set::Applied;
+use crate::core::ca_rotation::{CaState, RotationStep};
+use crate::core::{Admin, DeviceId, DeviceState, Timestamp};
+use crate::store::Priority;
+
+/// How often a replica reads the recorded steps by default (a step also applies at once on
+/// the replica that took it).
+pub const FOLLOW_DEFAULT: Duration = Duration::from_secs(30);
+
+/// At most this many devices are named as not trusting every CA yet.
+const BEHIND_SHOWN: usize = 20;
+
+/// One CA as a rotation report shows it.
+#[derive(Clone, Debug)]
+pub struct CaView {
+    pub hash: String,
+    pub state: CaState,
+    pub not_after: Option<Timestamp>,
+    pub der: Vec<u8>,
+    /// Certificates issued by it that are neither expired, revoked nor replaced.
+    pub live_device_certificates: u64,
+    pub live_admin_certificates: u64,
+}
+
+/// Where a rotation stands, and what a step did.
+#[derive(Clone, Debug)]
+pub struct RotationReport {
+    pub cas: Vec<CaView>,
+    pub active_devices: u64,
+    pub devices_trusting_all: u64,
+    pub devices_behind: Vec<DeviceId>,
+    pub done: String,
+    pub next_step: String,
+}
+
+impl App {
+    /// Reads the recorded rotation steps and follows them: which CA signs, which are trusted.
+    /// When another CA signs, the listener's certificate is issued again under it.
+    pub async fn follow_ca_rotation(&self) -> Result<Applied, AppError> {
+        let records = self.store.ca_records().await?;
+        let applied = self
+            .cas
+            .apply(&records)
+            .map_err(|e| AppError::Internal(e.to_string()))?;
+        if applied.signing_changed {
+            self.renew_server_certificate_if_due().await?;
+        }
+        Ok(applied)
+    }
+
+    /// Follows the recorded steps every `every` (another replica may take one).
+    pub fn start_following_ca_rotation(self: &Arc<Self>, every: Duration) {
+        let app = Arc::clone(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = app.follow_ca_rotation().await {
+                    error!(error = %e, "cannot follow the CA rotation; trying again at the next check");
+                }
+            }
+        });
+    }
+
+    /// Takes one rotation step (or reports, for `Status`). A step refused changes nothing;
+    /// a step taken is recorded with its audit entry in one commit.
+    pub async fn rotate_ca(
+        &self,
+        admin: &Admin,
+        step: RotationStep,
+        force: bool,
+    ) -> Result<RotationReport, AppError> {
+        self.follow_ca_rotation().await?;
+        if step == RotationStep::Status {
+            return self.rotation_report(String::new()).await;
+        }
+        let standing = self.cas.standing();
+        let mut changes = standing.plan(step).map_err(AppError::FailedPrecondition)?;
+        let now = self.now();
+        let mut details = json!({ "forced": force });
+        let done = match step {
+            RotationStep::Status => String::new(),
+            RotationStep::Introduce => {
+                let ca = self
+                    .cas
+                    .create_next(now)
+                    .map_err(|e| AppError::FailedPrecondition(e.to_string()))?;
+                let hash = ca.hash().to_string();
+                let (cert, key) = crate::ca_set::next_paths(std::path::Path::new(""), &ca.hash());
+                details["files"] = json!([cert.display().to_string(), key.display().to_string()]);
+                changes.push((hash.clone(), CaState::Introduced));
+                format!(
+                    "introduced the CA {hash}: agents trust it from their next check-in; copy {} and {} from this replica's data directory into every other replica's",
+                    cert.display(),
+                    key.display()
+                )
+            }
+            RotationStep::Activate => {
+                let new = changes
+                    .iter()
+                    .find(|(_, s)| *s == CaState::Active)
+                    .map(|(h, _)| h.clone())
+                    .unwrap_or_default();
+                let behind = self.devices_not_trusting(&new).await?;
+                if !behind.is_empty() && !force {
+                    return Err(AppError::FailedPrecondition(format!(
+                        "{} active device(s) do not trust the new CA yet (e.g. {}): they would lose the controller until enrolled again. Nothing was changed. Wait for their next check-in (`wardctl ca rotate status`), or add --force to leave them behind",
+                        behind.len(),
+                        behind
+                            .iter()
+                            .take(3)
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+                details["devices_left_behind"] = json!(behind.len());
+                format!(
+                    "the CA {new} signs from now on; the former CA stays trusted until `wardctl ca rotate retire`"
+                )
+            }
+            RotationStep::Retire => {
+                let former = changes.first().map(|(h, _)| h.clone()).unwrap_or_default();
+                let (devices, admins) = self.live_certificates_of(&former).await?;
+                if devices + admins > 0 && !force {
+                    return Err(AppError::FailedPrecondition(format!(
+                        "{devices} device and {admins} admin certificate(s) issued by the former CA are still valid: they would stop working. Nothing was changed. Devices renew under the new CA by themselves (about two thirds into their certificate's lifetime) and admins with `wardctl admin renew`; or add --force"
+                    )));
+                }
+                details["live_certificates_left"] = json!(devices + admins);
+                format!(
+                    "the former CA {former} is trusted no more; agents drop it at their next check-in"
+                )
+            }
+        };
+        let actor = admin_actor(admin);
+        let action = format!("ca.{}", step.as_str());
+        let target = changes
+            .iter()
+            .map(|(h, _)| h.clone())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let event_details = {
+            let mut d = details;
+            d["states"] = json!(
+                changes
+                    .iter()
+                    .map(|(h, s)| json!({ "ca_hash": h, "state": s.as_str() }))
+                    .collect::<Vec<_>>()
+            );
+            d
+        };
+        let event = crate::core::audit::AuditEvent {
+            actor,
+            action,
+            target,
+            details: event_details,
+        };
+        let changes = Arc::new(changes);
+        self.store
+            .write(Priority::High, move |tx| {
+                let (changes, event) = (Arc::clone(&changes), event.clone());
+                Box::pin(async move {
+                    for (hash, state) in changes.iter() {
+                        tx.set_ca_state(hash, *state, now).await?;
+                    }
+                    tx.audit(event, now);
+                    Ok::<_, AppError>(())
+                })
+            })
+            .await?;
+        self.follow_ca_rotation().await?;
+        self.rotation_report(done).await
+    }
+
+    /// The trust bundle for an agent that reported trusting `reported` (sorted hashes): every
+    /// CA trusted now, the one that signs first, when that differs from the report; empty when
+    /// it is the same, or when this replica lacks a CA a step named (the bundle would be
+    /// incomplete and the agent would drop a CA it still needs).
+    pub fn trust_bundle_for(&self, reported: &[String]) -> Vec<Vec<u8>> {
+        if !self.cas.standing().missing.is_empty() {
+            return Vec::new();
+        }
+        let mut trusted = self.cas.trusted_hashes();
+        trusted.sort_unstable();
+        if trusted == reported {
+            return Vec::new();
+        }
+        self.cas.trusted_ders()
+    }
+
+    /// Active devices whose agent has not reported trusting `hash`.
+    async fn devices_not_trusting(&self, hash: &str) -> Result<Vec<DeviceId>, AppError> {
+        Ok(self
+            .store
+            .list_devices(None)
+            .await?
+            .into_iter()
+            .filter(|d| d.state == DeviceState::Active && !d.trusted_cas.iter().any(|t| t == hash))
+            .map(|d| d.id)
+            .collect())
+    }
+
+    /// Device and admin certificates issued by the CA `hash` that are still valid: neither
+    /// expired, revoked nor replaced by a renewal. A certificate kept without its DER (issued
+    /// before Ward kept them) counts for the CA `init` made.
+    async fn live_certificates_of(&self, hash: &str) -> Result<(u64, u64), AppError> {
+        let now = self.now();
+        let replaced: std::collections::HashSet<String> = self
+            .store
+            .replaced_serials(now)
+            .await?
+            .into_iter()
+            .collect();
+        let known = self.cas.known_ders();
+        // `ca.pem`'s CA comes first.
+        let original_hash = known
+            .first()
+            .map(|der| CaHash::of_certificate(der).to_string())
+            .unwrap_or_default();
+        let (mut devices, mut admins) = (0, 0);
+        for cert in self.store.live_certificates(now).await? {
+            if replaced.contains(&cert.serial) {
+                continue;
+            }
+            let issuer = match &cert.der {
+                Some(der) => known
+                    .iter()
+                    .find(|ca| ward_certs::validate::issued_by(der, ca))
+                    .map(|ca| CaHash::of_certificate(ca).to_string()),
+                None => Some(original_hash.clone()),
+            };
+            if issuer.as_deref() != Some(hash) {
+                continue;
+            }
+            if cert.subject.starts_with("ward://device/") {
+                devices += 1;
+            } else if cert.subject.starts_with("ward://admin/") {
+                admins += 1;
+            }
+        }
+        Ok((devices, admins))
+    }
+
+    async fn rotation_report(&self, done: String) -> Result<RotationReport, AppError> {
+        let standing = self.cas.standing();
+        let trusted = self.cas.trusted_hashes();
+        let devices = self.store.list_devices(None).await?;
+        let active: Vec<_> = devices
+            .iter()
+            .filter(|d| d.state == DeviceState::Active)
+            .collect();
+        let behind: Vec<DeviceId> = active
+            .iter()
+            .filter(|d| !trusted.iter().all(|t| d.trusted_cas.contains(t)))
+            .map(|d| d.id)
+            .collect();
+        let mut cas = Vec::new();
+        for (hash, state) in &standing.cas {
+            let Some(ca) = self.cas.held(hash) else {
+                continue;
+            };
+            let (live_devices, live_admins) = self.live_certificates_of(hash).await?;
+            cas.push(CaView {
+                hash: hash.clone(),
+                state: *state,
+                not_after: ward_certs::live::Validity::of(ca.cert_der())
+                    .map(|v| Timestamp::from_datetime(v.not_after)),
+                der: ca.cert_der().to_vec(),
+                live_device_certificates: live_devices,
+                live_admin_certificates: live_admins,
+            });
+        }
+        let next_step = if !standing.missing.is_empty() {
+            format!(
+                "this replica lacks the CA {}: copy its ca-*.pem and ca-*.key into its data directory",
+                standing.missing.join(", ")
+            )
+        } else if standing.introduced().is_some() {
+            if behind.is_empty() {
+                "every active device trusts the new CA: run `wardctl ca rotate activate`".into()
+            } else {
+                format!(
+                    "wait until every active device has checked in and trusts the new CA ({} of {} do), then run `wardctl ca rotate activate`",
+                    active.len() - behind.len(),
+                    active.len()
+                )
+            }
+        } else if let Some(former) = standing.former() {
+            let (d, a) = cas.iter().find(|c| c.hash == former).map_or((0, 0), |c| {
+                (c.live_device_certificates, c.live_admin_certificates)
+            });
+            if d + a == 0 {
+                "nothing valid was issued by the former CA any more: run `wardctl ca rotate retire`"
+                    .into()
+            } else {
+                format!(
+                    "wait until the {d} device and {a} admin certificate(s) of the former CA are renewed (devices do it by themselves; admins run `wardctl admin renew`), then run `wardctl ca rotate retire`"
+                )
+            }
+        } else {
+            "no rotation under way; `wardctl ca rotate introduce` starts one".into()
+        };
+        Ok(RotationReport {
+            cas,
+            active_devices: active.len() as u64,
+            devices_trusting_all: (active.len() - behind.len()) as u64,
+            devices_behind: behind.into_iter().take(BEHIND_SHOWN).collect(),
+            done,
+            next_step,
+        })
+    }
+}
