@@ -33,6 +33,9 @@ const TOOLS: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// Where `.ci/run` installs scim2-tester (a virtual environment, outside the repository).
+const SCIM2_TESTER_VENV: &str = "/opt/ward-scim2-tester";
+
 fn main() {
     println!("cargo::rerun-if-env-changed=PATH");
     println!("cargo::rerun-if-env-changed=WARD_TEST_POSTGRES_URL");
@@ -49,7 +52,16 @@ fn main() {
         std::env::split_paths(&path).any(|dir| dir.join(program).is_file())
     };
     let mut names: Vec<&str> = TOOLS.iter().map(|(name, _)| *name).collect();
-    names.extend(["ward_postgres", "ward_root"]);
+    names.extend(["ward_postgres", "ward_root", "ward_scim2_tester"]);
+    // scim2-tester (PyPI) in a virtual environment: .ci/run makes it at SCIM2_TESTER_VENV.
+    println!("cargo::rerun-if-env-changed=WARD_SCIM2_TESTER_PYTHON");
+    println!("cargo::rerun-if-changed=/opt");
+    let scim2_tester = std::env::var("WARD_SCIM2_TESTER_PYTHON")
+        .unwrap_or_else(|_| format!("{SCIM2_TESTER_VENV}/bin/python"));
+    if Path::new(&scim2_tester).exists() {
+        println!("cargo::rustc-cfg=ward_scim2_tester");
+    }
+    println!("cargo::rustc-env=WARD_SCIM2_TESTER_PYTHON={scim2_tester}");
     println!("cargo::rustc-check-cfg=cfg({})", names.join(", "));
     for (name, programs) in TOOLS {
         if programs.iter().all(|p| found(p)) {

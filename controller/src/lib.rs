@@ -30,6 +30,7 @@ compile_error!(
 );
 pub mod hub;
 pub mod metrics;
+pub mod scim;
 pub mod serve_lock;
 pub mod server;
 pub mod server_cert;

@@ -394,6 +394,34 @@ impl AdminService for Baseline {
         Err(unimplemented())
     }
 
+    async fn create_scim_token(
+        &self,
+        _: Request<CreateScimTokenRequest>,
+    ) -> Result<Response<CreateScimTokenResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn list_scim_tokens(
+        &self,
+        _: Request<ListScimTokensRequest>,
+    ) -> Result<Response<ListScimTokensResponse>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn revoke_scim_token(
+        &self,
+        _: Request<RevokeScimTokenRequest>,
+    ) -> Result<Response<ScimTokenInfo>, Status> {
+        Err(unimplemented())
+    }
+
+    async fn list_users(
+        &self,
+        _: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        Err(unimplemented())
+    }
+
     async fn revoke_device(
         &self,
         _: Request<RevokeDeviceRequest>,

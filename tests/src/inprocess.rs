@@ -29,6 +29,9 @@ pub struct TestController {
     pub ca: Arc<CertificateAuthority>,
     pub store: SqlStore,
     pub app: Arc<App>,
+    /// The SCIM listener (`serve --scim-listen`), started by [`TestController::start_renewing`]
+    /// with the live server certificate.
+    pub scim: Option<SocketAddr>,
     server: Option<RunningServer>,
 }
 
@@ -86,6 +89,7 @@ impl TestController {
             config,
         ));
         app.load_revocations().await.unwrap();
+        let mut scim = None;
         let tls = match renewing {
             None => {
                 ward_certs::tls::server_config(ca.cert_der(), &chain, &key, app.revoked_serials())
@@ -100,6 +104,16 @@ impl TestController {
                     app.revoked_serials(),
                 )
                 .unwrap();
+                scim = Some(
+                    ward_controller::scim::serve(
+                        app.clone(),
+                        "127.0.0.1:0".parse().unwrap(),
+                        live.clone(),
+                        ward_controller::scim::http::Limits::default(),
+                    )
+                    .await
+                    .unwrap(),
+                );
                 let cert = Arc::new(ward_controller::server_cert::ServerCertificate::new(
                     app.cas().clone(),
                     live,
@@ -122,6 +136,7 @@ impl TestController {
             ca,
             store,
             app,
+            scim,
             server: Some(running),
         }
     }

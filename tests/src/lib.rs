@@ -11,6 +11,7 @@ pub mod inprocess;
 pub mod postgres;
 pub mod process;
 pub mod sandbox;
+pub mod scim;
 pub mod seed;
 pub mod swtpm;
 pub mod timer;

@@ -233,6 +233,19 @@ fn every_main_command_follows_the_json_rules() {
         "admin list --requests",
         ctl_json(&controller, &["admin", "list", "--requests"]),
     );
+    record(
+        "scim token create",
+        ctl_json(&controller, &["scim", "token", "create", "--name", "entra"]),
+    );
+    record(
+        "scim token revoke",
+        ctl_json(&controller, &["scim", "token", "revoke", "entra"]),
+    );
+    record(
+        "scim token list",
+        ctl_json(&controller, &["scim", "token", "list"]),
+    );
+    record("user list", ctl_json(&controller, &["user", "list"]));
     record("audit list", ctl_json(&controller, &["audit", "list"]));
     record("policy show", ctl_json(&controller, &["policy", "show"]));
     record("webhook list", ctl_json(&controller, &["webhook", "list"]));

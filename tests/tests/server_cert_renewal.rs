@@ -30,6 +30,15 @@ impl rustls::time_provider::TimeProvider for At {
 
 /// The leaf certificate a new TLS connection is given, verified against the CA as of `at`.
 async fn presented_leaf(controller: &TestController, at: Timestamp) -> Vec<u8> {
+    presented_leaf_at(controller, controller.addr, at).await
+}
+
+/// The same on another of its listeners (SCIM).
+async fn presented_leaf_at(
+    controller: &TestController,
+    addr: std::net::SocketAddr,
+    at: Timestamp,
+) -> Vec<u8> {
     let tls =
         rustls::ClientConfig::builder_with_details(ward_certs::tls::provider(), Arc::new(At(at)))
             .with_safe_default_protocol_versions()
@@ -40,9 +49,7 @@ async fn presented_leaf(controller: &TestController, at: Timestamp) -> Vec<u8> {
                 roots
             })
             .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(controller.addr)
-        .await
-        .unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
     let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
     let session = tokio_rustls::TlsConnector::from(Arc::new(tls))
         .connect(name, tcp)
@@ -71,6 +78,11 @@ async fn the_server_certificate_renews_two_thirds_into_its_life_while_an_agent_s
     let mut admin = controller.admin().await;
 
     let first = presented_leaf(&controller, controller.clock.now()).await;
+    let scim = controller.scim.unwrap();
+    assert_eq!(
+        presented_leaf_at(&controller, scim, controller.clock.now()).await,
+        first
+    );
     let validity = Validity::of(&first).unwrap();
     let started = controller.clock.now();
 
@@ -112,6 +124,11 @@ async fn the_server_certificate_renews_two_thirds_into_its_life_while_an_agent_s
     );
     // A new connection gets the new certificate; the data directory holds it for a restart.
     assert_eq!(presented_leaf(&controller, now).await, renewed);
+    assert_eq!(
+        presented_leaf_at(&controller, scim, now).await,
+        renewed,
+        "the SCIM listener presents the renewed certificate too, without a restart"
+    );
     let (on_disk, key) = controller.data.load_server_credentials().unwrap();
     assert_eq!(on_disk[0], renewed);
     assert!(ward_certs::key_matches_certificate(&key, &renewed));

@@ -102,6 +102,7 @@ on_both_backends!(
     only_queued_commands_past_their_deadline_are_found_for_the_sweep,
     only_succeeded_wipes_and_retirements_show_a_messaging_wipe,
     an_export_cursor_starts_at_zero_and_never_moves_back,
+    scim_clients_and_directory_users_round_trip,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -1360,4 +1361,117 @@ async fn one_postgres_replica_at_a_time_holds_the_export_lease() {
     drop(taken);
     a.close().await;
     b.close().await;
+}
+
+async fn scim_clients_and_directory_users_round_trip(b: Backend) {
+    use ward_controller::core::directory::{DirectoryUser, ScimClient};
+    use ward_controller::store::{Priority, StoreError};
+    let s = &b.store;
+    let at = Timestamp::from_unix_ms(1_000);
+    let client = ScimClient {
+        name: "entra".parse().unwrap(),
+        token_hash: "ab".repeat(32),
+        created_at: at,
+        created_by: "admin".into(),
+        revoked_at: None,
+        revoked_by: None,
+    };
+    let insert = |c: ScimClient| {
+        s.write(Priority::High, move |tx| {
+            let c = c.clone();
+            Box::pin(async move { tx.insert_scim_client(&c).await })
+        })
+    };
+    let revoke = || {
+        s.write(Priority::High, move |tx| {
+            Box::pin(async move {
+                let name = "entra".parse().unwrap();
+                tx.revoke_scim_client(&name, "admin", Timestamp::from_unix_ms(2_000))
+                    .await
+            })
+        })
+    };
+    assert!(insert(client.clone()).await.unwrap(), "{}", b.name);
+    let other = ScimClient {
+        token_hash: "cd".repeat(32),
+        ..client.clone()
+    };
+    assert!(
+        !insert(other.clone()).await.unwrap(),
+        "{}: name taken",
+        b.name
+    );
+    let found = s.scim_client_by_hash(&client.token_hash).await.unwrap();
+    assert_eq!(found, Some(client.clone()), "{}", b.name);
+    assert!(revoke().await.unwrap());
+    assert!(!revoke().await.unwrap(), "{}: revoked twice", b.name);
+    assert_eq!(
+        s.scim_client_by_hash(&client.token_hash).await.unwrap(),
+        None
+    );
+    let listed = s.list_scim_clients().await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].revoked_by.as_deref(), Some("admin"));
+    // A revoked client's name may be used again, with a new token.
+    assert!(insert(other.clone()).await.unwrap(), "{}", b.name);
+    assert_eq!(
+        s.scim_client_by_hash(&other.token_hash).await.unwrap(),
+        Some(other)
+    );
+
+    let user = DirectoryUser {
+        id: uuid::Uuid::new_v4(),
+        user_name: "JDoe".into(),
+        user: "j.doe@hospital.org".parse().unwrap(),
+        external_id: Some("e-1".into()),
+        active: true,
+        attributes: "{\"displayName\":\"J Doe\"}".into(),
+        created_at: at,
+        created_by: "entra".into(),
+        updated_at: at,
+        updated_by: "entra".into(),
+        deactivated_at: None,
+        deleted_at: None,
+    };
+    let put = |u: DirectoryUser| {
+        s.write(Priority::High, move |tx| {
+            let u = u.clone();
+            Box::pin(async move { tx.put_directory_user(&u).await })
+        })
+    };
+    put(user.clone()).await.unwrap();
+    assert_eq!(
+        s.get_directory_user(user.id).await.unwrap(),
+        Some(user.clone())
+    );
+    assert_eq!(
+        s.find_directory_user(&user.user).await.unwrap(),
+        Some(user.clone())
+    );
+    let by_name = s
+        .write(Priority::High, move |tx| {
+            Box::pin(async move { tx.directory_user_by_user_name("jdoe").await })
+        })
+        .await
+        .map_err(|e: StoreError| e)
+        .unwrap();
+    assert_eq!(
+        by_name,
+        Some(user.clone()),
+        "{}: userName without regard to case",
+        b.name
+    );
+    let deactivated = DirectoryUser {
+        active: false,
+        deactivated_at: Some(Timestamp::from_unix_ms(3_000)),
+        updated_at: Timestamp::from_unix_ms(3_000),
+        ..user.clone()
+    };
+    put(deactivated.clone()).await.unwrap();
+    assert_eq!(
+        s.list_directory_users().await.unwrap(),
+        vec![deactivated],
+        "{}",
+        b.name
+    );
 }

@@ -33,6 +33,7 @@ mod checkin_tests;
 #[cfg(test)]
 mod command_ttl_tests;
 mod commands;
+pub mod directory;
 mod lease;
 mod lifecycle;
 pub mod offboard;
@@ -44,6 +45,7 @@ mod policy;
 mod policy_tests;
 mod reads;
 mod renewal;
+mod scim_clients;
 mod server_cert;
 #[cfg(test)]
 mod server_cert_tests;
@@ -724,6 +726,17 @@ impl App {
                 crate::core::duration::format(ttl),
                 crate::core::duration::format(TOKEN_MIN_TTL),
                 crate::core::duration::format(TOKEN_MAX_TTL)
+            )));
+        }
+        // The identity provider deprovisioned them (SCIM): no new device until it reactivates
+        // them. The only thing reactivation lifts; wipes already done stay done.
+        if let Some(entry) = self.store.find_directory_user(&user).await?
+            && !entry.active
+        {
+            return Err(AppError::FailedPrecondition(format!(
+                "{user} was deactivated by the identity provider ({}, {}): no device can be enrolled for them until it reactivates them there",
+                entry.updated_by,
+                entry.deactivated_at.unwrap_or(entry.updated_at).rfc3339()
             )));
         }
         let now = self.now();

@@ -8,8 +8,9 @@ use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, IdempotencyKey,
-    UserEmail, WipeScope,
+    Timestamp, UserEmail, WipeScope,
 };
+use crate::store::tx::Tx;
 use crate::store::{Announcement, Priority, StoreError};
 
 /// The key of the offboarding wipe of one device: a rerun finds it.
@@ -56,6 +57,73 @@ impl OffboardReport {
     }
 }
 
+/// An offboarding inside the caller's job: the user's unused tokens withdrawn (so no
+/// enrollment can add a device the list misses), the offboarding's audit entry, and every
+/// active device's messaging wipe (revoking the device once finished) with its own entry.
+/// A rerun finds the commands its keys name and issues nothing twice. `None` (and nothing
+/// written) when the user has neither devices nor tokens. The reason was checked
+/// ([`check_command_text`]) before the job.
+pub(super) async fn offboard_in(
+    tx: &mut dyn Tx,
+    issuer: &Issuer,
+    user: &UserEmail,
+    reason: &str,
+    now: Timestamp,
+    threshold: Option<usize>,
+) -> Result<Option<(u64, usize, Vec<Command>)>, StoreError> {
+    let tokens = tx.expire_unused_tokens(user, now).await?;
+    let devices = tx.devices_of(user).await?;
+    if devices.is_empty() && tokens == 0 {
+        return Ok(None);
+    }
+    tx.audit(
+        AuditEvent {
+            actor: issuer.actor.clone(),
+            action: "user.offboard".into(),
+            target: user.to_string(),
+            details: serde_json::json!({
+                "reason": reason,
+                "devices": devices.len(),
+                "tokens_invalidated": tokens,
+            }),
+        },
+        now,
+    );
+    let needs_approval = threshold.is_some_and(|limit| devices.len() > limit);
+    let mut issued = Vec::new();
+    for device in devices.iter().filter(|d| d.state == DeviceState::Active) {
+        // A rerun's insert finds the command its key already names.
+        let key = offboard_key(user, device.id);
+        let kind = CommandKind::Wipe {
+            scope: WipeScope::Messaging,
+        };
+        let command = match new_command(
+            issuer,
+            device.id,
+            kind,
+            reason,
+            &key,
+            needs_approval,
+            true,
+            now,
+        ) {
+            Ok(command) => command,
+            // Checked before the job; should it still fail, the whole job rolls back.
+            Err(e) => {
+                return Err(StoreError::Corrupt(format!(
+                    "offboarding refused part way: {e}"
+                )));
+            }
+        };
+        let (stored, created) = tx.insert_command(&command).await?;
+        if created {
+            tx.audit(issue_event(&issuer.actor, &stored), now);
+            issued.push(stored);
+        }
+    }
+    Ok(Some((tokens, devices.len(), issued)))
+}
+
 impl App {
     /// Starts (or repeats, issuing nothing twice) the offboarding of `user`.
     pub async fn offboard_user(
@@ -97,65 +165,36 @@ impl App {
                     actor: issuer.actor.clone(),
                 };
                 Box::pin(async move {
-                    let tokens = tx.expire_unused_tokens(&user, now).await?;
-                    let devices = tx.devices_of(&user).await?;
-                    if devices.is_empty() && tokens == 0 {
-                        return Ok(Err(AppError::NotFound(format!(
-                            "{user} has no devices and no enrollment tokens"
-                        ))));
-                    }
-                    tx.audit(
-                        AuditEvent {
-                            actor: issuer.actor.clone(),
-                            action: "user.offboard".into(),
-                            target: user.to_string(),
-                            details: serde_json::json!({
-                                "reason": reason,
-                                "devices": devices.len(),
-                                "tokens_invalidated": tokens,
-                            }),
+                    Ok::<_, StoreError>(
+                        match offboard_in(tx, &issuer, &user, &reason, now, threshold).await? {
+                            Some(done) => Ok(done),
+                            None => Err(AppError::NotFound(format!(
+                                "{user} has no devices and no enrollment tokens"
+                            ))),
                         },
-                        now,
-                    );
-                    let needs_approval = threshold.is_some_and(|limit| devices.len() > limit);
-                    let mut issued = Vec::new();
-                    for device in devices.iter().filter(|d| d.state == DeviceState::Active) {
-                        // A rerun's insert finds the command its key already names.
-                        let key = offboard_key(&user, device.id);
-                        let kind = CommandKind::Wipe {
-                            scope: WipeScope::Messaging,
-                        };
-                        let command = match new_command(
-                            &issuer,
-                            device.id,
-                            kind,
-                            &reason,
-                            &key,
-                            needs_approval,
-                            true,
-                            now,
-                        ) {
-                            Ok(command) => command,
-                            // Checked above; should it still fail, the whole job rolls back.
-                            Err(e) => {
-                                return Err(StoreError::Corrupt(format!(
-                                    "offboarding refused part way: {e}"
-                                )));
-                            }
-                        };
-                        let (stored, created) = tx.insert_command(&command).await?;
-                        if created {
-                            tx.audit(issue_event(&issuer.actor, &stored), now);
-                            issued.push(stored);
-                        }
-                    }
-                    Ok::<_, StoreError>(Ok((tokens, devices.len(), issued)))
+                    )
                 })
             })
             .await?;
         let (tokens, devices, issued) = outcome?;
-        for command in &issued {
-            info!(command_id = %command.id, device_id = %command.device_id, kind = command.kind.name(), created_by = %actor.name, "command queued");
+        self.offboarding_started(&user, &actor.name.to_string(), tokens, devices, &issued)
+            .await;
+        let mut report = self.offboard_report_for(&user).await?;
+        report.tokens_invalidated = tokens;
+        Ok(report)
+    }
+
+    /// What follows the commit of an offboarding: its commands pushed to their devices.
+    pub(super) async fn offboarding_started(
+        &self,
+        user: &UserEmail,
+        by: &str,
+        tokens: u64,
+        devices: usize,
+        issued: &[Command],
+    ) {
+        for command in issued {
+            info!(command_id = %command.id, device_id = %command.device_id, kind = command.kind.name(), created_by = %by, "command queued");
         }
         let work: Vec<Announcement> = issued
             .iter()
@@ -163,9 +202,6 @@ impl App {
             .collect();
         self.signal_all(&work).await;
         info!(user = %user, devices, issued = issued.len(), tokens, "offboarding started");
-        let mut report = self.offboard_report_for(&user).await?;
-        report.tokens_invalidated = tokens;
-        Ok(report)
     }
 
     pub async fn offboard_report(&self, user: &str) -> Result<OffboardReport, AppError> {

@@ -114,6 +114,18 @@ pub struct ServeArgs {
     /// 127.0.0.1:9443; keep it on a management network
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Serve SCIM 2.0 (identity-provider provisioning: Entra ID, Okta) over TLS with the
+    /// controller's server certificate on this address, e.g. 0.0.0.0:9444; the tenant URL is
+    /// https://HOST:PORT/scim/v2. Clients authenticate with tokens from `wardctl scim token
+    /// create`; deprovisioning a user offboards them
+    #[arg(long, value_name = "ADDR")]
+    scim_listen: Option<SocketAddr>,
+    /// SCIM requests one client address may make at once (1 to 1000000)…
+    #[arg(long, default_value_t = crate::scim::http::BURST, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    scim_burst: u32,
+    /// …and then per minute (1 to 1000000); more get 429
+    #[arg(long, default_value_t = crate::scim::http::PER_MINUTE, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    scim_per_minute: u32,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
     log_format: LogFormat,
@@ -411,6 +423,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     let (tls, live) =
         ward_certs::live::server_config_trusting(cas.trust(), &chain, &key, app.revoked_serials())
             .map_err(|e| CliError::failed(e.to_string()))?;
+    let scim_certificate = live.clone();
     let server_cert = Arc::new(crate::server_cert::ServerCertificate::new(
         cas.clone(),
         live,
@@ -435,6 +448,24 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             info!(error = %e, "not writing metrics-url (read-only data directory?)");
         }
         info!(metrics = %bound, "metrics and health on /metrics and /healthz");
+    }
+    if let Some(addr) = args.scim_listen {
+        let limits = crate::scim::http::Limits {
+            burst: args.scim_burst,
+            per_minute: args.scim_per_minute,
+        };
+        let bound = crate::scim::serve(app.clone(), addr, scim_certificate, limits)
+            .await
+            .map_err(|e| CliError::failed(format!("cannot listen for SCIM on {addr}: {e}")))?;
+        let url = format!(
+            "{}{}",
+            url_for(&local_host(bound, &controller_name), bound.port())?,
+            crate::scim::http::PREFIX
+        );
+        if let Err(e) = dir.write_file("scim-url", &url) {
+            info!(error = %e, "not writing scim-url (read-only data directory?)");
+        }
+        info!(scim = %url, "SCIM 2.0 service provider (identity-provider provisioning)");
     }
     let app_for_shutdown = app.clone();
     let server =

@@ -19,6 +19,7 @@ pub mod error;
 mod local;
 pub mod output;
 pub(crate) mod policy;
+mod scim;
 pub(crate) mod tokens;
 pub(crate) mod users;
 mod webhooks;
@@ -67,7 +68,8 @@ enum Verb {
     /// Enrolled devices
     #[command(subcommand)]
     Device(devices::DeviceCommand),
-    /// Users: offboarding (wipe and revoke every device of a leaver)
+    /// Users: list (by devices, tokens or the identity provider), offboard (wipe and revoke
+    /// every device of a leaver)
     #[command(subcommand)]
     User(users::UserCommand),
     /// Commands sent to devices: list, show, approve, cancel
@@ -94,6 +96,12 @@ enum Verb {
         after_help = "Examples:\n  wardctl console --admin-cert ~/alice.pem --server https://ward.hospital.org:7443\n  wardctl console --listen 127.0.0.1:8080   (from elsewhere: ssh -L 8080:127.0.0.1:8080 HOST)"
     )]
     Console(crate::console::ConsoleArgs),
+    /// SCIM 2.0 provisioning from the identity provider (Entra ID, Okta): its bearer tokens
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  wardctl scim token create --name entra\n  wardctl scim token list --output json\n  wardctl scim token revoke entra"
+    )]
+    Scim(scim::ScimCommand),
 }
 
 /// How an admin command reaches the controller.
@@ -231,6 +239,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
         Verb::User(cmd) => users::run(cmd, output).await,
         Verb::Console(args) => crate::console::run(args).await,
         Verb::Webhook(cmd) => webhooks::run(cmd, output).await,
+        Verb::Scim(cmd) => scim::run(cmd, output).await,
     }
 }
 

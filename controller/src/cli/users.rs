@@ -20,6 +20,15 @@ const TIMEOUT: DurationRange = DurationRange::new(seconds(1), days(7), "30m");
 
 #[derive(Debug, Subcommand)]
 pub enum UserCommand {
+    /// List every user the controller knows: by their devices, their unused enrollment
+    /// tokens, or an identity provider's provisioning (SCIM, with its active/deactivated state)
+    #[command(
+        after_help = "Examples:\n  wardctl user list\n  wardctl user list --output json | jq '.[] | select(.directory_state == \"deactivated\")'"
+    )]
+    List {
+        #[command(flatten)]
+        connect: ConnectArgs,
+    },
     /// Offboard a leaver: wipe the messaging data on every device of theirs, revoke each device
     /// once its wipe has finished, and stop their unused enrollment tokens. Safe to run again:
     /// nothing is issued twice
@@ -168,8 +177,93 @@ impl ReportView {
     }
 }
 
+/// One user of `user list`.
+#[derive(Serialize)]
+struct UserView {
+    user: String,
+    devices: u32,
+    active_devices: u32,
+    usable_tokens: u32,
+    /// Whether an identity provider provisioned the user (SCIM).
+    provisioned: bool,
+    /// "active", "deactivated" or "deleted" as the identity provider last said; null when it
+    /// never provisioned the user.
+    directory_state: Option<String>,
+    /// The SCIM resource's id and userName.
+    scim_id: Option<String>,
+    scim_user_name: Option<String>,
+    external_id: Option<String>,
+    /// The SCIM client that last changed the user.
+    directory_updated_by: Option<String>,
+    directory_updated_at: Option<String>,
+    deactivated_at: Option<String>,
+}
+
+impl From<v1::UserInfo> for UserView {
+    fn from(u: v1::UserInfo) -> Self {
+        let d = u.directory;
+        Self {
+            user: u.user,
+            devices: u.devices,
+            active_devices: u.active_devices,
+            usable_tokens: u.usable_tokens,
+            provisioned: d.is_some(),
+            directory_state: d.as_ref().map(|d| d.state.clone()),
+            scim_id: d.as_ref().map(|d| d.id.clone()),
+            scim_user_name: d.as_ref().map(|d| d.user_name.clone()),
+            external_id: d
+                .as_ref()
+                .map(|d| d.external_id.clone())
+                .filter(|e| !e.is_empty()),
+            directory_updated_by: d.as_ref().map(|d| d.updated_by.clone()),
+            directory_updated_at: d.as_ref().and_then(|d| time(d.updated_at_unix_ms)),
+            deactivated_at: d.as_ref().and_then(|d| time(d.deactivated_at_unix_ms)),
+        }
+    }
+}
+
+async fn list(connect: ConnectArgs, output: OutputFormat) -> Result<(), CliError> {
+    let mut client = admin_client(&connect).await?;
+    let users: Vec<UserView> = client
+        .list_users(v1::ListUsersRequest {})
+        .await?
+        .into_inner()
+        .users
+        .into_iter()
+        .map(UserView::from)
+        .collect();
+    match output {
+        OutputFormat::Json => print_json(&users),
+        OutputFormat::Table => {
+            if users.is_empty() {
+                eprintln!(
+                    "No users yet (wardctl token create --user EMAIL, or SCIM provisioning)."
+                );
+                return Ok(());
+            }
+            let mut t = table(&["user", "devices", "active", "tokens", "identity provider"]);
+            for u in &users {
+                let directory = match (&u.directory_state, &u.directory_updated_by) {
+                    (Some(state), Some(by)) => format!("{state} (by {by})"),
+                    _ => "-".to_owned(),
+                };
+                t.add_row([
+                    u.user.clone(),
+                    u.devices.to_string(),
+                    u.active_devices.to_string(),
+                    u.usable_tokens.to_string(),
+                    directory,
+                ]);
+            }
+            println!("{t}");
+            Ok(())
+        }
+    }
+}
+
 pub async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
+        UserCommand::List { connect } => list(connect, output).await,
         UserCommand::Offboard {
             email,
             reason,

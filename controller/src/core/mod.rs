@@ -6,6 +6,7 @@ pub mod audit;
 pub mod ca_rotation;
 pub mod clock;
 pub mod command;
+pub mod directory;
 pub mod duration;
 pub mod keys;
 pub mod model;

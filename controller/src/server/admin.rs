@@ -997,6 +997,67 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 .collect(),
         }))
     }
+
+    async fn create_scim_token(
+        &self,
+        request: Request<CreateScimTokenRequest>,
+    ) -> Result<Response<CreateScimTokenResponse>, Status> {
+        let name = request.get_ref().name.clone();
+        let admin = self
+            .admin(&request, Permission::Admins, &format!("scim client {name}"))
+            .await?;
+        let (client, secret) = self.app.create_scim_client(&admin, &name).await?;
+        Ok(Response::new(CreateScimTokenResponse {
+            client: Some(scim_client_to_wire(&client)),
+            token: secret.expose().to_owned(),
+        }))
+    }
+
+    async fn list_scim_tokens(
+        &self,
+        request: Request<ListScimTokensRequest>,
+    ) -> Result<Response<ListScimTokensResponse>, Status> {
+        let admin = self
+            .admin(&request, Permission::Admins, "scim clients")
+            .await?;
+        let result = self.app.list_scim_clients().await;
+        let clients = self
+            .read(&admin, "list_scim_tokens", "scim clients", result, |c| {
+                ("scim clients".into(), json!({ "clients": c.len() }))
+            })
+            .await?;
+        Ok(Response::new(ListScimTokensResponse {
+            clients: clients.iter().map(scim_client_to_wire).collect(),
+        }))
+    }
+
+    async fn revoke_scim_token(
+        &self,
+        request: Request<RevokeScimTokenRequest>,
+    ) -> Result<Response<ScimTokenInfo>, Status> {
+        let name = request.get_ref().name.clone();
+        let admin = self
+            .admin(&request, Permission::Admins, &format!("scim client {name}"))
+            .await?;
+        let client = self.app.revoke_scim_client(&admin, &name).await?;
+        Ok(Response::new(scim_client_to_wire(&client)))
+    }
+
+    async fn list_users(
+        &self,
+        request: Request<ListUsersRequest>,
+    ) -> Result<Response<ListUsersResponse>, Status> {
+        let admin = self.admin(&request, Permission::Read, "users").await?;
+        let result = self.app.list_users().await;
+        let users = self
+            .read(&admin, "list_users", "users", result, |u| {
+                ("users".into(), json!({ "users": u.len() }))
+            })
+            .await?;
+        Ok(Response::new(ListUsersResponse {
+            users: users.iter().map(user_to_wire).collect(),
+        }))
+    }
 }
 
 fn token_to_wire(t: &crate::core::TokenRecord) -> EnrollmentTokenInfo {
@@ -1031,5 +1092,35 @@ fn device_command(
     DeviceCommandResponse {
         device: Some(device_to_wire(&device)),
         command: Some(command_to_wire(&command)),
+    }
+}
+
+fn scim_client_to_wire(c: &crate::core::directory::ScimClient) -> ScimTokenInfo {
+    ScimTokenInfo {
+        name: c.name.to_string(),
+        actor: c.actor(),
+        created_at_unix_ms: c.created_at.unix_ms(),
+        created_by: c.created_by.clone(),
+        revoked_at_unix_ms: c.revoked_at.map_or(0, |t| t.unix_ms()),
+        revoked_by: c.revoked_by.clone().unwrap_or_default(),
+    }
+}
+
+fn user_to_wire(u: &crate::app::directory::UserSummary) -> UserInfo {
+    let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    UserInfo {
+        user: u.user.to_string(),
+        devices: count(u.devices),
+        active_devices: count(u.active_devices),
+        usable_tokens: count(u.usable_tokens),
+        directory: u.directory.as_ref().map(|d| DirectoryEntry {
+            id: d.id.to_string(),
+            external_id: d.external_id.clone().unwrap_or_default(),
+            state: d.state().to_owned(),
+            updated_by: d.updated_by.clone(),
+            updated_at_unix_ms: d.updated_at.unix_ms(),
+            deactivated_at_unix_ms: d.deactivated_at.map_or(0, |t| t.unix_ms()),
+            user_name: d.user_name.clone(),
+        }),
     }
 }

@@ -8,7 +8,7 @@ pub(crate) mod convert;
 pub(crate) mod convert_posture;
 pub use convert::{command_state_to_wire, role_to_wire};
 mod enrollment;
-mod listener;
+pub(crate) mod listener;
 mod webhooks;
 
 use std::net::SocketAddr;

@@ -17,6 +17,7 @@ use crate::core::audit::{
     AppendError, Appended, AuditEntry, AuditEvent, AuditHead, Tail, extend, head_message,
     plan_append,
 };
+use crate::core::directory::{DirectoryUser, ScimClient};
 use crate::core::keys::{other_parties, plan_switch};
 use crate::core::{
     Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Compliance, Device,
@@ -92,6 +93,8 @@ struct State {
     head: AuditHead,
     export_cursors: BTreeMap<String, u64>,
     ca_records: Vec<crate::core::ca_rotation::CaRecord>,
+    scim_clients: BTreeMap<String, ScimClient>,
+    directory: BTreeMap<uuid::Uuid, DirectoryUser>,
 }
 
 impl Default for State {
@@ -115,6 +118,8 @@ impl Default for State {
             },
             export_cursors: BTreeMap::new(),
             ca_records: Vec::new(),
+            scim_clients: BTreeMap::new(),
+            directory: BTreeMap::new(),
         }
     }
 }
@@ -1024,6 +1029,85 @@ impl Tx for MemoryEngine {
         Ok(())
     }
 
+    async fn scim_client(&mut self, name: &AdminName) -> Result<Option<ScimClient>, StoreError> {
+        Ok(self.state()?.scim_clients.get(name.as_str()).cloned())
+    }
+
+    async fn insert_scim_client(&mut self, client: &ScimClient) -> Result<bool, StoreError> {
+        let clients = &mut self.state()?.scim_clients;
+        if clients
+            .get(client.name.as_str())
+            .is_some_and(|c| c.revoked_at.is_none())
+        {
+            return Ok(false);
+        }
+        clients.insert(client.name.to_string(), client.clone());
+        Ok(true)
+    }
+
+    async fn revoke_scim_client(
+        &mut self,
+        name: &AdminName,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        match self.state()?.scim_clients.get_mut(name.as_str()) {
+            Some(c) if c.revoked_at.is_none() => {
+                c.revoked_at = Some(now);
+                c.revoked_by = Some(by.to_owned());
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    async fn directory_user(
+        &mut self,
+        id: uuid::Uuid,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        Ok(self.state()?.directory.get(&id).cloned())
+    }
+
+    async fn directory_user_named(
+        &mut self,
+        user: &UserEmail,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        Ok(self
+            .state()?
+            .directory
+            .values()
+            .find(|u| &u.user == user)
+            .cloned())
+    }
+
+    async fn directory_user_by_user_name(
+        &mut self,
+        user_name: &str,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        Ok(self
+            .state()?
+            .directory
+            .values()
+            .find(|u| u.user_name.to_lowercase() == user_name.to_lowercase())
+            .cloned())
+    }
+
+    async fn put_directory_user(&mut self, user: &DirectoryUser) -> Result<(), StoreError> {
+        let directory = &mut self.state()?.directory;
+        if directory.values().any(|u| {
+            u.id != user.id
+                && (u.user == user.user
+                    || u.user_name.to_lowercase() == user.user_name.to_lowercase())
+        }) {
+            return Err(StoreError::AlreadyExists(format!(
+                "directory user {}",
+                user.user
+            )));
+        }
+        directory.insert(user.id, user.clone());
+        Ok(())
+    }
+
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {
         self.audit.push((event, at));
     }
@@ -1276,6 +1360,42 @@ impl Store for MemoryStore {
 
     async fn export_cursor(&self, name: &str) -> Result<u64, StoreError> {
         Ok(self.read(|s| s.export_cursors.get(name).copied().unwrap_or(0)))
+    }
+
+    async fn scim_client_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<ScimClient>, StoreError> {
+        Ok(self.read(|s| {
+            s.scim_clients
+                .values()
+                .find(|c| c.token_hash == token_hash && c.revoked_at.is_none())
+                .cloned()
+        }))
+    }
+
+    async fn list_scim_clients(&self) -> Result<Vec<ScimClient>, StoreError> {
+        Ok(self.read(|s| s.scim_clients.values().cloned().collect()))
+    }
+
+    async fn list_directory_users(&self) -> Result<Vec<DirectoryUser>, StoreError> {
+        let mut users: Vec<DirectoryUser> = self.read(|s| s.directory.values().cloned().collect());
+        users.sort_by(|a, b| a.user.cmp(&b.user));
+        Ok(users)
+    }
+
+    async fn get_directory_user(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        Ok(self.read(|s| s.directory.get(&id).cloned()))
+    }
+
+    async fn find_directory_user(
+        &self,
+        user: &UserEmail,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        Ok(self.read(|s| s.directory.values().find(|u| &u.user == user).cloned()))
     }
 
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError> {

@@ -16,6 +16,7 @@ pub use memory::MemoryStore;
 pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
 use crate::core::admins::{AdminRequest, RevokeOutcome};
+use crate::core::directory::{DirectoryUser, ScimClient};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandKind, CommandState, Compliance, Device,
     DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
@@ -346,6 +347,24 @@ pub trait Store: Send + Sync + 'static {
 
     /// How many commands are in each state.
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError>;
+
+    /// The unrevoked SCIM client whose token hashes to `token_hash` (hex).
+    async fn scim_client_by_hash(&self, token_hash: &str)
+    -> Result<Option<ScimClient>, StoreError>;
+
+    /// Every SCIM client, revoked ones included, by name.
+    async fn list_scim_clients(&self) -> Result<Vec<ScimClient>, StoreError>;
+
+    /// Every user an identity provider provisioned (deleted ones included), by e-mail.
+    async fn list_directory_users(&self) -> Result<Vec<DirectoryUser>, StoreError>;
+
+    async fn get_directory_user(&self, id: uuid::Uuid)
+    -> Result<Option<DirectoryUser>, StoreError>;
+
+    async fn find_directory_user(
+        &self,
+        user: &UserEmail,
+    ) -> Result<Option<DirectoryUser>, StoreError>;
 
     /// Appends an audit entry where `core::audit::plan_append` says (after the table's last
     /// row, behind an `audit.break` entry when the head does not match it) and re-signs the

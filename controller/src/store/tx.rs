@@ -18,6 +18,7 @@ use ward_certs::AdminName;
 use super::{PostureField, StoreError};
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
+use crate::core::directory::{DirectoryUser, ScimClient};
 use crate::core::webhook::{Attempt, Delivery, Next, Webhook};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
@@ -220,6 +221,31 @@ pub trait Tx: Send {
     ) -> Result<(), StoreError> {
         Err(no_webhooks())
     }
+    // ----- SCIM provisioning ---------------------------------------------------------------
+    async fn scim_client(&mut self, name: &AdminName) -> Result<Option<ScimClient>, StoreError>;
+    /// Stores a new client; false when an unrevoked one has the name (a revoked one's name
+    /// may be reused: its row is replaced, its history stays in the audit log).
+    async fn insert_scim_client(&mut self, client: &ScimClient) -> Result<bool, StoreError>;
+    /// Revokes the client's token; false when there is no such unrevoked client.
+    async fn revoke_scim_client(
+        &mut self,
+        name: &AdminName,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError>;
+    async fn directory_user(&mut self, id: uuid::Uuid)
+    -> Result<Option<DirectoryUser>, StoreError>;
+    async fn directory_user_named(
+        &mut self,
+        user: &UserEmail,
+    ) -> Result<Option<DirectoryUser>, StoreError>;
+    /// The user whose SCIM userName is `user_name`, compared without regard to case.
+    async fn directory_user_by_user_name(
+        &mut self,
+        user_name: &str,
+    ) -> Result<Option<DirectoryUser>, StoreError>;
+    /// Inserts the user, or replaces the stored one with the same id.
+    async fn put_directory_user(&mut self, user: &DirectoryUser) -> Result<(), StoreError>;
 
     // ----- audit ------------------------------------------------------------------------
     /// Records an audit entry for this job's change. Entries are chained in the order their

@@ -8,11 +8,12 @@ use ward_certs::AdminName;
 
 use super::{
     Backend, admins, audit, ca_rotation, certificates, commands, device_keys, devices,
-    export_cursor, policies, tokens, webhooks,
+    export_cursor, policies, scim, tokens, webhooks,
 };
 use crate::core::admins::{AdminRequest, RevokeOutcome};
 use crate::core::audit::AuditEvent;
 use crate::core::ca_rotation::CaState;
+use crate::core::directory::{DirectoryUser, ScimClient};
 use crate::core::webhook::{Attempt, Delivery, Next, Webhook};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
@@ -400,6 +401,48 @@ impl Tx for SqlEngine {
         next: Next,
     ) -> Result<(), StoreError> {
         webhooks::record_attempt(self.conn()?, delivery, attempt, next).await
+    }
+
+    async fn scim_client(&mut self, name: &AdminName) -> Result<Option<ScimClient>, StoreError> {
+        scim::client_named(self.conn()?, name).await
+    }
+
+    async fn insert_scim_client(&mut self, client: &ScimClient) -> Result<bool, StoreError> {
+        scim::insert_client(self.conn()?, client).await
+    }
+
+    async fn revoke_scim_client(
+        &mut self,
+        name: &AdminName,
+        by: &str,
+        now: Timestamp,
+    ) -> Result<bool, StoreError> {
+        scim::revoke_client(self.conn()?, name, by, now).await
+    }
+
+    async fn directory_user(
+        &mut self,
+        id: uuid::Uuid,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        scim::user_by_id(self.conn()?, id).await
+    }
+
+    async fn directory_user_named(
+        &mut self,
+        user: &UserEmail,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        scim::user_named(self.conn()?, user).await
+    }
+
+    async fn directory_user_by_user_name(
+        &mut self,
+        user_name: &str,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        scim::user_by_user_name(self.conn()?, user_name).await
+    }
+
+    async fn put_directory_user(&mut self, user: &DirectoryUser) -> Result<(), StoreError> {
+        scim::put_user(self.conn()?, user).await
     }
 
     fn audit(&mut self, event: AuditEvent, at: Timestamp) {

@@ -16,6 +16,7 @@ mod export_cursor;
 mod placeholders;
 mod policies;
 mod postgres;
+mod scim;
 mod sqlite;
 mod tokens;
 mod webhooks;
@@ -38,6 +39,7 @@ use super::{
 use crate::core::admins::AdminRequest;
 use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
 use crate::core::ca_rotation::CaRecord;
+use crate::core::directory::{DirectoryUser, ScimClient};
 use crate::core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, DeviceKey,
     PolicyRule, PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
@@ -362,6 +364,35 @@ impl Store for SqlStore {
 
     async fn count_commands(&self) -> Result<Vec<(CommandState, u64)>, StoreError> {
         commands::count_by_state(&mut *self.read().await?).await
+    }
+
+    async fn scim_client_by_hash(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<ScimClient>, StoreError> {
+        scim::client_by_hash(&mut *self.read().await?, token_hash).await
+    }
+
+    async fn list_scim_clients(&self) -> Result<Vec<ScimClient>, StoreError> {
+        scim::clients(&mut *self.read().await?).await
+    }
+
+    async fn list_directory_users(&self) -> Result<Vec<DirectoryUser>, StoreError> {
+        scim::users(&mut *self.read().await?).await
+    }
+
+    async fn get_directory_user(
+        &self,
+        id: uuid::Uuid,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        scim::user_by_id(&mut *self.read().await?, id).await
+    }
+
+    async fn find_directory_user(
+        &self,
+        user: &UserEmail,
+    ) -> Result<Option<DirectoryUser>, StoreError> {
+        scim::user_named(&mut *self.read().await?, user).await
     }
 
     async fn announce(&self, event: Announcement) -> Result<(), StoreError> {
