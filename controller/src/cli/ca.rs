@@ -37,7 +37,7 @@ pub enum CaCommand {
         after_help = "Examples:\n  wardctl ca rotate status\n  wardctl ca rotate introduce\n  wardctl ca rotate status --output json | jq '.devices_trusting_all'\n  wardctl ca rotate activate\n  wardctl ca rotate retire"
     )]
     Rotate {
-        /// status, introduce, activate, retire or cancel
+        /// The step to take
         #[arg(value_enum)]
         step: RotateStep,
         /// activate: go ahead although some active devices do not trust the new CA yet (they
@@ -75,7 +75,8 @@ impl RotateStep {
 struct Expiry {
     /// What it is: ca, server, or admin NAME.
     subject: String,
-    not_before: String,
+    /// `null` where the controller does not say (an admin's certificate).
+    not_before: Option<String>,
     expires_at: String,
     /// Negative once expired.
     seconds_left: i64,
@@ -88,7 +89,7 @@ fn expiry(subject: String, der: &[u8], now: time::OffsetDateTime) -> Option<Expi
     let v = Validity::of(der)?;
     Some(Expiry {
         subject,
-        not_before: Timestamp::from_datetime(v.not_before).rfc3339(),
+        not_before: Some(Timestamp::from_datetime(v.not_before).rfc3339()),
         expires_at: Timestamp::from_datetime(v.not_after).rfc3339(),
         seconds_left: v.seconds_left(now),
         renews_at: None,
@@ -154,7 +155,7 @@ async fn status(connect: &ConnectArgs, output: OutputFormat) -> Result<(), CliEr
         .filter(|a| a.state != "revoked" && a.expires_at_unix_ms != 0)
         .map(|a| Expiry {
             subject: format!("admin {}", a.name),
-            not_before: String::new(),
+            not_before: None,
             expires_at: Timestamp::from_unix_ms(a.expires_at_unix_ms).rfc3339(),
             seconds_left: (a.expires_at_unix_ms - now_ms) / 1000,
             renews_at: None,
@@ -202,8 +203,8 @@ struct RotationCa {
 
 #[derive(Debug, Serialize)]
 struct Rotation {
-    /// What the step did ("" for status).
-    done: String,
+    /// What the step did; `null` for status.
+    done: Option<String>,
     cas: Vec<RotationCa>,
     active_devices: u64,
     /// Active devices whose agent trusts every CA trusted now.
@@ -228,7 +229,7 @@ async fn rotate(
         .await?
         .into_inner();
     let rotation = Rotation {
-        done: answer.done,
+        done: (!answer.done.is_empty()).then_some(answer.done),
         cas: answer
             .cas
             .into_iter()
@@ -248,8 +249,8 @@ async fn rotate(
     match output {
         OutputFormat::Json => print_json(&rotation),
         OutputFormat::Table => {
-            if !rotation.done.is_empty() {
-                println!("{}", rotation.done);
+            if let Some(done) = &rotation.done {
+                println!("{done}");
             }
             let mut t = table(&["CA", "state", "expires", "valid device / admin certs"]);
             for ca in &rotation.cas {

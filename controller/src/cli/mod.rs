@@ -84,7 +84,7 @@ enum Verb {
     /// Administrators and their certificates
     #[command(subcommand)]
     Admin(admins::AdminCommand),
-    /// The CA and the controller's certificates: expiry (status); rotation is not supported yet
+    /// The CA and the controller's certificates: expiry (status) and CA rotation (rotate)
     #[command(subcommand)]
     Ca(ca::CaCommand),
     /// Signed webhooks: events POSTed to a receiver of yours, signed with HMAC-SHA256
