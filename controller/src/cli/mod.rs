@@ -177,6 +177,27 @@ fn quiet_on_broken_pipe() {
     }));
 }
 
+/// The options every command takes to reach a controller (`--data-dir`, `--server`,
+/// `--admin-cert`) go after the subcommand; given before it, clap's error alone does not say
+/// so. The hint, when that is what went wrong.
+fn misplaced_connection_option(
+    kind: clap::error::ErrorKind,
+    args: impl Iterator<Item = String>,
+) -> Option<String> {
+    if kind != clap::error::ErrorKind::UnknownArgument {
+        return None;
+    }
+    let first = args.take_while(|a| a.starts_with('-')).find(|a| {
+        ["--data-dir", "--server", "--admin-cert"]
+            .iter()
+            .any(|o| a == o || a.starts_with(&format!("{o}=")))
+    })?;
+    let option = first.split('=').next().unwrap_or(&first).to_owned();
+    Some(format!(
+        "hint: {option} goes after the command, e.g. `wardctl device list {option} …`"
+    ))
+}
+
 /// Entry point of the `wardctl` binary.
 pub fn main() -> ExitCode {
     quiet_on_broken_pipe();
@@ -184,6 +205,9 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
+            if let Some(hint) = misplaced_connection_option(e.kind(), std::env::args().skip(1)) {
+                eprintln!("{hint}");
+            }
             return if e.use_stderr() {
                 Exit::Usage.into()
             } else {
@@ -444,6 +468,25 @@ mod tests {
 
     #[test]
     fn a_duration_flag_error_is_wards_text_with_the_range() {
+        let hint = super::misplaced_connection_option(
+            clap::error::ErrorKind::UnknownArgument,
+            ["--data-dir", "ward-data", "device", "list"]
+                .map(String::from)
+                .into_iter(),
+        );
+        assert_eq!(
+            hint.as_deref(),
+            Some(
+                "hint: --data-dir goes after the command, e.g. `wardctl device list --data-dir …`"
+            )
+        );
+        assert!(
+            super::misplaced_connection_option(
+                clap::error::ErrorKind::UnknownArgument,
+                ["device", "list", "--bogus"].map(String::from).into_iter(),
+            )
+            .is_none()
+        );
         let err = Cli::try_parse_from([
             "wardctl", "token", "create", "--user", "a@h.org", "--ttl", "-5m",
         ])
