@@ -191,3 +191,44 @@ fn retries_back_off_with_jitter_and_give_up_after_the_period() {
         Next::GiveUp
     );
 }
+
+/// Review finding: the README tells receivers to "remember the `Ward-Event-Id`s it has
+/// processed … skipping repeats", but that header is not signed (`v1` covers `<t>.<body>`
+/// only). Whoever captures one delivery (a TLS-terminating proxy's log, the relay on
+/// `http://127.0.0.1`) replays it within the 5-minute window with a fresh `Ward-Event-Id`:
+/// signature and timestamp pass, the dedup misses, and the receiver acts twice (e.g. opens a
+/// second offboarding ticket). The dedup key must be the signed body's `event_id`.
+#[test]
+#[ignore = "review finding: documented receiver dedups on the unsigned Ward-Event-Id header"]
+fn a_replay_with_a_fresh_event_id_header_passes_the_documented_receiver_check() {
+    let secret = WebhookSecret::generate();
+    let body = br#"{"event_id":"e1","event_type":"user.offboarded"}"#;
+    let signature = sign(&secret, 1_000, body);
+    let window = Duration::from_secs(300);
+    // The receiver as the README writes it: signature, timestamp, then the header's id.
+    let mut seen = std::collections::HashSet::new();
+    let mut receive = |event_id_header: &str| {
+        verify(&secret, &signature, body, 1_010, window).is_ok()
+            && seen.insert(event_id_header.to_owned())
+    };
+    assert!(receive("e1"), "the delivery is processed");
+    assert!(!receive("e1"), "a plain replay is skipped");
+    let processed_twice = receive("e1-replayed");
+    let readme = include_str!("../../../README.md");
+    assert!(
+        !(processed_twice && readme.contains("remember the `Ward-Event-Id`s")),
+        "a replay with a new Ward-Event-Id header was processed again by the documented check"
+    );
+}
+
+/// Review finding (minor): the reference check overflows on an extreme `t` (debug: panic).
+#[test]
+#[ignore = "review finding: verify overflows on t=i64::MIN (panics in debug builds)"]
+fn an_extreme_timestamp_is_stale_not_a_panic() {
+    let secret = WebhookSecret::generate();
+    let header = format!("t={},v1=00", i64::MIN);
+    let got = std::panic::catch_unwind(|| {
+        verify(&secret, &header, b"{}", 1_000, Duration::from_secs(300))
+    });
+    assert_eq!(got.ok(), Some(Err(VerifyError::Stale)));
+}
