@@ -325,7 +325,11 @@ pub fn verify(
         return Err(VerifyError::Malformed);
     }
     let tolerance = i64::try_from(tolerance.as_secs()).unwrap_or(i64::MAX);
-    if (now - t).abs() > tolerance {
+    // An extreme `t` is stale, never an overflow.
+    if now
+        .checked_sub(t)
+        .is_none_or(|d| d.unsigned_abs() > tolerance.unsigned_abs())
+    {
         return Err(VerifyError::Stale);
     }
     for signature in signatures {

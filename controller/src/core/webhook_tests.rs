@@ -192,14 +192,13 @@ fn retries_back_off_with_jitter_and_give_up_after_the_period() {
     );
 }
 
-/// Review finding: the README tells receivers to "remember the `Ward-Event-Id`s it has
+/// Review finding (fixed in the README): it told receivers to "remember the `Ward-Event-Id`s it has
 /// processed … skipping repeats", but that header is not signed (`v1` covers `<t>.<body>`
 /// only). Whoever captures one delivery (a TLS-terminating proxy's log, the relay on
 /// `http://127.0.0.1`) replays it within the 5-minute window with a fresh `Ward-Event-Id`:
 /// signature and timestamp pass, the dedup misses, and the receiver acts twice (e.g. opens a
 /// second offboarding ticket). The dedup key must be the signed body's `event_id`.
 #[test]
-#[ignore = "review finding: documented receiver dedups on the unsigned Ward-Event-Id header"]
 fn a_replay_with_a_fresh_event_id_header_passes_the_documented_receiver_check() {
     let secret = WebhookSecret::generate();
     let body = br#"{"event_id":"e1","event_type":"user.offboarded"}"#;
@@ -223,7 +222,6 @@ fn a_replay_with_a_fresh_event_id_header_passes_the_documented_receiver_check() 
 
 /// Review finding (minor): the reference check overflows on an extreme `t` (debug: panic).
 #[test]
-#[ignore = "review finding: verify overflows on t=i64::MIN (panics in debug builds)"]
 fn an_extreme_timestamp_is_stale_not_a_panic() {
     let secret = WebhookSecret::generate();
     let header = format!("t={},v1=00", i64::MIN);

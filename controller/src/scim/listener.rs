@@ -2,8 +2,9 @@
 //! from the same live resolver as the gRPC listener's (so a renewed certificate is presented
 //! without a restart). Each connection's handshake runs in its own task under a timeout; a
 //! slow client holds up no one else. At most [`MAX_CONNECTIONS`] are open at once (the next
-//! waits in the kernel's backlog), and one that sends nothing for [`IDLE_TIMEOUT`] is closed:
-//! a client cannot hold the listener with silent connections.
+//! waits in the kernel's backlog), at most [`MAX_PER_ADDRESS`] from one address (the next is
+//! closed), and one that sends nothing for [`IDLE_TIMEOUT`] is closed: a client cannot hold
+//! the listener with silent connections.
 
 use std::future::Future;
 use std::io;
@@ -29,6 +30,55 @@ use crate::server::listener::HANDSHAKE_TIMEOUT;
 /// Connections open at once.
 pub const MAX_CONNECTIONS: usize = 256;
 
+/// Connections open at once from one address: one client (with a token or without) cannot
+/// take every slot and keep the identity provider out. A connection past it is closed at once.
+pub const MAX_PER_ADDRESS: usize = 16;
+
+/// Open connections by client address.
+#[derive(Debug, Default)]
+struct PerAddress(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One of an address's connections; gives its place back when dropped.
+#[derive(Debug)]
+struct AddressSlot {
+    counts: Arc<PerAddress>,
+    ip: std::net::IpAddr,
+}
+
+impl PerAddress {
+    fn take(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let mut counts = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= MAX_PER_ADDRESS {
+            return None;
+        }
+        *count += 1;
+        Some(AddressSlot {
+            counts: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for AddressSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .counts
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
+    }
+}
+
 /// A connection that sends nothing for this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -45,6 +95,7 @@ pub struct TlsListener {
 pub struct Connection {
     stream: TlsStream<TcpStream>,
     _slot: OwnedSemaphorePermit,
+    _address: AddressSlot,
     idle: Pin<Box<Sleep>>,
 }
 
@@ -116,6 +167,7 @@ impl TlsListener {
         let (tx, accepted) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(tls);
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        let per_address = Arc::new(PerAddress::default());
         tokio::spawn(async move {
             loop {
                 // A free slot first: when all are taken, new clients wait in the backlog.
@@ -124,6 +176,11 @@ impl TlsListener {
                 };
                 match listener.accept().await {
                     Ok((tcp, peer)) => {
+                        let Some(address) = per_address.take(peer.ip()) else {
+                            debug!(%peer, "SCIM connection refused: this address holds {MAX_PER_ADDRESS} already");
+                            drop(tcp);
+                            continue;
+                        };
                         let (acceptor, tx) = (acceptor.clone(), tx.clone());
                         tokio::spawn(async move {
                             let _ = tcp.set_nodelay(true);
@@ -134,6 +191,7 @@ impl TlsListener {
                                     let connection = Connection {
                                         stream,
                                         _slot: slot,
+                                        _address: address,
                                         idle: Box::pin(tokio::time::sleep(IDLE_TIMEOUT)),
                                     };
                                     let _ = tx.send((connection, peer)).await;

@@ -105,7 +105,6 @@ fn malformed_patches_are_refused_with_their_scim_type() {
 /// and serializes all of it, and each `add` scans the whole array (`contains`), quadratic.
 /// A patched resource larger than a request may be should be refused.
 #[test]
-#[ignore = "review finding: PATCH add grows a stored SCIM user without bound"]
 fn patches_cannot_grow_a_user_past_the_request_limit() {
     let mut resource = user();
     let filler = "x".repeat(60 * 1024);

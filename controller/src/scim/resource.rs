@@ -98,6 +98,17 @@ pub fn input_from(resource: &Value) -> Result<UserInput, ScimError> {
             "the request body must be a JSON object (a SCIM User resource)",
         ));
     };
+    // A stored user is no larger than one request may be: PATCH `add` appends, and without
+    // this a token holder could grow one user without end (every list reads it).
+    if resource.to_string().len() > super::http::MAX_BODY {
+        return Err(ScimError::bad(
+            "invalidValue",
+            format!(
+                "the user's attributes would be larger than {} bytes; nothing was changed",
+                super::http::MAX_BODY
+            ),
+        ));
+    }
     if let Some(schemas) = field(object, "schemas") {
         let listed = schemas
             .as_array()
@@ -113,7 +124,7 @@ pub fn input_from(resource: &Value) -> Result<UserInput, ScimError> {
         Some(Value::String(name))
             if !name.trim().is_empty()
                 && name.trim().chars().count() <= 256
-                && !name.chars().any(char::is_control) =>
+                && !name.chars().any(crate::core::text::is_unsafe) =>
         {
             name.trim().to_owned()
         }
@@ -136,7 +147,9 @@ pub fn input_from(resource: &Value) -> Result<UserInput, ScimError> {
         .or_else(|| primary_email(object));
     let external_id = match field(object, "externalId") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.chars().count() <= 256 && !s.chars().any(char::is_control) => {
+        Some(Value::String(s))
+            if s.chars().count() <= 256 && !s.chars().any(crate::core::text::is_unsafe) =>
+        {
             Some(s.clone())
         }
         Some(other) => {

@@ -84,7 +84,6 @@ fn attributes_and_excluded_attributes_select_what_is_returned() {
 /// bidirectional overrides pass, against the house rule for such text (`core::text::is_unsafe`),
 /// so `alice\u{202e}gro.evil@x` reads as another name on an admin's screen.
 #[test]
-#[ignore = "review finding: SCIM userName/externalId accept bidi overrides"]
 fn user_names_and_external_ids_with_bidi_overrides_are_refused() {
     for (field, value) in [
         ("userName", "adm\u{202e}gro.latipsoh@nimda"),
