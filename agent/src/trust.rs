@@ -10,7 +10,10 @@
 //! A bundle came over a connection verified under a CA this agent trusts, from a controller
 //! that authenticated this device. It is still checked before it replaces `ca.pem`: it must
 //! keep at least one CA trusted now (so a faulty bundle cannot cut the agent off from the
-//! controller that sent it), hold only CA certificates valid today, and be small.
+//! controller that sent it), add at most one CA (a rotation introduces one), never bring back
+//! a CA this agent dropped (`ca-dropped`: a retired CA, whose key may be why it was retired,
+//! cannot be slipped back in by whoever holds it), hold only CA certificates valid today, and
+//! be small.
 
 use ward_certs::CaHash;
 
@@ -18,6 +21,9 @@ use crate::state::StateDir;
 
 /// At most this many CAs in a bundle (a rotation has two).
 pub const MAX_BUNDLE: usize = 8;
+
+/// The CAs this agent stopped trusting, one hash a line.
+const DROPPED_FILE: &str = "ca-dropped";
 
 /// The hashes of `cas`, sorted, as the check-in reports them.
 pub fn hashes(cas: &[Vec<u8>]) -> Vec<String> {
@@ -42,6 +48,40 @@ pub fn accept_bundle(
         return Ok(false);
     }
     check_bundle(current, bundle, now)?;
+    let dropped_file = dir.root().join(DROPPED_FILE);
+    let mut dropped: Vec<String> = std::fs::read_to_string(&dropped_file)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let (now_trusted, offered) = (hashes(current), hashes(bundle));
+    let added: Vec<&String> = offered
+        .iter()
+        .filter(|h| !now_trusted.contains(h))
+        .collect();
+    if added.len() > 1 {
+        return Err(format!(
+            "the trust bundle adds {} CAs at once; a rotation adds one",
+            added.len()
+        ));
+    }
+    if let Some(back) = added.iter().find(|h| dropped.contains(h)) {
+        return Err(format!(
+            "the trust bundle brings back {back}, a CA this agent dropped (retired)"
+        ));
+    }
+    let removed: Vec<String> = now_trusted
+        .into_iter()
+        .filter(|h| !offered.contains(h))
+        .collect();
+    if !removed.is_empty() {
+        dropped.extend(removed);
+        let text: String = dropped.iter().map(|h| format!("{h}\n")).collect();
+        // Written before ca.pem: a crash between the two leaves the CA trusted and dropped,
+        // and the next bundle (without it) completes the change.
+        ward_certs::files::replace_file(&dropped_file, text.as_bytes(), 0o644)
+            .map_err(|e| format!("cannot write {}: {e}", dropped_file.display()))?;
+    }
     let pem: String = bundle
         .iter()
         .map(|c| ward_certs::certificate_to_pem(c))
@@ -135,6 +175,25 @@ mod tests {
             Ok(true)
         );
         let written = state.read_pem_certificates(&state.ca()).unwrap();
-        assert_eq!(hashes(&written), hashes(&[old, new]));
+        assert_eq!(hashes(&written), hashes(&[old.clone(), new.clone()]));
+
+        // Two new CAs at once are refused.
+        let (a, b) = (ca(), ca());
+        let both = vec![old.clone(), new.clone()];
+        assert!(accept_bundle(&state, &both, &[old.clone(), a, b], now()).is_err());
+        // The retirement drops the old CA; a later bundle bringing it back is refused.
+        assert_eq!(
+            accept_bundle(&state, &both, std::slice::from_ref(&new), now()),
+            Ok(true)
+        );
+        let after = vec![new.clone()];
+        assert!(accept_bundle(&state, &after, &[new.clone(), old.clone()], now()).is_err());
+        let written = state.read_pem_certificates(&state.ca()).unwrap();
+        assert_eq!(hashes(&written), hashes(std::slice::from_ref(&new)));
+        // The next rotation's CA is taken.
+        assert_eq!(
+            accept_bundle(&state, &after, &[new, stranger], now()),
+            Ok(true)
+        );
     }
 }
