@@ -137,6 +137,26 @@ impl CaSet {
             .collect()
     }
 
+    /// The trust bundle for an agent that reported trusting `reported` (sorted hashes): every
+    /// CA trusted now (DER), the one that signs first, when that differs from the report;
+    /// empty when it is the same, or when this replica lacks a CA a step named (the bundle
+    /// would be incomplete and the agent would drop a CA it still needs). On every check-in:
+    /// one read lock, no copy unless a bundle is due.
+    pub fn bundle_for(&self, reported: &[String]) -> Vec<Vec<u8>> {
+        let inner = self.read();
+        let same = inner.trusted.len() == reported.len()
+            && inner.trusted.iter().all(|h| reported.contains(h));
+        if same || !inner.standing.missing.is_empty() {
+            return Vec::new();
+        }
+        inner
+            .trusted
+            .iter()
+            .filter_map(|hash| held(&inner.held, hash))
+            .map(|ca| ca.cert_der().to_vec())
+            .collect()
+    }
+
     /// The hashes of the CAs trusted now, the one that signs first.
     pub fn trusted_hashes(&self) -> Vec<String> {
         self.read().trusted.clone()
@@ -467,7 +487,7 @@ fn verify_under(ca_der: &[u8], message: &[u8], signature: &[u8]) -> bool {
 }
 
 /// The files of a CA a rotation introduced: `ca-<first 16 hex digits of its hash>.pem/.key`.
-pub fn next_paths(dir: &Path, hash: &CaHash) -> (PathBuf, PathBuf) {
+fn next_paths(dir: &Path, hash: &CaHash) -> (PathBuf, PathBuf) {
     let hex = hash.to_string();
     let short = hex.trim_start_matches("sha256:").get(..16).unwrap_or("");
     (

@@ -160,6 +160,46 @@ fn audited_action(controller: &ControllerProcess, n: usize) {
     assert!(out.status.success(), "token create: {}", stderr(&out));
 }
 
+/// A real rsyslog over TLS, and a controller streaming its audit log to it with `extra`
+/// serve flags (and `/metrics`).
+struct Streaming {
+    rsyslog: Daemon,
+    controller: ControllerProcess,
+    /// What rsyslog wrote, a message a line.
+    file: PathBuf,
+    config: PathBuf,
+    port: u16,
+    metrics: String,
+}
+
+fn streaming(dir: &Path, extra: &[&str]) -> Streaming {
+    let port = free_port();
+    let file = dir.join("received.log");
+    let config = rsyslog_config(dir, port, &file);
+    let rsyslog = start_rsyslog(dir, &config, port);
+    let ca = dir.join("ca.pem");
+    let target = format!("tls://127.0.0.1:{port}");
+    let mut flags = vec![
+        "--audit-syslog",
+        target.as_str(),
+        "--audit-syslog-ca",
+        ca.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ];
+    flags.extend_from_slice(extra);
+    let controller = ControllerProcess::start_with(&dir.join("ward"), "127.0.0.1:0", &flags);
+    let metrics = controller.metrics_url();
+    Streaming {
+        rsyslog,
+        controller,
+        file,
+        config,
+        port,
+        metrics,
+    }
+}
+
 #[test]
 #[cfg_attr(
     not(ward_rsyslog),
@@ -167,25 +207,14 @@ fn audited_action(controller: &ControllerProcess, n: usize) {
 )]
 fn rsyslog_gets_every_audit_entry_in_order_across_its_restart() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let file = tmp.path().join("received.log");
-    let config = rsyslog_config(tmp.path(), port, &file);
-    let rsyslog = start_rsyslog(tmp.path(), &config, port);
-    let ca = tmp.path().join("ca.pem");
-    let data = tmp.path().join("ward");
-    let controller = ControllerProcess::start_with(
-        &data,
-        "127.0.0.1:0",
-        &[
-            "--audit-syslog",
-            &format!("tls://127.0.0.1:{port}"),
-            "--audit-syslog-ca",
-            ca.to_str().unwrap(),
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let metrics = controller.metrics_url();
+    let Streaming {
+        rsyslog,
+        controller,
+        file,
+        config,
+        port,
+        metrics,
+    } = streaming(tmp.path(), &[]);
     for n in 0..5 {
         audited_action(&controller, n);
     }
@@ -278,26 +307,13 @@ fn message_part(line: &str) -> Option<&str> {
 )]
 fn rsyslog_gets_every_audit_entry_as_an_ocsf_event() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let file = tmp.path().join("received.log");
-    let config = rsyslog_config(tmp.path(), port, &file);
-    let _rsyslog = start_rsyslog(tmp.path(), &config, port);
-    let ca = tmp.path().join("ca.pem");
-    let controller = ControllerProcess::start_with(
-        &tmp.path().join("ward"),
-        "127.0.0.1:0",
-        &[
-            "--audit-syslog",
-            &format!("tls://127.0.0.1:{port}"),
-            "--audit-syslog-ca",
-            ca.to_str().unwrap(),
-            "--audit-format",
-            "ocsf",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let metrics = controller.metrics_url();
+    let Streaming {
+        rsyslog: _rsyslog,
+        controller,
+        file,
+        metrics,
+        ..
+    } = streaming(tmp.path(), &["--audit-format", "ocsf"]);
     // A real enrollment, a token, a revocation, an admin identity and a read.
     let device = ward_e2e::process::AgentFixture::enroll(
         &controller,
@@ -478,26 +494,13 @@ fn bad_audit_syslog_values_exit_2_and_create_nothing() {
 )]
 fn rsyslog_gets_the_signed_checkpoints_and_they_verify() {
     let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let file = tmp.path().join("received.log");
-    let config = rsyslog_config(tmp.path(), port, &file);
-    let _rsyslog = start_rsyslog(tmp.path(), &config, port);
-    let ca = tmp.path().join("ca.pem");
-    let controller = ControllerProcess::start_with(
-        &tmp.path().join("ward"),
-        "127.0.0.1:0",
-        &[
-            "--audit-syslog",
-            &format!("tls://127.0.0.1:{port}"),
-            "--audit-syslog-ca",
-            ca.to_str().unwrap(),
-            "--audit-checkpoint-every",
-            "5",
-            "--metrics-listen",
-            "127.0.0.1:0",
-        ],
-    );
-    let metrics = controller.metrics_url();
+    let Streaming {
+        rsyslog: _rsyslog,
+        controller,
+        file,
+        metrics,
+        ..
+    } = streaming(tmp.path(), &["--audit-checkpoint-every", "5"]);
     for n in 0..12 {
         audited_action(&controller, n);
     }

@@ -134,14 +134,18 @@ impl App {
                     .create_next(now)
                     .map_err(|e| AppError::FailedPrecondition(e.to_string()))?;
                 let hash = ca.hash().to_string();
-                introduced_files = self.cas.files_of(&ca.hash());
-                let (cert, key) = crate::ca_set::next_paths(std::path::Path::new(""), &ca.hash());
-                details["files"] = json!([cert.display().to_string(), key.display().to_string()]);
+                let files = self.cas.files_of(&ca.hash()).unwrap_or_default();
+                let names: Vec<String> = files
+                    .iter()
+                    .filter_map(|f| f.file_name())
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .collect();
+                details["files"] = json!(names);
+                introduced_files = Some(files);
                 changes.push((hash.clone(), CaState::Introduced));
                 format!(
-                    "introduced the CA {hash}: agents trust it from their next check-in; copy {} and {} from this replica's data directory into every other replica's",
-                    cert.display(),
-                    key.display()
+                    "introduced the CA {hash}: agents trust it from their next check-in; copy {} from this replica's data directory into every other replica's",
+                    names.join(" and ")
                 )
             }
             RotationStep::Activate => {
@@ -255,22 +259,6 @@ impl App {
             error!(error = %e, "the CA rotation step is recorded, but this replica could not follow it yet; it tries again within 30 s");
         }
         self.rotation_report(done).await
-    }
-
-    /// The trust bundle for an agent that reported trusting `reported` (sorted hashes): every
-    /// CA trusted now, the one that signs first, when that differs from the report; empty when
-    /// it is the same, or when this replica lacks a CA a step named (the bundle would be
-    /// incomplete and the agent would drop a CA it still needs).
-    pub fn trust_bundle_for(&self, reported: &[String]) -> Vec<Vec<u8>> {
-        if !self.cas.standing().missing.is_empty() {
-            return Vec::new();
-        }
-        let mut trusted = self.cas.trusted_hashes();
-        trusted.sort_unstable();
-        if trusted == reported {
-            return Vec::new();
-        }
-        self.cas.trusted_ders()
     }
 
     /// Active devices whose agent has not reported trusting `hash`.

@@ -158,7 +158,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
             pending_commands: answer.pending.iter().map(command_to_device).collect(),
             policy: Some(policy_to_wire(&answer.policy)),
             trust_bundle_der: trusted_cas
-                .map(|reported| self.app.trust_bundle_for(&reported))
+                .map(|reported| self.app.cas().bundle_for(&reported))
                 .unwrap_or_default(),
         }))
     }
