@@ -196,4 +196,39 @@ mod tests {
             Ok(true)
         );
     }
+
+    /// Review finding (agent trust bundle, M): whoever holds the key of a CA still trusted
+    /// (the old CA a rotation is meant to retire, e.g. taken from a controller backup of
+    /// `ca.key`) and answers one check-in can swap the real new CA for one of their own:
+    /// the bundle keeps `old` (so "keeps a trusted CA" holds), adds one CA (theirs) and
+    /// drops `new`, which `ca-dropped` then refuses for ever. The real rotation can never
+    /// finish on this agent, and the attacker's CA outlives the retirement of `old`.
+    #[test]
+    #[ignore = "review finding: a bundle may drop the rotation's new CA and add another, and ca-dropped then locks the real CA out"]
+    fn the_old_ca_holder_cannot_swap_the_new_ca_for_their_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let (old, new, theirs) = (ca(), ca(), ca());
+        // The rotation introduced `new`: the agent trusts both.
+        let both = vec![old.clone(), new.clone()];
+        assert_eq!(
+            accept_bundle(&state, &[old.clone()], &both, now()),
+            Ok(true)
+        );
+        // A check-in answered by whoever holds old's key (a server certificate it signed is
+        // still trusted): `new` swapped for `theirs`.
+        let swapped = accept_bundle(&state, &both, &[old.clone(), theirs.clone()], now());
+        assert!(
+            swapped.is_err(),
+            "a bundle replacing the rotation's new CA with another was taken: {swapped:?}"
+        );
+        // Even if it was: the real controller's bundle must still be able to bring `new`
+        // (it was never retired by the controller, only dropped by the attacker's bundle).
+        let current = vec![old.clone(), theirs];
+        assert_eq!(
+            accept_bundle(&state, &current, &[new, old], now()),
+            Ok(true),
+            "the real new CA is locked out by ca-dropped"
+        );
+    }
 }
