@@ -300,6 +300,9 @@ impl std::fmt::Display for Withhold {
 pub struct OfflineTimer {
     state_dir: PathBuf,
     core: Mutex<Core>,
+    /// The last policy read: kept while `policy.json` cannot be read (an I/O error, no file
+    /// descriptor left), so a failing read never lifts the deadline.
+    policy: Mutex<Option<AgentPolicy>>,
 }
 
 impl OfflineTimer {
@@ -342,6 +345,7 @@ impl OfflineTimer {
             receipt: stored.as_ref().and_then(|r| r.receipt),
         };
         let timer = Self {
+            policy: Mutex::new(None),
             state_dir: state_dir.to_path_buf(),
             core: Mutex::new(Core {
                 clock,
@@ -477,13 +481,40 @@ impl OfflineTimer {
         }
     }
 
+    /// The policy the timer counts against: `policy.json`, or, when it cannot be read, the
+    /// last one read (fail closed: an unreadable file never lifts the deadline). None read
+    /// yet and none on disk: no timer.
+    pub fn policy(&self) -> AgentPolicy {
+        let mut last = self.policy.lock().unwrap_or_else(PoisonError::into_inner);
+        match AgentPolicy::load(&self.state_dir) {
+            Some(read) => {
+                *last = Some(read.clone());
+                read
+            }
+            None => {
+                if last.is_some()
+                    && self
+                        .state_dir
+                        .join("policy.json")
+                        .symlink_metadata()
+                        .is_ok()
+                {
+                    warn!(
+                        "offline timer: policy.json cannot be read; counting against the last policy read"
+                    );
+                }
+                last.clone().unwrap_or_default()
+            }
+        }
+    }
+
     /// Whether the messaging app must go without its key, by the timer: past the deadline
     /// ([`Self::overdue`]), or while the count runs past what is written down (writing it
     /// fails: a full disk on a copy-on-write filesystem, an I/O error), so that no time in
     /// which the key was handed out can be lost to a restart. Never without a policy timer.
     pub fn withhold(&self) -> Option<Withhold> {
         let (now, last_checkin) = self.tick();
-        let policy = AgentPolicy::load(&self.state_dir).unwrap_or_default();
+        let policy = self.policy();
         let deadline = deadline(&policy, last_checkin)?;
         if now >= deadline {
             return Some(Withhold::Overdue { deadline });
@@ -532,7 +563,7 @@ pub async fn run(timer: Arc<OfflineTimer>, wiper: Wiper) {
     let mut said_out_of_reach: Option<String> = None;
     loop {
         let (now, last_checkin) = timer.tick();
-        let policy = AgentPolicy::load(&wiper.state_dir).unwrap_or_default();
+        let policy = timer.policy();
         let waiting = retry_at.is_some_and(|at| tokio::time::Instant::now() < at);
         // A wipe the timer began is finished (and reported) even if a check-in has moved the
         // deadline since.

@@ -10,10 +10,12 @@
 //! A bundle came over a connection verified under a CA this agent trusts, from a controller
 //! that authenticated this device. It is still checked before it replaces `ca.pem`: it must
 //! keep at least one CA trusted now (so a faulty bundle cannot cut the agent off from the
-//! controller that sent it), add at most one CA (a rotation introduces one), never bring back
-//! a CA this agent dropped (`ca-dropped`: a retired CA, whose key may be why it was retired,
-//! cannot be slipped back in by whoever holds it), hold only CA certificates valid today, and
-//! be small.
+//! controller that sent it), add at most one CA (a rotation introduces one), hold only CA
+//! certificates valid today, and be small. A bundle that both adds a CA and leaves one out
+//! is taken only for its addition: a CA is dropped only by a bundle that adds none (a
+//! retirement). So whoever answers one check-in with a CA key still trusted (the key a
+//! rotation may be replacing) cannot swap the new CA for theirs: the controller's next
+//! answer removes theirs, and the new CA was never dropped.
 
 use ward_certs::CaHash;
 
@@ -21,9 +23,6 @@ use crate::state::StateDir;
 
 /// At most this many CAs in a bundle (a rotation has two).
 pub const MAX_BUNDLE: usize = 8;
-
-/// The CAs this agent stopped trusting, one hash a line.
-const DROPPED_FILE: &str = "ca-dropped";
 
 /// The hashes of `cas`, sorted, as the check-in reports them.
 pub fn hashes(cas: &[Vec<u8>]) -> Vec<String> {
@@ -48,16 +47,10 @@ pub fn accept_bundle(
         return Ok(false);
     }
     check_bundle(current, bundle, now)?;
-    let dropped_file = dir.root().join(DROPPED_FILE);
-    let mut dropped: Vec<String> = std::fs::read_to_string(&dropped_file)
-        .unwrap_or_default()
-        .lines()
-        .map(str::to_owned)
-        .collect();
     let (now_trusted, offered) = (hashes(current), hashes(bundle));
-    let added: Vec<&String> = offered
+    let added: Vec<&Vec<u8>> = bundle
         .iter()
-        .filter(|h| !now_trusted.contains(h))
+        .filter(|c| !now_trusted.contains(&CaHash::of_certificate(c).to_string()))
         .collect();
     if added.len() > 1 {
         return Err(format!(
@@ -65,24 +58,14 @@ pub fn accept_bundle(
             added.len()
         ));
     }
-    if let Some(back) = added.iter().find(|h| dropped.contains(h)) {
-        return Err(format!(
-            "the trust bundle brings back {back}, a CA this agent dropped (retired)"
-        ));
-    }
-    let removed: Vec<String> = now_trusted
-        .into_iter()
-        .filter(|h| !offered.contains(h))
-        .collect();
-    if !removed.is_empty() {
-        dropped.extend(removed);
-        let text: String = dropped.iter().map(|h| format!("{h}\n")).collect();
-        // Written before ca.pem: a crash between the two leaves the CA trusted and dropped,
-        // and the next bundle (without it) completes the change.
-        ward_certs::files::replace_file(&dropped_file, text.as_bytes(), 0o644)
-            .map_err(|e| format!("cannot write {}: {e}", dropped_file.display()))?;
-    }
-    let pem: String = bundle
+    let removes = now_trusted.iter().any(|h| !offered.contains(h));
+    // Both at once: the addition only, every CA trusted now kept.
+    let taken: Vec<Vec<u8>> = if removes && !added.is_empty() {
+        current.iter().chain(added).cloned().collect()
+    } else {
+        bundle.to_vec()
+    };
+    let pem: String = taken
         .iter()
         .map(|c| ward_certs::certificate_to_pem(c))
         .collect();
@@ -181,13 +164,12 @@ mod tests {
         let (a, b) = (ca(), ca());
         let both = vec![old.clone(), new.clone()];
         assert!(accept_bundle(&state, &both, &[old.clone(), a, b], now()).is_err());
-        // The retirement drops the old CA; a later bundle bringing it back is refused.
+        // The retirement drops the old CA (a bundle that adds nothing).
         assert_eq!(
             accept_bundle(&state, &both, std::slice::from_ref(&new), now()),
             Ok(true)
         );
         let after = vec![new.clone()];
-        assert!(accept_bundle(&state, &after, &[new.clone(), old.clone()], now()).is_err());
         let written = state.read_pem_certificates(&state.ca()).unwrap();
         assert_eq!(hashes(&written), hashes(std::slice::from_ref(&new)));
         // The next rotation's CA is taken.
@@ -204,7 +186,6 @@ mod tests {
     /// drops `new`, which `ca-dropped` then refuses for ever. The real rotation can never
     /// finish on this agent, and the attacker's CA outlives the retirement of `old`.
     #[test]
-    #[ignore = "review finding: a bundle may drop the rotation's new CA and add another, and ca-dropped then locks the real CA out"]
     fn the_old_ca_holder_cannot_swap_the_new_ca_for_their_own() {
         let dir = tempfile::tempdir().unwrap();
         let state = StateDir::new(dir.path());
@@ -212,23 +193,23 @@ mod tests {
         // The rotation introduced `new`: the agent trusts both.
         let both = vec![old.clone(), new.clone()];
         assert_eq!(
-            accept_bundle(&state, &[old.clone()], &both, now()),
+            accept_bundle(&state, std::slice::from_ref(&old), &both, now()),
             Ok(true)
         );
         // A check-in answered by whoever holds old's key (a server certificate it signed is
         // still trusted): `new` swapped for `theirs`.
-        let swapped = accept_bundle(&state, &both, &[old.clone(), theirs.clone()], now());
+        accept_bundle(&state, &both, &[old.clone(), theirs.clone()], now()).unwrap();
+        let current = state.read_pem_certificates(&state.ca()).unwrap();
         assert!(
-            swapped.is_err(),
-            "a bundle replacing the rotation's new CA with another was taken: {swapped:?}"
+            hashes(&current).contains(&CaHash::of_certificate(&new).to_string()),
+            "a bundle swapping the rotation's new CA for another dropped it"
         );
-        // Even if it was: the real controller's bundle must still be able to bring `new`
-        // (it was never retired by the controller, only dropped by the attacker's bundle).
-        let current = vec![old.clone(), theirs];
+        // The real controller's next answer removes theirs (a bundle that adds nothing).
         assert_eq!(
-            accept_bundle(&state, &current, &[new, old], now()),
-            Ok(true),
-            "the real new CA is locked out by ca-dropped"
+            accept_bundle(&state, &current, &[new.clone(), old.clone()], now()),
+            Ok(true)
         );
+        let healed = state.read_pem_certificates(&state.ca()).unwrap();
+        assert_eq!(hashes(&healed), hashes(&[new, old]));
     }
 }
