@@ -183,8 +183,8 @@ mod tests {
     /// (the old CA a rotation is meant to retire, e.g. taken from a controller backup of
     /// `ca.key`) and answers one check-in can swap the real new CA for one of their own:
     /// the bundle keeps `old` (so "keeps a trusted CA" holds), adds one CA (theirs) and
-    /// drops `new`, which `ca-dropped` then refuses for ever. The real rotation can never
-    /// finish on this agent, and the attacker's CA outlives the retirement of `old`.
+    /// drops `new`, which the former `ca-dropped` list then refused for ever. Now the bundle is
+    /// taken for its addition only, and the controller's next answer removes theirs.
     #[test]
     fn the_old_ca_holder_cannot_swap_the_new_ca_for_their_own() {
         let dir = tempfile::tempdir().unwrap();
