@@ -58,9 +58,21 @@ enum Command {
         /// The controller CA's hash, sha256:HEX, as printed by `wardctl token create`
         #[arg(long, value_name = "sha256:HEX")]
         ca_hash: String,
-        /// Where to keep the device's private key
-        #[arg(long, value_enum, default_value_t = SecretStoreKind::platform_default())]
-        secret_store: SecretStoreKind,
+        /// Where to keep the device's private key [default: tpm when --tpm finds a TPM, else
+        /// file on Linux, keyring on macOS and Windows]. In the TPM the key is made there and
+        /// never leaves it, so a copy of the state directory cannot act as the device
+        #[arg(long, value_enum)]
+        secret_store: Option<SecretStoreKind>,
+        /// The TPM for --secret-store tpm: auto (/dev/tpmrm0 when it exists and tpm2-tools is
+        /// installed), none, or a TCTI such as device:/dev/tpmrm0 or swtpm:path=/run/swtpm.sock.
+        /// `ward-agent run` must then be given the same TPM
+        #[arg(
+            long,
+            env = "WARD_AGENT_TPM",
+            default_value = "auto",
+            value_name = "auto|none|TCTI"
+        )]
+        tpm: TpmChoice,
         #[command(flatten)]
         state: StateArgs,
     },
@@ -85,9 +97,8 @@ enum Command {
         /// Where to keep a new messaging data key: auto (the TPM at /dev/tpmrm0 when it exists
         /// and tpm2-tools is installed, else the secret store), none, or a TCTI such as
         /// device:/dev/tpmrm0 or swtpm:path=/run/swtpm.sock (which must answer). A key made
-        /// earlier stays where it was made. It protects the messaging data key only: the
-        /// device's own key (its mTLS identity, which signs receipts) stays in the secret
-        /// store; holding it in the TPM is not supported yet
+        /// earlier stays where it was made. A device key enrolled into the TPM
+        /// (--secret-store tpm) is reached through this TPM too
         #[arg(
             long,
             env = "WARD_AGENT_TPM",
@@ -177,9 +188,16 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
             token,
             ca_hash,
             secret_store,
+            tpm,
             state,
         } => {
             init_tracing(LogFormat::Text, "warn");
+            let tpm = tpm.resolve();
+            let secret_store = secret_store.unwrap_or(if tpm.is_some() {
+                SecretStoreKind::Tpm
+            } else {
+                SecretStoreKind::platform_default()
+            });
             let options =
                 EnrollOptions {
                     server: server.parse().map_err(
@@ -190,6 +208,7 @@ async fn dispatch(cli: Cli) -> Result<(), AgentError> {
                         .parse::<CaHash>()
                         .map_err(|e| AgentError::Usage(e.to_string()))?,
                     secret_store,
+                    tpm,
                 };
             let dir = StateDir::new(state.state_dir);
             let enrolled = enroll_with_clock(&dir, options, &clock).await?;

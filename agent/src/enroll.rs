@@ -5,7 +5,7 @@ use tonic::Code;
 use tracing::info;
 use ward_certs::files::{create_private_dir, create_public_file};
 use ward_certs::validate::validate_client_certificate;
-use ward_certs::{CaHash, Identity, PrivateKeyDer, certificate_to_pem, csr::make_csr};
+use ward_certs::{CaHash, DeviceKey, Identity, PrivateKeyDer, certificate_to_pem};
 use ward_proto::transport::{ChannelOptions, ServerUrl, connect, error_chain};
 use ward_proto::v1::EnrollRequest;
 use ward_proto::v1::enrollment_service_client::EnrollmentServiceClient;
@@ -15,6 +15,7 @@ use crate::error::AgentError;
 use crate::facts;
 use crate::secrets::{SecretStore, SecretStoreKind};
 use crate::state::{AgentState, STATE_VERSION, StateDir};
+use crate::tpm_key::TpmDeviceKey;
 
 #[derive(Debug)]
 pub struct EnrollOptions {
@@ -22,6 +23,8 @@ pub struct EnrollOptions {
     pub token: zeroize::Zeroizing<String>,
     pub ca_hash: CaHash,
     pub secret_store: SecretStoreKind,
+    /// The TPM that makes and holds the device key (`secret_store: Tpm`).
+    pub tpm: Option<crate::tpm::Tpm>,
 }
 
 /// Enrolls this device. Nothing is written to the state directory unless the controller
@@ -50,9 +53,9 @@ pub async fn enroll_with_clock(
     }
     // Where the key will live must work before the one-time token is spent.
     let created_dir = !dir.root().exists();
-    let result = match SecretStore::probe(options.secret_store, dir.root()).await {
+    let result = match probe(dir, &options).await {
         Ok(()) => enroll_checked(dir, options, clock).await,
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     };
     if result.is_err() && created_dir {
         // A refused or failed enrollment leaves nothing behind.
@@ -61,14 +64,71 @@ pub async fn enroll_with_clock(
     result
 }
 
+/// Checks that the chosen store can keep the key, before the token is spent.
+async fn probe(dir: &StateDir, options: &EnrollOptions) -> Result<(), AgentError> {
+    match (options.secret_store, &options.tpm) {
+        (SecretStoreKind::Tpm, None) => Err(AgentError::Usage(
+            "--secret-store tpm needs a TPM: none was found (/dev/tpmrm0 with tpm2-tools installed), and --tpm named none; name one with --tpm TCTI, or choose --secret-store file".into(),
+        )),
+        (SecretStoreKind::Tpm, Some(tpm)) => {
+            tpm.probe().await.map_err(|e| {
+                AgentError::Failed(format!(
+                    "the TPM does not answer ({e}); nothing was sent. Enroll with --secret-store file to keep the device key without it"
+                ))
+            })?;
+            create_private_dir(dir.root())
+                .map_err(|source| dir.io("cannot create", dir.root(), source).into())
+        }
+        (kind, _) => SecretStore::probe(kind, dir.root())
+            .await
+            .map_err(Into::into),
+    }
+}
+
 async fn enroll_checked(
     dir: &StateDir,
     options: EnrollOptions,
     clock: &SharedClock,
 ) -> Result<AgentState, AgentError> {
-    let key = PrivateKeyDer::generate().map_err(|e| AgentError::Failed(e.to_string()))?;
+    match (options.secret_store, options.tpm.clone()) {
+        (SecretStoreKind::Tpm, Some(tpm)) => {
+            let held = TpmDeviceKey::create(&tpm, dir.root())
+                .await
+                .map_err(|e| {
+                    AgentError::Failed(format!(
+                        "cannot make the device key in the TPM ({e}); nothing was sent. Enroll with --secret-store file to keep it without the TPM"
+                    ))
+                })?;
+            let handle = held.handle();
+            let key = DeviceKey::held(std::sync::Arc::new(held))
+                .map_err(|e| AgentError::Failed(e.to_string()))?;
+            let result = enroll_with_key(dir, options, clock, &key, Some(handle)).await;
+            if result.is_err() {
+                // A refused enrollment leaves nothing behind, in the TPM either.
+                if let Err(e) = TpmDeviceKey::destroy(&tpm, handle, dir.root()).await {
+                    tracing::warn!(error = %e, handle = format!("{handle:#010x}"), "cannot evict the device key of the failed enrollment from the TPM");
+                }
+            }
+            result
+        }
+        _ => {
+            let key = PrivateKeyDer::generate().map_err(|e| AgentError::Failed(e.to_string()))?;
+            enroll_with_key(dir, options, clock, &DeviceKey::from(key), None).await
+        }
+    }
+}
+
+async fn enroll_with_key(
+    dir: &StateDir,
+    options: EnrollOptions,
+    clock: &SharedClock,
+    key: &DeviceKey,
+    tpm_key_handle: Option<u32>,
+) -> Result<AgentState, AgentError> {
     let hostname = facts::collect().hostname;
-    let csr = make_csr(&key, &hostname).map_err(|e| AgentError::Failed(e.to_string()))?;
+    let csr = key
+        .make_csr(&hostname)
+        .map_err(|e| AgentError::Failed(e.to_string()))?;
 
     let (tls, pin_report) =
         ward_certs::tls::pinned_client_config_with_time(options.ca_hash, tls_time(clock))
@@ -141,11 +201,13 @@ async fn enroll_checked(
     };
 
     create_private_dir(dir.root()).map_err(|source| dir.io("cannot create", dir.root(), source))?;
-    let store = SecretStore::new(options.secret_store, dir.key_file(), &device_id);
-    store
-        .put(&key)
-        .await
-        .map_err(|e| AgentError::Failed(e.to_string()))?;
+    if let Some(key) = key.in_memory() {
+        let store = SecretStore::new(options.secret_store, dir.key_file(), &device_id);
+        store
+            .put(key)
+            .await
+            .map_err(|e| AgentError::Failed(e.to_string()))?;
+    }
     write_public(
         dir,
         &dir.certificate(),
@@ -160,6 +222,7 @@ async fn enroll_checked(
         server_url: options.server.to_string(),
         ca_hash: options.ca_hash.to_string(),
         secret_store: options.secret_store,
+        tpm_key_handle,
         enrolled_at: crate::rfc3339(clock.now()),
         certificate_expires_at: crate::rfc3339(peer.not_after),
         checkin_interval_seconds: interval,

@@ -8,7 +8,7 @@ use base64::engine::general_purpose::STANDARD;
 use tokio::sync::mpsc;
 use tonic::Code;
 use tracing::{error, info, warn};
-use ward_certs::PrivateKeyDer;
+use ward_certs::DeviceKey;
 use ward_proto::v1::{self, AcknowledgeRequest, DeviceCommand, ReportResultRequest};
 
 use crate::ledger::{Action, Entry, Ledger, Status};
@@ -33,13 +33,13 @@ pub struct Executor {
     pub vault: std::sync::Arc<VaultSlot>,
     pub platform: Arc<dyn Platform>,
     pub device_id: String,
-    pub device_key: PrivateKeyDer,
+    pub device_key: DeviceKey,
     pub link: Arc<Link>,
     /// A program that erases the whole device (`--full-erase-hook`); without one, full wipes
     /// are refused.
     pub full_erase_hook: Option<std::path::PathBuf>,
     /// Where the device key lives, to destroy it when a full wipe retires the agent.
-    pub device_key_store: crate::secrets::SecretStore,
+    pub device_key_store: crate::device_key::DeviceKeyStore,
     /// Told when a full wipe has destroyed the agent's own data: the agent must stop.
     pub retired: Arc<tokio::sync::Notify>,
     /// The agent's clock: ledger entries are stamped with it.

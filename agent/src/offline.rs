@@ -63,8 +63,8 @@ use ward_certs::files::replace_file;
 use ward_proto::v1::WipeReceipt;
 
 use crate::clock::SharedClock;
+use crate::device_key::DeviceKeyStore;
 use crate::policy::AgentPolicy;
-use crate::secrets::SecretStore;
 use crate::timer_file;
 use crate::vault::{Vault, WipeJournal, WipeStep};
 use crate::vault_slot::VaultSlot;
@@ -551,7 +551,7 @@ pub struct Wiper {
     pub vault: Arc<VaultSlot>,
     /// Held by every wipe, commanded or not, so they never overlap.
     pub wipe_lock: Arc<tokio::sync::Mutex<()>>,
-    pub key_store: SecretStore,
+    pub key_store: DeviceKeyStore,
     pub device_id: String,
     pub state_dir: PathBuf,
 }
@@ -675,7 +675,7 @@ async fn sign(
     key_destroyed: bool,
     at: OffsetDateTime,
 ) -> Option<PendingReport> {
-    let key = match wiper.key_store.get().await {
+    let key = match wiper.key_store.load().await {
         Ok(key) => key,
         Err(e) => {
             error!(error = %e, "the data is wiped but the device key, which signs the receipt, is unavailable");

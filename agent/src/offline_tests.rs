@@ -5,7 +5,7 @@ use time::OffsetDateTime;
 
 use super::*;
 use crate::clock::{Clock, ManualClock};
-use crate::secrets::SecretStoreKind;
+use crate::secrets::{SecretStore, SecretStoreKind};
 
 const HOUR: Duration = Duration::from_secs(3600);
 const MINUTE: Duration = Duration::from_secs(60);
@@ -130,7 +130,11 @@ fn wiper(dir: &Path, vault: &Arc<Vault>) -> Wiper {
     Wiper {
         vault: Arc::new(VaultSlot::opened(vault.clone())),
         wipe_lock: Arc::default(),
-        key_store: SecretStore::new(SecretStoreKind::File, dir.join("device.key"), "dev-1"),
+        key_store: crate::device_key::DeviceKeyStore::Secret(SecretStore::new(
+            SecretStoreKind::File,
+            dir.join("device.key"),
+            "dev-1",
+        )),
         device_id: "dev-1".into(),
         state_dir: dir.to_path_buf(),
     }
@@ -152,7 +156,7 @@ async fn the_timer_wipes_once_and_leaves_a_signed_receipt_to_report() {
     policy(72).save(&dir).unwrap();
     let (vault, messaging) = vault_with_canary(tmp.path(), &dir).await;
     let wiper = wiper(&dir, &vault);
-    let key = wiper.key_store.get().await.unwrap();
+    let key = wiper.key_store.load().await.unwrap();
     let clock = ManualClock::new(t0());
     let timer = Arc::new(OfflineTimer::load(&dir, "dev-1", clock.shared(), t0()));
     let task = tokio::spawn(run(timer.clone(), wiper));
@@ -166,8 +170,7 @@ async fn the_timer_wipes_once_and_leaves_a_signed_receipt_to_report() {
     let receipt = eventually_pending(&dir).await;
     assert!(!messaging.join("chat.db").exists());
     assert!(!vault.key_present().await.unwrap());
-    let spki =
-        ward_certs::VerifiedCsr::from_der(&ward_certs::csr::make_csr(&key, "x").unwrap()).unwrap();
+    let spki = ward_certs::VerifiedCsr::from_der(&key.make_csr("x").unwrap()).unwrap();
     let signed = ward_certs::receipt::SignedReceipt {
         body: receipt.body,
         signature: receipt.signature,
@@ -249,7 +252,11 @@ async fn a_vault_that_cannot_open_yet_is_tried_again() {
     let wiper = Wiper {
         vault: slot.clone(),
         wipe_lock: Arc::default(),
-        key_store: SecretStore::new(SecretStoreKind::File, dir.join("device.key"), "dev-1"),
+        key_store: crate::device_key::DeviceKeyStore::Secret(SecretStore::new(
+            SecretStoreKind::File,
+            dir.join("device.key"),
+            "dev-1",
+        )),
         device_id: "dev-1".into(),
         state_dir: dir.clone(),
     };

@@ -6,7 +6,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ward_certs::receipt::{Sanitization, SignedReceipt, WipeReceiptBody, WipeScope};
 use ward_certs::sanitization::{FILES_METHOD, METHOD, VERIFICATION_METHOD};
-use ward_certs::{CertError, PrivateKeyDer};
+use ward_certs::{CertError, DeviceKey};
 
 use crate::vault::{Vault, WipeJournal};
 
@@ -30,9 +30,9 @@ pub fn sign(
     vault: &Vault,
     journal: &WipeJournal,
     wiped: Wiped,
-    device_key: &PrivateKeyDer,
+    device_key: &DeviceKey,
 ) -> Result<SignedReceipt, CertError> {
-    body(vault, journal, wiped, device_key)?.sign(device_key)
+    body(vault, journal, wiped, device_key)?.sign_with(device_key)
 }
 
 /// The receipt body, unsigned (tests read it).
@@ -40,7 +40,7 @@ pub fn body(
     vault: &Vault,
     journal: &WipeJournal,
     wiped: Wiped,
-    device_key: &PrivateKeyDer,
+    device_key: &DeviceKey,
 ) -> Result<WipeReceiptBody, CertError> {
     let (files_found, bytes_found) = journal
         .found

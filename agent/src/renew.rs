@@ -7,14 +7,12 @@ use std::time::Duration;
 use time::OffsetDateTime;
 use tracing::{info, warn};
 use ward_certs::validate::validate_client_certificate_by_any;
-use ward_certs::{
-    Identity, PrivateKeyDer, certificate_to_pem, csr::make_csr, key_matches_certificate,
-};
+use ward_certs::{DeviceKey, Identity, PrivateKeyDer, certificate_to_pem};
 use ward_proto::v1::RenewRequest;
 
 use crate::clock::SharedClock;
+use crate::device_key::DeviceKeyStore;
 use crate::link::{CALL_TIMEOUT, Link};
-use crate::secrets::SecretStore;
 use crate::state::StateDir;
 
 /// When to renew: `not_before` plus two thirds of the lifetime, moved by up to ±5 % of it
@@ -71,11 +69,12 @@ pub fn renewal_key(dir: &StateDir) -> Result<PrivateKeyDer, String> {
 }
 
 /// Finishes a renewal a crash interrupted: the new certificate is kept only if it belongs to
-/// the key in the secret store.
-pub fn recover(dir: &StateDir, key: &PrivateKeyDer) {
+/// the device key (the one in the secret store, or the TPM's).
+pub fn recover(dir: &StateDir, key: &DeviceKey) {
     // A crash after the renewed key went into the secret store: that renewal is done.
     let saved = renewal_key_path(dir);
-    if let Ok(text) = std::fs::read_to_string(&saved)
+    if let Some(key) = key.in_memory()
+        && let Ok(text) = std::fs::read_to_string(&saved)
         && let Ok(renewal) = PrivateKeyDer::from_pem(&text)
         && renewal.as_bytes() == key.as_bytes()
     {
@@ -88,7 +87,7 @@ pub fn recover(dir: &StateDir, key: &PrivateKeyDer) {
     let matches = ward_certs::certificates_from_pem(&text)
         .ok()
         .and_then(|certs| certs.into_iter().next())
-        .is_some_and(|cert| key_matches_certificate(key, &cert));
+        .is_some_and(|cert| key.matches_certificate(&cert));
     let outcome = if matches {
         std::fs::rename(&pending, dir.certificate())
     } else {
@@ -103,31 +102,47 @@ pub fn recover(dir: &StateDir, key: &PrivateKeyDer) {
     }
 }
 
-/// Renews now: new key, CSR, new certificate for the same identity, stored safely.
+/// Renews now: new key (the same one for a key the TPM holds), CSR, new certificate for the
+/// same identity, stored safely.
 pub async fn renew(
     dir: &StateDir,
     device_id: &str,
-    store: &SecretStore,
+    (store, current): (&DeviceKeyStore, &DeviceKey),
     link: &Link,
     cas: &[Vec<u8>],
     clock: &SharedClock,
 ) -> Result<OffsetDateTime, String> {
-    let key = renewal_key(dir)?;
+    let key = key_for_renewal(dir, store, current)?;
     renew_with(&key, dir, device_id, store, link, cas, clock).await
+}
+
+/// The key a renewal sends: a new one from [`renewal_key`] for a key in memory, the TPM's own.
+fn key_for_renewal(
+    dir: &StateDir,
+    store: &DeviceKeyStore,
+    current: &DeviceKey,
+) -> Result<DeviceKey, String> {
+    if store.renews_key() {
+        renewal_key(dir).map(DeviceKey::from)
+    } else {
+        Ok(current.clone())
+    }
 }
 
 /// Renews with `key`. A retry after a lost answer must send the same key: the controller
 /// tells a retry from a second party renewing the same device by the key.
 pub async fn renew_with(
-    key: &PrivateKeyDer,
+    key: &DeviceKey,
     dir: &StateDir,
     device_id: &str,
-    store: &SecretStore,
+    store: &DeviceKeyStore,
     link: &Link,
     cas: &[Vec<u8>],
     clock: &SharedClock,
 ) -> Result<OffsetDateTime, String> {
-    let csr = make_csr(key, &crate::facts::collect().hostname).map_err(|e| e.to_string())?;
+    let csr = key
+        .make_csr(&crate::facts::collect().hostname)
+        .map_err(|e| e.to_string())?;
     let mut connected = link.client().await.map_err(|(_, e)| e)?;
     let response = tokio::time::timeout(
         CALL_TIMEOUT,
@@ -150,7 +165,7 @@ pub async fn renew_with(
             peer.identity
         ));
     }
-    if !key_matches_certificate(key, &response.certificate_der) {
+    if !key.matches_certificate(&response.certificate_der) {
         return Err("the renewed certificate is not for the key this agent sent".into());
     }
     // New certificate beside the old one, then the key, then the certificate into place:
@@ -184,7 +199,7 @@ fn parse_uuid(id: &str) -> Result<uuid::Uuid, String> {
 pub async fn renewal_loop(
     dir: StateDir,
     device_id: String,
-    store: SecretStore,
+    (store, current): (DeviceKeyStore, DeviceKey),
     link: std::sync::Arc<Link>,
     cas: Vec<Vec<u8>>,
     (not_before, not_after): (OffsetDateTime, OffsetDateTime),
@@ -206,7 +221,7 @@ pub async fn renewal_loop(
             continue;
         }
         if key.is_none() {
-            match renewal_key(&dir) {
+            match key_for_renewal(&dir, &store, &current) {
                 Ok(made) => key = Some(made),
                 Err(e) => warn!(error = %e, "cannot make a key for the renewal"),
             }

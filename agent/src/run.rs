@@ -30,13 +30,13 @@ use crate::backoff::Backoff;
 use crate::checkin::{CheckIn, check_in_loop, store_policy};
 use crate::clock::{SharedClock, tls_time};
 use crate::connection::Recorder;
+use crate::device_key::DeviceKeyStore;
 use crate::error::AgentError;
 use crate::executor::{Executor, Work};
 use crate::ledger::Ledger;
 use crate::link::Link;
 use crate::local_api;
 use crate::offline::{OfflineTimer, Wiper};
-use crate::secrets::SecretStore;
 use crate::state::StateDir;
 use crate::vault_slot::{VaultOpener, VaultSlot};
 
@@ -138,7 +138,7 @@ pub async fn run(
         Wiper {
             vault: vault.clone(),
             wipe_lock: wipe_lock.clone(),
-            key_store: SecretStore::new(state.secret_store, dir.key_file(), &state.device_id),
+            key_store: DeviceKeyStore::of(&state, dir, &options.tpm),
             device_id: state.device_id.clone(),
             state_dir: dir.root().to_path_buf(),
         },
@@ -244,8 +244,8 @@ async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {
     let (dir, options) = (agent.dir, agent.options);
     let clock = &options.clock;
     let mut state = dir.load()?;
-    let key_store = SecretStore::new(state.secret_store, dir.key_file(), &state.device_id);
-    let key = key_store.get().await?;
+    let key_store = DeviceKeyStore::of(&state, dir, &options.tpm);
+    let key = key_store.load().await?;
     crate::renew::recover(dir, &key);
     let certificate = dir.read_pem_certificates(&dir.certificate())?;
     // The CAs trusted for the controller: the one pinned at enrollment, or the trust bundle
@@ -297,7 +297,7 @@ async fn session(agent: &Agent<'_>) -> Result<Session, AgentError> {
     let mut renewed = Task(tokio::spawn(crate::renew::renewal_loop(
         dir.clone(),
         state.device_id.clone(),
-        key_store.clone(),
+        (key_store.clone(), key.clone()),
         link.clone(),
         cas.clone(),
         (not_before, not_after),

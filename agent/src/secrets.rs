@@ -16,6 +16,9 @@ pub enum SecretStoreKind {
     File,
     /// The OS secret store: Keychain, Credential Manager, or Secret Service on a Linux desktop
     Keyring,
+    /// Made inside the TPM and never exported (the device key only; other secrets then go to
+    /// a 0600 file)
+    Tpm,
 }
 
 impl SecretStoreKind {
@@ -52,6 +55,12 @@ pub enum SecretError {
         "the OS keyring accepted the device key but returned something else when read back; enroll with --secret-store file"
     )]
     KeyringReadBack,
+    #[error(
+        "the device key is held in a TPM (persistent handle {handle:#010x}) but no TPM is reachable: run with --tpm auto on the device that holds it (the TPM at /dev/tpmrm0, tpm2-tools installed) or --tpm TCTI"
+    )]
+    NoTpm { handle: u32 },
+    #[error("the device key in the TPM: {0}")]
+    Tpm(String),
 }
 
 /// The device key's home, chosen at enrollment and recorded in state.json.
@@ -73,7 +82,8 @@ impl SecretStore {
     /// `file`).
     pub fn named(kind: SecretStoreKind, file: PathBuf, name: &str, device_id: &str) -> Self {
         match kind {
-            SecretStoreKind::File => SecretStore::File { path: file },
+            // The TPM holds the device key alone (crate::device_key); other secrets go to a file.
+            SecretStoreKind::File | SecretStoreKind::Tpm => SecretStore::File { path: file },
             SecretStoreKind::Keyring => SecretStore::Keyring {
                 service: KEYRING_SERVICE.to_owned(),
                 account: format!("{name}/{device_id}"),
@@ -85,7 +95,7 @@ impl SecretStore {
     /// must store, return and delete a probe entry; a file store needs a writable directory.
     pub async fn probe(kind: SecretStoreKind, dir: &std::path::Path) -> Result<(), SecretError> {
         match kind {
-            SecretStoreKind::File => {
+            SecretStoreKind::File | SecretStoreKind::Tpm => {
                 ward_certs::files::create_private_dir(dir).map_err(|source| {
                     SecretError::FileWrite {
                         path: dir.display().to_string(),

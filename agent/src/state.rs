@@ -6,6 +6,7 @@
 //!   device.pem       the device certificate
 //!   ca.pem           the controller's CA, pinned at enrollment
 //!   device.key       the private key, 0600 (file secret store only)
+//!   device-key.tpm-auth  the authorization value of the key in the TPM, 0600 (tpm only)
 //! ```
 //! `state.json` is written last at enrollment: its presence means "enrolled".
 
@@ -27,6 +28,9 @@ pub struct AgentState {
     pub server_url: String,
     pub ca_hash: String,
     pub secret_store: SecretStoreKind,
+    /// The TPM persistent handle of the device key (`secret_store: tpm` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tpm_key_handle: Option<u32>,
     pub enrolled_at: String,
     pub certificate_expires_at: String,
     pub checkin_interval_seconds: u32,
@@ -101,6 +105,12 @@ impl StateDir {
                     "state version {} is not supported by this agent (expects {STATE_VERSION})",
                     state.version
                 ),
+            });
+        }
+        if (state.secret_store == SecretStoreKind::Tpm) != state.tpm_key_handle.is_some() {
+            return Err(StateError::Damaged {
+                path: path.display().to_string(),
+                why: "secret_store tpm and tpm_key_handle go together".into(),
             });
         }
         Ok(state)

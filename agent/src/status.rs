@@ -80,6 +80,8 @@ pub fn view(dir: &StateDir, clock: &SharedClock) -> Result<Value, AgentError> {
         "last_checkin": s.last_checkin.as_deref().map(crate::shown_time_text),
         "checkin_interval_seconds": s.checkin_interval_seconds,
         "secret_store": s.secret_store,
+        // Where the device key is held: the TPM's persistent handle, when it is there.
+        "tpm_key_handle": s.tpm_key_handle.map(|h| format!("{h:#010x}")),
         "state_dir": dir.root().display().to_string(),
         "connection": connection_view,
         "offline_timer": timer,

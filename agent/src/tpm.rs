@@ -101,6 +101,10 @@ pub enum TpmError {
         "NV index {index:#010x} is already defined in the TPM by another program or an earlier enrollment, and this agent holds no authorization for it: free it (tpm2_nvundefine {index:#010x} -C o) if it is Ward's, or choose another index"
     )]
     IndexInUse { index: u32 },
+    #[error(
+        "every persistent handle Ward uses for device keys ({first:#010x} to {last:#010x}) is taken, by earlier enrollments on this device whose state directories were removed or by other programs: evict the stale ones (tpm2_getcap handles-persistent; tpm2_evictcontrol -C o -c HANDLE), or enroll with --secret-store file"
+    )]
+    HandlesFull { first: u32, last: u32 },
     #[error("the TPM authorization file {path}: {source}")]
     Auth {
         path: String,
@@ -182,7 +186,7 @@ impl Tpm {
 
     /// Runs one tpm2-tools program; `input` goes to its stdin; its stdout is returned in a
     /// buffer that is zeroized when dropped (it may be the key).
-    async fn run(
+    pub(crate) async fn run(
         &self,
         program: &'static str,
         args: &[&str],
@@ -232,6 +236,60 @@ impl Tpm {
             .await
             .map_err(|_| TpmError::Timeout { program })?
             .map_err(|source| TpmError::Spawn { program, source })?;
+        if !status.success() {
+            return Err(TpmError::Failed {
+                program,
+                status: status.to_string(),
+                detail: last_error_line(&err),
+            });
+        }
+        Ok(out)
+    }
+
+    /// [`Tpm::run`] for a caller that cannot await (rustls asks for the TLS handshake's
+    /// signature synchronously): the same program, input and time limit, on this thread. For
+    /// programs with small outputs (a signature): their pipes are read once they have ended.
+    pub(crate) fn run_sync(
+        &self,
+        program: &'static str,
+        args: &[&str],
+        input: &[u8],
+    ) -> Result<Vec<u8>, TpmError> {
+        use std::io::{Read, Write};
+        let spawn_error = |source| TpmError::Spawn { program, source };
+        let mut child = std::process::Command::new(program)
+            .args(args)
+            .env("TPM2TOOLS_TCTI", &self.tcti)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(spawn_error)?;
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input).map_err(spawn_error)?;
+        }
+        let deadline = std::time::Instant::now() + TOOL_TIMEOUT;
+        let status = loop {
+            if let Some(status) = child.try_wait().map_err(spawn_error)? {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(TpmError::Timeout { program });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        };
+        let (mut out, mut err) = (Vec::new(), Vec::new());
+        if let Some(mut stdout) = child.stdout.take() {
+            stdout.read_to_end(&mut out).map_err(spawn_error)?;
+        }
+        if let Some(stderr) = child.stderr.take() {
+            stderr
+                .take(16 * 1024)
+                .read_to_end(&mut err)
+                .map_err(spawn_error)?;
+        }
         if !status.success() {
             return Err(TpmError::Failed {
                 program,

@@ -194,7 +194,8 @@ fn key_err(e: impl std::fmt::Display) -> VaultError {
 
 fn store_protection(kind: SecretStoreKind) -> KeyProtection {
     match kind {
-        SecretStoreKind::File => KeyProtection::FileBestEffort,
+        // A device key in the TPM leaves other secrets to a file (SecretStore::named).
+        SecretStoreKind::File | SecretStoreKind::Tpm => KeyProtection::FileBestEffort,
         SecretStoreKind::Keyring => KeyProtection::Keyring,
     }
 }

@@ -465,7 +465,7 @@ async fn a_messaging_dir_whose_home_is_not_mounted_at_the_wipe_is_reported_not_f
         journal.directory_missing && !journal.directory_replaced && !journal.verified_empty,
         "absent, not replaced, not verified: {journal:?}"
     );
-    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    let key = ward_certs::DeviceKey::from(ward_certs::PrivateKeyDer::generate().unwrap());
     let wiped = crate::receipt::Wiped {
         command_id: "cmd-logged-out".into(),
         device_id: "dev".into(),

@@ -4,6 +4,8 @@
 //!   certificates. Identity always comes from the caller (the enrollment record), never from
 //!   the CSR.
 //! - [`csr`] — parse a PKCS#10 request and verify its signature (proof of possession).
+//! - [`device_key`] — a device's signing key, in memory or held by a TPM that never lets it
+//!   out: certificate requests, TLS client signatures and receipts all sign through it.
 //! - [`validate`] — check a presented certificate against our CA and turn its single `ward://`
 //!   URI SAN into an [`Identity`].
 //! - [`tls`] — rustls configurations for the controller and its clients, including CA pinning.
@@ -14,6 +16,7 @@
 
 pub mod ca;
 pub mod csr;
+pub mod device_key;
 pub mod files;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
@@ -36,6 +39,7 @@ pub mod validate;
 
 pub use ca::{CertificateAuthority, IssuedCertificate};
 pub use csr::VerifiedCsr;
+pub use device_key::{DeviceKey, HeldKey};
 pub use identity::{AdminName, Identity};
 pub use pin::CaHash;
 pub use validate::{PeerCertificate, ValidationError};
@@ -100,6 +104,8 @@ pub enum CertError {
     Rcgen(#[from] rcgen::Error),
     #[error("invalid certificate parameters: {0}")]
     Invalid(String),
+    #[error("the device key's holder did not sign: {0}")]
+    Held(String),
 }
 
 /// Errors from reading PEM text.

@@ -101,6 +101,13 @@ impl WipeReceiptBody {
         let signature = sign(key, &body)?;
         Ok(SignedReceipt { body, signature })
     }
+
+    /// Signs with the device's key wherever it is held (a TPM signs inside the TPM).
+    pub fn sign_with(&self, key: &crate::DeviceKey) -> Result<SignedReceipt, CertError> {
+        let body = serde_json::to_vec(self).map_err(|e| CertError::Invalid(e.to_string()))?;
+        let signature = key.sign(&body)?;
+        Ok(SignedReceipt { body, signature })
+    }
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

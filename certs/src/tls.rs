@@ -22,7 +22,7 @@ use rustls::{
     ServerConfig, SignatureScheme,
 };
 
-use crate::{CaHash, PrivateKeyDer};
+use crate::{CaHash, DeviceKey, PrivateKeyDer};
 
 /// The process's one crypto provider.
 pub fn provider() -> Arc<CryptoProvider> {
@@ -293,7 +293,17 @@ pub fn client_config(
     ca_der: &[u8],
     identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
 ) -> Result<ClientConfig, TlsError> {
-    client_config_with_time(&[ca_der.to_vec()], identity, system_time())
+    let key = identity.map(|(certs, key)| {
+        (
+            certs,
+            DeviceKey::from(PrivateKeyDer::new(key.as_bytes().to_vec())),
+        )
+    });
+    client_config_with_time(
+        &[ca_der.to_vec()],
+        key.as_ref().map(|(c, k)| (*c, k)),
+        system_time(),
+    )
 }
 
 /// A client config that trusts a server certificate issued by any CA in `cas` (the trust
@@ -302,7 +312,13 @@ pub fn client_config_trusting(
     cas: &[Vec<u8>],
     identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
 ) -> Result<ClientConfig, TlsError> {
-    client_config_with_time(cas, identity, system_time())
+    let key = identity.map(|(certs, key)| {
+        (
+            certs,
+            DeviceKey::from(PrivateKeyDer::new(key.as_bytes().to_vec())),
+        )
+    });
+    client_config_with_time(cas, key.as_ref().map(|(c, k)| (*c, k)), system_time())
 }
 
 fn system_time() -> Arc<dyn TimeProvider> {
@@ -311,22 +327,48 @@ fn system_time() -> Arc<dyn TimeProvider> {
 
 /// [`client_config_trusting`], judging the server certificate's validity by `time` instead of
 /// the system clock (the agent passes its own clock, so tests can set it).
+/// The identity may be a key in memory or one a TPM holds (its handshake signature is then
+/// made by the TPM).
 pub fn client_config_with_time(
     cas: &[Vec<u8>],
-    identity: Option<(&[Vec<u8>], &PrivateKeyDer)>,
+    identity: Option<(&[Vec<u8>], &DeviceKey)>,
     time: Arc<dyn TimeProvider>,
 ) -> Result<ClientConfig, TlsError> {
     let builder = ClientConfig::builder_with_details(provider(), time)
         .with_safe_default_protocol_versions()?
         .with_root_certificates(roots_of(cas)?);
     let mut config = match identity {
-        Some((certs, private_key)) => {
+        Some((certs, DeviceKey::Memory(private_key))) => {
             builder.with_client_auth_cert(chain(certs), key(private_key))?
+        }
+        Some((certs, DeviceKey::Held(held))) => {
+            let signing = Arc::new(crate::device_key::TlsHeld(held.clone()));
+            let certified = Arc::new(rustls::sign::CertifiedKey::new(chain(certs), signing));
+            builder.with_client_cert_resolver(Arc::new(OneClientCert(certified)))
         }
         None => builder.with_no_client_auth(),
     };
     config.alpn_protocols = vec![b"h2".to_vec()];
     Ok(config)
+}
+
+/// Presents one certificate and key, whatever the server asks for (as `with_client_auth_cert`
+/// does for a key in memory).
+#[derive(Debug)]
+struct OneClientCert(Arc<rustls::sign::CertifiedKey>);
+
+impl rustls::client::ResolvesClientCert for OneClientCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
 }
 
 /// What a pinned connection saw: the hash of the CA the server presented when it did not

@@ -59,6 +59,7 @@ pub async fn enroll_fleet(
                         token: zeroize::Zeroizing::new(token.token),
                         ca_hash: token.ca_hash.parse().unwrap(),
                         secret_store: SecretStoreKind::File,
+                        tpm: None,
                     },
                 )
                 .await

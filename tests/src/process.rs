@@ -48,6 +48,9 @@ pub fn agent(args: &[&str]) -> Output {
         .args(args)
         .env_remove("WARD_AGENT_STATE_DIR")
         .env_remove("WARD_ENROLL_TOKEN")
+        // Never the machine's own TPM (parallel test agents would share its handles): a test
+        // that wants one gives `--tpm TCTI`, which wins over this.
+        .env("WARD_AGENT_TPM", "none")
         .output()
         .expect("run ward-agent")
 }
@@ -347,8 +350,20 @@ impl AgentFixture {
         log: PathBuf,
         user: &str,
     ) -> Self {
+        Self::enroll_at_with(controller, state_dir, messaging_dir, log, user, &[])
+    }
+
+    /// [`AgentFixture::enroll_at`] with more `enroll` flags (e.g. `--tpm TCTI`).
+    pub fn enroll_at_with(
+        controller: &ControllerProcess,
+        state_dir: PathBuf,
+        messaging_dir: PathBuf,
+        log: PathBuf,
+        user: &str,
+        extra: &[&str],
+    ) -> Self {
         let token = controller.token(user, "15m");
-        let out = agent(&[
+        let mut args = vec![
             "enroll",
             "--server",
             token["server_url"].as_str().unwrap(),
@@ -358,7 +373,9 @@ impl AgentFixture {
             token["ca_hash"].as_str().unwrap(),
             "--state-dir",
             state_dir.to_str().unwrap(),
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let out = agent(&args);
         assert!(out.status.success(), "enroll: {}", stderr(&out));
         let status = json(&agent(&[
             "status",

@@ -30,6 +30,7 @@ async fn enroll_with_controller_clock_moved(ahead: bool) -> ward_agent::state::A
         token: zeroize::Zeroizing::new(token),
         ca_hash: controller.ca.hash(),
         secret_store: SecretStoreKind::File,
+        tpm: None,
     };
     let state = enroll(&dir, options).await.unwrap();
     assert!(dir.certificate().exists());
@@ -61,6 +62,7 @@ async fn enroll_with_device_clock_moved(by: i64) -> ward_agent::state::AgentStat
         token: zeroize::Zeroizing::new(token),
         ca_hash: controller.ca.hash(),
         secret_store: SecretStoreKind::File,
+        tpm: None,
     };
     let state = ward_agent::enroll::enroll_with_clock(&dir, options, &clock.shared())
         .await
@@ -105,6 +107,7 @@ async fn the_devices_tls_stack_reads_the_devices_clock() {
         token: zeroize::Zeroizing::new(token.clone()),
         ca_hash: controller.ca.hash(),
         secret_store: SecretStoreKind::File,
+        tpm: None,
     };
     let dir = StateDir::new(tmp.path().join("state"));
     let err = ward_agent::enroll::enroll_with_clock(&dir, options, &clock.shared())

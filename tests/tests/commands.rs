@@ -505,13 +505,15 @@ async fn a_command_delivered_twice_runs_once() {
             locks: locks.clone(),
         }),
         device_id: device.device_id.clone(),
-        device_key: key,
+        device_key: key.into(),
         link: link.clone(),
         full_erase_hook: None,
-        device_key_store: ward_agent::secrets::SecretStore::new(
-            ward_agent::secrets::SecretStoreKind::File,
-            state_dir.path().join("device.key"),
-            &device.device_id,
+        device_key_store: ward_agent::device_key::DeviceKeyStore::Secret(
+            ward_agent::secrets::SecretStore::new(
+                ward_agent::secrets::SecretStoreKind::File,
+                state_dir.path().join("device.key"),
+                &device.device_id,
+            ),
         ),
         retired: Arc::new(tokio::sync::Notify::new()),
         clock: ward_agent::clock::system(),

@@ -45,7 +45,12 @@ async fn renewal_gives_a_new_key_and_certificate_for_the_same_device() {
     ward_agent::renew::renew(
         &dir,
         &device.device_id,
-        &store,
+        (
+            &ward_agent::device_key::DeviceKeyStore::Secret(store.clone()),
+            &ward_certs::DeviceKey::from(ward_certs::PrivateKeyDer::new(
+                device.key.as_bytes().to_vec(),
+            )),
+        ),
         &link,
         &[controller.ca.cert_der().to_vec()],
         &ward_agent::clock::system(),
@@ -103,7 +108,12 @@ async fn an_interrupted_renewal_is_finished_or_undone_at_the_next_start() {
         certificate_to_pem(&other.certificate_der),
     )
     .unwrap();
-    ward_agent::renew::recover(&dir, &device.key);
+    ward_agent::renew::recover(
+        &dir,
+        &ward_certs::DeviceKey::from(ward_certs::PrivateKeyDer::new(
+            device.key.as_bytes().to_vec(),
+        )),
+    );
     assert!(!dir.root().join("device.pem.new").exists());
     assert_eq!(
         ward_certs::certificates_from_pem(&std::fs::read_to_string(dir.certificate()).unwrap())
@@ -116,7 +126,12 @@ async fn an_interrupted_renewal_is_finished_or_undone_at_the_next_start() {
         certificate_to_pem(&other.certificate_der),
     )
     .unwrap();
-    ward_agent::renew::recover(&dir, &other.key);
+    ward_agent::renew::recover(
+        &dir,
+        &ward_certs::DeviceKey::from(ward_certs::PrivateKeyDer::new(
+            other.key.as_bytes().to_vec(),
+        )),
+    );
     assert_eq!(
         ward_certs::certificates_from_pem(&std::fs::read_to_string(dir.certificate()).unwrap())
             .unwrap()[0],
@@ -201,6 +216,7 @@ fn an_agent_whose_certificate_expired_on_the_shelf_keeps_running_and_says_to_re_
         server_url: "https://127.0.0.1:9".into(),
         ca_hash: ca.hash().to_string(),
         secret_store: SecretStoreKind::File,
+        tpm_key_handle: None,
         enrolled_at: "2026-10-01T00:00:00Z".into(),
         certificate_expires_at: "2026-10-08T00:00:00Z".into(),
         checkin_interval_seconds: 60,

@@ -408,7 +408,12 @@ async fn the_agent_renews_with_one_key_across_retries_and_its_old_certificate_is
     ward_agent::renew::renew(
         &dir,
         &device.device_id,
-        &store,
+        (
+            &ward_agent::device_key::DeviceKeyStore::Secret(store.clone()),
+            &ward_certs::DeviceKey::from(ward_certs::PrivateKeyDer::new(
+                device.key.as_bytes().to_vec(),
+            )),
+        ),
         &link,
         &[controller.ca.cert_der().to_vec()],
         &ward_agent::clock::system(),

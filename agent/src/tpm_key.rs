@@ -1,0 +1,278 @@
+//! The device's own key (its mTLS identity, which also signs wipe receipts) inside a TPM 2.0:
+//! made there, never exported, so a copy of the state directory cannot act as the device.
+//!
+//! The key is an ECDSA P-256 signing key created under the owner hierarchy's storage primary
+//! key with the attributes `fixedtpm|fixedparent|sensitivedataorigin` (the TPM generated it
+//! and will not duplicate it to another TPM or hand it out) and made persistent at one of
+//! Ward's eight handles (0x81005741–0x81005748; the one used is recorded in state.json). Using
+//! it needs its authorization value, 32 random bytes in `STATE/device-key.tpm-auth` (0600), so
+//! other programs that can reach the TPM cannot sign with it; with no dictionary-attack lockout,
+//! as the value is random, not a password. Every signature is one `tpm2_sign` run over a
+//! SHA-256 digest (the TLS handshake's, a certificate request's, a receipt's).
+//!
+//! Destroying the key (a full wipe or a retirement the controller accepted) evicts it from the
+//! TPM: it then exists nowhere.
+//!
+//! Renewal keeps this key (the renewal's request is signed by it): a key that never leaves the
+//! TPM gains nothing from being replaced, and a second persistent key would need a second
+//! handle and a swap a crash could interrupt.
+
+use std::path::{Path, PathBuf};
+
+use sha2::Digest;
+use ward_certs::HeldKey;
+
+use crate::tpm::{Tpm, TpmError};
+
+/// The first of Ward's persistent handles for device keys (owner range 0x81000000–0x817FFFFF).
+pub const FIRST_HANDLE: u32 = 0x8100_5741;
+/// How many handles from [`FIRST_HANDLE`] Ward may use (one per enrollment on this TPM).
+pub const HANDLES: u32 = 8;
+
+/// The attributes a device key must have; `open` refuses a key without all of them (the TPM
+/// reports them, so this holds for a key someone else put at the handle too).
+const REQUIRED_ATTRIBUTES: [&str; 4] = ["fixedtpm", "fixedparent", "sensitivedataorigin", "sign"];
+
+/// The device key held by a TPM.
+#[derive(Debug)]
+pub struct TpmDeviceKey {
+    tpm: Tpm,
+    handle: u32,
+    auth: PathBuf,
+    spki: Vec<u8>,
+}
+
+/// The authorization value's file in `state_dir`.
+pub fn auth_file(state_dir: &Path) -> PathBuf {
+    state_dir.join("device-key.tpm-auth")
+}
+
+fn handle_arg(handle: u32) -> String {
+    format!("{handle:#010x}")
+}
+
+fn auth_arg(auth: &Path) -> String {
+    format!("file:{}", auth.display())
+}
+
+impl TpmDeviceKey {
+    /// Makes a new device key in the TPM at the first free Ward handle, with a new
+    /// authorization value in `state_dir`.
+    pub async fn create(tpm: &Tpm, state_dir: &Path) -> Result<Self, TpmError> {
+        let handle = free_handle(tpm).await?;
+        let auth = auth_file(state_dir);
+        let auth_error = |source| TpmError::Auth {
+            path: auth.display().to_string(),
+            source,
+        };
+        // A value left by an enrollment that failed before state.json was written.
+        crate::secrets::destroy_file(&auth).map_err(auth_error)?;
+        let value = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
+        ward_certs::files::create_secret_file(&auth, value.as_slice()).map_err(auth_error)?;
+        // The tools pass objects between runs in context files: the wrapped (TPM-encrypted)
+        // key and the contexts, kept in a private directory and removed afterwards.
+        let work = state_dir.join(".device-key-new");
+        let work_error = |source| TpmError::Auth {
+            path: work.display().to_string(),
+            source,
+        };
+        let _ = std::fs::remove_dir_all(&work);
+        ward_certs::files::create_private_dir(&work).map_err(work_error)?;
+        let made = make_persistent(tpm, handle, &auth, &work).await;
+        // Without a resource manager (a TPM reached directly, as swtpm's socket is), objects
+        // loaded by one program stay loaded after it ends: free them whatever happened.
+        let _ = tpm.run("tpm2_flushcontext", &["-t"], None).await;
+        let _ = std::fs::remove_dir_all(&work);
+        made?;
+        Self::open(tpm, handle, state_dir).await
+    }
+
+    /// The key at `handle`, checked to be a non-exportable P-256 signing key.
+    pub async fn open(tpm: &Tpm, handle: u32, state_dir: &Path) -> Result<Self, TpmError> {
+        let described = tpm
+            .run("tpm2_readpublic", &["-c", &handle_arg(handle)], None)
+            .await?;
+        let text = String::from_utf8_lossy(&described);
+        let attributes = text
+            .lines()
+            .skip_while(|l| l.trim() != "attributes:")
+            .find_map(|l| l.trim().strip_prefix("value:"))
+            .map(str::trim)
+            .unwrap_or_default();
+        let has = |a: &str| attributes.split('|').any(|x| x == a);
+        if let Some(missing) = REQUIRED_ATTRIBUTES.iter().find(|a| !has(a)) {
+            return Err(TpmError::Unexpected {
+                program: "tpm2_readpublic",
+                detail: format!(
+                    "the key at {} lacks the attribute {missing} ({attributes}): it is not a device key this agent made",
+                    handle_arg(handle)
+                ),
+            });
+        }
+        let spki = tpm
+            .run(
+                "tpm2_readpublic",
+                &[
+                    "-c",
+                    &handle_arg(handle),
+                    "-f",
+                    "der",
+                    "-o",
+                    "/dev/stdout",
+                    "-Q",
+                ],
+                None,
+            )
+            .await?
+            .to_vec();
+        Ok(Self {
+            tpm: tpm.clone(),
+            handle,
+            auth: auth_file(state_dir),
+            spki,
+        })
+    }
+
+    pub fn handle(&self) -> u32 {
+        self.handle
+    }
+
+    /// Evicts the key from the TPM (it then exists nowhere) and destroys its authorization
+    /// value. A key already gone is not an error.
+    pub async fn destroy(tpm: &Tpm, handle: u32, state_dir: &Path) -> Result<(), TpmError> {
+        if persistent_handles(tpm).await?.contains(&handle) {
+            tpm.run(
+                "tpm2_evictcontrol",
+                &["-C", "o", "-c", &handle_arg(handle)],
+                None,
+            )
+            .await?;
+        }
+        let auth = auth_file(state_dir);
+        crate::secrets::destroy_file(&auth).map_err(|source| TpmError::Auth {
+            path: auth.display().to_string(),
+            source,
+        })
+    }
+}
+
+async fn make_persistent(tpm: &Tpm, handle: u32, auth: &Path, work: &Path) -> Result<(), TpmError> {
+    let path = |name: &str| work.join(name).display().to_string();
+    let (primary, public, private, loaded) = (
+        path("primary.ctx"),
+        path("key.pub"),
+        path("key.priv"),
+        path("key.ctx"),
+    );
+    // Each program that is given a context file loads it again: without a resource manager
+    // those copies stay loaded, and a TPM holds only a few objects. Free them between steps.
+    let flush = || tpm.run("tpm2_flushcontext", &["-t"], None);
+    flush().await?;
+    tpm.run(
+        "tpm2_createprimary",
+        &[
+            "-C", "o", "-g", "sha256", "-G", "ecc256", "-c", &primary, "-Q",
+        ],
+        None,
+    )
+    .await?;
+    flush().await?;
+    tpm.run(
+        "tpm2_create",
+        &[
+            "-C",
+            &primary,
+            "-G",
+            "ecc256:ecdsa-sha256",
+            "-a",
+            "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign",
+            "-p",
+            &auth_arg(auth),
+            "-u",
+            &public,
+            "-r",
+            &private,
+            "-Q",
+        ],
+        None,
+    )
+    .await?;
+    flush().await?;
+    tpm.run(
+        "tpm2_load",
+        &[
+            "-C", &primary, "-u", &public, "-r", &private, "-c", &loaded, "-Q",
+        ],
+        None,
+    )
+    .await?;
+    tpm.run(
+        "tpm2_evictcontrol",
+        &["-C", "o", "-c", &loaded, &handle_arg(handle), "-Q"],
+        None,
+    )
+    .await
+    .map(|_| ())
+}
+
+async fn persistent_handles(tpm: &Tpm) -> Result<Vec<u32>, TpmError> {
+    let listed = tpm
+        .run("tpm2_getcap", &["handles-persistent"], None)
+        .await?;
+    Ok(String::from_utf8_lossy(&listed)
+        .lines()
+        .filter_map(|line| {
+            let hex = line
+                .trim()
+                .trim_start_matches('-')
+                .trim()
+                .strip_prefix("0x")?;
+            u32::from_str_radix(hex, 16).ok()
+        })
+        .collect())
+}
+
+async fn free_handle(tpm: &Tpm) -> Result<u32, TpmError> {
+    let used = persistent_handles(tpm).await?;
+    (FIRST_HANDLE..FIRST_HANDLE + HANDLES)
+        .find(|h| !used.contains(h))
+        .ok_or(TpmError::HandlesFull {
+            first: FIRST_HANDLE,
+            last: FIRST_HANDLE + HANDLES - 1,
+        })
+}
+
+impl HeldKey for TpmDeviceKey {
+    fn public_key_der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
+        let digest = sha2::Sha256::digest(message);
+        self.tpm
+            .run_sync(
+                "tpm2_sign",
+                &[
+                    "-c",
+                    &handle_arg(self.handle),
+                    "-p",
+                    &auth_arg(&self.auth),
+                    "-g",
+                    "sha256",
+                    "-s",
+                    "ecdsa",
+                    "-d",
+                    "-f",
+                    "plain",
+                    "-o",
+                    "/dev/stdout",
+                ],
+                &digest,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    fn describe(&self) -> String {
+        format!("TPM 2.0, persistent handle {}", handle_arg(self.handle))
+    }
+}

@@ -1,0 +1,329 @@
+//! The device's own key (its mTLS identity, which signs wipe receipts) in a TPM 2.0 — a real
+//! `swtpm`, driven through `tpm2-tools` as on a device: made there and never exported, it signs
+//! the TLS handshake, the renewal's request and the receipt; a copy of the state directory
+//! holds no key and cannot act as the device on another machine; retirement evicts it.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::time::Duration;
+
+use ward_agent::tpm::{Tpm, TpmChoice};
+use ward_agent::tpm_key::{FIRST_HANDLE, HANDLES, TpmDeviceKey};
+use ward_certs::{DeviceKey, HeldKey, PrivateKeyDer};
+use ward_e2e::clock::{AgentClock, env_refs};
+use ward_e2e::eventually_blocking;
+use ward_e2e::process::{AgentFixture, ControllerProcess, json, stderr};
+use ward_e2e::swtpm::{Swtpm, copy_tree};
+
+const DEADLINE: Duration = Duration::from_secs(90);
+
+fn persistent_handles(tpm: &Swtpm) -> Vec<u32> {
+    let out = tpm.tool("tpm2_getcap", &["handles-persistent"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let hex = l.trim().trim_start_matches('-').trim().strip_prefix("0x")?;
+            u32::from_str_radix(hex, 16).ok()
+        })
+        .collect()
+}
+
+fn show(controller: &ControllerProcess, id: &str) -> serde_json::Value {
+    json(&controller.ctl(&["device", "show", id, "--output", "json"]))
+}
+
+/// No file under `root` holds a private key in any form the agent writes one.
+fn holds_no_private_key(root: &Path) {
+    for entry in walk(root) {
+        let bytes = std::fs::read(&entry).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("PRIVATE KEY") && PrivateKeyDer::from_pem(&text).is_err(),
+            "{} holds a private key",
+            entry.display()
+        );
+    }
+    assert!(!root.join("device.key").exists());
+}
+
+fn walk(root: &Path) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let kind = entry.file_type().unwrap();
+            if kind.is_dir() {
+                stack.push(entry.path());
+            } else if kind.is_file() {
+                found.push(entry.path());
+            }
+        }
+    }
+    found
+}
+
+/// [`eventually_blocking`], showing the agent's log when the wait fails.
+fn until<T>(device: &AgentFixture, what: &str, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(found) = check() {
+            return found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}; the agent's log:\n{}",
+            device.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn enroll_into(
+    controller: &ControllerProcess,
+    root: &Path,
+    name: &str,
+    user: &str,
+    tpm: &Swtpm,
+) -> AgentFixture {
+    let messaging = root.join(format!("{name}-messaging"));
+    ward_e2e::process::plant_canaries(&messaging);
+    AgentFixture::enroll_at_with(
+        controller,
+        root.join(format!("{name}-state")),
+        messaging,
+        root.join(format!("{name}.log")),
+        user,
+        // auto would find it on a device; here the test's TPM is named.
+        &["--tpm", &tpm.tcti],
+    )
+}
+
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn a_device_key_in_the_tpm_connects_and_renews_and_a_copy_of_the_state_cannot_act_as_the_device() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tpm = Swtpm::start(&tmp.path().join("tpm"));
+    let controller = ControllerProcess::start_with(
+        &tmp.path().join("controller"),
+        "127.0.0.1:0",
+        &["--device-cert-lifetime", "1h"],
+    );
+    let device = enroll_into(&controller, tmp.path(), "t", "tara@hospital.org", &tpm);
+
+    // Enrolled into the TPM (the default where one is found): no key file, the key at Ward's
+    // first handle, and status says so.
+    let status = device.status(&[]);
+    assert_eq!(status["secret_store"], "tpm", "{status}");
+    assert_eq!(status["tpm_key_handle"], format!("{FIRST_HANDLE:#010x}"));
+    assert!(persistent_handles(&tpm).contains(&FIRST_HANDLE));
+    holds_no_private_key(&device.state_dir);
+    let enrolled = show(&controller, &device.device_id);
+    let first_serial = enrolled["certificate_serial"].as_str().unwrap().to_owned();
+
+    // It connects with the TPM signing the handshake, and renews by itself at two thirds of
+    // its hour with the same key: the renewed certificate comes into use, no clone suspected.
+    let clock = AgentClock::new(tmp.path());
+    clock.set(50 * 60);
+    let env = clock.env();
+    let running = device.run_with(&["--tpm", &tpm.tcti], &env_refs(&env));
+    let renewed = until(&device, "the renewed certificate in use", || {
+        let shown = show(&controller, &device.device_id);
+        (shown["certificate_serial"].as_str() != Some(first_serial.as_str())).then_some(shown)
+    });
+    clock.set(0);
+    assert!(renewed["renewal_conflict"].is_null(), "{renewed}");
+    let seen = show(&controller, &device.device_id)["last_seen"].clone();
+    eventually_blocking("a check-in with the renewed certificate", DEADLINE, || {
+        (show(&controller, &device.device_id)["last_seen"] != seen).then_some(())
+    });
+    holds_no_private_key(&device.state_dir);
+    running.stop();
+
+    // A thief copies the state directory and runs it on another machine (another TPM): the
+    // key is not there, so it cannot even start a session; the controller sees nothing.
+    let thief = AgentFixture::existing(tmp.path(), "thief", device.device_id.clone());
+    copy_tree(&device.state_dir, &thief.state_dir);
+    holds_no_private_key(&thief.state_dir);
+    std::fs::create_dir_all(&thief.messaging_dir).unwrap();
+    let elsewhere = Swtpm::start(&tmp.path().join("other-tpm"));
+    let seen = show(&controller, &device.device_id)["last_seen"].clone();
+    let mut stolen = thief.run_with(&["--tpm", &elsewhere.tcti], &[]);
+    eventually_blocking("the copy to fail on the key", DEADLINE, || {
+        thief
+            .log_text()
+            .contains("the device key in the TPM")
+            .then_some(())
+    });
+    assert!(stolen.is_running(), "{}", thief.log_text());
+    stolen.stop();
+    // Without any TPM, it says where the key is and what to do.
+    let stolen = thief.run_with(&["--tpm", "none"], &[]);
+    eventually_blocking("the copy to say no TPM is reachable", DEADLINE, || {
+        thief
+            .log_text()
+            .contains("no TPM is reachable")
+            .then_some(())
+    });
+    stolen.stop();
+    assert_eq!(show(&controller, &device.device_id)["last_seen"], seen);
+}
+
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn a_receipt_signed_in_the_tpm_verifies_and_retirement_evicts_the_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tpm = Swtpm::start(&tmp.path().join("tpm"));
+    let controller = ControllerProcess::start(&tmp.path().join("controller"));
+    let device = enroll_into(&controller, tmp.path(), "t", "theo@hospital.org", &tpm);
+    let _agent = device.run_with(&["--tpm", &tpm.tcti], &[]);
+
+    let out = controller.ctl(&[
+        "device",
+        "retire",
+        &device.device_id,
+        "--reason",
+        "sold to a refurbisher",
+        "--wait",
+        "--timeout",
+        "60s",
+        "--output",
+        "json",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let retired = json(&out);
+    // The receipt, signed inside the TPM, verifies against the key enrolled.
+    assert_eq!(retired["receipt"]["verified"], true, "{retired}");
+    assert!(device.canary_files().is_empty());
+    // Retired: the key is evicted from the TPM, so it exists nowhere.
+    until(&device, "the device key to be evicted", || {
+        (!persistent_handles(&tpm).contains(&FIRST_HANDLE)).then_some(())
+    });
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn a_key_someone_else_put_at_the_handle_that_can_leave_the_tpm_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
+    let work = tmp.path().join("work");
+    std::fs::create_dir_all(&work).unwrap();
+    let path = |n: &str| work.join(n).display().to_string();
+    // A signing key that may be duplicated out of the TPM (no fixedtpm, no fixedparent).
+    for args in [
+        vec!["tpm2_createprimary", "-C", "o", "-c", &path("p.ctx"), "-Q"],
+        vec![
+            "tpm2_create",
+            "-C",
+            &path("p.ctx"),
+            "-G",
+            "ecc256:ecdsa-sha256",
+            "-a",
+            "sensitivedataorigin|userwithauth|sign",
+            "-u",
+            &path("k.pub"),
+            "-r",
+            &path("k.priv"),
+            "-Q",
+        ],
+        vec!["tpm2_flushcontext", "-t"],
+        vec![
+            "tpm2_load",
+            "-C",
+            &path("p.ctx"),
+            "-u",
+            &path("k.pub"),
+            "-r",
+            &path("k.priv"),
+            "-c",
+            &path("k.ctx"),
+            "-Q",
+        ],
+    ] {
+        let out = swtpm.tool(args[0], &args[1..]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let handle = format!("{FIRST_HANDLE:#010x}");
+    let out = swtpm.tool(
+        "tpm2_evictcontrol",
+        &["-C", "o", "-c", &path("k.ctx"), &handle],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(swtpm.tool("tpm2_flushcontext", &["-t"]).status.success());
+    let tpm = Tpm::new(swtpm.tcti.clone(), 0);
+    let err = rt()
+        .block_on(TpmDeviceKey::open(&tpm, FIRST_HANDLE, tmp.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lacks the attribute fixedtpm"), "{err}");
+}
+
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn keys_take_free_handles_sign_verifiably_and_a_full_range_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
+    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
+    let rt = rt();
+    let mut made = Vec::new();
+    for n in 0..HANDLES {
+        let state = tmp.path().join(format!("state-{n}"));
+        std::fs::create_dir_all(&state).unwrap();
+        let key = rt.block_on(TpmDeviceKey::create(&tpm, &state)).unwrap();
+        assert_eq!(key.handle(), FIRST_HANDLE + n);
+        made.push((state, key));
+    }
+    // Each signs with its own key, as OpenSSL and the controller check it.
+    let (state, key) = &made[3];
+    let signature = key.sign(b"a receipt").unwrap();
+    ward_certs::sign::verify(key.public_key_der(), b"a receipt", &signature).unwrap();
+    let device_key = DeviceKey::held(std::sync::Arc::new(
+        rt.block_on(TpmDeviceKey::open(&tpm, key.handle(), state))
+            .unwrap(),
+    ))
+    .unwrap();
+    ward_certs::VerifiedCsr::from_der(&device_key.make_csr("laptop").unwrap()).unwrap();
+    // With another key's authorization value, the TPM refuses to sign.
+    std::fs::copy(
+        ward_agent::tpm_key::auth_file(&made[4].0),
+        ward_agent::tpm_key::auth_file(state),
+    )
+    .unwrap();
+    assert!(key.sign(b"a receipt").is_err());
+
+    let full = tmp.path().join("state-full");
+    std::fs::create_dir_all(&full).unwrap();
+    let err = rt
+        .block_on(TpmDeviceKey::create(&tpm, &full))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tpm2_evictcontrol -C o -c HANDLE"), "{err}");
+    // Destroyed keys free their handles, and a destroyed key no longer signs.
+    let (state, key) = &made[0];
+    rt.block_on(TpmDeviceKey::destroy(&tpm, key.handle(), state))
+        .unwrap();
+    assert!(!persistent_handles(&swtpm).contains(&FIRST_HANDLE));
+    assert!(key.sign(b"after").is_err());
+    let again = rt.block_on(TpmDeviceKey::create(&tpm, &full)).unwrap();
+    assert_eq!(again.handle(), FIRST_HANDLE);
+}
