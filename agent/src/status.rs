@@ -155,6 +155,7 @@ pub fn table(view: &Value) -> String {
         ),
         ("enrolled", text("enrolled_at")),
         ("last check-in", text("last_checkin")),
+        ("device key", key_line(view)),
     ];
     if let Some(c) = view["connection"].as_object() {
         let state = c["state"].as_str().unwrap_or("?");
@@ -174,6 +175,21 @@ pub fn table(view: &Value) -> String {
         .into_iter()
         .map(|(k, v)| format!("{k:<20} {v}\n"))
         .collect()
+}
+
+/// Where the device key is held, in words.
+fn key_line(view: &Value) -> String {
+    match (
+        view["secret_store"].as_str(),
+        view["tpm_key_handle"].as_str(),
+    ) {
+        (Some("tpm"), Some(handle)) => {
+            format!("in the TPM (persistent handle {handle}; never leaves it)")
+        }
+        (Some("keyring"), _) => "in the OS keyring".into(),
+        (Some("file"), _) => "in a 0600 file in the state dir (device.key)".into(),
+        _ => "unknown".into(),
+    }
 }
 
 fn timer_line(t: &Value) -> String {

@@ -121,6 +121,12 @@ fn a_device_key_in_the_tpm_connects_and_renews_and_a_copy_of_the_state_cannot_ac
     assert_eq!(status["secret_store"], "tpm", "{status}");
     assert_eq!(status["tpm_key_handle"], format!("{FIRST_HANDLE:#010x}"));
     assert!(persistent_handles(&tpm).contains(&FIRST_HANDLE));
+    let table = device.status_output("table", &[]);
+    let table = String::from_utf8_lossy(&table.stdout);
+    assert!(
+        table.contains("in the TPM (persistent handle 0x81005741"),
+        "{table}"
+    );
     holds_no_private_key(&device.state_dir);
     let enrolled = show(&controller, &device.device_id);
     let first_serial = enrolled["certificate_serial"].as_str().unwrap().to_owned();
