@@ -38,6 +38,14 @@ use crate::vault_slot::VaultSlot;
 /// The largest request line accepted.
 const MAX_LINE: usize = 1024;
 
+/// At most this many connections are served at once; more wait in the kernel's queue until one
+/// closes. Any local user may connect (the peer check comes after the accept), so without a cap
+/// one could use up the agent's file descriptors, which the wipe and the offline timer need.
+pub const MAX_CONNECTIONS: usize = 16;
+
+/// A connection that sends no request for this long is closed (the app connects again).
+pub const IDLE: std::time::Duration = std::time::Duration::from_secs(120);
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Request {
@@ -291,16 +299,43 @@ pub async fn serve(path: PathBuf, gate: Arc<Gate>, allowed_uid: u32) -> std::io:
     let listener = UnixListener::bind(&path)?;
     // Reachable by anyone who can reach the state directory; the peer check below decides.
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))?;
+    let places = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut failing = false;
     loop {
-        let (stream, _) = listener.accept().await?;
+        // A place first, then the accept: past the cap, connections wait in the kernel.
+        let place = places
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(std::io::Error::other)?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, or a connection aborted before it was taken: the
+                // API must outlive it (before, one error ended it until the agent restarted).
+                if !failing {
+                    warn!(error = %e, "local API: cannot accept a connection; trying again");
+                    failing = true;
+                }
+                tokio::time::sleep(ACCEPT_RETRY).await;
+                continue;
+            }
+        };
+        if std::mem::take(&mut failing) {
+            warn!("local API: accepting connections again");
+        }
         let gate = gate.clone();
         tokio::spawn(async move {
+            let _place = place;
             if let Err(e) = handle(stream, &gate, allowed_uid).await {
                 debug!(error = %e, "local API connection ended");
             }
         });
     }
 }
+
+/// How long to wait after a failed accept before the next.
+const ACCEPT_RETRY: std::time::Duration = std::time::Duration::from_millis(100);
 
 async fn handle(stream: UnixStream, gate: &Gate, allowed_uid: u32) -> std::io::Result<()> {
     let uid = stream.peer_cred()?.uid();
@@ -317,7 +352,10 @@ async fn handle(stream: UnixStream, gate: &Gate, allowed_uid: u32) -> std::io::R
         return Ok(());
     }
     let mut lines = BufReader::new(read.take(64 * 1024)).lines();
-    while let Some(line) = lines.next_line().await? {
+    while let Ok(next) = tokio::time::timeout(IDLE, lines.next_line()).await {
+        let Some(line) = next? else {
+            break;
+        };
         let answer = if line.len() > MAX_LINE {
             Answer {
                 state: None,

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 use crate::clock::ManualClock;
 use crate::offline::OfflineTimer;
@@ -296,4 +298,69 @@ async fn while_the_timer_cannot_write_its_count_the_key_is_withheld() {
     );
     std::fs::remove_dir(&slots).unwrap();
     assert!(gate.answer(r#"{"op":"key"}"#).await.key.is_some());
+}
+
+async fn ask_status(stream: UnixStream) -> Option<String> {
+    let (read, mut write) = stream.into_split();
+    write.write_all(b"{\"op\":\"status\"}\n").await.ok()?;
+    BufReader::new(read).lines().next_line().await.ok()?
+}
+
+/// A local user holding connections open cannot use up the agent's file descriptors (which
+/// the wipe and the offline timer need): past the cap, connections wait in the kernel's queue
+/// and are served as others close.
+#[tokio::test]
+async fn connections_past_the_cap_wait_until_one_closes() {
+    let (tmp, gate) = gate().await;
+    let path = tmp.path().join("agent.sock");
+    let (me, _) = owner_of(tmp.path()).unwrap();
+    let server = tokio::spawn(serve(path.clone(), gate, me));
+    let first = crate::test_support::connect_when_ready(&path).await;
+    let mut held = vec![first];
+    for _ in 1..MAX_CONNECTIONS {
+        held.push(UnixStream::connect(&path).await.unwrap());
+    }
+    // Each held connection is being served: one of them answers.
+    let (read, mut write) = held.pop().unwrap().into_split();
+    write.write_all(b"{\"op\":\"status\"}\n").await.unwrap();
+    let mut lines = BufReader::new(read).lines();
+    assert_eq!(
+        lines.next_line().await.unwrap().unwrap(),
+        r#"{"state":"ok"}"#
+    );
+    let (read, write) = (lines, write);
+    // One more than the cap is accepted by the kernel but not served...
+    let extra = tokio::spawn(ask_status(UnixStream::connect(&path).await.unwrap()));
+    let waited = tokio::time::timeout(Duration::from_millis(300), async {
+        while !extra.is_finished() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(waited.is_err(), "served past the cap");
+    // ...until one closes.
+    drop((read, write));
+    let answer = tokio::time::timeout(Duration::from_secs(10), extra)
+        .await
+        .expect("served once a connection closed")
+        .unwrap();
+    assert_eq!(answer.as_deref(), Some(r#"{"state":"ok"}"#));
+    server.abort();
+}
+
+/// A connection that asks nothing is closed after [`IDLE`], freeing its place.
+#[tokio::test(start_paused = true)]
+async fn an_idle_connection_is_closed() {
+    let (tmp, gate) = gate().await;
+    let path = tmp.path().join("agent.sock");
+    let (me, _) = owner_of(tmp.path()).unwrap();
+    let server = tokio::spawn(serve(path.clone(), gate, me));
+    let stream = crate::test_support::connect_when_ready(&path).await;
+    let (read, _write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    let closed = tokio::time::timeout(IDLE + Duration::from_secs(5), lines.next_line())
+        .await
+        .expect("closed after the idle time");
+    assert!(matches!(closed, Ok(None)), "{closed:?}");
+    server.abort();
 }
