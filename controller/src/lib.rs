@@ -1,11 +1,15 @@
 //! Ward's controller: the gRPC service with its own CA, its store, and the `wardctl` CLI.
 //!
-//! - [`core`] — domain types and rules (no tonic, no sqlx).
+//! - [`core`] — domain types and rules: the `ward-core` crate, re-exported (no tonic, no sqlx).
 //! - [`app`] — the operations, over the [`store::Store`] trait.
 //! - [`store`] — persistence (SQLite by default).
 //! - [`server`] — the TLS listener and the three gRPC services.
 //! - [`cli`] — `wardctl`.
 //! - [`console`] — `wardctl console`, the web console.
+//!
+//! It may not depend on `ward-agent` (the two sides meet only through `ward-proto`, `ward-vocab`
+//! and `ward-certs`), and the domain may not depend on it: [`core`] is its own crate so that a
+//! rule there cannot reach for tonic, sqlx or the store.
 
 #![forbid(unsafe_code)]
 
@@ -17,7 +21,7 @@ pub mod checkpoint_dir;
 pub mod cli;
 pub mod connections;
 pub mod console;
-pub mod core;
+pub use ward_core as core;
 pub mod datadir;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]

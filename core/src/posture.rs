@@ -244,7 +244,7 @@ pub fn mark_wipe_issued(state: &mut [Enforcement], check: &str, command: Command
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::{CHECK_FIREWALL, CHECK_FORBIDDEN_PACKAGES, CheckStatus, ComplianceCheck};
+    use crate::{CHECK_FIREWALL, CHECK_FORBIDDEN_PACKAGES, CheckStatus, ComplianceCheck};
 
     fn policy() -> Policy {
         let mut p = Policy {

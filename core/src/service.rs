@@ -121,14 +121,14 @@ pub fn return_to_service(
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::core::{CommandId, DeviceId, Disabled, OfflineWipe, WipeScope};
+    use crate::{CommandId, DeviceId, Disabled, OfflineWipe, WipeScope};
 
     fn device() -> Device {
         Device {
             id: DeviceId::new_random(),
             user: "alice@hospital.org".parse().unwrap(),
             state: DeviceState::Active,
-            facts: crate::core::DeviceFacts::default(),
+            facts: crate::DeviceFacts::default(),
             enrolled_at: Timestamp::from_unix_ms(0),
             last_seen: None,
             certificate_serial: "01".into(),

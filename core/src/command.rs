@@ -215,9 +215,9 @@ pub enum Event {
 
 /// How long a non-destructive command may wait for its device (`device lock --ttl`) before
 /// it ends `expired`. Wipes never expire.
-pub const TTL: crate::core::duration::DurationRange = crate::core::duration::DurationRange::new(
-    crate::core::duration::minutes(1),
-    crate::core::duration::days(30),
+pub const TTL: crate::duration::DurationRange = crate::duration::DurationRange::new(
+    crate::duration::minutes(1),
+    crate::duration::days(30),
     "8h",
 );
 

@@ -1,4 +1,17 @@
-//! Ward's domain: types and rules, free of tonic and sqlx.
+//! Ward's domain: the values and rules the controller is about, with no I/O.
+//!
+//! It holds the ids (devices, commands, admins, users), policies and compliance, commands and
+//! their state machine, the audit chain's hashing, checkpoints and export formats, admin roles
+//! and permissions, posture enforcement, enrollment tokens, CA rotation stages, webhook and
+//! syslog target rules, and the clock. Everything here is a value or a pure function over values.
+//!
+//! It may NOT depend on tonic or prost (the wire is the controller's `server`), sqlx (the
+//! controller's `store`), tokio or any other I/O runtime, nor on the controller itself: a rule
+//! that needs a socket, a file or a database belongs a layer up. Its only Ward dependencies are
+//! `ward-vocab` (the words shared with the agent) and `ward-certs` (certificate names, DNS-name
+//! syntax and the wipe receipt's signature check, all pure).
+
+#![forbid(unsafe_code)]
 
 pub mod admins;
 pub mod attestation;

@@ -155,7 +155,7 @@ pub fn approval_refusal(requester: &Admin, approver: &Admin) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::Timestamp;
+    use crate::Timestamp;
 
     #[test]
     fn roles_hold_exactly_their_permissions() {

@@ -213,7 +213,7 @@ fn a_replay_with_a_fresh_event_id_header_passes_the_documented_receiver_check() 
     assert!(receive("e1"), "the delivery is processed");
     assert!(!receive("e1"), "a plain replay is skipped");
     let processed_twice = receive("e1-replayed");
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../README.md");
     assert!(
         !(processed_twice && readme.contains("remember the `Ward-Event-Id`s")),
         "a replay with a new Ward-Event-Id header was processed again by the documented check"

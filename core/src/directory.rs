@@ -1,7 +1,8 @@
 //! The identity provider's view of users (SCIM provisioning): who it has told Ward about,
 //! whether they are active, and the bearer tokens its connections use. Ward's own record of a
 //! user is still their devices and enrollment tokens; a directory user adds the provider's
-//! word on whether the person is still employed. SCIM's wire format lives in `crate::scim`.
+//! word on whether the person is still employed. SCIM's wire format lives in the controller
+//! (`ward_controller::scim`).
 
 use std::fmt;
 

@@ -220,7 +220,7 @@ pub fn event(entry: &AuditEntry, product_version: &str) -> Value {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::core::Timestamp;
+    use crate::Timestamp;
 
     fn entry(action: &str, actor: &str, target: &str, details: &str) -> AuditEntry {
         AuditEntry {

@@ -1,6 +1,6 @@
 use super::*;
-use crate::core::Timestamp;
-use crate::core::audit::{AuditEvent, GENESIS};
+use crate::Timestamp;
+use crate::audit::{AuditEvent, GENESIS};
 use serde_json::json;
 
 fn origin() -> Origin {

@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::AuditEvent;
-use crate::core::Timestamp;
+use crate::Timestamp;
 
 /// How long a window lasts.
 pub const WINDOW: Duration = Duration::from_secs(60);

@@ -19,7 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 
-use crate::core::Timestamp;
+use crate::Timestamp;
 
 /// The format's version, the first field of the text form.
 pub const FORMAT: u32 = 1;

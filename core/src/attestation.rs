@@ -191,7 +191,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
-    use crate::core::{CommandId, CommandState, DeviceId, Receipt, WipeScope};
+    use crate::{CommandId, CommandState, DeviceId, Receipt, WipeScope};
 
     struct Setup {
         ca: ward_certs::CertificateAuthority,
