@@ -2,14 +2,15 @@
 //!
 //! - [`core`] — domain types and rules: the `ward-core` crate, re-exported (no tonic, no sqlx).
 //! - [`app`] — the operations, over the [`store::Store`] trait.
-//! - [`store`] — persistence (SQLite by default).
+//! - [`store`] — persistence (SQLite by default): the `ward-store` crate, re-exported.
 //! - [`server`] — the TLS listener and the three gRPC services.
 //! - [`cli`] — `wardctl`.
 //! - [`console`] — `wardctl console`, the web console.
 //!
 //! It may not depend on `ward-agent` (the two sides meet only through `ward-proto`, `ward-vocab`
 //! and `ward-certs`), and the domain may not depend on it: [`core`] is its own crate so that a
-//! rule there cannot reach for tonic, sqlx or the store.
+//! rule there cannot reach for tonic, sqlx or the store, and [`store`] is one so that it cannot
+//! reach for the operations or the gRPC edge.
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +39,6 @@ pub mod scim;
 pub mod serve_lock;
 pub mod server;
 pub mod server_cert;
-pub mod store;
+pub use ward_store as store;
 pub mod syslog_transport;
 pub mod webhook_sender;

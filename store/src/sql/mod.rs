@@ -36,15 +36,15 @@ use super::{
     Announcement, Announcements, AuditFilter, BatchSettings, HeadSigner, HeadVerifier, Store,
     StoreError, Writer,
 };
-use crate::core::admins::AdminRequest;
-use crate::core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
-use crate::core::ca_rotation::CaRecord;
-use crate::core::directory::{DirectoryUser, ScimClient};
-use crate::core::{
+use crate::rows::db;
+use ward_core::admins::AdminRequest;
+use ward_core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
+use ward_core::ca_rotation::CaRecord;
+use ward_core::directory::{DirectoryUser, ScimClient};
+use ward_core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, DeviceKey,
     PolicyRule, PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
-use crate::store::rows::db;
 
 /// Which database a [`SqlStore`] talks to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -336,7 +336,7 @@ impl Store for SqlStore {
         }
     }
 
-    async fn list_webhooks(&self) -> Result<Vec<crate::core::webhook::Webhook>, StoreError> {
+    async fn list_webhooks(&self) -> Result<Vec<ward_core::webhook::Webhook>, StoreError> {
         webhooks::list(&mut *self.read().await?).await
     }
 
@@ -344,7 +344,7 @@ impl Store for SqlStore {
         &self,
         now: Timestamp,
         limit: u32,
-    ) -> Result<Vec<(crate::core::webhook::Delivery, super::WebhookTarget)>, StoreError> {
+    ) -> Result<Vec<(ward_core::webhook::Delivery, super::WebhookTarget)>, StoreError> {
         webhooks::due(&mut *self.read().await?, now, limit).await
     }
 
@@ -354,8 +354,8 @@ impl Store for SqlStore {
         limit: u32,
     ) -> Result<
         Vec<(
-            crate::core::webhook::Delivery,
-            Vec<crate::core::webhook::Attempt>,
+            ward_core::webhook::Delivery,
+            Vec<ward_core::webhook::Attempt>,
         )>,
         StoreError,
     > {
@@ -420,7 +420,7 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::AdminRole;
+    use ward_core::AdminRole;
 
     #[tokio::test]
     async fn sqlite_is_durable_wal_with_synchronous_full() {

@@ -8,8 +8,8 @@ use sqlx::Executor;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 
-use crate::store::rows::db;
-use crate::store::{Announcement, Announcements, StoreError};
+use crate::rows::db;
+use crate::{Announcement, Announcements, StoreError};
 
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 

@@ -16,11 +16,11 @@ use futures::future::BoxFuture;
 use ward_certs::AdminName;
 
 use super::{PostureField, StoreError};
-use crate::core::admins::{AdminRequest, RevokeOutcome};
-use crate::core::audit::AuditEvent;
-use crate::core::directory::{DirectoryUser, ScimClient};
-use crate::core::webhook::{Attempt, Delivery, Next, Webhook};
-use crate::core::{
+use ward_core::admins::{AdminRequest, RevokeOutcome};
+use ward_core::audit::AuditEvent;
+use ward_core::directory::{DirectoryUser, ScimClient};
+use ward_core::webhook::{Attempt, Delivery, Next, Webhook};
+use ward_core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
     PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
@@ -195,12 +195,12 @@ pub trait Tx: Send {
         now: Timestamp,
     ) -> Result<(), StoreError>;
     /// The states CA rotation steps recorded, as this transaction sees them.
-    async fn ca_records(&mut self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError>;
+    async fn ca_records(&mut self) -> Result<Vec<ward_core::ca_rotation::CaRecord>, StoreError>;
     /// Records the state a CA rotation step gave the CA `hash`.
     async fn set_ca_state(
         &mut self,
         hash: &str,
-        state: crate::core::ca_rotation::CaState,
+        state: ward_core::ca_rotation::CaState,
         now: Timestamp,
     ) -> Result<(), StoreError>;
 

@@ -7,10 +7,10 @@ use sqlx::AnyConnection;
 use ward_certs::{AdminName, Identity};
 
 use super::{Backend, certificates};
-use crate::core::admins::{AdminRequest, RevokeOutcome};
-use crate::core::{Admin, AdminRole, CertificateRecord, Timestamp};
-use crate::store::StoreError;
-use crate::store::rows::{self, db};
+use crate::StoreError;
+use crate::rows::{self, db};
+use ward_core::admins::{AdminRequest, RevokeOutcome};
+use ward_core::{Admin, AdminRole, CertificateRecord, Timestamp};
 
 /// Admins with the expiry of their newest certificate that is not revoked.
 const SELECT_ADMIN: &str = "SELECT a.*,
@@ -129,12 +129,12 @@ pub async fn renew(
 }
 
 /// The certificates of active admins that a renewal replaced in the last
-/// [`crate::core::admins::RENEWED_CONNECTION_GRACE_MS`] (an admin revoked with `admin revoke` is
+/// [`ward_core::admins::RENEWED_CONNECTION_GRACE_MS`] (an admin revoked with `admin revoke` is
 /// not active): long enough to answer the renewing call, not to keep a leaked bundle's
 /// session for the rest of its lifetime.
 pub async fn replaced(conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<String>, StoreError> {
     let prefix = Identity::admin_uri_prefix();
-    let since = now.unix_ms() - crate::core::admins::RENEWED_CONNECTION_GRACE_MS;
+    let since = now.unix_ms() - ward_core::admins::RENEWED_CONNECTION_GRACE_MS;
     sqlx::query_scalar(
         "SELECT c.serial FROM certificates c JOIN admins a ON c.subject = $2 || a.name
          WHERE c.revoked_at > $3 AND c.not_after > $1 AND a.revoked_at IS NULL",

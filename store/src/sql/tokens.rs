@@ -3,9 +3,9 @@
 use sqlx::AnyConnection;
 
 use super::devices;
-use crate::core::{NewDevice, Timestamp, TokenHash, TokenRecord, UserEmail};
-use crate::store::StoreError;
-use crate::store::rows::{self, Columns, db};
+use crate::StoreError;
+use crate::rows::{self, Columns, db};
+use ward_core::{NewDevice, Timestamp, TokenHash, TokenRecord, UserEmail};
 
 pub async fn insert(conn: &mut AnyConnection, token: &TokenRecord) -> Result<(), StoreError> {
     sqlx::query(

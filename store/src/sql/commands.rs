@@ -3,9 +3,9 @@
 use sqlx::AnyConnection;
 
 use super::placeholders::{self, ROWS_PER_STATEMENT};
-use crate::core::{Command, CommandId, CommandKind, CommandState, DeviceId, Timestamp};
-use crate::store::StoreError;
-use crate::store::rows::{self, corrupt, db};
+use crate::StoreError;
+use crate::rows::{self, corrupt, db};
+use ward_core::{Command, CommandId, CommandKind, CommandState, DeviceId, Timestamp};
 
 fn scope_of(kind: &CommandKind) -> Option<&'static str> {
     match kind {

@@ -12,14 +12,14 @@ use ward_certs::AdminName;
 use super::tx::Tx;
 use super::writer::{BatchSettings, Engine, Writer};
 use super::{AuditFilter, HeadKey, HeadSigner, HeadVerifier, PostureField, Store, StoreError};
-use crate::core::admins::{AdminRequest, AdminRevocation, RevokeOutcome};
-use crate::core::audit::{
+use ward_core::admins::{AdminRequest, AdminRevocation, RevokeOutcome};
+use ward_core::audit::{
     AppendError, Appended, AuditEntry, AuditEvent, AuditHead, Tail, extend, head_message,
     plan_append,
 };
-use crate::core::directory::{DirectoryUser, ScimClient};
-use crate::core::keys::{other_parties, plan_switch};
-use crate::core::{
+use ward_core::directory::{DirectoryUser, ScimClient};
+use ward_core::keys::{other_parties, plan_switch};
+use ward_core::{
     Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Compliance, Device,
     DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody,
     PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
@@ -92,7 +92,7 @@ struct State {
     audit: Vec<AuditEntry>,
     head: AuditHead,
     export_cursors: BTreeMap<String, u64>,
-    ca_records: Vec<crate::core::ca_rotation::CaRecord>,
+    ca_records: Vec<ward_core::ca_rotation::CaRecord>,
     scim_clients: BTreeMap<String, ScimClient>,
     directory: BTreeMap<uuid::Uuid, DirectoryUser>,
 }
@@ -260,12 +260,12 @@ pub struct MemoryStore {
     batch: Arc<tokio::sync::Mutex<()>>,
     keeper: super::AuditKeeperSlot,
     /// A write the next job fails (tests of all-or-nothing jobs).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "faults"))]
     fault: Fault,
 }
 
 /// The name of the [`Tx`] write that fails once, for tests.
-#[cfg(test)]
+#[cfg(any(test, feature = "faults"))]
 type Fault = Arc<Mutex<Option<&'static str>>>;
 
 impl MemoryStore {
@@ -273,7 +273,7 @@ impl MemoryStore {
         let state = Arc::new(Mutex::new(State::default()));
         let batch = Arc::new(tokio::sync::Mutex::new(()));
         let keeper = super::AuditKeeperSlot::default();
-        #[cfg(test)]
+        #[cfg(any(test, feature = "faults"))]
         let fault = Fault::default();
         let engine = MemoryEngine {
             committed: Arc::clone(&state),
@@ -282,7 +282,7 @@ impl MemoryStore {
             working: None,
             audit: Vec::new(),
             keeper: keeper.clone(),
-            #[cfg(test)]
+            #[cfg(any(test, feature = "faults"))]
             fault: Arc::clone(&fault),
         };
         Self {
@@ -290,14 +290,14 @@ impl MemoryStore {
             writer: Writer::start(engine, BatchSettings::default()),
             batch,
             keeper,
-            #[cfg(test)]
+            #[cfg(any(test, feature = "faults"))]
             fault,
         }
     }
 
     /// Makes the next call of the [`Tx`] write `what` (e.g. `"insert_command"`) fail, so a
     /// test can see that the job holding it changes nothing.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "faults"))]
     pub fn fail_next(&self, what: &'static str) {
         *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = Some(what);
     }
@@ -322,13 +322,13 @@ struct MemoryEngine {
     working: Option<State>,
     audit: Vec<(AuditEvent, Timestamp)>,
     keeper: super::AuditKeeperSlot,
-    #[cfg(test)]
+    #[cfg(any(test, feature = "faults"))]
     fault: Fault,
 }
 
 impl MemoryEngine {
     /// Fails if a test asked for `what` to fail (once).
-    #[cfg(test)]
+    #[cfg(any(test, feature = "faults"))]
     fn fault(&self, what: &'static str) -> Result<(), StoreError> {
         let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
         if *fault == Some(what) {
@@ -338,7 +338,7 @@ impl MemoryEngine {
         Ok(())
     }
 
-    #[cfg(not(test))]
+    #[cfg(not(any(test, feature = "faults")))]
     #[allow(clippy::unused_self)]
     fn fault(&self, _what: &'static str) -> Result<(), StoreError> {
         Ok(())
@@ -1009,19 +1009,19 @@ impl Tx for MemoryEngine {
         Ok(())
     }
 
-    async fn ca_records(&mut self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError> {
+    async fn ca_records(&mut self) -> Result<Vec<ward_core::ca_rotation::CaRecord>, StoreError> {
         Ok(self.state()?.ca_records.clone())
     }
 
     async fn set_ca_state(
         &mut self,
         hash: &str,
-        state: crate::core::ca_rotation::CaState,
+        state: ward_core::ca_rotation::CaState,
         now: Timestamp,
     ) -> Result<(), StoreError> {
         let records = &mut self.state()?.ca_records;
         records.retain(|r| r.hash != hash);
-        records.push(crate::core::ca_rotation::CaRecord {
+        records.push(ward_core::ca_rotation::CaRecord {
             hash: hash.to_owned(),
             state,
             changed_at: now,
@@ -1295,14 +1295,14 @@ impl Store for MemoryStore {
         }))
     }
 
-    async fn ca_records(&self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError> {
+    async fn ca_records(&self) -> Result<Vec<ward_core::ca_rotation::CaRecord>, StoreError> {
         Ok(self.read(|s| s.ca_records.clone()))
     }
 
     async fn replaced_serials(&self, now: Timestamp) -> Result<Vec<String>, StoreError> {
         let prefix = ward_certs::Identity::admin_uri_prefix();
         Ok(self.read(|s| {
-            let since = now.unix_ms() - crate::core::admins::RENEWED_CONNECTION_GRACE_MS;
+            let since = now.unix_ms() - ward_core::admins::RENEWED_CONNECTION_GRACE_MS;
             let admins = s.certificates.values().filter(|c| {
                 c.revoked_at.is_some_and(|at| at.unix_ms() > since)
                     && c.not_after > now

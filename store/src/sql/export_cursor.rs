@@ -2,9 +2,9 @@
 
 use sqlx::AnyConnection;
 
-use crate::core::Timestamp;
-use crate::store::StoreError;
-use crate::store::rows::{corrupt, db};
+use crate::StoreError;
+use crate::rows::{corrupt, db};
+use ward_core::Timestamp;
 
 /// The last sequence number the export's collector took; 0 before the first.
 pub async fn get(conn: &mut AnyConnection, name: &str) -> Result<u64, StoreError> {
@@ -68,7 +68,7 @@ impl PgLease {
 }
 
 #[async_trait::async_trait]
-impl crate::store::Lease for PgLease {
+impl crate::Lease for PgLease {
     async fn held(&mut self) -> bool {
         // The lock lives as long as the session: a session that still answers still holds it.
         sqlx::query("SELECT 1")

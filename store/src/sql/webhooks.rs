@@ -3,13 +3,13 @@
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use crate::core::Timestamp;
-use crate::core::audit::AuditEntry;
-use crate::core::webhook::{
+use crate::rows::{Columns, corrupt, db};
+use crate::{StoreError, WebhookTarget};
+use ward_core::Timestamp;
+use ward_core::audit::AuditEntry;
+use ward_core::webhook::{
     self, Attempt, Delivery, DeliveryState, EventType, Next, Webhook, WebhookSecret,
 };
-use crate::store::rows::{Columns, corrupt, db};
-use crate::store::{StoreError, WebhookTarget};
 
 pub async fn insert(conn: &mut AnyConnection, hook: &Webhook) -> Result<(), StoreError> {
     sqlx::query(

@@ -10,20 +10,20 @@ use super::{
     Backend, admins, audit, ca_rotation, certificates, commands, device_keys, devices,
     export_cursor, policies, scim, tokens, webhooks,
 };
-use crate::core::admins::{AdminRequest, RevokeOutcome};
-use crate::core::audit::AuditEvent;
-use crate::core::ca_rotation::CaState;
-use crate::core::directory::{DirectoryUser, ScimClient};
-use crate::core::webhook::{Attempt, Delivery, Next, Webhook};
-use crate::core::{
+use crate::rows::db;
+use crate::tx::Tx;
+use crate::writer::Engine;
+use crate::{AuditKeeperSlot, PostureField, StoreError};
+use ward_core::admins::{AdminRequest, RevokeOutcome};
+use ward_core::audit::AuditEvent;
+use ward_core::ca_rotation::CaState;
+use ward_core::directory::{DirectoryUser, ScimClient};
+use ward_core::webhook::{Attempt, Delivery, Next, Webhook};
+use ward_core::{
     Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
     DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
     PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
-use crate::store::rows::db;
-use crate::store::tx::Tx;
-use crate::store::writer::Engine;
-use crate::store::{AuditKeeperSlot, PostureField, StoreError};
 
 pub struct SqlEngine {
     pool: AnyPool,
@@ -373,7 +373,7 @@ impl Tx for SqlEngine {
         export_cursor::set(self.conn()?, name, seq, now).await
     }
 
-    async fn ca_records(&mut self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError> {
+    async fn ca_records(&mut self) -> Result<Vec<ward_core::ca_rotation::CaRecord>, StoreError> {
         ca_rotation::list(self.conn()?).await
     }
 

@@ -3,10 +3,10 @@
 
 use sqlx::AnyConnection;
 
-use crate::core::keys::{KeySwitch, RenewalConflict, other_parties, plan_switch};
-use crate::core::{CertificateRecord, DeviceId, DeviceKey, Timestamp};
-use crate::store::StoreError;
-use crate::store::rows::{self, db};
+use crate::StoreError;
+use crate::rows::{self, db};
+use ward_core::keys::{KeySwitch, RenewalConflict, other_parties, plan_switch};
+use ward_core::{CertificateRecord, DeviceId, DeviceKey, Timestamp};
 
 /// Records a key; `in_use_at` is set for an enrollment's (in use from the start), `None`
 /// for a renewal's (pending until the device calls with it).

@@ -3,9 +3,9 @@
 use sqlx::AnyConnection;
 
 use super::Backend;
-use crate::core::{Compliance, DeviceId, PolicyBody, PolicyRule, PolicyScope, Timestamp};
-use crate::store::StoreError;
-use crate::store::rows::{self, corrupt, db};
+use crate::StoreError;
+use crate::rows::{self, corrupt, db};
+use ward_core::{Compliance, DeviceId, PolicyBody, PolicyRule, PolicyScope, Timestamp};
 
 pub async fn get(
     conn: &mut AnyConnection,

@@ -4,13 +4,13 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 
 use super::placeholders::{self, ROWS_PER_STATEMENT};
-use crate::core::Timestamp;
-use crate::core::audit::{
+use crate::rows::{self, corrupt, db};
+use crate::{AuditFilter, HeadKey, StoreError};
+use ward_core::Timestamp;
+use ward_core::audit::{
     AppendError, Appended, AuditEntry, AuditEvent, AuditHead, Tail, extend, head_message,
     plan_append,
 };
-use crate::store::rows::{self, corrupt, db};
-use crate::store::{AuditFilter, HeadKey, StoreError};
 
 /// Appends `events`, in order, where the chain's rules say ([`plan_append`]: after the
 /// table's real last row, behind an `audit.break` entry when the head does not match it), and

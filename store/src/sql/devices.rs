@@ -3,11 +3,11 @@
 use sqlx::AnyConnection;
 
 use super::{certificates, device_keys};
-use crate::core::{
+use crate::rows::{self, db};
+use crate::{PostureField, StoreError};
+use ward_core::{
     Device, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp, UserEmail,
 };
-use crate::store::rows::{self, db};
-use crate::store::{PostureField, StoreError};
 
 pub async fn insert(
     conn: &mut AnyConnection,
@@ -130,7 +130,7 @@ pub async fn revoke(
 pub async fn record_renewal(
     conn: &mut AnyConnection,
     device: DeviceId,
-    certificate: &crate::core::CertificateRecord,
+    certificate: &ward_core::CertificateRecord,
     public_key_der: &[u8],
 ) -> Result<(), StoreError> {
     certificates::insert(conn, certificate).await?;

@@ -2,9 +2,9 @@
 
 use sqlx::AnyConnection;
 
-use crate::core::{CertificateRecord, Timestamp};
-use crate::store::StoreError;
-use crate::store::rows::{self, db};
+use crate::StoreError;
+use crate::rows::{self, db};
+use ward_core::{CertificateRecord, Timestamp};
 
 pub async fn insert(conn: &mut AnyConnection, cert: &CertificateRecord) -> Result<(), StoreError> {
     sqlx::query(

@@ -1,5 +1,20 @@
 //! Persistence behind one trait. SQLite is the embedded default; every implementation must
 //! commit before it returns, so an answer to a client is never ahead of the disk.
+//!
+//! It holds the [`Store`] trait, its SQL implementation (SQLite and PostgreSQL through sqlx,
+//! with the migrations of both dialects in `migrations/`), the in-memory [`MemoryStore`], the
+//! batching [`Writer`] and the rows' mapping to `ward-core` values.
+//!
+//! It may depend on `ward-core`, `ward-certs`, sqlx and tokio, and NOT on tonic, prost or the
+//! controller (its operations, its gRPC services, its CLI): the store keeps values, the rules
+//! that decide them live in `ward-core` and the operations that call it one layer up.
+
+#![forbid(unsafe_code)]
+
+// The fault hook (`MemoryStore::fail_next`) is for tests: a release build that turns it on is
+// refused rather than shipped.
+#[cfg(all(not(debug_assertions), feature = "faults"))]
+compile_error!("the `faults` feature is for test builds, not release builds");
 
 mod memory;
 mod rows;
@@ -15,14 +30,14 @@ use futures::future::BoxFuture;
 pub use memory::MemoryStore;
 pub use sql::{Backend, Durability, PgDurability, SqlStore};
 
-use crate::core::admins::{AdminRequest, RevokeOutcome};
-use crate::core::directory::{DirectoryUser, ScimClient};
-use crate::core::{
+use ward_certs::AdminName;
+use ward_core::admins::{AdminRequest, RevokeOutcome};
+use ward_core::directory::{DirectoryUser, ScimClient};
+use ward_core::{
     Admin, CertificateRecord, Command, CommandId, CommandKind, CommandState, Compliance, Device,
     DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
     TokenRecord, TokenStatus, UserEmail,
 };
-use ward_certs::AdminName;
 
 use self::tx::Tx;
 use self::writer::Priority::{High, Sheddable};
@@ -85,7 +100,7 @@ pub trait HeadKey: Send + Sync {
 pub trait AuditKeeper: HeadKey + std::fmt::Debug {
     /// `entries` were appended in one batch; `chain_break` is the damage the append found and
     /// recorded, with the sequence number of its `audit.break` entry.
-    fn appended(&self, entries: u64, chain_break: Option<(&crate::core::audit::ChainBreak, u64)>);
+    fn appended(&self, entries: u64, chain_break: Option<(&ward_core::audit::ChainBreak, u64)>);
 }
 
 /// Where a store's writer finds its [`AuditKeeper`].
@@ -137,7 +152,7 @@ pub const WEBHOOK_LEASE: &str = "webhooks";
 #[derive(Clone, Debug)]
 pub struct WebhookTarget {
     pub url: String,
-    pub secret: crate::core::webhook::WebhookSecret,
+    pub secret: ward_core::webhook::WebhookSecret,
     pub ca_pem: Option<String>,
 }
 
@@ -233,10 +248,7 @@ pub trait Store: Send + Sync + 'static {
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
 
     /// The device's keys and certificates, oldest first.
-    async fn device_keys(
-        &self,
-        device: DeviceId,
-    ) -> Result<Vec<crate::core::DeviceKey>, StoreError>;
+    async fn device_keys(&self, device: DeviceId) -> Result<Vec<ward_core::DeviceKey>, StoreError>;
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError>;
 
@@ -295,9 +307,9 @@ pub trait Store: Send + Sync + 'static {
     async fn list_audit(
         &self,
         filter: &AuditFilter,
-    ) -> Result<Vec<crate::core::audit::AuditEntry>, StoreError>;
+    ) -> Result<Vec<ward_core::audit::AuditEntry>, StoreError>;
 
-    async fn audit_head(&self) -> Result<crate::core::audit::AuditHead, StoreError>;
+    async fn audit_head(&self) -> Result<ward_core::audit::AuditHead, StoreError>;
 
     /// Certificates neither expired nor revoked (a CA is retired only once none of them was
     /// issued by it).
@@ -305,7 +317,7 @@ pub trait Store: Send + Sync + 'static {
     -> Result<Vec<CertificateRecord>, StoreError>;
 
     /// The states CA rotation steps recorded.
-    async fn ca_records(&self) -> Result<Vec<crate::core::ca_rotation::CaRecord>, StoreError>;
+    async fn ca_records(&self) -> Result<Vec<ward_core::ca_rotation::CaRecord>, StoreError>;
 
     /// The last audit sequence number the export `name`'s collector took; 0 before the first.
     async fn export_cursor(&self, name: &str) -> Result<u64, StoreError>;
@@ -317,7 +329,7 @@ pub trait Store: Send + Sync + 'static {
     }
 
     /// Every webhook receiver, oldest first.
-    async fn list_webhooks(&self) -> Result<Vec<crate::core::webhook::Webhook>, StoreError> {
+    async fn list_webhooks(&self) -> Result<Vec<ward_core::webhook::Webhook>, StoreError> {
         Err(tx::no_webhooks())
     }
 
@@ -326,7 +338,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         _now: Timestamp,
         _limit: u32,
-    ) -> Result<Vec<(crate::core::webhook::Delivery, WebhookTarget)>, StoreError> {
+    ) -> Result<Vec<(ward_core::webhook::Delivery, WebhookTarget)>, StoreError> {
         Err(tx::no_webhooks())
     }
 
@@ -337,8 +349,8 @@ pub trait Store: Send + Sync + 'static {
         _limit: u32,
     ) -> Result<
         Vec<(
-            crate::core::webhook::Delivery,
-            Vec<crate::core::webhook::Attempt>,
+            ward_core::webhook::Delivery,
+            Vec<ward_core::webhook::Attempt>,
         )>,
         StoreError,
     > {
@@ -372,11 +384,11 @@ pub trait Store: Send + Sync + 'static {
     /// that already has entries is `AlreadyExists`.
     async fn append_audit(
         &self,
-        event: &crate::core::audit::AuditEvent,
+        event: &ward_core::audit::AuditEvent,
         at: Timestamp,
         sign: &HeadSigner<'_>,
         verify_head: &HeadVerifier<'_>,
-    ) -> Result<crate::core::audit::Appended, StoreError>;
+    ) -> Result<ward_core::audit::Appended, StoreError>;
 
     /// Where the writer finds the audit keeper; see [`Store::keep_audit_with`].
     fn audit_keeper(&self) -> &AuditKeeperSlot;
@@ -391,7 +403,7 @@ pub trait Store: Send + Sync + 'static {
     /// batch, the head signed once for the batch.
     async fn audit(
         &self,
-        event: &crate::core::audit::AuditEvent,
+        event: &ward_core::audit::AuditEvent,
         at: Timestamp,
     ) -> Result<(), StoreError> {
         let event = event.clone();
@@ -651,7 +663,7 @@ pub trait Store: Send + Sync + 'static {
     async fn record_offline_wipe(
         &self,
         device: DeviceId,
-        wipe: &crate::core::OfflineWipe,
+        wipe: &ward_core::OfflineWipe,
         receipt: &ward_certs::receipt::SignedReceipt,
     ) -> Result<bool, StoreError> {
         let (wipe, receipt) = (wipe.clone(), receipt.clone());
@@ -734,9 +746,9 @@ pub trait Store: Send + Sync + 'static {
     /// Records a delivery attempt and what it leads to (through the writer).
     async fn record_webhook_attempt(
         &self,
-        delivery: &crate::core::webhook::Delivery,
-        attempt: &crate::core::webhook::Attempt,
-        next: crate::core::webhook::Next,
+        delivery: &ward_core::webhook::Delivery,
+        attempt: &ward_core::webhook::Attempt,
+        next: ward_core::webhook::Next,
     ) -> Result<(), StoreError> {
         let (delivery, attempt) = (delivery.clone(), attempt.clone());
         tx::write(self.writer(), High, move |tx| {

@@ -3,10 +3,10 @@
 use sqlx::AnyConnection;
 use ward_certs::AdminName;
 
-use crate::core::directory::{DirectoryUser, ScimClient};
-use crate::core::{Timestamp, UserEmail};
-use crate::store::StoreError;
-use crate::store::rows::{Columns, corrupt, db};
+use crate::StoreError;
+use crate::rows::{Columns, corrupt, db};
+use ward_core::directory::{DirectoryUser, ScimClient};
+use ward_core::{Timestamp, UserEmail};
 
 fn client(row: &impl Columns) -> Result<ScimClient, StoreError> {
     Ok(ScimClient {

@@ -2,10 +2,10 @@
 
 use sqlx::AnyConnection;
 
-use crate::core::Timestamp;
-use crate::core::ca_rotation::{CaRecord, CaState};
-use crate::store::StoreError;
-use crate::store::rows::{Columns, corrupt, db};
+use crate::StoreError;
+use crate::rows::{Columns, corrupt, db};
+use ward_core::Timestamp;
+use ward_core::ca_rotation::{CaRecord, CaState};
 
 pub async fn list(conn: &mut AnyConnection) -> Result<Vec<CaRecord>, StoreError> {
     sqlx::query("SELECT ca_hash, state, changed_at FROM ca_rotation ORDER BY changed_at, ca_hash")

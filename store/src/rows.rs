@@ -9,9 +9,9 @@ use sqlx::any::AnyRow;
 use ward_certs::AdminName;
 
 use super::StoreError;
-use crate::core::admins::{AdminRequest, AdminRevocation};
-use crate::core::audit::AuditEntry;
-use crate::core::{
+use ward_core::admins::{AdminRequest, AdminRevocation};
+use ward_core::audit::AuditEntry;
+use ward_core::{
     Admin, AdminRole, CertificateRecord, Command, CommandKind, Compliance, ComplianceCheck, Device,
     DeviceFacts, DeviceId, DeviceState, OfflineWipe, PolicyBody, PolicyRule, Receipt, Timestamp,
     TokenHash, TokenRecord, WipeScope,
@@ -136,8 +136,8 @@ pub fn device(row: &impl Columns) -> Result<Device, StoreError> {
     })
 }
 
-pub fn device_key(row: &impl Columns) -> Result<crate::core::DeviceKey, StoreError> {
-    Ok(crate::core::DeviceKey {
+pub fn device_key(row: &impl Columns) -> Result<ward_core::DeviceKey, StoreError> {
+    Ok(ward_core::DeviceKey {
         serial: row.text("serial")?,
         public_key_der: row
             .opt_bytes("public_key_der")?
