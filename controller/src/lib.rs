@@ -1,11 +1,16 @@
 //! Ward's controller: the gRPC service with its own CA, its store, and the `wardctl` CLI.
 //!
-//! - [`core`] — domain types and rules (no tonic, no sqlx).
+//! - [`core`] — domain types and rules: the `ward-core` crate, re-exported (no tonic, no sqlx).
 //! - [`app`] — the operations, over the [`store::Store`] trait.
-//! - [`store`] — persistence (SQLite by default).
+//! - [`store`] — persistence (SQLite by default): the `ward-store` crate, re-exported.
 //! - [`server`] — the TLS listener and the three gRPC services.
 //! - [`cli`] — `wardctl`.
 //! - [`console`] — `wardctl console`, the web console.
+//!
+//! It may not depend on `ward-agent` (the two sides meet only through `ward-proto`, `ward-vocab`
+//! and `ward-certs`), and the domain may not depend on it: [`core`] is its own crate so that a
+//! rule there cannot reach for tonic, sqlx or the store, and [`store`] is one so that it cannot
+//! reach for the operations or the gRPC edge.
 
 #![forbid(unsafe_code)]
 
@@ -17,7 +22,7 @@ pub mod checkpoint_dir;
 pub mod cli;
 pub mod connections;
 pub mod console;
-pub mod core;
+pub use ward_core as core;
 pub mod datadir;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
@@ -34,6 +39,6 @@ pub mod scim;
 pub mod serve_lock;
 pub mod server;
 pub mod server_cert;
-pub mod store;
+pub use ward_store as store;
 pub mod syslog_transport;
 pub mod webhook_sender;

@@ -5,6 +5,10 @@
 //! stack, with no store and no logic). Every figure is printed beside the baseline's.
 //!
 //! The binary only parses arguments ([`cli`]) and calls [`run`].
+//!
+//! It drives the shipped crates through their public APIs only: no test-only feature
+//! (`fuzzing`, `failpoints`, `test-clock`) and not the `ward-e2e` harness, so what it measures
+//! is what ships. Nothing may depend on it.
 
 #![forbid(unsafe_code)]
 

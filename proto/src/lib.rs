@@ -3,6 +3,9 @@
 //!
 //! Conversion into Ward's domain types happens at the edge of each service (`TryFrom`), so
 //! core logic never sees prost structs.
+//!
+//! It may not depend on any other Ward crate (the domain, the store, the agent) nor on storage:
+//! it is the wire and its transport only, which both sides of the wire build on.
 
 #![forbid(unsafe_code)]
 

@@ -1,6 +1,10 @@
 //! Test harness for Ward's end-to-end tests: real processes and in-process servers over real
 //! mutual TLS on 127.0.0.1, generated PKIs, and waits on conditions with deadlines (never a
 //! sleep followed by an assert).
+//!
+//! No shipped crate may depend on it. Its library uses the shipped crates as released; the
+//! test-only features (`fuzzing`, `failpoints`, `test-clock`) are turned on for its tests alone
+//! (dev-dependencies), never for a crate it hands on.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 

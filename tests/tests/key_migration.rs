@@ -198,7 +198,7 @@ fn rows() -> Vec<Row> {
 /// A copy of the migrations older than the one under test.
 fn older_migrations(backend: &str, below: u32) -> tempfile::TempDir {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../controller/migrations")
+        .join("../store/migrations")
         .join(backend);
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(&source).unwrap() {

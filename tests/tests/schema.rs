@@ -17,7 +17,7 @@ const FIRST_PAIRED: u32 = 8;
 
 fn migrations(dialect: &str) -> BTreeMap<u32, String> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../controller/migrations")
+        .join("../store/migrations")
         .join(dialect);
     std::fs::read_dir(&dir)
         .unwrap()

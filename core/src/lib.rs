@@ -1,0 +1,51 @@
+//! Ward's domain: the values and rules the controller is about, with no I/O.
+//!
+//! It holds the ids (devices, commands, admins, users), policies and compliance, commands and
+//! their state machine, the audit chain's hashing, checkpoints and export formats, admin roles
+//! and permissions, posture enforcement, enrollment tokens, CA rotation stages, webhook and
+//! syslog target rules, and the clock. Everything here is a value or a pure function over values.
+//!
+//! It may NOT depend on tonic or prost (the wire is the controller's `server`), sqlx (that is
+//! `ward-store`), tokio or any other I/O runtime, nor on the controller itself: a rule
+//! that needs a socket, a file or a database belongs a layer up. Its only Ward dependencies are
+//! `ward-vocab` (the words shared with the agent) and `ward-certs` (certificate names, DNS-name
+//! syntax and the wipe receipt's signature check, all pure).
+
+#![forbid(unsafe_code)]
+
+pub mod admins;
+pub mod attestation;
+pub mod audit;
+pub mod ca_rotation;
+pub mod clock;
+pub mod command;
+pub mod directory;
+pub mod duration;
+pub mod keys;
+pub mod model;
+pub mod policy;
+pub mod posture;
+pub mod roles;
+pub mod service;
+pub mod text;
+pub mod token;
+pub mod webhook;
+
+pub use clock::{Clock, SystemClock, Timestamp};
+pub use command::{
+    Command, CommandId, CommandKind, CommandState, Event, IdempotencyKey, Receipt, WipeScope,
+};
+pub use keys::{DeviceKey, KeySwitch, RenewalConflict};
+pub use model::{
+    Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
+    OfflineWipe, UserEmail,
+};
+pub use policy::{
+    ALL_CHECKS, CHECK_AGENT_VERSION, CHECK_AUTO_LOCK, CHECK_DISK_ENCRYPTION, CHECK_FIREWALL,
+    CHECK_FORBIDDEN_PACKAGES, CHECK_OS_UPDATES, CHECK_PASSWORD_RULES, CheckStatus, Compliance,
+    ComplianceCheck, EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyRule, PolicyScope,
+    StoredPolicy,
+};
+pub use posture::{Disabled, Enforcement, Inventory};
+pub use roles::Permission;
+pub use token::{EnrollmentToken, TokenHash, TokenRecord, TokenStatus};

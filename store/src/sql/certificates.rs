@@ -1,0 +1,84 @@
+//! The `certificates` table: what this controller issued, to whom, and what it revoked.
+
+use sqlx::AnyConnection;
+
+use crate::StoreError;
+use crate::rows::{self, db};
+use ward_core::{CertificateRecord, Timestamp};
+
+pub async fn insert(conn: &mut AnyConnection, cert: &CertificateRecord) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO certificates (serial, subject, not_before, not_after, issued_at, revoked_at, der)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&cert.serial)
+    .bind(&cert.subject)
+    .bind(cert.not_before.unix_ms())
+    .bind(cert.not_after.unix_ms())
+    .bind(cert.issued_at.unix_ms())
+    .bind(cert.revoked_at.map(Timestamp::unix_ms))
+    .bind(cert.der.clone())
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    Ok(())
+}
+
+pub async fn get(
+    conn: &mut AnyConnection,
+    serial: &str,
+) -> Result<Option<CertificateRecord>, StoreError> {
+    sqlx::query("SELECT * FROM certificates WHERE serial = $1")
+        .bind(serial)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::certificate)
+        .transpose()
+}
+
+/// Revokes every unrevoked certificate of `subject`; the serials it revoked.
+pub async fn revoke_subject(
+    conn: &mut AnyConnection,
+    subject: &str,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        "UPDATE certificates SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL
+         RETURNING serial",
+    )
+    .bind(now.unix_ms())
+    .bind(subject)
+    .fetch_all(conn)
+    .await
+    .map_err(db)
+}
+
+/// Certificates neither expired nor revoked.
+pub async fn live(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+) -> Result<Vec<CertificateRecord>, StoreError> {
+    sqlx::query("SELECT * FROM certificates WHERE revoked_at IS NULL AND not_after > $1")
+        .bind(now.unix_ms())
+        .fetch_all(conn)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(rows::certificate)
+        .collect()
+}
+
+pub async fn revoked_serials(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    sqlx::query_scalar(
+        "SELECT serial FROM certificates WHERE revoked_at IS NOT NULL AND not_after > $1",
+    )
+    .bind(now.unix_ms())
+    .fetch_all(conn)
+    .await
+    .map_err(db)
+}

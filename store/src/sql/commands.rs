@@ -1,0 +1,287 @@
+//! The `commands` table.
+
+use sqlx::AnyConnection;
+
+use super::placeholders::{self, ROWS_PER_STATEMENT};
+use crate::StoreError;
+use crate::rows::{self, corrupt, db};
+use ward_core::{Command, CommandId, CommandKind, CommandState, DeviceId, Timestamp};
+
+fn scope_of(kind: &CommandKind) -> Option<&'static str> {
+    match kind {
+        CommandKind::Wipe { scope } => Some(scope.as_str()),
+        _ => None,
+    }
+}
+
+fn message_of(kind: &CommandKind) -> Option<String> {
+    match kind {
+        CommandKind::Lock { message } => Some(message.clone()),
+        _ => None,
+    }
+}
+
+/// Inserts `c` unless a command with its idempotency key exists; returns the stored command
+/// and whether it is the new one.
+pub async fn insert(conn: &mut AnyConnection, c: &Command) -> Result<(Command, bool), StoreError> {
+    let inserted = sqlx::query(
+        "INSERT INTO commands (id, device_id, kind, scope, lock_message, state, reason,
+             failure_reason, idempotency_key, created_by, created_at, deadline, delivered_at,
+             acknowledged_at, finished_at, deliveries, revoke_after)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, NULL, NULL, NULL, 0, $12)
+         ON CONFLICT (idempotency_key) DO NOTHING
+         RETURNING *",
+    )
+    .bind(c.id.to_string())
+    .bind(c.device_id.to_string())
+    .bind(c.kind.name())
+    .bind(scope_of(&c.kind))
+    .bind(message_of(&c.kind))
+    .bind(c.state.as_str())
+    .bind(&c.reason)
+    .bind(&c.idempotency_key)
+    .bind(&c.created_by)
+    .bind(c.created_at.unix_ms())
+    .bind(c.deadline.map(Timestamp::unix_ms))
+    .bind(c.revoke_after)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?;
+    if let Some(row) = inserted {
+        return Ok((rows::command(&row)?, true));
+    }
+    let stored = by_key(conn, &c.idempotency_key)
+        .await?
+        .ok_or_else(|| corrupt("a command's idempotency key conflicts, but no command has it"))?;
+    Ok((stored, false))
+}
+
+pub async fn get(conn: &mut AnyConnection, id: CommandId) -> Result<Option<Command>, StoreError> {
+    sqlx::query("SELECT * FROM commands WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::command)
+        .transpose()
+}
+
+pub async fn by_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Command>, StoreError> {
+    sqlx::query("SELECT * FROM commands WHERE idempotency_key = $1")
+        .bind(key)
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::command)
+        .transpose()
+}
+
+pub async fn list(
+    conn: &mut AnyConnection,
+    device: Option<DeviceId>,
+    state: Option<CommandState>,
+) -> Result<Vec<Command>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM commands
+         WHERE ($1 IS NULL OR device_id = $1) AND ($2 IS NULL OR state = $2)
+         ORDER BY created_at DESC, id",
+    )
+    .bind(device.map(|d| d.to_string()))
+    .bind(state.map(CommandState::as_str))
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::command).collect()
+}
+
+/// The wipes and retirements that succeeded, for one device or all (the index on
+/// `(device_id, state)` finds one device's).
+pub async fn succeeded_wipes(
+    conn: &mut AnyConnection,
+    device: Option<DeviceId>,
+) -> Result<Vec<Command>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM commands
+         WHERE ($1 IS NULL OR device_id = $1) AND state = 'succeeded'
+           AND kind IN ('wipe', 'retire')
+         ORDER BY created_at DESC, id",
+    )
+    .bind(device.map(|d| d.to_string()))
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::command).collect()
+}
+
+/// Queued commands whose deadline (time-to-live) has passed by `now`: only those carry one.
+pub async fn past_deadline(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+) -> Result<Vec<Command>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM commands WHERE state = 'queued' AND deadline IS NOT NULL AND deadline <= $1
+         ORDER BY deadline, id",
+    )
+    .bind(now.unix_ms())
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::command).collect()
+}
+
+/// Commands whose idempotency key starts with `prefix` (every command of one bulk action).
+pub async fn by_key_prefix(
+    conn: &mut AnyConnection,
+    prefix: &str,
+) -> Result<Vec<Command>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM commands WHERE substr(idempotency_key, 1, length($1)) = $1
+         ORDER BY created_at, id",
+    )
+    .bind(prefix)
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::command).collect()
+}
+
+pub async fn unfinished(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+) -> Result<Vec<Command>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM commands
+         WHERE device_id = $1 AND state IN ('queued', 'delivered', 'acknowledged')
+         ORDER BY created_at, id",
+    )
+    .bind(device.to_string())
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::command).collect()
+}
+
+/// Writes `c` if the stored command is still in state `expected` (compare-and-set).
+pub async fn update(
+    conn: &mut AnyConnection,
+    expected: CommandState,
+    c: &Command,
+) -> Result<bool, StoreError> {
+    let receipt = c.receipt.as_ref();
+    let result = sqlx::query(
+        "UPDATE commands SET state = $1, failure_reason = $2, delivered_at = $3,
+             acknowledged_at = $4, finished_at = $5, deliveries = $6, receipt_body = $7,
+             receipt_signature = $8, receipt_verified = $9, receipt_error = $10, approved_by = $11
+         WHERE id = $12 AND state = $13",
+    )
+    .bind(c.state.as_str())
+    .bind(&c.failure_reason)
+    .bind(c.delivered_at.map(Timestamp::unix_ms))
+    .bind(c.acknowledged_at.map(Timestamp::unix_ms))
+    .bind(c.finished_at.map(Timestamp::unix_ms))
+    .bind(i64::from(c.deliveries))
+    .bind(receipt.map(|r| r.body.clone()))
+    .bind(receipt.map(|r| r.signature.clone()))
+    .bind(receipt.map(|r| r.verified))
+    .bind(receipt.and_then(|r| r.error.clone()))
+    .bind(&c.approved_by)
+    .bind(c.id.to_string())
+    .bind(expected.as_str())
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// The commands among `ids` that exist, in no particular order.
+pub async fn get_many(
+    conn: &mut AnyConnection,
+    ids: &[CommandId],
+) -> Result<Vec<Command>, StoreError> {
+    let mut found = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "SELECT * FROM commands WHERE id IN (",
+            &placeholders::list(chunk.len(), 1),
+            ")",
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for id in chunk {
+            query = query.bind(id.to_string());
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            found.push(rows::command(&row)?);
+        }
+    }
+    Ok(found)
+}
+
+/// Writes each `next` whose stored command is still in its `expected` state (a
+/// compare-and-set per row), a few hundred rows a statement; the ids written.
+pub async fn update_many(
+    conn: &mut AnyConnection,
+    changes: &[(CommandState, Command)],
+) -> Result<Vec<CommandId>, StoreError> {
+    // One statement for many rows: the new values travel as a VALUES list, whose columns both
+    // databases name column1, column2, …
+    const COLUMNS: usize = 13;
+    let mut written = Vec::with_capacity(changes.len());
+    for chunk in changes.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "UPDATE commands SET state = v.column3, failure_reason = v.column4,
+                 delivered_at = v.column5, acknowledged_at = v.column6,
+                 finished_at = v.column7, deliveries = v.column8, receipt_body = v.column9,
+                 receipt_signature = v.column10, receipt_verified = v.column11,
+                 receipt_error = v.column12, approved_by = v.column13
+             FROM (VALUES ",
+            &placeholders::tuples(chunk.len(), COLUMNS, 1),
+            ") AS v
+             WHERE commands.id = v.column1 AND commands.state = v.column2
+             RETURNING id",
+        ]
+        .concat();
+        let mut query = sqlx::query_scalar::<_, String>(&statement);
+        for (expected, c) in chunk {
+            let receipt = c.receipt.as_ref();
+            query = query
+                .bind(c.id.to_string())
+                .bind(expected.as_str())
+                .bind(c.state.as_str())
+                .bind(c.failure_reason.clone())
+                .bind(c.delivered_at.map(Timestamp::unix_ms))
+                .bind(c.acknowledged_at.map(Timestamp::unix_ms))
+                .bind(c.finished_at.map(Timestamp::unix_ms))
+                .bind(i64::from(c.deliveries))
+                .bind(receipt.map(|r| r.body.clone()))
+                .bind(receipt.map(|r| r.signature.clone()))
+                .bind(receipt.map(|r| r.verified))
+                .bind(receipt.and_then(|r| r.error.clone()))
+                .bind(c.approved_by.clone());
+        }
+        for id in query.fetch_all(&mut *conn).await.map_err(db)? {
+            written.push(id.parse().map_err(corrupt)?);
+        }
+    }
+    Ok(written)
+}
+
+pub async fn count_by_state(
+    conn: &mut AnyConnection,
+) -> Result<Vec<(CommandState, u64)>, StoreError> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT state, COUNT(*) FROM commands GROUP BY state")
+            .fetch_all(conn)
+            .await
+            .map_err(db)?;
+    rows.into_iter()
+        .map(|(state, n)| {
+            Ok((
+                state.parse().map_err(corrupt)?,
+                u64::try_from(n).unwrap_or(0),
+            ))
+        })
+        .collect()
+}

@@ -1,0 +1,234 @@
+//! The `devices` table: enrollment, check-ins, lifecycle state, posture and offline wipes.
+
+use sqlx::AnyConnection;
+
+use super::{certificates, device_keys};
+use crate::rows::{self, db};
+use crate::{PostureField, StoreError};
+use ward_core::{
+    Device, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp, UserEmail,
+};
+
+pub async fn insert(
+    conn: &mut AnyConnection,
+    device: &NewDevice,
+    user: &UserEmail,
+    now: Timestamp,
+) -> Result<(), StoreError> {
+    let facts = &device.facts;
+    sqlx::query(
+        "INSERT INTO devices (id, user_email, state, hostname, os_name, os_version,
+             kernel_version, arch, agent_version, enrolled_at, last_seen,
+             certificate_serial, certificate_expires_at, public_key_der)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13)",
+    )
+    .bind(device.id.to_string())
+    .bind(user.as_str())
+    .bind(DeviceState::Active.as_str())
+    .bind(&facts.hostname)
+    .bind(&facts.os_name)
+    .bind(&facts.os_version)
+    .bind(&facts.kernel_version)
+    .bind(&facts.arch)
+    .bind(&facts.agent_version)
+    .bind(now.unix_ms())
+    .bind(&device.certificate.serial)
+    .bind(device.certificate.not_after.unix_ms())
+    .bind(device.public_key_der.clone())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    certificates::insert(conn, &device.certificate).await?;
+    device_keys::insert(
+        conn,
+        device.id,
+        &device.certificate,
+        &device.public_key_der,
+        Some(now),
+    )
+    .await
+}
+
+pub async fn get(conn: &mut AnyConnection, id: DeviceId) -> Result<Option<Device>, StoreError> {
+    sqlx::query("SELECT * FROM devices WHERE id = $1")
+        .bind(id.to_string())
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(rows::device)
+        .transpose()
+}
+
+pub async fn list(
+    conn: &mut AnyConnection,
+    user: Option<&UserEmail>,
+) -> Result<Vec<Device>, StoreError> {
+    let rows = sqlx::query(
+        "SELECT * FROM devices WHERE ($1 IS NULL OR user_email = $1)
+         ORDER BY user_email, enrolled_at, id",
+    )
+    .bind(user.map(|u| u.as_str().to_owned()))
+    .fetch_all(conn)
+    .await
+    .map_err(db)?;
+    rows.iter().map(rows::device).collect()
+}
+
+pub async fn record_check_in(
+    conn: &mut AnyConnection,
+    id: DeviceId,
+    facts: &DeviceFacts,
+    now: Timestamp,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE devices SET hostname = $1, os_name = $2, os_version = $3, kernel_version = $4,
+             arch = $5, agent_version = $6, last_seen = $7
+         WHERE id = $8",
+    )
+    .bind(&facts.hostname)
+    .bind(&facts.os_name)
+    .bind(&facts.os_version)
+    .bind(&facts.kernel_version)
+    .bind(&facts.arch)
+    .bind(&facts.agent_version)
+    .bind(now.unix_ms())
+    .bind(id.to_string())
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Marks the device revoked (a retired device stays retired) and revokes every certificate
+/// issued to it; the serials newly revoked, or `None` if there is no such device.
+pub async fn revoke(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+    now: Timestamp,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let found = sqlx::query(
+        "UPDATE devices SET state = CASE WHEN state = 'retired' THEN state ELSE 'revoked' END
+         WHERE id = $1",
+    )
+    .bind(device.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(db)?;
+    if found.rows_affected() == 0 {
+        return Ok(None);
+    }
+    let subject = ward_certs::Identity::Device(device.0).to_uri();
+    certificates::revoke_subject(conn, &subject, now)
+        .await
+        .map(Some)
+}
+
+/// Records a renewed certificate and the key it certifies, pending: the device's record
+/// keeps its current certificate and key until the device calls with the new one
+/// ([`device_keys::switch`]).
+pub async fn record_renewal(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+    certificate: &ward_core::CertificateRecord,
+    public_key_der: &[u8],
+) -> Result<(), StoreError> {
+    certificates::insert(conn, certificate).await?;
+    device_keys::insert(conn, device, certificate, public_key_der, None).await
+}
+
+fn posture_update(field: PostureField) -> &'static str {
+    match field {
+        PostureField::Inventory => "UPDATE devices SET inventory = $1 WHERE id = $2",
+        PostureField::Disabled => "UPDATE devices SET disabled = $1 WHERE id = $2",
+        PostureField::Enforcement => "UPDATE devices SET enforcement = $1 WHERE id = $2",
+        PostureField::TrustedCas => "UPDATE devices SET trusted_cas = $1 WHERE id = $2",
+    }
+}
+
+fn posture_swap(field: PostureField) -> &'static str {
+    match field {
+        PostureField::Inventory => {
+            "UPDATE devices SET inventory = $1 WHERE id = $2 AND inventory IS NOT DISTINCT FROM $3"
+        }
+        PostureField::Disabled => {
+            "UPDATE devices SET disabled = $1 WHERE id = $2 AND disabled IS NOT DISTINCT FROM $3"
+        }
+        PostureField::Enforcement => {
+            "UPDATE devices SET enforcement = $1 WHERE id = $2
+             AND enforcement IS NOT DISTINCT FROM $3"
+        }
+        PostureField::TrustedCas => {
+            "UPDATE devices SET trusted_cas = $1 WHERE id = $2
+             AND trusted_cas IS NOT DISTINCT FROM $3"
+        }
+    }
+}
+
+pub async fn set_posture(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+    field: PostureField,
+    json: Option<&str>,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(posture_update(field))
+        .bind(json.map(str::to_owned))
+        .bind(device.to_string())
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn swap_posture(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+    field: PostureField,
+    expected: Option<&str>,
+    json: Option<&str>,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(posture_swap(field))
+        .bind(json.map(str::to_owned))
+        .bind(device.to_string())
+        .bind(expected.map(str::to_owned))
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn set_state(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+    state: DeviceState,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query("UPDATE devices SET state = $1 WHERE id = $2")
+        .bind(state.as_str())
+        .bind(device.to_string())
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn record_offline_wipe(
+    conn: &mut AnyConnection,
+    device: DeviceId,
+    wipe: &OfflineWipe,
+    receipt: &ward_certs::receipt::SignedReceipt,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE devices SET offline_wipe_at = $1, offline_wipe_verified = $2,
+             offline_wipe_receipt = $3, offline_wipe_signature = $4
+         WHERE id = $5",
+    )
+    .bind(wipe.at.unix_ms())
+    .bind(wipe.verified)
+    .bind(receipt.body.clone())
+    .bind(receipt.signature.clone())
+    .bind(device.to_string())
+    .execute(conn)
+    .await
+    .map_err(db)?;
+    Ok(result.rows_affected() == 1)
+}

@@ -1,0 +1,141 @@
+//! PostgreSQL's part: connection settings and the durability check, its migrations, and the
+//! `LISTEN/NOTIFY` channel replicas talk on. Everything else is the shared SQL body.
+
+use std::time::Duration;
+
+use sqlx::AnyPool;
+use sqlx::Executor;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
+
+use crate::rows::db;
+use crate::{Announcement, Announcements, StoreError};
+
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The `LISTEN/NOTIFY` channel replicas talk on.
+const CHANNEL: &str = "ward_events";
+
+/// PostgreSQL's durability settings (`SHOW …`), each "on" when a commit survives a crash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PgDurability {
+    pub fsync: String,
+    pub synchronous_commit: String,
+    pub full_page_writes: String,
+}
+
+/// Connects and migrates. Every session commits synchronously (`synchronous_commit=on`,
+/// whatever the server's or role's default), and a server running with `fsync=off` is
+/// refused: on either, a wipe the controller accepted could vanish in a power cut.
+pub async fn connect(url: &str) -> Result<(AnyPool, PgPool), StoreError> {
+    let options: PgConnectOptions = url
+        .parse()
+        .map_err(|e| StoreError::Database(format!("database URL: {e}")))?;
+    let any: AnyConnectOptions = url
+        .parse()
+        .map_err(|e| StoreError::Database(format!("database URL: {e}")))?;
+    let pool = AnyPoolOptions::new()
+        .max_connections(16)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_connect(|conn, _meta| {
+            Box::pin(async move {
+                conn.execute("SET synchronous_commit = on").await?;
+                Ok(())
+            })
+        })
+        .connect_with(any)
+        .await
+        .map_err(db)?;
+    // Notifications need PostgreSQL's own connection type (and `pg_notify` returns `void`,
+    // which the `Any` driver cannot describe): one connection listens, one announces.
+    let listen = PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect_lazy_with(options);
+    let durability = durability(&pool).await?;
+    if durability.fsync != "on" {
+        return Err(StoreError::Database(
+            "the PostgreSQL server runs with fsync=off, so committed commands can be lost in a crash; set fsync=on in postgresql.conf".into(),
+        ));
+    }
+    MIGRATOR
+        .run(&pool)
+        .await
+        .map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok((pool, listen))
+}
+
+pub async fn durability(pool: &AnyPool) -> Result<PgDurability, StoreError> {
+    let show = |name: &'static str| async move {
+        sqlx::query_scalar::<_, String>(name)
+            .fetch_one(pool)
+            .await
+            .map_err(db)
+    };
+    Ok(PgDurability {
+        fsync: show("SHOW fsync").await?,
+        synchronous_commit: show("SHOW synchronous_commit").await?,
+        full_page_writes: show("SHOW full_page_writes").await?,
+    })
+}
+
+pub async fn announce(pool: &PgPool, event: Announcement) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(event.to_payload())
+        .execute(pool)
+        .await
+        .map_err(db)?;
+    Ok(())
+}
+
+/// NOTIFY payloads are limited to 8000 bytes: events go in batches joined by `;`.
+const EVENTS_PER_NOTIFY: usize = 150;
+
+pub async fn announce_all(pool: &PgPool, events: &[Announcement]) -> Result<(), StoreError> {
+    for chunk in events.chunks(EVENTS_PER_NOTIFY) {
+        let payload = chunk
+            .iter()
+            .map(|e| e.to_payload())
+            .collect::<Vec<_>>()
+            .join(";");
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(payload)
+            .execute(pool)
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+pub async fn listen(pool: &PgPool) -> Result<Announcements, StoreError> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
+    listener.listen(CHANNEL).await.map_err(db)?;
+    let (tx, rx) = tokio::sync::mpsc::channel(1024);
+    tokio::spawn(async move {
+        loop {
+            match listener.recv().await {
+                Ok(note) => {
+                    // One event, or several joined by `;` (see `announce_all`).
+                    for event in note
+                        .payload()
+                        .split(';')
+                        .filter_map(Announcement::from_payload)
+                    {
+                        if tx.send(event).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                Err(e) => {
+                    // PgListener reconnects on the next recv; notifications sent meanwhile
+                    // are lost, which the periodic refresh covers.
+                    tracing::warn!(error = %e, "lost the PostgreSQL notification connection; reconnecting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
