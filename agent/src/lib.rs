@@ -1,6 +1,9 @@
 //! Ward's device agent: enrollment, periodic check-in, status.
 //!
 //! The binary (`ward-agent`) only parses arguments and calls [`cli::main`].
+//!
+//! It may not depend on ward-controller, ward-core or ward-store: it meets the controller only
+//! through ward-proto (the wire), ward-vocab (the shared words) and ward-certs (the PKI).
 
 #![forbid(unsafe_code)]
 

@@ -11,6 +11,9 @@
 //! - [`tls`] — rustls configurations for the controller and its clients, including CA pinning.
 //!
 //! Chain validation and identity extraction are separate steps so each rule can be tested alone.
+//!
+//! It may depend on ward-vocab only among Ward's crates, and on no tonic, sqlx or tokio: bytes
+//! in, typed results out (a held key's signing is the caller's program to run).
 
 #![forbid(unsafe_code)]
 
