@@ -68,7 +68,7 @@ pub async fn enroll_with_clock(
 async fn probe(dir: &StateDir, options: &EnrollOptions) -> Result<(), AgentError> {
     match (options.secret_store, &options.tpm) {
         (SecretStoreKind::Tpm, None) => Err(AgentError::Usage(
-            "--secret-store tpm needs a TPM: none was found (/dev/tpmrm0 with tpm2-tools installed), and --tpm named none; name one with --tpm TCTI, or choose --secret-store file".into(),
+            "--secret-store tpm needs a TPM, and --tpm gave none (auto looks for /dev/tpmrm0 with tpm2-tools installed; none uses none): name one with --tpm TCTI, or choose --secret-store file".into(),
         )),
         (SecretStoreKind::Tpm, Some(tpm)) => {
             tpm.probe().await.map_err(|e| {
