@@ -17,14 +17,11 @@ pub fn collect() -> DeviceFacts {
     }
 }
 
-/// Strips control characters and bounds the length, so odd host data never makes the
-/// controller refuse a check-in. The inventory's texts are cleaned the same way.
+/// Cleans a host's text by Ward's one rule (`ward_vocab::text::clean`: control characters and
+/// bidirectional overrides become spaces, the length bounded), so odd host data never makes
+/// the controller refuse a check-in. The inventory's texts are cleaned the same way.
 pub(crate) fn clean(value: &str) -> String {
-    let mut out: String = value.trim().chars().filter(|c| !c.is_control()).collect();
-    while out.len() > MAX_LEN {
-        out.pop();
-    }
-    out
+    ward_vocab::text::clean(value.trim(), MAX_LEN)
 }
 
 fn os_release() -> (String, String) {
@@ -53,8 +50,9 @@ mod tests {
 
     #[test]
     fn facts_are_bounded_and_printable() {
-        assert_eq!(clean(" a\u{7}b\n"), "ab");
-        assert_eq!(clean(&"é".repeat(300)).len(), MAX_LEN);
+        assert_eq!(clean(" a\u{7}b\u{202e}c\n"), "a b c");
+        let long = clean(&"é".repeat(300));
+        assert!(long.len() <= MAX_LEN && long.ends_with('…'), "{long}");
         let facts = collect();
         assert!(!facts.arch.is_empty());
         assert_eq!(facts.agent_version, env!("CARGO_PKG_VERSION"));

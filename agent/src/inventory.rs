@@ -4,7 +4,7 @@
 
 use std::path::{Component, Path};
 
-use serde::{Deserialize, Serialize};
+pub use ward_vocab::inventory::{Filesystem, Inventory, PackageCount};
 
 use crate::checks::Roots;
 use crate::checks::disk::{self, Mount};
@@ -43,29 +43,6 @@ const NOT_DATA: &[&str] = &[
     "tracefs",
 ];
 
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Inventory {
-    pub hardware_vendor: String,
-    pub hardware_model: String,
-    pub cpu_model: String,
-    pub cpu_count: u32,
-    pub memory_bytes: u64,
-    /// (package manager, installed packages)
-    pub packages: Vec<(String, u32)>,
-    pub filesystems: Vec<Filesystem>,
-    /// "active: firewalld", "inactive" or "unknown: <why>".
-    pub firewall: String,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Filesystem {
-    pub mount_point: String,
-    pub fs_type: String,
-    pub source: String,
-    /// "encrypted", "not encrypted" or "unknown".
-    pub encryption: String,
-}
-
 /// Reads the inventory, with the package counts and firewall state the caller already read
 /// for the compliance checks (each costs a package-database read or a firewall-rules dump).
 /// The filesystems holding `data_paths` are listed first, so the bound on the list never
@@ -95,7 +72,10 @@ pub fn collect(
         memory_bytes: memory_bytes(&meminfo),
         packages: package_counts
             .iter()
-            .map(|(name, count)| (clean(name), *count))
+            .map(|(name, count)| PackageCount {
+                manager: clean(name),
+                count: *count,
+            })
             .collect(),
         filesystems: filesystems(roots, data_paths),
         firewall: clean(firewall_state),
@@ -312,11 +292,15 @@ mod tests {
             inv,
             Inventory {
                 hardware_vendor: "LENOVO".into(),
-                hardware_model: "20XWCTO1WW".into(),
+                // A control character in the DMI text becomes a space (ward_vocab::text).
+                hardware_model: "20XW CTO1WW".into(),
                 cpu_model: "Intel(R) Core(TM) i7-1165G7 @ 2.80GHz".into(),
                 cpu_count: 2,
                 memory_bytes: 16_318_480 * 1024,
-                packages: vec![("dpkg".into(), 1)],
+                packages: vec![PackageCount {
+                    manager: "dpkg".into(),
+                    count: 1,
+                }],
                 filesystems: vec![
                     fs("/boot", "ext4", "/dev/sda1", "not encrypted"),
                     fs("/", "ext4", "/dev/mapper/root", "encrypted"),

@@ -328,7 +328,10 @@ impl Platform for LinuxPlatform {
             packages: found
                 .packages
                 .into_iter()
-                .map(|(manager, count)| v1::PackageCount { manager, count })
+                .map(|p| v1::PackageCount {
+                    manager: p.manager,
+                    count: p.count,
+                })
                 .collect(),
             filesystems: found
                 .filesystems

@@ -27,7 +27,8 @@ pub mod policy;
 pub mod posture;
 pub mod roles;
 pub mod service;
-pub mod text;
+/// Text cleaning, defined once in ward-vocab for the agent and the controller.
+pub use ward_vocab::text;
 pub mod token;
 pub mod webhook;
 

@@ -98,17 +98,7 @@ pub struct DeviceFacts {
 /// The longest value a device fact may have.
 pub const MAX_FACT_LEN: usize = 256;
 
-/// A text a device reports (a fact, an inventory entry): at most `max` bytes, no control
-/// characters; else why not.
-pub fn printable_within(value: &str, max: usize) -> Result<(), String> {
-    if value.len() > max {
-        Err(format!("longer than {max} bytes"))
-    } else if value.chars().any(char::is_control) {
-        Err("contains control characters".into())
-    } else {
-        Ok(())
-    }
-}
+pub use ward_vocab::text::printable_within;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 #[error("device fact {field} is invalid: {why}")]

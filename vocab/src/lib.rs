@@ -1,7 +1,11 @@
-//! The words Ward's agent, controller and CLI share, defined once: what a wipe erases and
-//! which compliance checks exist. Plain values with their names; no I/O, no protocol, no
+//! The words Ward's agent, controller and CLI share, defined once: what a wipe erases, which
+//! compliance checks exist, the inventory a device reports ([`inventory`]) and the one rule
+//! for text others chose ([`text`]). Plain values with their names; no I/O, no protocol, no
 //! storage (this crate depends on serde only), so the domain core, the agent and the signed
 //! receipt can all use them.
+
+pub mod inventory;
+pub mod text;
 
 use serde::{Deserialize, Serialize};
 

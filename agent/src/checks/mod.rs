@@ -52,18 +52,7 @@ impl Outcome {
 }
 
 fn clean_detail(detail: &str) -> String {
-    let clean: String = detail
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    if clean.len() <= MAX_DETAIL {
-        return clean;
-    }
-    let mut end = MAX_DETAIL - '…'.len_utf8();
-    while !clean.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &clean[..end])
+    ward_vocab::text::clean(detail, MAX_DETAIL)
 }
 
 /// Where the Linux checks read the system: `/proc`, `/sys`, `/etc`, `/usr`, `/var` and

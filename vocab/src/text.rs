@@ -1,6 +1,8 @@
-//! Cleaning text that others chose (devices, older stored rows) before it is kept or shown on
-//! an admin's terminal: no control characters (so no terminal escape sequences, C0 or C1) and
-//! no bidirectional overrides (which reorder what a reader sees), and a bounded length.
+//! Text that others chose (devices, older stored rows, a host's own data), one rule for all of
+//! Ward: no control characters (so no terminal escape sequences, C0 or C1) and no
+//! bidirectional overrides (which reorder what a reader sees), and a bounded length. The agent
+//! cleans what it reports with [`clean`]; the controller checks what it receives with
+//! [`printable_within`] and cleans what it keeps or shows with [`clean`].
 
 /// Whether `c` may not reach a terminal as it is: a control character (C0, DEL, C1) or a
 /// bidirectional formatting character (U+061C, U+200E-U+200F, U+202A-U+202E, U+2066-U+2069).
@@ -30,6 +32,20 @@ pub fn clean(text: &str, max_bytes: usize) -> String {
         out.push(c);
     }
     out
+}
+
+/// Whether `value` may be kept as a device reported it: at most `max` bytes and no control
+/// character; else why not. Bidirectional overrides are not refused here (agents before this
+/// rule did not remove them, and refusing would stop their check-ins); [`clean`] removes them
+/// wherever such text is shown.
+pub fn printable_within(value: &str, max: usize) -> Result<(), String> {
+    if value.len() > max {
+        Err(format!("longer than {max} bytes"))
+    } else if value.chars().any(char::is_control) {
+        Err("contains control characters".into())
+    } else {
+        Ok(())
+    }
 }
 
 #[cfg(test)]
