@@ -30,8 +30,20 @@ pub const FIRST_HANDLE: u32 = 0x8100_5741;
 pub const HANDLES: u32 = 8;
 
 /// The attributes a device key must have; `open` refuses a key without all of them (the TPM
-/// reports them, so this holds for a key someone else put at the handle too).
-const REQUIRED_ATTRIBUTES: [&str; 4] = ["fixedtpm", "fixedparent", "sensitivedataorigin", "sign"];
+/// reports them, so this holds for a key someone else put at the handle too). `noda`: a wrong
+/// authorization value tried on another program's key (a state.json naming it) must not count
+/// toward the TPM's dictionary-attack lockout, which would lock that program out.
+const REQUIRED_ATTRIBUTES: [&str; 5] = [
+    "fixedtpm",
+    "fixedparent",
+    "sensitivedataorigin",
+    "sign",
+    "noda",
+];
+
+fn is_ward_handle(handle: u32) -> bool {
+    (FIRST_HANDLE..FIRST_HANDLE + HANDLES).contains(&handle)
+}
 
 /// The device key held by a TPM.
 #[derive(Debug)]
@@ -59,13 +71,21 @@ impl TpmDeviceKey {
     /// Makes a new device key in the TPM at the first free Ward handle, with a new
     /// authorization value in `state_dir`.
     pub async fn create(tpm: &Tpm, state_dir: &Path) -> Result<Self, TpmError> {
-        let handle = free_handle(tpm).await?;
         let auth = auth_file(state_dir);
         let auth_error = |source| TpmError::Auth {
             path: auth.display().to_string(),
             source,
         };
-        // A value left by an enrollment that failed before state.json was written.
+        // A value left by an enrollment stopped before state.json was written (a crash,
+        // Ctrl-C): the key it unlocks, which nothing else can use, is evicted first.
+        if auth.exists() {
+            for leftover in persistent_handles(tpm).await? {
+                if is_ward_handle(leftover) && prove_ours(tpm, leftover, state_dir).await.is_ok() {
+                    evict(tpm, leftover).await?;
+                }
+            }
+        }
+        let handle = free_handle(tpm).await?;
         crate::secrets::destroy_file(&auth).map_err(auth_error)?;
         let value = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
         ward_certs::files::create_secret_file(&auth, value.as_slice()).map_err(auth_error)?;
@@ -87,8 +107,19 @@ impl TpmDeviceKey {
         Self::open(tpm, handle, state_dir).await
     }
 
-    /// The key at `handle`, checked to be a non-exportable P-256 signing key.
+    /// The key at `handle`, checked to be a non-exportable P-256 signing key at one of Ward's
+    /// handles.
     pub async fn open(tpm: &Tpm, handle: u32, state_dir: &Path) -> Result<Self, TpmError> {
+        if !is_ward_handle(handle) {
+            return Err(TpmError::NotOurs {
+                handle,
+                why: format!(
+                    "Ward's device keys are at {} to {}",
+                    handle_arg(FIRST_HANDLE),
+                    handle_arg(FIRST_HANDLE + HANDLES - 1)
+                ),
+            });
+        }
         let described = tpm
             .run("tpm2_readpublic", &["-c", &handle_arg(handle)], None)
             .await?;
@@ -138,15 +169,14 @@ impl TpmDeviceKey {
     }
 
     /// Evicts the key from the TPM (it then exists nowhere) and destroys its authorization
-    /// value. A key already gone is not an error.
+    /// value. A key already gone is not an error. Only a key that signs with the authorization
+    /// value in `state_dir` is evicted: eviction needs the owner's authorization alone, and a
+    /// state.json naming another key (edited, restored from a backup, run against another
+    /// TPM) must not destroy another enrollment's or another program's key.
     pub async fn destroy(tpm: &Tpm, handle: u32, state_dir: &Path) -> Result<(), TpmError> {
         if persistent_handles(tpm).await?.contains(&handle) {
-            tpm.run(
-                "tpm2_evictcontrol",
-                &["-C", "o", "-c", &handle_arg(handle)],
-                None,
-            )
-            .await?;
+            prove_ours(tpm, handle, state_dir).await?;
+            evict(tpm, handle).await?;
         }
         let auth = auth_file(state_dir);
         crate::secrets::destroy_file(&auth).map_err(|source| TpmError::Auth {
@@ -154,6 +184,61 @@ impl TpmDeviceKey {
             source,
         })
     }
+}
+
+async fn evict(tpm: &Tpm, handle: u32) -> Result<(), TpmError> {
+    tpm.run(
+        "tpm2_evictcontrol",
+        &["-C", "o", "-c", &handle_arg(handle)],
+        None,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Shows that the key at `handle` is the one whose authorization value is in `state_dir`: it
+/// passes [`TpmDeviceKey::open`]'s checks (a Ward handle; `noda`, so a wrong value counts
+/// toward no lockout) and signs a fresh challenge with that value, verified against its public
+/// half. The value never leaves the state directory, so only this agent's key passes.
+async fn prove_ours(tpm: &Tpm, handle: u32, state_dir: &Path) -> Result<(), TpmError> {
+    let not_ours = |why: String| TpmError::NotOurs { handle, why };
+    let key = TpmDeviceKey::open(tpm, handle, state_dir)
+        .await
+        .map_err(|e| not_ours(e.to_string()))?;
+    let challenge = rand::random::<[u8; 32]>();
+    let digest = sha2::Sha256::digest(challenge);
+    let args = sign_args(handle, &key.auth);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let signature = tpm
+        .run("tpm2_sign", &args, Some(&digest))
+        .await
+        .map_err(|e| {
+            not_ours(format!(
+                "the authorization value in this state directory does not sign with it: {e}"
+            ))
+        })?;
+    ward_certs::sign::verify(&key.spki, &challenge, &signature)
+        .map_err(|e| not_ours(format!("its signature does not verify: {e}")))
+}
+
+fn sign_args(handle: u32, auth: &Path) -> Vec<String> {
+    [
+        "-c",
+        &handle_arg(handle),
+        "-p",
+        &auth_arg(auth),
+        "-g",
+        "sha256",
+        "-s",
+        "ecdsa",
+        "-d",
+        "-f",
+        "plain",
+        "-o",
+        "/dev/stdout",
+    ]
+    .map(str::to_owned)
+    .to_vec()
 }
 
 async fn make_persistent(tpm: &Tpm, handle: u32, auth: &Path, work: &Path) -> Result<(), TpmError> {
@@ -249,26 +334,10 @@ impl HeldKey for TpmDeviceKey {
 
     fn sign(&self, message: &[u8]) -> Result<Vec<u8>, String> {
         let digest = sha2::Sha256::digest(message);
+        let args = sign_args(self.handle, &self.auth);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         self.tpm
-            .run_sync(
-                "tpm2_sign",
-                &[
-                    "-c",
-                    &handle_arg(self.handle),
-                    "-p",
-                    &auth_arg(&self.auth),
-                    "-g",
-                    "sha256",
-                    "-s",
-                    "ecdsa",
-                    "-d",
-                    "-f",
-                    "plain",
-                    "-o",
-                    "/dev/stdout",
-                ],
-                &digest,
-            )
+            .run_sync("tpm2_sign", &args, &digest)
             .map_err(|e| e.to_string())
     }
 
