@@ -174,15 +174,21 @@ impl TpmDeviceKey {
     /// state.json naming another key (edited, restored from a backup, run against another
     /// TPM) must not destroy another enrollment's or another program's key.
     pub async fn destroy(tpm: &Tpm, handle: u32, state_dir: &Path) -> Result<(), TpmError> {
-        if persistent_handles(tpm).await?.contains(&handle) {
+        let evicted = if persistent_handles(tpm).await?.contains(&handle) {
             prove_ours(tpm, handle, state_dir).await?;
-            evict(tpm, handle).await?;
-        }
+            evict(tpm, handle).await
+        } else {
+            Ok(())
+        };
+        // Destroyed also when the TPM refused the eviction (an owner password, a busy TPM):
+        // the key it keeps then signs for no one, where an authorization value left in the
+        // state directory (or only unlinked with it) would let a copy of the disk use it.
         let auth = auth_file(state_dir);
         crate::secrets::destroy_file(&auth).map_err(|source| TpmError::Auth {
             path: auth.display().to_string(),
             source,
-        })
+        })?;
+        evicted
     }
 }
 

@@ -501,3 +501,33 @@ fn an_enrollment_interrupted_after_making_its_key_leaves_no_key_behind_in_the_tp
     kept.sign(b"still here").unwrap();
     again.sign(b"works").unwrap();
 }
+
+/// Review finding: when the TPM refused to evict the key (an owner with a password, an NV
+/// write-rate limit), `destroy` returned before destroying the authorization value, and a
+/// retirement then only unlinked it with the rest of the state directory: the key stayed in
+/// the TPM, and its value stayed on the disk's free blocks, enough with the device's TPM to
+/// sign as the retired device. The value is now destroyed whatever the eviction did.
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn a_key_the_tpm_refuses_to_evict_is_left_unusable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
+    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
+    let rt = rt();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let key = rt.block_on(TpmDeviceKey::create(&tpm, &state)).unwrap();
+    // The owner hierarchy now has a password the agent does not know.
+    let out = swtpm.tool("tpm2_changeauth", &["-c", "o", "owner-password"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = rt
+        .block_on(TpmDeviceKey::destroy(&tpm, key.handle(), &state))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tpm2_evictcontrol"), "{err}");
+    assert!(!ward_agent::tpm_key::auth_file(&state).exists());
+    assert!(key.sign(b"after").is_err());
+}
