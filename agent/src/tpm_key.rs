@@ -89,8 +89,8 @@ impl TpmDeviceKey {
         crate::secrets::destroy_file(&auth).map_err(auth_error)?;
         let value = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
         ward_certs::files::create_secret_file(&auth, value.as_slice()).map_err(auth_error)?;
-        // The tools pass objects between runs in context files: the wrapped (TPM-encrypted)
-        // key and the contexts, kept in a private directory and removed afterwards.
+        // The tools pass objects between runs in context files (saved contexts, which the
+        // TPM's next reset voids), kept in a private directory and removed afterwards.
         let work = state_dir.join(".device-key-new");
         let work_error = |source| TpmError::Auth {
             path: work.display().to_string(),
@@ -249,12 +249,7 @@ fn sign_args(handle: u32, auth: &Path) -> Vec<String> {
 
 async fn make_persistent(tpm: &Tpm, handle: u32, auth: &Path, work: &Path) -> Result<(), TpmError> {
     let path = |name: &str| work.join(name).display().to_string();
-    let (primary, public, private, loaded) = (
-        path("primary.ctx"),
-        path("key.pub"),
-        path("key.priv"),
-        path("key.ctx"),
-    );
+    let (primary, loaded) = (path("primary.ctx"), path("key.ctx"));
     // Each program that is given a context file loads it again: without a resource manager
     // those copies stay loaded, and a TPM holds only a few objects. Free them between steps.
     let flush = || tpm.run("tpm2_flushcontext", &["-t"], None);
@@ -268,6 +263,10 @@ async fn make_persistent(tpm: &Tpm, handle: u32, auth: &Path, work: &Path) -> Re
     )
     .await?;
     flush().await?;
+    // Created loaded (`-c`, TPM2_CreateLoaded), never as a wrapped private half (`-r`): that
+    // blob would load again under the owner's storage key for as long as the TPM is not
+    // cleared, after the key's eviction too, from any copy of the disk that caught it. The
+    // saved context written instead is worthless after the TPM's next reset.
     tpm.run(
         "tpm2_create",
         &[
@@ -279,24 +278,14 @@ async fn make_persistent(tpm: &Tpm, handle: u32, auth: &Path, work: &Path) -> Re
             "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign",
             "-p",
             &auth_arg(auth),
-            "-u",
-            &public,
-            "-r",
-            &private,
+            "-c",
+            &loaded,
             "-Q",
         ],
         None,
     )
     .await?;
     flush().await?;
-    tpm.run(
-        "tpm2_load",
-        &[
-            "-C", &primary, "-u", &public, "-r", &private, "-c", &loaded, "-Q",
-        ],
-        None,
-    )
-    .await?;
     tpm.run(
         "tpm2_evictcontrol",
         &["-C", "o", "-c", &loaded, &handle_arg(handle), "-Q"],
