@@ -340,3 +340,68 @@ impl HeldKey for TpmDeviceKey {
         format!("TPM 2.0, persistent handle {}", handle_arg(self.handle))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// Review finding: rustls asks for the handshake's signature synchronously, and the agent
+    /// runs on one thread (a current-thread runtime): each `tpm2_sign` stops every other task
+    /// of the agent — the offline timer, the local API that hands the messaging app its key,
+    /// commands — for as long as the TPM takes, up to the tools' 30 s limit, at every connection
+    /// attempt. A TPM that does not answer (here a socket that never replies; on a device a TPM
+    /// kept busy by another program) stalls the whole agent.
+    #[test]
+    #[ignore = "review finding: a TPM signature inside the TLS handshake blocks the agent's only runtime thread for up to 30 s; needs the handshake's signing moved off that thread (another runtime or thread for connections), a larger change than this review"]
+    fn a_tpm_that_does_not_answer_a_handshake_signature_does_not_stop_the_agent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let socket = tmp.path().join("tpm.sock");
+        let mut held = Vec::new();
+        for path in [socket.clone(), tmp.path().join("tpm.sock.ctrl")] {
+            let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+            held.push(std::thread::spawn(move || {
+                // Accepts and never answers.
+                let streams: Vec<_> = listener.incoming().take(4).collect();
+                std::thread::sleep(Duration::from_secs(60));
+                drop(streams);
+            }));
+        }
+        let key = TpmDeviceKey {
+            tpm: Tpm::new(format!("swtpm:path={}", socket.display()), 0),
+            handle: FIRST_HANDLE,
+            auth: auth_file(tmp.path()),
+            spki: Vec::new(),
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let ticks = rt.block_on(async move {
+            let ticks = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+            let counted = ticks.clone();
+            // Another task of the agent: the offline timer, the local API.
+            tokio::spawn(async move {
+                loop {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            });
+            tokio::task::yield_now().await;
+            // The handshake, as rustls signs in it.
+            let started = std::time::Instant::now();
+            let signing = tokio::spawn(async move { key.sign(b"transcript") });
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            let during = ticks.load(std::sync::atomic::Ordering::SeqCst);
+            let _ = signing.await;
+            (during, started.elapsed())
+        });
+        let (ticks, elapsed) = ticks;
+        // Three seconds at 100 ms: about 30 ticks when the agent keeps running.
+        assert!(
+            ticks >= 20,
+            "{ticks} ticks of another task while a signature waited {elapsed:?} for the TPM"
+        );
+    }
+}
