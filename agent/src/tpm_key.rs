@@ -174,15 +174,11 @@ impl TpmDeviceKey {
     /// state.json naming another key (edited, restored from a backup, run against another
     /// TPM) must not destroy another enrollment's or another program's key.
     pub async fn destroy(tpm: &Tpm, handle: u32, state_dir: &Path) -> Result<(), TpmError> {
-        let evicted = if persistent_handles(tpm).await?.contains(&handle) {
-            prove_ours(tpm, handle, state_dir).await?;
-            evict(tpm, handle).await
-        } else {
-            Ok(())
-        };
-        // Destroyed also when the TPM refused the eviction (an owner password, a busy TPM):
-        // the key it keeps then signs for no one, where an authorization value left in the
-        // state directory (or only unlinked with it) would let a copy of the disk use it.
+        let evicted = evict_if_ours(tpm, handle, state_dir).await;
+        // Destroyed also when the TPM refused the eviction (an owner password, a busy TPM) or
+        // did not answer: the key it keeps then signs for no one, where an authorization value
+        // left in the state directory (or only unlinked with it) would let a copy of the disk
+        // use it.
         let auth = auth_file(state_dir);
         crate::secrets::destroy_file(&auth).map_err(|source| TpmError::Auth {
             path: auth.display().to_string(),
@@ -190,6 +186,15 @@ impl TpmDeviceKey {
         })?;
         evicted
     }
+}
+
+/// Evicts the key at `handle` if it is there and [`prove_ours`] shows it is this agent's.
+async fn evict_if_ours(tpm: &Tpm, handle: u32, state_dir: &Path) -> Result<(), TpmError> {
+    if persistent_handles(tpm).await?.contains(&handle) {
+        prove_ours(tpm, handle, state_dir).await?;
+        evict(tpm, handle).await?;
+    }
+    Ok(())
 }
 
 async fn evict(tpm: &Tpm, handle: u32) -> Result<(), TpmError> {
@@ -353,6 +358,30 @@ mod tests {
     /// commands — for as long as the TPM takes, up to the tools' 30 s limit, at every connection
     /// attempt. A TPM that does not answer (here a socket that never replies; on a device a TPM
     /// kept busy by another program) stalls the whole agent.
+    /// Review finding: when the TPM did not answer at retirement (or answered with an error
+    /// before the eviction), `destroy` returned before destroying the authorization value, which
+    /// the retirement then only unlinked with the state directory: a copy of the disk kept it,
+    /// and with the device's TPM, its key.
+    #[test]
+    fn a_tpm_that_does_not_answer_at_destruction_still_loses_the_authorization_value() {
+        let tmp = tempfile::tempdir().unwrap();
+        let auth = auth_file(tmp.path());
+        std::fs::write(&auth, [7u8; 32]).unwrap();
+        let tpm = Tpm::new(
+            format!("swtpm:path={}", tmp.path().join("no-tpm.sock").display()),
+            0,
+        );
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        assert!(
+            rt.block_on(TpmDeviceKey::destroy(&tpm, FIRST_HANDLE, tmp.path()))
+                .is_err()
+        );
+        assert!(!auth.exists());
+    }
+
     #[test]
     #[ignore = "review finding: a TPM signature inside the TLS handshake blocks the agent's only runtime thread for up to 30 s; needs the handshake's signing moved off that thread (another runtime or thread for connections), a larger change than this review"]
     fn a_tpm_that_does_not_answer_a_handshake_signature_does_not_stop_the_agent() {

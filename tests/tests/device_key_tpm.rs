@@ -392,20 +392,28 @@ fn destroy_evicts_only_a_key_this_state_directory_holds_the_authorization_of() {
     let swtpm = Swtpm::start(&tmp.path().join("tpm"));
     let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
     let rt = rt();
-    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
-    std::fs::create_dir_all(&a).unwrap();
-    std::fs::create_dir_all(&b).unwrap();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    for dir in [&a, &b, &c] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     let key_a = rt.block_on(TpmDeviceKey::create(&tpm, &a)).unwrap();
     let key_b = rt.block_on(TpmDeviceKey::create(&tpm, &b)).unwrap();
+    let key_c = rt.block_on(TpmDeviceKey::create(&tpm, &c)).unwrap();
 
-    // b's state names a's handle: a's key stays, and still signs.
+    // c's state names a's handle: a's key stays, and still signs. (c's own authorization value
+    // is destroyed all the same: whatever key it unlocked signs for no one now.)
     let err = rt
-        .block_on(TpmDeviceKey::destroy(&tpm, key_a.handle(), &b))
+        .block_on(TpmDeviceKey::destroy(&tpm, key_a.handle(), &c))
         .unwrap_err()
         .to_string();
     assert!(err.contains("not this agent's"), "{err}");
     assert!(persistent_handles(&swtpm).contains(&key_a.handle()));
     key_a.sign(b"still here").unwrap();
+    assert!(key_c.sign(b"gone").is_err());
 
     // Another program's key, outside Ward's handles: left alone too.
     let foreign = 0x8100_0100;
@@ -416,7 +424,7 @@ fn destroy_evicts_only_a_key_this_state_directory_holds_the_authorization_of() {
         foreign,
     );
     assert!(
-        rt.block_on(TpmDeviceKey::destroy(&tpm, foreign, &b))
+        rt.block_on(TpmDeviceKey::destroy(&tpm, foreign, &c))
             .is_err()
     );
     assert!(persistent_handles(&swtpm).contains(&foreign));
