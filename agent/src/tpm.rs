@@ -105,6 +105,10 @@ pub enum TpmError {
         "every persistent handle Ward uses for device keys ({first:#010x} to {last:#010x}) is taken, by earlier enrollments on this device whose state directories were removed or by other programs: evict the stale ones (tpm2_getcap handles-persistent; tpm2_evictcontrol -C o -c HANDLE), or enroll with --secret-store file"
     )]
     HandlesFull { first: u32, last: u32 },
+    #[error(
+        "the key at persistent handle {handle:#010x} is not this agent's ({why}): it is left in place"
+    )]
+    NotOurs { handle: u32, why: String },
     #[error("the TPM authorization file {path}: {source}")]
     Auth {
         path: String,

@@ -333,3 +333,215 @@ fn keys_take_free_handles_sign_verifiably_and_a_full_range_is_a_clear_error() {
     let again = rt.block_on(TpmDeviceKey::create(&tpm, &full)).unwrap();
     assert_eq!(again.handle(), FIRST_HANDLE);
 }
+
+/// Puts a P-256 signing key with `attributes` (and no authorization value) at `handle`, as
+/// another program (or someone with the TPM's owner authorization) would.
+fn plant(swtpm: &Swtpm, work: &Path, attributes: &str, handle: u32) {
+    std::fs::create_dir_all(work).unwrap();
+    let path = |n: &str| work.join(n).display().to_string();
+    let handle = format!("{handle:#010x}");
+    for args in [
+        vec!["tpm2_createprimary", "-C", "o", "-c", &path("p.ctx"), "-Q"],
+        vec![
+            "tpm2_create",
+            "-C",
+            &path("p.ctx"),
+            "-G",
+            "ecc256:ecdsa-sha256",
+            "-a",
+            attributes,
+            "-u",
+            &path("k.pub"),
+            "-r",
+            &path("k.priv"),
+            "-Q",
+        ],
+        vec!["tpm2_flushcontext", "-t"],
+        vec![
+            "tpm2_load",
+            "-C",
+            &path("p.ctx"),
+            "-u",
+            &path("k.pub"),
+            "-r",
+            &path("k.priv"),
+            "-c",
+            &path("k.ctx"),
+            "-Q",
+        ],
+        vec![
+            "tpm2_evictcontrol",
+            "-C",
+            "o",
+            "-c",
+            &path("k.ctx"),
+            &handle,
+        ],
+        vec!["tpm2_flushcontext", "-t"],
+    ] {
+        let out = swtpm.tool(args[0], &args[1..]);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// Review finding: `destroy` (retirement, a full wipe, a failed enrollment's cleanup) evicted
+/// whatever sat at the handle state.json names, with the owner authorization alone. A
+/// state.json edited or restored from a backup, or a state directory run against the wrong
+/// TPM (`--tpm`), then evicted another enrollment's key or another program's key for good.
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn destroy_evicts_only_a_key_this_state_directory_holds_the_authorization_of() {
+    let tmp = tempfile::tempdir().unwrap();
+    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
+    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
+    let rt = rt();
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    for dir in [&a, &b, &c] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    let key_a = rt.block_on(TpmDeviceKey::create(&tpm, &a)).unwrap();
+    let key_b = rt.block_on(TpmDeviceKey::create(&tpm, &b)).unwrap();
+    let key_c = rt.block_on(TpmDeviceKey::create(&tpm, &c)).unwrap();
+
+    // c's state names a's handle: a's key stays, and still signs. (c's own authorization value
+    // is destroyed all the same: whatever key it unlocked signs for no one now.)
+    let err = rt
+        .block_on(TpmDeviceKey::destroy(&tpm, key_a.handle(), &c))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("not this agent's"), "{err}");
+    assert!(persistent_handles(&swtpm).contains(&key_a.handle()));
+    key_a.sign(b"still here").unwrap();
+    assert!(key_c.sign(b"gone").is_err());
+
+    // Another program's key, outside Ward's handles: left alone too.
+    let foreign = 0x8100_0100;
+    plant(
+        &swtpm,
+        &tmp.path().join("foreign"),
+        "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign",
+        foreign,
+    );
+    assert!(
+        rt.block_on(TpmDeviceKey::destroy(&tpm, foreign, &c))
+            .is_err()
+    );
+    assert!(persistent_handles(&swtpm).contains(&foreign));
+
+    // Its own key: evicted, and its authorization value destroyed.
+    rt.block_on(TpmDeviceKey::destroy(&tpm, key_b.handle(), &b))
+        .unwrap();
+    assert!(!persistent_handles(&swtpm).contains(&key_b.handle()));
+    assert!(!ward_agent::tpm_key::auth_file(&b).exists());
+}
+
+/// Review finding: a key at the recorded handle that counts failed authorizations toward the
+/// TPM's dictionary-attack lockout (no `noda`; Ward's keys all have it) was accepted, so a
+/// state.json naming another program's key made every session start, retried for ever, spend
+/// one failed authorization on it: the TPM then locks out every program's protected keys.
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn a_key_at_the_handle_whose_failed_authorizations_count_toward_lockout_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
+    let tpm = Tpm::new(swtpm.tcti.clone(), 0);
+    plant(
+        &swtpm,
+        &tmp.path().join("planted"),
+        "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|sign",
+        FIRST_HANDLE,
+    );
+    let err = rt()
+        .block_on(TpmDeviceKey::open(&tpm, FIRST_HANDLE, tmp.path()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("lacks the attribute noda"), "{err}");
+    // Outside Ward's handles, even a key with every attribute is not the device key.
+    let elsewhere = 0x8100_0200;
+    plant(
+        &swtpm,
+        &tmp.path().join("elsewhere"),
+        "fixedtpm|fixedparent|sensitivedataorigin|userwithauth|noda|sign",
+        elsewhere,
+    );
+    assert!(
+        rt().block_on(TpmDeviceKey::open(&tpm, elsewhere, tmp.path()))
+            .is_err()
+    );
+}
+
+/// Review finding: an enrollment stopped after it made its key in the TPM and before
+/// state.json was written (Ctrl-C while the controller does not answer, a crash, a power
+/// cut) left the key persistent, and the next enrollment in the same directory overwrote its
+/// authorization value: the key stayed in the TPM for good, unusable and holding one of
+/// Ward's eight handles (eight such interruptions and no enrollment can use the TPM).
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn an_enrollment_interrupted_after_making_its_key_leaves_no_key_behind_in_the_tpm() {
+    let tmp = tempfile::tempdir().unwrap();
+    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
+    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
+    let rt = rt();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    // Another enrollment's key on the same TPM, which must survive.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    let kept = rt.block_on(TpmDeviceKey::create(&tpm, &other)).unwrap();
+    // What `enroll` leaves when it is stopped between making the key and state.json.
+    let interrupted = rt.block_on(TpmDeviceKey::create(&tpm, &state)).unwrap();
+    drop(interrupted);
+    assert_eq!(persistent_handles(&swtpm).len(), 2);
+    // Enrolling again in that directory takes the interrupted enrollment's key away.
+    let again = rt.block_on(TpmDeviceKey::create(&tpm, &state)).unwrap();
+    let mut held = persistent_handles(&swtpm);
+    held.sort_unstable();
+    let mut expected = vec![kept.handle(), again.handle()];
+    expected.sort_unstable();
+    assert_eq!(held, expected);
+    kept.sign(b"still here").unwrap();
+    again.sign(b"works").unwrap();
+}
+
+/// Review finding: when the TPM refused to evict the key (an owner with a password, an NV
+/// write-rate limit), `destroy` returned before destroying the authorization value, and a
+/// retirement then only unlinked it with the rest of the state directory: the key stayed in
+/// the TPM, and its value stayed on the disk's free blocks, enough with the device's TPM to
+/// sign as the retired device. The value is now destroyed whatever the eviction did.
+#[test]
+#[cfg_attr(
+    not(ward_swtpm),
+    ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
+)]
+fn a_key_the_tpm_refuses_to_evict_is_left_unusable() {
+    let tmp = tempfile::tempdir().unwrap();
+    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
+    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
+    let rt = rt();
+    let state = tmp.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let key = rt.block_on(TpmDeviceKey::create(&tpm, &state)).unwrap();
+    // The owner hierarchy now has a password the agent does not know.
+    let out = swtpm.tool("tpm2_changeauth", &["-c", "o", "owner-password"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = rt
+        .block_on(TpmDeviceKey::destroy(&tpm, key.handle(), &state))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("tpm2_evictcontrol"), "{err}");
+    assert!(!ward_agent::tpm_key::auth_file(&state).exists());
+    assert!(key.sign(b"after").is_err());
+}
