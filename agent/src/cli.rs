@@ -160,7 +160,11 @@ pub fn main() -> ExitCode {
             };
         }
     };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    // Two workers: a TPM signature inside a TLS handshake (rustls asks for it synchronously)
+    // blocks one of them (tpm_key.rs moves it out of the scheduler with block_in_place) while
+    // the offline timer, the local API and commands go on on the other.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
