@@ -23,7 +23,7 @@ use crate::app::{AdminIssued, App, AppError, audit_target};
 use crate::core::audit::Checkpoint;
 use crate::core::audit::checkpoint::MAX_PER_VERIFICATION;
 use crate::core::ca_rotation::RotationStep;
-use crate::core::{Admin, CommandKind, Permission, WipeScope};
+use crate::core::{Admin, Permission};
 
 pub struct AdminApi {
     app: Arc<App>,
@@ -60,6 +60,27 @@ impl AdminApi {
             .authenticate_admin(peer_leaf(request).as_deref(), target)
             .await?;
         self.app.authorize(&admin, permission, target).await?;
+        Ok(admin)
+    }
+
+    /// The registered admin behind the request, if their role grants at least one of
+    /// `permissions`: for calls whose permission depends on what they ask, which is read only
+    /// after this (then [`App::authorize`] checks the one it needs). A refusal names the first.
+    async fn admin_for_any<T>(
+        &self,
+        request: &Request<T>,
+        permissions: &[Permission],
+        target: &str,
+    ) -> Result<Admin, Status> {
+        let admin = self
+            .app
+            .authenticate_admin(peer_leaf(request).as_deref(), target)
+            .await?;
+        if admin.role.allows_any(permissions).is_none()
+            && let Some(first) = permissions.first()
+        {
+            self.app.authorize(&admin, *first, target).await?;
+        }
         Ok(admin)
     }
 
@@ -306,25 +327,15 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<IssueCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        let kind = action_from_issue(request.get_ref().action.clone())?;
-        let permission = match kind {
-            CommandKind::Lock { .. } | CommandKind::Unlock => Permission::Lock,
-            CommandKind::Wipe {
-                scope: WipeScope::Messaging,
-            } => Permission::MessagingWipe,
-            CommandKind::Wipe {
-                scope: WipeScope::Full,
-            } => Permission::FullWipe,
-            // Not in IssueCommand's oneof: they have calls of their own.
-            CommandKind::Disable | CommandKind::Enable | CommandKind::Retire => {
-                return Err(Status::invalid_argument(
-                    "use DisableDevice, EnableDevice or RetireDevice for this action",
-                ));
-            }
-        };
         let device = request.get_ref().device_id.clone();
-        let actor = self.admin(&request, permission, &device).await?;
+        let actor = self
+            .admin_for_any(&request, &Permission::ISSUE_COMMAND, &device)
+            .await?;
         let req = request.into_inner();
+        let kind = action_from_issue(req.action)?;
+        self.app
+            .authorize(&actor, Permission::to_issue(&kind), &device)
+            .await?;
         let (command, _) = self
             .app
             .issue_command(
@@ -666,9 +677,14 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<BulkWipeRequest>,
     ) -> Result<Response<BulkWipeReport>, Status> {
-        let (wanted, permission) = super::bulk_wipe::request_from_wire(request.get_ref().clone())?;
         let target = format!("bulk-wipe:{}", request.get_ref().idempotency_key);
-        let actor = self.admin(&request, permission, &target).await?;
+        let actor = self
+            .admin_for_any(&request, &Permission::BULK_WIPE, &target)
+            .await?;
+        let wanted = super::bulk_wipe::request_from_wire(request.into_inner())?;
+        self.app
+            .authorize(&actor, Permission::to_wipe(wanted.scope), &target)
+            .await?;
         let result = self.app.bulk_wipe(&actor, wanted.clone()).await;
         let report = if wanted.dry_run {
             // A dry run changes nothing: it is recorded as a read.
@@ -865,16 +881,17 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<RotateCaRequest>,
     ) -> Result<Response<RotateCaResponse>, Status> {
+        let admin = self
+            .admin_for_any(&request, &Permission::ROTATE_CA, "ca")
+            .await?;
         let step: RotationStep = request
             .get_ref()
             .step
             .parse()
             .map_err(Status::invalid_argument)?;
-        let permission = match step {
-            RotationStep::Status => Permission::Read,
-            _ => Permission::Admins,
-        };
-        let admin = self.admin(&request, permission, "ca").await?;
+        self.app
+            .authorize(&admin, Permission::to_rotate(step), "ca")
+            .await?;
         let force = request.get_ref().force;
         let report = if step == RotationStep::Status {
             let me = admin.clone();

@@ -2,6 +2,8 @@
 //! values at the boundary and [`AppError`](crate::app::AppError)s to gRPC statuses.
 
 mod admin;
+#[cfg(test)]
+mod admin_tests;
 mod agent;
 mod bulk_wipe;
 pub(crate) mod convert;
