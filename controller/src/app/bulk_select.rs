@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{App, AppError, looks_like_host_name};
+use super::{App, AppError};
+use crate::core::refs::looks_like_host_name;
 use crate::core::{ALL_CHECKS, Device, DeviceId, DeviceState, UserEmail};
 
 /// The most devices one bulk wipe selects (and the most entries a list may hold). A request

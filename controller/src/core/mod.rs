@@ -12,6 +12,7 @@ pub mod keys;
 pub mod model;
 pub mod policy;
 pub mod posture;
+pub mod refs;
 pub mod roles;
 pub mod service;
 pub mod text;
@@ -34,5 +35,6 @@ pub use policy::{
     StoredPolicy,
 };
 pub use posture::{Disabled, Enforcement, Inventory};
+pub use refs::DeviceRef;
 pub use roles::Permission;
 pub use token::{EnrollmentToken, TokenHash, TokenRecord, TokenStatus};

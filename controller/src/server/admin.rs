@@ -15,6 +15,7 @@ use super::convert::{
     command_to_wire, device_to_wire, messaging_wipe_to_wire, optional_seconds, peer_leaf,
     policy_changes_from_wire, policy_to_wire, role_from_wire,
 };
+use super::request::{command_id, device_ref, optional_user, parse};
 use serde_json::{Value, json};
 
 use crate::app::audit::admin_actor;
@@ -137,11 +138,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<CreateEnrollmentTokenResponse>, Status> {
         let user = request.get_ref().user.clone();
         let actor = self.admin(&request, Permission::Enroll, &user).await?;
-        let req = request.into_inner();
-        let created = self
-            .app
-            .create_token(&actor, &req.user, optional_seconds(req.ttl_seconds))
-            .await?;
+        let ttl = optional_seconds(request.get_ref().ttl_seconds);
+        let created = self.app.create_token(&actor, parse(&user)?, ttl).await?;
         Ok(Response::new(CreateEnrollmentTokenResponse {
             token: created.token.expose().to_owned(),
             user: created.record.user.to_string(),
@@ -162,8 +160,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
             req.user.clone()
         };
         let admin = self.admin(&request, Permission::Read, &scope).await?;
-        let user = (!req.user.is_empty()).then_some(req.user.as_str());
-        let result = match self.app.list_devices(user).await {
+        let listed = async {
+            let user = optional_user(&req.user)?;
+            self.app.list_devices(user.as_ref()).await
+        };
+        let result = match listed.await {
             Ok(mut devices) if req.noncompliant_only => {
                 devices.retain(|d| d.compliance.as_ref().is_some_and(|c| !c.compliant));
                 if !req.failing_check.is_empty() {
@@ -212,7 +213,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Device>, Status> {
         let asked = request.get_ref().device_id.clone();
         let admin = self.admin(&request, Permission::Read, &asked).await?;
-        let result = self.app.get_device(&asked).await;
+        let result = async { self.app.get_device(&device_ref(&asked)?).await }.await;
         let device = self
             .read(&admin, "get_device", &asked, result, |d| {
                 (d.id.to_string(), json!({ "user": d.user.as_str() }))
@@ -336,11 +337,12 @@ impl v1::admin_service_server::AdminService for AdminApi {
         self.app
             .authorize(&actor, Permission::to_issue(&kind), &device)
             .await?;
+        let device = device_ref(&req.device_id)?;
         let (command, _) = self
             .app
             .issue_command(
                 &actor,
-                &req.device_id,
+                &device,
                 kind,
                 &req.reason,
                 &req.idempotency_key,
@@ -367,13 +369,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
             let device = if req.device_id.is_empty() {
                 None
             } else {
-                Some(self.app.get_device(&req.device_id).await?.id)
+                Some(self.app.get_device(&device_ref(&req.device_id)?).await?.id)
             };
-            let device_text = device.map(|d| d.to_string());
-            let commands = self
-                .app
-                .list_commands(device_text.as_deref(), state)
-                .await?;
+            let commands = self.app.list_commands(device, state).await?;
             Ok((device, commands))
         }
         .await;
@@ -399,7 +397,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Command>, Status> {
         let asked = request.get_ref().command_id.clone();
         let admin = self.admin(&request, Permission::Read, &asked).await?;
-        let result = self.app.get_command(&asked).await;
+        let result = async { self.app.get_command(command_id(&asked)?).await }.await;
         let command = self
             .read(&admin, "get_command", &asked, result, |c| {
                 (
@@ -417,7 +415,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<WipeAttestation>, Status> {
         let asked = request.get_ref().command_id.clone();
         let admin = self.admin(&request, Permission::Read, &asked).await?;
-        let result = self.app.attest_wipe(&asked).await;
+        let result = async { self.app.attest_wipe(command_id(&asked)?).await }.await;
         let (body, signature) = self
             .read(&admin, "attest_wipe", &asked, result, |_| {
                 (asked.clone(), json!({}))
@@ -432,10 +430,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Command>, Status> {
         let id = request.get_ref().command_id.clone();
         let actor = self.admin(&request, Permission::Cancel, &id).await?;
-        let command = self
-            .app
-            .cancel_command(&actor, &request.get_ref().command_id)
-            .await?;
+        let command = self.app.cancel_command(&actor, command_id(&id)?).await?;
         Ok(Response::new(command_to_wire(&command)))
     }
 
@@ -450,10 +445,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             user.clone()
         };
         let admin = self.admin(&request, Permission::Read, &scope).await?;
-        let result = self
-            .app
-            .get_policy((!user.is_empty()).then_some(user.as_str()))
-            .await;
+        let result = async { self.app.get_policy(optional_user(&user)?.as_ref()).await }.await;
         let policy = self
             .read(&admin, "get_policy", &scope, result, |p| {
                 (
@@ -475,11 +467,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
         };
         let actor = self.admin(&request, Permission::Policy, &scope).await?;
         let req = request.into_inner();
-        let user = (!req.user.is_empty()).then_some(req.user.as_str());
-        let policy = self
-            .app
-            .set_policy(&actor, user, &policy_changes_from_wire(&req)?)
-            .await?;
+        let changes = policy_changes_from_wire(&req)?;
+        let user = optional_user(&req.user)?;
+        let policy = self.app.set_policy(&actor, user.as_ref(), &changes).await?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
 
@@ -489,10 +479,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Policy>, Status> {
         let user = request.get_ref().user.clone();
         let actor = self.admin(&request, Permission::Policy, &user).await?;
-        let policy = self
-            .app
-            .reset_policy(&actor, &request.get_ref().user)
-            .await?;
+        let policy = self.app.reset_policy(&actor, &parse(&user)?).await?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
 
@@ -502,10 +489,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Device>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Revoke, &device).await?;
-        let req = request.get_ref();
         let device = self
             .app
-            .revoke_device(&actor, &req.device_id, &req.reason)
+            .revoke_device(&actor, &device_ref(&device)?, &request.get_ref().reason)
             .await?;
         Ok(Response::new(self.shown(&device).await?))
     }
@@ -516,10 +502,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let req = request.into_inner();
+        let device = device_ref(&device)?;
         let done = self
             .app
-            .return_device(&actor, &req.device_id, &req.reason)
+            .return_device(&actor, &device, &request.get_ref().reason)
             .await?;
         Ok(Response::new(device_command(done)))
     }
@@ -541,7 +527,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             let device = if req.device.is_empty() {
                 None
             } else {
-                Some(self.app.get_device(&req.device).await?.id)
+                Some(self.app.get_device(&device_ref(&req.device)?).await?.id)
             };
             let filter = crate::store::AuditFilter {
                 since: timestamp(req.since_unix_ms),
@@ -643,10 +629,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<OffboardReport>, Status> {
         let user = request.get_ref().user.clone();
         let actor = self.admin(&request, Permission::Offboard, &user).await?;
-        let req = request.into_inner();
         let report = self
             .app
-            .offboard_user(&actor, &req.user, &req.reason)
+            .offboard_user(&actor, &parse(&user)?, &request.get_ref().reason)
             .await?;
         Ok(Response::new(super::convert::offboard_report_to_wire(
             &report,
@@ -659,7 +644,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<OffboardReport>, Status> {
         let user = request.get_ref().user.clone();
         let admin = self.admin(&request, Permission::Read, &user).await?;
-        let result = self.app.offboard_report(&user).await;
+        let result = async { self.app.offboard_report(&parse(&user)?).await }.await;
         let report = self
             .read(&admin, "get_offboard_report", &user, result, |r| {
                 (
@@ -735,7 +720,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let req = request.into_inner();
         let (lock, wipe) = self
             .app
-            .mark_lost(&actor, &req.device_id, &req.reason)
+            .mark_lost(&actor, &device_ref(&req.device_id)?, &req.reason)
             .await?;
         Ok(Response::new(MarkLostResponse {
             lock: Some(command_to_wire(&lock)),
@@ -749,10 +734,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let req = request.into_inner();
+        let device = device_ref(&device)?;
         let done = self
             .app
-            .disable_device(&actor, &req.device_id, &req.reason)
+            .disable_device(&actor, &device, &request.get_ref().reason)
             .await?;
         Ok(Response::new(device_command(done)))
     }
@@ -763,10 +748,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let req = request.into_inner();
+        let device = device_ref(&device)?;
         let done = self
             .app
-            .enable_device(&actor, &req.device_id, &req.reason)
+            .enable_device(&actor, &device, &request.get_ref().reason)
             .await?;
         Ok(Response::new(device_command(done)))
     }
@@ -777,10 +762,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Retire, &device).await?;
-        let req = request.into_inner();
+        let device = device_ref(&device)?;
         let done = self
             .app
-            .retire_device(&actor, &req.device_id, &req.reason)
+            .retire_device(&actor, &device, &request.get_ref().reason)
             .await?;
         Ok(Response::new(device_command(done)))
     }
@@ -791,10 +776,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Command>, Status> {
         let id = request.get_ref().command_id.clone();
         let actor = self.admin(&request, Permission::Approve, &id).await?;
-        let command = self
-            .app
-            .approve_command(&actor, &request.get_ref().command_id)
-            .await?;
+        let command = self.app.approve_command(&actor, command_id(&id)?).await?;
         Ok(Response::new(command_to_wire(&command)))
     }
 
@@ -809,10 +791,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             user.clone()
         };
         let admin = self.admin(&request, Permission::Read, &scope).await?;
-        let result = self
-            .app
-            .list_tokens((!user.is_empty()).then_some(user.as_str()))
-            .await;
+        let result = async { self.app.list_tokens(optional_user(&user)?.as_ref()).await }.await;
         let tokens = self
             .read(&admin, "list_enrollment_tokens", &scope, result, |tokens| {
                 (scope.clone(), json!({ "tokens": tokens.len() }))
@@ -837,9 +816,16 @@ impl v1::admin_service_server::AdminService for AdminApi {
         };
         let actor = self.admin(&request, Permission::Enroll, &target).await?;
         let req = request.into_inner();
+        let (id, user);
         let selection = match (req.token_id.is_empty(), req.user.is_empty()) {
-            (false, true) => TokenSelection::Id(&req.token_id),
-            (true, false) => TokenSelection::User(&req.user),
+            (false, true) => {
+                id = parse(&req.token_id)?;
+                TokenSelection::Id(&id)
+            }
+            (true, false) => {
+                user = parse(&req.user)?;
+                TokenSelection::User(&user)
+            }
             _ => {
                 return Err(Status::invalid_argument(
                     "name either one token (its id) or a user, not both and not neither",

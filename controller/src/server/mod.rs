@@ -11,6 +11,7 @@ pub(crate) mod convert_posture;
 pub use convert::{command_state_to_wire, role_to_wire};
 mod enrollment;
 pub(crate) mod listener;
+pub(crate) mod request;
 mod webhooks;
 
 use std::net::SocketAddr;
