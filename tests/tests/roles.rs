@@ -223,6 +223,26 @@ async fn malformed_requests_from_callers_who_may_not_make_them_are_refused_unpar
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    // Renewing another admin's certificate is refused before the CSR is read.
+    let err = desk
+        .renew_admin(RenewAdminRequest {
+            name: "admin".into(),
+            csr_der: vec![1, 2, 3],
+            lifetime_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    // Its own, with a malformed CSR, is read and refused as such.
+    let err = desk
+        .renew_admin(RenewAdminRequest {
+            name: "desk1".into(),
+            csr_der: vec![1, 2, 3],
+            lifetime_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
     // A well-formed wipe is still refused by its kind's permission.
     let err = desk
         .issue_command(issue("not a device!", wipe(WipeScope::Full), "f"))

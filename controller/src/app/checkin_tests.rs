@@ -282,7 +282,12 @@ async fn enroll_with_key(
     let key = ward_certs::PrivateKeyDer::generate().unwrap();
     let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
     let enrolled = app
-        .enroll(token.token.expose(), &csr, facts("laptop"), None)
+        .enroll(
+            token.token,
+            ward_certs::VerifiedCsr::from_der(&csr).unwrap(),
+            facts("laptop"),
+            None,
+        )
         .await
         .unwrap();
     let device = app

@@ -766,19 +766,14 @@ impl App {
     /// address (bounded per address and minute): a reused token is a sign of a leak.
     pub async fn enroll(
         &self,
-        token: &str,
-        csr_der: &[u8],
+        token: EnrollmentToken,
+        csr: VerifiedCsr,
         facts: DeviceFacts,
         client: Option<std::net::IpAddr>,
     ) -> Result<Enrolled, AppError> {
         if let Some(why) = self.cas.out_of_step() {
             return Err(AppError::Unavailable(why));
         }
-        let token: EnrollmentToken = token
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
         facts
             .validate()
             .map_err(|e| AppError::InvalidArgument(e.to_string()))?;

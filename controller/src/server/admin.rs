@@ -15,7 +15,7 @@ use super::convert::{
     command_to_wire, device_to_wire, messaging_wipe_to_wire, optional_seconds, peer_leaf,
     policy_changes_from_wire, policy_to_wire, role_from_wire,
 };
-use super::request::{command_id, device_ref, optional_user, parse};
+use super::request::{command_id, csr, device_ref, optional_user, parse};
 use serde_json::{Value, json};
 
 use crate::app::audit::admin_actor;
@@ -232,13 +232,15 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self.admin(&request, Permission::Admins, &name).await?;
         let req = request.into_inner();
         let role = role_from_wire(req.role)?;
+        let name = parse(&req.name)?;
+        let csr = csr(&req.csr_der)?;
         let issued = self
             .app
             .issue_admin(
                 &actor,
-                &req.name,
+                name,
                 role,
-                &req.csr_der,
+                &csr,
                 optional_seconds(req.lifetime_seconds),
             )
             .await?;
@@ -249,21 +251,24 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<RenewAdminRequest>,
     ) -> Result<Response<IssueAdminResponse>, Status> {
-        // Any admin may renew their own certificate; renew_admin checks the rest.
-        let name = request.get_ref().name.clone();
+        // Any admin may renew their own certificate; another's needs the admins permission,
+        // checked before the CSR is read (renew_admin checks it too, and the rest).
+        let asked = request.get_ref().name.clone();
         let actor = self
             .app
-            .authenticate_admin(peer_leaf(&request).as_deref(), &name)
+            .authenticate_admin(peer_leaf(&request).as_deref(), &asked)
             .await?;
+        let name: ward_certs::AdminName = parse(&asked)?;
+        if name != actor.name {
+            self.app
+                .authorize(&actor, Permission::Admins, name.as_str())
+                .await?;
+        }
         let req = request.into_inner();
+        let csr = csr(&req.csr_der)?;
         let issued = self
             .app
-            .renew_admin(
-                &actor,
-                &req.name,
-                &req.csr_der,
-                optional_seconds(req.lifetime_seconds),
-            )
+            .renew_admin(&actor, &name, &csr, optional_seconds(req.lifetime_seconds))
             .await?;
         Ok(Response::new(self.issued(issued)))
     }
@@ -280,7 +285,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let req = request.into_inner();
         let admin = self
             .app
-            .revoke_admin(&actor, &req.name, &req.reason, caller.as_deref())
+            .revoke_admin(&actor, &parse(&req.name)?, &req.reason, caller.as_deref())
             .await?;
         Ok(Response::new(admin_to_wire(&admin)))
     }
@@ -291,10 +296,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<v1::AdminRequest>, Status> {
         let name = request.get_ref().name.clone();
         let actor = self.admin(&request, Permission::Approve, &name).await?;
-        let approved = self
-            .app
-            .approve_admin(&actor, &request.get_ref().name)
-            .await?;
+        let approved = self.app.approve_admin(&actor, &parse(&name)?).await?;
         Ok(Response::new(admin_request_to_wire(&approved)))
     }
 

@@ -9,6 +9,8 @@
 use std::fmt::Display;
 use std::str::FromStr;
 
+use ward_certs::VerifiedCsr;
+
 use crate::app::AppError;
 use crate::core::refs::DeviceRef;
 use crate::core::{CommandId, UserEmail};
@@ -31,6 +33,11 @@ pub fn device_ref(text: &str) -> Result<DeviceRef, AppError> {
 
 pub fn command_id(text: &str) -> Result<CommandId, AppError> {
     parse(text)
+}
+
+/// A certificate signing request whose signature verifies (proof of the key).
+pub fn csr(der: &[u8]) -> Result<VerifiedCsr, AppError> {
+    VerifiedCsr::from_der(der).map_err(|e| AppError::InvalidArgument(e.to_string()))
 }
 
 /// A user, or everyone when the field is empty.
