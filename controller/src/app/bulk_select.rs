@@ -18,7 +18,7 @@ const NAMED_IN_ERRORS: usize = 10;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
-    User(String),
+    User(UserEmail),
     Noncompliant { check: Option<String> },
     Devices(Vec<String>),
 }
@@ -27,7 +27,7 @@ impl Selection {
     /// For the audit entry.
     pub fn describe(&self) -> serde_json::Value {
         match self {
-            Selection::User(user) => serde_json::json!({ "user": user }),
+            Selection::User(user) => serde_json::json!({ "user": user.as_str() }),
             Selection::Noncompliant { check } => {
                 serde_json::json!({ "noncompliant": true, "check": check })
             }
@@ -45,10 +45,7 @@ impl App {
     ) -> Result<Vec<Device>, AppError> {
         let devices = match selection {
             Selection::User(user) => {
-                let user: UserEmail = user
-                    .parse()
-                    .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-                let devices = self.store.list_devices(Some(&user)).await?;
+                let devices = self.store.list_devices(Some(user)).await?;
                 if devices.is_empty() {
                     return Err(AppError::NotFound(format!(
                         "{user} has no devices: nothing to wipe"

@@ -472,7 +472,7 @@ impl App {
     pub async fn acknowledge(
         &self,
         device: DeviceId,
-        id: &str,
+        id: CommandId,
     ) -> Result<Acknowledgement, AppError> {
         let command = self.device_command(device, id).await?;
         if command.state == CommandState::Acknowledged {
@@ -516,7 +516,7 @@ impl App {
     pub async fn report_result(
         &self,
         device: DeviceId,
-        id: &str,
+        id: CommandId,
         result: DeviceResult,
     ) -> Result<CommandState, AppError> {
         let command = self.device_command(device, id).await?;
@@ -631,10 +631,7 @@ impl App {
         })
     }
 
-    async fn device_command(&self, device: DeviceId, id: &str) -> Result<Command, AppError> {
-        let id: CommandId = id
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+    async fn device_command(&self, device: DeviceId, id: CommandId) -> Result<Command, AppError> {
         match self.store.get_command(id).await? {
             Some(c) if c.device_id == device => Ok(c),
             // Another device's command is reported as unknown: devices learn nothing of others.

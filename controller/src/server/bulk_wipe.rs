@@ -4,6 +4,7 @@ use tonic::Status;
 use ward_proto::v1;
 
 use super::convert::{command_state_to_wire, wipe_scope_to_wire};
+use super::request::parse;
 use crate::app::bulk_select::Selection;
 use crate::app::bulk_wipe::{BulkWipeReport, BulkWipeRequest};
 use crate::core::{DeviceState, WipeScope};
@@ -27,7 +28,7 @@ pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Stat
         ));
     }
     let selection = if !r.user.is_empty() {
-        Selection::User(r.user)
+        Selection::User(parse(&r.user)?)
     } else if r.noncompliant {
         Selection::Noncompliant {
             check: (!r.failing_check.is_empty()).then_some(r.failing_check),
