@@ -6,6 +6,8 @@ use std::fmt;
 use std::str::FromStr;
 
 use super::model::DeviceIdError;
+use ward_certs::AdminName;
+
 use super::token::TOKEN_ID_LEN;
 use super::{DeviceId, UserEmail};
 
@@ -115,6 +117,55 @@ impl FromStr for TokenId {
     }
 }
 
+/// A bulk wipe as it reported itself: `<admin>:<key>`, the admin who issued it and the
+/// idempotency key they gave.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkWipeName {
+    pub admin: AdminName,
+    pub key: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BulkWipeNameError {
+    #[error("{0:?} is not a bulk wipe: it is named <admin>:<key>, as the wipe reported")]
+    NoColon(String),
+    #[error("bulk wipe {name:?}: {why}")]
+    Admin { name: String, why: String },
+    #[error(
+        "a bulk wipe's idempotency key must be 1-128 printable ASCII characters without spaces or ':'"
+    )]
+    Key,
+}
+
+/// A bulk wipe's idempotency key: like a command's, without ':' (it separates the admin from
+/// the key, and one batch's prefix must not be the start of another's).
+pub fn is_bulk_wipe_key(key: &str) -> bool {
+    !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic() && c != ':')
+}
+
+impl FromStr for BulkWipeName {
+    type Err = BulkWipeNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (admin, key) = s
+            .split_once(':')
+            .ok_or_else(|| BulkWipeNameError::NoColon(s.to_owned()))?;
+        let admin = admin
+            .parse::<AdminName>()
+            .map_err(|e| BulkWipeNameError::Admin {
+                name: s.to_owned(),
+                why: e.to_string(),
+            })?;
+        if !is_bulk_wipe_key(key) {
+            return Err(BulkWipeNameError::Key);
+        }
+        Ok(Self {
+            admin,
+            key: key.to_owned(),
+        })
+    }
+}
+
 /// A scope some calls take: everyone (the wire's empty text) or one user.
 pub fn optional_user(text: &str) -> Result<Option<UserEmail>, super::model::UserEmailError> {
     if text.is_empty() {
@@ -160,6 +211,28 @@ mod tests {
         );
         let pasted = "ward_secretsecretsecret".parse::<TokenId>().unwrap_err();
         assert!(!pasted.to_string().contains("secret"), "{pasted}");
+    }
+
+    #[test]
+    fn a_bulk_wipe_is_named_admin_colon_key() {
+        let name: BulkWipeName = "root:offboard-2026".parse().unwrap();
+        assert_eq!(
+            (name.admin.as_str(), name.key.as_str()),
+            ("root", "offboard-2026")
+        );
+        assert!(matches!(
+            "root".parse::<BulkWipeName>(),
+            Err(BulkWipeNameError::NoColon(_))
+        ));
+        assert!(matches!(
+            "Not Root:k".parse::<BulkWipeName>(),
+            Err(BulkWipeNameError::Admin { .. })
+        ));
+        assert_eq!(
+            "root:a:b".parse::<BulkWipeName>(),
+            Err(BulkWipeNameError::Key)
+        );
+        assert_eq!("root:".parse::<BulkWipeName>(), Err(BulkWipeNameError::Key));
     }
 
     #[test]

@@ -691,7 +691,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<BulkWipeReport>, Status> {
         let batch = request.get_ref().batch.clone();
         let admin = self.admin(&request, Permission::Read, &batch).await?;
-        let result = self.app.bulk_wipe_report(&batch).await;
+        let result = async { self.app.bulk_wipe_report(&parse(&batch)?).await }.await;
         let report = self
             .read(&admin, "get_bulk_wipe", &batch, result, |r| {
                 (
@@ -709,7 +709,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<BulkWipeReport>, Status> {
         let batch = request.get_ref().batch.clone();
         let actor = self.admin(&request, Permission::Approve, &batch).await?;
-        let report = self.app.approve_bulk_wipe(&actor, &batch).await?;
+        let report = self.app.approve_bulk_wipe(&actor, &parse(&batch)?).await?;
         Ok(Response::new(super::bulk_wipe::report_to_wire(&report)))
     }
 
