@@ -166,6 +166,28 @@ impl FromStr for BulkWipeName {
     }
 }
 
+/// An identity provider's SCIM client as an admin names it (the same rules as an admin's
+/// name, which it shares a namespace of actors with).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScimClientName(pub AdminName);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "SCIM client name {0:?} is not valid: use 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit (e.g. entra, okta)"
+)]
+pub struct ScimClientNameError(pub String);
+
+impl FromStr for ScimClientName {
+    type Err = ScimClientNameError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        s.trim()
+            .parse()
+            .map(Self)
+            .map_err(|_| ScimClientNameError(s.chars().take(80).collect()))
+    }
+}
+
 /// A scope some calls take: everyone (the wire's empty text) or one user.
 pub fn optional_user(text: &str) -> Result<Option<UserEmail>, super::model::UserEmailError> {
     if text.is_empty() {

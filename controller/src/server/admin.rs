@@ -24,6 +24,7 @@ use crate::app::{AdminIssued, App, AppError, audit_target};
 use crate::core::audit::Checkpoint;
 use crate::core::audit::checkpoint::MAX_PER_VERIFICATION;
 use crate::core::ca_rotation::RotationStep;
+use crate::core::refs::ScimClientName;
 use crate::core::{Admin, Permission};
 
 pub struct AdminApi {
@@ -1011,7 +1012,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let admin = self
             .admin(&request, Permission::Admins, &format!("scim client {name}"))
             .await?;
-        let (client, secret) = self.app.create_scim_client(&admin, &name).await?;
+        let (client, secret) = self.app.create_scim_client(&admin, &parse(&name)?).await?;
         Ok(Response::new(CreateScimTokenResponse {
             client: Some(scim_client_to_wire(&client)),
             token: secret.expose().to_owned(),
@@ -1044,6 +1045,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let admin = self
             .admin(&request, Permission::Admins, &format!("scim client {name}"))
             .await?;
+        // A name no client could have is simply not there.
+        let name: ScimClientName = name
+            .parse()
+            .map_err(|_| Status::not_found(format!("there is no SCIM client named {name:?}")))?;
         let client = self.app.revoke_scim_client(&admin, &name).await?;
         Ok(Response::new(scim_client_to_wire(&client)))
     }
