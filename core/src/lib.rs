@@ -25,6 +25,7 @@ pub mod keys;
 pub mod model;
 pub mod policy;
 pub mod posture;
+pub mod refs;
 pub mod roles;
 pub mod service;
 /// Text cleaning, defined once in ward-vocab for the agent and the controller.
@@ -48,5 +49,6 @@ pub use policy::{
     StoredPolicy,
 };
 pub use posture::{Disabled, Enforcement, Inventory};
+pub use refs::DeviceRef;
 pub use roles::Permission;
 pub use token::{EnrollmentToken, TokenHash, TokenRecord, TokenStatus};

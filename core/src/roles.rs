@@ -1,7 +1,8 @@
 //! What each admin role may do (every admin API call names the permission it needs), and who
 //! may approve what another admin asks for (the two-person rule of `serve --require-approval`).
 
-use super::{Admin, AdminRole};
+use super::ca_rotation::RotationStep;
+use super::{Admin, AdminRole, CommandKind, WipeScope};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permission {
@@ -93,6 +94,48 @@ impl Permission {
         }
     }
 
+    /// The permission issuing a command of `kind` needs (the same as the call of its own
+    /// that lifecycle commands have).
+    pub fn to_issue(kind: &CommandKind) -> Permission {
+        match kind {
+            CommandKind::Lock { .. } | CommandKind::Unlock => Permission::Lock,
+            CommandKind::Wipe { scope } => Permission::to_wipe(*scope),
+            CommandKind::Disable | CommandKind::Enable => Permission::Disable,
+            CommandKind::Retire => Permission::Retire,
+        }
+    }
+
+    /// The permission a wipe of `scope` needs, one device or many.
+    pub fn to_wipe(scope: WipeScope) -> Permission {
+        match scope {
+            WipeScope::Messaging => Permission::MessagingWipe,
+            WipeScope::Full => Permission::FullWipe,
+        }
+    }
+
+    /// The permission a CA rotation step needs: reading its status is a read.
+    pub fn to_rotate(step: RotationStep) -> Permission {
+        match step {
+            RotationStep::Status => Permission::Read,
+            RotationStep::Introduce
+            | RotationStep::Activate
+            | RotationStep::Retire
+            | RotationStep::Cancel => Permission::Admins,
+        }
+    }
+
+    /// What `IssueCommand` may need, by the command's kind: a caller whose role holds none of
+    /// these is refused before the request is read.
+    pub const ISSUE_COMMAND: [Permission; 3] = [
+        Permission::Lock,
+        Permission::MessagingWipe,
+        Permission::FullWipe,
+    ];
+    /// What `BulkWipe` may need, by the wipe's scope.
+    pub const BULK_WIPE: [Permission; 2] = [Permission::MessagingWipe, Permission::FullWipe];
+    /// What `RotateCa` may need, by the step.
+    pub const ROTATE_CA: [Permission; 2] = [Permission::Read, Permission::Admins];
+
     /// The roles that hold this permission.
     pub fn roles(self) -> &'static [AdminRole] {
         use AdminRole::*;
@@ -116,6 +159,12 @@ impl Permission {
 impl AdminRole {
     pub fn allows(self, permission: Permission) -> bool {
         permission.roles().contains(&self)
+    }
+
+    /// The first of `permissions` this role holds, if any: a call whose permission depends on
+    /// what it asks checks this before reading the request.
+    pub fn allows_any(self, permissions: &[Permission]) -> Option<Permission> {
+        permissions.iter().copied().find(|p| self.allows(*p))
     }
 }
 
@@ -229,6 +278,50 @@ mod tests {
         // Links are direct only: sock's own creations are not Alice's.
         let sock2 = admin("sock2", "sock");
         assert!(!refused(&alice, &sock2));
+    }
+
+    #[test]
+    fn a_command_needs_the_permission_of_its_kind() {
+        use Permission::*;
+        let kinds = [
+            (
+                CommandKind::Lock {
+                    message: String::new(),
+                },
+                Lock,
+            ),
+            (CommandKind::Unlock, Lock),
+            (
+                CommandKind::Wipe {
+                    scope: WipeScope::Messaging,
+                },
+                MessagingWipe,
+            ),
+            (
+                CommandKind::Wipe {
+                    scope: WipeScope::Full,
+                },
+                FullWipe,
+            ),
+            (CommandKind::Disable, Disable),
+            (CommandKind::Enable, Disable),
+            (CommandKind::Retire, Retire),
+        ];
+        for (kind, permission) in kinds {
+            assert_eq!(Permission::to_issue(&kind), permission, "{kind:?}");
+        }
+        assert_eq!(Permission::to_rotate(RotationStep::Status), Read);
+        // Every role may issue some command, and read a rotation's status.
+        for role in [
+            AdminRole::Admin,
+            AdminRole::Helpdesk,
+            AdminRole::Offboarding,
+        ] {
+            assert!(role.allows_any(&Permission::ISSUE_COMMAND).is_some());
+            assert!(role.allows_any(&Permission::ROTATE_CA).is_some());
+        }
+        // Helpdesk wipes nothing.
+        assert_eq!(AdminRole::Helpdesk.allows_any(&Permission::BULK_WIPE), None);
     }
 
     #[test]

@@ -90,9 +90,7 @@ async fn a_revocation_on_one_replica_reaches_the_other() {
         Timestamp::from_unix_ms(0),
         "t",
     );
-    a.revoke_device(&admin, &id.to_string(), "test")
-        .await
-        .unwrap();
+    a.revoke_device(&admin, &id.into(), "test").await.unwrap();
     let mail = tokio::time::timeout(Duration::from_secs(5), wake_on_b.next())
         .await
         .expect("B's stream was not woken");

@@ -164,3 +164,89 @@ async fn helpdesk_can_lock_and_read_but_not_wipe_cancel_or_issue_admins() {
     let names: Vec<&str> = admins.iter().map(|a| a.name.as_str()).collect();
     assert_eq!(names, ["admin", "break-glass", "desk1"]);
 }
+
+/// Who is calling, and whether their role may make the call at all, is settled before the
+/// request is parsed: a caller who may not make a call gets a refusal, never a lesson in what
+/// the call would accept.
+#[tokio::test]
+async fn malformed_requests_from_callers_who_may_not_make_them_are_refused_unparsed() {
+    let controller = TestController::start().await;
+    let device = controller.enroll("ivy@hospital.org").await;
+
+    // A device's certificate knocking on the admin API.
+    let mut not_an_admin = controller
+        .admin_as(&device.certificate_der, &device.key)
+        .await;
+    let err = not_an_admin
+        .issue_command(IssueCommandRequest {
+            device_id: "not a device!".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    let err = not_an_admin
+        .issue_command(issue("not a device!", wipe(WipeScope::Unspecified), "w"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    let err = not_an_admin
+        .bulk_wipe(BulkWipeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    let err = not_an_admin
+        .rotate_ca(RotateCaRequest {
+            step: "sideways".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+
+    // Helpdesk may wipe nothing: a bulk wipe it cannot make is refused, however malformed.
+    let mut desk = controller
+        .admin_with_role("desk1", AdminRole::Helpdesk)
+        .await;
+    let err = desk
+        .bulk_wipe(BulkWipeRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    assert!(err.message().contains("needs role"), "{}", err.message());
+    // Helpdesk may lock: a command it could make is parsed, and its mistakes are named.
+    let err = desk
+        .issue_command(IssueCommandRequest {
+            device_id: device.device_id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    // Renewing another admin's certificate is refused before the CSR is read.
+    let err = desk
+        .renew_admin(RenewAdminRequest {
+            name: "admin".into(),
+            csr_der: vec![1, 2, 3],
+            lifetime_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+    // Its own, with a malformed CSR, is read and refused as such.
+    let err = desk
+        .renew_admin(RenewAdminRequest {
+            name: "desk1".into(),
+            csr_der: vec![1, 2, 3],
+            lifetime_seconds: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{}", err.message());
+    // A well-formed wipe is still refused by its kind's permission.
+    let err = desk
+        .issue_command(issue("not a device!", wipe(WipeScope::Full), "f"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{}", err.message());
+}

@@ -28,31 +28,21 @@ pub enum AdminIssued {
     AwaitingApproval(AdminRequest),
 }
 
-fn admin_name(name: &str) -> Result<AdminName, AppError> {
-    let name: AdminName = name
-        .parse()
-        .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-    Ok(name)
-}
-
 impl App {
     /// Registers a new admin and issues its certificate for a CSR made on the issuer's machine.
     pub async fn issue_admin(
         &self,
         actor: &Admin,
-        name: &str,
+        name: AdminName,
         role: AdminRole,
-        csr_der: &[u8],
+        csr: &VerifiedCsr,
         lifetime: Option<Duration>,
     ) -> Result<AdminIssued, AppError> {
-        let name = admin_name(name)?;
         if RESERVED_NAMES.contains(&name.as_str()) {
             return Err(AppError::InvalidArgument(format!(
                 "the name {name} is reserved (the audit log uses it for the controller itself); choose another"
             )));
         }
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
         let lifetime = lifetime.unwrap_or(self.config.admin_cert_lifetime);
         check_cert_lifetime(lifetime)?;
         match self.store.get_admin(&name).await? {
@@ -76,7 +66,7 @@ impl App {
             Err(request) => return Ok(AdminIssued::AwaitingApproval(request)),
         };
         let now = self.now();
-        let (certificate, record) = self.certify(&csr, &name, lifetime)?;
+        let (certificate, record) = self.certify(csr, &name, lifetime)?;
         let mut admin = Admin::new(name, role, now, actor.name.as_str());
         admin.approved_by = approved_by;
         self.store.insert_admin(&admin, &record).await?;
@@ -104,19 +94,16 @@ impl App {
     pub async fn renew_admin(
         &self,
         actor: &Admin,
-        name: &str,
-        csr_der: &[u8],
+        name: &AdminName,
+        csr: &VerifiedCsr,
         lifetime: Option<Duration>,
     ) -> Result<AdminIssued, AppError> {
-        let name = admin_name(name)?;
-        let own = name == actor.name;
+        let own = *name == actor.name;
         if !own {
             self.authorize(actor, Permission::Admins, name.as_str())
                 .await?;
         }
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let target = self.store.get_admin(&name).await?.ok_or_else(|| {
+        let target = self.store.get_admin(name).await?.ok_or_else(|| {
             AppError::NotFound(format!(
                 "no admin {name}; `wardctl admin list` shows the registered ones"
             ))
@@ -138,18 +125,18 @@ impl App {
             None
         } else {
             match self
-                .second_admin(actor, RequestKind::Renew, &name, target.role)
+                .second_admin(actor, RequestKind::Renew, name, target.role)
                 .await?
             {
                 Ok(approved_by) => approved_by,
                 Err(request) => return Ok(AdminIssued::AwaitingApproval(request)),
             }
         };
-        let (certificate, record) = self.certify(&csr, &name, lifetime)?;
+        let (certificate, record) = self.certify(csr, name, lifetime)?;
         let certificate_by = (!own).then(|| actor.name.as_str());
         let revoked = self
             .store
-            .renew_admin(&name, &record, certificate_by, self.now())
+            .renew_admin(name, &record, certificate_by, self.now())
             .await?
             .ok_or_else(|| {
                 AppError::FailedPrecondition(format!("admin {name} was revoked meanwhile"))
@@ -175,7 +162,7 @@ impl App {
         .await?;
         let admin = self
             .store
-            .get_admin(&name)
+            .get_admin(name)
             .await?
             .ok_or_else(|| AppError::Internal(format!("admin {name} vanished")))?;
         Ok(AdminIssued::Issued { admin, certificate })
@@ -255,13 +242,12 @@ impl App {
     pub async fn approve_admin(
         &self,
         approver: &Admin,
-        name: &str,
+        name: &AdminName,
     ) -> Result<AdminRequest, AppError> {
-        let name = admin_name(name)?;
         let now = self.now();
         let request = self
             .store
-            .admin_request(&name, now)
+            .admin_request(name, now)
             .await?
             .ok_or_else(|| {
                 AppError::NotFound(format!(
@@ -341,11 +327,10 @@ impl App {
     pub async fn revoke_admin(
         &self,
         actor: &Admin,
-        name: &str,
+        name: &AdminName,
         reason: &str,
         caller_serial: Option<&str>,
     ) -> Result<Admin, AppError> {
-        let name = admin_name(name)?;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(AppError::InvalidArgument(
@@ -360,7 +345,7 @@ impl App {
         let now = self.now();
         let serials = match self
             .store
-            .revoke_admin(&name, actor.name.as_str(), reason, now)
+            .revoke_admin(name, actor.name.as_str(), reason, now)
             .await?
         {
             RevokeOutcome::Revoked(serials) => serials,
@@ -400,7 +385,7 @@ impl App {
         )
         .await?;
         self.store
-            .get_admin(&name)
+            .get_admin(name)
             .await?
             .ok_or_else(|| AppError::Internal(format!("admin {name} vanished")))
     }

@@ -4,7 +4,8 @@
 
 use std::collections::{HashMap, HashSet};
 
-use super::{App, AppError, looks_like_host_name};
+use super::{App, AppError};
+use crate::core::refs::looks_like_host_name;
 use crate::core::{ALL_CHECKS, Device, DeviceId, DeviceState, UserEmail};
 
 /// The most devices one bulk wipe selects (and the most entries a list may hold). A request
@@ -17,7 +18,7 @@ const NAMED_IN_ERRORS: usize = 10;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
-    User(String),
+    User(UserEmail),
     Noncompliant { check: Option<String> },
     Devices(Vec<String>),
 }
@@ -26,7 +27,7 @@ impl Selection {
     /// For the audit entry.
     pub fn describe(&self) -> serde_json::Value {
         match self {
-            Selection::User(user) => serde_json::json!({ "user": user }),
+            Selection::User(user) => serde_json::json!({ "user": user.as_str() }),
             Selection::Noncompliant { check } => {
                 serde_json::json!({ "noncompliant": true, "check": check })
             }
@@ -44,10 +45,7 @@ impl App {
     ) -> Result<Vec<Device>, AppError> {
         let devices = match selection {
             Selection::User(user) => {
-                let user: UserEmail = user
-                    .parse()
-                    .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-                let devices = self.store.list_devices(Some(&user)).await?;
+                let devices = self.store.list_devices(Some(user)).await?;
                 if devices.is_empty() {
                     return Err(AppError::NotFound(format!(
                         "{user} has no devices: nothing to wipe"

@@ -11,6 +11,7 @@ use super::bulk_select::Selection;
 use super::commands::{Issuer, issue_event, new_command};
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
+use crate::core::refs::{BulkWipeName, BulkWipeNameError, is_bulk_wipe_key};
 use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, Event,
     IdempotencyKey, WipeScope,
@@ -88,20 +89,11 @@ struct Batch {
 }
 
 impl Batch {
-    fn parse(batch: &str) -> Result<Self, AppError> {
-        let (admin, key) = batch.split_once(':').ok_or_else(|| {
-            AppError::InvalidArgument(format!(
-                "{batch:?} is not a bulk wipe: it is named <admin>:<key>, as the wipe reported"
-            ))
-        })?;
-        let admin = admin
-            .parse::<ward_certs::AdminName>()
-            .map_err(|e| AppError::InvalidArgument(format!("bulk wipe {batch:?}: {e}")))?;
-        check_key(key)?;
-        Ok(Self {
-            admin: admin.to_string(),
-            key: key.to_owned(),
-        })
+    fn named(name: &BulkWipeName) -> Self {
+        Self {
+            admin: name.admin.to_string(),
+            key: name.key.clone(),
+        }
     }
 
     fn name(&self) -> String {
@@ -127,14 +119,11 @@ impl Batch {
 /// A batch key: like a command's, without ':' (it separates the admin from the key, and one
 /// batch's prefix must not be the start of another's).
 fn check_key(key: &str) -> Result<(), AppError> {
-    let ok = !key.is_empty()
-        && key.len() <= 128
-        && key.chars().all(|c| c.is_ascii_graphic() && c != ':');
-    if ok {
+    if is_bulk_wipe_key(key) {
         Ok(())
     } else {
         Err(AppError::InvalidArgument(
-            "a bulk wipe's idempotency key must be 1-128 printable ASCII characters without spaces or ':'".into(),
+            BulkWipeNameError::Key.to_string(),
         ))
     }
 }
@@ -321,8 +310,8 @@ impl App {
     }
 
     /// Where a bulk wipe stands: two reads, however many devices.
-    pub async fn bulk_wipe_report(&self, batch: &str) -> Result<BulkWipeReport, AppError> {
-        let batch = Batch::parse(batch)?;
+    pub async fn bulk_wipe_report(&self, name: &BulkWipeName) -> Result<BulkWipeReport, AppError> {
+        let batch = Batch::named(name);
         let mut commands = self.batch_commands(&batch).await?;
         let Some(any) = commands.values().next() else {
             return Err(AppError::NotFound(format!(
@@ -365,9 +354,9 @@ impl App {
     pub async fn approve_bulk_wipe(
         &self,
         actor: &Admin,
-        batch: &str,
+        name: &BulkWipeName,
     ) -> Result<BulkWipeReport, AppError> {
-        let parsed = Batch::parse(batch)?;
+        let parsed = Batch::named(name);
         let waiting: Vec<Command> = self
             .batch_commands(&parsed)
             .await?
@@ -376,7 +365,7 @@ impl App {
             .collect();
         if waiting.is_empty() {
             // Either no such batch (NOT_FOUND) or nothing left to approve.
-            self.bulk_wipe_report(batch).await?;
+            self.bulk_wipe_report(name).await?;
             return Err(AppError::FailedPrecondition(format!(
                 "no command of bulk wipe {} awaits approval",
                 parsed.name()
@@ -416,6 +405,6 @@ impl App {
         }
         info!(batch = %parsed.name(), approved = approved.len(), approved_by = %actor.name, "bulk wipe approved");
         self.publish(&approved).await;
-        self.bulk_wipe_report(batch).await
+        self.bulk_wipe_report(name).await
     }
 }

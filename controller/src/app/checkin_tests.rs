@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::test_fixture::{Fixture, admin, enroll, facts, fixture, replica};
+use super::test_fixture::{Fixture, admin, email, enroll, facts, fixture, replica};
 use super::{App, AppError, CheckInReport, ComplianceReport};
 use crate::core::{
     CHECK_FIREWALL, CheckStatus, CommandKind, CommandState, ComplianceCheck, EnforcementAction,
@@ -216,7 +216,7 @@ async fn a_policy_change_reaches_the_next_check_in_here_and_on_a_replica_once_an
         .app
         .set_policy(
             &admin(),
-            Some("cat@hospital.example"),
+            Some(&email("cat@hospital.example")),
             &PolicyChanges {
                 auto_lock_seconds: Some(120),
                 ..PolicyChanges::default()
@@ -247,7 +247,7 @@ async fn a_revoked_certificate_is_refused_on_the_next_call_here_and_on_a_replica
     f.app.authenticate_device(Some(&cert)).await.unwrap();
 
     f.app
-        .revoke_device(&admin(), &device.id.to_string(), "test")
+        .revoke_device(&admin(), &device.id.into(), "test")
         .await
         .unwrap();
     let here = f.app.authenticate_device(Some(&cert)).await;
@@ -278,11 +278,16 @@ async fn enroll_with_key(
     app: &App,
     user: &str,
 ) -> (super::ActiveDevice, ward_certs::PrivateKeyDer) {
-    let token = app.create_token(&admin(), user, None).await.unwrap();
+    let token = app.create_token(&admin(), email(user), None).await.unwrap();
     let key = ward_certs::PrivateKeyDer::generate().unwrap();
     let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
     let enrolled = app
-        .enroll(token.token.expose(), &csr, facts("laptop"), None)
+        .enroll(
+            token.token,
+            ward_certs::VerifiedCsr::from_der(&csr).unwrap(),
+            facts("laptop"),
+            None,
+        )
         .await
         .unwrap();
     let device = app
@@ -442,7 +447,7 @@ async fn every_later_claim_of_a_revoked_device_is_audited_and_the_latest_kept() 
     let f = fixture();
     let (device, key) = enroll_with_key(&f.app, "gus@hospital.example").await;
     f.app
-        .revoke_device(&admin(), &device.id.to_string(), "reported stolen")
+        .revoke_device(&admin(), &device.id.into(), "reported stolen")
         .await
         .unwrap();
     let first = offline_receipt(&device, &key, &f.clock.now().rfc3339());

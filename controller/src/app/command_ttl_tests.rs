@@ -20,7 +20,7 @@ fn lock() -> CommandKind {
 async fn a_lock_past_its_time_to_live_expires_at_the_check_in_and_is_never_delivered() {
     let f = fixture();
     let (device, _) = enroll(&f.app, "ann@hospital.org").await;
-    let id = device.id.to_string();
+    let id = crate::core::DeviceRef::from(device.id);
     let (lock, _) = f
         .app
         .issue_command(&admin(), &id, lock(), "", "k-1", Some(HOUR))
@@ -36,7 +36,7 @@ async fn a_lock_past_its_time_to_live_expires_at_the_check_in_and_is_never_deliv
         .await
         .unwrap();
     assert!(answer.pending.is_empty(), "{:?}", answer.pending);
-    let shown = f.app.get_command(&lock.id.to_string()).await.unwrap();
+    let shown = f.app.get_command(lock.id).await.unwrap();
     assert_eq!(shown.state, CommandState::Expired);
     assert_eq!(f.app.expire_due_commands().await.unwrap(), 0, "once");
 }
@@ -45,7 +45,7 @@ async fn a_lock_past_its_time_to_live_expires_at_the_check_in_and_is_never_deliv
 async fn a_lock_past_its_time_to_live_is_swept_while_its_device_stays_away() {
     let f = fixture();
     let (device, _) = enroll(&f.app, "al@hospital.org").await;
-    let id = device.id.to_string();
+    let id = crate::core::DeviceRef::from(device.id);
     let (unlock, _) = f
         .app
         .issue_command(&admin(), &id, CommandKind::Unlock, "", "k-2", Some(HOUR))
@@ -59,10 +59,10 @@ async fn a_lock_past_its_time_to_live_is_swept_while_its_device_stays_away() {
     assert_eq!(f.app.expire_due_commands().await.unwrap(), 0, "not yet");
     f.clock.advance(2 * HOUR);
     assert_eq!(f.app.expire_due_commands().await.unwrap(), 1);
-    let shown = f.app.get_command(&unlock.id.to_string()).await.unwrap();
+    let shown = f.app.get_command(unlock.id).await.unwrap();
     assert_eq!(shown.state, CommandState::Expired);
     // Without a time-to-live it waits for ever.
-    let shown = f.app.get_command(&waits.id.to_string()).await.unwrap();
+    let shown = f.app.get_command(waits.id).await.unwrap();
     assert_eq!(shown.state, CommandState::Queued);
 }
 
@@ -70,7 +70,7 @@ async fn a_lock_past_its_time_to_live_is_swept_while_its_device_stays_away() {
 async fn a_wipe_never_expires_and_a_time_to_live_out_of_range_is_refused() {
     let f = fixture();
     let (device, _) = enroll(&f.app, "bo@hospital.org").await;
-    let id = device.id.to_string();
+    let id = crate::core::DeviceRef::from(device.id);
     let wipe = CommandKind::Wipe {
         scope: WipeScope::Messaging,
     };
@@ -94,7 +94,7 @@ async fn a_wipe_never_expires_and_a_time_to_live_out_of_range_is_refused() {
             "{err}"
         );
     }
-    let listed = f.app.list_commands(Some(&id), None).await.unwrap();
+    let listed = f.app.list_commands(Some(device.id), None).await.unwrap();
     assert!(
         listed.is_empty(),
         "a refused command was stored: {listed:?}"
@@ -108,7 +108,7 @@ async fn a_wipe_never_expires_and_a_time_to_live_out_of_range_is_refused() {
 async fn a_lock_with_a_time_to_live_does_not_replace_one_that_waits_longer() {
     let f = fixture();
     let (device, _) = enroll(&f.app, "cy@hospital.org").await;
-    let id = device.id.to_string();
+    let id = crate::core::DeviceRef::from(device.id);
     let (lost, _) = f
         .app
         .issue_command(&admin(), &id, lock(), "", "k-lost", None)
@@ -125,7 +125,7 @@ async fn a_lock_with_a_time_to_live_does_not_replace_one_that_waits_longer() {
         )
         .await
         .unwrap();
-    let shown = f.app.get_command(&lost.id.to_string()).await.unwrap();
+    let shown = f.app.get_command(lost.id).await.unwrap();
     assert_eq!(
         shown.state,
         CommandState::Queued,

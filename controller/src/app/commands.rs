@@ -7,6 +7,7 @@ use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError, transitions};
 use crate::core::audit::AuditEvent;
 use crate::core::command::MAX_TEXT_LEN;
+use crate::core::refs::DeviceRef;
 use crate::core::{
     Admin, Command, CommandId, CommandKind, CommandState, Device, DeviceId, DeviceState, Event,
     IdempotencyKey, Receipt, Timestamp, WipeScope,
@@ -120,7 +121,7 @@ impl App {
     pub async fn issue_command(
         &self,
         actor: &Admin,
-        device: &str,
+        device: &DeviceRef,
         kind: CommandKind,
         reason: &str,
         idempotency_key: &str,
@@ -149,6 +150,7 @@ impl App {
             admin: actor.name.to_string(),
             key: idempotency_key.to_owned(),
         };
+        let device = self.get_device(device).await?.id;
         self.issue_command_with(
             &Issuer::admin(actor),
             device,
@@ -168,7 +170,7 @@ impl App {
     pub(super) async fn issue_command_with(
         &self,
         issuer: &Issuer,
-        device: &str,
+        device_id: DeviceId,
         kind: CommandKind,
         reason: &str,
         idempotency_key: &IdempotencyKey,
@@ -176,7 +178,6 @@ impl App {
         revoke_after: bool,
         ttl: Option<std::time::Duration>,
     ) -> Result<(Command, bool), AppError> {
-        let device_id = self.get_device(device).await?.id;
         let now = self.now();
         let mut command = new_command(
             issuer,
@@ -236,7 +237,7 @@ impl App {
     }
 
     /// A second admin releases a command that awaits approval.
-    pub async fn approve_command(&self, actor: &Admin, id: &str) -> Result<Command, AppError> {
+    pub async fn approve_command(&self, actor: &Admin, id: CommandId) -> Result<Command, AppError> {
         let command = self.get_command(id).await?;
         if command.state != CommandState::AwaitingApproval {
             return Err(AppError::FailedPrecondition(format!(
@@ -275,10 +276,7 @@ impl App {
         Ok(approved)
     }
 
-    pub async fn get_command(&self, id: &str) -> Result<Command, AppError> {
-        let id: CommandId = id
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+    pub async fn get_command(&self, id: CommandId) -> Result<Command, AppError> {
         self.store.get_command(id).await?.ok_or_else(|| {
             AppError::NotFound(format!(
                 "no command {id}; `wardctl command list` shows them"
@@ -318,7 +316,7 @@ impl App {
 
     /// The controller's attestation of a wipe whose receipt it verified
     /// (`core::attestation`): the exact signed bytes and their signature by the CA's key.
-    pub async fn attest_wipe(&self, id: &str) -> Result<(Vec<u8>, Vec<u8>), AppError> {
+    pub async fn attest_wipe(&self, id: CommandId) -> Result<(Vec<u8>, Vec<u8>), AppError> {
         let command = self.get_command(id).await?;
         let keys = self.store.device_keys(command.device_id).await?;
         // Checked again, as when it arrived, rather than trusting the stored flag: a receipt
@@ -380,17 +378,13 @@ impl App {
 
     pub async fn list_commands(
         &self,
-        device: Option<&str>,
+        device: Option<DeviceId>,
         state: Option<CommandState>,
     ) -> Result<Vec<Command>, AppError> {
-        let device = match device {
-            Some(d) => Some(self.get_device(d).await?.id),
-            None => None,
-        };
         Ok(self.store.list_commands(device, state).await?)
     }
 
-    pub async fn cancel_command(&self, actor: &Admin, id: &str) -> Result<Command, AppError> {
+    pub async fn cancel_command(&self, actor: &Admin, id: CommandId) -> Result<Command, AppError> {
         let command = self.get_command(id).await?;
         if command.state.is_terminal() {
             return Err(AppError::FailedPrecondition(format!(
@@ -478,7 +472,7 @@ impl App {
     pub async fn acknowledge(
         &self,
         device: DeviceId,
-        id: &str,
+        id: CommandId,
     ) -> Result<Acknowledgement, AppError> {
         let command = self.device_command(device, id).await?;
         if command.state == CommandState::Acknowledged {
@@ -522,7 +516,7 @@ impl App {
     pub async fn report_result(
         &self,
         device: DeviceId,
-        id: &str,
+        id: CommandId,
         result: DeviceResult,
     ) -> Result<CommandState, AppError> {
         let command = self.device_command(device, id).await?;
@@ -637,10 +631,7 @@ impl App {
         })
     }
 
-    async fn device_command(&self, device: DeviceId, id: &str) -> Result<Command, AppError> {
-        let id: CommandId = id
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+    async fn device_command(&self, device: DeviceId, id: CommandId) -> Result<Command, AppError> {
         match self.store.get_command(id).await? {
             Some(c) if c.device_id == device => Ok(c),
             // Another device's command is reported as unknown: devices learn nothing of others.

@@ -7,11 +7,21 @@ use tracing::info;
 use super::audit::{CONTROLLER, admin_actor};
 use super::commands::{Issuer, sanitize};
 use super::{App, AppError};
+use crate::core::refs::DeviceRef;
 use crate::core::service::{MessagingWipe, ReturnPlan};
 use crate::core::{
-    Admin, Command, CommandKind, CommandState, Device, DeviceState, Disabled, Event, IdempotencyKey,
+    Admin, Command, CommandId, CommandKind, CommandState, Device, DeviceState, Disabled, Event,
+    IdempotencyKey,
 };
 use crate::store::PostureField;
+
+/// The disable command a device's posture names (written by the controller from the command
+/// itself, so a malformed one is the store's corruption, not the caller's mistake).
+fn stored_command_id(disabled: &Disabled) -> Result<CommandId, AppError> {
+    disabled.command_id.parse().map_err(|e| {
+        AppError::Internal(format!("the device's disable record names no command: {e}"))
+    })
+}
 
 /// The first agent version that runs disable, enable and retire commands.
 const LIFECYCLE_AGENT: (u64, u64, u64) = (0, 2, 0);
@@ -65,14 +75,14 @@ impl App {
     pub async fn disable_device(
         &self,
         actor: &Admin,
-        device: &str,
+        device: &DeviceRef,
         reason: &str,
     ) -> Result<(Device, Command), AppError> {
         let reason = require_reason("disabling a device", reason)?;
         let record = self.get_device(device).await?;
         require_active(&record, "disabled")?;
         if let Some(disabled) = &record.disabled {
-            let command = self.get_command(&disabled.command_id).await?;
+            let command = self.get_command(stored_command_id(disabled)?).await?;
             return Ok((record, command));
         }
         require_agent_for(&record, "disabled remotely")?;
@@ -90,7 +100,7 @@ impl App {
         let (command, created) = self
             .issue_command_with(
                 &Issuer::admin(actor),
-                &id,
+                record.id,
                 CommandKind::Disable,
                 &reason,
                 &key,
@@ -121,7 +131,7 @@ impl App {
             .await?;
             info!(device_id = %id, command_id = %command.id, "device disabled");
         }
-        Ok((self.get_device(&id).await?, command))
+        Ok((self.device(record.id).await?, command))
     }
 
     /// The newest command that ended a disable episode: an enable, or a disable that failed,
@@ -145,7 +155,7 @@ impl App {
     pub async fn enable_device(
         &self,
         actor: &Admin,
-        device: &str,
+        device: &DeviceRef,
         reason: &str,
     ) -> Result<(Device, Command), AppError> {
         let record = self.get_device(device).await?;
@@ -163,7 +173,7 @@ impl App {
         let (command, created) = self
             .issue_command_with(
                 &Issuer::admin(actor),
-                &id,
+                record.id,
                 CommandKind::Enable,
                 reason.trim(),
                 &key,
@@ -208,7 +218,7 @@ impl App {
             .await?;
             info!(device_id = %id, command_id = %command.id, "device enabled");
         }
-        Ok((self.get_device(&id).await?, command))
+        Ok((self.device(record.id).await?, command))
     }
 
     /// Retires a device: a retire command (messaging wipe with a signed receipt, then the
@@ -219,7 +229,7 @@ impl App {
     pub async fn retire_device(
         &self,
         actor: &Admin,
-        device: &str,
+        device: &DeviceRef,
         reason: &str,
     ) -> Result<(Device, Command), AppError> {
         let reason = require_reason("retiring a device", reason)?;
@@ -238,7 +248,7 @@ impl App {
         let (command, created) = self
             .issue_command_with(
                 &Issuer::admin(actor),
-                &id,
+                record.id,
                 CommandKind::Retire,
                 &reason,
                 &key,
@@ -261,7 +271,7 @@ impl App {
             .await?;
             info!(device_id = %id, command_id = %command.id, "device retirement started");
         }
-        Ok((self.get_device(&id).await?, command))
+        Ok((self.device(record.id).await?, command))
     }
 
     /// The newest proven wipe of each device's messaging data (`core::service`): one query
@@ -295,7 +305,7 @@ impl App {
     pub async fn return_device(
         &self,
         actor: &Admin,
-        device: &str,
+        device: &DeviceRef,
         reason: &str,
     ) -> Result<(Device, Command), AppError> {
         let reason = require_reason("returning a device to service", reason)?;
@@ -313,10 +323,7 @@ impl App {
         match crate::core::service::return_to_service(&record, wipe.as_ref(), lost)
             .map_err(AppError::FailedPrecondition)?
         {
-            ReturnPlan::Enable => {
-                self.enable_device(actor, &record.id.to_string(), &reason)
-                    .await
-            }
+            ReturnPlan::Enable => self.enable_device(actor, &record.id.into(), &reason).await,
         }
     }
 

@@ -11,6 +11,7 @@ use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_cer
 
 use crate::ca_set::CaSet;
 
+use crate::core::refs::{DeviceRef, HostName};
 use crate::core::{
     Admin, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken, NewDevice,
     Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
@@ -304,14 +305,14 @@ impl App {
     pub async fn revoke_device(
         &self,
         actor: &Admin,
-        device: &str,
+        device: &DeviceRef,
         reason: &str,
     ) -> Result<Device, AppError> {
         let reason = lifecycle::require_reason("revoking a device", reason)?;
         let id = self.get_device(device).await?.id;
         self.revoke(id, &audit::admin_actor(actor), "by an admin", Some(&reason))
             .await?;
-        self.get_device(device).await
+        self.device(id).await
     }
 
     /// Revokes `id` on behalf of `actor` (an admin, or the controller after a wipe); `why`
@@ -713,12 +714,9 @@ impl App {
     pub async fn create_token(
         &self,
         actor: &Admin,
-        user: &str,
+        user: UserEmail,
         ttl: Option<Duration>,
     ) -> Result<CreatedToken, AppError> {
-        let user: UserEmail = user
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
         let ttl = ttl.unwrap_or(self.config.token_default_ttl);
         if !(TOKEN_MIN_TTL..=TOKEN_MAX_TTL).contains(&ttl) {
             return Err(AppError::InvalidArgument(format!(
@@ -768,19 +766,14 @@ impl App {
     /// address (bounded per address and minute): a reused token is a sign of a leak.
     pub async fn enroll(
         &self,
-        token: &str,
-        csr_der: &[u8],
+        token: EnrollmentToken,
+        csr: VerifiedCsr,
         facts: DeviceFacts,
         client: Option<std::net::IpAddr>,
     ) -> Result<Enrolled, AppError> {
         if let Some(why) = self.cas.out_of_step() {
             return Err(AppError::Unavailable(why));
         }
-        let token: EnrollmentToken = token
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
         facts
             .validate()
             .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
@@ -863,26 +856,23 @@ impl App {
 
     // ----- administration -----------------------------------------------------------------
 
-    pub async fn list_devices(&self, user: Option<&str>) -> Result<Vec<Device>, AppError> {
-        let user = user
-            .map(|u| {
-                u.parse::<UserEmail>()
-                    .map_err(|e| AppError::InvalidArgument(e.to_string()))
-            })
-            .transpose()?;
-        Ok(self.store.list_devices(user.as_ref()).await?)
+    pub async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, AppError> {
+        Ok(self.store.list_devices(user).await?)
     }
 
     /// A device by its id or, for admins at a keyboard, by its host name: the one device of
     /// that name that is not retired, so a retired device's name is free for the machine's
     /// next enrollment. Several matches are refused: host names come from the devices, and a
     /// wipe must not land on the wrong one.
-    pub async fn get_device(&self, id: &str) -> Result<Device, AppError> {
-        let id: DeviceId = match id.parse() {
-            Ok(id) => id,
-            Err(e) if looks_like_host_name(id) => return self.device_by_name(id.trim(), &e).await,
-            Err(e) => return Err(AppError::InvalidArgument(format!("{e}"))),
-        };
+    pub async fn get_device(&self, device: &DeviceRef) -> Result<Device, AppError> {
+        match device {
+            DeviceRef::Id(id) => self.device(*id).await,
+            DeviceRef::HostName(name) => self.device_by_name(name).await,
+        }
+    }
+
+    /// A device by its id.
+    pub async fn device(&self, id: DeviceId) -> Result<Device, AppError> {
         self.store.get_device(id).await?.ok_or_else(|| {
             AppError::NotFound(format!(
                 "no device {id}; `wardctl device list` shows the enrolled ones"
@@ -890,11 +880,8 @@ impl App {
         })
     }
 
-    async fn device_by_name(
-        &self,
-        name: &str,
-        not_an_id: &crate::core::model::DeviceIdError,
-    ) -> Result<Device, AppError> {
+    async fn device_by_name(&self, name: &HostName) -> Result<Device, AppError> {
+        let (not_an_id, name) = (name.not_an_id(), name.as_str());
         let mut named: Vec<Device> = self
             .store
             .list_devices(None)
@@ -982,15 +969,4 @@ pub(crate) fn audit_target(target: &str, otherwise: &str) -> String {
     } else {
         target
     }
-}
-
-/// Whether `text` could be a host name (letters, digits, dots, hyphens, underscores; 1-253
-/// bytes) rather than a mistyped id of another kind.
-fn looks_like_host_name(text: &str) -> bool {
-    let text = text.trim();
-    !text.is_empty()
-        && text.len() <= 253
-        && text
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
 }

@@ -6,6 +6,7 @@ use super::audit::{CONTROLLER, admin_actor};
 use super::commands::{Issuer, check_command_text, issue_event, new_command};
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
+use crate::core::refs::DeviceRef;
 use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, IdempotencyKey,
     Timestamp, UserEmail, WipeScope,
@@ -129,12 +130,9 @@ impl App {
     pub async fn offboard_user(
         &self,
         actor: &Admin,
-        user: &str,
+        user: &UserEmail,
         reason: &str,
     ) -> Result<OffboardReport, AppError> {
-        let user: UserEmail = user
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
         let reason = reason.trim();
         if reason.is_empty() {
             return Err(AppError::InvalidArgument(
@@ -177,9 +175,9 @@ impl App {
             })
             .await?;
         let (tokens, devices, issued) = outcome?;
-        self.offboarding_started(&user, &actor.name.to_string(), tokens, devices, &issued)
+        self.offboarding_started(user, &actor.name.to_string(), tokens, devices, &issued)
             .await;
-        let mut report = self.offboard_report_for(&user).await?;
+        let mut report = self.offboard_report_for(user).await?;
         report.tokens_invalidated = tokens;
         Ok(report)
     }
@@ -204,11 +202,8 @@ impl App {
         info!(user = %user, devices, issued = issued.len(), tokens, "offboarding started");
     }
 
-    pub async fn offboard_report(&self, user: &str) -> Result<OffboardReport, AppError> {
-        let user: UserEmail = user
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
-        let report = self.offboard_report_for(&user).await?;
+    pub async fn offboard_report(&self, user: &UserEmail) -> Result<OffboardReport, AppError> {
+        let report = self.offboard_report_for(user).await?;
         if report.devices.is_empty() {
             return Err(AppError::NotFound(format!("{user} has no devices")));
         }
@@ -246,7 +241,7 @@ impl App {
     pub async fn mark_lost(
         &self,
         actor: &Admin,
-        device: &str,
+        device: &DeviceRef,
         reason: &str,
     ) -> Result<(Command, Command), AppError> {
         let reason = super::lifecycle::require_reason("lost mode", reason)?;
@@ -273,7 +268,7 @@ impl App {
         let (lock, _) = self
             .issue_command_with(
                 &Issuer::admin(actor),
-                &id,
+                device.id,
                 lock,
                 reason,
                 &lost_key(&id, "lock"),
@@ -288,7 +283,7 @@ impl App {
         let (wipe, _) = self
             .issue_command_with(
                 &Issuer::admin(actor),
-                &id,
+                device.id,
                 wipe,
                 reason,
                 &lost_key(&id, "wipe"),

@@ -1,7 +1,7 @@
 //! Offboarding on the in-memory store: all or nothing.
 
 use super::AppError;
-use super::test_fixture::{admin, enroll, fixture};
+use super::test_fixture::{admin, email, enroll, fixture};
 use crate::store::{AuditFilter, Store};
 
 const ALICE: &str = "alice@hospital.example";
@@ -12,7 +12,9 @@ async fn an_offboarding_refused_part_way_changes_nothing() {
     let (store, app) = (&fixture.store, &fixture.app);
     // Alice has an enrolled device and an unused token.
     enroll(app, ALICE).await;
-    app.create_token(&admin(), ALICE, None).await.unwrap();
+    app.create_token(&admin(), email(ALICE), None)
+        .await
+        .unwrap();
     let entries = store
         .list_audit(&AuditFilter::default())
         .await
@@ -20,13 +22,15 @@ async fn an_offboarding_refused_part_way_changes_nothing() {
         .len();
 
     // A reason the wipe command refuses (a control character): refused as a whole.
-    let refused = app.offboard_user(&admin(), ALICE, "left\u{7}today").await;
+    let refused = app
+        .offboard_user(&admin(), &email(ALICE), "left\u{7}today")
+        .await;
     assert!(
         matches!(refused, Err(AppError::InvalidArgument(_))),
         "{refused:?}"
     );
     assert_eq!(
-        app.list_tokens(Some(ALICE)).await.unwrap().len(),
+        app.list_tokens(Some(&email(ALICE))).await.unwrap().len(),
         1,
         "the unused token was withdrawn by a refused offboarding"
     );
@@ -47,7 +51,7 @@ async fn revoke_and_return_need_a_reason_and_return_waits_for_lost_mode_to_end()
     let fixture = fixture();
     let (store, app) = (&fixture.store, &fixture.app);
     let (device, _) = enroll(app, ALICE).await;
-    let id = device.id.to_string();
+    let id = crate::core::DeviceRef::from(device.id);
     let entries = || async {
         store
             .list_audit(&AuditFilter::default())

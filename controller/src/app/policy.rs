@@ -10,14 +10,6 @@ use crate::core::{
 };
 use crate::store::Announcement;
 
-fn parse_user(user: Option<&str>) -> Result<Option<UserEmail>, AppError> {
-    user.map(|u| {
-        u.parse::<UserEmail>()
-            .map_err(|e| AppError::InvalidArgument(e.to_string()))
-    })
-    .transpose()
-}
-
 /// Refuses a compliance report with too many checks, or a check whose name is empty, or
 /// whose name or detail is over-long or holds control characters other than newlines.
 pub fn check_report(checks: &[ComplianceCheck]) -> Result<(), AppError> {
@@ -74,8 +66,8 @@ impl App {
         Ok(policy)
     }
 
-    pub async fn get_policy(&self, user: Option<&str>) -> Result<StoredPolicy, AppError> {
-        self.effective_policy(parse_user(user)?.as_ref()).await
+    pub async fn get_policy(&self, user: Option<&UserEmail>) -> Result<StoredPolicy, AppError> {
+        self.effective_policy(user).await
     }
 
     /// Changes the default policy, or a user's override (only the fields it sets: the user's
@@ -84,10 +76,9 @@ impl App {
     pub async fn set_policy(
         &self,
         actor: &Admin,
-        user: Option<&str>,
+        user: Option<&UserEmail>,
         changes: &PolicyChanges,
     ) -> Result<StoredPolicy, AppError> {
-        let user = parse_user(user)?;
         if changes.is_empty() {
             return Err(AppError::InvalidArgument(
                 "no policy field given; `wardctl policy set --help` lists them".into(),
@@ -96,7 +87,7 @@ impl App {
         let invalid =
             |e: crate::core::policy::PolicyError| AppError::InvalidArgument(e.to_string());
         let default = self.effective_policy(None).await?;
-        let (scope, body) = match &user {
+        let (scope, body) = match user {
             None => {
                 let next = default.policy.with(changes).map_err(invalid)?;
                 self.check_overrides_combine_with(&next).await?;
@@ -132,8 +123,8 @@ impl App {
             serde_json::json!({ "revision": stored.revision, "rule": stored.body }),
         )
         .await?;
-        self.wake_devices_of(user.as_ref()).await?;
-        self.effective_policy(user.as_ref()).await
+        self.wake_devices_of(user).await?;
+        self.effective_policy(user).await
     }
 
     /// Refuses a new default that some user's override would no longer combine with.
@@ -193,10 +184,11 @@ impl App {
     }
 
     /// Removes a user's override; their devices follow the default policy again.
-    pub async fn reset_policy(&self, actor: &Admin, user: &str) -> Result<StoredPolicy, AppError> {
-        let user: UserEmail = user
-            .parse()
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
+    pub async fn reset_policy(
+        &self,
+        actor: &Admin,
+        user: &UserEmail,
+    ) -> Result<StoredPolicy, AppError> {
         if !self
             .store
             .delete_policy(&PolicyScope::User(user.clone()))
@@ -212,8 +204,8 @@ impl App {
             serde_json::json!({}),
         )
         .await?;
-        self.wake_devices_of(Some(&user)).await?;
-        self.effective_policy(Some(&user)).await
+        self.wake_devices_of(Some(user)).await?;
+        self.effective_policy(Some(user)).await
     }
 
     async fn wake_devices_of(&self, user: Option<&UserEmail>) -> Result<(), AppError> {

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::test_fixture::admin;
+use super::test_fixture::{admin, email};
 use super::{App, AppError};
 use crate::core::{EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp};
 use crate::store::{MemoryStore, Store};
@@ -20,7 +20,10 @@ async fn a_user_override_follows_every_default_change_except_the_fields_it_sets(
     let app = app(Arc::new(MemoryStore::new()));
     let set = |changes: PolicyChanges, user: Option<&'static str>| {
         let app = &app;
-        async move { app.set_policy(&admin(), user, &changes).await }
+        async move {
+            app.set_policy(&admin(), user.map(email).as_ref(), &changes)
+                .await
+        }
     };
     set(
         PolicyChanges {
@@ -54,7 +57,7 @@ async fn a_user_override_follows_every_default_change_except_the_fields_it_sets(
     )
     .await
     .unwrap();
-    let alice = app.get_policy(Some(ALICE)).await.unwrap();
+    let alice = app.get_policy(Some(&email(ALICE))).await.unwrap();
     assert!(alice.policy.require_firewall);
     assert_eq!(alice.policy.password_min_length, 12);
     assert_eq!(alice.policy.auto_lock_seconds, 120, "her own field stays");
@@ -82,7 +85,7 @@ async fn a_user_override_follows_every_default_change_except_the_fields_it_sets(
     )
     .await
     .unwrap();
-    let alice = app.get_policy(Some(ALICE)).await.unwrap();
+    let alice = app.get_policy(Some(&email(ALICE))).await.unwrap();
     assert_eq!(alice.policy.password_min_length, 16);
     assert_eq!(
         alice.overridden,
@@ -107,7 +110,7 @@ async fn a_default_that_a_users_override_cannot_combine_with_is_refused() {
     wipe_firewall
         .check_actions
         .insert("firewall".into(), EnforcementAction::Wipe);
-    app.set_policy(&admin(), Some(ALICE), &wipe_firewall)
+    app.set_policy(&admin(), Some(&email(ALICE)), &wipe_firewall)
         .await
         .unwrap();
     // Without a grace period Alice's wipe action would be invalid.

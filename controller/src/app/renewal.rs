@@ -85,10 +85,8 @@ impl App {
         &self,
         device: DeviceId,
         presented: &str,
-        csr_der: &[u8],
+        csr: &VerifiedCsr,
     ) -> Result<IssuedCertificate, AppError> {
-        let csr = VerifiedCsr::from_der(csr_der)
-            .map_err(|e| AppError::InvalidArgument(format!("{e}")))?;
         if self.is_being_retired(device).await? {
             return Err(AppError::PermissionDenied(format!(
                 "device {device} is being offboarded or is in lost mode: its certificate is not renewed"
@@ -101,7 +99,7 @@ impl App {
         let certificate = self
             .ca()
             .issue_client(
-                &csr,
+                csr,
                 &identity,
                 now.to_datetime(),
                 self.config.device_cert_lifetime,

@@ -5,13 +5,13 @@ use std::net::IpAddr;
 
 use serde_json::json;
 use tracing::{info, warn};
-use ward_certs::AdminName;
 
 use super::audit::{admin_actor, refusal_source};
 use super::directory::SCIM_UNKNOWN;
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::directory::{ScimClient, ScimSecret, scim_actor};
+use crate::core::refs::ScimClientName;
 use crate::core::{Admin, AdminRole, Permission};
 use crate::store::{Priority, StoreError};
 
@@ -22,14 +22,9 @@ impl App {
     pub async fn create_scim_client(
         &self,
         admin: &Admin,
-        name: &str,
+        name: &ScimClientName,
     ) -> Result<(ScimClient, ScimSecret), AppError> {
-        let name: AdminName = name.trim().parse().map_err(|_| {
-            AppError::InvalidArgument(format!(
-                "SCIM client name {:?} is not valid: use 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit (e.g. entra, okta)",
-                name.chars().take(80).collect::<String>()
-            ))
-        })?;
+        let name = name.0.clone();
         let secret = ScimSecret::generate();
         let client = ScimClient {
             name,
@@ -79,12 +74,9 @@ impl App {
     pub async fn revoke_scim_client(
         &self,
         admin: &Admin,
-        name: &str,
+        name: &ScimClientName,
     ) -> Result<ScimClient, AppError> {
-        let name: AdminName = name
-            .trim()
-            .parse()
-            .map_err(|_| AppError::NotFound(format!("there is no SCIM client named {name:?}")))?;
+        let name = name.0.clone();
         let (job_name, actor, by, now) = (
             name.clone(),
             admin_actor(admin),

@@ -53,6 +53,11 @@ pub(super) fn admin() -> Admin {
     )
 }
 
+/// A user's e-mail address, parsed as the edge would.
+pub(super) fn email(text: &str) -> crate::core::UserEmail {
+    text.parse().unwrap()
+}
+
 pub(super) fn facts(hostname: &str) -> DeviceFacts {
     DeviceFacts {
         hostname: hostname.into(),
@@ -66,11 +71,16 @@ pub(super) fn facts(hostname: &str) -> DeviceFacts {
 
 /// Enrolls a device; its certificate's DER.
 pub(super) async fn enroll(app: &App, user: &str) -> (ActiveDevice, Vec<u8>) {
-    let token = app.create_token(&admin(), user, None).await.unwrap();
+    let token = app.create_token(&admin(), email(user), None).await.unwrap();
     let key = ward_certs::PrivateKeyDer::generate().unwrap();
     let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
     let enrolled = app
-        .enroll(token.token.expose(), &csr, facts("laptop"), None)
+        .enroll(
+            token.token,
+            ward_certs::VerifiedCsr::from_der(&csr).unwrap(),
+            facts("laptop"),
+            None,
+        )
         .await
         .unwrap();
     let device = app

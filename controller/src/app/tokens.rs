@@ -4,26 +4,25 @@ use tracing::info;
 
 use super::audit::admin_actor;
 use super::{App, AppError};
-use crate::core::token::TOKEN_ID_LEN;
+use crate::core::refs::TokenId;
 use crate::core::{Admin, TokenRecord, UserEmail};
 
 /// Which unused tokens to withdraw.
 #[derive(Clone, Copy, Debug)]
 pub enum TokenSelection<'a> {
     /// One token by its id ([`crate::core::TokenHash::id`]).
-    Id(&'a str),
+    Id(&'a TokenId),
     /// Every unused token of a user.
-    User(&'a str),
+    User(&'a UserEmail),
 }
 
 impl App {
     /// The tokens that could still enroll a device, optionally of one user, oldest first.
-    pub async fn list_tokens(&self, user: Option<&str>) -> Result<Vec<TokenRecord>, AppError> {
-        let user = user.map(parse_user).transpose()?;
-        Ok(self
-            .store
-            .list_usable_tokens(user.as_ref(), self.now())
-            .await?)
+    pub async fn list_tokens(
+        &self,
+        user: Option<&UserEmail>,
+    ) -> Result<Vec<TokenRecord>, AppError> {
+        Ok(self.store.list_usable_tokens(user, self.now()).await?)
     }
 
     /// Withdraws unused tokens and returns those withdrawn. A token id that names no usable
@@ -38,7 +37,7 @@ impl App {
         let now = self.now();
         let (candidates, target) = match selection {
             TokenSelection::Id(id) => {
-                let id = parse_id(id)?;
+                let id = id.as_str();
                 let found: Vec<TokenRecord> = self
                     .store
                     .list_usable_tokens(None, now)
@@ -51,11 +50,10 @@ impl App {
                         "no unused enrollment token has the id {id}: it was used, has expired or was withdrawn already; `wardctl token list` shows the unused ones"
                     )));
                 }
-                (found, id)
+                (found, id.to_owned())
             }
             TokenSelection::User(user) => {
-                let user = parse_user(user)?;
-                let found = self.store.list_usable_tokens(Some(&user), now).await?;
+                let found = self.store.list_usable_tokens(Some(user), now).await?;
                 (found, user.to_string())
             }
         };
@@ -76,24 +74,5 @@ impl App {
         .await?;
         info!(admin = %actor.name, target = %target, withdrawn = withdrawn.len(), "enrollment tokens withdrawn");
         Ok(withdrawn)
-    }
-}
-
-fn parse_user(user: &str) -> Result<UserEmail, AppError> {
-    user.parse()
-        .map_err(|e| AppError::InvalidArgument(format!("{e}")))
-}
-
-/// A token id as `token list` prints it; the full 64-digit hash is accepted too.
-fn parse_id(id: &str) -> Result<String, AppError> {
-    let id = id.trim().to_ascii_lowercase();
-    let hex = id.chars().all(|c| c.is_ascii_hexdigit());
-    match id.len() {
-        TOKEN_ID_LEN if hex => Ok(id),
-        64 if hex => Ok(id[..TOKEN_ID_LEN].to_owned()),
-        // Not echoed: an admin may have pasted the token itself, a secret.
-        _ => Err(AppError::InvalidArgument(format!(
-            "that is not a token id: use the {TOKEN_ID_LEN} hex digits `wardctl token list` shows in its ID column (a token itself, \"ward_…\", is not its id)"
-        ))),
     }
 }

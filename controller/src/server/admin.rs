@@ -15,6 +15,7 @@ use super::convert::{
     command_to_wire, device_to_wire, messaging_wipe_to_wire, optional_seconds, peer_leaf,
     policy_changes_from_wire, policy_to_wire, role_from_wire,
 };
+use super::request::{command_id, csr, device_ref, optional_user, parse};
 use serde_json::{Value, json};
 
 use crate::app::audit::admin_actor;
@@ -23,7 +24,8 @@ use crate::app::{AdminIssued, App, AppError, audit_target};
 use crate::core::audit::Checkpoint;
 use crate::core::audit::checkpoint::MAX_PER_VERIFICATION;
 use crate::core::ca_rotation::RotationStep;
-use crate::core::{Admin, CommandKind, Permission, WipeScope};
+use crate::core::refs::ScimClientName;
+use crate::core::{Admin, Permission};
 
 pub struct AdminApi {
     app: Arc<App>,
@@ -60,6 +62,27 @@ impl AdminApi {
             .authenticate_admin(peer_leaf(request).as_deref(), target)
             .await?;
         self.app.authorize(&admin, permission, target).await?;
+        Ok(admin)
+    }
+
+    /// The registered admin behind the request, if their role grants at least one of
+    /// `permissions`: for calls whose permission depends on what they ask, which is read only
+    /// after this (then [`App::authorize`] checks the one it needs). A refusal names the first.
+    async fn admin_for_any<T>(
+        &self,
+        request: &Request<T>,
+        permissions: &[Permission],
+        target: &str,
+    ) -> Result<Admin, Status> {
+        let admin = self
+            .app
+            .authenticate_admin(peer_leaf(request).as_deref(), target)
+            .await?;
+        if admin.role.allows_any(permissions).is_none()
+            && let Some(first) = permissions.first()
+        {
+            self.app.authorize(&admin, *first, target).await?;
+        }
         Ok(admin)
     }
 
@@ -116,11 +139,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<CreateEnrollmentTokenResponse>, Status> {
         let user = request.get_ref().user.clone();
         let actor = self.admin(&request, Permission::Enroll, &user).await?;
-        let req = request.into_inner();
-        let created = self
-            .app
-            .create_token(&actor, &req.user, optional_seconds(req.ttl_seconds))
-            .await?;
+        let ttl = optional_seconds(request.get_ref().ttl_seconds);
+        let created = self.app.create_token(&actor, parse(&user)?, ttl).await?;
         Ok(Response::new(CreateEnrollmentTokenResponse {
             token: created.token.expose().to_owned(),
             user: created.record.user.to_string(),
@@ -141,8 +161,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
             req.user.clone()
         };
         let admin = self.admin(&request, Permission::Read, &scope).await?;
-        let user = (!req.user.is_empty()).then_some(req.user.as_str());
-        let result = match self.app.list_devices(user).await {
+        let listed = async {
+            let user = optional_user(&req.user)?;
+            self.app.list_devices(user.as_ref()).await
+        };
+        let result = match listed.await {
             Ok(mut devices) if req.noncompliant_only => {
                 devices.retain(|d| d.compliance.as_ref().is_some_and(|c| !c.compliant));
                 if !req.failing_check.is_empty() {
@@ -191,7 +214,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Device>, Status> {
         let asked = request.get_ref().device_id.clone();
         let admin = self.admin(&request, Permission::Read, &asked).await?;
-        let result = self.app.get_device(&asked).await;
+        let result = async { self.app.get_device(&device_ref(&asked)?).await }.await;
         let device = self
             .read(&admin, "get_device", &asked, result, |d| {
                 (d.id.to_string(), json!({ "user": d.user.as_str() }))
@@ -210,13 +233,15 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self.admin(&request, Permission::Admins, &name).await?;
         let req = request.into_inner();
         let role = role_from_wire(req.role)?;
+        let name = parse(&req.name)?;
+        let csr = csr(&req.csr_der)?;
         let issued = self
             .app
             .issue_admin(
                 &actor,
-                &req.name,
+                name,
                 role,
-                &req.csr_der,
+                &csr,
                 optional_seconds(req.lifetime_seconds),
             )
             .await?;
@@ -227,21 +252,24 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<RenewAdminRequest>,
     ) -> Result<Response<IssueAdminResponse>, Status> {
-        // Any admin may renew their own certificate; renew_admin checks the rest.
-        let name = request.get_ref().name.clone();
+        // Any admin may renew their own certificate; another's needs the admins permission,
+        // checked before the CSR is read (renew_admin checks it too, and the rest).
+        let asked = request.get_ref().name.clone();
         let actor = self
             .app
-            .authenticate_admin(peer_leaf(&request).as_deref(), &name)
+            .authenticate_admin(peer_leaf(&request).as_deref(), &asked)
             .await?;
+        let name: ward_certs::AdminName = parse(&asked)?;
+        if name != actor.name {
+            self.app
+                .authorize(&actor, Permission::Admins, name.as_str())
+                .await?;
+        }
         let req = request.into_inner();
+        let csr = csr(&req.csr_der)?;
         let issued = self
             .app
-            .renew_admin(
-                &actor,
-                &req.name,
-                &req.csr_der,
-                optional_seconds(req.lifetime_seconds),
-            )
+            .renew_admin(&actor, &name, &csr, optional_seconds(req.lifetime_seconds))
             .await?;
         Ok(Response::new(self.issued(issued)))
     }
@@ -258,7 +286,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let req = request.into_inner();
         let admin = self
             .app
-            .revoke_admin(&actor, &req.name, &req.reason, caller.as_deref())
+            .revoke_admin(&actor, &parse(&req.name)?, &req.reason, caller.as_deref())
             .await?;
         Ok(Response::new(admin_to_wire(&admin)))
     }
@@ -269,10 +297,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<v1::AdminRequest>, Status> {
         let name = request.get_ref().name.clone();
         let actor = self.admin(&request, Permission::Approve, &name).await?;
-        let approved = self
-            .app
-            .approve_admin(&actor, &request.get_ref().name)
-            .await?;
+        let approved = self.app.approve_admin(&actor, &parse(&name)?).await?;
         Ok(Response::new(admin_request_to_wire(&approved)))
     }
 
@@ -306,30 +331,21 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<IssueCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        let kind = action_from_issue(request.get_ref().action.clone())?;
-        let permission = match kind {
-            CommandKind::Lock { .. } | CommandKind::Unlock => Permission::Lock,
-            CommandKind::Wipe {
-                scope: WipeScope::Messaging,
-            } => Permission::MessagingWipe,
-            CommandKind::Wipe {
-                scope: WipeScope::Full,
-            } => Permission::FullWipe,
-            // Not in IssueCommand's oneof: they have calls of their own.
-            CommandKind::Disable | CommandKind::Enable | CommandKind::Retire => {
-                return Err(Status::invalid_argument(
-                    "use DisableDevice, EnableDevice or RetireDevice for this action",
-                ));
-            }
-        };
         let device = request.get_ref().device_id.clone();
-        let actor = self.admin(&request, permission, &device).await?;
+        let actor = self
+            .admin_for_any(&request, &Permission::ISSUE_COMMAND, &device)
+            .await?;
         let req = request.into_inner();
+        let kind = action_from_issue(req.action)?;
+        self.app
+            .authorize(&actor, Permission::to_issue(&kind), &device)
+            .await?;
+        let device = device_ref(&req.device_id)?;
         let (command, _) = self
             .app
             .issue_command(
                 &actor,
-                &req.device_id,
+                &device,
                 kind,
                 &req.reason,
                 &req.idempotency_key,
@@ -356,13 +372,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
             let device = if req.device_id.is_empty() {
                 None
             } else {
-                Some(self.app.get_device(&req.device_id).await?.id)
+                Some(self.app.get_device(&device_ref(&req.device_id)?).await?.id)
             };
-            let device_text = device.map(|d| d.to_string());
-            let commands = self
-                .app
-                .list_commands(device_text.as_deref(), state)
-                .await?;
+            let commands = self.app.list_commands(device, state).await?;
             Ok((device, commands))
         }
         .await;
@@ -388,7 +400,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Command>, Status> {
         let asked = request.get_ref().command_id.clone();
         let admin = self.admin(&request, Permission::Read, &asked).await?;
-        let result = self.app.get_command(&asked).await;
+        let result = async { self.app.get_command(command_id(&asked)?).await }.await;
         let command = self
             .read(&admin, "get_command", &asked, result, |c| {
                 (
@@ -406,7 +418,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<WipeAttestation>, Status> {
         let asked = request.get_ref().command_id.clone();
         let admin = self.admin(&request, Permission::Read, &asked).await?;
-        let result = self.app.attest_wipe(&asked).await;
+        let result = async { self.app.attest_wipe(command_id(&asked)?).await }.await;
         let (body, signature) = self
             .read(&admin, "attest_wipe", &asked, result, |_| {
                 (asked.clone(), json!({}))
@@ -421,10 +433,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Command>, Status> {
         let id = request.get_ref().command_id.clone();
         let actor = self.admin(&request, Permission::Cancel, &id).await?;
-        let command = self
-            .app
-            .cancel_command(&actor, &request.get_ref().command_id)
-            .await?;
+        let command = self.app.cancel_command(&actor, command_id(&id)?).await?;
         Ok(Response::new(command_to_wire(&command)))
     }
 
@@ -439,10 +448,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             user.clone()
         };
         let admin = self.admin(&request, Permission::Read, &scope).await?;
-        let result = self
-            .app
-            .get_policy((!user.is_empty()).then_some(user.as_str()))
-            .await;
+        let result = async { self.app.get_policy(optional_user(&user)?.as_ref()).await }.await;
         let policy = self
             .read(&admin, "get_policy", &scope, result, |p| {
                 (
@@ -464,11 +470,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
         };
         let actor = self.admin(&request, Permission::Policy, &scope).await?;
         let req = request.into_inner();
-        let user = (!req.user.is_empty()).then_some(req.user.as_str());
-        let policy = self
-            .app
-            .set_policy(&actor, user, &policy_changes_from_wire(&req)?)
-            .await?;
+        let changes = policy_changes_from_wire(&req)?;
+        let user = optional_user(&req.user)?;
+        let policy = self.app.set_policy(&actor, user.as_ref(), &changes).await?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
 
@@ -478,10 +482,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Policy>, Status> {
         let user = request.get_ref().user.clone();
         let actor = self.admin(&request, Permission::Policy, &user).await?;
-        let policy = self
-            .app
-            .reset_policy(&actor, &request.get_ref().user)
-            .await?;
+        let policy = self.app.reset_policy(&actor, &parse(&user)?).await?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
 
@@ -491,10 +492,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Device>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Revoke, &device).await?;
-        let req = request.get_ref();
         let device = self
             .app
-            .revoke_device(&actor, &req.device_id, &req.reason)
+            .revoke_device(&actor, &device_ref(&device)?, &request.get_ref().reason)
             .await?;
         Ok(Response::new(self.shown(&device).await?))
     }
@@ -505,10 +505,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let req = request.into_inner();
+        let device = device_ref(&device)?;
         let done = self
             .app
-            .return_device(&actor, &req.device_id, &req.reason)
+            .return_device(&actor, &device, &request.get_ref().reason)
             .await?;
         Ok(Response::new(device_command(done)))
     }
@@ -530,7 +530,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             let device = if req.device.is_empty() {
                 None
             } else {
-                Some(self.app.get_device(&req.device).await?.id)
+                Some(self.app.get_device(&device_ref(&req.device)?).await?.id)
             };
             let filter = crate::store::AuditFilter {
                 since: timestamp(req.since_unix_ms),
@@ -632,10 +632,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<OffboardReport>, Status> {
         let user = request.get_ref().user.clone();
         let actor = self.admin(&request, Permission::Offboard, &user).await?;
-        let req = request.into_inner();
         let report = self
             .app
-            .offboard_user(&actor, &req.user, &req.reason)
+            .offboard_user(&actor, &parse(&user)?, &request.get_ref().reason)
             .await?;
         Ok(Response::new(super::convert::offboard_report_to_wire(
             &report,
@@ -648,7 +647,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<OffboardReport>, Status> {
         let user = request.get_ref().user.clone();
         let admin = self.admin(&request, Permission::Read, &user).await?;
-        let result = self.app.offboard_report(&user).await;
+        let result = async { self.app.offboard_report(&parse(&user)?).await }.await;
         let report = self
             .read(&admin, "get_offboard_report", &user, result, |r| {
                 (
@@ -666,9 +665,14 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<BulkWipeRequest>,
     ) -> Result<Response<BulkWipeReport>, Status> {
-        let (wanted, permission) = super::bulk_wipe::request_from_wire(request.get_ref().clone())?;
         let target = format!("bulk-wipe:{}", request.get_ref().idempotency_key);
-        let actor = self.admin(&request, permission, &target).await?;
+        let actor = self
+            .admin_for_any(&request, &Permission::BULK_WIPE, &target)
+            .await?;
+        let wanted = super::bulk_wipe::request_from_wire(request.into_inner())?;
+        self.app
+            .authorize(&actor, Permission::to_wipe(wanted.scope), &target)
+            .await?;
         let result = self.app.bulk_wipe(&actor, wanted.clone()).await;
         let report = if wanted.dry_run {
             // A dry run changes nothing: it is recorded as a read.
@@ -688,7 +692,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<BulkWipeReport>, Status> {
         let batch = request.get_ref().batch.clone();
         let admin = self.admin(&request, Permission::Read, &batch).await?;
-        let result = self.app.bulk_wipe_report(&batch).await;
+        let result = async { self.app.bulk_wipe_report(&parse(&batch)?).await }.await;
         let report = self
             .read(&admin, "get_bulk_wipe", &batch, result, |r| {
                 (
@@ -706,7 +710,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<BulkWipeReport>, Status> {
         let batch = request.get_ref().batch.clone();
         let actor = self.admin(&request, Permission::Approve, &batch).await?;
-        let report = self.app.approve_bulk_wipe(&actor, &batch).await?;
+        let report = self.app.approve_bulk_wipe(&actor, &parse(&batch)?).await?;
         Ok(Response::new(super::bulk_wipe::report_to_wire(&report)))
     }
 
@@ -719,7 +723,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let req = request.into_inner();
         let (lock, wipe) = self
             .app
-            .mark_lost(&actor, &req.device_id, &req.reason)
+            .mark_lost(&actor, &device_ref(&req.device_id)?, &req.reason)
             .await?;
         Ok(Response::new(MarkLostResponse {
             lock: Some(command_to_wire(&lock)),
@@ -733,10 +737,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let req = request.into_inner();
+        let device = device_ref(&device)?;
         let done = self
             .app
-            .disable_device(&actor, &req.device_id, &req.reason)
+            .disable_device(&actor, &device, &request.get_ref().reason)
             .await?;
         Ok(Response::new(device_command(done)))
     }
@@ -747,10 +751,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let req = request.into_inner();
+        let device = device_ref(&device)?;
         let done = self
             .app
-            .enable_device(&actor, &req.device_id, &req.reason)
+            .enable_device(&actor, &device, &request.get_ref().reason)
             .await?;
         Ok(Response::new(device_command(done)))
     }
@@ -761,10 +765,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Retire, &device).await?;
-        let req = request.into_inner();
+        let device = device_ref(&device)?;
         let done = self
             .app
-            .retire_device(&actor, &req.device_id, &req.reason)
+            .retire_device(&actor, &device, &request.get_ref().reason)
             .await?;
         Ok(Response::new(device_command(done)))
     }
@@ -775,10 +779,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Command>, Status> {
         let id = request.get_ref().command_id.clone();
         let actor = self.admin(&request, Permission::Approve, &id).await?;
-        let command = self
-            .app
-            .approve_command(&actor, &request.get_ref().command_id)
-            .await?;
+        let command = self.app.approve_command(&actor, command_id(&id)?).await?;
         Ok(Response::new(command_to_wire(&command)))
     }
 
@@ -793,10 +794,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             user.clone()
         };
         let admin = self.admin(&request, Permission::Read, &scope).await?;
-        let result = self
-            .app
-            .list_tokens((!user.is_empty()).then_some(user.as_str()))
-            .await;
+        let result = async { self.app.list_tokens(optional_user(&user)?.as_ref()).await }.await;
         let tokens = self
             .read(&admin, "list_enrollment_tokens", &scope, result, |tokens| {
                 (scope.clone(), json!({ "tokens": tokens.len() }))
@@ -821,9 +819,16 @@ impl v1::admin_service_server::AdminService for AdminApi {
         };
         let actor = self.admin(&request, Permission::Enroll, &target).await?;
         let req = request.into_inner();
+        let (id, user);
         let selection = match (req.token_id.is_empty(), req.user.is_empty()) {
-            (false, true) => TokenSelection::Id(&req.token_id),
-            (true, false) => TokenSelection::User(&req.user),
+            (false, true) => {
+                id = parse(&req.token_id)?;
+                TokenSelection::Id(&id)
+            }
+            (true, false) => {
+                user = parse(&req.user)?;
+                TokenSelection::User(&user)
+            }
             _ => {
                 return Err(Status::invalid_argument(
                     "name either one token (its id) or a user, not both and not neither",
@@ -865,16 +870,17 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<RotateCaRequest>,
     ) -> Result<Response<RotateCaResponse>, Status> {
+        let admin = self
+            .admin_for_any(&request, &Permission::ROTATE_CA, "ca")
+            .await?;
         let step: RotationStep = request
             .get_ref()
             .step
             .parse()
             .map_err(Status::invalid_argument)?;
-        let permission = match step {
-            RotationStep::Status => Permission::Read,
-            _ => Permission::Admins,
-        };
-        let admin = self.admin(&request, permission, "ca").await?;
+        self.app
+            .authorize(&admin, Permission::to_rotate(step), "ca")
+            .await?;
         let force = request.get_ref().force;
         let report = if step == RotationStep::Status {
             let me = admin.clone();
@@ -1006,7 +1012,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let admin = self
             .admin(&request, Permission::Admins, &format!("scim client {name}"))
             .await?;
-        let (client, secret) = self.app.create_scim_client(&admin, &name).await?;
+        let (client, secret) = self.app.create_scim_client(&admin, &parse(&name)?).await?;
         Ok(Response::new(CreateScimTokenResponse {
             client: Some(scim_client_to_wire(&client)),
             token: secret.expose().to_owned(),
@@ -1039,6 +1045,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let admin = self
             .admin(&request, Permission::Admins, &format!("scim client {name}"))
             .await?;
+        // A name no client could have is simply not there.
+        let name: ScimClientName = name
+            .parse()
+            .map_err(|_| Status::not_found(format!("there is no SCIM client named {name:?}")))?;
         let client = self.app.revoke_scim_client(&admin, &name).await?;
         Ok(Response::new(scim_client_to_wire(&client)))
     }

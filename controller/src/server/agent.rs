@@ -18,6 +18,7 @@ use super::convert::{
     policy_to_wire,
 };
 use super::enrollment::agent_config;
+use super::request::{command_id, csr};
 use crate::app::{ActiveDevice, App, AppError, CheckInReport, ComplianceReport, DeviceResult};
 use crate::core::{CommandId, DeviceId};
 use crate::hub::Mail;
@@ -227,7 +228,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         let device = self.device(&request).await?.id;
         let ack = self
             .app
-            .acknowledge(device, &request.get_ref().command_id)
+            .acknowledge(device, command_id(&request.get_ref().command_id)?)
             .await?;
         Ok(Response::new(AcknowledgeResponse {
             proceed: ack.proceed,
@@ -251,7 +252,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
         };
         let state = self
             .app
-            .report_result(device, &req.command_id, result)
+            .report_result(device, command_id(&req.command_id)?, result)
             .await?;
         Ok(Response::new(ReportResultResponse {
             state: command_state_to_wire(state) as i32,
@@ -263,10 +264,8 @@ impl v1::agent_service_server::AgentService for AgentApi {
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
         let (device, serial) = self.device_certificate(&request).await?;
-        let certificate = self
-            .app
-            .renew(device.id, &serial, &request.get_ref().csr_der)
-            .await?;
+        let csr = csr(&request.get_ref().csr_der)?;
+        let certificate = self.app.renew(device.id, &serial, &csr).await?;
         Ok(Response::new(RenewResponse {
             certificate_der: certificate.der,
             ca_certificates_der: self.app.cas().trusted_ders(),

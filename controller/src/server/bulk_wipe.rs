@@ -4,13 +4,14 @@ use tonic::Status;
 use ward_proto::v1;
 
 use super::convert::{command_state_to_wire, wipe_scope_to_wire};
+use super::request::parse;
 use crate::app::bulk_select::Selection;
 use crate::app::bulk_wipe::{BulkWipeReport, BulkWipeRequest};
-use crate::core::{DeviceState, Permission, WipeScope};
+use crate::core::{DeviceState, WipeScope};
 
-/// The request as the app takes it, and the permission it needs (a full wipe needs the
-/// full-wipe permission; a messaging wipe, the messaging-wipe one).
-pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<(BulkWipeRequest, Permission), Status> {
+/// The request as the app takes it (the permission it needs is
+/// [`Permission::to_wipe`](crate::core::Permission::to_wipe) of its scope).
+pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Status> {
     let forms = [!r.user.is_empty(), r.noncompliant, !r.devices.is_empty()]
         .iter()
         .filter(|set| **set)
@@ -27,7 +28,7 @@ pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<(BulkWipeRequest, Per
         ));
     }
     let selection = if !r.user.is_empty() {
-        Selection::User(r.user)
+        Selection::User(parse(&r.user)?)
     } else if r.noncompliant {
         Selection::Noncompliant {
             check: (!r.failing_check.is_empty()).then_some(r.failing_check),
@@ -35,25 +36,22 @@ pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<(BulkWipeRequest, Per
     } else {
         Selection::Devices(r.devices)
     };
-    let (scope, permission) = match v1::WipeScope::try_from(r.scope) {
-        Ok(v1::WipeScope::Messaging) => (WipeScope::Messaging, Permission::MessagingWipe),
-        Ok(v1::WipeScope::Full) => (WipeScope::Full, Permission::FullWipe),
+    let scope = match v1::WipeScope::try_from(r.scope) {
+        Ok(v1::WipeScope::Messaging) => WipeScope::Messaging,
+        Ok(v1::WipeScope::Full) => WipeScope::Full,
         _ => {
             return Err(Status::invalid_argument(
                 "the wipe scope must be messaging or full",
             ));
         }
     };
-    Ok((
-        BulkWipeRequest {
-            selection,
-            scope,
-            reason: r.reason,
-            key: r.idempotency_key,
-            dry_run: r.dry_run,
-        },
-        permission,
-    ))
+    Ok(BulkWipeRequest {
+        selection,
+        scope,
+        reason: r.reason,
+        key: r.idempotency_key,
+        dry_run: r.dry_run,
+    })
 }
 
 pub fn report_to_wire(r: &BulkWipeReport) -> v1::BulkWipeReport {

@@ -9,6 +9,7 @@ use ward_proto::v1::{
 };
 
 use super::convert::facts_from_wire;
+use super::request::{csr, parse};
 use crate::app::App;
 use crate::core::DeviceId;
 
@@ -88,9 +89,11 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
         self.limit(&request)?;
         let client = request.remote_addr().map(|a| a.ip());
         let req = request.into_inner();
+        let token = parse(&req.token)?;
+        let csr = csr(&req.csr_der)?;
         let enrolled = self
             .app
-            .enroll(&req.token, &req.csr_der, facts_from_wire(req.facts), client)
+            .enroll(token, csr, facts_from_wire(req.facts), client)
             .await?;
         Ok(Response::new(EnrollResponse {
             device_id: enrolled.device_id.to_string(),

@@ -2,6 +2,8 @@
 //! values at the boundary and [`AppError`](crate::app::AppError)s to gRPC statuses.
 
 mod admin;
+#[cfg(test)]
+mod admin_tests;
 mod agent;
 mod bulk_wipe;
 pub(crate) mod convert;
@@ -9,6 +11,7 @@ pub(crate) mod convert_posture;
 pub use convert::{command_state_to_wire, role_to_wire};
 mod enrollment;
 pub(crate) mod listener;
+pub(crate) mod request;
 mod webhooks;
 
 use std::net::SocketAddr;
