@@ -47,7 +47,7 @@ pub async fn enroll_with_clock(
             .map(|s| s.device_id)
             .unwrap_or_else(|| "unknown".into());
         return Err(AgentError::Usage(format!(
-            "{} already holds an enrollment (device {existing}); use another --state-dir, or remove that directory to enroll afresh",
+            "{} already holds an enrollment (device {existing}); use another --state-dir, or remove that directory to enroll afresh (a device key it holds in the TPM stays at its handle: `ward-agent status` shows it; tpm2_evictcontrol -C o -c HANDLE frees it)",
             dir.root().display()
         )));
     }

@@ -152,7 +152,7 @@ impl TpmChoice {
                     }
                     (_, true, false) => {
                         tracing::warn!(
-                            "this device has a TPM ({DEVICE}) but tpm2-tools is not installed: a new messaging key is kept without it (receipts say so); install tpm2-tools to keep it in the TPM"
+                            "this device has a TPM ({DEVICE}) but tpm2-tools is not installed: a new messaging key, and the device key of an enrollment now, are kept without it (receipts and status say so); install tpm2-tools to keep them in the TPM"
                         );
                         None
                     }

@@ -229,50 +229,13 @@ fn rt() -> tokio::runtime::Runtime {
 fn a_key_someone_else_put_at_the_handle_that_can_leave_the_tpm_is_refused() {
     let tmp = tempfile::tempdir().unwrap();
     let swtpm = Swtpm::start(&tmp.path().join("tpm"));
-    let work = tmp.path().join("work");
-    std::fs::create_dir_all(&work).unwrap();
-    let path = |n: &str| work.join(n).display().to_string();
     // A signing key that may be duplicated out of the TPM (no fixedtpm, no fixedparent).
-    for args in [
-        vec!["tpm2_createprimary", "-C", "o", "-c", &path("p.ctx"), "-Q"],
-        vec![
-            "tpm2_create",
-            "-C",
-            &path("p.ctx"),
-            "-G",
-            "ecc256:ecdsa-sha256",
-            "-a",
-            "sensitivedataorigin|userwithauth|sign",
-            "-u",
-            &path("k.pub"),
-            "-r",
-            &path("k.priv"),
-            "-Q",
-        ],
-        vec!["tpm2_flushcontext", "-t"],
-        vec![
-            "tpm2_load",
-            "-C",
-            &path("p.ctx"),
-            "-u",
-            &path("k.pub"),
-            "-r",
-            &path("k.priv"),
-            "-c",
-            &path("k.ctx"),
-            "-Q",
-        ],
-    ] {
-        let out = swtpm.tool(args[0], &args[1..]);
-        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-    }
-    let handle = format!("{FIRST_HANDLE:#010x}");
-    let out = swtpm.tool(
-        "tpm2_evictcontrol",
-        &["-C", "o", "-c", &path("k.ctx"), &handle],
+    plant(
+        &swtpm,
+        &tmp.path().join("work"),
+        "sensitivedataorigin|userwithauth|sign",
+        FIRST_HANDLE,
     );
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(swtpm.tool("tpm2_flushcontext", &["-t"]).status.success());
     let tpm = Tpm::new(swtpm.tcti.clone(), 0);
     let err = rt()
         .block_on(TpmDeviceKey::open(&tpm, FIRST_HANDLE, tmp.path()))
