@@ -21,6 +21,7 @@ const TOOLS: &[(&str, &[&str])] = &[
     ),
     ("ward_swtpm", &["swtpm", "swtpm_setup", "tpm2_nvdefine"]),
     ("ward_setpriv", &["setpriv", "useradd"]),
+    ("ward_prlimit", &["prlimit"]),
     ("ward_sqlcipher", &["sqlcipher"]),
     ("ward_openssl", &["openssl", "jq"]),
     ("ward_chromium", &["chromium", "chromedriver"]),

@@ -13,7 +13,10 @@ use ward_e2e::eventually_blocking;
 use ward_e2e::process::{AgentFixture, ControllerProcess, local_api, stderr};
 
 #[test]
-#[cfg_attr(not(target_os = "linux"), ignore = "prlimit and /proc are Linux's")]
+#[cfg_attr(
+    not(ward_prlimit),
+    ignore = "needs prlimit: apt-get install util-linux"
+)]
 fn running_out_of_file_descriptors_does_not_end_the_local_api() {
     let tmp = tempfile::tempdir().unwrap();
     let controller = ControllerProcess::start(&tmp.path().join("controller"));
