@@ -315,12 +315,7 @@ impl Tpm {
     pub async fn state(&self) -> Result<NvState, TpmError> {
         let listed = self.run("tpm2_getcap", &["handles-nv-index"], None).await?;
         let text = String::from_utf8_lossy(&listed);
-        let defined = text.lines().any(|line| {
-            let word = line.trim().trim_start_matches('-').trim();
-            word.strip_prefix("0x")
-                .and_then(|hex| u32::from_str_radix(hex, 16).ok())
-                == Some(self.index)
-        });
+        let defined = handles_listed(&text).contains(&self.index);
         if !defined {
             return Ok(NvState::Absent);
         }
@@ -418,6 +413,21 @@ impl Tpm {
             .await
             .map(|_| ())
     }
+}
+
+/// The handles a `tpm2_getcap handles-…` listing names (lines such as `- 0x81005741`).
+pub(crate) fn handles_listed(listing: &str) -> Vec<u32> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let hex = line
+                .trim()
+                .trim_start_matches('-')
+                .trim()
+                .strip_prefix("0x")?;
+            u32::from_str_radix(hex, 16).ok()
+        })
+        .collect()
 }
 
 /// Whether `program` is an executable file in a `PATH` directory (where `Command` finds it).

@@ -304,17 +304,9 @@ async fn persistent_handles(tpm: &Tpm) -> Result<Vec<u32>, TpmError> {
     let listed = tpm
         .run("tpm2_getcap", &["handles-persistent"], None)
         .await?;
-    Ok(String::from_utf8_lossy(&listed)
-        .lines()
-        .filter_map(|line| {
-            let hex = line
-                .trim()
-                .trim_start_matches('-')
-                .trim()
-                .strip_prefix("0x")?;
-            u32::from_str_radix(hex, 16).ok()
-        })
-        .collect())
+    Ok(crate::tpm::handles_listed(&String::from_utf8_lossy(
+        &listed,
+    )))
 }
 
 async fn free_handle(tpm: &Tpm) -> Result<u32, TpmError> {

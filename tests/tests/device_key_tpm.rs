@@ -214,6 +214,28 @@ fn a_receipt_signed_in_the_tpm_verifies_and_retirement_evicts_the_key() {
     });
 }
 
+/// A fresh software TPM, the agent's handle on it, and a runtime for its async calls.
+struct TpmBench {
+    tmp: tempfile::TempDir,
+    swtpm: Swtpm,
+    tpm: Tpm,
+    rt: tokio::runtime::Runtime,
+}
+
+impl TpmBench {
+    fn start() -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let swtpm = Swtpm::start(&tmp.path().join("tpm"));
+        let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
+        Self {
+            tmp,
+            swtpm,
+            tpm,
+            rt: rt(),
+        }
+    }
+}
+
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -250,10 +272,12 @@ fn a_key_someone_else_put_at_the_handle_that_can_leave_the_tpm_is_refused() {
     ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
 )]
 fn keys_take_free_handles_sign_verifiably_and_a_full_range_is_a_clear_error() {
-    let tmp = tempfile::tempdir().unwrap();
-    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
-    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
-    let rt = rt();
+    let TpmBench {
+        tmp,
+        swtpm,
+        tpm,
+        rt,
+    } = TpmBench::start();
     let mut made = Vec::new();
     for n in 0..HANDLES {
         let state = tmp.path().join(format!("state-{n}"));
@@ -357,10 +381,12 @@ fn plant(swtpm: &Swtpm, work: &Path, attributes: &str, handle: u32) {
     ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
 )]
 fn destroy_evicts_only_a_key_this_state_directory_holds_the_authorization_of() {
-    let tmp = tempfile::tempdir().unwrap();
-    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
-    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
-    let rt = rt();
+    let TpmBench {
+        tmp,
+        swtpm,
+        tpm,
+        rt,
+    } = TpmBench::start();
     let (a, b, c) = (
         tmp.path().join("a"),
         tmp.path().join("b"),
@@ -454,10 +480,12 @@ fn a_key_at_the_handle_whose_failed_authorizations_count_toward_lockout_is_refus
     ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
 )]
 fn an_enrollment_interrupted_after_making_its_key_leaves_no_key_behind_in_the_tpm() {
-    let tmp = tempfile::tempdir().unwrap();
-    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
-    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
-    let rt = rt();
+    let TpmBench {
+        tmp,
+        swtpm,
+        tpm,
+        rt,
+    } = TpmBench::start();
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     // Another enrollment's key on the same TPM, which must survive.
@@ -490,10 +518,12 @@ fn an_enrollment_interrupted_after_making_its_key_leaves_no_key_behind_in_the_tp
     ignore = "needs swtpm: apt-get install swtpm swtpm-tools tpm2-tools"
 )]
 fn a_key_the_tpm_refuses_to_evict_is_left_unusable() {
-    let tmp = tempfile::tempdir().unwrap();
-    let swtpm = Swtpm::start(&tmp.path().join("tpm"));
-    let tpm = TpmChoice::Tcti(swtpm.tcti.clone()).resolve().unwrap();
-    let rt = rt();
+    let TpmBench {
+        tmp,
+        swtpm,
+        tpm,
+        rt,
+    } = TpmBench::start();
     let state = tmp.path().join("state");
     std::fs::create_dir_all(&state).unwrap();
     let key = rt.block_on(TpmDeviceKey::create(&tpm, &state)).unwrap();
