@@ -86,7 +86,15 @@ impl DeviceKeyStore {
                 handle,
                 state_dir,
             } => {
-                let tpm = tpm.as_ref().ok_or(SecretError::NoTpm { handle: *handle })?;
+                let Some(tpm) = tpm.as_ref() else {
+                    // The key stays in the TPM, but without its authorization value it signs
+                    // for no one: destroy that (not only unlink it with the state directory).
+                    let auth = crate::tpm_key::auth_file(state_dir);
+                    if let Err(e) = crate::secrets::destroy_file(&auth) {
+                        tracing::error!(error = %e, path = %auth.display(), "cannot destroy the device key's TPM authorization value");
+                    }
+                    return Err(SecretError::NoTpm { handle: *handle });
+                };
                 TpmDeviceKey::destroy(tpm, *handle, state_dir)
                     .await
                     .map_err(|e| SecretError::Tpm(e.to_string()))
@@ -99,3 +107,7 @@ impl DeviceKeyStore {
         matches!(self, DeviceKeyStore::Secret(_))
     }
 }
+
+#[cfg(test)]
+#[path = "device_key_tests.rs"]
+mod tests;

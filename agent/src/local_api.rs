@@ -46,6 +46,11 @@ pub const MAX_CONNECTIONS: usize = 16;
 /// A connection that sends no request for this long is closed (the app connects again).
 pub const IDLE: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// A connection is closed after this long whatever it sends (the app asks one question per
+/// connection): a process of the app's user sending a line just inside [`IDLE`] on every place
+/// could otherwise keep the app from its key for good.
+pub const LIFETIME: std::time::Duration = std::time::Duration::from_secs(600);
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct Request {
@@ -327,8 +332,10 @@ pub async fn serve(path: PathBuf, gate: Arc<Gate>, allowed_uid: u32) -> std::io:
         let gate = gate.clone();
         tokio::spawn(async move {
             let _place = place;
-            if let Err(e) = handle(stream, &gate, allowed_uid).await {
-                debug!(error = %e, "local API connection ended");
+            match tokio::time::timeout(LIFETIME, handle(stream, &gate, allowed_uid)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => debug!(error = %e, "local API connection ended"),
+                Err(_) => debug!("local API connection closed: open too long"),
             }
         });
     }

@@ -364,3 +364,37 @@ async fn an_idle_connection_is_closed() {
     assert!(matches!(closed, Ok(None)), "{closed:?}");
     server.abort();
 }
+
+/// Attack review 2 (a process of the app's user, L): the idle limit counts from the last
+/// line, so 16 connections each sending an empty line every 119 s held every place for as
+/// long as the 64 KiB read limit lasts (months), and the app never got its key again. A
+/// connection is now closed after [`LIFETIME`] whatever it sends; the app's connection, queued
+/// in the kernel before the holder's new ones, is then served.
+#[tokio::test(start_paused = true)]
+async fn trickling_connections_cannot_hold_every_place() {
+    let (tmp, gate) = gate().await;
+    let path = tmp.path().join("agent.sock");
+    let (me, _) = owner_of(tmp.path()).unwrap();
+    let server = tokio::spawn(serve(path.clone(), gate, me));
+    let first = crate::test_support::connect_when_ready(&path).await;
+    let mut held = vec![first];
+    for _ in 1..MAX_CONNECTIONS {
+        held.push(UnixStream::connect(&path).await.unwrap());
+    }
+    let trickle = tokio::spawn(async move {
+        loop {
+            for stream in &mut held {
+                let _ = stream.write_all(b"\n").await;
+            }
+            tokio::time::sleep(IDLE - Duration::from_secs(1)).await;
+        }
+    });
+    let app = tokio::spawn(ask_status(UnixStream::connect(&path).await.unwrap()));
+    let answer = tokio::time::timeout(Duration::from_secs(3600), app)
+        .await
+        .expect("the app is kept out for an hour by trickling connections")
+        .unwrap();
+    assert_eq!(answer.as_deref(), Some(r#"{"state":"ok"}"#));
+    trickle.abort();
+    server.abort();
+}

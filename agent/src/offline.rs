@@ -127,6 +127,10 @@ pub struct TimerRecord {
     pub wiped_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub receipt: Option<ReceiptState>,
+    /// The policy's `offline_wipe_after_seconds` when `policy.json` was last read: the limit
+    /// still counts after a restart that finds `policy.json` damaged or removed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offline_wipe_after_seconds: Option<u64>,
 }
 
 impl TimerRecord {
@@ -343,6 +347,7 @@ impl OfflineTimer {
             counted_to: None,
             wiped_at: stored.as_ref().and_then(|r| r.wiped_at.clone()),
             receipt: stored.as_ref().and_then(|r| r.receipt),
+            offline_wipe_after_seconds: stored.as_ref().and_then(|r| r.offline_wipe_after_seconds),
         };
         let timer = Self {
             policy: Mutex::new(None),
@@ -482,16 +487,29 @@ impl OfflineTimer {
     }
 
     /// The policy the timer counts against: `policy.json`, or, when it cannot be read, the
-    /// last one read (fail closed: an unreadable file never lifts the deadline). None read
-    /// yet and none on disk: no timer.
+    /// last one read (fail closed: an unreadable file never lifts the deadline), or after a
+    /// restart the limit kept in the timer's record. None read ever and none on disk: no timer.
     pub fn policy(&self) -> AgentPolicy {
         let mut last = self.policy.lock().unwrap_or_else(PoisonError::into_inner);
         match AgentPolicy::load(&self.state_dir) {
             Some(read) => {
+                let limit = Some(read.offline_wipe_after_seconds);
+                if self.record().offline_wipe_after_seconds != limit {
+                    self.update(|core| core.record.offline_wipe_after_seconds = limit);
+                }
                 *last = Some(read.clone());
                 read
             }
             None => {
+                if last.is_none() {
+                    *last = self
+                        .record()
+                        .offline_wipe_after_seconds
+                        .map(|limit| AgentPolicy {
+                            offline_wipe_after_seconds: limit,
+                            ..AgentPolicy::default()
+                        });
+                }
                 if last.is_some()
                     && self
                         .state_dir

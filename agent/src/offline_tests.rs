@@ -647,3 +647,35 @@ fn an_unreadable_policy_does_not_lift_the_deadline() {
         "past the deadline, the timer does not wipe while policy.json cannot be read"
     );
 }
+
+/// Attack review 2 (thief, M): the last policy was kept in memory only, so a restart with
+/// `policy.json` damaged or removed (a thief with the disk keeps the device offline, edits
+/// the state directory and reboots; or a torn write, EIO) started with no deadline: the app got
+/// its key and the timer never wiped. The limit is now kept in the timer's own record too.
+#[test]
+fn a_restart_with_policy_json_damaged_or_removed_keeps_the_deadline() {
+    for damage in ["garbage", "removed"] {
+        let (_tmp, dir) = state_dir();
+        policy(1).save(&dir).unwrap();
+        let clock = ManualClock::new(t0());
+        let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+        assert!(timer.withhold().is_none());
+        timer.stop();
+        drop(timer);
+        match damage {
+            "garbage" => std::fs::write(dir.join("policy.json"), b"{not json").unwrap(),
+            _ => std::fs::remove_file(dir.join("policy.json")).unwrap(),
+        }
+        clock.advance(2 * HOUR);
+        let timer = OfflineTimer::load(&dir, "dev-1", clock.shared(), t0());
+        assert!(
+            matches!(timer.withhold(), Some(Withhold::Overdue { .. })),
+            "{damage}: after a restart the key is handed out past the deadline"
+        );
+        let (now, last_checkin) = timer.tick();
+        assert!(
+            due(&timer.policy(), last_checkin, now),
+            "{damage}: after a restart the timer does not wipe"
+        );
+    }
+}
