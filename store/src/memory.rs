@@ -560,17 +560,23 @@ impl Tx for MemoryEngine {
     async fn record_check_in(
         &mut self,
         id: DeviceId,
-        facts: &DeviceFacts,
+        facts: Option<&DeviceFacts>,
+        compliance: Option<&Compliance>,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Option<Device>, StoreError> {
         self.fault("record_check_in")?;
         Ok(match self.state()?.devices.get_mut(&id) {
-            Some(row) => {
-                row.device.facts = facts.clone();
+            Some(row) if row.device.state == DeviceState::Active => {
+                if let Some(facts) = facts {
+                    row.device.facts = facts.clone();
+                }
+                if let Some(compliance) = compliance {
+                    row.device.compliance = Some(compliance.clone());
+                }
                 row.device.last_seen = Some(now);
-                true
+                Some(row.device.clone())
             }
-            None => false,
+            _ => None,
         })
     }
 

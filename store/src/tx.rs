@@ -62,13 +62,17 @@ pub trait Tx: Send {
         user: &UserEmail,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
-    /// Facts and last-seen time; false if there is no such device.
+    /// A check-in's write, in one statement: facts (the ones on record when `None`), last-seen
+    /// and the compliance report (the one on record when `None`), for an active device only.
+    /// The device as written, or `None` when it is not enrolled or not active (then nothing is
+    /// written).
     async fn record_check_in(
         &mut self,
         id: DeviceId,
-        facts: &DeviceFacts,
+        facts: Option<&DeviceFacts>,
+        compliance: Option<&Compliance>,
         now: Timestamp,
-    ) -> Result<bool, StoreError>;
+    ) -> Result<Option<Device>, StoreError>;
     /// False if the name is taken.
     async fn insert_admin(
         &mut self,

@@ -103,6 +103,7 @@ on_both_backends!(
     only_succeeded_wipes_and_retirements_show_a_messaging_wipe,
     an_export_cursor_starts_at_zero_and_never_moves_back,
     scim_clients_and_directory_users_round_trip,
+    a_check_in_is_written_whole_and_only_for_an_active_device,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -1472,6 +1473,117 @@ async fn scim_clients_and_directory_users_round_trip(b: Backend) {
         s.list_directory_users().await.unwrap(),
         vec![deactivated],
         "{}",
+        b.name
+    );
+}
+
+/// A check-in's one statement: facts, last-seen and the report together; a check-in without
+/// facts or without a report keeps the ones on record; a device no longer active gets nothing
+/// written.
+async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
+    use ward_controller::core::{CheckStatus, Compliance, ComplianceCheck};
+    use ward_controller::store::{Priority, StoreError};
+    async fn check_in(
+        store: &Arc<dyn Store>,
+        id: DeviceId,
+        facts: Option<DeviceFacts>,
+        compliance: Option<Compliance>,
+        at: i64,
+    ) -> Option<ward_controller::core::Device> {
+        store
+            .write(Priority::Sheddable, move |tx| {
+                let (facts, compliance) = (facts.clone(), compliance.clone());
+                Box::pin(async move {
+                    tx.record_check_in(
+                        id,
+                        facts.as_ref(),
+                        compliance.as_ref(),
+                        Timestamp::from_unix_ms(at),
+                    )
+                    .await
+                    .map_err(StoreError::from)
+                })
+            })
+            .await
+            .unwrap()
+    }
+    let id = enrolled(&b.store, 40).await;
+    let facts = DeviceFacts {
+        hostname: "ward-ws-7".into(),
+        os_name: "Debian".into(),
+        os_version: "13".into(),
+        kernel_version: "6.12".into(),
+        arch: "x86_64".into(),
+        agent_version: "0.9.0".into(),
+    };
+    let report = Compliance {
+        compliant: false,
+        reasons: vec!["disk_encryption: not encrypted".into()],
+        checks: vec![ComplianceCheck {
+            name: "disk_encryption".into(),
+            status: CheckStatus::Fail,
+            detail: "not encrypted".into(),
+        }],
+        reported_at: Timestamp::from_unix_ms(100),
+        policy_revision: 3,
+    };
+    let written = check_in(&b.store, id, Some(facts.clone()), Some(report.clone()), 100)
+        .await
+        .expect("an active device is written");
+    let stored = b.store.get_device(id).await.unwrap().unwrap();
+    assert_eq!(
+        written, stored,
+        "{}: the answer is the row as written",
+        b.name
+    );
+    assert_eq!(stored.facts, facts, "{}", b.name);
+    assert_eq!(stored.compliance.as_ref(), Some(&report), "{}", b.name);
+    assert_eq!(
+        stored.last_seen,
+        Some(Timestamp::from_unix_ms(100)),
+        "{}",
+        b.name
+    );
+
+    // Neither facts nor a report: only last-seen moves.
+    check_in(&b.store, id, None, None, 200).await.unwrap();
+    let stored = b.store.get_device(id).await.unwrap().unwrap();
+    assert_eq!(
+        (&stored.facts, stored.compliance.as_ref(), stored.last_seen),
+        (&facts, Some(&report), Some(Timestamp::from_unix_ms(200))),
+        "{}",
+        b.name
+    );
+
+    // Revoked: nothing is written, and the caller learns it.
+    b.store
+        .revoke_device(id, Timestamp::from_unix_ms(250))
+        .await
+        .unwrap()
+        .unwrap();
+    let other = DeviceFacts {
+        hostname: "someone-else".into(),
+        ..facts.clone()
+    };
+    assert!(
+        check_in(&b.store, id, Some(other), None, 300)
+            .await
+            .is_none(),
+        "{}: a revoked device's check-in is refused",
+        b.name
+    );
+    let stored = b.store.get_device(id).await.unwrap().unwrap();
+    assert_eq!(
+        (&stored.facts, stored.last_seen),
+        (&facts, Some(Timestamp::from_unix_ms(200))),
+        "{}: nothing of the refused check-in was written",
+        b.name
+    );
+    assert!(
+        check_in(&b.store, DeviceId::new_random(), None, None, 300)
+            .await
+            .is_none(),
+        "{}: an unknown device",
         b.name
     );
 }

@@ -17,8 +17,7 @@ use crate::core::audit::AuditEvent;
 use crate::core::posture::{self, Step, next_enforcement, wipes_due};
 use crate::core::{
     Command, CommandId, CommandKind, CommandState, Compliance, ComplianceCheck, Device,
-    DeviceFacts, DeviceId, DeviceState, Event, Inventory, StoredPolicy, Timestamp, UserEmail,
-    WipeScope,
+    DeviceFacts, DeviceId, Event, Inventory, StoredPolicy, Timestamp, UserEmail, WipeScope,
 };
 use crate::store::tx::Tx;
 use crate::store::{PostureField, Priority};
@@ -183,20 +182,20 @@ struct Written {
 impl Plan {
     async fn run(&self, tx: &mut dyn Tx) -> Result<Written, AppError> {
         let id = self.device;
-        let Some(record) = tx.device(id).await? else {
-            return Err(AppError::Unauthenticated(format!(
-                "device {id} is not enrolled"
-            )));
+        // One statement in the common case: facts (a check-in without them keeps the ones on
+        // record), last-seen and the report, written only while the device is active.
+        let written = tx
+            .record_check_in(id, self.facts.as_ref(), self.compliance.as_ref(), self.now)
+            .await?;
+        let Some(record) = written else {
+            return Err(match tx.device(id).await? {
+                None => AppError::Unauthenticated(format!("device {id} is not enrolled")),
+                Some(record) => AppError::Unauthenticated(format!(
+                    "device {id} has been {}; enroll it again to use it",
+                    record.state.as_str()
+                )),
+            });
         };
-        if record.state != DeviceState::Active {
-            return Err(AppError::Unauthenticated(format!(
-                "device {id} has been {}; enroll it again to use it",
-                record.state.as_str()
-            )));
-        }
-        // A check-in without facts keeps the ones on record.
-        let facts = self.facts.as_ref().unwrap_or(&record.facts);
-        tx.record_check_in(id, facts, self.now).await?;
         // Written only when it changed: most check-ins repeat the last inventory.
         if let Some(inventory) = self
             .inventory
@@ -226,7 +225,6 @@ impl Plan {
         }
         let mut wipes = Vec::new();
         if let Some(compliance) = &self.compliance {
-            tx.record_compliance(id, compliance).await?;
             wipes = self.enforce(tx, &record, compliance).await?;
         }
         let mut handed: Vec<Command> = self.pending.clone();

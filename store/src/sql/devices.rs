@@ -3,10 +3,11 @@
 use sqlx::AnyConnection;
 
 use super::{certificates, device_keys};
-use crate::rows::{self, db};
+use crate::rows::{self, corrupt, db};
 use crate::{PostureField, StoreError};
 use ward_core::{
-    Device, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp, UserEmail,
+    Compliance, Device, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp,
+    UserEmail,
 };
 
 pub async fn insert(
@@ -75,29 +76,54 @@ pub async fn list(
     rows.iter().map(rows::device).collect()
 }
 
-pub async fn record_check_in(
+/// One check-in's write, in one statement: facts (the ones on record when `None`), last-seen
+/// and the compliance report (the one on record when `None`), for an active device only. The
+/// device as written, or `None` when it is not enrolled or not active (nothing is written).
+pub async fn check_in(
     conn: &mut AnyConnection,
     id: DeviceId,
-    facts: &DeviceFacts,
+    facts: Option<&DeviceFacts>,
+    compliance: Option<&Compliance>,
     now: Timestamp,
-) -> Result<bool, StoreError> {
-    let result = sqlx::query(
-        "UPDATE devices SET hostname = $1, os_name = $2, os_version = $3, kernel_version = $4,
-             arch = $5, agent_version = $6, last_seen = $7
-         WHERE id = $8",
+) -> Result<Option<Device>, StoreError> {
+    let (reasons, checks) = match compliance {
+        Some(c) => (
+            Some(serde_json::to_string(&c.reasons).map_err(|e| corrupt(e.to_string()))?),
+            Some(serde_json::to_string(&c.checks).map_err(|e| corrupt(e.to_string()))?),
+        ),
+        None => (None, None),
+    };
+    let row = sqlx::query(
+        "UPDATE devices SET hostname = COALESCE($1, hostname), os_name = COALESCE($2, os_name),
+             os_version = COALESCE($3, os_version),
+             kernel_version = COALESCE($4, kernel_version), arch = COALESCE($5, arch),
+             agent_version = COALESCE($6, agent_version), last_seen = $7,
+             compliant = COALESCE($8, compliant),
+             compliance_reasons = COALESCE($9, compliance_reasons),
+             compliance_checks = COALESCE($10, compliance_checks),
+             compliance_reported_at = COALESCE($11, compliance_reported_at),
+             compliance_policy_revision = COALESCE($12, compliance_policy_revision)
+         WHERE id = $13 AND state = $14
+         RETURNING *",
     )
-    .bind(&facts.hostname)
-    .bind(&facts.os_name)
-    .bind(&facts.os_version)
-    .bind(&facts.kernel_version)
-    .bind(&facts.arch)
-    .bind(&facts.agent_version)
+    .bind(facts.map(|f| f.hostname.clone()))
+    .bind(facts.map(|f| f.os_name.clone()))
+    .bind(facts.map(|f| f.os_version.clone()))
+    .bind(facts.map(|f| f.kernel_version.clone()))
+    .bind(facts.map(|f| f.arch.clone()))
+    .bind(facts.map(|f| f.agent_version.clone()))
     .bind(now.unix_ms())
+    .bind(compliance.map(|c| c.compliant))
+    .bind(reasons)
+    .bind(checks)
+    .bind(compliance.map(|c| c.reported_at.unix_ms()))
+    .bind(compliance.map(|c| i64::try_from(c.policy_revision).unwrap_or(i64::MAX)))
     .bind(id.to_string())
-    .execute(conn)
+    .bind(DeviceState::Active.as_str())
+    .fetch_optional(conn)
     .await
     .map_err(db)?;
-    Ok(result.rows_affected() == 1)
+    row.as_ref().map(rows::device).transpose()
 }
 
 /// Marks the device revoked (a retired device stays retired) and revokes every certificate

@@ -202,10 +202,11 @@ impl Tx for SqlEngine {
     async fn record_check_in(
         &mut self,
         id: DeviceId,
-        facts: &DeviceFacts,
+        facts: Option<&DeviceFacts>,
+        compliance: Option<&Compliance>,
         now: Timestamp,
-    ) -> Result<bool, StoreError> {
-        devices::record_check_in(self.conn()?, id, facts, now).await
+    ) -> Result<Option<Device>, StoreError> {
+        devices::check_in(self.conn()?, id, facts, compliance, now).await
     }
 
     async fn insert_admin(
