@@ -70,9 +70,19 @@ enum Command {
     Restart(RestartCli),
     /// One real `ward-agent run`, enrolled, idle: its RSS and CPU over a window
     AgentIdle(AgentIdleCli),
+    /// Print BENCHMARKS.md's before/after table from two directories of JSON results
+    Compare(CompareCli),
     /// (internal) Serve the bare-stack baseline from DIR's PKI
     #[command(hide = true)]
     BaselineServer(BaselineCli),
+}
+
+#[derive(Debug, Args)]
+struct CompareCli {
+    /// Results of the code before the change (`--output json` files, as bench.sh names them)
+    before: PathBuf,
+    /// Results of the code after it, each with its baseline of the same run
+    after: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -234,7 +244,9 @@ fn scenario(command: Command, quick: bool) -> Result<Scenario, String> {
             warmup: pick(a.warmup, 2, 10),
             window: pick(a.window, 2, 60),
         }),
-        Command::BaselineServer(_) => return Err("baseline-server is not a scenario".into()),
+        Command::BaselineServer(_) | Command::Compare(_) => {
+            return Err("not a scenario".into());
+        }
     })
 }
 
@@ -264,6 +276,19 @@ pub fn main() -> ExitCode {
             return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
         }
     };
+    if let Command::Compare(args) = &cli.command {
+        for dir in [&args.before, &args.after] {
+            if !dir.is_dir() {
+                eprintln!(
+                    "error: {} is not a directory of results (loadgen/bench.sh writes them)",
+                    dir.display()
+                );
+                return ExitCode::from(2);
+            }
+        }
+        print!("{}", crate::compare::table(&args.before, &args.after));
+        return ExitCode::SUCCESS;
+    }
     // Thousands of connections need thousands of descriptors: the soft limit goes up to the
     // hard one, here and (inherited) in the servers this program starts.
     let open_files = rlimit::increase_nofile_limit(u64::MAX).unwrap_or(0);

@@ -14,6 +14,7 @@
 
 pub mod baseline;
 pub mod cli;
+pub mod compare;
 pub mod fleet;
 pub mod pg;
 pub mod plot;
