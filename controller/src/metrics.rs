@@ -3,6 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use axum::Router;
 use axum::extract::State;
@@ -46,6 +47,11 @@ pub struct Metrics {
     queued: Family<QueueLabel, Gauge>,
     /// Check-ins refused because the writer was too far behind.
     pub shed_checkins: Counter,
+    /// The writer's settings (`serve --write-batch-window`, `--write-batch-max`,
+    /// `--shed-check-ins-after`), so a dashboard shows what the figures were taken under.
+    batch_window_seconds: Gauge<f64, AtomicU64>,
+    batch_max_jobs: Gauge,
+    shed_after_seconds: Gauge<f64, AtomicU64>,
     /// 1 while the audit chain verifies; 0 once damage was found (until a verification
     /// passes again).
     pub audit_chain_ok: Gauge,
@@ -101,6 +107,24 @@ impl Default for Metrics {
         let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
         let queued = Family::<QueueLabel, Gauge>::default();
         let shed_checkins = Counter::default();
+        let batch_window_seconds = Gauge::<f64, AtomicU64>::default();
+        let batch_max_jobs = Gauge::default();
+        let shed_after_seconds = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "store_batch_window_seconds",
+            "How long the store's writer waits for more changes after a batch's first",
+            batch_window_seconds.clone(),
+        );
+        registry.register(
+            "store_batch_max_jobs",
+            "The most changes the store's writer commits in one transaction",
+            batch_max_jobs.clone(),
+        );
+        registry.register(
+            "store_shed_after_seconds",
+            "Check-ins are refused while the writer's queue holds more than this much work",
+            shed_after_seconds.clone(),
+        );
         registry.register(
             "store_batch_jobs",
             "Changes committed together in one transaction by the store's writer",
@@ -274,6 +298,9 @@ impl Default for Metrics {
             commit_seconds,
             queued,
             shed_checkins,
+            batch_window_seconds,
+            batch_max_jobs,
+            shed_after_seconds,
         }
     }
 }
@@ -307,6 +334,13 @@ impl Metrics {
                 .get_or_create(&QueueLabel { queue })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        let settings = app.writer_settings();
+        self.batch_window_seconds
+            .set(settings.window.as_secs_f64());
+        self.batch_max_jobs
+            .set(i64::try_from(settings.max_jobs).unwrap_or(i64::MAX));
+        self.shed_after_seconds
+            .set(settings.shed_after.as_secs_f64());
         self.set_expiry(app).await?;
         let mut text = String::new();
         encode(&mut text, &self.registry).map_err(|e| e.to_string())?;

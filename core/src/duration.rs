@@ -79,6 +79,8 @@ pub struct DurationRange {
     pub off: Option<&'static str>,
     /// Only whole days (the value is stored in days).
     pub whole_days: bool,
+    /// Whole milliseconds are accepted too ("2ms"); otherwise only whole seconds.
+    pub milliseconds: bool,
 }
 
 impl DurationRange {
@@ -89,6 +91,15 @@ impl DurationRange {
             example,
             off: None,
             whole_days: false,
+            milliseconds: false,
+        }
+    }
+
+    /// Whole milliseconds are accepted ("2ms", "250ms"), not only whole seconds.
+    pub const fn in_milliseconds(self) -> Self {
+        Self {
+            milliseconds: true,
+            ..self
         }
     }
 
@@ -169,7 +180,11 @@ impl DurationRange {
         if d.is_zero() && self.off.is_some() {
             return Ok(Duration::ZERO);
         }
-        if d.subsec_nanos() != 0 {
+        if self.milliseconds {
+            if d.subsec_nanos() % 1_000_000 != 0 {
+                return fail(format!("{typed} is not a whole number of milliseconds"));
+            }
+        } else if d.subsec_nanos() != 0 {
             return fail(format!("{typed} is not a whole number of seconds"));
         }
         if !(self.min..=self.max).contains(&d) {
@@ -192,6 +207,34 @@ mod tests {
     const MAX_AGE: DurationRange = DurationRange::new(days(1), days(3650), "90d")
         .or_off("no rule")
         .in_days();
+
+    #[test]
+    fn milliseconds_only_where_the_flag_takes_them() {
+        const WINDOW: DurationRange =
+            DurationRange::new(Duration::ZERO, Duration::from_millis(100), "2ms")
+                .in_milliseconds();
+        assert_eq!(
+            WINDOW.parse("--window", "2ms"),
+            Ok(Duration::from_millis(2))
+        );
+        assert!(
+            WINDOW
+                .parse("--window", "1500us")
+                .unwrap_err()
+                .contains("not a whole number of milliseconds")
+        );
+        assert!(
+            WINDOW
+                .parse("--window", "101ms")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            TTL.parse("--ttl", "1500ms")
+                .unwrap_err()
+                .contains("not a whole number of seconds")
+        );
+    }
 
     #[test]
     fn prints_the_largest_one_or_two_units() {

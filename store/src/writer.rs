@@ -12,7 +12,7 @@
 //! The [`Engine`] is the database side: SQLite or PostgreSQL through one SQL body, or the
 //! in-memory store of the unit tests.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -37,7 +37,8 @@ pub trait Engine: Send + 'static {
     async fn rollback(&mut self);
 }
 
-/// How the writer batches; `wardctl serve --write-batch-window/--write-batch-max`.
+/// How the writer batches; `wardctl serve --write-batch-window`, `--write-batch-max` and
+/// `--shed-check-ins-after`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchSettings {
     /// After the first job of a batch, how long to wait for more before running it. Jobs that
@@ -54,7 +55,9 @@ impl Default for BatchSettings {
         Self {
             window: Duration::from_millis(2),
             max_jobs: 1000,
-            shed_after: Duration::from_secs(5),
+            // The bound for an accepted check-in: past it, agents do better retrying
+            // later (with jitter) than waiting in a queue nobody can shorten.
+            shed_after: Duration::from_millis(100),
         }
     }
 }
@@ -122,7 +125,8 @@ pub struct Writer {
     close: mpsc::UnboundedSender<oneshot::Sender<()>>,
     high: mpsc::UnboundedSender<Pending>,
     sheddable: mpsc::UnboundedSender<Pending>,
-    settings: BatchSettings,
+    /// Shared with the writer task, which reads them at each batch.
+    settings: Arc<Mutex<BatchSettings>>,
     stats: Arc<WriterStats>,
 }
 
@@ -144,7 +148,13 @@ impl Writer {
             sheddable: sheddable_rx,
             close: close_rx,
         };
-        tokio::spawn(run(engine, queues, settings, Arc::clone(&stats)));
+        let settings = Arc::new(Mutex::new(settings));
+        tokio::spawn(run(
+            engine,
+            queues,
+            Arc::clone(&settings),
+            Arc::clone(&stats),
+        ));
         Self {
             close,
             high,
@@ -165,6 +175,16 @@ impl Writer {
 
     pub fn stats(&self) -> &Arc<WriterStats> {
         &self.stats
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> BatchSettings {
+        *self.settings.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes the settings; the next batch uses them.
+    pub fn configure(&self, settings: BatchSettings) {
+        *self.settings.lock().unwrap_or_else(PoisonError::into_inner) = settings;
     }
 
     /// Queues `job` and waits for the commit that holds it.
@@ -206,7 +226,7 @@ impl Writer {
         }
         let queued = self.stats.queued_high.load(Ordering::Relaxed)
             + self.stats.queued_sheddable.load(Ordering::Relaxed);
-        Duration::from_secs_f64(queued as f64 / rate as f64) > self.settings.shed_after
+        Duration::from_secs_f64(queued as f64 / rate as f64) > self.settings().shed_after
     }
 }
 
@@ -219,7 +239,7 @@ struct Queues {
 async fn run(
     mut engine: impl Engine,
     mut queues: Queues,
-    settings: BatchSettings,
+    settings: Arc<Mutex<BatchSettings>>,
     stats: Arc<WriterStats>,
 ) {
     loop {
@@ -239,6 +259,7 @@ async fn run(
             else => return,
         };
         let started = Instant::now();
+        let settings = *settings.lock().unwrap_or_else(PoisonError::into_inner);
         let mut batch = vec![first];
         gather(
             &mut batch,

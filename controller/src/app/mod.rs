@@ -483,6 +483,10 @@ impl App {
         self.store.writer().stats()
     }
 
+    pub fn writer_settings(&self) -> crate::store::BatchSettings {
+        self.store.writer().settings()
+    }
+
     /// Commands per state, across every replica.
     pub async fn count_commands(&self) -> Result<Vec<(crate::core::CommandState, u64)>, AppError> {
         Ok(self.store.count_commands().await?)

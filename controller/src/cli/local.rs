@@ -49,6 +49,12 @@ const CHECKIN_INTERVAL: DurationRange = DurationRange::new(seconds(1), hours(24)
 /// `serve --device-cert-lifetime`: the limits of every certificate the controller issues.
 const DEVICE_CERT_LIFETIME: DurationRange =
     DurationRange::new(CERT_MIN_LIFETIME, CERT_MAX_LIFETIME, "30d");
+/// `serve --write-batch-window`.
+const WRITE_BATCH_WINDOW: DurationRange =
+    DurationRange::new(Duration::ZERO, Duration::from_millis(100), "2ms").in_milliseconds();
+/// `serve --shed-check-ins-after`.
+const SHED_CHECK_INS_AFTER: DurationRange =
+    DurationRange::new(Duration::from_millis(10), seconds(30), "100ms").in_milliseconds();
 /// `serve --audit-checkpoint-interval`.
 const CHECKPOINT_INTERVAL: DurationRange = DurationRange::new(seconds(10), hours(24), "1h");
 
@@ -95,6 +101,13 @@ pub struct ServeArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000)
     )]
     approval_threshold: usize,
+    #[arg(long, default_value = "2ms", value_parser = DurationArg(WRITE_BATCH_WINDOW), allow_hyphen_values = true, value_name = "DURATION", help = WRITE_BATCH_WINDOW.help("Group commit: after the first change of a transaction, how long the store's writer waits for more before committing them together (changes arriving during a commit join the next one anyway)"))]
+    write_batch_window: Duration,
+    /// Group commit: the most changes in one transaction (1 to 10000)
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    write_batch_max: usize,
+    #[arg(long, default_value = "100ms", value_parser = DurationArg(SHED_CHECK_INS_AFTER), allow_hyphen_values = true, value_name = "DURATION", help = SHED_CHECK_INS_AFTER.help("Check-ins are answered UNAVAILABLE (agents retry later with jitter) while the store's writer has more queued than it commits in this time; admin calls, acknowledgements and results are never refused for load"))]
+    shed_check_ins_after: Duration,
     /// Use this PostgreSQL database instead of the data directory's SQLite file (several
     /// replicas can share one), e.g. postgres://ward@db.hospital.example/ward
     #[arg(
@@ -337,6 +350,11 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             Arc::new(store)
         }
     };
+    store.writer().configure(crate::store::BatchSettings {
+        window: args.write_batch_window,
+        max_jobs: args.write_batch_max,
+        shed_after: args.shed_check_ins_after,
+    });
     if crate::break_glass::BreakGlassFiles::in_dir(dir.root()).still_here() {
         warn!(data_dir = %dir.root().display(), "the break-glass bundle or its passphrase is still in the data directory: {BREAK_GLASS_ADVICE}");
     }
