@@ -28,7 +28,8 @@ pub struct EnrollOptions {
 }
 
 /// Enrolls this device. Nothing is written to the state directory unless the controller
-/// accepted the token and returned a certificate that checks out against the pinned CA.
+/// accepted the token and returned a certificate that checks out: issued by the pinned CA,
+/// for the device id the answer names, and for the key this agent sent.
 pub async fn enroll(dir: &StateDir, options: EnrollOptions) -> Result<AgentState, AgentError> {
     enroll_with_clock(dir, options, &crate::clock::system()).await
 }
@@ -199,6 +200,16 @@ async fn enroll_with_key(
             )));
         }
     };
+
+    // A certificate for another key (the answer of whoever holds a server key under the pinned
+    // CA, or a controller's mistake) would leave a device that cannot prove its identity, or
+    // one that speaks with somebody else's: refused before anything is written, and the key
+    // made for it goes as an interrupted enrollment's does.
+    if !key.matches_certificate(&response.certificate_der) {
+        return Err(AgentError::Failed(format!(
+            "the certificate the controller returned for device {device_id} is not for the key this agent sent; nothing was stored (the enrollment token is spent: ask for a new one, and tell the controller's operators)"
+        )));
+    }
 
     create_private_dir(dir.root()).map_err(|source| dir.io("cannot create", dir.root(), source))?;
     if let Some(key) = key.in_memory() {

@@ -24,9 +24,20 @@ pub const BREAK_GLASS_LIFETIME: Duration = Duration::from_secs(730 * 24 * 3600);
 /// How long a request for an admin identity may wait for its approval, and then be used.
 pub const REQUEST_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
-/// Names that are actors in the audit log already (the controller itself, `init`, enrollment)
-/// and so cannot be given to an admin.
-pub const RESERVED_NAMES: [&str; 4] = ["controller", "init", "enrollment-token", "system"];
+/// Names that are actors in the audit log already (the controller itself, `init`, enrollment),
+/// or that name something else waiting for a second admin (a forced CA rotation step), and so
+/// cannot be given to an admin.
+pub const RESERVED_NAMES: [&str; 5] = [
+    "controller",
+    "init",
+    "enrollment-token",
+    "system",
+    CA_ROTATION_REQUEST,
+];
+
+/// The name a forced CA rotation step waits under for a second admin (`wardctl admin approve
+/// ca-rotation`): one rotation step at a time, so one request at a time.
+pub const CA_ROTATION_REQUEST: &str = "ca-rotation";
 
 /// Why and by whom an admin identity was revoked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -54,6 +65,12 @@ pub enum RequestKind {
     Issue,
     /// A new certificate for another admin's identity, with a key the requester made.
     Renew,
+    /// `wardctl ca rotate activate --force` leaving more active devices behind than the
+    /// approval threshold (named [`CA_ROTATION_REQUEST`]).
+    CaActivate,
+    /// `wardctl ca rotate retire --force` cutting off more valid certificates than the
+    /// approval threshold (named [`CA_ROTATION_REQUEST`]).
+    CaRetire,
 }
 
 impl RequestKind {
@@ -61,6 +78,8 @@ impl RequestKind {
         match self {
             RequestKind::Issue => "issue",
             RequestKind::Renew => "renew",
+            RequestKind::CaActivate => "ca-activate",
+            RequestKind::CaRetire => "ca-retire",
         }
     }
 }
@@ -72,8 +91,17 @@ impl FromStr for RequestKind {
         match s {
             "issue" => Ok(RequestKind::Issue),
             "renew" => Ok(RequestKind::Renew),
+            "ca-activate" => Ok(RequestKind::CaActivate),
+            "ca-retire" => Ok(RequestKind::CaRetire),
             other => Err(format!("unknown admin request kind {other:?}")),
         }
+    }
+}
+
+impl RequestKind {
+    /// Whether it asks for a forced CA rotation step rather than an admin identity.
+    pub fn is_ca_rotation(self) -> bool {
+        matches!(self, RequestKind::CaActivate | RequestKind::CaRetire)
     }
 }
 

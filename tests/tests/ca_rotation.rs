@@ -406,3 +406,94 @@ fn an_introduced_ca_can_be_cancelled_and_a_new_rotation_started() {
     assert!(verify.status.success(), "{}", stderr(&verify));
     controller.stop();
 }
+
+/// Under `serve --require-approval`, a forced step that would cut off more than the approval
+/// threshold waits for a second admin, the way an `admin`-role identity does: the request is
+/// listed, the requester cannot approve it, another admin runs `wardctl admin approve
+/// ca-rotation`, and the requester's same command then takes the step.
+#[test]
+fn a_forced_activation_under_require_approval_waits_for_a_second_admin() {
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let controller = ControllerProcess::start_with(
+        &data,
+        "127.0.0.1:0",
+        &["--require-approval", "--approval-threshold", "0"],
+    );
+    // One device that never checks in: it will not trust the new CA.
+    let device = AgentFixture::enroll(&controller, root.path(), "a", "ada@hospital.org");
+    let bundle = data.join("admin.pem");
+    let introduced = ctl(&controller, &bundle, &["ca", "rotate", "introduce"]);
+    assert!(introduced.status.success(), "{}", stderr(&introduced));
+    // The admin's own renewal needs nobody: the new bundle trusts both CAs.
+    let renewed = root.path().join("admin-2.pem");
+    renew_admin(&controller, &bundle, "admin", &renewed);
+
+    let forced = ctl(
+        &controller,
+        &renewed,
+        &["ca", "rotate", "activate", "--force"],
+    );
+    refused(&forced, "wardctl admin approve ca-rotation");
+    let standing = rotation(&controller, &renewed);
+    assert!(
+        standing["cas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|ca| ca["ca_state"] == "introduced"),
+        "the forced activation went ahead with one admin: {standing}"
+    );
+    let requests = json(&ctl(
+        &controller,
+        &renewed,
+        &["admin", "list", "--requests", "--output", "json"],
+    ));
+    assert_eq!(requests[0]["name"], "ca-rotation", "{requests}");
+    assert_eq!(requests[0]["kind"], "ca-activate", "{requests}");
+    assert_eq!(requests[0]["requested_by"], "admin", "{requests}");
+    let own = ctl(&controller, &renewed, &["admin", "approve", "ca-rotation"]);
+    refused(&own, "a second admin must approve it");
+
+    // The break-glass identity, out of the safe, approves.
+    let approved = std::process::Command::new(ward_e2e::process::bin("wardctl"))
+        .args(["admin", "approve", "ca-rotation", "--server"])
+        .arg(&controller.url)
+        .arg("--admin-cert")
+        .arg(data.join("break-glass.pem"))
+        .env_remove("WARD_SERVER")
+        .env_remove("WARD_ADMIN_CERT")
+        .env_remove("WARD_DATA_DIR")
+        .env(
+            "WARD_ADMIN_PASSPHRASE_FILE",
+            data.join("break-glass.passphrase"),
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(approved.status.success(), "{}", stderr(&approved));
+    let approved = json(&approved);
+    assert_eq!(
+        (&approved["kind"], &approved["approved_by"]),
+        (&"ca-activate".into(), &"break-glass".into()),
+        "{approved}"
+    );
+
+    let activated = json(&ctl(
+        &controller,
+        &renewed,
+        &["ca", "rotate", "activate", "--force", "--output", "json"],
+    ));
+    assert!(
+        activated["done"]
+            .as_str()
+            .unwrap()
+            .contains("signs from now on"),
+        "{activated}"
+    );
+    assert_eq!(activated["devices_trusting_all"], 0, "{activated}");
+    let verify = ctl(&controller, &renewed, &["audit", "verify"]);
+    assert!(verify.status.success(), "{}", stderr(&verify));
+    drop(device);
+    controller.stop();
+}

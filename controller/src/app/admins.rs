@@ -9,7 +9,8 @@ use ward_certs::{AdminName, Identity, IssuedCertificate, VerifiedCsr};
 use super::audit::admin_actor;
 use super::{App, AppError, certificate_record, check_cert_lifetime};
 use crate::core::admins::{
-    AdminRequest, BREAK_GLASS_LIFETIME, RESERVED_NAMES, RequestKind, RevokeOutcome,
+    AdminRequest, BREAK_GLASS_LIFETIME, CA_ROTATION_REQUEST, RESERVED_NAMES, RequestKind,
+    RevokeOutcome,
 };
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::roles::approval_refusal;
@@ -238,7 +239,8 @@ impl App {
         Ok(Ok(Some(approver)))
     }
 
-    /// A second admin approves the request waiting for admin `name`.
+    /// A second admin approves the request waiting for admin `name` (or, named
+    /// [`CA_ROTATION_REQUEST`], for a forced CA rotation step).
     pub async fn approve_admin(
         &self,
         approver: &Admin,
@@ -250,13 +252,18 @@ impl App {
             .admin_request(name, now)
             .await?
             .ok_or_else(|| {
-                AppError::NotFound(format!(
-                    "no request for admin {name} awaits approval (`wardctl admin list` shows the waiting ones)"
-                ))
+                AppError::NotFound(if name.as_str() == CA_ROTATION_REQUEST {
+                    "no forced CA rotation step awaits approval (`wardctl admin list --requests` shows the waiting ones)".to_owned()
+                } else {
+                    format!(
+                        "no request for admin {name} awaits approval (`wardctl admin list` shows the waiting ones)"
+                    )
+                })
             })?;
+        let what = request_subject(&request);
         if let Some(by) = &request.approved_by {
             return Err(AppError::FailedPrecondition(format!(
-                "the request for admin {name} is already approved (by {by}); {} runs the same command again to use it",
+                "the request for {what} is already approved (by {by}); {} runs the same command again to use it",
                 request.requested_by
             )));
         }
@@ -266,7 +273,7 @@ impl App {
         }
         .ok_or_else(|| {
             AppError::FailedPrecondition(format!(
-                "the request for admin {name} came from {}, who is not a registered admin",
+                "the request for {what} came from {}, who is not a registered admin",
                 request.requested_by
             ))
         })?;
@@ -279,7 +286,7 @@ impl App {
             .await?
         {
             return Err(AppError::FailedPrecondition(format!(
-                "the request for admin {name} was approved, used or expired meanwhile"
+                "the request for {what} was approved, used or expired meanwhile"
             )));
         }
         info!(admin = %name, approved_by = %approver.name, requested_by = %request.requested_by, "admin request approved");
@@ -395,5 +402,14 @@ impl App {
         let admins = self.store.list_admins().await?;
         let requests = self.store.list_admin_requests(self.now()).await?;
         Ok((admins, requests))
+    }
+}
+
+/// What a request asks for, as messages name it.
+fn request_subject(request: &AdminRequest) -> String {
+    match request.kind {
+        RequestKind::CaActivate => "the forced CA activation".into(),
+        RequestKind::CaRetire => "the forced CA retirement".into(),
+        RequestKind::Issue | RequestKind::Renew => format!("admin {}", request.name),
     }
 }

@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use tracing::error;
-use ward_certs::CaHash;
+use tracing::{error, warn};
+use ward_certs::{AdminName, CaHash};
 
 use super::audit::admin_actor;
 use super::{App, AppError};
 use crate::ca_set::Applied;
+use crate::core::admins::{AdminRequest, CA_ROTATION_REQUEST, RequestKind};
 use crate::core::ca_rotation::{CaState, RotationStep};
-use crate::core::{Admin, DeviceId, DeviceState, Timestamp};
+use crate::core::{Admin, AdminRole, DeviceId, DeviceState, Timestamp};
 use crate::store::Priority;
 
 /// How often a replica reads the recorded steps by default (a step also applies at once on
@@ -126,6 +127,8 @@ impl App {
         let now = self.now();
         let mut details = json!({ "forced": force });
         let mut introduced_files: Option<Vec<std::path::PathBuf>> = None;
+        // A forced step's second admin (`--require-approval`), used in the step's commit.
+        let mut approval: Option<AdminRequest> = None;
         let done = match step {
             RotationStep::Status => String::new(),
             RotationStep::Introduce => {
@@ -167,6 +170,16 @@ impl App {
                             .join(", ")
                     )));
                 }
+                if force {
+                    approval = self
+                        .forced_step_approval(admin, step, behind.len() as u64, || {
+                            format!(
+                                "{} active device(s) that do not trust the new CA yet would lose the controller",
+                                behind.len()
+                            )
+                        })
+                        .await?;
+                }
                 details["devices_left_behind"] = json!(behind.len());
                 format!(
                     "the CA {new} signs from now on; the former CA stays trusted until `wardctl ca rotate retire`"
@@ -179,6 +192,15 @@ impl App {
                     return Err(AppError::FailedPrecondition(format!(
                         "{devices} device and {admins} admin certificate(s) issued by the former CA are still valid: they would stop working. Nothing was changed. Devices renew under the new CA by themselves (about two thirds into their certificate's lifetime) and admins with `wardctl admin renew`; or add --force"
                     )));
+                }
+                if force {
+                    approval = self
+                        .forced_step_approval(admin, step, devices + admins, || {
+                            format!(
+                                "{devices} device and {admins} admin certificate(s) issued by the former CA would stop working"
+                            )
+                        })
+                        .await?;
                 }
                 details["live_certificates_left"] = json!(devices + admins);
                 format!(
@@ -201,6 +223,10 @@ impl App {
             .join(" ");
         let event_details = {
             let mut d = details;
+            if let Some(request) = &approval {
+                d["approved_by"] = json!(request.approved_by);
+                d["request"] = json!(request.id);
+            }
             d["states"] = json!(
                 changes
                     .iter()
@@ -219,15 +245,25 @@ impl App {
         changes.sort_by_key(|(_, state)| matches!(state, CaState::Active | CaState::Introduced));
         let changes = Arc::new(changes);
         let planned_on = Arc::new(planned_on);
+        let approval_id = approval.map(|request| request.id);
         let written = self
             .store
             .write(Priority::High, move |tx| {
                 let (changes, event) = (Arc::clone(&changes), event.clone());
                 let planned_on = Arc::clone(&planned_on);
+                let approval_id = approval_id.clone();
                 Box::pin(async move {
                     if record_states(&tx.ca_records().await?) != *planned_on {
                         return Err(AppError::FailedPrecondition(
                             "another CA rotation step was taken meanwhile (by another admin or replica); nothing was changed: run `wardctl ca rotate status` and decide again".into(),
+                        ));
+                    }
+                    // The approval is used by the commit that takes the step, once.
+                    if let Some(id) = &approval_id
+                        && !tx.use_admin_request(id, now).await?
+                    {
+                        return Err(AppError::FailedPrecondition(
+                            "the second admin's approval of this forced step was used or expired meanwhile; nothing was changed: run the command again to ask anew".into(),
                         ));
                     }
                     for (hash, state) in changes.iter() {
@@ -259,6 +295,85 @@ impl App {
             error!(error = %e, "the CA rotation step is recorded, but this replica could not follow it yet; it tries again within 30 s");
         }
         self.rotation_report(done).await
+    }
+
+    /// Under `serve --require-approval`, a forced `activate` or `retire` that cuts off more
+    /// than the approval threshold (active devices left behind, or valid certificates of the
+    /// former CA) waits for a second admin, as a full wipe or the issue of an `admin` does:
+    /// the first call records a request (audited `admin.request`, named `ca-rotation`) and
+    /// changes nothing; another admin runs `wardctl admin approve ca-rotation` (audited
+    /// `admin.approve`, with the same rule of who may approve); the requester's same call
+    /// again then takes the step, using the approval in the step's commit.
+    ///
+    /// `Ok(None)`: no approval needed; `Ok(Some(request))`: approved, to be used.
+    /// The break-glass identity needs none (its custody is the two people already).
+    async fn forced_step_approval(
+        &self,
+        actor: &Admin,
+        step: RotationStep,
+        cut_off: u64,
+        what: impl FnOnce() -> String,
+    ) -> Result<Option<AdminRequest>, AppError> {
+        let Some(threshold) = self.config.approval_threshold else {
+            return Ok(None);
+        };
+        if cut_off <= threshold as u64 || actor.break_glass {
+            return Ok(None);
+        }
+        let kind = match step {
+            RotationStep::Activate => RequestKind::CaActivate,
+            RotationStep::Retire => RequestKind::CaRetire,
+            _ => return Ok(None),
+        };
+        let name: AdminName = CA_ROTATION_REQUEST
+            .parse()
+            .map_err(|e| AppError::Internal(format!("{e}")))?;
+        let now = self.now();
+        let wanted = AdminRequest::new(
+            kind,
+            name.clone(),
+            AdminRole::Admin,
+            actor.name.as_str(),
+            now,
+        );
+        let open = self.store.open_admin_request(&wanted, now).await?;
+        if !open.asks_for(kind, AdminRole::Admin, actor.name.as_str()) {
+            return Err(AppError::FailedPrecondition(format!(
+                "admin {} asked for a forced `ca rotate {}` and that request waits until {}: it must be approved and used, or expire, first. Nothing was changed",
+                open.requested_by,
+                match open.kind {
+                    RequestKind::CaActivate => "activate",
+                    RequestKind::CaRetire => "retire",
+                    other => other.as_str(),
+                },
+                open.expires_at
+            )));
+        }
+        if open.id == wanted.id {
+            warn!(requested_by = %actor.name, kind = %kind, cut_off, "a forced CA rotation step awaits a second admin");
+            self.audit(
+                &admin_actor(actor),
+                "admin.request",
+                name.as_str(),
+                json!({
+                    "request": open.id,
+                    "kind": kind.as_str(),
+                    "role": AdminRole::Admin.as_str(),
+                    "expires_at": open.expires_at.rfc3339(),
+                    "cut_off": cut_off,
+                }),
+            )
+            .await?;
+        }
+        if open.approved_by.is_none() {
+            return Err(AppError::FailedPrecondition(format!(
+                "{}: more than the approval threshold ({threshold}) of --require-approval, so a second admin must approve this forced step. Nothing was changed. Ask another admin (not one you created or approved) to run `wardctl admin approve {CA_ROTATION_REQUEST}`, then run `wardctl ca rotate {} --force` again before {}",
+                what(),
+                step.as_str(),
+                open.expires_at
+            )));
+        }
+        Ok(Some(open))
     }
 
     /// Active devices whose agent has not reported trusting `hash`.

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use super::AppError;
 use super::test_fixture::{admin, enroll};
+use super::{ActiveDevice, AppError, CheckInReport};
 use crate::app::{App, AppConfig};
 use crate::ca_set::CaSet;
-use crate::core::Timestamp;
 use crate::core::ca_rotation::{CaState, RotationStep};
 use crate::core::clock::ManualClock;
+use crate::core::{Admin, AdminRole, CertificateRecord, Timestamp};
 use crate::datadir::DataDir;
-use crate::store::{MemoryStore, Store};
+use crate::store::{AuditFilter, MemoryStore, Store};
 
 /// A data directory holding `ca` as `ca.pem`/`ca.key`.
 fn data_dir(ca: &ward_certs::CertificateAuthority) -> (tempfile::TempDir, DataDir) {
@@ -135,35 +135,262 @@ async fn a_checkpoint_signed_by_a_retired_ca_after_its_retirement_does_not_verif
     );
 }
 
+/// The app under `serve --require-approval --approval-threshold 10`.
+fn app_requiring_approval(store: &Arc<MemoryStore>, dir: &DataDir, clock: &ManualClock) -> App {
+    let cas = CaSet::load(dir, &[]).unwrap();
+    let mut config = AppConfig::with_public_url("https://127.0.0.1:7443".into());
+    config.approval_threshold = Some(10);
+    App::with_cas(
+        Arc::clone(store) as Arc<dyn Store>,
+        Arc::new(cas),
+        Arc::new(clock.clone()),
+        config,
+    )
+}
+
+/// A registered `admin`-role identity (made by `init`), whose certificate counts for no CA:
+/// an approval looks the requester up.
+async fn registered(store: &Arc<MemoryStore>, name: &str) -> Admin {
+    let admin = Admin::new(
+        name.parse().unwrap(),
+        AdminRole::Admin,
+        Timestamp::from_unix_ms(0),
+        "init",
+    );
+    let dead = Timestamp::from_unix_ms(0);
+    let record = CertificateRecord {
+        serial: format!("serial-{name}"),
+        subject: format!("ward://admin/{name}"),
+        not_before: dead,
+        not_after: dead,
+        issued_at: dead,
+        revoked_at: None,
+        der: None,
+    };
+    store.insert_admin(&admin, &record).await.unwrap();
+    admin
+}
+
+/// Every device checks in trusting every CA trusted now.
+async fn all_check_in(app: &App, devices: &[ActiveDevice]) {
+    let trusted = {
+        let mut t = app.cas().trusted_hashes();
+        t.sort();
+        t
+    };
+    for device in devices {
+        app.agent_check_in(
+            device,
+            CheckInReport {
+                trusted_cas: Some(trusted.clone()),
+                ..CheckInReport::default()
+            },
+        )
+        .await
+        .unwrap();
+    }
+}
+
+async fn actions(store: &Arc<MemoryStore>) -> Vec<(String, String, serde_json::Value)> {
+    store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.action, e.actor, serde_json::from_str(&e.details).unwrap()))
+        .collect()
+}
+
 #[tokio::test]
-#[ignore = "open (review finding 6): under --require-approval, a forced activate or retire that cuts off more devices than the threshold should wait for a second admin; not built yet"]
 async fn a_forced_retirement_cutting_off_more_devices_than_the_threshold_waits_for_a_second_admin()
 {
     let (store, clock, ca) = setup();
     let (_tmp, dir) = data_dir(&ca);
-    let cas = CaSet::load(&dir, &[]).unwrap();
-    let mut config = AppConfig::with_public_url("https://127.0.0.1:7443".into());
-    config.approval_threshold = Some(10);
-    let app = App::with_cas(
-        Arc::clone(&store) as Arc<dyn Store>,
-        Arc::new(cas),
-        Arc::new(clock.clone()),
-        config,
+    let app = app_requiring_approval(&store, &dir, &clock);
+    let (alice, bob) = (
+        registered(&store, "alice").await,
+        registered(&store, "bob").await,
     );
+    let mut devices = Vec::new();
     for n in 0..11 {
-        enroll(&app, &format!("user{n}@hospital.example")).await;
+        devices.push(enroll(&app, &format!("user{n}@hospital.example")).await.0);
     }
-    app.rotate_ca(&admin(), RotationStep::Introduce, false)
+    app.rotate_ca(&alice, RotationStep::Introduce, false)
         .await
         .unwrap();
-    app.rotate_ca(&admin(), RotationStep::Activate, true)
+    // Every device trusts the new CA: activating it cuts nobody off and needs nobody else.
+    all_check_in(&app, &devices).await;
+    app.rotate_ca(&alice, RotationStep::Activate, false)
         .await
         .unwrap();
+
     // Eleven device certificates of the former CA are valid: one admin forces the retirement.
-    let forced = app.rotate_ca(&admin(), RotationStep::Retire, true).await;
+    let forced = app.rotate_ca(&alice, RotationStep::Retire, true).await;
     assert!(
         app.cas().trusted_ders().contains(&ca.cert_der().to_vec()),
         "one admin cut 11 devices off under --require-approval (threshold 10): {:?}",
         forced.map(|r| r.done)
+    );
+    let Err(AppError::FailedPrecondition(why)) = &forced else {
+        panic!("the forced retirement neither went ahead nor waited: {forced:?}");
+    };
+    assert!(
+        why.contains("wardctl admin approve ca-rotation") && why.contains("Nothing was changed"),
+        "{why}"
+    );
+    let requests = store.list_admin_requests(app.now()).await.unwrap();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].kind.as_str(), "ca-retire");
+    assert_eq!(requests[0].name.as_str(), "ca-rotation");
+    assert_eq!(requests[0].requested_by, "alice");
+    let audit = actions(&store).await;
+    let (action, actor, details) = audit.last().unwrap();
+    assert_eq!(
+        (action.as_str(), actor.as_str()),
+        ("admin.request", "ward://admin/alice")
+    );
+    assert_eq!(details["kind"], "ca-retire");
+    assert_eq!(details["cut_off"], 11);
+
+    // Asking again changes nothing and records nothing more; another admin cannot force it
+    // meanwhile either, nor can the requester approve their own request.
+    assert!(
+        app.rotate_ca(&alice, RotationStep::Retire, true)
+            .await
+            .is_err()
+    );
+    assert!(
+        app.rotate_ca(&bob, RotationStep::Retire, true)
+            .await
+            .is_err()
+    );
+    let own = app
+        .approve_admin(&alice, &"ca-rotation".parse().unwrap())
+        .await;
+    assert!(matches!(own, Err(AppError::PermissionDenied(_))), "{own:?}");
+    assert!(app.cas().trusted_ders().contains(&ca.cert_der().to_vec()));
+    assert_eq!(
+        actions(&store)
+            .await
+            .iter()
+            .filter(|(a, _, _)| a == "admin.request")
+            .count(),
+        1
+    );
+
+    // A second admin approves; the requester's same call then retires the former CA, once.
+    let approved = app
+        .approve_admin(&bob, &"ca-rotation".parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(approved.approved_by.as_deref(), Some("bob"));
+    let done = app
+        .rotate_ca(&alice, RotationStep::Retire, true)
+        .await
+        .unwrap();
+    assert!(
+        !app.cas().trusted_ders().contains(&ca.cert_der().to_vec()),
+        "{}",
+        done.done
+    );
+    let audit = actions(&store).await;
+    let tail: Vec<&str> = audit[audit.len() - 2..]
+        .iter()
+        .map(|(a, _, _)| a.as_str())
+        .collect();
+    assert_eq!(tail, ["admin.approve", "ca.retire"]);
+    let (_, actor, details) = audit.last().unwrap();
+    assert_eq!(actor, "ward://admin/alice");
+    assert_eq!(details["approved_by"], "bob");
+    assert_eq!(details["forced"], true);
+    assert!(
+        store
+            .list_admin_requests(app.now())
+            .await
+            .unwrap()
+            .is_empty(),
+        "the approval was not used up"
+    );
+}
+
+#[tokio::test]
+async fn a_forced_activation_leaving_more_devices_behind_than_the_threshold_waits_for_a_second_admin()
+ {
+    let (store, clock, ca) = setup();
+    let (_tmp, dir) = data_dir(&ca);
+    let app = app_requiring_approval(&store, &dir, &clock);
+    let (alice, bob) = (
+        registered(&store, "alice").await,
+        registered(&store, "bob").await,
+    );
+    for n in 0..11 {
+        enroll(&app, &format!("user{n}@hospital.example")).await;
+    }
+    app.rotate_ca(&alice, RotationStep::Introduce, false)
+        .await
+        .unwrap();
+    let signing = app.cas().signing().hash();
+    assert_eq!(signing, ca.hash());
+
+    // No device trusts the new CA yet: forcing the activation would leave all eleven behind.
+    let forced = app.rotate_ca(&alice, RotationStep::Activate, true).await;
+    assert_eq!(
+        app.cas().signing().hash(),
+        signing,
+        "one admin left 11 devices behind under --require-approval (threshold 10): {:?}",
+        forced.map(|r| r.done)
+    );
+    let Err(AppError::FailedPrecondition(why)) = &forced else {
+        panic!("the forced activation neither went ahead nor waited: {forced:?}");
+    };
+    assert!(why.contains("wardctl admin approve ca-rotation"), "{why}");
+    let requests = store.list_admin_requests(app.now()).await.unwrap();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].kind.as_str(), "ca-activate");
+
+    // Bob's approval lets alice's same call go ahead.
+    app.approve_admin(&bob, &"ca-rotation".parse().unwrap())
+        .await
+        .unwrap();
+    let done = app
+        .rotate_ca(&alice, RotationStep::Activate, true)
+        .await
+        .unwrap();
+    assert_ne!(app.cas().signing().hash(), signing, "{}", done.done);
+    let audit = actions(&store).await;
+    let (action, actor, details) = audit.last().unwrap();
+    assert_eq!(
+        (action.as_str(), actor.as_str()),
+        ("ca.activate", "ward://admin/alice")
+    );
+    assert_eq!(details["approved_by"], "bob");
+    assert_eq!(details["devices_left_behind"], 11);
+}
+
+#[tokio::test]
+async fn a_forced_step_within_the_threshold_needs_no_second_admin() {
+    let (store, clock, ca) = setup();
+    let (_tmp, dir) = data_dir(&ca);
+    let app = app_requiring_approval(&store, &dir, &clock);
+    let alice = registered(&store, "alice").await;
+    for n in 0..10 {
+        enroll(&app, &format!("user{n}@hospital.example")).await;
+    }
+    for step in [
+        RotationStep::Introduce,
+        RotationStep::Activate,
+        RotationStep::Retire,
+    ] {
+        app.rotate_ca(&alice, step, step != RotationStep::Introduce)
+            .await
+            .unwrap();
+    }
+    assert!(!app.cas().trusted_ders().contains(&ca.cert_der().to_vec()));
+    assert!(
+        store
+            .list_admin_requests(app.now())
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

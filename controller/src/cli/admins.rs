@@ -69,12 +69,12 @@ pub enum AdminCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Approve the request waiting for admin NAME (serve --require-approval); the approver may not be the requester, nor an admin the requester created, renewed or approved, nor the one who created or renewed the requester
+    /// Approve the request waiting for admin NAME, or (NAME `ca-rotation`) a forced `ca rotate activate|retire` (serve --require-approval); the approver may not be the requester, nor an admin the requester created, renewed or approved, nor the one who created or renewed the requester
     #[command(
-        after_help = "Examples:\n  wardctl admin list --requests\n  wardctl admin approve carol"
+        after_help = "Examples:\n  wardctl admin list --requests\n  wardctl admin approve carol\n  wardctl admin approve ca-rotation"
     )]
     Approve {
-        /// The admin whose request to approve
+        /// The admin whose request to approve (`ca-rotation`: the forced CA rotation step)
         name: String,
         #[command(flatten)]
         connect: ConnectArgs,
@@ -155,7 +155,8 @@ impl From<v1::Admin> for AdminView {
 #[derive(Serialize)]
 struct RequestView {
     id: String,
-    /// issue or renew.
+    /// issue or renew; ca-activate or ca-retire for a forced CA rotation step (name
+    /// `ca-rotation`).
     kind: String,
     name: String,
     role: &'static str,
@@ -340,10 +341,17 @@ pub async fn run(cmd: AdminCommand, output: OutputFormat) -> Result<(), CliError
             match output {
                 OutputFormat::Json => print_json(&view),
                 OutputFormat::Table => {
-                    println!(
-                        "Approved: {} may now {} admin {} (role {}) by running their command again before {}.",
-                        view.requested_by, view.kind, view.name, view.role, view.expires_at
-                    );
+                    match view.kind.strip_prefix("ca-") {
+                        // A forced CA rotation step (`ca-activate`, `ca-retire`).
+                        Some(step) => println!(
+                            "Approved: {} may now run `wardctl ca rotate {step} --force` again, once, before {}.",
+                            view.requested_by, view.expires_at
+                        ),
+                        None => println!(
+                            "Approved: {} may now {} admin {} (role {}) by running their command again before {}.",
+                            view.requested_by, view.kind, view.name, view.role, view.expires_at
+                        ),
+                    }
                     Ok(())
                 }
             }

@@ -42,7 +42,9 @@ pub enum CaCommand {
         step: RotateStep,
         /// activate: go ahead although some active devices do not trust the new CA yet (they
         /// lose the controller until enrolled again); retire: although valid certificates were
-        /// issued by the former CA (they stop working)
+        /// issued by the former CA (they stop working). Under `serve --require-approval`, one
+        /// that cuts off more than the approval threshold first waits for a second admin's
+        /// `wardctl admin approve ca-rotation`; then run the same command again
         #[arg(long)]
         force: bool,
         #[command(flatten)]
