@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use super::test_fixture::{admin, email};
 use super::{App, AppError};
-use crate::core::{EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp};
+use crate::core::{
+    Check, EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp,
+};
 use crate::store::{MemoryStore, Store};
 
 /// An app on `store` (the shared fixture's CA and manual clock).
@@ -109,7 +111,7 @@ async fn a_default_that_a_users_override_cannot_combine_with_is_refused() {
     let mut wipe_firewall = PolicyChanges::default();
     wipe_firewall
         .check_actions
-        .insert("firewall".into(), EnforcementAction::Wipe);
+        .insert(Check::Firewall, EnforcementAction::Wipe);
     app.set_policy(&admin(), Some(&email(ALICE)), &wipe_firewall)
         .await
         .unwrap();

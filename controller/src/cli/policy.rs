@@ -11,6 +11,7 @@ use super::connect::admin_client;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
 use super::{ConnectArgs, DurationArg};
+use crate::core::Check;
 use crate::core::duration::{self, DurationRange, days, hours, seconds};
 
 /// `policy set --max-age`.
@@ -121,24 +122,14 @@ pub(crate) fn check_action(text: &str) -> Result<v1::CheckAction, String> {
     let (check, action) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not CHECK=ACTION, e.g. firewall=block"))?;
-    if !crate::core::ALL_CHECKS.contains(&check) {
-        return Err(format!(
-            "unknown check {check:?}: use one of {}",
-            crate::core::ALL_CHECKS.join(", ")
-        ));
-    }
-    let action = match action {
-        "report" => v1::EnforcementAction::Report,
-        "block" => v1::EnforcementAction::Block,
-        "wipe" => v1::EnforcementAction::Wipe,
-        other => {
-            return Err(format!(
-                "unknown action {other:?}: use report, block or wipe"
-            ));
-        }
+    let check: Check = check.parse()?;
+    let action = match action.parse()? {
+        crate::core::EnforcementAction::Report => v1::EnforcementAction::Report,
+        crate::core::EnforcementAction::Block => v1::EnforcementAction::Block,
+        crate::core::EnforcementAction::Wipe => v1::EnforcementAction::Wipe,
     };
     Ok(v1::CheckAction {
-        check: check.to_owned(),
+        check: check.as_str().to_owned(),
         action: action as i32,
     })
 }
@@ -257,7 +248,7 @@ struct PolicyView {
     os_updates_max_age_days: u32,
     min_agent_version: Option<String>,
     /// Every check's action while it fails (checks not set explicitly block).
-    check_actions: std::collections::BTreeMap<String, &'static str>,
+    check_actions: std::collections::BTreeMap<Check, &'static str>,
     wipe_grace_seconds: u64,
     /// For a user's policy: the fields the user's override sets; the rest come from the
     /// default policy.
@@ -281,15 +272,15 @@ impl From<v1::Policy> for PolicyView {
             require_firewall: p.require_firewall,
             os_updates_max_age_days: p.os_updates_max_age_days,
             min_agent_version: (!p.min_agent_version.is_empty()).then_some(p.min_agent_version),
-            check_actions: crate::core::ALL_CHECKS
-                .iter()
+            check_actions: Check::ALL
+                .into_iter()
                 .map(|check| {
                     let action = p
                         .check_actions
                         .iter()
-                        .find(|a| a.check == *check)
+                        .find(|a| a.check == check.as_str())
                         .map_or("block", |a| ward_proto::names::enforcement_action(a.action));
-                    ((*check).to_owned(), action)
+                    (check, action)
                 })
                 .collect(),
             forbidden_packages: p.forbidden_packages,

@@ -16,7 +16,7 @@ use crate::cli::policy::{
 };
 use crate::console::http::{CsrfForm, Empty, Shared};
 use crate::console::{Console, ui};
-use crate::core::ALL_CHECKS;
+use crate::core::Check;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -235,7 +235,7 @@ async fn render(
                         }
                         td { (source("forbidden_packages")) }
                     }
-                    @for check in ALL_CHECKS {
+                    @for check in Check::NAMES {
                         @let current = values.map_or_else(|| action_of(&policy, check).to_owned(), |v| v.action(check));
                         tr {
                             th scope="row" { label for={"a-" (check)} { "When " code { (check) } " fails" } }
@@ -415,7 +415,7 @@ impl PolicyForm {
         if packages != current.forbidden_packages {
             req.forbidden_packages = Some(PackageList { names: packages });
         }
-        for check in ALL_CHECKS {
+        for check in Check::NAMES {
             let chosen = self.action(check);
             if chosen != action_of(current, check) {
                 match check_action(&format!("{check}={chosen}")) {
