@@ -304,6 +304,7 @@ impl Platform for LinuxPlatform {
                 .into_wire(Check::OsUpdates),
             checks::version::check(env!("CARGO_PKG_VERSION"), &policy.min_agent_version)
                 .into_wire(Check::AgentVersion),
+            checks::uptime::check(&self.roots, policy.max_uptime_days).into_wire(Check::Uptime),
         ]
     }
 

@@ -87,6 +87,7 @@ impl From<v1::Policy> for AgentPolicy {
                 })
                 .collect(),
             wipe_grace_seconds: p.wipe_grace_seconds,
+            max_uptime_days: p.max_uptime_days,
         };
         Self {
             rules,
@@ -276,24 +277,24 @@ mod tests {
     fn policy_json_stays_one_flat_object_and_older_files_still_load() {
         let dir = tempfile::tempdir().unwrap();
         let policy = AgentPolicy::from(v1::Policy {
-            os_updates_max_age_days: 30,
+            max_uptime_days: 30,
             revision: 7,
             scope: "default".into(),
             check_actions: vec![v1::CheckAction {
-                check: "os_updates".into(),
+                check: "uptime".into(),
                 action: v1::EnforcementAction::Report as i32,
             }],
             ..v1::Policy::default()
         });
-        assert_eq!(policy.required_checks(), vec![Check::OsUpdates]);
+        assert_eq!(policy.required_checks(), vec![Check::Uptime]);
         policy.save(dir.path()).unwrap();
         let text = std::fs::read_to_string(dir.path().join("policy.json")).unwrap();
         let json: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(json["revision"], 7);
-        assert_eq!(json["os_updates_max_age_days"], 30);
-        assert_eq!(json["check_actions"]["os_updates"], "report");
+        assert_eq!(json["max_uptime_days"], 30);
+        assert_eq!(json["check_actions"]["uptime"], "report");
         assert_eq!(AgentPolicy::load(dir.path()), Some(policy));
-        // As an older agent wrote it: no update rule; and a newer one's unknown field and check.
+        // As an older agent wrote it: no uptime rule; and a newer one's unknown field and check.
         let older = r#"{"password_min_length":8,"require_firewall":true,"revision":3,
             "scope":"user:a@b.org","check_actions":{"firewall":"wipe","bluetooth":"block"},
             "wipe_grace_seconds":3600,"a_newer_rule":1}"#;
@@ -304,7 +305,7 @@ mod tests {
             (3, "user:a@b.org")
         );
         assert_eq!(loaded.password_min_length, 8);
-        assert_eq!(loaded.os_updates_max_age_days, 0, "no rule");
+        assert_eq!(loaded.max_uptime_days, 0, "no limit");
         assert_eq!(loaded.action_for(Check::Firewall), EnforcementAction::Wipe);
         assert_eq!(
             loaded.required_checks(),

@@ -9,7 +9,8 @@ use super::{Timestamp, UserEmail};
 
 /// The rules, their changes and limits: one type with the agent (`ward_vocab::policy`).
 pub use ward_vocab::policy::{
-    MAX_FORBIDDEN_PACKAGES, MAX_PACKAGE_NAME, Policy, PolicyChanges, PolicyError, parse_version,
+    MAX_FORBIDDEN_PACKAGES, MAX_PACKAGE_NAME, MAX_UPTIME_DAYS, Policy, PolicyChanges, PolicyError,
+    parse_version,
 };
 /// Shared with the agent.
 pub use ward_vocab::{Check, EnforcementAction};
@@ -258,6 +259,47 @@ mod tests {
             bad.failing().collect::<Vec<_>>(),
             vec![Check::DiskEncryption, Check::AutoLock]
         );
+    }
+
+    #[test]
+    fn the_uptime_rule_is_judged_like_every_other_check() {
+        let policy = Policy {
+            max_uptime_days: 30,
+            ..Policy::default()
+        };
+        let now = Timestamp::from_unix_ms(0);
+        let up_too_long = ComplianceCheck {
+            name: "uptime".into(),
+            status: CheckStatus::Fail,
+            detail: "up 41 days".into(),
+        };
+        let judged = Compliance::judge(&policy, vec![up_too_long], now, 1);
+        assert!(!judged.compliant);
+        assert_eq!(judged.reasons, ["uptime fails: up 41 days"]);
+        assert_eq!(judged.failing().collect::<Vec<_>>(), [Check::Uptime]);
+        let ok = Compliance::judge(
+            &policy,
+            vec![check(Check::Uptime, CheckStatus::Pass)],
+            now,
+            1,
+        );
+        assert!(ok.compliant);
+        // An older agent does not report it: not a pass.
+        let older = Compliance::judge(&policy, Vec::new(), now, 1);
+        assert_eq!(older.reasons, ["uptime: not reported by the agent"]);
+        // A newer agent's check this controller does not know is kept, never required.
+        let newer = Compliance::judge(
+            &Policy::default(),
+            vec![ComplianceCheck {
+                name: "bluetooth".into(),
+                status: CheckStatus::Fail,
+                detail: "on".into(),
+            }],
+            now,
+            1,
+        );
+        assert!(newer.compliant);
+        assert_eq!(newer.checks[0].name, "bluetooth");
     }
 
     #[test]

@@ -111,11 +111,13 @@ pub enum Check {
     ForbiddenPackages,
     OsUpdates,
     AgentVersion,
+    /// Days since boot within the policy's limit: the device runs the kernel it installed.
+    Uptime,
 }
 
 impl Check {
     /// Every check, in the order the agent reports them.
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 8] = [
         Check::DiskEncryption,
         Check::PasswordRules,
         Check::AutoLock,
@@ -123,10 +125,11 @@ impl Check {
         Check::ForbiddenPackages,
         Check::OsUpdates,
         Check::AgentVersion,
+        Check::Uptime,
     ];
 
     /// Every check's name, in the same order.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         Check::DiskEncryption.as_str(),
         Check::PasswordRules.as_str(),
         Check::AutoLock.as_str(),
@@ -134,6 +137,7 @@ impl Check {
         Check::ForbiddenPackages.as_str(),
         Check::OsUpdates.as_str(),
         Check::AgentVersion.as_str(),
+        Check::Uptime.as_str(),
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -145,6 +149,7 @@ impl Check {
             Check::ForbiddenPackages => "forbidden_packages",
             Check::OsUpdates => "os_updates",
             Check::AgentVersion => "agent_version",
+            Check::Uptime => "uptime",
         }
     }
 
@@ -219,12 +224,7 @@ mod tests {
         sorted.sort_unstable();
         let sorted: Vec<&str> = sorted.into_iter().map(Check::as_str).collect();
         assert_eq!(sorted, names);
-        assert!(
-            "antivirus"
-                .parse::<Check>()
-                .unwrap_err()
-                .contains("agent_version")
-        );
+        assert!("antivirus".parse::<Check>().unwrap_err().contains("uptime"));
     }
 
     #[test]

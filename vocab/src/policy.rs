@@ -35,6 +35,9 @@ pub struct Policy {
     pub check_actions: BTreeMap<Check, EnforcementAction>,
     /// For checks whose action is `wipe`: how long they may fail first.
     pub wipe_grace_seconds: u64,
+    /// 0: no rule; else the device may not have been up longer than this many days (so it
+    /// has booted into the kernel updates it installed).
+    pub max_uptime_days: u32,
 }
 
 /// Some fields of a policy: a change an admin asks for, and a user's override, which is kept
@@ -77,6 +80,8 @@ pub struct PolicyChanges {
     pub check_actions: BTreeMap<Check, EnforcementAction>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub wipe_grace_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_uptime_days: Option<u32>,
 }
 
 /// A check-action map as stored or held, keeping the checks this build knows. A name it does
@@ -115,6 +120,8 @@ impl std::error::Error for PolicyError {}
 /// The most packages a denylist may hold, and the longest name.
 pub const MAX_FORBIDDEN_PACKAGES: usize = 200;
 pub const MAX_PACKAGE_NAME: usize = 128;
+/// The longest uptime limit a policy may set, in days.
+pub const MAX_UPTIME_DAYS: u32 = 365;
 
 /// Whether `name` can be a package name of dpkg, rpm, flatpak or snap.
 fn valid_package_name(name: &str) -> bool {
@@ -160,6 +167,7 @@ impl PolicyChanges {
             ("min_agent_version", self.min_agent_version.is_some()),
             ("check_actions", !self.check_actions.is_empty()),
             ("wipe_grace_seconds", self.wipe_grace_seconds.is_some()),
+            ("max_uptime_days", self.max_uptime_days.is_some()),
         ];
         set.into_iter()
             .filter_map(|(name, on)| on.then_some(name))
@@ -202,6 +210,7 @@ impl PolicyChanges {
                 actions
             },
             wipe_grace_seconds: later.wipe_grace_seconds.or(self.wipe_grace_seconds),
+            max_uptime_days: pick(self.max_uptime_days, later.max_uptime_days),
         }
     }
 
@@ -244,6 +253,7 @@ impl PolicyChanges {
                 .map(|(k, v)| (*k, *v))
                 .collect(),
             wipe_grace_seconds: differs(&base.wipe_grace_seconds, &policy.wipe_grace_seconds),
+            max_uptime_days: differs(&base.max_uptime_days, &policy.max_uptime_days),
         }
     }
 }
@@ -286,6 +296,7 @@ impl Policy {
                 actions
             },
             wipe_grace_seconds: c.wipe_grace_seconds.unwrap_or(self.wipe_grace_seconds),
+            max_uptime_days: c.max_uptime_days.unwrap_or(self.max_uptime_days),
         };
         next.validate()?;
         Ok(next)
@@ -366,6 +377,12 @@ impl Policy {
                 allowed: "a version such as 0.2.0 (major.minor.patch), or empty for no rule".into(),
             });
         }
+        check(
+            "max_uptime_days",
+            self.max_uptime_days.into(),
+            MAX_UPTIME_DAYS.into(),
+            "0 (no limit) to 365 days",
+        )?;
         let wipes = self
             .check_actions
             .values()
@@ -433,6 +450,7 @@ impl Policy {
             Check::ForbiddenPackages => !self.forbidden_packages.is_empty(),
             Check::OsUpdates => self.os_updates_max_age_days > 0,
             Check::AgentVersion => !self.min_agent_version.is_empty(),
+            Check::Uptime => self.max_uptime_days > 0,
         }
     }
 
@@ -593,22 +611,53 @@ mod tests {
     }
 
     #[test]
+    fn the_uptime_limit_is_a_rule_of_its_own_within_a_year() {
+        let base = Policy::default();
+        assert!(!base.requires(Check::Uptime), "unset: no limit");
+        let limit = |days| {
+            base.with(&PolicyChanges {
+                max_uptime_days: Some(days),
+                ..Default::default()
+            })
+        };
+        let p = limit(30).unwrap();
+        assert_eq!(p.required_checks(), vec![Check::Uptime]);
+        assert_eq!(p.action_for(Check::Uptime), EnforcementAction::Block);
+        assert!(limit(MAX_UPTIME_DAYS).is_ok());
+        let err = limit(MAX_UPTIME_DAYS + 1).unwrap_err();
+        assert_eq!(err.field, "max_uptime_days");
+        assert_eq!(
+            err.to_string(),
+            "policy field max_uptime_days = 366 is not allowed: 0 (no limit) to 365 days"
+        );
+        assert_eq!(
+            PolicyChanges {
+                max_uptime_days: Some(7),
+                ..Default::default()
+            }
+            .fields(),
+            vec!["max_uptime_days"]
+        );
+        assert!(!limit(0).unwrap().requires(Check::Uptime));
+    }
+
+    #[test]
     fn check_actions_keep_their_stored_names_and_drop_unknown_ones() {
-        let stored = r#"{"check_actions":{"os_updates":"wipe","firewall":"report","bluetooth":"block"},
+        let stored = r#"{"check_actions":{"uptime":"wipe","firewall":"report","bluetooth":"block"},
             "wipe_grace_seconds":86400}"#;
         let p: Policy = serde_json::from_str(stored).unwrap();
         assert_eq!(
             p.check_actions,
             BTreeMap::from([
                 (Check::Firewall, EnforcementAction::Report),
-                (Check::OsUpdates, EnforcementAction::Wipe),
+                (Check::Uptime, EnforcementAction::Wipe),
             ]),
             "a newer version's check is not one this build can require"
         );
         let json = serde_json::to_value(&p).unwrap();
         assert_eq!(
             json["check_actions"],
-            serde_json::json!({"firewall": "report", "os_updates": "wipe"})
+            serde_json::json!({"firewall": "report", "uptime": "wipe"})
         );
         let changes: PolicyChanges =
             serde_json::from_str(r#"{"check_actions":{"os_updates":"report"}}"#).unwrap();

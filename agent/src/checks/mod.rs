@@ -12,6 +12,7 @@ mod pam;
 pub mod password;
 mod programs;
 pub mod updates;
+pub mod uptime;
 pub mod version;
 
 pub(crate) use programs::RunError;

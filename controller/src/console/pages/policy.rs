@@ -12,7 +12,8 @@ use ward_proto::v1::{
 
 use super::{Page, answer, q};
 use crate::cli::policy::{
-    check_action, max_age, max_inactivity, offline_wipe_after, os_updates_max_age, wipe_grace,
+    check_action, max_age, max_inactivity, max_uptime, offline_wipe_after, os_updates_max_age,
+    wipe_grace,
 };
 use crate::console::http::{CsrfForm, Empty, Shared};
 use crate::console::{Console, ui};
@@ -76,6 +77,11 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "Wipe grace for checks whose action is wipe, e.g. 72h",
         "wipe_grace_seconds",
     ),
+    (
+        "max_uptime",
+        "Longest time up since boot, e.g. 30d (0: no limit)",
+        "max_uptime_days",
+    ),
 ];
 
 const FLAGS: &[(&str, &str, &str)] = &[
@@ -126,6 +132,7 @@ fn text_value(p: &Policy, field: &str) -> String {
         "os_updates_max_age" => format!("{}d", p.os_updates_max_age_days),
         "min_agent_version" => p.min_agent_version.clone(),
         "wipe_grace" => duration_text(p.wipe_grace_seconds),
+        "max_uptime" => format!("{}d", p.max_uptime_days),
         _ => String::new(),
     }
 }
@@ -284,6 +291,7 @@ pub struct PolicyForm {
     os_updates_max_age: String,
     min_agent_version: String,
     wipe_grace: String,
+    max_uptime: String,
     require_encryption: Option<String>,
     require_firewall: Option<String>,
     enforce: Option<String>,
@@ -305,6 +313,7 @@ impl PolicyForm {
             "os_updates_max_age" => &self.os_updates_max_age,
             "min_agent_version" => &self.min_agent_version,
             "wipe_grace" => &self.wipe_grace,
+            "max_uptime" => &self.max_uptime,
             _ => "",
         }
         .trim()
@@ -363,6 +372,7 @@ impl PolicyForm {
             current.os_updates_max_age_days,
             &os_updates_max_age,
         );
+        req.max_uptime_days = number("max_uptime", current.max_uptime_days, &max_uptime);
         let seconds: [(&str, u64, &mut Option<u64>, SecondsField); 2] = [
             (
                 "offline_wipe_after",
