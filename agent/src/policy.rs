@@ -167,6 +167,13 @@ fn humanize(seconds: u64) -> String {
 mod tests {
     use super::*;
 
+    fn action(check: &str, action: v1::EnforcementAction) -> v1::CheckAction {
+        v1::CheckAction {
+            check: check.into(),
+            action: action as i32,
+        }
+    }
+
     fn check(name: &str, status: v1::CheckStatus) -> v1::ComplianceCheck {
         v1::ComplianceCheck {
             name: name.into(),
@@ -182,14 +189,8 @@ mod tests {
             forbidden_packages: vec!["telegram-desktop".into()],
             min_agent_version: "0.1.0".into(),
             check_actions: vec![
-                v1::CheckAction {
-                    check: "forbidden_packages".into(),
-                    action: v1::EnforcementAction::Report as i32,
-                },
-                v1::CheckAction {
-                    check: "firewall".into(),
-                    action: v1::EnforcementAction::Wipe as i32,
-                },
+                action("forbidden_packages", v1::EnforcementAction::Report),
+                action("firewall", v1::EnforcementAction::Wipe),
             ],
             wipe_grace_seconds: 86_400,
             ..v1::Policy::default()
@@ -255,14 +256,8 @@ mod tests {
         let policy = AgentPolicy::from(v1::Policy {
             require_firewall: true,
             check_actions: vec![
-                v1::CheckAction {
-                    check: "bluetooth".into(),
-                    action: v1::EnforcementAction::Wipe as i32,
-                },
-                v1::CheckAction {
-                    check: "firewall".into(),
-                    action: v1::EnforcementAction::Report as i32,
-                },
+                action("bluetooth", v1::EnforcementAction::Wipe),
+                action("firewall", v1::EnforcementAction::Report),
             ],
             ..v1::Policy::default()
         });
@@ -280,10 +275,7 @@ mod tests {
             max_uptime_days: 30,
             revision: 7,
             scope: "default".into(),
-            check_actions: vec![v1::CheckAction {
-                check: "uptime".into(),
-                action: v1::EnforcementAction::Report as i32,
-            }],
+            check_actions: vec![action("uptime", v1::EnforcementAction::Report)],
             ..v1::Policy::default()
         });
         assert_eq!(policy.required_checks(), vec![Check::Uptime]);
