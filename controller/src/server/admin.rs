@@ -172,7 +172,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
                     devices.retain(|d| {
                         d.compliance
                             .as_ref()
-                            .is_some_and(|c| c.failing().any(|f| f == req.failing_check))
+                            .is_some_and(|c| c.failing().any(|f| f.as_str() == req.failing_check))
                     });
                 }
                 Ok(devices)
