@@ -20,6 +20,7 @@ use crate::hub::Hub;
 use crate::store::{Announcement, Redemption, Store, StoreError};
 
 mod admins;
+mod announcer;
 pub mod audit;
 mod audit_anchor;
 mod audit_syslog;
@@ -189,6 +190,8 @@ pub struct App {
     audit_state: Arc<audit::AuditState>,
     /// Command transitions, gathered into one job of the store's writer.
     transitions: transitions::Transitions,
+    /// Announcements to the other replicas, gathered and sent in the background.
+    announcer: announcer::Announcer,
     /// Certificates, devices and policies the agent API reads on every call.
     reads: reads::Reads,
     /// The listener's certificate, renewed while serving.
@@ -228,6 +231,7 @@ impl App {
         store.writer().stats().observe_with(metrics.clone());
         let audit_state = Arc::new(audit::AuditState::default());
         let transitions = transitions::Transitions::start(Arc::clone(&store), Arc::clone(&clock));
+        let announcer = announcer::Announcer::start(Arc::clone(&store));
         store.keep_audit_with(Arc::new(audit::Keeper {
             cas: Arc::clone(&cas),
             metrics: Arc::clone(&metrics),
@@ -245,6 +249,7 @@ impl App {
             config,
             audit_state,
             transitions,
+            announcer,
             reads: reads::Reads::default(),
             server_cert: std::sync::OnceLock::new(),
             renewal_limits: renewal::RenewalLimits::default(),
@@ -379,9 +384,7 @@ impl App {
     /// Tells the other replicas. A failed announcement only delays them (they also refresh
     /// periodically), so it is logged, not returned.
     async fn announce(&self, event: Announcement) {
-        if let Err(e) = self.store.announce(event).await {
-            warn!(error = %e, ?event, "cannot notify the other controller replicas");
-        }
+        self.announcer.send(event);
     }
 
     /// Acts on `events` here and tells the other replicas in as few messages as possible
