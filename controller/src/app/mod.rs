@@ -34,7 +34,9 @@ mod checkin_tests;
 #[cfg(test)]
 mod command_ttl_tests;
 mod commands;
+mod config;
 pub mod directory;
+mod error;
 mod lease;
 mod lifecycle;
 pub mod offboard;
@@ -63,49 +65,10 @@ pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, Ch
 pub use audit_syslog::SyslogConfig;
 pub use checkin::{ActiveDevice, CheckInReport, CheckedIn, ComplianceReport};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
+pub use config::AppConfig;
+pub use error::AppError;
 pub use policy::check_report;
 pub use webhook_delivery::DeliveryConfig;
-
-/// Settings an operator chooses at `wardctl serve`.
-#[derive(Clone, Debug)]
-pub struct AppConfig {
-    pub device_cert_lifetime: Duration,
-    pub admin_cert_lifetime: Duration,
-    pub checkin_interval: Duration,
-    pub token_default_ttl: Duration,
-    /// The URL devices enroll against, printed in `token create`'s enroll line.
-    pub public_url: String,
-    /// When set, full wipes, and offboardings of more than this many devices, wait for a
-    /// second admin's approval.
-    pub approval_threshold: Option<usize>,
-    /// Enrollment attempts one client address may make: a burst, then this many per minute.
-    pub enroll_burst: u32,
-    pub enroll_per_minute: u32,
-    /// HTTP/2 keepalive: a PING after this much silence on a connection, which is closed if
-    /// the answer takes longer than `keepalive_timeout` (a device gone without a goodbye).
-    pub keepalive_interval: Duration,
-    pub keepalive_timeout: Duration,
-    /// Signed checkpoints of the audit chain: where and how often.
-    pub audit_checkpoints: CheckpointConfig,
-}
-
-impl AppConfig {
-    pub fn with_public_url(public_url: String) -> Self {
-        Self {
-            device_cert_lifetime: ward_certs::ca::DEVICE_LIFETIME,
-            admin_cert_lifetime: ward_certs::ca::ADMIN_LIFETIME,
-            checkin_interval: Duration::from_secs(60),
-            token_default_ttl: TOKEN_DEFAULT_TTL,
-            public_url,
-            approval_threshold: None,
-            enroll_burst: 20,
-            enroll_per_minute: 60,
-            keepalive_interval: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(10),
-            audit_checkpoints: CheckpointConfig::default(),
-        }
-    }
-}
 
 /// How often the revocation list is re-read from the store, in case an announcement from
 /// another replica was lost.
@@ -119,44 +82,6 @@ pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
 pub const TOKEN_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 pub const CERT_MIN_LIFETIME: Duration = Duration::from_secs(3600);
 pub const CERT_MAX_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
-
-/// Errors with the category the edge maps to a status code. Messages are for the caller and
-/// never contain a secret.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// Too busy to take this call now; the caller may retry after the hint.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::AlreadyExists(what) => {
-                AppError::AlreadyExists(format!("{what} already exists"))
-            }
-            StoreError::Overloaded => AppError::Unavailable(
-                "the controller is busy committing other devices' changes; retry in a few seconds"
-                    .into(),
-            ),
-            other => AppError::Internal(other.to_string()),
-        }
-    }
-}
 
 /// The result of a successful enrollment.
 #[derive(Debug)]
