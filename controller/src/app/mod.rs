@@ -13,8 +13,8 @@ use crate::ca_set::CaSet;
 
 use crate::core::refs::{DeviceRef, HostName};
 use crate::core::{
-    Admin, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken, NewDevice,
-    Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
+    Admin, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken, NewDevice, Permission, Timestamp,
+    TokenRecord, TokenStatus, UserEmail,
 };
 use crate::hub::Hub;
 use crate::store::{Announcement, Redemption, Store, StoreError};
@@ -28,6 +28,7 @@ pub mod bulk_wipe;
 pub mod ca_rotation;
 #[cfg(test)]
 mod ca_rotation_review_tests;
+mod certificates;
 mod checkin;
 #[cfg(test)]
 mod checkin_tests;
@@ -63,6 +64,9 @@ pub mod webhooks;
 pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
 pub use audit_syslog::SyslogConfig;
+pub use certificates::{
+    CERT_MAX_LIFETIME, CERT_MIN_LIFETIME, certificate_record, check_cert_lifetime,
+};
 pub use checkin::{ActiveDevice, CheckInReport, CheckedIn, ComplianceReport};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use config::AppConfig;
@@ -80,8 +84,6 @@ pub const OFFLINE_TIMER: &str = "offline-timer";
 pub const TOKEN_DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
 pub const TOKEN_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const CERT_MIN_LIFETIME: Duration = Duration::from_secs(3600);
-pub const CERT_MAX_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
 
 /// The result of a successful enrollment.
 #[derive(Debug)]
@@ -832,35 +834,6 @@ impl App {
                     .join(", ")
             ))),
         }
-    }
-}
-
-pub fn certificate_record(
-    certificate: &IssuedCertificate,
-    identity: &Identity,
-    issued_at: Timestamp,
-) -> CertificateRecord {
-    CertificateRecord {
-        serial: certificate.serial.clone(),
-        subject: identity.to_uri(),
-        not_before: Timestamp::from_datetime(certificate.not_before),
-        not_after: Timestamp::from_datetime(certificate.not_after),
-        issued_at,
-        revoked_at: None,
-        der: Some(certificate.der.clone()),
-    }
-}
-
-pub fn check_cert_lifetime(lifetime: Duration) -> Result<(), AppError> {
-    if (CERT_MIN_LIFETIME..=CERT_MAX_LIFETIME).contains(&lifetime) {
-        Ok(())
-    } else {
-        Err(AppError::InvalidArgument(format!(
-            "certificate lifetime {} is out of range: use {} to {}",
-            crate::core::duration::format(lifetime),
-            crate::core::duration::format(CERT_MIN_LIFETIME),
-            crate::core::duration::format(CERT_MAX_LIFETIME)
-        )))
     }
 }
 
