@@ -376,6 +376,11 @@ impl App {
         Ok((body, signature))
     }
 
+    /// Commands per state, across every replica.
+    pub async fn count_commands(&self) -> Result<Vec<(crate::core::CommandState, u64)>, AppError> {
+        Ok(self.store.count_commands().await?)
+    }
+
     pub async fn list_commands(
         &self,
         device: Option<DeviceId>,

@@ -1,12 +1,18 @@
-//! The controller's operations, between the gRPC edge and the store. Knows nothing of tonic or
-//! sqlx: it takes domain values, checks them, and calls the [`Store`] trait.
+//! The controller's operations, between the gRPC edge and the store: [`App`] takes domain
+//! values, checks them, and calls the [`Store`] trait. Knows nothing of tonic or sqlx.
+//!
+//! This file holds [`App`] and its construction; each concern is its own file, an `impl App`
+//! block named for what it holds: who is calling (`auth`), enrollment (`enrollment`,
+//! `tokens`), devices (`devices`), commands (`commands`), offboarding and lost mode
+//! (`offboard`), disable, enable and retirement (`lifecycle`), check-in and posture
+//! (`checkin`, `policy`, `offline_wipe`), certificates (`certificates`, `renewal`, `admins`),
+//! the audit log (`audit*`) and the replicas kept in step (`replicas`, `reads`).
 
 use std::sync::Arc;
 
 use ward_certs::CertificateAuthority;
 
 use crate::ca_set::CaSet;
-
 use crate::core::{Clock, Timestamp};
 use crate::hub::Hub;
 use crate::store::Store;
@@ -69,11 +75,9 @@ pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use config::AppConfig;
 pub use enrollment::{CreatedToken, Enrolled, TOKEN_DEFAULT_TTL, TOKEN_MAX_TTL, TOKEN_MIN_TTL};
 pub use error::AppError;
+pub use offline_wipe::OFFLINE_TIMER;
 pub use policy::check_report;
 pub use webhook_delivery::DeliveryConfig;
-
-/// The command id in receipts of wipes the agent's offline timer made.
-pub const OFFLINE_TIMER: &str = "offline-timer";
 
 pub struct App {
     store: Arc<dyn Store>,
@@ -184,11 +188,6 @@ impl App {
     /// What the store's writer is doing, for `/metrics`.
     pub fn writer_stats(&self) -> &crate::store::writer::WriterStats {
         self.store.writer().stats()
-    }
-
-    /// Commands per state, across every replica.
-    pub async fn count_commands(&self) -> Result<Vec<(crate::core::CommandState, u64)>, AppError> {
-        Ok(self.store.count_commands().await?)
     }
 
     pub fn hub(&self) -> &Hub {
