@@ -3,7 +3,7 @@
 //!
 //! This file holds [`App`] and its construction; each concern is its own file, an `impl App`
 //! block named for what it holds: who is calling (`auth`), enrollment (`enrollment`,
-//! `tokens`), devices (`devices`), commands (`commands`), offboarding and lost mode
+//! `tokens`), devices (`devices`), commands (`commands`; what follows their end, `completion`), offboarding and lost mode
 //! (`offboard`), disable, enable and retirement (`lifecycle`), check-in and posture
 //! (`checkin`, `policy`, `offline_wipe`), certificates (`certificates`, `renewal`, `admins`),
 //! the audit log (`audit*`) and the replicas kept in step (`replicas`, `reads`).
@@ -34,6 +34,7 @@ mod checkin_tests;
 #[cfg(test)]
 mod command_ttl_tests;
 mod commands;
+mod completion;
 mod config;
 mod devices;
 pub mod directory;
