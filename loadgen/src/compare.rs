@@ -294,7 +294,7 @@ mod tests {
         };
         assert_eq!(
             line("the same: last ack"),
-            "| the same: last ack | ms | 43,100 | 1,100 | 800 | 1.38 | ≤ 1.5× baseline | met | – | – | – | – | ≤ 1.5× baseline | |"
+            "| the same: last ack | ms | 43,100 | 1,100 | 800 | 1.38 | ≤ 1.5× baseline | met | – | – | – | – | ≤ 1.5× baseline |  |"
         );
         assert!(
             line("the same: all receipts verified and devices revoked (after the acks)")
