@@ -35,9 +35,13 @@ after="$abs_target/release/ward-loadgen"
 sides=("$after bench/results")
 if [ -n "${BEFORE:-}" ]; then
   rev=$(git rev-parse --short "$BEFORE")
-  tree=$(mktemp -d)
-  trap 'git worktree remove --force "$tree" >/dev/null 2>&1 || true' EXIT
-  git worktree add --detach "$tree" "$rev" >/dev/null
+  # Its sources stay beside the target directory (cargo knows crates by path and mtime, so a
+  # second run with the same REV rebuilds nothing); `git worktree remove` it when done.
+  tree="$abs_target-before-src"
+  if [ "$(git -C "$tree" rev-parse --short HEAD 2>/dev/null)" != "$rev" ]; then
+    git worktree remove --force "$tree" >/dev/null 2>&1 || true
+    git worktree add --detach "$tree" "$rev" >/dev/null
+  fi
   # Its own target directory (its binaries must not replace these), seeded with this one's
   # dependencies so only Ward's crates compile again.
   [ -d "$abs_target-before" ] || cp -a "$abs_target" "$abs_target-before"

@@ -259,11 +259,14 @@ async fn compliance_report(
 }
 
 /// The report when the checks themselves failed: each required check with status error.
-fn checks_that_did_not_run(required: &[&str], why: &str) -> Vec<ward_proto::v1::ComplianceCheck> {
+fn checks_that_did_not_run(
+    required: &[ward_vocab::Check],
+    why: &str,
+) -> Vec<ward_proto::v1::ComplianceCheck> {
     required
         .iter()
-        .map(|name| ward_proto::v1::ComplianceCheck {
-            name: (*name).to_owned(),
+        .map(|check| ward_proto::v1::ComplianceCheck {
+            name: check.as_str().to_owned(),
             status: ward_proto::v1::CheckStatus::Error as i32,
             detail: format!("the agent's checks did not finish: {why}"),
         })
@@ -335,6 +338,7 @@ mod tests {
     use super::compliance_report;
     use crate::platform::{ActionError, Platform};
     use crate::policy::AgentPolicy;
+    use ward_vocab::policy::Policy;
 
     /// A platform whose checks panic, as a bug in a check would.
     #[derive(Debug)]
@@ -359,11 +363,11 @@ mod tests {
     #[tokio::test]
     async fn a_check_that_panics_is_reported_as_an_error_on_every_required_check() {
         let state = tempfile::tempdir().unwrap();
-        let policy = AgentPolicy {
+        let policy = AgentPolicy::from(Policy {
             require_disk_encryption: true,
             require_firewall: true,
-            ..AgentPolicy::default()
-        };
+            ..Policy::default()
+        });
         policy.save(state.path()).unwrap();
         let (report, inventory) =
             compliance_report(state.path(), &[], Arc::new(PanickingChecks)).await;

@@ -6,6 +6,7 @@ use crate::offline::OfflineTimer;
 use crate::policy::AgentPolicy;
 use crate::secrets::SecretStoreKind;
 use crate::vault::Vault;
+use ward_vocab::policy::Policy;
 
 fn t0() -> time::OffsetDateTime {
     time::OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap()
@@ -48,10 +49,10 @@ async fn gate_with_clock() -> (tempfile::TempDir, Arc<Gate>, ManualClock) {
 #[tokio::test]
 async fn past_the_offline_deadline_the_key_is_withheld() {
     let (_tmp, gate, clock) = gate_with_clock().await;
-    AgentPolicy {
+    AgentPolicy::from(Policy {
         offline_wipe_after_seconds: 3600,
-        ..AgentPolicy::default()
-    }
+        ..Policy::default()
+    })
     .save(&gate.state_dir)
     .unwrap();
     clock.advance(std::time::Duration::from_secs(3599));
@@ -243,10 +244,10 @@ async fn a_key_read_under_way_when_the_deadline_passes_is_not_sent() {
     #[cfg(feature = "failpoints")]
     {
         let (_tmp, gate, clock) = gate_with_clock().await;
-        AgentPolicy {
+        AgentPolicy::from(Policy {
             offline_wipe_after_seconds: 3600,
-            ..AgentPolicy::default()
-        }
+            ..Policy::default()
+        })
         .save(&gate.state_dir)
         .unwrap();
         clock.advance(std::time::Duration::from_secs(3599));
@@ -277,10 +278,10 @@ async fn a_key_read_under_way_when_the_deadline_passes_is_not_sent() {
 #[tokio::test]
 async fn while_the_timer_cannot_write_its_count_the_key_is_withheld() {
     let (_tmp, gate, clock) = gate_with_clock().await;
-    AgentPolicy {
+    AgentPolicy::from(Policy {
         offline_wipe_after_seconds: 3600,
-        ..AgentPolicy::default()
-    }
+        ..Policy::default()
+    })
     .save(&gate.state_dir)
     .unwrap();
     let slots = crate::timer_file::path(&gate.state_dir);

@@ -68,6 +68,7 @@ use crate::policy::AgentPolicy;
 use crate::timer_file;
 use crate::vault::{Vault, WipeJournal, WipeStep};
 use crate::vault_slot::VaultSlot;
+use ward_vocab::policy::Policy;
 
 /// The cause recorded in the wipe journal and the receipt's command id.
 pub const CAUSE: &str = "offline-timer";
@@ -502,13 +503,12 @@ impl OfflineTimer {
             }
             None => {
                 if last.is_none() {
-                    *last = self
-                        .record()
-                        .offline_wipe_after_seconds
-                        .map(|limit| AgentPolicy {
+                    *last = self.record().offline_wipe_after_seconds.map(|limit| {
+                        AgentPolicy::from(Policy {
                             offline_wipe_after_seconds: limit,
-                            ..AgentPolicy::default()
-                        });
+                            ..Policy::default()
+                        })
+                    });
                 }
                 if last.is_some()
                     && self

@@ -15,10 +15,10 @@ fn t0() -> OffsetDateTime {
 }
 
 fn policy(hours: u64) -> AgentPolicy {
-    AgentPolicy {
+    AgentPolicy::from(Policy {
         offline_wipe_after_seconds: hours * 3600,
-        ..AgentPolicy::default()
-    }
+        ..Policy::default()
+    })
 }
 
 #[test]

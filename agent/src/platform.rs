@@ -291,23 +291,20 @@ impl Platform for LinuxPlatform {
     ) -> Vec<v1::ComplianceCheck> {
         let survey = self.survey();
         vec![
-            checks::disk::check(&self.roots, data_paths).into_wire(Check::DiskEncryption.as_str()),
+            checks::disk::check(&self.roots, data_paths).into_wire(Check::DiskEncryption),
             checks::password::check(&self.roots, policy, may_write && policy.enforce)
-                .into_wire(Check::PasswordRules.as_str()),
+                .into_wire(Check::PasswordRules),
             checks::autolock::check(&self.roots, policy.auto_lock_seconds)
-                .into_wire(Check::AutoLock.as_str()),
+                .into_wire(Check::AutoLock),
             // Reported as found even where the policy does not require it.
-            survey
-                .firewall
-                .outcome
-                .clone()
-                .into_wire(Check::Firewall.as_str()),
+            survey.firewall.outcome.clone().into_wire(Check::Firewall),
             checks::packages::check_installed(&survey.packages, &policy.forbidden_packages)
-                .into_wire(Check::ForbiddenPackages.as_str()),
+                .into_wire(Check::ForbiddenPackages),
             self.updates(policy.os_updates_max_age_days)
-                .into_wire(Check::OsUpdates.as_str()),
+                .into_wire(Check::OsUpdates),
             checks::version::check(env!("CARGO_PKG_VERSION"), &policy.min_agent_version)
-                .into_wire(Check::AgentVersion.as_str()),
+                .into_wire(Check::AgentVersion),
+            checks::uptime::check(&self.roots, policy.max_uptime_days).into_wire(Check::Uptime),
         ]
     }
 
@@ -348,9 +345,6 @@ impl Platform for LinuxPlatform {
     }
 }
 
-/// Every check the agent reports, in report order.
-pub const CHECKS: [&str; 7] = Check::NAMES;
-
 /// Platforms Ward has no honest implementation for yet.
 #[derive(Clone, Debug, Default)]
 pub struct UnsupportedPlatform;
@@ -376,17 +370,17 @@ impl Platform for UnsupportedPlatform {
             "compliance checks are not implemented on {}",
             std::env::consts::OS
         );
-        CHECKS
-            .iter()
-            .map(|name| {
-                match *name {
+        Check::ALL
+            .into_iter()
+            .map(|check| {
+                match check {
                     // The agent knows its own version on every platform.
-                    "agent_version" => {
+                    Check::AgentVersion => {
                         checks::version::check(env!("CARGO_PKG_VERSION"), &policy.min_agent_version)
                     }
                     _ => Outcome::Unsupported(why.clone()),
                 }
-                .into_wire(name)
+                .into_wire(check)
             })
             .collect()
     }
@@ -522,7 +516,7 @@ esac
     fn unsupported_platforms_never_pass_a_check() {
         let checks =
             UnsupportedPlatform.compliance(&AgentPolicy::default(), &[Path::new("/")], false);
-        assert_eq!(checks.len(), CHECKS.len());
+        assert_eq!(checks.len(), Check::ALL.len());
         assert!(
             checks
                 .iter()

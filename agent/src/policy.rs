@@ -1,41 +1,46 @@
 //! The device's effective policy as the controller last sent it, kept in `STATE/policy.json`
 //! so checks and the offline timer work while the controller is unreachable.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 use ward_certs::files::replace_file;
 use ward_proto::v1;
+use ward_vocab::policy::Policy;
 use ward_vocab::{Check, EnforcementAction};
 
+/// The policy as the agent holds it: the controller's rules (the one shared type), with the
+/// revision and scope they were sent under. `policy.json` is one flat JSON object, as before.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct AgentPolicy {
-    pub password_min_length: u32,
-    pub password_min_classes: u32,
-    pub password_max_age_days: u32,
-    pub password_history: u32,
-    pub max_failed_attempts: u32,
-    pub auto_lock_seconds: u32,
-    pub require_disk_encryption: bool,
-    pub offline_wipe_after_seconds: u64,
-    pub enforce: bool,
+    #[serde(flatten)]
+    pub rules: Policy,
     pub revision: u64,
     pub scope: String,
-    pub require_firewall: bool,
-    pub forbidden_packages: Vec<String>,
-    pub os_updates_max_age_days: u32,
-    pub min_agent_version: String,
-    /// Check name → what its failure leads to; a check not listed blocks.
-    pub check_actions: BTreeMap<String, EnforcementAction>,
-    pub wipe_grace_seconds: u64,
+}
+
+impl std::ops::Deref for AgentPolicy {
+    type Target = Policy;
+
+    fn deref(&self) -> &Policy {
+        &self.rules
+    }
+}
+
+impl From<Policy> for AgentPolicy {
+    fn from(rules: Policy) -> Self {
+        Self {
+            rules,
+            ..Self::default()
+        }
+    }
 }
 
 /// A required check that fails, with what the policy makes of it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    pub check: &'static str,
+    pub check: Check,
     pub detail: String,
     pub action: EnforcementAction,
     /// The device reported `fail` (not unsupported, an error, or nothing): only a definite
@@ -52,7 +57,7 @@ impl Failure {
 
 impl From<v1::Policy> for AgentPolicy {
     fn from(p: v1::Policy) -> Self {
-        Self {
+        let rules = Policy {
             password_min_length: p.password_min_length,
             password_min_classes: p.password_min_classes,
             password_max_age_days: p.password_max_age_days,
@@ -62,8 +67,6 @@ impl From<v1::Policy> for AgentPolicy {
             require_disk_encryption: p.require_disk_encryption,
             offline_wipe_after_seconds: p.offline_wipe_after_seconds,
             enforce: p.enforce,
-            revision: p.revision,
-            scope: p.scope,
             require_firewall: p.require_firewall,
             forbidden_packages: p.forbidden_packages,
             os_updates_max_age_days: p.os_updates_max_age_days,
@@ -71,62 +74,36 @@ impl From<v1::Policy> for AgentPolicy {
             check_actions: p
                 .check_actions
                 .into_iter()
-                .map(|a| {
+                // A check this agent does not know (a newer controller's) is one it neither
+                // reports nor requires: its action has nothing to act on.
+                .filter_map(|a| {
                     let action = match v1::EnforcementAction::try_from(a.action) {
                         Ok(v1::EnforcementAction::Report) => EnforcementAction::Report,
                         Ok(v1::EnforcementAction::Wipe) => EnforcementAction::Wipe,
                         // Block, and unknown actions: the stricter reading of a newer controller.
                         _ => EnforcementAction::Block,
                     };
-                    (a.check, action)
+                    Some((Check::named(&a.check)?, action))
                 })
                 .collect(),
             wipe_grace_seconds: p.wipe_grace_seconds,
+            max_uptime_days: p.max_uptime_days,
+        };
+        Self {
+            rules,
+            revision: p.revision,
+            scope: p.scope,
         }
     }
 }
 
 impl AgentPolicy {
-    pub fn has_password_rules(&self) -> bool {
-        self.password_min_length > 0
-            || self.password_min_classes > 0
-            || self.password_max_age_days > 0
-            || self.password_history > 0
-            || self.max_failed_attempts > 0
-    }
-
-    /// Names of the checks this policy requires to pass (the controller judges the same way).
-    pub fn required_checks(&self) -> Vec<&'static str> {
-        let required = |check: Check| match check {
-            Check::DiskEncryption => self.require_disk_encryption,
-            Check::PasswordRules => self.has_password_rules(),
-            Check::AutoLock => self.auto_lock_seconds > 0,
-            Check::Firewall => self.require_firewall,
-            Check::ForbiddenPackages => !self.forbidden_packages.is_empty(),
-            Check::OsUpdates => self.os_updates_max_age_days > 0,
-            Check::AgentVersion => !self.min_agent_version.is_empty(),
-        };
-        Check::ALL
-            .into_iter()
-            .filter(|check| required(*check))
-            .map(Check::as_str)
-            .collect()
-    }
-
-    /// What a failing `check` leads to.
-    pub fn action_for(&self, check: &str) -> EnforcementAction {
-        self.check_actions
-            .get(check)
-            .copied()
-            .unwrap_or(EnforcementAction::Block)
-    }
-
     /// The required checks `checks` do not pass; empty when the device is compliant.
     pub fn failures(&self, checks: &[v1::ComplianceCheck]) -> Vec<Failure> {
         self.required_checks()
             .into_iter()
-            .filter_map(|name| {
-                let (detail, definite) = match checks.iter().find(|c| c.name == name) {
+            .filter_map(|name: Check| {
+                let (detail, definite) = match checks.iter().find(|c| c.name == name.as_str()) {
                     Some(c) if c.status == v1::CheckStatus::Pass as i32 => return None,
                     Some(c) => (c.detail.clone(), c.status == v1::CheckStatus::Fail as i32),
                     None => ("not checked".to_owned(), false),
@@ -190,6 +167,13 @@ fn humanize(seconds: u64) -> String {
 mod tests {
     use super::*;
 
+    fn action(check: &str, action: v1::EnforcementAction) -> v1::CheckAction {
+        v1::CheckAction {
+            check: check.into(),
+            action: action as i32,
+        }
+    }
+
     fn check(name: &str, status: v1::CheckStatus) -> v1::ComplianceCheck {
         v1::ComplianceCheck {
             name: name.into(),
@@ -205,14 +189,8 @@ mod tests {
             forbidden_packages: vec!["telegram-desktop".into()],
             min_agent_version: "0.1.0".into(),
             check_actions: vec![
-                v1::CheckAction {
-                    check: "forbidden_packages".into(),
-                    action: v1::EnforcementAction::Report as i32,
-                },
-                v1::CheckAction {
-                    check: "firewall".into(),
-                    action: v1::EnforcementAction::Wipe as i32,
-                },
+                action("forbidden_packages", v1::EnforcementAction::Report),
+                action("firewall", v1::EnforcementAction::Wipe),
             ],
             wipe_grace_seconds: 86_400,
             ..v1::Policy::default()
@@ -220,7 +198,11 @@ mod tests {
         let policy = AgentPolicy::from(wire);
         assert_eq!(
             policy.required_checks(),
-            vec!["firewall", "forbidden_packages", "agent_version"]
+            vec![
+                Check::Firewall,
+                Check::ForbiddenPackages,
+                Check::AgentVersion
+            ]
         );
         let reported = [
             check("firewall", v1::CheckStatus::Pass),
@@ -266,6 +248,60 @@ mod tests {
             }],
             ..v1::Policy::default()
         });
-        assert_eq!(policy.action_for("firewall"), EnforcementAction::Block);
+        assert_eq!(policy.action_for(Check::Firewall), EnforcementAction::Block);
+    }
+
+    #[test]
+    fn an_unknown_check_from_a_newer_controller_is_never_required_and_its_action_is_dropped() {
+        let policy = AgentPolicy::from(v1::Policy {
+            require_firewall: true,
+            check_actions: vec![
+                action("bluetooth", v1::EnforcementAction::Wipe),
+                action("firewall", v1::EnforcementAction::Report),
+            ],
+            ..v1::Policy::default()
+        });
+        assert_eq!(policy.required_checks(), vec![Check::Firewall]);
+        assert_eq!(
+            policy.check_actions,
+            [(Check::Firewall, EnforcementAction::Report)].into()
+        );
+    }
+
+    #[test]
+    fn policy_json_stays_one_flat_object_and_older_files_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let policy = AgentPolicy::from(v1::Policy {
+            max_uptime_days: 30,
+            revision: 7,
+            scope: "default".into(),
+            check_actions: vec![action("uptime", v1::EnforcementAction::Report)],
+            ..v1::Policy::default()
+        });
+        assert_eq!(policy.required_checks(), vec![Check::Uptime]);
+        policy.save(dir.path()).unwrap();
+        let text = std::fs::read_to_string(dir.path().join("policy.json")).unwrap();
+        let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(json["revision"], 7);
+        assert_eq!(json["max_uptime_days"], 30);
+        assert_eq!(json["check_actions"]["uptime"], "report");
+        assert_eq!(AgentPolicy::load(dir.path()), Some(policy));
+        // As an older agent wrote it: no uptime rule; and a newer one's unknown field and check.
+        let older = r#"{"password_min_length":8,"require_firewall":true,"revision":3,
+            "scope":"user:a@b.org","check_actions":{"firewall":"wipe","bluetooth":"block"},
+            "wipe_grace_seconds":3600,"a_newer_rule":1}"#;
+        std::fs::write(dir.path().join("policy.json"), older).unwrap();
+        let loaded = AgentPolicy::load(dir.path()).unwrap();
+        assert_eq!(
+            (loaded.revision, loaded.scope.as_str()),
+            (3, "user:a@b.org")
+        );
+        assert_eq!(loaded.password_min_length, 8);
+        assert_eq!(loaded.max_uptime_days, 0, "no limit");
+        assert_eq!(loaded.action_for(Check::Firewall), EnforcementAction::Wipe);
+        assert_eq!(
+            loaded.required_checks(),
+            vec![Check::PasswordRules, Check::Firewall]
+        );
     }
 }

@@ -43,10 +43,8 @@ pub use model::{
     OfflineWipe, UserEmail,
 };
 pub use policy::{
-    ALL_CHECKS, CHECK_AGENT_VERSION, CHECK_AUTO_LOCK, CHECK_DISK_ENCRYPTION, CHECK_FIREWALL,
-    CHECK_FORBIDDEN_PACKAGES, CHECK_OS_UPDATES, CHECK_PASSWORD_RULES, CheckStatus, Compliance,
-    ComplianceCheck, EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyRule, PolicyScope,
-    StoredPolicy,
+    Check, CheckStatus, Compliance, ComplianceCheck, EnforcementAction, Policy, PolicyBody,
+    PolicyChanges, PolicyRule, PolicyScope, StoredPolicy,
 };
 pub use posture::{Disabled, Enforcement, Inventory};
 pub use refs::DeviceRef;

@@ -1,461 +1,19 @@
 //! Device policy and compliance: what a device must meet, and whether its last report met it.
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use ward_vocab::Check;
-
 use super::{Timestamp, UserEmail};
 
-/// The rules. Zero / false means "no requirement".
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Policy {
-    pub password_min_length: u32,
-    pub password_min_classes: u32,
-    pub password_max_age_days: u32,
-    pub password_history: u32,
-    pub max_failed_attempts: u32,
-    pub auto_lock_seconds: u32,
-    pub require_disk_encryption: bool,
-    pub offline_wipe_after_seconds: u64,
-    pub enforce: bool,
-    pub require_firewall: bool,
-    /// Package names that must not be installed; empty: no rule.
-    pub forbidden_packages: Vec<String>,
-    /// 0: no rule; else no pending security update and a package update within this many days.
-    pub os_updates_max_age_days: u32,
-    /// Empty: no rule; else a version such as "0.2.0" the agent may not be older than.
-    pub min_agent_version: String,
-    /// What a failing required check leads to; a check not listed blocks.
-    pub check_actions: BTreeMap<String, EnforcementAction>,
-    /// For checks whose action is `wipe`: how long they may fail first.
-    pub wipe_grace_seconds: u64,
-}
-
+/// The rules, their changes and limits: one type with the agent (`ward_vocab::policy`).
+pub use ward_vocab::policy::{
+    MAX_FORBIDDEN_PACKAGES, MAX_PACKAGE_NAME, MAX_UPTIME_DAYS, Policy, PolicyChanges, PolicyError,
+    parse_version,
+};
 /// Shared with the agent.
-pub use ward_vocab::EnforcementAction;
-
-/// Some fields of a policy: a change an admin asks for, and a user's override, which is kept
-/// as only the fields it sets, so the user's devices follow every other change of the default.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct PolicyChanges {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_min_length: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_min_classes: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_max_age_days: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub password_history: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub max_failed_attempts: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub auto_lock_seconds: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub require_disk_encryption: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub offline_wipe_after_seconds: Option<u64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub enforce: Option<bool>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub require_firewall: Option<bool>,
-    /// Replaces the whole denylist.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub forbidden_packages: Option<Vec<String>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub os_updates_max_age_days: Option<u32>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub min_agent_version: Option<String>,
-    /// Only the checks listed change their action.
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
-    pub check_actions: BTreeMap<String, EnforcementAction>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub wipe_grace_seconds: Option<u64>,
-}
-
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("policy field {field} = {value} is not allowed: {allowed}")]
-pub struct PolicyError {
-    pub field: &'static str,
-    pub value: String,
-    pub allowed: String,
-}
-
-/// The most packages a denylist may hold, and the longest name.
-pub const MAX_FORBIDDEN_PACKAGES: usize = 200;
-pub const MAX_PACKAGE_NAME: usize = 128;
-
-/// Whether `name` can be a package name of dpkg, rpm, flatpak or snap.
-fn valid_package_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_PACKAGE_NAME
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '+' | '-' | '_' | '~'))
-}
-
-impl PolicyChanges {
-    pub fn is_empty(&self) -> bool {
-        *self == PolicyChanges::default()
-    }
-
-    /// The names of the policy fields this sets (as in [`Policy`]'s serialized form).
-    pub fn fields(&self) -> Vec<&'static str> {
-        let set = [
-            ("password_min_length", self.password_min_length.is_some()),
-            ("password_min_classes", self.password_min_classes.is_some()),
-            (
-                "password_max_age_days",
-                self.password_max_age_days.is_some(),
-            ),
-            ("password_history", self.password_history.is_some()),
-            ("max_failed_attempts", self.max_failed_attempts.is_some()),
-            ("auto_lock_seconds", self.auto_lock_seconds.is_some()),
-            (
-                "require_disk_encryption",
-                self.require_disk_encryption.is_some(),
-            ),
-            (
-                "offline_wipe_after_seconds",
-                self.offline_wipe_after_seconds.is_some(),
-            ),
-            ("enforce", self.enforce.is_some()),
-            ("require_firewall", self.require_firewall.is_some()),
-            ("forbidden_packages", self.forbidden_packages.is_some()),
-            (
-                "os_updates_max_age_days",
-                self.os_updates_max_age_days.is_some(),
-            ),
-            ("min_agent_version", self.min_agent_version.is_some()),
-            ("check_actions", !self.check_actions.is_empty()),
-            ("wipe_grace_seconds", self.wipe_grace_seconds.is_some()),
-        ];
-        set.into_iter()
-            .filter_map(|(name, on)| on.then_some(name))
-            .collect()
-    }
-
-    /// These changes, then `later` on top (a field `later` sets wins; check actions merge).
-    pub fn then(&self, later: &PolicyChanges) -> PolicyChanges {
-        let pick = |a: Option<u32>, b: Option<u32>| b.or(a);
-        PolicyChanges {
-            password_min_length: pick(self.password_min_length, later.password_min_length),
-            password_min_classes: pick(self.password_min_classes, later.password_min_classes),
-            password_max_age_days: pick(self.password_max_age_days, later.password_max_age_days),
-            password_history: pick(self.password_history, later.password_history),
-            max_failed_attempts: pick(self.max_failed_attempts, later.max_failed_attempts),
-            auto_lock_seconds: pick(self.auto_lock_seconds, later.auto_lock_seconds),
-            require_disk_encryption: later
-                .require_disk_encryption
-                .or(self.require_disk_encryption),
-            offline_wipe_after_seconds: later
-                .offline_wipe_after_seconds
-                .or(self.offline_wipe_after_seconds),
-            enforce: later.enforce.or(self.enforce),
-            require_firewall: later.require_firewall.or(self.require_firewall),
-            forbidden_packages: later
-                .forbidden_packages
-                .clone()
-                .or_else(|| self.forbidden_packages.clone()),
-            os_updates_max_age_days: pick(
-                self.os_updates_max_age_days,
-                later.os_updates_max_age_days,
-            ),
-            min_agent_version: later
-                .min_agent_version
-                .clone()
-                .or_else(|| self.min_agent_version.clone()),
-            check_actions: {
-                let mut actions = self.check_actions.clone();
-                actions.extend(later.check_actions.iter().map(|(k, v)| (k.clone(), *v)));
-                actions
-            },
-            wipe_grace_seconds: later.wipe_grace_seconds.or(self.wipe_grace_seconds),
-        }
-    }
-
-    /// The fields of `policy` that differ from `base`: what a full copy of a policy adds to
-    /// it (used to turn the full copies older versions stored as overrides into overrides).
-    pub fn difference(base: &Policy, policy: &Policy) -> PolicyChanges {
-        fn differs<T: PartialEq + Clone>(a: &T, b: &T) -> Option<T> {
-            (a != b).then(|| b.clone())
-        }
-        PolicyChanges {
-            password_min_length: differs(&base.password_min_length, &policy.password_min_length),
-            password_min_classes: differs(&base.password_min_classes, &policy.password_min_classes),
-            password_max_age_days: differs(
-                &base.password_max_age_days,
-                &policy.password_max_age_days,
-            ),
-            password_history: differs(&base.password_history, &policy.password_history),
-            max_failed_attempts: differs(&base.max_failed_attempts, &policy.max_failed_attempts),
-            auto_lock_seconds: differs(&base.auto_lock_seconds, &policy.auto_lock_seconds),
-            require_disk_encryption: differs(
-                &base.require_disk_encryption,
-                &policy.require_disk_encryption,
-            ),
-            offline_wipe_after_seconds: differs(
-                &base.offline_wipe_after_seconds,
-                &policy.offline_wipe_after_seconds,
-            ),
-            enforce: differs(&base.enforce, &policy.enforce),
-            require_firewall: differs(&base.require_firewall, &policy.require_firewall),
-            forbidden_packages: differs(&base.forbidden_packages, &policy.forbidden_packages),
-            os_updates_max_age_days: differs(
-                &base.os_updates_max_age_days,
-                &policy.os_updates_max_age_days,
-            ),
-            min_agent_version: differs(&base.min_agent_version, &policy.min_agent_version),
-            check_actions: policy
-                .check_actions
-                .iter()
-                .filter(|(k, v)| base.check_actions.get(*k) != Some(v))
-                .map(|(k, v)| (k.clone(), *v))
-                .collect(),
-            wipe_grace_seconds: differs(&base.wipe_grace_seconds, &policy.wipe_grace_seconds),
-        }
-    }
-}
-
-impl Policy {
-    /// This policy with `changes` applied, validated as a whole.
-    pub fn with(&self, changes: &PolicyChanges) -> Result<Policy, PolicyError> {
-        let c = changes;
-        let next = Policy {
-            password_min_length: c.password_min_length.unwrap_or(self.password_min_length),
-            password_min_classes: c.password_min_classes.unwrap_or(self.password_min_classes),
-            password_max_age_days: c
-                .password_max_age_days
-                .unwrap_or(self.password_max_age_days),
-            password_history: c.password_history.unwrap_or(self.password_history),
-            max_failed_attempts: c.max_failed_attempts.unwrap_or(self.max_failed_attempts),
-            auto_lock_seconds: c.auto_lock_seconds.unwrap_or(self.auto_lock_seconds),
-            require_disk_encryption: c
-                .require_disk_encryption
-                .unwrap_or(self.require_disk_encryption),
-            offline_wipe_after_seconds: c
-                .offline_wipe_after_seconds
-                .unwrap_or(self.offline_wipe_after_seconds),
-            enforce: c.enforce.unwrap_or(self.enforce),
-            require_firewall: c.require_firewall.unwrap_or(self.require_firewall),
-            forbidden_packages: c
-                .forbidden_packages
-                .clone()
-                .unwrap_or_else(|| self.forbidden_packages.clone()),
-            os_updates_max_age_days: c
-                .os_updates_max_age_days
-                .unwrap_or(self.os_updates_max_age_days),
-            min_agent_version: c
-                .min_agent_version
-                .clone()
-                .unwrap_or_else(|| self.min_agent_version.clone()),
-            check_actions: {
-                let mut actions = self.check_actions.clone();
-                actions.extend(c.check_actions.iter().map(|(k, v)| (k.clone(), *v)));
-                actions
-            },
-            wipe_grace_seconds: c.wipe_grace_seconds.unwrap_or(self.wipe_grace_seconds),
-        };
-        next.validate()?;
-        Ok(next)
-    }
-
-    pub fn validate(&self) -> Result<(), PolicyError> {
-        let check = |field, value: u64, max: u64, allowed: &str| {
-            if value > max {
-                Err(PolicyError {
-                    field,
-                    value: value.to_string(),
-                    allowed: allowed.to_owned(),
-                })
-            } else {
-                Ok(())
-            }
-        };
-        check(
-            "password_min_length",
-            self.password_min_length.into(),
-            128,
-            "0 to 128",
-        )?;
-        check(
-            "password_min_classes",
-            self.password_min_classes.into(),
-            4,
-            "0 to 4",
-        )?;
-        check(
-            "password_max_age_days",
-            self.password_max_age_days.into(),
-            3650,
-            "0 to 3650 days",
-        )?;
-        check(
-            "password_history",
-            self.password_history.into(),
-            50,
-            "0 to 50",
-        )?;
-        check(
-            "max_failed_attempts",
-            self.max_failed_attempts.into(),
-            100,
-            "0 to 100",
-        )?;
-        check(
-            "auto_lock_seconds",
-            self.auto_lock_seconds.into(),
-            24 * 3600,
-            "0 to 24h",
-        )?;
-        check(
-            "offline_wipe_after_seconds",
-            self.offline_wipe_after_seconds,
-            365 * 24 * 3600,
-            "0 (never) or 1h to 365d",
-        )?;
-        if self.offline_wipe_after_seconds > 0 && self.offline_wipe_after_seconds < 3600 {
-            return Err(PolicyError {
-                field: "offline_wipe_after_seconds",
-                value: self.offline_wipe_after_seconds.to_string(),
-                allowed: "0 (never) or 1h to 365d".into(),
-            });
-        }
-        check(
-            "os_updates_max_age_days",
-            self.os_updates_max_age_days.into(),
-            3650,
-            "0 (no rule) to 3650 days",
-        )?;
-        self.validate_packages()?;
-        if !self.min_agent_version.is_empty() && parse_version(&self.min_agent_version).is_none() {
-            return Err(PolicyError {
-                field: "min_agent_version",
-                value: self.min_agent_version.chars().take(64).collect(),
-                allowed: "a version such as 0.2.0 (major.minor.patch), or empty for no rule".into(),
-            });
-        }
-        for check_name in self.check_actions.keys() {
-            if !ALL_CHECKS.contains(&check_name.as_str()) {
-                return Err(PolicyError {
-                    field: "check_actions",
-                    value: check_name.chars().take(64).collect(),
-                    allowed: format!("a check name: {}", ALL_CHECKS.join(", ")),
-                });
-            }
-        }
-        let wipes = self
-            .check_actions
-            .values()
-            .any(|a| *a == EnforcementAction::Wipe);
-        let grace = self.wipe_grace_seconds;
-        if grace > 365 * 24 * 3600 || (grace > 0 && grace < 3600) || (wipes && grace == 0) {
-            return Err(PolicyError {
-                field: "wipe_grace_seconds",
-                value: grace.to_string(),
-                allowed: "1h to 365d (wardctl policy set --wipe-grace), and required when a check's action is wipe".into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn validate_packages(&self) -> Result<(), PolicyError> {
-        let bad = |value: String, allowed: String| PolicyError {
-            field: "forbidden_packages",
-            value,
-            allowed,
-        };
-        if self.forbidden_packages.len() > MAX_FORBIDDEN_PACKAGES {
-            return Err(bad(
-                self.forbidden_packages.len().to_string(),
-                format!("at most {MAX_FORBIDDEN_PACKAGES} names"),
-            ));
-        }
-        for name in &self.forbidden_packages {
-            if !valid_package_name(name) {
-                return Err(bad(
-                    format!("{:?}", name.chars().take(64).collect::<String>()),
-                    format!(
-                        "package names are 1-{MAX_PACKAGE_NAME} characters of letters, digits and . + - _ ~"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// What a failing `check` leads to under this policy.
-    pub fn action_for(&self, check: &str) -> EnforcementAction {
-        self.check_actions
-            .get(check)
-            .copied()
-            .unwrap_or(EnforcementAction::Block)
-    }
-
-    /// The compliance checks this policy requires to pass.
-    pub fn required_checks(&self) -> Vec<&'static str> {
-        let mut checks = Vec::new();
-        if self.require_disk_encryption {
-            checks.push(CHECK_DISK_ENCRYPTION);
-        }
-        if self.password_min_length > 0
-            || self.password_min_classes > 0
-            || self.password_max_age_days > 0
-            || self.password_history > 0
-            || self.max_failed_attempts > 0
-        {
-            checks.push(CHECK_PASSWORD_RULES);
-        }
-        if self.auto_lock_seconds > 0 {
-            checks.push(CHECK_AUTO_LOCK);
-        }
-        if self.require_firewall {
-            checks.push(CHECK_FIREWALL);
-        }
-        if !self.forbidden_packages.is_empty() {
-            checks.push(CHECK_FORBIDDEN_PACKAGES);
-        }
-        if self.os_updates_max_age_days > 0 {
-            checks.push(CHECK_OS_UPDATES);
-        }
-        if !self.min_agent_version.is_empty() {
-            checks.push(CHECK_AGENT_VERSION);
-        }
-        checks
-    }
-}
-
-/// "1.2.3" or "1.2" as (major, minor, patch).
-pub fn parse_version(text: &str) -> Option<(u64, u64, u64)> {
-    let parts: Vec<&str> = text.trim().split('.').collect();
-    let number = |part: &str| -> Option<u64> {
-        let digits =
-            !part.is_empty() && part.len() <= 9 && part.chars().all(|c| c.is_ascii_digit());
-        digits.then(|| part.parse().ok()).flatten()
-    };
-    match parts.as_slice() {
-        [major, minor] => Some((number(major)?, number(minor)?, 0)),
-        [major, minor, patch] => Some((number(major)?, number(minor)?, number(patch)?)),
-        _ => None,
-    }
-}
-
-// The check names: one vocabulary with the agent (`ward_vocab::Check`).
-pub const CHECK_DISK_ENCRYPTION: &str = Check::DiskEncryption.as_str();
-pub const CHECK_PASSWORD_RULES: &str = Check::PasswordRules.as_str();
-pub const CHECK_AUTO_LOCK: &str = Check::AutoLock.as_str();
-pub const CHECK_FIREWALL: &str = Check::Firewall.as_str();
-pub const CHECK_FORBIDDEN_PACKAGES: &str = Check::ForbiddenPackages.as_str();
-pub const CHECK_OS_UPDATES: &str = Check::OsUpdates.as_str();
-pub const CHECK_AGENT_VERSION: &str = Check::AgentVersion.as_str();
-
-/// Every check a policy can require.
-pub const ALL_CHECKS: [&str; 7] = Check::NAMES;
+pub use ward_vocab::{Check, EnforcementAction};
 
 /// Which devices a stored policy applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -628,7 +186,7 @@ impl Compliance {
     ) -> Self {
         let mut reasons = Vec::new();
         for required in policy.required_checks() {
-            match checks.iter().find(|c| c.name == required) {
+            match checks.iter().find(|c| c.name == required.as_str()) {
                 None => reasons.push(format!("{required}: not reported by the agent")),
                 Some(c) if c.status == CheckStatus::Pass => {}
                 Some(c) => {
@@ -650,11 +208,11 @@ impl Compliance {
         }
     }
 
-    /// The names of required checks that did not pass.
-    pub fn failing(&self) -> impl Iterator<Item = &str> {
+    /// The required checks that did not pass (each reason starts with its check's name).
+    pub fn failing(&self) -> impl Iterator<Item = Check> {
         self.reasons
             .iter()
-            .filter_map(|r| r.split([' ', ':']).next())
+            .filter_map(|r| Check::named(r.split([' ', ':']).next()?))
     }
 }
 
@@ -662,9 +220,9 @@ impl Compliance {
 mod tests {
     use super::*;
 
-    fn check(name: &str, status: CheckStatus) -> ComplianceCheck {
+    fn check(check: Check, status: CheckStatus) -> ComplianceCheck {
         ComplianceCheck {
-            name: name.into(),
+            name: check.as_str().into(),
             status,
             detail: "d".into(),
         }
@@ -681,9 +239,9 @@ mod tests {
         let ok = Compliance::judge(
             &policy,
             vec![
-                check(CHECK_DISK_ENCRYPTION, CheckStatus::Pass),
-                check(CHECK_AUTO_LOCK, CheckStatus::Pass),
-                check(CHECK_PASSWORD_RULES, CheckStatus::Fail),
+                check(Check::DiskEncryption, CheckStatus::Pass),
+                check(Check::AutoLock, CheckStatus::Pass),
+                check(Check::PasswordRules, CheckStatus::Fail),
             ],
             now,
             1,
@@ -691,7 +249,7 @@ mod tests {
         assert!(ok.compliant, "{:?}", ok.reasons);
         let bad = Compliance::judge(
             &policy,
-            vec![check(CHECK_DISK_ENCRYPTION, CheckStatus::Unsupported)],
+            vec![check(Check::DiskEncryption, CheckStatus::Unsupported)],
             now,
             1,
         );
@@ -699,136 +257,49 @@ mod tests {
         assert_eq!(bad.reasons.len(), 2);
         assert_eq!(
             bad.failing().collect::<Vec<_>>(),
-            vec![CHECK_DISK_ENCRYPTION, CHECK_AUTO_LOCK]
+            vec![Check::DiskEncryption, Check::AutoLock]
         );
     }
 
     #[test]
-    fn changes_apply_field_by_field_and_are_validated() {
-        let base = Policy::default();
-        let next = base
-            .with(&PolicyChanges {
-                password_min_length: Some(12),
-                ..Default::default()
-            })
-            .unwrap();
-        assert_eq!(next.password_min_length, 12);
-        assert!(
-            base.with(&PolicyChanges {
-                password_min_classes: Some(5),
-                ..Default::default()
-            })
-            .is_err()
-        );
-        assert!(
-            base.with(&PolicyChanges {
-                offline_wipe_after_seconds: Some(60),
-                ..Default::default()
-            })
-            .is_err()
-        );
-        assert!(
-            base.with(&PolicyChanges {
-                offline_wipe_after_seconds: Some(72 * 3600),
-                ..Default::default()
-            })
-            .is_ok()
-        );
-    }
-
-    #[test]
-    fn posture_rules_are_validated() {
-        let base = Policy::default();
-        let with = |c: PolicyChanges| base.with(&c);
-        let packages = |names: &[&str]| PolicyChanges {
-            forbidden_packages: Some(names.iter().map(|n| (*n).to_owned()).collect()),
-            ..Default::default()
+    fn the_uptime_rule_is_judged_like_every_other_check() {
+        let policy = Policy {
+            max_uptime_days: 30,
+            ..Policy::default()
         };
-        let ok = with(packages(&[
-            "telegram-desktop",
-            "org.telegram.desktop",
-            "libc6:amd64",
-        ]));
-        assert_eq!(
-            ok.unwrap_err().field,
-            "forbidden_packages",
-            "':' is no package name"
-        );
-        let ok = with(packages(&[
-            "telegram-desktop",
-            "org.telegram.desktop",
-            "g++",
-        ]))
-        .unwrap();
-        assert_eq!(ok.required_checks(), vec![CHECK_FORBIDDEN_PACKAGES]);
-        for bad in [&[""][..], &["a b"], &["x\n"], &[&"a".repeat(129) as &str]] {
-            assert!(with(packages(bad)).is_err(), "{bad:?} accepted");
-        }
-        let too_many: Vec<String> = (0..=MAX_FORBIDDEN_PACKAGES)
-            .map(|i| format!("p{i}"))
-            .collect();
-        assert!(
-            with(PolicyChanges {
-                forbidden_packages: Some(too_many),
-                ..Default::default()
-            })
-            .is_err()
-        );
-        for (version, valid) in [
-            ("0.2.0", true),
-            ("1.2", true),
-            ("1", false),
-            ("1.2.3.4", false),
-            ("v1.2", false),
-            ("1.-2.0", false),
-        ] {
-            let made = with(PolicyChanges {
-                min_agent_version: Some(version.into()),
-                ..Default::default()
-            });
-            assert_eq!(made.is_ok(), valid, "{version}");
-        }
-        let action = |check: &str, action| PolicyChanges {
-            check_actions: [(check.to_owned(), action)].into_iter().collect(),
-            ..Default::default()
+        let now = Timestamp::from_unix_ms(0);
+        let up_too_long = ComplianceCheck {
+            name: "uptime".into(),
+            status: CheckStatus::Fail,
+            detail: "up 41 days".into(),
         };
-        assert!(with(action("nonsense", EnforcementAction::Block)).is_err());
-        let wipe = with(action(CHECK_FIREWALL, EnforcementAction::Wipe));
-        assert_eq!(
-            wipe.unwrap_err().field,
-            "wipe_grace_seconds",
-            "wipe needs a grace"
+        let judged = Compliance::judge(&policy, vec![up_too_long], now, 1);
+        assert!(!judged.compliant);
+        assert_eq!(judged.reasons, ["uptime fails: up 41 days"]);
+        assert_eq!(judged.failing().collect::<Vec<_>>(), [Check::Uptime]);
+        let ok = Compliance::judge(
+            &policy,
+            vec![check(Check::Uptime, CheckStatus::Pass)],
+            now,
+            1,
         );
-        let mut graced = action(CHECK_FIREWALL, EnforcementAction::Wipe);
-        graced.wipe_grace_seconds = Some(1800);
-        assert!(with(graced.clone()).is_err(), "under an hour");
-        graced.wipe_grace_seconds = Some(24 * 3600);
-        let p = with(graced).unwrap();
-        assert_eq!(p.action_for(CHECK_FIREWALL), EnforcementAction::Wipe);
-        assert_eq!(
-            p.action_for(CHECK_AUTO_LOCK),
-            EnforcementAction::Block,
-            "default"
+        assert!(ok.compliant);
+        // An older agent does not report it: not a pass.
+        let older = Compliance::judge(&policy, Vec::new(), now, 1);
+        assert_eq!(older.reasons, ["uptime: not reported by the agent"]);
+        // A newer agent's check this controller does not know is kept, never required.
+        let newer = Compliance::judge(
+            &Policy::default(),
+            vec![ComplianceCheck {
+                name: "bluetooth".into(),
+                status: CheckStatus::Fail,
+                detail: "on".into(),
+            }],
+            now,
+            1,
         );
-        // Actions merge: a later change of one check keeps the others.
-        let p = p
-            .with(&action(CHECK_OS_UPDATES, EnforcementAction::Report))
-            .unwrap();
-        assert_eq!(p.action_for(CHECK_FIREWALL), EnforcementAction::Wipe);
-        assert_eq!(p.action_for(CHECK_OS_UPDATES), EnforcementAction::Report);
-    }
-
-    #[test]
-    fn policies_stored_before_the_posture_rules_still_load() {
-        let old = r#"{"password_min_length":8,"password_min_classes":0,"password_max_age_days":0,
-            "password_history":0,"max_failed_attempts":0,"auto_lock_seconds":300,
-            "require_disk_encryption":true,"offline_wipe_after_seconds":0,"enforce":false}"#;
-        let p: Policy = serde_json::from_str(old).unwrap();
-        assert!(p.forbidden_packages.is_empty() && p.check_actions.is_empty());
-        assert_eq!(
-            p.action_for(CHECK_DISK_ENCRYPTION),
-            EnforcementAction::Block
-        );
+        assert!(newer.compliant);
+        assert_eq!(newer.checks[0].name, "bluetooth");
     }
 
     #[test]

@@ -77,24 +77,24 @@ pub fn next_enforcement(
         let definite = compliance
             .checks
             .iter()
-            .any(|c| c.name == check && c.status == CheckStatus::Fail);
+            .any(|c| c.name == check.as_str() && c.status == CheckStatus::Fail);
         let action = match policy.action_for(check) {
             EnforcementAction::Wipe if !definite => EnforcementAction::Block,
             action => action,
         };
-        let earlier = previous.iter().find(|e| e.check == check);
+        let earlier = previous.iter().find(|e| e.check == check.as_str());
         let failing_since = earlier.map_or(now.unix_ms(), |e| e.failing_since);
         let action_since = match earlier {
             None => {
                 steps.push(Step::Failing {
-                    check: check.to_owned(),
+                    check: check.as_str().to_owned(),
                     action,
                 });
                 now.unix_ms()
             }
             Some(e) if e.action != action => {
                 steps.push(Step::ActionChanged {
-                    check: check.to_owned(),
+                    check: check.as_str().to_owned(),
                     action,
                 });
                 now.unix_ms()
@@ -109,7 +109,7 @@ pub fn next_enforcement(
         // A wipe once issued stays on the record for this failure, even if the action changes.
         let wipe_command = earlier.and_then(|e| e.wipe_command.clone());
         next.push(Enforcement {
-            check: check.to_owned(),
+            check: check.as_str().to_owned(),
             action,
             failing_since,
             action_since: Some(action_since),
@@ -169,7 +169,7 @@ pub fn mark_wipe_issued(state: &mut [Enforcement], check: &str, command: Command
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{CHECK_FIREWALL, CHECK_FORBIDDEN_PACKAGES, CheckStatus, ComplianceCheck};
+    use crate::{Check, CheckStatus, ComplianceCheck};
 
     fn policy() -> Policy {
         let mut p = Policy {
@@ -179,18 +179,18 @@ mod tests {
             ..Policy::default()
         };
         p.check_actions
-            .insert(CHECK_FIREWALL.into(), EnforcementAction::Wipe);
+            .insert(Check::Firewall, EnforcementAction::Wipe);
         p.check_actions
-            .insert(CHECK_FORBIDDEN_PACKAGES.into(), EnforcementAction::Report);
+            .insert(Check::ForbiddenPackages, EnforcementAction::Report);
         p
     }
 
-    fn report(policy: &Policy, failing: &[&str], at: i64) -> Compliance {
-        let checks = [CHECK_FIREWALL, CHECK_FORBIDDEN_PACKAGES]
+    fn report(policy: &Policy, failing: &[Check], at: i64) -> Compliance {
+        let checks = [Check::Firewall, Check::ForbiddenPackages]
             .iter()
-            .map(|name| ComplianceCheck {
-                name: (*name).into(),
-                status: if failing.contains(name) {
+            .map(|check| ComplianceCheck {
+                name: check.as_str().to_owned(),
+                status: if failing.contains(check) {
                     CheckStatus::Fail
                 } else {
                     CheckStatus::Pass
@@ -207,39 +207,42 @@ mod tests {
         let t0 = 1_000_000;
         let (s1, steps) = next_enforcement(
             &[],
-            &report(&p, &[CHECK_FIREWALL, CHECK_FORBIDDEN_PACKAGES], t0),
+            &report(&p, &[Check::Firewall, Check::ForbiddenPackages], t0),
             &p,
             Timestamp::from_unix_ms(t0),
         );
         assert_eq!(steps.len(), 2);
-        let fw = s1.iter().find(|e| e.check == CHECK_FIREWALL).unwrap();
+        let fw = s1
+            .iter()
+            .find(|e| e.check == Check::Firewall.as_str())
+            .unwrap();
         assert_eq!(fw.wipe_due, Some(t0 + 3_600_000));
         let pk = s1
             .iter()
-            .find(|e| e.check == CHECK_FORBIDDEN_PACKAGES)
+            .find(|e| e.check == Check::ForbiddenPackages.as_str())
             .unwrap();
         assert_eq!((pk.action, pk.wipe_due), (EnforcementAction::Report, None));
         let t1 = t0 + 3_599_999;
         let (s2, steps) = next_enforcement(
             &s1,
-            &report(&p, &[CHECK_FIREWALL], t1),
+            &report(&p, &[Check::Firewall], t1),
             &p,
             Timestamp::from_unix_ms(t1),
         );
         assert_eq!(
             steps,
             vec![Step::Cleared {
-                check: CHECK_FORBIDDEN_PACKAGES.into()
+                check: Check::ForbiddenPackages.as_str().to_owned()
             }]
         );
         assert_eq!(s2[0].failing_since, t0);
-        let r1 = report(&p, &[CHECK_FIREWALL], t1);
+        let r1 = report(&p, &[Check::Firewall], t1);
         assert_eq!(
             wipes_due(&s2, &r1, 1, Timestamp::from_unix_ms(t1)).count(),
             0
         );
         let t2 = t0 + 3_600_000;
-        let r2 = report(&p, &[CHECK_FIREWALL], t2);
+        let r2 = report(&p, &[Check::Firewall], t2);
         let mut s3 = next_enforcement(&s2, &r2, &p, Timestamp::from_unix_ms(t2)).0;
         let due: Vec<_> = wipes_due(&s3, &r2, 1, Timestamp::from_unix_ms(t2))
             .cloned()
@@ -259,7 +262,7 @@ mod tests {
             wipes_due(&s3, &unsure, 1, Timestamp::from_unix_ms(t2)).count(),
             0
         );
-        mark_wipe_issued(&mut s3, CHECK_FIREWALL, CommandId::new_random());
+        mark_wipe_issued(&mut s3, Check::Firewall.as_str(), CommandId::new_random());
         assert_eq!(
             wipes_due(&s3, &r2, 1, Timestamp::from_unix_ms(t2 + 1)).count(),
             0
@@ -267,23 +270,23 @@ mod tests {
         // Switching a long-failing check to wipe gives the whole grace from the switch.
         let mut p2 = policy();
         p2.check_actions
-            .insert(CHECK_FORBIDDEN_PACKAGES.into(), EnforcementAction::Wipe);
+            .insert(Check::ForbiddenPackages, EnforcementAction::Wipe);
         let t3 = t2 + 10 * 3_600_000;
-        let failing_both = report(&p2, &[CHECK_FIREWALL, CHECK_FORBIDDEN_PACKAGES], t3);
+        let failing_both = report(&p2, &[Check::Firewall, Check::ForbiddenPackages], t3);
         let (s3b, _) = next_enforcement(
             &[],
-            &report(&p, &[CHECK_FORBIDDEN_PACKAGES], t0),
+            &report(&p, &[Check::ForbiddenPackages], t0),
             &p,
             Timestamp::from_unix_ms(t0),
         );
         let (s3c, steps) = next_enforcement(&s3b, &failing_both, &p2, Timestamp::from_unix_ms(t3));
         assert!(steps.contains(&Step::ActionChanged {
-            check: CHECK_FORBIDDEN_PACKAGES.into(),
+            check: Check::ForbiddenPackages.as_str().to_owned(),
             action: EnforcementAction::Wipe
         }));
         let pk = s3c
             .iter()
-            .find(|e| e.check == CHECK_FORBIDDEN_PACKAGES)
+            .find(|e| e.check == Check::ForbiddenPackages.as_str())
             .unwrap();
         assert_eq!((pk.failing_since, pk.wipe_due), (t0, Some(t3 + 3_600_000)));
         // Passing again ends the episode: a later failure starts a new one with a new key.
@@ -302,25 +305,31 @@ mod tests {
         let t0 = 1_000_000;
         let mut unsure = report(&p, &[], t0);
         for c in &mut unsure.checks {
-            if c.name == CHECK_FIREWALL {
+            if c.name == Check::Firewall.as_str() {
                 c.status = CheckStatus::Unsupported;
             }
         }
         let unsure = Compliance::judge(&p, unsure.checks, Timestamp::from_unix_ms(t0), 1);
         let (s1, _) = next_enforcement(&[], &unsure, &p, Timestamp::from_unix_ms(t0));
-        let fw = s1.iter().find(|e| e.check == CHECK_FIREWALL).unwrap();
+        let fw = s1
+            .iter()
+            .find(|e| e.check == Check::Firewall.as_str())
+            .unwrap();
         assert_eq!((fw.action, fw.wipe_due), (EnforcementAction::Block, None));
         // Once it definitely fails, the wipe's grace counts from that report.
         let t1 = t0 + 10 * 3_600_000;
-        let failing = report(&p, &[CHECK_FIREWALL], t1);
+        let failing = report(&p, &[Check::Firewall], t1);
         let (s2, steps) = next_enforcement(&s1, &failing, &p, Timestamp::from_unix_ms(t1));
-        let fw = s2.iter().find(|e| e.check == CHECK_FIREWALL).unwrap();
+        let fw = s2
+            .iter()
+            .find(|e| e.check == Check::Firewall.as_str())
+            .unwrap();
         assert_eq!(
             (fw.action, fw.wipe_due, fw.failing_since),
             (EnforcementAction::Wipe, Some(t1 + 3_600_000), t0)
         );
         assert!(steps.contains(&Step::ActionChanged {
-            check: CHECK_FIREWALL.into(),
+            check: Check::Firewall.as_str().to_owned(),
             action: EnforcementAction::Wipe
         }));
     }

@@ -69,6 +69,8 @@ fn fixture_roots(root: &Path) {
         "MemTotal:       16384 kB\nMemFree:         1024 kB\n",
     )
     .unwrap();
+    // Up 41 days.
+    std::fs::write(proc.join("uptime"), "3542400.25 7012345.50\n").unwrap();
 
     let sys = root.join("sys");
     let dm = sys.join("class/block/dm-0");
@@ -322,6 +324,31 @@ fn a_forbidden_package_withholds_the_key_only_while_its_action_blocks() {
             ("cleared".into(), Value::Null),
         ]
     );
+
+    // The uptime rule: up 41 days is too long for a 30-day limit. Report only, so the app
+    // keeps its key; unset again, the device is compliant.
+    let policy = set_policy(
+        &controller,
+        &["--max-uptime", "30d", "--action", "uptime=report"],
+    );
+    assert_eq!(policy["max_uptime_days"], 30);
+    assert_eq!(policy["check_actions"]["uptime"], "report");
+    let shown = reported_against(
+        &controller,
+        &device,
+        &policy["revision"],
+        &[("uptime", "report")],
+    );
+    assert_eq!(shown["compliant"], false);
+    let reasons = shown["compliance_reasons"].to_string();
+    assert!(reasons.contains("up 41 days"), "{reasons}");
+    let flagged = list(&controller, &["--noncompliant", "--reason", "uptime"]);
+    assert_eq!(flagged.len(), 1, "{flagged:?}");
+    assert_key_handed_out(&device, &key);
+    let policy = set_policy(&controller, &["--max-uptime", "0"]);
+    assert_eq!(policy["max_uptime_days"], 0);
+    let shown = reported_against(&controller, &device, &policy["revision"], &[]);
+    assert_eq!(shown["compliant"], true, "{shown}");
 }
 
 #[test]

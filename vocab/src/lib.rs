@@ -1,10 +1,12 @@
 //! The words Ward's agent, controller and CLI share, defined once: what a wipe erases, which
-//! compliance checks exist, the inventory a device reports ([`inventory`]) and the one rule
-//! for text others chose ([`text`]). Plain values with their names; no I/O, no protocol, no
+//! compliance checks exist, what a failing one leads to, the policy ([`policy`]), the
+//! inventory a device reports ([`inventory`]) and the one rule for text others chose
+//! ([`text`]). Plain values with their names; no I/O, no protocol, no
 //! storage (this crate depends on serde only), so the domain core, the agent and the signed
 //! receipt can all use them.
 
 pub mod inventory;
+pub mod policy;
 pub mod text;
 
 use serde::{Deserialize, Serialize};
@@ -94,8 +96,13 @@ impl std::str::FromStr for EnforcementAction {
 }
 
 /// A compliance check, by the name agent, controller, policy and scripts all use for it. The
-/// agent reports every one of them; a policy requires some.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// agent reports every one of them; a policy requires some ([`policy::Policy::requires`]).
+///
+/// A name this build does not know (a newer agent's report, a newer controller's action) is
+/// not a `Check`: reports keep such a name as text and it is never required; a policy's
+/// action for it is dropped when read ([`policy`]) and refused when an admin sets it.
+/// Checks order by name, as the string names they replace did (stored maps keep their order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Check {
     DiskEncryption,
     PasswordRules,
@@ -104,11 +111,13 @@ pub enum Check {
     ForbiddenPackages,
     OsUpdates,
     AgentVersion,
+    /// Days since boot within the policy's limit: the device runs the kernel it installed.
+    Uptime,
 }
 
 impl Check {
     /// Every check, in the order the agent reports them.
-    pub const ALL: [Check; 7] = [
+    pub const ALL: [Check; 8] = [
         Check::DiskEncryption,
         Check::PasswordRules,
         Check::AutoLock,
@@ -116,10 +125,11 @@ impl Check {
         Check::ForbiddenPackages,
         Check::OsUpdates,
         Check::AgentVersion,
+        Check::Uptime,
     ];
 
     /// Every check's name, in the same order.
-    pub const NAMES: [&'static str; 7] = [
+    pub const NAMES: [&'static str; 8] = [
         Check::DiskEncryption.as_str(),
         Check::PasswordRules.as_str(),
         Check::AutoLock.as_str(),
@@ -127,6 +137,7 @@ impl Check {
         Check::ForbiddenPackages.as_str(),
         Check::OsUpdates.as_str(),
         Check::AgentVersion.as_str(),
+        Check::Uptime.as_str(),
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -138,6 +149,7 @@ impl Check {
             Check::ForbiddenPackages => "forbidden_packages",
             Check::OsUpdates => "os_updates",
             Check::AgentVersion => "agent_version",
+            Check::Uptime => "uptime",
         }
     }
 
@@ -150,6 +162,45 @@ impl Check {
 impl std::fmt::Display for Check {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl Ord for Check {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for Check {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl std::str::FromStr for Check {
+    type Err = String;
+
+    /// The check named `s`, or the error an admin sees for a name this build does not know.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Check::named(s).ok_or_else(|| {
+            format!(
+                "unknown check {s:?}: use one of {}",
+                Check::NAMES.join(", ")
+            )
+        })
+    }
+}
+
+impl Serialize for Check {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Check {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(deserializer)?;
+        name.parse().map_err(serde::de::Error::custom)
     }
 }
 
@@ -168,6 +219,12 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), Check::ALL.len());
+        // Ordered by name, as the strings were.
+        let mut sorted = Check::ALL.to_vec();
+        sorted.sort_unstable();
+        let sorted: Vec<&str> = sorted.into_iter().map(Check::as_str).collect();
+        assert_eq!(sorted, names);
+        assert!("antivirus".parse::<Check>().unwrap_err().contains("uptime"));
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod pam;
 pub mod password;
 mod programs;
 pub mod updates;
+pub mod uptime;
 pub mod version;
 
 pub(crate) use programs::RunError;
@@ -19,6 +20,7 @@ pub(crate) use programs::RunError;
 use std::path::{Path, PathBuf};
 
 use ward_proto::v1;
+use ward_vocab::Check;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -36,7 +38,7 @@ impl Outcome {
     /// The check as reported, its detail made acceptable to the controller: control
     /// characters (newlines too) become spaces, and a detail over [`MAX_DETAIL`] bytes is cut
     /// on a character boundary and ends in "…", within the limit.
-    pub fn into_wire(self, name: &str) -> v1::ComplianceCheck {
+    pub fn into_wire(self, check: Check) -> v1::ComplianceCheck {
         let (status, detail) = match self {
             Outcome::Pass(d) => (v1::CheckStatus::Pass, d),
             Outcome::Fail(d) => (v1::CheckStatus::Fail, d),
@@ -44,7 +46,7 @@ impl Outcome {
             Outcome::Error(d) => (v1::CheckStatus::Error, d),
         };
         v1::ComplianceCheck {
-            name: name.to_owned(),
+            name: check.as_str().to_owned(),
             status: status as i32,
             detail: clean_detail(&detail),
         }
@@ -122,7 +124,7 @@ mod tests {
         // 5000 bytes: control characters inside, a 2-byte character straddling the cut.
         let long = format!("a\nb\tc\x1bde{}{}", "é".repeat(1500), "x".repeat(1992));
         assert_eq!(long.len(), 5000);
-        let wire = Outcome::Fail(long).into_wire("firewall");
+        let wire = Outcome::Fail(long).into_wire(Check::Firewall);
         assert_eq!(wire.name, "firewall");
         assert_eq!(wire.status, v1::CheckStatus::Fail as i32);
         let d = &wire.detail;
@@ -133,15 +135,17 @@ mod tests {
         // 8 ASCII bytes, then the 2-byte characters that fit whole before the 3-byte "…".
         assert_eq!(d.len(), 8 + 2 * 494 + 3);
 
-        let short = Outcome::Pass("fine\r\n".into()).into_wire("x");
+        let short = Outcome::Pass("fine\r\n".into()).into_wire(Check::AgentVersion);
         assert_eq!(short.detail, "fine  ");
         let exact = "y".repeat(MAX_DETAIL);
         assert_eq!(
-            Outcome::Unsupported(exact.clone()).into_wire("x").detail,
+            Outcome::Unsupported(exact.clone())
+                .into_wire(Check::AgentVersion)
+                .detail,
             exact
         );
         let over = Outcome::Error("z".repeat(MAX_DETAIL + 1))
-            .into_wire("x")
+            .into_wire(Check::AgentVersion)
             .detail;
         assert_eq!(over, format!("{}…", "z".repeat(MAX_DETAIL - 3)));
     }

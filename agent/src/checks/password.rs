@@ -28,7 +28,7 @@ use super::pam::{self, Line};
 #[path = "pwquality.rs"]
 mod pwquality;
 use super::{Outcome, Roots, keyfile};
-use crate::policy::AgentPolicy;
+use ward_vocab::policy::Policy;
 
 /// Services whose `auth` stack logs a user in at the device.
 const LOGIN_SERVICES: [&str; 4] = ["login", "gdm-password", "lightdm", "sddm"];
@@ -83,7 +83,7 @@ fn resolve(start: Setting, files: &[PathBuf], line: Option<&Line>, key: &str) ->
     setting
 }
 
-pub fn check(roots: &Roots, policy: &AgentPolicy, enforce: bool) -> Outcome {
+pub fn check(roots: &Roots, policy: &Policy, enforce: bool) -> Outcome {
     let wanted = policy.password_min_length > 0
         || policy.password_min_classes > 0
         || policy.password_history > 0

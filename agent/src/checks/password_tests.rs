@@ -39,20 +39,20 @@ fn with(
     roots(&files)
 }
 
-fn policy() -> AgentPolicy {
-    AgentPolicy {
+fn policy() -> Policy {
+    Policy {
         password_min_length: 12,
         password_min_classes: 3,
         password_history: 5,
         password_max_age_days: 90,
-        ..AgentPolicy::default()
+        ..Policy::default()
     }
 }
 
-fn length(n: u32) -> AgentPolicy {
-    AgentPolicy {
+fn length(n: u32) -> Policy {
+    Policy {
         password_min_length: n,
-        ..AgentPolicy::default()
+        ..Policy::default()
     }
 }
 
@@ -226,9 +226,9 @@ fn credits_shorten_the_minimum_and_enforcing_0_only_warns() {
             "dcredit = -1\nucredit = -1\nlcredit = -1\n",
         )],
     );
-    let classes = AgentPolicy {
+    let classes = Policy {
         password_min_classes: 3,
-        ..AgentPolicy::default()
+        ..Policy::default()
     };
     assert!(matches!(check(&r, &classes, false), Outcome::Pass(_)));
     // Warn-only pwquality enforces nothing.
@@ -344,7 +344,7 @@ fn pam_cracklib_is_read_from_its_pam_line_with_its_own_defaults() {
     assert!(matches!(
         check(
             &r,
-            &AgentPolicy {
+            &Policy {
                 password_min_classes: 3,
                 ..length(11)
             },
@@ -366,13 +366,13 @@ fn history_and_lockout_read_their_pam_lines_and_files() {
         "pam_pwhistory.so use_authtok\n",
         "pam_pwhistory.so use_authtok remember=3\n",
     ));
-    let lockout = AgentPolicy {
+    let lockout = Policy {
         max_failed_attempts: 5,
-        ..AgentPolicy::default()
+        ..Policy::default()
     };
-    let history = AgentPolicy {
+    let history = Policy {
         password_history: 5,
-        ..AgentPolicy::default()
+        ..Policy::default()
     };
     let (_t, r) = with(
         &base,
@@ -456,7 +456,7 @@ fn enforcement_writes_the_values_and_keeps_the_rest() {
 fn no_rules_no_requirement() {
     let (_t, r) = roots(&[]);
     assert!(matches!(
-        check(&r, &AgentPolicy::default(), false),
+        check(&r, &Policy::default(), false),
         Outcome::Pass(_)
     ));
 }

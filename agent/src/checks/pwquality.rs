@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{Found, Line, Setting, enforcing, keyfile, pam, resolve};
 use crate::checks::Roots;
-use crate::policy::AgentPolicy;
+use ward_vocab::policy::Policy;
 
 /// pwquality's configuration files in the order it reads them: `pwquality.conf.d/*.conf` by
 /// name, then `pwquality.conf`. Releases after 1.4.5 also read `/usr/lib/security` (an
@@ -129,7 +129,7 @@ impl Quality {
 
 pub(super) fn quality(
     roots: &Roots,
-    policy: &AgentPolicy,
+    policy: &Policy,
     enforce: bool,
     written: &mut Vec<String>,
 ) -> Vec<Found> {

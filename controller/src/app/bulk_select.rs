@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{App, AppError};
 use crate::core::refs::looks_like_host_name;
-use crate::core::{ALL_CHECKS, Device, DeviceId, DeviceState, UserEmail};
+use crate::core::{Check, Device, DeviceId, DeviceState, UserEmail};
 
 /// The most devices one bulk wipe selects (and the most entries a list may hold). A request
 /// naming 10,000 device ids is about 400 KB, well under the controller's 1 MiB message limit;
@@ -19,7 +19,7 @@ const NAMED_IN_ERRORS: usize = 10;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Selection {
     User(UserEmail),
-    Noncompliant { check: Option<String> },
+    Noncompliant { check: Option<Check> },
     Devices(Vec<String>),
 }
 
@@ -54,14 +54,6 @@ impl App {
                 devices
             }
             Selection::Noncompliant { check } => {
-                if let Some(check) = check
-                    && !ALL_CHECKS.contains(&check.as_str())
-                {
-                    return Err(AppError::InvalidArgument(format!(
-                        "unknown check {check:?}: one of {}",
-                        ALL_CHECKS.join(", ")
-                    )));
-                }
                 let devices: Vec<Device> = self
                     .store
                     .list_devices(None)
@@ -70,10 +62,7 @@ impl App {
                     .filter(|d| d.state == DeviceState::Active)
                     .filter(|d| {
                         d.compliance.as_ref().is_some_and(|c| {
-                            !c.compliant
-                                && check
-                                    .as_deref()
-                                    .is_none_or(|want| c.failing().any(|f| f == want))
+                            !c.compliant && check.is_none_or(|want| c.failing().any(|f| f == want))
                         })
                     })
                     .collect();

@@ -1,7 +1,8 @@
 //! An agent's check-in: validate the report, record it, enforce the policy, hand out the
-//! device's unfinished commands. The gRPC edge turns the wire message into a
-//! [`CheckInReport`] and calls [`App::agent_check_in`]; the domain rules (judging, graded
-//! enforcement, the command state machine) stay in `core`.
+//! device's unfinished commands and the CAs to trust. The gRPC edge turns the wire message
+//! into a [`CheckInReport`], calls [`App::agent_check_in`] and turns the [`CheckedIn`] into
+//! its answer; the domain rules (judging, graded enforcement, the command state machine) stay
+//! in `core`.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -58,6 +59,11 @@ pub struct CheckedIn {
     pub policy: StoredPolicy,
     /// The device's unfinished commands, recorded as delivered.
     pub pending: Vec<Command>,
+    /// The CAs the agent is to trust from now on (DER, the one that signs first), when they
+    /// differ from those it reported; empty otherwise ([`crate::ca_set::CaSet::bundle_for`]).
+    pub trust_bundle: Vec<Vec<u8>>,
+    /// The controller's time when it answered, for the agent's clock check.
+    pub server_time: Timestamp,
 }
 
 impl CheckInReport {
@@ -111,6 +117,7 @@ impl App {
         let compliance = report
             .compliance
             .map(|c| Compliance::judge(&policy.policy, c.checks, now, c.policy_revision));
+        let reported_cas = report.trusted_cas.clone();
         let plan = Arc::new(Plan {
             device: device.id,
             now,
@@ -151,6 +158,10 @@ impl App {
         Ok(CheckedIn {
             policy,
             pending: written.delivered.into_iter().map(|(_, c)| c).collect(),
+            trust_bundle: reported_cas
+                .map(|reported| self.cas.bundle_for(&reported))
+                .unwrap_or_default(),
+            server_time: self.now(),
         })
     }
 }

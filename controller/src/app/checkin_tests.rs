@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::test_fixture::{Fixture, admin, email, enroll, facts, fixture, replica};
 use super::{App, AppError, CheckInReport, ComplianceReport};
 use crate::core::{
-    CHECK_FIREWALL, CheckStatus, CommandKind, CommandState, ComplianceCheck, EnforcementAction,
+    Check, CheckStatus, CommandKind, CommandState, ComplianceCheck, EnforcementAction,
     PolicyChanges, Timestamp,
 };
 use crate::store::{Announcement, AuditFilter, MemoryStore, Store};
@@ -21,7 +21,7 @@ async fn wipe_failing_firewalls(app: &App) -> u64 {
             None,
             &PolicyChanges {
                 require_firewall: Some(true),
-                check_actions: BTreeMap::from([(CHECK_FIREWALL.into(), EnforcementAction::Wipe)]),
+                check_actions: BTreeMap::from([(Check::Firewall, EnforcementAction::Wipe)]),
                 wipe_grace_seconds: Some(3600),
                 ..PolicyChanges::default()
             },
@@ -40,7 +40,7 @@ fn failing_firewall(revision: u64) -> CheckInReport {
         }),
         compliance: Some(ComplianceReport {
             checks: vec![ComplianceCheck {
-                name: CHECK_FIREWALL.into(),
+                name: Check::Firewall.as_str().into(),
                 status: CheckStatus::Fail,
                 detail: "nftables has no rules".into(),
             }],

@@ -376,6 +376,11 @@ impl App {
         Ok((body, signature))
     }
 
+    /// Commands per state, across every replica.
+    pub async fn count_commands(&self) -> Result<Vec<(crate::core::CommandState, u64)>, AppError> {
+        Ok(self.store.count_commands().await?)
+    }
+
     pub async fn list_commands(
         &self,
         device: Option<DeviceId>,
@@ -399,14 +404,13 @@ impl App {
                 command.id, command.id
             )));
         }
-        let cancelled = self.transition(command.id, &Event::Cancelled, &admin_actor(actor)).await.map_err(|e| match e {
+        let cancelled = self.finish_command(command.id, &Event::Cancelled, None, &admin_actor(actor)).await.map_err(|e| match e {
             AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
                 "{m}: only queued or delivered commands can be cancelled (the device has already started it or it is finished)"
             )),
             other => other,
         })?;
         info!(command_id = %cancelled.id, cancelled_by = %actor.name, "command cancelled");
-        self.after_finish(&cancelled).await?;
         Ok(cancelled)
     }
 
@@ -572,10 +576,9 @@ impl App {
             }
         };
         let finished = self
-            .transition_with(command.id, &event, receipt, &device_actor(device))
+            .finish_command(command.id, &event, receipt, &device_actor(device))
             .await?;
         info!(command_id = %finished.id, device_id = %device, state = %finished.state, "command finished");
-        self.after_finish(&finished).await?;
         Ok(finished.state)
     }
 
@@ -653,7 +656,7 @@ impl App {
     /// Applies `event` through the state machine and writes it with a compare-and-set, with
     /// its audit entry, in one job of the store's writer (one transaction). A concurrent
     /// change from another replica makes the compare-and-set miss: then it reads again.
-    async fn transition_with(
+    pub(super) async fn transition_with(
         &self,
         id: CommandId,
         event: &Event,

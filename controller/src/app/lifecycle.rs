@@ -4,7 +4,7 @@
 
 use tracing::info;
 
-use super::audit::{CONTROLLER, admin_actor};
+use super::audit::admin_actor;
 use super::commands::{Issuer, sanitize};
 use super::{App, AppError};
 use crate::core::refs::DeviceRef;
@@ -346,80 +346,6 @@ impl App {
             ))),
             _ => Ok(()),
         }
-    }
-
-    /// After a lifecycle command finished. A retirement whose wipe succeeded with a verified
-    /// receipt revokes the device and marks it retired; one that failed or was cancelled
-    /// changes nothing (the device stays active, and `retire` can be run again). A disable
-    /// that failed or was cancelled clears the record that said the device was disabled.
-    pub(super) async fn after_lifecycle(&self, command: &Command) -> Result<(), AppError> {
-        match command.kind {
-            CommandKind::Retire => self.after_retire(command).await,
-            CommandKind::Disable
-                if command.state.is_terminal() && command.state != CommandState::Succeeded =>
-            {
-                self.after_failed_disable(command).await
-            }
-            _ => Ok(()),
-        }
-    }
-
-    async fn after_retire(&self, command: &Command) -> Result<(), AppError> {
-        let wiped = command.state == CommandState::Succeeded
-            && command.receipt.as_ref().is_some_and(|r| r.verified);
-        if !wiped {
-            return Ok(());
-        }
-        self.revoke(
-            command.device_id,
-            CONTROLLER,
-            &format!("retired by command {}", command.id),
-            None,
-        )
-        .await?;
-        self.store
-            .set_device_state(command.device_id, DeviceState::Retired)
-            .await?;
-        self.reads.device_changed(command.device_id);
-        self.set_posture::<Disabled>(command.device_id, PostureField::Disabled, None)
-            .await?;
-        self.audit(
-            CONTROLLER,
-            "device.retired",
-            &command.device_id.to_string(),
-            serde_json::json!({ "command": command.id.to_string() }),
-        )
-        .await?;
-        Ok(())
-    }
-
-    async fn after_failed_disable(&self, command: &Command) -> Result<(), AppError> {
-        let Some(device) = self.store.get_device(command.device_id).await? else {
-            return Ok(());
-        };
-        let Some(disabled) = device
-            .disabled
-            .filter(|d| d.command_id == command.id.to_string())
-        else {
-            return Ok(());
-        };
-        if self
-            .swap_posture(device.id, PostureField::Disabled, Some(&disabled), None)
-            .await?
-        {
-            self.audit(
-                CONTROLLER,
-                "device.disable_undone",
-                &device.id.to_string(),
-                serde_json::json!({
-                    "command": command.id.to_string(),
-                    "state": command.state.to_string(),
-                    "why": command.failure_reason,
-                }),
-            )
-            .await?;
-        }
-        Ok(())
     }
 
     /// Compare-and-set of one posture column as JSON; false when it no longer held `expected`.

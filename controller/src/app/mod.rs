@@ -1,40 +1,46 @@
-//! The controller's operations, between the gRPC edge and the store. Knows nothing of tonic or
-//! sqlx: it takes domain values, checks them, and calls the [`Store`] trait.
+//! The controller's operations, between the gRPC edge and the store: [`App`] takes domain
+//! values, checks them, and calls the [`Store`] trait. Knows nothing of tonic or sqlx.
+//!
+//! This file holds [`App`] and its construction; each concern is its own file, an `impl App`
+//! block named for what it holds: who is calling (`auth`), enrollment (`enrollment`,
+//! `tokens`), devices (`devices`), commands (`commands`; what follows their end, `completion`), offboarding and lost mode
+//! (`offboard`), disable, enable and retirement (`lifecycle`), check-in and posture
+//! (`checkin`, `policy`, `offline_wipe`), certificates (`certificates`, `renewal`, `admins`),
+//! the audit log (`audit*`) and the replicas kept in step (`replicas`, `reads`).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use sha2::{Digest, Sha256};
-use tracing::{info, warn};
-use ward_certs::{CertificateAuthority, IssuedCertificate, VerifiedCsr};
-use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate_by_any};
+use ward_certs::CertificateAuthority;
 
 use crate::ca_set::CaSet;
-
-use crate::core::refs::{DeviceRef, HostName};
-use crate::core::{
-    Admin, CertificateRecord, Clock, Device, DeviceFacts, DeviceId, EnrollmentToken, NewDevice,
-    Permission, Timestamp, TokenRecord, TokenStatus, UserEmail,
-};
+use crate::core::{Clock, Timestamp};
 use crate::hub::Hub;
-use crate::store::{Announcement, Redemption, Store, StoreError};
+use crate::store::Store;
 
 mod admins;
+mod announcer;
 pub mod audit;
 mod audit_anchor;
 mod audit_syslog;
+mod auth;
 pub mod bulk_select;
 pub mod bulk_wipe;
 pub mod ca_rotation;
 #[cfg(test)]
 mod ca_rotation_review_tests;
+mod certificates;
 mod checkin;
 #[cfg(test)]
 mod checkin_tests;
 #[cfg(test)]
 mod command_ttl_tests;
 mod commands;
+mod completion;
+mod config;
+mod devices;
 pub mod directory;
+mod enrollment;
+mod error;
 mod lease;
 mod lifecycle;
 pub mod offboard;
@@ -46,6 +52,7 @@ mod policy;
 mod policy_tests;
 mod reads;
 mod renewal;
+mod replicas;
 mod scim_clients;
 mod server_cert;
 #[cfg(test)]
@@ -61,117 +68,18 @@ pub mod webhooks;
 pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
 pub use audit_syslog::SyslogConfig;
+pub(crate) use auth::audit_target;
+pub use certificates::{
+    CERT_MAX_LIFETIME, CERT_MIN_LIFETIME, certificate_record, check_cert_lifetime,
+};
 pub use checkin::{ActiveDevice, CheckInReport, CheckedIn, ComplianceReport};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
+pub use config::AppConfig;
+pub use enrollment::{CreatedToken, Enrolled, TOKEN_DEFAULT_TTL, TOKEN_MAX_TTL, TOKEN_MIN_TTL};
+pub use error::AppError;
+pub use offline_wipe::OFFLINE_TIMER;
 pub use policy::check_report;
 pub use webhook_delivery::DeliveryConfig;
-
-/// Settings an operator chooses at `wardctl serve`.
-#[derive(Clone, Debug)]
-pub struct AppConfig {
-    pub device_cert_lifetime: Duration,
-    pub admin_cert_lifetime: Duration,
-    pub checkin_interval: Duration,
-    pub token_default_ttl: Duration,
-    /// The URL devices enroll against, printed in `token create`'s enroll line.
-    pub public_url: String,
-    /// When set, full wipes, and offboardings of more than this many devices, wait for a
-    /// second admin's approval.
-    pub approval_threshold: Option<usize>,
-    /// Enrollment attempts one client address may make: a burst, then this many per minute.
-    pub enroll_burst: u32,
-    pub enroll_per_minute: u32,
-    /// HTTP/2 keepalive: a PING after this much silence on a connection, which is closed if
-    /// the answer takes longer than `keepalive_timeout` (a device gone without a goodbye).
-    pub keepalive_interval: Duration,
-    pub keepalive_timeout: Duration,
-    /// Signed checkpoints of the audit chain: where and how often.
-    pub audit_checkpoints: CheckpointConfig,
-}
-
-impl AppConfig {
-    pub fn with_public_url(public_url: String) -> Self {
-        Self {
-            device_cert_lifetime: ward_certs::ca::DEVICE_LIFETIME,
-            admin_cert_lifetime: ward_certs::ca::ADMIN_LIFETIME,
-            checkin_interval: Duration::from_secs(60),
-            token_default_ttl: TOKEN_DEFAULT_TTL,
-            public_url,
-            approval_threshold: None,
-            enroll_burst: 20,
-            enroll_per_minute: 60,
-            keepalive_interval: Duration::from_secs(30),
-            keepalive_timeout: Duration::from_secs(10),
-            audit_checkpoints: CheckpointConfig::default(),
-        }
-    }
-}
-
-/// How often the revocation list is re-read from the store, in case an announcement from
-/// another replica was lost.
-pub const REVOCATION_REFRESH: Duration = Duration::from_secs(30);
-
-/// The command id in receipts of wipes the agent's offline timer made.
-pub const OFFLINE_TIMER: &str = "offline-timer";
-
-pub const TOKEN_DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
-pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
-pub const TOKEN_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
-pub const CERT_MIN_LIFETIME: Duration = Duration::from_secs(3600);
-pub const CERT_MAX_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
-
-/// Errors with the category the edge maps to a status code. Messages are for the caller and
-/// never contain a secret.
-#[derive(Debug, thiserror::Error)]
-pub enum AppError {
-    #[error("{0}")]
-    InvalidArgument(String),
-    #[error("{0}")]
-    NotFound(String),
-    #[error("{0}")]
-    Unauthenticated(String),
-    #[error("{0}")]
-    PermissionDenied(String),
-    #[error("{0}")]
-    FailedPrecondition(String),
-    #[error("{0}")]
-    AlreadyExists(String),
-    /// Too busy to take this call now; the caller may retry after the hint.
-    #[error("{0}")]
-    Unavailable(String),
-    #[error("internal error: {0}")]
-    Internal(String),
-}
-
-impl From<StoreError> for AppError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::AlreadyExists(what) => {
-                AppError::AlreadyExists(format!("{what} already exists"))
-            }
-            StoreError::Overloaded => AppError::Unavailable(
-                "the controller is busy committing other devices' changes; retry in a few seconds"
-                    .into(),
-            ),
-            other => AppError::Internal(other.to_string()),
-        }
-    }
-}
-
-/// The result of a successful enrollment.
-#[derive(Debug)]
-pub struct Enrolled {
-    pub device_id: DeviceId,
-    pub user: UserEmail,
-    pub certificate: IssuedCertificate,
-}
-
-/// A newly created token: the secret (shown once) and its stored record.
-#[derive(Debug)]
-pub struct CreatedToken {
-    pub token: EnrollmentToken,
-    pub record: TokenRecord,
-}
 
 pub struct App {
     store: Arc<dyn Store>,
@@ -189,6 +97,8 @@ pub struct App {
     audit_state: Arc<audit::AuditState>,
     /// Command transitions, gathered into one job of the store's writer.
     transitions: transitions::Transitions,
+    /// Announcements to the other replicas, gathered and sent in the background.
+    announcer: announcer::Announcer,
     /// Certificates, devices and policies the agent API reads on every call.
     reads: reads::Reads,
     /// The listener's certificate, renewed while serving.
@@ -228,6 +138,7 @@ impl App {
         store.writer().stats().observe_with(metrics.clone());
         let audit_state = Arc::new(audit::AuditState::default());
         let transitions = transitions::Transitions::start(Arc::clone(&store), Arc::clone(&clock));
+        let announcer = announcer::Announcer::start(Arc::clone(&store));
         store.keep_audit_with(Arc::new(audit::Keeper {
             cas: Arc::clone(&cas),
             metrics: Arc::clone(&metrics),
@@ -245,6 +156,7 @@ impl App {
             config,
             audit_state,
             transitions,
+            announcer,
             reads: reads::Reads::default(),
             server_cert: std::sync::OnceLock::new(),
             renewal_limits: renewal::RenewalLimits::default(),
@@ -275,205 +187,6 @@ impl App {
         self.connections.clone()
     }
 
-    /// Loads the revocation list from the store (call before serving), and cuts the open
-    /// connections of certificates it revokes.
-    pub async fn load_revocations(&self) -> Result<usize, AppError> {
-        let serials = self.store.revoked_serials(self.now()).await?;
-        let count = serials.len();
-        self.revoked.replace_all(serials);
-        // Connections with a certificate a renewal replaced stay open: every call on them is
-        // refused. A call there is how a copy of a device certificate shows itself (a
-        // suspected clone; its command stream ends, `server/agent.rs`), and an admin renewing
-        // their own certificate is answered on one (this replica hears its own announcement
-        // before the answer is sent).
-        let kept: std::collections::HashSet<String> = self
-            .store
-            .replaced_serials(self.now())
-            .await?
-            .into_iter()
-            .map(|s| s.to_ascii_lowercase())
-            .collect();
-        let cut = self.connections.cut_revoked_except(&self.revoked, &kept);
-        if cut > 0 {
-            info!(connections = cut, "connections of revoked certificates cut");
-        }
-        Ok(count)
-    }
-
-    /// Revokes a device: certificates refused from now on, open stream closed.
-    /// `reason` is required, as for every lifecycle action; the audit entry keeps it.
-    pub async fn revoke_device(
-        &self,
-        actor: &Admin,
-        device: &DeviceRef,
-        reason: &str,
-    ) -> Result<Device, AppError> {
-        let reason = lifecycle::require_reason("revoking a device", reason)?;
-        let id = self.get_device(device).await?.id;
-        self.revoke(id, &audit::admin_actor(actor), "by an admin", Some(&reason))
-            .await?;
-        self.device(id).await
-    }
-
-    /// Revokes `id` on behalf of `actor` (an admin, or the controller after a wipe); `why`
-    /// says what led to it, `reason` is the admin's own words (kept as the audit entry's
-    /// `reason`, as every lifecycle action keeps its reason).
-    pub(crate) async fn revoke(
-        &self,
-        id: DeviceId,
-        actor: &str,
-        why: &str,
-        reason: Option<&str>,
-    ) -> Result<(), AppError> {
-        // The revocation and its audit entry commit together.
-        let now = self.now();
-        let (actor_owned, why_owned) = (actor.to_owned(), why.to_owned());
-        let reason = reason.map(commands::sanitize);
-        let serials = self
-            .store
-            .write(crate::store::Priority::High, move |tx| {
-                let (actor, why) = (actor_owned.clone(), why_owned.clone());
-                let reason = reason.clone();
-                Box::pin(async move {
-                    let Some(serials) = tx.revoke_device(id, now).await? else {
-                        return Ok(None);
-                    };
-                    tx.audit(
-                        crate::core::audit::AuditEvent {
-                            actor,
-                            action: "device.revoke".into(),
-                            target: id.to_string(),
-                            details: match reason {
-                                Some(reason) => serde_json::json!({
-                                    "certificates": serials, "why": why, "reason": reason,
-                                }),
-                                None => serde_json::json!({ "certificates": serials, "why": why }),
-                            },
-                        },
-                        now,
-                    );
-                    Ok::<_, StoreError>(Some(serials))
-                })
-            })
-            .await?
-            .ok_or_else(|| AppError::NotFound(format!("no device {id}")))?;
-        for serial in &serials {
-            self.revoked.insert(serial);
-        }
-        self.reads.device_changed(id);
-        info!(device_id = %id, actor, why, certificates = serials.len(), "device revoked");
-        // Its open stream re-checks the device and closes. This replica's list already holds
-        // the serials (reloading the whole list per revocation made a mass offboarding
-        // quadratic); the other replicas reload theirs when they hear of it.
-        self.hub.wake(id);
-        self.announce(Announcement::Revoked(id)).await;
-        Ok(())
-    }
-
-    /// Acts on `event` here and tells the other replicas.
-    pub async fn signal(&self, event: Announcement) {
-        self.apply(event).await;
-        self.announce(event).await;
-    }
-
-    /// Tells the other replicas. A failed announcement only delays them (they also refresh
-    /// periodically), so it is logged, not returned.
-    async fn announce(&self, event: Announcement) {
-        if let Err(e) = self.store.announce(event).await {
-            warn!(error = %e, ?event, "cannot notify the other controller replicas");
-        }
-    }
-
-    /// Acts on `events` here and tells the other replicas in as few messages as possible
-    /// (a bulk action's thousands of devices).
-    pub async fn signal_all(&self, events: &[Announcement]) {
-        self.apply_all(events).await;
-        if let Err(e) = self.store.announce_all(events).await {
-            warn!(error = %e, events = events.len(), "cannot notify the other controller replicas");
-        }
-    }
-
-    /// Acts on an event from this or another replica.
-    async fn apply(&self, event: Announcement) {
-        self.apply_all(&[event]).await;
-    }
-
-    /// Acts on events from this or another replica; the revocation list is read again at
-    /// most once however many revocations arrived together.
-    async fn apply_all(&self, events: &[Announcement]) {
-        let mut reload = false;
-        for event in events {
-            match *event {
-                Announcement::DeviceWork(id) => {
-                    self.reads.device_work(id);
-                    self.hub.wake(id);
-                }
-                Announcement::Revoked(id) => {
-                    self.reads.device_changed(id);
-                    reload = true;
-                }
-                Announcement::RevocationsChanged => reload = true,
-                Announcement::PolicyChanged => {
-                    self.reads.policy_changed();
-                    self.hub.wake_all();
-                }
-            }
-        }
-        if reload && let Err(e) = self.load_revocations().await {
-            warn!(error = %e, "cannot reload the revocation list");
-        }
-        for event in events {
-            if let Announcement::Revoked(id) = *event {
-                self.hub.wake(id);
-            }
-        }
-    }
-
-    /// Background work: applying other replicas' announcements, and the periodic refresh of
-    /// the revocation list that covers announcements lost on the way.
-    pub async fn start_background(self: &Arc<Self>) -> Result<(), AppError> {
-        let upgraded = self.upgrade_policy_overrides().await?;
-        if upgraded > 0 {
-            info!(
-                upgraded,
-                "user policy overrides now keep only the fields they change"
-            );
-        }
-        if let Some(mut announcements) = self.store.listen().await? {
-            let app = Arc::clone(self);
-            tokio::spawn(async move {
-                while let Some(first) = announcements.recv().await {
-                    // Everything that arrived meanwhile, applied together.
-                    let mut events = vec![first];
-                    while let Ok(more) = announcements.try_recv() {
-                        events.push(more);
-                    }
-                    app.apply_all(&events).await;
-                }
-            });
-        }
-        let app = Arc::clone(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(REVOCATION_REFRESH);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                // Policies a lost announcement left stale are read again. (A lost revocation
-                // is covered by the list reloaded below, which every cached certificate is
-                // checked against at every call, and which cuts the revoked connections.)
-                app.reads.policy_changed();
-                if let Err(e) = app.load_revocations().await {
-                    warn!(error = %e, "cannot refresh the revocation list");
-                }
-                // Commands whose time-to-live ran out while their device stayed away.
-                if let Err(e) = app.expire_due_commands().await {
-                    warn!(error = %e, "cannot expire the commands past their time-to-live");
-                }
-            }
-        });
-        Ok(())
-    }
-
     pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.metrics
     }
@@ -487,490 +200,11 @@ impl App {
         self.store.writer().settings()
     }
 
-    /// Commands per state, across every replica.
-    pub async fn count_commands(&self) -> Result<Vec<(crate::core::CommandState, u64)>, AppError> {
-        Ok(self.store.count_commands().await?)
-    }
-
     pub fn hub(&self) -> &Hub {
         &self.hub
     }
 
     pub fn now(&self) -> Timestamp {
         self.clock.now()
-    }
-
-    // ----- authentication -----------------------------------------------------------------
-
-    /// Checks a presented client certificate (our CA, validity, one `ward://` URI) and that
-    /// the store knows it for the same subject and has not revoked it.
-    async fn authenticate(&self, leaf: Option<&[u8]>) -> Result<(Identity, String), AppError> {
-        if let Some(why) = self.cas.out_of_step() {
-            return Err(AppError::Unavailable(why));
-        }
-        let leaf = leaf.ok_or_else(|| {
-            AppError::Unauthenticated(
-                "this call needs a client certificate issued by this controller".into(),
-            )
-        })?;
-        let now = self.now();
-        // A certificate seen before (the connection's earlier calls) is not parsed and looked
-        // up again; its revocation and expiry are checked at every call all the same.
-        let hash: reads::CertHash = Sha256::digest(leaf).into();
-        if let Some(peer) = self.reads.peer(&hash) {
-            if !self.revoked.contains(&peer.serial)
-                && now.to_datetime() - DEFAULT_SKEW <= peer.not_after
-            {
-                return Ok((peer.identity, peer.serial));
-            }
-            self.reads.forget_peer(&hash);
-        }
-        let since = self.reads.peer_generation();
-        let peer = validate_client_certificate_by_any(
-            leaf,
-            &self.cas.trusted_ders(),
-            now.to_datetime(),
-            DEFAULT_SKEW,
-        )
-        .map_err(|e| AppError::Unauthenticated(format!("client certificate refused: {e}")))?;
-        let record = self.store.get_certificate(&peer.serial).await?;
-        match record {
-            Some(r) if r.subject == peer.identity.to_uri() && r.revoked_at.is_none() => {
-                let serial = peer.serial.clone();
-                self.reads.remember_peer(
-                    since,
-                    hash,
-                    reads::Peer {
-                        identity: peer.identity.clone(),
-                        serial: serial.clone(),
-                        not_after: peer.not_after,
-                    },
-                );
-                Ok((peer.identity, serial))
-            }
-            Some(r) if r.revoked_at.is_some() => {
-                // A device certificate a renewal replaced, still calling on a connection made
-                // before: someone other than the device may hold it.
-                if let Identity::Device(uuid) = peer.identity {
-                    self.superseded_certificate_used(DeviceId(uuid), &peer.serial)
-                        .await?;
-                }
-                // A revoked admin still calling (on a connection opened before the revocation,
-                // whose own answer it was) is worth an auditor's attention.
-                if matches!(peer.identity, Identity::Admin(_)) {
-                    self.metrics.denied_calls.inc();
-                    warn!(identity = %peer.identity, serial = %peer.serial, "admin API refused: revoked certificate");
-                    self.audit(
-                        &peer.identity.to_uri(),
-                        "denied",
-                        "admin API",
-                        serde_json::json!({ "why": "certificate revoked", "certificate_serial": peer.serial }),
-                    )
-                    .await?;
-                }
-                Err(AppError::Unauthenticated(
-                    "client certificate refused: it has been revoked".into(),
-                ))
-            }
-            _ => Err(AppError::Unauthenticated(
-                "client certificate refused: this controller has no record of issuing it".into(),
-            )),
-        }
-    }
-
-    /// The enrolled device behind a client certificate. Admin certificates are refused.
-    pub async fn authenticate_device(&self, leaf: Option<&[u8]>) -> Result<ActiveDevice, AppError> {
-        Ok(self.authenticate_device_certificate(leaf).await?.0)
-    }
-
-    /// [`App::authenticate_device`], with the serial of the certificate presented. The first
-    /// call with a renewed certificate makes it the device's one and revokes the previous.
-    pub async fn authenticate_device_certificate(
-        &self,
-        leaf: Option<&[u8]>,
-    ) -> Result<(ActiveDevice, String), AppError> {
-        match self.authenticate(leaf).await? {
-            (Identity::Device(uuid), serial) => {
-                let device = self.active_device(DeviceId(uuid)).await?;
-                if device.certificate_serial == serial {
-                    return Ok((device, serial));
-                }
-                // The first call with a renewed certificate: read the record afresh, switch.
-                let record = self.check_device_active(DeviceId(uuid)).await?;
-                let record = self.certificate_in_use(record, &serial).await?;
-                self.reads.device_changed(record.id);
-                Ok((
-                    ActiveDevice {
-                        id: record.id,
-                        user: record.user,
-                        certificate_serial: record.certificate_serial,
-                    },
-                    serial,
-                ))
-            }
-            (other, _) => Err(AppError::PermissionDenied(format!(
-                "{other} is not a device identity; the agent API is for enrolled devices only"
-            ))),
-        }
-    }
-
-    /// The device's id and user, unless it is not enrolled or has been revoked (or retired).
-    /// From the cache, which a revocation or retirement (here or announced) empties.
-    pub async fn active_device(&self, id: DeviceId) -> Result<ActiveDevice, AppError> {
-        if let Some(device) = self.reads.device(id) {
-            return Ok(device);
-        }
-        let since = self.reads.device_generation();
-        let record = self.check_device_active(id).await?;
-        let device = ActiveDevice {
-            id: record.id,
-            user: record.user,
-            certificate_serial: record.certificate_serial,
-        };
-        self.reads.remember_device(since, device.clone());
-        Ok(device)
-    }
-
-    /// The device, unless it is not enrolled or has been revoked (or retired).
-    pub async fn check_device_active(&self, id: DeviceId) -> Result<Device, AppError> {
-        match self.store.get_device(id).await? {
-            None => Err(AppError::Unauthenticated(format!(
-                "device {id} is not enrolled"
-            ))),
-            Some(d) if d.state != crate::core::DeviceState::Active => {
-                Err(AppError::Unauthenticated(format!(
-                    "device {id} has been {}; enroll it again to use it",
-                    d.state.as_str()
-                )))
-            }
-            Some(d) => Ok(d),
-        }
-    }
-
-    /// The registered admin behind a client certificate. Device certificates are refused;
-    /// the refusal is audited with the call's `target` (bounded per identity and minute).
-    pub async fn authenticate_admin(
-        &self,
-        leaf: Option<&[u8]>,
-        target: &str,
-    ) -> Result<Admin, AppError> {
-        let (identity, _) = self.authenticate(leaf).await?;
-        let refusal = match &identity {
-            Identity::Admin(name) => match self.store.get_admin(name).await? {
-                Some(admin) if admin.is_active() => {
-                    if admin.break_glass {
-                        warn!(admin = %admin.name, "the break-glass identity is in use");
-                    }
-                    return Ok(admin);
-                }
-                Some(_) => format!("admin {name} has been revoked"),
-                None => format!("admin {name} is not registered with this controller"),
-            },
-            other => format!(
-                "{other} is not an admin identity; the admin API needs an admin certificate (wardctl admin issue)"
-            ),
-        };
-        // A certificate from our own CA knocking on the admin API without being an admin (a
-        // device's key, or a removed admin's) is worth an auditor's attention.
-        self.metrics.denied_calls.inc();
-        warn!(identity = %identity, target, "admin API refused: not a registered admin");
-        self.audit_refusal(
-            audit::refusal_source(&identity.to_string(), "denied", ""),
-            &audit_target(target, "admin API"),
-            serde_json::json!({ "why": refusal, "api": "admin" }),
-        )
-        .await?;
-        Err(AppError::PermissionDenied(refusal))
-    }
-
-    /// Refuses, with the roles that would be allowed, an admin whose role lacks `permission`
-    /// for `target` (what the call is about: a device, command, user…). The refusal is
-    /// audited with its target (bounded per admin and minute).
-    pub async fn authorize(
-        &self,
-        admin: &Admin,
-        permission: Permission,
-        target: &str,
-    ) -> Result<(), AppError> {
-        if admin.role.allows(permission) {
-            return Ok(());
-        }
-        self.metrics.denied_calls.inc();
-        let needed: Vec<&str> = permission.roles().iter().map(|r| r.as_str()).collect();
-        self.audit_refusal(
-            audit::refusal_source(&audit::admin_actor(admin), "denied", ""),
-            &audit_target(target, permission.describe()),
-            serde_json::json!({ "permission": permission.describe(), "role": admin.role.as_str(), "needs": needed }),
-        )
-        .await?;
-        warn!(admin = %admin.name, role = %admin.role, permission = permission.describe(), target, "permission denied");
-        Err(AppError::PermissionDenied(format!(
-            "admin {} has role {}, which may not {}: that needs role {}",
-            admin.name,
-            admin.role,
-            permission.describe(),
-            needed.join(" or ")
-        )))
-    }
-
-    // ----- enrollment ---------------------------------------------------------------------
-
-    pub async fn create_token(
-        &self,
-        actor: &Admin,
-        user: UserEmail,
-        ttl: Option<Duration>,
-    ) -> Result<CreatedToken, AppError> {
-        let ttl = ttl.unwrap_or(self.config.token_default_ttl);
-        if !(TOKEN_MIN_TTL..=TOKEN_MAX_TTL).contains(&ttl) {
-            return Err(AppError::InvalidArgument(format!(
-                "token lifetime {} is out of range: use {} to {}",
-                crate::core::duration::format(ttl),
-                crate::core::duration::format(TOKEN_MIN_TTL),
-                crate::core::duration::format(TOKEN_MAX_TTL)
-            )));
-        }
-        // The identity provider deprovisioned them (SCIM): no new device until it reactivates
-        // them. The only thing reactivation lifts; wipes already done stay done.
-        if let Some(entry) = self.store.find_directory_user(&user).await?
-            && !entry.active
-        {
-            return Err(AppError::FailedPrecondition(format!(
-                "{user} was deactivated by the identity provider ({}, {}): no device can be enrolled for them until it reactivates them there",
-                entry.updated_by,
-                entry.deactivated_at.unwrap_or(entry.updated_at).rfc3339()
-            )));
-        }
-        let now = self.now();
-        let token = EnrollmentToken::generate();
-        let record = TokenRecord {
-            hash: token.hash(),
-            user,
-            created_at: now,
-            expires_at: now.saturating_add(ttl),
-            created_by: actor.name.to_string(),
-            used_at: None,
-            device_id: None,
-            withdrawn_at: None,
-        };
-        self.store.insert_token(&record).await?;
-        self.audit(
-            &audit::admin_actor(actor),
-            "token.create",
-            record.user.as_str(),
-            serde_json::json!({ "expires_at": record.expires_at.rfc3339(), "token": record.hash.id() }),
-        )
-        .await?;
-        info!(user = %record.user, created_by = %actor.name, token = ?record.hash, expires_at = %record.expires_at, "enrollment token created");
-        Ok(CreatedToken { token, record })
-    }
-
-    /// Enrolls a device with a one-time token. A refused token (unknown, used, expired or
-    /// withdrawn) is audited with a prefix of its hash, never the token, and the client's
-    /// address (bounded per address and minute): a reused token is a sign of a leak.
-    pub async fn enroll(
-        &self,
-        token: EnrollmentToken,
-        csr: VerifiedCsr,
-        facts: DeviceFacts,
-        client: Option<std::net::IpAddr>,
-    ) -> Result<Enrolled, AppError> {
-        if let Some(why) = self.cas.out_of_step() {
-            return Err(AppError::Unavailable(why));
-        }
-        facts
-            .validate()
-            .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
-        let hash = token.hash();
-        let now = self.now();
-
-        // A first look gives a precise refusal before any signing work.
-        let Some(record) = self.store.find_token(&hash).await? else {
-            self.audit_enrollment_refusal(&hash, None, None, client)
-                .await?;
-            return Err(unknown_token());
-        };
-        if let Err(refused) = check_token_status(record.status(now)) {
-            self.audit_enrollment_refusal(
-                &hash,
-                Some(&record.user),
-                Some(record.status(now)),
-                client,
-            )
-            .await?;
-            return Err(refused);
-        }
-
-        let device_id = DeviceId::new_random();
-        let identity = Identity::Device(device_id.0);
-        let certificate = self
-            .ca()
-            .issue_client(
-                &csr,
-                &identity,
-                now.to_datetime(),
-                self.config.device_cert_lifetime,
-            )
-            .map_err(|e| AppError::Internal(e.to_string()))?;
-        let new_device = NewDevice {
-            id: device_id,
-            facts,
-            public_key_der: csr.public_key_der().to_vec(),
-            certificate: certificate_record(&certificate, &identity, now),
-        };
-        // The time of the claim itself: issuing took a moment, and a token that expired or was
-        // withdrawn meanwhile must not be redeemed with the earlier time.
-        match self
-            .store
-            .redeem_token(&hash, self.now(), &new_device)
-            .await?
-        {
-            Redemption::Enrolled { user } => {
-                info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
-                self.metrics.enrollments.inc();
-                self.audit(
-                    audit::ENROLLMENT,
-                    "device.enroll",
-                    &device_id.to_string(),
-                    serde_json::json!({ "user": user.as_str(), "token": hash.id(), "certificate_serial": certificate.serial }),
-                )
-                .await?;
-                Ok(Enrolled {
-                    device_id,
-                    user,
-                    certificate,
-                })
-            }
-            Redemption::Unknown => {
-                self.audit_enrollment_refusal(&hash, None, None, client)
-                    .await?;
-                Err(unknown_token())
-            }
-            Redemption::Refused(status) => {
-                warn!(token = ?hash, ?status, "enrollment refused");
-                self.audit_enrollment_refusal(&hash, Some(&record.user), Some(status), client)
-                    .await?;
-                check_token_status(status)?;
-                Err(AppError::FailedPrecondition(
-                    "the enrollment token cannot be used".into(),
-                ))
-            }
-        }
-    }
-
-    // ----- administration -----------------------------------------------------------------
-
-    pub async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, AppError> {
-        Ok(self.store.list_devices(user).await?)
-    }
-
-    /// A device by its id or, for admins at a keyboard, by its host name: the one device of
-    /// that name that is not retired, so a retired device's name is free for the machine's
-    /// next enrollment. Several matches are refused: host names come from the devices, and a
-    /// wipe must not land on the wrong one.
-    pub async fn get_device(&self, device: &DeviceRef) -> Result<Device, AppError> {
-        match device {
-            DeviceRef::Id(id) => self.device(*id).await,
-            DeviceRef::HostName(name) => self.device_by_name(name).await,
-        }
-    }
-
-    /// A device by its id.
-    pub async fn device(&self, id: DeviceId) -> Result<Device, AppError> {
-        self.store.get_device(id).await?.ok_or_else(|| {
-            AppError::NotFound(format!(
-                "no device {id}; `wardctl device list` shows the enrolled ones"
-            ))
-        })
-    }
-
-    async fn device_by_name(&self, name: &HostName) -> Result<Device, AppError> {
-        let (not_an_id, name) = (name.not_an_id(), name.as_str());
-        let mut named: Vec<Device> = self
-            .store
-            .list_devices(None)
-            .await?
-            .into_iter()
-            .filter(|d| {
-                d.state != crate::core::DeviceState::Retired
-                    && d.facts.hostname.eq_ignore_ascii_case(name)
-            })
-            .collect();
-        match named.len() {
-            1 => Ok(named.remove(0)),
-            0 => Err(AppError::NotFound(format!(
-                "{not_an_id}; no device that is not retired has the host name {name:?}"
-            ))),
-            _ => Err(AppError::InvalidArgument(format!(
-                "{} devices have the host name {name:?} ({}): name one by its id",
-                named.len(),
-                named
-                    .iter()
-                    .map(|d| format!("{} {}", d.id, d.state.as_str()))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ))),
-        }
-    }
-}
-
-pub fn certificate_record(
-    certificate: &IssuedCertificate,
-    identity: &Identity,
-    issued_at: Timestamp,
-) -> CertificateRecord {
-    CertificateRecord {
-        serial: certificate.serial.clone(),
-        subject: identity.to_uri(),
-        not_before: Timestamp::from_datetime(certificate.not_before),
-        not_after: Timestamp::from_datetime(certificate.not_after),
-        issued_at,
-        revoked_at: None,
-        der: Some(certificate.der.clone()),
-    }
-}
-
-pub fn check_cert_lifetime(lifetime: Duration) -> Result<(), AppError> {
-    if (CERT_MIN_LIFETIME..=CERT_MAX_LIFETIME).contains(&lifetime) {
-        Ok(())
-    } else {
-        Err(AppError::InvalidArgument(format!(
-            "certificate lifetime {} is out of range: use {} to {}",
-            crate::core::duration::format(lifetime),
-            crate::core::duration::format(CERT_MIN_LIFETIME),
-            crate::core::duration::format(CERT_MAX_LIFETIME)
-        )))
-    }
-}
-
-fn unknown_token() -> AppError {
-    AppError::FailedPrecondition(
-        "the enrollment token is not known to this controller: check it was copied whole, or ask your IT admin for a new one (wardctl token create)".into(),
-    )
-}
-
-fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
-    match status {
-        TokenStatus::Usable => Ok(()),
-        TokenStatus::AlreadyUsed => Err(AppError::FailedPrecondition(
-            "the enrollment token was already used; a token enrolls one device only. Ask your IT admin for a new one (wardctl token create)".into(),
-        )),
-        TokenStatus::Expired => Err(AppError::FailedPrecondition(
-            "the enrollment token has expired; ask your IT admin for a new one (wardctl token create)".into(),
-        )),
-        TokenStatus::Withdrawn => Err(AppError::FailedPrecondition(
-            "the enrollment token was withdrawn: its user was offboarded. Ask your IT admin for a new one if that was a mistake (wardctl token create)".into(),
-        )),
-    }
-}
-
-/// A caller-supplied target as recorded in the audit log: cleaned and bounded, or `otherwise`
-/// when the call named none.
-pub(crate) fn audit_target(target: &str, otherwise: &str) -> String {
-    let target = sanitize(target.trim());
-    if target.is_empty() {
-        otherwise.to_owned()
-    } else {
-        target
     }
 }

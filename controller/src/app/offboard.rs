@@ -1,8 +1,9 @@
-//! Offboarding a user and lost mode: wipe, then revoke once the wipe has finished.
+//! Offboarding a user and lost mode: wipe, then revoke once the wipe has finished (the
+//! revocation follows the wipe's end in `completion.rs`).
 
 use tracing::info;
 
-use super::audit::{CONTROLLER, admin_actor};
+use super::audit::admin_actor;
 use super::commands::{Issuer, check_command_text, issue_event, new_command};
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
@@ -301,32 +302,5 @@ impl App {
         Ok(commands
             .iter()
             .any(|c| c.revoke_after || (c.kind == CommandKind::Retire && !c.state.is_terminal())))
-    }
-
-    /// Called whenever a command reaches a terminal state: offboarding and lost-mode wipes
-    /// revoke their device once finished, whatever the outcome; a successful full wipe does
-    /// too (the device has destroyed its own identity).
-    pub(super) async fn after_finish(&self, command: &Command) -> Result<(), AppError> {
-        let erased = command.kind
-            == (CommandKind::Wipe {
-                scope: WipeScope::Full,
-            })
-            && command.state == CommandState::Succeeded;
-        if erased || (command.revoke_after && command.state.is_terminal()) {
-            self.revoke(
-                command.device_id,
-                CONTROLLER,
-                &format!(
-                    "after {} {} ({})",
-                    command.kind.name(),
-                    command.id,
-                    command.state
-                ),
-                None,
-            )
-            .await?;
-        }
-        self.after_lifecycle(command).await?;
-        Ok(())
     }
 }

@@ -8,10 +8,13 @@ use ward_certs::receipt::{SignedReceipt, WipeReceiptBody};
 
 use super::commands::MAX_RECEIPT_BYTES;
 use super::renewal::{RECEIPT_CLOCK_TOLERANCE_MS, signed_at, verify_with_history};
-use super::{App, AppError, OFFLINE_TIMER, audit, sanitize};
+use super::{App, AppError, audit, sanitize};
 use crate::core::audit::AuditEvent;
 use crate::core::{Device, DeviceId, DeviceKey, DeviceState, OfflineWipe, Timestamp};
 use crate::store::{Priority, StoreError};
+
+/// The command id in receipts of wipes the agent's offline timer made.
+pub const OFFLINE_TIMER: &str = "offline-timer";
 
 /// How the receipt arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

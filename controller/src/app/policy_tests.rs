@@ -4,7 +4,9 @@ use std::sync::Arc;
 
 use super::test_fixture::{admin, email};
 use super::{App, AppError};
-use crate::core::{EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp};
+use crate::core::{
+    Check, EnforcementAction, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp,
+};
 use crate::store::{MemoryStore, Store};
 
 /// An app on `store` (the shared fixture's CA and manual clock).
@@ -109,7 +111,7 @@ async fn a_default_that_a_users_override_cannot_combine_with_is_refused() {
     let mut wipe_firewall = PolicyChanges::default();
     wipe_firewall
         .check_actions
-        .insert("firewall".into(), EnforcementAction::Wipe);
+        .insert(Check::Firewall, EnforcementAction::Wipe);
     app.set_policy(&admin(), Some(&email(ALICE)), &wipe_firewall)
         .await
         .unwrap();
@@ -182,4 +184,78 @@ async fn an_override_an_older_version_stored_as_a_full_copy_keeps_only_what_diff
         }
     );
     assert_eq!(app.upgrade_policy_overrides().await.unwrap(), 0, "once");
+}
+
+/// The uptime rule from an admin's request to what a device is sent: through the wire
+/// conversion, validation, the store and back (unset means no limit; out of range refused).
+#[tokio::test]
+async fn the_uptime_limit_round_trips_from_the_request_to_the_devices_policy() {
+    use crate::server::convert::{policy_changes_from_wire, policy_to_wire};
+    use ward_proto::v1;
+
+    let app = app(Arc::new(MemoryStore::new()));
+    let before = app.get_policy(None).await.unwrap();
+    assert_eq!(policy_to_wire(&before).max_uptime_days, 0, "no limit");
+    let request = v1::SetPolicyRequest {
+        max_uptime_days: Some(30),
+        check_actions: vec![v1::CheckAction {
+            check: "uptime".into(),
+            action: v1::EnforcementAction::Report as i32,
+        }],
+        ..Default::default()
+    };
+    let changes = policy_changes_from_wire(&request).unwrap();
+    app.set_policy(&admin(), None, &changes).await.unwrap();
+    let alice = app.agent_policy(&email(ALICE)).await.unwrap();
+    assert_eq!(alice.policy.required_checks(), vec![Check::Uptime]);
+    assert_eq!(
+        alice.policy.action_for(Check::Uptime),
+        EnforcementAction::Report
+    );
+    let wire = policy_to_wire(&alice);
+    assert_eq!(wire.max_uptime_days, 30);
+    assert!(wire.check_actions.contains(&v1::CheckAction {
+        check: "uptime".into(),
+        action: v1::EnforcementAction::Report as i32,
+    }));
+
+    let too_long = v1::SetPolicyRequest {
+        max_uptime_days: Some(366),
+        ..Default::default()
+    };
+    let err = app
+        .set_policy(
+            &admin(),
+            None,
+            &policy_changes_from_wire(&too_long).unwrap(),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, AppError::InvalidArgument(m) if m.contains("max_uptime_days")),
+        "{err:?}"
+    );
+    let unknown = v1::SetPolicyRequest {
+        check_actions: vec![v1::CheckAction {
+            check: "bluetooth".into(),
+            action: v1::EnforcementAction::Block as i32,
+        }],
+        ..Default::default()
+    };
+    let refused = policy_changes_from_wire(&unknown).unwrap_err();
+    assert!(
+        refused.message().contains("check_actions = bluetooth"),
+        "{refused:?}"
+    );
+
+    // Unset again (0): no limit, and the check is no longer required.
+    let off = v1::SetPolicyRequest {
+        max_uptime_days: Some(0),
+        ..Default::default()
+    };
+    app.set_policy(&admin(), None, &policy_changes_from_wire(&off).unwrap())
+        .await
+        .unwrap();
+    let alice = app.agent_policy(&email(ALICE)).await.unwrap();
+    assert!(alice.policy.required_checks().is_empty());
 }

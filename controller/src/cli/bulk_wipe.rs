@@ -15,6 +15,7 @@ use super::connect::admin_client;
 use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_json, table};
 use crate::app::bulk_select::MAX_BULK_WIPE;
+use crate::core::Check;
 
 /// How the devices of a bulk wipe are chosen (exactly one), and what else it may do.
 #[derive(Debug, Default, clap::Args)]
@@ -26,8 +27,8 @@ pub struct BulkArgs {
     #[arg(long, conflicts_with_all = ["device", "stdin", "approve"])]
     pub noncompliant: bool,
     /// With --noncompliant: only devices failing this check
-    #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::core::ALL_CHECKS))]
-    pub check: Option<String>,
+    #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = super::check_name())]
+    pub check: Option<Check>,
     /// Read device ids or host names from stdin, one a line (at most 10,000; blank lines are
     /// skipped). One unknown or ambiguous entry refuses the whole list
     #[arg(long, conflicts_with_all = ["device", "approve"])]
@@ -265,7 +266,10 @@ pub async fn run(
         .bulk_wipe(BulkWipeRequest {
             user: bulk.user.unwrap_or_default(),
             noncompliant: bulk.noncompliant,
-            failing_check: bulk.check.unwrap_or_default(),
+            failing_check: bulk
+                .check
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
             devices,
             scope: scope as i32,
             reason,

@@ -28,10 +28,9 @@ pub enum DeviceCommand {
         /// Only devices whose last compliance report failed their policy
         #[arg(long)]
         noncompliant: bool,
-        /// With --noncompliant: only devices failing this check (disk_encryption, password_rules,
-        /// auto_lock, firewall, forbidden_packages, os_updates, agent_version)
-        #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = clap::builder::PossibleValuesParser::new(crate::core::ALL_CHECKS))]
-        reason: Option<String>,
+        /// With --noncompliant: only devices failing this check
+        #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = super::check_name())]
+        reason: Option<crate::core::Check>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -333,7 +332,7 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
                 .list_devices(ListDevicesRequest {
                     user: user.unwrap_or_default(),
                     noncompliant_only: noncompliant,
-                    failing_check: reason.unwrap_or_default(),
+                    failing_check: reason.map(|c| c.as_str().to_owned()).unwrap_or_default(),
                 })
                 .await?
                 .into_inner()

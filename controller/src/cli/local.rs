@@ -106,7 +106,7 @@ pub struct ServeArgs {
     /// Group commit: the most changes in one transaction (1 to 10000)
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
     write_batch_max: usize,
-    #[arg(long, default_value = "100ms", value_parser = DurationArg(SHED_CHECK_INS_AFTER), allow_hyphen_values = true, value_name = "DURATION", help = SHED_CHECK_INS_AFTER.help("Check-ins are answered UNAVAILABLE (agents retry later with jitter) while the store's writer has more queued than it commits in this time; admin calls, acknowledgements and results are never refused for load"))]
+    #[arg(long, default_value = "5s", value_parser = DurationArg(SHED_CHECK_INS_AFTER), allow_hyphen_values = true, value_name = "DURATION", help = SHED_CHECK_INS_AFTER.help("Check-ins are answered UNAVAILABLE (agents retry later with jitter) while the store's writer has more queued than it commits in this time; admin calls, acknowledgements and results are never refused for load"))]
     shed_check_ins_after: Duration,
     /// Use this PostgreSQL database instead of the data directory's SQLite file (several
     /// replicas can share one), e.g. postgres://ward@db.hospital.example/ward

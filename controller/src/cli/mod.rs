@@ -153,6 +153,14 @@ impl clap::builder::TypedValueParser for DurationArg {
     }
 }
 
+/// A check flag's value parser: one of the check names (listed in `--help` and in the error),
+/// as the check.
+pub fn check_name() -> impl clap::builder::TypedValueParser<Value = crate::core::Check> {
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(crate::core::Check::NAMES)
+        .try_map(|name| name.parse::<crate::core::Check>())
+}
+
 /// A duration already checked against its flag's range, as whole seconds for the wire.
 pub fn whole_seconds(d: Duration) -> u64 {
     d.as_secs()

@@ -11,6 +11,7 @@ use super::connect::admin_client;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
 use super::{ConnectArgs, DurationArg};
+use crate::core::Check;
 use crate::core::duration::{self, DurationRange, days, hours, seconds};
 
 /// `policy set --max-age`.
@@ -27,6 +28,14 @@ const OFFLINE_WIPE_AFTER: DurationRange =
 const OS_UPDATES_MAX_AGE: DurationRange = DurationRange::new(days(1), days(3650), "30d")
     .or_off("no rule")
     .in_days();
+/// `policy set --max-uptime` (the policy's limit: `MAX_UPTIME_DAYS`).
+const MAX_UPTIME: DurationRange = DurationRange::new(
+    days(1),
+    days(crate::core::policy::MAX_UPTIME_DAYS as u64),
+    "30d",
+)
+.or_off("no limit")
+.in_days();
 /// `policy set --wipe-grace` (required once any check's action is wipe).
 const WIPE_GRACE: DurationRange = DurationRange::new(hours(1), days(365), "72h").or_off("off");
 
@@ -75,8 +84,9 @@ pub enum PolicyCommand {
         /// Let agents running as root write the password rules, not only check them
         #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
         enforce: Option<bool>,
+        // Boxed: the posture rules would make `Set` several times the size of the others.
         #[command(flatten)]
-        posture: PostureArgs,
+        posture: Box<PostureArgs>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -108,9 +118,11 @@ pub struct PostureArgs {
     /// Agents older than this version fail the agent_version check, e.g. 0.2.0 ("none": no rule)
     #[arg(long, value_name = "VERSION")]
     min_agent_version: Option<String>,
+    #[arg(long, value_parser = DurationArg(MAX_UPTIME).map(whole_days), allow_hyphen_values = true, value_name = "DURATION", help = MAX_UPTIME.help("A device up longer than this has not booted into its installed kernel updates (check uptime)"))]
+    max_uptime: Option<u32>,
     /// What a failing check leads to: CHECK=report|block|wipe (default block); repeatable. CHECK:
     /// disk_encryption, password_rules, auto_lock, firewall, forbidden_packages, os_updates,
-    /// agent_version
+    /// agent_version, uptime
     #[arg(long = "action", value_parser = check_action, value_name = "CHECK=ACTION")]
     actions: Vec<v1::CheckAction>,
     #[arg(long, value_parser = DurationArg(WIPE_GRACE).map(seconds_u64), allow_hyphen_values = true, value_name = "DURATION", help = WIPE_GRACE.help("How long a check whose action is wipe may fail before the messaging data is wiped (required once any action is wipe)"))]
@@ -121,24 +133,14 @@ pub(crate) fn check_action(text: &str) -> Result<v1::CheckAction, String> {
     let (check, action) = text
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not CHECK=ACTION, e.g. firewall=block"))?;
-    if !crate::core::ALL_CHECKS.contains(&check) {
-        return Err(format!(
-            "unknown check {check:?}: use one of {}",
-            crate::core::ALL_CHECKS.join(", ")
-        ));
-    }
-    let action = match action {
-        "report" => v1::EnforcementAction::Report,
-        "block" => v1::EnforcementAction::Block,
-        "wipe" => v1::EnforcementAction::Wipe,
-        other => {
-            return Err(format!(
-                "unknown action {other:?}: use report, block or wipe"
-            ));
-        }
+    let check: Check = check.parse()?;
+    let action = match action.parse()? {
+        crate::core::EnforcementAction::Report => v1::EnforcementAction::Report,
+        crate::core::EnforcementAction::Block => v1::EnforcementAction::Block,
+        crate::core::EnforcementAction::Wipe => v1::EnforcementAction::Wipe,
     };
     Ok(v1::CheckAction {
-        check: check.to_owned(),
+        check: check.as_str().to_owned(),
         action: action as i32,
     })
 }
@@ -180,6 +182,7 @@ impl PostureArgs {
         });
         request.check_actions = self.actions;
         request.wipe_grace_seconds = self.wipe_grace;
+        request.max_uptime_days = self.max_uptime;
         Ok(())
     }
 }
@@ -219,6 +222,9 @@ pub(crate) fn offline_wipe_after(text: &str) -> Result<u64, String> {
 pub(crate) fn wipe_grace(text: &str) -> Result<u64, String> {
     WIPE_GRACE.parse("--wipe-grace", text).map(seconds_u64)
 }
+pub(crate) fn max_uptime(text: &str) -> Result<u32, String> {
+    MAX_UPTIME.parse("--max-uptime", text).map(whole_days)
+}
 
 /// Which table row shows which policy field.
 const FIELD_LABELS: &[(&str, &str)] = &[
@@ -237,6 +243,7 @@ const FIELD_LABELS: &[(&str, &str)] = &[
     ("min_agent_version", "min agent version"),
     ("check_actions", "  when failing"),
     ("wipe_grace_seconds", "wipe grace"),
+    ("max_uptime_days", "max uptime"),
 ];
 
 #[derive(Serialize)]
@@ -257,8 +264,10 @@ struct PolicyView {
     os_updates_max_age_days: u32,
     min_agent_version: Option<String>,
     /// Every check's action while it fails (checks not set explicitly block).
-    check_actions: std::collections::BTreeMap<String, &'static str>,
+    check_actions: std::collections::BTreeMap<Check, &'static str>,
     wipe_grace_seconds: u64,
+    /// 0: no limit.
+    max_uptime_days: u32,
     /// For a user's policy: the fields the user's override sets; the rest come from the
     /// default policy.
     overridden: Vec<String>,
@@ -281,19 +290,20 @@ impl From<v1::Policy> for PolicyView {
             require_firewall: p.require_firewall,
             os_updates_max_age_days: p.os_updates_max_age_days,
             min_agent_version: (!p.min_agent_version.is_empty()).then_some(p.min_agent_version),
-            check_actions: crate::core::ALL_CHECKS
-                .iter()
+            check_actions: Check::ALL
+                .into_iter()
                 .map(|check| {
                     let action = p
                         .check_actions
                         .iter()
-                        .find(|a| a.check == *check)
+                        .find(|a| a.check == check.as_str())
                         .map_or("block", |a| ward_proto::names::enforcement_action(a.action));
-                    ((*check).to_owned(), action)
+                    (check, action)
                 })
                 .collect(),
             forbidden_packages: p.forbidden_packages,
             wipe_grace_seconds: p.wipe_grace_seconds,
+            max_uptime_days: p.max_uptime_days,
             overridden: p.overridden,
         }
     }
@@ -357,6 +367,14 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
                 .unwrap_or_else(|| "no rule".into()),
         ),
         ("wipe grace", span(view.wipe_grace_seconds)),
+        (
+            "max uptime",
+            if view.max_uptime_days == 0 {
+                "no limit".to_owned()
+            } else {
+                duration::format(days(view.max_uptime_days.into()))
+            },
+        ),
     ];
     for (check, action) in &view.check_actions {
         fields.push(("  when failing", format!("{check}: {action}")));
@@ -426,7 +444,7 @@ pub async fn run(cmd: PolicyCommand, output: OutputFormat) -> Result<(), CliErro
                 enforce,
                 ..Default::default()
             };
-            posture.apply(&current, &mut request)?;
+            (*posture).apply(&current, &mut request)?;
             let p = client.set_policy(request).await?.into_inner();
             print_policy(p, output)
         }

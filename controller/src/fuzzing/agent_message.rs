@@ -123,10 +123,10 @@ fn compliance(report: &v1::ComplianceReport) {
         require_disk_encryption: true,
         ..Policy::default()
     };
-    let expected = policy.required_checks().iter().all(|name| {
+    let expected = policy.required_checks().iter().all(|check| {
         checks
             .iter()
-            .find(|c| c.name == *name)
+            .find(|c| c.name == check.as_str())
             .is_some_and(|c| c.status == CheckStatus::Pass)
     });
     let judged = Compliance::judge(

@@ -136,6 +136,7 @@ fn policy(text: &str) {
         min_agent_version: Some(policy.min_agent_version.clone()),
         check_actions: policy.check_actions.clone(),
         wipe_grace_seconds: Some(policy.wipe_grace_seconds),
+        max_uptime_days: Some(policy.max_uptime_days),
     };
     match (policy.validate(), Policy::default().with(&changes)) {
         (Ok(()), Ok(made)) => assert_eq!(made, policy),

@@ -1,9 +1,13 @@
 //! `AdminService`: mutual TLS with a registered admin's certificate.
 //!
 //! Every call authenticates first (a certificate from our CA, recorded, not revoked, of an
-//! admin that is registered and not revoked), then checks that the admin's role holds the
-//! permission the call needs ([`Permission`]); a refusal names the role needed and is audited.
-//! Renewing one's own certificate needs no permission beyond being that admin.
+//! admin that is registered and not revoked: [`App::authenticate_admin`]), then checks that
+//! the admin's role holds the permission the call needs ([`Permission`], [`App::authorize`]);
+//! a refusal names the role needed and is audited. Where the permission depends on what is
+//! asked (a command's kind, a bulk wipe's scope, a CA rotation step), the request is read
+//! only after the admin holds one of the candidates, and the one needed is checked then.
+//! Renewing one's own certificate needs no permission beyond being that admin. Reads are
+//! audited here (`AdminApi::read`); changes record their own entries in `App`.
 
 use std::sync::Arc;
 
@@ -172,7 +176,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
                     devices.retain(|d| {
                         d.compliance
                             .as_ref()
-                            .is_some_and(|c| c.failing().any(|f| f == req.failing_check))
+                            .is_some_and(|c| c.failing().any(|f| f.as_str() == req.failing_check))
                     });
                 }
                 Ok(devices)

@@ -150,17 +150,15 @@ impl v1::agent_service_server::AgentService for AgentApi {
                 body: receipt.body,
                 signature: receipt.signature,
             }),
-            trusted_cas: trusted_cas.clone(),
+            trusted_cas,
         };
         let answer = self.app.agent_check_in(&device, report).await?;
         Ok(Response::new(CheckInResponse {
             config: Some(agent_config(&self.app)),
-            server_time_unix_ms: self.app.now().unix_ms(),
+            server_time_unix_ms: answer.server_time.unix_ms(),
             pending_commands: answer.pending.iter().map(command_to_device).collect(),
             policy: Some(policy_to_wire(&answer.policy)),
-            trust_bundle_der: trusted_cas
-                .map(|reported| self.app.cas().bundle_for(&reported))
-                .unwrap_or_default(),
+            trust_bundle_der: answer.trust_bundle,
         }))
     }
 

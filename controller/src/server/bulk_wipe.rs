@@ -7,7 +7,7 @@ use super::convert::{command_state_to_wire, wipe_scope_to_wire};
 use super::request::parse;
 use crate::app::bulk_select::Selection;
 use crate::app::bulk_wipe::{BulkWipeReport, BulkWipeRequest};
-use crate::core::{DeviceState, WipeScope};
+use crate::core::{Check, DeviceState, WipeScope};
 
 /// The request as the app takes it (the permission it needs is
 /// [`Permission::to_wipe`](crate::core::Permission::to_wipe) of its scope).
@@ -30,9 +30,11 @@ pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Stat
     let selection = if !r.user.is_empty() {
         Selection::User(parse(&r.user)?)
     } else if r.noncompliant {
-        Selection::Noncompliant {
-            check: (!r.failing_check.is_empty()).then_some(r.failing_check),
-        }
+        let check = (!r.failing_check.is_empty())
+            .then(|| r.failing_check.parse::<Check>())
+            .transpose()
+            .map_err(Status::invalid_argument)?;
+        Selection::Noncompliant { check }
     } else {
         Selection::Devices(r.devices)
     };

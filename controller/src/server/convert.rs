@@ -327,6 +327,7 @@ pub fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
         check_actions: super::convert_posture::check_actions_to_wire(policy),
         wipe_grace_seconds: policy.wipe_grace_seconds,
         overridden: p.overridden.iter().map(|f| (*f).to_owned()).collect(),
+        max_uptime_days: policy.max_uptime_days,
     }
 }
 
@@ -347,6 +348,7 @@ pub fn policy_changes_from_wire(r: &v1::SetPolicyRequest) -> Result<PolicyChange
         min_agent_version: r.min_agent_version.clone(),
         check_actions: super::convert_posture::check_actions_from_wire(&r.check_actions)?,
         wipe_grace_seconds: r.wipe_grace_seconds,
+        max_uptime_days: r.max_uptime_days,
     })
 }
 

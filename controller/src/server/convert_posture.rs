@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 use tonic::Status;
 use ward_proto::v1;
 
+use crate::core::policy::PolicyError;
 use crate::core::posture::{Filesystem, PackageCount};
-use crate::core::{Device, Disabled, Enforcement, EnforcementAction, Inventory, Policy};
+use crate::core::{Check, Device, Disabled, Enforcement, EnforcementAction, Inventory, Policy};
 
 pub fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status> {
     let inventory = Inventory {
@@ -94,18 +95,30 @@ pub fn check_actions_to_wire(p: &Policy) -> Vec<v1::CheckAction> {
     p.check_actions
         .iter()
         .map(|(check, action)| v1::CheckAction {
-            check: check.clone(),
+            check: check.as_str().to_owned(),
             action: action_to_wire(*action) as i32,
         })
         .collect()
 }
 
+/// An admin's check actions: a check name this controller does not know is refused (it
+/// could never be required, so its action would silently do nothing).
 pub fn check_actions_from_wire(
     actions: &[v1::CheckAction],
-) -> Result<BTreeMap<String, EnforcementAction>, Status> {
+) -> Result<BTreeMap<Check, EnforcementAction>, Status> {
     actions
         .iter()
-        .map(|a| Ok((a.check.clone(), action_from_wire(a.action)?)))
+        .map(|a| {
+            let check = Check::named(&a.check).ok_or_else(|| {
+                let refused = PolicyError {
+                    field: "check_actions",
+                    value: a.check.chars().take(64).collect(),
+                    allowed: format!("a check name: {}", Check::NAMES.join(", ")),
+                };
+                Status::invalid_argument(refused.to_string())
+            })?;
+            Ok((check, action_from_wire(a.action)?))
+        })
         .collect()
 }
 

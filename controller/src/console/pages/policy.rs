@@ -12,11 +12,12 @@ use ward_proto::v1::{
 
 use super::{Page, answer, q};
 use crate::cli::policy::{
-    check_action, max_age, max_inactivity, offline_wipe_after, os_updates_max_age, wipe_grace,
+    check_action, max_age, max_inactivity, max_uptime, offline_wipe_after, os_updates_max_age,
+    wipe_grace,
 };
 use crate::console::http::{CsrfForm, Empty, Shared};
 use crate::console::{Console, ui};
-use crate::core::ALL_CHECKS;
+use crate::core::Check;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
@@ -76,6 +77,11 @@ const FIELDS: &[(&str, &str, &str)] = &[
         "Wipe grace for checks whose action is wipe, e.g. 72h",
         "wipe_grace_seconds",
     ),
+    (
+        "max_uptime",
+        "Longest time up since boot, e.g. 30d (0: no limit)",
+        "max_uptime_days",
+    ),
 ];
 
 const FLAGS: &[(&str, &str, &str)] = &[
@@ -126,6 +132,7 @@ fn text_value(p: &Policy, field: &str) -> String {
         "os_updates_max_age" => format!("{}d", p.os_updates_max_age_days),
         "min_agent_version" => p.min_agent_version.clone(),
         "wipe_grace" => duration_text(p.wipe_grace_seconds),
+        "max_uptime" => format!("{}d", p.max_uptime_days),
         _ => String::new(),
     }
 }
@@ -235,7 +242,7 @@ async fn render(
                         }
                         td { (source("forbidden_packages")) }
                     }
-                    @for check in ALL_CHECKS {
+                    @for check in Check::NAMES {
                         @let current = values.map_or_else(|| action_of(&policy, check).to_owned(), |v| v.action(check));
                         tr {
                             th scope="row" { label for={"a-" (check)} { "When " code { (check) } " fails" } }
@@ -284,6 +291,7 @@ pub struct PolicyForm {
     os_updates_max_age: String,
     min_agent_version: String,
     wipe_grace: String,
+    max_uptime: String,
     require_encryption: Option<String>,
     require_firewall: Option<String>,
     enforce: Option<String>,
@@ -305,6 +313,7 @@ impl PolicyForm {
             "os_updates_max_age" => &self.os_updates_max_age,
             "min_agent_version" => &self.min_agent_version,
             "wipe_grace" => &self.wipe_grace,
+            "max_uptime" => &self.max_uptime,
             _ => "",
         }
         .trim()
@@ -363,6 +372,7 @@ impl PolicyForm {
             current.os_updates_max_age_days,
             &os_updates_max_age,
         );
+        req.max_uptime_days = number("max_uptime", current.max_uptime_days, &max_uptime);
         let seconds: [(&str, u64, &mut Option<u64>, SecondsField); 2] = [
             (
                 "offline_wipe_after",
@@ -415,7 +425,7 @@ impl PolicyForm {
         if packages != current.forbidden_packages {
             req.forbidden_packages = Some(PackageList { names: packages });
         }
-        for check in ALL_CHECKS {
+        for check in Check::NAMES {
             let chosen = self.action(check);
             if chosen != action_of(current, check) {
                 match check_action(&format!("{check}={chosen}")) {

@@ -1,0 +1,134 @@
+//! Devices as admins name them (by id or host name) and list them, and a device's
+//! revocation: its certificates refused from then on, its open stream closed.
+
+use tracing::info;
+
+use super::{App, AppError, audit, commands, lifecycle};
+use crate::core::refs::{DeviceRef, HostName};
+use crate::core::{Admin, Device, DeviceId, UserEmail};
+use crate::store::{Announcement, StoreError};
+
+impl App {
+    pub async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, AppError> {
+        Ok(self.store.list_devices(user).await?)
+    }
+
+    /// A device by its id or, for admins at a keyboard, by its host name: the one device of
+    /// that name that is not retired, so a retired device's name is free for the machine's
+    /// next enrollment. Several matches are refused: host names come from the devices, and a
+    /// wipe must not land on the wrong one.
+    pub async fn get_device(&self, device: &DeviceRef) -> Result<Device, AppError> {
+        match device {
+            DeviceRef::Id(id) => self.device(*id).await,
+            DeviceRef::HostName(name) => self.device_by_name(name).await,
+        }
+    }
+
+    /// A device by its id.
+    pub async fn device(&self, id: DeviceId) -> Result<Device, AppError> {
+        self.store.get_device(id).await?.ok_or_else(|| {
+            AppError::NotFound(format!(
+                "no device {id}; `wardctl device list` shows the enrolled ones"
+            ))
+        })
+    }
+
+    async fn device_by_name(&self, name: &HostName) -> Result<Device, AppError> {
+        let (not_an_id, name) = (name.not_an_id(), name.as_str());
+        let mut named: Vec<Device> = self
+            .store
+            .list_devices(None)
+            .await?
+            .into_iter()
+            .filter(|d| {
+                d.state != crate::core::DeviceState::Retired
+                    && d.facts.hostname.eq_ignore_ascii_case(name)
+            })
+            .collect();
+        match named.len() {
+            1 => Ok(named.remove(0)),
+            0 => Err(AppError::NotFound(format!(
+                "{not_an_id}; no device that is not retired has the host name {name:?}"
+            ))),
+            _ => Err(AppError::InvalidArgument(format!(
+                "{} devices have the host name {name:?} ({}): name one by its id",
+                named.len(),
+                named
+                    .iter()
+                    .map(|d| format!("{} {}", d.id, d.state.as_str()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
+        }
+    }
+
+    /// Revokes a device: certificates refused from now on, open stream closed.
+    /// `reason` is required, as for every lifecycle action; the audit entry keeps it.
+    pub async fn revoke_device(
+        &self,
+        actor: &Admin,
+        device: &DeviceRef,
+        reason: &str,
+    ) -> Result<Device, AppError> {
+        let reason = lifecycle::require_reason("revoking a device", reason)?;
+        let id = self.get_device(device).await?.id;
+        self.revoke(id, &audit::admin_actor(actor), "by an admin", Some(&reason))
+            .await?;
+        self.device(id).await
+    }
+
+    /// Revokes `id` on behalf of `actor` (an admin, or the controller after a wipe); `why`
+    /// says what led to it, `reason` is the admin's own words (kept as the audit entry's
+    /// `reason`, as every lifecycle action keeps its reason).
+    pub(crate) async fn revoke(
+        &self,
+        id: DeviceId,
+        actor: &str,
+        why: &str,
+        reason: Option<&str>,
+    ) -> Result<(), AppError> {
+        // The revocation and its audit entry commit together.
+        let now = self.now();
+        let (actor_owned, why_owned) = (actor.to_owned(), why.to_owned());
+        let reason = reason.map(commands::sanitize);
+        let serials = self
+            .store
+            .write(crate::store::Priority::High, move |tx| {
+                let (actor, why) = (actor_owned.clone(), why_owned.clone());
+                let reason = reason.clone();
+                Box::pin(async move {
+                    let Some(serials) = tx.revoke_device(id, now).await? else {
+                        return Ok(None);
+                    };
+                    tx.audit(
+                        crate::core::audit::AuditEvent {
+                            actor,
+                            action: "device.revoke".into(),
+                            target: id.to_string(),
+                            details: match reason {
+                                Some(reason) => serde_json::json!({
+                                    "certificates": serials, "why": why, "reason": reason,
+                                }),
+                                None => serde_json::json!({ "certificates": serials, "why": why }),
+                            },
+                        },
+                        now,
+                    );
+                    Ok::<_, StoreError>(Some(serials))
+                })
+            })
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no device {id}")))?;
+        for serial in &serials {
+            self.revoked.insert(serial);
+        }
+        self.reads.device_changed(id);
+        info!(device_id = %id, actor, why, certificates = serials.len(), "device revoked");
+        // Its open stream re-checks the device and closes. This replica's list already holds
+        // the serials (reloading the whole list per revocation made a mass offboarding
+        // quadratic); the other replicas reload theirs when they hear of it.
+        self.hub.wake(id);
+        self.announce(Announcement::Revoked(id)).await;
+        Ok(())
+    }
+}
