@@ -574,7 +574,7 @@ impl Tx for MemoryEngine {
                     row.device.compliance = Some(compliance.clone());
                 }
                 row.device.last_seen = Some(now);
-                Some(row.device.clone())
+                Some(row.read()?)
             }
             _ => None,
         })

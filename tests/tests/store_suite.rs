@@ -1581,9 +1581,25 @@ async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
         reported_at: Timestamp::from_unix_ms(100),
         policy_revision: 3,
     };
+    // What the check-in does not write comes back as it is on record (the job enforces on it).
+    let disabled = ward_controller::core::Disabled {
+        reason: "mislaid".into(),
+        at: 5,
+        by: "admin".into(),
+        command_id: "c".into(),
+    };
+    b.store
+        .set_device_posture(
+            id,
+            ward_controller::store::PostureField::Disabled,
+            Some(&serde_json::to_string(&disabled).unwrap()),
+        )
+        .await
+        .unwrap();
     let written = check_in(&b.store, id, Some(facts.clone()), Some(report.clone()), 100)
         .await
         .expect("an active device is written");
+    assert_eq!(written.disabled.as_ref(), Some(&disabled), "{}", b.name);
     let stored = b.store.get_device(id).await.unwrap().unwrap();
     assert_eq!(
         written, stored,

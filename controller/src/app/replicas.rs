@@ -23,8 +23,8 @@ impl App {
         // Connections with a certificate a renewal replaced stay open: every call on them is
         // refused. A call there is how a copy of a device certificate shows itself (a
         // suspected clone; its command stream ends, `server/agent.rs`), and an admin renewing
-        // their own certificate is answered on one (this replica hears its own announcement
-        // before the answer is sent).
+        // their own certificate is answered on one (the periodic reload may run before that
+        // answer is sent; this replica does not act on its own announcements).
         let kept: std::collections::HashSet<String> = self
             .store
             .replaced_serials(self.now())

@@ -54,7 +54,7 @@ const WRITE_BATCH_WINDOW: DurationRange =
     DurationRange::new(Duration::ZERO, Duration::from_millis(100), "2ms").in_milliseconds();
 /// `serve --shed-check-ins-after`.
 const SHED_CHECK_INS_AFTER: DurationRange =
-    DurationRange::new(Duration::from_millis(10), seconds(30), "100ms").in_milliseconds();
+    DurationRange::new(Duration::from_millis(10), seconds(30), "1s").in_milliseconds();
 /// `serve --audit-checkpoint-interval`.
 const CHECKPOINT_INTERVAL: DurationRange = DurationRange::new(seconds(10), hours(24), "1h");
 

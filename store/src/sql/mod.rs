@@ -70,6 +70,8 @@ pub struct SqlStore {
     backend: Backend,
     /// PostgreSQL: the connections that listen for and send replica announcements.
     notify: Option<sqlx::PgPool>,
+    /// Names this store's announcements, so it does not act on its own when they come back.
+    origin: String,
     /// Every change goes through here (group commit).
     writer: Writer,
     keeper: super::AuditKeeperSlot,
@@ -103,6 +105,7 @@ impl SqlStore {
             pool,
             backend,
             notify,
+            origin: uuid::Uuid::new_v4().simple().to_string(),
             legacy: Arc::default(),
         }
     }
@@ -397,21 +400,21 @@ impl Store for SqlStore {
 
     async fn announce(&self, event: Announcement) -> Result<(), StoreError> {
         match &self.notify {
-            Some(pool) => postgres::announce(pool, event).await,
+            Some(pool) => postgres::announce_all(pool, &self.origin, &[event]).await,
             None => Ok(()),
         }
     }
 
     async fn announce_all(&self, events: &[Announcement]) -> Result<(), StoreError> {
         match &self.notify {
-            Some(pool) => postgres::announce_all(pool, events).await,
+            Some(pool) => postgres::announce_all(pool, &self.origin, events).await,
             None => Ok(()),
         }
     }
 
     async fn listen(&self) -> Result<Option<Announcements>, StoreError> {
         match &self.notify {
-            Some(pool) => postgres::listen(pool).await.map(Some),
+            Some(pool) => postgres::listen(pool, &self.origin).await.map(Some),
             None => Ok(None),
         }
     }

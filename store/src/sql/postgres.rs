@@ -79,24 +79,21 @@ pub async fn durability(pool: &AnyPool) -> Result<PgDurability, StoreError> {
     })
 }
 
-pub async fn announce(pool: &PgPool, event: Announcement) -> Result<(), StoreError> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(event.to_payload())
-        .execute(pool)
-        .await
-        .map_err(db)?;
-    Ok(())
-}
-
 /// NOTIFY payloads are limited to 8000 bytes: events go in batches joined by `;`.
 const EVENTS_PER_NOTIFY: usize = 150;
 
-pub async fn announce_all(pool: &PgPool, events: &[Announcement]) -> Result<(), StoreError> {
+/// The first element of every payload: which store sent it (`from:<origin>`). Replicas of
+/// versions before it skip an element they cannot read, so the rest still reaches them.
+const FROM: &str = "from";
+
+pub async fn announce_all(
+    pool: &PgPool,
+    origin: &str,
+    events: &[Announcement],
+) -> Result<(), StoreError> {
     for chunk in events.chunks(EVENTS_PER_NOTIFY) {
-        let payload = chunk
-            .iter()
-            .map(|e| e.to_payload())
+        let payload = std::iter::once(format!("{FROM}:{origin}"))
+            .chain(chunk.iter().map(|e| e.to_payload()))
             .collect::<Vec<_>>()
             .join(";");
         sqlx::query("SELECT pg_notify($1, $2)")
@@ -109,7 +106,24 @@ pub async fn announce_all(pool: &PgPool, events: &[Announcement]) -> Result<(), 
     Ok(())
 }
 
-pub async fn listen(pool: &PgPool) -> Result<Announcements, StoreError> {
+/// The events of one notification, or none when `origin` (this store) sent it: it has acted
+/// on them already, and acting again (a reload of the revocation list per notification, the
+/// cutting of connections whose answers are still on their way) costs and gains nothing.
+fn events_from_others(payload: &str, origin: &str) -> Vec<Announcement> {
+    let mut parts = payload.split(';').peekable();
+    if let Some(first) = parts.peek()
+        && let Some((FROM, sender)) = first.split_once(':')
+    {
+        if sender == origin {
+            return Vec::new();
+        }
+        parts.next();
+    }
+    parts.filter_map(Announcement::from_payload).collect()
+}
+
+pub async fn listen(pool: &PgPool, origin: &str) -> Result<Announcements, StoreError> {
+    let origin = origin.to_owned();
     let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
     listener.listen(CHANNEL).await.map_err(db)?;
     let (tx, rx) = tokio::sync::mpsc::channel(1024);
@@ -117,12 +131,8 @@ pub async fn listen(pool: &PgPool) -> Result<Announcements, StoreError> {
         loop {
             match listener.recv().await {
                 Ok(note) => {
-                    // One event, or several joined by `;` (see `announce_all`).
-                    for event in note
-                        .payload()
-                        .split(';')
-                        .filter_map(Announcement::from_payload)
-                    {
+                    // Several events joined by `;` (see `announce_all`).
+                    for event in events_from_others(note.payload(), &origin) {
                         if tx.send(event).await.is_err() {
                             return;
                         }
@@ -138,4 +148,26 @@ pub async fn listen(pool: &PgPool) -> Result<Announcements, StoreError> {
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_store_skips_its_own_notifications_and_reads_everyone_elses() {
+        let id = uuid::Uuid::nil();
+        let device = Announcement::Revoked(ward_core::DeviceId(id));
+        let payload = format!("{FROM}:abc;{};policy", device.to_payload());
+        assert!(events_from_others(&payload, "abc").is_empty());
+        assert_eq!(
+            events_from_others(&payload, "xyz"),
+            [device, Announcement::PolicyChanged]
+        );
+        // From a replica of a version that did not name itself.
+        assert_eq!(
+            events_from_others("policy;revocations", "abc"),
+            [Announcement::PolicyChanged, Announcement::RevocationsChanged]
+        );
+    }
 }
