@@ -55,6 +55,10 @@ pub enum DataDirError {
         "the first admin cannot be named {0}: init makes that identity itself; choose another --admin-name"
     )]
     ReservedName(String),
+    #[error(
+        "the first admin cannot be named {0}: the name is reserved (controller, init, enrollment-token and system are actors in the audit log; names starting with ca-rotation are forced CA rotation steps waiting for approval); choose another --admin-name"
+    )]
+    ReservedAdminName(String),
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("certificate error: {0}")]
@@ -186,6 +190,11 @@ impl DataDir {
         self.check_free()?;
         if admin_name.as_str() == crate::core::admins::BREAK_GLASS_NAME {
             return Err(DataDirError::ReservedName(admin_name.to_string()));
+        }
+        // As `admin issue` refuses them: actors of the audit log, and the names of forced CA
+        // rotation steps' requests (`ca-rotation…`), which an admin's name would shadow.
+        if crate::core::admins::is_reserved_name(admin_name.as_str()) {
+            return Err(DataDirError::ReservedAdminName(admin_name.to_string()));
         }
         create_private_dir(&self.root)
             .map_err(|source| self.io("cannot create data directory", &self.root, source))?;

@@ -335,8 +335,7 @@ impl Metrics {
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
         let settings = app.writer_settings();
-        self.batch_window_seconds
-            .set(settings.window.as_secs_f64());
+        self.batch_window_seconds.set(settings.window.as_secs_f64());
         self.batch_max_jobs
             .set(i64::try_from(settings.max_jobs).unwrap_or(i64::MAX));
         self.shed_after_seconds

@@ -35,9 +35,42 @@ pub const RESERVED_NAMES: [&str; 5] = [
     CA_ROTATION_REQUEST,
 ];
 
-/// The name a forced CA rotation step waits under for a second admin (`wardctl admin approve
-/// ca-rotation`): one rotation step at a time, so one request at a time.
+/// The prefix of the name a forced CA rotation step waits under for a second admin: the
+/// request is named [`ca_rotation_request_name`] of the CA the step concerns (`wardctl admin
+/// approve ca-rotation-<12 hex>`), so an approval given for one CA serves no step on another.
+/// Every name starting with it is reserved.
 pub const CA_ROTATION_REQUEST: &str = "ca-rotation";
+
+/// How many hex digits of the CA's hash a forced step's request name carries.
+pub const CA_ROTATION_HASH_DIGITS: usize = 12;
+
+/// The name of the request for a forced step on the CA `ca_hash` (`sha256:<hex>`, or bare hex):
+/// `ca-rotation-` and the first [`CA_ROTATION_HASH_DIGITS`] hex digits of its hash.
+pub fn ca_rotation_request_name(ca_hash: &str) -> Result<AdminName, String> {
+    let hex = ca_hash.strip_prefix("sha256:").unwrap_or(ca_hash);
+    let prefix = hex.get(..CA_ROTATION_HASH_DIGITS).unwrap_or_default();
+    if prefix.len() != CA_ROTATION_HASH_DIGITS
+        || !prefix
+            .chars()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+    {
+        return Err(format!("not a CA hash: {ca_hash:?}"));
+    }
+    format!("{CA_ROTATION_REQUEST}-{prefix}")
+        .parse()
+        .map_err(|e| format!("{e}"))
+}
+
+/// Whether `name` names a forced CA rotation step's request rather than an admin.
+pub fn is_ca_rotation_request_name(name: &str) -> bool {
+    name.starts_with(CA_ROTATION_REQUEST)
+}
+
+/// Whether `name` cannot be given to an admin: one of [`RESERVED_NAMES`], or a name starting
+/// with [`CA_ROTATION_REQUEST`].
+pub fn is_reserved_name(name: &str) -> bool {
+    RESERVED_NAMES.contains(&name) || is_ca_rotation_request_name(name)
+}
 
 /// Why and by whom an admin identity was revoked.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -66,10 +99,10 @@ pub enum RequestKind {
     /// A new certificate for another admin's identity, with a key the requester made.
     Renew,
     /// `wardctl ca rotate activate --force` leaving more active devices behind than the
-    /// approval threshold (named [`CA_ROTATION_REQUEST`]).
+    /// approval threshold (named [`ca_rotation_request_name`] of the CA to activate).
     CaActivate,
     /// `wardctl ca rotate retire --force` cutting off more valid certificates than the
-    /// approval threshold (named [`CA_ROTATION_REQUEST`]).
+    /// approval threshold (named [`ca_rotation_request_name`] of the CA to retire).
     CaRetire,
 }
 
@@ -158,5 +191,23 @@ impl AdminRequest {
     /// Whether it stands for the same thing as a new request would.
     pub fn asks_for(&self, kind: RequestKind, role: AdminRole, requested_by: &str) -> bool {
         self.kind == kind && self.role == role && self.requested_by == requested_by
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forced_steps_request_is_named_after_its_ca_and_the_prefix_is_reserved() {
+        let hash = format!("sha256:{}", "0123456789ab".repeat(5) + "cdef");
+        let name = ca_rotation_request_name(&hash).unwrap();
+        assert_eq!(name.as_str(), "ca-rotation-0123456789ab");
+        assert!(is_reserved_name(name.as_str()));
+        assert!(is_reserved_name("ca-rotation"));
+        assert!(is_reserved_name("controller"));
+        assert!(!is_reserved_name("alice"));
+        assert!(ca_rotation_request_name("sha256:12").is_err());
+        assert!(ca_rotation_request_name("").is_err());
     }
 }

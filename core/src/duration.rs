@@ -211,8 +211,7 @@ mod tests {
     #[test]
     fn milliseconds_only_where_the_flag_takes_them() {
         const WINDOW: DurationRange =
-            DurationRange::new(Duration::ZERO, Duration::from_millis(100), "2ms")
-                .in_milliseconds();
+            DurationRange::new(Duration::ZERO, Duration::from_millis(100), "2ms").in_milliseconds();
         assert_eq!(
             WINDOW.parse("--window", "2ms"),
             Ok(Duration::from_millis(2))

@@ -1000,6 +1000,21 @@ impl Tx for MemoryEngine {
         })
     }
 
+    async fn withdraw_ca_rotation_requests(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        let mut withdrawn = Vec::new();
+        for request in self.state()?.admin_requests.values_mut() {
+            if request.kind.is_ca_rotation() && request.is_open(now) {
+                request.expires_at = now;
+                withdrawn.push(request.id.clone());
+            }
+        }
+        withdrawn.sort();
+        Ok(withdrawn)
+    }
+
     async fn set_export_cursor(
         &mut self,
         name: &str,

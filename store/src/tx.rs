@@ -191,6 +191,13 @@ pub trait Tx: Send {
         now: Timestamp,
     ) -> Result<bool, StoreError>;
     async fn use_admin_request(&mut self, id: &str, now: Timestamp) -> Result<bool, StoreError>;
+    /// Closes every open request for a forced CA rotation step (kind `ca-activate` or
+    /// `ca-retire`), approved or not, as expired at `now`: a rotation step taken changes the
+    /// standing they were asked on. Returns their ids.
+    async fn withdraw_ca_rotation_requests(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StoreError>;
     /// Records that the export `name`'s collector took every audit entry up to `seq`.
     async fn set_export_cursor(
         &mut self,

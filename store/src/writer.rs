@@ -12,8 +12,8 @@
 //! The [`Engine`] is the database side: SQLite or PostgreSQL through one SQL body, or the
 //! in-memory store of the unit tests.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;

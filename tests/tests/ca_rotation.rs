@@ -409,8 +409,9 @@ fn an_introduced_ca_can_be_cancelled_and_a_new_rotation_started() {
 
 /// Under `serve --require-approval`, a forced step that would cut off more than the approval
 /// threshold waits for a second admin, the way an `admin`-role identity does: the request is
-/// listed, the requester cannot approve it, another admin runs `wardctl admin approve
-/// ca-rotation`, and the requester's same command then takes the step.
+/// listed under the name of the CA it concerns (`ca-rotation-<12 hex>`), the requester cannot
+/// approve it, another admin runs `wardctl admin approve ca-rotation-<12 hex>`, and the
+/// requester's same command then takes the step.
 #[test]
 fn a_forced_activation_under_require_approval_waits_for_a_second_admin() {
     let root = tempfile::tempdir().unwrap();
@@ -434,30 +435,39 @@ fn a_forced_activation_under_require_approval_waits_for_a_second_admin() {
         &renewed,
         &["ca", "rotate", "activate", "--force"],
     );
-    refused(&forced, "wardctl admin approve ca-rotation");
     let standing = rotation(&controller, &renewed);
-    assert!(
+    let introduced =
         standing["cas"]
             .as_array()
             .unwrap()
             .iter()
-            .any(|ca| ca["ca_state"] == "introduced"),
-        "the forced activation went ahead with one admin: {standing}"
+            .find(|ca| ca["ca_state"] == "introduced")
+            .unwrap_or_else(|| {
+                panic!("the forced activation went ahead with one admin: {standing}")
+            })["ca_hash"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    // The request is named after the CA to activate, and the refusal names the command.
+    let name = format!(
+        "ca-rotation-{}",
+        &introduced.strip_prefix("sha256:").unwrap()[..12]
     );
+    refused(&forced, &format!("wardctl admin approve {name}`"));
     let requests = json(&ctl(
         &controller,
         &renewed,
         &["admin", "list", "--requests", "--output", "json"],
     ));
-    assert_eq!(requests[0]["name"], "ca-rotation", "{requests}");
+    assert_eq!(requests[0]["name"], name.as_str(), "{requests}");
     assert_eq!(requests[0]["kind"], "ca-activate", "{requests}");
     assert_eq!(requests[0]["requested_by"], "admin", "{requests}");
-    let own = ctl(&controller, &renewed, &["admin", "approve", "ca-rotation"]);
+    let own = ctl(&controller, &renewed, &["admin", "approve", &name]);
     refused(&own, "a second admin must approve it");
 
     // The break-glass identity, out of the safe, approves.
     let approved = std::process::Command::new(ward_e2e::process::bin("wardctl"))
-        .args(["admin", "approve", "ca-rotation", "--server"])
+        .args(["admin", "approve", &name, "--server"])
         .arg(&controller.url)
         .arg("--admin-cert")
         .arg(data.join("break-glass.pem"))

@@ -61,6 +61,60 @@ async fn postgres() -> Backend {
 /// `<behaviour>::postgres`.
 /// The PostgreSQL one is ignored, with the reason shown in the test summary, when the build
 /// did not see `WARD_TEST_POSTGRES_URL` (tests/build.rs sets `ward_postgres`).
+/// Every open forced-CA-step request, approved or not, is withdrawn by one call in a write;
+/// requests for admin identities and used ones are left alone.
+async fn a_rotation_step_withdraws_every_open_forced_step_request(b: Backend) {
+    use ward_controller::core::AdminRole;
+    use ward_controller::core::admins::{AdminRequest, RequestKind};
+    let now = Timestamp::from_unix_ms(1_000);
+    let request = |kind, name: &str| {
+        AdminRequest::new(kind, name.parse().unwrap(), AdminRole::Admin, "alice", now)
+    };
+    let carol = request(RequestKind::Issue, "carol");
+    let approved = request(RequestKind::CaActivate, "ca-rotation-aaaaaaaaaaaa");
+    let waiting = request(RequestKind::CaRetire, "ca-rotation-bbbbbbbbbbbb");
+    let used = request(RequestKind::CaRetire, "ca-rotation-cccccccccccc");
+    for r in [&carol, &approved, &waiting, &used] {
+        b.store.open_admin_request(r, now).await.unwrap();
+    }
+    for r in [&approved, &used] {
+        assert!(
+            b.store
+                .approve_admin_request(&r.id, "bob", now)
+                .await
+                .unwrap()
+        );
+    }
+    assert!(b.store.use_admin_request(&used.id, now).await.unwrap());
+    let withdraw = || async {
+        let withdrawn: Result<Vec<String>, ward_controller::store::StoreError> = b
+            .store
+            .write(ward_controller::store::Priority::High, move |tx| {
+                Box::pin(async move { tx.withdraw_ca_rotation_requests(now).await })
+            })
+            .await;
+        withdrawn.unwrap()
+    };
+    let mut expected = vec![approved.id.clone(), waiting.id.clone()];
+    expected.sort();
+    assert_eq!(withdraw().await, expected, "{}", b.name);
+    let open: Vec<String> = b
+        .store
+        .list_admin_requests(now)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(open, vec![carol.id.clone()], "{}", b.name);
+    assert!(
+        !b.store.use_admin_request(&approved.id, now).await.unwrap(),
+        "a withdrawn approval was used ({})",
+        b.name
+    );
+    assert!(withdraw().await.is_empty(), "{}", b.name);
+}
+
 macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -95,6 +149,7 @@ on_both_backends!(
     a_failing_change_fails_alone_and_the_rest_of_its_batch_commits,
     a_withdrawn_token_is_refused_whatever_the_redeeming_clock_says,
     admin_requests_are_open_once_per_name_approved_once_and_used_once,
+    a_rotation_step_withdraws_every_open_forced_step_request,
     only_usable_tokens_are_listed_and_one_can_be_withdrawn,
     a_renewal_is_pending_until_used_and_the_key_history_is_kept,
     every_other_renewal_is_revoked_by_one_switch,
@@ -1482,7 +1537,7 @@ async fn scim_clients_and_directory_users_round_trip(b: Backend) {
 /// written.
 async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
     use ward_controller::core::{CheckStatus, Compliance, ComplianceCheck};
-    use ward_controller::store::{Priority, StoreError};
+    use ward_controller::store::Priority;
     async fn check_in(
         store: &Arc<dyn Store>,
         id: DeviceId,
@@ -1501,7 +1556,6 @@ async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
                         Timestamp::from_unix_ms(at),
                     )
                     .await
-                    .map_err(StoreError::from)
                 })
             })
             .await

@@ -9,8 +9,8 @@ use ward_certs::{AdminName, Identity, IssuedCertificate, VerifiedCsr};
 use super::audit::admin_actor;
 use super::{App, AppError, certificate_record, check_cert_lifetime};
 use crate::core::admins::{
-    AdminRequest, BREAK_GLASS_LIFETIME, CA_ROTATION_REQUEST, RESERVED_NAMES, RequestKind,
-    RevokeOutcome,
+    AdminRequest, BREAK_GLASS_LIFETIME, CA_ROTATION_REQUEST, RequestKind, RevokeOutcome,
+    is_ca_rotation_request_name, is_reserved_name,
 };
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::roles::approval_refusal;
@@ -39,9 +39,9 @@ impl App {
         csr: &VerifiedCsr,
         lifetime: Option<Duration>,
     ) -> Result<AdminIssued, AppError> {
-        if RESERVED_NAMES.contains(&name.as_str()) {
+        if is_reserved_name(name.as_str()) {
             return Err(AppError::InvalidArgument(format!(
-                "the name {name} is reserved (the audit log uses it for the controller itself); choose another"
+                "the name {name} is reserved (controller, init, enrollment-token and system are actors in the audit log; names starting with {CA_ROTATION_REQUEST} are forced CA rotation steps waiting for approval); choose another"
             )));
         }
         let lifetime = lifetime.unwrap_or(self.config.admin_cert_lifetime);
@@ -240,7 +240,7 @@ impl App {
     }
 
     /// A second admin approves the request waiting for admin `name` (or, named
-    /// [`CA_ROTATION_REQUEST`], for a forced CA rotation step).
+    /// `ca-rotation-<12 hex>`, for a forced CA rotation step on the CA of that hash).
     pub async fn approve_admin(
         &self,
         approver: &Admin,
@@ -252,8 +252,8 @@ impl App {
             .admin_request(name, now)
             .await?
             .ok_or_else(|| {
-                AppError::NotFound(if name.as_str() == CA_ROTATION_REQUEST {
-                    "no forced CA rotation step awaits approval (`wardctl admin list --requests` shows the waiting ones)".to_owned()
+                AppError::NotFound(if is_ca_rotation_request_name(name.as_str()) {
+                    format!("no forced CA rotation step named {name} awaits approval: a request is named after the CA its step concerns, and a cancel or any other rotation step withdraws it (`wardctl admin list --requests` shows the waiting ones)")
                 } else {
                     format!(
                         "no request for admin {name} awaits approval (`wardctl admin list` shows the waiting ones)"
@@ -408,8 +408,20 @@ impl App {
 /// What a request asks for, as messages name it.
 fn request_subject(request: &AdminRequest) -> String {
     match request.kind {
-        RequestKind::CaActivate => "the forced CA activation".into(),
-        RequestKind::CaRetire => "the forced CA retirement".into(),
+        RequestKind::CaActivate => format!("the forced activation of the CA {}", ca_of(request)),
+        RequestKind::CaRetire => format!("the forced retirement of the CA {}", ca_of(request)),
         RequestKind::Issue | RequestKind::Renew => format!("admin {}", request.name),
+    }
+}
+
+/// The CA a forced rotation step's request concerns, as its name gives it (`sha256:<12 hex>…`).
+fn ca_of(request: &AdminRequest) -> String {
+    let name = request.name.as_str();
+    match name
+        .strip_prefix(CA_ROTATION_REQUEST)
+        .and_then(|rest| rest.strip_prefix('-'))
+    {
+        Some(hex) => format!("sha256:{hex}…"),
+        None => format!("({name})"),
     }
 }

@@ -12,7 +12,7 @@ use ward_certs::{AdminName, CaHash};
 use super::audit::admin_actor;
 use super::{App, AppError};
 use crate::ca_set::Applied;
-use crate::core::admins::{AdminRequest, CA_ROTATION_REQUEST, RequestKind};
+use crate::core::admins::{AdminRequest, RequestKind, ca_rotation_request_name};
 use crate::core::ca_rotation::{CaState, RotationStep};
 use crate::core::{Admin, AdminRole, DeviceId, DeviceState, Timestamp};
 use crate::store::Priority;
@@ -172,7 +172,7 @@ impl App {
                 }
                 if force {
                     approval = self
-                        .forced_step_approval(admin, step, behind.len() as u64, || {
+                        .forced_step_approval(admin, step, &new, behind.len() as u64, || {
                             format!(
                                 "{} active device(s) that do not trust the new CA yet would lose the controller",
                                 behind.len()
@@ -195,7 +195,7 @@ impl App {
                 }
                 if force {
                     approval = self
-                        .forced_step_approval(admin, step, devices + admins, || {
+                        .forced_step_approval(admin, step, &former, devices + admins, || {
                             format!(
                                 "{devices} device and {admins} admin certificate(s) issued by the former CA would stop working"
                             )
@@ -266,6 +266,14 @@ impl App {
                             "the second admin's approval of this forced step was used or expired meanwhile; nothing was changed: run the command again to ask anew".into(),
                         ));
                     }
+                    // Any other forced step's request, approved or not, was asked on the
+                    // standing this step changes: it is withdrawn with it (a cancel, or a step
+                    // taken unforced, leaves no approval open to serve a later forced step).
+                    let withdrawn = tx.withdraw_ca_rotation_requests(now).await?;
+                    let mut event = event;
+                    if !withdrawn.is_empty() {
+                        event.details["withdrawn_requests"] = json!(withdrawn);
+                    }
                     for (hash, state) in changes.iter() {
                         tx.set_ca_state(hash, *state, now).await?;
                     }
@@ -300,10 +308,12 @@ impl App {
     /// Under `serve --require-approval`, a forced `activate` or `retire` that cuts off more
     /// than the approval threshold (active devices left behind, or valid certificates of the
     /// former CA) waits for a second admin, as a full wipe or the issue of an `admin` does:
-    /// the first call records a request (audited `admin.request`, named `ca-rotation`) and
-    /// changes nothing; another admin runs `wardctl admin approve ca-rotation` (audited
+    /// the first call records a request (audited `admin.request`, named `ca-rotation-<12 hex>`
+    /// after the hash of `ca`, the CA the step activates or retires) and changes nothing;
+    /// another admin runs `wardctl admin approve ca-rotation-<12 hex>` (audited
     /// `admin.approve`, with the same rule of who may approve); the requester's same call
-    /// again then takes the step, using the approval in the step's commit.
+    /// again then takes the step, using the approval in the step's commit. The request
+    /// serves no step on another CA, and any rotation step taken withdraws it.
     ///
     /// `Ok(None)`: no approval needed; `Ok(Some(request))`: approved, to be used.
     /// The break-glass identity needs none (its custody is the two people already).
@@ -311,6 +321,7 @@ impl App {
         &self,
         actor: &Admin,
         step: RotationStep,
+        ca: &str,
         cut_off: u64,
         what: impl FnOnce() -> String,
     ) -> Result<Option<AdminRequest>, AppError> {
@@ -325,9 +336,7 @@ impl App {
             RotationStep::Retire => RequestKind::CaRetire,
             _ => return Ok(None),
         };
-        let name: AdminName = CA_ROTATION_REQUEST
-            .parse()
-            .map_err(|e| AppError::Internal(format!("{e}")))?;
+        let name: AdminName = ca_rotation_request_name(ca).map_err(AppError::Internal)?;
         let now = self.now();
         let wanted = AdminRequest::new(
             kind,
@@ -361,13 +370,14 @@ impl App {
                     "role": AdminRole::Admin.as_str(),
                     "expires_at": open.expires_at.rfc3339(),
                     "cut_off": cut_off,
+                    "ca_hash": ca,
                 }),
             )
             .await?;
         }
         if open.approved_by.is_none() {
             return Err(AppError::FailedPrecondition(format!(
-                "{}: more than the approval threshold ({threshold}) of --require-approval, so a second admin must approve this forced step. Nothing was changed. Ask another admin (not one you created or approved) to run `wardctl admin approve {CA_ROTATION_REQUEST}`, then run `wardctl ca rotate {} --force` again before {}",
+                "{}: more than the approval threshold ({threshold}) of --require-approval, so a second admin must approve this forced step. Nothing was changed. Ask another admin (not one you created or approved) to run `wardctl admin approve {name}` (the request for this step on the CA {ca}), then run `wardctl ca rotate {} --force` again before {}",
                 what(),
                 step.as_str(),
                 open.expires_at

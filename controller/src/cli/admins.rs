@@ -69,12 +69,12 @@ pub enum AdminCommand {
         #[command(flatten)]
         connect: ConnectArgs,
     },
-    /// Approve the request waiting for admin NAME, or (NAME `ca-rotation`) a forced `ca rotate activate|retire` (serve --require-approval); the approver may not be the requester, nor an admin the requester created, renewed or approved, nor the one who created or renewed the requester
+    /// Approve the request waiting for admin NAME, or (NAME `ca-rotation-<12 hex>`, after the hash of the CA concerned) a forced `ca rotate activate|retire` (serve --require-approval); the approver may not be the requester, nor an admin the requester created, renewed or approved, nor the one who created or renewed the requester
     #[command(
-        after_help = "Examples:\n  wardctl admin list --requests\n  wardctl admin approve carol\n  wardctl admin approve ca-rotation"
+        after_help = "Examples:\n  wardctl admin list --requests\n  wardctl admin approve carol\n  wardctl admin approve ca-rotation-0123456789ab"
     )]
     Approve {
-        /// The admin whose request to approve (`ca-rotation`: the forced CA rotation step)
+        /// The admin whose request to approve (`ca-rotation-<12 hex>`: the forced CA rotation step on the CA whose hash starts with those digits, as `admin list --requests` and the refusal show it)
         name: String,
         #[command(flatten)]
         connect: ConnectArgs,
@@ -155,8 +155,8 @@ impl From<v1::Admin> for AdminView {
 #[derive(Serialize)]
 struct RequestView {
     id: String,
-    /// issue or renew; ca-activate or ca-retire for a forced CA rotation step (name
-    /// `ca-rotation`).
+    /// issue or renew; ca-activate or ca-retire for a forced CA rotation step (named
+    /// `ca-rotation-<12 hex>` after the CA to activate or retire).
     kind: String,
     name: String,
     role: &'static str,

@@ -44,7 +44,8 @@ pub enum CaCommand {
         /// lose the controller until enrolled again); retire: although valid certificates were
         /// issued by the former CA (they stop working). Under `serve --require-approval`, one
         /// that cuts off more than the approval threshold first waits for a second admin's
-        /// `wardctl admin approve ca-rotation`; then run the same command again
+        /// `wardctl admin approve ca-rotation-<12 hex>` (the refusal names it: the CA
+        /// concerned); then run the same command again
         #[arg(long)]
         force: bool,
         #[command(flatten)]

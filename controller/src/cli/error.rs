@@ -76,7 +76,10 @@ impl From<crate::datadir::DataDirError> for CliError {
     fn from(e: crate::datadir::DataDirError) -> Self {
         use crate::datadir::DataDirError as E;
         let exit = match e {
-            E::AlreadyInitialized(_) | E::Incomplete { .. } | E::ReservedName(_) => Exit::Usage,
+            E::AlreadyInitialized(_)
+            | E::Incomplete { .. }
+            | E::ReservedName(_)
+            | E::ReservedAdminName(_) => Exit::Usage,
             _ => Exit::Failed,
         };
         Self::new(exit, e.to_string())

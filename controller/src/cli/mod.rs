@@ -61,7 +61,7 @@ enum Verb {
     #[command(
         after_help = "Examples:\n  wardctl serve --data-dir ward-data\n  wardctl serve --data-dir /var/lib/ward --listen 0.0.0.0:7443 --hostname ward.hospital.org\n  wardctl serve --data-dir /var/lib/ward --metrics-listen 127.0.0.1:9443 --require-approval\n  wardctl serve --data-dir /var/lib/ward --database-url postgres://ward@db.hospital.org/ward"
     )]
-    Serve(local::ServeArgs),
+    Serve(Box<local::ServeArgs>),
     /// Enrollment tokens
     #[command(subcommand)]
     Token(tokens::TokenCommand),
@@ -260,7 +260,7 @@ async fn dispatch(cli: Cli) -> Result<(), CliError> {
     let output = OutputFormat::resolve(cli.output);
     match cli.command {
         Verb::Init(args) => local::init(args, output).await,
-        Verb::Serve(args) => local::serve(args).await,
+        Verb::Serve(args) => local::serve(*args).await,
         Verb::Token(cmd) => tokens::run(cmd, output).await,
         Verb::Device(cmd) => devices::run(cmd, output).await,
         Verb::Admin(cmd) => admins::run(cmd, output).await,

@@ -272,6 +272,33 @@ pub async fn approve_request(
 }
 
 /// Uses the approved request, once.
+/// Closes every open request for a forced CA rotation step, as expired at `now`.
+pub async fn withdraw_ca_rotation_requests(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
+    lock(conn, backend, Table::Requests).await?;
+    let mut ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM admin_requests
+         WHERE kind IN ('ca-activate', 'ca-retire') AND used_at IS NULL AND expires_at > $1",
+    )
+    .bind(now.unix_ms())
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    for id in &ids {
+        sqlx::query("UPDATE admin_requests SET expires_at = $2 WHERE id = $1")
+            .bind(id)
+            .bind(now.unix_ms())
+            .execute(&mut *conn)
+            .await
+            .map_err(db)?;
+    }
+    ids.sort();
+    Ok(ids)
+}
+
 pub async fn use_request(
     conn: &mut AnyConnection,
     id: &str,

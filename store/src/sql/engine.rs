@@ -365,6 +365,14 @@ impl Tx for SqlEngine {
         admins::use_request(self.conn()?, id, now).await
     }
 
+    async fn withdraw_ca_rotation_requests(
+        &mut self,
+        now: Timestamp,
+    ) -> Result<Vec<String>, StoreError> {
+        let backend = self.backend;
+        admins::withdraw_ca_rotation_requests(self.conn()?, backend, now).await
+    }
+
     async fn set_export_cursor(
         &mut self,
         name: &str,

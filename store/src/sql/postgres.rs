@@ -167,7 +167,10 @@ mod tests {
         // From a replica of a version that did not name itself.
         assert_eq!(
             events_from_others("policy;revocations", "abc"),
-            [Announcement::PolicyChanged, Announcement::RevocationsChanged]
+            [
+                Announcement::PolicyChanged,
+                Announcement::RevocationsChanged
+            ]
         );
     }
 }
