@@ -1482,7 +1482,7 @@ async fn scim_clients_and_directory_users_round_trip(b: Backend) {
 /// written.
 async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
     use ward_controller::core::{CheckStatus, Compliance, ComplianceCheck};
-    use ward_controller::store::{Priority, StoreError};
+    use ward_controller::store::Priority;
     async fn check_in(
         store: &Arc<dyn Store>,
         id: DeviceId,
@@ -1501,7 +1501,6 @@ async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
                         Timestamp::from_unix_ms(at),
                     )
                     .await
-                    .map_err(StoreError::from)
                 })
             })
             .await
