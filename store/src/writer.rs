@@ -12,8 +12,8 @@
 //! The [`Engine`] is the database side: SQLite or PostgreSQL through one SQL body, or the
 //! in-memory store of the unit tests.
 
-use std::sync::{Arc, Mutex, PoisonError};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -104,6 +104,7 @@ impl WriterStats {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.jobs_committed
             .fetch_add(jobs as u64, Ordering::Relaxed);
+        #[allow(clippy::cast_possible_truncation)] // a rate estimate; a float `as` cast saturates
         let rate = (jobs as f64 / took.as_secs_f64().max(1e-6)) as u64;
         let old = self.jobs_per_second.load(Ordering::Relaxed);
         let smoothed = if old == 0 { rate } else { (old * 7 + rate) / 8 };
