@@ -142,7 +142,10 @@ pub async fn check_in_loop(mut c: CheckIn<'_>) {
                 backoff.next_delay()
             }
         };
-        debug!(wait_ms = wait.as_millis() as u64, "next check-in");
+        debug!(
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "next check-in"
+        );
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = c.policy_changed.notified() => {}

@@ -230,6 +230,7 @@ fn cell(value: Option<f64>) -> String {
 fn number(value: f64) -> String {
     let magnitude = value.abs();
     if magnitude >= 100.0 {
+        #[allow(clippy::cast_possible_truncation)] // a table cell; a float `as` cast saturates
         let rounded = value.round() as i64;
         let digits = rounded.unsigned_abs().to_string();
         let mut grouped = String::new();

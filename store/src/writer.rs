@@ -104,6 +104,7 @@ impl WriterStats {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.jobs_committed
             .fetch_add(jobs as u64, Ordering::Relaxed);
+        #[allow(clippy::cast_possible_truncation)] // a rate estimate; a float `as` cast saturates
         let rate = (jobs as f64 / took.as_secs_f64().max(1e-6)) as u64;
         let old = self.jobs_per_second.load(Ordering::Relaxed);
         let smoothed = if old == 0 { rate } else { (old * 7 + rate) / 8 };

@@ -41,7 +41,7 @@ async fn offboard_then_tamper(devices: usize) {
     };
     let v = verify(admin.clone()).await;
     assert!(v.ok, "{v:?}");
-    assert!(v.entries as usize > devices, "{v:?}");
+    assert!(v.entries > devices as u64, "{v:?}");
 
     // The offboarding's entry, then one entry per command, in a row.
     let offboard = admin
@@ -59,7 +59,7 @@ async fn offboard_then_tamper(devices: usize) {
     let batch = admin
         .list_audit(ListAuditRequest {
             after_seq: offboard.seq,
-            limit: devices as u32,
+            limit: u32::try_from(devices).unwrap(),
             ..ListAuditRequest::default()
         })
         .await

@@ -333,7 +333,7 @@ async fn a_ca_rotation_keeps_every_device_and_retires_the_former_ca() {
             Duration::from_secs(30),
             || (hashes_in(&agent.state_dir.join("ca.pem")) == [new_hash.clone()]).then_some(()),
         );
-        assert_eq!(agent.canary_files().len(), CANARY_FILES as usize);
+        assert_eq!(agent.canary_files().len() as u64, CANARY_FILES);
     }
     wait_for_check_ins(
         &controller,

@@ -130,7 +130,7 @@ fn disable_withholds_the_key_and_enable_gives_the_same_key_back() {
     let refused = local_api(&device.state_dir, KEY);
     assert!(refused["key"].is_null(), "{refused}");
     assert_eq!(refused["state"], "disabled", "{refused}");
-    assert_eq!(device.canary_files().len(), CANARY_FILES as usize);
+    assert_eq!(device.canary_files().len() as u64, CANARY_FILES);
 
     // Lists: the table says disabled; JSON keeps the state and adds the disable.
     let listed = controller.devices();

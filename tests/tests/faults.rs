@@ -222,7 +222,7 @@ fn journal(agent: &AgentFixture) -> WipeJournal {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn controller_killed_during_a_thousand_wipe_fan_out_loses_nothing_and_runs_nothing_twice() {
-    let devices = env_or("WARD_FAULT_DEVICES", 1000) as usize;
+    let devices = usize::try_from(env_or("WARD_FAULT_DEVICES", 1000)).unwrap();
     let rounds = env_or("WARD_FAULT_ROUNDS", 3);
     let seed = env_or("WARD_FAULT_SEED", rand::random());
     let max_kill_ms = env_or("WARD_FAULT_MAX_KILL_MS", MAX_KILL_DELAY_MS);
@@ -318,8 +318,8 @@ async fn controller_killed_during_a_thousand_wipe_fan_out_loses_nothing_and_runs
                 "{device_id}: canary data survived"
             );
             assert_eq!(
-                agent.ledger_entries(),
-                round as usize,
+                agent.ledger_entries() as u64,
+                round,
                 "{device_id}: one ledger entry per wipe"
             );
             assert!(

@@ -113,6 +113,7 @@ impl Rng {
         self.0
     }
 
+    #[allow(clippy::cast_possible_truncation)] // the remainder is below `n`, a usize
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
@@ -136,7 +137,7 @@ fn mutated_seeds_pass_their_fuzz_checks() {
                     let at = rng.below(data.len());
                     match rng.below(4) {
                         0 => data[at] ^= 1 << rng.below(8),
-                        1 => data[at] = rng.next() as u8,
+                        1 => data[at] = rng.next().to_le_bytes()[0],
                         2 => data.truncate(at),
                         _ => {
                             let (_, other) = &seeds[rng.below(seeds.len())];

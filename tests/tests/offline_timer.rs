@@ -184,8 +184,8 @@ fn setting_the_clock_back_after_a_restart_does_not_extend_the_deadline(clock: Ag
     clock.set(HOUR - 40);
     running.stop();
     assert_eq!(
-        agent.canary_files().len(),
-        ward_e2e::process::CANARY_FILES as usize,
+        agent.canary_files().len() as u64,
+        ward_e2e::process::CANARY_FILES,
         "wiped before the deadline"
     );
 

@@ -1301,7 +1301,7 @@ async fn every_other_renewal_is_revoked_by_one_switch(b: Backend) {
             .record_renewal(
                 id,
                 &renewed_certificate(id, &format!("r{n}"), at),
-                &[9, n as u8],
+                &[9, u8::try_from(n).unwrap()],
             )
             .await
             .unwrap();

@@ -137,10 +137,13 @@ fn four_hundred_days_later_every_device_is_connected_and_nothing_was_lost() {
             agent
         })
         .collect();
-    let canaries = |agents: &[AgentFixture]| -> Vec<usize> {
-        agents.iter().map(|a| a.canary_files().len()).collect()
+    let canaries = |agents: &[AgentFixture]| -> Vec<u64> {
+        agents
+            .iter()
+            .map(|a| a.canary_files().len() as u64)
+            .collect()
     };
-    assert_eq!(canaries(&agents), vec![CANARY_FILES as usize; 2]);
+    assert_eq!(canaries(&agents), vec![CANARY_FILES; 2]);
     let mut running: Vec<_> = agents.iter().map(|a| a.run(&env)).collect();
     let mut bundle: PathBuf = data.join("admin.pem");
     let mut serials: Vec<Vec<String>> = Vec::new();
@@ -255,7 +258,7 @@ fn four_hundred_days_later_every_device_is_connected_and_nothing_was_lost() {
         );
         assert_eq!(
             canaries(&agents),
-            vec![CANARY_FILES as usize; 2],
+            vec![CANARY_FILES; 2],
             "day {day}: a device lost its messaging data"
         );
     }

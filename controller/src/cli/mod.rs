@@ -50,6 +50,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per process: its size costs nothing
 enum Verb {
     /// Create a controller data directory: CA, server certificate, first admin bundle, store
     #[command(

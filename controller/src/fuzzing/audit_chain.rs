@@ -328,6 +328,7 @@ fn assert_consistent(entries: &[AuditEntry], head: &AuditHead) {
 /// Seeds: an honest chain of four entries under each mutation, and a consistent and an
 /// inconsistent set of raw entries.
 pub fn audit_chain_seeds() -> Vec<(String, Vec<u8>)> {
+    #[allow(clippy::cast_possible_truncation)] // the seeds' strings are short literals
     let text = |s: &str| [&[s.len() as u8], s.as_bytes()].concat();
     let entry = |at: u8, action: &str| {
         [

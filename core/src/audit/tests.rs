@@ -183,7 +183,7 @@ fn entries_added_behind_the_controllers_back_are_recorded() {
 }
 
 fn checkpoint(entries: &[AuditEntry], seq: u64) -> Checkpoint {
-    let e = &entries[seq as usize - 1];
+    let e = &entries[usize::try_from(seq - 1).unwrap()];
     Checkpoint::sign(
         &entries[0].hash,
         e.seq,

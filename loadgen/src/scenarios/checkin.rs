@@ -47,6 +47,12 @@ struct Tally {
 
 type Shared = Arc<Mutex<Tally>>;
 
+/// The check-ins an open-loop run sends: `rate` a second for `duration`.
+#[allow(clippy::cast_possible_truncation)] // a float `as` cast saturates; runs are far below usize::MAX
+fn planned(rate: f64, duration: Duration) -> usize {
+    (rate * duration.as_secs_f64()).round() as usize
+}
+
 fn request(i: usize, revision: u64) -> CheckInRequest {
     let check = |name: &str| ComplianceCheck {
         name: name.into(),
@@ -191,7 +197,7 @@ pub async fn measure(
     let offered = match args.rate {
         Some(rate) => {
             let in_flight = Arc::new(AtomicUsize::new(0));
-            let total = (rate * args.duration.as_secs_f64()).round() as usize;
+            let total = planned(rate, args.duration);
             let mut tasks = tokio::task::JoinSet::new();
             for i in 0..total {
                 let intended = start + Duration::from_secs_f64(i as f64 / rate);
@@ -302,10 +308,14 @@ pub async fn measure(
         m.detail("first_error", e);
     }
     let expected = match args.rate {
-        Some(rate) => (rate * args.duration.as_secs_f64()).round() as usize,
-        None => ok as usize,
+        Some(rate) => planned(rate, args.duration),
+        None => usize::try_from(ok).unwrap_or(usize::MAX),
     };
     // A shed check-in was answered (UNAVAILABLE, at once): the agent retries it later.
-    out.counts = vec![("check-ins answered", (ok + tally.shed) as usize, expected)];
+    out.counts = vec![(
+        "check-ins answered",
+        usize::try_from(ok + tally.shed).unwrap_or(usize::MAX),
+        expected,
+    )];
     Ok(out)
 }
