@@ -66,8 +66,18 @@ impl Swtpm {
 
     /// The NV indices defined in the TPM.
     pub fn nv_indices(&self) -> Vec<u32> {
-        let out = self.tool("tpm2_getcap", &["handles-nv-index"]);
-        assert!(out.status.success(), "tpm2_getcap failed");
+        self.handles("handles-nv-index")
+    }
+
+    /// The persistent handles in use (keys made persistent with `tpm2_evictcontrol`).
+    pub fn persistent_handles(&self) -> Vec<u32> {
+        self.handles("handles-persistent")
+    }
+
+    /// The handles `tpm2_getcap CAPABILITY` lists.
+    fn handles(&self, capability: &str) -> Vec<u32> {
+        let out = self.tool("tpm2_getcap", &[capability]);
+        assert!(out.status.success(), "tpm2_getcap {capability} failed");
         String::from_utf8_lossy(&out.stdout)
             .lines()
             .filter_map(|l| {

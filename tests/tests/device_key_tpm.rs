@@ -18,18 +18,6 @@ use ward_e2e::swtpm::{Swtpm, copy_tree};
 
 const DEADLINE: Duration = Duration::from_secs(90);
 
-fn persistent_handles(tpm: &Swtpm) -> Vec<u32> {
-    let out = tpm.tool("tpm2_getcap", &["handles-persistent"]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let hex = l.trim().trim_start_matches('-').trim().strip_prefix("0x")?;
-            u32::from_str_radix(hex, 16).ok()
-        })
-        .collect()
-}
-
 fn show(controller: &ControllerProcess, id: &str) -> serde_json::Value {
     json(&controller.ctl(&["device", "show", id, "--output", "json"]))
 }
@@ -120,7 +108,7 @@ fn a_device_key_in_the_tpm_connects_and_renews_and_a_copy_of_the_state_cannot_ac
     let status = device.status(&[]);
     assert_eq!(status["secret_store"], "tpm", "{status}");
     assert_eq!(status["tpm_key_handle"], format!("{FIRST_HANDLE:#010x}"));
-    assert!(persistent_handles(&tpm).contains(&FIRST_HANDLE));
+    assert!(tpm.persistent_handles().contains(&FIRST_HANDLE));
     let table = device.status_output("table", &[]);
     let table = String::from_utf8_lossy(&table.stdout);
     assert!(
@@ -210,7 +198,7 @@ fn a_receipt_signed_in_the_tpm_verifies_and_retirement_evicts_the_key() {
     assert!(device.canary_files().is_empty());
     // Retired: the key is evicted from the TPM, so it exists nowhere.
     until(&device, "the device key to be evicted", || {
-        (!persistent_handles(&tpm).contains(&FIRST_HANDLE)).then_some(())
+        (!tpm.persistent_handles().contains(&FIRST_HANDLE)).then_some(())
     });
 }
 
@@ -315,7 +303,7 @@ fn keys_take_free_handles_sign_verifiably_and_a_full_range_is_a_clear_error() {
     let (state, key) = &made[0];
     rt.block_on(TpmDeviceKey::destroy(&tpm, key.handle(), state))
         .unwrap();
-    assert!(!persistent_handles(&swtpm).contains(&FIRST_HANDLE));
+    assert!(!swtpm.persistent_handles().contains(&FIRST_HANDLE));
     assert!(key.sign(b"after").is_err());
     let again = rt.block_on(TpmDeviceKey::create(&tpm, &full)).unwrap();
     assert_eq!(again.handle(), FIRST_HANDLE);
@@ -406,7 +394,7 @@ fn destroy_evicts_only_a_key_this_state_directory_holds_the_authorization_of() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("not this agent's"), "{err}");
-    assert!(persistent_handles(&swtpm).contains(&key_a.handle()));
+    assert!(swtpm.persistent_handles().contains(&key_a.handle()));
     key_a.sign(b"still here").unwrap();
     assert!(key_c.sign(b"gone").is_err());
 
@@ -422,12 +410,12 @@ fn destroy_evicts_only_a_key_this_state_directory_holds_the_authorization_of() {
         rt.block_on(TpmDeviceKey::destroy(&tpm, foreign, &c))
             .is_err()
     );
-    assert!(persistent_handles(&swtpm).contains(&foreign));
+    assert!(swtpm.persistent_handles().contains(&foreign));
 
     // Its own key: evicted, and its authorization value destroyed.
     rt.block_on(TpmDeviceKey::destroy(&tpm, key_b.handle(), &b))
         .unwrap();
-    assert!(!persistent_handles(&swtpm).contains(&key_b.handle()));
+    assert!(!swtpm.persistent_handles().contains(&key_b.handle()));
     assert!(!ward_agent::tpm_key::auth_file(&b).exists());
 }
 
@@ -495,10 +483,10 @@ fn an_enrollment_interrupted_after_making_its_key_leaves_no_key_behind_in_the_tp
     // What `enroll` leaves when it is stopped between making the key and state.json.
     let interrupted = rt.block_on(TpmDeviceKey::create(&tpm, &state)).unwrap();
     drop(interrupted);
-    assert_eq!(persistent_handles(&swtpm).len(), 2);
+    assert_eq!(swtpm.persistent_handles().len(), 2);
     // Enrolling again in that directory takes the interrupted enrollment's key away.
     let again = rt.block_on(TpmDeviceKey::create(&tpm, &state)).unwrap();
-    let mut held = persistent_handles(&swtpm);
+    let mut held = swtpm.persistent_handles();
     held.sort_unstable();
     let mut expected = vec![kept.handle(), again.handle()];
     expected.sort_unstable();

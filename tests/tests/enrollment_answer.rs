@@ -217,19 +217,6 @@ async fn a_certificate_of_another_ca_or_for_another_device_is_refused() {
     nothing_written(&state, false);
 }
 
-/// The TPM's persistent handles, as `tpm2_getcap` lists them.
-fn persistent_handles(tpm: &ward_e2e::swtpm::Swtpm) -> Vec<u32> {
-    let out = tpm.tool("tpm2_getcap", &["handles-persistent"]);
-    assert!(out.status.success(), "{}", ward_e2e::process::stderr(&out));
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter_map(|l| {
-            let hex = l.trim().trim_start_matches('-').trim().strip_prefix("0x")?;
-            u32::from_str_radix(hex, 16).ok()
-        })
-        .collect()
-}
-
 #[tokio::test]
 #[cfg_attr(
     not(ward_swtpm),
@@ -264,7 +251,7 @@ async fn a_certificate_for_another_key_leaves_no_key_in_the_tpm() {
     );
     nothing_written(&state, false);
     assert_eq!(
-        persistent_handles(&swtpm),
+        swtpm.persistent_handles(),
         Vec::<u32>::new(),
         "the key made for the refused enrollment stayed in the TPM"
     );
