@@ -69,37 +69,90 @@ fn key(key: &PrivateKeyDer) -> pki_types::PrivateKeyDer<'static> {
 /// Serials (lower-case hex) of revoked client certificates, refused at the TLS handshake.
 /// Shared between the controller's revocation logic and its TLS configuration.
 #[derive(Debug, Default)]
-pub struct RevokedSerials(RwLock<HashSet<String>>);
+pub struct RevokedSerials(RwLock<Revoked>);
+
+#[derive(Debug, Default)]
+struct Revoked {
+    set: HashSet<String>,
+    /// Inserts so far: a reload keeps the serials inserted after it read the store.
+    inserts: u64,
+    /// Serials inserted since the oldest reload in flight could have read the store.
+    recent: Vec<(u64, String)>,
+}
 
 impl RevokedSerials {
     pub fn insert(&self, serial: &str) {
-        self.0
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(serial.to_ascii_lowercase());
+        let serial = serial.to_ascii_lowercase();
+        let mut revoked = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        revoked.inserts += 1;
+        let n = revoked.inserts;
+        revoked.recent.push((n, serial.clone()));
+        revoked.set.insert(serial);
     }
 
-    pub fn replace_all(&self, serials: impl IntoIterator<Item = String>) {
-        let set: HashSet<String> = serials
+    /// Where the inserts stand; take it before reading the store for [`Self::replace_since`].
+    pub fn mark(&self) -> u64 {
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .inserts
+    }
+
+    /// Replaces the list with `serials` read from the store after `mark`, keeping what was
+    /// inserted since (a revocation committed after the read must not be dropped by it).
+    pub fn replace_since(&self, mark: u64, serials: impl IntoIterator<Item = String>) {
+        let mut set: HashSet<String> = serials
             .into_iter()
             .map(|s| s.to_ascii_lowercase())
             .collect();
-        *self.0.write().unwrap_or_else(PoisonError::into_inner) = set;
+        let mut revoked = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        revoked.recent.retain(|(n, _)| *n > mark);
+        set.extend(revoked.recent.iter().map(|(_, s)| s.clone()));
+        revoked.set = set;
     }
 
     pub fn contains(&self, serial: &str) -> bool {
         self.0
             .read()
             .unwrap_or_else(PoisonError::into_inner)
+            .set
             .contains(serial)
     }
 
     pub fn len(&self) -> usize {
-        self.0.read().unwrap_or_else(PoisonError::into_inner).len()
+        self.0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .set
+            .len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod revoked_tests {
+    use super::RevokedSerials;
+
+    #[test]
+    fn a_reload_that_read_the_store_before_a_revocation_keeps_it() {
+        let revoked = RevokedSerials::default();
+        revoked.insert("AA");
+        let mark = revoked.mark();
+        // The reload read the store here; then a revocation commits and is inserted.
+        revoked.insert("bb");
+        revoked.replace_since(mark, ["aa".to_owned()]);
+        assert!(
+            revoked.contains("bb"),
+            "the later revocation survives the reload"
+        );
+        // A reload after it no longer needs to carry it: the store has it, or it is gone.
+        let mark = revoked.mark();
+        revoked.replace_since(mark, ["cc".to_owned()]);
+        assert!(!revoked.contains("bb") && revoked.contains("cc"));
+        assert_eq!(revoked.len(), 1);
     }
 }
 

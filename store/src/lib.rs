@@ -416,17 +416,9 @@ pub trait Store: Send + Sync + 'static {
 
     // ----- replicas ---------------------------------------------------------------------
 
-    /// Tells other replicas about `event`. Single-process stores have no one to tell.
-    async fn announce(&self, _event: Announcement) -> Result<(), StoreError> {
-        Ok(())
-    }
-
-    /// Tells other replicas about many events at once (a bulk action): as few messages as
-    /// the channel allows, not one per event.
-    async fn announce_all(&self, events: &[Announcement]) -> Result<(), StoreError> {
-        for event in events {
-            self.announce(*event).await?;
-        }
+    /// Tells other replicas about `events`, in as few messages as the channel allows.
+    /// Single-process stores have no one to tell.
+    async fn announce_all(&self, _events: &[Announcement]) -> Result<(), StoreError> {
         Ok(())
     }
 

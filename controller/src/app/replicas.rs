@@ -17,9 +17,12 @@ impl App {
     /// Loads the revocation list from the store (call before serving), and cuts the open
     /// connections of certificates it revokes.
     pub async fn load_revocations(&self) -> Result<usize, AppError> {
+        // Revocations this replica inserts while the store is read are kept (it does not hear
+        // its own announcements, so nothing else would put them back until the next reload).
+        let mark = self.revoked.mark();
         let serials = self.store.revoked_serials(self.now()).await?;
         let count = serials.len();
-        self.revoked.replace_all(serials);
+        self.revoked.replace_since(mark, serials);
         // Connections with a certificate a renewal replaced stay open: every call on them is
         // refused. A call there is how a copy of a device certificate shows itself (a
         // suspected clone; its command stream ends, `server/agent.rs`), and an admin renewing
@@ -54,8 +57,8 @@ impl App {
     /// (a bulk action's thousands of devices).
     pub async fn signal_all(&self, events: &[Announcement]) {
         self.apply_all(events).await;
-        if let Err(e) = self.store.announce_all(events).await {
-            warn!(error = %e, events = events.len(), "cannot notify the other controller replicas");
+        for event in events {
+            self.announcer.send(*event);
         }
     }
 

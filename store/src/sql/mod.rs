@@ -398,13 +398,6 @@ impl Store for SqlStore {
         scim::user_named(&mut *self.read().await?, user).await
     }
 
-    async fn announce(&self, event: Announcement) -> Result<(), StoreError> {
-        match &self.notify {
-            Some(pool) => postgres::announce_all(pool, &self.origin, &[event]).await,
-            None => Ok(()),
-        }
-    }
-
     async fn announce_all(&self, events: &[Announcement]) -> Result<(), StoreError> {
         match &self.notify {
             Some(pool) => postgres::announce_all(pool, &self.origin, events).await,
