@@ -55,6 +55,34 @@ pub fn cpu_time(pid: u32, ticks_per_second: u64) -> Result<Duration, ProcError> 
     ))
 }
 
+/// User plus system CPU time of every process on this machine whose command name
+/// (`/proc/<pid>/comm`) is `name`, summed: the database server's processes when it runs beside
+/// the controller (`postgres` names its postmaster and every backend so). A process that ends
+/// between the listing and its read is left out.
+pub fn cpu_time_named(name: &str, ticks_per_second: u64) -> Result<Duration, ProcError> {
+    let dir = std::fs::read_dir("/proc").map_err(|source| ProcError::Read {
+        pid: 0,
+        path: "/proc".to_owned(),
+        source,
+    })?;
+    let mut total = Duration::ZERO;
+    for entry in dir.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if read(pid, "comm").is_ok_and(|comm| comm.trim_end() == name)
+            && let Ok(cpu) = cpu_time(pid, ticks_per_second)
+        {
+            total += cpu;
+        }
+    }
+    Ok(total)
+}
+
 /// Resident set size in bytes (`VmRSS`).
 pub fn rss_bytes(pid: u32) -> Result<u64, ProcError> {
     status_kib(pid, "VmRSS:").map(|k| k * 1024)
@@ -99,6 +127,14 @@ impl CpuMark {
         100.0 * later.cpu.saturating_sub(self.cpu).as_secs_f64() / wall
     }
 
+    /// The same for every process named `name` ([`cpu_time_named`]).
+    pub fn named(name: &str, ticks: u64) -> Result<Self, ProcError> {
+        Ok(Self {
+            at: Instant::now(),
+            cpu: cpu_time_named(name, ticks)?,
+        })
+    }
+
     pub fn cpu_seconds_until(&self, later: &CpuMark) -> f64 {
         later.cpu.saturating_sub(self.cpu).as_secs_f64()
     }
@@ -122,5 +158,25 @@ mod tests {
         assert!(x > 0);
         let after = CpuMark::now(pid, ticks).unwrap();
         assert!(before.percent_until(&after) >= 0.0);
+    }
+
+    #[test]
+    fn sums_the_processes_of_a_name() {
+        let ticks = clock_ticks();
+        let comm = std::fs::read_to_string("/proc/self/comm").unwrap();
+        let mut x = 0u64;
+        for i in 0..50_000_000u64 {
+            x = x.wrapping_add(i * i);
+        }
+        assert!(x > 0);
+        // This test's own thread has a name of its own; the process's main thread carries
+        // the binary's name, and its CPU counts every thread.
+        let own = cpu_time(std::process::id(), ticks).unwrap();
+        let named = cpu_time_named(comm.trim_end(), ticks).unwrap();
+        assert!(named >= own, "{named:?} < {own:?}");
+        assert_eq!(
+            cpu_time_named("no-such-process-name", ticks).unwrap(),
+            Duration::ZERO
+        );
     }
 }

@@ -22,6 +22,10 @@ use crate::swarm::CALL_TIMEOUT;
 use crate::target::Server;
 use crate::{LoadError, progress};
 
+/// The command name of PostgreSQL's processes, whose CPU a check-in also costs when the
+/// database runs on this machine.
+const POSTGRES_PROCESS: &str = "postgres";
+
 #[derive(Clone, Debug)]
 pub struct CheckinArgs {
     pub agents: usize,
@@ -191,7 +195,12 @@ pub async fn measure(
     let pid = server.pid()?;
     let ticks = procstat::clock_ticks();
     let tally: Shared = Arc::default();
+    let database = server.store_name() == "postgres";
     let cpu_start = CpuMark::now(pid, ticks)?;
+    let db_start = database
+        .then(|| CpuMark::named(POSTGRES_PROCESS, ticks))
+        .transpose()?;
+    let client_start = CpuMark::now(std::process::id(), ticks)?;
     let start = Instant::now();
     let mut not_sent = 0u64;
     let offered = match args.rate {
@@ -244,6 +253,10 @@ pub async fn measure(
         }
     };
     let cpu_end = CpuMark::now(pid, ticks)?;
+    let db_end = database
+        .then(|| CpuMark::named(POSTGRES_PROCESS, ticks))
+        .transpose()?;
+    let client_end = CpuMark::now(std::process::id(), ticks)?;
     let tally = std::mem::take(&mut *tally.lock().unwrap_or_else(PoisonError::into_inner));
     let end = tally.last_done.unwrap_or(start);
     let ok = tally.latencies.count() - tally.timeouts;
@@ -288,12 +301,45 @@ pub async fn measure(
         "% of a core",
         cpu_start.percent_until(&cpu_end),
     );
+    let per_checkin =
+        |from: &CpuMark, to: &CpuMark| 1000.0 * from.cpu_seconds_until(to) / (ok.max(1) as f64);
+    let server_ms = per_checkin(&cpu_start, &cpu_end);
     m.push(
         "cpu_ms_per_checkin",
         "server CPU per check-in",
         "ms",
-        1000.0 * cpu_start.cpu_seconds_until(&cpu_end) / (ok.max(1) as f64),
+        server_ms,
     );
+    // Where the CPU of a check-in goes on this machine, which the controller shares with the
+    // database server and the load generator: what these sum to bounds the rate any build
+    // could reach here, whatever it does with its time.
+    let mut machine_ms = server_ms;
+    if let (Some(from), Some(to)) = (&db_start, &db_end) {
+        let db_ms = per_checkin(from, to);
+        machine_ms += db_ms;
+        m.push(
+            "db_cpu_ms_per_checkin",
+            "PostgreSQL CPU per check-in (its processes on this machine)",
+            "ms",
+            db_ms,
+        );
+    }
+    let client_ms = per_checkin(&client_start, &client_end);
+    machine_ms += client_ms;
+    m.push(
+        "client_cpu_ms_per_checkin",
+        "load generator CPU per check-in",
+        "ms",
+        client_ms,
+    );
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    m.push(
+        "cpu_bound_rate",
+        "check-ins/s this machine's cores allow at that CPU per check-in",
+        "/s",
+        cores as f64 * 1000.0 / machine_ms.max(1e-9),
+    );
+    m.detail("cores", cores);
     m.detail(
         "offered_rate",
         offered.map_or(serde_json::Value::from("max"), serde_json::Value::from),
