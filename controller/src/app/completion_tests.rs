@@ -316,3 +316,56 @@ async fn a_result_for_a_finished_or_unacknowledged_command_changes_nothing() {
     assert_eq!(audit_len(&f.store).await, from);
     assert_eq!(state_of(app, &gus).await, DeviceState::Active);
 }
+
+/// Replicas whose clocks differ by seconds: a disable issued on the one behind is older, by
+/// its time, than the failed disable before it. Once it is cancelled, disabling again must
+/// issue a new command, not hand back the cancelled one with a record that says "disabled".
+#[tokio::test]
+async fn a_disable_after_one_cancelled_on_a_replica_whose_clock_is_behind_is_a_new_command() {
+    let f = fixture();
+    let app = &f.app;
+    let ida = enroll_current(app, "ida@hospital.example", "ida-laptop").await;
+    let id = DeviceRef::from(ida.device.id);
+    let (_, failed) = app.disable_device(&admin(), &id, "on leave").await.unwrap();
+    assert_eq!(ida.run(app, &failed, false).await, CommandState::Failed);
+    f.clock.rewind(Duration::from_secs(5));
+    let (_, cancelled) = app.disable_device(&admin(), &id, "on leave").await.unwrap();
+    app.cancel_command(&admin(), cancelled.id).await.unwrap();
+    let (record, again) = app.disable_device(&admin(), &id, "on leave").await.unwrap();
+    assert_eq!(again.state, CommandState::Queued, "{again:?}");
+    assert_eq!(
+        record.disabled.map(|d| d.command_id),
+        Some(again.id.to_string())
+    );
+}
+
+/// The same for a retirement: run again after an attempt that failed on a replica whose clock
+/// is behind, it starts a new attempt instead of handing back the failed one.
+#[tokio::test]
+async fn a_retirement_after_one_failed_on_a_replica_whose_clock_is_behind_is_a_new_attempt() {
+    let f = fixture();
+    let app = &f.app;
+    let jo = enroll_current(app, "jo@hospital.example", "jo-laptop").await;
+    let id = DeviceRef::from(jo.device.id);
+    let (_, first) = app
+        .retire_device(&admin(), &id, "end of life")
+        .await
+        .unwrap();
+    assert_eq!(jo.run(app, &first, false).await, CommandState::Failed);
+    f.clock.rewind(Duration::from_secs(5));
+    let (_, second) = app
+        .retire_device(&admin(), &id, "end of life")
+        .await
+        .unwrap();
+    assert_eq!(jo.run(app, &second, false).await, CommandState::Failed);
+    let (_, third) = app
+        .retire_device(&admin(), &id, "end of life")
+        .await
+        .unwrap();
+    assert_eq!(third.state, CommandState::Queued, "{third:?}");
+    assert_eq!(jo.run(app, &third, true).await, CommandState::Succeeded);
+    assert_eq!(
+        app.device(jo.device.id).await.unwrap().state,
+        DeviceState::Retired
+    );
+}
