@@ -312,3 +312,43 @@ async fn an_offboarding_above_the_threshold_waits_and_each_device_is_released_on
         2
     );
 }
+
+/// An `admin`-role identity asked for under `--require-approval`: a request that expired
+/// cannot be approved; an approved one issues the identity once.
+#[tokio::test]
+async fn an_expired_admin_request_cannot_be_approved_and_an_approved_one_issues_once() {
+    let f = approving();
+    let app = &f.app;
+    let a = admins(&f).await;
+    let carol: ward_certs::AdminName = "carol".parse().unwrap();
+    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    let csr = ward_certs::VerifiedCsr::from_der(&ward_certs::csr::make_csr(&key, "carol").unwrap())
+        .unwrap();
+    let ask = || app.issue_admin(&a.alice, carol.clone(), AdminRole::Admin, &csr, None);
+
+    assert!(matches!(
+        ask().await.unwrap(),
+        super::AdminIssued::AwaitingApproval(_)
+    ));
+    f.clock
+        .advance(crate::core::admins::REQUEST_LIFETIME + Duration::from_millis(1));
+    let expired = app.approve_admin(&a.bob, &carol).await;
+    assert!(matches!(expired, Err(AppError::NotFound(_))), "{expired:?}");
+
+    // Asked anew: not by the requester, then by Bob; the next call issues it, and only once.
+    assert!(matches!(
+        ask().await.unwrap(),
+        super::AdminIssued::AwaitingApproval(_)
+    ));
+    denied(app.approve_admin(&a.alice, &carol).await);
+    app.approve_admin(&a.bob, &carol).await.unwrap();
+    let super::AdminIssued::Issued { admin, .. } = ask().await.unwrap() else {
+        panic!("the approved request did not issue the identity");
+    };
+    assert_eq!(admin.approved_by.as_deref(), Some("bob"));
+    let again = ask().await;
+    assert!(
+        matches!(again, Err(AppError::AlreadyExists(_))),
+        "{again:?}"
+    );
+}
