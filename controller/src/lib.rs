@@ -1,11 +1,10 @@
-//! Ward's controller: the gRPC service with its own CA, its store, and the `wardctl` CLI.
+//! Ward's controller: the gRPC service with its own CA and its store (`wardctl`, the CLI and the
+//! console, is the `wardctl` crate).
 //!
 //! - [`core`] — domain types and rules: the `ward-core` crate, re-exported (no tonic, no sqlx).
 //! - [`app`] — the operations, over the [`store::Store`] trait.
 //! - [`store`] — persistence (SQLite by default): the `ward-store` crate, re-exported.
 //! - [`server`] — the TLS listener and the three gRPC services.
-//! - [`cli`] — `wardctl`.
-//! - [`console`] — `wardctl console`, the web console.
 //!
 //! It may not depend on `ward-agent` (the two sides meet only through `ward-proto`, `ward-vocab`
 //! and `ward-certs`), and the domain may not depend on it: [`core`] is its own crate so that a
@@ -19,9 +18,7 @@ pub mod break_glass;
 pub mod bundle;
 pub mod ca_set;
 pub mod checkpoint_dir;
-pub mod cli;
 pub mod connections;
-pub mod console;
 pub use ward_core as core;
 pub mod datadir;
 #[doc(hidden)]

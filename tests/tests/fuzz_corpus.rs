@@ -33,8 +33,8 @@ const TARGETS: &[(&str, Check, Seeds)] = &[
     ),
     (
         "controller_config",
-        ward_controller::fuzzing::controller_config,
-        ward_controller::fuzzing::controller_config_seeds,
+        wardctl::fuzzing::controller_config,
+        wardctl::fuzzing::controller_config_seeds,
     ),
     (
         "agent_config",

@@ -7,11 +7,9 @@
 
 mod agent_message;
 mod audit_chain;
-mod config;
 
 pub use agent_message::{agent_message, agent_message_seeds};
 pub use audit_chain::{audit_chain, audit_chain_seeds};
-pub use config::{controller_config, controller_config_seeds};
 
 #[cfg(test)]
 mod tests {
@@ -27,11 +25,6 @@ mod tests {
         #[test]
         fn any_bytes_keep_the_agent_message_invariants(data in vec(any::<u8>(), 0..600)) {
             super::agent_message(&data);
-        }
-
-        #[test]
-        fn any_text_keeps_the_controller_config_invariants(text in "\\PC{0,80}") {
-            super::controller_config(text.as_bytes());
         }
     }
 }

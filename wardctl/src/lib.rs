@@ -1,0 +1,19 @@
+//! `wardctl`, the administrator's client: the CLI ([`cli`]) and the web console ([`console`],
+//! `wardctl console`), both clients of the admin gRPC API, plus the local commands that work on a
+//! data directory (`init`, `serve`, break-glass, CA files).
+//!
+//! It may not depend on the gRPC edge (`ward-edge`) nor on storage (sqlx): it speaks to a
+//! controller through `ward-proto` only, takes the domain's rules and names from `ward-core`, and
+//! runs a controller (`wardctl serve`) through `ward-runtime`.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod console;
+#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+// The fuzz bodies are for fuzzing and test builds: a release build that turns them on is refused
+// rather than shipped (cargo-fuzz builds set `cfg(fuzzing)`).
+#[cfg(all(not(debug_assertions), not(fuzzing), feature = "fuzzing"))]
+compile_error!("the `fuzzing` feature is for fuzz and test builds, not release builds");
