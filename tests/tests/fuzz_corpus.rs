@@ -23,8 +23,8 @@ const TARGETS: &[(&str, Check, Seeds)] = &[
     ),
     (
         "agent_message",
-        ward_controller::fuzzing::agent_message,
-        ward_controller::fuzzing::agent_message_seeds,
+        ward_edge::fuzzing::agent_message,
+        ward_edge::fuzzing::agent_message_seeds,
     ),
     (
         "audit_chain",

@@ -2,9 +2,10 @@
 //! `wardctl console`), both clients of the admin gRPC API, plus the local commands that work on a
 //! data directory (`init`, `serve`, break-glass, CA files).
 //!
-//! It may not depend on the gRPC edge (`ward-edge`) nor on storage (sqlx): it speaks to a
-//! controller through `ward-proto` only, takes the domain's rules and names from `ward-core`, and
-//! runs a controller (`wardctl serve`) through `ward-runtime`.
+//! It may not depend on storage (sqlx): it speaks to a controller through `ward-proto` only and
+//! takes the domain's rules and names from `ward-core`. Only `wardctl serve` (`cli/local.rs`)
+//! reaches the gRPC edge (`ward-edge`) and the application layer, to wire a serving controller
+//! together; no client code may import them.
 
 #![forbid(unsafe_code)]
 

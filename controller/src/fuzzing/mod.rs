@@ -5,10 +5,8 @@
 //! purpose, only when one of the invariants it states is broken — that panic is what the
 //! fuzzer reports. Not part of Ward's API.
 
-mod agent_message;
 mod audit_chain;
 
-pub use agent_message::{agent_message, agent_message_seeds};
 pub use audit_chain::{audit_chain, audit_chain_seeds};
 
 #[cfg(test)]
@@ -20,11 +18,6 @@ mod tests {
         #[test]
         fn any_bytes_keep_the_audit_chain_invariants(data in vec(any::<u8>(), 0..600)) {
             super::audit_chain(&data);
-        }
-
-        #[test]
-        fn any_bytes_keep_the_agent_message_invariants(data in vec(any::<u8>(), 0..600)) {
-            super::agent_message(&data);
         }
     }
 }

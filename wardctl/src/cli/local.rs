@@ -134,10 +134,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     scim_listen: Option<SocketAddr>,
     /// SCIM requests one client address may make at once (1 to 1000000)…
-    #[arg(long, default_value_t = ward_controller::scim::http::BURST, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = ward_edge::scim::http::BURST, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     scim_burst: u32,
     /// …and then per minute (1 to 1000000); more get 429
-    #[arg(long, default_value_t = ward_controller::scim::http::PER_MINUTE, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = ward_edge::scim::http::PER_MINUTE, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     scim_per_minute: u32,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
@@ -300,7 +300,7 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         None => Some(lock_data_dir(&args.data_dir)?),
         Some(_) => None,
     };
-    let listener = ward_controller::server::bind(args.listen)
+    let listener = ward_edge::grpc::bind(args.listen)
         .await
         .map_err(|e| CliError::failed(e.to_string()))?;
     let local = listener
@@ -472,17 +472,17 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         info!(metrics = %bound, "metrics and health on /metrics and /healthz");
     }
     if let Some(addr) = args.scim_listen {
-        let limits = ward_controller::scim::http::Limits {
+        let limits = ward_edge::scim::http::Limits {
             burst: args.scim_burst,
             per_minute: args.scim_per_minute,
         };
-        let bound = ward_controller::scim::serve(app.clone(), addr, scim_certificate, limits)
+        let bound = ward_edge::scim::serve(app.clone(), addr, scim_certificate, limits)
             .await
             .map_err(|e| CliError::failed(format!("cannot listen for SCIM on {addr}: {e}")))?;
         let url = format!(
             "{}{}",
             url_for(&local_host(bound, &controller_name), bound.port())?,
-            ward_controller::scim::http::PREFIX
+            ward_edge::scim::http::PREFIX
         );
         if let Err(e) = dir.write_file("scim-url", &url) {
             info!(error = %e, "not writing scim-url (read-only data directory?)");
@@ -490,8 +490,8 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
         info!(scim = %url, "SCIM 2.0 service provider (identity-provider provisioning)");
     }
     let app_for_shutdown = app.clone();
-    let server = ward_controller::server::start(app, tls, listener)
-        .map_err(|e| CliError::failed(e.to_string()))?;
+    let server =
+        ward_edge::grpc::start(app, tls, listener).map_err(|e| CliError::failed(e.to_string()))?;
     let local_url = url_for(&local_host(local, &controller_name), local.port())?;
     // A hint for `wardctl` on this host; a read-only data directory (a Kubernetes Secret) is fine.
     if let Err(e) = dir.write_server_url(&local_url) {

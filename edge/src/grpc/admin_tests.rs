@@ -10,10 +10,10 @@ use ward_proto::v1::admin_service_server::AdminService;
 use ward_proto::v1::*;
 
 use super::admin::AdminApi;
-use crate::app::{App, AppConfig};
-use crate::core::Timestamp;
-use crate::core::clock::ManualClock;
-use crate::store::{MemoryStore, Store};
+use ward_controller::app::{App, AppConfig};
+use ward_controller::store::{MemoryStore, Store};
+use ward_core::Timestamp;
+use ward_core::clock::ManualClock;
 
 fn api() -> AdminApi {
     let now = time::OffsetDateTime::now_utc();

@@ -4,8 +4,8 @@ use tonic::{Request, Status};
 use tracing::error;
 use ward_proto::v1;
 
-use crate::app::AppError;
-use crate::core::{
+use ward_controller::app::AppError;
+use ward_core::{
     Admin, AdminRole, CheckStatus, Command, CommandKind, CommandState, Compliance, ComplianceCheck,
     Device, DeviceFacts, DeviceState, PolicyChanges, StoredPolicy, WipeScope,
 };
@@ -13,27 +13,27 @@ use crate::core::{
 /// How long a shed caller is told to wait before it tries again.
 const RETRY_PUSHBACK_MS: u32 = 2000;
 
-impl From<AppError> for Status {
-    fn from(e: AppError) -> Self {
-        match e {
-            AppError::InvalidArgument(m) => Status::invalid_argument(m),
-            AppError::NotFound(m) => Status::not_found(m),
-            AppError::Unauthenticated(m) => Status::unauthenticated(m),
-            AppError::PermissionDenied(m) => Status::permission_denied(m),
-            AppError::FailedPrecondition(m) => Status::failed_precondition(m),
-            AppError::AlreadyExists(m) => Status::already_exists(m),
-            AppError::Unavailable(m) => {
-                let mut status = Status::unavailable(m);
-                // gRPC's retry pushback: clients that honour it wait this long.
-                status
-                    .metadata_mut()
-                    .insert("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS.into());
-                status
-            }
-            AppError::Internal(m) => {
-                error!(error = %m, "internal error");
-                Status::internal("internal error in the controller; its log has the details")
-            }
+/// The one place an [`AppError`] becomes a gRPC status (an internal error is logged here and
+/// told to the caller only as such).
+pub fn status(e: AppError) -> Status {
+    match e {
+        AppError::InvalidArgument(m) => Status::invalid_argument(m),
+        AppError::NotFound(m) => Status::not_found(m),
+        AppError::Unauthenticated(m) => Status::unauthenticated(m),
+        AppError::PermissionDenied(m) => Status::permission_denied(m),
+        AppError::FailedPrecondition(m) => Status::failed_precondition(m),
+        AppError::AlreadyExists(m) => Status::already_exists(m),
+        AppError::Unavailable(m) => {
+            let mut status = Status::unavailable(m);
+            // gRPC's retry pushback: clients that honour it wait this long.
+            status
+                .metadata_mut()
+                .insert("grpc-retry-pushback-ms", RETRY_PUSHBACK_MS.into());
+            status
+        }
+        AppError::Internal(m) => {
+            error!(error = %m, "internal error");
+            Status::internal("internal error in the controller; its log has the details")
         }
     }
 }
@@ -97,7 +97,7 @@ pub fn device_to_wire(d: &Device) -> v1::Device {
 }
 
 /// A device's newest proven messaging wipe (`core::service::messaging_wipe`).
-pub fn messaging_wipe_to_wire(w: &crate::core::service::MessagingWipe) -> v1::MessagingWipe {
+pub fn messaging_wipe_to_wire(w: &ward_core::service::MessagingWipe) -> v1::MessagingWipe {
     v1::MessagingWipe {
         at_unix_ms: w.at.unix_ms(),
         by: w.by.to_owned(),
@@ -106,7 +106,7 @@ pub fn messaging_wipe_to_wire(w: &crate::core::service::MessagingWipe) -> v1::Me
 }
 
 /// A device's key history as `device show` lists it.
-pub fn keys_to_wire(keys: &[crate::core::DeviceKey]) -> Vec<v1::DeviceKey> {
+pub fn keys_to_wire(keys: &[ward_core::DeviceKey]) -> Vec<v1::DeviceKey> {
     keys.iter()
         .map(|k| v1::DeviceKey {
             certificate_serial: k.serial.clone(),
@@ -159,7 +159,7 @@ pub fn admin_to_wire(a: &Admin) -> v1::Admin {
     }
 }
 
-pub fn admin_request_to_wire(r: &crate::core::admins::AdminRequest) -> v1::AdminRequest {
+pub fn admin_request_to_wire(r: &ward_core::admins::AdminRequest) -> v1::AdminRequest {
     v1::AdminRequest {
         id: r.id.clone(),
         kind: r.kind.as_str().into(),
@@ -272,7 +272,7 @@ pub fn command_to_device(c: &Command) -> v1::DeviceCommand {
 
 /// A command as admins see it.
 pub fn command_to_wire(c: &Command) -> v1::Command {
-    let ms = |t: Option<crate::core::Timestamp>| t.map_or(0, |t| t.unix_ms());
+    let ms = |t: Option<ward_core::Timestamp>| t.map_or(0, |t| t.unix_ms());
     v1::Command {
         id: c.id.to_string(),
         device_id: c.device_id.to_string(),
@@ -412,7 +412,9 @@ pub fn compliance_to_wire(c: Option<&Compliance>) -> v1::Compliance {
     }
 }
 
-pub fn offboard_report_to_wire(r: &crate::app::offboard::OffboardReport) -> v1::OffboardReport {
+pub fn offboard_report_to_wire(
+    r: &ward_controller::app::offboard::OffboardReport,
+) -> v1::OffboardReport {
     v1::OffboardReport {
         user: r.user.to_string(),
         complete: r.complete(),
@@ -439,7 +441,7 @@ pub fn offboard_report_to_wire(r: &crate::app::offboard::OffboardReport) -> v1::
                     .command
                     .as_ref()
                     .and_then(|c| c.receipt.as_ref())
-                    .and_then(crate::core::Receipt::key_protection)
+                    .and_then(ward_core::Receipt::key_protection)
                     .map(|k| k.as_str().to_owned())
                     .unwrap_or_default(),
                 revoked: d.device.state != DeviceState::Active,

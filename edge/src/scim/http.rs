@@ -18,9 +18,9 @@ use uuid::Uuid;
 
 use super::error::{ScimError, scim_json};
 use super::{filter, patch, resource};
-use crate::app::App;
-use crate::app::directory::DirectoryInput;
-use crate::core::directory::{DirectoryUser, ScimClient};
+use ward_controller::app::App;
+use ward_controller::app::directory::DirectoryInput;
+use ward_core::directory::{DirectoryUser, ScimClient};
 
 /// The largest request body taken (a user resource is a few KiB; Entra sends one at a time).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -425,7 +425,7 @@ async fn update(
             change(before).map_err(|e| {
                 let detail = e.detail.clone();
                 *job_failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
-                crate::app::AppError::InvalidArgument(detail)
+                ward_controller::app::AppError::InvalidArgument(detail)
             })
         })
         .await;

@@ -8,10 +8,10 @@ use ward_proto::v1::{
     self, EnrollRequest, EnrollResponse, ReportOfflineWipeRequest, ReportOfflineWipeResponse,
 };
 
-use super::convert::facts_from_wire;
+use super::convert::{facts_from_wire, status};
 use super::request::{csr, parse};
-use crate::app::App;
-use crate::core::DeviceId;
+use ward_controller::app::App;
+use ward_core::DeviceId;
 
 /// Per-client-address limit on enrollment attempts: tokens cannot be guessed (256 bits), but
 /// a flood of attempts would still cost CPU and fill logs.
@@ -78,7 +78,8 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
         };
         self.app
             .record_offline_wipe_receipt_only(device, &signed)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(ReportOfflineWipeResponse {}))
     }
 
@@ -89,12 +90,13 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
         self.limit(&request)?;
         let client = request.remote_addr().map(|a| a.ip());
         let req = request.into_inner();
-        let token = parse(&req.token)?;
-        let csr = csr(&req.csr_der)?;
+        let token = parse(&req.token).map_err(status)?;
+        let csr = csr(&req.csr_der).map_err(status)?;
         let enrolled = self
             .app
             .enroll(token, csr, facts_from_wire(req.facts), client)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(EnrollResponse {
             device_id: enrolled.device_id.to_string(),
             user: enrolled.user.to_string(),

@@ -11,9 +11,9 @@ use std::str::FromStr;
 
 use ward_certs::VerifiedCsr;
 
-use crate::app::AppError;
-use crate::core::refs::DeviceRef;
-use crate::core::{CommandId, UserEmail};
+use ward_controller::app::AppError;
+use ward_core::refs::DeviceRef;
+use ward_core::{CommandId, UserEmail};
 
 /// `text` as a `T`, or `InvalidArgument` with `T`'s parse error. An [`AppError`], so that a
 /// read refused for a malformed argument is audited like any other refused read.
@@ -42,5 +42,5 @@ pub fn csr(der: &[u8]) -> Result<VerifiedCsr, AppError> {
 
 /// A user, or everyone when the field is empty.
 pub fn optional_user(text: &str) -> Result<Option<UserEmail>, AppError> {
-    crate::core::refs::optional_user(text).map_err(|e| AppError::InvalidArgument(e.to_string()))
+    ward_core::refs::optional_user(text).map_err(|e| AppError::InvalidArgument(e.to_string()))
 }

@@ -17,19 +17,19 @@ use ward_proto::v1::{self, *};
 use super::convert::{
     action_from_issue, admin_request_to_wire, admin_to_wire, command_state_from_wire,
     command_to_wire, device_to_wire, messaging_wipe_to_wire, optional_seconds, peer_leaf,
-    policy_changes_from_wire, policy_to_wire, role_from_wire,
+    policy_changes_from_wire, policy_to_wire, role_from_wire, status,
 };
 use super::request::{command_id, csr, device_ref, optional_user, parse};
 use serde_json::{Value, json};
 
-use crate::app::audit::admin_actor;
-use crate::app::tokens::TokenSelection;
-use crate::app::{AdminIssued, App, AppError, audit_target};
-use crate::core::audit::Checkpoint;
-use crate::core::audit::checkpoint::MAX_PER_VERIFICATION;
-use crate::core::ca_rotation::RotationStep;
-use crate::core::refs::ScimClientName;
-use crate::core::{Admin, Permission};
+use ward_controller::app::audit::admin_actor;
+use ward_controller::app::tokens::TokenSelection;
+use ward_controller::app::{AdminIssued, App, AppError, audit_target};
+use ward_core::audit::Checkpoint;
+use ward_core::audit::checkpoint::MAX_PER_VERIFICATION;
+use ward_core::ca_rotation::RotationStep;
+use ward_core::refs::ScimClientName;
+use ward_core::{Admin, Permission};
 
 pub struct AdminApi {
     app: Arc<App>,
@@ -41,12 +41,13 @@ impl AdminApi {
     }
 
     /// One device as an admin sees it, with its newest proven messaging wipe.
-    async fn shown(&self, device: &crate::core::Device) -> Result<Device, Status> {
+    async fn shown(&self, device: &ward_core::Device) -> Result<Device, Status> {
         let mut shown = device_to_wire(device);
         shown.messaging_wipe = self
             .app
             .messaging_wipes(std::slice::from_ref(device))
-            .await?
+            .await
+            .map_err(status)?
             .remove(&device.id)
             .as_ref()
             .map(messaging_wipe_to_wire);
@@ -64,8 +65,12 @@ impl AdminApi {
         let admin = self
             .app
             .authenticate_admin(peer_leaf(request).as_deref(), target)
-            .await?;
-        self.app.authorize(&admin, permission, target).await?;
+            .await
+            .map_err(status)?;
+        self.app
+            .authorize(&admin, permission, target)
+            .await
+            .map_err(status)?;
         Ok(admin)
     }
 
@@ -81,11 +86,15 @@ impl AdminApi {
         let admin = self
             .app
             .authenticate_admin(peer_leaf(request).as_deref(), target)
-            .await?;
+            .await
+            .map_err(status)?;
         if admin.role.allows_any(permissions).is_none()
             && let Some(first) = permissions.first()
         {
-            self.app.authorize(&admin, *first, target).await?;
+            self.app
+                .authorize(&admin, *first, target)
+                .await
+                .map_err(status)?;
         }
         Ok(admin)
     }
@@ -130,8 +139,9 @@ impl AdminApi {
         }
         self.app
             .audit(&admin_actor(admin), "read", &target, details)
-            .await?;
-        Ok(result?)
+            .await
+            .map_err(status)?;
+        result.map_err(status)
     }
 }
 
@@ -144,7 +154,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let user = request.get_ref().user.clone();
         let actor = self.admin(&request, Permission::Enroll, &user).await?;
         let ttl = optional_seconds(request.get_ref().ttl_seconds);
-        let created = self.app.create_token(&actor, parse(&user)?, ttl).await?;
+        let created = self
+            .app
+            .create_token(&actor, parse(&user).map_err(status)?, ttl)
+            .await
+            .map_err(status)?;
         Ok(Response::new(CreateEnrollmentTokenResponse {
             token: created.token.expose().to_owned(),
             user: created.record.user.to_string(),
@@ -199,7 +213,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 )
             })
             .await?;
-        let mut wipes = self.app.messaging_wipes(&devices).await?;
+        let mut wipes = self.app.messaging_wipes(&devices).await.map_err(status)?;
         Ok(Response::new(ListDevicesResponse {
             devices: devices
                 .iter()
@@ -225,7 +239,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
             })
             .await?;
         let mut shown = self.shown(&device).await?;
-        shown.keys = super::convert::keys_to_wire(&self.app.device_keys(device.id).await?);
+        shown.keys =
+            super::convert::keys_to_wire(&self.app.device_keys(device.id).await.map_err(status)?);
         Ok(Response::new(shown))
     }
 
@@ -237,8 +252,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self.admin(&request, Permission::Admins, &name).await?;
         let req = request.into_inner();
         let role = role_from_wire(req.role)?;
-        let name = parse(&req.name)?;
-        let csr = csr(&req.csr_der)?;
+        let name = parse(&req.name).map_err(status)?;
+        let csr = csr(&req.csr_der).map_err(status)?;
         let issued = self
             .app
             .issue_admin(
@@ -248,7 +263,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 &csr,
                 optional_seconds(req.lifetime_seconds),
             )
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(self.issued(issued)))
     }
 
@@ -262,19 +278,22 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self
             .app
             .authenticate_admin(peer_leaf(&request).as_deref(), &asked)
-            .await?;
-        let name: ward_certs::AdminName = parse(&asked)?;
+            .await
+            .map_err(status)?;
+        let name: ward_certs::AdminName = parse(&asked).map_err(status)?;
         if name != actor.name {
             self.app
                 .authorize(&actor, Permission::Admins, name.as_str())
-                .await?;
+                .await
+                .map_err(status)?;
         }
         let req = request.into_inner();
-        let csr = csr(&req.csr_der)?;
+        let csr = csr(&req.csr_der).map_err(status)?;
         let issued = self
             .app
             .renew_admin(&actor, &name, &csr, optional_seconds(req.lifetime_seconds))
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(self.issued(issued)))
     }
 
@@ -290,8 +309,14 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let req = request.into_inner();
         let admin = self
             .app
-            .revoke_admin(&actor, &parse(&req.name)?, &req.reason, caller.as_deref())
-            .await?;
+            .revoke_admin(
+                &actor,
+                &parse(&req.name).map_err(status)?,
+                &req.reason,
+                caller.as_deref(),
+            )
+            .await
+            .map_err(status)?;
         Ok(Response::new(admin_to_wire(&admin)))
     }
 
@@ -301,7 +326,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<v1::AdminRequest>, Status> {
         let name = request.get_ref().name.clone();
         let actor = self.admin(&request, Permission::Approve, &name).await?;
-        let approved = self.app.approve_admin(&actor, &parse(&name)?).await?;
+        let approved = self
+            .app
+            .approve_admin(&actor, &parse(&name).map_err(status)?)
+            .await
+            .map_err(status)?;
         Ok(Response::new(admin_request_to_wire(&approved)))
     }
 
@@ -343,8 +372,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let kind = action_from_issue(req.action)?;
         self.app
             .authorize(&actor, Permission::to_issue(&kind), &device)
-            .await?;
-        let device = device_ref(&req.device_id)?;
+            .await
+            .map_err(status)?;
+        let device = device_ref(&req.device_id).map_err(status)?;
         let (command, _) = self
             .app
             .issue_command(
@@ -355,7 +385,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 &req.idempotency_key,
                 (req.ttl_seconds > 0).then(|| std::time::Duration::from_secs(req.ttl_seconds)),
             )
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(command_to_wire(&command)))
     }
 
@@ -437,7 +468,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Command>, Status> {
         let id = request.get_ref().command_id.clone();
         let actor = self.admin(&request, Permission::Cancel, &id).await?;
-        let command = self.app.cancel_command(&actor, command_id(&id)?).await?;
+        let command = self
+            .app
+            .cancel_command(&actor, command_id(&id).map_err(status)?)
+            .await
+            .map_err(status)?;
         Ok(Response::new(command_to_wire(&command)))
     }
 
@@ -475,8 +510,12 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self.admin(&request, Permission::Policy, &scope).await?;
         let req = request.into_inner();
         let changes = policy_changes_from_wire(&req)?;
-        let user = optional_user(&req.user)?;
-        let policy = self.app.set_policy(&actor, user.as_ref(), &changes).await?;
+        let user = optional_user(&req.user).map_err(status)?;
+        let policy = self
+            .app
+            .set_policy(&actor, user.as_ref(), &changes)
+            .await
+            .map_err(status)?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
 
@@ -486,7 +525,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Policy>, Status> {
         let user = request.get_ref().user.clone();
         let actor = self.admin(&request, Permission::Policy, &user).await?;
-        let policy = self.app.reset_policy(&actor, &parse(&user)?).await?;
+        let policy = self
+            .app
+            .reset_policy(&actor, &parse(&user).map_err(status)?)
+            .await
+            .map_err(status)?;
         Ok(Response::new(policy_to_wire(&policy)))
     }
 
@@ -498,8 +541,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self.admin(&request, Permission::Revoke, &device).await?;
         let device = self
             .app
-            .revoke_device(&actor, &device_ref(&device)?, &request.get_ref().reason)
-            .await?;
+            .revoke_device(
+                &actor,
+                &device_ref(&device).map_err(status)?,
+                &request.get_ref().reason,
+            )
+            .await
+            .map_err(status)?;
         Ok(Response::new(self.shown(&device).await?))
     }
 
@@ -509,11 +557,12 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let device = device_ref(&device)?;
+        let device = device_ref(&device).map_err(status)?;
         let done = self
             .app
             .return_device(&actor, &device, &request.get_ref().reason)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(device_command(done)))
     }
 
@@ -529,14 +578,14 @@ impl v1::admin_service_server::AdminService for AdminApi {
         };
         let admin = self.admin(&request, Permission::Read, &scope).await?;
         let limit = list_limit(req.limit)?;
-        let timestamp = |ms: i64| (ms != 0).then(|| crate::core::Timestamp::from_unix_ms(ms));
+        let timestamp = |ms: i64| (ms != 0).then(|| ward_core::Timestamp::from_unix_ms(ms));
         let result = async {
             let device = if req.device.is_empty() {
                 None
             } else {
                 Some(self.app.get_device(&device_ref(&req.device)?).await?.id)
             };
-            let filter = crate::store::AuditFilter {
+            let filter = ward_controller::store::AuditFilter {
                 since: timestamp(req.since_unix_ms),
                 until: timestamp(req.until_unix_ms),
                 actor: (!req.actor.is_empty()).then(|| req.actor.clone()),
@@ -638,8 +687,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self.admin(&request, Permission::Offboard, &user).await?;
         let report = self
             .app
-            .offboard_user(&actor, &parse(&user)?, &request.get_ref().reason)
-            .await?;
+            .offboard_user(
+                &actor,
+                &parse(&user).map_err(status)?,
+                &request.get_ref().reason,
+            )
+            .await
+            .map_err(status)?;
         Ok(Response::new(super::convert::offboard_report_to_wire(
             &report,
         )))
@@ -676,7 +730,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let wanted = super::bulk_wipe::request_from_wire(request.into_inner())?;
         self.app
             .authorize(&actor, Permission::to_wipe(wanted.scope), &target)
-            .await?;
+            .await
+            .map_err(status)?;
         let result = self.app.bulk_wipe(&actor, wanted.clone()).await;
         let report = if wanted.dry_run {
             // A dry run changes nothing: it is recorded as a read.
@@ -685,7 +740,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             })
             .await?
         } else {
-            result?
+            result.map_err(status)?
         };
         Ok(Response::new(super::bulk_wipe::report_to_wire(&report)))
     }
@@ -714,7 +769,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<BulkWipeReport>, Status> {
         let batch = request.get_ref().batch.clone();
         let actor = self.admin(&request, Permission::Approve, &batch).await?;
-        let report = self.app.approve_bulk_wipe(&actor, &parse(&batch)?).await?;
+        let report = self
+            .app
+            .approve_bulk_wipe(&actor, &parse(&batch).map_err(status)?)
+            .await
+            .map_err(status)?;
         Ok(Response::new(super::bulk_wipe::report_to_wire(&report)))
     }
 
@@ -727,8 +786,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let req = request.into_inner();
         let (lock, wipe) = self
             .app
-            .mark_lost(&actor, &device_ref(&req.device_id)?, &req.reason)
-            .await?;
+            .mark_lost(
+                &actor,
+                &device_ref(&req.device_id).map_err(status)?,
+                &req.reason,
+            )
+            .await
+            .map_err(status)?;
         Ok(Response::new(MarkLostResponse {
             lock: Some(command_to_wire(&lock)),
             wipe: Some(command_to_wire(&wipe)),
@@ -741,11 +805,12 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let device = device_ref(&device)?;
+        let device = device_ref(&device).map_err(status)?;
         let done = self
             .app
             .disable_device(&actor, &device, &request.get_ref().reason)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(device_command(done)))
     }
 
@@ -755,11 +820,12 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let device = device_ref(&device)?;
+        let device = device_ref(&device).map_err(status)?;
         let done = self
             .app
             .enable_device(&actor, &device, &request.get_ref().reason)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(device_command(done)))
     }
 
@@ -769,11 +835,12 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<DeviceCommandResponse>, Status> {
         let device = request.get_ref().device_id.clone();
         let actor = self.admin(&request, Permission::Retire, &device).await?;
-        let device = device_ref(&device)?;
+        let device = device_ref(&device).map_err(status)?;
         let done = self
             .app
             .retire_device(&actor, &device, &request.get_ref().reason)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(device_command(done)))
     }
 
@@ -783,7 +850,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
     ) -> Result<Response<Command>, Status> {
         let id = request.get_ref().command_id.clone();
         let actor = self.admin(&request, Permission::Approve, &id).await?;
-        let command = self.app.approve_command(&actor, command_id(&id)?).await?;
+        let command = self
+            .app
+            .approve_command(&actor, command_id(&id).map_err(status)?)
+            .await
+            .map_err(status)?;
         Ok(Response::new(command_to_wire(&command)))
     }
 
@@ -826,11 +897,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let (id, user);
         let selection = match (req.token_id.is_empty(), req.user.is_empty()) {
             (false, true) => {
-                id = parse(&req.token_id)?;
+                id = parse(&req.token_id).map_err(status)?;
                 TokenSelection::Id(&id)
             }
             (true, false) => {
-                user = parse(&req.user)?;
+                user = parse(&req.user).map_err(status)?;
                 TokenSelection::User(&user)
             }
             _ => {
@@ -842,7 +913,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let revoked = self
             .app
             .withdraw_tokens(&actor, selection, &req.reason)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(RevokeEnrollmentTokensResponse {
             revoked: revoked.iter().map(token_to_wire).collect(),
         }))
@@ -884,7 +956,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .map_err(Status::invalid_argument)?;
         self.app
             .authorize(&admin, Permission::to_rotate(step), "ca")
-            .await?;
+            .await
+            .map_err(status)?;
         let force = request.get_ref().force;
         let report = if step == RotationStep::Status {
             let me = admin.clone();
@@ -894,7 +967,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
             })
             .await?
         } else {
-            self.app.rotate_ca(&admin, step, force).await?
+            self.app
+                .rotate_ca(&admin, step, force)
+                .await
+                .map_err(status)?
         };
         Ok(Response::new(RotateCaResponse {
             cas: report
@@ -933,7 +1009,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let hook = self
             .app
             .add_webhook(&actor, &req.url, &req.events, ca)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(AddWebhookResponse {
             webhook: Some(super::webhooks::webhook_to_wire(&hook)),
             secret: hook.secret.expose().to_owned(),
@@ -969,7 +1046,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let hook = self
             .app
             .remove_webhook(&actor, &request.get_ref().id)
-            .await?;
+            .await
+            .map_err(status)?;
         Ok(Response::new(super::webhooks::webhook_to_wire(&hook)))
     }
 
@@ -987,10 +1065,10 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .admin(&request, Permission::Integrations, &target)
             .await?;
         let limit = if req.limit == 0 { 100 } else { req.limit };
-        if limit > crate::app::webhooks::MAX_DELIVERIES_LISTED {
+        if limit > ward_controller::app::webhooks::MAX_DELIVERIES_LISTED {
             return Err(Status::invalid_argument(format!(
                 "limit {limit} is too large: ask for at most {}",
-                crate::app::webhooks::MAX_DELIVERIES_LISTED
+                ward_controller::app::webhooks::MAX_DELIVERIES_LISTED
             )));
         }
         let id = (!req.webhook_id.is_empty()).then_some(req.webhook_id.as_str());
@@ -1016,7 +1094,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let admin = self
             .admin(&request, Permission::Admins, &format!("scim client {name}"))
             .await?;
-        let (client, secret) = self.app.create_scim_client(&admin, &parse(&name)?).await?;
+        let (client, secret) = self
+            .app
+            .create_scim_client(&admin, &parse(&name).map_err(status)?)
+            .await
+            .map_err(status)?;
         Ok(Response::new(CreateScimTokenResponse {
             client: Some(scim_client_to_wire(&client)),
             token: secret.expose().to_owned(),
@@ -1053,7 +1135,11 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let name: ScimClientName = name
             .parse()
             .map_err(|_| Status::not_found(format!("there is no SCIM client named {name:?}")))?;
-        let client = self.app.revoke_scim_client(&admin, &name).await?;
+        let client = self
+            .app
+            .revoke_scim_client(&admin, &name)
+            .await
+            .map_err(status)?;
         Ok(Response::new(scim_client_to_wire(&client)))
     }
 
@@ -1074,7 +1160,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
     }
 }
 
-fn token_to_wire(t: &crate::core::TokenRecord) -> EnrollmentTokenInfo {
+fn token_to_wire(t: &ward_core::TokenRecord) -> EnrollmentTokenInfo {
     EnrollmentTokenInfo {
         id: t.hash.id(),
         user: t.user.to_string(),
@@ -1101,7 +1187,7 @@ fn list_limit(asked: u32) -> Result<usize, Status> {
 }
 
 fn device_command(
-    (device, command): (crate::core::Device, crate::core::Command),
+    (device, command): (ward_core::Device, ward_core::Command),
 ) -> DeviceCommandResponse {
     DeviceCommandResponse {
         device: Some(device_to_wire(&device)),
@@ -1109,7 +1195,7 @@ fn device_command(
     }
 }
 
-fn scim_client_to_wire(c: &crate::core::directory::ScimClient) -> ScimTokenInfo {
+fn scim_client_to_wire(c: &ward_core::directory::ScimClient) -> ScimTokenInfo {
     ScimTokenInfo {
         name: c.name.to_string(),
         actor: c.actor(),
@@ -1120,7 +1206,7 @@ fn scim_client_to_wire(c: &crate::core::directory::ScimClient) -> ScimTokenInfo 
     }
 }
 
-fn user_to_wire(u: &crate::app::directory::UserSummary) -> UserInfo {
+fn user_to_wire(u: &ward_controller::app::directory::UserSummary) -> UserInfo {
     let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
     UserInfo {
         user: u.user.to_string(),

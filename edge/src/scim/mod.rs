@@ -1,7 +1,7 @@
 //! SCIM 2.0 service provider (RFC 7643, RFC 7644) for identity providers (Entra ID, Okta):
 //! `wardctl serve --scim-listen ADDR`. The protocol (filters, PATCH operations, resource
 //! JSON, error bodies) lives here; what a change means (deprovisioning = offboarding) lives
-//! in `crate::app::directory`.
+//! in `ward_controller::app::directory`.
 
 pub mod error;
 pub mod filter;
@@ -17,7 +17,7 @@ mod resource_tests;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use crate::app::App;
+use ward_controller::app::App;
 
 /// Serves SCIM on `listen` over TLS presenting `certificate` (the controller's live server
 /// certificate); returns the bound address.

@@ -3,14 +3,14 @@
 use tonic::Status;
 use ward_proto::v1;
 
-use super::convert::{command_state_to_wire, wipe_scope_to_wire};
+use super::convert::{command_state_to_wire, status, wipe_scope_to_wire};
 use super::request::parse;
-use crate::app::bulk_select::Selection;
-use crate::app::bulk_wipe::{BulkWipeReport, BulkWipeRequest};
-use crate::core::{Check, DeviceState, WipeScope};
+use ward_controller::app::bulk_select::Selection;
+use ward_controller::app::bulk_wipe::{BulkWipeReport, BulkWipeRequest};
+use ward_core::{Check, DeviceState, WipeScope};
 
 /// The request as the app takes it (the permission it needs is
-/// [`Permission::to_wipe`](crate::core::Permission::to_wipe) of its scope).
+/// [`Permission::to_wipe`](ward_core::Permission::to_wipe) of its scope).
 pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Status> {
     let forms = [!r.user.is_empty(), r.noncompliant, !r.devices.is_empty()]
         .iter()
@@ -28,7 +28,7 @@ pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Stat
         ));
     }
     let selection = if !r.user.is_empty() {
-        Selection::User(parse(&r.user)?)
+        Selection::User(parse(&r.user).map_err(status)?)
     } else if r.noncompliant {
         let check = (!r.failing_check.is_empty())
             .then(|| r.failing_check.parse::<Check>())

@@ -2,7 +2,7 @@
 
 use ward_proto::v1;
 
-use crate::core::webhook::{Attempt, Delivery, Webhook};
+use ward_core::webhook::{Attempt, Delivery, Webhook};
 
 /// A receiver as clients see it: never its secret.
 pub fn webhook_to_wire(hook: &Webhook) -> v1::Webhook {

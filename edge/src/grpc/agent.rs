@@ -15,13 +15,15 @@ use ward_proto::v1::{self, *};
 
 use super::convert::{
     checks_from_wire, command_state_to_wire, command_to_device, facts_from_wire, peer_leaf,
-    policy_to_wire,
+    policy_to_wire, status,
 };
 use super::enrollment::agent_config;
 use super::request::{command_id, csr};
-use crate::app::{ActiveDevice, App, AppError, CheckInReport, ComplianceReport, DeviceResult};
-use crate::core::{CommandId, DeviceId};
-use crate::hub::Mail;
+use ward_controller::app::{
+    ActiveDevice, App, AppError, CheckInReport, ComplianceReport, DeviceResult,
+};
+use ward_controller::hub::Mail;
+use ward_core::{CommandId, DeviceId};
 
 /// How often an open stream re-reads the store even without a wake-up: the fallback that
 /// makes a lost wake-up a delay, never a loss.
@@ -45,10 +47,10 @@ impl AgentApi {
         &self,
         request: &Request<T>,
     ) -> Result<(ActiveDevice, String), Status> {
-        Ok(self
-            .app
+        self.app
             .authenticate_device_certificate(peer_leaf(request).as_deref())
-            .await?)
+            .await
+            .map_err(status)
     }
 }
 
@@ -100,7 +102,7 @@ fn still_valid(app: &App, serial: &str) -> Result<(), AppError> {
 async fn pushed(
     app: &App,
     serial: &str,
-    commands: &[crate::core::Command],
+    commands: &[ward_core::Command],
     sent: &mut HashSet<CommandId>,
 ) -> Result<Vec<AgentPush>, AppError> {
     use v1::agent_push::Item;
@@ -152,7 +154,11 @@ impl v1::agent_service_server::AgentService for AgentApi {
             }),
             trusted_cas,
         };
-        let answer = self.app.agent_check_in(&device, report).await?;
+        let answer = self
+            .app
+            .agent_check_in(&device, report)
+            .await
+            .map_err(status)?;
         Ok(Response::new(CheckInResponse {
             config: Some(agent_config(&self.app)),
             server_time_unix_ms: answer.server_time.unix_ms(),
@@ -200,7 +206,7 @@ impl v1::agent_service_server::AgentService for AgentApi {
                         }
                     }
                     Err(e) => {
-                        let _ = tx.send(Err(e.into())).await;
+                        let _ = tx.send(Err(status(e))).await;
                         return;
                     }
                 }
@@ -226,8 +232,12 @@ impl v1::agent_service_server::AgentService for AgentApi {
         let device = self.device(&request).await?.id;
         let ack = self
             .app
-            .acknowledge(device, command_id(&request.get_ref().command_id)?)
-            .await?;
+            .acknowledge(
+                device,
+                command_id(&request.get_ref().command_id).map_err(status)?,
+            )
+            .await
+            .map_err(status)?;
         Ok(Response::new(AcknowledgeResponse {
             proceed: ack.proceed,
             state: command_state_to_wire(ack.state) as i32,
@@ -250,8 +260,9 @@ impl v1::agent_service_server::AgentService for AgentApi {
         };
         let state = self
             .app
-            .report_result(device, command_id(&req.command_id)?, result)
-            .await?;
+            .report_result(device, command_id(&req.command_id).map_err(status)?, result)
+            .await
+            .map_err(status)?;
         Ok(Response::new(ReportResultResponse {
             state: command_state_to_wire(state) as i32,
         }))
@@ -262,8 +273,12 @@ impl v1::agent_service_server::AgentService for AgentApi {
         request: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
         let (device, serial) = self.device_certificate(&request).await?;
-        let csr = csr(&request.get_ref().csr_der)?;
-        let certificate = self.app.renew(device.id, &serial, &csr).await?;
+        let csr = csr(&request.get_ref().csr_der).map_err(status)?;
+        let certificate = self
+            .app
+            .renew(device.id, &serial, &csr)
+            .await
+            .map_err(status)?;
         Ok(Response::new(RenewResponse {
             certificate_der: certificate.der,
             ca_certificates_der: self.app.cas().trusted_ders(),

@@ -4,9 +4,9 @@
 use serde_json::{Map, Value, json};
 
 use super::error::ScimError;
-use crate::app::directory::DirectoryInput;
-use crate::core::UserEmail;
-use crate::core::directory::DirectoryUser;
+use ward_controller::app::directory::DirectoryInput;
+use ward_core::UserEmail;
+use ward_core::directory::DirectoryUser;
 
 pub const CORE_USER: &str = "urn:ietf:params:scim:schemas:core:2.0:User";
 pub const ENTERPRISE_USER: &str = "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User";
@@ -124,7 +124,7 @@ pub fn input_from(resource: &Value) -> Result<UserInput, ScimError> {
         Some(Value::String(name))
             if !name.trim().is_empty()
                 && name.trim().chars().count() <= 256
-                && !name.chars().any(crate::core::text::is_unsafe) =>
+                && !name.chars().any(ward_core::text::is_unsafe) =>
         {
             name.trim().to_owned()
         }
@@ -148,7 +148,7 @@ pub fn input_from(resource: &Value) -> Result<UserInput, ScimError> {
     let external_id = match field(object, "externalId") {
         None | Some(Value::Null) => None,
         Some(Value::String(s))
-            if s.chars().count() <= 256 && !s.chars().any(crate::core::text::is_unsafe) =>
+            if s.chars().count() <= 256 && !s.chars().any(ward_core::text::is_unsafe) =>
         {
             Some(s.clone())
         }

@@ -1,5 +1,5 @@
 //! The gRPC edge: one TLS port, three services. Each service maps wire types to domain
-//! values at the boundary and [`AppError`](crate::app::AppError)s to gRPC statuses.
+//! values at the boundary and [`AppError`](ward_controller::app::AppError)s to gRPC statuses.
 
 mod admin;
 #[cfg(test)]
@@ -8,6 +8,8 @@ mod agent;
 mod bulk_wipe;
 pub(crate) mod convert;
 pub(crate) mod convert_posture;
+#[cfg(test)]
+mod convert_tests;
 pub use convert::{command_state_to_wire, role_to_wire};
 mod enrollment;
 pub(crate) mod listener;
@@ -24,7 +26,7 @@ use ward_proto::v1::admin_service_server::AdminServiceServer;
 use ward_proto::v1::agent_service_server::AgentServiceServer;
 use ward_proto::v1::enrollment_service_server::EnrollmentServiceServer;
 
-use crate::app::App;
+use ward_controller::app::App;
 
 pub use listener::HANDSHAKE_TIMEOUT;
 

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use tonic::Status;
 use ward_proto::v1;
 
-use crate::core::policy::PolicyError;
-use crate::core::posture::{Filesystem, PackageCount};
-use crate::core::{Check, Device, Disabled, Enforcement, EnforcementAction, Inventory, Policy};
+use ward_core::policy::PolicyError;
+use ward_core::posture::{Filesystem, PackageCount};
+use ward_core::{Check, Device, Disabled, Enforcement, EnforcementAction, Inventory, Policy};
 
 pub fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status> {
     let inventory = Inventory {

@@ -25,7 +25,7 @@ use tokio_rustls::server::TlsStream;
 use tracing::{debug, warn};
 
 use super::http::ClientAddr;
-use crate::server::listener::HANDSHAKE_TIMEOUT;
+use crate::grpc::listener::HANDSHAKE_TIMEOUT;
 
 /// Connections open at once.
 pub const MAX_CONNECTIONS: usize = 256;

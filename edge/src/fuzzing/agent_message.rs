@@ -9,14 +9,12 @@ use ward_certs::PrivateKeyDer;
 use ward_certs::receipt::{SignedReceipt, WipeReceiptBody, verify_receipt};
 use ward_proto::v1;
 
-use crate::app::{OFFLINE_TIMER, check_report, sanitize};
-use crate::core::command::MAX_TEXT_LEN;
-use crate::core::model::MAX_FACT_LEN;
-use crate::core::policy::MAX_CHECKS;
-use crate::core::{CheckStatus, CommandId, Compliance, EnrollmentToken, Policy, Timestamp};
-use crate::server::convert::{
-    checks_from_wire, compliance_to_wire, facts_from_wire, facts_to_wire,
-};
+use crate::grpc::convert::{checks_from_wire, compliance_to_wire, facts_from_wire, facts_to_wire};
+use ward_controller::app::{OFFLINE_TIMER, check_report, sanitize};
+use ward_core::command::MAX_TEXT_LEN;
+use ward_core::model::MAX_FACT_LEN;
+use ward_core::policy::MAX_CHECKS;
+use ward_core::{CheckStatus, CommandId, Compliance, EnrollmentToken, Policy, Timestamp};
 
 /// The device the checks act for.
 const DEVICE_ID: &str = "6f1c0000-4000-8000-0000-000000000003";
@@ -74,7 +72,7 @@ pub fn agent_message(data: &[u8]) {
 
 /// An accepted inventory passes its own rules and survives the round trip to admins.
 fn inventory(wire: v1::Inventory) {
-    use crate::server::convert_posture::{inventory_from_wire, inventory_to_wire};
+    use crate::grpc::convert_posture::{inventory_from_wire, inventory_to_wire};
     if let Ok(inventory) = inventory_from_wire(wire) {
         assert!(
             inventory.validate().is_ok(),
