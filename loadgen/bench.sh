@@ -28,7 +28,7 @@ run() {
   [ $status -eq 0 ] || echo "   $name exited $status: see the messages above and $out/$name.json" >&2
 }
 
-build="cargo build --release --locked -p ward-loadgen -p ward-controller -p ward-agent"
+build="cargo build --release --locked -p ward-loadgen -p wardctl -p ward-agent"
 abs_target=$(realpath -m "$target")
 $build
 after="$abs_target/release/ward-loadgen"

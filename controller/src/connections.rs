@@ -13,7 +13,6 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
-use tonic::transport::server::Connected;
 
 /// Open connections with a client certificate, by serial (lower-case hex).
 #[derive(Debug, Default)]
@@ -133,6 +132,11 @@ impl<S> std::fmt::Debug for CuttableStream<S> {
 }
 
 impl<S> CuttableStream<S> {
+    /// The connection it wraps (for what the server asks of its peer).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
     /// Whether the connection was cut; registers the task to be woken when it is.
     fn is_cut(&mut self, cx: &mut Context<'_>) -> bool {
         self.cut
@@ -179,14 +183,6 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for CuttableStream<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
-impl<S: Connected> Connected for CuttableStream<S> {
-    type ConnectInfo = S::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.inner.connect_info()
     }
 }
 

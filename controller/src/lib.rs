@@ -1,16 +1,19 @@
-//! Ward's controller: the gRPC service with its own CA, its store, and the `wardctl` CLI.
+//! Ward's controller, its application layer: [`App`](app::App) and the operations over the
+//! [`store::Store`] trait, and what they need at run time — the CA set and the server
+//! certificate, the data directory, the admin bundle, break-glass files, the hub that reaches
+//! connected agents, the connection registry, metrics, the webhook and syslog senders.
 //!
 //! - [`core`] — domain types and rules: the `ward-core` crate, re-exported (no tonic, no sqlx).
 //! - [`app`] — the operations, over the [`store::Store`] trait.
 //! - [`store`] — persistence (SQLite by default): the `ward-store` crate, re-exported.
-//! - [`server`] — the TLS listener and the three gRPC services.
-//! - [`cli`] — `wardctl`.
-//! - [`console`] — `wardctl console`, the web console.
 //!
-//! It may not depend on `ward-agent` (the two sides meet only through `ward-proto`, `ward-vocab`
-//! and `ward-certs`), and the domain may not depend on it: [`core`] is its own crate so that a
-//! rule there cannot reach for tonic, sqlx or the store, and [`store`] is one so that it cannot
-//! reach for the operations or the gRPC edge.
+//! It takes domain values and knows no wire: the gRPC and SCIM edge (`ward-edge`) converts
+//! requests into domain values and errors into statuses, the runtime (`ward-runtime`) wires a
+//! serving controller together, and `wardctl` is the client. It may depend on none of them, nor on
+//! `ward-proto`, tonic or `ward-agent` (the two sides meet only through `ward-proto`, `ward-vocab`
+//! and `ward-certs`); the domain may not depend on it: [`core`] is its own crate so that a rule
+//! there cannot reach for tonic, sqlx or the store, and [`store`] is one so that it cannot reach
+//! for the operations or the edge.
 
 #![forbid(unsafe_code)]
 
@@ -19,9 +22,7 @@ pub mod break_glass;
 pub mod bundle;
 pub mod ca_set;
 pub mod checkpoint_dir;
-pub mod cli;
 pub mod connections;
-pub mod console;
 pub use ward_core as core;
 pub mod datadir;
 #[doc(hidden)]
@@ -35,9 +36,7 @@ compile_error!(
 );
 pub mod hub;
 pub mod metrics;
-pub mod scim;
 pub mod serve_lock;
-pub mod server;
 pub mod server_cert;
 pub use ward_store as store;
 pub mod syslog_transport;

@@ -2,7 +2,7 @@
 //! whether they are active, and the bearer tokens its connections use. Ward's own record of a
 //! user is still their devices and enrollment tokens; a directory user adds the provider's
 //! word on whether the person is still employed. SCIM's wire format lives in the controller
-//! (`ward_controller::scim`).
+//! (`ward_edge::scim`).
 
 use std::fmt;
 

@@ -1,6 +1,6 @@
-//! Fuzz target `agent_message`: the check lives in `ward_controller::fuzzing`, where the corpus replay
+//! Fuzz target `agent_message`: the check lives in `ward_edge::fuzzing`, where the corpus replay
 //! (`tests/tests/fuzz_corpus.rs`) calls it too.
 
 #![no_main]
 
-libfuzzer_sys::fuzz_target!(|data: &[u8]| ward_controller::fuzzing::agent_message(data));
+libfuzzer_sys::fuzz_target!(|data: &[u8]| ward_edge::fuzzing::agent_message(data));

@@ -23,7 +23,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Server;
 use tonic::{Request, Response, Status};
-use ward_controller::server::{MAX_CONCURRENT_STREAMS, MAX_MESSAGE_BYTES};
+use ward_edge::grpc::{MAX_CONCURRENT_STREAMS, MAX_MESSAGE_BYTES};
 use ward_proto::v1::admin_service_server::{AdminService, AdminServiceServer};
 use ward_proto::v1::agent_service_server::{AgentService, AgentServiceServer};
 use ward_proto::v1::enrollment_service_server::{EnrollmentService, EnrollmentServiceServer};
@@ -590,7 +590,7 @@ fn incoming(
                     tokio::spawn(async move {
                         let _ = tcp.set_nodelay(true);
                         if let Ok(Ok(stream)) = tokio::time::timeout(
-                            ward_controller::server::HANDSHAKE_TIMEOUT,
+                            ward_edge::grpc::HANDSHAKE_TIMEOUT,
                             acceptor.accept(tcp),
                         )
                         .await

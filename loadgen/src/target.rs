@@ -284,7 +284,7 @@ impl Server {
             .await
             .map_err(|e| LoadError::Setup(e.to_string()))?;
         Ok(AdminServiceClient::new(channel)
-            .max_decoding_message_size(ward_controller::cli::connect::ADMIN_RESPONSE_BYTES))
+            .max_decoding_message_size(wardctl::cli::connect::ADMIN_RESPONSE_BYTES))
     }
 
     pub fn store_name(&self) -> &'static str {

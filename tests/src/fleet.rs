@@ -26,7 +26,7 @@ pub async fn admin_client(data_dir: &Path, url: &str) -> AdminServiceClient<Chan
     let tls = bundle.client_config().unwrap();
     let url: ServerUrl = url.parse().unwrap();
     AdminServiceClient::new(connect(&url, tls, ChannelOptions::default()).await.unwrap())
-        .max_decoding_message_size(ward_controller::cli::connect::ADMIN_RESPONSE_BYTES)
+        .max_decoding_message_size(wardctl::cli::connect::ADMIN_RESPONSE_BYTES)
 }
 
 /// Enrolls `count` devices of `user` under `root` (`agentNNNN-state`, `agentNNNN-messaging`

@@ -11,8 +11,8 @@ use ward_controller::bundle::{AdminBundle, BundleFile};
 use ward_controller::core::clock::ManualClock;
 use ward_controller::core::{Clock, SystemClock};
 use ward_controller::datadir::DataDir;
-use ward_controller::server::{self, RunningServer};
 use ward_controller::store::{SqlStore, Store};
+use ward_edge::grpc::{self, RunningServer};
 use ward_proto::transport::{ChannelOptions, ConnectError, ServerUrl, connect};
 use ward_proto::v1::admin_service_client::AdminServiceClient;
 use ward_proto::v1::agent_service_client::AgentServiceClient;
@@ -75,7 +75,7 @@ impl TestController {
         let ca = data.load_ca().unwrap();
         let (chain, key) = data.load_server_credentials().unwrap();
         let store = data.open_store().await.unwrap();
-        let listener = server::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let listener = grpc::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let url: ServerUrl = format!("https://127.0.0.1:{}", addr.port())
             .parse()
@@ -105,11 +105,11 @@ impl TestController {
                 )
                 .unwrap();
                 scim = Some(
-                    ward_controller::scim::serve(
+                    ward_edge::scim::serve(
                         app.clone(),
                         "127.0.0.1:0".parse().unwrap(),
                         live.clone(),
-                        ward_controller::scim::http::Limits::default(),
+                        ward_edge::scim::http::Limits::default(),
                     )
                     .await
                     .unwrap(),
@@ -126,7 +126,7 @@ impl TestController {
                 tls
             }
         };
-        let running = server::start(app.clone(), tls, listener).unwrap();
+        let running = grpc::start(app.clone(), tls, listener).unwrap();
         Self {
             _dir: dir,
             data,

@@ -23,8 +23,8 @@ const TARGETS: &[(&str, Check, Seeds)] = &[
     ),
     (
         "agent_message",
-        ward_controller::fuzzing::agent_message,
-        ward_controller::fuzzing::agent_message_seeds,
+        ward_edge::fuzzing::agent_message,
+        ward_edge::fuzzing::agent_message_seeds,
     ),
     (
         "audit_chain",
@@ -33,8 +33,8 @@ const TARGETS: &[(&str, Check, Seeds)] = &[
     ),
     (
         "controller_config",
-        ward_controller::fuzzing::controller_config,
-        ward_controller::fuzzing::controller_config_seeds,
+        wardctl::fuzzing::controller_config,
+        wardctl::fuzzing::controller_config_seeds,
     ),
     (
         "agent_config",

@@ -14,10 +14,10 @@ use tonic::Code;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use ward_controller::core::DeviceId;
-use ward_controller::server::MAX_CONCURRENT_STREAMS;
 use ward_controller::store::Store;
 use ward_e2e::eventually;
 use ward_e2e::inprocess::TestController;
+use ward_edge::grpc::MAX_CONCURRENT_STREAMS;
 use ward_proto::v1::issue_command_request::Action;
 use ward_proto::v1::*;
 

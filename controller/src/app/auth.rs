@@ -224,7 +224,7 @@ impl App {
 
 /// A caller-supplied target as recorded in the audit log: cleaned and bounded, or `otherwise`
 /// when the call named none.
-pub(crate) fn audit_target(target: &str, otherwise: &str) -> String {
+pub fn audit_target(target: &str, otherwise: &str) -> String {
     let target = sanitize(target.trim());
     if target.is_empty() {
         otherwise.to_owned()

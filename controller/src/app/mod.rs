@@ -76,7 +76,7 @@ pub mod webhooks;
 pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
 pub use audit_syslog::SyslogConfig;
-pub(crate) use auth::audit_target;
+pub use auth::audit_target;
 pub use certificates::{
     CERT_MAX_LIFETIME, CERT_MIN_LIFETIME, certificate_record, check_cert_lifetime,
 };

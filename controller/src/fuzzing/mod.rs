@@ -5,13 +5,9 @@
 //! purpose, only when one of the invariants it states is broken — that panic is what the
 //! fuzzer reports. Not part of Ward's API.
 
-mod agent_message;
 mod audit_chain;
-mod config;
 
-pub use agent_message::{agent_message, agent_message_seeds};
 pub use audit_chain::{audit_chain, audit_chain_seeds};
-pub use config::{controller_config, controller_config_seeds};
 
 #[cfg(test)]
 mod tests {
@@ -22,16 +18,6 @@ mod tests {
         #[test]
         fn any_bytes_keep_the_audit_chain_invariants(data in vec(any::<u8>(), 0..600)) {
             super::audit_chain(&data);
-        }
-
-        #[test]
-        fn any_bytes_keep_the_agent_message_invariants(data in vec(any::<u8>(), 0..600)) {
-            super::agent_message(&data);
-        }
-
-        #[test]
-        fn any_text_keeps_the_controller_config_invariants(text in "\\PC{0,80}") {
-            super::controller_config(text.as_bytes());
         }
     }
 }

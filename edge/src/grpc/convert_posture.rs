@@ -1,0 +1,150 @@
+//! Wire conversions for device posture: inventory, enforcement, remote disable, and the
+//! policy's posture rules.
+
+use std::collections::BTreeMap;
+
+use tonic::Status;
+use ward_proto::v1;
+
+use ward_core::policy::PolicyError;
+use ward_core::posture::{Filesystem, PackageCount};
+use ward_core::{Check, Device, Disabled, Enforcement, EnforcementAction, Inventory, Policy};
+
+pub fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status> {
+    let inventory = Inventory {
+        hardware_vendor: i.hardware_vendor,
+        hardware_model: i.hardware_model,
+        cpu_model: i.cpu_model,
+        cpu_count: i.cpu_count,
+        memory_bytes: i.memory_bytes,
+        packages: i
+            .packages
+            .into_iter()
+            .map(|p| PackageCount {
+                manager: p.manager,
+                count: p.count,
+            })
+            .collect(),
+        filesystems: i
+            .filesystems
+            .into_iter()
+            .map(|f| Filesystem {
+                mount_point: f.mount_point,
+                fs_type: f.fs_type,
+                source: f.source,
+                encryption: f.encryption,
+            })
+            .collect(),
+        firewall: i.firewall,
+    };
+    inventory
+        .validate()
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    Ok(inventory)
+}
+
+pub fn inventory_to_wire(i: &Inventory) -> v1::Inventory {
+    v1::Inventory {
+        hardware_vendor: i.hardware_vendor.clone(),
+        hardware_model: i.hardware_model.clone(),
+        cpu_model: i.cpu_model.clone(),
+        cpu_count: i.cpu_count,
+        memory_bytes: i.memory_bytes,
+        packages: i
+            .packages
+            .iter()
+            .map(|p| v1::PackageCount {
+                manager: p.manager.clone(),
+                count: p.count,
+            })
+            .collect(),
+        filesystems: i
+            .filesystems
+            .iter()
+            .map(|f| v1::Filesystem {
+                mount_point: f.mount_point.clone(),
+                fs_type: f.fs_type.clone(),
+                source: f.source.clone(),
+                encryption: f.encryption.clone(),
+            })
+            .collect(),
+        firewall: i.firewall.clone(),
+    }
+}
+
+pub fn action_to_wire(a: EnforcementAction) -> v1::EnforcementAction {
+    match a {
+        EnforcementAction::Report => v1::EnforcementAction::Report,
+        EnforcementAction::Block => v1::EnforcementAction::Block,
+        EnforcementAction::Wipe => v1::EnforcementAction::Wipe,
+    }
+}
+
+pub fn action_from_wire(a: i32) -> Result<EnforcementAction, Status> {
+    match v1::EnforcementAction::try_from(a) {
+        Ok(v1::EnforcementAction::Report) => Ok(EnforcementAction::Report),
+        Ok(v1::EnforcementAction::Block) => Ok(EnforcementAction::Block),
+        Ok(v1::EnforcementAction::Wipe) => Ok(EnforcementAction::Wipe),
+        _ => Err(Status::invalid_argument(format!(
+            "enforcement action {a} is missing or unknown: use report, block or wipe"
+        ))),
+    }
+}
+
+pub fn check_actions_to_wire(p: &Policy) -> Vec<v1::CheckAction> {
+    p.check_actions
+        .iter()
+        .map(|(check, action)| v1::CheckAction {
+            check: check.as_str().to_owned(),
+            action: action_to_wire(*action) as i32,
+        })
+        .collect()
+}
+
+/// An admin's check actions: a check name this controller does not know is refused (it
+/// could never be required, so its action would silently do nothing).
+pub fn check_actions_from_wire(
+    actions: &[v1::CheckAction],
+) -> Result<BTreeMap<Check, EnforcementAction>, Status> {
+    actions
+        .iter()
+        .map(|a| {
+            let check = Check::named(&a.check).ok_or_else(|| {
+                let refused = PolicyError {
+                    field: "check_actions",
+                    value: a.check.chars().take(64).collect(),
+                    allowed: format!("a check name: {}", Check::NAMES.join(", ")),
+                };
+                Status::invalid_argument(refused.to_string())
+            })?;
+            Ok((check, action_from_wire(a.action)?))
+        })
+        .collect()
+}
+
+fn disabled_to_wire(d: &Disabled) -> v1::Disabled {
+    v1::Disabled {
+        reason: d.reason.clone(),
+        at_unix_ms: d.at,
+        by: d.by.clone(),
+        command_id: d.command_id.clone(),
+    }
+}
+
+fn enforcement_to_wire(e: &Enforcement) -> v1::Enforcement {
+    v1::Enforcement {
+        check: e.check.clone(),
+        action: action_to_wire(e.action) as i32,
+        failing_since_unix_ms: e.failing_since,
+        action_since_unix_ms: e.action_since.unwrap_or(e.failing_since),
+        wipe_due_unix_ms: e.wipe_due.unwrap_or(0),
+        wipe_command_id: e.wipe_command.clone().unwrap_or_default(),
+    }
+}
+
+/// The posture fields of a device as admins see it.
+pub fn posture_to_wire(d: &Device, out: &mut v1::Device) {
+    out.inventory = d.inventory.as_ref().map(inventory_to_wire);
+    out.disabled = d.disabled.as_ref().map(disabled_to_wire);
+    out.enforcement = d.enforcement.iter().map(enforcement_to_wire).collect();
+}

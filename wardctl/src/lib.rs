@@ -1,0 +1,20 @@
+//! `wardctl`, the administrator's client: the CLI ([`cli`]) and the web console ([`console`],
+//! `wardctl console`), both clients of the admin gRPC API, plus the local commands that work on a
+//! data directory (`init`, `serve`, break-glass, CA files).
+//!
+//! It may not depend on storage (sqlx): it speaks to a controller through `ward-proto` only and
+//! takes the domain's rules and names from `ward-core`. Only `wardctl serve` (`cli/local.rs`)
+//! reaches the gRPC edge (`ward-edge`) and the application layer, to wire a serving controller
+//! together; no client code may import them.
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod console;
+#[doc(hidden)]
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
+// The fuzz bodies are for fuzzing and test builds: a release build that turns them on is refused
+// rather than shipped (cargo-fuzz builds set `cfg(fuzzing)`).
+#[cfg(all(not(debug_assertions), not(fuzzing), feature = "fuzzing"))]
+compile_error!("the `fuzzing` feature is for fuzz and test builds, not release builds");
