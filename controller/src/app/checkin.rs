@@ -103,6 +103,13 @@ impl App {
         report: CheckInReport,
     ) -> Result<CheckedIn, AppError> {
         report.validate()?;
+        let _turn = self.check_ins.take(device.id).ok_or_else(|| {
+            self.metrics.shed_checkins.inc();
+            AppError::Unavailable(
+                "another check-in of this device is still being handled; retry in a few seconds"
+                    .into(),
+            )
+        })?;
         let now = self.now();
         let policy = self.agent_policy(&device.user).await?;
         // Rare: a receipt is checked against the key on record outside the writer.

@@ -499,3 +499,42 @@ async fn a_receipt_dated_a_little_ahead_replayed_is_not_a_new_wipe() {
         "a replay of the same receipt was recorded as a new wipe"
     );
 }
+
+/// A device's second check-in while its first is still being handled is refused at once as
+/// busy, writes nothing, and does not stop the first; once the first is answered (or
+/// abandoned) the device checks in again.
+#[tokio::test]
+async fn a_device_checks_in_one_call_at_a_time() {
+    let f = fixture();
+    let (device, _) = enroll(&f.app, "ann@hospital.example").await;
+    let report = || CheckInReport {
+        facts: Some(facts("laptop-2")),
+        ..CheckInReport::default()
+    };
+    let jobs_before = jobs(&f.store);
+    // Polled together: the first takes the device's turn and waits for the writer (another
+    // task), the rest are refused at their first poll.
+    let answers =
+        futures::future::join_all((0..5).map(|_| f.app.agent_check_in(&device, report()))).await;
+    assert!(answers[0].is_ok(), "{:?}", answers[0]);
+    for answer in &answers[1..] {
+        match answer {
+            Err(AppError::Unavailable(why)) => {
+                assert!(why.contains("still being handled"), "{why}")
+            }
+            other => panic!("a second call in flight must be refused as busy: {other:?}"),
+        }
+    }
+    assert_eq!(
+        jobs(&f.store),
+        jobs_before + 1,
+        "the refused calls wrote nothing"
+    );
+    f.app.agent_check_in(&device, report()).await.unwrap();
+
+    // A call whose client went away gives the turn back.
+    let mut abandoned = Box::pin(f.app.agent_check_in(&device, report()));
+    let _ = futures::poll!(&mut abandoned);
+    drop(abandoned);
+    f.app.agent_check_in(&device, report()).await.unwrap();
+}

@@ -47,6 +47,7 @@ pub mod directory;
 mod enforcement_tests;
 mod enrollment;
 mod error;
+mod in_flight;
 mod lease;
 mod lifecycle;
 pub mod offboard;
@@ -114,6 +115,8 @@ pub struct App {
     /// Devices refused for renewing too often, by the window their refusal was audited for
     /// (this replica's; a refusal is audited once per window).
     renewal_limits: renewal::RenewalLimits,
+    /// Devices whose check-in is being handled (one at a time each).
+    check_ins: in_flight::CheckInsInFlight,
 }
 
 impl std::fmt::Debug for App {
@@ -168,6 +171,7 @@ impl App {
             reads: reads::Reads::default(),
             server_cert: std::sync::OnceLock::new(),
             renewal_limits: renewal::RenewalLimits::default(),
+            check_ins: in_flight::CheckInsInFlight::default(),
         }
     }
 

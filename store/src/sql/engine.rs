@@ -124,6 +124,15 @@ impl Engine for SqlEngine {
             let keeper = self.keeper.get().cloned().ok_or_else(|| {
                 StoreError::Database("no key to sign the audit head with yet".into())
             })?;
+            if self.lock_wait.is_some() {
+                // A check-in lane yields rows, not the audit head: waiting for another lane's
+                // or replica's commit to release it is the chain's order, and giving up would
+                // refuse the whole batch.
+                sqlx::query("SELECT set_config('lock_timeout', '0', true)")
+                    .execute(self.conn()?)
+                    .await
+                    .map_err(db)?;
+            }
             let (plan, entries) = audit::append_all(self.conn()?, &events, keeper.as_ref()).await?;
             // The events these changes raise, in their transaction: none without the other.
             webhooks::enqueue(self.conn()?, &entries).await?;
