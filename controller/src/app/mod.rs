@@ -41,6 +41,8 @@ mod devices;
 pub mod directory;
 mod enrollment;
 mod error;
+#[cfg(test)]
+mod finish_follow_up_tests;
 mod lease;
 mod lifecycle;
 pub mod offboard;
