@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use ward_certs::CaHash;
 use ward_proto::transport::ServerUrl;
+use ward_vocab::Check;
 
 use crate::cli::Cli;
 use crate::ledger::Entry;
@@ -36,9 +37,16 @@ pub fn agent_config(data: &[u8]) {
     round_trips::<WipeJournal>(data);
     round_trips::<PendingReport>(data);
     if let Some(policy) = round_trips::<AgentPolicy>(data) {
+        // Any of the checks may be required (a policy may require all of them): each once, in
+        // report order. With nothing reported, each fails as not checked, which is never a
+        // definite failure (so never a wipe).
         let required = policy.required_checks();
-        assert!(required.len() <= 3);
-        assert_eq!(policy.failures(&[]).len(), required.len());
+        let order = |check: &Check| Check::ALL.iter().position(|c| c == check);
+        assert!(required.windows(2).all(|w| order(&w[0]) < order(&w[1])));
+        let failures = policy.failures(&[]);
+        let failing: Vec<Check> = failures.iter().map(|f| f.check).collect();
+        assert_eq!(failing, required);
+        assert!(failures.iter().all(|f| !f.definite));
     }
     let Ok(text) = std::str::from_utf8(data) else {
         return;

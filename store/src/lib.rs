@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 pub use memory::MemoryStore;
-pub use sql::{Backend, Durability, PgDurability, SqlStore};
+pub use sql::{Backend, Durability, POSTGRES_WRITER_LANES, PgDurability, SqlStore};
 
 use ward_certs::AdminName;
 use ward_core::admins::{AdminRequest, RevokeOutcome};

@@ -18,8 +18,24 @@ use ward_core::{
 };
 
 pub fn db(e: sqlx::Error) -> StoreError {
+    // PostgreSQL gave up waiting for a row another transaction holds (a check-in lane of the
+    // writer waits only briefly: see `writer`), or broke a deadlock: nothing of the statement's
+    // transaction is kept, and the caller may try again.
+    if let sqlx::Error::Database(d) = &e
+        && matches!(
+            d.code().as_deref(),
+            Some(LOCK_NOT_AVAILABLE | DEADLOCK_DETECTED)
+        )
+    {
+        return StoreError::Overloaded;
+    }
     StoreError::Database(e.to_string())
 }
+
+/// PostgreSQL's SQLSTATE for `lock_timeout` reached.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// PostgreSQL's SQLSTATE for a transaction chosen to break a deadlock.
+const DEADLOCK_DETECTED: &str = "40P01";
 
 pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())

@@ -8,6 +8,12 @@
 //!   check-ins (admin calls, command acknowledgements and results) queue apart and go first,
 //!   and check-ins are refused at once (`Overloaded`) when the queue holds more than the
 //!   writer can commit within the agents' patience.
+//! - A writer may have several lanes, each its own connection and transaction (PostgreSQL;
+//!   SQLite has one write lock, so one lane). The first lane runs every high-priority job, in
+//!   order; check-ins are spread over all lanes. Two lanes are to each other what two replicas
+//!   are: each job re-reads what it changes inside its transaction, and the audit head is
+//!   locked at each commit, so the chain stays linear. A lane waits for the database's round
+//!   trips; several keep the cores busy meanwhile.
 //!
 //! The [`Engine`] is the database side: SQLite or PostgreSQL through one SQL body, or the
 //! in-memory store of the unit tests.
@@ -80,8 +86,9 @@ pub struct WriterStats {
     pub jobs_committed: AtomicU64,
     pub jobs_failed: AtomicU64,
     pub jobs_shed: AtomicU64,
-    /// Recent commit throughput (jobs a second), smoothed; 0 until the first batch.
-    jobs_per_second: AtomicU64,
+    /// Recent commit throughput of each lane (jobs a second), smoothed; 0 until its first
+    /// batch.
+    jobs_per_second: [AtomicU64; MAX_LANES],
     /// Observers of each batch (size, commit latency), e.g. Prometheus histograms.
     observers: std::sync::OnceLock<Arc<dyn BatchObserver>>,
 }
@@ -96,19 +103,25 @@ impl WriterStats {
         let _ = self.observers.set(observer);
     }
 
+    /// Recent commit throughput of all lanes together (jobs a second); 0 until the first
+    /// batch.
     pub fn jobs_per_second(&self) -> u64 {
-        self.jobs_per_second.load(Ordering::Relaxed)
+        self.jobs_per_second
+            .iter()
+            .map(|lane| lane.load(Ordering::Relaxed))
+            .sum()
     }
 
-    fn record(&self, jobs: usize, took: Duration, commit: Duration) {
+    fn record(&self, lane: usize, jobs: usize, took: Duration, commit: Duration) {
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.jobs_committed
             .fetch_add(jobs as u64, Ordering::Relaxed);
         #[allow(clippy::cast_possible_truncation)] // a rate estimate; a float `as` cast saturates
         let rate = (jobs as f64 / took.as_secs_f64().max(1e-6)) as u64;
-        let old = self.jobs_per_second.load(Ordering::Relaxed);
+        let lane = &self.jobs_per_second[lane];
+        let old = lane.load(Ordering::Relaxed);
         let smoothed = if old == 0 { rate } else { (old * 7 + rate) / 8 };
-        self.jobs_per_second.store(smoothed, Ordering::Relaxed);
+        lane.store(smoothed, Ordering::Relaxed);
         if let Some(observer) = self.observers.get() {
             observer.batch(jobs, commit);
         }
@@ -120,12 +133,19 @@ struct Pending {
     reply: oneshot::Sender<Result<Erased, Failure>>,
 }
 
+/// The most lanes a writer may have.
+pub const MAX_LANES: usize = 16;
+
 /// The handle callers queue jobs through; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Writer {
-    close: mpsc::UnboundedSender<oneshot::Sender<()>>,
+    /// One per lane.
+    close: Arc<[mpsc::UnboundedSender<oneshot::Sender<()>>]>,
+    /// The first lane's.
     high: mpsc::UnboundedSender<Pending>,
-    sheddable: mpsc::UnboundedSender<Pending>,
+    /// One per lane, taken in turn.
+    sheddable: Arc<[mpsc::UnboundedSender<Pending>]>,
+    next_lane: Arc<AtomicUsize>,
     /// Shared with the writer task, which reads them at each batch.
     settings: Arc<Mutex<BatchSettings>>,
     stats: Arc<WriterStats>,
@@ -138,39 +158,61 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Writer {
-    /// Starts the writer task over `engine`.
+    /// Starts the writer task over `engine`: one lane.
     pub fn start(engine: impl Engine, settings: BatchSettings) -> Self {
-        let (high, high_rx) = mpsc::unbounded_channel();
-        let (sheddable, sheddable_rx) = mpsc::unbounded_channel();
-        let (close, close_rx) = mpsc::unbounded_channel();
+        Self::start_lanes(vec![engine], settings)
+    }
+
+    /// Starts one writer task per engine, each a lane (see the module's documentation): at
+    /// least one, at most [`MAX_LANES`] (engines beyond are dropped).
+    pub fn start_lanes<E: Engine>(engines: Vec<E>, settings: BatchSettings) -> Self {
+        assert!(!engines.is_empty(), "a writer needs at least one engine");
         let stats = Arc::new(WriterStats::default());
-        let queues = Queues {
-            high: high_rx,
-            sheddable: sheddable_rx,
-            close: close_rx,
-        };
         let settings = Arc::new(Mutex::new(settings));
-        tokio::spawn(run(
-            engine,
-            queues,
-            Arc::clone(&settings),
-            Arc::clone(&stats),
-        ));
+        let (high, high_rx) = mpsc::unbounded_channel();
+        let mut high_rx = Some(high_rx);
+        let (mut close, mut sheddable) = (Vec::new(), Vec::new());
+        for (lane, engine) in engines.into_iter().take(MAX_LANES).enumerate() {
+            let (sheddable_tx, sheddable_rx) = mpsc::unbounded_channel();
+            let (close_tx, close_rx) = mpsc::unbounded_channel();
+            let queues = Queues {
+                high: high_rx.take(),
+                sheddable: sheddable_rx,
+                close: close_rx,
+            };
+            tokio::spawn(run(
+                engine,
+                lane,
+                queues,
+                Arc::clone(&settings),
+                Arc::clone(&stats),
+            ));
+            close.push(close_tx);
+            sheddable.push(sheddable_tx);
+        }
         Self {
-            close,
+            close: close.into(),
             high,
-            sheddable,
+            sheddable: sheddable.into(),
+            next_lane: Arc::default(),
             settings,
             stats,
         }
     }
 
-    /// Stops the writer once the batch in flight has committed and lets go of its
+    /// How many lanes write.
+    pub fn lanes(&self) -> usize {
+        self.sheddable.len()
+    }
+
+    /// Stops every lane once its batch in flight has committed and lets go of its
     /// connection; jobs still queued are answered with an error.
     pub async fn close(&self) {
-        let (done, closed) = oneshot::channel();
-        if self.close.send(done).is_ok() {
-            let _ = closed.await;
+        for lane in self.close.iter() {
+            let (done, closed) = oneshot::channel();
+            if lane.send(done).is_ok() {
+                let _ = closed.await;
+            }
         }
     }
 
@@ -203,7 +245,8 @@ impl Writer {
                     return Err(Failure::Store(StoreError::Overloaded));
                 }
                 self.stats.queued_sheddable.fetch_add(1, Ordering::Relaxed);
-                &self.sheddable
+                let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.sheddable.len();
+                &self.sheddable[lane]
             }
         };
         if queue.send(pending).is_err() {
@@ -232,13 +275,15 @@ impl Writer {
 }
 
 struct Queues {
-    high: mpsc::UnboundedReceiver<Pending>,
+    /// The first lane's only.
+    high: Option<mpsc::UnboundedReceiver<Pending>>,
     sheddable: mpsc::UnboundedReceiver<Pending>,
     close: mpsc::UnboundedReceiver<oneshot::Sender<()>>,
 }
 
 async fn run(
     mut engine: impl Engine,
+    lane: usize,
     mut queues: Queues,
     settings: Arc<Mutex<BatchSettings>>,
     stats: Arc<WriterStats>,
@@ -255,7 +300,7 @@ async fn run(
                 }
                 return;
             }
-            Some(p) = queues.high.recv() => { stats.queued_high.fetch_sub(1, Ordering::Relaxed); p }
+            Some(p) = recv_high(&mut queues.high) => { stats.queued_high.fetch_sub(1, Ordering::Relaxed); p }
             Some(p) = queues.sheddable.recv() => { stats.queued_sheddable.fetch_sub(1, Ordering::Relaxed); p }
             else => return,
         };
@@ -279,7 +324,7 @@ async fn run(
             .jobs_failed
             .fetch_add((answers.len() - committed) as u64, Ordering::Relaxed);
         if committed > 0 {
-            stats.record(committed, started.elapsed(), commit);
+            stats.record(lane, committed, started.elapsed(), commit);
         }
         for (pending, answer) in batch.into_iter().zip(answers) {
             // A caller that gave up is no reason to stop.
@@ -288,18 +333,26 @@ async fn run(
     }
 }
 
+/// The next high-priority job, on the lane that has their queue; never on the others.
+async fn recv_high(high: &mut Option<mpsc::UnboundedReceiver<Pending>>) -> Option<Pending> {
+    match high {
+        Some(queue) => queue.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Adds queued jobs to `batch`: high-priority ones first, until the batch is full, or the
 /// queues are empty and the window has passed.
 async fn gather(
     batch: &mut Vec<Pending>,
-    high: &mut mpsc::UnboundedReceiver<Pending>,
+    high: &mut Option<mpsc::UnboundedReceiver<Pending>>,
     sheddable: &mut mpsc::UnboundedReceiver<Pending>,
     settings: &BatchSettings,
     stats: &WriterStats,
 ) {
     let deadline = tokio::time::Instant::now() + settings.window;
     while batch.len() < settings.max_jobs {
-        if let Ok(p) = high.try_recv() {
+        if let Some(p) = high.as_mut().and_then(|q| q.try_recv().ok()) {
             stats.queued_high.fetch_sub(1, Ordering::Relaxed);
             batch.push(p);
             continue;
@@ -311,7 +364,7 @@ async fn gather(
         }
         let next = tokio::select! {
             biased;
-            p = high.recv() => p.map(|p| (p, true)),
+            p = recv_high(high) => p.map(|p| (p, true)),
             p = sheddable.recv() => p.map(|p| (p, false)),
             () = tokio::time::sleep_until(deadline) => None,
         };

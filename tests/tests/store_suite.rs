@@ -160,6 +160,7 @@ on_both_backends!(
     scim_clients_and_directory_users_round_trip,
     a_check_in_is_written_whole_and_only_for_an_active_device,
     many_commands_are_inserted_at_once_each_key_once,
+    check_ins_on_every_lane_and_audited_changes_keep_one_chain,
 );
 
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
@@ -1713,4 +1714,118 @@ async fn many_commands_are_inserted_at_once_each_key_once(b: Backend) {
 
 fn asked_id(stored: &[(Command, bool)], i: usize) -> CommandId {
     stored[i].0.id
+}
+
+/// Signs the audit head with a fixed signature, for jobs that record audit entries.
+#[derive(Debug)]
+struct TestKeeper;
+
+impl ward_controller::store::HeadKey for TestKeeper {
+    fn sign(&self, _: &[u8]) -> Result<Vec<u8>, ward_controller::store::StoreError> {
+        Ok(vec![1])
+    }
+    fn verify(&self, _: &[u8], _: &[u8]) -> bool {
+        true
+    }
+}
+
+impl ward_controller::store::AuditKeeper for TestKeeper {
+    fn appended(&self, _: u64, _: Option<(&ward_controller::core::audit::ChainBreak, u64)>) {}
+}
+
+/// PostgreSQL's writer has several lanes (its own connection and transaction each): check-ins
+/// spread over them while admin changes run on the first, on the same rows. Every admin change
+/// commits; a check-in may be refused as busy (its lane yields a contended row to the first
+/// lane rather than deadlock with it), never half written; each audited change, whichever lane
+/// commits it, lands in one linear chain.
+async fn check_ins_on_every_lane_and_audited_changes_keep_one_chain(b: Backend) {
+    use ward_controller::store::Priority;
+    let lanes = b.store.writer().lanes();
+    let expected = if b.name == "postgres" {
+        ward_controller::store::POSTGRES_WRITER_LANES
+    } else {
+        1
+    };
+    assert_eq!(lanes, expected, "{}", b.name);
+    b.store.keep_audit_with(Arc::new(TestKeeper));
+    b.store
+        .append_audit(
+            &genesis_event("sha256:test", &[1; 16], GenesisOrigin::Init),
+            Timestamp::from_unix_ms(0),
+            &|_: &[u8]| Ok(vec![1]),
+            &|_: &[u8], _: &[u8]| true,
+        )
+        .await
+        .unwrap();
+    let mut devices = Vec::new();
+    for tag in 0..8u8 {
+        devices.push(enrolled(&b.store, 100 + tag).await);
+    }
+    let event = |i: u32, what: &str| AuditEvent {
+        actor: "a".into(),
+        action: what.into(),
+        target: format!("t{i}"),
+        details: serde_json::json!({ "i": i }),
+    };
+    let mut tasks = Vec::new();
+    for i in 0..160u32 {
+        let store = b.store.clone();
+        let device = devices[i as usize % devices.len()];
+        let (priority, what) = if i % 4 == 0 {
+            (Priority::High, "admin")
+        } else {
+            (Priority::Sheddable, "check-in")
+        };
+        let event = event(i, what);
+        tasks.push(tokio::spawn(async move {
+            store
+                .write(priority, move |tx| {
+                    let event = event.clone();
+                    Box::pin(async move {
+                        let at = Timestamp::from_unix_ms(1_000 + i64::from(i));
+                        let written = tx.record_check_in(device, None, None, at).await?;
+                        tx.audit(event, at);
+                        Ok::<_, ward_controller::store::StoreError>(written.is_some())
+                    })
+                })
+                .await
+        }));
+    }
+    let mut answered = std::collections::BTreeSet::new();
+    for (i, t) in tasks.into_iter().enumerate() {
+        match t.await.unwrap() {
+            Ok(active) => {
+                assert!(active, "{}: the device is active", b.name);
+                answered.insert(format!("t{i}"));
+            }
+            Err(ward_controller::store::StoreError::Overloaded) if i % 4 != 0 => {}
+            Err(e) => panic!("{}: write {i}: {e:?}", b.name),
+        }
+    }
+    assert!(
+        answered.len() >= 40,
+        "{}: every admin change and most check-ins",
+        b.name
+    );
+    let entries = b.store.list_audit(&AuditFilter::default()).await.unwrap();
+    let head = b.store.audit_head().await.unwrap();
+    let v = verify(&entries, &head, |_| true);
+    assert!(v.ok, "{}: {v:?}", b.name);
+    let audited: std::collections::BTreeSet<String> =
+        entries.iter().skip(1).map(|e| e.target.clone()).collect();
+    assert_eq!(
+        audited, answered,
+        "{}: exactly the answered writes are in the chain",
+        b.name
+    );
+    for (i, device) in devices.iter().enumerate() {
+        let seen = b
+            .store
+            .get_device(*device)
+            .await
+            .unwrap()
+            .unwrap()
+            .last_seen;
+        assert!(seen.is_some(), "{}: device {i} has its check-ins", b.name);
+    }
 }

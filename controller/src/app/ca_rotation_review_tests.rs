@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use super::test_fixture::{admin, enroll};
+use super::test_fixture::{admin, enroll, registered};
 use super::{ActiveDevice, AppError, CheckInReport};
 use crate::app::{App, AppConfig};
 use crate::ca_set::CaSet;
+use crate::core::Timestamp;
 use crate::core::ca_rotation::{CaState, RotationStep};
 use crate::core::clock::ManualClock;
-use crate::core::{Admin, AdminRole, CertificateRecord, Timestamp};
 use crate::datadir::DataDir;
 use crate::store::{AuditFilter, MemoryStore, Store};
 
@@ -148,29 +148,6 @@ fn app_requiring_approval(store: &Arc<MemoryStore>, dir: &DataDir, clock: &Manua
     )
 }
 
-/// A registered `admin`-role identity (made by `init`), whose certificate counts for no CA:
-/// an approval looks the requester up.
-async fn registered(store: &Arc<MemoryStore>, name: &str) -> Admin {
-    let admin = Admin::new(
-        name.parse().unwrap(),
-        AdminRole::Admin,
-        Timestamp::from_unix_ms(0),
-        "init",
-    );
-    let dead = Timestamp::from_unix_ms(0);
-    let record = CertificateRecord {
-        serial: format!("serial-{name}"),
-        subject: format!("ward://admin/{name}"),
-        not_before: dead,
-        not_after: dead,
-        issued_at: dead,
-        revoked_at: None,
-        der: None,
-    };
-    store.insert_admin(&admin, &record).await.unwrap();
-    admin
-}
-
 /// Every device checks in trusting every CA trusted now.
 async fn all_check_in(app: &App, devices: &[ActiveDevice]) {
     let trusted = {
@@ -219,8 +196,8 @@ async fn a_forced_retirement_cutting_off_more_devices_than_the_threshold_waits_f
     let (_tmp, dir) = data_dir(&ca);
     let app = app_requiring_approval(&store, &dir, &clock);
     let (alice, bob) = (
-        registered(&store, "alice").await,
-        registered(&store, "bob").await,
+        registered(&store, "alice", "init").await,
+        registered(&store, "bob", "init").await,
     );
     let mut devices = Vec::new();
     for n in 0..11 {
@@ -337,8 +314,8 @@ async fn a_forced_activation_leaving_more_devices_behind_than_the_threshold_wait
     let (_tmp, dir) = data_dir(&ca);
     let app = app_requiring_approval(&store, &dir, &clock);
     let (alice, bob) = (
-        registered(&store, "alice").await,
-        registered(&store, "bob").await,
+        registered(&store, "alice", "init").await,
+        registered(&store, "bob", "init").await,
     );
     for n in 0..11 {
         enroll(&app, &format!("user{n}@hospital.example")).await;
@@ -389,7 +366,7 @@ async fn a_forced_step_within_the_threshold_needs_no_second_admin() {
     let (store, clock, ca) = setup();
     let (_tmp, dir) = data_dir(&ca);
     let app = app_requiring_approval(&store, &dir, &clock);
-    let alice = registered(&store, "alice").await;
+    let alice = registered(&store, "alice", "init").await;
     for n in 0..10 {
         enroll(&app, &format!("user{n}@hospital.example")).await;
     }
@@ -422,8 +399,8 @@ async fn an_approval_for_one_rotations_forced_activation_does_not_serve_another_
     let (_tmp, dir) = data_dir(&ca);
     let app = app_requiring_approval(&store, &dir, &clock);
     let (alice, bob) = (
-        registered(&store, "alice").await,
-        registered(&store, "bob").await,
+        registered(&store, "alice", "init").await,
+        registered(&store, "bob", "init").await,
     );
     for n in 0..11 {
         enroll(&app, &format!("user{n}@hospital.example")).await;
@@ -485,8 +462,8 @@ async fn an_approval_left_unused_by_an_unforced_step_does_not_serve_a_later_forc
     let (_tmp, dir) = data_dir(&ca);
     let app = app_requiring_approval(&store, &dir, &clock);
     let (alice, bob) = (
-        registered(&store, "alice").await,
-        registered(&store, "bob").await,
+        registered(&store, "alice", "init").await,
+        registered(&store, "bob", "init").await,
     );
     let mut devices = Vec::new();
     for n in 0..11 {

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::test_fixture::{Fixture, admin, email, enroll, facts, fixture, replica};
+use super::test_fixture::{
+    Fixture, TestDevice, admin, email, enroll, enroll_as, facts, fixture, replica,
+};
 use super::{App, AppError, CheckInReport, ComplianceReport};
 use crate::core::{
     Check, CheckStatus, CommandKind, CommandState, ComplianceCheck, EnforcementAction,
@@ -273,30 +275,6 @@ async fn a_revoked_certificate_is_refused_on_the_next_call_here_and_on_a_replica
     other.authenticate_device(Some(&bystander)).await.unwrap();
 }
 
-/// Enrolls a device; its key (which signs its receipts).
-async fn enroll_with_key(
-    app: &App,
-    user: &str,
-) -> (super::ActiveDevice, ward_certs::PrivateKeyDer) {
-    let token = app.create_token(&admin(), email(user), None).await.unwrap();
-    let key = ward_certs::PrivateKeyDer::generate().unwrap();
-    let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
-    let enrolled = app
-        .enroll(
-            token.token,
-            ward_certs::VerifiedCsr::from_der(&csr).unwrap(),
-            facts("laptop"),
-            None,
-        )
-        .await
-        .unwrap();
-    let device = app
-        .authenticate_device(Some(&enrolled.certificate.der))
-        .await
-        .unwrap();
-    (device, key)
-}
-
 /// An offline-wipe receipt signed with `key`, as the agent's timer makes one.
 fn offline_receipt(
     device: &super::ActiveDevice,
@@ -326,7 +304,8 @@ fn offline_receipt(
 #[tokio::test]
 async fn a_receipt_that_does_not_verify_does_not_replace_a_verified_offline_wipe() {
     let f = fixture();
-    let (device, key) = enroll_with_key(&f.app, "dan@hospital.example").await;
+    let TestDevice { device, key, .. } =
+        enroll_as(&f.app, "dan@hospital.example", facts("laptop")).await;
     let genuine = offline_receipt(&device, &key, "2026-12-01T10:00:00Z");
     f.app
         .agent_check_in(
@@ -366,7 +345,8 @@ async fn a_receipt_that_does_not_verify_does_not_replace_a_verified_offline_wipe
 #[tokio::test]
 async fn an_older_receipt_replayed_without_a_certificate_does_not_replace_a_later_wipe() {
     let f = fixture();
-    let (device, key) = enroll_with_key(&f.app, "eve@hospital.example").await;
+    let TestDevice { device, key, .. } =
+        enroll_as(&f.app, "eve@hospital.example", facts("laptop")).await;
     let older = offline_receipt(&device, &key, "2026-11-01T10:00:00Z");
     let later = offline_receipt(&device, &key, "2026-12-01T10:00:00Z");
     f.app
@@ -411,7 +391,8 @@ fn offline_wipe_entries(audit: &[crate::core::audit::AuditEntry]) -> usize {
 async fn a_receipt_dated_in_the_future_does_not_shut_out_later_ones() {
     use crate::core::Clock as _;
     let f = fixture();
-    let (device, key) = enroll_with_key(&f.app, "fay@hospital.example").await;
+    let TestDevice { device, key, .. } =
+        enroll_as(&f.app, "fay@hospital.example", facts("laptop")).await;
     let future = offline_receipt(&device, &key, "2099-01-01T00:00:00Z");
     f.app
         .record_offline_wipe_receipt_only(device.id, &future)
@@ -445,7 +426,8 @@ async fn a_receipt_dated_in_the_future_does_not_shut_out_later_ones() {
 async fn every_later_claim_of_a_revoked_device_is_audited_and_the_latest_kept() {
     use crate::core::Clock as _;
     let f = fixture();
-    let (device, key) = enroll_with_key(&f.app, "gus@hospital.example").await;
+    let TestDevice { device, key, .. } =
+        enroll_as(&f.app, "gus@hospital.example", facts("laptop")).await;
     f.app
         .revoke_device(&admin(), &device.id.into(), "reported stolen")
         .await
@@ -491,7 +473,8 @@ async fn every_later_claim_of_a_revoked_device_is_audited_and_the_latest_kept() 
 async fn a_receipt_dated_a_little_ahead_replayed_is_not_a_new_wipe() {
     use crate::core::Clock as _;
     let f = fixture();
-    let (device, key) = enroll_with_key(&f.app, "hal@hospital.example").await;
+    let TestDevice { device, key, .. } =
+        enroll_as(&f.app, "hal@hospital.example", facts("laptop")).await;
     let ahead = f.clock.now().saturating_add(Duration::from_secs(120));
     let receipt = offline_receipt(&device, &key, &ahead.rfc3339());
     f.app

@@ -45,6 +45,28 @@ fn require_agent_for(device: &Device, what: &str) -> Result<(), AppError> {
     }
 }
 
+/// The key of a device's disable for the episode after `after` (the command that ended the
+/// previous one; `None` for its first): concurrent or retried calls find the same command.
+fn disable_key(device: &str, after: Option<&str>) -> IdempotencyKey {
+    IdempotencyKey::System(format!(
+        "disable:{device}:after:{}",
+        after.unwrap_or("none")
+    ))
+}
+
+/// The key of the enable that answers disable command `disable`.
+fn enable_key(device: &str, disable: &str) -> IdempotencyKey {
+    IdempotencyKey::System(format!("enable:{device}:{disable}"))
+}
+
+/// The key of a device's retirement: the first, or the attempt after `after` ended unwiped.
+fn retire_key(device: &str, after: Option<&str>) -> IdempotencyKey {
+    match after {
+        None => IdempotencyKey::System(format!("retire:{device}")),
+        Some(after) => IdempotencyKey::System(format!("retire:{device}:after:{after}")),
+    }
+}
+
 /// Refuses an empty reason: every lifecycle action (disable, retire, revoke, lost mode,
 /// return) records why in its audit entry.
 pub(super) fn require_reason(what: &str, reason: &str) -> Result<String, AppError> {
@@ -91,10 +113,7 @@ impl App {
         // One disable per episode: the key names what ended the previous one (an enable, or
         // a disable that failed or was cancelled).
         let after = self.episode_end(&record).await?;
-        let key = IdempotencyKey::System(format!(
-            "disable:{id}:after:{}",
-            after.as_deref().unwrap_or("none")
-        ));
+        let key = disable_key(&id, after.as_deref());
         // The command first: a record saying "disabled" without a command that disables
         // would claim something the device was never told.
         let (command, created) = self
@@ -135,20 +154,42 @@ impl App {
     }
 
     /// The newest command that ended a disable episode: an enable, or a disable that failed,
-    /// was cancelled or expired.
+    /// was cancelled or expired. The newest by time, then followed along the keys: each
+    /// disable names the end it came after, each enable the disable it answers, so a command
+    /// issued later on a replica whose clock is behind is still found to be the later one.
     async fn episode_end(&self, device: &Device) -> Result<Option<String>, AppError> {
-        Ok(self
-            .store
-            .list_commands(Some(device.id), None)
-            .await?
-            .into_iter()
-            .find(|c| {
-                c.kind == CommandKind::Enable
-                    || (c.kind == CommandKind::Disable
-                        && c.state.is_terminal()
-                        && c.state != CommandState::Succeeded)
-            })
-            .map(|c| c.id.to_string()))
+        let commands = self.store.list_commands(Some(device.id), None).await?;
+        let ends = |c: &Command| {
+            c.kind == CommandKind::Enable
+                || (c.kind == CommandKind::Disable
+                    && c.state.is_terminal()
+                    && c.state != CommandState::Succeeded)
+        };
+        let keyed = |key: IdempotencyKey| {
+            let key = key.stored();
+            commands.iter().find(|c| c.idempotency_key == key)
+        };
+        let id = device.id.to_string();
+        let mut end = commands.iter().find(|c| ends(c)).map(|c| c.id.to_string());
+        // Each step moves to a command issued after the last one: at most two a command.
+        for _ in 0..=2 * commands.len() {
+            // A disable answered by an enable: the enable ended its episode.
+            if let Some(enable) = end.as_deref().and_then(|e| keyed(enable_key(&id, e))) {
+                end = Some(enable.id.to_string());
+                continue;
+            }
+            let Some(disable) = keyed(disable_key(&id, end.as_deref())) else {
+                break;
+            };
+            let disable_id = disable.id.to_string();
+            if ends(disable) || keyed(enable_key(&id, &disable_id)).is_some() {
+                end = Some(disable_id);
+            } else {
+                // That disable's episode goes on.
+                break;
+            }
+        }
+        Ok(end)
     }
 
     /// Enables a disabled device: an enable command lets the agent hand out the key again.
@@ -169,7 +210,7 @@ impl App {
         };
         let id = record.id.to_string();
         // One enable per disable: a retried call finds the same command.
-        let key = IdempotencyKey::System(format!("enable:{id}:{}", disabled.command_id));
+        let key = enable_key(&id, &disabled.command_id);
         let (command, created) = self
             .issue_command_with(
                 &Issuer::admin(actor),
@@ -238,10 +279,10 @@ impl App {
         let previous = self.latest_retire(&record).await?;
         let key = match &previous {
             Some(p) if p.state != CommandState::Succeeded && p.state.is_terminal() => {
-                IdempotencyKey::System(format!("retire:{id}:after:{}", p.id))
+                retire_key(&id, Some(&p.id.to_string()))
             }
             Some(p) => return Ok((record, p.clone())),
-            None => IdempotencyKey::System(format!("retire:{id}")),
+            None => retire_key(&id, None),
         };
         require_active(&record, "retired (it can receive no wipe)")?;
         require_agent_for(&record, "retired")?;
@@ -327,14 +368,27 @@ impl App {
         }
     }
 
-    /// The device's newest retire command, if any.
+    /// The device's newest retire command, if any: the newest by time, then followed along
+    /// the keys (each new attempt names the one it follows), as for [`App::episode_end`].
     async fn latest_retire(&self, device: &Device) -> Result<Option<Command>, AppError> {
-        Ok(self
+        let retirements: Vec<Command> = self
             .store
             .list_commands(Some(device.id), None)
             .await?
             .into_iter()
-            .find(|c| c.kind == CommandKind::Retire))
+            .filter(|c| c.kind == CommandKind::Retire)
+            .collect();
+        let id = device.id.to_string();
+        let mut latest = retirements.first();
+        for _ in 0..retirements.len() {
+            let Some(current) = latest else { break };
+            let key = retire_key(&id, Some(&current.id.to_string())).stored();
+            match retirements.iter().find(|c| c.idempotency_key == key) {
+                Some(next) => latest = Some(next),
+                None => break,
+            }
+        }
+        Ok(latest.cloned())
     }
 
     /// Refuses to disable or enable a device whose retirement is under way.

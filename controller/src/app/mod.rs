@@ -19,6 +19,8 @@ use crate::store::Store;
 
 mod admins;
 mod announcer;
+#[cfg(test)]
+mod approval_tests;
 pub mod audit;
 mod audit_anchor;
 mod audit_syslog;
@@ -36,9 +38,13 @@ mod checkin_tests;
 mod command_ttl_tests;
 mod commands;
 mod completion;
+#[cfg(test)]
+mod completion_tests;
 mod config;
 mod devices;
 pub mod directory;
+#[cfg(test)]
+mod enforcement_tests;
 mod enrollment;
 mod error;
 #[cfg(test)]
@@ -46,6 +52,8 @@ mod finish_follow_up_tests;
 mod lease;
 mod lifecycle;
 pub mod offboard;
+#[cfg(test)]
+mod offboard_rerun_tests;
 #[cfg(test)]
 mod offboard_tests;
 mod offline_wipe;

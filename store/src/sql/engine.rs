@@ -25,11 +25,17 @@ use ward_core::{
     PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
+/// How long a check-in lane's statement waits for a row lock ([`SqlEngine::yielding`]).
+pub const CHECK_IN_LOCK_WAIT: &str = "50ms";
+
 pub struct SqlEngine {
     pool: AnyPool,
     backend: Backend,
     conn: Option<PoolConnection<Any>>,
     audit: Vec<(AuditEvent, Timestamp)>,
+    /// PostgreSQL: how long a statement may wait for a row lock before it fails (`lock_timeout`,
+    /// for this lane's transactions only); `None` waits as long as the database lets it.
+    lock_wait: Option<&'static str>,
     /// Signs the audit head when a batch recorded audit entries (set once the controller's
     /// key is known).
     keeper: AuditKeeperSlot,
@@ -42,8 +48,18 @@ impl SqlEngine {
             backend,
             conn: None,
             audit: Vec::new(),
+            lock_wait: None,
             keeper,
         }
+    }
+
+    /// A lane for check-ins (PostgreSQL): a statement that waits longer than
+    /// [`CHECK_IN_LOCK_WAIT`] for a row another lane or replica holds fails, so the check-in
+    /// is refused as busy (its agent tries again) rather than holding up, or deadlocking with,
+    /// the lane that runs admin calls and command results.
+    pub fn yielding(mut self) -> Self {
+        self.lock_wait = Some(CHECK_IN_LOCK_WAIT);
+        self
     }
 
     fn conn(&mut self) -> Result<&mut sqlx::AnyConnection, StoreError> {
@@ -68,7 +84,23 @@ impl Engine for SqlEngine {
                 self.conn = Some(self.pool.acquire().await.map_err(db)?);
             }
             match sqlx::query(begin).execute(self.conn()?).await {
-                Ok(_) => return Ok(()),
+                Ok(_) => {
+                    if let (Some(wait), Backend::Postgres) = (self.lock_wait, self.backend) {
+                        // For this transaction only (`is_local`): the connection goes back to
+                        // the pool as it came.
+                        let set = sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+                            .bind(wait)
+                            .execute(self.conn()?)
+                            .await;
+                        if let Err(e) = set {
+                            // A transaction half begun: the next batch starts on a fresh
+                            // connection.
+                            self.conn = None;
+                            return Err(db(e));
+                        }
+                    }
+                    return Ok(());
+                }
                 // A broken connection: take a fresh one and try once more.
                 Err(e) if attempt == 0 => {
                     tracing::warn!(error = %e, "the store writer's connection failed; reconnecting");

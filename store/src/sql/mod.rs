@@ -64,6 +64,12 @@ pub enum Durability {
     Postgres(PgDurability),
 }
 
+/// The writer's lanes on PostgreSQL, each holding one connection of the pool (16) for its
+/// transactions: while one waits for a round trip, the others work. SQLite has one write lock,
+/// so one lane. Lanes after the first yield to it on a contended row
+/// ([`engine::SqlEngine::yielding`]): a check-in that meets one is refused as busy.
+pub const POSTGRES_WRITER_LANES: usize = 4;
+
 #[derive(Clone, Debug)]
 pub struct SqlStore {
     pool: AnyPool,
@@ -98,9 +104,20 @@ impl SqlStore {
 
     fn with_writer(pool: AnyPool, backend: Backend, notify: Option<sqlx::PgPool>) -> Self {
         let keeper = super::AuditKeeperSlot::default();
-        let engine = engine::SqlEngine::new(pool.clone(), backend, keeper.clone());
+        let lanes = match backend {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_WRITER_LANES,
+        };
+        // The first lane runs admin calls and command results and waits for any lock; the
+        // others run only check-ins, which yield.
+        let engines = (0..lanes)
+            .map(|lane| {
+                let engine = engine::SqlEngine::new(pool.clone(), backend, keeper.clone());
+                if lane == 0 { engine } else { engine.yielding() }
+            })
+            .collect();
         Self {
-            writer: Writer::start(engine, BatchSettings::default()),
+            writer: Writer::start_lanes(engines, BatchSettings::default()),
             keeper,
             pool,
             backend,
