@@ -729,6 +729,7 @@ impl Tx for MemoryEngine {
         device: DeviceId,
         now: Timestamp,
     ) -> Result<Option<Vec<String>>, StoreError> {
+        self.fault("revoke_device")?;
         let state = self.state()?;
         let Some(row) = state.devices.get_mut(&device) else {
             return Ok(None);
@@ -848,6 +849,7 @@ impl Tx for MemoryEngine {
         expected: Option<&str>,
         json: Option<&str>,
     ) -> Result<bool, StoreError> {
+        self.fault("swap_device_posture")?;
         Ok(match self.state()?.devices.get_mut(&device) {
             Some(row) if row.posture.get(&field.into()).map(String::as_str) == expected => {
                 set_posture(row, field, json);

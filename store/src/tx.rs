@@ -82,6 +82,19 @@ pub trait Tx: Send {
     /// Inserts unless a command with the same idempotency key exists; the stored command and
     /// whether it is new.
     async fn insert_command(&mut self, command: &Command) -> Result<(Command, bool), StoreError>;
+    /// [`Tx::insert_command`] for each of `commands`, in order (a key taken earlier in the
+    /// list counts as taken): an offboarding's or a bulk wipe's commands, which the SQL store
+    /// writes a few hundred rows a statement.
+    async fn insert_commands(
+        &mut self,
+        commands: &[Command],
+    ) -> Result<Vec<(Command, bool)>, StoreError> {
+        let mut stored = Vec::with_capacity(commands.len());
+        for command in commands {
+            stored.push(self.insert_command(command).await?);
+        }
+        Ok(stored)
+    }
     /// Writes `next` if the stored command is still in state `expected`.
     async fn update_command(
         &mut self,

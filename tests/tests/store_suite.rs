@@ -159,6 +159,7 @@ on_both_backends!(
     an_export_cursor_starts_at_zero_and_never_moves_back,
     scim_clients_and_directory_users_round_trip,
     a_check_in_is_written_whole_and_only_for_an_active_device,
+    many_commands_are_inserted_at_once_each_key_once,
     check_ins_on_every_lane_and_audited_changes_keep_one_chain,
 );
 
@@ -1657,6 +1658,62 @@ async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
         "{}: an unknown device",
         b.name
     );
+}
+
+/// An offboarding's or a bulk wipe's commands go in many rows a statement (past the rows one
+/// statement takes, so in several): each is inserted unless its key is taken, by a stored
+/// command or by one earlier in the same call, and the answers keep the callers' order.
+async fn many_commands_are_inserted_at_once_each_key_once(b: Backend) {
+    use ward_controller::store::{Priority, StoreError};
+    let device = enrolled(&b.store, 1).await;
+    let (before, _) = b
+        .store
+        .insert_command(&command(device, "many-7"))
+        .await
+        .unwrap();
+    let mut many: Vec<Command> = (0..1200)
+        .map(|i| command(device, &format!("many-{i}")))
+        .collect();
+    // A key the call itself used earlier.
+    many.push(command(device, "many-3"));
+    let asked = many.clone();
+    let stored = b
+        .store
+        .write(Priority::High, move |tx| {
+            let many = many.clone();
+            Box::pin(async move { tx.insert_commands(&many).await })
+        })
+        .await
+        .map_err(|e: StoreError| e)
+        .unwrap();
+    assert_eq!(stored.len(), asked.len(), "{}", b.name);
+    for (i, ((found, created), asked)) in stored.iter().zip(&asked).enumerate() {
+        assert_eq!(
+            found.idempotency_key, asked.idempotency_key,
+            "{}: {i}",
+            b.name
+        );
+        match i {
+            7 => {
+                assert!(!created, "{}: a stored key", b.name);
+                assert_eq!(found.id, before.id, "{}", b.name);
+            }
+            1200 => {
+                assert!(!created, "{}: a key used earlier in the call", b.name);
+                assert_eq!(found.id, asked_id(&stored, 3), "{}", b.name);
+            }
+            _ => {
+                assert!(created, "{}: {i}", b.name);
+                assert_eq!(found, asked, "{}: stored as asked", b.name);
+            }
+        }
+    }
+    let listed = b.store.list_commands(Some(device), None).await.unwrap();
+    assert_eq!(listed.len(), 1200, "{}: each key once", b.name);
+}
+
+fn asked_id(stored: &[(Command, bool)], i: usize) -> CommandId {
+    stored[i].0.id
 }
 
 /// Signs the audit head with a fixed signature, for jobs that record audit entries.

@@ -268,8 +268,9 @@ impl App {
                 let (actor, summary, planned) = (actor.clone(), summary.clone(), planned.clone());
                 Box::pin(async move {
                     let mut stored = Vec::with_capacity(planned.len());
-                    for command in &planned {
-                        let (found, created) = tx.insert_command(command).await?;
+                    // Many rows a statement.
+                    let inserted = tx.insert_commands(&planned).await?;
+                    for ((found, created), command) in inserted.into_iter().zip(&planned) {
                         if !created
                             && (found.device_id != command.device_id || found.kind != command.kind)
                         {

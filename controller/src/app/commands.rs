@@ -39,7 +39,7 @@ impl Issuer {
 }
 
 /// How often a compare-and-set on a command is retried before giving up.
-const CAS_ATTEMPTS: usize = 8;
+pub(super) const CAS_ATTEMPTS: usize = 8;
 
 /// What the device is told when it asks to execute a command.
 #[derive(Debug, PartialEq, Eq)]
@@ -404,7 +404,7 @@ impl App {
                 command.id, command.id
             )));
         }
-        let cancelled = self.finish_command(command.id, &Event::Cancelled, None, &admin_actor(actor)).await.map_err(|e| match e {
+        let cancelled = self.finish_command(&command, &Event::Cancelled, None, &admin_actor(actor)).await.map_err(|e| match e {
             AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
                 "{m}: only queued or delivered commands can be cancelled (the device has already started it or it is finished)"
             )),
@@ -576,7 +576,7 @@ impl App {
             }
         };
         let finished = self
-            .finish_command(command.id, &event, receipt, &device_actor(device))
+            .finish_command(&command, &event, receipt, &device_actor(device))
             .await?;
         info!(command_id = %finished.id, device_id = %device, state = %finished.state, "command finished");
         Ok(finished.state)

@@ -4,8 +4,10 @@
 use tracing::info;
 
 use super::{App, AppError, audit, commands, lifecycle};
+use crate::core::audit::AuditEvent;
 use crate::core::refs::{DeviceRef, HostName};
-use crate::core::{Admin, Device, DeviceId, UserEmail};
+use crate::core::{Admin, Device, DeviceId, Timestamp, UserEmail};
+use crate::store::tx::Tx;
 use crate::store::{Announcement, StoreError};
 
 impl App {
@@ -91,44 +93,79 @@ impl App {
         let now = self.now();
         let (actor_owned, why_owned) = (actor.to_owned(), why.to_owned());
         let reason = reason.map(commands::sanitize);
-        let serials = self
+        let revoked = self
             .store
             .write(crate::store::Priority::High, move |tx| {
                 let (actor, why) = (actor_owned.clone(), why_owned.clone());
                 let reason = reason.clone();
-                Box::pin(async move {
-                    let Some(serials) = tx.revoke_device(id, now).await? else {
-                        return Ok(None);
-                    };
-                    tx.audit(
-                        crate::core::audit::AuditEvent {
-                            actor,
-                            action: "device.revoke".into(),
-                            target: id.to_string(),
-                            details: match reason {
-                                Some(reason) => serde_json::json!({
-                                    "certificates": serials, "why": why, "reason": reason,
-                                }),
-                                None => serde_json::json!({ "certificates": serials, "why": why }),
-                            },
-                        },
-                        now,
-                    );
-                    Ok::<_, StoreError>(Some(serials))
-                })
+                Box::pin(
+                    async move { revoke_in(tx, id, &actor, &why, reason.as_deref(), now).await },
+                )
             })
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no device {id}")))?;
-        for serial in &serials {
+        self.device_revoked(&revoked).await;
+        Ok(())
+    }
+
+    /// What follows the commit of a revocation ([`revoke_in`]) on this replica.
+    pub(super) async fn device_revoked(&self, revoked: &Revoked) {
+        let id = revoked.device;
+        for serial in &revoked.serials {
             self.revoked.insert(serial);
         }
         self.reads.device_changed(id);
-        info!(device_id = %id, actor, why, certificates = serials.len(), "device revoked");
+        info!(device_id = %id, actor = revoked.actor, why = revoked.why, certificates = revoked.serials.len(), "device revoked");
         // Its open stream re-checks the device and closes. This replica's list already holds
         // the serials (reloading the whole list per revocation made a mass offboarding
         // quadratic); the other replicas reload theirs when they hear of it.
         self.hub.wake(id);
         self.announce(Announcement::Revoked(id)).await;
-        Ok(())
     }
+}
+
+/// A revocation written in a job, for what follows its commit ([`App::device_revoked`]).
+#[derive(Clone, Debug)]
+pub(super) struct Revoked {
+    pub device: DeviceId,
+    /// The certificate serials it revoked.
+    pub serials: Vec<String>,
+    pub actor: String,
+    pub why: String,
+}
+
+/// Revokes device `id` inside the caller's job: the device marked revoked, its certificates
+/// revoked, and the audit entry that says so. `None` (and nothing written) when there is no
+/// such device. `reason` was cleaned ([`commands::sanitize`]) before the job.
+pub(super) async fn revoke_in(
+    tx: &mut dyn Tx,
+    id: DeviceId,
+    actor: &str,
+    why: &str,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Result<Option<Revoked>, StoreError> {
+    let Some(serials) = tx.revoke_device(id, now).await? else {
+        return Ok(None);
+    };
+    tx.audit(
+        AuditEvent {
+            actor: actor.to_owned(),
+            action: "device.revoke".into(),
+            target: id.to_string(),
+            details: match reason {
+                Some(reason) => serde_json::json!({
+                    "certificates": serials, "why": why, "reason": reason,
+                }),
+                None => serde_json::json!({ "certificates": serials, "why": why }),
+            },
+        },
+        now,
+    );
+    Ok(Some(Revoked {
+        device: id,
+        serials,
+        actor: actor.to_owned(),
+        why: why.to_owned(),
+    }))
 }

@@ -410,36 +410,17 @@ impl App {
         expected: Option<&T>,
         value: Option<&T>,
     ) -> Result<bool, AppError> {
-        let encode = |v: Option<&T>| {
-            v.map(serde_json::to_string)
-                .transpose()
-                .map_err(|e| AppError::Internal(format!("cannot encode the device's posture: {e}")))
-        };
+        let encode = |v: Option<&T>| v.map(encode_posture).transpose();
         let (expected, json) = (encode(expected)?, encode(value)?);
         Ok(self
             .store
             .swap_device_posture(device, field, expected.as_deref(), json.as_deref())
             .await?)
     }
+}
 
-    /// Writes one posture column as JSON.
-    pub(super) async fn set_posture<T: serde::Serialize>(
-        &self,
-        device: crate::core::DeviceId,
-        field: PostureField,
-        value: Option<&T>,
-    ) -> Result<(), AppError> {
-        let json = value
-            .map(serde_json::to_string)
-            .transpose()
-            .map_err(|e| AppError::Internal(format!("cannot encode the device's posture: {e}")))?;
-        if !self
-            .store
-            .set_device_posture(device, field, json.as_deref())
-            .await?
-        {
-            return Err(AppError::NotFound(format!("no device {device}")));
-        }
-        Ok(())
-    }
+/// A posture value as its column holds it (JSON).
+pub(super) fn encode_posture<T: serde::Serialize>(value: &T) -> Result<String, AppError> {
+    serde_json::to_string(value)
+        .map_err(|e| AppError::Internal(format!("cannot encode the device's posture: {e}")))
 }

@@ -47,6 +47,8 @@ pub mod directory;
 mod enforcement_tests;
 mod enrollment;
 mod error;
+#[cfg(test)]
+mod finish_follow_up_tests;
 mod in_flight;
 mod lease;
 mod lifecycle;

@@ -92,7 +92,7 @@ pub(super) async fn offboard_in(
         now,
     );
     let needs_approval = threshold.is_some_and(|limit| devices.len() > limit);
-    let mut issued = Vec::new();
+    let mut planned = Vec::new();
     for device in devices.iter().filter(|d| d.state == DeviceState::Active) {
         // A rerun's insert finds the command its key already names.
         let key = offboard_key(user, device.id);
@@ -117,7 +117,11 @@ pub(super) async fn offboard_in(
                 )));
             }
         };
-        let (stored, created) = tx.insert_command(&command).await?;
+        planned.push(command);
+    }
+    // Many rows a statement; an entry for each command created, in the devices' order.
+    let mut issued = Vec::new();
+    for (stored, created) in tx.insert_commands(&planned).await? {
         if created {
             tx.audit(issue_event(&issuer.actor, &stored), now);
             issued.push(stored);

@@ -1,5 +1,7 @@
 //! The `commands` table.
 
+use std::collections::{HashMap, HashSet};
+
 use sqlx::AnyConnection;
 
 use super::placeholders::{self, ROWS_PER_STATEMENT};
@@ -54,6 +56,86 @@ pub async fn insert(conn: &mut AnyConnection, c: &Command) -> Result<(Command, b
         .await?
         .ok_or_else(|| corrupt("a command's idempotency key conflicts, but no command has it"))?;
     Ok((stored, false))
+}
+
+/// Inserts each of `commands` unless a command with its idempotency key exists (stored
+/// before, or earlier in `commands`), a few hundred rows a statement; for each, in order, the
+/// stored command and whether it is the one inserted.
+pub async fn insert_many(
+    conn: &mut AnyConnection,
+    commands: &[Command],
+) -> Result<Vec<(Command, bool)>, StoreError> {
+    const COLUMNS: usize = 12;
+    let mut inserted: HashMap<CommandId, Command> = HashMap::with_capacity(commands.len());
+    for chunk in commands.chunks(ROWS_PER_STATEMENT) {
+        // The other columns start at their defaults (NULL, no deliveries), as in `insert`.
+        let statement = [
+            "INSERT INTO commands (id, device_id, kind, scope, lock_message, state, reason,
+                 idempotency_key, created_by, created_at, deadline, revoke_after)
+             VALUES ",
+            &placeholders::tuples(chunk.len(), COLUMNS, 1),
+            " ON CONFLICT (idempotency_key) DO NOTHING
+             RETURNING *",
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for c in chunk {
+            query = query
+                .bind(c.id.to_string())
+                .bind(c.device_id.to_string())
+                .bind(c.kind.name())
+                .bind(scope_of(&c.kind))
+                .bind(message_of(&c.kind))
+                .bind(c.state.as_str())
+                .bind(c.reason.clone())
+                .bind(c.idempotency_key.clone())
+                .bind(c.created_by.clone())
+                .bind(c.created_at.unix_ms())
+                .bind(c.deadline.map(Timestamp::unix_ms))
+                .bind(c.revoke_after);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let command = rows::command(&row)?;
+            inserted.insert(command.id, command);
+        }
+    }
+    // The ones a key already named: one read for many.
+    let taken: Vec<&str> = commands
+        .iter()
+        .filter(|c| !inserted.contains_key(&c.id))
+        .map(|c| c.idempotency_key.as_str())
+        .collect();
+    // The same command twice in `commands`: the second finds the first.
+    let mut answered: HashSet<CommandId> = HashSet::with_capacity(inserted.len());
+    let mut stored: HashMap<String, Command> = HashMap::with_capacity(taken.len());
+    for chunk in taken.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "SELECT * FROM commands WHERE idempotency_key IN (",
+            &placeholders::list(chunk.len(), 1),
+            ")",
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for key in chunk {
+            query = query.bind(*key);
+        }
+        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let command = rows::command(&row)?;
+            stored.insert(command.idempotency_key.clone(), command);
+        }
+    }
+    commands
+        .iter()
+        .map(|c| match inserted.get(&c.id) {
+            Some(new) => Ok((new.clone(), answered.insert(c.id))),
+            None => stored
+                .get(&c.idempotency_key)
+                .map(|found| (found.clone(), false))
+                .ok_or_else(|| {
+                    corrupt("a command's idempotency key conflicts, but no command has it")
+                }),
+        })
+        .collect()
 }
 
 pub async fn get(conn: &mut AnyConnection, id: CommandId) -> Result<Option<Command>, StoreError> {

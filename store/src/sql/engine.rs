@@ -262,6 +262,13 @@ impl Tx for SqlEngine {
         commands::insert(self.conn()?, command).await
     }
 
+    async fn insert_commands(
+        &mut self,
+        commands: &[Command],
+    ) -> Result<Vec<(Command, bool)>, StoreError> {
+        commands::insert_many(self.conn()?, commands).await
+    }
+
     async fn update_command(
         &mut self,
         expected: CommandState,
