@@ -352,3 +352,34 @@ async fn an_expired_admin_request_cannot_be_approved_and_an_approved_one_issues_
         "{again:?}"
     );
 }
+
+/// A second admin who refuses an offboarding that waits for approval cancels its wipes: the
+/// offboarding was never approved, so none of its devices may be revoked for it.
+#[tokio::test]
+async fn an_offboarding_refused_before_its_approval_revokes_nothing() {
+    let f = approving();
+    let app = &f.app;
+    let a = admins(&f).await;
+    const HUGO: &str = "hugo@hospital.example";
+    let devices = [
+        enroll_current(app, HUGO, "hugo-1").await,
+        enroll_current(app, HUGO, "hugo-2").await,
+        enroll_current(app, HUGO, "hugo-3").await,
+    ];
+    let report = app
+        .offboard_user(&a.alice, &email(HUGO), "left")
+        .await
+        .unwrap();
+    for d in &report.devices {
+        let wipe = d.command.as_ref().unwrap();
+        assert_eq!(wipe.state, CommandState::AwaitingApproval);
+        app.cancel_command(&a.bob, wipe.id).await.unwrap();
+    }
+    for device in &devices {
+        assert_eq!(
+            app.device(device.device.id).await.unwrap().state,
+            DeviceState::Active,
+            "revoked by an offboarding nobody approved"
+        );
+    }
+}

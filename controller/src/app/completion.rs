@@ -58,7 +58,9 @@ impl App {
     ) -> Result<Command, AppError> {
         let id = command.id;
         let now = self.now();
-        let mut known = Some(command.clone());
+        // The job reads the command again inside its transaction: a field that changed since
+        // the caller read it without a change of state (another delivery) is kept.
+        let mut known: Option<Command> = None;
         for _ in 0..CAS_ATTEMPTS {
             let (known_now, event, receipt, actor) = (
                 known.take(),
@@ -137,7 +139,10 @@ async fn finish_in(
         tx.audit(transition_event(actor, &next), now);
     }
     let mut after = AfterCommit::default();
-    completed(tx, &next, now, &mut after).await?;
+    // A command cancelled while it waited for a second admin was refused, not run: the
+    // revocation that would have followed it (an offboarding's) does not happen either.
+    let refused = current.state == CommandState::AwaitingApproval;
+    completed(tx, &next, refused, now, &mut after).await?;
     Ok(Finish::Done {
         command: Box::new(next),
         after,
@@ -150,6 +155,7 @@ async fn finish_in(
 async fn completed(
     tx: &mut dyn Tx,
     command: &Command,
+    refused: bool,
     now: Timestamp,
     after: &mut AfterCommit,
 ) -> Result<(), AppError> {
@@ -158,7 +164,7 @@ async fn completed(
             scope: WipeScope::Full,
         })
         && command.state == CommandState::Succeeded;
-    if erased || (command.revoke_after && command.state.is_terminal()) {
+    if erased || (command.revoke_after && command.state.is_terminal() && !refused) {
         let why = format!(
             "after {} {} ({})",
             command.kind.name(),
