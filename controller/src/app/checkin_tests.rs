@@ -2,18 +2,17 @@
 //! makes see policy changes and revocations at once.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::test_fixture::{
-    Fixture, TestDevice, admin, email, enroll, enroll_as, facts, fixture, replica,
+    Fixture, TestDevice, admin, email, enroll, enroll_as, facts, fixture, jobs, replica,
 };
 use super::{App, AppError, CheckInReport, ComplianceReport};
 use crate::core::{
     Check, CheckStatus, CommandKind, CommandState, ComplianceCheck, EnforcementAction,
     PolicyChanges, Timestamp,
 };
-use crate::store::{Announcement, AuditFilter, MemoryStore, Store};
+use crate::store::{Announcement, AuditFilter, Store};
 
 /// A firewall that fails, with a wipe after an hour's grace.
 async fn wipe_failing_firewalls(app: &App) -> u64 {
@@ -51,12 +50,6 @@ fn failing_firewall(revision: u64) -> CheckInReport {
         offline_wipe: None,
         trusted_cas: None,
     }
-}
-
-/// Jobs the writer ran to the end, committed or failed.
-fn jobs(store: &MemoryStore) -> u64 {
-    let stats = store.writer().stats();
-    stats.jobs_committed.load(Ordering::Relaxed) + stats.jobs_failed.load(Ordering::Relaxed)
 }
 
 #[tokio::test]

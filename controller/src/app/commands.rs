@@ -404,12 +404,16 @@ impl App {
                 command.id, command.id
             )));
         }
-        let cancelled = self.finish_command(&command, &Event::Cancelled, None, &admin_actor(actor)).await.map_err(|e| match e {
-            AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
-                "{m}: only queued or delivered commands can be cancelled (the device has already started it or it is finished)"
-            )),
-            other => other,
-        })?;
+        let cancelled = self
+            .finish_command(command.id, &Event::Cancelled, None, &admin_actor(actor))
+            .await
+            .map_err(|e| match e {
+                AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
+                    "{m}: only queued or delivered commands can be cancelled (the device has \
+                     already started it or it is finished)"
+                )),
+                other => other,
+            })?;
         info!(command_id = %cancelled.id, cancelled_by = %actor.name, "command cancelled");
         Ok(cancelled)
     }
@@ -576,7 +580,7 @@ impl App {
             }
         };
         let finished = self
-            .finish_command(&command, &event, receipt, &device_actor(device))
+            .finish_command(command.id, &event, receipt, &device_actor(device))
             .await?;
         info!(command_id = %finished.id, device_id = %device, state = %finished.state, "command finished");
         Ok(finished.state)

@@ -17,7 +17,8 @@ use super::lifecycle::encode_posture;
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::{
-    Command, CommandKind, CommandState, DeviceId, DeviceState, Event, Receipt, Timestamp, WipeScope,
+    Command, CommandId, CommandKind, CommandState, DeviceId, DeviceState, Event, Receipt,
+    Timestamp, WipeScope,
 };
 use crate::store::tx::Tx;
 use crate::store::{PostureField, Priority};
@@ -46,48 +47,29 @@ struct AfterCommit {
 }
 
 impl App {
-    /// Moves `command` (as the caller read it) to a final state with `event` through the state
-    /// machine, with what follows, in one job of the store's writer. A concurrent change makes
-    /// the job's compare-and-set miss: then the job reads the command again.
+    /// Moves command `id` to a final state with `event` through the state machine, with what
+    /// follows, in one job of the store's writer. The job reads the command inside its
+    /// transaction, so the state it moves from (and every field it keeps) is the committed
+    /// one; a concurrent change makes its compare-and-set miss, and it runs again.
     pub(super) async fn finish_command(
         &self,
-        command: &Command,
+        id: CommandId,
         event: &Event,
         receipt: Option<Receipt>,
         actor: &str,
     ) -> Result<Command, AppError> {
-        let id = command.id;
         let now = self.now();
-        // The job reads the command again inside its transaction: a field that changed since
-        // the caller read it without a change of state (another delivery) is kept.
-        let mut known: Option<Command> = None;
         for _ in 0..CAS_ATTEMPTS {
-            let (known_now, event, receipt, actor) = (
-                known.take(),
-                event.clone(),
-                receipt.clone(),
-                actor.to_owned(),
-            );
+            let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.to_owned());
             let finish = self
                 .store
                 .write(Priority::High, move |tx| {
-                    let (known, event, receipt, actor) = (
-                        known_now.clone(),
-                        event.clone(),
-                        receipt.clone(),
-                        actor.clone(),
-                    );
+                    let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.clone());
                     Box::pin(async move {
-                        let current = match known {
-                            Some(known) => known,
-                            None => match tx.command(id).await? {
-                                Some(current) => current,
-                                None => {
-                                    return Ok(Finish::Refused(AppError::NotFound(format!(
-                                        "no command {id}"
-                                    ))));
-                                }
-                            },
+                        let Some(current) = tx.command(id).await? else {
+                            return Ok(Finish::Refused(AppError::NotFound(format!(
+                                "no command {id}"
+                            ))));
                         };
                         finish_in(tx, &current, &event, receipt, &actor, now).await
                     })

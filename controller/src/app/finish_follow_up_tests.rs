@@ -1,88 +1,18 @@
 //! A command's end and what follows it (the device revoked, retired, its disable undone)
 //! commit in one writer job: all or nothing, one trip through the writer.
 
-use std::sync::atomic::Ordering;
-
-use super::test_fixture::{admin, email, fixture};
-use super::{ActiveDevice, App, AppError, DeviceResult};
+use super::test_fixture::{actions_from, admin, email, enroll_current, fixture, jobs};
+use super::{AppError, DeviceResult};
 use crate::core::refs::DeviceRef;
-use crate::core::{Command, CommandState, DeviceFacts, DeviceState};
-use crate::store::{AuditFilter, MemoryStore, Store};
-
-/// Jobs the writer ran to the end, committed or failed.
-fn jobs(store: &MemoryStore) -> u64 {
-    let stats = store.writer().stats();
-    stats.jobs_committed.load(Ordering::Relaxed) + stats.jobs_failed.load(Ordering::Relaxed)
-}
-
-async fn audit_actions(store: &MemoryStore) -> Vec<String> {
-    store
-        .list_audit(&AuditFilter::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.action)
-        .collect()
-}
-
-/// Enrolls a device whose agent can be disabled and retired; the device and its key (to sign
-/// wipe receipts).
-async fn enroll_with_key(app: &App, user: &str) -> (ActiveDevice, ward_certs::PrivateKeyDer) {
-    let token = app.create_token(&admin(), email(user), None).await.unwrap();
-    let key = ward_certs::PrivateKeyDer::generate().unwrap();
-    let csr = ward_certs::csr::make_csr(&key, "laptop").unwrap();
-    let facts = DeviceFacts {
-        hostname: "laptop".into(),
-        os_name: "Debian".into(),
-        os_version: "12".into(),
-        kernel_version: "6.1".into(),
-        arch: "x86_64".into(),
-        agent_version: "0.2.0".into(),
-    };
-    let enrolled = app
-        .enroll(
-            token.token,
-            ward_certs::VerifiedCsr::from_der(&csr).unwrap(),
-            facts,
-            None,
-        )
-        .await
-        .unwrap();
-    let device = app
-        .authenticate_device(Some(&enrolled.certificate.der))
-        .await
-        .unwrap();
-    (device, key)
-}
-
-/// The device's verified receipt of a messaging wipe (a retirement's).
-fn receipt(
-    command: &Command,
-    key: &ward_certs::PrivateKeyDer,
-) -> ward_certs::receipt::SignedReceipt {
-    ward_certs::receipt::WipeReceiptBody {
-        command_id: command.id.to_string(),
-        device_id: command.device_id.to_string(),
-        completed_at: time::OffsetDateTime::now_utc()
-            .format(&time::format_description::well_known::Rfc3339)
-            .unwrap(),
-        scope: crate::core::WipeScope::Messaging,
-        key_destroyed: true,
-        files_removed: 3,
-        bytes_removed: 300,
-        verified_empty: true,
-        full_erase: None,
-        key_protection: None,
-        sanitization: None,
-    }
-    .sign(key)
-    .unwrap()
-}
+use crate::core::{CommandState, DeviceState};
+use crate::store::Store;
 
 #[tokio::test]
 async fn an_offboarding_wipe_whose_revocation_fails_is_not_finished_either() {
     let f = fixture();
-    let (device, _) = enroll_with_key(&f.app, "ann@hospital.example").await;
+    let device = enroll_current(&f.app, "ann@hospital.example", "laptop")
+        .await
+        .device;
     f.app
         .offboard_user(&admin(), &email("ann@hospital.example"), "left")
         .await
@@ -94,7 +24,7 @@ async fn an_offboarding_wipe_whose_revocation_fails_is_not_finished_either() {
         .unwrap()
         .try_into()
         .unwrap();
-    let before = audit_actions(&f.store).await;
+    let before = actions_from(&f.store, 0).await;
 
     f.store.fail_next("revoke_device");
     let refused = f.app.cancel_command(&admin(), wipe.id).await;
@@ -107,7 +37,7 @@ async fn an_offboarding_wipe_whose_revocation_fails_is_not_finished_either() {
     let stored = f.store.get_device(device.id).await.unwrap().unwrap();
     assert_eq!(stored.state, DeviceState::Active);
     assert!(!f.app.revoked_serials().contains(&device.certificate_serial));
-    assert_eq!(audit_actions(&f.store).await, before, "no audit entry");
+    assert_eq!(actions_from(&f.store, 0).await, before, "no audit entry");
 
     // Again, without the fault: the end and the revocation in one job, one entry each.
     let jobs_before = jobs(&f.store);
@@ -117,7 +47,7 @@ async fn an_offboarding_wipe_whose_revocation_fails_is_not_finished_either() {
     let stored = f.store.get_device(device.id).await.unwrap().unwrap();
     assert_eq!(stored.state, DeviceState::Revoked);
     assert!(f.app.revoked_serials().contains(&device.certificate_serial));
-    let after = audit_actions(&f.store).await;
+    let after = actions_from(&f.store, 0).await;
     assert_eq!(
         after[before.len()..],
         ["command.cancelled", "device.revoke"]
@@ -127,7 +57,8 @@ async fn an_offboarding_wipe_whose_revocation_fails_is_not_finished_either() {
 #[tokio::test]
 async fn a_retirement_whose_follow_up_fails_is_not_finished_either() {
     let f = fixture();
-    let (device, key) = enroll_with_key(&f.app, "bob@hospital.example").await;
+    let agent = enroll_current(&f.app, "bob@hospital.example", "laptop").await;
+    let device = agent.device.clone();
     let (_, retire) = f
         .app
         .retire_device(&admin(), &DeviceRef::from(device.id), "returned")
@@ -151,9 +82,9 @@ async fn a_retirement_whose_follow_up_fails_is_not_finished_either() {
     let result = || DeviceResult {
         succeeded: true,
         failure_reason: String::new(),
-        receipt: Some(receipt(&retire, &key)),
+        receipt: Some(agent.receipt(&retire)),
     };
-    let before = audit_actions(&f.store).await;
+    let before = actions_from(&f.store, 0).await;
 
     // The last part of the follow-up fails: the revocation before it is undone too, and the
     // command stays acknowledged.
@@ -167,7 +98,7 @@ async fn a_retirement_whose_follow_up_fails_is_not_finished_either() {
     let stored = f.store.get_device(device.id).await.unwrap().unwrap();
     assert_eq!(stored.state, DeviceState::Active);
     assert!(!f.app.revoked_serials().contains(&device.certificate_serial));
-    assert_eq!(audit_actions(&f.store).await, before, "no audit entry");
+    assert_eq!(actions_from(&f.store, 0).await, before, "no audit entry");
 
     let jobs_before = jobs(&f.store);
     let state = f
@@ -180,7 +111,7 @@ async fn a_retirement_whose_follow_up_fails_is_not_finished_either() {
     let stored = f.store.get_device(device.id).await.unwrap().unwrap();
     assert_eq!(stored.state, DeviceState::Retired);
     assert!(f.app.revoked_serials().contains(&device.certificate_serial));
-    let after = audit_actions(&f.store).await;
+    let after = actions_from(&f.store, 0).await;
     assert_eq!(
         after[before.len()..],
         ["command.succeeded", "device.revoke", "device.retired"]
@@ -190,14 +121,16 @@ async fn a_retirement_whose_follow_up_fails_is_not_finished_either() {
 #[tokio::test]
 async fn a_cancelled_disable_whose_undoing_fails_is_not_cancelled_either() {
     let f = fixture();
-    let (device, _) = enroll_with_key(&f.app, "cat@hospital.example").await;
+    let device = enroll_current(&f.app, "cat@hospital.example", "laptop")
+        .await
+        .device;
     let (disabled, disable) = f
         .app
         .disable_device(&admin(), &DeviceRef::from(device.id), "on leave")
         .await
         .unwrap();
     assert!(disabled.disabled.is_some());
-    let before = audit_actions(&f.store).await;
+    let before = actions_from(&f.store, 0).await;
 
     f.store.fail_next("swap_device_posture");
     let refused = f.app.cancel_command(&admin(), disable.id).await;
@@ -213,7 +146,7 @@ async fn a_cancelled_disable_whose_undoing_fails_is_not_cancelled_either() {
     );
     let stored = f.store.get_device(device.id).await.unwrap().unwrap();
     assert!(stored.disabled.is_some(), "the record was cleared");
-    assert_eq!(audit_actions(&f.store).await, before, "no audit entry");
+    assert_eq!(actions_from(&f.store, 0).await, before, "no audit entry");
 
     let jobs_before = jobs(&f.store);
     let cancelled = f.app.cancel_command(&admin(), disable.id).await.unwrap();
@@ -221,7 +154,7 @@ async fn a_cancelled_disable_whose_undoing_fails_is_not_cancelled_either() {
     assert_eq!(jobs(&f.store) - jobs_before, 1, "one writer job");
     let stored = f.store.get_device(device.id).await.unwrap().unwrap();
     assert!(stored.disabled.is_none());
-    let after = audit_actions(&f.store).await;
+    let after = actions_from(&f.store, 0).await;
     assert_eq!(
         after[before.len()..],
         ["command.cancelled", "device.disable_undone"]

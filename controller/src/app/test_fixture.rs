@@ -224,6 +224,13 @@ pub(super) async fn actions_from(store: &MemoryStore, from: usize) -> Vec<String
         .collect()
 }
 
+/// Jobs the store's writer ran to the end, committed or failed.
+pub(super) fn jobs(store: &MemoryStore) -> u64 {
+    use std::sync::atomic::Ordering;
+    let stats = store.writer().stats();
+    stats.jobs_committed.load(Ordering::Relaxed) + stats.jobs_failed.load(Ordering::Relaxed)
+}
+
 /// How many entries the audit log holds.
 pub(super) async fn audit_len(store: &MemoryStore) -> usize {
     store
