@@ -26,36 +26,10 @@ fn message_of(kind: &CommandKind) -> Option<String> {
 /// Inserts `c` unless a command with its idempotency key exists; returns the stored command
 /// and whether it is the new one.
 pub async fn insert(conn: &mut AnyConnection, c: &Command) -> Result<(Command, bool), StoreError> {
-    let inserted = sqlx::query(
-        "INSERT INTO commands (id, device_id, kind, scope, lock_message, state, reason,
-             failure_reason, idempotency_key, created_by, created_at, deadline, delivered_at,
-             acknowledged_at, finished_at, deliveries, revoke_after)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, $8, $9, $10, $11, NULL, NULL, NULL, 0, $12)
-         ON CONFLICT (idempotency_key) DO NOTHING
-         RETURNING *",
-    )
-    .bind(c.id.to_string())
-    .bind(c.device_id.to_string())
-    .bind(c.kind.name())
-    .bind(scope_of(&c.kind))
-    .bind(message_of(&c.kind))
-    .bind(c.state.as_str())
-    .bind(&c.reason)
-    .bind(&c.idempotency_key)
-    .bind(&c.created_by)
-    .bind(c.created_at.unix_ms())
-    .bind(c.deadline.map(Timestamp::unix_ms))
-    .bind(c.revoke_after)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
-    if let Some(row) = inserted {
-        return Ok((rows::command(&row)?, true));
-    }
-    let stored = by_key(conn, &c.idempotency_key)
+    insert_many(conn, std::slice::from_ref(c))
         .await?
-        .ok_or_else(|| corrupt("a command's idempotency key conflicts, but no command has it"))?;
-    Ok((stored, false))
+        .pop()
+        .ok_or_else(|| corrupt("inserting one command answered none"))
 }
 
 /// Inserts each of `commands` unless a command with its idempotency key exists (stored
