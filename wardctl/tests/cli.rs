@@ -95,3 +95,27 @@ fn unreachable_controller_fails_with_exit_1_and_names_the_url() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("https://127.0.0.1:9"));
 }
+
+/// `--write-lanes` is PostgreSQL's: on the embedded SQLite store serve refuses it before it
+/// creates anything, and names the flag it goes with.
+#[test]
+fn write_lanes_without_postgres_is_refused_and_creates_nothing() {
+    let dir = std::env::temp_dir().join(format!("ward-write-lanes-{}", std::process::id()));
+    let out = wardctl(&[
+        "serve",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--write-lanes",
+        "2",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--database-url"), "{stderr}");
+    assert!(!dir.exists(), "nothing is created");
+    assert_eq!(
+        wardctl(&["serve", "--write-lanes", "0"]).status.code(),
+        Some(2)
+    );
+}

@@ -92,22 +92,42 @@ impl SqlStore {
     pub async fn open_sqlite(path: &Path) -> Result<Self, StoreError> {
         install_drivers();
         let pool = sqlite::open(path).await?;
-        Ok(Self::with_writer(pool, Backend::Sqlite, None))
+        // One write lock: one lane.
+        Ok(Self::with_writer(pool, Backend::Sqlite, None, 1))
     }
 
-    /// Connects to the PostgreSQL database at `url` and applies pending migrations.
+    /// Connects to the PostgreSQL database at `url` and applies pending migrations; its writer
+    /// has [`POSTGRES_WRITER_LANES`] lanes.
     pub async fn connect_postgres(url: &str) -> Result<Self, StoreError> {
+        Self::connect_postgres_with_lanes(url, POSTGRES_WRITER_LANES).await
+    }
+
+    /// The same with `lanes` writer lanes (1 to [`crate::writer::MAX_LANES`]; `wardctl serve
+    /// --write-lanes`).
+    pub async fn connect_postgres_with_lanes(url: &str, lanes: usize) -> Result<Self, StoreError> {
+        if !(1..=crate::writer::MAX_LANES).contains(&lanes) {
+            return Err(StoreError::Database(format!(
+                "{lanes} writer lanes: 1 to {} are possible",
+                crate::writer::MAX_LANES
+            )));
+        }
         install_drivers();
         let (pool, notify) = postgres::connect(url).await?;
-        Ok(Self::with_writer(pool, Backend::Postgres, Some(notify)))
+        Ok(Self::with_writer(
+            pool,
+            Backend::Postgres,
+            Some(notify),
+            lanes,
+        ))
     }
 
-    fn with_writer(pool: AnyPool, backend: Backend, notify: Option<sqlx::PgPool>) -> Self {
+    fn with_writer(
+        pool: AnyPool,
+        backend: Backend,
+        notify: Option<sqlx::PgPool>,
+        lanes: usize,
+    ) -> Self {
         let keeper = super::AuditKeeperSlot::default();
-        let lanes = match backend {
-            Backend::Sqlite => 1,
-            Backend::Postgres => POSTGRES_WRITER_LANES,
-        };
         // The first lane runs admin calls and command results and waits for any lock; the
         // others run only check-ins, which yield.
         let engines = (0..lanes)

@@ -108,6 +108,12 @@ pub struct ServeArgs {
     write_batch_max: usize,
     #[arg(long, default_value = "5s", value_parser = DurationArg(SHED_CHECK_INS_AFTER), allow_hyphen_values = true, value_name = "DURATION", help = SHED_CHECK_INS_AFTER.help("Check-ins are answered UNAVAILABLE (agents retry later with jitter) while the store's writer has more queued than it commits in this time; admin calls, acknowledgements and results are never refused for load"))]
     shed_check_ins_after: Duration,
+    /// PostgreSQL only: how many connections write at once (1 to 16; default 4). The first
+    /// runs admin calls and command results, check-ins spread over all; more help while the
+    /// database's round trips are the wait, fewer when the machine's CPU is (smaller batches
+    /// cost more per change). SQLite has one write lock, so one
+    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    write_lanes: Option<usize>,
     /// Use this PostgreSQL database instead of the data directory's SQLite file (several
     /// replicas can share one), e.g. postgres://ward@db.hospital.example/ward
     #[arg(
@@ -268,6 +274,12 @@ fn lock_data_dir(
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
     // Check every flag, then take the port, before anything is created on disk.
+    if args.database_url.is_none() && args.write_lanes.is_some_and(|lanes| lanes != 1) {
+        return Err(CliError::usage(
+            "--write-lanes is for PostgreSQL (--database-url): SQLite has one write lock, so it \
+             writes on one lane",
+        ));
+    }
     if !(1..=1_000_000).contains(&args.audit_checkpoint_every) {
         return Err(CliError::usage(
             "--audit-checkpoint-every must be between 1 and 1000000 entries",
@@ -325,10 +337,15 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
             Arc::new(store)
         }
         Some(url) => {
-            let store = SqlStore::connect_postgres(url).await.map_err(|e| {
-                CliError::failed(format!("cannot use the PostgreSQL database: {e}"))
-            })?;
-            info!("PostgreSQL store opened");
+            let lanes = args
+                .write_lanes
+                .unwrap_or(ward_store::POSTGRES_WRITER_LANES);
+            let store = SqlStore::connect_postgres_with_lanes(url, lanes)
+                .await
+                .map_err(|e| {
+                    CliError::failed(format!("cannot use the PostgreSQL database: {e}"))
+                })?;
+            info!(write_lanes = lanes, "PostgreSQL store opened");
             if !dir.is_initialized(false)? {
                 // A database that already has admins belongs to a controller with its own CA:
                 // a replica must use that controller's data directory, not a new CA.
