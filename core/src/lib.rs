@@ -5,7 +5,7 @@
 //! and permissions, posture enforcement, enrollment tokens, CA rotation stages, webhook and
 //! syslog target rules, and the clock. Everything here is a value or a pure function over values.
 //!
-//! It may NOT depend on tonic or prost (the wire is the controller's `server`), sqlx (that is
+//! It may NOT depend on tonic or prost (the wire is `ward-edge`'s), sqlx (that is
 //! `ward-store`), tokio or any other I/O runtime, nor on the controller itself: a rule
 //! that needs a socket, a file or a database belongs a layer up. Its only Ward dependencies are
 //! `ward-vocab` (the words shared with the agent) and `ward-certs` (certificate names, DNS-name

@@ -2,10 +2,12 @@
 //! `wardctl console`), both clients of the admin gRPC API, plus the local commands that work on a
 //! data directory (`init`, `serve`, break-glass, CA files).
 //!
-//! It may not depend on storage (sqlx): it speaks to a controller through `ward-proto` only and
-//! takes the domain's rules and names from `ward-core`. Only `wardctl serve` (`cli/local.rs`)
-//! reaches the gRPC edge (`ward-edge`) and the application layer, to wire a serving controller
-//! together; no client code may import them.
+//! Its client code speaks to a controller through `ward-proto` only and takes the domain's rules
+//! and names from `ward-core`; it may not import sqlx, the store, the gRPC edge or the
+//! application layer. Only the local commands (`cli/local.rs`: `serve` wires a serving
+//! controller together and opens the store through `ward-store`, `init` and break-glass work on
+//! a data directory) reach `ward-edge`, `ward-controller` and `ward-store`, until serve's wiring
+//! has a runtime crate of its own.
 
 #![forbid(unsafe_code)]
 

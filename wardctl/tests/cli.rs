@@ -119,3 +119,18 @@ fn write_lanes_without_postgres_is_refused_and_creates_nothing() {
         Some(2)
     );
 }
+
+/// An admin command pointed at a data directory that does not exist says so and what to pass,
+/// and creates nothing.
+#[test]
+fn a_missing_data_directory_is_named_with_what_to_do() {
+    let dir = std::env::temp_dir().join(format!("ward-no-data-dir-{}", std::process::id()));
+    let out = wardctl(&["device", "list", "--data-dir", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("no data directory") && stderr.contains("--admin-cert"),
+        "{stderr}"
+    );
+    assert!(!dir.exists());
+}

@@ -38,6 +38,13 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
     let data_dir = args.data_dir.as_ref().map(DataDir::new);
     let bundle_path = match (&args.admin_cert, &data_dir) {
         (Some(path), _) => path.clone(),
+        (None, Some(dir)) if !dir.root().exists() => {
+            return Err(CliError::usage(format!(
+                "no data directory {}: give the controller's (`wardctl serve --data-dir DIR` \
+                 makes one), or pass --admin-cert FILE and --server URL",
+                dir.root().display()
+            )));
+        }
         (None, Some(dir)) => dir.admin_bundle(),
         (None, None) => {
             return Err(CliError::usage(

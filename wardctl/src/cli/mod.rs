@@ -79,7 +79,7 @@ enum Verb {
     /// Device policy: password rules, auto-lock, disk encryption, offline wipe
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// The tamper-evident audit log: list, verify
+    /// The tamper-evident audit log: list, verify, export
     #[command(subcommand)]
     Audit(audit::AuditCommand),
     /// Administrators and their certificates
