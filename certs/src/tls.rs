@@ -78,6 +78,8 @@ struct Revoked {
     inserts: u64,
     /// Serials inserted since the oldest reload in flight could have read the store.
     recent: Vec<(u64, String)>,
+    /// The mark of the newest reload applied: an older one finishing later is stale.
+    applied: u64,
 }
 
 impl RevokedSerials {
@@ -100,12 +102,18 @@ impl RevokedSerials {
 
     /// Replaces the list with `serials` read from the store after `mark`, keeping what was
     /// inserted since (a revocation committed after the read must not be dropped by it).
+    /// A reload older than one already applied changes nothing: the newer one read the store
+    /// later, and what was inserted between the two marks is no longer kept as recent.
     pub fn replace_since(&self, mark: u64, serials: impl IntoIterator<Item = String>) {
         let mut set: HashSet<String> = serials
             .into_iter()
             .map(|s| s.to_ascii_lowercase())
             .collect();
         let mut revoked = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        if mark < revoked.applied {
+            return;
+        }
+        revoked.applied = mark;
         revoked.recent.retain(|(n, _)| *n > mark);
         set.extend(revoked.recent.iter().map(|(_, s)| s.clone()));
         revoked.set = set;
@@ -153,6 +161,25 @@ mod revoked_tests {
         revoked.replace_since(mark, ["cc".to_owned()]);
         assert!(!revoked.contains("bb") && revoked.contains("cc"));
         assert_eq!(revoked.len(), 1);
+    }
+
+    /// Two reloads in flight, the older finishing last: its read may predate a revocation the
+    /// newer one read from the store (and so no longer carries as recent). It must not replace
+    /// the newer list (the attack review's finding).
+    #[test]
+    fn an_older_reload_finishing_last_drops_no_revocation() {
+        let revoked = RevokedSerials::default();
+        let older = revoked.mark();
+        // The older reload reads the store: nothing revoked yet.
+        revoked.insert("bb");
+        let newer = revoked.mark();
+        // The newer reload reads the store: "bb" is there; it finishes first.
+        revoked.replace_since(newer, ["bb".to_owned()]);
+        revoked.replace_since(older, Vec::<String>::new());
+        assert!(
+            revoked.contains("bb"),
+            "the stale reload dropped a revocation"
+        );
     }
 }
 
