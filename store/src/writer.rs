@@ -326,9 +326,12 @@ async fn run(
         if committed > 0 {
             stats.record(lane, committed, started.elapsed(), commit);
         }
-        for (pending, answer) in batch.into_iter().zip(answers) {
+        for (Pending { job, reply }, answer) in batch.into_iter().zip(answers) {
+            // The job goes before its caller hears: what it holds (a device's check-in turn)
+            // is free by the time the caller can ask again.
+            drop(job);
             // A caller that gave up is no reason to stop.
-            let _ = pending.reply.send(answer);
+            let _ = reply.send(answer);
         }
     }
 }

@@ -12,6 +12,7 @@ use ward_certs::receipt::SignedReceipt;
 
 use super::audit::CONTROLLER;
 use super::commands::{Issuer, issue_event, new_command, transition_event};
+use super::in_flight::Turn;
 use super::offline_wipe::{OfflineWipeEntry, check_offline_wipe};
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
@@ -103,7 +104,7 @@ impl App {
         report: CheckInReport,
     ) -> Result<CheckedIn, AppError> {
         report.validate()?;
-        let _turn = self.check_ins.take(device.id).ok_or_else(|| {
+        let turn = self.check_ins.take(device.id).ok_or_else(|| {
             self.metrics.shed_checkins.inc();
             AppError::Unavailable(
                 "another check-in of this device is still being handled; retry in a few seconds"
@@ -135,6 +136,7 @@ impl App {
             offline_wipe,
             trusted_cas: report.trusted_cas,
             pending: self.store.unfinished_commands(device.id).await?,
+            _turn: turn,
         });
         let written = self
             .store
@@ -186,6 +188,8 @@ struct Plan {
     trusted_cas: Option<Vec<String>>,
     /// The device's unfinished commands as read before the job.
     pending: Vec<Command>,
+    /// Held until the writer drops the job ([`Turn`]).
+    _turn: Turn,
 }
 
 /// What the job wrote.

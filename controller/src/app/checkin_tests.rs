@@ -494,8 +494,8 @@ async fn a_receipt_dated_a_little_ahead_replayed_is_not_a_new_wipe() {
 }
 
 /// A device's second check-in while its first is still being handled is refused at once as
-/// busy, writes nothing, and does not stop the first; once the first is answered (or
-/// abandoned) the device checks in again.
+/// busy, writes nothing, and does not stop the first; once the first is answered the device
+/// checks in again (an abandoned one: the next test).
 #[tokio::test]
 async fn a_device_checks_in_one_call_at_a_time() {
     let f = fixture();
@@ -524,10 +524,52 @@ async fn a_device_checks_in_one_call_at_a_time() {
         "the refused calls wrote nothing"
     );
     f.app.agent_check_in(&device, report()).await.unwrap();
+}
 
-    // A call whose client went away gives the turn back.
+/// Attack by a device that sends a check-in and hangs up at once, over and over: its turn must
+/// stay taken while the job it queued waits in the writer, or it queues jobs for its own row
+/// without bound (the attack review's finding: the turn came back when the call was dropped,
+/// before the writer had run the job).
+#[tokio::test]
+async fn a_check_in_abandoned_while_its_job_waits_in_the_writer_keeps_the_turn() {
+    use std::sync::atomic::Ordering;
+    let f = fixture();
+    let (device, _) = enroll(&f.app, "ann@hospital.example").await;
+    let report = || CheckInReport {
+        facts: Some(facts("laptop-2")),
+        ..CheckInReport::default()
+    };
+    let jobs_before = jobs(&f.store);
+    let queued = || {
+        f.store
+            .writer()
+            .stats()
+            .queued_sheddable
+            .load(Ordering::Relaxed)
+    };
+    // Polled once: the job is queued; the writer (a task of this runtime) has not run yet.
     let mut abandoned = Box::pin(f.app.agent_check_in(&device, report()));
-    let _ = futures::poll!(&mut abandoned);
+    assert!(futures::poll!(&mut abandoned).is_pending());
+    assert_eq!(queued(), 1, "the abandoned call's job waits in the writer");
     drop(abandoned);
+
+    let mut again = Box::pin(f.app.agent_check_in(&device, report()));
+    match futures::poll!(&mut again) {
+        std::task::Poll::Ready(Err(AppError::Unavailable(why))) => {
+            assert!(why.contains("still being handled"), "{why}")
+        }
+        other => panic!("a call while the abandoned job waits must be refused as busy: {other:?}"),
+    }
+    assert_eq!(queued(), 1, "the refused call queued nothing");
+
+    // Once the writer has run the abandoned job, the device checks in again.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while jobs(&f.store) < jobs_before + 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never ran the job"
+        );
+        tokio::task::yield_now().await;
+    }
     f.app.agent_check_in(&device, report()).await.unwrap();
 }

@@ -5,7 +5,7 @@
 //! devices' check-ins). It is refused at once as busy; the agent backs off and tries again.
 
 use std::collections::HashSet;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::core::DeviceId;
 
@@ -13,27 +13,33 @@ use crate::core::DeviceId;
 #[derive(Debug, Default)]
 pub(super) struct CheckInsInFlight(Mutex<HashSet<DeviceId>>);
 
-/// A device's turn, given back when dropped (the call answered, failed or abandoned).
+/// A device's turn, given back when dropped. The check-in moves it into its writer job, so
+/// it comes back when the writer is done with the job, not when the caller hangs up: a
+/// device that sends a check-in and hangs up at once, over and over, would otherwise queue
+/// jobs for its own row without bound.
 #[derive(Debug)]
-pub(super) struct Turn<'a> {
-    set: &'a CheckInsInFlight,
+pub(super) struct Turn {
+    set: Arc<CheckInsInFlight>,
     device: DeviceId,
 }
 
 impl CheckInsInFlight {
     /// The device's turn, or `None` while another of its check-ins is in flight.
-    pub(super) fn take(&self, device: DeviceId) -> Option<Turn<'_>> {
+    pub(super) fn take(self: &Arc<Self>, device: DeviceId) -> Option<Turn> {
         let inserted = self
             .0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(device);
         // Built only when taken: a `Turn` dropped gives the device's turn back.
-        inserted.then(|| Turn { set: self, device })
+        inserted.then(|| Turn {
+            set: Arc::clone(self),
+            device,
+        })
     }
 }
 
-impl Drop for Turn<'_> {
+impl Drop for Turn {
     fn drop(&mut self) {
         let mut set = self.set.0.lock().unwrap_or_else(PoisonError::into_inner);
         set.remove(&self.device);
@@ -46,7 +52,7 @@ mod tests {
 
     #[test]
     fn a_device_has_one_turn_at_a_time_and_gets_it_back_when_it_is_dropped() {
-        let set = CheckInsInFlight::default();
+        let set = Arc::new(CheckInsInFlight::default());
         let (a, b) = (DeviceId::new_random(), DeviceId::new_random());
         let first = set.take(a).expect("a's first turn");
         assert!(set.take(a).is_none(), "a second call of a is refused");

@@ -118,7 +118,7 @@ pub struct App {
     /// (this replica's; a refusal is audited once per window).
     renewal_limits: renewal::RenewalLimits,
     /// Devices whose check-in is being handled (one at a time each).
-    check_ins: in_flight::CheckInsInFlight,
+    check_ins: Arc<in_flight::CheckInsInFlight>,
 }
 
 impl std::fmt::Debug for App {
@@ -173,7 +173,7 @@ impl App {
             reads: reads::Reads::default(),
             server_cert: std::sync::OnceLock::new(),
             renewal_limits: renewal::RenewalLimits::default(),
-            check_ins: in_flight::CheckInsInFlight::default(),
+            check_ins: Arc::default(),
         }
     }
 
