@@ -19,4 +19,5 @@ pub mod fuzzing;
 #[cfg(all(not(debug_assertions), not(fuzzing), feature = "fuzzing"))]
 compile_error!("the `fuzzing` feature is for fuzz and test builds, not release builds");
 pub mod grpc;
+mod run_to_end;
 pub mod scim;

@@ -146,3 +146,68 @@ async fn revocation_survives_a_controller_restart() {
     let serial = ward_certs::tls::serial_of(&device.certificate_der).unwrap();
     assert!(app.revoked_serials().contains(&serial));
 }
+
+/// Attack by circumstance: the admin's call hangs up (a dropped VPN, a script's timeout) while
+/// the revocation waits in the store's writer. The revocation commits; what follows the commit
+/// on this replica (the device's serial in the list the handshake checks, its cached record,
+/// its open stream) must happen as well, at once, not at the next reload 30 s later. Before
+/// calls ran to their end, the handler was dropped with the client and none of it happened.
+#[tokio::test]
+async fn a_revocation_whose_admin_hangs_up_refuses_the_device_at_once() {
+    use ward_controller::store::{BatchSettings, Store as _};
+    let controller = TestController::start().await;
+    let device = controller.enroll("ola@hospital.org").await;
+    let serial = ward_certs::tls::serial_of(&device.certificate_der).unwrap();
+    let mut admin = controller.admin().await;
+    // The writer gathers for 2 s after its first job: the call waits there.
+    let writer = controller.store.writer();
+    let settings = writer.settings();
+    writer.configure(BatchSettings {
+        window: Duration::from_secs(2),
+        ..settings
+    });
+    let hung_up = tokio::time::timeout(
+        Duration::from_millis(300),
+        admin.revoke_device(RevokeDeviceRequest {
+            device_id: device.device_id.clone(),
+            reason: "laptop left in a taxi".into(),
+        }),
+    )
+    .await;
+    assert!(hung_up.is_err(), "the call was meant to hang up first");
+    writer.configure(settings);
+
+    let id: ward_controller::core::DeviceId = device.device_id.parse().unwrap();
+    eventually(
+        "the revocation to commit",
+        Duration::from_secs(10),
+        || async {
+            let stored = controller.store.get_device(id).await.unwrap().unwrap();
+            (stored.state == ward_controller::core::DeviceState::Revoked).then_some(())
+        },
+    )
+    .await;
+    eventually(
+        "this replica to refuse the serial",
+        Duration::from_secs(5),
+        || async {
+            controller
+                .app
+                .revoked_serials()
+                .contains(&serial)
+                .then_some(())
+        },
+    )
+    .await;
+    let outcome = match controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+    {
+        Err(_) => None,
+        Ok(mut fresh) => Some(fresh.check_in(CheckInRequest::default()).await),
+    };
+    assert!(
+        !matches!(outcome, Some(Ok(_))),
+        "a revoked certificate checked in"
+    );
+}

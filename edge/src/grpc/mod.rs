@@ -28,6 +28,8 @@ use ward_proto::v1::enrollment_service_server::EnrollmentServiceServer;
 
 use ward_controller::app::App;
 
+use crate::run_to_end::RunToEndLayer;
+
 pub use listener::HANDSHAKE_TIMEOUT;
 
 /// The largest message any service accepts. Ward's messages are a few KiB; this leaves room for
@@ -122,6 +124,7 @@ pub fn start(
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let server = Server::builder()
+        .layer(RunToEndLayer)
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .http2_keepalive_interval(Some(keepalive.0))
         .http2_keepalive_timeout(Some(keepalive.1))

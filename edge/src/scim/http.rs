@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::error::{ScimError, scim_json};
 use super::{filter, patch, resource};
+use crate::run_to_end::RunToEndLayer;
 use ward_controller::app::App;
 use ward_controller::app::directory::DirectoryInput;
 use ward_core::directory::{DirectoryUser, ScimClient};
@@ -110,6 +111,7 @@ pub fn router(app: Arc<App>, limits: Limits) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state, limit))
+        .layer(RunToEndLayer)
 }
 
 /// The per-address rate limit, before anything else (authentication included).
