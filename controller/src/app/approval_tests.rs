@@ -13,8 +13,8 @@ use super::test_fixture::{
 use super::{App, AppError, CheckInReport};
 use crate::core::refs::BulkWipeName;
 use crate::core::{
-    Admin, AdminRole, Command, CommandKind, CommandState, DeviceRef, DeviceState, Permission,
-    WipeScope,
+    Admin, AdminRole, Command, CommandId, CommandKind, CommandState, DeviceRef, DeviceState,
+    Permission, WipeScope,
 };
 
 /// `serve --require-approval --approval-threshold 2`.
@@ -381,5 +381,70 @@ async fn an_offboarding_refused_before_its_approval_revokes_nothing() {
             DeviceState::Active,
             "revoked by an offboarding nobody approved"
         );
+        // Nor held as being offboarded: its certificate renews (refused renewal would take it
+        // out of service at its certificate's expiry all the same).
+        assert!(!app.is_being_retired(device.device.id).await.unwrap());
+    }
+}
+
+/// An offboarding refused before its approval can be asked for again: rerunning `user
+/// offboard` issues a new request for each device still in service (it found the refused
+/// command by its key and issued nothing, so the user's devices could never be offboarded
+/// again). A further rerun issues nothing twice; once approved, the new wipe goes out.
+#[tokio::test]
+async fn an_offboarding_refused_before_its_approval_can_be_requested_again() {
+    let f = approving();
+    let app = &f.app;
+    let a = admins(&f).await;
+    const IDA: &str = "ida@hospital.example";
+    for host in ["ida-1", "ida-2", "ida-3"] {
+        enroll_current(app, IDA, host).await;
+    }
+    let first = app
+        .offboard_user(&a.alice, &email(IDA), "left")
+        .await
+        .unwrap();
+    let refused: Vec<CommandId> = first
+        .devices
+        .iter()
+        .map(|d| d.command.as_ref().unwrap().id)
+        .collect();
+    for id in &refused {
+        app.cancel_command(&a.bob, *id).await.unwrap();
+    }
+
+    let again = app
+        .offboard_user(&a.alice, &email(IDA), "left, asked again")
+        .await
+        .unwrap();
+    assert_eq!(again.devices.len(), 3);
+    let asked: Vec<CommandId> = again
+        .devices
+        .iter()
+        .map(|d| {
+            let wipe = d.command.as_ref().expect("a new request for the device");
+            assert_eq!(wipe.state, CommandState::AwaitingApproval);
+            assert!(
+                !refused.contains(&wipe.id),
+                "the report shows the refused one"
+            );
+            wipe.id
+        })
+        .collect();
+
+    let thrice = app
+        .offboard_user(&a.alice, &email(IDA), "left, asked again")
+        .await
+        .unwrap();
+    let ids: Vec<CommandId> = thrice
+        .devices
+        .iter()
+        .map(|d| d.command.as_ref().unwrap().id)
+        .collect();
+    assert_eq!(ids, asked, "a rerun while the request waits issues nothing");
+
+    for id in &asked {
+        let approved = app.approve_command(&a.bob, *id).await.unwrap();
+        assert_eq!(approved.state, CommandState::Queued);
     }
 }

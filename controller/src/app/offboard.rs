@@ -1,6 +1,8 @@
 //! Offboarding a user and lost mode: wipe, then revoke once the wipe has finished (the
 //! revocation follows the wipe's end in `completion.rs`).
 
+use std::collections::HashMap;
+
 use tracing::info;
 
 use super::audit::admin_actor;
@@ -9,8 +11,8 @@ use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::refs::DeviceRef;
 use crate::core::{
-    Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, IdempotencyKey,
-    Timestamp, UserEmail, WipeScope,
+    Admin, Command, CommandId, CommandKind, CommandState, Device, DeviceId, DeviceState,
+    IdempotencyKey, Timestamp, UserEmail, WipeScope,
 };
 use crate::store::tx::Tx;
 use crate::store::{Announcement, Priority, StoreError};
@@ -18,6 +20,35 @@ use crate::store::{Announcement, Priority, StoreError};
 /// The key of the offboarding wipe of one device: a rerun finds it.
 fn offboard_key(user: &UserEmail, device: DeviceId) -> IdempotencyKey {
     IdempotencyKey::System(format!("offboard:{user}:{device}"))
+}
+
+/// The key of the request that follows `refused`, an offboarding wipe of the same device
+/// refused before its approval: each new request names the one it follows, so a rerun finds
+/// the latest and a second admin's refusal never blocks the device's offboarding for good.
+fn offboard_retry_key(user: &UserEmail, device: DeviceId, refused: CommandId) -> IdempotencyKey {
+    IdempotencyKey::System(format!("offboard:{user}:{device}:after:{refused}"))
+}
+
+/// The latest offboarding wipe of each device among `commands` (all of the user's): the
+/// first key's command, then each request that followed a refused one.
+fn latest_attempts(user: &UserEmail, commands: Vec<Command>) -> HashMap<DeviceId, Command> {
+    let mut by_key: HashMap<String, Command> = commands
+        .into_iter()
+        .map(|c| (c.idempotency_key.clone(), c))
+        .collect();
+    let firsts: Vec<DeviceId> = by_key.values().map(|c| c.device_id).collect();
+    let mut latest = HashMap::new();
+    for device in firsts {
+        let Some(mut command) = by_key.remove(&offboard_key(user, device).stored()) else {
+            continue;
+        };
+        while let Some(next) = by_key.remove(&offboard_retry_key(user, device, command.id).stored())
+        {
+            command = next;
+        }
+        latest.insert(device, command);
+    }
+    latest
 }
 
 /// The keys of lost mode's lock and wipe.
@@ -96,38 +127,52 @@ pub(super) async fn offboard_in(
     for device in devices.iter().filter(|d| d.state == DeviceState::Active) {
         // A rerun's insert finds the command its key already names.
         let key = offboard_key(user, device.id);
-        let kind = CommandKind::Wipe {
-            scope: WipeScope::Messaging,
-        };
-        let command = match new_command(
-            issuer,
-            device.id,
-            kind,
-            reason,
-            &key,
-            needs_approval,
-            true,
-            now,
-        ) {
-            Ok(command) => command,
-            // Checked before the job; should it still fail, the whole job rolls back.
-            Err(e) => {
-                return Err(StoreError::Corrupt(format!(
-                    "offboarding refused part way: {e}"
-                )));
-            }
-        };
-        planned.push(command);
+        planned.push(wipe(issuer, device.id, reason, &key, needs_approval, now)?);
     }
-    // Many rows a statement; an entry for each command created, in the devices' order.
+    // Many rows a statement; an entry for each command created, in the devices' order. A
+    // device whose request a rerun found finished is still in service (any other end revokes
+    // it in the same job), so that request was refused before its approval: ask again, under
+    // the key that names it. Each round is one statement, and there is a round more only for
+    // devices refused once more.
     let mut issued = Vec::new();
-    for (stored, created) in tx.insert_commands(&planned).await? {
-        if created {
-            tx.audit(issue_event(&issuer.actor, &stored), now);
-            issued.push(stored);
+    while !planned.is_empty() {
+        let mut again = Vec::new();
+        for (stored, created) in tx.insert_commands(&planned).await? {
+            if created {
+                tx.audit(issue_event(&issuer.actor, &stored), now);
+                issued.push(stored);
+            } else if stored.state.is_terminal() {
+                let key = offboard_retry_key(user, stored.device_id, stored.id);
+                again.push(wipe(
+                    issuer,
+                    stored.device_id,
+                    reason,
+                    &key,
+                    needs_approval,
+                    now,
+                )?);
+            }
         }
+        planned = again;
     }
     Ok(Some((tokens, devices.len(), issued)))
+}
+
+/// An offboarding's messaging wipe of `device`, revoking it once finished.
+fn wipe(
+    issuer: &Issuer,
+    device: DeviceId,
+    reason: &str,
+    key: &IdempotencyKey,
+    needs_approval: bool,
+    now: Timestamp,
+) -> Result<Command, StoreError> {
+    let kind = CommandKind::Wipe {
+        scope: WipeScope::Messaging,
+    };
+    // Checked before the job; should it still fail, the whole job rolls back.
+    new_command(issuer, device, kind, reason, key, needs_approval, true, now)
+        .map_err(|e| StoreError::Corrupt(format!("offboarding refused part way: {e}")))
 }
 
 impl App {
@@ -218,13 +263,7 @@ impl App {
     async fn offboard_report_for(&self, user: &UserEmail) -> Result<OffboardReport, AppError> {
         // Two reads, however many devices: the user's devices, and the offboarding's commands.
         let prefix = IdempotencyKey::System(format!("offboard:{user}:")).stored();
-        let mut commands: std::collections::HashMap<DeviceId, Command> = self
-            .store
-            .commands_by_key_prefix(&prefix)
-            .await?
-            .into_iter()
-            .map(|c| (c.device_id, c))
-            .collect();
+        let mut commands = latest_attempts(user, self.store.commands_by_key_prefix(&prefix).await?);
         let devices = self
             .store
             .list_devices(Some(user))
@@ -300,11 +339,14 @@ impl App {
         Ok((lock, wipe))
     }
 
-    /// Whether the device is being offboarded or is in lost mode (renewal is refused).
+    /// Whether the device is being offboarded or is in lost mode (renewal is refused): a
+    /// command that revokes the device once finished, or a retirement, not finished yet. One
+    /// that finished revoked the device (refused anyway), unless it was refused before its
+    /// approval: then nothing is under way.
     pub async fn is_being_retired(&self, device: DeviceId) -> Result<bool, AppError> {
         let commands = self.store.list_commands(Some(device), None).await?;
         Ok(commands
             .iter()
-            .any(|c| c.revoke_after || (c.kind == CommandKind::Retire && !c.state.is_terminal())))
+            .any(|c| (c.revoke_after || c.kind == CommandKind::Retire) && !c.state.is_terminal()))
     }
 }
