@@ -9,25 +9,56 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
+/// The most calls running at once. A call runs on after its client hangs up, so without a
+/// bound a client that sends and resets streams over and over would leave work piling up;
+/// beyond this, a new call waits (within its deadline) for one to end, and a client that hangs
+/// up while it waits starts nothing. Ten thousand agents checking in together fit.
+pub const MAX_CALLS_RUNNING: usize = 16_384;
+
 /// Wraps a service so each call runs in its own task ([`RunToEnd`]).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RunToEndLayer;
+#[derive(Clone, Debug)]
+pub struct RunToEndLayer {
+    running: Arc<Semaphore>,
+}
+
+impl RunToEndLayer {
+    /// At most `max` calls running at once.
+    pub fn new(max: usize) -> Self {
+        Self {
+            running: Arc::new(Semaphore::new(max)),
+        }
+    }
+}
+
+impl Default for RunToEndLayer {
+    fn default() -> Self {
+        Self::new(MAX_CALLS_RUNNING)
+    }
+}
 
 impl<S> Layer<S> for RunToEndLayer {
     type Service = RunToEnd<S>;
 
     fn layer(&self, inner: S) -> RunToEnd<S> {
-        RunToEnd(inner)
+        RunToEnd {
+            inner,
+            running: Arc::clone(&self.running),
+        }
     }
 }
 
 /// The service of [`RunToEndLayer`].
 #[derive(Clone, Debug)]
-pub struct RunToEnd<S>(S);
+pub struct RunToEnd<S> {
+    inner: S,
+    running: Arc<Semaphore>,
+}
 
 impl<S, R> Service<R> for RunToEnd<S>
 where
@@ -41,18 +72,124 @@ where
     type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.0.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        let call = tokio::spawn(self.0.call(request));
+        // Nothing of the call runs until the future is polled in its task.
+        let call = self.inner.call(request);
+        let running = Arc::clone(&self.running);
         Box::pin(async move {
-            match call.await {
+            // The semaphore is never closed; were it, the call would run unbounded.
+            let permit = running.acquire_owned().await.ok();
+            let task = tokio::spawn(async move {
+                let answer = call.await;
+                drop(permit);
+                answer
+            });
+            match task.await {
                 Ok(answer) => answer,
                 // The task is never aborted, so it ended by panicking: the panic goes on to
                 // the connection as it would have without the task.
                 Err(ended) => std::panic::resume_unwind(ended.into_panic()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use tokio::sync::Notify;
+    use tower::{ServiceExt, service_fn};
+
+    use super::*;
+
+    /// A service whose calls wait for `go`, then count themselves in `ended`.
+    fn waiting(
+        go: Arc<Notify>,
+        started: Arc<AtomicUsize>,
+        ended: Arc<AtomicUsize>,
+    ) -> impl Service<(), Response = (), Error = std::convert::Infallible, Future: Send> + Clone
+    {
+        service_fn(move |()| {
+            let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
+            async move {
+                started.fetch_add(1, Ordering::SeqCst);
+                go.notified().await;
+                ended.fetch_add(1, Ordering::SeqCst);
+                Ok(())
+            }
+        })
+    }
+
+    async fn until(what: &str, done: impl Fn() -> bool) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+            tokio::task::yield_now().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_whose_caller_went_away_runs_to_its_end() {
+        let (go, started, ended) = Default::default();
+        let mut service = RunToEndLayer::default().layer(waiting(
+            Arc::clone(&go),
+            Arc::clone(&started),
+            Arc::clone(&ended),
+        ));
+        let mut call = Box::pin(service.ready().await.unwrap().call(()));
+        assert!(futures::poll!(&mut call).is_pending());
+        until("the call to start", || started.load(Ordering::SeqCst) == 1).await;
+        drop(call);
+        go.notify_one();
+        until("the call to end", || ended.load(Ordering::SeqCst) == 1).await;
+    }
+
+    #[tokio::test]
+    async fn calls_beyond_the_bound_wait_and_one_given_up_while_waiting_never_starts() {
+        let (go, started, ended) = Default::default();
+        let mut service = RunToEndLayer::new(1).layer(waiting(
+            Arc::clone(&go),
+            Arc::clone(&started),
+            Arc::clone(&ended),
+        ));
+        let mut first = Box::pin(service.ready().await.unwrap().call(()));
+        assert!(futures::poll!(&mut first).is_pending());
+        until("the first call to start", || {
+            started.load(Ordering::SeqCst) == 1
+        })
+        .await;
+
+        let mut abandoned = Box::pin(service.ready().await.unwrap().call(()));
+        assert!(futures::poll!(&mut abandoned).is_pending());
+        drop(abandoned);
+        // Polled by its connection, as the server would.
+        let second = tokio::spawn(service.ready().await.unwrap().call(()));
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(
+            started.load(Ordering::SeqCst),
+            1,
+            "a call past the bound started"
+        );
+
+        go.notify_one();
+        first.await.unwrap();
+        until("the waiting call to start", || {
+            started.load(Ordering::SeqCst) == 2
+        })
+        .await;
+        go.notify_one();
+        second.await.unwrap().unwrap();
+        assert_eq!(
+            ended.load(Ordering::SeqCst),
+            2,
+            "the abandoned call never ran"
+        );
     }
 }

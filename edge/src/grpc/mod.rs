@@ -124,7 +124,7 @@ pub fn start(
         .max_decoding_message_size(MAX_MESSAGE_BYTES);
 
     let server = Server::builder()
-        .layer(RunToEndLayer)
+        .layer(RunToEndLayer::default())
         .max_concurrent_streams(Some(MAX_CONCURRENT_STREAMS))
         .http2_keepalive_interval(Some(keepalive.0))
         .http2_keepalive_timeout(Some(keepalive.1))

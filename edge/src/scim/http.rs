@@ -111,7 +111,7 @@ pub fn router(app: Arc<App>, limits: Limits) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state, limit))
-        .layer(RunToEndLayer)
+        .layer(RunToEndLayer::default())
 }
 
 /// The per-address rate limit, before anything else (authentication included).
