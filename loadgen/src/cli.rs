@@ -46,6 +46,15 @@ pub struct Cli {
     /// WARD_LOG for the controller; its log goes to a file in the run's temporary directory
     #[arg(long, global = true, default_value = "info", value_name = "FILTER")]
     controller_log: String,
+    /// A flag for `wardctl serve`, after the ones this program passes (repeat it for more;
+    /// e.g. `--serve-arg=--write-lanes=1`); recorded in the JSON as `serve_args`
+    #[arg(
+        long = "serve-arg",
+        global = true,
+        value_name = "FLAG",
+        allow_hyphen_values = true
+    )]
+    serve_args: Vec<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -322,6 +331,7 @@ pub fn main() -> ExitCode {
             loadgen: std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ward-loadgen")),
             postgres: cli.postgres.clone(),
             controller_log: cli.controller_log.clone(),
+            serve_args: cli.serve_args.clone(),
         },
         ward: !cli.baseline,
         baseline: !cli.no_baseline,

@@ -184,6 +184,7 @@ pub async fn run(scenario: &Scenario, options: &RunOptions) -> Result<RunResult,
     let report = Report {
         scenario: scenario.name(),
         store: ward.map_or("none", |o| o.2).to_owned(),
+        serve_args: options.programs.serve_args.clone(),
         agents: scenario.agents(),
         quick: options.quick,
         settings: scenario.settings(),

@@ -97,6 +97,8 @@ impl Machine {
 pub struct Report {
     pub scenario: &'static str,
     pub store: String,
+    /// The flags given to `wardctl serve` beyond the ones every run passes.
+    pub serve_args: Vec<String>,
     pub agents: usize,
     pub quick: bool,
     pub settings: Value,

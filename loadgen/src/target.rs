@@ -44,6 +44,8 @@ pub struct Programs {
     pub postgres: Option<String>,
     /// `WARD_LOG` for the controller (its logs go to a file in the run's directory).
     pub controller_log: String,
+    /// More flags for `wardctl serve` (`--serve-arg`), after Ward's own.
+    pub serve_args: Vec<String>,
 }
 
 /// A client identity (certificate chain and key) for admin calls.
@@ -170,6 +172,7 @@ impl Server {
                 if let Some(db) = &self.db {
                     c.args(["--database-url", &db.url]);
                 }
+                c.args(&self.programs.serve_args);
                 c
             }
             Kind::Baseline => {
