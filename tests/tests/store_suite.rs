@@ -1829,3 +1829,47 @@ async fn check_ins_on_every_lane_and_audited_changes_keep_one_chain(b: Backend) 
         assert!(seen.is_some(), "{}: device {i} has its check-ins", b.name);
     }
 }
+
+/// `serve --write-lanes` takes 1 to 16 lanes, and each lane keeps a connection of the pool
+/// for as long as it writes. With the most lanes, reads (and the export's lease) must still
+/// get a connection: the lanes may not take the whole pool (attack review: with 16 lanes,
+/// after one check-in on each, every read waited 30 s for a connection and failed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn the_most_writer_lanes_leave_connections_for_reads() {
+    use ward_controller::store::writer::MAX_LANES as MAX_WRITER_LANES;
+    use ward_controller::store::{Priority, SYSLOG_EXPORT, StoreError};
+    let db = fresh_database_async().await;
+    let sql = SqlStore::connect_postgres_with_lanes(&db.url, MAX_WRITER_LANES)
+        .await
+        .unwrap();
+    let store: Arc<dyn Store> = Arc::new(sql.clone());
+    assert_eq!(store.writer().lanes(), MAX_WRITER_LANES);
+    let device = enrolled(&store, 1).await;
+    // Check-ins are spread over the lanes in turn: one each, so every lane has written.
+    for _ in 0..MAX_WRITER_LANES {
+        store
+            .write(Priority::Sheddable, move |tx| {
+                Box::pin(async move { tx.device(device).await.map(|d| d.is_some()) })
+            })
+            .await
+            .map_err(|e: StoreError| e)
+            .unwrap();
+    }
+    let patience = std::time::Duration::from_secs(10);
+    let read = tokio::time::timeout(patience, store.get_device(device)).await;
+    assert!(
+        matches!(read, Ok(Ok(Some(_)))),
+        "a read while every lane holds its connection: {read:?}"
+    );
+    let lease = tokio::time::timeout(patience, sql.try_export_lease(SYSLOG_EXPORT)).await;
+    assert!(
+        matches!(lease, Ok(Ok(Some(_)))),
+        "the export's lease while every lane holds its connection"
+    );
+    drop(lease);
+    sql.close().await;
+}

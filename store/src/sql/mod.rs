@@ -64,8 +64,8 @@ pub enum Durability {
     Postgres(PgDurability),
 }
 
-/// The writer's lanes on PostgreSQL, each holding one connection of the pool (16) for its
-/// transactions: while one waits for a round trip, the others work. SQLite has one write lock,
+/// The writer's lanes on PostgreSQL, each holding a connection of its own for its
+/// transactions (the pool has one for each lane besides `postgres::READ_CONNECTIONS`): while one waits for a round trip, the others work. SQLite has one write lock,
 /// so one lane. Lanes after the first yield to it on a contended row
 /// ([`engine::SqlEngine::yielding`]): a check-in that meets one is refused as busy.
 pub const POSTGRES_WRITER_LANES: usize = 4;
@@ -112,7 +112,7 @@ impl SqlStore {
             )));
         }
         install_drivers();
-        let (pool, notify) = postgres::connect(url).await?;
+        let (pool, notify) = postgres::connect(url, lanes).await?;
         Ok(Self::with_writer(
             pool,
             Backend::Postgres,

@@ -24,10 +24,18 @@ pub struct PgDurability {
     pub full_page_writes: String,
 }
 
-/// Connects and migrates. Every session commits synchronously (`synchronous_commit=on`,
+/// The pool's connections besides the writer's lanes: reads, the export's lease, migrations.
+/// Each lane keeps a connection of its own for as long as it writes, so the pool holds this
+/// many more than there are lanes (16 in all with the default four).
+pub const READ_CONNECTIONS: u32 = 12;
+
+/// Connects and migrates, with a pool of [`READ_CONNECTIONS`] and one connection for each of
+/// `lanes` writer lanes. Every session commits synchronously (`synchronous_commit=on`,
 /// whatever the server's or role's default), and a server running with `fsync=off` is
 /// refused: on either, a wipe the controller accepted could vanish in a power cut.
-pub async fn connect(url: &str) -> Result<(AnyPool, PgPool), StoreError> {
+pub async fn connect(url: &str, lanes: usize) -> Result<(AnyPool, PgPool), StoreError> {
+    let lanes = u32::try_from(lanes)
+        .map_err(|_| StoreError::Database(format!("{lanes} writer lanes are too many")))?;
     let options: PgConnectOptions = url
         .parse()
         .map_err(|e| StoreError::Database(format!("database URL: {e}")))?;
@@ -35,7 +43,7 @@ pub async fn connect(url: &str) -> Result<(AnyPool, PgPool), StoreError> {
         .parse()
         .map_err(|e| StoreError::Database(format!("database URL: {e}")))?;
     let pool = AnyPoolOptions::new()
-        .max_connections(16)
+        .max_connections(READ_CONNECTIONS + lanes)
         .acquire_timeout(Duration::from_secs(30))
         .after_connect(|conn, _meta| {
             Box::pin(async move {
