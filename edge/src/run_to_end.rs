@@ -15,10 +15,12 @@ use std::task::{Context, Poll};
 use tokio::sync::Semaphore;
 use tower::{Layer, Service};
 
-/// The most calls running at once. A call runs on after its client hangs up, so without a
-/// bound a client that sends and resets streams over and over would leave work piling up;
-/// beyond this, a new call waits (within its deadline) for one to end, and a client that hangs
-/// up while it waits starts nothing. Ten thousand agents checking in together fit.
+/// The most calls running in tasks of their own at once. A call runs on after its client
+/// hangs up, so without a bound a client that sends and resets streams over and over would
+/// leave work piling up. Beyond it a call runs as before, in its connection's task, dropped if
+/// its client hangs up: it never waits for a place (a client trickling request bodies on many
+/// streams would otherwise hold every place and stall everyone). Ten thousand agents checking
+/// in together fit.
 pub const MAX_CALLS_RUNNING: usize = 16_384;
 
 /// Wraps a service so each call runs in its own task ([`RunToEnd`]).
@@ -76,17 +78,17 @@ where
     }
 
     fn call(&mut self, request: R) -> Self::Future {
-        // Nothing of the call runs until the future is polled in its task.
+        // Nothing of the call runs until the future is polled.
         let call = self.inner.call(request);
-        let running = Arc::clone(&self.running);
+        let Ok(place) = Arc::clone(&self.running).try_acquire_owned() else {
+            return Box::pin(call);
+        };
+        let task = tokio::spawn(async move {
+            let answer = call.await;
+            drop(place);
+            answer
+        });
         Box::pin(async move {
-            // The semaphore is never closed; were it, the call would run unbounded.
-            let permit = running.acquire_owned().await.ok();
-            let task = tokio::spawn(async move {
-                let answer = call.await;
-                drop(permit);
-                answer
-            });
             match task.await {
                 Ok(answer) => answer,
                 // The task is never aborted, so it ended by panicking: the panic goes on to
@@ -150,7 +152,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn calls_beyond_the_bound_wait_and_one_given_up_while_waiting_never_starts() {
+    async fn beyond_the_bound_a_call_runs_in_its_callers_task_and_never_waits() {
         let (go, started, ended) = Default::default();
         let mut service = RunToEndLayer::new(1).layer(waiting(
             Arc::clone(&go),
@@ -164,32 +166,28 @@ mod tests {
         })
         .await;
 
-        let mut abandoned = Box::pin(service.ready().await.unwrap().call(()));
-        assert!(futures::poll!(&mut abandoned).is_pending());
-        drop(abandoned);
-        // Polled by its connection, as the server would.
-        let second = tokio::spawn(service.ready().await.unwrap().call(()));
+        // The place is taken: the next call starts at once, in the caller's task...
+        let mut inline = Box::pin(service.ready().await.unwrap().call(()));
+        assert!(futures::poll!(&mut inline).is_pending());
+        assert_eq!(started.load(Ordering::SeqCst), 2, "it waited for a place");
+        // ...and is dropped with its caller.
+        drop(inline);
+        go.notify_waiters();
+        first.await.unwrap();
         for _ in 0..10 {
             tokio::task::yield_now().await;
         }
-        assert_eq!(
-            started.load(Ordering::SeqCst),
-            1,
-            "a call past the bound started"
-        );
+        assert_eq!(ended.load(Ordering::SeqCst), 1, "the dropped call ran on");
 
+        // The place is back once the first call's task has ended.
+        let mut again = Box::pin(service.ready().await.unwrap().call(()));
+        assert!(futures::poll!(&mut again).is_pending());
+        drop(again);
+        until("the detached call to start", || started.load(Ordering::SeqCst) == 3).await;
         go.notify_one();
-        first.await.unwrap();
-        until("the waiting call to start", || {
-            started.load(Ordering::SeqCst) == 2
+        until("the detached call to end", || {
+            ended.load(Ordering::SeqCst) == 2
         })
         .await;
-        go.notify_one();
-        second.await.unwrap().unwrap();
-        assert_eq!(
-            ended.load(Ordering::SeqCst),
-            2,
-            "the abandoned call never ran"
-        );
     }
 }
