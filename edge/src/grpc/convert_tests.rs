@@ -94,7 +94,9 @@ async fn the_uptime_limit_round_trips_from_the_request_to_the_devices_policy() {
     };
     let refused = policy_changes_from_wire(&unknown).unwrap_err();
     assert!(
-        refused.message().contains("--action bluetooth is not allowed"),
+        refused
+            .message()
+            .contains("--action bluetooth is not allowed"),
         "{refused:?}"
     );
 
