@@ -124,13 +124,21 @@ fn timer_view(
             ),
         });
     }
+    let last_checkin = record.map(|r| crate::shown_time_text(&r.last_checkin));
+    let counted_until = record.map(|r| crate::shown_time_text(&r.reached));
+    let deadline = deadline.map(crate::shown_time);
     json!({
         "wipe_after_seconds": policy.offline_wipe_after_seconds,
-        "last_checkin": record.map(|r| crate::shown_time_text(&r.last_checkin)),
-        "counted_until": record.map(|r| crate::shown_time_text(&r.reached)),
-        "deadline": deadline.map(crate::shown_time),
+        "last_checkin_at": last_checkin,
+        "counted_until_at": counted_until,
+        "deadline_at": deadline,
         "wiped_at": record.and_then(|r| r.wiped_at.as_deref().map(crate::shown_time_text)),
         "receipt": record.and_then(|r| r.receipt),
+        // Deprecated aliases of `last_checkin_at`, `counted_until_at` and `deadline_at`
+        // (README, "JSON output").
+        "last_checkin": last_checkin,
+        "counted_until": counted_until,
+        "deadline": deadline,
     })
 }
 
@@ -197,11 +205,53 @@ fn timer_line(t: &Value) -> String {
         let receipt = t["receipt"].as_str().unwrap_or("pending");
         return format!("wiped the messaging data at {at} (receipt {receipt})");
     }
-    match (t["wipe_after_seconds"].as_u64(), t["deadline"].as_str()) {
+    match (t["wipe_after_seconds"].as_u64(), t["deadline_at"].as_str()) {
         (Some(0) | None, _) => "off (the policy sets no offline wipe)".into(),
         (Some(secs), Some(deadline)) => {
             format!("wipes at {deadline} without a check-in ({secs} s after the last one)")
         }
         (Some(secs), None) => format!("wipes {secs} s after the last check-in"),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// The offline timer's times end in `_at` like every other timestamp of the status; the
+    /// names scripts may already read stay beside them with the same values.
+    #[test]
+    fn the_timer_times_end_in_at_and_the_old_names_stay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = StateDir::new(tmp.path());
+        let record = TimerRecord {
+            device_id: "d1".into(),
+            last_checkin: "2026-12-01T10:00:00Z".into(),
+            reached: "2026-12-01T11:00:00Z".into(),
+            counted_to: None,
+            wiped_at: None,
+            receipt: None,
+            offline_wipe_after_seconds: None,
+        };
+        let policy = AgentPolicy::from(ward_vocab::policy::Policy {
+            offline_wipe_after_seconds: 72 * 3600,
+            ..Default::default()
+        });
+        let t = timer_view(Some(&record), &policy, &mut Vec::new(), &dir);
+        assert_eq!(t["last_checkin_at"], "2026-12-01T10:00:00.000Z");
+        assert_eq!(t["counted_until_at"], "2026-12-01T11:00:00.000Z");
+        assert_eq!(t["deadline_at"], "2026-12-04T10:00:00.000Z");
+        for (old, new) in [
+            ("last_checkin", "last_checkin_at"),
+            ("counted_until", "counted_until_at"),
+            ("deadline", "deadline_at"),
+        ] {
+            assert_eq!(t[old], t[new], "{old}");
+        }
+        assert_eq!(
+            timer_line(&t),
+            "wipes at 2026-12-04T10:00:00.000Z without a check-in (259200 s after the last one)"
+        );
     }
 }

@@ -148,8 +148,9 @@ impl DurationRange {
         }
     }
 
-    /// Parses `text` given to `flag` ("--ttl"): a number with a unit ("90s", "15m", "12h",
-    /// "7d", "1h 30m"), inside the range; every error says what was wrong and the range.
+    /// Parses `text` given to `flag` ("--ttl"): whole numbers with units ("90s", "15m", "12h",
+    /// "7d", "1h 30m"; not "1.5h"), inside the range; every error says what was wrong and the
+    /// range.
     pub fn parse(&self, flag: &str, text: &str) -> Result<Duration, String> {
         let typed = text.trim();
         let fail = |what: String| {
@@ -164,6 +165,16 @@ impl DurationRange {
         }
         if typed.starts_with('-') {
             return fail(format!("{typed} is negative"));
+        }
+        // Whole numbers only, as the docs and examples say: "1.5h" is "1h 30m".
+        if typed.contains(['.', ',']) {
+            let written = humantime::parse_duration(typed)
+                .ok()
+                .filter(|d| d.subsec_nanos() == 0 && !d.is_zero())
+                .map_or_else(String::new, |d| format!(" ({})", format_exact(d)));
+            return fail(format!(
+                "{typed} has a fraction: write whole units{written}"
+            ));
         }
         let d = match humantime::parse_duration(typed) {
             Ok(d) => d,
@@ -304,6 +315,33 @@ mod tests {
         }
         let err = TTL.parse("--ttl", "1500ms").unwrap_err();
         assert!(err.contains("not a whole number of seconds"), "{err}");
+    }
+
+    #[test]
+    fn a_fraction_is_refused_with_its_whole_units() {
+        assert_eq!(
+            TTL.parse("--ttl", "1.5h").unwrap_err(),
+            "--ttl: 1.5h has a fraction: write whole units (1h 30m): use 1m to 7d (e.g. --ttl 1h)"
+        );
+        let err = TTL.parse("--ttl", "0.25s").unwrap_err();
+        assert!(
+            err.starts_with("--ttl: 0.25s has a fraction: write whole units: use"),
+            "{err}"
+        );
+        const WINDOW: DurationRange =
+            DurationRange::new(Duration::ZERO, Duration::from_millis(100), "2ms").in_milliseconds();
+        assert!(
+            WINDOW
+                .parse("--window", "1.5ms")
+                .unwrap_err()
+                .contains("has a fraction")
+        );
+        assert!(
+            MAX_AGE
+                .parse("--max-age", "1,5d")
+                .unwrap_err()
+                .contains("has a fraction")
+        );
     }
 
     #[test]

@@ -280,6 +280,8 @@ pub struct Admin {
     pub revoked: Option<super::admins::AdminRevocation>,
     /// When its newest certificate that is not revoked expires (`None`: it has none).
     pub expires_at: Option<Timestamp>,
+    /// When that certificate became valid (`None`: it has none).
+    pub not_before: Option<Timestamp>,
 }
 
 impl Admin {
@@ -295,6 +297,7 @@ impl Admin {
             break_glass: false,
             revoked: None,
             expires_at: None,
+            not_before: None,
         }
     }
 

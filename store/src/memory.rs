@@ -161,19 +161,19 @@ impl State {
         Ok(plan)
     }
 
-    /// The admin with the expiry of its newest certificate that is not revoked, as the SQL
-    /// store reads it.
+    /// The admin with the expiry and start of its newest certificate that is not revoked, as
+    /// the SQL store reads it.
     fn admin(&self, name: &str) -> Option<Admin> {
         let admin = self.admins.get(name)?;
         let subject = format!("ward://admin/{name}");
-        let expires_at = self
+        let newest = self
             .certificates
             .values()
             .filter(|c| c.subject == subject && c.revoked_at.is_none())
-            .map(|c| c.not_after)
-            .max();
+            .max_by_key(|c| c.not_after);
         Some(Admin {
-            expires_at,
+            expires_at: newest.map(|c| c.not_after),
+            not_before: newest.map(|c| c.not_before),
             ..admin.clone()
         })
     }

@@ -198,7 +198,7 @@ fn compliance(row: &impl Columns) -> Result<Option<Compliance>, StoreError> {
     }))
 }
 
-/// An admin, from [`super::admins::SELECT_ADMINS`] (which adds `expires_at`).
+/// An admin, from [`super::admins::SELECT_ADMINS`] (which adds `expires_at`, `not_before`).
 pub fn admin(row: &impl Columns) -> Result<Admin, StoreError> {
     let revoked = match row.opt_time("revoked_at")? {
         None => None,
@@ -218,6 +218,7 @@ pub fn admin(row: &impl Columns) -> Result<Admin, StoreError> {
         break_glass: row.opt_bool("break_glass")?.unwrap_or(false),
         revoked,
         expires_at: row.opt_time("expires_at")?,
+        not_before: row.opt_time("not_before")?,
     })
 }
 

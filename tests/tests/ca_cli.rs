@@ -34,6 +34,12 @@ fn ca_status_and_metrics_show_every_expiry() {
         .find(|a| a["subject"] == "admin admin")
         .unwrap();
     assert!((29 * DAY..=30 * DAY).contains(&left(admin)), "{status}");
+    // The admin's certificate's start, as the server's and the CA's (was `null`).
+    let not_before = admin["not_before"].as_str().unwrap();
+    assert!(
+        not_before < admin["expires_at"].as_str().unwrap(),
+        "{status}"
+    );
     assert!(
         admins.iter().any(|a| a["subject"] == "admin break-glass"),
         "{status}"

@@ -359,7 +359,8 @@ async fn a_wipe_action_without_a_valid_grace_is_refused_and_changes_nothing() {
             Code::InvalidArgument,
             "grace {grace:?}: {err:?}"
         );
-        assert!(err.message().contains("wipe_grace"), "{}", err.message());
+        // Named by the flag an admin passes, not the stored field.
+        assert!(err.message().contains("--wipe-grace"), "{}", err.message());
     }
     let unknown_check = admin
         .set_policy(SetPolicyRequest {

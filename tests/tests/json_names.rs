@@ -299,4 +299,18 @@ fn every_main_command_follows_the_json_rules() {
     assert_eq!(row["wipe_state"], row["state"]);
     let ca = &outputs.iter().find(|(w, _)| w == "ca status").unwrap().1;
     assert!(ca["server_url"].as_str().unwrap().starts_with("https://"));
+    let agent = &outputs
+        .iter()
+        .find(|(w, _)| w == "ward-agent status")
+        .unwrap()
+        .1;
+    let timer = &agent["offline_timer"];
+    for (old, new) in [
+        ("last_checkin", "last_checkin_at"),
+        ("counted_until", "counted_until_at"),
+        ("deadline", "deadline_at"),
+    ] {
+        assert!(timer.get(new).is_some(), "{timer}");
+        assert_eq!(timer[old], timer[new], "{timer}");
+    }
 }

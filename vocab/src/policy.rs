@@ -105,13 +105,38 @@ pub struct PolicyError {
     pub allowed: String,
 }
 
+/// The `wardctl policy set` flag that sets each field, and the unit its stored value is in: an
+/// admin is told what to pass, not the stored name.
+const FLAGS: [(&str, &str, &str); 13] = [
+    ("password_min_length", "--min-length", ""),
+    ("password_min_classes", "--min-classes", ""),
+    ("password_max_age_days", "--max-age", "d"),
+    ("password_history", "--history", ""),
+    ("max_failed_attempts", "--max-failed-attempts", ""),
+    ("auto_lock_seconds", "--max-inactivity", "s"),
+    ("offline_wipe_after_seconds", "--offline-wipe-after", "s"),
+    ("os_updates_max_age_days", "--os-updates-max-age", "d"),
+    ("forbidden_packages", "--forbid-package", ""),
+    ("min_agent_version", "--min-agent-version", ""),
+    ("max_uptime_days", "--max-uptime", "d"),
+    ("wipe_grace_seconds", "--wipe-grace", "s"),
+    ("check_actions", "--action", ""),
+];
+
 impl fmt::Display for PolicyError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "policy field {} = {} is not allowed: {}",
-            self.field, self.value, self.allowed
-        )
+        match FLAGS.iter().find(|(field, _, _)| *field == self.field) {
+            Some((_, flag, unit)) => write!(
+                f,
+                "policy set {flag} {}{unit} is not allowed: {}",
+                self.value, self.allowed
+            ),
+            None => write!(
+                f,
+                "policy field {} = {} is not allowed: {}",
+                self.field, self.value, self.allowed
+            ),
+        }
     }
 }
 
@@ -388,11 +413,20 @@ impl Policy {
             .values()
             .any(|a| *a == EnforcementAction::Wipe);
         let grace = self.wipe_grace_seconds;
-        if grace > 365 * 24 * 3600 || (grace > 0 && grace < 3600) || (wipes && grace == 0) {
+        if wipes && grace == 0 {
+            return Err(PolicyError {
+                field: "wipe_grace_seconds",
+                value: "0".into(),
+                allowed: "a check whose action is wipe needs a grace first, 1h to 365d: how long \
+                          it may fail before the wipe (e.g. --wipe-grace 72h)"
+                    .into(),
+            });
+        }
+        if grace > 365 * 24 * 3600 || (grace > 0 && grace < 3600) {
             return Err(PolicyError {
                 field: "wipe_grace_seconds",
                 value: grace.to_string(),
-                allowed: "1h to 365d (wardctl policy set --wipe-grace), and required when a check's action is wipe".into(),
+                allowed: "0 (off) or 1h to 365d, e.g. --wipe-grace 72h".into(),
             });
         }
         Ok(())
@@ -573,10 +607,13 @@ mod tests {
             ..Default::default()
         };
         let wipe = with(action(Check::Firewall, EnforcementAction::Wipe));
+        let err = wipe.unwrap_err();
+        assert_eq!(err.field, "wipe_grace_seconds", "wipe needs a grace");
+        // Named by the flag to pass, not by the stored field.
         assert_eq!(
-            wipe.unwrap_err().field,
-            "wipe_grace_seconds",
-            "wipe needs a grace"
+            err.to_string(),
+            "policy set --wipe-grace 0s is not allowed: a check whose action is wipe needs a \
+             grace first, 1h to 365d: how long it may fail before the wipe (e.g. --wipe-grace 72h)"
         );
         let mut graced = action(Check::Firewall, EnforcementAction::Wipe);
         graced.wipe_grace_seconds = Some(1800);
@@ -628,7 +665,7 @@ mod tests {
         assert_eq!(err.field, "max_uptime_days");
         assert_eq!(
             err.to_string(),
-            "policy field max_uptime_days = 366 is not allowed: 0 (no limit) to 365 days"
+            "policy set --max-uptime 366d is not allowed: 0 (no limit) to 365 days"
         );
         assert_eq!(
             PolicyChanges {

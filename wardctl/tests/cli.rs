@@ -93,7 +93,53 @@ fn unreachable_controller_fails_with_exit_1_and_names_the_url() {
         "https://127.0.0.1:9",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https://127.0.0.1:9"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("https://127.0.0.1:9"), "{err}");
+    // What to check: is the controller running, and where the address came from.
+    assert!(
+        err.contains("hint: nothing answers at https://127.0.0.1:9")
+            && err.contains("Is `wardctl serve` running")
+            && err.contains("port 9")
+            && err.contains("from --server"),
+        "{err}"
+    );
+}
+
+/// Optional texts show no `[default: ""]` in their help.
+#[test]
+fn optional_texts_show_no_empty_default() {
+    for args in [
+        vec!["token", "revoke", "--help"],
+        vec!["device", "lock", "--help"],
+        vec!["device", "enable", "--help"],
+    ] {
+        let out = wardctl(&args);
+        assert!(out.status.success(), "{args:?}");
+        let help = String::from_utf8_lossy(&out.stdout);
+        assert!(!help.contains("[default: ]"), "{args:?}: {help}");
+        assert!(!help.contains("[default: \"\"]"), "{args:?}: {help}");
+    }
+}
+
+/// `--listen` that is not an address is refused (exit 2) with an example, before anything is
+/// created.
+#[test]
+fn a_listen_address_that_is_not_one_is_refused_with_an_example() {
+    let dir = std::env::temp_dir().join(format!("ward-listen-{}", std::process::id()));
+    let out = wardctl(&[
+        "serve",
+        "--data-dir",
+        dir.to_str().unwrap(),
+        "--listen",
+        "nonsense",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("expected IP:PORT such as 0.0.0.0:7443"),
+        "{err}"
+    );
+    assert!(!dir.exists());
 }
 
 /// `--write-lanes` is PostgreSQL's: on the embedded SQLite store serve refuses it before it

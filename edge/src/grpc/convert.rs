@@ -156,6 +156,7 @@ pub fn admin_to_wire(a: &Admin) -> v1::Admin {
         revoked_by: revoked.map(|r| r.by.clone()).unwrap_or_default(),
         revoke_reason: revoked.map(|r| r.reason.clone()).unwrap_or_default(),
         certificate_by: a.certificate_by.clone().unwrap_or_default(),
+        not_before_unix_ms: a.not_before.map_or(0, |t| t.unix_ms()),
     }
 }
 

@@ -82,7 +82,7 @@ async fn the_uptime_limit_round_trips_from_the_request_to_the_devices_policy() {
         .await
         .unwrap_err();
     assert!(
-        matches!(&err, AppError::InvalidArgument(m) if m.contains("max_uptime_days")),
+        matches!(&err, AppError::InvalidArgument(m) if m.contains("--max-uptime 366d")),
         "{err:?}"
     );
     let unknown = v1::SetPolicyRequest {
@@ -94,7 +94,9 @@ async fn the_uptime_limit_round_trips_from_the_request_to_the_devices_policy() {
     };
     let refused = policy_changes_from_wire(&unknown).unwrap_err();
     assert!(
-        refused.message().contains("check_actions = bluetooth"),
+        refused
+            .message()
+            .contains("--action bluetooth is not allowed"),
         "{refused:?}"
     );
 

@@ -12,15 +12,21 @@ use crate::rows::{self, db};
 use ward_core::admins::{AdminRequest, RevokeOutcome};
 use ward_core::{Admin, AdminRole, CertificateRecord, Timestamp};
 
-/// Admins with the expiry of their newest certificate that is not revoked.
+/// Admins with the expiry (and start) of their newest certificate that is not revoked.
 const SELECT_ADMIN: &str = "SELECT a.*,
         (SELECT MAX(c.not_after) FROM certificates c
-          WHERE c.subject = 'ward://admin/' || a.name AND c.revoked_at IS NULL) AS expires_at
+          WHERE c.subject = 'ward://admin/' || a.name AND c.revoked_at IS NULL) AS expires_at,
+        (SELECT c.not_before FROM certificates c
+          WHERE c.subject = 'ward://admin/' || a.name AND c.revoked_at IS NULL
+          ORDER BY c.not_after DESC LIMIT 1) AS not_before
      FROM admins a WHERE a.name = $1";
 
 const SELECT_ADMINS: &str = "SELECT a.*,
         (SELECT MAX(c.not_after) FROM certificates c
-          WHERE c.subject = 'ward://admin/' || a.name AND c.revoked_at IS NULL) AS expires_at
+          WHERE c.subject = 'ward://admin/' || a.name AND c.revoked_at IS NULL) AS expires_at,
+        (SELECT c.not_before FROM certificates c
+          WHERE c.subject = 'ward://admin/' || a.name AND c.revoked_at IS NULL
+          ORDER BY c.not_after DESC LIMIT 1) AS not_before
      FROM admins a ORDER BY a.name";
 
 /// How many identities with role `admin` other than `$1` are active at `$2`: not revoked,

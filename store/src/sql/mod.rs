@@ -501,6 +501,7 @@ mod tests {
         // Listed with the expiry of its certificate.
         let listed = Admin {
             expires_at: Some(cert.not_after),
+            not_before: Some(cert.not_before),
             ..admin
         };
         assert_eq!(again.list_admins().await.unwrap(), vec![listed]);

@@ -28,10 +28,11 @@ pub enum AuditCommand {
         connect: ConnectArgs,
     },
     /// Export the audit log as JSON lines, one entry a line, oldest first (for an archive or a
-    /// SIEM; always JSON lines, whatever --output says). Each line keeps the details exactly as
-    /// stored and hashed (`details_json`), so the hash chain can be recomputed from the export
-    /// alone
+    /// SIEM; always JSON lines: a global --output is ignored). Each line keeps the details
+    /// exactly as stored and hashed (`details_json`), so the hash chain can be recomputed from
+    /// the export alone
     #[command(
+        arg = super::output_not_shown(),
         after_help = "Examples:\n  wardctl audit export --out nov.jsonl --since 2026-11-01T00:00:00Z --until 2026-12-01T00:00:00Z\n  wardctl audit export --since 24h | jq -c 'select(.action == \"command.issue\")'"
     )]
     Export {

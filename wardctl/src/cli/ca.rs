@@ -78,7 +78,7 @@ impl RotateStep {
 struct Expiry {
     /// What it is: ca, server, or admin NAME.
     subject: String,
-    /// `null` where the controller does not say (an admin's certificate).
+    /// `null` only where a controller older than this field does not say (an admin's).
     not_before: Option<String>,
     expires_at: String,
     /// Negative once expired.
@@ -158,7 +158,9 @@ async fn status(connect: &ConnectArgs, output: OutputFormat) -> Result<(), CliEr
         .filter(|a| a.state != "revoked" && a.expires_at_unix_ms != 0)
         .map(|a| Expiry {
             subject: format!("admin {}", a.name),
-            not_before: None,
+            // 0 from a controller older than this field.
+            not_before: (a.not_before_unix_ms != 0)
+                .then(|| Timestamp::from_unix_ms(a.not_before_unix_ms).rfc3339()),
             expires_at: Timestamp::from_unix_ms(a.expires_at_unix_ms).rfc3339(),
             seconds_left: (a.expires_at_unix_ms - now_ms) / 1000,
             renews_at: None,

@@ -34,7 +34,7 @@ pub enum CommandCommand {
         #[arg(long, value_name = "STATE")]
         state: Option<String>,
         /// Show at most the newest N (1 to 10000)
-        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        #[arg(long, value_name = "N", default_value_t = 1000, value_parser = super::NumberArg::<u32>::new(1, 10_000), allow_negative_numbers = true)]
         limit: u32,
         #[arg(long, value_name = "AGE", value_parser = super::DurationArg(super::command_bulk::STALE), allow_hyphen_values = true, help = super::command_bulk::STALE.help("Only unfinished commands created longer ago than AGE: what waits for a device"))]
         stale: Option<Duration>,

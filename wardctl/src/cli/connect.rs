@@ -52,13 +52,18 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
             ));
         }
     };
-    let server = match (&args.server, &data_dir) {
-        (Some(url), _) => url.clone(),
-        (None, Some(dir)) => dir
-            .read_server_url()
-            .unwrap_or_else(|| DEFAULT_SERVER.to_owned()),
-        (None, None) => DEFAULT_SERVER.to_owned(),
+    let (server, from) = match (&args.server, &data_dir) {
+        (Some(url), _) => (url.clone(), "from --server (or WARD_SERVER)"),
+        (None, Some(dir)) => match dir.read_server_url() {
+            Some(url) => (url, "from DATA_DIR/server-url, written by `wardctl serve`"),
+            None => (
+                DEFAULT_SERVER.to_owned(),
+                "the default (no --server and no DATA_DIR/server-url)",
+            ),
+        },
+        (None, None) => (DEFAULT_SERVER.to_owned(), "the default (no --server)"),
     };
+    let _ = SERVER_FROM.set(from);
     let url: ServerUrl = server
         .parse()
         .map_err(|e| CliError::usage(format!("{e}")))?;
@@ -101,13 +106,23 @@ static LAST_TARGET: std::sync::OnceLock<(ServerUrl, rustls::ClientConfig, PathBu
 /// first bytes. In TLS 1.3 the controller judges the client certificate after the client has
 /// finished its side of the handshake, so a refusal (revoked, expired) shows only as an alert
 /// on the first read, which a call in flight often loses to "connection closed". A refusal
-/// becomes exit 4 with the reason; anything else leaves `failure` as it was.
+/// becomes exit 4 with the reason; a controller that cannot be reached at all adds a hint of
+/// what to check; anything else leaves `failure` as it was.
 pub async fn explain_refusal(failure: CliError) -> CliError {
     let Some((url, tls, bundle)) = LAST_TARGET.get() else {
         return failure;
     };
+    let reach = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        tokio::net::TcpStream::connect((url.host(), url.port())),
+    )
+    .await;
+    let tcp = match reach {
+        Ok(Ok(tcp)) => tcp,
+        Ok(Err(_)) => return unreachable(failure, url, ""),
+        Err(_) => return unreachable(failure, url, " within 5 s"),
+    };
     let probe = async {
-        let tcp = tokio::net::TcpStream::connect((url.host(), url.port())).await?;
         let name = rustls::pki_types::ServerName::try_from(url.host().to_owned())
             .map_err(|e| std::io::Error::other(e.to_string()))?;
         let mut tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(tls.clone()))
@@ -144,6 +159,24 @@ pub async fn explain_refusal(failure: CliError) -> CliError {
         None => failure,
     }
 }
+
+/// The controller could not be reached at all (nothing listens, no route, no such host): the
+/// failure, then what to check.
+fn unreachable(failure: CliError, url: &ServerUrl, within: &str) -> CliError {
+    let from = SERVER_FROM.get().copied().unwrap_or("the default");
+    CliError::new(
+        failure.exit,
+        format!(
+            "{failure}\nhint: nothing answers at {url}{within}. Is `wardctl serve` running there \
+             and listening on port {}? That address is {from}: check the host and port (`serve` \
+             prints its address; --listen sets it), and that no firewall is in between",
+            url.port()
+        ),
+    )
+}
+
+/// Where the controller's URL of the last [`admin_client`] call came from, for the hint.
+static SERVER_FROM: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
 
 /// How long before its certificate expires `wardctl` starts reminding an admin to renew it.
 const RENEW_REMINDER: time::Duration = time::Duration::days(7);

@@ -96,8 +96,8 @@ pub enum DeviceCommand {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         /// Text for the lock screen, where the platform can show one
-        #[arg(long, default_value = "")]
-        message: String,
+        #[arg(long)]
+        message: Option<String>,
         #[arg(long, value_parser = super::DurationArg(TTL), allow_hyphen_values = true, value_name = "DURATION", help = TTL.help("Expire the lock (state expired) if the device has not taken it within this long [default: it waits for ever]"))]
         ttl: Option<std::time::Duration>,
         #[command(flatten)]
@@ -134,8 +134,8 @@ pub enum DeviceCommand {
         /// Device id, or its host name if exactly one device that is not retired has it
         device: String,
         /// Why (kept for the audit)
-        #[arg(long, default_value = "")]
-        reason: String,
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -259,7 +259,9 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
         } => {
             issue(
                 device,
-                Action::Lock(v1::LockAction { message }),
+                Action::Lock(v1::LockAction {
+                    message: message.unwrap_or_default(),
+                }),
                 String::new(),
                 ttl,
                 args,
@@ -461,7 +463,10 @@ pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliErro
             device,
             reason,
             connect,
-        } => super::device_lifecycle::enable(device, reason, connect, output).await,
+        } => {
+            super::device_lifecycle::enable(device, reason.unwrap_or_default(), connect, output)
+                .await
+        }
         DeviceCommand::Retire {
             device,
             reason,

@@ -64,7 +64,7 @@ pub struct ServeArgs {
     #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = super::directory_arg)]
     data_dir: PathBuf,
     /// Address and port to listen on
-    #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:7443", value_name = "ADDR", value_parser = super::AddrArg("0.0.0.0:7443"))]
     listen: SocketAddr,
     /// URL devices use to reach this controller, printed in enrollment commands [default: https://<first hostname>:<port>]
     #[arg(long, value_name = "URL")]
@@ -98,13 +98,13 @@ pub struct ServeArgs {
         default_value_t = 10,
         requires = "require_approval",
         value_name = "N",
-        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(0..=10_000)
+        value_parser = super::NumberArg::<usize>::new(0, 10_000), allow_negative_numbers = true
     )]
     approval_threshold: usize,
     #[arg(long, default_value = "2ms", value_parser = DurationArg(WRITE_BATCH_WINDOW), allow_hyphen_values = true, value_name = "DURATION", help = WRITE_BATCH_WINDOW.help("Group commit: after the first change of a transaction, how long the store's writer waits for more before committing them together (changes arriving during a commit join the next one anyway)"))]
     write_batch_window: Duration,
     /// Group commit: the most changes in one transaction (1 to 10000)
-    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000))]
+    #[arg(long, default_value_t = 1000, value_name = "N", value_parser = super::NumberArg::<usize>::new(1, 10_000), allow_negative_numbers = true)]
     write_batch_max: usize,
     #[arg(long, default_value = "5s", value_parser = DurationArg(SHED_CHECK_INS_AFTER), allow_hyphen_values = true, value_name = "DURATION", help = SHED_CHECK_INS_AFTER.help("Check-ins are answered UNAVAILABLE (agents retry later with jitter) while the store's writer has more queued than it commits in this time; admin calls, acknowledgements and results are never refused for load"))]
     shed_check_ins_after: Duration,
@@ -112,7 +112,7 @@ pub struct ServeArgs {
     /// runs admin calls and command results, check-ins spread over all; more help while the
     /// database's round trips are the wait, fewer when the machine's CPU is (smaller batches
     /// cost more per change). SQLite has one write lock, so one
-    #[arg(long, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=16))]
+    #[arg(long, value_name = "N", value_parser = super::NumberArg::<usize>::new(1, 16), allow_negative_numbers = true)]
     write_lanes: Option<usize>,
     /// Use this PostgreSQL database instead of the data directory's SQLite file (several
     /// replicas can share one), e.g. postgres://ward@db.hospital.example/ward
@@ -124,26 +124,26 @@ pub struct ServeArgs {
     )]
     database_url: Option<String>,
     /// Enrollment attempts one client address may make at once (1 to 1000000)…
-    #[arg(long, default_value_t = 20, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 20, value_name = "N", value_parser = super::NumberArg::<u32>::new(1, 1_000_000), allow_negative_numbers = true)]
     enroll_burst: u32,
     /// …and then per minute (1 to 1000000)
-    #[arg(long, default_value_t = 60, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = 60, value_name = "N", value_parser = super::NumberArg::<u32>::new(1, 1_000_000), allow_negative_numbers = true)]
     enroll_per_minute: u32,
     /// Serve Prometheus /metrics and /healthz (plain HTTP) on this address, e.g.
     /// 127.0.0.1:9443; keep it on a management network
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = super::AddrArg("127.0.0.1:9443"))]
     metrics_listen: Option<SocketAddr>,
     /// Serve SCIM 2.0 (identity-provider provisioning: Entra ID, Okta) over TLS with the
     /// controller's server certificate on this address, e.g. 0.0.0.0:9444; the tenant URL is
     /// https://HOST:PORT/scim/v2. Clients authenticate with tokens from `wardctl scim token
     /// create`; deprovisioning a user offboards them
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", value_parser = super::AddrArg("0.0.0.0:9444"))]
     scim_listen: Option<SocketAddr>,
     /// SCIM requests one client address may make at once (1 to 1000000)…
-    #[arg(long, default_value_t = ward_edge::scim::http::BURST, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = ward_edge::scim::http::BURST, value_name = "N", requires = "scim_listen", value_parser = super::NumberArg::<u32>::new(1, 1_000_000), allow_negative_numbers = true)]
     scim_burst: u32,
     /// …and then per minute (1 to 1000000); more get 429
-    #[arg(long, default_value_t = ward_edge::scim::http::PER_MINUTE, value_name = "N", requires = "scim_listen", value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    #[arg(long, default_value_t = ward_edge::scim::http::PER_MINUTE, value_name = "N", requires = "scim_listen", value_parser = super::NumberArg::<u32>::new(1, 1_000_000), allow_negative_numbers = true)]
     scim_per_minute: u32,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
@@ -155,7 +155,7 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     audit_checkpoints: Option<std::path::PathBuf>,
     /// A checkpoint after this many audit entries (1-1000000)…
-    #[arg(long, default_value_t = ward_controller::app::CHECKPOINT_EVERY_DEFAULT, value_name = "N")]
+    #[arg(long, default_value_t = ward_controller::app::CHECKPOINT_EVERY_DEFAULT, value_name = "N", value_parser = super::NumberArg::<u64>::new(1, 1_000_000), allow_negative_numbers = true)]
     audit_checkpoint_every: u64,
     #[arg(long, default_value = "10m", value_parser = DurationArg(CHECKPOINT_INTERVAL), allow_hyphen_values = true, value_name = "DURATION", help = CHECKPOINT_INTERVAL.help("…and at least this often while entries are written, also at start and at shutdown"))]
     audit_checkpoint_interval: Duration,

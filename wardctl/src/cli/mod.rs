@@ -60,6 +60,7 @@ enum Verb {
     /// Run the controller (initializes an empty data directory first). It prints logs
     /// (--log-format), not results: the global --output is refused here
     #[command(
+        arg = output_not_shown(),
         after_help = "Examples:\n  wardctl serve --data-dir ward-data\n  wardctl serve --data-dir /var/lib/ward --listen 0.0.0.0:7443 --hostname ward.hospital.org\n  wardctl serve --data-dir /var/lib/ward --metrics-listen 127.0.0.1:9443 --require-approval\n  wardctl serve --data-dir /var/lib/ward --database-url postgres://ward@db.hospital.org/ward"
     )]
     Serve(Box<local::ServeArgs>),
@@ -103,6 +104,19 @@ enum Verb {
         after_help = "Examples:\n  wardctl scim token create --name entra\n  wardctl scim token list --output json\n  wardctl scim token revoke entra"
     )]
     Scim(scim::ScimCommand),
+}
+
+/// The global `--output` on a command it does not apply to (`serve` prints logs, `audit export`
+/// always JSON lines): kept out of that command's help, still parsed (the same id, so its value
+/// reaches `Cli::output`: `serve` refuses it with the reason, `export` ignores it as before).
+/// Clap does not copy a global argument into a subcommand that has one of the same id.
+pub(crate) fn output_not_shown() -> clap::Arg {
+    clap::Arg::new("output")
+        .long("output")
+        .short('o')
+        .value_name("OUTPUT")
+        .value_parser(clap::builder::EnumValueParser::<OutputFormat>::new())
+        .hide(true)
 }
 
 /// How an admin command reaches the controller.
@@ -151,6 +165,126 @@ impl clap::builder::TypedValueParser for DurationArg {
             )
             .with_cmd(cmd)
         })
+    }
+}
+
+/// An integer flag's value parser: its range (declared next to the flag) checked as it is
+/// parsed, with an error in words that names the flag ("--min-length: 200 is out of range: must
+/// be between 0 and 128"), not clap's `0..=128`. Exits 2 as every usage error does.
+#[derive(Clone, Copy, Debug)]
+pub struct NumberArg<T> {
+    min: u64,
+    max: u64,
+    value: std::marker::PhantomData<fn() -> T>,
+}
+
+impl<T> NumberArg<T> {
+    /// `min` to `max`, both included.
+    pub const fn new(min: u64, max: u64) -> Self {
+        Self {
+            min,
+            max,
+            value: std::marker::PhantomData,
+        }
+    }
+
+    /// Checks `text` given to `flag`; every error says the range.
+    pub fn parse(&self, flag: &str, text: &str) -> Result<T, String>
+    where
+        T: TryFrom<u64>,
+    {
+        let (min, max) = (self.min, self.max);
+        let typed = text.trim();
+        let what = match typed.parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => {
+                return T::try_from(n).map_err(|_| format!("{flag}: {n} is out of range"));
+            }
+            Ok(n) => format!("{n} is out of range"),
+            Err(_) if typed.is_empty() => "no number given".to_owned(),
+            Err(_) if typed.starts_with('-') && typed[1..].parse::<u64>().is_ok() => {
+                format!("{typed} is negative")
+            }
+            Err(_) if typed.bytes().all(|b| b.is_ascii_digit()) => {
+                format!("{typed} is out of range")
+            }
+            Err(_) => format!("{typed:?} is not a whole number"),
+        };
+        Err(format!("{flag}: {what}: must be between {min} and {max}"))
+    }
+}
+
+impl<T> clap::builder::TypedValueParser for NumberArg<T>
+where
+    T: TryFrom<u64> + Clone + Send + Sync + 'static,
+{
+    type Value = T;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<T, clap::Error> {
+        let flag = arg.map_or_else(String::new, |a| match a.get_long() {
+            Some(long) => format!("--{long}"),
+            None => a.get_id().to_string(),
+        });
+        self.parse(&flag, &value.to_string_lossy())
+            .map_err(|message| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("{message}\n"),
+                )
+                .with_cmd(cmd)
+            })
+    }
+}
+
+/// An address flag's value parser (`--listen`): an IP address and a port, with an example of
+/// the flag's own in the error instead of clap's "invalid socket address syntax".
+#[derive(Clone, Copy, Debug)]
+pub struct AddrArg(pub &'static str);
+
+impl AddrArg {
+    /// Checks `text` given to `flag`.
+    pub fn parse(&self, flag: &str, text: &str) -> Result<std::net::SocketAddr, String> {
+        let typed = text.trim();
+        typed.parse().map_err(|_| {
+            let what = if typed.is_empty() {
+                "no address given".to_owned()
+            } else {
+                format!("{typed:?} is not an IP address and port")
+            };
+            format!(
+                "{flag}: {what}: expected IP:PORT such as {} ([::]:PORT for IPv6; a host name is \
+                 not looked up)",
+                self.0
+            )
+        })
+    }
+}
+
+impl clap::builder::TypedValueParser for AddrArg {
+    type Value = std::net::SocketAddr;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<std::net::SocketAddr, clap::Error> {
+        let flag = arg.map_or_else(String::new, |a| match a.get_long() {
+            Some(long) => format!("--{long}"),
+            None => a.get_id().to_string(),
+        });
+        self.parse(&flag, &value.to_string_lossy())
+            .map_err(|message| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::ValueValidation,
+                    format!("{message}\n"),
+                )
+                .with_cmd(cmd)
+            })
     }
 }
 
@@ -464,6 +598,143 @@ mod tests {
         assert_eq!(err.exit, super::Exit::Usage, "{err}");
         assert!(err.to_string().contains("--output"), "{err}");
         assert!(!data.exists(), "serve started before refusing");
+    }
+
+    /// `--output` does not apply to `serve` (logs) or `audit export` (always JSON lines): their
+    /// help does not list it; everywhere else it is listed and works, before or after the
+    /// command.
+    #[test]
+    fn output_is_listed_only_where_it_applies() {
+        let mut cmd = Cli::command();
+        cmd.build();
+        let help = |path: &[&str]| {
+            let mut sub = cmd.clone();
+            for name in path {
+                sub = sub.find_subcommand(name).unwrap().clone();
+            }
+            sub.render_help().to_string()
+        };
+        for hidden in [&["serve"][..], &["audit", "export"]] {
+            let text = help(hidden);
+            assert!(!text.contains("-o, --output"), "{hidden:?}: {text}");
+        }
+        for shown in [
+            &["init"][..],
+            &["device", "list"],
+            &["audit", "list"],
+            &["ca", "status"],
+        ] {
+            let text = help(shown);
+            assert!(text.contains("-o, --output"), "{shown:?}: {text}");
+        }
+        for args in [
+            &["wardctl", "device", "list", "--output", "json"][..],
+            &["wardctl", "--output", "json", "device", "list"],
+            &["wardctl", "audit", "export", "-o", "json"],
+        ] {
+            let cli = Cli::try_parse_from(args).unwrap();
+            assert_eq!(cli.output, Some(super::OutputFormat::Json), "{args:?}");
+        }
+    }
+
+    /// An integer flag out of its range is refused in words, not with Rust's `0..=128`.
+    #[test]
+    fn a_number_out_of_range_is_refused_in_words() {
+        let refused = |args: &[&str]| {
+            let err = Cli::try_parse_from(args).unwrap_err();
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{args:?}"
+            );
+            let text = err.render().to_string();
+            assert!(!text.contains("..="), "{text}");
+            text
+        };
+        let text = refused(&["wardctl", "policy", "set", "--min-length", "200"]);
+        assert!(
+            text.starts_with(
+                "error: --min-length: 200 is out of range: must be between 0 and 128\n"
+            ),
+            "{text}"
+        );
+        let text = refused(&["wardctl", "policy", "set", "--min-classes", "-1"]);
+        assert!(
+            text.starts_with("error: --min-classes: -1 is negative: must be between 0 and 4"),
+            "{text}"
+        );
+        let text = refused(&["wardctl", "command", "list", "--limit", "lots"]);
+        assert!(
+            text.starts_with(
+                "error: --limit: \"lots\" is not a whole number: must be between 1 and 10000"
+            ),
+            "{text}"
+        );
+        let text = refused(&[
+            "wardctl",
+            "serve",
+            "--data-dir",
+            "d",
+            "--write-lanes",
+            "99999999999999999999999",
+        ]);
+        assert!(
+            text.contains("is out of range: must be between 1 and 16"),
+            "{text}"
+        );
+        let ok = Cli::try_parse_from(["wardctl", "policy", "set", "--min-length", "128"]);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    /// An address flag that is not IP:PORT says what it expects, with an example.
+    #[test]
+    fn a_listen_address_that_is_not_one_gets_an_example() {
+        let err = Cli::try_parse_from([
+            "wardctl",
+            "serve",
+            "--data-dir",
+            "d",
+            "--listen",
+            "nonsense",
+        ])
+        .unwrap_err();
+        assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation);
+        let text = err.render().to_string();
+        assert!(
+            text.starts_with(
+                "error: --listen: \"nonsense\" is not an IP address and port: expected IP:PORT such as 0.0.0.0:7443"
+            ),
+            "{text}"
+        );
+        let ok = Cli::try_parse_from([
+            "wardctl",
+            "serve",
+            "--data-dir",
+            "d",
+            "--listen",
+            "[::]:7443",
+        ]);
+        assert!(ok.is_ok(), "{ok:?}");
+    }
+
+    /// No flag shows `[default: ""]`: an optional text is optional, not an empty default.
+    #[test]
+    fn no_flag_has_an_empty_default() {
+        fn walk(cmd: &clap::Command, path: &str, found: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                if arg.get_default_values().iter().any(|v| v.is_empty()) {
+                    found.push(format!("{path} --{}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                walk(sub, &format!("{path} {}", sub.get_name()), found);
+            }
+        }
+        let mut cmd = Cli::command();
+        cmd.build();
+        let mut found = Vec::new();
+        walk(&cmd, "wardctl", &mut found);
+        assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]

@@ -61,18 +61,18 @@ pub enum PolicyCommand {
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
         /// Minimum password length, 0 to 128 (0: no rule)
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=128))]
+        #[arg(long, value_name = "N", value_parser = super::NumberArg::<u32>::new(0, 128), allow_negative_numbers = true)]
         min_length: Option<u32>,
         /// Character classes a password must mix: lower, upper, digit, other (0-4)
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=4))]
+        #[arg(long, value_name = "N", value_parser = super::NumberArg::<u32>::new(0, 4), allow_negative_numbers = true)]
         min_classes: Option<u32>,
         #[arg(long, value_parser = DurationArg(MAX_AGE).map(whole_days), allow_hyphen_values = true, value_name = "DURATION", help = MAX_AGE.help("Maximum password age"))]
         max_age: Option<u32>,
         /// Previous passwords that may not be reused, 0 to 50 (0: no rule)
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=50))]
+        #[arg(long, value_name = "N", value_parser = super::NumberArg::<u32>::new(0, 50), allow_negative_numbers = true)]
         history: Option<u32>,
         /// Failed log-ins before the account locks, 0 to 100 (0: no rule)
-        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(0..=100))]
+        #[arg(long, value_name = "N", value_parser = super::NumberArg::<u32>::new(0, 100), allow_negative_numbers = true)]
         max_failed_attempts: Option<u32>,
         #[arg(long, value_parser = DurationArg(MAX_INACTIVITY).map(seconds_u32), allow_hyphen_values = true, value_name = "DURATION", help = MAX_INACTIVITY.help("Lock the screen after this much inactivity"))]
         max_inactivity: Option<u32>,

@@ -68,8 +68,8 @@ pub enum TokenCommand {
         #[arg(long, value_name = "EMAIL")]
         user: Option<String>,
         /// Why, for the audit log
-        #[arg(long, default_value = "")]
-        reason: String,
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         connect: ConnectArgs,
     },
@@ -153,7 +153,7 @@ pub async fn run(cmd: TokenCommand, output: OutputFormat) -> Result<(), CliError
                 .revoke_enrollment_tokens(RevokeEnrollmentTokensRequest {
                     token_id: id.unwrap_or_default(),
                     user: user.unwrap_or_default(),
-                    reason,
+                    reason: reason.unwrap_or_default(),
                 })
                 .await?
                 .into_inner()

@@ -61,7 +61,7 @@ pub enum WebhookCommand {
         #[arg(value_name = "WEBHOOK-ID")]
         id: Option<String>,
         /// Show at most N, newest first (1 to 1000)
-        #[arg(long, default_value_t = 100, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+        #[arg(long, default_value_t = 100, value_name = "N", value_parser = super::NumberArg::<u32>::new(1, 1000), allow_negative_numbers = true)]
         limit: u32,
         #[command(flatten)]
         connect: ConnectArgs,

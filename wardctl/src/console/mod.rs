@@ -46,7 +46,7 @@ const IDLE_TIMEOUT: DurationRange = DurationRange::new(seconds(1), hours(12), "3
 pub struct ConsoleArgs {
     /// Loopback address and port to serve on (port 0: any free port). Other addresses are
     /// refused: reach a console on another machine through `ssh -L`
-    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR")]
+    #[arg(long, default_value = "127.0.0.1:0", value_name = "ADDR", value_parser = crate::cli::AddrArg("127.0.0.1:8080"))]
     listen: SocketAddr,
     #[arg(long, default_value = "15m", value_parser = crate::cli::DurationArg(IDLE_TIMEOUT), allow_hyphen_values = true, value_name = "DURATION", help = IDLE_TIMEOUT.help("Log off after this long without a request"))]
     idle_timeout: Duration,
