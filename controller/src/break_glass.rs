@@ -22,6 +22,9 @@ use crate::store::Store;
 pub const BUNDLE_FILE: &str = "break-glass.pem";
 pub const PASSPHRASE_FILE: &str = "break-glass.passphrase";
 
+/// What to do with the two files: printed by `init`, logged by `serve` while they are still here.
+pub const ADVICE: &str = "Move break-glass.pem and break-glass.passphrase out of the data directory into your offline safe, apart from each other (the passphrase printed, in a sealed envelope), then delete them here. See deploy/OPERATIONS.md, \"Emergency access\".";
+
 /// Where `init` wrote the break-glass bundle and its passphrase.
 #[derive(Clone, Debug)]
 pub struct BreakGlassFiles {

@@ -8,13 +8,12 @@
 //! - [`store`] — persistence (SQLite by default): the `ward-store` crate, re-exported.
 //!
 //! It takes domain values and knows no wire: the gRPC and SCIM edge (`ward-edge`) converts
-//! requests into domain values and errors into statuses, `wardctl serve` (`cli/local.rs` in
-//! `wardctl`, until it has a runtime crate of its own) wires a serving controller together, and
-//! `wardctl` is the client. It may depend on none of them, nor on
-//! `ward-proto`, tonic or `ward-agent` (the two sides meet only through `ward-proto`, `ward-vocab`
-//! and `ward-certs`); the domain may not depend on it: [`core`] is its own crate so that a rule
-//! there cannot reach for tonic, sqlx or the store, and [`store`] is one so that it cannot reach
-//! for the operations or the edge.
+//! requests into domain values and errors into statuses, `ward-runtime` wires a serving
+//! controller together (`wardctl serve`), and `wardctl` is the client. It may depend on none of
+//! them, nor on `ward-proto`, tonic or `ward-agent` (the two sides meet only through
+//! `ward-proto`, `ward-vocab` and `ward-certs`); the domain may not depend on it: [`core`] is its
+//! own crate so that a rule there cannot reach for tonic, sqlx or the store, and [`store`] is one
+//! so that it cannot reach for the operations or the edge.
 
 #![forbid(unsafe_code)]
 

@@ -4,7 +4,7 @@
 //! (or SCIM error bodies) in one place.
 //!
 //! It may not depend on storage (sqlx, or `ward-store` except through the controller's
-//! re-export of its plain types), on `wardctl` or the runtime wiring, nor on `ward-agent`: it is
+//! re-export of its plain types), on `wardctl` or the runtime wiring (`ward-runtime`), nor on `ward-agent`: it is
 //! the wire (`ward-proto`, tonic, axum) over the application layer (`ward-controller`).
 //!
 //! [`AppError`]: ward_controller::app::AppError

@@ -4,10 +4,10 @@
 //!
 //! Its client code speaks to a controller through `ward-proto` only and takes the domain's rules
 //! and names from `ward-core`; it may not import sqlx, the store, the gRPC edge or the
-//! application layer. Only the local commands (`cli/local.rs`: `serve` wires a serving
-//! controller together and opens the store through `ward-store`, `init` and break-glass work on
-//! a data directory) reach `ward-edge`, `ward-controller` and `ward-store`, until serve's wiring
-//! has a runtime crate of its own.
+//! application layer. Of the local commands (`cli/local.rs`), `init` and break-glass work on a
+//! data directory through `ward-controller`, and `serve` checks its flags, builds a
+//! `ward_runtime::ServeConfig` and leaves the wiring to `ward-runtime`: `wardctl` depends on
+//! neither `ward-edge` nor `ward-store`.
 
 #![forbid(unsafe_code)]
 

@@ -2,25 +2,24 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
 use serde_json::json;
-use tracing::{info, warn};
 use ward_certs::AdminName;
 use ward_proto::transport::ServerUrl;
 
 use super::DurationArg;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
-use ward_controller::app::{App, AppConfig, CERT_MAX_LIFETIME, CERT_MIN_LIFETIME, SyslogConfig};
+use ward_controller::app::{CERT_MAX_LIFETIME, CERT_MIN_LIFETIME};
+use ward_controller::break_glass::ADVICE as BREAK_GLASS_ADVICE;
 use ward_controller::datadir::{DataDir, InitReport};
-use ward_controller::syslog_transport::{Collector, Connector};
+use ward_controller::syslog_transport::Collector;
+use ward_core::SystemClock;
 use ward_core::audit::syslog_target::{SyslogTarget, Transport};
 use ward_core::duration::{DurationRange, days, hours, minutes, seconds};
-use ward_core::{Clock, SystemClock};
-use ward_store::{SqlStore, Store};
+use ward_runtime::{AuditSyslog, Database, ScimConfig, ServeConfig, ServeError};
 
 #[derive(Debug, Args)]
 pub struct InitArgs {
@@ -140,10 +139,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR", value_parser = super::AddrArg("0.0.0.0:9444"))]
     scim_listen: Option<SocketAddr>,
     /// SCIM requests one client address may make at once (1 to 1000000)…
-    #[arg(long, default_value_t = ward_edge::scim::http::BURST, value_name = "N", requires = "scim_listen", value_parser = super::NumberArg::<u32>::new(1, 1_000_000), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = ward_runtime::SCIM_BURST, value_name = "N", requires = "scim_listen", value_parser = super::NumberArg::<u32>::new(1, 1_000_000), allow_negative_numbers = true)]
     scim_burst: u32,
     /// …and then per minute (1 to 1000000); more get 429
-    #[arg(long, default_value_t = ward_edge::scim::http::PER_MINUTE, value_name = "N", requires = "scim_listen", value_parser = super::NumberArg::<u32>::new(1, 1_000_000), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = ward_runtime::SCIM_PER_MINUTE, value_name = "N", requires = "scim_listen", value_parser = super::NumberArg::<u32>::new(1, 1_000_000), allow_negative_numbers = true)]
     scim_per_minute: u32,
     /// Log format on stderr
     #[arg(long, value_enum, default_value = "text")]
@@ -251,26 +250,6 @@ fn print_init_report(
     }
 }
 
-const BREAK_GLASS_ADVICE: &str = "Move break-glass.pem and break-glass.passphrase out of the data directory into your offline safe, apart from each other (the passphrase printed, in a sealed envelope), then delete them here. See deploy/OPERATIONS.md, \"Emergency access\".";
-
-/// Creates the data directory if it is missing (0700, as `init` would) and takes the serve
-/// lock on it: a second `serve` exits 2 naming the first.
-fn lock_data_dir(
-    dir: &std::path::Path,
-) -> Result<ward_controller::serve_lock::ServeLock, CliError> {
-    use ward_controller::serve_lock::{ServeLock, ServeLockError};
-    ward_certs::files::create_private_dir(dir).map_err(|e| {
-        CliError::failed(format!(
-            "cannot create the data directory {}: {e}",
-            dir.display()
-        ))
-    })?;
-    ServeLock::acquire(dir, ward_core::Clock::now(&SystemClock)).map_err(|e| match e {
-        ServeLockError::Held { .. } => CliError::usage(e.to_string()),
-        ServeLockError::Io { .. } => CliError::failed(e.to_string()),
-    })
-}
-
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
     // Check every flag, then take the port, before anything is created on disk.
@@ -306,241 +285,68 @@ pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
                 .map_err(|e| CliError::usage(format!("--public-url: {e}")))
         })
         .transpose()?;
-    // One controller per SQLite data directory, held until this process ends. (PostgreSQL
-    // replicas share a database by design, and their directory may be read-only.)
-    let _serve_lock = match &args.database_url {
-        None => Some(lock_data_dir(&args.data_dir)?),
-        Some(_) => None,
+    let database = match args.database_url {
+        None => Database::Sqlite,
+        Some(url) => Database::Postgres {
+            url,
+            write_lanes: args.write_lanes,
+        },
     };
-    let listener = ward_edge::grpc::bind(args.listen)
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
-    let local = listener
-        .local_addr()
-        .map_err(|e| CliError::failed(format!("cannot read the bound address: {e}")))?;
-
-    let dir = DataDir::new(&args.data_dir);
-    let store: Arc<dyn Store> = match &args.database_url {
-        None => {
-            if !dir.is_initialized(true)? {
-                let report = dir
-                    .init(&args.hostnames, &admin_name("admin")?, &SystemClock)
-                    .await?;
-                info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, admin_bundle = %report.admin_bundle.display(), "initialized a new data directory");
-            }
-            let store = dir.open_store().await?;
-            let durability = store
-                .durability()
-                .await
-                .map_err(|e| CliError::failed(e.to_string()))?;
-            info!(?durability, "SQLite store opened");
-            Arc::new(store)
-        }
-        Some(url) => {
-            let lanes = args
-                .write_lanes
-                .unwrap_or(ward_store::POSTGRES_WRITER_LANES);
-            let store = SqlStore::connect_postgres_with_lanes(url, lanes)
-                .await
-                .map_err(|e| {
-                    CliError::failed(format!("cannot use the PostgreSQL database: {e}"))
-                })?;
-            info!(write_lanes = lanes, "PostgreSQL store opened");
-            if !dir.is_initialized(false)? {
-                // A database that already has admins belongs to a controller with its own CA:
-                // a replica must use that controller's data directory, not a new CA.
-                if !store
-                    .list_admins()
-                    .await
-                    .map_err(|e| CliError::failed(e.to_string()))?
-                    .is_empty()
-                {
-                    return Err(CliError::usage(format!(
-                        "{} holds no CA, but the database already belongs to a Ward controller: copy that controller's data directory (ca.pem, ca.key, server.pem, server.key) to {} to run a replica",
-                        dir.root().display(),
-                        dir.root().display()
-                    )));
-                }
-                let report = dir
-                    .init_with(&args.hostnames, &admin_name("admin")?, &SystemClock, &store)
-                    .await?;
-                info!(data_dir = %dir.root().display(), ca_hash = %report.ca_hash, "initialized a new data directory (store: PostgreSQL)");
-            }
-            Arc::new(store)
-        }
-    };
-    store.writer().configure(ward_store::BatchSettings {
-        window: args.write_batch_window,
-        max_jobs: args.write_batch_max,
-        shed_after: args.shed_check_ins_after,
-    });
-    if ward_controller::break_glass::BreakGlassFiles::in_dir(dir.root()).still_here() {
-        warn!(data_dir = %dir.root().display(), "the break-glass bundle or its passphrase is still in the data directory: {BREAK_GLASS_ADVICE}");
-    }
-    let records = store
-        .ca_records()
-        .await
-        .map_err(|e| CliError::failed(format!("cannot read the CA rotation's state: {e}")))?;
-    let cas = Arc::new(
-        ward_controller::ca_set::CaSet::load(&dir, &records)
-            .map_err(|e| CliError::failed(format!("cannot load the CAs: {e}")))?,
-    );
-    let ca = cas.signing();
-    let (chain, key, repaired) = ward_controller::server_cert::load(
-        &dir,
-        &ca,
-        ward_certs::ca::SERVER_LIFETIME,
-        SystemClock.now(),
-    )?;
-    let wanted_names = (!args.hostnames.is_empty())
-        .then(|| ward_controller::datadir::server_hostnames(&args.hostnames));
-    let leaf = chain.first().map_or(&[][..], Vec::as_slice);
-    if let Some(wanted) = &wanted_names {
-        check_no_name_dropped(leaf, wanted, &args.drop_hostnames)?;
-    }
-    let controller_name = wanted_names
-        .as_ref()
-        .and_then(|names| names.first().cloned())
-        .or_else(|| ward_certs::validate::controller_name(leaf))
-        .unwrap_or_else(|| "localhost".to_owned());
-
-    let public_url = match public_url {
-        Some(url) => url.to_string(),
-        // The port actually bound, so --listen 127.0.0.1:0 gives a usable enroll line.
-        None => url_for(&controller_name, local.port())?,
-    };
-    let config = AppConfig {
+    let config = ServeConfig {
+        data_dir: args.data_dir,
+        listen: args.listen,
+        public_url,
+        hostnames: args.hostnames,
+        drop_hostnames: args.drop_hostnames,
+        database,
+        batch: ward_controller::store::BatchSettings {
+            window: args.write_batch_window,
+            max_jobs: args.write_batch_max,
+            shed_after: args.shed_check_ins_after,
+        },
+        server_cert_check_interval: args.server_cert_check_interval,
         checkin_interval: args.checkin_interval,
         device_cert_lifetime: args.device_cert_lifetime,
         approval_threshold: args.require_approval.then_some(args.approval_threshold),
         enroll_burst: args.enroll_burst,
         enroll_per_minute: args.enroll_per_minute,
         audit_checkpoints: ward_controller::app::CheckpointConfig {
-            dir: args.audit_checkpoints.clone(),
+            dir: args.audit_checkpoints,
             every_entries: args.audit_checkpoint_every,
             interval: args.audit_checkpoint_interval,
         },
-        ..AppConfig::with_public_url(public_url.clone())
-    };
-    let app = Arc::new(App::with_cas(
-        store,
-        cas.clone(),
-        Arc::new(SystemClock),
-        config,
-    ));
-    if let Some(collector) = collector {
-        info!(collector = %collector.describe(), "audit log to syslog");
-        let origin = ward_core::audit::syslog::Origin {
-            hostname: controller_name.clone(),
-            app_name: "ward".into(),
-            procid: Some(std::process::id()),
-        };
-        app.start_audit_syslog(SyslogConfig {
+        audit_syslog: collector.map(|collector| AuditSyslog {
+            collector,
             format: args.audit_format.into(),
-            ..SyslogConfig::new(Arc::new(collector), origin)
-        });
-    }
-    app.start_background()
-        .await
-        .map_err(|e| CliError::failed(format!("cannot start listening for other replicas: {e}")))?;
-    app.open_audit()
-        .await
-        .map_err(|e| CliError::failed(format!("cannot open the audit log: {e}")))?;
-    app.start_audit_tasks();
-    app.start_webhook_delivery(ward_controller::app::DeliveryConfig {
-        backoff: (Duration::from_secs(1), args.webhook_retry_max),
-        give_up_after: args.webhook_give_up_after,
-        ..ward_controller::app::DeliveryConfig::new(
-            ward_controller::webhook_sender::Sender::default(),
-        )
-    });
-    let revoked = app
-        .load_revocations()
-        .await
-        .map_err(|e| CliError::failed(e.to_string()))?;
-    info!(revoked_certificates = revoked, "revocation list loaded");
-    let (tls, live) =
-        ward_certs::live::server_config_trusting(cas.trust(), &chain, &key, app.revoked_serials())
-            .map_err(|e| CliError::failed(e.to_string()))?;
-    let scim_certificate = live.clone();
-    let server_cert = Arc::new(ward_controller::server_cert::ServerCertificate::new(
-        cas.clone(),
-        live,
-        ward_certs::ca::SERVER_LIFETIME,
-        Some(dir.clone()),
-    ));
-    app.manage_server_certificate(
-        server_cert.clone(),
-        wanted_names,
-        repaired.is_some(),
-        args.server_cert_check_interval,
-    )
-    .await
-    .map_err(|e| CliError::failed(format!("cannot renew the server certificate: {e}")))?;
-    app.start_following_ca_rotation(ward_controller::app::ca_rotation::FOLLOW_DEFAULT);
-
-    if let Some(addr) = args.metrics_listen {
-        let bound = ward_controller::metrics::serve(app.clone(), addr)
-            .await
-            .map_err(|e| CliError::failed(format!("cannot listen for metrics on {addr}: {e}")))?;
-        if let Err(e) = dir.write_file("metrics-url", &format!("http://{bound}")) {
-            info!(error = %e, "not writing metrics-url (read-only data directory?)");
-        }
-        info!(metrics = %bound, "metrics and health on /metrics and /healthz");
-    }
-    if let Some(addr) = args.scim_listen {
-        let limits = ward_edge::scim::http::Limits {
+        }),
+        metrics_listen: args.metrics_listen,
+        scim: args.scim_listen.map(|listen| ScimConfig {
+            listen,
             burst: args.scim_burst,
             per_minute: args.scim_per_minute,
-        };
-        let bound = ward_edge::scim::serve(app.clone(), addr, scim_certificate, limits)
-            .await
-            .map_err(|e| CliError::failed(format!("cannot listen for SCIM on {addr}: {e}")))?;
-        let url = format!(
-            "{}{}",
-            url_for(&local_host(bound, &controller_name), bound.port())?,
-            ward_edge::scim::http::PREFIX
-        );
-        if let Err(e) = dir.write_file("scim-url", &url) {
-            info!(error = %e, "not writing scim-url (read-only data directory?)");
-        }
-        info!(scim = %url, "SCIM 2.0 service provider (identity-provider provisioning)");
-    }
-    let app_for_shutdown = app.clone();
-    let server =
-        ward_edge::grpc::start(app, tls, listener).map_err(|e| CliError::failed(e.to_string()))?;
-    let local_url = url_for(&local_host(local, &controller_name), local.port())?;
-    // A hint for `wardctl` on this host; a read-only data directory (a Kubernetes Secret) is fine.
-    if let Err(e) = dir.write_server_url(&local_url) {
-        info!(error = %e, "not writing server-url (read-only data directory?)");
-    }
-    info!(listen = %local, public_url = %public_url, ca_hash = %ca.hash(), "Ward controller serving");
-    eprintln!(
-        "Ward controller listening on {local} (devices enroll at {public_url}; CA {})",
-        ca.hash()
-    );
-
-    shutdown_signal().await;
-    info!("shutting down: closing agent streams, finishing calls in flight (at most 10 s)");
-    app_for_shutdown.hub().stop();
-    let stopped = match tokio::time::timeout(Duration::from_secs(10), server.shutdown()).await {
-        Ok(result) => result.map_err(|e| CliError::failed(e.to_string())),
-        Err(_) => {
-            info!("calls still in flight after 10 s; stopping anyway");
-            Ok(())
-        }
+        }),
+        webhook_retry_max: args.webhook_retry_max,
+        webhook_give_up_after: args.webhook_give_up_after,
     };
-    // The last word of the audit log: refusal summaries and a checkpoint of the final head.
-    if let Err(e) = app_for_shutdown.close_audit().await {
-        tracing::error!(error = %e, "cannot write the final audit checkpoint");
+    ward_runtime::serve(config).await.map_err(serve_error)
+}
+
+/// A runtime error as `serve` reports it: refusals exit 2 and name the flag to change.
+fn serve_error(e: ServeError) -> CliError {
+    match e {
+        ServeError::DataDir(e) => e.into(),
+        ServeError::FirstAdmin(e) => CliError::usage(format!("--admin-name: {e}")),
+        ServeError::Lock(ward_controller::serve_lock::ServeLockError::Held { .. })
+        | ServeError::ForeignDatabase { .. } => CliError::usage(e.to_string()),
+        ServeError::NamesDropped { names } => CliError::usage(format!(
+            "the server certificate covers {} which the --hostname list leaves out; devices that reach \
+             the controller by that name could no longer verify it (and their offline timers would \
+             run). Add it back with --hostname, or drop it deliberately with --drop-hostname NAME \
+             once no device uses it (wardctl device list shows their server URL)",
+            names.join(", ")
+        )),
+        e => CliError::failed(e.to_string()),
     }
-    if tokio::time::timeout(Duration::from_secs(5), app_for_shutdown.close_store())
-        .await
-        .is_err()
-    {
-        info!("the database connections did not close within 5 s; stopping anyway");
-    }
-    stopped
 }
 
 /// The collector of `--audit-syslog`, its URL and CA checked (usage errors, before anything
@@ -574,35 +380,6 @@ fn audit_collector(args: &ServeArgs) -> Result<Option<Collector>, CliError> {
         .map_err(|e| CliError::usage(format!("--audit-syslog: {e}")))
 }
 
-/// A new `--hostname` list may not silently leave out a name the server certificate covers:
-/// devices may reach the controller by it (their URL names it), and a certificate without it
-/// fails their verification, which their offline timer counts as silence. Checked before
-/// anything changes; `--drop-hostname NAME` drops one deliberately.
-fn check_no_name_dropped(
-    leaf: &[u8],
-    wanted: &[String],
-    allowed: &[String],
-) -> Result<(), CliError> {
-    let allowed: Vec<String> = allowed
-        .iter()
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
-    let dropped: Vec<String> = ward_certs::validate::server_names(leaf)
-        .into_iter()
-        .filter(|name| !wanted.contains(name) && !allowed.contains(name))
-        .collect();
-    if dropped.is_empty() {
-        return Ok(());
-    }
-    Err(CliError::usage(format!(
-        "the server certificate covers {} which the --hostname list leaves out; devices that reach \
-         the controller by that name could no longer verify it (and their offline timers would \
-         run). Add it back with --hostname, or drop it deliberately with --drop-hostname NAME \
-         once no device uses it (wardctl device list shows their server URL)",
-        dropped.join(", ")
-    )))
-}
-
 /// Every `--hostname` must be a DNS name or an IP address, checked before anything changes.
 fn check_hostnames(names: &[String]) -> Result<(), CliError> {
     for name in names {
@@ -613,55 +390,6 @@ fn check_hostnames(names: &[String]) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// Where a `wardctl` on this host reaches the server: loopback when listening on all or
-/// loopback addresses, otherwise the controller's name.
-fn local_host(addr: SocketAddr, controller_name: &str) -> String {
-    let ip = addr.ip();
-    if ip.is_unspecified() || ip.is_loopback() {
-        if ip.is_ipv6() && !ip.is_unspecified() {
-            "::1".into()
-        } else {
-            "127.0.0.1".into()
-        }
-    } else {
-        controller_name.to_owned()
-    }
-}
-
-fn url_for(host: &str, port: u16) -> Result<String, CliError> {
-    let text = if host.contains(':') {
-        format!("https://[{host}]:{port}")
-    } else {
-        format!("https://{host}:{port}")
-    };
-    text.parse::<ServerUrl>()
-        .map(|u| u.to_string())
-        .map_err(|e| CliError::failed(e.to_string()))
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
-        tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = ctrl_c.await;
-    }
 }
 
 fn init_tracing(format: LogFormat) {
