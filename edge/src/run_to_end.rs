@@ -183,7 +183,10 @@ mod tests {
         let mut again = Box::pin(service.ready().await.unwrap().call(()));
         assert!(futures::poll!(&mut again).is_pending());
         drop(again);
-        until("the detached call to start", || started.load(Ordering::SeqCst) == 3).await;
+        until("the detached call to start", || {
+            started.load(Ordering::SeqCst) == 3
+        })
+        .await;
         go.notify_one();
         until("the detached call to end", || {
             ended.load(Ordering::SeqCst) == 2
