@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::net::UnixStream;
 
 /// Connects to a Unix socket, waiting (with a deadline) for its server to bind.
-pub async fn connect_when_ready(path: &Path) -> UnixStream {
+pub(crate) async fn connect_when_ready(path: &Path) -> UnixStream {
     let start = Instant::now();
     loop {
         match UnixStream::connect(path).await {

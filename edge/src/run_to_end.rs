@@ -21,17 +21,17 @@ use tower::{Layer, Service};
 /// its client hangs up: it never waits for a place (a client trickling request bodies on many
 /// streams would otherwise hold every place and stall everyone). Ten thousand agents checking
 /// in together fit.
-pub const MAX_CALLS_RUNNING: usize = 16_384;
+pub(crate) const MAX_CALLS_RUNNING: usize = 16_384;
 
 /// Wraps a service so each call runs in its own task ([`RunToEnd`]).
 #[derive(Clone, Debug)]
-pub struct RunToEndLayer {
+pub(crate) struct RunToEndLayer {
     running: Arc<Semaphore>,
 }
 
 impl RunToEndLayer {
     /// At most `max` calls running at once.
-    pub fn new(max: usize) -> Self {
+    pub(crate) fn new(max: usize) -> Self {
         Self {
             running: Arc::new(Semaphore::new(max)),
         }
@@ -57,7 +57,7 @@ impl<S> Layer<S> for RunToEndLayer {
 
 /// The service of [`RunToEndLayer`].
 #[derive(Clone, Debug)]
-pub struct RunToEnd<S> {
+pub(crate) struct RunToEnd<S> {
     inner: S,
     running: Arc<Semaphore>,
 }

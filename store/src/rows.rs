@@ -17,7 +17,7 @@ use ward_core::{
     TokenHash, TokenRecord, WipeScope,
 };
 
-pub fn db(e: sqlx::Error) -> StoreError {
+pub(crate) fn db(e: sqlx::Error) -> StoreError {
     // PostgreSQL gave up waiting for a row another transaction holds (a check-in lane of the
     // writer waits only briefly: see `writer`), or broke a deadlock: nothing of the statement's
     // transaction is kept, and the caller may try again.
@@ -37,12 +37,12 @@ const LOCK_NOT_AVAILABLE: &str = "55P03";
 /// PostgreSQL's SQLSTATE for a transaction chosen to break a deadlock.
 const DEADLOCK_DETECTED: &str = "40P01";
 
-pub fn corrupt(what: impl std::fmt::Display) -> StoreError {
+pub(crate) fn corrupt(what: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(what.to_string())
 }
 
 /// The column types Ward stores, read the same way from either database.
-pub trait Columns {
+pub(crate) trait Columns {
     fn text(&self, column: &str) -> Result<String, StoreError>;
     fn opt_text(&self, column: &str) -> Result<Option<String>, StoreError>;
     fn int(&self, column: &str) -> Result<i64, StoreError>;
@@ -98,7 +98,7 @@ impl Columns for AnyRow {
     }
 }
 
-pub fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
+pub(crate) fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
     let hash: [u8; 32] = hex::decode(row.text("token_hash")?)
         .ok()
         .and_then(|b| b.try_into().ok())
@@ -118,7 +118,7 @@ pub fn token(row: &impl Columns) -> Result<TokenRecord, StoreError> {
     })
 }
 
-pub fn device(row: &impl Columns) -> Result<Device, StoreError> {
+pub(crate) fn device(row: &impl Columns) -> Result<Device, StoreError> {
     Ok(Device {
         id: row.parsed("id")?,
         user: row.parsed("user_email")?,
@@ -152,7 +152,7 @@ pub fn device(row: &impl Columns) -> Result<Device, StoreError> {
     })
 }
 
-pub fn device_key(row: &impl Columns) -> Result<ward_core::DeviceKey, StoreError> {
+pub(crate) fn device_key(row: &impl Columns) -> Result<ward_core::DeviceKey, StoreError> {
     Ok(ward_core::DeviceKey {
         serial: row.text("serial")?,
         public_key_der: row
@@ -199,7 +199,7 @@ fn compliance(row: &impl Columns) -> Result<Option<Compliance>, StoreError> {
 }
 
 /// An admin, from [`super::admins::SELECT_ADMINS`] (which adds `expires_at`, `not_before`).
-pub fn admin(row: &impl Columns) -> Result<Admin, StoreError> {
+pub(crate) fn admin(row: &impl Columns) -> Result<Admin, StoreError> {
     let revoked = match row.opt_time("revoked_at")? {
         None => None,
         Some(at) => Some(AdminRevocation {
@@ -222,7 +222,7 @@ pub fn admin(row: &impl Columns) -> Result<Admin, StoreError> {
     })
 }
 
-pub fn admin_request(row: &impl Columns) -> Result<AdminRequest, StoreError> {
+pub(crate) fn admin_request(row: &impl Columns) -> Result<AdminRequest, StoreError> {
     Ok(AdminRequest {
         id: row.text("id")?,
         kind: row.parsed("kind")?,
@@ -237,7 +237,7 @@ pub fn admin_request(row: &impl Columns) -> Result<AdminRequest, StoreError> {
     })
 }
 
-pub fn certificate(row: &impl Columns) -> Result<CertificateRecord, StoreError> {
+pub(crate) fn certificate(row: &impl Columns) -> Result<CertificateRecord, StoreError> {
     Ok(CertificateRecord {
         serial: row.text("serial")?,
         subject: row.text("subject")?,
@@ -249,7 +249,7 @@ pub fn certificate(row: &impl Columns) -> Result<CertificateRecord, StoreError> 
     })
 }
 
-pub fn command(row: &impl Columns) -> Result<Command, StoreError> {
+pub(crate) fn command(row: &impl Columns) -> Result<Command, StoreError> {
     let kind = match row.text("kind")?.as_str() {
         "lock" => CommandKind::Lock {
             message: row.opt_text("lock_message")?.unwrap_or_default(),
@@ -293,7 +293,7 @@ pub fn command(row: &impl Columns) -> Result<Command, StoreError> {
     })
 }
 
-pub fn policy(row: &impl Columns) -> Result<PolicyRule, StoreError> {
+pub(crate) fn policy(row: &impl Columns) -> Result<PolicyRule, StoreError> {
     let scope = row.text("scope")?;
     Ok(PolicyRule {
         body: serde_json::from_str::<PolicyBody>(&row.text("body")?)
@@ -306,7 +306,7 @@ pub fn policy(row: &impl Columns) -> Result<PolicyRule, StoreError> {
     })
 }
 
-pub fn audit_entry(row: &impl Columns) -> Result<AuditEntry, StoreError> {
+pub(crate) fn audit_entry(row: &impl Columns) -> Result<AuditEntry, StoreError> {
     Ok(AuditEntry {
         seq: u64::try_from(row.int("seq")?).map_err(|_| corrupt("negative audit seq"))?,
         at: row.time("at")?,

@@ -12,7 +12,7 @@ const MAX_DEPTH: usize = 8;
 
 /// One module line of a stack.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Line {
+pub(super) struct Line {
     /// "password", "auth", "account" or "session".
     pub kind: String,
     pub control: Control,
@@ -24,7 +24,7 @@ pub struct Line {
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Control {
+pub(super) enum Control {
     Required,
     Requisite,
     Sufficient,
@@ -41,7 +41,7 @@ impl Control {
     /// requisite, or brackets whose every failure action is `bad` or `die`; `Ok(false)` for
     /// optional, sufficient or `ignore`; `Err` with the control when it depends on more than
     /// this line (`ok`, `done`, `reset`, jumps).
-    pub fn enforces(&self) -> Result<bool, String> {
+    pub(super) fn enforces(&self) -> Result<bool, String> {
         match self {
             Control::Required | Control::Requisite => Ok(true),
             Control::Sufficient | Control::Optional => Ok(false),
@@ -63,7 +63,7 @@ impl Control {
     }
 
     /// Whether the line can end the stack or skip lines after it for some result.
-    pub fn may_skip(&self) -> bool {
+    pub(super) fn may_skip(&self) -> bool {
         match self {
             Control::Sufficient => true,
             Control::Brackets(pairs) => pairs
@@ -91,19 +91,19 @@ impl std::fmt::Display for Control {
 
 impl Line {
     /// The value of `key=value` among the module's arguments (the last one counts).
-    pub fn arg(&self, key: &str) -> Option<&str> {
+    pub(super) fn arg(&self, key: &str) -> Option<&str> {
         self.args
             .iter()
             .rev()
             .find_map(|a| a.split_once('=').filter(|(k, _)| *k == key).map(|(_, v)| v))
     }
 
-    pub fn has_flag(&self, flag: &str) -> bool {
+    pub(super) fn has_flag(&self, flag: &str) -> bool {
         self.args.iter().any(|a| a == flag)
     }
 
     /// "`password requisite pam_pwquality.so` in /etc/pam.d/common-password".
-    pub fn describe(&self) -> String {
+    pub(super) fn describe(&self) -> String {
         format!(
             "`{} {} {}.so` in {}",
             self.kind,
@@ -133,12 +133,12 @@ fn locate(roots: &Roots, name: &str) -> Option<PathBuf> {
 }
 
 /// Whether the service has a configuration file.
-pub fn has_service(roots: &Roots, service: &str) -> bool {
+pub(super) fn has_service(roots: &Roots, service: &str) -> bool {
     locate(roots, service).is_some()
 }
 
 /// The lines of type `kind` that run for `service`, in order, includes followed.
-pub fn stack(roots: &Roots, service: &str, kind: &str) -> Result<Vec<Line>, String> {
+pub(super) fn stack(roots: &Roots, service: &str, kind: &str) -> Result<Vec<Line>, String> {
     let Some(path) = locate(roots, service) else {
         return Err(format!(
             "no PAM configuration for the {service} service in {} or {}",

@@ -114,7 +114,7 @@ pub(crate) struct Ran {
 
 impl Ran {
     /// The first line of stderr, or the exit status: why the program failed.
-    pub fn failure(&self) -> String {
+    pub(crate) fn failure(&self) -> String {
         match self.stderr.lines().next().filter(|l| !l.trim().is_empty()) {
             Some(line) => format!("{} ({})", line.trim(), self.status),
             None => self.status.to_string(),

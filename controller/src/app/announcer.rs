@@ -24,7 +24,7 @@ pub(super) struct Announcer {
 }
 
 impl Announcer {
-    pub fn start(store: Arc<dyn Store>) -> Self {
+    pub(super) fn start(store: Arc<dyn Store>) -> Self {
         let (queue, mut events) = mpsc::unbounded_channel::<Announcement>();
         tokio::spawn(async move {
             while let Some(first) = events.recv().await {
@@ -44,7 +44,7 @@ impl Announcer {
     }
 
     /// Queues `event`; it goes out with whatever else is queued.
-    pub fn send(&self, event: Announcement) {
+    pub(super) fn send(&self, event: Announcement) {
         // The task ends only with the runtime: then there is no one left to tell.
         let _ = self.queue.send(event);
     }

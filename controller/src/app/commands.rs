@@ -23,14 +23,14 @@ pub(crate) struct Issuer {
 }
 
 impl Issuer {
-    pub fn admin(admin: &Admin) -> Self {
+    pub(super) fn admin(admin: &Admin) -> Self {
         Self {
             name: admin.name.to_string(),
             actor: admin_actor(admin),
         }
     }
 
-    pub fn controller() -> Self {
+    pub(super) fn controller() -> Self {
         Self {
             name: CONTROLLER.to_owned(),
             actor: CONTROLLER.to_owned(),
@@ -78,7 +78,7 @@ pub fn sanitize(text: &str) -> String {
 
 /// The largest wipe receipt kept (a real one is a few hundred bytes): a larger one is refused,
 /// with nothing of it stored.
-pub const MAX_RECEIPT_BYTES: usize = 16 * 1024;
+pub(super) const MAX_RECEIPT_BYTES: usize = 16 * 1024;
 
 /// Why a command for a revoked or retired device is refused, and what to do instead: such a
 /// device is refused at every handshake, so a queued command could never reach it (and an

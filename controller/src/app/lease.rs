@@ -10,7 +10,7 @@ use crate::store::{Lease, Store};
 
 /// Waits until this replica holds the lease `name`. Between tries it runs `idle`, which waits
 /// (and may report what a replica without the lease sees).
-pub async fn acquire<F, Fut>(store: &dyn Store, name: &str, mut idle: F) -> Box<dyn Lease>
+pub(super) async fn acquire<F, Fut>(store: &dyn Store, name: &str, mut idle: F) -> Box<dyn Lease>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = ()>,

@@ -18,7 +18,7 @@ pub const OFFLINE_TIMER: &str = "offline-timer";
 
 /// How the receipt arrived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Channel {
+pub(super) enum Channel {
     /// With a check-in, from the authenticated device.
     CheckIn,
     /// Without a client certificate: only the receipt's signature speaks for the device.

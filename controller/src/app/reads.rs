@@ -90,61 +90,61 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Reads {
-    pub fn peer(&self, hash: &CertHash) -> Option<Peer> {
+    pub(super) fn peer(&self, hash: &CertHash) -> Option<Peer> {
         lock(&self.peers).get(hash)
     }
 
-    pub fn peer_generation(&self) -> u64 {
+    pub(super) fn peer_generation(&self) -> u64 {
         lock(&self.peers).number
     }
 
-    pub fn remember_peer(&self, since: u64, hash: CertHash, peer: Peer) {
+    pub(super) fn remember_peer(&self, since: u64, hash: CertHash, peer: Peer) {
         lock(&self.peers).fill(since, hash, peer);
     }
 
-    pub fn forget_peer(&self, hash: &CertHash) {
+    pub(super) fn forget_peer(&self, hash: &CertHash) {
         lock(&self.peers).forget(hash);
     }
 
     /// Forgets every certificate seen: each is checked in full at its next call (the CAs
     /// trusted changed).
-    pub fn forget_peers(&self) {
+    pub(super) fn forget_peers(&self) {
         lock(&self.peers).clear();
     }
 
-    pub fn device(&self, id: DeviceId) -> Option<ActiveDevice> {
+    pub(super) fn device(&self, id: DeviceId) -> Option<ActiveDevice> {
         lock(&self.devices).get(&id)
     }
 
-    pub fn device_generation(&self) -> u64 {
+    pub(super) fn device_generation(&self) -> u64 {
         lock(&self.devices).number
     }
 
-    pub fn remember_device(&self, since: u64, device: ActiveDevice) {
+    pub(super) fn remember_device(&self, since: u64, device: ActiveDevice) {
         lock(&self.devices).fill(since, device.id, device);
     }
 
-    pub fn policy(&self, user: &UserEmail) -> Option<StoredPolicy> {
+    pub(super) fn policy(&self, user: &UserEmail) -> Option<StoredPolicy> {
         lock(&self.policies).get(user)
     }
 
-    pub fn policy_generation(&self) -> u64 {
+    pub(super) fn policy_generation(&self) -> u64 {
         lock(&self.policies).number
     }
 
-    pub fn remember_policy(&self, since: u64, user: UserEmail, policy: StoredPolicy) {
+    pub(super) fn remember_policy(&self, since: u64, user: UserEmail, policy: StoredPolicy) {
         lock(&self.policies).fill(since, user, policy);
     }
 
     /// The device's state may have changed (revoked, retired).
-    pub fn device_changed(&self, id: DeviceId) {
+    pub(super) fn device_changed(&self, id: DeviceId) {
         lock(&self.devices).forget(&id);
     }
 
     /// Something concerns the device: a command, or a change of its user's policy override
     /// (announced as work for each of the user's devices). Its user's policy is read again;
     /// every user's, when the device is not known here.
-    pub fn device_work(&self, id: DeviceId) {
+    pub(super) fn device_work(&self, id: DeviceId) {
         let known = lock(&self.devices).forget(&id);
         let mut policies = lock(&self.policies);
         match known {
@@ -156,7 +156,7 @@ impl Reads {
     }
 
     /// A policy changed for possibly every device.
-    pub fn policy_changed(&self) {
+    pub(super) fn policy_changed(&self) {
         lock(&self.policies).clear();
     }
 }

@@ -28,15 +28,15 @@ use crate::core::{Device, DeviceId, DeviceKey, RenewalConflict, Timestamp};
 use crate::store::{Announcement, Priority, StoreError};
 
 /// The audit action of a suspected clone.
-pub const RENEWAL_CONFLICT: &str = "device.renewal_conflict";
+pub(super) const RENEWAL_CONFLICT: &str = "device.renewal_conflict";
 
 /// The audit action of a renewal refused for coming too often.
-pub const RENEWAL_LIMITED: &str = "device.renewal_limited";
+pub(super) const RENEWAL_LIMITED: &str = "device.renewal_limited";
 
 /// Devices refused for renewing too often, with the start of the window whose refusal was
 /// audited.
 #[derive(Debug, Default)]
-pub struct RenewalLimits(std::sync::Mutex<std::collections::HashMap<DeviceId, i64>>);
+pub(super) struct RenewalLimits(std::sync::Mutex<std::collections::HashMap<DeviceId, i64>>);
 
 impl RenewalLimits {
     /// Whether this is the first refusal of `device` in the window starting at `window`.
@@ -418,12 +418,12 @@ impl App {
 
 /// How far the device's own clock is trusted when a receipt with a replaced key says when
 /// it was signed (the agent's own tolerance for clock differences).
-pub const RECEIPT_CLOCK_TOLERANCE_MS: i64 = 24 * 3600 * 1000;
+pub(super) const RECEIPT_CLOCK_TOLERANCE_MS: i64 = 24 * 3600 * 1000;
 
 /// Verifies a receipt against the device's keys, newest first: it must verify with one of
 /// them, and that key must `cover` it (not replaced before the command was issued, or before
 /// the receipt says it was signed).
-pub fn verify_with_history(
+pub(super) fn verify_with_history(
     keys: &[DeviceKey],
     receipt: &SignedReceipt,
     command_id: &str,
@@ -462,7 +462,7 @@ pub fn verify_with_history(
 }
 
 /// When the receipt says it was signed, if it says so readably.
-pub fn signed_at(body: &WipeReceiptBody) -> Option<Timestamp> {
+pub(super) fn signed_at(body: &WipeReceiptBody) -> Option<Timestamp> {
     OffsetDateTime::parse(
         &body.completed_at,
         &time::format_description::well_known::Rfc3339,

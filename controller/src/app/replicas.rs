@@ -11,7 +11,7 @@ use crate::store::Announcement;
 
 /// How often the revocation list is re-read from the store, in case an announcement from
 /// another replica was lost.
-pub const REVOCATION_REFRESH: Duration = Duration::from_secs(30);
+pub(super) const REVOCATION_REFRESH: Duration = Duration::from_secs(30);
 
 impl App {
     /// Loads the revocation list from the store (call before serving), and cuts the open

@@ -168,7 +168,7 @@ pub(super) async fn registered_as(
 
 impl TestDevice {
     /// The receipt its agent signs once it wiped for `command` (a wipe or a retirement).
-    pub fn receipt(&self, command: &Command) -> ward_certs::receipt::SignedReceipt {
+    pub(super) fn receipt(&self, command: &Command) -> ward_certs::receipt::SignedReceipt {
         let scope = match command.kind {
             CommandKind::Wipe { scope } => scope,
             _ => WipeScope::Messaging,
@@ -193,14 +193,19 @@ impl TestDevice {
 
     /// Acknowledges `command` (it must be told to proceed) and reports its outcome, with a
     /// signed receipt when a wipe succeeded; the state the controller recorded.
-    pub async fn run(&self, app: &App, command: &Command, succeeded: bool) -> CommandState {
+    pub(super) async fn run(&self, app: &App, command: &Command, succeeded: bool) -> CommandState {
         let ack = app.acknowledge(self.device.id, command.id).await.unwrap();
         assert!(ack.proceed, "{command:?} may not run: {ack:?}");
         self.report(app, command, succeeded).await
     }
 
     /// Reports `command`'s outcome (as [`TestDevice::run`], without acknowledging first).
-    pub async fn report(&self, app: &App, command: &Command, succeeded: bool) -> CommandState {
+    pub(super) async fn report(
+        &self,
+        app: &App,
+        command: &Command,
+        succeeded: bool,
+    ) -> CommandState {
         let result = DeviceResult {
             succeeded,
             failure_reason: if succeeded {

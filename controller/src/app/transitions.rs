@@ -50,7 +50,7 @@ pub(super) struct Transitions {
 }
 
 impl Transitions {
-    pub fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+    pub(super) fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         let (queue, mut requests) = mpsc::unbounded_channel::<Pending>();
         tokio::spawn(async move {
             while let Some(first) = requests.recv().await {
@@ -81,7 +81,7 @@ impl Transitions {
         Self { queue }
     }
 
-    pub async fn run(&self, request: Request) -> Result<Outcome, AppError> {
+    pub(super) async fn run(&self, request: Request) -> Result<Outcome, AppError> {
         let (answer, outcome) = oneshot::channel();
         self.queue
             .send((request, answer))

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use super::{AuditEntry, AuditHead, ChainBreak, Checkpoint, GENESIS, GENESIS_ACTION, entry_hash};
 
 /// At most this many problems are listed (the first bad seq is always the smallest).
-pub const MAX_PROBLEMS: usize = 100;
+pub(super) const MAX_PROBLEMS: usize = 100;
 
 /// One thing that does not check out.
 #[derive(Clone, Debug, PartialEq, Eq)]

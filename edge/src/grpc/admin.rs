@@ -31,12 +31,12 @@ use ward_core::ca_rotation::RotationStep;
 use ward_core::refs::ScimClientName;
 use ward_core::{Admin, Permission};
 
-pub struct AdminApi {
+pub(super) struct AdminApi {
     app: Arc<App>,
 }
 
 impl AdminApi {
-    pub fn new(app: Arc<App>) -> Self {
+    pub(super) fn new(app: Arc<App>) -> Self {
         Self { app }
     }
 
@@ -1172,9 +1172,9 @@ fn token_to_wire(t: &ward_core::TokenRecord) -> EnrollmentTokenInfo {
 
 /// Entries a list call returns when it does not say: enough for a screen or a script, small
 /// enough for one message.
-pub const LIST_DEFAULT: usize = 1000;
+pub(super) const LIST_DEFAULT: usize = 1000;
 /// The most one list call returns (about 5 MB of commands with receipts).
-pub const LIST_MAX: usize = 10_000;
+pub(super) const LIST_MAX: usize = 10_000;
 
 fn list_limit(asked: u32) -> Result<usize, Status> {
     match usize::try_from(asked) {

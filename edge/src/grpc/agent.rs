@@ -27,14 +27,14 @@ use ward_core::{CommandId, DeviceId};
 
 /// How often an open stream re-reads the store even without a wake-up: the fallback that
 /// makes a lost wake-up a delay, never a loss.
-pub const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
+pub(super) const SWEEP_INTERVAL: Duration = Duration::from_secs(30);
 
-pub struct AgentApi {
+pub(super) struct AgentApi {
     app: Arc<App>,
 }
 
 impl AgentApi {
-    pub fn new(app: Arc<App>) -> Self {
+    pub(super) fn new(app: Arc<App>) -> Self {
         Self { app }
     }
 

@@ -11,7 +11,7 @@ use ward_core::{Check, DeviceState, WipeScope};
 
 /// The request as the app takes it (the permission it needs is
 /// [`Permission::to_wipe`](ward_core::Permission::to_wipe) of its scope).
-pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Status> {
+pub(super) fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Status> {
     let forms = [!r.user.is_empty(), r.noncompliant, !r.devices.is_empty()]
         .iter()
         .filter(|set| **set)
@@ -56,7 +56,7 @@ pub fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Stat
     })
 }
 
-pub fn report_to_wire(r: &BulkWipeReport) -> v1::BulkWipeReport {
+pub(super) fn report_to_wire(r: &BulkWipeReport) -> v1::BulkWipeReport {
     v1::BulkWipeReport {
         batch: r.batch.clone(),
         scope: wipe_scope_to_wire(r.scope) as i32,

@@ -15,7 +15,7 @@ const RETRY_PUSHBACK_MS: u32 = 2000;
 
 /// The one place an [`AppError`] becomes a gRPC status (an internal error is logged here and
 /// told to the caller only as such).
-pub fn status(e: AppError) -> Status {
+pub(crate) fn status(e: AppError) -> Status {
     match e {
         AppError::InvalidArgument(m) => Status::invalid_argument(m),
         AppError::NotFound(m) => Status::not_found(m),
@@ -39,13 +39,13 @@ pub fn status(e: AppError) -> Status {
 }
 
 /// The DER of the client's leaf certificate, if it presented one.
-pub fn peer_leaf<T>(request: &Request<T>) -> Option<Vec<u8>> {
+pub(crate) fn peer_leaf<T>(request: &Request<T>) -> Option<Vec<u8>> {
     request
         .peer_certs()
         .and_then(|chain| chain.first().map(|c| c.as_ref().to_vec()))
 }
 
-pub fn facts_from_wire(facts: Option<v1::DeviceFacts>) -> DeviceFacts {
+pub(crate) fn facts_from_wire(facts: Option<v1::DeviceFacts>) -> DeviceFacts {
     let f = facts.unwrap_or_default();
     DeviceFacts {
         hostname: f.hostname,
@@ -57,7 +57,7 @@ pub fn facts_from_wire(facts: Option<v1::DeviceFacts>) -> DeviceFacts {
     }
 }
 
-pub fn facts_to_wire(f: &DeviceFacts) -> v1::DeviceFacts {
+pub(crate) fn facts_to_wire(f: &DeviceFacts) -> v1::DeviceFacts {
     v1::DeviceFacts {
         hostname: f.hostname.clone(),
         os_name: f.os_name.clone(),
@@ -68,7 +68,7 @@ pub fn facts_to_wire(f: &DeviceFacts) -> v1::DeviceFacts {
     }
 }
 
-pub fn device_to_wire(d: &Device) -> v1::Device {
+pub(crate) fn device_to_wire(d: &Device) -> v1::Device {
     let mut device = v1::Device {
         id: d.id.to_string(),
         user: d.user.to_string(),
@@ -97,7 +97,7 @@ pub fn device_to_wire(d: &Device) -> v1::Device {
 }
 
 /// A device's newest proven messaging wipe (`core::service::messaging_wipe`).
-pub fn messaging_wipe_to_wire(w: &ward_core::service::MessagingWipe) -> v1::MessagingWipe {
+pub(crate) fn messaging_wipe_to_wire(w: &ward_core::service::MessagingWipe) -> v1::MessagingWipe {
     v1::MessagingWipe {
         at_unix_ms: w.at.unix_ms(),
         by: w.by.to_owned(),
@@ -106,7 +106,7 @@ pub fn messaging_wipe_to_wire(w: &ward_core::service::MessagingWipe) -> v1::Mess
 }
 
 /// A device's key history as `device show` lists it.
-pub fn keys_to_wire(keys: &[ward_core::DeviceKey]) -> Vec<v1::DeviceKey> {
+pub(crate) fn keys_to_wire(keys: &[ward_core::DeviceKey]) -> Vec<v1::DeviceKey> {
     keys.iter()
         .map(|k| v1::DeviceKey {
             certificate_serial: k.serial.clone(),
@@ -117,7 +117,7 @@ pub fn keys_to_wire(keys: &[ward_core::DeviceKey]) -> Vec<v1::DeviceKey> {
         .collect()
 }
 
-pub fn role_from_wire(role: i32) -> Result<AdminRole, Status> {
+pub(crate) fn role_from_wire(role: i32) -> Result<AdminRole, Status> {
     match v1::AdminRole::try_from(role) {
         Ok(v1::AdminRole::Admin) => Ok(AdminRole::Admin),
         Ok(v1::AdminRole::Helpdesk) => Ok(AdminRole::Helpdesk),
@@ -136,7 +136,7 @@ pub fn role_to_wire(role: AdminRole) -> v1::AdminRole {
     }
 }
 
-pub fn admin_to_wire(a: &Admin) -> v1::Admin {
+pub(crate) fn admin_to_wire(a: &Admin) -> v1::Admin {
     let revoked = a.revoked.as_ref();
     v1::Admin {
         name: a.name.to_string(),
@@ -160,7 +160,7 @@ pub fn admin_to_wire(a: &Admin) -> v1::Admin {
     }
 }
 
-pub fn admin_request_to_wire(r: &ward_core::admins::AdminRequest) -> v1::AdminRequest {
+pub(crate) fn admin_request_to_wire(r: &ward_core::admins::AdminRequest) -> v1::AdminRequest {
     v1::AdminRequest {
         id: r.id.clone(),
         kind: r.kind.as_str().into(),
@@ -175,7 +175,7 @@ pub fn admin_request_to_wire(r: &ward_core::admins::AdminRequest) -> v1::AdminRe
 }
 
 /// A wire duration in seconds, where 0 means "the default".
-pub fn optional_seconds(seconds: u64) -> Option<std::time::Duration> {
+pub(crate) fn optional_seconds(seconds: u64) -> Option<std::time::Duration> {
     (seconds > 0).then(|| std::time::Duration::from_secs(seconds))
 }
 
@@ -194,7 +194,7 @@ pub fn command_state_to_wire(state: CommandState) -> v1::CommandState {
 }
 
 /// `None` for "unspecified" (no filter); an error for values this controller does not know.
-pub fn command_state_from_wire(state: i32) -> Result<Option<CommandState>, Status> {
+pub(crate) fn command_state_from_wire(state: i32) -> Result<Option<CommandState>, Status> {
     Ok(Some(match v1::CommandState::try_from(state) {
         Ok(v1::CommandState::Unspecified) => return Ok(None),
         Ok(v1::CommandState::AwaitingApproval) => CommandState::AwaitingApproval,
@@ -221,7 +221,7 @@ pub(crate) fn wipe_scope_to_wire(scope: WipeScope) -> v1::WipeScope {
     }
 }
 
-pub fn action_from_issue(
+pub(crate) fn action_from_issue(
     action: Option<v1::issue_command_request::Action>,
 ) -> Result<CommandKind, Status> {
     use v1::issue_command_request::Action;
@@ -248,7 +248,7 @@ pub fn action_from_issue(
 }
 
 /// A command as the device receives it.
-pub fn command_to_device(c: &Command) -> v1::DeviceCommand {
+pub(crate) fn command_to_device(c: &Command) -> v1::DeviceCommand {
     use v1::device_command::Action;
     let action = match &c.kind {
         CommandKind::Lock { message } => Action::Lock(v1::LockAction {
@@ -272,7 +272,7 @@ pub fn command_to_device(c: &Command) -> v1::DeviceCommand {
 }
 
 /// A command as admins see it.
-pub fn command_to_wire(c: &Command) -> v1::Command {
+pub(crate) fn command_to_wire(c: &Command) -> v1::Command {
     let ms = |t: Option<ward_core::Timestamp>| t.map_or(0, |t| t.unix_ms());
     v1::Command {
         id: c.id.to_string(),
@@ -307,7 +307,7 @@ pub fn command_to_wire(c: &Command) -> v1::Command {
     }
 }
 
-pub fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
+pub(crate) fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
     let policy = &p.policy;
     v1::Policy {
         password_min_length: policy.password_min_length,
@@ -332,7 +332,7 @@ pub fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
     }
 }
 
-pub fn policy_changes_from_wire(r: &v1::SetPolicyRequest) -> Result<PolicyChanges, Status> {
+pub(crate) fn policy_changes_from_wire(r: &v1::SetPolicyRequest) -> Result<PolicyChanges, Status> {
     Ok(PolicyChanges {
         password_min_length: r.password_min_length,
         password_min_classes: r.password_min_classes,
@@ -362,7 +362,9 @@ fn check_status_to_wire(s: CheckStatus) -> v1::CheckStatus {
     }
 }
 
-pub fn checks_from_wire(report: &v1::ComplianceReport) -> Result<Vec<ComplianceCheck>, Status> {
+pub(crate) fn checks_from_wire(
+    report: &v1::ComplianceReport,
+) -> Result<Vec<ComplianceCheck>, Status> {
     report
         .checks
         .iter()
@@ -388,7 +390,7 @@ pub fn checks_from_wire(report: &v1::ComplianceReport) -> Result<Vec<ComplianceC
         .collect()
 }
 
-pub fn compliance_to_wire(c: Option<&Compliance>) -> v1::Compliance {
+pub(crate) fn compliance_to_wire(c: Option<&Compliance>) -> v1::Compliance {
     match c {
         None => v1::Compliance::default(),
         Some(c) => v1::Compliance {
@@ -413,7 +415,7 @@ pub fn compliance_to_wire(c: Option<&Compliance>) -> v1::Compliance {
     }
 }
 
-pub fn offboard_report_to_wire(
+pub(crate) fn offboard_report_to_wire(
     r: &ward_controller::app::offboard::OffboardReport,
 ) -> v1::OffboardReport {
     v1::OffboardReport {

@@ -10,7 +10,7 @@ use ward_core::policy::PolicyError;
 use ward_core::posture::{Filesystem, PackageCount};
 use ward_core::{Check, Device, Disabled, Enforcement, EnforcementAction, Inventory, Policy};
 
-pub fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status> {
+pub(crate) fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status> {
     let inventory = Inventory {
         hardware_vendor: i.hardware_vendor,
         hardware_model: i.hardware_model,
@@ -43,7 +43,7 @@ pub fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status> {
     Ok(inventory)
 }
 
-pub fn inventory_to_wire(i: &Inventory) -> v1::Inventory {
+pub(crate) fn inventory_to_wire(i: &Inventory) -> v1::Inventory {
     v1::Inventory {
         hardware_vendor: i.hardware_vendor.clone(),
         hardware_model: i.hardware_model.clone(),
@@ -72,7 +72,7 @@ pub fn inventory_to_wire(i: &Inventory) -> v1::Inventory {
     }
 }
 
-pub fn action_to_wire(a: EnforcementAction) -> v1::EnforcementAction {
+pub(crate) fn action_to_wire(a: EnforcementAction) -> v1::EnforcementAction {
     match a {
         EnforcementAction::Report => v1::EnforcementAction::Report,
         EnforcementAction::Block => v1::EnforcementAction::Block,
@@ -80,7 +80,7 @@ pub fn action_to_wire(a: EnforcementAction) -> v1::EnforcementAction {
     }
 }
 
-pub fn action_from_wire(a: i32) -> Result<EnforcementAction, Status> {
+pub(crate) fn action_from_wire(a: i32) -> Result<EnforcementAction, Status> {
     match v1::EnforcementAction::try_from(a) {
         Ok(v1::EnforcementAction::Report) => Ok(EnforcementAction::Report),
         Ok(v1::EnforcementAction::Block) => Ok(EnforcementAction::Block),
@@ -91,7 +91,7 @@ pub fn action_from_wire(a: i32) -> Result<EnforcementAction, Status> {
     }
 }
 
-pub fn check_actions_to_wire(p: &Policy) -> Vec<v1::CheckAction> {
+pub(crate) fn check_actions_to_wire(p: &Policy) -> Vec<v1::CheckAction> {
     p.check_actions
         .iter()
         .map(|(check, action)| v1::CheckAction {
@@ -103,7 +103,7 @@ pub fn check_actions_to_wire(p: &Policy) -> Vec<v1::CheckAction> {
 
 /// An admin's check actions: a check name this controller does not know is refused (it
 /// could never be required, so its action would silently do nothing).
-pub fn check_actions_from_wire(
+pub(crate) fn check_actions_from_wire(
     actions: &[v1::CheckAction],
 ) -> Result<BTreeMap<Check, EnforcementAction>, Status> {
     actions
@@ -143,7 +143,7 @@ fn enforcement_to_wire(e: &Enforcement) -> v1::Enforcement {
 }
 
 /// The posture fields of a device as admins see it.
-pub fn posture_to_wire(d: &Device, out: &mut v1::Device) {
+pub(crate) fn posture_to_wire(d: &Device, out: &mut v1::Device) {
     out.inventory = d.inventory.as_ref().map(inventory_to_wire);
     out.disabled = d.disabled.as_ref().map(disabled_to_wire);
     out.enforcement = d.enforcement.iter().map(enforcement_to_wire).collect();

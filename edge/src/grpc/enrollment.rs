@@ -17,13 +17,13 @@ use ward_core::DeviceId;
 /// a flood of attempts would still cost CPU and fill logs.
 type Limiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
 
-pub struct EnrollmentApi {
+pub(super) struct EnrollmentApi {
     app: Arc<App>,
     limiter: Limiter,
 }
 
 impl EnrollmentApi {
-    pub fn new(app: Arc<App>) -> Self {
+    pub(super) fn new(app: Arc<App>) -> Self {
         let config = app.config();
         let per_minute = std::num::NonZeroU32::new(config.enroll_per_minute.max(1))
             .unwrap_or(std::num::NonZeroU32::MIN);
@@ -107,7 +107,7 @@ impl v1::enrollment_service_server::EnrollmentService for EnrollmentApi {
     }
 }
 
-pub fn agent_config(app: &App) -> v1::AgentConfig {
+pub(super) fn agent_config(app: &App) -> v1::AgentConfig {
     v1::AgentConfig {
         checkin_interval_seconds: u32::try_from(app.config().checkin_interval.as_secs())
             .unwrap_or(u32::MAX),

@@ -24,7 +24,7 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// An established connection, cut when its client certificate is revoked (the controller's
 /// [`CuttableStream`], with what tonic needs to know of its peer).
 #[derive(Debug)]
-pub struct Connection(CuttableStream<TlsStream<TcpStream>>);
+pub(crate) struct Connection(CuttableStream<TlsStream<TcpStream>>);
 
 impl AsyncRead for Connection {
     fn poll_read(
@@ -64,7 +64,7 @@ impl Connected for Connection {
 
 /// A stream of established TLS connections for tonic's `serve_with_incoming`, each tracked in
 /// `connections` by the serial of its client certificate.
-pub fn incoming(
+pub(crate) fn incoming(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     mut stop: watch::Receiver<bool>,

@@ -17,7 +17,7 @@ use ward_core::{CommandId, UserEmail};
 
 /// `text` as a `T`, or `InvalidArgument` with `T`'s parse error. An [`AppError`], so that a
 /// read refused for a malformed argument is audited like any other refused read.
-pub fn parse<T>(text: &str) -> Result<T, AppError>
+pub(crate) fn parse<T>(text: &str) -> Result<T, AppError>
 where
     T: FromStr,
     T::Err: Display,
@@ -27,20 +27,20 @@ where
 }
 
 /// A device by its id or host name.
-pub fn device_ref(text: &str) -> Result<DeviceRef, AppError> {
+pub(crate) fn device_ref(text: &str) -> Result<DeviceRef, AppError> {
     parse(text)
 }
 
-pub fn command_id(text: &str) -> Result<CommandId, AppError> {
+pub(crate) fn command_id(text: &str) -> Result<CommandId, AppError> {
     parse(text)
 }
 
 /// A certificate signing request whose signature verifies (proof of the key).
-pub fn csr(der: &[u8]) -> Result<VerifiedCsr, AppError> {
+pub(crate) fn csr(der: &[u8]) -> Result<VerifiedCsr, AppError> {
     VerifiedCsr::from_der(der).map_err(|e| AppError::InvalidArgument(e.to_string()))
 }
 
 /// A user, or everyone when the field is empty.
-pub fn optional_user(text: &str) -> Result<Option<UserEmail>, AppError> {
+pub(crate) fn optional_user(text: &str) -> Result<Option<UserEmail>, AppError> {
     ward_core::refs::optional_user(text).map_err(|e| AppError::InvalidArgument(e.to_string()))
 }

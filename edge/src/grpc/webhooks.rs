@@ -5,7 +5,7 @@ use ward_proto::v1;
 use ward_core::webhook::{Attempt, Delivery, Webhook};
 
 /// A receiver as clients see it: never its secret.
-pub fn webhook_to_wire(hook: &Webhook) -> v1::Webhook {
+pub(super) fn webhook_to_wire(hook: &Webhook) -> v1::Webhook {
     v1::Webhook {
         id: hook.id.clone(),
         url: hook.url.clone(),
@@ -16,7 +16,9 @@ pub fn webhook_to_wire(hook: &Webhook) -> v1::Webhook {
     }
 }
 
-pub fn delivery_to_wire((delivery, attempts): &(Delivery, Vec<Attempt>)) -> v1::WebhookDelivery {
+pub(super) fn delivery_to_wire(
+    (delivery, attempts): &(Delivery, Vec<Attempt>),
+) -> v1::WebhookDelivery {
     v1::WebhookDelivery {
         event_id: delivery.event_id.clone(),
         webhook_id: delivery.webhook_id.clone(),

@@ -60,7 +60,7 @@ enum Table {
 }
 
 /// Registers an admin and its first certificate; false if the name is taken.
-pub async fn insert(
+pub(super) async fn insert(
     conn: &mut AnyConnection,
     admin: &Admin,
     certificate: &CertificateRecord,
@@ -88,7 +88,10 @@ pub async fn insert(
     Ok(true)
 }
 
-pub async fn get(conn: &mut AnyConnection, name: &AdminName) -> Result<Option<Admin>, StoreError> {
+pub(super) async fn get(
+    conn: &mut AnyConnection,
+    name: &AdminName,
+) -> Result<Option<Admin>, StoreError> {
     sqlx::query(SELECT_ADMIN)
         .bind(name.as_str())
         .fetch_optional(conn)
@@ -99,7 +102,7 @@ pub async fn get(conn: &mut AnyConnection, name: &AdminName) -> Result<Option<Ad
         .transpose()
 }
 
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Admin>, StoreError> {
+pub(super) async fn list(conn: &mut AnyConnection) -> Result<Vec<Admin>, StoreError> {
     sqlx::query(SELECT_ADMINS)
         .fetch_all(conn)
         .await
@@ -111,7 +114,7 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Admin>, StoreError> {
 
 /// Gives the admin a new certificate and revokes its others; `None` when there is no such
 /// admin or it is revoked.
-pub async fn renew(
+pub(super) async fn renew(
     conn: &mut AnyConnection,
     name: &AdminName,
     certificate: &CertificateRecord,
@@ -138,7 +141,10 @@ pub async fn renew(
 /// [`ward_core::admins::RENEWED_CONNECTION_GRACE_MS`] (an admin revoked with `admin revoke` is
 /// not active): long enough to answer the renewing call, not to keep a leaked bundle's
 /// session for the rest of its lifetime.
-pub async fn replaced(conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<String>, StoreError> {
+pub(super) async fn replaced(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
     let prefix = Identity::admin_uri_prefix();
     let since = now.unix_ms() - ward_core::admins::RENEWED_CONNECTION_GRACE_MS;
     sqlx::query_scalar(
@@ -154,7 +160,7 @@ pub async fn replaced(conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<St
 }
 
 /// Revokes the admin and its certificates, unless it is the last active `admin`-role identity.
-pub async fn revoke(
+pub(super) async fn revoke(
     conn: &mut AnyConnection,
     backend: Backend,
     name: &AdminName,
@@ -197,7 +203,7 @@ pub async fn revoke(
 }
 
 /// The open request for the name if there is one, else `request`, stored.
-pub async fn open_request(
+pub(super) async fn open_request(
     conn: &mut AnyConnection,
     backend: Backend,
     request: &AdminRequest,
@@ -225,7 +231,7 @@ pub async fn open_request(
     Ok(request.clone())
 }
 
-pub async fn request(
+pub(super) async fn request(
     conn: &mut AnyConnection,
     name: &AdminName,
     now: Timestamp,
@@ -241,7 +247,7 @@ pub async fn request(
         .transpose()
 }
 
-pub async fn requests(
+pub(super) async fn requests(
     conn: &mut AnyConnection,
     now: Timestamp,
 ) -> Result<Vec<AdminRequest>, StoreError> {
@@ -258,7 +264,7 @@ pub async fn requests(
 }
 
 /// Approves the open request, if it is not approved yet.
-pub async fn approve_request(
+pub(super) async fn approve_request(
     conn: &mut AnyConnection,
     id: &str,
     by: &str,
@@ -279,7 +285,7 @@ pub async fn approve_request(
 
 /// Uses the approved request, once.
 /// Closes every open request for a forced CA rotation step, as expired at `now`.
-pub async fn withdraw_ca_rotation_requests(
+pub(super) async fn withdraw_ca_rotation_requests(
     conn: &mut AnyConnection,
     backend: Backend,
     now: Timestamp,
@@ -305,7 +311,7 @@ pub async fn withdraw_ca_rotation_requests(
     Ok(ids)
 }
 
-pub async fn use_request(
+pub(super) async fn use_request(
     conn: &mut AnyConnection,
     id: &str,
     now: Timestamp,

@@ -16,7 +16,7 @@ use ward_core::audit::{
 /// table's real last row, behind an `audit.break` entry when the head does not match it), and
 /// signs the new head once, in the caller's transaction. What the first event's plan found
 /// (a break) is returned with the entries written.
-pub async fn append_all(
+pub(super) async fn append_all(
     conn: &mut AnyConnection,
     events: &[(AuditEvent, Timestamp)],
     key: &dyn HeadKey,
@@ -96,7 +96,7 @@ async fn tail(conn: &mut AnyConnection) -> Result<Option<Tail>, StoreError> {
     .transpose()
 }
 
-pub async fn list(
+pub(super) async fn list(
     conn: &mut AnyConnection,
     filter: &AuditFilter,
 ) -> Result<Vec<AuditEntry>, StoreError> {
@@ -124,7 +124,7 @@ pub async fn list(
     rows.iter().map(rows::audit_entry).collect()
 }
 
-pub async fn head(conn: &mut AnyConnection) -> Result<AuditHead, StoreError> {
+pub(super) async fn head(conn: &mut AnyConnection) -> Result<AuditHead, StoreError> {
     let row = sqlx::query("SELECT seq, hash, signature FROM audit_head WHERE id = 1")
         .fetch_one(conn)
         .await

@@ -7,7 +7,7 @@ use crate::rows::{Columns, corrupt, db};
 use ward_core::Timestamp;
 use ward_core::ca_rotation::{CaRecord, CaState};
 
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<CaRecord>, StoreError> {
+pub(super) async fn list(conn: &mut AnyConnection) -> Result<Vec<CaRecord>, StoreError> {
     sqlx::query("SELECT ca_hash, state, changed_at FROM ca_rotation ORDER BY changed_at, ca_hash")
         .fetch_all(conn)
         .await
@@ -23,7 +23,7 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<CaRecord>, StoreError>
         .collect()
 }
 
-pub async fn set(
+pub(super) async fn set(
     conn: &mut AnyConnection,
     hash: &str,
     state: CaState,

@@ -6,7 +6,10 @@ use crate::StoreError;
 use crate::rows::{self, db};
 use ward_core::{CertificateRecord, Timestamp};
 
-pub async fn insert(conn: &mut AnyConnection, cert: &CertificateRecord) -> Result<(), StoreError> {
+pub(super) async fn insert(
+    conn: &mut AnyConnection,
+    cert: &CertificateRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO certificates (serial, subject, not_before, not_after, issued_at, revoked_at, der)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -24,7 +27,7 @@ pub async fn insert(conn: &mut AnyConnection, cert: &CertificateRecord) -> Resul
     Ok(())
 }
 
-pub async fn get(
+pub(super) async fn get(
     conn: &mut AnyConnection,
     serial: &str,
 ) -> Result<Option<CertificateRecord>, StoreError> {
@@ -39,7 +42,7 @@ pub async fn get(
 }
 
 /// Revokes every unrevoked certificate of `subject`; the serials it revoked.
-pub async fn revoke_subject(
+pub(super) async fn revoke_subject(
     conn: &mut AnyConnection,
     subject: &str,
     now: Timestamp,
@@ -56,7 +59,7 @@ pub async fn revoke_subject(
 }
 
 /// Certificates neither expired nor revoked.
-pub async fn live(
+pub(super) async fn live(
     conn: &mut AnyConnection,
     now: Timestamp,
 ) -> Result<Vec<CertificateRecord>, StoreError> {
@@ -70,7 +73,7 @@ pub async fn live(
         .collect()
 }
 
-pub async fn revoked_serials(
+pub(super) async fn revoked_serials(
     conn: &mut AnyConnection,
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {

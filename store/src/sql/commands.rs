@@ -25,7 +25,10 @@ fn message_of(kind: &CommandKind) -> Option<String> {
 
 /// Inserts `c` unless a command with its idempotency key exists; returns the stored command
 /// and whether it is the new one.
-pub async fn insert(conn: &mut AnyConnection, c: &Command) -> Result<(Command, bool), StoreError> {
+pub(super) async fn insert(
+    conn: &mut AnyConnection,
+    c: &Command,
+) -> Result<(Command, bool), StoreError> {
     insert_many(conn, std::slice::from_ref(c))
         .await?
         .pop()
@@ -35,7 +38,7 @@ pub async fn insert(conn: &mut AnyConnection, c: &Command) -> Result<(Command, b
 /// Inserts each of `commands` unless a command with its idempotency key exists (stored
 /// before, or earlier in `commands`), a few hundred rows a statement; for each, in order, the
 /// stored command and whether it is the one inserted.
-pub async fn insert_many(
+pub(super) async fn insert_many(
     conn: &mut AnyConnection,
     commands: &[Command],
 ) -> Result<Vec<(Command, bool)>, StoreError> {
@@ -112,7 +115,10 @@ pub async fn insert_many(
         .collect()
 }
 
-pub async fn get(conn: &mut AnyConnection, id: CommandId) -> Result<Option<Command>, StoreError> {
+pub(super) async fn get(
+    conn: &mut AnyConnection,
+    id: CommandId,
+) -> Result<Option<Command>, StoreError> {
     sqlx::query("SELECT * FROM commands WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(conn)
@@ -123,7 +129,10 @@ pub async fn get(conn: &mut AnyConnection, id: CommandId) -> Result<Option<Comma
         .transpose()
 }
 
-pub async fn by_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Command>, StoreError> {
+pub(super) async fn by_key(
+    conn: &mut AnyConnection,
+    key: &str,
+) -> Result<Option<Command>, StoreError> {
     sqlx::query("SELECT * FROM commands WHERE idempotency_key = $1")
         .bind(key)
         .fetch_optional(conn)
@@ -134,7 +143,7 @@ pub async fn by_key(conn: &mut AnyConnection, key: &str) -> Result<Option<Comman
         .transpose()
 }
 
-pub async fn list(
+pub(super) async fn list(
     conn: &mut AnyConnection,
     device: Option<DeviceId>,
     state: Option<CommandState>,
@@ -154,7 +163,7 @@ pub async fn list(
 
 /// The wipes and retirements that succeeded, for one device or all (the index on
 /// `(device_id, state)` finds one device's).
-pub async fn succeeded_wipes(
+pub(super) async fn succeeded_wipes(
     conn: &mut AnyConnection,
     device: Option<DeviceId>,
 ) -> Result<Vec<Command>, StoreError> {
@@ -172,7 +181,7 @@ pub async fn succeeded_wipes(
 }
 
 /// Queued commands whose deadline (time-to-live) has passed by `now`: only those carry one.
-pub async fn past_deadline(
+pub(super) async fn past_deadline(
     conn: &mut AnyConnection,
     now: Timestamp,
 ) -> Result<Vec<Command>, StoreError> {
@@ -188,7 +197,7 @@ pub async fn past_deadline(
 }
 
 /// Commands whose idempotency key starts with `prefix` (every command of one bulk action).
-pub async fn by_key_prefix(
+pub(super) async fn by_key_prefix(
     conn: &mut AnyConnection,
     prefix: &str,
 ) -> Result<Vec<Command>, StoreError> {
@@ -203,7 +212,7 @@ pub async fn by_key_prefix(
     rows.iter().map(rows::command).collect()
 }
 
-pub async fn unfinished(
+pub(super) async fn unfinished(
     conn: &mut AnyConnection,
     device: DeviceId,
 ) -> Result<Vec<Command>, StoreError> {
@@ -220,7 +229,7 @@ pub async fn unfinished(
 }
 
 /// Writes `c` if the stored command is still in state `expected` (compare-and-set).
-pub async fn update(
+pub(super) async fn update(
     conn: &mut AnyConnection,
     expected: CommandState,
     c: &Command,
@@ -252,7 +261,7 @@ pub async fn update(
 }
 
 /// The commands among `ids` that exist, in no particular order.
-pub async fn get_many(
+pub(super) async fn get_many(
     conn: &mut AnyConnection,
     ids: &[CommandId],
 ) -> Result<Vec<Command>, StoreError> {
@@ -277,7 +286,7 @@ pub async fn get_many(
 
 /// Writes each `next` whose stored command is still in its `expected` state (a
 /// compare-and-set per row), a few hundred rows a statement; the ids written.
-pub async fn update_many(
+pub(super) async fn update_many(
     conn: &mut AnyConnection,
     changes: &[(CommandState, Command)],
 ) -> Result<Vec<CommandId>, StoreError> {
@@ -324,7 +333,7 @@ pub async fn update_many(
     Ok(written)
 }
 
-pub async fn count_by_state(
+pub(super) async fn count_by_state(
     conn: &mut AnyConnection,
 ) -> Result<Vec<(CommandState, u64)>, StoreError> {
     let rows: Vec<(String, i64)> =

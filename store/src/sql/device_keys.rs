@@ -10,7 +10,7 @@ use ward_core::{CertificateRecord, DeviceId, DeviceKey, Timestamp};
 
 /// Records a key; `in_use_at` is set for an enrollment's (in use from the start), `None`
 /// for a renewal's (pending until the device calls with it).
-pub async fn insert(
+pub(super) async fn insert(
     conn: &mut AnyConnection,
     device: DeviceId,
     certificate: &CertificateRecord,
@@ -33,7 +33,7 @@ pub async fn insert(
 }
 
 /// The device's keys, oldest first.
-pub async fn list(
+pub(super) async fn list(
     conn: &mut AnyConnection,
     device: DeviceId,
 ) -> Result<Vec<DeviceKey>, StoreError> {
@@ -50,7 +50,7 @@ pub async fn list(
 /// device's record points at it and its key, and the previous certificate and every other
 /// pending renewal are replaced and revoked. `None` when `serial` is not a pending renewal of
 /// the device.
-pub async fn switch(
+pub(super) async fn switch(
     conn: &mut AnyConnection,
     device: DeviceId,
     serial: &str,
@@ -134,7 +134,10 @@ pub async fn switch(
 }
 
 /// The unexpired certificates of active devices that a renewal replaced.
-pub async fn replaced(conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<String>, StoreError> {
+pub(super) async fn replaced(
+    conn: &mut AnyConnection,
+    now: Timestamp,
+) -> Result<Vec<String>, StoreError> {
     sqlx::query_scalar(
         "SELECT k.serial FROM device_keys k
          JOIN certificates c ON c.serial = k.serial
@@ -148,7 +151,7 @@ pub async fn replaced(conn: &mut AnyConnection, now: Timestamp) -> Result<Vec<St
 }
 
 /// Marks the device as a suspected clone; false if there is no such device.
-pub async fn flag_conflict(
+pub(super) async fn flag_conflict(
     conn: &mut AnyConnection,
     device: DeviceId,
     conflict: &RenewalConflict,

@@ -10,7 +10,7 @@ use ward_core::{
     UserEmail,
 };
 
-pub async fn insert(
+pub(super) async fn insert(
     conn: &mut AnyConnection,
     device: &NewDevice,
     user: &UserEmail,
@@ -50,7 +50,10 @@ pub async fn insert(
     .await
 }
 
-pub async fn get(conn: &mut AnyConnection, id: DeviceId) -> Result<Option<Device>, StoreError> {
+pub(super) async fn get(
+    conn: &mut AnyConnection,
+    id: DeviceId,
+) -> Result<Option<Device>, StoreError> {
     sqlx::query("SELECT * FROM devices WHERE id = $1")
         .bind(id.to_string())
         .fetch_optional(conn)
@@ -61,7 +64,7 @@ pub async fn get(conn: &mut AnyConnection, id: DeviceId) -> Result<Option<Device
         .transpose()
 }
 
-pub async fn list(
+pub(super) async fn list(
     conn: &mut AnyConnection,
     user: Option<&UserEmail>,
 ) -> Result<Vec<Device>, StoreError> {
@@ -79,7 +82,7 @@ pub async fn list(
 /// One check-in's write, in one statement: facts (the ones on record when `None`), last-seen
 /// and the compliance report (the one on record when `None`), for an active device only. The
 /// device as written, or `None` when it is not enrolled or not active (nothing is written).
-pub async fn check_in(
+pub(super) async fn check_in(
     conn: &mut AnyConnection,
     id: DeviceId,
     facts: Option<&DeviceFacts>,
@@ -128,7 +131,7 @@ pub async fn check_in(
 
 /// Marks the device revoked (a retired device stays retired) and revokes every certificate
 /// issued to it; the serials newly revoked, or `None` if there is no such device.
-pub async fn revoke(
+pub(super) async fn revoke(
     conn: &mut AnyConnection,
     device: DeviceId,
     now: Timestamp,
@@ -153,7 +156,7 @@ pub async fn revoke(
 /// Records a renewed certificate and the key it certifies, pending: the device's record
 /// keeps its current certificate and key until the device calls with the new one
 /// ([`device_keys::switch`]).
-pub async fn record_renewal(
+pub(super) async fn record_renewal(
     conn: &mut AnyConnection,
     device: DeviceId,
     certificate: &ward_core::CertificateRecord,
@@ -191,7 +194,7 @@ fn posture_swap(field: PostureField) -> &'static str {
     }
 }
 
-pub async fn set_posture(
+pub(super) async fn set_posture(
     conn: &mut AnyConnection,
     device: DeviceId,
     field: PostureField,
@@ -206,7 +209,7 @@ pub async fn set_posture(
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn swap_posture(
+pub(super) async fn swap_posture(
     conn: &mut AnyConnection,
     device: DeviceId,
     field: PostureField,
@@ -223,7 +226,7 @@ pub async fn swap_posture(
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn set_state(
+pub(super) async fn set_state(
     conn: &mut AnyConnection,
     device: DeviceId,
     state: DeviceState,
@@ -237,7 +240,7 @@ pub async fn set_state(
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn record_offline_wipe(
+pub(super) async fn record_offline_wipe(
     conn: &mut AnyConnection,
     device: DeviceId,
     wipe: &OfflineWipe,

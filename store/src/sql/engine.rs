@@ -26,9 +26,9 @@ use ward_core::{
 };
 
 /// How long a check-in lane's statement waits for a row lock ([`SqlEngine::yielding`]).
-pub const CHECK_IN_LOCK_WAIT: &str = "50ms";
+pub(super) const CHECK_IN_LOCK_WAIT: &str = "50ms";
 
-pub struct SqlEngine {
+pub(super) struct SqlEngine {
     pool: AnyPool,
     backend: Backend,
     conn: Option<PoolConnection<Any>>,
@@ -42,7 +42,7 @@ pub struct SqlEngine {
 }
 
 impl SqlEngine {
-    pub fn new(pool: AnyPool, backend: Backend, keeper: AuditKeeperSlot) -> Self {
+    pub(super) fn new(pool: AnyPool, backend: Backend, keeper: AuditKeeperSlot) -> Self {
         Self {
             pool,
             backend,
@@ -57,7 +57,7 @@ impl SqlEngine {
     /// [`CHECK_IN_LOCK_WAIT`] for a row another lane or replica holds fails, so the check-in
     /// is refused as busy (its agent tries again) rather than holding up, or deadlocking with,
     /// the lane that runs admin calls and command results.
-    pub fn yielding(mut self) -> Self {
+    pub(super) fn yielding(mut self) -> Self {
         self.lock_wait = Some(CHECK_IN_LOCK_WAIT);
         self
     }

@@ -7,7 +7,7 @@ use crate::rows::{corrupt, db};
 use ward_core::Timestamp;
 
 /// The last sequence number the export's collector took; 0 before the first.
-pub async fn get(conn: &mut AnyConnection, name: &str) -> Result<u64, StoreError> {
+pub(super) async fn get(conn: &mut AnyConnection, name: &str) -> Result<u64, StoreError> {
     let seq: Option<i64> =
         sqlx::query_scalar("SELECT seq FROM audit_export_cursor WHERE name = $1")
             .bind(name)
@@ -19,7 +19,7 @@ pub async fn get(conn: &mut AnyConnection, name: &str) -> Result<u64, StoreError
 
 /// Moves the cursor to `seq` (never backwards: a slower replica that lost its lease cannot
 /// undo a newer one's progress).
-pub async fn set(
+pub(super) async fn set(
     conn: &mut AnyConnection,
     name: &str,
     seq: u64,
@@ -41,7 +41,7 @@ pub async fn set(
 }
 
 /// The PostgreSQL advisory lock key of an export's lease (one per name).
-pub fn lease_key(name: &str) -> i64 {
+pub(super) fn lease_key(name: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let digest = Sha256::digest(format!("ward.audit-export:{name}").as_bytes());
     let mut bytes = [0u8; 8];
@@ -51,13 +51,16 @@ pub fn lease_key(name: &str) -> i64 {
 
 /// A PostgreSQL session holding the export's advisory lock; dropping it closes the session,
 /// which releases the lock.
-pub struct PgLease {
+pub(super) struct PgLease {
     conn: AnyConnection,
 }
 
 impl PgLease {
     /// Takes the lock if no other session holds it.
-    pub async fn try_take(mut conn: AnyConnection, name: &str) -> Result<Option<Self>, StoreError> {
+    pub(super) async fn try_take(
+        mut conn: AnyConnection,
+        name: &str,
+    ) -> Result<Option<Self>, StoreError> {
         let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
             .bind(lease_key(name))
             .fetch_one(&mut conn)

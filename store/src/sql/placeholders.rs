@@ -3,7 +3,7 @@
 //! driver, which PostgreSQL does not take.)
 
 /// `($1, $2, …), ($k, …), …`: `rows` tuples of `columns` placeholders, numbered from `first`.
-pub fn tuples(rows: usize, columns: usize, first: usize) -> String {
+pub(super) fn tuples(rows: usize, columns: usize, first: usize) -> String {
     let mut out = String::with_capacity(rows * columns * 5);
     for row in 0..rows {
         out.push_str(if row == 0 { "(" } else { ", (" });
@@ -20,7 +20,7 @@ pub fn tuples(rows: usize, columns: usize, first: usize) -> String {
 }
 
 /// `$first, $first+1, …`: a list of `n` placeholders, for `IN (…)`.
-pub fn list(n: usize, first: usize) -> String {
+pub(super) fn list(n: usize, first: usize) -> String {
     (first..first + n)
         .map(|i| format!("${i}"))
         .collect::<Vec<_>>()
@@ -29,7 +29,7 @@ pub fn list(n: usize, first: usize) -> String {
 
 /// How many rows a many-row statement takes at most: well under SQLite's 32,766 and
 /// PostgreSQL's 65,535 parameters a statement for the widest row (14 columns).
-pub const ROWS_PER_STATEMENT: usize = 500;
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 #[cfg(test)]
 mod tests {

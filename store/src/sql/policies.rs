@@ -7,7 +7,7 @@ use crate::StoreError;
 use crate::rows::{self, corrupt, db};
 use ward_core::{Compliance, DeviceId, PolicyBody, PolicyRule, PolicyScope, Timestamp};
 
-pub async fn get(
+pub(super) async fn get(
     conn: &mut AnyConnection,
     scope: &PolicyScope,
 ) -> Result<Option<PolicyRule>, StoreError> {
@@ -24,7 +24,7 @@ pub async fn get(
 /// Stores the policy with a revision above every earlier one. How the next revision is found
 /// is the one difference: SQLite computes it under its database-wide write lock, PostgreSQL
 /// (several replicas writing at once) takes it from a sequence.
-pub async fn put(
+pub(super) async fn put(
     conn: &mut AnyConnection,
     backend: Backend,
     scope: &PolicyScope,
@@ -66,7 +66,7 @@ pub async fn put(
     rows::policy(&row)
 }
 
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<PolicyRule>, StoreError> {
+pub(super) async fn list(conn: &mut AnyConnection) -> Result<Vec<PolicyRule>, StoreError> {
     let rows = sqlx::query("SELECT * FROM policies ORDER BY scope")
         .fetch_all(conn)
         .await
@@ -74,7 +74,10 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<PolicyRule>, StoreErro
     rows.iter().map(rows::policy).collect()
 }
 
-pub async fn delete(conn: &mut AnyConnection, scope: &PolicyScope) -> Result<bool, StoreError> {
+pub(super) async fn delete(
+    conn: &mut AnyConnection,
+    scope: &PolicyScope,
+) -> Result<bool, StoreError> {
     let result = sqlx::query("DELETE FROM policies WHERE scope = $1")
         .bind(scope.to_string())
         .execute(conn)
@@ -83,7 +86,7 @@ pub async fn delete(conn: &mut AnyConnection, scope: &PolicyScope) -> Result<boo
     Ok(result.rows_affected() == 1)
 }
 
-pub async fn record_compliance(
+pub(super) async fn record_compliance(
     conn: &mut AnyConnection,
     device: DeviceId,
     c: &Compliance,

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions};
 use crate::rows::db;
 use crate::{Announcement, Announcements, StoreError};
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
 /// The `LISTEN/NOTIFY` channel replicas talk on.
 const CHANNEL: &str = "ward_events";
@@ -27,13 +27,13 @@ pub struct PgDurability {
 /// The pool's connections besides the writer's lanes: reads, the export's lease, migrations.
 /// Each lane keeps a connection of its own for as long as it writes, so the pool holds this
 /// many more than there are lanes (16 in all with the default four).
-pub const READ_CONNECTIONS: u32 = 12;
+pub(super) const READ_CONNECTIONS: u32 = 12;
 
 /// Connects and migrates, with a pool of [`READ_CONNECTIONS`] and one connection for each of
 /// `lanes` writer lanes. Every session commits synchronously (`synchronous_commit=on`,
 /// whatever the server's or role's default), and a server running with `fsync=off` is
 /// refused: on either, a wipe the controller accepted could vanish in a power cut.
-pub async fn connect(url: &str, lanes: usize) -> Result<(AnyPool, PgPool), StoreError> {
+pub(super) async fn connect(url: &str, lanes: usize) -> Result<(AnyPool, PgPool), StoreError> {
     let lanes = u32::try_from(lanes)
         .map_err(|_| StoreError::Database(format!("{lanes} writer lanes are too many")))?;
     let options: PgConnectOptions = url
@@ -73,7 +73,7 @@ pub async fn connect(url: &str, lanes: usize) -> Result<(AnyPool, PgPool), Store
     Ok((pool, listen))
 }
 
-pub async fn durability(pool: &AnyPool) -> Result<PgDurability, StoreError> {
+pub(super) async fn durability(pool: &AnyPool) -> Result<PgDurability, StoreError> {
     let show = |name: &'static str| async move {
         sqlx::query_scalar::<_, String>(name)
             .fetch_one(pool)
@@ -94,7 +94,7 @@ const EVENTS_PER_NOTIFY: usize = 150;
 /// versions before it skip an element they cannot read, so the rest still reaches them.
 const FROM: &str = "from";
 
-pub async fn announce_all(
+pub(super) async fn announce_all(
     pool: &PgPool,
     origin: &str,
     events: &[Announcement],
@@ -130,7 +130,7 @@ fn events_from_others(payload: &str, origin: &str) -> Vec<Announcement> {
     parts.filter_map(Announcement::from_payload).collect()
 }
 
-pub async fn listen(pool: &PgPool, origin: &str) -> Result<Announcements, StoreError> {
+pub(super) async fn listen(pool: &PgPool, origin: &str) -> Result<Announcements, StoreError> {
     let origin = origin.to_owned();
     let mut listener = PgListener::connect_with(pool).await.map_err(db)?;
     listener.listen(CHANNEL).await.map_err(db)?;

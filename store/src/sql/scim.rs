@@ -38,7 +38,7 @@ fn user(row: &impl Columns) -> Result<DirectoryUser, StoreError> {
     })
 }
 
-pub async fn client_named(
+pub(super) async fn client_named(
     conn: &mut AnyConnection,
     name: &AdminName,
 ) -> Result<Option<ScimClient>, StoreError> {
@@ -52,7 +52,7 @@ pub async fn client_named(
         .transpose()
 }
 
-pub async fn client_by_hash(
+pub(super) async fn client_by_hash(
     conn: &mut AnyConnection,
     hash: &str,
 ) -> Result<Option<ScimClient>, StoreError> {
@@ -66,7 +66,7 @@ pub async fn client_by_hash(
         .transpose()
 }
 
-pub async fn clients(conn: &mut AnyConnection) -> Result<Vec<ScimClient>, StoreError> {
+pub(super) async fn clients(conn: &mut AnyConnection) -> Result<Vec<ScimClient>, StoreError> {
     sqlx::query("SELECT * FROM scim_tokens ORDER BY name")
         .fetch_all(conn)
         .await
@@ -76,7 +76,10 @@ pub async fn clients(conn: &mut AnyConnection) -> Result<Vec<ScimClient>, StoreE
         .collect()
 }
 
-pub async fn insert_client(conn: &mut AnyConnection, c: &ScimClient) -> Result<bool, StoreError> {
+pub(super) async fn insert_client(
+    conn: &mut AnyConnection,
+    c: &ScimClient,
+) -> Result<bool, StoreError> {
     let done = sqlx::query(
         "INSERT INTO scim_tokens (name, token_hash, created_at, created_by, revoked_at, revoked_by)
          VALUES ($1, $2, $3, $4, NULL, NULL)
@@ -95,7 +98,7 @@ pub async fn insert_client(conn: &mut AnyConnection, c: &ScimClient) -> Result<b
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn revoke_client(
+pub(super) async fn revoke_client(
     conn: &mut AnyConnection,
     name: &AdminName,
     by: &str,
@@ -114,7 +117,7 @@ pub async fn revoke_client(
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn user_by_id(
+pub(super) async fn user_by_id(
     conn: &mut AnyConnection,
     id: uuid::Uuid,
 ) -> Result<Option<DirectoryUser>, StoreError> {
@@ -128,7 +131,7 @@ pub async fn user_by_id(
         .transpose()
 }
 
-pub async fn user_named(
+pub(super) async fn user_named(
     conn: &mut AnyConnection,
     email: &UserEmail,
 ) -> Result<Option<DirectoryUser>, StoreError> {
@@ -142,7 +145,7 @@ pub async fn user_named(
         .transpose()
 }
 
-pub async fn user_by_user_name(
+pub(super) async fn user_by_user_name(
     conn: &mut AnyConnection,
     user_name: &str,
 ) -> Result<Option<DirectoryUser>, StoreError> {
@@ -156,7 +159,7 @@ pub async fn user_by_user_name(
         .transpose()
 }
 
-pub async fn users(conn: &mut AnyConnection) -> Result<Vec<DirectoryUser>, StoreError> {
+pub(super) async fn users(conn: &mut AnyConnection) -> Result<Vec<DirectoryUser>, StoreError> {
     sqlx::query("SELECT * FROM scim_users ORDER BY user_email")
         .fetch_all(conn)
         .await
@@ -166,7 +169,10 @@ pub async fn users(conn: &mut AnyConnection) -> Result<Vec<DirectoryUser>, Store
         .collect()
 }
 
-pub async fn put_user(conn: &mut AnyConnection, u: &DirectoryUser) -> Result<(), StoreError> {
+pub(super) async fn put_user(
+    conn: &mut AnyConnection,
+    u: &DirectoryUser,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO scim_users (id, user_email, external_id, active, attributes, created_at,
              created_by, updated_at, updated_by, deactivated_at, deleted_at, user_name)

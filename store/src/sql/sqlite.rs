@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Executor};
 use crate::StoreError;
 use crate::rows::db;
 
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+pub(super) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 
 /// Every connection: write-ahead log, a sync at every commit (`synchronous=FULL`, so an
 /// accepted command survives a power cut), foreign keys enforced, and a generous busy timeout
@@ -21,7 +21,7 @@ const PRAGMAS: &str = "PRAGMA journal_mode = WAL;
     PRAGMA foreign_keys = ON;
     PRAGMA busy_timeout = 30000;";
 
-pub async fn open(path: &Path) -> Result<AnyPool, StoreError> {
+pub(super) async fn open(path: &Path) -> Result<AnyPool, StoreError> {
     let url = SqliteConnectOptions::new()
         .filename(path)
         .create_if_missing(true)
@@ -46,7 +46,7 @@ pub async fn open(path: &Path) -> Result<AnyPool, StoreError> {
 }
 
 /// (journal_mode, synchronous) as SQLite reports them for a connection of `pool`.
-pub async fn durability(pool: &AnyPool) -> Result<(String, i64), StoreError> {
+pub(super) async fn durability(pool: &AnyPool) -> Result<(String, i64), StoreError> {
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(pool)
         .await

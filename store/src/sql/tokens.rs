@@ -7,7 +7,10 @@ use crate::StoreError;
 use crate::rows::{self, Columns, db};
 use ward_core::{NewDevice, Timestamp, TokenHash, TokenRecord, UserEmail};
 
-pub async fn insert(conn: &mut AnyConnection, token: &TokenRecord) -> Result<(), StoreError> {
+pub(super) async fn insert(
+    conn: &mut AnyConnection,
+    token: &TokenRecord,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO enrollment_tokens
              (token_hash, user_email, created_at, expires_at, created_by, used_at, device_id)
@@ -24,7 +27,7 @@ pub async fn insert(conn: &mut AnyConnection, token: &TokenRecord) -> Result<(),
     Ok(())
 }
 
-pub async fn find(
+pub(super) async fn find(
     conn: &mut AnyConnection,
     hash: &TokenHash,
 ) -> Result<Option<TokenRecord>, StoreError> {
@@ -41,7 +44,7 @@ pub async fn find(
 /// Claims the token and records the device, in the caller's transaction. The conditional
 /// UPDATE is the claim: of concurrent redemptions exactly one sees the row still unused
 /// (SQLite serializes writers; PostgreSQL locks the row for the rest of the transaction).
-pub async fn redeem(
+pub(super) async fn redeem(
     conn: &mut AnyConnection,
     hash: &TokenHash,
     now: Timestamp,
@@ -70,7 +73,7 @@ pub async fn redeem(
 /// Withdraws the user's unused tokens for good (offboarding): the unexpired ones end now and
 /// are counted; the others (expired by this clock, perhaps not by that of an enrollment under
 /// way) are marked too, so a redemption refuses them whatever its clock says.
-pub async fn expire_unused(
+pub(super) async fn expire_unused(
     conn: &mut AnyConnection,
     user: &UserEmail,
     now: Timestamp,
@@ -98,7 +101,7 @@ pub async fn expire_unused(
 }
 
 /// The tokens that could still enroll a device at `now`, optionally of one user, oldest first.
-pub async fn list_usable(
+pub(super) async fn list_usable(
     conn: &mut AnyConnection,
     user: Option<&UserEmail>,
     now: Timestamp,
@@ -132,7 +135,7 @@ pub async fn list_usable(
 }
 
 /// Makes one token expire now if it is still usable.
-pub async fn expire_one(
+pub(super) async fn expire_one(
     conn: &mut AnyConnection,
     hash: &TokenHash,
     now: Timestamp,

@@ -11,7 +11,7 @@ use ward_core::webhook::{
     self, Attempt, Delivery, DeliveryState, EventType, Next, Webhook, WebhookSecret,
 };
 
-pub async fn insert(conn: &mut AnyConnection, hook: &Webhook) -> Result<(), StoreError> {
+pub(super) async fn insert(conn: &mut AnyConnection, hook: &Webhook) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO webhook (id, url, events, secret, ca_pem, created_at, created_by)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -30,7 +30,7 @@ pub async fn insert(conn: &mut AnyConnection, hook: &Webhook) -> Result<(), Stor
 }
 
 /// Removes the receiver with its outbox rows and attempts; false if there was none.
-pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool, StoreError> {
+pub(super) async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool, StoreError> {
     for statement in [
         "DELETE FROM webhook_attempt WHERE webhook_id = $1",
         "DELETE FROM webhook_delivery WHERE webhook_id = $1",
@@ -49,7 +49,7 @@ pub async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool, StoreErr
     Ok(removed.rows_affected() > 0)
 }
 
-pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Webhook>, StoreError> {
+pub(super) async fn list(conn: &mut AnyConnection) -> Result<Vec<Webhook>, StoreError> {
     sqlx::query("SELECT * FROM webhook ORDER BY created_at, id")
         .fetch_all(conn)
         .await
@@ -61,7 +61,10 @@ pub async fn list(conn: &mut AnyConnection) -> Result<Vec<Webhook>, StoreError> 
 
 /// Puts the events the audit entries raise in the outbox, one row per subscribed receiver,
 /// in the caller's transaction (the one that commits the entries and their changes).
-pub async fn enqueue(conn: &mut AnyConnection, entries: &[AuditEntry]) -> Result<u64, StoreError> {
+pub(super) async fn enqueue(
+    conn: &mut AnyConnection,
+    entries: &[AuditEntry],
+) -> Result<u64, StoreError> {
     let events: Vec<_> = entries
         .iter()
         .filter_map(|e| webhook::event_for(e).map(|(kind, data)| (e, kind, data)))
@@ -111,7 +114,7 @@ pub async fn enqueue(conn: &mut AnyConnection, entries: &[AuditEntry]) -> Result
 }
 
 /// Pending deliveries whose time has come, oldest first, with where they go.
-pub async fn due(
+pub(super) async fn due(
     conn: &mut AnyConnection,
     now: Timestamp,
     limit: u32,
@@ -143,7 +146,7 @@ pub async fn due(
 
 /// Records an attempt and what it leads to, if the delivery is still pending (a replica that
 /// lost its lease meanwhile records nothing over a newer outcome).
-pub async fn record_attempt(
+pub(super) async fn record_attempt(
     conn: &mut AnyConnection,
     delivery: &Delivery,
     attempt: &Attempt,
@@ -190,7 +193,7 @@ pub async fn record_attempt(
 }
 
 /// The newest deliveries (of one receiver, or all), newest first, each with its attempts.
-pub async fn deliveries(
+pub(super) async fn deliveries(
     conn: &mut AnyConnection,
     webhook_id: Option<&str>,
     limit: u32,

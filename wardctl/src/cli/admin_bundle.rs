@@ -24,7 +24,7 @@ use ward_controller::bundle::{AdminBundle, LockedBundle};
 
 /// Where the new bundle goes and how its key is protected.
 #[derive(Debug, Args)]
-pub struct NewBundleArgs {
+pub(super) struct NewBundleArgs {
     /// Where to write the bundle; must not exist yet
     #[arg(long, value_name = "FILE")]
     out: PathBuf,
@@ -38,7 +38,7 @@ pub struct NewBundleArgs {
 }
 
 /// What the controller answered.
-pub enum Obtained {
+pub(super) enum Obtained {
     /// The bundle is written.
     Written {
         admin: v1::Admin,
@@ -50,7 +50,7 @@ pub enum Obtained {
 }
 
 /// Makes a key, asks `call` for a certificate for its CSR, and writes the bundle to `--out`.
-pub async fn obtain<F, Fut>(
+pub(super) async fn obtain<F, Fut>(
     name: &str,
     args: NewBundleArgs,
     connect: &ConnectArgs,
@@ -161,7 +161,7 @@ fn bundle(
 }
 
 /// The shortest passphrase accepted for a new bundle.
-pub const MIN_PASSPHRASE_CHARS: usize = 12;
+pub(super) const MIN_PASSPHRASE_CHARS: usize = 12;
 
 /// Where a new bundle's passphrase comes from.
 enum PassphraseSource {

@@ -25,7 +25,7 @@ const LIFETIME: DurationRange = DurationRange::new(
 );
 
 #[derive(Debug, Subcommand)]
-pub enum AdminCommand {
+pub(super) enum AdminCommand {
     /// Register an admin and write its bundle (certificate, CA, key; mode 0600). The key is made here, never sent, and encrypted with a passphrase (asked on the terminal, or --passphrase-file). Under `serve --require-approval` an admin-role identity first waits for a second admin (`admin approve NAME`); run the same command again once approved
     #[command(
         after_help = "Examples:\n  wardctl admin issue carol --role helpdesk --out carol.pem\n  wardctl admin issue hr-bot --role offboarding --lifetime 7d --out hr.pem --passphrase-file hr.pw"
@@ -259,7 +259,7 @@ fn print_obtained(obtained: Obtained, output: OutputFormat) -> Result<(), CliErr
     }
 }
 
-pub async fn run(cmd: AdminCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn run(cmd: AdminCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
         AdminCommand::Issue {
             name,

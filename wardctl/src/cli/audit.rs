@@ -16,7 +16,7 @@ use ward_core::audit::checkpoint::{MAX_PER_VERIFICATION, select_for_verification
 use ward_core::duration::{DurationRange, days, seconds};
 
 #[derive(Debug, Subcommand)]
-pub enum AuditCommand {
+pub(super) enum AuditCommand {
     /// List audit entries, oldest first
     #[command(
         after_help = "Examples:\n  wardctl audit list --since 24h\n  wardctl audit list --device ward-laptop-17 --since 2026-11-24T08:00:00Z --until 12h\n  wardctl audit list --actor alice --output json"
@@ -65,7 +65,7 @@ pub enum AuditCommand {
 
 /// Which entries `audit list` and `audit export` take.
 #[derive(Debug, clap::Args)]
-pub struct AuditSelection {
+pub(super) struct AuditSelection {
     #[arg(long, value_name = "TIME", allow_hyphen_values = true, help = AGO.help("Only entries at or after this time: RFC 3339 (2026-11-24T08:00:00Z) or a span ago"))]
     since: Option<String>,
     #[arg(long, value_name = "TIME", allow_hyphen_values = true, help = AGO.help("Only entries before this time: RFC 3339 (2026-11-25T08:00:00Z) or a span ago"))]
@@ -179,7 +179,7 @@ fn actor_uri(actor: &str) -> String {
     }
 }
 
-pub async fn run(cmd: AuditCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn run(cmd: AuditCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
         AuditCommand::Export {
             filter,

@@ -138,7 +138,7 @@ fn write_error(e: std::io::Error) -> CliError {
 }
 
 /// Exports the entries `request` selects; the number written.
-pub async fn export(
+pub(super) async fn export(
     mut request: ListAuditRequest,
     out: Option<&Path>,
     connect: &ConnectArgs,

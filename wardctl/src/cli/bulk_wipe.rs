@@ -19,7 +19,7 @@ use ward_core::Check;
 
 /// How the devices of a bulk wipe are chosen (exactly one), and what else it may do.
 #[derive(Debug, Default, clap::Args)]
-pub struct BulkArgs {
+pub(super) struct BulkArgs {
     /// Wipe every active device of this user (several devices in one call; see also `user offboard`)
     #[arg(long, value_name = "EMAIL", conflicts_with_all = ["device", "noncompliant", "stdin", "approve"])]
     pub user: Option<String>,
@@ -42,13 +42,13 @@ pub struct BulkArgs {
 }
 
 impl BulkArgs {
-    pub fn selected(&self) -> bool {
+    pub(super) fn selected(&self) -> bool {
         self.user.is_some() || self.noncompliant || self.stdin || self.approve.is_some()
     }
 }
 
 /// What `wait` needs beside the selection.
-pub struct Follow {
+pub(super) struct Follow {
     pub wait: Option<Duration>,
     pub idempotency_key: Option<String>,
     pub connect: ConnectArgs,
@@ -227,7 +227,7 @@ fn read_stdin() -> Result<Vec<String>, CliError> {
     Ok(entries)
 }
 
-pub async fn run(
+pub(super) async fn run(
     bulk: BulkArgs,
     scope: Option<String>,
     reason: Option<String>,

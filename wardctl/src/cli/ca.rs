@@ -15,7 +15,7 @@ use super::output::{OutputFormat, print_json, table};
 use ward_core::Timestamp;
 
 #[derive(Debug, Subcommand)]
-pub enum CaCommand {
+pub(super) enum CaCommand {
     /// When the CA, the server certificate the controller presents and every active admin's
     /// certificate expire. The server certificate renews itself two thirds into its lifetime;
     /// admins renew theirs with `wardctl admin renew`
@@ -54,7 +54,7 @@ pub enum CaCommand {
 }
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
-pub enum RotateStep {
+pub(super) enum RotateStep {
     Status,
     Introduce,
     Activate,
@@ -110,7 +110,7 @@ struct Status {
     admins: Vec<Expiry>,
 }
 
-pub async fn run(command: CaCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn run(command: CaCommand, output: OutputFormat) -> Result<(), CliError> {
     match command {
         CaCommand::Status { connect } => status(&connect, output).await,
         CaCommand::Rotate {

@@ -20,7 +20,7 @@ const NOT_STATED: &str =
     "not stated (the receipt comes from an agent before the certificate fields; upgrade the agent)";
 
 #[derive(Debug, Serialize)]
-pub struct Certificate {
+pub(super) struct Certificate {
     pub title: &'static str,
     pub standard: &'static str,
     /// The controller verified the receipt's signature against the device's enrolled key.
@@ -47,7 +47,7 @@ pub struct Certificate {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Device {
+pub(super) struct Device {
     /// The device's id (README, "JSON output": the canonical name).
     pub device_id: String,
     /// Deprecated alias of `device_id`, kept for existing scripts.
@@ -56,7 +56,7 @@ pub struct Device {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Media {
+pub(super) struct Media {
     pub kind: &'static str,
     pub messaging_dir: Option<String>,
     /// What the directory held when the deletion began.
@@ -67,7 +67,7 @@ pub struct Media {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Key {
+pub(super) struct Key {
     /// "tpm", "keyring", "file-best-effort"; null from an agent that did not say.
     pub protection: Option<String>,
     pub guarantee: Option<&'static str>,
@@ -77,7 +77,7 @@ pub struct Key {
 }
 
 #[derive(Debug, Serialize)]
-pub struct Verification {
+pub(super) struct Verification {
     pub method: Option<String>,
     pub result: Option<String>,
     pub key_destroyed: bool,
@@ -85,7 +85,7 @@ pub struct Verification {
 }
 
 #[derive(Debug, Serialize)]
-pub struct CommandRecord {
+pub(super) struct CommandRecord {
     /// The command's id (README, "JSON output": the canonical name).
     pub command_id: String,
     /// Deprecated alias of `command_id`, kept for existing scripts.
@@ -102,7 +102,7 @@ pub struct CommandRecord {
 
 /// What checking the signature needs, with OpenSSL alone (README, "Checking a certificate").
 #[derive(Debug, Serialize)]
-pub struct Signature {
+pub(super) struct Signature {
     pub scheme: Option<&'static str>,
     /// The signing key the receipt names; the controller checked it is the enrolled one.
     pub signer_public_key_pem: Option<String>,
@@ -113,7 +113,7 @@ pub struct Signature {
 
 /// The controller's signed attestation (README, "Checking a certificate with OpenSSL").
 #[derive(Debug, Serialize)]
-pub struct Attestation {
+pub(super) struct Attestation {
     pub signed_by: &'static str,
     pub scheme: &'static str,
     /// What it states, read from the signed bytes (for reading; the bytes are what counts).
@@ -123,7 +123,7 @@ pub struct Attestation {
 }
 
 impl Attestation {
-    pub fn new(signed: &v1::WipeAttestation) -> Self {
+    pub(super) fn new(signed: &v1::WipeAttestation) -> Self {
         Self {
             signed_by: "the Ward CA's key (the public key of ca.pem)",
             scheme: "ECDSA P-256 with SHA-256 (openssl dgst -sha256 -verify)",
@@ -153,7 +153,7 @@ fn time(ms: i64) -> Option<String> {
 }
 
 /// The certificate for a command, or why there is none.
-pub fn certificate(command: &v1::Command) -> Result<Certificate, CliError> {
+pub(super) fn certificate(command: &v1::Command) -> Result<Certificate, CliError> {
     let no = |why: String| CliError::new(Exit::Failed, why);
     let id = shown(&command.id);
     let Some(receipt) = &command.receipt else {
@@ -231,7 +231,7 @@ pub fn certificate(command: &v1::Command) -> Result<Certificate, CliError> {
     })
 }
 
-pub fn print(cert: &Certificate, output: OutputFormat) -> Result<(), CliError> {
+pub(super) fn print(cert: &Certificate, output: OutputFormat) -> Result<(), CliError> {
     match output {
         OutputFormat::Json => print_json(cert),
         OutputFormat::Table => {

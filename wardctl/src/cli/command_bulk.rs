@@ -12,13 +12,13 @@ use super::error::CliError;
 use ward_core::duration::{DurationRange, days, seconds};
 
 /// The kinds `command cancel --kind` takes.
-pub const KINDS: [&str; 6] = ["lock", "unlock", "wipe", "disable", "enable", "retire"];
+pub(super) const KINDS: [&str; 6] = ["lock", "unlock", "wipe", "disable", "enable", "retire"];
 
 /// `command list --stale AGE`.
-pub const STALE: DurationRange = DurationRange::new(seconds(1), days(3650), "7d");
+pub(super) const STALE: DurationRange = DurationRange::new(seconds(1), days(3650), "7d");
 
 /// Keeps the unfinished commands created more than `age` before now.
-pub fn stale(commands: Vec<v1::Command>, age: Duration) -> Vec<v1::Command> {
+pub(super) fn stale(commands: Vec<v1::Command>, age: Duration) -> Vec<v1::Command> {
     let now = ward_core::Clock::now(&ward_core::SystemClock);
     let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
     let cutoff = now.unix_ms().saturating_sub(age_ms);
@@ -32,7 +32,7 @@ pub fn stale(commands: Vec<v1::Command>, age: Duration) -> Vec<v1::Command> {
 
 /// Cancels every command of `kind` for `device` that the device has not started; the
 /// commands as they are after it. One the device started meanwhile is left as it is.
-pub async fn cancel_by_kind(
+pub(super) async fn cancel_by_kind(
     client: &mut AdminServiceClient<Channel>,
     device: &str,
     kind: &str,

@@ -21,7 +21,7 @@ use ward_core::text::clean;
 use ward_core::{CommandState, Timestamp};
 
 #[derive(Debug, Subcommand)]
-pub enum CommandCommand {
+pub(super) enum CommandCommand {
     /// List commands, newest first
     #[command(
         after_help = "Examples:\n  wardctl command list --device ward-laptop-17\n  wardctl command list --state awaiting_approval\n  wardctl command list --stale 7d --output json"
@@ -89,7 +89,7 @@ pub enum CommandCommand {
 
 /// A command as scripts see it (`command show`, `--wait --output json`).
 #[derive(Serialize)]
-pub struct CommandView {
+pub(super) struct CommandView {
     /// The command's id (README, "JSON output": the canonical name).
     pub command_id: String,
     /// Deprecated alias of `command_id`, kept for existing scripts.
@@ -122,7 +122,7 @@ pub struct CommandView {
 }
 
 #[derive(Serialize)]
-pub struct ReceiptView {
+pub(super) struct ReceiptView {
     pub verified: bool,
     pub error: Option<String>,
     /// The signed statement, parsed (null if it is not JSON).
@@ -166,7 +166,7 @@ fn shown_json(value: serde_json::Value) -> serde_json::Value {
     }
 }
 
-pub use ward_proto::names::command_state as state_name;
+pub(super) use ward_proto::names::command_state as state_name;
 
 /// A verified wipe receipt in words: what was crypto-erased, and for a full wipe, that the
 /// hook ran (and only that).
@@ -256,7 +256,7 @@ impl CommandView {
     }
 }
 
-pub fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), CliError> {
+pub(super) fn print_command(view: &CommandView, output: OutputFormat) -> Result<(), CliError> {
     match output {
         OutputFormat::Json => print_json(view),
         OutputFormat::Table => {
@@ -348,7 +348,7 @@ fn exit_for(view: &CommandView) -> Result<(), CliError> {
 
 /// Follows a command until it finishes or `timeout` passes; prints the final (or partial)
 /// command. Exit: 0 succeeded, 1 failed/cancelled/expired, 5 timed out.
-pub async fn wait_for(
+pub(super) async fn wait_for(
     client: &mut AdminServiceClient<Channel>,
     id: &str,
     timeout: Duration,
@@ -399,7 +399,7 @@ pub async fn wait_for(
     }
 }
 
-pub async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn run(cmd: CommandCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
         CommandCommand::List {
             device,

@@ -49,7 +49,7 @@ pub(super) fn require_reason(reason: &str, what: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn disable(
+pub(super) async fn disable(
     device: String,
     reason: String,
     connect: ConnectArgs,
@@ -72,7 +72,7 @@ pub async fn disable(
     })
 }
 
-pub async fn enable(
+pub(super) async fn enable(
     device: String,
     reason: String,
     connect: ConnectArgs,
@@ -96,7 +96,7 @@ pub async fn enable(
 
 /// `device return`: the controller decides what can be done (enable a disabled device) and
 /// refuses the rest with the way out; the reason is required, as for every lifecycle action.
-pub async fn return_to_service(
+pub(super) async fn return_to_service(
     device: String,
     reason: String,
     connect: ConnectArgs,
@@ -119,7 +119,7 @@ pub async fn return_to_service(
     })
 }
 
-pub async fn retire(
+pub(super) async fn retire(
     device: String,
     reason: String,
     wait: Option<std::time::Duration>,

@@ -180,7 +180,7 @@ impl DeviceView {
     /// The state column of `device list`: "disabled" stands out for an active device.
     /// The state for people: "disabled" for an active device an admin disabled, and
     /// ", messaging wiped" once its messaging data was wiped.
-    pub fn state_text(&self) -> String {
+    pub(super) fn state_text(&self) -> String {
         let state = match (&self.disabled, self.state) {
             (Some(_), "active") => "disabled",
             (_, state) => state,
@@ -191,7 +191,7 @@ impl DeviceView {
         }
     }
 
-    pub fn compliance_text(&self) -> String {
+    pub(super) fn compliance_text(&self) -> String {
         match self.compliant {
             None => "unknown".into(),
             Some(true) => "yes".into(),

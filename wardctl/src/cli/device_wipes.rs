@@ -11,7 +11,7 @@ use ward_core::Timestamp;
 /// A device's newest proven messaging wipe, as scripts see it (`messaging_wipe` in
 /// `device list|show --output json`; null: never wiped).
 #[derive(Clone, Debug, Serialize)]
-pub struct MessagingWipeView {
+pub(super) struct MessagingWipeView {
     /// When the data was wiped (RFC 3339).
     pub at: String,
     /// "wipe", "retire" or "offline_timer".
@@ -21,7 +21,7 @@ pub struct MessagingWipeView {
 }
 
 impl MessagingWipeView {
-    pub fn from_wire(wipe: Option<v1::MessagingWipe>) -> Option<Self> {
+    pub(super) fn from_wire(wipe: Option<v1::MessagingWipe>) -> Option<Self> {
         wipe.map(|w| Self {
             at: Timestamp::from_unix_ms(w.at_unix_ms).rfc3339(),
             by: w.by,
@@ -31,13 +31,13 @@ impl MessagingWipeView {
 }
 
 /// True when the controller holds proof that `device`'s messaging data was wiped.
-pub fn messaging_wiped(device: &v1::Device) -> bool {
+pub(super) fn messaging_wiped(device: &v1::Device) -> bool {
     device.messaging_wipe.is_some()
 }
 
 /// What `device revoke` says when the data it leaves behind was never wiped: a revoked device
 /// can receive no wipe, so the order matters.
-pub fn unwiped_warning(device: &str) -> String {
+pub(super) fn unwiped_warning(device: &str) -> String {
     format!(
         "warning: device {device}'s messaging data was never wiped, and a revoked device can \
          receive no wipe (it is refused at every handshake). If the device may hold patient \

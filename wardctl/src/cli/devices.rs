@@ -16,7 +16,7 @@ use ward_core::duration::{DurationRange, days, seconds};
 const TIMEOUT: DurationRange = DurationRange::new(seconds(1), days(7), "10m");
 
 #[derive(Debug, Subcommand)]
-pub enum DeviceCommand {
+pub(super) enum DeviceCommand {
     /// List enrolled devices; the state says "messaging wiped" once a wipe removed the messaging data
     #[command(
         after_help = "Examples:\n  wardctl device list\n  wardctl device list --user alice@hospital.org\n  wardctl device list --noncompliant --reason disk_encryption\n  wardctl device list --output json | jq '.[] | select(.messaging_wipe != null) | .id'"
@@ -182,7 +182,7 @@ pub enum DeviceCommand {
 
 /// Options every device command takes.
 #[derive(Debug, clap::Args)]
-pub struct IssueArgs {
+pub(super) struct IssueArgs {
     /// Wait until the device finishes the command (exit 0 succeeded, 1 failed, 5 timed out)
     #[arg(long)]
     wait: bool,
@@ -248,7 +248,7 @@ async fn issue(
     print_command(&view, output)
 }
 
-pub async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), CliError> {
     use v1::issue_command_request::Action;
     match cmd {
         DeviceCommand::Lock {

@@ -22,7 +22,7 @@ use ward_core::duration::{DurationRange, days, hours, minutes, seconds};
 use ward_runtime::{AuditSyslog, Database, ScimConfig, ServeConfig, ServeError};
 
 #[derive(Debug, Args)]
-pub struct InitArgs {
+pub(super) struct InitArgs {
     /// Directory for the CA, server credentials, admin bundle and database (created 0700)
     #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = super::directory_arg)]
     data_dir: PathBuf,
@@ -58,7 +58,7 @@ const SHED_CHECK_INS_AFTER: DurationRange =
 const CHECKPOINT_INTERVAL: DurationRange = DurationRange::new(seconds(10), hours(24), "1h");
 
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(super) struct ServeArgs {
     /// Data directory; an empty or missing one is initialized first
     #[arg(long, env = "WARD_DATA_DIR", value_name = "DIR", value_parser = super::directory_arg)]
     data_dir: PathBuf,
@@ -206,7 +206,7 @@ fn admin_name(text: &str) -> Result<AdminName, CliError> {
         .map_err(|e| CliError::usage(format!("--admin-name: {e}")))
 }
 
-pub async fn init(args: InitArgs, output: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn init(args: InitArgs, output: OutputFormat) -> Result<(), CliError> {
     let name = admin_name(&args.admin_name)?;
     let dir = DataDir::new(&args.data_dir);
     let report = dir.init(&args.hostnames, &name, &SystemClock).await?;
@@ -250,7 +250,7 @@ fn print_init_report(
     }
 }
 
-pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+pub(super) async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(args.log_format);
     // Check every flag, then take the port, before anything is created on disk.
     if args.database_url.is_none() && args.write_lanes.is_some_and(|lanes| lanes != 1) {

@@ -40,7 +40,7 @@ const MAX_UPTIME: DurationRange = DurationRange::new(
 const WIPE_GRACE: DurationRange = DurationRange::new(hours(1), days(365), "72h").or_off("off");
 
 #[derive(Debug, Subcommand)]
-pub enum PolicyCommand {
+pub(crate) enum PolicyCommand {
     /// Show the default policy, or the policy in force for a user's devices
     #[command(
         after_help = "Examples:\n  wardctl policy show\n  wardctl policy show --user alice@hospital.org --output json"
@@ -103,7 +103,7 @@ pub enum PolicyCommand {
 
 /// The posture rules of `policy set`.
 #[derive(Debug, clap::Args)]
-pub struct PostureArgs {
+pub(crate) struct PostureArgs {
     /// Require an active host firewall (nftables, iptables, firewalld or ufw)
     #[arg(long, num_args = 0..=1, default_missing_value = "true", value_name = "BOOL")]
     require_firewall: Option<bool>,
@@ -394,7 +394,7 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
     Ok(())
 }
 
-pub async fn run(cmd: PolicyCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(crate) async fn run(cmd: PolicyCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
         PolicyCommand::Show { user, connect } => {
             let mut client = admin_client(&connect).await?;

@@ -13,7 +13,7 @@ use super::output::{OutputFormat, print_json, table};
 use ward_core::Timestamp;
 
 #[derive(Debug, Subcommand)]
-pub enum ScimCommand {
+pub(super) enum ScimCommand {
     /// Bearer tokens for identity providers (Entra ID, Okta) calling `serve --scim-listen`
     #[command(
         subcommand,
@@ -23,7 +23,7 @@ pub enum ScimCommand {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum ScimTokenCommand {
+pub(super) enum ScimTokenCommand {
     /// Make a bearer token for one identity-provider connection and print it once (the
     /// controller keeps only its hash). Its requests act with the offboarding role and are
     /// audited as ward://scim/NAME. Needs the admin role
@@ -95,7 +95,7 @@ struct Created {
     token: String,
 }
 
-pub async fn run(cmd: ScimCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn run(cmd: ScimCommand, output: OutputFormat) -> Result<(), CliError> {
     let ScimCommand::Token(cmd) = cmd;
     match cmd {
         ScimTokenCommand::Create { name, connect } => {

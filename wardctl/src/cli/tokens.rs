@@ -25,7 +25,7 @@ pub(crate) const TOKEN_TTL: DurationRange = DurationRange::new(
 );
 
 #[derive(Debug, Subcommand)]
-pub enum TokenCommand {
+pub(crate) enum TokenCommand {
     /// Create a single-use enrollment token for a user's device and print the command to run on it
     #[command(
         after_help = "Examples:\n  wardctl token create --user alice@hospital.org\n  wardctl token create --user alice@hospital.org --ttl 2h --output json"
@@ -129,7 +129,7 @@ struct TokenCreated {
     enroll_command: String,
 }
 
-pub async fn run(cmd: TokenCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(crate) async fn run(cmd: TokenCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
         TokenCommand::List { user, connect } => {
             let mut client = admin_client(&connect).await?;

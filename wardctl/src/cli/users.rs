@@ -19,7 +19,7 @@ use ward_core::duration::{self, DurationRange, days, seconds};
 const TIMEOUT: DurationRange = DurationRange::new(seconds(1), days(7), "30m");
 
 #[derive(Debug, Subcommand)]
-pub enum UserCommand {
+pub(crate) enum UserCommand {
     /// List every user the controller knows: by their devices, their unused enrollment
     /// tokens, or an identity provider's provisioning (SCIM, with its active/deactivated state)
     #[command(
@@ -261,7 +261,7 @@ async fn list(connect: ConnectArgs, output: OutputFormat) -> Result<(), CliError
     }
 }
 
-pub async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(crate) async fn run(cmd: UserCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
         UserCommand::List { connect } => list(connect, output).await,
         UserCommand::Offboard {

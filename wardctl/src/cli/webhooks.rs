@@ -16,7 +16,7 @@ use super::output::{OutputFormat, print_fields, print_json, table};
 use ward_core::Timestamp;
 
 #[derive(Debug, Subcommand)]
-pub enum WebhookCommand {
+pub(super) enum WebhookCommand {
     /// Add a receiver: each event is POSTed to URL as JSON, signed with a secret shown once here
     #[command(
         after_help = "Examples:\n  wardctl webhook add https://hooks.hospital.org/ward --events user.offboarded\n  wardctl webhook add https://siem.hospital.org/in --events command.finished,device.noncompliant\n  wardctl webhook add http://127.0.0.1:9000/ward --events command.finished --output json"
@@ -149,7 +149,7 @@ impl From<WebhookDelivery> for DeliveryView {
     }
 }
 
-pub async fn run(cmd: WebhookCommand, output: OutputFormat) -> Result<(), CliError> {
+pub(super) async fn run(cmd: WebhookCommand, output: OutputFormat) -> Result<(), CliError> {
     match cmd {
         WebhookCommand::Add {
             url,

@@ -13,20 +13,20 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use zeroize::Zeroizing;
 
 /// A random 256-bit secret in URL-safe base64. No `Debug`: it must not reach a log.
-pub struct Secret(Zeroizing<String>);
+pub(super) struct Secret(Zeroizing<String>);
 
 impl Secret {
-    pub fn generate() -> Self {
+    pub(super) fn generate() -> Self {
         let bytes: Zeroizing<[u8; 32]> = Zeroizing::new(rand::random());
         Self(Zeroizing::new(URL_SAFE_NO_PAD.encode(bytes.as_ref())))
     }
 
-    pub fn expose(&self) -> &str {
+    pub(super) fn expose(&self) -> &str {
         &self.0
     }
 
     /// Constant-time comparison with what a client sent.
-    pub fn matches(&self, offered: &str) -> bool {
+    pub(super) fn matches(&self, offered: &str) -> bool {
         let (a, b) = (self.0.as_bytes(), offered.as_bytes());
         if a.len() != b.len() {
             return false;
@@ -43,7 +43,7 @@ struct Session {
 
 /// Why a request is not let in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Refusal {
+pub(super) enum Refusal {
     /// No session cookie, or one that names no session.
     NoSession,
     /// The session ended after too long without a request.
@@ -52,7 +52,7 @@ pub enum Refusal {
 
 /// What a login attempt came to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Login {
+pub(super) enum Login {
     /// The token was good: here is the new session (its cookie value is [`Gate::cookie`]).
     Started,
     /// The token was used already (or never issued): a login link works once.
@@ -60,7 +60,7 @@ pub enum Login {
 }
 
 /// The console's login state.
-pub struct Gate {
+pub(super) struct Gate {
     login: Option<Secret>,
     session: Option<Session>,
     idle: Duration,
@@ -79,7 +79,7 @@ impl std::fmt::Debug for Gate {
 
 impl Gate {
     /// A gate with a fresh one-time login token.
-    pub fn new(idle: Duration) -> Self {
+    pub(super) fn new(idle: Duration) -> Self {
         Self {
             login: Some(Secret::generate()),
             session: None,
@@ -87,18 +87,18 @@ impl Gate {
         }
     }
 
-    pub fn idle_limit(&self) -> Duration {
+    pub(super) fn idle_limit(&self) -> Duration {
         self.idle
     }
 
     /// The current one-time login token, if one is waiting to be used.
-    pub fn login_token(&self) -> Option<&str> {
+    pub(super) fn login_token(&self) -> Option<&str> {
         self.login.as_ref().map(Secret::expose)
     }
 
     /// Redeems the one-time token: on success it is void and a new session replaces any old
     /// one.
-    pub fn log_in(&mut self, offered: &str, now: Instant) -> Login {
+    pub(super) fn log_in(&mut self, offered: &str, now: Instant) -> Login {
         match &self.login {
             Some(token) if token.matches(offered) => {
                 self.login = None;
@@ -114,12 +114,12 @@ impl Gate {
     }
 
     /// The cookie value of the current session.
-    pub fn cookie(&self) -> Option<&str> {
+    pub(super) fn cookie(&self) -> Option<&str> {
         self.session.as_ref().map(|s| s.id.expose())
     }
 
     /// The CSRF token of the current session.
-    pub fn csrf(&self) -> Option<&str> {
+    pub(super) fn csrf(&self) -> Option<&str> {
         self.session.as_ref().map(|s| s.csrf.expose())
     }
 
@@ -127,7 +127,7 @@ impl Gate {
     /// one-time login token is made (the console prints it on its terminal). `touch`: the
     /// request is the admin's doing and restarts the idle clock (a live-progress stream is
     /// not).
-    pub fn check(
+    pub(super) fn check(
         &mut self,
         cookie: Option<&str>,
         now: Instant,
@@ -148,14 +148,14 @@ impl Gate {
     }
 
     /// True while the session `cookie` names is alive, without touching it.
-    pub fn alive(&self, cookie: &str, now: Instant) -> bool {
+    pub(super) fn alive(&self, cookie: &str, now: Instant) -> bool {
         self.session.as_ref().is_some_and(|s| {
             s.id.matches(cookie) && now.saturating_duration_since(s.last_active) < self.idle
         })
     }
 
     /// Ends the session if it has been idle too long; true if it did.
-    pub fn expire_idle(&mut self, now: Instant) -> bool {
+    pub(super) fn expire_idle(&mut self, now: Instant) -> bool {
         let idle = self
             .session
             .as_ref()
@@ -167,14 +167,14 @@ impl Gate {
     }
 
     /// Checks a state-changing request's CSRF token against the session's.
-    pub fn csrf_ok(&self, offered: &str) -> bool {
+    pub(super) fn csrf_ok(&self, offered: &str) -> bool {
         self.session
             .as_ref()
             .is_some_and(|s| s.csrf.matches(offered))
     }
 
     /// Ends the session (logout or idle) and makes a new one-time login token.
-    pub fn end(&mut self) {
+    pub(super) fn end(&mut self) {
         self.session = None;
         self.login = Some(Secret::generate());
     }

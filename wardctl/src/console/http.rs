@@ -18,15 +18,18 @@ use super::auth::{Login, Refusal};
 use super::{Console, pages, ui};
 use crate::cli::error::CliError;
 
-pub const COOKIE: &str = "ward_console";
+pub(super) const COOKIE: &str = "ward_console";
 
 /// The Content-Security-Policy of every response: nothing but this origin's own script and
 /// style, no inline script, no framing, forms only to this origin.
-pub const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+pub(super) const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
-pub type Shared = Arc<Console>;
+pub(super) type Shared = Arc<Console>;
 
-pub async fn serve(listener: tokio::net::TcpListener, console: Shared) -> Result<(), CliError> {
+pub(super) async fn serve(
+    listener: tokio::net::TcpListener,
+    console: Shared,
+) -> Result<(), CliError> {
     let app = router(console.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
@@ -149,7 +152,7 @@ fn admit(console: &Console, request: &Request) -> Result<(), Response> {
     }
 }
 
-pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+pub(super) fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -266,11 +269,11 @@ async fn not_found(State(console): State<Shared>) -> Response {
 
 /// A form with no fields but the CSRF token.
 #[derive(Deserialize)]
-pub struct Empty {}
+pub(super) struct Empty {}
 
 /// A state-changing form: its `csrf` field must be the session's CSRF token, else the request
 /// is refused (403) before the handler runs.
-pub struct CsrfForm<T>(pub T);
+pub(super) struct CsrfForm<T>(pub T);
 
 #[derive(Deserialize)]
 struct CsrfField {

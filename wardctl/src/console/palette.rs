@@ -4,16 +4,16 @@
 
 /// An sRGB colour.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Rgb(pub u8, pub u8, pub u8);
+pub(super) struct Rgb(pub u8, pub u8, pub u8);
 
 impl Rgb {
-    pub fn hex(self) -> String {
+    pub(super) fn hex(self) -> String {
         format!("#{:02x}{:02x}{:02x}", self.0, self.1, self.2)
     }
 
     /// WCAG 2.1 relative luminance.
     #[cfg(test)]
-    pub fn luminance(self) -> f64 {
+    pub(super) fn luminance(self) -> f64 {
         let channel = |c: u8| {
             let c = f64::from(c) / 255.0;
             if c <= 0.04045 {
@@ -28,37 +28,37 @@ impl Rgb {
 
 /// WCAG 2.1 contrast ratio of two colours (1 to 21).
 #[cfg(test)]
-pub fn contrast(a: Rgb, b: Rgb) -> f64 {
+pub(super) fn contrast(a: Rgb, b: Rgb) -> f64 {
     let (la, lb) = (a.luminance(), b.luminance());
     let (hi, lo) = if la > lb { (la, lb) } else { (lb, la) };
     (hi + 0.05) / (lo + 0.05)
 }
 
-pub const PAGE: Rgb = Rgb(0xff, 0xff, 0xff);
-pub const TEXT: Rgb = Rgb(0x1a, 0x1d, 0x21);
-pub const MUTED: Rgb = Rgb(0x55, 0x5d, 0x66);
-pub const PANEL: Rgb = Rgb(0xf3, 0xf5, 0xf7);
-pub const NAV: Rgb = Rgb(0x12, 0x3a, 0x5c);
-pub const NAV_TEXT: Rgb = Rgb(0xff, 0xff, 0xff);
-pub const LINK: Rgb = Rgb(0x0b, 0x55, 0x94);
-pub const OK: Rgb = Rgb(0x1b, 0x6e, 0x3a);
-pub const OK_BG: Rgb = Rgb(0xe3, 0xf4, 0xe8);
-pub const BAD: Rgb = Rgb(0xa3, 0x1d, 0x1d);
-pub const BAD_BG: Rgb = Rgb(0xfb, 0xe6, 0xe6);
-pub const WARN: Rgb = Rgb(0x7a, 0x4a, 0x00);
-pub const WARN_BG: Rgb = Rgb(0xfd, 0xf1, 0xd8);
-pub const BUTTON: Rgb = Rgb(0x0b, 0x55, 0x94);
-pub const BUTTON_TEXT: Rgb = Rgb(0xff, 0xff, 0xff);
-pub const DANGER: Rgb = Rgb(0xa3, 0x1d, 0x1d);
-pub const FOCUS: Rgb = Rgb(0xc2, 0x5e, 0x00);
+pub(super) const PAGE: Rgb = Rgb(0xff, 0xff, 0xff);
+pub(super) const TEXT: Rgb = Rgb(0x1a, 0x1d, 0x21);
+pub(super) const MUTED: Rgb = Rgb(0x55, 0x5d, 0x66);
+pub(super) const PANEL: Rgb = Rgb(0xf3, 0xf5, 0xf7);
+pub(super) const NAV: Rgb = Rgb(0x12, 0x3a, 0x5c);
+pub(super) const NAV_TEXT: Rgb = Rgb(0xff, 0xff, 0xff);
+pub(super) const LINK: Rgb = Rgb(0x0b, 0x55, 0x94);
+pub(super) const OK: Rgb = Rgb(0x1b, 0x6e, 0x3a);
+pub(super) const OK_BG: Rgb = Rgb(0xe3, 0xf4, 0xe8);
+pub(super) const BAD: Rgb = Rgb(0xa3, 0x1d, 0x1d);
+pub(super) const BAD_BG: Rgb = Rgb(0xfb, 0xe6, 0xe6);
+pub(super) const WARN: Rgb = Rgb(0x7a, 0x4a, 0x00);
+pub(super) const WARN_BG: Rgb = Rgb(0xfd, 0xf1, 0xd8);
+pub(super) const BUTTON: Rgb = Rgb(0x0b, 0x55, 0x94);
+pub(super) const BUTTON_TEXT: Rgb = Rgb(0xff, 0xff, 0xff);
+pub(super) const DANGER: Rgb = Rgb(0xa3, 0x1d, 0x1d);
+pub(super) const FOCUS: Rgb = Rgb(0xc2, 0x5e, 0x00);
 /// Bar colours of the plots (with text labels beside them, not on them).
-pub const BAR_PASS: Rgb = Rgb(0x2e, 0x8b, 0x57);
-pub const BAR_FAIL: Rgb = Rgb(0xc0, 0x39, 0x2b);
-pub const BAR_UNSUPPORTED: Rgb = Rgb(0x8a, 0x94, 0x9e);
+pub(super) const BAR_PASS: Rgb = Rgb(0x2e, 0x8b, 0x57);
+pub(super) const BAR_FAIL: Rgb = Rgb(0xc0, 0x39, 0x2b);
+pub(super) const BAR_UNSUPPORTED: Rgb = Rgb(0x8a, 0x94, 0x9e);
 
 /// (text, background, where) for every pairing the style sheet makes.
 #[cfg(test)]
-pub const TEXT_PAIRS: &[(Rgb, Rgb, &str)] = &[
+pub(super) const TEXT_PAIRS: &[(Rgb, Rgb, &str)] = &[
     (TEXT, PAGE, "body text"),
     (MUTED, PAGE, "secondary text"),
     (TEXT, PANEL, "panels and table headers"),
@@ -76,7 +76,7 @@ pub const TEXT_PAIRS: &[(Rgb, Rgb, &str)] = &[
 ];
 
 /// The style sheet, served as /static/console.css.
-pub fn stylesheet() -> String {
+pub(super) fn stylesheet() -> String {
     let vars = [
         ("page", PAGE),
         ("text", TEXT),

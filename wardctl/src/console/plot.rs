@@ -7,7 +7,7 @@ use super::palette::{BAR_FAIL, BAR_PASS, BAR_UNSUPPORTED, MUTED, TEXT};
 
 /// One check's tally across the fleet.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CheckTally {
+pub(super) struct CheckTally {
     pub check: String,
     pub pass: u32,
     pub fail: u32,
@@ -21,7 +21,7 @@ const TEXT_W: u32 = 230;
 
 /// A stacked bar per check: passing, failing, unsupported (or error). Each bar links to the
 /// devices failing that check.
-pub fn compliance_bars(tallies: &[CheckTally]) -> Markup {
+pub(super) fn compliance_bars(tallies: &[CheckTally]) -> Markup {
     let height = ROW_H * u32::try_from(tallies.len()).unwrap_or(u32::MAX).max(1) + 8;
     let width = LABEL_W + BAR_W + TEXT_W;
     let max = tallies

@@ -21,7 +21,7 @@ const NAV: &[(&str, &str)] = &[
 ];
 
 /// A full page for a logged-in admin. `section` is the navigation entry to mark current.
-pub fn page(console: &Console, section: &str, title: &str, body: Markup) -> Response {
+pub(super) fn page(console: &Console, section: &str, title: &str, body: Markup) -> Response {
     let (csrf, idle_ms) = {
         let gate = console.gate();
         (
@@ -75,7 +75,7 @@ pub fn page(console: &Console, section: &str, title: &str, body: Markup) -> Resp
 }
 
 /// A page without the navigation (no session, or a refused request).
-pub fn refusal(status: StatusCode, title: &str, text: &str) -> Response {
+pub(super) fn refusal(status: StatusCode, title: &str, text: &str) -> Response {
     bare(status, title, html! { p { (text) } })
 }
 
@@ -100,7 +100,7 @@ fn bare(status: StatusCode, title: &str, body: Markup) -> Response {
 }
 
 /// The answer to a request without a live session.
-pub fn logged_out(console: &Console, idle: bool) -> Response {
+pub(super) fn logged_out(console: &Console, idle: bool) -> Response {
     let limit = ward_core::duration::format(console.gate().idle_limit());
     let why = if idle {
         format!("You were logged off after {limit} without activity.")
@@ -118,7 +118,12 @@ pub fn logged_out(console: &Console, idle: bool) -> Response {
 }
 
 /// An error page with the navigation.
-pub fn error_page(console: &Console, status: StatusCode, title: &str, text: &str) -> Response {
+pub(super) fn error_page(
+    console: &Console,
+    status: StatusCode,
+    title: &str,
+    text: &str,
+) -> Response {
     let mut response = page(
         console,
         "",
@@ -130,7 +135,7 @@ pub fn error_page(console: &Console, status: StatusCode, title: &str, text: &str
 }
 
 /// What the controller answered, as a page: its refusal reasons are written for admins.
-pub fn status_page(console: &Console, status: &tonic::Status) -> Response {
+pub(super) fn status_page(console: &Console, status: &tonic::Status) -> Response {
     let (code, title) = match status.code() {
         Code::PermissionDenied | Code::Unauthenticated => {
             (StatusCode::FORBIDDEN, "The controller refused this")
@@ -149,13 +154,13 @@ pub fn status_page(console: &Console, status: &tonic::Status) -> Response {
 }
 
 /// The hidden CSRF field every state-changing form carries.
-pub fn csrf_field(console: &Console) -> Markup {
+pub(super) fn csrf_field(console: &Console) -> Markup {
     let csrf = console.gate().csrf().unwrap_or_default().to_owned();
     html! { input type="hidden" name="csrf" value=(csrf); }
 }
 
 /// A time as "3 min ago", with the exact UTC time as its title; "never" for 0.
-pub fn ago(ms: i64) -> Markup {
+pub(super) fn ago(ms: i64) -> Markup {
     if ms == 0 {
         return html! { span.muted { "never" } };
     }
@@ -163,11 +168,11 @@ pub fn ago(ms: i64) -> Markup {
     html! { time datetime=(exact) title=(exact) { (relative(ms)) } }
 }
 
-pub fn now_ms() -> i64 {
+pub(super) fn now_ms() -> i64 {
     Timestamp::from_datetime(time::OffsetDateTime::now_utc()).unix_ms()
 }
 
-pub fn relative(ms: i64) -> String {
+pub(super) fn relative(ms: i64) -> String {
     let diff = now_ms() - ms;
     let (n, future) = if diff >= 0 {
         (diff, false)
@@ -188,7 +193,7 @@ pub fn relative(ms: i64) -> String {
     }
 }
 
-pub fn device_state(state: i32) -> Markup {
+pub(super) fn device_state(state: i32) -> Markup {
     match DeviceState::try_from(state) {
         Ok(DeviceState::Active) => html! { span.badge.ok { "active" } },
         Ok(DeviceState::Revoked) => html! { span.badge.bad { "revoked" } },
@@ -197,7 +202,7 @@ pub fn device_state(state: i32) -> Markup {
     }
 }
 
-pub fn device_state_name(state: i32) -> &'static str {
+pub(super) fn device_state_name(state: i32) -> &'static str {
     match DeviceState::try_from(state) {
         Ok(DeviceState::Active) => "active",
         Ok(DeviceState::Revoked) => "revoked",
@@ -206,7 +211,7 @@ pub fn device_state_name(state: i32) -> &'static str {
     }
 }
 
-pub fn compliance_name(state: i32) -> &'static str {
+pub(super) fn compliance_name(state: i32) -> &'static str {
     match ComplianceState::try_from(state) {
         Ok(ComplianceState::Compliant) => "compliant",
         Ok(ComplianceState::Noncompliant) => "noncompliant",
@@ -214,7 +219,7 @@ pub fn compliance_name(state: i32) -> &'static str {
     }
 }
 
-pub fn compliance(state: i32) -> Markup {
+pub(super) fn compliance(state: i32) -> Markup {
     match ComplianceState::try_from(state) {
         Ok(ComplianceState::Compliant) => html! { span.badge.ok { "compliant" } },
         Ok(ComplianceState::Noncompliant) => html! { span.badge.bad { "not compliant" } },
@@ -222,7 +227,7 @@ pub fn compliance(state: i32) -> Markup {
     }
 }
 
-pub fn command_state_name(state: i32) -> &'static str {
+pub(super) fn command_state_name(state: i32) -> &'static str {
     match CommandState::try_from(state) {
         Ok(CommandState::Queued) => "queued",
         Ok(CommandState::Delivered) => "delivered",
@@ -237,7 +242,7 @@ pub fn command_state_name(state: i32) -> &'static str {
     }
 }
 
-pub fn command_state(state: i32) -> Markup {
+pub(super) fn command_state(state: i32) -> Markup {
     let name = command_state_name(state);
     let class = match name {
         "succeeded" => "ok",
@@ -248,7 +253,7 @@ pub fn command_state(state: i32) -> Markup {
     html! { span class={"badge " (class)} data-state=(name) { (name.replace('_', " ")) } }
 }
 
-pub fn is_terminal(state: i32) -> bool {
+pub(super) fn is_terminal(state: i32) -> bool {
     matches!(
         CommandState::try_from(state),
         Ok(CommandState::Succeeded
@@ -260,6 +265,6 @@ pub fn is_terminal(state: i32) -> bool {
 }
 
 /// Inline SVG produced by this program (plots, QR codes).
-pub fn svg(text: String) -> Markup {
+pub(super) fn svg(text: String) -> Markup {
     PreEscaped(text)
 }

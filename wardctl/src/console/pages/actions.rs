@@ -15,7 +15,7 @@ use super::{Page, answer};
 use crate::console::http::{CsrfForm, Shared};
 
 /// An action the device page offers.
-pub struct DeviceAction {
+pub(crate) struct DeviceAction {
     pub key: &'static str,
     pub label: &'static str,
     /// The `WhoAmI` permission it needs.
@@ -27,7 +27,7 @@ pub struct DeviceAction {
     pub confirm: bool,
 }
 
-pub const ACTIONS: &[DeviceAction] = &[
+pub(crate) const ACTIONS: &[DeviceAction] = &[
     DeviceAction {
         key: "lock",
         label: "Lock",
@@ -103,7 +103,7 @@ pub const ACTIONS: &[DeviceAction] = &[
 ];
 
 #[derive(Deserialize)]
-pub struct ActionForm {
+pub(crate) struct ActionForm {
     action: String,
     #[serde(default)]
     reason: String,
@@ -118,13 +118,13 @@ pub struct ActionForm {
 
 /// An action the console would not send, with the field at fault.
 #[derive(Clone, Debug)]
-pub struct ActionError {
+pub(crate) struct ActionError {
     pub action: String,
     pub field: &'static str,
     pub message: String,
 }
 
-pub async fn act(
+pub(crate) async fn act(
     State(console): State<Shared>,
     Path(id): Path<String>,
     CsrfForm(form): CsrfForm<ActionForm>,

@@ -11,7 +11,7 @@ use crate::console::ui;
 
 const PAGE_SIZE: u32 = 200;
 
-pub fn table(entries: &[AuditEntry]) -> Markup {
+pub(crate) fn table(entries: &[AuditEntry]) -> Markup {
     html! {
         table.audit {
             thead { tr { th scope="col" { "#" } th scope="col" { "When" } th scope="col" { "Who" } th scope="col" { "Action" } th scope="col" { "Target" } th scope="col" { "Details" } } }
@@ -33,7 +33,7 @@ pub fn table(entries: &[AuditEntry]) -> Markup {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Filter {
+pub(crate) struct Filter {
     actor: String,
     target: String,
     /// A device's whole trail (its commands too).
@@ -43,7 +43,7 @@ pub struct Filter {
     after: u64,
 }
 
-pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -> Page {
+pub(crate) async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -> Page {
     let since = match filter.since.trim() {
         "" => Ok(0),
         text => time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
@@ -98,7 +98,7 @@ pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -
     Ok(ui::page(&console, "/audit", "Audit log", body))
 }
 
-pub async fn verify(State(console): State<Shared>) -> Page {
+pub(crate) async fn verify(State(console): State<Shared>) -> Page {
     let v = answer(
         &console,
         console

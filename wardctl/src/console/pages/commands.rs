@@ -19,7 +19,7 @@ use crate::console::http::{CsrfForm, Empty, Shared, session_cookie};
 use crate::console::ui;
 
 /// How often a live page asks the controller where a command stands.
-pub const POLL: Duration = Duration::from_secs(1);
+pub(crate) const POLL: Duration = Duration::from_secs(1);
 
 const STATES: &[&str] = &[
     "queued",
@@ -47,7 +47,7 @@ fn state_from_name(name: &str) -> CommandState {
     }
 }
 
-pub fn kind(c: &Command) -> String {
+pub(crate) fn kind(c: &Command) -> String {
     if c.scope.is_empty() {
         c.kind.clone()
     } else {
@@ -56,7 +56,7 @@ pub fn kind(c: &Command) -> String {
 }
 
 /// A table of commands; `device` adds the device column.
-pub fn table(commands: &[Command], device: bool) -> Markup {
+pub(crate) fn table(commands: &[Command], device: bool) -> Markup {
     html! {
         table.commands {
             thead {
@@ -97,12 +97,12 @@ fn receipt_badge(c: &Command) -> Markup {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Filter {
+pub(crate) struct Filter {
     device: String,
     state: String,
 }
 
-pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -> Page {
+pub(crate) async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -> Page {
     let state = state_from_name(&filter.state);
     let answer_ = answer(
         &console,
@@ -141,7 +141,7 @@ pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -
     Ok(ui::page(&console, "/commands", "Commands", body))
 }
 
-pub async fn detail(State(console): State<Shared>, Path(id): Path<String>) -> Page {
+pub(crate) async fn detail(State(console): State<Shared>, Path(id): Path<String>) -> Page {
     let command = answer(
         &console,
         console
@@ -194,7 +194,7 @@ pub async fn detail(State(console): State<Shared>, Path(id): Path<String>) -> Pa
 }
 
 /// Where a command stands: its steps to the end, and its receipt.
-pub fn progress(c: &Command) -> Markup {
+pub(crate) fn progress(c: &Command) -> Markup {
     let state = ui::command_state_name(c.state);
     let steps = [
         ("queued", c.created_at_unix_ms),
@@ -260,7 +260,7 @@ fn receipt_body(body: &[u8]) -> Markup {
 
 /// Live progress: the fragment again whenever the command changes; `done` at its end;
 /// `ended` if the session ends first.
-pub async fn events(
+pub(crate) async fn events(
     State(console): State<Shared>,
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
@@ -303,7 +303,7 @@ pub async fn events(
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }
 
-pub async fn cancel(
+pub(crate) async fn cancel(
     State(console): State<Shared>,
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,
@@ -320,7 +320,7 @@ pub async fn cancel(
     Ok(Redirect::to(&format!("/commands/{id}")).into_response())
 }
 
-pub async fn approve(
+pub(crate) async fn approve(
     State(console): State<Shared>,
     Path(id): Path<String>,
     CsrfForm(_): CsrfForm<Empty>,

@@ -17,12 +17,12 @@ use crate::console::{Console, ui};
 /// The device's audit entries shown (the newest).
 const AUDIT_SHOWN: usize = 50;
 
-pub async fn page(State(console): State<Shared>, Path(id): Path<String>) -> Page {
+pub(crate) async fn page(State(console): State<Shared>, Path(id): Path<String>) -> Page {
     render(&console, &id, None).await
 }
 
 /// The device page, with an action's error shown next to its form.
-pub async fn render(console: &Console, id: &str, error: Option<ActionError>) -> Page {
+pub(crate) async fn render(console: &Console, id: &str, error: Option<ActionError>) -> Page {
     let device = answer(
         console,
         console

@@ -12,7 +12,7 @@ use crate::console::ui;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct Filter {
+pub(crate) struct Filter {
     /// Part of a host name, user or device id.
     pub q: String,
     pub state: String,
@@ -157,7 +157,7 @@ impl Filter {
     }
 }
 
-pub async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -> Page {
+pub(crate) async fn list(State(console): State<Shared>, Query(filter): Query<Filter>) -> Page {
     let devices = answer(
         &console,
         console

@@ -15,7 +15,7 @@ use super::{Page, answer};
 use crate::console::http::{CsrfForm, Shared};
 use crate::console::{Console, ui};
 
-pub async fn page(State(console): State<Shared>) -> Page {
+pub(crate) async fn page(State(console): State<Shared>) -> Page {
     render(&console, None, None).await
 }
 
@@ -75,13 +75,16 @@ async fn render(console: &Console, created: Option<Markup>, error: Option<String
 }
 
 #[derive(Deserialize)]
-pub struct CreateForm {
+pub(crate) struct CreateForm {
     user: String,
     #[serde(default)]
     ttl: String,
 }
 
-pub async fn create(State(console): State<Shared>, CsrfForm(form): CsrfForm<CreateForm>) -> Page {
+pub(crate) async fn create(
+    State(console): State<Shared>,
+    CsrfForm(form): CsrfForm<CreateForm>,
+) -> Page {
     let ttl = match crate::cli::tokens::TOKEN_TTL.parse("valid for", &form.ttl) {
         Ok(d) => d.as_secs(),
         Err(e) => return render(&console, None, Some(e)).await,
@@ -135,11 +138,14 @@ pub async fn create(State(console): State<Shared>, CsrfForm(form): CsrfForm<Crea
 }
 
 #[derive(Deserialize)]
-pub struct RevokeForm {
+pub(crate) struct RevokeForm {
     id: String,
 }
 
-pub async fn revoke(State(console): State<Shared>, CsrfForm(form): CsrfForm<RevokeForm>) -> Page {
+pub(crate) async fn revoke(
+    State(console): State<Shared>,
+    CsrfForm(form): CsrfForm<RevokeForm>,
+) -> Page {
     answer(
         &console,
         console

@@ -16,7 +16,7 @@ const HOUR_MS: i64 = 3_600_000;
 /// Audit pages read at most, looking for the newest entries of the last day.
 const AUDIT_PAGES: usize = 10;
 
-pub async fn page(State(console): State<Shared>) -> Page {
+pub(crate) async fn page(State(console): State<Shared>) -> Page {
     let devices = answer(
         &console,
         console

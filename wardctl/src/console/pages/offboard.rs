@@ -22,11 +22,11 @@ use crate::console::ui;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct UserQuery {
+pub(crate) struct UserQuery {
     user: String,
 }
 
-pub async fn page(State(console): State<Shared>, Query(query): Query<UserQuery>) -> Page {
+pub(crate) async fn page(State(console): State<Shared>, Query(query): Query<UserQuery>) -> Page {
     render(&console, &query.user, None).await
 }
 
@@ -111,7 +111,7 @@ async fn render(console: &Shared, user: &str, error: Option<(&'static str, Strin
 }
 
 #[derive(Deserialize)]
-pub struct OffboardForm {
+pub(crate) struct OffboardForm {
     user: String,
     #[serde(default)]
     reason: String,
@@ -119,7 +119,10 @@ pub struct OffboardForm {
     confirm: String,
 }
 
-pub async fn start(State(console): State<Shared>, CsrfForm(form): CsrfForm<OffboardForm>) -> Page {
+pub(crate) async fn start(
+    State(console): State<Shared>,
+    CsrfForm(form): CsrfForm<OffboardForm>,
+) -> Page {
     let user = form.user.trim().to_owned();
     if form.reason.trim().is_empty() {
         return render(
@@ -198,7 +201,10 @@ fn report_fragment(report: &OffboardReport) -> Markup {
     }
 }
 
-pub async fn progress(State(console): State<Shared>, Query(query): Query<UserQuery>) -> Page {
+pub(crate) async fn progress(
+    State(console): State<Shared>,
+    Query(query): Query<UserQuery>,
+) -> Page {
     let report = answer(
         &console,
         console
@@ -223,7 +229,7 @@ pub async fn progress(State(console): State<Shared>, Query(query): Query<UserQue
     ))
 }
 
-pub async fn events(
+pub(crate) async fn events(
     State(console): State<Shared>,
     Query(query): Query<UserQuery>,
     headers: axum::http::HeaderMap,
@@ -266,7 +272,7 @@ pub async fn events(
     Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }
 
-pub async fn report_json(
+pub(crate) async fn report_json(
     State(console): State<Shared>,
     Query(query): Query<UserQuery>,
 ) -> Result<Response, Response> {

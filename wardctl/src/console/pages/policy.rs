@@ -21,7 +21,7 @@ use ward_core::Check;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct UserQuery {
+pub(crate) struct UserQuery {
     user: String,
 }
 
@@ -159,7 +159,7 @@ fn action_of(p: &Policy, check: &str) -> &'static str {
     }
 }
 
-pub async fn page(State(console): State<Shared>, Query(query): Query<UserQuery>) -> Page {
+pub(crate) async fn page(State(console): State<Shared>, Query(query): Query<UserQuery>) -> Page {
     render(&console, query.user.trim(), &[], None, None).await
 }
 
@@ -279,7 +279,7 @@ async fn render(
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(default)]
-pub struct PolicyForm {
+pub(crate) struct PolicyForm {
     user: String,
     min_length: String,
     min_classes: String,
@@ -445,7 +445,10 @@ impl PolicyForm {
     }
 }
 
-pub async fn set(State(console): State<Shared>, CsrfForm(form): CsrfForm<PolicyForm>) -> Page {
+pub(crate) async fn set(
+    State(console): State<Shared>,
+    CsrfForm(form): CsrfForm<PolicyForm>,
+) -> Page {
     let user = form.user.trim().to_owned();
     let current = answer(
         &console,
@@ -479,7 +482,7 @@ pub async fn set(State(console): State<Shared>, CsrfForm(form): CsrfForm<PolicyF
     }
 }
 
-pub async fn reset(
+pub(crate) async fn reset(
     State(console): State<Shared>,
     Query(query): Query<UserQuery>,
     CsrfForm(_): CsrfForm<Empty>,
