@@ -166,6 +166,25 @@ mod revoked_tests {
     /// Two reloads in flight, the older finishing last: its read may predate a revocation the
     /// newer one read from the store (and so no longer carries as recent). It must not replace
     /// the newer list (the attack review's finding).
+    /// Two reloads with no insert of this replica between them (a periodic one and one an
+    /// announcement of another replica's revocation started): the older, finishing last, read
+    /// the store before that revocation and must not replace the newer list.
+    #[test]
+    fn an_older_reload_with_no_insert_in_between_drops_no_revocation() {
+        let revoked = RevokedSerials::default();
+        // The periodic reload reads the store: nothing revoked yet.
+        let periodic = revoked.mark();
+        // Another replica revokes "bb" and announces it: the reload that follows reads it
+        // and finishes first.
+        let announced = revoked.mark();
+        revoked.replace_since(announced, ["bb".to_owned()]);
+        revoked.replace_since(periodic, Vec::<String>::new());
+        assert!(
+            revoked.contains("bb"),
+            "the stale reload dropped another replica's revocation"
+        );
+    }
+
     #[test]
     fn an_older_reload_finishing_last_drops_no_revocation() {
         let revoked = RevokedSerials::default();
