@@ -74,8 +74,10 @@ pub struct RevokedSerials(RwLock<Revoked>);
 #[derive(Debug, Default)]
 struct Revoked {
     set: HashSet<String>,
-    /// Inserts so far: a reload keeps the serials inserted after it read the store.
-    inserts: u64,
+    /// Inserts and marks so far, one count: a reload keeps the serials inserted after its
+    /// mark, and no two reloads share a mark (two with no insert between them would, and
+    /// the older could not be told from the newer).
+    ticks: u64,
     /// Serials inserted since the oldest reload in flight could have read the store.
     recent: Vec<(u64, String)>,
     /// The mark of the newest reload applied: an older one finishing later is stale.
@@ -86,18 +88,18 @@ impl RevokedSerials {
     pub fn insert(&self, serial: &str) {
         let serial = serial.to_ascii_lowercase();
         let mut revoked = self.0.write().unwrap_or_else(PoisonError::into_inner);
-        revoked.inserts += 1;
-        let n = revoked.inserts;
+        revoked.ticks += 1;
+        let n = revoked.ticks;
         revoked.recent.push((n, serial.clone()));
         revoked.set.insert(serial);
     }
 
-    /// Where the inserts stand; take it before reading the store for [`Self::replace_since`].
+    /// A reload's own mark, later than every insert and mark before it; take it before
+    /// reading the store for [`Self::replace_since`].
     pub fn mark(&self) -> u64 {
-        self.0
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .inserts
+        let mut revoked = self.0.write().unwrap_or_else(PoisonError::into_inner);
+        revoked.ticks += 1;
+        revoked.ticks
     }
 
     /// Replaces the list with `serials` read from the store after `mark`, keeping what was
@@ -166,6 +168,25 @@ mod revoked_tests {
     /// Two reloads in flight, the older finishing last: its read may predate a revocation the
     /// newer one read from the store (and so no longer carries as recent). It must not replace
     /// the newer list (the attack review's finding).
+    /// Two reloads with no insert of this replica between them (a periodic one and one an
+    /// announcement of another replica's revocation started): the older, finishing last, read
+    /// the store before that revocation and must not replace the newer list.
+    #[test]
+    fn an_older_reload_with_no_insert_in_between_drops_no_revocation() {
+        let revoked = RevokedSerials::default();
+        // The periodic reload reads the store: nothing revoked yet.
+        let periodic = revoked.mark();
+        // Another replica revokes "bb" and announces it: the reload that follows reads it
+        // and finishes first.
+        let announced = revoked.mark();
+        revoked.replace_since(announced, ["bb".to_owned()]);
+        revoked.replace_since(periodic, Vec::<String>::new());
+        assert!(
+            revoked.contains("bb"),
+            "the stale reload dropped another replica's revocation"
+        );
+    }
+
     #[test]
     fn an_older_reload_finishing_last_drops_no_revocation() {
         let revoked = RevokedSerials::default();
