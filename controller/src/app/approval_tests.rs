@@ -373,6 +373,13 @@ async fn an_offboarding_refused_before_its_approval_revokes_nothing() {
     for d in &report.devices {
         let wipe = d.command.as_ref().unwrap();
         assert_eq!(wipe.state, CommandState::AwaitingApproval);
+        // While it waits, the device's certificate still renews: one admin's request alone
+        // must not take the device out of service at its certificate's expiry (the attack
+        // review's finding: a request nobody acted on refused renewal for ever).
+        assert!(
+            !app.is_being_retired(d.device.id).await.unwrap(),
+            "a request awaiting approval held the device as being offboarded"
+        );
         app.cancel_command(&a.bob, wipe.id).await.unwrap();
     }
     for device in &devices {

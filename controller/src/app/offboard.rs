@@ -340,13 +340,17 @@ impl App {
     }
 
     /// Whether the device is being offboarded or is in lost mode (renewal is refused): a
-    /// command that revokes the device once finished, or a retirement, not finished yet. One
-    /// that finished revoked the device (refused anyway), unless it was refused before its
-    /// approval: then nothing is under way.
+    /// command that revokes the device once finished, or a retirement, issued and not finished
+    /// yet. One that finished revoked the device (refused anyway), unless it was refused
+    /// before its approval: then nothing is under way. One that waits for a second admin is not
+    /// under way either: refusing renewal meanwhile would let one admin's request, left
+    /// unanswered, take the device out of service at its certificate's expiry.
     pub async fn is_being_retired(&self, device: DeviceId) -> Result<bool, AppError> {
         let commands = self.store.list_commands(Some(device), None).await?;
-        Ok(commands
-            .iter()
-            .any(|c| (c.revoke_after || c.kind == CommandKind::Retire) && !c.state.is_terminal()))
+        Ok(commands.iter().any(|c| {
+            (c.revoke_after || c.kind == CommandKind::Retire)
+                && !c.state.is_terminal()
+                && c.state != CommandState::AwaitingApproval
+        }))
     }
 }
