@@ -316,32 +316,7 @@ impl Platform for LinuxPlatform {
             &checks::packages::counts_of(&survey.packages),
             &survey.firewall.state,
         );
-        Some(v1::Inventory {
-            hardware_vendor: found.hardware_vendor,
-            hardware_model: found.hardware_model,
-            cpu_model: found.cpu_model,
-            cpu_count: found.cpu_count,
-            memory_bytes: found.memory_bytes,
-            packages: found
-                .packages
-                .into_iter()
-                .map(|p| v1::PackageCount {
-                    manager: p.manager,
-                    count: p.count,
-                })
-                .collect(),
-            filesystems: found
-                .filesystems
-                .into_iter()
-                .map(|f| v1::Filesystem {
-                    mount_point: f.mount_point,
-                    fs_type: f.fs_type,
-                    source: f.source,
-                    encryption: f.encryption,
-                })
-                .collect(),
-            firewall: found.firewall,
-        })
+        Some(v1::Inventory::from(found))
     }
 }
 

@@ -7,36 +7,10 @@ use tonic::Status;
 use ward_proto::v1;
 
 use ward_core::policy::PolicyError;
-use ward_core::posture::{Filesystem, PackageCount};
 use ward_core::{Check, Device, Disabled, Enforcement, EnforcementAction, Inventory, Policy};
 
 pub(crate) fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status> {
-    let inventory = Inventory {
-        hardware_vendor: i.hardware_vendor,
-        hardware_model: i.hardware_model,
-        cpu_model: i.cpu_model,
-        cpu_count: i.cpu_count,
-        memory_bytes: i.memory_bytes,
-        packages: i
-            .packages
-            .into_iter()
-            .map(|p| PackageCount {
-                manager: p.manager,
-                count: p.count,
-            })
-            .collect(),
-        filesystems: i
-            .filesystems
-            .into_iter()
-            .map(|f| Filesystem {
-                mount_point: f.mount_point,
-                fs_type: f.fs_type,
-                source: f.source,
-                encryption: f.encryption,
-            })
-            .collect(),
-        firewall: i.firewall,
-    };
+    let inventory = Inventory::from(i);
     inventory
         .validate()
         .map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -44,32 +18,7 @@ pub(crate) fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status>
 }
 
 pub(crate) fn inventory_to_wire(i: &Inventory) -> v1::Inventory {
-    v1::Inventory {
-        hardware_vendor: i.hardware_vendor.clone(),
-        hardware_model: i.hardware_model.clone(),
-        cpu_model: i.cpu_model.clone(),
-        cpu_count: i.cpu_count,
-        memory_bytes: i.memory_bytes,
-        packages: i
-            .packages
-            .iter()
-            .map(|p| v1::PackageCount {
-                manager: p.manager.clone(),
-                count: p.count,
-            })
-            .collect(),
-        filesystems: i
-            .filesystems
-            .iter()
-            .map(|f| v1::Filesystem {
-                mount_point: f.mount_point.clone(),
-                fs_type: f.fs_type.clone(),
-                source: f.source.clone(),
-                encryption: f.encryption.clone(),
-            })
-            .collect(),
-        firewall: i.firewall.clone(),
-    }
+    v1::Inventory::from(i.clone())
 }
 
 pub(crate) fn action_to_wire(a: EnforcementAction) -> v1::EnforcementAction {

@@ -5,7 +5,7 @@ use ward_proto::v1;
 
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
-use ward_core::Timestamp;
+use ward_core::{Inventory, Timestamp};
 
 /// One device, as scripts see it. `compliant` is null until the device has sent a
 /// compliance report.
@@ -100,61 +100,20 @@ struct EnforcementView {
     wipe_command_id: Option<String>,
 }
 
+/// The inventory as the agent reported it, and the sum of its package counts.
 #[derive(Serialize)]
 struct InventoryView {
-    hardware_vendor: String,
-    hardware_model: String,
-    cpu_model: String,
-    cpu_count: u32,
-    memory_bytes: u64,
+    #[serde(flatten)]
+    reported: Inventory,
     packages_installed: u64,
-    packages: Vec<PackageView>,
-    filesystems: Vec<FilesystemView>,
-    firewall: String,
-}
-
-#[derive(Serialize)]
-struct PackageView {
-    manager: String,
-    count: u32,
-}
-
-#[derive(Serialize)]
-struct FilesystemView {
-    mount_point: String,
-    fs_type: String,
-    source: String,
-    encryption: String,
 }
 
 impl From<v1::Inventory> for InventoryView {
     fn from(i: v1::Inventory) -> Self {
+        let reported = Inventory::from(i);
         Self {
-            packages_installed: i.packages.iter().map(|p| u64::from(p.count)).sum(),
-            packages: i
-                .packages
-                .into_iter()
-                .map(|p| PackageView {
-                    manager: p.manager,
-                    count: p.count,
-                })
-                .collect(),
-            filesystems: i
-                .filesystems
-                .into_iter()
-                .map(|f| FilesystemView {
-                    mount_point: f.mount_point,
-                    fs_type: f.fs_type,
-                    source: f.source,
-                    encryption: f.encryption,
-                })
-                .collect(),
-            hardware_vendor: i.hardware_vendor,
-            hardware_model: i.hardware_model,
-            cpu_model: i.cpu_model,
-            cpu_count: i.cpu_count,
-            memory_bytes: i.memory_bytes,
-            firewall: i.firewall,
+            packages_installed: reported.packages.iter().map(|p| u64::from(p.count)).sum(),
+            reported,
         }
     }
 }
@@ -465,10 +424,11 @@ fn posture_fields(d: &DeviceView, fields: &mut Vec<(&'static str, String)>) {
         }
         fields.push(("enforcement", line));
     }
-    let Some(inv) = &d.inventory else {
+    let Some(view) = &d.inventory else {
         fields.push(("inventory", "none reported yet".into()));
         return;
     };
+    let inv = &view.reported;
     let hardware = [inv.hardware_vendor.as_str(), inv.hardware_model.as_str()]
         .iter()
         .filter(|s| !s.is_empty())
@@ -503,7 +463,7 @@ fn posture_fields(d: &DeviceView, fields: &mut Vec<(&'static str, String)>) {
         if inv.packages.is_empty() {
             "no package database found".into()
         } else {
-            format!("{} installed ({per_manager})", inv.packages_installed)
+            format!("{} installed ({per_manager})", view.packages_installed)
         },
     ));
     fields.push(("firewall", or_dash(&inv.firewall)));
