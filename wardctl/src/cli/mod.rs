@@ -138,6 +138,14 @@ pub struct ConnectArgs {
 /// A directory argument (`ward_certs::files::directory_arg`, shared with `ward-agent`).
 pub use ward_certs::files::directory_arg;
 
+/// How a value parser's errors name the flag: `--long`, or the argument's id.
+fn flag_name(arg: Option<&clap::Arg>) -> String {
+    arg.map_or_else(String::new, |a| match a.get_long() {
+        Some(long) => format!("--{long}"),
+        None => a.get_id().to_string(),
+    })
+}
+
 /// A duration flag's value parser: the flag's range (declared next to the flag) checked as it is
 /// parsed, so every error names the flag and the range and exits 2. Takes values starting with
 /// '-' (with `allow_hyphen_values`) so `--ttl -5m` is refused as negative, not as a flag.
@@ -153,10 +161,7 @@ impl clap::builder::TypedValueParser for DurationArg {
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<Duration, clap::Error> {
-        let flag = arg.map_or_else(String::new, |a| match a.get_long() {
-            Some(long) => format!("--{long}"),
-            None => a.get_id().to_string(),
-        });
+        let flag = flag_name(arg);
         let text = value.to_string_lossy();
         self.0.parse(&flag, &text).map_err(|message| {
             clap::Error::raw(
@@ -225,10 +230,7 @@ where
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<T, clap::Error> {
-        let flag = arg.map_or_else(String::new, |a| match a.get_long() {
-            Some(long) => format!("--{long}"),
-            None => a.get_id().to_string(),
-        });
+        let flag = flag_name(arg);
         self.parse(&flag, &value.to_string_lossy())
             .map_err(|message| {
                 clap::Error::raw(
@@ -273,10 +275,7 @@ impl clap::builder::TypedValueParser for AddrArg {
         arg: Option<&clap::Arg>,
         value: &std::ffi::OsStr,
     ) -> Result<std::net::SocketAddr, clap::Error> {
-        let flag = arg.map_or_else(String::new, |a| match a.get_long() {
-            Some(long) => format!("--{long}"),
-            None => a.get_id().to_string(),
-        });
+        let flag = flag_name(arg);
         self.parse(&flag, &value.to_string_lossy())
             .map_err(|message| {
                 clap::Error::raw(
