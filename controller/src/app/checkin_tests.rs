@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::test_fixture::{
     Fixture, TestDevice, admin, email, enroll, enroll_as, facts, fixture, jobs, replica,
 };
-use super::{App, AppError, CheckInReport, ComplianceReport};
+use super::{App, AppError, CheckInReport, CheckedIn, ComplianceReport};
 use crate::core::{
     Check, CheckStatus, CommandKind, CommandState, ComplianceCheck, EnforcementAction,
     PolicyChanges, Timestamp,
@@ -493,6 +493,22 @@ async fn a_receipt_dated_a_little_ahead_replayed_is_not_a_new_wipe() {
     );
 }
 
+/// A check-in with facts, as the busy tests send it.
+fn laptop_report() -> CheckInReport {
+    CheckInReport {
+        facts: Some(facts("laptop-2")),
+        ..CheckInReport::default()
+    }
+}
+
+/// `answer` refused at once because another check-in of the device is in flight.
+fn assert_busy(answer: &Result<CheckedIn, AppError>) {
+    match answer {
+        Err(AppError::Unavailable(why)) => assert!(why.contains("still being handled"), "{why}"),
+        other => panic!("a second call in flight must be refused as busy: {other:?}"),
+    }
+}
+
 /// A device's second check-in while its first is still being handled is refused at once as
 /// busy, writes nothing, and does not stop the first; once the first is answered the device
 /// checks in again (an abandoned one: the next test).
@@ -500,30 +516,25 @@ async fn a_receipt_dated_a_little_ahead_replayed_is_not_a_new_wipe() {
 async fn a_device_checks_in_one_call_at_a_time() {
     let f = fixture();
     let (device, _) = enroll(&f.app, "ann@hospital.example").await;
-    let report = || CheckInReport {
-        facts: Some(facts("laptop-2")),
-        ..CheckInReport::default()
-    };
     let jobs_before = jobs(&f.store);
     // Polled together: the first takes the device's turn and waits for the writer (another
     // task), the rest are refused at their first poll.
     let answers =
-        futures::future::join_all((0..5).map(|_| f.app.agent_check_in(&device, report()))).await;
+        futures::future::join_all((0..5).map(|_| f.app.agent_check_in(&device, laptop_report())))
+            .await;
     assert!(answers[0].is_ok(), "{:?}", answers[0]);
     for answer in &answers[1..] {
-        match answer {
-            Err(AppError::Unavailable(why)) => {
-                assert!(why.contains("still being handled"), "{why}")
-            }
-            other => panic!("a second call in flight must be refused as busy: {other:?}"),
-        }
+        assert_busy(answer);
     }
     assert_eq!(
         jobs(&f.store),
         jobs_before + 1,
         "the refused calls wrote nothing"
     );
-    f.app.agent_check_in(&device, report()).await.unwrap();
+    f.app
+        .agent_check_in(&device, laptop_report())
+        .await
+        .unwrap();
 }
 
 /// Attack by a device that sends a check-in and hangs up at once, over and over: its turn must
@@ -535,10 +546,6 @@ async fn a_check_in_abandoned_while_its_job_waits_in_the_writer_keeps_the_turn()
     use std::sync::atomic::Ordering;
     let f = fixture();
     let (device, _) = enroll(&f.app, "ann@hospital.example").await;
-    let report = || CheckInReport {
-        facts: Some(facts("laptop-2")),
-        ..CheckInReport::default()
-    };
     let jobs_before = jobs(&f.store);
     let queued = || {
         f.store
@@ -548,17 +555,15 @@ async fn a_check_in_abandoned_while_its_job_waits_in_the_writer_keeps_the_turn()
             .load(Ordering::Relaxed)
     };
     // Polled once: the job is queued; the writer (a task of this runtime) has not run yet.
-    let mut abandoned = Box::pin(f.app.agent_check_in(&device, report()));
+    let mut abandoned = Box::pin(f.app.agent_check_in(&device, laptop_report()));
     assert!(futures::poll!(&mut abandoned).is_pending());
     assert_eq!(queued(), 1, "the abandoned call's job waits in the writer");
     drop(abandoned);
 
-    let mut again = Box::pin(f.app.agent_check_in(&device, report()));
+    let mut again = Box::pin(f.app.agent_check_in(&device, laptop_report()));
     match futures::poll!(&mut again) {
-        std::task::Poll::Ready(Err(AppError::Unavailable(why))) => {
-            assert!(why.contains("still being handled"), "{why}")
-        }
-        other => panic!("a call while the abandoned job waits must be refused as busy: {other:?}"),
+        std::task::Poll::Ready(answer) => assert_busy(&answer),
+        std::task::Poll::Pending => panic!("a call while the abandoned job waits was queued"),
     }
     assert_eq!(queued(), 1, "the refused call queued nothing");
 
@@ -571,5 +576,8 @@ async fn a_check_in_abandoned_while_its_job_waits_in_the_writer_keeps_the_turn()
         );
         tokio::task::yield_now().await;
     }
-    f.app.agent_check_in(&device, report()).await.unwrap();
+    f.app
+        .agent_check_in(&device, laptop_report())
+        .await
+        .unwrap();
 }

@@ -138,6 +138,15 @@ pub struct ConnectArgs {
 /// A directory argument (`ward_certs::files::directory_arg`, shared with `ward-agent`).
 pub use ward_certs::files::directory_arg;
 
+/// A value parser's refusal: `message` as the whole error (it names the flag), exit 2.
+fn invalid_value(cmd: &clap::Command, message: &str) -> clap::Error {
+    clap::Error::raw(
+        clap::error::ErrorKind::ValueValidation,
+        format!("{message}\n"),
+    )
+    .with_cmd(cmd)
+}
+
 /// How a value parser's errors name the flag: `--long`, or the argument's id.
 fn flag_name(arg: Option<&clap::Arg>) -> String {
     arg.map_or_else(String::new, |a| match a.get_long() {
@@ -163,13 +172,9 @@ impl clap::builder::TypedValueParser for DurationArg {
     ) -> Result<Duration, clap::Error> {
         let flag = flag_name(arg);
         let text = value.to_string_lossy();
-        self.0.parse(&flag, &text).map_err(|message| {
-            clap::Error::raw(
-                clap::error::ErrorKind::ValueValidation,
-                format!("{message}\n"),
-            )
-            .with_cmd(cmd)
-        })
+        self.0
+            .parse(&flag, &text)
+            .map_err(|message| invalid_value(cmd, &message))
     }
 }
 
@@ -232,13 +237,7 @@ where
     ) -> Result<T, clap::Error> {
         let flag = flag_name(arg);
         self.parse(&flag, &value.to_string_lossy())
-            .map_err(|message| {
-                clap::Error::raw(
-                    clap::error::ErrorKind::ValueValidation,
-                    format!("{message}\n"),
-                )
-                .with_cmd(cmd)
-            })
+            .map_err(|message| invalid_value(cmd, &message))
     }
 }
 
@@ -277,13 +276,7 @@ impl clap::builder::TypedValueParser for AddrArg {
     ) -> Result<std::net::SocketAddr, clap::Error> {
         let flag = flag_name(arg);
         self.parse(&flag, &value.to_string_lossy())
-            .map_err(|message| {
-                clap::Error::raw(
-                    clap::error::ErrorKind::ValueValidation,
-                    format!("{message}\n"),
-                )
-                .with_cmd(cmd)
-            })
+            .map_err(|message| invalid_value(cmd, &message))
     }
 }
 
