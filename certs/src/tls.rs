@@ -165,9 +165,6 @@ mod revoked_tests {
         assert_eq!(revoked.len(), 1);
     }
 
-    /// Two reloads in flight, the older finishing last: its read may predate a revocation the
-    /// newer one read from the store (and so no longer carries as recent). It must not replace
-    /// the newer list (the attack review's finding).
     /// Two reloads with no insert of this replica between them (a periodic one and one an
     /// announcement of another replica's revocation started): the older, finishing last, read
     /// the store before that revocation and must not replace the newer list.
@@ -187,6 +184,9 @@ mod revoked_tests {
         );
     }
 
+    /// Two reloads in flight, the older finishing last: its read may predate a revocation the
+    /// newer one read from the store (and so no longer carries as recent). It must not replace
+    /// the newer list (the attack review's finding).
     #[test]
     fn an_older_reload_finishing_last_drops_no_revocation() {
         let revoked = RevokedSerials::default();
