@@ -1,6 +1,12 @@
 //! Simulated agents that hold their `AgentService.Commands` stream, each over its own mutual
 //! TLS connection with its own certificate, as `ward-agent run` does: reconnecting with the
 //! agent's own jittered exponential backoff, acknowledging each pushed command at once.
+//!
+//! Like the agent (`agent/src/link.rs`, `run.rs`), an agent keeps its connection when its
+//! stream ends or is refused for who it is (a revoked device asks again on the same
+//! connection, at the backoff's pace) and makes a new one only when the stream could not be
+//! opened for another reason. Reconnecting after every ended stream made each revoked
+//! device of a mass offboarding a TLS handshake a second, which the real agent does not do.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -9,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
+use tonic::Code;
 use tonic::transport::Channel;
 use ward_agent::backoff::Backoff;
 use ward_proto::transport::{ChannelOptions, ServerUrl, connect};
@@ -269,6 +276,7 @@ async fn agent(
     // The agent's own pacing: 1 s doubling to 60 s, each wait scaled by [0.5, 1].
     let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
     let mut permit = Some(gate.acquire_owned().await);
+    let mut channel = None;
     loop {
         if *stop.borrow() {
             return;
@@ -278,7 +286,7 @@ async fn agent(
         let session = session(
             &shared,
             i,
-            tls.clone(),
+            (&tls, &mut channel),
             &mut backoff,
             &mut permit,
             &mut stop,
@@ -313,30 +321,40 @@ enum Ended {
 async fn session(
     shared: &Arc<Shared>,
     i: usize,
-    tls: rustls::ClientConfig,
+    (tls, kept): (&rustls::ClientConfig, &mut Option<Channel>),
     backoff: &mut Backoff,
     permit: &mut Option<Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>>,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<Ended, String> {
-    let options = ChannelOptions {
-        connect_timeout: Duration::from_secs(30),
-        request_timeout: None,
+    let channel = match kept {
+        Some(channel) => channel.clone(),
+        None => {
+            let options = ChannelOptions {
+                connect_timeout: Duration::from_secs(30),
+                request_timeout: None,
+            };
+            let channel = connect(&shared.url, tls.clone(), options)
+                .await
+                .map_err(|e| e.to_string())?;
+            *kept = Some(channel.clone());
+            channel
+        }
     };
-    let channel = connect(&shared.url, tls, options)
-        .await
-        .map_err(|e| e.to_string())?;
     let mut client = AgentServiceClient::new(channel);
-    let mut stream = client
-        .commands(CommandsRequest {})
-        .await
-        .map_err(|s| {
-            format!(
+    let mut stream = match client.commands(CommandsRequest {}).await {
+        Ok(stream) => stream.into_inner(),
+        Err(s) => {
+            // Refused for who it is: asked again on the same connection, as the agent does.
+            if !matches!(s.code(), Code::Unauthenticated | Code::PermissionDenied) {
+                *kept = None;
+            }
+            return Err(format!(
                 "opening the command stream: {:?}: {}",
                 s.code(),
                 s.message()
-            )
-        })?
-        .into_inner();
+            ));
+        }
+    };
     // The stream is up once its first push (the policy) arrives.
     let first = stream
         .message()

@@ -6,8 +6,9 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 use ward_certs::{Identity, validate::DEFAULT_SKEW, validate::validate_client_certificate_by_any};
 
+use super::reads::KnownDevice;
 use super::{ActiveDevice, App, AppError, audit, reads, sanitize};
-use crate::core::{Admin, Device, DeviceId, Permission};
+use crate::core::{Admin, Device, DeviceId, DeviceState, Permission};
 
 impl App {
     /// Checks a presented client certificate (our CA, validity, one `ward://` URI) and that
@@ -25,11 +26,27 @@ impl App {
         // A certificate seen before (the connection's earlier calls) is not parsed and looked
         // up again; its revocation and expiry are checked at every call all the same.
         let hash: reads::CertHash = Sha256::digest(leaf).into();
+        if self.reads.refused(&hash) {
+            return Err(revoked_certificate());
+        }
         if let Some(peer) = self.reads.peer(&hash) {
             if !self.revoked.contains(&peer.serial)
                 && now.to_datetime() - DEFAULT_SKEW <= peer.not_after
             {
                 return Ok((peer.identity, peer.serial));
+            }
+            // A revoked device's certificate, its device known here to be out of service:
+            // nothing to look up (the use of a certificate a renewal replaced is reported
+            // only while its device is active).
+            if let Identity::Device(uuid) = peer.identity
+                && self.revoked.contains(&peer.serial)
+                && matches!(
+                    self.reads.device(DeviceId(uuid)),
+                    Some(KnownDevice::Refused(_))
+                )
+            {
+                self.reads.remember_refused(hash);
+                return Err(revoked_certificate());
             }
             self.reads.forget_peer(&hash);
         }
@@ -62,6 +79,9 @@ impl App {
                 if let Identity::Device(uuid) = peer.identity {
                     self.superseded_certificate_used(DeviceId(uuid), &peer.serial)
                         .await?;
+                    // Reported (once per certificate) if it was a replaced one: the same
+                    // answer from now on, without reading the store again.
+                    self.reads.remember_refused(hash);
                 }
                 // A revoked admin still calling (on a connection opened before the revocation,
                 // whose own answer it was) is worth an auditor's attention.
@@ -76,9 +96,7 @@ impl App {
                     )
                     .await?;
                 }
-                Err(AppError::Unauthenticated(
-                    "client certificate refused: it has been revoked".into(),
-                ))
+                Err(revoked_certificate())
             }
             _ => Err(AppError::Unauthenticated(
                 "client certificate refused: this controller has no record of issuing it".into(),
@@ -125,32 +143,37 @@ impl App {
     /// The device's id and user, unless it is not enrolled or has been revoked (or retired).
     /// From the cache, which a revocation or retirement (here or announced) empties.
     pub async fn active_device(&self, id: DeviceId) -> Result<ActiveDevice, AppError> {
-        if let Some(device) = self.reads.device(id) {
-            return Ok(device);
+        match self.reads.device(id) {
+            Some(KnownDevice::Active(device)) => return Ok(device),
+            Some(KnownDevice::Refused(state)) => return Err(not_active(id, state)),
+            None => {}
         }
         let since = self.reads.device_generation();
-        let record = self.check_device_active(id).await?;
+        let record = self
+            .store
+            .get_device(id)
+            .await?
+            .ok_or_else(|| not_enrolled(id))?;
+        if record.state != DeviceState::Active {
+            self.reads
+                .remember_device(since, id, KnownDevice::Refused(record.state));
+            return Err(not_active(id, record.state));
+        }
         let device = ActiveDevice {
             id: record.id,
             user: record.user,
             certificate_serial: record.certificate_serial,
         };
-        self.reads.remember_device(since, device.clone());
+        self.reads
+            .remember_device(since, id, KnownDevice::Active(device.clone()));
         Ok(device)
     }
 
     /// The device, unless it is not enrolled or has been revoked (or retired).
     pub async fn check_device_active(&self, id: DeviceId) -> Result<Device, AppError> {
         match self.store.get_device(id).await? {
-            None => Err(AppError::Unauthenticated(format!(
-                "device {id} is not enrolled"
-            ))),
-            Some(d) if d.state != crate::core::DeviceState::Active => {
-                Err(AppError::Unauthenticated(format!(
-                    "device {id} has been {}; enroll it again to use it",
-                    d.state.as_str()
-                )))
-            }
+            None => Err(not_enrolled(id)),
+            Some(d) if d.state != DeviceState::Active => Err(not_active(id, d.state)),
             Some(d) => Ok(d),
         }
     }
@@ -231,4 +254,19 @@ pub fn audit_target(target: &str, otherwise: &str) -> String {
     } else {
         target
     }
+}
+
+fn not_enrolled(id: DeviceId) -> AppError {
+    AppError::Unauthenticated(format!("device {id} is not enrolled"))
+}
+
+fn not_active(id: DeviceId, state: DeviceState) -> AppError {
+    AppError::Unauthenticated(format!(
+        "device {id} has been {}; enroll it again to use it",
+        state.as_str()
+    ))
+}
+
+fn revoked_certificate() -> AppError {
+    AppError::Unauthenticated("client certificate refused: it has been revoked".into())
 }

@@ -25,6 +25,8 @@ pub mod audit;
 mod audit_anchor;
 mod audit_syslog;
 mod auth;
+#[cfg(test)]
+mod auth_tests;
 pub mod bulk_select;
 pub mod bulk_wipe;
 pub mod ca_rotation;

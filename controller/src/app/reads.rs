@@ -1,6 +1,9 @@
 //! What every agent call reads, kept in memory: the client certificates already validated
 //! (by the SHA-256 of their DER, so a connection's certificate is checked against the store
-//! once, not per call), the active devices behind them, and the effective policies by user.
+//! once, not per call), the devices behind them (active, or the state that refuses them), and
+//! the effective policies by user; also the device certificates found revoked on record,
+//! refused again without a look at the store (a revocation is never undone, so that entry
+//! cannot go stale).
 //!
 //! Entries are dropped by the events that change them — a revocation, a policy change, work
 //! for a device — whether they happen here or are announced by another replica; policies
@@ -9,7 +12,7 @@
 //! revocation takes effect at the next call. A read that raced with an invalidation is not
 //! kept (each cache has a generation number that every invalidation bumps).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::Hash;
 use std::sync::{Mutex, PoisonError};
 
@@ -17,7 +20,7 @@ use time::OffsetDateTime;
 use ward_certs::Identity;
 
 use super::ActiveDevice;
-use crate::core::{DeviceId, StoredPolicy, UserEmail};
+use crate::core::{DeviceId, DeviceState, StoredPolicy, UserEmail};
 
 /// The most entries one cache holds; past it the cache starts again empty (a fleet larger
 /// than this only reads the store more often).
@@ -35,11 +38,22 @@ pub(super) struct Peer {
 /// The SHA-256 of a certificate's DER.
 pub(super) type CertHash = [u8; 32];
 
+/// A device as last read from the store.
+#[derive(Clone, Debug)]
+pub(super) enum KnownDevice {
+    Active(ActiveDevice),
+    /// Revoked or retired: its calls are refused. Kept too, so that the streams and the
+    /// calls of a thousand devices revoked at once (a mass offboarding) do not each read the
+    /// store to learn it again.
+    Refused(DeviceState),
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Reads {
     peers: Mutex<Generations<CertHash, Peer>>,
-    devices: Mutex<Generations<DeviceId, ActiveDevice>>,
+    devices: Mutex<Generations<DeviceId, KnownDevice>>,
     policies: Mutex<Generations<UserEmail, StoredPolicy>>,
+    refused: Mutex<HashSet<CertHash>>,
 }
 
 #[derive(Debug)]
@@ -106,13 +120,29 @@ impl Reads {
         lock(&self.peers).forget(hash);
     }
 
+    /// Whether the certificate was found revoked on record before.
+    pub(super) fn refused(&self, hash: &CertHash) -> bool {
+        lock(&self.refused).contains(hash)
+    }
+
+    /// The certificate was found revoked on record, and what a call with it sets off was done:
+    /// its next calls are refused at once (a revoked device's agent asks again at its
+    /// backoff's pace, thousands at once after a mass offboarding).
+    pub(super) fn remember_refused(&self, hash: CertHash) {
+        let mut refused = lock(&self.refused);
+        if refused.len() >= MAX_ENTRIES {
+            refused.clear();
+        }
+        refused.insert(hash);
+    }
+
     /// Forgets every certificate seen: each is checked in full at its next call (the CAs
     /// trusted changed).
     pub(super) fn forget_peers(&self) {
         lock(&self.peers).clear();
     }
 
-    pub(super) fn device(&self, id: DeviceId) -> Option<ActiveDevice> {
+    pub(super) fn device(&self, id: DeviceId) -> Option<KnownDevice> {
         lock(&self.devices).get(&id)
     }
 
@@ -120,8 +150,8 @@ impl Reads {
         lock(&self.devices).number
     }
 
-    pub(super) fn remember_device(&self, since: u64, device: ActiveDevice) {
-        lock(&self.devices).fill(since, device.id, device);
+    pub(super) fn remember_device(&self, since: u64, id: DeviceId, device: KnownDevice) {
+        lock(&self.devices).fill(since, id, device);
     }
 
     pub(super) fn policy(&self, user: &UserEmail) -> Option<StoredPolicy> {
@@ -148,10 +178,10 @@ impl Reads {
         let known = lock(&self.devices).forget(&id);
         let mut policies = lock(&self.policies);
         match known {
-            Some(device) => {
+            Some(KnownDevice::Active(device)) => {
                 policies.forget(&device.user);
             }
-            None => policies.clear(),
+            Some(KnownDevice::Refused(_)) | None => policies.clear(),
         }
     }
 
