@@ -63,6 +63,8 @@ mod policy;
 mod policy_tests;
 mod reads;
 mod renewal;
+#[cfg(test)]
+mod renewal_tests;
 mod replicas;
 mod scim_clients;
 mod server_cert;
