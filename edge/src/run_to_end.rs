@@ -34,7 +34,8 @@ pub(crate) const MAX_CALLS_RUNNING: usize = 16_384;
 /// (rate-limited per address), offline-wipe reports, SCIM's (its bearer token is checked
 /// before the body is read), and calls the handlers refuse for want of a certificate: beyond
 /// it they run in their connection's task, whatever a client holding these places does to the
-/// calls of devices and admins.
+/// calls of devices and admins. An enrollment writes its device and its audit entry in one
+/// job, so one run there and dropped after its commit leaves nothing undone.
 const ANONYMOUS_SHARE: usize = 16;
 
 /// Wraps a service so each call runs in its own task ([`RunToEnd`]).

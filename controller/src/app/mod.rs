@@ -46,6 +46,8 @@ pub mod directory;
 #[cfg(test)]
 mod enforcement_tests;
 mod enrollment;
+#[cfg(test)]
+mod enrollment_tests;
 mod error;
 #[cfg(test)]
 mod finish_follow_up_tests;
