@@ -290,7 +290,25 @@ impl Receipt {
     }
 }
 
+/// What a compare-and-set of a stored command compares. Every change [`Command::apply`] makes
+/// changes the state or counts a delivery, so two commands with the same version differ in
+/// nothing a writer changes: a write computed from a read that another writer (another
+/// replica) has changed since misses, even when that change kept the state (a redelivery).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommandVersion {
+    pub state: CommandState,
+    pub deliveries: u32,
+}
+
 impl Command {
+    /// What a compare-and-set from this command compares ([`CommandVersion`]).
+    pub fn version(&self) -> CommandVersion {
+        CommandVersion {
+            state: self.state,
+            deliveries: self.deliveries,
+        }
+    }
+
     /// Whether this newer command replaces `older` (queued for the same device): the same
     /// kind, and it waits at least as long. A lock with a time-to-live never replaces one
     /// that would wait longer: otherwise a short-lived lock (a helpdesk admin's, say) would

@@ -71,6 +71,11 @@ proptest! {
             if let Ok(next) = cmd.apply(e, now) {
                 prop_assert!(allowed(cmd.state, next.state), "{:?} -> {:?} on {:?}", cmd.state, next.state, e);
                 prop_assert!(!cmd.state.is_terminal() || next.state == cmd.state);
+                // A compare-and-set compares the version: a change it would not see is lost.
+                prop_assert!(
+                    next.version() != cmd.version() || next == cmd,
+                    "{:?} on {:?} changed the command but not its version", e, cmd.state
+                );
                 if next.state == CommandState::Expired {
                     prop_assert!(cmd.deadline.is_some_and(|d| now >= d));
                 }

@@ -35,7 +35,8 @@ pub mod webhook;
 
 pub use clock::{Clock, SystemClock, Timestamp};
 pub use command::{
-    Command, CommandId, CommandKind, CommandState, Event, IdempotencyKey, Receipt, WipeScope,
+    Command, CommandId, CommandKind, CommandState, CommandVersion, Event, IdempotencyKey, Receipt,
+    WipeScope,
 };
 pub use keys::{DeviceKey, KeySwitch, RenewalConflict};
 pub use model::{

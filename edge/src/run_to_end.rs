@@ -6,6 +6,11 @@
 //! the list the handshake checks, cached records refreshed, a device's stream woken, the other
 //! replicas told — was skipped until the next reload. Every call here runs in its own task
 //! instead; the client's hang-up drops only the wait for its answer.
+//!
+//! Calls on connections whose client presented a verified certificate (devices, admins) and
+//! the others (enrollment, SCIM, and anyone at all) have places of their own: anyone may open
+//! a connection without a certificate, and calls there cannot take the places of the calls
+//! that revoke, wipe and check in.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -13,27 +18,67 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tokio::sync::Semaphore;
+use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
-/// The most calls running in tasks of their own at once. A call runs on after its client
-/// hangs up, so without a bound a client that sends and resets streams over and over would
-/// leave work piling up. Beyond it a call runs as before, in its connection's task, dropped if
-/// its client hangs up: it never waits for a place (a client trickling request bodies on many
-/// streams would otherwise hold every place and stall everyone). Ten thousand agents checking
-/// in together fit.
+/// The most calls on connections with a client certificate running in tasks of their own at
+/// once. A call runs on after its client hangs up, so without a bound a client that sends and
+/// resets streams over and over would leave work piling up. Beyond it a call runs as before,
+/// in its connection's task, dropped if its client hangs up: it never waits for a place (a
+/// client trickling request bodies on many streams would otherwise hold every place and stall
+/// everyone). Ten thousand agents checking in together fit.
 pub(crate) const MAX_CALLS_RUNNING: usize = 16_384;
+
+/// Calls on connections without a client certificate get this share of the places (one
+/// sixteenth: 1,024 of [`MAX_CALLS_RUNNING`]), a pool of their own. Their calls are enrollment
+/// (rate-limited per address), offline-wipe reports, SCIM's (its bearer token is checked
+/// before the body is read), and calls the handlers refuse for want of a certificate: beyond
+/// it they run in their connection's task, whatever a client holding these places does to the
+/// calls of devices and admins. An enrollment writes its device and its audit entry in one
+/// job, so one run there and dropped after its commit leaves nothing undone.
+const ANONYMOUS_SHARE: usize = 16;
 
 /// Wraps a service so each call runs in its own task ([`RunToEnd`]).
 #[derive(Clone, Debug)]
 pub(crate) struct RunToEndLayer {
-    running: Arc<Semaphore>,
+    places: Places,
+}
+
+/// The two pools of places.
+#[derive(Clone, Debug)]
+struct Places {
+    /// Calls on connections whose client presented a certificate the handshake verified.
+    certified: Arc<Semaphore>,
+    /// All others.
+    anonymous: Arc<Semaphore>,
+}
+
+impl Places {
+    /// The pool of a call with these extensions: tonic puts the TLS connection's peer
+    /// certificates there (a certificate present passed the handshake's verification, the
+    /// revocation list's included; a connection whose certificate is revoked later is cut).
+    fn of(&self, extensions: &http::Extensions) -> &Arc<Semaphore> {
+        let certified = extensions
+            .get::<TlsConnectInfo<TcpConnectInfo>>()
+            .and_then(TlsConnectInfo::peer_certs)
+            .is_some_and(|chain| !chain.is_empty());
+        if certified {
+            &self.certified
+        } else {
+            &self.anonymous
+        }
+    }
 }
 
 impl RunToEndLayer {
-    /// At most `max` calls running at once.
+    /// At most `max` calls with a client certificate running at once, and at most a sixteenth
+    /// of `max` (at least one) without.
     pub(crate) fn new(max: usize) -> Self {
         Self {
-            running: Arc::new(Semaphore::new(max)),
+            places: Places {
+                certified: Arc::new(Semaphore::new(max)),
+                anonymous: Arc::new(Semaphore::new((max / ANONYMOUS_SHARE).max(1))),
+            },
         }
     }
 }
@@ -50,7 +95,7 @@ impl<S> Layer<S> for RunToEndLayer {
     fn layer(&self, inner: S) -> RunToEnd<S> {
         RunToEnd {
             inner,
-            running: Arc::clone(&self.running),
+            places: self.places.clone(),
         }
     }
 }
@@ -59,12 +104,12 @@ impl<S> Layer<S> for RunToEndLayer {
 #[derive(Clone, Debug)]
 pub(crate) struct RunToEnd<S> {
     inner: S,
-    running: Arc<Semaphore>,
+    places: Places,
 }
 
-impl<S, R> Service<R> for RunToEnd<S>
+impl<S, B> Service<http::Request<B>> for RunToEnd<S>
 where
-    S: Service<R>,
+    S: Service<http::Request<B>>,
     S::Future: Send + 'static,
     S::Response: Send + 'static,
     S::Error: Send + 'static,
@@ -77,10 +122,11 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: R) -> Self::Future {
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let place = Arc::clone(self.places.of(request.extensions())).try_acquire_owned();
         // Nothing of the call runs until the future is polled.
         let call = self.inner.call(request);
-        let Ok(place) = Arc::clone(&self.running).try_acquire_owned() else {
+        let Ok(place) = place else {
             return Box::pin(call);
         };
         let task = tokio::spawn(async move {
@@ -114,9 +160,13 @@ mod tests {
         go: Arc<Notify>,
         started: Arc<AtomicUsize>,
         ended: Arc<AtomicUsize>,
-    ) -> impl Service<(), Response = (), Error = std::convert::Infallible, Future: Send> + Clone
-    {
-        service_fn(move |()| {
+    ) -> impl Service<
+        http::Request<()>,
+        Response = (),
+        Error = std::convert::Infallible,
+        Future: Send,
+    > + Clone {
+        service_fn(move |_: http::Request<()>| {
             let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
             async move {
                 started.fetch_add(1, Ordering::SeqCst);
@@ -125,6 +175,120 @@ mod tests {
                 Ok(())
             }
         })
+    }
+
+    /// A call on a connection without a client certificate.
+    fn anonymous_call() -> http::Request<()> {
+        http::Request::new(())
+    }
+
+    /// What tonic puts in a call's extensions of the TLS connection it came on: a real
+    /// handshake on loopback, the client presenting a certificate of the server's CA or none.
+    async fn connection(with_certificate: bool) -> TlsConnectInfo<TcpConnectInfo> {
+        use tonic::transport::server::Connected;
+        use ward_certs::{CertificateAuthority, Identity, PrivateKeyDer, VerifiedCsr, tls};
+        let now = time::OffsetDateTime::now_utc();
+        let week = Duration::from_secs(7 * 24 * 3600);
+        let ca = CertificateAuthority::create("run-to-end test", now).unwrap();
+        let (server, server_key) = ca.issue_server(&["localhost".into()], now, week).unwrap();
+        let key = PrivateKeyDer::generate().unwrap();
+        let csr = ward_certs::csr::make_csr(&key, "device").unwrap();
+        let device = Identity::Device(uuid::Uuid::new_v4());
+        let client = ca
+            .issue_client(&VerifiedCsr::from_der(&csr).unwrap(), &device, now, week)
+            .unwrap();
+        let server_config = tls::server_config(
+            ca.cert_der(),
+            &[server.der, ca.cert_der().to_vec()],
+            &server_key,
+            Arc::default(),
+        )
+        .unwrap();
+        let chain = [client.der];
+        let identity = with_certificate.then_some((&chain[..], &key));
+        let client_config = tls::client_config(ca.cert_der(), identity).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config));
+        let client = async {
+            let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            connector.connect(name, tcp).await.unwrap()
+        };
+        let server = async {
+            let (tcp, _) = listener.accept().await.unwrap();
+            tokio_rustls::TlsAcceptor::from(Arc::new(server_config))
+                .accept(tcp)
+                .await
+                .unwrap()
+        };
+        let (_client, server) = tokio::join!(client, server);
+        server.connect_info()
+    }
+
+    /// A call on `connection`, as tonic hands it to the layer.
+    fn call_on(connection: &TlsConnectInfo<TcpConnectInfo>) -> http::Request<()> {
+        let mut request = http::Request::new(());
+        request.extensions_mut().insert(connection.clone());
+        request
+    }
+
+    /// Calls on connections without a client certificate (anyone may open one: enrollment
+    /// needs none) cannot take the places of calls whose connection presented one. Here they
+    /// hold every place they can get (a client trickling its request bodies on many streams);
+    /// a device's call still runs to its end after its client hangs up.
+    #[tokio::test]
+    async fn calls_without_a_client_certificate_cannot_take_every_place() {
+        let (anonymous, device) = (connection(false).await, connection(true).await);
+        assert!(anonymous.peer_certs().is_none() && device.peer_certs().is_some());
+        let (go, started, ended) = (
+            Arc::new(Notify::new()),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        // The device's call waits for `go`; the others never end.
+        let inner = {
+            let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
+            service_fn(move |request: http::Request<()>| {
+                let from_device = request
+                    .extensions()
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .is_some_and(|c| c.peer_certs().is_some());
+                let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if from_device {
+                        go.notified().await;
+                        ended.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, std::convert::Infallible>(())
+                }
+            })
+        };
+        let mut service = RunToEndLayer::new(16).layer(inner);
+        let mut held = Vec::new();
+        for n in 1..=32 {
+            let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&anonymous)));
+            assert!(futures::poll!(&mut call).is_pending());
+            until("the call to start", || started.load(Ordering::SeqCst) == n).await;
+            held.push(call);
+        }
+
+        let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&device)));
+        assert!(futures::poll!(&mut call).is_pending());
+        until("the device's call to start", || {
+            started.load(Ordering::SeqCst) == 33
+        })
+        .await;
+        drop(call);
+        go.notify_one();
+        until("the device's call, its client gone, to end", || {
+            ended.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        drop(held);
     }
 
     async fn until(what: &str, done: impl Fn() -> bool) {
@@ -143,7 +307,7 @@ mod tests {
             Arc::clone(&started),
             Arc::clone(&ended),
         ));
-        let mut call = Box::pin(service.ready().await.unwrap().call(()));
+        let mut call = Box::pin(service.ready().await.unwrap().call(anonymous_call()));
         assert!(futures::poll!(&mut call).is_pending());
         until("the call to start", || started.load(Ordering::SeqCst) == 1).await;
         drop(call);
@@ -159,7 +323,7 @@ mod tests {
             Arc::clone(&started),
             Arc::clone(&ended),
         ));
-        let mut first = Box::pin(service.ready().await.unwrap().call(()));
+        let mut first = Box::pin(service.ready().await.unwrap().call(anonymous_call()));
         assert!(futures::poll!(&mut first).is_pending());
         until("the first call to start", || {
             started.load(Ordering::SeqCst) == 1
@@ -167,7 +331,7 @@ mod tests {
         .await;
 
         // The place is taken: the next call starts at once, in the caller's task...
-        let mut inline = Box::pin(service.ready().await.unwrap().call(()));
+        let mut inline = Box::pin(service.ready().await.unwrap().call(anonymous_call()));
         assert!(futures::poll!(&mut inline).is_pending());
         assert_eq!(started.load(Ordering::SeqCst), 2, "it waited for a place");
         // ...and is dropped with its caller.
@@ -180,7 +344,7 @@ mod tests {
         assert_eq!(ended.load(Ordering::SeqCst), 1, "the dropped call ran on");
 
         // The place is back once the first call's task has ended.
-        let mut again = Box::pin(service.ready().await.unwrap().call(()));
+        let mut again = Box::pin(service.ready().await.unwrap().call(anonymous_call()));
         assert!(futures::poll!(&mut again).is_pending());
         drop(again);
         until("the detached call to start", || {

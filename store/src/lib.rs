@@ -34,9 +34,9 @@ use ward_certs::AdminName;
 use ward_core::admins::{AdminRequest, RevokeOutcome};
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::{
-    Admin, CertificateRecord, Command, CommandId, CommandKind, CommandState, Compliance, Device,
-    DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope, Timestamp, TokenHash,
-    TokenRecord, TokenStatus, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandKind, CommandState, CommandVersion,
+    Compliance, Device, DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope,
+    Timestamp, TokenHash, TokenRecord, TokenStatus, UserEmail,
 };
 
 use self::tx::Tx;
@@ -519,11 +519,11 @@ pub trait Store: Send + Sync + 'static {
         .await
     }
 
-    /// Writes `next` if the stored command is still in state `expected`; false otherwise (a
+    /// Writes `next` if the stored command still has version `expected`; false otherwise (a
     /// concurrent change won, and the caller re-reads and re-applies its event).
     async fn update_command(
         &self,
-        expected: CommandState,
+        expected: CommandVersion,
         next: &Command,
     ) -> Result<bool, StoreError> {
         let next = next.clone();

@@ -20,9 +20,10 @@ use ward_core::audit::{
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::keys::{other_parties, plan_switch};
 use ward_core::{
-    Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, Compliance, Device,
-    DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody,
-    PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, CommandVersion,
+    Compliance, Device, DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice,
+    OfflineWipe, PolicyBody, PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash,
+    TokenRecord, UserEmail,
 };
 
 /// A device as stored: the record, and its posture columns as the JSON the controller wrote
@@ -652,7 +653,7 @@ impl Tx for MemoryEngine {
 
     async fn update_commands(
         &mut self,
-        changes: &[(CommandState, Command)],
+        changes: &[(CommandVersion, Command)],
     ) -> Result<Vec<CommandId>, StoreError> {
         let mut written = Vec::new();
         for (expected, next) in changes {
@@ -665,11 +666,11 @@ impl Tx for MemoryEngine {
 
     async fn update_command(
         &mut self,
-        expected: CommandState,
+        expected: CommandVersion,
         next: &Command,
     ) -> Result<bool, StoreError> {
         Ok(match self.state()?.commands.get_mut(&next.id) {
-            Some(stored) if stored.state == expected => {
+            Some(stored) if stored.version() == expected => {
                 // The columns an update writes; the rest is fixed at insert.
                 stored.state = next.state;
                 stored.failure_reason = next.failure_reason.clone();

@@ -21,7 +21,7 @@ use ward_core::audit::AuditEvent;
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::webhook::{Attempt, Delivery, Next, Webhook};
 use ward_core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
+    Admin, CertificateRecord, Command, CommandId, CommandVersion, Compliance, Device, DeviceFacts,
     DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
     PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
@@ -95,17 +95,20 @@ pub trait Tx: Send {
         }
         Ok(stored)
     }
-    /// Writes `next` if the stored command is still in state `expected`.
+    /// Writes `next` if the stored command still has version `expected` (its state and
+    /// delivery count, [`CommandVersion`]): a change committed since the read `next` was
+    /// computed from makes it miss, even one that kept the state (another replica's
+    /// redelivery), so none is overwritten with the values read.
     async fn update_command(
         &mut self,
-        expected: CommandState,
+        expected: CommandVersion,
         next: &Command,
     ) -> Result<bool, StoreError>;
-    /// Writes each `next` whose stored command is still in its `expected` state; the ids
+    /// Writes each `next` whose stored command still has its `expected` version; the ids
     /// written (a compare-and-set per command, many in one statement).
     async fn update_commands(
         &mut self,
-        changes: &[(CommandState, Command)],
+        changes: &[(CommandVersion, Command)],
     ) -> Result<Vec<CommandId>, StoreError>;
     async fn put_policy(
         &mut self,

@@ -64,7 +64,7 @@ async fn a_receipt_copied_onto_another_command_in_the_database_is_not_attested()
     forged.state = Stored::Succeeded;
     forged.receipt = donor.receipt.clone();
     forged.finished_at = donor.finished_at;
-    let was = stored.state;
+    let was = stored.version();
     let written = store
         .write(Priority::High, move |tx| {
             let forged = forged.clone();

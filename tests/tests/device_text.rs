@@ -227,7 +227,7 @@ async fn text_stored_before_cleaning_is_cleaned_on_display() {
     assert!(
         controller
             .store
-            .update_command(stored.state, &raw)
+            .update_command(stored.version(), &raw)
             .await
             .unwrap()
     );

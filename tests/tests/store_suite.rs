@@ -163,6 +163,80 @@ on_both_backends!(
     check_ins_on_every_lane_and_audited_changes_keep_one_chain,
 );
 
+/// Two replicas on one PostgreSQL database (READ COMMITTED): a redelivery the other replica
+/// commits between a job's read of a command and its compare-and-set (a device's result
+/// finishing it, as `finish_command` does) is not overwritten with the delivery count the job
+/// read. The job's write misses, and the job, run again from a fresh read, keeps both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(ward_postgres),
+    ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
+)]
+async fn a_redelivery_committed_between_a_jobs_read_and_its_write_is_kept() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use ward_controller::store::Priority;
+    let b = postgres().await;
+    let url = b._pg.as_ref().unwrap().url.clone();
+    let other: Arc<dyn Store> = Arc::new(SqlStore::connect_postgres(&url).await.unwrap());
+    let at = Timestamp::from_unix_ms;
+    let device = enrolled(&b.store, 1).await;
+    let (stored, _) = b
+        .store
+        .insert_command(&command(device, "k1"))
+        .await
+        .unwrap();
+    let delivered = stored.apply(&Event::Delivered, at(6)).unwrap();
+    assert!(
+        b.store
+            .update_command(stored.version(), &delivered)
+            .await
+            .unwrap()
+    );
+    let acked = delivered.apply(&Event::Acknowledged, at(7)).unwrap();
+    assert!(
+        b.store
+            .update_command(delivered.version(), &acked)
+            .await
+            .unwrap()
+    );
+    let id = acked.id;
+
+    let interleaved = Arc::new(AtomicBool::new(false));
+    let mut finished = false;
+    for _ in 0..3 {
+        let (other, interleaved) = (other.clone(), interleaved.clone());
+        let written: bool = b
+            .store
+            .write(Priority::High, move |tx| {
+                let (other, interleaved) = (other.clone(), interleaved.clone());
+                Box::pin(async move {
+                    let current = tx.command(id).await?.expect("the command exists");
+                    if !interleaved.swap(true, Ordering::SeqCst) {
+                        // The other replica redelivers it (the device reconnected there),
+                        // and commits, while this job's transaction is open.
+                        let again = current.apply(&Event::Delivered, at(8)).unwrap();
+                        assert!(other.update_command(current.version(), &again).await?);
+                    }
+                    let next = current.apply(&Event::Succeeded, at(9)).unwrap();
+                    tx.update_command(current.version(), &next).await
+                })
+            })
+            .await
+            .unwrap();
+        if written {
+            finished = true;
+            break;
+        }
+    }
+    assert!(finished, "the job never wrote");
+    let after = b.store.get_command(id).await.unwrap().unwrap();
+    assert_eq!(after.state, CommandState::Succeeded);
+    assert_eq!(
+        after.deliveries, 2,
+        "the redelivery committed meanwhile was overwritten with the count the job read"
+    );
+}
+
 /// Behaviours that need a fresh store more than once: each gets the backend's constructor.
 macro_rules! on_fresh_backends {
     ($($name:ident),* $(,)?) => {$(
@@ -427,7 +501,7 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) 
         .unwrap();
     assert!(
         b.store
-            .update_command(CommandState::Queued, &delivered)
+            .update_command(stored.version(), &delivered)
             .await
             .unwrap(),
         "{}",
@@ -436,12 +510,52 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) 
     // A stale writer loses.
     assert!(
         !b.store
-            .update_command(CommandState::Queued, &delivered)
+            .update_command(stored.version(), &delivered)
             .await
             .unwrap(),
         "{}",
         b.name
     );
+    // So does one that read before a redelivery, which kept the state: it would write back
+    // the delivery count it read.
+    let redelivered = delivered
+        .apply(&Event::Delivered, Timestamp::from_unix_ms(6))
+        .unwrap();
+    assert!(
+        b.store
+            .update_command(delivered.version(), &redelivered)
+            .await
+            .unwrap(),
+        "{}",
+        b.name
+    );
+    let stale = delivered
+        .apply(&Event::Acknowledged, Timestamp::from_unix_ms(7))
+        .unwrap();
+    assert!(
+        !b.store
+            .update_command(delivered.version(), &stale)
+            .await
+            .unwrap(),
+        "a write from before the redelivery won ({})",
+        b.name
+    );
+    let expected = delivered.version();
+    let written: Vec<CommandId> = b
+        .store
+        .write(ward_controller::store::Priority::High, move |tx| {
+            let stale = stale.clone();
+            Box::pin(async move { tx.update_commands(&[(expected, stale)]).await })
+        })
+        .await
+        .map_err(|e: ward_controller::store::StoreError| e)
+        .unwrap();
+    assert!(
+        written.is_empty(),
+        "a write of many from before the redelivery won ({})",
+        b.name
+    );
+    let delivered = redelivered;
     assert_eq!(
         b.store.unfinished_commands(id).await.unwrap().len(),
         1,
@@ -459,13 +573,13 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) 
         .unwrap();
     assert!(
         b.store
-            .update_command(CommandState::Delivered, &acked)
+            .update_command(delivered.version(), &acked)
             .await
             .unwrap()
     );
     assert!(
         b.store
-            .update_command(CommandState::Acknowledged, &done)
+            .update_command(acked.version(), &done)
             .await
             .unwrap()
     );

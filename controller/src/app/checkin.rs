@@ -18,8 +18,8 @@ use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::posture::{self, Step, next_enforcement, wipes_due};
 use crate::core::{
-    Command, CommandId, CommandKind, CommandState, Compliance, ComplianceCheck, Device,
-    DeviceFacts, DeviceId, Event, Inventory, StoredPolicy, Timestamp, UserEmail, WipeScope,
+    Command, CommandId, CommandKind, CommandState, CommandVersion, Compliance, ComplianceCheck,
+    Device, DeviceFacts, DeviceId, Event, Inventory, StoredPolicy, Timestamp, UserEmail, WipeScope,
 };
 use crate::store::tx::Tx;
 use crate::store::{PostureField, Priority};
@@ -346,15 +346,16 @@ async fn deliver(
                     missed.push(next.id);
                     continue;
                 }
-                if next.state != was {
+                if next.state != was.state {
                     tx.audit(transition_event(CONTROLLER, &next), now);
                 }
                 if keep {
-                    delivered.push((was, next));
+                    delivered.push((was.state, next));
                 }
             }
         }
-        // Changed by another writer meanwhile (cancelled, superseded): read again, once.
+        // Changed by another writer meanwhile (cancelled, superseded, delivered by another
+        // replica): read again, once.
         if missed.is_empty() || attempt == 1 {
             break;
         }
@@ -363,8 +364,8 @@ async fn deliver(
     Ok(delivered)
 }
 
-/// A command's state before, and the command after.
-type Transition = (CommandState, Command);
+/// A command's version before (what the compare-and-set compares), and the command after.
+type Transition = (CommandVersion, Command);
 
 /// Each queued command's transition, computed once: delivered, or expired when its
 /// time-to-live ran out while the device was away (never sent). Commands in no state to be
@@ -374,10 +375,10 @@ fn delivery_plan(commands: &[Command], now: Timestamp) -> (Vec<Transition>, Vec<
     let (mut deliveries, mut expiries) = (Vec::new(), Vec::new());
     for command in commands {
         match command.apply(&Event::Delivered, now) {
-            Ok(next) => deliveries.push((command.state, next)),
+            Ok(next) => deliveries.push((command.version(), next)),
             Err(TransitionError::PastDeadline) => {
                 if let Ok(next) = command.apply(&Event::Expired, now) {
-                    expiries.push((command.state, next));
+                    expiries.push((command.version(), next));
                 }
             }
             Err(_) => {}

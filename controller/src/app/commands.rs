@@ -840,7 +840,7 @@ async fn supersede_older(
         let Ok(next) = older.apply(&Event::Superseded, now) else {
             continue;
         };
-        if tx.update_command(older.state, &next).await? {
+        if tx.update_command(older.version(), &next).await? {
             let mut entry = transition_event(actor, &next);
             entry.details["superseded_by"] = serde_json::json!(newer.id.to_string());
             tx.audit(entry, now);

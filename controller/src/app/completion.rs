@@ -49,8 +49,12 @@ struct AfterCommit {
 impl App {
     /// Moves command `id` to a final state with `event` through the state machine, with what
     /// follows, in one job of the store's writer. The job reads the command inside its
-    /// transaction, so the state it moves from (and every field it keeps) is the committed
-    /// one; a concurrent change makes its compare-and-set miss, and it runs again.
+    /// transaction and writes it with a compare-and-set on the version it read (state and
+    /// delivery count): a change another replica commits between the read and the write —
+    /// a redelivery too, which keeps the state — makes it miss, and the job runs again from a
+    /// fresh read, so the fields it writes back unchanged are never stale ones. The read takes
+    /// no lock: the command's row is locked by the write, as before, so the job's lock order
+    /// is unchanged.
     pub(super) async fn finish_command(
         &self,
         id: CommandId,
@@ -95,7 +99,7 @@ impl App {
     }
 }
 
-/// The job: the command's end (a compare-and-set from `current`'s state) with its audit
+/// The job: the command's end (a compare-and-set from `current`'s version) with its audit
 /// entry, then what follows it. An error after the first write fails the job, so the writer
 /// keeps none of it; a refusal or a missed compare-and-set writes nothing and is an answer,
 /// not an error (an error would make the writer run the rest of its batch again).
@@ -114,7 +118,7 @@ async fn finish_in(
     if receipt.is_some() {
         next.receipt = receipt;
     }
-    if !tx.update_command(current.state, &next).await? {
+    if !tx.update_command(current.version(), &next).await? {
         return Ok(Finish::Changed);
     }
     if next.state != current.state {

@@ -8,10 +8,12 @@ use tracing::{info, warn};
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
 use super::{App, AppError, audit, certificate_record};
+use crate::core::audit::AuditEvent;
 use crate::core::{
-    Admin, DeviceFacts, DeviceId, EnrollmentToken, NewDevice, TokenRecord, TokenStatus, UserEmail,
+    Admin, DeviceFacts, DeviceId, EnrollmentToken, NewDevice, TokenHash, TokenRecord, TokenStatus,
+    UserEmail,
 };
-use crate::store::Redemption;
+use crate::store::{Priority, Redemption, StoreError};
 
 pub const TOKEN_DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
@@ -138,21 +140,10 @@ impl App {
         };
         // The time of the claim itself: issuing took a moment, and a token that expired or was
         // withdrawn meanwhile must not be redeemed with the earlier time.
-        match self
-            .store
-            .redeem_token(&hash, self.now(), &new_device)
-            .await?
-        {
+        match self.redeem(hash, &new_device).await? {
             Redemption::Enrolled { user } => {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
                 self.metrics.enrollments.inc();
-                self.audit(
-                    audit::ENROLLMENT,
-                    "device.enroll",
-                    &device_id.to_string(),
-                    serde_json::json!({ "user": user.as_str(), "token": hash.id(), "certificate_serial": certificate.serial }),
-                )
-                .await?;
                 Ok(Enrolled {
                     device_id,
                     user,
@@ -174,6 +165,46 @@ impl App {
                 ))
             }
         }
+    }
+}
+
+impl App {
+    /// Claims the token and records the device with its audit entry, in one job of the
+    /// store's writer: they commit together or not at all. Nothing of an enrollment follows
+    /// the commit on this replica, so a client hanging up once it has committed (its call
+    /// run in its connection's task when the places of calls without a certificate are
+    /// taken) leaves nothing undone.
+    async fn redeem(&self, hash: TokenHash, device: &NewDevice) -> Result<Redemption, AppError> {
+        let (device, now) = (device.clone(), self.now());
+        let redemption = self
+            .store
+            .write(Priority::High, move |tx| {
+                let device = device.clone();
+                Box::pin(async move {
+                    let Some(user) = tx.redeem_token(&hash, now, &device).await? else {
+                        return Ok::<_, StoreError>(match tx.token(&hash).await? {
+                            None => Redemption::Unknown,
+                            Some(token) => Redemption::Refused(token.status(now)),
+                        });
+                    };
+                    tx.audit(
+                        AuditEvent {
+                            actor: audit::ENROLLMENT.to_owned(),
+                            action: "device.enroll".into(),
+                            target: device.id.to_string(),
+                            details: serde_json::json!({
+                                "user": user.as_str(),
+                                "token": hash.id(),
+                                "certificate_serial": device.certificate.serial,
+                            }),
+                        },
+                        now,
+                    );
+                    Ok(Redemption::Enrolled { user })
+                })
+            })
+            .await?;
+        Ok(redemption)
     }
 }
 

@@ -48,6 +48,8 @@ pub mod directory;
 #[cfg(test)]
 mod enforcement_tests;
 mod enrollment;
+#[cfg(test)]
+mod enrollment_tests;
 mod error;
 #[cfg(test)]
 mod finish_follow_up_tests;
@@ -65,6 +67,8 @@ mod policy;
 mod policy_tests;
 mod reads;
 mod renewal;
+#[cfg(test)]
+mod renewal_tests;
 mod replicas;
 mod scim_clients;
 mod server_cert;

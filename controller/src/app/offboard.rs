@@ -347,10 +347,14 @@ impl App {
     /// unanswered, take the device out of service at its certificate's expiry.
     pub async fn is_being_retired(&self, device: DeviceId) -> Result<bool, AppError> {
         let commands = self.store.list_commands(Some(device), None).await?;
-        Ok(commands.iter().any(|c| {
-            (c.revoke_after || c.kind == CommandKind::Retire)
-                && !c.state.is_terminal()
-                && c.state != CommandState::AwaitingApproval
-        }))
+        Ok(commands.iter().any(retires_its_device))
     }
+}
+
+/// Whether `command` is under way and takes its device out of service once finished (see
+/// [`App::is_being_retired`]).
+pub(super) fn retires_its_device(command: &Command) -> bool {
+    (command.revoke_after || command.kind == CommandKind::Retire)
+        && !command.state.is_terminal()
+        && command.state != CommandState::AwaitingApproval
 }

@@ -18,6 +18,7 @@ use tracing::{info, warn};
 use ward_certs::receipt::{ReceiptError, SignedReceipt, WipeReceiptBody, verify_receipt};
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
+use super::offboard::retires_its_device;
 use super::{App, AppError, audit, certificate_record};
 use crate::core::audit::AuditEvent;
 use crate::core::keys::{
@@ -57,9 +58,18 @@ fn limited_error(device: DeviceId) -> AppError {
     ))
 }
 
+/// A renewal refused because the device is being offboarded or is in lost mode.
+fn being_retired_error(device: DeviceId) -> AppError {
+    AppError::PermissionDenied(format!(
+        "device {device} is being offboarded or is in lost mode: its certificate is not renewed"
+    ))
+}
+
 /// What a renewal job came to.
 enum Renewal {
     Recorded,
+    /// An offboarding, lost-mode wipe or retirement is under way.
+    BeingRetired,
     /// Too many renewals in the window.
     Limited,
     /// The presented certificate is not the device's current one.
@@ -87,10 +97,10 @@ impl App {
         presented: &str,
         csr: &VerifiedCsr,
     ) -> Result<IssuedCertificate, AppError> {
+        // Refused early, before a signature; the job decides, in its own transaction, so an
+        // offboarding committed between this read and the job's write refuses it too.
         if self.is_being_retired(device).await? {
-            return Err(AppError::PermissionDenied(format!(
-                "device {device} is being offboarded or is in lost mode: its certificate is not renewed"
-            )));
+            return Err(being_retired_error(device));
         }
         let now = self.now();
         // Refused before a signature or a write: a device renewing in a loop costs reads.
@@ -118,6 +128,14 @@ impl App {
                     let Some(current) = tx.device(device).await? else {
                         return Err(StoreError::Corrupt(format!("device {device} vanished")));
                     };
+                    // Checked again in the transaction that records the renewal: one writer
+                    // (SQLite, memory) serializes it with the offboarding's. On PostgreSQL
+                    // with several replicas an offboarding another replica commits after this
+                    // read and before this commit is still not seen (read committed).
+                    let unfinished = tx.unfinished_commands(device).await?;
+                    if unfinished.iter().any(retires_its_device) {
+                        return Ok(Renewal::BeingRetired);
+                    }
                     if current.certificate_serial != presented {
                         let detail = format!(
                             "a renewal was asked for with certificate {presented}, which is not the device's current one ({}): another party may hold a copy of the device's key (suspected clone)",
@@ -199,6 +217,7 @@ impl App {
                 )))
             }
             Renewal::Limited => Err(limited_error(device)),
+            Renewal::BeingRetired => Err(being_retired_error(device)),
             Renewal::TooManyPending => {
                 warn!(device_id = %device, "renewal refused: too many unused renewals with other keys (suspected clone)");
                 Err(AppError::FailedPrecondition(format!(

@@ -145,7 +145,7 @@ async fn run(
                             if request.receipt.is_some() {
                                 next.receipt = request.receipt.clone();
                             }
-                            changes.push((current.state, next.clone()));
+                            changes.push((current.version(), next.clone()));
                             planned.push(Some((current.state, next)));
                             outcomes.push(Outcome::Changed);
                         }

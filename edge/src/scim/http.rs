@@ -111,6 +111,8 @@ pub fn router(app: Arc<App>, limits: Limits) -> Router {
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(middleware::from_fn_with_state(state, limit))
+        // SCIM's connections present no client certificate: its calls share the places of
+        // calls without one (a pool of this listener's own).
         .layer(RunToEndLayer::default())
 }
 

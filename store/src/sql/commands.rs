@@ -7,7 +7,9 @@ use sqlx::AnyConnection;
 use super::placeholders::{self, ROWS_PER_STATEMENT};
 use crate::StoreError;
 use crate::rows::{self, corrupt, db};
-use ward_core::{Command, CommandId, CommandKind, CommandState, DeviceId, Timestamp};
+use ward_core::{
+    Command, CommandId, CommandKind, CommandState, CommandVersion, DeviceId, Timestamp,
+};
 
 fn scope_of(kind: &CommandKind) -> Option<&'static str> {
     match kind {
@@ -228,10 +230,12 @@ pub(super) async fn unfinished(
     rows.iter().map(rows::command).collect()
 }
 
-/// Writes `c` if the stored command is still in state `expected` (compare-and-set).
+/// Writes `c` if the stored command still has version `expected` (compare-and-set on its
+/// state and delivery count). On PostgreSQL (read committed) an update that waited for
+/// another transaction's write to the row compares with what that one committed.
 pub(super) async fn update(
     conn: &mut AnyConnection,
-    expected: CommandState,
+    expected: CommandVersion,
     c: &Command,
 ) -> Result<bool, StoreError> {
     let receipt = c.receipt.as_ref();
@@ -239,7 +243,7 @@ pub(super) async fn update(
         "UPDATE commands SET state = $1, failure_reason = $2, delivered_at = $3,
              acknowledged_at = $4, finished_at = $5, deliveries = $6, receipt_body = $7,
              receipt_signature = $8, receipt_verified = $9, receipt_error = $10, approved_by = $11
-         WHERE id = $12 AND state = $13",
+         WHERE id = $12 AND state = $13 AND deliveries = $14",
     )
     .bind(c.state.as_str())
     .bind(&c.failure_reason)
@@ -253,7 +257,8 @@ pub(super) async fn update(
     .bind(receipt.and_then(|r| r.error.clone()))
     .bind(&c.approved_by)
     .bind(c.id.to_string())
-    .bind(expected.as_str())
+    .bind(expected.state.as_str())
+    .bind(i64::from(expected.deliveries))
     .execute(conn)
     .await
     .map_err(db)?;
@@ -284,15 +289,16 @@ pub(super) async fn get_many(
     Ok(found)
 }
 
-/// Writes each `next` whose stored command is still in its `expected` state (a
-/// compare-and-set per row), a few hundred rows a statement; the ids written.
+/// Writes each `next` whose stored command still has its `expected` version (a
+/// compare-and-set per row on state and delivery count), a few hundred rows a statement; the
+/// ids written.
 pub(super) async fn update_many(
     conn: &mut AnyConnection,
-    changes: &[(CommandState, Command)],
+    changes: &[(CommandVersion, Command)],
 ) -> Result<Vec<CommandId>, StoreError> {
     // One statement for many rows: the new values travel as a VALUES list, whose columns both
     // databases name column1, column2, …
-    const COLUMNS: usize = 13;
+    const COLUMNS: usize = 14;
     let mut written = Vec::with_capacity(changes.len());
     for chunk in changes.chunks(ROWS_PER_STATEMENT) {
         let statement = [
@@ -305,6 +311,7 @@ pub(super) async fn update_many(
             &placeholders::tuples(chunk.len(), COLUMNS, 1),
             ") AS v
              WHERE commands.id = v.column1 AND commands.state = v.column2
+               AND commands.deliveries = v.column14
              RETURNING id",
         ]
         .concat();
@@ -313,7 +320,7 @@ pub(super) async fn update_many(
             let receipt = c.receipt.as_ref();
             query = query
                 .bind(c.id.to_string())
-                .bind(expected.as_str())
+                .bind(expected.state.as_str())
                 .bind(c.state.as_str())
                 .bind(c.failure_reason.clone())
                 .bind(c.delivered_at.map(Timestamp::unix_ms))
@@ -324,7 +331,8 @@ pub(super) async fn update_many(
                 .bind(receipt.map(|r| r.signature.clone()))
                 .bind(receipt.map(|r| r.verified))
                 .bind(receipt.and_then(|r| r.error.clone()))
-                .bind(c.approved_by.clone());
+                .bind(c.approved_by.clone())
+                .bind(i64::from(expected.deliveries));
         }
         for id in query.fetch_all(&mut *conn).await.map_err(db)? {
             written.push(id.parse().map_err(corrupt)?);

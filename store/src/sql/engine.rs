@@ -20,7 +20,7 @@ use ward_core::ca_rotation::CaState;
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::webhook::{Attempt, Delivery, Next, Webhook};
 use ward_core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Compliance, Device, DeviceFacts,
+    Admin, CertificateRecord, Command, CommandId, CommandVersion, Compliance, Device, DeviceFacts,
     DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
     PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
@@ -202,7 +202,7 @@ impl Tx for SqlEngine {
 
     async fn update_commands(
         &mut self,
-        changes: &[(CommandState, Command)],
+        changes: &[(CommandVersion, Command)],
     ) -> Result<Vec<CommandId>, StoreError> {
         commands::update_many(self.conn()?, changes).await
     }
@@ -271,7 +271,7 @@ impl Tx for SqlEngine {
 
     async fn update_command(
         &mut self,
-        expected: CommandState,
+        expected: CommandVersion,
         next: &Command,
     ) -> Result<bool, StoreError> {
         commands::update(self.conn()?, expected, next).await
