@@ -405,7 +405,7 @@ impl App {
             )));
         }
         let cancelled = self
-            .finish_command(command.id, &Event::Cancelled, None, &admin_actor(actor))
+            .finish_command(&command, &Event::Cancelled, None, &admin_actor(actor))
             .await
             .map_err(|e| match e {
                 AppError::FailedPrecondition(m) => AppError::FailedPrecondition(format!(
@@ -580,7 +580,7 @@ impl App {
             }
         };
         let finished = self
-            .finish_command(command.id, &event, receipt, &device_actor(device))
+            .finish_command(&command, &event, receipt, &device_actor(device))
             .await?;
         info!(command_id = %finished.id, device_id = %device, state = %finished.state, "command finished");
         Ok(finished.state)

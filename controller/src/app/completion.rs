@@ -17,8 +17,7 @@ use super::lifecycle::encode_posture;
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::{
-    Command, CommandId, CommandKind, CommandState, DeviceId, DeviceState, Event, Receipt,
-    Timestamp, WipeScope,
+    Command, CommandKind, CommandState, DeviceId, DeviceState, Event, Receipt, Timestamp, WipeScope,
 };
 use crate::store::tx::Tx;
 use crate::store::{PostureField, Priority};
@@ -55,25 +54,40 @@ impl App {
     /// fresh read, so the fields it writes back unchanged are never stale ones. The read takes
     /// no lock: the command's row is locked by the write, as before, so the job's lock order
     /// is unchanged.
+    ///
+    /// `known` is the command as the caller just read it: the first attempt writes from it
+    /// without reading again (the compare-and-set on its version misses if it changed since),
+    /// which spares the writer a statement per result when thousands of wipes finish at once.
     pub(super) async fn finish_command(
         &self,
-        id: CommandId,
+        known: &Command,
         event: &Event,
         receipt: Option<Receipt>,
         actor: &str,
     ) -> Result<Command, AppError> {
         let now = self.now();
+        let id = known.id;
+        let mut known = Some(known.clone());
         for _ in 0..CAS_ATTEMPTS {
             let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.to_owned());
+            let read = known.take();
+            let from_known = read.is_some();
             let finish = self
                 .store
                 .write(Priority::High, move |tx| {
                     let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.clone());
+                    let read = read.clone();
                     Box::pin(async move {
-                        let Some(current) = tx.command(id).await? else {
-                            return Ok(Finish::Refused(AppError::NotFound(format!(
-                                "no command {id}"
-                            ))));
+                        let current = match read {
+                            Some(current) => current,
+                            None => match tx.command(id).await? {
+                                Some(current) => current,
+                                None => {
+                                    return Ok(Finish::Refused(AppError::NotFound(format!(
+                                        "no command {id}"
+                                    ))));
+                                }
+                            },
                         };
                         finish_in(tx, &current, &event, receipt, &actor, now).await
                     })
@@ -90,6 +104,8 @@ impl App {
                     return Ok(*command);
                 }
                 Finish::Changed => {}
+                // Refused as the caller saw it: the committed command decides.
+                Finish::Refused(_) if from_known => {}
                 Finish::Refused(e) => return Err(e),
             }
         }

@@ -366,3 +366,29 @@ async fn a_retirement_after_one_failed_on_a_replica_whose_clock_is_behind_is_a_n
         DeviceState::Retired
     );
 }
+
+#[tokio::test]
+async fn a_cancellation_from_a_copy_read_before_a_delivery_keeps_the_delivery() {
+    let f = fixture();
+    let app = &f.app;
+    let ann = enroll_current(app, "ann@hospital.example", "ann-laptop").await;
+    let command = wipe(app, &ann, WipeScope::Messaging, "stale-copy").await;
+    // The admin's call read the command queued; the device's stream delivered it before the
+    // cancellation was written.
+    let stale = app.get_command(command.id).await.unwrap();
+    assert_eq!(stale.deliveries, 0);
+    let delivered = app
+        .deliver_unfinished(ann.device.id, &std::collections::HashSet::new())
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1);
+
+    let cancelled = app
+        .finish_command(&stale, &crate::core::Event::Cancelled, None, "admin:root")
+        .await
+        .unwrap();
+    assert_eq!(cancelled.state, CommandState::Cancelled);
+    assert_eq!(cancelled.deliveries, 1, "the delivery written meanwhile was lost");
+    assert!(cancelled.delivered_at.is_some());
+    assert_eq!(app.get_command(command.id).await.unwrap(), cancelled);
+}
