@@ -3,7 +3,9 @@
 //! and the server certificate, the application's background tasks (replicas, audit
 //! checkpoints, syslog and webhook senders, certificate renewal, CA rotation), the metrics,
 //! SCIM and gRPC servers, and the order in which they stop. `wardctl serve` checks its flags,
-//! builds a [`ServeConfig`] and calls [`serve`]; errors come back as [`ServeError`].
+//! builds a [`ServeConfig`] and calls [`serve`] with [`shutdown_signal`] (Ctrl-C or SIGTERM);
+//! a test passes any future instead, and `serve` returns once the controller has stopped and
+//! released its data directory. Errors come back as [`ServeError`].
 //!
 //! It may depend on the layers it wires (`ward-controller`, `ward-edge`, `ward-store`,
 //! `ward-certs`, `ward-core`, `ward-proto` for the server URL) and on tokio and tracing, NOT on
@@ -24,3 +26,7 @@ mod urls;
 pub use config::{AuditSyslog, Database, SCIM_BURST, SCIM_PER_MINUTE, ScimConfig, ServeConfig};
 pub use error::ServeError;
 pub use serve::serve;
+pub use shutdown::signal as shutdown_signal;
+// The parts of a [`ServeConfig`] that the layers it wires define.
+pub use ward_controller::app::CheckpointConfig;
+pub use ward_store::BatchSettings;

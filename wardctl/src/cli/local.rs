@@ -328,7 +328,9 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         webhook_retry_max: args.webhook_retry_max,
         webhook_give_up_after: args.webhook_give_up_after,
     };
-    ward_runtime::serve(config).await.map_err(serve_error)
+    ward_runtime::serve(config, ward_runtime::shutdown_signal())
+        .await
+        .map_err(serve_error)
 }
 
 /// A runtime error as `serve` reports it: refusals exit 2 and name the flag to change.
