@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tonic::transport::Channel;
-use ward_controller::bundle::{AdminBundle, BundleFile};
+use ward_certs::bundle::{AdminBundle, BundleFile};
 use ward_certs::{CertificateAuthority, PrivateKeyDer, csr::make_csr};
 use ward_controller::app::{App, AppConfig};
 use ward_controller::core::clock::ManualClock;

@@ -8,14 +8,11 @@ use tracing::{info, warn};
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
 use super::{App, AppError, audit, certificate_record};
+use crate::core::token::{TOKEN_MAX_TTL, TOKEN_MIN_TTL};
 use crate::core::{
     Admin, DeviceFacts, DeviceId, EnrollmentToken, NewDevice, TokenRecord, TokenStatus, UserEmail,
 };
 use crate::store::Redemption;
-
-pub const TOKEN_DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
-pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
-pub const TOKEN_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The result of a successful enrollment.
 #[derive(Debug)]

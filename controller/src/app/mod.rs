@@ -80,13 +80,11 @@ pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
 pub use audit_syslog::SyslogConfig;
 pub use auth::audit_target;
-pub use certificates::{
-    CERT_MAX_LIFETIME, CERT_MIN_LIFETIME, certificate_record, check_cert_lifetime,
-};
+pub use certificates::{certificate_record, check_cert_lifetime};
 pub use checkin::{ActiveDevice, CheckInReport, CheckedIn, ComplianceReport};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use config::AppConfig;
-pub use enrollment::{CreatedToken, Enrolled, TOKEN_DEFAULT_TTL, TOKEN_MAX_TTL, TOKEN_MIN_TTL};
+pub use enrollment::{CreatedToken, Enrolled};
 pub use error::AppError;
 pub use offline_wipe::OFFLINE_TIMER;
 pub use policy::check_report;
