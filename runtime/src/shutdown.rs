@@ -87,8 +87,9 @@ impl Listeners {
 }
 
 /// Agent streams closed first, then calls in flight finished (at most 10 s), then the audit
-/// log's last word, then the database connections (at most 5 s), then the metrics and SCIM
-/// ports (which answer until then, as they did while `serve` ended with its process).
+/// log's last word, then the database connections (at most 5 s), then the app's background
+/// tasks and the metrics and SCIM ports (which ran until then, as they did while `serve`
+/// ended with its process).
 pub(crate) async fn stop(
     app: &Arc<App>,
     server: RunningServer,
@@ -113,6 +114,7 @@ pub(crate) async fn stop(
     {
         info!("the database connections did not close within 5 s; stopping anyway");
     }
+    app.stop_background().await;
     listeners.close().await;
     stopped
 }

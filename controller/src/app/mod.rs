@@ -25,6 +25,7 @@ pub mod audit;
 mod audit_anchor;
 mod audit_syslog;
 mod auth;
+mod background;
 pub mod bulk_select;
 pub mod bulk_wipe;
 pub mod ca_rotation;
@@ -117,6 +118,8 @@ pub struct App {
     renewal_limits: renewal::RenewalLimits,
     /// Devices whose check-in is being handled (one at a time each).
     check_ins: Arc<in_flight::CheckInsInFlight>,
+    /// The tasks `start_*` spawned, ended by [`App::stop_background`].
+    background: background::Background,
 }
 
 impl std::fmt::Debug for App {
@@ -172,6 +175,7 @@ impl App {
             server_cert: std::sync::OnceLock::new(),
             renewal_limits: renewal::RenewalLimits::default(),
             check_ins: Arc::default(),
+            background: background::Background::default(),
         }
     }
 
