@@ -1,10 +1,44 @@
 //! Writing key material and state to disk: secrets 0600, never overwriting by accident; and
-//! the check every directory argument of `wardctl` and `ward-agent` gets.
+//! the check every directory argument of `wardctl` and `ward-agent` gets; a directory others
+//! drop JSON files into (audit checkpoints), prepared and read.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Creates `dir` (0700) when missing and checks it can be written; a clear error otherwise.
+pub fn prepare_private_dir(dir: &Path) -> Result<(), String> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(format!("{} is a file, not a directory", dir.display()));
+    }
+    create_private_dir(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    let probe = dir.join(".ward-write-test");
+    replace_file(&probe, b"", 0o600)
+        .and_then(|()| fs::remove_file(&probe))
+        .map_err(|e| format!("cannot write in {}: {e}", dir.display()))
+}
+
+/// Every `*.json` and `*.jsonl` file directly in `dir` (not hidden, not in a subdirectory),
+/// by name, with its text.
+pub fn read_json_files(dir: &Path) -> io::Result<Vec<(PathBuf, String)>> {
+    let mut files: Vec<PathBuf> = fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+            p.is_file()
+                && name.is_some_and(|n| {
+                    !n.starts_with('.') && (n.ends_with(".json") || n.ends_with(".jsonl"))
+                })
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| fs::read_to_string(&path).map(|text| (path, text)))
+        .collect()
+}
 
 /// Creates `path` with mode 0600 and writes `bytes`; fails if the file exists.
 pub fn create_secret_file(path: &Path, bytes: &[u8]) -> io::Result<()> {

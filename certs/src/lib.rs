@@ -9,6 +9,9 @@
 //! - [`validate`] — check a presented certificate against our CA and turn its single `ward://`
 //!   URI SAN into an [`Identity`].
 //! - [`tls`] — rustls configurations for the controller and its clients, including CA pinning.
+//! - [`bundle`] — the admin credential bundle (certificate, CA and key in one PEM file), which
+//!   `init` and the controller write and `wardctl` reads; [`data_dir`] — the names of the files
+//!   in a controller's data directory that `wardctl` reads on the controller host.
 //!
 //! Chain validation and identity extraction are separate steps so each rule can be tested alone.
 //!
@@ -17,8 +20,10 @@
 
 #![forbid(unsafe_code)]
 
+pub mod bundle;
 pub mod ca;
 pub mod csr;
+pub mod data_dir;
 pub mod device_key;
 pub mod files;
 #[doc(hidden)]

@@ -13,11 +13,11 @@ use ward_certs::{CertificateAuthority, Identity, PrivateKeyDer, csr::make_csr};
 use zeroize::Zeroizing;
 
 use crate::app::certificate_record;
-use crate::bundle::LockedBundle;
 use crate::core::admins::{BREAK_GLASS_LIFETIME, BREAK_GLASS_NAME};
 use crate::core::{Admin, AdminRole, Timestamp};
 use crate::datadir::DataDirError;
 use crate::store::Store;
+use ward_certs::bundle::LockedBundle;
 
 pub const BUNDLE_FILE: &str = "break-glass.pem";
 pub const PASSPHRASE_FILE: &str = "break-glass.passphrase";

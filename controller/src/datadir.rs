@@ -17,11 +17,12 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use ward_certs::bundle::AdminBundle;
+use ward_certs::data_dir;
 use ward_certs::files::{create_private_dir, create_public_file, create_secret_file, replace_file};
 use ward_certs::{AdminName, CertificateAuthority, Identity, PrivateKeyDer, csr::make_csr};
 
 use crate::app::certificate_record;
-use crate::bundle::AdminBundle;
 use crate::core::audit::{AuditEvent, GenesisOrigin, genesis_event};
 use crate::core::{Admin, AdminRole, Clock};
 use crate::store::{SqlStore, Store, StoreError};
@@ -90,25 +91,25 @@ impl DataDir {
     }
 
     pub fn ca_cert(&self) -> PathBuf {
-        self.root.join("ca.pem")
+        self.root.join(data_dir::CA_CERT)
     }
     pub fn ca_key(&self) -> PathBuf {
-        self.root.join("ca.key")
+        self.root.join(data_dir::CA_KEY)
     }
     pub fn server_cert(&self) -> PathBuf {
-        self.root.join("server.pem")
+        self.root.join(data_dir::SERVER_CERT)
     }
     pub fn server_key(&self) -> PathBuf {
-        self.root.join("server.key")
+        self.root.join(data_dir::SERVER_KEY)
     }
     pub fn admin_bundle(&self) -> PathBuf {
-        self.root.join("admin.pem")
+        data_dir::admin_bundle(&self.root)
     }
     pub fn database(&self) -> PathBuf {
-        self.root.join("ward.db")
+        self.root.join(data_dir::DATABASE)
     }
     pub fn server_url_file(&self) -> PathBuf {
-        self.root.join("server-url")
+        self.root.join(data_dir::SERVER_URL)
     }
 
     /// True when fully initialized, false when empty or absent; an error when half-made.
@@ -317,10 +318,7 @@ impl DataDir {
     }
 
     pub fn read_server_url(&self) -> Option<String> {
-        std::fs::read_to_string(self.server_url_file())
-            .ok()
-            .map(|s| s.trim().to_owned())
-            .filter(|s| !s.is_empty())
+        data_dir::read_server_url(&self.root)
     }
 
     fn read_text(&self, path: &Path) -> Result<String, DataDirError> {

@@ -1,6 +1,7 @@
 //! Ward's controller, its application layer: [`App`](app::App) and the operations over the
 //! [`store::Store`] trait, and what they need at run time — the CA set and the server
-//! certificate, the data directory, the admin bundle, break-glass files, the hub that reaches
+//! certificate, the data directory (the names of its files are `ward-certs`'s, shared with
+//! `wardctl`, as is the admin bundle), break-glass files, the hub that reaches
 //! connected agents, the connection registry, metrics, the webhook and syslog senders.
 //!
 //! - [`core`] — domain types and rules: the `ward-core` crate, re-exported (no tonic, no sqlx).
@@ -19,7 +20,6 @@
 
 pub mod app;
 pub mod break_glass;
-pub mod bundle;
 pub mod ca_set;
 pub mod checkpoint_dir;
 pub mod connections;

@@ -1,6 +1,7 @@
 //! Prometheus metrics and a health check, on their own plain-HTTP listener
 //! (`wardctl serve --metrics-listen ADDR`), apart from the mutual-TLS port.
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -417,18 +418,25 @@ async fn health(State(app): State<Arc<App>>) -> impl IntoResponse {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listen`; returns the bound address.
-pub async fn serve(app: Arc<App>, listen: SocketAddr) -> std::io::Result<SocketAddr> {
+/// Serves `/metrics` and `/healthz` on `listen` until `shutdown` completes; returns the bound
+/// address and the server's task, which ends once the port is closed and the requests in
+/// flight are answered.
+pub async fn serve(
+    app: Arc<App>,
+    listen: SocketAddr,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let local = listener.local_addr()?;
     let router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(health))
         .with_state(app);
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, router).await {
+    let task = tokio::spawn(async move {
+        let serving = axum::serve(listener, router).with_graceful_shutdown(shutdown);
+        if let Err(e) = serving.await {
             tracing::error!(error = %e, "the metrics listener stopped");
         }
     });
-    Ok(local)
+    Ok((local, task))
 }

@@ -22,6 +22,11 @@ use sha2::{Digest, Sha256};
 use super::Timestamp;
 
 pub use checkpoint::Checkpoint;
+
+/// The actor of what the controller does by itself (timers, renewals, expiries).
+pub const CONTROLLER: &str = "controller";
+/// The actor of enrollment calls: whoever holds the token.
+pub const ENROLLMENT: &str = "enrollment-token";
 pub use verify::{Problem, Verification, verify, verify_with_checkpoints};
 
 /// The `prev_hash` of the first entry.

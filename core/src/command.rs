@@ -49,6 +49,11 @@ impl FromStr for CommandId {
 /// Shared with the agent and the receipt it signs.
 pub use ward_vocab::WipeScope;
 
+/// The most devices one bulk wipe selects (and the most entries a list may hold). A request
+/// naming 10,000 device ids is about 400 KB, well under the controller's 1 MiB message limit;
+/// a larger fleet is wiped in several batches, each with its own key.
+pub const MAX_BULK_WIPE: usize = 10_000;
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CommandKind {
     Lock {

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use uuid::Uuid;
 use ward_certs::AdminName;
@@ -209,6 +210,11 @@ pub struct NewDevice {
     pub public_key_der: Vec<u8>,
     pub certificate: CertificateRecord,
 }
+
+/// The shortest lifetime of a certificate the controller issues (devices, admins).
+pub const CERT_MIN_LIFETIME: Duration = Duration::from_secs(3600);
+/// The longest lifetime of a certificate the controller issues.
+pub const CERT_MAX_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
 
 /// A certificate the CA issued. Authorization requires the presented certificate's serial to
 /// be recorded here for the same identity and not revoked.

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -13,6 +14,13 @@ use super::{DeviceId, Timestamp, UserEmail};
 const PREFIX: &str = "ward_";
 const RANDOM_BYTES: usize = 32;
 const ENCODED_LEN: usize = 43; // base64url of 32 bytes, no padding
+
+/// How long an enrollment token is valid when its creator does not say.
+pub const TOKEN_DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+/// The shortest validity a token may be given.
+pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
+/// The longest validity a token may be given.
+pub const TOKEN_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The secret itself. Never `Debug`-printed, never logged; zeroized on drop.
 pub struct EnrollmentToken(Zeroizing<String>);

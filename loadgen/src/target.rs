@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
+use ward_certs::bundle::AdminBundle;
 use ward_certs::{CertificateAuthority, Identity, PrivateKeyDer};
-use ward_controller::bundle::AdminBundle;
 use ward_proto::transport::{ChannelOptions, ServerUrl, connect};
 use ward_proto::v1::admin_service_client::AdminServiceClient;
 

@@ -1,5 +1,6 @@
 //! A serving controller, from its config to its shutdown.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,11 +16,17 @@ use crate::error::ServeError;
 use crate::urls::{local_host, url_for};
 use crate::{lock, server_cert, shutdown, store};
 
-/// Runs a controller until Ctrl-C or SIGTERM, then stops it in order (agent streams, calls in
-/// flight, the audit log's last checkpoint, the database). Everything that can be refused is
-/// checked before the port is served; a SQLite data directory is locked first and created (and
-/// initialized) if missing or empty. Prints one line to stderr once it serves.
-pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
+/// Runs a controller until `shutdown` completes (`wardctl serve` passes
+/// [`shutdown_signal`](crate::shutdown_signal): Ctrl-C or SIGTERM), then stops it in order
+/// (agent streams, calls in flight, the audit log's last checkpoint, the database) and
+/// releases the data directory's serve lock. `shutdown` is first polled once the controller
+/// serves. Everything that can be refused is checked before the port is served; a SQLite data
+/// directory is locked first and created (and initialized) if missing or empty. Prints one
+/// line to stderr once it serves.
+pub async fn serve(
+    config: ServeConfig,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     // One controller per SQLite data directory, held until this process ends. (PostgreSQL
     // replicas share a database by design, and their directory may be read-only.)
     let _serve_lock = match &config.database {
@@ -110,10 +117,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
     .map_err(ServeError::ServerCertificate)?;
     app.start_following_ca_rotation(ward_controller::app::ca_rotation::FOLLOW_DEFAULT);
 
+    // Closed last when stopping, or at once if serve fails from here on.
+    let mut listeners = shutdown::Listeners::default();
     if let Some(addr) = config.metrics_listen {
-        let bound = ward_controller::metrics::serve(app.clone(), addr)
+        let (bound, task) = ward_controller::metrics::serve(app.clone(), addr, listeners.closed())
             .await
             .map_err(|source| ServeError::Metrics { addr, source })?;
+        listeners.push(task);
         if let Err(e) = dir.write_file("metrics-url", &format!("http://{bound}")) {
             info!(error = %e, "not writing metrics-url (read-only data directory?)");
         }
@@ -125,9 +135,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
             burst: scim.burst,
             per_minute: scim.per_minute,
         };
-        let bound = ward_edge::scim::serve(app.clone(), addr, scim_certificate, limits)
-            .await
-            .map_err(|source| ServeError::Scim { addr, source })?;
+        let (bound, task) = ward_edge::scim::serve(
+            app.clone(),
+            addr,
+            scim_certificate,
+            limits,
+            listeners.closed(),
+        )
+        .await
+        .map_err(|source| ServeError::Scim { addr, source })?;
+        listeners.push(task);
         let url = format!(
             "{}{}",
             url_for(&local_host(bound, &controller_name), bound.port())?,
@@ -151,6 +168,6 @@ pub async fn serve(config: ServeConfig) -> Result<(), ServeError> {
         ca.hash()
     );
 
-    shutdown::signal().await;
-    shutdown::stop(&app_for_shutdown, server).await
+    shutdown.await;
+    shutdown::stop(&app_for_shutdown, server, listeners).await
 }

@@ -5,9 +5,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tonic::transport::Channel;
+use ward_certs::bundle::{AdminBundle, BundleFile};
 use ward_certs::{CertificateAuthority, PrivateKeyDer, csr::make_csr};
 use ward_controller::app::{App, AppConfig};
-use ward_controller::bundle::{AdminBundle, BundleFile};
 use ward_controller::core::clock::ManualClock;
 use ward_controller::core::{Clock, SystemClock};
 use ward_controller::datadir::DataDir;
@@ -110,9 +110,12 @@ impl TestController {
                         "127.0.0.1:0".parse().unwrap(),
                         live.clone(),
                         ward_edge::scim::http::Limits::default(),
+                        // Served for the test's lifetime.
+                        std::future::pending(),
                     )
                     .await
-                    .unwrap(),
+                    .unwrap()
+                    .0,
                 );
                 let cert = Arc::new(ward_controller::server_cert::ServerCertificate::new(
                     app.cas().clone(),

@@ -2,12 +2,13 @@
 //! `wardctl console`), both clients of the admin gRPC API, plus the local commands that work on a
 //! data directory (`init`, `serve`, break-glass, CA files).
 //!
-//! Its client code speaks to a controller through `ward-proto` only and takes the domain's rules
-//! and names from `ward-core`; it may not import sqlx, the store, the gRPC edge or the
-//! application layer. Of the local commands (`cli/local.rs`), `init` and break-glass work on a
-//! data directory through `ward-controller`, and `serve` checks its flags, builds a
-//! `ward_runtime::ServeConfig` and leaves the wiring to `ward-runtime`: `wardctl` depends on
-//! neither `ward-edge` nor `ward-store`.
+//! Its client code speaks to a controller through `ward-proto` only, takes the domain's rules
+//! and names (limits, actor names) from `ward-core` and the admin bundle and the data
+//! directory's file names from `ward-certs`. The local commands (`cli/local.rs`) go through
+//! `ward-runtime`: `init` makes a data directory, and `serve` checks its flags, builds a
+//! `ward_runtime::ServeConfig` and leaves the wiring to it. `wardctl` depends on none of
+//! `ward-controller` (the application layer), `ward-edge`, `ward-store` or sqlx, so a client
+//! module cannot reach for them.
 
 #![forbid(unsafe_code)]
 

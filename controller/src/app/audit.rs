@@ -19,6 +19,9 @@ use crate::core::audit::{
 use crate::core::{Admin, DeviceId, TokenHash, TokenStatus, UserEmail};
 use crate::store::{AuditFilter, AuditKeeper, HeadKey, StoreError};
 
+// The controller's own actor names are the domain's (the CLI reads them back from the log).
+pub use crate::core::audit::{CONTROLLER, ENROLLMENT};
+
 /// The actor string of an admin.
 pub fn admin_actor(admin: &Admin) -> String {
     Identity::Admin(admin.name.clone()).to_uri()
@@ -29,16 +32,11 @@ pub fn device_actor(device: DeviceId) -> String {
     Identity::Device(device.0).to_uri()
 }
 
-pub const CONTROLLER: &str = "controller";
-
 /// What the audit log keeps of a token: the first 12 hex digits of its SHA-256, enough to
 /// match it with `token create`'s entry, useless for enrolling.
 pub fn token_hash_prefix(token: &TokenHash) -> String {
     token.to_hex()[..12].to_owned()
 }
-
-/// The actor of enrollment calls: whoever holds the token.
-pub const ENROLLMENT: &str = "enrollment-token";
 
 /// Whose refusals are counted together (see `core::audit::refusals`).
 pub fn refusal_source(actor: &str, action: &str, origin: &str) -> Source {

@@ -71,7 +71,7 @@ impl App {
             }
         }
         if let Some(dir) = &self.config.audit_checkpoints.dir {
-            checkpoint_dir::prepare(dir)
+            ward_certs::files::prepare_private_dir(dir)
                 .map_err(|e| AppError::InvalidArgument(format!("--audit-checkpoints: {e}")))?;
             let read = checkpoint_dir::read(dir).map_err(|e| {
                 AppError::InvalidArgument(format!(
@@ -246,7 +246,7 @@ impl App {
     /// `ward_audit_chain_ok` metric).
     pub fn start_audit_tasks(self: &Arc<Self>) {
         let app = Arc::clone(self);
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             let mut tick = tokio::time::interval(app.config.audit_checkpoints.interval);
             tick.tick().await;
             loop {
@@ -261,7 +261,7 @@ impl App {
             }
         });
         let app = Arc::clone(self);
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             let mut tick = tokio::time::interval(WINDOW);
             loop {
                 tick.tick().await;
@@ -271,7 +271,7 @@ impl App {
             }
         });
         let app = Arc::clone(self);
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             match app.audit_verify(&[]).await {
                 Ok(v) if v.ok => info!(entries = v.entries, "audit chain verified"),
                 Ok(v) => error!(

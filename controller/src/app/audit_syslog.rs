@@ -68,7 +68,7 @@ impl SyslogConfig {
 }
 
 impl App {
-    /// Starts streaming the audit log to the collector, for as long as the process runs.
+    /// Starts streaming the audit log to the collector, until [`App::stop_background`].
     pub fn start_audit_syslog(self: &Arc<Self>, config: SyslogConfig) {
         let streamer = Streamer {
             store: Arc::clone(&self.store),
@@ -78,7 +78,7 @@ impl App {
             checkpoint_sent: std::sync::atomic::AtomicU64::new(0),
             config,
         };
-        tokio::spawn(streamer.run());
+        self.background.spawn(streamer.run());
     }
 }
 

@@ -5,13 +5,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{App, AppError};
+use crate::core::command::MAX_BULK_WIPE;
 use crate::core::refs::looks_like_host_name;
 use crate::core::{Check, Device, DeviceId, DeviceState, UserEmail};
-
-/// The most devices one bulk wipe selects (and the most entries a list may hold). A request
-/// naming 10,000 device ids is about 400 KB, well under the controller's 1 MiB message limit;
-/// a larger fleet is wiped in several batches, each with its own key.
-pub const MAX_BULK_WIPE: usize = 10_000;
 
 /// How many unknown entries an error names (the rest are counted).
 const NAMED_IN_ERRORS: usize = 10;

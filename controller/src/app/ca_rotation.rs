@@ -94,7 +94,7 @@ impl App {
     /// Follows the recorded steps every `every` (another replica may take one).
     pub fn start_following_ca_rotation(self: &Arc<Self>, every: Duration) {
         let app = Arc::clone(self);
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;

@@ -6,10 +6,8 @@ use std::time::Duration;
 use ward_certs::{Identity, IssuedCertificate};
 
 use super::AppError;
+use crate::core::model::{CERT_MAX_LIFETIME, CERT_MIN_LIFETIME};
 use crate::core::{CertificateRecord, Timestamp};
-
-pub const CERT_MIN_LIFETIME: Duration = Duration::from_secs(3600);
-pub const CERT_MAX_LIFETIME: Duration = Duration::from_secs(2 * 365 * 24 * 3600);
 
 /// The store's record of `certificate`, issued to `identity` at `issued_at`.
 pub fn certificate_record(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::CheckpointConfig;
-use super::TOKEN_DEFAULT_TTL;
+use crate::core::token::TOKEN_DEFAULT_TTL;
 
 /// Settings an operator chooses at `wardctl serve`.
 #[derive(Clone, Debug)]

@@ -9,15 +9,12 @@ use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
 use super::{App, AppError, audit, certificate_record};
 use crate::core::audit::AuditEvent;
+use crate::core::token::{TOKEN_MAX_TTL, TOKEN_MIN_TTL};
 use crate::core::{
     Admin, DeviceFacts, DeviceId, EnrollmentToken, NewDevice, TokenHash, TokenRecord, TokenStatus,
     UserEmail,
 };
 use crate::store::{Priority, Redemption, StoreError};
-
-pub const TOKEN_DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
-pub const TOKEN_MIN_TTL: Duration = Duration::from_secs(60);
-pub const TOKEN_MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The result of a successful enrollment.
 #[derive(Debug)]

@@ -27,6 +27,7 @@ mod audit_syslog;
 mod auth;
 #[cfg(test)]
 mod auth_tests;
+mod background;
 pub mod bulk_select;
 pub mod bulk_wipe;
 pub mod ca_rotation;
@@ -86,13 +87,11 @@ pub use admins::AdminIssued;
 pub use audit_anchor::{CHECKPOINT_EVERY_DEFAULT, CHECKPOINT_INTERVAL_DEFAULT, CheckpointConfig};
 pub use audit_syslog::SyslogConfig;
 pub use auth::audit_target;
-pub use certificates::{
-    CERT_MAX_LIFETIME, CERT_MIN_LIFETIME, certificate_record, check_cert_lifetime,
-};
+pub use certificates::{certificate_record, check_cert_lifetime};
 pub use checkin::{ActiveDevice, CheckInReport, CheckedIn, ComplianceReport};
 pub use commands::{Acknowledgement, DeviceResult, sanitize};
 pub use config::AppConfig;
-pub use enrollment::{CreatedToken, Enrolled, TOKEN_DEFAULT_TTL, TOKEN_MAX_TTL, TOKEN_MIN_TTL};
+pub use enrollment::{CreatedToken, Enrolled};
 pub use error::AppError;
 pub use offline_wipe::OFFLINE_TIMER;
 pub use policy::check_report;
@@ -125,6 +124,8 @@ pub struct App {
     renewal_limits: renewal::RenewalLimits,
     /// Devices whose check-in is being handled (one at a time each).
     check_ins: Arc<in_flight::CheckInsInFlight>,
+    /// The tasks `start_*` spawned, ended by [`App::stop_background`].
+    background: background::Background,
 }
 
 impl std::fmt::Debug for App {
@@ -180,6 +181,7 @@ impl App {
             server_cert: std::sync::OnceLock::new(),
             renewal_limits: renewal::RenewalLimits::default(),
             check_ins: Arc::default(),
+            background: background::Background::default(),
         }
     }
 

@@ -110,7 +110,7 @@ impl App {
         }
         if let Some(mut announcements) = self.store.listen().await? {
             let app = Arc::clone(self);
-            tokio::spawn(async move {
+            self.background.spawn(async move {
                 while let Some(first) = announcements.recv().await {
                     // Everything that arrived meanwhile, applied together.
                     let mut events = vec![first];
@@ -122,7 +122,7 @@ impl App {
             });
         }
         let app = Arc::clone(self);
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             let mut tick = tokio::time::interval(REVOCATION_REFRESH);
             tick.tick().await;
             loop {

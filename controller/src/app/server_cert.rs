@@ -57,7 +57,7 @@ impl App {
             self.reissue(&cert, why, &names).await?;
         }
         let app = Arc::clone(self);
-        tokio::spawn(async move {
+        self.background.spawn(async move {
             let mut tick = tokio::time::interval(check_every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             tick.tick().await;

@@ -50,7 +50,7 @@ impl DeliveryConfig {
 }
 
 impl App {
-    /// Starts delivering the webhook outbox, for as long as the process runs.
+    /// Starts delivering the webhook outbox, until [`App::stop_background`].
     pub fn start_webhook_delivery(self: &Arc<Self>, config: DeliveryConfig) {
         let worker = Worker {
             store: Arc::clone(&self.store),
@@ -58,7 +58,7 @@ impl App {
             clock: Arc::clone(&self.clock),
             config,
         };
-        tokio::spawn(worker.run());
+        self.background.spawn(worker.run());
     }
 }
 

@@ -13,6 +13,7 @@
 //! key signed (the key that also signs the head); `signature` covers [`Checkpoint::message`].
 
 use std::fmt;
+use std::path::PathBuf;
 use std::str::FromStr;
 
 use base64::Engine;
@@ -206,6 +207,48 @@ pub fn select_for_verification(mut checkpoints: Vec<Checkpoint>, max: usize) -> 
         .map(|i| checkpoints[i * older / spread].clone())
         .collect();
     out.extend(checkpoints.drain(older..));
+    out
+}
+
+/// A line of a checkpoint file that is not a checkpoint.
+#[derive(Debug, thiserror::Error)]
+#[error("{}{}: {error}", path.display(), line.map(|l| format!(" line {l}")).unwrap_or_default())]
+pub struct BadCheckpoint {
+    pub path: PathBuf,
+    pub line: Option<usize>,
+    pub error: CheckpointError,
+}
+
+/// What a directory of checkpoints holds.
+#[derive(Debug, Default)]
+pub struct Read {
+    pub checkpoints: Vec<Checkpoint>,
+    pub bad: Vec<BadCheckpoint>,
+}
+
+/// The checkpoints in `files` (path and text), one per non-empty line, so checkpoints
+/// collected from the log stream or syslog can be dropped in beside the controller's own
+/// files; every line that is not one, with its line number when its file holds several.
+pub fn read_files(files: impl IntoIterator<Item = (PathBuf, String)>) -> Read {
+    let mut out = Read::default();
+    for (path, text) in files {
+        let lines: Vec<(usize, &str)> = text
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+            .collect();
+        let several = lines.len() > 1;
+        for (i, line) in lines {
+            match line.parse::<Checkpoint>() {
+                Ok(c) => out.checkpoints.push(c),
+                Err(error) => out.bad.push(BadCheckpoint {
+                    path: path.clone(),
+                    line: several.then_some(i + 1),
+                    error,
+                }),
+            }
+        }
+    }
     out
 }
 

@@ -162,19 +162,34 @@ pub fn server_config(
 }
 
 impl TlsListener {
-    pub fn new(listener: TcpListener, tls: Arc<rustls::ServerConfig>) -> io::Result<Self> {
+    /// The listener, and the task accepting on `listener`: it ends, closing the port, once the
+    /// returned listener is dropped.
+    pub fn new(
+        listener: TcpListener,
+        tls: Arc<rustls::ServerConfig>,
+    ) -> io::Result<(Self, tokio::task::JoinHandle<()>)> {
         let local = listener.local_addr()?;
         let (tx, accepted) = mpsc::channel(64);
         let acceptor = TlsAcceptor::from(tls);
         let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
         let per_address = Arc::new(PerAddress::default());
-        tokio::spawn(async move {
+        let accepting = tokio::spawn(async move {
             loop {
                 // A free slot first: when all are taken, new clients wait in the backlog.
-                let Ok(slot) = slots.clone().acquire_owned().await else {
+                let slot = tokio::select! {
+                    slot = slots.clone().acquire_owned() => slot,
+                    () = tx.closed() => break,
+                };
+                let Ok(slot) = slot else {
                     break;
                 };
-                match listener.accept().await {
+                let accepted = tokio::select! {
+                    accepted = listener.accept() => accepted,
+                    // Nobody takes connections any more: close the port now, not at the
+                    // next client.
+                    () = tx.closed() => break,
+                };
+                match accepted {
                     Ok((tcp, peer)) => {
                         let Some(address) = per_address.take(peer.ip()) else {
                             debug!(%peer, "SCIM connection refused: this address holds {MAX_PER_ADDRESS} already");
@@ -213,7 +228,7 @@ impl TlsListener {
                 }
             }
         });
-        Ok(Self { local, accepted })
+        Ok((Self { local, accepted }, accepting))
     }
 }
 

@@ -14,30 +14,36 @@ pub mod resource;
 #[cfg(test)]
 mod resource_tests;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use ward_controller::app::App;
 
 /// Serves SCIM on `listen` over TLS presenting `certificate` (the controller's live server
-/// certificate); returns the bound address.
+/// certificate) until `shutdown` completes; returns the bound address and the server's task,
+/// which ends once the port is closed and the requests in flight are answered.
 pub async fn serve(
     app: Arc<App>,
     listen: SocketAddr,
     certificate: Arc<dyn rustls::server::ResolvesServerCert>,
     limits: http::Limits,
-) -> std::io::Result<SocketAddr> {
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let tls = listener::server_config(certificate)
         .map_err(|e| std::io::Error::other(format!("SCIM TLS configuration: {e}")))?;
     let tcp = tokio::net::TcpListener::bind(listen).await?;
-    let listener = listener::TlsListener::new(tcp, Arc::new(tls))?;
+    let (listener, accepting) = listener::TlsListener::new(tcp, Arc::new(tls))?;
     let local = axum::serve::Listener::local_addr(&listener)?;
     let router = http::router(app, limits);
-    tokio::spawn(async move {
+    let task = tokio::spawn(async move {
         let service = router.into_make_service_with_connect_info::<http::ClientAddr>();
-        if let Err(e) = axum::serve(listener, service).await {
+        let serving = axum::serve(listener, service).with_graceful_shutdown(shutdown);
+        if let Err(e) = serving.await {
             tracing::error!(error = %e, "the SCIM listener stopped");
         }
+        // The listener is dropped: its accepting task closes the port.
+        let _ = accepting.await;
     });
-    Ok(local)
+    Ok((local, task))
 }

@@ -19,8 +19,8 @@ use ward_core::{AdminRole, Timestamp};
 
 /// `admin issue|renew --lifetime`: the controller's limits for a certificate.
 const LIFETIME: DurationRange = DurationRange::new(
-    ward_controller::app::CERT_MIN_LIFETIME,
-    ward_controller::app::CERT_MAX_LIFETIME,
+    ward_core::model::CERT_MIN_LIFETIME,
+    ward_core::model::CERT_MAX_LIFETIME,
     "90d",
 );
 

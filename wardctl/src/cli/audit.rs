@@ -10,9 +10,8 @@ use super::ConnectArgs;
 use super::connect::admin_client;
 use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_json, table};
-use ward_controller::checkpoint_dir;
 use ward_core::Timestamp;
-use ward_core::audit::checkpoint::{MAX_PER_VERIFICATION, select_for_verification};
+use ward_core::audit::checkpoint::{MAX_PER_VERIFICATION, read_files, select_for_verification};
 use ward_core::duration::{DurationRange, days, seconds};
 
 #[derive(Debug, Subcommand)]
@@ -170,8 +169,8 @@ pub(super) fn admin_name(actor: &str) -> Option<String> {
 
 fn actor_uri(actor: &str) -> String {
     if actor.contains("://")
-        || actor == ward_controller::app::audit::CONTROLLER
-        || actor == ward_controller::app::audit::ENROLLMENT
+        || actor == ward_core::audit::CONTROLLER
+        || actor == ward_core::audit::ENROLLMENT
     {
         actor.to_owned()
     } else {
@@ -313,9 +312,11 @@ fn read_checkpoints(dir: &std::path::Path) -> Result<Vec<String>, CliError> {
             dir.display()
         )));
     }
-    let read = checkpoint_dir::read(dir).map_err(|e| {
-        CliError::usage(format!("--checkpoints: cannot read {}: {e}", dir.display()))
-    })?;
+    let read = ward_certs::files::read_json_files(dir)
+        .map(read_files)
+        .map_err(|e| {
+            CliError::usage(format!("--checkpoints: cannot read {}: {e}", dir.display()))
+        })?;
     if let Some(bad) = read.bad.first() {
         return Err(CliError::usage(format!(
             "--checkpoints: {bad}{}; move files that are not Ward audit checkpoints out of {}",

@@ -14,8 +14,8 @@ use super::commands::state_name;
 use super::connect::admin_client;
 use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_json, table};
-use ward_controller::app::bulk_select::MAX_BULK_WIPE;
 use ward_core::Check;
+use ward_core::command::MAX_BULK_WIPE;
 
 /// How the devices of a bulk wipe are chosen (exactly one), and what else it may do.
 #[derive(Debug, Default, clap::Args)]

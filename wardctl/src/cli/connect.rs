@@ -13,8 +13,8 @@ use zeroize::Zeroizing;
 
 use super::ConnectArgs;
 use super::error::{CliError, Exit};
-use ward_controller::bundle::{AdminBundle, BundleError, BundleFile, LockedBundle};
-use ward_controller::datadir::DataDir;
+use ward_certs::bundle::{AdminBundle, BundleError, BundleFile, LockedBundle};
+use ward_certs::data_dir;
 
 pub const DEFAULT_SERVER: &str = "https://localhost:7443";
 
@@ -35,26 +35,26 @@ const MAX_PASSPHRASE_BYTES: usize = 1024;
 pub type Passphrase = Zeroizing<Vec<u8>>;
 
 pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Channel>, CliError> {
-    let data_dir = args.data_dir.as_ref().map(DataDir::new);
-    let bundle_path = match (&args.admin_cert, &data_dir) {
+    let host_dir = args.data_dir.as_deref();
+    let bundle_path = match (&args.admin_cert, &host_dir) {
         (Some(path), _) => path.clone(),
-        (None, Some(dir)) if !dir.root().exists() => {
+        (None, Some(dir)) if !dir.exists() => {
             return Err(CliError::usage(format!(
                 "no data directory {}: give the controller's (`wardctl serve --data-dir DIR` \
                  makes one), or pass --admin-cert FILE and --server URL",
-                dir.root().display()
+                dir.display()
             )));
         }
-        (None, Some(dir)) => dir.admin_bundle(),
+        (None, Some(dir)) => data_dir::admin_bundle(dir),
         (None, None) => {
             return Err(CliError::usage(
                 "no admin credentials: pass --admin-cert FILE (or set WARD_ADMIN_CERT), or --data-dir DIR on the controller host",
             ));
         }
     };
-    let (server, from) = match (&args.server, &data_dir) {
+    let (server, from) = match (&args.server, &host_dir) {
         (Some(url), _) => (url.clone(), "from --server (or WARD_SERVER)"),
-        (None, Some(dir)) => match dir.read_server_url() {
+        (None, Some(dir)) => match data_dir::read_server_url(dir) {
             Some(url) => (url, "from DATA_DIR/server-url, written by `wardctl serve`"),
             None => (
                 DEFAULT_SERVER.to_owned(),
@@ -67,9 +67,8 @@ pub async fn admin_client(args: &ConnectArgs) -> Result<AdminServiceClient<Chann
     let url: ServerUrl = server
         .parse()
         .map_err(|e| CliError::usage(format!("{e}")))?;
-    let host_bundle = data_dir
-        .as_ref()
-        .is_some_and(|dir| same_file(&bundle_path, &dir.admin_bundle()));
+    let host_bundle =
+        host_dir.is_some_and(|dir| same_file(&bundle_path, &data_dir::admin_bundle(dir)));
     let bundle = load_bundle(&bundle_path, host_bundle)?;
     check_expiry(&bundle, &bundle_path)?;
     let tls = bundle.client_config().map_err(|e| {

@@ -72,9 +72,9 @@ impl From<tonic::Status> for CliError {
     }
 }
 
-impl From<ward_controller::datadir::DataDirError> for CliError {
-    fn from(e: ward_controller::datadir::DataDirError) -> Self {
-        use ward_controller::datadir::DataDirError as E;
+impl From<ward_runtime::data_dir::DataDirError> for CliError {
+    fn from(e: ward_runtime::data_dir::DataDirError) -> Self {
+        use ward_runtime::data_dir::DataDirError as E;
         let exit = match e {
             E::AlreadyInitialized(_)
             | E::Incomplete { .. }

@@ -12,13 +12,12 @@ use ward_proto::transport::ServerUrl;
 use super::DurationArg;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
-use ward_controller::app::{CERT_MAX_LIFETIME, CERT_MIN_LIFETIME};
-use ward_controller::break_glass::ADVICE as BREAK_GLASS_ADVICE;
-use ward_controller::datadir::{DataDir, InitReport};
-use ward_controller::syslog_transport::Collector;
 use ward_core::SystemClock;
 use ward_core::audit::syslog_target::{SyslogTarget, Transport};
 use ward_core::duration::{DurationRange, days, hours, minutes, seconds};
+use ward_core::model::{CERT_MAX_LIFETIME, CERT_MIN_LIFETIME};
+use ward_runtime::data_dir::{BREAK_GLASS_ADVICE, DataDir, InitReport};
+use ward_runtime::syslog::Collector;
 use ward_runtime::{AuditSyslog, Database, ScimConfig, ServeConfig, ServeError};
 
 #[derive(Debug, Args)]
@@ -154,7 +153,7 @@ pub(super) struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     audit_checkpoints: Option<std::path::PathBuf>,
     /// A checkpoint after this many audit entries (1-1000000)…
-    #[arg(long, default_value_t = ward_controller::app::CHECKPOINT_EVERY_DEFAULT, value_name = "N", value_parser = super::NumberArg::<u64>::new(1, 1_000_000), allow_negative_numbers = true)]
+    #[arg(long, default_value_t = ward_runtime::CHECKPOINT_EVERY_DEFAULT, value_name = "N", value_parser = super::NumberArg::<u64>::new(1, 1_000_000), allow_negative_numbers = true)]
     audit_checkpoint_every: u64,
     #[arg(long, default_value = "10m", value_parser = DurationArg(CHECKPOINT_INTERVAL), allow_hyphen_values = true, value_name = "DURATION", help = CHECKPOINT_INTERVAL.help("…and at least this often while entries are written, also at start and at shutdown"))]
     audit_checkpoint_interval: Duration,
@@ -265,10 +264,10 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         ));
     }
     if let Some(dir) = &args.audit_checkpoints {
-        ward_controller::checkpoint_dir::prepare(dir)
+        ward_certs::files::prepare_private_dir(dir)
             .map_err(|e| CliError::usage(format!("--audit-checkpoints: {e}")))?;
     }
-    check_hostnames(&ward_controller::datadir::server_hostnames(&args.hostnames))?;
+    check_hostnames(&ward_runtime::data_dir::server_hostnames(&args.hostnames))?;
     let collector = audit_collector(&args)?;
     if let Some(url) = &args.database_url
         && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
@@ -299,7 +298,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         hostnames: args.hostnames,
         drop_hostnames: args.drop_hostnames,
         database,
-        batch: ward_controller::store::BatchSettings {
+        batch: ward_runtime::BatchSettings {
             window: args.write_batch_window,
             max_jobs: args.write_batch_max,
             shed_after: args.shed_check_ins_after,
@@ -310,7 +309,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         approval_threshold: args.require_approval.then_some(args.approval_threshold),
         enroll_burst: args.enroll_burst,
         enroll_per_minute: args.enroll_per_minute,
-        audit_checkpoints: ward_controller::app::CheckpointConfig {
+        audit_checkpoints: ward_runtime::CheckpointConfig {
             dir: args.audit_checkpoints,
             every_entries: args.audit_checkpoint_every,
             interval: args.audit_checkpoint_interval,
@@ -328,7 +327,9 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         webhook_retry_max: args.webhook_retry_max,
         webhook_give_up_after: args.webhook_give_up_after,
     };
-    ward_runtime::serve(config).await.map_err(serve_error)
+    ward_runtime::serve(config, ward_runtime::shutdown_signal())
+        .await
+        .map_err(serve_error)
 }
 
 /// A runtime error as `serve` reports it: refusals exit 2 and name the flag to change.
@@ -336,7 +337,7 @@ fn serve_error(e: ServeError) -> CliError {
     match e {
         ServeError::DataDir(e) => e.into(),
         ServeError::FirstAdmin(e) => CliError::usage(format!("--admin-name: {e}")),
-        ServeError::Lock(ward_controller::serve_lock::ServeLockError::Held { .. })
+        ServeError::Lock(ward_runtime::ServeLockError::Held { .. })
         | ServeError::ForeignDatabase { .. } => CliError::usage(e.to_string()),
         ServeError::NamesDropped { names } => CliError::usage(format!(
             "the server certificate covers {} which the --hostname list leaves out; devices that reach \
@@ -360,7 +361,7 @@ fn audit_collector(args: &ServeArgs) -> Result<Option<Collector>, CliError> {
         .map_err(|e| CliError::usage(format!("--audit-syslog: {e}")))?;
     let tls = match (target.transport, &args.audit_syslog_ca) {
         (Transport::Tls, Some(path)) => Some(
-            ward_controller::syslog_transport::tls_config_from_file(path)
+            ward_runtime::syslog::tls_config_from_file(path)
                 .map_err(|e| CliError::usage(format!("--audit-syslog-ca: {e}")))?,
         ),
         (Transport::Tls, None) => {

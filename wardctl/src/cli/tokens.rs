@@ -19,8 +19,8 @@ use ward_core::duration::DurationRange;
 
 /// `token create --ttl`: the controller's limits for an enrollment token.
 pub(crate) const TOKEN_TTL: DurationRange = DurationRange::new(
-    ward_controller::app::TOKEN_MIN_TTL,
-    ward_controller::app::TOKEN_MAX_TTL,
+    ward_core::token::TOKEN_MIN_TTL,
+    ward_core::token::TOKEN_MAX_TTL,
     "1h",
 );
 

@@ -8,7 +8,7 @@ use std::path::Path;
 use clap::Parser;
 
 use crate::cli::Cli;
-use ward_controller::bundle::AdminBundle;
+use ward_certs::bundle::AdminBundle;
 use ward_core::duration::{self, DurationRange, days, seconds};
 use ward_core::{Policy, PolicyChanges, PolicyScope, UserEmail};
 

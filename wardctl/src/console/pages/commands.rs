@@ -1,10 +1,9 @@
 //! Commands: the list, one command with its receipt and live progress, cancel and approve.
 
 use std::convert::Infallible;
-use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Query, State};
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures::Stream;
 use maud::{Markup, html};
@@ -15,11 +14,8 @@ use ward_proto::v1::{
 };
 
 use super::{Page, answer};
-use crate::console::http::{CsrfForm, Empty, Shared, session_cookie};
+use crate::console::http::{CsrfForm, Empty, Shared};
 use crate::console::ui;
-
-/// How often a live page asks the controller where a command stands.
-pub(crate) const POLL: Duration = Duration::from_secs(1);
 
 const STATES: &[&str] = &[
     "queued",
@@ -265,42 +261,18 @@ pub(crate) async fn events(
     Path(id): Path<String>,
     headers: axum::http::HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let cookie = session_cookie(&headers).unwrap_or_default();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(4);
-    tokio::spawn(async move {
-        let mut last = None;
-        loop {
-            if !console.gate().alive(&cookie, Instant::now()) {
-                let _ = tx
-                    .send(Ok(Event::default().event("ended").data("logged off")))
-                    .await;
-                return;
-            }
-            let got = console
-                .client()
-                .get_command(GetCommandRequest {
-                    command_id: id.clone(),
-                })
-                .await;
-            let (html, done) = match got {
+    super::live(console, headers, move |mut client| {
+        let command_id = id.clone();
+        async move {
+            match client.get_command(GetCommandRequest { command_id }).await {
                 Ok(c) => {
                     let c = c.into_inner();
                     (progress(&c).into_string(), ui::is_terminal(c.state))
                 }
                 Err(e) => (html! { p.error { (e.message()) } }.into_string(), false),
-            };
-            if last.as_ref() != Some(&html) || done {
-                let event = Event::default().data(html.clone());
-                let event = if done { event.event("done") } else { event };
-                if tx.send(Ok(event)).await.is_err() || done {
-                    return;
-                }
-                last = Some(html);
             }
-            tokio::time::sleep(POLL).await;
         }
-    });
-    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
+    })
 }
 
 pub(crate) async fn cancel(

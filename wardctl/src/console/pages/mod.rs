@@ -11,10 +11,23 @@ pub(super) mod fleet;
 pub(super) mod offboard;
 pub(super) mod policy;
 
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use axum::http::HeaderMap;
 use axum::response::Response;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::Stream;
+use tonic::transport::Channel;
+use ward_proto::v1::admin_service_client::AdminServiceClient;
 
 use super::Console;
+use super::http::{Shared, session_cookie};
 use super::ui;
+
+/// How often a live page asks the controller again.
+const POLL: Duration = Duration::from_secs(1);
 
 /// A handler's outcome: a page, or the page that explains why not.
 pub(super) type Page = Result<Response, Response>;
@@ -27,6 +40,44 @@ pub(super) fn answer<T>(
     result
         .map(tonic::Response::into_inner)
         .map_err(|status| ui::status_page(console, &status))
+}
+
+/// A live page's progress, as server-sent events: every [`POLL`], `poll` asks the controller
+/// and renders the fragment, and says whether it is the final one. A fragment is sent when it
+/// changed, the final one as `done`; `ended` once the session behind `headers` ends.
+pub(super) fn live<F, Fut>(
+    console: Shared,
+    headers: HeaderMap,
+    mut poll: F,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>>
+where
+    F: FnMut(AdminServiceClient<Channel>) -> Fut + Send + 'static,
+    Fut: Future<Output = (String, bool)> + Send,
+{
+    let cookie = session_cookie(&headers).unwrap_or_default();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(4);
+    tokio::spawn(async move {
+        let mut last = None;
+        loop {
+            if !console.gate().alive(&cookie, Instant::now()) {
+                let _ = tx
+                    .send(Ok(Event::default().event("ended").data("logged off")))
+                    .await;
+                return;
+            }
+            let (html, done) = poll(console.client()).await;
+            if last.as_ref() != Some(&html) || done {
+                let event = Event::default().data(html.clone());
+                let event = if done { event.event("done") } else { event };
+                if tx.send(Ok(event)).await.is_err() || done {
+                    return;
+                }
+                last = Some(html);
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    });
+    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }
 
 /// A random idempotency key for a form: submitting the same form twice (a double click, a

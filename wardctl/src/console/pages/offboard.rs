@@ -2,11 +2,10 @@
 //! and the same report `wardctl user offboard --output json` gives, downloadable.
 
 use std::convert::Infallible;
-use std::time::Instant;
 
 use axum::extract::{Query, State};
 use axum::http::header;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures::Stream;
 use maud::{Markup, html};
@@ -17,7 +16,7 @@ use ward_proto::v1::{
 
 use super::{Page, answer, q};
 use crate::cli::users::ReportView;
-use crate::console::http::{CsrfForm, Shared, session_cookie};
+use crate::console::http::{CsrfForm, Shared};
 use crate::console::ui;
 
 #[derive(Debug, Default, Deserialize)]
@@ -234,42 +233,21 @@ pub(crate) async fn events(
     Query(query): Query<UserQuery>,
     headers: axum::http::HeaderMap,
 ) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
-    let cookie = session_cookie(&headers).unwrap_or_default();
-    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Event, Infallible>>(4);
-    tokio::spawn(async move {
-        let mut last = None;
-        loop {
-            if !console.gate().alive(&cookie, Instant::now()) {
-                let _ = tx
-                    .send(Ok(Event::default().event("ended").data("logged off")))
-                    .await;
-                return;
-            }
-            let got = console
-                .client()
-                .get_offboard_report(GetOffboardReportRequest {
-                    user: query.user.clone(),
-                })
-                .await;
-            let (html, done) = match got {
+    super::live(console, headers, move |mut client| {
+        let user = query.user.clone();
+        async move {
+            match client
+                .get_offboard_report(GetOffboardReportRequest { user })
+                .await
+            {
                 Ok(r) => {
                     let r = r.into_inner();
                     (report_fragment(&r).into_string(), r.complete)
                 }
                 Err(e) => (html! { p.error { (e.message()) } }.into_string(), false),
-            };
-            if last.as_ref() != Some(&html) || done {
-                let event = Event::default().data(html.clone());
-                let event = if done { event.event("done") } else { event };
-                if tx.send(Ok(event)).await.is_err() || done {
-                    return;
-                }
-                last = Some(html);
             }
-            tokio::time::sleep(super::commands::POLL).await;
         }
-    });
-    Sse::new(tokio_stream::wrappers::ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
+    })
 }
 
 pub(crate) async fn report_json(
