@@ -388,7 +388,10 @@ async fn a_cancellation_from_a_copy_read_before_a_delivery_keeps_the_delivery() 
         .await
         .unwrap();
     assert_eq!(cancelled.state, CommandState::Cancelled);
-    assert_eq!(cancelled.deliveries, 1, "the delivery written meanwhile was lost");
+    assert_eq!(
+        cancelled.deliveries, 1,
+        "the delivery written meanwhile was lost"
+    );
     assert!(cancelled.delivered_at.is_some());
     assert_eq!(app.get_command(command.id).await.unwrap(), cancelled);
 }
