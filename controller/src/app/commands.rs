@@ -609,14 +609,7 @@ impl App {
             };
             return Ok(Err((Some(stored), why)));
         }
-        let device = self
-            .store
-            .get_device(command.device_id)
-            .await?
-            .ok_or_else(|| {
-                AppError::NotFound(format!("device {} is not enrolled", command.device_id))
-            })?;
-        let keys = self.keys_of(&device).await?;
+        let keys = self.keys_of_id(command.device_id).await?;
         let outcome = verify_command_receipt(&keys, command, scope, signed);
         let mut stored = Receipt {
             body: signed.body.clone(),
