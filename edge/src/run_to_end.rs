@@ -10,14 +10,16 @@
 //! Calls on connections whose client presented a verified certificate (devices, admins) and
 //! the others (enrollment, SCIM, and anyone at all) have places of their own: anyone may open
 //! a connection without a certificate, and calls there cannot take the places of the calls
-//! that revoke, wipe and check in.
+//! that revoke, wipe and check in. Nor can the calls of any one client certificate (a device,
+//! or whoever holds a copy of its key) take the places of everyone else's.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{TcpConnectInfo, TlsConnectInfo};
 use tower::{Layer, Service};
 
@@ -38,6 +40,13 @@ pub(crate) const MAX_CALLS_RUNNING: usize = 16_384;
 /// job, so one run there and dropped after its commit leaves nothing undone.
 const ANONYMOUS_SHARE: usize = 16;
 
+/// The calls of one client certificate get at most this share of the places of calls with a
+/// certificate (one sixty-fourth: 256 of [`MAX_CALLS_RUNNING`]), far more than an agent or an
+/// admin runs at once: beyond it its calls run in their connections' tasks, so one device
+/// (or whoever holds a copy of its key) cannot take the places of every other device's and
+/// admin's calls.
+const PER_CERTIFICATE_SHARE: usize = 64;
+
 /// Wraps a service so each call runs in its own task ([`RunToEnd`]).
 #[derive(Clone, Debug)]
 pub(crate) struct RunToEndLayer {
@@ -51,6 +60,33 @@ struct Places {
     certified: Arc<Semaphore>,
     /// All others.
     anonymous: Arc<Semaphore>,
+    /// The places each client certificate (its DER) holds, and the most it may hold.
+    per_certificate: Arc<Mutex<HashMap<Vec<u8>, usize>>>,
+    per_certificate_max: usize,
+}
+
+/// A place taken: freed when the call's task ends.
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    _certificate: Option<CertificatePlace>,
+}
+
+/// One of the places a client certificate holds.
+struct CertificatePlace {
+    held: Arc<Mutex<HashMap<Vec<u8>, usize>>>,
+    leaf: Vec<u8>,
+}
+
+impl Drop for CertificatePlace {
+    fn drop(&mut self) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.leaf) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.leaf);
+            }
+        }
+    }
 }
 
 impl Places {
@@ -58,26 +94,62 @@ impl Places {
     /// certificates there (a certificate present passed the handshake's verification, the
     /// revocation list's included; a connection whose certificate is revoked later is cut).
     fn of(&self, extensions: &http::Extensions) -> &Arc<Semaphore> {
-        let certified = extensions
-            .get::<TlsConnectInfo<TcpConnectInfo>>()
-            .and_then(TlsConnectInfo::peer_certs)
-            .is_some_and(|chain| !chain.is_empty());
-        if certified {
+        if leaf(extensions).is_some() {
             &self.certified
         } else {
             &self.anonymous
         }
     }
+
+    /// A place for a call with these extensions, if its pool has one and its client
+    /// certificate (if any) holds fewer than its share.
+    fn take(&self, extensions: &http::Extensions) -> Option<Place> {
+        let certificate = match leaf(extensions) {
+            None => None,
+            Some(leaf) => {
+                let mut held = self
+                    .per_certificate
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
+                let n = held.entry(leaf.clone()).or_insert(0);
+                if *n >= self.per_certificate_max {
+                    return None;
+                }
+                *n += 1;
+                Some(CertificatePlace {
+                    held: Arc::clone(&self.per_certificate),
+                    leaf,
+                })
+            }
+        };
+        // A certificate's place taken above is given back if the pool has none.
+        let permit = Arc::clone(self.of(extensions)).try_acquire_owned().ok()?;
+        Some(Place {
+            _permit: permit,
+            _certificate: certificate,
+        })
+    }
+}
+
+/// The DER of the client certificate the connection's handshake verified, if any.
+fn leaf(extensions: &http::Extensions) -> Option<Vec<u8>> {
+    extensions
+        .get::<TlsConnectInfo<TcpConnectInfo>>()
+        .and_then(TlsConnectInfo::peer_certs)
+        .and_then(|chain| chain.first().map(|leaf| leaf.as_ref().to_vec()))
 }
 
 impl RunToEndLayer {
-    /// At most `max` calls with a client certificate running at once, and at most a sixteenth
-    /// of `max` (at least one) without.
+    /// At most `max` calls with a client certificate running at once (at most a sixty-fourth
+    /// of `max`, at least one, with any one certificate), and at most a sixteenth of `max`
+    /// (at least one) without.
     pub(crate) fn new(max: usize) -> Self {
         Self {
             places: Places {
                 certified: Arc::new(Semaphore::new(max)),
                 anonymous: Arc::new(Semaphore::new((max / ANONYMOUS_SHARE).max(1))),
+                per_certificate: Arc::default(),
+                per_certificate_max: (max / PER_CERTIFICATE_SHARE).max(1),
             },
         }
     }
@@ -123,10 +195,10 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let place = Arc::clone(self.places.of(request.extensions())).try_acquire_owned();
+        let place = self.places.take(request.extensions());
         // Nothing of the call runs until the future is polled.
         let call = self.inner.call(request);
-        let Ok(place) = place else {
+        let Some(place) = place else {
             return Box::pin(call);
         };
         let task = tokio::spawn(async move {
@@ -273,6 +345,67 @@ mod tests {
             let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&anonymous)));
             assert!(futures::poll!(&mut call).is_pending());
             until("the call to start", || started.load(Ordering::SeqCst) == n).await;
+            held.push(call);
+        }
+
+        let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&device)));
+        assert!(futures::poll!(&mut call).is_pending());
+        until("the device's call to start", || {
+            started.load(Ordering::SeqCst) == 33
+        })
+        .await;
+        drop(call);
+        go.notify_one();
+        until("the device's call, its client gone, to end", || {
+            ended.load(Ordering::SeqCst) == 1
+        })
+        .await;
+        drop(held);
+    }
+
+    /// One client certificate (a device's, or a copy of it) cannot take every place of the
+    /// calls with a certificate: its calls beyond its share run in their connections' tasks,
+    /// and another device's call still runs to its end after its client hangs up.
+    #[tokio::test]
+    async fn one_certificate_cannot_take_every_place() {
+        let (hog, device) = (connection(true).await, connection(true).await);
+        let (go, started, ended) = (
+            Arc::new(Notify::new()),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let victim = device.peer_certs().unwrap()[0].as_ref().to_vec();
+        // The other device's call waits for `go`; the hog's never end.
+        let inner = {
+            let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
+            service_fn(move |request: http::Request<()>| {
+                let from_victim = request
+                    .extensions()
+                    .get::<TlsConnectInfo<TcpConnectInfo>>()
+                    .and_then(TlsConnectInfo::peer_certs)
+                    .is_some_and(|chain| chain[0].as_ref() == victim.as_slice());
+                let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
+                async move {
+                    started.fetch_add(1, Ordering::SeqCst);
+                    if from_victim {
+                        go.notified().await;
+                        ended.fetch_add(1, Ordering::SeqCst);
+                    } else {
+                        std::future::pending::<()>().await;
+                    }
+                    Ok::<_, std::convert::Infallible>(())
+                }
+            })
+        };
+        let mut service = RunToEndLayer::new(16).layer(inner);
+        let mut held = Vec::new();
+        for n in 1..=32 {
+            let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&hog)));
+            assert!(futures::poll!(&mut call).is_pending());
+            until("the hog's call to start", || {
+                started.load(Ordering::SeqCst) == n
+            })
+            .await;
             held.push(call);
         }
 

@@ -163,6 +163,71 @@ on_both_backends!(
     check_ins_on_every_lane_and_audited_changes_keep_one_chain,
 );
 
+/// Someone with the database writes a command's delivery count out of the range the
+/// controller reads (it reads such a count as `u32::MAX`): a compare-and-set from what was
+/// read must still match, or the command can never again be delivered, finished or
+/// cancelled ("kept changing under concurrent updates" at every try).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_count_out_of_range_does_not_freeze_its_command() {
+    use ward_controller::store::Priority;
+    let b = sqlite().await;
+    let device = enrolled(&b.store, 1).await;
+    let (one, _) = b
+        .store
+        .insert_command(&command(device, "k1"))
+        .await
+        .unwrap();
+    let (two, _) = b
+        .store
+        .insert_command(&command(device, "k2"))
+        .await
+        .unwrap();
+    let path = b._dir.as_ref().unwrap().path().join("ward.db");
+    let ids = [one.id.to_string(), two.id.to_string()];
+    tokio::task::spawn_blocking(move || {
+        let db = rusqlite::Connection::open(path).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        for (id, count) in ids.iter().zip([-1_i64, 1_i64 << 40]) {
+            db.execute(
+                "UPDATE commands SET deliveries = ?1 WHERE id = ?2",
+                rusqlite::params![count, id],
+            )
+            .unwrap();
+        }
+    })
+    .await
+    .unwrap();
+    let now = Timestamp::from_unix_ms(6);
+
+    let one = b.store.get_command(one.id).await.unwrap().unwrap();
+    assert_eq!(one.deliveries, u32::MAX);
+    let cancelled = one.apply(&Event::Cancelled, now).unwrap();
+    assert!(
+        b.store
+            .update_command(one.version(), &cancelled)
+            .await
+            .unwrap(),
+        "the compare-and-set from the count as read missed"
+    );
+
+    let two = b.store.get_command(two.id).await.unwrap().unwrap();
+    let delivered = two.apply(&Event::Delivered, now).unwrap();
+    let changes = vec![(two.version(), delivered)];
+    let written = b
+        .store
+        .write(Priority::High, move |tx| {
+            let changes = changes.clone();
+            Box::pin(async move { tx.update_commands(&changes).await })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        written,
+        [two.id],
+        "the compare-and-set of many from the count as read missed"
+    );
+}
+
 /// Two replicas on one PostgreSQL database (READ COMMITTED): a redelivery the other replica
 /// commits between a job's read of a command and its compare-and-set (a device's result
 /// finishing it, as `finish_command` does) is not overwritten with the delivery count the job

@@ -231,7 +231,9 @@ pub(super) async fn unfinished(
 }
 
 /// Writes `c` if the stored command still has version `expected` (compare-and-set on its
-/// state and delivery count). On PostgreSQL (read committed) an update that waited for
+/// state and delivery count, the count compared as `rows::command` reads it: one out of
+/// `u32`'s range, which only a hand edit writes, as `u32::MAX`, or the command could never
+/// change again). On PostgreSQL (read committed) an update that waited for
 /// another transaction's write to the row compares with what that one committed.
 pub(super) async fn update(
     conn: &mut AnyConnection,
@@ -243,7 +245,9 @@ pub(super) async fn update(
         "UPDATE commands SET state = $1, failure_reason = $2, delivered_at = $3,
              acknowledged_at = $4, finished_at = $5, deliveries = $6, receipt_body = $7,
              receipt_signature = $8, receipt_verified = $9, receipt_error = $10, approved_by = $11
-         WHERE id = $12 AND state = $13 AND deliveries = $14",
+         WHERE id = $12 AND state = $13
+           AND (CASE WHEN deliveries BETWEEN 0 AND 4294967295 THEN deliveries
+                ELSE 4294967295 END) = $14",
     )
     .bind(c.state.as_str())
     .bind(&c.failure_reason)
@@ -311,7 +315,8 @@ pub(super) async fn update_many(
             &placeholders::tuples(chunk.len(), COLUMNS, 1),
             ") AS v
              WHERE commands.id = v.column1 AND commands.state = v.column2
-               AND commands.deliveries = v.column14
+               AND (CASE WHEN commands.deliveries BETWEEN 0 AND 4294967295
+                    THEN commands.deliveries ELSE 4294967295 END) = v.column14
              RETURNING id",
         ]
         .concat();
