@@ -39,3 +39,25 @@ async fn a_revoked_device_is_refused_at_every_call_with_the_reason_its_agent_act
     assert!(refusal(app, &bob.certificate).await.is_none());
     assert!(app.active_device(bob.device.id).await.is_ok());
 }
+
+#[tokio::test]
+async fn a_retired_device_is_refused_as_retired_not_as_revoked() {
+    let f = fixture();
+    let app = &f.app;
+    let eve = enroll_current(app, "eve@hospital.example", "eve-laptop").await;
+    // Its stream has it in memory as active before the retirement.
+    assert!(app.active_device(eve.device.id).await.is_ok());
+    let (_, retire) = app
+        .retire_device(&admin(), &DeviceRef::from(eve.device.id), "end of life")
+        .await
+        .unwrap();
+    // The job revokes the device, then retires it: what this replica keeps is the latter.
+    assert_eq!(
+        eve.run(app, &retire, true).await,
+        crate::core::CommandState::Succeeded
+    );
+    for _ in 0..2 {
+        let stream = app.active_device(eve.device.id).await.unwrap_err();
+        assert!(stream.to_string().contains("has been retired"), "{stream}");
+    }
+}

@@ -6,7 +6,7 @@ use tracing::info;
 use super::{App, AppError, audit, commands, lifecycle};
 use crate::core::audit::AuditEvent;
 use crate::core::refs::{DeviceRef, HostName};
-use crate::core::{Admin, Device, DeviceId, Timestamp, UserEmail};
+use crate::core::{Admin, Device, DeviceId, DeviceState, Timestamp, UserEmail};
 use crate::store::tx::Tx;
 use crate::store::{Announcement, StoreError};
 
@@ -114,7 +114,14 @@ impl App {
         for serial in &revoked.serials {
             self.revoked.insert(serial);
         }
-        self.reads.device_changed(id);
+        if revoked.serials.is_empty() {
+            self.reads.device_changed(id);
+        } else {
+            // Certificates still in use were revoked, so the device was not retired (a
+            // retirement revokes them all first): it is revoked now. A job that goes on to
+            // retire it says so after this (`device_changed`), and the cache forgets it.
+            self.reads.device_now(id, DeviceState::Revoked);
+        }
         info!(device_id = %id, actor = revoked.actor, why = revoked.why, certificates = revoked.serials.len(), "device revoked");
         // Its open stream re-checks the device and closes. This replica's list already holds
         // the serials (reloading the whole list per revocation made a mass offboarding

@@ -171,6 +171,16 @@ impl Reads {
         lock(&self.devices).forget(&id);
     }
 
+    /// A job this replica committed left the device in `state`: kept as refused at once
+    /// (after a generation step, so a read older than the commit cannot replace it), so its
+    /// stream and its agent's next calls need not read the store to learn it.
+    pub(super) fn device_now(&self, id: DeviceId, state: DeviceState) {
+        let mut devices = lock(&self.devices);
+        devices.forget(&id);
+        let now = devices.number;
+        devices.fill(now, id, KnownDevice::Refused(state));
+    }
+
     /// Something concerns the device: a command, or a change of its user's policy override
     /// (announced as work for each of the user's devices). Its user's policy is read again;
     /// every user's, when the device is not known here.
