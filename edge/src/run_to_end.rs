@@ -313,54 +313,7 @@ mod tests {
     async fn calls_without_a_client_certificate_cannot_take_every_place() {
         let (anonymous, device) = (connection(false).await, connection(true).await);
         assert!(anonymous.peer_certs().is_none() && device.peer_certs().is_some());
-        let (go, started, ended) = (
-            Arc::new(Notify::new()),
-            Arc::new(AtomicUsize::new(0)),
-            Arc::new(AtomicUsize::new(0)),
-        );
-        // The device's call waits for `go`; the others never end.
-        let inner = {
-            let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
-            service_fn(move |request: http::Request<()>| {
-                let from_device = request
-                    .extensions()
-                    .get::<TlsConnectInfo<TcpConnectInfo>>()
-                    .is_some_and(|c| c.peer_certs().is_some());
-                let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
-                async move {
-                    started.fetch_add(1, Ordering::SeqCst);
-                    if from_device {
-                        go.notified().await;
-                        ended.fetch_add(1, Ordering::SeqCst);
-                    } else {
-                        std::future::pending::<()>().await;
-                    }
-                    Ok::<_, std::convert::Infallible>(())
-                }
-            })
-        };
-        let mut service = RunToEndLayer::new(16).layer(inner);
-        let mut held = Vec::new();
-        for n in 1..=32 {
-            let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&anonymous)));
-            assert!(futures::poll!(&mut call).is_pending());
-            until("the call to start", || started.load(Ordering::SeqCst) == n).await;
-            held.push(call);
-        }
-
-        let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&device)));
-        assert!(futures::poll!(&mut call).is_pending());
-        until("the device's call to start", || {
-            started.load(Ordering::SeqCst) == 33
-        })
-        .await;
-        drop(call);
-        go.notify_one();
-        until("the device's call, its client gone, to end", || {
-            ended.load(Ordering::SeqCst) == 1
-        })
-        .await;
-        drop(held);
+        victims_call_runs_to_its_end(&anonymous, &device).await;
     }
 
     /// One client certificate (a device's, or a copy of it) cannot take every place of the
@@ -369,13 +322,22 @@ mod tests {
     #[tokio::test]
     async fn one_certificate_cannot_take_every_place() {
         let (hog, device) = (connection(true).await, connection(true).await);
+        victims_call_runs_to_its_end(&hog, &device).await;
+    }
+
+    /// `hog` makes 32 calls that never end (twice the layer's 16 places); then the victim's
+    /// call, whose client hangs up at once, must still run to its end.
+    async fn victims_call_runs_to_its_end(
+        hog: &TlsConnectInfo<TcpConnectInfo>,
+        victim: &TlsConnectInfo<TcpConnectInfo>,
+    ) {
         let (go, started, ended) = (
             Arc::new(Notify::new()),
             Arc::new(AtomicUsize::new(0)),
             Arc::new(AtomicUsize::new(0)),
         );
-        let victim = device.peer_certs().unwrap()[0].as_ref().to_vec();
-        // The other device's call waits for `go`; the hog's never end.
+        let victim_leaf = victim.peer_certs().unwrap()[0].as_ref().to_vec();
+        // The victim's call waits for `go`; the hog's never end.
         let inner = {
             let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
             service_fn(move |request: http::Request<()>| {
@@ -383,7 +345,7 @@ mod tests {
                     .extensions()
                     .get::<TlsConnectInfo<TcpConnectInfo>>()
                     .and_then(TlsConnectInfo::peer_certs)
-                    .is_some_and(|chain| chain[0].as_ref() == victim.as_slice());
+                    .is_some_and(|chain| chain[0].as_ref() == victim_leaf.as_slice());
                 let (go, started, ended) = (go.clone(), started.clone(), ended.clone());
                 async move {
                     started.fetch_add(1, Ordering::SeqCst);
@@ -400,7 +362,7 @@ mod tests {
         let mut service = RunToEndLayer::new(16).layer(inner);
         let mut held = Vec::new();
         for n in 1..=32 {
-            let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&hog)));
+            let mut call = Box::pin(service.ready().await.unwrap().call(call_on(hog)));
             assert!(futures::poll!(&mut call).is_pending());
             until("the hog's call to start", || {
                 started.load(Ordering::SeqCst) == n
@@ -409,15 +371,15 @@ mod tests {
             held.push(call);
         }
 
-        let mut call = Box::pin(service.ready().await.unwrap().call(call_on(&device)));
+        let mut call = Box::pin(service.ready().await.unwrap().call(call_on(victim)));
         assert!(futures::poll!(&mut call).is_pending());
-        until("the device's call to start", || {
+        until("the victim's call to start", || {
             started.load(Ordering::SeqCst) == 33
         })
         .await;
         drop(call);
         go.notify_one();
-        until("the device's call, its client gone, to end", || {
+        until("the victim's call, its client gone, to end", || {
             ended.load(Ordering::SeqCst) == 1
         })
         .await;

@@ -7,8 +7,9 @@ use std::time::Duration;
 use tokio::sync::Notify;
 
 use super::AppError;
+use super::commands::{Issuer, new_command};
 use super::test_fixture::{enroll_current, fixture};
-use crate::core::{Command, CommandId, CommandKind, CommandState, WipeScope};
+use crate::core::{CommandKind, IdempotencyKey, WipeScope};
 use crate::store::{Priority, Store, StoreError};
 
 const ALICE: &str = "alice@hospital.example";
@@ -31,27 +32,20 @@ async fn an_offboarding_committed_between_the_renewals_read_and_its_write_refuse
     let f = fixture();
     let device = enroll_current(&f.app, ALICE, "alice-1").await;
     let id = device.device.id;
-    let wipe = Command {
-        id: CommandId::new_random(),
-        device_id: id,
-        kind: CommandKind::Wipe {
+    // The offboarding's wipe, made as the offboarding makes it.
+    let wipe = new_command(
+        &Issuer::controller(),
+        id,
+        CommandKind::Wipe {
             scope: WipeScope::Messaging,
         },
-        state: CommandState::Queued,
-        reason: "left".into(),
-        failure_reason: None,
-        idempotency_key: "offboard-alice-1".into(),
-        created_by: "admin".into(),
-        created_at: f.app.now(),
-        deadline: None,
-        delivered_at: None,
-        acknowledged_at: None,
-        finished_at: None,
-        deliveries: 0,
-        receipt: None,
-        approved_by: None,
-        revoke_after: true,
-    };
+        "left",
+        &IdempotencyKey::System("offboard-alice-1".into()),
+        false,
+        true,
+        f.app.now(),
+    )
+    .unwrap();
     let key = ward_certs::PrivateKeyDer::generate().unwrap();
     let csr =
         ward_certs::VerifiedCsr::from_der(&ward_certs::csr::make_csr(&key, "laptop").unwrap())
