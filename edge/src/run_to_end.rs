@@ -90,22 +90,14 @@ impl Drop for CertificatePlace {
 }
 
 impl Places {
-    /// The pool of a call with these extensions: tonic puts the TLS connection's peer
-    /// certificates there (a certificate present passed the handshake's verification, the
-    /// revocation list's included; a connection whose certificate is revoked later is cut).
-    fn of(&self, extensions: &http::Extensions) -> &Arc<Semaphore> {
-        if leaf(extensions).is_some() {
-            &self.certified
-        } else {
-            &self.anonymous
-        }
-    }
-
     /// A place for a call with these extensions, if its pool has one and its client
-    /// certificate (if any) holds fewer than its share.
+    /// certificate (if any) holds fewer than its share. Tonic puts the TLS connection's peer
+    /// certificates there (a certificate present passed the handshake's verification, the
+    /// revocation list's included; a connection whose certificate is revoked later is cut):
+    /// a call with one takes a certified place, any other an anonymous one.
     fn take(&self, extensions: &http::Extensions) -> Option<Place> {
-        let certificate = match leaf(extensions) {
-            None => None,
+        let (certificate, pool) = match leaf(extensions) {
+            None => (None, &self.anonymous),
             Some(leaf) => {
                 let mut held = self
                     .per_certificate
@@ -116,14 +108,15 @@ impl Places {
                     return None;
                 }
                 *n += 1;
-                Some(CertificatePlace {
+                let place = CertificatePlace {
                     held: Arc::clone(&self.per_certificate),
                     leaf,
-                })
+                };
+                (Some(place), &self.certified)
             }
         };
         // A certificate's place taken above is given back if the pool has none.
-        let permit = Arc::clone(self.of(extensions)).try_acquire_owned().ok()?;
+        let permit = Arc::clone(pool).try_acquire_owned().ok()?;
         Some(Place {
             _permit: permit,
             _certificate: certificate,
