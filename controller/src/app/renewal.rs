@@ -428,26 +428,29 @@ impl App {
             .get_device(id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("device {id} is not enrolled")))?;
-        self.keys_of(&device).await
+        Ok(enrolled_key(&device).into_iter().collect())
     }
 
     /// The device's key history, for verifying what it signed.
     pub(super) async fn keys_of(&self, device: &Device) -> Result<Vec<DeviceKey>, AppError> {
-        let mut keys = self.store.device_keys(device.id).await?;
-        // A device recorded before key histories: its one key.
-        if keys.is_empty()
-            && let Some(spki) = &device.public_key_der
-        {
-            keys.push(DeviceKey {
-                serial: device.certificate_serial.clone(),
-                public_key_der: spki.clone(),
-                issued_at: device.enrolled_at,
-                in_use_at: Some(device.enrolled_at),
-                replaced_at: None,
-            });
+        let keys = self.store.device_keys(device.id).await?;
+        if keys.is_empty() {
+            return Ok(enrolled_key(device).into_iter().collect());
         }
         Ok(keys)
     }
+}
+
+/// The one key of a device recorded before key histories.
+fn enrolled_key(device: &Device) -> Option<DeviceKey> {
+    let spki = device.public_key_der.as_ref()?;
+    Some(DeviceKey {
+        serial: device.certificate_serial.clone(),
+        public_key_der: spki.clone(),
+        issued_at: device.enrolled_at,
+        in_use_at: Some(device.enrolled_at),
+        replaced_at: None,
+    })
 }
 
 /// How far the device's own clock is trusted when a receipt with a replaced key says when
