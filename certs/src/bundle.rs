@@ -261,6 +261,42 @@ mod tests {
         assert!(matches!(err, BundleError::Encrypted { .. }), "{err}");
     }
 
+    /// The bundle holds the admin's key in the clear: written 0600, never over an existing
+    /// file, and never through a symlink planted where it goes (a dangling one included: the
+    /// key would land wherever it points).
+    #[test]
+    fn a_new_bundle_is_private_and_never_written_over_a_file_or_through_a_symlink() {
+        use std::os::unix::fs::PermissionsExt;
+        let (certificate_der, ca_der, key) = parts();
+        let bundle = AdminBundle {
+            certificate_der,
+            ca_der,
+            other_cas: Vec::new(),
+            key,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("admin.pem");
+        bundle.write_new(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(
+            bundle.write_new(&path).is_err(),
+            "an existing bundle was replaced"
+        );
+
+        let elsewhere = dir.path().join("elsewhere.pem");
+        let link = dir.path().join("link.pem");
+        std::os::unix::fs::symlink(&elsewhere, &link).unwrap();
+        assert!(
+            bundle.write_new(&link).is_err(),
+            "written through a symlink"
+        );
+        assert!(
+            !elsewhere.exists(),
+            "the key landed where the symlink points"
+        );
+    }
+
     #[test]
     fn a_plain_bundle_is_read_as_plain() {
         let (certificate_der, ca_der, key) = parts();
