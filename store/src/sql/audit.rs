@@ -3,7 +3,7 @@
 use sqlx::AnyConnection;
 use sqlx::Row;
 
-use super::placeholders::{self, ROWS_PER_STATEMENT};
+use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
 use crate::rows::{self, corrupt, db};
 use crate::{AuditFilter, HeadKey, StoreError};
 use ward_core::Timestamp;
@@ -21,6 +21,7 @@ pub(super) async fn append_all(
     events: &[(AuditEvent, Timestamp)],
     key: &dyn HeadKey,
 ) -> Result<(Appended, Vec<AuditEntry>), StoreError> {
+    let numbering = Numbering::of(conn);
     let Some(((first, first_at), rest)) = events.split_first() else {
         return Err(StoreError::Corrupt("an audit append with no event".into()));
     };
@@ -48,7 +49,7 @@ pub(super) async fn append_all(
         let statement = [
             "INSERT INTO audit_log (seq, at, actor, action, target, details, prev_hash, hash) \
              VALUES ",
-            &placeholders::tuples(chunk.len(), 8, 1),
+            &placeholders::tuples(numbering, chunk.len(), 8),
         ]
         .concat();
         let mut insert = sqlx::query(&statement);

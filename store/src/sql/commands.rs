@@ -4,7 +4,7 @@ use std::collections::{HashMap, HashSet};
 
 use sqlx::AnyConnection;
 
-use super::placeholders::{self, ROWS_PER_STATEMENT};
+use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
 use crate::StoreError;
 use crate::rows::{self, corrupt, db};
 use ward_core::{
@@ -44,6 +44,7 @@ pub(super) async fn insert_many(
     conn: &mut AnyConnection,
     commands: &[Command],
 ) -> Result<Vec<(Command, bool)>, StoreError> {
+    let numbering = Numbering::of(conn);
     const COLUMNS: usize = 12;
     let mut inserted: HashMap<CommandId, Command> = HashMap::with_capacity(commands.len());
     for chunk in commands.chunks(ROWS_PER_STATEMENT) {
@@ -52,7 +53,7 @@ pub(super) async fn insert_many(
             "INSERT INTO commands (id, device_id, kind, scope, lock_message, state, reason,
                  idempotency_key, created_by, created_at, deadline, revoke_after)
              VALUES ",
-            &placeholders::tuples(chunk.len(), COLUMNS, 1),
+            &placeholders::tuples(numbering, chunk.len(), COLUMNS),
             " ON CONFLICT (idempotency_key) DO NOTHING
              RETURNING *",
         ]
@@ -90,7 +91,7 @@ pub(super) async fn insert_many(
     for chunk in taken.chunks(ROWS_PER_STATEMENT) {
         let statement = [
             "SELECT * FROM commands WHERE idempotency_key IN (",
-            &placeholders::list(chunk.len(), 1),
+            &placeholders::list(numbering, chunk.len()),
             ")",
         ]
         .concat();
@@ -274,11 +275,12 @@ pub(super) async fn get_many(
     conn: &mut AnyConnection,
     ids: &[CommandId],
 ) -> Result<Vec<Command>, StoreError> {
+    let numbering = Numbering::of(conn);
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
         let statement = [
             "SELECT * FROM commands WHERE id IN (",
-            &placeholders::list(chunk.len(), 1),
+            &placeholders::list(numbering, chunk.len()),
             ")",
         ]
         .concat();
@@ -300,6 +302,7 @@ pub(super) async fn update_many(
     conn: &mut AnyConnection,
     changes: &[(CommandVersion, Command)],
 ) -> Result<Vec<CommandId>, StoreError> {
+    let numbering = Numbering::of(conn);
     // One statement for many rows: the new values travel as a VALUES list, whose columns both
     // databases name column1, column2, …
     const COLUMNS: usize = 14;
@@ -312,7 +315,7 @@ pub(super) async fn update_many(
                  receipt_signature = v.column10, receipt_verified = v.column11,
                  receipt_error = v.column12, approved_by = v.column13
              FROM (VALUES ",
-            &placeholders::tuples(chunk.len(), COLUMNS, 1),
+            &placeholders::tuples(numbering, chunk.len(), COLUMNS),
             ") AS v
              WHERE commands.id = v.column1 AND commands.state = v.column2
                AND (CASE WHEN commands.deliveries BETWEEN 0 AND 4294967295
