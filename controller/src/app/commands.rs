@@ -420,15 +420,12 @@ impl App {
 
     /// Hands newly committed commands to their devices' open streams on this replica (the
     /// command itself, so the stream needs no read), and tells the other replicas, whose
-    /// streams read the store, in as few messages as possible.
+    /// streams read the store, in the background and in as few messages as possible.
     pub(super) async fn publish(&self, commands: &[Command]) {
-        let mut work = Vec::with_capacity(commands.len());
         for command in commands.iter().filter(|c| c.state == CommandState::Queued) {
             self.hub.push(command);
-            work.push(Announcement::DeviceWork(command.device_id));
-        }
-        if let Err(e) = self.store.announce_all(&work).await {
-            warn!(error = %e, commands = work.len(), "cannot notify the other controller replicas");
+            self.announce(Announcement::DeviceWork(command.device_id))
+                .await;
         }
     }
 

@@ -15,7 +15,7 @@ use crate::core::{
     IdempotencyKey, Timestamp, UserEmail, WipeScope,
 };
 use crate::store::tx::Tx;
-use crate::store::{Announcement, Priority, StoreError};
+use crate::store::{Priority, StoreError};
 
 /// The key of the offboarding wipe of one device: a rerun finds it.
 fn offboard_key(user: &UserEmail, device: DeviceId) -> IdempotencyKey {
@@ -232,7 +232,9 @@ impl App {
         Ok(report)
     }
 
-    /// What follows the commit of an offboarding: its commands pushed to their devices.
+    /// What follows the commit of an offboarding: its commands pushed to their devices'
+    /// streams as they are (no stream reads the store for them; nothing cached changed: the
+    /// devices stay active until their wipes end), the other replicas told.
     pub(super) async fn offboarding_started(
         &self,
         user: &UserEmail,
@@ -244,11 +246,7 @@ impl App {
         for command in issued {
             info!(command_id = %command.id, device_id = %command.device_id, kind = command.kind.name(), created_by = %by, "command queued");
         }
-        let work: Vec<Announcement> = issued
-            .iter()
-            .map(|c| Announcement::DeviceWork(c.device_id))
-            .collect();
-        self.signal_all(&work).await;
+        self.publish(issued).await;
         info!(user = %user, devices, issued = issued.len(), tokens, "offboarding started");
     }
 

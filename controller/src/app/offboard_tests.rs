@@ -108,3 +108,31 @@ async fn revoke_and_return_need_a_reason_and_return_waits_for_lost_mode_to_end()
     assert_eq!(details["reason"], "stolen, certificate copied");
     assert_eq!(details["why"], "by an admin");
 }
+
+/// An offboarding's wipes reach the devices' open streams as the commands themselves: a
+/// stream hands each on without reading the store (ten thousand devices of one user were ten
+/// thousand reads of their unfinished commands, and of each device and policy, whose cached
+/// copies a "go look" wake-up dropped).
+#[tokio::test]
+async fn an_offboarding_pushes_its_wipes_to_the_open_streams() {
+    let fixture = fixture();
+    let app = &fixture.app;
+    let (device, _) = enroll(app, ALICE).await;
+    let stream = app.hub().subscribe(device.id);
+
+    let report = app
+        .offboard_user(&admin(), &email(ALICE), "left the hospital")
+        .await
+        .unwrap();
+    let wipe = report.devices[0].command.clone().unwrap();
+
+    let mail = tokio::time::timeout(std::time::Duration::from_secs(5), stream.next())
+        .await
+        .expect("the offboarding reached the device's stream");
+    let pushed: Vec<_> = mail.commands.iter().map(|c| c.id).collect();
+    assert_eq!(pushed, vec![wipe.id], "the wipe itself is pushed");
+    assert!(
+        !mail.read_again,
+        "the stream is told to read the store again, as if the wipe were another replica's"
+    );
+}

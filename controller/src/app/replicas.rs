@@ -53,15 +53,6 @@ impl App {
         self.announcer.send(event);
     }
 
-    /// Acts on `events` here and tells the other replicas in as few messages as possible
-    /// (a bulk action's thousands of devices).
-    pub async fn signal_all(&self, events: &[Announcement]) {
-        self.apply_all(events).await;
-        for event in events {
-            self.announcer.send(*event);
-        }
-    }
-
     /// Acts on an event from this or another replica.
     async fn apply(&self, event: Announcement) {
         self.apply_all(&[event]).await;
