@@ -439,6 +439,7 @@ impl App {
                 &Event::Delivered,
                 None,
                 CONTROLLER,
+                None,
             )
             .await
         {
@@ -479,21 +480,17 @@ impl App {
         device: DeviceId,
         id: CommandId,
     ) -> Result<Acknowledgement, AppError> {
-        let command = self.device_command(device, id).await?;
-        if command.state == CommandState::Acknowledged {
-            // A retry after the agent lost our answer.
-            return Ok(Acknowledgement {
-                proceed: true,
-                state: command.state,
-            });
-        }
+        // The command is read inside the transitions' job, one statement for the many
+        // devices that acknowledge at once (ten thousand after an offboarding), and must be
+        // this device's.
         match self
             .transition_from(
-                command.id,
-                Some(command.clone()),
+                id,
+                None,
                 &Event::Acknowledged,
                 None,
                 &device_actor(device),
+                Some(device),
             )
             .await
         {
@@ -502,11 +499,9 @@ impl App {
                 state: acked.state,
             }),
             Err(AppError::FailedPrecondition(_)) => {
-                let now = self
-                    .store
-                    .get_command(command.id)
-                    .await?
-                    .map_or(command.state, |c| c.state);
+                // Acknowledged already (a retry after the agent lost our answer), or finished
+                // or cancelled: it proceeds only in the first case.
+                let now = self.device_command(device, id).await?.state;
                 Ok(Acknowledgement {
                     proceed: now == CommandState::Acknowledged,
                     state: now,
@@ -657,11 +652,13 @@ impl App {
         receipt: Option<Receipt>,
         actor: &str,
     ) -> Result<Command, AppError> {
-        self.transition_from(id, None, event, receipt, actor).await
+        self.transition_from(id, None, event, receipt, actor, None)
+            .await
     }
 
     /// [`App::transition_with`], trying first from `known` (the command as the caller holds
-    /// it, which spares a read when it is still current).
+    /// it, which spares a read when it is still current), by `actor` and, when a device asks,
+    /// only on that device's command.
     async fn transition_from(
         &self,
         id: CommandId,
@@ -669,6 +666,7 @@ impl App {
         event: &Event,
         receipt: Option<Receipt>,
         actor: &str,
+        device: Option<DeviceId>,
     ) -> Result<Command, AppError> {
         for _ in 0..CAS_ATTEMPTS {
             let request = transitions::Request {
@@ -677,6 +675,7 @@ impl App {
                 event: event.clone(),
                 receipt: receipt.clone(),
                 actor: actor.to_owned(),
+                device,
             };
             let (was, next) = match self.transitions.run(request).await? {
                 transitions::Outcome::Done { was, next } => (was, *next),

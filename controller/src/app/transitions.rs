@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::AppError;
 use super::commands::transition_event;
-use crate::core::{Clock, Command, CommandId, CommandState, Event, Receipt};
+use crate::core::{Clock, Command, CommandId, CommandState, DeviceId, Event, Receipt};
 use crate::store::{Priority, Store, StoreError};
 
 /// The most requests one job takes.
@@ -27,6 +27,9 @@ pub(super) struct Request {
     pub event: Event,
     pub receipt: Option<Receipt>,
     pub actor: String,
+    /// When set, the command must be this device's: another device's is refused as unknown
+    /// (a device learns nothing of others' commands).
+    pub device: Option<DeviceId>,
 }
 
 #[derive(Debug)]
@@ -124,16 +127,23 @@ async fn run(
                 // later one reads again after it.
                 let mut taken = HashSet::new();
                 for request in &requests {
-                    let current = match request.known.as_ref().or_else(|| read.get(&request.id)) {
-                        Some(current) => current,
-                        None => {
-                            outcomes.push(Outcome::Refused(AppError::NotFound(format!(
-                                "no command {}",
-                                request.id
-                            ))));
-                            planned.push(None);
-                            continue;
-                        }
+                    let current = request.known.as_ref().or_else(|| read.get(&request.id));
+                    let current = match (current, request.device) {
+                        (Some(current), Some(device)) if current.device_id != device => None,
+                        (current, _) => current,
+                    };
+                    let Some(current) = current else {
+                        let whose = if request.device.is_some() {
+                            " for this device"
+                        } else {
+                            ""
+                        };
+                        outcomes.push(Outcome::Refused(AppError::NotFound(format!(
+                            "no command {}{whose}",
+                            request.id
+                        ))));
+                        planned.push(None);
+                        continue;
                     };
                     if !taken.insert(request.id) {
                         outcomes.push(Outcome::Changed);
