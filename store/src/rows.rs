@@ -4,8 +4,9 @@
 
 use std::str::FromStr;
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, Row};
 use ward_certs::AdminName;
 
 use super::StoreError;
@@ -30,6 +31,37 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
         return StoreError::Overloaded;
     }
     StoreError::Database(e.to_string())
+}
+
+/// The row `query` finds, if any, turned into a record by `read` (one of this module's
+/// readers).
+pub(crate) async fn read_optional<'q, T>(
+    conn: &mut AnyConnection,
+    query: Query<'q, Any, AnyArguments<'q>>,
+    read: impl FnOnce(&AnyRow) -> Result<T, StoreError>,
+) -> Result<Option<T>, StoreError> {
+    query
+        .fetch_optional(conn)
+        .await
+        .map_err(db)?
+        .as_ref()
+        .map(read)
+        .transpose()
+}
+
+/// Every row `query` finds, in its order, each turned into a record by `read`.
+pub(crate) async fn read_all<'q, T>(
+    conn: &mut AnyConnection,
+    query: Query<'q, Any, AnyArguments<'q>>,
+    read: impl FnMut(&AnyRow) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError> {
+    query
+        .fetch_all(conn)
+        .await
+        .map_err(db)?
+        .iter()
+        .map(read)
+        .collect()
 }
 
 /// PostgreSQL's SQLSTATE for `lock_timeout` reached.

@@ -173,11 +173,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         request: Request<ListDevicesRequest>,
     ) -> Result<Response<ListDevicesResponse>, Status> {
         let req = request.get_ref().clone();
-        let scope = if req.user.is_empty() {
-            "devices".to_owned()
-        } else {
-            req.user.clone()
-        };
+        let scope = asked_or(&req.user, "devices");
         let admin = self.admin(&request, Permission::Read, &scope).await?;
         let listed = async {
             let user = optional_user(&req.user)?;
@@ -395,11 +391,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         request: Request<ListCommandsRequest>,
     ) -> Result<Response<ListCommandsResponse>, Status> {
         let req = request.get_ref().clone();
-        let scope = if req.device_id.is_empty() {
-            "commands".to_owned()
-        } else {
-            req.device_id.clone()
-        };
+        let scope = asked_or(&req.device_id, "commands");
         let admin = self.admin(&request, Permission::Read, &scope).await?;
         let state = command_state_from_wire(req.state)?;
         let limit = list_limit(req.limit)?;
@@ -481,11 +473,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         request: Request<GetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
         let user = request.get_ref().user.clone();
-        let scope = if user.is_empty() {
-            "default policy".to_owned()
-        } else {
-            user.clone()
-        };
+        let scope = asked_or(&user, "default policy");
         let admin = self.admin(&request, Permission::Read, &scope).await?;
         let result = async { self.app.get_policy(optional_user(&user)?.as_ref()).await }.await;
         let policy = self
@@ -503,10 +491,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<SetPolicyRequest>,
     ) -> Result<Response<Policy>, Status> {
-        let scope = match request.get_ref().user.as_str() {
-            "" => "default policy".to_owned(),
-            user => user.to_owned(),
-        };
+        let scope = asked_or(&request.get_ref().user, "default policy");
         let actor = self.admin(&request, Permission::Policy, &scope).await?;
         let req = request.into_inner();
         let changes = policy_changes_from_wire(&req)?;
@@ -571,11 +556,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         request: Request<ListAuditRequest>,
     ) -> Result<Response<ListAuditResponse>, Status> {
         let req = request.get_ref().clone();
-        let scope = if req.device.is_empty() {
-            "audit log".to_owned()
-        } else {
-            req.device.clone()
-        };
+        let scope = asked_or(&req.device, "audit log");
         let admin = self.admin(&request, Permission::Read, &scope).await?;
         let limit = list_limit(req.limit)?;
         let timestamp = |ms: i64| (ms != 0).then(|| ward_core::Timestamp::from_unix_ms(ms));
@@ -863,11 +844,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
         request: Request<ListEnrollmentTokensRequest>,
     ) -> Result<Response<ListEnrollmentTokensResponse>, Status> {
         let user = request.get_ref().user.clone();
-        let scope = if user.is_empty() {
-            "tokens".to_owned()
-        } else {
-            user.clone()
-        };
+        let scope = asked_or(&user, "tokens");
         let admin = self.admin(&request, Permission::Read, &scope).await?;
         let result = async { self.app.list_tokens(optional_user(&user)?.as_ref()).await }.await;
         let tokens = self
@@ -1183,6 +1160,16 @@ fn list_limit(asked: u32) -> Result<usize, Status> {
         _ => Err(Status::invalid_argument(format!(
             "limit {asked} is too large: ask for at most {LIST_MAX} and page (or narrow the filter)"
         ))),
+    }
+}
+
+/// What a list or policy call is about, for authorization and the audit: the user or
+/// device asked for, or `everything` (what the call covers) when none was.
+fn asked_or(asked: &str, everything: &str) -> String {
+    if asked.is_empty() {
+        everything.to_owned()
+    } else {
+        asked.to_owned()
     }
 }
 

@@ -8,7 +8,7 @@ use ward_certs::{AdminName, Identity};
 
 use super::{Backend, certificates};
 use crate::StoreError;
-use crate::rows::{self, db};
+use crate::rows::{self, db, read_all, read_optional};
 use ward_core::admins::{AdminRequest, RevokeOutcome};
 use ward_core::{Admin, AdminRole, CertificateRecord, Timestamp};
 
@@ -92,24 +92,13 @@ pub(super) async fn get(
     conn: &mut AnyConnection,
     name: &AdminName,
 ) -> Result<Option<Admin>, StoreError> {
-    sqlx::query(SELECT_ADMIN)
-        .bind(name.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::admin)
-        .transpose()
+    let query = sqlx::query(SELECT_ADMIN).bind(name.as_str());
+    read_optional(conn, query, rows::admin).await
 }
 
 pub(super) async fn list(conn: &mut AnyConnection) -> Result<Vec<Admin>, StoreError> {
-    sqlx::query(SELECT_ADMINS)
-        .fetch_all(conn)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(rows::admin)
-        .collect()
+    let query = sqlx::query(SELECT_ADMINS);
+    read_all(conn, query, rows::admin).await
 }
 
 /// Gives the admin a new certificate and revokes its others; `None` when there is no such
@@ -236,31 +225,21 @@ pub(super) async fn request(
     name: &AdminName,
     now: Timestamp,
 ) -> Result<Option<AdminRequest>, StoreError> {
-    sqlx::query(OPEN_REQUEST)
+    let query = sqlx::query(OPEN_REQUEST)
         .bind(name.as_str())
-        .bind(now.unix_ms())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::admin_request)
-        .transpose()
+        .bind(now.unix_ms());
+    read_optional(conn, query, rows::admin_request).await
 }
 
 pub(super) async fn requests(
     conn: &mut AnyConnection,
     now: Timestamp,
 ) -> Result<Vec<AdminRequest>, StoreError> {
-    sqlx::query(
+    let query = sqlx::query(
         "SELECT * FROM admin_requests WHERE used_at IS NULL AND expires_at > $1 ORDER BY name",
     )
-    .bind(now.unix_ms())
-    .fetch_all(conn)
-    .await
-    .map_err(db)?
-    .iter()
-    .map(rows::admin_request)
-    .collect()
+    .bind(now.unix_ms());
+    read_all(conn, query, rows::admin_request).await
 }
 
 /// Approves the open request, if it is not approved yet.

@@ -4,7 +4,7 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 
 use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
-use crate::rows::{self, corrupt, db};
+use crate::rows::{self, corrupt, db, read_all};
 use crate::{AuditFilter, HeadKey, StoreError};
 use ward_core::Timestamp;
 use ward_core::audit::{
@@ -102,7 +102,7 @@ pub(super) async fn list(
     filter: &AuditFilter,
 ) -> Result<Vec<AuditEntry>, StoreError> {
     // A device's trail: entries about the device, and about any of its commands.
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT * FROM audit_log
          WHERE ($1 IS NULL OR at >= $1) AND ($2 IS NULL OR actor = $2)
            AND ($3 IS NULL OR target = $3) AND seq > $4
@@ -118,11 +118,8 @@ pub(super) async fn list(
     .bind(i64::try_from(filter.after_seq.unwrap_or(0)).unwrap_or(i64::MAX))
     .bind(filter.limit.map_or(i64::MAX, i64::from))
     .bind(filter.until.map(Timestamp::unix_ms))
-    .bind(filter.device.map(|d| d.to_string()))
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.iter().map(rows::audit_entry).collect()
+    .bind(filter.device.map(|d| d.to_string()));
+    read_all(conn, query, rows::audit_entry).await
 }
 
 pub(super) async fn head(conn: &mut AnyConnection) -> Result<AuditHead, StoreError> {

@@ -3,7 +3,7 @@
 use sqlx::AnyConnection;
 
 use crate::StoreError;
-use crate::rows::{self, db};
+use crate::rows::{self, db, read_all, read_optional};
 use ward_core::{CertificateRecord, Timestamp};
 
 pub(super) async fn insert(
@@ -31,14 +31,8 @@ pub(super) async fn get(
     conn: &mut AnyConnection,
     serial: &str,
 ) -> Result<Option<CertificateRecord>, StoreError> {
-    sqlx::query("SELECT * FROM certificates WHERE serial = $1")
-        .bind(serial)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::certificate)
-        .transpose()
+    let query = sqlx::query("SELECT * FROM certificates WHERE serial = $1").bind(serial);
+    read_optional(conn, query, rows::certificate).await
 }
 
 /// Revokes every unrevoked certificate of `subject`; the serials it revoked.
@@ -63,14 +57,10 @@ pub(super) async fn live(
     conn: &mut AnyConnection,
     now: Timestamp,
 ) -> Result<Vec<CertificateRecord>, StoreError> {
-    sqlx::query("SELECT * FROM certificates WHERE revoked_at IS NULL AND not_after > $1")
-        .bind(now.unix_ms())
-        .fetch_all(conn)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(rows::certificate)
-        .collect()
+    let query =
+        sqlx::query("SELECT * FROM certificates WHERE revoked_at IS NULL AND not_after > $1")
+            .bind(now.unix_ms());
+    read_all(conn, query, rows::certificate).await
 }
 
 pub(super) async fn revoked_serials(

@@ -6,7 +6,7 @@ use sqlx::AnyConnection;
 
 use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
 use crate::StoreError;
-use crate::rows::{self, corrupt, db};
+use crate::rows::{self, corrupt, db, read_all, read_optional};
 use ward_core::{
     Command, CommandId, CommandKind, CommandState, CommandVersion, DeviceId, Timestamp,
 };
@@ -122,28 +122,16 @@ pub(super) async fn get(
     conn: &mut AnyConnection,
     id: CommandId,
 ) -> Result<Option<Command>, StoreError> {
-    sqlx::query("SELECT * FROM commands WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::command)
-        .transpose()
+    let query = sqlx::query("SELECT * FROM commands WHERE id = $1").bind(id.to_string());
+    read_optional(conn, query, rows::command).await
 }
 
 pub(super) async fn by_key(
     conn: &mut AnyConnection,
     key: &str,
 ) -> Result<Option<Command>, StoreError> {
-    sqlx::query("SELECT * FROM commands WHERE idempotency_key = $1")
-        .bind(key)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::command)
-        .transpose()
+    let query = sqlx::query("SELECT * FROM commands WHERE idempotency_key = $1").bind(key);
+    read_optional(conn, query, rows::command).await
 }
 
 pub(super) async fn list(
@@ -151,17 +139,14 @@ pub(super) async fn list(
     device: Option<DeviceId>,
     state: Option<CommandState>,
 ) -> Result<Vec<Command>, StoreError> {
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT * FROM commands
          WHERE ($1 IS NULL OR device_id = $1) AND ($2 IS NULL OR state = $2)
          ORDER BY created_at DESC, id",
     )
     .bind(device.map(|d| d.to_string()))
-    .bind(state.map(CommandState::as_str))
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.iter().map(rows::command).collect()
+    .bind(state.map(CommandState::as_str));
+    read_all(conn, query, rows::command).await
 }
 
 /// The wipes and retirements that succeeded, for one device or all (the index on
@@ -170,17 +155,14 @@ pub(super) async fn succeeded_wipes(
     conn: &mut AnyConnection,
     device: Option<DeviceId>,
 ) -> Result<Vec<Command>, StoreError> {
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT * FROM commands
          WHERE ($1 IS NULL OR device_id = $1) AND state = 'succeeded'
            AND kind IN ('wipe', 'retire')
          ORDER BY created_at DESC, id",
     )
-    .bind(device.map(|d| d.to_string()))
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.iter().map(rows::command).collect()
+    .bind(device.map(|d| d.to_string()));
+    read_all(conn, query, rows::command).await
 }
 
 /// Queued commands whose deadline (time-to-live) has passed by `now`: only those carry one.
@@ -188,15 +170,12 @@ pub(super) async fn past_deadline(
     conn: &mut AnyConnection,
     now: Timestamp,
 ) -> Result<Vec<Command>, StoreError> {
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT * FROM commands WHERE state = 'queued' AND deadline IS NOT NULL AND deadline <= $1
          ORDER BY deadline, id",
     )
-    .bind(now.unix_ms())
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.iter().map(rows::command).collect()
+    .bind(now.unix_ms());
+    read_all(conn, query, rows::command).await
 }
 
 /// Commands whose idempotency key starts with `prefix` (every command of one bulk action).
@@ -204,31 +183,25 @@ pub(super) async fn by_key_prefix(
     conn: &mut AnyConnection,
     prefix: &str,
 ) -> Result<Vec<Command>, StoreError> {
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT * FROM commands WHERE substr(idempotency_key, 1, length($1)) = $1
          ORDER BY created_at, id",
     )
-    .bind(prefix)
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.iter().map(rows::command).collect()
+    .bind(prefix);
+    read_all(conn, query, rows::command).await
 }
 
 pub(super) async fn unfinished(
     conn: &mut AnyConnection,
     device: DeviceId,
 ) -> Result<Vec<Command>, StoreError> {
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT * FROM commands
          WHERE device_id = $1 AND state IN ('queued', 'delivered', 'acknowledged')
          ORDER BY created_at, id",
     )
-    .bind(device.to_string())
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.iter().map(rows::command).collect()
+    .bind(device.to_string());
+    read_all(conn, query, rows::command).await
 }
 
 /// Writes `c` if the stored command still has version `expected` (compare-and-set on its

@@ -4,7 +4,7 @@
 use sqlx::AnyConnection;
 
 use crate::StoreError;
-use crate::rows::{self, db};
+use crate::rows::{self, db, read_all};
 use ward_core::keys::{KeySwitch, RenewalConflict, other_parties, plan_switch};
 use ward_core::{CertificateRecord, DeviceId, DeviceKey, Timestamp};
 
@@ -37,13 +37,10 @@ pub(super) async fn list(
     conn: &mut AnyConnection,
     device: DeviceId,
 ) -> Result<Vec<DeviceKey>, StoreError> {
-    let rows =
+    let query =
         sqlx::query("SELECT * FROM device_keys WHERE device_id = $1 ORDER BY issued_at, serial")
-            .bind(device.to_string())
-            .fetch_all(conn)
-            .await
-            .map_err(db)?;
-    rows.iter().map(rows::device_key).collect()
+            .bind(device.to_string());
+    read_all(conn, query, rows::device_key).await
 }
 
 /// Makes the pending certificate `serial` the device's one: it is in use from `now`, the

@@ -3,7 +3,7 @@
 use sqlx::AnyConnection;
 
 use super::{certificates, device_keys};
-use crate::rows::{self, corrupt, db};
+use crate::rows::{self, corrupt, db, read_all, read_optional};
 use crate::{PostureField, StoreError};
 use ward_core::{
     Compliance, Device, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp,
@@ -54,29 +54,20 @@ pub(super) async fn get(
     conn: &mut AnyConnection,
     id: DeviceId,
 ) -> Result<Option<Device>, StoreError> {
-    sqlx::query("SELECT * FROM devices WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::device)
-        .transpose()
+    let query = sqlx::query("SELECT * FROM devices WHERE id = $1").bind(id.to_string());
+    read_optional(conn, query, rows::device).await
 }
 
 pub(super) async fn list(
     conn: &mut AnyConnection,
     user: Option<&UserEmail>,
 ) -> Result<Vec<Device>, StoreError> {
-    let rows = sqlx::query(
+    let query = sqlx::query(
         "SELECT * FROM devices WHERE ($1 IS NULL OR user_email = $1)
          ORDER BY user_email, enrolled_at, id",
     )
-    .bind(user.map(|u| u.as_str().to_owned()))
-    .fetch_all(conn)
-    .await
-    .map_err(db)?;
-    rows.iter().map(rows::device).collect()
+    .bind(user.map(|u| u.as_str().to_owned()));
+    read_all(conn, query, rows::device).await
 }
 
 /// One check-in's write, in one statement: facts (the ones on record when `None`), last-seen
@@ -96,7 +87,7 @@ pub(super) async fn check_in(
         ),
         None => (None, None),
     };
-    let row = sqlx::query(
+    let query = sqlx::query(
         "UPDATE devices SET hostname = COALESCE($1, hostname), os_name = COALESCE($2, os_name),
              os_version = COALESCE($3, os_version),
              kernel_version = COALESCE($4, kernel_version), arch = COALESCE($5, arch),
@@ -122,11 +113,8 @@ pub(super) async fn check_in(
     .bind(compliance.map(|c| c.reported_at.unix_ms()))
     .bind(compliance.map(|c| i64::try_from(c.policy_revision).unwrap_or(i64::MAX)))
     .bind(id.to_string())
-    .bind(DeviceState::Active.as_str())
-    .fetch_optional(conn)
-    .await
-    .map_err(db)?;
-    row.as_ref().map(rows::device).transpose()
+    .bind(DeviceState::Active.as_str());
+    read_optional(conn, query, rows::device).await
 }
 
 /// Marks the device revoked (a retired device stays retired) and revokes every certificate

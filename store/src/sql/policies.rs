@@ -4,21 +4,15 @@ use sqlx::AnyConnection;
 
 use super::Backend;
 use crate::StoreError;
-use crate::rows::{self, corrupt, db};
+use crate::rows::{self, corrupt, db, read_all, read_optional};
 use ward_core::{Compliance, DeviceId, PolicyBody, PolicyRule, PolicyScope, Timestamp};
 
 pub(super) async fn get(
     conn: &mut AnyConnection,
     scope: &PolicyScope,
 ) -> Result<Option<PolicyRule>, StoreError> {
-    sqlx::query("SELECT * FROM policies WHERE scope = $1")
-        .bind(scope.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::policy)
-        .transpose()
+    let query = sqlx::query("SELECT * FROM policies WHERE scope = $1").bind(scope.to_string());
+    read_optional(conn, query, rows::policy).await
 }
 
 /// Stores the policy with a revision above every earlier one. How the next revision is found
@@ -67,11 +61,8 @@ pub(super) async fn put(
 }
 
 pub(super) async fn list(conn: &mut AnyConnection) -> Result<Vec<PolicyRule>, StoreError> {
-    let rows = sqlx::query("SELECT * FROM policies ORDER BY scope")
-        .fetch_all(conn)
-        .await
-        .map_err(db)?;
-    rows.iter().map(rows::policy).collect()
+    let query = sqlx::query("SELECT * FROM policies ORDER BY scope");
+    read_all(conn, query, rows::policy).await
 }
 
 pub(super) async fn delete(

@@ -4,7 +4,7 @@ use sqlx::AnyConnection;
 use ward_certs::AdminName;
 
 use crate::StoreError;
-use crate::rows::{Columns, corrupt, db};
+use crate::rows::{Columns, corrupt, db, read_all, read_optional};
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::{Timestamp, UserEmail};
 
@@ -42,38 +42,23 @@ pub(super) async fn client_named(
     conn: &mut AnyConnection,
     name: &AdminName,
 ) -> Result<Option<ScimClient>, StoreError> {
-    sqlx::query("SELECT * FROM scim_tokens WHERE name = $1")
-        .bind(name.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(client)
-        .transpose()
+    let query = sqlx::query("SELECT * FROM scim_tokens WHERE name = $1").bind(name.as_str());
+    read_optional(conn, query, client).await
 }
 
 pub(super) async fn client_by_hash(
     conn: &mut AnyConnection,
     hash: &str,
 ) -> Result<Option<ScimClient>, StoreError> {
-    sqlx::query("SELECT * FROM scim_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
-        .bind(hash)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(client)
-        .transpose()
+    let query =
+        sqlx::query("SELECT * FROM scim_tokens WHERE token_hash = $1 AND revoked_at IS NULL")
+            .bind(hash);
+    read_optional(conn, query, client).await
 }
 
 pub(super) async fn clients(conn: &mut AnyConnection) -> Result<Vec<ScimClient>, StoreError> {
-    sqlx::query("SELECT * FROM scim_tokens ORDER BY name")
-        .fetch_all(conn)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(client)
-        .collect()
+    let query = sqlx::query("SELECT * FROM scim_tokens ORDER BY name");
+    read_all(conn, query, client).await
 }
 
 pub(super) async fn insert_client(
@@ -121,52 +106,30 @@ pub(super) async fn user_by_id(
     conn: &mut AnyConnection,
     id: uuid::Uuid,
 ) -> Result<Option<DirectoryUser>, StoreError> {
-    sqlx::query("SELECT * FROM scim_users WHERE id = $1")
-        .bind(id.to_string())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(user)
-        .transpose()
+    let query = sqlx::query("SELECT * FROM scim_users WHERE id = $1").bind(id.to_string());
+    read_optional(conn, query, user).await
 }
 
 pub(super) async fn user_named(
     conn: &mut AnyConnection,
     email: &UserEmail,
 ) -> Result<Option<DirectoryUser>, StoreError> {
-    sqlx::query("SELECT * FROM scim_users WHERE user_email = $1")
-        .bind(email.as_str())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(user)
-        .transpose()
+    let query = sqlx::query("SELECT * FROM scim_users WHERE user_email = $1").bind(email.as_str());
+    read_optional(conn, query, user).await
 }
 
 pub(super) async fn user_by_user_name(
     conn: &mut AnyConnection,
     user_name: &str,
 ) -> Result<Option<DirectoryUser>, StoreError> {
-    sqlx::query("SELECT * FROM scim_users WHERE lower(user_name) = lower($1)")
-        .bind(user_name)
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(user)
-        .transpose()
+    let query =
+        sqlx::query("SELECT * FROM scim_users WHERE lower(user_name) = lower($1)").bind(user_name);
+    read_optional(conn, query, user).await
 }
 
 pub(super) async fn users(conn: &mut AnyConnection) -> Result<Vec<DirectoryUser>, StoreError> {
-    sqlx::query("SELECT * FROM scim_users ORDER BY user_email")
-        .fetch_all(conn)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(user)
-        .collect()
+    let query = sqlx::query("SELECT * FROM scim_users ORDER BY user_email");
+    read_all(conn, query, user).await
 }
 
 pub(super) async fn put_user(

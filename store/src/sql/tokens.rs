@@ -4,7 +4,7 @@ use sqlx::AnyConnection;
 
 use super::devices;
 use crate::StoreError;
-use crate::rows::{self, Columns, db};
+use crate::rows::{self, Columns, db, read_optional};
 use ward_core::{NewDevice, Timestamp, TokenHash, TokenRecord, UserEmail};
 
 pub(super) async fn insert(
@@ -31,14 +31,9 @@ pub(super) async fn find(
     conn: &mut AnyConnection,
     hash: &TokenHash,
 ) -> Result<Option<TokenRecord>, StoreError> {
-    sqlx::query("SELECT * FROM enrollment_tokens WHERE token_hash = $1")
-        .bind(hash.to_hex())
-        .fetch_optional(conn)
-        .await
-        .map_err(db)?
-        .as_ref()
-        .map(rows::token)
-        .transpose()
+    let query =
+        sqlx::query("SELECT * FROM enrollment_tokens WHERE token_hash = $1").bind(hash.to_hex());
+    read_optional(conn, query, rows::token).await
 }
 
 /// Claims the token and records the device, in the caller's transaction. The conditional

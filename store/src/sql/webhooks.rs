@@ -3,7 +3,7 @@
 use sqlx::AnyConnection;
 use sqlx::any::AnyRow;
 
-use crate::rows::{Columns, corrupt, db};
+use crate::rows::{Columns, corrupt, db, read_all};
 use crate::{StoreError, WebhookTarget};
 use ward_core::Timestamp;
 use ward_core::audit::AuditEntry;
@@ -50,13 +50,8 @@ pub(super) async fn delete(conn: &mut AnyConnection, id: &str) -> Result<bool, S
 }
 
 pub(super) async fn list(conn: &mut AnyConnection) -> Result<Vec<Webhook>, StoreError> {
-    sqlx::query("SELECT * FROM webhook ORDER BY created_at, id")
-        .fetch_all(conn)
-        .await
-        .map_err(db)?
-        .iter()
-        .map(hook)
-        .collect()
+    let query = sqlx::query("SELECT * FROM webhook ORDER BY created_at, id");
+    read_all(conn, query, hook).await
 }
 
 /// Puts the events the audit entries raise in the outbox, one row per subscribed receiver,

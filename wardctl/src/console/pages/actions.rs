@@ -226,42 +226,31 @@ pub(crate) async fn act(
             )?
             .id
         }
-        "disable" => answer(
-            &console,
-            client
-                .disable_device(DisableDeviceRequest {
-                    device_id: device.id.clone(),
-                    reason,
-                })
-                .await,
-        )?
-        .command
-        .map(|c| c.id)
-        .unwrap_or_default(),
-        "enable" => answer(
-            &console,
-            client
-                .enable_device(EnableDeviceRequest {
-                    device_id: device.id.clone(),
-                    reason,
-                })
-                .await,
-        )?
-        .command
-        .map(|c| c.id)
-        .unwrap_or_default(),
-        "retire" => answer(
-            &console,
-            client
-                .retire_device(RetireDeviceRequest {
-                    device_id: device.id.clone(),
-                    reason,
-                })
-                .await,
-        )?
-        .command
-        .map(|c| c.id)
-        .unwrap_or_default(),
+        // Each answers with the device and the command that carries the change to it.
+        "disable" | "enable" | "retire" => {
+            let device_id = device.id.clone();
+            let done = match action.key {
+                "disable" => {
+                    client
+                        .disable_device(DisableDeviceRequest { device_id, reason })
+                        .await
+                }
+                "enable" => {
+                    client
+                        .enable_device(EnableDeviceRequest { device_id, reason })
+                        .await
+                }
+                _ => {
+                    client
+                        .retire_device(RetireDeviceRequest { device_id, reason })
+                        .await
+                }
+            };
+            answer(&console, done)?
+                .command
+                .map(|c| c.id)
+                .unwrap_or_default()
+        }
         "lost" => answer(
             &console,
             client
