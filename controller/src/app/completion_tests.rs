@@ -395,3 +395,66 @@ async fn a_cancellation_from_a_copy_read_before_a_delivery_keeps_the_delivery() 
     assert!(cancelled.delivered_at.is_some());
     assert_eq!(app.get_command(command.id).await.unwrap(), cancelled);
 }
+
+/// A device's acknowledgement of another device's command, whatever state that command is
+/// in (delivered and acknowledged by its own device in the same batch, acknowledged already,
+/// cancelled), is refused exactly as a command that does not exist, changes nothing, and does
+/// not hold up the owner's own acknowledgement in the same batch of transitions.
+#[tokio::test]
+async fn another_devices_command_is_unknown_in_every_state_and_in_a_shared_batch() {
+    let f = fixture();
+    let app = &f.app;
+    let ann = enroll_current(app, "ann@hospital.example", "ann-laptop").await;
+    let bob = enroll_current(app, "bob@hospital.example", "bob-laptop").await;
+    let unknown = |id: crate::core::CommandId, e: &AppError| match e {
+        AppError::NotFound(text) => text.replace(&id.to_string(), "ID"),
+        other => panic!("{other:?} is not NotFound"),
+    };
+    let missing = crate::core::CommandId::new_random();
+    let refusal = unknown(
+        missing,
+        &app.acknowledge(ann.device.id, missing).await.unwrap_err(),
+    );
+
+    let target = wipe(app, &bob, WipeScope::Messaging, "messaging-bob").await;
+    let delivered = app
+        .deliver_unfinished(bob.device.id, &Default::default())
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 1);
+    let from = audit_len(&f.store).await;
+    // Both asked together (one batch on this single-threaded runtime): the foreign one first.
+    let (foreign, own) = tokio::join!(
+        app.acknowledge(ann.device.id, target.id),
+        app.acknowledge(bob.device.id, target.id),
+    );
+    assert_eq!(unknown(target.id, &foreign.unwrap_err()), refusal);
+    let own = own.unwrap();
+    assert!(own.proceed, "{own:?}");
+    assert_eq!(
+        actions_from(&f.store, from).await,
+        ["command.acknowledged"],
+        "the owner's acknowledgement, once"
+    );
+    let acknowledged = app.get_command(target.id).await.unwrap();
+    assert_eq!(acknowledged.state, CommandState::Acknowledged);
+
+    // Acknowledged already (where the owner's retry is told to proceed): still unknown.
+    let again = app.acknowledge(ann.device.id, target.id).await.unwrap_err();
+    assert_eq!(unknown(target.id, &again), refusal);
+    let retry = app.acknowledge(bob.device.id, target.id).await.unwrap();
+    assert!(retry.proceed);
+
+    // Cancelled: still unknown, not "refused, cancelled".
+    let other = wipe(app, &bob, WipeScope::Full, "full-bob").await;
+    let cancelled = app.cancel_command(&admin(), other.id).await.unwrap();
+    let late = app.acknowledge(ann.device.id, other.id).await.unwrap_err();
+    assert_eq!(unknown(other.id, &late), refusal);
+
+    assert_eq!(app.get_command(target.id).await.unwrap(), acknowledged);
+    assert_eq!(app.get_command(other.id).await.unwrap(), cancelled);
+    assert_eq!(
+        actions_from(&f.store, from).await,
+        ["command.acknowledged", "command.issue", "command.cancelled"]
+    );
+}
