@@ -230,6 +230,16 @@ mod tests {
         (cert.der, ca.cert_der().to_vec(), key)
     }
 
+    fn plain_bundle() -> AdminBundle {
+        let (certificate_der, ca_der, key) = parts();
+        AdminBundle {
+            certificate_der,
+            ca_der,
+            other_cas: Vec::new(),
+            key,
+        }
+    }
+
     #[test]
     fn an_encrypted_bundle_reads_back_only_with_its_passphrase() {
         let (certificate_der, ca_der, key) = parts();
@@ -267,13 +277,7 @@ mod tests {
     #[test]
     fn a_new_bundle_is_private_and_never_written_over_a_file_or_through_a_symlink() {
         use std::os::unix::fs::PermissionsExt;
-        let (certificate_der, ca_der, key) = parts();
-        let bundle = AdminBundle {
-            certificate_der,
-            ca_der,
-            other_cas: Vec::new(),
-            key,
-        };
+        let bundle = plain_bundle();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("admin.pem");
         bundle.write_new(&path).unwrap();
@@ -299,13 +303,7 @@ mod tests {
 
     #[test]
     fn a_plain_bundle_is_read_as_plain() {
-        let (certificate_der, ca_der, key) = parts();
-        let bundle = AdminBundle {
-            certificate_der,
-            ca_der,
-            other_cas: Vec::new(),
-            key,
-        };
+        let bundle = plain_bundle();
         let text = bundle.to_pem();
         assert!(matches!(
             BundleFile::from_pem(&text, Path::new("a.pem")),

@@ -552,6 +552,14 @@ async fn only_queued_commands_past_their_deadline_are_found_for_the_sweep(b: Bac
     assert_eq!(found, vec![due.id], "{}", b.name);
 }
 
+/// Writes `next` over the stored command if it still has `expected`'s version.
+async fn compare_and_set(b: &Backend, expected: &Command, next: &Command) -> bool {
+    b.store
+        .update_command(expected.version(), next)
+        .await
+        .unwrap()
+}
+
 async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) {
     let id = enrolled(&b.store, 1).await;
     let first = command(id, "k1");
@@ -564,20 +572,10 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) 
     let delivered = stored
         .apply(&Event::Delivered, Timestamp::from_unix_ms(6))
         .unwrap();
-    assert!(
-        b.store
-            .update_command(stored.version(), &delivered)
-            .await
-            .unwrap(),
-        "{}",
-        b.name
-    );
+    assert!(compare_and_set(&b, &stored, &delivered).await, "{}", b.name);
     // A stale writer loses.
     assert!(
-        !b.store
-            .update_command(stored.version(), &delivered)
-            .await
-            .unwrap(),
+        !compare_and_set(&b, &stored, &delivered).await,
         "{}",
         b.name
     );
@@ -587,10 +585,7 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) 
         .apply(&Event::Delivered, Timestamp::from_unix_ms(6))
         .unwrap();
     assert!(
-        b.store
-            .update_command(delivered.version(), &redelivered)
-            .await
-            .unwrap(),
+        compare_and_set(&b, &delivered, &redelivered).await,
         "{}",
         b.name
     );
@@ -598,10 +593,7 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) 
         .apply(&Event::Acknowledged, Timestamp::from_unix_ms(7))
         .unwrap();
     assert!(
-        !b.store
-            .update_command(delivered.version(), &stale)
-            .await
-            .unwrap(),
+        !compare_and_set(&b, &delivered, &stale).await,
         "a write from before the redelivery won ({})",
         b.name
     );
@@ -636,18 +628,8 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) 
             Timestamp::from_unix_ms(8),
         )
         .unwrap();
-    assert!(
-        b.store
-            .update_command(delivered.version(), &acked)
-            .await
-            .unwrap()
-    );
-    assert!(
-        b.store
-            .update_command(acked.version(), &done)
-            .await
-            .unwrap()
-    );
+    assert!(compare_and_set(&b, &delivered, &acked).await);
+    assert!(compare_and_set(&b, &acked, &done).await);
     assert!(
         b.store.unfinished_commands(id).await.unwrap().is_empty(),
         "{}",
