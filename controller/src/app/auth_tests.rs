@@ -61,3 +61,48 @@ async fn a_retired_device_is_refused_as_retired_not_as_revoked() {
         assert!(stream.to_string().contains("has been retired"), "{stream}");
     }
 }
+
+/// Attack probe (a copy of a device's key kept by someone else): after a renewal, the
+/// replaced certificate is refused at every call, once read and then from memory, and its
+/// use is flagged once; the device's new certificate, and the device itself, are never
+/// refused because of it, on this replica or another.
+#[tokio::test]
+async fn a_replaced_certificate_is_refused_from_memory_without_refusing_its_device() {
+    let f = fixture();
+    let app = &f.app;
+    let ann = enroll_current(app, "ann@hospital.example", "ann-laptop").await;
+    let old_serial = ann.device.certificate_serial.clone();
+    let key = ward_certs::PrivateKeyDer::generate().unwrap();
+    let csr =
+        ward_certs::VerifiedCsr::from_der(&ward_certs::csr::make_csr(&key, "laptop").unwrap())
+            .unwrap();
+    let renewed = app.renew(ann.device.id, &old_serial, &csr).await.unwrap();
+    // The first call with the new certificate makes it the device's one.
+    let (device, serial) = app
+        .authenticate_device_certificate(Some(&renewed.der))
+        .await
+        .unwrap();
+    assert_eq!(device.id, ann.device.id);
+    assert_eq!(serial, renewed.serial);
+    let other = replica(&f.store, &f.ca, &f.clock);
+    for _ in 0..3 {
+        for app in [app, &other] {
+            assert!(
+                refusal(app, &ann.certificate).await.is_some(),
+                "copy let in"
+            );
+            assert!(
+                refusal(app, &renewed.der).await.is_none(),
+                "the device refused after its replaced certificate was used"
+            );
+            assert!(app.active_device(ann.device.id).await.is_ok());
+        }
+    }
+    let record = app.device(ann.device.id).await.unwrap();
+    assert!(
+        record
+            .renewal_conflict
+            .is_some_and(|c| c.covers(&old_serial)),
+        "the copy's use was not flagged"
+    );
+}
