@@ -416,9 +416,15 @@ impl Tx for MemoryEngine {
             .transpose()
     }
 
-    async fn devices_of(&mut self, user: &UserEmail) -> Result<Vec<Device>, StoreError> {
+    async fn device_states_of(
+        &mut self,
+        user: &UserEmail,
+    ) -> Result<Vec<(DeviceId, DeviceState)>, StoreError> {
         let state = self.state()?;
-        devices(state, Some(user))
+        Ok(devices(state, Some(user))?
+            .into_iter()
+            .map(|d| (d.id, d.state))
+            .collect())
     }
 
     async fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {

@@ -31,7 +31,13 @@ use ward_core::{
 pub trait Tx: Send {
     // ----- reads ------------------------------------------------------------------------
     async fn device(&mut self, id: DeviceId) -> Result<Option<Device>, StoreError>;
-    async fn devices_of(&mut self, user: &UserEmail) -> Result<Vec<Device>, StoreError>;
+    /// The id and state of each of the user's devices, oldest enrollment first: what an
+    /// offboarding decides by, without each device's posture (a device's inventory can be
+    /// large, and a user may hold thousands of devices).
+    async fn device_states_of(
+        &mut self,
+        user: &UserEmail,
+    ) -> Result<Vec<(DeviceId, DeviceState)>, StoreError>;
     async fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
     async fn admin(&mut self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
     async fn certificate(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;

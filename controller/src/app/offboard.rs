@@ -105,7 +105,7 @@ pub(super) async fn offboard_in(
     threshold: Option<usize>,
 ) -> Result<Option<(u64, usize, Vec<Command>)>, StoreError> {
     let tokens = tx.expire_unused_tokens(user, now).await?;
-    let devices = tx.devices_of(user).await?;
+    let devices = tx.device_states_of(user).await?;
     if devices.is_empty() && tokens == 0 {
         return Ok(None);
     }
@@ -124,10 +124,10 @@ pub(super) async fn offboard_in(
     );
     let needs_approval = threshold.is_some_and(|limit| devices.len() > limit);
     let mut planned = Vec::new();
-    for device in devices.iter().filter(|d| d.state == DeviceState::Active) {
+    for (device, _) in devices.iter().filter(|(_, s)| *s == DeviceState::Active) {
         // A rerun's insert finds the command its key already names.
-        let key = offboard_key(user, device.id);
-        planned.push(wipe(issuer, device.id, reason, &key, needs_approval, now)?);
+        let key = offboard_key(user, *device);
+        planned.push(wipe(issuer, *device, reason, &key, needs_approval, now)?);
     }
     // Many rows a statement; an entry for each command created, in the devices' order. A
     // device whose request a rerun found finished is still in service (any other end revokes

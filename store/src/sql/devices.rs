@@ -3,7 +3,7 @@
 use sqlx::AnyConnection;
 
 use super::{certificates, device_keys};
-use crate::rows::{self, corrupt, db, read_all, read_optional};
+use crate::rows::{self, Columns, corrupt, db, read_all, read_optional};
 use crate::{PostureField, StoreError};
 use ward_core::{
     Compliance, Device, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp,
@@ -68,6 +68,20 @@ pub(super) async fn list(
     )
     .bind(user.map(|u| u.as_str().to_owned()));
     read_all(conn, query, rows::device).await
+}
+
+/// The id and state of each of `user`'s devices, in the order [`list`] gives them.
+pub(super) async fn states_of(
+    conn: &mut AnyConnection,
+    user: &UserEmail,
+) -> Result<Vec<(DeviceId, DeviceState)>, StoreError> {
+    let query =
+        sqlx::query("SELECT id, state FROM devices WHERE user_email = $1 ORDER BY enrolled_at, id")
+            .bind(user.as_str());
+    read_all(conn, query, |row| {
+        Ok((row.parsed("id")?, row.parsed::<DeviceState>("state")?))
+    })
+    .await
 }
 
 /// One check-in's write, in one statement: facts (the ones on record when `None`), last-seen

@@ -168,8 +168,11 @@ impl Tx for SqlEngine {
         devices::get(self.conn()?, id).await
     }
 
-    async fn devices_of(&mut self, user: &UserEmail) -> Result<Vec<Device>, StoreError> {
-        devices::list(self.conn()?, Some(user)).await
+    async fn device_states_of(
+        &mut self,
+        user: &UserEmail,
+    ) -> Result<Vec<(DeviceId, DeviceState)>, StoreError> {
+        devices::states_of(self.conn()?, user).await
     }
 
     async fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
