@@ -263,6 +263,9 @@ pub struct MemoryStore {
     /// A write the next job fails (tests of all-or-nothing jobs).
     #[cfg(any(test, feature = "faults"))]
     fault: Fault,
+    /// Commands read by id, inside jobs or not (tests of what a path reads).
+    #[cfg(any(test, feature = "faults"))]
+    command_reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// The name of the [`Tx`] write that fails once, for tests.
@@ -276,6 +279,8 @@ impl MemoryStore {
         let keeper = super::AuditKeeperSlot::default();
         #[cfg(any(test, feature = "faults"))]
         let fault = Fault::default();
+        #[cfg(any(test, feature = "faults"))]
+        let command_reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let engine = MemoryEngine {
             committed: Arc::clone(&state),
             batch: Arc::clone(&batch),
@@ -285,6 +290,8 @@ impl MemoryStore {
             keeper: keeper.clone(),
             #[cfg(any(test, feature = "faults"))]
             fault: Arc::clone(&fault),
+            #[cfg(any(test, feature = "faults"))]
+            command_reads: Arc::clone(&command_reads),
         };
         Self {
             state,
@@ -293,6 +300,8 @@ impl MemoryStore {
             keeper,
             #[cfg(any(test, feature = "faults"))]
             fault,
+            #[cfg(any(test, feature = "faults"))]
+            command_reads,
         }
     }
 
@@ -303,9 +312,26 @@ impl MemoryStore {
         *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = Some(what);
     }
 
+    /// How many commands were read by id so far, in jobs and out of them.
+    #[cfg(any(test, feature = "faults"))]
+    pub fn command_reads(&self) -> usize {
+        self.command_reads
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
+
+    #[cfg(any(test, feature = "faults"))]
+    fn counted_command_reads(&self, n: usize) {
+        self.command_reads
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[cfg(not(any(test, feature = "faults")))]
+    #[allow(clippy::unused_self)]
+    fn counted_command_reads(&self, _n: usize) {}
 }
 
 impl Default for MemoryStore {
@@ -325,6 +351,8 @@ struct MemoryEngine {
     keeper: super::AuditKeeperSlot,
     #[cfg(any(test, feature = "faults"))]
     fault: Fault,
+    #[cfg(any(test, feature = "faults"))]
+    command_reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl MemoryEngine {
@@ -344,6 +372,16 @@ impl MemoryEngine {
     fn fault(&self, _what: &'static str) -> Result<(), StoreError> {
         Ok(())
     }
+
+    #[cfg(any(test, feature = "faults"))]
+    fn counted_command_reads(&self, n: usize) {
+        self.command_reads
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[cfg(not(any(test, feature = "faults")))]
+    #[allow(clippy::unused_self)]
+    fn counted_command_reads(&self, _n: usize) {}
 
     fn state(&mut self) -> Result<&mut State, StoreError> {
         self.working
@@ -440,6 +478,7 @@ impl Tx for MemoryEngine {
     }
 
     async fn command(&mut self, id: CommandId) -> Result<Option<Command>, StoreError> {
+        self.counted_command_reads(1);
         Ok(self.state()?.commands.get(&id).cloned())
     }
 
@@ -649,6 +688,7 @@ impl Tx for MemoryEngine {
     }
 
     async fn commands(&mut self, ids: &[CommandId]) -> Result<Vec<Command>, StoreError> {
+        self.counted_command_reads(ids.len());
         let state = self.state()?;
         Ok(ids
             .iter()
@@ -1239,6 +1279,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
+        self.counted_command_reads(1);
         Ok(self.read(|s| s.commands.get(&id).cloned()))
     }
 

@@ -154,6 +154,7 @@ impl App {
         };
         self.metrics.checkins.inc();
         for (was, command) in &written.delivered {
+            self.delivered.written(command);
             if *was == CommandState::Queued {
                 let age = (now.unix_ms() - command.created_at.unix_ms()).max(0) as f64 / 1000.0;
                 self.metrics.delivery_seconds.observe(age);

@@ -480,13 +480,15 @@ impl App {
         device: DeviceId,
         id: CommandId,
     ) -> Result<Acknowledgement, AppError> {
-        // The command is read inside the transitions' job, one statement for the many
-        // devices that acknowledge at once (ten thousand after an offboarding), and must be
-        // this device's.
+        // The command as this replica delivered it, if it did: the compare-and-set starts
+        // from it. Otherwise it is read inside the transitions' job, one statement for the
+        // many devices that acknowledge at once (ten thousand after an offboarding), and must
+        // be this device's.
+        let delivered = self.delivered.of(device, id);
         match self
             .transition_from(
                 id,
-                None,
+                delivered,
                 &Event::Acknowledged,
                 None,
                 &device_actor(device),
@@ -519,7 +521,26 @@ impl App {
         id: CommandId,
         result: DeviceResult,
     ) -> Result<CommandState, AppError> {
+        // The command as this replica last wrote it, if it delivered it: no read. A refusal
+        // from that copy may come from its being stale (the command changed elsewhere), so
+        // the store's decides then; nothing was written.
+        if let Some(copy) = self.delivered.of(device, id) {
+            match self.report_result_on(device, copy, &result).await {
+                Err(AppError::FailedPrecondition(_)) => {}
+                other => return other,
+            }
+        }
         let command = self.device_command(device, id).await?;
+        self.report_result_on(device, command, &result).await
+    }
+
+    /// [`App::report_result`] on `command`, the device's as read or as last written here.
+    async fn report_result_on(
+        &self,
+        device: DeviceId,
+        command: Command,
+        result: &DeviceResult,
+    ) -> Result<CommandState, AppError> {
         if command.state.is_terminal() {
             // A repeated report: answer with what is recorded, change nothing.
             return Ok(command.state);
@@ -693,6 +714,7 @@ impl App {
                 }
                 _ => {}
             }
+            self.delivered.written(&next);
             return Ok(next);
         }
         Err(AppError::Internal(format!(

@@ -95,6 +95,7 @@ impl App {
                 .await?;
             match finish {
                 Finish::Done { command, after } => {
+                    self.delivered.written(&command);
                     for revoked in &after.revoked {
                         self.device_revoked(revoked).await;
                     }

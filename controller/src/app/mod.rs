@@ -44,6 +44,9 @@ mod completion;
 #[cfg(test)]
 mod completion_tests;
 mod config;
+mod delivered;
+#[cfg(test)]
+mod delivered_tests;
 mod devices;
 pub mod directory;
 #[cfg(test)]
@@ -117,6 +120,8 @@ pub struct App {
     announcer: announcer::Announcer,
     /// Certificates, devices and policies the agent API reads on every call.
     reads: reads::Reads,
+    /// The commands delivered here and not yet finished, as last written.
+    delivered: delivered::Delivered,
     /// The listener's certificate, renewed while serving.
     server_cert: std::sync::OnceLock<Arc<crate::server_cert::ServerCertificate>>,
     /// Devices refused for renewing too often, by the window their refusal was audited for
@@ -178,6 +183,7 @@ impl App {
             transitions,
             announcer,
             reads: reads::Reads::default(),
+            delivered: delivered::Delivered::default(),
             server_cert: std::sync::OnceLock::new(),
             renewal_limits: renewal::RenewalLimits::default(),
             check_ins: Arc::default(),
