@@ -526,7 +526,7 @@ impl App {
         // the store's decides then; nothing was written.
         if let Some(copy) = self.delivered.of(device, id) {
             match self.report_result_on(device, copy, &result).await {
-                Err(AppError::FailedPrecondition(_)) => {}
+                Err(AppError::FailedPrecondition(_)) => self.delivered.forget(id),
                 other => return other,
             }
         }

@@ -40,6 +40,15 @@ impl Delivered {
         }
     }
 
+    /// Drops the copy of `id`: it turned out stale (the command changed elsewhere), and the
+    /// device's repeats are answered from the store.
+    pub(super) fn forget(&self, id: CommandId) {
+        self.copies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&id);
+    }
+
     /// The copy of `device`'s command `id`; `None` when there is none, or when the command
     /// is another device's (the caller then reads the store, which refuses it).
     pub(super) fn of(&self, device: DeviceId, id: CommandId) -> Option<Command> {

@@ -2,7 +2,7 @@
 //! they spare the store's reads, and never let a state this replica last saw win over one
 //! another replica or an admin wrote since.
 
-use super::test_fixture::{admin, audit_len, email, enroll_as, facts, fixture, replica};
+use super::test_fixture::{admin, audit_len, email, enroll_as, facts, fixture, jobs, replica};
 use crate::core::{CommandKind, CommandState, WipeScope};
 
 const ALICE: &str = "alice@hospital.example";
@@ -103,4 +103,17 @@ async fn a_result_recorded_elsewhere_is_answered_as_recorded_when_repeated_here(
     let stored = app.get_command(wipe.id).await.unwrap();
     assert_eq!(stored.state, CommandState::Succeeded);
     assert!(stored.receipt.is_some_and(|r| r.verified));
+
+    // The stale copy is gone: a device repeating its report costs a read, not a receipt check
+    // and trips through the writer.
+    let ran = jobs(&f.store);
+    assert_eq!(
+        device.report(app, &delivered, true).await,
+        CommandState::Succeeded
+    );
+    assert_eq!(
+        jobs(&f.store),
+        ran,
+        "a repeated report went through the writer"
+    );
 }
