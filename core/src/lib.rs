@@ -40,8 +40,8 @@ pub use command::{
 };
 pub use keys::{DeviceKey, KeySwitch, RenewalConflict};
 pub use model::{
-    Admin, AdminRole, CertificateRecord, Device, DeviceFacts, DeviceId, DeviceState, NewDevice,
-    OfflineWipe, UserEmail,
+    Admin, AdminRole, CertificateRecord, Device, DeviceBrief, DeviceFacts, DeviceId, DeviceState,
+    NewDevice, OfflineWipe, UserEmail,
 };
 pub use policy::{
     Check, CheckStatus, Compliance, ComplianceCheck, EnforcementAction, Policy, PolicyBody,

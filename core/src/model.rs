@@ -195,6 +195,25 @@ pub struct Device {
     pub trusted_cas: Vec<String>,
 }
 
+/// What an offboarding decides by and shows of each device: no posture (a device's inventory
+/// can be large, and a user may hold thousands of devices).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceBrief {
+    pub id: DeviceId,
+    pub hostname: String,
+    pub state: DeviceState,
+}
+
+impl From<&Device> for DeviceBrief {
+    fn from(device: &Device) -> Self {
+        Self {
+            id: device.id,
+            hostname: device.facts.hostname.clone(),
+            state: device.state,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct OfflineWipe {
     pub at: Timestamp,

@@ -35,8 +35,8 @@ use ward_core::admins::{AdminRequest, RevokeOutcome};
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::{
     Admin, CertificateRecord, Command, CommandId, CommandKind, CommandState, CommandVersion,
-    Compliance, Device, DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule, PolicyScope,
-    Timestamp, TokenHash, TokenRecord, TokenStatus, UserEmail,
+    Compliance, Device, DeviceBrief, DeviceId, DeviceState, NewDevice, PolicyBody, PolicyRule,
+    PolicyScope, Timestamp, TokenHash, TokenRecord, TokenStatus, UserEmail,
 };
 
 use self::tx::Tx;
@@ -230,6 +230,10 @@ pub trait Store: Send + Sync + 'static {
     async fn get_device(&self, id: DeviceId) -> Result<Option<Device>, StoreError>;
 
     async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError>;
+
+    /// Each of the user's devices in brief, in [`Store::list_devices`]' order: what an
+    /// offboarding's report shows.
+    async fn device_briefs(&self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError>;
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
 

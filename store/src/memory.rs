@@ -21,9 +21,9 @@ use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::keys::{other_parties, plan_switch};
 use ward_core::{
     Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, CommandVersion,
-    Compliance, Device, DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice,
-    OfflineWipe, PolicyBody, PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash,
-    TokenRecord, UserEmail,
+    Compliance, Device, DeviceBrief, DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch,
+    NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, RenewalConflict, Timestamp,
+    TokenHash, TokenRecord, UserEmail,
 };
 
 /// A device as stored: the record, and its posture columns as the JSON the controller wrote
@@ -454,15 +454,8 @@ impl Tx for MemoryEngine {
             .transpose()
     }
 
-    async fn device_states_of(
-        &mut self,
-        user: &UserEmail,
-    ) -> Result<Vec<(DeviceId, DeviceState)>, StoreError> {
-        let state = self.state()?;
-        Ok(devices(state, Some(user))?
-            .into_iter()
-            .map(|d| (d.id, d.state))
-            .collect())
+    async fn device_briefs(&mut self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError> {
+        Ok(briefs(self.state()?, user))
     }
 
     async fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
@@ -1190,6 +1183,18 @@ fn set_posture(row: &mut DeviceRow, field: PostureField, json: Option<&str>) {
     };
 }
 
+/// [`devices`] in brief, from the columns alone (as SQL reads them: no posture is parsed).
+fn briefs(state: &State, user: &UserEmail) -> Vec<DeviceBrief> {
+    let mut rows: Vec<&Device> = state
+        .devices
+        .values()
+        .map(|row| &row.device)
+        .filter(|d| &d.user == user)
+        .collect();
+    rows.sort_by_key(|d| (d.enrolled_at, d.id.0));
+    rows.into_iter().map(DeviceBrief::from).collect()
+}
+
 fn devices(state: &State, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError> {
     let mut out: Vec<Device> = state
         .devices
@@ -1240,6 +1245,10 @@ impl Store for MemoryStore {
 
     async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError> {
         self.read(|s| devices(s, user))
+    }
+
+    async fn device_briefs(&self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError> {
+        Ok(self.read(|s| briefs(s, user)))
     }
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {

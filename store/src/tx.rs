@@ -21,9 +21,9 @@ use ward_core::audit::AuditEvent;
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::webhook::{Attempt, Delivery, Next, Webhook};
 use ward_core::{
-    Admin, CertificateRecord, Command, CommandId, CommandVersion, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
-    PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandVersion, Compliance, Device, DeviceBrief,
+    DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody,
+    PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
 /// What a job may read and change. Reads see the writes of the jobs before it in the batch.
@@ -31,13 +31,8 @@ use ward_core::{
 pub trait Tx: Send {
     // ----- reads ------------------------------------------------------------------------
     async fn device(&mut self, id: DeviceId) -> Result<Option<Device>, StoreError>;
-    /// The id and state of each of the user's devices, oldest enrollment first: what an
-    /// offboarding decides by, without each device's posture (a device's inventory can be
-    /// large, and a user may hold thousands of devices).
-    async fn device_states_of(
-        &mut self,
-        user: &UserEmail,
-    ) -> Result<Vec<(DeviceId, DeviceState)>, StoreError>;
+    /// Each of the user's devices in brief, in [`crate::Store::list_devices`]' order.
+    async fn device_briefs(&mut self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError>;
     async fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;
     async fn admin(&mut self, name: &AdminName) -> Result<Option<Admin>, StoreError>;
     async fn certificate(&mut self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;

@@ -9,9 +9,9 @@ use std::sync::Arc;
 
 use ward_controller::core::audit::{AuditEvent, GenesisOrigin, genesis_event, verify};
 use ward_controller::core::{
-    CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceFacts, DeviceId,
-    DeviceState, Event, NewDevice, Policy, PolicyBody, PolicyChanges, PolicyScope, Timestamp,
-    TokenHash, TokenRecord, WipeScope,
+    CertificateRecord, Command, CommandId, CommandKind, CommandState, DeviceBrief, DeviceFacts,
+    DeviceId, DeviceState, Event, NewDevice, Policy, PolicyBody, PolicyChanges, PolicyScope,
+    Timestamp, TokenHash, TokenRecord, WipeScope,
 };
 use ward_controller::store::{AuditFilter, MemoryStore, Redemption, SqlStore, Store};
 use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
@@ -161,7 +161,7 @@ on_both_backends!(
     a_check_in_is_written_whole_and_only_for_an_active_device,
     many_commands_are_inserted_at_once_each_key_once,
     check_ins_on_every_lane_and_audited_changes_keep_one_chain,
-    a_users_device_states_are_read_in_the_listing_order,
+    a_users_device_briefs_are_read_in_the_listing_order,
 );
 
 /// Someone with the database writes a command's delivery count out of the range the
@@ -405,9 +405,10 @@ fn command(device: DeviceId, key: &str) -> Command {
     }
 }
 
-/// What an offboarding decides by: each of the user's devices with its state, in the order
-/// the device listing gives them, and nobody else's.
-async fn a_users_device_states_are_read_in_the_listing_order(b: Backend) {
+/// What an offboarding decides by and reports: each of the user's devices in brief (id, host
+/// name, state), in the order the device listing gives them, and nobody else's; inside a job
+/// and out of one.
+async fn a_users_device_briefs_are_read_in_the_listing_order(b: Backend) {
     let mut ids = Vec::new();
     for tag in 1..=4 {
         ids.push(enrolled(&b.store, tag).await);
@@ -420,42 +421,50 @@ async fn a_users_device_states_are_read_in_the_listing_order(b: Backend) {
         .await
         .unwrap();
     let user: ward_controller::core::UserEmail = "a@h.org".parse().unwrap();
-    let listed: Vec<_> = b
+    let listed: Vec<DeviceBrief> = b
         .store
         .list_devices(Some(&user))
         .await
         .unwrap()
-        .into_iter()
-        .map(|d| (d.id, d.state))
+        .iter()
+        .map(DeviceBrief::from)
         .collect();
-    let read = b
+    let in_job = b
         .store
-        .write(ward_controller::store::Priority::High, move |tx| {
+        .write(ward_controller::store::Priority::High, {
             let user = user.clone();
-            Box::pin(async move { tx.device_states_of(&user).await })
+            move |tx| {
+                let user = user.clone();
+                Box::pin(async move { tx.device_briefs(&user).await })
+            }
         })
         .await
         .unwrap();
-    assert_eq!(read, listed, "{}", b.name);
-    assert_eq!(read.len(), 4, "{}", b.name);
+    assert_eq!(in_job, listed, "{}", b.name);
     assert_eq!(
-        read.iter()
-            .filter(|(_, s)| *s == DeviceState::Revoked)
-            .count(),
-        1,
+        b.store.device_briefs(&user).await.unwrap(),
+        listed,
+        "{}",
+        b.name
+    );
+    assert_eq!(listed.len(), 4, "{}", b.name);
+    assert!(listed.iter().all(|d| d.hostname == "h"), "{}", b.name);
+    assert_eq!(
+        listed
+            .iter()
+            .filter(|d| d.state == DeviceState::Revoked)
+            .map(|d| d.id)
+            .collect::<Vec<_>>(),
+        vec![revoked],
         "{}",
         b.name
     );
     let nobody: ward_controller::core::UserEmail = "b@h.org".parse().unwrap();
-    let none = b
-        .store
-        .write(ward_controller::store::Priority::High, move |tx| {
-            let nobody = nobody.clone();
-            Box::pin(async move { tx.device_states_of(&nobody).await })
-        })
-        .await
-        .unwrap();
-    assert!(none.is_empty(), "{}", b.name);
+    assert!(
+        b.store.device_briefs(&nobody).await.unwrap().is_empty(),
+        "{}",
+        b.name
+    );
 }
 
 async fn a_token_is_redeemed_exactly_once_under_concurrency(b: Backend) {

@@ -11,7 +11,7 @@ use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::refs::DeviceRef;
 use crate::core::{
-    Admin, Command, CommandId, CommandKind, CommandState, Device, DeviceId, DeviceState,
+    Admin, Command, CommandId, CommandKind, CommandState, DeviceBrief, DeviceId, DeviceState,
     IdempotencyKey, Timestamp, UserEmail, WipeScope,
 };
 use crate::store::tx::Tx;
@@ -59,7 +59,7 @@ fn lost_key(device: &str, what: &str) -> IdempotencyKey {
 /// Where one device of an offboarding stands.
 #[derive(Clone, Debug)]
 pub struct OffboardDevice {
-    pub device: Device,
+    pub device: DeviceBrief,
     /// `None` for a device revoked before the offboarding: it can receive no wipe.
     pub command: Option<Command>,
 }
@@ -105,7 +105,7 @@ pub(super) async fn offboard_in(
     threshold: Option<usize>,
 ) -> Result<Option<(u64, usize, Vec<Command>)>, StoreError> {
     let tokens = tx.expire_unused_tokens(user, now).await?;
-    let devices = tx.device_states_of(user).await?;
+    let devices = tx.device_briefs(user).await?;
     if devices.is_empty() && tokens == 0 {
         return Ok(None);
     }
@@ -124,10 +124,10 @@ pub(super) async fn offboard_in(
     );
     let needs_approval = threshold.is_some_and(|limit| devices.len() > limit);
     let mut planned = Vec::new();
-    for (device, _) in devices.iter().filter(|(_, s)| *s == DeviceState::Active) {
+    for device in devices.iter().filter(|d| d.state == DeviceState::Active) {
         // A rerun's insert finds the command its key already names.
-        let key = offboard_key(user, *device);
-        planned.push(wipe(issuer, *device, reason, &key, needs_approval, now)?);
+        let key = offboard_key(user, device.id);
+        planned.push(wipe(issuer, device.id, reason, &key, needs_approval, now)?);
     }
     // Many rows a statement; an entry for each command created, in the devices' order. A
     // device whose request a rerun found finished is still in service (any other end revokes
@@ -264,7 +264,7 @@ impl App {
         let mut commands = latest_attempts(user, self.store.commands_by_key_prefix(&prefix).await?);
         let devices = self
             .store
-            .list_devices(Some(user))
+            .device_briefs(user)
             .await?
             .into_iter()
             .map(|device| OffboardDevice {

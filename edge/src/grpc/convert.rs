@@ -427,7 +427,7 @@ pub(crate) fn offboard_report_to_wire(
             .iter()
             .map(|d| v1::OffboardDevice {
                 device_id: d.device.id.to_string(),
-                hostname: d.device.facts.hostname.clone(),
+                hostname: d.device.hostname.clone(),
                 command_id: d
                     .command
                     .as_ref()

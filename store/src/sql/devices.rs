@@ -6,8 +6,8 @@ use super::{certificates, device_keys};
 use crate::rows::{self, Columns, corrupt, db, read_all, read_optional};
 use crate::{PostureField, StoreError};
 use ward_core::{
-    Compliance, Device, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp,
-    UserEmail,
+    Compliance, Device, DeviceBrief, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe,
+    Timestamp, UserEmail,
 };
 
 pub(super) async fn insert(
@@ -70,16 +70,21 @@ pub(super) async fn list(
     read_all(conn, query, rows::device).await
 }
 
-/// The id and state of each of `user`'s devices, in the order [`list`] gives them.
-pub(super) async fn states_of(
+/// Each of `user`'s devices in brief, in the order [`list`] gives them.
+pub(super) async fn briefs(
     conn: &mut AnyConnection,
     user: &UserEmail,
-) -> Result<Vec<(DeviceId, DeviceState)>, StoreError> {
-    let query =
-        sqlx::query("SELECT id, state FROM devices WHERE user_email = $1 ORDER BY enrolled_at, id")
-            .bind(user.as_str());
+) -> Result<Vec<DeviceBrief>, StoreError> {
+    let query = sqlx::query(
+        "SELECT id, hostname, state FROM devices WHERE user_email = $1 ORDER BY enrolled_at, id",
+    )
+    .bind(user.as_str());
     read_all(conn, query, |row| {
-        Ok((row.parsed("id")?, row.parsed::<DeviceState>("state")?))
+        Ok(DeviceBrief {
+            id: row.parsed("id")?,
+            hostname: row.text("hostname")?,
+            state: row.parsed::<DeviceState>("state")?,
+        })
     })
     .await
 }

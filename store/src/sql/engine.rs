@@ -20,9 +20,9 @@ use ward_core::ca_rotation::CaState;
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::webhook::{Attempt, Delivery, Next, Webhook};
 use ward_core::{
-    Admin, CertificateRecord, Command, CommandId, CommandVersion, Compliance, Device, DeviceFacts,
-    DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
-    PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandVersion, Compliance, Device, DeviceBrief,
+    DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody,
+    PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
 /// How long a check-in lane's statement waits for a row lock ([`SqlEngine::yielding`]).
@@ -168,11 +168,8 @@ impl Tx for SqlEngine {
         devices::get(self.conn()?, id).await
     }
 
-    async fn device_states_of(
-        &mut self,
-        user: &UserEmail,
-    ) -> Result<Vec<(DeviceId, DeviceState)>, StoreError> {
-        devices::states_of(self.conn()?, user).await
+    async fn device_briefs(&mut self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError> {
+        devices::briefs(self.conn()?, user).await
     }
 
     async fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {

@@ -42,8 +42,8 @@ use ward_core::audit::{Appended, AuditEntry, AuditEvent, AuditHead};
 use ward_core::ca_rotation::CaRecord;
 use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::{
-    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceId, DeviceKey,
-    PolicyRule, PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
+    Admin, CertificateRecord, Command, CommandId, CommandState, Device, DeviceBrief, DeviceId,
+    DeviceKey, PolicyRule, PolicyScope, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
 /// Which database a [`SqlStore`] talks to.
@@ -242,6 +242,10 @@ impl Store for SqlStore {
 
     async fn list_devices(&self, user: Option<&UserEmail>) -> Result<Vec<Device>, StoreError> {
         devices::list(&mut *self.read().await?, user).await
+    }
+
+    async fn device_briefs(&self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError> {
+        devices::briefs(&mut *self.read().await?, user).await
     }
 
     async fn get_admin(&self, name: &AdminName) -> Result<Option<Admin>, StoreError> {
