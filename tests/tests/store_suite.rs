@@ -1934,6 +1934,12 @@ async fn many_commands_are_inserted_at_once_each_key_once(b: Backend) {
     }
     let listed = b.store.list_commands(Some(device), None).await.unwrap();
     assert_eq!(listed.len(), 1200, "{}: each key once", b.name);
+    // What the call answered is what the store holds, field by field.
+    let held: std::collections::HashMap<CommandId, Command> =
+        listed.into_iter().map(|c| (c.id, c)).collect();
+    for (found, _) in &stored {
+        assert_eq!(Some(found), held.get(&found.id), "{}", b.name);
+    }
 }
 
 fn asked_id(stored: &[(Command, bool)], i: usize) -> CommandId {

@@ -54,8 +54,7 @@ pub(super) async fn insert_many(
                  idempotency_key, created_by, created_at, deadline, revoke_after)
              VALUES ",
             &placeholders::tuples(numbering, chunk.len(), COLUMNS),
-            " ON CONFLICT (idempotency_key) DO NOTHING
-             RETURNING *",
+            " ON CONFLICT (idempotency_key) DO NOTHING",
         ]
         .concat();
         let mut query = sqlx::query(&statement);
@@ -74,9 +73,30 @@ pub(super) async fn insert_many(
                 .bind(c.deadline.map(Timestamp::unix_ms))
                 .bind(c.revoke_after);
         }
+        let written = query.execute(&mut *conn).await.map_err(db)?;
+        // Every row went in (an offboarding's, a bulk wipe's): they are as asked, and
+        // reading them back would cost as much again. Otherwise a key was taken: the rows
+        // that bear this chunk's ids are the ones that went in.
+        if usize::try_from(written.rows_affected()).is_ok_and(|n| n == chunk.len()) {
+            inserted.extend(chunk.iter().map(|c| (c.id, as_inserted(c))));
+            continue;
+        }
+        let ids: HashSet<CommandId> = chunk.iter().map(|c| c.id).collect();
+        let statement = [
+            "SELECT * FROM commands WHERE idempotency_key IN (",
+            &placeholders::list(numbering, chunk.len()),
+            ")",
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for c in chunk {
+            query = query.bind(c.idempotency_key.as_str());
+        }
         for row in query.fetch_all(&mut *conn).await.map_err(db)? {
             let command = rows::command(&row)?;
-            inserted.insert(command.id, command);
+            if ids.contains(&command.id) {
+                inserted.insert(command.id, command);
+            }
         }
     }
     // The ones a key already named: one read for many.
@@ -116,6 +136,21 @@ pub(super) async fn insert_many(
                 }),
         })
         .collect()
+}
+
+/// `command` as its row holds it once inserted: the columns an insert does not write start
+/// at their defaults (no deliveries, no times, no receipt, no approval).
+fn as_inserted(command: &Command) -> Command {
+    Command {
+        failure_reason: None,
+        delivered_at: None,
+        acknowledged_at: None,
+        finished_at: None,
+        deliveries: 0,
+        receipt: None,
+        approved_by: None,
+        ..command.clone()
+    }
 }
 
 pub(super) async fn get(
