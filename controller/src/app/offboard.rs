@@ -243,10 +243,11 @@ impl App {
         devices: usize,
         issued: &[Command],
     ) {
+        // The devices first: ten thousand log lines take a while to write.
+        self.publish(issued).await;
         for command in issued {
             info!(command_id = %command.id, device_id = %command.device_id, kind = command.kind.name(), created_by = %by, "command queued");
         }
-        self.publish(issued).await;
         info!(user = %user, devices, issued = issued.len(), tokens, "offboarding started");
     }
 
