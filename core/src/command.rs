@@ -306,6 +306,22 @@ pub struct CommandVersion {
 }
 
 impl Command {
+    /// The command as a store holds it once inserted: what an insert does not write (its
+    /// deliveries, times, receipt and approval) starts at the defaults.
+    #[must_use]
+    pub fn as_inserted(&self) -> Command {
+        Command {
+            failure_reason: None,
+            delivered_at: None,
+            acknowledged_at: None,
+            finished_at: None,
+            deliveries: 0,
+            receipt: None,
+            approved_by: None,
+            ..self.clone()
+        }
+    }
+
     /// What a compare-and-set from this command compares ([`CommandVersion`]).
     pub fn version(&self) -> CommandVersion {
         CommandVersion {

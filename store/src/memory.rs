@@ -4,6 +4,7 @@
 //! store suite; it keeps nothing across a restart, so `wardctl serve` never uses it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -264,8 +265,7 @@ pub struct MemoryStore {
     #[cfg(any(test, feature = "faults"))]
     fault: Fault,
     /// Commands read by id, inside jobs or not (tests of what a path reads).
-    #[cfg(any(test, feature = "faults"))]
-    command_reads: Arc<std::sync::atomic::AtomicUsize>,
+    command_reads: Arc<AtomicUsize>,
 }
 
 /// The name of the [`Tx`] write that fails once, for tests.
@@ -279,8 +279,7 @@ impl MemoryStore {
         let keeper = super::AuditKeeperSlot::default();
         #[cfg(any(test, feature = "faults"))]
         let fault = Fault::default();
-        #[cfg(any(test, feature = "faults"))]
-        let command_reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let command_reads = Arc::new(AtomicUsize::new(0));
         let engine = MemoryEngine {
             committed: Arc::clone(&state),
             batch: Arc::clone(&batch),
@@ -290,7 +289,6 @@ impl MemoryStore {
             keeper: keeper.clone(),
             #[cfg(any(test, feature = "faults"))]
             fault: Arc::clone(&fault),
-            #[cfg(any(test, feature = "faults"))]
             command_reads: Arc::clone(&command_reads),
         };
         Self {
@@ -300,7 +298,6 @@ impl MemoryStore {
             keeper,
             #[cfg(any(test, feature = "faults"))]
             fault,
-            #[cfg(any(test, feature = "faults"))]
             command_reads,
         }
     }
@@ -315,23 +312,12 @@ impl MemoryStore {
     /// How many commands were read by id so far, in jobs and out of them.
     #[cfg(any(test, feature = "faults"))]
     pub fn command_reads(&self) -> usize {
-        self.command_reads
-            .load(std::sync::atomic::Ordering::Relaxed)
+        self.command_reads.load(Ordering::Relaxed)
     }
 
     fn read<T>(&self, f: impl FnOnce(&State) -> T) -> T {
         f(&self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
-
-    #[cfg(any(test, feature = "faults"))]
-    fn counted_command_reads(&self, n: usize) {
-        self.command_reads
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    #[cfg(not(any(test, feature = "faults")))]
-    #[allow(clippy::unused_self)]
-    fn counted_command_reads(&self, _n: usize) {}
 }
 
 impl Default for MemoryStore {
@@ -351,8 +337,7 @@ struct MemoryEngine {
     keeper: super::AuditKeeperSlot,
     #[cfg(any(test, feature = "faults"))]
     fault: Fault,
-    #[cfg(any(test, feature = "faults"))]
-    command_reads: Arc<std::sync::atomic::AtomicUsize>,
+    command_reads: Arc<AtomicUsize>,
 }
 
 impl MemoryEngine {
@@ -372,16 +357,6 @@ impl MemoryEngine {
     fn fault(&self, _what: &'static str) -> Result<(), StoreError> {
         Ok(())
     }
-
-    #[cfg(any(test, feature = "faults"))]
-    fn counted_command_reads(&self, n: usize) {
-        self.command_reads
-            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    #[cfg(not(any(test, feature = "faults")))]
-    #[allow(clippy::unused_self)]
-    fn counted_command_reads(&self, _n: usize) {}
 
     fn state(&mut self) -> Result<&mut State, StoreError> {
         self.working
@@ -471,7 +446,7 @@ impl Tx for MemoryEngine {
     }
 
     async fn command(&mut self, id: CommandId) -> Result<Option<Command>, StoreError> {
-        self.counted_command_reads(1);
+        self.command_reads.fetch_add(1, Ordering::Relaxed);
         Ok(self.state()?.commands.get(&id).cloned())
     }
 
@@ -663,16 +638,7 @@ impl Tx for MemoryEngine {
             return Err(StoreError::AlreadyExists(format!("command {}", command.id)));
         }
         // What the SQL store writes on insert: no history yet.
-        let stored = Command {
-            failure_reason: None,
-            delivered_at: None,
-            acknowledged_at: None,
-            finished_at: None,
-            deliveries: 0,
-            receipt: None,
-            approved_by: None,
-            ..command.clone()
-        };
+        let stored = command.as_inserted();
         state
             .command_keys
             .insert(stored.idempotency_key.clone(), stored.id);
@@ -681,7 +647,7 @@ impl Tx for MemoryEngine {
     }
 
     async fn commands(&mut self, ids: &[CommandId]) -> Result<Vec<Command>, StoreError> {
-        self.counted_command_reads(ids.len());
+        self.command_reads.fetch_add(ids.len(), Ordering::Relaxed);
         let state = self.state()?;
         Ok(ids
             .iter()
@@ -1288,7 +1254,7 @@ impl Store for MemoryStore {
     }
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
-        self.counted_command_reads(1);
+        self.command_reads.fetch_add(1, Ordering::Relaxed);
         Ok(self.read(|s| s.commands.get(&id).cloned()))
     }
 

@@ -2,10 +2,24 @@
 //! they spare the store's reads, and never let a state this replica last saw win over one
 //! another replica or an admin wrote since.
 
-use super::test_fixture::{admin, audit_len, email, enroll_as, facts, fixture, jobs, replica};
-use crate::core::{CommandKind, CommandState, WipeScope};
+use super::test_fixture::{
+    TestDevice, admin, audit_len, email, enroll_as, facts, fixture, jobs, replica,
+};
+use crate::core::{Command, CommandKind, CommandState, WipeScope};
 
 const ALICE: &str = "alice@hospital.example";
+
+/// Alice's laptop, offboarded on `app`: its wipe as issued, and as `app` delivered it.
+async fn offboarded(app: &super::App) -> (TestDevice, Command, Command) {
+    let device = enroll_as(app, ALICE, facts("laptop")).await;
+    let report = app
+        .offboard_user(&admin(), &email(ALICE), "left the hospital")
+        .await
+        .unwrap();
+    let wipe = report.devices[0].command.clone().unwrap();
+    let delivered = app.deliver_pushed(&wipe).await.unwrap().unwrap();
+    (device, wipe, delivered)
+}
 
 /// A mass offboarding: ten thousand devices acknowledge and report at once. The command each
 /// one names is the one this replica just delivered to it; reading it back, once for the
@@ -14,13 +28,7 @@ const ALICE: &str = "alice@hospital.example";
 async fn a_pushed_wipe_is_acknowledged_and_finished_without_reading_it_again() {
     let f = fixture();
     let app = &f.app;
-    let device = enroll_as(app, ALICE, facts("laptop")).await;
-    let report = app
-        .offboard_user(&admin(), &email(ALICE), "left the hospital")
-        .await
-        .unwrap();
-    let wipe = report.devices[0].command.clone().unwrap();
-    let delivered = app.deliver_pushed(&wipe).await.unwrap().unwrap();
+    let (device, wipe, delivered) = offboarded(app).await;
 
     let reads = f.store.command_reads();
     assert_eq!(
@@ -75,13 +83,7 @@ async fn a_command_cancelled_elsewhere_after_its_delivery_is_not_run() {
 async fn a_result_recorded_elsewhere_is_answered_as_recorded_when_repeated_here() {
     let f = fixture();
     let (app, other) = (&f.app, replica(&f.store, &f.ca, &f.clock));
-    let device = enroll_as(app, ALICE, facts("laptop")).await;
-    let report = app
-        .offboard_user(&admin(), &email(ALICE), "left the hospital")
-        .await
-        .unwrap();
-    let wipe = report.devices[0].command.clone().unwrap();
-    let delivered = app.deliver_pushed(&wipe).await.unwrap().unwrap();
+    let (device, wipe, delivered) = offboarded(app).await;
     assert!(
         app.acknowledge(device.device.id, wipe.id)
             .await

@@ -78,22 +78,12 @@ pub(super) async fn insert_many(
         // reading them back would cost as much again. Otherwise a key was taken: the rows
         // that bear this chunk's ids are the ones that went in.
         if usize::try_from(written.rows_affected()).is_ok_and(|n| n == chunk.len()) {
-            inserted.extend(chunk.iter().map(|c| (c.id, as_inserted(c))));
+            inserted.extend(chunk.iter().map(|c| (c.id, c.as_inserted())));
             continue;
         }
         let ids: HashSet<CommandId> = chunk.iter().map(|c| c.id).collect();
-        let statement = [
-            "SELECT * FROM commands WHERE idempotency_key IN (",
-            &placeholders::list(numbering, chunk.len()),
-            ")",
-        ]
-        .concat();
-        let mut query = sqlx::query(&statement);
-        for c in chunk {
-            query = query.bind(c.idempotency_key.as_str());
-        }
-        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-            let command = rows::command(&row)?;
+        let keys: Vec<&str> = chunk.iter().map(|c| c.idempotency_key.as_str()).collect();
+        for command in by_keys(conn, numbering, &keys).await? {
             if ids.contains(&command.id) {
                 inserted.insert(command.id, command);
             }
@@ -109,18 +99,7 @@ pub(super) async fn insert_many(
     let mut answered: HashSet<CommandId> = HashSet::with_capacity(inserted.len());
     let mut stored: HashMap<String, Command> = HashMap::with_capacity(taken.len());
     for chunk in taken.chunks(ROWS_PER_STATEMENT) {
-        let statement = [
-            "SELECT * FROM commands WHERE idempotency_key IN (",
-            &placeholders::list(numbering, chunk.len()),
-            ")",
-        ]
-        .concat();
-        let mut query = sqlx::query(&statement);
-        for key in chunk {
-            query = query.bind(*key);
-        }
-        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-            let command = rows::command(&row)?;
+        for command in by_keys(conn, numbering, chunk).await? {
             stored.insert(command.idempotency_key.clone(), command);
         }
     }
@@ -138,19 +117,23 @@ pub(super) async fn insert_many(
         .collect()
 }
 
-/// `command` as its row holds it once inserted: the columns an insert does not write start
-/// at their defaults (no deliveries, no times, no receipt, no approval).
-fn as_inserted(command: &Command) -> Command {
-    Command {
-        failure_reason: None,
-        delivered_at: None,
-        acknowledged_at: None,
-        finished_at: None,
-        deliveries: 0,
-        receipt: None,
-        approved_by: None,
-        ..command.clone()
+/// The commands `keys` (at most [`ROWS_PER_STATEMENT`]) name, in one statement.
+async fn by_keys(
+    conn: &mut AnyConnection,
+    numbering: Numbering,
+    keys: &[&str],
+) -> Result<Vec<Command>, StoreError> {
+    let statement = [
+        "SELECT * FROM commands WHERE idempotency_key IN (",
+        &placeholders::list(numbering, keys.len()),
+        ")",
+    ]
+    .concat();
+    let mut query = sqlx::query(&statement);
+    for key in keys {
+        query = query.bind(*key);
     }
+    read_all(conn, query, rows::command).await
 }
 
 pub(super) async fn get(
