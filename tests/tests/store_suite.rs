@@ -1940,6 +1940,22 @@ async fn many_commands_are_inserted_at_once_each_key_once(b: Backend) {
     for (found, _) in &stored {
         assert_eq!(Some(found), held.get(&found.id), "{}", b.name);
     }
+    // Read back by id, many statements' worth, an unknown id among them.
+    let mut ids: Vec<CommandId> = held.keys().copied().collect();
+    ids.push(CommandId::new_random());
+    let read = b
+        .store
+        .write(Priority::High, move |tx| {
+            let ids = ids.clone();
+            Box::pin(async move { tx.commands(&ids).await })
+        })
+        .await
+        .map_err(|e: StoreError| e)
+        .unwrap();
+    assert_eq!(read.len(), 1200, "{}", b.name);
+    for command in &read {
+        assert_eq!(Some(command), held.get(&command.id), "{}", b.name);
+    }
 }
 
 fn asked_id(stored: &[(Command, bool)], i: usize) -> CommandId {

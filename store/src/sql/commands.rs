@@ -83,7 +83,7 @@ pub(super) async fn insert_many(
         }
         let ids: HashSet<CommandId> = chunk.iter().map(|c| c.id).collect();
         let keys: Vec<&str> = chunk.iter().map(|c| c.idempotency_key.as_str()).collect();
-        for command in by_keys(conn, numbering, &keys).await? {
+        for command in read_in(conn, numbering, BY_KEY, &keys).await? {
             if ids.contains(&command.id) {
                 inserted.insert(command.id, command);
             }
@@ -99,7 +99,7 @@ pub(super) async fn insert_many(
     let mut answered: HashSet<CommandId> = HashSet::with_capacity(inserted.len());
     let mut stored: HashMap<String, Command> = HashMap::with_capacity(taken.len());
     for chunk in taken.chunks(ROWS_PER_STATEMENT) {
-        for command in by_keys(conn, numbering, chunk).await? {
+        for command in read_in(conn, numbering, BY_KEY, chunk).await? {
             stored.insert(command.idempotency_key.clone(), command);
         }
     }
@@ -117,21 +117,23 @@ pub(super) async fn insert_many(
         .collect()
 }
 
-/// The commands `keys` (at most [`ROWS_PER_STATEMENT`]) name, in one statement.
-async fn by_keys(
+/// Reads commands by idempotency key ([`read_in`]).
+const BY_KEY: &str = "SELECT * FROM commands WHERE idempotency_key IN (";
+/// Reads commands by id ([`read_in`]).
+const BY_ID: &str = "SELECT * FROM commands WHERE id IN (";
+
+/// The commands `select` ([`BY_KEY`] or [`BY_ID`]) finds for `values` (at most
+/// [`ROWS_PER_STATEMENT`]), in one statement.
+async fn read_in(
     conn: &mut AnyConnection,
     numbering: Numbering,
-    keys: &[&str],
+    select: &'static str,
+    values: &[&str],
 ) -> Result<Vec<Command>, StoreError> {
-    let statement = [
-        "SELECT * FROM commands WHERE idempotency_key IN (",
-        &placeholders::list(numbering, keys.len()),
-        ")",
-    ]
-    .concat();
+    let statement = [select, &placeholders::list(numbering, values.len()), ")"].concat();
     let mut query = sqlx::query(&statement);
-    for key in keys {
-        query = query.bind(*key);
+    for value in values {
+        query = query.bind(*value);
     }
     read_all(conn, query, rows::command).await
 }
@@ -269,19 +271,9 @@ pub(super) async fn get_many(
     let numbering = Numbering::of(conn);
     let mut found = Vec::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS_PER_STATEMENT) {
-        let statement = [
-            "SELECT * FROM commands WHERE id IN (",
-            &placeholders::list(numbering, chunk.len()),
-            ")",
-        ]
-        .concat();
-        let mut query = sqlx::query(&statement);
-        for id in chunk {
-            query = query.bind(id.to_string());
-        }
-        for row in query.fetch_all(&mut *conn).await.map_err(db)? {
-            found.push(rows::command(&row)?);
-        }
+        let ids: Vec<String> = chunk.iter().map(CommandId::to_string).collect();
+        let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+        found.extend(read_in(conn, numbering, BY_ID, &ids).await?);
     }
     Ok(found)
 }
