@@ -4,6 +4,7 @@
 use super::AppError;
 use super::test_fixture::{admin, enroll_current, fixture, replica};
 use crate::core::DeviceRef;
+use crate::store::Store;
 
 /// The refusal of a call with `certificate`, or `None` if it was let through.
 async fn refusal(app: &super::App, certificate: &[u8]) -> Option<String> {
@@ -105,4 +106,14 @@ async fn a_replaced_certificate_is_refused_from_memory_without_refusing_its_devi
             .is_some_and(|c| c.covers(&old_serial)),
         "the copy's use was not flagged"
     );
+    // Six refused calls over two replicas, one alert: the copy's use is audited once.
+    let alerts = f
+        .store
+        .list_audit(&crate::store::AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == super::renewal::RENEWAL_CONFLICT)
+        .count();
+    assert_eq!(alerts, 1, "the copy's use was audited {alerts} times");
 }
