@@ -322,6 +322,16 @@ impl Command {
         }
     }
 
+    /// Whether `other` is this command's instruction: the same command for the same device
+    /// and the same action. No change a controller makes alters these after the insert, so
+    /// the row differing from the command a device was sent means someone edited the
+    /// database; a device's acknowledgement or result judged on one must never be written
+    /// to the other (another device's receipt finishing this device's wipe, a lock's bare
+    /// success recorded as a wipe).
+    pub fn is_same_instruction(&self, other: &Command) -> bool {
+        self.id == other.id && self.device_id == other.device_id && self.kind == other.kind
+    }
+
     /// What a compare-and-set from this command compares ([`CommandVersion`]).
     pub fn version(&self) -> CommandVersion {
         CommandVersion {

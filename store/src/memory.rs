@@ -675,7 +675,7 @@ impl Tx for MemoryEngine {
         next: &Command,
     ) -> Result<bool, StoreError> {
         Ok(match self.state()?.commands.get_mut(&next.id) {
-            Some(stored) if stored.version() == expected => {
+            Some(stored) if stored.version() == expected && stored.is_same_instruction(next) => {
                 // The columns an update writes; the rest is fixed at insert.
                 stored.state = next.state;
                 stored.failure_reason = next.failure_reason.clone();

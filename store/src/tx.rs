@@ -97,9 +97,11 @@ pub trait Tx: Send {
         Ok(stored)
     }
     /// Writes `next` if the stored command still has version `expected` (its state and
-    /// delivery count, [`CommandVersion`]): a change committed since the read `next` was
-    /// computed from makes it miss, even one that kept the state (another replica's
-    /// redelivery), so none is overwritten with the values read.
+    /// delivery count, [`CommandVersion`]) and is still `next`'s instruction (its device and
+    /// action, [`Command::is_same_instruction`]): a change committed since the read `next`
+    /// was computed from makes it miss, even one that kept the state (another replica's
+    /// redelivery), so none is overwritten with the values read; and a row edited by hand to
+    /// another device or action is never finished by what was judged on the first.
     async fn update_command(
         &mut self,
         expected: CommandVersion,

@@ -162,6 +162,7 @@ on_both_backends!(
     many_commands_are_inserted_at_once_each_key_once,
     check_ins_on_every_lane_and_audited_changes_keep_one_chain,
     a_users_device_briefs_are_read_in_the_listing_order,
+    a_compare_and_set_misses_a_command_edited_to_another_device_or_action,
 );
 
 /// Someone with the database writes a command's delivery count out of the range the
@@ -714,6 +715,80 @@ async fn commands_are_idempotent_and_change_only_by_compare_and_set(b: Backend) 
         b.store.command_by_key("k1").await.unwrap().unwrap().id,
         stored.id
     );
+}
+
+/// What the controller writes after a device's acknowledgement or result was judged on the
+/// command it delivered: if the row names another device or another action since (only a
+/// hand edit of the database does that), the write misses, alone and among many, so one
+/// device's receipt never finishes another's wipe and a lock's success is never a wipe's.
+async fn a_compare_and_set_misses_a_command_edited_to_another_device_or_action(b: Backend) {
+    let (alice, bob) = (enrolled(&b.store, 1).await, enrolled(&b.store, 2).await);
+    let now = Timestamp::from_unix_ms(6);
+    let (wipe, _) = b.store.insert_command(&command(alice, "w")).await.unwrap();
+    let mut lock = command(alice, "l");
+    lock.kind = CommandKind::Lock {
+        message: "call IT".into(),
+    };
+    let (lock, _) = b.store.insert_command(&lock).await.unwrap();
+
+    let mut edits = Vec::new();
+    for stored in [&wipe, &lock] {
+        let delivered = stored.apply(&Event::Delivered, now).unwrap();
+        let mut moved = delivered.clone();
+        moved.device_id = bob;
+        edits.push((stored.version(), moved));
+        for kind in [
+            CommandKind::Wipe {
+                scope: WipeScope::Full,
+            },
+            CommandKind::Lock {
+                message: "other".into(),
+            },
+            CommandKind::Unlock,
+        ] {
+            if kind != stored.kind {
+                let mut relabelled = delivered.clone();
+                relabelled.kind = kind;
+                edits.push((stored.version(), relabelled));
+            }
+        }
+    }
+    for (expected, edited) in &edits {
+        assert!(
+            !b.store.update_command(*expected, edited).await.unwrap(),
+            "written over as {:?} for {} ({})",
+            edited.kind,
+            edited.device_id,
+            b.name
+        );
+    }
+    let many = edits.clone();
+    let written: Vec<CommandId> = b
+        .store
+        .write(ward_controller::store::Priority::High, move |tx| {
+            let many = many.clone();
+            Box::pin(async move { tx.update_commands(&many).await })
+        })
+        .await
+        .unwrap();
+    assert!(written.is_empty(), "{}: {written:?}", b.name);
+    assert_eq!(b.store.get_command(wipe.id).await.unwrap().unwrap(), wipe);
+    assert_eq!(b.store.get_command(lock.id).await.unwrap().unwrap(), lock);
+
+    // The same writes as the rows stand go through, one alone and one among many.
+    let delivered = wipe.apply(&Event::Delivered, now).unwrap();
+    assert!(compare_and_set(&b, &wipe, &delivered).await, "{}", b.name);
+    let expected = lock.version();
+    let delivered = lock.apply(&Event::Delivered, now).unwrap();
+    let written: Vec<CommandId> = b
+        .store
+        .write(ward_controller::store::Priority::High, move |tx| {
+            let changes = [(expected, delivered.clone())];
+            Box::pin(async move { tx.update_commands(&changes).await })
+        })
+        .await
+        .unwrap();
+    assert_eq!(written, [lock.id], "{}", b.name);
 }
 
 async fn concurrent_audit_appends_form_one_linear_chain(b: Backend) {

@@ -10,6 +10,8 @@
 //! on this replica (the revocation list, cached reads, the device's stream, the other
 //! replicas) runs once the job has committed.
 
+use std::sync::Arc;
+
 use super::audit::CONTROLLER;
 use super::commands::{CAS_ATTEMPTS, transition_event};
 use super::devices::{Revoked, revoke_in};
@@ -67,16 +69,19 @@ impl App {
     ) -> Result<Command, AppError> {
         let now = self.now();
         let id = known.id;
+        // What `event` and `receipt` were judged on: a command read again must still be it.
+        let judged = Arc::new(known.clone());
         let mut known = Some(known.clone());
         for _ in 0..CAS_ATTEMPTS {
             let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.to_owned());
             let read = known.take();
             let from_known = read.is_some();
+            let judged = Arc::clone(&judged);
             let finish = self
                 .store
                 .write(Priority::High, move |tx| {
                     let (event, receipt, actor) = (event.clone(), receipt.clone(), actor.clone());
-                    let read = read.clone();
+                    let (read, judged) = (read.clone(), Arc::clone(&judged));
                     Box::pin(async move {
                         let current = match read {
                             Some(current) => current,
@@ -89,6 +94,15 @@ impl App {
                                 }
                             },
                         };
+                        // Only a hand edit of the database moves a command to another device
+                        // or changes its action; what was judged on the one is not written
+                        // to the other.
+                        if !current.is_same_instruction(&judged) {
+                            return Ok(Finish::Refused(AppError::FailedPrecondition(format!(
+                                "command {id} is no longer the command its result was judged \
+                                 on (its device or action was changed in the database)"
+                            ))));
+                        }
                         finish_in(tx, &current, &event, receipt, &actor, now).await
                     })
                 })

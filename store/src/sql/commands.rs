@@ -227,8 +227,10 @@ pub(super) async fn unfinished(
 /// Writes `c` if the stored command still has version `expected` (compare-and-set on its
 /// state and delivery count, the count compared as `rows::command` reads it: one out of
 /// `u32`'s range, which only a hand edit writes, as `u32::MAX`, or the command could never
-/// change again). On PostgreSQL (read committed) an update that waited for
-/// another transaction's write to the row compares with what that one committed.
+/// change again) and is still `c`'s instruction: its device, kind, wipe scope and lock
+/// message, the last two compared as `rows::command` reads them, only for the kind that has
+/// them ([`Command::is_same_instruction`]). On PostgreSQL (read committed) an update that
+/// waited for another transaction's write to the row compares with what that one committed.
 pub(super) async fn update(
     conn: &mut AnyConnection,
     expected: CommandVersion,
@@ -241,7 +243,9 @@ pub(super) async fn update(
              receipt_signature = $8, receipt_verified = $9, receipt_error = $10, approved_by = $11
          WHERE id = $12 AND state = $13
            AND (CASE WHEN deliveries BETWEEN 0 AND 4294967295 THEN deliveries
-                ELSE 4294967295 END) = $14",
+                ELSE 4294967295 END) = $14
+           AND device_id = $15 AND kind = $16 AND (kind <> 'wipe' OR scope = $17)
+           AND (kind <> 'lock' OR COALESCE(lock_message, '') = $18)",
     )
     .bind(c.state.as_str())
     .bind(&c.failure_reason)
@@ -257,6 +261,10 @@ pub(super) async fn update(
     .bind(c.id.to_string())
     .bind(expected.state.as_str())
     .bind(i64::from(expected.deliveries))
+    .bind(c.device_id.to_string())
+    .bind(c.kind.name())
+    .bind(scope_of(&c.kind))
+    .bind(message_of(&c.kind))
     .execute(conn)
     .await
     .map_err(db)?;
@@ -278,9 +286,9 @@ pub(super) async fn get_many(
     Ok(found)
 }
 
-/// Writes each `next` whose stored command still has its `expected` version (a
-/// compare-and-set per row on state and delivery count), a few hundred rows a statement; the
-/// ids written.
+/// Writes each `next` whose stored command still has its `expected` version and is still
+/// `next`'s instruction (a compare-and-set per row, as [`update`]), a few hundred rows a
+/// statement; the ids written.
 pub(super) async fn update_many(
     conn: &mut AnyConnection,
     changes: &[(CommandVersion, Command)],
@@ -288,7 +296,7 @@ pub(super) async fn update_many(
     let numbering = Numbering::of(conn);
     // One statement for many rows: the new values travel as a VALUES list, whose columns both
     // databases name column1, column2, …
-    const COLUMNS: usize = 14;
+    const COLUMNS: usize = 18;
     let mut written = Vec::with_capacity(changes.len());
     for chunk in changes.chunks(ROWS_PER_STATEMENT) {
         let statement = [
@@ -303,6 +311,10 @@ pub(super) async fn update_many(
              WHERE commands.id = v.column1 AND commands.state = v.column2
                AND (CASE WHEN commands.deliveries BETWEEN 0 AND 4294967295
                     THEN commands.deliveries ELSE 4294967295 END) = v.column14
+               AND commands.device_id = v.column15 AND commands.kind = v.column16
+               AND (commands.kind <> 'wipe' OR commands.scope = v.column17)
+               AND (commands.kind <> 'lock'
+                    OR COALESCE(commands.lock_message, '') = v.column18)
              RETURNING id",
         ]
         .concat();
@@ -323,7 +335,11 @@ pub(super) async fn update_many(
                 .bind(receipt.map(|r| r.verified))
                 .bind(receipt.and_then(|r| r.error.clone()))
                 .bind(c.approved_by.clone())
-                .bind(i64::from(expected.deliveries));
+                .bind(i64::from(expected.deliveries))
+                .bind(c.device_id.to_string())
+                .bind(c.kind.name())
+                .bind(scope_of(&c.kind))
+                .bind(message_of(&c.kind));
         }
         for id in query.fetch_all(&mut *conn).await.map_err(db)? {
             written.push(id.parse().map_err(corrupt)?);

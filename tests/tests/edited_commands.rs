@@ -1,0 +1,218 @@
+//! Someone holding the database edits a command after the controller delivered it: moves it to
+//! another device, or turns a lock into a wipe. The controller keeps the command as it
+//! delivered it to spare reads; the device's acknowledgement and result must still be judged
+//! against the command as stored, so that no row ever claims a device was wiped by another
+//! device's receipt, or a wipe done by a lock's bare success.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use ward_certs::receipt::WipeReceiptBody;
+use ward_controller::core::{CommandId, CommandState};
+use ward_e2e::inprocess::{EnrolledDevice, TestController};
+use ward_proto::v1::issue_command_request::Action;
+use ward_proto::v1::*;
+
+type Agent = agent_service_client::AgentServiceClient<tonic::transport::Channel>;
+
+async fn issue(controller: &TestController, device: &str, action: Action, key: &str) -> String {
+    controller
+        .admin()
+        .await
+        .issue_command(IssueCommandRequest {
+            device_id: device.into(),
+            action: Some(action),
+            reason: "test".into(),
+            idempotency_key: key.into(),
+            ttl_seconds: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
+fn wipe() -> Action {
+    Action::Wipe(WipeAction {
+        scope: WipeScope::Messaging as i32,
+    })
+}
+
+fn lock() -> Action {
+    Action::Lock(LockAction {
+        message: "Call IT".into(),
+    })
+}
+
+/// The device's agent, after a check-in that delivered `command` to it.
+async fn delivered(controller: &TestController, device: &EnrolledDevice, command: &str) -> Agent {
+    let mut agent = controller
+        .agent_with(&device.certificate_der, &device.key)
+        .await
+        .unwrap();
+    let pending = agent
+        .check_in(CheckInRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .pending_commands;
+    assert!(
+        pending.iter().any(|c| c.id == command),
+        "not delivered: {pending:?}"
+    );
+    agent
+}
+
+/// What someone with the database file does, outside the controller.
+async fn edit(controller: &TestController, statement: &'static str, value: String, id: &str) {
+    let path = controller.data.database();
+    let id = id.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let db = rusqlite::Connection::open(path).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            db.execute(statement, rusqlite::params![value, id]).unwrap(),
+            1
+        );
+    })
+    .await
+    .unwrap();
+}
+
+async fn acknowledge(agent: &mut Agent, command: &str) -> Result<bool, tonic::Status> {
+    agent
+        .acknowledge(AcknowledgeRequest {
+            command_id: command.into(),
+        })
+        .await
+        .map(|r| r.into_inner().proceed)
+}
+
+async fn report_wiped(
+    agent: &mut Agent,
+    device: &EnrolledDevice,
+    command: &str,
+) -> Result<i32, tonic::Status> {
+    let signed = WipeReceiptBody {
+        command_id: command.into(),
+        device_id: device.device_id.clone(),
+        completed_at: "2026-12-07T00:00:00Z".into(),
+        scope: ward_certs::receipt::WipeScope::Messaging,
+        key_destroyed: true,
+        files_removed: 1,
+        bytes_removed: 10,
+        verified_empty: true,
+        full_erase: None,
+        key_protection: None,
+        sanitization: None,
+    }
+    .sign(&device.key)
+    .unwrap();
+    agent
+        .report_result(ReportResultRequest {
+            command_id: command.into(),
+            succeeded: true,
+            failure_reason: String::new(),
+            receipt: Some(WipeReceipt {
+                body: signed.body,
+                signature: signed.signature,
+            }),
+        })
+        .await
+        .map(|r| r.into_inner().state)
+}
+
+async fn stored(controller: &TestController, id: &str) -> ward_controller::core::Command {
+    use ward_controller::store::Store;
+    let id: CommandId = id.parse().unwrap();
+    controller.store.get_command(id).await.unwrap().unwrap()
+}
+
+/// Delivered to Alice's phone, then moved to Bob's in the database: Alice's phone is not told
+/// to wipe, and Bob's command is not finished by Alice's phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_moved_to_another_device_after_delivery_is_not_acknowledged_by_the_first() {
+    let controller = TestController::start().await;
+    let alice = controller.enroll("alice@hospital.org").await;
+    let bob = controller.enroll("bob@hospital.org").await;
+    let command = issue(&controller, &alice.device_id, wipe(), "move-1").await;
+    let mut agent = delivered(&controller, &alice, &command).await;
+
+    edit(
+        &controller,
+        "UPDATE commands SET device_id = ?1 WHERE id = ?2",
+        bob.device_id.clone(),
+        &command,
+    )
+    .await;
+
+    let ack = acknowledge(&mut agent, &command).await;
+    assert!(
+        !matches!(ack, Ok(true)),
+        "Alice's phone was told to run Bob's command: {ack:?}"
+    );
+    let now = stored(&controller, &command).await;
+    assert_eq!(now.device_id.to_string(), bob.device_id);
+    assert_eq!(now.state, CommandState::Delivered, "{now:?}");
+}
+
+/// Acknowledged by Alice's phone, then moved to Bob's: Alice's receipt does not make Bob's
+/// command a success (Bob's phone was never wiped).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_moved_to_another_device_after_acknowledgement_is_not_finished_by_the_first() {
+    let controller = TestController::start().await;
+    let alice = controller.enroll("alice@hospital.org").await;
+    let bob = controller.enroll("bob@hospital.org").await;
+    let command = issue(&controller, &alice.device_id, wipe(), "move-2").await;
+    let mut agent = delivered(&controller, &alice, &command).await;
+    assert!(acknowledge(&mut agent, &command).await.unwrap());
+
+    edit(
+        &controller,
+        "UPDATE commands SET device_id = ?1 WHERE id = ?2",
+        bob.device_id.clone(),
+        &command,
+    )
+    .await;
+
+    let answer = report_wiped(&mut agent, &alice, &command).await;
+    let now = stored(&controller, &command).await;
+    assert_ne!(
+        now.state,
+        CommandState::Succeeded,
+        "Bob's command was finished by Alice's receipt (answer {answer:?}): {now:?}"
+    );
+    assert!(now.receipt.is_none(), "{now:?}");
+}
+
+/// A lock delivered to Alice's phone, turned into a wipe in the database after it was
+/// acknowledged: the phone's bare success (a lock has no receipt) does not record a wipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_turned_into_a_wipe_after_acknowledgement_is_not_a_wipe_without_a_receipt() {
+    let controller = TestController::start().await;
+    let alice = controller.enroll("alice@hospital.org").await;
+    let command = issue(&controller, &alice.device_id, lock(), "kind-1").await;
+    let mut agent = delivered(&controller, &alice, &command).await;
+    assert!(acknowledge(&mut agent, &command).await.unwrap());
+
+    edit(
+        &controller,
+        "UPDATE commands SET kind = ?1, scope = 'messaging', lock_message = NULL WHERE id = ?2",
+        "wipe".into(),
+        &command,
+    )
+    .await;
+
+    let answer = agent
+        .report_result(ReportResultRequest {
+            command_id: command.clone(),
+            succeeded: true,
+            ..Default::default()
+        })
+        .await;
+    let now = stored(&controller, &command).await;
+    assert_ne!(
+        now.state,
+        CommandState::Succeeded,
+        "a wipe is recorded done without a receipt (answer {answer:?}): {now:?}"
+    );
+}
