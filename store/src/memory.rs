@@ -730,28 +730,26 @@ impl Tx for MemoryEngine {
         })
     }
 
-    async fn revoke_device(
+    async fn revoke_devices(
         &mut self,
-        device: DeviceId,
+        devices: &[DeviceId],
         now: Timestamp,
-    ) -> Result<Option<Vec<String>>, StoreError> {
+    ) -> Result<HashMap<DeviceId, Vec<String>>, StoreError> {
         self.fault("revoke_device")?;
         let state = self.state()?;
-        let Some(row) = state.devices.get_mut(&device) else {
-            return Ok(None);
-        };
-        if row.device.state != DeviceState::Retired {
-            row.device.state = DeviceState::Revoked;
-        }
-        let subject = ward_certs::Identity::Device(device.0).to_uri();
-        let mut serials = Vec::new();
-        for cert in state.certificates.values_mut() {
-            if cert.subject == subject && cert.revoked_at.is_none() {
-                cert.revoked_at = Some(now);
-                serials.push(cert.serial.clone());
+        let mut revoked: HashMap<DeviceId, Vec<String>> = HashMap::with_capacity(devices.len());
+        for &device in devices {
+            let Some(row) = state.devices.get_mut(&device) else {
+                continue;
+            };
+            if row.device.state != DeviceState::Retired {
+                row.device.state = DeviceState::Revoked;
             }
+            let serials =
+                state.revoke_subject(&ward_certs::Identity::Device(device.0).to_uri(), now);
+            revoked.entry(device).or_default().extend(serials);
         }
-        Ok(Some(serials))
+        Ok(revoked)
     }
 
     async fn record_renewal(

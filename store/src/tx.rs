@@ -11,6 +11,8 @@
 //! commit (waking a device's stream, telling other replicas) the caller does once `write`
 //! returns.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use ward_certs::AdminName;
@@ -132,7 +134,17 @@ pub trait Tx: Send {
         &mut self,
         device: DeviceId,
         now: Timestamp,
-    ) -> Result<Option<Vec<String>>, StoreError>;
+    ) -> Result<Option<Vec<String>>, StoreError> {
+        Ok(self.revoke_devices(&[device], now).await?.remove(&device))
+    }
+    /// [`Tx::revoke_device`] for many devices at once (a few statements for hundreds, when
+    /// thousands of offboarding wipes finish together): for each device found, the serials
+    /// newly revoked. A device named twice has its serials under its first naming only.
+    async fn revoke_devices(
+        &mut self,
+        devices: &[DeviceId],
+        now: Timestamp,
+    ) -> Result<HashMap<DeviceId, Vec<String>>, StoreError>;
     /// Records a renewed certificate and its key, pending until the device uses it.
     async fn record_renewal(
         &mut self,

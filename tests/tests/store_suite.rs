@@ -163,6 +163,7 @@ on_both_backends!(
     check_ins_on_every_lane_and_audited_changes_keep_one_chain,
     a_users_device_briefs_are_read_in_the_listing_order,
     a_compare_and_set_misses_a_command_edited_to_another_device_or_action,
+    many_devices_are_revoked_at_once_each_with_its_own_certificates,
 );
 
 /// Someone with the database writes a command's delivery count out of the range the
@@ -789,6 +790,62 @@ async fn a_compare_and_set_misses_a_command_edited_to_another_device_or_action(b
         .await
         .unwrap();
     assert_eq!(written, [lock.id], "{}", b.name);
+}
+
+/// Wipes finishing together revoke their devices a few statements at a time: each device
+/// found is revoked with exactly its own certificates (a retired one stays retired), an
+/// unknown one is left out, and one named twice has its serials once.
+async fn many_devices_are_revoked_at_once_each_with_its_own_certificates(b: Backend) {
+    let mut ids = Vec::new();
+    for tag in 1..=3 {
+        ids.push(enrolled(&b.store, tag).await);
+    }
+    assert!(
+        b.store
+            .set_device_state(ids[2], DeviceState::Retired)
+            .await
+            .unwrap()
+    );
+    let unknown = DeviceId::new_random();
+    let asked = vec![ids[0], unknown, ids[1], ids[0], ids[2]];
+    let now = Timestamp::from_unix_ms(9);
+    let revoke = |asked: Vec<DeviceId>| {
+        b.store
+            .write(ward_controller::store::Priority::High, move |tx| {
+                let asked = asked.clone();
+                Box::pin(async move { tx.revoke_devices(&asked, now).await })
+            })
+    };
+    let revoked = revoke(asked).await.unwrap();
+    assert_eq!(revoked.len(), 3, "{}: {revoked:?}", b.name);
+    assert!(!revoked.contains_key(&unknown), "{}", b.name);
+    for id in &ids {
+        assert_eq!(revoked[id], [format!("serial-{id}")], "{}", b.name);
+    }
+    let states: Vec<DeviceState> = {
+        let mut states = Vec::new();
+        for id in &ids {
+            states.push(b.store.get_device(*id).await.unwrap().unwrap().state);
+        }
+        states
+    };
+    assert_eq!(
+        states,
+        [
+            DeviceState::Revoked,
+            DeviceState::Revoked,
+            DeviceState::Retired
+        ],
+        "{}",
+        b.name
+    );
+    let listed = b.store.revoked_serials(now).await.unwrap();
+    for id in &ids {
+        assert!(listed.contains(&format!("serial-{id}")), "{}", b.name);
+    }
+    // Again: found, nothing newly revoked.
+    let again = revoke(vec![ids[0]]).await.unwrap();
+    assert_eq!(again.get(&ids[0]), Some(&Vec::new()), "{}", b.name);
 }
 
 async fn concurrent_audit_appends_form_one_linear_chain(b: Backend) {

@@ -155,6 +155,21 @@ pub(super) async fn revoke_in(
     let Some(serials) = tx.revoke_device(id, now).await? else {
         return Ok(None);
     };
+    Ok(Some(revoked_in(tx, id, serials, actor, why, reason, now)))
+}
+
+/// The audit entry of device `id`'s revocation, written in the caller's job after the store
+/// revoked it and the `serials` of its certificates, and the revocation for what follows the
+/// commit.
+pub(super) fn revoked_in(
+    tx: &mut dyn Tx,
+    id: DeviceId,
+    serials: Vec<String>,
+    actor: &str,
+    why: &str,
+    reason: Option<&str>,
+    now: Timestamp,
+) -> Revoked {
     tx.audit(
         AuditEvent {
             actor: actor.to_owned(),
@@ -169,10 +184,10 @@ pub(super) async fn revoke_in(
         },
         now,
     );
-    Ok(Some(Revoked {
+    Revoked {
         device: id,
         serials,
         actor: actor.to_owned(),
         why: why.to_owned(),
-    }))
+    }
 }

@@ -4,7 +4,7 @@ use crate::store::StoreError;
 
 /// Errors with the category the edge maps to a status code. Messages are for the caller and
 /// never contain a secret.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum AppError {
     #[error("{0}")]
     InvalidArgument(String),

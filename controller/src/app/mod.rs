@@ -56,6 +56,8 @@ mod enrollment;
 mod enrollment_tests;
 mod error;
 #[cfg(test)]
+mod finish_batch_tests;
+#[cfg(test)]
 mod finish_follow_up_tests;
 mod in_flight;
 mod lease;
@@ -81,6 +83,7 @@ mod server_cert_tests;
 #[cfg(test)]
 mod test_fixture;
 pub use server_cert::SERVER_CERT_CHECK_DEFAULT;
+mod lane;
 pub mod tokens;
 mod transitions;
 mod webhook_delivery;
@@ -116,6 +119,8 @@ pub struct App {
     audit_state: Arc<audit::AuditState>,
     /// Command transitions, gathered into one job of the store's writer.
     transitions: transitions::Transitions,
+    /// Commands' ends and what follows them, gathered the same way.
+    finishes: completion::Finishes,
     /// Announcements to the other replicas, gathered and sent in the background.
     announcer: announcer::Announcer,
     /// Certificates, devices and policies the agent API reads on every call.
@@ -162,7 +167,8 @@ impl App {
         let metrics = Arc::new(crate::metrics::Metrics::default());
         store.writer().stats().observe_with(metrics.clone());
         let audit_state = Arc::new(audit::AuditState::default());
-        let transitions = transitions::Transitions::start(Arc::clone(&store), Arc::clone(&clock));
+        let transitions = transitions::start(Arc::clone(&store), Arc::clone(&clock));
+        let finishes = completion::start_finishes(Arc::clone(&store), Arc::clone(&clock));
         let announcer = announcer::Announcer::start(Arc::clone(&store));
         store.keep_audit_with(Arc::new(audit::Keeper {
             cas: Arc::clone(&cas),
@@ -181,6 +187,7 @@ impl App {
             config,
             audit_state,
             transitions,
+            finishes,
             announcer,
             reads: reads::Reads::default(),
             delivered: delivered::Delivered::default(),

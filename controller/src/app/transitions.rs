@@ -8,11 +8,10 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
-
 use super::AppError;
 use super::commands::transition_event;
-use crate::core::{Clock, Command, CommandId, CommandState, DeviceId, Event, Receipt};
+use super::lane::Lane;
+use crate::core::{Clock, Command, CommandId, CommandState, DeviceId, Event, Receipt, Timestamp};
 use crate::store::{Priority, Store, StoreError};
 
 /// The most requests one job takes.
@@ -45,63 +44,23 @@ pub(super) enum Outcome {
     Refused(AppError),
 }
 
-type Pending = (Request, oneshot::Sender<Result<Outcome, AppError>>);
+/// The transitions arriving together, one writer job for each batch.
+pub(super) type Transitions = Lane<Request, Outcome>;
 
-#[derive(Debug, Clone)]
-pub(super) struct Transitions {
-    queue: mpsc::UnboundedSender<Pending>,
-}
-
-impl Transitions {
-    pub(super) fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
-        let (queue, mut requests) = mpsc::unbounded_channel::<Pending>();
-        tokio::spawn(async move {
-            while let Some(first) = requests.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < MAX_BATCH {
-                    match requests.try_recv() {
-                        Ok(more) => batch.push(more),
-                        Err(_) => break,
-                    }
-                }
-                tracing::debug!(requests = batch.len(), "command transitions");
-                let (asked, answers): (Vec<Request>, Vec<_>) = batch.into_iter().unzip();
-                let outcomes = run(store.as_ref(), asked, clock.as_ref()).await;
-                match outcomes {
-                    Ok(outcomes) => {
-                        for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                            let _ = answer.send(Ok(outcome));
-                        }
-                    }
-                    Err(e) => {
-                        for answer in answers {
-                            let _ = answer.send(Err(AppError::from(e.clone())));
-                        }
-                    }
-                }
-            }
-        });
-        Self { queue }
-    }
-
-    pub(super) async fn run(&self, request: Request) -> Result<Outcome, AppError> {
-        let (answer, outcome) = oneshot::channel();
-        self.queue
-            .send((request, answer))
-            .map_err(|_| AppError::Internal("the command transitions task has stopped".into()))?;
-        outcome.await.map_err(|_| {
-            AppError::Internal("the command transitions task stopped before answering".into())
-        })?
-    }
+pub(super) fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Transitions {
+    Lane::start("command transitions", MAX_BATCH, move |batch| {
+        let store = Arc::clone(&store);
+        let now = clock.now();
+        async move { Ok(run(store.as_ref(), batch, now).await?) }
+    })
 }
 
 /// One job for the whole batch.
 async fn run(
     store: &dyn Store,
     requests: Vec<Request>,
-    clock: &dyn Clock,
+    now: Timestamp,
 ) -> Result<Vec<Outcome>, StoreError> {
-    let now = clock.now();
     store
         .write(Priority::High, move |tx| {
             let requests = requests.clone();

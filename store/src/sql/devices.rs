@@ -1,7 +1,10 @@
 //! The `devices` table: enrollment, check-ins, lifecycle state, posture and offline wipes.
 
+use std::collections::HashMap;
+
 use sqlx::AnyConnection;
 
+use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
 use super::{certificates, device_keys};
 use crate::rows::{self, Columns, corrupt, db, read_all, read_optional};
 use crate::{PostureField, StoreError};
@@ -136,28 +139,57 @@ pub(super) async fn check_in(
     read_optional(conn, query, rows::device).await
 }
 
-/// Marks the device revoked (a retired device stays retired) and revokes every certificate
-/// issued to it; the serials newly revoked, or `None` if there is no such device.
-pub(super) async fn revoke(
+/// Revokes each of `devices` that exists (a retired one stays retired) and every unrevoked
+/// certificate of each, a few hundred devices a statement; for each device found, the serials
+/// newly revoked.
+pub(super) async fn revoke_many(
     conn: &mut AnyConnection,
-    device: DeviceId,
+    devices: &[DeviceId],
     now: Timestamp,
-) -> Result<Option<Vec<String>>, StoreError> {
-    let found = sqlx::query(
-        "UPDATE devices SET state = CASE WHEN state = 'retired' THEN state ELSE 'revoked' END
-         WHERE id = $1",
-    )
-    .bind(device.to_string())
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    if found.rows_affected() == 0 {
-        return Ok(None);
+) -> Result<HashMap<DeviceId, Vec<String>>, StoreError> {
+    let numbering = Numbering::of(conn);
+    let mut revoked: HashMap<DeviceId, Vec<String>> = HashMap::with_capacity(devices.len());
+    for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "UPDATE devices SET state = CASE WHEN state = 'retired' THEN state ELSE 'revoked' END
+             WHERE id IN (",
+            &placeholders::list(numbering, chunk.len()),
+            ") RETURNING id",
+        ]
+        .concat();
+        let mut query = sqlx::query_scalar::<_, String>(&statement);
+        for device in chunk {
+            query = query.bind(device.to_string());
+        }
+        let mut subjects: HashMap<String, DeviceId> = HashMap::with_capacity(chunk.len());
+        for id in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let id: DeviceId = id.parse().map_err(corrupt)?;
+            subjects.insert(ward_certs::Identity::Device(id.0).to_uri(), id);
+            revoked.entry(id).or_default();
+        }
+        if subjects.is_empty() {
+            continue;
+        }
+        let statement = [
+            "UPDATE certificates SET revoked_at = ",
+            &placeholders::list(numbering, 1),
+            " WHERE revoked_at IS NULL AND subject IN (",
+            &placeholders::list_from(numbering, 2, subjects.len()),
+            ") RETURNING subject, serial",
+        ]
+        .concat();
+        let mut query = sqlx::query_as::<_, (String, String)>(&statement).bind(now.unix_ms());
+        for subject in subjects.keys() {
+            query = query.bind(subject.clone());
+        }
+        for (subject, serial) in query.fetch_all(&mut *conn).await.map_err(db)? {
+            let device = subjects
+                .get(&subject)
+                .ok_or_else(|| corrupt("a revoked certificate's subject was not asked for"))?;
+            revoked.entry(*device).or_default().push(serial);
+        }
     }
-    let subject = ward_certs::Identity::Device(device.0).to_uri();
-    certificates::revoke_subject(conn, &subject, now)
-        .await
-        .map(Some)
+    Ok(revoked)
 }
 
 /// Records a renewed certificate and the key it certifies, pending: the device's record

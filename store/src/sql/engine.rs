@@ -1,6 +1,8 @@
 //! The writer's side of the SQL store: one connection, one transaction per batch, and the
 //! [`Tx`] jobs see, written over the same SQL functions as every other path.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyPool};
@@ -300,12 +302,12 @@ impl Tx for SqlEngine {
         policies::record_compliance(self.conn()?, device, compliance).await
     }
 
-    async fn revoke_device(
+    async fn revoke_devices(
         &mut self,
-        device: DeviceId,
+        devices: &[DeviceId],
         now: Timestamp,
-    ) -> Result<Option<Vec<String>>, StoreError> {
-        devices::revoke(self.conn()?, device, now).await
+    ) -> Result<HashMap<DeviceId, Vec<String>>, StoreError> {
+        devices::revoke_many(self.conn()?, devices, now).await
     }
 
     async fn record_renewal(

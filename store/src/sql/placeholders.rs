@@ -57,9 +57,15 @@ pub(super) fn tuples(numbering: Numbering, rows: usize, columns: usize) -> Strin
 
 /// `?, ?, …` or `$1, $2, …`: a list of `n` placeholders, for `IN (…)`.
 pub(super) fn list(numbering: Numbering, n: usize) -> String {
+    list_from(numbering, 1, n)
+}
+
+/// [`list`] after a statement's first `first - 1` parameters: `?, ?, …` or
+/// `$first, $first+1, …`.
+pub(super) fn list_from(numbering: Numbering, first: usize, n: usize) -> String {
     let mut out = String::with_capacity(n * 5);
-    for i in 1..=n {
-        if i > 1 {
+    for i in first..first + n {
+        if i > first {
             out.push_str(", ");
         }
         numbering.push(&mut out, i);
@@ -68,7 +74,7 @@ pub(super) fn list(numbering: Numbering, n: usize) -> String {
 }
 
 /// How many rows a many-row statement takes at most: well under SQLite's 32,766 and
-/// PostgreSQL's 65,535 parameters a statement for the widest row (14 columns).
+/// PostgreSQL's 65,535 parameters a statement for the widest row (18 columns).
 pub(super) const ROWS_PER_STATEMENT: usize = 500;
 
 #[cfg(test)]
