@@ -6,9 +6,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use ward_certs::receipt::WipeReceiptBody;
 use ward_controller::core::{CommandId, CommandState};
 use ward_e2e::inprocess::{EnrolledDevice, TestController};
+use ward_e2e::wipes::messaging_receipt;
 use ward_proto::v1::issue_command_request::Action;
 use ward_proto::v1::*;
 
@@ -87,40 +87,6 @@ async fn acknowledge(agent: &mut Agent, command: &str) -> Result<bool, tonic::St
         .map(|r| r.into_inner().proceed)
 }
 
-async fn report_wiped(
-    agent: &mut Agent,
-    device: &EnrolledDevice,
-    command: &str,
-) -> Result<i32, tonic::Status> {
-    let signed = WipeReceiptBody {
-        command_id: command.into(),
-        device_id: device.device_id.clone(),
-        completed_at: "2026-12-07T00:00:00Z".into(),
-        scope: ward_certs::receipt::WipeScope::Messaging,
-        key_destroyed: true,
-        files_removed: 1,
-        bytes_removed: 10,
-        verified_empty: true,
-        full_erase: None,
-        key_protection: None,
-        sanitization: None,
-    }
-    .sign(&device.key)
-    .unwrap();
-    agent
-        .report_result(ReportResultRequest {
-            command_id: command.into(),
-            succeeded: true,
-            failure_reason: String::new(),
-            receipt: Some(WipeReceipt {
-                body: signed.body,
-                signature: signed.signature,
-            }),
-        })
-        .await
-        .map(|r| r.into_inner().state)
-}
-
 async fn stored(controller: &TestController, id: &str) -> ward_controller::core::Command {
     use ward_controller::store::Store;
     let id: CommandId = id.parse().unwrap();
@@ -174,7 +140,20 @@ async fn a_command_moved_to_another_device_after_acknowledgement_is_not_finished
     )
     .await;
 
-    let answer = report_wiped(&mut agent, &alice, &command).await;
+    let signed = messaging_receipt(&command, &alice)
+        .sign(&alice.key)
+        .unwrap();
+    let answer = agent
+        .report_result(ReportResultRequest {
+            command_id: command.clone(),
+            succeeded: true,
+            failure_reason: String::new(),
+            receipt: Some(WipeReceipt {
+                body: signed.body,
+                signature: signed.signature,
+            }),
+        })
+        .await;
     let now = stored(&controller, &command).await;
     assert_ne!(
         now.state,

@@ -4,7 +4,7 @@
 //! its answer; the domain rules (judging, graded enforcement, the command state machine) stay
 //! in `core`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use tracing::warn;
@@ -356,11 +356,15 @@ async fn deliver(
             }
         }
         // Changed by another writer meanwhile (cancelled, superseded, delivered by another
-        // replica): read again, once.
+        // replica): read again, once. One that is no longer the same instruction (moved to
+        // another device or given another action, by a hand edit of the database) is not
+        // this device's to receive.
         if missed.is_empty() || attempt == 1 {
             break;
         }
+        let asked: HashMap<CommandId, Command> = commands.into_iter().map(|c| (c.id, c)).collect();
         commands = tx.commands(&missed).await?;
+        commands.retain(|c| asked.get(&c.id).is_some_and(|a| a.is_same_instruction(c)));
     }
     Ok(delivered)
 }

@@ -262,13 +262,18 @@ impl App {
                 .refuse_approval(actor, &command.id.to_string(), why)
                 .await?);
         }
+        // From the command the checks above read: one changed since is read again, and
+        // must still be the same instruction.
         let approved = self
-            .transition(
+            .transition_from(
                 command.id,
+                Some(command.clone()),
                 &Event::Approved {
                     by: actor.name.to_string(),
                 },
+                None,
                 &admin_actor(actor),
+                None,
             )
             .await?;
         info!(command_id = %approved.id, approved_by = %actor.name, "command approved");
@@ -430,7 +435,8 @@ impl App {
     }
 
     /// A command pushed to a stream, recorded as delivered. `None` when it was finished,
-    /// cancelled or handed out meanwhile (the stream then sends nothing).
+    /// cancelled or handed out meanwhile, or edited in the database into another device's or
+    /// another action (the stream then sends nothing).
     pub async fn deliver_pushed(&self, pushed: &Command) -> Result<Option<Command>, AppError> {
         match self
             .transition_from(
@@ -439,12 +445,13 @@ impl App {
                 &Event::Delivered,
                 None,
                 CONTROLLER,
-                None,
+                Some(pushed.device_id),
             )
             .await
         {
             Ok(delivered) => Ok(Some(delivered)),
-            Err(AppError::FailedPrecondition(_)) => Ok(None),
+            // Or no longer this device's, or this instruction (edited in the database).
+            Err(AppError::FailedPrecondition(_) | AppError::NotFound(_)) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -461,13 +468,22 @@ impl App {
             if skip.contains(&command.id) {
                 continue;
             }
+            let id = command.id;
             match self
-                .transition(command.id, &Event::Delivered, CONTROLLER)
+                .transition_from(
+                    id,
+                    Some(command),
+                    &Event::Delivered,
+                    None,
+                    CONTROLLER,
+                    Some(device),
+                )
                 .await
             {
                 Ok(delivered) => out.push(delivered),
-                // Finished or cancelled meanwhile: nothing to deliver.
-                Err(AppError::FailedPrecondition(_)) => {}
+                // Finished or cancelled meanwhile, or edited in the database to another
+                // device or action: nothing to deliver.
+                Err(AppError::FailedPrecondition(_) | AppError::NotFound(_)) => {}
                 Err(e) => return Err(e),
             }
         }
@@ -679,7 +695,8 @@ impl App {
 
     /// [`App::transition_with`], trying first from `known` (the command as the caller holds
     /// it, which spares a read when it is still current), by `actor` and, when a device asks,
-    /// only on that device's command.
+    /// only on that device's command. A command read again after `known` missed must still
+    /// be `known`'s instruction ([`Command::is_same_instruction`]).
     async fn transition_from(
         &self,
         id: CommandId,
@@ -689,6 +706,7 @@ impl App {
         actor: &str,
         device: Option<DeviceId>,
     ) -> Result<Command, AppError> {
+        let instruction = known.clone();
         for _ in 0..CAS_ATTEMPTS {
             let request = transitions::Request {
                 id,
@@ -697,6 +715,7 @@ impl App {
                 receipt: receipt.clone(),
                 actor: actor.to_owned(),
                 device,
+                instruction: instruction.clone(),
             };
             let (was, next) = match self.transitions.run(request).await? {
                 transitions::Outcome::Done { was, next } => (was, *next),

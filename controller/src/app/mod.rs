@@ -60,6 +60,8 @@ mod finish_batch_tests;
 #[cfg(test)]
 mod finish_follow_up_tests;
 mod in_flight;
+#[cfg(test)]
+mod instruction_tests;
 mod lease;
 mod lifecycle;
 pub mod offboard;

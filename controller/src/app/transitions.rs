@@ -29,6 +29,10 @@ pub(super) struct Request {
     /// When set, the command must be this device's: another device's is refused as unknown
     /// (a device learns nothing of others' commands).
     pub device: Option<DeviceId>,
+    /// The command the caller decided on, when it read one: a command read again must still
+    /// be this instruction (its device and action), which only a hand edit of the database
+    /// changes, or the event is refused.
+    pub instruction: Option<Command>,
 }
 
 #[derive(Debug)]
@@ -104,6 +108,19 @@ async fn run(
                         planned.push(None);
                         continue;
                     };
+                    if request
+                        .instruction
+                        .as_ref()
+                        .is_some_and(|asked| !current.is_same_instruction(asked))
+                    {
+                        outcomes.push(Outcome::Refused(AppError::FailedPrecondition(format!(
+                            "command {} was changed in the database since it was read: it is \
+                             no longer the command this call is about",
+                            request.id
+                        ))));
+                        planned.push(None);
+                        continue;
+                    }
                     if !taken.insert(request.id) {
                         outcomes.push(Outcome::Changed);
                         planned.push(None);
