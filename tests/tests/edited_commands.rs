@@ -93,16 +93,20 @@ async fn stored(controller: &TestController, id: &str) -> ward_controller::core:
     controller.store.get_command(id).await.unwrap().unwrap()
 }
 
-/// Delivered to Alice's phone, then moved to Bob's in the database: Alice's phone is not told
-/// to wipe, and Bob's command is not finished by Alice's phone.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_command_moved_to_another_device_after_delivery_is_not_acknowledged_by_the_first() {
+/// A wipe delivered to Alice's phone (and acknowledged, if `acknowledged`), then moved to
+/// Bob's in the database: the controller, Alice's phone, her agent, Bob's id and the wipe.
+async fn moved_to_bob(
+    key: &str,
+    acknowledged: bool,
+) -> (TestController, EnrolledDevice, Agent, String, String) {
     let controller = TestController::start().await;
     let alice = controller.enroll("alice@hospital.org").await;
     let bob = controller.enroll("bob@hospital.org").await;
-    let command = issue(&controller, &alice.device_id, wipe(), "move-1").await;
+    let command = issue(&controller, &alice.device_id, wipe(), key).await;
     let mut agent = delivered(&controller, &alice, &command).await;
-
+    if acknowledged {
+        assert!(acknowledge(&mut agent, &command).await.unwrap());
+    }
     edit(
         &controller,
         "UPDATE commands SET device_id = ?1 WHERE id = ?2",
@@ -110,6 +114,14 @@ async fn a_command_moved_to_another_device_after_delivery_is_not_acknowledged_by
         &command,
     )
     .await;
+    (controller, alice, agent, bob.device_id, command)
+}
+
+/// Delivered to Alice's phone, then moved to Bob's in the database: Alice's phone is not told
+/// to wipe, and Bob's command is not finished by Alice's phone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_moved_to_another_device_after_delivery_is_not_acknowledged_by_the_first() {
+    let (controller, _alice, mut agent, bob, command) = moved_to_bob("move-1", false).await;
 
     let ack = acknowledge(&mut agent, &command).await;
     assert!(
@@ -117,7 +129,7 @@ async fn a_command_moved_to_another_device_after_delivery_is_not_acknowledged_by
         "Alice's phone was told to run Bob's command: {ack:?}"
     );
     let now = stored(&controller, &command).await;
-    assert_eq!(now.device_id.to_string(), bob.device_id);
+    assert_eq!(now.device_id.to_string(), bob);
     assert_eq!(now.state, CommandState::Delivered, "{now:?}");
 }
 
@@ -125,20 +137,7 @@ async fn a_command_moved_to_another_device_after_delivery_is_not_acknowledged_by
 /// command a success (Bob's phone was never wiped).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_command_moved_to_another_device_after_acknowledgement_is_not_finished_by_the_first() {
-    let controller = TestController::start().await;
-    let alice = controller.enroll("alice@hospital.org").await;
-    let bob = controller.enroll("bob@hospital.org").await;
-    let command = issue(&controller, &alice.device_id, wipe(), "move-2").await;
-    let mut agent = delivered(&controller, &alice, &command).await;
-    assert!(acknowledge(&mut agent, &command).await.unwrap());
-
-    edit(
-        &controller,
-        "UPDATE commands SET device_id = ?1 WHERE id = ?2",
-        bob.device_id.clone(),
-        &command,
-    )
-    .await;
+    let (controller, alice, mut agent, _bob, command) = moved_to_bob("move-2", true).await;
 
     let signed = messaging_receipt(&command, &alice)
         .sign(&alice.key)

@@ -2,8 +2,6 @@
 //! wipes report at once, and each end, its revocation and their audit entries must not cost a
 //! job of their own. Each device still gets exactly its own outcome, revocation and entries.
 
-use std::collections::HashMap;
-
 use futures::future::join_all;
 
 use super::test_fixture::{TestDevice, admin, email, enroll_as, facts, fixture, jobs};
@@ -17,33 +15,16 @@ const DEVICES: usize = 60;
 async fn wipes_reporting_together_finish_in_shared_jobs_each_with_its_own_revocation() {
     let f = fixture();
     let app = &f.app;
-    let mut devices = Vec::new();
-    for i in 0..DEVICES {
-        devices.push(enroll_as(app, USER, facts(&format!("cart-{i}"))).await);
-    }
-    let report = app
-        .offboard_user(&admin(), &email(USER), "left the hospital")
-        .await
-        .unwrap();
-    let mut wipes = HashMap::new();
-    for entry in &report.devices {
-        let wipe = entry.command.clone().unwrap();
-        let delivered = app.deliver_pushed(&wipe).await.unwrap().unwrap();
-        assert!(
-            app.acknowledge(wipe.device_id, wipe.id)
-                .await
-                .unwrap()
-                .proceed
-        );
-        wipes.insert(wipe.device_id, delivered);
-    }
+    let devices = acknowledged(&f, DEVICES).await;
     // Half report success with their receipts, half a failure: both revoke (an offboarding's
     // wipe revokes its device whatever the outcome).
     let before = jobs(&f.store);
-    let outcomes = join_all(devices.iter().enumerate().map(|(i, device)| {
-        let wipe = &wipes[&device.device.id];
-        device.report(app, wipe, i % 2 == 0)
-    }))
+    let outcomes = join_all(
+        devices
+            .iter()
+            .enumerate()
+            .map(|(i, (device, wipe))| device.report(app, wipe, i % 2 == 0)),
+    )
     .await;
     let used = jobs(&f.store) - before;
     assert!(
@@ -51,14 +32,14 @@ async fn wipes_reporting_together_finish_in_shared_jobs_each_with_its_own_revoca
         "{DEVICES} results arriving together took {used} writer jobs"
     );
 
-    for (i, (device, outcome)) in devices.iter().zip(outcomes).enumerate() {
+    for (i, ((device, wipe), outcome)) in devices.iter().zip(outcomes).enumerate() {
         let expected = if i % 2 == 0 {
             CommandState::Succeeded
         } else {
             CommandState::Failed
         };
         assert_eq!(outcome, expected);
-        let stored = app.get_command(wipes[&device.device.id].id).await.unwrap();
+        let stored = app.get_command(wipe.id).await.unwrap();
         assert_eq!(stored.state, expected);
         assert_eq!(stored.device_id, device.device.id);
         // A receipt is its own device's and kept only with a success.
@@ -72,7 +53,7 @@ async fn wipes_reporting_together_finish_in_shared_jobs_each_with_its_own_revoca
     }
     // One revocation entry per device, naming that device's certificate and no other.
     let audit = f.store.list_audit(&AuditFilter::default()).await.unwrap();
-    for device in &devices {
+    for (device, _) in &devices {
         let id = device.device.id.to_string();
         let revocations: Vec<_> = audit
             .iter()
