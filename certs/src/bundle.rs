@@ -13,6 +13,11 @@ use crate::{PrivateKeyDer, certificate_to_pem, certificates_from_pem};
 /// At most this many CAs beside the first in a bundle.
 const MAX_OTHER_CAS: usize = 7;
 
+/// The largest file read as a bundle. A bundle is a few certificates and a key, some
+/// kilobytes; a path naming anything else (a log, a disk image, `/dev/zero`) is refused after
+/// this much, not read whole into memory.
+const MAX_BUNDLE_BYTES: u64 = 256 * 1024;
+
 #[derive(Debug)]
 pub struct AdminBundle {
     pub certificate_der: Vec<u8>,
@@ -61,6 +66,11 @@ pub enum BundleError {
     WrongPassphrase { path: String },
     #[error("cannot use the private key in {path}: {source}")]
     Key { path: String, source: KeyFileError },
+    #[error(
+        "{path} is larger than {} KiB: it is not an admin bundle (a certificate, its CA and a key in PEM); check the path",
+        MAX_BUNDLE_BYTES / 1024
+    )]
+    TooLarge { path: String },
 }
 
 impl AdminBundle {
@@ -124,14 +134,20 @@ impl AdminBundle {
 }
 
 impl BundleFile {
+    /// Reads the bundle at `path`, at most [`MAX_BUNDLE_BYTES`] of it.
     pub fn read(path: &Path) -> Result<Self, BundleError> {
-        let text =
-            Zeroizing::new(
-                std::fs::read_to_string(path).map_err(|source| BundleError::Read {
-                    path: path.display().to_string(),
-                    source,
-                })?,
-            );
+        use std::io::Read;
+        let named = || path.display().to_string();
+        let mut text = Zeroizing::new(String::new());
+        std::fs::File::open(path)
+            .and_then(|file| file.take(MAX_BUNDLE_BYTES + 1).read_to_string(&mut text))
+            .map_err(|source| BundleError::Read {
+                path: named(),
+                source,
+            })?;
+        if text.len() as u64 > MAX_BUNDLE_BYTES {
+            return Err(BundleError::TooLarge { path: named() });
+        }
         Self::from_pem(&text, path)
     }
 
@@ -269,6 +285,25 @@ mod tests {
         // The plain-only readers say why they cannot use it.
         let err = AdminBundle::from_pem(&text, path).err().unwrap();
         assert!(matches!(err, BundleError::Encrypted { .. }), "{err}");
+    }
+
+    /// A path to something that is not a bundle and never ends (`/dev/zero`) or is large
+    /// is refused after a bounded read, with what to check; a bundle itself still reads.
+    #[test]
+    fn a_large_or_endless_file_is_refused_as_a_bundle_without_reading_it_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = dir.path().join("big.pem");
+        let mut text = plain_bundle().to_pem();
+        text.push_str(&"# padding\n".repeat(40_000));
+        std::fs::write(&big, text.as_bytes()).unwrap();
+        for path in [big.as_path(), Path::new("/dev/zero")] {
+            let err = BundleFile::read(path).err().unwrap();
+            assert!(matches!(err, BundleError::TooLarge { .. }), "{err}");
+            assert!(err.to_string().contains("check the path"), "{err}");
+        }
+        let fine = dir.path().join("admin.pem");
+        plain_bundle().write_new(&fine).unwrap();
+        assert!(AdminBundle::read(&fine).is_ok());
     }
 
     /// The bundle holds the admin's key in the clear: written 0600, never over an existing
