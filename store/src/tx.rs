@@ -33,6 +33,14 @@ use ward_core::{
 pub trait Tx: Send {
     // ----- reads ------------------------------------------------------------------------
     async fn device(&mut self, id: DeviceId) -> Result<Option<Device>, StoreError>;
+    /// [`Tx::device`], and no other writer may insert a command for the device or change it
+    /// until this job's batch commits; one that started first has committed before this reads
+    /// (a row lock, where replicas write at once). A decision on the device's commands taken
+    /// after this read (a renewal refused while an offboarding's wipe is pending) cannot miss
+    /// one another replica is committing. A store with one writer needs no lock.
+    async fn device_locked(&mut self, id: DeviceId) -> Result<Option<Device>, StoreError> {
+        self.device(id).await
+    }
     /// Each of the user's devices in brief, in [`crate::Store::list_devices`]' order.
     async fn device_briefs(&mut self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError>;
     async fn token(&mut self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError>;

@@ -125,13 +125,14 @@ impl App {
                 let (record, key, presented) =
                     (record.clone(), key.clone(), presented_owned.clone());
                 Box::pin(async move {
-                    let Some(current) = tx.device(device).await? else {
+                    // Locked: an offboarding another replica is committing (its wipe's
+                    // insert locks the device's row too) is either committed before this
+                    // reads the commands below, or waits for this renewal and then revokes
+                    // the certificate issued here with the others when its wipe finishes.
+                    let Some(current) = tx.device_locked(device).await? else {
                         return Err(StoreError::Corrupt(format!("device {device} vanished")));
                     };
-                    // Checked again in the transaction that records the renewal: one writer
-                    // (SQLite, memory) serializes it with the offboarding's. On PostgreSQL
-                    // with several replicas an offboarding another replica commits after this
-                    // read and before this commit is still not seen (read committed).
+                    // Checked again in the transaction that records the renewal.
                     let unfinished = tx.unfinished_commands(device).await?;
                     if unfinished.iter().any(retires_its_device) {
                         return Ok(Renewal::BeingRetired);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use sqlx::AnyConnection;
 
 use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
-use super::{certificates, device_keys};
+use super::{Backend, certificates, device_keys};
 use crate::rows::{self, Columns, corrupt, db, read_all, read_optional};
 use crate::{PostureField, StoreError};
 use ward_core::{
@@ -58,6 +58,23 @@ pub(super) async fn get(
     id: DeviceId,
 ) -> Result<Option<Device>, StoreError> {
     let query = sqlx::query("SELECT * FROM devices WHERE id = $1").bind(id.to_string());
+    read_optional(conn, query, rows::device).await
+}
+
+/// [`get`], the row locked until the transaction ends where replicas write at once
+/// (PostgreSQL, `FOR UPDATE`): a command another replica inserts for the device meanwhile
+/// (its foreign key takes a share lock on the row) waits for this transaction, or this read
+/// waits for that one to commit and then sees it. SQLite's one writer serializes them anyway.
+pub(super) async fn get_locked(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    id: DeviceId,
+) -> Result<Option<Device>, StoreError> {
+    let statement = match backend {
+        Backend::Sqlite => "SELECT * FROM devices WHERE id = $1",
+        Backend::Postgres => "SELECT * FROM devices WHERE id = $1 FOR UPDATE",
+    };
+    let query = sqlx::query(statement).bind(id.to_string());
     read_optional(conn, query, rows::device).await
 }
 

@@ -170,6 +170,11 @@ impl Tx for SqlEngine {
         devices::get(self.conn()?, id).await
     }
 
+    async fn device_locked(&mut self, id: DeviceId) -> Result<Option<Device>, StoreError> {
+        let backend = self.backend;
+        devices::get_locked(self.conn()?, backend, id).await
+    }
+
     async fn device_briefs(&mut self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError> {
         devices::briefs(self.conn()?, user).await
     }
