@@ -22,6 +22,7 @@ mod sql;
 pub mod tx;
 pub mod writer;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -252,7 +253,20 @@ pub trait Store: Send + Sync + 'static {
     async fn get_certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
 
     /// The device's keys and certificates, oldest first.
-    async fn device_keys(&self, device: DeviceId) -> Result<Vec<ward_core::DeviceKey>, StoreError>;
+    async fn device_keys(&self, device: DeviceId) -> Result<Vec<ward_core::DeviceKey>, StoreError> {
+        Ok(self
+            .device_keys_of(&[device])
+            .await?
+            .remove(&device)
+            .unwrap_or_default())
+    }
+
+    /// [`Store::device_keys`] of many devices in one read (the receipts of thousands of wipes
+    /// finishing at once); a device with no key on record is left out.
+    async fn device_keys_of(
+        &self,
+        devices: &[DeviceId],
+    ) -> Result<HashMap<DeviceId, Vec<ward_core::DeviceKey>>, StoreError>;
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError>;
 

@@ -1247,8 +1247,17 @@ impl Store for MemoryStore {
         Ok(self.read(|s| s.certificates.get(serial).cloned()))
     }
 
-    async fn device_keys(&self, device: DeviceId) -> Result<Vec<DeviceKey>, StoreError> {
-        Ok(self.read(|s| s.keys_of(device)))
+    async fn device_keys_of(
+        &self,
+        devices: &[DeviceId],
+    ) -> Result<HashMap<DeviceId, Vec<DeviceKey>>, StoreError> {
+        Ok(self.read(|s| {
+            devices
+                .iter()
+                .map(|&device| (device, s.keys_of(device)))
+                .filter(|(_, keys)| !keys.is_empty())
+                .collect()
+        }))
     }
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {

@@ -1534,6 +1534,23 @@ async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend)
         b.name
     );
     assert!(keys[1].is_pending() && keys[2].is_pending());
+    // Read with other devices' at once (the receipts of many wipes): the same history, each
+    // device's its own, oldest first, a device with none left out.
+    let other = enrolled(&b.store, 8).await;
+    let unknown = DeviceId::new_random();
+    let many = b
+        .store
+        .device_keys_of(&[other, id, unknown, id])
+        .await
+        .unwrap();
+    assert_eq!(many.len(), 2, "{}", b.name);
+    assert_eq!(many[&id], keys, "{}", b.name);
+    assert_eq!(
+        many[&other].iter().map(|k| k.serial.as_str()).collect::<Vec<_>>(),
+        [format!("serial-{other}")],
+        "{}",
+        b.name
+    );
 
     // The first call with r1: it is the device's, the rest revoked; r2 was another key.
     let now = Timestamp::from_unix_ms(20);

@@ -123,6 +123,8 @@ pub struct App {
     transitions: transitions::Transitions,
     /// Commands' ends and what follows them, gathered the same way.
     finishes: completion::Finishes,
+    /// Device key histories, read many devices at a time.
+    key_reads: renewal::KeyReads,
     /// Announcements to the other replicas, gathered and sent in the background.
     announcer: announcer::Announcer,
     /// Certificates, devices and policies the agent API reads on every call.
@@ -171,6 +173,7 @@ impl App {
         let audit_state = Arc::new(audit::AuditState::default());
         let transitions = transitions::start(Arc::clone(&store), Arc::clone(&clock));
         let finishes = completion::start_finishes(Arc::clone(&store), Arc::clone(&clock));
+        let key_reads = renewal::start_key_reads(Arc::clone(&store));
         let announcer = announcer::Announcer::start(Arc::clone(&store));
         store.keep_audit_with(Arc::new(audit::Keeper {
             cas: Arc::clone(&cas),
@@ -190,6 +193,7 @@ impl App {
             audit_state,
             transitions,
             finishes,
+            key_reads,
             announcer,
             reads: reads::Reads::default(),
             delivered: delivered::Delivered::default(),

@@ -13,11 +13,14 @@
 //! renewals with different keys from the same certificate. The device itself is not revoked:
 //! the party that called first with its renewal keeps the identity, and an admin decides.
 
+use std::sync::Arc;
+
 use time::OffsetDateTime;
 use tracing::{info, warn};
 use ward_certs::receipt::{ReceiptError, SignedReceipt, WipeReceiptBody, verify_receipt};
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
+use super::lane::Lane;
 use super::offboard::retires_its_device;
 use super::{App, AppError, audit, certificate_record};
 use crate::core::audit::AuditEvent;
@@ -26,7 +29,7 @@ use crate::core::keys::{
     renewals_in_window,
 };
 use crate::core::{Device, DeviceId, DeviceKey, RenewalConflict, Timestamp};
-use crate::store::{Announcement, Priority, StoreError};
+use crate::store::{Announcement, Priority, Store, StoreError};
 
 /// The audit action of a suspected clone.
 pub(super) const RENEWAL_CONFLICT: &str = "device.renewal_conflict";
@@ -420,7 +423,7 @@ impl App {
     /// [`App::keys_of`] device `id`, reading its record only when it has no key history
     /// (one read per receipt instead of two, when thousands of wipes finish at once).
     pub(super) async fn keys_of_id(&self, id: DeviceId) -> Result<Vec<DeviceKey>, AppError> {
-        let keys = self.store.device_keys(id).await?;
+        let keys = self.key_reads.run(id).await?;
         if !keys.is_empty() {
             return Ok(keys);
         }
@@ -434,12 +437,38 @@ impl App {
 
     /// The device's key history, for verifying what it signed.
     pub(super) async fn keys_of(&self, device: &Device) -> Result<Vec<DeviceKey>, AppError> {
-        let keys = self.store.device_keys(device.id).await?;
+        let keys = self.key_reads.run(device.id).await?;
         if keys.is_empty() {
             return Ok(enrolled_key(device).into_iter().collect());
         }
         Ok(keys)
     }
+}
+
+/// Reads of device key histories, gathered: the receipts of thousands of wipes finishing at
+/// once each need their device's keys, and one read for many devices replaces thousands of
+/// one-row reads. Each read still happens after it was asked for, as it would alone.
+pub(super) type KeyReads = Lane<DeviceId, Vec<DeviceKey>>;
+
+/// The most devices one read takes.
+const MAX_KEY_READS: usize = 1000;
+
+pub(super) fn start_key_reads(store: Arc<dyn Store>) -> KeyReads {
+    Lane::start(
+        "device key reads",
+        MAX_KEY_READS,
+        move |devices: Vec<DeviceId>| {
+            let store = Arc::clone(&store);
+            async move {
+                let keys = store.device_keys_of(&devices).await?;
+                // A device asked for twice (two of its wipes finishing) gets its keys twice.
+                Ok(devices
+                    .iter()
+                    .map(|device| keys.get(device).cloned().unwrap_or_default())
+                    .collect())
+            }
+        },
+    )
 }
 
 /// The one key of a device recorded before key histories.

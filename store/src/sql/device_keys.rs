@@ -1,10 +1,13 @@
 //! The `device_keys` table: every certificate a device was issued and the key it certifies,
 //! when it came into use and when a newer one replaced it.
 
+use std::collections::HashMap;
+
 use sqlx::AnyConnection;
 
+use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
 use crate::StoreError;
-use crate::rows::{self, db, read_all};
+use crate::rows::{self, Columns, db, read_all};
 use ward_core::keys::{KeySwitch, RenewalConflict, other_parties, plan_switch};
 use ward_core::{CertificateRecord, DeviceId, DeviceKey, Timestamp};
 
@@ -41,6 +44,36 @@ pub(super) async fn list(
         sqlx::query("SELECT * FROM device_keys WHERE device_id = $1 ORDER BY issued_at, serial")
             .bind(device.to_string());
     read_all(conn, query, rows::device_key).await
+}
+
+/// Each of `devices`' keys, oldest first, a few hundred devices a statement; a device with
+/// none is left out.
+pub(super) async fn list_many(
+    conn: &mut AnyConnection,
+    devices: &[DeviceId],
+) -> Result<HashMap<DeviceId, Vec<DeviceKey>>, StoreError> {
+    let numbering = Numbering::of(conn);
+    let mut keys: HashMap<DeviceId, Vec<DeviceKey>> = HashMap::with_capacity(devices.len());
+    for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "SELECT * FROM device_keys WHERE device_id IN (",
+            &placeholders::list(numbering, chunk.len()),
+            ") ORDER BY issued_at, serial",
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for device in chunk {
+            query = query.bind(device.to_string());
+        }
+        let rows = read_all(conn, query, |row| {
+            Ok((row.parsed::<DeviceId>("device_id")?, rows::device_key(row)?))
+        })
+        .await?;
+        for (device, key) in rows {
+            keys.entry(device).or_default().push(key);
+        }
+    }
+    Ok(keys)
 }
 
 /// Makes the pending certificate `serial` the device's one: it is in use from `now`, the

@@ -21,6 +21,7 @@ mod sqlite;
 mod tokens;
 mod webhooks;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -272,8 +273,11 @@ impl Store for SqlStore {
         certificates::get(&mut *self.read().await?, serial).await
     }
 
-    async fn device_keys(&self, device: DeviceId) -> Result<Vec<DeviceKey>, StoreError> {
-        device_keys::list(&mut *self.read().await?, device).await
+    async fn device_keys_of(
+        &self,
+        devices: &[DeviceId],
+    ) -> Result<HashMap<DeviceId, Vec<DeviceKey>>, StoreError> {
+        device_keys::list_many(&mut *self.read().await?, devices).await
     }
 
     async fn get_command(&self, id: CommandId) -> Result<Option<Command>, StoreError> {
