@@ -13,11 +13,11 @@ use tracing::info;
 use uuid::Uuid;
 
 use super::commands::{Issuer, check_command_text};
-use super::offboard::offboard_in;
+use super::offboard::{Offboarding, offboard_in};
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
 use crate::core::directory::{DirectoryUser, ScimClient};
-use crate::core::{Command, CommandKind, DeviceState, Permission, Timestamp, UserEmail, WipeScope};
+use crate::core::{CommandKind, DeviceState, Permission, Timestamp, UserEmail, WipeScope};
 use crate::store::tx::Tx;
 use crate::store::{Priority, StoreError};
 
@@ -72,7 +72,7 @@ fn issuer_of(client: &ScimClient) -> Issuer {
     }
 }
 
-type Offboarded = Option<(u64, usize, Vec<Command>)>;
+type Offboarded = Option<Offboarding>;
 
 /// Writes `next` in place of `before` (`None`: a new record), its audit entry, and, when it
 /// deactivates the user, their offboarding: one job.
@@ -320,15 +320,9 @@ impl App {
         (user, offboarded): (DirectoryUser, Offboarded),
     ) -> Result<Provisioned, AppError> {
         info!(client = %client.name, user = %user.user, active = user.active, deleted = user.deleted_at.is_some(), "SCIM user changed");
-        if let Some((tokens, devices, issued)) = &offboarded {
-            self.offboarding_started(
-                &user.user,
-                &format!("scim:{}", client.name),
-                *tokens,
-                *devices,
-                issued,
-            )
-            .await;
+        if let Some(done) = &offboarded {
+            self.offboarding_started(&user.user, &format!("scim:{}", client.name), done)
+                .await;
         }
         Ok(Provisioned {
             offboarded: offboarded.is_some(),

@@ -51,6 +51,26 @@ fn latest_attempts(user: &UserEmail, commands: Vec<Command>) -> HashMap<DeviceId
     latest
 }
 
+/// Each of `devices` with its latest offboarding wipe in `latest`.
+fn report(
+    user: &UserEmail,
+    devices: Vec<DeviceBrief>,
+    mut latest: HashMap<DeviceId, Command>,
+) -> OffboardReport {
+    let devices = devices
+        .into_iter()
+        .map(|device| OffboardDevice {
+            command: latest.remove(&device.id),
+            device,
+        })
+        .collect();
+    OffboardReport {
+        user: user.clone(),
+        devices,
+        tokens_invalidated: 0,
+    }
+}
+
 /// The keys of lost mode's lock and wipe.
 fn lost_key(device: &str, what: &str) -> IdempotencyKey {
     IdempotencyKey::System(format!("lost:{device}:{what}"))
@@ -90,6 +110,18 @@ impl OffboardReport {
     }
 }
 
+/// What an offboarding's job committed.
+#[derive(Debug)]
+pub(super) struct Offboarding {
+    pub tokens: u64,
+    /// The user's devices, in brief, as the job read them.
+    pub devices: Vec<DeviceBrief>,
+    /// Each active device's wipe as committed: the one issued, or found unfinished by its key.
+    pub latest: HashMap<DeviceId, Command>,
+    /// The wipes this run issued, for their streams.
+    pub issued: Vec<Command>,
+}
+
 /// An offboarding inside the caller's job: the user's unused tokens withdrawn (so no
 /// enrollment can add a device the list misses), the offboarding's audit entry, and every
 /// active device's messaging wipe (revoking the device once finished) with its own entry.
@@ -103,7 +135,7 @@ pub(super) async fn offboard_in(
     reason: &str,
     now: Timestamp,
     threshold: Option<usize>,
-) -> Result<Option<(u64, usize, Vec<Command>)>, StoreError> {
+) -> Result<Option<Offboarding>, StoreError> {
     let tokens = tx.expire_unused_tokens(user, now).await?;
     let devices = tx.device_briefs(user).await?;
     if devices.is_empty() && tokens == 0 {
@@ -135,13 +167,17 @@ pub(super) async fn offboard_in(
     // the key that names it. Each round is one statement, and there is a round more only for
     // devices refused once more.
     let mut issued = Vec::new();
+    let mut latest = HashMap::with_capacity(planned.len());
     while !planned.is_empty() {
         let mut again = Vec::new();
         for (stored, created) in tx.insert_commands(&planned).await? {
             if created {
                 tx.audit(issue_event(&issuer.actor, &stored), now);
+                latest.insert(stored.device_id, stored.clone());
                 issued.push(stored);
-            } else if stored.state.is_terminal() {
+            } else if !stored.state.is_terminal() {
+                latest.insert(stored.device_id, stored);
+            } else {
                 let key = offboard_retry_key(user, stored.device_id, stored.id);
                 again.push(wipe(
                     issuer,
@@ -155,7 +191,12 @@ pub(super) async fn offboard_in(
         }
         planned = again;
     }
-    Ok(Some((tokens, devices.len(), issued)))
+    Ok(Some(Offboarding {
+        tokens,
+        devices,
+        latest,
+        issued,
+    }))
 }
 
 /// An offboarding's messaging wipe of `device`, revoking it once finished.
@@ -224,31 +265,26 @@ impl App {
                 })
             })
             .await?;
-        let (tokens, devices, issued) = outcome?;
-        self.offboarding_started(user, &actor.name.to_string(), tokens, devices, &issued)
+        let done = outcome?;
+        self.offboarding_started(user, &actor.name.to_string(), &done)
             .await;
-        let mut report = self.offboard_report_for(user).await?;
-        report.tokens_invalidated = tokens;
+        // The report as the job committed it, without reading ten thousand devices and
+        // commands again while their wipes go out.
+        let mut report = self.report_of(user, done.devices, done.latest).await?;
+        report.tokens_invalidated = done.tokens;
         Ok(report)
     }
 
     /// What follows the commit of an offboarding: its commands pushed to their devices'
     /// streams as they are (no stream reads the store for them; nothing cached changed: the
     /// devices stay active until their wipes end), the other replicas told.
-    pub(super) async fn offboarding_started(
-        &self,
-        user: &UserEmail,
-        by: &str,
-        tokens: u64,
-        devices: usize,
-        issued: &[Command],
-    ) {
+    pub(super) async fn offboarding_started(&self, user: &UserEmail, by: &str, done: &Offboarding) {
         // The devices first: ten thousand log lines take a while to write.
-        self.publish(issued).await;
-        for command in issued {
+        self.publish(&done.issued).await;
+        for command in &done.issued {
             info!(command_id = %command.id, device_id = %command.device_id, kind = command.kind.name(), created_by = %by, "command queued");
         }
-        info!(user = %user, devices, issued = issued.len(), tokens, "offboarding started");
+        info!(user = %user, devices = done.devices.len(), issued = done.issued.len(), tokens = done.tokens, "offboarding started");
     }
 
     pub async fn offboard_report(&self, user: &UserEmail) -> Result<OffboardReport, AppError> {
@@ -260,24 +296,38 @@ impl App {
     }
 
     async fn offboard_report_for(&self, user: &UserEmail) -> Result<OffboardReport, AppError> {
-        // Two reads, however many devices: the user's devices, and the offboarding's commands.
+        let devices = self.store.device_briefs(user).await?;
+        let latest = self.offboarding_commands(user).await?;
+        Ok(report(user, devices, latest))
+    }
+
+    /// The report of an offboarding just committed: its job's devices and wipes. A device
+    /// already out of service got no wipe from this run: it shows its latest from an
+    /// earlier run, read only when there is such a device.
+    async fn report_of(
+        &self,
+        user: &UserEmail,
+        devices: Vec<DeviceBrief>,
+        mut latest: HashMap<DeviceId, Command>,
+    ) -> Result<OffboardReport, AppError> {
+        if devices.iter().any(|d| d.state != DeviceState::Active) {
+            for (device, command) in self.offboarding_commands(user).await? {
+                latest.entry(device).or_insert(command);
+            }
+        }
+        Ok(report(user, devices, latest))
+    }
+
+    /// Each device's latest offboarding wipe, in one read however many devices.
+    async fn offboarding_commands(
+        &self,
+        user: &UserEmail,
+    ) -> Result<HashMap<DeviceId, Command>, AppError> {
         let prefix = IdempotencyKey::System(format!("offboard:{user}:")).stored();
-        let mut commands = latest_attempts(user, self.store.commands_by_key_prefix(&prefix).await?);
-        let devices = self
-            .store
-            .device_briefs(user)
-            .await?
-            .into_iter()
-            .map(|device| OffboardDevice {
-                command: commands.remove(&device.id),
-                device,
-            })
-            .collect();
-        Ok(OffboardReport {
-            user: user.clone(),
-            devices,
-            tokens_invalidated: 0,
-        })
+        Ok(latest_attempts(
+            user,
+            self.store.commands_by_key_prefix(&prefix).await?,
+        ))
     }
 
     /// Lost mode: lock and messaging wipe now; revocation follows the wipe.

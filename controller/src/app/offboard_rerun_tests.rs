@@ -24,6 +24,17 @@ async fn wipes(app: &App) -> HashMap<DeviceId, Option<(CommandId, CommandState)>
         .collect()
 }
 
+/// Each device's offboarding wipe in `report`, as [`wipes`] gives them.
+fn shown(
+    report: &super::offboard::OffboardReport,
+) -> HashMap<DeviceId, Option<(CommandId, CommandState)>> {
+    report
+        .devices
+        .iter()
+        .map(|d| (d.device.id, d.command.as_ref().map(|c| (c.id, c.state))))
+        .collect()
+}
+
 /// Every wipe issued for the device, by anyone.
 async fn wipes_of(f: &super::test_fixture::Fixture, device: &TestDevice) -> usize {
     f.store
@@ -61,10 +72,13 @@ async fn a_rerun_after_some_wipes_finished_or_failed_issues_only_the_missing_one
     .await
     .unwrap();
 
-    app.offboard_user(&admin(), &email(ANN), "left")
+    let answered = app
+        .offboard_user(&admin(), &email(ANN), "left")
         .await
         .unwrap();
     let first = wipes(app).await;
+    // The answer is built from what the job committed, the report read back from the store.
+    assert_eq!(shown(&answered), first);
     assert_eq!(
         first[&revoked.device.id], None,
         "a revoked device gets no wipe"
@@ -97,6 +111,7 @@ async fn a_rerun_after_some_wipes_finished_or_failed_issues_only_the_missing_one
         "one new wipe, for the new device"
     );
     let second = wipes(app).await;
+    assert_eq!(shown(&report), second);
     for device in [&done, &failed, &waiting, &revoked] {
         assert_eq!(
             second[&device.device.id].map(|(id, _)| id),
@@ -126,6 +141,7 @@ async fn a_rerun_after_some_wipes_finished_or_failed_issues_only_the_missing_one
         .await
         .unwrap();
     assert!(report.complete());
+    assert_eq!(shown(&report), wipes(app).await);
     assert_eq!(actions_from(&f.store, from).await, ["user.offboard"]);
     for device in [&done, &failed, &waiting, &late, &revoked] {
         assert_eq!(
