@@ -1546,7 +1546,10 @@ async fn a_renewal_is_pending_until_used_and_the_key_history_is_kept(b: Backend)
     assert_eq!(many.len(), 2, "{}", b.name);
     assert_eq!(many[&id], keys, "{}", b.name);
     assert_eq!(
-        many[&other].iter().map(|k| k.serial.as_str()).collect::<Vec<_>>(),
+        many[&other]
+            .iter()
+            .map(|k| k.serial.as_str())
+            .collect::<Vec<_>>(),
         [format!("serial-{other}")],
         "{}",
         b.name
