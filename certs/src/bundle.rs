@@ -16,7 +16,7 @@ const MAX_OTHER_CAS: usize = 7;
 /// The largest file read as a bundle. A bundle is a few certificates and a key, some
 /// kilobytes; a path naming anything else (a log, a disk image, `/dev/zero`) is refused after
 /// this much, not read whole into memory.
-const MAX_BUNDLE_BYTES: u64 = 256 * 1024;
+const MAX_BUNDLE_BYTES: usize = 256 * 1024;
 
 #[derive(Debug)]
 pub struct AdminBundle {
@@ -91,7 +91,9 @@ impl AdminBundle {
 
     /// The bundle's PEM text with the key in the clear.
     pub fn to_pem(&self) -> Zeroizing<String> {
-        let mut text = Zeroizing::new(String::new());
+        // Room for a whole bundle at once: a buffer that grew would leave copies of the key in
+        // the memory it freed, which `Zeroizing` never sees.
+        let mut text = Zeroizing::new(String::with_capacity(MAX_BUNDLE_BYTES + 1));
         text.push_str(&certificate_to_pem(&self.certificate_der));
         text.push_str(&certificate_to_pem(&self.ca_der));
         for ca in &self.other_cas {
@@ -138,14 +140,18 @@ impl BundleFile {
     pub fn read(path: &Path) -> Result<Self, BundleError> {
         use std::io::Read;
         let named = || path.display().to_string();
-        let mut text = Zeroizing::new(String::new());
+        // Room for the whole bound at once, as in `to_pem`.
+        let mut text = Zeroizing::new(String::with_capacity(MAX_BUNDLE_BYTES + 1));
         std::fs::File::open(path)
-            .and_then(|file| file.take(MAX_BUNDLE_BYTES + 1).read_to_string(&mut text))
+            .and_then(|file| {
+                file.take(MAX_BUNDLE_BYTES as u64 + 1)
+                    .read_to_string(&mut text)
+            })
             .map_err(|source| BundleError::Read {
                 path: named(),
                 source,
             })?;
-        if text.len() as u64 > MAX_BUNDLE_BYTES {
+        if text.len() > MAX_BUNDLE_BYTES {
             return Err(BundleError::TooLarge { path: named() });
         }
         Self::from_pem(&text, path)

@@ -392,9 +392,14 @@ impl App {
             by: actor.name.to_string(),
         };
         let who = admin_actor(actor);
-        let results =
-            futures::future::join_all(waiting.iter().map(|c| self.transition(c.id, &event, &who)))
-                .await;
+        // Each from the command read for the checks above: one edited in the database since
+        // to another device or action is not approved.
+        let results = futures::future::join_all(
+            waiting
+                .iter()
+                .map(|c| self.transition_from(c.id, Some(c.clone()), &event, None, &who, None)),
+        )
+        .await;
         let mut approved = Vec::with_capacity(results.len());
         for result in results {
             match result {

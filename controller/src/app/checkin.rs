@@ -364,7 +364,14 @@ async fn deliver(
         }
         let asked: HashMap<CommandId, Command> = commands.into_iter().map(|c| (c.id, c)).collect();
         commands = tx.commands(&missed).await?;
+        let read = commands.len();
         commands.retain(|c| asked.get(&c.id).is_some_and(|a| a.is_same_instruction(c)));
+        if commands.len() < read {
+            tracing::warn!(
+                refused = read - commands.len(),
+                "commands' device or action changed in the database since they were read; not delivered"
+            );
+        }
     }
     Ok(delivered)
 }

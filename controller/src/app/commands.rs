@@ -697,7 +697,7 @@ impl App {
     /// it, which spares a read when it is still current), by `actor` and, when a device asks,
     /// only on that device's command. A command read again after `known` missed must still
     /// be `known`'s instruction ([`Command::is_same_instruction`]).
-    async fn transition_from(
+    pub(super) async fn transition_from(
         &self,
         id: CommandId,
         mut known: Option<Command>,

@@ -194,6 +194,7 @@ impl App {
                     // changes its action; what was judged on the one is not written to the
                     // other.
                     if !current.is_same_instruction(&asked.current) {
+                        tracing::warn!(command_id = %id, "a command's device or action was changed in the database since its result was judged; refused");
                         return Ok(Finish::Refused(AppError::FailedPrecondition(format!(
                             "command {id} is no longer the command its result was judged on \
                              (its device or action was changed in the database)"

@@ -137,7 +137,7 @@ pub(super) async fn offboard_in(
     threshold: Option<usize>,
 ) -> Result<Option<Offboarding>, StoreError> {
     let tokens = tx.expire_unused_tokens(user, now).await?;
-    let devices = tx.device_briefs(user).await?;
+    let mut devices = tx.device_briefs(user).await?;
     if devices.is_empty() && tokens == 0 {
         return Ok(None);
     }
@@ -177,6 +177,10 @@ pub(super) async fn offboard_in(
                 issued.push(stored);
             } else if !stored.state.is_terminal() {
                 latest.insert(stored.device_id, stored);
+            } else if !still_active(tx, &mut devices, stored.device_id).await? {
+                // Its wipe ended and revoked it since this job read the devices (on another
+                // replica): nothing to ask again.
+                latest.insert(stored.device_id, stored);
             } else {
                 let key = offboard_retry_key(user, stored.device_id, stored.id);
                 again.push(wipe(
@@ -197,6 +201,23 @@ pub(super) async fn offboard_in(
         latest,
         issued,
     }))
+}
+
+/// Whether `device` is still in service, read with its row locked (another replica may have
+/// revoked it since the job read `devices`, whose brief is brought up to date).
+async fn still_active(
+    tx: &mut dyn Tx,
+    devices: &mut [DeviceBrief],
+    device: DeviceId,
+) -> Result<bool, StoreError> {
+    let state = tx
+        .device_locked(device)
+        .await?
+        .map_or(DeviceState::Revoked, |d| d.state);
+    if let Some(brief) = devices.iter_mut().find(|d| d.id == device) {
+        brief.state = state;
+    }
+    Ok(state == DeviceState::Active)
 }
 
 /// An offboarding's messaging wipe of `device`, revoking it once finished.

@@ -28,7 +28,7 @@ use crate::core::keys::{
     MAX_PENDING_KEYS, MAX_RENEWALS_PER_WINDOW, RENEWAL_WINDOW_MS, live_pending_other_keys,
     renewals_in_window,
 };
-use crate::core::{Device, DeviceId, DeviceKey, RenewalConflict, Timestamp};
+use crate::core::{Device, DeviceId, DeviceKey, DeviceState, RenewalConflict, Timestamp};
 use crate::store::{Announcement, Priority, Store, StoreError};
 
 /// The audit action of a suspected clone.
@@ -79,6 +79,8 @@ enum Renewal {
     Conflict(String),
     /// Too many renewals wait unused.
     TooManyPending,
+    /// The device was revoked or retired meanwhile.
+    NotActive(DeviceState),
 }
 
 fn conflict_event(device: DeviceId, serial: &str, detail: &str) -> AuditEvent {
@@ -135,7 +137,12 @@ impl App {
                     let Some(current) = tx.device_locked(device).await? else {
                         return Err(StoreError::Corrupt(format!("device {device} vanished")));
                     };
-                    // Checked again in the transaction that records the renewal.
+                    // Checked again in the transaction that records the renewal: a device
+                    // whose wipe ended (and revoked it) while this waited for its row gets no
+                    // certificate the revocation did not cover.
+                    if current.state != DeviceState::Active {
+                        return Ok(Renewal::NotActive(current.state));
+                    }
                     let unfinished = tx.unfinished_commands(device).await?;
                     if unfinished.iter().any(retires_its_device) {
                         return Ok(Renewal::BeingRetired);
@@ -222,6 +229,10 @@ impl App {
             }
             Renewal::Limited => Err(limited_error(device)),
             Renewal::BeingRetired => Err(being_retired_error(device)),
+            Renewal::NotActive(state) => Err(AppError::PermissionDenied(format!(
+                "device {device} is {}: its certificate is not renewed",
+                state.as_str()
+            ))),
             Renewal::TooManyPending => {
                 warn!(device_id = %device, "renewal refused: too many unused renewals with other keys (suspected clone)");
                 Err(AppError::FailedPrecondition(format!(
@@ -423,7 +434,7 @@ impl App {
     /// [`App::keys_of`] device `id`, reading its record only when it has no key history
     /// (one read per receipt instead of two, when thousands of wipes finish at once).
     pub(super) async fn keys_of_id(&self, id: DeviceId) -> Result<Vec<DeviceKey>, AppError> {
-        let keys = self.key_reads.run(id).await?;
+        let keys = self.key_reads.run(id).await??;
         if !keys.is_empty() {
             return Ok(keys);
         }
@@ -437,7 +448,7 @@ impl App {
 
     /// The device's key history, for verifying what it signed.
     pub(super) async fn keys_of(&self, device: &Device) -> Result<Vec<DeviceKey>, AppError> {
-        let keys = self.key_reads.run(device.id).await?;
+        let keys = self.key_reads.run(device.id).await??;
         if keys.is_empty() {
             return Ok(enrolled_key(device).into_iter().collect());
         }
@@ -448,7 +459,7 @@ impl App {
 /// Reads of device key histories, gathered: the receipts of thousands of wipes finishing at
 /// once each need their device's keys, and one read for many devices replaces thousands of
 /// one-row reads. Each read still happens after it was asked for, as it would alone.
-pub(super) type KeyReads = Lane<DeviceId, Vec<DeviceKey>>;
+pub(super) type KeyReads = Lane<DeviceId, Result<Vec<DeviceKey>, AppError>>;
 
 /// The most devices one read takes.
 const MAX_KEY_READS: usize = 1000;
@@ -460,12 +471,23 @@ pub(super) fn start_key_reads(store: Arc<dyn Store>) -> KeyReads {
         move |devices: Vec<DeviceId>| {
             let store = Arc::clone(&store);
             async move {
-                let keys = store.device_keys_of(&devices).await?;
-                // A device asked for twice (two of its wipes finishing) gets its keys twice.
-                Ok(devices
-                    .iter()
-                    .map(|device| keys.get(device).cloned().unwrap_or_default())
-                    .collect())
+                match store.device_keys_of(&devices).await {
+                    // A device asked for twice (two of its wipes finishing) gets its keys twice.
+                    Ok(keys) => Ok(devices
+                        .iter()
+                        .map(|device| Ok(keys.get(device).cloned().unwrap_or_default()))
+                        .collect()),
+                    Err(e) if devices.len() == 1 => Err(e.into()),
+                    // One device's unreadable history fails only its own receipt: each alone.
+                    Err(e) => {
+                        warn!(devices = devices.len(), error = %e, "device keys read together failed; each is read alone");
+                        let mut each = Vec::with_capacity(devices.len());
+                        for device in &devices {
+                            each.push(store.device_keys(*device).await.map_err(AppError::from));
+                        }
+                        Ok(each)
+                    }
+                }
             }
         },
     )

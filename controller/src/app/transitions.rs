@@ -113,6 +113,7 @@ async fn run(
                         .as_ref()
                         .is_some_and(|asked| !current.is_same_instruction(asked))
                     {
+                        tracing::warn!(command_id = %request.id, "a command's device or action was changed in the database since it was read; refused");
                         outcomes.push(Outcome::Refused(AppError::FailedPrecondition(format!(
                             "command {} was changed in the database since it was read: it is \
                              no longer the command this call is about",

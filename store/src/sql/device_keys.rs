@@ -1,7 +1,7 @@
 //! The `device_keys` table: every certificate a device was issued and the key it certifies,
 //! when it came into use and when a newer one replaced it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::AnyConnection;
 
@@ -53,6 +53,13 @@ pub(super) async fn list_many(
     devices: &[DeviceId],
 ) -> Result<HashMap<DeviceId, Vec<DeviceKey>>, StoreError> {
     let numbering = Numbering::of(conn);
+    // Each device once: named in two statements, its keys would come twice.
+    let mut seen = HashSet::with_capacity(devices.len());
+    let devices: Vec<DeviceId> = devices
+        .iter()
+        .copied()
+        .filter(|d| seen.insert(*d))
+        .collect();
     let mut keys: HashMap<DeviceId, Vec<DeviceKey>> = HashMap::with_capacity(devices.len());
     for chunk in devices.chunks(ROWS_PER_STATEMENT) {
         let statement = [

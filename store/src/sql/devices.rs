@@ -65,17 +65,40 @@ pub(super) async fn get(
 /// (PostgreSQL, `FOR UPDATE`): a command another replica inserts for the device meanwhile
 /// (its foreign key takes a share lock on the row) waits for this transaction, or this read
 /// waits for that one to commit and then sees it. SQLite's one writer serializes them anyway.
+///
+/// The wait is bounded ([`LOCKED_READ_WAIT`]): the writer's lane waits on nothing else
+/// meanwhile, and a row held longer (a replica stuck in the middle of its commit) fails the
+/// read as [`StoreError::Overloaded`], for the caller to retry, instead of stalling the lane.
 pub(super) async fn get_locked(
     conn: &mut AnyConnection,
     backend: Backend,
     id: DeviceId,
 ) -> Result<Option<Device>, StoreError> {
-    let statement = match backend {
-        Backend::Sqlite => "SELECT * FROM devices WHERE id = $1",
-        Backend::Postgres => "SELECT * FROM devices WHERE id = $1 FOR UPDATE",
-    };
-    let query = sqlx::query(statement).bind(id.to_string());
-    read_optional(conn, query, rows::device).await
+    if backend == Backend::Sqlite {
+        return get(conn, id).await;
+    }
+    let before: String = sqlx::query_scalar("SELECT current_setting('lock_timeout')")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db)?;
+    set_lock_timeout(conn, LOCKED_READ_WAIT).await?;
+    let query = sqlx::query("SELECT * FROM devices WHERE id = $1 FOR UPDATE").bind(id.to_string());
+    let device = read_optional(conn, query, rows::device).await?;
+    set_lock_timeout(conn, &before).await?;
+    Ok(device)
+}
+
+/// How long [`get_locked`] waits for the device's row on PostgreSQL.
+const LOCKED_READ_WAIT: &str = "2s";
+
+/// PostgreSQL's `lock_timeout` for the rest of this transaction.
+async fn set_lock_timeout(conn: &mut AnyConnection, wait: &str) -> Result<(), StoreError> {
+    sqlx::query("SELECT set_config('lock_timeout', $1, true)")
+        .bind(wait)
+        .execute(conn)
+        .await
+        .map_err(db)?;
+    Ok(())
 }
 
 pub(super) async fn list(
