@@ -700,22 +700,21 @@ impl App {
     pub(super) async fn transition_from(
         &self,
         id: CommandId,
-        mut known: Option<Command>,
+        known: Option<Command>,
         event: &Event,
         receipt: Option<Receipt>,
         actor: &str,
         device: Option<DeviceId>,
     ) -> Result<Command, AppError> {
-        let instruction = known.clone();
-        for _ in 0..CAS_ATTEMPTS {
+        for attempt in 0..CAS_ATTEMPTS {
             let request = transitions::Request {
                 id,
-                known: known.take(),
+                read_again: attempt > 0 || known.is_none(),
+                known: known.clone(),
                 event: event.clone(),
                 receipt: receipt.clone(),
                 actor: actor.to_owned(),
                 device,
-                instruction: instruction.clone(),
             };
             let (was, next) = match self.transitions.run(request).await? {
                 transitions::Outcome::Done { was, next } => (was, *next),

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::audit::CONTROLLER;
 use super::commands::{CAS_ATTEMPTS, transition_event};
 use super::devices::{Revoked, revoked_in};
-use super::lane::Lane;
+use super::lane::{Lane, OnFailure};
 use super::lifecycle::encode_posture;
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
@@ -66,55 +66,29 @@ pub(super) struct AfterCommit {
     changed: Vec<DeviceId>,
 }
 
-/// The ends of commands arriving together, one writer job for each batch.
-pub(super) type Finishes = Lane<Finishing, Result<Finish, AppError>>;
+/// The ends of commands arriving together, one writer job for each batch. A batch whose job
+/// fails runs again one end per job, so an end whose follow-up fails (a device gone from the
+/// store) fails alone and its neighbours commit.
+pub(super) type Finishes = Lane<Finishing, Finish>;
 
-/// Starts the lane. A batch whose job fails runs again one end per job, so an end whose
-/// follow-up fails (a device gone from the store) fails alone and its neighbours commit.
 pub(super) fn start_finishes(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Finishes {
     Lane::start(
         "command finishes",
         MAX_BATCH,
-        move |batch: Vec<Finishing>| {
+        OnFailure::RetryEachAlone,
+        move |batch: Arc<[Finishing]>| {
             let store = Arc::clone(&store);
             let now = clock.now();
             async move {
-                let batch = Arc::new(batch);
-                match finish_job(store.as_ref(), Arc::clone(&batch), now).await {
-                    Ok(finishes) => Ok(finishes.into_iter().map(Ok).collect()),
-                    Err(e) if batch.len() == 1 => Ok(vec![Err(e)]),
-                    Err(e) => {
-                        tracing::warn!(requests = batch.len(), error = %e, "command ends failed together; each runs again alone");
-                        let alone = batch.iter().map(|one| {
-                            let one = Arc::new(vec![one.clone()]);
-                            let store = store.as_ref();
-                            async move {
-                                let mut finish = finish_job(store, one, now).await?;
-                                finish.pop().ok_or_else(|| {
-                                    AppError::Internal("a command's end went unanswered".into())
-                                })
-                            }
-                        });
-                        Ok(futures::future::join_all(alone).await)
-                    }
-                }
+                store
+                    .write(Priority::High, move |tx| {
+                        let batch = Arc::clone(&batch);
+                        Box::pin(async move { finish_all(tx, &batch, now).await })
+                    })
+                    .await
             }
         },
     )
-}
-
-/// One writer job for `batch` ([`finish_all`]).
-async fn finish_job(
-    store: &dyn Store,
-    batch: Arc<Vec<Finishing>>,
-    now: Timestamp,
-) -> Result<Vec<Finish>, AppError> {
-    store
-        .write(Priority::High, move |tx| {
-            let batch = Arc::clone(&batch);
-            Box::pin(async move { finish_all(tx, &batch, now).await })
-        })
-        .await
 }
 
 impl App {
@@ -147,7 +121,7 @@ impl App {
         for attempt in 0..CAS_ATTEMPTS {
             let from_known = attempt == 0;
             let finish = if from_known {
-                self.finishes.run(asked.clone()).await??
+                self.finishes.run(asked.clone()).await?
             } else {
                 self.finish_read_again(id, &asked).await?
             };

@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use ward_certs::receipt::{ReceiptError, SignedReceipt, WipeReceiptBody, verify_receipt};
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
-use super::lane::Lane;
+use super::lane::{Lane, OnFailure};
 use super::offboard::retires_its_device;
 use super::{App, AppError, audit, certificate_record};
 use crate::core::audit::AuditEvent;
@@ -434,7 +434,7 @@ impl App {
     /// [`App::keys_of`] device `id`, reading its record only when it has no key history
     /// (one read per receipt instead of two, when thousands of wipes finish at once).
     pub(super) async fn keys_of_id(&self, id: DeviceId) -> Result<Vec<DeviceKey>, AppError> {
-        let keys = self.key_reads.run(id).await??;
+        let keys = self.key_reads.run(id).await?;
         if !keys.is_empty() {
             return Ok(keys);
         }
@@ -448,7 +448,7 @@ impl App {
 
     /// The device's key history, for verifying what it signed.
     pub(super) async fn keys_of(&self, device: &Device) -> Result<Vec<DeviceKey>, AppError> {
-        let keys = self.key_reads.run(device.id).await??;
+        let keys = self.key_reads.run(device.id).await?;
         if keys.is_empty() {
             return Ok(enrolled_key(device).into_iter().collect());
         }
@@ -459,7 +459,9 @@ impl App {
 /// Reads of device key histories, gathered: the receipts of thousands of wipes finishing at
 /// once each need their device's keys, and one read for many devices replaces thousands of
 /// one-row reads. Each read still happens after it was asked for, as it would alone.
-pub(super) type KeyReads = Lane<DeviceId, Result<Vec<DeviceKey>, AppError>>;
+/// A batch that fails is read again one device at a time, so one unreadable history fails
+/// only its own receipt.
+pub(super) type KeyReads = Lane<DeviceId, Vec<DeviceKey>>;
 
 /// The most devices one read takes.
 const MAX_KEY_READS: usize = 1000;
@@ -468,26 +470,16 @@ pub(super) fn start_key_reads(store: Arc<dyn Store>) -> KeyReads {
     Lane::start(
         "device key reads",
         MAX_KEY_READS,
-        move |devices: Vec<DeviceId>| {
+        OnFailure::RetryEachAlone,
+        move |devices: Arc<[DeviceId]>| {
             let store = Arc::clone(&store);
             async move {
-                match store.device_keys_of(&devices).await {
-                    // A device asked for twice (two of its wipes finishing) gets its keys twice.
-                    Ok(keys) => Ok(devices
-                        .iter()
-                        .map(|device| Ok(keys.get(device).cloned().unwrap_or_default()))
-                        .collect()),
-                    Err(e) if devices.len() == 1 => Err(e.into()),
-                    // One device's unreadable history fails only its own receipt: each alone.
-                    Err(e) => {
-                        warn!(devices = devices.len(), error = %e, "device keys read together failed; each is read alone");
-                        let mut each = Vec::with_capacity(devices.len());
-                        for device in &devices {
-                            each.push(store.device_keys(*device).await.map_err(AppError::from));
-                        }
-                        Ok(each)
-                    }
-                }
+                let keys = store.device_keys_of(&devices).await?;
+                // A device asked for twice (two of its wipes finishing) gets its keys twice.
+                Ok(devices
+                    .iter()
+                    .map(|device| keys.get(device).cloned().unwrap_or_default())
+                    .collect())
             }
         },
     )

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::AppError;
 use super::commands::transition_event;
-use super::lane::Lane;
+use super::lane::{Lane, OnFailure};
 use crate::core::{Clock, Command, CommandId, CommandState, DeviceId, Event, Receipt, Timestamp};
 use crate::store::{Priority, Store, StoreError};
 
@@ -21,18 +21,19 @@ const MAX_BATCH: usize = 5000;
 #[derive(Clone, Debug)]
 pub(super) struct Request {
     pub id: CommandId,
-    /// The command as the caller holds it; it spares the read when it is still current.
+    /// The command the caller decided on, when it holds one: a first attempt starts from it
+    /// (no read while it is still current); a command read again must still be this
+    /// instruction (its device and action), which only a hand edit of the database changes,
+    /// or the event is refused.
     pub known: Option<Command>,
+    /// Whether to read the command in the job (a retry, or nothing known).
+    pub read_again: bool,
     pub event: Event,
     pub receipt: Option<Receipt>,
     pub actor: String,
     /// When set, the command must be this device's: another device's is refused as unknown
     /// (a device learns nothing of others' commands).
     pub device: Option<DeviceId>,
-    /// The command the caller decided on, when it read one: a command read again must still
-    /// be this instruction (its device and action), which only a hand edit of the database
-    /// changes, or the event is refused.
-    pub instruction: Option<Command>,
 }
 
 #[derive(Debug)]
@@ -52,26 +53,32 @@ pub(super) enum Outcome {
 pub(super) type Transitions = Lane<Request, Outcome>;
 
 pub(super) fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Transitions {
-    Lane::start("command transitions", MAX_BATCH, move |batch| {
-        let store = Arc::clone(&store);
-        let now = clock.now();
-        async move { Ok(run(store.as_ref(), batch, now).await?) }
-    })
+    // A batch's job fails only as the store does: every request in it would fail alone too.
+    Lane::start(
+        "command transitions",
+        MAX_BATCH,
+        OnFailure::FailAll,
+        move |batch| {
+            let store = Arc::clone(&store);
+            let now = clock.now();
+            async move { Ok(run(store.as_ref(), batch, now).await?) }
+        },
+    )
 }
 
 /// One job for the whole batch.
 async fn run(
     store: &dyn Store,
-    requests: Vec<Request>,
+    requests: Arc<[Request]>,
     now: Timestamp,
 ) -> Result<Vec<Outcome>, StoreError> {
     store
         .write(Priority::High, move |tx| {
-            let requests = requests.clone();
+            let requests = Arc::clone(&requests);
             Box::pin(async move {
                 let unknown: Vec<CommandId> = requests
                     .iter()
-                    .filter(|r| r.known.is_none())
+                    .filter(|r| r.read_again)
                     .map(|r| r.id)
                     .collect();
                 let read: HashMap<CommandId, Command> = if unknown.is_empty() {
@@ -89,8 +96,12 @@ async fn run(
                 // A command asked for twice in one batch: the first request goes ahead, the
                 // later one reads again after it.
                 let mut taken = HashSet::new();
-                for request in &requests {
-                    let current = request.known.as_ref().or_else(|| read.get(&request.id));
+                for request in requests.iter() {
+                    let current = if request.read_again {
+                        read.get(&request.id)
+                    } else {
+                        request.known.as_ref()
+                    };
                     let current = match (current, request.device) {
                         (Some(current), Some(device)) if current.device_id != device => None,
                         (current, _) => current,
@@ -109,7 +120,7 @@ async fn run(
                         continue;
                     };
                     if request
-                        .instruction
+                        .known
                         .as_ref()
                         .is_some_and(|asked| !current.is_same_instruction(asked))
                     {

@@ -2,6 +2,8 @@
 
 use sqlx::AnyConnection;
 
+use super::placeholders::{self, Numbering};
+
 use crate::StoreError;
 use crate::rows::{self, db, read_all, read_optional};
 use ward_core::{CertificateRecord, Timestamp};
@@ -41,15 +43,32 @@ pub(super) async fn revoke_subject(
     subject: &str,
     now: Timestamp,
 ) -> Result<Vec<String>, StoreError> {
-    sqlx::query_scalar(
-        "UPDATE certificates SET revoked_at = $1 WHERE subject = $2 AND revoked_at IS NULL
-         RETURNING serial",
-    )
-    .bind(now.unix_ms())
-    .bind(subject)
-    .fetch_all(conn)
-    .await
-    .map_err(db)
+    let revoked = revoke_subjects(conn, &[subject], now).await?;
+    Ok(revoked.into_iter().map(|(_, serial)| serial).collect())
+}
+
+/// Revokes every unrevoked certificate of each of `subjects` (at most a statement's worth,
+/// `placeholders::ROWS_PER_STATEMENT`), in one statement; each certificate revoked, as its
+/// subject and serial.
+pub(super) async fn revoke_subjects(
+    conn: &mut AnyConnection,
+    subjects: &[&str],
+    now: Timestamp,
+) -> Result<Vec<(String, String)>, StoreError> {
+    let numbering = Numbering::of(conn);
+    let statement = [
+        "UPDATE certificates SET revoked_at = ",
+        &placeholders::list(numbering, 1),
+        " WHERE revoked_at IS NULL AND subject IN (",
+        &placeholders::list_from(numbering, 2, subjects.len()),
+        ") RETURNING subject, serial",
+    ]
+    .concat();
+    let mut query = sqlx::query_as::<_, (String, String)>(&statement).bind(now.unix_ms());
+    for subject in subjects {
+        query = query.bind(*subject);
+    }
+    query.fetch_all(conn).await.map_err(db)
 }
 
 /// Certificates neither expired nor revoked.

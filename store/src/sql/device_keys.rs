@@ -40,10 +40,10 @@ pub(super) async fn list(
     conn: &mut AnyConnection,
     device: DeviceId,
 ) -> Result<Vec<DeviceKey>, StoreError> {
-    let query =
-        sqlx::query("SELECT * FROM device_keys WHERE device_id = $1 ORDER BY issued_at, serial")
-            .bind(device.to_string());
-    read_all(conn, query, rows::device_key).await
+    Ok(list_many(conn, &[device])
+        .await?
+        .remove(&device)
+        .unwrap_or_default())
 }
 
 /// Each of `devices`' keys, oldest first, a few hundred devices a statement; a device with

@@ -69,22 +69,20 @@ pub(super) async fn get(
 /// The wait is bounded ([`LOCKED_READ_WAIT`]): the writer's lane waits on nothing else
 /// meanwhile, and a row held longer (a replica stuck in the middle of its commit) fails the
 /// read as [`StoreError::Overloaded`], for the caller to retry, instead of stalling the lane.
+/// The transaction's own wait (`lane_wait`, PostgreSQL's `lock_timeout`) is set back after.
 pub(super) async fn get_locked(
     conn: &mut AnyConnection,
     backend: Backend,
     id: DeviceId,
+    lane_wait: &str,
 ) -> Result<Option<Device>, StoreError> {
     if backend == Backend::Sqlite {
         return get(conn, id).await;
     }
-    let before: String = sqlx::query_scalar("SELECT current_setting('lock_timeout')")
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db)?;
     set_lock_timeout(conn, LOCKED_READ_WAIT).await?;
     let query = sqlx::query("SELECT * FROM devices WHERE id = $1 FOR UPDATE").bind(id.to_string());
     let device = read_optional(conn, query, rows::device).await?;
-    set_lock_timeout(conn, &before).await?;
+    set_lock_timeout(conn, lane_wait).await?;
     Ok(device)
 }
 
@@ -210,19 +208,8 @@ pub(super) async fn revoke_many(
         if subjects.is_empty() {
             continue;
         }
-        let statement = [
-            "UPDATE certificates SET revoked_at = ",
-            &placeholders::list(numbering, 1),
-            " WHERE revoked_at IS NULL AND subject IN (",
-            &placeholders::list_from(numbering, 2, subjects.len()),
-            ") RETURNING subject, serial",
-        ]
-        .concat();
-        let mut query = sqlx::query_as::<_, (String, String)>(&statement).bind(now.unix_ms());
-        for subject in subjects.keys() {
-            query = query.bind(subject.clone());
-        }
-        for (subject, serial) in query.fetch_all(&mut *conn).await.map_err(db)? {
+        let asked: Vec<&str> = subjects.keys().map(String::as_str).collect();
+        for (subject, serial) in certificates::revoke_subjects(conn, &asked, now).await? {
             let device = subjects
                 .get(&subject)
                 .ok_or_else(|| corrupt("a revoked certificate's subject was not asked for"))?;

@@ -171,8 +171,9 @@ impl Tx for SqlEngine {
     }
 
     async fn device_locked(&mut self, id: DeviceId) -> Result<Option<Device>, StoreError> {
-        let backend = self.backend;
-        devices::get_locked(self.conn()?, backend, id).await
+        // A lane without a wait of its own waits as long as it takes ('0').
+        let (backend, lane_wait) = (self.backend, self.lock_wait.unwrap_or("0"));
+        devices::get_locked(self.conn()?, backend, id, lane_wait).await
     }
 
     async fn device_briefs(&mut self, user: &UserEmail) -> Result<Vec<DeviceBrief>, StoreError> {
