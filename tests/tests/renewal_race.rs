@@ -130,6 +130,22 @@ async fn certificates_of(db: &ward_e2e::postgres::FreshDatabase, device: DeviceI
         .unwrap()
 }
 
+/// A renewal while another replica's transaction that ran `statement` commits: refused with
+/// `why`, and no certificate recorded.
+async fn refused_after(statement: &'static str, why: &str) {
+    let (app, device, serial, db) = enrolled().await;
+    let outcome = renew_during(&app, &db, device, &serial, statement, true).await;
+    assert!(
+        matches!(&outcome, Err(AppError::PermissionDenied(m)) if m.contains(why)),
+        "the device got a new certificate: {outcome:?}"
+    );
+    assert_eq!(
+        certificates_of(&db, device).await,
+        1,
+        "a renewed certificate was recorded"
+    );
+}
+
 /// The other replica's offboarding, its wipe inserted and not yet committed.
 const OFFBOARDING: &str = "INSERT INTO commands (id, device_id, kind, scope, state, reason,
          idempotency_key, created_by, created_at, revoke_after)
@@ -142,17 +158,7 @@ const OFFBOARDING: &str = "INSERT INTO commands (id, device_id, kind, scope, sta
     ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
 )]
 async fn a_renewal_does_not_slip_in_while_another_replica_commits_an_offboarding() {
-    let (app, device, serial, db) = enrolled().await;
-    let outcome = renew_during(&app, &db, device, &serial, OFFBOARDING, true).await;
-    assert!(
-        matches!(&outcome, Err(AppError::PermissionDenied(m)) if m.contains("being offboarded")),
-        "a device being offboarded got a new certificate: {outcome:?}"
-    );
-    assert_eq!(
-        certificates_of(&db, device).await,
-        1,
-        "a renewed certificate was recorded"
-    );
+    refused_after(OFFBOARDING, "being offboarded").await;
 }
 
 /// The other replica revokes the device (its wipe ended) while the renewal waits for the row:
@@ -163,18 +169,8 @@ async fn a_renewal_does_not_slip_in_while_another_replica_commits_an_offboarding
     ignore = "needs PostgreSQL: set WARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/test"
 )]
 async fn a_renewal_that_waited_for_a_revocation_gives_the_revoked_device_nothing() {
-    let (app, device, serial, db) = enrolled().await;
     let revocation = "UPDATE devices SET state = 'revoked' WHERE id = $1 AND $2 <> ''";
-    let outcome = renew_during(&app, &db, device, &serial, revocation, true).await;
-    assert!(
-        matches!(&outcome, Err(AppError::PermissionDenied(m)) if m.contains("revoked")),
-        "a revoked device got a new certificate: {outcome:?}"
-    );
-    assert_eq!(
-        certificates_of(&db, device).await,
-        1,
-        "a renewed certificate was recorded"
-    );
+    refused_after(revocation, "revoked").await;
 }
 
 /// The other replica never commits (stuck in the middle of its commit): the renewal is
