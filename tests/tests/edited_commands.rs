@@ -194,3 +194,129 @@ async fn a_lock_turned_into_a_wipe_after_acknowledgement_is_not_a_wipe_without_a
         "a wipe is recorded done without a receipt (answer {answer:?}): {now:?}"
     );
 }
+
+/// The same edit, with the wipe set to revoke the device when it ends: the phone's report of
+/// the lock it ran is not judged again as the wipe's result (recorded failed, and Alice's
+/// phone revoked "after wipe" for a wipe never sent). The row stays as the edit left it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_turned_into_a_revoking_wipe_is_not_finished_by_the_locks_result() {
+    use ward_controller::store::{AuditFilter, Store};
+    let controller = TestController::start().await;
+    let alice = controller.enroll("alice@hospital.org").await;
+    let command = issue(&controller, &alice.device_id, lock(), "kind-2").await;
+    let mut agent = delivered(&controller, &alice, &command).await;
+    assert!(acknowledge(&mut agent, &command).await.unwrap());
+
+    edit(
+        &controller,
+        "UPDATE commands SET kind = ?1, scope = 'messaging', lock_message = NULL,
+             revoke_after = 1 WHERE id = ?2",
+        "wipe".into(),
+        &command,
+    )
+    .await;
+
+    let answer = agent
+        .report_result(ReportResultRequest {
+            command_id: command.clone(),
+            succeeded: true,
+            ..Default::default()
+        })
+        .await;
+    let now = stored(&controller, &command).await;
+    assert_eq!(
+        now.state,
+        CommandState::Acknowledged,
+        "the lock's result was judged as the edited wipe's (answer {answer:?}): {now:?}"
+    );
+    assert!(now.receipt.is_none(), "{now:?}");
+    let device: ward_controller::core::DeviceId = alice.device_id.parse().unwrap();
+    assert_eq!(
+        controller
+            .store
+            .get_device(device)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        ward_controller::core::DeviceState::Active,
+        "Alice's phone was revoked after a wipe never sent"
+    );
+    let revocations = controller
+        .store
+        .list_audit(&AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "device.revoke")
+        .count();
+    assert_eq!(revocations, 0);
+}
+
+async fn offboard(controller: &TestController, user: &str) {
+    controller
+        .admin()
+        .await
+        .offboard_user(OffboardUserRequest {
+            user: user.into(),
+            reason: "left the hospital".into(),
+        })
+        .await
+        .unwrap();
+}
+
+/// Alice's offboarding wipe, moved to Bob's phone and marked cancelled in the database: a
+/// rerun of Alice's offboarding finds the command its key names and must not take it for
+/// Alice's, nor issue a wipe in its name to Bob's phone (which would revoke it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_offboarding_rerun_does_not_wipe_the_device_an_edited_command_names() {
+    let controller = TestController::start().await;
+    let alice = controller.enroll("alice@hospital.org").await;
+    let bob = controller.enroll("bob@hospital.org").await;
+    offboard(&controller, "alice@hospital.org").await;
+    let mut admin = controller.admin().await;
+    let wipes_of = |device: String| {
+        let mut admin = admin.clone();
+        async move {
+            admin
+                .list_commands(ListCommandsRequest {
+                    device_id: device,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .commands
+        }
+    };
+    let [wipe] = wipes_of(alice.device_id.clone()).await.try_into().unwrap();
+    let edit_path = controller.data.database();
+    let (bob_id, wipe_id) = (bob.device_id.clone(), wipe.id.clone());
+    tokio::task::spawn_blocking(move || {
+        let db = rusqlite::Connection::open(edit_path).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        db.execute(
+            "UPDATE commands SET device_id = ?1, state = 'cancelled' WHERE id = ?2",
+            rusqlite::params![bob_id, wipe_id],
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+
+    offboard(&controller, "alice@hospital.org").await;
+    let bobs = wipes_of(bob.device_id.clone()).await;
+    assert_eq!(
+        bobs.iter().map(|c| c.id.as_str()).collect::<Vec<_>>(),
+        [wipe.id.as_str()],
+        "a wipe was issued to Bob's phone in the name of Alice's offboarding"
+    );
+    let bob_now = admin
+        .get_device(GetDeviceRequest {
+            device_id: bob.device_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(bob_now.state, DeviceState::Active as i32);
+}

@@ -540,13 +540,23 @@ impl App {
         // The command as this replica last wrote it, if it delivered it: no read. A refusal
         // from that copy may come from its being stale (the command changed elsewhere), so
         // the store's decides then; nothing was written.
-        if let Some(copy) = self.delivered.of(device, id) {
-            match self.report_result_on(device, copy, &result).await {
+        let copy = self.delivered.of(device, id);
+        if let Some(copy) = &copy {
+            match self.report_result_on(device, copy.clone(), &result).await {
                 Err(AppError::FailedPrecondition(_)) => self.delivered.forget(id),
                 other => return other,
             }
         }
         let command = self.device_command(device, id).await?;
+        // The device ran what it was sent: a row since edited into another action (by hand,
+        // in the database) is not finished by a result that was about the command sent.
+        if copy.is_some_and(|sent| !sent.is_same_instruction(&command)) {
+            warn!(command_id = %id, device_id = %device, "a command's action was changed in the database after it was sent; the device's result is refused");
+            return Err(AppError::FailedPrecondition(format!(
+                "command {id} was changed in the database after it was sent to this device; \
+                 its result is not recorded"
+            )));
+        }
         self.report_result_on(device, command, &result).await
     }
 

@@ -170,7 +170,15 @@ pub(super) async fn offboard_in(
     let mut latest = HashMap::with_capacity(planned.len());
     while !planned.is_empty() {
         let mut again = Vec::new();
-        for (stored, created) in tx.insert_commands(&planned).await? {
+        let stored = tx.insert_commands(&planned).await?;
+        for (asked, (stored, created)) in planned.iter().zip(stored) {
+            if !created && (stored.device_id != asked.device_id || stored.kind != asked.kind) {
+                // The command its key names is another device's or another action: only a
+                // hand edit of the database makes it so. It is not this device's wipe, and
+                // no wipe is issued in its name: the device shows as not wiped.
+                tracing::warn!(command_id = %stored.id, device_id = %asked.device_id, "an offboarding's command was changed in the database to another device or action; ignored");
+                continue;
+            }
             if created {
                 tx.audit(issue_event(&issuer.actor, &stored), now);
                 latest.insert(stored.device_id, stored.clone());

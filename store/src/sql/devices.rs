@@ -186,6 +186,11 @@ pub(super) async fn revoke_many(
     now: Timestamp,
 ) -> Result<HashMap<DeviceId, Vec<String>>, StoreError> {
     let numbering = Numbering::of(conn);
+    // In one order on every replica (two revoking overlapping devices lock their rows in the
+    // same order, so neither waits for the other), each device once.
+    let mut devices = devices.to_vec();
+    devices.sort_unstable();
+    devices.dedup();
     let mut revoked: HashMap<DeviceId, Vec<String>> = HashMap::with_capacity(devices.len());
     for chunk in devices.chunks(ROWS_PER_STATEMENT) {
         let statement = [
