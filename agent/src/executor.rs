@@ -61,12 +61,8 @@ fn action_of(command: &DeviceCommand) -> Option<Action> {
         Wire::Enable(_) => Action::Enable,
         Wire::Retire(_) => Action::Retire,
         Wire::Wipe(wipe) => Action::Wipe {
-            scope: match v1::WipeScope::try_from(wipe.scope) {
-                Ok(v1::WipeScope::Messaging) => WipeScope::Messaging,
-                Ok(v1::WipeScope::Full) => WipeScope::Full,
-                // A scope this agent does not know: refused as an unknown command.
-                _ => return None,
-            },
+            // A scope this agent does not know: refused as an unknown command.
+            scope: ward_proto::vocab::wipe_scope(wipe.scope)?,
         },
     })
 }
@@ -516,12 +512,7 @@ async fn run_hook(hook: &std::path::Path, id: &str, device_id: &str) -> Result<S
         ))
     } else {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let detail: String = stderr
-            .trim()
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(500)
-            .collect();
+        let detail = ward_vocab::text::clean(stderr.trim(), 500);
         Err(format!(
             "{} failed ({}): {detail}",
             hook.display(),

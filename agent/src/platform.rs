@@ -174,12 +174,7 @@ impl LinuxPlatform {
             return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
         }
         let stderr = String::from_utf8_lossy(&output.stderr);
-        let detail: String = stderr
-            .trim()
-            .chars()
-            .map(|c| if c.is_control() { ' ' } else { c })
-            .take(500)
-            .collect();
+        let detail = ward_vocab::text::clean(stderr.trim(), 500);
         Err(ActionError::Failed(format!(
             "{program} {verb} failed ({}): {}",
             output.status,

@@ -55,40 +55,11 @@ impl Failure {
     }
 }
 
+/// A check this agent does not know (a newer controller's) is left out: it neither reports nor
+/// requires it, so its action has nothing to act on ([`ward_proto::vocab`]).
 impl From<v1::Policy> for AgentPolicy {
     fn from(p: v1::Policy) -> Self {
-        let rules = Policy {
-            password_min_length: p.password_min_length,
-            password_min_classes: p.password_min_classes,
-            password_max_age_days: p.password_max_age_days,
-            password_history: p.password_history,
-            max_failed_attempts: p.max_failed_attempts,
-            auto_lock_seconds: p.auto_lock_seconds,
-            require_disk_encryption: p.require_disk_encryption,
-            offline_wipe_after_seconds: p.offline_wipe_after_seconds,
-            enforce: p.enforce,
-            require_firewall: p.require_firewall,
-            forbidden_packages: p.forbidden_packages,
-            os_updates_max_age_days: p.os_updates_max_age_days,
-            min_agent_version: p.min_agent_version,
-            check_actions: p
-                .check_actions
-                .into_iter()
-                // A check this agent does not know (a newer controller's) is one it neither
-                // reports nor requires: its action has nothing to act on.
-                .filter_map(|a| {
-                    let action = match v1::EnforcementAction::try_from(a.action) {
-                        Ok(v1::EnforcementAction::Report) => EnforcementAction::Report,
-                        Ok(v1::EnforcementAction::Wipe) => EnforcementAction::Wipe,
-                        // Block, and unknown actions: the stricter reading of a newer controller.
-                        _ => EnforcementAction::Block,
-                    };
-                    Some((Check::named(&a.check)?, action))
-                })
-                .collect(),
-            wipe_grace_seconds: p.wipe_grace_seconds,
-            max_uptime_days: p.max_uptime_days,
-        };
+        let rules = Policy::from(&p);
         Self {
             rules,
             revision: p.revision,

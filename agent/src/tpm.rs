@@ -460,10 +460,7 @@ fn last_error_line(stderr: &[u8]) -> String {
         .or(lines.first())
         .copied()
         .unwrap_or("no error output");
-    best.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .take(300)
-        .collect()
+    ward_vocab::text::clean(best, 300)
 }
 
 /// The authorization file for the key's index in `state_dir`.

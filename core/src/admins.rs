@@ -1,8 +1,6 @@
 //! Admin identities over their life: lifetimes, the break-glass identity, requests that wait
 //! for a second admin, and revocation.
 
-use std::fmt;
-use std::str::FromStr;
 use std::time::Duration;
 
 use ward_certs::AdminName;
@@ -106,41 +104,17 @@ pub enum RequestKind {
     CaRetire,
 }
 
-impl RequestKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RequestKind::Issue => "issue",
-            RequestKind::Renew => "renew",
-            RequestKind::CaActivate => "ca-activate",
-            RequestKind::CaRetire => "ca-retire",
-        }
-    }
-}
-
-impl FromStr for RequestKind {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "issue" => Ok(RequestKind::Issue),
-            "renew" => Ok(RequestKind::Renew),
-            "ca-activate" => Ok(RequestKind::CaActivate),
-            "ca-retire" => Ok(RequestKind::CaRetire),
-            other => Err(format!("unknown admin request kind {other:?}")),
-        }
-    }
-}
+ward_vocab::names!(RequestKind, "admin request kind" {
+    Issue => "issue",
+    Renew => "renew",
+    CaActivate => "ca-activate",
+    CaRetire => "ca-retire",
+});
 
 impl RequestKind {
     /// Whether it asks for a forced CA rotation step rather than an admin identity.
     pub fn is_ca_rotation(self) -> bool {
         matches!(self, RequestKind::CaActivate | RequestKind::CaRetire)
-    }
-}
-
-impl fmt::Display for RequestKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -152,7 +152,7 @@ pub fn attest(
     }
     let scope = match &command.kind {
         CommandKind::Wipe { scope } => Some(scope.as_str()),
-        CommandKind::Retire => Some("messaging"),
+        CommandKind::Retire => Some(super::WipeScope::Messaging.as_str()),
         _ => None,
     };
     Ok(WipeAttestation {

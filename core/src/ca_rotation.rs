@@ -18,9 +18,6 @@
 //! Only hashes are recorded: the CAs themselves stay in each replica's data directory, so a
 //! record names a CA but cannot make one trusted.
 
-use std::fmt;
-use std::str::FromStr;
-
 use super::Timestamp;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -35,36 +32,12 @@ pub enum CaState {
     Retired,
 }
 
-impl CaState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Introduced => "introduced",
-            Self::Active => "active",
-            Self::Trusted => "trusted",
-            Self::Retired => "retired",
-        }
-    }
-}
-
-impl fmt::Display for CaState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for CaState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "introduced" => Ok(Self::Introduced),
-            "active" => Ok(Self::Active),
-            "trusted" => Ok(Self::Trusted),
-            "retired" => Ok(Self::Retired),
-            other => Err(format!("unknown CA state {other:?}")),
-        }
-    }
-}
+ward_vocab::names!(CaState, "CA state" {
+    Introduced => "introduced",
+    Active => "active",
+    Trusted => "trusted",
+    Retired => "retired",
+});
 
 /// A CA's state as a rotation step recorded it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -85,34 +58,13 @@ pub enum RotationStep {
     Cancel,
 }
 
-impl RotationStep {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Status => "status",
-            Self::Introduce => "introduce",
-            Self::Activate => "activate",
-            Self::Retire => "retire",
-            Self::Cancel => "cancel",
-        }
-    }
-}
-
-impl FromStr for RotationStep {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "status" => Ok(Self::Status),
-            "introduce" => Ok(Self::Introduce),
-            "activate" => Ok(Self::Activate),
-            "retire" => Ok(Self::Retire),
-            "cancel" => Ok(Self::Cancel),
-            other => Err(format!(
-                "unknown CA rotation step {other:?}: status, introduce, activate, retire or cancel"
-            )),
-        }
-    }
-}
+ward_vocab::names!(RotationStep, "CA rotation step" {
+    Status => "status",
+    Introduce => "introduce",
+    Activate => "activate",
+    Retire => "retire",
+    Cancel => "cancel",
+});
 
 /// Where a controller's CAs stand: each CA it holds with its state, and the CAs a step
 /// named that it does not hold.

@@ -137,6 +137,18 @@ pub enum CommandState {
     Superseded,
 }
 
+ward_vocab::names!(CommandState, "command state" {
+    AwaitingApproval => "awaiting_approval",
+    Queued => "queued",
+    Delivered => "delivered",
+    Acknowledged => "acknowledged",
+    Succeeded => "succeeded",
+    Failed => "failed",
+    Cancelled => "cancelled",
+    Expired => "expired",
+    Superseded => "superseded",
+});
+
 impl CommandState {
     pub const ALL: [CommandState; 9] = [
         CommandState::AwaitingApproval,
@@ -150,20 +162,6 @@ impl CommandState {
         CommandState::Superseded,
     ];
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CommandState::AwaitingApproval => "awaiting_approval",
-            CommandState::Queued => "queued",
-            CommandState::Delivered => "delivered",
-            CommandState::Acknowledged => "acknowledged",
-            CommandState::Succeeded => "succeeded",
-            CommandState::Failed => "failed",
-            CommandState::Cancelled => "cancelled",
-            CommandState::Expired => "expired",
-            CommandState::Superseded => "superseded",
-        }
-    }
-
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
@@ -173,27 +171,6 @@ impl CommandState {
                 | CommandState::Expired
                 | CommandState::Superseded
         )
-    }
-}
-
-impl FromStr for CommandState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CommandState::ALL
-            .into_iter()
-            .find(|state| state.as_str() == s)
-            .ok_or_else(|| {
-                format!(
-                    "unknown command state {s:?}: use awaiting_approval, queued, delivered, acknowledged, succeeded, failed, cancelled, expired or superseded"
-                )
-            })
-    }
-}
-
-impl fmt::Display for CommandState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 

@@ -44,7 +44,7 @@ pub use model::{
     NewDevice, OfflineWipe, UserEmail,
 };
 pub use policy::{
-    Check, CheckStatus, Compliance, ComplianceCheck, EnforcementAction, Policy, PolicyBody,
+    Check, CheckStatus, Compliance, ComplianceCheck, EnforcementAction, Named, Policy, PolicyBody,
     PolicyChanges, PolicyRule, PolicyScope, StoredPolicy,
 };
 pub use posture::{Disabled, Enforcement, Inventory};

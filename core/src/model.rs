@@ -143,28 +143,11 @@ pub enum DeviceState {
     Retired,
 }
 
-impl DeviceState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeviceState::Active => "active",
-            DeviceState::Revoked => "revoked",
-            DeviceState::Retired => "retired",
-        }
-    }
-}
-
-impl FromStr for DeviceState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "active" => Ok(DeviceState::Active),
-            "revoked" => Ok(DeviceState::Revoked),
-            "retired" => Ok(DeviceState::Retired),
-            other => Err(format!("unknown device state {other:?}")),
-        }
-    }
-}
+ward_vocab::names!(DeviceState, "device state" {
+    Active => "active",
+    Revoked => "revoked",
+    Retired => "retired",
+});
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Device {
@@ -257,36 +240,11 @@ pub enum AdminRole {
     Offboarding,
 }
 
-impl AdminRole {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            AdminRole::Admin => "admin",
-            AdminRole::Helpdesk => "helpdesk",
-            AdminRole::Offboarding => "offboarding",
-        }
-    }
-}
-
-impl FromStr for AdminRole {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "admin" => Ok(AdminRole::Admin),
-            "helpdesk" => Ok(AdminRole::Helpdesk),
-            "offboarding" => Ok(AdminRole::Offboarding),
-            other => Err(format!(
-                "unknown role {other:?}: use admin, helpdesk or offboarding"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for AdminRole {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+ward_vocab::names!(AdminRole, "role" {
+    Admin => "admin",
+    Helpdesk => "helpdesk",
+    Offboarding => "offboarding",
+});
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admin {

@@ -13,7 +13,7 @@ pub use ward_vocab::policy::{
     parse_version,
 };
 /// Shared with the agent.
-pub use ward_vocab::{Check, EnforcementAction};
+pub use ward_vocab::{Check, EnforcementAction, Named};
 
 /// Which devices a stored policy applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]

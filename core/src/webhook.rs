@@ -16,9 +16,9 @@ use serde_json::{Value, json};
 use sha2::Sha256;
 use zeroize::Zeroizing;
 
-use super::Timestamp;
 use super::audit::AuditEntry;
 use super::command::CommandState;
+use super::{Named, Timestamp};
 
 /// The header that carries the signature.
 pub const SIGNATURE_HEADER: &str = "Ward-Signature";
@@ -63,14 +63,20 @@ impl fmt::Display for EventType {
     }
 }
 
+impl Named for EventType {
+    const ALL: &'static [Self] = &EventType::ALL;
+    const WHAT: &'static str = "event";
+
+    fn name(self) -> &'static str {
+        self.as_str()
+    }
+}
+
 impl FromStr for EventType {
     type Err = WebhookError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        EventType::ALL
-            .into_iter()
-            .find(|e| e.as_str() == s)
-            .ok_or_else(|| WebhookError::UnknownEvent(s.to_owned()))
+        EventType::named(s).ok_or_else(|| WebhookError::UnknownEvent(s.to_owned()))
     }
 }
 
@@ -429,30 +435,11 @@ pub enum DeliveryState {
     Abandoned,
 }
 
-impl DeliveryState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DeliveryState::Pending => "pending",
-            DeliveryState::Delivered => "delivered",
-            DeliveryState::Abandoned => "abandoned",
-        }
-    }
-}
-
-impl FromStr for DeliveryState {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            DeliveryState::Pending,
-            DeliveryState::Delivered,
-            DeliveryState::Abandoned,
-        ]
-        .into_iter()
-        .find(|d| d.as_str() == s)
-        .ok_or_else(|| format!("unknown delivery state {s:?}"))
-    }
-}
+ward_vocab::names!(DeliveryState, "delivery state" {
+    Pending => "pending",
+    Delivered => "delivered",
+    Abandoned => "abandoned",
+});
 
 /// A receiver.
 #[derive(Clone, Debug)]

@@ -1,8 +1,8 @@
 //! The `ward.v1` protocol: generated message types and tonic clients and servers, plus the
 //! client transport both the agent and `wardctl` use.
 //!
-//! Conversion into Ward's domain types happens at the edge of each service (`TryFrom`), so
-//! core logic never sees prost structs.
+//! Conversion into Ward's domain types happens at the edge of each service (the controller's
+//! `edge` crate, the agent, `wardctl`), so core logic never sees prost structs.
 //!
 //! It may depend on no other Ward crate but `ward-vocab`, the vocabulary its messages carry
 //! ([`vocab`] converts between the two, once for every side), and not on the domain, the store,

@@ -21,12 +21,7 @@ pub fn command_state(state: i32) -> &'static str {
 
 /// `report`, `block`, `wipe`; `unknown` for a value this build does not know.
 pub fn enforcement_action(action: i32) -> &'static str {
-    match v1::EnforcementAction::try_from(action) {
-        Ok(v1::EnforcementAction::Report) => "report",
-        Ok(v1::EnforcementAction::Block) => "block",
-        Ok(v1::EnforcementAction::Wipe) => "wipe",
-        Ok(v1::EnforcementAction::Unspecified) | Err(_) => "unknown",
-    }
+    crate::vocab::enforcement_action(action).map_or("unknown", |action| action.as_str())
 }
 
 /// True for states a command never leaves.

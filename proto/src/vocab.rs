@@ -4,8 +4,113 @@
 //! type (e.g. `Inventory::validate`), where the controller takes it in.
 
 use ward_vocab::inventory::{Filesystem, Inventory, PackageCount};
+use ward_vocab::policy::Policy;
+use ward_vocab::{Check, EnforcementAction, Named, WipeScope};
 
 use crate::v1;
+
+/// The scope a wire number names; `None` for none given or one this build does not know.
+pub fn wipe_scope(number: i32) -> Option<WipeScope> {
+    match v1::WipeScope::try_from(number) {
+        Ok(v1::WipeScope::Messaging) => Some(WipeScope::Messaging),
+        Ok(v1::WipeScope::Full) => Some(WipeScope::Full),
+        Ok(v1::WipeScope::Unspecified) | Err(_) => None,
+    }
+}
+
+impl From<WipeScope> for v1::WipeScope {
+    fn from(scope: WipeScope) -> Self {
+        match scope {
+            WipeScope::Messaging => Self::Messaging,
+            WipeScope::Full => Self::Full,
+        }
+    }
+}
+
+/// The action a wire number names; `None` for none given or one this build does not know.
+pub fn enforcement_action(number: i32) -> Option<EnforcementAction> {
+    match v1::EnforcementAction::try_from(number) {
+        Ok(v1::EnforcementAction::Report) => Some(EnforcementAction::Report),
+        Ok(v1::EnforcementAction::Block) => Some(EnforcementAction::Block),
+        Ok(v1::EnforcementAction::Wipe) => Some(EnforcementAction::Wipe),
+        Ok(v1::EnforcementAction::Unspecified) | Err(_) => None,
+    }
+}
+
+impl From<EnforcementAction> for v1::EnforcementAction {
+    fn from(action: EnforcementAction) -> Self {
+        match action {
+            EnforcementAction::Report => Self::Report,
+            EnforcementAction::Block => Self::Block,
+            EnforcementAction::Wipe => Self::Wipe,
+        }
+    }
+}
+
+/// `Self` from the policy `$p` with every rule a policy and its wire message hold alike (the
+/// same name and type), then `$rest`: a rule both hold is written here once, for both
+/// directions.
+macro_rules! with_shared_rules {
+    ($p:ident { $($rest:tt)* }) => {
+        Self {
+            password_min_length: $p.password_min_length,
+            password_min_classes: $p.password_min_classes,
+            password_max_age_days: $p.password_max_age_days,
+            password_history: $p.password_history,
+            max_failed_attempts: $p.max_failed_attempts,
+            auto_lock_seconds: $p.auto_lock_seconds,
+            require_disk_encryption: $p.require_disk_encryption,
+            offline_wipe_after_seconds: $p.offline_wipe_after_seconds,
+            enforce: $p.enforce,
+            require_firewall: $p.require_firewall,
+            forbidden_packages: $p.forbidden_packages.clone(),
+            os_updates_max_age_days: $p.os_updates_max_age_days,
+            min_agent_version: $p.min_agent_version.clone(),
+            wipe_grace_seconds: $p.wipe_grace_seconds,
+            max_uptime_days: $p.max_uptime_days,
+            $($rest)*
+        }
+    };
+}
+
+/// A policy's rules for the wire; its scope, revision and overridden fields are the sender's
+/// to fill in.
+impl From<&Policy> for v1::Policy {
+    fn from(p: &Policy) -> Self {
+        with_shared_rules!(p {
+            check_actions: p
+                .check_actions
+                .iter()
+                .map(|(check, action)| v1::CheckAction {
+                    check: check.as_str().to_owned(),
+                    action: v1::EnforcementAction::from(*action) as i32,
+                })
+                .collect(),
+            scope: String::new(),
+            revision: 0,
+            overridden: Vec::new(),
+        })
+    }
+}
+
+/// The rules of a policy as sent, read by the agent that holds it and the CLI that shows it:
+/// a check this build does not know is left out (nothing here reports or requires it), and an
+/// action it does not know is read as block, the stricter reading of a newer controller's.
+/// (The controller refuses both when an admin sets them.)
+impl From<&v1::Policy> for Policy {
+    fn from(p: &v1::Policy) -> Self {
+        with_shared_rules!(p {
+            check_actions: p
+                .check_actions
+                .iter()
+                .filter_map(|a| {
+                    let action = enforcement_action(a.action).unwrap_or(EnforcementAction::Block);
+                    Some((Check::named(&a.check)?, action))
+                })
+                .collect(),
+        })
+    }
+}
 
 impl From<Inventory> for v1::Inventory {
     fn from(i: Inventory) -> Self {

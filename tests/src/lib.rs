@@ -2,7 +2,8 @@
 //! mutual TLS on 127.0.0.1, generated PKIs, and waits on conditions with deadlines (never a
 //! sleep followed by an assert).
 //!
-//! No shipped crate may depend on it. Its library uses the shipped crates as released; the
+//! No shipped crate may depend on it, and it may depend on any of them (it tests them as
+//! deployed). Its library uses the shipped crates as released; the
 //! test-only features (`fuzzing`, `failpoints`, `test-clock`) are turned on for its tests alone
 //! (dev-dependencies), never for a crate it hands on.
 

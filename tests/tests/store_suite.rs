@@ -115,7 +115,7 @@ async fn a_rotation_step_withdraws_every_open_forced_step_request(b: Backend) {
     assert!(withdraw().await.is_empty(), "{}", b.name);
 }
 
-macro_rules! on_both_backends {
+macro_rules! on_every_backend {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +140,7 @@ macro_rules! on_both_backends {
     )*};
 }
 
-on_both_backends!(
+on_every_backend!(
     a_token_is_redeemed_exactly_once_under_concurrency,
     commands_are_idempotent_and_change_only_by_compare_and_set,
     concurrent_audit_appends_form_one_linear_chain,

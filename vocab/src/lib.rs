@@ -6,8 +6,11 @@
 //! receipt can all use them.
 
 pub mod inventory;
+mod named;
 pub mod policy;
 pub mod text;
+
+pub use named::Named;
 
 use serde::{Deserialize, Serialize};
 
@@ -22,34 +25,10 @@ pub enum WipeScope {
     Full,
 }
 
-impl WipeScope {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WipeScope::Messaging => "messaging",
-            WipeScope::Full => "full",
-        }
-    }
-}
-
-impl std::fmt::Display for WipeScope {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for WipeScope {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "messaging" => Ok(WipeScope::Messaging),
-            "full" => Ok(WipeScope::Full),
-            other => Err(format!(
-                "unknown wipe scope {other:?}: use messaging or full"
-            )),
-        }
-    }
-}
+crate::names!(WipeScope, "wipe scope" {
+    Messaging => "messaging",
+    Full => "full",
+});
 
 /// What a failing required check leads to, from mildest to strictest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -64,36 +43,11 @@ pub enum EnforcementAction {
     Wipe,
 }
 
-impl EnforcementAction {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EnforcementAction::Report => "report",
-            EnforcementAction::Block => "block",
-            EnforcementAction::Wipe => "wipe",
-        }
-    }
-}
-
-impl std::fmt::Display for EnforcementAction {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl std::str::FromStr for EnforcementAction {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "report" => Ok(EnforcementAction::Report),
-            "block" => Ok(EnforcementAction::Block),
-            "wipe" => Ok(EnforcementAction::Wipe),
-            other => Err(format!(
-                "unknown action {other:?}: use report, block or wipe"
-            )),
-        }
-    }
-}
+crate::names!(EnforcementAction, "action" {
+    Report => "report",
+    Block => "block",
+    Wipe => "wipe",
+});
 
 /// A compliance check, by the name agent, controller, policy and scripts all use for it. The
 /// agent reports every one of them; a policy requires some ([`policy::Policy::requires`]).
@@ -114,6 +68,17 @@ pub enum Check {
     /// Days since boot within the policy's limit: the device runs the kernel it installed.
     Uptime,
 }
+
+crate::names!(Check, "check" {
+    DiskEncryption => "disk_encryption",
+    PasswordRules => "password_rules",
+    AutoLock => "auto_lock",
+    Firewall => "firewall",
+    ForbiddenPackages => "forbidden_packages",
+    OsUpdates => "os_updates",
+    AgentVersion => "agent_version",
+    Uptime => "uptime",
+});
 
 impl Check {
     /// Every check, in the order the agent reports them.
@@ -139,30 +104,6 @@ impl Check {
         Check::AgentVersion.as_str(),
         Check::Uptime.as_str(),
     ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Check::DiskEncryption => "disk_encryption",
-            Check::PasswordRules => "password_rules",
-            Check::AutoLock => "auto_lock",
-            Check::Firewall => "firewall",
-            Check::ForbiddenPackages => "forbidden_packages",
-            Check::OsUpdates => "os_updates",
-            Check::AgentVersion => "agent_version",
-            Check::Uptime => "uptime",
-        }
-    }
-
-    /// The check named `name`; `None` for a name this build does not know.
-    pub fn named(name: &str) -> Option<Check> {
-        Check::ALL.into_iter().find(|check| check.as_str() == name)
-    }
-}
-
-impl std::fmt::Display for Check {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
 }
 
 impl Ord for Check {
@@ -174,20 +115,6 @@ impl Ord for Check {
 impl PartialOrd for Check {
     fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
         Some(self.cmp(other))
-    }
-}
-
-impl std::str::FromStr for Check {
-    type Err = String;
-
-    /// The check named `s`, or the error an admin sees for a name this build does not know.
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Check::named(s).ok_or_else(|| {
-            format!(
-                "unknown check {s:?}: use one of {}",
-                Check::NAMES.join(", ")
-            )
-        })
     }
 }
 
@@ -206,7 +133,7 @@ impl<'de> Deserialize<'de> for Check {
 
 #[cfg(test)]
 mod tests {
-    use super::{Check, WipeScope};
+    use super::{Check, Named, WipeScope};
 
     #[test]
     fn every_check_has_one_name_and_is_found_by_it() {

@@ -8,7 +8,7 @@ use std::fmt;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::{Check, EnforcementAction};
+use crate::{Check, EnforcementAction, Named};
 
 /// The rules. Zero / false means "no requirement".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

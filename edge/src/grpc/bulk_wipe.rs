@@ -3,11 +3,11 @@
 use tonic::Status;
 use ward_proto::v1;
 
-use super::convert::{command_state_to_wire, status, wipe_scope_to_wire};
+use super::convert::{command_state_to_wire, status};
 use super::request::parse;
 use ward_controller::app::bulk_select::Selection;
 use ward_controller::app::bulk_wipe::{BulkWipeReport, BulkWipeRequest};
-use ward_core::{Check, DeviceState, WipeScope};
+use ward_core::{Check, DeviceState, Named, WipeScope};
 
 /// The request as the app takes it (the permission it needs is
 /// [`Permission::to_wipe`](ward_core::Permission::to_wipe) of its scope).
@@ -38,15 +38,9 @@ pub(super) fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeReques
     } else {
         Selection::Devices(r.devices)
     };
-    let scope = match v1::WipeScope::try_from(r.scope) {
-        Ok(v1::WipeScope::Messaging) => WipeScope::Messaging,
-        Ok(v1::WipeScope::Full) => WipeScope::Full,
-        _ => {
-            return Err(Status::invalid_argument(
-                "the wipe scope must be messaging or full",
-            ));
-        }
-    };
+    let scope = ward_proto::vocab::wipe_scope(r.scope).ok_or_else(|| {
+        Status::invalid_argument(format!("the wipe scope must be {}", WipeScope::choices()))
+    })?;
     Ok(BulkWipeRequest {
         selection,
         scope,
@@ -59,7 +53,7 @@ pub(super) fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeReques
 pub(super) fn report_to_wire(r: &BulkWipeReport) -> v1::BulkWipeReport {
     v1::BulkWipeReport {
         batch: r.batch.clone(),
-        scope: wipe_scope_to_wire(r.scope) as i32,
+        scope: v1::WipeScope::from(r.scope) as i32,
         dry_run: r.dry_run,
         needs_approval: r.needs_approval,
         issued: u32::try_from(r.issued).unwrap_or(u32::MAX),

@@ -7,7 +7,7 @@ use ward_proto::v1;
 use ward_controller::app::AppError;
 use ward_core::{
     Admin, AdminRole, CheckStatus, Command, CommandKind, CommandState, Compliance, ComplianceCheck,
-    Device, DeviceFacts, DeviceState, PolicyChanges, StoredPolicy, WipeScope,
+    Device, DeviceFacts, DeviceState, Named, PolicyChanges, StoredPolicy, WipeScope,
 };
 
 /// How long a shed caller is told to wait before it tries again.
@@ -122,9 +122,10 @@ pub(crate) fn role_from_wire(role: i32) -> Result<AdminRole, Status> {
         Ok(v1::AdminRole::Admin) => Ok(AdminRole::Admin),
         Ok(v1::AdminRole::Helpdesk) => Ok(AdminRole::Helpdesk),
         Ok(v1::AdminRole::Offboarding) => Ok(AdminRole::Offboarding),
-        Ok(v1::AdminRole::Unspecified) | Err(_) => Err(Status::invalid_argument(
-            "role is missing or unknown: use admin, helpdesk or offboarding",
-        )),
+        Ok(v1::AdminRole::Unspecified) | Err(_) => Err(Status::invalid_argument(format!(
+            "role is missing or unknown: use {}",
+            AdminRole::choices()
+        ))),
     }
 }
 
@@ -214,13 +215,6 @@ pub(crate) fn command_state_from_wire(state: i32) -> Result<Option<CommandState>
     }))
 }
 
-pub(crate) fn wipe_scope_to_wire(scope: WipeScope) -> v1::WipeScope {
-    match scope {
-        WipeScope::Messaging => v1::WipeScope::Messaging,
-        WipeScope::Full => v1::WipeScope::Full,
-    }
-}
-
 pub(crate) fn action_from_issue(
     action: Option<v1::issue_command_request::Action>,
 ) -> Result<CommandKind, Status> {
@@ -230,17 +224,14 @@ pub(crate) fn action_from_issue(
             message: lock.message,
         }),
         Some(Action::Unlock(_)) => Ok(CommandKind::Unlock),
-        Some(Action::Wipe(wipe)) => match v1::WipeScope::try_from(wipe.scope) {
-            Ok(v1::WipeScope::Messaging) => Ok(CommandKind::Wipe {
-                scope: WipeScope::Messaging,
+        Some(Action::Wipe(wipe)) => ward_proto::vocab::wipe_scope(wipe.scope)
+            .map(|scope| CommandKind::Wipe { scope })
+            .ok_or_else(|| {
+                Status::invalid_argument(format!(
+                    "wipe scope is missing or unknown: use {}",
+                    WipeScope::choices()
+                ))
             }),
-            Ok(v1::WipeScope::Full) => Ok(CommandKind::Wipe {
-                scope: WipeScope::Full,
-            }),
-            _ => Err(Status::invalid_argument(
-                "wipe scope is missing or unknown: use messaging or full",
-            )),
-        },
         None => Err(Status::invalid_argument(
             "the command has no action: use lock, unlock or wipe",
         )),
@@ -256,7 +247,7 @@ pub(crate) fn command_to_device(c: &Command) -> v1::DeviceCommand {
         }),
         CommandKind::Unlock => Action::Unlock(v1::UnlockAction {}),
         CommandKind::Wipe { scope } => Action::Wipe(v1::WipeAction {
-            scope: wipe_scope_to_wire(*scope) as i32,
+            scope: v1::WipeScope::from(*scope) as i32,
         }),
         CommandKind::Disable => Action::Disable(v1::DisableAction {
             reason: c.reason.clone(),
@@ -308,27 +299,11 @@ pub(crate) fn command_to_wire(c: &Command) -> v1::Command {
 }
 
 pub(crate) fn policy_to_wire(p: &StoredPolicy) -> v1::Policy {
-    let policy = &p.policy;
     v1::Policy {
-        password_min_length: policy.password_min_length,
-        password_min_classes: policy.password_min_classes,
-        password_max_age_days: policy.password_max_age_days,
-        password_history: policy.password_history,
-        max_failed_attempts: policy.max_failed_attempts,
-        auto_lock_seconds: policy.auto_lock_seconds,
-        require_disk_encryption: policy.require_disk_encryption,
-        offline_wipe_after_seconds: policy.offline_wipe_after_seconds,
-        enforce: policy.enforce,
         revision: p.revision,
         scope: p.scope.to_string(),
-        require_firewall: policy.require_firewall,
-        forbidden_packages: policy.forbidden_packages.clone(),
-        os_updates_max_age_days: policy.os_updates_max_age_days,
-        min_agent_version: policy.min_agent_version.clone(),
-        check_actions: super::convert_posture::check_actions_to_wire(policy),
-        wipe_grace_seconds: policy.wipe_grace_seconds,
         overridden: p.overridden.iter().map(|f| (*f).to_owned()).collect(),
-        max_uptime_days: policy.max_uptime_days,
+        ..v1::Policy::from(&p.policy)
     }
 }
 

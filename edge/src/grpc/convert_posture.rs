@@ -7,7 +7,7 @@ use tonic::Status;
 use ward_proto::v1;
 
 use ward_core::policy::PolicyError;
-use ward_core::{Check, Device, Disabled, Enforcement, EnforcementAction, Inventory, Policy};
+use ward_core::{Check, Device, Disabled, Enforcement, EnforcementAction, Inventory, Named};
 
 pub(crate) fn inventory_from_wire(i: v1::Inventory) -> Result<Inventory, Status> {
     let inventory = Inventory::from(i);
@@ -21,33 +21,13 @@ pub(crate) fn inventory_to_wire(i: &Inventory) -> v1::Inventory {
     v1::Inventory::from(i.clone())
 }
 
-pub(crate) fn action_to_wire(a: EnforcementAction) -> v1::EnforcementAction {
-    match a {
-        EnforcementAction::Report => v1::EnforcementAction::Report,
-        EnforcementAction::Block => v1::EnforcementAction::Block,
-        EnforcementAction::Wipe => v1::EnforcementAction::Wipe,
-    }
-}
-
 pub(crate) fn action_from_wire(a: i32) -> Result<EnforcementAction, Status> {
-    match v1::EnforcementAction::try_from(a) {
-        Ok(v1::EnforcementAction::Report) => Ok(EnforcementAction::Report),
-        Ok(v1::EnforcementAction::Block) => Ok(EnforcementAction::Block),
-        Ok(v1::EnforcementAction::Wipe) => Ok(EnforcementAction::Wipe),
-        _ => Err(Status::invalid_argument(format!(
-            "enforcement action {a} is missing or unknown: use report, block or wipe"
-        ))),
-    }
-}
-
-pub(crate) fn check_actions_to_wire(p: &Policy) -> Vec<v1::CheckAction> {
-    p.check_actions
-        .iter()
-        .map(|(check, action)| v1::CheckAction {
-            check: check.as_str().to_owned(),
-            action: action_to_wire(*action) as i32,
-        })
-        .collect()
+    ward_proto::vocab::enforcement_action(a).ok_or_else(|| {
+        Status::invalid_argument(format!(
+            "enforcement action {a} is missing or unknown: use {}",
+            EnforcementAction::choices()
+        ))
+    })
 }
 
 /// An admin's check actions: a check name this controller does not know is refused (it
@@ -83,7 +63,7 @@ fn disabled_to_wire(d: &Disabled) -> v1::Disabled {
 fn enforcement_to_wire(e: &Enforcement) -> v1::Enforcement {
     v1::Enforcement {
         check: e.check.clone(),
-        action: action_to_wire(e.action) as i32,
+        action: v1::EnforcementAction::from(e.action) as i32,
         failing_since_unix_ms: e.failing_since,
         action_since_unix_ms: e.action_since.unwrap_or(e.failing_since),
         wipe_due_unix_ms: e.wipe_due.unwrap_or(0),

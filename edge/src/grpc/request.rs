@@ -3,8 +3,8 @@
 //! the app takes only typed values. A refusal is `InvalidArgument` with the type's own words:
 //! what was wrong and what is accepted.
 //!
-//! Plain functions rather than `TryFrom<&v1::…>` impls: the domain types live in `core`, which
-//! is to become a crate of its own, and the orphan rule would then forbid such impls here.
+//! Plain functions rather than `TryFrom<&v1::…>` impls: the domain types live in `ward-core` and
+//! the messages in `ward-proto`, so the orphan rule forbids such impls in this crate.
 
 use std::fmt::Display;
 use std::str::FromStr;

@@ -14,8 +14,11 @@ use super::commands::state_name;
 use super::connect::admin_client;
 use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_json, table};
-use ward_core::Check;
 use ward_core::command::MAX_BULK_WIPE;
+use ward_core::{Check, WipeScope};
+
+/// A wipe, of one device or many, names what it erases.
+pub(super) const SCOPE_REQUIRED: &str = "--scope messaging|full is required";
 
 /// How the devices of a bulk wipe are chosen (exactly one), and what else it may do.
 #[derive(Debug, Default, clap::Args)]
@@ -27,7 +30,7 @@ pub(super) struct BulkArgs {
     #[arg(long, conflicts_with_all = ["device", "stdin", "approve"])]
     pub noncompliant: bool,
     /// With --noncompliant: only devices failing this check
-    #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = super::check_name())]
+    #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = super::one_of::<ward_core::Check>())]
     pub check: Option<Check>,
     /// Read device ids or host names from stdin, one a line (at most 10,000; blank lines are
     /// skipped). One unknown or ambiguous entry refuses the whole list
@@ -90,10 +93,7 @@ impl From<v1::BulkWipeReport> for ReportView {
     fn from(r: v1::BulkWipeReport) -> Self {
         let some = |s: String| (!s.is_empty()).then_some(s);
         Self {
-            scope: match v1::WipeScope::try_from(r.scope) {
-                Ok(v1::WipeScope::Full) => "full",
-                _ => "messaging",
-            },
+            scope: ward_proto::vocab::wipe_scope(r.scope).map_or("unknown", WipeScope::as_str),
             batch: r.batch,
             dry_run: r.dry_run,
             needs_approval: r.needs_approval,
@@ -229,7 +229,7 @@ fn read_stdin() -> Result<Vec<String>, CliError> {
 
 pub(super) async fn run(
     bulk: BulkArgs,
-    scope: Option<String>,
+    scope: Option<WipeScope>,
     reason: Option<String>,
     follow: Follow,
     output: OutputFormat,
@@ -246,11 +246,7 @@ pub(super) async fn run(
     }
     let reason = reason.unwrap_or_default();
     super::device_lifecycle::require_reason(&reason, "wiped")?;
-    let scope = match scope.as_deref() {
-        Some("full") => v1::WipeScope::Full,
-        Some("messaging") => v1::WipeScope::Messaging,
-        _ => return Err(CliError::usage("--scope messaging|full is required")),
-    };
+    let scope = scope.ok_or_else(|| CliError::usage(SCOPE_REQUIRED))?;
     if follow.wait.is_some_and(|t| t.is_zero()) {
         return Err(CliError::usage("--timeout must be longer than 0s"));
     }
@@ -271,7 +267,7 @@ pub(super) async fn run(
                 .map(|c| c.as_str().to_owned())
                 .unwrap_or_default(),
             devices,
-            scope: scope as i32,
+            scope: v1::WipeScope::from(scope) as i32,
             reason,
             idempotency_key: key,
             dry_run: bulk.dry_run,

@@ -18,7 +18,7 @@ use super::error::{CliError, Exit};
 use super::output::{OutputFormat, print_fields, print_json, table};
 use ward_core::command::MAX_TEXT_LEN;
 use ward_core::text::clean;
-use ward_core::{CommandState, Timestamp};
+use ward_core::{CommandState, Named, Timestamp, WipeScope};
 
 #[derive(Debug, Subcommand)]
 pub(super) enum CommandCommand {
@@ -188,7 +188,8 @@ fn outcome_of(receipt: &ReceiptView) -> Option<String> {
     if let Some(k) = &receipt.key_protection {
         text.push_str(&format!(" (key held: {k})"));
     }
-    if body.get("scope").and_then(serde_json::Value::as_str) == Some("full") {
+    let scope = body.get("scope").and_then(serde_json::Value::as_str);
+    if scope.and_then(WipeScope::named) == Some(WipeScope::Full) {
         let hook = body
             .get("full_erase")
             .and_then(serde_json::Value::as_str)

@@ -49,73 +49,60 @@ pub(super) fn require_reason(reason: &str, what: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-pub(super) async fn disable(
+/// A device taken out of service or back in without its data touched; what differs between
+/// them is the call, whether a reason is required, and what happens next.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Change {
+    /// The agent withholds the messaging key; the data stays.
+    Disable,
+    /// The agent hands the messaging key out again.
+    Enable,
+    /// `device return`: the controller decides what can be done (enable a disabled device)
+    /// and refuses the rest with the way out.
+    Return,
+}
+
+pub(super) async fn change(
+    change: Change,
     device: String,
     reason: String,
     connect: ConnectArgs,
     output: OutputFormat,
 ) -> Result<(), CliError> {
-    require_reason(&reason, "disabled")?;
+    match change {
+        Change::Disable => require_reason(&reason, "disabled")?,
+        Change::Return => require_reason(&reason, "returned to service")?,
+        Change::Enable => {}
+    }
     let mut client = admin_client(&connect).await?;
-    let response = client
-        .disable_device(v1::DisableDeviceRequest {
-            device_id: device,
-            reason,
-        })
-        .await?
-        .into_inner();
-    print_result(response, output, |id, state| {
-        format!(
+    let device_id = device;
+    let response = match change {
+        Change::Disable => {
+            let request = v1::DisableDeviceRequest { device_id, reason };
+            client.disable_device(request).await?
+        }
+        Change::Enable => {
+            let request = v1::EnableDeviceRequest { device_id, reason };
+            client.enable_device(request).await?
+        }
+        Change::Return => {
+            let request = v1::ReturnDeviceRequest { device_id, reason };
+            client.return_device(request).await?
+        }
+    };
+    print_result(response.into_inner(), output, |id, state| match change {
+        Change::Disable => format!(
             "Device disabled: the agent withholds the messaging key once it runs command {id} \
              (now {state}); the data stays. `wardctl device enable` undoes it."
-        )
-    })
-}
-
-pub(super) async fn enable(
-    device: String,
-    reason: String,
-    connect: ConnectArgs,
-    output: OutputFormat,
-) -> Result<(), CliError> {
-    let mut client = admin_client(&connect).await?;
-    let response = client
-        .enable_device(v1::EnableDeviceRequest {
-            device_id: device,
-            reason,
-        })
-        .await?
-        .into_inner();
-    print_result(response, output, |id, state| {
-        format!(
+        ),
+        Change::Enable => format!(
             "Device enabled: the agent hands out the messaging key again once it runs command \
              {id} (now {state})."
-        )
-    })
-}
-
-/// `device return`: the controller decides what can be done (enable a disabled device) and
-/// refuses the rest with the way out; the reason is required, as for every lifecycle action.
-pub(super) async fn return_to_service(
-    device: String,
-    reason: String,
-    connect: ConnectArgs,
-    output: OutputFormat,
-) -> Result<(), CliError> {
-    require_reason(&reason, "returned to service")?;
-    let mut client = admin_client(&connect).await?;
-    let response = client
-        .return_device(v1::ReturnDeviceRequest {
-            device_id: device,
-            reason,
-        })
-        .await?
-        .into_inner();
-    print_result(response, output, |id, state| {
-        format!(
+        ),
+        Change::Return => format!(
             "Device back in service: it was disabled with its data kept; the agent hands out \
              the messaging key again once it runs command {id} (now {state})."
-        )
+        ),
     })
 }
 

@@ -6,11 +6,14 @@ use ward_proto::v1::{self, GetDeviceRequest, ListDevicesRequest};
 use super::ConnectArgs;
 use super::commands::{CommandView, print_command};
 use super::connect::admin_client;
-use super::device_lifecycle::require_reason;
+use super::device_lifecycle::{Change, change, require_reason};
 use super::device_view::{DeviceView, or_dash, print_device};
 use super::error::CliError;
 use super::output::{OutputFormat, print_json, table};
+use ward_core::WipeScope;
 use ward_core::duration::{DurationRange, days, seconds};
+
+use super::bulk_wipe::SCOPE_REQUIRED;
 
 /// `--timeout` of `device lock|unlock|wipe|retire|… --wait`.
 const TIMEOUT: DurationRange = DurationRange::new(seconds(1), days(7), "10m");
@@ -29,7 +32,7 @@ pub(super) enum DeviceCommand {
         #[arg(long)]
         noncompliant: bool,
         /// With --noncompliant: only devices failing this check
-        #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = super::check_name())]
+        #[arg(long, requires = "noncompliant", value_name = "CHECK", value_parser = super::one_of::<ward_core::Check>())]
         reason: Option<ward_core::Check>,
         #[command(flatten)]
         connect: ConnectArgs,
@@ -168,8 +171,8 @@ pub(super) enum DeviceCommand {
         #[arg(required_unless_present_any = ["user", "noncompliant", "stdin", "approve"])]
         device: Option<String>,
         /// What to wipe
-        #[arg(long, value_parser = ["messaging", "full"], required_unless_present = "approve")]
-        scope: Option<String>,
+        #[arg(long, value_parser = super::one_of::<WipeScope>(), required_unless_present = "approve")]
+        scope: Option<WipeScope>,
         /// Why (required; kept with the command for the audit)
         #[arg(long, required_unless_present = "approve")]
         reason: Option<String>,
@@ -294,7 +297,8 @@ pub(super) async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), 
             let Some(device) = device else {
                 return super::bulk_wipe::run(bulk, scope, reason, args.follow(), output).await;
             };
-            let (scope, reason) = (scope.unwrap_or_default(), reason.unwrap_or_default());
+            let scope = scope.ok_or_else(|| CliError::usage(SCOPE_REQUIRED))?;
+            let reason = reason.unwrap_or_default();
             if bulk.selected() {
                 return Err(CliError::usage(
                     "name one device, or select many with --user, --noncompliant or --stdin, not both",
@@ -306,14 +310,10 @@ pub(super) async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), 
                 ));
             }
             require_reason(&reason, "wiped")?;
-            let scope = match scope.as_str() {
-                "full" => v1::WipeScope::Full,
-                _ => v1::WipeScope::Messaging,
-            };
             issue(
                 device,
                 Action::Wipe(v1::WipeAction {
-                    scope: scope as i32,
+                    scope: v1::WipeScope::from(scope) as i32,
                 }),
                 reason,
                 None,
@@ -453,19 +453,19 @@ pub(super) async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), 
             device,
             reason,
             connect,
-        } => super::device_lifecycle::return_to_service(device, reason, connect, output).await,
+        } => change(Change::Return, device, reason, connect, output).await,
         DeviceCommand::Disable {
             device,
             reason,
             connect,
-        } => super::device_lifecycle::disable(device, reason, connect, output).await,
+        } => change(Change::Disable, device, reason, connect, output).await,
         DeviceCommand::Enable {
             device,
             reason,
             connect,
         } => {
-            super::device_lifecycle::enable(device, reason.unwrap_or_default(), connect, output)
-                .await
+            let reason = reason.unwrap_or_default();
+            change(Change::Enable, device, reason, connect, output).await
         }
         DeviceCommand::Retire {
             device,

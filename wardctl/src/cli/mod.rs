@@ -1,5 +1,6 @@
-//! `wardctl`: the CLI IT admins and HR scripts use. The contract (flags, JSON shapes, exit
-//! codes) is in DESIGN.md; scripts depend on it.
+//! `wardctl`: the CLI IT admins and HR scripts use. Its contract (flags, JSON shapes, exit
+//! codes) is README.md's, and scripts depend on it: each subcommand's `--help` and the exit
+//! codes in [`error`] are what a change must keep.
 
 mod admin_bundle;
 mod admins;
@@ -280,12 +281,15 @@ impl clap::builder::TypedValueParser for AddrArg {
     }
 }
 
-/// A check flag's value parser: one of the check names (listed in `--help` and in the error),
-/// as the check.
-pub fn check_name() -> impl clap::builder::TypedValueParser<Value = ward_core::Check> {
+/// The value parser of a flag that takes one of a closed set (a check, a wipe scope): one of
+/// its names, listed in `--help` and in the error, as the value.
+pub fn one_of<T>() -> impl clap::builder::TypedValueParser<Value = T>
+where
+    T: ward_core::Named + Clone + Send + Sync,
+{
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(ward_core::Check::NAMES)
-        .try_map(|name| name.parse::<ward_core::Check>())
+    clap::builder::PossibleValuesParser::new(T::ALL.iter().map(|value| value.name()))
+        .try_map(|name| T::parse_name(&name))
 }
 
 /// A duration already checked against its flag's range, as whole seconds for the wire.

@@ -11,8 +11,8 @@ use super::connect::admin_client;
 use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
 use super::{ConnectArgs, DurationArg};
-use ward_core::Check;
 use ward_core::duration::{self, DurationRange, days, hours, seconds};
+use ward_core::{Check, EnforcementAction, Policy};
 
 /// `policy set --max-age`.
 const MAX_AGE: DurationRange = DurationRange::new(days(1), days(3650), "90d")
@@ -134,14 +134,10 @@ pub(crate) fn check_action(text: &str) -> Result<v1::CheckAction, String> {
         .split_once('=')
         .ok_or_else(|| format!("{text:?} is not CHECK=ACTION, e.g. firewall=block"))?;
     let check: Check = check.parse()?;
-    let action = match action.parse()? {
-        ward_core::EnforcementAction::Report => v1::EnforcementAction::Report,
-        ward_core::EnforcementAction::Block => v1::EnforcementAction::Block,
-        ward_core::EnforcementAction::Wipe => v1::EnforcementAction::Wipe,
-    };
+    let action: EnforcementAction = action.parse()?;
     Ok(v1::CheckAction {
         check: check.as_str().to_owned(),
-        action: action as i32,
+        action: v1::EnforcementAction::from(action) as i32,
     })
 }
 
@@ -246,64 +242,32 @@ const FIELD_LABELS: &[(&str, &str)] = &[
     ("max_uptime_days", "max uptime"),
 ];
 
+/// A policy as `policy show` prints it: the rules (one type with the controller and the
+/// agent), with every check's action while it fails (a check not set explicitly blocks), where
+/// the policy applies, and for a user's policy the fields the user's override sets (the rest
+/// come from the default policy).
 #[derive(Serialize)]
 struct PolicyView {
     scope: String,
     revision: u64,
-    password_min_length: u32,
-    password_min_classes: u32,
-    password_max_age_days: u32,
-    password_history: u32,
-    max_failed_attempts: u32,
-    auto_lock_seconds: u32,
-    require_disk_encryption: bool,
-    offline_wipe_after_seconds: u64,
-    enforce: bool,
-    require_firewall: bool,
-    forbidden_packages: Vec<String>,
-    os_updates_max_age_days: u32,
-    min_agent_version: Option<String>,
-    /// Every check's action while it fails (checks not set explicitly block).
-    check_actions: std::collections::BTreeMap<Check, &'static str>,
-    wipe_grace_seconds: u64,
-    /// 0: no limit.
-    max_uptime_days: u32,
-    /// For a user's policy: the fields the user's override sets; the rest come from the
-    /// default policy.
+    #[serde(flatten)]
+    rules: Policy,
     overridden: Vec<String>,
 }
 
 impl From<v1::Policy> for PolicyView {
     fn from(p: v1::Policy) -> Self {
+        let mut rules = Policy::from(&p);
+        for check in Check::ALL {
+            rules
+                .check_actions
+                .entry(check)
+                .or_insert(EnforcementAction::Block);
+        }
         Self {
             scope: p.scope,
             revision: p.revision,
-            password_min_length: p.password_min_length,
-            password_min_classes: p.password_min_classes,
-            password_max_age_days: p.password_max_age_days,
-            password_history: p.password_history,
-            max_failed_attempts: p.max_failed_attempts,
-            auto_lock_seconds: p.auto_lock_seconds,
-            require_disk_encryption: p.require_disk_encryption,
-            offline_wipe_after_seconds: p.offline_wipe_after_seconds,
-            enforce: p.enforce,
-            require_firewall: p.require_firewall,
-            os_updates_max_age_days: p.os_updates_max_age_days,
-            min_agent_version: (!p.min_agent_version.is_empty()).then_some(p.min_agent_version),
-            check_actions: Check::ALL
-                .into_iter()
-                .map(|check| {
-                    let action = p
-                        .check_actions
-                        .iter()
-                        .find(|a| a.check == check.as_str())
-                        .map_or("block", |a| ward_proto::names::enforcement_action(a.action));
-                    (check, action)
-                })
-                .collect(),
-            forbidden_packages: p.forbidden_packages,
-            wipe_grace_seconds: p.wipe_grace_seconds,
-            max_uptime_days: p.max_uptime_days,
+            rules,
             overridden: p.overridden,
         }
     }
@@ -338,45 +302,68 @@ fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
     let mut fields = vec![
         ("scope", view.scope.clone()),
         ("revision", view.revision.to_string()),
-        ("password min length", rule(view.password_min_length, "")),
-        ("password min classes", rule(view.password_min_classes, "")),
-        ("password max age", in_days(view.password_max_age_days)),
-        ("password history", rule(view.password_history, "")),
-        ("max failed attempts", rule(view.max_failed_attempts, "")),
-        ("auto-lock after", span(view.auto_lock_seconds.into())),
+        (
+            "password min length",
+            rule(view.rules.password_min_length, ""),
+        ),
+        (
+            "password min classes",
+            rule(view.rules.password_min_classes, ""),
+        ),
+        (
+            "password max age",
+            in_days(view.rules.password_max_age_days),
+        ),
+        ("password history", rule(view.rules.password_history, "")),
+        (
+            "max failed attempts",
+            rule(view.rules.max_failed_attempts, ""),
+        ),
+        ("auto-lock after", span(view.rules.auto_lock_seconds.into())),
         (
             "require disk encryption",
-            view.require_disk_encryption.to_string(),
+            view.rules.require_disk_encryption.to_string(),
         ),
-        ("offline wipe after", span(view.offline_wipe_after_seconds)),
-        ("enforce (write rules as root)", view.enforce.to_string()),
-        ("require firewall", view.require_firewall.to_string()),
+        (
+            "offline wipe after",
+            span(view.rules.offline_wipe_after_seconds),
+        ),
+        (
+            "enforce (write rules as root)",
+            view.rules.enforce.to_string(),
+        ),
+        ("require firewall", view.rules.require_firewall.to_string()),
         (
             "forbidden packages",
-            if view.forbidden_packages.is_empty() {
+            if view.rules.forbidden_packages.is_empty() {
                 "none".into()
             } else {
-                view.forbidden_packages.join(", ")
+                view.rules.forbidden_packages.join(", ")
             },
         ),
-        ("OS updates max age", in_days(view.os_updates_max_age_days)),
+        (
+            "OS updates max age",
+            in_days(view.rules.os_updates_max_age_days),
+        ),
         (
             "min agent version",
-            view.min_agent_version
-                .clone()
-                .unwrap_or_else(|| "no rule".into()),
+            if view.rules.min_agent_version.is_empty() {
+                "no rule".to_owned()
+            } else {
+                view.rules.min_agent_version.clone()
+            },
         ),
-        ("wipe grace", span(view.wipe_grace_seconds)),
+        ("wipe grace", span(view.rules.wipe_grace_seconds)),
         (
             "max uptime",
-            if view.max_uptime_days == 0 {
+            if view.rules.max_uptime_days == 0 {
                 "no limit".to_owned()
             } else {
-                duration::format(days(view.max_uptime_days.into()))
+                duration::format(days(view.rules.max_uptime_days.into()))
             },
         ),
     ];
-    for (check, action) in &view.check_actions {
+    for (check, action) in &view.rules.check_actions {
         fields.push(("  when failing", format!("{check}: {action}")));
     }
     if view.scope != "default" {
