@@ -251,7 +251,7 @@ async fn compliance_report(
     let failures = judge.failures(&checks);
     let verdict = local_api::noncompliance_file(state_dir);
     let text = judge.blocking_verdict(&failures);
-    if let Err(e) = ward_certs::files::replace_file(&verdict, text.as_bytes(), 0o600) {
+    if let Err(e) = ward_files::replace_file(&verdict, text.as_bytes(), 0o600) {
         warn!(error = %e, "cannot record the compliance verdict for the local API");
     }
     let report = ComplianceReport {

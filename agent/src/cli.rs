@@ -35,7 +35,7 @@ struct StateArgs {
         env = "WARD_AGENT_STATE_DIR",
         default_value = "/var/lib/ward-agent",
         value_name = "DIR",
-        value_parser = ward_certs::files::directory_arg
+        value_parser = ward_files::directory_arg
     )]
     state_dir: PathBuf,
 }
@@ -88,7 +88,7 @@ enum Command {
         /// system directories, a person's whole home directory, the state directory or a
         /// directory containing it, and one on another filesystem than / (unless
         /// --allow-other-filesystem)
-        #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR", value_parser = ward_certs::files::directory_arg)]
+        #[arg(long, env = "WARD_MESSAGING_DIR", value_name = "DIR", value_parser = ward_files::directory_arg)]
         messaging_dir: Option<PathBuf>,
         /// Accept a messaging directory on another filesystem than / (e.g. /home on its own
         /// encrypted volume)

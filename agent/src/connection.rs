@@ -220,7 +220,7 @@ impl Recorder {
         };
         if let Some(standing) = current.as_ref() {
             let bytes = serde_json::to_vec_pretty(standing).unwrap_or_default();
-            if let Err(e) = ward_certs::files::replace_file(&path(&self.state_dir), &bytes, 0o600) {
+            if let Err(e) = ward_files::replace_file(&path(&self.state_dir), &bytes, 0o600) {
                 tracing::warn!(error = %e, "cannot record the connection state for `status`");
             }
         }

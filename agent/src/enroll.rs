@@ -3,9 +3,9 @@
 
 use tonic::Code;
 use tracing::info;
-use ward_certs::files::{create_private_dir, create_public_file};
 use ward_certs::validate::validate_client_certificate;
 use ward_certs::{CaHash, DeviceKey, Identity, PrivateKeyDer, certificate_to_pem};
+use ward_files::{create_private_dir, create_public_file};
 use ward_proto::transport::{ChannelOptions, ServerUrl, connect, error_chain};
 use ward_proto::v1::EnrollRequest;
 use ward_proto::v1::enrollment_service_client::EnrollmentServiceClient;

@@ -269,7 +269,7 @@ impl Executor {
                 }
                 // The messaging app sees "locked" and gets no key until an unlock, also
                 // when no screen was seen locking.
-                let recorded = ward_certs::files::replace_file(
+                let recorded = ward_files::replace_file(
                     &crate::local_api::lock_file(&self.state_dir),
                     b"",
                     0o600,
@@ -306,7 +306,7 @@ impl Executor {
             Action::Disable { reason } => {
                 // The app sees "disabled" with the reason and gets no key until an enable.
                 let marker = crate::local_api::disabled_file(&self.state_dir);
-                match ward_certs::files::replace_file(&marker, reason.as_bytes(), 0o600) {
+                match ward_files::replace_file(&marker, reason.as_bytes(), 0o600) {
                     Ok(()) => done,
                     Err(e) => failed(format!("the disable could not be recorded: {e}")),
                 }

@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use ward_certs::files::{create_private_dir, replace_file};
 use ward_certs::receipt::WipeScope;
+use ward_files::{create_private_dir, replace_file};
 
 use crate::state::StateError;
 

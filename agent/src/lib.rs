@@ -3,7 +3,8 @@
 //! The binary (`ward-agent`) only parses arguments and calls [`cli::main`].
 //!
 //! It may not depend on ward-controller, ward-core or ward-store: it meets the controller only
-//! through ward-proto (the wire), ward-vocab (the shared words) and ward-certs (the PKI).
+//! through ward-proto (the wire), ward-vocab (the shared words) and ward-certs (the PKI); its
+//! files are written through ward-files.
 
 #![forbid(unsafe_code)]
 

@@ -59,7 +59,7 @@ use base64::engine::general_purpose::STANDARD;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use tracing::{error, info, warn};
-use ward_certs::files::replace_file;
+use ward_files::replace_file;
 use ward_proto::v1::WipeReceipt;
 
 use crate::clock::SharedClock;

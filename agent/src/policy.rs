@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use ward_certs::files::replace_file;
+use ward_files::replace_file;
 use ward_proto::v1;
 use ward_vocab::policy::Policy;
 use ward_vocab::{Check, EnforcementAction};

@@ -63,7 +63,7 @@ pub fn renewal_key(dir: &StateDir) -> Result<PrivateKeyDer, String> {
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     }
     let key = PrivateKeyDer::generate().map_err(|e| e.to_string())?;
-    ward_certs::files::replace_file(&path, key.to_pem().as_bytes(), 0o600)
+    ward_files::replace_file(&path, key.to_pem().as_bytes(), 0o600)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(key)
 }
@@ -171,7 +171,7 @@ pub async fn renew_with(
     // New certificate beside the old one, then the key, then the certificate into place:
     // `recover` completes or undoes a crash between the steps.
     let pending = pending_path(dir);
-    ward_certs::files::replace_file(
+    ward_files::replace_file(
         &pending,
         certificate_to_pem(&response.certificate_der).as_bytes(),
         0o644,

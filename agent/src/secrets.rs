@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use ward_certs::PrivateKeyDer;
-use ward_certs::files::create_secret_file;
+use ward_files::create_secret_file;
 use zeroize::Zeroizing;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -96,11 +96,9 @@ impl SecretStore {
     pub async fn probe(kind: SecretStoreKind, dir: &std::path::Path) -> Result<(), SecretError> {
         match kind {
             SecretStoreKind::File | SecretStoreKind::Tpm => {
-                ward_certs::files::create_private_dir(dir).map_err(|source| {
-                    SecretError::FileWrite {
-                        path: dir.display().to_string(),
-                        source,
-                    }
+                ward_files::create_private_dir(dir).map_err(|source| SecretError::FileWrite {
+                    path: dir.display().to_string(),
+                    source,
                 })?;
                 let probe = dir.join(".probe");
                 let _ = std::fs::remove_file(&probe);
@@ -156,12 +154,12 @@ impl SecretStore {
     pub async fn replace(&self, key: &PrivateKeyDer) -> Result<(), SecretError> {
         match self {
             SecretStore::File { path } => {
-                ward_certs::files::replace_file(path, key.to_pem().as_bytes(), 0o600).map_err(
-                    |source| SecretError::FileWrite {
+                ward_files::replace_file(path, key.to_pem().as_bytes(), 0o600).map_err(|source| {
+                    SecretError::FileWrite {
                         path: path.display().to_string(),
                         source,
-                    },
-                )
+                    }
+                })
             }
             SecretStore::Keyring { .. } => self.put(key).await,
         }

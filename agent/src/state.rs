@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use ward_certs::files::replace_file;
+use ward_files::replace_file;
 
 use crate::secrets::SecretStoreKind;
 

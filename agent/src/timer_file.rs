@@ -18,7 +18,7 @@ use std::io::{self, ErrorKind};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use ward_certs::files::replace_file;
+use ward_files::replace_file;
 
 /// The file's size: two slots.
 pub const FILE_BYTES: usize = 2 * SLOT_BYTES;

@@ -88,7 +88,7 @@ impl TpmDeviceKey {
         let handle = free_handle(tpm).await?;
         crate::secrets::destroy_file(&auth).map_err(auth_error)?;
         let value = zeroize::Zeroizing::new(rand::random::<[u8; 32]>());
-        ward_certs::files::create_secret_file(&auth, value.as_slice()).map_err(auth_error)?;
+        ward_files::create_secret_file(&auth, value.as_slice()).map_err(auth_error)?;
         // The tools pass objects between runs in context files (saved contexts, which the
         // TPM's next reset voids), kept in a private directory and removed afterwards.
         let work = state_dir.join(".device-key-new");
@@ -97,7 +97,7 @@ impl TpmDeviceKey {
             source,
         };
         let _ = std::fs::remove_dir_all(&work);
-        ward_certs::files::create_private_dir(&work).map_err(work_error)?;
+        ward_files::create_private_dir(&work).map_err(work_error)?;
         let made = make_persistent(tpm, handle, &auth, &work).await;
         // Without a resource manager (a TPM reached directly, as swtpm's socket is), objects
         // loaded by one program stay loaded after it ends: free them whatever happened.

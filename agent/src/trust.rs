@@ -69,7 +69,7 @@ pub fn accept_bundle(
         .iter()
         .map(|c| ward_certs::certificate_to_pem(c))
         .collect();
-    ward_certs::files::replace_file(&dir.ca(), pem.as_bytes(), 0o644)
+    ward_files::replace_file(&dir.ca(), pem.as_bytes(), 0o644)
         .map_err(|e| format!("cannot write {}: {e}", dir.ca().display()))?;
     Ok(true)
 }

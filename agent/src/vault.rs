@@ -19,8 +19,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
-use ward_certs::files::replace_file;
 pub use ward_certs::receipt::KeyProtection;
+use ward_files::replace_file;
 use zeroize::Zeroizing;
 
 use crate::secrets::{SecretStore, SecretStoreKind, destroy_file};
@@ -391,7 +391,7 @@ impl Vault {
                     NvState::Absent => {
                         if std::fs::symlink_metadata(auth).is_err() {
                             let secret: Zeroizing<[u8; 32]> = Zeroizing::new(rand::random());
-                            ward_certs::files::create_secret_file(auth, secret.as_ref())
+                            ward_files::create_secret_file(auth, secret.as_ref())
                                 .map_err(|e| io(auth, e))?;
                         }
                         tpm.define(auth).await?;

@@ -1,4 +1,6 @@
-//! Ward's PKI: a pure library, bytes in and typed results out.
+//! Ward's PKI: a pure library, bytes in and typed results out. It does no I/O: no file is
+//! opened, read or written here (the files Ward keeps on disk, the admin bundle's among them,
+//! are ward-files'), so ward-core can depend on it and still reach no filesystem.
 //!
 //! - [`ca`] — create and load the certificate authority; issue server, device and admin
 //!   certificates. Identity always comes from the caller (the enrollment record), never from
@@ -7,25 +9,26 @@
 //! - [`device_key`] — a device's signing key, in memory or held by a TPM that never lets it
 //!   out: certificate requests, TLS client signatures and receipts all sign through it.
 //! - [`validate`] — check a presented certificate against our CA and turn its single `ward://`
-//!   URI SAN into an [`Identity`].
-//! - [`tls`] — rustls configurations for the controller and its clients, including CA pinning.
-//! - [`bundle`] — the admin credential bundle (certificate, CA and key in one PEM file), which
-//!   `init` and the controller write and `wardctl` reads; [`data_dir`] — the names of the files
-//!   in a controller's data directory that `wardctl` reads on the controller host.
+//!   URI SAN into an [`Identity`]; [`identity`] — those identities and admin names.
+//! - [`tls`] — rustls configurations for the controller and its clients, including CA pinning;
+//!   [`live`] — the server certificate a running listener can swap, and when to renew it.
+//! - [`keyfile`] — passphrase-protected private keys (PKCS#8, scrypt, AES-256-CBC) as bytes and
+//!   PEM text.
+//! - [`pin`] — the CA pin an agent is given at enrollment.
+//! - [`receipt`], [`sign`], [`sanitization`] — the wipe receipt a device signs, its signature
+//!   check, and what it states for a certificate of sanitization.
 //!
 //! Chain validation and identity extraction are separate steps so each rule can be tested alone.
 //!
-//! It may depend on ward-vocab only among Ward's crates, and on no tonic, sqlx or tokio: bytes
-//! in, typed results out (a held key's signing is the caller's program to run).
+//! It may depend on ward-vocab only among Ward's crates, and on no tonic, sqlx or tokio, and it
+//! uses no `std::fs`: bytes in, typed results out (a held key's signing is the caller's program
+//! to run).
 
 #![forbid(unsafe_code)]
 
-pub mod bundle;
 pub mod ca;
 pub mod csr;
-pub mod data_dir;
 pub mod device_key;
-pub mod files;
 #[doc(hidden)]
 #[cfg(feature = "fuzzing")]
 pub mod fuzzing;

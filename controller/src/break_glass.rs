@@ -17,7 +17,7 @@ use crate::core::admins::{BREAK_GLASS_LIFETIME, BREAK_GLASS_NAME};
 use crate::core::{Admin, AdminRole, Timestamp};
 use crate::datadir::DataDirError;
 use crate::store::Store;
-use ward_certs::bundle::LockedBundle;
+use ward_files::bundle::LockedBundle;
 
 pub const BUNDLE_FILE: &str = "break-glass.pem";
 pub const PASSPHRASE_FILE: &str = "break-glass.passphrase";
@@ -124,9 +124,9 @@ pub async fn create(
             source,
         }
     };
-    ward_certs::files::create_secret_file(&files.bundle, bundle.to_pem().as_bytes())
+    ward_files::create_secret_file(&files.bundle, bundle.to_pem().as_bytes())
         .map_err(io(&files.bundle))?;
-    ward_certs::files::create_secret_file(&files.passphrase, format!("{}\n", *secret).as_bytes())
+    ward_files::create_secret_file(&files.passphrase, format!("{}\n", *secret).as_bytes())
         .map_err(io(&files.passphrase))?;
     Ok(files)
 }

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
 use tracing::{error, info, warn};
-use ward_certs::files::create_secret_file;
 use ward_certs::tls::TrustedCas;
 use ward_certs::{CaHash, CertificateAuthority};
+use ward_files::create_secret_file;
 
 use crate::core::Timestamp;
 use crate::core::ca_rotation::{CaRecord, CaState, Standing};
@@ -350,8 +350,7 @@ impl CaSet {
         };
         create_secret_file(&key_path, ca.key().to_pem().as_bytes())
             .map_err(|e| file_error(&key_path, e))?;
-        if let Err(e) = ward_certs::files::create_public_file(&cert_path, ca.cert_pem().as_bytes())
-        {
+        if let Err(e) = ward_files::create_public_file(&cert_path, ca.cert_pem().as_bytes()) {
             let _ = std::fs::remove_file(&key_path);
             return Err(file_error(&cert_path, e));
         }
@@ -413,7 +412,7 @@ impl LocalState {
         let before = Self::read(dir);
         let write = |name: &str, text: String| {
             let path = dir.root().join(name);
-            if let Err(e) = ward_certs::files::replace_file(&path, text.as_bytes(), 0o644) {
+            if let Err(e) = ward_files::replace_file(&path, text.as_bytes(), 0o644) {
                 warn!(path = %path.display(), error = %e, "cannot keep the CA rotation's state in the data directory; it rests on the database alone");
             }
         };

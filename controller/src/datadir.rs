@@ -17,10 +17,10 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ward_certs::bundle::AdminBundle;
-use ward_certs::data_dir;
-use ward_certs::files::{create_private_dir, create_public_file, create_secret_file, replace_file};
 use ward_certs::{AdminName, CertificateAuthority, Identity, PrivateKeyDer, csr::make_csr};
+use ward_files::bundle::AdminBundle;
+use ward_files::data_dir;
+use ward_files::{create_private_dir, create_public_file, create_secret_file, replace_file};
 
 use crate::app::certificate_record;
 use crate::core::audit::{AuditEvent, GenesisOrigin, genesis_event};

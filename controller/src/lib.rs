@@ -1,6 +1,6 @@
 //! Ward's controller, its application layer: [`App`](app::App) and the operations over the
 //! [`store::Store`] trait, and what they need at run time — the CA set and the server
-//! certificate, the data directory (the names of its files are `ward-certs`'s, shared with
+//! certificate, the data directory (the names of its files are `ward-files`'s, shared with
 //! `wardctl`, as is the admin bundle), break-glass files, the hub that reaches
 //! connected agents, the connection registry, metrics, the webhook and syslog senders.
 //!

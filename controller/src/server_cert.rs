@@ -180,7 +180,7 @@ fn persist(
     key: &PrivateKeyDer,
     ca: &CertificateAuthority,
 ) -> std::io::Result<()> {
-    use ward_certs::files::replace_file;
+    use ward_files::replace_file;
     replace_file(&dir.server_key(), key.to_pem().as_bytes(), 0o600)?;
     let chain = format!("{}{}", cert.pem(), ca.cert_pem());
     replace_file(&dir.server_cert(), chain.as_bytes(), 0o644)

@@ -9,7 +9,8 @@
 //! `ward-store`), tokio or any other I/O runtime, nor on the controller itself: a rule
 //! that needs a socket, a file or a database belongs a layer up. Its only Ward dependencies are
 //! `ward-vocab` (the words shared with the agent) and `ward-certs` (certificate names, DNS-name
-//! syntax and the wipe receipt's signature check, all pure).
+//! syntax and the wipe receipt's signature check, all pure: ward-certs does no I/O, and the
+//! files Ward keeps are `ward-files`', which this crate may not depend on).
 
 #![forbid(unsafe_code)]
 

@@ -562,7 +562,7 @@ pub async fn serve(dir: &Path, listen: SocketAddr) -> Result<(), LoadError> {
         .add_service(
             AdminServiceServer::new(baseline).max_decoding_message_size(MAX_MESSAGE_BYTES),
         );
-    ward_certs::files::replace_file(
+    ward_files::replace_file(
         &dir.join("server-url"),
         format!("{url}\n").as_bytes(),
         0o644,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio::process::{Child, Command};
 use tonic::transport::Channel;
-use ward_certs::bundle::AdminBundle;
 use ward_certs::{CertificateAuthority, Identity, PrivateKeyDer};
+use ward_files::bundle::AdminBundle;
 use ward_proto::transport::{ChannelOptions, ServerUrl, connect};
 use ward_proto::v1::admin_service_client::AdminServiceClient;
 
@@ -342,23 +342,21 @@ fn make_baseline_pki(dir: &Path) -> Result<Arc<CertificateAuthority>, LoadError>
     let io = |e: std::io::Error| {
         LoadError::Setup(format!("baseline PKI files in {}: {e}", dir.display()))
     };
-    ward_certs::files::create_private_dir(dir).map_err(io)?;
+    ward_files::create_private_dir(dir).map_err(io)?;
     let now = time::OffsetDateTime::now_utc();
     let ca = CertificateAuthority::create("Ward loadgen baseline CA", now).map_err(cert)?;
     let hosts = vec!["localhost".to_owned(), "127.0.0.1".to_owned()];
     let (server, key) = ca
         .issue_server(&hosts, now, Duration::from_secs(30 * 24 * 3600))
         .map_err(cert)?;
-    ward_certs::files::create_public_file(&dir.join("ca.pem"), ca.cert_pem().as_bytes())
-        .map_err(io)?;
+    ward_files::create_public_file(&dir.join("ca.pem"), ca.cert_pem().as_bytes()).map_err(io)?;
     let chain = format!(
         "{}{}",
         ward_certs::certificate_to_pem(&server.der),
         ca.cert_pem()
     );
-    ward_certs::files::create_public_file(&dir.join("server.pem"), chain.as_bytes()).map_err(io)?;
-    ward_certs::files::create_secret_file(&dir.join("server.key"), key.to_pem().as_bytes())
-        .map_err(io)?;
+    ward_files::create_public_file(&dir.join("server.pem"), chain.as_bytes()).map_err(io)?;
+    ward_files::create_secret_file(&dir.join("server.key"), key.to_pem().as_bytes()).map_err(io)?;
     Ok(Arc::new(ca))
 }
 

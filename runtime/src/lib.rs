@@ -12,7 +12,7 @@
 //! that `wardctl` does not depend on `ward-controller`.
 //!
 //! It may depend on the layers it wires (`ward-controller`, `ward-edge`, `ward-store`,
-//! `ward-certs`, `ward-core`, `ward-proto` for the server URL) and on tokio and tracing, NOT on
+//! `ward-certs`, `ward-files`, `ward-core`, `ward-proto` for the server URL) and on tokio and tracing, NOT on
 //! clap or `wardctl`: flags, their messages and exit codes are the CLI's, and nothing below
 //! may depend on this crate.
 

@@ -11,7 +11,7 @@ use crate::error::ServeError;
 /// lock on it, held until the returned lock is dropped; a second `serve` is refused, naming
 /// the first.
 pub(crate) fn lock_data_dir(dir: &Path) -> Result<ServeLock, ServeError> {
-    ward_certs::files::create_private_dir(dir).map_err(|source| ServeError::CreateDataDir {
+    ward_files::create_private_dir(dir).map_err(|source| ServeError::CreateDataDir {
         path: dir.to_path_buf(),
         source,
     })?;

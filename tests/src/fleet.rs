@@ -12,7 +12,7 @@ use ward_agent::enroll::{EnrollOptions, enroll};
 use ward_agent::run::{RunOptions, run};
 use ward_agent::secrets::SecretStoreKind;
 use ward_agent::state::StateDir;
-use ward_certs::bundle::AdminBundle;
+use ward_files::bundle::AdminBundle;
 use ward_proto::transport::{ChannelOptions, ServerUrl, connect};
 use ward_proto::v1::CreateEnrollmentTokenRequest;
 use ward_proto::v1::admin_service_client::AdminServiceClient;

@@ -5,7 +5,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use tonic::transport::Channel;
-use ward_certs::bundle::{AdminBundle, BundleFile};
 use ward_certs::{CertificateAuthority, PrivateKeyDer, csr::make_csr};
 use ward_controller::app::{App, AppConfig};
 use ward_controller::core::clock::ManualClock;
@@ -13,6 +12,7 @@ use ward_controller::core::{Clock, SystemClock};
 use ward_controller::datadir::DataDir;
 use ward_controller::store::{SqlStore, Store};
 use ward_edge::grpc::{self, RunningServer};
+use ward_files::bundle::{AdminBundle, BundleFile};
 use ward_proto::transport::{ChannelOptions, ConnectError, ServerUrl, connect};
 use ward_proto::v1::admin_service_client::AdminServiceClient;
 use ward_proto::v1::agent_service_client::AgentServiceClient;

@@ -197,7 +197,7 @@ async fn device_certificate_cannot_call_admin_service() {
 #[tokio::test]
 async fn admin_certificate_cannot_call_agent_service() {
     let controller = TestController::start().await;
-    let bundle = ward_certs::bundle::AdminBundle::read(&controller.data.admin_bundle()).unwrap();
+    let bundle = ward_files::bundle::AdminBundle::read(&controller.data.admin_bundle()).unwrap();
     let mut agent = controller
         .agent_with(&bundle.certificate_der, &bundle.key)
         .await

@@ -4,7 +4,7 @@
 //!
 //! Its client code speaks to a controller through `ward-proto` only, takes the domain's rules
 //! and names (limits, actor names) from `ward-core` and the admin bundle and the data
-//! directory's file names from `ward-certs`. The local commands (`cli/local.rs`) go through
+//! directory's file names from `ward-files`. The local commands (`cli/local.rs`) go through
 //! `ward-runtime`: `init` makes a data directory, and `serve` checks its flags, builds a
 //! `ward_runtime::ServeConfig` and leaves the wiring to it. `wardctl` depends on none of
 //! `ward-controller` (the application layer), `ward-edge`, `ward-store` or sqlx, so a client

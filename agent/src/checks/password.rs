@@ -270,7 +270,7 @@ impl Numeric {
             } else {
                 let text = std::fs::read_to_string(&conf).unwrap_or_default();
                 let next = keyfile::set(&text, self.key, &self.required.to_string(), " = ");
-                match ward_certs::files::replace_file(&conf, next.as_bytes(), 0o644) {
+                match ward_files::replace_file(&conf, next.as_bytes(), 0o644) {
                     Ok(()) => {
                         written.push(format!(
                             "{} {} = {}",
@@ -392,7 +392,7 @@ fn max_age(roots: &Roots, required: u32, enforce: bool, written: &mut Vec<String
     if !met(value) && enforce {
         let text = std::fs::read_to_string(&path).unwrap_or_default();
         let next = keyfile::set(&text, "PASS_MAX_DAYS", &required.to_string(), " ");
-        match ward_certs::files::replace_file(&path, next.as_bytes(), 0o644) {
+        match ward_files::replace_file(&path, next.as_bytes(), 0o644) {
             Ok(()) => {
                 written.push(format!("login.defs PASS_MAX_DAYS = {required}"));
                 value = read();

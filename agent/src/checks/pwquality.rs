@@ -251,7 +251,7 @@ pub(super) fn quality(
     if changes.is_empty() {
         return found;
     }
-    if let Err(e) = ward_certs::files::replace_file(&main, text.as_bytes(), 0o644) {
+    if let Err(e) = ward_files::replace_file(&main, text.as_bytes(), 0o644) {
         let mut found = found;
         found.push(Found::Unmet(format!(
             "cannot write {}: {e}",

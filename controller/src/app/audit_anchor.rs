@@ -71,7 +71,7 @@ impl App {
             }
         }
         if let Some(dir) = &self.config.audit_checkpoints.dir {
-            ward_certs::files::prepare_private_dir(dir)
+            ward_files::prepare_private_dir(dir)
                 .map_err(|e| AppError::InvalidArgument(format!("--audit-checkpoints: {e}")))?;
             let read = checkpoint_dir::read(dir).map_err(|e| {
                 AppError::InvalidArgument(format!(

@@ -18,7 +18,7 @@ fn data_dir(ca: &ward_certs::CertificateAuthority) -> (tempfile::TempDir, DataDi
     let tmp = tempfile::tempdir().unwrap();
     let dir = DataDir::new(tmp.path());
     std::fs::write(dir.ca_cert(), ca.cert_pem()).unwrap();
-    ward_certs::files::create_secret_file(&dir.ca_key(), ca.key().to_pem().as_bytes()).unwrap();
+    ward_files::create_secret_file(&dir.ca_key(), ca.key().to_pem().as_bytes()).unwrap();
     (tmp, dir)
 }
 

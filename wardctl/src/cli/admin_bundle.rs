@@ -20,7 +20,7 @@ use zeroize::Zeroizing;
 use super::ConnectArgs;
 use super::connect::{Passphrase, admin_client, prompt, read_passphrase_file};
 use super::error::CliError;
-use ward_certs::bundle::{AdminBundle, LockedBundle};
+use ward_files::bundle::{AdminBundle, LockedBundle};
 
 /// Where the new bundle goes and how its key is protected.
 #[derive(Debug, Args)]

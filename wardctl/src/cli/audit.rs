@@ -312,7 +312,7 @@ fn read_checkpoints(dir: &std::path::Path) -> Result<Vec<String>, CliError> {
             dir.display()
         )));
     }
-    let read = ward_certs::files::read_json_files(dir)
+    let read = ward_files::read_json_files(dir)
         .map(read_files)
         .map_err(|e| {
             CliError::usage(format!("--checkpoints: cannot read {}: {e}", dir.display()))

@@ -132,9 +132,9 @@ async fn status(connect: &ConnectArgs, output: OutputFormat) -> Result<(), CliEr
     let leaf = chain.first().ok_or_else(|| bad("server certificate"))?;
     // The CA this admin bundle trusts (the server certificate was verified against it), not
     // whatever second certificate the server sends.
-    let trusted = match ward_certs::bundle::BundleFile::read(bundle_path) {
-        Ok(ward_certs::bundle::BundleFile::Plain(bundle)) => bundle.ca_der,
-        Ok(ward_certs::bundle::BundleFile::Encrypted(locked)) => locked.ca_der,
+    let trusted = match ward_files::bundle::BundleFile::read(bundle_path) {
+        Ok(ward_files::bundle::BundleFile::Plain(bundle)) => bundle.ca_der,
+        Ok(ward_files::bundle::BundleFile::Encrypted(locked)) => locked.ca_der,
         Err(e) => {
             return Err(CliError::failed(format!(
                 "cannot read the CA from {}: {e}",

@@ -13,8 +13,8 @@ use zeroize::Zeroizing;
 
 use super::ConnectArgs;
 use super::error::{CliError, Exit};
-use ward_certs::bundle::{AdminBundle, BundleError, BundleFile, LockedBundle};
-use ward_certs::data_dir;
+use ward_files::bundle::{AdminBundle, BundleError, BundleFile, LockedBundle};
+use ward_files::data_dir;
 
 pub const DEFAULT_SERVER: &str = "https://localhost:7443";
 

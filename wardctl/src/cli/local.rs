@@ -264,7 +264,7 @@ pub(super) async fn serve(args: ServeArgs) -> Result<(), CliError> {
         ));
     }
     if let Some(dir) = &args.audit_checkpoints {
-        ward_certs::files::prepare_private_dir(dir)
+        ward_files::prepare_private_dir(dir)
             .map_err(|e| CliError::usage(format!("--audit-checkpoints: {e}")))?;
     }
     check_hostnames(&ward_runtime::data_dir::server_hostnames(&args.hostnames))?;

@@ -136,8 +136,8 @@ pub struct ConnectArgs {
     data_dir: Option<PathBuf>,
 }
 
-/// A directory argument (`ward_certs::files::directory_arg`, shared with `ward-agent`).
-pub use ward_certs::files::directory_arg;
+/// A directory argument (`ward_files::directory_arg`, shared with `ward-agent`).
+pub use ward_files::directory_arg;
 
 /// A value parser's refusal: `message` as the whole error (it names the flag), exit 2.
 fn invalid_value(cmd: &clap::Command, message: &str) -> clap::Error {

@@ -8,9 +8,9 @@ use std::path::Path;
 use clap::Parser;
 
 use crate::cli::Cli;
-use ward_certs::bundle::AdminBundle;
 use ward_core::duration::{self, DurationRange, days, seconds};
 use ward_core::{Policy, PolicyChanges, PolicyScope, UserEmail};
+use ward_files::bundle::AdminBundle;
 
 /// The input is tried as a `wardctl` argument list (one argument a line) and, when it is
 /// UTF-8, as each kind of configuration text.

@@ -1,14 +1,14 @@
 //! The admin credential bundle: one 0600 PEM file holding the admin certificate, the CA
 //! certificate it chains to, and the admin's private key: "PRIVATE KEY", or "ENCRYPTED PRIVATE
-//! KEY" (PKCS#8 with scrypt and AES-256-CBC, see [`crate::keyfile`]) when the bundle was
+//! KEY" (PKCS#8 with scrypt and AES-256-CBC, see [`ward_certs::keyfile`]) when the bundle was
 //! issued with a passphrase. `init` writes the controller host's own bundle unencrypted.
 
 use std::path::Path;
 
 use zeroize::Zeroizing;
 
-use crate::keyfile::{EncryptedKey, KeyFileError, StoredKey};
-use crate::{PrivateKeyDer, certificate_to_pem, certificates_from_pem};
+use ward_certs::keyfile::{EncryptedKey, KeyFileError, StoredKey};
+use ward_certs::{PrivateKeyDer, certificate_to_pem, certificates_from_pem};
 
 /// At most this many CAs beside the first in a bundle.
 const MAX_OTHER_CAS: usize = 7;
@@ -75,8 +75,8 @@ pub enum BundleError {
 
 impl AdminBundle {
     /// The mutual-TLS client configuration that speaks as this admin to its controller.
-    pub fn client_config(&self) -> Result<rustls::ClientConfig, crate::tls::TlsError> {
-        crate::tls::client_config_trusting(
+    pub fn client_config(&self) -> Result<rustls::ClientConfig, ward_certs::tls::TlsError> {
+        ward_certs::tls::client_config_trusting(
             &self.cas(),
             Some((std::slice::from_ref(&self.certificate_der), &self.key)),
         )
@@ -105,7 +105,7 @@ impl AdminBundle {
 
     /// Writes the bundle with mode 0600. Refuses to replace an existing file.
     pub fn write_new(&self, path: &Path) -> Result<(), BundleError> {
-        crate::files::create_secret_file(path, self.to_pem().as_bytes()).map_err(|source| {
+        crate::create_secret_file(path, self.to_pem().as_bytes()).map_err(|source| {
             BundleError::Write {
                 path: path.display().to_string(),
                 source,
@@ -235,18 +235,19 @@ mod tests {
     use super::*;
 
     fn parts() -> (Vec<u8>, Vec<u8>, PrivateKeyDer) {
-        let ca = crate::CertificateAuthority::create("Test CA", time::OffsetDateTime::now_utc())
-            .unwrap();
+        let ca =
+            ward_certs::CertificateAuthority::create("Test CA", time::OffsetDateTime::now_utc())
+                .unwrap();
         let key = PrivateKeyDer::generate().unwrap();
-        let csr = crate::csr::make_csr(&key, "alice").unwrap();
-        let csr = crate::VerifiedCsr::from_der(&csr).unwrap();
-        let identity = crate::Identity::Admin("alice".parse().unwrap());
+        let csr = ward_certs::csr::make_csr(&key, "alice").unwrap();
+        let csr = ward_certs::VerifiedCsr::from_der(&csr).unwrap();
+        let identity = ward_certs::Identity::Admin("alice".parse().unwrap());
         let cert = ca
             .issue_client(
                 &csr,
                 &identity,
                 time::OffsetDateTime::now_utc(),
-                crate::ca::ADMIN_LIFETIME,
+                ward_certs::ca::ADMIN_LIFETIME,
             )
             .unwrap();
         (cert.der, ca.cert_der().to_vec(), key)
@@ -270,7 +271,7 @@ mod tests {
             certificate_der: certificate_der.clone(),
             ca_der: ca_der.clone(),
             other_cas: Vec::new(),
-            key: crate::keyfile::encrypt(&key, b"twelve chars or more").unwrap(),
+            key: ward_certs::keyfile::encrypt(&key, b"twelve chars or more").unwrap(),
         };
         let text = locked.to_pem();
         assert!(text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----"));
