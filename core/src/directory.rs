@@ -28,9 +28,11 @@ impl ScimSecret {
         )))
     }
 
-    /// What a request presented, taken as is (whether it is known is the store's question).
-    pub fn presented(text: &str) -> Self {
-        Self(Zeroizing::new(text.trim().to_owned()))
+    /// The bearer token a request presented, trimmed and taken as is (whether it is known is
+    /// the store's question); `None` when blank, as no token.
+    pub fn presented(text: &str) -> Option<Self> {
+        let text = text.trim();
+        (!text.is_empty()).then(|| Self(Zeroizing::new(text.to_owned())))
     }
 
     /// The text to show the admin, once.
@@ -108,5 +110,19 @@ impl DirectoryUser {
             (false, false) => "deactivated",
             (false, true) => "deleted",
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ScimSecret;
+
+    #[test]
+    fn a_presented_token_is_trimmed_a_blank_one_is_none_and_none_is_printed() {
+        let token = ScimSecret::presented(" wardscim_abc \t").unwrap();
+        assert_eq!(token.expose(), "wardscim_abc");
+        assert_eq!(format!("{token:?}"), "ScimSecret(<redacted>)");
+        assert!(ScimSecret::presented(" \t").is_none());
+        assert!(ScimSecret::presented("").is_none());
     }
 }

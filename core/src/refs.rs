@@ -117,12 +117,69 @@ impl FromStr for TokenId {
     }
 }
 
+/// A command's idempotency key as an admin gives it: 1-128 printable ASCII characters, no
+/// spaces. The app stores it in the admin's namespace ([`super::IdempotencyKey::Admin`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandKey(String);
+
+impl CommandKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("idempotency key must be 1-128 printable ASCII characters without spaces")]
+pub struct CommandKeyError;
+
+impl FromStr for CommandKey {
+    type Err = CommandKeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic());
+        ok.then(|| Self(s.to_owned())).ok_or(CommandKeyError)
+    }
+}
+
+/// A bulk wipe's idempotency key: like a command's, without ':' (it separates the admin from
+/// the key, and one batch's prefix must not be the start of another's).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BulkWipeKey(String);
+
+impl BulkWipeKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for BulkWipeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error(
+    "a bulk wipe's idempotency key must be 1-128 printable ASCII characters without spaces or ':'"
+)]
+pub struct BulkWipeKeyError;
+
+impl FromStr for BulkWipeKey {
+    type Err = BulkWipeKeyError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok =
+            !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic() && c != ':');
+        ok.then(|| Self(s.to_owned())).ok_or(BulkWipeKeyError)
+    }
+}
+
 /// A bulk wipe as it reported itself: `<admin>:<key>`, the admin who issued it and the
 /// idempotency key they gave.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct BulkWipeName {
     pub admin: AdminName,
-    pub key: String,
+    pub key: BulkWipeKey,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -131,16 +188,8 @@ pub enum BulkWipeNameError {
     NoColon(String),
     #[error("bulk wipe {name:?}: {why}")]
     Admin { name: String, why: String },
-    #[error(
-        "a bulk wipe's idempotency key must be 1-128 printable ASCII characters without spaces or ':'"
-    )]
-    Key,
-}
-
-/// A bulk wipe's idempotency key: like a command's, without ':' (it separates the admin from
-/// the key, and one batch's prefix must not be the start of another's).
-pub fn is_bulk_wipe_key(key: &str) -> bool {
-    !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic() && c != ':')
+    #[error(transparent)]
+    Key(#[from] BulkWipeKeyError),
 }
 
 impl FromStr for BulkWipeName {
@@ -156,13 +205,59 @@ impl FromStr for BulkWipeName {
                 name: s.to_owned(),
                 why: e.to_string(),
             })?;
-        if !is_bulk_wipe_key(key) {
-            return Err(BulkWipeNameError::Key);
-        }
         Ok(Self {
             admin,
-            key: key.to_owned(),
+            key: key.parse()?,
         })
+    }
+}
+
+/// The devices a bulk wipe lists, each non-blank entry read as a [`DeviceRef`] and kept with
+/// its text as written. An entry that is neither an id nor a host name is kept apart, as
+/// written: the app refuses the list naming it together with the entries it finds no device
+/// for.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeviceList {
+    pub listed: Vec<Listed>,
+    pub malformed: Vec<String>,
+}
+
+/// One entry of a [`DeviceList`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    /// As written (trimmed), for refusals.
+    pub text: String,
+    pub device: DeviceRef,
+}
+
+impl DeviceList {
+    /// How many entries were named (blank ones are not).
+    pub fn len(&self) -> usize {
+        self.listed.len() + self.malformed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl<S: AsRef<str>> FromIterator<S> for DeviceList {
+    fn from_iter<I: IntoIterator<Item = S>>(entries: I) -> Self {
+        let mut list = Self::default();
+        for entry in entries {
+            let text = entry.as_ref().trim();
+            if text.is_empty() {
+                continue;
+            }
+            match text.parse::<DeviceRef>() {
+                Ok(device) => list.listed.push(Listed {
+                    text: text.to_owned(),
+                    device,
+                }),
+                Err(_) => list.malformed.push(text.to_owned()),
+            }
+        }
+        list
     }
 }
 
@@ -188,6 +283,42 @@ impl FromStr for ScimClientName {
     }
 }
 
+/// A webhook receiver's id: 16 lower-case hex digits, as Ward makes them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct WebhookId(String);
+
+impl WebhookId {
+    pub fn generate() -> Self {
+        Self(hex::encode(rand::random::<[u8; 8]>()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WebhookId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// No webhook has this id: text that is not an id names none either, so both are one refusal
+/// (a not-found one).
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("no webhook {0:?}: `wardctl webhook list` shows the ids")]
+pub struct NoSuchWebhook(pub String);
+
+impl FromStr for WebhookId {
+    type Err = NoSuchWebhook;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let ok = s.len() == 16 && s.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
+        ok.then(|| Self(s.to_owned()))
+            .ok_or_else(|| NoSuchWebhook(s.to_owned()))
+    }
+}
+
 /// A scope some calls take: everyone (the wire's empty text) or one user.
 pub fn optional_user(text: &str) -> Result<Option<UserEmail>, super::model::UserEmailError> {
     if text.is_empty() {
@@ -198,72 +329,5 @@ pub fn optional_user(text: &str) -> Result<Option<UserEmail>, super::model::User
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_device_is_named_by_id_or_host_name_and_nothing_else() {
-        let id = "6f1c2d3e-0000-4000-8000-000000000001";
-        assert_eq!(
-            id.parse::<DeviceRef>().unwrap(),
-            DeviceRef::Id(id.parse().unwrap())
-        );
-        let DeviceRef::HostName(name) = " Laptop-7.ward_test ".parse::<DeviceRef>().unwrap() else {
-            panic!("a host name")
-        };
-        assert_eq!(name.as_str(), "Laptop-7.ward_test");
-        assert!(name.not_an_id().contains("is not a device id"));
-        let err = "not a device!".parse::<DeviceRef>().unwrap_err();
-        assert!(err.to_string().contains("is not a device id"), "{err}");
-        assert!("".parse::<DeviceRef>().is_err());
-        assert!("a".repeat(254).parse::<DeviceRef>().is_err());
-    }
-
-    #[test]
-    fn a_token_id_is_its_short_form_or_the_whole_hash() {
-        let short = "0123456789ABCDEF".repeat(4)[..TOKEN_ID_LEN].to_owned();
-        assert_eq!(
-            short.parse::<TokenId>().unwrap().as_str(),
-            short.to_ascii_lowercase()
-        );
-        let whole = format!("{short}{}", "0".repeat(64 - TOKEN_ID_LEN));
-        assert_eq!(
-            whole.parse::<TokenId>().unwrap().as_str(),
-            short.to_ascii_lowercase()
-        );
-        let pasted = "ward_secretsecretsecret".parse::<TokenId>().unwrap_err();
-        assert!(!pasted.to_string().contains("secret"), "{pasted}");
-    }
-
-    #[test]
-    fn a_bulk_wipe_is_named_admin_colon_key() {
-        let name: BulkWipeName = "root:offboard-2026".parse().unwrap();
-        assert_eq!(
-            (name.admin.as_str(), name.key.as_str()),
-            ("root", "offboard-2026")
-        );
-        assert!(matches!(
-            "root".parse::<BulkWipeName>(),
-            Err(BulkWipeNameError::NoColon(_))
-        ));
-        assert!(matches!(
-            "Not Root:k".parse::<BulkWipeName>(),
-            Err(BulkWipeNameError::Admin { .. })
-        ));
-        assert_eq!(
-            "root:a:b".parse::<BulkWipeName>(),
-            Err(BulkWipeNameError::Key)
-        );
-        assert_eq!("root:".parse::<BulkWipeName>(), Err(BulkWipeNameError::Key));
-    }
-
-    #[test]
-    fn an_empty_user_is_everyone() {
-        assert_eq!(optional_user("").unwrap(), None);
-        assert_eq!(
-            optional_user("Ivy@Hospital.org").unwrap().unwrap().as_str(),
-            "ivy@hospital.org"
-        );
-        assert!(optional_user("ivy").is_err());
-    }
-}
+#[path = "refs_tests.rs"]
+mod tests;

@@ -116,6 +116,21 @@ pub fn parse_events(list: &[String]) -> Result<Vec<EventType>, WebhookError> {
     Ok(events)
 }
 
+/// What a receiver subscribes to: at least one event type, each once, in the order of
+/// [`EventType::ALL`] (as [`parse_events`] reads a list).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EventList(Vec<EventType>);
+
+impl EventList {
+    pub fn parse(list: &[String]) -> Result<Self, WebhookError> {
+        parse_events(list).map(Self)
+    }
+
+    pub fn into_vec(self) -> Vec<EventType> {
+        self.0
+    }
+}
+
 /// The scheme of a receiver URL.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scheme {
@@ -222,6 +237,14 @@ impl ReceiverUrl {
             self.host.clone()
         };
         format!("{host}:{}", self.port)
+    }
+}
+
+impl FromStr for ReceiverUrl {
+    type Err = WebhookError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::parse(s)
     }
 }
 

@@ -66,6 +66,11 @@ fn events_are_known_names_each_once() {
         Err(WebhookError::UnknownEvent("device.compliant".into()))
     );
     assert_eq!(parse_events(&[" , ".into()]), Err(WebhookError::NoEvents));
+    assert_eq!(
+        EventList::parse(&list).unwrap().into_vec(),
+        [EventType::CommandFinished, EventType::UserOffboarded]
+    );
+    assert_eq!(EventList::parse(&[]), Err(WebhookError::NoEvents));
 }
 
 #[test]

@@ -8,10 +8,11 @@ use std::time::Duration;
 use super::bulk_select::Selection;
 use super::bulk_wipe::{BulkWipeRequest, Outcome};
 use super::test_fixture::{
-    Fixture, TestDevice, email, enroll_current, fixture_with, registered, registered_as,
+    Fixture, TestDevice, command_key, email, enroll_current, fixture_with, registered,
+    registered_as,
 };
 use super::{App, AppError, CheckInReport};
-use crate::core::refs::BulkWipeName;
+use crate::core::refs::{BulkWipeKey, BulkWipeName};
 use crate::core::{
     Admin, AdminRole, Command, CommandId, CommandKind, CommandState, DeviceRef, DeviceState,
     Permission, WipeScope,
@@ -47,7 +48,7 @@ async fn full_wipe(app: &App, by: &Admin, device: &TestDevice, key: &str) -> Com
             scope: WipeScope::Full,
         },
         "disposal",
-        key,
+        &command_key(key),
         None,
     )
     .await
@@ -144,7 +145,7 @@ async fn a_withdrawn_request_cannot_be_approved_and_a_waiting_one_never_expires(
                 scope: WipeScope::Full,
             },
             "disposal",
-            "full-ttl",
+            &command_key("full-ttl"),
             Some(Duration::from_secs(3600)),
         )
         .await;
@@ -168,14 +169,17 @@ async fn a_withdrawn_request_cannot_be_approved_and_a_waiting_one_never_expires(
     );
 }
 
-fn bulk(user: &str, key: &str) -> BulkWipeRequest {
+fn bulk(user: &str) -> BulkWipeRequest {
     BulkWipeRequest {
         selection: Selection::User(email(user)),
         scope: WipeScope::Full,
         reason: "ward closed".into(),
-        key: key.into(),
         dry_run: false,
     }
+}
+
+fn batch_key(key: &str) -> BulkWipeKey {
+    key.parse().unwrap()
 }
 
 fn states(report: &super::bulk_wipe::BulkWipeReport) -> Vec<CommandState> {
@@ -196,11 +200,14 @@ async fn a_bulk_wipe_approval_releases_that_batch_and_no_device_added_after_it()
     enroll_current(app, ED, "ed-2").await;
     enroll_current(app, "flo@hospital.example", "flo-1").await;
 
-    let wipe = app.bulk_wipe(&a.alice, bulk(ED, "wipe")).await.unwrap();
+    let wipe = app
+        .bulk_wipe(&a.alice, &batch_key("wipe"), bulk(ED))
+        .await
+        .unwrap();
     assert!(wipe.needs_approval);
     // Another batch of hers whose key starts the same way.
     let other = app
-        .bulk_wipe(&a.alice, bulk("flo@hospital.example", "wipe-2"))
+        .bulk_wipe(&a.alice, &batch_key("wipe-2"), bulk("flo@hospital.example"))
         .await
         .unwrap();
     let name: BulkWipeName = wipe.batch.parse().unwrap();
@@ -228,7 +235,10 @@ async fn a_bulk_wipe_approval_releases_that_batch_and_no_device_added_after_it()
     // A device of the selection enrolled since: the same key adds its wipe, which waits for
     // an approval of its own; the two released stay as they are.
     let late = enroll_current(app, ED, "ed-3").await;
-    let rerun = app.bulk_wipe(&a.alice, bulk(ED, "wipe")).await.unwrap();
+    let rerun = app
+        .bulk_wipe(&a.alice, &batch_key("wipe"), bulk(ED))
+        .await
+        .unwrap();
     let outcome_of = |id| {
         rerun
             .devices

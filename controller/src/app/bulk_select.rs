@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{App, AppError};
 use crate::core::command::MAX_BULK_WIPE;
-use crate::core::refs::looks_like_host_name;
+use crate::core::refs::{DeviceList, DeviceRef};
 use crate::core::{Check, Device, DeviceId, DeviceState, UserEmail};
 
 /// How many unknown entries an error names (the rest are counted).
@@ -16,7 +16,7 @@ const NAMED_IN_ERRORS: usize = 10;
 pub enum Selection {
     User(UserEmail),
     Noncompliant { check: Option<Check> },
-    Devices(Vec<String>),
+    Devices(DeviceList),
 }
 
 impl Selection {
@@ -84,24 +84,19 @@ impl App {
         Ok(devices)
     }
 
-    /// Resolves ids and host names, all of them or none: an unknown or ambiguous entry
-    /// refuses the whole list.
-    async fn named_devices(&self, list: &[String]) -> Result<Vec<Device>, AppError> {
-        let entries: Vec<&str> = list
-            .iter()
-            .map(|e| e.trim())
-            .filter(|e| !e.is_empty())
-            .collect();
-        if entries.is_empty() {
+    /// Resolves ids and host names, all of them or none: a malformed, unknown or ambiguous
+    /// entry refuses the whole list.
+    async fn named_devices(&self, list: &DeviceList) -> Result<Vec<Device>, AppError> {
+        if list.is_empty() {
             return Err(AppError::InvalidArgument(
                 "the list of devices is empty: name at least one device id or host name".into(),
             ));
         }
-        if entries.len() > MAX_BULK_WIPE {
+        if list.len() > MAX_BULK_WIPE {
             return Err(AppError::InvalidArgument(format!(
                 "{} devices were named, more than the {MAX_BULK_WIPE} one bulk wipe may; split \
                  the list into batches (each with its own idempotency key)",
-                entries.len()
+                list.len()
             )));
         }
         let all = self.store.list_devices(None).await?;
@@ -113,14 +108,19 @@ impl App {
                 .or_default()
                 .push(d);
         }
-        let (mut unknown, mut ambiguous, mut malformed) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut unknown, mut ambiguous) = (Vec::new(), Vec::new());
+        let malformed: Vec<&str> = list.malformed.iter().map(String::as_str).collect();
         let mut seen = HashSet::new();
         let mut selected = Vec::new();
-        for entry in entries {
-            let found = match entry.parse::<DeviceId>() {
-                Ok(id) => by_id.get(&id).copied(),
-                Err(_) if looks_like_host_name(entry) => {
-                    match by_name.get(&entry.to_ascii_lowercase()).map(Vec::as_slice) {
+        for listed in &list.listed {
+            let entry = listed.text.as_str();
+            let found = match &listed.device {
+                DeviceRef::Id(id) => by_id.get(id).copied(),
+                DeviceRef::HostName(name) => {
+                    match by_name
+                        .get(&name.as_str().to_ascii_lowercase())
+                        .map(Vec::as_slice)
+                    {
                         Some([one]) => Some(*one),
                         Some([_, _, ..]) => {
                             ambiguous.push(entry);
@@ -128,10 +128,6 @@ impl App {
                         }
                         _ => None,
                     }
-                }
-                Err(_) => {
-                    malformed.push(entry);
-                    continue;
                 }
             };
             match found {

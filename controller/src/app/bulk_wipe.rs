@@ -11,21 +11,19 @@ use super::bulk_select::Selection;
 use super::commands::{Issuer, issue_event, new_command};
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
-use crate::core::refs::{BulkWipeName, BulkWipeNameError, is_bulk_wipe_key};
+use crate::core::refs::{BulkWipeKey, BulkWipeName};
 use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, Event,
     IdempotencyKey, WipeScope,
 };
 use crate::store::Priority;
 
-/// What a call asks for.
+/// What a call asks for (under the client's key: the batch is `<admin>:<key>`).
 #[derive(Clone, Debug)]
 pub struct BulkWipeRequest {
     pub selection: Selection,
     pub scope: WipeScope,
     pub reason: String,
-    /// The client's key; the batch is `<admin>:<key>`.
-    pub key: String,
     pub dry_run: bool,
 }
 
@@ -85,7 +83,7 @@ impl BulkWipeReport {
 /// single command's key; the device id ends each key, so a rerun finds each command).
 struct Batch {
     admin: String,
-    key: String,
+    key: BulkWipeKey,
 }
 
 impl Batch {
@@ -116,24 +114,13 @@ impl Batch {
     }
 }
 
-/// A batch key: like a command's, without ':' (it separates the admin from the key, and one
-/// batch's prefix must not be the start of another's).
-fn check_key(key: &str) -> Result<(), AppError> {
-    if is_bulk_wipe_key(key) {
-        Ok(())
-    } else {
-        Err(AppError::InvalidArgument(
-            BulkWipeNameError::Key.to_string(),
-        ))
-    }
-}
-
 impl App {
     /// Wipes the selected devices (or, for a dry run, says which it would), issuing nothing
     /// twice for the same key.
     pub async fn bulk_wipe(
         &self,
         actor: &Admin,
+        key: &BulkWipeKey,
         request: BulkWipeRequest,
     ) -> Result<BulkWipeReport, AppError> {
         let reason = request.reason.trim().to_owned();
@@ -142,10 +129,9 @@ impl App {
                 "a bulk wipe needs a reason (--reason TEXT); it is kept with every command".into(),
             ));
         }
-        check_key(&request.key)?;
         let batch = Batch {
             admin: actor.name.to_string(),
-            key: request.key.clone(),
+            key: key.clone(),
         };
         let selected = self.select_devices(&request.selection).await?;
         let kind = CommandKind::Wipe {

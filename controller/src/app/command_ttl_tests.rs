@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use super::test_fixture::{admin, enroll, fixture};
+use super::test_fixture::{admin, command_key, enroll, fixture};
 use super::{AppError, CheckInReport};
 use crate::core::{CommandKind, CommandState, WipeScope};
 
@@ -23,7 +23,7 @@ async fn a_lock_past_its_time_to_live_expires_at_the_check_in_and_is_never_deliv
     let id = crate::core::DeviceRef::from(device.id);
     let (lock, _) = f
         .app
-        .issue_command(&admin(), &id, lock(), "", "k-1", Some(HOUR))
+        .issue_command(&admin(), &id, lock(), "", &command_key("k-1"), Some(HOUR))
         .await
         .unwrap();
     assert!(lock.deadline.is_some());
@@ -48,12 +48,19 @@ async fn a_lock_past_its_time_to_live_is_swept_while_its_device_stays_away() {
     let id = crate::core::DeviceRef::from(device.id);
     let (unlock, _) = f
         .app
-        .issue_command(&admin(), &id, CommandKind::Unlock, "", "k-2", Some(HOUR))
+        .issue_command(
+            &admin(),
+            &id,
+            CommandKind::Unlock,
+            "",
+            &command_key("k-2"),
+            Some(HOUR),
+        )
         .await
         .unwrap();
     let (waits, _) = f
         .app
-        .issue_command(&admin(), &id, lock(), "", "k-5", None)
+        .issue_command(&admin(), &id, lock(), "", &command_key("k-5"), None)
         .await
         .unwrap();
     assert_eq!(f.app.expire_due_commands().await.unwrap(), 0, "not yet");
@@ -76,7 +83,14 @@ async fn a_wipe_never_expires_and_a_time_to_live_out_of_range_is_refused() {
     };
     let err = f
         .app
-        .issue_command(&admin(), &id, wipe, "stolen", "k-3", Some(HOUR))
+        .issue_command(
+            &admin(),
+            &id,
+            wipe,
+            "stolen",
+            &command_key("k-3"),
+            Some(HOUR),
+        )
         .await
         .unwrap_err();
     assert!(
@@ -86,7 +100,7 @@ async fn a_wipe_never_expires_and_a_time_to_live_out_of_range_is_refused() {
     for ttl in [Duration::from_secs(1), 31 * 24 * HOUR] {
         let err = f
             .app
-            .issue_command(&admin(), &id, lock(), "", "k-4", Some(ttl))
+            .issue_command(&admin(), &id, lock(), "", &command_key("k-4"), Some(ttl))
             .await
             .unwrap_err();
         assert!(
@@ -111,7 +125,7 @@ async fn a_lock_with_a_time_to_live_does_not_replace_one_that_waits_longer() {
     let id = crate::core::DeviceRef::from(device.id);
     let (lost, _) = f
         .app
-        .issue_command(&admin(), &id, lock(), "", "k-lost", None)
+        .issue_command(&admin(), &id, lock(), "", &command_key("k-lost"), None)
         .await
         .unwrap();
     f.app
@@ -120,7 +134,7 @@ async fn a_lock_with_a_time_to_live_does_not_replace_one_that_waits_longer() {
             &id,
             lock(),
             "",
-            "k-short",
+            &command_key("k-short"),
             Some(Duration::from_secs(60)),
         )
         .await

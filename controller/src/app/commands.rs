@@ -7,7 +7,7 @@ use super::audit::{CONTROLLER, admin_actor, device_actor};
 use super::{App, AppError, transitions};
 use crate::core::audit::AuditEvent;
 use crate::core::command::MAX_TEXT_LEN;
-use crate::core::refs::DeviceRef;
+use crate::core::refs::{CommandKey, DeviceRef};
 use crate::core::{
     Admin, Command, CommandId, CommandKind, CommandState, Device, DeviceId, DeviceState, Event,
     IdempotencyKey, Receipt, Timestamp, WipeScope,
@@ -104,17 +104,6 @@ pub(super) fn unreachable_device(device: &Device, kind: &CommandKind) -> AppErro
     })
 }
 
-fn check_idempotency_key(key: &str) -> Result<(), AppError> {
-    let ok = !key.is_empty() && key.len() <= 128 && key.chars().all(|c| c.is_ascii_graphic());
-    if ok {
-        Ok(())
-    } else {
-        Err(AppError::InvalidArgument(
-            "idempotency key must be 1-128 printable ASCII characters without spaces".into(),
-        ))
-    }
-}
-
 impl App {
     /// Commits a command and wakes the device's stream. The same idempotency key returns the
     /// command it first created.
@@ -124,7 +113,7 @@ impl App {
         device: &DeviceRef,
         kind: CommandKind,
         reason: &str,
-        idempotency_key: &str,
+        idempotency_key: &CommandKey,
         ttl: Option<std::time::Duration>,
     ) -> Result<(Command, bool), AppError> {
         match ttl {
@@ -145,10 +134,9 @@ impl App {
             }
         );
         let approval = full && self.config.approval_threshold.is_some();
-        check_idempotency_key(idempotency_key)?;
         let key = IdempotencyKey::Admin {
             admin: actor.name.to_string(),
-            key: idempotency_key.to_owned(),
+            key: idempotency_key.as_str().to_owned(),
         };
         let device = self.get_device(device).await?.id;
         self.issue_command_with(

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use super::test_fixture::{
-    TestDevice, actions_from, admin, audit_len, email, enroll_current, fixture,
+    TestDevice, actions_from, admin, audit_len, command_key, email, enroll_current, fixture,
 };
 use super::{App, AppError, DeviceResult};
 use crate::core::{Command, CommandKind, CommandState, DeviceRef, DeviceState, WipeScope};
@@ -18,7 +18,7 @@ async fn wipe(app: &App, device: &TestDevice, scope: WipeScope, key: &str) -> Co
             &DeviceRef::from(device.device.id),
             CommandKind::Wipe { scope },
             "reported stolen",
-            key,
+            &command_key(key),
             None,
         )
         .await

@@ -3,7 +3,7 @@
 //! another replica or an admin wrote since.
 
 use super::test_fixture::{
-    TestDevice, admin, audit_len, email, enroll_as, facts, fixture, jobs, replica,
+    TestDevice, admin, audit_len, command_key, email, enroll_as, facts, fixture, jobs, replica,
 };
 use crate::core::{Command, CommandKind, CommandState, WipeScope};
 
@@ -60,7 +60,7 @@ async fn a_command_cancelled_elsewhere_after_its_delivery_is_not_run() {
                 scope: WipeScope::Messaging,
             },
             "stolen",
-            "k-1",
+            &command_key("k-1"),
             None,
         )
         .await

@@ -4,7 +4,7 @@
 
 use futures::future::join_all;
 
-use super::test_fixture::{TestDevice, admin, email, enroll_as, facts, fixture, jobs};
+use super::test_fixture::{TestDevice, admin, command_key, email, enroll_as, facts, fixture, jobs};
 use crate::core::{Command, CommandKind, CommandState, DeviceState, WipeScope};
 use crate::store::{AuditFilter, Store};
 
@@ -172,7 +172,7 @@ async fn two_ends_of_one_device_in_a_batch_revoke_it_once_for_the_right_command(
                 scope: WipeScope::Messaging,
             },
             "lost",
-            "k-plain",
+            &command_key("k-plain"),
             None,
         )
         .await

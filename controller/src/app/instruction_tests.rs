@@ -4,17 +4,24 @@
 //! on the one is written to the other. Here the copy differs from the store, as it would
 //! after such an edit.
 
-use super::test_fixture::{admin, enroll_as, facts, fixture};
+use super::test_fixture::{admin, command_key, enroll_as, facts, fixture};
 use crate::core::{Command, CommandKind, CommandState, WipeScope};
 
 const ALICE: &str = "alice@hospital.example";
 const BOB: &str = "bob@hospital.example";
 
 async fn issued(app: &super::App, to: crate::core::DeviceId, kind: CommandKind) -> Command {
-    app.issue_command(&admin(), &to.into(), kind, "stolen", "k-1", None)
-        .await
-        .unwrap()
-        .0
+    app.issue_command(
+        &admin(),
+        &to.into(),
+        kind,
+        "stolen",
+        &command_key("k-1"),
+        None,
+    )
+    .await
+    .unwrap()
+    .0
 }
 
 fn wipe() -> CommandKind {

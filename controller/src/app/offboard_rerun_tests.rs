@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 
 use super::test_fixture::{
-    TestDevice, actions_from, admin, audit_len, email, enroll_current, fixture, replica,
+    TestDevice, actions_from, admin, audit_len, command_key, email, enroll_current, fixture,
+    replica,
 };
 use super::{App, AppError};
 use crate::core::{CommandId, CommandKind, CommandState, DeviceId, DeviceRef, DeviceState};
@@ -66,7 +67,7 @@ async fn a_rerun_after_some_wipes_finished_or_failed_issues_only_the_missing_one
             message: String::new(),
         },
         "",
-        &squatted,
+        &command_key(&squatted),
         None,
     )
     .await

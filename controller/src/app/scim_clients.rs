@@ -115,22 +115,20 @@ impl App {
 
     // ----- the identity provider's side --------------------------------------------------
 
-    /// The client whose bearer token this is. A missing, unknown or revoked token is
-    /// refused and audited (a few per address and minute, the rest summarized).
+    /// The client whose bearer token this is ([`ScimSecret::presented`]: `None` when the
+    /// request had none). A missing, unknown or revoked token is refused and audited (a few
+    /// per address and minute, the rest summarized).
     pub async fn authenticate_scim(
         &self,
-        bearer: Option<&str>,
+        bearer: Option<&ScimSecret>,
         origin: IpAddr,
     ) -> Result<ScimClient, AppError> {
-        let why = match bearer.map(str::trim).filter(|b| !b.is_empty()) {
+        let why = match bearer {
             None => "no bearer token",
-            Some(token) => {
-                let hash = ScimSecret::presented(token).hash_hex();
-                match self.store.scim_client_by_hash(&hash).await? {
-                    Some(client) => return Ok(client),
-                    None => "unknown or revoked bearer token",
-                }
-            }
+            Some(token) => match self.store.scim_client_by_hash(&token.hash_hex()).await? {
+                Some(client) => return Ok(client),
+                None => "unknown or revoked bearer token",
+            },
         };
         warn!(%origin, why, "SCIM request refused");
         self.audit_refusal(

@@ -69,6 +69,11 @@ pub(super) fn admin() -> Admin {
     )
 }
 
+/// An admin's idempotency key for a command, parsed as the edge would.
+pub(super) fn command_key(text: &str) -> crate::core::refs::CommandKey {
+    text.parse().unwrap()
+}
+
 /// A user's e-mail address, parsed as the edge would.
 pub(super) fn email(text: &str) -> crate::core::UserEmail {
     text.parse().unwrap()

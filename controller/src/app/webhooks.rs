@@ -7,8 +7,9 @@ use serde_json::json;
 use super::audit::admin_actor;
 use super::{App, AppError};
 use crate::core::Admin;
+use crate::core::refs::{NoSuchWebhook, WebhookId};
 use crate::core::webhook::{
-    Attempt, Delivery, ReceiverUrl, Scheme, Webhook, WebhookError, WebhookSecret, parse_events,
+    Attempt, Delivery, EventList, ReceiverUrl, Scheme, Webhook, WebhookError, WebhookSecret,
 };
 use crate::store::Priority;
 
@@ -17,17 +18,15 @@ pub const MAX_DELIVERIES_LISTED: u32 = 1000;
 
 impl App {
     /// Adds a receiver; it comes back with its secret, which is shown this once. Nothing is
-    /// stored when the URL, an event name or the CA is refused.
+    /// stored when the CA is refused.
     pub async fn add_webhook(
         &self,
         actor: &Admin,
-        url: &str,
-        events: &[String],
+        parsed: &ReceiverUrl,
+        events: EventList,
         ca_pem: Option<String>,
     ) -> Result<Webhook, AppError> {
         let bad = |e: WebhookError| AppError::InvalidArgument(e.to_string());
-        let parsed = ReceiverUrl::parse(url).map_err(bad)?;
-        let events = parse_events(events).map_err(bad)?;
         if let Some(pem) = &ca_pem {
             if parsed.scheme == Scheme::Http {
                 return Err(bad(WebhookError::CaForHttp(parsed.to_string())));
@@ -36,9 +35,9 @@ impl App {
                 .map_err(|_| bad(WebhookError::BadCa))?;
         }
         let hook = Webhook {
-            id: hex::encode(rand::random::<[u8; 8]>()),
+            id: WebhookId::generate().to_string(),
             url: parsed.to_string(),
-            events,
+            events: events.into_vec(),
             secret: WebhookSecret::generate(),
             ca_pem,
             created_at: self.now(),
@@ -79,15 +78,15 @@ impl App {
     }
 
     /// Removes a receiver, its undelivered events and its delivery log.
-    pub async fn remove_webhook(&self, actor: &Admin, id: &str) -> Result<Webhook, AppError> {
+    pub async fn remove_webhook(&self, actor: &Admin, id: &WebhookId) -> Result<Webhook, AppError> {
         let hook = self
             .store
             .list_webhooks()
             .await?
             .into_iter()
-            .find(|h| h.id == id)
-            .ok_or_else(|| not_found(id))?;
-        let (id, actor_uri, now) = (id.to_owned(), admin_actor(actor), self.now());
+            .find(|h| h.id == id.as_str())
+            .ok_or_else(|| not_found(id.as_str()))?;
+        let (id, actor_uri, now) = (id.to_string(), admin_actor(actor), self.now());
         let removed = self
             .store
             .write(Priority::High, move |tx| {
@@ -123,9 +122,10 @@ impl App {
     /// The newest deliveries, of one receiver (which must exist) or all.
     pub async fn webhook_deliveries(
         &self,
-        id: Option<&str>,
+        id: Option<&WebhookId>,
         limit: u32,
     ) -> Result<Vec<(Delivery, Vec<Attempt>)>, AppError> {
+        let id = id.map(WebhookId::as_str);
         if let Some(id) = id
             && !self.store.list_webhooks().await?.iter().any(|h| h.id == id)
         {
@@ -137,7 +137,5 @@ impl App {
 }
 
 fn not_found(id: &str) -> AppError {
-    AppError::NotFound(format!(
-        "no webhook {id:?}: `wardctl webhook list` shows the ids"
-    ))
+    AppError::NotFound(NoSuchWebhook(id.to_owned()).to_string())
 }

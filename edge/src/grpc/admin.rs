@@ -19,7 +19,7 @@ use super::convert::{
     command_to_wire, device_to_wire, messaging_wipe_to_wire, optional_seconds, peer_leaf,
     policy_changes_from_wire, policy_to_wire, role_from_wire, status,
 };
-use super::request::{command_id, csr, device_ref, optional_user, parse};
+use super::request::{command_id, csr, device_ref, events, optional_user, parse, webhook_id};
 use serde_json::{Value, json};
 
 use ward_controller::app::audit::admin_actor;
@@ -371,6 +371,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .await
             .map_err(status)?;
         let device = device_ref(&req.device_id).map_err(status)?;
+        let key = parse(&req.idempotency_key).map_err(status)?;
         let (command, _) = self
             .app
             .issue_command(
@@ -378,7 +379,7 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 &device,
                 kind,
                 &req.reason,
-                &req.idempotency_key,
+                &key,
                 (req.ttl_seconds > 0).then(|| std::time::Duration::from_secs(req.ttl_seconds)),
             )
             .await
@@ -708,13 +709,14 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self
             .admin_for_any(&request, &Permission::BULK_WIPE, &target)
             .await?;
-        let wanted = super::bulk_wipe::request_from_wire(request.into_inner())?;
+        let (wanted, key) = super::bulk_wipe::request_from_wire(request.into_inner())?;
         self.app
             .authorize(&actor, Permission::to_wipe(wanted.scope), &target)
             .await
             .map_err(status)?;
-        let result = self.app.bulk_wipe(&actor, wanted.clone()).await;
-        let report = if wanted.dry_run {
+        let dry_run = wanted.dry_run;
+        let result = async { self.app.bulk_wipe(&actor, &parse(&key)?, wanted).await }.await;
+        let report = if dry_run {
             // A dry run changes nothing: it is recorded as a read.
             self.read(&actor, "bulk_wipe_dry_run", &target, result, |r| {
                 (r.batch.clone(), json!({ "devices": r.devices.len() }))
@@ -982,10 +984,12 @@ impl v1::admin_service_server::AdminService for AdminApi {
             .admin(&request, Permission::Integrations, "webhooks")
             .await?;
         let req = request.into_inner();
+        let url = parse(&req.url).map_err(status)?;
+        let events = events(&req.events).map_err(status)?;
         let ca = (!req.ca_pem.is_empty()).then_some(req.ca_pem);
         let hook = self
             .app
-            .add_webhook(&actor, &req.url, &req.events, ca)
+            .add_webhook(&actor, &url, events, ca)
             .await
             .map_err(status)?;
         Ok(Response::new(AddWebhookResponse {
@@ -1020,11 +1024,8 @@ impl v1::admin_service_server::AdminService for AdminApi {
         let actor = self
             .admin(&request, Permission::Integrations, &target)
             .await?;
-        let hook = self
-            .app
-            .remove_webhook(&actor, &request.get_ref().id)
-            .await
-            .map_err(status)?;
+        let id = webhook_id(&request.get_ref().id).map_err(status)?;
+        let hook = self.app.remove_webhook(&actor, &id).await.map_err(status)?;
         Ok(Response::new(super::webhooks::webhook_to_wire(&hook)))
     }
 
@@ -1048,8 +1049,13 @@ impl v1::admin_service_server::AdminService for AdminApi {
                 ward_controller::app::webhooks::MAX_DELIVERIES_LISTED
             )));
         }
-        let id = (!req.webhook_id.is_empty()).then_some(req.webhook_id.as_str());
-        let result = self.app.webhook_deliveries(id, limit).await;
+        let result = async {
+            let id = (!req.webhook_id.is_empty())
+                .then(|| webhook_id(&req.webhook_id))
+                .transpose()?;
+            self.app.webhook_deliveries(id.as_ref(), limit).await
+        }
+        .await;
         let deliveries = self
             .read(&admin, "list_webhook_deliveries", &target, result, |d| {
                 (target.clone(), json!({ "count": d.len() }))

@@ -10,8 +10,12 @@ use ward_controller::app::bulk_wipe::{BulkWipeReport, BulkWipeRequest};
 use ward_core::{Check, DeviceState, Named, WipeScope};
 
 /// The request as the app takes it (the permission it needs is
-/// [`Permission::to_wipe`](ward_core::Permission::to_wipe) of its scope).
-pub(super) fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeRequest, Status> {
+/// [`Permission::to_wipe`](ward_core::Permission::to_wipe) of its scope), and its idempotency
+/// key as sent: the handler reads that once the scope's permission is checked, into the
+/// refused read a dry run records.
+pub(super) fn request_from_wire(
+    r: v1::BulkWipeRequest,
+) -> Result<(BulkWipeRequest, String), Status> {
     let forms = [!r.user.is_empty(), r.noncompliant, !r.devices.is_empty()]
         .iter()
         .filter(|set| **set)
@@ -36,18 +40,18 @@ pub(super) fn request_from_wire(r: v1::BulkWipeRequest) -> Result<BulkWipeReques
             .map_err(Status::invalid_argument)?;
         Selection::Noncompliant { check }
     } else {
-        Selection::Devices(r.devices)
+        Selection::Devices(r.devices.iter().collect())
     };
     let scope = ward_proto::vocab::wipe_scope(r.scope).ok_or_else(|| {
         Status::invalid_argument(format!("the wipe scope must be {}", WipeScope::choices()))
     })?;
-    Ok(BulkWipeRequest {
+    let request = BulkWipeRequest {
         selection,
         scope,
         reason: r.reason,
-        key: r.idempotency_key,
         dry_run: r.dry_run,
-    })
+    };
+    Ok((request, r.idempotency_key))
 }
 
 pub(super) fn report_to_wire(r: &BulkWipeReport) -> v1::BulkWipeReport {

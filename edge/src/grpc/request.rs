@@ -12,7 +12,8 @@ use std::str::FromStr;
 use ward_certs::VerifiedCsr;
 
 use ward_controller::app::AppError;
-use ward_core::refs::DeviceRef;
+use ward_core::refs::{DeviceRef, WebhookId};
+use ward_core::webhook::EventList;
 use ward_core::{CommandId, UserEmail};
 
 /// `text` as a `T`, or `InvalidArgument` with `T`'s parse error. An [`AppError`], so that a
@@ -43,4 +44,15 @@ pub(crate) fn csr(der: &[u8]) -> Result<VerifiedCsr, AppError> {
 /// A user, or everyone when the field is empty.
 pub(crate) fn optional_user(text: &str) -> Result<Option<UserEmail>, AppError> {
     ward_core::refs::optional_user(text).map_err(|e| AppError::InvalidArgument(e.to_string()))
+}
+
+/// A webhook's id. Text that is not one names no webhook: `NotFound`, as an unknown id.
+pub(crate) fn webhook_id(text: &str) -> Result<WebhookId, AppError> {
+    text.parse()
+        .map_err(|e: ward_core::refs::NoSuchWebhook| AppError::NotFound(e.to_string()))
+}
+
+/// The event types a receiver subscribes to (a list of comma-separated lists).
+pub(crate) fn events(list: &[String]) -> Result<EventList, AppError> {
+    EventList::parse(list).map_err(|e| AppError::InvalidArgument(e.to_string()))
 }

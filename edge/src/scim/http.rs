@@ -21,7 +21,7 @@ use super::{filter, patch, resource};
 use crate::run_to_end::RunToEndLayer;
 use ward_controller::app::App;
 use ward_controller::app::directory::DirectoryInput;
-use ward_core::directory::{DirectoryUser, ScimClient};
+use ward_core::directory::{DirectoryUser, ScimClient, ScimSecret};
 
 /// The largest request body taken (a user resource is a few KiB; Entra sends one at a time).
 pub const MAX_BODY: usize = 64 * 1024;
@@ -164,8 +164,8 @@ async fn authenticate(
             let (scheme, token) = v.trim().split_once(' ')?;
             scheme.eq_ignore_ascii_case("bearer").then_some(token)
         })
-        .map(str::to_owned);
-    match state.app.authenticate_scim(bearer.as_deref(), origin).await {
+        .and_then(ScimSecret::presented);
+    match state.app.authenticate_scim(bearer.as_ref(), origin).await {
         Ok(client) => {
             request.extensions_mut().insert(client);
             next.run(request).await
