@@ -150,18 +150,6 @@ ward_vocab::names!(CommandState, "command state" {
 });
 
 impl CommandState {
-    pub const ALL: [CommandState; 9] = [
-        CommandState::AwaitingApproval,
-        CommandState::Queued,
-        CommandState::Delivered,
-        CommandState::Acknowledged,
-        CommandState::Succeeded,
-        CommandState::Failed,
-        CommandState::Cancelled,
-        CommandState::Expired,
-        CommandState::Superseded,
-    ];
-
     pub fn is_terminal(self) -> bool {
         matches!(
             self,

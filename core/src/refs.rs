@@ -8,6 +8,7 @@ use std::str::FromStr;
 use super::model::DeviceIdError;
 use ward_certs::AdminName;
 
+use super::command::MAX_BULK_WIPE;
 use super::token::TOKEN_ID_LEN;
 use super::{DeviceId, UserEmail};
 
@@ -75,7 +76,7 @@ impl fmt::Display for DeviceRef {
 
 /// Whether `text` could be a host name (letters, digits, dots, hyphens, underscores; 1-253
 /// bytes) rather than a mistyped id of another kind.
-pub fn looks_like_host_name(text: &str) -> bool {
+fn looks_like_host_name(text: &str) -> bool {
     let text = text.trim();
     !text.is_empty()
         && text.len() <= 253
@@ -118,7 +119,9 @@ impl FromStr for TokenId {
 }
 
 /// A command's idempotency key as an admin gives it: 1-128 printable ASCII characters, no
-/// spaces. The app stores it in the admin's namespace ([`super::IdempotencyKey::Admin`]).
+/// spaces, not starting with `bulk-wipe:` (the keys a bulk wipe gives its commands in the
+/// same admin's namespace: a command under such a key would stand in its batch for a wipe).
+/// The app stores it in the admin's namespace ([`super::IdempotencyKey::Admin`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CommandKey(String);
 
@@ -129,17 +132,25 @@ impl CommandKey {
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("idempotency key must be 1-128 printable ASCII characters without spaces")]
+#[error(
+    "idempotency key must be 1-128 printable ASCII characters without spaces, not starting with \"bulk-wipe:\""
+)]
 pub struct CommandKeyError;
 
 impl FromStr for CommandKey {
     type Err = CommandKeyError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let ok = !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_graphic());
+        let ok = !s.is_empty()
+            && s.len() <= 128
+            && s.chars().all(|c| c.is_ascii_graphic())
+            && !s.starts_with(BULK_WIPE_KEYS);
         ok.then(|| Self(s.to_owned())).ok_or(CommandKeyError)
     }
 }
+
+/// The start of the keys a bulk wipe gives its commands (`bulk-wipe:KEY:DEVICE`).
+pub const BULK_WIPE_KEYS: &str = "bulk-wipe:";
 
 /// A bulk wipe's idempotency key: like a command's, without ':' (it separates the admin from
 /// the key, and one batch's prefix must not be the start of another's).
@@ -215,11 +226,15 @@ impl FromStr for BulkWipeName {
 /// The devices a bulk wipe lists, each non-blank entry read as a [`DeviceRef`] and kept with
 /// its text as written. An entry that is neither an id nor a host name is kept apart, as
 /// written: the app refuses the list naming it together with the entries it finds no device
-/// for.
+/// for. Entries past the most one bulk wipe may take ([`MAX_BULK_WIPE`]) are counted, not read
+/// or kept: such a list is refused, and reading hundreds of thousands of entries first would
+/// cost the controller memory for nothing.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeviceList {
     pub listed: Vec<Listed>,
     pub malformed: Vec<String>,
+    /// Non-blank entries beyond [`MAX_BULK_WIPE`].
+    pub beyond: usize,
 }
 
 /// One entry of a [`DeviceList`].
@@ -233,7 +248,7 @@ pub struct Listed {
 impl DeviceList {
     /// How many entries were named (blank ones are not).
     pub fn len(&self) -> usize {
-        self.listed.len() + self.malformed.len()
+        self.listed.len() + self.malformed.len() + self.beyond
     }
 
     pub fn is_empty(&self) -> bool {
@@ -247,6 +262,10 @@ impl<S: AsRef<str>> FromIterator<S> for DeviceList {
         for entry in entries {
             let text = entry.as_ref().trim();
             if text.is_empty() {
+                continue;
+            }
+            if list.len() >= MAX_BULK_WIPE {
+                list.beyond += 1;
                 continue;
             }
             match text.parse::<DeviceRef>() {
@@ -315,7 +334,7 @@ impl FromStr for WebhookId {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let ok = s.len() == 16 && s.chars().all(|c| matches!(c, '0'..='9' | 'a'..='f'));
         ok.then(|| Self(s.to_owned()))
-            .ok_or_else(|| NoSuchWebhook(s.to_owned()))
+            .ok_or_else(|| NoSuchWebhook(s.chars().take(100).collect()))
     }
 }
 

@@ -71,6 +71,12 @@ fn idempotency_keys_are_printable_ascii_and_a_bulk_wipes_has_no_colon() {
         assert_eq!(bad.parse::<BulkWipeKey>(), Err(BulkWipeKeyError), "{bad:?}");
     }
     assert_eq!("a:b".parse::<BulkWipeKey>(), Err(BulkWipeKeyError));
+    // A bulk wipe's own keys for its commands are not an admin's to take.
+    assert_eq!(
+        "bulk-wipe:k:6f1c2d3e-0000-4000-8000-000000000001".parse::<CommandKey>(),
+        Err(CommandKeyError)
+    );
+    assert!("bulk-wipe-k".parse::<CommandKey>().is_ok());
     assert_eq!(
         "k".repeat(128)
             .parse::<BulkWipeKey>()
@@ -94,6 +100,16 @@ fn a_device_list_reads_every_entry_and_keeps_the_malformed_as_written() {
     assert!(matches!(&list.listed[1].device, DeviceRef::HostName(n) if n.as_str() == "cart-7"));
     assert_eq!(list.malformed, ["bad entry!"]);
     assert!(DeviceList::from_iter(["", "  "]).is_empty());
+}
+
+#[test]
+fn a_device_list_past_the_bulk_limit_is_counted_not_kept() {
+    let entries = std::iter::repeat_n("x", MAX_BULK_WIPE + 5).chain([" ", "y"]);
+    let list: DeviceList = entries.collect();
+    assert_eq!(list.len(), MAX_BULK_WIPE + 6);
+    assert_eq!(list.listed.len(), MAX_BULK_WIPE);
+    assert_eq!(list.beyond, 6);
+    assert!(list.malformed.is_empty());
 }
 
 #[test]

@@ -83,9 +83,7 @@ impl FromStr for EventType {
 /// Why a webhook could not be added.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum WebhookError {
-    #[error(
-        "unknown event {0:?}: use command.finished, user.offboarded or device.noncompliant (comma-separated)"
-    )]
+    #[error("unknown event {0:?}: use {choices} (comma-separated)", choices = EventType::choices())]
     UnknownEvent(String),
     #[error("no event named: give --events, e.g. --events command.finished,user.offboarded")]
     NoEvents,

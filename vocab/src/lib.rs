@@ -69,6 +69,7 @@ pub enum Check {
     Uptime,
 }
 
+// In the order the agent reports them.
 crate::names!(Check, "check" {
     DiskEncryption => "disk_encryption",
     PasswordRules => "password_rules",
@@ -79,32 +80,6 @@ crate::names!(Check, "check" {
     AgentVersion => "agent_version",
     Uptime => "uptime",
 });
-
-impl Check {
-    /// Every check, in the order the agent reports them.
-    pub const ALL: [Check; 8] = [
-        Check::DiskEncryption,
-        Check::PasswordRules,
-        Check::AutoLock,
-        Check::Firewall,
-        Check::ForbiddenPackages,
-        Check::OsUpdates,
-        Check::AgentVersion,
-        Check::Uptime,
-    ];
-
-    /// Every check's name, in the same order.
-    pub const NAMES: [&'static str; 8] = [
-        Check::DiskEncryption.as_str(),
-        Check::PasswordRules.as_str(),
-        Check::AutoLock.as_str(),
-        Check::Firewall.as_str(),
-        Check::ForbiddenPackages.as_str(),
-        Check::OsUpdates.as_str(),
-        Check::AgentVersion.as_str(),
-        Check::Uptime.as_str(),
-    ];
-}
 
 impl Ord for Check {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {

@@ -34,8 +34,9 @@ pub trait Named: Copy + 'static {
     }
 }
 
-/// Gives a closed set's values their names, each written once: `as_str` (a `const fn`),
-/// [`Named`], `FromStr` (its error lists every name) and `Display`.
+/// Gives a closed set's values their names, each written once: `ALL` and `NAMES` (every value
+/// and every name, in the order given), `as_str` (a `const fn`), [`Named`], `FromStr` (its
+/// error lists every name) and `Display`.
 ///
 /// ```
 /// #[derive(Clone, Copy, Debug, PartialEq)]
@@ -48,6 +49,7 @@ pub trait Named: Copy + 'static {
 ///
 /// assert_eq!("on".parse::<Light>(), Ok(Light::On));
 /// assert_eq!(Light::Off.to_string(), "off");
+/// assert_eq!(Light::NAMES, ["on", "off"]);
 /// assert_eq!(
 ///     "dim".parse::<Light>(),
 ///     Err("unknown light \"dim\": use on or off".to_owned())
@@ -57,6 +59,11 @@ pub trait Named: Copy + 'static {
 macro_rules! names {
     ($set:ident, $what:literal { $($value:ident => $name:literal),+ $(,)? }) => {
         impl $set {
+            /// Every value, in the order named.
+            pub const ALL: [Self; [$($name),+].len()] = [$($set::$value),+];
+            /// Every value's name, in the same order.
+            pub const NAMES: [&'static str; [$($name),+].len()] = [$($name),+];
+
             /// The value's name, as stored, sent and typed.
             pub const fn as_str(self) -> &'static str {
                 match self {
@@ -66,7 +73,7 @@ macro_rules! names {
         }
 
         impl $crate::Named for $set {
-            const ALL: &'static [Self] = &[$($set::$value),+];
+            const ALL: &'static [Self] = &$set::ALL;
             const WHAT: &'static str = $what;
 
             fn name(self) -> &'static str {
@@ -108,13 +115,14 @@ mod tests {
     #[test]
     fn a_name_reads_back_as_its_value_and_anything_else_is_refused_with_the_choices() {
         for colour in Colour::ALL {
-            assert_eq!(Colour::parse_name(colour.name()), Ok(*colour));
-            assert_eq!(colour.to_string().parse(), Ok(*colour));
+            assert_eq!(Colour::parse_name(colour.name()), Ok(colour));
+            assert_eq!(colour.to_string().parse(), Ok(colour));
         }
         assert_eq!(
             Colour::parse_name("Red"),
             Err("unknown colour \"Red\": use red, green or blue".to_owned())
         );
         assert_eq!(Colour::named(""), None);
+        assert_eq!(Colour::NAMES, ["red", "green", "blue"]);
     }
 }

@@ -11,7 +11,7 @@ use super::bulk_select::Selection;
 use super::commands::{Issuer, issue_event, new_command};
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
-use crate::core::refs::{BulkWipeKey, BulkWipeName};
+use crate::core::refs::{BULK_WIPE_KEYS, BulkWipeKey, BulkWipeName};
 use crate::core::{
     Admin, Command, CommandKind, CommandState, Device, DeviceId, DeviceState, Event,
     IdempotencyKey, WipeScope,
@@ -101,14 +101,14 @@ impl Batch {
     fn command_key(&self, device: DeviceId) -> IdempotencyKey {
         IdempotencyKey::Admin {
             admin: self.admin.clone(),
-            key: format!("bulk-wipe:{}:{device}", self.key),
+            key: format!("{BULK_WIPE_KEYS}{}:{device}", self.key),
         }
     }
 
     fn prefix(&self) -> String {
         IdempotencyKey::Admin {
             admin: self.admin.clone(),
-            key: format!("bulk-wipe:{}:", self.key),
+            key: format!("{BULK_WIPE_KEYS}{}:", self.key),
         }
         .stored()
     }

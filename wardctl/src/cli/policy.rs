@@ -12,7 +12,8 @@ use super::error::CliError;
 use super::output::{OutputFormat, print_fields, print_json};
 use super::{ConnectArgs, DurationArg};
 use ward_core::duration::{self, DurationRange, days, hours, seconds};
-use ward_core::{Check, EnforcementAction, Policy};
+use ward_core::text::clean;
+use ward_core::{Check, EnforcementAction, Named, Policy};
 
 /// `policy set --max-age`.
 const MAX_AGE: DurationRange = DurationRange::new(days(1), days(3650), "90d")
@@ -274,9 +275,31 @@ impl From<v1::Policy> for PolicyView {
 }
 
 fn print_policy(p: v1::Policy, output: OutputFormat) -> Result<(), CliError> {
+    // A newer controller's check or action has no name here: say so rather than show the
+    // policy as this version reads it (without the check; the action as block) unremarked.
+    for a in &p.check_actions {
+        let check = clean(&a.check, 64);
+        if Check::named(&a.check).is_none() {
+            eprintln!(
+                "warning: the policy has a check this wardctl does not know ({check}); it is not \
+                 shown: upgrade wardctl to see it"
+            );
+        } else if ward_proto::vocab::enforcement_action(a.action).is_none() {
+            eprintln!(
+                "warning: the policy's action for {check} is one this wardctl does not know; it \
+                 is shown as block, as an agent of this version reads it: upgrade wardctl"
+            );
+        }
+    }
     let view = PolicyView::from(p);
     if output == OutputFormat::Json {
-        return print_json(&view);
+        let mut json = serde_json::to_value(&view)
+            .map_err(|e| CliError::failed(format!("cannot encode JSON: {e}")))?;
+        // The JSON contract shows no version rule as null (the policy itself holds "").
+        if view.rules.min_agent_version.is_empty() {
+            json["min_agent_version"] = serde_json::Value::Null;
+        }
+        return print_json(&json);
     }
     let rule = |n: u32, unit: &str| {
         if n == 0 {
