@@ -101,17 +101,28 @@ impl Swtpm {
 }
 
 /// Copies the directory tree `from` to `to` (a disk image of the state directory, taken by a
-/// thief before the wipe).
+/// thief before the wipe). The agent may be running: a file it replaces atomically (a temporary
+/// file renamed over the old one) can vanish between `cp` listing it and copying it, so a copy
+/// that lost a file that way is taken again, from scratch, a few times.
 pub fn copy_tree(from: &Path, to: &Path) {
-    let out = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .output()
-        .expect("run cp");
-    assert!(
-        out.status.success(),
-        "cp -a: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    const TRIES: usize = 5;
+    for attempt in 1..=TRIES {
+        let out = Command::new("cp")
+            .arg("-a")
+            .arg(from)
+            .arg(to)
+            .output()
+            .expect("run cp");
+        if out.status.success() {
+            return;
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            attempt < TRIES && stderr.contains("No such file or directory"),
+            "cp -a (attempt {attempt}): {stderr}"
+        );
+        if to.exists() {
+            std::fs::remove_dir_all(to).expect("remove the partial copy");
+        }
+    }
 }
