@@ -9,13 +9,23 @@ use ward_vocab::{Check, EnforcementAction, Named, WipeScope};
 
 use crate::v1;
 
+/// The value of a closed set that the wire number `number` stands for, read back through the
+/// set's one mapping onto the wire (`W: From<T>`), so each mapping is written once; `None` for
+/// none given (no value maps to the wire's unspecified 0) or one this build does not know.
+fn from_wire<T, W>(number: i32) -> Option<T>
+where
+    T: Named,
+    W: From<T> + Into<i32>,
+{
+    T::ALL
+        .iter()
+        .copied()
+        .find(|value| W::from(*value).into() == number)
+}
+
 /// The scope a wire number names; `None` for none given or one this build does not know.
 pub fn wipe_scope(number: i32) -> Option<WipeScope> {
-    match v1::WipeScope::try_from(number) {
-        Ok(v1::WipeScope::Messaging) => Some(WipeScope::Messaging),
-        Ok(v1::WipeScope::Full) => Some(WipeScope::Full),
-        Ok(v1::WipeScope::Unspecified) | Err(_) => None,
-    }
+    from_wire::<WipeScope, v1::WipeScope>(number)
 }
 
 impl From<WipeScope> for v1::WipeScope {
@@ -29,12 +39,7 @@ impl From<WipeScope> for v1::WipeScope {
 
 /// The action a wire number names; `None` for none given or one this build does not know.
 pub fn enforcement_action(number: i32) -> Option<EnforcementAction> {
-    match v1::EnforcementAction::try_from(number) {
-        Ok(v1::EnforcementAction::Report) => Some(EnforcementAction::Report),
-        Ok(v1::EnforcementAction::Block) => Some(EnforcementAction::Block),
-        Ok(v1::EnforcementAction::Wipe) => Some(EnforcementAction::Wipe),
-        Ok(v1::EnforcementAction::Unspecified) | Err(_) => None,
-    }
+    from_wire::<EnforcementAction, v1::EnforcementAction>(number)
 }
 
 impl From<EnforcementAction> for v1::EnforcementAction {
@@ -201,5 +206,60 @@ mod tests {
         let wire = v1::Inventory::from(sent.clone());
         assert_eq!(wire.packages[0].count, 1834);
         assert_eq!(Inventory::from(wire), sent);
+    }
+
+    #[test]
+    fn scopes_and_actions_read_back_as_sent_and_nothing_else_reads_as_one() {
+        for scope in WipeScope::ALL {
+            assert_eq!(wipe_scope(v1::WipeScope::from(scope) as i32), Some(scope));
+        }
+        for action in EnforcementAction::ALL {
+            let number = v1::EnforcementAction::from(action) as i32;
+            assert_eq!(enforcement_action(number), Some(action));
+        }
+        for unknown in [0, 99, -1] {
+            assert_eq!(wipe_scope(unknown), None, "{unknown}");
+            assert_eq!(enforcement_action(unknown), None, "{unknown}");
+        }
+    }
+
+    #[test]
+    fn a_policy_crosses_the_wire_and_back_and_a_newer_controllers_words_read_strictly() {
+        // Every field its own value, so that two fields swapped in the conversion show.
+        let sent = Policy {
+            password_min_length: 12,
+            password_min_classes: 3,
+            password_max_age_days: 90,
+            password_history: 5,
+            max_failed_attempts: 10,
+            auto_lock_seconds: 300,
+            require_disk_encryption: true,
+            offline_wipe_after_seconds: 7 * 86_400,
+            enforce: true,
+            require_firewall: true,
+            forbidden_packages: vec!["telegram-desktop".into()],
+            os_updates_max_age_days: 14,
+            min_agent_version: "0.2.0".into(),
+            check_actions: [(Check::Firewall, EnforcementAction::Wipe)].into(),
+            wipe_grace_seconds: 3600,
+            max_uptime_days: 30,
+        };
+        let mut wire = v1::Policy::from(&sent);
+        assert_eq!(Policy::from(&wire), sent);
+        // A check this build does not know is left out; an action it does not know blocks.
+        wire.check_actions = vec![
+            v1::CheckAction {
+                check: "bluetooth".into(),
+                action: v1::EnforcementAction::Report as i32,
+            },
+            v1::CheckAction {
+                check: "uptime".into(),
+                action: 99,
+            },
+        ];
+        assert_eq!(
+            Policy::from(&wire).check_actions,
+            [(Check::Uptime, EnforcementAction::Block)].into()
+        );
     }
 }

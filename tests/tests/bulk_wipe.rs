@@ -219,6 +219,13 @@ async fn a_list_with_an_unknown_device_an_empty_list_or_too_many_devices_issues_
     let err = admin.bulk_wipe(listed(too_many)).await.unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("10000"), "{}", err.message());
+    // Host names past the limit are counted, not read: the list is refused with its length.
+    let err = admin
+        .bulk_wipe(listed(vec!["x".into(); 200_000]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("200000"), "{}", err.message());
     // No selection, two selections, no reason.
     for bad in [
         BulkWipeRequest {

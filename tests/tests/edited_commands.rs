@@ -162,24 +162,22 @@ async fn a_command_moved_to_another_device_after_acknowledgement_is_not_finished
     assert!(now.receipt.is_none(), "{now:?}");
 }
 
-/// A lock delivered to Alice's phone, turned into a wipe in the database after it was
-/// acknowledged: the phone's bare success (a lock has no receipt) does not record a wipe.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lock_turned_into_a_wipe_after_acknowledgement_is_not_a_wipe_without_a_receipt() {
-    let controller = TestController::start().await;
+/// Alice's phone acknowledges a lock, the row is then edited by `statement` (`?1` is "wipe"),
+/// and the phone reports the lock's bare success: the command, Alice's device, and the answer.
+async fn lock_result_after_edit(
+    controller: &TestController,
+    key: &str,
+    statement: &'static str,
+) -> (
+    String,
+    String,
+    Result<tonic::Response<ReportResultResponse>, tonic::Status>,
+) {
     let alice = controller.enroll("alice@hospital.org").await;
-    let command = issue(&controller, &alice.device_id, lock(), "kind-1").await;
-    let mut agent = delivered(&controller, &alice, &command).await;
+    let command = issue(controller, &alice.device_id, lock(), key).await;
+    let mut agent = delivered(controller, &alice, &command).await;
     assert!(acknowledge(&mut agent, &command).await.unwrap());
-
-    edit(
-        &controller,
-        "UPDATE commands SET kind = ?1, scope = 'messaging', lock_message = NULL WHERE id = ?2",
-        "wipe".into(),
-        &command,
-    )
-    .await;
-
+    edit(controller, statement, "wipe".into(), &command).await;
     let answer = agent
         .report_result(ReportResultRequest {
             command_id: command.clone(),
@@ -187,6 +185,20 @@ async fn a_lock_turned_into_a_wipe_after_acknowledgement_is_not_a_wipe_without_a
             ..Default::default()
         })
         .await;
+    (command, alice.device_id, answer)
+}
+
+/// A lock delivered to Alice's phone, turned into a wipe in the database after it was
+/// acknowledged: the phone's bare success (a lock has no receipt) does not record a wipe.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_turned_into_a_wipe_after_acknowledgement_is_not_a_wipe_without_a_receipt() {
+    let controller = TestController::start().await;
+    let (command, _, answer) = lock_result_after_edit(
+        &controller,
+        "kind-1",
+        "UPDATE commands SET kind = ?1, scope = 'messaging', lock_message = NULL WHERE id = ?2",
+    )
+    .await;
     let now = stored(&controller, &command).await;
     assert_ne!(
         now.state,
@@ -202,27 +214,13 @@ async fn a_lock_turned_into_a_wipe_after_acknowledgement_is_not_a_wipe_without_a
 async fn a_lock_turned_into_a_revoking_wipe_is_not_finished_by_the_locks_result() {
     use ward_controller::store::{AuditFilter, Store};
     let controller = TestController::start().await;
-    let alice = controller.enroll("alice@hospital.org").await;
-    let command = issue(&controller, &alice.device_id, lock(), "kind-2").await;
-    let mut agent = delivered(&controller, &alice, &command).await;
-    assert!(acknowledge(&mut agent, &command).await.unwrap());
-
-    edit(
+    let (command, alice, answer) = lock_result_after_edit(
         &controller,
+        "kind-2",
         "UPDATE commands SET kind = ?1, scope = 'messaging', lock_message = NULL,
              revoke_after = 1 WHERE id = ?2",
-        "wipe".into(),
-        &command,
     )
     .await;
-
-    let answer = agent
-        .report_result(ReportResultRequest {
-            command_id: command.clone(),
-            succeeded: true,
-            ..Default::default()
-        })
-        .await;
     let now = stored(&controller, &command).await;
     assert_eq!(
         now.state,
@@ -230,7 +228,7 @@ async fn a_lock_turned_into_a_revoking_wipe_is_not_finished_by_the_locks_result(
         "the lock's result was judged as the edited wipe's (answer {answer:?}): {now:?}"
     );
     assert!(now.receipt.is_none(), "{now:?}");
-    let device: ward_controller::core::DeviceId = alice.device_id.parse().unwrap();
+    let device: ward_controller::core::DeviceId = alice.parse().unwrap();
     assert_eq!(
         controller
             .store
