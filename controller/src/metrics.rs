@@ -17,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::app::App;
 use crate::core::CommandState;
@@ -94,215 +94,197 @@ impl crate::store::writer::BatchObserver for Metrics {
     }
 }
 
+/// Registers `metric` under `name` with its help text and hands it back: each metric is made,
+/// named and described in one place.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
+/// Seconds from a millisecond to about half a minute.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.001, 2.0, 16))
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("ward");
-        let checkins = Counter::default();
-        let enrollments = Counter::default();
-        let denied_calls = Counter::default();
-        let delivery_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        let ack_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        let connected_agents = Gauge::default();
-        let commands = Family::<StateLabel, Gauge>::default();
-        let batch_jobs = Histogram::new(exponential_buckets(1.0, 2.0, 14));
-        let commit_seconds = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
-        let queued = Family::<QueueLabel, Gauge>::default();
-        let shed_checkins = Counter::default();
-        let batch_window_seconds = Gauge::<f64, AtomicU64>::default();
-        let batch_max_jobs = Gauge::default();
-        let shed_after_seconds = Gauge::<f64, AtomicU64>::default();
-        registry.register(
-            "store_batch_window_seconds",
-            "How long the store's writer waits for more changes after a batch's first",
-            batch_window_seconds.clone(),
-        );
-        registry.register(
-            "store_batch_max_jobs",
-            "The most changes the store's writer commits in one transaction",
-            batch_max_jobs.clone(),
-        );
-        registry.register(
-            "store_shed_after_seconds",
-            "Check-ins are refused while the writer's queue holds more than this much work",
-            shed_after_seconds.clone(),
-        );
-        registry.register(
-            "store_batch_jobs",
-            "Changes committed together in one transaction by the store's writer",
-            batch_jobs.clone(),
-        );
-        registry.register(
-            "store_commit_seconds",
-            "Time the store's writer took to commit one batch",
-            commit_seconds.clone(),
-        );
-        registry.register(
-            "store_queued_jobs",
-            "Changes waiting for the store's writer, by queue",
-            queued.clone(),
-        );
-        registry.register(
-            "shed_checkins",
-            "Check-ins refused with UNAVAILABLE because the store's writer was behind",
-            shed_checkins.clone(),
-        );
-        registry.register("checkins", "Agent check-ins", checkins.clone());
-        registry.register("enrollments", "Devices enrolled", enrollments.clone());
-        registry.register(
-            "denied_calls",
-            "Admin calls refused for the caller's role",
-            denied_calls.clone(),
-        );
-        registry.register(
-            "command_delivery_seconds",
-            "Commit to first delivery of a command",
-            delivery_seconds.clone(),
-        );
-        registry.register(
-            "command_ack_seconds",
-            "Commit to the device's acknowledgement",
-            ack_seconds.clone(),
-        );
-        registry.register(
-            "connected_agents",
-            "Devices with an open command stream on this replica",
-            connected_agents.clone(),
-        );
-        registry.register(
-            "commands",
-            "Commands by state (all replicas)",
-            commands.clone(),
-        );
-        let audit_chain_ok = Gauge::default();
-        audit_chain_ok.set(1);
-        let audit_chain_breaks = Counter::default();
-        let audit_checkpoint_seq = Gauge::default();
-        let audit_checkpoint_failures = Counter::default();
-        let audit_refusals_suppressed = Counter::default();
-        registry.register(
-            "audit_chain_ok",
-            "1 while the audit chain verifies, 0 once damage was found in it",
-            audit_chain_ok.clone(),
-        );
-        registry.register(
-            "audit_chain_breaks",
-            "Damage found in the audit chain and recorded as audit.break entries",
-            audit_chain_breaks.clone(),
-        );
-        registry.register(
-            "audit_checkpoint_seq",
-            "Sequence number of the last signed audit checkpoint",
-            audit_checkpoint_seq.clone(),
-        );
-        registry.register(
-            "audit_checkpoint_failures",
-            "Audit checkpoints that could not be made or written to their directory",
-            audit_checkpoint_failures.clone(),
-        );
-        registry.register(
-            "audit_refusals_suppressed",
-            "Refusals counted in a summary entry instead of one audit entry each",
-            audit_refusals_suppressed.clone(),
-        );
-        let audit_syslog_connected = Gauge::default();
-        let audit_syslog_cursor = Gauge::default();
-        let audit_syslog_lag = Gauge::default();
-        let audit_syslog_sent = Counter::default();
-        registry.register(
-            "audit_syslog_connected",
-            "1 while this replica streams the audit log to the syslog collector (serve --audit-syslog)",
-            audit_syslog_connected.clone(),
-        );
-        registry.register(
-            "audit_syslog_cursor",
-            "Sequence number of the last audit entry the syslog collector took (stored cursor)",
-            audit_syslog_cursor.clone(),
-        );
-        registry.register(
-            "audit_syslog_lag_entries",
-            "Audit entries recorded after the syslog collector's cursor (head seq - cursor)",
-            audit_syslog_lag.clone(),
-        );
-        registry.register(
-            "audit_syslog_sent_entries",
-            "Audit entries written to the syslog collector by this replica, resent ones included",
-            audit_syslog_sent.clone(),
-        );
-        let webhook_delivered = Counter::default();
-        let webhook_failed_attempts = Counter::default();
-        let webhook_abandoned = Counter::default();
-        registry.register(
-            "webhook_delivered",
-            "Webhook deliveries the receiver took (HTTP 2xx), by this replica",
-            webhook_delivered.clone(),
-        );
-        registry.register(
-            "webhook_failed_attempts",
-            "Webhook delivery attempts that failed (no connection, no answer in time, or not 2xx)",
-            webhook_failed_attempts.clone(),
-        );
-        registry.register(
-            "webhook_abandoned",
-            "Webhook deliveries given up after the retry period (serve --webhook-give-up-after)",
-            webhook_abandoned.clone(),
-        );
-        let ca_expiry_seconds = Gauge::default();
-        let server_cert_expiry_seconds = Gauge::default();
-        let admin_cert_soonest_expiry_seconds = Gauge::default();
-        let admin_certs_expiring_within_week = Gauge::default();
-        registry.register(
-            "ca_expiry_seconds",
-            "Seconds until the CA certificate expires",
-            ca_expiry_seconds.clone(),
-        );
-        registry.register(
-            "server_certificate_expiry_seconds",
-            "Seconds until the server certificate this replica presents expires (renewed two thirds into its lifetime)",
-            server_cert_expiry_seconds.clone(),
-        );
-        registry.register(
-            "admin_certificate_soonest_expiry_seconds",
-            "Seconds until the first active admin certificate expires (negative: expired)",
-            admin_cert_soonest_expiry_seconds.clone(),
-        );
-        registry.register(
-            "admin_certificates_expiring_within_week",
-            "Active admin certificates that expire within 7 days (or have expired)",
-            admin_certs_expiring_within_week.clone(),
-        );
-        Self {
+        let r = &mut registry;
+        let metrics = Self {
+            batch_window_seconds: registered(
+                r,
+                "store_batch_window_seconds",
+                "How long the store's writer waits for more changes after a batch's first",
+                Gauge::default(),
+            ),
+            batch_max_jobs: registered(
+                r,
+                "store_batch_max_jobs",
+                "The most changes the store's writer commits in one transaction",
+                Gauge::default(),
+            ),
+            shed_after_seconds: registered(
+                r,
+                "store_shed_after_seconds",
+                "Check-ins are refused while the writer's queue holds more than this much work",
+                Gauge::default(),
+            ),
+            batch_jobs: registered(
+                r,
+                "store_batch_jobs",
+                "Changes committed together in one transaction by the store's writer",
+                Histogram::new(exponential_buckets(1.0, 2.0, 14)),
+            ),
+            commit_seconds: registered(
+                r,
+                "store_commit_seconds",
+                "Time the store's writer took to commit one batch",
+                Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            ),
+            queued: registered(
+                r,
+                "store_queued_jobs",
+                "Changes waiting for the store's writer, by queue",
+                Family::default(),
+            ),
+            shed_checkins: registered(
+                r,
+                "shed_checkins",
+                "Check-ins refused with UNAVAILABLE because the store's writer was behind",
+                Counter::default(),
+            ),
+            checkins: registered(r, "checkins", "Agent check-ins", Counter::default()),
+            enrollments: registered(r, "enrollments", "Devices enrolled", Counter::default()),
+            denied_calls: registered(
+                r,
+                "denied_calls",
+                "Admin calls refused for the caller's role",
+                Counter::default(),
+            ),
+            delivery_seconds: registered(
+                r,
+                "command_delivery_seconds",
+                "Commit to first delivery of a command",
+                latency(),
+            ),
+            ack_seconds: registered(
+                r,
+                "command_ack_seconds",
+                "Commit to the device's acknowledgement",
+                latency(),
+            ),
+            connected_agents: registered(
+                r,
+                "connected_agents",
+                "Devices with an open command stream on this replica",
+                Gauge::default(),
+            ),
+            commands: registered(
+                r,
+                "commands",
+                "Commands by state (all replicas)",
+                Family::default(),
+            ),
+            audit_chain_ok: registered(
+                r,
+                "audit_chain_ok",
+                "1 while the audit chain verifies, 0 once damage was found in it",
+                Gauge::default(),
+            ),
+            audit_chain_breaks: registered(
+                r,
+                "audit_chain_breaks",
+                "Damage found in the audit chain and recorded as audit.break entries",
+                Counter::default(),
+            ),
+            audit_checkpoint_seq: registered(
+                r,
+                "audit_checkpoint_seq",
+                "Sequence number of the last signed audit checkpoint",
+                Gauge::default(),
+            ),
+            audit_checkpoint_failures: registered(
+                r,
+                "audit_checkpoint_failures",
+                "Audit checkpoints that could not be made or written to their directory",
+                Counter::default(),
+            ),
+            audit_refusals_suppressed: registered(
+                r,
+                "audit_refusals_suppressed",
+                "Refusals counted in a summary entry instead of one audit entry each",
+                Counter::default(),
+            ),
+            audit_syslog_connected: registered(
+                r,
+                "audit_syslog_connected",
+                "1 while this replica streams the audit log to the syslog collector (serve --audit-syslog)",
+                Gauge::default(),
+            ),
+            audit_syslog_cursor: registered(
+                r,
+                "audit_syslog_cursor",
+                "Sequence number of the last audit entry the syslog collector took (stored cursor)",
+                Gauge::default(),
+            ),
+            audit_syslog_lag: registered(
+                r,
+                "audit_syslog_lag_entries",
+                "Audit entries recorded after the syslog collector's cursor (head seq - cursor)",
+                Gauge::default(),
+            ),
+            audit_syslog_sent: registered(
+                r,
+                "audit_syslog_sent_entries",
+                "Audit entries written to the syslog collector by this replica, resent ones included",
+                Counter::default(),
+            ),
+            webhook_delivered: registered(
+                r,
+                "webhook_delivered",
+                "Webhook deliveries the receiver took (HTTP 2xx), by this replica",
+                Counter::default(),
+            ),
+            webhook_failed_attempts: registered(
+                r,
+                "webhook_failed_attempts",
+                "Webhook delivery attempts that failed (no connection, no answer in time, or not 2xx)",
+                Counter::default(),
+            ),
+            webhook_abandoned: registered(
+                r,
+                "webhook_abandoned",
+                "Webhook deliveries given up after the retry period (serve --webhook-give-up-after)",
+                Counter::default(),
+            ),
+            ca_expiry_seconds: registered(
+                r,
+                "ca_expiry_seconds",
+                "Seconds until the CA certificate expires",
+                Gauge::default(),
+            ),
+            server_cert_expiry_seconds: registered(
+                r,
+                "server_certificate_expiry_seconds",
+                "Seconds until the server certificate this replica presents expires (renewed two thirds into its lifetime)",
+                Gauge::default(),
+            ),
+            admin_cert_soonest_expiry_seconds: registered(
+                r,
+                "admin_certificate_soonest_expiry_seconds",
+                "Seconds until the first active admin certificate expires (negative: expired)",
+                Gauge::default(),
+            ),
+            admin_certs_expiring_within_week: registered(
+                r,
+                "admin_certificates_expiring_within_week",
+                "Active admin certificates that expire within 7 days (or have expired)",
+                Gauge::default(),
+            ),
             registry,
-            ca_expiry_seconds,
-            server_cert_expiry_seconds,
-            admin_cert_soonest_expiry_seconds,
-            admin_certs_expiring_within_week,
-            audit_chain_ok,
-            audit_chain_breaks,
-            audit_checkpoint_seq,
-            audit_checkpoint_failures,
-            audit_refusals_suppressed,
-            audit_syslog_connected,
-            audit_syslog_cursor,
-            audit_syslog_lag,
-            audit_syslog_sent,
-            webhook_delivered,
-            webhook_failed_attempts,
-            webhook_abandoned,
-            checkins,
-            enrollments,
-            denied_calls,
-            delivery_seconds,
-            ack_seconds,
-            connected_agents,
-            commands,
-            batch_jobs,
-            commit_seconds,
-            queued,
-            shed_checkins,
-            batch_window_seconds,
-            batch_max_jobs,
-            shed_after_seconds,
-        }
+        };
+        metrics.audit_chain_ok.set(1);
+        metrics
     }
 }
 

@@ -50,5 +50,5 @@ pub use policy::{
 };
 pub use posture::{Disabled, Enforcement, Inventory};
 pub use refs::DeviceRef;
-pub use roles::Permission;
+pub use roles::{CommandDecision, DeviceChange, Permission};
 pub use token::{EnrollmentToken, TokenHash, TokenRecord, TokenStatus};

@@ -36,6 +36,24 @@ pub enum Permission {
     Integrations,
 }
 
+/// An admin's change to one device's service, each a call of its own with a reason: disable
+/// (the messaging key withheld), enable, return (a found device back into service) and retire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChange {
+    Disable,
+    Enable,
+    Return,
+    Retire,
+}
+
+/// What an admin does to one command by its id: cancel it before the device starts it, or
+/// approve it as the second admin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandDecision {
+    Cancel,
+    Approve,
+}
+
 impl Permission {
     /// Every permission, in the order `WhoAmI` lists them.
     pub const ALL: [Permission; 14] = [
@@ -102,6 +120,25 @@ impl Permission {
             CommandKind::Wipe { scope } => Permission::to_wipe(*scope),
             CommandKind::Disable | CommandKind::Enable => Permission::Disable,
             CommandKind::Retire => Permission::Retire,
+        }
+    }
+
+    /// The permission a change to a device's service needs (a return puts a disabled device
+    /// back, so it needs what disabling it did).
+    pub fn to_change(change: DeviceChange) -> Permission {
+        match change {
+            DeviceChange::Disable | DeviceChange::Enable | DeviceChange::Return => {
+                Permission::Disable
+            }
+            DeviceChange::Retire => Permission::Retire,
+        }
+    }
+
+    /// The permission cancelling or approving a command needs.
+    pub fn to_decide(decision: CommandDecision) -> Permission {
+        match decision {
+            CommandDecision::Cancel => Permission::Cancel,
+            CommandDecision::Approve => Permission::Approve,
         }
     }
 
@@ -310,6 +347,21 @@ mod tests {
         for (kind, permission) in kinds {
             assert_eq!(Permission::to_issue(&kind), permission, "{kind:?}");
         }
+        // A lifecycle call needs what the command it issues needs; a return undoes a disable.
+        for (change, kind) in [
+            (DeviceChange::Disable, CommandKind::Disable),
+            (DeviceChange::Enable, CommandKind::Enable),
+            (DeviceChange::Return, CommandKind::Enable),
+            (DeviceChange::Retire, CommandKind::Retire),
+        ] {
+            assert_eq!(
+                Permission::to_change(change),
+                Permission::to_issue(&kind),
+                "{change:?}"
+            );
+        }
+        assert_eq!(Permission::to_decide(CommandDecision::Cancel), Cancel);
+        assert_eq!(Permission::to_decide(CommandDecision::Approve), Approve);
         assert_eq!(Permission::to_rotate(RotationStep::Status), Read);
         // Every role may issue some command, and read a rotation's status.
         for role in [

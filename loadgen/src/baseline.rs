@@ -10,6 +10,7 @@
 //! - `OffboardUser` pushes one wipe to every open stream; `IssueCommand` to its device.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::pin::Pin;
@@ -173,6 +174,27 @@ impl AgentService for Baseline {
     }
 }
 
+/// Admin calls the baseline does not serve: each answers UNIMPLEMENTED at once. tonic's
+/// service traits are `#[async_trait]` traits, so each method is written with the signature
+/// that attribute gives an `async fn` (two lifetimes, a boxed future), which is what the trait
+/// declares.
+macro_rules! not_in_baseline {
+    ($($name:ident($request:ty) -> $response:ty;)*) => {$(
+        fn $name<'life0, 'async_trait>(
+            &'life0 self,
+            _: Request<$request>,
+        ) -> Pin<Box<dyn Future<Output = Result<Response<$response>, Status>> + Send + 'async_trait>>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        {
+            Box::pin(std::future::ready(Err(Status::unimplemented(
+                "not part of the baseline",
+            ))))
+        }
+    )*};
+}
+
 #[tonic::async_trait]
 impl AdminService for Baseline {
     async fn create_enrollment_token(
@@ -246,270 +268,47 @@ impl AdminService for Baseline {
         }))
     }
 
-    async fn list_devices(
-        &self,
-        _: Request<ListDevicesRequest>,
-    ) -> Result<Response<ListDevicesResponse>, Status> {
-        Err(unimplemented())
+    not_in_baseline! {
+        list_devices(ListDevicesRequest) -> ListDevicesResponse;
+        get_device(GetDeviceRequest) -> Device;
+        issue_admin(IssueAdminRequest) -> IssueAdminResponse;
+        list_admins(ListAdminsRequest) -> ListAdminsResponse;
+        revoke_admin(RevokeAdminRequest) -> ward_proto::v1::Admin;
+        renew_admin(RenewAdminRequest) -> IssueAdminResponse;
+        approve_admin(ApproveAdminRequest) -> ward_proto::v1::AdminRequest;
+        list_commands(ListCommandsRequest) -> ListCommandsResponse;
+        get_command(GetCommandRequest) -> Command;
+        attest_wipe(GetCommandRequest) -> WipeAttestation;
+        cancel_command(CancelCommandRequest) -> Command;
+        approve_command(ApproveCommandRequest) -> Command;
+        get_policy(GetPolicyRequest) -> Policy;
+        set_policy(SetPolicyRequest) -> Policy;
+        reset_policy(GetPolicyRequest) -> Policy;
+        list_enrollment_tokens(ListEnrollmentTokensRequest) -> ListEnrollmentTokensResponse;
+        revoke_enrollment_tokens(RevokeEnrollmentTokensRequest) -> RevokeEnrollmentTokensResponse;
+        who_am_i(WhoAmIRequest) -> WhoAmIResponse;
+        rotate_ca(RotateCaRequest) -> RotateCaResponse;
+        add_webhook(AddWebhookRequest) -> AddWebhookResponse;
+        list_webhooks(ListWebhooksRequest) -> ListWebhooksResponse;
+        remove_webhook(RemoveWebhookRequest) -> Webhook;
+        list_webhook_deliveries(ListWebhookDeliveriesRequest) -> ListWebhookDeliveriesResponse;
+        create_scim_token(CreateScimTokenRequest) -> CreateScimTokenResponse;
+        list_scim_tokens(ListScimTokensRequest) -> ListScimTokensResponse;
+        revoke_scim_token(RevokeScimTokenRequest) -> ScimTokenInfo;
+        list_users(ListUsersRequest) -> ListUsersResponse;
+        revoke_device(RevokeDeviceRequest) -> Device;
+        bulk_wipe(BulkWipeRequest) -> BulkWipeReport;
+        get_bulk_wipe(GetBulkWipeRequest) -> BulkWipeReport;
+        approve_bulk_wipe(GetBulkWipeRequest) -> BulkWipeReport;
+        get_offboard_report(GetOffboardReportRequest) -> OffboardReport;
+        mark_lost(MarkLostRequest) -> MarkLostResponse;
+        disable_device(DisableDeviceRequest) -> DeviceCommandResponse;
+        enable_device(EnableDeviceRequest) -> DeviceCommandResponse;
+        return_device(ReturnDeviceRequest) -> DeviceCommandResponse;
+        retire_device(RetireDeviceRequest) -> DeviceCommandResponse;
+        list_audit(ListAuditRequest) -> ListAuditResponse;
+        verify_audit(VerifyAuditRequest) -> VerifyAuditResponse;
     }
-
-    async fn get_device(&self, _: Request<GetDeviceRequest>) -> Result<Response<Device>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn issue_admin(
-        &self,
-        _: Request<IssueAdminRequest>,
-    ) -> Result<Response<IssueAdminResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_admins(
-        &self,
-        _: Request<ListAdminsRequest>,
-    ) -> Result<Response<ListAdminsResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn revoke_admin(
-        &self,
-        _: Request<RevokeAdminRequest>,
-    ) -> Result<Response<ward_proto::v1::Admin>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn renew_admin(
-        &self,
-        _: Request<RenewAdminRequest>,
-    ) -> Result<Response<IssueAdminResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn approve_admin(
-        &self,
-        _: Request<ApproveAdminRequest>,
-    ) -> Result<Response<ward_proto::v1::AdminRequest>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_commands(
-        &self,
-        _: Request<ListCommandsRequest>,
-    ) -> Result<Response<ListCommandsResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn get_command(
-        &self,
-        _: Request<GetCommandRequest>,
-    ) -> Result<Response<Command>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn attest_wipe(
-        &self,
-        _: Request<GetCommandRequest>,
-    ) -> Result<Response<WipeAttestation>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn cancel_command(
-        &self,
-        _: Request<CancelCommandRequest>,
-    ) -> Result<Response<Command>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn approve_command(
-        &self,
-        _: Request<ApproveCommandRequest>,
-    ) -> Result<Response<Command>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn get_policy(&self, _: Request<GetPolicyRequest>) -> Result<Response<Policy>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn set_policy(&self, _: Request<SetPolicyRequest>) -> Result<Response<Policy>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn reset_policy(&self, _: Request<GetPolicyRequest>) -> Result<Response<Policy>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_enrollment_tokens(
-        &self,
-        _: Request<ListEnrollmentTokensRequest>,
-    ) -> Result<Response<ListEnrollmentTokensResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn revoke_enrollment_tokens(
-        &self,
-        _: Request<RevokeEnrollmentTokensRequest>,
-    ) -> Result<Response<RevokeEnrollmentTokensResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn who_am_i(
-        &self,
-        _: Request<WhoAmIRequest>,
-    ) -> Result<Response<WhoAmIResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn rotate_ca(
-        &self,
-        _: Request<RotateCaRequest>,
-    ) -> Result<Response<RotateCaResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn add_webhook(
-        &self,
-        _: Request<AddWebhookRequest>,
-    ) -> Result<Response<AddWebhookResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_webhooks(
-        &self,
-        _: Request<ListWebhooksRequest>,
-    ) -> Result<Response<ListWebhooksResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn remove_webhook(
-        &self,
-        _: Request<RemoveWebhookRequest>,
-    ) -> Result<Response<Webhook>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_webhook_deliveries(
-        &self,
-        _: Request<ListWebhookDeliveriesRequest>,
-    ) -> Result<Response<ListWebhookDeliveriesResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn create_scim_token(
-        &self,
-        _: Request<CreateScimTokenRequest>,
-    ) -> Result<Response<CreateScimTokenResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_scim_tokens(
-        &self,
-        _: Request<ListScimTokensRequest>,
-    ) -> Result<Response<ListScimTokensResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn revoke_scim_token(
-        &self,
-        _: Request<RevokeScimTokenRequest>,
-    ) -> Result<Response<ScimTokenInfo>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_users(
-        &self,
-        _: Request<ListUsersRequest>,
-    ) -> Result<Response<ListUsersResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn revoke_device(
-        &self,
-        _: Request<RevokeDeviceRequest>,
-    ) -> Result<Response<Device>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn bulk_wipe(
-        &self,
-        _: Request<BulkWipeRequest>,
-    ) -> Result<Response<BulkWipeReport>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn get_bulk_wipe(
-        &self,
-        _: Request<GetBulkWipeRequest>,
-    ) -> Result<Response<BulkWipeReport>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn approve_bulk_wipe(
-        &self,
-        _: Request<GetBulkWipeRequest>,
-    ) -> Result<Response<BulkWipeReport>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn get_offboard_report(
-        &self,
-        _: Request<GetOffboardReportRequest>,
-    ) -> Result<Response<OffboardReport>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn mark_lost(
-        &self,
-        _: Request<MarkLostRequest>,
-    ) -> Result<Response<MarkLostResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn disable_device(
-        &self,
-        _: Request<DisableDeviceRequest>,
-    ) -> Result<Response<DeviceCommandResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn enable_device(
-        &self,
-        _: Request<EnableDeviceRequest>,
-    ) -> Result<Response<DeviceCommandResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn return_device(
-        &self,
-        _: Request<ReturnDeviceRequest>,
-    ) -> Result<Response<DeviceCommandResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn retire_device(
-        &self,
-        _: Request<RetireDeviceRequest>,
-    ) -> Result<Response<DeviceCommandResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn list_audit(
-        &self,
-        _: Request<ListAuditRequest>,
-    ) -> Result<Response<ListAuditResponse>, Status> {
-        Err(unimplemented())
-    }
-
-    async fn verify_audit(
-        &self,
-        _: Request<VerifyAuditRequest>,
-    ) -> Result<Response<VerifyAuditResponse>, Status> {
-        Err(unimplemented())
-    }
-}
-
-fn unimplemented() -> Status {
-    Status::unimplemented("not part of the baseline")
 }
 
 fn read_pem(path: &Path) -> Result<String, LoadError> {

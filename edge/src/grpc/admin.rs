@@ -29,7 +29,7 @@ use ward_core::audit::Checkpoint;
 use ward_core::audit::checkpoint::MAX_PER_VERIFICATION;
 use ward_core::ca_rotation::RotationStep;
 use ward_core::refs::ScimClientName;
-use ward_core::{Admin, Permission};
+use ward_core::{Admin, CommandDecision, DeviceChange, Permission};
 
 pub(super) struct AdminApi {
     app: Arc<App>,
@@ -72,6 +72,48 @@ impl AdminApi {
             .await
             .map_err(status)?;
         Ok(admin)
+    }
+
+    /// Cancels or approves the command a call names, once its caller is authenticated with
+    /// the permission that needs.
+    async fn decide_command<T>(
+        &self,
+        request: &Request<T>,
+        decision: CommandDecision,
+        id: &str,
+    ) -> Result<Response<Command>, Status> {
+        let actor = self
+            .admin(request, Permission::to_decide(decision), id)
+            .await?;
+        let id = command_id(id).map_err(status)?;
+        let command = match decision {
+            CommandDecision::Cancel => self.app.cancel_command(&actor, id).await,
+            CommandDecision::Approve => self.app.approve_command(&actor, id).await,
+        };
+        Ok(Response::new(command_to_wire(&command.map_err(status)?)))
+    }
+
+    /// Disables, enables, returns or retires the device a call names, once its caller is
+    /// authenticated with the permission the change needs.
+    async fn change_device<T>(
+        &self,
+        request: &Request<T>,
+        change: DeviceChange,
+        device: &str,
+        reason: &str,
+    ) -> Result<Response<DeviceCommandResponse>, Status> {
+        let actor = self
+            .admin(request, Permission::to_change(change), device)
+            .await?;
+        let device = &device_ref(device).map_err(status)?;
+        let app = &self.app;
+        let done = match change {
+            DeviceChange::Disable => app.disable_device(&actor, device, reason).await,
+            DeviceChange::Enable => app.enable_device(&actor, device, reason).await,
+            DeviceChange::Return => app.return_device(&actor, device, reason).await,
+            DeviceChange::Retire => app.retire_device(&actor, device, reason).await,
+        };
+        Ok(Response::new(device_command(done.map_err(status)?)))
     }
 
     /// The registered admin behind the request, if their role grants at least one of
@@ -459,14 +501,18 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<CancelCommandRequest>,
     ) -> Result<Response<Command>, Status> {
-        let id = request.get_ref().command_id.clone();
-        let actor = self.admin(&request, Permission::Cancel, &id).await?;
-        let command = self
-            .app
-            .cancel_command(&actor, command_id(&id).map_err(status)?)
+        let CancelCommandRequest { command_id } = request.get_ref();
+        self.decide_command(&request, CommandDecision::Cancel, command_id)
             .await
-            .map_err(status)?;
-        Ok(Response::new(command_to_wire(&command)))
+    }
+
+    async fn approve_command(
+        &self,
+        request: Request<ApproveCommandRequest>,
+    ) -> Result<Response<Command>, Status> {
+        let ApproveCommandRequest { command_id } = request.get_ref();
+        self.decide_command(&request, CommandDecision::Approve, command_id)
+            .await
     }
 
     async fn get_policy(
@@ -541,15 +587,9 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<ReturnDeviceRequest>,
     ) -> Result<Response<DeviceCommandResponse>, Status> {
-        let device = request.get_ref().device_id.clone();
-        let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let device = device_ref(&device).map_err(status)?;
-        let done = self
-            .app
-            .return_device(&actor, &device, &request.get_ref().reason)
+        let ReturnDeviceRequest { device_id, reason } = request.get_ref();
+        self.change_device(&request, DeviceChange::Return, device_id, reason)
             .await
-            .map_err(status)?;
-        Ok(Response::new(device_command(done)))
     }
 
     async fn list_audit(
@@ -786,59 +826,27 @@ impl v1::admin_service_server::AdminService for AdminApi {
         &self,
         request: Request<DisableDeviceRequest>,
     ) -> Result<Response<DeviceCommandResponse>, Status> {
-        let device = request.get_ref().device_id.clone();
-        let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let device = device_ref(&device).map_err(status)?;
-        let done = self
-            .app
-            .disable_device(&actor, &device, &request.get_ref().reason)
+        let DisableDeviceRequest { device_id, reason } = request.get_ref();
+        self.change_device(&request, DeviceChange::Disable, device_id, reason)
             .await
-            .map_err(status)?;
-        Ok(Response::new(device_command(done)))
     }
 
     async fn enable_device(
         &self,
         request: Request<EnableDeviceRequest>,
     ) -> Result<Response<DeviceCommandResponse>, Status> {
-        let device = request.get_ref().device_id.clone();
-        let actor = self.admin(&request, Permission::Disable, &device).await?;
-        let device = device_ref(&device).map_err(status)?;
-        let done = self
-            .app
-            .enable_device(&actor, &device, &request.get_ref().reason)
+        let EnableDeviceRequest { device_id, reason } = request.get_ref();
+        self.change_device(&request, DeviceChange::Enable, device_id, reason)
             .await
-            .map_err(status)?;
-        Ok(Response::new(device_command(done)))
     }
 
     async fn retire_device(
         &self,
         request: Request<RetireDeviceRequest>,
     ) -> Result<Response<DeviceCommandResponse>, Status> {
-        let device = request.get_ref().device_id.clone();
-        let actor = self.admin(&request, Permission::Retire, &device).await?;
-        let device = device_ref(&device).map_err(status)?;
-        let done = self
-            .app
-            .retire_device(&actor, &device, &request.get_ref().reason)
+        let RetireDeviceRequest { device_id, reason } = request.get_ref();
+        self.change_device(&request, DeviceChange::Retire, device_id, reason)
             .await
-            .map_err(status)?;
-        Ok(Response::new(device_command(done)))
-    }
-
-    async fn approve_command(
-        &self,
-        request: Request<ApproveCommandRequest>,
-    ) -> Result<Response<Command>, Status> {
-        let id = request.get_ref().command_id.clone();
-        let actor = self.admin(&request, Permission::Approve, &id).await?;
-        let command = self
-            .app
-            .approve_command(&actor, command_id(&id).map_err(status)?)
-            .await
-            .map_err(status)?;
-        Ok(Response::new(command_to_wire(&command)))
     }
 
     async fn list_enrollment_tokens(
