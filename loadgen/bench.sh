@@ -28,7 +28,8 @@ run() {
   [ $status -eq 0 ] || echo "   $name exited $status: see the messages above and $out/$name.json" >&2
 }
 
-build="cargo build --release --locked -p ward-loadgen -p wardctl -p ward-agent"
+# By binary, not package: before the crates were split, wardctl was a binary of ward-controller.
+build="cargo build --release --locked --bin ward-loadgen --bin wardctl --bin ward-agent"
 abs_target=$(realpath -m "$target")
 $build
 after="$abs_target/release/ward-loadgen"
