@@ -6,6 +6,7 @@ use super::ConnectArgs;
 use super::commands::{CommandView, print_command, wait_for};
 use super::connect::admin_client;
 use super::device_view::{DeviceView, print_device};
+use super::devices::DeviceReason;
 use super::error::CliError;
 use super::output::{OutputFormat, print_json};
 
@@ -64,9 +65,11 @@ pub(super) enum Change {
 
 pub(super) async fn change(
     change: Change,
-    device: String,
-    reason: String,
-    connect: ConnectArgs,
+    DeviceReason {
+        device,
+        reason,
+        connect,
+    }: DeviceReason,
     output: OutputFormat,
 ) -> Result<(), CliError> {
     match change {

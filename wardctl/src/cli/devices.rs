@@ -51,15 +51,7 @@ pub(super) enum DeviceCommand {
     #[command(
         after_help = "Examples:\n  wardctl device revoke ward-laptop-17 --reason \"certificate copied to another machine\"\n  wardctl device revoke ward-phone-42 --reason \"stolen, data already wiped\" --output json"
     )]
-    Revoke {
-        /// Device id, or its host name if exactly one device that is not retired has it
-        device: String,
-        /// Why (required; kept in the audit entry)
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        connect: ConnectArgs,
-    },
+    Revoke(DeviceReason),
     /// Lost mode: lock the device, wipe its messaging data, then revoke it once the wipe has finished
     #[command(
         after_help = "Examples:\n  wardctl device lost ward-phone-42 --reason \"reported lost by Dr. Chen\"\n  wardctl device lost ward-phone-42 --reason \"stolen from ward 3B\" --wait --timeout 1h"
@@ -82,15 +74,7 @@ pub(super) enum DeviceCommand {
     #[command(
         after_help = "Examples:\n  wardctl device return ward-laptop-17 --reason \"found in the nurses' station\"\n  wardctl device return ward-phone-42 --reason \"returned by patient services\" --output json"
     )]
-    Return {
-        /// Device id, or its host name if exactly one device that is not retired has it
-        device: String,
-        /// Why (required; kept in the audit entry)
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        connect: ConnectArgs,
-    },
+    Return(DeviceReason),
     /// Lock the device's screen
     #[command(
         after_help = "Examples:\n  wardctl device lock ward-laptop-17 --message \"Call IT on 4400\" --wait\n  wardctl device lock ward-laptop-17 --ttl 1h"
@@ -116,19 +100,11 @@ pub(super) enum DeviceCommand {
         #[command(flatten)]
         issue: IssueArgs,
     },
-    /// Disable a device that is probably just mislaid: its messaging data stays, but the agent withholds the data key until `device enable`
+    /// Disable a device that is probably just mislaid: its messaging data stays, but the agent withholds the data key until `device enable`. The reason is shown on the device
     #[command(
         after_help = "Examples:\n  wardctl device disable ward-laptop-17 --reason \"left in the cafeteria, looking for it\""
     )]
-    Disable {
-        /// Device id, or its host name if exactly one device that is not retired has it
-        device: String,
-        /// Why (required; shown on the device and kept for the audit)
-        #[arg(long)]
-        reason: String,
-        #[command(flatten)]
-        connect: ConnectArgs,
-    },
+    Disable(DeviceReason),
     /// Enable a disabled device: the agent hands out the messaging data key again
     #[command(
         after_help = "Examples:\n  wardctl device enable ward-laptop-17 --reason \"found in the cafeteria\""
@@ -181,6 +157,18 @@ pub(super) enum DeviceCommand {
         #[command(flatten)]
         issue: IssueArgs,
     },
+}
+
+/// A device and why: what revoke, return and disable take (enable's reason is optional).
+#[derive(Debug, clap::Args)]
+pub(super) struct DeviceReason {
+    /// Device id, or its host name if exactly one device that is not retired has it
+    pub(super) device: String,
+    /// Why (required; kept in the audit entry)
+    #[arg(long)]
+    pub(super) reason: String,
+    #[command(flatten)]
+    pub(super) connect: ConnectArgs,
 }
 
 /// Options every device command takes.
@@ -382,11 +370,11 @@ pub(super) async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), 
                 }
             }
         }
-        DeviceCommand::Revoke {
+        DeviceCommand::Revoke(DeviceReason {
             device,
             reason,
             connect,
-        } => {
+        }) => {
             require_reason(&reason, "revoked")?;
             let mut client = admin_client(&connect).await?;
             let before = client
@@ -449,23 +437,20 @@ pub(super) async fn run(cmd: DeviceCommand, output: OutputFormat) -> Result<(), 
             }
             print_json_pair(&lock, &wipe, output)
         }
-        DeviceCommand::Return {
-            device,
-            reason,
-            connect,
-        } => change(Change::Return, device, reason, connect, output).await,
-        DeviceCommand::Disable {
-            device,
-            reason,
-            connect,
-        } => change(Change::Disable, device, reason, connect, output).await,
+        DeviceCommand::Return(args) => change(Change::Return, args, output).await,
+        DeviceCommand::Disable(args) => change(Change::Disable, args, output).await,
         DeviceCommand::Enable {
             device,
             reason,
             connect,
         } => {
             let reason = reason.unwrap_or_default();
-            change(Change::Enable, device, reason, connect, output).await
+            let args = DeviceReason {
+                device,
+                reason,
+                connect,
+            };
+            change(Change::Enable, args, output).await
         }
         DeviceCommand::Retire {
             device,
