@@ -205,8 +205,10 @@ struct Written {
 impl Plan {
     async fn run(&self, tx: &mut dyn Tx) -> Result<Written, AppError> {
         let id = self.device;
-        // One statement in the common case: facts (a check-in without them keeps the ones on
-        // record), last-seen and the report, written only while the device is active.
+        // The device's row in one statement: facts (a check-in without them keeps the ones on
+        // record), last-seen and the report, written only while the device is active. With
+        // the read of its unfinished commands below, a check-in with nothing new to record or
+        // deliver is two statements.
         let written = tx
             .record_check_in(id, self.facts.as_ref(), self.compliance.as_ref(), self.now)
             .await?;
@@ -356,8 +358,8 @@ async fn deliver(
                 }
             }
         }
-        // Changed by another writer meanwhile (cancelled, superseded, delivered by another
-        // replica): read again, once. One that is no longer the same instruction (moved to
+        // Changed by another writer meanwhile (on PostgreSQL, another replica cancelled,
+        // superseded or delivered it after the read above): read again, once. One that is no longer the same instruction (moved to
         // another device or given another action, by a hand edit of the database) is not
         // this device's to receive.
         if missed.is_empty() || attempt == 1 {
