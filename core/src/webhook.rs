@@ -98,7 +98,7 @@ pub enum WebhookError {
 }
 
 /// The event types named by a comma-separated list, each once, in the order of [`EventType::ALL`].
-pub fn parse_events(list: &[String]) -> Result<Vec<EventType>, WebhookError> {
+fn parse_events(list: &[String]) -> Result<Vec<EventType>, WebhookError> {
     let mut events = Vec::new();
     for name in list.iter().flat_map(|l| l.split(',')).map(str::trim) {
         if name.is_empty() {

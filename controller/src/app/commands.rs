@@ -8,6 +8,7 @@ use super::{App, AppError, transitions};
 use crate::core::audit::AuditEvent;
 use crate::core::command::MAX_TEXT_LEN;
 use crate::core::refs::{CommandKey, DeviceRef};
+use crate::core::text::printable_within;
 use crate::core::{
     Admin, Command, CommandId, CommandKind, CommandState, Device, DeviceId, DeviceState, Event,
     IdempotencyKey, Receipt, Timestamp, WipeScope,
@@ -56,18 +57,11 @@ pub struct DeviceResult {
     pub receipt: Option<SignedReceipt>,
 }
 
+/// Text an admin gives with a command (a reason, a lock message): the rule devices' text is
+/// kept by ([`printable_within`]), at most [`MAX_TEXT_LEN`] bytes.
 fn check_text(what: &str, text: &str) -> Result<(), AppError> {
-    if text.len() > MAX_TEXT_LEN {
-        return Err(AppError::InvalidArgument(format!(
-            "{what} is longer than {MAX_TEXT_LEN} bytes"
-        )));
-    }
-    if text.chars().any(char::is_control) {
-        return Err(AppError::InvalidArgument(format!(
-            "{what} contains control characters"
-        )));
-    }
-    Ok(())
+    printable_within(text, MAX_TEXT_LEN)
+        .map_err(|why| AppError::InvalidArgument(format!("{what} is not accepted: {why}")))
 }
 
 /// Text from a device or another party, made safe to keep and to show: control characters
