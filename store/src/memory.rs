@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use ward_certs::AdminName;
 
-use super::tx::Tx;
+use super::tx::{CheckInWrite, Tx};
 use super::writer::{BatchSettings, Engine, Writer};
 use super::{AuditFilter, HeadKey, HeadSigner, HeadVerifier, PostureField, Store, StoreError};
 use ward_core::admins::{AdminRequest, AdminRevocation, RevokeOutcome};
@@ -22,9 +22,9 @@ use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::keys::{other_parties, plan_switch};
 use ward_core::{
     Admin, AdminRole, CertificateRecord, Command, CommandId, CommandState, CommandVersion,
-    Compliance, Device, DeviceBrief, DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch,
-    NewDevice, OfflineWipe, PolicyBody, PolicyRule, PolicyScope, RenewalConflict, Timestamp,
-    TokenHash, TokenRecord, UserEmail,
+    Compliance, Device, DeviceBrief, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice,
+    OfflineWipe, PolicyBody, PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash,
+    TokenRecord, UserEmail,
 };
 
 /// A device as stored: the record, and its posture columns as the JSON the controller wrote
@@ -270,7 +270,8 @@ pub struct MemoryStore {
 
 /// The name of the [`Tx`] write that fails once, for tests.
 #[cfg(any(test, feature = "faults"))]
-type Fault = Arc<Mutex<Option<&'static str>>>;
+/// The [`Tx`] write to fail, and how many more of its calls.
+type Fault = Arc<Mutex<Option<(&'static str, usize)>>>;
 
 impl MemoryStore {
     pub fn new() -> Self {
@@ -306,7 +307,14 @@ impl MemoryStore {
     /// test can see that the job holding it changes nothing.
     #[cfg(any(test, feature = "faults"))]
     pub fn fail_next(&self, what: &'static str) {
-        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = Some(what);
+        self.fail_next_times(what, 1);
+    }
+
+    /// [`MemoryStore::fail_next`] for the next `times` calls (a write that fails in its batch
+    /// and again when it runs alone).
+    #[cfg(any(test, feature = "faults"))]
+    pub fn fail_next_times(&self, what: &'static str, times: usize) {
+        *self.fault.lock().unwrap_or_else(PoisonError::into_inner) = Some((what, times));
     }
 
     /// How many commands were read by id so far, in jobs and out of them.
@@ -345,11 +353,13 @@ impl MemoryEngine {
     #[cfg(any(test, feature = "faults"))]
     fn fault(&self, what: &'static str) -> Result<(), StoreError> {
         let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
-        if *fault == Some(what) {
-            *fault = None;
-            return Err(StoreError::Database(format!("injected fault in {what}")));
+        match *fault {
+            Some((failing, times)) if failing == what => {
+                *fault = (times > 1).then_some((what, times - 1));
+                Err(StoreError::Database(format!("injected fault in {what}")))
+            }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     #[cfg(not(any(test, feature = "faults")))]
@@ -571,27 +581,30 @@ impl Tx for MemoryEngine {
         Ok(withdrawn)
     }
 
-    async fn record_check_in(
+    async fn record_check_ins(
         &mut self,
-        id: DeviceId,
-        facts: Option<&DeviceFacts>,
-        compliance: Option<&Compliance>,
-        now: Timestamp,
-    ) -> Result<Option<Device>, StoreError> {
+        writes: &[CheckInWrite<'_>],
+    ) -> Result<Vec<Option<Device>>, StoreError> {
         self.fault("record_check_in")?;
-        Ok(match self.state()?.devices.get_mut(&id) {
-            Some(row) if row.device.state == DeviceState::Active => {
-                if let Some(facts) = facts {
-                    row.device.facts = facts.clone();
+        CheckInWrite::each_device_once(writes)?;
+        let state = self.state()?;
+        let mut written = Vec::with_capacity(writes.len());
+        for write in writes {
+            written.push(match state.devices.get_mut(&write.id) {
+                Some(row) if row.device.state == DeviceState::Active => {
+                    if let Some(facts) = write.facts {
+                        row.device.facts = facts.clone();
+                    }
+                    if let Some(compliance) = write.compliance {
+                        row.device.compliance = Some(compliance.clone());
+                    }
+                    row.device.last_seen = Some(write.now);
+                    Some(row.read()?)
                 }
-                if let Some(compliance) = compliance {
-                    row.device.compliance = Some(compliance.clone());
-                }
-                row.device.last_seen = Some(now);
-                Some(row.read()?)
-            }
-            _ => None,
-        })
+                _ => None,
+            });
+        }
+        Ok(written)
     }
 
     async fn insert_admin(

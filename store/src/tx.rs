@@ -28,6 +28,33 @@ use ward_core::{
     PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
+/// One device's check-in, as [`Tx::record_check_ins`] writes it.
+#[derive(Clone, Copy, Debug)]
+pub struct CheckInWrite<'a> {
+    pub id: DeviceId,
+    /// `None` keeps the facts on record.
+    pub facts: Option<&'a DeviceFacts>,
+    /// `None` keeps the report on record.
+    pub compliance: Option<&'a Compliance>,
+    /// The device's last-seen time.
+    pub now: Timestamp,
+}
+
+impl CheckInWrite<'_> {
+    /// Refuses `writes` that name a device twice (its two writes' order would be the
+    /// database's to choose).
+    pub fn each_device_once(writes: &[Self]) -> Result<(), StoreError> {
+        let mut seen = std::collections::HashSet::with_capacity(writes.len());
+        if writes.iter().all(|w| seen.insert(w.id)) {
+            Ok(())
+        } else {
+            Err(StoreError::Database(
+                "a device's check-in was written twice in one statement".into(),
+            ))
+        }
+    }
+}
+
 /// What a job may read and change. Reads see the writes of the jobs before it in the batch.
 #[async_trait]
 pub trait Tx: Send {
@@ -53,6 +80,21 @@ pub trait Tx: Send {
     /// The commands among `ids` that exist, in no particular order (one read for many).
     async fn commands(&mut self, ids: &[CommandId]) -> Result<Vec<Command>, StoreError>;
     async fn unfinished_commands(&mut self, device: DeviceId) -> Result<Vec<Command>, StoreError>;
+    /// [`Tx::unfinished_commands`] of each of `devices`, in one read where the store can (a
+    /// few hundred devices a statement); a device with none is left out.
+    async fn unfinished_commands_of(
+        &mut self,
+        devices: &[DeviceId],
+    ) -> Result<HashMap<DeviceId, Vec<Command>>, StoreError> {
+        let mut unfinished = HashMap::new();
+        for device in devices {
+            let commands = self.unfinished_commands(*device).await?;
+            if !commands.is_empty() {
+                unfinished.insert(*device, commands);
+            }
+        }
+        Ok(unfinished)
+    }
     async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError>;
 
     // ----- writes -----------------------------------------------------------------------
@@ -73,17 +115,33 @@ pub trait Tx: Send {
         user: &UserEmail,
         now: Timestamp,
     ) -> Result<u64, StoreError>;
-    /// A check-in's write, in one statement: facts (the ones on record when `None`), last-seen
-    /// and the compliance report (the one on record when `None`), for an active device only.
-    /// The device as written, or `None` when it is not enrolled or not active (then nothing is
-    /// written).
+    /// Check-ins' writes, in as few statements as the store can (a few hundred devices a
+    /// statement): for each active device of `writes` (each device at most once, or nothing
+    /// is written and the job fails), facts (the ones on record when `None`), last-seen and
+    /// the compliance report (the one on record when `None`). For each write, in order, the
+    /// device as written, or `None` when it is not enrolled or not active (then nothing is
+    /// written for it).
+    async fn record_check_ins(
+        &mut self,
+        writes: &[CheckInWrite<'_>],
+    ) -> Result<Vec<Option<Device>>, StoreError>;
+    /// [`Tx::record_check_ins`] for one device.
     async fn record_check_in(
         &mut self,
         id: DeviceId,
         facts: Option<&DeviceFacts>,
         compliance: Option<&Compliance>,
         now: Timestamp,
-    ) -> Result<Option<Device>, StoreError>;
+    ) -> Result<Option<Device>, StoreError> {
+        let write = CheckInWrite {
+            id,
+            facts,
+            compliance,
+            now,
+        };
+        let mut written = self.record_check_ins(&[write]).await?;
+        Ok(written.pop().flatten())
+    }
     /// False if the name is taken.
     async fn insert_admin(
         &mut self,

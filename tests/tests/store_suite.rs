@@ -159,6 +159,7 @@ on_every_backend!(
     an_export_cursor_starts_at_zero_and_never_moves_back,
     scim_clients_and_directory_users_round_trip,
     a_check_in_is_written_whole_and_only_for_an_active_device,
+    many_check_ins_are_written_together_each_for_its_own_device,
     many_commands_are_inserted_at_once_each_key_once,
     check_ins_on_every_lane_and_audited_changes_keep_one_chain,
     a_users_device_briefs_are_read_in_the_listing_order,
@@ -2032,6 +2033,173 @@ async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
             .await
             .is_none(),
         "{}: an unknown device",
+        b.name
+    );
+}
+
+/// A batch of check-ins is one call: each active device gets its own facts, report and
+/// last-seen (a check-in without facts or a report keeps the ones on record), a revoked or
+/// unknown device gets nothing, and the answers keep the callers' order. One read gives the
+/// unfinished commands of many devices, each device's oldest first. A batch naming a device
+/// twice is refused and writes nothing.
+async fn many_check_ins_are_written_together_each_for_its_own_device(b: Backend) {
+    use ward_controller::core::{CheckStatus, Compliance, ComplianceCheck, Device};
+    use ward_controller::store::Priority;
+    use ward_controller::store::tx::CheckInWrite;
+    let (ann, bob, gone) = (
+        enrolled(&b.store, 41).await,
+        enrolled(&b.store, 42).await,
+        enrolled(&b.store, 43).await,
+    );
+    let unknown = DeviceId::new_random();
+    b.store
+        .revoke_device(gone, Timestamp::from_unix_ms(50))
+        .await
+        .unwrap();
+    let bob_before = b.store.get_device(bob).await.unwrap().unwrap();
+    let gone_before = b.store.get_device(gone).await.unwrap().unwrap();
+    let facts = DeviceFacts {
+        hostname: "ward-ws-9".into(),
+        os_name: "Debian".into(),
+        os_version: "13".into(),
+        kernel_version: "6.12".into(),
+        arch: "aarch64".into(),
+        agent_version: "0.9.1".into(),
+    };
+    let report = Compliance {
+        compliant: false,
+        reasons: vec!["firewall: off".into()],
+        checks: vec![ComplianceCheck {
+            name: "firewall".into(),
+            status: CheckStatus::Fail,
+            detail: "off".into(),
+        }],
+        reported_at: Timestamp::from_unix_ms(100),
+        policy_revision: 7,
+    };
+    type Batch = Vec<(DeviceId, Option<DeviceFacts>, Option<Compliance>, i64)>;
+    async fn write(
+        store: &Arc<dyn Store>,
+        batch: Batch,
+    ) -> Result<Vec<Option<Device>>, ward_controller::store::StoreError> {
+        store
+            .write(Priority::Sheddable, move |tx| {
+                let batch = batch.clone();
+                Box::pin(async move {
+                    let writes: Vec<CheckInWrite<'_>> = batch
+                        .iter()
+                        .map(|(id, facts, compliance, at)| CheckInWrite {
+                            id: *id,
+                            facts: facts.as_ref(),
+                            compliance: compliance.as_ref(),
+                            now: Timestamp::from_unix_ms(*at),
+                        })
+                        .collect();
+                    tx.record_check_ins(&writes).await
+                })
+            })
+            .await
+    }
+    let written = write(
+        &b.store,
+        vec![
+            (gone, Some(facts.clone()), Some(report.clone()), 101),
+            (ann, Some(facts.clone()), Some(report.clone()), 102),
+            (unknown, None, None, 103),
+            (bob, None, None, 104),
+        ],
+    )
+    .await
+    .unwrap();
+    let stored_ann = b.store.get_device(ann).await.unwrap().unwrap();
+    let stored_bob = b.store.get_device(bob).await.unwrap().unwrap();
+    assert_eq!(
+        written,
+        vec![
+            None,
+            Some(stored_ann.clone()),
+            None,
+            Some(stored_bob.clone())
+        ],
+        "{}: each answer is its own device's row as written, in the callers' order",
+        b.name
+    );
+    assert_eq!(
+        (
+            &stored_ann.facts,
+            stored_ann.compliance.as_ref(),
+            stored_ann.last_seen
+        ),
+        (&facts, Some(&report), Some(Timestamp::from_unix_ms(102))),
+        "{}",
+        b.name
+    );
+    assert_eq!(
+        (
+            &stored_bob.facts,
+            &stored_bob.compliance,
+            stored_bob.last_seen
+        ),
+        (
+            &bob_before.facts,
+            &bob_before.compliance,
+            Some(Timestamp::from_unix_ms(104))
+        ),
+        "{}: a check-in without facts or a report keeps those on record",
+        b.name
+    );
+    assert_eq!(
+        b.store.get_device(gone).await.unwrap().unwrap(),
+        gone_before,
+        "{}: nothing is written for a revoked device",
+        b.name
+    );
+
+    let twice = write(
+        &b.store,
+        vec![
+            (ann, None, None, 200),
+            (bob, None, None, 200),
+            (ann, None, None, 201),
+        ],
+    )
+    .await;
+    assert!(twice.is_err(), "{}: a device twice in one batch", b.name);
+    assert_eq!(
+        b.store.get_device(bob).await.unwrap().unwrap().last_seen,
+        Some(Timestamp::from_unix_ms(104)),
+        "{}: the refused batch wrote nothing",
+        b.name
+    );
+
+    // The unfinished commands of many devices in one read.
+    let mut ann_first = command(ann, "batch-ann-1");
+    ann_first.created_at = Timestamp::from_unix_ms(10);
+    let mut ann_second = command(ann, "batch-ann-2");
+    ann_second.created_at = Timestamp::from_unix_ms(20);
+    let mut ann_done = command(ann, "batch-ann-done");
+    ann_done.state = CommandState::Succeeded;
+    let bob_one = command(bob, "batch-bob-1");
+    for c in [&ann_second, &bob_one, &ann_done, &ann_first] {
+        b.store.insert_command(c).await.unwrap();
+    }
+    let unfinished = b
+        .store
+        .write(Priority::High, move |tx| {
+            Box::pin(async move { tx.unfinished_commands_of(&[ann, bob, gone]).await })
+        })
+        .await
+        .unwrap();
+    let ids = |device| -> Vec<CommandId> {
+        unfinished
+            .get(&device)
+            .map(|cs: &Vec<Command>| cs.iter().map(|c| c.id).collect())
+            .unwrap_or_default()
+    };
+    assert_eq!(
+        (ids(ann), ids(bob), unfinished.contains_key(&gone)),
+        (vec![ann_first.id, ann_second.id], vec![bob_one.id], false),
+        "{}",
         b.name
     );
 }

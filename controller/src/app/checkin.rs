@@ -21,8 +21,8 @@ use crate::core::{
     Command, CommandId, CommandKind, CommandState, CommandVersion, Compliance, ComplianceCheck,
     Device, DeviceFacts, DeviceId, Event, Inventory, StoredPolicy, Timestamp, UserEmail, WipeScope,
 };
+use crate::store::PostureField;
 use crate::store::tx::Tx;
-use crate::store::{PostureField, Priority};
 
 /// A check-in as the agent sent it, converted to domain values at the edge.
 #[derive(Clone, Debug, Default)]
@@ -93,14 +93,16 @@ impl App {
     ///
     /// Everything the check-in changes — facts and last-seen time, inventory, an offline
     /// wipe, the judged report, the enforcement state with its audit entries, a compliance
-    /// wipe that fell due with its own, and the delivery of the pending commands — is one job
-    /// of the store's writer: one slot in a group commit, all of it or none of it. The
-    /// device and its policy come from the in-memory cache ([`super::reads`]); the job reads
-    /// the device row again inside the transaction, so the enforcement it writes follows the
-    /// row as committed (another replica's check-in, an admin's disable), and reads the
-    /// device's unfinished commands there too (a read of its own through the pool cost a
-    /// connection and a round trip per check-in: on PostgreSQL at 5,000 check-ins a second,
-    /// BENCHMARKS.md, the difference between a p99 of 31 ms and of 170-330 ms with calls shed).
+    /// wipe that fell due with its own, and the delivery of the pending commands — is written
+    /// in one transaction, all of it or none of it, together with the other check-ins that
+    /// arrived meanwhile ([`super::checkin_batch`]: one job of the store's writer and a few
+    /// statements for the whole batch). The device and its policy come from the in-memory
+    /// cache ([`super::reads`]); the job writes the device row only while it is active and
+    /// reads it back, so the enforcement it writes follows the row as committed (another
+    /// replica's check-in, an admin's disable), and reads the device's unfinished commands
+    /// there too (a read of its own through the pool cost a connection and a round trip per
+    /// check-in: on PostgreSQL at 5,000 check-ins a second, BENCHMARKS.md, the difference
+    /// between a p99 of 31 ms and of 170-330 ms with calls shed).
     pub async fn agent_check_in(
         &self,
         device: &ActiveDevice,
@@ -140,13 +142,20 @@ impl App {
             trusted_cas: report.trusted_cas,
             _turn: turn,
         });
+        // Admission: a check-in that would wait longer than the agents' patience for its
+        // batch to start is refused at once (the agent backs off and retries), so the
+        // controller never works on calls nobody waits for. The writer refuses the batch's
+        // job too when admin calls hold it up.
+        let shed_after = self.store.writer().settings().shed_after;
+        if self.check_in_batches.wait().is_some_and(|w| w > shed_after) {
+            self.metrics.shed_checkins.inc();
+            return Err(crate::store::StoreError::Overloaded.into());
+        }
         let written = self
-            .store
-            .write(Priority::Sheddable, move |tx| {
-                let plan = Arc::clone(&plan);
-                Box::pin(async move { plan.run(tx).await })
-            })
-            .await;
+            .check_in_batches
+            .run(plan)
+            .await
+            .and_then(std::convert::identity);
         let written = match written {
             Err(AppError::Unavailable(why)) => {
                 self.metrics.shed_checkins.inc();
@@ -180,12 +189,12 @@ impl App {
 
 /// Everything a check-in writes, decided before its job runs (the job may run more than once).
 #[derive(Debug)]
-struct Plan {
-    device: DeviceId,
-    now: Timestamp,
-    facts: Option<DeviceFacts>,
+pub(super) struct Plan {
+    pub(super) device: DeviceId,
+    pub(super) now: Timestamp,
+    pub(super) facts: Option<DeviceFacts>,
     inventory: Option<Inventory>,
-    compliance: Option<Compliance>,
+    pub(super) compliance: Option<Compliance>,
     policy: StoredPolicy,
     offline_wipe: Option<OfflineWipeEntry>,
     trusted_cas: Option<Vec<String>>,
@@ -193,34 +202,38 @@ struct Plan {
     _turn: Turn,
 }
 
-/// What the job wrote.
-#[derive(Debug)]
-struct Written {
+/// What the job wrote for one check-in.
+#[derive(Debug, Default)]
+pub(super) struct Written {
     /// Commands handed out, with the state each left.
-    delivered: Vec<(CommandState, Command)>,
+    pub(super) delivered: Vec<(CommandState, Command)>,
     /// Compliance wipes issued.
-    wipes: Vec<Command>,
+    pub(super) wipes: Vec<Command>,
 }
 
 impl Plan {
-    async fn run(&self, tx: &mut dyn Tx) -> Result<Written, AppError> {
+    /// Why a check-in whose device row was not written is refused: the device is not
+    /// enrolled, or no longer active.
+    pub(super) async fn refusal(&self, tx: &mut dyn Tx) -> Result<AppError, AppError> {
         let id = self.device;
-        // The device's row in one statement: facts (a check-in without them keeps the ones on
-        // record), last-seen and the report, written only while the device is active. With
-        // the read of its unfinished commands below, a check-in with nothing new to record or
-        // deliver is two statements.
-        let written = tx
-            .record_check_in(id, self.facts.as_ref(), self.compliance.as_ref(), self.now)
-            .await?;
-        let Some(record) = written else {
-            return Err(match tx.device(id).await? {
-                None => AppError::Unauthenticated(format!("device {id} is not enrolled")),
-                Some(record) => AppError::Unauthenticated(format!(
-                    "device {id} has been {}; enroll it again to use it",
-                    record.state.as_str()
-                )),
-            });
-        };
+        Ok(match tx.device(id).await? {
+            None => AppError::Unauthenticated(format!("device {id} is not enrolled")),
+            Some(record) => AppError::Unauthenticated(format!(
+                "device {id} has been {}; enroll it again to use it",
+                record.state.as_str()
+            )),
+        })
+    }
+
+    /// What the check-in writes after its device row (`record`, as written): the inventory
+    /// and trusted CAs when they changed, an offline wipe, and the enforcement of a judged
+    /// report; the compliance wipes it issued.
+    pub(super) async fn write_posture(
+        &self,
+        tx: &mut dyn Tx,
+        record: &Device,
+    ) -> Result<Vec<Command>, AppError> {
+        let id = self.device;
         // Written only when it changed: most check-ins repeat the last inventory.
         if let Some(inventory) = self
             .inventory
@@ -248,15 +261,10 @@ impl Plan {
             }
             tx.audit(entry.event.clone(), self.now);
         }
-        // Read before a compliance wipe is inserted, which is handed out with them once.
-        let mut handed = tx.unfinished_commands(id).await?;
-        let mut wipes = Vec::new();
-        if let Some(compliance) = &self.compliance {
-            wipes = self.enforce(tx, &record, compliance).await?;
+        match &self.compliance {
+            Some(compliance) => self.enforce(tx, record, compliance).await,
+            None => Ok(Vec::new()),
         }
-        handed.extend(wipes.iter().cloned());
-        let delivered = deliver(tx, handed, self.now).await?;
-        Ok(Written { delivered, wipes })
     }
 
     /// Updates the device's enforcement after a judged report: each failing check keeps the
@@ -327,17 +335,18 @@ impl Plan {
     }
 }
 
-/// Records `commands` as delivered (again), each with a compare-and-set and its audit entry;
-/// a command changed since it was read is read again once. Those the state machine does not
-/// let be delivered (finished, awaiting approval) are left out.
-async fn deliver(
+/// Records `commands` as delivered (again), each at its device's check-in time (`now_of`),
+/// with a compare-and-set and its audit entry; a command changed since it was read is read
+/// again once. Those the state machine does not let be delivered (finished, awaiting
+/// approval) are left out.
+pub(super) async fn deliver(
     tx: &mut dyn Tx,
     mut commands: Vec<Command>,
-    now: Timestamp,
+    now_of: &(dyn Fn(DeviceId) -> Timestamp + Sync),
 ) -> Result<Vec<(CommandState, Command)>, AppError> {
     let mut delivered = Vec::new();
     for attempt in 0..2 {
-        let (deliveries, expiries) = delivery_plan(&commands, now);
+        let (deliveries, expiries) = delivery_plan(&commands, now_of);
         let mut missed = Vec::new();
         for (changes, keep) in [(expiries, false), (deliveries, true)] {
             if changes.is_empty() {
@@ -351,7 +360,7 @@ async fn deliver(
                     continue;
                 }
                 if next.state != was.state {
-                    tx.audit(transition_event(CONTROLLER, &next), now);
+                    tx.audit(transition_event(CONTROLLER, &next), now_of(next.device_id));
                 }
                 if keep {
                     delivered.push((was.state, next));
@@ -359,9 +368,9 @@ async fn deliver(
             }
         }
         // Changed by another writer meanwhile (on PostgreSQL, another replica cancelled,
-        // superseded or delivered it after the read above): read again, once. One that is no longer the same instruction (moved to
-        // another device or given another action, by a hand edit of the database) is not
-        // this device's to receive.
+        // superseded or delivered it after the read above): read again, once. One that is no
+        // longer the same instruction (moved to another device or given another action, by a
+        // hand edit of the database) is not this device's to receive.
         if missed.is_empty() || attempt == 1 {
             break;
         }
@@ -385,10 +394,14 @@ type Transition = (CommandVersion, Command);
 /// Each queued command's transition, computed once: delivered, or expired when its
 /// time-to-live ran out while the device was away (never sent). Commands in no state to be
 /// delivered are left out.
-fn delivery_plan(commands: &[Command], now: Timestamp) -> (Vec<Transition>, Vec<Transition>) {
+fn delivery_plan(
+    commands: &[Command],
+    now_of: &(dyn Fn(DeviceId) -> Timestamp + Sync),
+) -> (Vec<Transition>, Vec<Transition>) {
     use crate::core::command::TransitionError;
     let (mut deliveries, mut expiries) = (Vec::new(), Vec::new());
     for command in commands {
+        let now = now_of(command.device_id);
         match command.apply(&Event::Delivered, now) {
             Ok(next) => deliveries.push((command.version(), next)),
             Err(TransitionError::PastDeadline) => {

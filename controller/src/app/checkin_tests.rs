@@ -538,26 +538,24 @@ async fn a_device_checks_in_one_call_at_a_time() {
 }
 
 /// Attack by a device that sends a check-in and hangs up at once, over and over: its turn must
-/// stay taken while the job it queued waits in the writer, or it queues jobs for its own row
-/// without bound (the attack review's finding: the turn came back when the call was dropped,
-/// before the writer had run the job).
+/// stay taken while its check-in waits for its batch and while the batch's job waits in the
+/// writer, or it queues work for its own row without bound (the attack review's finding: the
+/// turn came back when the call was dropped, before the writer had run the job).
 #[tokio::test]
 async fn a_check_in_abandoned_while_its_job_waits_in_the_writer_keeps_the_turn() {
-    use std::sync::atomic::Ordering;
     let f = fixture();
     let (device, _) = enroll(&f.app, "ann@hospital.example").await;
     let jobs_before = jobs(&f.store);
-    let queued = || {
-        f.store
-            .writer()
-            .stats()
-            .queued_sheddable
-            .load(Ordering::Relaxed)
-    };
-    // Polled once: the job is queued; the writer (a task of this runtime) has not run yet.
+    let queued = || f.app.check_in_batches.queued();
+    // Polled once: the check-in is queued for a batch; the batch's task (of this runtime)
+    // has not run yet.
     let mut abandoned = Box::pin(f.app.agent_check_in(&device, laptop_report()));
     assert!(futures::poll!(&mut abandoned).is_pending());
-    assert_eq!(queued(), 1, "the abandoned call's job waits in the writer");
+    assert_eq!(
+        queued(),
+        1,
+        "the abandoned call's check-in waits for its batch"
+    );
     drop(abandoned);
 
     let mut again = Box::pin(f.app.agent_check_in(&device, laptop_report()));

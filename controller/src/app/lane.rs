@@ -1,14 +1,18 @@
-//! Requests from many callers, run together: a task takes every request waiting when its last
-//! batch finished (up to a bound) and runs them as one batch, then answers each caller with
-//! its own outcome; a batch that fails as a whole fails every caller, or runs each request
-//! again alone ([`OnFailure`]). With the store's writer behind it, a thousand callers that
-//! arrive at once cost one job and a few many-row statements instead of a thousand jobs.
+//! Requests from many callers, run together: a task takes every request waiting when a batch
+//! may start (up to a bound) and runs them as one batch, then answers each caller with its own
+//! outcome; a batch that fails as a whole fails every caller, or runs each request again alone
+//! ([`OnFailure`]). With the store's writer behind it, a thousand callers that arrive at once
+//! cost one job and a few many-row statements instead of a thousand jobs. A lane runs one
+//! batch at a time, or a few at once where the writer has lanes to run them side by side
+//! ([`Lane::start_concurrent`]).
 
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::AppError;
 
@@ -18,6 +22,15 @@ type Pending<R, O> = (R, oneshot::Sender<Result<O, AppError>>);
 pub(super) struct Lane<R, O> {
     name: &'static str,
     queue: mpsc::UnboundedSender<Pending<R, O>>,
+    load: Arc<Load>,
+}
+
+/// How many requests wait for a batch, and how fast batches have taken them lately.
+#[derive(Debug, Default)]
+struct Load {
+    queued: AtomicUsize,
+    /// Requests answered a second, smoothed over recent batches; 0 before the first.
+    per_second: AtomicU64,
 }
 
 impl<R, O> Clone for Lane<R, O> {
@@ -25,6 +38,7 @@ impl<R, O> Clone for Lane<R, O> {
         Self {
             name: self.name,
             queue: self.queue.clone(),
+            load: Arc::clone(&self.load),
         }
     }
 }
@@ -46,7 +60,8 @@ pub(super) enum OnFailure {
 }
 
 impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
-    /// Starts the task. `run` answers a batch with one outcome per request, in order.
+    /// Starts the task, one batch at a time. `run` answers a batch with one outcome per
+    /// request, in order.
     pub(super) fn start<F, Fut>(
         name: &'static str,
         max_batch: usize,
@@ -58,9 +73,35 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
         F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
     {
+        Self::start_concurrent(name, max_batch, 1, on_failure, run)
+    }
+
+    /// [`Lane::start`], with up to `concurrent` batches running at once (at least one): the
+    /// next batch starts while others are still running, with the requests that arrived
+    /// meanwhile.
+    pub(super) fn start_concurrent<F, Fut>(
+        name: &'static str,
+        max_batch: usize,
+        concurrent: usize,
+        on_failure: OnFailure,
+        run: F,
+    ) -> Self
+    where
+        R: Clone,
+        F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+    {
         let (queue, mut requests) = mpsc::unbounded_channel::<Pending<R, O>>();
+        let load = Arc::new(Load::default());
+        let run = Arc::new(run);
+        let running = Arc::new(Semaphore::new(concurrent.max(1)));
+        let task_load = Arc::clone(&load);
         tokio::spawn(async move {
             while let Some(first) = requests.recv().await {
+                let Ok(slot) = Arc::clone(&running).acquire_owned().await else {
+                    return;
+                };
+                // Everything that arrived while the slot was taken joins this batch.
                 let mut batch = vec![first];
                 while batch.len() < max_batch {
                     match requests.try_recv() {
@@ -68,47 +109,106 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
                         Err(_) => break,
                     }
                 }
-                tracing::debug!(lane = name, requests = batch.len(), "batch");
-                let (asked, answers): (Vec<R>, Vec<_>) = batch.into_iter().unzip();
-                let asked: Arc<[R]> = asked.into();
-                match run_batch(name, &run, Arc::clone(&asked)).await {
-                    Ok(outcomes) => {
-                        for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                            let _ = answer.send(Ok(outcome));
-                        }
-                    }
-                    Err(e) if on_failure == OnFailure::RetryEachAlone && asked.len() > 1 => {
-                        tracing::warn!(lane = name, requests = asked.len(), error = %e, "batch failed; each request runs again alone");
-                        for (request, answer) in asked.iter().zip(answers) {
-                            let alone: Arc<[R]> = Arc::from(vec![request.clone()]);
-                            let outcome = run_batch(name, &run, alone)
-                                .await
-                                .and_then(|mut one| one.pop().ok_or_else(|| unanswered(name)));
-                            let _ = answer.send(outcome);
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(lane = name, requests = answers.len(), error = %e, "batch failed");
-                        for answer in answers {
-                            let _ = answer.send(Err(e.clone()));
-                        }
-                    }
-                }
+                task_load.queued.fetch_sub(batch.len(), Ordering::Relaxed);
+                let (run, load) = (Arc::clone(&run), Arc::clone(&task_load));
+                tokio::spawn(async move {
+                    answer(name, run.as_ref(), on_failure, batch, &load, concurrent).await;
+                    drop(slot);
+                });
             }
         });
-        Self { name, queue }
+        Self { name, queue, load }
     }
 
     /// Queues `request` and waits for its outcome.
     pub(super) async fn run(&self, request: R) -> Result<O, AppError> {
         let name = self.name;
         let (answer, outcome) = oneshot::channel();
-        self.queue
-            .send((request, answer))
-            .map_err(|_| AppError::Internal(format!("the {name} task has stopped")))?;
+        self.load.queued.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send((request, answer)).is_err() {
+            self.load.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(AppError::Internal(format!("the {name} task has stopped")));
+        }
         outcome
             .await
             .map_err(|_| AppError::Internal(format!("the {name} task stopped before answering")))?
+    }
+
+    /// How long a request queued now would wait for its batch to start, at the rate batches
+    /// took requests lately; `None` before the first batch.
+    pub(super) fn wait(&self) -> Option<Duration> {
+        let rate = self.load.per_second.load(Ordering::Relaxed);
+        let queued = self.load.queued.load(Ordering::Relaxed);
+        (rate > 0).then(|| Duration::from_secs_f64(queued as f64 / rate as f64))
+    }
+
+    /// The requests waiting for a batch.
+    #[cfg(test)]
+    pub(super) fn queued(&self) -> usize {
+        self.load.queued.load(Ordering::Relaxed)
+    }
+}
+
+/// Runs one batch and answers its callers. Each caller hears only once its request is
+/// dropped (what a request holds, such as a device's check-in turn, is free by the time the
+/// caller can ask again).
+async fn answer<R, O, F, Fut>(
+    name: &'static str,
+    run: &F,
+    on_failure: OnFailure,
+    batch: Vec<Pending<R, O>>,
+    load: &Load,
+    concurrent: usize,
+) where
+    R: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+    F: Fn(Arc<[R]>) -> Fut,
+    Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+{
+    tracing::debug!(lane = name, requests = batch.len(), "batch");
+    let (asked, answers): (Vec<R>, Vec<_>) = batch.into_iter().unzip();
+    let asked: Arc<[R]> = asked.into();
+    let started = Instant::now();
+    let outcome = run_batch(name, run, Arc::clone(&asked)).await;
+    load.observe(asked.len(), started.elapsed(), concurrent);
+    match outcome {
+        Ok(outcomes) => {
+            drop(asked);
+            for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                let _ = answer.send(Ok(outcome));
+            }
+        }
+        Err(e) if on_failure == OnFailure::RetryEachAlone && asked.len() > 1 => {
+            tracing::warn!(lane = name, requests = asked.len(), error = %e, "batch failed; each request runs again alone");
+            let requests: Vec<R> = asked.iter().cloned().collect();
+            drop(asked);
+            for (request, answer) in requests.into_iter().zip(answers) {
+                let alone: Arc<[R]> = Arc::from(vec![request]);
+                let outcome = run_batch(name, run, alone)
+                    .await
+                    .and_then(|mut one| one.pop().ok_or_else(|| unanswered(name)));
+                let _ = answer.send(outcome);
+            }
+        }
+        Err(e) => {
+            drop(asked);
+            tracing::warn!(lane = name, requests = answers.len(), error = %e, "batch failed");
+            for answer in answers {
+                let _ = answer.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
+impl Load {
+    /// A batch of `requests` took `took`, with up to `concurrent` batches side by side.
+    fn observe(&self, requests: usize, took: Duration, concurrent: usize) {
+        #[allow(clippy::cast_possible_truncation)] // a rate estimate; a float `as` cast saturates
+        let rate =
+            (requests as f64 * concurrent.max(1) as f64 / took.as_secs_f64().max(1e-6)) as u64;
+        let old = self.per_second.load(Ordering::Relaxed);
+        let smoothed = if old == 0 { rate } else { (old * 7 + rate) / 8 };
+        self.per_second.store(smoothed, Ordering::Relaxed);
     }
 }
 

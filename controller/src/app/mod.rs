@@ -35,6 +35,9 @@ pub mod ca_rotation;
 mod ca_rotation_review_tests;
 mod certificates;
 mod checkin;
+mod checkin_batch;
+#[cfg(test)]
+mod checkin_batch_tests;
 #[cfg(test)]
 mod checkin_tests;
 #[cfg(test)]
@@ -138,6 +141,8 @@ pub struct App {
     renewal_limits: renewal::RenewalLimits,
     /// Devices whose check-in is being handled (one at a time each).
     check_ins: Arc<in_flight::CheckInsInFlight>,
+    /// Check-ins, gathered into one job of the store's writer.
+    check_in_batches: checkin_batch::CheckInBatches,
     /// The tasks `start_*` spawned, ended by [`App::stop_background`].
     background: background::Background,
 }
@@ -174,6 +179,7 @@ impl App {
         let transitions = transitions::start(Arc::clone(&store), Arc::clone(&clock));
         let finishes = completion::start_finishes(Arc::clone(&store), Arc::clone(&clock));
         let key_reads = renewal::start_key_reads(Arc::clone(&store));
+        let check_in_batches = checkin_batch::start(Arc::clone(&store));
         let announcer = announcer::Announcer::start(Arc::clone(&store));
         store.keep_audit_with(Arc::new(audit::Keeper {
             cas: Arc::clone(&cas),
@@ -200,6 +206,7 @@ impl App {
             server_cert: std::sync::OnceLock::new(),
             renewal_limits: renewal::RenewalLimits::default(),
             check_ins: Arc::default(),
+            check_in_batches,
             background: background::Background::default(),
         }
     }

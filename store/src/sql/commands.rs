@@ -211,17 +211,43 @@ pub(super) async fn by_key_prefix(
     read_all(conn, query, rows::command).await
 }
 
+/// The unfinished commands of each of `devices`, oldest first, a few hundred devices a
+/// statement; a device with none is left out.
+pub(super) async fn unfinished_of(
+    conn: &mut AnyConnection,
+    devices: &[DeviceId],
+) -> Result<HashMap<DeviceId, Vec<Command>>, StoreError> {
+    let numbering = Numbering::of(conn);
+    let mut unfinished: HashMap<DeviceId, Vec<Command>> = HashMap::new();
+    for chunk in devices.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "SELECT * FROM commands
+             WHERE state IN ('queued', 'delivered', 'acknowledged') AND device_id IN (",
+            &placeholders::list(numbering, chunk.len()),
+            ") ORDER BY created_at, id",
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for device in chunk {
+            query = query.bind(device.to_string());
+        }
+        for command in read_all(conn, query, rows::command).await? {
+            unfinished
+                .entry(command.device_id)
+                .or_default()
+                .push(command);
+        }
+    }
+    Ok(unfinished)
+}
+
+/// The device's unfinished commands, oldest first.
 pub(super) async fn unfinished(
     conn: &mut AnyConnection,
     device: DeviceId,
 ) -> Result<Vec<Command>, StoreError> {
-    let query = sqlx::query(
-        "SELECT * FROM commands
-         WHERE device_id = $1 AND state IN ('queued', 'delivered', 'acknowledged')
-         ORDER BY created_at, id",
-    )
-    .bind(device.to_string());
-    read_all(conn, query, rows::command).await
+    let mut unfinished = unfinished_of(conn, &[device]).await?;
+    Ok(unfinished.remove(&device).unwrap_or_default())
 }
 
 /// Writes `c` if the stored command still has version `expected` (compare-and-set on its

@@ -7,10 +7,10 @@ use sqlx::AnyConnection;
 use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
 use super::{Backend, certificates, device_keys};
 use crate::rows::{self, Columns, corrupt, db, read_all, read_optional};
+use crate::tx::CheckInWrite;
 use crate::{PostureField, StoreError};
 use ward_core::{
-    Compliance, Device, DeviceBrief, DeviceFacts, DeviceId, DeviceState, NewDevice, OfflineWipe,
-    Timestamp, UserEmail,
+    Device, DeviceBrief, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp, UserEmail,
 };
 
 pub(super) async fn insert(
@@ -130,51 +130,72 @@ pub(super) async fn briefs(
     .await
 }
 
-/// One check-in's write, in one statement: facts (the ones on record when `None`), last-seen
-/// and the compliance report (the one on record when `None`), for an active device only. The
-/// device as written, or `None` when it is not enrolled or not active (nothing is written).
-pub(super) async fn check_in(
+/// Check-ins' writes, a few hundred devices a statement: for each active device of `writes`
+/// (each device at most once), facts (the ones on record when `None`), last-seen and the
+/// compliance report (the one on record when `None`). For each write, in order, the device as
+/// written, or `None` when it is not enrolled or not active (nothing is written for it).
+pub(super) async fn check_in_many(
     conn: &mut AnyConnection,
-    id: DeviceId,
-    facts: Option<&DeviceFacts>,
-    compliance: Option<&Compliance>,
-    now: Timestamp,
-) -> Result<Option<Device>, StoreError> {
-    let (reasons, checks) = match compliance {
-        Some(c) => (
-            Some(serde_json::to_string(&c.reasons).map_err(|e| corrupt(e.to_string()))?),
-            Some(serde_json::to_string(&c.checks).map_err(|e| corrupt(e.to_string()))?),
-        ),
-        None => (None, None),
-    };
-    let query = sqlx::query(
-        "UPDATE devices SET hostname = COALESCE($1, hostname), os_name = COALESCE($2, os_name),
-             os_version = COALESCE($3, os_version),
-             kernel_version = COALESCE($4, kernel_version), arch = COALESCE($5, arch),
-             agent_version = COALESCE($6, agent_version), last_seen = $7,
-             compliant = COALESCE($8, compliant),
-             compliance_reasons = COALESCE($9, compliance_reasons),
-             compliance_checks = COALESCE($10, compliance_checks),
-             compliance_reported_at = COALESCE($11, compliance_reported_at),
-             compliance_policy_revision = COALESCE($12, compliance_policy_revision)
-         WHERE id = $13 AND state = $14
-         RETURNING *",
-    )
-    .bind(facts.map(|f| f.hostname.clone()))
-    .bind(facts.map(|f| f.os_name.clone()))
-    .bind(facts.map(|f| f.os_version.clone()))
-    .bind(facts.map(|f| f.kernel_version.clone()))
-    .bind(facts.map(|f| f.arch.clone()))
-    .bind(facts.map(|f| f.agent_version.clone()))
-    .bind(now.unix_ms())
-    .bind(compliance.map(|c| c.compliant))
-    .bind(reasons)
-    .bind(checks)
-    .bind(compliance.map(|c| c.reported_at.unix_ms()))
-    .bind(compliance.map(|c| i64::try_from(c.policy_revision).unwrap_or(i64::MAX)))
-    .bind(id.to_string())
-    .bind(DeviceState::Active.as_str());
-    read_optional(conn, query, rows::device).await
+    writes: &[CheckInWrite<'_>],
+) -> Result<Vec<Option<Device>>, StoreError> {
+    let numbering = Numbering::of(conn);
+    // The new values travel as a VALUES list, whose columns both databases name column1, …
+    const COLUMNS: usize = 13;
+    let mut written: HashMap<DeviceId, Device> = HashMap::with_capacity(writes.len());
+    for chunk in writes.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "UPDATE devices SET hostname = COALESCE(v.column2, devices.hostname),
+                 os_name = COALESCE(v.column3, devices.os_name),
+                 os_version = COALESCE(v.column4, devices.os_version),
+                 kernel_version = COALESCE(v.column5, devices.kernel_version),
+                 arch = COALESCE(v.column6, devices.arch),
+                 agent_version = COALESCE(v.column7, devices.agent_version),
+                 last_seen = v.column8,
+                 compliant = COALESCE(v.column9, devices.compliant),
+                 compliance_reasons = COALESCE(v.column10, devices.compliance_reasons),
+                 compliance_checks = COALESCE(v.column11, devices.compliance_checks),
+                 compliance_reported_at = COALESCE(v.column12, devices.compliance_reported_at),
+                 compliance_policy_revision =
+                     COALESCE(v.column13, devices.compliance_policy_revision)
+             FROM (VALUES ",
+            &placeholders::tuples(numbering, chunk.len(), COLUMNS),
+            ") AS v WHERE devices.id = v.column1 AND devices.state = ",
+            &placeholders::list_from(numbering, chunk.len() * COLUMNS + 1, 1),
+            // PostgreSQL returns v's columns too (column1, …), which no reader asks for.
+            " RETURNING *",
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for write in chunk {
+            let (facts, compliance) = (write.facts, write.compliance);
+            let (reasons, checks) = match compliance {
+                Some(c) => (
+                    Some(serde_json::to_string(&c.reasons).map_err(|e| corrupt(e.to_string()))?),
+                    Some(serde_json::to_string(&c.checks).map_err(|e| corrupt(e.to_string()))?),
+                ),
+                None => (None, None),
+            };
+            query = query
+                .bind(write.id.to_string())
+                .bind(facts.map(|f| f.hostname.clone()))
+                .bind(facts.map(|f| f.os_name.clone()))
+                .bind(facts.map(|f| f.os_version.clone()))
+                .bind(facts.map(|f| f.kernel_version.clone()))
+                .bind(facts.map(|f| f.arch.clone()))
+                .bind(facts.map(|f| f.agent_version.clone()))
+                .bind(write.now.unix_ms())
+                .bind(compliance.map(|c| c.compliant))
+                .bind(reasons)
+                .bind(checks)
+                .bind(compliance.map(|c| c.reported_at.unix_ms()))
+                .bind(compliance.map(|c| i64::try_from(c.policy_revision).unwrap_or(i64::MAX)));
+        }
+        let query = query.bind(DeviceState::Active.as_str());
+        for device in read_all(conn, query, rows::device).await? {
+            written.insert(device.id, device);
+        }
+    }
+    Ok(writes.iter().map(|w| written.remove(&w.id)).collect())
 }
 
 /// Revokes each of `devices` that exists (a retired one stays retired) and every unrevoked

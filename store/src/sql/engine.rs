@@ -13,7 +13,7 @@ use super::{
     export_cursor, policies, scim, tokens, webhooks,
 };
 use crate::rows::db;
-use crate::tx::Tx;
+use crate::tx::{CheckInWrite, Tx};
 use crate::writer::Engine;
 use crate::{AuditKeeperSlot, PostureField, StoreError};
 use ward_core::admins::{AdminRequest, RevokeOutcome};
@@ -23,8 +23,8 @@ use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::webhook::{Attempt, Delivery, Next, Webhook};
 use ward_core::{
     Admin, CertificateRecord, Command, CommandId, CommandVersion, Compliance, Device, DeviceBrief,
-    DeviceFacts, DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody,
-    PolicyRule, PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
+    DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
+    PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
 /// How long a check-in lane's statement waits for a row lock ([`SqlEngine::yielding`]).
@@ -219,6 +219,13 @@ impl Tx for SqlEngine {
         commands::unfinished(self.conn()?, device).await
     }
 
+    async fn unfinished_commands_of(
+        &mut self,
+        devices: &[DeviceId],
+    ) -> Result<HashMap<DeviceId, Vec<Command>>, StoreError> {
+        commands::unfinished_of(self.conn()?, devices).await
+    }
+
     async fn policy(&mut self, scope: &PolicyScope) -> Result<Option<PolicyRule>, StoreError> {
         policies::get(self.conn()?, scope).await
     }
@@ -248,14 +255,12 @@ impl Tx for SqlEngine {
         tokens::expire_one(self.conn()?, hash, now).await
     }
 
-    async fn record_check_in(
+    async fn record_check_ins(
         &mut self,
-        id: DeviceId,
-        facts: Option<&DeviceFacts>,
-        compliance: Option<&Compliance>,
-        now: Timestamp,
-    ) -> Result<Option<Device>, StoreError> {
-        devices::check_in(self.conn()?, id, facts, compliance, now).await
+        writes: &[CheckInWrite<'_>],
+    ) -> Result<Vec<Option<Device>>, StoreError> {
+        CheckInWrite::each_device_once(writes)?;
+        devices::check_in_many(self.conn()?, writes).await
     }
 
     async fn insert_admin(

@@ -1,0 +1,119 @@
+//! Check-ins from many devices, written together: every check-in waiting when a batch may
+//! start becomes one job of the store's writer, with one statement for all their device rows
+//! (a few hundred a statement), one read of all their unfinished commands and one
+//! compare-and-set for the commands handed out; what is rare (a changed inventory, an
+//! offline wipe, an enforcement step, a compliance wipe) is written device by device in the
+//! same job. A thousand check-ins cost a handful of statements, not two thousand: on SQLite
+//! each statement is a round trip to the driver's thread, on PostgreSQL to the server.
+//!
+//! Each check-in keeps its own outcome: a device that is no longer active is refused while
+//! the rest commit; a check-in whose write fails (a compliance wipe that cannot be stored)
+//! makes the batch run again with each check-in alone, so it fails alone and changes nothing.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::AppError;
+use super::checkin::{Plan, Written, deliver};
+use super::lane::{Lane, OnFailure};
+use crate::core::{DeviceId, Timestamp};
+use crate::store::tx::{CheckInWrite, Tx};
+use crate::store::{Priority, Store};
+
+/// The most check-ins in one job: the writer's own batch bound.
+const MAX_BATCH: usize = 1000;
+
+/// The check-ins arriving together, one writer job for each batch.
+pub(super) type CheckInBatches = Lane<Arc<Plan>, Result<Written, AppError>>;
+
+/// As many batches at once as the writer has lanes to run them side by side (PostgreSQL;
+/// SQLite has one).
+pub(super) fn start(store: Arc<dyn Store>) -> CheckInBatches {
+    let concurrent = store.writer().lanes();
+    Lane::start_concurrent(
+        "check-ins",
+        MAX_BATCH,
+        concurrent,
+        OnFailure::RetryEachAlone,
+        move |batch: Arc<[Arc<Plan>]>| {
+            let store = Arc::clone(&store);
+            async move {
+                let asked = batch.len();
+                let written = store
+                    .write(Priority::Sheddable, move |tx| {
+                        let batch = Arc::clone(&batch);
+                        Box::pin(async move { run(tx, &batch).await })
+                    })
+                    .await;
+                match written {
+                    // Shed as a whole by the writer: each caller hears so, none runs again.
+                    Err(AppError::Unavailable(why)) => Ok((0..asked)
+                        .map(|_| Err(AppError::Unavailable(why.clone())))
+                        .collect()),
+                    other => other,
+                }
+            }
+        },
+    )
+}
+
+/// One job for the whole batch; one outcome per check-in, in order.
+async fn run(
+    tx: &mut dyn Tx,
+    plans: &[Arc<Plan>],
+) -> Result<Vec<Result<Written, AppError>>, AppError> {
+    let writes: Vec<CheckInWrite<'_>> = plans
+        .iter()
+        .map(|plan| CheckInWrite {
+            id: plan.device,
+            facts: plan.facts.as_ref(),
+            compliance: plan.compliance.as_ref(),
+            now: plan.now,
+        })
+        .collect();
+    let records = tx.record_check_ins(&writes).await?;
+    let active: Vec<DeviceId> = plans
+        .iter()
+        .zip(&records)
+        .filter(|(_, record)| record.is_some())
+        .map(|(plan, _)| plan.device)
+        .collect();
+    // Read before any compliance wipe below is inserted, which is handed out with them once.
+    let mut unfinished = tx.unfinished_commands_of(&active).await?;
+    let mut outcomes = Vec::with_capacity(plans.len());
+    let mut handed = Vec::new();
+    for (plan, record) in plans.iter().zip(records) {
+        let Some(record) = record else {
+            outcomes.push(Err(plan.refusal(tx).await?));
+            continue;
+        };
+        let wipes = plan.write_posture(tx, &record).await?;
+        handed.extend(unfinished.remove(&plan.device).unwrap_or_default());
+        handed.extend(wipes.iter().cloned());
+        outcomes.push(Ok(Written {
+            delivered: Vec::new(),
+            wipes,
+        }));
+    }
+    let Some(latest) = plans.iter().map(|plan| plan.now).max() else {
+        return Ok(outcomes);
+    };
+    if !handed.is_empty() {
+        let at: HashMap<DeviceId, (usize, Timestamp)> = plans
+            .iter()
+            .enumerate()
+            .map(|(i, plan)| (plan.device, (i, plan.now)))
+            .collect();
+        // Every command handed is one of the batch's devices' (a command read again is kept
+        // only while it is still the same instruction, for the same device).
+        let now_of = |device: DeviceId| at.get(&device).map_or(latest, |(_, now)| *now);
+        for (was, command) in deliver(tx, handed, &now_of).await? {
+            if let Some((i, _)) = at.get(&command.device_id)
+                && let Some(Ok(written)) = outcomes.get_mut(*i)
+            {
+                written.delivered.push((was, command));
+            }
+        }
+    }
+    Ok(outcomes)
+}
