@@ -29,7 +29,7 @@ pub(super) struct Lane<R, O> {
 #[derive(Debug, Default)]
 struct Load {
     queued: AtomicUsize,
-    /// Requests answered a second, smoothed over recent batches; 0 before the first.
+    /// Requests answered a second, smoothed over recent full batches; 0 before the first.
     per_second: AtomicU64,
 }
 
@@ -112,7 +112,15 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
                 task_load.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                 let (run, load) = (Arc::clone(&run), Arc::clone(&task_load));
                 tokio::spawn(async move {
-                    answer(name, run.as_ref(), on_failure, batch, &load, concurrent).await;
+                    answer(
+                        name,
+                        run.as_ref(),
+                        on_failure,
+                        batch,
+                        (max_batch, concurrent),
+                        &load,
+                    )
+                    .await;
                     drop(slot);
                 });
             }
@@ -134,8 +142,9 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
             .map_err(|_| AppError::Internal(format!("the {name} task stopped before answering")))?
     }
 
-    /// How long a request queued now would wait for its batch to start, at the rate batches
-    /// took requests lately; `None` before the first batch.
+    /// How long a request queued now would wait for its batch to start, at the rate full
+    /// batches took requests lately; `None` until a batch was full (until then requests have
+    /// never waited for more than one batch).
     pub(super) fn wait(&self) -> Option<Duration> {
         let rate = self.load.per_second.load(Ordering::Relaxed);
         let queued = self.load.queued.load(Ordering::Relaxed);
@@ -157,8 +166,8 @@ async fn answer<R, O, F, Fut>(
     run: &F,
     on_failure: OnFailure,
     batch: Vec<Pending<R, O>>,
+    (max_batch, concurrent): (usize, usize),
     load: &Load,
-    concurrent: usize,
 ) where
     R: Clone + Send + Sync + 'static,
     O: Send + 'static,
@@ -170,7 +179,12 @@ async fn answer<R, O, F, Fut>(
     let asked: Arc<[R]> = asked.into();
     let started = Instant::now();
     let outcome = run_batch(name, run, Arc::clone(&asked)).await;
-    load.observe(asked.len(), started.elapsed(), concurrent);
+    // Only a full batch says how fast the lane can go: a small one says only that few
+    // requests came (counting those made a burst after a quiet spell look hopeless, and
+    // shedding then fed itself: fewer requests a batch, a lower rate, more shed).
+    if asked.len() == max_batch {
+        load.observe(asked.len(), started.elapsed(), concurrent);
+    }
     match outcome {
         Ok(outcomes) => {
             drop(asked);
@@ -240,4 +254,63 @@ where
 
 fn unanswered(name: &str) -> AppError {
     AppError::Internal(format!("the {name} batch left a request unanswered"))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use super::{Lane, OnFailure};
+
+    /// With two batches allowed at once, a second batch starts while the first is still
+    /// running (each waits for the other here, so one at a time would never finish).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_batches_run_side_by_side() {
+        let both = Arc::new(tokio::sync::Barrier::new(2));
+        let lane: Lane<u32, u32> =
+            Lane::start_concurrent("test", 1, 2, OnFailure::FailAll, move |batch| {
+                let both = Arc::clone(&both);
+                async move {
+                    both.wait().await;
+                    Ok(batch.iter().map(|n| n * 10).collect())
+                }
+            });
+        let answers = tokio::time::timeout(
+            Duration::from_secs(10),
+            futures::future::join(lane.run(1), lane.run(2)),
+        )
+        .await
+        .expect("the two batches ran at once");
+        assert_eq!((answers.0.unwrap(), answers.1.unwrap()), (10, 20));
+    }
+
+    /// A caller hears only after its request is dropped, also when its batch failed and it
+    /// ran again alone; and the lane estimates a wait only once a batch was full.
+    #[tokio::test]
+    async fn requests_are_dropped_before_their_callers_hear() {
+        let lane: Lane<Arc<u32>, u32> = Lane::start(
+            "test",
+            2,
+            OnFailure::RetryEachAlone,
+            |batch: Arc<[Arc<u32>]>| async move {
+                if batch.len() > 1 && batch.iter().any(|n| **n == 13) {
+                    return Err(super::AppError::Internal("unlucky".into()));
+                }
+                Ok(batch.iter().map(|n| **n).collect())
+            },
+        );
+        assert_eq!(lane.wait(), None, "no batch yet");
+        let (one, two) = (Arc::new(1), Arc::new(13));
+        let answers = futures::future::join(lane.run(Arc::clone(&one)), lane.run(Arc::clone(&two)));
+        let (a, b) = answers.await;
+        assert_eq!((a.unwrap(), b.unwrap()), (1, 13), "each ran again alone");
+        assert_eq!(
+            (Arc::strong_count(&one), Arc::strong_count(&two)),
+            (1, 1),
+            "the lane kept no request after answering"
+        );
+        assert!(lane.wait().is_some(), "a full batch (of two) was seen");
+        assert_eq!(lane.queued(), 0);
+    }
 }
