@@ -75,6 +75,10 @@ pub enum Priority {
     High,
     /// Check-ins and other periodic reports: shed when the writer is behind.
     Sheddable,
+    /// As [`Priority::Sheddable`], for a job its caller admitted already by a measure of its
+    /// own (a batch of many check-ins, which the writer's count of jobs would weigh as one):
+    /// runs after the high-priority jobs, never refused.
+    Admitted,
 }
 
 /// What the writer has done, for `/metrics`.
@@ -239,8 +243,8 @@ impl Writer {
                 self.stats.queued_high.fetch_add(1, Ordering::Relaxed);
                 &self.high
             }
-            Priority::Sheddable => {
-                if self.behind() {
+            Priority::Sheddable | Priority::Admitted => {
+                if priority == Priority::Sheddable && self.behind() {
                     self.stats.jobs_shed.fetch_add(1, Ordering::Relaxed);
                     return Err(Failure::Store(StoreError::Overloaded));
                 }

@@ -116,6 +116,14 @@ impl App {
                     .into(),
             )
         })?;
+        // Admission: a check-in that would wait longer than the agents' patience for its
+        // batch to start is refused at once, before any work (the agent backs off and
+        // retries), so the controller never works on calls nobody waits for.
+        let shed_after = self.store.writer().settings().shed_after;
+        if self.check_in_batches.wait().is_some_and(|w| w > shed_after) {
+            self.metrics.shed_checkins.inc();
+            return Err(crate::store::StoreError::Overloaded.into());
+        }
         let now = self.now();
         let policy = self.agent_policy(&device.user).await?;
         // Rare: a receipt is checked against the key on record outside the writer.
@@ -142,15 +150,6 @@ impl App {
             trusted_cas: report.trusted_cas,
             _turn: turn,
         });
-        // Admission: a check-in that would wait longer than the agents' patience for its
-        // batch to start is refused at once (the agent backs off and retries), so the
-        // controller never works on calls nobody waits for. The writer refuses the batch's
-        // job too when admin calls hold it up.
-        let shed_after = self.store.writer().settings().shed_after;
-        if self.check_in_batches.wait().is_some_and(|w| w > shed_after) {
-            self.metrics.shed_checkins.inc();
-            return Err(crate::store::StoreError::Overloaded.into());
-        }
         let written = self
             .check_in_batches
             .run(plan)

@@ -7,8 +7,10 @@
 //! each statement is a round trip to the driver's thread, on PostgreSQL to the server.
 //!
 //! Each check-in keeps its own outcome: a device that is no longer active is refused while
-//! the rest commit; a check-in whose write fails (a compliance wipe that cannot be stored)
-//! makes the batch run again with each check-in alone, so it fails alone and changes nothing.
+//! the rest commit; a check-in whose write fails (a compliance wipe that cannot be stored, a
+//! device row another replica holds locked past the lane's patience) makes the batch run
+//! again with each check-in alone, all of them at once in the writer's group commit, so it
+//! fails alone and changes nothing.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -38,20 +40,14 @@ pub(super) fn start(store: Arc<dyn Store>) -> CheckInBatches {
         move |batch: Arc<[Arc<Plan>]>| {
             let store = Arc::clone(&store);
             async move {
-                let asked = batch.len();
-                let written = store
-                    .write(Priority::Sheddable, move |tx| {
+                // Admitted already: each check-in was weighed against the lane's own backlog
+                // (App::agent_check_in); the writer counts this batch as one job.
+                store
+                    .write(Priority::Admitted, move |tx| {
                         let batch = Arc::clone(&batch);
                         Box::pin(async move { run(tx, &batch).await })
                     })
-                    .await;
-                match written {
-                    // Shed as a whole by the writer: each caller hears so, none runs again.
-                    Err(AppError::Unavailable(why)) => Ok((0..asked)
-                        .map(|_| Err(AppError::Unavailable(why.clone())))
-                        .collect()),
-                    other => other,
-                }
+                    .await
             }
         },
     )

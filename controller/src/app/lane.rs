@@ -29,7 +29,8 @@ pub(super) struct Lane<R, O> {
 #[derive(Debug, Default)]
 struct Load {
     queued: AtomicUsize,
-    /// Requests answered a second, smoothed over recent full batches; 0 before the first.
+    /// Requests answered a second, smoothed over recent batches that others waited for; 0
+    /// before the first.
     per_second: AtomicU64,
 }
 
@@ -142,9 +143,8 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
             .map_err(|_| AppError::Internal(format!("the {name} task stopped before answering")))?
     }
 
-    /// How long a request queued now would wait for its batch to start, at the rate full
-    /// batches took requests lately; `None` until a batch was full (until then requests have
-    /// never waited for more than one batch).
+    /// How long a request queued now would wait for its batch to start, at the rate recent
+    /// batches that others waited for took requests; `None` until such a batch.
     pub(super) fn wait(&self) -> Option<Duration> {
         let rate = self.load.per_second.load(Ordering::Relaxed);
         let queued = self.load.queued.load(Ordering::Relaxed);
@@ -175,17 +175,11 @@ async fn answer<R, O, F, Fut>(
     Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
 {
     tracing::debug!(lane = name, requests = batch.len(), "batch");
+    let requests = batch.len();
     let (asked, answers): (Vec<R>, Vec<_>) = batch.into_iter().unzip();
     let asked: Arc<[R]> = asked.into();
     let started = Instant::now();
-    let outcome = run_batch(name, run, Arc::clone(&asked)).await;
-    // Only a full batch says how fast the lane can go: a small one says only that few
-    // requests came (counting those made a burst after a quiet spell look hopeless, and
-    // shedding then fed itself: fewer requests a batch, a lower rate, more shed).
-    if asked.len() == max_batch {
-        load.observe(asked.len(), started.elapsed(), concurrent);
-    }
-    match outcome {
+    match run_batch(name, run, Arc::clone(&asked)).await {
         Ok(outcomes) => {
             drop(asked);
             for (answer, outcome) in answers.into_iter().zip(outcomes) {
@@ -194,15 +188,21 @@ async fn answer<R, O, F, Fut>(
         }
         Err(e) if on_failure == OnFailure::RetryEachAlone && asked.len() > 1 => {
             tracing::warn!(lane = name, requests = asked.len(), error = %e, "batch failed; each request runs again alone");
-            let requests: Vec<R> = asked.iter().cloned().collect();
+            let alone: Vec<R> = asked.iter().cloned().collect();
             drop(asked);
-            for (request, answer) in requests.into_iter().zip(answers) {
+            // All at once: behind a lane over the store's writer they share its group commit,
+            // which runs a failing one alone once and commits the rest, instead of a commit
+            // for each request in turn.
+            let each = alone.into_iter().zip(answers).map(|(request, answer)| {
                 let alone: Arc<[R]> = Arc::from(vec![request]);
-                let outcome = run_batch(name, run, alone)
-                    .await
-                    .and_then(|mut one| one.pop().ok_or_else(|| unanswered(name)));
-                let _ = answer.send(outcome);
-            }
+                async move {
+                    let outcome = run_batch(name, run, alone)
+                        .await
+                        .and_then(|mut one| one.pop().ok_or_else(|| unanswered(name)));
+                    let _ = answer.send(outcome);
+                }
+            });
+            futures::future::join_all(each).await;
         }
         Err(e) => {
             drop(asked);
@@ -212,16 +212,29 @@ async fn answer<R, O, F, Fut>(
             }
         }
     }
+    // How fast the lane goes is told by a batch that others waited for (full, or with
+    // requests queued behind it when it ended), from its start to its last answer, retries
+    // included. A small batch nobody waited for says only that few requests came: counting
+    // it made a burst after a quiet spell look hopeless, and shedding then fed itself (fewer
+    // requests a batch, a lower rate, more shed).
+    if requests == max_batch || load.queued.load(Ordering::Relaxed) > 0 {
+        load.observe(requests, started.elapsed(), concurrent);
+    }
 }
 
 impl Load {
     /// A batch of `requests` took `took`, with up to `concurrent` batches side by side.
     fn observe(&self, requests: usize, took: Duration, concurrent: usize) {
         #[allow(clippy::cast_possible_truncation)] // a rate estimate; a float `as` cast saturates
-        let rate =
-            (requests as f64 * concurrent.max(1) as f64 / took.as_secs_f64().max(1e-6)) as u64;
+        let rate = ((requests as f64 * concurrent.max(1) as f64 / took.as_secs_f64().max(1e-6))
+            as u64)
+            .max(1);
         let old = self.per_second.load(Ordering::Relaxed);
-        let smoothed = if old == 0 { rate } else { (old * 7 + rate) / 8 };
+        let smoothed = if old == 0 {
+            rate
+        } else {
+            ((old * 7 + rate) / 8).max(1)
+        };
         self.per_second.store(smoothed, Ordering::Relaxed);
     }
 }
