@@ -52,7 +52,9 @@ pub struct BatchSettings {
     pub window: Duration,
     /// The most jobs in one transaction.
     pub max_jobs: usize,
-    /// A check-in is refused when the writer would need longer than this to reach it.
+    /// A check-in is refused when the writer would need longer than this to reach it (by
+    /// the writer for a [`Priority::Sheddable`] job, by the caller's own measure for a
+    /// [`Priority::Admitted`] one).
     pub shed_after: Duration,
 }
 
