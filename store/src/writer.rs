@@ -251,7 +251,17 @@ impl Writer {
                     return Err(Failure::Store(StoreError::Overloaded));
                 }
                 self.stats.queued_sheddable.fetch_add(1, Ordering::Relaxed);
-                let lane = self.next_lane.fetch_add(1, Ordering::Relaxed) % self.sheddable.len();
+                let turn = self.next_lane.fetch_add(1, Ordering::Relaxed);
+                let lanes = self.sheddable.len();
+                // An admitted job (a batch of many devices' check-ins) stays off the first
+                // lane when there are others: only they give up on a row another writer holds
+                // (PostgreSQL's lock timeout), and the first lane's admin calls and results
+                // would wait behind a batch that waits for a lock.
+                let lane = if priority == Priority::Admitted && lanes > 1 {
+                    1 + turn % (lanes - 1)
+                } else {
+                    turn % lanes
+                };
                 &self.sheddable[lane]
             }
         };

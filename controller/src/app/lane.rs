@@ -12,11 +12,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::AppError;
 
 type Pending<R, O> = (R, oneshot::Sender<Result<O, AppError>>);
+
+/// How many requests of a failed batch run again alone at once.
+const RETRIES_AT_ONCE: usize = 64;
 
 /// A queue of `R`s answered with `O`s, run in batches by one task.
 pub(super) struct Lane<R, O> {
@@ -190,9 +194,11 @@ async fn answer<R, O, F, Fut>(
             tracing::warn!(lane = name, requests = asked.len(), error = %e, "batch failed; each request runs again alone");
             let alone: Vec<R> = asked.iter().cloned().collect();
             drop(asked);
-            // All at once: behind a lane over the store's writer they share its group commit,
-            // which runs a failing one alone once and commits the rest, instead of a commit
-            // for each request in turn.
+            // A few dozen at once: behind a lane over the store's writer they share its group
+            // commit, which runs a failing one alone once and commits the rest, instead of a
+            // commit for each request in turn (a failure at the commit itself, an fsync or a
+            // serialization failure, still fails every request of that commit); a lane of
+            // reads takes no more of the read pool than that.
             let each = alone.into_iter().zip(answers).map(|(request, answer)| {
                 let alone: Arc<[R]> = Arc::from(vec![request]);
                 async move {
@@ -202,7 +208,10 @@ async fn answer<R, O, F, Fut>(
                     let _ = answer.send(outcome);
                 }
             });
-            futures::future::join_all(each).await;
+            futures::stream::iter(each)
+                .buffer_unordered(RETRIES_AT_ONCE)
+                .for_each(|()| async {})
+                .await;
         }
         Err(e) => {
             drop(asked);

@@ -459,8 +459,8 @@ impl App {
 /// Reads of device key histories, gathered: the receipts of thousands of wipes finishing at
 /// once each need their device's keys, and one read for many devices replaces thousands of
 /// one-row reads. Each read still happens after it was asked for, as it would alone.
-/// A batch that fails is read again one device at a time, so one unreadable history fails
-/// only its own receipt.
+/// A batch that fails is read again device by device (a few dozen at once), so one
+/// unreadable history fails only its own receipt.
 pub(super) type KeyReads = Lane<DeviceId, Vec<DeviceKey>>;
 
 /// The most devices one read takes.
