@@ -48,6 +48,10 @@ pub struct Metrics {
     queued: Family<QueueLabel, Gauge>,
     /// Check-ins refused because the writer was too far behind.
     pub shed_checkins: Counter,
+    /// Check-ins waiting for their batch, and how long one arriving now would wait (what
+    /// check-ins are shed by).
+    checkins_waiting: Gauge,
+    checkin_wait_seconds: Gauge<f64, AtomicU64>,
     /// The writer's settings (`serve --write-batch-window`, `--write-batch-max`,
     /// `--shed-check-ins-after`), so a dashboard shows what the figures were taken under.
     batch_window_seconds: Gauge<f64, AtomicU64>,
@@ -126,7 +130,7 @@ impl Default for Metrics {
             shed_after_seconds: registered(
                 r,
                 "store_shed_after_seconds",
-                "Check-ins are refused while the writer's queue holds more than this much work",
+                "Check-ins are refused when one would wait longer than this for its batch",
                 Gauge::default(),
             ),
             batch_jobs: registered(
@@ -147,10 +151,22 @@ impl Default for Metrics {
                 "Changes waiting for the store's writer, by queue",
                 Family::default(),
             ),
+            checkins_waiting: registered(
+                r,
+                "checkins_waiting",
+                "Check-ins waiting for their batch to start",
+                Gauge::default(),
+            ),
+            checkin_wait_seconds: registered(
+                r,
+                "checkin_wait_seconds",
+                "How long a check-in arriving now would wait for its batch, at the rate of recent batches others waited for (check-ins are shed past store_shed_after_seconds; 0 until such a batch)",
+                Gauge::default(),
+            ),
             shed_checkins: registered(
                 r,
                 "shed_checkins",
-                "Check-ins refused with UNAVAILABLE because the store's writer was behind",
+                "Check-ins refused with UNAVAILABLE: their batch would have started too late, or the device's previous check-in was still being handled",
                 Counter::default(),
             ),
             checkins: registered(r, "checkins", "Agent check-ins", Counter::default()),
@@ -317,6 +333,11 @@ impl Metrics {
                 .get_or_create(&QueueLabel { queue })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+        let (waiting, wait) = app.check_in_backlog();
+        self.checkins_waiting
+            .set(i64::try_from(waiting).unwrap_or(i64::MAX));
+        self.checkin_wait_seconds
+            .set(wait.map_or(0.0, |w| w.as_secs_f64()));
         let settings = app.writer_settings();
         self.batch_window_seconds.set(settings.window.as_secs_f64());
         self.batch_max_jobs

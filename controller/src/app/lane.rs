@@ -156,7 +156,6 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
     }
 
     /// The requests waiting for a batch.
-    #[cfg(test)]
     pub(super) fn queued(&self) -> usize {
         self.load.queued.load(Ordering::Relaxed)
     }

@@ -244,6 +244,12 @@ impl App {
         self.store.writer().stats()
     }
 
+    /// Check-ins waiting for their batch, and how long one arriving now would wait (`None`
+    /// until measured), for `/metrics`.
+    pub fn check_in_backlog(&self) -> (usize, Option<std::time::Duration>) {
+        (self.check_in_batches.queued(), self.check_in_batches.wait())
+    }
+
     pub fn writer_settings(&self) -> crate::store::BatchSettings {
         self.store.writer().settings()
     }
