@@ -585,7 +585,7 @@ impl Tx for MemoryEngine {
         &mut self,
         writes: &[CheckInWrite<'_>],
     ) -> Result<Vec<Option<Device>>, StoreError> {
-        self.fault("record_check_in")?;
+        self.fault("record_check_ins")?;
         CheckInWrite::each_device_once(writes)?;
         let state = self.state()?;
         let mut written = Vec::with_capacity(writes.len());

@@ -125,23 +125,6 @@ pub trait Tx: Send {
         &mut self,
         writes: &[CheckInWrite<'_>],
     ) -> Result<Vec<Option<Device>>, StoreError>;
-    /// [`Tx::record_check_ins`] for one device.
-    async fn record_check_in(
-        &mut self,
-        id: DeviceId,
-        facts: Option<&DeviceFacts>,
-        compliance: Option<&Compliance>,
-        now: Timestamp,
-    ) -> Result<Option<Device>, StoreError> {
-        let write = CheckInWrite {
-            id,
-            facts,
-            compliance,
-            now,
-        };
-        let mut written = self.record_check_ins(&[write]).await?;
-        Ok(written.pop().flatten())
-    }
     /// False if the name is taken.
     async fn insert_admin(
         &mut self,

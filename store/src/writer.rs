@@ -211,6 +211,20 @@ impl Writer {
         self.sheddable.len()
     }
 
+    /// The lanes that run jobs of `priority`: high-priority ones on the first, in order. An
+    /// admitted job (a batch of many devices' check-ins) stays off the first lane when there
+    /// are others: only they give up on a row another writer holds (PostgreSQL's lock
+    /// timeout), and the first lane's admin calls and results would wait behind a batch that
+    /// waits for a lock.
+    pub fn lanes_for(&self, priority: Priority) -> std::ops::Range<usize> {
+        let lanes = self.sheddable.len();
+        match priority {
+            Priority::High => 0..1,
+            Priority::Admitted if lanes > 1 => 1..lanes,
+            Priority::Admitted | Priority::Sheddable => 0..lanes,
+        }
+    }
+
     /// Stops every lane once its batch in flight has committed and lets go of its
     /// connection; jobs still queued are answered with an error.
     pub async fn close(&self) {
@@ -252,17 +266,8 @@ impl Writer {
                 }
                 self.stats.queued_sheddable.fetch_add(1, Ordering::Relaxed);
                 let turn = self.next_lane.fetch_add(1, Ordering::Relaxed);
-                let lanes = self.sheddable.len();
-                // An admitted job (a batch of many devices' check-ins) stays off the first
-                // lane when there are others: only they give up on a row another writer holds
-                // (PostgreSQL's lock timeout), and the first lane's admin calls and results
-                // would wait behind a batch that waits for a lock.
-                let lane = if priority == Priority::Admitted && lanes > 1 {
-                    1 + turn % (lanes - 1)
-                } else {
-                    turn % lanes
-                };
-                &self.sheddable[lane]
+                let lanes = self.lanes_for(priority);
+                &self.sheddable[lanes.start + turn % lanes.len()]
             }
         };
         if queue.send(pending).is_err() {

@@ -13,6 +13,7 @@ use ward_controller::core::{
     DeviceId, DeviceState, Event, NewDevice, Policy, PolicyBody, PolicyChanges, PolicyScope,
     Timestamp, TokenHash, TokenRecord, WipeScope,
 };
+use ward_controller::store::tx::CheckInWrite;
 use ward_controller::store::{AuditFilter, MemoryStore, Redemption, SqlStore, Store};
 use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
 
@@ -1928,13 +1929,15 @@ async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
             .write(Priority::Sheddable, move |tx| {
                 let (facts, compliance) = (facts.clone(), compliance.clone());
                 Box::pin(async move {
-                    tx.record_check_in(
+                    let write = CheckInWrite {
                         id,
-                        facts.as_ref(),
-                        compliance.as_ref(),
-                        Timestamp::from_unix_ms(at),
+                        facts: facts.as_ref(),
+                        compliance: compliance.as_ref(),
+                        now: Timestamp::from_unix_ms(at),
+                    };
+                    Ok::<_, ward_controller::store::StoreError>(
+                        tx.record_check_ins(&[write]).await?.pop().flatten(),
                     )
-                    .await
                 })
             })
             .await
@@ -2045,7 +2048,6 @@ async fn a_check_in_is_written_whole_and_only_for_an_active_device(b: Backend) {
 async fn many_check_ins_are_written_together_each_for_its_own_device(b: Backend) {
     use ward_controller::core::{CheckStatus, Compliance, ComplianceCheck, Device};
     use ward_controller::store::Priority;
-    use ward_controller::store::tx::CheckInWrite;
     let (ann, bob, gone) = (
         enrolled(&b.store, 41).await,
         enrolled(&b.store, 42).await,
@@ -2349,7 +2351,13 @@ async fn check_ins_on_every_lane_and_audited_changes_keep_one_chain(b: Backend) 
                     let event = event.clone();
                     Box::pin(async move {
                         let at = Timestamp::from_unix_ms(1_000 + i64::from(i));
-                        let written = tx.record_check_in(device, None, None, at).await?;
+                        let write = CheckInWrite {
+                            id: device,
+                            facts: None,
+                            compliance: None,
+                            now: at,
+                        };
+                        let written = tx.record_check_ins(&[write]).await?.pop().flatten();
                         tx.audit(event, at);
                         Ok::<_, ward_controller::store::StoreError>(written.is_some())
                     })

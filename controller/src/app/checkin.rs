@@ -202,7 +202,7 @@ pub(super) struct Plan {
 }
 
 /// What the job wrote for one check-in.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(super) struct Written {
     /// Commands handed out, with the state each left.
     pub(super) delivered: Vec<(CommandState, Command)>,
@@ -334,18 +334,18 @@ impl Plan {
     }
 }
 
-/// Records `commands` as delivered (again), each at its device's check-in time (`now_of`),
+/// Records `commands` as delivered (again), each at its device's check-in time (`times`),
 /// with a compare-and-set and its audit entry; a command changed since it was read is read
 /// again once. Those the state machine does not let be delivered (finished, awaiting
-/// approval) are left out.
+/// approval) and those of a device not in `times` are left out.
 pub(super) async fn deliver(
     tx: &mut dyn Tx,
     mut commands: Vec<Command>,
-    now_of: &(dyn Fn(DeviceId) -> Timestamp + Sync),
+    times: &HashMap<DeviceId, Timestamp>,
 ) -> Result<Vec<(CommandState, Command)>, AppError> {
     let mut delivered = Vec::new();
     for attempt in 0..2 {
-        let (deliveries, expiries) = delivery_plan(&commands, now_of);
+        let (deliveries, expiries) = delivery_plan(&commands, times);
         let mut missed = Vec::new();
         for (changes, keep) in [(expiries, false), (deliveries, true)] {
             if changes.is_empty() {
@@ -359,7 +359,11 @@ pub(super) async fn deliver(
                     continue;
                 }
                 if next.state != was.state {
-                    tx.audit(transition_event(CONTROLLER, &next), now_of(next.device_id));
+                    // Planned only for the devices in `times` (delivery_plan).
+                    let now = times.get(&next.device_id).ok_or_else(|| {
+                        AppError::Internal("a command of no device in the batch changed".into())
+                    })?;
+                    tx.audit(transition_event(CONTROLLER, &next), *now);
                 }
                 if keep {
                     delivered.push((was.state, next));
@@ -395,12 +399,14 @@ type Transition = (CommandVersion, Command);
 /// delivered are left out.
 fn delivery_plan(
     commands: &[Command],
-    now_of: &(dyn Fn(DeviceId) -> Timestamp + Sync),
+    times: &HashMap<DeviceId, Timestamp>,
 ) -> (Vec<Transition>, Vec<Transition>) {
     use crate::core::command::TransitionError;
     let (mut deliveries, mut expiries) = (Vec::new(), Vec::new());
     for command in commands {
-        let now = now_of(command.device_id);
+        let Some(&now) = times.get(&command.device_id) else {
+            continue;
+        };
         match command.apply(&Event::Delivered, now) {
             Ok(next) => deliveries.push((command.version(), next)),
             Err(TransitionError::PastDeadline) => {

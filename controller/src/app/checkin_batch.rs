@@ -31,7 +31,7 @@ pub(super) type CheckInBatches = Lane<Arc<Plan>, Result<Written, AppError>>;
 /// As many batches at once as the writer has lanes to run them side by side (PostgreSQL;
 /// SQLite has one).
 pub(super) fn start(store: Arc<dyn Store>) -> CheckInBatches {
-    let concurrent = store.writer().lanes();
+    let concurrent = store.writer().lanes_for(Priority::Admitted).len();
     Lane::start_concurrent(
         "check-ins",
         MAX_BATCH,
@@ -91,20 +91,19 @@ async fn run(
             wipes,
         }));
     }
-    let Some(latest) = plans.iter().map(|plan| plan.now).max() else {
-        return Ok(outcomes);
-    };
     if !handed.is_empty() {
-        let at: HashMap<DeviceId, (usize, Timestamp)> = plans
+        // Each command is delivered at its device's check-in time and answers its device's
+        // check-in (a command read again is kept only while it is the same instruction, for
+        // the same device).
+        let times: HashMap<DeviceId, Timestamp> =
+            plans.iter().map(|plan| (plan.device, plan.now)).collect();
+        let index: HashMap<DeviceId, usize> = plans
             .iter()
             .enumerate()
-            .map(|(i, plan)| (plan.device, (i, plan.now)))
+            .map(|(i, plan)| (plan.device, i))
             .collect();
-        // Every command handed is one of the batch's devices' (a command read again is kept
-        // only while it is still the same instruction, for the same device).
-        let now_of = |device: DeviceId| at.get(&device).map_or(latest, |(_, now)| *now);
-        for (was, command) in deliver(tx, handed, &now_of).await? {
-            if let Some((i, _)) = at.get(&command.device_id)
+        for (was, command) in deliver(tx, handed, &times).await? {
+            if let Some(i) = index.get(&command.device_id)
                 && let Some(Ok(written)) = outcomes.get_mut(*i)
             {
                 written.delivered.push((was, command));
