@@ -9,6 +9,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod app_on_postgres;
 pub mod clock;
 pub mod console;
 pub mod fleet;

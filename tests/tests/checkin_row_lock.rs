@@ -5,35 +5,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
-
 use sqlx::{Connection, Executor};
-use ward_certs::{CertificateAuthority, PrivateKeyDer, VerifiedCsr, csr::make_csr};
-use ward_controller::app::{ActiveDevice, App, AppConfig, AppError, CheckInReport};
-use ward_controller::core::{Admin, AdminRole, DeviceFacts, SystemClock, Timestamp};
-use ward_controller::store::SqlStore;
+use ward_controller::app::{ActiveDevice, App, AppError, CheckInReport};
+use ward_e2e::app_on_postgres;
 use ward_e2e::postgres::fresh_database_async;
 
-fn admin() -> Admin {
-    Admin::new(
-        "root".parse().unwrap(),
-        AdminRole::Admin,
-        Timestamp::from_unix_ms(0),
-        "t",
-    )
-}
-
 async fn enroll(app: &App, user: &str) -> ActiveDevice {
-    let token = app
-        .create_token(&admin(), user.parse().unwrap(), None)
-        .await
-        .unwrap();
-    let key = PrivateKeyDer::generate().unwrap();
-    let csr = VerifiedCsr::from_der(&make_csr(&key, "laptop").unwrap()).unwrap();
-    let enrolled = app
-        .enroll(token.token, csr, DeviceFacts::default(), None)
-        .await
-        .unwrap();
+    let enrolled = app_on_postgres::enroll(app, user).await;
     ActiveDevice {
         id: enrolled.device_id,
         user: enrolled.user,
@@ -50,15 +28,7 @@ async fn enroll(app: &App, user: &str) -> ActiveDevice {
 )]
 async fn a_device_row_held_by_another_replica_refuses_only_that_device_of_a_batch() {
     let db = fresh_database_async().await;
-    let store = SqlStore::connect_postgres(&db.url).await.unwrap();
-    let ca =
-        Arc::new(CertificateAuthority::create("Ward CA", time::OffsetDateTime::now_utc()).unwrap());
-    let app = App::new(
-        Arc::new(store),
-        ca,
-        Arc::new(SystemClock),
-        AppConfig::with_public_url("https://x:1".into()),
-    );
+    let app = app_on_postgres::app(&db.url).await;
     let devices = [
         enroll(&app, "ann@hospital.org").await,
         enroll(&app, "bob@hospital.org").await,

@@ -10,12 +10,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor};
-use ward_certs::{CertificateAuthority, PrivateKeyDer, VerifiedCsr, csr::make_csr};
-use ward_controller::app::{App, AppConfig, AppError};
-use ward_controller::core::{
-    Admin, AdminRole, CommandId, DeviceFacts, DeviceId, SystemClock, Timestamp,
-};
-use ward_controller::store::SqlStore;
+use ward_certs::{PrivateKeyDer, VerifiedCsr, csr::make_csr};
+use ward_controller::app::{App, AppError};
+use ward_controller::core::{CommandId, DeviceId};
+use ward_e2e::app_on_postgres::{self, admin};
 use ward_e2e::postgres::fresh_database_async;
 
 /// An app on a fresh PostgreSQL database with one enrolled device: the app, the device, the
@@ -27,43 +25,9 @@ async fn enrolled() -> (
     ward_e2e::postgres::FreshDatabase,
 ) {
     let db = fresh_database_async().await;
-    let store = SqlStore::connect_postgres(&db.url).await.unwrap();
-    let ca =
-        Arc::new(CertificateAuthority::create("Ward CA", time::OffsetDateTime::now_utc()).unwrap());
-    let app = Arc::new(App::new(
-        Arc::new(store),
-        ca,
-        Arc::new(SystemClock),
-        AppConfig::with_public_url("https://x:1".into()),
-    ));
-    let token = app
-        .create_token(&admin(), "lee@hospital.org".parse().unwrap(), None)
-        .await
-        .unwrap();
-    let key = PrivateKeyDer::generate().unwrap();
-    let csr = VerifiedCsr::from_der(&make_csr(&key, "laptop").unwrap()).unwrap();
-    let enrolled = app
-        .enroll(
-            token.token,
-            csr,
-            DeviceFacts {
-                hostname: "laptop".into(),
-                ..DeviceFacts::default()
-            },
-            None,
-        )
-        .await
-        .unwrap();
+    let app = app_on_postgres::app(&db.url).await;
+    let enrolled = app_on_postgres::enroll(&app, "lee@hospital.org").await;
     (app, enrolled.device_id, enrolled.certificate.serial, db)
-}
-
-fn admin() -> Admin {
-    Admin::new(
-        "root".parse().unwrap(),
-        AdminRole::Admin,
-        Timestamp::from_unix_ms(0),
-        "t",
-    )
 }
 
 /// Renews `device` while another replica's transaction has run `statement` (bound to the

@@ -1,15 +1,12 @@
 //! Check-ins arriving together: one writer job for all of them, each with its own outcome.
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::checkin_tests::{failing_firewall, wipe_failing_firewalls};
 use super::test_fixture::{admin, command_key, enroll, facts, fixture, jobs};
-use super::{AppError, CheckInReport, ComplianceReport};
+use super::{AppError, CheckInReport};
 use crate::core::refs::DeviceRef;
-use crate::core::{
-    Check, CheckStatus, CommandKind, CommandState, ComplianceCheck, EnforcementAction,
-    PolicyChanges,
-};
+use crate::core::{CommandKind, CommandState};
 use crate::store::{AuditFilter, Store};
 
 fn report(hostname: &str) -> CheckInReport {
@@ -79,32 +76,8 @@ async fn check_ins_arriving_together_are_one_writer_job_each_answered_with_its_o
 #[tokio::test]
 async fn a_check_in_that_fails_in_a_batch_fails_alone_and_changes_nothing() {
     let f = fixture();
-    let revision = f
-        .app
-        .set_policy(
-            &admin(),
-            None,
-            &PolicyChanges {
-                require_firewall: Some(true),
-                check_actions: BTreeMap::from([(Check::Firewall, EnforcementAction::Wipe)]),
-                wipe_grace_seconds: Some(3600),
-                ..PolicyChanges::default()
-            },
-        )
-        .await
-        .unwrap()
-        .revision;
-    let failing = CheckInReport {
-        compliance: Some(ComplianceReport {
-            checks: vec![ComplianceCheck {
-                name: Check::Firewall.as_str().into(),
-                status: CheckStatus::Fail,
-                detail: "nftables has no rules".into(),
-            }],
-            policy_revision: revision,
-        }),
-        ..report("ann-laptop")
-    };
+    let revision = wipe_failing_firewalls(&f.app).await;
+    let failing = failing_firewall(revision);
     let (ann, _) = enroll(&f.app, "ann@hospital.example").await;
     let (bob, _) = enroll(&f.app, "bob@hospital.example").await;
     let (gone, _) = enroll(&f.app, "gone@hospital.example").await;

@@ -15,7 +15,7 @@ use crate::core::{
 use crate::store::{Announcement, AuditFilter, Store};
 
 /// A firewall that fails, with a wipe after an hour's grace.
-async fn wipe_failing_firewalls(app: &App) -> u64 {
+pub(super) async fn wipe_failing_firewalls(app: &App) -> u64 {
     let policy = app
         .set_policy(
             &admin(),
@@ -32,7 +32,7 @@ async fn wipe_failing_firewalls(app: &App) -> u64 {
     policy.revision
 }
 
-fn failing_firewall(revision: u64) -> CheckInReport {
+pub(super) fn failing_firewall(revision: u64) -> CheckInReport {
     CheckInReport {
         facts: Some(facts("laptop-2")),
         inventory: Some(crate::core::Inventory {
