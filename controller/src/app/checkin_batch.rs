@@ -8,9 +8,10 @@
 //!
 //! Each check-in keeps its own outcome: a device that is no longer active is refused while
 //! the rest commit; a check-in whose write fails (a compliance wipe that cannot be stored, a
-//! device row another replica holds locked past the lane's patience) makes the batch run
-//! again with each check-in alone, all of them at once in the writer's group commit, so it
-//! fails alone and changes nothing.
+//! device row another replica holds locked past the lane's patience, a row edited into one
+//! that cannot be read) makes the batch run again in halves until that check-in is alone, so
+//! it fails alone and changes nothing, and its neighbours cost a few batches more, not a job
+//! each.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -36,7 +37,7 @@ pub(super) fn start(store: Arc<dyn Store>) -> CheckInBatches {
         "check-ins",
         MAX_BATCH,
         concurrent,
-        OnFailure::RetryEachAlone,
+        OnFailure::SplitUntilAlone,
         move |batch: Arc<[Arc<Plan>]>| {
             let store = Arc::clone(&store);
             async move {

@@ -75,7 +75,7 @@ pub(super) fn start_finishes(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Fi
     Lane::start(
         "command finishes",
         MAX_BATCH,
-        OnFailure::RetryEachAlone,
+        OnFailure::SplitUntilAlone,
         move |batch: Arc<[Finishing]>| {
             let store = Arc::clone(&store);
             let now = clock.now();

@@ -1,7 +1,7 @@
 //! Requests from many callers, run together: a task takes every request waiting when a batch
 //! may start (up to a bound) and runs them as one batch, then answers each caller with its own
-//! outcome; a batch that fails as a whole fails every caller, or runs each request again alone
-//! ([`OnFailure`]). With the store's writer behind it, a thousand callers that arrive at once
+//! outcome; a batch that fails as a whole fails every caller, or runs again in halves until a
+//! failing request is alone ([`OnFailure`]). With the store's writer behind it, a thousand callers that arrive at once
 //! cost one job and a few many-row statements instead of a thousand jobs. A lane runs one
 //! batch at a time, or a few at once where the writer has lanes to run them side by side
 //! ([`Lane::start_concurrent`]).
@@ -12,15 +12,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
+use futures::future::BoxFuture;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::AppError;
 
 type Pending<R, O> = (R, oneshot::Sender<Result<O, AppError>>);
-
-/// How many requests of a failed batch run again alone at once.
-const RETRIES_AT_ONCE: usize = 64;
 
 /// A queue of `R`s answered with `O`s, run in batches by one task.
 pub(super) struct Lane<R, O> {
@@ -59,9 +56,10 @@ impl<R, O> fmt::Debug for Lane<R, O> {
 pub(super) enum OnFailure {
     /// Every caller in the batch gets the error (it is the store's, not any one request's).
     FailAll,
-    /// Each request of a batch of more than one runs again in a batch of its own, so a
-    /// request that cannot succeed fails alone and its neighbours go ahead.
-    RetryEachAlone,
+    /// The batch runs again in two halves, and a half that fails again in two halves, until
+    /// a request that cannot succeed fails alone and its neighbours go ahead: one failing
+    /// request in a batch of a thousand costs about twenty batches, not a thousand.
+    SplitUntilAlone,
 }
 
 impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
@@ -174,7 +172,7 @@ async fn answer<R, O, F, Fut>(
 ) where
     R: Clone + Send + Sync + 'static,
     O: Send + 'static,
-    F: Fn(Arc<[R]>) -> Fut,
+    F: Fn(Arc<[R]>) -> Fut + Sync,
     Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
 {
     tracing::debug!(lane = name, requests = batch.len(), "batch");
@@ -189,28 +187,11 @@ async fn answer<R, O, F, Fut>(
                 let _ = answer.send(Ok(outcome));
             }
         }
-        Err(e) if on_failure == OnFailure::RetryEachAlone && asked.len() > 1 => {
-            tracing::warn!(lane = name, requests = asked.len(), error = %e, "batch failed; each request runs again alone");
-            let alone: Vec<R> = asked.iter().cloned().collect();
+        Err(e) if on_failure == OnFailure::SplitUntilAlone && asked.len() > 1 => {
+            tracing::warn!(lane = name, requests = asked.len(), error = %e, "batch failed; it runs again in halves");
+            let requests: Vec<R> = asked.iter().cloned().collect();
             drop(asked);
-            // A few dozen at once: behind a lane over the store's writer they share its group
-            // commit, which runs a failing one alone once and commits the rest, instead of a
-            // commit for each request in turn (a failure at the commit itself, an fsync or a
-            // serialization failure, still fails every request of that commit); a lane of
-            // reads takes no more of the read pool than that.
-            let each = alone.into_iter().zip(answers).map(|(request, answer)| {
-                let alone: Arc<[R]> = Arc::from(vec![request]);
-                async move {
-                    let outcome = run_batch(name, run, alone)
-                        .await
-                        .and_then(|mut one| one.pop().ok_or_else(|| unanswered(name)));
-                    let _ = answer.send(outcome);
-                }
-            });
-            futures::stream::iter(each)
-                .buffer_unordered(RETRIES_AT_ONCE)
-                .for_each(|()| async {})
-                .await;
+            halves(name, run, requests, answers).await;
         }
         Err(e) => {
             drop(asked);
@@ -228,6 +209,69 @@ async fn answer<R, O, F, Fut>(
     if requests == max_batch || load.queued.load(Ordering::Relaxed) > 0 {
         load.observe(requests, started.elapsed(), concurrent);
     }
+}
+
+/// `requests` of a failed batch, run again as two halves side by side.
+fn halves<'a, R, O, F, Fut>(
+    name: &'static str,
+    run: &'a F,
+    mut requests: Vec<R>,
+    mut answers: Vec<oneshot::Sender<Result<O, AppError>>>,
+) -> BoxFuture<'a, ()>
+where
+    R: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+    F: Fn(Arc<[R]>) -> Fut + Sync,
+    Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+{
+    Box::pin(async move {
+        let later = requests.split_off(requests.len() / 2);
+        let later_answers = answers.split_off(answers.len() / 2);
+        futures::join!(
+            half(name, run, requests, answers),
+            half(name, run, later, later_answers)
+        );
+    })
+}
+
+/// One half of a failed batch: answered if it succeeds; split again if it fails, until the
+/// request that fails is alone and gets its own error. Each caller hears once its request is
+/// dropped, as in [`answer`].
+fn half<'a, R, O, F, Fut>(
+    name: &'static str,
+    run: &'a F,
+    requests: Vec<R>,
+    answers: Vec<oneshot::Sender<Result<O, AppError>>>,
+) -> BoxFuture<'a, ()>
+where
+    R: Clone + Send + Sync + 'static,
+    O: Send + 'static,
+    F: Fn(Arc<[R]>) -> Fut + Sync,
+    Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+{
+    Box::pin(async move {
+        let batch: Arc<[R]> = requests.into();
+        match run_batch(name, run, Arc::clone(&batch)).await {
+            Ok(outcomes) => {
+                drop(batch);
+                for (answer, outcome) in answers.into_iter().zip(outcomes) {
+                    let _ = answer.send(Ok(outcome));
+                }
+            }
+            Err(e) if batch.len() > 1 => {
+                let requests: Vec<R> = batch.iter().cloned().collect();
+                drop(batch);
+                tracing::debug!(lane = name, requests = requests.len(), error = %e, "a half failed; it runs again in halves");
+                halves(name, run, requests, answers).await;
+            }
+            Err(e) => {
+                drop(batch);
+                for answer in answers {
+                    let _ = answer.send(Err(e.clone()));
+                }
+            }
+        }
+    })
 }
 
 impl Load {
@@ -273,10 +317,6 @@ where
     }
 }
 
-fn unanswered(name: &str) -> AppError {
-    AppError::Internal(format!("the {name} batch left a request unanswered"))
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -313,7 +353,7 @@ mod tests {
         let lane: Lane<Arc<u32>, u32> = Lane::start(
             "test",
             2,
-            OnFailure::RetryEachAlone,
+            OnFailure::SplitUntilAlone,
             |batch: Arc<[Arc<u32>]>| async move {
                 if batch.len() > 1 && batch.iter().any(|n| **n == 13) {
                     return Err(super::AppError::Internal("unlucky".into()));

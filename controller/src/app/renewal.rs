@@ -470,7 +470,7 @@ pub(super) fn start_key_reads(store: Arc<dyn Store>) -> KeyReads {
     Lane::start(
         "device key reads",
         MAX_KEY_READS,
-        OnFailure::RetryEachAlone,
+        OnFailure::SplitUntilAlone,
         move |devices: Arc<[DeviceId]>| {
             let store = Arc::clone(&store);
             async move {

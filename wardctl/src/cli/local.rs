@@ -104,10 +104,11 @@ pub(super) struct ServeArgs {
     /// Group commit: the most changes in one transaction (1 to 10000)
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = super::NumberArg::<usize>::new(1, 10_000), allow_negative_numbers = true)]
     write_batch_max: usize,
-    #[arg(long, default_value = "5s", value_parser = DurationArg(SHED_CHECK_INS_AFTER), allow_hyphen_values = true, value_name = "DURATION", help = SHED_CHECK_INS_AFTER.help("Check-ins are answered UNAVAILABLE (agents retry later with jitter) while the store's writer has more queued than it commits in this time; admin calls, acknowledgements and results are never refused for load"))]
+    #[arg(long, default_value = "5s", value_parser = DurationArg(SHED_CHECK_INS_AFTER), allow_hyphen_values = true, value_name = "DURATION", help = SHED_CHECK_INS_AFTER.help("Check-ins are answered UNAVAILABLE (agents retry later with jitter) when one would wait longer than this for its batch to start; admin calls, acknowledgements and results are never refused for load"))]
     shed_check_ins_after: Duration,
     /// PostgreSQL only: how many connections write at once (1 to 16; default 4). The first
-    /// runs admin calls and command results, check-ins spread over all; more help while the
+    /// runs admin calls and command results, batches of check-ins the others (all of them
+    /// with one connection); more help while the
     /// database's round trips are the wait, fewer when the machine's CPU is (smaller batches
     /// cost more per change). SQLite has one write lock, so one
     #[arg(long, value_name = "N", value_parser = super::NumberArg::<usize>::new(1, 16), allow_negative_numbers = true)]
