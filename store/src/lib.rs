@@ -40,7 +40,7 @@ use ward_core::{
     PolicyScope, Timestamp, TokenHash, TokenRecord, TokenStatus, UserEmail,
 };
 
-use self::tx::Tx;
+use self::tx::{TokenClaim, Tx};
 use self::writer::Priority::{High, Sheddable};
 pub use self::writer::{BatchSettings, Priority, Writer};
 
@@ -469,7 +469,13 @@ pub trait Store: Send + Sync + 'static {
         tx::write(self.writer(), High, move |tx| {
             let device = device.clone();
             Box::pin(async move {
-                Ok(match tx.redeem_token(&hash, now, &device).await? {
+                let claim = TokenClaim {
+                    hash: &hash,
+                    device: &device,
+                    now,
+                };
+                let user = tx.redeem_tokens(&[claim]).await?.pop().flatten();
+                Ok(match user {
                     Some(user) => Redemption::Enrolled { user },
                     None => match tx.token(&hash).await? {
                         None => Redemption::Unknown,

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 use ward_certs::AdminName;
 
-use super::tx::{CheckInWrite, Tx};
+use super::tx::{CheckInWrite, TokenClaim, Tx};
 use super::writer::{BatchSettings, Engine, Writer};
 use super::{AuditFilter, HeadKey, HeadSigner, HeadVerifier, PostureField, Store, StoreError};
 use ward_core::admins::{AdminRequest, AdminRevocation, RevokeOutcome};
@@ -373,6 +373,65 @@ impl MemoryEngine {
             .as_mut()
             .ok_or_else(|| StoreError::Database("no transaction is open".into()))
     }
+
+    /// One claim of [`Tx::redeem_tokens`].
+    fn redeem(
+        &mut self,
+        hash: &TokenHash,
+        now: Timestamp,
+        device: &NewDevice,
+    ) -> Result<Option<UserEmail>, StoreError> {
+        let state = self.state()?;
+        let Some(token) = state.tokens.get_mut(&hash.0) else {
+            return Ok(None);
+        };
+        if token.used_at.is_some() || token.withdrawn_at.is_some() || token.expires_at <= now {
+            return Ok(None);
+        }
+        if state.devices.contains_key(&device.id)
+            || state.certificates.contains_key(&device.certificate.serial)
+        {
+            return Err(StoreError::AlreadyExists(format!("device {}", device.id)));
+        }
+        token.used_at = Some(now);
+        token.device_id = Some(device.id);
+        let user = token.user.clone();
+        state.devices.insert(
+            device.id,
+            DeviceRow {
+                device: Device {
+                    id: device.id,
+                    user: user.clone(),
+                    state: DeviceState::Active,
+                    facts: device.facts.clone(),
+                    enrolled_at: now,
+                    last_seen: None,
+                    certificate_serial: device.certificate.serial.clone(),
+                    certificate_expires_at: device.certificate.not_after,
+                    public_key_der: Some(device.public_key_der.clone()),
+                    compliance: None,
+                    offline_wipe: None,
+                    inventory: None,
+                    disabled: None,
+                    enforcement: Vec::new(),
+                    renewal_conflict: None,
+                    trusted_cas: Vec::new(),
+                },
+                posture: HashMap::new(),
+            },
+        );
+        state.certificates.insert(
+            device.certificate.serial.clone(),
+            device.certificate.clone(),
+        );
+        state.insert_key(
+            device.id,
+            &device.certificate,
+            &device.public_key_der,
+            Some(now),
+        )?;
+        Ok(Some(user))
+    }
 }
 
 #[async_trait]
@@ -490,62 +549,16 @@ impl Tx for MemoryEngine {
         Ok(())
     }
 
-    async fn redeem_token(
+    async fn redeem_tokens(
         &mut self,
-        hash: &TokenHash,
-        now: Timestamp,
-        device: &NewDevice,
-    ) -> Result<Option<UserEmail>, StoreError> {
-        let state = self.state()?;
-        let Some(token) = state.tokens.get_mut(&hash.0) else {
-            return Ok(None);
-        };
-        if token.used_at.is_some() || token.withdrawn_at.is_some() || token.expires_at <= now {
-            return Ok(None);
-        }
-        if state.devices.contains_key(&device.id)
-            || state.certificates.contains_key(&device.certificate.serial)
-        {
-            return Err(StoreError::AlreadyExists(format!("device {}", device.id)));
-        }
-        token.used_at = Some(now);
-        token.device_id = Some(device.id);
-        let user = token.user.clone();
-        state.devices.insert(
-            device.id,
-            DeviceRow {
-                device: Device {
-                    id: device.id,
-                    user: user.clone(),
-                    state: DeviceState::Active,
-                    facts: device.facts.clone(),
-                    enrolled_at: now,
-                    last_seen: None,
-                    certificate_serial: device.certificate.serial.clone(),
-                    certificate_expires_at: device.certificate.not_after,
-                    public_key_der: Some(device.public_key_der.clone()),
-                    compliance: None,
-                    offline_wipe: None,
-                    inventory: None,
-                    disabled: None,
-                    enforcement: Vec::new(),
-                    renewal_conflict: None,
-                    trusted_cas: Vec::new(),
-                },
-                posture: HashMap::new(),
-            },
-        );
-        state.certificates.insert(
-            device.certificate.serial.clone(),
-            device.certificate.clone(),
-        );
-        state.insert_key(
-            device.id,
-            &device.certificate,
-            &device.public_key_der,
-            Some(now),
-        )?;
-        Ok(Some(user))
+        claims: &[TokenClaim<'_>],
+    ) -> Result<Vec<Option<UserEmail>>, StoreError> {
+        self.fault("redeem_tokens")?;
+        // In turn: a token's second claim finds it used.
+        claims
+            .iter()
+            .map(|claim| self.redeem(claim.hash, claim.now, claim.device))
+            .collect()
     }
 
     async fn expire_token(&mut self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError> {

@@ -55,6 +55,17 @@ impl CheckInWrite<'_> {
     }
 }
 
+/// One enrollment's claim of its token, as [`Tx::redeem_tokens`] writes it.
+#[derive(Clone, Copy, Debug)]
+pub struct TokenClaim<'a> {
+    pub hash: &'a TokenHash,
+    /// The device to record for the token's user.
+    pub device: &'a NewDevice,
+    /// The time of the claim: the token must be unexpired then, and the device is enrolled
+    /// then.
+    pub now: Timestamp,
+}
+
 /// What a job may read and change. Reads see the writes of the jobs before it in the batch.
 #[async_trait]
 pub trait Tx: Send {
@@ -99,14 +110,15 @@ pub trait Tx: Send {
 
     // ----- writes -----------------------------------------------------------------------
     async fn insert_token(&mut self, token: &TokenRecord) -> Result<(), StoreError>;
-    /// Claims the token if it exists, is unused and unexpired at `now`, and records the
-    /// device for its user; the user, or `None` when the token cannot be claimed.
-    async fn redeem_token(
+    /// For each claim, in order: claims its token if the token exists, is unused, not
+    /// withdrawn and unexpired at the claim's time, and records the claim's device (with its
+    /// certificate and key) for the token's user; the user, or `None` when the token cannot
+    /// be claimed (nothing is written for that claim). A token named by two claims is
+    /// claimed by the first only. In as few statements as the store can.
+    async fn redeem_tokens(
         &mut self,
-        hash: &TokenHash,
-        now: Timestamp,
-        device: &NewDevice,
-    ) -> Result<Option<UserEmail>, StoreError>;
+        claims: &[TokenClaim<'_>],
+    ) -> Result<Vec<Option<UserEmail>>, StoreError>;
     /// Makes one token expire now if it is still usable; false if not.
     async fn expire_token(&mut self, hash: &TokenHash, now: Timestamp) -> Result<bool, StoreError>;
     /// Makes the user's unused, unexpired tokens expire now; how many.

@@ -10,6 +10,7 @@ use ward_controller::core::{
     CertificateRecord, Compliance, DeviceFacts, DeviceId, NewDevice, Timestamp, TokenHash,
     TokenRecord, UserEmail,
 };
+use ward_controller::store::tx::TokenClaim;
 use ward_controller::store::{Priority, Store, StoreError};
 
 /// Devices a job records: a few jobs, not one per device, and not one huge transaction.
@@ -54,6 +55,7 @@ pub async fn seed_devices(
             .write(Priority::High, move |tx| {
                 let (chunk, user) = (chunk.clone(), user.clone());
                 Box::pin(async move {
+                    let mut hashes = Vec::with_capacity(chunk.len());
                     for device in &chunk {
                         let mut bytes = [0u8; 32];
                         bytes[..16].copy_from_slice(device.id.0.as_bytes());
@@ -69,9 +71,18 @@ pub async fn seed_devices(
                             withdrawn_at: None,
                         })
                         .await?;
-                        let redeemed = tx.redeem_token(&hash, now, device).await?;
-                        assert!(redeemed.is_some(), "the seed token is claimed");
+                        hashes.push(hash);
                     }
+                    let claims: Vec<TokenClaim<'_>> = hashes
+                        .iter()
+                        .zip(&chunk)
+                        .map(|(hash, device)| TokenClaim { hash, device, now })
+                        .collect();
+                    let redeemed = tx.redeem_tokens(&claims).await?;
+                    assert!(
+                        redeemed.iter().all(Option::is_some),
+                        "the seed tokens are claimed"
+                    );
                     Ok::<_, StoreError>(())
                 })
             })

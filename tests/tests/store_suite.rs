@@ -13,7 +13,7 @@ use ward_controller::core::{
     DeviceId, DeviceState, Event, NewDevice, Policy, PolicyBody, PolicyChanges, PolicyScope,
     Timestamp, TokenHash, TokenRecord, WipeScope,
 };
-use ward_controller::store::tx::CheckInWrite;
+use ward_controller::store::tx::{CheckInWrite, TokenClaim};
 use ward_controller::store::{AuditFilter, MemoryStore, Redemption, SqlStore, Store};
 use ward_e2e::postgres::{FreshDatabase, fresh_database_async};
 
@@ -143,6 +143,7 @@ macro_rules! on_every_backend {
 
 on_every_backend!(
     a_token_is_redeemed_exactly_once_under_concurrency,
+    many_tokens_are_redeemed_in_one_job_each_claim_with_its_own_outcome,
     commands_are_idempotent_and_change_only_by_compare_and_set,
     concurrent_audit_appends_form_one_linear_chain,
     policies_get_increasing_revisions_and_revocation_is_recorded,
@@ -523,6 +524,179 @@ async fn a_token_is_redeemed_exactly_once_under_concurrency(b: Backend) {
         .await
         .unwrap();
     assert_eq!(r, Redemption::Unknown, "{}", b.name);
+}
+
+/// An enrollment batch's claims in one job ([`Tx::redeem_tokens`]), past one statement's
+/// rows: each usable token enrolls its claim's device (with its certificate and key in use
+/// from the claim's time), and every other claim gets `None` and writes nothing: a token
+/// expired at its claim's time, one already used, one withdrawn, one nobody made, and a
+/// token claimed a second time in the same call (the first claim takes it, also when the
+/// two are in different statements).
+async fn many_tokens_are_redeemed_in_one_job_each_claim_with_its_own_outcome(b: Backend) {
+    use ward_controller::store::Priority;
+    const USABLE: usize = 600;
+    let hash = |i: usize| {
+        let mut h = [0_u8; 32];
+        h[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        h[31] = 0xee;
+        TokenHash(h)
+    };
+    let tokens: Vec<TokenRecord> = (0..USABLE + 3)
+        .map(|i| TokenRecord {
+            hash: hash(i),
+            // USABLE: expired before the claims' time.
+            expires_at: Timestamp::from_unix_ms(if i == USABLE { 50 } else { 1_000 }),
+            ..token(0, 0)
+        })
+        .collect();
+    b.store
+        .write(Priority::High, move |tx| {
+            let tokens = tokens.clone();
+            Box::pin(async move {
+                for t in &tokens {
+                    tx.insert_token(t).await?;
+                }
+                // USABLE + 1: withdrawn at 20 (an offboarding), claimed below with a clock
+                // that says 10, before its withdrawal and its end.
+                assert!(
+                    tx.expire_token(&hash(USABLE + 1), Timestamp::from_unix_ms(20))
+                        .await?
+                );
+                Ok::<_, ward_controller::store::StoreError>(())
+            })
+        })
+        .await
+        .unwrap();
+    // USABLE + 2: used by an earlier enrollment.
+    let earlier = DeviceId::new_random();
+    assert!(matches!(
+        b.store
+            .redeem_token(
+                &hash(USABLE + 2),
+                Timestamp::from_unix_ms(10),
+                &device(earlier)
+            )
+            .await
+            .unwrap(),
+        Redemption::Enrolled { .. }
+    ));
+
+    // Claims: every usable token, the three unusable ones, an unknown one, and the first
+    // token again, last (another statement than its first claim).
+    let mut hashes: Vec<TokenHash> = (0..USABLE + 3).map(hash).collect();
+    hashes.push(hash(USABLE + 3));
+    hashes.push(hash(0));
+    let devices: Vec<NewDevice> = hashes
+        .iter()
+        .map(|_| device(DeviceId::new_random()))
+        .collect();
+    let (now, early) = (Timestamp::from_unix_ms(100), Timestamp::from_unix_ms(10));
+    let (claims_hashes, claims_devices) = (hashes.clone(), devices.clone());
+    let users = b
+        .store
+        .write(Priority::High, move |tx| {
+            let (hashes, devices) = (claims_hashes.clone(), claims_devices.clone());
+            Box::pin(async move {
+                let claims: Vec<TokenClaim<'_>> = hashes
+                    .iter()
+                    .zip(&devices)
+                    .enumerate()
+                    .map(|(i, (hash, device))| TokenClaim {
+                        hash,
+                        device,
+                        now: if i == USABLE + 1 { early } else { now },
+                    })
+                    .collect();
+                tx.redeem_tokens(&claims).await
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(users.len(), hashes.len(), "{}", b.name);
+    let user: ward_controller::core::UserEmail = "a@h.org".parse().unwrap();
+    for (i, got) in users.iter().enumerate() {
+        let expected = (i < USABLE).then(|| user.clone());
+        assert_eq!(got, &expected, "{}: claim {i}", b.name);
+    }
+
+    let mut stored: Vec<DeviceId> = b
+        .store
+        .list_devices(None)
+        .await
+        .unwrap()
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    stored.sort_unstable();
+    let mut expected: Vec<DeviceId> = devices[..USABLE].iter().map(|d| d.id).collect();
+    expected.push(earlier);
+    expected.sort_unstable();
+    assert_eq!(
+        stored, expected,
+        "{}: only the claims that took a token",
+        b.name
+    );
+    for (i, d) in devices.iter().enumerate().take(USABLE).step_by(97) {
+        let token = b.store.find_token(&hash(i)).await.unwrap().unwrap();
+        assert_eq!(token.device_id, Some(d.id), "{}", b.name);
+        assert_eq!(token.used_at, Some(now), "{}", b.name);
+        let stored = b.store.get_device(d.id).await.unwrap().unwrap();
+        assert_eq!(stored.enrolled_at, now, "{}", b.name);
+        assert_eq!(
+            stored.certificate_serial, d.certificate.serial,
+            "{}",
+            b.name
+        );
+        let keys = b.store.device_keys(d.id).await.unwrap();
+        assert_eq!(keys.len(), 1, "{}", b.name);
+        assert_eq!(keys[0].serial, d.certificate.serial, "{}", b.name);
+        assert_eq!(keys[0].in_use_at, Some(now), "{}", b.name);
+        assert!(
+            b.store
+                .get_certificate(&d.certificate.serial)
+                .await
+                .unwrap()
+                .is_some(),
+            "{}",
+            b.name
+        );
+    }
+    // The unusable tokens are as they were.
+    let expired = b.store.find_token(&hash(USABLE)).await.unwrap().unwrap();
+    assert_eq!(
+        (expired.used_at, expired.device_id),
+        (None, None),
+        "{}",
+        b.name
+    );
+    let withdrawn = b
+        .store
+        .find_token(&hash(USABLE + 1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (withdrawn.used_at, withdrawn.device_id),
+        (None, None),
+        "{}",
+        b.name
+    );
+    let used = b
+        .store
+        .find_token(&hash(USABLE + 2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(used.device_id, Some(earlier), "{}", b.name);
+    assert!(
+        b.store
+            .find_token(&hash(USABLE + 3))
+            .await
+            .unwrap()
+            .is_none(),
+        "{}",
+        b.name
+    );
 }
 
 /// What `device list` reads to show that a device's messaging data was wiped: the wipes and

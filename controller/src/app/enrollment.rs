@@ -2,19 +2,18 @@
 //! certificate issued for the key it made). Listing and withdrawing unused tokens is
 //! `tokens.rs`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tracing::{info, warn};
+use tracing::info;
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
+use super::enrollment_batch::{Claim, Claimed};
 use super::{App, AppError, audit, certificate_record};
-use crate::core::audit::AuditEvent;
 use crate::core::token::{TOKEN_MAX_TTL, TOKEN_MIN_TTL};
 use crate::core::{
-    Admin, DeviceFacts, DeviceId, EnrollmentToken, NewDevice, TokenHash, TokenRecord, TokenStatus,
-    UserEmail,
+    Admin, DeviceFacts, DeviceId, EnrollmentToken, NewDevice, TokenRecord, TokenStatus, UserEmail,
 };
-use crate::store::{Priority, Redemption, StoreError};
 
 /// The result of a successful enrollment.
 #[derive(Debug)]
@@ -85,6 +84,13 @@ impl App {
     /// Enrolls a device with a one-time token. A refused token (unknown, used, expired or
     /// withdrawn) is audited with a prefix of its hash, never the token, and the client's
     /// address (bounded per address and minute): a reused token is a sign of a leak.
+    ///
+    /// The token is looked at only where it is claimed, in the redemption's writer job: the
+    /// certificate is issued first, and a refused token's is dropped. A first look before
+    /// issuing would spare that signature to a caller with a bad token, at the cost of a read
+    /// (on PostgreSQL two round trips) for every enrollment; the caller has already made this
+    /// controller complete a TLS handshake and check its CSR's signature, which cost more,
+    /// and its address is held to the enrollment rate limit.
     pub async fn enroll(
         &self,
         token: EnrollmentToken,
@@ -100,24 +106,6 @@ impl App {
             .map_err(|e| AppError::InvalidArgument(e.to_string()))?;
         let hash = token.hash();
         let now = self.now();
-
-        // A first look gives a precise refusal before any signing work.
-        let Some(record) = self.store.find_token(&hash).await? else {
-            self.audit_enrollment_refusal(&hash, None, None, client)
-                .await?;
-            return Err(unknown_token());
-        };
-        if let Err(refused) = check_token_status(record.status(now)) {
-            self.audit_enrollment_refusal(
-                &hash,
-                Some(&record.user),
-                Some(record.status(now)),
-                client,
-            )
-            .await?;
-            return Err(refused);
-        }
-
         let device_id = DeviceId::new_random();
         let identity = Identity::Device(device_id.0);
         let certificate = self
@@ -129,7 +117,7 @@ impl App {
                 self.config.device_cert_lifetime,
             )
             .map_err(|e| AppError::Internal(e.to_string()))?;
-        let new_device = NewDevice {
+        let device = NewDevice {
             id: device_id,
             facts,
             public_key_der: csr.public_key_der().to_vec(),
@@ -137,8 +125,13 @@ impl App {
         };
         // The time of the claim itself: issuing took a moment, and a token that expired or was
         // withdrawn meanwhile must not be redeemed with the earlier time.
-        match self.redeem(hash, &new_device).await? {
-            Redemption::Enrolled { user } => {
+        let claim = Claim {
+            hash,
+            device,
+            now: self.now(),
+        };
+        match self.redemptions.run(Arc::new(claim)).await? {
+            Claimed::Enrolled(user) => {
                 info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
                 self.metrics.enrollments.inc();
                 Ok(Enrolled {
@@ -147,14 +140,13 @@ impl App {
                     certificate,
                 })
             }
-            Redemption::Unknown => {
+            Claimed::Unknown => {
                 self.audit_enrollment_refusal(&hash, None, None, client)
                     .await?;
                 Err(unknown_token())
             }
-            Redemption::Refused(status) => {
-                warn!(token = ?hash, ?status, "enrollment refused");
-                self.audit_enrollment_refusal(&hash, Some(&record.user), Some(status), client)
+            Claimed::Refused { user, status } => {
+                self.audit_enrollment_refusal(&hash, Some(&user), Some(status), client)
                     .await?;
                 check_token_status(status)?;
                 Err(AppError::FailedPrecondition(
@@ -162,46 +154,6 @@ impl App {
                 ))
             }
         }
-    }
-}
-
-impl App {
-    /// Claims the token and records the device with its audit entry, in one job of the
-    /// store's writer: they commit together or not at all. Nothing of an enrollment follows
-    /// the commit on this replica, so a client hanging up once it has committed (its call
-    /// run in its connection's task when the places of calls without a certificate are
-    /// taken) leaves nothing undone.
-    async fn redeem(&self, hash: TokenHash, device: &NewDevice) -> Result<Redemption, AppError> {
-        let (device, now) = (device.clone(), self.now());
-        let redemption = self
-            .store
-            .write(Priority::High, move |tx| {
-                let device = device.clone();
-                Box::pin(async move {
-                    let Some(user) = tx.redeem_token(&hash, now, &device).await? else {
-                        return Ok::<_, StoreError>(match tx.token(&hash).await? {
-                            None => Redemption::Unknown,
-                            Some(token) => Redemption::Refused(token.status(now)),
-                        });
-                    };
-                    tx.audit(
-                        AuditEvent {
-                            actor: audit::ENROLLMENT.to_owned(),
-                            action: "device.enroll".into(),
-                            target: device.id.to_string(),
-                            details: serde_json::json!({
-                                "user": user.as_str(),
-                                "token": hash.id(),
-                                "certificate_serial": device.certificate.serial,
-                            }),
-                        },
-                        now,
-                    );
-                    Ok(Redemption::Enrolled { user })
-                })
-            })
-            .await?;
-        Ok(redemption)
     }
 }
 

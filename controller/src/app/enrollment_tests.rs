@@ -1,6 +1,6 @@
 //! Enrollment's record and its audit entry, written together.
 
-use super::test_fixture::{admin, email, facts, fixture};
+use super::test_fixture::{admin, email, facts, fixture, jobs};
 use crate::core::{EnrollmentToken, TokenStatus};
 use crate::store::Store;
 
@@ -58,4 +58,111 @@ async fn an_enrollment_whose_audit_entry_is_not_written_enrolls_nothing() {
             .any(|e| e.action == "device.enroll" && e.target == enrolled.device_id.to_string()),
         "the enrollment is not in the audit log"
     );
+}
+
+/// A token, made for `user`, as its secret.
+async fn token_for(f: &super::test_fixture::Fixture, user: &str) -> String {
+    let created = f
+        .app
+        .create_token(&admin(), email(user), None)
+        .await
+        .unwrap();
+    created.token.expose().to_owned()
+}
+
+/// Three devices enrolling at once are one job of the writer (before, a job each): their
+/// tokens are claimed, their devices recorded and their entries audited together.
+#[tokio::test]
+async fn enrollments_arriving_together_are_one_writer_job() {
+    let f = fixture();
+    let mut secrets = Vec::new();
+    for user in ["ann@hospital.example", "bob@hospital.example", ALICE] {
+        secrets.push(token_for(&f, user).await);
+    }
+    let before = jobs(&f.store);
+    // Polled together: each queues its claim before the batch's task runs.
+    let enrolled = futures::future::join_all(secrets.iter().map(|secret| {
+        f.app
+            .enroll(secret.parse().unwrap(), csr(), facts("laptop"), None)
+    }))
+    .await;
+    assert_eq!(jobs(&f.store) - before, 1, "one writer job for the three");
+    let users: Vec<String> = enrolled
+        .into_iter()
+        .map(|e| e.unwrap().user.to_string())
+        .collect();
+    assert_eq!(
+        users,
+        ["ann@hospital.example", "bob@hospital.example", ALICE]
+    );
+    assert_eq!(f.store.list_devices(None).await.unwrap().len(), 3);
+    let entries = f
+        .store
+        .list_audit(&crate::store::AuditFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        entries
+            .iter()
+            .filter(|e| e.action == "device.enroll")
+            .count(),
+        3
+    );
+}
+
+/// In one batch, each enrollment gets its own answer: a used token and an unknown one are
+/// refused with what was wrong (and audited), the usable ones enroll, and a token claimed
+/// twice at once enrolls one device.
+#[tokio::test]
+async fn each_enrollment_in_a_batch_gets_its_own_answer() {
+    let f = fixture();
+    let used = token_for(&f, ALICE).await;
+    f.app
+        .enroll(used.parse().unwrap(), csr(), facts("first"), None)
+        .await
+        .unwrap();
+    let bob = token_for(&f, "bob@hospital.example").await;
+    let cat = token_for(&f, "cat@hospital.example").await;
+    let unknown = EnrollmentToken::generate().expose().to_owned();
+    let answers = futures::future::join_all([&bob, &used, &unknown, &cat, &cat].map(|secret| {
+        f.app
+            .enroll(secret.parse().unwrap(), csr(), facts("laptop"), None)
+    }))
+    .await;
+    let outcome: Vec<Result<String, String>> = answers
+        .into_iter()
+        .map(|a| a.map(|e| e.user.to_string()).map_err(|e| e.to_string()))
+        .collect();
+    assert_eq!(outcome[0].as_deref(), Ok("bob@hospital.example"));
+    assert!(
+        outcome[1]
+            .as_ref()
+            .is_err_and(|e| e.contains("already used")),
+        "{:?}",
+        outcome[1]
+    );
+    assert!(
+        outcome[2].as_ref().is_err_and(|e| e.contains("not known")),
+        "{:?}",
+        outcome[2]
+    );
+    assert_eq!(outcome[3].as_deref(), Ok("cat@hospital.example"));
+    assert!(
+        outcome[4]
+            .as_ref()
+            .is_err_and(|e| e.contains("already used")),
+        "{:?}",
+        outcome[4]
+    );
+    // alice's first device, bob's and one of cat's.
+    assert_eq!(f.store.list_devices(None).await.unwrap().len(), 3);
+    let refused = f
+        .store
+        .list_audit(&crate::store::AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "enroll.refused")
+        .count();
+    assert_eq!(refused, 3, "the used, the unknown and cat's second claim");
 }

@@ -55,6 +55,7 @@ pub mod directory;
 #[cfg(test)]
 mod enforcement_tests;
 mod enrollment;
+mod enrollment_batch;
 #[cfg(test)]
 mod enrollment_tests;
 mod error;
@@ -143,6 +144,8 @@ pub struct App {
     check_ins: Arc<in_flight::CheckInsInFlight>,
     /// Check-ins, gathered into one job of the store's writer.
     check_in_batches: checkin_batch::CheckInBatches,
+    /// Enrollments' token claims, gathered into one job of the store's writer.
+    redemptions: enrollment_batch::Redemptions,
     /// The tasks `start_*` spawned, ended by [`App::stop_background`].
     background: background::Background,
 }
@@ -180,6 +183,7 @@ impl App {
         let finishes = completion::start_finishes(Arc::clone(&store), Arc::clone(&clock));
         let key_reads = renewal::start_key_reads(Arc::clone(&store));
         let check_in_batches = checkin_batch::start(Arc::clone(&store));
+        let redemptions = enrollment_batch::start(Arc::clone(&store));
         let announcer = announcer::Announcer::start(Arc::clone(&store));
         store.keep_audit_with(Arc::new(audit::Keeper {
             cas: Arc::clone(&cas),
@@ -207,6 +211,7 @@ impl App {
             renewal_limits: renewal::RenewalLimits::default(),
             check_ins: Arc::default(),
             check_in_batches,
+            redemptions,
             background: background::Background::default(),
         }
     }

@@ -2,7 +2,7 @@
 
 use sqlx::AnyConnection;
 
-use super::placeholders::{self, Numbering};
+use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
 
 use crate::StoreError;
 use crate::rows::{self, db, read_all, read_optional};
@@ -12,20 +12,37 @@ pub(super) async fn insert(
     conn: &mut AnyConnection,
     cert: &CertificateRecord,
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO certificates (serial, subject, not_before, not_after, issued_at, revoked_at, der)
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind(&cert.serial)
-    .bind(&cert.subject)
-    .bind(cert.not_before.unix_ms())
-    .bind(cert.not_after.unix_ms())
-    .bind(cert.issued_at.unix_ms())
-    .bind(cert.revoked_at.map(Timestamp::unix_ms))
-    .bind(cert.der.clone())
-    .execute(conn)
-    .await
-    .map_err(db)?;
+    insert_many(conn, &[cert]).await
+}
+
+/// Records `certs`, a few hundred a statement.
+pub(super) async fn insert_many(
+    conn: &mut AnyConnection,
+    certs: &[&CertificateRecord],
+) -> Result<(), StoreError> {
+    let numbering = Numbering::of(conn);
+    const COLUMNS: usize = 7;
+    for chunk in certs.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "INSERT INTO certificates (serial, subject, not_before, not_after, issued_at,
+                 revoked_at, der)
+             VALUES ",
+            &placeholders::tuples(numbering, chunk.len(), COLUMNS),
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for cert in chunk {
+            query = query
+                .bind(cert.serial.clone())
+                .bind(cert.subject.clone())
+                .bind(cert.not_before.unix_ms())
+                .bind(cert.not_after.unix_ms())
+                .bind(cert.issued_at.unix_ms())
+                .bind(cert.revoked_at.map(Timestamp::unix_ms))
+                .bind(cert.der.clone());
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
     Ok(())
 }
 

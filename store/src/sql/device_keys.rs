@@ -11,27 +11,40 @@ use crate::rows::{self, Columns, db, read_all};
 use ward_core::keys::{KeySwitch, RenewalConflict, other_parties, plan_switch};
 use ward_core::{CertificateRecord, DeviceId, DeviceKey, Timestamp};
 
-/// Records a key; `in_use_at` is set for an enrollment's (in use from the start), `None`
+/// A key to record: `in_use_at` is set for an enrollment's (in use from the start), `None`
 /// for a renewal's (pending until the device calls with it).
-pub(super) async fn insert(
+pub(super) struct NewKey<'a> {
+    pub(super) device: DeviceId,
+    pub(super) certificate: &'a CertificateRecord,
+    pub(super) public_key_der: &'a [u8],
+    pub(super) in_use_at: Option<Timestamp>,
+}
+
+/// Records `keys`, a few hundred a statement.
+pub(super) async fn insert_many(
     conn: &mut AnyConnection,
-    device: DeviceId,
-    certificate: &CertificateRecord,
-    public_key_der: &[u8],
-    in_use_at: Option<Timestamp>,
+    keys: &[NewKey<'_>],
 ) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO device_keys (serial, device_id, public_key_der, issued_at, in_use_at)
-         VALUES ($1, $2, $3, $4, $5)",
-    )
-    .bind(&certificate.serial)
-    .bind(device.to_string())
-    .bind(public_key_der.to_vec())
-    .bind(certificate.issued_at.unix_ms())
-    .bind(in_use_at.map(Timestamp::unix_ms))
-    .execute(conn)
-    .await
-    .map_err(db)?;
+    let numbering = Numbering::of(conn);
+    const COLUMNS: usize = 5;
+    for chunk in keys.chunks(ROWS_PER_STATEMENT) {
+        let statement = [
+            "INSERT INTO device_keys (serial, device_id, public_key_der, issued_at, in_use_at)
+             VALUES ",
+            &placeholders::tuples(numbering, chunk.len(), COLUMNS),
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for key in chunk {
+            query = query
+                .bind(key.certificate.serial.clone())
+                .bind(key.device.to_string())
+                .bind(key.public_key_der.to_vec())
+                .bind(key.certificate.issued_at.unix_ms())
+                .bind(key.in_use_at.map(Timestamp::unix_ms));
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
     Ok(())
 }
 

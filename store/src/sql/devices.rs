@@ -4,53 +4,75 @@ use std::collections::HashMap;
 
 use sqlx::AnyConnection;
 
+use super::device_keys::NewKey;
 use super::placeholders::{self, Numbering, ROWS_PER_STATEMENT};
 use super::{Backend, certificates, device_keys};
 use crate::rows::{self, Columns, corrupt, db, read_all, read_optional};
 use crate::tx::CheckInWrite;
 use crate::{PostureField, StoreError};
 use ward_core::{
-    Device, DeviceBrief, DeviceId, DeviceState, NewDevice, OfflineWipe, Timestamp, UserEmail,
+    CertificateRecord, Device, DeviceBrief, DeviceId, DeviceState, NewDevice, OfflineWipe,
+    Timestamp, UserEmail,
 };
 
-pub(super) async fn insert(
+/// A device to record at enrollment: for its token's user, enrolled at its claim's time.
+pub(super) struct Enrolled<'a> {
+    pub(super) device: &'a NewDevice,
+    pub(super) user: &'a UserEmail,
+    pub(super) now: Timestamp,
+}
+
+/// Records each enrolled device, its certificate and its key (in use from the start), a few
+/// hundred rows a statement.
+pub(super) async fn insert_many(
     conn: &mut AnyConnection,
-    device: &NewDevice,
-    user: &UserEmail,
-    now: Timestamp,
+    enrolled: &[Enrolled<'_>],
 ) -> Result<(), StoreError> {
-    let facts = &device.facts;
-    sqlx::query(
-        "INSERT INTO devices (id, user_email, state, hostname, os_name, os_version,
-             kernel_version, arch, agent_version, enrolled_at, last_seen,
-             certificate_serial, certificate_expires_at, public_key_der)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, NULL, $11, $12, $13)",
-    )
-    .bind(device.id.to_string())
-    .bind(user.as_str())
-    .bind(DeviceState::Active.as_str())
-    .bind(&facts.hostname)
-    .bind(&facts.os_name)
-    .bind(&facts.os_version)
-    .bind(&facts.kernel_version)
-    .bind(&facts.arch)
-    .bind(&facts.agent_version)
-    .bind(now.unix_ms())
-    .bind(&device.certificate.serial)
-    .bind(device.certificate.not_after.unix_ms())
-    .bind(device.public_key_der.clone())
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    certificates::insert(conn, &device.certificate).await?;
-    device_keys::insert(
-        conn,
-        device.id,
-        &device.certificate,
-        &device.public_key_der,
-        Some(now),
-    )
-    .await
+    let numbering = Numbering::of(conn);
+    const COLUMNS: usize = 13;
+    for chunk in enrolled.chunks(ROWS_PER_STATEMENT) {
+        // last_seen starts NULL: the device has not checked in yet.
+        let statement = [
+            "INSERT INTO devices (id, user_email, state, hostname, os_name, os_version,
+                 kernel_version, arch, agent_version, enrolled_at, certificate_serial,
+                 certificate_expires_at, public_key_der)
+             VALUES ",
+            &placeholders::tuples(numbering, chunk.len(), COLUMNS),
+        ]
+        .concat();
+        let mut query = sqlx::query(&statement);
+        for Enrolled { device, user, now } in chunk {
+            let facts = &device.facts;
+            query = query
+                .bind(device.id.to_string())
+                .bind(user.as_str())
+                .bind(DeviceState::Active.as_str())
+                .bind(facts.hostname.clone())
+                .bind(facts.os_name.clone())
+                .bind(facts.os_version.clone())
+                .bind(facts.kernel_version.clone())
+                .bind(facts.arch.clone())
+                .bind(facts.agent_version.clone())
+                .bind(now.unix_ms())
+                .bind(device.certificate.serial.clone())
+                .bind(device.certificate.not_after.unix_ms())
+                .bind(device.public_key_der.clone());
+        }
+        query.execute(&mut *conn).await.map_err(db)?;
+    }
+    let certificates: Vec<&CertificateRecord> =
+        enrolled.iter().map(|e| &e.device.certificate).collect();
+    certificates::insert_many(conn, &certificates).await?;
+    let keys: Vec<NewKey<'_>> = enrolled
+        .iter()
+        .map(|e| NewKey {
+            device: e.device.id,
+            certificate: &e.device.certificate,
+            public_key_der: &e.device.public_key_der,
+            in_use_at: Some(e.now),
+        })
+        .collect();
+    device_keys::insert_many(conn, &keys).await
 }
 
 pub(super) async fn get(
@@ -255,7 +277,16 @@ pub(super) async fn record_renewal(
     public_key_der: &[u8],
 ) -> Result<(), StoreError> {
     certificates::insert(conn, certificate).await?;
-    device_keys::insert(conn, device, certificate, public_key_der, None).await
+    device_keys::insert_many(
+        conn,
+        &[NewKey {
+            device,
+            certificate,
+            public_key_der,
+            in_use_at: None,
+        }],
+    )
+    .await
 }
 
 fn posture_update(field: PostureField) -> &'static str {

@@ -13,7 +13,7 @@ use super::{
     export_cursor, policies, scim, tokens, webhooks,
 };
 use crate::rows::db;
-use crate::tx::{CheckInWrite, Tx};
+use crate::tx::{CheckInWrite, TokenClaim, Tx};
 use crate::writer::Engine;
 use crate::{AuditKeeperSlot, PostureField, StoreError};
 use ward_core::admins::{AdminRequest, RevokeOutcome};
@@ -23,8 +23,8 @@ use ward_core::directory::{DirectoryUser, ScimClient};
 use ward_core::webhook::{Attempt, Delivery, Next, Webhook};
 use ward_core::{
     Admin, CertificateRecord, Command, CommandId, CommandVersion, Compliance, Device, DeviceBrief,
-    DeviceId, DeviceKey, DeviceState, KeySwitch, NewDevice, OfflineWipe, PolicyBody, PolicyRule,
-    PolicyScope, RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
+    DeviceId, DeviceKey, DeviceState, KeySwitch, OfflineWipe, PolicyBody, PolicyRule, PolicyScope,
+    RenewalConflict, Timestamp, TokenHash, TokenRecord, UserEmail,
 };
 
 /// How long a check-in lane's statement waits for a row lock ([`SqlEngine::yielding`]).
@@ -234,13 +234,11 @@ impl Tx for SqlEngine {
         tokens::insert(self.conn()?, token).await
     }
 
-    async fn redeem_token(
+    async fn redeem_tokens(
         &mut self,
-        hash: &TokenHash,
-        now: Timestamp,
-        device: &NewDevice,
-    ) -> Result<Option<UserEmail>, StoreError> {
-        tokens::redeem(self.conn()?, hash, now, device).await
+        claims: &[TokenClaim<'_>],
+    ) -> Result<Vec<Option<UserEmail>>, StoreError> {
+        tokens::redeem_many(self.conn()?, claims).await
     }
 
     async fn expire_unused_tokens(
