@@ -8,7 +8,7 @@ use std::time::Duration;
 use tracing::info;
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
-use super::enrollment_batch::{Claim, Claimed};
+use super::enrollment_batch::Claim;
 use super::{App, AppError, audit, certificate_record};
 use crate::core::token::{TOKEN_MAX_TTL, TOKEN_MIN_TTL};
 use crate::core::{
@@ -85,12 +85,13 @@ impl App {
     /// withdrawn) is audited with a prefix of its hash, never the token, and the client's
     /// address (bounded per address and minute): a reused token is a sign of a leak.
     ///
-    /// The token is looked at only where it is claimed, in the redemption's writer job: the
-    /// certificate is issued first, and a refused token's is dropped. A first look before
-    /// issuing would spare that signature to a caller with a bad token, at the cost of a read
-    /// (on PostgreSQL two round trips) for every enrollment; the caller has already made this
-    /// controller complete a TLS handshake and check its CSR's signature, which cost more,
-    /// and its address is held to the enrollment rate limit.
+    /// The token is first looked at where it is claimed, in the redemption's writer job: the
+    /// certificate is issued first, and a refused token's is dropped; why it was refused is
+    /// read after the job, through the read pool. A first look before issuing would spare
+    /// that signature to a caller with a bad token, at the cost of a read (on PostgreSQL two
+    /// round trips) for every enrollment; the caller has already made this controller
+    /// complete a TLS handshake and check its CSR's signature, which cost more, and its
+    /// address is held to the enrollment rate limit.
     pub async fn enroll(
         &self,
         token: EnrollmentToken,
@@ -130,30 +131,31 @@ impl App {
             device,
             now: self.now(),
         };
-        match self.redemptions.run(Arc::new(claim)).await? {
-            Claimed::Enrolled(user) => {
-                info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
-                self.metrics.enrollments.inc();
-                Ok(Enrolled {
-                    device_id,
-                    user,
-                    certificate,
-                })
-            }
-            Claimed::Unknown => {
-                self.audit_enrollment_refusal(&hash, None, None, client)
-                    .await?;
-                Err(unknown_token())
-            }
-            Claimed::Refused { user, status } => {
-                self.audit_enrollment_refusal(&hash, Some(&user), Some(status), client)
-                    .await?;
-                check_token_status(status)?;
-                Err(AppError::FailedPrecondition(
-                    "the enrollment token cannot be used".into(),
-                ))
-            }
+        let claimed_at = claim.now;
+        if let Some(user) = self.redemptions.run(Arc::new(claim)).await? {
+            info!(device_id = %device_id, user = %user, token = ?hash, "device enrolled");
+            self.metrics.enrollments.inc();
+            return Ok(Enrolled {
+                device_id,
+                user,
+                certificate,
+            });
         }
+        // Refused: the token as it stands says why, for the answer and the audit entry.
+        let Some(record) = self.store.find_token(&hash).await? else {
+            self.audit_enrollment_refusal(&hash, None, None, client)
+                .await?;
+            return Err(unknown_token());
+        };
+        let status = record.status(claimed_at);
+        self.audit_enrollment_refusal(&hash, Some(&record.user), Some(status), client)
+            .await?;
+        check_token_status(status)?;
+        // Usable by its times, yet not claimed: another enrollment took it after the claim's
+        // statement ran (on another replica).
+        Err(AppError::FailedPrecondition(
+            "the enrollment token cannot be used".into(),
+        ))
     }
 }
 

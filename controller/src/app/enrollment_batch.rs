@@ -6,7 +6,7 @@
 //! lane, which the next enrollments waited behind.
 //!
 //! Each enrollment keeps its own outcome: an unknown, used, expired or withdrawn token is
-//! refused while the rest commit; a write that fails (a device id or certificate serial
+//! refused while the rest commit (why is read after the job, through the read pool); a write that fails (a device id or certificate serial
 //! already stored) makes the batch run again in halves until that enrollment is alone, so
 //! it fails alone and changes nothing.
 
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use super::lane::{Lane, OnFailure};
 use super::{AppError, audit};
 use crate::core::audit::AuditEvent;
-use crate::core::{NewDevice, Timestamp, TokenHash, TokenStatus, UserEmail};
+use crate::core::{NewDevice, Timestamp, TokenHash, UserEmail};
 use crate::store::tx::{TokenClaim, Tx};
 use crate::store::{Priority, Store};
 
@@ -32,25 +32,17 @@ pub(super) struct Claim {
     pub(super) now: Timestamp,
 }
 
-/// What became of a claim.
-#[derive(Debug)]
-pub(super) enum Claimed {
-    /// The token was claimed, the device recorded with its audit entry.
-    Enrolled(UserEmail),
-    /// No token has this hash.
-    Unknown,
-    /// The token is the user's, and could not be used.
-    Refused {
-        user: UserEmail,
-        status: TokenStatus,
-    },
-}
+/// What became of a claim: the token's user, its device recorded with its audit entry, or
+/// `None` when the token could not be claimed (unknown, used, expired or withdrawn; the
+/// caller reads which outside the writer, so that a flood of bad tokens costs the writer's
+/// lane no statement of its own).
+pub(super) type Claimed = Option<UserEmail>;
 
 /// The enrollments waiting to be redeemed, one writer job for each batch.
 pub(super) type Redemptions = Lane<Arc<Claim>, Claimed>;
 
-/// As many batches at once as the writer has lanes for its jobs (PostgreSQL; SQLite has
-/// one).
+/// As many batches at once as the writer has lanes for its high-priority jobs (one, on
+/// either store: admin calls, wipes and results run there too, in order).
 pub(super) fn start(store: Arc<dyn Store>) -> Redemptions {
     let concurrent = store.writer().lanes_for(Priority::High).len();
     Lane::start_concurrent(
@@ -84,19 +76,8 @@ async fn run(tx: &mut dyn Tx, claims: &[Arc<Claim>]) -> Result<Vec<Claimed>, App
         })
         .collect();
     let users = tx.redeem_tokens(&writes).await?;
-    let mut outcomes = Vec::with_capacity(claims.len());
-    for (claim, user) in claims.iter().zip(users) {
-        let Some(user) = user else {
-            // Refused: the token as it stands, for a precise answer and audit entry.
-            outcomes.push(match tx.token(&claim.hash).await? {
-                None => Claimed::Unknown,
-                Some(token) => Claimed::Refused {
-                    status: token.status(claim.now),
-                    user: token.user,
-                },
-            });
-            continue;
-        };
+    for (claim, user) in claims.iter().zip(&users) {
+        let Some(user) = user else { continue };
         tx.audit(
             AuditEvent {
                 actor: audit::ENROLLMENT.to_owned(),
@@ -110,7 +91,6 @@ async fn run(tx: &mut dyn Tx, claims: &[Arc<Claim>]) -> Result<Vec<Claimed>, App
             },
             claim.now,
         );
-        outcomes.push(Claimed::Enrolled(user));
     }
-    Ok(outcomes)
+    Ok(users)
 }
