@@ -380,7 +380,7 @@ async fn failed_enrollments_are_audited_with_a_token_hash_prefix_never_the_token
     assert!(whys.contains(&"already used".to_owned()), "{whys:?}");
     assert!(whys.contains(&"unknown".to_owned()), "{whys:?}");
     assert!(
-        whys.contains(&"withdrawn (its user was offboarded)".to_owned()),
+        whys.contains(&"withdrawn (its user was offboarded, or an admin withdrew it)".to_owned()),
         "{whys:?}"
     );
     let reused = refused.iter().find(|e| why(e) == "already used").unwrap();

@@ -221,7 +221,9 @@ impl App {
             None => "unknown",
             Some(TokenStatus::AlreadyUsed) => "already used",
             Some(TokenStatus::Expired) => "expired",
-            Some(TokenStatus::Withdrawn) => "withdrawn (its user was offboarded)",
+            Some(TokenStatus::Withdrawn) => {
+                "withdrawn (its user was offboarded, or an admin withdrew it)"
+            }
             Some(TokenStatus::Usable) => "refused",
         };
         let client = client.map(|ip| ip.to_string()).unwrap_or_default();

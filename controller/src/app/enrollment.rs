@@ -175,7 +175,7 @@ fn check_token_status(status: TokenStatus) -> Result<(), AppError> {
             "the enrollment token has expired; ask your IT admin for a new one (wardctl token create)".into(),
         )),
         TokenStatus::Withdrawn => Err(AppError::FailedPrecondition(
-            "the enrollment token was withdrawn: its user was offboarded. Ask your IT admin for a new one if that was a mistake (wardctl token create)".into(),
+            "the enrollment token was withdrawn: its user was offboarded, or an admin withdrew it (wardctl token revoke). Ask your IT admin for a new one if that was a mistake (wardctl token create)".into(),
         )),
     }
 }
