@@ -810,4 +810,18 @@ impl dyn Store {
     {
         tx::write(self.writer(), priority, job).await
     }
+
+    /// [`tx::write_apart`]: the job's own failure apart from the store's as a whole.
+    pub async fn write_apart<T, E, F>(
+        &self,
+        priority: Priority,
+        job: F,
+    ) -> Result<Result<T, E>, StoreError>
+    where
+        F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, E>> + Send + Sync + 'static,
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        tx::write_apart(self.writer(), priority, job).await
+    }
 }

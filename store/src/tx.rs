@@ -384,6 +384,23 @@ where
     T: Send + 'static,
     E: From<StoreError> + Send + 'static,
 {
+    write_apart(writer, priority, job).await?
+}
+
+/// [`write`], with the two ways a job can fail apart: `Ok(Err(_))` when the job itself
+/// failed (its own error, its neighbours in the batch committed without it), `Err(_)` when
+/// the store failed as a whole (the transaction could not begin or commit: every job in the
+/// batch failed the same way, and would again without its neighbours).
+pub async fn write_apart<T, E, F>(
+    writer: &super::writer::Writer,
+    priority: super::writer::Priority,
+    job: F,
+) -> Result<Result<T, E>, StoreError>
+where
+    F: for<'t> Fn(&'t mut dyn Tx) -> BoxFuture<'t, Result<T, E>> + Send + Sync + 'static,
+    T: Send + 'static,
+    E: From<StoreError> + Send + 'static,
+{
     let erased: Job = Box::new(move |tx| {
         let run = job(tx);
         Box::pin(async move {
@@ -394,9 +411,9 @@ where
         })
     });
     match writer.submit(erased, priority).await {
-        Ok(value) => Ok(*value.downcast::<T>().map_err(|_| E::from(mismatch()))?),
-        Err(Failure::Job(error)) => Err(*error.downcast::<E>().map_err(|_| E::from(mismatch()))?),
-        Err(Failure::Store(error)) => Err(E::from(error)),
+        Ok(value) => Ok(Ok(*value.downcast::<T>().map_err(|_| mismatch())?)),
+        Err(Failure::Job(error)) => Ok(Err(*error.downcast::<E>().map_err(|_| mismatch())?)),
+        Err(Failure::Store(error)) => Err(error),
     }
 }
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::AppError;
 use super::checkin::{Plan, Written, deliver};
-use super::lane::{Lane, OnFailure};
+use super::lane::{Failed, Lane, OnFailure};
 use crate::core::{DeviceId, Timestamp};
 use crate::store::tx::{CheckInWrite, Tx};
 use crate::store::{Priority, Store};
@@ -43,12 +43,13 @@ pub(super) fn start(store: Arc<dyn Store>) -> CheckInBatches {
             async move {
                 // Admitted already: each check-in was weighed against the lane's own backlog
                 // (App::agent_check_in); the writer counts this batch as one job.
-                store
-                    .write(Priority::Admitted, move |tx| {
+                let written = store
+                    .write_apart(Priority::Admitted, move |tx| {
                         let batch = Arc::clone(&batch);
                         Box::pin(async move { run(tx, &batch).await })
                     })
-                    .await
+                    .await;
+                Failed::of_write(written)
             }
         },
     )

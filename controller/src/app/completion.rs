@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::audit::CONTROLLER;
 use super::commands::{CAS_ATTEMPTS, transition_event};
 use super::devices::{Revoked, revoked_in};
-use super::lane::{Lane, OnFailure};
+use super::lane::{Failed, Lane, OnFailure};
 use super::lifecycle::encode_posture;
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
@@ -80,12 +80,13 @@ pub(super) fn start_finishes(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Fi
             let store = Arc::clone(&store);
             let now = clock.now();
             async move {
-                store
-                    .write(Priority::High, move |tx| {
+                let written = store
+                    .write_apart(Priority::High, move |tx| {
                         let batch = Arc::clone(&batch);
                         Box::pin(async move { finish_all(tx, &batch, now).await })
                     })
-                    .await
+                    .await;
+                Failed::of_write(written)
             }
         },
     )

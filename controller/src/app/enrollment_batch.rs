@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use super::lane::{Lane, OnFailure};
+use super::lane::{Failed, Lane, OnFailure};
 use super::{AppError, audit};
 use crate::core::audit::AuditEvent;
 use crate::core::{NewDevice, Timestamp, TokenHash, UserEmail};
@@ -53,12 +53,13 @@ pub(super) fn start(store: Arc<dyn Store>) -> Redemptions {
         move |batch: Arc<[Arc<Claim>]>| {
             let store = Arc::clone(&store);
             async move {
-                store
-                    .write(Priority::High, move |tx| {
+                let written = store
+                    .write_apart(Priority::High, move |tx| {
                         let batch = Arc::clone(&batch);
                         Box::pin(async move { run(tx, &batch).await })
                     })
-                    .await
+                    .await;
+                Failed::of_write(written)
             }
         },
     )

@@ -166,3 +166,44 @@ async fn each_enrollment_in_a_batch_gets_its_own_answer() {
         .count();
     assert_eq!(refused, 3, "the used, the unknown and cat's second claim");
 }
+
+/// Enrollments whose batch the store could not commit (here its audit append fails, as a
+/// commit refused by the database would) are each answered with the store's error after that
+/// one job, not run again in halves (a database down for a while made a batch of 500 wait
+/// for some twenty failing rounds, and an answer lost after a commit that went through came
+/// back as "already used" for devices that had enrolled). Nothing is enrolled; the devices'
+/// next attempt enrolls.
+#[tokio::test]
+async fn enrollments_the_store_failed_to_commit_are_answered_at_once() {
+    let f = fixture();
+    let mut secrets = Vec::new();
+    for user in ["ann@hospital.example", "bob@hospital.example", ALICE] {
+        secrets.push(token_for(&f, user).await);
+    }
+    let before = jobs(&f.store);
+    f.store.fail_next("audit");
+    let answers = futures::future::join_all(secrets.iter().map(|secret| {
+        f.app
+            .enroll(secret.parse().unwrap(), csr(), facts("laptop"), None)
+    }))
+    .await;
+    let failed: Vec<bool> = answers.iter().map(Result::is_err).collect();
+    assert_eq!(
+        failed,
+        [true, true, true],
+        "each answered with the store's error"
+    );
+    assert_eq!(
+        jobs(&f.store) - before,
+        1,
+        "one job, not run again in halves"
+    );
+    assert!(f.store.list_devices(None).await.unwrap().is_empty());
+    for secret in &secrets {
+        f.app
+            .enroll(secret.parse().unwrap(), csr(), facts("laptop"), None)
+            .await
+            .unwrap();
+    }
+    assert_eq!(f.store.list_devices(None).await.unwrap().len(), 3);
+}

@@ -16,6 +16,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::AppError;
+use crate::store::StoreError;
 
 type Pending<R, O> = (R, oneshot::Sender<Result<O, AppError>>);
 
@@ -58,8 +59,62 @@ pub(super) enum OnFailure {
     FailAll,
     /// The batch runs again in two halves, and a half that fails again in two halves, until
     /// a request that cannot succeed fails alone and its neighbours go ahead: one failing
-    /// request in a batch of a thousand costs about twenty batches, not a thousand.
+    /// request in a batch of a thousand costs about twenty batches, not a thousand. Only for
+    /// the batch's own failure: one of the store as a whole fails every caller at once, as
+    /// [`OnFailure::FailAll`] ([`Failed::apart`]).
     SplitUntilAlone,
+}
+
+/// Why a batch failed as a whole, and whether its requests may fare better apart.
+#[derive(Debug)]
+pub(super) struct Failed {
+    pub(super) error: AppError,
+    /// The batch's own failure (one of its requests could not be written): run apart, the
+    /// others may succeed ([`OnFailure::SplitUntilAlone`]). Not when the store failed as a
+    /// whole (the database unreachable, a commit refused): every request would fail the same
+    /// way, round after round, while the callers and the lane wait; they are answered at
+    /// once, and the devices call again with their back-off.
+    pub(super) apart: bool,
+}
+
+impl Failed {
+    /// The batch's own failure.
+    pub(super) fn own(error: AppError) -> Self {
+        Self { error, apart: true }
+    }
+
+    /// The store failed as a whole.
+    pub(super) fn store(error: StoreError) -> Self {
+        Self {
+            error: error.into(),
+            apart: false,
+        }
+    }
+
+    /// A writer job's outcome ([`crate::store::Store::write_apart`]) as a batch's.
+    pub(super) fn of_write<T>(written: Result<Result<T, AppError>, StoreError>) -> Result<T, Self> {
+        match written {
+            Ok(outcome) => outcome.map_err(Self::own),
+            Err(store) => Err(Self::store(store)),
+        }
+    }
+}
+
+impl From<AppError> for Failed {
+    fn from(error: AppError) -> Self {
+        Self::own(error)
+    }
+}
+
+/// A store error outside a writer job (a read): a row that cannot be read is the batch's own;
+/// anything else is the store's.
+impl From<StoreError> for Failed {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::Corrupt(_) => Self::own(error.into()),
+            other => Self::store(other),
+        }
+    }
 }
 
 impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
@@ -74,7 +129,7 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
     where
         R: Clone,
         F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
     {
         Self::start_concurrent(name, max_batch, 1, on_failure, run)
     }
@@ -92,7 +147,7 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
     where
         R: Clone,
         F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+        Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
     {
         let (queue, mut requests) = mpsc::unbounded_channel::<Pending<R, O>>();
         let load = Arc::new(Load::default());
@@ -173,7 +228,7 @@ async fn answer<R, O, F, Fut>(
     R: Clone + Send + Sync + 'static,
     O: Send + 'static,
     F: Fn(Arc<[R]>) -> Fut + Sync,
-    Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
 {
     tracing::debug!(lane = name, requests = batch.len(), "batch");
     let requests = batch.len();
@@ -187,13 +242,16 @@ async fn answer<R, O, F, Fut>(
                 let _ = answer.send(Ok(outcome));
             }
         }
-        Err(e) if on_failure == OnFailure::SplitUntilAlone && asked.len() > 1 => {
+        Err(Failed {
+            error: e,
+            apart: true,
+        }) if on_failure == OnFailure::SplitUntilAlone && asked.len() > 1 => {
             tracing::warn!(lane = name, requests = asked.len(), error = %e, "batch failed; it runs again in halves");
             let requests: Vec<R> = asked.iter().cloned().collect();
             drop(asked);
             halves(name, run, requests, answers).await;
         }
-        Err(e) => {
+        Err(Failed { error: e, .. }) => {
             drop(asked);
             tracing::warn!(lane = name, requests = answers.len(), error = %e, "batch failed");
             for answer in answers {
@@ -222,7 +280,7 @@ where
     R: Clone + Send + Sync + 'static,
     O: Send + 'static,
     F: Fn(Arc<[R]>) -> Fut + Sync,
-    Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
 {
     Box::pin(async move {
         let later = requests.split_off(requests.len() / 2);
@@ -247,7 +305,7 @@ where
     R: Clone + Send + Sync + 'static,
     O: Send + 'static,
     F: Fn(Arc<[R]>) -> Fut + Sync,
-    Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
 {
     Box::pin(async move {
         let batch: Arc<[R]> = requests.into();
@@ -258,13 +316,16 @@ where
                     let _ = answer.send(Ok(outcome));
                 }
             }
-            Err(e) if batch.len() > 1 => {
+            Err(Failed {
+                error: e,
+                apart: true,
+            }) if batch.len() > 1 => {
                 let requests: Vec<R> = batch.iter().cloned().collect();
                 drop(batch);
                 tracing::debug!(lane = name, requests = requests.len(), error = %e, "a half failed; it runs again in halves");
                 halves(name, run, requests, answers).await;
             }
-            Err(e) => {
+            Err(Failed { error: e, .. }) => {
                 drop(batch);
                 for answer in answers {
                     let _ = answer.send(Err(e.clone()));
@@ -297,23 +358,25 @@ async fn run_batch<R, O, F, Fut>(
     name: &'static str,
     run: &F,
     batch: Arc<[R]>,
-) -> Result<Vec<O>, AppError>
+) -> Result<Vec<O>, Failed>
 where
     O: Send + 'static,
     F: Fn(Arc<[R]>) -> Fut,
-    Fut: Future<Output = Result<Vec<O>, AppError>> + Send + 'static,
+    Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
 {
     let asked = batch.len();
-    let outcomes = tokio::spawn(run(batch))
-        .await
-        .unwrap_or_else(|e| Err(AppError::Internal(format!("the {name} batch stopped: {e}"))))?;
+    let outcomes = tokio::spawn(run(batch)).await.unwrap_or_else(|e| {
+        Err(Failed::own(AppError::Internal(format!(
+            "the {name} batch stopped: {e}"
+        ))))
+    })?;
     if outcomes.len() == asked {
         Ok(outcomes)
     } else {
-        Err(AppError::Internal(format!(
+        Err(Failed::own(AppError::Internal(format!(
             "the {name} batch answered {} of {asked} requests",
             outcomes.len()
-        )))
+        ))))
     }
 }
 
@@ -356,7 +419,7 @@ mod tests {
             OnFailure::SplitUntilAlone,
             |batch: Arc<[Arc<u32>]>| async move {
                 if batch.len() > 1 && batch.iter().any(|n| **n == 13) {
-                    return Err(super::AppError::Internal("unlucky".into()));
+                    return Err(super::AppError::Internal("unlucky".into()).into());
                 }
                 Ok(batch.iter().map(|n| **n).collect())
             },
@@ -373,5 +436,37 @@ mod tests {
         );
         assert!(lane.wait().is_some(), "a full batch (of two) was seen");
         assert_eq!(lane.queued(), 0);
+    }
+
+    /// A batch that failed because the store did (the database unreachable, its commit
+    /// refused) is not run again in halves: every request would fail the same way, round
+    /// after round, while the callers wait. Each caller hears the store's error after the one
+    /// run.
+    #[tokio::test]
+    async fn a_batch_the_store_failed_is_answered_at_once_not_split() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&runs);
+        let lane: Lane<u32, u32> = Lane::start(
+            "test",
+            8,
+            OnFailure::SplitUntilAlone,
+            move |_batch: Arc<[u32]>| {
+                counted.fetch_add(1, Ordering::Relaxed);
+                async move {
+                    Err(super::Failed::store(crate::store::StoreError::Database(
+                        "connection refused".into(),
+                    )))
+                }
+            },
+        );
+        let answers = futures::future::join_all((0..8).map(|n| lane.run(n))).await;
+        assert!(
+            answers.iter().all(|a| a
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("connection refused"))),
+            "{answers:?}"
+        );
+        assert_eq!(runs.load(Ordering::Relaxed), 1, "one run, no halves");
     }
 }
