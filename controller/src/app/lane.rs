@@ -106,14 +106,12 @@ impl From<AppError> for Failed {
     }
 }
 
-/// A store error outside a writer job (a read): a row that cannot be read is the batch's own;
-/// anything else is the store's.
+/// A store error outside a writer job (a read) is the batch's own: a row that cannot be read
+/// (its text unreadable, a column that does not decode) fails only the requests that read it
+/// once they run apart.
 impl From<StoreError> for Failed {
     fn from(error: StoreError) -> Self {
-        match error {
-            StoreError::Corrupt(_) => Self::own(error.into()),
-            other => Self::store(other),
-        }
+        Self::own(error.into())
     }
 }
 
