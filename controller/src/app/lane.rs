@@ -231,32 +231,8 @@ async fn answer<R, O, F, Fut>(
     tracing::debug!(lane = name, requests = batch.len(), "batch");
     let requests = batch.len();
     let (asked, answers): (Vec<R>, Vec<_>) = batch.into_iter().unzip();
-    let asked: Arc<[R]> = asked.into();
     let started = Instant::now();
-    match run_batch(name, run, Arc::clone(&asked)).await {
-        Ok(outcomes) => {
-            drop(asked);
-            for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                let _ = answer.send(Ok(outcome));
-            }
-        }
-        Err(Failed {
-            error: e,
-            apart: true,
-        }) if on_failure == OnFailure::SplitUntilAlone && asked.len() > 1 => {
-            tracing::warn!(lane = name, requests = asked.len(), error = %e, "batch failed; it runs again in halves");
-            let requests: Vec<R> = asked.iter().cloned().collect();
-            drop(asked);
-            halves(name, run, requests, answers).await;
-        }
-        Err(Failed { error: e, .. }) => {
-            drop(asked);
-            tracing::warn!(lane = name, requests = answers.len(), error = %e, "batch failed");
-            for answer in answers {
-                let _ = answer.send(Err(e.clone()));
-            }
-        }
-    }
+    settle(name, run, on_failure, asked, answers).await;
     // How fast the lane goes is told by a batch that others waited for (full, or with
     // requests queued behind it when it ended), from its start to its last answer, retries
     // included. A small batch nobody waited for says only that few requests came: counting
@@ -267,37 +243,17 @@ async fn answer<R, O, F, Fut>(
     }
 }
 
-/// `requests` of a failed batch, run again as two halves side by side.
-fn halves<'a, R, O, F, Fut>(
+/// Runs `requests` as one batch and answers each caller: with its outcome; or, when the
+/// batch failed on its own and the lane splits ([`OnFailure::SplitUntilAlone`]), by running
+/// it again as two halves side by side, each settled the same way, until a request that
+/// fails is alone and gets its own error; or else with the batch's error. Each caller hears
+/// only once its request is dropped.
+fn settle<'a, R, O, F, Fut>(
     name: &'static str,
     run: &'a F,
-    mut requests: Vec<R>,
-    mut answers: Vec<oneshot::Sender<Result<O, AppError>>>,
-) -> BoxFuture<'a, ()>
-where
-    R: Clone + Send + Sync + 'static,
-    O: Send + 'static,
-    F: Fn(Arc<[R]>) -> Fut + Sync,
-    Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
-{
-    Box::pin(async move {
-        let later = requests.split_off(requests.len() / 2);
-        let later_answers = answers.split_off(answers.len() / 2);
-        futures::join!(
-            half(name, run, requests, answers),
-            half(name, run, later, later_answers)
-        );
-    })
-}
-
-/// One half of a failed batch: answered if it succeeds; split again if it fails, until the
-/// request that fails is alone and gets its own error. Each caller hears once its request is
-/// dropped, as in [`answer`].
-fn half<'a, R, O, F, Fut>(
-    name: &'static str,
-    run: &'a F,
+    on_failure: OnFailure,
     requests: Vec<R>,
-    answers: Vec<oneshot::Sender<Result<O, AppError>>>,
+    mut answers: Vec<oneshot::Sender<Result<O, AppError>>>,
 ) -> BoxFuture<'a, ()>
 where
     R: Clone + Send + Sync + 'static,
@@ -317,14 +273,20 @@ where
             Err(Failed {
                 error: e,
                 apart: true,
-            }) if batch.len() > 1 => {
-                let requests: Vec<R> = batch.iter().cloned().collect();
+            }) if on_failure == OnFailure::SplitUntilAlone && batch.len() > 1 => {
+                tracing::warn!(lane = name, requests = batch.len(), error = %e, "batch failed; it runs again in halves");
+                let mut first: Vec<R> = batch.iter().cloned().collect();
                 drop(batch);
-                tracing::debug!(lane = name, requests = requests.len(), error = %e, "a half failed; it runs again in halves");
-                halves(name, run, requests, answers).await;
+                let later = first.split_off(first.len() / 2);
+                let later_answers = answers.split_off(answers.len() / 2);
+                futures::join!(
+                    settle(name, run, on_failure, first, answers),
+                    settle(name, run, on_failure, later, later_answers)
+                );
             }
             Err(Failed { error: e, .. }) => {
                 drop(batch);
+                tracing::warn!(lane = name, requests = answers.len(), error = %e, "batch failed");
                 for answer in answers {
                     let _ = answer.send(Err(e.clone()));
                 }
