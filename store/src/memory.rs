@@ -303,8 +303,8 @@ impl MemoryStore {
         }
     }
 
-    /// Makes the next call of the [`Tx`] write `what` (e.g. `"insert_command"`) fail, so a
-    /// test can see that the job holding it changes nothing.
+    /// Makes the next call of the [`Tx`] write `what` (e.g. `"insert_command"`), or of the
+    /// read `"find_token"`, fail, so a test can see that the job holding it changes nothing.
     #[cfg(any(test, feature = "faults"))]
     pub fn fail_next(&self, what: &'static str) {
         self.fail_next_times(what, 1);
@@ -348,18 +348,25 @@ struct MemoryEngine {
     command_reads: Arc<AtomicUsize>,
 }
 
+/// Fails if a test asked for `what` to fail ([`MemoryStore::fail_next`]), as many times as
+/// it asked.
+#[cfg(any(test, feature = "faults"))]
+fn injected(fault: &Fault, what: &'static str) -> Result<(), StoreError> {
+    let mut fault = fault.lock().unwrap_or_else(PoisonError::into_inner);
+    match *fault {
+        Some((failing, times)) if failing == what => {
+            *fault = (times > 1).then_some((what, times - 1));
+            Err(StoreError::Database(format!("injected fault in {what}")))
+        }
+        _ => Ok(()),
+    }
+}
+
 impl MemoryEngine {
     /// Fails if a test asked for `what` to fail (once).
     #[cfg(any(test, feature = "faults"))]
     fn fault(&self, what: &'static str) -> Result<(), StoreError> {
-        let mut fault = self.fault.lock().unwrap_or_else(PoisonError::into_inner);
-        match *fault {
-            Some((failing, times)) if failing == what => {
-                *fault = (times > 1).then_some((what, times - 1));
-                Err(StoreError::Database(format!("injected fault in {what}")))
-            }
-            _ => Ok(()),
-        }
+        injected(&self.fault, what)
     }
 
     #[cfg(not(any(test, feature = "faults")))]
@@ -1209,6 +1216,8 @@ impl Store for MemoryStore {
     }
 
     async fn find_token(&self, hash: &TokenHash) -> Result<Option<TokenRecord>, StoreError> {
+        #[cfg(any(test, feature = "faults"))]
+        injected(&self.fault, "find_token")?;
         Ok(self.read(|s| s.tokens.get(&hash.0).cloned()))
     }
 

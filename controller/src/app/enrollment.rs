@@ -141,8 +141,18 @@ impl App {
                 certificate,
             });
         }
-        // Refused: the token as it stands says why, for the answer and the audit entry.
-        let Some(record) = self.store.find_token(&hash).await? else {
+        // Refused: the token as it stands says why, for the answer and the audit entry. A
+        // token that cannot be read still leaves the refusal in the audit log (a refused
+        // token may be a leaked one), reason unknown.
+        let record = match self.store.find_token(&hash).await {
+            Ok(record) => record,
+            Err(e) => {
+                self.audit_enrollment_refusal(&hash, None, Some(TokenStatus::Usable), client)
+                    .await?;
+                return Err(e.into());
+            }
+        };
+        let Some(record) = record else {
             self.audit_enrollment_refusal(&hash, None, None, client)
                 .await?;
             return Err(unknown_token());

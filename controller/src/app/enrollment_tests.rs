@@ -207,3 +207,31 @@ async fn enrollments_the_store_failed_to_commit_are_answered_at_once() {
     }
     assert_eq!(f.store.list_devices(None).await.unwrap().len(), 3);
 }
+
+/// A refused token whose reason cannot be read (the read fails after the claim) is still
+/// audited as a refused enrollment: a used token presented again may be a leaked one.
+#[tokio::test]
+async fn a_refusal_whose_token_cannot_be_read_is_still_audited() {
+    let f = fixture();
+    let used = token_for(&f, ALICE).await;
+    f.app
+        .enroll(used.parse().unwrap(), csr(), facts("first"), None)
+        .await
+        .unwrap();
+    f.store.fail_next("find_token");
+    let refused = f
+        .app
+        .enroll(used.parse().unwrap(), csr(), facts("second"), None)
+        .await;
+    assert!(refused.is_err());
+    let refusals = f
+        .store
+        .list_audit(&crate::store::AuditFilter::default())
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == "enroll.refused")
+        .count();
+    assert_eq!(refusals, 1, "the refusal is in the audit log");
+    assert_eq!(f.store.list_devices(None).await.unwrap().len(), 1);
+}
