@@ -30,6 +30,14 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     {
         return StoreError::Overloaded;
     }
+    // A value the database returned that does not read as the type Ward wrote (text that is
+    // not UTF-8, a number where text belongs: a hand edit of the database), whether found
+    // while fetching the row or reading its column: the row is unreadable, the database
+    // answered. A missing column is not among these: it is a schema or code fault that
+    // every row shares.
+    if matches!(e, sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. }) {
+        return StoreError::Corrupt(e.to_string());
+    }
     StoreError::Database(e.to_string())
 }
 

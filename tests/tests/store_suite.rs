@@ -234,6 +234,45 @@ async fn a_delivery_count_out_of_range_does_not_freeze_its_command() {
     );
 }
 
+/// Someone with the database writes a value of another type into a device's key history (SQLite
+/// keeps what it is given), or text that is not UTF-8: reading it is the row's failure,
+/// `Corrupt`, not the database's, whether the driver meets it reading the column or
+/// fetching the row. The receipts' key reads split a batch only for `Corrupt` (lane.rs), so
+/// that an unreadable history fails only its own device's receipt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_history_edited_to_another_type_reads_as_corrupt() {
+    use ward_controller::store::StoreError;
+    let b = sqlite().await;
+    let number = enrolled(&b.store, 1).await;
+    let bytes = enrolled(&b.store, 2).await;
+    let intact = enrolled(&b.store, 3).await;
+    let path = b._dir.as_ref().unwrap().path().join("ward.db");
+    let ids = (number.to_string(), bytes.to_string());
+    tokio::task::spawn_blocking(move || {
+        let db = rusqlite::Connection::open(path).unwrap();
+        db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+        db.execute(
+            "UPDATE device_keys SET issued_at = 'yesterday' WHERE device_id = ?1",
+            rusqlite::params![ids.0],
+        )
+        .unwrap();
+        db.execute(
+            "UPDATE device_keys SET serial = CAST(x'ff' AS TEXT) WHERE device_id = ?1",
+            rusqlite::params![ids.1],
+        )
+        .unwrap();
+    })
+    .await
+    .unwrap();
+
+    for edited in [number, bytes] {
+        let read = b.store.device_keys_of(&[edited, intact]).await;
+        assert!(matches!(read, Err(StoreError::Corrupt(_))), "{read:?}");
+    }
+    let alone = b.store.device_keys_of(&[intact]).await.unwrap();
+    assert_eq!(alone[&intact].len(), 1, "the intact history reads alone");
+}
+
 /// Two replicas on one PostgreSQL database (READ COMMITTED): a redelivery the other replica
 /// commits between a job's read of a command and its compare-and-set (a device's result
 /// finishing it, as `finish_command` does) is not overwritten with the delivery count the job
