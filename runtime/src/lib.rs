@@ -35,6 +35,7 @@ pub use shutdown::signal as shutdown_signal;
 pub use ward_controller::app::{CHECKPOINT_EVERY_DEFAULT, CheckpointConfig};
 pub use ward_controller::serve_lock::ServeLockError;
 pub use ward_store::BatchSettings;
+pub use ward_store::commit_runtime::start as start_commit_runtime;
 
 /// The data directory a controller serves from: `wardctl init` makes one (`serve` does when it
 /// finds none), and `serve` checks its `--hostname`s with the names the directory would get.

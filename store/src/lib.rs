@@ -16,6 +16,7 @@
 #[cfg(all(not(debug_assertions), feature = "faults"))]
 compile_error!("the `faults` feature is for test builds, not release builds");
 
+pub mod commit_runtime;
 mod memory;
 mod rows;
 mod sql;

@@ -186,7 +186,7 @@ impl Writer {
                 sheddable: sheddable_rx,
                 close: close_rx,
             };
-            tokio::spawn(run(
+            crate::commit_runtime::spawn(run(
                 engine,
                 lane,
                 queues,

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use super::AppError;
-use crate::store::StoreError;
+use crate::store::{StoreError, commit_runtime};
 
 type Pending<R, O> = (R, oneshot::Sender<Result<O, AppError>>);
 
@@ -65,6 +65,35 @@ pub(super) enum OnFailure {
     SplitUntilAlone,
 }
 
+/// Where a lane's tasks run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Threads {
+    /// The commit path's own threads ([`commit_runtime`]), once `wardctl serve` started
+    /// them: a lane that feeds the writer, whose batches must not wait behind the
+    /// connections' tasks.
+    Commit,
+    /// The caller's runtime: a lane of reads, which has no business on the commit threads.
+    Caller,
+}
+
+impl Threads {
+    fn spawn<T>(self, task: T) -> tokio::task::JoinHandle<T::Output>
+    where
+        T: Future + Send + 'static,
+        T::Output: Send + 'static,
+    {
+        match self {
+            Self::Commit => commit_runtime::spawn(task),
+            Self::Caller => tokio::spawn(task),
+        }
+    }
+}
+
+/// The most runs of one failed batch's halves at once: a batch whose every request fails
+/// on its own (every row unreadable) splits down to single requests, some two thousand
+/// runs for a thousand, and a lane of reads must not take the whole read pool for them.
+const SPLIT_RUNS_AT_ONCE: usize = 4;
+
 /// Why a batch failed as a whole, and whether its requests may fare better apart.
 #[derive(Debug)]
 pub(super) struct Failed {
@@ -106,12 +135,19 @@ impl From<AppError> for Failed {
     }
 }
 
-/// A store error outside a writer job (a read) is the batch's own: a row that cannot be read
-/// (its text unreadable, a column that does not decode) fails only the requests that read it
-/// once they run apart.
+/// A store error as a lane's batch meets it (a read, or a writer job's outcome without
+/// [`Failed::of_write`]): a row that cannot be read (its text unreadable, a column that does
+/// not decode: [`StoreError::Corrupt`]) is the batch's own,
+/// and fails only the requests that read it once they run apart. Any other error is the
+/// store's (the read pool exhausted, the database unreachable): run apart, a thousand reads
+/// would fail the same way some two thousand times, each half holding a connection of its
+/// own, while the callers wait.
 impl From<StoreError> for Failed {
     fn from(error: StoreError) -> Self {
-        Self::own(error.into())
+        match error {
+            StoreError::Corrupt(_) => Self::own(error.into()),
+            other => Self::store(other),
+        }
     }
 }
 
@@ -129,7 +165,22 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
         F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
     {
-        Self::start_concurrent(name, max_batch, 1, on_failure, run)
+        Self::start_on(Threads::Commit, name, max_batch, 1, on_failure, run)
+    }
+
+    /// [`Lane::start`] for a lane of reads: its tasks stay on the caller's runtime.
+    pub(super) fn start_reads<F, Fut>(
+        name: &'static str,
+        max_batch: usize,
+        on_failure: OnFailure,
+        run: F,
+    ) -> Self
+    where
+        R: Clone,
+        F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
+    {
+        Self::start_on(Threads::Caller, name, max_batch, 1, on_failure, run)
     }
 
     /// [`Lane::start`], with up to `concurrent` batches running at once (at least one): the
@@ -147,12 +198,35 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
         F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
     {
+        Self::start_on(
+            Threads::Commit,
+            name,
+            max_batch,
+            concurrent,
+            on_failure,
+            run,
+        )
+    }
+
+    fn start_on<F, Fut>(
+        threads: Threads,
+        name: &'static str,
+        max_batch: usize,
+        concurrent: usize,
+        on_failure: OnFailure,
+        run: F,
+    ) -> Self
+    where
+        R: Clone,
+        F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
+    {
         let (queue, mut requests) = mpsc::unbounded_channel::<Pending<R, O>>();
         let load = Arc::new(Load::default());
         let run = Arc::new(run);
         let running = Arc::new(Semaphore::new(concurrent.max(1)));
         let task_load = Arc::clone(&load);
-        tokio::spawn(async move {
+        threads.spawn(async move {
             while let Some(first) = requests.recv().await {
                 let Ok(slot) = Arc::clone(&running).acquire_owned().await else {
                     return;
@@ -167,16 +241,15 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
                 }
                 task_load.queued.fetch_sub(batch.len(), Ordering::Relaxed);
                 let (run, load) = (Arc::clone(&run), Arc::clone(&task_load));
-                tokio::spawn(async move {
-                    answer(
+                threads.spawn(async move {
+                    let runner = Runner {
                         name,
-                        run.as_ref(),
+                        run: run.as_ref(),
                         on_failure,
-                        batch,
-                        (max_batch, concurrent),
-                        &load,
-                    )
-                    .await;
+                        threads,
+                        split_runs: Semaphore::new(SPLIT_RUNS_AT_ONCE),
+                    };
+                    answer(&runner, batch, (max_batch, concurrent), &load).await;
                     drop(slot);
                 });
             }
@@ -216,9 +289,7 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
 /// dropped (what a request holds, such as a device's check-in turn, is free by the time the
 /// caller can ask again).
 async fn answer<R, O, F, Fut>(
-    name: &'static str,
-    run: &F,
-    on_failure: OnFailure,
+    runner: &Runner<'_, F>,
     batch: Vec<Pending<R, O>>,
     (max_batch, concurrent): (usize, usize),
     load: &Load,
@@ -228,11 +299,11 @@ async fn answer<R, O, F, Fut>(
     F: Fn(Arc<[R]>) -> Fut + Sync,
     Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
 {
-    tracing::debug!(lane = name, requests = batch.len(), "batch");
+    tracing::debug!(lane = runner.name, requests = batch.len(), "batch");
     let requests = batch.len();
     let (asked, answers): (Vec<R>, Vec<_>) = batch.into_iter().unzip();
     let started = Instant::now();
-    settle(name, run, on_failure, asked, answers).await;
+    settle(runner, asked, answers).await;
     // How fast the lane goes is told by a batch that others waited for (full, or with
     // requests queued behind it when it ended), from its start to its last answer, retries
     // included. A small batch nobody waited for says only that few requests came: counting
@@ -247,11 +318,10 @@ async fn answer<R, O, F, Fut>(
 /// batch failed on its own and the lane splits ([`OnFailure::SplitUntilAlone`]), by running
 /// it again as two halves side by side, each settled the same way, until a request that
 /// fails is alone and gets its own error; or else with the batch's error. Each caller hears
-/// only once its request is dropped.
+/// only once its request is dropped. At most [`SPLIT_RUNS_AT_ONCE`] of one batch's halves run
+/// at once.
 fn settle<'a, R, O, F, Fut>(
-    name: &'static str,
-    run: &'a F,
-    on_failure: OnFailure,
+    runner: &'a Runner<'a, F>,
     requests: Vec<R>,
     mut answers: Vec<oneshot::Sender<Result<O, AppError>>>,
 ) -> BoxFuture<'a, ()>
@@ -262,8 +332,11 @@ where
     Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
 {
     Box::pin(async move {
+        let Runner {
+            name, on_failure, ..
+        } = *runner;
         let batch: Arc<[R]> = requests.into();
-        match run_batch(name, run, Arc::clone(&batch)).await {
+        match runner.run_batch(Arc::clone(&batch)).await {
             Ok(outcomes) => {
                 drop(batch);
                 for (answer, outcome) in answers.into_iter().zip(outcomes) {
@@ -280,8 +353,8 @@ where
                 let later = first.split_off(first.len() / 2);
                 let later_answers = answers.split_off(answers.len() / 2);
                 futures::join!(
-                    settle(name, run, on_failure, first, answers),
-                    settle(name, run, on_failure, later, later_answers)
+                    settle(runner, first, answers),
+                    settle(runner, later, later_answers)
                 );
             }
             Err(Failed { error: e, .. }) => {
@@ -312,31 +385,45 @@ impl Load {
     }
 }
 
-/// One batch, in a task of its own (a batch that panics fails its callers, not the lane), with
-/// one outcome per request.
-async fn run_batch<R, O, F, Fut>(
+/// What a lane runs each batch with.
+struct Runner<'a, F> {
     name: &'static str,
-    run: &F,
-    batch: Arc<[R]>,
-) -> Result<Vec<O>, Failed>
-where
-    O: Send + 'static,
-    F: Fn(Arc<[R]>) -> Fut,
-    Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
-{
-    let asked = batch.len();
-    let outcomes = tokio::spawn(run(batch)).await.unwrap_or_else(|e| {
-        Err(Failed::own(AppError::Internal(format!(
-            "the {name} batch stopped: {e}"
-        ))))
-    })?;
-    if outcomes.len() == asked {
-        Ok(outcomes)
-    } else {
-        Err(Failed::own(AppError::Internal(format!(
-            "the {name} batch answered {} of {asked} requests",
-            outcomes.len()
-        ))))
+    run: &'a F,
+    on_failure: OnFailure,
+    threads: Threads,
+    /// Shared by one batch's halves ([`SPLIT_RUNS_AT_ONCE`]).
+    split_runs: Semaphore,
+}
+
+impl<F> Runner<'_, F> {
+    /// One batch, in a task of its own (a batch that panics fails its callers, not the
+    /// lane), with one outcome per request.
+    async fn run_batch<R, O, Fut>(&self, batch: Arc<[R]>) -> Result<Vec<O>, Failed>
+    where
+        O: Send + 'static,
+        F: Fn(Arc<[R]>) -> Fut,
+        Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
+    {
+        let name = self.name;
+        let asked = batch.len();
+        let outcomes = {
+            // Held for the run only, never while the halves wait for theirs.
+            let _turn = self.split_runs.acquire().await;
+            self.threads.spawn((self.run)(batch)).await
+        }
+        .unwrap_or_else(|e| {
+            Err(Failed::own(AppError::Internal(format!(
+                "the {name} batch stopped: {e}"
+            ))))
+        })?;
+        if outcomes.len() == asked {
+            Ok(outcomes)
+        } else {
+            Err(Failed::own(AppError::Internal(format!(
+                "the {name} batch answered {} of {asked} requests",
+                outcomes.len()
+            ))))
+        }
     }
 }
 
@@ -396,6 +483,94 @@ mod tests {
         );
         assert!(lane.wait().is_some(), "a full batch (of two) was seen");
         assert_eq!(lane.queued(), 0);
+    }
+
+    /// A read that fails as the database does (its pool exhausted, the server gone) fails
+    /// every caller after one run; a row that cannot be read fails only its own caller, the
+    /// batch run again in halves until it is alone.
+    #[tokio::test]
+    async fn only_an_unreadable_row_splits_a_batch_of_reads() {
+        use crate::store::StoreError;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        for (error, runs_expected) in [
+            (StoreError::Database("pool timed out".into()), 1),
+            (StoreError::Corrupt("column issued_at".into()), 7),
+        ] {
+            let runs = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&runs);
+            let failing = error.clone();
+            let lane: Lane<u32, u32> = Lane::start(
+                "test",
+                8,
+                OnFailure::SplitUntilAlone,
+                move |batch: Arc<[u32]>| {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                    let failing = failing.clone();
+                    async move {
+                        let fails = match &failing {
+                            StoreError::Corrupt(_) => batch.contains(&3),
+                            _ => true,
+                        };
+                        if fails {
+                            return Err(failing.into());
+                        }
+                        Ok(batch.to_vec())
+                    }
+                },
+            );
+            let answers = futures::future::join_all((0..8).map(|n| lane.run(n))).await;
+            let failed: Vec<usize> = (0..8).filter(|&i| answers[i].is_err()).collect();
+            match error {
+                StoreError::Corrupt(_) => assert_eq!(failed, [3], "{answers:?}"),
+                _ => assert_eq!(failed.len(), 8, "{answers:?}"),
+            }
+            assert_eq!(runs.load(Ordering::Relaxed), runs_expected, "{error}");
+        }
+    }
+
+    /// A batch whose every request fails on its own (every row unreadable) splits down to
+    /// single requests (31 runs for 16 in one batch), but never more than
+    /// `SPLIT_RUNS_AT_ONCE` at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_split_to_the_end_runs_a_few_halves_at_once() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (runs, now, most) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicUsize::new(0)),
+        );
+        let counted = (Arc::clone(&runs), Arc::clone(&now), Arc::clone(&most));
+        let lane: Lane<u32, u32> = Lane::start_reads(
+            "test",
+            16,
+            OnFailure::SplitUntilAlone,
+            move |_batch: Arc<[u32]>| {
+                let (runs, now, most) = (
+                    Arc::clone(&counted.0),
+                    Arc::clone(&counted.1),
+                    Arc::clone(&counted.2),
+                );
+                async move {
+                    runs.fetch_add(1, Ordering::Relaxed);
+                    let running = now.fetch_add(1, Ordering::SeqCst) + 1;
+                    most.fetch_max(running, Ordering::SeqCst);
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    now.fetch_sub(1, Ordering::SeqCst);
+                    Err(crate::store::StoreError::Corrupt("unreadable".into()).into())
+                }
+            },
+        );
+        let answers = futures::future::join_all((0..16).map(|n| lane.run(n))).await;
+        assert!(answers.iter().all(Result::is_err));
+        assert!(
+            runs.load(Ordering::Relaxed) >= 16,
+            "each request ran alone in the end"
+        );
+        let most = most.load(Ordering::SeqCst);
+        assert!(
+            (2..=super::SPLIT_RUNS_AT_ONCE).contains(&most),
+            "{most} runs at once"
+        );
     }
 
     /// A batch that failed because the store did (the database unreachable, its commit

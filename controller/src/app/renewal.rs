@@ -459,15 +459,18 @@ impl App {
 /// Reads of device key histories, gathered: the receipts of thousands of wipes finishing at
 /// once each need their device's keys, and one read for many devices replaces thousands of
 /// one-row reads. Each read still happens after it was asked for, as it would alone.
-/// A batch that fails is read again device by device (a few dozen at once), so one
-/// unreadable history fails only its own receipt.
+/// A read that finds a history it cannot read ([`crate::store::StoreError::Corrupt`]) runs
+/// again in halves until that device is alone, so one unreadable history fails only its own
+/// receipt; a read the database itself fails (the pool exhausted, the server gone) fails
+/// every receipt in it at once, and the devices report again. It runs on the caller's
+/// runtime, not the commit path's threads.
 pub(super) type KeyReads = Lane<DeviceId, Vec<DeviceKey>>;
 
 /// The most devices one read takes.
 const MAX_KEY_READS: usize = 1000;
 
 pub(super) fn start_key_reads(store: Arc<dyn Store>) -> KeyReads {
-    Lane::start(
+    Lane::start_reads(
         "device key reads",
         MAX_KEY_READS,
         OnFailure::SplitUntilAlone,

@@ -354,6 +354,15 @@ pub fn main() -> ExitCode {
             };
         }
     };
+    // `serve`: the store's writer and its batches on threads of their own (see
+    // `ward_runtime::start_commit_runtime`), started before any runtime, so that no runtime
+    // is ever dropped inside another.
+    if matches!(cli.command, Verb::Serve(_))
+        && let Err(e) = ward_runtime::start_commit_runtime()
+    {
+        eprintln!("error: cannot start the commit path's threads: {e}");
+        return Exit::Failed.into();
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
