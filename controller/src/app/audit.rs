@@ -112,6 +112,17 @@ pub(super) fn count_for_checkpoint(state: &AuditState, every: u64, appended: u64
     }
 }
 
+/// Why an enrollment was refused, as its audit entry says.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum EnrollmentRefused {
+    /// No token has this hash.
+    UnknownToken,
+    /// The token as it stands after the claim (usable: another replica took it first).
+    Token(TokenStatus),
+    /// The claim was refused and the token could not be read to say why.
+    TokenUnread,
+}
+
 impl App {
     /// Appends an entry. A failure is an error for the caller: an action that cannot be
     /// audited must not look like it went through unrecorded. Damage found in the chain does
@@ -214,17 +225,20 @@ impl App {
         &self,
         token: &TokenHash,
         user: Option<&UserEmail>,
-        status: Option<TokenStatus>,
+        refused: EnrollmentRefused,
         client: Option<IpAddr>,
     ) -> Result<(), AppError> {
-        let why = match status {
-            None => "unknown",
-            Some(TokenStatus::AlreadyUsed) => "already used",
-            Some(TokenStatus::Expired) => "expired",
-            Some(TokenStatus::Withdrawn) => {
+        let why = match refused {
+            EnrollmentRefused::UnknownToken => "unknown",
+            EnrollmentRefused::Token(TokenStatus::AlreadyUsed) => "already used",
+            EnrollmentRefused::Token(TokenStatus::Expired) => "expired",
+            EnrollmentRefused::Token(TokenStatus::Withdrawn) => {
                 "withdrawn (its user was offboarded, or an admin withdrew it)"
             }
-            Some(TokenStatus::Usable) => "refused",
+            EnrollmentRefused::Token(TokenStatus::Usable) => "refused",
+            EnrollmentRefused::TokenUnread => {
+                "refused (the token could not be read: reason unknown)"
+            }
         };
         let client = client.map(|ip| ip.to_string()).unwrap_or_default();
         tracing::warn!(why, client = %client, token = ?token, "enrollment refused");

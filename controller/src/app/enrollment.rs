@@ -8,6 +8,7 @@ use std::time::Duration;
 use tracing::info;
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
+use super::audit::EnrollmentRefused;
 use super::enrollment_batch::Claim;
 use super::{App, AppError, audit, certificate_record};
 use crate::core::token::{TOKEN_MAX_TTL, TOKEN_MIN_TTL};
@@ -147,19 +148,24 @@ impl App {
         let record = match self.store.find_token(&hash).await {
             Ok(record) => record,
             Err(e) => {
-                self.audit_enrollment_refusal(&hash, None, Some(TokenStatus::Usable), client)
+                self.audit_enrollment_refusal(&hash, None, EnrollmentRefused::TokenUnread, client)
                     .await?;
                 return Err(e.into());
             }
         };
         let Some(record) = record else {
-            self.audit_enrollment_refusal(&hash, None, None, client)
+            self.audit_enrollment_refusal(&hash, None, EnrollmentRefused::UnknownToken, client)
                 .await?;
             return Err(unknown_token());
         };
         let status = record.status(claimed_at);
-        self.audit_enrollment_refusal(&hash, Some(&record.user), Some(status), client)
-            .await?;
+        self.audit_enrollment_refusal(
+            &hash,
+            Some(&record.user),
+            EnrollmentRefused::Token(status),
+            client,
+        )
+        .await?;
         check_token_status(status)?;
         // Usable by its times, yet not claimed: another enrollment took it after the claim's
         // statement ran (on another replica).

@@ -156,15 +156,22 @@ async fn each_enrollment_in_a_batch_gets_its_own_answer() {
     );
     // alice's first device, bob's and one of cat's.
     assert_eq!(f.store.list_devices(None).await.unwrap().len(), 3);
-    let refused = f
-        .store
+    assert_eq!(
+        refusals(&f).await.len(),
+        3,
+        "the used, the unknown and cat's second claim"
+    );
+}
+
+/// The audit log's refused enrollments.
+async fn refusals(f: &super::test_fixture::Fixture) -> Vec<crate::core::audit::AuditEntry> {
+    f.store
         .list_audit(&crate::store::AuditFilter::default())
         .await
         .unwrap()
         .into_iter()
         .filter(|e| e.action == "enroll.refused")
-        .count();
-    assert_eq!(refused, 3, "the used, the unknown and cat's second claim");
+        .collect()
 }
 
 /// Enrollments whose batch the store could not commit (here its audit append fails, as a
@@ -224,14 +231,12 @@ async fn a_refusal_whose_token_cannot_be_read_is_still_audited() {
         .enroll(used.parse().unwrap(), csr(), facts("second"), None)
         .await;
     assert!(refused.is_err());
-    let refusals = f
-        .store
-        .list_audit(&crate::store::AuditFilter::default())
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|e| e.action == "enroll.refused")
-        .count();
-    assert_eq!(refusals, 1, "the refusal is in the audit log");
+    let refusals = refusals(&f).await;
+    assert_eq!(refusals.len(), 1, "the refusal is in the audit log");
+    let details: serde_json::Value = serde_json::from_str(&refusals[0].details).unwrap();
+    assert_eq!(
+        details["why"], "refused (the token could not be read: reason unknown)",
+        "it says the reason is not known, not a reason it did not read"
+    );
     assert_eq!(f.store.list_devices(None).await.unwrap().len(), 1);
 }

@@ -168,21 +168,6 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
         Self::start_on(Threads::Commit, name, max_batch, 1, on_failure, run)
     }
 
-    /// [`Lane::start`] for a lane of reads: its tasks stay on the caller's runtime.
-    pub(super) fn start_reads<F, Fut>(
-        name: &'static str,
-        max_batch: usize,
-        on_failure: OnFailure,
-        run: F,
-    ) -> Self
-    where
-        R: Clone,
-        F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
-    {
-        Self::start_on(Threads::Caller, name, max_batch, 1, on_failure, run)
-    }
-
     /// [`Lane::start`], with up to `concurrent` batches running at once (at least one): the
     /// next batch starts while others are still running, with the requests that arrived
     /// meanwhile.
@@ -208,7 +193,9 @@ impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
         )
     }
 
-    fn start_on<F, Fut>(
+    /// [`Lane::start_concurrent`] on the given threads: [`Threads::Caller`] for a lane of
+    /// reads.
+    pub(super) fn start_on<F, Fut>(
         threads: Threads,
         name: &'static str,
         max_batch: usize,
@@ -540,9 +527,11 @@ mod tests {
             Arc::new(AtomicUsize::new(0)),
         );
         let counted = (Arc::clone(&runs), Arc::clone(&now), Arc::clone(&most));
-        let lane: Lane<u32, u32> = Lane::start_reads(
+        let lane: Lane<u32, u32> = Lane::start_on(
+            super::Threads::Caller,
             "test",
             16,
+            1,
             OnFailure::SplitUntilAlone,
             move |_batch: Arc<[u32]>| {
                 let (runs, now, most) = (

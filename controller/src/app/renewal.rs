@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use ward_certs::receipt::{ReceiptError, SignedReceipt, WipeReceiptBody, verify_receipt};
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
-use super::lane::{Lane, OnFailure};
+use super::lane::{Lane, OnFailure, Threads};
 use super::offboard::retires_its_device;
 use super::{App, AppError, audit, certificate_record};
 use crate::core::audit::AuditEvent;
@@ -470,9 +470,11 @@ pub(super) type KeyReads = Lane<DeviceId, Vec<DeviceKey>>;
 const MAX_KEY_READS: usize = 1000;
 
 pub(super) fn start_key_reads(store: Arc<dyn Store>) -> KeyReads {
-    Lane::start_reads(
+    Lane::start_on(
+        Threads::Caller,
         "device key reads",
         MAX_KEY_READS,
+        1,
         OnFailure::SplitUntilAlone,
         move |devices: Arc<[DeviceId]>| {
             let store = Arc::clone(&store);
