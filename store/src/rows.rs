@@ -34,7 +34,10 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
     // not UTF-8, a number where text belongs: a hand edit of the database), whether found
     // while fetching the row or reading its column: the row is unreadable, the database
     // answered. A missing column is not among these: it is a schema or code fault that
-    // every row shares.
+    // every row shares. A column whose type was altered on PostgreSQL is (sqlx reports the
+    // type mismatch the same way as SQLite's one edited value), so every row reads as
+    // Corrupt there; a lane then splits its batches down to single requests, four runs at
+    // a time (lane.rs), and every request fails with the row's error.
     if matches!(e, sqlx::Error::Decode(_) | sqlx::Error::ColumnDecode { .. }) {
         return StoreError::Corrupt(e.to_string());
     }

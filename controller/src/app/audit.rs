@@ -244,7 +244,12 @@ impl App {
         tracing::warn!(why, client = %client, token = ?token, "enrollment refused");
         self.audit_refusal(
             refusal_source(ENROLLMENT, "enroll.refused", &client),
-            user.map_or("unknown token", UserEmail::as_str),
+            match (user, refused) {
+                (Some(user), _) => user.as_str(),
+                // Perhaps a known token: whose, the hash prefix lets an auditor find.
+                (None, EnrollmentRefused::TokenUnread) => "token not read",
+                (None, _) => "unknown token",
+            },
             serde_json::json!({
                 "why": why,
                 "token_hash_prefix": token_hash_prefix(token),

@@ -238,5 +238,9 @@ async fn a_refusal_whose_token_cannot_be_read_is_still_audited() {
         details["why"], "refused (the token could not be read: reason unknown)",
         "it says the reason is not known, not a reason it did not read"
     );
+    assert_eq!(
+        refusals[0].target, "token not read",
+        "not \"unknown token\": the token may well be known (here it is alice's)"
+    );
     assert_eq!(f.store.list_devices(None).await.unwrap().len(), 1);
 }

@@ -334,7 +334,7 @@ where
                 error: e,
                 apart: true,
             }) if on_failure == OnFailure::SplitUntilAlone && batch.len() > 1 => {
-                tracing::warn!(lane = name, requests = batch.len(), error = %e, "batch failed; it runs again in halves");
+                tracing::debug!(lane = name, requests = batch.len(), error = %e, "batch failed; it runs again in halves");
                 let mut first: Vec<R> = batch.iter().cloned().collect();
                 drop(batch);
                 let later = first.split_off(first.len() / 2);
