@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use super::AppError;
 use super::checkin::{Plan, Written, deliver};
-use super::lane::{Failed, Lane, OnFailure};
+use super::lane::{Failed, Lane, OnFailure, Shape};
 use crate::core::{DeviceId, Timestamp};
 use crate::store::tx::{CheckInWrite, Tx};
 use crate::store::{Priority, Store};
@@ -33,11 +33,8 @@ pub(super) type CheckInBatches = Lane<Arc<Plan>, Result<Written, AppError>>;
 /// SQLite has one).
 pub(super) fn start(store: Arc<dyn Store>) -> CheckInBatches {
     let concurrent = store.writer().lanes_for(Priority::Admitted).len();
-    Lane::start_concurrent(
-        "check-ins",
-        MAX_BATCH,
-        concurrent,
-        OnFailure::SplitUntilAlone,
+    Lane::start(
+        Shape::new("check-ins", MAX_BATCH, OnFailure::SplitUntilAlone).concurrent(concurrent),
         move |batch: Arc<[Arc<Plan>]>| {
             let store = Arc::clone(&store);
             async move {

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::audit::CONTROLLER;
 use super::commands::{CAS_ATTEMPTS, transition_event};
 use super::devices::{Revoked, revoked_in};
-use super::lane::{Failed, Lane, OnFailure};
+use super::lane::{Failed, Lane, OnFailure, Shape};
 use super::lifecycle::encode_posture;
 use super::{App, AppError};
 use crate::core::audit::AuditEvent;
@@ -73,9 +73,7 @@ pub(super) type Finishes = Lane<Finishing, Finish>;
 
 pub(super) fn start_finishes(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Finishes {
     Lane::start(
-        "command finishes",
-        MAX_BATCH,
-        OnFailure::SplitUntilAlone,
+        Shape::new("command finishes", MAX_BATCH, OnFailure::SplitUntilAlone),
         move |batch: Arc<[Finishing]>| {
             let store = Arc::clone(&store);
             let now = clock.now();

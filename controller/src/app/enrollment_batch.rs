@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use super::lane::{Failed, Lane, OnFailure};
+use super::lane::{Failed, Lane, OnFailure, Shape};
 use super::{AppError, audit};
 use crate::core::audit::AuditEvent;
 use crate::core::{NewDevice, Timestamp, TokenHash, UserEmail};
@@ -45,11 +45,8 @@ pub(super) type Redemptions = Lane<Arc<Claim>, Claimed>;
 /// either store: admin calls, wipes and results run there too, in order).
 pub(super) fn start(store: Arc<dyn Store>) -> Redemptions {
     let concurrent = store.writer().lanes_for(Priority::High).len();
-    Lane::start_concurrent(
-        "enrollments",
-        MAX_BATCH,
-        concurrent,
-        OnFailure::SplitUntilAlone,
+    Lane::start(
+        Shape::new("enrollments", MAX_BATCH, OnFailure::SplitUntilAlone).concurrent(concurrent),
         move |batch: Arc<[Arc<Claim>]>| {
             let store = Arc::clone(&store);
             async move {

@@ -4,7 +4,7 @@
 //! failing request is alone ([`OnFailure`]). With the store's writer behind it, a thousand callers that arrive at once
 //! cost one job and a few many-row statements instead of a thousand jobs. A lane runs one
 //! batch at a time, or a few at once where the writer has lanes to run them side by side
-//! ([`Lane::start_concurrent`]).
+//! ([`Shape::concurrent`]).
 
 use std::fmt;
 use std::future::Future;
@@ -151,63 +151,56 @@ impl From<StoreError> for Failed {
     }
 }
 
-impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
-    /// Starts the task, one batch at a time. `run` answers a batch with one outcome per
-    /// request, in order.
-    pub(super) fn start<F, Fut>(
-        name: &'static str,
-        max_batch: usize,
-        on_failure: OnFailure,
-        run: F,
-    ) -> Self
-    where
-        R: Clone,
-        F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
-    {
-        Self::start_on(Threads::Commit, name, max_batch, 1, on_failure, run)
-    }
+/// How a lane runs its batches: [`Shape::new`], then what differs from one batch at a time
+/// on the commit path's threads.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Shape {
+    name: &'static str,
+    max_batch: usize,
+    on_failure: OnFailure,
+    concurrent: usize,
+    threads: Threads,
+}
 
-    /// [`Lane::start`], with up to `concurrent` batches running at once (at least one): the
-    /// next batch starts while others are still running, with the requests that arrived
-    /// meanwhile.
-    pub(super) fn start_concurrent<F, Fut>(
-        name: &'static str,
-        max_batch: usize,
-        concurrent: usize,
-        on_failure: OnFailure,
-        run: F,
-    ) -> Self
-    where
-        R: Clone,
-        F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
-        Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
-    {
-        Self::start_on(
-            Threads::Commit,
+impl Shape {
+    /// Batches of up to `max_batch` requests, one at a time, on [`Threads::Commit`].
+    pub(super) const fn new(name: &'static str, max_batch: usize, on_failure: OnFailure) -> Self {
+        Self {
             name,
             max_batch,
-            concurrent,
             on_failure,
-            run,
-        )
+            concurrent: 1,
+            threads: Threads::Commit,
+        }
     }
 
-    /// [`Lane::start_concurrent`] on the given threads: [`Threads::Caller`] for a lane of
-    /// reads.
-    pub(super) fn start_on<F, Fut>(
-        threads: Threads,
-        name: &'static str,
-        max_batch: usize,
-        concurrent: usize,
-        on_failure: OnFailure,
-        run: F,
-    ) -> Self
+    /// Up to `concurrent` batches at once (at least one): the next batch starts while others
+    /// are still running, with the requests that arrived meanwhile.
+    pub(super) const fn concurrent(self, concurrent: usize) -> Self {
+        Self { concurrent, ..self }
+    }
+
+    /// On `threads`: [`Threads::Caller`] for a lane of reads.
+    pub(super) const fn on(self, threads: Threads) -> Self {
+        Self { threads, ..self }
+    }
+}
+
+impl<R: Send + Sync + 'static, O: Send + 'static> Lane<R, O> {
+    /// Starts the lane's task. `run` answers a batch with one outcome per request, in order.
+    pub(super) fn start<F, Fut>(shape: Shape, run: F) -> Self
     where
         R: Clone,
         F: Fn(Arc<[R]>) -> Fut + Send + Sync + 'static,
         Fut: Future<Output = Result<Vec<O>, Failed>> + Send + 'static,
     {
+        let Shape {
+            name,
+            max_batch,
+            on_failure,
+            concurrent,
+            threads,
+        } = shape;
         let (queue, mut requests) = mpsc::unbounded_channel::<Pending<R, O>>();
         let load = Arc::new(Load::default());
         let run = Arc::new(run);
@@ -419,21 +412,23 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration;
 
-    use super::{Lane, OnFailure};
+    use super::{Lane, OnFailure, Shape};
 
     /// With two batches allowed at once, a second batch starts while the first is still
     /// running (each waits for the other here, so one at a time would never finish).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_batches_run_side_by_side() {
         let both = Arc::new(tokio::sync::Barrier::new(2));
-        let lane: Lane<u32, u32> =
-            Lane::start_concurrent("test", 1, 2, OnFailure::FailAll, move |batch| {
+        let lane: Lane<u32, u32> = Lane::start(
+            Shape::new("test", 1, OnFailure::FailAll).concurrent(2),
+            move |batch| {
                 let both = Arc::clone(&both);
                 async move {
                     both.wait().await;
                     Ok(batch.iter().map(|n| n * 10).collect())
                 }
-            });
+            },
+        );
         let answers = tokio::time::timeout(
             Duration::from_secs(10),
             futures::future::join(lane.run(1), lane.run(2)),
@@ -448,9 +443,7 @@ mod tests {
     #[tokio::test]
     async fn requests_are_dropped_before_their_callers_hear() {
         let lane: Lane<Arc<u32>, u32> = Lane::start(
-            "test",
-            2,
-            OnFailure::SplitUntilAlone,
+            Shape::new("test", 2, OnFailure::SplitUntilAlone),
             |batch: Arc<[Arc<u32>]>| async move {
                 if batch.len() > 1 && batch.iter().any(|n| **n == 13) {
                     return Err(super::AppError::Internal("unlucky".into()).into());
@@ -487,9 +480,7 @@ mod tests {
             let counted = Arc::clone(&runs);
             let failing = error.clone();
             let lane: Lane<u32, u32> = Lane::start(
-                "test",
-                8,
-                OnFailure::SplitUntilAlone,
+                Shape::new("test", 8, OnFailure::SplitUntilAlone),
                 move |batch: Arc<[u32]>| {
                     counted.fetch_add(1, Ordering::Relaxed);
                     let failing = failing.clone();
@@ -527,12 +518,8 @@ mod tests {
             Arc::new(AtomicUsize::new(0)),
         );
         let counted = (Arc::clone(&runs), Arc::clone(&now), Arc::clone(&most));
-        let lane: Lane<u32, u32> = Lane::start_on(
-            super::Threads::Caller,
-            "test",
-            16,
-            1,
-            OnFailure::SplitUntilAlone,
+        let lane: Lane<u32, u32> = Lane::start(
+            Shape::new("test", 16, OnFailure::SplitUntilAlone).on(super::Threads::Caller),
             move |_batch: Arc<[u32]>| {
                 let (runs, now, most) = (
                     Arc::clone(&counted.0),
@@ -572,9 +559,7 @@ mod tests {
         let runs = Arc::new(AtomicUsize::new(0));
         let counted = Arc::clone(&runs);
         let lane: Lane<u32, u32> = Lane::start(
-            "test",
-            8,
-            OnFailure::SplitUntilAlone,
+            Shape::new("test", 8, OnFailure::SplitUntilAlone),
             move |_batch: Arc<[u32]>| {
                 counted.fetch_add(1, Ordering::Relaxed);
                 async move {

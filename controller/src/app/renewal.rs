@@ -20,7 +20,7 @@ use tracing::{info, warn};
 use ward_certs::receipt::{ReceiptError, SignedReceipt, WipeReceiptBody, verify_receipt};
 use ward_certs::{Identity, IssuedCertificate, VerifiedCsr};
 
-use super::lane::{Lane, OnFailure, Threads};
+use super::lane::{Lane, OnFailure, Shape, Threads};
 use super::offboard::retires_its_device;
 use super::{App, AppError, audit, certificate_record};
 use crate::core::audit::AuditEvent;
@@ -470,12 +470,13 @@ pub(super) type KeyReads = Lane<DeviceId, Vec<DeviceKey>>;
 const MAX_KEY_READS: usize = 1000;
 
 pub(super) fn start_key_reads(store: Arc<dyn Store>) -> KeyReads {
-    Lane::start_on(
-        Threads::Caller,
-        "device key reads",
-        MAX_KEY_READS,
-        1,
-        OnFailure::SplitUntilAlone,
+    Lane::start(
+        Shape::new(
+            "device key reads",
+            MAX_KEY_READS,
+            OnFailure::SplitUntilAlone,
+        )
+        .on(Threads::Caller),
         move |devices: Arc<[DeviceId]>| {
             let store = Arc::clone(&store);
             async move {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use super::AppError;
 use super::commands::transition_event;
-use super::lane::{Lane, OnFailure};
+use super::lane::{Lane, OnFailure, Shape};
 use crate::core::{Clock, Command, CommandId, CommandState, DeviceId, Event, Receipt, Timestamp};
 use crate::store::{Priority, Store, StoreError};
 
@@ -55,9 +55,7 @@ pub(super) type Transitions = Lane<Request, Outcome>;
 pub(super) fn start(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Transitions {
     // A batch's job fails only as the store does: every request in it would fail alone too.
     Lane::start(
-        "command transitions",
-        MAX_BATCH,
-        OnFailure::FailAll,
+        Shape::new("command transitions", MAX_BATCH, OnFailure::FailAll),
         move |batch| {
             let store = Arc::clone(&store);
             let now = clock.now();
