@@ -2660,3 +2660,81 @@ async fn the_most_writer_lanes_leave_connections_for_reads() {
     drop(lease);
     sql.close().await;
 }
+
+/// Attacker's review (someone holding the SQLite file): the last audit row's `hash` written as
+/// bytes that are not UTF-8. The writer reads that row before every audited commit; the read
+/// failed (Corrupt), so every audited write failed (admin wipes, results, enrollments,
+/// offboardings) until the row was repaired by hand. It is damage like the same row edited to
+/// other text: an `audit.break` entry, and the write goes ahead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_audit_row_edited_to_another_type_does_not_stop_audited_writes() {
+    use ward_controller::store::Priority;
+    for (edit, what) in [
+        (
+            "UPDATE audit_log SET hash = 'not-a-hash' WHERE seq = (SELECT MAX(seq) FROM audit_log)",
+            "other text",
+        ),
+        (
+            "UPDATE audit_log SET hash = CAST(x'ff' AS TEXT) WHERE seq = (SELECT MAX(seq) FROM audit_log)",
+            "bytes that are not UTF-8",
+        ),
+    ] {
+        let b = sqlite().await;
+        b.store.keep_audit_with(Arc::new(TestKeeper));
+        b.store
+            .append_audit(
+                &genesis_event("sha256:test", &[1; 16], GenesisOrigin::Init),
+                Timestamp::from_unix_ms(0),
+                &|_: &[u8]| Ok(vec![1]),
+                &|_: &[u8], _: &[u8]| true,
+            )
+            .await
+            .unwrap();
+        let event = |target: &str| AuditEvent {
+            actor: "ward://admin/root".into(),
+            action: "command.create".into(),
+            target: target.into(),
+            details: serde_json::json!({ "kind": "wipe" }),
+        };
+        let audited = |target: &'static str| {
+            let store = b.store.clone();
+            let event = event(target);
+            async move {
+                store
+                    .write(Priority::High, move |tx| {
+                        tx.audit(event.clone(), Timestamp::from_unix_ms(5));
+                        Box::pin(async { Ok::<_, ward_controller::store::StoreError>(()) })
+                    })
+                    .await
+            }
+        };
+        audited("before").await.unwrap();
+        let path = b._dir.as_ref().unwrap().path().join("ward.db");
+        tokio::task::spawn_blocking(move || {
+            let db = rusqlite::Connection::open(path).unwrap();
+            db.busy_timeout(std::time::Duration::from_secs(10)).unwrap();
+            db.execute(edit, []).unwrap();
+        })
+        .await
+        .unwrap();
+        let after = audited("a wipe after the edit").await;
+        assert!(
+            after.is_ok(),
+            "{what}: an audited write after the edit: {after:?}"
+        );
+        let path = b._dir.as_ref().unwrap().path().join("ward.db");
+        let breaks: i64 = tokio::task::spawn_blocking(move || {
+            rusqlite::Connection::open(path)
+                .unwrap()
+                .query_row(
+                    "SELECT COUNT(*) FROM audit_log WHERE action = 'audit.break'",
+                    [],
+                    |row| row.get(0),
+                )
+                .unwrap()
+        })
+        .await
+        .unwrap();
+        assert_eq!(breaks, 1, "{what}: the damage is recorded as a break");
+    }
+}

@@ -242,8 +242,18 @@ impl App {
         };
         let client = client.map(|ip| ip.to_string()).unwrap_or_default();
         tracing::warn!(why, client = %client, token = ?token, "enrollment refused");
+        let prefix = token_hash_prefix(token);
+        // Made-up tokens share their address's few entries a minute; a token that exists has
+        // its own (and tokens that could not be read one more), so a flood of made-up tokens
+        // cannot push a leaked token's replay out of the log. Only tokens an admin created
+        // count apart, so the entries stay bounded.
+        let origin = match refused {
+            EnrollmentRefused::UnknownToken => client.clone(),
+            EnrollmentRefused::Token(_) => format!("{client} token {prefix}"),
+            EnrollmentRefused::TokenUnread => format!("{client} token not read"),
+        };
         self.audit_refusal(
-            refusal_source(ENROLLMENT, "enroll.refused", &client),
+            refusal_source(ENROLLMENT, "enroll.refused", &origin),
             match (user, refused) {
                 (Some(user), _) => user.as_str(),
                 // Perhaps a known token: whose, the hash prefix lets an auditor find.
@@ -252,7 +262,7 @@ impl App {
             },
             serde_json::json!({
                 "why": why,
-                "token_hash_prefix": token_hash_prefix(token),
+                "token_hash_prefix": prefix,
                 "client": (!client.is_empty()).then_some(client.as_str()),
             }),
         )

@@ -244,3 +244,53 @@ async fn a_refusal_whose_token_cannot_be_read_is_still_audited() {
     );
     assert_eq!(f.store.list_devices(None).await.unwrap().len(), 1);
 }
+
+/// Attacker's review (a thief holding alice's used token, the sign of a leak): ten enrollments
+/// with made-up tokens from one address first, then the leaked one. The made-up tokens used up
+/// the address's entries for the minute, and the replay was only counted in a summary naming
+/// neither alice nor the token. A token that exists now has entries of its own.
+#[tokio::test]
+async fn a_leaked_token_replayed_after_a_flood_of_made_up_ones_is_still_named() {
+    let f = fixture();
+    let created = f
+        .app
+        .create_token(&admin(), email(ALICE), None)
+        .await
+        .unwrap();
+    let secret = created.token.expose().to_owned();
+    f.app
+        .enroll(secret.parse().unwrap(), csr(), facts("first"), None)
+        .await
+        .unwrap();
+    let thief: std::net::IpAddr = "203.0.113.7".parse().unwrap();
+    for _ in 0..30 {
+        let made_up = EnrollmentToken::generate();
+        assert!(
+            f.app
+                .enroll(made_up, csr(), facts("made up"), Some(thief))
+                .await
+                .is_err()
+        );
+    }
+    let replay = f
+        .app
+        .enroll(secret.parse().unwrap(), csr(), facts("replay"), Some(thief))
+        .await;
+    assert!(replay.is_err(), "a used token is refused");
+    let recorded = refusals(&f).await;
+    let prefix = super::audit::token_hash_prefix(&created.record.hash);
+    assert!(
+        recorded
+            .iter()
+            .any(|e| e.target == ALICE && e.details.contains(&prefix)),
+        "the replay names alice and the token"
+    );
+    assert!(
+        recorded
+            .iter()
+            .filter(|e| e.target == "unknown token")
+            .count()
+            < 30,
+        "made-up tokens are still held to the address's few entries a minute"
+    );
+}

@@ -82,20 +82,37 @@ fn seq_db(seq: u64) -> Result<i64, StoreError> {
     i64::try_from(seq).map_err(|_| corrupt("audit seq overflow"))
 }
 
-/// The table's last row.
+/// The table's last row. A `hash` that does not read as text (the row edited to another
+/// type, or to bytes that are not UTF-8) is damage like any other edit of it: the append finds
+/// it does not match the signed head, records the break and goes on. Failing here instead would
+/// stop every audited write (wipes, results, enrollments) until the row was repaired by hand.
 async fn tail(conn: &mut AnyConnection) -> Result<Option<Tail>, StoreError> {
-    let row: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(conn)
-            .await
-            .map_err(db)?;
-    row.map(|(seq, hash)| {
-        u64::try_from(seq)
-            .map(|seq| Tail { seq, hash })
-            .map_err(|_| corrupt("negative audit seq"))
-    })
-    .transpose()
+    let (seq, hash) = match sqlx::query_as::<_, (i64, String)>(
+        "SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)
+    {
+        Ok(Some(row)) => row,
+        Ok(None) => return Ok(None),
+        // The row's values are decoded as it is fetched: read its number alone.
+        Err(StoreError::Corrupt(_)) => {
+            let seq: i64 =
+                sqlx::query_scalar("SELECT seq FROM audit_log ORDER BY seq DESC LIMIT 1")
+                    .fetch_one(&mut *conn)
+                    .await
+                    .map_err(db)?;
+            (seq, UNREADABLE_HASH.to_owned())
+        }
+        Err(e) => return Err(e),
+    };
+    let seq = u64::try_from(seq).map_err(|_| corrupt("negative audit seq"))?;
+    Ok(Some(Tail { seq, hash }))
 }
+
+/// What an unreadable last hash is taken as: never a hash (those are hex).
+const UNREADABLE_HASH: &str = "(unreadable)";
 
 pub(super) async fn list(
     conn: &mut AnyConnection,
